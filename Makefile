@@ -1,0 +1,149 @@
+# natgrad Makefile. `make` builds build/natgrad and build/libnatgrad.a; `make run` prepares data and
+# runs the main job; `make test` builds and runs every test and ends with "N passed, M failed".
+# NG_CUDA=0|1 forces the CUDA backend off/on (default: on when nvcc is found).
+# Missing Debian packages are installed by `make deps` (run by run/test) when root; otherwise the
+# exact apt-get command is printed and the build stops.
+
+SHELL := /bin/bash
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+CXX ?= g++
+ifeq ($(origin CXX),default)
+CXX := g++
+endif
+
+# ---- detection ---------------------------------------------------------------------------
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+ifeq ($(NVCC),)
+NG_CUDA ?= 0
+else
+NG_CUDA ?= 1
+endif
+ifeq ($(NG_CUDA),1)
+ifeq ($(NVCC),)
+$(error NG_CUDA=1 but nvcc was not found (looked in PATH and $(CUDA_HOME)/bin); install the CUDA toolkit or use NG_CUDA=0)
+endif
+NVCC_VERSION := $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')
+endif
+
+OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
+HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes || echo no)
+HAVE_LAPACKE := $(shell test -f /usr/include/lapacke.h && echo yes || echo no)
+HAVE_ZLIB := $(shell test -f /usr/include/zlib.h && echo yes || echo no)
+HAVE_OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes || echo no)
+HAVE_GNUPLOT := $(shell command -v gnuplot >/dev/null 2>&1 && echo yes || echo no)
+DEB_PACKAGES := libopenblas-openmp-dev liblapacke-dev zlib1g-dev gnuplot-nox
+
+# ---- flags -------------------------------------------------------------------------------
+BUILD := build
+OPT ?= -O2
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp $(OPT) -g \
+    -Iinclude -Ikernels -Ihost -I$(OPENBLAS_INC)
+CFLAGS := $(CFLAGS_COMMON) $(EXTRA_CFLAGS)
+LDLIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -llapacke -lz -lm -fopenmp -lpthread
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcurand -lcudart
+NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCCFLAGS := -O3 -std=c++17 $(NVCC_ARCH) -Iinclude -Ikernels -DNG_NVTX \
+    -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
+
+HOST_SRC := $(sort $(wildcard host/core/*.c host/backend/*.c host/data/*.c host/models/*.c \
+    host/optim/*.c host/eval/*.c))
+CLI_SRC := $(sort $(wildcard host/cli/*.c))
+CU_SRC := $(sort $(wildcard kernels/*.cu))
+# objects of the two configurations live apart, so switching NG_CUDA never mixes them
+OBJ := $(BUILD)/obj$(NG_CUDA)
+HOST_OBJ := $(HOST_SRC:%.c=$(OBJ)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(OBJ)/%.o)
+# rebuilt whenever the configuration changes, so the library and binary follow NG_CUDA
+CONFIG_STAMP := $(BUILD)/config-$(NG_CUDA).stamp
+
+ifeq ($(NG_CUDA),1)
+CU_OBJ := $(CU_SRC:%.cu=$(OBJ)/%.o)
+CFLAGS += -DNG_HAVE_CUDA -DNG_NVTX -I$(CUDA_HOME)/include
+LIB_LDLIBS := $(LDLIBS) $(CUDA_LDLIBS) -lstdc++
+else
+CU_OBJ :=
+LIB_LDLIBS := $(LDLIBS)
+endif
+
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps config run test test-gpu bench bench-rbm clean data-mnist data-fashion
+all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
+
+config:
+	@echo "natgrad build: cuda: $(if $(filter 1,$(NG_CUDA)),yes (nvcc $(NVCC_VERSION), sm_80 sm_90),no) | openblas: $(HAVE_OPENBLAS) | lapacke: $(HAVE_LAPACKE) | zlib: $(HAVE_ZLIB) | openmp: $(HAVE_OPENMP) | gnuplot: $(HAVE_GNUPLOT)"
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >$(BUILD)-deps.log 2>&1 \
+	    || { echo "deps: apt-get failed, see $(BUILD)-deps.log"; exit 1; }; \
+	  else echo "deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+	else echo "deps: all Debian packages present"; fi
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(CONFIG_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/config-*.stamp && touch $@
+
+$(OBJ)/kernels/%.o: kernels/%.cu kernels/ng_math.h kernels/ng_cuda.cuh
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@ 2> $(@:.o=.ptxas.txt) || { cat $(@:.o=.ptxas.txt); exit 1; }
+	@grep -E "spill stores|spill loads" $(@:.o=.ptxas.txt) | grep -vE " 0 bytes spill stores, 0 bytes spill loads" | sed 's/^/warning: ptxas spill in $(notdir $<): /' || true
+
+$(BUILD)/libnatgrad.a: $(HOST_OBJ) $(CU_OBJ) $(CONFIG_STAMP)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $(HOST_OBJ) $(CU_OBJ)
+
+$(BUILD)/natgrad: $(CLI_OBJ) $(BUILD)/libnatgrad.a
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libnatgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+
+-include $(HOST_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# ---- tests -------------------------------------------------------------------------------
+-include tests/simt/simt.mk
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-build
+	@bash tests/run.sh $(BUILD)
+
+# The data-layer tests again, with the data and core sources built under ASan + UBSan; run.sh picks
+# the binary up like any test_*. Leak checking stays on (it works here); ASAN_OPTIONS=detect_leaks=0
+# turns it off where ptrace is restricted.
+ASAN_TEST_BIN := $(BUILD)/tests/test_idx_asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_SRC := $(filter host/core/%.c host/data/%.c,$(HOST_SRC))
+$(ASAN_TEST_BIN): tests/test_idx.c tests/harness.h $(ASAN_SRC) $(wildcard include/natgrad/*.h) $(BUILD)/libnatgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Itests tests/test_idx.c $(ASAN_SRC) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+
+test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
+
+# ---- main job and benchmarks -------------------------------------------------------------
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash data/prepare.sh mnist
+	@bash bench/run_main.sh
+
+data-mnist:
+	@bash data/prepare.sh mnist
+
+data-fashion:
+	@bash data/prepare.sh fashion-mnist
+
+clean:
+	rm -rf $(BUILD)

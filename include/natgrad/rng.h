@@ -1,0 +1,40 @@
+/* natgrad/rng.h: host front end of the Philox4x32-10 streams defined in kernels/ng_math.h.
+ * A stream is keyed by (seed, purpose) and indexed by (step, element). Purposes are fixed numbers
+ * so checkpoints written by one version replay the same streams in the next. */
+#ifndef NATGRAD_RNG_H
+#define NATGRAD_RNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ng_rng_purpose {
+    NG_RNG_INIT_WEIGHTS = 1, /* normal weight initialisation (host) */
+    NG_RNG_BINARIZE = 2,     /* stochastic binarisation of training batches */
+    NG_RNG_GIBBS = 3,        /* Gibbs sampling of PCD / CD chains */
+    NG_RNG_AIS = 4,          /* annealed importance sampling chains */
+    NG_RNG_SHUFFLE = 5,      /* per-epoch permutation of the training set (host) */
+    NG_RNG_PARTICLES = 6,    /* initial fantasy particles */
+    NG_RNG_EVAL_BINARIZE = 7,/* binarisation of evaluation data (fixed per seed) */
+    NG_RNG_RAISE = 8,        /* reverse AIS chains */
+    NG_RNG_MONITOR = 9,      /* training monitors (reconstruction), indexed by update count */
+    NG_RNG_TEST = 100        /* tests */
+} ng_rng_purpose;
+
+uint64_t ng_rng_stream_key(uint64_t seed, ng_rng_purpose purpose);
+/* Uniform in (0, 1] of element i of stream (key, step): identical to the device kernels' draws. */
+float ng_rng_uniform(uint64_t key, uint64_t step, uint64_t i);
+/* Standard normal of element i (Box-Muller on two words, double precision, host only). */
+double ng_rng_normal(uint64_t key, uint64_t step, uint64_t i);
+/* Fill host buffer with N(mean, std^2) draws, element i of the stream for out[i]. */
+void ng_rng_fill_normal(float *out, size_t n, float mean, float std, uint64_t key, uint64_t step);
+/* A uniformly random permutation of 0..n-1 (Fisher-Yates driven by the stream). */
+void ng_rng_permutation(int *perm, int n, uint64_t key, uint64_t step);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,58 @@
+/* ng_cuda.cuh: launch and check helpers shared by every kernels/<family>.cu.
+ * Kernels launch only through NG_LAUNCH so that tests/simt can run them on the CPU unmodified:
+ * under nvcc it is a real <<<>>> launch; with NG_SIMT defined (host compiler + tests/simt/simt.h)
+ * it is the emulator's grid loop. Launchers return ng_status and check cudaGetLastError. */
+#ifndef NG_CUDA_CUH
+#define NG_CUDA_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "natgrad/status.h"
+#include "ng_math.h"
+
+#if defined(NG_SIMT)
+/* tests/simt/simt.h defines NG_LAUNCH and NG_DYN_SHARED. */
+#include "simt.h"
+#else
+#define NG_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<(grid), (block), (shmem), (cudaStream_t)(stream)>>>
+#define NG_DYN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+#if defined(NG_NVTX) && !defined(NG_SIMT)
+#include <nvtx3/nvToolsExt.h>
+#define NG_NVTX_PUSH(name) nvtxRangePushA(name)
+#define NG_NVTX_POP() nvtxRangePop()
+#else
+#define NG_NVTX_PUSH(name) ((void)0)
+#define NG_NVTX_POP() ((void)0)
+#endif
+
+#define NG_CUDA_CHECK(call)                                                                     \
+    do {                                                                                        \
+        cudaError_t ng_e_ = (call);                                                             \
+        if (ng_e_ != cudaSuccess)                                                               \
+            return ng_error(NG_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,                    \
+                            cudaGetErrorString(ng_e_), __FILE__, __LINE__);                     \
+    } while (0)
+
+/* After a launch: report a launch-configuration error with the kernel's name; closes the NVTX range. */
+#define NG_LAUNCH_CHECK(name)                                                                   \
+    do {                                                                                        \
+        cudaError_t ng_e_ = cudaGetLastError();                                                 \
+        NG_NVTX_POP();                                                                          \
+        if (ng_e_ != cudaSuccess)                                                               \
+            return ng_error(NG_ERR_BACKEND, "kernel %s launch failed: %s (%s:%d)", name,        \
+                            cudaGetErrorString(ng_e_), __FILE__, __LINE__);                     \
+    } while (0)
+
+/* Number of blocks of `block` threads covering n items, capped so the grid stays legal; kernels
+ * use grid-stride loops so any cap is correct. */
+static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {
+    size_t g = (n + block - 1) / block;
+    if (g < 1) g = 1;
+    if (g > 65535u * 16u) g = 65535u * 16u;
+    return (unsigned int)g;
+}
+
+#endif

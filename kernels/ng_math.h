@@ -1,0 +1,176 @@
+/* ng_math.h: math shared by host and device. Every elementwise kernel body lives here once, as an
+ * NG_HD function, and both the CUDA kernels (kernels/\*.cu) and the CPU backend (host/backend/cpu.c)
+ * call it, so the two backends compute the same thing. Written in the subset valid as C11 and CUDA
+ * C++: explicit casts, float literals, no VLAs, no C99-only designators.
+ *
+ * Randomness: Philox4x32-10 (Salmon et al. 2011), as in cuRAND's curandStatePhilox4_32_10_t.
+ * A stream is keyed by a 64-bit key derived from (seed, purpose) (ng_rng_key) and indexed by
+ * (step, element i): the 32-bit word for element i is word (i & 3) of
+ *     Philox(counter = (lo(i>>2), hi(i>>2), lo(step), hi(step)), key = (lo(key), hi(key))).
+ * On the GPU exactly that word is what cuRAND returns after
+ *     curand_init(key, step, i, &st); curand(&st);   (subsequence = step, offset = i)
+ * so kernels draw through cuRAND's device API and the CPU calls ng_philox_word(); both give the
+ * same bits. Uniform floats use cuRAND's map x * 2^-32 + 2^-33 (exact in float: the scale is a
+ * power of two), so Bernoulli draws agree bit for bit across backends.
+ * cuRAND device API subset the kernels may use (and tests/simt emulates): curand_init, curand,
+ * curand_uniform, curand_uniform4, curand_normal, with curandStatePhilox4_32_10_t.
+ *
+ * Must not: allocate, touch global state, or depend on thread/block ids. */
+#ifndef NG_MATH_H
+#define NG_MATH_H
+
+#include <stdint.h>
+
+#if defined(__CUDACC__) || defined(NG_SIMT)
+#define NG_HD static __host__ __device__ __forceinline__
+#else
+#define NG_HD static inline
+#endif
+
+#if defined(__CUDACC__) && !defined(NG_SIMT)
+#define NG_EXPF(x) expf(x)
+#else
+#include <math.h>
+#define NG_EXPF(x) expf(x)
+#endif
+
+/* ---- Philox4x32-10 ---------------------------------------------------------------------- */
+
+typedef struct ng_u32x4 { uint32_t x, y, z, w; } ng_u32x4;
+
+NG_HD void ng_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo) {
+    uint64_t p = (uint64_t)a * (uint64_t)b;
+    *hi = (uint32_t)(p >> 32);
+    *lo = (uint32_t)p;
+}
+
+NG_HD ng_u32x4 ng_philox_round(ng_u32x4 c, uint32_t k0, uint32_t k1) {
+    uint32_t hi0, lo0, hi1, lo1;
+    ng_u32x4 r;
+    ng_mulhilo32(0xD2511F53u, c.x, &hi0, &lo0);
+    ng_mulhilo32(0xCD9E8D57u, c.z, &hi1, &lo1);
+    r.x = hi1 ^ c.y ^ k0;
+    r.y = lo1;
+    r.z = hi0 ^ c.w ^ k1;
+    r.w = lo0;
+    return r;
+}
+
+/* Philox4x32 with `rounds` rounds (10 for Philox4x32-10). */
+NG_HD ng_u32x4 ng_philox4x32(ng_u32x4 c, uint32_t k0, uint32_t k1, int rounds) {
+    int r;
+    for (r = 0; r < rounds; r++) {
+        if (r > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        c = ng_philox_round(c, k0, k1);
+    }
+    return c;
+}
+
+/* The 32-bit random word of element i of stream (key, step); see the header comment. */
+NG_HD uint32_t ng_philox_word(uint64_t key, uint64_t step, uint64_t i) {
+    ng_u32x4 c, o;
+    uint64_t blk = i >> 2;
+    c.x = (uint32_t)blk;
+    c.y = (uint32_t)(blk >> 32);
+    c.z = (uint32_t)step;
+    c.w = (uint32_t)(step >> 32);
+    o = ng_philox4x32(c, (uint32_t)key, (uint32_t)(key >> 32), 10);
+    switch ((int)(i & 3u)) {
+    case 0: return o.x;
+    case 1: return o.y;
+    case 2: return o.z;
+    default: return o.w;
+    }
+}
+
+/* cuRAND's uniform map: (0, 1], x * 2^-32 + 2^-33 in float arithmetic. */
+NG_HD float ng_u32_to_uniform(uint32_t x) {
+    return (float)x * 2.3283064e-10f + (2.3283064e-10f / 2.0f);
+}
+
+NG_HD float ng_uniform_at(uint64_t key, uint64_t step, uint64_t i) {
+    return ng_u32_to_uniform(ng_philox_word(key, step, i));
+}
+
+/* splitmix64 finaliser: mixes a 64-bit value; used to derive stream keys. */
+NG_HD uint64_t ng_mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Key of the stream for (seed, purpose). Different purposes give unrelated streams. */
+NG_HD uint64_t ng_rng_key(uint64_t seed, uint32_t purpose) {
+    return ng_mix64(seed ^ ng_mix64(0x6E67ull + (uint64_t)purpose));
+}
+
+/* ---- scalar functions -------------------------------------------------------------------- */
+
+NG_HD float ng_sigmoid(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + NG_EXPF(-x));
+    {
+        float e = NG_EXPF(x);
+        return e / (1.0f + e);
+    }
+}
+
+/* log(1 + exp(x)) without overflow. */
+NG_HD float ng_softplus(float x) {
+    if (x > 20.0f) return x + log1pf(NG_EXPF(-x));
+    return log1pf(NG_EXPF(x));
+}
+
+NG_HD double ng_softplus_d(double x) {
+    if (x > 30.0) return x + log1p(exp(-x));
+    return log1p(exp(x));
+}
+
+/* ---- elementwise bodies ------------------------------------------------------------------ */
+
+/* Bernoulli draw of one unit given its probability and a uniform in (0, 1]. */
+NG_HD float ng_bernoulli_draw(float p, float u) { return u <= p ? 1.0f : 0.0f; }
+
+/* Pre-activation of a unit on the AIS/tempered path: beta * (pre + bias) + (1 - beta) * base,
+ * where base is the base-rate model's bias (0 when there is none). beta = 1 gives the RBM. */
+NG_HD float ng_gibbs_input(float pre, float bias, float beta, float base) {
+    return beta * (pre + bias) + (1.0f - beta) * base;
+}
+
+/* Body of the fused Gibbs kernel: probability of the unit and its Bernoulli draw. */
+NG_HD void ng_gibbs_unit(float pre, float bias, float beta, float base, float u, float *prob,
+                         float *sample) {
+    float p = ng_sigmoid(ng_gibbs_input(pre, bias, beta, base));
+    *prob = p;
+    *sample = ng_bernoulli_draw(p, u);
+}
+
+/* Bit b of state s as a float (enumeration of binary states). */
+NG_HD float ng_state_bit(uint64_t s, int b) { return (float)((s >> b) & 1u); }
+
+/* y = alpha * x + beta * y for one element, BLAS style: beta = 0 ignores y (even a NaN there).
+ * Body of axpby. */
+NG_HD float ng_axpby_elem(float alpha, float x, float beta, float y) {
+    return beta == 0.0f ? alpha * x : alpha * x + beta * y;
+}
+
+/* y = beta * y, BLAS style: beta = 0 gives 0 even where y holds NaN. Body of the C = beta C
+ * paths of gemm/syrk/gemv (alpha = 0 or an empty inner dimension). */
+NG_HD float ng_scale_elem(float beta, float y) { return beta == 0.0f ? 0.0f : beta * y; }
+
+/* Final combine of a reduction accumulated in double: alpha * s + gamma * y, gamma = 0 ignoring y
+ * (sum_cols, sum_rows, softplus_sum). */
+NG_HD float ng_sum_combine(double s, float alpha, float gamma, float y) {
+    return (float)((double)alpha * s) + (gamma == 0.0f ? 0.0f : gamma * y);
+}
+
+/* One term of a free-energy sum over hidden units: softplus(beta * (pre + bias)), the factor that
+ * summing a binary hidden unit out of a (tempered, beta) RBM leaves in the free energy. */
+NG_HD float ng_softplus_term(float pre, float bias, float beta) {
+    return ng_softplus(beta * (pre + bias));
+}
+
+#endif
