@@ -134,6 +134,18 @@ $(ASAN_TEST_BIN): tests/test_idx.c tests/harness.h $(ASAN_SRC) $(wildcard includ
 test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
 
 # ---- main job and benchmarks -------------------------------------------------------------
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libnatgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+
+bench-rbm: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
+	@bash bench/bench_rbm.sh $(BUILD)
+
+bench: bench-rbm
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	@bash data/prepare.sh mnist

@@ -1,0 +1,121 @@
+/* bench_rbm.c: PCD training speed of a binary RBM next to the sgemm speed of the same backend,
+ * measured in the same run (make bench-rbm). Shapes default to FANG's MNIST setting: 784 x 500,
+ * 2000 particles, mini-batch 2000, PCD-1. The figure of merit is the ratio of the GFLOP/s a PCD
+ * update achieves (counting its gemms) to the measured sgemm GFLOP/s: how close the trainer runs
+ * to the machine's matrix-multiply speed. Writes a CSV row and prints a markdown line.
+ * The training data are random binary images: speed does not depend on pixel values. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu_blas.h"
+#include "natgrad/rbm.h"
+#include "natgrad/rng.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int die(const char *what) {
+    fprintf(stderr, "bench_rbm: %s: %s\n", what, ng_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    int nv = 784, nh = 500, m = 2000, M = 2000, iters = 20, i;
+    const char *device = "cpu", *csv = "bench/results/bench_rbm.csv", *opt = "centering";
+    ng_device dev;
+    ng_backend *be;
+    ng_rbm rbm;
+    ng_rbm_trainer tr;
+    ng_rbm_config cfg;
+    float *x, *A, *B;
+    void *dA, *dB, *dC;
+    double t0, t_pcd, t_gemm, gflop_pcd, gflop_gemm;
+    int n_train = 8000, reps = 10;
+    char note[256];
+    FILE *f;
+    ng_cpu_blas_reexec(argc, argv);
+    for (i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--iters")) iters = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--optimizer")) opt = argv[i + 1];
+        else if (!strcmp(argv[i], "--hidden")) nh = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) m = M = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "usage: bench_rbm [--iters N] [--device cpu|cuda|auto] [--optimizer sgd|centering|fang] [--hidden N] [--batch M] [--csv PATH]\n");
+            return 2;
+        }
+    }
+    if (iters < 1 || nh < 1 || m < 1) return fprintf(stderr, "bench_rbm: bad sizes\n"), 2;
+    if (ng_device_parse(device, &dev) != NG_OK) return die("--device");
+    if (ng_backend_init(dev, &be, note, sizeof note) != NG_OK) return die("backend");
+    if (note[0]) fprintf(stderr, "note: %s\n", note);
+    fprintf(stderr, "backend: %s\n", be->description);
+
+    /* sgemm peak at the shapes the trainer uses: (nh x m) = W (nh x nv) * V (nv x m) */
+    x = (float *)malloc((size_t)nv * n_train * sizeof(float));
+    A = (float *)malloc((size_t)nh * nv * sizeof(float));
+    B = (float *)malloc((size_t)nv * m * sizeof(float));
+    if (!x || !A || !B) return fprintf(stderr, "bench_rbm: out of memory\n"), 1;
+    ng_rng_fill_normal(A, (size_t)nh * nv, 0.0f, 0.01f, 1, 0);
+    for (i = 0; i < nv * m; i++) B[i] = (float)(ng_rng_uniform(2, 0, (uint64_t)i) < 0.5f);
+    for (i = 0; i < nv * n_train; i++) x[i] = (float)(ng_rng_uniform(3, 0, (uint64_t)i) < 0.2f);
+    if (ng_alloc(be, (size_t)nh * nv * 4, &dA) || ng_alloc(be, (size_t)nv * m * 4, &dB) ||
+        ng_alloc(be, (size_t)nh * m * 4, &dC))
+        return die("alloc");
+    ng_set(be, dA, A, (size_t)nh * nv * 4);
+    ng_set(be, dB, B, (size_t)nv * m * 4);
+    ng_gemm(be, 0, 0, nh, m, nv, 1.0f, dA, nh, dB, nv, 0.0f, dC, nh); /* warm-up */
+    ng_synchronize(be);
+    t0 = now();
+    for (i = 0; i < reps; i++)
+        if (ng_gemm(be, 0, 0, nh, m, nv, 1.0f, dA, nh, dB, nv, 0.0f, dC, nh)) return die("gemm");
+    ng_synchronize(be);
+    t_gemm = (now() - t0) / reps;
+    gflop_gemm = 2.0 * nh * m * nv / t_gemm * 1e-9;
+
+    ng_rbm_config_default(&cfg);
+    cfg.batch = m;
+    cfg.particles = M;
+    if (ng_rbm_optimizer_parse(opt, &cfg.optimizer) != NG_OK) return die("--optimizer");
+    if (ng_rbm_init(be, nv, nh, &rbm) || ng_rbm_init_params(&rbm, 1, 0.01f, NULL)) return die("rbm");
+    if (ng_rbm_trainer_init(&tr, &rbm, &cfg, x, n_train)) return die("trainer");
+    if (ng_rbm_trainer_step(&tr, NULL)) return die("step"); /* warm-up */
+    ng_synchronize(be);
+    t0 = now();
+    for (i = 0; i < iters; i++)
+        if (ng_rbm_trainer_step(&tr, NULL)) return die("step");
+    ng_synchronize(be);
+    t_pcd = (now() - t0) / iters;
+    /* gemm flops of one PCD-1 update: W vd, W vm, W^T h, W vm (final), two outer products */
+    gflop_pcd = 2.0 * nh * nv * (m + M + M + M + m + M) / t_pcd * 1e-9;
+
+    printf("| %s | %s | %dx%d | %d | %d | %.3f | %.2f | %.1f | %.1f | %.2f |\n", be->description,
+           ng_rbm_optimizer_name(cfg.optimizer), nv, nh, M, m, t_pcd * 1e3, 1.0 / t_pcd, gflop_pcd,
+           gflop_gemm, gflop_pcd / gflop_gemm);
+    f = fopen(csv, "a");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        if (ftell(f) == 0)
+            fprintf(f, "backend,optimizer,n_visible,n_hidden,particles,batch,ms_per_update,updates_per_s,pcd_gflops,sgemm_gflops,ratio\n");
+        fprintf(f, "\"%s\",%s,%d,%d,%d,%d,%.4f,%.4f,%.2f,%.2f,%.4f\n", be->description,
+                ng_rbm_optimizer_name(cfg.optimizer), nv, nh, M, m, t_pcd * 1e3, 1.0 / t_pcd,
+                gflop_pcd, gflop_gemm, gflop_pcd / gflop_gemm);
+        fclose(f);
+    }
+    ng_rbm_trainer_free(&tr);
+    ng_rbm_free(&rbm);
+    ng_free(be, dA);
+    ng_free(be, dB);
+    ng_free(be, dC);
+    ng_backend_free(be);
+    free(x);
+    free(A);
+    free(B);
+    return 0;
+}

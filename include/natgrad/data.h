@@ -1,0 +1,99 @@
+/* natgrad/data.h: IDX files (the MNIST container format, raw or gzip) and host-side data sets.
+ *
+ * A data set of n examples of dimension dim is a (dim, n) column-major float matrix on the host:
+ * example j occupies x[j*dim .. j*dim + dim-1], and for an image pixel (r, c) sits at index
+ * r*width + c of its column (the row-major pixel order of the IDX file). Values are in [0, 1].
+ *
+ * The reader is strict: every header field is validated, the payload length must equal what the
+ * header implies (no truncation, no trailing bytes), float payloads must be finite, and nothing is
+ * allocated from a size that has not been checked (for gzip input, the buffer grows only as
+ * decompressed bytes actually arrive). Errors are NG_ERR_IO (open/read/write failed) or
+ * NG_ERR_FORMAT (malformed content), with a message naming the file and the problem.
+ *
+ * Every function that fills an output struct zeroes it first, so the matching *_free is always
+ * safe to call, on success or failure. */
+#ifndef NATGRAD_DATA_H
+#define NATGRAD_DATA_H
+
+#include <stddef.h>
+
+#include "natgrad/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* IDX element types: the third byte of the magic number. */
+enum {
+    NG_IDX_U8 = 0x08,
+    NG_IDX_I8 = 0x09,
+    NG_IDX_I16 = 0x0B,
+    NG_IDX_I32 = 0x0C,
+    NG_IDX_F32 = 0x0D,
+    NG_IDX_F64 = 0x0E
+};
+
+#define NG_IDX_MAX_DIMS 4
+/* Largest accepted element count (2^31 - 1): anything larger is rejected as absurd. */
+#define NG_IDX_MAX_COUNT ((size_t)2147483647)
+
+typedef struct ng_idx {
+    int dtype;                  /* NG_IDX_U8 ... NG_IDX_F64 */
+    int ndims;                  /* 1 .. NG_IDX_MAX_DIMS */
+    int dims[NG_IDX_MAX_DIMS];  /* dims[0] is the slowest-varying (the example index); unused = 0 */
+    size_t count;               /* product of dims */
+    void *data;                 /* count elements of dtype, host byte order, row-major as in the file */
+} ng_idx;
+
+/* Size in bytes of one element of dtype; 0 for an unknown dtype. */
+size_t ng_idx_dtype_size(int dtype);
+/* "u8", "i8", "i16", "i32", "f32", "f64", or "?". */
+const char *ng_idx_dtype_name(int dtype);
+
+/* Read an IDX file, raw or gzip-compressed (recognised by the bytes 1f 8b, not by its name). */
+ng_status ng_idx_read(const char *path, ng_idx *out);
+/* Write a raw (uncompressed) IDX file: to path.tmp, flushed and fsync'ed, then renamed onto path,
+ * so an existing file is replaced whole or not at all. idx->count must equal the product of dims. */
+ng_status ng_idx_write(const char *path, const ng_idx *idx);
+void ng_idx_free(ng_idx *idx);
+
+typedef struct ng_dataset {
+    float *x;               /* (dim, n) column-major, host memory, values in [0, 1] */
+    unsigned char *labels;  /* (n), or NULL when the set has no labels */
+    int dim;                /* height * width */
+    int n;
+    int height, width;      /* image shape; a flat (n, d) IDX file gives height = d, width = 1 */
+    char name[64];
+} ng_dataset;
+
+/* Load images (u8 scaled by 1/255, or f32/f64 already in [0, 1]; shape (n, h, w) or (n, d)) and,
+ * when labels_or_null is given, their labels (1-D, integral, values 0..255, exactly n of them). */
+ng_status ng_dataset_load_idx(const char *images, const char *labels_or_null, ng_dataset *out);
+
+/* Load a named data set. name: "mnist" (data_dir/mnist/), "fashion-mnist" (data_dir/fashion-mnist/,
+ * else /usr/share/datasets/fashion-mnist/), "bars-stripes" (all 30 distinct 4x4 patterns, no labels,
+ * the same for both splits). data_dir NULL means "data". split: "train" or "test".
+ * Each IDX file is looked up as FILE then FILE.gz; a missing one is NG_ERR_IO with a message that
+ * says how to create it. */
+ng_status ng_dataset_load_named(const char *name, const char *data_dir, const char *split,
+                                ng_dataset *out);
+
+/* Bars and stripes on a side x side grid (host/data/synthetic.c): the distinct patterns in which
+ * every row is all-on or all-off (bars) or every column is (stripes); the all-off and all-on
+ * patterns count once. Order: bars for masks 0 .. 2^side - 1 (row r on iff bit r of the mask),
+ * then stripes for masks 1 .. 2^side - 2 (column c on iff bit c). n = 0 gives each pattern once;
+ * n > 0 gives n examples cycling through that order. side: 1 .. 15. Values are 0 or 1; no labels. */
+int ng_bars_stripes_count(int side); /* 2^(side+1) - 2 (30 for side 4); 0 when side is out of range */
+ng_status ng_dataset_make_bars_stripes(int side, int n, ng_dataset *out);
+
+/* out = a copy of examples first .. first+count-1 of src (x and labels). */
+ng_status ng_dataset_subset(const ng_dataset *src, int first, int count, ng_dataset *out);
+/* out = src with each image shrunk by averaging 2x2 blocks (28x28 -> 14x14); height and width
+ * must be even. Labels are copied. */
+ng_status ng_dataset_downsample2(const ng_dataset *src, ng_dataset *out);
+void ng_dataset_free(ng_dataset *ds);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
