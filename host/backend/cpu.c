@@ -59,7 +59,13 @@ static ng_status cpu_syrk(ng_backend *be, int trans, int n, int k, float alpha, 
         for (j = 0; j < n; j++)
             for (i = j; i < n; i++) C[i + (size_t)j * ldc] = 0.0f;
     }
-    if (k == 0) return NG_OK;
+    if (k == 0) { /* C = beta C on the lower triangle */
+        int i, j;
+        if (beta != 0.0f && beta != 1.0f)
+            for (j = 0; j < n; j++)
+                for (i = j; i < n; i++) C[i + (size_t)j * ldc] *= beta;
+        return NG_OK;
+    }
     cblas_ssyrk(CblasColMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda,
                 beta, C, ldc);
     return NG_OK;
@@ -70,7 +76,11 @@ static ng_status cpu_gemv(ng_backend *be, int trans, int m, int n, float alpha, 
     int ylen = trans ? n : m, i;
     if (beta == 0.0f)
         for (i = 0; i < ylen; i++) y[i] = 0.0f;
-    if (m == 0 || n == 0) return NG_OK;
+    if (m == 0 || n == 0) { /* empty inner dimension: y = beta y */
+        if (beta != 0.0f && beta != 1.0f)
+            for (i = 0; i < ylen; i++) y[i] *= beta;
+        return NG_OK;
+    }
     cblas_sgemv(CblasColMajor, trans ? CblasTrans : CblasNoTrans, m, n, alpha, A, lda, x, 1, beta,
                 y, 1);
     return NG_OK;

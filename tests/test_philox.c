@@ -1,0 +1,203 @@
+/* test_philox.c: the Philox4x32-10 generator and the stream definition of kernels/ng_math.h.
+ * Known-answer vectors come from shared/reference/philox_kat.txt (Random123's kat_vectors), read at
+ * run time: the file is the reference, so a missing or malformed file fails the test rather than
+ * falling back to numbers copied into this file. The file is found at $NG_SHARED/reference/, with
+ * NG_SHARED defaulting to ../shared (tests run from the repository root; shared/ sits beside it).
+ * Also checked: a stream word is the matching word of the block evaluation, (seed, purpose) keys are
+ * deterministic and separate streams, uniforms lie in (0,1] with the right mean, and the uniform map
+ * is cuRAND's x * 2^-32 + 2^-33 in float. Host-only; no backend is involved. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "natgrad/rng.h"
+#include "ng_math.h"
+
+static const char *shared_dir(void) {
+    const char *s = getenv("NG_SHARED");
+    return (s && *s) ? s : "../shared";
+}
+
+static int test_known_answers(void) {
+    char path[1024], line[512];
+    FILE *f;
+    int lineno = 0, nvec = 0;
+    snprintf(path, sizeof path, "%s/reference/philox_kat.txt", shared_dir());
+    f = fopen(path, "r");
+    NGT_CHECK(f != NULL,
+              "cannot open the Philox known-answer file %s (set NG_SHARED to the shared/ directory "
+              "that holds reference/philox_kat.txt; tests run from the repository root)",
+              path);
+    while (fgets(line, sizeof line, f)) {
+        char name[64];
+        int rounds;
+        unsigned int w[10];
+        ng_u32x4 ctr, got, want;
+        const char *p = line;
+        lineno++;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\r' || *p == '\0') continue;
+        if (sscanf(p, "%63s %d %x %x %x %x %x %x %x %x %x %x", name, &rounds, &w[0], &w[1], &w[2],
+                   &w[3], &w[4], &w[5], &w[6], &w[7], &w[8], &w[9]) != 12) {
+            printf("  %s:%d: malformed known-answer line: %s", path, lineno, line);
+            fclose(f);
+            return NGT_FAIL;
+        }
+        if (strcmp(name, "philox4x32") != 0) continue; /* other generators of the KAT file */
+        ctr.x = w[0];
+        ctr.y = w[1];
+        ctr.z = w[2];
+        ctr.w = w[3];
+        want.x = w[6];
+        want.y = w[7];
+        want.z = w[8];
+        want.w = w[9];
+        got = ng_philox4x32(ctr, w[4], w[5], rounds);
+        if (got.x != want.x || got.y != want.y || got.z != want.z || got.w != want.w) {
+            printf("  %s:%d: philox4x32-%d ctr %08x %08x %08x %08x key %08x %08x\n", path, lineno,
+                   rounds, w[0], w[1], w[2], w[3], w[4], w[5]);
+            printf("    got  %08x %08x %08x %08x\n    want %08x %08x %08x %08x\n", got.x, got.y,
+                   got.z, got.w, want.x, want.y, want.z, want.w);
+            fclose(f);
+            return NGT_FAIL;
+        }
+        nvec++;
+    }
+    fclose(f);
+    NGT_CHECK(nvec > 0, "%s holds no philox4x32 vectors", path);
+    printf("  %d philox4x32 known-answer vectors from %s match\n", nvec, path);
+    return NGT_PASS;
+}
+
+/* ng_philox_word(key, step, i) is word i & 3 of Philox(ctr = (lo(i>>2), hi(i>>2), lo(step),
+ * hi(step)), key = (lo(key), hi(key))), including indices and steps above 2^32. */
+static int test_word_is_block_word(void) {
+    static const uint64_t keys[] = {0, 1, 0xDEADBEEFCAFEF00Dull, 0xFFFFFFFFFFFFFFFFull};
+    static const uint64_t steps[] = {0, 7, 0x100000003ull, 0xFFFFFFFF00000000ull};
+    static const uint64_t bases[] = {0, 4000, 4ull * 0xFFFFFFFFull, 1ull << 34, (1ull << 62) + 8};
+    size_t a, b, c;
+    for (a = 0; a < sizeof keys / sizeof keys[0]; a++)
+        for (b = 0; b < sizeof steps / sizeof steps[0]; b++)
+            for (c = 0; c < sizeof bases / sizeof bases[0]; c++) {
+                uint64_t i;
+                for (i = bases[c]; i < bases[c] + 13; i++) {
+                    uint64_t key = keys[a], step = steps[b], blk = i >> 2;
+                    ng_u32x4 ctr, o;
+                    uint32_t want, got;
+                    ctr.x = (uint32_t)blk;
+                    ctr.y = (uint32_t)(blk >> 32);
+                    ctr.z = (uint32_t)step;
+                    ctr.w = (uint32_t)(step >> 32);
+                    o = ng_philox4x32(ctr, (uint32_t)key, (uint32_t)(key >> 32), 10);
+                    want = (i & 3) == 0 ? o.x : (i & 3) == 1 ? o.y : (i & 3) == 2 ? o.z : o.w;
+                    got = ng_philox_word(key, step, i);
+                    NGT_CHECK(got == want,
+                              "key %016llx step %016llx i %llu: word %08x, block word %08x",
+                              (unsigned long long)key, (unsigned long long)step,
+                              (unsigned long long)i, got, want);
+                    NGT_CHECK(ng_uniform_at(key, step, i) == ng_u32_to_uniform(want),
+                              "ng_uniform_at differs from ng_u32_to_uniform(word) at i %llu",
+                              (unsigned long long)i);
+                }
+            }
+    return NGT_PASS;
+}
+
+static int test_same_key_same_bits(void) {
+    uint64_t k1 = ng_rng_key(12345, 3), k2 = ng_rng_key(12345, 3);
+    uint64_t i;
+    NGT_CHECK(k1 == k2, "ng_rng_key(12345, 3) gave %016llx then %016llx", (unsigned long long)k1,
+              (unsigned long long)k2);
+    NGT_CHECK(ng_rng_stream_key(12345, NG_RNG_GIBBS) == ng_rng_key(12345, (uint32_t)NG_RNG_GIBBS),
+              "host front end ng_rng_stream_key differs from ng_rng_key");
+    for (i = 0; i < 10000; i++) {
+        NGT_CHECK(ng_philox_word(k1, 5, i) == ng_philox_word(k2, 5, i), "word %llu differs",
+                  (unsigned long long)i);
+        NGT_CHECK(ng_rng_uniform(k1, 5, i) == ng_uniform_at(k1, 5, i),
+                  "ng_rng_uniform differs from ng_uniform_at at %llu", (unsigned long long)i);
+    }
+    return NGT_PASS;
+}
+
+/* Fraction of equal words at equal indices of two streams over n draws. Unrelated streams agree
+ * with probability 2^-32 per word, so anything near 1% means the streams are correlated. */
+static double equal_fraction(uint64_t ka, uint64_t sa, uint64_t kb, uint64_t sb, uint64_t n) {
+    uint64_t i, same = 0;
+    for (i = 0; i < n; i++) same += ng_philox_word(ka, sa, i) == ng_philox_word(kb, sb, i);
+    return (double)same / (double)n;
+}
+
+static int test_streams_differ(void) {
+    const uint64_t n = 100000;
+    double f;
+    uint64_t a = ng_rng_key(1, 3), b = ng_rng_key(2, 3), c = ng_rng_key(1, 4), d = ng_rng_key(0, 0);
+    NGT_CHECK(a != b && a != c && b != c && d != a, "keys collide");
+    f = equal_fraction(a, 0, b, 0, n);
+    NGT_CHECK(f < 0.01, "seeds 1 and 2 (purpose 3): %.4f of words equal", f);
+    f = equal_fraction(a, 0, c, 0, n);
+    NGT_CHECK(f < 0.01, "purposes 3 and 4 (seed 1): %.4f of words equal", f);
+    f = equal_fraction(a, 0, a, 1, n);
+    NGT_CHECK(f < 0.01, "steps 0 and 1 of one stream: %.4f of words equal", f);
+    /* a shifted copy of the same stream would also be a defect */
+    {
+        uint64_t i, same = 0;
+        for (i = 0; i < n; i++) same += ng_philox_word(a, 0, i) == ng_philox_word(a, 0, i + 1);
+        NGT_CHECK((double)same / (double)n < 0.01, "stream equals itself shifted by one: %llu",
+                  (unsigned long long)same);
+    }
+    return NGT_PASS;
+}
+
+/* 10^6 uniforms: all in (0, 1]; mean 1/2 within 5 sigma (sigma = sqrt(1/12 / N) = 2.9e-4) and
+ * variance 1/12 within 5 sigma (sd of a uniform's squared deviation is sqrt(1/80 - 1/144)). */
+static int test_uniform_range_and_moments(void) {
+    const uint64_t n = 1000000;
+    uint64_t key = ng_rng_key(2015, 100), i;
+    double s = 0.0, s2 = 0.0, mean, var, sig_m, sig_v;
+    for (i = 0; i < n; i++) {
+        float u = ng_uniform_at(key, 3, i);
+        NGT_CHECK(u > 0.0f && u <= 1.0f, "uniform %llu = %.9g outside (0,1]",
+                  (unsigned long long)i, (double)u);
+        s += u;
+        s2 += ((double)u - 0.5) * ((double)u - 0.5);
+    }
+    mean = s / (double)n;
+    var = s2 / (double)n;
+    sig_m = sqrt(1.0 / 12.0 / (double)n);
+    sig_v = sqrt((1.0 / 80.0 - 1.0 / 144.0) / (double)n);
+    NGT_CLOSE(mean, 0.5, 5.0 * sig_m, "mean of 1e6 uniforms (5 sigma)");
+    NGT_CLOSE(var, 1.0 / 12.0, 5.0 * sig_v, "variance of 1e6 uniforms (5 sigma)");
+    return NGT_PASS;
+}
+
+/* cuRAND: _curand_uniform(x) = x * CURAND_2POW32_INV + CURAND_2POW32_INV / 2.0f, in float. */
+static int test_uniform_map_matches_curand(void) {
+    static const uint32_t xs[] = {0u, 1u, 2u, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFF7Fu, 0xFFFFFF80u,
+                                  0xFFFFFFFFu};
+    const float inv32 = ldexpf(1.0f, -32), half = ldexpf(1.0f, -33);
+    size_t j;
+    for (j = 0; j < sizeof xs / sizeof xs[0]; j++) {
+        volatile float prod = (float)xs[j] * inv32; /* force float rounding of each operation */
+        float want = prod + half, got = ng_u32_to_uniform(xs[j]);
+        NGT_CHECK(got == want, "ng_u32_to_uniform(0x%08x) = %.9g, cuRAND's formula gives %.9g",
+                  xs[j], (double)got, (double)want);
+    }
+    NGT_CHECK(ng_u32_to_uniform(0u) == half, "uniform(0) = %.9g, want 2^-33",
+              (double)ng_u32_to_uniform(0u));
+    NGT_CHECK(ng_u32_to_uniform(0xFFFFFFFFu) == 1.0f, "uniform(0xFFFFFFFF) = %.9g, want 1",
+              (double)ng_u32_to_uniform(0xFFFFFFFFu));
+    return NGT_PASS;
+}
+
+int main(void) {
+    NGT_RUN(test_known_answers);
+    NGT_RUN(test_word_is_block_word);
+    NGT_RUN(test_same_key_same_bits);
+    NGT_RUN(test_streams_differ);
+    NGT_RUN(test_uniform_range_and_moments);
+    NGT_RUN(test_uniform_map_matches_curand);
+    return ngt_finish();
+}
