@@ -95,7 +95,7 @@ $(OBJ)/%.o: %.c
 $(CONFIG_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/config-*.stamp && touch $@
 
-$(OBJ)/kernels/%.o: kernels/%.cu kernels/ng_math.h kernels/ng_cuda.cuh
+$(OBJ)/kernels/%.o: kernels/%.cu kernels/ng_math.h kernels/ng_cuda.cuh kernels/ng_kernels.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@ 2> $(@:.o=.ptxas.txt) || { cat $(@:.o=.ptxas.txt); exit 1; }
 	@grep -E "spill stores|spill loads" $(@:.o=.ptxas.txt) | grep -vE " 0 bytes spill stores, 0 bytes spill loads" | sed 's/^/warning: ptxas spill in $(notdir $<): /' || true

@@ -137,7 +137,9 @@ NG_HD float ng_bernoulli_draw(float p, float u) { return u <= p ? 1.0f : 0.0f; }
 /* Pre-activation of a unit on the AIS/tempered path: beta * (pre + bias) + (1 - beta) * base,
  * where base is the base-rate model's bias (0 when there is none). beta = 1 gives the RBM. */
 NG_HD float ng_gibbs_input(float pre, float bias, float beta, float base) {
-    return beta * (pre + bias) + (1.0f - beta) * base;
+    /* explicit fmaf: nvcc would contract a*b + c into an FMA on its own; spelling it out gives
+     * the same rounding on the CPU and the GPU */
+    return fmaf(beta, pre + bias, (1.0f - beta) * base);
 }
 
 /* Body of the fused Gibbs kernel: probability of the unit and its Bernoulli draw. */

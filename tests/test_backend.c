@@ -879,7 +879,7 @@ static int gibbs_case(tctx *t, const gibbs_args *g) {
         for (r = 0; r < rows; r++) {
             float pv = pre[r + (size_t)c * g->ldp], bv = g->has_bias ? bias[r] : 0.0f;
             float basev = g->has_base ? base[r] : 0.0f;
-            float x = g->beta * (pv + bv) + (1.0f - g->beta) * basev;
+            float x = ng_gibbs_input(pv, bv, g->beta, basev); /* the shared body, so the CPU check is exact */
             float p = ng_sigmoid(x);
             double pd = sigmoid_d((double)g->beta * ((double)pv + bv) + (1.0 - g->beta) * basev);
             float u = ng_uniform_at(g->key, g->step, (uint64_t)r + (uint64_t)rows * c);

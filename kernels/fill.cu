@@ -1,0 +1,155 @@
+/* fill.cu: flat elementwise kernels behind the backend slots fill, fill_uniform, binary_states,
+ * to_double, to_float and axpby, and the C = beta C path of gemm/syrk/gemv (scale_matrix). Vectors
+ * are flat (n) arrays; binary_states and scale_matrix address column-major matrices through their
+ * leading dimension. Every kernel is a grid-stride loop whose element index, and for fill_uniform
+ * whose Philox word, depends only on the logical index, never on the launch shape.
+ * Must not: allocate, use atomics, or synchronize the host. */
+#include "ng_cuda.cuh"
+#ifndef NG_SIMT
+#include <curand_kernel.h>
+#endif
+
+#include "ng_kernels.h"
+
+#define FILL_BLOCK 256u
+
+static __global__ void fill_kernel(uint64_t n, float value, float *out) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = value;
+}
+
+/* out[i] = uniform (0, 1] of (key, step, i); one Philox block serves indices 4g .. 4g+3. */
+static __global__ void fill_uniform_kernel(uint64_t n, float *out, uint64_t key, uint64_t step) {
+    const uint64_t groups = (n + 3u) >> 2;
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t g;
+    for (g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
+        const uint64_t i0 = g << 2;
+        curandStatePhilox4_32_10_t st;
+        float4 u;
+        curand_init(key, step, i0, &st);
+        u = curand_uniform4(&st);
+        out[i0] = u.x;
+        if (i0 + 1u < n) out[i0 + 1u] = u.y;
+        if (i0 + 2u < n) out[i0 + 2u] = u.z;
+        if (i0 + 3u < n) out[i0 + 3u] = u.w;
+    }
+}
+
+/* out[b + ldo * c] = bit b of (first + c), logical index i = b + nbits * c. */
+static __global__ void binary_states_kernel(int nbits, uint64_t first, int count, float *out,
+                                            int ldo) {
+    const uint64_t n = (uint64_t)nbits * (uint64_t)count;
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const uint64_t c = i / (uint64_t)nbits;
+        const int b = (int)(i - c * (uint64_t)nbits);
+        out[(size_t)b + (size_t)ldo * (size_t)c] = ng_state_bit(first + c, b);
+    }
+}
+
+static __global__ void to_double_kernel(uint64_t n, const float *x, double *y) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        y[i] = (double)x[i];
+}
+
+static __global__ void to_float_kernel(uint64_t n, const double *x, float *y) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        y[i] = (float)x[i];
+}
+
+/* y = alpha x + beta y; y is not read when beta = 0 (BLAS: a NaN there is ignored). x may alias
+ * y. */
+static __global__ void axpby_kernel(uint64_t n, float alpha, const float *x, float beta,
+                                    float *y) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float yi = beta != 0.0f ? y[i] : 0.0f;
+        y[i] = ng_axpby_elem(alpha, x[i], beta, yi);
+    }
+}
+
+/* C(m,n) = beta C over logical index i = r + m * c (beta = 0 writes 0 without reading C);
+ * lower != 0 restricts it to the lower triangle r >= c. */
+static __global__ void scale_matrix_kernel(int m, int n, float beta, float *C, int ldc,
+                                           int lower) {
+    const uint64_t total = (uint64_t)m * (uint64_t)n;
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const uint64_t c = i / (uint64_t)m;
+        const uint64_t r = i - c * (uint64_t)m;
+        const size_t at = (size_t)r + (size_t)ldc * (size_t)c;
+        if (lower && r < c) continue;
+        C[at] = ng_scale_elem(beta, beta != 0.0f ? C[at] : 0.0f);
+    }
+}
+
+extern "C" ng_status ng_cuda_fill(size_t n, float value, float *out, void *stream) {
+    NG_NVTX_PUSH("fill");
+    NG_LAUNCH(fill_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, value, out);
+    NG_LAUNCH_CHECK("fill");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_fill_uniform(size_t n, float *out, uint64_t key, uint64_t step,
+                                          void *stream) {
+    NG_NVTX_PUSH("fill_uniform");
+    NG_LAUNCH(fill_uniform_kernel, ng_grid_1d((n + 3u) / 4u, FILL_BLOCK), FILL_BLOCK, 0,
+              (cudaStream_t)stream)((uint64_t)n, out, key, step);
+    NG_LAUNCH_CHECK("fill_uniform");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_binary_states(int nbits, uint64_t first, int count, float *out,
+                                           int ldo, void *stream) {
+    size_t n = (size_t)nbits * (size_t)count;
+    NG_NVTX_PUSH("binary_states");
+    NG_LAUNCH(binary_states_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0,
+              (cudaStream_t)stream)(nbits, first, count, out, ldo);
+    NG_LAUNCH_CHECK("binary_states");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_to_double(size_t n, const float *x, double *y, void *stream) {
+    NG_NVTX_PUSH("to_double");
+    NG_LAUNCH(to_double_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, x, y);
+    NG_LAUNCH_CHECK("to_double");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_to_float(size_t n, const double *x, float *y, void *stream) {
+    NG_NVTX_PUSH("to_float");
+    NG_LAUNCH(to_float_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, x, y);
+    NG_LAUNCH_CHECK("to_float");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float beta, float *y,
+                                   void *stream) {
+    NG_NVTX_PUSH("axpby");
+    NG_LAUNCH(axpby_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, alpha, x, beta, y);
+    NG_LAUNCH_CHECK("axpby");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, int ldc, int lower,
+                                          void *stream) {
+    size_t total = (size_t)m * (size_t)n;
+    NG_NVTX_PUSH("scale_matrix");
+    NG_LAUNCH(scale_matrix_kernel, ng_grid_1d(total, FILL_BLOCK), FILL_BLOCK, 0,
+              (cudaStream_t)stream)(m, n, beta, C, ldc, lower);
+    NG_LAUNCH_CHECK("scale_matrix");
+    return NG_OK;
+}

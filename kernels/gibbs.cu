@@ -1,0 +1,101 @@
+/* gibbs.cu: the RBM sampling kernels, used through the backend slots gibbs_sample and bernoulli
+ * (host/models/rbm.c, host/eval/ais.c). Layers are column-major (units, particles) with explicit
+ * leading dimensions; element (r, c) has logical index r + rows * c, and that index alone (never
+ * a thread or block id) selects its Philox word, so any launch shape gives the same samples and
+ * the CPU backend, which calls the same ng_math.h bodies, draws the same bits.
+ * Each thread takes a group of 4 consecutive logical indices, which share one Philox4x32-10 block
+ * (curand_init at an offset that is a multiple of 4, then curand_uniform4), so one Philox
+ * evaluation serves 4 elements. Must not: use float atomics, allocate, or synchronize the host. */
+#include "ng_cuda.cuh"
+#ifndef NG_SIMT
+#include <curand_kernel.h>
+#endif
+
+#include "ng_kernels.h"
+
+#define GIBBS_BLOCK 256u
+
+/* Element (r, c) of the Gibbs step with uniform u: prob and/or sample (both =). */
+static __device__ __forceinline__ void gibbs_one(int r, int c, float u, const float *pre, int ldp,
+                                                 const float *bias, float beta,
+                                                 const float *base, float *prob, int ldq,
+                                                 float *sample, int lds) {
+    float p, s;
+    float b = bias != NULL ? bias[r] : 0.0f;
+    float b0 = base != NULL ? base[r] : 0.0f;
+    ng_gibbs_unit(pre[(size_t)r + (size_t)ldp * (size_t)c], b, beta, b0, u, &p, &s);
+    if (prob != NULL) prob[(size_t)r + (size_t)ldq * (size_t)c] = p;
+    if (sample != NULL) sample[(size_t)r + (size_t)lds * (size_t)c] = s;
+}
+
+/* Grid-stride over groups g of logical indices 4g .. 4g+3 (< rows * cols). No __restrict__:
+ * pre may alias prob or sample; each element is read before it is written, by one thread. */
+static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre, int ldp,
+                                           const float *bias, float beta, const float *base,
+                                           float *prob, int ldq, float *sample, int lds,
+                                           uint64_t key, uint64_t step) {
+    const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    const uint64_t groups = (n + 3u) >> 2;
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t g;
+    for (g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
+        const uint64_t i0 = g << 2;
+        curandStatePhilox4_32_10_t st;
+        float4 u;
+        int c = (int)(i0 / (uint64_t)rows);
+        int r = (int)(i0 - (uint64_t)c * (uint64_t)rows);
+        curand_init(key, step, i0, &st);
+        u = curand_uniform4(&st);
+        gibbs_one(r, c, u.x, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+        if (i0 + 1u >= n) continue;
+        if (++r == rows) { r = 0; c++; }
+        gibbs_one(r, c, u.y, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+        if (i0 + 2u >= n) continue;
+        if (++r == rows) { r = 0; c++; }
+        gibbs_one(r, c, u.z, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+        if (i0 + 3u >= n) continue;
+        if (++r == rows) { r = 0; c++; }
+        gibbs_one(r, c, u.w, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+    }
+}
+
+/* out[i] = [u(key, step, i) <= p[i]], grid-stride over groups of 4 indices; p may alias out. */
+static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, uint64_t key,
+                                        uint64_t step) {
+    const uint64_t groups = (n + 3u) >> 2;
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t g;
+    for (g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
+        const uint64_t i0 = g << 2;
+        curandStatePhilox4_32_10_t st;
+        float4 u;
+        curand_init(key, step, i0, &st);
+        u = curand_uniform4(&st);
+        out[i0] = ng_bernoulli_draw(p[i0], u.x);
+        if (i0 + 1u < n) out[i0 + 1u] = ng_bernoulli_draw(p[i0 + 1u], u.y);
+        if (i0 + 2u < n) out[i0 + 2u] = ng_bernoulli_draw(p[i0 + 2u], u.z);
+        if (i0 + 3u < n) out[i0 + 3u] = ng_bernoulli_draw(p[i0 + 3u], u.w);
+    }
+}
+
+extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp,
+                                          const float *bias, float beta, const float *base,
+                                          float *prob, int ldq, float *sample, int lds,
+                                          uint64_t key, uint64_t step, void *stream) {
+    size_t groups = ((size_t)rows * (size_t)cols + 3u) / 4u;
+    NG_NVTX_PUSH("gibbs_sample");
+    NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+              (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
+                                    lds, key, step);
+    NG_LAUNCH_CHECK("gibbs_sample");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key,
+                                       uint64_t step, void *stream) {
+    NG_NVTX_PUSH("bernoulli");
+    NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+              (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+    NG_LAUNCH_CHECK("bernoulli");
+    return NG_OK;
+}

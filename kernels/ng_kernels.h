@@ -1,0 +1,64 @@
+/* ng_kernels.h: the extern "C" launchers of kernels/<family>.cu, callable from C
+ * (host/backend/cuda.c). Each launcher queues one kernel on `stream` (a cudaStream_t passed as
+ * void *, so no CUDA type appears here), opens an NVTX range named after the kernel and returns the
+ * launch error, if any, as an ng_status. Launchers do not synchronize and do not validate shapes:
+ * the checked wrappers of host/backend/backend.c have done that. Matrices are column-major with
+ * explicit leading dimensions; semantics (= overwrite, += accumulate, beta = 0 ignores the output)
+ * are those of the slot of the same name in natgrad/backend.h. */
+#ifndef NG_KERNELS_H
+#define NG_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "natgrad/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- gibbs.cu ----------------------------------------------------------------------------- */
+
+/* Fused Gibbs step, pre/prob/sample (rows, cols) with leading dimensions ldp/ldq/lds:
+ * prob = sigmoid(beta (pre + bias) + (1 - beta) base)  (=, skipped when prob is NULL),
+ * sample = [u(key, step, r + rows c) <= prob]           (=, skipped when sample is NULL).
+ * bias and base may be NULL (= 0). pre may alias prob or sample (same pointer and ld). */
+ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp, const float *bias,
+                               float beta, const float *base, float *prob, int ldq, float *sample,
+                               int lds, uint64_t key, uint64_t step, void *stream);
+/* out(n) = [u(key, step, i) <= p[i]]  (=); p and out may alias. */
+ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key, uint64_t step,
+                            void *stream);
+
+/* ---- reduce.cu ---------------------------------------------------------------------------- */
+
+/* y(cols) = alpha * sum_r softplus(beta (pre[r,c] + bias[r])) + gamma * y  (gamma = 0 ignores y);
+ * bias may be NULL (= 0). One block per column, fixed-order tree: reproducible run to run. */
+ng_status ng_cuda_softplus_sum(int rows, int cols, const float *pre, int ldp, const float *bias,
+                               float beta, float alpha, float gamma, float *y, void *stream);
+
+/* ---- fill.cu ------------------------------------------------------------------------------ */
+
+/* out(n) = value  (=) */
+ng_status ng_cuda_fill(size_t n, float value, float *out, void *stream);
+/* out(n) = uniform in (0, 1] of (key, step, i)  (=) */
+ng_status ng_cuda_fill_uniform(size_t n, float *out, uint64_t key, uint64_t step, void *stream);
+/* out(nbits, count)[b, c] = bit b of (first + c)  (=); nbits <= 64 */
+ng_status ng_cuda_binary_states(int nbits, uint64_t first, int count, float *out, int ldo,
+                                void *stream);
+/* y(n) = (double) x  (=) */
+ng_status ng_cuda_to_double(size_t n, const float *x, double *y, void *stream);
+/* y(n) = (float) x  (=, round to nearest) */
+ng_status ng_cuda_to_float(size_t n, const double *x, float *y, void *stream);
+/* y(n) = alpha x + beta y  (beta = 0 ignores y); x and y may alias. */
+ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float beta, float *y,
+                        void *stream);
+/* C(m,n) = beta C  (beta = 0 writes 0 without reading C); lower != 0: only the lower triangle
+ * (r >= c) is touched. The C = beta C case of gemm/syrk when alpha = 0 or k = 0. */
+ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, int ldc, int lower,
+                               void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

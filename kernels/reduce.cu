@@ -1,0 +1,56 @@
+/* reduce.cu: column reductions that cuBLAS does not provide, used through the backend slot
+ * softplus_sum (free energies of RBMs: host/models/rbm.c, host/eval/ais.c). pre is column-major
+ * (rows, cols) with leading dimension ldp; y has one entry per column.
+ * One block per column (grid-stride over columns), SOFTPLUS_BLOCK threads: thread t sums rows
+ * t, t + SOFTPLUS_BLOCK, ... in that order, then a shared-memory tree halves the partial sums in a
+ * fixed pattern. The block size is a compile-time constant, so the summation order, and the
+ * result, are the same on every run and every GPU. Sums are kept in double, as the CPU backend
+ * does, so the two agree to float rounding whatever their orders. Must not: use float atomics
+ * (order would vary), or launch with a block size other than SOFTPLUS_BLOCK (a power of two).
+ * sum_cols / sum_rows are cublasSgemv against a vector of ones in host/backend/cuda.c. */
+#include "ng_cuda.cuh"
+
+#include "ng_kernels.h"
+
+#define SOFTPLUS_BLOCK 256u
+#define SOFTPLUS_MAX_GRID 65535u
+
+/* y[c] = alpha * sum_r softplus(beta (pre[r,c] + bias[r])) + gamma * y[c]  (gamma = 0 ignores y) */
+static __global__ void softplus_sum_kernel(int rows, int cols, const float *pre, int ldp,
+                                           const float *bias, float beta, float alpha,
+                                           float gamma, float *y) {
+    __shared__ double part[SOFTPLUS_BLOCK];
+    const int t = (int)threadIdx.x;
+    int c;
+    for (c = (int)blockIdx.x; c < cols; c += (int)gridDim.x) {
+        const float *col = pre + (size_t)ldp * (size_t)c;
+        double acc = 0.0;
+        int r, half;
+        for (r = t; r < rows; r += (int)SOFTPLUS_BLOCK)
+            acc += (double)ng_softplus_term(col[r], bias != NULL ? bias[r] : 0.0f, beta);
+        part[t] = acc;
+        __syncthreads();
+        for (half = (int)SOFTPLUS_BLOCK / 2; half > 0; half >>= 1) {
+            if (t < half) part[t] += part[t + half];
+            __syncthreads();
+        }
+        if (t == 0) {
+            float yc = gamma != 0.0f ? y[c] : 0.0f; /* never read y when gamma = 0 */
+            y[c] = ng_sum_combine(part[0], alpha, gamma, yc);
+        }
+        /* part[0] is read above before any thread refills part for the next column */
+        __syncthreads();
+    }
+}
+
+extern "C" ng_status ng_cuda_softplus_sum(int rows, int cols, const float *pre, int ldp,
+                                          const float *bias, float beta, float alpha, float gamma,
+                                          float *y, void *stream) {
+    unsigned int grid = cols < 1 ? 1u : (unsigned int)cols;
+    if (grid > SOFTPLUS_MAX_GRID) grid = SOFTPLUS_MAX_GRID;
+    NG_NVTX_PUSH("softplus_sum");
+    NG_LAUNCH(softplus_sum_kernel, grid, SOFTPLUS_BLOCK, 0, (cudaStream_t)stream)(
+        rows, cols, pre, ldp, bias, beta, alpha, gamma, y);
+    NG_LAUNCH_CHECK("softplus_sum");
+    return NG_OK;
+}
