@@ -1,0 +1,475 @@
+/* test_eval.c: RBM evaluation (host/eval/logz.c, host/eval/ais.c) against exact references.
+ * References are computed here in float64 on the host: a brute-force sum over both layers for
+ * tiny RBMs, an analytic marginalisation over one layer for ones too big for that, the closed
+ * form of an RBM without weights. Every test runs on the CPU backend and, when
+ * ng_backend_cuda_init succeeds (a GPU, or the tests/simt emulator), on the CUDA backend too;
+ * under emulation (the tests/simt device) or with NG_TEST_SMALL set the 784 x 16 AIS case
+ * shrinks to 64 x 10 so that the emulated kernels stay quick. Deterministic: all randomness
+ * comes from fixed Philox streams. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "natgrad/eval.h"
+#include "natgrad/rng.h"
+
+static ng_backend *g_cpu, *g_cuda;
+static char g_cuda_reason[300];
+
+/* Host parameters of a test RBM, column-major like the device copy. */
+typedef struct host_rbm {
+    int nv, nh;
+    float *W, *a, *b; /* (nh, nv), (nv), (nh) */
+} host_rbm;
+
+static void host_rbm_free(host_rbm *h) {
+    free(h->W);
+    free(h->a);
+    free(h->b);
+}
+
+/* W ~ N(0, w_std^2), a ~ N(a_mean, a_std^2), b ~ N(b_mean, b_std^2) from the test stream `seed`;
+ * uploaded into a fresh ng_rbm on `be`. */
+static ng_status make_rbm(ng_backend *be, int nv, int nh, uint64_t seed, float w_std, float a_mean,
+                          float a_std, float b_mean, float b_std, ng_rbm *rbm, host_rbm *h) {
+    uint64_t key = ng_rng_stream_key(seed, NG_RNG_TEST);
+    h->nv = nv;
+    h->nh = nh;
+    h->W = (float *)malloc((size_t)nv * nh * sizeof(float));
+    h->a = (float *)malloc((size_t)nv * sizeof(float));
+    h->b = (float *)malloc((size_t)nh * sizeof(float));
+    if (!h->W || !h->a || !h->b) return ng_error(NG_ERR_OOM, "test: out of memory");
+    ng_rng_fill_normal(h->W, (size_t)nv * nh, 0.0f, w_std, key, 0);
+    ng_rng_fill_normal(h->a, (size_t)nv, a_mean, a_std, key, 1);
+    ng_rng_fill_normal(h->b, (size_t)nh, b_mean, b_std, key, 2);
+    NG_TRY(ng_rbm_init(be, nv, nh, rbm));
+    return ng_rbm_set_params(rbm, h->W, h->a, h->b);
+}
+
+static double softplus_d(double x) { return x > 30.0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+/* log sum_{v,h} exp(a'v + b'h + h'Wv): every joint state, float64 (nv + nh <= ~20). */
+static double brute_log_z(const host_rbm *h) {
+    uint64_t sv, sh, nvs = (uint64_t)1 << h->nv, nhs = (uint64_t)1 << h->nh;
+    double mx = -INFINITY, sum = 0.0;
+    double *e = (double *)malloc((size_t)(nvs * nhs) * sizeof(double));
+    size_t n = 0, i;
+    for (sv = 0; sv < nvs; sv++)
+        for (sh = 0; sh < nhs; sh++) {
+            double x = 0.0;
+            int vi, hj;
+            for (vi = 0; vi < h->nv; vi++)
+                if (sv >> vi & 1) x += h->a[vi];
+            for (hj = 0; hj < h->nh; hj++) {
+                if (!(sh >> hj & 1)) continue;
+                x += h->b[hj];
+                for (vi = 0; vi < h->nv; vi++)
+                    if (sv >> vi & 1) x += h->W[hj + (size_t)vi * h->nh];
+            }
+            e[n++] = x;
+            if (x > mx) mx = x;
+        }
+    for (i = 0; i < n; i++) sum += exp(e[i] - mx);
+    free(e);
+    return mx + log(sum);
+}
+
+/* log sum_h exp(-E(v, h)) = a'v + sum_j softplus(W_j v + b_j) for a binary v, float64. */
+static double log_pstar_v(const host_rbm *h, const float *v) {
+    double x = 0.0;
+    int i, j;
+    for (i = 0; i < h->nv; i++) x += (double)h->a[i] * v[i];
+    for (j = 0; j < h->nh; j++) {
+        double pre = h->b[j];
+        for (i = 0; i < h->nv; i++) pre += (double)h->W[j + (size_t)i * h->nh] * v[i];
+        x += softplus_d(pre);
+    }
+    return x;
+}
+
+/* log Z by enumerating the hidden layer only and summing v out analytically, float64. */
+static double marginal_log_z_hidden(const host_rbm *h) {
+    uint64_t sh, nhs = (uint64_t)1 << h->nh;
+    double mx = -INFINITY, sum = 0.0;
+    for (sh = 0; sh < nhs; sh++) {
+        double x = 0.0;
+        int i, j;
+        for (j = 0; j < h->nh; j++)
+            if (sh >> j & 1) x += h->b[j];
+        for (i = 0; i < h->nv; i++) {
+            double pre = h->a[i];
+            for (j = 0; j < h->nh; j++)
+                if (sh >> j & 1) pre += h->W[j + (size_t)i * h->nh];
+            x += softplus_d(pre);
+        }
+        if (x > mx) {
+            sum = sum * exp(mx - x) + 1.0;
+            mx = x;
+        } else {
+            sum += exp(x - mx);
+        }
+    }
+    return mx + log(sum);
+}
+
+/* Same, enumerating the visible layer. */
+static double marginal_log_z_visible(const host_rbm *h) {
+    uint64_t sv, nvs = (uint64_t)1 << h->nv;
+    double mx = -INFINITY, sum = 0.0;
+    float *v = (float *)malloc((size_t)h->nv * sizeof(float));
+    for (sv = 0; sv < nvs; sv++) {
+        double x;
+        int i;
+        for (i = 0; i < h->nv; i++) v[i] = (float)(sv >> i & 1);
+        x = log_pstar_v(h, v);
+        if (x > mx) {
+            sum = sum * exp(mx - x) + 1.0;
+            mx = x;
+        } else {
+            sum += exp(x - mx);
+        }
+    }
+    free(v);
+    return mx + log(sum);
+}
+
+/* n binary columns of length nv, each unit on with probability p (test stream). */
+static float *random_binary(int nv, int n, float p, uint64_t seed) {
+    float *x = (float *)malloc((size_t)nv * n * sizeof(float));
+    size_t i;
+    uint64_t key = ng_rng_stream_key(seed, NG_RNG_TEST);
+    for (i = 0; i < (size_t)nv * n; i++) x[i] = ng_rng_uniform(key, 7, i) <= p ? 1.0f : 0.0f;
+    return x;
+}
+
+/* Emulated CUDA runs every kernel thread on the CPU: keep its shapes small. The emulated device
+ * names itself in the backend description. */
+static int small_shapes(const ng_backend *be) {
+    if (getenv("NG_TEST_SMALL")) return 1;
+#ifdef NG_SIMT
+    if (be->kind == NG_DEVICE_CUDA) return 1;
+#endif
+    return be->kind == NG_DEVICE_CUDA && strstr(be->description, "SIMT emulator") != NULL;
+}
+
+/* ---- exact log Z --------------------------------------------------------------------------- */
+
+/* Tolerance 1e-4 nats: the per-state values are float32 sums of at most ~10 terms of size
+ * <= ~10, so each is off by < 1e-5, and a log-sum-exp is off by at most its worst term. */
+static int check_log_z_brute(ng_backend *be) {
+    static const int shapes[][2] = {{6, 4}, {5, 9}, {7, 7}, {1, 3}, {3, 1}, {10, 6}};
+    size_t t;
+    for (t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        ng_rbm rbm;
+        host_rbm h;
+        double got, want;
+        NGT_OK(make_rbm(be, shapes[t][0], shapes[t][1], 100 + t, 1.0f, 0.0f, 0.5f, 0.0f, 0.5f,
+                        &rbm, &h));
+        NGT_OK(ng_rbm_log_z_exact(&rbm, &got));
+        want = brute_log_z(&h);
+        printf("  %s %dx%d: exact %.9f brute %.9f diff %.2e\n", be->iface->name, h.nv, h.nh, got,
+               want, got - want);
+        ng_rbm_free(&rbm);
+        host_rbm_free(&h);
+        NGT_CLOSE(got, want, 1e-4, "log Z vs brute force over both layers");
+    }
+    return NGT_PASS;
+}
+
+/* Several chunks of 4096 states, both branches, against a float64 marginalisation that
+ * enumerates the OTHER layer (the larger one), so the two sums share no code path.
+ * Tolerance 1e-3: per-state values are float32 sums of ~20-30 terms of size up to ~20. */
+static int check_log_z_chunks(ng_backend *be) {
+    static const int shapes[][2] = {{16, 14}, {13, 17}};
+    size_t t;
+    for (t = 0; t < 2; t++) {
+        ng_rbm rbm;
+        host_rbm h;
+        double got, want;
+        NGT_OK(make_rbm(be, shapes[t][0], shapes[t][1], 200 + t, 0.5f, -0.5f, 0.5f, 0.0f, 0.5f,
+                        &rbm, &h));
+        NGT_OK(ng_rbm_log_z_exact(&rbm, &got));
+        want = h.nh <= h.nv ? marginal_log_z_visible(&h) : marginal_log_z_hidden(&h);
+        printf("  %s %dx%d: exact %.9f reference %.9f diff %.2e\n", be->iface->name, h.nv, h.nh,
+               got, want, got - want);
+        ng_rbm_free(&rbm);
+        host_rbm_free(&h);
+        NGT_CLOSE(got, want, 1e-3, "chunked log Z vs float64 marginalisation");
+    }
+    return NGT_PASS;
+}
+
+/* W = 0: the layers are independent and log Z = sum softplus(a) + sum softplus(b) exactly.
+ * Tolerance 1e-4 as above (the 30 x 13 case sums 30 softplus terms per state). */
+static int check_log_z_independent(ng_backend *be) {
+    static const int shapes[][2] = {{8, 3}, {3, 8}, {30, 13}};
+    size_t t;
+    for (t = 0; t < 3; t++) {
+        ng_rbm rbm;
+        host_rbm h;
+        double got, want = 0.0;
+        int i;
+        NGT_OK(make_rbm(be, shapes[t][0], shapes[t][1], 300 + t, 0.0f, 0.0f, 1.0f, 0.0f, 1.0f,
+                        &rbm, &h));
+        NGT_OK(ng_rbm_log_z_exact(&rbm, &got));
+        for (i = 0; i < h.nv; i++) want += softplus_d(h.a[i]);
+        for (i = 0; i < h.nh; i++) want += softplus_d(h.b[i]);
+        ng_rbm_free(&rbm);
+        host_rbm_free(&h);
+        NGT_CLOSE(got, want, 1e-4, "log Z with W = 0 vs closed form");
+    }
+    return NGT_PASS;
+}
+
+/* More than 2^20 states is refused with a message naming the sizes. */
+static int check_log_z_too_large(ng_backend *be) {
+    static const int shapes[][2] = {{21, 25}, {25, 21}};
+    size_t t;
+    for (t = 0; t < 2; t++) {
+        ng_rbm rbm;
+        double lz = 0.0;
+        ng_status s;
+        char want[64];
+        NGT_OK(ng_rbm_init(be, shapes[t][0], shapes[t][1], &rbm));
+        s = ng_rbm_log_z_exact(&rbm, &lz);
+        ng_rbm_free(&rbm);
+        NGT_CHECK(s == NG_ERR_INVALID_ARG, "got %s", ng_status_name(s));
+        snprintf(want, sizeof want, "%d visible x %d hidden", shapes[t][0], shapes[t][1]);
+        NGT_CHECK(strstr(ng_last_error(), want) != NULL, "message '%s' lacks '%s'", ng_last_error(),
+                  want);
+        ng_clear_error();
+    }
+    return NGT_PASS;
+}
+
+/* ---- base rate and mean log-probability --------------------------------------------------- */
+
+static int test_base_rate_bias(void) {
+    /* 3 units, 4 examples (columns): sums 4, 0, 2 -> p = 5/6, 1/6, 3/6 */
+    static const float x[12] = {1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 0};
+    static const double p[3] = {5.0 / 6.0, 1.0 / 6.0, 0.5};
+    float a[3];
+    int i;
+    ng_rbm_base_rate_bias(x, 3, 4, a);
+    for (i = 0; i < 3; i++) NGT_CLOSE(a[i], log(p[i] / (1.0 - p[i])), 1e-6, "base-rate bias");
+    ng_rbm_base_rate_bias(NULL, 3, 0, a); /* no data: p = 1/2 */
+    for (i = 0; i < 3; i++) NGT_CLOSE(a[i], 0.0, 0.0, "base-rate bias without data");
+    return NGT_PASS;
+}
+
+/* mean log p(v) of 10 binary vectors under a 7 x 5 RBM vs float64 brute force (log Z from the
+ * brute force too). Tolerance 1e-4: float32 free energies of ~12 terms. */
+static int check_mean_log_prob(ng_backend *be) {
+    ng_rbm rbm;
+    host_rbm h;
+    float *v = random_binary(7, 10, 0.4f, 400);
+    double lz, got, want = 0.0;
+    int c;
+    NGT_OK(make_rbm(be, 7, 5, 401, 1.0f, 0.0f, 0.5f, 0.0f, 0.5f, &rbm, &h));
+    lz = brute_log_z(&h);
+    for (c = 0; c < 10; c++) want += log_pstar_v(&h, v + (size_t)c * 7) - lz;
+    want /= 10.0;
+    NGT_OK(ng_rbm_mean_log_prob(&rbm, v, 10, lz, &got));
+    ng_rbm_free(&rbm);
+    host_rbm_free(&h);
+    free(v);
+    NGT_CLOSE(got, want, 1e-4, "mean log p(v) vs brute force");
+    return NGT_PASS;
+}
+
+/* ---- AIS ------------------------------------------------------------------------------------ */
+
+/* Run AIS and compare with the exact log Z: |AIS - exact| <= tol and the 3-sigma interval
+ * contains the exact value. */
+static int ais_vs_exact(ng_backend *be, int nv, int nh, uint64_t seed, float w_std, float a_mean,
+                        float b_mean, int n_betas, int n_chains, double tol) {
+    ng_rbm rbm;
+    host_rbm h;
+    ng_ais_config cfg;
+    ng_ais_result r;
+    float *data = random_binary(nv, 50, 0.3f, seed + 1), *a_base;
+    double exact;
+    NGT_OK(make_rbm(be, nv, nh, seed, w_std, a_mean, 0.5f, b_mean, 0.5f, &rbm, &h));
+    a_base = (float *)malloc((size_t)nv * sizeof(float));
+    ng_rbm_base_rate_bias(data, nv, 50, a_base);
+    NGT_OK(ng_rbm_log_z_exact(&rbm, &exact));
+    ng_ais_config_default(&cfg);
+    cfg.n_betas = n_betas;
+    cfg.n_chains = n_chains;
+    cfg.seed = seed;
+    NGT_OK(ng_rbm_ais(&rbm, a_base, &cfg, &r));
+    printf("  %s %dx%d (%d betas, %d chains): exact %.4f AIS %.4f [%.4f, %.4f] diff %+.4f "
+           "log Z_A %.4f ESS %.1f\n",
+           be->iface->name, nv, nh, n_betas, n_chains, exact, r.log_z, r.log_z_lo, r.log_z_hi,
+           r.log_z - exact, r.log_z_base, r.ess);
+    ng_rbm_free(&rbm);
+    host_rbm_free(&h);
+    free(data);
+    free(a_base);
+    NGT_CLOSE(r.log_z, exact, tol, "AIS log Z vs exact");
+    NGT_CHECK(r.log_z_lo <= exact && exact <= r.log_z_hi,
+              "3-sigma interval [%.5f, %.5f] misses exact %.5f", r.log_z_lo, r.log_z_hi, exact);
+    NGT_CHECK(r.ess >= 1.0 && r.ess <= n_chains, "ESS %g outside [1, %d]", r.ess, n_chains);
+    return NGT_PASS;
+}
+
+/* 12 x 8, weights N(0, 1): within 0.1 nats (observed error ~0.02; the 3-sigma interval is
+ * about +-0.03). Emulated: 400 betas, 50 chains. */
+static int check_ais_small(ng_backend *be) {
+    if (small_shapes(be)) return ais_vs_exact(be, 12, 8, 500, 1.0f, 0.0f, 0.0f, 400, 50, 0.1);
+    return ais_vs_exact(be, 12, 8, 500, 1.0f, 0.0f, 0.0f, 1000, 100, 0.1);
+}
+
+/* MNIST-sized 784 x 16, exact by enumerating the 2^16 hidden states. Weights N(0, 0.3^2) drive
+ * each hidden unit with a pre-activation of std ~4, so log Z lies ~90 nats above that of the same
+ * RBM without weights and ~70 above the base-rate model's: AIS has real work to do. Emulated
+ * CUDA (or NG_TEST_SMALL) runs 64 x 10 with weights N(0, 0.6^2) (~15 nats from independence). */
+static int check_ais_large(ng_backend *be) {
+    if (small_shapes(be)) return ais_vs_exact(be, 64, 10, 600, 0.6f, -1.0f, -1.0f, 300, 50, 0.5);
+    return ais_vs_exact(be, 784, 16, 600, 0.3f, -1.0f, -1.0f, 1000, 100, 0.5);
+}
+
+/* W = 0 and a_base = a: log p*_k(v) - log p*_{k-1}(v) = sum_j softplus(beta_k b_j) -
+ * softplus(beta_{k-1} b_j) does not depend on v, so every chain carries the same weight, ESS = M,
+ * and the telescoping sum gives log Z_A + sum_j softplus(b_j) - n_hidden log 2 = the exact log Z.
+ * Tolerance 1e-3: 1000 float32 increments, each a difference of sums of size ~6 (ulp ~5e-7). */
+static int check_ais_independent(ng_backend *be) {
+    ng_rbm rbm;
+    host_rbm h;
+    ng_ais_config cfg;
+    ng_ais_result r;
+    double want = 0.0;
+    int i;
+    NGT_OK(make_rbm(be, 12, 8, 800, 0.0f, 0.0f, 1.0f, 0.0f, 1.0f, &rbm, &h));
+    for (i = 0; i < h.nv; i++) want += softplus_d(h.a[i]);
+    for (i = 0; i < h.nh; i++) want += softplus_d(h.b[i]);
+    ng_ais_config_default(&cfg);
+    cfg.n_betas = small_shapes(be) ? 300 : 1000;
+    cfg.n_chains = 16;
+    NGT_OK(ng_rbm_ais(&rbm, h.a, &cfg, &r));
+    printf("  %s 12x8, W = 0: closed form %.6f AIS %.6f diff %+.2e ESS %.3f\n", be->iface->name,
+           want, r.log_z, r.log_z - want, r.ess);
+    ng_rbm_free(&rbm);
+    host_rbm_free(&h);
+    NGT_CLOSE(r.log_z, want, 1e-3, "AIS log Z with W = 0 vs closed form");
+    NGT_CLOSE(r.ess, 16.0, 1e-9, "ESS of identical weights");
+    NGT_CLOSE(r.log_z_hi, r.log_z, 1e-12, "interval of identical weights");
+    return NGT_PASS;
+}
+
+/* Same seed, same bits; another seed, another estimate. */
+static int check_ais_deterministic(ng_backend *be) {
+    ng_rbm rbm;
+    host_rbm h;
+    ng_ais_config cfg;
+    ng_ais_result r1, r2, r3;
+    float a_base[10] = {0};
+    NGT_OK(make_rbm(be, 10, 6, 700, 1.0f, 0.0f, 0.5f, 0.0f, 0.5f, &rbm, &h));
+    ng_ais_config_default(&cfg);
+    cfg.n_betas = 150; /* one flush after 100 steps and a partial one at the end */
+    cfg.n_chains = 8;
+    cfg.seed = 42;
+    NGT_OK(ng_rbm_ais(&rbm, a_base, &cfg, &r1));
+    NGT_OK(ng_rbm_ais(&rbm, a_base, &cfg, &r2));
+    cfg.seed = 43;
+    NGT_OK(ng_rbm_ais(&rbm, a_base, &cfg, &r3));
+    ng_rbm_free(&rbm);
+    host_rbm_free(&h);
+    NGT_CHECK(memcmp(&r1, &r2, sizeof r1) == 0, "two runs with seed 42 differ: %.17g vs %.17g",
+              r1.log_z, r2.log_z);
+    NGT_CHECK(r1.log_z != r3.log_z, "seeds 42 and 43 gave the same estimate %.17g", r1.log_z);
+    return NGT_PASS;
+}
+
+static int check_ais_bad_args(ng_backend *be) {
+    ng_rbm rbm;
+    ng_ais_config cfg;
+    ng_ais_result r;
+    float a_base[4] = {0, 0, 0, 0};
+    ng_status s;
+    NGT_OK(ng_rbm_init(be, 4, 3, &rbm));
+    ng_ais_config_default(&cfg);
+    cfg.n_betas = 0;
+    s = ng_rbm_ais(&rbm, a_base, &cfg, &r);
+    NGT_CHECK(s == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "n_betas"), "n_betas 0: %s: %s",
+              ng_status_name(s), ng_last_error());
+    cfg.n_betas = 10;
+    cfg.n_chains = 0;
+    s = ng_rbm_ais(&rbm, a_base, &cfg, &r);
+    NGT_CHECK(s == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "n_chains"), "n_chains 0: %s: %s",
+              ng_status_name(s), ng_last_error());
+    cfg.n_chains = 5;
+    a_base[2] = NAN;
+    s = ng_rbm_ais(&rbm, a_base, &cfg, &r);
+    NGT_CHECK(s == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "a_base[2]"), "NaN bias: %s: %s",
+              ng_status_name(s), ng_last_error());
+    ng_rbm_free(&rbm);
+    ng_clear_error();
+    return NGT_PASS;
+}
+
+/* ---- per-backend drivers ------------------------------------------------------------------- */
+
+static int on_cpu(int (*fn)(ng_backend *)) {
+    if (!g_cpu) return ngt_skip("CPU backend failed to initialise");
+    return fn(g_cpu);
+}
+static int on_cuda(int (*fn)(ng_backend *)) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return fn(g_cuda);
+}
+#define BOTH(name)                                                  \
+    static int test_##name##_cpu(void) { return on_cpu(check_##name); }   \
+    static int test_##name##_cuda(void) { return on_cuda(check_##name); }
+
+BOTH(log_z_brute)
+BOTH(log_z_chunks)
+BOTH(log_z_independent)
+BOTH(log_z_too_large)
+BOTH(mean_log_prob)
+BOTH(ais_small)
+BOTH(ais_large)
+BOTH(ais_independent)
+BOTH(ais_deterministic)
+BOTH(ais_bad_args)
+
+int main(void) {
+    ng_status s = ng_backend_cpu_init(&g_cpu);
+    if (s != NG_OK) {
+        printf("cpu backend: %s\n", ng_last_error());
+        g_cpu = NULL;
+    }
+    s = ng_backend_cuda_init(&g_cuda);
+    if (s != NG_OK) {
+        snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
+        g_cuda = NULL;
+        ng_clear_error();
+    }
+    NGT_RUN(test_base_rate_bias);
+    NGT_RUN(test_log_z_brute_cpu);
+    NGT_RUN(test_log_z_chunks_cpu);
+    NGT_RUN(test_log_z_independent_cpu);
+    NGT_RUN(test_log_z_too_large_cpu);
+    NGT_RUN(test_mean_log_prob_cpu);
+    NGT_RUN(test_ais_small_cpu);
+    NGT_RUN(test_ais_large_cpu);
+    NGT_RUN(test_ais_independent_cpu);
+    NGT_RUN(test_ais_deterministic_cpu);
+    NGT_RUN(test_ais_bad_args_cpu);
+    NGT_RUN(test_log_z_brute_cuda);
+    NGT_RUN(test_log_z_chunks_cuda);
+    NGT_RUN(test_log_z_independent_cuda);
+    NGT_RUN(test_log_z_too_large_cuda);
+    NGT_RUN(test_mean_log_prob_cuda);
+    NGT_RUN(test_ais_small_cuda);
+    NGT_RUN(test_ais_large_cuda);
+    NGT_RUN(test_ais_independent_cuda);
+    NGT_RUN(test_ais_deterministic_cuda);
+    NGT_RUN(test_ais_bad_args_cuda);
+    ng_backend_free(g_cuda);
+    ng_backend_free(g_cpu);
+    return ngt_finish();
+}
