@@ -15,6 +15,7 @@
 #include "natgrad/eval.h"
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
+#include "optim/fang.h" /* FANG diagnostics columns */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) {
@@ -236,7 +237,8 @@ int rbm_train(int argc, char **argv) {
             goto done_trainer;
         }
         if (!(resume && exists))
-            fprintf(csv, "step,epoch,time_s,lr,recon_error,grad_norm,update_norm,fe_train,fe_test,fe_gap\n");
+            fprintf(csv, "step,epoch,time_s,lr,recon_error,grad_norm,update_norm,fe_train,fe_test,fe_gap%s\n",
+                    tr.fang ? ",fang_cond,fang_min_sigma2,fang_refit_s" : ""); /* FANG columns */
         fflush(csv);
     }
     signal(SIGINT, on_signal);
@@ -260,9 +262,17 @@ int rbm_train(int argc, char **argv) {
                         fe_test = mean_free_energy(&rbm, &test, monitor_n < test.n ? monitor_n : test.n, &s);
                     if (s != NG_OK) break;
                 }
-                fprintf(csv, "%llu,%d,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
+                fprintf(csv, "%llu,%d,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g",
                         (unsigned long long)tr.t, tr.epoch, el, st.lr, st.recon_error, st.grad_norm,
                         st.update_norm, fe_train, fe_test, fe_test - fe_train);
+                /* ---- FANG diagnostics columns (host/optim/fang.h) ---- */
+                if (tr.fang) {
+                    ng_fang_diag fd;
+                    if ((s = ng_fang_diagnostics(&tr, &fd)) != NG_OK) break;
+                    fprintf(csv, ",%.6g,%.6g,%.4f", fd.cond, fd.min_sigma2, fd.refit_s);
+                }
+                /* ---- end FANG ---- */
+                fputc('\n', csv);
                 fflush(csv);
                 snprintf(extra, sizeof extra, "recon %.2f  |dW| %.3g  FE gap %.2f", st.recon_error,
                          st.grad_norm, fe_test - fe_train);
@@ -317,7 +327,7 @@ int rbm_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = "mnist", *data_dir = "data", *split = "test", *device = "auto",
                *train_data = NULL, *csv_path = NULL;
     ng_ais_config ais;
-    int limit = 0, exact = -1, rc, chains, betas;
+    int limit = 0, exact = -1, rc, chains, betas, raise_n = 0, raise_betas = 1000, raise_chains = 10;
     uint64_t seed = 1;
     ng_backend *be = NULL;
     ng_dataset ds = {0}, tds = {0};
@@ -341,6 +351,9 @@ int rbm_eval(int argc, char **argv) {
             {"limit", OPT_INT, &limit, "N", "evaluate only the first N examples (0 = all)", 0},
             {"ais-betas", OPT_INT, &betas, "K", "AIS intermediate distributions (FANG used 50000)", 0},
             {"ais-chains", OPT_INT, &chains, "M", "AIS chains", 0},
+            {"raise-n", OPT_INT, &raise_n, "N", "also estimate the log-likelihood of the first N examples by RAISE (reverse AIS; 0 = off)", 0},
+            {"raise-betas", OPT_INT, &raise_betas, "K", "RAISE intermediate distributions", 0},
+            {"raise-chains", OPT_INT, &raise_chains, "R", "RAISE chains per example", 0},
             {"exact", OPT_INT, &exact, "0|1", "exact log Z by enumeration (-1: when the smaller layer <= 20)", 0},
             {"seed", OPT_U64, &seed, "S", "seed of the AIS chains and the binarisation", 0},
             {"csv", OPT_STR, &csv_path, "PATH", "append a result row to this CSV", 0},
@@ -354,10 +367,11 @@ int rbm_eval(int argc, char **argv) {
         fprintf(stderr, "natgrad rbm eval: --checkpoint CKPT is required (see --help)\n");
         return NG_EXIT_USAGE;
     }
-    if (betas < 2 || chains < 2 || limit < 0 || exact < -1 || exact > 1 ||
+    if (betas < 2 || chains < 2 || limit < 0 || exact < -1 || exact > 1 || raise_n < 0 ||
+        raise_betas < 1 || raise_chains < 1 ||
         (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)) {
         fprintf(stderr, "natgrad rbm eval: need --ais-betas >= 2, --ais-chains >= 2, --limit >= 0, "
-                        "--exact -1|0|1, --split train|test\n");
+                        "--exact -1|0|1, --split train|test, --raise-n >= 0, --raise-betas/--raise-chains >= 1\n");
         return NG_EXIT_USAGE;
     }
     ais.n_betas = betas;
@@ -413,6 +427,20 @@ int rbm_eval(int argc, char **argv) {
     printf("average log-likelihood: %.4f nats (AIS log Z; interval [%.4f, %.4f])\n", ll,
            ll - (res.log_z_hi - res.log_z), ll + (res.log_z - res.log_z_lo));
     if (!isnan(ll_exact)) printf("average log-likelihood with exact log Z: %.4f nats\n", ll_exact);
+    if (raise_n > 0) {
+        ng_ais_config rc_cfg = ais;
+        ng_raise_result rr;
+        double ll_sub = NAN;
+        int nr = raise_n < ds.n ? raise_n : ds.n;
+        rc_cfg.n_betas = raise_betas;
+        rc_cfg.n_chains = raise_chains;
+        fprintf(stderr, "natgrad: RAISE on %d examples, %d betas x %d chains each ...\n", nr, raise_betas, raise_chains);
+        s = ng_rbm_raise(&rbm, abase, bin, nr, &rc_cfg, &rr, NULL);
+        if (s == NG_OK) s = ng_rbm_mean_log_prob(&rbm, bin, nr, res.log_z, &ll_sub);
+        if (s != NG_OK) goto fail;
+        printf("RAISE: average log-likelihood of the first %d examples: %.4f nats, 3-SE interval [%.4f, %.4f] "
+               "(AIS on the same examples: %.4f)\n", nr, rr.mean_log_prob, rr.lo, rr.hi, ll_sub);
+    }
     printf("time: %.1f s\n", ng_now() - t0);
     if (csv_path) {
         struct stat st;

@@ -382,6 +382,10 @@ static ng_status apply_update(ng_rbm_trainer *tr, double lr) {
     size_t nw = (size_t)nv * nh;
     float mom = tr->cfg.momentum;
 
+    /* L2 penalty on W enters the gradient before the rule's transformation, so every rule
+     * (centered or natural) follows the penalised objective */
+    if (tr->cfg.weight_decay > 0.0f)
+        NG_TRY(ng_axpby(be, nw, -tr->cfg.weight_decay, r->W.data, 1.0f, tr->dW.data));
     if (tr->cfg.optimizer == NG_RBM_OPT_CENTERING) {
         /* Offsets track the data means by a moving average (rate nu). */
         float nu = tr->cfg.center_rate;
@@ -398,8 +402,6 @@ static ng_status apply_update(ng_rbm_trainer *tr, double lr) {
     } else if (tr->cfg.optimizer == NG_RBM_OPT_FANG) {
         NG_TRY(ng_fang_direction(tr));
     }
-    if (tr->cfg.weight_decay > 0.0f)
-        NG_TRY(ng_axpby(be, nw, -tr->cfg.weight_decay, r->W.data, 1.0f, tr->dW.data));
     /* velocity = momentum * velocity + lr * direction;  theta += velocity */
     NG_TRY(ng_axpby(be, nw, (float)lr, tr->dW.data, mom, tr->vel_W.data));
     NG_TRY(ng_axpby(be, (size_t)nv, (float)lr, tr->da.data, mom, tr->vel_a.data));

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -158,7 +159,12 @@ static ng_status read_file(const char *path, unsigned char **data, size_t *len, 
     long sz;
     unsigned char *d;
     uint32_t version, hbytes, crc_file, crc;
+    struct stat st;
     if (!f) return ng_error(NG_ERR_IO, "checkpoint %s: cannot open: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return ng_error(NG_ERR_IO, "checkpoint %s: not a regular file", path);
+    }
     if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
         return ng_error(NG_ERR_IO, "checkpoint %s: cannot determine size", path);
@@ -237,11 +243,17 @@ ng_status ng_rbm_checkpoint_load(ng_rbm_trainer *tr, const char *path) {
     fill_header(tr, &mine, n, floats);
     if (h.n_visible != mine.n_visible || h.n_hidden != mine.n_hidden ||
         h.particles != mine.particles || h.batch != mine.batch || h.optimizer != mine.optimizer ||
-        h.n_tensors != mine.n_tensors || h.payload_floats != floats) {
+        h.n_tensors != mine.n_tensors || h.payload_floats != floats || h.k != mine.k ||
+        h.estimator != mine.estimator || h.binarize_train != mine.binarize_train ||
+        h.momentum != mine.momentum || h.weight_decay != mine.weight_decay ||
+        h.center_rate != mine.center_rate || h.fang_refit_every != mine.fang_refit_every ||
+        h.fang_tau != mine.fang_tau || h.fang_lambda != mine.fang_lambda) {
         free(d);
         return ng_error(NG_ERR_FORMAT,
-                        "checkpoint %s: shapes do not match this run: file %ux%u RBM, %u particles, batch %u, optimizer %u; "
-                        "run %ux%u, %u particles, batch %u, optimizer %u",
+                        "checkpoint %s: shapes or settings do not match this run (build the trainer from "
+                        "ng_rbm_checkpoint_peek): file %ux%u RBM, %u particles, batch %u, optimizer %u; "
+                        "run %ux%u, %u particles, batch %u, optimizer %u (k, estimator, momentum, weight "
+                        "decay, center rate, binarisation and FANG settings must match too)",
                         path, h.n_hidden, h.n_visible, h.particles, h.batch, h.optimizer,
                         mine.n_hidden, mine.n_visible, mine.particles, mine.batch, mine.optimizer);
     }

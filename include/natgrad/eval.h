@@ -38,6 +38,22 @@ void ng_ais_config_default(ng_ais_config *cfg);
 ng_status ng_rbm_ais(ng_rbm *rbm, const float *a_base, const ng_ais_config *cfg,
                      ng_ais_result *out);
 
+/* RAISE, the reverse AIS estimator (Burda, Grosse & Salakhutdinov 2015): for each example v it
+ * starts a chain at v under the RBM, anneals back to the base-rate model along the same geometric
+ * path as AIS (cfg->n_betas steps, cfg->n_chains chains per example) and returns an unbiased
+ * estimate of p_fwd(v), the marginal of the forward AIS chain, which errs on the low side of the
+ * model's log p(v) where AIS errs high. Reported: the mean over examples of log(mean over chains),
+ * its standard error over examples, and the 3-SE interval. v: binary (n_visible, n) host matrix. */
+typedef struct ng_raise_result {
+    double mean_log_prob;   /* average over examples of log p_hat(v), nats */
+    double lo, hi;          /* mean -/+ 3 standard errors over examples */
+    double std_error;       /* standard error of the mean over examples */
+    int n_examples;
+} ng_raise_result;
+
+ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, int n,
+                       const ng_ais_config *cfg, ng_raise_result *out, double *per_example);
+
 /* Average log p(v) over the columns of a binary host (n_visible, n) matrix given log Z. */
 ng_status ng_rbm_mean_log_prob(ng_rbm *rbm, const float *v_host, int n, double log_z,
                                double *mean_log_prob);

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# test_cli.sh BUILD: end-to-end tests of the natgrad command (host/cli/) with BUILD/natgrad.
+# Covers: help output; a short bars-and-stripes train + eval (CSV log, checkpoint, AIS log Z against
+# the exact log Z); resume (150 + 150 updates must give a checkpoint byte-identical to 300 in one
+# go, and the same CSV apart from wall-clock times); usage errors (exit 2, message naming the
+# option); missing or corrupt files (exit 1, message naming the file); SIGINT during training
+# (exit 1, a checkpoint that eval and --resume accept). Everything runs on the CPU (--device cpu)
+# in a mktemp -d directory that is removed at exit. Prints PASS/FAIL lines and ends with
+# "RESULT passed=P failed=F skipped=S" for tests/run.sh.
+set -u
+build=${1:-build}
+bin=$build/natgrad
+passed=0 failed=0 skipped=0
+bgpid=
+
+if [ ! -x "$bin" ]; then
+  echo "FAIL natgrad binary: $bin not found or not executable (build it first)"
+  echo "RESULT passed=0 failed=1 skipped=0"
+  exit 1
+fi
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli.XXXXXX") || { echo "RESULT passed=0 failed=1 skipped=0"; exit 1; }
+cleanup() {
+  if [ -n "$bgpid" ]; then kill -KILL "$bgpid" 2>/dev/null; wait "$bgpid" 2>/dev/null; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+# fail NAME [DETAIL...]: one FAIL line, details indented (tests/run.sh shows lines starting "  ")
+fail() {
+  local name=$1; shift
+  echo "FAIL $name"
+  local l; for l in "$@"; do echo "  $l"; done
+  failed=$((failed + 1))
+}
+# show FILE: the last lines of a captured output, indented
+show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
+
+# run NAME CMD...: run CMD with stdout in NAME.out, stderr in NAME.err; sets rc
+run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
+
+# expect_exit NAME CODE PATTERN CMD...: CMD exits CODE and its stderr contains PATTERN (fixed string)
+expect_exit() {
+  local name=$1 code=$2 pat=$3; shift 3
+  run "$name" "$@"
+  if [ "$rc" != "$code" ]; then
+    fail "$name" "exit $rc, want $code: $*"; show "$name.err"
+  elif ! grep -qF -- "$pat" "$name.err"; then
+    fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
+  else
+    pass "$name"
+  fi
+}
+
+# num FILE REGEX: the first number after REGEX on the first matching line of FILE
+num() { sed -nE "s/.*$2 *(-?[0-9][0-9.eE+-]*).*/\1/p" "$1" | head -1; }
+# close A B TOL: |A - B| <= TOL (both numbers)
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a == a + 0 && b == b + 0 && d <= t) }'; }
+
+TRAIN=(rbm train --data bars-stripes --hidden 8 --batch 30 --particles 100 --device cpu)
+
+# ---- help -------------------------------------------------------------------------------------
+run help "$bin" --help
+if [ "$rc" = 0 ] && grep -q "rbm train" help.out && grep -q "rbm eval" help.out && grep -q "info" help.out; then
+  pass help_lists_commands
+else
+  fail help_lists_commands "exit $rc; stdout must list rbm train, rbm eval, info"; show help.out
+fi
+run train_help "$bin" rbm train --help
+missing=
+for o in --data --hidden --batch --particles --steps --lr --optimizer --resume --device --out --seed; do
+  grep -qF -- "$o" train_help.out || missing="$missing $o"
+done
+if [ "$rc" = 0 ] && [ -z "$missing" ]; then pass train_help; else fail train_help "exit $rc; missing:$missing"; fi
+run eval_help "$bin" rbm eval --help
+missing=
+for o in --checkpoint --data --ais-betas --ais-chains --exact --device; do
+  grep -qF -- "$o" eval_help.out || missing="$missing $o"
+done
+if [ "$rc" = 0 ] && [ -z "$missing" ]; then pass eval_help; else fail eval_help "exit $rc; missing:$missing"; fi
+expect_exit no_command 2 "usage" "$bin"
+expect_exit unknown_command 2 "frobnicate" "$bin" frobnicate
+expect_exit unknown_rbm_subcommand 2 "frobnicate" "$bin" rbm frobnicate
+run info "$bin" info
+if [ "$rc" = 0 ] && grep -q "cpu backend" info.out; then pass info; else fail info "exit $rc"; show info.out; fi
+
+# ---- train + eval -----------------------------------------------------------------------------
+header="step,epoch,time_s,lr,recon_error,grad_norm,update_norm,fe_train,fe_test,fe_gap"
+run train_e2e "$bin" "${TRAIN[@]}" --steps 300 --log-every 50 --out e2e
+if [ "$rc" != 0 ]; then
+  fail train_end_to_end "exit $rc"; show train_e2e.err
+elif [ ! -s e2e/rbm.ckpt ] || [ ! -s e2e/train.csv ]; then
+  fail train_end_to_end "e2e/rbm.ckpt or e2e/train.csv missing"; ls -la e2e | sed 's/^/  | /'
+else
+  pass train_end_to_end
+fi
+# header, then one row per 50 updates (50 .. 300), 10 fields each, steps in order
+if [ -s e2e/train.csv ] && [ "$(head -1 e2e/train.csv)" = "$header" ] &&
+   [ "$(tail -n +2 e2e/train.csv | wc -l)" = 6 ] &&
+   [ "$(tail -n +2 e2e/train.csv | cut -d, -f1 | tr '\n' ' ')" = "50 100 150 200 250 300 " ] &&
+   ! tail -n +2 e2e/train.csv | awk -F, 'NF != 10 { bad = 1 } $4 !~ /^[0-9.e-]+$/ { bad = 1 } END { exit !bad }'; then
+  pass train_csv_rows
+else
+  fail train_csv_rows "want the header and rows for steps 50..300"; show e2e/train.csv 8
+fi
+
+# eval: the AIS estimate and the exact log Z (16 x 8: exact by enumeration) agree within 0.5 nats;
+# the two log-likelihoods differ by exactly the difference of the log Z's (same data, same free
+# energies): checked to the 4 printed decimals.
+check_eval() {
+  local name=$1 ckpt=$2; shift 2
+  run "$name" "$bin" rbm eval --checkpoint "$ckpt" --data bars-stripes --device cpu "$@"
+  local ais exact ll llx
+  ais=$(num "$name.out" "AIS: log Z =")
+  exact=$(num "$name.out" "exact: log Z =")
+  ll=$(num "$name.out" "average log-likelihood:")
+  llx=$(num "$name.out" "average log-likelihood with exact log Z:")
+  if [ "$rc" != 0 ]; then
+    fail "$name" "exit $rc"; show "$name.err"
+  elif [ -z "$ais" ] || [ -z "$exact" ] || [ -z "$ll" ] || [ -z "$llx" ]; then
+    fail "$name" "missing AIS log Z '$ais', exact log Z '$exact' or log-likelihoods '$ll' '$llx'"; show "$name.out" 8
+  elif ! close "$ais" "$exact" 0.5; then
+    fail "$name" "AIS log Z $ais vs exact $exact: more than 0.5 nats apart"
+  elif ! awk -v l="$ll" 'BEGIN { exit !(l < 0 && l > -100) }'; then
+    fail "$name" "average log-likelihood $ll is not a plausible negative number"
+  elif ! close "$(awk -v a="$ll" -v b="$ais" 'BEGIN { printf "%.6f", a + b }')" \
+               "$(awk -v a="$llx" -v b="$exact" 'BEGIN { printf "%.6f", a + b }')" 0.0003; then
+    fail "$name" "log-likelihoods $ll (AIS) and $llx (exact) are not offset by the log Z difference"
+  else
+    pass "$name"
+    echo "  ($ckpt: AIS log Z $ais, exact $exact, average log-likelihood $llx)"
+  fi
+}
+check_eval eval_end_to_end e2e/rbm.ckpt
+# a model that has learned something, so that AIS has a real distance to cover
+run train_longer "$bin" rbm train --data bars-stripes --hidden 8 --batch 10 --particles 100 --lr 0.1 \
+  --steps 3000 --log-every 1000 --device cpu --out longer
+if [ "$rc" = 0 ]; then check_eval eval_trained_model longer/rbm.ckpt; else fail eval_trained_model "training exit $rc"; show train_longer.err; fi
+
+# eval --csv appends one row per run under a single header
+run eval_csv1 "$bin" rbm eval --checkpoint e2e/rbm.ckpt --data bars-stripes --device cpu --ais-betas 200 --csv results.csv
+rc1=$rc
+run eval_csv2 "$bin" rbm eval --checkpoint e2e/rbm.ckpt --data bars-stripes --device cpu --ais-betas 200 --csv results.csv
+if [ "$rc1" = 0 ] && [ "$rc" = 0 ] && [ "$(wc -l <results.csv)" = 3 ] && head -1 results.csv | grep -q "^checkpoint," &&
+   [ "$(grep -c '^e2e/rbm.ckpt,' results.csv)" = 2 ]; then
+  pass eval_csv_appends
+else
+  fail eval_csv_appends "exit $rc1 / $rc"; show results.csv
+fi
+# --device auto runs anywhere: CUDA when a device answers, else the CPU with a note
+expect_exit device_auto 0 "backend" "$bin" rbm train --data bars-stripes --hidden 8 --batch 30 --particles 100 \
+  --steps 5 --device auto --out auto
+
+# ---- resume -----------------------------------------------------------------------------------
+# 300 updates in one go vs 150 + --resume to 300: byte-identical checkpoints, and CSV logs that
+# agree in everything but the wall-clock column
+R=(--data bars-stripes --device cpu --log-every 50)
+run resume_full "$bin" "${TRAIN[@]}" --batch 10 --steps 300 --log-every 50 --out full
+run resume_half "$bin" "${TRAIN[@]}" --batch 10 --steps 150 --log-every 50 --out half
+rc1=$rc
+run resume_rest "$bin" rbm train "${R[@]}" --resume half/rbm.ckpt --steps 300 --out half
+if [ "$rc1" != 0 ] || [ "$rc" != 0 ]; then
+  fail resume_identical_checkpoint "exit $rc1 / $rc"; show resume_rest.err
+elif ! cmp full/rbm.ckpt half/rbm.ckpt >resume.cmp 2>&1; then
+  fail resume_identical_checkpoint "checkpoints differ: $(cat resume.cmp)"
+else
+  pass resume_identical_checkpoint
+fi
+if diff <(cut -d, -f1,2,4- full/train.csv) <(cut -d, -f1,2,4- half/train.csv) >resume.diff; then
+  pass resume_identical_log
+else
+  fail resume_identical_log "train.csv of the resumed run differs (time column ignored):"; show resume.diff 6
+fi
+# resuming a finished run does nothing and rewrites the same checkpoint
+cp full/rbm.ckpt done.ckpt
+run resume_done "$bin" rbm train "${R[@]}" --resume done.ckpt --checkpoint done.ckpt --steps 300 --out done
+if [ "$rc" = 0 ] && cmp -s done.ckpt full/rbm.ckpt; then pass resume_when_done; else fail resume_when_done "exit $rc"; show resume_done.err; fi
+
+# ---- usage errors: exit 2 and a message naming the option ----------------------------------------
+expect_exit bad_unknown_option 2 "--no-such-option" "$bin" "${TRAIN[@]}" --steps 5 --out u --no-such-option 3
+expect_exit bad_lr_text 2 "--lr" "$bin" "${TRAIN[@]}" --steps 5 --out u --lr abc
+expect_exit bad_lr_negative 2 "--lr" "$bin" "${TRAIN[@]}" --steps 5 --out u --lr -1
+expect_exit bad_lr_missing_value 2 "--lr" "$bin" "${TRAIN[@]}" --steps 5 --out u --lr
+expect_exit bad_batch_zero 2 "--batch" "$bin" "${TRAIN[@]}" --steps 5 --out u --batch 0
+expect_exit bad_batch_too_big 2 "--batch" "$bin" "${TRAIN[@]}" --steps 5 --out u --batch 31
+expect_exit bad_k_zero 2 "--k" "$bin" "${TRAIN[@]}" --steps 5 --out u --k 0
+expect_exit bad_momentum 2 "--momentum" "$bin" "${TRAIN[@]}" --steps 5 --out u --momentum 1
+expect_exit bad_device 2 "--device" "$bin" "${TRAIN[@]}" --steps 5 --out u --device tpu
+expect_exit bad_optimizer 2 "--optimizer" "$bin" "${TRAIN[@]}" --steps 5 --out u --optimizer newton
+expect_exit bad_estimator 2 "--estimator" "$bin" "${TRAIN[@]}" --steps 5 --out u --estimator foo
+expect_exit bad_hidden_text 2 "--hidden" "$bin" "${TRAIN[@]}" --steps 5 --out u --hidden 8x
+expect_exit bad_positional 2 "stray" "$bin" "${TRAIN[@]}" --steps 5 --out u stray
+expect_exit bad_resume_with_hidden 2 "--hidden" "$bin" rbm train "${R[@]}" --resume full/rbm.ckpt --hidden 8 --steps 5 --out u
+expect_exit bad_resume_with_lr 2 "--lr" "$bin" rbm train "${R[@]}" --resume full/rbm.ckpt --lr 0.1 --steps 5 --out u
+expect_exit bad_eval_no_checkpoint 2 "--checkpoint" "$bin" rbm eval --data bars-stripes --device cpu
+expect_exit bad_eval_option 2 "--bogus" "$bin" rbm eval --checkpoint full/rbm.ckpt --bogus
+
+# ---- missing and corrupt files: exit 1 and a message naming the file -----------------------------
+expect_exit missing_data 1 "/nonexistent/file.idx" "$bin" "${TRAIN[@]}" --steps 5 --out u --data /nonexistent/file.idx
+expect_exit missing_eval_data 1 "/nonexistent/file.idx" "$bin" rbm eval --checkpoint full/rbm.ckpt --device cpu --data /nonexistent/file.idx
+expect_exit missing_checkpoint 1 "nothere.ckpt" "$bin" rbm eval --checkpoint nothere.ckpt --data bars-stripes --device cpu
+expect_exit missing_resume 1 "nothere.ckpt" "$bin" rbm train "${R[@]}" --resume nothere.ckpt --steps 5 --out u
+# a flipped byte in the payload (CRC) and a truncated file
+size=$(wc -c <full/rbm.ckpt)
+cp full/rbm.ckpt flipped.ckpt
+printf '\x55' | dd of=flipped.ckpt bs=1 seek=$((size / 2)) conv=notrunc status=none
+if cmp -s flipped.ckpt full/rbm.ckpt; then printf '\xaa' | dd of=flipped.ckpt bs=1 seek=$((size / 2)) conv=notrunc status=none; fi
+head -c $((size - 10)) full/rbm.ckpt >truncated.ckpt
+cp flipped.ckpt flipped.orig
+cp truncated.ckpt truncated.orig
+expect_exit corrupt_eval 1 "flipped.ckpt" "$bin" rbm eval --checkpoint flipped.ckpt --data bars-stripes --device cpu
+if grep -q "CRC" corrupt_eval.err; then pass corrupt_eval_says_crc; else fail corrupt_eval_says_crc "no CRC in the message"; show corrupt_eval.err; fi
+expect_exit corrupt_resume 1 "flipped.ckpt" "$bin" rbm train "${R[@]}" --resume flipped.ckpt --steps 400 --out corrupt
+expect_exit truncated_eval 1 "truncated.ckpt" "$bin" rbm eval --checkpoint truncated.ckpt --data bars-stripes --device cpu
+expect_exit truncated_resume 1 "truncated.ckpt" "$bin" rbm train "${R[@]}" --resume truncated.ckpt --steps 400 --out corrupt
+if [ -e corrupt/rbm.ckpt ]; then fail corrupt_resume_writes_nothing "a refused resume wrote corrupt/rbm.ckpt"; else pass corrupt_resume_writes_nothing; fi
+if cmp -s flipped.ckpt flipped.orig && cmp -s truncated.ckpt truncated.orig; then
+  pass corrupt_files_left_alone
+else
+  fail corrupt_files_left_alone "a refused checkpoint was modified"
+fi
+
+# ---- SIGINT -----------------------------------------------------------------------------------
+# A long run, interrupted once it is logging: it must save a checkpoint (the only one: periodic
+# checkpoints are off), exit 1, and the checkpoint must be accepted by eval and by --resume.
+"$bin" rbm train --data bars-stripes --hidden 8 --batch 10 --particles 100 --device cpu --steps 1000000000 \
+  --checkpoint-every 0 --log-every 500 --out sigint >sigint.out 2>sigint.err &
+bgpid=$!
+for _ in $(seq 100); do
+  [ -s sigint/train.csv ] && [ "$(wc -l <sigint/train.csv)" -ge 2 ] && break
+  sleep 0.1
+done
+sleep 1
+kill -INT "$bgpid" 2>/dev/null
+for _ in $(seq 100); do kill -0 "$bgpid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$bgpid" 2>/dev/null; then
+  kill -KILL "$bgpid" 2>/dev/null; wait "$bgpid" 2>/dev/null; bgpid=
+  fail sigint_saves_checkpoint "still running 10 s after SIGINT"; show sigint.err
+else
+  wait "$bgpid"; rc=$?; bgpid=
+  t=$(sed -nE 's/.*interrupted after ([0-9]+) updates.*/\1/p' sigint.err | tail -1)
+  if [ "$rc" != 1 ]; then
+    fail sigint_saves_checkpoint "exit $rc after SIGINT, want 1"; show sigint.err
+  elif [ ! -s sigint/rbm.ckpt ] || [ -e sigint/rbm.ckpt.tmp ]; then
+    fail sigint_saves_checkpoint "no checkpoint (or a stray .tmp) after SIGINT"; ls -la sigint | sed 's/^/  | /'
+  elif [ -z "$t" ]; then
+    fail sigint_saves_checkpoint "no 'interrupted after N updates' line"; show sigint.err
+  else
+    pass sigint_saves_checkpoint
+    echo "  (interrupted after $t updates)"
+    check_eval sigint_checkpoint_evaluates sigint/rbm.ckpt --ais-betas 2000
+    run sigint_resume "$bin" rbm train "${R[@]}" --resume sigint/rbm.ckpt --steps $((t + 20)) --out sigint
+    if [ "$rc" = 0 ] && grep -q "resumed sigint/rbm.ckpt at update $t" sigint_resume.err &&
+       grep -q "done after $((t + 20)) updates" sigint_resume.err; then
+      pass sigint_checkpoint_resumes
+    else
+      fail sigint_checkpoint_resumes "exit $rc"; show sigint_resume.err
+    fi
+  fi
+fi
+
+echo "RESULT passed=$passed failed=$failed skipped=$skipped"
+[ "$failed" = 0 ]
