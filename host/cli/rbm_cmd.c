@@ -75,13 +75,13 @@ int rbm_train(int argc, char **argv) {
                *device = "auto", *resume = NULL, *estimator = "pcd", *optimizer = "centering",
                *csv_path = NULL, *ckpt_path = NULL;
     int hidden = 500, steps = 1000, log_every = 50, ckpt_every = 500, limit = 0, monitor_n = 500;
-    float minutes = 0.0f;
+    float minutes = 0.0f, snapshot_s = 0.0f;
     int rc, i;
     ng_backend *be = NULL;
     ng_dataset train = {0}, test = {0};
     ng_rbm rbm;
     ng_rbm_trainer tr;
-    FILE *csv = NULL;
+    FILE *csv = NULL, *snaplog = NULL;
     double t0, fe_train = NAN, fe_test = NAN;
     ng_status s = NG_OK;
     char extra[256];
@@ -116,6 +116,7 @@ int rbm_train(int argc, char **argv) {
             {"log-every", OPT_INT, &log_every, "N", "CSV row and progress line every N updates", 0},
             {"monitor-n", OPT_INT, &monitor_n, "N", "examples used for the free-energy gap", 0},
             {"checkpoint-every", OPT_INT, &ckpt_every, "N", "checkpoint every N updates (0 = only at the end)", 0},
+            {"snapshot-every-s", OPT_FLOAT, &snapshot_s, "S", "also keep OUT/snap-<update>.ckpt every S seconds spent in updates, listed in OUT/snapshots.csv (log-likelihood vs time curves; 0 = off)", 0},
             {"out", OPT_STR, &out, "DIR", "output directory", 0},
             {"csv", OPT_STR, &csv_path, "PATH", "CSV log (default OUT/train.csv)", 0},
             {"checkpoint", OPT_STR, &ckpt_path, "PATH", "checkpoint file (default OUT/rbm.ckpt)", 0},
@@ -157,7 +158,7 @@ int rbm_train(int argc, char **argv) {
         }
     }
     if (hidden < 1 || steps < 0 || log_every < 1 || ckpt_every < 0 || limit < 0 || monitor_n < 0 ||
-        minutes < 0.0f) {
+        minutes < 0.0f || snapshot_s < 0.0f) {
         fprintf(stderr, "natgrad rbm train: --hidden and --log-every must be >= 1; --steps, --limit, "
                         "--monitor-n, --checkpoint-every and --minutes must be >= 0\n");
         return NG_EXIT_USAGE;
@@ -241,19 +242,34 @@ int rbm_train(int argc, char **argv) {
                     tr.fang ? ",fang_cond,fang_min_sigma2,fang_refit_s" : ""); /* FANG columns */
         fflush(csv);
     }
+    if (snapshot_s > 0.0f) {
+        char sp[4200];
+        snprintf(sp, sizeof sp, "%s/snapshots.csv", out);
+        snaplog = fopen(sp, resume ? "a" : "w");
+        if (!snaplog) {
+            fprintf(stderr, "natgrad rbm train: cannot write %s\n", sp);
+            rc = NG_EXIT_FAIL;
+            fclose(csv);
+            goto done_trainer;
+        }
+        if (!resume) fprintf(snaplog, "step,time_s,train_s,checkpoint\n");
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     if (monitor_n > train.n) monitor_n = train.n;
     t0 = ng_now();
     {
         uint64_t start = tr.t, total = (uint64_t)steps;
-        double last_ckpt = 0.0;
+        double next_snap = snapshot_s, train_s = 0.0; /* train_s: time inside updates only */
         while (tr.t < total && !g_stop) {
             ng_rbm_stats st;
             int logging = ((tr.t + 1) % (uint64_t)log_every == 0) || tr.t + 1 == total;
             double el;
+            double ts = ng_now();
             s = ng_rbm_trainer_step(&tr, logging ? &st : NULL);
+            if (s == NG_OK && snapshot_s > 0.0f) s = ng_synchronize(be);
             if (s != NG_OK) break;
+            train_s += ng_now() - ts;
             el = ng_now() - t0;
             if (logging) {
                 if (monitor_n > 0) {
@@ -281,7 +297,15 @@ int rbm_train(int argc, char **argv) {
             if (ckpt_every > 0 && tr.t % (uint64_t)ckpt_every == 0) {
                 s = ng_rbm_checkpoint_save(&tr, ckpt_path);
                 if (s != NG_OK) break;
-                last_ckpt = el;
+            }
+            if (snapshot_s > 0.0f && train_s >= next_snap) {
+                char snap[4200];
+                snprintf(snap, sizeof snap, "%s/snap-%08llu.ckpt", out, (unsigned long long)tr.t);
+                s = ng_rbm_checkpoint_save(&tr, snap);
+                if (s != NG_OK) break;
+                fprintf(snaplog, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr.t, el, train_s, snap);
+                fflush(snaplog);
+                while (next_snap <= train_s) next_snap += snapshot_s;
             }
             if (minutes > 0.0f && el > 60.0 * minutes) {
                 fprintf(stderr, "\nnatgrad: --minutes %g reached at update %llu\n", (double)minutes,
@@ -289,7 +313,6 @@ int rbm_train(int argc, char **argv) {
                 break;
             }
         }
-        (void)last_ckpt;
         if (s == NG_OK) {
             fputc('\n', stderr);
             s = ng_rbm_checkpoint_save(&tr, ckpt_path);
@@ -307,6 +330,7 @@ int rbm_train(int argc, char **argv) {
         }
     }
     fclose(csv);
+    if (snaplog) fclose(snaplog);
 done_trainer:
     ng_rbm_trainer_free(&tr);
     ng_rbm_free(&rbm);
