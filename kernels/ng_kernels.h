@@ -58,6 +58,28 @@ ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float beta, float
 ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, int ldc, int lower,
                                void *stream);
 
+/* ---- fang.cu ------------------------------------------------------------------------------ */
+
+/* A(n,n): strict upper triangle = transpose of the strict lower one, diagonal += shift (=). */
+ng_status ng_cuda_symmetrize_lower(int n, float *A, int lda, float shift, void *stream);
+/* X(2nv+2nh, k) = [V.^2; V; H; H.^2]  (=), V (nv,k) ldv, H (nh,k) ldh. */
+ng_status ng_cuda_fang_stack(int nv, int nh, int k, const float *V, int ldv, const float *H,
+                             int ldh, float *X, int ldx, void *stream);
+/* One thread per pair (j, i): FANG eq. 11-12 (ng_fang_regress_pair) from the (nh,nv) moment
+ * matrices (ld ldm) and the unary moment vectors; beta_v, beta_h, sigma2 (nh,nv) ld ldo (=). */
+ng_status ng_cuda_fang_regress(int nh, int nv, const float *Evh, const float *Ev2h,
+                               const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
+                               const float *mu_h, const float *Ev2, const float *Eh2,
+                               float lambda, float *beta_v, float *beta_h, float *sigma2,
+                               int ldo, void *stream);
+/* Elementwise over (nh,nv) (ng_fang_residual_elem), in place in G:
+ * G[j,i] = (G[j,i] - beta_v[j,i] ga[i] - beta_h[j,i] gb[j]) / sigma2[j,i],
+ * pv = beta_v .* G, ph = beta_h .* G  (=). */
+ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, const float *ga,
+                                const float *gb, const float *beta_v, const float *beta_h,
+                                const float *sigma2, int ldb, float *pv, float *ph, int ldp,
+                                void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -175,4 +175,92 @@ NG_HD float ng_softplus_term(float pre, float bias, float beta) {
     return ng_softplus(beta * (pre + bias));
 }
 
+/* ---- FANG (host/optim/fang.c, kernels/fang.cu) ------------------------------------------- */
+
+/* A 2x2 parent block whose determinant is below this fraction of its diagonal product (i.e. the
+ * parents' correlation satisfies 1 - rho^2 < 1e-6) is treated as singular. */
+#define NG_FANG_SINGULAR 1e-6
+
+NG_HD int ng_finite_d(double x) { return x - x == 0.0; }
+
+/* Row r of column c of the stacked particle statistics X = [V.^2; V; H; H.^2] (2nv + 2nh rows),
+ * V (nv, K) and H (nh, K) column-major: the body of the fang_stack kernel. */
+NG_HD float ng_fang_stack_value(int r, int c, int nv, int nh, const float *V, int ldv,
+                                const float *H, int ldh) {
+    float x;
+    if (r < nv) {
+        x = V[(size_t)r + (size_t)ldv * (size_t)c];
+        return x * x;
+    }
+    if (r < 2 * nv) return V[(size_t)(r - nv) + (size_t)ldv * (size_t)c];
+    r -= 2 * nv;
+    if (r < nh) return H[(size_t)r + (size_t)ldh * (size_t)c];
+    x = H[(size_t)(r - nh) + (size_t)ldh * (size_t)c];
+    return x * x;
+}
+
+/* FANG eq. 11-12 for one pair (i, j), a = (i, j), m = v_i h_j. From the moments
+ *   evh = E[v h], ev2h = E[v^2 h], evh2 = E[v h^2], ev2h2 = E[v^2 h^2], mv = E[v], mh = E[h],
+ *   ev2 = E[v^2], eh2 = E[h^2]
+ * form the 3x3 covariance of (v, h, m) plus lambda I (E[m] = evh):
+ *   Cvv = ev2 - mv^2 + l, Chh = eh2 - mh^2 + l, Cvh = evh - mv mh,
+ *   Cvm = ev2h - mv evh,  Chm = evh2 - mh evh,  Cmm = ev2h2 - evh^2 + l,
+ * then regress m on its parents (v, h): beta = C_pp^-1 C_pm (closed-form 2x2 solve) and
+ * sigma2 = Cmm - C_mp beta. A near-singular parent block (det < NG_FANG_SINGULAR Cvv Chh) is
+ * regressed on the parent of larger variance alone (beta = 0 for the other; both 0 when neither
+ * has positive variance). sigma2 is floored at lambda (the smallest value it can take when the
+ * damped 3x3 block is positive semi-definite plus lambda I) and never NaN; non-finite betas
+ * become 0. Computed in double: the covariances are differences of nearby moments. */
+NG_HD void ng_fang_regress_pair(float evh, float ev2h, float evh2, float ev2h2, float mv,
+                                float mh, float ev2, float eh2, float lambda, float *beta_v,
+                                float *beta_h, float *sigma2) {
+    const double l = (double)lambda, Mv = (double)mv, Mh = (double)mh, Evh = (double)evh;
+    const double cvv = ((double)ev2 - Mv * Mv) + l;
+    const double chh = ((double)eh2 - Mh * Mh) + l;
+    const double cvh = Evh - Mv * Mh;
+    const double cvm = (double)ev2h - Mv * Evh;
+    const double chm = (double)evh2 - Mh * Evh;
+    const double cmm = ((double)ev2h2 - Evh * Evh) + l;
+    const double det = cvv * chh - cvh * cvh;
+    const double floor_s2 = l > 0.0 ? l : 1e-30;
+    double bv = 0.0, bh = 0.0, s2;
+    if (cvv > 0.0 && chh > 0.0 && det > NG_FANG_SINGULAR * cvv * chh) {
+        bv = (chh * cvm - cvh * chm) / det;
+        bh = (cvv * chm - cvh * cvm) / det;
+    } else if (cvv > 0.0 && !(chh > cvv)) {
+        bv = cvm / cvv;
+    } else if (chh > 0.0) {
+        bh = chm / chh;
+    }
+    if (!ng_finite_d(bv) || !ng_finite_d(bh)) {
+        bv = 0.0;
+        bh = 0.0;
+    }
+    s2 = cmm - (bv * cvm + bh * chm);
+    if (!(s2 >= floor_s2)) s2 = floor_s2; /* also replaces NaN */
+    *beta_v = (float)bv;
+    *beta_h = (float)bh;
+    *sigma2 = (float)s2;
+}
+
+/* Pairwise part of the FANG direction (Algorithm 1) for one pair: with the gradient entries
+ * g = [grad]_a, ga = [grad]_{v_i}, gb = [grad]_{h_j},
+ *   q = (g - beta_v ga - beta_h gb) / sigma2,  pv = beta_v q,  ph = beta_h q.
+ * In double so that the CPU and the GPU (which may contract to FMA) round alike: every product
+ * of two floats is exact in double. */
+NG_HD void ng_fang_residual_elem(float g, float ga, float gb, float beta_v, float beta_h,
+                                 float sigma2, float *q, float *pv, float *ph) {
+    double r = (double)g - (double)beta_v * (double)ga;
+    r = (r - (double)beta_h * (double)gb) / (double)sigma2;
+    *q = (float)r;
+    *pv = (float)((double)beta_v * (double)(float)r);
+    *ph = (float)((double)beta_h * (double)(float)r);
+}
+
+/* Element (r, c) of symmetrize_lower: the strict upper triangle takes the transpose of the strict
+ * lower one, the diagonal gets + shift; src is A[c, r] for r < c and A[r, r] on the diagonal. */
+NG_HD float ng_sym_lower_elem(int r, int c, float src, float shift) {
+    return r == c ? src + shift : src;
+}
+
 #endif

@@ -261,6 +261,57 @@ ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y) {
     return be->iface->to_float(be, n, x, y);
 }
 
+ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
+    NEED_SLOT(be, symmetrize_lower, "symmetrize_lower");
+    NEED(n >= 0 && ld_ok(lda, n), "symmetrize_lower", "n=%d lda=%d", n, lda);
+    NEED(shift - shift == 0.0f, "symmetrize_lower", "shift %g is not finite", (double)shift);
+    if (!n) return NG_OK;
+    NEED(A, "symmetrize_lower", "NULL pointer");
+    return be->iface->symmetrize_lower(be, n, A, lda, shift);
+}
+ng_status ng_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
+                        const float *H, int ldh, float *X, int ldx) {
+    NEED_SLOT(be, fang_stack, "fang_stack");
+    NEED(nv >= 0 && nh >= 0 && k >= 0, "fang_stack", "negative size nv=%d nh=%d k=%d", nv, nh, k);
+    NEED((long long)2 * nv + 2LL * nh <= 2147483647LL, "fang_stack", "nv=%d nh=%d too large", nv, nh);
+    NEED(ld_ok(ldv, nv), "fang_stack", "ldv=%d < nv=%d", ldv, nv);
+    NEED(ld_ok(ldh, nh), "fang_stack", "ldh=%d < nh=%d", ldh, nh);
+    NEED(ld_ok(ldx, 2 * nv + 2 * nh), "fang_stack", "ldx=%d < 2nv+2nh=%d", ldx, 2 * nv + 2 * nh);
+    if (!k || (!nv && !nh)) return NG_OK;
+    NEED(X && (V || !nv) && (H || !nh), "fang_stack", "NULL pointer");
+    return be->iface->fang_stack(be, nv, nh, k, V, ldv, H, ldh, X, ldx);
+}
+ng_status ng_fang_regress(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
+                          const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
+                          const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
+                          float *beta_v, float *beta_h, float *sigma2, int ldo) {
+    NEED_SLOT(be, fang_regress, "fang_regress");
+    NEED(nh >= 0 && nv >= 0, "fang_regress", "negative size nh=%d nv=%d", nh, nv);
+    NEED(ld_ok(ldm, nh), "fang_regress", "ldm=%d < nh=%d", ldm, nh);
+    NEED(ld_ok(ldo, nh), "fang_regress", "ldo=%d < nh=%d", ldo, nh);
+    NEED(lambda >= 0.0f && lambda - lambda == 0.0f, "fang_regress",
+         "lambda %g must be finite and >= 0", (double)lambda);
+    if (!nh || !nv) return NG_OK;
+    NEED(Evh && Ev2h && Evh2 && Ev2h2 && mu_v && mu_h && Ev2 && Eh2, "fang_regress",
+         "NULL moment pointer");
+    NEED(beta_v && beta_h && sigma2, "fang_regress", "NULL output pointer");
+    return be->iface->fang_regress(be, nh, nv, Evh, Ev2h, Evh2, Ev2h2, ldm, mu_v, mu_h, Ev2, Eh2,
+                                   lambda, beta_v, beta_h, sigma2, ldo);
+}
+ng_status ng_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg, const float *ga,
+                           const float *gb, const float *beta_v, const float *beta_h,
+                           const float *sigma2, int ldb, float *pv, float *ph, int ldp) {
+    NEED_SLOT(be, fang_residual, "fang_residual");
+    NEED(nh >= 0 && nv >= 0, "fang_residual", "negative size nh=%d nv=%d", nh, nv);
+    NEED(ld_ok(ldg, nh), "fang_residual", "ldg=%d < nh=%d", ldg, nh);
+    NEED(ld_ok(ldb, nh), "fang_residual", "ldb=%d < nh=%d", ldb, nh);
+    NEED(ld_ok(ldp, nh), "fang_residual", "ldp=%d < nh=%d", ldp, nh);
+    if (!nh || !nv) return NG_OK;
+    NEED(G && ga && gb && beta_v && beta_h && sigma2 && pv && ph, "fang_residual", "NULL pointer");
+    return be->iface->fang_residual(be, nh, nv, G, ldg, ga, gb, beta_v, beta_h, sigma2, ldb, pv,
+                                    ph, ldp);
+}
+
 void ng_range_push(const char *name) {
 #if defined(NG_HAVE_CUDA) && defined(NG_NVTX)
     nvtxRangePushA(name);

@@ -269,6 +269,64 @@ static ng_status cpu_to_float(ng_backend *be, size_t n, const double *x, float *
     return NG_OK;
 }
 
+static ng_status cpu_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
+    int c;
+#pragma omp parallel for if ((long)n * n > 65536) schedule(static)
+    for (c = 0; c < n; c++) {
+        int r;
+        for (r = 0; r <= c; r++)
+            A[r + (size_t)c * lda] = ng_sym_lower_elem(r, c, A[c + (size_t)r * lda], shift);
+    }
+    return NG_OK;
+}
+
+static ng_status cpu_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
+                                const float *H, int ldh, float *X, int ldx) {
+    int c, rows = 2 * nv + 2 * nh;
+#pragma omp parallel for if ((long)rows * k > 65536) schedule(static)
+    for (c = 0; c < k; c++) {
+        int r;
+        for (r = 0; r < rows; r++)
+            X[r + (size_t)c * ldx] = ng_fang_stack_value(r, c, nv, nh, V, ldv, H, ldh);
+    }
+    return NG_OK;
+}
+
+static ng_status cpu_fang_regress(ng_backend *be, int nh, int nv, const float *Evh,
+                                  const float *Ev2h, const float *Evh2, const float *Ev2h2,
+                                  int ldm, const float *mu_v, const float *mu_h, const float *Ev2,
+                                  const float *Eh2, float lambda, float *beta_v, float *beta_h,
+                                  float *sigma2, int ldo) {
+    int i;
+#pragma omp parallel for if ((long)nh * nv > 16384) schedule(static)
+    for (i = 0; i < nv; i++) {
+        int j;
+        for (j = 0; j < nh; j++) {
+            size_t m = j + (size_t)i * ldm, o = j + (size_t)i * ldo;
+            ng_fang_regress_pair(Evh[m], Ev2h[m], Evh2[m], Ev2h2[m], mu_v[i], mu_h[j], Ev2[i],
+                                 Eh2[j], lambda, &beta_v[o], &beta_h[o], &sigma2[o]);
+        }
+    }
+    return NG_OK;
+}
+
+static ng_status cpu_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg,
+                                   const float *ga, const float *gb, const float *beta_v,
+                                   const float *beta_h, const float *sigma2, int ldb, float *pv,
+                                   float *ph, int ldp) {
+    int i;
+#pragma omp parallel for if ((long)nh * nv > 65536) schedule(static)
+    for (i = 0; i < nv; i++) {
+        int j;
+        for (j = 0; j < nh; j++) {
+            size_t g = j + (size_t)i * ldg, b = j + (size_t)i * ldb, p = j + (size_t)i * ldp;
+            ng_fang_residual_elem(G[g], ga[i], gb[j], beta_v[b], beta_h[b], sigma2[b], &G[g],
+                                  &pv[p], &ph[p]);
+        }
+    }
+    return NG_OK;
+}
+
 static void cpu_destroy(ng_backend *be) { free(be); }
 
 static const struct ng_backend_i cpu_iface = {
@@ -304,6 +362,10 @@ static const struct ng_backend_i cpu_iface = {
     .syevd_d = cpu_syevd_d,
     .to_double = cpu_to_double,
     .to_float = cpu_to_float,
+    .symmetrize_lower = cpu_symmetrize_lower,
+    .fang_stack = cpu_fang_stack,
+    .fang_regress = cpu_fang_regress,
+    .fang_residual = cpu_fang_residual,
 };
 
 ng_status ng_backend_cpu_init(ng_backend **out) {

@@ -528,6 +528,38 @@ static void cuda_destroy(ng_backend *be) {
     free(be);
 }
 
+/* ---- FANG slots (kernels/fang.cu) --------------------------------------------------------- */
+
+static ng_status cuda_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
+    if (n == 0) return NG_OK;
+    return ng_cuda_symmetrize_lower(n, A, lda, shift, be->stream);
+}
+
+static ng_status cuda_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
+                                 const float *H, int ldh, float *X, int ldx) {
+    if (k == 0 || nv + nh == 0) return NG_OK;
+    return ng_cuda_fang_stack(nv, nh, k, V, ldv, H, ldh, X, ldx, be->stream);
+}
+
+static ng_status cuda_fang_regress(ng_backend *be, int nh, int nv, const float *Evh,
+                                   const float *Ev2h, const float *Evh2, const float *Ev2h2,
+                                   int ldm, const float *mu_v, const float *mu_h,
+                                   const float *Ev2, const float *Eh2, float lambda,
+                                   float *beta_v, float *beta_h, float *sigma2, int ldo) {
+    if (nh == 0 || nv == 0) return NG_OK;
+    return ng_cuda_fang_regress(nh, nv, Evh, Ev2h, Evh2, Ev2h2, ldm, mu_v, mu_h, Ev2, Eh2, lambda,
+                                beta_v, beta_h, sigma2, ldo, be->stream);
+}
+
+static ng_status cuda_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg,
+                                    const float *ga, const float *gb, const float *beta_v,
+                                    const float *beta_h, const float *sigma2, int ldb, float *pv,
+                                    float *ph, int ldp) {
+    if (nh == 0 || nv == 0) return NG_OK;
+    return ng_cuda_fang_residual(nh, nv, G, ldg, ga, gb, beta_v, beta_h, sigma2, ldb, pv, ph,
+                                 ldp, be->stream);
+}
+
 static const struct ng_backend_i cuda_iface = {
     .name = "cuda",
     .destroy = cuda_destroy,
@@ -565,6 +597,11 @@ static const struct ng_backend_i cuda_iface = {
     .syevd_d = cuda_syevd_d,
     .to_double = cuda_to_double,
     .to_float = cuda_to_float,
+
+    .symmetrize_lower = cuda_symmetrize_lower,
+    .fang_stack = cuda_fang_stack,
+    .fang_regress = cuda_fang_regress,
+    .fang_residual = cuda_fang_residual,
 };
 
 /* Device, stream, library handles, devInfo; the banner line. A device that cannot be selected

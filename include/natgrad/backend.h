@@ -106,6 +106,33 @@ struct ng_backend_i {
     /* float <-> double conversion of n elements on the device */
     ng_status (*to_double)(ng_backend *be, size_t n, const float *x, double *y);
     ng_status (*to_float)(ng_backend *be, size_t n, const double *x, float *y);
+
+    /* A(n,n): the strict upper triangle becomes the transpose of the strict lower one and
+     * shift is added to the diagonal (=, in place): turns potrf/potri/syrk output (lower
+     * triangle only) into a full symmetric matrix, optionally damped. */
+    ng_status (*symmetrize_lower)(ng_backend *be, int n, float *A, int lda, float shift);
+
+    /* FANG (host/optim/fang.c; bodies ng_fang_* in kernels/ng_math.h). */
+    /* X(2nv+2nh, k) = [V.^2; V; H; H.^2]  (=), V (nv,k), H (nh,k); X must not overlap V or H. */
+    ng_status (*fang_stack)(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
+                            const float *H, int ldh, float *X, int ldx);
+    /* For every pair (j, i), j < nh, i < nv, the regression of m_ij = v_i h_j on (v_i, h_j)
+     * (FANG eq. 11-12, ng_fang_regress_pair) from the moment matrices Evh = E[h v^T],
+     * Ev2h = E[h (v.^2)^T], Evh2 = E[h.^2 v^T], Ev2h2 = E[h.^2 (v.^2)^T] (all (nh,nv), ld ldm)
+     * and the vectors mu_v = E[v], Ev2 = E[v.^2] (nv), mu_h = E[h], Eh2 = E[h.^2] (nh), with
+     * lambda I added to the 3x3 covariance: beta_v, beta_h, sigma2 (nh,nv), ld ldo  (=). */
+    ng_status (*fang_regress)(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
+                              const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
+                              const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
+                              float *beta_v, float *beta_h, float *sigma2, int ldo);
+    /* Pairwise part of the FANG direction (ng_fang_residual_elem) on (nh,nv) matrices:
+     *   G[j,i] = q = (G[j,i] - beta_v[j,i] ga[i] - beta_h[j,i] gb[j]) / sigma2[j,i]  (=, in place)
+     *   pv = beta_v .* q,  ph = beta_h .* q  (=), ga (nv), gb (nh).
+     * beta_v, beta_h, sigma2 share ldb; pv, ph share ldp. */
+    ng_status (*fang_residual)(ng_backend *be, int nh, int nv, float *G, int ldg,
+                               const float *ga, const float *gb, const float *beta_v,
+                               const float *beta_h, const float *sigma2, int ldb, float *pv,
+                               float *ph, int ldp);
 };
 
 struct ng_backend {
@@ -169,6 +196,16 @@ ng_status ng_potri_d(ng_backend *be, int n, double *A, int lda, int *info_host);
 ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info_host);
 ng_status ng_to_double(ng_backend *be, size_t n, const float *x, double *y);
 ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y);
+ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift);
+ng_status ng_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
+                        const float *H, int ldh, float *X, int ldx);
+ng_status ng_fang_regress(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
+                          const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
+                          const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
+                          float *beta_v, float *beta_h, float *sigma2, int ldo);
+ng_status ng_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg, const float *ga,
+                           const float *gb, const float *beta_v, const float *beta_h,
+                           const float *sigma2, int ldb, float *pv, float *ph, int ldp);
 
 /* Start/end a named profiling range (NVTX on CUDA builds, no-op otherwise). */
 void ng_range_push(const char *name);

@@ -1,0 +1,246 @@
+/* fisher.c: exact Fisher matrices of small binary RBMs and the dense covariance of FANG's
+ * graphical model, in float64 on the host (references for tests and analysis, never a training
+ * path). Statistic order: a (nv), b (nh), W (nh, nv) column-major; see natgrad/fisher.h.
+ * The hidden layer is enumerated (FANG eq. 6-7) and the visible layer summed out in closed form:
+ * given h, v_i ~ Bernoulli(pi_i) independently with pi_i = sigmoid(a_i + sum_j W_ji h_j), so
+ *   E[g | h] = (pi, h, pi_i h_j),
+ *   Cov[g | h]: Var(v_i) = pi_i (1 - pi_i) =: s_i, Cov(v_i, m_ij) = s_i h_j,
+ *               Cov(m_ij, m_il) = s_i h_j h_l, everything else 0 (h is fixed, v_i independent).
+ * Parameters come from the device once (ng_rbm_get_params); nothing else touches the backend. */
+#include "natgrad/fisher.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { FISHER_MAX_HIDDEN = 20 };
+
+static double sigmoid_d(double x) {
+    if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
+    return exp(x) / (1.0 + exp(x));
+}
+static double softplus_d(double x) { return x > 30.0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+typedef struct host_params {
+    int nv, nh;
+    double *W, *a, *b; /* (nh, nv), (nv), (nh) */
+} host_params;
+
+static void params_free(host_params *p) {
+    free(p->W);
+    free(p->a);
+    free(p->b);
+}
+
+static ng_status params_get(ng_rbm *rbm, host_params *p, const char *op) {
+    int nv = rbm->n_visible, nh = rbm->n_hidden, k;
+    size_t nw = (size_t)nv * nh;
+    float *tmp;
+    ng_status s;
+    memset(p, 0, sizeof *p);
+    if (nh > FISHER_MAX_HIDDEN)
+        return ng_error(NG_ERR_INVALID_ARG, "%s: %d hidden units; at most %d are enumerated", op, nh,
+                        FISHER_MAX_HIDDEN);
+    p->nv = nv;
+    p->nh = nh;
+    p->W = (double *)malloc(nw * sizeof(double));
+    p->a = (double *)malloc((size_t)nv * sizeof(double));
+    p->b = (double *)malloc((size_t)nh * sizeof(double));
+    tmp = (float *)malloc((nw + (size_t)nv + (size_t)nh) * sizeof(float));
+    if (!p->W || !p->a || !p->b || !tmp) {
+        free(tmp);
+        params_free(p);
+        return ng_error(NG_ERR_OOM, "%s: out of host memory", op);
+    }
+    s = ng_rbm_get_params(rbm, tmp, tmp + nw, tmp + nw + nv);
+    for (k = 0; s == NG_OK && k < (int)nw; k++) p->W[k] = tmp[k];
+    for (k = 0; s == NG_OK && k < nv; k++) p->a[k] = tmp[nw + k];
+    for (k = 0; s == NG_OK && k < nh; k++) p->b[k] = tmp[nw + nv + k];
+    free(tmp);
+    if (s != NG_OK) params_free(p);
+    return s;
+}
+
+/* pi (nv) for hidden state sh; returns log p*(h) = b^T h + sum_i softplus(a_i + W_:i^T h). */
+static double hidden_state(const host_params *p, uint64_t sh, double *pi) {
+    double lp = 0.0;
+    int i, j;
+    for (j = 0; j < p->nh; j++)
+        if (sh >> j & 1) lp += p->b[j];
+    for (i = 0; i < p->nv; i++) {
+        double x = p->a[i];
+        for (j = 0; j < p->nh; j++)
+            if (sh >> j & 1) x += p->W[j + (size_t)i * p->nh];
+        lp += softplus_d(x);
+        pi[i] = sigmoid_d(x);
+    }
+    return lp;
+}
+
+/* x = E[g | h] */
+static void cond_mean(const host_params *p, uint64_t sh, const double *pi, double *x) {
+    int nv = p->nv, nh = p->nh, i, j;
+    for (i = 0; i < nv; i++) x[i] = pi[i];
+    for (j = 0; j < nh; j++) x[nv + j] = (double)(sh >> j & 1);
+    for (i = 0; i < nv; i++)
+        for (j = 0; j < nh; j++) x[ng_fisher_index_w(nv, nh, i, j)] = pi[i] * x[nv + j];
+}
+
+ng_status ng_rbm_fisher_exact(ng_rbm *rbm, double *mean, double *G) {
+    host_params p;
+    int nv, nh, D, i, j, l, r, c;
+    uint64_t ns, sh;
+    double *w = NULL, *pi = NULL, *x = NULL, *mu = NULL, mx = -INFINITY, z = 0.0;
+    ng_status s;
+    if (!rbm) return ng_error(NG_ERR_INVALID_ARG, "exact Fisher: NULL RBM");
+    NG_TRY(params_get(rbm, &p, "exact Fisher"));
+    nv = p.nv;
+    nh = p.nh;
+    D = ng_fisher_dim(nv, nh);
+    ns = (uint64_t)1 << nh;
+    w = (double *)malloc((size_t)ns * sizeof(double));
+    pi = (double *)malloc((size_t)nv * sizeof(double));
+    x = (double *)malloc((size_t)D * sizeof(double));
+    mu = (double *)calloc((size_t)D, sizeof(double));
+    if (!w || !pi || !x || !mu) {
+        s = ng_error(NG_ERR_OOM, "exact Fisher: out of host memory (D = %d)", D);
+        goto done;
+    }
+    /* p(h) for every hidden state, normalised with a log-sum-exp */
+    for (sh = 0; sh < ns; sh++) {
+        w[sh] = hidden_state(&p, sh, pi);
+        if (w[sh] > mx) mx = w[sh];
+    }
+    for (sh = 0; sh < ns; sh++) z += (w[sh] = exp(w[sh] - mx));
+    for (sh = 0; sh < ns; sh++) w[sh] /= z;
+    /* pass 1: E[g] = sum_h p(h) E[g | h]  (eq. 6) */
+    for (sh = 0; sh < ns; sh++) {
+        hidden_state(&p, sh, pi);
+        cond_mean(&p, sh, pi, x);
+        for (r = 0; r < D; r++) mu[r] += w[sh] * x[r];
+    }
+    if (mean) memcpy(mean, mu, (size_t)D * sizeof(double));
+    if (G) {
+        /* pass 2: G = sum_h p(h) [(E[g|h] - mu)(E[g|h] - mu)^T + Cov[g | h]]  (eq. 7, centred) */
+        memset(G, 0, (size_t)D * D * sizeof(double));
+        for (sh = 0; sh < ns; sh++) {
+            double ws = w[sh];
+            hidden_state(&p, sh, pi);
+            cond_mean(&p, sh, pi, x);
+            for (r = 0; r < D; r++) x[r] -= mu[r];
+            for (c = 0; c < D; c++) {
+                double xc = ws * x[c];
+                double *Gc = G + (size_t)c * D;
+                for (r = c; r < D; r++) Gc[r] += xc * x[r];
+            }
+            for (i = 0; i < nv; i++) {
+                double si = ws * pi[i] * (1.0 - pi[i]);
+                G[i + (size_t)i * D] += si;
+                for (j = 0; j < nh; j++) {
+                    int a = ng_fisher_index_w(nv, nh, i, j);
+                    if (!(sh >> j & 1)) continue;
+                    G[a + (size_t)i * D] += si; /* Cov(v_i, m_ij) = s_i h_j, lower triangle */
+                    for (l = 0; l <= j; l++)
+                        if (sh >> l & 1) G[a + (size_t)ng_fisher_index_w(nv, nh, i, l) * D] += si;
+                }
+            }
+        }
+        for (c = 0; c < D; c++)
+            for (r = c + 1; r < D; r++) G[c + (size_t)r * D] = G[r + (size_t)c * D];
+    }
+    s = NG_OK;
+done:
+    free(w);
+    free(pi);
+    free(x);
+    free(mu);
+    params_free(&p);
+    return s;
+}
+
+ng_status ng_rbm_loglik_grad_exact(ng_rbm *rbm, const float *v_host, int n, double *grad) {
+    host_params p;
+    int nv, nh, D, c, i, j;
+    double *ph = NULL, *mu = NULL;
+    ng_status s;
+    if (!rbm || !v_host || !grad || n < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "exact log-likelihood gradient: bad arguments (n = %d)", n);
+    nv = rbm->n_visible;
+    nh = rbm->n_hidden;
+    D = ng_fisher_dim(nv, nh);
+    mu = (double *)malloc((size_t)D * sizeof(double));
+    if (!mu) return ng_error(NG_ERR_OOM, "exact log-likelihood gradient: out of host memory");
+    s = ng_rbm_fisher_exact(rbm, mu, NULL);
+    if (s != NG_OK) {
+        free(mu);
+        return s;
+    }
+    s = params_get(rbm, &p, "exact log-likelihood gradient");
+    if (s != NG_OK) {
+        free(mu);
+        return s;
+    }
+    ph = (double *)malloc((size_t)nh * sizeof(double));
+    if (!ph) {
+        s = ng_error(NG_ERR_OOM, "exact log-likelihood gradient: out of host memory");
+        goto done;
+    }
+    memset(grad, 0, (size_t)D * sizeof(double));
+    for (c = 0; c < n; c++) {
+        const float *v = v_host + (size_t)c * nv;
+        for (j = 0; j < nh; j++) {
+            double x = p.b[j];
+            for (i = 0; i < nv; i++) x += p.W[j + (size_t)i * nh] * (double)v[i];
+            ph[j] = sigmoid_d(x);
+        }
+        for (i = 0; i < nv; i++) grad[i] += v[i];
+        for (j = 0; j < nh; j++) grad[nv + j] += ph[j];
+        for (i = 0; i < nv; i++)
+            for (j = 0; j < nh; j++) grad[ng_fisher_index_w(nv, nh, i, j)] += (double)v[i] * ph[j];
+    }
+    for (i = 0; i < D; i++) grad[i] = grad[i] / (double)n - mu[i];
+    s = NG_OK;
+done:
+    free(ph);
+    free(mu);
+    params_free(&p);
+    return s;
+}
+
+void ng_fang_gfac_dense(int nv, int nh, const double *sigma_un, const double *beta_v,
+                        const double *beta_h, const double *sigma2, double *G) {
+    int n = nv + nh, D = ng_fisher_dim(nv, nh), r, c, ip, jp, iq, jq, k;
+#define SU(x, y) sigma_un[(x) + (size_t)(y) * n]
+    for (c = 0; c < n; c++)
+        for (r = 0; r < n; r++) G[r + (size_t)c * D] = SU(r, c);
+    /* Cov(m_p, u_k) = beta_v,p Sigma[i_p, k] + beta_h,p Sigma[nv + j_p, k] */
+    for (ip = 0; ip < nv; ip++)
+        for (jp = 0; jp < nh; jp++) {
+            int p = ng_fisher_index_w(nv, nh, ip, jp);
+            size_t e = jp + (size_t)ip * nh;
+            for (k = 0; k < n; k++) {
+                double v = beta_v[e] * SU(ip, k) + beta_h[e] * SU(nv + jp, k);
+                G[p + (size_t)k * D] = v;
+                G[k + (size_t)p * D] = v;
+            }
+        }
+    /* Cov(m_p, m_q) = b_p^T Sigma_{pa(p), pa(q)} b_q + delta_pq sigma2_p */
+    for (ip = 0; ip < nv; ip++)
+        for (jp = 0; jp < nh; jp++) {
+            int p = ng_fisher_index_w(nv, nh, ip, jp);
+            size_t ep = jp + (size_t)ip * nh;
+            for (iq = 0; iq < nv; iq++)
+                for (jq = 0; jq < nh; jq++) {
+                    int q = ng_fisher_index_w(nv, nh, iq, jq);
+                    size_t eq = jq + (size_t)iq * nh;
+                    double v = beta_v[ep] * beta_v[eq] * SU(ip, iq) +
+                               beta_v[ep] * beta_h[eq] * SU(ip, nv + jq) +
+                               beta_h[ep] * beta_v[eq] * SU(nv + jp, iq) +
+                               beta_h[ep] * beta_h[eq] * SU(nv + jp, nv + jq);
+                    if (p == q) v += sigma2[ep];
+                    G[p + (size_t)q * D] = v;
+                }
+        }
+#undef SU
+}
