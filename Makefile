@@ -144,7 +144,11 @@ bench-rbm: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
 	@bash bench/bench_rbm.sh $(BUILD)
 
-bench: bench-rbm
+bench-fang-figure3: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/fang_figure3.sh $(BUILD)
+
+bench: bench-rbm bench-fang-figure3
 
 run: deps
 	@$(MAKE) --no-print-directory all
