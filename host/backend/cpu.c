@@ -154,6 +154,18 @@ static ng_status cpu_gibbs_sample(ng_backend *be, int rows, int cols, const floa
                                   const float *bias, float beta, const float *base, float *prob,
                                   int ldq, float *sample, int lds, uint64_t key, uint64_t step) {
     long n = (long)rows * cols, nblk = (n + 3) / 4, b;
+    if (!sample) { /* probabilities only: no random words needed */
+        int c;
+#pragma omp parallel for if (n > 16384) schedule(static)
+        for (c = 0; c < cols; c++) {
+            int r;
+            for (r = 0; r < rows; r++)
+                prob[r + (size_t)c * ldq] =
+                    ng_sigmoid(ng_gibbs_input(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta,
+                                              base ? base[r] : 0.0f));
+        }
+        return NG_OK;
+    }
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (b = 0; b < nblk; b++) {
         ng_u32x4 ctr, o;
