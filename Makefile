@@ -73,7 +73,7 @@ endif
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm clean data-mnist data-fashion
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-fang-table1 clean data-mnist data-fashion
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -133,6 +133,34 @@ $(ASAN_TEST_BIN): tests/test_idx.c tests/harness.h $(ASAN_SRC) $(wildcard includ
 
 test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
 
+# The backend conformance, RBM, evaluation, FANG and checkpoint tests on a real GPU (NG_CUDA=1 build), then again under
+# compute-sanitizer (memcheck, racecheck, synccheck) when it is installed. A skipped test fails
+# here: on a GPU machine the CUDA half must run. Without a GPU it says so and succeeds.
+GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c))
+COMPUTE_SANITIZER := $(shell command -v compute-sanitizer 2>/dev/null || { test -x $(CUDA_HOME)/bin/compute-sanitizer && echo $(CUDA_HOME)/bin/compute-sanitizer; })
+test-gpu:
+	@if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then \
+	  echo "test-gpu: needs an NVIDIA GPU with its driver (nvidia-smi lists none here); nothing run."; \
+	  echo "test-gpu: 'make test' covers the CUDA backend on this machine through the SIMT emulator."; \
+	  exit 0; fi; \
+	$(MAKE) --no-print-directory NG_CUDA=1 all $(GPU_TEST_BIN) || exit 1; \
+	mkdir -p $(BUILD)/test-logs; fail=0; \
+	for t in $(GPU_TEST_BIN); do \
+	  log=$(BUILD)/test-logs/gpu-$$(basename $$t).log; \
+	  echo "== $$t on the GPU"; $$t > $$log 2>&1; rc=$$?; grep -E '^(PASS|FAIL|SKIP|RESULT)' $$log; \
+	  if [ $$rc != 0 ]; then echo "test-gpu: $$t failed (exit $$rc), see $$log"; fail=1; fi; \
+	  if grep -q '^SKIP' $$log; then echo "test-gpu: $$t skipped tests on a GPU machine"; fail=1; fi; \
+	done; \
+	if [ -n "$(COMPUTE_SANITIZER)" ]; then \
+	  for tool in memcheck racecheck synccheck; do for t in $(GPU_TEST_BIN); do \
+	    log=$(BUILD)/test-logs/gpu-$$tool-$$(basename $$t).log; \
+	    echo "== compute-sanitizer --tool $$tool $$t"; \
+	    if $(COMPUTE_SANITIZER) --tool $$tool --error-exitcode 1 $$t > $$log 2>&1; then echo "   clean"; \
+	    else echo "test-gpu: compute-sanitizer $$tool reports errors for $$t, see $$log"; tail -20 $$log; fail=1; fi; \
+	  done; done; \
+	else echo "test-gpu: compute-sanitizer not found (PATH, $(CUDA_HOME)/bin); sanitizer runs skipped"; fi; \
+	if [ $$fail = 0 ]; then echo "test-gpu: all passed"; else echo "test-gpu: FAILED"; fi; exit $$fail
+
 # ---- main job and benchmarks -------------------------------------------------------------
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -144,11 +172,15 @@ bench-rbm: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
 	@bash bench/bench_rbm.sh $(BUILD)
 
+bench-fang-table1: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/fang_table1
+	@bash bench/fang_table1.sh $(BUILD)
+
 bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/fang_figure3.sh $(BUILD)
 
-bench: bench-rbm bench-fang-figure3
+bench: bench-rbm bench-fang-figure3 bench-fang-table1
 
 run: deps
 	@$(MAKE) --no-print-directory all

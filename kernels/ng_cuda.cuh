@@ -5,16 +5,20 @@
 #ifndef NG_CUDA_CUH
 #define NG_CUDA_CUH
 
+#if defined(NG_SIMT)
+/* tests/simt/simt.h: the device language on the host C++ compiler (it includes the real
+ * <cuda_runtime.h> for types and host prototypes), NG_LAUNCH, NG_DYN_SHARED and the cuRAND device
+ * subset. It comes first so that ng_math.h sees its __host__/__device__/__forceinline__. */
+#include "simt.h"
+#else
 #include <cuda_runtime.h>
+#endif
 #include <stdint.h>
 
 #include "natgrad/status.h"
 #include "ng_math.h"
 
-#if defined(NG_SIMT)
-/* tests/simt/simt.h defines NG_LAUNCH and NG_DYN_SHARED. */
-#include "simt.h"
-#else
+#if !defined(NG_SIMT)
 #define NG_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<(grid), (block), (shmem), (cudaStream_t)(stream)>>>
 #define NG_DYN_SHARED(type, name) extern __shared__ type name[]
 #endif

@@ -1,0 +1,405 @@
+/* shim_cudart.cpp: the CUDA runtime subset of the SIMT emulator (test-only), defined against the
+ * real <cuda_runtime_api.h> prototypes. One emulated device (an sm_90-class part, 16 GiB unless
+ * NG_SIMT_DEVICE_MEM says otherwise; NG_SIMT_NO_DEVICE=1 makes cudaGetDeviceCount report none).
+ * All work is synchronous: a stream only has to be valid, and an event records the host clock.
+ * Arguments are checked as the runtime documents, and more strictly where a GPU would fault later:
+ * a memcpy direction must match the pointers (device pointers are those from cudaMalloc), and
+ * device ranges must lie inside one allocation. Every failing call also sets the error that
+ * cudaGetLastError returns. Must not: touch device memory except through its device view (dv). */
+#include "simt_internal.h"
+
+#include <string.h>
+#include <time.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <set>
+
+struct CUstream_st {
+    unsigned int flags;
+};
+struct CUevent_st {
+    unsigned int flags;
+    bool recorded;
+    double ms; /* host clock at record, milliseconds */
+};
+
+namespace ng_simt {
+namespace {
+
+std::mutex handle_mu;
+std::set<cudaStream_t> streams;
+std::set<cudaEvent_t> events;
+int current_device;
+
+bool event_valid(cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(handle_mu);
+    return e != NULL && events.count(e) != 0;
+}
+
+bool no_device() {
+    const char *e = getenv("NG_SIMT_NO_DEVICE");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+double now_ms() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* Check a copy's pointers against its direction; returns the resolved direction or an error. */
+cudaError_t check_copy(void *dst, const void *src, size_t count, cudaMemcpyKind kind) {
+    bool dd, sd;
+    if (count == 0) return cudaSuccess;
+    if (dst == NULL || src == NULL) return cudaErrorInvalidValue;
+    dd = dev_pointer(dst);
+    sd = dev_pointer(src);
+    if (kind == cudaMemcpyDefault) {
+        if (dd && !dev_range(dst, count)) return cudaErrorInvalidValue;
+        if (sd && !dev_range(src, count)) return cudaErrorInvalidValue;
+        return cudaSuccess;
+    }
+    if (kind != cudaMemcpyHostToHost && kind != cudaMemcpyHostToDevice &&
+        kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyDeviceToDevice)
+        return cudaErrorInvalidMemcpyDirection;
+    bool want_dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool want_sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (dd != want_dd || sd != want_sd) {
+        note("cudaMemcpy: direction %d does not match the pointers (dst %p is %s, src %p is %s)",
+             (int)kind, dst, dd ? "device memory" : "host memory", src,
+             sd ? "device memory" : "host memory");
+        return cudaErrorInvalidValue;
+    }
+    if ((dd && !dev_range(dst, count)) || (sd && !dev_range(src, count))) {
+        note("cudaMemcpy: %zu bytes run past the end of a device allocation", count);
+        return cudaErrorInvalidValue;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t do_copy(void *dst, const void *src, size_t count, cudaMemcpyKind kind) {
+    cudaError_t e = check_copy(dst, src, count, kind);
+    if (e != cudaSuccess) return set_error(e);
+    if (count) {
+        void *d = dev_view(dst);
+        const void *s = dev_view(src);
+        memmove(d ? d : dst, s ? s : src, count);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t do_memset(void *dst, int value, size_t count) {
+    if (count == 0) return cudaSuccess;
+    if (!dev_range(dst, count)) {
+        note("cudaMemset(%p, %d, %zu): not a device range", dst, value, count);
+        return set_error(cudaErrorInvalidValue);
+    }
+    memset(dev_view(dst), value, count);
+    return cudaSuccess;
+}
+
+struct err_entry {
+    cudaError_t code;
+    const char *name;
+    const char *text;
+};
+const err_entry err_table[] = {
+    {cudaSuccess, "cudaSuccess", "no error"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory"},
+    {cudaErrorInitializationError, "cudaErrorInitializationError", "initialization error"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration",
+     "invalid configuration argument"},
+    {cudaErrorInvalidDevicePointer, "cudaErrorInvalidDevicePointer", "invalid device pointer"},
+    {cudaErrorInvalidMemcpyDirection, "cudaErrorInvalidMemcpyDirection",
+     "invalid copy direction for memcpy"},
+    {cudaErrorInvalidDeviceFunction, "cudaErrorInvalidDeviceFunction", "invalid device function"},
+    {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected"},
+    {cudaErrorInvalidDevice, "cudaErrorInvalidDevice", "invalid device ordinal"},
+    {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle"},
+    {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
+    {cudaErrorIllegalAddress, "cudaErrorIllegalAddress",
+     "an illegal memory access was encountered"},
+    {cudaErrorLaunchOutOfResources, "cudaErrorLaunchOutOfResources",
+     "too many resources requested for launch"},
+    {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
+    {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported"},
+    {cudaErrorUnknown, "cudaErrorUnknown", "unknown error"},
+};
+
+const err_entry *find_err(cudaError_t e) {
+    for (const err_entry &x : err_table)
+        if (x.code == e) return &x;
+    return NULL;
+}
+
+} /* namespace */
+
+bool stream_valid(cudaStream_t s) {
+    if (s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
+    std::lock_guard<std::mutex> lock(handle_mu);
+    return streams.count(s) != 0;
+}
+
+} /* namespace ng_simt */
+
+using namespace ng_simt;
+
+extern "C" {
+
+/* ---- errors ------------------------------------------------------------------------------- */
+cudaError_t cudaGetLastError(void) { return take_error(); }
+cudaError_t cudaPeekAtLastError(void) { return peek_error(); }
+
+const char *cudaGetErrorString(cudaError_t error) {
+    const err_entry *e = find_err(error);
+    return e ? e->text : "unrecognized error code";
+}
+
+const char *cudaGetErrorName(cudaError_t error) {
+    const err_entry *e = find_err(error);
+    return e ? e->name : "unrecognized error code";
+}
+
+/* ---- device ------------------------------------------------------------------------------- */
+cudaError_t cudaGetDeviceCount(int *count) {
+    if (count == NULL) return set_error(cudaErrorInvalidValue);
+    if (no_device()) {
+        *count = 0;
+        return set_error(cudaErrorNoDevice);
+    }
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) {
+    if (no_device()) return set_error(cudaErrorNoDevice);
+    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    current_device = device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *device) {
+    if (device == NULL) return set_error(cudaErrorInvalidValue);
+    if (no_device()) return set_error(cudaErrorNoDevice);
+    *device = current_device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
+    size_t free_b, total_b;
+    if (prop == NULL) return set_error(cudaErrorInvalidValue);
+    if (no_device()) return set_error(cudaErrorNoDevice);
+    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    dev_mem_info(&free_b, &total_b);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "natgrad SIMT emulator (CPU)");
+    prop->totalGlobalMem = total_b;
+    prop->sharedMemPerBlock = SHARED_PER_BLOCK;
+    prop->sharedMemPerBlockOptin = SHARED_PER_BLOCK_OPTIN;
+    prop->sharedMemPerMultiprocessor = 228 * 1024;
+    prop->regsPerBlock = 65536;
+    prop->regsPerMultiprocessor = 65536;
+    prop->warpSize = 32;
+    prop->memPitch = 2147483647;
+    prop->maxThreadsPerBlock = MAX_THREADS_PER_BLOCK;
+    prop->maxThreadsDim[0] = MAX_BLOCK_X;
+    prop->maxThreadsDim[1] = MAX_BLOCK_Y;
+    prop->maxThreadsDim[2] = MAX_BLOCK_Z;
+    prop->maxGridSize[0] = (int)MAX_GRID_X;
+    prop->maxGridSize[1] = MAX_GRID_YZ;
+    prop->maxGridSize[2] = MAX_GRID_YZ;
+    prop->totalConstMem = 65536;
+    prop->major = 9;
+    prop->minor = 0;
+    prop->multiProcessorCount = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    prop->maxThreadsPerMultiProcessor = 2048;
+    prop->maxBlocksPerMultiProcessor = 32;
+    prop->l2CacheSize = 50 * 1024 * 1024;
+    prop->memoryBusWidth = 5120;
+    prop->concurrentKernels = 1;
+    prop->unifiedAddressing = 1;
+    prop->canMapHostMemory = 1;
+    prop->asyncEngineCount = 2;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device) {
+    if (value == NULL) return set_error(cudaErrorInvalidValue);
+    if (no_device()) return set_error(cudaErrorNoDevice);
+    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = MAX_THREADS_PER_BLOCK; break;
+    case cudaDevAttrMaxBlockDimX: *value = MAX_BLOCK_X; break;
+    case cudaDevAttrMaxBlockDimY: *value = MAX_BLOCK_Y; break;
+    case cudaDevAttrMaxBlockDimZ: *value = MAX_BLOCK_Z; break;
+    case cudaDevAttrMaxGridDimX: *value = (int)MAX_GRID_X; break;
+    case cudaDevAttrMaxGridDimY: *value = MAX_GRID_YZ; break;
+    case cudaDevAttrMaxGridDimZ: *value = MAX_GRID_YZ; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = SHARED_PER_BLOCK; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = SHARED_PER_BLOCK_OPTIN; break;
+    case cudaDevAttrWarpSize: *value = 32; break;
+    case cudaDevAttrMultiProcessorCount: *value = (int)sysconf(_SC_NPROCESSORS_ONLN); break;
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
+    default: return set_error(cudaErrorInvalidValue);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int *version) {
+    if (version == NULL) return set_error(cudaErrorInvalidValue);
+    *version = CUDART_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int *version) {
+    if (version == NULL) return set_error(cudaErrorInvalidValue);
+    *version = CUDART_VERSION;
+    return cudaSuccess;
+}
+
+/* Work is synchronous; a synchronisation point is where every buffer's canaries are checked. */
+cudaError_t cudaDeviceSynchronize(void) {
+    dev_check_canaries("a kernel");
+    return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize)
+        return set_error(kernel_set_dyn_smem_limit(func, value));
+    if (func == NULL) return set_error(cudaErrorInvalidDeviceFunction);
+    return cudaSuccess;
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+cudaError_t cudaMalloc(void **devPtr, size_t size) {
+    if (devPtr == NULL) return set_error(cudaErrorInvalidValue);
+    return set_error(dev_malloc(devPtr, size));
+}
+
+cudaError_t cudaFree(void *devPtr) { return set_error(dev_free(devPtr)); }
+
+cudaError_t cudaMallocHost(void **ptr, size_t size) {
+    if (ptr == NULL) return set_error(cudaErrorInvalidValue);
+    return set_error(host_pinned_alloc(ptr, size));
+}
+
+cudaError_t cudaFreeHost(void *ptr) { return set_error(host_pinned_free(ptr)); }
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    if (free_bytes == NULL || total_bytes == NULL) return set_error(cudaErrorInvalidValue);
+    dev_mem_info(free_bytes, total_bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind) {
+    return do_copy(dst, src, count, kind);
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                            cudaStream_t stream) {
+    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    return do_copy(dst, src, count, kind);
+}
+
+cudaError_t cudaMemset(void *devPtr, int value, size_t count) {
+    return do_memset(devPtr, value, count);
+}
+
+cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream) {
+    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    return do_memset(devPtr, value, count);
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags) {
+    if (pStream == NULL || (flags & ~(unsigned int)cudaStreamNonBlocking) != 0u)
+        return set_error(cudaErrorInvalidValue);
+    cudaStream_t s = new CUstream_st();
+    s->flags = flags;
+    std::lock_guard<std::mutex> lock(handle_mu);
+    streams.insert(s);
+    *pStream = s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *pStream) {
+    return cudaStreamCreateWithFlags(pStream, 0);
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(handle_mu);
+    if (stream == NULL || streams.erase(stream) == 0)
+        return set_error(cudaErrorInvalidResourceHandle);
+    delete stream;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    dev_check_canaries("a kernel");
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+    return stream_valid(stream) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
+    if (!stream_valid(stream) || !event_valid(event))
+        return set_error(cudaErrorInvalidResourceHandle);
+    return cudaSuccess;
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
+    const unsigned int known =
+        cudaEventBlockingSync | cudaEventDisableTiming | cudaEventInterprocess;
+    if (event == NULL || (flags & ~known) != 0u) return set_error(cudaErrorInvalidValue);
+    cudaEvent_t e = new CUevent_st();
+    e->flags = flags;
+    e->recorded = false;
+    std::lock_guard<std::mutex> lock(handle_mu);
+    events.insert(e);
+    *event = e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, 0); }
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    if (!event_valid(event) || !stream_valid(stream))
+        return set_error(cudaErrorInvalidResourceHandle);
+    event->recorded = true;
+    event->ms = now_ms();
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    return event_valid(event) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+    return event_valid(event) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    if (ms == NULL) return set_error(cudaErrorInvalidValue);
+    if (!event_valid(start) || !event_valid(end) || !start->recorded || !end->recorded ||
+        ((start->flags | end->flags) & cudaEventDisableTiming) != 0u)
+        return set_error(cudaErrorInvalidResourceHandle);
+    *ms = (float)(end->ms - start->ms);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    std::lock_guard<std::mutex> lock(handle_mu);
+    if (event == NULL || events.erase(event) == 0) return set_error(cudaErrorInvalidResourceHandle);
+    delete event;
+    return cudaSuccess;
+}
+
+} /* extern "C" */

@@ -1,0 +1,316 @@
+/* shim_cusolver.cpp: the cuSOLVER dense subset of the SIMT emulator (test-only): potrf, potri,
+ * potrs, syevd (S and D) with their _bufferSize queries, defined against the real <cusolverDn.h>
+ * prototypes and computed with LAPACK (the LAPACKE *_work entry points, which do not reject NaN
+ * input, as cuSOLVER does not). Column-major; only the `uplo` triangle is read or written.
+ * Validation as documented: a NULL or destroyed handle is CUSOLVER_STATUS_NOT_INITIALIZED;
+ * n < 0, lda < max(1, n), an unknown uplo or jobz are CUSOLVER_STATUS_INVALID_VALUE. Stricter
+ * (a GPU would fault or read garbage): A, W, the workspace and devInfo must be device ranges, and
+ * a workspace smaller than the _bufferSize answer is rejected (devInfo = -(its position)).
+ * devInfo receives LAPACK's info in device memory; the workspace is left holding NaN bytes since
+ * its content after a call is undefined. Must not: touch device memory except through its device
+ * view (dv). */
+#include "simt_internal.h"
+
+#include <cusolverDn.h>
+#include <lapacke.h>
+
+#include <string.h>
+
+#include <mutex>
+#include <set>
+#include <vector>
+
+struct cusolverDnContext {
+    cudaStream_t stream;
+};
+
+namespace ng_simt {
+namespace {
+
+std::mutex mu;
+std::set<cusolverDnHandle_t> handles;
+
+bool handle_ok(cusolverDnHandle_t h) {
+    std::lock_guard<std::mutex> lock(mu);
+    return h != NULL && handles.count(h) != 0;
+}
+
+int imax1(int a) { return a > 1 ? a : 1; }
+
+char uplo_char(cublasFillMode_t u) {
+    return u == CUBLAS_FILL_MODE_LOWER ? 'L' : (u == CUBLAS_FILL_MODE_UPPER ? 'U' : 0);
+}
+
+/* Common checks of a (n, n) operand; returns CUSOLVER_STATUS_SUCCESS when the call may go on. */
+cusolverStatus_t check_square(cusolverDnHandle_t h, cublasFillMode_t uplo, int n, int lda) {
+    if (!handle_ok(h)) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (uplo_char(uplo) == 0 || n < 0 || lda < imax1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+bool dev_ok(const char *fn, const char *name, const void *p, size_t bytes) {
+    if (bytes == 0 || dev_range(p, bytes)) return true;
+    note("%s: %s (%p, %zu bytes) is not a device range", fn, name, p, bytes);
+    return false;
+}
+
+size_t mat_bytes(int n, int cols, int ld, size_t elem) {
+    if (n <= 0 || cols <= 0) return 0;
+    return ((size_t)(cols - 1) * (size_t)ld + (size_t)n) * elem;
+}
+
+void set_info(int *devInfo, int v) { *dv(devInfo) = v; }
+
+/* Workspace sizes the emulator asks for (elements); real cuSOLVER answers differently. */
+int potrf_lwork(int n) { return n > 0 ? 64 * n : 1; }
+int potri_lwork(int n) { return n > 0 ? n * n : 1; }
+int syevd_lwork(int n, cusolverEigMode_t jobz) {
+    if (n <= 1) return 1;
+    return jobz == CUSOLVER_EIG_MODE_VECTOR ? 1 + 6 * n + 2 * n * n : 2 * n + 1;
+}
+
+lapack_int potrf_x(char u, int n, float *A, int lda) {
+    return LAPACKE_spotrf_work(LAPACK_COL_MAJOR, u, n, A, lda);
+}
+lapack_int potrf_x(char u, int n, double *A, int lda) {
+    return LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, u, n, A, lda);
+}
+lapack_int potri_x(char u, int n, float *A, int lda) {
+    return LAPACKE_spotri_work(LAPACK_COL_MAJOR, u, n, A, lda);
+}
+lapack_int potri_x(char u, int n, double *A, int lda) {
+    return LAPACKE_dpotri_work(LAPACK_COL_MAJOR, u, n, A, lda);
+}
+lapack_int potrs_x(char u, int n, int nrhs, const float *A, int lda, float *B, int ldb) {
+    return LAPACKE_spotrs_work(LAPACK_COL_MAJOR, u, n, nrhs, A, lda, B, ldb);
+}
+lapack_int potrs_x(char u, int n, int nrhs, const double *A, int lda, double *B, int ldb) {
+    return LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, u, n, nrhs, A, lda, B, ldb);
+}
+lapack_int syevd_x(char jobz, char u, int n, float *A, int lda, float *W) {
+    float q;
+    lapack_int iq, info;
+    info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, jobz, u, n, A, lda, W, &q, -1, &iq, -1);
+    if (info != 0) return info;
+    std::vector<float> work((size_t)q + 1);
+    std::vector<lapack_int> iwork((size_t)iq + 1);
+    return LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, jobz, u, n, A, lda, W, work.data(),
+                               (lapack_int)work.size(), iwork.data(), (lapack_int)iwork.size());
+}
+lapack_int syevd_x(char jobz, char u, int n, double *A, int lda, double *W) {
+    double q;
+    lapack_int iq, info;
+    info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, jobz, u, n, A, lda, W, &q, -1, &iq, -1);
+    if (info != 0) return info;
+    std::vector<double> work((size_t)q + 1);
+    std::vector<lapack_int> iwork((size_t)iq + 1);
+    return LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, jobz, u, n, A, lda, W, work.data(),
+                               (lapack_int)work.size(), iwork.data(), (lapack_int)iwork.size());
+}
+
+/* potrf and potri share their shape: (uplo, n, A, lda, work, lwork, devInfo). */
+template <class T, class F>
+cusolverStatus_t factor_call(const char *fn, cusolverDnHandle_t h, cublasFillMode_t uplo, int n,
+                             T *A, int lda, T *work, int lwork, int need, int *devInfo, F op) {
+    cusolverStatus_t st = check_square(h, uplo, n, lda);
+    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    if (!dev_ok(fn, "devInfo", devInfo, sizeof(int))) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (lwork < need) {
+        note("%s: Lwork %d is smaller than the %d elements the _bufferSize call asks for", fn,
+             lwork, need);
+        set_info(devInfo, -6);
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    }
+    if (!dev_ok(fn, "A", A, mat_bytes(n, n, lda, sizeof(T))) ||
+        !dev_ok(fn, "workspace", work, (size_t)lwork * sizeof(T)))
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    set_info(devInfo, n > 0 ? (int)op(uplo_char(uplo), n, dv(A), lda) : 0);
+    memset(dv(work), 0xFF, (size_t)lwork * sizeof(T));
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <class T>
+cusolverStatus_t size_query(cusolverDnHandle_t h, cublasFillMode_t uplo, int n, int lda, int *lwork,
+                            int value) {
+    cusolverStatus_t st = check_square(h, uplo, n, lda);
+    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    if (lwork == NULL) return CUSOLVER_STATUS_INVALID_VALUE;
+    *lwork = value;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <class T>
+cusolverStatus_t potrs_t(const char *fn, cusolverDnHandle_t h, cublasFillMode_t uplo, int n,
+                         int nrhs, const T *A, int lda, T *B, int ldb, int *devInfo) {
+    cusolverStatus_t st = check_square(h, uplo, n, lda);
+    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    if (nrhs < 0 || ldb < imax1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (!dev_ok(fn, "devInfo", devInfo, sizeof(int)) ||
+        !dev_ok(fn, "A", A, mat_bytes(n, n, lda, sizeof(T))) ||
+        !dev_ok(fn, "B", B, mat_bytes(n, nrhs, ldb, sizeof(T))))
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    set_info(devInfo, (n > 0 && nrhs > 0)
+                          ? (int)potrs_x(uplo_char(uplo), n, nrhs, dv(A), lda, dv(B), ldb)
+                          : 0);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <class T>
+cusolverStatus_t syevd_t(const char *fn, cusolverDnHandle_t h, cusolverEigMode_t jobz,
+                         cublasFillMode_t uplo, int n, T *A, int lda, T *W, T *work, int lwork,
+                         int *info) {
+    cusolverStatus_t st = check_square(h, uplo, n, lda);
+    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    if (jobz != CUSOLVER_EIG_MODE_NOVECTOR && jobz != CUSOLVER_EIG_MODE_VECTOR)
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    if (!dev_ok(fn, "info", info, sizeof(int))) return CUSOLVER_STATUS_INVALID_VALUE;
+    int need = syevd_lwork(n, jobz);
+    if (lwork < need) {
+        note("%s: lwork %d is smaller than the %d elements the _bufferSize call asks for", fn,
+             lwork, need);
+        set_info(info, -8);
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    }
+    if (!dev_ok(fn, "A", A, mat_bytes(n, n, lda, sizeof(T))) ||
+        !dev_ok(fn, "W", W, (size_t)(n > 0 ? n : 0) * sizeof(T)) ||
+        !dev_ok(fn, "work", work, (size_t)lwork * sizeof(T)))
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    set_info(info, n > 0 ? (int)syevd_x(jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N',
+                                        uplo_char(uplo), n, dv(A), lda, dv(W))
+                         : 0);
+    memset(dv(work), 0xFF, (size_t)lwork * sizeof(T));
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <class T>
+cusolverStatus_t syevd_size(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo,
+                            int n, int lda, int *lwork) {
+    cusolverStatus_t st = check_square(h, uplo, n, lda);
+    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    if ((jobz != CUSOLVER_EIG_MODE_NOVECTOR && jobz != CUSOLVER_EIG_MODE_VECTOR) || lwork == NULL)
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    *lwork = syevd_lwork(n, jobz);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+} /* namespace */
+} /* namespace ng_simt */
+
+using namespace ng_simt;
+
+extern "C" {
+
+cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle) {
+    if (handle == NULL) return CUSOLVER_STATUS_INVALID_VALUE;
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+        cudaGetLastError();
+        return CUSOLVER_STATUS_NOT_INITIALIZED;
+    }
+    cusolverDnHandle_t h = new cusolverDnContext();
+    h->stream = NULL;
+    std::lock_guard<std::mutex> lock(ng_simt::mu);
+    handles.insert(h);
+    *handle = h;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle) {
+    std::lock_guard<std::mutex> lock(ng_simt::mu);
+    if (handle == NULL || handles.erase(handle) == 0) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    delete handle;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t streamId) {
+    if (!handle_ok(handle)) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (!stream_valid(streamId)) return CUSOLVER_STATUS_INVALID_VALUE;
+    handle->stream = streamId;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnGetStream(cusolverDnHandle_t handle, cudaStream_t *streamId) {
+    if (!handle_ok(handle)) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (streamId == NULL) return CUSOLVER_STATUS_INVALID_VALUE;
+    *streamId = handle->stream;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* ---- Cholesky ------------------------------------------------------------------------------ */
+cusolverStatus_t cusolverDnSpotrf_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
+                                             int n, float *A, int lda, int *Lwork) {
+    return size_query<float>(handle, uplo, n, lda, Lwork, potrf_lwork(n));
+}
+cusolverStatus_t cusolverDnDpotrf_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
+                                             int n, double *A, int lda, int *Lwork) {
+    return size_query<double>(handle, uplo, n, lda, Lwork, potrf_lwork(n));
+}
+
+cusolverStatus_t cusolverDnSpotrf(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, float *A,
+                                  int lda, float *Workspace, int Lwork, int *devInfo) {
+    return factor_call<float>(
+        "cusolverDnSpotrf", handle, uplo, n, A, lda, Workspace, Lwork, potrf_lwork(n), devInfo,
+        [](char u, int nn, float *a, int ld) { return potrf_x(u, nn, a, ld); });
+}
+cusolverStatus_t cusolverDnDpotrf(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n,
+                                  double *A, int lda, double *Workspace, int Lwork, int *devInfo) {
+    return factor_call<double>(
+        "cusolverDnDpotrf", handle, uplo, n, A, lda, Workspace, Lwork, potrf_lwork(n), devInfo,
+        [](char u, int nn, double *a, int ld) { return potrf_x(u, nn, a, ld); });
+}
+
+cusolverStatus_t cusolverDnSpotri_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
+                                             int n, float *A, int lda, int *lwork) {
+    return size_query<float>(handle, uplo, n, lda, lwork, potri_lwork(n));
+}
+cusolverStatus_t cusolverDnDpotri_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
+                                             int n, double *A, int lda, int *lwork) {
+    return size_query<double>(handle, uplo, n, lda, lwork, potri_lwork(n));
+}
+
+cusolverStatus_t cusolverDnSpotri(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, float *A,
+                                  int lda, float *work, int lwork, int *devInfo) {
+    return factor_call<float>(
+        "cusolverDnSpotri", handle, uplo, n, A, lda, work, lwork, potri_lwork(n), devInfo,
+        [](char u, int nn, float *a, int ld) { return potri_x(u, nn, a, ld); });
+}
+cusolverStatus_t cusolverDnDpotri(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n,
+                                  double *A, int lda, double *work, int lwork, int *devInfo) {
+    return factor_call<double>(
+        "cusolverDnDpotri", handle, uplo, n, A, lda, work, lwork, potri_lwork(n), devInfo,
+        [](char u, int nn, double *a, int ld) { return potri_x(u, nn, a, ld); });
+}
+
+cusolverStatus_t cusolverDnSpotrs(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, int nrhs,
+                                  const float *A, int lda, float *B, int ldb, int *devInfo) {
+    return potrs_t<float>("cusolverDnSpotrs", handle, uplo, n, nrhs, A, lda, B, ldb, devInfo);
+}
+cusolverStatus_t cusolverDnDpotrs(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, int nrhs,
+                                  const double *A, int lda, double *B, int ldb, int *devInfo) {
+    return potrs_t<double>("cusolverDnDpotrs", handle, uplo, n, nrhs, A, lda, B, ldb, devInfo);
+}
+
+/* ---- symmetric eigensolver ---------------------------------------------------------------- */
+cusolverStatus_t cusolverDnSsyevd_bufferSize(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                             cublasFillMode_t uplo, int n, const float *A, int lda,
+                                             const float *W, int *lwork) {
+    return syevd_size<float>(handle, jobz, uplo, n, lda, lwork);
+}
+cusolverStatus_t cusolverDnDsyevd_bufferSize(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                             cublasFillMode_t uplo, int n, const double *A, int lda,
+                                             const double *W, int *lwork) {
+    return syevd_size<double>(handle, jobz, uplo, n, lda, lwork);
+}
+
+cusolverStatus_t cusolverDnSsyevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                  cublasFillMode_t uplo, int n, float *A, int lda, float *W,
+                                  float *work, int lwork, int *info) {
+    return syevd_t<float>("cusolverDnSsyevd", handle, jobz, uplo, n, A, lda, W, work, lwork, info);
+}
+cusolverStatus_t cusolverDnDsyevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                  cublasFillMode_t uplo, int n, double *A, int lda, double *W,
+                                  double *work, int lwork, int *info) {
+    return syevd_t<double>("cusolverDnDsyevd", handle, jobz, uplo, n, A, lda, W, work, lwork, info);
+}
+
+} /* extern "C" */

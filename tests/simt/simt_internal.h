@@ -1,0 +1,84 @@
+/* simt_internal.h: what the SIMT emulator's runtime (simt_runtime.cpp, simt_memory.cpp) shares with
+ * its library shims (shim_*.cpp). Test-only; never included by project code.
+ *
+ * Emulated device memory has two views of the same pages (a memfd mapped twice):
+ *   - the host view is what cudaMalloc returns; it is PROT_NONE, so a host dereference faults;
+ *   - the device view is what kernels and shims touch: launches translate every pointer argument to
+ *     it, shims translate their operands with dv(). It has a PROT_NONE guard page before and after,
+ *     and the buffer ends at the end of its last page (to the 16..256-byte alignment it keeps), so
+ *     running off the end faults at once; the other bytes of those pages are 0xFF canaries, checked
+ *     after launches, at synchronisation and at cudaFree.
+ * New buffers are filled with 0xFF bytes (NaN as float or double). */
+#ifndef NG_SIMT_INTERNAL_H
+#define NG_SIMT_INTERNAL_H
+
+#include <cuda_runtime_api.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace ng_simt {
+
+/* ---- errors ----------------------------------------------------------------------------- */
+/* Record err as the error cudaGetLastError returns next (cudaSuccess is ignored); returns err. */
+cudaError_t set_error(cudaError_t err);
+cudaError_t take_error(void); /* cudaGetLastError */
+cudaError_t peek_error(void); /* cudaPeekAtLastError */
+/* Print "simt: <message>" to stderr. */
+void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "simt: <message>" and abort: a memory error a GPU would report as an illegal address. */
+[[noreturn]] void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- device memory ------------------------------------------------------------------------ */
+cudaError_t dev_malloc(void **ptr, size_t size);
+cudaError_t dev_free(void *ptr);
+/* True when [p, p + bytes) lies inside one live device allocation (bytes may be 0). */
+bool dev_range(const void *p, size_t bytes);
+/* True when p points into (or one past the end of) a live device allocation. */
+bool dev_pointer(const void *p);
+/* Pinned host memory (cudaMallocHost): host-accessible and valid as a kernel argument. */
+cudaError_t host_pinned_alloc(void **ptr, size_t size);
+cudaError_t host_pinned_free(void *ptr);
+bool host_pinned(const void *p);
+void dev_mem_info(size_t *free_bytes, size_t *total_bytes);
+/* Check every live allocation's canaries; abort naming `who` when one was overwritten. */
+void dev_check_canaries(const char *who);
+/* Describe an address for a fault report (which allocation, guard page or freed block). */
+void dev_describe(const void *addr, char *buf, size_t len);
+
+/* Device-view address of p (a device pointer: inside, or one past the end of, a live allocation),
+ * or NULL when p is not device memory. Shims use dv() on every operand after validating it. */
+void *dev_view(const void *p);
+template <class T> T *dv(T *p) { return static_cast<T *>(dev_view(p)); }
+/* Canary check of the allocation holding p (device pointer), or of all live ones. */
+void dev_check_canaries_of(const void *p, const char *who);
+/* Called from the fault handler during a launch: when addr lies in the host view of a live
+ * allocation (a kernel followed a device pointer that was not translated, e.g. one stored in a
+ * struct or in device memory), open that view and return true so the access is retried;
+ * dev_fault_close closes what was opened this way and checks those allocations' canaries. */
+bool dev_fault_open(const void *addr);
+void dev_fault_close(const char *who);
+
+/* ---- streams ---------------------------------------------------------------------------- */
+/* True for 0, cudaStreamLegacy, cudaStreamPerThread and streams from cudaStreamCreate*. */
+bool stream_valid(cudaStream_t s);
+
+/* Limits of the emulated device (an sm_90-class part). */
+enum {
+    MAX_THREADS_PER_BLOCK = 1024,
+    MAX_BLOCK_X = 1024,
+    MAX_BLOCK_Y = 1024,
+    MAX_BLOCK_Z = 64,
+    MAX_GRID_YZ = 65535,
+    SHARED_PER_BLOCK = 48 * 1024,       /* default static + dynamic limit */
+    SHARED_PER_BLOCK_OPTIN = 227 * 1024 /* with cudaFuncAttributeMaxDynamicSharedMemorySize */
+};
+static const unsigned int MAX_GRID_X = 2147483647u;
+
+/* Dynamic shared memory limit for a kernel (48 KiB unless raised with cudaFuncSetAttribute). */
+size_t kernel_dyn_smem_limit(const void *func);
+cudaError_t kernel_set_dyn_smem_limit(const void *func, int bytes);
+
+} /* namespace ng_simt */
+
+#endif

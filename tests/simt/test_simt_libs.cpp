@@ -1,0 +1,575 @@
+/* test_simt_libs.cpp: the SIMT emulator's cuBLAS, cuSOLVER and cuRAND host shims.
+ * cuBLAS results are compared with naive double-precision loops (tolerance: float rounding of
+ * k-term sums, 1e-5 relative); argument validation must answer as cuBLAS documents (bad leading
+ * dimensions, negative sizes, NULL or destroyed handles) and must leave the output untouched.
+ * cuSOLVER factorizations are checked by reconstruction (L L^T = A, A A^{-1} = I, A V = V diag(w),
+ * V^T V = I) with tolerances scaled by the matrix size and precision. Matrices are column-major and
+ * carry padding rows (ld > rows) so leading dimensions are exercised. */
+#include "ng_cuda.cuh"
+
+#include <cublas_v2.h>
+#include <curand.h>
+#include <cusolverDn.h>
+#include <math.h>
+
+#include <vector>
+
+#include "harness.h"
+
+#define CHECK_CUDA(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        NGT_CHECK(e_ == cudaSuccess, "%s -> %s", #call, cudaGetErrorName(e_));                     \
+    } while (0)
+#define CHECK_BLAS(call, want)                                                                     \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        NGT_CHECK(s_ == (want), "%s -> %s, want %s", #call, cublasGetStatusName(s_),               \
+                  cublasGetStatusName(want));                                                      \
+    } while (0)
+#define CHECK_SOLVER(call, want)                                                                   \
+    do {                                                                                           \
+        cusolverStatus_t s_ = (call);                                                              \
+        NGT_CHECK(s_ == (want), "%s -> status %d, want %d", #call, (int)s_, (int)(want));          \
+    } while (0)
+
+template <class T> static T *dev_from(const std::vector<T> &h) {
+    void *p = NULL;
+    if (cudaMalloc(&p, h.size() * sizeof(T)) != cudaSuccess) return NULL;
+    if (cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess)
+        return NULL;
+    return (T *)p;
+}
+
+template <class T> static std::vector<T> host_from(const T *d, size_t n) {
+    std::vector<T> h(n);
+    if (cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess) h.clear();
+    return h;
+}
+
+template <class T> static std::vector<T> rnd(size_t n, unsigned seed) {
+    std::vector<T> v(n);
+    for (size_t i = 0; i < n; i++) v[i] = (T)(2.0f * ng_uniform_at(seed, 5, i) - 1.0f);
+    return v;
+}
+
+/* C = alpha op(A) op(B) + beta C, naive, in double. */
+template <class T>
+static std::vector<T> gemm_ref(int ta, int tb, int m, int n, int k, double alpha,
+                               const std::vector<T> &A, int lda, const std::vector<T> &B, int ldb,
+                               double beta, std::vector<T> C, int ldc) {
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double s = 0.0;
+            for (int l = 0; l < k; l++) {
+                double a = ta ? A[(size_t)l + (size_t)lda * i] : A[(size_t)i + (size_t)lda * l];
+                double b = tb ? B[(size_t)j + (size_t)ldb * l] : B[(size_t)l + (size_t)ldb * j];
+                s += a * b;
+            }
+            double c = beta == 0.0 ? 0.0 : beta * (double)C[(size_t)i + (size_t)ldc * j];
+            C[(size_t)i + (size_t)ldc * j] = (T)(alpha * s + c);
+        }
+    return C;
+}
+
+static int test_sgemm_all_transposes(void) {
+    cublasHandle_t h;
+    const int m = 37, n = 23, k = 19;
+    const cublasOperation_t ops[3] = {CUBLAS_OP_N, CUBLAS_OP_T, CUBLAS_OP_C};
+    CHECK_BLAS(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            int ta = a != 0, tb = b != 0;
+            int lda = (ta ? k : m) + 3, ldb = (tb ? n : k) + 2, ldc = m + 5;
+            std::vector<float> A = rnd<float>((size_t)lda * (ta ? m : k), 10 + a);
+            std::vector<float> B = rnd<float>((size_t)ldb * (tb ? k : n), 20 + b);
+            std::vector<float> C = rnd<float>((size_t)ldc * n, 30);
+            float *dA = dev_from(A), *dB = dev_from(B), *dC = dev_from(C);
+            NGT_CHECK(dA && dB && dC, "device copies");
+            float alpha = 1.5f, beta = -0.5f;
+            CHECK_BLAS(
+                cublasSgemm(h, ops[a], ops[b], m, n, k, &alpha, dA, lda, dB, ldb, &beta, dC, ldc),
+                CUBLAS_STATUS_SUCCESS);
+            std::vector<float> got = host_from(dC, C.size());
+            std::vector<float> want = gemm_ref(ta, tb, m, n, k, 1.5, A, lda, B, ldb, -0.5, C, ldc);
+            NGT_CHECK(!got.empty(), "copy out");
+            NGT_CHECK(ngt_compare("sgemm", got.data(), want.data(), got.size(), 1e-5, 1e-5) == 0,
+                      "sgemm op(A)=%d op(B)=%d", a, b);
+            /* beta = 0: C is not read, so NaN there (fresh memory) must not leak */
+            float *dC2 = NULL, zero = 0.0f;
+            CHECK_CUDA(cudaMalloc((void **)&dC2, C.size() * sizeof(float)));
+            CHECK_BLAS(
+                cublasSgemm(h, ops[a], ops[b], m, n, k, &alpha, dA, lda, dB, ldb, &zero, dC2, ldc),
+                CUBLAS_STATUS_SUCCESS);
+            got = host_from(dC2, C.size());
+            want = gemm_ref(ta, tb, m, n, k, 1.5, A, lda, B, ldb, 0.0, C, ldc);
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < m; i++) {
+                    size_t idx = (size_t)i + (size_t)ldc * j;
+                    NGT_CLOSE(got[idx], want[idx], 1e-5 + 1e-5 * fabs(want[idx]), "sgemm beta=0");
+                }
+            cudaFree(dA);
+            cudaFree(dB);
+            cudaFree(dC);
+            cudaFree(dC2);
+        }
+    CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+    return NGT_PASS;
+}
+
+static int test_gemm_rejects_bad_arguments(void) {
+    cublasHandle_t h, dead;
+    const int m = 8, n = 6, k = 5;
+    float alpha = 1.0f, beta = 0.0f, host_A[64] = {0};
+    std::vector<float> A = rnd<float>(64, 1), B = rnd<float>(64, 2), C(64, 7.0f);
+    float *dA = dev_from(A), *dB = dev_from(B), *dC = dev_from(C);
+    NGT_CHECK(dA && dB && dC, "device copies");
+    CHECK_BLAS(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, dA, m - 1, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, dA, k - 1, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, dA, m, dB, k - 1, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, m, n, k, &alpha, dA, m, dB, n - 1, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, dA, m, dB, k, &beta, dC, m - 1),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 0, n, k, &alpha, dA, 0, dB, k, &beta, dC, 1),
+        CUBLAS_STATUS_INVALID_VALUE); /* lda must be >= max(1, rows) even when m = 0 */
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, -1, n, k, &alpha, dA, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, -2, &alpha, dA, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_CONJG, CUBLAS_OP_N, m, n, k, &alpha, dA, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, NULL, dA, m, dB, k, &beta, dC, m),
+               CUBLAS_STATUS_INVALID_VALUE);
+    /* emulator-specific: a host matrix, or a scalar in the wrong memory for the pointer mode */
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, host_A, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, dA, dA, m, dB, k, &beta, dC, m),
+               CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n + 3, k, &alpha, dA, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_INVALID_VALUE); /* C would run past its 64 floats */
+    CHECK_BLAS(
+        cublasSgemm(NULL, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, dA, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_NOT_INITIALIZED);
+    CHECK_BLAS(cublasCreate(&dead), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasDestroy(dead), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(
+        cublasSgemm(dead, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, dA, m, dB, k, &beta, dC, m),
+        CUBLAS_STATUS_NOT_INITIALIZED);
+    std::vector<float> after = host_from(dC, 64);
+    NGT_CHECK(ngt_compare("C after rejected calls", after.data(), C.data(), 64, 0.0, 0.0) == 0,
+              "a rejected call wrote C");
+    CHECK_BLAS(cublasSetPointerMode(h, (cublasPointerMode_t)5), CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasSetStream(h, (cudaStream_t)0x999), CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+    cudaFree(dA);
+    cudaFree(dB);
+    cudaFree(dC);
+    return NGT_PASS;
+}
+
+static int test_blas_other_ops(void) {
+    cublasHandle_t h;
+    cudaStream_t s;
+    const int m = 29, n = 17, k = 11, lda = 31, ldc = 20;
+    CHECK_CUDA(cudaStreamCreate(&s));
+    CHECK_BLAS(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasSetStream(h, s), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_SUCCESS);
+    int ver = 0;
+    CHECK_BLAS(cublasGetVersion(h, &ver), CUBLAS_STATUS_SUCCESS);
+    NGT_CHECK(ver > 0, "version %d", ver);
+
+    /* syrk, lower, both transposes; the strict upper triangle must stay as it was (7) */
+    for (int t = 0; t < 2; t++) {
+        std::vector<float> A = rnd<float>((size_t)lda * (t ? n : k), 40 + t), C(ldc * n, 7.0f);
+        float *dA = dev_from(A), *dC = dev_from(C), alpha = 0.75f, beta = 2.0f;
+        NGT_CHECK(dA && dC, "device copies");
+        CHECK_BLAS(cublasSsyrk(h, CUBLAS_FILL_MODE_LOWER, t ? CUBLAS_OP_T : CUBLAS_OP_N, n, k,
+                               &alpha, dA, lda, &beta, dC, ldc),
+                   CUBLAS_STATUS_SUCCESS);
+        std::vector<float> got = host_from(dC, C.size());
+        std::vector<float> want = gemm_ref(t, !t, n, n, k, 0.75, A, lda, A, lda, 2.0, C, ldc);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < n; i++) {
+                size_t idx = (size_t)i + (size_t)ldc * j;
+                if (i >= j)
+                    NGT_CLOSE(got[idx], want[idx], 1e-5 + 1e-5 * fabs(want[idx]), "syrk lower");
+                else
+                    NGT_CHECK(got[idx] == 7.0f, "syrk wrote the upper triangle at (%d,%d)", i, j);
+            }
+        CHECK_BLAS(cublasSsyrk(h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, n, k, &alpha, dA, n - 1,
+                               &beta, dC, ldc),
+                   CUBLAS_STATUS_INVALID_VALUE);
+        cudaFree(dA);
+        cudaFree(dC);
+    }
+
+    /* gemv, both transposes, y with a stride */
+    for (int t = 0; t < 2; t++) {
+        int lx = t ? m : n, ly = t ? n : m;
+        std::vector<float> A = rnd<float>((size_t)lda * n, 50), x = rnd<float>(lx, 51),
+                           y = rnd<float>(2 * ly, 52);
+        float *dA = dev_from(A), *dx = dev_from(x), *dy = dev_from(y), alpha = -1.25f, beta = 0.5f;
+        NGT_CHECK(dA && dx && dy, "device copies");
+        CHECK_BLAS(cublasSgemv(h, t ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, &alpha, dA, lda, dx, 1,
+                               &beta, dy, 2),
+                   CUBLAS_STATUS_SUCCESS);
+        std::vector<float> got = host_from(dy, y.size());
+        for (int i = 0; i < ly; i++) {
+            double sum = 0.0;
+            for (int l = 0; l < lx; l++)
+                sum += (t ? A[(size_t)l + (size_t)lda * i] : A[(size_t)i + (size_t)lda * l]) *
+                       (double)x[l];
+            double want = -1.25 * sum + 0.5 * y[2 * (size_t)i];
+            NGT_CLOSE(got[2 * (size_t)i], want, 1e-5 + 1e-5 * fabs(want), "gemv");
+            NGT_CHECK(got[2 * (size_t)i + 1] == y[2 * (size_t)i + 1],
+                      "gemv touched a skipped element");
+        }
+        CHECK_BLAS(cublasSgemv(h, CUBLAS_OP_N, m, n, &alpha, dA, m - 1, dx, 1, &beta, dy, 1),
+                   CUBLAS_STATUS_INVALID_VALUE);
+        CHECK_BLAS(cublasSgemv(h, CUBLAS_OP_N, m, n, &alpha, dA, lda, dx, 0, &beta, dy, 1),
+                   CUBLAS_STATUS_INVALID_VALUE);
+        cudaFree(dA);
+        cudaFree(dx);
+        cudaFree(dy);
+    }
+
+    /* level 1, host and device pointer modes */
+    const int len = 1001;
+    std::vector<float> x = rnd<float>(len, 60), y = rnd<float>(len, 61);
+    float *dx = dev_from(x), *dy = dev_from(y), *dz = NULL, *dres = NULL;
+    NGT_CHECK(dx && dy, "device copies");
+    CHECK_CUDA(cudaMalloc((void **)&dz, len * sizeof(float)));
+    CHECK_CUDA(cudaMalloc((void **)&dres, 2 * sizeof(float)));
+    double dot = 0.0, nrm = 0.0;
+    for (int i = 0; i < len; i++) {
+        dot += (double)x[i] * y[i];
+        nrm += (double)x[i] * x[i];
+    }
+    nrm = sqrt(nrm);
+    float r = 0.0f, a = 3.0f;
+    CHECK_BLAS(cublasSdot(h, len, dx, 1, dy, 1, &r), CUBLAS_STATUS_SUCCESS);
+    NGT_CLOSE(r, dot, 1e-4, "sdot of 1001 terms in [-1,1] (float rounding)");
+    CHECK_BLAS(cublasSnrm2(h, len, dx, 1, &r), CUBLAS_STATUS_SUCCESS);
+    NGT_CLOSE(r, nrm, 1e-4, "snrm2");
+    CHECK_BLAS(cublasSdot(h, len, dx, 1, dy, 1, dres), CUBLAS_STATUS_INVALID_VALUE); /* host mode */
+    CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasSdot(h, len, dx, 1, dy, 1, dres), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasSnrm2(h, len, dx, 1, dres + 1), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasSdot(h, len, dx, 1, dy, 1, &r), CUBLAS_STATUS_INVALID_VALUE); /* device mode */
+    std::vector<float> res = host_from(dres, 2);
+    NGT_CLOSE(res[0], dot, 1e-4, "sdot, device pointer mode");
+    NGT_CLOSE(res[1], nrm, 1e-4, "snrm2, device pointer mode");
+    CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasScopy(h, len, dx, 1, dz, 1), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasSaxpy(h, len, &a, dy, 1, dz, 1), CUBLAS_STATUS_SUCCESS);
+    a = -0.5f;
+    CHECK_BLAS(cublasSscal(h, len, &a, dz, 1), CUBLAS_STATUS_SUCCESS);
+    std::vector<float> z = host_from(dz, len);
+    for (int i = 0; i < len; i++)
+        NGT_CLOSE(z[i], -0.5 * (x[i] + 3.0 * y[i]), 1e-6, "copy + axpy + scal");
+    CHECK_BLAS(cublasSaxpy(h, len + 1, &a, dy, 1, dz, 1), CUBLAS_STATUS_INVALID_VALUE);
+
+    /* strided batched gemm: 3 products of (m,k) x (k,n) */
+    {
+        const int bm = 7, bn = 5, bk = 4, batch = 3;
+        const long long sA = bm * bk + 3, sB = bk * bn + 1, sC = bm * bn;
+        std::vector<float> A = rnd<float>((size_t)sA * batch, 70),
+                           B = rnd<float>((size_t)sB * batch, 71),
+                           C = rnd<float>((size_t)sC * batch, 72);
+        float *dA = dev_from(A), *dB = dev_from(B), *dC = dev_from(C), al = 1.0f, be = 1.0f;
+        NGT_CHECK(dA && dB && dC, "device copies");
+        CHECK_BLAS(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, bm, bn, bk, &al, dA, bm,
+                                             sA, dB, bk, sB, &be, dC, bm, sC, batch),
+                   CUBLAS_STATUS_SUCCESS);
+        std::vector<float> got = host_from(dC, C.size());
+        for (int b = 0; b < batch; b++) {
+            std::vector<float> Ab(A.begin() + b * sA, A.begin() + b * sA + bm * bk);
+            std::vector<float> Bb(B.begin() + b * sB, B.begin() + b * sB + bk * bn);
+            std::vector<float> Cb(C.begin() + b * sC, C.begin() + (b + 1) * sC);
+            std::vector<float> want = gemm_ref(0, 0, bm, bn, bk, 1.0, Ab, bm, Bb, bk, 1.0, Cb, bm);
+            NGT_CHECK(ngt_compare("batched", got.data() + b * sC, want.data(), (size_t)sC, 1e-5,
+                                  1e-5) == 0,
+                      "batch %d", b);
+        }
+        cudaFree(dA);
+        cudaFree(dB);
+        cudaFree(dC);
+    }
+
+    /* dgemm */
+    {
+        const int dm = 9, dn = 8, dk = 7;
+        std::vector<double> A = rnd<double>(dm * dk, 80), B = rnd<double>(dk * dn, 81),
+                            C = rnd<double>(dm * dn, 82);
+        double *dA = dev_from(A), *dB = dev_from(B), *dC = dev_from(C), al = 2.0, be = -1.0;
+        NGT_CHECK(dA && dB && dC, "device copies");
+        CHECK_BLAS(
+            cublasDgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, dm, dn, dk, &al, dA, dk, dB, dk, &be, dC, dm),
+            CUBLAS_STATUS_SUCCESS);
+        std::vector<double> got = host_from(dC, C.size());
+        std::vector<double> want = gemm_ref(1, 0, dm, dn, dk, 2.0, A, dk, B, dk, -1.0, C, dm);
+        for (size_t i = 0; i < got.size(); i++) NGT_CLOSE(got[i], want[i], 1e-12, "dgemm");
+        cudaFree(dA);
+        cudaFree(dB);
+        cudaFree(dC);
+    }
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(dz);
+    cudaFree(dres);
+    CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+    CHECK_CUDA(cudaStreamDestroy(s));
+    return NGT_PASS;
+}
+
+/* SPD test matrix B B^T + n I, (n, n) in an (lda, n) buffer whose padding rows hold 99. */
+template <class T> static std::vector<T> spd(int n, int lda, unsigned seed) {
+    std::vector<T> B = rnd<T>((size_t)n * n, seed), A((size_t)lda * n, (T)99);
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++) {
+            double s = i == j ? n : 0.0;
+            for (int l = 0; l < n; l++) s += (double)B[i + (size_t)n * l] * B[j + (size_t)n * l];
+            A[(size_t)i + (size_t)lda * j] = (T)s;
+        }
+    return A;
+}
+
+/* potrf / potri / potrs / syevd in precision T, checked by reconstruction; tol ~ n eps ||A||. */
+template <class T>
+static int solver_checks(
+    cusolverDnHandle_t h, double tol, const char *prec,
+    cusolverStatus_t (*potrf_bs)(cusolverDnHandle_t, cublasFillMode_t, int, T *, int, int *),
+    cusolverStatus_t (*potrf)(cusolverDnHandle_t, cublasFillMode_t, int, T *, int, T *, int, int *),
+    cusolverStatus_t (*potri_bs)(cusolverDnHandle_t, cublasFillMode_t, int, T *, int, int *),
+    cusolverStatus_t (*potri)(cusolverDnHandle_t, cublasFillMode_t, int, T *, int, T *, int, int *),
+    cusolverStatus_t (*potrs)(cusolverDnHandle_t, cublasFillMode_t, int, int, const T *, int, T *,
+                              int, int *),
+    cusolverStatus_t (*syevd_bs)(cusolverDnHandle_t, cusolverEigMode_t, cublasFillMode_t, int,
+                                 const T *, int, const T *, int *),
+    cusolverStatus_t (*syevd)(cusolverDnHandle_t, cusolverEigMode_t, cublasFillMode_t, int, T *,
+                              int, T *, T *, int, int *)) {
+    const int n = 40, lda = 43;
+    std::vector<T> A = spd<T>(n, lda, 90);
+    double amax = 0.0;
+    for (T v : A) amax = fmax(amax, fabs((double)v));
+    int *dinfo = NULL, lwork = 0, info = -99;
+    T *dA = dev_from(A), *work = NULL;
+    NGT_CHECK(dA != NULL, "device copy");
+    CHECK_CUDA(cudaMalloc((void **)&dinfo, sizeof(int)));
+    for (int up = 0; up < 2; up++) {
+        cublasFillMode_t uplo = up ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER;
+        CHECK_CUDA(cudaMemcpy(dA, A.data(), A.size() * sizeof(T), cudaMemcpyHostToDevice));
+        CHECK_SOLVER(potrf_bs(h, uplo, n, dA, lda, &lwork), CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMalloc((void **)&work, (size_t)lwork * sizeof(T)));
+        CHECK_SOLVER(potrf(h, uplo, n, dA, lda, work, lwork, dinfo), CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
+        NGT_CHECK(info == 0, "%s potrf info %d", prec, info);
+        std::vector<T> F = host_from(dA, A.size());
+        /* factor L (lower) or U^T (upper): reconstruct A = L L^T in the factored triangle */
+        for (int j = 0; j < n; j++)
+            for (int i = j; i < n; i++) {
+                double s = 0.0;
+                for (int l = 0; l <= j; l++) {
+                    double li =
+                        up ? F[(size_t)l + (size_t)lda * i] : F[(size_t)i + (size_t)lda * l];
+                    double lj =
+                        up ? F[(size_t)l + (size_t)lda * j] : F[(size_t)j + (size_t)lda * l];
+                    s += li * lj;
+                }
+                NGT_CLOSE(s, A[(size_t)i + (size_t)lda * j], tol * amax, "potrf reconstruction");
+            }
+        for (int j = 0; j < n; j++)
+            NGT_CHECK(F[(size_t)n + (size_t)lda * j] == (T)99, "padding row written");
+        cudaFree(work);
+        /* inverse from the factor */
+        CHECK_SOLVER(potri_bs(h, uplo, n, dA, lda, &lwork), CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMalloc((void **)&work, (size_t)lwork * sizeof(T)));
+        CHECK_SOLVER(potri(h, uplo, n, dA, lda, work, lwork, dinfo), CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
+        NGT_CHECK(info == 0, "%s potri info %d", prec, info);
+        std::vector<T> Inv = host_from(dA, A.size());
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0.0;
+                for (int l = 0; l < n; l++) {
+                    int r = up ? (l < j ? l : j) : (l > j ? l : j),
+                        c = up ? (l < j ? j : l) : (l > j ? j : l);
+                    s += (double)A[(size_t)i + (size_t)lda * l] * Inv[(size_t)r + (size_t)lda * c];
+                }
+                NGT_CLOSE(s, i == j ? 1.0 : 0.0, tol * n, "A * potri(A)");
+            }
+        cudaFree(work);
+    }
+    /* potrs: solve A X = B for 3 right-hand sides with the lower factor */
+    {
+        const int nrhs = 3, ldb = n + 1;
+        std::vector<T> Bm = rnd<T>((size_t)ldb * nrhs, 91);
+        T *dB = dev_from(Bm);
+        NGT_CHECK(dB != NULL, "device copy");
+        CHECK_CUDA(cudaMemcpy(dA, A.data(), A.size() * sizeof(T), cudaMemcpyHostToDevice));
+        CHECK_SOLVER(potrf_bs(h, CUBLAS_FILL_MODE_LOWER, n, dA, lda, &lwork),
+                     CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMalloc((void **)&work, (size_t)lwork * sizeof(T)));
+        CHECK_SOLVER(potrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, lda, work, lwork, dinfo),
+                     CUSOLVER_STATUS_SUCCESS);
+        CHECK_SOLVER(potrs(h, CUBLAS_FILL_MODE_LOWER, n, nrhs, dA, lda, dB, ldb, dinfo),
+                     CUSOLVER_STATUS_SUCCESS);
+        std::vector<T> X = host_from(dB, Bm.size());
+        for (int c = 0; c < nrhs; c++)
+            for (int i = 0; i < n; i++) {
+                double s = 0.0;
+                for (int l = 0; l < n; l++)
+                    s += (double)A[(size_t)i + (size_t)lda * l] * X[(size_t)l + (size_t)ldb * c];
+                NGT_CLOSE(s, Bm[(size_t)i + (size_t)ldb * c], tol * amax, "A * potrs(B)");
+            }
+        cudaFree(dB);
+        cudaFree(work);
+    }
+    /* syevd: A V = V diag(w), V^T V = I, w ascending */
+    {
+        T *dW = NULL;
+        CHECK_CUDA(cudaMemcpy(dA, A.data(), A.size() * sizeof(T), cudaMemcpyHostToDevice));
+        CHECK_CUDA(cudaMalloc((void **)&dW, n * sizeof(T)));
+        CHECK_SOLVER(
+            syevd_bs(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dA, lda, dW, &lwork),
+            CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMalloc((void **)&work, (size_t)lwork * sizeof(T)));
+        CHECK_SOLVER(syevd(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dA, lda, dW,
+                           work, lwork, dinfo),
+                     CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
+        NGT_CHECK(info == 0, "%s syevd info %d", prec, info);
+        std::vector<T> V = host_from(dA, A.size()), w = host_from(dW, n);
+        for (int i = 1; i < n; i++)
+            NGT_CHECK(w[i - 1] <= w[i], "eigenvalues not ascending at %d", i);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < n; i++) {
+                double av = 0.0, vtv = 0.0;
+                for (int l = 0; l < n; l++) {
+                    av += (double)A[(size_t)i + (size_t)lda * l] * V[(size_t)l + (size_t)lda * j];
+                    vtv += (double)V[(size_t)l + (size_t)lda * i] * V[(size_t)l + (size_t)lda * j];
+                }
+                NGT_CLOSE(av, (double)w[j] * V[(size_t)i + (size_t)lda * j], tol * amax,
+                          "A V = V diag(w)");
+                NGT_CLOSE(vtv, i == j ? 1.0 : 0.0, tol * n, "V^T V = I");
+            }
+        /* argument errors: bad lda, too small a workspace (devInfo = -8), host info pointer */
+        CHECK_SOLVER(syevd(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dA, n - 1, dW,
+                           work, lwork, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_SOLVER(syevd(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dA, lda, dW,
+                           work, lwork - 1, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_CUDA(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
+        NGT_CHECK(info == -8, "devInfo after a short workspace: %d", info);
+        CHECK_SOLVER(syevd(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dA, lda, dW,
+                           work, lwork, &info),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_SOLVER(syevd(h, (cusolverEigMode_t)7, CUBLAS_FILL_MODE_LOWER, n, dA, lda, dW, work,
+                           lwork, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        cudaFree(dW);
+        cudaFree(work);
+    }
+    /* not positive definite: leading minor 3 fails -> info 3 */
+    {
+        std::vector<T> N = A;
+        N[2 + (size_t)lda * 2] = (T)-1000;
+        CHECK_CUDA(cudaMemcpy(dA, N.data(), N.size() * sizeof(T), cudaMemcpyHostToDevice));
+        CHECK_SOLVER(potrf_bs(h, CUBLAS_FILL_MODE_LOWER, n, dA, lda, &lwork),
+                     CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMalloc((void **)&work, (size_t)lwork * sizeof(T)));
+        CHECK_SOLVER(potrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, lda, work, lwork, dinfo),
+                     CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMemcpy(&info, dinfo, sizeof(int), cudaMemcpyDeviceToHost));
+        NGT_CHECK(info == 3, "%s potrf of an indefinite matrix: info %d, want 3", prec, info);
+        CHECK_SOLVER(potrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n - 1, work, lwork, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_SOLVER(potrf(h, CUBLAS_FILL_MODE_LOWER, -1, dA, lda, work, lwork, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_SOLVER(potrf(h, CUBLAS_FILL_MODE_FULL, n, dA, lda, work, lwork, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_SOLVER(potrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, lda, work, lwork - 1, dinfo),
+                     CUSOLVER_STATUS_INVALID_VALUE);
+        CHECK_SOLVER(potrf(NULL, CUBLAS_FILL_MODE_LOWER, n, dA, lda, work, lwork, dinfo),
+                     CUSOLVER_STATUS_NOT_INITIALIZED);
+        cudaFree(work);
+    }
+    cudaFree(dA);
+    cudaFree(dinfo);
+    return NGT_PASS;
+}
+
+static int test_cusolver_float(void) {
+    cusolverDnHandle_t h;
+    CHECK_SOLVER(cusolverDnCreate(&h), CUSOLVER_STATUS_SUCCESS);
+    CHECK_SOLVER(cusolverDnSetStream(h, 0), CUSOLVER_STATUS_SUCCESS);
+    /* float: 40 x 40 with entries up to ~55, sums of 40 products: a few hundred eps */
+    int r = solver_checks<float>(h, 2e-5, "float", cusolverDnSpotrf_bufferSize, cusolverDnSpotrf,
+                                 cusolverDnSpotri_bufferSize, cusolverDnSpotri, cusolverDnSpotrs,
+                                 cusolverDnSsyevd_bufferSize, cusolverDnSsyevd);
+    CHECK_SOLVER(cusolverDnDestroy(h), CUSOLVER_STATUS_SUCCESS);
+    return r;
+}
+
+static int test_cusolver_double(void) {
+    cusolverDnHandle_t h;
+    CHECK_SOLVER(cusolverDnCreate(&h), CUSOLVER_STATUS_SUCCESS);
+    int r = solver_checks<double>(h, 1e-12, "double", cusolverDnDpotrf_bufferSize, cusolverDnDpotrf,
+                                  cusolverDnDpotri_bufferSize, cusolverDnDpotri, cusolverDnDpotrs,
+                                  cusolverDnDsyevd_bufferSize, cusolverDnDsyevd);
+    CHECK_SOLVER(cusolverDnDestroy(h), CUSOLVER_STATUS_SUCCESS);
+    CHECK_SOLVER(cusolverDnDestroy(h), CUSOLVER_STATUS_NOT_INITIALIZED);
+    return r;
+}
+
+static int test_curand_host_generator(void) {
+    curandGenerator_t g;
+    const size_t n = 1003;
+    float *d = NULL;
+    NGT_CHECK(curandCreateGenerator(&g, CURAND_RNG_PSEUDO_DEFAULT) == CURAND_STATUS_TYPE_ERROR,
+              "only Philox is emulated");
+    NGT_CHECK(curandCreateGenerator(&g, CURAND_RNG_PSEUDO_PHILOX4_32_10) == CURAND_STATUS_SUCCESS,
+              "create");
+    NGT_CHECK(curandSetPseudoRandomGeneratorSeed(g, 1234) == CURAND_STATUS_SUCCESS, "seed");
+    NGT_CHECK(curandSetStream(g, 0) == CURAND_STATUS_SUCCESS, "stream");
+    CHECK_CUDA(cudaMalloc((void **)&d, 2 * n * sizeof(float)));
+    NGT_CHECK(curandGenerateUniform(g, d, n) == CURAND_STATUS_SUCCESS, "generate");
+    NGT_CHECK(curandGenerateUniform(g, d + n, n) == CURAND_STATUS_SUCCESS, "generate again");
+    NGT_CHECK(curandGenerateUniform(g, d + n, n + 1) == CURAND_STATUS_LAUNCH_FAILURE,
+              "overrun accepted");
+    std::vector<float> u = host_from(d, 2 * n);
+    for (size_t i = 0; i < 2 * n; i++)
+        NGT_CHECK(u[i] == ng_uniform_at(1234, 0, i), "uniform %zu: %.9g vs %.9g", i, u[i],
+                  ng_uniform_at(1234, 0, i));
+    NGT_CHECK(curandDestroyGenerator(g) == CURAND_STATUS_SUCCESS, "destroy");
+    cudaFree(d);
+    return NGT_PASS;
+}
+
+int main(void) {
+    NGT_RUN(test_sgemm_all_transposes);
+    NGT_RUN(test_gemm_rejects_bad_arguments);
+    NGT_RUN(test_blas_other_ops);
+    NGT_RUN(test_cusolver_float);
+    NGT_RUN(test_cusolver_double);
+    NGT_RUN(test_curand_host_generator);
+    return ngt_finish();
+}
