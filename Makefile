@@ -119,6 +119,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libnatgrad.a
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-build
+	@bash tests/ptxas_report.sh $(OBJ)
 	@bash tests/run.sh $(BUILD)
 
 # The data-layer tests again, with the data and core sources built under ASan + UBSan; run.sh picks
