@@ -117,6 +117,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libnatgrad.a
 -include tests/simt/simt.mk
 
 test: deps
+	@bash data/prepare.sh mnist > $(BUILD)-prepare.log 2>&1 || echo "test: MNIST could not be prepared (see $(BUILD)-prepare.log); tests that need it will skip"
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-build
 	@bash tests/ptxas_report.sh $(OBJ)
