@@ -174,9 +174,10 @@ bench-rbm: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
 	@bash bench/bench_rbm.sh $(BUILD)
 
+TABLE1_HIDDEN ?= 20
 bench-fang-table1: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/fang_table1
-	@bash bench/fang_table1.sh $(BUILD)
+	@bash bench/fang_table1.sh $(BUILD) --hidden $(TABLE1_HIDDEN)
 
 bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all

@@ -346,6 +346,41 @@ static int test_fisher_exact_bruteforce(void) {
  * log-likelihood (float64, step 1e-5: truncation error ~1e-10 * third derivative, rounding
  * ~1e-16 / 1e-5; tolerance 1e-7). The parameters are perturbed on the host and the gradient is
  * taken at the float-rounded parameters the device holds. */
+/* The chunked backend path (float32 syrk per chunk, float64 accumulation across chunks) against
+ * the float64 host loop on a 12 x 9 RBM with chunks of 100 states (6 chunks): relative 1e-6 is
+ * float32 rounding of one chunk's products, far below what a wrong block or weight would give. */
+static int test_fisher_exact_backend(void) {
+    const int nv = 12, nh = 9, D = ng_fisher_dim(nv, nh);
+    hrbm h;
+    ng_rbm rbm;
+    double *m1 = (double *)malloc((size_t)D * sizeof(double)), *m2 = (double *)malloc((size_t)D * sizeof(double));
+    double *G1 = (double *)malloc((size_t)D * D * sizeof(double)), *G2 = (double *)malloc((size_t)D * D * sizeof(double));
+    double gmax = 0.0, dmax = 0.0, mdiff = 0.0;
+    size_t k;
+    hrbm_alloc(&h, nv, nh);
+    hrbm_random(&h, 7, 1.0, 0.7);
+    NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rbm));
+    NGT_OK(hrbm_upload(&h, &rbm));
+    NGT_OK(ng_rbm_fisher_exact(&rbm, m1, G1));
+    NGT_OK(ng_rbm_fisher_exact_backend(&rbm, 100, m2, G2));
+    for (k = 0; k < (size_t)D * D; k++) {
+        if (fabs(G1[k]) > gmax) gmax = fabs(G1[k]);
+        if (fabs(G1[k] - G2[k]) > dmax) dmax = fabs(G1[k] - G2[k]);
+    }
+    for (k = 0; k < (size_t)D; k++)
+        if (fabs(m1[k] - m2[k]) > mdiff) mdiff = fabs(m1[k] - m2[k]);
+    printf("  backend exact G vs host loop: max|dG|/max|G| %.3g, max|d mean| %.3g\n", dmax / gmax, mdiff);
+    ng_rbm_free(&rbm);
+    hrbm_free(&h);
+    free(m1);
+    free(m2);
+    free(G1);
+    free(G2);
+    NGT_CHECK(dmax <= 1e-6 * gmax, "backend G differs: %.3g relative", dmax / gmax);
+    NGT_CHECK(mdiff <= 1e-12, "backend mean differs by %.3g", mdiff);
+    return NGT_PASS;
+}
+
 static int test_loglik_grad_fd(void) {
     const int nv = 4, nh = 3, n = 9, D = ng_fisher_dim(nv, nh);
     hrbm h;
@@ -1608,6 +1643,7 @@ int main(void) {
         ng_clear_error();
     }
     NGT_RUN(test_fisher_exact_bruteforce);
+    NGT_RUN(test_fisher_exact_backend);
     NGT_RUN(test_loglik_grad_fd);
     NGT_RUN(test_regress_body);
     NGT_RUN(test_regress_slot_cpu);

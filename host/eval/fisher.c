@@ -6,7 +6,9 @@
  *   E[g | h] = (pi, h, pi_i h_j),
  *   Cov[g | h]: Var(v_i) = pi_i (1 - pi_i) =: s_i, Cov(v_i, m_ij) = s_i h_j,
  *               Cov(m_ij, m_il) = s_i h_j h_l, everything else 0 (h is fixed, v_i independent).
- * Parameters come from the device once (ng_rbm_get_params); nothing else touches the backend. */
+ * Parameters come from the device once (ng_rbm_get_params). ng_rbm_fisher_exact runs entirely on the
+ * host; ng_rbm_fisher_exact_backend (for 196 x 20 and the like) hands its one O(2^nh D^2) product to
+ * the backend's syrk, chunk by chunk, and keeps every sum across chunks in float64 on the host. */
 #include "natgrad/fisher.h"
 
 #include <math.h>
@@ -154,6 +156,235 @@ done:
     free(w);
     free(pi);
     free(x);
+    free(mu);
+    params_free(&p);
+    return s;
+}
+
+/* ---- the backend path (ng_rbm_fisher_exact_backend) ------------------------------------------ */
+
+enum { FISHER_CHUNK_DEFAULT = 4096 };
+#define FISHER_DROP_BELOW 1e-20 /* states with p(h) < this * max p leave the float32 term */
+
+/* pre(:, c) = a + W^T h for the hidden states h = first + c, c < count  (=); pre is (nv, count),
+ * Wt = W^T is (nv, nh). Summed in the order of hidden_state (a, then j ascending). */
+static void states_pre(const host_params *p, const double *Wt, uint64_t first, int count,
+                       double *pre) {
+    int nv = p->nv, nh = p->nh, c;
+#pragma omp parallel for schedule(static)
+    for (c = 0; c < count; c++) {
+        uint64_t sh = first + (uint64_t)c;
+        double *x = pre + (size_t)c * nv;
+        int i, j;
+        for (i = 0; i < nv; i++) x[i] = p->a[i];
+        for (j = 0; j < nh; j++)
+            if (sh >> j & 1) {
+                const double *wj = Wt + (size_t)j * nv;
+                for (i = 0; i < nv; i++) x[i] += wj[i];
+            }
+    }
+}
+
+typedef struct fisher_work {
+    int nv, nh, D, chunk;
+    uint64_t ns;
+    double *Wt;  /* (nv, nh) W^T */
+    double *w;   /* (2^nh) p(h) */
+    double *pre; /* (nv, chunk) pre-activations, then pi = sigmoid(pre) */
+    double *T;   /* (nh + 1, nh + 1, nv) lower triangles of sum_h p(h) s_i(h) [1; h][1; h]^T */
+    float *Xh;   /* (D, chunk) host staging of the centred, scaled conditional means */
+    float *Ch;   /* (D, D) host copy of one chunk's syrk */
+    float *Xd, *Cd; /* backend buffers of the same shapes */
+} fisher_work;
+
+static void fisher_work_free(ng_backend *be, fisher_work *fw) {
+    free(fw->Wt);
+    free(fw->w);
+    free(fw->pre);
+    free(fw->T);
+    free(fw->Xh);
+    free(fw->Ch);
+    ng_free(be, fw->Xd);
+    ng_free(be, fw->Cd);
+}
+
+/* pass 1: w = p(h) for every hidden state (normalised with a log-sum-exp); returns max p */
+static double fisher_weights(const host_params *p, fisher_work *fw) {
+    uint64_t first, sh;
+    double mx = -INFINITY, z = 0.0;
+    for (first = 0; first < fw->ns; first += (uint64_t)fw->chunk) {
+        int count = (int)(fw->ns - first < (uint64_t)fw->chunk ? fw->ns - first : (uint64_t)fw->chunk);
+        int c;
+        states_pre(p, fw->Wt, first, count, fw->pre);
+#pragma omp parallel for schedule(static)
+        for (c = 0; c < count; c++) {
+            uint64_t s = first + (uint64_t)c;
+            const double *x = fw->pre + (size_t)c * fw->nv;
+            double lp = 0.0;
+            int i, j;
+            for (j = 0; j < fw->nh; j++)
+                if (s >> j & 1) lp += p->b[j];
+            for (i = 0; i < fw->nv; i++) lp += softplus_d(x[i]);
+            fw->w[s] = lp;
+        }
+    }
+    for (sh = 0; sh < fw->ns; sh++)
+        if (fw->w[sh] > mx) mx = fw->w[sh];
+    for (sh = 0; sh < fw->ns; sh++) z += (fw->w[sh] = exp(fw->w[sh] - mx));
+    for (sh = 0; sh < fw->ns; sh++) fw->w[sh] /= z;
+    return 1.0 / z;
+}
+
+/* pi = sigmoid(pre) of one chunk, in place */
+static void chunk_pi(fisher_work *fw, uint64_t first, int count, const host_params *p) {
+    size_t k, n = (size_t)fw->nv * count;
+    states_pre(p, fw->Wt, first, count, fw->pre);
+#pragma omp parallel for schedule(static)
+    for (k = 0; k < n; k++) fw->pre[k] = sigmoid_d(fw->pre[k]);
+}
+
+ng_status ng_rbm_fisher_exact_backend(ng_rbm *rbm, int chunk, double *mean, double *G) {
+    host_params p;
+    fisher_work fw;
+    ng_backend *be;
+    int nv, nh, D, n1, i, j;
+    uint64_t first;
+    double *mu = NULL, wmax;
+    ng_status s = NG_OK;
+    if (!rbm) return ng_error(NG_ERR_INVALID_ARG, "exact Fisher (backend): NULL RBM");
+    NG_TRY(params_get(rbm, &p, "exact Fisher (backend)"));
+    be = rbm->be;
+    memset(&fw, 0, sizeof fw);
+    nv = fw.nv = p.nv;
+    nh = fw.nh = p.nh;
+    D = fw.D = ng_fisher_dim(nv, nh);
+    n1 = nh + 1;
+    fw.ns = (uint64_t)1 << nh;
+    fw.chunk = chunk > 0 ? chunk : FISHER_CHUNK_DEFAULT;
+    if ((uint64_t)fw.chunk > fw.ns) fw.chunk = (int)fw.ns;
+    fw.Wt = (double *)malloc((size_t)nv * nh * sizeof(double));
+    fw.w = (double *)malloc((size_t)fw.ns * sizeof(double));
+    fw.pre = (double *)malloc((size_t)nv * fw.chunk * sizeof(double));
+    mu = (double *)calloc((size_t)D, sizeof(double));
+    if (!fw.Wt || !fw.w || !fw.pre || !mu) {
+        s = ng_error(NG_ERR_OOM, "exact Fisher (backend): out of host memory (D = %d)", D);
+        goto done;
+    }
+    for (i = 0; i < nv; i++)
+        for (j = 0; j < nh; j++) fw.Wt[i + (size_t)j * nv] = p.W[j + (size_t)i * nh];
+    wmax = fisher_weights(&p, &fw);
+
+    /* pass 2: E[g] = sum_h p(h) E[g | h]  (eq. 6) */
+    for (first = 0; first < fw.ns; first += (uint64_t)fw.chunk) {
+        int count = (int)(fw.ns - first < (uint64_t)fw.chunk ? fw.ns - first : (uint64_t)fw.chunk);
+        int c;
+        chunk_pi(&fw, first, count, &p);
+#pragma omp parallel for schedule(static)
+        for (i = 0; i < nv; i++) {
+            double sv = 0.0;
+            int cc, jj;
+            for (cc = 0; cc < count; cc++) {
+                uint64_t sh = first + (uint64_t)cc;
+                double wpi = fw.w[sh] * fw.pre[i + (size_t)cc * nv];
+                sv += wpi;
+                for (jj = 0; jj < nh; jj++)
+                    if (sh >> jj & 1) mu[ng_fisher_index_w(nv, nh, i, jj)] += wpi;
+            }
+            mu[i] += sv;
+        }
+        for (c = 0; c < count; c++)
+            for (j = 0; j < nh; j++)
+                if ((first + (uint64_t)c) >> j & 1) mu[nv + j] += fw.w[first + (uint64_t)c];
+    }
+    if (mean) memcpy(mean, mu, (size_t)D * sizeof(double));
+    if (!G) goto done;
+
+    /* pass 3: G = X diag(p) X^T (backend, per chunk) + E_h[Cov(g | h)] (host)  (eq. 7) */
+    fw.T = (double *)calloc((size_t)n1 * n1 * nv, sizeof(double));
+    fw.Xh = (float *)malloc((size_t)D * fw.chunk * sizeof(float));
+    fw.Ch = (float *)malloc((size_t)D * D * sizeof(float));
+    if (!fw.T || !fw.Xh || !fw.Ch) {
+        s = ng_error(NG_ERR_OOM, "exact Fisher (backend): out of host memory (D = %d, chunk %d)", D,
+                     fw.chunk);
+        goto done;
+    }
+    s = ng_alloc(be, (size_t)D * fw.chunk * sizeof(float), (void **)&fw.Xd);
+    if (s == NG_OK) s = ng_alloc(be, (size_t)D * D * sizeof(float), (void **)&fw.Cd);
+    if (s != NG_OK) {
+        s = ng_error_wrap(s, "exact Fisher (backend): D = %d, chunk %d: ", D, fw.chunk);
+        goto done;
+    }
+    memset(G, 0, (size_t)D * D * sizeof(double));
+    for (first = 0; first < fw.ns && s == NG_OK; first += (uint64_t)fw.chunk) {
+        int count = (int)(fw.ns - first < (uint64_t)fw.chunk ? fw.ns - first : (uint64_t)fw.chunk);
+        int c;
+        chunk_pi(&fw, first, count, &p);
+        /* X(:, c) = sqrt(p(h) / max p) (E[g | h] - E[g])  (=), rounded to float32 */
+#pragma omp parallel for schedule(static)
+        for (c = 0; c < count; c++) {
+            uint64_t sh = first + (uint64_t)c;
+            const double *pi = fw.pre + (size_t)c * nv;
+            float *x = fw.Xh + (size_t)c * D;
+            double r = fw.w[sh] / wmax, sw = r >= FISHER_DROP_BELOW ? sqrt(r) : 0.0;
+            int ii, jj;
+            for (ii = 0; ii < nv; ii++) x[ii] = (float)(sw * (pi[ii] - mu[ii]));
+            for (jj = 0; jj < nh; jj++) x[nv + jj] = (float)(sw * ((double)(sh >> jj & 1) - mu[nv + jj]));
+            for (ii = 0; ii < nv; ii++)
+                for (jj = 0; jj < nh; jj++) {
+                    int a = ng_fisher_index_w(nv, nh, ii, jj);
+                    x[a] = (float)(sw * ((sh >> jj & 1) ? pi[ii] - mu[a] : -mu[a]));
+                }
+        }
+        s = ng_set(be, fw.Xd, fw.Xh, (size_t)D * count * sizeof(float));
+        if (s == NG_OK) s = ng_syrk(be, 0, D, count, 1.0f, fw.Xd, D, 0.0f, fw.Cd, D);
+        if (s == NG_OK) s = ng_get(be, fw.Ch, fw.Cd, (size_t)D * D * sizeof(float));
+        if (s != NG_OK) break;
+        /* G += max p * X X^T  (lower triangle, float64) */
+#pragma omp parallel for schedule(dynamic, 16)
+        for (c = 0; c < D; c++) {
+            double *Gc = G + (size_t)c * D;
+            const float *Cc = fw.Ch + (size_t)c * D;
+            int r;
+            for (r = c; r < D; r++) Gc[r] += wmax * (double)Cc[r];
+        }
+        /* T_i += sum_h p(h) s_i(h) [1; h][1; h]^T  (lower triangles, float64) */
+#pragma omp parallel for schedule(static)
+        for (i = 0; i < nv; i++) {
+            double *Ti = fw.T + (size_t)i * n1 * n1;
+            int cc, bits[FISHER_MAX_HIDDEN], nb, q, r;
+            for (cc = 0; cc < count; cc++) {
+                uint64_t sh = first + (uint64_t)cc;
+                double pi = fw.pre[i + (size_t)cc * nv], wi = fw.w[sh] * pi * (1.0 - pi);
+                for (nb = 0, q = 0; q < nh; q++)
+                    if (sh >> q & 1) bits[nb++] = q + 1;
+                Ti[0] += wi;
+                for (q = 0; q < nb; q++) {
+                    double *Tq = Ti + (size_t)bits[q] * n1;
+                    Ti[bits[q]] += wi;
+                    for (r = q; r < nb; r++) Tq[bits[r]] += wi;
+                }
+            }
+        }
+    }
+    if (s != NG_OK) goto done;
+    /* scatter T: Var(v_i), Cov(v_i, m_ij) = s_i h_j, Cov(m_ij, m_il) = s_i h_j h_l (lower) */
+    for (i = 0; i < nv; i++) {
+        const double *Ti = fw.T + (size_t)i * n1 * n1;
+        int l;
+        G[i + (size_t)i * D] += Ti[0];
+        for (j = 0; j < nh; j++) {
+            int a = ng_fisher_index_w(nv, nh, i, j);
+            G[a + (size_t)i * D] += Ti[j + 1];
+            for (l = j; l < nh; l++)
+                G[ng_fisher_index_w(nv, nh, i, l) + (size_t)a * D] += Ti[(l + 1) + (size_t)(j + 1) * n1];
+        }
+    }
+    for (i = 0; i < D; i++) {
+        int r;
+        for (r = i + 1; r < D; r++) G[i + (size_t)r * D] = G[r + (size_t)i * D];
+    }
+done:
+    fisher_work_free(be, &fw);
     free(mu);
     params_free(&p);
     return s;

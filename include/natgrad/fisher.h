@@ -28,6 +28,22 @@ static inline int ng_fisher_index_w(int nv, int nh, int i, int j) { return nv + 
  * n_hidden <= 20. Cost O(2^nh D^2). */
 ng_status ng_rbm_fisher_exact(ng_rbm *rbm, double *mean, double *G);
 
+/* The same mean and G as ng_rbm_fisher_exact, with the O(2^nh D^2) part on the RBM's backend, for
+ * the sizes where the host loop is too slow (FANG section 4.1: 196 x 20, D = 4136). Regrouped as
+ *   G = Cov_h(E[g | h]) + E_h[Cov(g | h)]:
+ * the first term is X diag(p) X^T over the 2^nh hidden states, X(:, h) = E[g | h] - E[g]. It is
+ * built `chunk` states at a time on the host in float64 (centred, scaled by sqrt(p(h) / max p)),
+ * rounded to float32, multiplied on the backend by one syrk per chunk, and each chunk's product is
+ * added into G in float64 on the host, so float32 accumulation spans one chunk only. States with
+ * p(h) < 1e-20 max p are left out of this term (together they weigh less than 1e-20 * 2^nh * max p,
+ * and sparing float32 their subnormal products keeps the CPU's syrk fast). The second term is block-diagonal per visible unit i, the sum over h of
+ * p(h) s_i(h) [1; h][1; h]^T over (v_i, m_i1 .. m_i,nh), and is summed in float64 on the host.
+ * Cost: 2^nh D^2 flops on the backend (syrk), O(2^nh (nv nh + nv nh^2 / 8 + D)) on the host (OpenMP),
+ * 2^nh D floats moved to the backend and 2^nh D^2 / chunk back. Device memory: D (D + chunk)
+ * floats. chunk <= 0 picks 4096. Either output may be NULL. n_hidden <= 20. Agrees with
+ * ng_rbm_fisher_exact to a few 1e-7 of max |G| (the float32 products); the mean is float64. */
+ng_status ng_rbm_fisher_exact_backend(ng_rbm *rbm, int chunk, double *mean, double *G);
+
 /* Exact gradient of the average log-likelihood of the binary columns of v_host (nv, n):
  * grad = (1/n) sum_c E[g | v_c] - E_model[g]  (D), with E[h | v] = sigmoid(W v + b).
  * n_hidden <= 20. */
