@@ -28,7 +28,8 @@ for dev in $devices; do
   done
 done
 # FANG's cost relative to centered SGD, same shapes, same run (FANG issue target: <= 1.5 on the CPU)
-awk -F, 'NR > 1 { key = $1; ms[key "," $2] = $8; rf[key "," $2] = $13; keys[key] = 1 }
+# (the quoted backend description may hold commas: count the other columns from the end)
+awk -F, 'NR > 1 { key = $1; gsub(/"/, "", key); o = $(NF-11); ms[key "," o] = $(NF-5); rf[key "," o] = $NF; keys[key] = 1 }
   END { print ""; print "| backend | FANG ms / centering ms | fraction of FANG time in the refit |"; print "|---|---|---|";
         for (k in keys) if ((k ",fang") in ms && (k ",centering") in ms)
           printf "| %s | %.3f | %.3f |\n", k, ms[k ",fang"] / ms[k ",centering"], rf[k ",fang"] }' "$csv" | tee -a "$md"
