@@ -85,6 +85,10 @@ expect_exit unknown_command 2 "frobnicate" "$bin" frobnicate
 expect_exit unknown_rbm_subcommand 2 "frobnicate" "$bin" rbm frobnicate
 run info "$bin" info
 if [ "$rc" = 0 ] && grep -q "cpu backend" info.out; then pass info; else fail info "exit $rc"; show info.out; fi
+# the start-up line names the kernel OpenBLAS runs, and a user's OPENBLAS_CORETYPE is respected
+run info_coretype env OPENBLAS_CORETYPE=Prescott "$bin" info
+if [ "$rc" = 0 ] && grep -q "kernel Prescott (OPENBLAS_CORETYPE)" info_coretype.out; then pass info_user_coretype
+else fail info_user_coretype "exit $rc; expected 'kernel Prescott (OPENBLAS_CORETYPE)'"; show info_coretype.out; fi
 
 # ---- train + eval -----------------------------------------------------------------------------
 header="step,epoch,time_s,lr,recon_error,grad_norm,update_norm,fe_train,fe_test,fe_gap"

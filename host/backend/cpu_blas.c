@@ -32,8 +32,13 @@ static int core_is_weak(const char *core, int want_avx512) {
     return 0;
 }
 
+const char *ng_cpu_blas_pick_coretype(const char *core, int avx512, int avx2_fma) {
+    if (avx512 && core_is_weak(core, 1)) return "SkylakeX";
+    if (avx2_fma && core_is_weak(core, 0)) return "Haswell";
+    return NULL;
+}
+
 const char *ng_cpu_blas_better_coretype(void) {
-    const char *core = openblas_get_corename();
 #if defined(__x86_64__) && defined(__GNUC__)
     int avx512, avx2;
     if (getenv("OPENBLAS_CORETYPE")) return NULL;
@@ -41,13 +46,10 @@ const char *ng_cpu_blas_better_coretype(void) {
     avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx512 && core_is_weak(core, 1)) return "SkylakeX";
-    if (avx2 && core_is_weak(core, 0)) return "Haswell";
+    return ng_cpu_blas_pick_coretype(openblas_get_corename(), avx512, avx2);
 #else
-    (void)core;
-    (void)core_is_weak;
-#endif
     return NULL;
+#endif
 }
 
 void ng_cpu_blas_reexec(int argc, char **argv) {

@@ -14,6 +14,8 @@ void ng_cpu_blas_describe(char *buf, size_t len);
  * features allow ("SkylakeX" for AVX-512, "Haswell" for AVX2+FMA), or NULL when OpenBLAS already
  * uses a fitting kernel or the user set OPENBLAS_CORETYPE. */
 const char *ng_cpu_blas_better_coretype(void);
+/* The decision itself, for a given OpenBLAS core name and CPU features (unit-tested). */
+const char *ng_cpu_blas_pick_coretype(const char *openblas_core, int avx512, int avx2_fma);
 
 /* When ng_cpu_blas_better_coretype() is non-NULL and this process was not re-executed already,
  * set OPENBLAS_CORETYPE and execv /proc/self/exe with the same argv. Returns only when nothing
