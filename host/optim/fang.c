@@ -2,14 +2,16 @@
  * Algorithm 1), vectorised over all pairs and run entirely through the backend wrappers.
  * Shapes: u = [v; h] (n = nv + nh), pairwise matrices (nh, nv) like W; see fang.h for the model
  * and the direction. Per mini-batch, with K particles (vm, hidden samples hs ~ p(h | vm)):
- *   X = [vm.^2; vm; hs; hs.^2]                                            (fang_stack)
- *   mom    <- (1-c) mom    + c/K X 1            = EMA of [E v2; E v; E h; E h2]   (sum_cols)
- *   S_un   <- (1-c) S_un   + c/K U U^T, U = X[nv : 2nv+nh] = [v; h]                (syrk)
- *   P      <- (1-c) P      + c/K [h; h2][v2; v]^T: the four moment matrices         (one gemm)
+ *   mom    <- (1-c) mom    + c/K [vm; vm; hs; hs] 1  = EMA of [E v2; E v; E h; E h2]  (sum_cols)
+ *   S_un   <- (1-c) S_un   + c/K u u^T summed over particles, u = [v; h], as three products:
+ *             the (v, v) and (h, h) blocks by syrk, the (h, v) block E[h v^T] by one gemm,
  * with c = 1/tau (c = 1 at the first update), and every T updates the refit (Lambda_un through
  * potrf/potri, the pairwise regressions through fang_regress). Covariances are moments - mu mu^T,
- * plus lambda I. Hidden statistics are Bernoulli samples, not p(h | v): with samples h.^2 = h and
- * the four moment matrices are unbiased estimates of the moments the model needs.
+ * plus lambda I. Hidden statistics are Bernoulli samples, not p(h | v), so every statistic is
+ * binary: v.^2 = v and h.^2 = h exactly, hence E[v2] = E[v], E[h2] = E[h], and the four pairwise
+ * moment matrices the 3x3 covariances need (E[h v^T], E[h v2^T], E[h2 v^T], E[h2 v2^T]) are all
+ * E[h v^T], the (h, v) block of S_un. Computing each once makes the statistics cost
+ * (nv^2 + nh^2 + 2 nv nh) K flops instead of section 4.3's 9 K Nv Nh (the general, non-binary count).
  * Must not: allocate after ng_fang_init, call BLAS or kernels directly, or read device memory
  * except the small diagnostics fetched at refit time. */
 #include "optim/fang.h"
@@ -50,14 +52,12 @@ ng_status ng_fang_init(ng_rbm_trainer *tr) {
     ng_arena_begin(&f->work, be, "FANG workspace");
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_mom", ns, 1, &f->mom);
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_S_un", n, n, &f->S_un);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_P", 2 * nh, 2 * nv, &f->P);
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_Lambda", n, n, &f->Lambda);
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_beta_v", nh, nv, &f->beta_v);
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_beta_h", nh, nv, &f->beta_h);
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_sigma2", nh, nv, &f->sigma2);
     if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_diag", NG_FANG_DIAG_N, 1, &f->diag);
     if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_hs", nh, K, &f->hs);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_X", ns, K, &f->X);
     if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_A", n, n, &f->A);
     if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_Ad", n, 2 * n, &f->Ad);
     if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_g_un", n, 1, &f->g_un);
@@ -98,7 +98,6 @@ int ng_fang_state_tensors(ng_rbm_trainer *tr, ng_tensor **out, int max) {
     if (!f) return 0;
     all[n++] = &f->mom;
     all[n++] = &f->S_un;
-    all[n++] = &f->P;
     all[n++] = &f->Lambda;
     all[n++] = &f->beta_v;
     all[n++] = &f->beta_h;
@@ -117,28 +116,31 @@ static ng_status need_fang(const ng_rbm_trainer *tr, const char *op) {
 ng_status ng_fang_update_stats(ng_rbm_trainer *tr) {
     struct ng_fang *f;
     ng_backend *be;
-    int nv, nh, n, K, ns;
+    int nv, nh, K;
     float c, a, b;
     NG_TRY(need_fang(tr, "fang statistics"));
     f = tr->fang;
     be = tr->be;
     nv = f->nv;
     nh = f->nh;
-    n = f->n;
     K = f->K;
-    ns = 2 * nv + 2 * nh;
     /* Algorithm 1, "update mean and covariance statistics" */
     NG_TRY(ng_bernoulli(be, (size_t)nh * K, tr->hm.data, f->hs.data,
                         ng_rng_stream_key(tr->cfg.seed, NG_RNG_FANG), tr->t));
-    NG_TRY(ng_fang_stack(be, nv, nh, K, tr->vm.data, tr->vm.ld, f->hs.data, f->hs.ld, f->X.data,
-                         f->X.ld));
     c = tr->t == 0 ? 1.0f : 1.0f / tr->cfg.fang_tau;
     a = c / (float)K;
     b = 1.0f - c;
-    NG_TRY(ng_sum_cols(be, ns, K, a, f->X.data, f->X.ld, b, f->mom.data));
-    NG_TRY(ng_syrk(be, 0, n, K, a, f->X.data + nv, f->X.ld, b, f->S_un.data, f->S_un.ld));
-    NG_TRY(ng_gemm(be, 0, 1, 2 * nh, 2 * nv, K, a, f->X.data + 2 * nv, f->X.ld, f->X.data, f->X.ld,
-                   b, f->P.data, f->P.ld));
+    /* [E v2; E v; E h; E h2]: the squares equal the values for binary statistics */
+    NG_TRY(ng_sum_cols(be, nv, K, a, tr->vm.data, tr->vm.ld, b, f->mom.data));
+    NG_TRY(ng_sum_cols(be, nv, K, a, tr->vm.data, tr->vm.ld, b, f->mom.data + nv));
+    NG_TRY(ng_sum_cols(be, nh, K, a, f->hs.data, f->hs.ld, b, f->mom.data + 2 * nv));
+    NG_TRY(ng_sum_cols(be, nh, K, a, f->hs.data, f->hs.ld, b, f->mom.data + 2 * nv + nh));
+    /* E[u u^T], lower triangle: (v, v) and (h, h) blocks by syrk, (h, v) block by gemm */
+    NG_TRY(ng_syrk(be, 0, nv, K, a, tr->vm.data, tr->vm.ld, b, f->S_un.data, f->S_un.ld));
+    NG_TRY(ng_syrk(be, 0, nh, K, a, f->hs.data, f->hs.ld, b,
+                   f->S_un.data + nv + (size_t)nv * f->S_un.ld, f->S_un.ld));
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, K, a, f->hs.data, f->hs.ld, tr->vm.data, tr->vm.ld, b,
+                   f->S_un.data + nv, f->S_un.ld));
     return NG_OK;
 }
 
@@ -239,19 +241,19 @@ static ng_status refit(ng_rbm_trainer *tr) {
     struct ng_fang *f = tr->fang;
     ng_backend *be = tr->be;
     ng_fang_diag d;
-    int nv = f->nv, nh = f->nh, n = f->n, ldp = f->P.ld, raises, precision = 0, k;
+    int nv = f->nv, nh = f->nh, n = f->n, ldp = f->S_un.ld, raises, precision = 0, k;
     float lambda = tr->cfg.fang_lambda, damp;
     double t0 = now_s(), cond = 0.0, smin = INFINITY;
     long floored = 0;
-    const float *Pm = f->P.data;
+    const float *Pm = f->S_un.data + nv; /* (h, v) block of S_un: E[h v^T], (nh, nv) */
     NG_TRY(read_diag(tr, &d));
 
-    /* Pairwise CPDs, eq. 11-12: P's blocks are E[h v2^T] (0,0), E[h v^T] (0,1), E[h2 v2^T] (1,0),
-     * E[h2 v^T] (1,1); mom is [E v2; E v; E h; E h2]. */
-    NG_TRY(ng_fang_regress(be, nh, nv, Pm + (size_t)nv * ldp, Pm, Pm + nh + (size_t)nv * ldp,
-                           Pm + nh, ldp, f->mom.data + nv, f->mom.data + 2 * nv, f->mom.data,
-                           f->mom.data + 2 * nv + nh, lambda, f->beta_v.data, f->beta_h.data,
-                           f->sigma2.data, f->sigma2.ld));
+    /* Pairwise CPDs, eq. 11-12. The four pairwise moments E[h v^T], E[h v2^T], E[h2 v^T],
+     * E[h2 v2^T] are all the (h, v) block of S_un (binary statistics, see the top of this file);
+     * mom is [E v2; E v; E h; E h2]. */
+    NG_TRY(ng_fang_regress(be, nh, nv, Pm, Pm, Pm, Pm, ldp, f->mom.data + nv, f->mom.data + 2 * nv,
+                           f->mom.data, f->mom.data + 2 * nv + nh, lambda, f->beta_v.data,
+                           f->beta_h.data, f->sigma2.data, f->sigma2.ld));
 
     /* Lambda_un = (Sigma_un + lambda I)^-1, raising the damping when Cholesky fails. */
     damp = lambda;

@@ -38,9 +38,8 @@ struct ng_fang {
     /* state (checkpointed, in this order) */
     ng_arena state;
     ng_tensor mom;        /* (2nv+2nh, 1) EMA of [E v.^2; E v; E h; E h.^2] */
-    ng_tensor S_un;       /* (n, n) EMA of E[u u^T], lower triangle (syrk) */
-    ng_tensor P;          /* (2nh, 2nv) EMA of [h; h.^2][v.^2; v]^T: blocks E[h v2^T] E[h v^T] /
-                           *                                             E[h2 v2^T] E[h2 v^T] */
+    ng_tensor S_un;       /* (n, n) EMA of E[u u^T], lower triangle; its (h, v) block E[h v^T]
+                           * is also every pairwise moment (binary statistics, see fang.c) */
     ng_tensor Lambda;     /* (n, n) (Sigma_un + damping I)^-1, both triangles */
     ng_tensor beta_v;     /* (nh, nv) regression weight of m_ij on v_i */
     ng_tensor beta_h;     /* (nh, nv) regression weight of m_ij on h_j */
@@ -49,7 +48,6 @@ struct ng_fang {
     /* workspace */
     ng_arena work;
     ng_tensor hs;         /* (nh, K) hidden samples h ~ p(h | vm) */
-    ng_tensor X;          /* (2nv+2nh, K) [vm.^2; vm; hs; hs.^2] */
     ng_tensor A;          /* (n, n) Sigma_un + damping I, then its factor / inverse */
     ng_tensor Ad;         /* (n, 2n) floats = (n, n) doubles: the float64 fallback */
     ng_tensor g_un;       /* (n, 1) [da; db] */
