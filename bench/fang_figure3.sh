@@ -22,7 +22,7 @@ SNAP_BETAS=${SNAP_BETAS:-2000}
 FINAL_BETAS=${FINAL_BETAS:-10000}
 RAISE_N=${RAISE_N:-100}
 DEVICE=${DEVICE:-auto}
-declare -A LRS=([sgd]="0.02 0.05 0.1" [centering]="0.02 0.05 0.1" [fang]="0.002 0.005 0.01")
+declare -A LRS=([sgd]="0.05 0.1 0.2" [centering]="0.05 0.1 0.2" [fang]="0.005 0.01 0.02")
 mkdir -p "$res" "$work"
 bash data/prepare.sh mnist >/dev/null
 common=(--data mnist --hidden 500 --batch 2000 --particles 2000 --lr-gamma 1000 --device "$DEVICE" --log-every 20 --monitor-n 200)

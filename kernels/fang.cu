@@ -1,5 +1,5 @@
 /* fang.cu: the FANG kernels (host/optim/fang.c through the backend slots symmetrize_lower,
- * fang_stack, fang_regress, fang_residual). Matrices are column-major with explicit leading
+ * fang_regress, fang_residual). Matrices are column-major with explicit leading
  * dimensions; the (nh, nv) pairwise matrices are laid out like the RBM's W, element (j, i) for
  * visible i and hidden j. Every kernel is a grid-stride loop over the logical element index
  * (r + rows * c), so any launch shape computes the same thing, and each element's body is the
@@ -25,21 +25,6 @@ static __global__ void symmetrize_lower_kernel(int n, float *A, int lda, float s
         if (r > c) continue;
         A[(size_t)r + (size_t)lda * (size_t)c] =
             ng_sym_lower_elem(r, c, A[(size_t)c + (size_t)lda * (size_t)r], shift);
-    }
-}
-
-/* X[r, c] = row r of [V.^2; V; H; H.^2] for particle c. */
-static __global__ void fang_stack_kernel(int nv, int nh, int k, const float *__restrict__ V,
-                                         int ldv, const float *__restrict__ H, int ldh,
-                                         float *__restrict__ X, int ldx) {
-    const int rows = 2 * nv + 2 * nh;
-    const uint64_t total = (uint64_t)rows * (uint64_t)k;
-    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
-    uint64_t e;
-    for (e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += stride) {
-        const int c = (int)(e / (uint64_t)rows);
-        const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
-        X[(size_t)r + (size_t)ldx * (size_t)c] = ng_fang_stack_value(r, c, nv, nh, V, ldv, H, ldh);
     }
 }
 
@@ -105,17 +90,6 @@ extern "C" ng_status ng_cuda_symmetrize_lower(int n, float *A, int lda, float sh
     NG_LAUNCH(symmetrize_lower_kernel, ng_grid_1d((size_t)n * (size_t)n, FANG_BLOCK), FANG_BLOCK,
               0, (cudaStream_t)stream)(n, A, lda, shift);
     NG_LAUNCH_CHECK("symmetrize_lower");
-    return NG_OK;
-}
-
-extern "C" ng_status ng_cuda_fang_stack(int nv, int nh, int k, const float *V, int ldv,
-                                        const float *H, int ldh, float *X, int ldx,
-                                        void *stream) {
-    NG_NVTX_PUSH("fang_stack");
-    NG_LAUNCH(fang_stack_kernel,
-              ng_grid_1d((size_t)(2 * nv + 2 * nh) * (size_t)k, FANG_BLOCK), FANG_BLOCK, 0,
-              (cudaStream_t)stream)(nv, nh, k, V, ldv, H, ldh, X, ldx);
-    NG_LAUNCH_CHECK("fang_stack");
     return NG_OK;
 }
 

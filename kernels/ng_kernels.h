@@ -62,9 +62,6 @@ ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, int ldc, int 
 
 /* A(n,n): strict upper triangle = transpose of the strict lower one, diagonal += shift (=). */
 ng_status ng_cuda_symmetrize_lower(int n, float *A, int lda, float shift, void *stream);
-/* X(2nv+2nh, k) = [V.^2; V; H; H.^2]  (=), V (nv,k) ldv, H (nh,k) ldh. */
-ng_status ng_cuda_fang_stack(int nv, int nh, int k, const float *V, int ldv, const float *H,
-                             int ldh, float *X, int ldx, void *stream);
 /* One thread per pair (j, i): FANG eq. 11-12 (ng_fang_regress_pair) from the (nh,nv) moment
  * matrices (ld ldm) and the unary moment vectors; beta_v, beta_h, sigma2 (nh,nv) ld ldo (=). */
 ng_status ng_cuda_fang_regress(int nh, int nv, const float *Evh, const float *Ev2h,

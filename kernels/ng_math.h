@@ -183,21 +183,6 @@ NG_HD float ng_softplus_term(float pre, float bias, float beta) {
 
 NG_HD int ng_finite_d(double x) { return x - x == 0.0; }
 
-/* Row r of column c of the stacked particle statistics X = [V.^2; V; H; H.^2] (2nv + 2nh rows),
- * V (nv, K) and H (nh, K) column-major: the body of the fang_stack kernel. */
-NG_HD float ng_fang_stack_value(int r, int c, int nv, int nh, const float *V, int ldv,
-                                const float *H, int ldh) {
-    float x;
-    if (r < nv) {
-        x = V[(size_t)r + (size_t)ldv * (size_t)c];
-        return x * x;
-    }
-    if (r < 2 * nv) return V[(size_t)(r - nv) + (size_t)ldv * (size_t)c];
-    r -= 2 * nv;
-    if (r < nh) return H[(size_t)r + (size_t)ldh * (size_t)c];
-    x = H[(size_t)(r - nh) + (size_t)ldh * (size_t)c];
-    return x * x;
-}
 
 /* FANG eq. 11-12 for one pair (i, j), a = (i, j), m = v_i h_j. From the moments
  *   evh = E[v h], ev2h = E[v^2 h], evh2 = E[v h^2], ev2h2 = E[v^2 h^2], mv = E[v], mh = E[h],

@@ -269,18 +269,6 @@ ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float sh
     NEED(A, "symmetrize_lower", "NULL pointer");
     return be->iface->symmetrize_lower(be, n, A, lda, shift);
 }
-ng_status ng_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
-                        const float *H, int ldh, float *X, int ldx) {
-    NEED_SLOT(be, fang_stack, "fang_stack");
-    NEED(nv >= 0 && nh >= 0 && k >= 0, "fang_stack", "negative size nv=%d nh=%d k=%d", nv, nh, k);
-    NEED((long long)2 * nv + 2LL * nh <= 2147483647LL, "fang_stack", "nv=%d nh=%d too large", nv, nh);
-    NEED(ld_ok(ldv, nv), "fang_stack", "ldv=%d < nv=%d", ldv, nv);
-    NEED(ld_ok(ldh, nh), "fang_stack", "ldh=%d < nh=%d", ldh, nh);
-    NEED(ld_ok(ldx, 2 * nv + 2 * nh), "fang_stack", "ldx=%d < 2nv+2nh=%d", ldx, 2 * nv + 2 * nh);
-    if (!k || (!nv && !nh)) return NG_OK;
-    NEED(X && (V || !nv) && (H || !nh), "fang_stack", "NULL pointer");
-    return be->iface->fang_stack(be, nv, nh, k, V, ldv, H, ldh, X, ldx);
-}
 ng_status ng_fang_regress(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
                           const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
                           const float *mu_h, const float *Ev2, const float *Eh2, float lambda,

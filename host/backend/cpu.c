@@ -292,18 +292,6 @@ static ng_status cpu_symmetrize_lower(ng_backend *be, int n, float *A, int lda, 
     return NG_OK;
 }
 
-static ng_status cpu_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
-                                const float *H, int ldh, float *X, int ldx) {
-    int c, rows = 2 * nv + 2 * nh;
-#pragma omp parallel for if ((long)rows * k > 65536) schedule(static)
-    for (c = 0; c < k; c++) {
-        int r;
-        for (r = 0; r < rows; r++)
-            X[r + (size_t)c * ldx] = ng_fang_stack_value(r, c, nv, nh, V, ldv, H, ldh);
-    }
-    return NG_OK;
-}
-
 static ng_status cpu_fang_regress(ng_backend *be, int nh, int nv, const float *Evh,
                                   const float *Ev2h, const float *Evh2, const float *Ev2h2,
                                   int ldm, const float *mu_v, const float *mu_h, const float *Ev2,
@@ -375,7 +363,6 @@ static const struct ng_backend_i cpu_iface = {
     .to_double = cpu_to_double,
     .to_float = cpu_to_float,
     .symmetrize_lower = cpu_symmetrize_lower,
-    .fang_stack = cpu_fang_stack,
     .fang_regress = cpu_fang_regress,
     .fang_residual = cpu_fang_residual,
 };

@@ -535,12 +535,6 @@ static ng_status cuda_symmetrize_lower(ng_backend *be, int n, float *A, int lda,
     return ng_cuda_symmetrize_lower(n, A, lda, shift, be->stream);
 }
 
-static ng_status cuda_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
-                                 const float *H, int ldh, float *X, int ldx) {
-    if (k == 0 || nv + nh == 0) return NG_OK;
-    return ng_cuda_fang_stack(nv, nh, k, V, ldv, H, ldh, X, ldx, be->stream);
-}
-
 static ng_status cuda_fang_regress(ng_backend *be, int nh, int nv, const float *Evh,
                                    const float *Ev2h, const float *Evh2, const float *Ev2h2,
                                    int ldm, const float *mu_v, const float *mu_h,
@@ -599,7 +593,6 @@ static const struct ng_backend_i cuda_iface = {
     .to_float = cuda_to_float,
 
     .symmetrize_lower = cuda_symmetrize_lower,
-    .fang_stack = cuda_fang_stack,
     .fang_regress = cuda_fang_regress,
     .fang_residual = cuda_fang_residual,
 };

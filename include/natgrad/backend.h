@@ -113,9 +113,6 @@ struct ng_backend_i {
     ng_status (*symmetrize_lower)(ng_backend *be, int n, float *A, int lda, float shift);
 
     /* FANG (host/optim/fang.c; bodies ng_fang_* in kernels/ng_math.h). */
-    /* X(2nv+2nh, k) = [V.^2; V; H; H.^2]  (=), V (nv,k), H (nh,k); X must not overlap V or H. */
-    ng_status (*fang_stack)(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
-                            const float *H, int ldh, float *X, int ldx);
     /* For every pair (j, i), j < nh, i < nv, the regression of m_ij = v_i h_j on (v_i, h_j)
      * (FANG eq. 11-12, ng_fang_regress_pair) from the moment matrices Evh = E[h v^T],
      * Ev2h = E[h (v.^2)^T], Evh2 = E[h.^2 v^T], Ev2h2 = E[h.^2 (v.^2)^T] (all (nh,nv), ld ldm)
@@ -197,8 +194,6 @@ ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *
 ng_status ng_to_double(ng_backend *be, size_t n, const float *x, double *y);
 ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y);
 ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift);
-ng_status ng_fang_stack(ng_backend *be, int nv, int nh, int k, const float *V, int ldv,
-                        const float *H, int ldh, float *X, int ldx);
 ng_status ng_fang_regress(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
                           const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
                           const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
