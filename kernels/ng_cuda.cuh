@@ -1,6 +1,6 @@
 /* ng_cuda.cuh: launch and check helpers shared by every kernels/<family>.cu.
  * Kernels launch only through NG_LAUNCH so that tests/simt can run them on the CPU unmodified:
- * under nvcc it is a real <<<>>> launch; with NG_SIMT defined (host compiler + tests/simt/simt.h)
+ * under nvcc it is a real triple-chevron launch; with NG_SIMT defined (host compiler + tests/simt/simt.h)
  * it is the emulator's grid loop. Launchers return ng_status and check cudaGetLastError. */
 #ifndef NG_CUDA_CUH
 #define NG_CUDA_CUH

@@ -1,7 +1,7 @@
 /* cpu.c: the CPU backend, the reference every other backend is checked against.
  * BLAS through OpenBLAS (cblas), LAPACK through LAPACKE, elementwise loops with OpenMP calling the
  * same ng_math.h bodies as the CUDA kernels. Device memory is ordinary host memory here.
- * Column-major; see include/natgrad/backend.h for each op's contract. Must not call exit(). */
+ * Column-major; see include/natgrad/backend.h for each op's contract. Must not terminate the process. */
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>

@@ -5,7 +5,7 @@
  * only get/set, dot/nrm2 and the LAPACK slots (which return info to the host) wait for it.
  * Workspaces (cuSOLVER work, the vector of ones for row/column sums) are allocated on first use
  * and grow to the largest size asked for, so a training step allocates nothing after warm-up.
- * Must not: call exit()/abort(), dereference device pointers, or use a cudart/cuBLAS/cuSOLVER
+ * Must not: terminate the process, dereference device pointers, or use a cudart/cuBLAS/cuSOLVER
  * function that the emulator's shims (tests/simt) do not implement.
  * Without NG_HAVE_CUDA this file only reports that CUDA is not compiled in. */
 #include "natgrad/backend.h"

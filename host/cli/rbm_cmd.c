@@ -292,7 +292,16 @@ int rbm_train(int argc, char **argv) {
                 fflush(csv);
                 snprintf(extra, sizeof extra, "recon %.2f  |dW| %.3g  FE gap %.2f", st.recon_error,
                          st.grad_norm, fe_test - fe_train);
-                ng_progress(tr.t - start, total - start, el, extra, 0);
+                {
+                    /* with --minutes the run ends at the time budget: estimate the total from the
+                     * current rate so the ETA counts down to whichever limit comes first */
+                    uint64_t shown = total - start;
+                    if (minutes > 0.0f && el > 0.0) {
+                        double by_time = (double)(tr.t - start) / el * 60.0 * minutes;
+                        if (by_time < (double)shown) shown = (uint64_t)by_time + 1;
+                    }
+                    ng_progress(tr.t - start, shown, el, extra, 0);
+                }
             }
             if (ckpt_every > 0 && tr.t % (uint64_t)ckpt_every == 0) {
                 s = ng_rbm_checkpoint_save(&tr, ckpt_path);
