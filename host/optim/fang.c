@@ -130,11 +130,12 @@ ng_status ng_fang_update_stats(ng_rbm_trainer *tr) {
     c = tr->t == 0 ? 1.0f : 1.0f / tr->cfg.fang_tau;
     a = c / (float)K;
     b = 1.0f - c;
-    /* [E v2; E v; E h; E h2]: the squares equal the values for binary statistics */
-    NG_TRY(ng_sum_cols(be, nv, K, a, tr->vm.data, tr->vm.ld, b, f->mom.data));
+    /* [E v2; E v; E h; E h2]: the squares equal the values for binary statistics, so the
+     * E v2 and E h2 slots are copies of the E v and E h averages (identical EMA updates) */
     NG_TRY(ng_sum_cols(be, nv, K, a, tr->vm.data, tr->vm.ld, b, f->mom.data + nv));
     NG_TRY(ng_sum_cols(be, nh, K, a, f->hs.data, f->hs.ld, b, f->mom.data + 2 * nv));
-    NG_TRY(ng_sum_cols(be, nh, K, a, f->hs.data, f->hs.ld, b, f->mom.data + 2 * nv + nh));
+    NG_TRY(ng_copy(be, f->mom.data, f->mom.data + nv, (size_t)nv * sizeof(float)));
+    NG_TRY(ng_copy(be, f->mom.data + 2 * nv + nh, f->mom.data + 2 * nv, (size_t)nh * sizeof(float)));
     /* E[u u^T], lower triangle: (v, v) and (h, h) blocks by syrk, (h, v) block by gemm */
     NG_TRY(ng_syrk(be, 0, nv, K, a, tr->vm.data, tr->vm.ld, b, f->S_un.data, f->S_un.ld));
     NG_TRY(ng_syrk(be, 0, nh, K, a, f->hs.data, f->hs.ld, b,
