@@ -1,11 +1,18 @@
 /* shim_cudart.cpp: the CUDA runtime subset of the SIMT emulator (test-only), defined against the
- * real <cuda_runtime_api.h> prototypes. One emulated device (an sm_90-class part, 16 GiB unless
- * NG_SIMT_DEVICE_MEM says otherwise; NG_SIMT_NO_DEVICE=1 makes cudaGetDeviceCount report none).
- * All work is synchronous: a stream only has to be valid, and an event records the host clock.
- * Arguments are checked as the runtime documents, and more strictly where a GPU would fault later:
- * a memcpy direction must match the pointers (device pointers are those from cudaMalloc), and
- * device ranges must lie inside one allocation. Every failing call also sets the error that
- * cudaGetLastError returns. Must not: touch device memory except through its device view (dv). */
+ * real <cuda_runtime_api.h> prototypes. NG_SIMT_DEVICES emulated devices (default 2; sm_90-class
+ * parts of 16 GiB each unless NG_SIMT_DEVICE_MEM says otherwise; NG_SIMT_NO_DEVICE=1 makes
+ * cudaGetDeviceCount report none). Each host thread has a current device (cudaSetDevice, default
+ * 0); allocations, streams and events belong to the device current at their creation, and the
+ * NULL stream is the current device's default stream.
+ * All work is synchronous: a stream only has to be valid and belong to the current device, and an
+ * event records the host clock. Arguments are checked as the runtime documents, and more strictly
+ * where a GPU would fault later or natgrad would have a bug: a memcpy direction must match the
+ * pointers (device pointers are those from cudaMalloc), device ranges must lie inside one
+ * allocation, and an async copy or memset must touch memory of its stream's device only (one side
+ * of a device-to-device copy may be another device's: a peer copy). Synchronous cudaMemcpy and
+ * cudaMemset take memory of any device, as unified addressing allows on a GPU. Every failing call
+ * also sets the error that cudaGetLastError returns.
+ * Must not: touch device memory except through its device view (dv). */
 #include "simt_internal.h"
 
 #include <string.h>
@@ -18,9 +25,11 @@
 
 struct CUstream_st {
     unsigned int flags;
+    int device; /* current device at creation */
 };
 struct CUevent_st {
     unsigned int flags;
+    int device; /* current device at creation */
     bool recorded;
     double ms; /* host clock at record, milliseconds */
 };
@@ -31,7 +40,7 @@ namespace {
 std::mutex handle_mu;
 std::set<cudaStream_t> streams;
 std::set<cudaEvent_t> events;
-int current_device;
+thread_local int tls_device; /* this host thread's current device */
 
 bool event_valid(cudaEvent_t e) {
     std::lock_guard<std::mutex> lock(handle_mu);
@@ -43,13 +52,28 @@ bool no_device() {
     return e && *e && strcmp(e, "0") != 0;
 }
 
+/* NG_SIMT_DEVICES, read once: 1..MAX_DEVICES, default 2. */
+int configured_devices() {
+    static const int n = [] {
+        const char *e = getenv("NG_SIMT_DEVICES");
+        if (e == NULL || *e == 0) return 2;
+        char *end = NULL;
+        long v = strtol(e, &end, 10);
+        if (end == e || *end != 0 || v < 1 || v > MAX_DEVICES)
+            fatal("NG_SIMT_DEVICES=%s: want a whole number of emulated devices from 1 to %d", e,
+                  (int)MAX_DEVICES);
+        return (int)v;
+    }();
+    return n;
+}
+
 double now_ms() {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-/* Check a copy's pointers against its direction; returns the resolved direction or an error. */
+/* Check a copy's pointers against its direction; cudaSuccess or the error to report. */
 cudaError_t check_copy(void *dst, const void *src, size_t count, cudaMemcpyKind kind) {
     bool dd, sd;
     if (count == 0) return cudaSuccess;
@@ -88,6 +112,20 @@ cudaError_t do_copy(void *dst, const void *src, size_t count, cudaMemcpyKind kin
         memmove(d ? d : dst, s ? s : src, count);
     }
     return cudaSuccess;
+}
+
+/* An async copy on a stream of device sd: each device operand must be memory of device sd, except
+ * that one side of a device-to-device copy may be another device's (a peer copy). */
+cudaError_t check_copy_devices(void *dst, const void *src, size_t count, int sd) {
+    if (count == 0) return cudaSuccess;
+    int dd = dev_device(dst), ds = dev_device(src);
+    bool ok = (dd >= 0 && ds >= 0) ? (dd == sd || ds == sd)
+                                   : ((dd < 0 || dd == sd) && (ds < 0 || ds == sd));
+    if (ok) return cudaSuccess;
+    note("cudaMemcpyAsync: a copy on a stream of device %d touches memory of device %d (%s %p)",
+         sd, dd >= 0 && dd != sd ? dd : ds, dd >= 0 && dd != sd ? "dst" : "src",
+         dd >= 0 && dd != sd ? dst : src);
+    return cudaErrorInvalidValue;
 }
 
 cudaError_t do_memset(void *dst, int value, size_t count) {
@@ -137,10 +175,34 @@ const err_entry *find_err(cudaError_t e) {
 
 } /* namespace */
 
-bool stream_valid(cudaStream_t s) {
-    if (s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
+bool stream_valid(cudaStream_t s) { return stream_device(s) >= 0; }
+
+int stream_device(cudaStream_t s) {
+    if (s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread) return tls_device;
     std::lock_guard<std::mutex> lock(handle_mu);
-    return streams.count(s) != 0;
+    return streams.count(s) != 0 ? s->device : -1;
+}
+
+cudaError_t stream_check_current(const char *call, cudaStream_t s) {
+    int d = stream_device(s);
+    if (d < 0) return cudaErrorInvalidResourceHandle;
+    if (d != tls_device) {
+        note("%s: stream %p belongs to device %d but device %d is current (cudaSetDevice)", call,
+             (void *)s, d, tls_device);
+        return cudaErrorInvalidResourceHandle;
+    }
+    return cudaSuccess;
+}
+
+int device_count(void) { return no_device() ? 0 : configured_devices(); }
+
+int current_device(void) { return tls_device; }
+
+bool handle_on_current(const char *fn, const char *what, const void *h, int device) {
+    if (device == tls_device) return true;
+    note("%s: %s %p belongs to device %d but device %d is current (cudaSetDevice)", fn, what, h,
+         device, tls_device);
+    return false;
 }
 
 } /* namespace ng_simt */
@@ -170,21 +232,22 @@ cudaError_t cudaGetDeviceCount(int *count) {
         *count = 0;
         return set_error(cudaErrorNoDevice);
     }
-    *count = 1;
+    *count = device_count();
     return cudaSuccess;
 }
 
+/* Selects the calling host thread's device; other threads keep theirs. */
 cudaError_t cudaSetDevice(int device) {
     if (no_device()) return set_error(cudaErrorNoDevice);
-    if (device != 0) return set_error(cudaErrorInvalidDevice);
-    current_device = device;
+    if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
+    tls_device = device;
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDevice(int *device) {
     if (device == NULL) return set_error(cudaErrorInvalidValue);
     if (no_device()) return set_error(cudaErrorNoDevice);
-    *device = current_device;
+    *device = tls_device;
     return cudaSuccess;
 }
 
@@ -192,10 +255,14 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
     size_t free_b, total_b;
     if (prop == NULL) return set_error(cudaErrorInvalidValue);
     if (no_device()) return set_error(cudaErrorNoDevice);
-    if (device != 0) return set_error(cudaErrorInvalidDevice);
-    dev_mem_info(&free_b, &total_b);
+    if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
+    dev_mem_info(device, &free_b, &total_b);
     memset(prop, 0, sizeof *prop);
-    snprintf(prop->name, sizeof prop->name, "natgrad SIMT emulator (CPU)");
+    /* tests/test_eval.c recognises the emulator by "SIMT emulator" in the name */
+    snprintf(prop->name, sizeof prop->name, "natgrad SIMT emulator (CPU), emulated device %d",
+             device);
+    prop->uuid.bytes[0] = (char)(device + 1);
+    prop->pciBusID = device + 1;
     prop->totalGlobalMem = total_b;
     prop->sharedMemPerBlock = SHARED_PER_BLOCK;
     prop->sharedMemPerBlockOptin = SHARED_PER_BLOCK_OPTIN;
@@ -229,7 +296,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device) {
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device) {
     if (value == NULL) return set_error(cudaErrorInvalidValue);
     if (no_device()) return set_error(cudaErrorNoDevice);
-    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
     switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *value = MAX_THREADS_PER_BLOCK; break;
     case cudaDevAttrMaxBlockDimX: *value = MAX_BLOCK_X; break;
@@ -261,9 +328,10 @@ cudaError_t cudaRuntimeGetVersion(int *version) {
     return cudaSuccess;
 }
 
-/* Work is synchronous; a synchronisation point is where every buffer's canaries are checked. */
+/* Work is synchronous; a synchronisation point is where the canaries of every buffer of the
+ * device synchronised (here the current one) are checked. */
 cudaError_t cudaDeviceSynchronize(void) {
-    dev_check_canaries("a kernel");
+    dev_check_canaries(tls_device, "a kernel");
     return cudaSuccess;
 }
 
@@ -291,7 +359,7 @@ cudaError_t cudaFreeHost(void *ptr) { return set_error(host_pinned_free(ptr)); }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     if (free_bytes == NULL || total_bytes == NULL) return set_error(cudaErrorInvalidValue);
-    dev_mem_info(free_bytes, total_bytes);
+    dev_mem_info(tls_device, free_bytes, total_bytes);
     return cudaSuccess;
 }
 
@@ -301,7 +369,10 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream) {
-    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    cudaError_t e = stream_check_current("cudaMemcpyAsync", stream);
+    if (e == cudaSuccess) e = check_copy(dst, src, count, kind);
+    if (e == cudaSuccess) e = check_copy_devices(dst, src, count, tls_device);
+    if (e != cudaSuccess) return set_error(e);
     return do_copy(dst, src, count, kind);
 }
 
@@ -310,7 +381,14 @@ cudaError_t cudaMemset(void *devPtr, int value, size_t count) {
 }
 
 cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream) {
-    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    cudaError_t e = stream_check_current("cudaMemsetAsync", stream);
+    if (e != cudaSuccess) return set_error(e);
+    int d = dev_device(devPtr);
+    if (count != 0 && d >= 0 && d != tls_device) {
+        note("cudaMemsetAsync: %p is memory of device %d but the stream belongs to device %d",
+             devPtr, d, tls_device);
+        return set_error(cudaErrorInvalidValue);
+    }
     return do_memset(devPtr, value, count);
 }
 
@@ -320,6 +398,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags)
         return set_error(cudaErrorInvalidValue);
     cudaStream_t s = new CUstream_st();
     s->flags = flags;
+    s->device = tls_device;
     std::lock_guard<std::mutex> lock(handle_mu);
     streams.insert(s);
     *pStream = s;
@@ -338,9 +417,11 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     return cudaSuccess;
 }
 
+/* Any thread may wait for a stream of any device; the canaries of that device are checked. */
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
-    dev_check_canaries("a kernel");
+    int d = stream_device(stream);
+    if (d < 0) return set_error(cudaErrorInvalidResourceHandle);
+    dev_check_canaries(d, "a kernel");
     return cudaSuccess;
 }
 
@@ -348,10 +429,11 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
     return stream_valid(stream) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
 }
 
+/* The stream must belong to the current device; the event may be another device's (that is how
+ * devices wait for each other). */
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
-    if (!stream_valid(stream) || !event_valid(event))
-        return set_error(cudaErrorInvalidResourceHandle);
-    return cudaSuccess;
+    if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
+    return set_error(stream_check_current("cudaStreamWaitEvent", stream));
 }
 
 /* ---- events ------------------------------------------------------------------------------- */
@@ -361,6 +443,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
     if (event == NULL || (flags & ~known) != 0u) return set_error(cudaErrorInvalidValue);
     cudaEvent_t e = new CUevent_st();
     e->flags = flags;
+    e->device = tls_device;
     e->recorded = false;
     std::lock_guard<std::mutex> lock(handle_mu);
     events.insert(e);
@@ -370,9 +453,16 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
 
 cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, 0); }
 
+/* The stream must belong to the current device, and the event to the stream's device. */
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-    if (!event_valid(event) || !stream_valid(stream))
+    if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
+    cudaError_t e = stream_check_current("cudaEventRecord", stream);
+    if (e != cudaSuccess) return set_error(e);
+    if (event->device != tls_device) {
+        note("cudaEventRecord: event %p belongs to device %d but stream %p to device %d",
+             (void *)event, event->device, (void *)stream, tls_device);
         return set_error(cudaErrorInvalidResourceHandle);
+    }
     event->recorded = true;
     event->ms = now_ms();
     return cudaSuccess;
@@ -391,6 +481,11 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
     if (!event_valid(start) || !event_valid(end) || !start->recorded || !end->recorded ||
         ((start->flags | end->flags) & cudaEventDisableTiming) != 0u)
         return set_error(cudaErrorInvalidResourceHandle);
+    if (start->device != end->device) {
+        note("cudaEventElapsedTime: start event %p belongs to device %d, end event %p to device %d",
+             (void *)start, start->device, (void *)end, end->device);
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
     *ms = (float)(end->ms - start->ms);
     return cudaSuccess;
 }

@@ -8,7 +8,12 @@
  *     and the buffer ends at the end of its last page (to the 16..256-byte alignment it keeps), so
  *     running off the end faults at once; the other bytes of those pages are 0xFF canaries, checked
  *     after launches, at synchronisation and at cudaFree.
- * New buffers are filled with 0xFF bytes (NaN as float or double). */
+ * New buffers are filled with 0xFF bytes (NaN as float or double).
+ *
+ * Several devices (NG_SIMT_DEVICES, default 2): each host thread has a current device
+ * (cudaSetDevice, default 0). Allocations, streams, events and library handles belong to the device
+ * that was current when they were made; work queued on a stream, and library calls, must come
+ * from the thread whose current device owns the stream or handle, on memory of that device. */
 #ifndef NG_SIMT_INTERNAL_H
 #define NG_SIMT_INTERNAL_H
 
@@ -29,20 +34,42 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "simt: <message>" and abort: a memory error a GPU would report as an illegal address. */
 [[noreturn]] void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- devices ----------------------------------------------------------------------------- */
+enum { MAX_DEVICES = 8 };
+/* Emulated devices: NG_SIMT_DEVICES (1..MAX_DEVICES, default 2; any other value aborts with a
+ * report), or 0 under NG_SIMT_NO_DEVICE=1. */
+int device_count(void);
+/* The calling host thread's current device (cudaSetDevice; 0 until set). */
+int current_device(void);
+/* For library calls (cuBLAS, cuSOLVER, cuRAND): true when `device`, the device the handle was
+ * created on, is the current one; otherwise print "simt: <fn>: <what> <h> belongs to device X but
+ * device Y is current" and return false. */
+bool handle_on_current(const char *fn, const char *what, const void *h, int device);
+/* For library calls: true unless p is device memory of another device than `device` (the
+ * handle's); then print "simt: <fn>: <name> (<p>) is memory of device X but the <what> belongs to
+ * device Y" and return false. Host memory and non-pointers pass (other checks reject them). */
+bool dev_on(const char *fn, const char *name, const void *p, int device, const char *what);
+
 /* ---- device memory ------------------------------------------------------------------------ */
+/* Allocations belong to the calling thread's current device, whose budget (NG_SIMT_DEVICE_MEM,
+ * per device) they use. */
 cudaError_t dev_malloc(void **ptr, size_t size);
 cudaError_t dev_free(void *ptr);
 /* True when [p, p + bytes) lies inside one live device allocation (bytes may be 0). */
 bool dev_range(const void *p, size_t bytes);
 /* True when p points into (or one past the end of) a live device allocation. */
 bool dev_pointer(const void *p);
+/* Device that owns the live allocation holding p (or ending at p); -1 when p is not device memory. */
+int dev_device(const void *p);
 /* Pinned host memory (cudaMallocHost): host-accessible and valid as a kernel argument. */
 cudaError_t host_pinned_alloc(void **ptr, size_t size);
 cudaError_t host_pinned_free(void *ptr);
 bool host_pinned(const void *p);
-void dev_mem_info(size_t *free_bytes, size_t *total_bytes);
-/* Check every live allocation's canaries; abort naming `who` when one was overwritten. */
-void dev_check_canaries(const char *who);
+/* Free and total bytes of one device's budget. */
+void dev_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
+/* Check the canaries of every live allocation of `device` (-1: of every device); abort naming
+ * `who` when one was overwritten. */
+void dev_check_canaries(int device, const char *who);
 /* Describe an address for a fault report (which allocation, guard page or freed block). */
 void dev_describe(const void *addr, char *buf, size_t len);
 
@@ -62,6 +89,15 @@ void dev_fault_close(const char *who);
 /* ---- streams ---------------------------------------------------------------------------- */
 /* True for 0, cudaStreamLegacy, cudaStreamPerThread and streams from cudaStreamCreate*. */
 bool stream_valid(cudaStream_t s);
+/* The device a stream belongs to: the current device for 0, cudaStreamLegacy and
+ * cudaStreamPerThread (its default stream), the device current at creation for the others;
+ * -1 for an invalid stream. */
+int stream_device(cudaStream_t s);
+/* For calls that queue work on a stream (launches, async copies and memsets, event records and
+ * waits): cudaSuccess when s is valid and belongs to the current device, else
+ * cudaErrorInvalidResourceHandle; a stream of another device also prints "simt: <call>: stream
+ * <s> belongs to device X but device Y is current". Sets no error (callers do). */
+cudaError_t stream_check_current(const char *call, cudaStream_t s);
 
 /* Limits of the emulated device (an sm_90-class part). */
 enum {

@@ -8,6 +8,8 @@
  * tail slack) hold 0xFF canaries; new buffers are 0xFF bytes too (NaN as float or double).
  * Freed buffers release their pages but keep their addresses reserved, PROT_NONE, in a quarantine
  * (up to 1 GiB of address space), so a late use faults and is named as a use after free.
+ * Each allocation belongs to the device current on the calling thread when it was made, and
+ * counts against that device's budget (NG_SIMT_DEVICE_MEM is per device).
  * No page protection changes on the hot paths: a launch or a shim call only translates pointers.
  * Must not: open the host view except through dev_fault_open during a launch. */
 #include "simt_internal.h"
@@ -35,6 +37,7 @@ struct alloc_rec {
     size_t offset;   /* of the buffer within the data pages */
     size_t size;
     unsigned long id;
+    int device; /* current device of the thread that allocated it */
     char *hdata() const { return hmap + (map_len - data_len) / 2; }
     char *ddata() const { return dmap + (map_len - data_len) / 2; }
     char *huser() const { return hdata() + offset; }
@@ -47,7 +50,7 @@ std::deque<alloc_rec> quarantine;
 size_t quarantine_bytes;
 std::map<uintptr_t, size_t> pinned;  /* cudaMallocHost blocks */
 std::vector<alloc_rec> fault_opened; /* host views opened by dev_fault_open in this launch */
-size_t used_bytes;
+size_t used_bytes[MAX_DEVICES]; /* per device */
 unsigned long next_id = 1;
 
 const size_t QUARANTINE_MAX = (size_t)1 << 30;
@@ -131,11 +134,12 @@ bool in_map(uintptr_t u, const char *map, size_t map_len) {
 cudaError_t dev_malloc(void **ptr, size_t size) {
     std::lock_guard<std::recursive_mutex> lock(mu);
     size_t pg = page_size(), align = 16, padded;
+    const int dev = current_device();
     if (size == 0) {
         *ptr = NULL;
         return cudaSuccess;
     }
-    if (size > total_memory() - used_bytes) return cudaErrorMemoryAllocation;
+    if (size > total_memory() - used_bytes[dev]) return cudaErrorMemoryAllocation;
     while (align < 256 && size % (align * 2) == 0) align *= 2;
     padded = round_up(size, align);
     alloc_rec a;
@@ -143,6 +147,7 @@ cudaError_t dev_malloc(void **ptr, size_t size) {
     a.map_len = a.data_len + 2 * pg;
     a.offset = a.data_len - padded;
     a.size = size;
+    a.device = dev;
     int fd = memfd_create("ng_simt_device", MFD_CLOEXEC);
     if (fd < 0) fatal("memfd_create failed: %s", strerror(errno));
     if (ftruncate(fd, (off_t)a.data_len) != 0) {
@@ -166,7 +171,7 @@ cudaError_t dev_malloc(void **ptr, size_t size) {
     memset(a.ddata(), 0xFF, a.data_len);
     a.id = next_id++;
     live[(uintptr_t)a.huser()] = a;
-    used_bytes += size;
+    used_bytes[dev] += size;
     *ptr = a.huser();
     return cudaSuccess;
 }
@@ -184,7 +189,7 @@ cudaError_t dev_free(void *ptr) {
     alloc_rec a = it->second;
     check_one(a, "a kernel or library call");
     live.erase(it);
-    used_bytes -= a.size;
+    used_bytes[a.device] -= a.size;
     reserve_only(a.hdata(), a.data_len);
     reserve_only(a.ddata(), a.data_len);
     quarantine.push_back(a);
@@ -208,6 +213,20 @@ bool dev_range(const void *p, size_t bytes) {
 bool dev_pointer(const void *p) {
     std::lock_guard<std::recursive_mutex> lock(mu);
     return find_live(p) != NULL;
+}
+
+int dev_device(const void *p) {
+    std::lock_guard<std::recursive_mutex> lock(mu);
+    const alloc_rec *a = find_live(p);
+    return a ? a->device : -1;
+}
+
+bool dev_on(const char *fn, const char *name, const void *p, int device, const char *what) {
+    int d = dev_device(p);
+    if (d < 0 || d == device) return true;
+    note("%s: %s (%p) is memory of device %d but the %s belongs to device %d", fn, name, p, d,
+         what, device);
+    return false;
 }
 
 void *dev_view(const void *p) {
@@ -245,15 +264,16 @@ bool host_pinned(const void *p) {
     return u <= it->first + it->second;
 }
 
-void dev_mem_info(size_t *free_bytes, size_t *total_bytes) {
+void dev_mem_info(int device, size_t *free_bytes, size_t *total_bytes) {
     std::lock_guard<std::recursive_mutex> lock(mu);
     *total_bytes = total_memory();
-    *free_bytes = total_memory() - used_bytes;
+    *free_bytes = total_memory() - used_bytes[device];
 }
 
-void dev_check_canaries(const char *who) {
+void dev_check_canaries(int device, const char *who) {
     std::lock_guard<std::recursive_mutex> lock(mu);
-    for (const auto &kv : live) check_one(kv.second, who);
+    for (const auto &kv : live)
+        if (device < 0 || kv.second.device == device) check_one(kv.second, who);
 }
 
 void dev_check_canaries_of(const void *p, const char *who) {
@@ -315,14 +335,17 @@ void dev_describe(const void *addr, char *buf, size_t len) {
         }
         if (u < base)
             snprintf(buf, len,
-                     "%zu bytes before the start of device allocation #%lu (%zu bytes at %p)%s",
-                     (size_t)(base - u), a.id, a.size, (void *)a.huser(), view);
+                     "%zu bytes before the start of device allocation #%lu (%zu bytes at %p, "
+                     "device %d)%s",
+                     (size_t)(base - u), a.id, a.size, (void *)a.huser(), a.device, view);
         else if (u >= base + a.size)
-            snprintf(buf, len, "byte %zu of device allocation #%lu, which has %zu bytes (at %p)%s",
-                     (size_t)(u - base), a.id, a.size, (void *)a.huser(), view);
+            snprintf(buf, len,
+                     "byte %zu of device allocation #%lu, which has %zu bytes (at %p, device "
+                     "%d)%s",
+                     (size_t)(u - base), a.id, a.size, (void *)a.huser(), a.device, view);
         else
-            snprintf(buf, len, "byte %zu of device allocation #%lu (%zu bytes at %p)%s",
-                     (size_t)(u - base), a.id, a.size, (void *)a.huser(), view);
+            snprintf(buf, len, "byte %zu of device allocation #%lu (%zu bytes at %p, device %d)%s",
+                     (size_t)(u - base), a.id, a.size, (void *)a.huser(), a.device, view);
         return;
     }
     for (const auto &a : quarantine) {

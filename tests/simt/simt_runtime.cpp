@@ -1,7 +1,9 @@
 /* simt_runtime.cpp: the SIMT emulator's launch machinery (test-only).
- * A launch validates its configuration like the CUDA runtime (a bad one sets the error that
- * cudaGetLastError returns and runs nothing), rewrites the kernel's device-pointer arguments to the
- * device view of their buffers (simt_memory.cpp), then runs the blocks. A block's threads run as
+ * A launch validates its configuration like the CUDA runtime (a bad one, or a stream of another
+ * device than the current one, sets the error that cudaGetLastError returns and runs nothing),
+ * rewrites the kernel's device-pointer arguments to the device view of their buffers
+ * (simt_memory.cpp; memory of another device than the launch's aborts with a report), then runs
+ * the blocks. A block's threads run as
  * cooperative fibers on one OS thread:
  *   - a fiber takes the next thread that has not started and runs it; when that thread returns
  *     without waiting, the same fiber goes straight on to the next thread, so kernels without
@@ -631,10 +633,16 @@ void launch(const launch_req &r) {
         set_error(cudaErrorInvalidValue);
         return;
     }
-    if (!stream_valid(r.stream)) {
-        set_error(cudaErrorInvalidResourceHandle);
-        return;
+    {
+        char call[160];
+        snprintf(call, sizeof call, "launch of kernel %s", r.name);
+        cudaError_t e = stream_check_current(call, r.stream);
+        if (e != cudaSuccess) {
+            set_error(e);
+            return;
+        }
     }
+    const int device = current_device(); /* the launch runs on the current device */
     const void *dev_args[64];
     int n_dev = 0;
     for (int i = 0; i < r.n_ptr_args; i++) {
@@ -643,6 +651,14 @@ void launch(const launch_req &r) {
         if (p == NULL) continue;
         d = dev_view(p);
         if (d != NULL) {
+            int owner = dev_device(p);
+            if (owner != device) {
+                char what[256];
+                dev_describe(p, what, sizeof what);
+                fatal("kernel %s launched on device %d: pointer argument %d (%p) is memory of "
+                      "device %d (%s); a GPU would fault when the kernel uses it",
+                      r.name, device, r.ptr_index[i], p, owner, what);
+            }
             memcpy(r.ptr_slots[i], &d, sizeof d);
             if (n_dev < 64) dev_args[n_dev++] = p;
         } else if (!host_pinned(p)) {
