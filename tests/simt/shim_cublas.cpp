@@ -5,7 +5,10 @@
  * dimensions below max(1, rows) are CUBLAS_STATUS_INVALID_VALUE. Beyond the documentation (a GPU
  * would fault instead) matrices and vectors must be device ranges inside one allocation, and
  * scalars must live where the pointer mode says: those give CUBLAS_STATUS_INVALID_VALUE and a
- * "simt:" line on stderr. beta = 0 means the output is not read (a NaN there is ignored).
+ * "simt:" line on stderr. A handle belongs to the device current at cublasCreate: a computing call
+ * made while another device is current, or with an operand (matrix, vector, device-mode scalar) in
+ * another device's memory, gives CUBLAS_STATUS_EXECUTION_FAILED and a "simt:" line naming both
+ * devices. beta = 0 means the output is not read (a NaN there is ignored).
  * Must not: touch device memory except through its device view (dv). */
 #include "simt_internal.h"
 
@@ -18,6 +21,7 @@
 #include <set>
 
 struct cublasContext {
+    int device; /* current device at cublasCreate */
     cudaStream_t stream;
     cublasPointerMode_t pointer_mode;
     cublasMath_t math_mode;
@@ -34,6 +38,22 @@ bool handle_ok(cublasHandle_t h) {
     return h != NULL && handles.count(h) != 0;
 }
 
+/* The handle of a computing call: CUBLAS_STATUS_NOT_INITIALIZED when NULL or destroyed,
+ * CUBLAS_STATUS_EXECUTION_FAILED (with a note) when it belongs to another device than the
+ * current one. */
+cublasStatus_t handle_check(cublasHandle_t h, const char *fn) {
+    if (!handle_ok(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!handle_on_current(fn, "handle", h, h->device)) return CUBLAS_STATUS_EXECUTION_FAILED;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* Return from the enclosing function with the status of `call` unless it succeeded. */
+#define BLAS_TRY(call)                                                                             \
+    do {                                                                                           \
+        cublasStatus_t st_ = (call);                                                               \
+        if (st_ != CUBLAS_STATUS_SUCCESS) return st_;                                              \
+    } while (0)
+
 int imax1(int a) { return a > 1 ? a : 1; }
 
 bool op_ok(cublasOperation_t op) {
@@ -48,62 +68,73 @@ CBLAS_TRANSPOSE cb_op(cublasOperation_t op) {
     return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
 }
 
-/* (rows, cols) column-major with leading dimension ld: a device range? */
-bool mat_ok(const char *fn, const char *name, const void *p, int rows, int cols, int ld,
-            size_t elem) {
-    if (rows <= 0 || cols <= 0) return true;
+/* An operand of the handle's call: device memory of the handle's device, else
+ * CUBLAS_STATUS_EXECUTION_FAILED with a note. */
+cublasStatus_t on_handle_device(cublasHandle_t h, const char *fn, const char *name, const void *p) {
+    return dev_on(fn, name, p, h->device, "handle") ? CUBLAS_STATUS_SUCCESS
+                                                    : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+/* (rows, cols) column-major with leading dimension ld: a device range of the handle's device?
+ * CUBLAS_STATUS_INVALID_VALUE (not a device range) or CUBLAS_STATUS_EXECUTION_FAILED (another
+ * device's memory), with a note. */
+cublasStatus_t mat_ok(cublasHandle_t h, const char *fn, const char *name, const void *p, int rows,
+                      int cols, int ld, size_t elem) {
+    if (rows <= 0 || cols <= 0) return CUBLAS_STATUS_SUCCESS;
     size_t bytes = ((size_t)(cols - 1) * (size_t)ld + (size_t)rows) * elem;
-    if (dev_range(p, bytes)) return true;
+    if (dev_range(p, bytes)) return on_handle_device(h, fn, name, p);
     if (!dev_pointer(p))
         note("%s: %s (%p) is not device memory", fn, name, p);
     else
         note("%s: %s (%p, %d x %d, ld %d) runs past the end of its device allocation", fn, name, p,
              rows, cols, ld);
-    return false;
+    return CUBLAS_STATUS_INVALID_VALUE;
 }
 
-bool vec_ok(const char *fn, const char *name, const void *p, int n, int inc, size_t elem) {
-    if (n <= 0) return true;
+cublasStatus_t vec_ok(cublasHandle_t h, const char *fn, const char *name, const void *p, int n,
+                      int inc, size_t elem) {
+    if (n <= 0) return CUBLAS_STATUS_SUCCESS;
     size_t step = (size_t)(inc < 0 ? -(long)inc : (long)inc);
     size_t bytes = ((size_t)(n - 1) * step + 1u) * elem;
-    if (dev_range(p, bytes)) return true;
+    if (dev_range(p, bytes)) return on_handle_device(h, fn, name, p);
     note("%s: %s (%p, n %d, inc %d) is not a device range", fn, name, p, n, inc);
-    return false;
+    return CUBLAS_STATUS_INVALID_VALUE;
 }
 
 /* Read a scalar argument where the handle's pointer mode says it is. */
 template <class T>
-bool scalar_in(cublasHandle_t h, const char *fn, const char *name, const T *p, T *out) {
-    if (p == NULL) return false;
+cublasStatus_t scalar_in(cublasHandle_t h, const char *fn, const char *name, const T *p, T *out) {
+    if (p == NULL) return CUBLAS_STATUS_INVALID_VALUE;
     if (h->pointer_mode == CUBLAS_POINTER_MODE_DEVICE) {
         if (!dev_range(p, sizeof(T))) {
             note("%s: %s (%p) must be device memory in CUBLAS_POINTER_MODE_DEVICE", fn, name,
                  (const void *)p);
-            return false;
+            return CUBLAS_STATUS_INVALID_VALUE;
         }
+        BLAS_TRY(on_handle_device(h, fn, name, p));
         *out = *dv(p);
-        return true;
+        return CUBLAS_STATUS_SUCCESS;
     }
     if (dev_pointer(p)) {
         note("%s: %s (%p) is device memory but the pointer mode is CUBLAS_POINTER_MODE_HOST", fn,
              name, (const void *)p);
-        return false;
+        return CUBLAS_STATUS_INVALID_VALUE;
     }
     *out = *p;
-    return true;
+    return CUBLAS_STATUS_SUCCESS;
 }
 
-template <class T> bool scalar_out_ok(cublasHandle_t h, const char *fn, T *p) {
-    if (p == NULL) return false;
+template <class T> cublasStatus_t scalar_out_ok(cublasHandle_t h, const char *fn, T *p) {
+    if (p == NULL) return CUBLAS_STATUS_INVALID_VALUE;
     if (h->pointer_mode == CUBLAS_POINTER_MODE_DEVICE) {
-        if (dev_range(p, sizeof(T))) return true;
+        if (dev_range(p, sizeof(T))) return on_handle_device(h, fn, "result", p);
         note("%s: result (%p) must be device memory in CUBLAS_POINTER_MODE_DEVICE", fn, (void *)p);
-        return false;
+        return CUBLAS_STATUS_INVALID_VALUE;
     }
-    if (!dev_pointer(p)) return true;
+    if (!dev_pointer(p)) return CUBLAS_STATUS_SUCCESS;
     note("%s: result (%p) is device memory but the pointer mode is CUBLAS_POINTER_MODE_HOST", fn,
          (void *)p);
-    return false;
+    return CUBLAS_STATUS_INVALID_VALUE;
 }
 
 template <class T> void scalar_out(cublasHandle_t h, T *p, T v) {
@@ -137,6 +168,20 @@ void syrk_x(CBLAS_UPLO u, CBLAS_TRANSPOSE t, int n, int k, double a, const doubl
             double b, double *C, int ldc) {
     cblas_dsyrk(CblasColMajor, u, t, n, k, a, A, lda, b, C, ldc);
 }
+void gemv_x(CBLAS_TRANSPOSE t, int m, int n, float a, const float *A, int lda, const float *x,
+            int incx, float b, float *y, int incy) {
+    cblas_sgemv(CblasColMajor, t, m, n, a, A, lda, x, incx, b, y, incy);
+}
+void axpy_x(int n, float a, const float *x, int incx, float *y, int incy) {
+    cblas_saxpy(n, a, x, incx, y, incy);
+}
+void copy_x(int n, const float *x, int incx, float *y, int incy) {
+    cblas_scopy(n, x, incx, y, incy);
+}
+float dot_x(int n, const float *x, int incx, const float *y, int incy) {
+    return cblas_sdot(n, x, incx, y, incy);
+}
+float nrm2_x(int n, const float *x, int incx) { return cblas_snrm2(n, x, incx); }
 
 template <class T>
 cublasStatus_t gemm_batched(const char *fn, cublasHandle_t h, cublasOperation_t transa,
@@ -145,20 +190,21 @@ cublasStatus_t gemm_batched(const char *fn, cublasHandle_t h, cublasOperation_t 
                             long long strideB, const T *beta, T *C, int ldc, long long strideC,
                             int batch) {
     T a, b;
-    if (!handle_ok(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
+    BLAS_TRY(handle_check(h, fn));
     int arows = transa == CUBLAS_OP_N ? m : k, acols = transa == CUBLAS_OP_N ? k : m;
     int brows = transb == CUBLAS_OP_N ? k : n, bcols = transb == CUBLAS_OP_N ? n : k;
     if (!op_ok(transa) || !op_ok(transb) || m < 0 || n < 0 || k < 0 || batch < 0 ||
         lda < imax1(arows) || ldb < imax1(brows) || ldc < imax1(m))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
-    if (!scalar_in(h, fn, "alpha", alpha, &a) || !scalar_in(h, fn, "beta", beta, &b))
-        return CUBLAS_STATUS_INVALID_VALUE;
+    BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
+    BLAS_TRY(scalar_in(h, fn, "beta", beta, &b));
     for (int i = 0; i < batch; i++) {
-        if (!mat_ok(fn, "C", C + (ptrdiff_t)i * strideC, m, n, ldc, sizeof(T)) ||
-            (k > 0 && !mat_ok(fn, "A", A + (ptrdiff_t)i * strideA, arows, acols, lda, sizeof(T))) ||
-            (k > 0 && !mat_ok(fn, "B", B + (ptrdiff_t)i * strideB, brows, bcols, ldb, sizeof(T))))
-            return CUBLAS_STATUS_INVALID_VALUE;
+        BLAS_TRY(mat_ok(h, fn, "C", C + (ptrdiff_t)i * strideC, m, n, ldc, sizeof(T)));
+        if (k > 0) {
+            BLAS_TRY(mat_ok(h, fn, "A", A + (ptrdiff_t)i * strideA, arows, acols, lda, sizeof(T)));
+            BLAS_TRY(mat_ok(h, fn, "B", B + (ptrdiff_t)i * strideB, brows, bcols, ldb, sizeof(T)));
+        }
     }
     for (int i = 0; i < batch; i++) {
         T *Ci = dv(C + (ptrdiff_t)i * strideC);
@@ -174,21 +220,108 @@ cublasStatus_t syrk_t(const char *fn, cublasHandle_t h, cublasFillMode_t uplo,
                       cublasOperation_t trans, int n, int k, const T *alpha, const T *A, int lda,
                       const T *beta, T *C, int ldc) {
     T a, b;
-    if (!handle_ok(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
+    BLAS_TRY(handle_check(h, fn));
     int arows = trans == CUBLAS_OP_N ? n : k, acols = trans == CUBLAS_OP_N ? k : n;
     if (!uplo_ok(uplo) || !op_ok(trans) || n < 0 || k < 0 || lda < imax1(arows) || ldc < imax1(n))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (n == 0) return CUBLAS_STATUS_SUCCESS;
-    if (!scalar_in(h, fn, "alpha", alpha, &a) || !scalar_in(h, fn, "beta", beta, &b))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    if (!mat_ok(fn, "C", C, n, n, ldc, sizeof(T)) ||
-        (k > 0 && !mat_ok(fn, "A", A, arows, acols, lda, sizeof(T))))
-        return CUBLAS_STATUS_INVALID_VALUE;
+    BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
+    BLAS_TRY(scalar_in(h, fn, "beta", beta, &b));
+    BLAS_TRY(mat_ok(h, fn, "C", C, n, n, ldc, sizeof(T)));
+    if (k > 0) BLAS_TRY(mat_ok(h, fn, "A", A, arows, acols, lda, sizeof(T)));
     char tri = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
     T *dC = dv(C);
     if (b == (T)0) zero_mat(dC, n, n, ldc, tri);
     syrk_x(tri == 'L' ? CblasLower : CblasUpper, cb_op(trans), n, k, a, k > 0 ? dv(A) : A, lda, b,
            dC, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <class T>
+cublasStatus_t gemv_t(const char *fn, cublasHandle_t h, cublasOperation_t trans, int m, int n,
+                      const T *alpha, const T *A, int lda, const T *x, int incx, const T *beta,
+                      T *y, int incy) {
+    T a, b;
+    BLAS_TRY(handle_check(h, fn));
+    if (!op_ok(trans) || m < 0 || n < 0 || lda < imax1(m) || incx == 0 || incy == 0)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
+    BLAS_TRY(scalar_in(h, fn, "beta", beta, &b));
+    int lx = trans == CUBLAS_OP_N ? n : m, ly = trans == CUBLAS_OP_N ? m : n;
+    BLAS_TRY(mat_ok(h, fn, "A", A, m, n, lda, sizeof(T)));
+    BLAS_TRY(vec_ok(h, fn, "x", x, lx, incx, sizeof(T)));
+    BLAS_TRY(vec_ok(h, fn, "y", y, ly, incy, sizeof(T)));
+    T *dy = dv(y);
+    if (b == (T)0) {
+        size_t step = (size_t)(incy < 0 ? -(long)incy : (long)incy);
+        for (int i = 0; i < ly; i++) dy[(size_t)i * step] = (T)0;
+    }
+    gemv_x(cb_op(trans), m, n, a, dv(A), lda, dv(x), incx, b, dy, incy);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <class T>
+cublasStatus_t axpy_t(const char *fn, cublasHandle_t h, int n, const T *alpha, const T *x,
+                      int incx, T *y, int incy) {
+    T a;
+    BLAS_TRY(handle_check(h, fn));
+    if (n <= 0) return CUBLAS_STATUS_SUCCESS;
+    BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
+    BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+    BLAS_TRY(vec_ok(h, fn, "y", y, n, incy, sizeof(T)));
+    axpy_x(n, a, dv(x), incx, dv(y), incy);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <class T>
+cublasStatus_t scal_t(const char *fn, cublasHandle_t h, int n, const T *alpha, T *x, int incx) {
+    T a;
+    BLAS_TRY(handle_check(h, fn));
+    if (n <= 0 || incx <= 0) return CUBLAS_STATUS_SUCCESS;
+    BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
+    BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+    T *dx = dv(x);
+    for (int i = 0; i < n; i++) dx[(size_t)i * (size_t)incx] *= a; /* NaN * 0 stays NaN */
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <class T>
+cublasStatus_t copy_t(const char *fn, cublasHandle_t h, int n, const T *x, int incx, T *y,
+                      int incy) {
+    BLAS_TRY(handle_check(h, fn));
+    if (n <= 0) return CUBLAS_STATUS_SUCCESS;
+    BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+    BLAS_TRY(vec_ok(h, fn, "y", y, n, incy, sizeof(T)));
+    copy_x(n, dv(x), incx, dv(y), incy);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <class T>
+cublasStatus_t dot_t(const char *fn, cublasHandle_t h, int n, const T *x, int incx, const T *y,
+                     int incy, T *result) {
+    BLAS_TRY(handle_check(h, fn));
+    BLAS_TRY(scalar_out_ok(h, fn, result));
+    T r = (T)0;
+    if (n > 0) {
+        BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+        BLAS_TRY(vec_ok(h, fn, "y", y, n, incy, sizeof(T)));
+        r = dot_x(n, dv(x), incx, dv(y), incy);
+    }
+    scalar_out(h, result, r);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+template <class T>
+cublasStatus_t nrm2_t(const char *fn, cublasHandle_t h, int n, const T *x, int incx, T *result) {
+    BLAS_TRY(handle_check(h, fn));
+    BLAS_TRY(scalar_out_ok(h, fn, result));
+    T r = (T)0;
+    if (n > 0 && incx > 0) {
+        BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+        r = nrm2_x(n, dv(x), incx);
+    }
+    scalar_out(h, result, r);
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -224,6 +357,7 @@ cublasStatus_t cublasCreate_v2(cublasHandle_t *handle) {
         return CUBLAS_STATUS_NOT_INITIALIZED;
     }
     cublasHandle_t h = new cublasContext();
+    h->device = current_device();
     h->stream = NULL;
     h->pointer_mode = CUBLAS_POINTER_MODE_HOST;
     h->math_mode = CUBLAS_DEFAULT_MATH;
@@ -247,9 +381,17 @@ cublasStatus_t cublasGetVersion_v2(cublasHandle_t handle, int *version) {
     return CUBLAS_STATUS_SUCCESS;
 }
 
+/* The stream must belong to the handle's device (NULL: the default stream of the device current
+ * at each call, which must be the handle's). */
 cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId) {
     if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!stream_valid(streamId)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (streamId != NULL && streamId != cudaStreamLegacy && streamId != cudaStreamPerThread &&
+        stream_device(streamId) != handle->device) {
+        note("cublasSetStream: stream %p belongs to device %d but the handle %p to device %d",
+             (void *)streamId, stream_device(streamId), (void *)handle, handle->device);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
     handle->stream = streamId;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -337,94 +479,33 @@ cublasStatus_t cublasDsyrk_v2(cublasHandle_t handle, cublasFillMode_t uplo, cubl
 cublasStatus_t cublasSgemv_v2(cublasHandle_t handle, cublasOperation_t trans, int m, int n,
                               const float *alpha, const float *A, int lda, const float *x, int incx,
                               const float *beta, float *y, int incy) {
-    const char *fn = "cublasSgemv";
-    float a, b;
-    if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!op_ok(trans) || m < 0 || n < 0 || lda < imax1(m) || incx == 0 || incy == 0)
-        return CUBLAS_STATUS_INVALID_VALUE;
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    if (!scalar_in(handle, fn, "alpha", alpha, &a) || !scalar_in(handle, fn, "beta", beta, &b))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    int lx = trans == CUBLAS_OP_N ? n : m, ly = trans == CUBLAS_OP_N ? m : n;
-    if (!mat_ok(fn, "A", A, m, n, lda, sizeof(float)) ||
-        !vec_ok(fn, "x", x, lx, incx, sizeof(float)) ||
-        !vec_ok(fn, "y", y, ly, incy, sizeof(float)))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    float *dy = dv(y);
-    if (b == 0.0f) {
-        size_t step = (size_t)(incy < 0 ? -(long)incy : (long)incy);
-        for (int i = 0; i < ly; i++) dy[(size_t)i * step] = 0.0f;
-    }
-    cblas_sgemv(CblasColMajor, cb_op(trans), m, n, a, dv(A), lda, dv(x), incx, b, dy, incy);
-    return CUBLAS_STATUS_SUCCESS;
+    return gemv_t<float>("cublasSgemv", handle, trans, m, n, alpha, A, lda, x, incx, beta, y, incy);
 }
 
 /* ---- level 1 ------------------------------------------------------------------------------ */
 cublasStatus_t cublasSaxpy_v2(cublasHandle_t handle, int n, const float *alpha, const float *x,
                               int incx, float *y, int incy) {
-    const char *fn = "cublasSaxpy";
-    float a;
-    if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (n <= 0) return CUBLAS_STATUS_SUCCESS;
-    if (!scalar_in(handle, fn, "alpha", alpha, &a) || !vec_ok(fn, "x", x, n, incx, sizeof(float)) ||
-        !vec_ok(fn, "y", y, n, incy, sizeof(float)))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    cblas_saxpy(n, a, dv(x), incx, dv(y), incy);
-    return CUBLAS_STATUS_SUCCESS;
+    return axpy_t<float>("cublasSaxpy", handle, n, alpha, x, incx, y, incy);
 }
 
 cublasStatus_t cublasSscal_v2(cublasHandle_t handle, int n, const float *alpha, float *x,
                               int incx) {
-    const char *fn = "cublasSscal";
-    float a;
-    if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (n <= 0 || incx <= 0) return CUBLAS_STATUS_SUCCESS;
-    if (!scalar_in(handle, fn, "alpha", alpha, &a) || !vec_ok(fn, "x", x, n, incx, sizeof(float)))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    float *dx = dv(x);
-    for (int i = 0; i < n; i++) dx[(size_t)i * (size_t)incx] *= a; /* NaN * 0 stays NaN */
-    return CUBLAS_STATUS_SUCCESS;
+    return scal_t<float>("cublasSscal", handle, n, alpha, x, incx);
 }
 
 cublasStatus_t cublasScopy_v2(cublasHandle_t handle, int n, const float *x, int incx, float *y,
                               int incy) {
-    const char *fn = "cublasScopy";
-    if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (n <= 0) return CUBLAS_STATUS_SUCCESS;
-    if (!vec_ok(fn, "x", x, n, incx, sizeof(float)) || !vec_ok(fn, "y", y, n, incy, sizeof(float)))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    cblas_scopy(n, dv(x), incx, dv(y), incy);
-    return CUBLAS_STATUS_SUCCESS;
+    return copy_t<float>("cublasScopy", handle, n, x, incx, y, incy);
 }
 
 cublasStatus_t cublasSdot_v2(cublasHandle_t handle, int n, const float *x, int incx, const float *y,
                              int incy, float *result) {
-    const char *fn = "cublasSdot";
-    if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!scalar_out_ok(handle, fn, result)) return CUBLAS_STATUS_INVALID_VALUE;
-    float r = 0.0f;
-    if (n > 0) {
-        if (!vec_ok(fn, "x", x, n, incx, sizeof(float)) ||
-            !vec_ok(fn, "y", y, n, incy, sizeof(float)))
-            return CUBLAS_STATUS_INVALID_VALUE;
-        r = cblas_sdot(n, dv(x), incx, dv(y), incy);
-    }
-    scalar_out(handle, result, r);
-    return CUBLAS_STATUS_SUCCESS;
+    return dot_t<float>("cublasSdot", handle, n, x, incx, y, incy, result);
 }
 
 cublasStatus_t cublasSnrm2_v2(cublasHandle_t handle, int n, const float *x, int incx,
                               float *result) {
-    const char *fn = "cublasSnrm2";
-    if (!handle_ok(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!scalar_out_ok(handle, fn, result)) return CUBLAS_STATUS_INVALID_VALUE;
-    float r = 0.0f;
-    if (n > 0 && incx > 0) {
-        if (!vec_ok(fn, "x", x, n, incx, sizeof(float))) return CUBLAS_STATUS_INVALID_VALUE;
-        r = cblas_snrm2(n, dv(x), incx);
-    }
-    scalar_out(handle, result, r);
-    return CUBLAS_STATUS_SUCCESS;
+    return nrm2_t<float>("cublasSnrm2", handle, n, x, incx, result);
 }
 
 } /* extern "C" */

@@ -3,6 +3,9 @@
  * filling device memory with uniforms. Element i of a call is word (offset + i) of subsequence 0 of
  * the seed's stream, mapped to (0, 1] like curand_uniform, and the offset then advances by n; that
  * order is this emulator's, not promised to match the real library's host generator.
+ * A generator belongs to the device current at its creation: generating while another device is
+ * current, or into another device's memory, gives CURAND_STATUS_LAUNCH_FAILURE and a "simt:" line
+ * naming both devices.
  * Must not: write device memory except through its device view (dv). */
 #include "simt_internal.h"
 
@@ -14,6 +17,7 @@
 #include <set>
 
 struct curandGenerator_st {
+    int device; /* current device at curandCreateGenerator */
     unsigned long long seed;
     unsigned long long offset;
     cudaStream_t stream;
@@ -44,6 +48,7 @@ curandStatus_t curandCreateGenerator(curandGenerator_t *generator, curandRngType
         return CURAND_STATUS_INITIALIZATION_FAILED;
     }
     curandGenerator_t g = new curandGenerator_st();
+    g->device = current_device();
     g->seed = 0;
     g->offset = 0;
     g->stream = NULL;
@@ -63,6 +68,12 @@ curandStatus_t curandDestroyGenerator(curandGenerator_t generator) {
 curandStatus_t curandSetStream(curandGenerator_t generator, cudaStream_t stream) {
     if (!gen_ok(generator)) return CURAND_STATUS_NOT_INITIALIZED;
     if (!stream_valid(stream)) return CURAND_STATUS_LAUNCH_FAILURE;
+    if (stream != NULL && stream != cudaStreamLegacy && stream != cudaStreamPerThread &&
+        stream_device(stream) != generator->device) {
+        note("curandSetStream: stream %p belongs to device %d but the generator %p to device %d",
+             (void *)stream, stream_device(stream), (void *)generator, generator->device);
+        return CURAND_STATUS_LAUNCH_FAILURE;
+    }
     generator->stream = stream;
     return CURAND_STATUS_SUCCESS;
 }
@@ -82,13 +93,17 @@ curandStatus_t curandSetGeneratorOffset(curandGenerator_t generator, unsigned lo
 }
 
 curandStatus_t curandGenerateUniform(curandGenerator_t generator, float *outputPtr, size_t num) {
+    const char *fn = "curandGenerateUniform";
     if (!gen_ok(generator)) return CURAND_STATUS_NOT_INITIALIZED;
+    if (!handle_on_current(fn, "generator", generator, generator->device))
+        return CURAND_STATUS_LAUNCH_FAILURE;
     if (num == 0) return CURAND_STATUS_SUCCESS;
     if (!dev_range(outputPtr, num * sizeof(float))) {
-        note("curandGenerateUniform: output (%p, %zu floats) is not a device range",
-             (void *)outputPtr, num);
+        note("%s: output (%p, %zu floats) is not a device range", fn, (void *)outputPtr, num);
         return CURAND_STATUS_LAUNCH_FAILURE;
     }
+    if (!dev_on(fn, "output", outputPtr, generator->device, "generator"))
+        return CURAND_STATUS_LAUNCH_FAILURE;
     float *out = dv(outputPtr);
     for (size_t i = 0; i < num; i++)
         out[i] = ng_u32_to_uniform(ng_philox_word(generator->seed, 0, generator->offset + i));

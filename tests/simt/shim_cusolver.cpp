@@ -6,6 +6,10 @@
  * n < 0, lda < max(1, n), an unknown uplo or jobz are CUSOLVER_STATUS_INVALID_VALUE. Stricter
  * (a GPU would fault or read garbage): A, W, the workspace and devInfo must be device ranges, and
  * a workspace smaller than the _bufferSize answer is rejected (devInfo = -(its position)).
+ * A handle belongs to the device current at cusolverDnCreate: a computing call made while another
+ * device is current, or with an operand in another device's memory, gives
+ * CUSOLVER_STATUS_EXECUTION_FAILED and a "simt:" line naming both devices (_bufferSize queries
+ * touch no memory and are answered from any device).
  * devInfo receives LAPACK's info in device memory; the workspace is left holding NaN bytes since
  * its content after a call is undefined. Must not: touch device memory except through its device
  * view (dv). */
@@ -21,6 +25,7 @@
 #include <vector>
 
 struct cusolverDnContext {
+    int device; /* current device at cusolverDnCreate */
     cudaStream_t stream;
 };
 
@@ -48,11 +53,36 @@ cusolverStatus_t check_square(cusolverDnHandle_t h, cublasFillMode_t uplo, int n
     return CUSOLVER_STATUS_SUCCESS;
 }
 
-bool dev_ok(const char *fn, const char *name, const void *p, size_t bytes) {
-    if (bytes == 0 || dev_range(p, bytes)) return true;
-    note("%s: %s (%p, %zu bytes) is not a device range", fn, name, p, bytes);
-    return false;
+/* A computing call: the checks of check_square, then CUSOLVER_STATUS_EXECUTION_FAILED (with a
+ * note) when the handle belongs to another device than the current one. */
+cusolverStatus_t check_call(cusolverDnHandle_t h, const char *fn, cublasFillMode_t uplo, int n,
+                            int lda) {
+    cusolverStatus_t st = check_square(h, uplo, n, lda);
+    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    if (!handle_on_current(fn, "handle", h, h->device)) return CUSOLVER_STATUS_EXECUTION_FAILED;
+    return CUSOLVER_STATUS_SUCCESS;
 }
+
+/* An operand of bytes bytes: CUSOLVER_STATUS_INVALID_VALUE when not a device range,
+ * CUSOLVER_STATUS_EXECUTION_FAILED when memory of another device than the handle's (with a
+ * note either way). */
+cusolverStatus_t dev_ok(cusolverDnHandle_t h, const char *fn, const char *name, const void *p,
+                        size_t bytes) {
+    if (bytes == 0) return CUSOLVER_STATUS_SUCCESS;
+    if (!dev_range(p, bytes)) {
+        note("%s: %s (%p, %zu bytes) is not a device range", fn, name, p, bytes);
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    }
+    return dev_on(fn, name, p, h->device, "handle") ? CUSOLVER_STATUS_SUCCESS
+                                                    : CUSOLVER_STATUS_EXECUTION_FAILED;
+}
+
+/* Return from the enclosing function with the status of `call` unless it succeeded. */
+#define SOLVER_TRY(call)                                                                           \
+    do {                                                                                           \
+        cusolverStatus_t st_ = (call);                                                             \
+        if (st_ != CUSOLVER_STATUS_SUCCESS) return st_;                                            \
+    } while (0)
 
 size_t mat_bytes(int n, int cols, int ld, size_t elem) {
     if (n <= 0 || cols <= 0) return 0;
@@ -112,18 +142,16 @@ lapack_int syevd_x(char jobz, char u, int n, double *A, int lda, double *W) {
 template <class T, class F>
 cusolverStatus_t factor_call(const char *fn, cusolverDnHandle_t h, cublasFillMode_t uplo, int n,
                              T *A, int lda, T *work, int lwork, int need, int *devInfo, F op) {
-    cusolverStatus_t st = check_square(h, uplo, n, lda);
-    if (st != CUSOLVER_STATUS_SUCCESS) return st;
-    if (!dev_ok(fn, "devInfo", devInfo, sizeof(int))) return CUSOLVER_STATUS_INVALID_VALUE;
+    SOLVER_TRY(check_call(h, fn, uplo, n, lda));
+    SOLVER_TRY(dev_ok(h, fn, "devInfo", devInfo, sizeof(int)));
     if (lwork < need) {
         note("%s: Lwork %d is smaller than the %d elements the _bufferSize call asks for", fn,
              lwork, need);
         set_info(devInfo, -6);
         return CUSOLVER_STATUS_INVALID_VALUE;
     }
-    if (!dev_ok(fn, "A", A, mat_bytes(n, n, lda, sizeof(T))) ||
-        !dev_ok(fn, "workspace", work, (size_t)lwork * sizeof(T)))
-        return CUSOLVER_STATUS_INVALID_VALUE;
+    SOLVER_TRY(dev_ok(h, fn, "A", A, mat_bytes(n, n, lda, sizeof(T))));
+    SOLVER_TRY(dev_ok(h, fn, "workspace", work, (size_t)lwork * sizeof(T)));
     set_info(devInfo, n > 0 ? (int)op(uplo_char(uplo), n, dv(A), lda) : 0);
     memset(dv(work), 0xFF, (size_t)lwork * sizeof(T));
     return CUSOLVER_STATUS_SUCCESS;
@@ -142,13 +170,11 @@ cusolverStatus_t size_query(cusolverDnHandle_t h, cublasFillMode_t uplo, int n, 
 template <class T>
 cusolverStatus_t potrs_t(const char *fn, cusolverDnHandle_t h, cublasFillMode_t uplo, int n,
                          int nrhs, const T *A, int lda, T *B, int ldb, int *devInfo) {
-    cusolverStatus_t st = check_square(h, uplo, n, lda);
-    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    SOLVER_TRY(check_call(h, fn, uplo, n, lda));
     if (nrhs < 0 || ldb < imax1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
-    if (!dev_ok(fn, "devInfo", devInfo, sizeof(int)) ||
-        !dev_ok(fn, "A", A, mat_bytes(n, n, lda, sizeof(T))) ||
-        !dev_ok(fn, "B", B, mat_bytes(n, nrhs, ldb, sizeof(T))))
-        return CUSOLVER_STATUS_INVALID_VALUE;
+    SOLVER_TRY(dev_ok(h, fn, "devInfo", devInfo, sizeof(int)));
+    SOLVER_TRY(dev_ok(h, fn, "A", A, mat_bytes(n, n, lda, sizeof(T))));
+    SOLVER_TRY(dev_ok(h, fn, "B", B, mat_bytes(n, nrhs, ldb, sizeof(T))));
     set_info(devInfo, (n > 0 && nrhs > 0)
                           ? (int)potrs_x(uplo_char(uplo), n, nrhs, dv(A), lda, dv(B), ldb)
                           : 0);
@@ -159,11 +185,10 @@ template <class T>
 cusolverStatus_t syevd_t(const char *fn, cusolverDnHandle_t h, cusolverEigMode_t jobz,
                          cublasFillMode_t uplo, int n, T *A, int lda, T *W, T *work, int lwork,
                          int *info) {
-    cusolverStatus_t st = check_square(h, uplo, n, lda);
-    if (st != CUSOLVER_STATUS_SUCCESS) return st;
+    SOLVER_TRY(check_call(h, fn, uplo, n, lda));
     if (jobz != CUSOLVER_EIG_MODE_NOVECTOR && jobz != CUSOLVER_EIG_MODE_VECTOR)
         return CUSOLVER_STATUS_INVALID_VALUE;
-    if (!dev_ok(fn, "info", info, sizeof(int))) return CUSOLVER_STATUS_INVALID_VALUE;
+    SOLVER_TRY(dev_ok(h, fn, "info", info, sizeof(int)));
     int need = syevd_lwork(n, jobz);
     if (lwork < need) {
         note("%s: lwork %d is smaller than the %d elements the _bufferSize call asks for", fn,
@@ -171,10 +196,9 @@ cusolverStatus_t syevd_t(const char *fn, cusolverDnHandle_t h, cusolverEigMode_t
         set_info(info, -8);
         return CUSOLVER_STATUS_INVALID_VALUE;
     }
-    if (!dev_ok(fn, "A", A, mat_bytes(n, n, lda, sizeof(T))) ||
-        !dev_ok(fn, "W", W, (size_t)(n > 0 ? n : 0) * sizeof(T)) ||
-        !dev_ok(fn, "work", work, (size_t)lwork * sizeof(T)))
-        return CUSOLVER_STATUS_INVALID_VALUE;
+    SOLVER_TRY(dev_ok(h, fn, "A", A, mat_bytes(n, n, lda, sizeof(T))));
+    SOLVER_TRY(dev_ok(h, fn, "W", W, (size_t)(n > 0 ? n : 0) * sizeof(T)));
+    SOLVER_TRY(dev_ok(h, fn, "work", work, (size_t)lwork * sizeof(T)));
     set_info(info, n > 0 ? (int)syevd_x(jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N',
                                         uplo_char(uplo), n, dv(A), lda, dv(W))
                          : 0);
@@ -208,6 +232,7 @@ cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle) {
         return CUSOLVER_STATUS_NOT_INITIALIZED;
     }
     cusolverDnHandle_t h = new cusolverDnContext();
+    h->device = current_device();
     h->stream = NULL;
     std::lock_guard<std::mutex> lock(ng_simt::mu);
     handles.insert(h);
@@ -222,9 +247,16 @@ cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle) {
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+/* The stream must belong to the handle's device (NULL: the current device's default stream). */
 cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t streamId) {
     if (!handle_ok(handle)) return CUSOLVER_STATUS_NOT_INITIALIZED;
     if (!stream_valid(streamId)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (streamId != NULL && streamId != cudaStreamLegacy && streamId != cudaStreamPerThread &&
+        stream_device(streamId) != handle->device) {
+        note("cusolverDnSetStream: stream %p belongs to device %d but the handle %p to device %d",
+             (void *)streamId, stream_device(streamId), (void *)handle, handle->device);
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    }
     handle->stream = streamId;
     return CUSOLVER_STATUS_SUCCESS;
 }
