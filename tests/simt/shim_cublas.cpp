@@ -8,8 +8,8 @@
  * "simt:" line on stderr. A handle belongs to the device current at cublasCreate: a computing call
  * made while another device is current, or with an operand (matrix, vector, device-mode scalar) in
  * another device's memory, gives CUBLAS_STATUS_EXECUTION_FAILED and a "simt:" line naming both
- * devices. beta = 0 means the output is not read (a NaN there is ignored).
- * Must not: touch device memory except through its device view (dv). */
+ * devices. beta = 0 means the output is not read (a NaN there is ignored); so does alpha = 0 for
+ * trsm's B. Must not: touch device memory except through its device view (dv). */
 #include "simt_internal.h"
 
 #include <cblas.h>
@@ -168,20 +168,42 @@ void syrk_x(CBLAS_UPLO u, CBLAS_TRANSPOSE t, int n, int k, double a, const doubl
             double b, double *C, int ldc) {
     cblas_dsyrk(CblasColMajor, u, t, n, k, a, A, lda, b, C, ldc);
 }
+void trsm_x(CBLAS_SIDE sd, CBLAS_UPLO u, CBLAS_TRANSPOSE t, CBLAS_DIAG dg, int m, int n, float a,
+            const float *A, int lda, float *B, int ldb) {
+    cblas_strsm(CblasColMajor, sd, u, t, dg, m, n, a, A, lda, B, ldb);
+}
+void trsm_x(CBLAS_SIDE sd, CBLAS_UPLO u, CBLAS_TRANSPOSE t, CBLAS_DIAG dg, int m, int n, double a,
+            const double *A, int lda, double *B, int ldb) {
+    cblas_dtrsm(CblasColMajor, sd, u, t, dg, m, n, a, A, lda, B, ldb);
+}
 void gemv_x(CBLAS_TRANSPOSE t, int m, int n, float a, const float *A, int lda, const float *x,
             int incx, float b, float *y, int incy) {
     cblas_sgemv(CblasColMajor, t, m, n, a, A, lda, x, incx, b, y, incy);
 }
+void gemv_x(CBLAS_TRANSPOSE t, int m, int n, double a, const double *A, int lda, const double *x,
+            int incx, double b, double *y, int incy) {
+    cblas_dgemv(CblasColMajor, t, m, n, a, A, lda, x, incx, b, y, incy);
+}
 void axpy_x(int n, float a, const float *x, int incx, float *y, int incy) {
     cblas_saxpy(n, a, x, incx, y, incy);
+}
+void axpy_x(int n, double a, const double *x, int incx, double *y, int incy) {
+    cblas_daxpy(n, a, x, incx, y, incy);
 }
 void copy_x(int n, const float *x, int incx, float *y, int incy) {
     cblas_scopy(n, x, incx, y, incy);
 }
+void copy_x(int n, const double *x, int incx, double *y, int incy) {
+    cblas_dcopy(n, x, incx, y, incy);
+}
 float dot_x(int n, const float *x, int incx, const float *y, int incy) {
     return cblas_sdot(n, x, incx, y, incy);
 }
+double dot_x(int n, const double *x, int incx, const double *y, int incy) {
+    return cblas_ddot(n, x, incx, y, incy);
+}
 float nrm2_x(int n, const float *x, int incx) { return cblas_snrm2(n, x, incx); }
+double nrm2_x(int n, const double *x, int incx) { return cblas_dnrm2(n, x, incx); }
 
 template <class T>
 cublasStatus_t gemm_batched(const char *fn, cublasHandle_t h, cublasOperation_t transa,
@@ -234,6 +256,36 @@ cublasStatus_t syrk_t(const char *fn, cublasHandle_t h, cublasFillMode_t uplo,
     if (b == (T)0) zero_mat(dC, n, n, ldc, tri);
     syrk_x(tri == 'L' ? CblasLower : CblasUpper, cb_op(trans), n, k, a, k > 0 ? dv(A) : A, lda, b,
            dC, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* op(A) X = alpha B (left) or X op(A) = alpha B (right), X overwriting B (m, n); A is triangular,
+ * (m, m) on the left and (n, n) on the right, only its `uplo` triangle read (not its diagonal when
+ * diag is unit). alpha = 0 sets B to zero without reading it or A. */
+template <class T>
+cublasStatus_t trsm_t(const char *fn, cublasHandle_t h, cublasSideMode_t side,
+                      cublasFillMode_t uplo, cublasOperation_t trans, cublasDiagType_t diag, int m,
+                      int n, const T *alpha, const T *A, int lda, T *B, int ldb) {
+    T a;
+    BLAS_TRY(handle_check(h, fn));
+    bool left = side == CUBLAS_SIDE_LEFT;
+    int ka = left ? m : n;
+    if ((side != CUBLAS_SIDE_LEFT && side != CUBLAS_SIDE_RIGHT) || !uplo_ok(uplo) ||
+        !op_ok(trans) || (diag != CUBLAS_DIAG_NON_UNIT && diag != CUBLAS_DIAG_UNIT) || m < 0 ||
+        n < 0 || lda < imax1(ka) || ldb < imax1(m) || alpha == NULL)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
+    BLAS_TRY(mat_ok(h, fn, "B", B, m, n, ldb, sizeof(T)));
+    BLAS_TRY(mat_ok(h, fn, "A", A, ka, ka, lda, sizeof(T)));
+    T *dB = dv(B);
+    if (a == (T)0) {
+        zero_mat(dB, m, n, ldb, 'F');
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    trsm_x(left ? CblasLeft : CblasRight, uplo == CUBLAS_FILL_MODE_LOWER ? CblasLower : CblasUpper,
+           cb_op(trans), diag == CUBLAS_DIAG_UNIT ? CblasUnit : CblasNonUnit, m, n, a, dv(A), lda,
+           dB, ldb);
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -475,11 +527,32 @@ cublasStatus_t cublasDsyrk_v2(cublasHandle_t handle, cublasFillMode_t uplo, cubl
     return syrk_t<double>("cublasDsyrk", handle, uplo, trans, n, k, alpha, A, lda, beta, C, ldc);
 }
 
+cublasStatus_t cublasStrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                              cublasOperation_t trans, cublasDiagType_t diag, int m, int n,
+                              const float *alpha, const float *A, int lda, float *B, int ldb) {
+    return trsm_t<float>("cublasStrsm", handle, side, uplo, trans, diag, m, n, alpha, A, lda, B,
+                         ldb);
+}
+
+cublasStatus_t cublasDtrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                              cublasOperation_t trans, cublasDiagType_t diag, int m, int n,
+                              const double *alpha, const double *A, int lda, double *B, int ldb) {
+    return trsm_t<double>("cublasDtrsm", handle, side, uplo, trans, diag, m, n, alpha, A, lda, B,
+                          ldb);
+}
+
 /* ---- level 2 ------------------------------------------------------------------------------ */
 cublasStatus_t cublasSgemv_v2(cublasHandle_t handle, cublasOperation_t trans, int m, int n,
                               const float *alpha, const float *A, int lda, const float *x, int incx,
                               const float *beta, float *y, int incy) {
     return gemv_t<float>("cublasSgemv", handle, trans, m, n, alpha, A, lda, x, incx, beta, y, incy);
+}
+
+cublasStatus_t cublasDgemv_v2(cublasHandle_t handle, cublasOperation_t trans, int m, int n,
+                              const double *alpha, const double *A, int lda, const double *x,
+                              int incx, const double *beta, double *y, int incy) {
+    return gemv_t<double>("cublasDgemv", handle, trans, m, n, alpha, A, lda, x, incx, beta, y,
+                          incy);
 }
 
 /* ---- level 1 ------------------------------------------------------------------------------ */
@@ -488,9 +561,19 @@ cublasStatus_t cublasSaxpy_v2(cublasHandle_t handle, int n, const float *alpha, 
     return axpy_t<float>("cublasSaxpy", handle, n, alpha, x, incx, y, incy);
 }
 
+cublasStatus_t cublasDaxpy_v2(cublasHandle_t handle, int n, const double *alpha, const double *x,
+                              int incx, double *y, int incy) {
+    return axpy_t<double>("cublasDaxpy", handle, n, alpha, x, incx, y, incy);
+}
+
 cublasStatus_t cublasSscal_v2(cublasHandle_t handle, int n, const float *alpha, float *x,
                               int incx) {
     return scal_t<float>("cublasSscal", handle, n, alpha, x, incx);
+}
+
+cublasStatus_t cublasDscal_v2(cublasHandle_t handle, int n, const double *alpha, double *x,
+                              int incx) {
+    return scal_t<double>("cublasDscal", handle, n, alpha, x, incx);
 }
 
 cublasStatus_t cublasScopy_v2(cublasHandle_t handle, int n, const float *x, int incx, float *y,
@@ -498,14 +581,29 @@ cublasStatus_t cublasScopy_v2(cublasHandle_t handle, int n, const float *x, int 
     return copy_t<float>("cublasScopy", handle, n, x, incx, y, incy);
 }
 
+cublasStatus_t cublasDcopy_v2(cublasHandle_t handle, int n, const double *x, int incx, double *y,
+                              int incy) {
+    return copy_t<double>("cublasDcopy", handle, n, x, incx, y, incy);
+}
+
 cublasStatus_t cublasSdot_v2(cublasHandle_t handle, int n, const float *x, int incx, const float *y,
                              int incy, float *result) {
     return dot_t<float>("cublasSdot", handle, n, x, incx, y, incy, result);
 }
 
+cublasStatus_t cublasDdot_v2(cublasHandle_t handle, int n, const double *x, int incx,
+                             const double *y, int incy, double *result) {
+    return dot_t<double>("cublasDdot", handle, n, x, incx, y, incy, result);
+}
+
 cublasStatus_t cublasSnrm2_v2(cublasHandle_t handle, int n, const float *x, int incx,
                               float *result) {
     return nrm2_t<float>("cublasSnrm2", handle, n, x, incx, result);
+}
+
+cublasStatus_t cublasDnrm2_v2(cublasHandle_t handle, int n, const double *x, int incx,
+                              double *result) {
+    return nrm2_t<double>("cublasDnrm2", handle, n, x, incx, result);
 }
 
 } /* extern "C" */

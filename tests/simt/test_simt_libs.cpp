@@ -4,7 +4,9 @@
  * dimensions, negative sizes, NULL or destroyed handles) and must leave the output untouched.
  * cuSOLVER factorizations are checked by reconstruction (L L^T = A, A A^{-1} = I, A V = V diag(w),
  * V^T V = I) with tolerances scaled by the matrix size and precision. Matrices are column-major and
- * carry padding rows (ld > rows) so leading dimensions are exercised. */
+ * carry padding rows (ld > rows) so leading dimensions are exercised. trsm (S and D) is compared
+ * with a naive substitution in double for every side/uplo/trans/diag combination, with NaN in the
+ * triangle and diagonal it must not read; the D level-1/2 calls with naive double loops. */
 #include "ng_cuda.cuh"
 
 #include <cublas_v2.h>
@@ -339,6 +341,284 @@ static int test_blas_other_ops(void) {
     return NGT_PASS;
 }
 
+/* ---- trsm --------------------------------------------------------------------------------- */
+
+/* Solve the dense triangular system T x = c in place (T (k, k) row i, column j at T[i + k j],
+ * lower or upper), by substitution in double. */
+static void tri_solve(const std::vector<double> &T, int k, bool lower, double *c, int stride) {
+    if (lower) {
+        for (int i = 0; i < k; i++) {
+            double s = c[(size_t)i * stride];
+            for (int j = 0; j < i; j++) s -= T[(size_t)i + (size_t)k * j] * c[(size_t)j * stride];
+            c[(size_t)i * stride] = s / T[(size_t)i + (size_t)k * i];
+        }
+    } else {
+        for (int i = k - 1; i >= 0; i--) {
+            double s = c[(size_t)i * stride];
+            for (int j = i + 1; j < k; j++) s -= T[(size_t)i + (size_t)k * j] * c[(size_t)j * stride];
+            c[(size_t)i * stride] = s / T[(size_t)i + (size_t)k * i];
+        }
+    }
+}
+
+/* X with op(A) X = alpha B (left) or X op(A) = alpha B (right), naive, in double; A (lda, k) holds
+ * its triangle `up`, unit diagonal when `unit` (the rest is not read). Returns X in B's layout. */
+template <class T>
+static std::vector<double> trsm_ref(bool left, bool up, bool trans, bool unit, int m, int n,
+                                    double alpha, const std::vector<T> &A, int lda,
+                                    const std::vector<T> &B, int ldb) {
+    const int k = left ? m : n;
+    std::vector<double> Op((size_t)k * k, 0.0), X((size_t)ldb * n, 0.0);
+    for (int j = 0; j < k; j++)
+        for (int i = 0; i < k; i++) {
+            bool in = up ? i <= j : i >= j;
+            double v = i == j ? (unit ? 1.0 : (double)A[(size_t)i + (size_t)lda * j])
+                              : (in ? (double)A[(size_t)i + (size_t)lda * j] : 0.0);
+            if (trans)
+                Op[(size_t)j + (size_t)k * i] = v;
+            else
+                Op[(size_t)i + (size_t)k * j] = v;
+        }
+    const bool op_lower = up == trans; /* op(A) is lower for (lower, N) and (upper, T) */
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++)
+            X[(size_t)i + (size_t)ldb * j] = alpha * (double)B[(size_t)i + (size_t)ldb * j];
+    if (left) {
+        for (int j = 0; j < n; j++) tri_solve(Op, k, op_lower, &X[(size_t)ldb * j], 1);
+    } else {
+        /* X op(A) = C  <=>  op(A)^T X^T = C^T: solve each row of X with the transpose */
+        std::vector<double> OpT((size_t)k * k);
+        for (int j = 0; j < k; j++)
+            for (int i = 0; i < k; i++) OpT[(size_t)i + (size_t)k * j] = Op[(size_t)j + (size_t)k * i];
+        for (int i = 0; i < m; i++) tri_solve(OpT, k, !op_lower, &X[(size_t)i], ldb);
+    }
+    return X;
+}
+
+/* All 24 side/uplo/trans/diag combinations of trsm in precision T, then argument errors.
+ * tol: relative error allowed (substitution of at most 13 terms, well-conditioned factors). */
+template <class T>
+static int trsm_checks(cublasHandle_t h, double tol, const char *fn,
+                       cublasStatus_t (*trsm)(cublasHandle_t, cublasSideMode_t, cublasFillMode_t,
+                                              cublasOperation_t, cublasDiagType_t, int, int,
+                                              const T *, const T *, int, T *, int)) {
+    const int m = 13, n = 7, ldb = m + 4;
+    const cublasOperation_t ops[3] = {CUBLAS_OP_N, CUBLAS_OP_T, CUBLAS_OP_C};
+    std::vector<T> B = rnd<T>((size_t)ldb * n, 101);
+    for (int sd = 0; sd < 2; sd++)
+        for (int up = 0; up < 2; up++)
+            for (int op = 0; op < 3; op++)
+                for (int unit = 0; unit < 2; unit++) {
+                    const bool left = sd == 0;
+                    const int k = left ? m : n, lda = k + 3;
+                    /* the triangle in use: diagonal 2..3, off-diagonal in [-0.3, 0.3]; the
+                     * other triangle, the padding and (unit) the diagonal hold NaN */
+                    std::vector<T> A = rnd<T>((size_t)lda * k, 102 + 8 * sd + 4 * up + unit);
+                    for (int j = 0; j < k; j++)
+                        for (int i = 0; i < lda; i++) {
+                            T &a = A[(size_t)i + (size_t)lda * j];
+                            bool in = i < k && (up ? i < j : i > j);
+                            if (i == j)
+                                a = unit ? (T)NAN : (T)(2.5 + 0.5 * (double)a);
+                            else
+                                a = in ? (T)(0.3 * (double)a) : (T)NAN;
+                        }
+                    T *dA = dev_from(A), *dB = dev_from(B), alpha = (T)1.5;
+                    NGT_CHECK(dA && dB, "device copies");
+                    CHECK_BLAS(trsm(h, left ? CUBLAS_SIDE_LEFT : CUBLAS_SIDE_RIGHT,
+                                    up ? CUBLAS_FILL_MODE_UPPER : CUBLAS_FILL_MODE_LOWER, ops[op],
+                                    unit ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT, m, n, &alpha,
+                                    dA, lda, dB, ldb),
+                               CUBLAS_STATUS_SUCCESS);
+                    std::vector<T> got = host_from(dB, B.size());
+                    std::vector<double> want =
+                        trsm_ref(left, up != 0, op != 0, unit != 0, m, n, 1.5, A, lda, B, ldb);
+                    NGT_CHECK(!got.empty(), "copy out");
+                    for (int j = 0; j < n; j++)
+                        for (int i = 0; i < ldb; i++) {
+                            size_t idx = (size_t)i + (size_t)ldb * j;
+                            if (i >= m) {
+                                NGT_CHECK(got[idx] == B[idx],
+                                          "%s wrote padding row %d (side %d uplo %d op %d unit %d)",
+                                          fn, i, sd, up, op, unit);
+                                continue;
+                            }
+                            if (!(fabs((double)got[idx] - want[idx]) <=
+                                  tol * (1.0 + fabs(want[idx])))) {
+                                printf("  %s side %s uplo %s op %d diag %s: X(%d,%d) = %.9g, "
+                                       "want %.9g\n",
+                                       fn, left ? "L" : "R", up ? "U" : "L", op,
+                                       unit ? "U" : "N", i, j, (double)got[idx], want[idx]);
+                                return NGT_FAIL;
+                            }
+                        }
+                    cudaFree(dA);
+                    cudaFree(dB);
+                }
+
+    /* alpha in device memory; alpha = 0 clears B (NaN there) without reading A */
+    {
+        std::vector<T> A((size_t)m * m, (T)NAN), al = {(T)0};
+        for (int i = 0; i < m; i++) A[(size_t)i + (size_t)m * i] = (T)2;
+        T *dA = dev_from(A), *dal = dev_from(al), *dB = NULL;
+        NGT_CHECK(dA && dal, "device copies");
+        CHECK_CUDA(cudaMalloc((void **)&dB, (size_t)ldb * n * sizeof(T)));
+        CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE), CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(trsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                        CUBLAS_DIAG_NON_UNIT, m, n, dal, dA, m, dB, ldb),
+                   CUBLAS_STATUS_SUCCESS);
+        T one = (T)1;
+        CHECK_BLAS(trsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                        CUBLAS_DIAG_NON_UNIT, m, n, &one, dA, m, dB, ldb),
+                   CUBLAS_STATUS_INVALID_VALUE); /* host alpha in device pointer mode */
+        CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), CUBLAS_STATUS_SUCCESS);
+        std::vector<T> got = host_from(dB, (size_t)ldb * n);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++)
+                NGT_CHECK(got[(size_t)i + (size_t)ldb * j] == (T)0, "%s alpha = 0: X(%d,%d) = %g",
+                          fn, i, j, (double)got[(size_t)i + (size_t)ldb * j]);
+        /* B = diag(2) \ (4 ones) = 2 with alpha from device memory */
+        al[0] = (T)4;
+        CHECK_CUDA(cudaMemcpy(dal, al.data(), sizeof(T), cudaMemcpyHostToDevice));
+        std::vector<T> ones((size_t)ldb * n, (T)1);
+        CHECK_CUDA(cudaMemcpy(dB, ones.data(), ones.size() * sizeof(T), cudaMemcpyHostToDevice));
+        std::vector<T> D((size_t)m * m, (T)0);
+        for (int i = 0; i < m; i++) D[(size_t)i + (size_t)m * i] = (T)2;
+        CHECK_CUDA(cudaMemcpy(dA, D.data(), D.size() * sizeof(T), cudaMemcpyHostToDevice));
+        CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE), CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(trsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T,
+                        CUBLAS_DIAG_NON_UNIT, m, n, dal, dA, m, dB, ldb),
+                   CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), CUBLAS_STATUS_SUCCESS);
+        got = host_from(dB, (size_t)ldb * n);
+        NGT_CHECK(got[0] == (T)2 && got[(size_t)m - 1 + (size_t)ldb * (n - 1)] == (T)2,
+                  "%s with device alpha: %g", fn, (double)got[0]);
+        cudaFree(dA);
+        cudaFree(dal);
+        cudaFree(dB);
+    }
+
+    /* argument errors, as cuBLAS documents them; B must stay as it was */
+    {
+        const int k = m, lda = m;
+        std::vector<T> A = rnd<T>((size_t)lda * m, 110);
+        T host_B[64], alpha = (T)1;
+        T *dA = dev_from(A), *dB = dev_from(B);
+        NGT_CHECK(dA && dB, "device copies");
+        const cublasSideMode_t L = CUBLAS_SIDE_LEFT, R = CUBLAS_SIDE_RIGHT;
+        const cublasFillMode_t lo = CUBLAS_FILL_MODE_LOWER;
+        const cublasOperation_t N = CUBLAS_OP_N;
+        const cublasDiagType_t nu = CUBLAS_DIAG_NON_UNIT;
+        const cublasStatus_t INV = CUBLAS_STATUS_INVALID_VALUE, OK = CUBLAS_STATUS_SUCCESS;
+        CHECK_BLAS(trsm(h, (cublasSideMode_t)2, lo, N, nu, m, n, &alpha, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, CUBLAS_FILL_MODE_FULL, N, nu, m, n, &alpha, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, lo, (cublasOperation_t)9, nu, m, n, &alpha, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, lo, N, (cublasDiagType_t)2, m, n, &alpha, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, lo, N, nu, -1, n, &alpha, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, lo, N, nu, m, -1, &alpha, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, lo, N, nu, m, n, &alpha, dA, k - 1, dB, ldb), INV); /* lda < m */
+        CHECK_BLAS(trsm(h, R, lo, N, nu, m, n, &alpha, dA, n - 1, dB, ldb), INV); /* lda < n */
+        CHECK_BLAS(trsm(h, L, lo, N, nu, m, n, &alpha, dA, lda, dB, m - 1), INV); /* ldb < m */
+        CHECK_BLAS(trsm(h, L, lo, N, nu, 0, n, &alpha, dA, 0, dB, ldb), INV); /* lda >= 1 */
+        CHECK_BLAS(trsm(h, L, lo, N, nu, m, n, NULL, dA, lda, dB, ldb), INV);
+        CHECK_BLAS(trsm(h, L, lo, N, nu, 4, 4, &alpha, dA, lda, host_B, 8), INV); /* host B */
+        CHECK_BLAS(trsm(h, L, lo, N, nu, m, n + 30, &alpha, dA, lda, dB, ldb), INV); /* overrun */
+        CHECK_BLAS(trsm(NULL, L, lo, N, nu, m, n, &alpha, dA, lda, dB, ldb),
+                   CUBLAS_STATUS_NOT_INITIALIZED);
+        std::vector<T> after = host_from(dB, B.size());
+        for (size_t i = 0; i < B.size(); i++)
+            NGT_CHECK(after[i] == B[i], "%s: a rejected call wrote B[%zu]", fn, i);
+        /* quick returns: m = 0 or n = 0 with valid leading dimensions; right side needs lda >= n
+         * only (here n < m) */
+        CHECK_BLAS(trsm(h, L, lo, N, nu, 0, n, &alpha, dA, 1, dB, 1), OK);
+        CHECK_BLAS(trsm(h, R, lo, N, nu, m, 0, &alpha, dA, 1, dB, ldb), OK);
+        CHECK_BLAS(trsm(h, R, lo, N, nu, m, n, &alpha, dA, n, dB, ldb), OK);
+        cudaFree(dA);
+        cudaFree(dB);
+    }
+    return NGT_PASS;
+}
+
+static int test_trsm_all_combinations(void) {
+    cublasHandle_t h;
+    int r;
+    CHECK_BLAS(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    r = trsm_checks<float>(h, 2e-5, "cublasStrsm", cublasStrsm);
+    if (r == NGT_PASS) r = trsm_checks<double>(h, 1e-12, "cublasDtrsm", cublasDtrsm);
+    CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+    return r;
+}
+
+/* cublasD{gemv,dot,nrm2,axpy,scal,copy} against naive double loops (tolerance 1e-12). */
+static int test_blas_double_level1_level2(void) {
+    cublasHandle_t h;
+    const int m = 29, n = 17, lda = 31;
+    CHECK_BLAS(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    for (int t = 0; t < 2; t++) {
+        int lx = t ? m : n, ly = t ? n : m;
+        std::vector<double> A = rnd<double>((size_t)lda * n, 120), x = rnd<double>(lx, 121),
+                            y = rnd<double>(3 * ly, 122);
+        double *dA = dev_from(A), *dx = dev_from(x), *dy = dev_from(y), alpha = 0.75, beta = -2.0;
+        NGT_CHECK(dA && dx && dy, "device copies");
+        CHECK_BLAS(cublasDgemv(h, t ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, &alpha, dA, lda, dx, 1,
+                               &beta, dy, 3),
+                   CUBLAS_STATUS_SUCCESS);
+        std::vector<double> got = host_from(dy, y.size());
+        for (int i = 0; i < ly; i++) {
+            double sum = 0.0;
+            for (int l = 0; l < lx; l++)
+                sum += (t ? A[(size_t)l + (size_t)lda * i] : A[(size_t)i + (size_t)lda * l]) * x[l];
+            NGT_CLOSE(got[3 * (size_t)i], 0.75 * sum - 2.0 * y[3 * (size_t)i], 1e-12, "dgemv");
+            NGT_CHECK(got[3 * (size_t)i + 1] == y[3 * (size_t)i + 1], "dgemv skipped element");
+        }
+        CHECK_BLAS(cublasDgemv(h, CUBLAS_OP_N, m, n, &alpha, dA, m - 1, dx, 1, &beta, dy, 1),
+                   CUBLAS_STATUS_INVALID_VALUE);
+        cudaFree(dA);
+        cudaFree(dx);
+        cudaFree(dy);
+    }
+    const int len = 777;
+    std::vector<double> x = rnd<double>(len, 130), y = rnd<double>(len, 131);
+    double *dx = dev_from(x), *dy = dev_from(y), *dz = NULL, *dres = NULL;
+    NGT_CHECK(dx && dy, "device copies");
+    CHECK_CUDA(cudaMalloc((void **)&dz, len * sizeof(double)));
+    CHECK_CUDA(cudaMalloc((void **)&dres, 2 * sizeof(double)));
+    double dot = 0.0, nrm = 0.0, r = 0.0, a = 3.0;
+    for (int i = 0; i < len; i++) {
+        dot += x[i] * y[i];
+        nrm += x[i] * x[i];
+    }
+    nrm = sqrt(nrm);
+    CHECK_BLAS(cublasDdot(h, len, dx, 1, dy, 1, &r), CUBLAS_STATUS_SUCCESS);
+    NGT_CLOSE(r, dot, 1e-12, "ddot");
+    CHECK_BLAS(cublasDnrm2(h, len, dx, 1, &r), CUBLAS_STATUS_SUCCESS);
+    NGT_CLOSE(r, nrm, 1e-12, "dnrm2");
+    CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_DEVICE), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasDdot(h, len, dx, 1, dy, 1, dres), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasDnrm2(h, len, dx, 1, dres + 1), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasDdot(h, len, dx, 1, dy, 1, &r), CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST), CUBLAS_STATUS_SUCCESS);
+    std::vector<double> res = host_from(dres, 2);
+    NGT_CLOSE(res[0], dot, 1e-12, "ddot, device pointer mode");
+    NGT_CLOSE(res[1], nrm, 1e-12, "dnrm2, device pointer mode");
+    CHECK_BLAS(cublasDcopy(h, len, dx, 1, dz, 1), CUBLAS_STATUS_SUCCESS);
+    CHECK_BLAS(cublasDaxpy(h, len, &a, dy, 1, dz, 1), CUBLAS_STATUS_SUCCESS);
+    a = -0.5;
+    CHECK_BLAS(cublasDscal(h, len, &a, dz, 1), CUBLAS_STATUS_SUCCESS);
+    std::vector<double> z = host_from(dz, len);
+    for (int i = 0; i < len; i++)
+        NGT_CLOSE(z[i], -0.5 * (x[i] + 3.0 * y[i]), 1e-14, "dcopy + daxpy + dscal");
+    CHECK_BLAS(cublasDaxpy(h, len + 1, &a, dy, 1, dz, 1), CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasDcopy(h, len, dx, 1, (double *)x.data(), 1), CUBLAS_STATUS_INVALID_VALUE);
+    CHECK_BLAS(cublasDscal(NULL, len, &a, dz, 1), CUBLAS_STATUS_NOT_INITIALIZED);
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(dz);
+    cudaFree(dres);
+    CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+    return NGT_PASS;
+}
+
 /* SPD test matrix B B^T + n I, (n, n) in an (lda, n) buffer whose padding rows hold 99. */
 template <class T> static std::vector<T> spd(int n, int lda, unsigned seed) {
     std::vector<T> B = rnd<T>((size_t)n * n, seed), A((size_t)lda * n, (T)99);
@@ -568,6 +848,8 @@ int main(void) {
     NGT_RUN(test_sgemm_all_transposes);
     NGT_RUN(test_gemm_rejects_bad_arguments);
     NGT_RUN(test_blas_other_ops);
+    NGT_RUN(test_trsm_all_combinations);
+    NGT_RUN(test_blas_double_level1_level2);
     NGT_RUN(test_cusolver_float);
     NGT_RUN(test_cusolver_double);
     NGT_RUN(test_curand_host_generator);
