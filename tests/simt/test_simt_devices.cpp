@@ -145,6 +145,9 @@ static int expect_abort(const char *what, void (*fn)(void), std::vector<const ch
     return NGT_PASS;
 }
 
+/* This binary's path (resolved in main: exec of /proc/self/exe itself fails under valgrind). */
+static char self_path[4096];
+
 /* Re-run this binary with `probe` as its argument and the environment changed as given (name,
  * value; NULL value: unset); return its stdout + stderr and exit status. */
 static std::string rerun(const char *probe, std::vector<std::pair<const char *, const char *>> env,
@@ -169,9 +172,8 @@ static std::string rerun(const char *probe, std::vector<std::pair<const char *, 
             else
                 unsetenv(kv.first);
         }
-        char self[] = "/proc/self/exe";
-        char *argv[] = {self, (char *)probe, NULL};
-        execv(self, argv);
+        char *argv[] = {self_path, (char *)probe, NULL};
+        execv(self_path, argv);
         _exit(127);
     }
     close(fd[1]);
@@ -759,6 +761,11 @@ static int test_curand_device_misuse(void) {
 }
 
 int main(int argc, char **argv) {
+    ssize_t len = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    if (len > 0)
+        self_path[len] = 0;
+    else
+        snprintf(self_path, sizeof self_path, "%s", argv[0]);
     if (argc > 1 && strcmp(argv[1], "--probe-count") == 0) return probe_count();
     if (argc > 1 && strcmp(argv[1], "--probe-budget") == 0) return probe_budget();
     NGT_RUN(test_device_count_and_selection);
