@@ -59,7 +59,8 @@ cudaError_t dev_free(void *ptr);
 bool dev_range(const void *p, size_t bytes);
 /* True when p points into (or one past the end of) a live device allocation. */
 bool dev_pointer(const void *p);
-/* Device that owns the live allocation holding p (or ending at p); -1 when p is not device memory. */
+/* Device that owns the live allocation holding p (or ending at p); -1 when p is not device
+ * memory. */
 int dev_device(const void *p);
 /* Pinned host memory (cudaMallocHost): host-accessible and valid as a kernel argument. */
 cudaError_t host_pinned_alloc(void **ptr, size_t size);

@@ -3,8 +3,7 @@
  * device than the current one, sets the error that cudaGetLastError returns and runs nothing),
  * rewrites the kernel's device-pointer arguments to the device view of their buffers
  * (simt_memory.cpp; memory of another device than the launch's aborts with a report), then runs
- * the blocks. A block's threads run as
- * cooperative fibers on one OS thread:
+ * the blocks. A block's threads run as cooperative fibers on one OS thread:
  *   - a fiber takes the next thread that has not started and runs it; when that thread returns
  *     without waiting, the same fiber goes straight on to the next thread, so kernels without
  *     barriers or warp operations run with no context switch per thread;

@@ -97,7 +97,8 @@ static int device_count(void) {
 
 #define NEED_TWO_DEVICES()                                                                         \
     do {                                                                                           \
-        if (device_count() < 2) return ngt_skip("needs 2 emulated devices (NG_SIMT_DEVICES >= 2)"); \
+        if (device_count() < 2)                                                                    \
+            return ngt_skip("needs 2 emulated devices (NG_SIMT_DEVICES >= 2)");                    \
     } while (0)
 
 static float *dev_floats(const std::vector<float> &h) {
@@ -266,8 +267,8 @@ static int test_current_device_is_per_thread(void) {
 
 static int test_device_count_setting(void) {
     int st;
-    std::string out = rerun("--probe-count", {{"NG_SIMT_DEVICES", "3"}, {"NG_SIMT_NO_DEVICE", NULL}},
-                            &st);
+    std::string out =
+        rerun("--probe-count", {{"NG_SIMT_DEVICES", "3"}, {"NG_SIMT_NO_DEVICE", NULL}}, &st);
     NGT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "probe with 3 devices: status 0x%x: %s", st,
               out.c_str());
     CHECK_NOTE(out, "count=3 cudaSuccess", "set2=cudaSuccess", "set3=cudaErrorInvalidDevice");
@@ -286,7 +287,9 @@ static int test_device_count_setting(void) {
         CHECK_NOTE(out, "simt: NG_SIMT_DEVICES=", "from 1 to 8");
     }
     out = rerun("--probe-budget",
-                {{"NG_SIMT_DEVICES", "2"}, {"NG_SIMT_NO_DEVICE", NULL}, {"NG_SIMT_DEVICE_MEM", "8M"}},
+                {{"NG_SIMT_DEVICES", "2"},
+                 {"NG_SIMT_NO_DEVICE", NULL},
+                 {"NG_SIMT_DEVICE_MEM", "8M"}},
                 &st);
     CHECK_NOTE(out, "dev0=cudaSuccess dev1=cudaSuccess dev0again=cudaErrorMemoryAllocation");
     return NGT_PASS;
@@ -388,13 +391,14 @@ static int test_stream_of_other_device_is_rejected(void) {
     y0 = dev_floats(h);
     NGT_CHECK(d0 && y0, "device copies");
 
-    /* a launch on device 1's stream while device 0 is current: error, and the kernel does not run */
+    /* a launch on device 1's stream while device 0 is current: an error, the kernel does not run */
     note = capture_stderr(
         [&] { NG_LAUNCH(affine_kernel, 1, n, 0, s1)(d0, y0, 0.0f, 1.0f, n); });
     r = cudaGetLastError();
     NGT_CHECK(r == cudaErrorInvalidResourceHandle, "launch on another device's stream: %s",
               cudaGetErrorName(r));
-    CHECK_NOTE(note, "launch of kernel affine_kernel", "belongs to device 1 but device 0 is current");
+    CHECK_NOTE(note, "launch of kernel affine_kernel",
+               "belongs to device 1 but device 0 is current");
     std::vector<float> y = host_floats(y0, n);
     NGT_CHECK(!y.empty() && y[0] == 5.0f && y[n - 1] == 5.0f, "the rejected kernel ran");
 
@@ -617,7 +621,8 @@ static int test_cublas_device_misuse(void) {
     note = capture_stderr([&] { st = cublasSscal(h[1], m, dalpha0, dA[1], 1); });
     NGT_CHECK(st == CUBLAS_STATUS_EXECUTION_FAILED, "sscal with alpha of another device: %s",
               cublasGetStatusName(st));
-    CHECK_NOTE(note, "cublasSscal: alpha", "is memory of device 0 but the handle belongs to device 1");
+    CHECK_NOTE(note, "cublasSscal: alpha",
+               "is memory of device 0 but the handle belongs to device 1");
     NGT_CHECK(cublasSetPointerMode(h[1], CUBLAS_POINTER_MODE_HOST) == CUBLAS_STATUS_SUCCESS,
               "pointer mode");
     std::vector<float> after = host_floats(dC[1], C.size());
@@ -692,7 +697,8 @@ static int test_cusolver_device_misuse(void) {
     });
     NGT_CHECK(st == CUSOLVER_STATUS_EXECUTION_FAILED, "potrf with A of another device: %d",
               (int)st);
-    CHECK_NOTE(note, "cusolverDnSpotrf: A", "is memory of device 0 but the handle belongs to device 1");
+    CHECK_NOTE(note, "cusolverDnSpotrf: A",
+               "is memory of device 0 but the handle belongs to device 1");
     note = capture_stderr([&] {
         st = cusolverDnSpotrf(h1, CUBLAS_FILL_MODE_LOWER, n, dA1, n, w1, lwork, info0);
     });

@@ -355,7 +355,8 @@ static void tri_solve(const std::vector<double> &T, int k, bool lower, double *c
     } else {
         for (int i = k - 1; i >= 0; i--) {
             double s = c[(size_t)i * stride];
-            for (int j = i + 1; j < k; j++) s -= T[(size_t)i + (size_t)k * j] * c[(size_t)j * stride];
+            for (int j = i + 1; j < k; j++)
+                s -= T[(size_t)i + (size_t)k * j] * c[(size_t)j * stride];
             c[(size_t)i * stride] = s / T[(size_t)i + (size_t)k * i];
         }
     }
@@ -389,7 +390,8 @@ static std::vector<double> trsm_ref(bool left, bool up, bool trans, bool unit, i
         /* X op(A) = C  <=>  op(A)^T X^T = C^T: solve each row of X with the transpose */
         std::vector<double> OpT((size_t)k * k);
         for (int j = 0; j < k; j++)
-            for (int i = 0; i < k; i++) OpT[(size_t)i + (size_t)k * j] = Op[(size_t)j + (size_t)k * i];
+            for (int i = 0; i < k; i++)
+                OpT[(size_t)i + (size_t)k * j] = Op[(size_t)j + (size_t)k * i];
         for (int i = 0; i < m; i++) tri_solve(OpT, k, !op_lower, &X[(size_t)i], ldb);
     }
     return X;
