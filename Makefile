@@ -123,15 +123,16 @@ test: deps
 	@bash tests/ptxas_report.sh $(OBJ)
 	@bash tests/run.sh $(BUILD)
 
-# The data-layer tests again, with the data and core sources built under ASan + UBSan; run.sh picks
-# the binary up like any test_*. Leak checking stays on (it works here); ASAN_OPTIONS=detect_leaks=0
-# turns it off where ptrace is restricted.
-ASAN_TEST_BIN := $(BUILD)/tests/test_idx_asan
+# The data-layer and file-format tests again (test_idx, test_checkpoint_format), with the data and
+# core sources built under ASan + UBSan; run.sh picks the binaries up like any test_*. Leak checking
+# stays on (it works here); ASAN_OPTIONS=detect_leaks=0 turns it off where ptrace is restricted.
+ASAN_TESTS := test_idx test_checkpoint_format
+ASAN_TEST_BIN := $(ASAN_TESTS:%=$(BUILD)/tests/%_asan)
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_SRC := $(filter host/core/%.c host/data/%.c,$(HOST_SRC))
-$(ASAN_TEST_BIN): tests/test_idx.c tests/harness.h $(ASAN_SRC) $(wildcard include/natgrad/*.h) $(BUILD)/libnatgrad.a
+$(ASAN_TEST_BIN): $(BUILD)/tests/%_asan: tests/%.c tests/harness.h $(ASAN_SRC) $(wildcard include/natgrad/*.h) $(BUILD)/libnatgrad.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Itests tests/test_idx.c $(ASAN_SRC) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Itests $< $(ASAN_SRC) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
 
 test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
 

@@ -6,10 +6,15 @@
 #define _XOPEN_SOURCE 700
 #include "harness.h"
 
+#include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -542,6 +547,146 @@ static int test_write_errors(void) {
     return NGT_PASS;
 }
 
+/* ---- special files and failed writes (ng_file_open_read, ng_wfile) ------------------------- */
+
+static void on_alarm(int sig) {
+    static const char msg[] = "  alarm: a read blocked (FIFO?); aborting the test binary\n";
+    (void)sig;
+    if (write(1, msg, sizeof msg - 1) < 0) _exit(3);
+    _exit(3);
+}
+
+/* A FIFO given as data is refused at once, not read (which would block until a writer came). An
+ * alarm turns a hang into a failure of the binary. */
+static int test_fifo_refused(void) {
+    const char *p = tpath("fifo.idx");
+    int bad;
+    NGT_CHECK(mkfifo(p, 0600) == 0, "mkfifo %s: %s", p, strerror(errno));
+    signal(SIGALRM, on_alarm);
+    alarm(10);
+    bad = expect_read_err(p, NG_ERR_IO, "FIFO");
+    if (!bad) {
+        ng_dataset ds;
+        ng_status s = ng_dataset_load_idx(p, NULL, &ds);
+        if (s != NG_ERR_IO || !strstr(ng_last_error(), "not a regular file")) {
+            printf("  ng_dataset_load_idx of a FIFO: %s (%s)\n", ng_status_name(s), ng_last_error());
+            bad = 1;
+        }
+        if (s == NG_OK) ng_dataset_free(&ds);
+    }
+    alarm(0);
+    unlink(p);
+    NGT_CHECK(!bad, "FIFO not refused");
+    return NGT_PASS;
+}
+
+/* Directories, character devices and sockets are refused with their type named. */
+static int test_special_files_refused(void) {
+    struct sockaddr_un sa;
+    int fd;
+    NGT_CHECK(mkdir(tpath("dir.idx"), 0700) == 0, "mkdir");
+    NGT_CHECK(expect_read_err(tpath("dir.idx"), NG_ERR_IO, "is a directory, not a regular file") == 0,
+              "directory");
+    if (access("/dev/null", R_OK) == 0)
+        NGT_CHECK(expect_read_err("/dev/null", NG_ERR_IO, "character device") == 0, "/dev/null");
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(tpath("sock.idx")) < sizeof sa.sun_path) {
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", tpath("sock.idx"));
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            int bad = expect_read_err(tpath("sock.idx"), NG_ERR_IO, "socket");
+            close(fd);
+            unlink(tpath("sock.idx"));
+            NGT_CHECK(!bad, "socket");
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
+    return NGT_PASS;
+}
+
+static int same_file(const char *path, const unsigned char *want, size_t n) {
+    size_t got;
+    unsigned char *b = slurp(path, &got);
+    int same = b && got == n && memcmp(b, want, n) == 0;
+    free(b);
+    return same;
+}
+
+/* Writes that fail: into a missing directory (nothing is created), onto a directory or a device
+ * (refused before anything is written), and a write that runs out of room half-way (provoked with
+ * RLIMIT_FSIZE: EFBIG): the old file stays intact and no .tmp is left behind. */
+static int test_failed_write_keeps_old_file(void) {
+    enum { N = 1 << 16 };
+    static unsigned char big[N];
+    unsigned char small[6] = {1, 2, 3, 4, 5, 6}, *old;
+    size_t old_n;
+    struct rlimit saved, lim;
+    ng_idx w;
+    ng_status s;
+    char p[512], ptmp[512];
+    snprintf(p, sizeof p, "%s", tpath("keep.idx"));
+    snprintf(ptmp, sizeof ptmp, "%s", tpath("keep.idx.tmp"));
+
+    memset(&w, 0, sizeof w);
+    w.dtype = NG_IDX_U8;
+    w.ndims = 1;
+    w.dims[0] = 6;
+    w.count = 6;
+    w.data = small;
+    s = ng_idx_write(tpath("missing-dir/sub/x.idx"), &w);
+    NGT_CHECK(s == NG_ERR_IO, "write into a missing directory: %s", ng_status_name(s));
+    NGT_CHECK(strstr(ng_last_error(), "missing-dir/sub/x.idx") && strstr(ng_last_error(), "No such file"),
+              "message: %s", ng_last_error());
+    NGT_CHECK(access(tpath("missing-dir"), F_OK) != 0, "a directory was created");
+
+    NGT_CHECK(mkdir(tpath("target-dir"), 0700) == 0, "mkdir");
+    s = ng_idx_write(tpath("target-dir"), &w);
+    NGT_CHECK(s == NG_ERR_IO && strstr(ng_last_error(), "directory"), "write onto a directory: %s (%s)",
+              ng_status_name(s), ng_last_error());
+    NGT_CHECK(access(tpath("target-dir.tmp"), F_OK) != 0, "left target-dir.tmp behind");
+
+    NGT_OK(ng_idx_write(p, &w));
+    old = slurp(p, &old_n);
+    NGT_CHECK(old && old_n == 4 + 4 + 6, "old file");
+
+    memset(&w, 0, sizeof w);
+    w.dtype = NG_IDX_U8;
+    w.ndims = 1;
+    w.dims[0] = N;
+    w.count = N;
+    w.data = big;
+    NGT_CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit");
+    lim = saved;
+    lim.rlim_cur = 4096;
+    signal(SIGXFSZ, SIG_IGN);
+    NGT_CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
+    s = ng_idx_write(p, &w);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    signal(SIGXFSZ, SIG_DFL);
+    if (s != NG_ERR_IO || !strstr(ng_last_error(), "keep.idx") ||
+        !strstr(ng_last_error(), "File too large")) {
+        printf("  write past RLIMIT_FSIZE: %s (%s)\n", ng_status_name(s), ng_last_error());
+        free(old);
+        return NGT_FAIL;
+    }
+    s = same_file(p, old, old_n) ? NG_OK : NG_ERR_IO;
+    free(old);
+    NGT_CHECK(s == NG_OK, "the old file was modified by a failed write");
+    NGT_CHECK(access(ptmp, F_OK) != 0, "a failed write left %s", ptmp);
+    /* and the same write succeeds once there is room */
+    NGT_OK(ng_idx_write(p, &w));
+    NGT_CHECK(access(ptmp, F_OK) != 0, "a successful write left %s", ptmp);
+    {
+        ng_idx r;
+        NGT_OK(ng_idx_read(p, &r));
+        NGT_CHECK(r.count == N, "count %zu", r.count);
+        ng_idx_free(&r);
+    }
+    return NGT_PASS;
+}
+
 /* ---- data sets ---------------------------------------------------------------------------- */
 
 static int write_u8_images(const char *path, int n, int h, int w, const unsigned char *px) {
@@ -881,6 +1026,9 @@ int main(void) {
     NGT_RUN(test_random_corruptions);
     NGT_RUN(test_empty_missing_dir);
     NGT_RUN(test_write_errors);
+    NGT_RUN(test_fifo_refused);
+    NGT_RUN(test_special_files_refused);
+    NGT_RUN(test_failed_write_keeps_old_file);
     NGT_RUN(test_dataset_load_idx);
     NGT_RUN(test_dataset_label_mismatch);
     NGT_RUN(test_dataset_float_images);

@@ -11,6 +11,7 @@
  * and does not report it, so bytes appended after a whole .gz stream go unnoticed; bytes appended
  * to the payload inside the stream are caught like any trailing data. */
 #include "natgrad/data.h"
+#include "natgrad/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -188,24 +189,20 @@ static void src_close(idx_src *s) {
 }
 
 static ng_status src_open(const char *path, idx_src *s) {
-    struct stat st;
+    uint64_t size = 0;
     unsigned char m[2];
     ssize_t r;
     memset(s, 0, sizeof *s);
     s->path = path;
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0) return ng_error(NG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(s->fd, &st) != 0) {
-        ng_status e = ng_error(NG_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    s->fd = -1;
+    /* regular files only: a FIFO is refused at once instead of blocking the reader */
+    NG_TRY(ng_file_open_read(path, "data file", &s->fd, &size));
+    if (size > (uint64_t)INT64_MAX) {
         src_close(s);
-        return e;
+        return ng_error(NG_ERR_FORMAT, "data file %s: absurd size %llu", path,
+                        (unsigned long long)size);
     }
-    if (!S_ISREG(st.st_mode)) {
-        src_close(s);
-        return ng_error(NG_ERR_IO, "%s: not a regular file%s", path,
-                        S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
-    }
-    s->size = st.st_size;
+    s->size = (off_t)size;
     if (s->size == 0) {
         src_close(s);
         return ng_error(NG_ERR_FORMAT, "%s: empty file (an IDX file starts with a 4-byte magic)",
@@ -397,9 +394,8 @@ fail:
 ng_status ng_idx_write(const char *path, const ng_idx *idx) {
     unsigned char hdr[4 + 4 * NG_IDX_MAX_DIMS], *buf = NULL;
     uint32_t dims[NG_IDX_MAX_DIMS] = {0};
-    size_t count, bytes, esz, hlen, off, plen;
-    char *tmp = NULL;
-    FILE *f = NULL;
+    size_t count, bytes, esz, hlen, off;
+    ng_wfile w;
     int i, swap = host_is_little_endian();
     ng_status st = NG_OK;
 
@@ -426,48 +422,23 @@ ng_status ng_idx_write(const char *path, const ng_idx *idx) {
     for (i = 0; i < idx->ndims; i++) store_be32(hdr + 4 + 4 * i, dims[i]);
     hlen = 4 + 4 * (size_t)idx->ndims;
 
-    plen = strlen(path);
-    tmp = malloc(plen + 5);
     buf = malloc(IDX_CHUNK);
-    if (!tmp || !buf) {
-        free(tmp);
-        free(buf);
-        return ng_error(NG_ERR_OOM, "%s: out of memory while writing", path);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-
-    f = fopen(tmp, "wb");
-    if (!f) {
-        st = ng_error(NG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
-    if (fwrite(hdr, 1, hlen, f) != hlen) goto write_err;
-    for (off = 0; off < bytes;) {
+    if (!buf) return ng_error(NG_ERR_OOM, "%s: out of memory while writing", path);
+    /* atomic: path.tmp, fsync, rename; a failure leaves the old file at path untouched */
+    st = ng_wfile_open(&w, path);
+    if (st == NG_OK) st = ng_wfile_write(&w, hdr, hlen);
+    for (off = 0; st == NG_OK && off < bytes;) {
         size_t n = bytes - off < IDX_CHUNK ? bytes - off : IDX_CHUNK; /* multiple of esz */
         memcpy(buf, (const unsigned char *)idx->data + off, n);
         if (swap) swap_elements(buf, n / esz, esz);
-        if (fwrite(buf, 1, n, f) != n) goto write_err;
+        st = ng_wfile_write(&w, buf, n);
         off += n;
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto write_err;
-    if (fclose(f) != 0) {
-        f = NULL;
-        goto write_err;
+    if (st == NG_OK) st = ng_wfile_commit(&w);
+    if (st != NG_OK) {
+        ng_wfile_abort(&w);
+        ng_error_wrap(st, "IDX file ");
     }
-    f = NULL;
-    if (rename(tmp, path) != 0) {
-        st = ng_error(NG_ERR_IO, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
-        remove(tmp);
-    }
-    goto done;
-
-write_err:
-    st = ng_error(NG_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (f) fclose(f);
-    remove(tmp);
-done:
-    free(tmp);
     free(buf);
     return st;
 }

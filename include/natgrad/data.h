@@ -50,10 +50,11 @@ size_t ng_idx_dtype_size(int dtype);
 /* "u8", "i8", "i16", "i32", "f32", "f64", or "?". */
 const char *ng_idx_dtype_name(int dtype);
 
-/* Read an IDX file, raw or gzip-compressed (recognised by the bytes 1f 8b, not by its name). */
+/* Read an IDX file, raw or gzip-compressed (recognised by the bytes 1f 8b, not by its name).
+ * Regular files only: a FIFO, directory or device is refused at once (NG_ERR_IO). */
 ng_status ng_idx_read(const char *path, ng_idx *out);
-/* Write a raw (uncompressed) IDX file: to path.tmp, flushed and fsync'ed, then renamed onto path,
- * so an existing file is replaced whole or not at all. idx->count must equal the product of dims. */
+/* Write a raw (uncompressed) IDX file through ng_wfile (natgrad/file.h): to path.tmp, flushed and
+ * fsync'ed, then renamed onto path, so an existing file is replaced whole or not at all. idx->count must equal the product of dims. */
 ng_status ng_idx_write(const char *path, const ng_idx *idx);
 void ng_idx_free(ng_idx *idx);
 
