@@ -29,8 +29,13 @@ endif
 NVCC_VERSION := $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')
 endif
 
-OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
-OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
+# OpenBLAS (the OpenMP build) through pkg-config, else the Debian multiarch paths of this compiler
+# (x86_64-linux-gnu, aarch64-linux-gnu, ...), so GPU hosts of either architecture build.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+PKG_OPENBLAS_INC := $(patsubst -I%,%,$(filter -I%,$(shell pkg-config --cflags openblas 2>/dev/null)))
+PKG_OPENBLAS_LIB := $(patsubst -L%,%,$(filter -L%,$(shell pkg-config --libs openblas 2>/dev/null)))
+OPENBLAS_INC := $(patsubst %/,%,$(if $(wildcard $(PKG_OPENBLAS_INC)/cblas.h),$(PKG_OPENBLAS_INC),/usr/include/$(MULTIARCH)/openblas-openmp))
+OPENBLAS_LIB := $(patsubst %/,%,$(if $(PKG_OPENBLAS_LIB),$(PKG_OPENBLAS_LIB),/usr/lib/$(MULTIARCH)/openblas-openmp))
 HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes || echo no)
 HAVE_LAPACKE := $(shell test -f /usr/include/lapacke.h && echo yes || echo no)
 HAVE_ZLIB := $(shell test -f /usr/include/zlib.h && echo yes || echo no)
@@ -46,7 +51,9 @@ CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fop
 CFLAGS := $(CFLAGS_COMMON) $(EXTRA_CFLAGS)
 LDLIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -llapacke -lz -lm -fopenmp -lpthread
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcurand -lcudart
-NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+# sm_80 and sm_90 machine code, plus compute_90 PTX that newer GPUs JIT-compile
+NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+    -gencode arch=compute_90,code=compute_90
 NVCCFLAGS := -O3 -std=c++17 $(NVCC_ARCH) -Iinclude -Ikernels -DNG_NVTX \
     -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
 
@@ -70,6 +77,17 @@ CU_OBJ :=
 LIB_LDLIBS := $(LDLIBS)
 endif
 
+# Every object depends on a file holding the flags it was built with, rewritten only when they
+# change, so `make OPT=-O0` (or another CC, EXTRA_CFLAGS, CUDA setting) rebuilds what it affects.
+FLAGS_STAMP := $(BUILD)/flags-$(NG_CUDA).txt
+FLAGS_NOW := $(CC) $(CFLAGS) | $(NVCC) $(NVCCFLAGS) | $(LIB_LDLIBS)
+FLAGS_OLD := $(shell cat $(FLAGS_STAMP) 2>/dev/null)
+ifneq ($(strip $(FLAGS_NOW)),$(strip $(FLAGS_OLD)))
+$(shell mkdir -p $(BUILD) && printf '%s\n' '$(FLAGS_NOW)' > $(FLAGS_STAMP))
+endif
+
+$(FLAGS_STAMP): ;
+
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -77,7 +95,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
-	@echo "natgrad build: cuda: $(if $(filter 1,$(NG_CUDA)),yes (nvcc $(NVCC_VERSION), sm_80 sm_90),no) | openblas: $(HAVE_OPENBLAS) | lapacke: $(HAVE_LAPACKE) | zlib: $(HAVE_ZLIB) | openmp: $(HAVE_OPENMP) | gnuplot: $(HAVE_GNUPLOT)"
+	@echo "natgrad build: cuda: $(if $(filter 1,$(NG_CUDA)),yes (nvcc $(NVCC_VERSION), sm_80 sm_90 + compute_90 PTX),no) | openblas: $(HAVE_OPENBLAS) | lapacke: $(HAVE_LAPACKE) | zlib: $(HAVE_ZLIB) | openmp: $(HAVE_OPENMP) | gnuplot: $(HAVE_GNUPLOT)"
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -88,16 +106,17 @@ deps:
 	  else echo "deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
 	else echo "deps: all Debian packages present"; fi
 
-$(OBJ)/%.o: %.c
+$(OBJ)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(CONFIG_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/config-*.stamp && touch $@
 
-$(OBJ)/kernels/%.o: kernels/%.cu kernels/ng_math.h kernels/ng_cuda.cuh kernels/ng_kernels.h
+# nvcc writes the header dependencies of each kernel object (-MD -MF) like gcc does for C
+$(OBJ)/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@ 2> $(@:.o=.ptxas.txt) || { cat $(@:.o=.ptxas.txt); exit 1; }
+	$(NVCC) $(NVCCFLAGS) -MD -MF $(@:.o=.d) -c $< -o $@ 2> $(@:.o=.ptxas.txt) || { cat $(@:.o=.ptxas.txt); exit 1; }
 	@grep -E "spill stores|spill loads" $(@:.o=.ptxas.txt) | grep -vE " 0 bytes spill stores, 0 bytes spill loads" | sed 's/^/warning: ptxas spill in $(notdir $<): /' || true
 
 $(BUILD)/libnatgrad.a: $(HOST_OBJ) $(CU_OBJ) $(CONFIG_STAMP)
@@ -107,11 +126,11 @@ $(BUILD)/libnatgrad.a: $(HOST_OBJ) $(CU_OBJ) $(CONFIG_STAMP)
 $(BUILD)/natgrad: $(CLI_OBJ) $(BUILD)/libnatgrad.a
 	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libnatgrad.a
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libnatgrad.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
 
--include $(HOST_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(HOST_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CU_OBJ:.o=.d)
 
 # ---- tests -------------------------------------------------------------------------------
 -include tests/simt/simt.mk

@@ -7,18 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "backend/cpu_blas.h"
+#include "natgrad/fang.h"
+#include "natgrad/log.h"
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
-#include "optim/fang.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#define now ng_time_s
 
 static int die(const char *what) {
     fprintf(stderr, "bench_rbm: %s: %s\n", what, ng_last_error());
@@ -29,6 +24,7 @@ int main(int argc, char **argv) {
     int nv = 784, nh = 500, m = 2000, M = 2000, iters = 20, i;
     const char *device = "cpu", *csv = "bench/results/bench_rbm.csv", *opt = "centering";
     ng_device dev;
+    int dev_index;
     ng_backend *be;
     ng_rbm rbm;
     ng_rbm_trainer tr;
@@ -55,8 +51,8 @@ int main(int argc, char **argv) {
         }
     }
     if (iters < 1 || nh < 1 || m < 1) return fprintf(stderr, "bench_rbm: bad sizes\n"), 2;
-    if (ng_device_parse(device, &dev) != NG_OK) return die("--device");
-    if (ng_backend_init(dev, &be, note, sizeof note) != NG_OK) return die("backend");
+    if (ng_device_parse(device, &dev, &dev_index) != NG_OK) return die("--device");
+    if (ng_backend_init(dev, dev_index, &be, note, sizeof note) != NG_OK) return die("backend");
     if (note[0]) fprintf(stderr, "note: %s\n", note);
     fprintf(stderr, "backend: %s\n", be->description);
 
@@ -93,18 +89,18 @@ int main(int argc, char **argv) {
         cfg.lr = 0.001f;
     }
     if (ng_rbm_init(be, nv, nh, &rbm) || ng_rbm_init_params(&rbm, 1, 0.01f, NULL)) return die("rbm");
-    if (ng_rbm_trainer_init(&tr, &rbm, &cfg, x, n_train)) return die("trainer");
+    if (ng_rbm_trainer_init(&tr, &rbm, &cfg, x, n_train, NULL)) return die("trainer");
     if (ng_rbm_trainer_step(&tr, NULL)) return die("step"); /* warm-up (FANG's first refit) */
     ng_synchronize(be);
-    if (tr.fang) ng_fang_diagnostics(&tr, &fd0);
+    if (cfg.optimizer == NG_RBM_OPT_FANG) ng_fang_diagnostics(tr.pc, &fd0);
     t0 = now();
     for (i = 0; i < iters; i++)
         if (ng_rbm_trainer_step(&tr, NULL)) return die("step");
     ng_synchronize(be);
     t_pcd = (now() - t0) / iters;
-    if (tr.fang) {
+    if (cfg.optimizer == NG_RBM_OPT_FANG) {
         ng_fang_diag fd1;
-        ng_fang_diagnostics(&tr, &fd1);
+        ng_fang_diagnostics(tr.pc, &fd1);
         refit_frac = (fd1.refit_s - fd0.refit_s) / (t_pcd * iters);
         n_refits = (int)(fd1.refits - fd0.refits);
     }
@@ -113,8 +109,8 @@ int main(int argc, char **argv) {
 
     printf("| %s | %s | %dx%d | %d | %d | %d | %.3f | %.2f | %.1f | %.1f | %.2f | %s |\n", be->description,
            ng_rbm_optimizer_name(cfg.optimizer), nv, nh, M, m, iters, t_pcd * 1e3, 1.0 / t_pcd, gflop_pcd,
-           gflop_gemm, gflop_pcd / gflop_gemm, tr.fang ? "" : "-");
-    if (tr.fang) printf("<!-- fang refits in timed window: %d, refit fraction %.4f -->\n", n_refits, refit_frac);
+           gflop_gemm, gflop_pcd / gflop_gemm, cfg.optimizer == NG_RBM_OPT_FANG ? "" : "-");
+    if (cfg.optimizer == NG_RBM_OPT_FANG) printf("<!-- fang refits in timed window: %d, refit fraction %.4f -->\n", n_refits, refit_frac);
     f = fopen(csv, "a");
     if (f) {
         fseek(f, 0, SEEK_END);

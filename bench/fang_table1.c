@@ -16,21 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "backend/cpu_blas.h"
 #include "natgrad/data.h"
 #include "natgrad/eval.h"
 #include "natgrad/fisher.h"
+#include "natgrad/log.h"
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
 #include "ng_math.h" /* ng_fang_regress_pair: FANG's regression body, cross-checked below */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#define now ng_time_s
 
 static int g_failed; /* sanity checks that failed */
 
@@ -463,7 +458,7 @@ static int train_rbm(const settings *st, ng_backend *be, ng_rbm *rbm, double *tr
     cfg.lr = st->lr;
     cfg.seed = st->seed;
     if (ng_rbm_init(be, nv, st->nh, rbm) || ng_rbm_init_params(rbm, cfg.seed, cfg.init_std, mean)) return die("rbm");
-    if (ng_rbm_trainer_init(&tr, rbm, &cfg, ds.x, ds.n)) return die("trainer");
+    if (ng_rbm_trainer_init(&tr, rbm, &cfg, ds.x, ds.n, NULL)) return die("trainer");
     t0 = now();
     for (k = 0; k < st->updates; k++)
         if (ng_rbm_trainer_step(&tr, NULL)) return die("PCD update");
@@ -532,6 +527,7 @@ static void print_order(const double *kl) {
 int main(int argc, char **argv) {
     settings st = {16, 5000, 1000, 0, 0, 0, 0.1f, 1, "auto", "bench/results/fang_table1.csv", "data"};
     ng_device dev;
+    int dev_index;
     ng_backend *be;
     ng_rbm rbm;
     char note[256];
@@ -560,8 +556,8 @@ int main(int argc, char **argv) {
         i++;
     }
     if (st.nh < 1 || st.nh > 20 || st.updates < 0 || st.batch < 1 || !(st.lr > 0)) goto usage;
-    if (ng_device_parse(st.device, &dev) != NG_OK) return die("--device");
-    if (ng_backend_init(dev, &be, note, sizeof note) != NG_OK) return die("backend");
+    if (ng_device_parse(st.device, &dev, &dev_index) != NG_OK) return die("--device");
+    if (ng_backend_init(dev, dev_index, &be, note, sizeof note) != NG_OK) return die("backend");
     if (note[0]) fprintf(stderr, "note: %s\n", note);
     fprintf(stderr, "backend: %s\n", be->description);
 

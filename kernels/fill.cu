@@ -1,13 +1,11 @@
 /* fill.cu: flat elementwise kernels behind the backend slots fill, fill_uniform, binary_states,
- * to_double, to_float and axpby, and the C = beta C path of gemm/syrk/gemv (scale_matrix). Vectors
+ * to_double, to_float, axpby and axpby_dev, and the C = beta C path of gemm/syrk/gemv (scale_matrix). Vectors
  * are flat (n) arrays; binary_states and scale_matrix address column-major matrices through their
  * leading dimension. Every kernel is a grid-stride loop whose element index, and for fill_uniform
  * whose Philox word, depends only on the logical index, never on the launch shape.
  * Must not: allocate, use atomics, or synchronize the host. */
 #include "ng_cuda.cuh"
-#ifndef NG_SIMT
-#include <curand_kernel.h>
-#endif
+#include "ng_philox.cuh"
 
 #include "ng_kernels.h"
 
@@ -21,20 +19,10 @@ static __global__ void fill_kernel(uint64_t n, float value, float *out) {
 
 /* out[i] = uniform (0, 1] of (key, step, i); one Philox block serves indices 4g .. 4g+3. */
 static __global__ void fill_uniform_kernel(uint64_t n, float *out, uint64_t key, uint64_t step) {
-    const uint64_t groups = (n + 3u) >> 2;
-    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
-    uint64_t g;
-    for (g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
-        const uint64_t i0 = g << 2;
-        curandStatePhilox4_32_10_t st;
-        float4 u;
-        curand_init(key, step, i0, &st);
-        u = curand_uniform4(&st);
-        out[i0] = u.x;
-        if (i0 + 1u < n) out[i0 + 1u] = u.y;
-        if (i0 + 2u < n) out[i0 + 2u] = u.z;
-        if (i0 + 3u < n) out[i0 + 3u] = u.w;
-    }
+    ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
+        int k;
+        for (k = 0; k < count; k++) out[i0 + k] = ng_u4(u, k);
+    });
 }
 
 /* out[b + ldo * c] = bit b of (first + c), logical index i = b + nbits * c. */
@@ -74,6 +62,18 @@ static __global__ void axpby_kernel(uint64_t n, float alpha, const float *x, flo
         float yi = beta != 0.0f ? y[i] : 0.0f;
         y[i] = ng_axpby_elem(alpha, x[i], beta, yi);
     }
+}
+
+/* y = ca ra x + cb rb y with ra = a_num / a_den, rb = b_num / b_den read from device memory (NULL
+ * = 1); cb = 0 ignores y. x may alias y. */
+static __global__ void axpby_dev_kernel(uint64_t n, float ca, const float *a_num,
+                                        const float *a_den, const float *x, float cb,
+                                        const float *b_num, const float *b_den, float *y) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    const float ra = ng_ratio(a_num, a_den), rb = ng_ratio(b_num, b_den);
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        y[i] = ng_axpby_dev_elem(ca, ra, x[i], cb, rb, cb != 0.0f ? y[i] : 0.0f);
 }
 
 /* C(m,n) = beta C over logical index i = r + m * c (beta = 0 writes 0 without reading C);
@@ -141,6 +141,17 @@ extern "C" ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float 
     NG_LAUNCH(axpby_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
         (uint64_t)n, alpha, x, beta, y);
     NG_LAUNCH_CHECK("axpby");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_axpby_dev(size_t n, float ca, const float *a_num,
+                                       const float *a_den, const float *x, float cb,
+                                       const float *b_num, const float *b_den, float *y,
+                                       void *stream) {
+    NG_NVTX_PUSH("axpby_dev");
+    NG_LAUNCH(axpby_dev_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, ca, a_num, a_den, x, cb, b_num, b_den, y);
+    NG_LAUNCH_CHECK("axpby_dev");
     return NG_OK;
 }
 

@@ -4,12 +4,10 @@
  * a thread or block id) selects its Philox word, so any launch shape gives the same samples and
  * the CPU backend, which calls the same ng_math.h bodies, draws the same bits.
  * Each thread takes a group of 4 consecutive logical indices, which share one Philox4x32-10 block
- * (curand_init at an offset that is a multiple of 4, then curand_uniform4), so one Philox
- * evaluation serves 4 elements. Must not: use float atomics, allocate, or synchronize the host. */
+ * (ng_philox_groups), so one Philox evaluation serves 4 elements. Must not: use float atomics,
+ * allocate, or synchronize the host. */
 #include "ng_cuda.cuh"
-#ifndef NG_SIMT
-#include <curand_kernel.h>
-#endif
+#include "ng_philox.cuh"
 
 #include "ng_kernels.h"
 
@@ -28,54 +26,34 @@ static __device__ __forceinline__ void gibbs_one(int r, int c, float u, const fl
     if (sample != NULL) sample[(size_t)r + (size_t)lds * (size_t)c] = s;
 }
 
-/* Grid-stride over groups g of logical indices 4g .. 4g+3 (< rows * cols). No __restrict__:
- * pre may alias prob or sample; each element is read before it is written, by one thread. */
+/* Groups of logical indices 4g .. 4g+3 (< rows * cols). No __restrict__: pre may alias prob or
+ * sample; each element is read before it is written, by one thread. */
 static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre, int ldp,
                                            const float *bias, float beta, const float *base,
                                            float *prob, int ldq, float *sample, int lds,
                                            uint64_t key, uint64_t step) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
-    const uint64_t groups = (n + 3u) >> 2;
-    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
-    uint64_t g;
-    for (g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
-        const uint64_t i0 = g << 2;
-        curandStatePhilox4_32_10_t st;
-        float4 u;
+    ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
         int c = (int)(i0 / (uint64_t)rows);
         int r = (int)(i0 - (uint64_t)c * (uint64_t)rows);
-        curand_init(key, step, i0, &st);
-        u = curand_uniform4(&st);
-        gibbs_one(r, c, u.x, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
-        if (i0 + 1u >= n) continue;
-        if (++r == rows) { r = 0; c++; }
-        gibbs_one(r, c, u.y, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
-        if (i0 + 2u >= n) continue;
-        if (++r == rows) { r = 0; c++; }
-        gibbs_one(r, c, u.z, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
-        if (i0 + 3u >= n) continue;
-        if (++r == rows) { r = 0; c++; }
-        gibbs_one(r, c, u.w, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
-    }
+        int k;
+        for (k = 0; k < count; k++) {
+            gibbs_one(r, c, ng_u4(u, k), pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+            if (++r == rows) {
+                r = 0;
+                c++;
+            }
+        }
+    });
 }
 
-/* out[i] = [u(key, step, i) <= p[i]], grid-stride over groups of 4 indices; p may alias out. */
+/* out[i] = [u(key, step, i) <= p[i]] over groups of 4 indices; p may alias out. */
 static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, uint64_t key,
                                         uint64_t step) {
-    const uint64_t groups = (n + 3u) >> 2;
-    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
-    uint64_t g;
-    for (g = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
-        const uint64_t i0 = g << 2;
-        curandStatePhilox4_32_10_t st;
-        float4 u;
-        curand_init(key, step, i0, &st);
-        u = curand_uniform4(&st);
-        out[i0] = ng_bernoulli_draw(p[i0], u.x);
-        if (i0 + 1u < n) out[i0 + 1u] = ng_bernoulli_draw(p[i0 + 1u], u.y);
-        if (i0 + 2u < n) out[i0 + 2u] = ng_bernoulli_draw(p[i0 + 2u], u.z);
-        if (i0 + 3u < n) out[i0 + 3u] = ng_bernoulli_draw(p[i0 + 3u], u.w);
-    }
+    ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
+        int k;
+        for (k = 0; k < count; k++) out[i0 + k] = ng_bernoulli_draw(p[i0 + k], ng_u4(u, k));
+    });
 }
 
 extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp,

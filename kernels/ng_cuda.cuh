@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "natgrad/status.h"
+#include "ng_cuda_check.h"
 #include "ng_math.h"
 
 #if !defined(NG_SIMT)
@@ -32,15 +33,8 @@
 #define NG_NVTX_POP() ((void)0)
 #endif
 
-#define NG_CUDA_CHECK(call)                                                                     \
-    do {                                                                                        \
-        cudaError_t ng_e_ = (call);                                                             \
-        if (ng_e_ != cudaSuccess)                                                               \
-            return ng_error(NG_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,                    \
-                            cudaGetErrorString(ng_e_), __FILE__, __LINE__);                     \
-    } while (0)
-
-/* After a launch: report a launch-configuration error with the kernel's name; closes the NVTX range. */
+/* After a launch: report a launch-configuration error with the kernel's name; closes the NVTX
+ * range on every path. */
 #define NG_LAUNCH_CHECK(name)                                                                   \
     do {                                                                                        \
         cudaError_t ng_e_ = cudaGetLastError();                                                 \

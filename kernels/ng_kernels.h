@@ -53,6 +53,11 @@ ng_status ng_cuda_to_float(size_t n, const double *x, float *y, void *stream);
 /* y(n) = alpha x + beta y  (beta = 0 ignores y); x and y may alias. */
 ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float beta, float *y,
                         void *stream);
+/* y(n) = ca (a_num / a_den) x + cb (b_num / b_den) y, the four scalars read from device memory
+ * (NULL = 1); cb = 0 ignores y; x and y may alias. */
+ng_status ng_cuda_axpby_dev(size_t n, float ca, const float *a_num, const float *a_den,
+                            const float *x, float cb, const float *b_num, const float *b_den,
+                            float *y, void *stream);
 /* C(m,n) = beta C  (beta = 0 writes 0 without reading C); lower != 0: only the lower triangle
  * (r >= c) is touched. The C = beta C case of gemm/syrk when alpha = 0 or k = 0. */
 ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, int ldc, int lower,

@@ -95,6 +95,22 @@ NG_HD float ng_uniform_at(uint64_t key, uint64_t step, uint64_t i) {
     return ng_u32_to_uniform(ng_philox_word(key, step, i));
 }
 
+/* The four uniforms of Philox block g of stream (key, step): those of elements 4g .. 4g+3, from one
+ * Philox evaluation (what curand_init(key, step, 4g) + curand_uniform4 gives on the GPU). The CPU
+ * backend walks every Philox-driven op in such groups of four. */
+NG_HD void ng_uniform4_at(uint64_t key, uint64_t step, uint64_t g, float u[4]) {
+    ng_u32x4 c, o;
+    c.x = (uint32_t)g;
+    c.y = (uint32_t)(g >> 32);
+    c.z = (uint32_t)step;
+    c.w = (uint32_t)(step >> 32);
+    o = ng_philox4x32(c, (uint32_t)key, (uint32_t)(key >> 32), 10);
+    u[0] = ng_u32_to_uniform(o.x);
+    u[1] = ng_u32_to_uniform(o.y);
+    u[2] = ng_u32_to_uniform(o.z);
+    u[3] = ng_u32_to_uniform(o.w);
+}
+
 /* splitmix64 finaliser: mixes a 64-bit value; used to derive stream keys. */
 NG_HD uint64_t ng_mix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
@@ -122,6 +138,11 @@ NG_HD float ng_sigmoid(float x) {
 NG_HD float ng_softplus(float x) {
     if (x > 20.0f) return x + log1pf(NG_EXPF(-x));
     return log1pf(NG_EXPF(x));
+}
+
+NG_HD double ng_sigmoid_d(double x) {
+    if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
+    return exp(x) / (1.0 + exp(x));
 }
 
 NG_HD double ng_softplus_d(double x) {
@@ -162,6 +183,16 @@ NG_HD float ng_axpby_elem(float alpha, float x, float beta, float y) {
 /* y = beta * y, BLAS style: beta = 0 gives 0 even where y holds NaN. Body of the C = beta C
  * paths of gemm/syrk/gemv (alpha = 0 or an empty inner dimension). */
 NG_HD float ng_scale_elem(float beta, float y) { return beta == 0.0f ? 0.0f : beta * y; }
+
+/* y = ca ra x + cb rb y with device scalars ra, rb (ng_ratio): the body of axpby_dev, the scalar
+ * steps of iterative solvers (x += alpha p with alpha = rz / pAp kept on the device). cb = 0
+ * ignores y. */
+NG_HD float ng_ratio(const float *num, const float *den) {
+    return (num ? num[0] : 1.0f) / (den ? den[0] : 1.0f);
+}
+NG_HD float ng_axpby_dev_elem(float ca, float ra, float x, float cb, float rb, float y) {
+    return cb == 0.0f ? (ca * ra) * x : (ca * ra) * x + (cb * rb) * y;
+}
 
 /* Final combine of a reduction accumulated in double: alpha * s + gamma * y, gamma = 0 ignoring y
  * (sum_cols, sum_rows, softplus_sum). */

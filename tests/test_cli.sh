@@ -4,7 +4,9 @@
 # the exact log Z); resume (150 + 150 updates must give a checkpoint byte-identical to 300 in one
 # go, and the same CSV apart from wall-clock times); usage errors (exit 2, message naming the
 # option); missing or corrupt files (exit 1, message naming the file); SIGINT during training
-# (exit 1, a checkpoint that eval and --resume accept). Everything runs on the CPU (--device cpu)
+# (exit 1, a checkpoint that eval and --resume accept); run directories (--force, resume into
+# another run, rows past the checkpoint dropped on resume), unwritable logs, FIFOs, export to
+# safetensors read back independently, ckpt listing, 0.1 checkpoints. Everything runs on the CPU (--device cpu)
 # in a mktemp -d directory that is removed at exit. Prints PASS/FAIL lines and ends with
 # "RESULT passed=P failed=F skipped=S" for tests/run.sh.
 set -u
@@ -225,6 +227,98 @@ if cmp -s flipped.ckpt flipped.orig && cmp -s truncated.ckpt truncated.orig; the
 else
   fail corrupt_files_left_alone "a refused checkpoint was modified"
 fi
+
+# ---- run directories, logs and special files ------------------------------------------------------
+# a fresh run refuses a directory that holds another run, unless --force
+expect_exit refuse_overwrite 2 "already holds a run" "$bin" "${TRAIN[@]}" --steps 5 --out full
+expect_exit refuse_overwrite_names_force 2 "--force" "$bin" "${TRAIN[@]}" --steps 5 --out full
+cp -r full forced
+run force_overwrite "$bin" "${TRAIN[@]}" --steps 5 --log-every 5 --out forced --force
+if [ "$rc" = 0 ] && [ "$(tail -n +2 forced/train.csv | wc -l)" = 1 ]; then pass force_overwrite
+else fail force_overwrite "exit $rc"; show force_overwrite.err; fi
+# resuming one run's checkpoint into another run's directory is refused (it would replace that run)
+expect_exit refuse_resume_into_other_run 2 "already holds a run" "$bin" rbm train "${R[@]}" --resume half/rbm.ckpt --steps 400 --out full
+# after a kill, the log holds rows past the last checkpoint: a resume drops them (no duplicates)
+run kill_a "$bin" "${TRAIN[@]}" --batch 10 --steps 100 --log-every 10 --out straight
+run kill_b "$bin" "${TRAIN[@]}" --batch 10 --steps 50 --log-every 10 --out killed
+cp killed/rbm.ckpt ck50.ckpt
+run kill_c "$bin" rbm train --data bars-stripes --device cpu --log-every 10 --resume killed/rbm.ckpt --steps 80 --out killed
+cp ck50.ckpt killed/rbm.ckpt   # as if the run died after writing rows 60..80 but before its next checkpoint
+run kill_d "$bin" rbm train --data bars-stripes --device cpu --log-every 10 --resume killed/rbm.ckpt --steps 100 --out killed
+if [ "$rc" = 0 ] && diff <(cut -d, -f1,2,4- straight/train.csv) <(cut -d, -f1,2,4- killed/train.csv) >kill.diff; then
+  pass resume_drops_rows_after_checkpoint
+else
+  fail resume_drops_rows_after_checkpoint "exit $rc; log of the killed + resumed run differs from a straight one:"; show kill.diff 6
+fi
+# a log that cannot be written ends the run with an error naming it (no silent exit 0)
+expect_exit csv_dev_full 1 "/dev/full" "$bin" "${TRAIN[@]}" --steps 20 --out devfull --csv /dev/full
+# the output directory cannot be created: the reason is given
+touch afile
+expect_exit out_not_a_directory 1 "Not a directory" "$bin" "${TRAIN[@]}" --steps 5 --out afile/sub
+# a FIFO given as data, checkpoint or resume is refused at once, never waited on
+mkfifo fifo
+expect_exit fifo_data 1 "FIFO" timeout 20 "$bin" "${TRAIN[@]}" --steps 5 --out f1 --data ./fifo
+expect_exit fifo_eval 1 "FIFO" timeout 20 "$bin" rbm eval --checkpoint fifo --data bars-stripes --device cpu
+expect_exit fifo_resume 1 "FIFO" timeout 20 "$bin" rbm train "${R[@]}" --resume fifo --steps 5 --out f2
+# numbers beyond the float range are out of range, not "inf"
+expect_exit lr_out_of_range 2 "out of range" "$bin" "${TRAIN[@]}" --steps 5 --out u --lr 1e39
+expect_exit device_index_bad 2 "--device" "$bin" "${TRAIN[@]}" --steps 5 --out u --device cuda:x
+
+# ---- export and ckpt --------------------------------------------------------------------------------
+# natgrad 0.1's file layout is known (W at byte 136, (n_hidden, n_visible) column-major): the
+# exported W must be that matrix as a (rows, cols) row-major array, read back by an independent
+# reader (Python's struct + json); a and b as vectors.
+legacy=$OLDPWD/tests/data/legacy_centering_20.ckpt
+run export_legacy "$bin" export "$legacy" --out legacy.safetensors
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "SKIP export_read_back: python3 is not installed (the independent reader is a Python script)"; skipped=$((skipped + 1))
+elif [ "$rc" != 0 ]; then
+  fail export_read_back "exit $rc"; show export_legacy.err
+else
+  python3 - "$legacy" legacy.safetensors >export.check 2>&1 <<'PY'
+import json, struct, sys
+old = open(sys.argv[1], "rb").read()
+nv, nh = struct.unpack_from("<II", old, 16)
+W = struct.unpack_from("<%df" % (nv * nh), old, 136)            # column-major (nh, nv)
+a = struct.unpack_from("<%df" % nv, old, 136 + 4 * nv * nh)
+b = struct.unpack_from("<%df" % nh, old, 136 + 4 * (nv * nh + nv))
+st = open(sys.argv[2], "rb").read()
+n = struct.unpack_from("<Q", st, 0)[0]
+head = json.loads(st[8:8 + n])
+data = st[8 + n:]
+def get(name):
+    e = head[name]
+    lo, hi = e["data_offsets"]
+    return e["dtype"], e["shape"], struct.unpack("<%df" % ((hi - lo) // 4), data[lo:hi])
+dt, shape, Wx = get("W")
+assert dt == "F32" and shape == [nh, nv], (dt, shape)
+for j in range(nh):
+    for i in range(nv):
+        assert Wx[j * nv + i] == W[j + i * nh], (j, i)
+assert get("a")[1] == [nv] and get("a")[2] == a
+assert get("b")[1] == [nh] and get("b")[2] == b
+assert sorted(k for k in head if k != "__metadata__") == ["W", "a", "b"]
+print("OK W (%d, %d), a, b" % (nh, nv))
+PY
+  if [ $? = 0 ]; then pass export_read_back; else fail export_read_back "independent reader:"; show export.check 6; fi
+fi
+run export_all "$bin" export e2e/rbm.ckpt --out all.safetensors --all
+if [ "$rc" = 0 ] && grep -q "sgd.velocity" export_all.out && grep -q "rbm.particles" export_all.out; then pass export_all
+else fail export_all "exit $rc"; show export_all.out; fi
+expect_exit export_missing_out 2 "--out" "$bin" export e2e/rbm.ckpt
+expect_exit export_bad_ckpt 1 "flipped.ckpt" "$bin" export flipped.ckpt --out x.safetensors
+run ckpt_list "$bin" ckpt e2e/rbm.ckpt
+if [ "$rc" = 0 ] && grep -q "model.kind" ckpt_list.out && grep -q "model.W" ckpt_list.out && grep -q "run.t" ckpt_list.out; then
+  pass ckpt_lists_fields
+else fail ckpt_lists_fields "exit $rc"; show ckpt_list.out; fi
+# a 0.1 checkpoint evaluates and resumes
+run eval_legacy "$bin" rbm eval --checkpoint "$legacy" --data bars-stripes --device cpu --ais-betas 200
+if [ "$rc" = 0 ] && grep -q "exact: log Z" eval_legacy.out; then pass eval_legacy_checkpoint
+else fail eval_legacy_checkpoint "exit $rc"; show eval_legacy.err; fi
+cp "$legacy" old.ckpt
+run resume_legacy "$bin" rbm train --data bars-stripes --device cpu --log-every 10 --resume old.ckpt --checkpoint old.ckpt --steps 30 --out legacyrun
+if [ "$rc" = 0 ] && grep -q "resumed old.ckpt at update 20" resume_legacy.err; then pass resume_legacy_checkpoint
+else fail resume_legacy_checkpoint "exit $rc"; show resume_legacy.err; fi
 
 # ---- SIGINT -----------------------------------------------------------------------------------
 # A long run, interrupted once it is logging: it must save a checkpoint (the only one: periodic

@@ -487,7 +487,7 @@ int main(void) {
         printf("cpu backend: %s\n", ng_last_error());
         g_cpu = NULL;
     }
-    s = ng_backend_cuda_init(&g_cuda);
+    s = ng_backend_cuda_init(0, &g_cuda);
     if (s != NG_OK) {
         snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
         g_cuda = NULL;

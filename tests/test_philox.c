@@ -1,8 +1,8 @@
 /* test_philox.c: the Philox4x32-10 generator and the stream definition of kernels/ng_math.h.
- * Known-answer vectors come from shared/reference/philox_kat.txt (Random123's kat_vectors), read at
- * run time: the file is the reference, so a missing or malformed file fails the test rather than
- * falling back to numbers copied into this file. The file is found at $NG_SHARED/reference/, with
- * NG_SHARED defaulting to ../shared (tests run from the repository root; shared/ sits beside it).
+ * Known-answer vectors come from tests/data/philox_kat.txt (the philox4x32 lines of Random123's
+ * published kat_vectors), read at run time: the file is the reference, so a missing or malformed
+ * file fails the test rather than falling back to numbers copied into this file. Tests run from the
+ * repository root; NG_TEST_DATA overrides the directory.
  * Also checked: a stream word is the matching word of the block evaluation, (seed, purpose) keys are
  * deterministic and separate streams, uniforms lie in (0,1] with the right mean, and the uniform map
  * is cuRAND's x * 2^-32 + 2^-33 in float. Host-only; no backend is involved. */
@@ -16,20 +16,20 @@
 #include "natgrad/rng.h"
 #include "ng_math.h"
 
-static const char *shared_dir(void) {
-    const char *s = getenv("NG_SHARED");
-    return (s && *s) ? s : "../shared";
+static const char *data_dir(void) {
+    const char *s = getenv("NG_TEST_DATA");
+    return (s && *s) ? s : "tests/data";
 }
 
 static int test_known_answers(void) {
     char path[1024], line[512];
     FILE *f;
     int lineno = 0, nvec = 0;
-    snprintf(path, sizeof path, "%s/reference/philox_kat.txt", shared_dir());
+    snprintf(path, sizeof path, "%s/philox_kat.txt", data_dir());
     f = fopen(path, "r");
     NGT_CHECK(f != NULL,
-              "cannot open the Philox known-answer file %s (set NG_SHARED to the shared/ directory "
-              "that holds reference/philox_kat.txt; tests run from the repository root)",
+              "cannot open the Philox known-answer file %s (tests run from the repository root; "
+              "NG_TEST_DATA names another directory holding philox_kat.txt)",
               path);
     while (fgets(line, sizeof line, f)) {
         char name[64];

@@ -1,9 +1,12 @@
-/* backend.c: backend selection and the checked wrappers algorithm code calls.
- * Each wrapper validates shapes, leading dimensions and pointers, names the op in any error, then
- * calls the backend slot (NG_ERR_UNSUPPORTED when the slot is NULL). No computation happens here. */
+/* backend.c: backend selection, the checked wrappers algorithm code calls, and the descriptor table
+ * of the elementwise families (one entry per ng_op: its name and its argument checks).
+ * Each wrapper validates shapes, leading dimensions and pointers, names the op in any error, makes
+ * the backend's device current, then calls the slot (NG_ERR_UNSUPPORTED when it is NULL). No
+ * computation happens here. */
 #include "natgrad/backend.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -11,12 +14,27 @@
 #include <nvtx3/nvToolsExt.h>
 #endif
 
-ng_status ng_device_parse(const char *s, ng_device *out) {
-    if (!s) return ng_error(NG_ERR_INVALID_ARG, "--device: missing value (use auto, cpu or cuda)");
-    if (strcasecmp(s, "auto") == 0) *out = NG_DEVICE_AUTO;
-    else if (strcasecmp(s, "cpu") == 0) *out = NG_DEVICE_CPU;
-    else if (strcasecmp(s, "cuda") == 0 || strcasecmp(s, "gpu") == 0) *out = NG_DEVICE_CUDA;
-    else return ng_error(NG_ERR_INVALID_ARG, "--device '%s': unknown device (use auto, cpu or cuda)", s);
+ng_status ng_device_parse(const char *s, ng_device *out, int *index) {
+    const char *colon;
+    size_t len;
+    int idx = -1;
+    if (!s) return ng_error(NG_ERR_INVALID_ARG, "--device: missing value (use auto, cpu, cuda or cuda:N)");
+    colon = strchr(s, ':');
+    len = colon ? (size_t)(colon - s) : strlen(s);
+    if (colon) {
+        char *end = NULL;
+        long v = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || v < 0 || v > 1023)
+            return ng_error(NG_ERR_INVALID_ARG, "--device '%s': the device number after ':' must be 0..1023", s);
+        idx = (int)v;
+    }
+    if (len == 4 && strncasecmp(s, "auto", 4) == 0 && !colon) *out = NG_DEVICE_AUTO;
+    else if (len == 3 && strncasecmp(s, "cpu", 3) == 0 && !colon) *out = NG_DEVICE_CPU;
+    else if ((len == 4 && strncasecmp(s, "cuda", 4) == 0) || (len == 3 && strncasecmp(s, "gpu", 3) == 0))
+        *out = NG_DEVICE_CUDA;
+    else
+        return ng_error(NG_ERR_INVALID_ARG, "--device '%s': unknown device (use auto, cpu, cuda or cuda:N)", s);
+    if (index) *index = idx;
     return NG_OK;
 }
 
@@ -24,15 +42,14 @@ const char *ng_device_name(ng_device d) {
     return d == NG_DEVICE_CPU ? "cpu" : d == NG_DEVICE_CUDA ? "cuda" : "auto";
 }
 
-ng_status ng_backend_init(ng_device want, ng_backend **out, char *note, size_t note_len) {
+ng_status ng_backend_init(ng_device want, int index, ng_backend **out, char *note, size_t note_len) {
     ng_status s;
     if (note && note_len) note[0] = '\0';
     *out = NULL;
     if (want == NG_DEVICE_CPU) return ng_backend_cpu_init(out);
-    s = ng_backend_cuda_init(out);
+    s = ng_backend_cuda_init(index, out);
     if (s == NG_OK) return NG_OK;
-    if (want == NG_DEVICE_CUDA)
-        return ng_error_wrap(s, "--device cuda: CUDA backend unavailable: ");
+    if (want == NG_DEVICE_CUDA) return ng_error_wrap(s, "--device cuda: CUDA backend unavailable: ");
     if (note && note_len) snprintf(note, note_len, "CUDA unavailable (%s); using the CPU", ng_last_error());
     ng_clear_error();
     return ng_backend_cpu_init(out);
@@ -44,12 +61,17 @@ void ng_backend_free(ng_backend *be) {
 
 /* ---- validation helpers ------------------------------------------------------------------- */
 
+static ng_status enter(ng_backend *be) {
+    return be->iface->activate ? be->iface->activate(be) : NG_OK;
+}
+
 #define NEED_SLOT(be, slot, op)                                                              \
     do {                                                                                     \
         if (!(be)) return ng_error(NG_ERR_INVALID_ARG, "%s: backend is NULL", op);           \
         if (!(be)->iface->slot)                                                              \
             return ng_error(NG_ERR_UNSUPPORTED, "%s: not implemented by the %s backend", op, \
                             (be)->iface->name);                                              \
+        NG_TRY(enter(be));                                                                   \
     } while (0)
 
 #define NEED(cond, op, ...)                                                                  \
@@ -63,13 +85,15 @@ void ng_backend_free(ng_backend *be) {
 
 static int ld_ok(int ld, int rows) { return ld >= (rows > 1 ? rows : 1); }
 
+/* ---- memory, transfers, events ------------------------------------------------------------ */
+
 ng_status ng_alloc(ng_backend *be, size_t bytes, void **ptr) {
     NEED_SLOT(be, alloc, "alloc");
     NEED(ptr, "alloc", "output pointer is NULL");
     return be->iface->alloc(be, bytes, ptr);
 }
 void ng_free(ng_backend *be, void *ptr) {
-    if (be && ptr) be->iface->free(be, ptr);
+    if (be && ptr && enter(be) == NG_OK) be->iface->free(be, ptr);
 }
 ng_status ng_set(ng_backend *be, void *dst, const void *src, size_t bytes) {
     NEED_SLOT(be, set, "set");
@@ -99,6 +123,56 @@ ng_status ng_synchronize(ng_backend *be) {
     NEED_SLOT(be, synchronize, "synchronize");
     return be->iface->synchronize(be);
 }
+ng_status ng_alloc_host(ng_backend *be, size_t bytes, void **ptr) {
+    NEED_SLOT(be, alloc_host, "alloc_host");
+    NEED(ptr, "alloc_host", "output pointer is NULL");
+    return be->iface->alloc_host(be, bytes, ptr);
+}
+void ng_free_host(ng_backend *be, void *ptr) {
+    if (be && ptr && be->iface->free_host && enter(be) == NG_OK) be->iface->free_host(be, ptr);
+}
+ng_status ng_set_async(ng_backend *be, void *dst, const void *src, size_t bytes) {
+    NEED_SLOT(be, set_async, "set_async");
+    if (!bytes) return NG_OK;
+    NEED(dst && src, "set_async", "NULL pointer");
+    return be->iface->set_async(be, dst, src, bytes);
+}
+ng_status ng_get_async(ng_backend *be, void *dst, const void *src, size_t bytes) {
+    NEED_SLOT(be, get_async, "get_async");
+    if (!bytes) return NG_OK;
+    NEED(dst && src, "get_async", "NULL pointer");
+    return be->iface->get_async(be, dst, src, bytes);
+}
+ng_status ng_event_create(ng_backend *be, void **ev) {
+    NEED_SLOT(be, event_create, "event_create");
+    NEED(ev, "event_create", "output pointer is NULL");
+    return be->iface->event_create(be, ev);
+}
+void ng_event_destroy(ng_backend *be, void *ev) {
+    if (be && ev && be->iface->event_destroy && enter(be) == NG_OK) be->iface->event_destroy(be, ev);
+}
+ng_status ng_event_record(ng_backend *be, void *ev) {
+    NEED_SLOT(be, event_record, "event_record");
+    NEED(ev, "event_record", "NULL event");
+    return be->iface->event_record(be, ev);
+}
+ng_status ng_event_wait(ng_backend *be, void *ev) {
+    NEED_SLOT(be, event_wait, "event_wait");
+    NEED(ev, "event_wait", "NULL event");
+    return be->iface->event_wait(be, ev);
+}
+ng_status ng_event_synchronize(ng_backend *be, void *ev) {
+    NEED_SLOT(be, event_synchronize, "event_synchronize");
+    NEED(ev, "event_synchronize", "NULL event");
+    return be->iface->event_synchronize(be, ev);
+}
+ng_status ng_event_elapsed(ng_backend *be, void *a, void *b, float *ms) {
+    NEED_SLOT(be, event_elapsed, "event_elapsed");
+    NEED(a && b && ms, "event_elapsed", "NULL argument");
+    return be->iface->event_elapsed(be, a, b, ms);
+}
+
+/* ---- BLAS --------------------------------------------------------------------------------- */
 
 ng_status ng_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
@@ -110,6 +184,24 @@ ng_status ng_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alp
     NEED(C || m == 0 || n == 0, "gemm", "C is NULL");
     NEED((A && B) || k == 0 || m == 0 || n == 0, "gemm", "A or B is NULL");
     return be->iface->gemm(be, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+ng_status ng_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                                  const float *A, int lda, long long sa, const float *B, int ldb,
+                                  long long sb, float beta, float *C, int ldc, long long sc,
+                                  int count) {
+    NEED_SLOT(be, gemm_strided_batched, "gemm_strided_batched");
+    NEED(m >= 0 && n >= 0 && k >= 0 && count >= 0, "gemm_strided_batched",
+         "negative size m=%d n=%d k=%d count=%d", m, n, k, count);
+    NEED(ld_ok(lda, ta ? k : m), "gemm_strided_batched", "lda=%d < rows of A (%d)", lda, ta ? k : m);
+    NEED(ld_ok(ldb, tb ? n : k), "gemm_strided_batched", "ldb=%d < rows of B (%d)", ldb, tb ? n : k);
+    NEED(ld_ok(ldc, m), "gemm_strided_batched", "ldc=%d < m=%d", ldc, m);
+    NEED(sa >= 0 && sb >= 0 && sc >= 0, "gemm_strided_batched", "negative stride");
+    NEED(count <= 1 || sc >= (long long)ldc * n, "gemm_strided_batched",
+         "stride of C (%lld) < ldc * n (%lld): the outputs overlap", sc, (long long)ldc * n);
+    if (!m || !n || !count) return NG_OK;
+    NEED(C && ((A && B) || k == 0), "gemm_strided_batched", "NULL pointer");
+    return be->iface->gemm_strided_batched(be, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta,
+                                           C, ldc, sc, count);
 }
 ng_status ng_syrk(ng_backend *be, int trans, int n, int k, float alpha, const float *A, int lda,
                   float beta, float *C, int ldc) {
@@ -127,11 +219,16 @@ ng_status ng_gemv(ng_backend *be, int trans, int m, int n, float alpha, const fl
     NEED(y, "gemv", "y is NULL");
     return be->iface->gemv(be, trans, m, n, alpha, A, lda, x, beta, y);
 }
-ng_status ng_axpby(ng_backend *be, size_t n, float alpha, const float *x, float beta, float *y) {
-    NEED_SLOT(be, axpby, "axpby");
-    if (!n) return NG_OK;
-    NEED(x && y, "axpby", "NULL pointer");
-    return be->iface->axpby(be, n, alpha, x, beta, y);
+ng_status ng_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
+                  float alpha, const float *A, int lda, float *B, int ldb) {
+    int order = right ? n : m;
+    NEED_SLOT(be, trsm, "trsm");
+    NEED(m >= 0 && n >= 0, "trsm", "negative size m=%d n=%d", m, n);
+    NEED(ld_ok(lda, order), "trsm", "lda=%d < order of A (%d)", lda, order);
+    NEED(ld_ok(ldb, m), "trsm", "ldb=%d < m=%d", ldb, m);
+    if (!m || !n) return NG_OK;
+    NEED(A && B, "trsm", "NULL pointer");
+    return be->iface->trsm(be, right != 0, lower != 0, trans != 0, unit != 0, m, n, alpha, A, lda, B, ldb);
 }
 ng_status ng_scal(ng_backend *be, size_t n, float alpha, float *x) {
     NEED_SLOT(be, scal, "scal");
@@ -153,6 +250,18 @@ ng_status ng_nrm2(ng_backend *be, size_t n, const float *x, float *r) {
     NEED(x, "nrm2", "NULL pointer");
     return be->iface->nrm2(be, n, x, r);
 }
+ng_status ng_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, float *r) {
+    NEED_SLOT(be, dot_dev, "dot_dev");
+    NEED(r, "dot_dev", "result pointer is NULL");
+    NEED((x && y) || !n, "dot_dev", "NULL pointer");
+    return be->iface->dot_dev(be, n, x, y, r);
+}
+ng_status ng_nrm2_dev(ng_backend *be, size_t n, const float *x, float *r) {
+    NEED_SLOT(be, nrm2_dev, "nrm2_dev");
+    NEED(r, "nrm2_dev", "result pointer is NULL");
+    NEED(x || !n, "nrm2_dev", "NULL pointer");
+    return be->iface->nrm2_dev(be, n, x, r);
+}
 ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y) {
     NEED_SLOT(be, sum_cols, "sum_cols");
@@ -171,133 +280,276 @@ ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const flo
     NEED(y && (A || !rows), "sum_rows", "NULL pointer");
     return be->iface->sum_rows(be, rows, cols, alpha, A, lda, beta, y);
 }
-ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                          const float *bias, float beta, const float *base, float *prob, int ldq,
-                          float *sample, int lds, uint64_t key, uint64_t step) {
-    NEED_SLOT(be, gibbs_sample, "gibbs_sample");
-    NEED(rows >= 0 && cols >= 0, "gibbs_sample", "negative size");
-    if (!rows || !cols) return NG_OK;
-    NEED(pre, "gibbs_sample", "pre-activation is NULL");
-    NEED(ld_ok(ldp, rows), "gibbs_sample", "ldp=%d < rows=%d", ldp, rows);
-    NEED(!prob || ld_ok(ldq, rows), "gibbs_sample", "ldq=%d < rows=%d", ldq, rows);
-    NEED(!sample || ld_ok(lds, rows), "gibbs_sample", "lds=%d < rows=%d", lds, rows);
-    NEED(prob || sample, "gibbs_sample", "neither prob nor sample requested");
-    return be->iface->gibbs_sample(be, rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
-                                   lds, key, step);
+
+/* ---- LAPACK ------------------------------------------------------------------------------- */
+
+static ng_status lapack_check(ng_backend *be, const char *op, ng_dtype dt, int n, const void *A,
+                              int lda, const int *info) {
+    NEED(dt == NG_F32 || dt == NG_F64, op, "dtype %s (use f32 or f64)", ng_dtype_name(dt));
+    NEED(n >= 0 && ld_ok(lda, n), op, "n=%d lda=%d", n, lda);
+    NEED(info && (A || !n), op, "NULL pointer");
+    (void)be;
+    return NG_OK;
+}
+
+static ng_status potrf_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info) {
+    const char *op = dt == NG_F64 ? "potrf_d" : "potrf";
+    NEED_SLOT(be, potrf, op);
+    NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
+    return be->iface->potrf(be, dt, n, A, lda, info);
+}
+static ng_status potri_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info) {
+    const char *op = dt == NG_F64 ? "potri_d" : "potri";
+    NEED_SLOT(be, potri, op);
+    NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
+    return be->iface->potri(be, dt, n, A, lda, info);
+}
+static ng_status potrs_any(ng_backend *be, ng_dtype dt, int n, int nrhs, const void *A, int lda,
+                           void *B, int ldb, int *info) {
+    const char *op = dt == NG_F64 ? "potrs_d" : "potrs";
+    NEED_SLOT(be, potrs, op);
+    NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
+    NEED(nrhs >= 0 && ld_ok(ldb, n), op, "nrhs=%d ldb=%d (n=%d)", nrhs, ldb, n);
+    NEED(B || !n || !nrhs, op, "B is NULL");
+    return be->iface->potrs(be, dt, n, nrhs, A, lda, B, ldb, info);
+}
+static ng_status syevd_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w, int *info) {
+    const char *op = dt == NG_F64 ? "syevd_d" : "syevd";
+    NEED_SLOT(be, syevd, op);
+    NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
+    NEED(w || !n, op, "w is NULL");
+    return be->iface->syevd(be, dt, n, A, lda, w, info);
+}
+
+ng_status ng_potrf(ng_backend *be, int n, float *A, int lda, int *info) {
+    return potrf_any(be, NG_F32, n, A, lda, info);
+}
+ng_status ng_potri(ng_backend *be, int n, float *A, int lda, int *info) {
+    return potri_any(be, NG_F32, n, A, lda, info);
+}
+ng_status ng_potrs(ng_backend *be, int n, int nrhs, const float *A, int lda, float *B, int ldb,
+                   int *info) {
+    return potrs_any(be, NG_F32, n, nrhs, A, lda, B, ldb, info);
+}
+ng_status ng_syevd(ng_backend *be, int n, float *A, int lda, float *w, int *info) {
+    return syevd_any(be, NG_F32, n, A, lda, w, info);
+}
+ng_status ng_potrf_d(ng_backend *be, int n, double *A, int lda, int *info) {
+    return potrf_any(be, NG_F64, n, A, lda, info);
+}
+ng_status ng_potri_d(ng_backend *be, int n, double *A, int lda, int *info) {
+    return potri_any(be, NG_F64, n, A, lda, info);
+}
+ng_status ng_potrs_d(ng_backend *be, int n, int nrhs, const double *A, int lda, double *B, int ldb,
+                     int *info) {
+    return potrs_any(be, NG_F64, n, nrhs, A, lda, B, ldb, info);
+}
+ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info) {
+    return syevd_any(be, NG_F64, n, A, lda, w, info);
+}
+
+/* ---- elementwise families: one descriptor per op -------------------------------------------- */
+
+/* A descriptor's check returns NG_OK and sets *empty when there is no work; it names the op in
+ * every error. */
+typedef ng_status (*op_check_fn)(const ng_op_args *a, const char *op, int *empty);
+
+#define CHECK(cond, ...) NEED(cond, op, __VA_ARGS__)
+
+static ng_status check_fill(const ng_op_args *a, const char *op, int *empty) {
+    *empty = a->fill.n == 0;
+    CHECK(*empty || a->fill.out, "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_fill_uniform(const ng_op_args *a, const char *op, int *empty) {
+    *empty = a->fill_uniform.n == 0;
+    CHECK(*empty || a->fill_uniform.out, "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_bernoulli(const ng_op_args *a, const char *op, int *empty) {
+    *empty = a->bernoulli.n == 0;
+    CHECK(*empty || (a->bernoulli.p && a->bernoulli.out), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_axpby(const ng_op_args *a, const char *op, int *empty) {
+    *empty = a->axpby.n == 0;
+    CHECK(*empty || (a->axpby.x && a->axpby.y), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_axpby_dev(const ng_op_args *a, const char *op, int *empty) {
+    *empty = a->axpby_dev.n == 0;
+    CHECK(*empty || (a->axpby_dev.x && a->axpby_dev.y), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_convert(const ng_op_args *a, const char *op, int *empty) {
+    ng_dtype f = a->convert.from, t = a->convert.to;
+    CHECK((f == NG_F32 || f == NG_F64) && (t == NG_F32 || t == NG_F64), "conversion %s -> %s",
+          ng_dtype_name(f), ng_dtype_name(t));
+    *empty = a->convert.n == 0;
+    CHECK(*empty || (a->convert.x && a->convert.y), "NULL pointer");
+    CHECK(*empty || f == t || a->convert.x != a->convert.y, "in-place conversion between sizes");
+    return NG_OK;
+}
+static ng_status check_gibbs_sample(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    *empty = !rows || !cols;
+    if (*empty) return NG_OK;
+    CHECK(a->gibbs_sample.pre, "pre-activation is NULL");
+    CHECK(ld_ok(a->gibbs_sample.ldp, rows), "ldp=%d < rows=%d", a->gibbs_sample.ldp, rows);
+    CHECK(!a->gibbs_sample.prob || ld_ok(a->gibbs_sample.ldq, rows), "ldq=%d < rows=%d",
+          a->gibbs_sample.ldq, rows);
+    CHECK(!a->gibbs_sample.sample || ld_ok(a->gibbs_sample.lds, rows), "lds=%d < rows=%d",
+          a->gibbs_sample.lds, rows);
+    CHECK(a->gibbs_sample.prob || a->gibbs_sample.sample, "neither prob nor sample requested");
+    return NG_OK;
+}
+static ng_status check_softplus_sum(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->softplus_sum.rows, cols = a->softplus_sum.cols;
+    CHECK(rows >= 0 && cols >= 0, "negative size");
+    CHECK(ld_ok(a->softplus_sum.ldp, rows), "ldp=%d < rows=%d", a->softplus_sum.ldp, rows);
+    *empty = !cols;
+    CHECK(*empty || (a->softplus_sum.y && (a->softplus_sum.pre || !rows)), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_binary_states(const ng_op_args *a, const char *op, int *empty) {
+    int nbits = a->binary_states.nbits;
+    CHECK(nbits >= 1 && nbits <= 62, "nbits=%d outside 1..62", nbits);
+    CHECK(a->binary_states.count >= 0, "negative count");
+    CHECK(ld_ok(a->binary_states.ldo, nbits), "ldo=%d < nbits=%d", a->binary_states.ldo, nbits);
+    *empty = a->binary_states.count == 0;
+    CHECK(*empty || a->binary_states.out, "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_symmetrize_lower(const ng_op_args *a, const char *op, int *empty) {
+    int n = a->symmetrize_lower.n;
+    float shift = a->symmetrize_lower.shift;
+    CHECK(n >= 0 && ld_ok(a->symmetrize_lower.lda, n), "n=%d lda=%d", n, a->symmetrize_lower.lda);
+    CHECK(shift - shift == 0.0f, "shift %g is not finite", (double)shift);
+    *empty = !n;
+    CHECK(*empty || a->symmetrize_lower.A, "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_fang_regress(const ng_op_args *a, const char *op, int *empty) {
+    int nh = a->fang_regress.nh, nv = a->fang_regress.nv;
+    float lambda = a->fang_regress.lambda;
+    CHECK(nh >= 0 && nv >= 0, "negative size nh=%d nv=%d", nh, nv);
+    CHECK(ld_ok(a->fang_regress.ldm, nh), "ldm=%d < nh=%d", a->fang_regress.ldm, nh);
+    CHECK(ld_ok(a->fang_regress.ldo, nh), "ldo=%d < nh=%d", a->fang_regress.ldo, nh);
+    CHECK(lambda >= 0.0f && lambda - lambda == 0.0f, "lambda %g must be finite and >= 0", (double)lambda);
+    *empty = !nh || !nv;
+    if (*empty) return NG_OK;
+    CHECK(a->fang_regress.Evh && a->fang_regress.Ev2h && a->fang_regress.Evh2 && a->fang_regress.Ev2h2 &&
+              a->fang_regress.mu_v && a->fang_regress.mu_h && a->fang_regress.Ev2 && a->fang_regress.Eh2,
+          "NULL moment pointer");
+    CHECK(a->fang_regress.beta_v && a->fang_regress.beta_h && a->fang_regress.sigma2, "NULL output pointer");
+    return NG_OK;
+}
+static ng_status check_fang_residual(const ng_op_args *a, const char *op, int *empty) {
+    int nh = a->fang_residual.nh, nv = a->fang_residual.nv;
+    CHECK(nh >= 0 && nv >= 0, "negative size nh=%d nv=%d", nh, nv);
+    CHECK(ld_ok(a->fang_residual.ldg, nh), "ldg=%d < nh=%d", a->fang_residual.ldg, nh);
+    CHECK(ld_ok(a->fang_residual.ldb, nh), "ldb=%d < nh=%d", a->fang_residual.ldb, nh);
+    CHECK(ld_ok(a->fang_residual.ldp, nh), "ldp=%d < nh=%d", a->fang_residual.ldp, nh);
+    *empty = !nh || !nv;
+    if (*empty) return NG_OK;
+    CHECK(a->fang_residual.G && a->fang_residual.ga && a->fang_residual.gb && a->fang_residual.beta_v &&
+              a->fang_residual.beta_h && a->fang_residual.sigma2 && a->fang_residual.pv && a->fang_residual.ph,
+          "NULL pointer");
+    return NG_OK;
+}
+
+static const struct op_desc {
+    const char *name;
+    op_check_fn check;
+} op_table[NG_OP_COUNT] = {
+    [NG_OP_FILL] = {"fill", check_fill},
+    [NG_OP_FILL_UNIFORM] = {"fill_uniform", check_fill_uniform},
+    [NG_OP_BERNOULLI] = {"bernoulli", check_bernoulli},
+    [NG_OP_AXPBY] = {"axpby", check_axpby},
+    [NG_OP_AXPBY_DEV] = {"axpby_dev", check_axpby_dev},
+    [NG_OP_CONVERT] = {"convert", check_convert},
+    [NG_OP_GIBBS_SAMPLE] = {"gibbs_sample", check_gibbs_sample},
+    [NG_OP_SOFTPLUS_SUM] = {"softplus_sum", check_softplus_sum},
+    [NG_OP_BINARY_STATES] = {"binary_states", check_binary_states},
+    [NG_OP_SYMMETRIZE_LOWER] = {"symmetrize_lower", check_symmetrize_lower},
+    [NG_OP_FANG_REGRESS] = {"fang_regress", check_fang_regress},
+    [NG_OP_FANG_RESIDUAL] = {"fang_residual", check_fang_residual},
+};
+
+const char *ng_op_name(ng_op op) {
+    return (unsigned)op < NG_OP_COUNT && op_table[op].name ? op_table[op].name : "?";
+}
+
+int ng_supports_op(ng_backend *be, ng_op op) {
+    return be && (unsigned)op < NG_OP_COUNT && be->iface->run_op && be->iface->supports_op &&
+           be->iface->supports_op(be, op);
+}
+
+ng_status ng_run_op(ng_backend *be, const ng_op_args *a) {
+    int empty = 0;
+    const char *op;
+    if (!be || !a) return ng_error(NG_ERR_INVALID_ARG, "ng_run_op: NULL backend or arguments");
+    if ((unsigned)a->op >= NG_OP_COUNT || !op_table[a->op].check)
+        return ng_error(NG_ERR_INVALID_ARG, "ng_run_op: unknown op %d", (int)a->op);
+    op = op_table[a->op].name;
+    NG_TRY(op_table[a->op].check(a, op, &empty));
+    if (empty) return NG_OK;
+    if (!ng_supports_op(be, a->op))
+        return ng_error(NG_ERR_UNSUPPORTED, "%s: not implemented by the %s backend", op, be->iface->name);
+    NG_TRY(enter(be));
+    return be->iface->run_op(be, a);
+}
+
+/* ---- typed shorthands --------------------------------------------------------------------- */
+
+ng_status ng_fill(ng_backend *be, size_t n, float value, float *out) {
+    ng_op_args a = {.op = NG_OP_FILL, .fill = {n, value, out}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_fill_uniform(ng_backend *be, size_t n, float *out, uint64_t key, uint64_t step) {
+    ng_op_args a = {.op = NG_OP_FILL_UNIFORM, .fill_uniform = {n, out, key, step}};
+    return ng_run_op(be, &a);
 }
 ng_status ng_bernoulli(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
                        uint64_t step) {
-    NEED_SLOT(be, bernoulli, "bernoulli");
-    if (!n) return NG_OK;
-    NEED(p && out, "bernoulli", "NULL pointer");
-    return be->iface->bernoulli(be, n, p, out, key, step);
+    ng_op_args a = {.op = NG_OP_BERNOULLI, .bernoulli = {n, p, out, key, step}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_axpby(ng_backend *be, size_t n, float alpha, const float *x, float beta, float *y) {
+    ng_op_args a = {.op = NG_OP_AXPBY, .axpby = {n, alpha, x, beta, y}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_to_double(ng_backend *be, size_t n, const float *x, double *y) {
+    ng_op_args a = {.op = NG_OP_CONVERT, .convert = {n, NG_F32, NG_F64, x, y}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y) {
+    ng_op_args a = {.op = NG_OP_CONVERT, .convert = {n, NG_F64, NG_F32, x, y}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
+                          const float *bias, float beta, const float *base, float *prob, int ldq,
+                          float *sample, int lds, uint64_t key, uint64_t step) {
+    ng_op_args a = {.op = NG_OP_GIBBS_SAMPLE,
+                    .gibbs_sample = {rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample, lds,
+                                     key, step}};
+    return ng_run_op(be, &a);
 }
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y) {
-    NEED_SLOT(be, softplus_sum, "softplus_sum");
-    NEED(rows >= 0 && cols >= 0, "softplus_sum", "negative size");
-    NEED(ld_ok(ldp, rows), "softplus_sum", "ldp=%d < rows=%d", ldp, rows);
-    if (!cols) return NG_OK;
-    NEED(y && (pre || !rows), "softplus_sum", "NULL pointer");
-    return be->iface->softplus_sum(be, rows, cols, pre, ldp, bias, beta, alpha, gamma, y);
+    ng_op_args a = {.op = NG_OP_SOFTPLUS_SUM,
+                    .softplus_sum = {rows, cols, pre, ldp, bias, beta, alpha, gamma, y}};
+    return ng_run_op(be, &a);
 }
 ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count, float *out,
                            int ldo) {
-    NEED_SLOT(be, binary_states, "binary_states");
-    NEED(nbits >= 1 && nbits <= 62, "binary_states", "nbits=%d outside 1..62", nbits);
-    NEED(count >= 0, "binary_states", "negative count");
-    NEED(ld_ok(ldo, nbits), "binary_states", "ldo=%d < nbits=%d", ldo, nbits);
-    if (!count) return NG_OK;
-    NEED(out, "binary_states", "NULL pointer");
-    return be->iface->binary_states(be, nbits, first, count, out, ldo);
+    ng_op_args a = {.op = NG_OP_BINARY_STATES, .binary_states = {nbits, first, count, out, ldo}};
+    return ng_run_op(be, &a);
 }
-ng_status ng_fill_uniform(ng_backend *be, size_t n, float *out, uint64_t key, uint64_t step) {
-    NEED_SLOT(be, fill_uniform, "fill_uniform");
-    if (!n) return NG_OK;
-    NEED(out, "fill_uniform", "NULL pointer");
-    return be->iface->fill_uniform(be, n, out, key, step);
-}
-ng_status ng_fill(ng_backend *be, size_t n, float value, float *out) {
-    NEED_SLOT(be, fill, "fill");
-    if (!n) return NG_OK;
-    NEED(out, "fill", "NULL pointer");
-    return be->iface->fill(be, n, value, out);
-}
-
-#define LAPACK_WRAP(fn, T, op)                                                               \
-    ng_status ng_##fn(ng_backend *be, int n, T *A, int lda, int *info) {                     \
-        NEED_SLOT(be, fn, op);                                                               \
-        NEED(n >= 0 && ld_ok(lda, n), op, "n=%d lda=%d", n, lda);                            \
-        NEED(info && (A || !n), op, "NULL pointer");                                         \
-        return be->iface->fn(be, n, A, lda, info);                                           \
-    }
-LAPACK_WRAP(potrf, float, "potrf")
-LAPACK_WRAP(potri, float, "potri")
-LAPACK_WRAP(potrf_d, double, "potrf_d")
-LAPACK_WRAP(potri_d, double, "potri_d")
-
-ng_status ng_syevd(ng_backend *be, int n, float *A, int lda, float *w, int *info) {
-    NEED_SLOT(be, syevd, "syevd");
-    NEED(n >= 0 && ld_ok(lda, n), "syevd", "n=%d lda=%d", n, lda);
-    NEED(info && ((A && w) || !n), "syevd", "NULL pointer");
-    return be->iface->syevd(be, n, A, lda, w, info);
-}
-ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info) {
-    NEED_SLOT(be, syevd_d, "syevd_d");
-    NEED(n >= 0 && ld_ok(lda, n), "syevd_d", "n=%d lda=%d", n, lda);
-    NEED(info && ((A && w) || !n), "syevd_d", "NULL pointer");
-    return be->iface->syevd_d(be, n, A, lda, w, info);
-}
-ng_status ng_to_double(ng_backend *be, size_t n, const float *x, double *y) {
-    NEED_SLOT(be, to_double, "to_double");
-    if (!n) return NG_OK;
-    NEED(x && y, "to_double", "NULL pointer");
-    return be->iface->to_double(be, n, x, y);
-}
-ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y) {
-    NEED_SLOT(be, to_float, "to_float");
-    if (!n) return NG_OK;
-    NEED(x && y, "to_float", "NULL pointer");
-    return be->iface->to_float(be, n, x, y);
-}
-
 ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
-    NEED_SLOT(be, symmetrize_lower, "symmetrize_lower");
-    NEED(n >= 0 && ld_ok(lda, n), "symmetrize_lower", "n=%d lda=%d", n, lda);
-    NEED(shift - shift == 0.0f, "symmetrize_lower", "shift %g is not finite", (double)shift);
-    if (!n) return NG_OK;
-    NEED(A, "symmetrize_lower", "NULL pointer");
-    return be->iface->symmetrize_lower(be, n, A, lda, shift);
-}
-ng_status ng_fang_regress(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
-                          const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
-                          const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
-                          float *beta_v, float *beta_h, float *sigma2, int ldo) {
-    NEED_SLOT(be, fang_regress, "fang_regress");
-    NEED(nh >= 0 && nv >= 0, "fang_regress", "negative size nh=%d nv=%d", nh, nv);
-    NEED(ld_ok(ldm, nh), "fang_regress", "ldm=%d < nh=%d", ldm, nh);
-    NEED(ld_ok(ldo, nh), "fang_regress", "ldo=%d < nh=%d", ldo, nh);
-    NEED(lambda >= 0.0f && lambda - lambda == 0.0f, "fang_regress",
-         "lambda %g must be finite and >= 0", (double)lambda);
-    if (!nh || !nv) return NG_OK;
-    NEED(Evh && Ev2h && Evh2 && Ev2h2 && mu_v && mu_h && Ev2 && Eh2, "fang_regress",
-         "NULL moment pointer");
-    NEED(beta_v && beta_h && sigma2, "fang_regress", "NULL output pointer");
-    return be->iface->fang_regress(be, nh, nv, Evh, Ev2h, Evh2, Ev2h2, ldm, mu_v, mu_h, Ev2, Eh2,
-                                   lambda, beta_v, beta_h, sigma2, ldo);
-}
-ng_status ng_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg, const float *ga,
-                           const float *gb, const float *beta_v, const float *beta_h,
-                           const float *sigma2, int ldb, float *pv, float *ph, int ldp) {
-    NEED_SLOT(be, fang_residual, "fang_residual");
-    NEED(nh >= 0 && nv >= 0, "fang_residual", "negative size nh=%d nv=%d", nh, nv);
-    NEED(ld_ok(ldg, nh), "fang_residual", "ldg=%d < nh=%d", ldg, nh);
-    NEED(ld_ok(ldb, nh), "fang_residual", "ldb=%d < nh=%d", ldb, nh);
-    NEED(ld_ok(ldp, nh), "fang_residual", "ldp=%d < nh=%d", ldp, nh);
-    if (!nh || !nv) return NG_OK;
-    NEED(G && ga && gb && beta_v && beta_h && sigma2 && pv && ph, "fang_residual", "NULL pointer");
-    return be->iface->fang_residual(be, nh, nv, G, ldg, ga, gb, beta_v, beta_h, sigma2, ldb, pv,
-                                    ph, ldp);
+    ng_op_args a = {.op = NG_OP_SYMMETRIZE_LOWER, .symmetrize_lower = {n, A, lda, shift}};
+    return ng_run_op(be, &a);
 }
 
 void ng_range_push(const char *name) {

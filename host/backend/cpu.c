@@ -11,6 +11,7 @@
 
 #include "backend/cpu_blas.h"
 #include "natgrad/backend.h"
+#include "natgrad/log.h"
 #include "ng_math.h"
 
 static ng_status cpu_alloc(ng_backend *be, size_t bytes, void **ptr) {
@@ -34,6 +35,31 @@ static ng_status cpu_copy(ng_backend *be, void *dst, const void *src, size_t byt
     return NG_OK;
 }
 static ng_status cpu_sync(ng_backend *be) { return NG_OK; }
+
+/* Pinned memory is ordinary memory here, and transfers are plain copies (already complete when the
+ * call returns, which satisfies the asynchronous contract). */
+static ng_status cpu_alloc_host(ng_backend *be, size_t bytes, void **ptr) { return cpu_alloc(be, bytes, ptr); }
+
+/* An event is the time it was recorded (everything before it has completed by then). */
+typedef struct cpu_event {
+    double t;
+} cpu_event;
+static ng_status cpu_event_create(ng_backend *be, void **ev) {
+    cpu_event *e = (cpu_event *)calloc(1, sizeof *e);
+    if (!e) return ng_error(NG_ERR_OOM, "cpu: out of memory for an event");
+    *ev = e;
+    return NG_OK;
+}
+static void cpu_event_destroy(ng_backend *be, void *ev) { free(ev); }
+static ng_status cpu_event_record(ng_backend *be, void *ev) {
+    ((cpu_event *)ev)->t = ng_time_s();
+    return NG_OK;
+}
+static ng_status cpu_event_nop(ng_backend *be, void *ev) { return NG_OK; }
+static ng_status cpu_event_elapsed(ng_backend *be, void *a, void *b, float *ms) {
+    *ms = (float)(1e3 * (((cpu_event *)b)->t - ((cpu_event *)a)->t));
+    return NG_OK;
+}
 
 static ng_status cpu_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
@@ -86,19 +112,6 @@ static ng_status cpu_gemv(ng_backend *be, int trans, int m, int n, float alpha, 
     return NG_OK;
 }
 
-static ng_status cpu_axpby(ng_backend *be, size_t n, float alpha, const float *x, float beta,
-                           float *y) {
-    long i;
-    if (beta == 0.0f) {
-#pragma omp parallel for if (n > 65536) schedule(static)
-        for (i = 0; i < (long)n; i++) y[i] = alpha * x[i];
-    } else {
-#pragma omp parallel for if (n > 65536) schedule(static)
-        for (i = 0; i < (long)n; i++) y[i] = alpha * x[i] + beta * y[i];
-    }
-    return NG_OK;
-}
-
 static ng_status cpu_scal(ng_backend *be, size_t n, float alpha, float *x) {
     long i;
 #pragma omp parallel for if (n > 65536) schedule(static)
@@ -119,6 +132,32 @@ static ng_status cpu_nrm2(ng_backend *be, size_t n, const float *x, float *r) {
     size_t i;
     for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
     *r = (float)sqrt(s);
+    return NG_OK;
+}
+
+static ng_status cpu_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, float *r) {
+    return cpu_dot(be, n, x, y, r);
+}
+static ng_status cpu_nrm2_dev(ng_backend *be, size_t n, const float *x, float *r) {
+    return cpu_nrm2(be, n, x, r);
+}
+
+static ng_status cpu_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, int k,
+                                          float alpha, const float *A, int lda, long long sa,
+                                          const float *B, int ldb, long long sb, float beta,
+                                          float *C, int ldc, long long sc, int count) {
+    int i;
+    for (i = 0; i < count; i++)
+        NG_TRY(cpu_gemm(be, ta, tb, m, n, k, alpha, A + (size_t)i * (size_t)sa, lda,
+                        B + (size_t)i * (size_t)sb, ldb, beta, C + (size_t)i * (size_t)sc, ldc));
+    return NG_OK;
+}
+
+static ng_status cpu_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
+                          float alpha, const float *A, int lda, float *B, int ldb) {
+    cblas_strsm(CblasColMajor, right ? CblasRight : CblasLeft, lower ? CblasLower : CblasUpper,
+                trans ? CblasTrans : CblasNoTrans, unit ? CblasUnit : CblasNonUnit, m, n, alpha, A,
+                lda, B, ldb);
     return NG_OK;
 }
 
@@ -148,12 +187,17 @@ static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, c
     return NG_OK;
 }
 
-/* Visit every logical element i = r + rows*c of a (rows, cols) matrix in blocks of 4 so that one
- * Philox evaluation serves 4 consecutive elements (word i & 3 of block i >> 2). */
-static ng_status cpu_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                                  const float *bias, float beta, const float *base, float *prob,
-                                  int ldq, float *sample, int lds, uint64_t key, uint64_t step) {
-    long n = (long)rows * cols, nblk = (n + 3) / 4, b;
+/* ---- elementwise families (run_op): one loop per op around its ng_math.h body ---------- */
+
+/* Philox-driven ops visit their logical elements i in groups of four, i = 4g .. 4g+3, one Philox
+ * evaluation per group (ng_uniform4_at), exactly as the kernels do. */
+static void cpu_gibbs_sample(const ng_op_args *a) {
+    const int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
+    const float *pre = a->gibbs_sample.pre, *bias = a->gibbs_sample.bias, *base = a->gibbs_sample.base;
+    const float beta = a->gibbs_sample.beta;
+    float *prob = a->gibbs_sample.prob, *sample = a->gibbs_sample.sample;
+    const int ldp = a->gibbs_sample.ldp, ldq = a->gibbs_sample.ldq, lds = a->gibbs_sample.lds;
+    long n = (long)rows * cols, ngroups = (n + 3) / 4, g;
     if (!sample) { /* probabilities only: no random words needed */
         int c;
 #pragma omp parallel for if (n > 16384) schedule(static)
@@ -164,83 +208,192 @@ static ng_status cpu_gibbs_sample(ng_backend *be, int rows, int cols, const floa
                     ng_sigmoid(ng_gibbs_input(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta,
                                               base ? base[r] : 0.0f));
         }
-        return NG_OK;
+        return;
     }
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (b = 0; b < nblk; b++) {
-        ng_u32x4 ctr, o;
-        uint32_t words[4];
+    for (g = 0; g < ngroups; g++) {
+        float u[4];
         int j;
-        ctr.x = (uint32_t)b;
-        ctr.y = (uint32_t)((uint64_t)b >> 32);
-        ctr.z = (uint32_t)step;
-        ctr.w = (uint32_t)(step >> 32);
-        o = ng_philox4x32(ctr, (uint32_t)key, (uint32_t)(key >> 32), 10);
-        words[0] = o.x;
-        words[1] = o.y;
-        words[2] = o.z;
-        words[3] = o.w;
-        for (j = 0; j < 4; j++) {
-            long i = b * 4 + j;
-            int r, c;
-            float p, s;
-            if (i >= n) break;
-            r = (int)(i % rows);
-            c = (int)(i / rows);
+        ng_uniform4_at(a->gibbs_sample.key, a->gibbs_sample.step, (uint64_t)g, u);
+        for (j = 0; j < 4 && g * 4 + j < n; j++) {
+            long i = g * 4 + j;
+            int r = (int)(i % rows), c = (int)(i / rows);
+            float p, smp;
             ng_gibbs_unit(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta,
-                          base ? base[r] : 0.0f, ng_u32_to_uniform(words[j]), &p, &s);
+                          base ? base[r] : 0.0f, u[j], &p, &smp);
             if (prob) prob[r + (size_t)c * ldq] = p;
-            if (sample) sample[r + (size_t)c * lds] = s;
+            sample[r + (size_t)c * lds] = smp;
         }
     }
-    return NG_OK;
 }
 
-static ng_status cpu_bernoulli(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
-                               uint64_t step) {
-    long i;
+static void cpu_bernoulli(const ng_op_args *a) {
+    const long n = (long)a->bernoulli.n, ngroups = (n + 3) / 4;
+    const float *p = a->bernoulli.p;
+    float *out = a->bernoulli.out;
+    long g;
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (i = 0; i < (long)n; i++) out[i] = ng_bernoulli_draw(p[i], ng_uniform_at(key, step, (uint64_t)i));
-    return NG_OK;
+    for (g = 0; g < ngroups; g++) {
+        float u[4];
+        int j;
+        ng_uniform4_at(a->bernoulli.key, a->bernoulli.step, (uint64_t)g, u);
+        for (j = 0; j < 4 && g * 4 + j < n; j++) out[g * 4 + j] = ng_bernoulli_draw(p[g * 4 + j], u[j]);
+    }
 }
 
-static ng_status cpu_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                                  const float *bias, float beta, float alpha, float gamma,
-                                  float *y) {
+static void cpu_fill_uniform(const ng_op_args *a) {
+    const long n = (long)a->fill_uniform.n, ngroups = (n + 3) / 4;
+    float *out = a->fill_uniform.out;
+    long g;
+#pragma omp parallel for if (n > 16384) schedule(static)
+    for (g = 0; g < ngroups; g++) {
+        float u[4];
+        int j;
+        ng_uniform4_at(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)g, u);
+        for (j = 0; j < 4 && g * 4 + j < n; j++) out[g * 4 + j] = u[j];
+    }
+}
+
+static void cpu_fill(const ng_op_args *a) {
+    size_t i;
+    for (i = 0; i < a->fill.n; i++) a->fill.out[i] = a->fill.value;
+}
+
+static void cpu_axpby(const ng_op_args *a) {
+    const long n = (long)a->axpby.n;
+    const float alpha = a->axpby.alpha, beta = a->axpby.beta, *x = a->axpby.x;
+    float *y = a->axpby.y;
+    long i;
+    if (beta == 0.0f) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+        for (i = 0; i < n; i++) y[i] = ng_axpby_elem(alpha, x[i], 0.0f, 0.0f);
+    } else {
+#pragma omp parallel for if (n > 65536) schedule(static)
+        for (i = 0; i < n; i++) y[i] = ng_axpby_elem(alpha, x[i], beta, y[i]);
+    }
+}
+
+static void cpu_axpby_dev(const ng_op_args *a) {
+    const long n = (long)a->axpby_dev.n;
+    const float ra = ng_ratio(a->axpby_dev.a_num, a->axpby_dev.a_den);
+    const float rb = ng_ratio(a->axpby_dev.b_num, a->axpby_dev.b_den);
+    const float ca = a->axpby_dev.ca, cb = a->axpby_dev.cb, *x = a->axpby_dev.x;
+    float *y = a->axpby_dev.y;
+    long i;
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (i = 0; i < n; i++) y[i] = ng_axpby_dev_elem(ca, ra, x[i], cb, rb, cb != 0.0f ? y[i] : 0.0f);
+}
+
+static void cpu_convert(const ng_op_args *a) {
+    size_t i, n = a->convert.n;
+    if (a->convert.from == a->convert.to) {
+        memmove(a->convert.y, a->convert.x, n * ng_dtype_size(a->convert.from));
+    } else if (a->convert.from == NG_F32) {
+        const float *x = (const float *)a->convert.x;
+        double *y = (double *)a->convert.y;
+        for (i = 0; i < n; i++) y[i] = (double)x[i];
+    } else {
+        const double *x = (const double *)a->convert.x;
+        float *y = (float *)a->convert.y;
+        for (i = 0; i < n; i++) y[i] = (float)x[i];
+    }
+}
+
+static void cpu_softplus_sum(const ng_op_args *a) {
+    const int rows = a->softplus_sum.rows, cols = a->softplus_sum.cols, ldp = a->softplus_sum.ldp;
+    const float *pre = a->softplus_sum.pre, *bias = a->softplus_sum.bias;
+    const float beta = a->softplus_sum.beta, alpha = a->softplus_sum.alpha, gamma = a->softplus_sum.gamma;
+    float *y = a->softplus_sum.y;
     int c;
 #pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
     for (c = 0; c < cols; c++) {
         double s = 0.0;
         int r;
         for (r = 0; r < rows; r++)
-            s += ng_softplus(beta * (pre[r + (size_t)c * ldp] + (bias ? bias[r] : 0.0f)));
-        y[c] = (float)(alpha * s) + (gamma == 0.0f ? 0.0f : gamma * y[c]);
+            s += (double)ng_softplus_term(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta);
+        y[c] = ng_sum_combine(s, alpha, gamma, gamma != 0.0f ? y[c] : 0.0f);
     }
-    return NG_OK;
 }
 
-static ng_status cpu_binary_states(ng_backend *be, int nbits, uint64_t first, int count,
-                                   float *out, int ldo) {
+static void cpu_binary_states(const ng_op_args *a) {
+    const int nbits = a->binary_states.nbits, count = a->binary_states.count, ldo = a->binary_states.ldo;
+    const uint64_t first = a->binary_states.first;
+    float *out = a->binary_states.out;
     int c;
 #pragma omp parallel for if ((long)nbits * count > 65536) schedule(static)
     for (c = 0; c < count; c++) {
         int b;
         for (b = 0; b < nbits; b++) out[b + (size_t)c * ldo] = ng_state_bit(first + (uint64_t)c, b);
     }
-    return NG_OK;
 }
 
-static ng_status cpu_fill_uniform(ng_backend *be, size_t n, float *out, uint64_t key,
-                                  uint64_t step) {
-    long i;
-#pragma omp parallel for if (n > 16384) schedule(static)
-    for (i = 0; i < (long)n; i++) out[i] = ng_uniform_at(key, step, (uint64_t)i);
-    return NG_OK;
+static void cpu_symmetrize_lower(const ng_op_args *a) {
+    const int n = a->symmetrize_lower.n, lda = a->symmetrize_lower.lda;
+    const float shift = a->symmetrize_lower.shift;
+    float *A = a->symmetrize_lower.A;
+    int c;
+#pragma omp parallel for if ((long)n * n > 65536) schedule(static)
+    for (c = 0; c < n; c++) {
+        int r;
+        for (r = 0; r <= c; r++)
+            A[r + (size_t)c * lda] = ng_sym_lower_elem(r, c, A[c + (size_t)r * lda], shift);
+    }
 }
 
-static ng_status cpu_fill(ng_backend *be, size_t n, float value, float *out) {
-    size_t i;
-    for (i = 0; i < n; i++) out[i] = value;
+static void cpu_fang_regress(const ng_op_args *a) {
+    const int nh = a->fang_regress.nh, nv = a->fang_regress.nv;
+    const int ldm = a->fang_regress.ldm, ldo = a->fang_regress.ldo;
+    int i;
+#pragma omp parallel for if ((long)nh * nv > 16384) schedule(static)
+    for (i = 0; i < nv; i++) {
+        int j;
+        for (j = 0; j < nh; j++) {
+            size_t m = j + (size_t)i * ldm, o = j + (size_t)i * ldo;
+            ng_fang_regress_pair(a->fang_regress.Evh[m], a->fang_regress.Ev2h[m], a->fang_regress.Evh2[m],
+                                 a->fang_regress.Ev2h2[m], a->fang_regress.mu_v[i], a->fang_regress.mu_h[j],
+                                 a->fang_regress.Ev2[i], a->fang_regress.Eh2[j], a->fang_regress.lambda,
+                                 &a->fang_regress.beta_v[o], &a->fang_regress.beta_h[o],
+                                 &a->fang_regress.sigma2[o]);
+        }
+    }
+}
+
+static void cpu_fang_residual(const ng_op_args *a) {
+    const int nh = a->fang_residual.nh, nv = a->fang_residual.nv;
+    const int ldg = a->fang_residual.ldg, ldb = a->fang_residual.ldb, ldp = a->fang_residual.ldp;
+    float *G = a->fang_residual.G;
+    int i;
+#pragma omp parallel for if ((long)nh * nv > 65536) schedule(static)
+    for (i = 0; i < nv; i++) {
+        int j;
+        for (j = 0; j < nh; j++) {
+            size_t g = j + (size_t)i * ldg, b = j + (size_t)i * ldb, p = j + (size_t)i * ldp;
+            ng_fang_residual_elem(G[g], a->fang_residual.ga[i], a->fang_residual.gb[j],
+                                  a->fang_residual.beta_v[b], a->fang_residual.beta_h[b],
+                                  a->fang_residual.sigma2[b], &G[g], &a->fang_residual.pv[p],
+                                  &a->fang_residual.ph[p]);
+        }
+    }
+}
+
+static int cpu_supports_op(ng_backend *be, ng_op op) { return (unsigned)op < NG_OP_COUNT; }
+
+static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
+    switch (a->op) {
+    case NG_OP_FILL: cpu_fill(a); break;
+    case NG_OP_FILL_UNIFORM: cpu_fill_uniform(a); break;
+    case NG_OP_BERNOULLI: cpu_bernoulli(a); break;
+    case NG_OP_AXPBY: cpu_axpby(a); break;
+    case NG_OP_AXPBY_DEV: cpu_axpby_dev(a); break;
+    case NG_OP_CONVERT: cpu_convert(a); break;
+    case NG_OP_GIBBS_SAMPLE: cpu_gibbs_sample(a); break;
+    case NG_OP_SOFTPLUS_SUM: cpu_softplus_sum(a); break;
+    case NG_OP_BINARY_STATES: cpu_binary_states(a); break;
+    case NG_OP_SYMMETRIZE_LOWER: cpu_symmetrize_lower(a); break;
+    case NG_OP_FANG_REGRESS: cpu_fang_regress(a); break;
+    case NG_OP_FANG_RESIDUAL: cpu_fang_residual(a); break;
+    default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
+    }
     return NG_OK;
 }
 
@@ -250,81 +403,33 @@ static ng_status lapack_info(const char *what, int info, int *info_host) {
     return NG_OK;
 }
 
-static ng_status cpu_potrf(ng_backend *be, int n, float *A, int lda, int *info) {
-    return lapack_info("spotrf", n ? LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', n, A, lda) : 0, info);
+static ng_status cpu_potrf(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info) {
+    if (dt == NG_F64)
+        return lapack_info("dpotrf", n ? LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, (double *)A, lda) : 0, info);
+    return lapack_info("spotrf", n ? LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', n, (float *)A, lda) : 0, info);
 }
-static ng_status cpu_potri(ng_backend *be, int n, float *A, int lda, int *info) {
-    return lapack_info("spotri", n ? LAPACKE_spotri(LAPACK_COL_MAJOR, 'L', n, A, lda) : 0, info);
+static ng_status cpu_potri(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info) {
+    if (dt == NG_F64)
+        return lapack_info("dpotri", n ? LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', n, (double *)A, lda) : 0, info);
+    return lapack_info("spotri", n ? LAPACKE_spotri(LAPACK_COL_MAJOR, 'L', n, (float *)A, lda) : 0, info);
 }
-static ng_status cpu_syevd(ng_backend *be, int n, float *A, int lda, float *w, int *info) {
-    return lapack_info("ssyevd", n ? LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'L', n, A, lda, w) : 0,
+static ng_status cpu_potrs(ng_backend *be, ng_dtype dt, int n, int nrhs, const void *A, int lda,
+                           void *B, int ldb, int *info) {
+    if (!n || !nrhs) return lapack_info("potrs", 0, info);
+    if (dt == NG_F64)
+        return lapack_info("dpotrs", LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', n, nrhs, (const double *)A, lda,
+                                                    (double *)B, ldb), info);
+    return lapack_info("spotrs", LAPACKE_spotrs(LAPACK_COL_MAJOR, 'L', n, nrhs, (const float *)A, lda,
+                                                (float *)B, ldb), info);
+}
+static ng_status cpu_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w, int *info) {
+    if (dt == NG_F64)
+        return lapack_info("dsyevd",
+                           n ? LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', n, (double *)A, lda, (double *)w) : 0,
+                           info);
+    return lapack_info("ssyevd",
+                       n ? LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'L', n, (float *)A, lda, (float *)w) : 0,
                        info);
-}
-static ng_status cpu_potrf_d(ng_backend *be, int n, double *A, int lda, int *info) {
-    return lapack_info("dpotrf", n ? LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, A, lda) : 0, info);
-}
-static ng_status cpu_potri_d(ng_backend *be, int n, double *A, int lda, int *info) {
-    return lapack_info("dpotri", n ? LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', n, A, lda) : 0, info);
-}
-static ng_status cpu_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info) {
-    return lapack_info("dsyevd", n ? LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', n, A, lda, w) : 0,
-                       info);
-}
-static ng_status cpu_to_double(ng_backend *be, size_t n, const float *x, double *y) {
-    size_t i;
-    for (i = 0; i < n; i++) y[i] = (double)x[i];
-    return NG_OK;
-}
-static ng_status cpu_to_float(ng_backend *be, size_t n, const double *x, float *y) {
-    size_t i;
-    for (i = 0; i < n; i++) y[i] = (float)x[i];
-    return NG_OK;
-}
-
-static ng_status cpu_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
-    int c;
-#pragma omp parallel for if ((long)n * n > 65536) schedule(static)
-    for (c = 0; c < n; c++) {
-        int r;
-        for (r = 0; r <= c; r++)
-            A[r + (size_t)c * lda] = ng_sym_lower_elem(r, c, A[c + (size_t)r * lda], shift);
-    }
-    return NG_OK;
-}
-
-static ng_status cpu_fang_regress(ng_backend *be, int nh, int nv, const float *Evh,
-                                  const float *Ev2h, const float *Evh2, const float *Ev2h2,
-                                  int ldm, const float *mu_v, const float *mu_h, const float *Ev2,
-                                  const float *Eh2, float lambda, float *beta_v, float *beta_h,
-                                  float *sigma2, int ldo) {
-    int i;
-#pragma omp parallel for if ((long)nh * nv > 16384) schedule(static)
-    for (i = 0; i < nv; i++) {
-        int j;
-        for (j = 0; j < nh; j++) {
-            size_t m = j + (size_t)i * ldm, o = j + (size_t)i * ldo;
-            ng_fang_regress_pair(Evh[m], Ev2h[m], Evh2[m], Ev2h2[m], mu_v[i], mu_h[j], Ev2[i],
-                                 Eh2[j], lambda, &beta_v[o], &beta_h[o], &sigma2[o]);
-        }
-    }
-    return NG_OK;
-}
-
-static ng_status cpu_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg,
-                                   const float *ga, const float *gb, const float *beta_v,
-                                   const float *beta_h, const float *sigma2, int ldb, float *pv,
-                                   float *ph, int ldp) {
-    int i;
-#pragma omp parallel for if ((long)nh * nv > 65536) schedule(static)
-    for (i = 0; i < nv; i++) {
-        int j;
-        for (j = 0; j < nh; j++) {
-            size_t g = j + (size_t)i * ldg, b = j + (size_t)i * ldb, p = j + (size_t)i * ldp;
-            ng_fang_residual_elem(G[g], ga[i], gb[j], beta_v[b], beta_h[b], sigma2[b], &G[g],
-                                  &pv[p], &ph[p]);
-        }
-    }
-    return NG_OK;
 }
 
 static void cpu_destroy(ng_backend *be) { free(be); }
@@ -339,32 +444,34 @@ static const struct ng_backend_i cpu_iface = {
     .memset0 = cpu_memset0,
     .copy = cpu_copy,
     .synchronize = cpu_sync,
+    .alloc_host = cpu_alloc_host,
+    .free_host = cpu_free,
+    .set_async = cpu_set,
+    .get_async = cpu_set,
+    .event_create = cpu_event_create,
+    .event_destroy = cpu_event_destroy,
+    .event_record = cpu_event_record,
+    .event_wait = cpu_event_nop,
+    .event_synchronize = cpu_event_nop,
+    .event_elapsed = cpu_event_elapsed,
     .gemm = cpu_gemm,
+    .gemm_strided_batched = cpu_gemm_strided_batched,
     .syrk = cpu_syrk,
     .gemv = cpu_gemv,
-    .axpby = cpu_axpby,
+    .trsm = cpu_trsm,
     .scal = cpu_scal,
     .dot = cpu_dot,
     .nrm2 = cpu_nrm2,
+    .dot_dev = cpu_dot_dev,
+    .nrm2_dev = cpu_nrm2_dev,
     .sum_cols = cpu_sum_cols,
     .sum_rows = cpu_sum_rows,
-    .gibbs_sample = cpu_gibbs_sample,
-    .bernoulli = cpu_bernoulli,
-    .softplus_sum = cpu_softplus_sum,
-    .binary_states = cpu_binary_states,
-    .fill_uniform = cpu_fill_uniform,
-    .fill = cpu_fill,
     .potrf = cpu_potrf,
     .potri = cpu_potri,
+    .potrs = cpu_potrs,
     .syevd = cpu_syevd,
-    .potrf_d = cpu_potrf_d,
-    .potri_d = cpu_potri_d,
-    .syevd_d = cpu_syevd_d,
-    .to_double = cpu_to_double,
-    .to_float = cpu_to_float,
-    .symmetrize_lower = cpu_symmetrize_lower,
-    .fang_regress = cpu_fang_regress,
-    .fang_residual = cpu_fang_residual,
+    .supports_op = cpu_supports_op,
+    .run_op = cpu_run_op,
 };
 
 ng_status ng_backend_cpu_init(ng_backend **out) {

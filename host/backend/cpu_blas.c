@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+#include <omp.h>
 
 void ng_cpu_blas_describe(char *buf, size_t len) {
     const char *cfg = openblas_get_config();
@@ -38,10 +40,10 @@ const char *ng_cpu_blas_pick_coretype(const char *core, int avx512, int avx2_fma
     return NULL;
 }
 
-const char *ng_cpu_blas_better_coretype(void) {
+/* The coretype the running kernel should be replaced by, whatever set it (NULL: it fits). */
+static const char *running_kernel_upgrade(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     int avx512, avx2;
-    if (getenv("OPENBLAS_CORETYPE")) return NULL;
     __builtin_cpu_init();
     avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
@@ -50,6 +52,19 @@ const char *ng_cpu_blas_better_coretype(void) {
 #else
     return NULL;
 #endif
+}
+
+const char *ng_cpu_blas_better_coretype(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return NULL;
+    return running_kernel_upgrade();
+}
+
+int ng_cpu_blas_kernel_fits(void) { return running_kernel_upgrade() == NULL; }
+
+void ng_cpu_set_threads(int n) {
+    if (n < 1) return;
+    openblas_set_num_threads(n);
+    omp_set_num_threads(n);
 }
 
 void ng_cpu_blas_reexec(int argc, char **argv) {

@@ -1,6 +1,7 @@
 /* cuda.c: the CUDA backend (struct ng_backend_i on one NVIDIA GPU). Memory through cudart on one
- * stream, BLAS through cuBLAS, LAPACK through cuSOLVER (dense), elementwise families through the
- * launchers of kernels/ (ng_kernels.h). Column-major everywhere, so natgrad's (rows, cols, ld)
+ * stream, BLAS through cuBLAS, LAPACK through cuSOLVER (dense), elementwise families (run_op) through
+ * the launchers of kernels/ (ng_kernels.h). Several backends may coexist, one per device: the
+ * wrappers call activate (cudaSetDevice) before every slot. Column-major everywhere, so natgrad's (rows, cols, ld)
  * maps onto cuBLAS/cuSOLVER arguments unchanged; every op is queued on the backend's stream, and
  * only get/set, dot/nrm2 and the LAPACK slots (which return info to the host) wait for it.
  * Workspaces (cuSOLVER work, the vector of ones for row/column sums) are allocated on first use
@@ -16,12 +17,14 @@
 
 #ifndef NG_HAVE_CUDA
 
-ng_status ng_backend_cuda_init(ng_backend **out) {
+ng_status ng_backend_cuda_init(int index, ng_backend **out) {
+    (void)index;
     if (out != NULL) *out = NULL;
     return ng_error(NG_ERR_NO_DEVICE, "built without CUDA (NG_CUDA=0)");
 }
 
 int ng_cuda_compiled(void) { return 0; }
+int ng_cuda_device_count(void) { return 0; }
 
 #else /* NG_HAVE_CUDA */
 
@@ -31,6 +34,7 @@ int ng_cuda_compiled(void) { return 0; }
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
+#include "ng_cuda_check.h"
 #include "ng_kernels.h"
 
 /* ---- checks: a failing call becomes an ng_status naming the statement, file and line -------- */
@@ -83,18 +87,6 @@ static ng_status cusolver_status_code(cusolverStatus_t s) {
     return NG_ERR_BACKEND;
 }
 
-/* The cudart check also clears the runtime's last-error slot, so that a non-sticky failure here
- * is not reported again by the next launcher's cudaGetLastError. */
-#define NG_CUDA_CHECK(call)                                                                     \
-    do {                                                                                        \
-        cudaError_t ng_e_ = (call);                                                             \
-        if (ng_e_ != cudaSuccess) {                                                             \
-            (void)cudaGetLastError();                                                           \
-            return ng_error(NG_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,                    \
-                            cudaGetErrorString(ng_e_), __FILE__, __LINE__);                     \
-        }                                                                                       \
-    } while (0)
-
 #define NG_CUBLAS_CHECK(call)                                                                   \
     do {                                                                                        \
         cublasStatus_t ng_b_ = (call);                                                          \
@@ -114,7 +106,7 @@ static ng_status cusolver_status_code(cusolverStatus_t s) {
 /* ---- context ------------------------------------------------------------------------------ */
 
 typedef struct cuda_ctx {
-    int device;
+    int device;                /* ordinal; made current before every call (activate) */
     cudaStream_t stream;       /* every op is queued here; be->stream is the same */
     cublasHandle_t blas;       /* bound to stream, host pointer mode, default (FP32) math */
     cusolverDnHandle_t solver; /* bound to stream */
@@ -197,6 +189,11 @@ static ng_status cuda_read_info(cuda_ctx *c, const char *op, int *info_host) {
 
 /* ---- memory ------------------------------------------------------------------------------- */
 
+static ng_status cuda_activate(ng_backend *be) {
+    NG_CUDA_CHECK(cudaSetDevice(ctx_of(be)->device));
+    return NG_OK;
+}
+
 static ng_status cuda_alloc(ng_backend *be, size_t bytes, void **ptr) {
     (void)be;
     return cuda_malloc(ptr, bytes, "a tensor");
@@ -207,7 +204,6 @@ static void cuda_free(ng_backend *be, void *ptr) { cuda_release(ctx_of(be), ptr)
 /* dst (device) = src_host; returns once src_host may be reused. */
 static ng_status cuda_set(ng_backend *be, void *dst, const void *src_host, size_t bytes) {
     cuda_ctx *c = ctx_of(be);
-    if (bytes == 0) return NG_OK;
     NG_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
     NG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return NG_OK;
@@ -216,26 +212,88 @@ static ng_status cuda_set(ng_backend *be, void *dst, const void *src_host, size_
 /* dst_host = src (device), after all queued work; returns once dst_host holds the data. */
 static ng_status cuda_get(ng_backend *be, void *dst_host, const void *src, size_t bytes) {
     cuda_ctx *c = ctx_of(be);
-    if (bytes == 0) return NG_OK;
     NG_CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, c->stream));
     NG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return NG_OK;
 }
 
 static ng_status cuda_memset0(ng_backend *be, void *dst, size_t bytes) {
-    if (bytes == 0) return NG_OK;
     NG_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_of(be)->stream));
     return NG_OK;
 }
 
 static ng_status cuda_copy(ng_backend *be, void *dst, const void *src, size_t bytes) {
-    if (bytes == 0 || dst == src) return NG_OK;
     NG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
     return NG_OK;
 }
 
 static ng_status cuda_synchronize(ng_backend *be) {
     NG_CUDA_CHECK(cudaStreamSynchronize(ctx_of(be)->stream));
+    return NG_OK;
+}
+
+/* Pinned host memory: transfers from it are truly asynchronous. */
+static ng_status cuda_alloc_host(ng_backend *be, size_t bytes, void **ptr) {
+    cudaError_t e = cudaMallocHost(ptr, bytes ? bytes : 1);
+    (void)be;
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        *ptr = NULL;
+        return ng_error(e == cudaErrorMemoryAllocation ? NG_ERR_OOM : NG_ERR_BACKEND,
+                        "cuda: cudaMallocHost of %zu bytes failed: %s", bytes, cudaGetErrorString(e));
+    }
+    return NG_OK;
+}
+
+static void cuda_free_host(ng_backend *be, void *ptr) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->stream != NULL && cudaStreamSynchronize(c->stream) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaFreeHost(ptr) != cudaSuccess) (void)cudaGetLastError();
+}
+
+/* Queued on the stream; the host buffer must stay untouched until a later event completes. */
+static ng_status cuda_set_async(ng_backend *be, void *dst, const void *src_host, size_t bytes) {
+    NG_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx_of(be)->stream));
+    return NG_OK;
+}
+
+static ng_status cuda_get_async(ng_backend *be, void *dst_host, const void *src, size_t bytes) {
+    NG_CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_of(be)->stream));
+    return NG_OK;
+}
+
+static ng_status cuda_event_create(ng_backend *be, void **ev) {
+    cudaEvent_t e = NULL;
+    (void)be;
+    NG_CUDA_CHECK(cudaEventCreate(&e));
+    *ev = (void *)e;
+    return NG_OK;
+}
+
+static void cuda_event_destroy(ng_backend *be, void *ev) {
+    (void)be;
+    if (cudaEventDestroy((cudaEvent_t)ev) != cudaSuccess) (void)cudaGetLastError();
+}
+
+static ng_status cuda_event_record(ng_backend *be, void *ev) {
+    NG_CUDA_CHECK(cudaEventRecord((cudaEvent_t)ev, ctx_of(be)->stream));
+    return NG_OK;
+}
+
+static ng_status cuda_event_wait(ng_backend *be, void *ev) {
+    NG_CUDA_CHECK(cudaStreamWaitEvent(ctx_of(be)->stream, (cudaEvent_t)ev, 0));
+    return NG_OK;
+}
+
+static ng_status cuda_event_synchronize(ng_backend *be, void *ev) {
+    (void)be;
+    NG_CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)ev));
+    return NG_OK;
+}
+
+static ng_status cuda_event_elapsed(ng_backend *be, void *a, void *b, float *ms) {
+    (void)be;
+    NG_CUDA_CHECK(cudaEventElapsedTime(ms, (cudaEvent_t)a, (cudaEvent_t)b));
     return NG_OK;
 }
 
@@ -255,6 +313,23 @@ static ng_status cuda_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, 
     }
     NG_CUBLAS_CHECK(cublasSgemm(ctx_of(be)->blas, cuda_op(ta), cuda_op(tb), m, n, k, &alpha, A,
                                 lda, B, ldb, &beta, C, ldc));
+    return NG_OK;
+}
+
+static ng_status cuda_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, int k,
+                                           float alpha, const float *A, int lda, long long sa,
+                                           const float *B, int ldb, long long sb, float beta,
+                                           float *C, int ldc, long long sc, int count) {
+    if (k == 0 || alpha == 0.0f) {
+        int i;
+        if (beta == 1.0f) return NG_OK;
+        for (i = 0; i < count; i++)
+            NG_TRY(ng_cuda_scale_matrix(m, n, beta, C + (size_t)i * (size_t)sc, ldc, 0, be->stream));
+        return NG_OK;
+    }
+    NG_CUBLAS_CHECK(cublasSgemmStridedBatched(ctx_of(be)->blas, cuda_op(ta), cuda_op(tb), m, n, k,
+                                              &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc,
+                                              count));
     return NG_OK;
 }
 
@@ -289,11 +364,13 @@ static ng_status cuda_gemv(ng_backend *be, int trans, int m, int n, float alpha,
     return NG_OK;
 }
 
-/* y(n) = alpha x + beta y (one kernel; beta = 0 ignores y) */
-static ng_status cuda_axpby(ng_backend *be, size_t n, float alpha, const float *x, float beta,
-                            float *y) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_axpby(n, alpha, x, beta, y, be->stream);
+static ng_status cuda_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
+                           float alpha, const float *A, int lda, float *B, int ldb) {
+    NG_CUBLAS_CHECK(cublasStrsm(ctx_of(be)->blas, right ? CUBLAS_SIDE_RIGHT : CUBLAS_SIDE_LEFT,
+                                lower ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER,
+                                cuda_op(trans), unit ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT, m, n,
+                                &alpha, A, lda, B, ldb));
+    return NG_OK;
 }
 
 /* cuBLAS level-1 counts are int: longer vectors go in chunks of CUDA_CHUNK elements. */
@@ -317,8 +394,7 @@ static ng_status cuda_dot(ng_backend *be, size_t n, const float *x, const float 
     for (off = 0; off < n; off += CUDA_CHUNK) {
         size_t len = n - off < CUDA_CHUNK ? n - off : CUDA_CHUNK;
         float part = 0.0f;
-        NG_CUBLAS_CHECK(
-            cublasSdot(ctx_of(be)->blas, (int)len, x + off, 1, y + off, 1, &part));
+        NG_CUBLAS_CHECK(cublasSdot(ctx_of(be)->blas, (int)len, x + off, 1, y + off, 1, &part));
         acc += (double)part;
     }
     *result_host = (float)acc;
@@ -331,7 +407,7 @@ static ng_status cuda_nrm2(ng_backend *be, size_t n, const float *x, float *resu
     size_t off;
     if (n <= CUDA_CHUNK) {
         float r = 0.0f;
-        if (n > 0) NG_CUBLAS_CHECK(cublasSnrm2(ctx_of(be)->blas, (int)n, x, 1, &r));
+        NG_CUBLAS_CHECK(cublasSnrm2(ctx_of(be)->blas, (int)n, x, 1, &r));
         *result_host = r;
         return NG_OK;
     }
@@ -345,11 +421,39 @@ static ng_status cuda_nrm2(ng_backend *be, size_t n, const float *x, float *resu
     return NG_OK;
 }
 
+/* Device-pointer-mode reductions: the result is written to device memory by the stream, nothing
+ * waits. The handle goes back to host pointer mode before returning, whatever happened. */
+static ng_status cuda_device_mode_done(cuda_ctx *c, cublasStatus_t st, const char *what) {
+    cublasStatus_t back = cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_HOST);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return ng_error(cublas_status_code(st), "%s failed: %s (%d)", what, cublas_status_str(st), (int)st);
+    if (back != CUBLAS_STATUS_SUCCESS)
+        return ng_error(cublas_status_code(back), "cublasSetPointerMode(HOST) failed: %s", cublas_status_str(back));
+    return NG_OK;
+}
+
+static ng_status cuda_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, float *r) {
+    cuda_ctx *c = ctx_of(be);
+    if (n > (size_t)2147483647)
+        return ng_error(NG_ERR_UNSUPPORTED, "dot_dev: %zu elements exceed cuBLAS's int count", n);
+    if (n == 0) return ng_cuda_fill(1, 0.0f, r, c->stream);
+    NG_CUBLAS_CHECK(cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_DEVICE));
+    return cuda_device_mode_done(c, cublasSdot(c->blas, (int)n, x, 1, y, 1, r), "cublasSdot (device result)");
+}
+
+static ng_status cuda_nrm2_dev(ng_backend *be, size_t n, const float *x, float *r) {
+    cuda_ctx *c = ctx_of(be);
+    if (n > (size_t)2147483647)
+        return ng_error(NG_ERR_UNSUPPORTED, "nrm2_dev: %zu elements exceed cuBLAS's int count", n);
+    if (n == 0) return ng_cuda_fill(1, 0.0f, r, c->stream);
+    NG_CUBLAS_CHECK(cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_DEVICE));
+    return cuda_device_mode_done(c, cublasSnrm2(c->blas, (int)n, x, 1, r), "cublasSnrm2 (device result)");
+}
+
 /* y(rows) = alpha * A(rows,cols) 1(cols) + beta y: gemv N against the ones vector */
 static ng_status cuda_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A,
                                int lda, float beta, float *y) {
     cuda_ctx *c = ctx_of(be);
-    if (rows == 0) return NG_OK;
     if (cols == 0) return cuda_scale_only(be, rows, beta, y);
     NG_TRY(cuda_ones(c, (size_t)cols));
     NG_CUBLAS_CHECK(cublasSgemv(c->blas, CUBLAS_OP_N, rows, cols, &alpha, A, lda, c->ones, 1,
@@ -361,7 +465,6 @@ static ng_status cuda_sum_cols(ng_backend *be, int rows, int cols, float alpha, 
 static ng_status cuda_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A,
                                int lda, float beta, float *y) {
     cuda_ctx *c = ctx_of(be);
-    if (cols == 0) return NG_OK;
     if (rows == 0) return cuda_scale_only(be, cols, beta, y);
     NG_TRY(cuda_ones(c, (size_t)rows));
     NG_CUBLAS_CHECK(cublasSgemv(c->blas, CUBLAS_OP_T, rows, cols, &alpha, A, lda, c->ones, 1,
@@ -369,140 +472,159 @@ static ng_status cuda_sum_rows(ng_backend *be, int rows, int cols, float alpha, 
     return NG_OK;
 }
 
-/* ---- elementwise families (kernels/) ------------------------------------------------------- */
+/* ---- elementwise families (kernels/), one case per ng_op ------------------------------------ */
 
-static ng_status cuda_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                                   const float *bias, float beta, const float *base, float *prob,
-                                   int ldq, float *sample, int lds, uint64_t key, uint64_t step) {
-    if (rows == 0 || cols == 0) return NG_OK;
-    return ng_cuda_gibbs_sample(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample, lds,
-                                key, step, be->stream);
+static int cuda_supports_op(ng_backend *be, ng_op op) {
+    (void)be;
+    return (unsigned)op < NG_OP_COUNT;
 }
 
-static ng_status cuda_bernoulli(ng_backend *be, size_t n, const float *p, float *out,
-                                uint64_t key, uint64_t step) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_bernoulli(n, p, out, key, step, be->stream);
+static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
+    void *st = be->stream;
+    switch (a->op) {
+    case NG_OP_FILL: return ng_cuda_fill(a->fill.n, a->fill.value, a->fill.out, st);
+    case NG_OP_FILL_UNIFORM:
+        return ng_cuda_fill_uniform(a->fill_uniform.n, a->fill_uniform.out, a->fill_uniform.key,
+                                    a->fill_uniform.step, st);
+    case NG_OP_BERNOULLI:
+        return ng_cuda_bernoulli(a->bernoulli.n, a->bernoulli.p, a->bernoulli.out, a->bernoulli.key,
+                                 a->bernoulli.step, st);
+    case NG_OP_AXPBY:
+        return ng_cuda_axpby(a->axpby.n, a->axpby.alpha, a->axpby.x, a->axpby.beta, a->axpby.y, st);
+    case NG_OP_AXPBY_DEV:
+        return ng_cuda_axpby_dev(a->axpby_dev.n, a->axpby_dev.ca, a->axpby_dev.a_num,
+                                 a->axpby_dev.a_den, a->axpby_dev.x, a->axpby_dev.cb,
+                                 a->axpby_dev.b_num, a->axpby_dev.b_den, a->axpby_dev.y, st);
+    case NG_OP_CONVERT:
+        if (a->convert.from == a->convert.to) {
+            NG_CUDA_CHECK(cudaMemcpyAsync(a->convert.y, a->convert.x,
+                                          a->convert.n * ng_dtype_size(a->convert.from),
+                                          cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
+            return NG_OK;
+        }
+        if (a->convert.from == NG_F32)
+            return ng_cuda_to_double(a->convert.n, (const float *)a->convert.x, (double *)a->convert.y, st);
+        return ng_cuda_to_float(a->convert.n, (const double *)a->convert.x, (float *)a->convert.y, st);
+    case NG_OP_GIBBS_SAMPLE:
+        return ng_cuda_gibbs_sample(a->gibbs_sample.rows, a->gibbs_sample.cols, a->gibbs_sample.pre,
+                                    a->gibbs_sample.ldp, a->gibbs_sample.bias, a->gibbs_sample.beta,
+                                    a->gibbs_sample.base, a->gibbs_sample.prob, a->gibbs_sample.ldq,
+                                    a->gibbs_sample.sample, a->gibbs_sample.lds, a->gibbs_sample.key,
+                                    a->gibbs_sample.step, st);
+    case NG_OP_SOFTPLUS_SUM:
+        return ng_cuda_softplus_sum(a->softplus_sum.rows, a->softplus_sum.cols, a->softplus_sum.pre,
+                                    a->softplus_sum.ldp, a->softplus_sum.bias, a->softplus_sum.beta,
+                                    a->softplus_sum.alpha, a->softplus_sum.gamma, a->softplus_sum.y, st);
+    case NG_OP_BINARY_STATES:
+        return ng_cuda_binary_states(a->binary_states.nbits, a->binary_states.first,
+                                     a->binary_states.count, a->binary_states.out,
+                                     a->binary_states.ldo, st);
+    case NG_OP_SYMMETRIZE_LOWER:
+        return ng_cuda_symmetrize_lower(a->symmetrize_lower.n, a->symmetrize_lower.A,
+                                        a->symmetrize_lower.lda, a->symmetrize_lower.shift, st);
+    case NG_OP_FANG_REGRESS:
+        return ng_cuda_fang_regress(a->fang_regress.nh, a->fang_regress.nv, a->fang_regress.Evh,
+                                    a->fang_regress.Ev2h, a->fang_regress.Evh2, a->fang_regress.Ev2h2,
+                                    a->fang_regress.ldm, a->fang_regress.mu_v, a->fang_regress.mu_h,
+                                    a->fang_regress.Ev2, a->fang_regress.Eh2, a->fang_regress.lambda,
+                                    a->fang_regress.beta_v, a->fang_regress.beta_h,
+                                    a->fang_regress.sigma2, a->fang_regress.ldo, st);
+    case NG_OP_FANG_RESIDUAL:
+        return ng_cuda_fang_residual(a->fang_residual.nh, a->fang_residual.nv, a->fang_residual.G,
+                                     a->fang_residual.ldg, a->fang_residual.ga, a->fang_residual.gb,
+                                     a->fang_residual.beta_v, a->fang_residual.beta_h,
+                                     a->fang_residual.sigma2, a->fang_residual.ldb,
+                                     a->fang_residual.pv, a->fang_residual.ph, a->fang_residual.ldp, st);
+    default: return ng_error(NG_ERR_UNSUPPORTED, "cuda: op %d is not implemented", (int)a->op);
+    }
 }
 
-static ng_status cuda_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                                   const float *bias, float beta, float alpha, float gamma,
-                                   float *y) {
-    if (cols == 0) return NG_OK;
-    return ng_cuda_softplus_sum(rows, cols, pre, ldp, bias, beta, alpha, gamma, y, be->stream);
-}
-
-static ng_status cuda_binary_states(ng_backend *be, int nbits, uint64_t first, int count,
-                                    float *out, int ldo) {
-    if (nbits == 0 || count == 0) return NG_OK;
-    return ng_cuda_binary_states(nbits, first, count, out, ldo, be->stream);
-}
-
-static ng_status cuda_fill_uniform(ng_backend *be, size_t n, float *out, uint64_t key,
-                                   uint64_t step) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_fill_uniform(n, out, key, step, be->stream);
-}
-
-static ng_status cuda_fill(ng_backend *be, size_t n, float value, float *out) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_fill(n, value, out, be->stream);
-}
-
-static ng_status cuda_to_double(ng_backend *be, size_t n, const float *x, double *y) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_to_double(n, x, y, be->stream);
-}
-
-static ng_status cuda_to_float(ng_backend *be, size_t n, const double *x, float *y) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_to_float(n, x, y, be->stream);
-}
-
-/* ---- LAPACK (cuSOLVER dense), lower triangle, column-major (n,n) --------------------------- */
+/* ---- LAPACK (cuSOLVER dense), lower triangle, column-major (n,n), float32 or float64 --------- */
 
 /* A = L with L L^T = A (lower triangle overwritten; the strict upper triangle is not touched) */
-static ng_status cuda_potrf(ng_backend *be, int n, float *A, int lda, int *info_host) {
+static ng_status cuda_potrf(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info_host) {
     cuda_ctx *c = ctx_of(be);
     int lwork = 0;
     *info_host = 0;
     if (n == 0) return NG_OK;
-    NG_CUSOLVER_CHECK(
-        cusolverDnSpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda, &lwork));
-    NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
-    NG_CUSOLVER_CHECK(cusolverDnSpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda,
-                                       (float *)c->work, lwork, c->dev_info));
-    return cuda_read_info(c, "cusolverDnSpotrf", info_host);
+    if (dt == NG_F64) {
+        NG_CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
+                                                      (double *)A, lda, &lwork));
+        NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
+        NG_CUSOLVER_CHECK(cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
+                                           (double *)c->work, lwork, c->dev_info));
+    } else {
+        NG_CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
+                                                      (float *)A, lda, &lwork));
+        NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
+        NG_CUSOLVER_CHECK(cusolverDnSpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
+                                           (float *)c->work, lwork, c->dev_info));
+    }
+    return cuda_read_info(c, "cusolverDn?potrf", info_host);
 }
 
 /* lower triangle of A = (L L^T)^-1, L the lower Cholesky factor held in A */
-static ng_status cuda_potri(ng_backend *be, int n, float *A, int lda, int *info_host) {
+static ng_status cuda_potri(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info_host) {
     cuda_ctx *c = ctx_of(be);
     int lwork = 0;
     *info_host = 0;
     if (n == 0) return NG_OK;
-    NG_CUSOLVER_CHECK(
-        cusolverDnSpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda, &lwork));
-    NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
-    NG_CUSOLVER_CHECK(cusolverDnSpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda,
-                                       (float *)c->work, lwork, c->dev_info));
-    return cuda_read_info(c, "cusolverDnSpotri", info_host);
+    if (dt == NG_F64) {
+        NG_CUSOLVER_CHECK(cusolverDnDpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
+                                                      (double *)A, lda, &lwork));
+        NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
+        NG_CUSOLVER_CHECK(cusolverDnDpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
+                                           (double *)c->work, lwork, c->dev_info));
+    } else {
+        NG_CUSOLVER_CHECK(cusolverDnSpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
+                                                      (float *)A, lda, &lwork));
+        NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
+        NG_CUSOLVER_CHECK(cusolverDnSpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
+                                           (float *)c->work, lwork, c->dev_info));
+    }
+    return cuda_read_info(c, "cusolverDn?potri", info_host);
+}
+
+/* B = (L L^T)^-1 B with the lower Cholesky factor L in A (no workspace) */
+static ng_status cuda_potrs(ng_backend *be, ng_dtype dt, int n, int nrhs, const void *A, int lda,
+                            void *B, int ldb, int *info_host) {
+    cuda_ctx *c = ctx_of(be);
+    *info_host = 0;
+    if (n == 0 || nrhs == 0) return NG_OK;
+    if (dt == NG_F64)
+        NG_CUSOLVER_CHECK(cusolverDnDpotrs(c->solver, CUBLAS_FILL_MODE_LOWER, n, nrhs, (const double *)A,
+                                           lda, (double *)B, ldb, c->dev_info));
+    else
+        NG_CUSOLVER_CHECK(cusolverDnSpotrs(c->solver, CUBLAS_FILL_MODE_LOWER, n, nrhs, (const float *)A,
+                                           lda, (float *)B, ldb, c->dev_info));
+    return cuda_read_info(c, "cusolverDn?potrs", info_host);
 }
 
 /* w(n) = eigenvalues ascending, columns of A = eigenvectors (lower triangle read) */
-static ng_status cuda_syevd(ng_backend *be, int n, float *A, int lda, float *w, int *info_host) {
+static ng_status cuda_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w,
+                            int *info_host) {
     cuda_ctx *c = ctx_of(be);
     int lwork = 0;
     *info_host = 0;
     if (n == 0) return NG_OK;
-    NG_CUSOLVER_CHECK(cusolverDnSsyevd_bufferSize(c->solver, CUSOLVER_EIG_MODE_VECTOR,
-                                                  CUBLAS_FILL_MODE_LOWER, n, A, lda, w, &lwork));
-    NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
-    NG_CUSOLVER_CHECK(cusolverDnSsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR,
-                                       CUBLAS_FILL_MODE_LOWER, n, A, lda, w, (float *)c->work,
-                                       lwork, c->dev_info));
-    return cuda_read_info(c, "cusolverDnSsyevd", info_host);
-}
-
-static ng_status cuda_potrf_d(ng_backend *be, int n, double *A, int lda, int *info_host) {
-    cuda_ctx *c = ctx_of(be);
-    int lwork = 0;
-    *info_host = 0;
-    if (n == 0) return NG_OK;
-    NG_CUSOLVER_CHECK(
-        cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda, &lwork));
-    NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
-    NG_CUSOLVER_CHECK(cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda,
-                                       (double *)c->work, lwork, c->dev_info));
-    return cuda_read_info(c, "cusolverDnDpotrf", info_host);
-}
-
-static ng_status cuda_potri_d(ng_backend *be, int n, double *A, int lda, int *info_host) {
-    cuda_ctx *c = ctx_of(be);
-    int lwork = 0;
-    *info_host = 0;
-    if (n == 0) return NG_OK;
-    NG_CUSOLVER_CHECK(
-        cusolverDnDpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda, &lwork));
-    NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
-    NG_CUSOLVER_CHECK(cusolverDnDpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, A, lda,
-                                       (double *)c->work, lwork, c->dev_info));
-    return cuda_read_info(c, "cusolverDnDpotri", info_host);
-}
-
-static ng_status cuda_syevd_d(ng_backend *be, int n, double *A, int lda, double *w,
-                              int *info_host) {
-    cuda_ctx *c = ctx_of(be);
-    int lwork = 0;
-    *info_host = 0;
-    if (n == 0) return NG_OK;
-    NG_CUSOLVER_CHECK(cusolverDnDsyevd_bufferSize(c->solver, CUSOLVER_EIG_MODE_VECTOR,
-                                                  CUBLAS_FILL_MODE_LOWER, n, A, lda, w, &lwork));
-    NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
-    NG_CUSOLVER_CHECK(cusolverDnDsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR,
-                                       CUBLAS_FILL_MODE_LOWER, n, A, lda, w, (double *)c->work,
-                                       lwork, c->dev_info));
-    return cuda_read_info(c, "cusolverDnDsyevd", info_host);
+    if (dt == NG_F64) {
+        NG_CUSOLVER_CHECK(cusolverDnDsyevd_bufferSize(c->solver, CUSOLVER_EIG_MODE_VECTOR,
+                                                      CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
+                                                      (double *)w, &lwork));
+        NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
+        NG_CUSOLVER_CHECK(cusolverDnDsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER,
+                                           n, (double *)A, lda, (double *)w, (double *)c->work, lwork,
+                                           c->dev_info));
+    } else {
+        NG_CUSOLVER_CHECK(cusolverDnSsyevd_bufferSize(c->solver, CUSOLVER_EIG_MODE_VECTOR,
+                                                      CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
+                                                      (float *)w, &lwork));
+        NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
+        NG_CUSOLVER_CHECK(cusolverDnSsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER,
+                                           n, (float *)A, lda, (float *)w, (float *)c->work, lwork,
+                                           c->dev_info));
+    }
+    return cuda_read_info(c, "cusolverDn?syevd", info_host);
 }
 
 /* ---- lifetime ----------------------------------------------------------------------------- */
@@ -514,6 +636,7 @@ static void cuda_destroy(ng_backend *be) {
     if (be == NULL) return;
     c = ctx_of(be);
     if (c != NULL) {
+        if (cudaSetDevice(c->device) != cudaSuccess) (void)cudaGetLastError();
         if (c->stream != NULL && cudaStreamSynchronize(c->stream) != cudaSuccess)
             (void)cudaGetLastError();
         if (c->solver != NULL) (void)cusolverDnDestroy(c->solver);
@@ -528,35 +651,10 @@ static void cuda_destroy(ng_backend *be) {
     free(be);
 }
 
-/* ---- FANG slots (kernels/fang.cu) --------------------------------------------------------- */
-
-static ng_status cuda_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
-    if (n == 0) return NG_OK;
-    return ng_cuda_symmetrize_lower(n, A, lda, shift, be->stream);
-}
-
-static ng_status cuda_fang_regress(ng_backend *be, int nh, int nv, const float *Evh,
-                                   const float *Ev2h, const float *Evh2, const float *Ev2h2,
-                                   int ldm, const float *mu_v, const float *mu_h,
-                                   const float *Ev2, const float *Eh2, float lambda,
-                                   float *beta_v, float *beta_h, float *sigma2, int ldo) {
-    if (nh == 0 || nv == 0) return NG_OK;
-    return ng_cuda_fang_regress(nh, nv, Evh, Ev2h, Evh2, Ev2h2, ldm, mu_v, mu_h, Ev2, Eh2, lambda,
-                                beta_v, beta_h, sigma2, ldo, be->stream);
-}
-
-static ng_status cuda_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg,
-                                    const float *ga, const float *gb, const float *beta_v,
-                                    const float *beta_h, const float *sigma2, int ldb, float *pv,
-                                    float *ph, int ldp) {
-    if (nh == 0 || nv == 0) return NG_OK;
-    return ng_cuda_fang_residual(nh, nv, G, ldg, ga, gb, beta_v, beta_h, sigma2, ldb, pv, ph,
-                                 ldp, be->stream);
-}
-
 static const struct ng_backend_i cuda_iface = {
     .name = "cuda",
     .destroy = cuda_destroy,
+    .activate = cuda_activate,
 
     .alloc = cuda_alloc,
     .free = cuda_free,
@@ -565,48 +663,47 @@ static const struct ng_backend_i cuda_iface = {
     .memset0 = cuda_memset0,
     .copy = cuda_copy,
     .synchronize = cuda_synchronize,
+    .alloc_host = cuda_alloc_host,
+    .free_host = cuda_free_host,
+    .set_async = cuda_set_async,
+    .get_async = cuda_get_async,
+    .event_create = cuda_event_create,
+    .event_destroy = cuda_event_destroy,
+    .event_record = cuda_event_record,
+    .event_wait = cuda_event_wait,
+    .event_synchronize = cuda_event_synchronize,
+    .event_elapsed = cuda_event_elapsed,
 
     .gemm = cuda_gemm,
+    .gemm_strided_batched = cuda_gemm_strided_batched,
     .syrk = cuda_syrk,
     .gemv = cuda_gemv,
-    .axpby = cuda_axpby,
+    .trsm = cuda_trsm,
     .scal = cuda_scal,
     .dot = cuda_dot,
     .nrm2 = cuda_nrm2,
+    .dot_dev = cuda_dot_dev,
+    .nrm2_dev = cuda_nrm2_dev,
     .sum_cols = cuda_sum_cols,
     .sum_rows = cuda_sum_rows,
 
-    .gibbs_sample = cuda_gibbs_sample,
-    .bernoulli = cuda_bernoulli,
-    .softplus_sum = cuda_softplus_sum,
-    .binary_states = cuda_binary_states,
-    .fill_uniform = cuda_fill_uniform,
-    .fill = cuda_fill,
-
     .potrf = cuda_potrf,
     .potri = cuda_potri,
+    .potrs = cuda_potrs,
     .syevd = cuda_syevd,
-    .potrf_d = cuda_potrf_d,
-    .potri_d = cuda_potri_d,
-    .syevd_d = cuda_syevd_d,
-    .to_double = cuda_to_double,
-    .to_float = cuda_to_float,
 
-    .symmetrize_lower = cuda_symmetrize_lower,
-    .fang_regress = cuda_fang_regress,
-    .fang_residual = cuda_fang_residual,
+    .supports_op = cuda_supports_op,
+    .run_op = cuda_run_op,
 };
 
-/* Device, stream, library handles, devInfo; the banner line. A device that cannot be selected
- * or described is NG_ERR_NO_DEVICE (so --device auto falls back to the CPU). */
+/* Stream, library handles, devInfo and the banner line on device c->device (already current).
+ * A device that cannot be described is NG_ERR_NO_DEVICE (so --device auto falls back to the CPU). */
 static ng_status cuda_open(ng_backend *be, cuda_ctx *c) {
     struct cudaDeviceProp prop;
     cudaError_t e;
     int blas_ver = 0;
 
-    e = cudaGetDevice(&c->device);
-    if (e == cudaSuccess) e = cudaSetDevice(c->device);
-    if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, c->device);
+    e = cudaGetDeviceProperties(&prop, c->device);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return ng_error(NG_ERR_NO_DEVICE, "cuda: cannot use device %d: %s", c->device,
@@ -629,13 +726,22 @@ static ng_status cuda_open(ng_backend *be, cuda_ctx *c) {
     }
 
     snprintf(be->description, sizeof be->description,
-             "cuda: %.120s, sm_%d%d, %.1f GiB, cuBLAS %d.%d.%d", prop.name, prop.major,
+             "cuda:%d: %.120s, sm_%d%d, %.1f GiB, cuBLAS %d.%d.%d", c->device, prop.name, prop.major,
              prop.minor, (double)prop.totalGlobalMem / (double)(1ull << 30), blas_ver / 10000,
              (blas_ver / 100) % 100, blas_ver % 100);
     return NG_OK;
 }
 
-ng_status ng_backend_cuda_init(ng_backend **out) {
+int ng_cuda_device_count(void) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
+ng_status ng_backend_cuda_init(int index, ng_backend **out) {
     ng_backend *be;
     cuda_ctx *c;
     ng_status s;
@@ -653,6 +759,15 @@ ng_status ng_backend_cuda_init(ng_backend **out) {
                         cudaGetErrorString(e), driver == 0 ? " (no NVIDIA driver loaded)" : "");
     }
     if (count < 1) return ng_error(NG_ERR_NO_DEVICE, "no CUDA device found (device count 0)");
+    if (index < 0) index = 0;
+    if (index >= count)
+        return ng_error(NG_ERR_NO_DEVICE, "cuda:%d: no such device (this machine has %d: cuda:0 .. cuda:%d)",
+                        index, count, count - 1);
+    e = cudaSetDevice(index);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ng_error(NG_ERR_NO_DEVICE, "cuda:%d: cudaSetDevice failed: %s", index, cudaGetErrorString(e));
+    }
 
     be = (ng_backend *)calloc(1, sizeof *be);
     c = (cuda_ctx *)calloc(1, sizeof *c);
@@ -663,7 +778,9 @@ ng_status ng_backend_cuda_init(ng_backend **out) {
     }
     be->iface = &cuda_iface;
     be->kind = NG_DEVICE_CUDA;
+    be->device_index = index;
     be->ctx = c;
+    c->device = index;
     s = cuda_open(be, c);
     if (s != NG_OK) {
         cuda_destroy(be);

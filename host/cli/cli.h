@@ -1,5 +1,6 @@
-/* cli.h: shared pieces of the natgrad command: option tables, progress output, run set-up.
- * Only code under host/cli/ may exit(); library calls return ng_status. */
+/* cli.h: shared pieces of the natgrad command: option tables, the options every command shares,
+ * the log callback and progress line, run set-up. Only code under host/cli/ prints or exit()s;
+ * library calls return ng_status and report through ng_log. Uses public headers only. */
 #ifndef NG_CLI_H
 #define NG_CLI_H
 
@@ -7,40 +8,74 @@
 #include <stdio.h>
 
 #include "natgrad/backend.h"
+#include "natgrad/train.h"
 
-#define NG_VERSION "0.1.0"
+#define NG_VERSION NG_VERSION_STRING
 
-/* Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
+/* Exit codes: 0 ok, 1 runtime failure (or interrupted), 2 usage error. */
 enum { NG_EXIT_OK = 0, NG_EXIT_FAIL = 1, NG_EXIT_USAGE = 2 };
 
-typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } ng_opt_kind;
+typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG, OPT_ENUM } ng_opt_kind;
+
+/* flags */
+enum {
+    OPT_FIXED = 1 /* fixed by a checkpoint: refused together with --resume */
+};
 
 typedef struct ng_opt {
-    const char *name;  /* long name without dashes */
+    const char *name;     /* long name without dashes */
     ng_opt_kind kind;
-    void *dest;
-    const char *metavar;
-    const char *help;  /* help text; the default value is printed from *dest */
+    void *dest;           /* int, uint64_t, float, const char *, int (flag), int (enum: index) */
+    const char *metavar;  /* OPT_ENUM: the choices, "a|b|c" (the index into them is stored) */
+    const char *help;     /* help text; the default value is printed from *dest */
+    int flags;
     int seen;
 } ng_opt;
+
+#define NG_OPT_END {NULL, OPT_FLAG, NULL, NULL, NULL, 0, 0}
+
+/* The options several commands share, filled by the macros below. */
+typedef struct ng_common_opts {
+    const char *device;   /* auto | cpu | cuda | cuda:N */
+    uint64_t seed;
+    const char *data, *data_dir;
+    const char *out;
+    int threads;          /* CPU threads of OpenBLAS and OpenMP (0: their default) */
+    int force;
+} ng_common_opts;
+void ng_common_defaults(ng_common_opts *c);
+
+#define NG_OPT_DEVICE(c) {"device", OPT_STR, &(c)->device, "auto|cpu|cuda[:N]", "compute device (cuda:N picks GPU N)", 0, 0}
+#define NG_OPT_THREADS(c) {"threads", OPT_INT, &(c)->threads, "N", "CPU threads for OpenBLAS/OpenMP (0 = their default; bit-exact resume needs the same count)", 0, 0}
+#define NG_OPT_DATA(c, what) {"data", OPT_STR, &(c)->data, "NAME|PATH", what, 0, 0}, \
+    {"data-dir", OPT_STR, &(c)->data_dir, "DIR", "where named data sets live", 0, 0}
+#define NG_OPT_SEED(c, flags) {"seed", OPT_U64, &(c)->seed, "S", "random seed (all streams derive from it)", flags, 0}
+#define NG_OPT_OUT(c) {"out", OPT_STR, &(c)->out, "DIR", "output directory", 0, 0}, \
+    {"force", OPT_FLAG, &(c)->force, NULL, "overwrite a run already in --out", 0, 0}
 
 /* Parse argv against opts; on error prints "natgrad <cmd>: ..." and returns NG_EXIT_USAGE.
  * Returns -1 when --help was given (help already printed), else 0. */
 int ng_cli_parse(const char *cmd, const char *summary, ng_opt *opts, int argc, char **argv);
 void ng_cli_print_help(FILE *f, const char *cmd, const char *summary, const ng_opt *opts);
 const ng_opt *ng_cli_find(const ng_opt *opts, const char *name);
+/* With --resume: the first option flagged OPT_FIXED that was given (NULL when none). */
+const ng_opt *ng_cli_fixed_given(const ng_opt *opts);
 
-/* Wall clock in seconds. */
-double ng_now(void);
-/* Progress line "step 120/1000  35.2 it/s  ETA 0:25  <extra>"; on a TTY rewritten in place. */
-void ng_progress(uint64_t done, uint64_t total, double elapsed, const char *extra, int final);
-/* Make a directory and its parents (like mkdir -p). */
+/* Progress line "step 120/1000  35.2 it/s  elapsed 0:03  ETA 0:25  <extra>"; on a TTY rewritten
+ * in place. */
+void ng_progress(uint64_t done, uint64_t total, double elapsed, double eta, const char *extra, int final);
+/* Make a directory and its parents (like mkdir -p); errno tells why on failure. */
 int ng_mkdirs(const char *path);
 
-/* Open a backend for --device and print the start-up line to stderr. */
-int ng_cli_backend(const char *device, ng_backend **be);
+/* Install the log callback (messages on stderr as "natgrad: <where>: <message>") and the
+ * SIGINT/SIGTERM handlers that request an interrupt. */
+void ng_cli_setup(void);
+/* Open a backend for --device and print the start-up line to stderr; applies --threads. */
+int ng_cli_backend(const ng_common_opts *c, ng_backend **be);
 
 int ng_cmd_rbm(int argc, char **argv);
 int ng_cmd_info(int argc, char **argv);
+int ng_cmd_export(int argc, char **argv);
+int ng_cmd_ckpt(int argc, char **argv);
 
 #endif

@@ -1,9 +1,9 @@
-/* main.c: the natgrad command. Dispatches subcommands; the only place besides host/cli that may
- * exit. First thing: make sure OpenBLAS runs the kernels this CPU supports (re-exec if needed). */
+/* main.c: the natgrad command. Dispatches subcommands; with the rest of host/cli the only code
+ * that prints or exits. First thing: make sure OpenBLAS runs the kernels this CPU supports
+ * (re-exec if needed), then install the log callback and the signal handlers. */
 #include <stdio.h>
 #include <string.h>
 
-#include "backend/cpu_blas.h"
 #include "cli/cli.h"
 
 static void usage(FILE *f) {
@@ -13,27 +13,38 @@ static void usage(FILE *f) {
             "commands:\n"
             "  rbm train    train a binary RBM with PCD/CD: SGD, centering or FANG\n"
             "  rbm eval     log Z (AIS, exact for small models) and test log-likelihood of a checkpoint\n"
+            "  export       write a checkpoint's parameters as safetensors (NumPy, PyTorch)\n"
+            "  ckpt         list the fields and tensors of a checkpoint\n"
             "  info         backends, BLAS kernel and CUDA devices found\n\n"
-            "Every command takes --help. Common options: --device auto|cpu|cuda, --seed S.\n"
+            "Every command takes --help. Common options: --device auto|cpu|cuda[:N], --seed S,\n"
+            "--threads N, --out DIR.\n"
             "Quick start: make run (prepares MNIST, trains a 784x500 RBM, evaluates it with AIS).\n",
             NG_VERSION);
 }
 
 int ng_cmd_info(int argc, char **argv) {
     ng_backend *be = NULL;
-    char note[512];
+    char note[512], blas[160];
+    int i, n;
     (void)argc;
     (void)argv;
     if (ng_backend_cpu_init(&be) == NG_OK) {
         printf("cpu backend: %s\n", be->description);
         ng_backend_free(be);
     }
-    {
-        const char *better = ng_cpu_blas_better_coretype();
-        if (better) printf("note: OpenBLAS picked a slow kernel; OPENBLAS_CORETYPE=%s would be faster\n", better);
-    }
+    ng_cpu_blas_describe(blas, sizeof blas);
+    if (!ng_cpu_blas_kernel_fits())
+        printf("note: OpenBLAS runs a slower kernel than this CPU supports (%s); unset OPENBLAS_CORETYPE "
+               "or let natgrad re-execute itself\n", blas);
     printf("cuda compiled in: %s\n", ng_cuda_compiled() ? "yes" : "no");
-    if (ng_backend_init(NG_DEVICE_AUTO, &be, note, sizeof note) == NG_OK) {
+    n = ng_cuda_device_count();
+    printf("cuda devices: %d\n", n);
+    for (i = 0; i < n; i++)
+        if (ng_backend_cuda_init(i, &be) == NG_OK) {
+            printf("  cuda:%d  %s\n", i, be->description);
+            ng_backend_free(be);
+        }
+    if (ng_backend_init(NG_DEVICE_AUTO, -1, &be, note, sizeof note) == NG_OK) {
         printf("auto device: %s\n", be->description);
         if (note[0]) printf("note: %s\n", note);
         ng_backend_free(be);
@@ -43,6 +54,7 @@ int ng_cmd_info(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     ng_cpu_blas_reexec(argc, argv);
+    ng_cli_setup();
     if (argc < 2) {
         usage(stderr);
         return NG_EXIT_USAGE;
@@ -56,6 +68,8 @@ int main(int argc, char **argv) {
         return NG_EXIT_OK;
     }
     if (strcmp(argv[1], "rbm") == 0) return ng_cmd_rbm(argc - 2, argv + 2);
+    if (strcmp(argv[1], "export") == 0) return ng_cmd_export(argc - 2, argv + 2);
+    if (strcmp(argv[1], "ckpt") == 0) return ng_cmd_ckpt(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0) return ng_cmd_info(argc - 2, argv + 2);
     fprintf(stderr, "natgrad: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

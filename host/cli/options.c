@@ -1,14 +1,27 @@
-/* options.c: table-driven --long-option parsing with typed, range-checked values, help text, and
- * progress output for the natgrad command. */
+/* options.c: table-driven --long-option parsing with typed, range-checked values (enumerations
+ * by name, floats within float range), help text, the options commands share, the log callback,
+ * signal handlers and the progress line of the natgrad command. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "natgrad/log.h"
+
+void ng_common_defaults(ng_common_opts *c) {
+    memset(c, 0, sizeof *c);
+    c->device = "auto";
+    c->seed = 1;
+    c->data = "mnist";
+    c->data_dir = "data";
+    c->threads = 0;
+}
 
 const ng_opt *ng_cli_find(const ng_opt *opts, const char *name) {
     for (; opts->name; opts++)
@@ -16,7 +29,31 @@ const ng_opt *ng_cli_find(const ng_opt *opts, const char *name) {
     return NULL;
 }
 
+const ng_opt *ng_cli_fixed_given(const ng_opt *opts) {
+    for (; opts->name; opts++)
+        if ((opts->flags & OPT_FIXED) && opts->seen) return opts;
+    return NULL;
+}
+
+/* The i-th choice of an enum's metavar "a|b|c" into buf. */
+static const char *enum_choice(const char *choices, int i, char *buf, size_t len) {
+    const char *p = choices;
+    while (i-- > 0 && p) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    if (!p) return "?";
+    {
+        size_t n = strcspn(p, "|");
+        if (n >= len) n = len - 1;
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
 static void print_default(FILE *f, const ng_opt *o) {
+    char buf[64];
     switch (o->kind) {
     case OPT_INT: fprintf(f, " (default %d)", *(int *)o->dest); break;
     case OPT_U64: fprintf(f, " (default %llu)", (unsigned long long)*(uint64_t *)o->dest); break;
@@ -24,8 +61,10 @@ static void print_default(FILE *f, const ng_opt *o) {
     case OPT_STR:
         if (*(const char **)o->dest) fprintf(f, " (default %s)", *(const char **)o->dest);
         break;
+    case OPT_ENUM: fprintf(f, " (default %s)", enum_choice(o->metavar, *(int *)o->dest, buf, sizeof buf)); break;
     case OPT_FLAG: break;
     }
+    if (o->flags & OPT_FIXED) fprintf(f, " [kept from the checkpoint on --resume]");
 }
 
 void ng_cli_print_help(FILE *f, const char *cmd, const char *summary, const ng_opt *opts) {
@@ -47,7 +86,8 @@ static int set_value(const char *cmd, ng_opt *o, const char *v) {
     switch (o->kind) {
     case OPT_INT: {
         long x = strtol(v, &end, 10);
-        if (errno || !*v || *end || x < -2147483647L || x > 2147483647L) goto bad;
+        if (!*v || *end) goto bad;
+        if (errno == ERANGE || x < -2147483647L || x > 2147483647L) goto range;
         *(int *)o->dest = (int)x;
         break;
     }
@@ -55,14 +95,33 @@ static int set_value(const char *cmd, ng_opt *o, const char *v) {
         unsigned long long x;
         if (*v == '-') goto bad;
         x = strtoull(v, &end, 10);
-        if (errno || !*v || *end) goto bad;
+        if (!*v || *end) goto bad;
+        if (errno == ERANGE) goto range;
         *(uint64_t *)o->dest = (uint64_t)x;
         break;
     }
     case OPT_FLOAT: {
         double x = strtod(v, &end);
-        if (errno || !*v || *end || !isfinite(x)) goto bad;
+        if (!*v || *end || isnan(x)) goto bad;
+        if (errno == ERANGE && fabs(x) > 1.0) goto range;
+        if (!isfinite(x) || fabs(x) > (double)FLT_MAX) goto range;
         *(float *)o->dest = (float)x;
+        break;
+    }
+    case OPT_ENUM: {
+        char buf[64];
+        int i;
+        for (i = 0;; i++) {
+            const char *c = enum_choice(o->metavar, i, buf, sizeof buf);
+            if (strcmp(c, "?") == 0) {
+                fprintf(stderr, "natgrad %s: --%s '%s': unknown (use %s)\n", cmd, o->name, v, o->metavar);
+                return NG_EXIT_USAGE;
+            }
+            if (strcasecmp(c, v) == 0) {
+                *(int *)o->dest = i;
+                break;
+            }
+        }
         break;
     }
     case OPT_STR: *(const char **)o->dest = v; break;
@@ -72,7 +131,11 @@ static int set_value(const char *cmd, ng_opt *o, const char *v) {
     return 0;
 bad:
     fprintf(stderr, "natgrad %s: --%s '%s': not a valid %s\n", cmd, o->name, v,
-            o->kind == OPT_FLOAT ? "finite number" : o->kind == OPT_U64 ? "non-negative integer" : "integer");
+            o->kind == OPT_FLOAT ? "number" : o->kind == OPT_U64 ? "non-negative integer" : "integer");
+    return NG_EXIT_USAGE;
+range:
+    fprintf(stderr, "natgrad %s: --%s '%s': out of range (largest magnitude: %s)\n", cmd, o->name, v,
+            o->kind == OPT_FLOAT ? "3.4e38, the float range" : o->kind == OPT_U64 ? "18446744073709551615" : "2147483647");
     return NG_EXIT_USAGE;
 }
 
@@ -122,26 +185,20 @@ int ng_cli_parse(const char *cmd, const char *summary, ng_opt *opts, int argc, c
     return 0;
 }
 
-double ng_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void fmt_hms(char *buf, size_t len, double s) {
-    long t = s < 0 ? 0 : (long)(s + 0.5);
+    long t = !(s >= 0) ? 0 : s > 3.6e8 ? 360000000L : (long)(s + 0.5);
     if (t >= 3600) snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
     else snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
 }
 
-void ng_progress(uint64_t done, uint64_t total, double elapsed, const char *extra, int final) {
-    char eta[32] = "?", el[32];
+void ng_progress(uint64_t done, uint64_t total, double elapsed, double eta, const char *extra, int final) {
+    char etas[32] = "?", el[32];
     double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
     int tty = isatty(fileno(stderr));
-    if (rate > 0 && total >= done) fmt_hms(eta, sizeof eta, (double)(total - done) / rate);
+    if (isfinite(eta)) fmt_hms(etas, sizeof etas, eta);
     fmt_hms(el, sizeof el, elapsed);
     fprintf(stderr, "%sstep %llu/%llu  %.2f it/s  elapsed %s  ETA %s  %s%s", tty ? "\r\033[K" : "",
-            (unsigned long long)done, (unsigned long long)total, rate, el, final ? "0:00" : eta,
+            (unsigned long long)done, (unsigned long long)total, rate, el, final ? "0:00" : etas,
             extra ? extra : "", (tty && !final) ? "" : "\n");
     fflush(stderr);
 }
@@ -149,27 +206,67 @@ void ng_progress(uint64_t done, uint64_t total, double elapsed, const char *extr
 int ng_mkdirs(const char *path) {
     char buf[4096];
     size_t i, n = strlen(path);
-    if (n == 0 || n >= sizeof buf) return -1;
+    if (n == 0 || n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     memcpy(buf, path, n + 1);
     for (i = 1; i <= n; i++) {
         if (buf[i] == '/' || buf[i] == '\0') {
             char c = buf[i];
+            struct stat st;
             buf[i] = '\0';
-            if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
+            if (mkdir(buf, 0775) != 0) {
+                if (errno != EEXIST) return -1;
+                if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                    errno = ENOTDIR;
+                    return -1;
+                }
+            }
             buf[i] = c;
         }
     }
     return 0;
 }
 
-int ng_cli_backend(const char *device, ng_backend **be) {
+/* Library messages on stderr: "natgrad: [warning: ]<where>: <message>" (debug only with NG_DEBUG). */
+static void cli_log_line(ng_log_level level, const char *where, const char *msg, void *user) {
+    (void)user;
+    if (level == NG_LOG_DEBUG && !getenv("NG_DEBUG")) return;
+    fprintf(stderr, "%snatgrad: %s%s%s%s%s\n", isatty(fileno(stderr)) ? "\r\033[K" : "",
+            level >= NG_LOG_WARN ? ng_log_level_name(level) : "", level >= NG_LOG_WARN ? ": " : "",
+            where && *where ? where : "", where && *where ? ": " : "", msg);
+}
+
+static void on_signal(int sig) {
+    (void)sig;
+    ng_interrupt_request();
+}
+
+void ng_cli_setup(void) {
+    struct sigaction sa;
+    ng_log_set(cli_log_line, NULL);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int ng_cli_backend(const ng_common_opts *c, ng_backend **be) {
     ng_device d;
+    int index = -1;
     char note[512];
-    if (ng_device_parse(device, &d) != NG_OK) {
+    if (c->threads < 0) {
+        fprintf(stderr, "natgrad: --threads %d: must be >= 0\n", c->threads);
+        return NG_EXIT_USAGE;
+    }
+    if (ng_device_parse(c->device, &d, &index) != NG_OK) {
         fprintf(stderr, "natgrad: %s\n", ng_last_error());
         return NG_EXIT_USAGE;
     }
-    if (ng_backend_init(d, be, note, sizeof note) != NG_OK) {
+    if (c->threads > 0) ng_cpu_set_threads(c->threads);
+    if (ng_backend_init(d, index, be, note, sizeof note) != NG_OK) {
         fprintf(stderr, "natgrad: %s\n", ng_last_error());
         return NG_EXIT_FAIL;
     }

@@ -280,6 +280,14 @@ ng_status ng_ckpt_new(ng_ckpt **out) {
 }
 
 const char *ng_ckpt_path(const ng_ckpt *c) { return c && c->path ? c->path : ""; }
+
+ng_status ng_ckpt_set_path(ng_ckpt *c, const char *path) {
+    char *p = strdup(path ? path : "");
+    if (!p) return ng_error(NG_ERR_OOM, "checkpoint: out of memory");
+    free(c->path);
+    c->path = p;
+    return NG_OK;
+}
 int ng_ckpt_n_kv(const ng_ckpt *c) { return c ? c->n_kv : 0; }
 int ng_ckpt_n_tensors(const ng_ckpt *c) { return c ? c->n_t : 0; }
 

@@ -18,6 +18,7 @@ const char *ng_status_name(ng_status s) {
     case NG_ERR_NUMERIC: return "NG_ERR_NUMERIC";
     case NG_ERR_UNSUPPORTED: return "NG_ERR_UNSUPPORTED";
     case NG_ERR_BACKEND: return "NG_ERR_BACKEND";
+    case NG_ERR_INTERRUPTED: return "NG_ERR_INTERRUPTED";
     default: return "NG_ERR_?";
     }
 }

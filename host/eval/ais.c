@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/anneal.h"
 #include "natgrad/eval.h"
+#include "natgrad/log.h"
 #include "natgrad/rng.h"
-#include "ng_math.h"
 
 enum {
     /* Steps between transfers of the float32 device log-weights to the float64 host sum. Over
@@ -71,10 +72,9 @@ ng_status ng_rbm_ais(ng_rbm *rbm, const float *a_base, const ng_ais_config *cfg,
     ng_backend *be;
     int nv, nh, M, K, k, i;
     uint64_t key, step = 0;
-    ng_arena ws;
-    ng_tensor V, PV, H, PH, lw, d, ab;
+    ng_anneal an;
     float *lw_host = NULL;
-    double *lw_acc = NULL, log_z_base = 0.0, dbeta;
+    double *lw_acc = NULL, dbeta;
     ng_status s = NG_OK;
 
     if (!rbm || !a_base || !cfg || !out) return ng_error(NG_ERR_INVALID_ARG, "AIS: NULL argument");
@@ -87,92 +87,63 @@ ng_status ng_rbm_ais(ng_rbm *rbm, const float *a_base, const ng_ais_config *cfg,
     nh = rbm->n_hidden;
     M = cfg->n_chains;
     K = cfg->n_betas;
-    for (i = 0; i < nv; i++) {
-        if (!isfinite(a_base[i]))
-            return ng_error(NG_ERR_INVALID_ARG, "AIS: base-rate bias a_base[%d] is %g", i,
-                            (double)a_base[i]);
-        log_z_base += ng_softplus_d((double)a_base[i]);
-    }
-    /* log Z_A = sum_i softplus(a_base_i) + n_hidden log 2  (W_A = 0, b_A = 0) */
-    log_z_base += (double)nh * log(2.0);
     dbeta = 1.0 / (double)K;
     key = ng_rng_stream_key(cfg->seed, NG_RNG_AIS);
+    NG_TRY(ng_anneal_init(rbm, a_base, M, "AIS", &an));
 
     ng_range_push("ais");
-    ng_range_push("ais_init");
-    ng_arena_begin(&ws, be, "AIS workspace");
-    s = ng_arena_reserve(&ws, "V", nv, M, &V); /* (nv, M) chain states */
-    if (s == NG_OK) s = ng_arena_reserve(&ws, "PV", nv, M, &PV); /* (nv, M) W^T h */
-    if (s == NG_OK) s = ng_arena_reserve(&ws, "H", nh, M, &H);   /* (nh, M) hidden samples */
-    if (s == NG_OK) s = ng_arena_reserve(&ws, "PH", nh, M, &PH); /* (nh, M) W v */
-    if (s == NG_OK) s = ng_arena_reserve(&ws, "logw", M, 1, &lw); /* (M) log-weights since flush */
-    if (s == NG_OK) s = ng_arena_reserve(&ws, "a-a_base", nv, 1, &d);
-    if (s == NG_OK) s = ng_arena_reserve(&ws, "a_base", nv, 1, &ab);
-    if (s == NG_OK) s = ng_arena_commit(&ws);
-    if (s == NG_OK) {
-        lw_host = (float *)malloc((size_t)M * sizeof(float));
-        lw_acc = (double *)calloc((size_t)M, sizeof(double));
-        if (!lw_host || !lw_acc) s = ng_error(NG_ERR_OOM, "AIS: out of host memory");
-    }
-    if (s == NG_OK) s = ng_set(be, ab.data, a_base, (size_t)nv * sizeof(float));
-    /* d = a - a_base: the visible term of every weight increment is dbeta * d^T v */
-    if (s == NG_OK) s = ng_copy(be, d.data, rbm->a.data, (size_t)nv * sizeof(float));
-    if (s == NG_OK) s = ng_axpby(be, (size_t)nv, -1.0f, ab.data, 1.0f, d.data);
-    if (s == NG_OK) s = ng_fill(be, (size_t)M, 0.0f, lw.data);
+    lw_host = (float *)malloc((size_t)M * sizeof(float));
+    lw_acc = (double *)calloc((size_t)M, sizeof(double));
+    if (!lw_host || !lw_acc) s = ng_error(NG_ERR_OOM, "AIS: out of host memory");
+    if (s == NG_OK) s = ng_fill(be, (size_t)M, 0.0f, an.lw.data);
     /* v_1 ~ p_A exactly: beta = 0 leaves sigmoid(a_base) (PV is zeroed so 0 * pre stays 0) */
-    if (s == NG_OK) s = ng_fill(be, (size_t)nv * M, 0.0f, PV.data);
+    if (s == NG_OK) s = ng_fill(be, (size_t)nv * M, 0.0f, an.PV.data);
     if (s == NG_OK)
-        s = ng_gibbs_sample(be, nv, M, PV.data, nv, NULL, 0.0f, ab.data, NULL, nv, V.data, nv, key,
+        s = ng_gibbs_sample(be, nv, M, an.PV.data, nv, NULL, 0.0f, an.ab.data, NULL, nv, an.V.data, nv, key,
                             step++);
-    ng_range_pop();
 
-    ng_range_push("ais_anneal");
     for (k = 1; s == NG_OK && k <= K; k++) {
         float beta = (float)((double)k * dbeta), beta_prev = (float)((double)(k - 1) * dbeta);
         /* log w += log p*_k(v) - log p*_{k-1}(v)   (S&M 2008's AIS weight update)
          *        = dbeta (a - a_base)^T v + sum_j [softplus(b_k x_j) - softplus(b_{k-1} x_j)],
          * x = W v + b. PH = W v is reused by the hidden draw below. */
-        s = ng_gemm(be, 0, 0, nh, M, nv, 1.0f, rbm->W.data, nh, V.data, nv, 0.0f, PH.data, nh);
+        s = ng_gemm(be, 0, 0, nh, M, nv, 1.0f, rbm->W.data, nh, an.V.data, nv, 0.0f, an.PH.data, nh);
         if (s == NG_OK)
-            s = ng_softplus_sum(be, nh, M, PH.data, nh, rbm->b.data, beta, 1.0f, 1.0f, lw.data);
+            s = ng_softplus_sum(be, nh, M, an.PH.data, nh, rbm->b.data, beta, 1.0f, 1.0f, an.lw.data);
         if (s == NG_OK)
-            s = ng_softplus_sum(be, nh, M, PH.data, nh, rbm->b.data, beta_prev, -1.0f, 1.0f,
-                                lw.data);
-        if (s == NG_OK)
-            s = ng_gemv(be, 1, nv, M, (float)dbeta, V.data, nv, d.data, 1.0f, lw.data);
+            s = ng_softplus_sum(be, nh, M, an.PH.data, nh, rbm->b.data, beta_prev, -1.0f, 1.0f, an.lw.data);
+        if (s == NG_OK) s = ng_gemv(be, 1, nv, M, (float)dbeta, an.V.data, nv, an.d.data, 1.0f, an.lw.data);
         if (s == NG_OK && (k % FLUSH_EVERY == 0 || k == K)) {
-            s = ng_get(be, lw_host, lw.data, (size_t)M * sizeof(float));
+            s = ng_get(be, lw_host, an.lw.data, (size_t)M * sizeof(float));
             for (i = 0; s == NG_OK && i < M; i++) lw_acc[i] += (double)lw_host[i];
-            if (s == NG_OK) s = ng_fill(be, (size_t)M, 0.0f, lw.data);
+            if (s == NG_OK) s = ng_fill(be, (size_t)M, 0.0f, an.lw.data);
+            if (s == NG_OK) s = ng_check_interrupt("AIS");
         }
         if (k == K) break;
         /* One Gibbs sweep leaving p_k invariant:
          *   h ~ sigmoid(beta_k (W v + b)),  v ~ sigmoid(beta_k (W^T h + a) + (1 - beta_k) a_base) */
         if (s == NG_OK)
-            s = ng_gibbs_sample(be, nh, M, PH.data, nh, rbm->b.data, beta, NULL, NULL, nh, H.data,
+            s = ng_gibbs_sample(be, nh, M, an.PH.data, nh, rbm->b.data, beta, NULL, NULL, nh, an.H.data,
                                 nh, key, step++);
         if (s == NG_OK)
-            s = ng_gemm(be, 1, 0, nv, M, nh, 1.0f, rbm->W.data, nh, H.data, nh, 0.0f, PV.data, nv);
+            s = ng_gemm(be, 1, 0, nv, M, nh, 1.0f, rbm->W.data, nh, an.H.data, nh, 0.0f, an.PV.data, nv);
         if (s == NG_OK)
-            s = ng_gibbs_sample(be, nv, M, PV.data, nv, rbm->a.data, beta, ab.data, NULL, nv,
-                                V.data, nv, key, step++);
+            s = ng_gibbs_sample(be, nv, M, an.PV.data, nv, rbm->a.data, beta, an.ab.data, NULL, nv,
+                                an.V.data, nv, key, step++);
     }
-    ng_range_pop();
 
-    ng_range_push("ais_combine");
     for (i = 0; s == NG_OK && i < M; i++)
         if (!isfinite(lw_acc[i]))
             s = ng_error(NG_ERR_NUMERIC,
                          "AIS: log importance weight of chain %d is %g (NaN/Inf in the RBM "
                          "parameters?)",
                          i, lw_acc[i]);
-    if (s == NG_OK) ais_combine(lw_acc, M, log_z_base, out);
-    ng_range_pop();
+    if (s == NG_OK) ais_combine(lw_acc, M, an.log_z_base, out);
     ng_range_pop();
 
     free(lw_host);
     free(lw_acc);
-    ng_arena_free(&ws);
+    ng_anneal_free(&an);
     return s;
 }
 

@@ -16,13 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/log.h"
+#include "ng_math.h"
+
 enum { FISHER_MAX_HIDDEN = 20 };
 
-static double sigmoid_d(double x) {
-    if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
-    return exp(x) / (1.0 + exp(x));
-}
-static double softplus_d(double x) { return x > 30.0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 
 typedef struct host_params {
     int nv, nh;
@@ -74,8 +72,8 @@ static double hidden_state(const host_params *p, uint64_t sh, double *pi) {
         double x = p->a[i];
         for (j = 0; j < p->nh; j++)
             if (sh >> j & 1) x += p->W[j + (size_t)i * p->nh];
-        lp += softplus_d(x);
-        pi[i] = sigmoid_d(x);
+        lp += ng_softplus_d(x);
+        pi[i] = ng_sigmoid_d(x);
     }
     return lp;
 }
@@ -128,6 +126,7 @@ ng_status ng_rbm_fisher_exact(ng_rbm *rbm, double *mean, double *G) {
         memset(G, 0, (size_t)D * D * sizeof(double));
         for (sh = 0; sh < ns; sh++) {
             double ws = w[sh];
+            if ((sh & 1023) == 0 && (s = ng_check_interrupt("exact Fisher")) != NG_OK) goto done;
             hidden_state(&p, sh, pi);
             cond_mean(&p, sh, pi, x);
             for (r = 0; r < D; r++) x[r] -= mu[r];
@@ -224,7 +223,7 @@ static double fisher_weights(const host_params *p, fisher_work *fw) {
             int i, j;
             for (j = 0; j < fw->nh; j++)
                 if (s >> j & 1) lp += p->b[j];
-            for (i = 0; i < fw->nv; i++) lp += softplus_d(x[i]);
+            for (i = 0; i < fw->nv; i++) lp += ng_softplus_d(x[i]);
             fw->w[s] = lp;
         }
     }
@@ -240,7 +239,7 @@ static void chunk_pi(fisher_work *fw, uint64_t first, int count, const host_para
     size_t k, n = (size_t)fw->nv * count;
     states_pre(p, fw->Wt, first, count, fw->pre);
 #pragma omp parallel for schedule(static)
-    for (k = 0; k < n; k++) fw->pre[k] = sigmoid_d(fw->pre[k]);
+    for (k = 0; k < n; k++) fw->pre[k] = ng_sigmoid_d(fw->pre[k]);
 }
 
 ng_status ng_rbm_fisher_exact_backend(ng_rbm *rbm, int chunk, double *mean, double *G) {
@@ -335,7 +334,8 @@ ng_status ng_rbm_fisher_exact_backend(ng_rbm *rbm, int chunk, double *mean, doub
                     x[a] = (float)(sw * ((sh >> jj & 1) ? pi[ii] - mu[a] : -mu[a]));
                 }
         }
-        s = ng_set(be, fw.Xd, fw.Xh, (size_t)D * count * sizeof(float));
+        s = ng_check_interrupt("exact Fisher");
+        if (s == NG_OK) s = ng_set(be, fw.Xd, fw.Xh, (size_t)D * count * sizeof(float));
         if (s == NG_OK) s = ng_syrk(be, 0, D, count, 1.0f, fw.Xd, D, 0.0f, fw.Cd, D);
         if (s == NG_OK) s = ng_get(be, fw.Ch, fw.Cd, (size_t)D * D * sizeof(float));
         if (s != NG_OK) break;
@@ -423,7 +423,7 @@ ng_status ng_rbm_loglik_grad_exact(ng_rbm *rbm, const float *v_host, int n, doub
         for (j = 0; j < nh; j++) {
             double x = p.b[j];
             for (i = 0; i < nv; i++) x += p.W[j + (size_t)i * nh] * (double)v[i];
-            ph[j] = sigmoid_d(x);
+            ph[j] = ng_sigmoid_d(x);
         }
         for (i = 0; i < nv; i++) grad[i] += v[i];
         for (j = 0; j < nh; j++) grad[nv + j] += ph[j];

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "natgrad/eval.h"
+#include "natgrad/log.h"
 
 enum {
     LOGZ_MAX_BITS = 20, /* at most 2^20 enumerated states */
@@ -61,7 +62,8 @@ ng_status ng_rbm_log_z_exact(ng_rbm *rbm, double *log_z) {
     if (!y_host) s = ng_error(NG_ERR_OOM, "exact log Z: out of host memory");
 
     for (first = 0; s == NG_OK && first < n_states; first += (uint64_t)chunk) {
-        s = ng_binary_states(be, nbits, first, chunk, S.data, nbits);
+        s = ng_check_interrupt("exact log Z");
+        if (s == NG_OK) s = ng_binary_states(be, nbits, first, chunk, S.data, nbits);
         /* P = W^T H (hidden enumerated) or W V (visible enumerated)  (=) */
         if (s == NG_OK) {
             if (nh <= nv)

@@ -12,9 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/anneal.h"
 #include "natgrad/eval.h"
+#include "natgrad/log.h"
 #include "natgrad/rng.h"
-#include "ng_math.h"
 
 enum { RAISE_FLUSH = 100, RAISE_BLOCK = 2000 };
 
@@ -23,10 +24,9 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
     ng_backend *be;
     int nv, nh, R, K, e_per_block, e0, i;
     uint64_t key, step = 0;
-    ng_arena ws;
-    ng_tensor V, PV, H, PH, lw, d, ab;
+    ng_anneal an;
     float *lw_host = NULL, *stage = NULL;
-    double *acc = NULL, *est = NULL, log_z0 = 0.0, sum = 0.0, sum2 = 0.0;
+    double *acc = NULL, *est = NULL, sum = 0.0, sum2 = 0.0;
     ng_status s = NG_OK;
     size_t j;
     if (!rbm || !a_base || !v_host || !cfg || !out)
@@ -43,36 +43,14 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
         if (v_host[j] != 0.0f && v_host[j] != 1.0f)
             return ng_error(NG_ERR_INVALID_ARG, "RAISE: example %zu, pixel %zu is %g; RAISE needs binary data",
                             j / nv, j % nv, (double)v_host[j]);
-    for (i = 0; i < nv; i++) {
-        if (!isfinite(a_base[i]))
-            return ng_error(NG_ERR_INVALID_ARG, "RAISE: base-rate bias a_base[%d] is %g", i, (double)a_base[i]);
-        log_z0 += ng_softplus_d((double)a_base[i]);
-    }
-    log_z0 += (double)nh * log(2.0);
     e_per_block = RAISE_BLOCK / R > 0 ? RAISE_BLOCK / R : 1;
     if (e_per_block > n) e_per_block = n;
-    {
-        int B = e_per_block * R;
-        ng_arena_begin(&ws, be, "RAISE workspace");
-        s = ng_arena_reserve(&ws, "V", nv, B, &V);
-        if (s == NG_OK) s = ng_arena_reserve(&ws, "PV", nv, B, &PV);
-        if (s == NG_OK) s = ng_arena_reserve(&ws, "H", nh, B, &H);
-        if (s == NG_OK) s = ng_arena_reserve(&ws, "PH", nh, B, &PH);
-        if (s == NG_OK) s = ng_arena_reserve(&ws, "logw", B, 1, &lw);
-        if (s == NG_OK) s = ng_arena_reserve(&ws, "a-a_base", nv, 1, &d);
-        if (s == NG_OK) s = ng_arena_reserve(&ws, "a_base", nv, 1, &ab);
-        if (s == NG_OK) s = ng_arena_commit(&ws);
-        if (s == NG_OK) {
-            lw_host = (float *)malloc((size_t)B * sizeof(float));
-            stage = (float *)malloc((size_t)nv * B * sizeof(float));
-            acc = (double *)malloc((size_t)B * sizeof(double));
-            est = (double *)malloc((size_t)n * sizeof(double));
-            if (!lw_host || !stage || !acc || !est) s = ng_error(NG_ERR_OOM, "RAISE: out of host memory");
-        }
-    }
-    if (s == NG_OK) s = ng_set(be, ab.data, a_base, (size_t)nv * sizeof(float));
-    if (s == NG_OK) s = ng_copy(be, d.data, rbm->a.data, (size_t)nv * sizeof(float));
-    if (s == NG_OK) s = ng_axpby(be, (size_t)nv, -1.0f, ab.data, 1.0f, d.data);
+    NG_TRY(ng_anneal_init(rbm, a_base, e_per_block * R, "RAISE", &an));
+    lw_host = (float *)malloc((size_t)e_per_block * R * sizeof(float));
+    stage = (float *)malloc((size_t)nv * e_per_block * R * sizeof(float));
+    acc = (double *)malloc((size_t)e_per_block * R * sizeof(double));
+    est = (double *)malloc((size_t)n * sizeof(double));
+    if (!lw_host || !stage || !acc || !est) s = ng_error(NG_ERR_OOM, "RAISE: out of host memory");
     key = ng_rng_stream_key(cfg->seed, NG_RNG_RAISE);
     ng_range_push("raise");
     for (e0 = 0; s == NG_OK && e0 < n; e0 += e_per_block) {
@@ -81,31 +59,32 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
         for (e = 0; e < ne; e++)
             for (r = 0; r < R; r++)
                 memcpy(stage + (size_t)(e * R + r) * nv, v_host + (size_t)(e0 + e) * nv, (size_t)nv * sizeof(float));
-        s = ng_set(be, V.data, stage, (size_t)nv * B * sizeof(float));
+        s = ng_set(be, an.V.data, stage, (size_t)nv * B * sizeof(float));
         for (c = 0; c < B; c++) acc[c] = 0.0;
         /* log f_K(v_K) = a^T v + sum_j softplus(W_j v + b_j), flushed at once (it is large) */
-        if (s == NG_OK) s = ng_gemm(be, 0, 0, nh, B, nv, 1.0f, rbm->W.data, nh, V.data, nv, 0.0f, PH.data, nh);
-        if (s == NG_OK) s = ng_softplus_sum(be, nh, B, PH.data, nh, rbm->b.data, 1.0f, 1.0f, 0.0f, lw.data);
-        if (s == NG_OK) s = ng_gemv(be, 1, nv, B, 1.0f, V.data, nv, rbm->a.data, 1.0f, lw.data);
-        if (s == NG_OK) s = ng_get(be, lw_host, lw.data, (size_t)B * sizeof(float));
+        if (s == NG_OK) s = ng_gemm(be, 0, 0, nh, B, nv, 1.0f, rbm->W.data, nh, an.V.data, nv, 0.0f, an.PH.data, nh);
+        if (s == NG_OK) s = ng_softplus_sum(be, nh, B, an.PH.data, nh, rbm->b.data, 1.0f, 1.0f, 0.0f, an.lw.data);
+        if (s == NG_OK) s = ng_gemv(be, 1, nv, B, 1.0f, an.V.data, nv, rbm->a.data, 1.0f, an.lw.data);
+        if (s == NG_OK) s = ng_get(be, lw_host, an.lw.data, (size_t)B * sizeof(float));
         for (c = 0; s == NG_OK && c < B; c++) acc[c] = (double)lw_host[c];
-        if (s == NG_OK) s = ng_fill(be, (size_t)B, 0.0f, lw.data);
+        if (s == NG_OK) s = ng_fill(be, (size_t)B, 0.0f, an.lw.data);
         for (k = K; s == NG_OK && k >= 1; k--) {
             float beta = (float)((double)k / K), beta_prev = (float)((double)(k - 1) / K);
             /* v_{k-1} ~ T_k(. | v_k): h ~ sigmoid(beta (W v + b)), v ~ sigmoid(beta (W^T h + a) + (1 - beta) a_base) */
-            s = ng_gibbs_sample(be, nh, B, PH.data, nh, rbm->b.data, beta, NULL, NULL, nh, H.data, nh, key, step++);
-            if (s == NG_OK) s = ng_gemm(be, 1, 0, nv, B, nh, 1.0f, rbm->W.data, nh, H.data, nh, 0.0f, PV.data, nv);
+            s = ng_gibbs_sample(be, nh, B, an.PH.data, nh, rbm->b.data, beta, NULL, NULL, nh, an.H.data, nh, key, step++);
+            if (s == NG_OK) s = ng_gemm(be, 1, 0, nv, B, nh, 1.0f, rbm->W.data, nh, an.H.data, nh, 0.0f, an.PV.data, nv);
             if (s == NG_OK)
-                s = ng_gibbs_sample(be, nv, B, PV.data, nv, rbm->a.data, beta, ab.data, NULL, nv, V.data, nv, key, step++);
-            if (s == NG_OK) s = ng_gemm(be, 0, 0, nh, B, nv, 1.0f, rbm->W.data, nh, V.data, nv, 0.0f, PH.data, nh);
+                s = ng_gibbs_sample(be, nv, B, an.PV.data, nv, rbm->a.data, beta, an.ab.data, NULL, nv, an.V.data, nv, key, step++);
+            if (s == NG_OK) s = ng_gemm(be, 0, 0, nh, B, nv, 1.0f, rbm->W.data, nh, an.V.data, nv, 0.0f, an.PH.data, nh);
             /* += log f_{k-1}(v_{k-1}) - log f_k(v_{k-1}) */
-            if (s == NG_OK) s = ng_softplus_sum(be, nh, B, PH.data, nh, rbm->b.data, beta_prev, 1.0f, 1.0f, lw.data);
-            if (s == NG_OK) s = ng_softplus_sum(be, nh, B, PH.data, nh, rbm->b.data, beta, -1.0f, 1.0f, lw.data);
-            if (s == NG_OK) s = ng_gemv(be, 1, nv, B, beta_prev - beta, V.data, nv, d.data, 1.0f, lw.data);
+            if (s == NG_OK) s = ng_softplus_sum(be, nh, B, an.PH.data, nh, rbm->b.data, beta_prev, 1.0f, 1.0f, an.lw.data);
+            if (s == NG_OK) s = ng_softplus_sum(be, nh, B, an.PH.data, nh, rbm->b.data, beta, -1.0f, 1.0f, an.lw.data);
+            if (s == NG_OK) s = ng_gemv(be, 1, nv, B, beta_prev - beta, an.V.data, nv, an.d.data, 1.0f, an.lw.data);
             if (s == NG_OK && (k % RAISE_FLUSH == 0 || k == 1)) {
-                s = ng_get(be, lw_host, lw.data, (size_t)B * sizeof(float));
+                s = ng_get(be, lw_host, an.lw.data, (size_t)B * sizeof(float));
                 for (c = 0; s == NG_OK && c < B; c++) acc[c] += (double)lw_host[c];
-                if (s == NG_OK) s = ng_fill(be, (size_t)B, 0.0f, lw.data);
+                if (s == NG_OK) s = ng_fill(be, (size_t)B, 0.0f, an.lw.data);
+                if (s == NG_OK) s = ng_check_interrupt("RAISE");
             }
         }
         /* the k = 1 term holds all of log f_0(v_0) = a_base^T v_0 + n_h log 2 (its linear part
@@ -115,7 +94,7 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
             double mx = -INFINITY, m = 0.0;
             for (r = 0; r < R; r++) {
                 c = e * R + r;
-                acc[c] -= log_z0;
+                acc[c] -= an.log_z_base;
                 if (acc[c] > mx) mx = acc[c];
             }
             for (r = 0; r < R; r++) m += exp(acc[e * R + r] - mx);
@@ -139,6 +118,6 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
     free(stage);
     free(acc);
     free(est);
-    ng_arena_free(&ws);
+    ng_anneal_free(&an);
     return s;
 }

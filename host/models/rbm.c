@@ -1,9 +1,11 @@
-/* rbm.c: binary RBM parameters, free energies and the PCD/CD trainer with SGD and centering.
- * Shapes: W (n_hidden, n_visible), a (n_visible), b (n_hidden), batches are columns.
- * The gradient estimate is the uncentered difference of data and model statistics
- *   dW = <h v^T>_data - <h v^T>_model,  da = <v>_data - <v>_model,  db = <h>_data - <h>_model,
- * with Rao-Blackwellised hidden statistics p(h | v). Update rules live at the end of this file
- * (SGD, centering) and in host/optim/fang.c (FANG). A training step allocates nothing. */
+/* rbm.c: binary RBMs as natgrad models (natgrad/rbm.h): parameters, free energies, and the PCD/CD
+ * gradient estimator with its state. Shapes: W (n_hidden, n_visible), a (n_visible), b (n_hidden),
+ * batches are columns. The gradient (of the negative log-likelihood) is
+ *   gW = hm vm^T / M - hd vd^T / m,  ga = <vm> - <vd>,  gb = <hm> - <hd>,
+ * with hd = p(h | vd), hm = p(h | vm) (Rao-Blackwellised) and vm the fantasy particles after k
+ * Gibbs sweeps. Preconditioners and update rules live in host/optim/ and see the RBM only through
+ * the model interface. A gradient allocates nothing; an interrupted one restores the counters and
+ * leaves the persistent particles as they were. */
 #include "natgrad/rbm.h"
 
 #include <math.h>
@@ -11,10 +13,39 @@
 #include <string.h>
 #include <strings.h>
 
+#include "natgrad/log.h"
 #include "natgrad/rng.h"
-#include "optim/fang.h"
+
+struct ng_rbm_est {
+    ng_rbm_estimator_config cfg;
+    int M;                  /* chains: particles (PCD) or the batch (CD) */
+    uint64_t rng_step;      /* next Philox step of the Gibbs / binarisation streams (checkpointed) */
+    int m;                  /* columns of the last batch */
+    /* state (checkpointed as rbm.particles) */
+    ng_arena state;
+    ng_tensor particles;    /* (nv, M) persistent fantasy particles */
+    /* workspace */
+    ng_arena work;
+    ng_tensor vd;           /* (nv, batch) batch as trained on (possibly binarised) */
+    ng_tensor hd;           /* (nh, batch) p(h | vd) */
+    ng_tensor vm;           /* (nv, M) negative-phase visible states */
+    ng_tensor hm;           /* (nh, M) p(h | vm) (after the chain) */
+    ng_tensor hs;           /* (nh, max(batch, M)) hidden samples inside the chain */
+    ng_tensor vr;           /* (nv, batch) reconstruction probabilities (log columns only) */
+    ng_tensor mv_d, mh_d;   /* (nv,1), (nh,1) data means of this batch */
+    ng_tensor mv_m, mh_m;   /* model (particle) means */
+    ng_tensor v_mean;       /* (nv, 1) mean of the training set */
+};
+
+static const struct ng_model_i rbm_iface;
+
+ng_rbm *ng_rbm_from_model(ng_model *m) {
+    return (m && m->iface == &rbm_iface) ? (ng_rbm *)(void *)m : NULL;
+}
 
 ng_status ng_rbm_init(ng_backend *be, int n_visible, int n_hidden, ng_rbm *out) {
+    int dw[2], dv[2], dh[2];
+    ng_status s;
     memset(out, 0, sizeof *out);
     if (n_visible < 1 || n_hidden < 1)
         return ng_error(NG_ERR_INVALID_ARG, "rbm: sizes must be >= 1 (got %d visible, %d hidden)",
@@ -24,15 +55,29 @@ ng_status ng_rbm_init(ng_backend *be, int n_visible, int n_hidden, ng_rbm *out) 
     out->be = be;
     out->n_visible = n_visible;
     out->n_hidden = n_hidden;
-    ng_arena_begin(&out->arena, be, "rbm parameters");
-    NG_TRY(ng_arena_reserve(&out->arena, "W", n_hidden, n_visible, &out->W));
-    NG_TRY(ng_arena_reserve(&out->arena, "a", n_visible, 1, &out->a));
-    NG_TRY(ng_arena_reserve(&out->arena, "b", n_hidden, 1, &out->b));
-    return ng_arena_commit(&out->arena);
+    ng_model_begin(&out->base, &rbm_iface, be);
+    dw[0] = n_hidden, dw[1] = n_visible;
+    dv[0] = n_visible, dv[1] = 1;
+    dh[0] = n_hidden, dh[1] = 1;
+    s = ng_model_add_param(&out->base, "W", 2, dw, 1, &out->W, &out->gW);
+    if (s == NG_OK) s = ng_model_add_param(&out->base, "a", 2, dv, 0, &out->a, &out->ga);
+    if (s == NG_OK) s = ng_model_add_param(&out->base, "b", 2, dh, 0, &out->b, &out->gb);
+    if (s == NG_OK) s = ng_model_commit(&out->base);
+    if (s != NG_OK) ng_rbm_free(out);
+    return s;
 }
 
 void ng_rbm_free(ng_rbm *rbm) {
-    if (rbm) ng_arena_free(&rbm->arena);
+    if (rbm) ng_model_release(&rbm->base);
+}
+
+static void rbm_destroy(ng_model *m) {
+    ng_rbm *rbm = (ng_rbm *)(void *)m;
+    if (!rbm->est) return;
+    ng_arena_free(&rbm->est->state);
+    ng_arena_free(&rbm->est->work);
+    free(rbm->est);
+    rbm->est = NULL;
 }
 
 ng_status ng_rbm_init_params(ng_rbm *rbm, uint64_t seed, float init_std,
@@ -85,14 +130,16 @@ ng_status ng_rbm_free_energy(ng_rbm *rbm, const float *v_host, int n, double *F_
     ng_status s;
     if (n <= 0) return NG_OK;
     ng_arena_begin(&ws, be, "free-energy workspace");
-    NG_TRY(ng_arena_reserve(&ws, "V", nv, CHUNK, &V));
-    NG_TRY(ng_arena_reserve(&ws, "P", nh, CHUNK, &P));
-    NG_TRY(ng_arena_reserve(&ws, "lin", CHUNK, 1, &f1));
-    NG_TRY(ng_arena_reserve(&ws, "sp", CHUNK, 1, &f2));
-    NG_TRY(ng_arena_commit(&ws));
-    h1 = (float *)malloc(CHUNK * sizeof(float));
-    h2 = (float *)malloc(CHUNK * sizeof(float));
-    s = (h1 && h2) ? NG_OK : ng_error(NG_ERR_OOM, "free energy: out of host memory");
+    ng_arena_reserve(&ws, "V", nv, CHUNK, &V);
+    ng_arena_reserve(&ws, "P", nh, CHUNK, &P);
+    ng_arena_reserve(&ws, "lin", CHUNK, 1, &f1);
+    ng_arena_reserve(&ws, "sp", CHUNK, 1, &f2);
+    s = ng_arena_commit(&ws);
+    if (s == NG_OK) {
+        h1 = (float *)malloc(CHUNK * sizeof(float));
+        h2 = (float *)malloc(CHUNK * sizeof(float));
+        if (!h1 || !h2) s = ng_error(NG_ERR_OOM, "free energy: out of host memory");
+    }
     for (c0 = 0; s == NG_OK && c0 < n; c0 += CHUNK) {
         int m = n - c0 < CHUNK ? n - c0 : CHUNK, j;
         s = ng_set(be, V.data, v_host + (size_t)c0 * nv, (size_t)m * nv * sizeof(float));
@@ -109,151 +156,67 @@ ng_status ng_rbm_free_energy(ng_rbm *rbm, const float *v_host, int n, double *F_
     return s;
 }
 
-/* ---- configuration ------------------------------------------------------------------------ */
+/* ---- the estimator ------------------------------------------------------------------------- */
 
-void ng_rbm_config_default(ng_rbm_config *c) {
-    memset(c, 0, sizeof *c);
-    c->batch = 2000;         /* FANG section 6.2 */
-    c->particles = 2000;     /* FANG section 6.2 */
-    c->k = 1;
-    c->estimator = NG_RBM_PCD;
-    c->optimizer = NG_RBM_OPT_CENTERING;
-    c->lr = 0.05f;
-    c->lr_gamma = 1000.0f;   /* FANG footnote 4: alpha gamma / (gamma + t), gamma = 1000 */
-    c->momentum = 0.0f;
-    c->weight_decay = 0.0f;
-    c->center_rate = 0.01f;
-    c->init_std = 0.01f;     /* Hinton's practical guide */
-    c->binarize_train = 0;   /* FANG footnote 4: continuous values during training */
-    c->seed = 1;
-    c->fang_refit_every = 100;
-    c->fang_tau = 100.0f;
-    c->fang_lambda = 0.01f;
-}
+const char *ng_rbm_estimator_name(ng_rbm_estimator e) { return e == NG_RBM_CD ? "cd" : "pcd"; }
 
-const char *ng_rbm_optimizer_name(ng_rbm_optimizer o) {
-    return o == NG_RBM_OPT_SGD ? "sgd" : o == NG_RBM_OPT_CENTERING ? "centering" : "fang";
-}
+uint64_t ng_rbm_rng_step(const ng_rbm *rbm) { return rbm->est ? rbm->est->rng_step : 0; }
 
-ng_status ng_rbm_optimizer_parse(const char *s, ng_rbm_optimizer *out) {
-    if (s && strcasecmp(s, "sgd") == 0) *out = NG_RBM_OPT_SGD;
-    else if (s && strcasecmp(s, "centering") == 0) *out = NG_RBM_OPT_CENTERING;
-    else if (s && strcasecmp(s, "fang") == 0) *out = NG_RBM_OPT_FANG;
-    else return ng_error(NG_ERR_INVALID_ARG, "--optimizer '%s': unknown (use sgd, centering or fang)", s ? s : "");
-    return NG_OK;
-}
-
-/* ---- trainer ------------------------------------------------------------------------------ */
-
-static ng_status check_config(const ng_rbm_config *c, int n_train) {
+ng_status ng_rbm_estimator_check(const ng_rbm_estimator_config *c, int n_train) {
+    if (c->estimator != NG_RBM_PCD && c->estimator != NG_RBM_CD)
+        return ng_error(NG_ERR_INVALID_ARG, "--estimator: unknown estimator %d (use pcd or cd)", (int)c->estimator);
     if (c->batch < 1) return ng_error(NG_ERR_INVALID_ARG, "--batch %d: must be >= 1", c->batch);
     if (c->batch > n_train)
         return ng_error(NG_ERR_INVALID_ARG, "--batch %d: larger than the training set (%d examples)",
                         c->batch, n_train);
     if (c->estimator == NG_RBM_PCD && c->particles < 1)
         return ng_error(NG_ERR_INVALID_ARG, "--particles %d: must be >= 1", c->particles);
-    if (c->k < 1) return ng_error(NG_ERR_INVALID_ARG, "--k %d: must be >= 1", c->k);
-    if (!(c->lr > 0.0f) || !isfinite(c->lr))
-        return ng_error(NG_ERR_INVALID_ARG, "--lr %g: must be a positive finite number", c->lr);
-    if (!(c->lr_gamma >= 0.0f) || !isfinite(c->lr_gamma))
-        return ng_error(NG_ERR_INVALID_ARG, "--lr-gamma %g: must be >= 0", c->lr_gamma);
-    if (!(c->momentum >= 0.0f && c->momentum < 1.0f))
-        return ng_error(NG_ERR_INVALID_ARG, "--momentum %g: must be in [0, 1)", c->momentum);
-    if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
-        return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be >= 0", c->weight_decay);
-    if (!(c->center_rate > 0.0f && c->center_rate <= 1.0f))
-        return ng_error(NG_ERR_INVALID_ARG, "--center-rate %g: must be in (0, 1]", c->center_rate);
-    if (!(c->init_std >= 0.0f) || !isfinite(c->init_std))
-        return ng_error(NG_ERR_INVALID_ARG, "--init-std %g: must be >= 0", c->init_std);
-    if (c->optimizer == NG_RBM_OPT_FANG) {
-        if (c->fang_refit_every < 1)
-            return ng_error(NG_ERR_INVALID_ARG, "--fang-refit-every %d: must be >= 1", c->fang_refit_every);
-        if (!(c->fang_tau >= 1.0f))
-            return ng_error(NG_ERR_INVALID_ARG, "--fang-tau %g: must be >= 1", c->fang_tau);
-        if (!(c->fang_lambda > 0.0f) || !isfinite(c->fang_lambda))
-            return ng_error(NG_ERR_INVALID_ARG, "--fang-lambda %g: must be > 0", c->fang_lambda);
-    }
+    if (c->k < 1 || c->k > 100000) return ng_error(NG_ERR_INVALID_ARG, "--k %d: must be in 1 .. 100000", c->k);
     return NG_OK;
 }
 
-/* Upload the training set in the order of epoch `epoch`'s permutation. */
-static ng_status load_epoch(ng_rbm_trainer *tr, int epoch) {
-    int nv = tr->rbm->n_visible, i;
-    ng_rng_permutation(tr->perm, tr->n_train, ng_rng_stream_key(tr->cfg.seed, NG_RNG_SHUFFLE),
-                       (uint64_t)epoch);
-    for (i = 0; i < tr->n_train; i++)
-        memcpy(tr->host_perm_data + (size_t)i * nv, tr->host_data + (size_t)tr->perm[i] * nv,
-               (size_t)nv * sizeof(float));
-    tr->epoch = epoch;
-    return ng_tensor_set(tr->be, &tr->data, tr->host_perm_data);
-}
-
-ng_status ng_rbm_trainer_init(ng_rbm_trainer *tr, ng_rbm *rbm, const ng_rbm_config *cfg,
-                              const float *train_host, int n_train) {
+ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
+                                const float *train_host, int n_train) {
     ng_backend *be = rbm->be;
     int nv = rbm->n_visible, nh = rbm->n_hidden, m, M, i;
-    size_t nx;
+    size_t nx = (size_t)nv * (size_t)n_train, j;
     float *pm = NULL;
+    ng_rbm_est *e;
     ng_status s;
-    memset(tr, 0, sizeof *tr);
-    if (n_train < 1) return ng_error(NG_ERR_INVALID_ARG, "rbm trainer: empty training set");
-    NG_TRY(check_config(cfg, n_train));
-    nx = (size_t)nv * (size_t)n_train;
-    {
-        size_t j;
-        for (j = 0; j < nx; j++)
-            if (!(train_host[j] >= 0.0f && train_host[j] <= 1.0f))
-                return ng_error(NG_ERR_INVALID_ARG,
-                                "training data: value %g at example %zu, pixel %zu is outside [0, 1] (NaN?)",
-                                (double)train_host[j], j / (size_t)nv, j % (size_t)nv);
-    }
-    tr->rbm = rbm;
-    tr->cfg = *cfg;
-    tr->be = be;
-    tr->n_train = n_train;
+    if (rbm->est) return ng_error(NG_ERR_INVALID_ARG, "rbm: the estimator is set up already");
+    if (n_train < 1 || !train_host) return ng_error(NG_ERR_INVALID_ARG, "rbm trainer: empty training set");
+    NG_TRY(ng_rbm_estimator_check(cfg, n_train));
+    for (j = 0; j < nx; j++)
+        if (!(train_host[j] >= 0.0f && train_host[j] <= 1.0f))
+            return ng_error(NG_ERR_INVALID_ARG,
+                            "training data: value %g at example %zu, pixel %zu is outside [0, 1] (NaN?)",
+                            (double)train_host[j], j / (size_t)nv, j % (size_t)nv);
+    e = (ng_rbm_est *)calloc(1, sizeof *e);
+    if (!e) return ng_error(NG_ERR_OOM, "rbm: out of host memory");
+    rbm->est = e;
+    e->cfg = *cfg;
     m = cfg->batch;
     M = cfg->estimator == NG_RBM_PCD ? cfg->particles : cfg->batch;
-    tr->cfg.particles = M;
-    tr->host_data = (float *)malloc(nx * sizeof(float));
-    tr->host_perm_data = (float *)malloc(nx * sizeof(float));
-    tr->perm = (int *)malloc((size_t)n_train * sizeof(int));
-    if (!tr->host_data || !tr->host_perm_data || !tr->perm) {
-        ng_rbm_trainer_free(tr);
-        return ng_error(NG_ERR_OOM, "rbm trainer: out of host memory for %d examples", n_train);
-    }
-    memcpy(tr->host_data, train_host, nx * sizeof(float));
-
-    ng_arena_begin(&tr->data_arena, be, "training set");
-    ng_arena_begin(&tr->state, be, "optimizer state");
-    ng_arena_begin(&tr->work, be, "workspace");
-    s = ng_arena_reserve(&tr->data_arena, "data", nv, n_train, &tr->data);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->state, "particles", nv, M, &tr->particles);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->state, "vel_W", nh, nv, &tr->vel_W);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->state, "vel_a", nv, 1, &tr->vel_a);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->state, "vel_b", nh, 1, &tr->vel_b);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->state, "mu_v", nv, 1, &tr->mu_v);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->state, "mu_h", nh, 1, &tr->mu_h);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "vd", nv, m, &tr->vd);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "hd", nh, m, &tr->hd);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "vm", nv, M, &tr->vm);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "hm", nh, M, &tr->hm);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "hs", nh, m > M ? m : M, &tr->hs);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "vr", nv, m, &tr->vr);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "dW", nh, nv, &tr->dW);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "da", nv, 1, &tr->da);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "db", nh, 1, &tr->db);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "mv_d", nv, 1, &tr->mv_d);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "mh_d", nh, 1, &tr->mh_d);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "mv_m", nv, 1, &tr->mv_m);
-    if (s == NG_OK) s = ng_arena_reserve(&tr->work, "mh_m", nh, 1, &tr->mh_m);
-    if (s == NG_OK) s = ng_arena_commit(&tr->data_arena);
-    if (s == NG_OK) s = ng_arena_commit(&tr->state);
-    if (s == NG_OK) s = ng_arena_commit(&tr->work);
-    if (s == NG_OK) s = load_epoch(tr, 0);
-    /* Offsets start at the data mean (visible) and 0.5 (hidden); particles start as Bernoulli
-     * draws from the data mean, the base-rate model of the data. */
+    e->M = M;
+    e->cfg.particles = M;
+    ng_arena_begin(&e->state, be, "rbm estimator state");
+    ng_arena_begin(&e->work, be, "rbm workspace");
+    ng_arena_reserve(&e->state, "particles", nv, M, &e->particles);
+    ng_arena_reserve(&e->work, "vd", nv, m, &e->vd);
+    ng_arena_reserve(&e->work, "hd", nh, m, &e->hd);
+    ng_arena_reserve(&e->work, "vm", nv, M, &e->vm);
+    ng_arena_reserve(&e->work, "hm", nh, M, &e->hm);
+    ng_arena_reserve(&e->work, "hs", nh, m > M ? m : M, &e->hs);
+    ng_arena_reserve(&e->work, "vr", nv, m, &e->vr);
+    ng_arena_reserve(&e->work, "mv_d", nv, 1, &e->mv_d);
+    ng_arena_reserve(&e->work, "mh_d", nh, 1, &e->mh_d);
+    ng_arena_reserve(&e->work, "mv_m", nv, 1, &e->mv_m);
+    ng_arena_reserve(&e->work, "mh_m", nh, 1, &e->mh_m);
+    ng_arena_reserve(&e->work, "v_mean", nv, 1, &e->v_mean);
+    s = ng_arena_commit(&e->state);
+    if (s == NG_OK) s = ng_arena_commit(&e->work);
+    /* the training-set mean; the particles start as Bernoulli draws from it (the base-rate model) */
     if (s == NG_OK) {
-        size_t j;
         int c;
         pm = (float *)calloc((size_t)nv, sizeof(float));
         if (!pm) s = ng_error(NG_ERR_OOM, "rbm trainer: out of host memory");
@@ -261,197 +224,212 @@ ng_status ng_rbm_trainer_init(ng_rbm_trainer *tr, ng_rbm *rbm, const ng_rbm_conf
             for (j = 0; j < (size_t)nv; j++) pm[j] += train_host[(size_t)c * nv + j];
         for (j = 0; s == NG_OK && j < (size_t)nv; j++) pm[j] /= (float)n_train;
     }
-    if (s == NG_OK) s = ng_tensor_set(be, &tr->mu_v, pm);
-    if (s == NG_OK) s = ng_fill(be, (size_t)nh, 0.5f, tr->mu_h.data);
+    if (s == NG_OK) s = ng_tensor_set(be, &e->v_mean, pm);
     for (i = 0; s == NG_OK && i < M; i++)
-        s = ng_set(be, tr->particles.data + (size_t)i * nv, pm, (size_t)nv * sizeof(float));
+        s = ng_set(be, e->particles.data + (size_t)i * nv, pm, (size_t)nv * sizeof(float));
     if (s == NG_OK)
-        s = ng_bernoulli(be, (size_t)nv * M, tr->particles.data, tr->particles.data,
+        s = ng_bernoulli(be, (size_t)nv * M, e->particles.data, e->particles.data,
                          ng_rng_stream_key(cfg->seed, NG_RNG_PARTICLES), 0);
     free(pm);
-    if (s == NG_OK && cfg->optimizer == NG_RBM_OPT_FANG) s = ng_fang_init(tr);
-    if (s != NG_OK) ng_rbm_trainer_free(tr);
+    if (s != NG_OK) rbm_destroy(&rbm->base);
     return s;
 }
 
-void ng_rbm_trainer_free(ng_rbm_trainer *tr) {
-    if (!tr) return;
-    if (tr->fang) ng_fang_free(tr);
-    ng_arena_free(&tr->data_arena);
-    ng_arena_free(&tr->state);
-    ng_arena_free(&tr->work);
-    free(tr->host_data);
-    free(tr->host_perm_data);
-    free(tr->perm);
-    tr->host_data = tr->host_perm_data = NULL;
-    tr->perm = NULL;
-}
-
-ng_status ng_rbm_trainer_seek(ng_rbm_trainer *tr, int epoch, int pos) {
-    if (epoch < 0 || pos < 0 || pos > tr->n_train)
-        return ng_error(NG_ERR_INVALID_ARG, "rbm trainer: cannot seek to epoch %d, column %d of %d",
-                        epoch, pos, tr->n_train);
-    NG_TRY(load_epoch(tr, epoch));
-    tr->pos = pos;
-    return NG_OK;
-}
-
-double ng_rbm_trainer_lr(const ng_rbm_trainer *tr) {
-    double g = tr->cfg.lr_gamma;
-    return g > 0.0 ? (double)tr->cfg.lr * g / (g + (double)tr->t) : (double)tr->cfg.lr;
-}
-
-static uint64_t gibbs_key(const ng_rbm_trainer *tr) {
-    return ng_rng_stream_key(tr->cfg.seed, NG_RNG_GIBBS);
-}
-
-/* Positive and negative phases: fills vd, hd, vm, hm, the batch means and dW, da, db. */
-ng_status ng_rbm_trainer_gradient(ng_rbm_trainer *tr) {
-    ng_backend *be = tr->be;
-    ng_rbm *r = tr->rbm;
-    int nv = r->n_visible, nh = r->n_hidden, m = tr->cfg.batch, M = tr->cfg.particles, step;
-    uint64_t key = gibbs_key(tr);
-    ng_tensor batch;
-
-    if (tr->pos + m > tr->n_train) {
-        NG_TRY(load_epoch(tr, tr->epoch + 1));
-        tr->pos = 0;
-    }
-    batch = ng_tensor_cols(&tr->data, tr->pos, m);
-    tr->pos += m;
-
-    ng_range_push("positive phase");
-    if (tr->cfg.binarize_train)
-        NG_TRY(ng_bernoulli(be, (size_t)nv * m, batch.data, tr->vd.data,
-                            ng_rng_stream_key(tr->cfg.seed, NG_RNG_BINARIZE), tr->rng_step++));
+/* Positive phase: vd = the batch (or its Bernoulli sample), hd = p(h | vd). */
+static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key) {
+    ng_rbm_est *e = r->est;
+    ng_backend *be = r->be;
+    int nv = r->n_visible, nh = r->n_hidden, m = e->m;
+    if (e->cfg.binarize_train)
+        NG_TRY(ng_bernoulli(be, (size_t)nv * m, x->data, e->vd.data,
+                            ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE), e->rng_step++));
     else
-        NG_TRY(ng_copy(be, tr->vd.data, batch.data, (size_t)nv * m * sizeof(float)));
-    /* hd = p(h | vd) = sigmoid(W vd + b) */
-    NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, tr->vd.data, nv, 0.0f, tr->hd.data, nh));
-    NG_TRY(ng_gibbs_sample(be, nh, m, tr->hd.data, nh, r->b.data, 1.0f, NULL, tr->hd.data, nh,
-                           NULL, nh, key, tr->rng_step++));
-    ng_range_pop();
+        NG_TRY(ng_copy(be, e->vd.data, x->data, (size_t)nv * m * sizeof(float)));
+    NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, e->vd.data, nv, 0.0f, e->hd.data, nh));
+    return ng_gibbs_sample(be, nh, m, e->hd.data, nh, r->b.data, 1.0f, NULL, e->hd.data, nh, NULL, nh,
+                           key, e->rng_step++);
+}
 
-    ng_range_push("negative phase");
-    /* chain start: persistent particles (PCD) or the data (CD) */
-    if (tr->cfg.estimator == NG_RBM_PCD)
-        NG_TRY(ng_copy(be, tr->vm.data, tr->particles.data, (size_t)nv * M * sizeof(float)));
+/* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
+ * The particles are overwritten only after the whole chain has run, so an interrupted chain
+ * leaves them as they were. */
+static ng_status negative_phase(ng_rbm *r, uint64_t key) {
+    ng_rbm_est *e = r->est;
+    ng_backend *be = r->be;
+    int nv = r->n_visible, nh = r->n_hidden, M = e->M, step;
+    if (e->cfg.estimator == NG_RBM_PCD)
+        NG_TRY(ng_copy(be, e->vm.data, e->particles.data, (size_t)nv * M * sizeof(float)));
     else
-        NG_TRY(ng_copy(be, tr->vm.data, tr->vd.data, (size_t)nv * M * sizeof(float)));
-    for (step = 0; step < tr->cfg.k; step++) {
+        NG_TRY(ng_copy(be, e->vm.data, e->vd.data, (size_t)nv * M * sizeof(float)));
+    for (step = 0; step < e->cfg.k; step++) {
+        if (step > 0) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
         /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
-        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, tr->vm.data, nv, 0.0f, tr->hs.data, nh));
-        NG_TRY(ng_gibbs_sample(be, nh, M, tr->hs.data, nh, r->b.data, 1.0f, NULL, NULL, nh,
-                               tr->hs.data, nh, key, tr->rng_step++));
-        NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, tr->hs.data, nh, 0.0f, tr->vm.data, nv));
-        NG_TRY(ng_gibbs_sample(be, nv, M, tr->vm.data, nv, r->a.data, 1.0f, NULL, NULL, nv,
-                               tr->vm.data, nv, key, tr->rng_step++));
+        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hs.data, nh));
+        NG_TRY(ng_gibbs_sample(be, nh, M, e->hs.data, nh, r->b.data, 1.0f, NULL, NULL, nh, e->hs.data,
+                               nh, key, e->rng_step++));
+        NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vm.data, nv));
+        NG_TRY(ng_gibbs_sample(be, nv, M, e->vm.data, nv, r->a.data, 1.0f, NULL, NULL, nv, e->vm.data,
+                               nv, key, e->rng_step++));
     }
-    if (tr->cfg.estimator == NG_RBM_PCD)
-        NG_TRY(ng_copy(be, tr->particles.data, tr->vm.data, (size_t)nv * M * sizeof(float)));
-    /* hm = p(h | vm) (Rao-Blackwellised negative statistics) */
-    NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, tr->vm.data, nv, 0.0f, tr->hm.data, nh));
-    NG_TRY(ng_gibbs_sample(be, nh, M, tr->hm.data, nh, r->b.data, 1.0f, NULL, tr->hm.data, nh,
-                           NULL, nh, key, tr->rng_step++));
-    ng_range_pop();
+    if (e->cfg.estimator == NG_RBM_PCD)
+        NG_TRY(ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
+    NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hm.data, nh));
+    return ng_gibbs_sample(be, nh, M, e->hm.data, nh, r->b.data, 1.0f, NULL, e->hm.data, nh, NULL, nh,
+                           key, e->rng_step++);
+}
 
-    ng_range_push("gradient");
-    /* dW = hd vd^T / m - hm vm^T / M */
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, 1.0f / (float)m, tr->hd.data, nh, tr->vd.data, nv, 0.0f,
-                   tr->dW.data, nh));
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, -1.0f / (float)M, tr->hm.data, nh, tr->vm.data, nv, 1.0f,
-                   tr->dW.data, nh));
-    NG_TRY(ng_sum_cols(be, nv, m, 1.0f / (float)m, tr->vd.data, nv, 0.0f, tr->mv_d.data));
-    NG_TRY(ng_sum_cols(be, nh, m, 1.0f / (float)m, tr->hd.data, nh, 0.0f, tr->mh_d.data));
-    NG_TRY(ng_sum_cols(be, nv, M, 1.0f / (float)M, tr->vm.data, nv, 0.0f, tr->mv_m.data));
-    NG_TRY(ng_sum_cols(be, nh, M, 1.0f / (float)M, tr->hm.data, nh, 0.0f, tr->mh_m.data));
-    NG_TRY(ng_copy(be, tr->da.data, tr->mv_d.data, (size_t)nv * sizeof(float)));
-    NG_TRY(ng_axpby(be, (size_t)nv, -1.0f, tr->mv_m.data, 1.0f, tr->da.data));
-    NG_TRY(ng_copy(be, tr->db.data, tr->mh_d.data, (size_t)nh * sizeof(float)));
-    NG_TRY(ng_axpby(be, (size_t)nh, -1.0f, tr->mh_m.data, 1.0f, tr->db.data));
-    ng_range_pop();
+/* The gradient of the negative log-likelihood from the two phases (model minus data), in the
+ * order that makes each entry the exact negation of the data-minus-model estimate. */
+static ng_status assemble_gradient(ng_rbm *r) {
+    ng_rbm_est *e = r->est;
+    ng_backend *be = r->be;
+    int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -1.0f / (float)m, e->hd.data, nh, e->vd.data, nv, 0.0f,
+                   r->gW.data, nh));
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, 1.0f / (float)M, e->hm.data, nh, e->vm.data, nv, 1.0f,
+                   r->gW.data, nh));
+    NG_TRY(ng_sum_cols(be, nv, m, 1.0f / (float)m, e->vd.data, nv, 0.0f, e->mv_d.data));
+    NG_TRY(ng_sum_cols(be, nh, m, 1.0f / (float)m, e->hd.data, nh, 0.0f, e->mh_d.data));
+    NG_TRY(ng_sum_cols(be, nv, M, 1.0f / (float)M, e->vm.data, nv, 0.0f, e->mv_m.data));
+    NG_TRY(ng_sum_cols(be, nh, M, 1.0f / (float)M, e->hm.data, nh, 0.0f, e->mh_m.data));
+    NG_TRY(ng_copy(be, r->ga.data, e->mv_m.data, (size_t)nv * sizeof(float)));
+    NG_TRY(ng_axpby(be, (size_t)nv, -1.0f, e->mv_d.data, 1.0f, r->ga.data));
+    NG_TRY(ng_copy(be, r->gb.data, e->mh_m.data, (size_t)nh * sizeof(float)));
+    return ng_axpby(be, (size_t)nh, -1.0f, e->mh_d.data, 1.0f, r->gb.data);
+}
+
+static ng_status rbm_gradient(ng_model *mdl, const ng_tensor *x, const ng_tensor *y) {
+    ng_rbm *r = (ng_rbm *)(void *)mdl;
+    ng_rbm_est *e = r->est;
+    uint64_t key, step0;
+    ng_status s;
+    (void)y;
+    if (!e) return ng_error(NG_ERR_INVALID_ARG, "rbm gradient: the estimator is not set up (ng_rbm_estimator_init)");
+    if (x->rows != r->n_visible || x->cols < 1 || x->cols > e->cfg.batch || x->ld != x->rows)
+        return ng_error(NG_ERR_INVALID_ARG, "rbm gradient: batch is %d x %d (ld %d), expected %d x 1..%d",
+                        x->rows, x->cols, x->ld, r->n_visible, e->cfg.batch);
+    if (e->cfg.estimator == NG_RBM_CD && x->cols != e->M)
+        return ng_error(NG_ERR_INVALID_ARG, "rbm gradient: CD needs batches of %d columns, got %d", e->M, x->cols);
+    e->m = x->cols;
+    key = ng_rng_stream_key(e->cfg.seed, NG_RNG_GIBBS);
+    step0 = e->rng_step;
+    NG_RANGE("positive phase", s, positive_phase(r, x, key));
+    if (s == NG_OK) NG_RANGE("negative phase", s, negative_phase(r, key));
+    if (s == NG_OK) NG_RANGE("gradient", s, assemble_gradient(r));
+    if (s != NG_OK) e->rng_step = step0; /* roll back (the particles are untouched until the chain ends) */
+    return s;
+}
+
+static ng_status rbm_statistic(ng_model *mdl, const char *name, ng_tensor *out) {
+    ng_rbm *r = (ng_rbm *)(void *)mdl;
+    ng_rbm_est *e = r->est;
+    if (!e) return ng_error(NG_ERR_INVALID_ARG, "rbm statistic %s: the estimator is not set up", name);
+    if (strcmp(name, "v_data") == 0) *out = ng_tensor_cols(&e->vd, 0, e->m);
+    else if (strcmp(name, "h_data") == 0) *out = ng_tensor_cols(&e->hd, 0, e->m);
+    else if (strcmp(name, "v_model") == 0) *out = e->vm;
+    else if (strcmp(name, "h_model") == 0) *out = e->hm;
+    else if (strcmp(name, "v_data_mean") == 0) *out = e->mv_d;
+    else if (strcmp(name, "h_data_mean") == 0) *out = e->mh_d;
+    else if (strcmp(name, "v_model_mean") == 0) *out = e->mv_m;
+    else if (strcmp(name, "h_model_mean") == 0) *out = e->mh_m;
+    else if (strcmp(name, "v_train_mean") == 0) *out = e->v_mean;
+    else if (strcmp(name, "particles") == 0) *out = e->particles;
+    else if (strcmp(name, "h_chain") == 0) *out = e->hs;
+    else
+        return ng_error(NG_ERR_INVALID_ARG,
+                        "rbm has no statistic %s (v_data, h_data, v_model, h_model, v_data_mean, "
+                        "h_data_mean, v_model_mean, h_model_mean, v_train_mean, particles, h_chain)", name);
     return NG_OK;
 }
 
-/* Turn the gradient (dW, da, db) in place into the ascent direction of the chosen rule (before
- * the learning rate), then apply eta += lr * direction with momentum and weight decay. */
-static ng_status apply_update(ng_rbm_trainer *tr, double lr) {
-    ng_backend *be = tr->be;
-    ng_rbm *r = tr->rbm;
-    int nv = r->n_visible, nh = r->n_hidden;
-    size_t nw = (size_t)nv * nh;
-    float mom = tr->cfg.momentum;
+static const char *const rbm_columns[] = {"recon_error", "grad_norm", NULL};
 
-    /* L2 penalty on W enters the gradient before the rule's transformation, so every rule
-     * (centered or natural) follows the penalised objective */
-    if (tr->cfg.weight_decay > 0.0f)
-        NG_TRY(ng_axpby(be, nw, -tr->cfg.weight_decay, r->W.data, 1.0f, tr->dW.data));
-    if (tr->cfg.optimizer == NG_RBM_OPT_CENTERING) {
-        /* Offsets track the data means by a moving average (rate nu). */
-        float nu = tr->cfg.center_rate;
-        NG_TRY(ng_axpby(be, (size_t)nv, nu, tr->mv_d.data, 1.0f - nu, tr->mu_v.data));
-        NG_TRY(ng_axpby(be, (size_t)nh, nu, tr->mh_d.data, 1.0f - nu, tr->mu_h.data));
-        /* Centered gradient (FANG eq. 17-20): dW~ = dW - db mu_v^T - mu_h da^T (the mu mu^T
-         * terms cancel between data and model), da~ = da, db~ = db. SGD on the centered
-         * parameters a~ = a + W^T mu_h, b~ = b + W mu_v, W~ = W, mapped back to (a, b, W):
-         *   delta W = dW~,  delta a = da - dW~^T mu_h,  delta b = db - dW~ mu_v. */
-        NG_TRY(ng_gemm(be, 0, 1, nh, nv, 1, -1.0f, tr->db.data, nh, tr->mu_v.data, nv, 1.0f, tr->dW.data, nh));
-        NG_TRY(ng_gemm(be, 0, 1, nh, nv, 1, -1.0f, tr->mu_h.data, nh, tr->da.data, nv, 1.0f, tr->dW.data, nh));
-        NG_TRY(ng_gemv(be, 1, nh, nv, -1.0f, tr->dW.data, nh, tr->mu_h.data, 1.0f, tr->da.data));
-        NG_TRY(ng_gemv(be, 0, nh, nv, -1.0f, tr->dW.data, nh, tr->mu_v.data, 1.0f, tr->db.data));
-    } else if (tr->cfg.optimizer == NG_RBM_OPT_FANG) {
-        NG_TRY(ng_fang_direction(tr));
-    }
-    /* velocity = momentum * velocity + lr * direction;  theta += velocity */
-    NG_TRY(ng_axpby(be, nw, (float)lr, tr->dW.data, mom, tr->vel_W.data));
-    NG_TRY(ng_axpby(be, (size_t)nv, (float)lr, tr->da.data, mom, tr->vel_a.data));
-    NG_TRY(ng_axpby(be, (size_t)nh, (float)lr, tr->db.data, mom, tr->vel_b.data));
-    NG_TRY(ng_axpby(be, nw, 1.0f, tr->vel_W.data, 1.0f, r->W.data));
-    NG_TRY(ng_axpby(be, (size_t)nv, 1.0f, tr->vel_a.data, 1.0f, r->a.data));
-    NG_TRY(ng_axpby(be, (size_t)nh, 1.0f, tr->vel_b.data, 1.0f, r->b.data));
+/* recon_error: mean over the batch of ||vd - p(v | h ~ p(h | vd))||^2; grad_norm: ||gW||_F.
+ * The monitor draws come from their own stream indexed by t, so logging more or less often does
+ * not change the training trajectory (resume stays bit-exact). */
+static ng_status rbm_log_values(ng_model *mdl, uint64_t t, double *values) {
+    ng_rbm *r = (ng_rbm *)(void *)mdl;
+    ng_rbm_est *e = r->est;
+    ng_backend *be = r->be;
+    int nv = r->n_visible, nh = r->n_hidden, m = e->m;
+    uint64_t mkey = ng_rng_stream_key(e->cfg.seed, NG_RNG_MONITOR);
+    float g = 0.0f, err = 0.0f;
+    NG_TRY(ng_nrm2(be, (size_t)nv * nh, r->gW.data, &g));
+    NG_TRY(ng_bernoulli(be, (size_t)nh * m, e->hd.data, e->hs.data, mkey, 2 * t));
+    NG_TRY(ng_gemm(be, 1, 0, nv, m, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vr.data, nv));
+    NG_TRY(ng_gibbs_sample(be, nv, m, e->vr.data, nv, r->a.data, 1.0f, NULL, e->vr.data, nv, NULL, nv,
+                           mkey, 2 * t + 1));
+    NG_TRY(ng_axpby(be, (size_t)nv * m, 1.0f, e->vd.data, -1.0f, e->vr.data));
+    NG_TRY(ng_nrm2(be, (size_t)nv * m, e->vr.data, &err));
+    values[0] = (double)err * (double)err / (double)m;
+    values[1] = g;
     return NG_OK;
 }
 
-ng_status ng_rbm_trainer_step(ng_rbm_trainer *tr, ng_rbm_stats *stats) {
-    ng_backend *be = tr->be;
-    ng_rbm *r = tr->rbm;
-    int nv = r->n_visible, nh = r->n_hidden, m = tr->cfg.batch;
-    double lr = ng_rbm_trainer_lr(tr);
-    float g = 0.0f, u = 0.0f;
+/* ---- checkpoint entries -------------------------------------------------------------------- */
 
-    ng_range_push("rbm step");
-    NG_TRY(ng_rbm_trainer_gradient(tr));
-    if (stats) {
-        float e = 0.0f;
-        NG_TRY(ng_nrm2(be, (size_t)nv * nh, tr->dW.data, &g));
-        /* reconstruction: vr = p(v | h ~ p(h | vd)); hd holds p(h | vd), draw into hs */
-        /* monitor draws come from their own stream indexed by t, so logging more or less often
-         * does not change the training trajectory (resume stays bit-exact) */
-        uint64_t mkey = ng_rng_stream_key(tr->cfg.seed, NG_RNG_MONITOR);
-        NG_TRY(ng_bernoulli(be, (size_t)nh * m, tr->hd.data, tr->hs.data, mkey, 2 * tr->t));
-        NG_TRY(ng_gemm(be, 1, 0, nv, m, nh, 1.0f, r->W.data, nh, tr->hs.data, nh, 0.0f, tr->vr.data, nv));
-        NG_TRY(ng_gibbs_sample(be, nv, m, tr->vr.data, nv, r->a.data, 1.0f, NULL, tr->vr.data, nv,
-                               NULL, nv, mkey, 2 * tr->t + 1));
-        NG_TRY(ng_axpby(be, (size_t)nv * m, 1.0f, tr->vd.data, -1.0f, tr->vr.data));
-        NG_TRY(ng_nrm2(be, (size_t)nv * m, tr->vr.data, &e));
-        stats->recon_error = (double)e * (double)e / (double)m;
-        stats->grad_norm = g;
-        stats->lr = lr;
-    }
-    ng_range_push("update");
-    NG_TRY(apply_update(tr, lr));
-    ng_range_pop();
-    if (stats) {
-        NG_TRY(ng_nrm2(be, (size_t)nv * nh, tr->vel_W.data, &u));
-        stats->update_norm = u;
-        if (!isfinite(stats->recon_error) || !isfinite(u) || !isfinite(g)) {
-            ng_range_pop();
-            return ng_error(NG_ERR_NUMERIC,
-                            "rbm step %llu: non-finite statistics (|grad| %g, |update| %g): lower --lr",
-                            (unsigned long long)tr->t, (double)g, (double)u);
-        }
-    }
-    tr->t++;
-    ng_range_pop();
+static ng_status rbm_save(ng_model *mdl, ng_ckpt *c) {
+    ng_rbm *r = (ng_rbm *)(void *)mdl;
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.n_visible", r->n_visible));
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.n_hidden", r->n_hidden));
+    if (!r->est) return NG_OK;
+    NG_TRY(ng_ckpt_set_str(c, "rbm.estimator", ng_rbm_estimator_name(r->est->cfg.estimator)));
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.k", r->est->cfg.k));
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.particles", r->est->M));
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.batch", r->est->cfg.batch));
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.binarize_train", r->est->cfg.binarize_train));
+    NG_TRY(ng_ckpt_set_u64(c, "rbm.seed", r->est->cfg.seed));
+    NG_TRY(ng_ckpt_set_u64(c, "rbm.rng_step", r->est->rng_step));
+    return ng_ckpt_add_arena(c, "rbm.", &r->est->state);
+}
+
+/* The shapes and the estimator of the checkpoint must be this RBM's. */
+static ng_status rbm_load(ng_model *mdl, const ng_ckpt *c, int apply) {
+    static const char *const est_names[] = {"pcd", "cd"};
+    ng_rbm *r = (ng_rbm *)(void *)mdl;
+    int64_t nv, nh, k, M, batch, bin;
+    int est;
+    uint64_t seed, rng_step;
+    NG_TRY(ng_ckpt_get_int(c, "rbm.n_visible", 1, 1 << 30, &nv));
+    NG_TRY(ng_ckpt_get_int(c, "rbm.n_hidden", 1, 1 << 30, &nh));
+    if (nv != r->n_visible || nh != r->n_hidden)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: RBM of %lld visible x %lld hidden units, this one has %d x %d",
+                        ng_ckpt_path(c), (long long)nv, (long long)nh, r->n_visible, r->n_hidden);
+    if (!r->est) return NG_OK; /* parameters only */
+    NG_TRY(ng_ckpt_get_enum(c, "rbm.estimator", est_names, 2, &est));
+    NG_TRY(ng_ckpt_get_int(c, "rbm.k", 1, 100000, &k));
+    NG_TRY(ng_ckpt_get_int(c, "rbm.particles", 1, 1 << 30, &M));
+    NG_TRY(ng_ckpt_get_int(c, "rbm.batch", 1, 1 << 30, &batch));
+    NG_TRY(ng_ckpt_get_int(c, "rbm.binarize_train", 0, 1, &bin));
+    NG_TRY(ng_ckpt_get_u64(c, "rbm.seed", &seed));
+    NG_TRY(ng_ckpt_get_u64(c, "rbm.rng_step", &rng_step));
+#define RBM_SAME(key, field, mine)                                                                  \
+    if ((int64_t)(field) != (int64_t)(mine))                                                        \
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field %s is %lld, this run uses %lld",       \
+                        ng_ckpt_path(c), key, (long long)(field), (long long)(mine));
+    RBM_SAME("rbm.estimator", est, r->est->cfg.estimator)
+    RBM_SAME("rbm.k", k, r->est->cfg.k)
+    RBM_SAME("rbm.particles", M, r->est->M)
+    RBM_SAME("rbm.batch", batch, r->est->cfg.batch)
+    RBM_SAME("rbm.binarize_train", bin, r->est->cfg.binarize_train)
+#undef RBM_SAME
+    if (seed != r->est->cfg.seed)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field rbm.seed is %llu, this run uses %llu",
+                        ng_ckpt_path(c), (unsigned long long)seed, (unsigned long long)r->est->cfg.seed);
+    NG_TRY(ng_ckpt_check_arena(c, "rbm.", &r->est->state));
+    if (!apply) return NG_OK;
+    NG_TRY(ng_ckpt_load_arena(c, "rbm.", &r->est->state));
+    r->est->rng_step = rng_step;
     return NG_OK;
 }
+
+static const struct ng_model_i rbm_iface = {
+    .kind = "rbm",
+    .gradient = rbm_gradient,
+    .statistic = rbm_statistic,
+    .columns = rbm_columns,
+    .log_values = rbm_log_values,
+    .save = rbm_save,
+    .load = rbm_load,
+    .destroy = rbm_destroy,
+};

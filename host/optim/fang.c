@@ -1,5 +1,7 @@
 /* fang.c: FANG, the factorized natural gradient for binary RBMs (Grosse & Salakhutdinov 2015,
- * Algorithm 1), vectorised over all pairs and run entirely through the backend wrappers.
+ * Algorithm 1), as a preconditioner (natgrad/fang.h), vectorised over all pairs and run entirely
+ * through the backend wrappers. It reads the RBM through the model interface only: the gradient
+ * views of W, a, b and the statistics "v_model" (vm) and "h_model" (hm = p(h | vm)).
  * Shapes: u = [v; h] (n = nv + nh), pairwise matrices (nh, nv) like W; see fang.h for the model
  * and the direction. Per mini-batch, with K particles (vm, hidden samples hs ~ p(h | vm)):
  *   mom    <- (1-c) mom    + c/K [vm; vm; hs; hs] 1  = EMA of [E v2; E v; E h; E h2]  (sum_cols)
@@ -12,60 +14,107 @@
  * moment matrices the 3x3 covariances need (E[h v^T], E[h v2^T], E[h2 v^T], E[h2 v2^T]) are all
  * E[h v^T], the (h, v) block of S_un. Computing each once makes the statistics cost
  * (nv^2 + nh^2 + 2 nv nh) K flops instead of section 4.3's 9 K Nv Nh (the general, non-binary count).
- * Must not: allocate after ng_fang_init, call BLAS or kernels directly, or read device memory
- * except the small diagnostics fetched at refit time. */
+ * Must not: allocate after init, call BLAS or kernels directly, or read device memory except
+ * the small diagnostics fetched at refit time. */
 #include "optim/fang.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "natgrad/log.h"
 #include "natgrad/rng.h"
 
 enum { FANG_MAX_RAISES = 6 }; /* damping may grow to lambda * 10^6 */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+static const struct ng_precond_i fang_iface;
+
+struct ng_fang *ng_fang_of(ng_precond *p) {
+    return (p && p->iface == &fang_iface) ? (struct ng_fang *)p->impl : NULL;
 }
 
-ng_status ng_fang_init(ng_rbm_trainer *tr) {
-    ng_backend *be = tr->be;
+ng_status ng_fang_config_check(const ng_fang_config *c) {
+    if (c->refit_every < 1 || c->refit_every > 1000000000)
+        return ng_error(NG_ERR_INVALID_ARG, "--fang-refit-every %d: must be >= 1", c->refit_every);
+    if (!(c->tau >= 1.0f) || !isfinite(c->tau))
+        return ng_error(NG_ERR_INVALID_ARG, "--fang-tau %g: must be >= 1", (double)c->tau);
+    if (!(c->lambda > 0.0f) || !isfinite(c->lambda))
+        return ng_error(NG_ERR_INVALID_ARG, "--fang-lambda %g: must be > 0", (double)c->lambda);
+    return NG_OK;
+}
+
+static void fang_destroy(ng_precond *p) {
+    struct ng_fang *f = (struct ng_fang *)p->impl;
+    if (!f) return;
+    ng_arena_free(&f->work);
+    free(f->host_sigma2);
+    free(f->host_dvec);
+    free(f);
+    p->impl = NULL;
+}
+
+ng_status ng_precond_fang_init(ng_backend *be, ng_model *m, const ng_fang_config *cfg,
+                               ng_precond **out) {
+    ng_precond *p;
     struct ng_fang *f;
-    int nv = tr->rbm->n_visible, nh = tr->rbm->n_hidden, n = nv + nh, K = tr->cfg.particles;
-    int ns = 2 * nv + 2 * nh;
-    ng_status s = NG_OK;
-    if ((double)n * (double)n * 2.0 > 2e9 || (double)ns * (double)K > 2e9)
+    ng_tensor vm;
+    int nv, nh, n, K, ns, dd[2];
+    ng_status s;
+    *out = NULL;
+    NG_TRY(ng_fang_config_check(cfg));
+    p = (ng_precond *)calloc(1, sizeof *p);
+    f = (struct ng_fang *)calloc(1, sizeof *f);
+    if (!p || !f) {
+        free(p);
+        free(f);
+        return ng_error(NG_ERR_OOM, "fang: out of host memory");
+    }
+    p->iface = &fang_iface;
+    p->be = be;
+    p->impl = f;
+    ng_arena_begin(&p->state, be, "FANG state");
+    ng_arena_begin(&f->work, be, "FANG workspace");
+    f->cfg = *cfg;
+    s = ng_model_param(m, "W", &f->W, &f->gW);
+    if (s == NG_OK) s = ng_model_param(m, "a", NULL, &f->ga);
+    if (s == NG_OK) s = ng_model_param(m, "b", NULL, &f->gb);
+    if (s == NG_OK) s = ng_model_statistic(m, "v_model", &vm);
+    if (s != NG_OK) {
+        ng_precond_free(p);
+        return ng_error_wrap(s, "fang needs an RBM with its estimator set up: ");
+    }
+    nh = f->W.rows;
+    nv = f->W.cols;
+    n = nv + nh;
+    K = vm.cols;
+    ns = 2 * nv + 2 * nh;
+    if ((double)n * (double)n * 2.0 > 2e9 || (double)ns * (double)K > 2e9) {
+        ng_precond_free(p);
         return ng_error(NG_ERR_INVALID_ARG, "fang: %d visible + %d hidden units with %d particles is too large",
                         nv, nh, K);
-    f = (struct ng_fang *)calloc(1, sizeof *f);
-    if (!f) return ng_error(NG_ERR_OOM, "fang: out of host memory");
-    tr->fang = f;
+    }
     f->nv = nv;
     f->nh = nh;
     f->n = n;
     f->K = K;
-    ng_arena_begin(&f->state, be, "FANG state");
-    ng_arena_begin(&f->work, be, "FANG workspace");
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_mom", ns, 1, &f->mom);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_S_un", n, n, &f->S_un);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_Lambda", n, n, &f->Lambda);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_beta_v", nh, nv, &f->beta_v);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_beta_h", nh, nv, &f->beta_h);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_sigma2", nh, nv, &f->sigma2);
-    if (s == NG_OK) s = ng_arena_reserve(&f->state, "fang_diag", NG_FANG_DIAG_N, 1, &f->diag);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_hs", nh, K, &f->hs);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_A", n, n, &f->A);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_Ad", n, 2 * n, &f->Ad);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_g_un", n, 1, &f->g_un);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_r_un", n, 1, &f->r_un);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_pv", nh, nv, &f->pv);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_ph", nh, nv, &f->ph);
-    if (s == NG_OK) s = ng_arena_reserve(&f->work, "fang_dvec", n, 1, &f->dvec);
-    if (s == NG_OK) s = ng_arena_commit(&f->state);
+    ng_arena_reserve(&p->state, "mom", ns, 1, &f->mom);
+    ng_arena_reserve(&p->state, "S_un", n, n, &f->S_un);
+    ng_arena_reserve(&p->state, "Lambda", n, n, &f->Lambda);
+    ng_arena_reserve(&p->state, "beta_v", nh, nv, &f->beta_v);
+    ng_arena_reserve(&p->state, "beta_h", nh, nv, &f->beta_h);
+    ng_arena_reserve(&p->state, "sigma2", nh, nv, &f->sigma2);
+    ng_arena_reserve(&p->state, "diag", NG_FANG_DIAG_N, 1, &f->diag);
+    ng_arena_reserve(&f->work, "hs", nh, K, &f->hs);
+    ng_arena_reserve(&f->work, "A", n, n, &f->A);
+    dd[0] = n;
+    dd[1] = n;
+    ng_arena_reserve_nd(&f->work, "Ad", NG_F64, 2, dd, &f->Ad);
+    ng_arena_reserve(&f->work, "g_un", n, 1, &f->g_un);
+    ng_arena_reserve(&f->work, "r_un", n, 1, &f->r_un);
+    ng_arena_reserve(&f->work, "pv", nh, nv, &f->pv);
+    ng_arena_reserve(&f->work, "ph", nh, nv, &f->ph);
+    ng_arena_reserve(&f->work, "dvec", n, 1, &f->dvec);
+    s = ng_arena_commit(&p->state);
     if (s == NG_OK) s = ng_arena_commit(&f->work);
     if (s == NG_OK) {
         f->host_sigma2 = (float *)malloc((size_t)nh * nv * sizeof(float));
@@ -76,79 +125,55 @@ ng_status ng_fang_init(ng_rbm_trainer *tr) {
      * a direction taken before any statistics exist is the plain gradient. */
     if (s == NG_OK) s = ng_fill(be, (size_t)nh * nv, 1.0f, f->sigma2.data);
     if (s == NG_OK) s = ng_symmetrize_lower(be, n, f->Lambda.data, n, 1.0f);
-    if (s != NG_OK) ng_fang_free(tr);
-    return s;
-}
-
-void ng_fang_free(ng_rbm_trainer *tr) {
-    struct ng_fang *f = tr ? tr->fang : NULL;
-    if (!f) return;
-    ng_arena_free(&f->state);
-    ng_arena_free(&f->work);
-    free(f->host_sigma2);
-    free(f->host_dvec);
-    free(f);
-    tr->fang = NULL;
-}
-
-int ng_fang_state_tensors(ng_rbm_trainer *tr, ng_tensor **out, int max) {
-    struct ng_fang *f = tr->fang;
-    ng_tensor *all[8];
-    int n = 0, i;
-    if (!f) return 0;
-    all[n++] = &f->mom;
-    all[n++] = &f->S_un;
-    all[n++] = &f->Lambda;
-    all[n++] = &f->beta_v;
-    all[n++] = &f->beta_h;
-    all[n++] = &f->sigma2;
-    all[n++] = &f->diag;
-    for (i = 0; i < n && i < max; i++) out[i] = all[i];
-    return i;
-}
-
-static ng_status need_fang(const ng_rbm_trainer *tr, const char *op) {
-    if (!tr || !tr->fang)
-        return ng_error(NG_ERR_INVALID_ARG, "%s: the trainer has no FANG state (optimizer is not fang)", op);
+    if (s != NG_OK) {
+        ng_precond_free(p);
+        return s;
+    }
+    *out = p;
     return NG_OK;
 }
 
-ng_status ng_fang_update_stats(ng_rbm_trainer *tr) {
+static ng_status need_fang(ng_precond *p, const char *op, struct ng_fang **f) {
+    *f = ng_fang_of(p);
+    if (!*f) return ng_error(NG_ERR_INVALID_ARG, "%s: the preconditioner is not FANG", op);
+    return NG_OK;
+}
+
+ng_status ng_fang_update_stats(ng_precond *p, ng_model *m, uint64_t t) {
     struct ng_fang *f;
-    ng_backend *be;
+    ng_backend *be = p->be;
+    ng_tensor vm, hm;
     int nv, nh, K;
     float c, a, b;
-    NG_TRY(need_fang(tr, "fang statistics"));
-    f = tr->fang;
-    be = tr->be;
+    NG_TRY(need_fang(p, "fang statistics", &f));
+    NG_TRY(ng_model_statistic(m, "v_model", &vm));
+    NG_TRY(ng_model_statistic(m, "h_model", &hm));
     nv = f->nv;
     nh = f->nh;
     K = f->K;
     /* Algorithm 1, "update mean and covariance statistics" */
-    NG_TRY(ng_bernoulli(be, (size_t)nh * K, tr->hm.data, f->hs.data,
-                        ng_rng_stream_key(tr->cfg.seed, NG_RNG_FANG), tr->t));
-    c = tr->t == 0 ? 1.0f : 1.0f / tr->cfg.fang_tau;
+    NG_TRY(ng_bernoulli(be, (size_t)nh * K, hm.data, f->hs.data,
+                        ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG), t));
+    c = t == 0 ? 1.0f : 1.0f / f->cfg.tau;
     a = c / (float)K;
     b = 1.0f - c;
     /* [E v2; E v; E h; E h2]: the squares equal the values for binary statistics, so the
      * E v2 and E h2 slots are copies of the E v and E h averages (identical EMA updates) */
-    NG_TRY(ng_sum_cols(be, nv, K, a, tr->vm.data, tr->vm.ld, b, f->mom.data + nv));
+    NG_TRY(ng_sum_cols(be, nv, K, a, vm.data, vm.ld, b, f->mom.data + nv));
     NG_TRY(ng_sum_cols(be, nh, K, a, f->hs.data, f->hs.ld, b, f->mom.data + 2 * nv));
     NG_TRY(ng_copy(be, f->mom.data, f->mom.data + nv, (size_t)nv * sizeof(float)));
     NG_TRY(ng_copy(be, f->mom.data + 2 * nv + nh, f->mom.data + 2 * nv, (size_t)nh * sizeof(float)));
     /* E[u u^T], lower triangle: (v, v) and (h, h) blocks by syrk, (h, v) block by gemm */
-    NG_TRY(ng_syrk(be, 0, nv, K, a, tr->vm.data, tr->vm.ld, b, f->S_un.data, f->S_un.ld));
+    NG_TRY(ng_syrk(be, 0, nv, K, a, vm.data, vm.ld, b, f->S_un.data, f->S_un.ld));
     NG_TRY(ng_syrk(be, 0, nh, K, a, f->hs.data, f->hs.ld, b,
                    f->S_un.data + nv + (size_t)nv * f->S_un.ld, f->S_un.ld));
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, K, a, f->hs.data, f->hs.ld, tr->vm.data, tr->vm.ld, b,
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, K, a, f->hs.data, f->hs.ld, vm.data, vm.ld, b,
                    f->S_un.data + nv, f->S_un.ld));
     return NG_OK;
 }
 
 /* A = Sigma_un + damp I = S_un - mu_u mu_u^T + damp I, both triangles. */
-static ng_status build_sigma(ng_rbm_trainer *tr, float damp) {
-    struct ng_fang *f = tr->fang;
-    ng_backend *be = tr->be;
+static ng_status build_sigma(ng_backend *be, struct ng_fang *f, float damp) {
     int n = f->n;
     NG_TRY(ng_copy(be, f->A.data, f->S_un.data, (size_t)n * n * sizeof(float)));
     NG_TRY(ng_syrk(be, 0, n, 1, -1.0f, f->mom.data + f->nv, n, 1.0f, f->A.data, n));
@@ -158,13 +183,12 @@ static ng_status build_sigma(ng_rbm_trainer *tr, float damp) {
 /* Diagonal of the Cholesky factor held in A (float) -> host; 0 unless every entry is finite and
  * positive (cuSOLVER, unlike LAPACK, may let a NaN through with info = 0). cond receives the
  * squared ratio of the largest to the smallest entry. */
-static ng_status factor_diag_ok(ng_rbm_trainer *tr, int *ok, double *cond) {
-    struct ng_fang *f = tr->fang;
+static ng_status factor_diag_ok(ng_backend *be, struct ng_fang *f, int *ok, double *cond) {
     int n = f->n, k;
     double lo = INFINITY, hi = 0.0;
     /* the diagonal, read as row 0 of a (1, n) matrix with leading dimension n + 1 */
-    NG_TRY(ng_sum_rows(tr->be, 1, n, 1.0f, f->A.data, n + 1, 0.0f, f->dvec.data));
-    NG_TRY(ng_get(tr->be, f->host_dvec, f->dvec.data, (size_t)n * sizeof(float)));
+    NG_TRY(ng_sum_rows(be, 1, n, 1.0f, f->A.data, n + 1, 0.0f, f->dvec.data));
+    NG_TRY(ng_get(be, f->host_dvec, f->dvec.data, (size_t)n * sizeof(float)));
     *ok = 1;
     for (k = 0; k < n; k++) {
         double d = (double)f->host_dvec[k];
@@ -181,28 +205,27 @@ static ng_status factor_diag_ok(ng_rbm_trainer *tr, int *ok, double *cond) {
 
 /* One attempt at A = (Sigma_un + damp I)^-1 in float32, then in float64. *precision = 32 or 64
  * on success, 0 when both failed. */
-static ng_status invert_sigma(ng_rbm_trainer *tr, float damp, int *precision, double *cond) {
-    struct ng_fang *f = tr->fang;
-    ng_backend *be = tr->be;
+static ng_status invert_sigma(ng_backend *be, struct ng_fang *f, float damp, int *precision,
+                              double *cond) {
     int n = f->n, info = 0, ok = 0;
     size_t nn = (size_t)n * n;
-    double *Ad = (double *)(void *)f->Ad.data;
+    double *Ad = f->Ad.data_d;
     *precision = 0;
-    NG_TRY(build_sigma(tr, damp));
+    NG_TRY(build_sigma(be, f, damp));
     NG_TRY(ng_potrf(be, n, f->A.data, n, &info));
-    if (info == 0) NG_TRY(factor_diag_ok(tr, &ok, cond));
+    if (info == 0) NG_TRY(factor_diag_ok(be, f, &ok, cond));
     if (ok) NG_TRY(ng_potri(be, n, f->A.data, n, &info));
     if (ok && info == 0) {
         *precision = 32;
         return ng_symmetrize_lower(be, n, f->A.data, n, 0.0f);
     }
     /* float64 */
-    NG_TRY(build_sigma(tr, damp));
+    NG_TRY(build_sigma(be, f, damp));
     NG_TRY(ng_to_double(be, nn, f->A.data, Ad));
     NG_TRY(ng_potrf_d(be, n, Ad, n, &info));
     if (info != 0) return NG_OK;
     NG_TRY(ng_to_float(be, nn, Ad, f->A.data));
-    NG_TRY(factor_diag_ok(tr, &ok, cond));
+    NG_TRY(factor_diag_ok(be, f, &ok, cond));
     if (!ok) return NG_OK;
     NG_TRY(ng_potri_d(be, n, Ad, n, &info));
     if (info != 0) return NG_OK;
@@ -211,9 +234,9 @@ static ng_status invert_sigma(ng_rbm_trainer *tr, float damp, int *precision, do
     return ng_symmetrize_lower(be, n, f->A.data, n, 0.0f);
 }
 
-static ng_status read_diag(const ng_rbm_trainer *tr, ng_fang_diag *d) {
+static ng_status read_diag(ng_backend *be, const struct ng_fang *f, ng_fang_diag *d) {
     float v[NG_FANG_DIAG_N];
-    NG_TRY(ng_get(tr->be, v, tr->fang->diag.data, sizeof v));
+    NG_TRY(ng_get(be, v, f->diag.data, sizeof v));
     d->cond = v[0];
     d->min_sigma2 = v[1];
     d->damping = v[2];
@@ -225,7 +248,7 @@ static ng_status read_diag(const ng_rbm_trainer *tr, ng_fang_diag *d) {
     return NG_OK;
 }
 
-static ng_status write_diag(ng_rbm_trainer *tr, const ng_fang_diag *d) {
+static ng_status write_diag(ng_backend *be, struct ng_fang *f, const ng_fang_diag *d) {
     float v[NG_FANG_DIAG_N];
     v[0] = d->cond < 3e38 ? (float)d->cond : 3e38f;
     v[1] = (float)d->min_sigma2;
@@ -235,57 +258,69 @@ static ng_status write_diag(ng_rbm_trainer *tr, const ng_fang_diag *d) {
     v[5] = (float)d->float64_refits;
     v[6] = (float)d->damping_raises;
     v[7] = (float)d->floored;
-    return ng_set(tr->be, tr->fang->diag.data, v, sizeof v);
+    return ng_set(be, f->diag.data, v, sizeof v);
 }
 
-static ng_status refit(ng_rbm_trainer *tr) {
-    struct ng_fang *f = tr->fang;
-    ng_backend *be = tr->be;
+static ng_status refit(ng_backend *be, struct ng_fang *f, uint64_t t) {
     ng_fang_diag d;
     int nv = f->nv, nh = f->nh, n = f->n, ldp = f->S_un.ld, raises, precision = 0, k;
-    float lambda = tr->cfg.fang_lambda, damp;
-    double t0 = now_s(), cond = 0.0, smin = INFINITY;
+    float lambda = f->cfg.lambda, damp;
+    double t0 = ng_time_s(), cond = 0.0, smin = INFINITY;
     long floored = 0;
     const float *Pm = f->S_un.data + nv; /* (h, v) block of S_un: E[h v^T], (nh, nv) */
-    NG_TRY(read_diag(tr, &d));
+    ng_op_args regress;
+    NG_TRY(read_diag(be, f, &d));
 
     /* Pairwise CPDs, eq. 11-12. The four pairwise moments E[h v^T], E[h v2^T], E[h2 v^T],
      * E[h2 v2^T] are all the (h, v) block of S_un (binary statistics, see the top of this file);
      * mom is [E v2; E v; E h; E h2]. */
-    NG_TRY(ng_fang_regress(be, nh, nv, Pm, Pm, Pm, Pm, ldp, f->mom.data + nv, f->mom.data + 2 * nv,
-                           f->mom.data, f->mom.data + 2 * nv + nh, lambda, f->beta_v.data,
-                           f->beta_h.data, f->sigma2.data, f->sigma2.ld));
+    memset(&regress, 0, sizeof regress);
+    regress.op = NG_OP_FANG_REGRESS;
+    regress.fang_regress.nh = nh;
+    regress.fang_regress.nv = nv;
+    regress.fang_regress.Evh = regress.fang_regress.Ev2h = Pm;
+    regress.fang_regress.Evh2 = regress.fang_regress.Ev2h2 = Pm;
+    regress.fang_regress.ldm = ldp;
+    regress.fang_regress.mu_v = f->mom.data + nv;
+    regress.fang_regress.mu_h = f->mom.data + 2 * nv;
+    regress.fang_regress.Ev2 = f->mom.data;
+    regress.fang_regress.Eh2 = f->mom.data + 2 * nv + nh;
+    regress.fang_regress.lambda = lambda;
+    regress.fang_regress.beta_v = f->beta_v.data;
+    regress.fang_regress.beta_h = f->beta_h.data;
+    regress.fang_regress.sigma2 = f->sigma2.data;
+    regress.fang_regress.ldo = f->sigma2.ld;
+    NG_TRY(ng_run_op(be, &regress));
 
     /* Lambda_un = (Sigma_un + lambda I)^-1, raising the damping when Cholesky fails. */
     damp = lambda;
     for (raises = 0; raises <= FANG_MAX_RAISES; raises++, damp *= 10.0f) {
-        NG_TRY(invert_sigma(tr, damp, &precision, &cond));
+        NG_TRY(invert_sigma(be, f, damp, &precision, &cond));
         if (precision) break;
     }
     if (precision) {
         NG_TRY(ng_copy(be, f->Lambda.data, f->A.data, (size_t)n * n * sizeof(float)));
         if (precision == 64 || raises > 0)
-            fprintf(stderr,
-                    "natgrad: fang: update %llu: Cholesky of Sigma_un + %g I failed in float32; "
-                    "inverted %s with damping %g\n",
-                    (unsigned long long)tr->t, (double)lambda,
-                    precision == 64 ? "in float64" : "in float32", (double)damp);
+            ng_log(NG_LOG_WARN, "fang",
+                   "update %llu: Cholesky of Sigma_un + %g I failed in float32; inverted %s with damping %g",
+                   (unsigned long long)t, (double)lambda, precision == 64 ? "in float64" : "in float32",
+                   (double)damp);
         d.cond = cond;
         d.damping = damp;
         d.float64_refits += precision == 64;
         d.damping_raises += raises;
     } else if (d.refits > 0) {
-        fprintf(stderr,
-                "natgrad: fang: update %llu: Sigma_un + lambda I is not positive definite even with "
-                "damping %g (float64); keeping the previous Lambda_un\n",
-                (unsigned long long)tr->t, (double)(damp / 10.0f));
+        ng_log(NG_LOG_WARN, "fang",
+               "update %llu: Sigma_un + lambda I is not positive definite even with damping %g "
+               "(float64); keeping the previous Lambda_un",
+               (unsigned long long)t, (double)(damp / 10.0f));
         d.damping_raises += FANG_MAX_RAISES;
     } else {
         return ng_error(NG_ERR_NUMERIC,
                         "fang: update %llu: the unary covariance Sigma_un + lambda I is not positive "
                         "definite even in float64 with damping up to %g (non-finite or inconsistent "
                         "particle statistics?)",
-                        (unsigned long long)tr->t, (double)(damp / 10.0f));
+                        (unsigned long long)t, (double)(damp / 10.0f));
     }
 
     /* smallest conditional variance (the regressions floor it at lambda) */
@@ -298,58 +333,129 @@ static ng_status refit(ng_rbm_trainer *tr) {
     d.min_sigma2 = isfinite(smin) ? smin : 0.0;
     d.floored = (double)floored;
     d.refits += 1.0;
-    d.refit_s += now_s() - t0;
-    return write_diag(tr, &d);
+    d.refit_s += ng_time_s() - t0;
+    return write_diag(be, f, &d);
 }
 
-ng_status ng_fang_refit(ng_rbm_trainer *tr) {
+ng_status ng_fang_refit(ng_precond *p, ng_model *m, uint64_t t) {
+    struct ng_fang *f;
     ng_status s;
-    NG_TRY(need_fang(tr, "fang refit"));
-    ng_range_push("fang refit");
-    s = refit(tr);
-    ng_range_pop();
+    (void)m;
+    NG_TRY(need_fang(p, "fang refit", &f));
+    NG_RANGE("fang refit", s, refit(p->be, f, t));
     return s;
 }
 
-ng_status ng_fang_apply(ng_rbm_trainer *tr) {
+ng_status ng_fang_apply(ng_precond *p, ng_model *m) {
     struct ng_fang *f;
-    ng_backend *be;
+    ng_backend *be = p->be;
     int nv, nh, n;
-    NG_TRY(need_fang(tr, "fang direction"));
-    f = tr->fang;
-    be = tr->be;
+    ng_op_args res;
+    (void)m;
+    NG_TRY(need_fang(p, "fang direction", &f));
     nv = f->nv;
     nh = f->nh;
     n = f->n;
-    /* r_un = Lambda_un [da; db] */
-    NG_TRY(ng_copy(be, f->g_un.data, tr->da.data, (size_t)nv * sizeof(float)));
-    NG_TRY(ng_copy(be, f->g_un.data + nv, tr->db.data, (size_t)nh * sizeof(float)));
+    /* r_un = Lambda_un [ga; gb] */
+    NG_TRY(ng_copy(be, f->g_un.data, f->ga.data, (size_t)nv * sizeof(float)));
+    NG_TRY(ng_copy(be, f->g_un.data + nv, f->gb.data, (size_t)nh * sizeof(float)));
     NG_TRY(ng_gemv(be, 0, n, n, 1.0f, f->Lambda.data, n, f->g_un.data, 0.0f, f->r_un.data));
-    /* pairwise terms of Algorithm 1: dW = q, pv = beta_v .* q, ph = beta_h .* q */
-    NG_TRY(ng_fang_residual(be, nh, nv, tr->dW.data, tr->dW.ld, tr->da.data, tr->db.data,
-                            f->beta_v.data, f->beta_h.data, f->sigma2.data, f->sigma2.ld,
-                            f->pv.data, f->ph.data, f->pv.ld));
+    /* pairwise terms of Algorithm 1: gW = q, pv = beta_v .* q, ph = beta_h .* q */
+    memset(&res, 0, sizeof res);
+    res.op = NG_OP_FANG_RESIDUAL;
+    res.fang_residual.nh = nh;
+    res.fang_residual.nv = nv;
+    res.fang_residual.G = f->gW.data;
+    res.fang_residual.ldg = f->gW.ld;
+    res.fang_residual.ga = f->ga.data;
+    res.fang_residual.gb = f->gb.data;
+    res.fang_residual.beta_v = f->beta_v.data;
+    res.fang_residual.beta_h = f->beta_h.data;
+    res.fang_residual.sigma2 = f->sigma2.data;
+    res.fang_residual.ldb = f->sigma2.ld;
+    res.fang_residual.pv = f->pv.data;
+    res.fang_residual.ph = f->ph.data;
+    res.fang_residual.ldp = f->pv.ld;
+    NG_TRY(ng_run_op(be, &res));
     /* r_a = [r_un]_v - sum_j beta_v q,  r_b = [r_un]_h - sum_i beta_h q */
-    NG_TRY(ng_copy(be, tr->da.data, f->r_un.data, (size_t)nv * sizeof(float)));
-    NG_TRY(ng_sum_rows(be, nh, nv, -1.0f, f->pv.data, f->pv.ld, 1.0f, tr->da.data));
-    NG_TRY(ng_copy(be, tr->db.data, f->r_un.data + nv, (size_t)nh * sizeof(float)));
-    NG_TRY(ng_sum_cols(be, nh, nv, -1.0f, f->ph.data, f->ph.ld, 1.0f, tr->db.data));
-    return NG_OK;
+    NG_TRY(ng_copy(be, f->ga.data, f->r_un.data, (size_t)nv * sizeof(float)));
+    NG_TRY(ng_sum_rows(be, nh, nv, -1.0f, f->pv.data, f->pv.ld, 1.0f, f->ga.data));
+    NG_TRY(ng_copy(be, f->gb.data, f->r_un.data + nv, (size_t)nh * sizeof(float)));
+    return ng_sum_cols(be, nh, nv, -1.0f, f->ph.data, f->ph.ld, 1.0f, f->gb.data);
 }
 
-ng_status ng_fang_direction(ng_rbm_trainer *tr) {
+/* Algorithm 1 for one mini-batch: statistics, then a refit when t % T == 0 (so at the first
+ * update, and on a schedule that depends only on t). */
+static ng_status fang_observe(ng_precond *p, ng_model *m, uint64_t t) {
+    struct ng_fang *f = (struct ng_fang *)p->impl;
     ng_status s;
-    NG_TRY(need_fang(tr, "fang direction"));
-    ng_range_push("fang");
-    s = ng_fang_update_stats(tr);
-    if (s == NG_OK && tr->t % (uint64_t)tr->cfg.fang_refit_every == 0) s = ng_fang_refit(tr);
-    if (s == NG_OK) s = ng_fang_apply(tr);
-    ng_range_pop();
+    NG_RANGE("fang statistics", s, ng_fang_update_stats(p, m, t));
+    if (s == NG_OK && t % (uint64_t)f->cfg.refit_every == 0) s = ng_fang_refit(p, m, t);
     return s;
 }
 
-ng_status ng_fang_diagnostics(const ng_rbm_trainer *tr, ng_fang_diag *out) {
-    memset(out, 0, sizeof *out);
-    if (!tr || !tr->fang) return NG_OK;
-    return read_diag(tr, out);
+static ng_status fang_apply(ng_precond *p, ng_model *m, uint64_t t) {
+    ng_status s;
+    (void)t;
+    NG_RANGE("fang direction", s, ng_fang_apply(p, m));
+    return s;
 }
+
+ng_status ng_fang_diagnostics(ng_precond *p, ng_fang_diag *out) {
+    struct ng_fang *f;
+    memset(out, 0, sizeof *out);
+    NG_TRY(need_fang(p, "fang diagnostics", &f));
+    return read_diag(p->be, f, out);
+}
+
+static const char *const fang_columns[] = {"fang_cond", "fang_min_sigma2", "fang_refit_s", NULL};
+
+static ng_status fang_log_values(ng_precond *p, double *values) {
+    ng_fang_diag d;
+    NG_TRY(ng_fang_diagnostics(p, &d));
+    values[0] = d.cond;
+    values[1] = d.min_sigma2;
+    values[2] = d.refit_s;
+    return NG_OK;
+}
+
+static ng_status fang_save(ng_precond *p, ng_ckpt *c) {
+    const struct ng_fang *f = (const struct ng_fang *)p->impl;
+    NG_TRY(ng_ckpt_set_i64(c, "fang.refit_every", f->cfg.refit_every));
+    NG_TRY(ng_ckpt_set_f32(c, "fang.tau", f->cfg.tau));
+    NG_TRY(ng_ckpt_set_f32(c, "fang.lambda", f->cfg.lambda));
+    return ng_ckpt_set_u64(c, "fang.seed", f->cfg.seed);
+}
+
+/* The settings of the checkpoint must be this preconditioner's: its state was accumulated with
+ * them. */
+static ng_status fang_load(ng_precond *p, const ng_ckpt *c, int apply) {
+    const struct ng_fang *f = (const struct ng_fang *)p->impl;
+    int64_t T;
+    float tau, lambda;
+    uint64_t seed;
+    (void)apply;
+    NG_TRY(ng_ckpt_get_int(c, "fang.refit_every", 1, 1000000000, &T));
+    NG_TRY(ng_ckpt_get_float(c, "fang.tau", 1.0, 1e30, &tau));
+    NG_TRY(ng_ckpt_get_float(c, "fang.lambda", 1e-30, 1e30, &lambda));
+    NG_TRY(ng_ckpt_get_u64(c, "fang.seed", &seed));
+    if (T != f->cfg.refit_every || tau != f->cfg.tau || lambda != f->cfg.lambda || seed != f->cfg.seed)
+        return ng_error(NG_ERR_FORMAT,
+                        "checkpoint %s: FANG settings (refit every %lld, tau %g, lambda %g, seed %llu) "
+                        "differ from this run's (%d, %g, %g, %llu)",
+                        ng_ckpt_path(c), (long long)T, (double)tau, (double)lambda,
+                        (unsigned long long)seed, f->cfg.refit_every, (double)f->cfg.tau,
+                        (double)f->cfg.lambda, (unsigned long long)f->cfg.seed);
+    return NG_OK;
+}
+
+static const struct ng_precond_i fang_iface = {
+    .name = "fang",
+    .observe = fang_observe,
+    .apply = fang_apply,
+    .columns = fang_columns,
+    .log_values = fang_log_values,
+    .save = fang_save,
+    .load = fang_load,
+    .destroy = fang_destroy,
+};

@@ -1,19 +1,33 @@
 /* natgrad/backend.h: the backend table (struct ng_backend_i) and the checked wrappers that
  * algorithm code calls. Column-major everywhere; all pointers passed to ops are device pointers
  * of the backend (host code never dereferences them), except where a parameter is named *_host.
- * No CUDA types here: a stream is a void *.
+ * No CUDA types here: a stream or an event is a void *.
+ *
+ * The table has three kinds of slots:
+ *   - memory, transfers and events;
+ *   - coarse BLAS / LAPACK slots (gemm, batched gemm, syrk, gemv, trsm, reductions with host or
+ *     device-resident results; potrf / potri / potrs / syevd in float32 or float64);
+ *   - one `run_op` slot for every elementwise family, dispatched on an ng_op value whose argument
+ *     struct is a member of ng_op_args, with `supports_op` to ask first (ggml's op table). The
+ *     element bodies live once in kernels/ng_math.h. Adding a family is: an ng_op value and its
+ *     ng_op_args member (here), a descriptor with its checks (backend.c), a body (ng_math.h), a
+ *     case in cpu.c and a kernel + case in cuda.c, and a test descriptor in tests/test_backend.c.
+ *     No new slot, no new wrapper: callers may fill ng_op_args themselves and call ng_run_op.
  *
  * Accumulate/overwrite conventions are stated per op: "=" overwrites, "+=" accumulates, and
  * BLAS-style (alpha, beta) ops compute out = alpha * f(in) + beta * out (beta = 0 ignores out,
  * even when it holds NaN, as BLAS does).
  *
- * A backend may leave a slot NULL; the wrapper then returns NG_ERR_UNSUPPORTED naming the op. */
+ * A backend may leave a slot NULL (or answer 0 to supports_op); the wrapper then returns
+ * NG_ERR_UNSUPPORTED naming the op. Several backends may live in one process, each on its own
+ * device; the wrappers make the backend's device current before every call. */
 #ifndef NATGRAD_BACKEND_H
 #define NATGRAD_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "natgrad/dtype.h"
 #include "natgrad/status.h"
 
 #ifdef __cplusplus
@@ -28,9 +42,105 @@ typedef enum ng_device {
 
 typedef struct ng_backend ng_backend;
 
+/* ---- elementwise families ------------------------------------------------------------------ */
+
+typedef enum ng_op {
+    NG_OP_FILL = 0,         /* out(n) = value  (=) */
+    NG_OP_FILL_UNIFORM,     /* out(n) = uniform in (0,1] of Philox (key, step, i)  (=) */
+    NG_OP_BERNOULLI,        /* out(n) = [u(key, step, i) <= p[i]]  (=); p and out may alias */
+    NG_OP_AXPBY,            /* y(n) = alpha x + beta y; x and y may alias */
+    NG_OP_AXPBY_DEV,        /* y(n) = ca ra x + cb rb y with device scalars ra = a_num / a_den,
+                             * rb = b_num / b_den (a NULL numerator or denominator counts as 1):
+                             * the scalar steps of iterative solvers without a host round trip */
+    NG_OP_CONVERT,          /* y(n) = x(n) converted between float32 and float64  (=) */
+    NG_OP_GIBBS_SAMPLE,     /* fused Gibbs step of a layer, see the struct below */
+    NG_OP_SOFTPLUS_SUM,     /* y[c] = alpha sum_r softplus(beta (pre[r,c] + bias[r])) + gamma y[c] */
+    NG_OP_BINARY_STATES,    /* out[b, c] = bit b of (first + c)  (=) */
+    NG_OP_SYMMETRIZE_LOWER, /* A(n,n): strict upper = transpose of strict lower, diagonal += shift */
+    NG_OP_FANG_REGRESS,     /* FANG eq. 11-12 for every pair (host/optim/fang.c) */
+    NG_OP_FANG_RESIDUAL,    /* pairwise part of the FANG direction */
+    NG_OP_COUNT
+} ng_op;
+
+/* Arguments of each family: the member named after the op. Shapes are column-major with explicit
+ * leading dimensions; pointers are device pointers. */
+typedef struct ng_op_args {
+    ng_op op;
+    union {
+        struct { size_t n; float value; float *out; } fill;
+        struct { size_t n; float *out; uint64_t key, step; } fill_uniform;
+        struct { size_t n; const float *p; float *out; uint64_t key, step; } bernoulli;
+        struct { size_t n; float alpha; const float *x; float beta; float *y; } axpby;
+        struct {
+            size_t n;
+            float ca;
+            const float *a_num, *a_den; /* (1) each, or NULL */
+            const float *x;
+            float cb;                   /* cb = 0 ignores y */
+            const float *b_num, *b_den;
+            float *y;
+        } axpby_dev;
+        struct { size_t n; ng_dtype from, to; const void *x; void *y; } convert;
+        /* x = beta * (pre[r,c] + bias[r]) + (1 - beta) * base[r]   (bias, base may be NULL = 0)
+         * prob[r,c] = sigmoid(x)  (=, skipped when NULL)
+         * sample[r,c] = [u(key, step, r + rows*c) <= prob]  (=, skipped when NULL)
+         * pre may alias prob or sample (same pointer and ld). */
+        struct {
+            int rows, cols;
+            const float *pre; int ldp;
+            const float *bias;
+            float beta;
+            const float *base;
+            float *prob; int ldq;
+            float *sample; int lds;
+            uint64_t key, step;
+        } gibbs_sample;
+        /* y[c] = alpha * sum_r softplus(beta * (pre[r,c] + bias[r])) + gamma * y[c] (bias may be
+         * NULL = 0; gamma = 0 ignores y). Summation order is fixed (reproducible). */
+        struct {
+            int rows, cols;
+            const float *pre; int ldp;
+            const float *bias;
+            float beta, alpha, gamma;
+            float *y;
+        } softplus_sum;
+        struct { int nbits; uint64_t first; int count; float *out; int ldo; } binary_states;
+        struct { int n; float *A; int lda; float shift; } symmetrize_lower;
+        /* For every pair (j, i), j < nh, i < nv, the regression of m_ij = v_i h_j on (v_i, h_j)
+         * (ng_fang_regress_pair) from the moment matrices Evh = E[h v^T], Ev2h = E[h (v.^2)^T],
+         * Evh2 = E[h.^2 v^T], Ev2h2 = E[h.^2 (v.^2)^T] (all (nh,nv), ld ldm) and the vectors
+         * mu_v = E[v], Ev2 = E[v.^2] (nv), mu_h = E[h], Eh2 = E[h.^2] (nh), with lambda I added to
+         * the 3x3 covariance: beta_v, beta_h, sigma2 (nh,nv), ld ldo  (=). */
+        struct {
+            int nh, nv;
+            const float *Evh, *Ev2h, *Evh2, *Ev2h2; int ldm;
+            const float *mu_v, *mu_h, *Ev2, *Eh2;
+            float lambda;
+            float *beta_v, *beta_h, *sigma2; int ldo;
+        } fang_regress;
+        /* On (nh,nv) matrices (ng_fang_residual_elem):
+         *   G[j,i] = q = (G[j,i] - beta_v[j,i] ga[i] - beta_h[j,i] gb[j]) / sigma2[j,i]  (=, in place)
+         *   pv = beta_v .* q,  ph = beta_h .* q  (=); beta_v, beta_h, sigma2 share ldb; pv, ph ldp. */
+        struct {
+            int nh, nv;
+            float *G; int ldg;
+            const float *ga, *gb;
+            const float *beta_v, *beta_h, *sigma2; int ldb;
+            float *pv, *ph; int ldp;
+        } fang_residual;
+    };
+} ng_op_args;
+
+/* "gibbs_sample", ... ("?" outside the enum) */
+const char *ng_op_name(ng_op op);
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
 struct ng_backend_i {
     const char *name;
     void (*destroy)(ng_backend *be);
+    /* make this backend's device current on the calling thread (NULL: nothing to do) */
+    ng_status (*activate)(ng_backend *be);
 
     /* memory */
     ng_status (*alloc)(ng_backend *be, size_t bytes, void **ptr);
@@ -40,12 +150,31 @@ struct ng_backend_i {
     ng_status (*memset0)(ng_backend *be, void *dst, size_t bytes);
     ng_status (*copy)(ng_backend *be, void *dst, const void *src, size_t bytes);
     ng_status (*synchronize)(ng_backend *be);
+    /* pinned host memory and transfers queued on the backend's stream: the call returns at once;
+     * the host buffer must stay untouched until an event recorded after it has completed (or
+     * synchronize). */
+    ng_status (*alloc_host)(ng_backend *be, size_t bytes, void **ptr_host);
+    void (*free_host)(ng_backend *be, void *ptr_host);
+    ng_status (*set_async)(ng_backend *be, void *dst, const void *src_host, size_t bytes);
+    ng_status (*get_async)(ng_backend *be, void *dst_host, const void *src, size_t bytes);
+    /* events on the backend's stream */
+    ng_status (*event_create)(ng_backend *be, void **event);
+    void (*event_destroy)(ng_backend *be, void *event);
+    ng_status (*event_record)(ng_backend *be, void *event);      /* after all queued work */
+    ng_status (*event_wait)(ng_backend *be, void *event);        /* the stream waits for it */
+    ng_status (*event_synchronize)(ng_backend *be, void *event); /* the host waits for it */
+    ng_status (*event_elapsed)(ng_backend *be, void *start, void *end, float *ms);
 
     /* BLAS-like, float32. trans flags: 0 = N, 1 = T. */
     /* C(m,n) = alpha op(A) op(B) + beta C */
     ng_status (*gemm)(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc);
+    /* the same for batch = 0 .. count-1 on A + batch * sa, B + batch * sb, C + batch * sc */
+    ng_status (*gemm_strided_batched)(ng_backend *be, int ta, int tb, int m, int n, int k,
+                                      float alpha, const float *A, int lda, long long sa,
+                                      const float *B, int ldb, long long sb, float beta, float *C,
+                                      int ldc, long long sc, int count);
     /* Lower triangle of C(n,n) = alpha op(A) op(A)^T + beta C; trans = 0: A is (n,k),
      * trans = 1: A is (k,n). The strict upper triangle is not touched. */
     ng_status (*syrk)(ng_backend *be, int trans, int n, int k, float alpha, const float *A,
@@ -53,14 +182,19 @@ struct ng_backend_i {
     /* y = alpha op(A) x + beta y, A is (m,n) */
     ng_status (*gemv)(ng_backend *be, int trans, int m, int n, float alpha, const float *A,
                       int lda, const float *x, float beta, float *y);
-    /* y(n) = alpha x + beta y */
-    ng_status (*axpby)(ng_backend *be, size_t n, float alpha, const float *x, float beta,
-                       float *y);
+    /* B(m,n) = alpha op(A)^-1 B (right = 0) or alpha B op(A)^-1 (right = 1), A triangular
+     * (lower or upper; unit = 1: unit diagonal, not read) of order m or n */
+    ng_status (*trsm)(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
+                      float alpha, const float *A, int lda, float *B, int ldb);
     /* x(n) = alpha x */
     ng_status (*scal)(ng_backend *be, size_t n, float alpha, float *x);
+    /* results on the host (the call waits for the device) */
     ng_status (*dot)(ng_backend *be, size_t n, const float *x, const float *y,
                      float *result_host);
     ng_status (*nrm2)(ng_backend *be, size_t n, const float *x, float *result_host);
+    /* results stay on the device (result: one float of device memory); nothing waits */
+    ng_status (*dot_dev)(ng_backend *be, size_t n, const float *x, const float *y, float *result);
+    ng_status (*nrm2_dev)(ng_backend *be, size_t n, const float *x, float *result);
     /* y(rows) = alpha * (sum over columns of A(rows,cols)) + beta y */
     ng_status (*sum_cols)(ng_backend *be, int rows, int cols, float alpha, const float *A,
                           int lda, float beta, float *y);
@@ -68,91 +202,64 @@ struct ng_backend_i {
     ng_status (*sum_rows)(ng_backend *be, int rows, int cols, float alpha, const float *A,
                           int lda, float beta, float *y);
 
-    /* Elementwise families (bodies in kernels/ng_math.h). */
-    /* Fused Gibbs step for a layer (rows units, cols particles):
-     *   x = beta * (pre[r,c] + bias[r]) + (1 - beta) * base[r]   (base may be NULL = 0)
-     *   prob[r,c] = sigmoid(x)                     (= ; prob may be NULL)
-     *   sample[r,c] = u(key, step, r + rows*c) <= prob   (= ; sample may be NULL)
-     * pre and the outputs may alias (same pointer and ld). */
-    ng_status (*gibbs_sample)(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                              const float *bias, float beta, const float *base, float *prob,
-                              int ldq, float *sample, int lds, uint64_t key, uint64_t step);
-    /* out[i] = u(key, step, i) <= p[i]  (=), for i < n; p and out may alias. */
-    ng_status (*bernoulli)(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
-                           uint64_t step);
-    /* y[c] = alpha * sum_r softplus(beta * (pre[r,c] + bias[r])) + gamma * y[c]
-     * (bias may be NULL = 0). Summation order is fixed (reproducible). */
-    ng_status (*softplus_sum)(ng_backend *be, int rows, int cols, const float *pre, int ldp,
-                              const float *bias, float beta, float alpha, float gamma, float *y);
-    /* out[b, c] = bit b of (first + c), for b < nbits, c < count  (=) */
-    ng_status (*binary_states)(ng_backend *be, int nbits, uint64_t first, int count, float *out,
-                               int ldo);
-    /* out[i] = uniform in (0,1] of (key, step, i)  (=) */
-    ng_status (*fill_uniform)(ng_backend *be, size_t n, float *out, uint64_t key, uint64_t step);
-    /* out[i] = value  (=) */
-    ng_status (*fill)(ng_backend *be, size_t n, float value, float *out);
-
-    /* LAPACK-like on the lower triangle, column-major (n,n). info_host receives LAPACK's info
-     * (0 = success, k > 0 = leading minor k not positive definite / no convergence). */
-    ng_status (*potrf)(ng_backend *be, int n, float *A, int lda, int *info_host);
+    /* LAPACK-like on the lower triangle, column-major (n,n), dtype NG_F32 or NG_F64 (A, B, w of
+     * that type). info_host receives LAPACK's info (0 = success, k > 0 = leading minor k not
+     * positive definite / no convergence). */
+    ng_status (*potrf)(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info_host);
     /* A = inverse of the SPD matrix whose lower Cholesky factor is in A (lower triangle). */
-    ng_status (*potri)(ng_backend *be, int n, float *A, int lda, int *info_host);
-    /* Eigen-decomposition of a symmetric matrix (lower triangle used): eigenvalues ascending in
-     * w(n), eigenvectors in the columns of A. */
-    ng_status (*syevd)(ng_backend *be, int n, float *A, int lda, float *w, int *info_host);
-    ng_status (*potrf_d)(ng_backend *be, int n, double *A, int lda, int *info_host);
-    ng_status (*potri_d)(ng_backend *be, int n, double *A, int lda, int *info_host);
-    ng_status (*syevd_d)(ng_backend *be, int n, double *A, int lda, double *w, int *info_host);
-    /* float <-> double conversion of n elements on the device */
-    ng_status (*to_double)(ng_backend *be, size_t n, const float *x, double *y);
-    ng_status (*to_float)(ng_backend *be, size_t n, const double *x, float *y);
+    ng_status (*potri)(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info_host);
+    /* B(n, nrhs) = (L L^T)^-1 B with the lower Cholesky factor L in A */
+    ng_status (*potrs)(ng_backend *be, ng_dtype dt, int n, int nrhs, const void *A, int lda,
+                       void *B, int ldb, int *info_host);
+    /* eigenvalues ascending in w(n), eigenvectors in the columns of A */
+    ng_status (*syevd)(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w,
+                       int *info_host);
 
-    /* A(n,n): the strict upper triangle becomes the transpose of the strict lower one and
-     * shift is added to the diagonal (=, in place): turns potrf/potri/syrk output (lower
-     * triangle only) into a full symmetric matrix, optionally damped. */
-    ng_status (*symmetrize_lower)(ng_backend *be, int n, float *A, int lda, float shift);
-
-    /* FANG (host/optim/fang.c; bodies ng_fang_* in kernels/ng_math.h). */
-    /* For every pair (j, i), j < nh, i < nv, the regression of m_ij = v_i h_j on (v_i, h_j)
-     * (FANG eq. 11-12, ng_fang_regress_pair) from the moment matrices Evh = E[h v^T],
-     * Ev2h = E[h (v.^2)^T], Evh2 = E[h.^2 v^T], Ev2h2 = E[h.^2 (v.^2)^T] (all (nh,nv), ld ldm)
-     * and the vectors mu_v = E[v], Ev2 = E[v.^2] (nv), mu_h = E[h], Eh2 = E[h.^2] (nh), with
-     * lambda I added to the 3x3 covariance: beta_v, beta_h, sigma2 (nh,nv), ld ldo  (=). */
-    ng_status (*fang_regress)(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
-                              const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
-                              const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
-                              float *beta_v, float *beta_h, float *sigma2, int ldo);
-    /* Pairwise part of the FANG direction (ng_fang_residual_elem) on (nh,nv) matrices:
-     *   G[j,i] = q = (G[j,i] - beta_v[j,i] ga[i] - beta_h[j,i] gb[j]) / sigma2[j,i]  (=, in place)
-     *   pv = beta_v .* q,  ph = beta_h .* q  (=), ga (nv), gb (nh).
-     * beta_v, beta_h, sigma2 share ldb; pv, ph share ldp. */
-    ng_status (*fang_residual)(ng_backend *be, int nh, int nv, float *G, int ldg,
-                               const float *ga, const float *gb, const float *beta_v,
-                               const float *beta_h, const float *sigma2, int ldb, float *pv,
-                               float *ph, int ldp);
+    /* elementwise families */
+    int (*supports_op)(ng_backend *be, ng_op op);
+    ng_status (*run_op)(ng_backend *be, const ng_op_args *args);
 };
 
 struct ng_backend {
     const struct ng_backend_i *iface;
     ng_device kind;
-    void *stream;      /* CUDA stream (NULL on the CPU) */
-    void *ctx;         /* backend-private state */
+    int device_index;      /* CUDA device ordinal (0 on the CPU) */
+    void *stream;          /* CUDA stream (NULL on the CPU) */
+    void *ctx;             /* backend-private state */
     char description[256]; /* one line for the start-up banner: device, BLAS, kernel */
 };
 
-/* Create a backend. NG_DEVICE_AUTO falls back to the CPU (and says why in *fallback_note when
- * non-NULL, else "") when CUDA is not compiled in or no device answers. */
-ng_status ng_backend_init(ng_device want, ng_backend **out, char *fallback_note, size_t note_len);
+/* Create a backend. index selects the CUDA device (-1: device 0). NG_DEVICE_AUTO falls back to
+ * the CPU (and says why in *fallback_note when non-NULL, else "") when CUDA is not compiled in or
+ * no device answers. */
+ng_status ng_backend_init(ng_device want, int index, ng_backend **out, char *fallback_note,
+                          size_t note_len);
 void ng_backend_free(ng_backend *be);
-ng_status ng_device_parse(const char *s, ng_device *out);
+/* "auto", "cpu", "cuda", "cuda:N" (also "gpu", "gpu:N"); *index = N or -1. */
+ng_status ng_device_parse(const char *s, ng_device *out, int *index);
 const char *ng_device_name(ng_device d);
 
 /* Constructors of the concrete backends (used by ng_backend_init and by tests). */
 ng_status ng_backend_cpu_init(ng_backend **out);
-ng_status ng_backend_cuda_init(ng_backend **out); /* NG_ERR_NO_DEVICE when not compiled in */
+ng_status ng_backend_cuda_init(int index, ng_backend **out); /* NG_ERR_NO_DEVICE when not compiled in */
 int ng_cuda_compiled(void);
+/* Number of CUDA devices that answer (0 without CUDA or a driver). */
+int ng_cuda_device_count(void);
 
-/* Checked wrappers: validate shapes/pointers, then call the slot. */
+/* The CPU backend's BLAS: "OpenBLAS 0.3.21 (openmp), kernel SkylakeX, 2 threads". */
+void ng_cpu_blas_describe(char *buf, size_t len);
+/* Set the threads of OpenBLAS and OpenMP (n >= 1). */
+void ng_cpu_set_threads(int n);
+/* When OpenBLAS picked a weaker kernel than this CPU supports (a Debian OpenBLAS 0.3.21 bug on
+ * some AVX-512 CPUs), re-execute the program with OPENBLAS_CORETYPE set; returns only when nothing
+ * was done. Call it first thing in main(). NG_NO_BLAS_REEXEC=1 disables it. */
+void ng_cpu_blas_reexec(int argc, char **argv);
+/* 1 when the OpenBLAS kernel actually running fits the CPU's vector features (what the re-exec
+ * achieves), 0 when a faster one exists. */
+int ng_cpu_blas_kernel_fits(void);
+
+/* ---- checked wrappers: validate shapes/pointers, activate the device, call the slot ---------- */
+
 ng_status ng_alloc(ng_backend *be, size_t bytes, void **ptr);
 void ng_free(ng_backend *be, void *ptr);
 ng_status ng_set(ng_backend *be, void *dst, const void *src_host, size_t bytes);
@@ -160,51 +267,80 @@ ng_status ng_get(ng_backend *be, void *dst_host, const void *src, size_t bytes);
 ng_status ng_memset0(ng_backend *be, void *dst, size_t bytes);
 ng_status ng_copy(ng_backend *be, void *dst, const void *src, size_t bytes);
 ng_status ng_synchronize(ng_backend *be);
+ng_status ng_alloc_host(ng_backend *be, size_t bytes, void **ptr_host);
+void ng_free_host(ng_backend *be, void *ptr_host);
+ng_status ng_set_async(ng_backend *be, void *dst, const void *src_host, size_t bytes);
+ng_status ng_get_async(ng_backend *be, void *dst_host, const void *src, size_t bytes);
+ng_status ng_event_create(ng_backend *be, void **event);
+void ng_event_destroy(ng_backend *be, void *event);
+ng_status ng_event_record(ng_backend *be, void *event);
+ng_status ng_event_wait(ng_backend *be, void *event);
+ng_status ng_event_synchronize(ng_backend *be, void *event);
+ng_status ng_event_elapsed(ng_backend *be, void *start, void *end, float *ms);
+
 ng_status ng_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+ng_status ng_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                                  const float *A, int lda, long long sa, const float *B, int ldb,
+                                  long long sb, float beta, float *C, int ldc, long long sc,
+                                  int count);
 ng_status ng_syrk(ng_backend *be, int trans, int n, int k, float alpha, const float *A, int lda,
                   float beta, float *C, int ldc);
 ng_status ng_gemv(ng_backend *be, int trans, int m, int n, float alpha, const float *A, int lda,
                   const float *x, float beta, float *y);
-ng_status ng_axpby(ng_backend *be, size_t n, float alpha, const float *x, float beta, float *y);
+ng_status ng_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
+                  float alpha, const float *A, int lda, float *B, int ldb);
 ng_status ng_scal(ng_backend *be, size_t n, float alpha, float *x);
 ng_status ng_dot(ng_backend *be, size_t n, const float *x, const float *y, float *result_host);
 ng_status ng_nrm2(ng_backend *be, size_t n, const float *x, float *result_host);
+ng_status ng_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, float *result);
+ng_status ng_nrm2_dev(ng_backend *be, size_t n, const float *x, float *result);
 ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y);
 ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y);
+ng_status ng_potrf(ng_backend *be, int n, float *A, int lda, int *info_host);
+ng_status ng_potri(ng_backend *be, int n, float *A, int lda, int *info_host);
+ng_status ng_potrs(ng_backend *be, int n, int nrhs, const float *A, int lda, float *B, int ldb,
+                   int *info_host);
+ng_status ng_syevd(ng_backend *be, int n, float *A, int lda, float *w, int *info_host);
+ng_status ng_potrf_d(ng_backend *be, int n, double *A, int lda, int *info_host);
+ng_status ng_potri_d(ng_backend *be, int n, double *A, int lda, int *info_host);
+ng_status ng_potrs_d(ng_backend *be, int n, int nrhs, const double *A, int lda, double *B,
+                     int ldb, int *info_host);
+ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info_host);
+
+/* Elementwise families: validate args against the op's descriptor, skip empty work, dispatch. */
+int ng_supports_op(ng_backend *be, ng_op op);
+ng_status ng_run_op(ng_backend *be, const ng_op_args *args);
+/* Typed shorthands for ng_run_op (same semantics as the ng_op_args members). */
+ng_status ng_fill(ng_backend *be, size_t n, float value, float *out);
+ng_status ng_fill_uniform(ng_backend *be, size_t n, float *out, uint64_t key, uint64_t step);
+ng_status ng_bernoulli(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
+                       uint64_t step);
+ng_status ng_axpby(ng_backend *be, size_t n, float alpha, const float *x, float beta, float *y);
+ng_status ng_to_double(ng_backend *be, size_t n, const float *x, double *y);
+ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y);
 ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, const float *base, float *prob, int ldq,
                           float *sample, int lds, uint64_t key, uint64_t step);
-ng_status ng_bernoulli(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
-                       uint64_t step);
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y);
 ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count, float *out,
                            int ldo);
-ng_status ng_fill_uniform(ng_backend *be, size_t n, float *out, uint64_t key, uint64_t step);
-ng_status ng_fill(ng_backend *be, size_t n, float value, float *out);
-ng_status ng_potrf(ng_backend *be, int n, float *A, int lda, int *info_host);
-ng_status ng_potri(ng_backend *be, int n, float *A, int lda, int *info_host);
-ng_status ng_syevd(ng_backend *be, int n, float *A, int lda, float *w, int *info_host);
-ng_status ng_potrf_d(ng_backend *be, int n, double *A, int lda, int *info_host);
-ng_status ng_potri_d(ng_backend *be, int n, double *A, int lda, int *info_host);
-ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info_host);
-ng_status ng_to_double(ng_backend *be, size_t n, const float *x, double *y);
-ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y);
 ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift);
-ng_status ng_fang_regress(ng_backend *be, int nh, int nv, const float *Evh, const float *Ev2h,
-                          const float *Evh2, const float *Ev2h2, int ldm, const float *mu_v,
-                          const float *mu_h, const float *Ev2, const float *Eh2, float lambda,
-                          float *beta_v, float *beta_h, float *sigma2, int ldo);
-ng_status ng_fang_residual(ng_backend *be, int nh, int nv, float *G, int ldg, const float *ga,
-                           const float *gb, const float *beta_v, const float *beta_h,
-                           const float *sigma2, int ldb, float *pv, float *ph, int ldp);
 
-/* Start/end a named profiling range (NVTX on CUDA builds, no-op otherwise). */
+/* Start/end a named profiling range (NVTX on CUDA builds, no-op otherwise). Every push must be
+ * matched by a pop on every path: use NG_RANGE below around a call that may fail. */
 void ng_range_push(const char *name);
 void ng_range_pop(void);
+/* s = (call) inside a range that is closed whatever the call returns. */
+#define NG_RANGE(name, s, call)  \
+    do {                         \
+        ng_range_push(name);     \
+        (s) = (call);            \
+        ng_range_pop();          \
+    } while (0)
 
 #ifdef __cplusplus
 }

@@ -139,6 +139,8 @@ ng_status ng_ckpt_expect(const ng_ckpt *c, const char *name, ng_dtype dtype, int
                          const uint64_t *dims, const void **data);
 
 const char *ng_ckpt_path(const ng_ckpt *c); /* path it was read from ("" for new) */
+/* Name the file a container stands for in messages (e.g. one converted from an older format). */
+ng_status ng_ckpt_set_path(ng_ckpt *c, const char *path);
 
 /* Fields, in file (or first-set) order, for listings such as `natgrad info CKPT`. */
 int ng_ckpt_n_kv(const ng_ckpt *c);

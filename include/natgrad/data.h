@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "natgrad/status.h"
+#include "natgrad/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -93,6 +94,42 @@ ng_status ng_dataset_subset(const ng_dataset *src, int first, int count, ng_data
  * must be even. Labels are copied. */
 ng_status ng_dataset_downsample2(const ng_dataset *src, ng_dataset *out);
 void ng_dataset_free(ng_dataset *ds);
+
+/* ---- batches for training (host/data/batches.c) ---------------------------------------------
+ * Streams mini-batches of a host data set to the device, one batch per call, instead of keeping
+ * the whole set there. Epoch e visits the columns in the order of a permutation drawn from
+ * (seed, NG_RNG_SHUFFLE, step e); a batch is the next `batch` columns of it, and the tail of an
+ * epoch shorter than a batch is skipped. With world > 1 ranks, rank r takes its shard of every
+ * global batch: columns [r * batch / world, (r + 1) * batch / world) of it.
+ * The host gathers a batch into pinned memory and uploads it asynchronously into one of two device
+ * buffers, so the gather of batch k + 1 overlaps the device's work on batch k. The device batch
+ * returned by ng_batches_next stays valid until the next-but-one call. */
+typedef struct ng_batches {
+    ng_backend *be;
+    const float *x;        /* (dim, n) host data, borrowed: must outlive the iterator */
+    int dim, n;
+    int batch;             /* global mini-batch size */
+    int rank, world;
+    int lo, hi;            /* this rank's columns of a global batch */
+    uint64_t seed;
+    int epoch, pos;        /* cursor: next column of epoch `epoch`'s permutation */
+    int perm_epoch;        /* epoch whose permutation `perm` holds (-1: none) */
+    int *perm;             /* (n) */
+    float *stage[2];       /* (dim, hi - lo) pinned host staging */
+    void *uploaded[2];     /* events: the upload from stage[k] has completed */
+    int used[2];
+    ng_arena arena;
+    ng_tensor buf[2];      /* (dim, hi - lo) device batches */
+    int next_buf;
+} ng_batches;
+
+ng_status ng_batches_init(ng_batches *b, ng_backend *be, const float *x_host, int dim, int n,
+                          int batch, uint64_t seed, int rank, int world);
+/* The next device batch (dim, hi - lo) (a view into one of the two buffers). */
+ng_status ng_batches_next(ng_batches *b, ng_tensor *out);
+/* Position the cursor at column pos of epoch epoch (resume; rollback of an interrupted step). */
+ng_status ng_batches_seek(ng_batches *b, int epoch, int pos);
+void ng_batches_free(ng_batches *b);
 
 #ifdef __cplusplus
 }

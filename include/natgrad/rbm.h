@@ -1,31 +1,65 @@
-/* natgrad/rbm.h: binary-binary restricted Boltzmann machines and their PCD/CD trainer.
+/* natgrad/rbm.h: binary-binary restricted Boltzmann machines as natgrad models.
  *   E(v, h) = -a^T v - b^T h - h^T W v,  W: (n_hidden, n_visible), a: (n_visible), b: (n_hidden)
- * All parameters, fantasy particles, optimizer state and the training set live on the backend's
- * device; a training step allocates nothing and moves no data to the host (statistics for the log
- * are fetched only when asked for). Batches are columns: v is (n_visible, m). */
+ * An ng_rbm is an ng_model (its first member): parameters W, a, b in the packed parameter arena,
+ * their gradient in the gradient arena. The gradient is that of the negative log-likelihood,
+ * estimated by PCD-k or CD-k with Rao-Blackwellised hidden statistics:
+ *   gW = <h v^T>_model - <h v^T>_data,  ga = <v>_model - <v>_data,  gb = <h>_model - <h>_data.
+ * For training, ng_rbm_estimator_init adds the estimator's state (persistent particles, counters)
+ * and workspaces; an RBM built only with ng_rbm_init serves evaluation (AIS, exact log Z, ...).
+ * Statistics for preconditioners (ng_model_statistic), valid after a gradient:
+ *   "v_data" (nv, m) the batch as trained on, "h_data" (nh, m) p(h | v_data),
+ *   "v_model" (nv, M) the fantasy particles after the chain, "h_model" (nh, M) p(h | v_model),
+ *   "v_data_mean", "h_data_mean", "v_model_mean", "h_model_mean" (column means),
+ *   "v_train_mean" (nv) the mean of the whole training set (fixed), "h_chain" (nh, max(m, M)) the hidden
+ *   samples of the last Gibbs sweep, "particles" (nv, M) the persistent chains (PCD state).
+ * All of it lives on the backend's device; a training step allocates nothing and moves no data to
+ * the host (log columns are fetched only on logged steps). Batches are columns: v is (nv, m). */
 #ifndef NATGRAD_RBM_H
 #define NATGRAD_RBM_H
 
 #include <stdint.h>
 
 #include "natgrad/backend.h"
+#include "natgrad/data.h"
+#include "natgrad/model.h"
+#include "natgrad/precond.h"
 #include "natgrad/tensor.h"
+#include "natgrad/train.h"
+#include "natgrad/update.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+typedef enum ng_rbm_estimator { NG_RBM_PCD = 0, NG_RBM_CD } ng_rbm_estimator;
+
+/* The gradient estimator (model configuration, checkpointed with the model). */
+typedef struct ng_rbm_estimator_config {
+    ng_rbm_estimator estimator;
+    int k;              /* Gibbs steps per update (CD-k, PCD-k) */
+    int particles;      /* PCD fantasy particles M; CD uses the batch */
+    int batch;          /* largest mini-batch m the gradient will see */
+    int binarize_train; /* 1: train on Bernoulli samples of the pixels; 0: on intensities (FANG) */
+    uint64_t seed;      /* keys the Gibbs, binarisation, particle and monitor streams */
+} ng_rbm_estimator_config;
+
+typedef struct ng_rbm_est ng_rbm_est; /* estimator state (host/models/rbm.c) */
+
 typedef struct ng_rbm {
+    ng_model base;          /* must stay first: an ng_rbm * is an ng_model * */
     ng_backend *be;
     int n_visible, n_hidden;
-    ng_arena arena; /* parameters: one allocation */
-    ng_tensor W;    /* (n_hidden, n_visible) */
-    ng_tensor a;    /* (n_visible, 1) visible biases */
-    ng_tensor b;    /* (n_hidden, 1) hidden biases */
+    ng_tensor W, a, b;      /* (n_hidden, n_visible), (n_visible), (n_hidden) parameters */
+    ng_tensor gW, ga, gb;   /* their gradient (same shapes) */
+    ng_rbm_est *est;        /* NULL until ng_rbm_estimator_init */
 } ng_rbm;
 
 ng_status ng_rbm_init(ng_backend *be, int n_visible, int n_hidden, ng_rbm *out);
 void ng_rbm_free(ng_rbm *rbm);
+static inline ng_model *ng_rbm_model(ng_rbm *rbm) { return &rbm->base; }
+/* The RBM behind a model, or NULL when the model is not an RBM. */
+ng_rbm *ng_rbm_from_model(ng_model *m);
+
 /* W ~ N(0, init_std^2) from (seed, NG_RNG_INIT_WEIGHTS); a = logit of the (clipped) data mean when
  * given (Hinton's guide), else 0; b = 0. */
 ng_status ng_rbm_init_params(ng_rbm *rbm, uint64_t seed, float init_std,
@@ -37,9 +71,20 @@ ng_status ng_rbm_set_params(ng_rbm *rbm, const float *W, const float *a, const f
  * matrix, in float64 on return (computed in float32 on the device, chunked). */
 ng_status ng_rbm_free_energy(ng_rbm *rbm, const float *v_host, int n, double *F_out);
 
-typedef enum ng_rbm_estimator { NG_RBM_PCD = 0, NG_RBM_CD } ng_rbm_estimator;
+/* Set up the PCD/CD estimator for training on the host set train_host (n_visible, n_train),
+ * intensities in [0, 1] (checked; the mean becomes "v_train_mean", the particles start as
+ * Bernoulli draws from it). */
+ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
+                                const float *train_host, int n_train);
+ng_status ng_rbm_estimator_check(const ng_rbm_estimator_config *cfg, int n_train);
+const char *ng_rbm_estimator_name(ng_rbm_estimator e); /* "pcd", "cd" */
+/* The counter of the Gibbs / binarisation streams (advances by 2k + 2 per PCD update). */
+uint64_t ng_rbm_rng_step(const ng_rbm *rbm);
+
+/* ---- the RBM training set-up of the natgrad command: model + preconditioner + update rule ---- */
+
 typedef enum ng_rbm_optimizer {
-    NG_RBM_OPT_SGD = 0,    /* plain SGD (+ momentum, weight decay) */
+    NG_RBM_OPT_SGD = 0,    /* plain SGD (+ momentum, weight decay): identity preconditioner */
     NG_RBM_OPT_CENTERING,  /* centering trick: SGD on the centered parameterisation (FANG 5.1) */
     NG_RBM_OPT_FANG        /* factorized natural gradient (FANG Algorithm 1) */
 } ng_rbm_optimizer;
@@ -67,80 +112,45 @@ typedef struct ng_rbm_config {
 void ng_rbm_config_default(ng_rbm_config *cfg);
 const char *ng_rbm_optimizer_name(ng_rbm_optimizer o);
 ng_status ng_rbm_optimizer_parse(const char *s, ng_rbm_optimizer *out);
+ng_status ng_rbm_config_check(const ng_rbm_config *cfg, int n_train);
 
-/* Statistics of one update, filled only when requested (costs a device sync and extra work). */
-typedef struct ng_rbm_stats {
-    double recon_error;  /* mean over the batch of ||v - p(v | h ~ p(h | v))||^2 */
-    double grad_norm;    /* ||dW||_F of the (uncentered) gradient estimate */
-    double update_norm;  /* ||delta W||_F actually applied */
-    double lr;           /* learning rate used */
-} ng_rbm_stats;
-
-struct ng_fang; /* host/optim/fang.c */
-
+/* A trainer for an RBM: the model's estimator, a batch stream over the host set, the
+ * preconditioner of cfg->optimizer, SGD, and the generic trainer over them. */
 typedef struct ng_rbm_trainer {
     ng_rbm *rbm;
     ng_rbm_config cfg;
-    ng_backend *be;
-    int n_train;            /* examples in the training set */
-    /* training set on the device, permuted once per epoch */
-    ng_arena data_arena;
-    ng_tensor data;         /* (n_visible, n_train) */
-    float *host_data;       /* host copy (n_visible, n_train), owned */
-    float *host_perm_data;  /* permuted host copy staged for upload, owned */
-    int *perm;              /* (n_train) */
-    /* optimizer state (checkpointed) */
-    ng_arena state;
-    ng_tensor particles;    /* (n_visible, M) persistent fantasy particles */
-    ng_tensor vel_W;        /* (n_hidden, n_visible) momentum buffers */
-    ng_tensor vel_a;        /* (n_visible, 1) */
-    ng_tensor vel_b;        /* (n_hidden, 1) */
-    ng_tensor mu_v;         /* (n_visible, 1) centering offsets */
-    ng_tensor mu_h;         /* (n_hidden, 1) */
-    /* workspace (not checkpointed) */
-    ng_arena work;
-    ng_tensor vd;           /* (n_visible, m) batch (possibly binarised) */
-    ng_tensor hd;           /* (n_hidden, m) p(h | vd) */
-    ng_tensor vm;           /* (n_visible, M) negative-phase visible states */
-    ng_tensor hm;           /* (n_hidden, M) p(h | vm) (after the chain) */
-    ng_tensor hs;           /* (n_hidden, max(m, M)) hidden samples inside the chain */
-    ng_tensor vr;           /* (n_visible, m) reconstruction probabilities (stats only) */
-    ng_tensor dW;           /* (n_hidden, n_visible) gradient estimate (data - model) */
-    ng_tensor da;           /* (n_visible, 1) */
-    ng_tensor db;           /* (n_hidden, 1) */
-    ng_tensor mv_d, mh_d;   /* (n_visible,1), (n_hidden,1) data means of this batch */
-    ng_tensor mv_m, mh_m;   /* model (particle) means */
-    /* counters (checkpointed) */
-    uint64_t t;             /* updates done */
-    uint64_t rng_step;      /* next Philox step index */
-    int epoch;              /* current epoch (permutation index) */
-    int pos;                /* next column of the permuted set */
-    struct ng_fang *fang;   /* FANG state when optimizer == NG_RBM_OPT_FANG */
+    ng_batches data;
+    ng_precond *pc;
+    ng_update *upd;
+    ng_trainer tr;
 } ng_rbm_trainer;
 
-/* train_host: (n_visible, n_train) column-major intensities in [0, 1]; copied. */
-ng_status ng_rbm_trainer_init(ng_rbm_trainer *tr, ng_rbm *rbm, const ng_rbm_config *cfg,
-                              const float *train_host, int n_train);
-void ng_rbm_trainer_free(ng_rbm_trainer *tr);
-/* One parameter update. stats may be NULL. */
-ng_status ng_rbm_trainer_step(ng_rbm_trainer *tr, ng_rbm_stats *stats);
-/* The gradient estimate of the next update without applying it (dW, da, db filled; for tests). */
-ng_status ng_rbm_trainer_gradient(ng_rbm_trainer *tr);
-double ng_rbm_trainer_lr(const ng_rbm_trainer *tr);
-/* Position the data stream at column `pos` of epoch `epoch`'s permutation (used on resume). */
-ng_status ng_rbm_trainer_seek(ng_rbm_trainer *tr, int epoch, int pos);
-
-/* Checkpoints: header, shapes, config, counters, parameters, optimizer state, particles, CRC32.
- * Written to path.tmp, flushed, fsync'ed, renamed; a failed write leaves the old file intact. */
-ng_status ng_rbm_checkpoint_save(const ng_rbm_trainer *tr, const char *path);
-/* Load into an initialised trainer of the same shapes; refuses corrupt/truncated/mismatched files
- * with NG_ERR_FORMAT and leaves the trainer unchanged on failure. */
-ng_status ng_rbm_checkpoint_load(ng_rbm_trainer *tr, const char *path);
+/* train_host: (n_visible, n_train) intensities in [0, 1]; borrowed (must outlive the trainer).
+ * monitor_columns: as for ng_trainer_init. */
+ng_status ng_rbm_trainer_init(ng_rbm_trainer *rt, ng_rbm *rbm, const ng_rbm_config *cfg,
+                              const float *train_host, int n_train,
+                              const char *const *monitor_columns);
+void ng_rbm_trainer_free(ng_rbm_trainer *rt);
+/* One update (ng_trainer_step). */
+ng_status ng_rbm_trainer_step(ng_rbm_trainer *rt, double *row);
+/* The gradient of the next batch without an update (the data cursor and the chains advance;
+ * the parameters do not): for tests and analysis. */
+ng_status ng_rbm_trainer_gradient(ng_rbm_trainer *rt);
+/* Learning rate of the next update. */
+double ng_rbm_trainer_lr(const ng_rbm_trainer *rt);
+/* Save / resume the whole training state (ng_trainer_save / ng_trainer_load on a checkpoint of
+ * either format). */
+ng_status ng_rbm_trainer_save(ng_rbm_trainer *rt, const char *path);
+ng_status ng_rbm_trainer_load(ng_rbm_trainer *rt, const char *path);
+/* Read the configuration of an RBM training checkpoint (header only), validating every field:
+ * shapes, estimator, optimizer, schedules, seed, training-set size. */
+ng_status ng_rbm_checkpoint_config(const ng_ckpt *c, int *n_visible, int *n_hidden,
+                                   ng_rbm_config *cfg, int *n_train);
+/* Open a checkpoint of either format: the container (natgrad/checkpoint.h) or the 0.1 RBM format
+ * "NGRBMCK1", converted in memory into the same entries. */
+ng_status ng_rbm_checkpoint_read(const char *path, int flags, ng_ckpt **out);
 /* Load only the parameters (W, a, b) of a checkpoint into an RBM of the same shape. */
-ng_status ng_rbm_checkpoint_load_params(ng_rbm *rbm, const char *path);
-/* Read only the shapes and config from a checkpoint (to build the trainer before loading). */
-ng_status ng_rbm_checkpoint_peek(const char *path, int *n_visible, int *n_hidden,
-                                 ng_rbm_config *cfg, uint64_t *t);
+ng_status ng_rbm_load_params(ng_rbm *rbm, const char *path);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@ typedef enum ng_status {
     NG_ERR_NUMERIC,      /* factorisation failed, NaN/Inf produced */
     NG_ERR_UNSUPPORTED,  /* the backend does not implement the operation */
     NG_ERR_BACKEND,      /* the device library reported a failure */
+    NG_ERR_INTERRUPTED,  /* stopped by ng_interrupt_request (SIGINT/SIGTERM) */
     NG_ERR_COUNT
 } ng_status;
 

@@ -61,11 +61,11 @@ $(SIMT_BUILD)/libsimt.a: $(SIMT_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(SIMT_BUILD)/obj/kernels/%.o: kernels/%.cu
+$(SIMT_BUILD)/obj/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(SIMT_CXXFLAGS) -MMD -MP -x c++ -c $< -o $@
 
-$(SIMT_BUILD)/obj/%.o: %.c
+$(SIMT_BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(SIMT_CFLAGS) -MMD -MP -c $< -o $@
 

@@ -1,0 +1,452 @@
+/* train.c: the trainer (one update through model, preconditioner and update rule), its
+ * checkpoints, and the run driver every train command uses (natgrad/train.h).
+ * Must not: print (progress goes to the caller's callback, warnings to ng_log), know any concrete
+ * model or optimizer, or save a checkpoint of a step that failed halfway. */
+#include "natgrad/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "natgrad/file.h"
+#include "natgrad/log.h"
+
+/* ---- the trainer --------------------------------------------------------------------------- */
+
+static ng_status add_columns(ng_trainer *tr, const char *const *names, const char *group) {
+    for (; names && *names; names++) {
+        if (tr->n_columns >= NG_TRAIN_MAX_COLUMNS)
+            return ng_error(NG_ERR_INVALID_ARG, "trainer: more than %d log columns (%s adds %s)",
+                            NG_TRAIN_MAX_COLUMNS, group, *names);
+        tr->columns[tr->n_columns++] = *names;
+    }
+    return NG_OK;
+}
+
+ng_status ng_trainer_init(ng_trainer *tr, ng_model *m, ng_precond *pc, ng_update *upd,
+                          ng_batches *data, uint64_t seed, const char *const *monitor_columns) {
+    static const char *const driver_columns[] = {"step", "epoch", "time_s", "lr", NULL};
+    memset(tr, 0, sizeof *tr);
+    if (!m || !pc || !upd || !data)
+        return ng_error(NG_ERR_INVALID_ARG, "trainer: model, preconditioner, update rule and data are required");
+    tr->model = m;
+    tr->pc = pc;
+    tr->upd = upd;
+    tr->data = data;
+    tr->seed = seed;
+    NG_TRY(add_columns(tr, driver_columns, "the driver"));
+    tr->col_model = tr->n_columns;
+    NG_TRY(add_columns(tr, m->iface->columns, m->iface->kind));
+    tr->col_update = tr->n_columns;
+    NG_TRY(add_columns(tr, upd->iface->columns, upd->iface->name));
+    tr->col_monitor = tr->n_columns;
+    NG_TRY(add_columns(tr, monitor_columns, "the monitor"));
+    tr->col_precond = tr->n_columns;
+    return add_columns(tr, pc->iface->columns, pc->iface->name);
+}
+
+static ng_status step_body(ng_trainer *tr, double *row) {
+    ng_tensor x;
+    ng_status s;
+    int i;
+    NG_TRY(ng_batches_next(tr->data, &x));
+    NG_TRY(ng_model_gradient(tr->model, &x, NULL));
+    if (row && tr->model->iface->log_values) NG_TRY(tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
+    NG_TRY(ng_update_penalize(tr->upd, tr->model, tr->t));
+    NG_TRY(ng_precond_observe(tr->pc, tr->model, tr->t));
+    NG_TRY(ng_precond_apply(tr->pc, tr->model, tr->t));
+    NG_RANGE("update", s, ng_update_step(tr->upd, tr->model, tr->t));
+    NG_TRY(s);
+    if (!row) return NG_OK;
+    if (tr->upd->iface->log_values) NG_TRY(tr->upd->iface->log_values(tr->upd, tr->model, row + tr->col_update));
+    if (tr->pc->iface->log_values) NG_TRY(tr->pc->iface->log_values(tr->pc, row + tr->col_precond));
+    for (i = tr->col_model; i < tr->col_monitor; i++)
+        if (!isfinite(row[i]))
+            return ng_error(NG_ERR_NUMERIC, "update %llu: %s is %g (diverged?): lower --lr",
+                            (unsigned long long)tr->t, tr->columns[i], row[i]);
+    return NG_OK;
+}
+
+ng_status ng_trainer_step(ng_trainer *tr, double *row) {
+    int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
+    ng_status s;
+    NG_RANGE("train step", s, step_body(tr, row));
+    if (s == NG_ERR_INTERRUPTED) {
+        /* the model rolled back its own counters; put the data cursor back too */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ng_last_error());
+        ng_batches_seek(tr->data, epoch0, pos0);
+        ng_error(NG_ERR_INTERRUPTED, "%s", msg);
+        return s;
+    }
+    if (s == NG_OK) tr->t++;
+    return s;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------- */
+
+ng_status ng_trainer_save(ng_trainer *tr, const char *path, int parts) {
+    ng_ckpt *c = NULL;
+    ng_status s;
+    NG_TRY(ng_ckpt_new(&c));
+    s = ng_ckpt_set_str(c, "natgrad.version", NG_VERSION_STRING);
+    if (s == NG_OK) s = ng_ckpt_set_u64(c, "run.t", tr->t);
+    if (s == NG_OK) s = ng_ckpt_set_u64(c, "run.seed", tr->seed);
+    if (s == NG_OK && (parts & NG_SAVE_MODEL)) s = ng_model_save(tr->model, c);
+    if (s == NG_OK && (parts & NG_SAVE_OPTIM)) {
+        s = ng_ckpt_set_i64(c, "data.epoch", tr->data->epoch);
+        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.pos", tr->data->pos);
+        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.n", tr->data->n);
+        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.batch", tr->data->batch);
+        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.rank", tr->data->rank);
+        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.world", tr->data->world);
+        if (s == NG_OK) s = ng_precond_save(tr->pc, c);
+        if (s == NG_OK) s = ng_update_save(tr->upd, c);
+    }
+    if (s == NG_OK) s = ng_ckpt_write(c, path);
+    ng_ckpt_free(c);
+    return s;
+}
+
+ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts) {
+    uint64_t t, seed;
+    int64_t epoch = 0, pos = 0, n, batch, rank, world;
+    const char *path = ng_ckpt_path(c);
+    NG_TRY(ng_ckpt_get_u64(c, "run.t", &t));
+    NG_TRY(ng_ckpt_get_u64(c, "run.seed", &seed));
+    if (seed != tr->seed)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field run.seed is %llu, this run uses %llu", path,
+                        (unsigned long long)seed, (unsigned long long)tr->seed);
+    if (t > (uint64_t)1 << 53)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field run.t = %llu is out of range [0, 2^53]", path,
+                        (unsigned long long)t);
+    if (parts & NG_SAVE_OPTIM) {
+        NG_TRY(ng_ckpt_get_int(c, "data.n", 1, 2147483647, &n));
+        NG_TRY(ng_ckpt_get_int(c, "data.batch", 1, n, &batch));
+        NG_TRY(ng_ckpt_get_int(c, "data.world", 1, batch, &world));
+        NG_TRY(ng_ckpt_get_int(c, "data.rank", 0, world - 1, &rank));
+        NG_TRY(ng_ckpt_get_int(c, "data.epoch", 0, 2147483647, &epoch));
+        NG_TRY(ng_ckpt_get_int(c, "data.pos", 0, n, &pos));
+        if (n != tr->data->n || batch != tr->data->batch || world != tr->data->world || rank != tr->data->rank)
+            return ng_error(NG_ERR_FORMAT,
+                            "checkpoint %s: trained on %lld examples in batches of %lld (rank %lld of %lld); "
+                            "this run has %d examples in batches of %d (rank %d of %d): use the same data",
+                            path, (long long)n, (long long)batch, (long long)rank, (long long)world,
+                            tr->data->n, tr->data->batch, tr->data->rank, tr->data->world);
+        NG_TRY(ng_precond_load(tr->pc, c, 0));
+        NG_TRY(ng_update_load(tr->upd, c, 0));
+    }
+    if (parts & NG_SAVE_MODEL) NG_TRY(ng_model_load(tr->model, c, 0));
+    /* everything validated: apply */
+    if (parts & NG_SAVE_MODEL) NG_TRY(ng_model_load(tr->model, c, 1));
+    if (parts & NG_SAVE_OPTIM) {
+        NG_TRY(ng_precond_load(tr->pc, c, 1));
+        NG_TRY(ng_update_load(tr->upd, c, 1));
+        NG_TRY(ng_batches_seek(tr->data, (int)epoch, (int)pos));
+    }
+    tr->t = t;
+    return NG_OK;
+}
+
+/* ---- CSV logs ------------------------------------------------------------------------------ */
+
+/* Read a whole small text file (NULL + NG_OK when it does not exist). */
+static ng_status read_text(const char *path, char **out, size_t *len) {
+    FILE *f;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    struct stat st;
+    *out = NULL;
+    *len = 0;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) return NG_OK;
+        return ng_error(NG_ERR_IO, "log %s: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) return ng_error(NG_ERR_IO, "log %s: not a regular file", path);
+    f = fopen(path, "rb");
+    if (!f) return ng_error(NG_ERR_IO, "log %s: cannot open: %s", path, strerror(errno));
+    for (;;) {
+        size_t r;
+        if (n + 4096 + 1 > cap) {
+            char *b;
+            cap = cap ? 2 * cap : 65536;
+            b = (char *)realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return ng_error(NG_ERR_OOM, "log %s: out of memory", path);
+            }
+            buf = b;
+        }
+        r = fread(buf + n, 1, 4096, f);
+        n += r;
+        if (r < 4096) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        fclose(f);
+        return ng_error(NG_ERR_IO, "log %s: read failed", path);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return NG_OK;
+}
+
+ng_status ng_csv_truncate(const char *path, uint64_t t) {
+    char *buf, *line, *next;
+    size_t len;
+    ng_wfile w;
+    int first = 1;
+    NG_TRY(read_text(path, &buf, &len));
+    if (!buf) return NG_OK;
+    NG_TRY(ng_wfile_open(&w, path));
+    for (line = buf; *line; line = next) {
+        char *nl = strchr(line, '\n');
+        size_t l = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        next = line + l;
+        if (!first) {
+            char *end = NULL;
+            unsigned long long step = strtoull(line, &end, 10);
+            if (end == line || (*end != ',' && *end != '\n') || step > t) continue;
+        }
+        first = 0;
+        ng_wfile_write(&w, line, l);
+    }
+    free(buf);
+    return ng_wfile_commit(&w);
+}
+
+typedef struct logfile {
+    FILE *f;
+    const char *path;
+} logfile;
+
+/* errno of the failed call, or EIO when the stream failed earlier without one */
+static ng_status log_write_failed(const logfile *lf) {
+    return ng_error(NG_ERR_IO, "log %s: write failed: %s", lf->path, strerror(errno ? errno : EIO));
+}
+
+/* The callers zero errno before their writes, so when a buffered write already failed (the
+ * stream's error flag is set) errno still holds its reason. */
+static ng_status log_flush(logfile *lf) {
+    if (!ferror(lf->f)) errno = 0;
+    if (fflush(lf->f) != 0 || ferror(lf->f)) return log_write_failed(lf);
+    return NG_OK;
+}
+
+/* Open a log with the given header line: append (after dropping rows past t; the existing header
+ * must be this one) or start afresh. */
+static ng_status log_open(logfile *lf, const char *path, const char *header, int append, uint64_t t) {
+    char *buf = NULL;
+    size_t len = 0;
+    lf->path = path;
+    lf->f = NULL;
+    if (append) {
+        NG_TRY(ng_csv_truncate(path, t));
+        NG_TRY(read_text(path, &buf, &len));
+        if (buf && len > 0) {
+            size_t hl = strlen(header);
+            if (strncmp(buf, header, hl) != 0 || buf[hl] != '\n') {
+                free(buf);
+                return ng_error(NG_ERR_IO,
+                                "log %s: its columns differ from this run's (%s); use another --out or --csv",
+                                path, header);
+            }
+        }
+    }
+    lf->f = fopen(path, append ? "a" : "w");
+    if (!lf->f) {
+        free(buf);
+        return ng_error(NG_ERR_IO, "log %s: cannot open for writing: %s", path, strerror(errno));
+    }
+    if (!buf || len == 0) {
+        errno = 0;
+        if (fprintf(lf->f, "%s\n", header) < 0) {
+            free(buf);
+            return log_write_failed(lf);
+        }
+    }
+    free(buf);
+    return log_flush(lf);
+}
+
+static ng_status log_close(logfile *lf) {
+    ng_status s = NG_OK;
+    if (!lf->f) return NG_OK;
+    errno = 0;
+    if (fflush(lf->f) != 0 || ferror(lf->f)) s = log_write_failed(lf);
+    if (fclose(lf->f) != 0 && s == NG_OK) s = log_write_failed(lf);
+    lf->f = NULL;
+    return s;
+}
+
+static ng_status csv_row(logfile *lf, const ng_trainer *tr, const double *row) {
+    int i;
+    errno = 0;
+    for (i = 0; i < tr->n_columns; i++) {
+        int r;
+        if (i == 0) r = fprintf(lf->f, "%llu", (unsigned long long)row[0]);
+        else if (i == 1) r = fprintf(lf->f, ",%d", (int)row[1]);
+        else if (i == 2) r = fprintf(lf->f, ",%.3f", row[2]);
+        else r = fprintf(lf->f, ",%.6g", row[i]);
+        if (r < 0) return log_write_failed(lf);
+    }
+    if (fputc('\n', lf->f) == EOF) return log_write_failed(lf);
+    return log_flush(lf);
+}
+
+/* ---- the run driver ------------------------------------------------------------------------ */
+
+static ng_status save_ckpt(ng_trainer *tr, const char *path, ng_run_result *res) {
+    ng_status s;
+    NG_RANGE("checkpoint", s, ng_trainer_save(tr, path, NG_SAVE_ALL));
+    if (s == NG_OK && res) res->saved = 1;
+    return s;
+}
+
+ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
+    logfile csv = {0}, snaps = {0};
+    char header[NG_TRAIN_MAX_COLUMNS * 40], snap_path[4300];
+    double row[NG_TRAIN_MAX_COLUMNS], t0, train_s = 0.0, next_snap = rc->snapshot_s;
+    ng_status s = NG_OK, sc;
+    size_t hl = 0;
+    int i, error_after_consistent_state = 0;
+
+    memset(res, 0, sizeof *res);
+    res->start = res->end = tr->t;
+    if (rc->log_every < 1 || rc->ckpt_every < 0 || !(rc->minutes >= 0.0) || !(rc->snapshot_s >= 0.0))
+        return ng_error(NG_ERR_INVALID_ARG, "run: log_every must be >= 1, ckpt_every, minutes, snapshot_s >= 0");
+    if (!rc->csv_path || !rc->ckpt_path)
+        return ng_error(NG_ERR_INVALID_ARG, "run: a CSV log and a checkpoint path are required");
+    for (i = 0; i < tr->n_columns; i++)
+        hl += (size_t)snprintf(header + hl, sizeof header - hl, i ? ",%s" : "%s", tr->columns[i]);
+    NG_TRY(log_open(&csv, rc->csv_path, header, rc->append, tr->t));
+    if (rc->snapshot_s > 0.0) {
+        if (snprintf(snap_path, sizeof snap_path, "%s/snapshots.csv", rc->out_dir ? rc->out_dir : ".") >=
+            (int)sizeof snap_path)
+            s = ng_error(NG_ERR_INVALID_ARG, "run: output directory name too long");
+        if (s == NG_OK) s = log_open(&snaps, snap_path, "step,time_s,train_s,checkpoint", rc->append, tr->t);
+        if (s != NG_OK) {
+            log_close(&csv);
+            return s;
+        }
+    }
+
+    t0 = ng_time_s();
+    while (tr->t < rc->steps) {
+        int logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps;
+        double ts, el;
+        if (ng_interrupted()) {
+            res->interrupted = 1;
+            break;
+        }
+        for (i = 0; i < tr->n_columns; i++) row[i] = NAN;
+        row[3] = ng_update_lr(tr->upd, tr->t);
+        ts = ng_time_s();
+        s = ng_trainer_step(tr, logging ? row : NULL);
+        if (s == NG_OK && rc->snapshot_s > 0.0) s = ng_synchronize(tr->model->be);
+        if (s == NG_ERR_INTERRUPTED) { /* rolled back to update t: consistent, save it */
+            ng_clear_error();
+            s = NG_OK;
+            res->interrupted = 1;
+            break;
+        }
+        if (s != NG_OK) break;
+        train_s += ng_time_s() - ts;
+        el = ng_time_s() - t0;
+        if (logging) {
+            row[0] = (double)tr->t;
+            row[1] = (double)tr->data->epoch;
+            row[2] = el;
+            if (rc->monitor) {
+                s = rc->monitor(rc->user, tr, row + tr->col_monitor);
+                if (s != NG_OK) break;
+            }
+            s = csv_row(&csv, tr, row);
+            if (s != NG_OK) {
+                error_after_consistent_state = 1;
+                break;
+            }
+            if (rc->progress) {
+                ng_run_progress p;
+                uint64_t shown = rc->steps - res->start;
+                /* with a time budget the run ends at whichever limit comes first: estimate the
+                 * total from the current rate so the ETA counts down to it */
+                if (rc->minutes > 0.0 && el > 0.0) {
+                    double by_time = (double)(tr->t - res->start) / el * 60.0 * rc->minutes;
+                    if (by_time < (double)shown) shown = (uint64_t)by_time + 1;
+                }
+                p.t = tr->t;
+                p.start = res->start;
+                p.total = res->start + shown;
+                p.elapsed_s = el;
+                p.rate = el > 0.0 ? (double)(tr->t - res->start) / el : 0.0;
+                p.eta_s = p.rate > 0.0 && p.total >= tr->t ? (double)(p.total - tr->t) / p.rate : NAN;
+                p.row = row;
+                p.final = 0;
+                rc->progress(rc->user, &p);
+            }
+        }
+        if (rc->ckpt_every > 0 && tr->t % (uint64_t)rc->ckpt_every == 0) {
+            s = save_ckpt(tr, rc->ckpt_path, res);
+            if (s != NG_OK) break;
+        }
+        if (rc->snapshot_s > 0.0 && train_s >= next_snap) {
+            char snap[4300];
+            snprintf(snap, sizeof snap, "%s/snap-%08llu.ckpt", rc->out_dir ? rc->out_dir : ".",
+                     (unsigned long long)tr->t);
+            s = save_ckpt(tr, snap, NULL);
+            if (s == NG_OK) {
+                errno = 0;
+                if (fprintf(snaps.f, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, el, train_s, snap) < 0)
+                    s = log_write_failed(&snaps);
+                if (s == NG_OK) s = log_flush(&snaps);
+                if (s != NG_OK) error_after_consistent_state = 1;
+            }
+            if (s != NG_OK) break;
+            while (next_snap <= train_s) next_snap += rc->snapshot_s;
+        }
+        if (rc->minutes > 0.0 && el > 60.0 * rc->minutes) {
+            res->time_limit = 1;
+            break;
+        }
+    }
+    res->end = tr->t;
+    res->seconds = ng_time_s() - t0;
+    {
+        /* the first error is the one reported: later failures (closing a log that already failed)
+         * must not overwrite its message */
+        char msg[1024] = "";
+#define KEEP_FIRST(call)                                                          \
+    do {                                                                          \
+        sc = (call);                                                              \
+        if (s == NG_OK && sc != NG_OK) s = sc;                                    \
+        if (s != NG_OK && !msg[0]) snprintf(msg, sizeof msg, "%s", ng_last_error()); \
+    } while (0)
+        if (s != NG_OK) snprintf(msg, sizeof msg, "%s", ng_last_error());
+        /* the trainer holds a completed update: keep it (even when a log write failed) */
+        if (s == NG_OK || error_after_consistent_state) KEEP_FIRST(save_ckpt(tr, rc->ckpt_path, res));
+        KEEP_FIRST(log_close(&csv));
+        KEEP_FIRST(log_close(&snaps));
+#undef KEEP_FIRST
+        if (s != NG_OK) ng_error(s, "%s", msg);
+    }
+    if (rc->progress && s == NG_OK) {
+        ng_run_progress p;
+        memset(&p, 0, sizeof p);
+        p.t = tr->t;
+        p.start = res->start;
+        p.total = tr->t;
+        p.elapsed_s = res->seconds;
+        p.rate = res->seconds > 0.0 ? (double)(tr->t - res->start) / res->seconds : 0.0;
+        p.eta_s = 0.0;
+        p.final = 1;
+        rc->progress(rc->user, &p);
+    }
+    return s;
+}

@@ -1,0 +1,204 @@
+/* sgd.c: the update-rule wrappers (natgrad/update.h) and SGD with heavy-ball momentum, weight
+ * decay and the learning-rate schedule lr_t = lr gamma / (gamma + t) of FANG footnote 4.
+ * On the model's flat vectors (param_flat, grad_flat = the direction d):
+ *   penalize: d += wd * theta on the parameters that take decay (before the preconditioner)
+ *   step:     v = momentum v - lr_t d  (=),  theta += v
+ * State: the velocity v, packed like the parameters. Must not: allocate after init. */
+#include "natgrad/update.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+ng_status ng_update_penalize(ng_update *u, ng_model *m, uint64_t t) {
+    return u->iface->penalize ? u->iface->penalize(u, m, t) : NG_OK;
+}
+
+ng_status ng_update_step(ng_update *u, ng_model *m, uint64_t t) { return u->iface->step(u, m, t); }
+
+double ng_update_lr(const ng_update *u, uint64_t t) { return u->iface->lr ? u->iface->lr(u, t) : 0.0; }
+
+ng_status ng_update_save(ng_update *u, ng_ckpt *c) {
+    char prefix[80];
+    NG_TRY(ng_ckpt_set_str(c, "update.kind", u->iface->name));
+    if (u->iface->save) NG_TRY(u->iface->save(u, c));
+    snprintf(prefix, sizeof prefix, "%s.", u->iface->name);
+    return ng_ckpt_add_arena(c, prefix, &u->state);
+}
+
+ng_status ng_update_load(ng_update *u, const ng_ckpt *c, int apply) {
+    const char *kind = NULL;
+    char prefix[80];
+    NG_TRY(ng_ckpt_get_str(c, "update.kind", &kind));
+    if (strcmp(kind, u->iface->name) != 0)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field update.kind is '%s', this run uses '%s'",
+                        ng_ckpt_path(c), kind, u->iface->name);
+    snprintf(prefix, sizeof prefix, "%s.", u->iface->name);
+    NG_TRY(ng_ckpt_check_arena(c, prefix, &u->state));
+    if (u->iface->load) NG_TRY(u->iface->load(u, c, 0));
+    if (!apply) return NG_OK;
+    if (u->iface->load) NG_TRY(u->iface->load(u, c, 1));
+    return ng_ckpt_load_arena(c, prefix, &u->state);
+}
+
+void ng_update_free(ng_update *u) {
+    if (!u) return;
+    if (u->iface->destroy) u->iface->destroy(u);
+    ng_arena_free(&u->state);
+    free(u);
+}
+
+/* ---- SGD ----------------------------------------------------------------------------------- */
+
+typedef struct sgd {
+    ng_sgd_config cfg;
+    char norm_param[64];  /* "" = all parameters */
+    ng_tensor velocity;   /* (n) flat, packed like the parameters */
+    ng_tensor norm_view;  /* the part of velocity whose norm is logged */
+} sgd;
+
+ng_status ng_sgd_config_check(const ng_sgd_config *c) {
+    if (!(c->lr > 0.0f) || !isfinite(c->lr))
+        return ng_error(NG_ERR_INVALID_ARG, "--lr %g: must be a positive finite number", (double)c->lr);
+    if (!(c->lr_gamma >= 0.0f) || !isfinite(c->lr_gamma))
+        return ng_error(NG_ERR_INVALID_ARG, "--lr-gamma %g: must be >= 0", (double)c->lr_gamma);
+    if (!(c->momentum >= 0.0f && c->momentum < 1.0f))
+        return ng_error(NG_ERR_INVALID_ARG, "--momentum %g: must be in [0, 1)", (double)c->momentum);
+    if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
+        return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be >= 0", (double)c->weight_decay);
+    return NG_OK;
+}
+
+static double sgd_lr(const ng_update *u, uint64_t t) {
+    const sgd *s = (const sgd *)u->impl;
+    double g = s->cfg.lr_gamma;
+    return g > 0.0 ? (double)s->cfg.lr * g / (g + (double)t) : (double)s->cfg.lr;
+}
+
+static ng_status sgd_penalize(ng_update *u, ng_model *m, uint64_t t) {
+    const sgd *s = (const sgd *)u->impl;
+    int i;
+    (void)t;
+    if (s->cfg.weight_decay <= 0.0f) return NG_OK;
+    /* L2 penalty on the weights: it enters the gradient before the preconditioner, so every rule
+     * (centred or natural) follows the penalised objective */
+    for (i = 0; i < m->params.count; i++) {
+        const ng_tensor *w = ng_arena_view(&m->params, i), *g = ng_arena_view(&m->grads, i);
+        if (!m->decay[i]) continue;
+        NG_TRY(ng_axpby(u->be, ng_tensor_count(w), s->cfg.weight_decay, w->data, 1.0f, g->data));
+    }
+    return NG_OK;
+}
+
+static ng_status sgd_step(ng_update *u, ng_model *m, uint64_t t) {
+    const sgd *s = (const sgd *)u->impl;
+    size_t n = ng_tensor_count(&m->param_flat);
+    double lr = sgd_lr(u, t);
+    /* v = momentum v - lr d;  theta += v */
+    NG_TRY(ng_axpby(u->be, n, (float)-lr, m->grad_flat.data, s->cfg.momentum, s->velocity.data));
+    return ng_axpby(u->be, n, 1.0f, s->velocity.data, 1.0f, m->param_flat.data);
+}
+
+static const char *const sgd_columns[] = {"update_norm", NULL};
+
+static ng_status sgd_log_values(ng_update *u, ng_model *m, double *values) {
+    const sgd *s = (const sgd *)u->impl;
+    float r = 0.0f;
+    (void)m;
+    NG_TRY(ng_nrm2(u->be, ng_tensor_count(&s->norm_view), s->norm_view.data, &r));
+    values[0] = r;
+    return NG_OK;
+}
+
+static ng_status sgd_save(ng_update *u, ng_ckpt *c) {
+    const sgd *s = (const sgd *)u->impl;
+    NG_TRY(ng_ckpt_set_f32(c, "sgd.lr", s->cfg.lr));
+    NG_TRY(ng_ckpt_set_f32(c, "sgd.lr_gamma", s->cfg.lr_gamma));
+    NG_TRY(ng_ckpt_set_f32(c, "sgd.momentum", s->cfg.momentum));
+    return ng_ckpt_set_f32(c, "sgd.weight_decay", s->cfg.weight_decay);
+}
+
+/* The schedule (lr, lr_gamma) continues from the checkpoint; momentum and weight decay must be
+ * those of this run (they change the meaning of the saved velocity). */
+static ng_status sgd_load(ng_update *u, const ng_ckpt *c, int apply) {
+    sgd *s = (sgd *)u->impl;
+    float lr, gamma, mom, wd;
+    NG_TRY(ng_ckpt_get_float(c, "sgd.lr", 1e-30, 1e30, &lr));
+    NG_TRY(ng_ckpt_get_float(c, "sgd.lr_gamma", 0.0, 1e30, &gamma));
+    NG_TRY(ng_ckpt_get_float(c, "sgd.momentum", 0.0, 0.999999, &mom));
+    NG_TRY(ng_ckpt_get_float(c, "sgd.weight_decay", 0.0, 1e30, &wd));
+    if (mom != s->cfg.momentum || wd != s->cfg.weight_decay)
+        return ng_error(NG_ERR_FORMAT,
+                        "checkpoint %s: fields sgd.momentum %g / sgd.weight_decay %g differ from this "
+                        "run's %g / %g",
+                        ng_ckpt_path(c), (double)mom, (double)wd, (double)s->cfg.momentum,
+                        (double)s->cfg.weight_decay);
+    if (apply) {
+        s->cfg.lr = lr;
+        s->cfg.lr_gamma = gamma;
+    }
+    return NG_OK;
+}
+
+static void sgd_destroy(ng_update *u) { free(u->impl); }
+
+static const struct ng_update_i sgd_iface = {
+    .name = "sgd",
+    .penalize = sgd_penalize,
+    .step = sgd_step,
+    .lr = sgd_lr,
+    .columns = sgd_columns,
+    .log_values = sgd_log_values,
+    .save = sgd_save,
+    .load = sgd_load,
+    .destroy = sgd_destroy,
+};
+
+ng_status ng_update_sgd_init(ng_backend *be, ng_model *m, const ng_sgd_config *cfg, ng_update **out) {
+    ng_update *u;
+    sgd *s;
+    ng_status st;
+    int dims[1];
+    *out = NULL;
+    NG_TRY(ng_sgd_config_check(cfg));
+    u = (ng_update *)calloc(1, sizeof *u);
+    s = (sgd *)calloc(1, sizeof *s);
+    if (!u || !s) {
+        free(u);
+        free(s);
+        return ng_error(NG_ERR_OOM, "sgd: out of host memory");
+    }
+    u->iface = &sgd_iface;
+    u->be = be;
+    u->impl = s;
+    s->cfg = *cfg;
+    if (cfg->norm_param) snprintf(s->norm_param, sizeof s->norm_param, "%s", cfg->norm_param);
+    s->cfg.norm_param = s->norm_param;
+    ng_arena_begin(&u->state, be, "sgd");
+    dims[0] = (int)ng_tensor_count(&m->param_flat);
+    st = ng_arena_reserve_nd(&u->state, "velocity", NG_F32, 1, dims, &s->velocity);
+    if (st == NG_OK) st = ng_arena_commit(&u->state);
+    s->norm_view = s->velocity;
+    if (st == NG_OK && s->norm_param[0]) {
+        /* the slice of the velocity that holds norm_param: same offset as in the packed arena */
+        int i;
+        st = ng_error(NG_ERR_INVALID_ARG, "sgd: the model has no parameter %s to log", s->norm_param);
+        for (i = 0; i < m->params.count; i++)
+            if (strcmp(ng_arena_name(&m->params, i), s->norm_param) == 0) {
+                const ng_tensor *p = ng_arena_view(&m->params, i);
+                int n = (int)ng_tensor_count(p);
+                s->norm_view.data = s->velocity.data + (p->data - m->param_flat.data);
+                s->norm_view.rows = s->norm_view.dims[0] = n;
+                st = NG_OK;
+                ng_clear_error();
+                break;
+            }
+    }
+    if (st != NG_OK) {
+        ng_update_free(u);
+        return st;
+    }
+    *out = u;
+    return NG_OK;
+}

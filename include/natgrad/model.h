@@ -1,0 +1,111 @@
+/* natgrad/model.h: the model interface, the first of natgrad's three interfaces (model,
+ * preconditioner, update rule; see README "Architecture"). Every method of the five papers is a
+ * model, a preconditioner that turns its gradient into a direction, and an update rule that turns
+ * the direction into a step.
+ *
+ * A model owns two packed arenas with the same names and layout: its parameters and their
+ * gradient, each also one flat vector (param_flat, grad_flat), so an update rule, a norm or a
+ * collective covers every parameter in one call. The gradient is always that of an objective to
+ * MINIMISE (for an RBM, the negative log-likelihood, estimated by PCD/CD); a step is
+ * theta <- theta - lr * direction.
+ *
+ * What a preconditioner may read, it reads through this header: parameters and gradients by name
+ * (ng_model_param) and the statistics of the last gradient by name (ng_model_statistic: an RBM's
+ * data and fantasy-particle states, a network's per-layer activations and back-propagated
+ * derivatives). No preconditioner or update rule reads a model's private fields.
+ *
+ * Curvature products (J v, Gauss-Newton G v, Fisher F v, Hessian H v) and the sampler of targets
+ * from the predictive distribution are slots that networks fill and RBMs leave NULL; the wrappers
+ * answer NG_ERR_UNSUPPORTED naming the model kind. */
+#ifndef NATGRAD_MODEL_H
+#define NATGRAD_MODEL_H
+
+#include <stdint.h>
+
+#include "natgrad/backend.h"
+#include "natgrad/checkpoint.h"
+#include "natgrad/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ng_model ng_model;
+
+#define NG_MODEL_MAX_COLUMNS 8
+
+struct ng_model_i {
+    const char *kind; /* "rbm", "net": stored in checkpoints as model.kind */
+    /* Gradient of the objective on the batch x (columns are examples; y: targets or NULL) into the
+     * gradient arena (=). Rolls back its own counters and state and returns NG_ERR_INTERRUPTED
+     * when interrupted. */
+    ng_status (*gradient)(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+    /* A named statistic of the last gradient (a view, valid until the next gradient). */
+    ng_status (*statistic)(ng_model *m, const char *name, ng_tensor *out);
+    /* CSV columns the model logs and their values for update t, computed after the gradient and
+     * before the update (a NULL-terminated list of names). */
+    const char *const *columns;
+    ng_status (*log_values)(ng_model *m, uint64_t t, double *values);
+    /* Curvature products on flat vectors of the parameter layout (networks; NULL for RBMs). */
+    ng_status (*jvp)(ng_model *m, const ng_tensor *v, ng_tensor *out);
+    ng_status (*gnvp)(ng_model *m, const ng_tensor *v, ng_tensor *out);
+    ng_status (*fvp)(ng_model *m, const ng_tensor *v, ng_tensor *out);
+    ng_status (*hvp)(ng_model *m, const ng_tensor *v, ng_tensor *out);
+    ng_status (*sample_targets)(ng_model *m, uint64_t key, uint64_t step, ng_tensor *y);
+    /* Configuration and state other than the parameters (which ng_model_save writes) as
+     * checkpoint entries, and back: load validates every field it reads against this model, and
+     * modifies nothing unless apply is 1 (the trainer validates every part before it changes any). */
+    ng_status (*save)(ng_model *m, ng_ckpt *c);
+    ng_status (*load)(ng_model *m, const ng_ckpt *c, int apply);
+    /* Free what the implementation owns (not the arenas, not the model struct). */
+    void (*destroy)(ng_model *m);
+};
+
+struct ng_model {
+    const struct ng_model_i *iface;
+    ng_backend *be;
+    ng_arena params;       /* packed: every parameter */
+    ng_arena grads;        /* packed: the gradient, same names and layout */
+    ng_tensor param_flat;  /* (n) the parameter arena as one vector */
+    ng_tensor grad_flat;   /* (n) the gradient arena as one vector */
+    unsigned char *decay;  /* (n_params) 1: parameter i takes weight decay (weights, not biases) */
+};
+
+/* Build-time helpers for implementations: set up the arenas, add parameters (value and gradient
+ * views of the same shape; fastest dim first), then commit. */
+void ng_model_begin(ng_model *m, const struct ng_model_i *iface, ng_backend *be);
+ng_status ng_model_add_param(ng_model *m, const char *name, int ndim, const int *dims, int decay,
+                             ng_tensor *value, ng_tensor *grad);
+ng_status ng_model_commit(ng_model *m);
+/* Release the arenas (and call iface->destroy); safe on a zeroed or half-built model. */
+void ng_model_release(ng_model *m);
+
+/* Parameter (and gradient) view by name; NG_ERR_INVALID_ARG naming the model kind when absent. */
+ng_status ng_model_param(const ng_model *m, const char *name, ng_tensor *value, ng_tensor *grad);
+static inline int ng_model_n_params(const ng_model *m) { return m->params.count; }
+static inline size_t ng_model_size(const ng_model *m) { return ng_tensor_count(&m->param_flat); }
+
+ng_status ng_model_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+ng_status ng_model_statistic(ng_model *m, const char *name, ng_tensor *out);
+ng_status ng_model_gnvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_model_fvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+
+/* Checkpoint entries: model.kind, the implementation's save, and every parameter as tensor
+ * "model.<name>" (dims as natgrad stores them, fastest first). */
+ng_status ng_model_save(ng_model *m, ng_ckpt *c);
+/* The inverse: model.kind must match, every parameter must be present with its exact shape and
+ * finite values; apply = 0 only validates; nothing is modified unless everything validates. */
+ng_status ng_model_load(ng_model *m, const ng_ckpt *c, int apply);
+
+/* Adds the tensors of an arena as "<prefix><name>" (fetched from the device at write time). */
+ng_status ng_ckpt_add_arena(ng_ckpt *c, const char *prefix, const ng_arena *a);
+/* Validates that every tensor of the arena is present as "<prefix><name>" with its exact dtype,
+ * shape and finite values (all of them before any is copied), then copies them to the device. */
+ng_status ng_ckpt_load_arena(const ng_ckpt *c, const char *prefix, ng_arena *a);
+/* The validation alone. */
+ng_status ng_ckpt_check_arena(const ng_ckpt *c, const char *prefix, const ng_arena *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

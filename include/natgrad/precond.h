@@ -1,0 +1,61 @@
+/* natgrad/precond.h: the preconditioner interface, the second of the three (natgrad/model.h): it
+ * turns the model's gradient into a direction, in place in the model's gradient arena. Identity,
+ * centering and FANG exist today (host/optim/); K-FAC, PRONG, the diagonal / energy metrics of the
+ * recipes and the matrix-free solvers (CG, MINRES-QLP on curvature products) are later additions of
+ * the same shape. A preconditioner may keep state (in its own arena, checkpointed), refit
+ * periodically from the model's statistics, and log its own CSV columns.
+ *
+ * Per update t the trainer calls observe (statistics hook: read what the model's last gradient
+ * left, update moving averages, refit on schedule) and then apply. Both read the model only
+ * through ng_model_param and ng_model_statistic. */
+#ifndef NATGRAD_PRECOND_H
+#define NATGRAD_PRECOND_H
+
+#include <stdint.h>
+
+#include "natgrad/checkpoint.h"
+#include "natgrad/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ng_precond ng_precond;
+
+struct ng_precond_i {
+    const char *name; /* "identity", "centering", "fang": stored as precond.kind */
+    ng_status (*observe)(ng_precond *p, ng_model *m, uint64_t t);
+    ng_status (*apply)(ng_precond *p, ng_model *m, uint64_t t);
+    const char *const *columns; /* NULL-terminated CSV column names (NULL: none) */
+    ng_status (*log_values)(ng_precond *p, double *values);
+    /* configuration (as checkpoint entries) and state beyond the `state` arena, and back */
+    ng_status (*save)(ng_precond *p, ng_ckpt *c);
+    ng_status (*load)(ng_precond *p, const ng_ckpt *c, int apply); /* as the model's */
+    void (*destroy)(ng_precond *p);
+};
+
+struct ng_precond {
+    const struct ng_precond_i *iface;
+    ng_backend *be;
+    ng_arena state; /* checkpointed as "<name>.<tensor>" */
+    void *impl;
+};
+
+/* The identity: the direction is the gradient. */
+ng_status ng_precond_identity_init(ng_backend *be, ng_precond **out);
+/* Centering (Montavon & Mueller; FANG section 5.1) for RBMs: offsets mu_v, mu_h track the data
+ * means with a moving average of rate `rate`, starting at the training-set mean and 0.5, and the
+ * direction is SGD's on the centred parameterisation mapped back (FANG eq. 17-20). */
+ng_status ng_precond_centering_init(ng_backend *be, ng_model *rbm, float rate, ng_precond **out);
+
+ng_status ng_precond_observe(ng_precond *p, ng_model *m, uint64_t t);
+ng_status ng_precond_apply(ng_precond *p, ng_model *m, uint64_t t);
+/* precond.kind, the implementation's entries and its state arena */
+ng_status ng_precond_save(ng_precond *p, ng_ckpt *c);
+ng_status ng_precond_load(ng_precond *p, const ng_ckpt *c, int apply);
+void ng_precond_free(ng_precond *p); /* NULL ok */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,116 @@
+/* natgrad/train.h: the trainer (one model, one preconditioner, one update rule, one batch stream)
+ * and the run driver every `natgrad ... train` command uses.
+ *
+ * One update t (ng_trainer_step):
+ *   x = next batch; model gradient on x; [model log columns]; update-rule penalty (weight decay);
+ *   preconditioner observe (statistics hook) and apply (gradient -> direction, in place);
+ *   update-rule step; [update-rule and preconditioner log columns]; t = t + 1.
+ * An interrupted step (NG_ERR_INTERRUPTED from a long inner loop) is rolled back: the batch cursor
+ * and the model's counters return to where they were, so a checkpoint written afterwards equals
+ * the one written after update t and a resume from it is exact.
+ *
+ * Checkpoints (natgrad/checkpoint.h) hold: natgrad.version, run.t, run.seed, the data cursor
+ * (data.epoch, data.pos, data.n, data.batch), the model (model.*: kind, configuration, state,
+ * parameters), the preconditioner (precond.kind and its own entries and state) and the update rule
+ * (update.kind, ...). The model part and the optimizer part (preconditioner, update rule, data
+ * cursor, counters) can be written to separate files (per-rank optimizer state later).
+ *
+ * The run driver (ng_run) owns the loop: steps or a time budget, a CSV row every log_every updates
+ * (driver, model, update-rule, monitor and preconditioner columns), a progress report with rate and
+ * ETA through a callback (the library never prints), checkpoints every ckpt_every updates, at the
+ * end and on interruption, numbered snapshots every snapshot_s seconds spent in updates, and
+ * checked writes: a failed CSV write ends the run with an error after saving the checkpoint. */
+#ifndef NATGRAD_TRAIN_H
+#define NATGRAD_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "natgrad/data.h"
+#include "natgrad/model.h"
+#include "natgrad/precond.h"
+#include "natgrad/update.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NG_TRAIN_MAX_COLUMNS 32
+#define NG_VERSION_STRING "0.2.0"
+
+typedef struct ng_trainer {
+    ng_model *model;
+    ng_precond *pc;
+    ng_update *upd;
+    ng_batches *data;
+    uint64_t seed;
+    uint64_t t;                                 /* updates done */
+    int n_columns;                              /* CSV columns of a logged step */
+    const char *columns[NG_TRAIN_MAX_COLUMNS];  /* step, epoch, time_s, lr, model..., update...,
+                                                 * monitor..., precond... */
+    int col_model, col_update, col_monitor, col_precond; /* first index of each group */
+} ng_trainer;
+
+/* Borrow the four parts (they must outlive the trainer). monitor_columns: NULL-terminated names
+ * of the columns ng_run's monitor hook fills (or NULL). */
+ng_status ng_trainer_init(ng_trainer *tr, ng_model *m, ng_precond *pc, ng_update *upd,
+                          ng_batches *data, uint64_t seed, const char *const *monitor_columns);
+/* One update. When row is non-NULL (n_columns doubles) the model, update-rule and preconditioner
+ * columns are filled (the driver and monitor columns are the caller's). */
+ng_status ng_trainer_step(ng_trainer *tr, double *row);
+
+enum { NG_SAVE_MODEL = 1, NG_SAVE_OPTIM = 2, NG_SAVE_ALL = 3 };
+/* Write the parts named by `parts` atomically to path (natgrad/checkpoint.h). */
+ng_status ng_trainer_save(ng_trainer *tr, const char *path, int parts);
+/* Restore the parts named by `parts` from an open checkpoint (validated field by field: counts,
+ * cursor, shapes, configuration that must match this trainer). Nothing changes on failure. */
+ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
+
+/* ---- the run driver -------------------------------------------------------------------------- */
+
+typedef struct ng_run_progress {
+    uint64_t t, start, total; /* updates done, at start of this run, target */
+    double elapsed_s, rate, eta_s;
+    const double *row;        /* the logged row (trainer columns) */
+    int final;
+} ng_run_progress;
+
+typedef struct ng_run_config {
+    uint64_t steps;        /* total updates (the run stops when t reaches it) */
+    double minutes;        /* > 0: also stop after this much wall clock */
+    int log_every;         /* CSV row + progress every N updates (>= 1) */
+    int ckpt_every;        /* checkpoint every N updates (0: only at the end) */
+    double snapshot_s;     /* > 0: numbered checkpoints every S seconds spent in updates */
+    const char *out_dir;   /* where snapshots go */
+    const char *csv_path;
+    const char *ckpt_path;
+    int append;            /* 1: continue the CSV and snapshot list of this run (resume): rows
+                            * after the current t are dropped first; 0: start them afresh */
+    /* monitor columns (the trainer's monitor group), computed on logged steps */
+    ng_status (*monitor)(void *user, ng_trainer *tr, double *values);
+    /* progress report on logged steps and at the end */
+    void (*progress)(void *user, const ng_run_progress *p);
+    void *user;
+} ng_run_config;
+
+typedef struct ng_run_result {
+    uint64_t start, end; /* t at start and at the end */
+    double seconds;
+    int interrupted;     /* stopped by ng_interrupt_request */
+    int time_limit;      /* stopped by the time budget */
+    int saved;           /* the checkpoint at ckpt_path holds update `end` */
+} ng_run_result;
+
+/* Run until t reaches steps, the time budget is spent or an interrupt arrives, then save. Returns
+ * NG_OK on those three (see res), or the first error (after saving the last completed update
+ * when the error left the trainer consistent: a failed log write, a numerical failure). */
+ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res);
+
+/* Keep the header line and the rows whose first field (the step) is <= t of a CSV log (used when
+ * a run resumes: rows written after its last checkpoint are dropped). Missing file: NG_OK. */
+ng_status ng_csv_truncate(const char *path, uint64_t t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
