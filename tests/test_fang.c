@@ -1,16 +1,25 @@
-/* test_fang.c: FANG (host/optim/fang.c, kernels/fang.cu) and the exact Fisher tools
- * (host/eval/fisher.c) against exact or independent float64 references:
+/* test_fang.c: the FANG preconditioner (natgrad/fang.h: host/optim/fang.c, kernels/fang.cu) and
+ * the exact Fisher tools (host/eval/fisher.c) against exact or independent float64 references:
  *   - the exact Fisher / gradient tools against brute-force enumeration and finite differences;
- *   - the batched 2x2 regression body and slot against a float64 3x3 precision-matrix solve,
- *     including singular and NaN blocks; the other FANG slots against naive loops;
- *   - FANG's direction against a dense solve G_fac^-1 grad with G_fac built from the same
- *     graphical-model parameters (5 x 4 RBM);
+ *   - the batched 2x2 regression body and the NG_OP_FANG_REGRESS op (ng_run_op) against a float64
+ *     3x3 precision-matrix solve, including singular and NaN blocks; NG_OP_FANG_RESIDUAL and
+ *     NG_OP_SYMMETRIZE_LOWER against naive loops; the op checks and the FANG entry points refusing
+ *     bad input (a preconditioner that is not FANG, an RBM without an estimator, bad settings);
+ *   - FANG's direction (ng_fang_apply on the model's gradient arena) against a dense solve
+ *     G_fac^-1 g with G_fac built from the same graphical-model parameters (5 x 4 RBM);
  *   - Theorem 1 (fully connected DAG => L^T D L = G^-1, direction = exact natural gradient);
- *   - the centering reduction (section 5.1) against the trainer's centering update;
+ *   - the centering reduction (section 5.1) against the centering preconditioner + SGD;
  *   - invariance to flipping the pixels (FANG, centering: yes; SGD: no) on deterministic
  *     exact-statistics training runs;
- *   - a short PCD training run, checkpoint/resume exactness, CPU vs CUDA (when a CUDA backend
- *     initialises: a GPU or the tests/simt emulator; skipped otherwise, with the reason).
+ *   - the refit's recovery (float64 Cholesky, damping raises, keeping Lambda_un), checked through
+ *     the diagnostics and the warnings it logs (ng_log_set);
+ *   - a short PCD training run (ng_rbm_trainer_*), checkpoint/resume exactness, CPU vs CUDA (when
+ *     a CUDA backend initialises: a GPU or the tests/simt emulator; skipped otherwise, with the
+ *     reason).
+ * Sign convention: the model's gradient (rbm.gW, ga, gb) is that of the NEGATIVE log-likelihood,
+ * g = -grad log p, and FANG's direction is r = G_fac^-1 g (the step is theta -= lr r); the host
+ * references below (ng_rbm_loglik_grad_exact) are log-likelihood gradients and are negated where
+ * they stand for the model's gradient.
  * Dense linear algebra here is the test's own float64 Cholesky, independent of the backends.
  * Deterministic: every random number comes from fixed Philox streams. */
 #include <math.h>
@@ -23,14 +32,39 @@
 #include "harness.h"
 #include "natgrad/data.h"
 #include "natgrad/eval.h"
+#include "natgrad/fang.h"
 #include "natgrad/fisher.h"
+#include "natgrad/log.h"
+#include "natgrad/precond.h"
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
+#include "natgrad/train.h"
+#include "natgrad/update.h"
 #include "ng_math.h"
 #include "optim/fang.h"
 
 static ng_backend *g_cpu, *g_cuda;
 static char g_cuda_reason[300];
+
+/* ---- the library's log (natgrad/log.h), captured for the tests that expect a warning ------- */
+
+typedef struct log_capture {
+    int warnings;        /* NG_LOG_WARN messages from "fang" since the last log_reset */
+    int others;          /* every other message */
+    char last[1024];     /* the last "fang" warning */
+} log_capture;
+static log_capture g_log;
+
+static void capture_log(ng_log_level level, const char *where, const char *msg, void *user) {
+    log_capture *c = (log_capture *)user;
+    if (level == NG_LOG_WARN && where && strcmp(where, "fang") == 0) {
+        c->warnings++;
+        snprintf(c->last, sizeof c->last, "%s", msg);
+    } else {
+        c->others++;
+    }
+}
+static void log_reset(void) { memset(&g_log, 0, sizeof g_log); }
 
 /* ---- float64 dense helpers (column-major) ------------------------------------------------ */
 
@@ -245,38 +279,126 @@ static ng_status get_tensor_d(ng_backend *be, const ng_tensor *t, double *x) {
     return s;
 }
 
+/* The FANG state behind a trainer's preconditioner (NULL when it is not FANG). */
+static struct ng_fang *fang_of(ng_rbm_trainer *rt) { return ng_fang_of(rt->pc); }
+
 /* Load FANG's moving averages with the exact moments of the model (binary units: v^2 = v,
  * h^2 = h, so E[v^2] = E[v] and all four pairwise moment blocks equal E[h v^T], which FANG reads
  * from the (h, v) block of S_un = G_un + mu mu^T). */
-static ng_status set_exact_moments(ng_rbm_trainer *tr, const double *mean, const double *G) {
-    struct ng_fang *f = tr->fang;
-    int nv = f->nv, nh = f->nh, n = f->n, D = ng_fisher_dim(nv, nh), r, c, i, j;
-    double *mom = (double *)malloc((size_t)(2 * nv + 2 * nh) * sizeof(double));
-    double *S = (double *)malloc((size_t)n * n * sizeof(double));
+static ng_status set_exact_moments(ng_rbm_trainer *rt, const double *mean, const double *G) {
+    struct ng_fang *f = fang_of(rt);
+    ng_backend *be = rt->rbm->be;
+    int nv, nh, n, D, r, c, i, j;
+    double *mom, *S;
     ng_status s;
+    if (!f) return ng_error(NG_ERR_INVALID_ARG, "set_exact_moments: the trainer's preconditioner is not FANG");
+    nv = f->nv, nh = f->nh, n = f->n, D = ng_fisher_dim(nv, nh);
+    mom = (double *)malloc((size_t)(2 * nv + 2 * nh) * sizeof(double));
+    S = (double *)malloc((size_t)n * n * sizeof(double));
     for (i = 0; i < nv; i++) mom[i] = mom[nv + i] = mean[i];
     for (j = 0; j < nh; j++) mom[2 * nv + j] = mom[2 * nv + nh + j] = mean[nv + j];
     for (c = 0; c < n; c++)
         for (r = 0; r < n; r++) S[r + (size_t)c * n] = G[r + (size_t)c * D] + mean[r] * mean[c];
-    s = set_tensor_d(tr->be, &f->mom, mom);
-    if (s == NG_OK) s = set_tensor_d(tr->be, &f->S_un, S);
+    s = set_tensor_d(be, &f->mom, mom);
+    if (s == NG_OK) s = set_tensor_d(be, &f->S_un, S);
     free(mom);
     free(S);
     return s;
 }
 
-/* (dW, da, db) = the dense gradient vector (a, b, W order). */
-static ng_status set_grad_d(ng_rbm_trainer *tr, const double *g) {
-    int nv = tr->rbm->n_visible, nh = tr->rbm->n_hidden;
-    NG_TRY(set_tensor_d(tr->be, &tr->da, g));
-    NG_TRY(set_tensor_d(tr->be, &tr->db, g + nv));
-    return set_tensor_d(tr->be, &tr->dW, g + nv + nh);
+/* The model's gradient arena (gW, ga, gb) = the dense vector g (a, b, W order), and back. */
+static ng_status set_grad_d(ng_rbm *rbm, const double *g) {
+    int nv = rbm->n_visible, nh = rbm->n_hidden;
+    NG_TRY(set_tensor_d(rbm->be, &rbm->ga, g));
+    NG_TRY(set_tensor_d(rbm->be, &rbm->gb, g + nv));
+    return set_tensor_d(rbm->be, &rbm->gW, g + nv + nh);
 }
-static ng_status get_grad_d(ng_rbm_trainer *tr, double *g) {
-    int nv = tr->rbm->n_visible, nh = tr->rbm->n_hidden;
-    NG_TRY(get_tensor_d(tr->be, &tr->da, g));
-    NG_TRY(get_tensor_d(tr->be, &tr->db, g + nv));
-    return get_tensor_d(tr->be, &tr->dW, g + nv + nh);
+static ng_status get_grad_d(ng_rbm *rbm, double *g) {
+    int nv = rbm->n_visible, nh = rbm->n_hidden;
+    NG_TRY(get_tensor_d(rbm->be, &rbm->ga, g));
+    NG_TRY(get_tensor_d(rbm->be, &rbm->gb, g + nv));
+    return get_tensor_d(rbm->be, &rbm->gW, g + nv + nh);
+}
+
+/* A named state tensor of a preconditioner or update rule (NULL when absent). */
+static const ng_tensor *state_tensor(const ng_arena *a, const char *name) { return ng_arena_find(a, name); }
+
+/* SGD's velocity (flat, packed like the model's parameters) as a dense vector (a, b, W order). */
+static ng_status get_velocity_d(ng_rbm_trainer *rt, double *g) {
+    static const char *const names[3] = {"a", "b", "W"};
+    ng_model *m = ng_rbm_model(rt->rbm);
+    const ng_tensor *vel = state_tensor(&rt->upd->state, "velocity");
+    size_t n = ng_model_size(m), off = 0, k;
+    float *buf;
+    int p;
+    if (!vel || ng_tensor_count(vel) != n)
+        return ng_error(NG_ERR_INVALID_ARG, "get_velocity_d: the update rule has no velocity of %zu entries", n);
+    buf = (float *)malloc(n * sizeof(float));
+    for (p = 0; p < 3; p++) {
+        ng_tensor v;
+        size_t at, cnt;
+        ng_status s = p == 0 ? ng_tensor_get(rt->rbm->be, vel, buf) : NG_OK;
+        if (s == NG_OK) s = ng_model_param(m, names[p], &v, NULL);
+        if (s != NG_OK) {
+            free(buf);
+            return s;
+        }
+        at = (size_t)(v.data - m->param_flat.data); /* same offset in the packed velocity */
+        cnt = ng_tensor_count(&v);
+        for (k = 0; k < cnt; k++) g[off + k] = buf[at + k];
+        off += cnt;
+    }
+    free(buf);
+    return NG_OK;
+}
+
+/* Op wrappers through ng_run_op (the argument order of the op structs in natgrad/backend.h). */
+static ng_status run_fang_regress(ng_backend *be, int nh, int nv, const void *Evh, const void *Ev2h,
+                                  const void *Evh2, const void *Ev2h2, int ldm, const void *mu_v,
+                                  const void *mu_h, const void *Ev2, const void *Eh2, float lambda,
+                                  void *beta_v, void *beta_h, void *sigma2, int ldo) {
+    ng_op_args a;
+    memset(&a, 0, sizeof a);
+    a.op = NG_OP_FANG_REGRESS;
+    a.fang_regress.nh = nh;
+    a.fang_regress.nv = nv;
+    a.fang_regress.Evh = (const float *)Evh;
+    a.fang_regress.Ev2h = (const float *)Ev2h;
+    a.fang_regress.Evh2 = (const float *)Evh2;
+    a.fang_regress.Ev2h2 = (const float *)Ev2h2;
+    a.fang_regress.ldm = ldm;
+    a.fang_regress.mu_v = (const float *)mu_v;
+    a.fang_regress.mu_h = (const float *)mu_h;
+    a.fang_regress.Ev2 = (const float *)Ev2;
+    a.fang_regress.Eh2 = (const float *)Eh2;
+    a.fang_regress.lambda = lambda;
+    a.fang_regress.beta_v = (float *)beta_v;
+    a.fang_regress.beta_h = (float *)beta_h;
+    a.fang_regress.sigma2 = (float *)sigma2;
+    a.fang_regress.ldo = ldo;
+    return ng_run_op(be, &a);
+}
+
+static ng_status run_fang_residual(ng_backend *be, int nh, int nv, void *G, int ldg, const void *ga,
+                                   const void *gb, const void *beta_v, const void *beta_h,
+                                   const void *sigma2, int ldb, void *pv, void *ph, int ldp) {
+    ng_op_args a;
+    memset(&a, 0, sizeof a);
+    a.op = NG_OP_FANG_RESIDUAL;
+    a.fang_residual.nh = nh;
+    a.fang_residual.nv = nv;
+    a.fang_residual.G = (float *)G;
+    a.fang_residual.ldg = ldg;
+    a.fang_residual.ga = (const float *)ga;
+    a.fang_residual.gb = (const float *)gb;
+    a.fang_residual.beta_v = (const float *)beta_v;
+    a.fang_residual.beta_h = (const float *)beta_h;
+    a.fang_residual.sigma2 = (const float *)sigma2;
+    a.fang_residual.ldb = ldb;
+    a.fang_residual.pv = (float *)pv;
+    a.fang_residual.ph = (float *)ph;
+    a.fang_residual.ldp = ldp;
+    return ng_run_op(be, &a);
 }
 
 /* ---- 0. the exact Fisher tools ------------------------------------------------------------ */
@@ -654,7 +776,7 @@ static int check_regress_slot(ng_backend *be) {
     d[9] = dev_copy(be, guard, ob);
     d[10] = dev_copy(be, guard, ob);
     for (k = 0; k < 11; k++) NGT_CHECK(d[k] != NULL, "device buffer %d: %s", k, ng_last_error());
-    NGT_OK(ng_fang_regress(be, nh, nv, d[0], d[1], d[2], d[3], ldm, d[4], d[5], d[6], d[7], lambda,
+    NGT_OK(run_fang_regress(be, nh, nv, d[0], d[1], d[2], d[3], ldm, d[4], d[5], d[6], d[7], lambda,
                            d[8], d[9], d[10], ldo));
     NGT_OK(ng_get(be, out, d[8], ob));
     NGT_OK(ng_get(be, out + ldo * nv, d[9], ob));
@@ -741,7 +863,7 @@ static int check_other_slots(ng_backend *be) {
             NGT_CHECK(A[r + c * lda] == want, "symmetrize A[%d,%d] = %g, want %g", r, c, A[r + c * lda], want);
         }
     /* fang_residual (nh = 4 of ld 5 for all matrices) */
-    NGT_OK(ng_fang_residual(be, nh, nv, dG, 5, dga, dgb, dbv, dbh, ds2, 5, dpv, dph, 5));
+    NGT_OK(run_fang_residual(be, nh, nv, dG, 5, dga, dgb, dbv, dbh, ds2, 5, dpv, dph, 5));
     NGT_OK(ng_get(be, q, dG, sizeof q));
     NGT_OK(ng_get(be, pv, dpv, sizeof pv));
     NGT_OK(ng_get(be, ph, dph, sizeof ph));
@@ -772,26 +894,57 @@ static int check_other_slots(ng_backend *be) {
     return NGT_PASS;
 }
 
-/* The wrappers refuse bad shapes and values with NG_ERR_INVALID_ARG; FANG hooks refuse a
- * trainer without FANG state. */
+/* The op checks refuse bad shapes and values with NG_ERR_INVALID_ARG (ng_run_op with
+ * NG_OP_FANG_REGRESS / NG_OP_FANG_RESIDUAL, ng_symmetrize_lower). FANG's entry points refuse a
+ * preconditioner that is not FANG (here the identity; the old API's "trainer without FANG state"),
+ * ng_precond_fang_init refuses an RBM without an estimator (it has no particle statistics), and
+ * ng_fang_config_check refuses impossible settings. */
 static int test_bad_input(void) {
     float dummy[64] = {0};
     void *d = dev_copy(g_cpu, dummy, sizeof dummy);
-    ng_rbm_trainer tr;
-    NGT_CHECK(ng_fang_regress(g_cpu, 4, 2, d, d, d, d, 3, d, d, d, d, 0.01f, d, d, d, 4) ==
+    ng_rbm rbm;
+    ng_precond *id = NULL, *pf = NULL;
+    ng_fang_diag diag;
+    ng_fang_config fc = {100, 100.0f, 0.01f, 1}, bad;
+    NGT_CHECK(run_fang_regress(g_cpu, 4, 2, d, d, d, d, 3, d, d, d, d, 0.01f, d, d, d, 4) ==
                   NG_ERR_INVALID_ARG, "ldm < nh accepted");
-    NGT_CHECK(ng_fang_regress(g_cpu, 4, 2, d, d, d, d, 4, d, d, d, d, NAN, d, d, d, 4) ==
+    NGT_CHECK(run_fang_regress(g_cpu, 4, 2, d, d, d, d, 4, d, d, d, d, NAN, d, d, d, 4) ==
                   NG_ERR_INVALID_ARG, "NaN lambda accepted");
-    NGT_CHECK(ng_fang_regress(g_cpu, 4, 2, d, NULL, d, d, 4, d, d, d, d, 0.01f, d, d, d, 4) ==
+    NGT_CHECK(run_fang_regress(g_cpu, 4, 2, d, NULL, d, d, 4, d, d, d, d, 0.01f, d, d, d, 4) ==
                   NG_ERR_INVALID_ARG, "NULL moment accepted");
-    NGT_CHECK(ng_fang_residual(g_cpu, 3, 2, d, 2, d, d, d, d, d, 3, d, d, 3) == NG_ERR_INVALID_ARG,
+    NGT_CHECK(run_fang_residual(g_cpu, 3, 2, d, 2, d, d, d, d, d, 3, d, d, 3) == NG_ERR_INVALID_ARG,
               "ldg < nh accepted");
     NGT_CHECK(ng_symmetrize_lower(g_cpu, 4, d, 3, 0.0f) == NG_ERR_INVALID_ARG, "lda < n accepted");
     NGT_CHECK(ng_symmetrize_lower(g_cpu, 4, d, 4, INFINITY) == NG_ERR_INVALID_ARG,
               "infinite shift accepted");
-    memset(&tr, 0, sizeof tr);
-    NGT_CHECK(ng_fang_direction(&tr) == NG_ERR_INVALID_ARG, "direction without FANG state accepted");
+    /* FANG stages on a preconditioner that is not FANG */
+    NGT_OK(ng_rbm_init(g_cpu, 3, 2, &rbm));
+    NGT_OK(ng_precond_identity_init(g_cpu, &id));
+    NGT_CHECK(ng_fang_of(id) == NULL, "ng_fang_of(identity) is not NULL");
+    NGT_CHECK(ng_fang_update_stats(id, ng_rbm_model(&rbm), 0) == NG_ERR_INVALID_ARG,
+              "statistics on a non-FANG preconditioner accepted");
+    NGT_CHECK(ng_fang_refit(id, ng_rbm_model(&rbm), 0) == NG_ERR_INVALID_ARG,
+              "refit on a non-FANG preconditioner accepted");
+    NGT_CHECK(ng_fang_apply(id, ng_rbm_model(&rbm)) == NG_ERR_INVALID_ARG,
+              "direction on a non-FANG preconditioner accepted");
+    NGT_CHECK(ng_fang_diagnostics(id, &diag) == NG_ERR_INVALID_ARG,
+              "diagnostics of a non-FANG preconditioner accepted");
+    /* an RBM without its estimator has no particles to read */
+    NGT_CHECK(ng_precond_fang_init(g_cpu, ng_rbm_model(&rbm), &fc, &pf) != NG_OK && pf == NULL,
+              "FANG on an RBM without an estimator accepted");
+    /* settings */
+    NGT_OK(ng_fang_config_check(&fc));
+    bad = fc, bad.refit_every = 0;
+    NGT_CHECK(ng_fang_config_check(&bad) == NG_ERR_INVALID_ARG, "refit_every 0 accepted");
+    bad = fc, bad.tau = 0.5f;
+    NGT_CHECK(ng_fang_config_check(&bad) == NG_ERR_INVALID_ARG, "tau < 1 accepted");
+    bad = fc, bad.lambda = 0.0f;
+    NGT_CHECK(ng_fang_config_check(&bad) == NG_ERR_INVALID_ARG, "lambda 0 accepted");
+    bad = fc, bad.lambda = NAN;
+    NGT_CHECK(ng_fang_config_check(&bad) == NG_ERR_INVALID_ARG, "NaN lambda accepted");
     ng_clear_error();
+    ng_precond_free(id);
+    ng_rbm_free(&rbm);
     ng_free(g_cpu, d);
     return NGT_PASS;
 }
@@ -799,12 +952,13 @@ static int test_bad_input(void) {
 /* ---- 2. FANG direction vs dense G_fac^-1 grad --------------------------------------------- */
 
 /* A 5 x 4 RBM; FANG's moving averages are loaded with the exact model moments, the library
- * refits (float32 on the backend) and applies the direction to the exact log-likelihood gradient.
+ * refits (float32 on the backend) and applies the direction to the model's gradient arena holding
+ * the exact gradient of the negative log-likelihood, g = -grad log p (the model's sign).
  * Checks, each against float64 references:
  *  (a) Lambda_un against (G_un + lambda I)^-1 (tolerance 1e-4 relative to its largest entry:
  *      float32 moments, the float subtraction S - mu mu^T and the float inverse, condition ~30);
  *  (b) beta, sigma2 against the 3x3 regressions on the exact G plus lambda I (1e-4 abs + rel);
- *  (c) the direction r against x = G_fac^-1 grad, G_fac = ng_fang_gfac_dense(G_un + lambda I,
+ *  (c) the direction r against x = G_fac^-1 g, G_fac = ng_fang_gfac_dense(G_un + lambda I,
  *      beta, sigma2) with the device's beta and sigma2, solved by Cholesky in float64
  *      (1e-4 relative to max |x|: the float32 path vs exact double parameters, as in (a)). */
 static int test_direction_vs_dense(void) {
@@ -827,23 +981,24 @@ static int test_direction_vs_dense(void) {
     NGT_OK(hrbm_upload(&h, &rbm));
     test_config(&cfg, NG_RBM_OPT_FANG, 10, 16);
     cfg.fang_lambda = (float)lambda;
-    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, x, ndata));
+    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, x, ndata, NULL));
     NGT_OK(ng_rbm_fisher_exact(&rbm, mean, G));
+    NGT_CHECK(fang_of(&tr) != NULL, "the trainer's preconditioner is not FANG");
     NGT_OK(set_exact_moments(&tr, mean, G));
-    NGT_OK(ng_fang_refit(&tr));
+    NGT_OK(ng_fang_refit(tr.pc, ng_rbm_model(&rbm), 0));
 
     /* (a) */
     for (j = 0; j < n; j++)
         for (i = 0; i < n; i++) Sun[i + j * n] = G[i + (size_t)j * D] + (i == j ? lambda : 0.0);
     NGT_CHECK(spd_inverse_d(n, Sun, Lref) == 0, "Sigma_un not SPD");
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->Lambda, Lam));
+    NGT_OK(get_tensor_d(g_cpu, &fang_of(&tr)->Lambda, Lam));
     scale = max_abs_d(Lref, n * n);
     NGT_CHECK(max_diff_d(Lam, Lref, n * n) <= 1e-4 * scale, "Lambda_un differs by %g (scale %g)",
               max_diff_d(Lam, Lref, n * n), scale);
     /* (b) */
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->beta_v, bv));
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->beta_h, bh));
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->sigma2, s2));
+    NGT_OK(get_tensor_d(g_cpu, &fang_of(&tr)->beta_v, bv));
+    NGT_OK(get_tensor_d(g_cpu, &fang_of(&tr)->beta_h, bh));
+    NGT_OK(get_tensor_d(g_cpu, &fang_of(&tr)->sigma2, s2));
     for (i = 0; i < nv; i++)
         for (j = 0; j < nh; j++) {
             int a = ng_fisher_index_w(nv, nh, i, j), idx[3] = {i, nv + j, a}, p, q;
@@ -857,19 +1012,19 @@ static int test_direction_vs_dense(void) {
             NGT_CLOSE(bh[k], rbh, 1e-4 * (1 + fabs(rbh)), "beta_h vs exact regression");
             NGT_CLOSE(s2[k], rs2, 1e-4 * rs2, "sigma2 vs exact regression");
         }
-    /* (c) */
+    /* (c) g = -grad log p, rounded to float as the gradient arena holds it */
     NGT_OK(ng_rbm_loglik_grad_exact(&rbm, x, ndata, grad));
-    for (k = 0; k < D; k++) gradf[k] = (float)grad[k];
-    NGT_OK(set_grad_d(&tr, gradf));
-    NGT_OK(ng_fang_apply(&tr));
-    NGT_OK(get_grad_d(&tr, r));
+    for (k = 0; k < D; k++) gradf[k] = (float)(-grad[k]);
+    NGT_OK(set_grad_d(&rbm, gradf));
+    NGT_OK(ng_fang_apply(tr.pc, ng_rbm_model(&rbm)));
+    NGT_OK(get_grad_d(&rbm, r));
     ng_fang_gfac_dense(nv, nh, Sun, bv, bh, s2, Gf);
     NGT_CHECK(spd_solve_d(D, Gf, gradf, xs) == 0, "G_fac not SPD");
     scale = max_abs_d(xs, D);
-    printf("  |r - G_fac^-1 grad|_max = %.3g (max |x| %.3g); |beta - exact|_max = %.3g\n",
+    printf("  |r - G_fac^-1 g|_max = %.3g (max |x| %.3g); |beta - exact|_max = %.3g\n",
            max_diff_d(r, xs, D), scale, worst_b);
     for (k = 0; k < D; k++)
-        NGT_CLOSE(r[k], xs[k], 1e-4 * scale, "FANG direction vs dense G_fac^-1 grad");
+        NGT_CLOSE(r[k], xs[k], 1e-4 * scale, "FANG direction vs dense G_fac^-1 g");
     ng_rbm_trainer_free(&tr);
     ng_rbm_free(&rbm);
     hrbm_free(&h);
@@ -1031,16 +1186,16 @@ static int test_theorem1(void) {
  * beta_h,ij = mu_v,i, no parents and no rescaling for the unaries. In FANG's update that is
  * beta = the offsets, sigma2 = 1 and Lambda_un = I (the statistics' variances are not divided
  * out: centering is SGD in the centred coordinates, not in whitened ones). Compared:
- *  (a) two trainers with the same seed and data, one centering (lr 0.1, momentum 0, so
- *      vel = lr * direction) and one FANG; after one centering step, the FANG trainer's
- *      gradient (ng_rbm_trainer_gradient: the same draws) pushed through ng_fang_apply with
- *      beta = the centering trainer's offsets (after their update in that step), sigma2 = 1,
- *      Lambda_un = I equals vel / lr (tolerance 1e-6 relative: same float operations up to
- *      summation order);
+ *  (a) two trainers with the same seed and data, one with the centering preconditioner (SGD,
+ *      lr 0.1, momentum 0, so SGD's velocity is -lr * direction) and one with FANG; after one
+ *      centering step, the FANG trainer's gradient (ng_rbm_trainer_gradient: the same draws)
+ *      pushed through ng_fang_apply with beta = the centering preconditioner's offsets mu_v, mu_h
+ *      (its state, after their update in that step), sigma2 = 1, Lambda_un = I equals
+ *      -velocity / lr (tolerance 1e-6 relative: same float operations up to summation order);
  *  (b) with general sigma2 and a diagonal Lambda_un = diag(1/var) the FANG update is the
- *      centering update with per-statistic scaling: r_W = dW~ ./ sigma2,
- *      r_a = da ./ var_v - (dW~ ./ sigma2)^T mu_h, r_b = db ./ var_h - (dW~ ./ sigma2) mu_v,
- *      dW~ = dW - db mu_v^T - mu_h da^T (float64 host formula; tolerance 1e-5 relative). */
+ *      centering update with per-statistic scaling: r_W = gW~ ./ sigma2,
+ *      r_a = ga ./ var_v - (gW~ ./ sigma2)^T mu_h, r_b = gb ./ var_h - (gW~ ./ sigma2) mu_v,
+ *      gW~ = gW - gb mu_v^T - mu_h ga^T (float64 host formula; tolerance 1e-5 relative). */
 static int test_centering_reduction(void) {
     ng_dataset ds;
     const int nh = 5;
@@ -1062,9 +1217,9 @@ static int test_centering_reduction(void) {
     test_config(&cfg, NG_RBM_OPT_CENTERING, 7, 20);
     cfg.lr = (float)lr;
     cfg.center_rate = 0.3f;
-    NGT_OK(ng_rbm_trainer_init(&A, &rA, &cfg, ds.x, n));
+    NGT_OK(ng_rbm_trainer_init(&A, &rA, &cfg, ds.x, n, NULL));
     cfg.optimizer = NG_RBM_OPT_FANG;
-    NGT_OK(ng_rbm_trainer_init(&B, &rB, &cfg, ds.x, n));
+    NGT_OK(ng_rbm_trainer_init(&B, &rB, &cfg, ds.x, n, NULL));
     NGT_OK(ng_rbm_trainer_step(&A, NULL));
     NGT_OK(ng_rbm_trainer_gradient(&B));
     {
@@ -1076,8 +1231,12 @@ static int test_centering_reduction(void) {
         double *var = malloc(nn * sizeof(double)), *s2 = malloc((size_t)nv * nh * sizeof(double));
         uint64_t key = ng_rng_stream_key(51, NG_RNG_TEST);
         double scale;
-        NGT_OK(ng_tensor_get(g_cpu, &A.mu_v, muv));
-        NGT_OK(ng_tensor_get(g_cpu, &A.mu_h, muh));
+        struct ng_fang *f = fang_of(&B);
+        const ng_tensor *tmv = state_tensor(&A.pc->state, "mu_v"), *tmh = state_tensor(&A.pc->state, "mu_h");
+        NGT_CHECK(f != NULL, "trainer B's preconditioner is not FANG");
+        NGT_CHECK(tmv && tmh, "the centering preconditioner has no mu_v / mu_h state");
+        NGT_OK(ng_tensor_get(g_cpu, tmv, muv));
+        NGT_OK(ng_tensor_get(g_cpu, tmh, muh));
         for (i = 0; i < nv; i++)
             for (j = 0; j < nh; j++) {
                 bv[j + i * nh] = muh[j];
@@ -1085,17 +1244,15 @@ static int test_centering_reduction(void) {
                 one[j + i * nh] = 1.0f;
             }
         for (k = 0; k < nn; k++) I[k + k * nn] = 1.0f;
-        NGT_OK(ng_tensor_set(g_cpu, &B.fang->beta_v, bv));
-        NGT_OK(ng_tensor_set(g_cpu, &B.fang->beta_h, bh));
-        NGT_OK(ng_tensor_set(g_cpu, &B.fang->sigma2, one));
-        NGT_OK(ng_tensor_set(g_cpu, &B.fang->Lambda, I));
-        NGT_OK(get_grad_d(&B, g)); /* the raw gradient, for (b) */
-        NGT_OK(ng_fang_apply(&B));
-        NGT_OK(get_grad_d(&B, r));
-        NGT_OK(get_tensor_d(g_cpu, &A.vel_a, want));
-        NGT_OK(get_tensor_d(g_cpu, &A.vel_b, want + nv));
-        NGT_OK(get_tensor_d(g_cpu, &A.vel_W, want + nv + nh));
-        for (k = 0; k < D; k++) want[k] /= (double)(float)lr;
+        NGT_OK(ng_tensor_set(g_cpu, &f->beta_v, bv));
+        NGT_OK(ng_tensor_set(g_cpu, &f->beta_h, bh));
+        NGT_OK(ng_tensor_set(g_cpu, &f->sigma2, one));
+        NGT_OK(ng_tensor_set(g_cpu, &f->Lambda, I));
+        NGT_OK(get_grad_d(&rB, g)); /* the raw gradient, for (b) */
+        NGT_OK(ng_fang_apply(B.pc, ng_rbm_model(&rB)));
+        NGT_OK(get_grad_d(&rB, r));
+        NGT_OK(get_velocity_d(&A, want));
+        for (k = 0; k < D; k++) want[k] /= -(double)(float)lr;
         scale = max_abs_d(want, D);
         printf("  (a) |FANG(centering parents) - trainer centering| = %.3g (scale %.3g)\n",
                max_diff_d(r, want, D), scale);
@@ -1109,11 +1266,11 @@ static int test_centering_reduction(void) {
         for (k = 0; k < nv * nh; k++) one[k] = (float)s2[k];
         for (k = 0; k < nn; k++) var[k] = 1.0 / (double)I[k + k * nn]; /* what the device holds */
         for (k = 0; k < nv * nh; k++) s2[k] = one[k];
-        NGT_OK(ng_tensor_set(g_cpu, &B.fang->sigma2, one));
-        NGT_OK(ng_tensor_set(g_cpu, &B.fang->Lambda, I));
-        NGT_OK(set_grad_d(&B, g));
-        NGT_OK(ng_fang_apply(&B));
-        NGT_OK(get_grad_d(&B, r));
+        NGT_OK(ng_tensor_set(g_cpu, &f->sigma2, one));
+        NGT_OK(ng_tensor_set(g_cpu, &f->Lambda, I));
+        NGT_OK(set_grad_d(&rB, g));
+        NGT_OK(ng_fang_apply(B.pc, ng_rbm_model(&rB)));
+        NGT_OK(get_grad_d(&rB, r));
         for (i = 0; i < nv; i++) want[i] = g[i] / var[i];
         for (j = 0; j < nh; j++) want[nv + j] = g[nv + j] / var[nv + j];
         for (i = 0; i < nv; i++)
@@ -1153,10 +1310,11 @@ static int test_centering_reduction(void) {
 enum { RULE_SGD = 0, RULE_CENTERING, RULE_FANG };
 static const char *const rule_name[] = {"sgd", "centering", "fang"};
 
-/* One deterministic update direction (dense, a b W order) of `rule` at the parameters h for the
+/* One deterministic ascent direction (dense, a b W order) of `rule` at the parameters h for the
  * data x: the exact log-likelihood gradient; centering with offsets mu_v = data mean, mu_h = data
- * mean of p(h | v) (float64 host formula of rbm.c's centering); FANG from the exact model
- * moments through the library (refit + apply on the trainer's backend, float32). */
+ * mean of p(h | v) (float64 host formula of the centering preconditioner, precond.c); FANG from
+ * the exact model moments through the library (refit + apply on the trainer's preconditioner,
+ * float32) applied to the model's gradient g = -grad log p: dir = -r = -G_fac^-1 g. */
 static ng_status rule_direction(int rule, const hrbm *h, const float *x, int n, ng_rbm *rbm,
                                 ng_rbm_trainer *tr, double *dir) {
     int nv = h->nv, nh = h->nh, D = ng_fisher_dim(nv, nh), i, j, c;
@@ -1190,10 +1348,12 @@ static ng_status rule_direction(int rule, const hrbm *h, const float *x, int n, 
         double *mean = malloc(D * sizeof(double)), *G = malloc((size_t)D * D * sizeof(double));
         ng_status s = ng_rbm_fisher_exact(rbm, mean, G);
         if (s == NG_OK) s = set_exact_moments(tr, mean, G);
-        if (s == NG_OK) s = ng_fang_refit(tr);
-        if (s == NG_OK) s = set_grad_d(tr, grad);
-        if (s == NG_OK) s = ng_fang_apply(tr);
-        if (s == NG_OK) s = get_grad_d(tr, dir);
+        if (s == NG_OK) s = ng_fang_refit(tr->pc, ng_rbm_model(rbm), 0);
+        for (i = 0; i < D; i++) grad[i] = -grad[i]; /* the model's sign: g = -grad log p */
+        if (s == NG_OK) s = set_grad_d(rbm, grad);
+        if (s == NG_OK) s = ng_fang_apply(tr->pc, ng_rbm_model(rbm));
+        if (s == NG_OK) s = get_grad_d(rbm, dir);
+        for (i = 0; i < D; i++) dir[i] = -dir[i]; /* ascent: -r */
         free(mean);
         free(G);
         if (s != NG_OK) {
@@ -1266,7 +1426,7 @@ static int test_flip_invariance(void) {
             hrbm_alloc(&h[k], nv, nh);
             dir[k] = malloc(D * sizeof(double));
             NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rbm[k]));
-            NGT_OK(ng_rbm_trainer_init(&tr[k], &rbm[k], &cfg, data[k], n));
+            NGT_OK(ng_rbm_trainer_init(&tr[k], &rbm[k], &cfg, data[k], n, NULL));
         }
         hrbm_random(&h[0], 12, 0.3, 0.3);
         flip_params(h[0].a, h[0].b, h[0].W, nv, nh, h[1].a, h[1].b, h[1].W);
@@ -1331,18 +1491,33 @@ static int test_flip_invariance(void) {
     return NGT_PASS;
 }
 
-/* Refit recovery (fang.c): with mu = 0 the unary covariance is S_un itself.
+/* A fresh RBM (nv, nh) with a FANG trainer on x (an RBM's estimator is set up once, by the first
+ * trainer built on it, so every trainer here gets its own RBM). */
+static ng_status fresh_fang_trainer(int nv, int nh, const ng_rbm_config *cfg, const float *x, int n,
+                                    ng_rbm *rbm, ng_rbm_trainer *rt) {
+    NG_TRY(ng_rbm_init(g_cpu, nv, nh, rbm));
+    NG_TRY(ng_rbm_init_params(rbm, 1, 0.1f, NULL));
+    NG_TRY(ng_rbm_trainer_init(rt, rbm, cfg, x, n, NULL));
+    if (!fang_of(rt)) return ng_error(NG_ERR_INVALID_ARG, "the trainer's preconditioner is not FANG");
+    return NG_OK;
+}
+
+/* Refit recovery (fang.c): with mu = 0 the unary covariance is S_un itself. Each recovery must be
+ * reported by exactly one NG_LOG_WARN message from "fang" (captured with ng_log_set), naming what
+ * was done; a refit that needs no recovery, or that fails, logs no warning.
  *  (a) S_un = I with the leading 2 x 2 block [[F31, F30], [F30, F29]] (Fibonacci numbers,
  *      exact in float; determinant F31 F29 - F30^2 = 1, condition ~3e12; lambda 1e-12 is lost
  *      in float): the last pivot, 1/F31 ~ 7e-7, is below float resolution, so the float32
  *      Cholesky fails (OpenBLAS computes -0.0625) and the float64 one succeeds:
  *      float64_refits = 1, no damping raise, and Lambda_un's block is the exact inverse
- *      [[F29, -F30], [-F30, F31]] (1e-3 relative to its largest entry, ~cond * 1e-16).
+ *      [[F29, -F30], [-F30, F31]] (1e-3 relative to its largest entry, ~cond * 1e-16); the
+ *      warning says "failed in float32; inverted in float64 with damping 1e-12".
  *  (b) S_un = -0.5 I (indefinite, lambda 0.01): the damping is raised x10 twice (0.01 -> 1) and
- *      Lambda_un = (0.5 I)^-1 = 2 I (1e-5).
- *  (c) after those refits, S_un = -1e6 I can not be repaired within 10^6 lambda: the previous
- *      Lambda_un is kept (a warning is printed) and the refit still succeeds.
- *  (d) on a fresh trainer (no refit yet) the same is NG_ERR_NUMERIC. */
+ *      Lambda_un = (0.5 I)^-1 = 2 I (1e-5); the warning says "inverted in float32 with damping 1".
+ *  (c) after that refit, S_un = -1e6 I can not be repaired within 10^6 lambda: the previous
+ *      Lambda_un is kept (the warning says "keeping the previous Lambda_un") and the refit still
+ *      succeeds.
+ *  (d) on a fresh trainer (no refit yet) the same is NG_ERR_NUMERIC (and no warning). */
 static int test_refit_fallbacks(void) {
     const int nv = 6, nh = 4, n = nv + nh;
     float *x = random_binary(nv, 10, 13);
@@ -1350,15 +1525,15 @@ static int test_refit_fallbacks(void) {
     ng_rbm_trainer tr;
     ng_rbm_config cfg;
     ng_fang_diag d;
+    struct ng_fang *f;
     double H[100], Hi[100], Lam[100], zero[20] = {0};
     float Hf[100];
     const double F29 = 514229.0, F30 = 832040.0, F31 = 1346269.0;
     int i, j;
-    NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rbm));
-    NGT_OK(ng_rbm_init_params(&rbm, 1, 0.1f, NULL));
     test_config(&cfg, NG_RBM_OPT_FANG, 5, 8);
     cfg.fang_lambda = 1e-12f;
-    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, x, 10));
+    NGT_OK(fresh_fang_trainer(nv, nh, &cfg, x, 10, &rbm, &tr));
+    f = fang_of(&tr);
     /* (a) */
     for (j = 0; j < n; j++)
         for (i = 0; i < n; i++) H[i + j * n] = Hi[i + j * n] = i == j;
@@ -1369,43 +1544,66 @@ static int test_refit_fallbacks(void) {
     Hi[1] = Hi[n] = -F30;
     Hi[n + 1] = F31;
     for (i = 0; i < n * n; i++) Hf[i] = (float)H[i];
-    NGT_OK(set_tensor_d(g_cpu, &tr.fang->mom, zero));
-    NGT_OK(ng_tensor_set(g_cpu, &tr.fang->S_un, Hf));
-    NGT_OK(ng_fang_refit(&tr));
-    NGT_OK(ng_fang_diagnostics(&tr, &d));
+    NGT_OK(set_tensor_d(g_cpu, &f->mom, zero));
+    NGT_OK(ng_tensor_set(g_cpu, &f->S_un, Hf));
+    log_reset();
+    NGT_OK(ng_fang_refit(tr.pc, ng_rbm_model(&rbm), 0));
+    NGT_OK(ng_fang_diagnostics(tr.pc, &d));
     printf("  ill-conditioned Sigma_un: float64 refits %g, damping raises %g, cond estimate %.3g\n",
            d.float64_refits, d.damping_raises, d.cond);
+    printf("  warning: %s\n", g_log.last);
     NGT_CHECK(d.float64_refits == 1.0 && d.damping_raises == 0.0, "expected one float64 refit, got %g (raises %g)",
               d.float64_refits, d.damping_raises);
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->Lambda, Lam));
+    NGT_CHECK(g_log.warnings == 1, "expected one fang warning, got %d (last: %s)", g_log.warnings, g_log.last);
+    NGT_CHECK(strstr(g_log.last, "failed in float32") && strstr(g_log.last, "inverted in float64 with damping 1e-12"),
+              "warning does not report the float64 recovery: %s", g_log.last);
+    NGT_OK(get_tensor_d(g_cpu, &f->Lambda, Lam));
     NGT_CHECK(max_diff_d(Lam, Hi, n * n) <= 1e-3 * max_abs_d(Hi, n * n),
               "Lambda_un differs from the float64 inverse by %g (scale %g)", max_diff_d(Lam, Hi, n * n),
               max_abs_d(Hi, n * n));
     ng_rbm_trainer_free(&tr);
+    ng_rbm_free(&rbm);
     /* (b) */
     cfg.fang_lambda = 0.01f;
-    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, x, 10));
+    NGT_OK(fresh_fang_trainer(nv, nh, &cfg, x, 10, &rbm, &tr));
+    f = fang_of(&tr);
     for (i = 0; i < n * n; i++) H[i] = (i % (n + 1) == 0) ? -0.5 : 0.0;
-    NGT_OK(set_tensor_d(g_cpu, &tr.fang->mom, zero));
-    NGT_OK(set_tensor_d(g_cpu, &tr.fang->S_un, H));
-    NGT_OK(ng_fang_refit(&tr));
-    NGT_OK(ng_fang_diagnostics(&tr, &d));
+    NGT_OK(set_tensor_d(g_cpu, &f->mom, zero));
+    NGT_OK(set_tensor_d(g_cpu, &f->S_un, H));
+    log_reset();
+    NGT_OK(ng_fang_refit(tr.pc, ng_rbm_model(&rbm), 0));
+    NGT_OK(ng_fang_diagnostics(tr.pc, &d));
+    printf("  warning: %s\n", g_log.last);
     NGT_CHECK(d.damping_raises == 2.0 && fabs(d.damping - 1.0) < 1e-6, "raises %g damping %g", d.damping_raises,
               d.damping);
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->Lambda, Lam));
+    NGT_CHECK(g_log.warnings == 1, "expected one fang warning, got %d (last: %s)", g_log.warnings, g_log.last);
+    {
+        const char *w = strstr(g_log.last, "inverted in float32 with damping 1");
+        NGT_CHECK(strstr(g_log.last, "failed in float32") && w && strcmp(w, "inverted in float32 with damping 1") == 0,
+                  "warning does not report the damping raise to 1: %s", g_log.last);
+    }
+    NGT_OK(get_tensor_d(g_cpu, &f->Lambda, Lam));
     for (i = 0; i < n * n; i++) NGT_CLOSE(Lam[i], (i % (n + 1) == 0) ? 2.0 : 0.0, 1e-5, "Lambda_un = 2 I");
     /* (c) */
     for (i = 0; i < n * n; i++) H[i] = (i % (n + 1) == 0) ? -1e6 : 0.0;
-    NGT_OK(set_tensor_d(g_cpu, &tr.fang->S_un, H));
-    NGT_OK(ng_fang_refit(&tr));
-    NGT_OK(get_tensor_d(g_cpu, &tr.fang->Lambda, Lam));
+    NGT_OK(set_tensor_d(g_cpu, &f->S_un, H));
+    log_reset();
+    NGT_OK(ng_fang_refit(tr.pc, ng_rbm_model(&rbm), 1));
+    printf("  warning: %s\n", g_log.last);
+    NGT_CHECK(g_log.warnings == 1 && strstr(g_log.last, "keeping the previous Lambda_un"),
+              "expected one warning about keeping Lambda_un, got %d (last: %s)", g_log.warnings, g_log.last);
+    NGT_OK(get_tensor_d(g_cpu, &f->Lambda, Lam));
     for (i = 0; i < n * n; i++) NGT_CLOSE(Lam[i], (i % (n + 1) == 0) ? 2.0 : 0.0, 1e-5, "kept Lambda_un");
     ng_rbm_trainer_free(&tr);
+    ng_rbm_free(&rbm);
     /* (d) */
-    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, x, 10));
-    NGT_OK(set_tensor_d(g_cpu, &tr.fang->S_un, H));
-    NGT_CHECK(ng_fang_refit(&tr) == NG_ERR_NUMERIC, "unrepairable first refit not reported");
+    NGT_OK(fresh_fang_trainer(nv, nh, &cfg, x, 10, &rbm, &tr));
+    f = fang_of(&tr);
+    NGT_OK(set_tensor_d(g_cpu, &f->S_un, H));
+    log_reset();
+    NGT_CHECK(ng_fang_refit(tr.pc, ng_rbm_model(&rbm), 0) == NG_ERR_NUMERIC, "unrepairable first refit not reported");
     printf("  first refit failure: %s\n", ng_last_error());
+    NGT_CHECK(g_log.warnings == 0, "a failed first refit logged a warning: %s", g_log.last);
     ng_clear_error();
     ng_rbm_trainer_free(&tr);
     ng_rbm_free(&rbm);
@@ -1426,7 +1624,7 @@ static int test_training_run(void) {
     ng_rbm_trainer tr;
     ng_rbm_config cfg;
     ng_fang_diag d;
-    double lz0, ll0, lz1, ll1;
+    double lz0, ll0, lz1, ll1, row[NG_TRAIN_MAX_COLUMNS];
     float *p;
     int nv, nh = 8, t, k;
     size_t np;
@@ -1437,13 +1635,16 @@ static int test_training_run(void) {
     test_config(&cfg, NG_RBM_OPT_FANG, 10, 100);
     cfg.lr = 0.05f;
     cfg.lr_gamma = 1000.0f;
-    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, ds.x, ds.n));
+    NGT_OK(ng_rbm_trainer_init(&tr, &rbm, &cfg, ds.x, ds.n, NULL));
+    NGT_CHECK(fang_of(&tr) != NULL, "the trainer's preconditioner is not FANG");
     NGT_OK(ng_rbm_log_z_exact(&rbm, &lz0));
     NGT_OK(ng_rbm_mean_log_prob(&rbm, ds.x, ds.n, lz0, &ll0));
-    for (t = 0; t < 1500; t++) NGT_OK(ng_rbm_trainer_step(&tr, t % 100 == 99 ? &(ng_rbm_stats){0} : NULL));
+    /* every 100th update logs a CSV row (model, update-rule and FANG columns) */
+    for (t = 0; t < 1500; t++) NGT_OK(ng_rbm_trainer_step(&tr, t % 100 == 99 ? row : NULL));
+    NGT_CHECK(tr.tr.t == 1500, "update counter %llu after 1500 steps", (unsigned long long)tr.tr.t);
     NGT_OK(ng_rbm_log_z_exact(&rbm, &lz1));
     NGT_OK(ng_rbm_mean_log_prob(&rbm, ds.x, ds.n, lz1, &ll1));
-    NGT_OK(ng_fang_diagnostics(&tr, &d));
+    NGT_OK(ng_fang_diagnostics(tr.pc, &d));
     printf("  log-likelihood %.4f -> %.4f; refits %g (%.4f s), cond %.3g, min sigma2 %.3g, damping %g\n",
            ll0, ll1, d.refits, d.refit_s, d.cond, d.min_sigma2, d.damping);
     np = (size_t)nv * nh + nv + nh;
@@ -1463,8 +1664,10 @@ static int test_training_run(void) {
 }
 
 /* Checkpoint/resume: trainer A runs 13 updates (T = 5: refits at 0, 5, 10) saving a checkpoint
- * after 7; trainer B loads it and runs to 13. Parameters and FANG state must be bit-identical:
- * the state tensors are complete and the schedule depends only on t. */
+ * (ng_rbm_trainer_save) after 7; trainer B loads it (ng_rbm_trainer_load) and runs to 13.
+ * Parameters and the FANG state (the preconditioner's state arena: mom, S_un, Lambda, beta_v,
+ * beta_h, sigma2, diag) must be bit-identical: the state tensors are complete and the schedule
+ * depends only on t. The diagnostics are compared except refit_s (wall time). */
 static int test_resume_exact(void) {
     ng_dataset ds;
     ng_rbm rA, rB;
@@ -1474,7 +1677,6 @@ static int test_resume_exact(void) {
     int nv, nh = 6, t, k;
     size_t np;
     float *pa, *pb;
-    ng_tensor *ta[16], *tb[16];
     int na, nb;
     NGT_OK(ng_dataset_make_bars_stripes(3, 0, &ds));
     nv = ds.dim;
@@ -1485,15 +1687,16 @@ static int test_resume_exact(void) {
     NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rA));
     NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rB));
     NGT_OK(ng_rbm_init_params(&rA, 5, 0.1f, NULL));
-    NGT_OK(ng_rbm_trainer_init(&A, &rA, &cfg, ds.x, ds.n));
-    NGT_OK(ng_rbm_trainer_init(&B, &rB, &cfg, ds.x, ds.n));
+    NGT_OK(ng_rbm_trainer_init(&A, &rA, &cfg, ds.x, ds.n, NULL));
+    NGT_OK(ng_rbm_trainer_init(&B, &rB, &cfg, ds.x, ds.n, NULL));
+    NGT_CHECK(fang_of(&A) && fang_of(&B), "the trainers' preconditioners are not FANG");
     for (t = 0; t < 13; t++) {
         NGT_OK(ng_rbm_trainer_step(&A, NULL));
-        if (A.t == 7) NGT_OK(ng_rbm_checkpoint_save(&A, path));
+        if (A.tr.t == 7) NGT_OK(ng_rbm_trainer_save(&A, path));
     }
-    NGT_OK(ng_rbm_checkpoint_load(&B, path));
-    NGT_CHECK(B.t == 7, "resumed at t = %llu", (unsigned long long)B.t);
-    while (B.t < 13) NGT_OK(ng_rbm_trainer_step(&B, NULL));
+    NGT_OK(ng_rbm_trainer_load(&B, path));
+    NGT_CHECK(B.tr.t == 7, "resumed at t = %llu", (unsigned long long)B.tr.t);
+    while (B.tr.t < 13) NGT_OK(ng_rbm_trainer_step(&B, NULL));
     remove(path);
     np = (size_t)nv * nh + nv + nh;
     pa = malloc(np * sizeof(float));
@@ -1501,15 +1704,23 @@ static int test_resume_exact(void) {
     NGT_OK(ng_rbm_get_params(&rA, pa, pa + (size_t)nv * nh, pa + (size_t)nv * nh + nv));
     NGT_OK(ng_rbm_get_params(&rB, pb, pb + (size_t)nv * nh, pb + (size_t)nv * nh + nv));
     NGT_CHECK(memcmp(pa, pb, np * sizeof(float)) == 0, "parameters differ after resume");
-    na = ng_fang_state_tensors(&A, ta, 16);
-    nb = ng_fang_state_tensors(&B, tb, 16);
+    na = ng_arena_count(&A.pc->state);
+    nb = ng_arena_count(&B.pc->state);
     NGT_CHECK(na == nb && na == 7, "state tensor counts %d %d", na, nb);
-    for (k = 0; k < na - 1; k++) { /* the last one is the diagnostics (holds wall time) */
-        size_t cnt = ng_tensor_count(ta[k]);
-        float *xa = malloc(cnt * sizeof(float)), *xb = malloc(cnt * sizeof(float));
-        NGT_OK(ng_tensor_get(g_cpu, ta[k], xa));
-        NGT_OK(ng_tensor_get(g_cpu, tb[k], xb));
-        NGT_CHECK(memcmp(xa, xb, cnt * sizeof(float)) == 0, "FANG state tensor %d differs after resume", k);
+    NGT_CHECK(state_tensor(&A.pc->state, "diag") != NULL, "no diag state tensor");
+    for (k = 0; k < na; k++) {
+        const ng_tensor *ta = ng_arena_view(&A.pc->state, k), *tb = ng_arena_view(&B.pc->state, k);
+        const char *name = ng_arena_name(&A.pc->state, k);
+        size_t cnt = ng_tensor_count(ta);
+        float *xa, *xb;
+        NGT_CHECK(strcmp(name, ng_arena_name(&B.pc->state, k)) == 0 && cnt == ng_tensor_count(tb),
+                  "state tensor %d: %s vs %s", k, name, ng_arena_name(&B.pc->state, k));
+        xa = malloc(cnt * sizeof(float));
+        xb = malloc(cnt * sizeof(float));
+        NGT_OK(ng_tensor_get(g_cpu, ta, xa));
+        NGT_OK(ng_tensor_get(g_cpu, tb, xb));
+        if (strcmp(name, "diag") == 0) xa[3] = xb[3] = 0.0f; /* refit_s: wall time */
+        NGT_CHECK(memcmp(xa, xb, cnt * sizeof(float)) == 0, "FANG state tensor %s differs after resume", name);
         free(xa);
         free(xb);
     }
@@ -1523,27 +1734,33 @@ static int test_resume_exact(void) {
     return NGT_PASS;
 }
 
-static int copy_tensor(ng_backend *from, const ng_tensor *a, ng_backend *to, ng_tensor *b) {
+static int copy_tensor(ng_backend *from, const ng_tensor *a, ng_backend *to, const ng_tensor *b) {
     size_t cnt = ng_tensor_count(a);
     float *buf = malloc(cnt * sizeof(float));
-    int ok = ng_tensor_get(from, a, buf) == NG_OK && ng_tensor_set(to, b, buf) == NG_OK;
+    ng_tensor dst = *b; /* a view: writing through a copy writes the same memory */
+    int ok = cnt == ng_tensor_count(b) && ng_tensor_get(from, a, buf) == NG_OK &&
+             ng_tensor_set(to, &dst, buf) == NG_OK;
     free(buf);
     return ok;
 }
 
-/* CPU vs CUDA: the CPU trainer runs 5 PCD-FANG updates (T = 5); its particles' statistics, the
- * gradient and every FANG state tensor are copied into a CUDA trainer at the same t; both then
- * take ng_fang_direction (hidden samples drawn from identical p(h | v) with the same stream, the
- * moving-average update, a refit, the direction). The directions must agree to 1e-4 relative to
- * their largest entry (float32 BLAS/LAPACK in different orders; cond(Sigma_un) ~ 10-100). */
+/* CPU vs CUDA: the CPU trainer runs 5 PCD-FANG updates (T = 5); its particles' statistics
+ * ("v_model", "h_model"), the gradient (gW, ga, gb) and every FANG state tensor (the
+ * preconditioner's state arena) are copied into a CUDA trainer; both then take one FANG direction
+ * at the same t, ng_precond_observe then ng_precond_apply (hidden samples drawn from identical
+ * p(h | v) with the same stream, the moving-average update, a refit, the direction). The
+ * directions must agree to 1e-4 relative to their largest entry (float32 BLAS/LAPACK in different
+ * orders; cond(Sigma_un) ~ 10-100). */
 static int test_cpu_vs_cuda(void) {
     ng_dataset ds;
     ng_rbm rc, rg;
     ng_rbm_trainer C, Gt;
     ng_rbm_config cfg;
+    ng_model *mc, *mg;
+    ng_tensor vmc, hmc, vmg, hmg;
     int nv, nh = 8, t, k, D, nc, ng;
-    ng_tensor *tc[16], *tg[16];
     double *xc, *xg, scale;
+    uint64_t tt;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
     NGT_OK(ng_dataset_make_bars_stripes(4, 0, &ds));
     nv = ds.dim;
@@ -1553,25 +1770,39 @@ static int test_cpu_vs_cuda(void) {
     NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rc));
     NGT_OK(ng_rbm_init(g_cuda, nv, nh, &rg));
     NGT_OK(ng_rbm_init_params(&rc, 5, 0.1f, NULL));
-    NGT_OK(ng_rbm_trainer_init(&C, &rc, &cfg, ds.x, ds.n));
-    NGT_OK(ng_rbm_trainer_init(&Gt, &rg, &cfg, ds.x, ds.n));
+    NGT_OK(ng_rbm_trainer_init(&C, &rc, &cfg, ds.x, ds.n, NULL));
+    NGT_OK(ng_rbm_trainer_init(&Gt, &rg, &cfg, ds.x, ds.n, NULL));
+    NGT_CHECK(fang_of(&C) && fang_of(&Gt), "the trainers' preconditioners are not FANG");
+    mc = ng_rbm_model(&rc);
+    mg = ng_rbm_model(&rg);
     for (t = 0; t < 5; t++) NGT_OK(ng_rbm_trainer_step(&C, NULL));
     NGT_OK(ng_rbm_trainer_gradient(&C));
-    NGT_CHECK(copy_tensor(g_cpu, &C.vm, g_cuda, &Gt.vm) && copy_tensor(g_cpu, &C.hm, g_cuda, &Gt.hm) &&
-                  copy_tensor(g_cpu, &C.dW, g_cuda, &Gt.dW) && copy_tensor(g_cpu, &C.da, g_cuda, &Gt.da) &&
-                  copy_tensor(g_cpu, &C.db, g_cuda, &Gt.db),
+    NGT_OK(ng_model_statistic(mc, "v_model", &vmc));
+    NGT_OK(ng_model_statistic(mc, "h_model", &hmc));
+    NGT_OK(ng_model_statistic(mg, "v_model", &vmg));
+    NGT_OK(ng_model_statistic(mg, "h_model", &hmg));
+    NGT_CHECK(copy_tensor(g_cpu, &vmc, g_cuda, &vmg) && copy_tensor(g_cpu, &hmc, g_cuda, &hmg) &&
+                  copy_tensor(g_cpu, &rc.gW, g_cuda, &rg.gW) && copy_tensor(g_cpu, &rc.ga, g_cuda, &rg.ga) &&
+                  copy_tensor(g_cpu, &rc.gb, g_cuda, &rg.gb),
               "copying to the CUDA trainer: %s", ng_last_error());
-    nc = ng_fang_state_tensors(&C, tc, 16);
-    ng = ng_fang_state_tensors(&Gt, tg, 16);
+    nc = ng_arena_count(&C.pc->state);
+    ng = ng_arena_count(&Gt.pc->state);
     NGT_CHECK(nc == ng, "state tensor counts differ");
-    for (k = 0; k < nc; k++) NGT_CHECK(copy_tensor(g_cpu, tc[k], g_cuda, tg[k]), "state copy: %s", ng_last_error());
-    Gt.t = C.t;
-    NGT_OK(ng_fang_direction(&C));
-    NGT_OK(ng_fang_direction(&Gt));
+    for (k = 0; k < nc; k++) {
+        NGT_CHECK(strcmp(ng_arena_name(&C.pc->state, k), ng_arena_name(&Gt.pc->state, k)) == 0,
+                  "state tensor %d: %s vs %s", k, ng_arena_name(&C.pc->state, k), ng_arena_name(&Gt.pc->state, k));
+        NGT_CHECK(copy_tensor(g_cpu, ng_arena_view(&C.pc->state, k), g_cuda, ng_arena_view(&Gt.pc->state, k)),
+                  "state copy: %s", ng_last_error());
+    }
+    tt = C.tr.t;
+    NGT_OK(ng_precond_observe(C.pc, mc, tt));
+    NGT_OK(ng_precond_apply(C.pc, mc, tt));
+    NGT_OK(ng_precond_observe(Gt.pc, mg, tt));
+    NGT_OK(ng_precond_apply(Gt.pc, mg, tt));
     xc = malloc(D * sizeof(double));
     xg = malloc(D * sizeof(double));
-    NGT_OK(get_grad_d(&C, xc));
-    NGT_OK(get_grad_d(&Gt, xg));
+    NGT_OK(get_grad_d(&rc, xc));
+    NGT_OK(get_grad_d(&rg, xg));
     scale = max_abs_d(xc, D);
     printf("  CPU vs CUDA direction: max |diff| %.3g (scale %.3g)\n", max_diff_d(xc, xg, D), scale);
     NGT_CHECK(max_diff_d(xc, xg, D) <= 1e-4 * scale, "directions differ by %g", max_diff_d(xc, xg, D));
@@ -1602,7 +1833,8 @@ int main(void) {
         printf("cpu backend: %s\n", ng_last_error());
         return 1;
     }
-    s = ng_backend_cuda_init(&g_cuda);
+    ng_log_set(capture_log, &g_log);
+    s = ng_backend_cuda_init(0, &g_cuda);
     if (s != NG_OK) {
         snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
         g_cuda = NULL;

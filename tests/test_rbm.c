@@ -1,4 +1,13 @@
-/* test_rbm.c: the RBM trainer (host/models/rbm.c) against exact references computed here.
+/* test_rbm.c: the RBM as a natgrad model (host/models/rbm.c) and its training set-up
+ * (host/models/rbm_train.c: ng_rbm_trainer = the model's PCD/CD estimator, the batch stream of
+ * host/data/batches.c, the identity or centering preconditioner of host/optim/precond.c and the SGD
+ * update rule of host/optim/sgd.c under the generic trainer of host/core/train.c), against exact
+ * references computed here. Everything is read through the public interfaces: the gradient in the
+ * model's gradient arena (rbm.gW, ga, gb: the gradient of the NEGATIVE log-likelihood, model minus
+ * data), the estimator's buffers through ng_model_statistic ("v_data", "h_data", "v_model",
+ * "h_model", "h_chain", "particles"), the SGD velocity and the centering offsets as tensors of the
+ * update rule's and the preconditioner's state arenas ("velocity", packed like the parameters
+ * [W, a, b]; "mu_v", "mu_h"), and the data cursor of the batch stream (rt.data: perm, pos, epoch).
  * Small RBMs (6 visible x 4 hidden) are enumerated in float64: all 2^10 joint states give the
  * model moments, all 2^6 visible states give p(v) and the exact Gibbs transition matrix (so the
  * expectation of a CD-k estimate and the distance of a chain from equilibrium are exact too), and
@@ -7,8 +16,8 @@
  * taken over independent units only (PCD: per-particle time averages, since a particle's successive
  * states are correlated; CD: whole calls, since each call restarts from the data). Deterministic
  * checks use float32 bounds stated at each site. Every test runs on the CPU backend and, when
- * ng_backend_cuda_init succeeds (a GPU, or the tests/simt emulator), on the CUDA backend; on the
- * emulator or with NG_TEST_SMALL set the sample counts shrink.
+ * ng_backend_cuda_init(0, ...) succeeds (a GPU, or the tests/simt emulator), on the CUDA backend; on
+ * the emulator or with NG_TEST_SMALL set the sample counts shrink.
  * Deterministic: every random choice comes from a fixed Philox stream. */
 #include <math.h>
 #include <stdint.h>
@@ -250,9 +259,9 @@ typedef struct fixture {
     ng_rbm rbm;
     ng_rbm_trainer tr;
     int have_rbm, have_tr;
-    float *data;                      /* (nv, n) host training set */
-    float *vd, *hd, *vm, *hm, *hs;    /* host copies of the trainer's buffers */
-    float *dW, *da, *db;
+    float *data;                      /* (nv, n) host training set (borrowed by the trainer) */
+    float *vd, *hd, *vm, *hm, *hs;    /* host copies of the estimator's statistics */
+    float *gW, *ga, *gb;              /* host copy of the gradient (negative log-likelihood) */
     double *acc;                      /* accumulators */
 } fixture;
 
@@ -265,9 +274,9 @@ static void fixture_free(fixture *f) {
     free(f->vm);
     free(f->hm);
     free(f->hs);
-    free(f->dW);
-    free(f->da);
-    free(f->db);
+    free(f->gW);
+    free(f->ga);
+    free(f->gb);
     free(f->acc);
     memset(f, 0, sizeof *f);
 }
@@ -280,10 +289,10 @@ static ng_status fixture_buffers(fixture *f, int nv, int nh, int m, int M) {
     f->vm = (float *)malloc((size_t)nv * M * sizeof(float));
     f->hm = (float *)malloc((size_t)nh * M * sizeof(float));
     f->hs = (float *)malloc((size_t)nh * mm * sizeof(float));
-    f->dW = (float *)malloc((size_t)nv * nh * sizeof(float));
-    f->da = (float *)malloc((size_t)nv * sizeof(float));
-    f->db = (float *)malloc((size_t)nh * sizeof(float));
-    if (!f->vd || !f->hd || !f->vm || !f->hm || !f->hs || !f->dW || !f->da || !f->db)
+    f->gW = (float *)malloc((size_t)nv * nh * sizeof(float));
+    f->ga = (float *)malloc((size_t)nv * sizeof(float));
+    f->gb = (float *)malloc((size_t)nh * sizeof(float));
+    if (!f->vd || !f->hd || !f->vm || !f->hm || !f->hs || !f->gW || !f->ga || !f->gb)
         return ng_error(NG_ERR_OOM, "test: out of memory");
     return NG_OK;
 }
@@ -294,39 +303,83 @@ static ng_status fixture_trainer(fixture *f, ng_backend *be, const small_rbm *r,
     NG_TRY(ng_rbm_init(be, r->nv, r->nh, &f->rbm));
     f->have_rbm = 1;
     NG_TRY(ng_rbm_set_params(&f->rbm, r->Wf, r->af, r->bf));
-    NG_TRY(ng_rbm_trainer_init(&f->tr, &f->rbm, cfg, f->data, n));
+    NG_TRY(ng_rbm_trainer_init(&f->tr, &f->rbm, cfg, f->data, n, NULL));
     f->have_tr = 1;
     return NG_OK;
 }
 
+/* The model statistic `name` (a view valid until the next gradient), which must be (rows, cols). */
+static ng_status statistic(ng_rbm *rbm, const char *name, int rows, int cols, ng_tensor *out) {
+    NG_TRY(ng_model_statistic(ng_rbm_model(rbm), name, out));
+    if (out->rows != rows || out->cols != cols)
+        return ng_error(NG_ERR_INVALID_ARG, "test: statistic %s is (%d, %d), expected (%d, %d)", name,
+                        out->rows, out->cols, rows, cols);
+    return NG_OK;
+}
+
+/* Host copy of the model statistic `name` of shape (rows, cols). */
+static ng_status get_statistic(ng_rbm *rbm, const char *name, int rows, int cols, float *host) {
+    ng_tensor t;
+    NG_TRY(statistic(rbm, name, rows, cols, &t));
+    return ng_tensor_get(rbm->be, &t, host);
+}
+
+/* A tensor of an optimizer part's state arena (the preconditioner's or the update rule's). */
+static ng_status state_tensor(const ng_arena *a, const char *name, size_t count, ng_tensor *out) {
+    const ng_tensor *t = ng_arena_find(a, name);
+    if (!t) return ng_error(NG_ERR_INVALID_ARG, "test: state arena %s has no tensor %s", a->role, name);
+    if (ng_tensor_count(t) != count)
+        return ng_error(NG_ERR_INVALID_ARG, "test: state tensor %s.%s has %zu elements, expected %zu",
+                        a->role, name, ng_tensor_count(t), count);
+    *out = *t;
+    return NG_OK;
+}
+
+/* The SGD velocity, one flat vector packed like the parameters: [W (nh*nv), a (nv), b (nh)]. The
+ * packing is checked against the model's own parameter views, so the slices below are W, a, b. */
+static ng_status velocity_tensor(fixture *f, ng_tensor *out) {
+    ng_rbm *r = &f->rbm;
+    size_t nw = (size_t)r->n_visible * r->n_hidden;
+    const float *base = r->base.param_flat.data;
+    if (r->W.data != base || r->a.data != base + nw || r->b.data != base + nw + r->n_visible ||
+        ng_model_size(&r->base) != nw + r->n_visible + r->n_hidden)
+        return ng_error(NG_ERR_INVALID_ARG, "test: the parameters are not packed as [W, a, b]");
+    return state_tensor(&f->tr.upd->state, "velocity", nw + r->n_visible + r->n_hidden, out);
+}
+
+/* Host copies of everything the gradient left: the statistics and the gradient itself. */
 static ng_status fetch_buffers(fixture *f) {
-    ng_rbm_trainer *tr = &f->tr;
-    NG_TRY(ng_tensor_get(tr->be, &tr->vd, f->vd));
-    NG_TRY(ng_tensor_get(tr->be, &tr->hd, f->hd));
-    NG_TRY(ng_tensor_get(tr->be, &tr->vm, f->vm));
-    NG_TRY(ng_tensor_get(tr->be, &tr->hm, f->hm));
-    NG_TRY(ng_tensor_get(tr->be, &tr->hs, f->hs));
-    NG_TRY(ng_tensor_get(tr->be, &tr->dW, f->dW));
-    NG_TRY(ng_tensor_get(tr->be, &tr->da, f->da));
-    return ng_tensor_get(tr->be, &tr->db, f->db);
+    ng_rbm *r = &f->rbm;
+    int nv = r->n_visible, nh = r->n_hidden, m = f->tr.cfg.batch, M = f->tr.cfg.particles;
+    NG_TRY(get_statistic(r, "v_data", nv, m, f->vd));
+    NG_TRY(get_statistic(r, "h_data", nh, m, f->hd));
+    NG_TRY(get_statistic(r, "v_model", nv, M, f->vm));
+    NG_TRY(get_statistic(r, "h_model", nh, M, f->hm));
+    NG_TRY(get_statistic(r, "h_chain", nh, m > M ? m : M, f->hs));
+    NG_TRY(ng_tensor_get(r->be, &r->gW, f->gW));
+    NG_TRY(ng_tensor_get(r->be, &r->ga, f->ga));
+    return ng_tensor_get(r->be, &r->gb, f->gb);
 }
 
 /* Checks shared by every gradient call: vd holds the batch the data stream says it should, hd is
- * p(h | vd), and (dW, da, db) is the data-minus-model difference of the buffers. Returns 0 when
- * they hold. `data_vh`, `data_v`, `data_h` receive the data term computed in float64 from vd. */
+ * p(h | vd), and (gW, ga, gb) is the model-minus-data difference of the buffers (the gradient of
+ * the negative log-likelihood). Returns 0 when they hold. `data_vh`, `data_v`, `data_h` receive
+ * the data term computed in float64 from vd. */
 static int check_gradient_buffers(fixture *f, const small_rbm *r, double *data_vh, double *data_v,
                                   double *data_h) {
     ng_rbm_trainer *tr = &f->tr;
     int nv = r->nv, nh = r->nh, m = tr->cfg.batch, M = tr->cfg.particles, c, p, i, j;
-    int first = tr->pos - m;
+    int first = tr->data.pos - m;
     double maxd = 0.0, bound;
     /* vd: the batch columns of this epoch's permutation, copied bit for bit (intensities kept) */
-    NGT_CHECK(first >= 0, "position %d after a batch of %d", tr->pos, m);
+    NGT_CHECK(first >= 0, "position %d after a batch of %d", tr->data.pos, m);
+    NGT_CHECK(tr->data.perm_epoch == tr->data.epoch, "the permutation is epoch %d's, the cursor is in epoch %d",
+              tr->data.perm_epoch, tr->data.epoch);
     for (c = 0; c < m; c++) {
-        const float *want = f->data + (size_t)tr->perm[first + c] * nv;
+        const float *want = f->data + (size_t)tr->data.perm[first + c] * nv;
         NGT_CHECK(memcmp(f->vd + (size_t)c * nv, want, (size_t)nv * sizeof(float)) == 0,
                   "vd column %d is not training example %d (epoch %d, column %d)", c,
-                  tr->perm[first + c], tr->epoch, first + c);
+                  tr->data.perm[first + c], tr->data.epoch, first + c);
     }
     /* hd = sigmoid(W vd + b): a 6-term float32 dot product and a float32 sigmoid, both within a
      * few ulps, so 1e-6 absolute. */
@@ -345,28 +398,28 @@ static int check_gradient_buffers(fixture *f, const small_rbm *r, double *data_v
         for (i = 0; i < nv; i++) data_v[i] += (double)v[i] / m;
     }
     NGT_CHECK(maxd <= 1e-6, "hd differs from p(h | vd) by up to %.3g", maxd);
-    /* dW = hd vd^T / m - hm vm^T / M from the float buffers; bound: float32 means of m and M
+    /* gW = hm vm^T / M - hd vd^T / m from the float buffers; bound: float32 means of m and M
      * products of values in [0, 1] */
     bound = f32_mean_bound(m) + f32_mean_bound(M);
     for (j = 0; j < nh; j++)
         for (i = 0; i < nv; i++) {
-            double ref = 0.0, neg = 0.0;
-            for (c = 0; c < m; c++) ref += (double)f->hd[j + (size_t)c * nh] * f->vd[i + (size_t)c * nv];
-            for (p = 0; p < M; p++) neg += (double)f->hm[j + (size_t)p * nh] * f->vm[i + (size_t)p * nv];
-            ref = ref / m - neg / M;
-            NGT_CLOSE(f->dW[j + i * nh], ref, bound, "dW against hd vd'/m - hm vm'/M");
+            double ref = 0.0, pos = 0.0;
+            for (p = 0; p < M; p++) ref += (double)f->hm[j + (size_t)p * nh] * f->vm[i + (size_t)p * nv];
+            for (c = 0; c < m; c++) pos += (double)f->hd[j + (size_t)c * nh] * f->vd[i + (size_t)c * nv];
+            ref = ref / M - pos / m;
+            NGT_CLOSE(f->gW[j + i * nh], ref, bound, "gW against hm vm'/M - hd vd'/m");
         }
     for (i = 0; i < nv; i++) {
-        double ref = 0.0, neg = 0.0;
-        for (c = 0; c < m; c++) ref += f->vd[i + (size_t)c * nv];
-        for (p = 0; p < M; p++) neg += f->vm[i + (size_t)p * nv];
-        NGT_CLOSE(f->da[i], ref / m - neg / M, bound, "da against mean(vd) - mean(vm)");
+        double ref = 0.0, pos = 0.0;
+        for (p = 0; p < M; p++) ref += f->vm[i + (size_t)p * nv];
+        for (c = 0; c < m; c++) pos += f->vd[i + (size_t)c * nv];
+        NGT_CLOSE(f->ga[i], ref / M - pos / m, bound, "ga against mean(vm) - mean(vd)");
     }
     for (j = 0; j < nh; j++) {
-        double ref = 0.0, neg = 0.0;
-        for (c = 0; c < m; c++) ref += f->hd[j + (size_t)c * nh];
-        for (p = 0; p < M; p++) neg += f->hm[j + (size_t)p * nh];
-        NGT_CLOSE(f->db[j], ref / m - neg / M, bound, "db against mean(hd) - mean(hm)");
+        double ref = 0.0, pos = 0.0;
+        for (p = 0; p < M; p++) ref += f->hm[j + (size_t)p * nh];
+        for (c = 0; c < m; c++) pos += f->hd[j + (size_t)c * nh];
+        NGT_CLOSE(f->gb[j], ref / M - pos / m, bound, "gb against mean(hm) - mean(hd)");
     }
     /* the chain's states are binary and hm = p(h | vm) */
     for (p = 0; p < M; p++) {
@@ -383,7 +436,8 @@ static int check_gradient_buffers(fixture *f, const small_rbm *r, double *data_v
 /* ---- the exact gradient reference checks itself ----------------------------------------------- */
 
 /* The formula <h v'>_data - <h v'>_model (with Rao-Blackwellised hidden units) against central
- * finite differences of the enumerated average log-likelihood, all in float64. Step 1e-5: the
+ * finite differences of the enumerated average log-likelihood, all in float64 (the model's gradient,
+ * of the negative log-likelihood, is its negation: the tests below compare against model - data). Step 1e-5: the
  * truncation error is ~h^2 |f'''| ~ 1e-10 and the rounding error ~1e-16 |f| / h ~ 1e-10, so 1e-7
  * is a safe tolerance that a wrong sign or a missing term would exceed by orders of magnitude. */
 static int test_exact_gradient_reference(void) {
@@ -450,9 +504,10 @@ static int pcd_gradient_body(ng_backend *be, fixture *f, int k) {
     moments ex;
     ng_rbm_config cfg;
     double pv[MAXVS], cdf[MAXVS], data_vh[MAXV * MAXH], data_v[MAXV], data_h[MAXH];
-    double sum_dW[MAXV * MAXH] = {0}, sum_da[MAXV] = {0}, sum_db[MAXH] = {0};
+    double sum_gW[MAXV * MAXH] = {0}, sum_ga[MAXV] = {0}, sum_gb[MAXH] = {0};
     double sum_data_vh[MAXV * MAXH] = {0}, sum_data_v[MAXV] = {0}, sum_data_h[MAXH] = {0};
     float *part, W1[MAXV * MAXH], a1[MAXV], b1[MAXH];
+    ng_tensor particles;
     uint64_t key = ng_rng_stream_key(21, NG_RNG_TEST);
     unsigned nvs = 1u << nv, s;
     int call, p, i, j, worst_idx = -1;
@@ -483,7 +538,8 @@ static int pcd_gradient_body(ng_backend *be, fixture *f, int k) {
         for (s = 0; s < nvs - 1 && cdf[s] < u; s++) {}
         for (i = 0; i < nv; i++) part[(size_t)p * nv + i] = (float)bit(s, i);
     }
-    NGT_OK(ng_tensor_set(be, &f->tr.particles, part));
+    NGT_OK(statistic(&f->rbm, "particles", nv, M, &particles));
+    NGT_OK(ng_tensor_set(be, &particles, part));
 
     for (call = 0; call < C; call++) {
         NGT_OK(ng_rbm_trainer_gradient(&f->tr));
@@ -492,9 +548,9 @@ static int pcd_gradient_body(ng_backend *be, fixture *f, int k) {
             printf("  (gradient call %d, PCD-%d)\n", call, k);
             return NGT_FAIL;
         }
-        for (i = 0; i < nv * nh; i++) sum_dW[i] += f->dW[i], sum_data_vh[i] += data_vh[i];
-        for (i = 0; i < nv; i++) sum_da[i] += f->da[i], sum_data_v[i] += data_v[i];
-        for (j = 0; j < nh; j++) sum_db[j] += f->db[j], sum_data_h[j] += data_h[j];
+        for (i = 0; i < nv * nh; i++) sum_gW[i] += f->gW[i], sum_data_vh[i] += data_vh[i];
+        for (i = 0; i < nv; i++) sum_ga[i] += f->ga[i], sum_data_v[i] += data_v[i];
+        for (j = 0; j < nh; j++) sum_gb[j] += f->gb[j], sum_data_h[j] += data_h[j];
         for (p = 0; p < M; p++) {
             double *acc = f->acc + (size_t)p * nst;
             const float *v = f->vm + (size_t)p * nv, *h = f->hm + (size_t)p * nh;
@@ -511,22 +567,23 @@ static int pcd_gradient_body(ng_backend *be, fixture *f, int k) {
                   memcmp(b1, r.bf, (size_t)nh * sizeof(float)) == 0,
               "ng_rbm_trainer_gradient changed the parameters");
 
-    /* model statistics and the average gradient against the exact values */
+    /* model statistics and the average gradient against the exact values (the gradient of the
+     * negative log-likelihood: exact model term minus the data term) */
     for (i = 0; i < nst; i++) {
         double mean, se, exact, g_exact, g_avg, tol, z;
         mean_se(f->acc + i, M, (size_t)nst, &mean, &se);
         if (i < nv * nh) {
             exact = ex.vh[i];
-            g_exact = sum_data_vh[i] / C - exact;
-            g_avg = sum_dW[i] / C;
+            g_exact = exact - sum_data_vh[i] / C;
+            g_avg = sum_gW[i] / C;
         } else if (i < nv * nh + nv) {
             exact = ex.v[i - nv * nh];
-            g_exact = sum_data_v[i - nv * nh] / C - exact;
-            g_avg = sum_da[i - nv * nh] / C;
+            g_exact = exact - sum_data_v[i - nv * nh] / C;
+            g_avg = sum_ga[i - nv * nh] / C;
         } else {
             exact = ex.h[i - nv * nh - nv];
-            g_exact = sum_data_h[i - nv * nh - nv] / C - exact;
-            g_avg = sum_db[i - nv * nh - nv] / C;
+            g_exact = exact - sum_data_h[i - nv * nh - nv] / C;
+            g_avg = sum_gb[i - nv * nh - nv] / C;
         }
         NGT_CHECK(se > 0.0, "statistic %d has zero spread over particles: the chains do not move", i);
         z = fabs(mean - exact) / se;
@@ -536,7 +593,7 @@ static int pcd_gradient_body(ng_backend *be, fixture *f, int k) {
                   k, i, mean, exact, z, se);
         tol = 5.0 * se + f32_mean_bound(n) + f32_mean_bound(M);
         NGT_CHECK(fabs(g_avg - g_exact) <= tol,
-                  "PCD-%d average gradient %d: %.6f vs exact log-likelihood gradient %.6f (tol %.3g)",
+                  "PCD-%d average gradient %d: %.6f vs exact negative log-likelihood gradient %.6f (tol %.3g)",
                   k, i, g_avg, g_exact, tol);
     }
     printf("  PCD-%d: %d particles x %d calls, largest deviation %.2f standard errors (statistic %d)\n",
@@ -610,10 +667,11 @@ static int cd_gradient_body(ng_backend *be, fixture *f, int k) {
             printf("  (gradient call %d, CD-%d)\n", call, k);
             return NGT_FAIL;
         }
-        /* the model term of this call, recovered from the gradient and the exact data term */
-        for (i = 0; i < nv * nh; i++) acc[i] = data_vh[i] - f->dW[i];
-        for (i = 0; i < nv; i++) acc[nv * nh + i] = data_v[i] - f->da[i];
-        for (j = 0; j < nh; j++) acc[nv * nh + nv + j] = data_h[j] - f->db[j];
+        /* the model term of this call, recovered from the gradient (model - data) and the exact
+         * data term */
+        for (i = 0; i < nv * nh; i++) acc[i] = data_vh[i] + f->gW[i];
+        for (i = 0; i < nv; i++) acc[nv * nh + i] = data_v[i] + f->ga[i];
+        for (j = 0; j < nh; j++) acc[nv * nh + nv + j] = data_h[j] + f->gb[j];
     }
     for (i = 0; i < nst; i++) {
         double mean, se, tol, model = i < nv * nh ? ex.vh[i] : i < nv * nh + nv ? ex.v[i - nv * nh]
@@ -688,8 +746,8 @@ static int pcd_marginals_body(ng_backend *be, fixture *f) {
     for (call = 0; call < B; call++) NGT_OK(ng_rbm_trainer_gradient(&f->tr));
     for (call = 0; call < C; call++) {
         NGT_OK(ng_rbm_trainer_gradient(&f->tr));
-        NGT_OK(ng_tensor_get(be, &f->tr.vm, f->vm));
-        NGT_OK(ng_tensor_get(be, &f->tr.hs, f->hs));
+        NGT_OK(get_statistic(&f->rbm, "v_model", nv, M, f->vm));
+        NGT_OK(get_statistic(&f->rbm, "h_chain", nh, M > n ? M : n, f->hs));
         for (p = 0; p < M; p++) {
             double *acc = f->acc + (size_t)p * nst;
             const float *v = f->vm + (size_t)p * nv, *h = f->hs + (size_t)p * nh;
@@ -719,13 +777,15 @@ static int pcd_marginals_body(ng_backend *be, fixture *f) {
 
 /* ---- update rules ----------------------------------------------------------------------------- */
 
-/* Centering (FANG section 5.1, eq. 17): the trainer's update must equal plain SGD on the centered
- * parameters a~ = a + W' mu_h, b~ = b + W mu_v, W~ = W with the centered statistics
+/* Centering (FANG section 5.1, eq. 17): the trainer's update (centering preconditioner + SGD) must
+ * equal plain SGD on the centered parameters a~ = a + W' mu_h, b~ = b + W mu_v, W~ = W with the
+ * centered statistics
  *   dW~ = <(h - mu_h)(v - mu_v)'>_data - <(h - mu_h)(v - mu_v)'>_model, da~ = da, db~ = db,
- * mapped back with the same offsets. The offsets it uses are the ones after its moving-average
+ * (an ascent step theta~ += lr d~, i.e. a descent step on the negative log-likelihood) mapped back
+ * with the same offsets. The offsets it uses are the ones after the preconditioner's moving-average
  * update (rate nu) with this batch's data means, which the test recomputes from vd and hd. The
- * centered statistics are computed here directly from the hd/vd/hm/vm buffers in float64, not by
- * the trainer's algebraic rearrangement. Tolerance 2e-5: lr (0.5) times the float32 bound of the
+ * centered statistics are computed here directly from the hd/vd/hm/vm statistics in float64, not by
+ * the preconditioner's algebraic rearrangement. Tolerance 2e-5: lr (0.5) times the float32 bound of the
  * gradient entries (~(m + M) u = 7e-6 each, for the statistics and their offset corrections) plus
  * a few ulps of the O(1) parameters. The test also confirms that both the stale offsets and the
  * uncentered update would be rejected, so it discriminates. */
@@ -739,6 +799,7 @@ static int centering_body(ng_backend *be, fixture *f) {
         b1[MAXH], muv1[MAXV], muh1[MAXH];
     int step, i, j, c, p;
     double stale_gap = 0.0, plain_gap = 0.0;
+    ng_tensor mu_v, mu_h;
 
     small_rbm_random(&r, nv, nh, 51, 0.8f, 0.5f);
     f->data = (float *)malloc((size_t)nv * n * sizeof(float));
@@ -762,8 +823,10 @@ static int centering_body(ng_backend *be, fixture *f) {
     NGT_OK(fixture_buffers(f, nv, nh, m, M));
     for (i = 0; i < nv; i++) muv0[i] = 0.1f + 0.8f * ng_rng_uniform(key, 6, (uint64_t)i);
     for (j = 0; j < nh; j++) muh0[j] = 0.1f + 0.8f * ng_rng_uniform(key, 7, (uint64_t)j);
-    NGT_OK(ng_tensor_set(be, &f->tr.mu_v, muv0));
-    NGT_OK(ng_tensor_set(be, &f->tr.mu_h, muh0));
+    NGT_OK(state_tensor(&f->tr.pc->state, "mu_v", (size_t)nv, &mu_v));
+    NGT_OK(state_tensor(&f->tr.pc->state, "mu_h", (size_t)nh, &mu_h));
+    NGT_OK(ng_tensor_set(be, &mu_v, muv0));
+    NGT_OK(ng_tensor_set(be, &mu_h, muh0));
 
     for (step = 0; step < steps; step++) {
         double lr = ng_rbm_trainer_lr(&f->tr), muv[MAXV], muh[MAXH], mvd[MAXV] = {0}, mhd[MAXH] = {0};
@@ -771,16 +834,16 @@ static int centering_body(ng_backend *be, fixture *f) {
         double want_lr = 0.5 * 10.0 / (10.0 + step);
         NGT_CLOSE(lr, want_lr, 1e-7 * want_lr, "learning-rate schedule alpha gamma / (gamma + t)");
         NGT_OK(ng_rbm_get_params(&f->rbm, W0, a0, b0));
-        NGT_OK(ng_tensor_get(be, &f->tr.mu_v, muv0));
-        NGT_OK(ng_tensor_get(be, &f->tr.mu_h, muh0));
+        NGT_OK(ng_tensor_get(be, &mu_v, muv0));
+        NGT_OK(ng_tensor_get(be, &mu_h, muh0));
         NGT_OK(ng_rbm_trainer_step(&f->tr, NULL));
-        NGT_OK(ng_tensor_get(be, &f->tr.vd, f->vd));
-        NGT_OK(ng_tensor_get(be, &f->tr.hd, f->hd));
-        NGT_OK(ng_tensor_get(be, &f->tr.vm, f->vm));
-        NGT_OK(ng_tensor_get(be, &f->tr.hm, f->hm));
+        NGT_OK(get_statistic(&f->rbm, "v_data", nv, m, f->vd));
+        NGT_OK(get_statistic(&f->rbm, "h_data", nh, m, f->hd));
+        NGT_OK(get_statistic(&f->rbm, "v_model", nv, M, f->vm));
+        NGT_OK(get_statistic(&f->rbm, "h_model", nh, M, f->hm));
         NGT_OK(ng_rbm_get_params(&f->rbm, W1, a1, b1));
-        NGT_OK(ng_tensor_get(be, &f->tr.mu_v, muv1));
-        NGT_OK(ng_tensor_get(be, &f->tr.mu_h, muh1));
+        NGT_OK(ng_tensor_get(be, &mu_v, muv1));
+        NGT_OK(ng_tensor_get(be, &mu_h, muh1));
         /* the offsets the update used: moving average with this batch's data means */
         for (c = 0; c < m; c++) {
             for (i = 0; i < nv; i++) mvd[i] += (double)f->vd[i + (size_t)c * nv] / m;
@@ -858,17 +921,23 @@ static int centering_body(ng_backend *be, fixture *f) {
     return NGT_PASS;
 }
 
-/* Plain SGD with heavy-ball momentum, weight decay on W and the schedule alpha gamma / (gamma + t):
- *   vel = mu vel + lr_t (g - wd [W]),  theta += vel,
- * with g recomputed in float64 from the step's buffers. Tolerance 1e-5: lr times the float32
- * gradient bound plus ulps of the O(1) velocities and parameters. */
+/* Plain SGD with heavy-ball momentum, weight decay on W and the schedule alpha gamma / (gamma + t)
+ * (identity preconditioner + the SGD update rule):
+ *   v = mu v - lr_t (g + wd [W]),  theta += v,
+ * with g = model - data, the gradient of the negative log-likelihood, recomputed in float64 from
+ * the step's statistics, and v the update rule's velocity (one vector packed like the parameters).
+ * Tolerance 1e-5: lr times the float32 gradient bound plus ulps of the O(1) velocities and
+ * parameters. */
 static int sgd_body(ng_backend *be, fixture *f) {
     const int nv = 6, nh = 4, n = 24, m = 8, M = 40, steps = 4;
     const float mom = 0.6f, wd = 0.05f;
     small_rbm r;
     ng_rbm_config cfg;
     float W0[MAXV * MAXH], a0[MAXV], b0[MAXH], W1[MAXV * MAXH], a1[MAXV], b1[MAXH];
-    float vW0[MAXV * MAXH], va0[MAXV], vb0[MAXH], vW1[MAXV * MAXH], va1[MAXV], vb1[MAXH];
+    float vel0[MAXV * MAXH + MAXV + MAXH], vel1[MAXV * MAXH + MAXV + MAXH];
+    const float *vW0 = vel0, *va0 = vel0 + nv * nh, *vb0 = vel0 + nv * nh + nv;
+    const float *vW1 = vel1, *va1 = vel1 + nv * nh, *vb1 = vel1 + nv * nh + nv;
+    ng_tensor vel;
     int step, i, j, c, p;
 
     small_rbm_random(&r, nv, nh, 60, 0.8f, 0.5f);
@@ -887,29 +956,26 @@ static int sgd_body(ng_backend *be, fixture *f) {
     cfg.seed = 62;
     NGT_OK(fixture_trainer(f, be, &r, &cfg, n));
     NGT_OK(fixture_buffers(f, nv, nh, m, M));
+    NGT_OK(velocity_tensor(f, &vel));
     for (step = 0; step < steps; step++) {
         double lr = ng_rbm_trainer_lr(&f->tr), want_lr = 0.3 * 5.0 / (5.0 + step);
         NGT_CLOSE(lr, want_lr, 1e-7 * want_lr, "learning-rate schedule");
         NGT_OK(ng_rbm_get_params(&f->rbm, W0, a0, b0));
-        NGT_OK(ng_tensor_get(be, &f->tr.vel_W, vW0));
-        NGT_OK(ng_tensor_get(be, &f->tr.vel_a, va0));
-        NGT_OK(ng_tensor_get(be, &f->tr.vel_b, vb0));
+        NGT_OK(ng_tensor_get(be, &vel, vel0));
         NGT_OK(ng_rbm_trainer_step(&f->tr, NULL));
-        NGT_OK(ng_tensor_get(be, &f->tr.vd, f->vd));
-        NGT_OK(ng_tensor_get(be, &f->tr.hd, f->hd));
-        NGT_OK(ng_tensor_get(be, &f->tr.vm, f->vm));
-        NGT_OK(ng_tensor_get(be, &f->tr.hm, f->hm));
+        NGT_OK(get_statistic(&f->rbm, "v_data", nv, m, f->vd));
+        NGT_OK(get_statistic(&f->rbm, "h_data", nh, m, f->hd));
+        NGT_OK(get_statistic(&f->rbm, "v_model", nv, M, f->vm));
+        NGT_OK(get_statistic(&f->rbm, "h_model", nh, M, f->hm));
         NGT_OK(ng_rbm_get_params(&f->rbm, W1, a1, b1));
-        NGT_OK(ng_tensor_get(be, &f->tr.vel_W, vW1));
-        NGT_OK(ng_tensor_get(be, &f->tr.vel_a, va1));
-        NGT_OK(ng_tensor_get(be, &f->tr.vel_b, vb1));
+        NGT_OK(ng_tensor_get(be, &vel, vel1));
         for (j = 0; j < nh; j++)
             for (i = 0; i < nv; i++) {
                 double pos = 0.0, neg = 0.0, g, v;
                 for (c = 0; c < m; c++) pos += (double)f->hd[j + (size_t)c * nh] * f->vd[i + (size_t)c * nv];
                 for (p = 0; p < M; p++) neg += (double)f->hm[j + (size_t)p * nh] * f->vm[i + (size_t)p * nv];
-                g = pos / m - neg / M - wd * (double)W0[j + i * nh];
-                v = mom * (double)vW0[j + i * nh] + lr * g;
+                g = neg / M - pos / m + wd * (double)W0[j + i * nh];
+                v = mom * (double)vW0[j + i * nh] - lr * g;
                 NGT_CLOSE(vW1[j + i * nh], v, 1e-5, "velocity of W");
                 NGT_CLOSE(W1[j + i * nh], (double)W0[j + i * nh] + v, 1e-5, "W after an SGD step");
             }
@@ -917,7 +983,7 @@ static int sgd_body(ng_backend *be, fixture *f) {
             double pos = 0.0, neg = 0.0, v;
             for (c = 0; c < m; c++) pos += f->vd[i + (size_t)c * nv];
             for (p = 0; p < M; p++) neg += f->vm[i + (size_t)p * nv];
-            v = mom * (double)va0[i] + lr * (pos / m - neg / M);
+            v = mom * (double)va0[i] - lr * (neg / M - pos / m);
             NGT_CLOSE(va1[i], v, 1e-5, "velocity of a (no weight decay on biases)");
             NGT_CLOSE(a1[i], (double)a0[i] + v, 1e-5, "a after an SGD step");
         }
@@ -925,12 +991,12 @@ static int sgd_body(ng_backend *be, fixture *f) {
             double pos = 0.0, neg = 0.0, v;
             for (c = 0; c < m; c++) pos += f->hd[j + (size_t)c * nh];
             for (p = 0; p < M; p++) neg += f->hm[j + (size_t)p * nh];
-            v = mom * (double)vb0[j] + lr * (pos / m - neg / M);
+            v = mom * (double)vb0[j] - lr * (neg / M - pos / m);
             NGT_CLOSE(vb1[j], v, 1e-5, "velocity of b");
             NGT_CLOSE(b1[j], (double)b0[j] + v, 1e-5, "b after an SGD step");
         }
-        NGT_CHECK(f->tr.t == (uint64_t)step + 1, "update counter %llu after %d steps",
-                  (unsigned long long)f->tr.t, step + 1);
+        NGT_CHECK(f->tr.tr.t == (uint64_t)step + 1, "update counter %llu after %d steps",
+                  (unsigned long long)f->tr.tr.t, step + 1);
     }
     return NGT_PASS;
 }
@@ -942,27 +1008,50 @@ typedef struct snapshot {
     size_t n;
 } snapshot;
 
-/* All parameters and trainer state, concatenated. */
-static ng_status take_snapshot(ng_rbm_trainer *tr, snapshot *s) {
-    ng_tensor *ts[9];
-    size_t off = 0;
-    int i;
-    ts[0] = &tr->rbm->W, ts[1] = &tr->rbm->a, ts[2] = &tr->rbm->b, ts[3] = &tr->particles;
-    ts[4] = &tr->vel_W, ts[5] = &tr->vel_a, ts[6] = &tr->vel_b, ts[7] = &tr->mu_v, ts[8] = &tr->mu_h;
-    s->n = 0;
-    for (i = 0; i < 9; i++) s->n += ng_tensor_count(ts[i]);
-    s->buf = (float *)malloc(s->n * sizeof(float));
-    if (!s->buf) return ng_error(NG_ERR_OOM, "test: out of memory");
-    for (i = 0; i < 9; i++) {
-        NG_TRY(ng_tensor_get(tr->be, ts[i], s->buf + off));
-        off += ng_tensor_count(ts[i]);
-    }
+/* Append a device tensor to a growing host buffer. */
+static ng_status snapshot_add(ng_backend *be, const ng_tensor *t, snapshot *s) {
+    size_t n = ng_tensor_count(t);
+    float *buf = (float *)realloc(s->buf, (s->n + n) * sizeof(float));
+    if (!buf) return ng_error(NG_ERR_OOM, "test: out of memory");
+    s->buf = buf;
+    NG_TRY(ng_tensor_get(be, t, s->buf + s->n));
+    s->n += n;
     return NG_OK;
 }
 
-/* Train a fresh 16 x 10 RBM on bars and stripes for `steps` updates and snapshot it. */
+/* All parameters and training state, concatenated: the parameters (W, a, b as one packed vector),
+ * the persistent particles, every tensor of the update rule's state (the SGD velocity) and of the
+ * preconditioner's state (the centering offsets mu_v, mu_h; none for the identity). */
+static ng_status take_snapshot(ng_rbm_trainer *rt, snapshot *s) {
+    ng_backend *be = rt->rbm->be;
+    ng_tensor part;
+    int i;
+    s->buf = NULL;
+    s->n = 0;
+    NG_TRY(snapshot_add(be, &rt->rbm->base.param_flat, s));
+    NG_TRY(ng_model_statistic(ng_rbm_model(rt->rbm), "particles", &part));
+    NG_TRY(snapshot_add(be, &part, s));
+    for (i = 0; i < ng_arena_count(&rt->upd->state); i++)
+        NG_TRY(snapshot_add(be, ng_arena_view(&rt->upd->state, i), s));
+    for (i = 0; i < ng_arena_count(&rt->pc->state); i++)
+        NG_TRY(snapshot_add(be, ng_arena_view(&rt->pc->state, i), s));
+    return NG_OK;
+}
+
+/* The value of the logged column `name` of a row of ng_rbm_trainer_step (NaN when absent). */
+static double row_value(const ng_rbm_trainer *rt, const double *row, const char *name) {
+    int i;
+    for (i = 0; i < rt->tr.n_columns; i++)
+        if (strcmp(rt->tr.columns[i], name) == 0) return row[i];
+    return NAN;
+}
+
+/* Train a fresh 16 x 10 RBM on bars and stripes for `steps` updates and snapshot it. Every
+ * stats_every-th step asks for the logged columns, whose trainer-computed values (recon_error,
+ * grad_norm, update_norm) must then be present and finite. */
 static ng_status train_snapshot(ng_backend *be, const ng_rbm_config *cfg, int steps, int stats_every,
                                 snapshot *out) {
+    static const char *const logged[] = {"recon_error", "grad_norm", "update_norm"};
     ng_dataset ds;
     ng_rbm rbm;
     ng_rbm_trainer tr;
@@ -976,11 +1065,17 @@ static ng_status train_snapshot(ng_backend *be, const ng_rbm_config *cfg, int st
         return s;
     }
     s = ng_rbm_init_params(&rbm, cfg->seed, 0.1f, NULL);
-    if (s == NG_OK) s = ng_rbm_trainer_init(&tr, &rbm, cfg, ds.x, ds.n);
+    if (s == NG_OK) s = ng_rbm_trainer_init(&tr, &rbm, cfg, ds.x, ds.n, NULL);
     if (s == NG_OK) {
         for (t = 0; s == NG_OK && t < steps; t++) {
-            ng_rbm_stats st;
-            s = ng_rbm_trainer_step(&tr, stats_every && t % stats_every == 0 ? &st : NULL);
+            double row[NG_TRAIN_MAX_COLUMNS];
+            int want = stats_every && t % stats_every == 0, c, k;
+            for (c = 0; c < NG_TRAIN_MAX_COLUMNS; c++) row[c] = NAN;
+            s = ng_rbm_trainer_step(&tr, want ? row : NULL);
+            for (k = 0; s == NG_OK && want && k < 3; k++)
+                if (!isfinite(row_value(&tr, row, logged[k])))
+                    s = ng_error(NG_ERR_NUMERIC, "test: step %d logged %s = %g", t, logged[k],
+                                 row_value(&tr, row, logged[k]));
         }
         if (s == NG_OK) s = take_snapshot(&tr, out);
         ng_rbm_trainer_free(&tr);
@@ -1064,7 +1159,7 @@ static int training_body(ng_backend *be, fixture *f) {
         free(mean);
         NGT_OK(s);
     }
-    NGT_OK(ng_rbm_trainer_init(&f->tr, &f->rbm, &cfg, ds.x, ds.n));
+    NGT_OK(ng_rbm_trainer_init(&f->tr, &f->rbm, &cfg, ds.x, ds.n, NULL));
     f->have_tr = 1;
     NGT_OK(ng_rbm_log_z_exact(&f->rbm, &lz0));
     NGT_OK(ng_rbm_mean_log_prob(&f->rbm, ds.x, ds.n, lz0, &ll0));
@@ -1088,7 +1183,7 @@ static int expect_invalid(ng_backend *be, const ng_rbm_config *cfg, const float 
     ng_status s;
     NGT_OK(ng_rbm_init(be, 4, 3, &rbm));
     ng_clear_error();
-    s = ng_rbm_trainer_init(&tr, &rbm, cfg, data, n);
+    s = ng_rbm_trainer_init(&tr, &rbm, cfg, data, n, NULL);
     ng_rbm_trainer_free(&tr); /* a refused init leaves a trainer that is safe to free */
     ng_rbm_free(&rbm);
     NGT_CHECK(s == NG_ERR_INVALID_ARG, "%s: got %s (%s), want NG_ERR_INVALID_ARG", what,
@@ -1146,7 +1241,7 @@ static int bad_input_body(ng_backend *be, fixture *f) {
         ng_rbm_trainer tr;
         NGT_OK(ng_rbm_init(be, 4, 3, &rbm));
         cfg = base;
-        if (ng_rbm_trainer_init(&tr, &rbm, &cfg, x, 10) != NG_OK) {
+        if (ng_rbm_trainer_init(&tr, &rbm, &cfg, x, 10, NULL) != NG_OK) {
             printf("  valid configuration refused: %s\n", ng_last_error());
             ng_rbm_free(&rbm);
             return NGT_FAIL;
@@ -1194,7 +1289,7 @@ int main(void) {
         printf("cpu backend: %s\n", ng_last_error());
         return 1;
     }
-    s = ng_backend_cuda_init(&g_cuda);
+    s = ng_backend_cuda_init(0, &g_cuda);
     if (s != NG_OK) {
         snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
         g_cuda = NULL;

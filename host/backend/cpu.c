@@ -14,9 +14,10 @@
 #include "natgrad/log.h"
 #include "ng_math.h"
 
+/* 256-byte aligned, like cudaMalloc, so arena views are aligned the same way on every backend */
 static ng_status cpu_alloc(ng_backend *be, size_t bytes, void **ptr) {
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    size_t rounded = (bytes + 255) / 256 * 256;
+    void *p = aligned_alloc(256, rounded ? rounded : 256);
     if (!p) return ng_error(NG_ERR_OOM, "cpu: out of memory allocating %zu bytes", bytes);
     *ptr = p;
     return NG_OK;

@@ -62,7 +62,7 @@ const ng_opt *ng_cli_find(const ng_opt *opts, const char *name);
 const ng_opt *ng_cli_fixed_given(const ng_opt *opts);
 
 /* Progress line "step 120/1000  35.2 it/s  elapsed 0:03  ETA 0:25  <extra>"; on a TTY rewritten
- * in place. */
+ * in place (final = 1 then ends that line). */
 void ng_progress(uint64_t done, uint64_t total, double elapsed, double eta, const char *extra, int final);
 /* Make a directory and its parents (like mkdir -p); errno tells why on failure. */
 int ng_mkdirs(const char *path);

@@ -195,11 +195,15 @@ void ng_progress(uint64_t done, uint64_t total, double elapsed, double eta, cons
     char etas[32] = "?", el[32];
     double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
     int tty = isatty(fileno(stderr));
+    if (final) { /* the last logged line stands; on a terminal, end the line rewritten in place */
+        if (tty) fputc('\n', stderr);
+        return;
+    }
     if (isfinite(eta)) fmt_hms(etas, sizeof etas, eta);
     fmt_hms(el, sizeof el, elapsed);
     fprintf(stderr, "%sstep %llu/%llu  %.2f it/s  elapsed %s  ETA %s  %s%s", tty ? "\r\033[K" : "",
-            (unsigned long long)done, (unsigned long long)total, rate, el, final ? "0:00" : etas,
-            extra ? extra : "", (tty && !final) ? "" : "\n");
+            (unsigned long long)done, (unsigned long long)total, rate, el, etas, extra ? extra : "",
+            tty ? "" : "\n");
     fflush(stderr);
 }
 

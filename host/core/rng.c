@@ -9,6 +9,11 @@ uint64_t ng_rng_stream_key(uint64_t seed, ng_rng_purpose purpose) {
     return ng_rng_key(seed, (uint32_t)purpose);
 }
 
+uint64_t ng_rng_stream_key_rank(uint64_t seed, ng_rng_purpose purpose, uint32_t rank) {
+    uint64_t k = ng_rng_key(seed, (uint32_t)purpose);
+    return rank == 0 ? k : ng_mix64(k ^ ng_mix64(0x72616e6bull + (uint64_t)rank));
+}
+
 float ng_rng_uniform(uint64_t key, uint64_t step, uint64_t i) { return ng_uniform_at(key, step, i); }
 
 double ng_rng_normal(uint64_t key, uint64_t step, uint64_t i) {

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,22 @@ static ng_status log_write_failed(const logfile *lf) {
     return ng_error(NG_ERR_IO, "log %s: write failed: %s", lf->path, strerror(errno ? errno : EIO));
 }
 
+/* Formatted text into a log: vsnprintf + fwrite, so every byte goes through one checked call.
+ * Returns < 0 on a failed write (errno says why). */
+static int log_text(logfile *lf, const char *fmt, ...) {
+    char buf[8192];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof buf) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    return fwrite(buf, 1, (size_t)n, lf->f) == (size_t)n ? n : -1;
+}
+
 /* The callers zero errno before their writes, so when a buffered write already failed (the
  * stream's error flag is set) errno still holds its reason. */
 static ng_status log_flush(logfile *lf) {
@@ -266,7 +283,7 @@ static ng_status log_open(logfile *lf, const char *path, const char *header, int
     }
     if (!buf || len == 0) {
         errno = 0;
-        if (fprintf(lf->f, "%s\n", header) < 0) {
+        if (log_text(lf, "%s\n", header) < 0) {
             free(buf);
             return log_write_failed(lf);
         }
@@ -290,10 +307,10 @@ static ng_status csv_row(logfile *lf, const ng_trainer *tr, const double *row) {
     errno = 0;
     for (i = 0; i < tr->n_columns; i++) {
         int r;
-        if (i == 0) r = fprintf(lf->f, "%llu", (unsigned long long)row[0]);
-        else if (i == 1) r = fprintf(lf->f, ",%d", (int)row[1]);
-        else if (i == 2) r = fprintf(lf->f, ",%.3f", row[2]);
-        else r = fprintf(lf->f, ",%.6g", row[i]);
+        if (i == 0) r = log_text(lf, "%llu", (unsigned long long)row[0]);
+        else if (i == 1) r = log_text(lf, ",%d", (int)row[1]);
+        else if (i == 2) r = log_text(lf, ",%.3f", row[2]);
+        else r = log_text(lf, ",%.6g", row[i]);
         if (r < 0) return log_write_failed(lf);
     }
     if (fputc('\n', lf->f) == EOF) return log_write_failed(lf);
@@ -403,7 +420,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
             s = save_ckpt(tr, snap, NULL);
             if (s == NG_OK) {
                 errno = 0;
-                if (fprintf(snaps.f, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, el, train_s, snap) < 0)
+                if (log_text(&snaps, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, el, train_s, snap) < 0)
                     s = log_write_failed(&snaps);
                 if (s == NG_OK) s = log_flush(&snaps);
                 if (s != NG_OK) error_after_consistent_state = 1;

@@ -71,14 +71,15 @@ void ng_rbm_free(ng_rbm *rbm) {
     if (rbm) ng_model_release(&rbm->base);
 }
 
-static void rbm_destroy(ng_model *m) {
-    ng_rbm *rbm = (ng_rbm *)(void *)m;
-    if (!rbm->est) return;
+void ng_rbm_estimator_free(ng_rbm *rbm) {
+    if (!rbm || !rbm->est) return;
     ng_arena_free(&rbm->est->state);
     ng_arena_free(&rbm->est->work);
     free(rbm->est);
     rbm->est = NULL;
 }
+
+static void rbm_destroy(ng_model *m) { ng_rbm_estimator_free((ng_rbm *)(void *)m); }
 
 ng_status ng_rbm_init_params(ng_rbm *rbm, uint64_t seed, float init_std,
                              const float *visible_mean_host) {
@@ -231,7 +232,7 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
         s = ng_bernoulli(be, (size_t)nv * M, e->particles.data, e->particles.data,
                          ng_rng_stream_key(cfg->seed, NG_RNG_PARTICLES), 0);
     free(pm);
-    if (s != NG_OK) rbm_destroy(&rbm->base);
+    if (s != NG_OK) ng_rbm_estimator_free(rbm);
     return s;
 }
 

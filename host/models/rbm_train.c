@@ -91,8 +91,10 @@ void ng_rbm_trainer_free(ng_rbm_trainer *rt) {
     ng_precond_free(rt->pc);
     ng_update_free(rt->upd);
     ng_batches_free(&rt->data);
+    if (rt->rbm) ng_rbm_estimator_free(rt->rbm);
     rt->pc = NULL;
     rt->upd = NULL;
+    rt->rbm = NULL;
 }
 
 ng_status ng_rbm_trainer_init(ng_rbm_trainer *rt, ng_rbm *rbm, const ng_rbm_config *cfg,
@@ -107,11 +109,11 @@ ng_status ng_rbm_trainer_init(ng_rbm_trainer *rt, ng_rbm *rbm, const ng_rbm_conf
     memset(rt, 0, sizeof *rt);
     if (n_train < 1 || !train_host) return ng_error(NG_ERR_INVALID_ARG, "rbm trainer: empty training set");
     NG_TRY(ng_rbm_config_check(cfg, n_train));
-    rt->rbm = rbm;
     rt->cfg = *cfg;
     split_config(cfg, &e, &u, &f);
     s = ng_rbm_estimator_init(rbm, &e, train_host, n_train);
     if (s == NG_OK) {
+        rt->rbm = rbm; /* from here on the trainer owns the estimator (freed with it) */
         rt->cfg.particles = e.estimator == NG_RBM_PCD ? e.particles : e.batch;
         s = ng_batches_init(&rt->data, be, train_host, rbm->n_visible, n_train, cfg->batch, cfg->seed, 0, 1);
     }

@@ -77,6 +77,8 @@ ng_status ng_rbm_free_energy(ng_rbm *rbm, const float *v_host, int n, double *F_
 ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
                                 const float *train_host, int n_train);
 ng_status ng_rbm_estimator_check(const ng_rbm_estimator_config *cfg, int n_train);
+/* Release the estimator (the RBM keeps its parameters and can be set up again). */
+void ng_rbm_estimator_free(ng_rbm *rbm);
 const char *ng_rbm_estimator_name(ng_rbm_estimator e); /* "pcd", "cd" */
 /* The counter of the Gibbs / binarisation streams (advances by 2k + 2 per PCD update). */
 uint64_t ng_rbm_rng_step(const ng_rbm *rbm);
@@ -126,7 +128,8 @@ typedef struct ng_rbm_trainer {
 } ng_rbm_trainer;
 
 /* train_host: (n_visible, n_train) intensities in [0, 1]; borrowed (must outlive the trainer).
- * monitor_columns: as for ng_trainer_init. */
+ * monitor_columns: as for ng_trainer_init. The trainer sets up the RBM's estimator and
+ * ng_rbm_trainer_free releases it, so one RBM can be trained by several trainers in turn. */
 ng_status ng_rbm_trainer_init(ng_rbm_trainer *rt, ng_rbm *rbm, const ng_rbm_config *cfg,
                               const float *train_host, int n_train,
                               const char *const *monitor_columns);

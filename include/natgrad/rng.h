@@ -1,6 +1,9 @@
 /* natgrad/rng.h: host front end of the Philox4x32-10 streams defined in kernels/ng_math.h.
- * A stream is keyed by (seed, purpose) and indexed by (step, element). Purposes are fixed numbers
- * so checkpoints written by one version replay the same streams in the next. */
+ * A stream is keyed by (seed, purpose, rank) and indexed by (step, element). Purposes are fixed
+ * numbers so checkpoints written by one version replay the same streams in the next. Rank 0's key
+ * is the (seed, purpose) key of single-process runs; other ranks of a multi-process run get
+ * unrelated streams for what each draws on its own (its PCD particles, its shard's binarisation),
+ * while streams every rank must share (the data permutation) use rank 0's key. */
 #ifndef NATGRAD_RNG_H
 #define NATGRAD_RNG_H
 
@@ -26,6 +29,8 @@ typedef enum ng_rng_purpose {
 } ng_rng_purpose;
 
 uint64_t ng_rng_stream_key(uint64_t seed, ng_rng_purpose purpose);
+/* The key of (seed, purpose) on rank `rank` (rank 0: ng_rng_stream_key). */
+uint64_t ng_rng_stream_key_rank(uint64_t seed, ng_rng_purpose purpose, uint32_t rank);
 /* Uniform in (0, 1] of element i of stream (key, step): identical to the device kernels' draws. */
 float ng_rng_uniform(uint64_t key, uint64_t step, uint64_t i);
 /* Standard normal of element i (Box-Muller on two words, double precision, host only). */
