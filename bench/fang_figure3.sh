@@ -37,7 +37,7 @@ for m in sgd centering fang; do
   BEST_LL[$m]=-1e9
   for lr in ${LRS[$m]}; do
     out=$work/sweep-$m-$lr
-    if ! "$ng" rbm train "${common[@]}" --optimizer "$m" --lr "$lr" --steps 1000000 --minutes "$SWEEP_MIN" --out "$out" 2> "$out.log"; then
+    if ! "$ng" rbm train "${common[@]}" --optimizer "$m" --lr "$lr" --steps 1000000 --minutes "$SWEEP_MIN" --out "$out" --force 2> "$out.log"; then
       echo "sweep $m lr $lr: training failed ($(tail -1 "$out.log")); counted as -inf"
       echo "$m,$lr,$SWEEP_MIN,,-inf,," >> "$res/fang_figure3_sweep.csv"; continue
     fi
@@ -55,7 +55,7 @@ for m in sgd centering fang; do
   [ -n "$lr" ] || { echo "no working learning rate for $m"; continue; }
   out=$work/final-$m
   rm -rf "$out"
-  "$ng" rbm train "${common[@]}" --optimizer "$m" --lr "$lr" --steps 1000000 --minutes "$RUN_MIN" --snapshot-every-s "$SNAP_S" --out "$out" 2> "$out.log" || true
+  "$ng" rbm train "${common[@]}" --optimizer "$m" --lr "$lr" --steps 1000000 --minutes "$RUN_MIN" --snapshot-every-s "$SNAP_S" --out "$out" --force 2> "$out.log" || true
   tail -n +2 "$out/snapshots.csv" | while IFS=, read -r step el ts ck; do
     read -r ll lo hi <<<"$(ais_ll "$ck" "$SNAP_BETAS")"
     echo "$m,$lr,$step,$ts,$ll,$lo,$hi" >> "$res/fang_figure3_curves.csv"

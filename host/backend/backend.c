@@ -209,6 +209,8 @@ ng_status ng_syrk(ng_backend *be, int trans, int n, int k, float alpha, const fl
     NEED(n >= 0 && k >= 0, "syrk", "negative size n=%d k=%d", n, k);
     NEED(ld_ok(lda, trans ? k : n), "syrk", "lda=%d too small", lda);
     NEED(ld_ok(ldc, n), "syrk", "ldc=%d < n=%d", ldc, n);
+    if (!n) return NG_OK;
+    NEED(C && (A || !k), "syrk", "NULL pointer");
     return be->iface->syrk(be, trans, n, k, alpha, A, lda, beta, C, ldc);
 }
 ng_status ng_gemv(ng_backend *be, int trans, int m, int n, float alpha, const float *A, int lda,
@@ -217,6 +219,7 @@ ng_status ng_gemv(ng_backend *be, int trans, int m, int n, float alpha, const fl
     NEED(m >= 0 && n >= 0, "gemv", "negative size m=%d n=%d", m, n);
     NEED(ld_ok(lda, m), "gemv", "lda=%d < m=%d", lda, m);
     NEED(y, "gemv", "y is NULL");
+    NEED((A && x) || !m || !n, "gemv", "NULL pointer");
     return be->iface->gemv(be, trans, m, n, alpha, A, lda, x, beta, y);
 }
 ng_status ng_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,

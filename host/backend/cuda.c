@@ -497,6 +497,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                  a->axpby_dev.b_num, a->axpby_dev.b_den, a->axpby_dev.y, st);
     case NG_OP_CONVERT:
         if (a->convert.from == a->convert.to) {
+            if (a->convert.x == a->convert.y) return NG_OK;
             NG_CUDA_CHECK(cudaMemcpyAsync(a->convert.y, a->convert.x,
                                           a->convert.n * ng_dtype_size(a->convert.from),
                                           cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
