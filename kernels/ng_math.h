@@ -21,10 +21,176 @@
 
 #include <stdint.h>
 
+#include "natgrad/nn_types.h"
+
 #if defined(__CUDACC__) || defined(NG_SIMT)
 #define NG_HD static __host__ __device__ __forceinline__
 #else
 #define NG_HD static inline
+/* ---- network layers (natgrad/net.h) ------------------------------------------------------ */
+
+/* a = f(x) of an elementwise nonlinearity (not softmax). */
+NG_HD float ng_act_elem(int act, float x) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return ng_sigmoid(x);
+    case NG_ACT_TANH: return tanhf(x);
+    case NG_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    default: return x;
+    }
+}
+
+/* f'(z) and f''(z) written in terms of the output a = f(z). */
+NG_HD float ng_act_d1(int act, float a) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return a * (1.0f - a);
+    case NG_ACT_TANH: return 1.0f - a * a;
+    case NG_ACT_RELU: return a > 0.0f ? 1.0f : 0.0f;
+    default: return 1.0f;
+    }
+}
+NG_HD float ng_act_d2(int act, float a) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return a * (1.0f - a) * (1.0f - 2.0f * a);
+    case NG_ACT_TANH: return -2.0f * a * (1.0f - a * a);
+    default: return 0.0f;
+    }
+}
+
+/* act_backward element: g f'(a) + h r f''(a) (h = r = 0 when absent). */
+NG_HD float ng_act_backward_elem(int act, float a, float g, float h, float r) {
+    float out = g * ng_act_d1(act, a);
+    if (h != 0.0f && r != 0.0f) out += h * r * ng_act_d2(act, a);
+    return out;
+}
+
+/* Softmax of one column z[0..rows) (+ bias), in place into a (a may alias z): max-shifted, sums in
+ * double in a fixed order. */
+NG_HD void ng_softmax_col(int rows, const float *z, const float *bias, float *a) {
+    float mx = -3.402823e38f;
+    double s = 0.0;
+    int r;
+    for (r = 0; r < rows; r++) {
+        float x = z[r] + (bias ? bias[r] : 0.0f);
+        if (x > mx) mx = x;
+    }
+    for (r = 0; r < rows; r++) {
+        float e = NG_EXPF(z[r] + (bias ? bias[r] : 0.0f) - mx);
+        a[r] = e;
+        s += (double)e;
+    }
+    for (r = 0; r < rows; r++) a[r] = (float)((double)a[r] / s);
+}
+
+/* One column of the output layer's matching loss (natgrad/nn_types.h): z the pre-activation, y =
+ * f(z), t the target. d = scale (y - t) (when d is non-NULL, may alias y), *obj = the loss of the
+ * case, *err = sum (y - t)^2 (the papers' reconstruction error). Sums in double, fixed order. */
+NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const float *t,
+                       float scale, float *d, float *obj, float *err) {
+    double o = 0.0, e = 0.0, lse = 0.0;
+    int r;
+    if (loss == NG_LOSS_CATEGORICAL) {
+        double mx = -1e300, s = 0.0;
+        for (r = 0; r < rows; r++)
+            if ((double)z[r] > mx) mx = (double)z[r];
+        for (r = 0; r < rows; r++) s += exp((double)z[r] - mx);
+        lse = mx + log(s);
+    }
+    for (r = 0; r < rows; r++) {
+        double diff = (double)y[r] - (double)t[r];
+        e += diff * diff;
+        if (loss == NG_LOSS_SQUARED)
+            o += 0.5 * diff * diff;
+        else if (loss == NG_LOSS_BERNOULLI)
+            o += ng_softplus_d((double)z[r]) - (double)t[r] * (double)z[r];
+        else
+            o += (double)t[r] * (lse - (double)z[r]);
+        if (d) d[r] = scale * (y[r] - t[r]);
+    }
+    if (obj) *obj = (float)o;
+    if (err) *err = (float)e;
+}
+
+/* One column of out = scale H v with the loss Hessian H at y (natgrad/nn_types.h), or with
+ * loss = NG_LOSS_OUTER out = scale y (y^T v). out may alias v. */
+NG_HD void ng_loss_hvp_col(int loss, int rows, const float *y, const float *v, float scale,
+                           float *out) {
+    double s = 0.0;
+    int r;
+    if (loss == NG_LOSS_CATEGORICAL || loss == NG_LOSS_OUTER)
+        for (r = 0; r < rows; r++) s += (double)y[r] * (double)v[r];
+    for (r = 0; r < rows; r++) {
+        float o;
+        if (loss == NG_LOSS_SQUARED) o = v[r];
+        else if (loss == NG_LOSS_BERNOULLI) o = y[r] * (1.0f - y[r]) * v[r];
+        else if (loss == NG_LOSS_CATEGORICAL) o = (float)((double)y[r] * ((double)v[r] - s));
+        else o = (float)((double)y[r] * s);
+        out[r] = scale * o;
+    }
+}
+
+/* A standard normal from two uniforms in (0, 1] (Box-Muller, cosine branch). */
+NG_HD float ng_normal_from(float u1, float u2) {
+    return (float)(sqrt(-2.0 * log((double)u1)) * cos(6.283185307179586 * (double)u2));
+}
+
+/* Target of element (r, c) sampled from the model's predictive distribution (elementwise losses):
+ * Gaussian y + N(0, 1) from the uniforms u1, u2; Bernoulli [u1 <= y]. */
+NG_HD float ng_sample_target_elem(int loss, float y, float u1, float u2) {
+    if (loss == NG_LOSS_SQUARED) return y + ng_normal_from(u1, u2);
+    return u1 <= y ? 1.0f : 0.0f;
+}
+
+/* A one-hot column drawn from the categorical distribution y by inverse CDF with the uniform u
+ * (the last class takes any rounding remainder). */
+NG_HD void ng_sample_categorical_col(int rows, const float *y, float u, float *t) {
+    double c = 0.0;
+    int r, k = rows - 1;
+    for (r = 0; r < rows; r++) {
+        c += (double)y[r];
+        if ((double)u <= c) {
+            k = r;
+            break;
+        }
+    }
+    for (r = 0; r < rows; r++) t[r] = r == k ? 1.0f : 0.0f;
+}
+
+/* Batch normalisation of row r over its cols values x[0], x[ld], ...: mean and 1/sqrt(var + eps)
+ * (biased variance, two passes in double). */
+NG_HD void ng_row_moments(int cols, const float *x, int ld, float eps, float *mean, float *rstd) {
+    double s = 0.0, q = 0.0, mu;
+    int c;
+    for (c = 0; c < cols; c++) s += (double)x[(size_t)c * ld];
+    mu = s / (double)cols;
+    for (c = 0; c < cols; c++) {
+        double d = (double)x[(size_t)c * ld] - mu;
+        q += d * d;
+    }
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(q / (double)cols + (double)eps));
+}
+
+/* The batch-norm projection of row r: out[c] = s (g[c] - mean(g) - xh[c] mean(g .* xh)) + beta
+ * out[c] (beta = 0 ignores out): the Jacobian of xhat = (x - mean) rstd applied to g (s = rstd)
+ * or its transpose (the same operator: it is symmetric). */
+NG_HD void ng_bn_project_row(int cols, const float *g, int ldg, const float *xh, int ldx, float s,
+                             float beta, float *out, int ldo) {
+    double mg = 0.0, mgx = 0.0;
+    int c;
+    for (c = 0; c < cols; c++) {
+        double gv = (double)g[(size_t)c * ldg];
+        mg += gv;
+        mgx += gv * (double)xh[(size_t)c * ldx];
+    }
+    mg /= (double)cols;
+    mgx /= (double)cols;
+    for (c = 0; c < cols; c++) {
+        double v = (double)s * ((double)g[(size_t)c * ldg] - mg - (double)xh[(size_t)c * ldx] * mgx);
+        float *o = &out[(size_t)c * ldo];
+        *o = beta == 0.0f ? (float)v : (float)v + beta * *o;
+    }
+}
+
 #endif
 
 #if defined(__CUDACC__) && !defined(NG_SIMT)
@@ -32,6 +198,170 @@
 #else
 #include <math.h>
 #define NG_EXPF(x) expf(x)
+/* ---- network layers (natgrad/net.h) ------------------------------------------------------ */
+
+/* a = f(x) of an elementwise nonlinearity (not softmax). */
+NG_HD float ng_act_elem(int act, float x) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return ng_sigmoid(x);
+    case NG_ACT_TANH: return tanhf(x);
+    case NG_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    default: return x;
+    }
+}
+
+/* f'(z) and f''(z) written in terms of the output a = f(z). */
+NG_HD float ng_act_d1(int act, float a) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return a * (1.0f - a);
+    case NG_ACT_TANH: return 1.0f - a * a;
+    case NG_ACT_RELU: return a > 0.0f ? 1.0f : 0.0f;
+    default: return 1.0f;
+    }
+}
+NG_HD float ng_act_d2(int act, float a) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return a * (1.0f - a) * (1.0f - 2.0f * a);
+    case NG_ACT_TANH: return -2.0f * a * (1.0f - a * a);
+    default: return 0.0f;
+    }
+}
+
+/* act_backward element: g f'(a) + h r f''(a) (h = r = 0 when absent). */
+NG_HD float ng_act_backward_elem(int act, float a, float g, float h, float r) {
+    float out = g * ng_act_d1(act, a);
+    if (h != 0.0f && r != 0.0f) out += h * r * ng_act_d2(act, a);
+    return out;
+}
+
+/* Softmax of one column z[0..rows) (+ bias), in place into a (a may alias z): max-shifted, sums in
+ * double in a fixed order. */
+NG_HD void ng_softmax_col(int rows, const float *z, const float *bias, float *a) {
+    float mx = -3.402823e38f;
+    double s = 0.0;
+    int r;
+    for (r = 0; r < rows; r++) {
+        float x = z[r] + (bias ? bias[r] : 0.0f);
+        if (x > mx) mx = x;
+    }
+    for (r = 0; r < rows; r++) {
+        float e = NG_EXPF(z[r] + (bias ? bias[r] : 0.0f) - mx);
+        a[r] = e;
+        s += (double)e;
+    }
+    for (r = 0; r < rows; r++) a[r] = (float)((double)a[r] / s);
+}
+
+/* One column of the output layer's matching loss (natgrad/nn_types.h): z the pre-activation, y =
+ * f(z), t the target. d = scale (y - t) (when d is non-NULL, may alias y), *obj = the loss of the
+ * case, *err = sum (y - t)^2 (the papers' reconstruction error). Sums in double, fixed order. */
+NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const float *t,
+                       float scale, float *d, float *obj, float *err) {
+    double o = 0.0, e = 0.0, lse = 0.0;
+    int r;
+    if (loss == NG_LOSS_CATEGORICAL) {
+        double mx = -1e300, s = 0.0;
+        for (r = 0; r < rows; r++)
+            if ((double)z[r] > mx) mx = (double)z[r];
+        for (r = 0; r < rows; r++) s += exp((double)z[r] - mx);
+        lse = mx + log(s);
+    }
+    for (r = 0; r < rows; r++) {
+        double diff = (double)y[r] - (double)t[r];
+        e += diff * diff;
+        if (loss == NG_LOSS_SQUARED)
+            o += 0.5 * diff * diff;
+        else if (loss == NG_LOSS_BERNOULLI)
+            o += ng_softplus_d((double)z[r]) - (double)t[r] * (double)z[r];
+        else
+            o += (double)t[r] * (lse - (double)z[r]);
+        if (d) d[r] = scale * (y[r] - t[r]);
+    }
+    if (obj) *obj = (float)o;
+    if (err) *err = (float)e;
+}
+
+/* One column of out = scale H v with the loss Hessian H at y (natgrad/nn_types.h), or with
+ * loss = NG_LOSS_OUTER out = scale y (y^T v). out may alias v. */
+NG_HD void ng_loss_hvp_col(int loss, int rows, const float *y, const float *v, float scale,
+                           float *out) {
+    double s = 0.0;
+    int r;
+    if (loss == NG_LOSS_CATEGORICAL || loss == NG_LOSS_OUTER)
+        for (r = 0; r < rows; r++) s += (double)y[r] * (double)v[r];
+    for (r = 0; r < rows; r++) {
+        float o;
+        if (loss == NG_LOSS_SQUARED) o = v[r];
+        else if (loss == NG_LOSS_BERNOULLI) o = y[r] * (1.0f - y[r]) * v[r];
+        else if (loss == NG_LOSS_CATEGORICAL) o = (float)((double)y[r] * ((double)v[r] - s));
+        else o = (float)((double)y[r] * s);
+        out[r] = scale * o;
+    }
+}
+
+/* A standard normal from two uniforms in (0, 1] (Box-Muller, cosine branch). */
+NG_HD float ng_normal_from(float u1, float u2) {
+    return (float)(sqrt(-2.0 * log((double)u1)) * cos(6.283185307179586 * (double)u2));
+}
+
+/* Target of element (r, c) sampled from the model's predictive distribution (elementwise losses):
+ * Gaussian y + N(0, 1) from the uniforms u1, u2; Bernoulli [u1 <= y]. */
+NG_HD float ng_sample_target_elem(int loss, float y, float u1, float u2) {
+    if (loss == NG_LOSS_SQUARED) return y + ng_normal_from(u1, u2);
+    return u1 <= y ? 1.0f : 0.0f;
+}
+
+/* A one-hot column drawn from the categorical distribution y by inverse CDF with the uniform u
+ * (the last class takes any rounding remainder). */
+NG_HD void ng_sample_categorical_col(int rows, const float *y, float u, float *t) {
+    double c = 0.0;
+    int r, k = rows - 1;
+    for (r = 0; r < rows; r++) {
+        c += (double)y[r];
+        if ((double)u <= c) {
+            k = r;
+            break;
+        }
+    }
+    for (r = 0; r < rows; r++) t[r] = r == k ? 1.0f : 0.0f;
+}
+
+/* Batch normalisation of row r over its cols values x[0], x[ld], ...: mean and 1/sqrt(var + eps)
+ * (biased variance, two passes in double). */
+NG_HD void ng_row_moments(int cols, const float *x, int ld, float eps, float *mean, float *rstd) {
+    double s = 0.0, q = 0.0, mu;
+    int c;
+    for (c = 0; c < cols; c++) s += (double)x[(size_t)c * ld];
+    mu = s / (double)cols;
+    for (c = 0; c < cols; c++) {
+        double d = (double)x[(size_t)c * ld] - mu;
+        q += d * d;
+    }
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(q / (double)cols + (double)eps));
+}
+
+/* The batch-norm projection of row r: out[c] = s (g[c] - mean(g) - xh[c] mean(g .* xh)) + beta
+ * out[c] (beta = 0 ignores out): the Jacobian of xhat = (x - mean) rstd applied to g (s = rstd)
+ * or its transpose (the same operator: it is symmetric). */
+NG_HD void ng_bn_project_row(int cols, const float *g, int ldg, const float *xh, int ldx, float s,
+                             float beta, float *out, int ldo) {
+    double mg = 0.0, mgx = 0.0;
+    int c;
+    for (c = 0; c < cols; c++) {
+        double gv = (double)g[(size_t)c * ldg];
+        mg += gv;
+        mgx += gv * (double)xh[(size_t)c * ldx];
+    }
+    mg /= (double)cols;
+    mgx /= (double)cols;
+    for (c = 0; c < cols; c++) {
+        double v = (double)s * ((double)g[(size_t)c * ldg] - mg - (double)xh[(size_t)c * ldx] * mgx);
+        float *o = &out[(size_t)c * ldo];
+        *o = beta == 0.0f ? (float)v : (float)v + beta * *o;
+    }
+}
+
 #endif
 
 /* ---- Philox4x32-10 ---------------------------------------------------------------------- */
@@ -277,6 +607,170 @@ NG_HD void ng_fang_residual_elem(float g, float ga, float gb, float beta_v, floa
  * lower one, the diagonal gets + shift; src is A[c, r] for r < c and A[r, r] on the diagonal. */
 NG_HD float ng_sym_lower_elem(int r, int c, float src, float shift) {
     return r == c ? src + shift : src;
+}
+
+/* ---- network layers (natgrad/net.h) ------------------------------------------------------ */
+
+/* a = f(x) of an elementwise nonlinearity (not softmax). */
+NG_HD float ng_act_elem(int act, float x) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return ng_sigmoid(x);
+    case NG_ACT_TANH: return tanhf(x);
+    case NG_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    default: return x;
+    }
+}
+
+/* f'(z) and f''(z) written in terms of the output a = f(z). */
+NG_HD float ng_act_d1(int act, float a) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return a * (1.0f - a);
+    case NG_ACT_TANH: return 1.0f - a * a;
+    case NG_ACT_RELU: return a > 0.0f ? 1.0f : 0.0f;
+    default: return 1.0f;
+    }
+}
+NG_HD float ng_act_d2(int act, float a) {
+    switch (act) {
+    case NG_ACT_LOGISTIC: return a * (1.0f - a) * (1.0f - 2.0f * a);
+    case NG_ACT_TANH: return -2.0f * a * (1.0f - a * a);
+    default: return 0.0f;
+    }
+}
+
+/* act_backward element: g f'(a) + h r f''(a) (h = r = 0 when absent). */
+NG_HD float ng_act_backward_elem(int act, float a, float g, float h, float r) {
+    float out = g * ng_act_d1(act, a);
+    if (h != 0.0f && r != 0.0f) out += h * r * ng_act_d2(act, a);
+    return out;
+}
+
+/* Softmax of one column z[0..rows) (+ bias), in place into a (a may alias z): max-shifted, sums in
+ * double in a fixed order. */
+NG_HD void ng_softmax_col(int rows, const float *z, const float *bias, float *a) {
+    float mx = -3.402823e38f;
+    double s = 0.0;
+    int r;
+    for (r = 0; r < rows; r++) {
+        float x = z[r] + (bias ? bias[r] : 0.0f);
+        if (x > mx) mx = x;
+    }
+    for (r = 0; r < rows; r++) {
+        float e = NG_EXPF(z[r] + (bias ? bias[r] : 0.0f) - mx);
+        a[r] = e;
+        s += (double)e;
+    }
+    for (r = 0; r < rows; r++) a[r] = (float)((double)a[r] / s);
+}
+
+/* One column of the output layer's matching loss (natgrad/nn_types.h): z the pre-activation, y =
+ * f(z), t the target. d = scale (y - t) (when d is non-NULL, may alias y), *obj = the loss of the
+ * case, *err = sum (y - t)^2 (the papers' reconstruction error). Sums in double, fixed order. */
+NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const float *t,
+                       float scale, float *d, float *obj, float *err) {
+    double o = 0.0, e = 0.0, lse = 0.0;
+    int r;
+    if (loss == NG_LOSS_CATEGORICAL) {
+        double mx = -1e300, s = 0.0;
+        for (r = 0; r < rows; r++)
+            if ((double)z[r] > mx) mx = (double)z[r];
+        for (r = 0; r < rows; r++) s += exp((double)z[r] - mx);
+        lse = mx + log(s);
+    }
+    for (r = 0; r < rows; r++) {
+        double diff = (double)y[r] - (double)t[r];
+        e += diff * diff;
+        if (loss == NG_LOSS_SQUARED)
+            o += 0.5 * diff * diff;
+        else if (loss == NG_LOSS_BERNOULLI)
+            o += ng_softplus_d((double)z[r]) - (double)t[r] * (double)z[r];
+        else
+            o += (double)t[r] * (lse - (double)z[r]);
+        if (d) d[r] = scale * (y[r] - t[r]);
+    }
+    if (obj) *obj = (float)o;
+    if (err) *err = (float)e;
+}
+
+/* One column of out = scale H v with the loss Hessian H at y (natgrad/nn_types.h), or with
+ * loss = NG_LOSS_OUTER out = scale y (y^T v). out may alias v. */
+NG_HD void ng_loss_hvp_col(int loss, int rows, const float *y, const float *v, float scale,
+                           float *out) {
+    double s = 0.0;
+    int r;
+    if (loss == NG_LOSS_CATEGORICAL || loss == NG_LOSS_OUTER)
+        for (r = 0; r < rows; r++) s += (double)y[r] * (double)v[r];
+    for (r = 0; r < rows; r++) {
+        float o;
+        if (loss == NG_LOSS_SQUARED) o = v[r];
+        else if (loss == NG_LOSS_BERNOULLI) o = y[r] * (1.0f - y[r]) * v[r];
+        else if (loss == NG_LOSS_CATEGORICAL) o = (float)((double)y[r] * ((double)v[r] - s));
+        else o = (float)((double)y[r] * s);
+        out[r] = scale * o;
+    }
+}
+
+/* A standard normal from two uniforms in (0, 1] (Box-Muller, cosine branch). */
+NG_HD float ng_normal_from(float u1, float u2) {
+    return (float)(sqrt(-2.0 * log((double)u1)) * cos(6.283185307179586 * (double)u2));
+}
+
+/* Target of element (r, c) sampled from the model's predictive distribution (elementwise losses):
+ * Gaussian y + N(0, 1) from the uniforms u1, u2; Bernoulli [u1 <= y]. */
+NG_HD float ng_sample_target_elem(int loss, float y, float u1, float u2) {
+    if (loss == NG_LOSS_SQUARED) return y + ng_normal_from(u1, u2);
+    return u1 <= y ? 1.0f : 0.0f;
+}
+
+/* A one-hot column drawn from the categorical distribution y by inverse CDF with the uniform u
+ * (the last class takes any rounding remainder). */
+NG_HD void ng_sample_categorical_col(int rows, const float *y, float u, float *t) {
+    double c = 0.0;
+    int r, k = rows - 1;
+    for (r = 0; r < rows; r++) {
+        c += (double)y[r];
+        if ((double)u <= c) {
+            k = r;
+            break;
+        }
+    }
+    for (r = 0; r < rows; r++) t[r] = r == k ? 1.0f : 0.0f;
+}
+
+/* Batch normalisation of row r over its cols values x[0], x[ld], ...: mean and 1/sqrt(var + eps)
+ * (biased variance, two passes in double). */
+NG_HD void ng_row_moments(int cols, const float *x, int ld, float eps, float *mean, float *rstd) {
+    double s = 0.0, q = 0.0, mu;
+    int c;
+    for (c = 0; c < cols; c++) s += (double)x[(size_t)c * ld];
+    mu = s / (double)cols;
+    for (c = 0; c < cols; c++) {
+        double d = (double)x[(size_t)c * ld] - mu;
+        q += d * d;
+    }
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(q / (double)cols + (double)eps));
+}
+
+/* The batch-norm projection of row r: out[c] = s (g[c] - mean(g) - xh[c] mean(g .* xh)) + beta
+ * out[c] (beta = 0 ignores out): the Jacobian of xhat = (x - mean) rstd applied to g (s = rstd)
+ * or its transpose (the same operator: it is symmetric). */
+NG_HD void ng_bn_project_row(int cols, const float *g, int ldg, const float *xh, int ldx, float s,
+                             float beta, float *out, int ldo) {
+    double mg = 0.0, mgx = 0.0;
+    int c;
+    for (c = 0; c < cols; c++) {
+        double gv = (double)g[(size_t)c * ldg];
+        mg += gv;
+        mgx += gv * (double)xh[(size_t)c * ldx];
+    }
+    mg /= (double)cols;
+    mgx /= (double)cols;
+    for (c = 0; c < cols; c++) {
+        double v = (double)s * ((double)g[(size_t)c * ldg] - mg - (double)xh[(size_t)c * ldx] * mgx);
+        float *o = &out[(size_t)c * ldo];
+        *o = beta == 0.0f ? (float)v : (float)v + beta * *o;
+    }
 }
 
 #endif

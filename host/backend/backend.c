@@ -462,6 +462,105 @@ static ng_status check_fang_residual(const ng_op_args *a, const char *op, int *e
     return NG_OK;
 }
 
+static ng_status check_act_forward(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->act_forward.rows, cols = a->act_forward.cols, act = a->act_forward.act;
+    CHECK(act >= 0 && act < NG_ACT_COUNT, "unknown activation %d", act);
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->act_forward.ldz, rows), "ldz=%d < rows=%d", a->act_forward.ldz, rows);
+    CHECK(ld_ok(a->act_forward.lda, rows), "lda=%d < rows=%d", a->act_forward.lda, rows);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->act_forward.z && a->act_forward.a), "NULL pointer");
+    CHECK(*empty || a->act_forward.z != a->act_forward.a || a->act_forward.ldz == a->act_forward.lda,
+          "z aliases a with a different leading dimension");
+    return NG_OK;
+}
+static ng_status check_act_backward(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->act_backward.rows, cols = a->act_backward.cols, act = a->act_backward.act;
+    CHECK(act >= 0 && act < NG_ACT_COUNT && act != NG_ACT_SOFTMAX,
+          "activation %d has no elementwise derivative (softmax is handled by its loss)", act);
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->act_backward.lda, rows), "lda=%d < rows=%d", a->act_backward.lda, rows);
+    CHECK(ld_ok(a->act_backward.ldg, rows), "ldg=%d < rows=%d", a->act_backward.ldg, rows);
+    CHECK(ld_ok(a->act_backward.ldo, rows), "ldo=%d < rows=%d", a->act_backward.ldo, rows);
+    CHECK(!a->act_backward.h == !a->act_backward.r, "h and r must both be given or both be NULL");
+    CHECK(!a->act_backward.h || ld_ok(a->act_backward.ldh, rows), "ldh=%d < rows=%d",
+          a->act_backward.ldh, rows);
+    CHECK(!a->act_backward.r || ld_ok(a->act_backward.ldr, rows), "ldr=%d < rows=%d",
+          a->act_backward.ldr, rows);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->act_backward.a && a->act_backward.g && a->act_backward.out), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_loss(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->loss.rows, cols = a->loss.cols, loss = a->loss.loss;
+    CHECK(loss >= 0 && loss < NG_LOSS_COUNT, "unknown loss %d", loss);
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->loss.ldz, rows) && ld_ok(a->loss.ldy, rows) && ld_ok(a->loss.ldt, rows),
+          "leading dimension < rows=%d (ldz=%d ldy=%d ldt=%d)", rows, a->loss.ldz, a->loss.ldy,
+          a->loss.ldt);
+    CHECK(!a->loss.d || ld_ok(a->loss.ldd, rows), "ldd=%d < rows=%d", a->loss.ldd, rows);
+    CHECK(a->loss.scale - a->loss.scale == 0.0f, "scale %g is not finite", (double)a->loss.scale);
+    *empty = !cols;
+    CHECK(*empty || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
+    CHECK(*empty || a->loss.d || a->loss.obj || a->loss.err, "no output requested");
+    return NG_OK;
+}
+static ng_status check_loss_hvp(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->loss_hvp.rows, cols = a->loss_hvp.cols, loss = a->loss_hvp.loss;
+    CHECK(loss >= 0 && loss <= NG_LOSS_OUTER, "unknown loss %d", loss);
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->loss_hvp.ldy, rows) && ld_ok(a->loss_hvp.ldv, rows) && ld_ok(a->loss_hvp.ldo, rows),
+          "leading dimension < rows=%d (ldy=%d ldv=%d ldo=%d)", rows, a->loss_hvp.ldy,
+          a->loss_hvp.ldv, a->loss_hvp.ldo);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->loss_hvp.y && a->loss_hvp.v && a->loss_hvp.out), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_sample_targets(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->sample_targets.rows, cols = a->sample_targets.cols, loss = a->sample_targets.loss;
+    CHECK(loss >= 0 && loss < NG_LOSS_COUNT, "unknown loss %d", loss);
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->sample_targets.ldy, rows) && ld_ok(a->sample_targets.ldt, rows),
+          "leading dimension < rows=%d (ldy=%d ldt=%d)", rows, a->sample_targets.ldy,
+          a->sample_targets.ldt);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->sample_targets.y && a->sample_targets.t), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_row_moments(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->row_moments.rows, cols = a->row_moments.cols;
+    float eps = a->row_moments.eps;
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->row_moments.ldx, rows), "ldx=%d < rows=%d", a->row_moments.ldx, rows);
+    CHECK(eps > 0.0f && eps - eps == 0.0f, "eps %g must be finite and > 0", (double)eps);
+    CHECK(cols > 0 || !rows, "moments of rows with no columns");
+    *empty = !rows;
+    CHECK(*empty || (a->row_moments.x && a->row_moments.mean && a->row_moments.rstd), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_bn_normalize(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->bn_normalize.rows, cols = a->bn_normalize.cols;
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->bn_normalize.ldx, rows) && ld_ok(a->bn_normalize.ldh, rows),
+          "leading dimension < rows=%d (ldx=%d ldh=%d)", rows, a->bn_normalize.ldx, a->bn_normalize.ldh);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->bn_normalize.x && a->bn_normalize.mean && a->bn_normalize.rstd &&
+                     a->bn_normalize.xhat), "NULL pointer");
+    return NG_OK;
+}
+static ng_status check_bn_project(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->bn_project.rows, cols = a->bn_project.cols;
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->bn_project.ldg, rows) && ld_ok(a->bn_project.ldx, rows) && ld_ok(a->bn_project.ldo, rows),
+          "leading dimension < rows=%d (ldg=%d ldx=%d ldo=%d)", rows, a->bn_project.ldg,
+          a->bn_project.ldx, a->bn_project.ldo);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->bn_project.g && a->bn_project.xhat && a->bn_project.out), "NULL pointer");
+    CHECK(*empty || a->bn_project.g != a->bn_project.out || a->bn_project.ldg == a->bn_project.ldo,
+          "g aliases out with a different leading dimension");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -478,6 +577,14 @@ static const struct op_desc {
     [NG_OP_SYMMETRIZE_LOWER] = {"symmetrize_lower", check_symmetrize_lower},
     [NG_OP_FANG_REGRESS] = {"fang_regress", check_fang_regress},
     [NG_OP_FANG_RESIDUAL] = {"fang_residual", check_fang_residual},
+    [NG_OP_ACT_FORWARD] = {"act_forward", check_act_forward},
+    [NG_OP_ACT_BACKWARD] = {"act_backward", check_act_backward},
+    [NG_OP_LOSS] = {"loss", check_loss},
+    [NG_OP_LOSS_HVP] = {"loss_hvp", check_loss_hvp},
+    [NG_OP_SAMPLE_TARGETS] = {"sample_targets", check_sample_targets},
+    [NG_OP_ROW_MOMENTS] = {"row_moments", check_row_moments},
+    [NG_OP_BN_NORMALIZE] = {"bn_normalize", check_bn_normalize},
+    [NG_OP_BN_PROJECT] = {"bn_project", check_bn_project},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -377,6 +377,121 @@ static void cpu_fang_residual(const ng_op_args *a) {
     }
 }
 
+/* ---- network layers ---- */
+
+#define IDX(r, c, ld) ((size_t)(r) + (size_t)(c) * (size_t)(ld))
+
+static void cpu_act_forward(const ng_op_args *a) {
+    const int rows = a->act_forward.rows, cols = a->act_forward.cols, act = a->act_forward.act;
+    const int ldz = a->act_forward.ldz, lda = a->act_forward.lda;
+    const float *z = a->act_forward.z, *sc = a->act_forward.scale, *b = a->act_forward.bias;
+    float *out = a->act_forward.a;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++) {
+        int r;
+        for (r = 0; r < rows; r++) {
+            float x = (sc ? sc[r] * z[IDX(r, c, ldz)] : z[IDX(r, c, ldz)]) + (b ? b[r] : 0.0f);
+            out[IDX(r, c, lda)] = act == NG_ACT_SOFTMAX ? x : ng_act_elem(act, x);
+        }
+        if (act == NG_ACT_SOFTMAX) ng_softmax_col(rows, out + IDX(0, c, lda), NULL, out + IDX(0, c, lda));
+    }
+}
+
+static void cpu_act_backward(const ng_op_args *a) {
+    const int rows = a->act_backward.rows, cols = a->act_backward.cols, act = a->act_backward.act;
+    const int lda = a->act_backward.lda, ldg = a->act_backward.ldg, ldh = a->act_backward.ldh;
+    const int ldr = a->act_backward.ldr, ldo = a->act_backward.ldo;
+    const float *A = a->act_backward.a, *g = a->act_backward.g, *h = a->act_backward.h, *rr = a->act_backward.r;
+    float *out = a->act_backward.out;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++) {
+        int r;
+        for (r = 0; r < rows; r++)
+            out[IDX(r, c, ldo)] = ng_act_backward_elem(act, A[IDX(r, c, lda)], g[IDX(r, c, ldg)],
+                                                       h ? h[IDX(r, c, ldh)] : 0.0f,
+                                                       rr ? rr[IDX(r, c, ldr)] : 0.0f);
+    }
+}
+
+static void cpu_loss(const ng_op_args *a) {
+    const int rows = a->loss.rows, cols = a->loss.cols;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++)
+        ng_loss_col(a->loss.loss, rows, a->loss.z + IDX(0, c, a->loss.ldz), a->loss.y + IDX(0, c, a->loss.ldy),
+                    a->loss.t + IDX(0, c, a->loss.ldt), a->loss.scale,
+                    a->loss.d ? a->loss.d + IDX(0, c, a->loss.ldd) : NULL,
+                    a->loss.obj ? a->loss.obj + c : NULL, a->loss.err ? a->loss.err + c : NULL);
+}
+
+static void cpu_loss_hvp(const ng_op_args *a) {
+    const int rows = a->loss_hvp.rows, cols = a->loss_hvp.cols;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++)
+        ng_loss_hvp_col(a->loss_hvp.loss, rows, a->loss_hvp.y + IDX(0, c, a->loss_hvp.ldy),
+                        a->loss_hvp.v + IDX(0, c, a->loss_hvp.ldv), a->loss_hvp.scale,
+                        a->loss_hvp.out + IDX(0, c, a->loss_hvp.ldo));
+}
+
+static void cpu_sample_targets(const ng_op_args *a) {
+    const int rows = a->sample_targets.rows, cols = a->sample_targets.cols, loss = a->sample_targets.loss;
+    const int ldy = a->sample_targets.ldy, ldt = a->sample_targets.ldt;
+    const uint64_t key = a->sample_targets.key, step = a->sample_targets.step;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++) {
+        int r;
+        if (loss == NG_LOSS_CATEGORICAL) {
+            ng_sample_categorical_col(rows, a->sample_targets.y + IDX(0, c, ldy),
+                                      ng_uniform_at(key, step, (uint64_t)c), a->sample_targets.t + IDX(0, c, ldt));
+            continue;
+        }
+        for (r = 0; r < rows; r++) {
+            uint64_t i = (uint64_t)r + (uint64_t)rows * (uint64_t)c;
+            float u1 = ng_uniform_at(key, step, loss == NG_LOSS_SQUARED ? 2 * i : i);
+            float u2 = loss == NG_LOSS_SQUARED ? ng_uniform_at(key, step, 2 * i + 1) : 0.0f;
+            a->sample_targets.t[IDX(r, c, ldt)] =
+                ng_sample_target_elem(loss, a->sample_targets.y[IDX(r, c, ldy)], u1, u2);
+        }
+    }
+}
+
+static void cpu_row_moments(const ng_op_args *a) {
+    const int rows = a->row_moments.rows, cols = a->row_moments.cols, ldx = a->row_moments.ldx;
+    int r;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (r = 0; r < rows; r++)
+        ng_row_moments(cols, a->row_moments.x + r, ldx, a->row_moments.eps, &a->row_moments.mean[r],
+                       &a->row_moments.rstd[r]);
+}
+
+static void cpu_bn_normalize(const ng_op_args *a) {
+    const int rows = a->bn_normalize.rows, cols = a->bn_normalize.cols;
+    const int ldx = a->bn_normalize.ldx, ldh = a->bn_normalize.ldh;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++) {
+        int r;
+        for (r = 0; r < rows; r++)
+            a->bn_normalize.xhat[IDX(r, c, ldh)] =
+                (a->bn_normalize.x[IDX(r, c, ldx)] - a->bn_normalize.mean[r]) * a->bn_normalize.rstd[r];
+    }
+}
+
+static void cpu_bn_project(const ng_op_args *a) {
+    const int rows = a->bn_project.rows, cols = a->bn_project.cols;
+    int r;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (r = 0; r < rows; r++) {
+        float s = (a->bn_project.s1 ? a->bn_project.s1[r] : 1.0f) * (a->bn_project.s2 ? a->bn_project.s2[r] : 1.0f);
+        ng_bn_project_row(cols, a->bn_project.g + r, a->bn_project.ldg, a->bn_project.xhat + r,
+                          a->bn_project.ldx, s, a->bn_project.beta, a->bn_project.out + r, a->bn_project.ldo);
+    }
+}
+
 static int cpu_supports_op(ng_backend *be, ng_op op) { return (unsigned)op < NG_OP_COUNT; }
 
 static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
@@ -393,6 +508,14 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_SYMMETRIZE_LOWER: cpu_symmetrize_lower(a); break;
     case NG_OP_FANG_REGRESS: cpu_fang_regress(a); break;
     case NG_OP_FANG_RESIDUAL: cpu_fang_residual(a); break;
+    case NG_OP_ACT_FORWARD: cpu_act_forward(a); break;
+    case NG_OP_ACT_BACKWARD: cpu_act_backward(a); break;
+    case NG_OP_LOSS: cpu_loss(a); break;
+    case NG_OP_LOSS_HVP: cpu_loss_hvp(a); break;
+    case NG_OP_SAMPLE_TARGETS: cpu_sample_targets(a); break;
+    case NG_OP_ROW_MOMENTS: cpu_row_moments(a); break;
+    case NG_OP_BN_NORMALIZE: cpu_bn_normalize(a); break;
+    case NG_OP_BN_PROJECT: cpu_bn_project(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "natgrad/dtype.h"
+#include "natgrad/nn_types.h"
 #include "natgrad/status.h"
 
 #ifdef __cplusplus
@@ -59,6 +60,15 @@ typedef enum ng_op {
     NG_OP_SYMMETRIZE_LOWER, /* A(n,n): strict upper = transpose of strict lower, diagonal += shift */
     NG_OP_FANG_REGRESS,     /* FANG eq. 11-12 for every pair (host/optim/fang.c) */
     NG_OP_FANG_RESIDUAL,    /* pairwise part of the FANG direction */
+    /* network layers (host/models/net.c); activation and loss codes in natgrad/nn_types.h */
+    NG_OP_ACT_FORWARD,      /* a = f(scale[r] z + bias[r]), softmax per column  (=) */
+    NG_OP_ACT_BACKWARD,     /* out = g f'(a) + h r f''(a)  (=) */
+    NG_OP_LOSS,             /* matching loss per column: d = scale (y - t), objective, error */
+    NG_OP_LOSS_HVP,         /* out = scale H_L(y) v per column (or scale d d^T v)  (=) */
+    NG_OP_SAMPLE_TARGETS,   /* t ~ the model's predictive distribution at y  (=) */
+    NG_OP_ROW_MOMENTS,      /* batch-norm statistics of each row: mean, 1/sqrt(var + eps)  (=) */
+    NG_OP_BN_NORMALIZE,     /* xhat = (x - mean[r]) rstd[r]  (=) */
+    NG_OP_BN_PROJECT,       /* the batch-norm Jacobian (symmetric) applied row by row */
     NG_OP_COUNT
 } ng_op;
 
@@ -128,6 +138,78 @@ typedef struct ng_op_args {
             const float *beta_v, *beta_h, *sigma2; int ldb;
             float *pv, *ph; int ldp;
         } fang_residual;
+        /* a[r,c] = f(s[r] z[r,c] + bias[r]) for r < rows (s, bias may be NULL = 1, 0); act
+         * NG_ACT_SOFTMAX normalises each column. z may alias a (same pointer and ld). */
+        struct {
+            int rows, cols, act;
+            const float *z; int ldz;
+            const float *scale, *bias;
+            float *a; int lda;
+        } act_forward;
+        /* out = g f'(a) + h r f''(a) elementwise, f' and f'' written in terms of a = f(z)
+         * (ng_act_d1, ng_act_d2); h and r NULL: out = g f'(a). Not for softmax. out may alias g. */
+        struct {
+            int rows, cols, act;
+            const float *a; int lda;
+            const float *g; int ldg;
+            const float *h; int ldh;
+            const float *r; int ldr;
+            float *out; int ldo;
+        } act_backward;
+        /* Per column c of the output layer (ng_loss_col): d = scale (y - t) (=, when d is non-NULL;
+         * may alias y), obj[c] = the case's loss, err[c] = sum_r (y - t)^2 (each skipped when
+         * NULL). z: the pre-activation, y = f(z). */
+        struct {
+            int rows, cols, loss;
+            const float *z; int ldz;
+            const float *y; int ldy;
+            const float *t; int ldt;
+            float scale;
+            float *d; int ldd;
+            float *obj, *err;
+        } loss;
+        /* out[:,c] = scale H_L(y[:,c]) v[:,c] (ng_loss_hvp_col); loss = NG_LOSS_OUTER:
+         * out[:,c] = scale y[:,c] (y[:,c]^T v[:,c]). out may alias v. */
+        struct {
+            int rows, cols, loss;
+            const float *y; int ldy;
+            const float *v; int ldv;
+            float scale;
+            float *out; int ldo;
+        } loss_hvp;
+        /* t ~ p(t | y): squared: y + N(0,1) (Box-Muller on the uniforms of Philox elements 2i and
+         * 2i+1 of (key, step), i = r + rows c); Bernoulli: [u_i <= y]; categorical: a one-hot
+         * column by inverse CDF of uniform c. t may alias y. */
+        struct {
+            int rows, cols, loss;
+            const float *y; int ldy;
+            float *t; int ldt;
+            uint64_t key, step;
+        } sample_targets;
+        /* mean[r], rstd[r] = 1/sqrt(var[r] + eps) over the cols columns of row r (biased var). */
+        struct {
+            int rows, cols;
+            const float *x; int ldx;
+            float eps;
+            float *mean, *rstd;
+        } row_moments;
+        /* xhat = (x - mean[r]) rstd[r]; xhat may alias x. */
+        struct {
+            int rows, cols;
+            const float *x; int ldx;
+            const float *mean, *rstd;
+            float *xhat; int ldh;
+        } bn_normalize;
+        /* out[r,c] = s1[r] s2[r] (g - mean_c g - xhat mean_c(g xhat))[r,c] + beta out[r,c]
+         * (s1, s2 NULL = 1; beta = 0 ignores out; out may alias g). */
+        struct {
+            int rows, cols;
+            const float *g; int ldg;
+            const float *xhat; int ldx;
+            const float *s1, *s2;
+            float beta;
+            float *out; int ldo;
+        } bn_project;
     };
 } ng_op_args;
 
