@@ -1,0 +1,1079 @@
+/* net.c: feed-forward networks of dense layers (natgrad/net.h): forward and backward passes, the
+ * R-operator forward pass (J v), Gauss-Newton, Fisher and Hessian-vector products, evaluation,
+ * initialisation and checkpoint entries. Everything runs on the model's backend through the op
+ * table (natgrad/backend.h) and gemm; nothing here touches device memory from the host.
+ *
+ * Buffers (per chunk of at most `chunk` cases, allocated once):
+ *   A[l]   (d_l + 1, chunk)  a-bar_l: activations with a last row of ones (A[0] = the input copy)
+ *   Zo     (d_L, chunk)      output pre-activation z_L (the loss needs it)
+ *   D[l]   (d_l, chunk)      dL/dz_l (dL/du_l for batch-normalised layers)
+ *   RZ[l], RA[l]             R{z_l} (R{u_l} with batch norm) and R{a_l} (RA with a row of zeros)
+ *   RD[l]                    R{dL/dz_l}
+ *   T      (d_L, chunk)      targets (sampled or copied), and per-column objective / error
+ * Batch-normalised layer l also keeps XH[l] (d_l, chunk) = xhat and per-row mean, rstd and their
+ * running averages (the model's `bn` state arena).
+ *
+ * The parameter vector of layer l is [W_l b_l] (one (d_l, d_{l-1}+1) matrix, packed), or W_l,
+ * gamma_l, beta_l with batch normalisation. A vector v of the same layout is cut into the same
+ * views by offset (view_of). Must not: allocate after create, print. */
+#include "natgrad/net.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natgrad/rng.h"
+
+#define L_MAX NG_NET_MAX_LAYERS
+
+typedef struct net {
+    ng_model base;
+    ng_net_config cfg;
+    int L;
+    int d[L_MAX + 1];
+    /* parameters (value / gradient); W[l] is (d_l, d_{l-1}); b[l] follows it (no bn) */
+    ng_tensor W[L_MAX + 1], b[L_MAX + 1], gamma[L_MAX + 1], beta[L_MAX + 1];
+    ng_tensor gW[L_MAX + 1], gb[L_MAX + 1], ggamma[L_MAX + 1], gbeta[L_MAX + 1];
+    int idxW[L_MAX + 1];  /* arena index of W_l (the others follow) */
+    /* workspace */
+    ng_arena ws;
+    ng_tensor A[L_MAX + 1], D[L_MAX + 1], RZ[L_MAX + 1], RA[L_MAX + 1], RD[L_MAX + 1];
+    ng_tensor XH[L_MAX + 1], mean[L_MAX + 1], rstd[L_MAX + 1], tmp[L_MAX + 1];
+    ng_tensor Zo, T, obj, err, acc; /* acc: (4) objective sum, error sum of the last gradient */
+    ng_arena bn;                    /* running mean and rstd per batch-normalised layer */
+    ng_tensor rmean[L_MAX + 1], rrstd[L_MAX + 1];
+    /* the current batch */
+    ng_tensor x, y;
+    int have_y, have_batch, m;
+    int cached;       /* the forward pass of the (single-chunk) batch is in the buffers */
+    int d_valid;      /* D[] holds a backward pass of that batch */
+    int cols_cached;
+    double last_obj, last_err; /* host copies after ng_net_batch_loss */
+} net;
+
+static const struct ng_model_i net_iface;
+
+static net *as_net(ng_model *m) { return (net *)(void *)m; }
+static const net *as_cnet(const ng_model *m) { return (const net *)(const void *)m; }
+
+/* ---- names, presets, specs --------------------------------------------------------------- */
+
+static const char *const act_names[NG_ACT_COUNT] = {"linear", "logistic", "tanh", "relu", "softmax"};
+static const char *const loss_names[NG_LOSS_COUNT] = {"squared", "bernoulli", "categorical"};
+
+const char *ng_act_name(int act) { return act >= 0 && act < NG_ACT_COUNT ? act_names[act] : "?"; }
+const char *ng_loss_name(int loss) { return loss >= 0 && loss < NG_LOSS_COUNT ? loss_names[loss] : "?"; }
+
+int ng_act_parse(const char *s) {
+    int i;
+    for (i = 0; i < NG_ACT_COUNT; i++)
+        if (strcmp(s, act_names[i]) == 0) return i;
+    if (strcmp(s, "sigmoid") == 0) return NG_ACT_LOGISTIC;
+    return -1;
+}
+
+int ng_loss_parse(const char *s) {
+    int i;
+    for (i = 0; i < NG_LOSS_COUNT; i++)
+        if (strcmp(s, loss_names[i]) == 0) return i;
+    if (strcmp(s, "mse") == 0 || strcmp(s, "gaussian") == 0) return NG_LOSS_SQUARED;
+    if (strcmp(s, "cross-entropy") == 0 || strcmp(s, "logistic") == 0) return NG_LOSS_BERNOULLI;
+    if (strcmp(s, "softmax-ce") == 0 || strcmp(s, "softmax") == 0) return NG_LOSS_CATEGORICAL;
+    return -1;
+}
+
+/* the output nonlinearity of each matching loss */
+static int loss_act(int loss) {
+    return loss == NG_LOSS_SQUARED ? NG_ACT_LINEAR : loss == NG_LOSS_BERNOULLI ? NG_ACT_LOGISTIC : NG_ACT_SOFTMAX;
+}
+
+void ng_net_config_default(ng_net_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->loss = NG_LOSS_BERNOULLI;
+    cfg->target = NG_NET_TARGET_INPUT;
+    cfg->chunk = 1000;
+    cfg->bn_eps = 1e-5f;
+    cfg->bn_momentum = 0.1f;
+    cfg->init = NG_INIT_SPARSE;
+    cfg->sparse_count = 15;
+    cfg->init_scale = 0.01f;
+    cfg->seed = 1;
+    cfg->fisher = NG_FISHER_EXACT;
+    cfg->fisher_samples = 1;
+}
+
+ng_status ng_net_parse_spec(const char *spec, int hidden_act, int out_act, ng_net_config *cfg) {
+    char buf[1024], *save = NULL, *tok;
+    int n = 0, explicit_act[L_MAX + 1], i;
+    if (!spec || !*spec) return ng_error(NG_ERR_INVALID_ARG, "layer spec is empty (example: 784-1000-500-250-30:linear-250-500-1000-784)");
+    if (strlen(spec) >= sizeof buf) return ng_error(NG_ERR_INVALID_ARG, "layer spec is longer than %zu characters", sizeof buf - 1);
+    strcpy(buf, spec);
+    for (tok = strtok_r(buf, "-", &save); tok; tok = strtok_r(NULL, "-", &save)) {
+        char *end, *colon, *plus;
+        long v;
+        int bn = 0, act = -1;
+        if (n > L_MAX)
+            return ng_error(NG_ERR_INVALID_ARG, "layer spec '%s': more than %d layers", spec, L_MAX);
+        plus = strstr(tok, "+bn");
+        if (plus) {
+            if (strcmp(plus, "+bn") != 0)
+                return ng_error(NG_ERR_INVALID_ARG, "layer spec '%s': '+bn' must end token '%s'", spec, tok);
+            *plus = 0;
+            bn = 1;
+        }
+        colon = strchr(tok, ':');
+        if (colon) {
+            *colon = 0;
+            act = ng_act_parse(colon + 1);
+            if (act < 0)
+                return ng_error(NG_ERR_INVALID_ARG, "layer spec '%s': unknown activation '%s' (linear, logistic, tanh, relu, softmax)", spec, colon + 1);
+        }
+        v = strtol(tok, &end, 10);
+        if (end == tok || *end || v < 1 || v > 1000000)
+            return ng_error(NG_ERR_INVALID_ARG, "layer spec '%s': '%s' is not a layer size in 1..1000000", spec, tok);
+        if (n == 0 && (act >= 0 || bn))
+            return ng_error(NG_ERR_INVALID_ARG, "layer spec '%s': the input layer (%ld) takes no activation or batch norm", spec, v);
+        cfg->dims[n] = (int)v;
+        if (n > 0) {
+            cfg->bn[n - 1] = bn;
+            explicit_act[n - 1] = act;
+        }
+        n++;
+    }
+    if (n < 2) return ng_error(NG_ERR_INVALID_ARG, "layer spec '%s': needs at least an input and an output size", spec);
+    cfg->n_layers = n - 1;
+    for (i = 0; i < cfg->n_layers; i++)
+        cfg->act[i] = explicit_act[i] >= 0 ? explicit_act[i] : (i == cfg->n_layers - 1 ? out_act : hidden_act);
+    for (i = cfg->n_layers; i < L_MAX; i++) cfg->act[i] = 0, cfg->bn[i] = 0;
+    return NG_OK;
+}
+
+const char *const ng_net_preset_names[] = {"mnist-autoencoder", "curves-autoencoder", "faces-autoencoder", NULL};
+
+ng_status ng_net_preset(const char *name, ng_net_config *cfg) {
+    /* Hinton & Salakhutdinov 2006, as used by Martens 2010 and the K-FAC paper: logistic hidden
+     * units, a linear code layer, mirrored decoder */
+    if (strcmp(name, "mnist-autoencoder") == 0) {
+        cfg->loss = NG_LOSS_BERNOULLI;
+        return ng_net_parse_spec("784-1000-500-250-30:linear-250-500-1000-784", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, cfg);
+    }
+    if (strcmp(name, "curves-autoencoder") == 0) {
+        cfg->loss = NG_LOSS_BERNOULLI;
+        return ng_net_parse_spec("784-400-200-100-50-25-6:linear-25-50-100-200-400-784", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, cfg);
+    }
+    if (strcmp(name, "faces-autoencoder") == 0) {
+        cfg->loss = NG_LOSS_SQUARED;
+        return ng_net_parse_spec("625-2000-1000-500-30:linear-500-1000-2000-625", NG_ACT_LOGISTIC, NG_ACT_LINEAR, cfg);
+    }
+    return ng_error(NG_ERR_INVALID_ARG, "unknown network preset '%s' (mnist-autoencoder, curves-autoencoder, faces-autoencoder)", name);
+}
+
+const char *ng_net_spec_string(const ng_net_config *cfg, char *buf, size_t len) {
+    size_t o = 0;
+    int l;
+    if (!len) return buf;
+    buf[0] = 0;
+    o += (size_t)snprintf(buf, len, "%d", cfg->dims[0]);
+    for (l = 1; l <= cfg->n_layers && o < len; l++)
+        o += (size_t)snprintf(buf + o, len - o, "-%d:%s%s", cfg->dims[l], ng_act_name(cfg->act[l - 1]),
+                              cfg->bn[l - 1] ? "+bn" : "");
+    return buf;
+}
+
+ng_status ng_net_config_check(const ng_net_config *cfg) {
+    int l, L = cfg->n_layers;
+    if (L < 1 || L > L_MAX) return ng_error(NG_ERR_INVALID_ARG, "network: %d layers (1..%d)", L, L_MAX);
+    for (l = 0; l <= L; l++)
+        if (cfg->dims[l] < 1 || cfg->dims[l] > 1000000)
+            return ng_error(NG_ERR_INVALID_ARG, "network: layer %d has %d units (1..1000000)", l, cfg->dims[l]);
+    if (cfg->loss < 0 || cfg->loss >= NG_LOSS_COUNT) return ng_error(NG_ERR_INVALID_ARG, "network: unknown loss %d", cfg->loss);
+    for (l = 0; l < L; l++) {
+        if (cfg->act[l] < 0 || cfg->act[l] >= NG_ACT_COUNT)
+            return ng_error(NG_ERR_INVALID_ARG, "network: layer %d has unknown activation %d", l + 1, cfg->act[l]);
+        if (cfg->act[l] == NG_ACT_SOFTMAX && l != L - 1)
+            return ng_error(NG_ERR_INVALID_ARG, "network: softmax in hidden layer %d (softmax is an output nonlinearity)", l + 1);
+        if (cfg->bn[l] && l == L - 1)
+            return ng_error(NG_ERR_INVALID_ARG, "network: batch normalisation in the output layer %d (hidden layers only)", l + 1);
+    }
+    if (cfg->act[L - 1] != loss_act(cfg->loss))
+        return ng_error(NG_ERR_INVALID_ARG,
+                        "network: output layer %d is %s but the %s loss needs %s outputs (matching loss pairs: linear + squared, logistic + bernoulli, softmax + categorical)",
+                        L, ng_act_name(cfg->act[L - 1]), ng_loss_name(cfg->loss), ng_act_name(loss_act(cfg->loss)));
+    if (cfg->loss == NG_LOSS_CATEGORICAL && cfg->dims[L] < 2)
+        return ng_error(NG_ERR_INVALID_ARG, "network: a softmax output needs at least 2 classes, layer %d has %d", L, cfg->dims[L]);
+    if (cfg->target == NG_NET_TARGET_INPUT && cfg->dims[L] != cfg->dims[0])
+        return ng_error(NG_ERR_INVALID_ARG, "network: an autoencoder's output layer %d has %d units but its input has %d",
+                        L, cfg->dims[L], cfg->dims[0]);
+    if (cfg->target != NG_NET_TARGET_INPUT && cfg->target != NG_NET_TARGET_ROWS)
+        return ng_error(NG_ERR_INVALID_ARG, "network: unknown target mode %d", cfg->target);
+    if (cfg->chunk < 1 || cfg->chunk > (1 << 24)) return ng_error(NG_ERR_INVALID_ARG, "network: chunk %d (1..16777216)", cfg->chunk);
+    if (!(cfg->bn_eps > 0.0f && cfg->bn_eps < 1.0f)) return ng_error(NG_ERR_INVALID_ARG, "network: bn-eps %g must be in (0, 1)", (double)cfg->bn_eps);
+    if (!(cfg->bn_momentum > 0.0f && cfg->bn_momentum <= 1.0f))
+        return ng_error(NG_ERR_INVALID_ARG, "network: bn-momentum %g must be in (0, 1]", (double)cfg->bn_momentum);
+    if (cfg->init < NG_INIT_SPARSE || cfg->init > NG_INIT_GLOROT) return ng_error(NG_ERR_INVALID_ARG, "network: unknown init %d", cfg->init);
+    if (cfg->sparse_count < 1) return ng_error(NG_ERR_INVALID_ARG, "network: sparse-count %d must be >= 1", cfg->sparse_count);
+    if (!(cfg->init_scale > 0.0f && cfg->init_scale < 1e6f))
+        return ng_error(NG_ERR_INVALID_ARG, "network: init-scale %g must be positive and finite", (double)cfg->init_scale);
+    if (cfg->fisher < NG_FISHER_EXACT || cfg->fisher > NG_FISHER_EMPIRICAL)
+        return ng_error(NG_ERR_INVALID_ARG, "network: unknown Fisher mode %d", cfg->fisher);
+    if (cfg->fisher_samples < 1 || cfg->fisher_samples > 100000)
+        return ng_error(NG_ERR_INVALID_ARG, "network: fisher-samples %d (1..100000)", cfg->fisher_samples);
+    return NG_OK;
+}
+
+/* ---- creation ----------------------------------------------------------------------------- */
+
+static ng_status init_params(net *n) {
+    const ng_net_config *c = &n->cfg;
+    uint64_t key = ng_rng_stream_key(c->seed, NG_RNG_INIT_WEIGHTS);
+    int l;
+    for (l = 1; l <= n->L; l++) {
+        int rows = n->d[l], cols = n->d[l - 1], bn = c->bn[l - 1];
+        size_t count = (size_t)rows * cols, i;
+        float *w = (float *)calloc(count + (size_t)rows, sizeof(float));
+        int *perm = NULL;
+        if (!w) return ng_error(NG_ERR_OOM, "network: no host memory to initialise layer %d", l);
+        if (c->init == NG_INIT_SPARSE) {
+            int k = c->sparse_count < cols ? c->sparse_count : cols, r;
+            perm = (int *)malloc((size_t)cols * sizeof(int));
+            if (!perm) {
+                free(w);
+                return ng_error(NG_ERR_OOM, "network: no host memory to initialise layer %d", l);
+            }
+            /* unit r: the first k entries of a permutation of its inputs (stream step 2 l - 1,
+             * row r), weights N(0, 1) (step 2 l, element r * k + j) */
+            for (r = 0; r < rows; r++) {
+                int j;
+                ng_rng_permutation(perm, cols, ng_rng_stream_key_rank(c->seed, NG_RNG_INIT_WEIGHTS, (uint32_t)(1000 + l)), (uint64_t)r);
+                for (j = 0; j < k; j++)
+                    w[(size_t)r + (size_t)perm[j] * rows] = (float)ng_rng_normal(key, (uint64_t)(2 * l), (uint64_t)r * (uint64_t)k + (uint64_t)j);
+            }
+        } else if (c->init == NG_INIT_GAUSSIAN) {
+            ng_rng_fill_normal(w, count, 0.0f, c->init_scale, key, (uint64_t)(2 * l));
+        } else {
+            double lim = sqrt(6.0 / (double)(rows + cols));
+            for (i = 0; i < count; i++)
+                w[i] = (float)(lim * (2.0 * (double)ng_rng_uniform(key, (uint64_t)(2 * l), i) - 1.0));
+        }
+        free(perm);
+        NG_TRY(ng_tensor_set(n->base.be, &n->W[l], w));
+        if (bn) {
+            for (i = 0; i < (size_t)rows; i++) w[i] = 1.0f;
+            NG_TRY(ng_tensor_set(n->base.be, &n->gamma[l], w));
+            NG_TRY(ng_fill(n->base.be, (size_t)rows, 0.0f, n->beta[l].data));
+            NG_TRY(ng_fill(n->base.be, (size_t)rows, 0.0f, n->rmean[l].data));
+            NG_TRY(ng_fill(n->base.be, (size_t)rows, 1.0f, n->rrstd[l].data));
+        } else {
+            NG_TRY(ng_fill(n->base.be, (size_t)rows, 0.0f, n->b[l].data));
+        }
+        free(w);
+    }
+    return NG_OK;
+}
+
+static ng_status reserve(ng_arena *a, const char *fmt, int l, int rows, int cols, ng_tensor *t) {
+    char name[48];
+    snprintf(name, sizeof name, fmt, l);
+    return ng_arena_reserve(a, name, rows, cols, t);
+}
+
+ng_status ng_net_create(ng_backend *be, const ng_net_config *cfg, ng_model **out) {
+    net *n;
+    ng_status s = NG_OK;
+    int l, L, ch;
+    *out = NULL;
+    NG_TRY(ng_net_config_check(cfg));
+    n = (net *)calloc(1, sizeof *n);
+    if (!n) return ng_error(NG_ERR_OOM, "network: out of host memory");
+    n->cfg = *cfg;
+    L = n->L = cfg->n_layers;
+    for (l = 0; l <= L; l++) n->d[l] = cfg->dims[l];
+    ch = cfg->chunk;
+    ng_model_begin(&n->base, &net_iface, be);
+    for (l = 1; l <= L && s == NG_OK; l++) {
+        char name[32];
+        int dw[2] = {n->d[l], n->d[l - 1]}, dv[1] = {n->d[l]};
+        n->idxW[l] = n->base.params.count;
+        snprintf(name, sizeof name, "W%d", l);
+        s = ng_model_add_param(&n->base, name, 2, dw, 1, &n->W[l], &n->gW[l]);
+        if (s != NG_OK) break;
+        if (cfg->bn[l - 1]) {
+            snprintf(name, sizeof name, "gamma%d", l);
+            s = ng_model_add_param(&n->base, name, 1, dv, 1, &n->gamma[l], &n->ggamma[l]);
+            snprintf(name, sizeof name, "beta%d", l);
+            if (s == NG_OK) s = ng_model_add_param(&n->base, name, 1, dv, 1, &n->beta[l], &n->gbeta[l]);
+        } else {
+            snprintf(name, sizeof name, "b%d", l);
+            s = ng_model_add_param(&n->base, name, 1, dv, 1, &n->b[l], &n->gb[l]);
+        }
+    }
+    if (s == NG_OK) s = ng_model_commit(&n->base);
+    /* workspace */
+    ng_arena_begin(&n->ws, be, "network workspace");
+    for (l = 0; l <= L && s == NG_OK; l++) {
+        s = reserve(&n->ws, "A%d", l, n->d[l] + 1, ch, &n->A[l]);
+        if (s == NG_OK) s = reserve(&n->ws, "D%d", l, n->d[l], ch, &n->D[l]);
+        if (s == NG_OK) s = reserve(&n->ws, "RZ%d", l, n->d[l], ch, &n->RZ[l]);
+        if (s == NG_OK) s = reserve(&n->ws, "RA%d", l, n->d[l] + 1, ch, &n->RA[l]);
+        if (s == NG_OK) s = reserve(&n->ws, "RD%d", l, n->d[l], ch, &n->RD[l]);
+        if (s == NG_OK && l >= 1 && cfg->bn[l - 1]) {
+            s = reserve(&n->ws, "XH%d", l, n->d[l], ch, &n->XH[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "TMP%d", l, n->d[l], ch, &n->tmp[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "mean%d", l, n->d[l], 1, &n->mean[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "rstd%d", l, n->d[l], 1, &n->rstd[l]);
+        }
+    }
+    if (s == NG_OK) s = ng_arena_reserve(&n->ws, "Zo", n->d[L], ch, &n->Zo);
+    if (s == NG_OK) s = ng_arena_reserve(&n->ws, "T", n->d[L], ch, &n->T);
+    if (s == NG_OK) s = ng_arena_reserve(&n->ws, "obj", ch, 1, &n->obj);
+    if (s == NG_OK) s = ng_arena_reserve(&n->ws, "err", ch, 1, &n->err);
+    if (s == NG_OK) s = ng_arena_reserve(&n->ws, "acc", 4, 1, &n->acc);
+    if (s == NG_OK) s = ng_arena_commit(&n->ws);
+    ng_arena_begin(&n->bn, be, "batch-norm statistics");
+    for (l = 1; l <= L && s == NG_OK; l++)
+        if (cfg->bn[l - 1]) {
+            s = reserve(&n->bn, "running_mean%d", l, n->d[l], 1, &n->rmean[l]);
+            if (s == NG_OK) s = reserve(&n->bn, "running_rstd%d", l, n->d[l], 1, &n->rrstd[l]);
+        }
+    if (s == NG_OK) s = ng_arena_commit(&n->bn);
+    /* rows of ones under every activation buffer (the gemms never write them) */
+    for (l = 0; l <= L && s == NG_OK; l++) {
+        ng_op_args a = {.op = NG_OP_ACT_FORWARD};
+        a.act_forward.rows = 1;
+        a.act_forward.cols = ch;
+        a.act_forward.act = NG_ACT_LINEAR;
+        a.act_forward.z = n->A[l].data + n->d[l]; /* any finite values: scale 0 below */
+        a.act_forward.ldz = n->A[l].ld;
+        a.act_forward.a = n->A[l].data + n->d[l];
+        a.act_forward.lda = n->A[l].ld;
+        {
+            /* a = 0 * z + 1 via scale and bias vectors of one element held in acc */
+            float one_zero[2] = {0.0f, 1.0f};
+            s = ng_set(be, n->acc.data, one_zero, sizeof one_zero);
+            a.act_forward.scale = n->acc.data;
+            a.act_forward.bias = n->acc.data + 1;
+        }
+        if (s == NG_OK) s = ng_run_op(be, &a);
+    }
+    if (s == NG_OK) s = ng_fill(be, 4, 0.0f, n->acc.data);
+    if (s == NG_OK) s = init_params(n);
+    if (s != NG_OK) {
+        ng_net_free(&n->base);
+        return s;
+    }
+    *out = &n->base;
+    return NG_OK;
+}
+
+static void net_destroy(ng_model *m) {
+    net *n = as_net(m);
+    ng_arena_free(&n->ws);
+    ng_arena_free(&n->bn);
+}
+
+void ng_net_free(ng_model *m) {
+    if (!m) return;
+    ng_model_release(m);
+    free(m);
+}
+
+const ng_net_config *ng_net_config_of(const ng_model *m) { return &as_cnet(m)->cfg; }
+
+int ng_net_batch_rows(const ng_model *m) {
+    const net *n = as_cnet(m);
+    return n->cfg.target == NG_NET_TARGET_INPUT ? n->d[0] : n->d[0] + n->d[n->L];
+}
+
+/* ---- views ------------------------------------------------------------------------------- */
+
+/* Pointer of parameter i of the arena layout inside the flat vector v. */
+static float *view_ptr(const net *n, const ng_tensor *v, int i) {
+    return (float *)((char *)v->ptr + n->base.params.entries[i].offset);
+}
+static int has_bn(const net *n, int l) { return n->cfg.bn[l - 1]; }
+
+static ng_status check_vec(const net *n, const ng_tensor *v, const char *what) {
+    if (!v || !v->ptr || v->dtype != NG_F32 || ng_tensor_count(v) != ng_model_size(&n->base) ||
+        v->ld != v->rows)
+        return ng_error(NG_ERR_INVALID_ARG, "network %s: vector must be a packed float32 tensor of %zu elements (the parameter layout)",
+                        what, ng_model_size(&n->base));
+    return NG_OK;
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+static ng_status act_fwd(ng_backend *be, int rows, int cols, int act, const float *z, int ldz,
+                         const float *scale, const float *bias, float *a, int lda) {
+    ng_op_args o = {.op = NG_OP_ACT_FORWARD};
+    o.act_forward.rows = rows;
+    o.act_forward.cols = cols;
+    o.act_forward.act = act;
+    o.act_forward.z = z;
+    o.act_forward.ldz = ldz;
+    o.act_forward.scale = scale;
+    o.act_forward.bias = bias;
+    o.act_forward.a = a;
+    o.act_forward.lda = lda;
+    return ng_run_op(be, &o);
+}
+
+static ng_status act_bwd(ng_backend *be, int rows, int cols, int act, const float *a, int lda,
+                         const float *g, int ldg, const float *h, int ldh, const float *r, int ldr,
+                         float *out, int ldo) {
+    ng_op_args o = {.op = NG_OP_ACT_BACKWARD};
+    o.act_backward.rows = rows;
+    o.act_backward.cols = cols;
+    o.act_backward.act = act;
+    o.act_backward.a = a;
+    o.act_backward.lda = lda;
+    o.act_backward.g = g;
+    o.act_backward.ldg = ldg;
+    o.act_backward.h = h;
+    o.act_backward.ldh = h ? ldh : 1;
+    o.act_backward.r = r;
+    o.act_backward.ldr = r ? ldr : 1;
+    o.act_backward.out = out;
+    o.act_backward.ldo = ldo;
+    return ng_run_op(be, &o);
+}
+
+/* bn_project: out = s1 s2 P(g) + beta out */
+static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, int ldg, const float *xh,
+                         int ldx, const float *s1, const float *s2, float beta, float *out, int ldo) {
+    ng_op_args o = {.op = NG_OP_BN_PROJECT};
+    o.bn_project.rows = rows;
+    o.bn_project.cols = cols;
+    o.bn_project.g = g;
+    o.bn_project.ldg = ldg;
+    o.bn_project.xhat = xh;
+    o.bn_project.ldx = ldx;
+    o.bn_project.s1 = s1;
+    o.bn_project.s2 = s2;
+    o.bn_project.beta = beta;
+    o.bn_project.out = out;
+    o.bn_project.ldo = ldo;
+    return ng_run_op(be, &o);
+}
+
+/* Forward pass of cols cases of x (rows d_0 at ld ldx) into A[], Zo (and XH/mean/rstd).
+ * mode 0: training (batch statistics; update running averages when update_running);
+ * mode 1: inference (running statistics). */
+static ng_status forward(net *n, const float *x, int ldx, int cols, int inference, int update_running) {
+    ng_backend *be = n->base.be;
+    int l, L = n->L;
+    NG_TRY(act_fwd(be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld));
+    for (l = 1; l <= L; l++) {
+        int dl = n->d[l], dp = n->d[l - 1];
+        float *zout = l == L ? n->Zo.data : n->A[l].data;
+        int ldz = l == L ? n->Zo.ld : n->A[l].ld;
+        if (!has_bn(n, l)) {
+            /* z = [W b] a-bar */
+            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp + 1, 1.0f, n->W[l].data, dl, n->A[l - 1].data,
+                           n->A[l - 1].ld, 0.0f, zout, ldz));
+            NG_TRY(act_fwd(be, dl, cols, n->cfg.act[l - 1], zout, ldz, NULL, NULL, n->A[l].data, n->A[l].ld));
+        } else {
+            ng_op_args o = {.op = NG_OP_BN_NORMALIZE};
+            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, n->A[l - 1].data,
+                           n->A[l - 1].ld, 0.0f, n->XH[l].data, n->XH[l].ld));
+            if (!inference) {
+                ng_op_args mo = {.op = NG_OP_ROW_MOMENTS};
+                mo.row_moments.rows = dl;
+                mo.row_moments.cols = cols;
+                mo.row_moments.x = n->XH[l].data;
+                mo.row_moments.ldx = n->XH[l].ld;
+                mo.row_moments.eps = n->cfg.bn_eps;
+                mo.row_moments.mean = n->mean[l].data;
+                mo.row_moments.rstd = n->rstd[l].data;
+                NG_TRY(ng_run_op(be, &mo));
+                if (update_running) {
+                    float mom = n->cfg.bn_momentum;
+                    NG_TRY(ng_axpby(be, (size_t)dl, mom, n->mean[l].data, 1.0f - mom, n->rmean[l].data));
+                    NG_TRY(ng_axpby(be, (size_t)dl, mom, n->rstd[l].data, 1.0f - mom, n->rrstd[l].data));
+                }
+            }
+            o.bn_normalize.rows = dl;
+            o.bn_normalize.cols = cols;
+            o.bn_normalize.x = n->XH[l].data;
+            o.bn_normalize.ldx = n->XH[l].ld;
+            o.bn_normalize.mean = inference ? n->rmean[l].data : n->mean[l].data;
+            o.bn_normalize.rstd = inference ? n->rrstd[l].data : n->rstd[l].data;
+            o.bn_normalize.xhat = n->XH[l].data;
+            o.bn_normalize.ldh = n->XH[l].ld;
+            NG_TRY(ng_run_op(be, &o));
+            NG_TRY(act_fwd(be, dl, cols, n->cfg.act[l - 1], n->XH[l].data, n->XH[l].ld, n->gamma[l].data,
+                           n->beta[l].data, n->A[l].data, n->A[l].ld));
+        }
+    }
+    return NG_OK;
+}
+
+/* Targets of the cases [c0, c0 + cols) of the current batch: pointer and ld. */
+static const float *targets_of(net *n, const float *x, int ldx, const ng_tensor *y, int c0, int *ld) {
+    if (y) {
+        *ld = y->ld;
+        return y->data + (size_t)c0 * y->ld;
+    }
+    *ld = ldx;
+    if (n->cfg.target == NG_NET_TARGET_INPUT) return x + (size_t)c0 * ldx;
+    return x + (size_t)c0 * ldx + n->d[0];
+}
+
+/* Output loss of the chunk: D[L] = scale (y - t), per-column objective and error, accumulated into
+ * acc[0], acc[1] (beta: 0 starts the sums). */
+static ng_status loss_chunk(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd,
+                            float acc_beta) {
+    ng_backend *be = n->base.be;
+    int L = n->L;
+    ng_op_args o = {.op = NG_OP_LOSS};
+    o.loss.rows = n->d[L];
+    o.loss.cols = cols;
+    o.loss.loss = n->cfg.loss;
+    o.loss.z = n->Zo.data;
+    o.loss.ldz = n->Zo.ld;
+    o.loss.y = n->A[L].data;
+    o.loss.ldy = n->A[L].ld;
+    o.loss.t = t;
+    o.loss.ldt = ldt;
+    o.loss.scale = scale;
+    o.loss.d = d;
+    o.loss.ldd = d ? ldd : 1;
+    o.loss.obj = n->obj.data;
+    o.loss.err = n->err.data;
+    NG_TRY(ng_run_op(be, &o));
+    NG_TRY(ng_sum_cols(be, 1, cols, 1.0f, n->obj.data, 1, acc_beta, n->acc.data));
+    return ng_sum_cols(be, 1, cols, 1.0f, n->err.data, 1, acc_beta, n->acc.data + 1);
+}
+
+/* ---- backward ----------------------------------------------------------------------------- */
+
+/* Back-propagate D[L] (already set) through the chunk; when g is non-NULL write the parameter
+ * gradient into the flat vector g (beta 0: =, 1: +=). */
+static ng_status backward(net *n, int cols, float *g_base, float beta) {
+    ng_backend *be = n->base.be;
+    int l, L = n->L;
+    ng_tensor gv;
+    if (g_base) gv = ng_tensor_matrix(g_base, (int)ng_model_size(&n->base), 1, (int)ng_model_size(&n->base));
+    for (l = L; l >= 1; l--) {
+        int dl = n->d[l], dp = n->d[l - 1];
+        float *dz = n->D[l].data;
+        int ldd = n->D[l].ld;
+        if (has_bn(n, l)) {
+            /* D[l] holds dL/du; parameter gradients of gamma (sum_c du xhat) and beta (sum_c du) */
+            if (g_base) {
+                float *gW = view_ptr(n, &gv, n->idxW[l]);
+                float *gg = view_ptr(n, &gv, n->idxW[l] + 1), *gbt = view_ptr(n, &gv, n->idxW[l] + 2);
+                /* row dots as dl batched 1x1 products: C_r = du(r,:) . xhat(r,:) */
+                NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, cols, 1.0f, dz, ldd, 1, n->XH[l].data,
+                                               n->XH[l].ld, 1, beta, gg, 1, 1, dl));
+                NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, dz, ldd, beta, gbt));
+                /* dL/dz = rstd gamma P(du), into tmp */
+                NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
+                               n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
+                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, n->A[l - 1].data,
+                               n->A[l - 1].ld, beta, gW, dl));
+            } else {
+                NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
+                               n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
+            }
+            dz = n->tmp[l].data;
+            ldd = n->tmp[l].ld;
+        } else if (g_base) {
+            /* [gW gb] = D a-bar^T */
+            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, n->A[l - 1].data, n->A[l - 1].ld,
+                           beta, view_ptr(n, &gv, n->idxW[l]), dl));
+        }
+        if (l > 1) {
+            NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, dz, ldd, 0.0f, n->D[l - 1].data,
+                           n->D[l - 1].ld));
+            NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->D[l - 1].data,
+                           n->D[l - 1].ld, NULL, 0, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
+        }
+    }
+    return NG_OK;
+}
+
+/* ---- the R-operator forward pass ---------------------------------------------------------- */
+
+/* RZ[l] = R{z_l} (R{u_l} with batch norm) and RA[l] = R{a_l} for v (flat, parameter layout);
+ * RZ[L] = J v of the chunk. Needs the forward pass of the chunk in the buffers. */
+static ng_status rforward(net *n, const ng_tensor *v, int cols) {
+    ng_backend *be = n->base.be;
+    int l, L = n->L;
+    for (l = 1; l <= L; l++) {
+        int dl = n->d[l], dp = n->d[l - 1];
+        const float *VW = view_ptr(n, v, n->idxW[l]);
+        float *rz = has_bn(n, l) ? n->tmp[l].data : n->RZ[l].data;
+        int ldr = has_bn(n, l) ? n->tmp[l].ld : n->RZ[l].ld;
+        /* R{z} = V-bar a-bar + W R{a_{l-1}} (V-bar without its bias column with batch norm) */
+        NG_TRY(ng_gemm(be, 0, 0, dl, cols, has_bn(n, l) ? dp : dp + 1, 1.0f, VW, dl, n->A[l - 1].data,
+                       n->A[l - 1].ld, 0.0f, rz, ldr));
+        if (l > 1)
+            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, n->RA[l - 1].data, n->RA[l - 1].ld,
+                           1.0f, rz, ldr));
+        if (has_bn(n, l)) {
+            const float *Vg = view_ptr(n, v, n->idxW[l] + 1), *Vb = view_ptr(n, v, n->idxW[l] + 2);
+            /* R{u} = gamma rstd P(R{z}) + V_gamma xhat + V_beta */
+            NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, Vg, Vb, n->RZ[l].data,
+                           n->RZ[l].ld));
+            NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, n->gamma[l].data,
+                           1.0f, n->RZ[l].data, n->RZ[l].ld));
+        }
+        if (l < L)
+            NG_TRY(act_bwd(be, dl, cols, n->cfg.act[l - 1], n->A[l].data, n->A[l].ld, n->RZ[l].data, n->RZ[l].ld,
+                           NULL, 0, NULL, 0, n->RA[l].data, n->RA[l].ld));
+    }
+    return NG_OK;
+}
+
+/* ---- batches and chunks ------------------------------------------------------------------- */
+
+static ng_status check_batch(net *n, const ng_tensor *x, const ng_tensor *y, const char *what) {
+    int rows = ng_net_batch_rows(&n->base), L = n->L;
+    if (!x || !x->ptr || x->dtype != NG_F32)
+        return ng_error(NG_ERR_INVALID_ARG, "network %s: no float32 batch", what);
+    if (x->cols < 1) return ng_error(NG_ERR_INVALID_ARG, "network %s: empty batch", what);
+    if (y) {
+        if (x->rows != n->d[0])
+            return ng_error(NG_ERR_INVALID_ARG, "network %s: batch has %d rows, the input layer has %d units", what, x->rows, n->d[0]);
+        if (y->rows != n->d[L] || y->cols != x->cols || y->dtype != NG_F32)
+            return ng_error(NG_ERR_INVALID_ARG, "network %s: targets are %d x %d, the output layer %d needs %d x %d", what,
+                            y->rows, y->cols, L, n->d[L], x->cols);
+    } else if (x->rows != rows) {
+        if (n->cfg.target == NG_NET_TARGET_INPUT)
+            return ng_error(NG_ERR_INVALID_ARG, "network %s: batch has %d rows, the input layer has %d units", what, x->rows, n->d[0]);
+        return ng_error(NG_ERR_INVALID_ARG, "network %s: batch has %d rows, needs %d inputs + %d targets = %d", what,
+                        x->rows, n->d[0], n->d[L], rows);
+    }
+    return NG_OK;
+}
+
+static ng_status set_batch(net *n, const ng_tensor *x, const ng_tensor *y) {
+    n->x = *x;
+    n->have_y = y != NULL;
+    if (y) n->y = *y;
+    n->have_batch = 1;
+    n->m = x->cols;
+    n->cached = 0;
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+static int n_chunks(const net *n) { return (n->m + n->cfg.chunk - 1) / n->cfg.chunk; }
+
+/* Make the forward pass of chunk k available (cached for single-chunk batches). */
+static ng_status chunk_forward(net *n, int k, int *c0, int *cols, int update_running) {
+    int ch = n->cfg.chunk;
+    *c0 = k * ch;
+    *cols = n->m - *c0 < ch ? n->m - *c0 : ch;
+    if (n->cached && n_chunks(n) == 1) return NG_OK;
+    NG_TRY(forward(n, n->x.data + (size_t)*c0 * n->x.ld, n->x.ld, *cols, 0, update_running));
+    n->cached = n_chunks(n) == 1;
+    n->cols_cached = *cols;
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+static const float *chunk_targets(net *n, int c0, int *ld) {
+    return targets_of(n, n->x.data, n->x.ld, n->have_y ? &n->y : NULL, c0, ld);
+}
+
+/* ---- the model interface -------------------------------------------------------------------- */
+
+static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
+    net *n = as_net(m);
+    int k, K;
+    float scale;
+    NG_TRY(check_batch(n, x, y, "gradient"));
+    NG_TRY(set_batch(n, x, y));
+    K = n_chunks(n);
+    scale = 1.0f / (float)n->m;
+    for (k = 0; k < K; k++) {
+        int c0, cols, ldt;
+        const float *t;
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 1));
+        t = chunk_targets(n, c0, &ldt);
+        NG_TRY(loss_chunk(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, k ? 1.0f : 0.0f));
+        NG_TRY(backward(n, cols, m->grad_flat.data, k ? 1.0f : 0.0f));
+    }
+    n->d_valid = K == 1;
+    return NG_OK;
+}
+
+ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
+    net *n = as_net(m);
+    int c0, cols;
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_batch: model %s is not a network", m->iface->kind);
+    NG_TRY(check_batch(n, x, y, "set_batch"));
+    NG_TRY(set_batch(n, x, y));
+    if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    return NG_OK;
+}
+
+static ng_status need_batch(net *n, const char *what) {
+    if (!n->have_batch)
+        return ng_error(NG_ERR_INVALID_ARG, "network %s: no batch yet (compute a gradient or call ng_net_set_batch first)", what);
+    return NG_OK;
+}
+
+ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    net *n = as_net(m);
+    int k, K, L;
+    NG_TRY(need_batch(n, "J v"));
+    NG_TRY(check_vec(n, v, "J v"));
+    L = n->L;
+    if (!out || !out->ptr || out->rows != n->d[L] || out->cols != n->m)
+        return ng_error(NG_ERR_INVALID_ARG, "network J v: output must be %d x %d (output units x cases)", n->d[L], n->m);
+    K = n_chunks(n);
+    for (k = 0; k < K; k++) {
+        int c0, cols;
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(rforward(n, v, cols));
+        NG_TRY(act_fwd(m->be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL,
+                       out->data + (size_t)c0 * out->ld, out->ld));
+    }
+    return NG_OK;
+}
+
+static ng_status loss_hvp(net *n, int loss, const float *y, int ldy, const float *v, int ldv, float scale,
+                          float *out, int ldo, int cols) {
+    ng_op_args o = {.op = NG_OP_LOSS_HVP};
+    o.loss_hvp.rows = n->d[n->L];
+    o.loss_hvp.cols = cols;
+    o.loss_hvp.loss = loss;
+    o.loss_hvp.y = y;
+    o.loss_hvp.ldy = ldy;
+    o.loss_hvp.v = v;
+    o.loss_hvp.ldv = ldv;
+    o.loss_hvp.scale = scale;
+    o.loss_hvp.out = out;
+    o.loss_hvp.ldo = ldo;
+    return ng_run_op(n->base.be, &o);
+}
+
+static ng_status check_out_vec(net *n, const ng_tensor *v, ng_tensor *out, const char *what) {
+    NG_TRY(need_batch(n, what));
+    NG_TRY(check_vec(n, v, what));
+    NG_TRY(check_vec(n, out, what));
+    if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "network %s: out must not alias v", what);
+    return NG_OK;
+}
+
+ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    net *n = as_net(m);
+    int k, K, L;
+    float scale;
+    NG_TRY(check_out_vec(n, v, out, "G v"));
+    L = n->L;
+    K = n_chunks(n);
+    scale = 1.0f / (float)n->m;
+    for (k = 0; k < K; k++) {
+        int c0, cols;
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(rforward(n, v, cols));
+        NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, n->RZ[L].data, n->RZ[L].ld, scale, n->D[L].data,
+                        n->D[L].ld, cols));
+        NG_TRY(backward(n, cols, out->data, k ? 1.0f : 0.0f));
+    }
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step) {
+    ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
+    int L = n->L;
+    o.sample_targets.rows = n->d[L];
+    o.sample_targets.cols = cols;
+    o.sample_targets.loss = n->cfg.loss;
+    o.sample_targets.y = n->A[L].data;
+    o.sample_targets.ldy = n->A[L].ld;
+    o.sample_targets.t = n->T.data;
+    o.sample_targets.ldt = n->T.ld;
+    o.sample_targets.key = key;
+    o.sample_targets.step = step;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* D[L] = scale (y - t) for the targets t (no objective sums) */
+static ng_status residual(net *n, const float *t, int ldt, int cols, float scale) {
+    ng_op_args o = {.op = NG_OP_LOSS};
+    int L = n->L;
+    o.loss.rows = n->d[L];
+    o.loss.cols = cols;
+    o.loss.loss = n->cfg.loss;
+    o.loss.z = n->Zo.data;
+    o.loss.ldz = n->Zo.ld;
+    o.loss.y = n->A[L].data;
+    o.loss.ldy = n->A[L].ld;
+    o.loss.t = t;
+    o.loss.ldt = ldt;
+    o.loss.scale = scale;
+    o.loss.d = n->D[L].data;
+    o.loss.ldd = n->D[L].ld;
+    return ng_run_op(n->base.be, &o);
+}
+
+ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
+                     ng_tensor *out) {
+    net *n = as_net(m);
+    int k, K, L, s, S;
+    float scale;
+    if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
+    if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
+        return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
+    if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "network F v: %d samples (>= 1)", samples);
+    NG_TRY(check_out_vec(n, v, out, "F v"));
+    L = n->L;
+    K = n_chunks(n);
+    S = mode == NG_FISHER_SAMPLED ? samples : 1;
+    scale = 1.0f / ((float)n->m * (float)S);
+    for (k = 0; k < K; k++) {
+        int c0, cols;
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(rforward(n, v, cols));
+        for (s = 0; s < S; s++) {
+            const float *t;
+            int ldt;
+            if (mode == NG_FISHER_SAMPLED) {
+                /* each case's draw depends on its index in the batch, not on the chunking */
+                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u));
+                t = n->T.data;
+                ldt = n->T.ld;
+            } else {
+                t = chunk_targets(n, c0, &ldt);
+            }
+            /* D = scale d (d^T J v) per case, d = y - t */
+            NG_TRY(residual(n, t, ldt, cols, 1.0f));
+            NG_TRY(loss_hvp(n, NG_LOSS_OUTER, n->D[L].data, n->D[L].ld, n->RZ[L].data, n->RZ[L].ld, scale,
+                            n->D[L].data, n->D[L].ld, cols));
+            NG_TRY(backward(n, cols, out->data, (k || s) ? 1.0f : 0.0f));
+        }
+    }
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+static ng_status net_fvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    net *n = as_net(m);
+    return ng_net_fvp(m, n->cfg.fisher, n->cfg.fisher_samples, ng_rng_stream_key(n->cfg.seed, NG_RNG_FISHER_TARGETS),
+                      0, v, out);
+}
+
+ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    net *n = as_net(m);
+    ng_backend *be = m->be;
+    int k, K, L, l;
+    float scale;
+    ng_tensor ov;
+    NG_TRY(check_out_vec(n, v, out, "H v"));
+    L = n->L;
+    for (l = 1; l <= L; l++)
+        if (has_bn(n, l))
+            return ng_error(NG_ERR_UNSUPPORTED,
+                            "network H v: the Hessian through batch normalisation (layer %d) is not implemented; G v and F v are", l);
+    K = n_chunks(n);
+    scale = 1.0f / (float)n->m;
+    ov = *out;
+    for (k = 0; k < K; k++) {
+        int c0, cols, ldt;
+        const float *t;
+        float beta = k ? 1.0f : 0.0f;
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(rforward(n, v, cols));
+        t = chunk_targets(n, c0, &ldt);
+        /* D_L = scale (y - t), R{D_L} = scale H_L R{z_L} */
+        NG_TRY(residual(n, t, ldt, cols, scale));
+        NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, n->RZ[L].data, n->RZ[L].ld, scale, n->RD[L].data,
+                        n->RD[L].ld, cols));
+        for (l = L; l >= 1; l--) {
+            int dl = n->d[l], dp = n->d[l - 1];
+            float *o = view_ptr(n, &ov, n->idxW[l]);
+            const float *VW = view_ptr(n, v, n->idxW[l]);
+            /* R{g_Wbar} = R{D} a-bar^T + D R{a-bar}^T (R of the row of ones is 0) */
+            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, n->RD[l].data, n->RD[l].ld, n->A[l - 1].data,
+                           n->A[l - 1].ld, beta, o, dl));
+            if (l > 1) {
+                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->D[l].data, n->D[l].ld, n->RA[l - 1].data,
+                               n->RA[l - 1].ld, 1.0f, o, dl));
+                /* R{da} = W^T R{D} + V^T D  (into RD[l-1]);  da = W^T D  (into D[l-1]) */
+                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, n->RD[l].data, n->RD[l].ld, 0.0f,
+                               n->RD[l - 1].data, n->RD[l - 1].ld));
+                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, VW, dl, n->D[l].data, n->D[l].ld, 1.0f,
+                               n->RD[l - 1].data, n->RD[l - 1].ld));
+                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, n->D[l].data, n->D[l].ld, 0.0f,
+                               n->D[l - 1].data, n->D[l - 1].ld));
+                /* R{D_{l-1}} = R{da} f'(a) + da R{z} f''(a);  D_{l-1} = da f'(a) */
+                NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->RD[l - 1].data,
+                               n->RD[l - 1].ld, n->D[l - 1].data, n->D[l - 1].ld, n->RZ[l - 1].data, n->RZ[l - 1].ld,
+                               n->RD[l - 1].data, n->RD[l - 1].ld));
+                NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->D[l - 1].data,
+                               n->D[l - 1].ld, NULL, 0, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
+            }
+        }
+    }
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
+    net *n = as_net(m);
+    int c0, cols;
+    NG_TRY(need_batch(n, "sampled backward"));
+    if (n_chunks(n) != 1)
+        return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
+                        n->m, n->cfg.chunk);
+    NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    NG_TRY(sample_targets(n, cols, key, step));
+    NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
+    NG_TRY(backward(n, cols, NULL, 0.0f));
+    n->d_valid = 1;
+    return NG_OK;
+}
+
+static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {
+    net *n = as_net(m);
+    char *end;
+    long l;
+    if (!n->have_batch || n_chunks(n) != 1 || !n->cached)
+        return ng_error(NG_ERR_INVALID_ARG, "network statistic %s: needs a gradient of a batch of at most one chunk (%d cases) first",
+                        name, n->cfg.chunk);
+    if (strcmp(name, "y") == 0) {
+        *out = ng_tensor_matrix(n->A[n->L].data, n->d[n->L], n->m, n->A[n->L].ld);
+        return NG_OK;
+    }
+    if ((name[0] == 'a' || name[0] == 'g') && isdigit((unsigned char)name[1])) {
+        l = strtol(name + 1, &end, 10);
+        if (!*end && name[0] == 'a' && l >= 0 && l < n->L) {
+            *out = ng_tensor_matrix(n->A[l].data, n->d[l] + 1, n->m, n->A[l].ld);
+            return NG_OK;
+        }
+        if (!*end && name[0] == 'g' && l >= 1 && l <= n->L) {
+            if (!n->d_valid)
+                return ng_error(NG_ERR_INVALID_ARG, "network statistic %s: no backward pass of the current batch", name);
+            *out = ng_tensor_matrix(n->D[l].data, n->d[l], n->m, n->D[l].ld);
+            return NG_OK;
+        }
+    }
+    return ng_error(NG_ERR_INVALID_ARG, "network has no statistic named %s (a0..a%d, g1..g%d, y)", name, n->L - 1, n->L);
+}
+
+ng_status ng_net_batch_loss(ng_model *m, double *objective, double *error) {
+    net *n = as_net(m);
+    float acc[2];
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "network: no gradient computed yet");
+    NG_TRY(ng_get(m->be, acc, n->acc.data, sizeof acc));
+    *objective = (double)acc[0] / n->m;
+    *error = (double)acc[1] / n->m;
+    return NG_OK;
+}
+
+static const char *const net_columns[] = {"objective", "batch_error", "grad_norm", NULL};
+
+static ng_status net_log_values(ng_model *m, uint64_t t, double *values) {
+    float g;
+    NG_TRY(ng_net_batch_loss(m, &values[0], &values[1]));
+    NG_TRY(ng_nrm2(m->be, ng_model_size(m), m->grad_flat.data, &g));
+    values[2] = g;
+    return NG_OK;
+}
+
+/* ---- evaluation --------------------------------------------------------------------------- */
+
+ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *error) {
+    net *n = as_net(m);
+    int c0, N, ch = n->cfg.chunk;
+    double so = 0.0, se = 0.0;
+    float acc[2];
+    NG_TRY(check_batch(n, x, NULL, "evaluate"));
+    N = x->cols;
+    n->cached = 0;
+    n->d_valid = 0;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        int cols = N - c0 < ch ? N - c0 : ch, ldt;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        const float *t = targets_of(n, xc, x->ld, NULL, 0, &ldt);
+        NG_TRY(forward(n, xc, x->ld, cols, 1, 0));
+        NG_TRY(loss_chunk(n, t, ldt, cols, 1.0f, NULL, 1, 0.0f));
+        /* sums per chunk on the host in double (one wait per chunk) */
+        NG_TRY(ng_get(m->be, acc, n->acc.data + 0, sizeof acc));
+        so += acc[0];
+        se += acc[1];
+    }
+    *objective = so / N;
+    *error = se / N;
+    return NG_OK;
+}
+
+ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
+    net *n = as_net(m);
+    int c0, N, ch = n->cfg.chunk, L = n->L;
+    if (!x || !x->ptr || x->rows < n->d[0] || x->cols < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "network predict: inputs must have at least %d rows", n->d[0]);
+    N = x->cols;
+    if (!y || !y->ptr || y->rows != n->d[L] || y->cols != N)
+        return ng_error(NG_ERR_INVALID_ARG, "network predict: outputs must be %d x %d", n->d[L], N);
+    n->cached = 0;
+    n->d_valid = 0;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        int cols = N - c0 < ch ? N - c0 : ch;
+        NG_TRY(forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 1, 0));
+        NG_TRY(act_fwd(m->be, n->d[L], cols, NG_ACT_LINEAR, n->A[L].data, n->A[L].ld, NULL, NULL,
+                       y->data + (size_t)c0 * y->ld, y->ld));
+    }
+    return NG_OK;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+static ng_status net_save(ng_model *m, ng_ckpt *c) {
+    net *n = as_net(m);
+    char spec[1024];
+    NG_TRY(ng_ckpt_set_str(c, "net.spec", ng_net_spec_string(&n->cfg, spec, sizeof spec)));
+    NG_TRY(ng_ckpt_set_str(c, "net.loss", ng_loss_name(n->cfg.loss)));
+    NG_TRY(ng_ckpt_set_i64(c, "net.target", n->cfg.target));
+    NG_TRY(ng_ckpt_set_f32(c, "net.bn_eps", n->cfg.bn_eps));
+    NG_TRY(ng_ckpt_set_f32(c, "net.bn_momentum", n->cfg.bn_momentum));
+    if (n->bn.count) NG_TRY(ng_ckpt_add_arena(c, "net.", &n->bn));
+    return NG_OK;
+}
+
+static ng_status net_load(ng_model *m, const ng_ckpt *c, int apply) {
+    net *n = as_net(m);
+    char spec[1024];
+    const char *theirs = NULL, *loss = NULL;
+    int64_t target;
+    NG_TRY(ng_ckpt_get_str(c, "net.spec", &theirs));
+    ng_net_spec_string(&n->cfg, spec, sizeof spec);
+    if (strcmp(theirs, spec) != 0)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: network %s, this run builds %s", ng_ckpt_path(c), theirs, spec);
+    NG_TRY(ng_ckpt_get_str(c, "net.loss", &loss));
+    if (strcmp(loss, ng_loss_name(n->cfg.loss)) != 0)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.loss is %s, this run uses %s", ng_ckpt_path(c), loss,
+                        ng_loss_name(n->cfg.loss));
+    NG_TRY(ng_ckpt_get_int(c, "net.target", 0, 1, &target));
+    if ((int)target != n->cfg.target)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.target is %lld, this run uses %d", ng_ckpt_path(c),
+                        (long long)target, n->cfg.target);
+    if (n->bn.count) {
+        NG_TRY(ng_ckpt_check_arena(c, "net.", &n->bn));
+        if (apply) NG_TRY(ng_ckpt_load_arena(c, "net.", &n->bn));
+    }
+    if (apply) n->cached = 0, n->d_valid = 0;
+    return NG_OK;
+}
+
+static const struct ng_model_i net_iface = {
+    .kind = "net",
+    .gradient = net_gradient,
+    .statistic = net_statistic,
+    .columns = net_columns,
+    .log_values = net_log_values,
+    .jvp = ng_net_jvp,
+    .gnvp = ng_net_gvp,
+    .fvp = net_fvp,
+    .hvp = ng_net_hvp,
+    .save = net_save,
+    .load = net_load,
+    .destroy = net_destroy,
+};

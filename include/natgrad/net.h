@@ -1,0 +1,134 @@
+/* natgrad/net.h: feed-forward networks of dense layers (host/models/net.c), a model of
+ * natgrad/model.h with the curvature products that second-order methods need.
+ *
+ * Layers l = 1..L map d_{l-1} units to d_l units: z_l = W_l a_{l-1} + b_l, a_l = f_l(z_l), with
+ * W_l (d_l, d_{l-1}) column-major and b_l (d_l). In the packed parameter arena b_l follows W_l,
+ * so [W_l b_l] is one (d_l, d_{l-1} + 1) matrix (K-FAC's W-bar) and every activation buffer keeps a
+ * row of ones below its d_l rows (a-bar): one gemm does weights and biases. A layer may instead
+ * use batch normalisation before its nonlinearity: z_l = W_l a_{l-1} (no bias), u_l = gamma_l
+ * xhat_l + beta_l with xhat_l = (z_l - mean) / sqrt(var + eps) over the batch (running averages of
+ * mean and 1/sqrt(var + eps) at inference), a_l = f_l(u_l).
+ *
+ * The output layer's nonlinearity and the loss form a matching pair (natgrad/nn_types.h):
+ * linear + squared error, logistic + cross-entropy, softmax + cross-entropy, so dL/dz_L = y - t and
+ * the Gauss-Newton matrix equals the Fisher of the predictive distribution. The objective is the
+ * mean loss per case over the batch; the papers' reported error is the mean over cases of
+ * sum_pixels (y - t)^2 (no factor 1/2).
+ *
+ * Curvature products, for the parameters and batch of the last ng_model_gradient (or
+ * ng_net_set_batch), on flat vectors laid out like the parameter arena (m = cases in the batch):
+ *   J v   the R-operator forward pass: R{z_L} (d_L, m)   (ng_net_jvp)
+ *   G v = (1/m) sum_i J_i^T H_i J_i v, H_i the loss Hessian in z_L at case i (closed form)
+ *   F v   the Fisher: NG_FISHER_EXACT (E over targets in closed form: equals G v for matching
+ *         losses), NG_FISHER_SAMPLED (targets drawn from the model, `samples` draws per case),
+ *         NG_FISHER_EMPIRICAL (the data targets)
+ *   H v   Pearlmutter's R{backprop}: the Hessian of the objective.
+ * Batches larger than the chunk size are processed chunk by chunk (forward pass recomputed per
+ * chunk, results accumulated), so the workspace is bounded by the chunk size; a batch that fits
+ * one chunk reuses the forward pass of the gradient. Batch normalisation is per chunk.
+ *
+ * Statistics (ng_model_statistic, single-chunk batches): "a<l>" = a-bar_l (d_l + 1, m) with the
+ * homogeneous row, l = 0..L-1; "g<l>" = dL/dz_l of the last backward pass (d_l, m), l = 1..L,
+ * unscaled by 1/m after ng_net_backward_sampled (per-case derivatives with sampled targets, what
+ * K-FAC's G factors average); "y" = the outputs (d_L, m). */
+#ifndef NATGRAD_NET_H
+#define NATGRAD_NET_H
+
+#include <stdint.h>
+
+#include "natgrad/model.h"
+#include "natgrad/nn_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NG_NET_MAX_LAYERS 16
+
+enum { NG_NET_TARGET_INPUT = 0, /* autoencoder: the targets are the inputs (d_L = d_0) */
+       NG_NET_TARGET_ROWS = 1   /* batches hold d_0 input rows followed by d_L target rows */ };
+
+enum { NG_INIT_SPARSE = 0, /* Martens 2010: 15 incoming weights per unit from N(0, 1), biases 0 */
+       NG_INIT_GAUSSIAN,   /* every weight from N(0, init_scale^2), biases 0 */
+       NG_INIT_GLOROT      /* uniform in +-sqrt(6 / (fan_in + fan_out)), biases 0 */ };
+
+enum { NG_FISHER_EXACT = 0, NG_FISHER_SAMPLED, NG_FISHER_EMPIRICAL };
+
+typedef struct ng_net_config {
+    int n_layers;                      /* L */
+    int dims[NG_NET_MAX_LAYERS + 1];   /* d_0 .. d_L */
+    int act[NG_NET_MAX_LAYERS];        /* f_l of layer l = index l-1 (NG_ACT_*) */
+    int bn[NG_NET_MAX_LAYERS];         /* 1: batch normalisation in layer l (hidden layers only) */
+    int loss;                          /* NG_LOSS_*, must match act[L-1] */
+    int target;                        /* NG_NET_TARGET_* */
+    int chunk;                         /* cases per pass (>= 1) */
+    float bn_eps, bn_momentum;         /* 1e-5 and 0.1 (running = (1-mom) running + mom batch) */
+    int init;                          /* NG_INIT_* */
+    int sparse_count;                  /* 15 */
+    float init_scale;                  /* NG_INIT_GAUSSIAN's standard deviation */
+    uint64_t seed;                     /* initialisation and sampled targets */
+    int fisher;                        /* NG_FISHER_* used by the fvp slot */
+    int fisher_samples;                /* draws per case of NG_FISHER_SAMPLED (>= 1) */
+} ng_net_config;
+
+/* Defaults (chunk 1000, bn_eps 1e-5, bn_momentum 0.1, sparse init of 15, fisher exact, one sample)
+ * with no layers. */
+void ng_net_config_default(ng_net_config *cfg);
+
+/* Parse a layer spec: dimensions separated by '-', each but the first optionally followed by
+ * ":act" (linear, logistic, tanh, relu, softmax) and/or "+bn" (batch normalisation), e.g.
+ * "784-1000-500-250-30:linear-250-500-1000-784". Layers without ":act" take hidden_act, the last
+ * one out_act. The loss is not set here. Errors name the offending token. */
+ng_status ng_net_parse_spec(const char *spec, int hidden_act, int out_act, ng_net_config *cfg);
+/* A named preset into cfg (layers, activations, loss): "mnist-autoencoder", "curves-autoencoder",
+ * "faces-autoencoder" (Hinton & Salakhutdinov 2006). NG_ERR_INVALID_ARG listing the names. */
+ng_status ng_net_preset(const char *name, ng_net_config *cfg);
+extern const char *const ng_net_preset_names[]; /* NULL-terminated */
+/* The spec string of cfg ("784-1000:logistic-...-784:logistic"), for banners and checkpoints. */
+const char *ng_net_spec_string(const ng_net_config *cfg, char *buf, size_t len);
+/* Every field in range, the output activation matching the loss, softmax only at the output,
+ * batch normalisation only in hidden layers. Messages name the layer or field. */
+ng_status ng_net_config_check(const ng_net_config *cfg);
+
+const char *ng_act_name(int act);   /* "linear", ... or "?" */
+const char *ng_loss_name(int loss); /* "squared", "bernoulli", "categorical" or "?" */
+int ng_act_parse(const char *s);    /* NG_ACT_* or -1 */
+int ng_loss_parse(const char *s);   /* NG_LOSS_* or -1 (also "mse", "cross-entropy", "softmax-ce") */
+
+/* Create a network (parameters initialised from cfg->seed by the host, identical on every
+ * backend). *out is a model: release with ng_net_free. */
+ng_status ng_net_create(ng_backend *be, const ng_net_config *cfg, ng_model **out);
+void ng_net_free(ng_model *m); /* NULL ok */
+const ng_net_config *ng_net_config_of(const ng_model *m);
+/* Rows a batch of this network must have: d_0 (autoencoder) or d_0 + d_L. */
+int ng_net_batch_rows(const ng_model *m);
+
+/* Make x (and targets y, or NULL: from x as the config says) the batch of the curvature products
+ * without computing a gradient (forward pass of a single-chunk batch). x must stay valid. */
+ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+/* J v: out (d_L, m) = R{z_L} for the current batch (m = its cases). */
+ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+/* F v with the given mode; sampled targets use stream (key, step .. step + samples - 1). */
+ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step,
+                     const ng_tensor *v, ng_tensor *out);
+/* Backward pass of the current (single-chunk) batch with targets drawn from the model's
+ * predictive distribution (stream key, step): statistics "g<l>" then hold per-case dL/dz_l. The
+ * gradient arena is not touched. */
+ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step);
+
+/* Mean objective and mean error per case (sum (y - t)^2) of the n cases of x (device, rows as
+ * ng_net_batch_rows), chunk by chunk, batch normalisation in inference mode. Touches neither the
+ * gradient nor the statistics of the last gradient. */
+ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *error);
+/* The outputs y (d_L, n) of x, inference mode (for reconstructions). */
+ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
+
+/* Objective and error per case of the last gradient's batch (waits for the device). */
+ng_status ng_net_batch_loss(ng_model *m, double *objective, double *error);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
