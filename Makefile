@@ -5,6 +5,7 @@
 # exact apt-get command is printed and the build stops.
 
 SHELL := /bin/bash
+.DEFAULT_GOAL := all
 CC ?= gcc
 ifeq ($(origin CC),default)
 CC := gcc

@@ -13,6 +13,8 @@ static void usage(FILE *f) {
             "commands:\n"
             "  rbm train    train a binary RBM with PCD/CD: SGD, centering or FANG\n"
             "  rbm eval     log Z (AIS, exact for small models) and test log-likelihood of a checkpoint\n"
+            "  net train    train an MLP or deep autoencoder (presets of Hinton & Salakhutdinov 2006)\n"
+            "  net eval     objective and reconstruction error of a network checkpoint\n"
             "  export       write a checkpoint's parameters as safetensors (NumPy, PyTorch)\n"
             "  ckpt         list the fields and tensors of a checkpoint\n"
             "  info         backends, BLAS kernel and CUDA devices found\n\n"
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
         return NG_EXIT_OK;
     }
     if (strcmp(argv[1], "rbm") == 0) return ng_cmd_rbm(argc - 2, argv + 2);
+    if (strcmp(argv[1], "net") == 0) return ng_cmd_net(argc - 2, argv + 2);
     if (strcmp(argv[1], "export") == 0) return ng_cmd_export(argc - 2, argv + 2);
     if (strcmp(argv[1], "ckpt") == 0) return ng_cmd_ckpt(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0) return ng_cmd_info(argc - 2, argv + 2);

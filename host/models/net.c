@@ -698,6 +698,14 @@ static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         NG_TRY(backward(n, cols, m->grad_flat.data, k ? 1.0f : 0.0f));
     }
     n->d_valid = K == 1;
+    {
+        /* one small read per step: a diverged objective stops the run before its update */
+        float acc[2];
+        NG_TRY(ng_get(m->be, acc, n->acc.data, sizeof acc));
+        if (!isfinite(acc[0]) || !isfinite(acc[1]))
+            return ng_error(NG_ERR_NUMERIC, "network objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
+                            (double)acc[0]);
+    }
     return NG_OK;
 }
 
@@ -1029,6 +1037,11 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
 static ng_status net_save(ng_model *m, ng_ckpt *c) {
     net *n = as_net(m);
     char spec[1024];
+    float norm;
+    /* a diverged network is never written over a good checkpoint */
+    NG_TRY(ng_nrm2(m->be, ng_model_size(m), m->param_flat.data, &norm));
+    if (!isfinite(norm))
+        return ng_error(NG_ERR_NUMERIC, "network parameters hold NaN or Inf (diverged: lower --lr); not saved");
     NG_TRY(ng_ckpt_set_str(c, "net.spec", ng_net_spec_string(&n->cfg, spec, sizeof spec)));
     NG_TRY(ng_ckpt_set_str(c, "net.loss", ng_loss_name(n->cfg.loss)));
     NG_TRY(ng_ckpt_set_i64(c, "net.target", n->cfg.target));
@@ -1060,6 +1073,29 @@ static ng_status net_load(ng_model *m, const ng_ckpt *c, int apply) {
         if (apply) NG_TRY(ng_ckpt_load_arena(c, "net.", &n->bn));
     }
     if (apply) n->cached = 0, n->d_valid = 0;
+    return NG_OK;
+}
+
+ng_status ng_net_config_from_ckpt(const ng_ckpt *c, ng_net_config *cfg) {
+    const char *spec = NULL, *loss = NULL, *kind = NULL;
+    int64_t target;
+    int lc;
+    NG_TRY(ng_ckpt_get_str(c, "model.kind", &kind));
+    if (strcmp(kind, "net") != 0)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s holds a model of kind '%s', not a network", ng_ckpt_path(c), kind);
+    NG_TRY(ng_ckpt_get_str(c, "net.spec", &spec));
+    NG_TRY(ng_ckpt_get_str(c, "net.loss", &loss));
+    NG_TRY(ng_ckpt_get_int(c, "net.target", 0, 1, &target));
+    lc = ng_loss_parse(loss);
+    if (lc < 0) return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.loss '%s' is not a loss", ng_ckpt_path(c), loss);
+    if (ng_net_parse_spec(spec, NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, cfg) != NG_OK)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.spec: %s", ng_ckpt_path(c), ng_last_error());
+    cfg->loss = lc;
+    cfg->target = (int)target;
+    NG_TRY(ng_ckpt_get_float(c, "net.bn_eps", 1e-12, 0.999, &cfg->bn_eps));
+    NG_TRY(ng_ckpt_get_float(c, "net.bn_momentum", 1e-9, 1.0, &cfg->bn_momentum));
+    if (ng_net_config_check(cfg) != NG_OK)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: %s", ng_ckpt_path(c), ng_last_error());
     return NG_OK;
 }
 

@@ -95,6 +95,10 @@ const char *ng_loss_name(int loss); /* "squared", "bernoulli", "categorical" or 
 int ng_act_parse(const char *s);    /* NG_ACT_* or -1 */
 int ng_loss_parse(const char *s);   /* NG_LOSS_* or -1 (also "mse", "cross-entropy", "softmax-ce") */
 
+/* The architecture stored in a checkpoint (net.spec, net.loss, net.target, batch-norm settings)
+ * into cfg (other fields untouched), validated. */
+ng_status ng_net_config_from_ckpt(const ng_ckpt *c, ng_net_config *cfg);
+
 /* Create a network (parameters initialised from cfg->seed by the host, identical on every
  * backend). *out is a model: release with ng_net_free. */
 ng_status ng_net_create(ng_backend *be, const ng_net_config *cfg, ng_model **out);

@@ -1,0 +1,667 @@
+/* net_cmd.c: `natgrad net train` and `natgrad net eval`.
+ * train: loads a data set (autoencoder: the images are inputs and targets; classify: inputs
+ * stacked over one-hot labels), builds the network of --preset or --layers, an update rule
+ * (--optimizer) and hands them to the run driver (natgrad/train.h): CSV per log step, progress with
+ * ETA, checkpoints, exact resume, and at the end PNG plots of the errors against time and cases
+ * (gnuplot) and, for autoencoders, a picture of test reconstructions.
+ * eval: loads a checkpoint and reports the objective and error on a data set. Public headers only. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "natgrad/data.h"
+#include "natgrad/log.h"
+#include "natgrad/net.h"
+#include "natgrad/png.h"
+#include "natgrad/rng.h"
+
+static int is_path(const char *s) {
+    return strchr(s, '/') || strstr(s, ".idx") || strstr(s, "ubyte") || strstr(s, ".gz");
+}
+
+static int file_exists(const char *p, int nonempty) {
+    struct stat st;
+    return stat(p, &st) == 0 && (!nonempty || st.st_size > 0);
+}
+
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* NAME (mnist, fashion-mnist, curves-like) or PATH[,LABELS] */
+static int load_data(const char *cmd, const char *what, const char *name, const char *data_dir, const char *split,
+                     int need_labels, int limit, ng_dataset *out) {
+    ng_status s;
+    char path[4096];
+    const char *comma = strchr(name, ',');
+    if (comma || is_path(name)) {
+        if (comma) {
+            snprintf(path, sizeof path, "%.*s", (int)(comma - name), name);
+            s = ng_dataset_load_idx(path, comma + 1, out);
+        } else {
+            s = ng_dataset_load_idx(name, NULL, out);
+        }
+    } else {
+        s = ng_dataset_load_named(name, data_dir, split, out);
+    }
+    if (s != NG_OK) {
+        fprintf(stderr, "natgrad %s: loading %s data '%s': %s\n", cmd, what, name, ng_last_error());
+        return NG_EXIT_FAIL;
+    }
+    if (need_labels && !out->labels) {
+        fprintf(stderr, "natgrad %s: --task classify needs labels, and %s data '%s' has none (give IMAGES,LABELS paths)\n",
+                cmd, what, name);
+        return NG_EXIT_USAGE;
+    }
+    if (limit > 0 && limit < out->n) {
+        ng_dataset sub;
+        if (ng_dataset_subset(out, 0, limit, &sub) != NG_OK) {
+            fprintf(stderr, "natgrad %s: %s\n", cmd, ng_last_error());
+            return NG_EXIT_FAIL;
+        }
+        ng_dataset_free(out);
+        *out = sub;
+    }
+    return 0;
+}
+
+/* The batch matrix of a data set for the network: (d0, n) inputs, or (d0 + K, n) inputs over
+ * one-hot labels (classify). Host memory, freed by the caller. */
+static float *batch_matrix(const ng_dataset *d, int classes, int *rows) {
+    size_t n = (size_t)d->n, r = (size_t)d->dim + (size_t)classes, c;
+    float *x = (float *)malloc(r * n * sizeof(float));
+    if (!x) return NULL;
+    for (c = 0; c < n; c++) {
+        memcpy(x + c * r, d->x + c * (size_t)d->dim, (size_t)d->dim * sizeof(float));
+        if (classes) {
+            int k;
+            for (k = 0; k < classes; k++) x[c * r + (size_t)d->dim + (size_t)k] = d->labels[c] == k ? 1.0f : 0.0f;
+        }
+    }
+    *rows = (int)r;
+    return x;
+}
+
+static int max_label(const ng_dataset *d) {
+    int c, m = 0;
+    for (c = 0; c < d->n; c++)
+        if (d->labels[c] > m) m = d->labels[c];
+    return m;
+}
+
+/* ---- train ---------------------------------------------------------------------------------- */
+
+typedef struct monitor_ctx {
+    double t_start;            /* ng_time_s() when the run started */
+    ng_model *net;
+    ng_update *upd;
+    ng_tensor train_x, test_x; /* device copies (train: its first eval_n cases) */
+    int have_test, batch;
+    double monitor_s;          /* wall clock spent in monitors (excluded from train_s) */
+    int col_err, col_obj, col_test, col_trs;
+} monitor_ctx;
+
+static const char *const monitor_columns[] = {"cases", "train_s", "train_error", "train_objective", "test_error",
+                                              "test_objective", NULL};
+
+typedef struct progress_ctx {
+    monitor_ctx *mc;
+    int col_err, col_test;
+} progress_ctx;
+
+static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
+    monitor_ctx *c = ((progress_ctx *)user)->mc;
+    double t0 = ng_time_s(), el;
+    v[0] = (double)tr->t * (double)c->batch;
+    NG_TRY(ng_net_evaluate(c->net, &c->train_x, &v[3], &v[2]));
+    v[4] = v[5] = NAN;
+    if (c->have_test) NG_TRY(ng_net_evaluate(c->net, &c->test_x, &v[5], &v[4]));
+    /* seconds spent training in this invocation: wall clock minus every evaluation so far */
+    v[1] = t0 - c->t_start - c->monitor_s;
+    el = ng_time_s() - t0;
+    c->monitor_s += el;
+    return NG_OK;
+}
+
+static void net_progress(void *user, const ng_run_progress *p) {
+    progress_ctx *c = (progress_ctx *)user;
+    char extra[160] = "";
+    if (!p->final && p->row)
+        snprintf(extra, sizeof extra, "train error %.3f  test error %.3f", p->row[c->col_err], p->row[c->col_test]);
+    ng_progress(p->t - p->start, p->total - p->start, p->elapsed_s, p->eta_s, extra, p->final);
+}
+
+static int column_index(const ng_trainer *tr, const char *name) {
+    int i;
+    for (i = 0; i < tr->n_columns; i++)
+        if (strcmp(tr->columns[i], name) == 0) return i;
+    return 0;
+}
+
+/* Plots of a finished run: errors against training seconds and against cases (gnuplot). */
+static void write_plots(const char *out, const char *csv, const char *title) {
+    char gp[4300], cmd[4400], png1[4300], png2[4300];
+    FILE *f;
+    int rc;
+    snprintf(gp, sizeof gp, "%s/plots.gp", out);
+    snprintf(png1, sizeof png1, "%s/error_vs_time.png", out);
+    snprintf(png2, sizeof png2, "%s/error_vs_cases.png", out);
+    f = fopen(gp, "w");
+    if (!f) {
+        fprintf(stderr, "natgrad: cannot write %s: %s (no plots)\n", gp, strerror(errno));
+        return;
+    }
+    fprintf(f,
+            "set datafile separator ','\nset terminal pngcairo size 900,500 noenhanced\nset key top right\n"
+            "set logscale y\nset grid\nset ylabel 'error per case: sum (y - t)^2'\nset title '%s'\n"
+            "set output '%s'\nset xlabel 'training time (s)'\n"
+            "plot '%s' using (column('train_s')):(column('train_error')) with lines lw 2 title 'train', "
+            "'' using (column('train_s')):(column('test_error')) with lines lw 2 title 'test'\n"
+            "set output '%s'\nset xlabel 'training cases processed'\n"
+            "plot '%s' using (column('cases')):(column('train_error')) with lines lw 2 title 'train', "
+            "'' using (column('cases')):(column('test_error')) with lines lw 2 title 'test'\n",
+            title, png1, csv, png2, csv);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "natgrad: cannot write %s: %s (no plots)\n", gp, strerror(errno));
+        return;
+    }
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "natgrad: gnuplot not found (apt-get install gnuplot-nox): plot script left in %s\n", gp);
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>&1", gp);
+    rc = system(cmd);
+    if (rc == 0) fprintf(stderr, "natgrad: plots %s, %s\n", png1, png2);
+    else fprintf(stderr, "natgrad: gnuplot failed on %s (exit %d)\n", gp, rc);
+}
+
+/* 8 test images over their reconstructions, as one PNG. */
+static void write_reconstructions(ng_model *net, const ng_dataset *d, const ng_tensor *x, const char *path) {
+    int n = d->n < 8 ? d->n : 8, dim = d->dim;
+    ng_tensor xin, y;
+    void *mem = NULL;
+    float *host = NULL;
+    ng_status s;
+    if (n < 1 || d->height * d->width != dim) return;
+    host = (float *)malloc((size_t)dim * 2 * n * sizeof(float));
+    s = host ? ng_alloc(net->be, (size_t)dim * n * sizeof(float), &mem) : ng_error(NG_ERR_OOM, "out of memory");
+    if (s == NG_OK) {
+        xin = ng_tensor_cols(x, 0, n);
+        y = ng_tensor_matrix((float *)mem, dim, n, dim);
+        s = ng_net_predict(net, &xin, &y);
+    }
+    if (s == NG_OK) s = ng_tensor_get(net->be, &y, host + (size_t)dim * n);
+    if (s == NG_OK) {
+        int c, i;
+        for (c = 0; c < n; c++)
+            for (i = 0; i < dim; i++) host[(size_t)c * dim + i] = d->x[(size_t)c * dim + i];
+        for (i = 0; i < dim * n; i++) {
+            float *v = &host[(size_t)dim * n + i];
+            *v = *v < 0.0f ? 0.0f : *v > 1.0f ? 1.0f : *v;
+        }
+        s = ng_png_write_image_grid(path, host, d->height, d->width, 2 * n, n, 2);
+    }
+    if (s == NG_OK) fprintf(stderr, "natgrad: test images (top) and reconstructions (bottom): %s\n", path);
+    else fprintf(stderr, "natgrad: reconstructions not written: %s\n", ng_last_error());
+    if (mem) ng_free(net->be, mem);
+    free(host);
+}
+
+static const char *TRAIN_SUMMARY =
+    "Train a feed-forward network (deep autoencoder or classifier) with a first-order update rule.\n"
+    "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
+    "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
+    "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
+    "(a generated substitute for CURVES, see data/README.md) | IMAGES.idx[,LABELS.idx]. FACES is not\n"
+    "obtainable here: convert your own copy to IDX (data/README.md). Reported error: sum over outputs\n"
+    "of (y - t)^2 per case (no 1/2), as in the papers; the objective is the loss of the output units.\n"
+    "Writes OUT/train.csv, OUT/net.ckpt, plots and reconstructions; --resume CKPT continues exactly.";
+
+typedef struct net_train_opts {
+    ng_common_opts co;
+    const char *preset, *layers, *test_data, *resume, *csv_path, *ckpt_path;
+    int task, hidden_act, loss, init, optimizer;
+    int batch, chunk, steps, log_every, ckpt_every, limit, eval_n;
+    float lr, momentum, weight_decay, init_scale, minutes;
+} net_train_opts;
+
+static int net_train(int argc, char **argv) {
+    net_train_opts o;
+    ng_net_config cfg;
+    ng_backend *be = NULL;
+    ng_dataset train = {0}, test = {0};
+    ng_model *net = NULL;
+    ng_precond *pc = NULL;
+    ng_update *upd = NULL;
+    ng_batches batches;
+    int batches_ready = 0, trainer_ready = 0, rows = 0, classes = 0, rc = 0, append = 0, eval_n;
+    float *xtrain = NULL, *xtest = NULL;
+    void *evmem = NULL;
+    ng_ckpt *ck = NULL;
+    ng_trainer tr;
+    ng_status s = NG_OK;
+    monitor_ctx mc;
+    progress_ctx pcx;
+    ng_run_config run;
+    ng_run_result res;
+    static char csvbuf[4200], ckbuf[4200], pngbuf[4200];
+    static const char *const act_choices = "linear|logistic|tanh|relu";
+
+    memset(&o, 0, sizeof o);
+    ng_common_defaults(&o.co);
+    o.co.out = "runs/net";
+    o.co.data = "mnist";
+    o.preset = NULL;
+    o.hidden_act = NG_ACT_LOGISTIC;
+    o.loss = NG_LOSS_BERNOULLI;
+    o.batch = 500;
+    o.chunk = 1000;
+    o.steps = 1000;
+    o.log_every = 50;
+    o.ckpt_every = 500;
+    o.eval_n = 0;
+    o.lr = 0.01f;
+    o.momentum = 0.9f;
+    o.weight_decay = 1e-5f;
+    o.init_scale = 0.01f;
+    ng_net_config_default(&cfg);
+    {
+        ng_opt opts[] = {
+            NG_OPT_DATA(&o.co, "training data: mnist, fashion-mnist, curves-like, or IMAGES.idx[,LABELS.idx]"),
+            {"test-data", OPT_STR, &o.test_data, "NAME|PATH", "held-out data (default: the test split of a named set)", 0, 0},
+            {"limit", OPT_INT, &o.limit, "N", "use only the first N training cases (0 = all)", 0, 0},
+            {"task", OPT_ENUM, &o.task, "autoencoder|classify", "targets: the inputs, or one-hot labels (softmax output)", OPT_FIXED, 0},
+            {"preset", OPT_STR, &o.preset, "NAME", "mnist-autoencoder, curves-autoencoder, faces-autoencoder", OPT_FIXED, 0},
+            {"layers", OPT_STR, &o.layers, "SPEC", "layer sizes, e.g. 784-500-10 (instead of --preset)", OPT_FIXED, 0},
+            {"hidden-act", OPT_ENUM, &o.hidden_act, act_choices, "nonlinearity of hidden layers without :act in --layers", OPT_FIXED, 0},
+            {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
+            {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
+            {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "sgd", "update rule: SGD with heavy-ball momentum", OPT_FIXED, 0},
+            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate", OPT_FIXED, 0},
+            {"momentum", OPT_FLOAT, &o.momentum, "MU", "momentum", OPT_FIXED, 0},
+            {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty eta/2 |theta|^2 (K-FAC: 1e-5)", OPT_FIXED, 0},
+            {"batch", OPT_INT, &o.batch, "M", "mini-batch size", OPT_FIXED, 0},
+            {"chunk", OPT_INT, &o.chunk, "C", "cases per pass (bounds device memory; results do not depend on it)", 0, 0},
+            NG_OPT_SEED(&o.co, OPT_FIXED),
+            {"steps", OPT_INT, &o.steps, "N", "total parameter updates", 0, 0},
+            {"minutes", OPT_FLOAT, &o.minutes, "M", "stop after M minutes of wall clock (0 = no limit)", 0, 0},
+            {"log-every", OPT_INT, &o.log_every, "N", "CSV row (with full training and test errors) every N updates", 0, 0},
+            {"eval-n", OPT_INT, &o.eval_n, "N", "training cases used for train_error (0 = all)", 0, 0},
+            {"checkpoint-every", OPT_INT, &o.ckpt_every, "N", "checkpoint every N updates (0 = only at the end)", 0, 0},
+            NG_OPT_OUT(&o.co),
+            {"csv", OPT_STR, &o.csv_path, "PATH", "CSV log (default OUT/train.csv)", 0, 0},
+            {"checkpoint", OPT_STR, &o.ckpt_path, "PATH", "checkpoint file (default OUT/net.ckpt)", 0, 0},
+            {"resume", OPT_STR, &o.resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
+            NG_OPT_DEVICE(&o.co),
+            NG_OPT_THREADS(&o.co),
+            NG_OPT_END};
+        const ng_opt *fixed;
+        rc = ng_cli_parse("net train", TRAIN_SUMMARY, opts, argc, argv);
+        if (rc < 0) return NG_EXIT_OK;
+        if (rc) return rc;
+        if (o.resume && (fixed = ng_cli_fixed_given(opts)) != NULL) {
+            fprintf(stderr, "natgrad net train: --%s cannot be combined with --resume (the checkpoint's value is used)\n",
+                    fixed->name);
+            return NG_EXIT_USAGE;
+        }
+    }
+    if (o.batch < 1 || o.chunk < 1 || o.steps < 0 || o.log_every < 1 || o.ckpt_every < 0 || o.limit < 0 ||
+        o.eval_n < 0 || !(o.minutes >= 0.0f)) {
+        fprintf(stderr, "natgrad net train: --batch, --chunk and --log-every must be >= 1; --steps, --limit, --eval-n, "
+                        "--checkpoint-every and --minutes must be >= 0\n");
+        return NG_EXIT_USAGE;
+    }
+    if (o.preset && o.layers) {
+        fprintf(stderr, "natgrad net train: give --preset or --layers, not both\n");
+        return NG_EXIT_USAGE;
+    }
+    cfg.chunk = o.chunk;
+    cfg.seed = o.co.seed;
+    cfg.init = o.init;
+    cfg.init_scale = o.init_scale;
+    if (o.resume) {
+        /* the architecture and the run settings come from the checkpoint */
+        int64_t v;
+        float f;
+        const char *kind;
+        if (ng_ckpt_read(o.resume, NG_CKPT_READ_ALL, &ck) != NG_OK || ng_net_config_from_ckpt(ck, &cfg) != NG_OK) {
+            fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
+            ng_ckpt_free(ck);
+            return NG_EXIT_FAIL;
+        }
+        if (ng_ckpt_get_int(ck, "data.batch", 1, 1 << 30, &v) != NG_OK || ng_ckpt_get_u64(ck, "run.seed", &cfg.seed) != NG_OK ||
+            ng_ckpt_get_str(ck, "update.kind", &kind) != NG_OK || ng_ckpt_get_float(ck, "sgd.lr", 0, 1e9, &f) != NG_OK) {
+            fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
+            rc = NG_EXIT_FAIL;
+            goto done;
+        }
+        o.batch = (int)v;
+        o.lr = f;
+        if (ng_ckpt_get_float(ck, "sgd.momentum", 0, 1, &o.momentum) != NG_OK ||
+            ng_ckpt_get_float(ck, "sgd.weight_decay", 0, 1e9, &o.weight_decay) != NG_OK) {
+            fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
+            rc = NG_EXIT_FAIL;
+            goto done;
+        }
+        o.task = cfg.target == NG_NET_TARGET_ROWS;
+    }
+    if ((rc = load_data("net train", "training", o.co.data, o.co.data_dir, "train", o.task == 1, o.limit, &train))) goto done;
+    if (o.test_data || !is_path(o.co.data)) {
+        const char *tn = o.test_data ? o.test_data : o.co.data;
+        if ((rc = load_data("net train", "test", tn, o.co.data_dir, "test", o.task == 1, 0, &test))) goto done;
+        if (test.dim != train.dim) {
+            fprintf(stderr, "natgrad net train: test data has dimension %d, training data %d\n", test.dim, train.dim);
+            rc = NG_EXIT_USAGE;
+            goto done;
+        }
+    }
+    if (o.task == 1) {
+        classes = max_label(&train) + 1;
+        if (test.n && max_label(&test) + 1 > classes) classes = max_label(&test) + 1;
+        if (classes < 2) {
+            fprintf(stderr, "natgrad net train: --task classify needs at least 2 classes, the labels hold %d\n", classes);
+            rc = NG_EXIT_USAGE;
+            goto done;
+        }
+    }
+    if (!o.resume) {
+        s = NG_OK;
+        if (o.preset) {
+            s = ng_net_preset(o.preset, &cfg);
+        } else if (o.layers) {
+            cfg.loss = o.task == 1 ? NG_LOSS_CATEGORICAL : o.loss;
+            s = ng_net_parse_spec(o.layers, o.hidden_act,
+                                  cfg.loss == NG_LOSS_SQUARED ? NG_ACT_LINEAR : cfg.loss == NG_LOSS_BERNOULLI ? NG_ACT_LOGISTIC : NG_ACT_SOFTMAX,
+                                  &cfg);
+        } else {
+            char spec[64];
+            if (o.task == 1) {
+                snprintf(spec, sizeof spec, "%d-500-%d", train.dim, classes);
+                cfg.loss = NG_LOSS_CATEGORICAL;
+                s = ng_net_parse_spec(spec, o.hidden_act, NG_ACT_SOFTMAX, &cfg);
+            } else {
+                s = ng_net_preset(train.dim == 625 ? "faces-autoencoder" : "mnist-autoencoder", &cfg);
+            }
+        }
+        cfg.target = o.task == 1 ? NG_NET_TARGET_ROWS : NG_NET_TARGET_INPUT;
+        if (s != NG_OK) {
+            fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+            rc = NG_EXIT_USAGE;
+            goto done;
+        }
+    }
+    /* the data must fit the network: name the layer that does not */
+    if (cfg.dims[0] != train.dim) {
+        fprintf(stderr, "natgrad net train: the input layer (layer 0) has %d units but the data has dimension %d (%dx%d images)\n",
+                cfg.dims[0], train.dim, train.height, train.width);
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (o.task == 1 && cfg.dims[cfg.n_layers] != classes) {
+        fprintf(stderr, "natgrad net train: the output layer (layer %d) has %d units but the labels have %d classes\n",
+                cfg.n_layers, cfg.dims[cfg.n_layers], classes);
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (ng_net_config_check(&cfg) != NG_OK) {
+        fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (o.batch > train.n) {
+        fprintf(stderr, "natgrad net train: --batch %d is larger than the %d training cases\n", o.batch, train.n);
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (ng_mkdirs(o.co.out) != 0) {
+        fprintf(stderr, "natgrad net train: cannot create output directory %s: %s\n", o.co.out, strerror(errno));
+        rc = NG_EXIT_FAIL;
+        goto done;
+    }
+    if (!o.csv_path) snprintf(csvbuf, sizeof csvbuf, "%s/train.csv", o.co.out), o.csv_path = csvbuf;
+    if (!o.ckpt_path) snprintf(ckbuf, sizeof ckbuf, "%s/net.ckpt", o.co.out), o.ckpt_path = ckbuf;
+    append = o.resume && same_file(o.resume, o.ckpt_path);
+    if (!append && !o.co.force && (file_exists(o.ckpt_path, 0) || file_exists(o.csv_path, 1))) {
+        fprintf(stderr, "natgrad net train: %s already holds a run; continue it with --resume %s, choose another --out, "
+                        "or overwrite it with --force\n", o.co.out, o.ckpt_path);
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if ((rc = ng_cli_backend(&o.co, &be))) goto done;
+    {
+        char spec[1024];
+        fprintf(stderr, "natgrad: data %s: %d training cases of dimension %d%s%s%s\n", train.name, train.n, train.dim,
+                test.n ? ", test set " : "", test.n ? test.name : "", classes ? " (classification)" : "");
+        s = ng_net_create(be, &cfg, &net);
+        if (s == NG_OK)
+            fprintf(stderr, "natgrad: network %s, loss %s, init %s, %zu parameters; sgd lr %g momentum %g, L2 %g, batch %d, seed %llu\n",
+                    ng_net_spec_string(&cfg, spec, sizeof spec), ng_loss_name(cfg.loss),
+                    cfg.init == NG_INIT_SPARSE ? "sparse" : cfg.init == NG_INIT_GAUSSIAN ? "gaussian" : "glorot",
+                    ng_model_size(net), (double)o.lr, (double)o.momentum, (double)o.weight_decay, o.batch,
+                    (unsigned long long)cfg.seed);
+    }
+    if (s == NG_OK) {
+        ng_sgd_config sc;
+        memset(&sc, 0, sizeof sc);
+        sc.lr = o.lr;
+        sc.momentum = o.momentum;
+        sc.weight_decay = o.weight_decay;
+        s = ng_sgd_config_check(&sc);
+        if (s == NG_OK) s = ng_precond_identity_init(be, &pc);
+        if (s == NG_OK) s = ng_update_sgd_init(be, net, &sc, &upd);
+    }
+    if (s == NG_OK) {
+        xtrain = batch_matrix(&train, classes, &rows);
+        xtest = test.n ? batch_matrix(&test, classes, &rows) : NULL;
+        if (!xtrain || (test.n && !xtest)) s = ng_error(NG_ERR_OOM, "out of host memory for the data");
+    }
+    if (s == NG_OK) {
+        s = ng_batches_init(&batches, be, xtrain, rows, train.n, o.batch, cfg.seed, 0, 1);
+        batches_ready = s == NG_OK;
+    }
+    if (s == NG_OK) {
+        s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
+        trainer_ready = s == NG_OK;
+    }
+    if (s != NG_OK) {
+        fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+        rc = s == NG_ERR_INVALID_ARG ? NG_EXIT_USAGE : NG_EXIT_FAIL;
+        goto done;
+    }
+    if (o.resume) {
+        if (ng_trainer_load(&tr, ck, NG_SAVE_ALL) != NG_OK) {
+            fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
+            rc = NG_EXIT_FAIL;
+            goto done;
+        }
+        fprintf(stderr, "natgrad: resumed %s at update %llu\n", o.resume, (unsigned long long)tr.t);
+    }
+    ng_ckpt_free(ck);
+    ck = NULL;
+    /* evaluation sets on the device, once */
+    eval_n = o.eval_n > 0 && o.eval_n < train.n ? o.eval_n : train.n;
+    memset(&mc, 0, sizeof mc);
+    s = ng_alloc(be, (size_t)rows * ((size_t)eval_n + (size_t)test.n) * sizeof(float), &evmem);
+    if (s == NG_OK) {
+        mc.train_x = ng_tensor_matrix((float *)evmem, rows, eval_n, rows);
+        s = ng_tensor_set(be, &mc.train_x, xtrain);
+    }
+    if (s == NG_OK && test.n) {
+        mc.test_x = ng_tensor_matrix((float *)evmem + (size_t)rows * eval_n, rows, test.n, rows);
+        s = ng_tensor_set(be, &mc.test_x, xtest);
+        mc.have_test = 1;
+    }
+    if (s != NG_OK) {
+        fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+        rc = NG_EXIT_FAIL;
+        goto done;
+    }
+    mc.net = net;
+    mc.upd = upd;
+    mc.batch = o.batch;
+    pcx.mc = &mc;
+    pcx.col_err = column_index(&tr, "train_error");
+    pcx.col_test = column_index(&tr, "test_error");
+    memset(&run, 0, sizeof run);
+    run.steps = (uint64_t)o.steps;
+    run.minutes = o.minutes;
+    run.log_every = o.log_every;
+    run.ckpt_every = o.ckpt_every;
+    run.out_dir = o.co.out;
+    run.csv_path = o.csv_path;
+    run.ckpt_path = o.ckpt_path;
+    run.append = append;
+    run.monitor = net_monitor;
+    run.progress = net_progress;
+    run.user = &pcx;
+    mc.t_start = ng_time_s();
+    s = ng_run(&tr, &run, &res);
+    if (s != NG_OK) {
+        fprintf(stderr, "\nnatgrad net train: update %llu: %s\n", (unsigned long long)tr.t, ng_last_error());
+        if (res.saved)
+            fprintf(stderr, "natgrad: the checkpoint of update %llu is %s\n", (unsigned long long)res.end, o.ckpt_path);
+        else if (file_exists(o.ckpt_path, 1))
+            fprintf(stderr, "natgrad: the last good checkpoint is %s\n", o.ckpt_path);
+        rc = NG_EXIT_FAIL;
+    } else {
+        fprintf(stderr, "natgrad: %s after %llu updates in %.1f s (%.2f updates/s); checkpoint %s, log %s\n",
+                res.interrupted ? "interrupted" : "done", (unsigned long long)res.end, res.seconds,
+                res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, o.ckpt_path, o.csv_path);
+        write_plots(o.co.out, o.csv_path, train.name);
+        if (!classes && test.n) {
+            snprintf(pngbuf, sizeof pngbuf, "%s/reconstructions.png", o.co.out);
+            write_reconstructions(net, &test, &mc.test_x, pngbuf);
+        }
+        rc = res.interrupted ? NG_EXIT_FAIL : NG_EXIT_OK;
+    }
+done:
+    ng_ckpt_free(ck);
+    if (evmem) ng_free(be, evmem);
+    if (batches_ready) ng_batches_free(&batches);
+    ng_update_free(upd);
+    ng_precond_free(pc);
+    ng_net_free(net);
+    ng_backend_free(be);
+    free(xtrain);
+    free(xtest);
+    ng_dataset_free(&train);
+    ng_dataset_free(&test);
+    (void)trainer_ready;
+    return rc;
+}
+
+/* ---- eval ----------------------------------------------------------------------------------- */
+
+static const char *EVAL_SUMMARY =
+    "Objective and error (sum over outputs of (y - t)^2 per case) of a network checkpoint on a data\n"
+    "set, batch normalisation in inference mode; --recon PNG also writes test images over their\n"
+    "reconstructions (autoencoders).";
+
+static int net_eval(int argc, char **argv) {
+    ng_common_opts co;
+    const char *ckpt = NULL, *recon = NULL;
+    int split_i = 1, limit = 0, chunk = 1000, rc, rows = 0, classes = 0;
+    ng_net_config cfg;
+    ng_ckpt *ck = NULL;
+    ng_backend *be = NULL;
+    ng_model *net = NULL;
+    ng_dataset ds = {0};
+    float *x = NULL;
+    void *mem = NULL;
+    ng_tensor xt;
+    double obj, err;
+    ng_status s;
+    ng_common_defaults(&co);
+    co.data = "mnist";
+    {
+        ng_opt opts[] = {
+            {"checkpoint", OPT_STR, &ckpt, "CKPT", "network checkpoint (net train's OUT/net.ckpt)", 0, 0},
+            NG_OPT_DATA(&co, "data: mnist, fashion-mnist, curves-like, or IMAGES.idx[,LABELS.idx]"),
+            {"split", OPT_ENUM, &split_i, "train|test", "split of a named data set", 0, 0},
+            {"limit", OPT_INT, &limit, "N", "evaluate only the first N cases (0 = all)", 0, 0},
+            {"chunk", OPT_INT, &chunk, "C", "cases per pass", 0, 0},
+            {"recon", OPT_STR, &recon, "PNG", "write 8 images over their reconstructions", 0, 0},
+            NG_OPT_DEVICE(&co),
+            NG_OPT_THREADS(&co),
+            NG_OPT_END};
+        rc = ng_cli_parse("net eval", EVAL_SUMMARY, opts, argc, argv);
+        if (rc < 0) return NG_EXIT_OK;
+        if (rc) return rc;
+    }
+    if (!ckpt) {
+        fprintf(stderr, "natgrad net eval: --checkpoint CKPT is required (see --help)\n");
+        return NG_EXIT_USAGE;
+    }
+    if (limit < 0 || chunk < 1) {
+        fprintf(stderr, "natgrad net eval: --limit must be >= 0 and --chunk >= 1\n");
+        return NG_EXIT_USAGE;
+    }
+    ng_net_config_default(&cfg);
+    cfg.chunk = chunk;
+    if (ng_ckpt_read(ckpt, NG_CKPT_READ_ALL, &ck) != NG_OK || ng_net_config_from_ckpt(ck, &cfg) != NG_OK) {
+        fprintf(stderr, "natgrad net eval: %s\n", ng_last_error());
+        ng_ckpt_free(ck);
+        return NG_EXIT_FAIL;
+    }
+    rc = load_data("net eval", "evaluation", co.data, co.data_dir, split_i ? "test" : "train", cfg.target == NG_NET_TARGET_ROWS,
+                   limit, &ds);
+    if (rc) goto out;
+    if (ds.dim != cfg.dims[0]) {
+        fprintf(stderr, "natgrad net eval: the network's input layer (layer 0) has %d units, the data dimension %d\n", cfg.dims[0],
+                ds.dim);
+        rc = NG_EXIT_USAGE;
+        goto out;
+    }
+    if (cfg.target == NG_NET_TARGET_ROWS) {
+        classes = cfg.dims[cfg.n_layers];
+        if (max_label(&ds) >= classes) {
+            fprintf(stderr, "natgrad net eval: label %d does not fit the output layer (layer %d) of %d classes\n", max_label(&ds),
+                    cfg.n_layers, classes);
+            rc = NG_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if ((rc = ng_cli_backend(&co, &be))) goto out;
+    s = ng_net_create(be, &cfg, &net);
+    if (s == NG_OK) s = ng_model_load(net, ck, 0);
+    if (s == NG_OK) s = ng_model_load(net, ck, 1);
+    if (s == NG_OK) {
+        x = batch_matrix(&ds, classes, &rows);
+        s = x ? ng_alloc(be, (size_t)rows * ds.n * sizeof(float), &mem) : ng_error(NG_ERR_OOM, "out of host memory");
+    }
+    if (s == NG_OK) {
+        xt = ng_tensor_matrix((float *)mem, rows, ds.n, rows);
+        s = ng_tensor_set(be, &xt, x);
+    }
+    if (s == NG_OK) s = ng_net_evaluate(net, &xt, &obj, &err);
+    if (s != NG_OK) {
+        fprintf(stderr, "natgrad net eval: %s\n", ng_last_error());
+        rc = NG_EXIT_FAIL;
+        goto out;
+    }
+    printf("data %s: %d cases\nobjective %.6f per case (%s loss)\nerror %.6f per case (sum of squared output errors)\n", ds.name,
+           ds.n, obj, ng_loss_name(cfg.loss), err);
+    if (recon && !classes) write_reconstructions(net, &ds, &xt, recon);
+    rc = NG_EXIT_OK;
+out:
+    if (mem) ng_free(be, mem);
+    free(x);
+    ng_net_free(net);
+    ng_backend_free(be);
+    ng_ckpt_free(ck);
+    ng_dataset_free(&ds);
+    return rc;
+}
+
+int ng_cmd_net(int argc, char **argv) {
+    if (argc >= 1 && strcmp(argv[0], "train") == 0) return net_train(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "eval") == 0) return net_eval(argc - 1, argv + 1);
+    fprintf(stderr, "usage: natgrad net train|eval [options]   (--help for each)\n");
+    return (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) ? NG_EXIT_OK : NG_EXIT_USAGE;
+}
