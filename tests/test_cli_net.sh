@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# test_cli_net.sh BUILD: end-to-end tests of `natgrad net train` / `natgrad net eval` with
+# BUILD/natgrad on small data (bars and stripes; tiny IDX files written here). Covers: help; a
+# train + eval round trip (eval's error equals the log's last test error); exact resume (40 updates
+# in one go vs 20 + --resume to 40: byte-identical checkpoints, identical CSV apart from clocks);
+# classification from IMAGES,LABELS IDX files; usage errors naming the layer or option (exit 2);
+# NaN, truncated and wrong-kind files (exit 1, naming the file); divergence (exit 1, message naming
+# the update, no NaN checkpoint); export of a network to safetensors. Everything on the CPU in a
+# mktemp -d directory removed at exit. Ends with "RESULT passed=P failed=F skipped=S".
+set -u
+build=${1:-build}
+bin=$build/natgrad
+passed=0 failed=0 skipped=0
+if [ ! -x "$bin" ]; then
+  echo "FAIL natgrad binary: $bin not found"; echo "RESULT passed=0 failed=1 skipped=0"; exit 1
+fi
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+repo=$PWD
+work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli_net.XXXXXX") || { echo "RESULT passed=0 failed=1 skipped=0"; exit 1; }
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
+show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
+run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
+expect_exit() {
+  local name=$1 code=$2 pat=$3; shift 3
+  run "$name" "$@"
+  if [ "$rc" != "$code" ]; then fail "$name" "exit $rc, want $code: $*"; show "$name.err"
+  elif ! grep -qF -- "$pat" "$name.err"; then fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
+  else pass "$name"; fi
+}
+
+T=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --lr 0.05 --threads 1)
+
+# ---- help ----------------------------------------------------------------------------------------
+run help "$bin" net train --help
+if [ "$rc" = 0 ] && grep -q -- "--preset" help.out && grep -q -- "--layers" help.out && grep -q "curves-like" help.out; then
+  pass net_help; else fail net_help "exit $rc"; show help.out; fi
+
+# ---- train + eval ----------------------------------------------------------------------------------
+run train "$bin" "${T[@]}" --steps 30 --log-every 10 --out a
+if [ "$rc" = 0 ] && [ -s a/net.ckpt ] && [ "$(wc -l < a/train.csv)" = 4 ]; then pass net_train_runs
+else fail net_train_runs "exit $rc"; show train.err; fi
+head -1 a/train.csv | grep -q "step,epoch,time_s,lr,objective,batch_error,grad_norm" && pass net_csv_header ||
+  fail net_csv_header "$(head -1 a/train.csv)"
+run eval "$bin" net eval --checkpoint a/net.ckpt --data bars-stripes --split test --device cpu
+want=$(tail -1 a/train.csv | python3 -c 'import sys,csv; r=list(csv.reader(sys.stdin))[0]; print(r[12])')
+got=$(sed -nE 's/^error ([0-9.eE+-]+).*/\1/p' eval.out)
+if [ "$rc" = 0 ] && python3 -c "import sys; sys.exit(0 if abs($got-$want) <= 1e-4*max(1,abs($want)) else 1)"; then
+  pass net_eval_matches_log; else fail net_eval_matches_log "eval error '$got' vs log test_error '$want' (exit $rc)"; show eval.err; fi
+
+# ---- exact resume ------------------------------------------------------------------------------------
+run full "$bin" "${T[@]}" --steps 40 --log-every 10 --out full
+run half "$bin" "${T[@]}" --steps 20 --log-every 10 --out half
+run rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume half/net.ckpt --steps 40 --log-every 10 --out half
+if [ "$rc" = 0 ] && cmp -s full/net.ckpt half/net.ckpt; then pass net_resume_identical_checkpoint
+else fail net_resume_identical_checkpoint "exit $rc"; show rest.err; fi
+# the CSVs agree apart from the clock columns (time_s = 3, train_s = 10)
+strip() { cut -d, -f1-2,4-9,11- "$1"; }
+if diff <(strip full/train.csv) <(strip half/train.csv) >/dev/null; then pass net_resume_same_log
+else fail net_resume_same_log "$(diff <(strip full/train.csv) <(strip half/train.csv) | head -4)"; fi
+expect_exit net_resume_fixed_option 2 "--lr cannot be combined with --resume" "$bin" net train --resume half/net.ckpt --lr 0.1 --out half
+
+# ---- classification from IDX files -----------------------------------------------------------------
+python3 - <<'PY'
+import struct, random
+random.seed(1)
+n, h, w = 90, 4, 4
+imgs, labs = bytearray(), bytearray()
+for i in range(n):
+    k = i % 3
+    for r in range(h):
+        for c in range(w):
+            on = (k == 0 and r < 2) or (k == 1 and c < 2) or (k == 2 and r == c)
+            imgs.append(200 if on else random.randint(0, 40))
+    labs.append(k)
+open('img.idx', 'wb').write(struct.pack('>BBBB', 0, 0, 8, 3) + struct.pack('>iii', n, h, w) + bytes(imgs))
+open('lab.idx', 'wb').write(struct.pack('>BBBB', 0, 0, 8, 1) + struct.pack('>i', n) + bytes(labs))
+# float32 images with a NaN, and a truncated file
+vals = [0.5] * (n * h * w); vals[37] = float('nan')
+open('nan.idx', 'wb').write(struct.pack('>BBBB', 0, 0, 0x0D, 3) + struct.pack('>iii', n, h, w) + struct.pack('>%df' % len(vals), *vals))
+open('trunc.idx', 'wb').write(open('img.idx', 'rb').read()[:200])
+PY
+run cls "$bin" net train --device cpu --data img.idx,lab.idx --test-data img.idx,lab.idx --task classify --layers 16-12-3 \
+  --batch 30 --lr 0.5 --steps 60 --log-every 20 --out cls
+first=$(sed -n 2p cls/train.csv | cut -d, -f13); last=$(tail -1 cls/train.csv | cut -d, -f13)
+if [ "$rc" = 0 ] && python3 -c "import sys; sys.exit(0 if $last < 0.7*$first else 1)"; then pass net_classify_learns
+else fail net_classify_learns "exit $rc, test error $first -> $last"; show cls.err; fi
+expect_exit net_classify_output_layer 2 "output layer (layer 2) has 4 units but the labels have 3 classes" \
+  "$bin" net train --device cpu --data img.idx,lab.idx --task classify --layers 16-12-4 --out cls2
+expect_exit net_classify_needs_labels 2 "needs labels" "$bin" net train --device cpu --data img.idx --task classify --layers 16-3 --out cls3
+
+# ---- usage errors and bad files -------------------------------------------------------------------------
+expect_exit net_input_layer 2 "input layer (layer 0) has 15 units but the data has dimension 16" \
+  "$bin" net train --device cpu --data bars-stripes --layers 15-8-15 --out e1
+expect_exit net_bad_spec 2 "'x'" "$bin" net train --device cpu --data bars-stripes --layers 16-x-16 --out e2
+expect_exit net_mismatched_loss 2 "matching" "$bin" net train --device cpu --data bars-stripes --layers 16-8-16:relu --out e3
+expect_exit net_unknown_preset 2 "unknown network preset" "$bin" net train --device cpu --data bars-stripes --preset nope --out e4
+expect_exit net_preset_vs_data 2 "input layer (layer 0) has 784 units" "$bin" net train --device cpu --data bars-stripes --preset mnist-autoencoder --out e5
+expect_exit net_batch_too_big 2 "larger than the 30 training cases" "$bin" "${T[@]}" --batch 31 --out e6
+expect_exit net_nan_data 1 "nan.idx" "$bin" net train --device cpu --data nan.idx --layers 16-4-16 --out e7
+expect_exit net_truncated_data 1 "trunc.idx" "$bin" net train --device cpu --data trunc.idx --layers 16-4-16 --out e8
+head -c 300 a/net.ckpt > cut.ckpt
+expect_exit net_truncated_checkpoint 1 "cut.ckpt" "$bin" net eval --checkpoint cut.ckpt --data bars-stripes --device cpu
+run rbm "$bin" rbm train --device cpu --data bars-stripes --hidden 4 --batch 10 --particles 10 --steps 2 --out rbm
+expect_exit net_eval_rbm_checkpoint 1 "not a network" "$bin" net eval --checkpoint rbm/rbm.ckpt --data bars-stripes --device cpu
+expect_exit net_resume_rbm_checkpoint 1 "not a network" "$bin" net train --device cpu --data bars-stripes --resume rbm/rbm.ckpt --out rbm2
+expect_exit net_refuses_overwrite 2 "already holds a run" "$bin" "${T[@]}" --steps 5 --out a
+
+# ---- divergence: exit 1 naming the update; no NaN is ever written as a checkpoint ---------------------
+run div "$bin" net train --device cpu --data bars-stripes --layers 16-8-16:linear --loss squared --lr 1e30 --steps 20 \
+  --batch 10 --checkpoint-every 1 --out div
+if [ "$rc" = 1 ] && grep -qE "update [0-9]+: network (objective|parameters)" div.err; then pass net_divergence_stops
+else fail net_divergence_stops "exit $rc"; show div.err; fi
+if [ ! -e div/net.ckpt ] || "$bin" net eval --checkpoint div/net.ckpt --data bars-stripes --device cpu >/dev/null 2>div_eval.err; then
+  pass net_divergence_checkpoint_loads; else fail net_divergence_checkpoint_loads; show div_eval.err; fi
+
+# ---- export ---------------------------------------------------------------------------------------------
+run export "$bin" export a/net.ckpt --out a/net.safetensors
+# PyTorch's layout: W as (out, in) row-major
+if [ "$rc" = 0 ] && python3 - a/net.safetensors >rd.out 2>&1 <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+want = {'W1': [8, 16], 'b1': [8], 'W2': [3, 8], 'b2': [3], 'W3': [8, 3], 'b3': [8], 'W4': [16, 8], 'b4': [16]}
+got = {k: v['shape'] for k, v in h.items() if k != '__metadata__'}
+if got != want:
+    print('shapes', got); sys.exit(1)
+PY
+then pass net_export_safetensors; else fail net_export_safetensors "exit $rc"; show export.err; show rd.out; fi
+
+echo "RESULT passed=$passed failed=$failed skipped=$skipped"
+[ "$failed" = 0 ]
