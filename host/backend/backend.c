@@ -196,8 +196,11 @@ ng_status ng_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, 
     NEED(ld_ok(ldb, tb ? n : k), "gemm_strided_batched", "ldb=%d < rows of B (%d)", ldb, tb ? n : k);
     NEED(ld_ok(ldc, m), "gemm_strided_batched", "ldc=%d < m=%d", ldc, m);
     NEED(sa >= 0 && sb >= 0 && sc >= 0, "gemm_strided_batched", "negative stride");
-    NEED(count <= 1 || sc >= (long long)ldc * n, "gemm_strided_batched",
-         "stride of C (%lld) < ldc * n (%lld): the outputs overlap", sc, (long long)ldc * n);
+    /* outputs must be disjoint: one after the other (sc >= ldc n), or interleaved inside the
+     * columns (sc >= m and the last batch's rows still inside ldc: per-row products) */
+    NEED(count <= 1 || sc >= (long long)ldc * n || (sc >= m && (long long)(count - 1) * sc + m <= ldc),
+         "gemm_strided_batched", "stride of C (%lld) with ldc %d, m %d, n %d and %d batches: the outputs overlap",
+         sc, ldc, m, n, count);
     if (!m || !n || !count) return NG_OK;
     NEED(C && ((A && B) || k == 0), "gemm_strided_batched", "NULL pointer");
     return be->iface->gemm_strided_batched(be, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta,

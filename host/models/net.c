@@ -41,6 +41,9 @@ typedef struct net {
     ng_arena ws;
     ng_tensor A[L_MAX + 1], D[L_MAX + 1], RZ[L_MAX + 1], RA[L_MAX + 1], RD[L_MAX + 1];
     ng_tensor XH[L_MAX + 1], mean[L_MAX + 1], rstd[L_MAX + 1], tmp[L_MAX + 1];
+    /* batch norm, R-operator and H v: R{z} before normalisation, R{xhat}, two scratch matrices and
+     * six per-row vectors */
+    ng_tensor RZP[L_MAX + 1], RXH[L_MAX + 1], BX1[L_MAX + 1], BX2[L_MAX + 1], BV[L_MAX + 1];
     ng_tensor Zo, T, obj, err, acc; /* acc: (4) objective sum, error sum of the last gradient */
     ng_arena bn;                    /* running mean and rstd per batch-normalised layer */
     ng_tensor rmean[L_MAX + 1], rrstd[L_MAX + 1];
@@ -321,6 +324,11 @@ ng_status ng_net_create(ng_backend *be, const ng_net_config *cfg, ng_model **out
         if (s == NG_OK && l >= 1 && cfg->bn[l - 1]) {
             s = reserve(&n->ws, "XH%d", l, n->d[l], ch, &n->XH[l]);
             if (s == NG_OK) s = reserve(&n->ws, "TMP%d", l, n->d[l], ch, &n->tmp[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "RZP%d", l, n->d[l], ch, &n->RZP[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "RXH%d", l, n->d[l], ch, &n->RXH[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "BX1%d", l, n->d[l], ch, &n->BX1[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "BX2%d", l, n->d[l], ch, &n->BX2[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "BV%d", l, n->d[l], 6, &n->BV[l]);
             if (s == NG_OK) s = reserve(&n->ws, "mean%d", l, n->d[l], 1, &n->mean[l]);
             if (s == NG_OK) s = reserve(&n->ws, "rstd%d", l, n->d[l], 1, &n->rstd[l]);
         }
@@ -546,6 +554,23 @@ static ng_status loss_chunk(net *n, const float *t, int ldt, int cols, float sca
     return ng_sum_cols(be, 1, cols, 1.0f, n->err.data, 1, acc_beta, n->acc.data + 1);
 }
 
+/* ---- per-row vector helpers (batched 1 x 1 and 1 x cols products) -------------------------- */
+
+/* out[r] = alpha x[r] y[r] + beta out[r], r < n */
+static ng_status vmul(ng_backend *be, int n, float alpha, const float *x, const float *y, float beta, float *out) {
+    return ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, alpha, x, 1, 1, y, 1, 1, beta, out, 1, 1, n);
+}
+/* out(r, :) += s[r] X(r, :) */
+static ng_status rowscale_acc(ng_backend *be, int rows, int cols, const float *s, const float *X, int ldx,
+                              float *out, int ldo) {
+    return ng_gemm_strided_batched(be, 0, 0, 1, cols, 1, 1.0f, s, 1, 1, X, ldx, 1, 1.0f, out, ldo, 1, rows);
+}
+/* out[r] = alpha sum_c X(r, c) Y(r, c) + beta out[r] */
+static ng_status rowdot(ng_backend *be, int rows, int cols, float alpha, const float *X, int ldx, const float *Y,
+                        int ldy, float beta, float *out) {
+    return ng_gemm_strided_batched(be, 0, 1, 1, 1, cols, alpha, X, ldx, 1, Y, ldy, 1, beta, out, 1, 1, rows);
+}
+
 /* ---- backward ----------------------------------------------------------------------------- */
 
 /* Back-propagate D[L] (already set) through the chunk; when g is non-NULL write the parameter
@@ -565,8 +590,7 @@ static ng_status backward(net *n, int cols, float *g_base, float beta) {
                 float *gW = view_ptr(n, &gv, n->idxW[l]);
                 float *gg = view_ptr(n, &gv, n->idxW[l] + 1), *gbt = view_ptr(n, &gv, n->idxW[l] + 2);
                 /* row dots as dl batched 1x1 products: C_r = du(r,:) . xhat(r,:) */
-                NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, cols, 1.0f, dz, ldd, 1, n->XH[l].data,
-                                               n->XH[l].ld, 1, beta, gg, 1, 1, dl));
+                NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldd, n->XH[l].data, n->XH[l].ld, beta, gg));
                 NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, dz, ldd, beta, gbt));
                 /* dL/dz = rstd gamma P(du), into tmp */
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
@@ -604,8 +628,8 @@ static ng_status rforward(net *n, const ng_tensor *v, int cols) {
     for (l = 1; l <= L; l++) {
         int dl = n->d[l], dp = n->d[l - 1];
         const float *VW = view_ptr(n, v, n->idxW[l]);
-        float *rz = has_bn(n, l) ? n->tmp[l].data : n->RZ[l].data;
-        int ldr = has_bn(n, l) ? n->tmp[l].ld : n->RZ[l].ld;
+        float *rz = has_bn(n, l) ? n->RZP[l].data : n->RZ[l].data;
+        int ldr = has_bn(n, l) ? n->RZP[l].ld : n->RZ[l].ld;
         /* R{z} = V-bar a-bar + W R{a_{l-1}} (V-bar without its bias column with batch norm) */
         NG_TRY(ng_gemm(be, 0, 0, dl, cols, has_bn(n, l) ? dp : dp + 1, 1.0f, VW, dl, n->A[l - 1].data,
                        n->A[l - 1].ld, 0.0f, rz, ldr));
@@ -617,8 +641,9 @@ static ng_status rforward(net *n, const ng_tensor *v, int cols) {
             /* R{u} = gamma rstd P(R{z}) + V_gamma xhat + V_beta */
             NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, Vg, Vb, n->RZ[l].data,
                            n->RZ[l].ld));
-            NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, n->gamma[l].data,
-                           1.0f, n->RZ[l].data, n->RZ[l].ld));
+            NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, NULL, 0.0f,
+                           n->RXH[l].data, n->RXH[l].ld));
+            NG_TRY(rowscale_acc(be, dl, cols, n->gamma[l].data, n->RXH[l].data, n->RXH[l].ld, n->RZ[l].data, n->RZ[l].ld));
         }
         if (l < L)
             NG_TRY(act_bwd(be, dl, cols, n->cfg.act[l - 1], n->A[l].data, n->A[l].ld, n->RZ[l].data, n->RZ[l].ld,
@@ -876,10 +901,6 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     ng_tensor ov;
     NG_TRY(check_out_vec(n, v, out, "H v"));
     L = n->L;
-    for (l = 1; l <= L; l++)
-        if (has_bn(n, l))
-            return ng_error(NG_ERR_UNSUPPORTED,
-                            "network H v: the Hessian through batch normalisation (layer %d) is not implemented; G v and F v are", l);
     K = n_chunks(n);
     scale = 1.0f / (float)n->m;
     ov = *out;
@@ -895,23 +916,59 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
         NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, n->RZ[L].data, n->RZ[L].ld, scale, n->RD[L].data,
                         n->RD[L].ld, cols));
         for (l = L; l >= 1; l--) {
-            int dl = n->d[l], dp = n->d[l - 1];
+            int dl = n->d[l], dp = n->d[l - 1], bn = has_bn(n, l);
             float *o = view_ptr(n, &ov, n->idxW[l]);
             const float *VW = view_ptr(n, v, n->idxW[l]);
-            /* R{g_Wbar} = R{D} a-bar^T + D R{a-bar}^T (R of the row of ones is 0) */
-            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, n->RD[l].data, n->RD[l].ld, n->A[l - 1].data,
-                           n->A[l - 1].ld, beta, o, dl));
+            float *dz = n->D[l].data, *rdz = n->RD[l].data;
+            int ldz = n->D[l].ld, ldrz = n->RD[l].ld;
+            if (bn) {
+                /* D = dL/du, RD = R{dL/du} here; xhat = rstd (z - mean), u = gamma xhat + beta.
+                 * dz = rstd gamma P(du) with P(g) = g - mean(g) - xhat mean(g xhat), and
+                 * R{dz} = rstd P(R{dxhat}) + R{rstd} gamma P(du) - rstd gamma (R{xhat} mean(du xhat)
+                 *         + xhat mean(du R{xhat})), R{dxhat} = gamma R{du} + V_gamma du,
+                 * R{rstd} = -rstd^2 mean(xhat R{z}) */
+                float *og = view_ptr(n, &ov, n->idxW[l] + 1), *ob = view_ptr(n, &ov, n->idxW[l] + 2);
+                const float *Vg = view_ptr(n, v, n->idxW[l] + 1);
+                float *q = n->BV[l].data, inv = 1.0f / (float)cols;
+                int ldq = n->BV[l].ld, ldxh = n->XH[l].ld;
+                const float *xh = n->XH[l].data, *rxh = n->RXH[l].data, *g = n->gamma[l].data, *rs = n->rstd[l].data;
+                NG_TRY(rowdot(be, dl, cols, 1.0f, rdz, ldrz, xh, ldxh, beta, og));
+                NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldz, rxh, n->RXH[l].ld, 1.0f, og));
+                NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, rdz, ldrz, beta, ob));
+                NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, rs, g, 0.0f, n->tmp[l].data, n->tmp[l].ld));
+                NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, rdz, ldrz, g, NULL, n->BX1[l].data, n->BX1[l].ld));
+                NG_TRY(rowscale_acc(be, dl, cols, Vg, dz, ldz, n->BX1[l].data, n->BX1[l].ld));
+                NG_TRY(bn_proj(be, dl, cols, n->BX1[l].data, n->BX1[l].ld, xh, ldxh, rs, NULL, 0.0f, n->BX2[l].data,
+                               n->BX2[l].ld));
+                NG_TRY(rowdot(be, dl, cols, -inv, xh, ldxh, n->RZP[l].data, n->RZP[l].ld, 0.0f, q));
+                NG_TRY(vmul(be, dl, 1.0f, rs, q, 0.0f, q + ldq));
+                NG_TRY(vmul(be, dl, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
+                NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, q + 2 * ldq, g, 1.0f, n->BX2[l].data, n->BX2[l].ld));
+                NG_TRY(vmul(be, dl, -1.0f, rs, g, 0.0f, q + 3 * ldq)); /* -rstd gamma */
+                NG_TRY(rowdot(be, dl, cols, inv, dz, ldz, xh, ldxh, 0.0f, q + 4 * ldq));
+                NG_TRY(vmul(be, dl, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
+                NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, rxh, n->RXH[l].ld, n->BX2[l].data, n->BX2[l].ld));
+                NG_TRY(rowdot(be, dl, cols, inv, dz, ldz, rxh, n->RXH[l].ld, 0.0f, q + 4 * ldq));
+                NG_TRY(vmul(be, dl, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
+                NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, xh, ldxh, n->BX2[l].data, n->BX2[l].ld));
+                dz = n->tmp[l].data;
+                ldz = n->tmp[l].ld;
+                rdz = n->BX2[l].data;
+                ldrz = n->BX2[l].ld;
+            }
+            /* R{g_Wbar} = R{dz} a-bar^T + dz R{a-bar}^T (R of the row of ones is 0; no bias column
+             * with batch norm) */
+            NG_TRY(ng_gemm(be, 0, 1, dl, bn ? dp : dp + 1, cols, 1.0f, rdz, ldrz, n->A[l - 1].data, n->A[l - 1].ld, beta,
+                           o, dl));
             if (l > 1) {
-                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->D[l].data, n->D[l].ld, n->RA[l - 1].data,
-                               n->RA[l - 1].ld, 1.0f, o, dl));
-                /* R{da} = W^T R{D} + V^T D  (into RD[l-1]);  da = W^T D  (into D[l-1]) */
-                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, n->RD[l].data, n->RD[l].ld, 0.0f,
-                               n->RD[l - 1].data, n->RD[l - 1].ld));
-                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, VW, dl, n->D[l].data, n->D[l].ld, 1.0f,
-                               n->RD[l - 1].data, n->RD[l - 1].ld));
-                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, n->D[l].data, n->D[l].ld, 0.0f,
-                               n->D[l - 1].data, n->D[l - 1].ld));
-                /* R{D_{l-1}} = R{da} f'(a) + da R{z} f''(a);  D_{l-1} = da f'(a) */
+                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, dz, ldz, n->RA[l - 1].data, n->RA[l - 1].ld, 1.0f, o, dl));
+                /* R{da} = W^T R{dz} + V^T dz  (into RD[l-1]);  da = W^T dz  (into D[l-1]) */
+                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, rdz, ldrz, 0.0f, n->RD[l - 1].data,
+                               n->RD[l - 1].ld));
+                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, VW, dl, dz, ldz, 1.0f, n->RD[l - 1].data, n->RD[l - 1].ld));
+                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, dz, ldz, 0.0f, n->D[l - 1].data,
+                               n->D[l - 1].ld));
+                /* R{D_{l-1}} = R{da} f'(a) + da R{u} f''(a);  D_{l-1} = da f'(a) */
                 NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->RD[l - 1].data,
                                n->RD[l - 1].ld, n->D[l - 1].data, n->D[l - 1].ld, n->RZ[l - 1].data, n->RZ[l - 1].ld,
                                n->RD[l - 1].data, n->RD[l - 1].ld));

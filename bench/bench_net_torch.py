@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""bench_net_torch.py: the PyTorch side of make bench-net (see bench/bench_net.c).
+
+The MNIST autoencoder 784-1000-500-250-30-250-500-1000-784 as nn.Linear layers with sigmoid
+hidden units and a linear code layer, float32 on the CPU, loss = BCEWithLogitsLoss summed over
+pixels and averaged over cases, torch.optim.SGD with momentum 0.9 and nesterov=True. A step is
+zero_grad + forward + backward + optimizer.step, timed one by one after warm-up steps (median
+reported). Flops counted as in bench_net.c: 6 m S, S = sum of d_in * d_out. The sgemm is
+torch.mm of (1000 x 784) by (784 x m), the largest layer's forward product, in the same process.
+The data are uniform random pixels in [0, 1]. Prints one markdown row, appends one CSV row (the
+columns of bench_net.c; natgrad-only columns left empty).
+
+usage: bench_net_torch.py [--batch M] [--threads N (0: PyTorch's default)] [--iters N]
+                          [--warmup N] [--csv PATH] [--profile]
+"""
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+DIMS = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+CODE_LAYER = 4  # layer 4 (250 -> 30) is linear
+
+
+def openblas_of_process():
+    """Path, version and kernel of the OpenBLAS this process loaded (or None)."""
+    path = None
+    with open("/proc/self/maps") as f:
+        for line in f:
+            p = line.split()[-1]
+            if "openblas" in os.path.basename(p) and ".so" in p:
+                path = p
+                break
+    if not path:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        lib.openblas_get_parallel.restype = ctypes.c_int
+        core = lib.openblas_get_corename().decode()
+        cfg = lib.openblas_get_config().decode()
+        ver = cfg.split("OpenBLAS ")[1].split()[0] if "OpenBLAS " in cfg else "?"
+        par = {0: "serial", 1: "pthreads", 2: "openmp"}.get(lib.openblas_get_parallel(), "?")
+    except (OSError, AttributeError, IndexError):
+        return "OpenBLAS (%s)" % path
+    forced = " (OPENBLAS_CORETYPE)" if os.environ.get("OPENBLAS_CORETYPE") else ""
+    return "OpenBLAS %s (%s), kernel %s%s, %s" % (ver, par, core, forced, path)
+
+
+def make_net():
+    layers = []
+    for l in range(1, len(DIMS)):
+        layers.append(nn.Linear(DIMS[l - 1], DIMS[l]))
+        if l != CODE_LAYER and l != len(DIMS) - 1:
+            layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--csv", default="bench/results/bench_net.csv")
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler's operator table to stderr")
+    a = ap.parse_args()
+    default_threads = torch.get_num_threads()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    threads = torch.get_num_threads()
+    torch.manual_seed(1)
+    m = a.batch
+    blas = openblas_of_process() or "BLAS: see torch.__config__.show()"
+    desc = "PyTorch %s, %s, %d threads (default %d, interop %d)" % (
+        torch.__version__, blas, threads, default_threads, torch.get_num_interop_threads())
+    print("backend: " + desc, file=sys.stderr)
+
+    S = sum(DIMS[l - 1] * DIMS[l] for l in range(1, len(DIMS)))
+    x = torch.rand(m, DIMS[0], dtype=torch.float32)
+
+    # sgemm: (1000 x 784) (784 x m)
+    gm, gk = 1000, 784
+    A = torch.randn(gm, gk) * 0.01
+    B = x.t().contiguous()
+    for _ in range(3):
+        torch.mm(A, B)
+    t = []
+    for _ in range(a.iters):
+        t0 = time.perf_counter()
+        torch.mm(A, B)
+        t.append(time.perf_counter() - t0)
+    ms_sgemm = statistics.median(t) * 1e3
+    gflop_sgemm = 2.0 * gm * m * gk / ms_sgemm * 1e-6
+
+    net = make_net()
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(net(x), x) / m
+        loss.backward()
+        opt.step()
+        return loss
+
+    t = []
+    for i in range(a.warmup + a.iters):
+        t0 = time.perf_counter()
+        step()
+        if i >= a.warmup:
+            t.append(time.perf_counter() - t0)
+    ms_step = statistics.median(t) * 1e3
+    ms_min = min(t) * 1e3
+    gflop_step = 6.0 * m * S / ms_step * 1e-6
+    ratio = gflop_step / gflop_sgemm
+    shape = "%dx%dx%d" % (gm, m, gk)
+    print("| PyTorch | %s | %d | %d | %d | %.1f | %.1f | %.1f | %s | %.1f | %.2f |"
+          % (desc, threads, m, a.iters, ms_step, ms_min, gflop_step, shape, gflop_sgemm, ratio))
+    sys.stdout.flush()
+    new = not os.path.exists(a.csv) or os.path.getsize(a.csv) == 0
+    with open(a.csv, "a") as f:
+        if new:
+            f.write("impl,backend,threads,batch,timed_steps,ms_step_median,ms_step_min,step_gflops,sgemm_shape,"
+                    "sgemm_gflops,ratio,ms_gradient,ms_gv,gv_over_gradient,ms_forward_gv,forward_gv_over_gradient,"
+                    "ms_gradient_gemms,ms_gradient_rest,ms_update\n")
+        f.write('pytorch,"%s",%d,%d,%d,%.3f,%.3f,%.2f,%s,%.2f,%.4f,,,,,,,,\n'
+                % (desc, threads, m, a.iters, ms_step, ms_min, gflop_step, shape, gflop_sgemm, ratio))
+    print("bench_net_torch: m %d, %d threads: step %.2f ms, sgemm %.1f GFLOP/s" % (m, threads, ms_step, gflop_sgemm),
+          file=sys.stderr)
+    if a.profile:
+        from torch.profiler import profile, ProfilerActivity
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
