@@ -25,6 +25,7 @@ typedef enum ng_rng_purpose {
     NG_RNG_RAISE = 8,        /* reverse AIS chains */
     NG_RNG_MONITOR = 9,      /* training monitors (reconstruction), indexed by update count */
     NG_RNG_FANG = 10,        /* FANG's hidden samples of the particles, indexed by update count */
+    NG_RNG_CURVES = 11,      /* curves-like data generator (host), indexed by image number */
     NG_RNG_TEST = 100        /* tests */
 } ng_rng_purpose;
 
