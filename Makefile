@@ -92,7 +92,8 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-fang-table1 clean data-mnist data-fashion
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-fang-table1 clean data-mnist data-fashion \
+    data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -143,10 +144,11 @@ test: deps
 	@bash tests/ptxas_report.sh $(OBJ)
 	@bash tests/run.sh $(BUILD)
 
-# The data-layer and file-format tests again (test_idx, test_checkpoint_format), with the data and
-# core sources built under ASan + UBSan; run.sh picks the binaries up like any test_*. Leak checking
-# stays on (it works here); ASAN_OPTIONS=detect_leaks=0 turns it off where ptrace is restricted.
-ASAN_TESTS := test_idx test_checkpoint_format
+# The data-layer and file-format tests again (test_idx, test_checkpoint_format, test_png,
+# test_curves), with the data and core sources built under ASan + UBSan; run.sh picks the binaries
+# up like any test_*. Leak checking stays on (it works here); ASAN_OPTIONS=detect_leaks=0 turns it
+# off where ptrace is restricted.
+ASAN_TESTS := test_idx test_checkpoint_format test_png test_curves
 ASAN_TEST_BIN := $(ASAN_TESTS:%=$(BUILD)/tests/%_asan)
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_SRC := $(filter host/core/%.c host/data/%.c,$(HOST_SRC))
@@ -216,6 +218,12 @@ data-mnist:
 
 data-fashion:
 	@bash data/prepare.sh fashion-mnist
+
+# data/curves_like_samples.png: 64 images of the generated curves-like set (a substitute for CURVES;
+# host/data/curves.c); test_curves fails while the committed picture differs from the generator's
+data-curves-picture:
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/curves_samples
+	@$(BUILD)/bench/curves_samples data/curves_like_samples.png
 
 clean:
 	rm -rf $(BUILD)

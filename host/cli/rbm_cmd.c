@@ -23,7 +23,7 @@ static int is_path(const char *s) {
     return strchr(s, '/') || strstr(s, ".idx") || strstr(s, "ubyte") || strstr(s, ".gz");
 }
 
-/* Load NAME (mnist, fashion-mnist, bars-stripes) or an IDX images path. */
+/* Load NAME (mnist, fashion-mnist, bars-stripes, curves-like) or an IDX images path. */
 static int load_data(const char *what, const char *name, const char *data_dir, const char *split,
                      int limit, ng_dataset *out) {
     ng_status s = is_path(name) ? ng_dataset_load_idx(name, NULL, out)
@@ -113,7 +113,8 @@ static const char *TRAIN_SUMMARY =
     "Train a binary RBM (E = -a'v - b'h - h'Wv) with PCD-k or CD-k.\n"
     "Optimizers: sgd (plain SGD), centering (SGD on the centered parameterisation, FANG sec. 5.1),\n"
     "fang (factorized natural gradient, FANG Algorithm 1). Learning rate alpha*gamma/(gamma+t).\n"
-    "--data is mnist, fashion-mnist, bars-stripes, or a path to an IDX images file (raw or .gz).\n"
+    "--data is mnist, fashion-mnist, bars-stripes, curves-like (generated; a substitute for CURVES),\n"
+    "or a path to an IDX images file (raw or .gz).\n"
     "Writes OUT/train.csv, OUT/rbm.ckpt (every --checkpoint-every updates, at the end, on Ctrl-C);\n"
     "--resume CKPT continues a run exactly (same data; --steps is the new total). A run refuses to\n"
     "overwrite another run in --out unless --force is given.";

@@ -174,6 +174,13 @@ ng_status ng_dataset_load_named(const char *name, const char *data_dir, const ch
     if (!data_dir) data_dir = "data";
 
     if (strcmp(name, "bars-stripes") == 0) return ng_dataset_make_bars_stripes(4, 0, out);
+    if (strcmp(name, "curves-like") == 0) {
+        int train = strcmp(split, "train") == 0;
+        NG_TRY(ng_dataset_make_curves(NG_CURVES_LIKE_SEED, train ? 0 : NG_CURVES_LIKE_TRAIN,
+                                      train ? NG_CURVES_LIKE_TRAIN : NG_CURVES_LIKE_TEST, out));
+        snprintf(out->name, sizeof out->name, "curves-like-%s", split);
+        return NG_OK;
+    }
     if (strcmp(name, "mnist") == 0) {
         r = snprintf(dirs[ndirs++], DS_PATH_MAX, "%s/mnist", data_dir);
         hint = "run: make data-mnist (or: bash data/prepare.sh mnist)";
@@ -184,7 +191,9 @@ ng_status ng_dataset_load_named(const char *name, const char *data_dir, const ch
                "Debian package dataset-fashion-mnist)";
     } else {
         return ng_error(NG_ERR_INVALID_ARG,
-                        "unknown data set '%s' (known: mnist, fashion-mnist, bars-stripes)", name);
+                        "unknown data set '%s' (known: mnist, fashion-mnist, bars-stripes, "
+                        "curves-like)",
+                        name);
     }
     if (r < 0 || r >= DS_PATH_MAX)
         return ng_error(NG_ERR_INVALID_ARG, "%s: data directory path too long", name);

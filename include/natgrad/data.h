@@ -16,6 +16,7 @@
 #define NATGRAD_DATA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "natgrad/status.h"
 #include "natgrad/tensor.h"
@@ -74,7 +75,8 @@ ng_status ng_dataset_load_idx(const char *images, const char *labels_or_null, ng
 
 /* Load a named data set. name: "mnist" (data_dir/mnist/), "fashion-mnist" (data_dir/fashion-mnist/,
  * else /usr/share/datasets/fashion-mnist/), "bars-stripes" (all 30 distinct 4x4 patterns, no labels,
- * the same for both splits). data_dir NULL means "data". split: "train" or "test".
+ * the same for both splits), "curves-like" (generated, no files: see ng_dataset_make_curves).
+ * data_dir NULL means "data". split: "train" or "test".
  * Each IDX file is looked up as FILE then FILE.gz; a missing one is NG_ERR_IO with a message that
  * says how to create it. */
 ng_status ng_dataset_load_named(const char *name, const char *data_dir, const char *split,
@@ -87,6 +89,22 @@ ng_status ng_dataset_load_named(const char *name, const char *data_dir, const ch
  * n > 0 gives n examples cycling through that order. side: 1 .. 15. Values are 0 or 1; no labels. */
 int ng_bars_stripes_count(int side); /* 2^(side+1) - 2 (30 for side 4); 0 when side is out of range */
 ng_status ng_dataset_make_bars_stripes(int side, int n, ng_dataset *out);
+
+/* "curves-like" (host/data/curves.c): a generated SUBSTITUTE for the CURVES data set of Hinton &
+ * Salakhutdinov (2006), which is not obtainable here; always reported as "curves-like", never as
+ * CURVES. Each 28x28 image (values in [0, 1], no labels) is an anti-aliased stroke of width 1.5
+ * along a parabolic arc through three random points; the exact recipe is in curves.c and
+ * data/README.md. Images first .. first+n-1 of seed `seed`: image i depends only on (seed, i), so
+ * any range can be generated on its own and equals the same images of a larger range.
+ * n: 1 .. NG_CURVES_MAX_N; first >= 0 with first + n <= INT_MAX.
+ * ng_dataset_load_named("curves-like", ...) gives images 0 .. 19999 of NG_CURVES_LIKE_SEED as
+ * "train" and images 20000 .. 29999 as "test" (the sizes of CURVES), with no file involved. */
+#define NG_CURVES_SIDE 28
+#define NG_CURVES_MAX_N 10000000
+#define NG_CURVES_LIKE_SEED 2006
+#define NG_CURVES_LIKE_TRAIN 20000
+#define NG_CURVES_LIKE_TEST 10000
+ng_status ng_dataset_make_curves(uint64_t seed, int first, int n, ng_dataset *out);
 
 /* out = a copy of examples first .. first+count-1 of src (x and labels). */
 ng_status ng_dataset_subset(const ng_dataset *src, int first, int count, ng_dataset *out);
