@@ -462,6 +462,21 @@ static ng_status check_fang_residual(const ng_op_args *a, const char *op, int *e
     return NG_OK;
 }
 
+static ng_status check_adam(const ng_op_args *a, const char *op, int *empty) {
+    const float sc[6] = {a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.lr, a->adam.eps};
+    static const char *const names[6] = {"b1", "c1", "b2", "c2", "lr", "eps"};
+    int i;
+    for (i = 0; i < 6; i++) CHECK(sc[i] - sc[i] == 0.0f, "%s %g is not finite", names[i], (double)sc[i]);
+    CHECK(a->adam.eps > 0.0f, "eps %g must be > 0", (double)a->adam.eps);
+    CHECK(a->adam.bc2 > 0.0 && a->adam.bc2 - a->adam.bc2 == 0.0, "bc2 %g must be finite and > 0",
+          a->adam.bc2);
+    CHECK(!a->adam.m || (a->adam.bc1 > 0.0 && a->adam.bc1 - a->adam.bc1 == 0.0),
+          "bc1 %g must be finite and > 0", a->adam.bc1);
+    *empty = a->adam.n == 0;
+    CHECK(*empty || (a->adam.param && a->adam.grad && a->adam.v), "NULL pointer");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -478,6 +493,7 @@ static const struct op_desc {
     [NG_OP_SYMMETRIZE_LOWER] = {"symmetrize_lower", check_symmetrize_lower},
     [NG_OP_FANG_REGRESS] = {"fang_regress", check_fang_regress},
     [NG_OP_FANG_RESIDUAL] = {"fang_residual", check_fang_residual},
+    [NG_OP_ADAM] = {"adam", check_adam},
 };
 
 const char *ng_op_name(ng_op op) {

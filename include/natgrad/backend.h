@@ -59,6 +59,7 @@ typedef enum ng_op {
     NG_OP_SYMMETRIZE_LOWER, /* A(n,n): strict upper = transpose of strict lower, diagonal += shift */
     NG_OP_FANG_REGRESS,     /* FANG eq. 11-12 for every pair (host/optim/fang.c) */
     NG_OP_FANG_RESIDUAL,    /* pairwise part of the FANG direction */
+    NG_OP_ADAM,             /* fused Adam / RMSprop step of the update rules, see the struct below */
     NG_OP_COUNT
 } ng_op;
 
@@ -128,6 +129,25 @@ typedef struct ng_op_args {
             const float *beta_v, *beta_h, *sigma2; int ldb;
             float *pv, *ph; int ldp;
         } fang_residual;
+        /* Adam (Kingma & Ba 2015, Algorithm 1) and RMSprop (Tieleman & Hinton 2012) on flat
+         * vectors (ng_adam_elem), for every i with g = grad[i]:
+         *   m = b1 m + c1 g                              (in place; m NULL: no first moment, and
+         *                                                 m / bc1 below reads g)
+         *   v = b2 v + c2 g^2                            (in place)
+         *   s = -lr (m / bc1) / (sqrt(v / bc2) + eps)    (from the stored, rounded m and v)
+         *   param += s;  step = s                        (step: =, skipped when NULL)
+         * Adam: c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1^(t+1), bc2 = 1 - b2^(t+1) for update t
+         * (bias correction); RMSprop: m NULL, b2 = rho, c2 = 1 - rho, bc2 = 1. Requires eps > 0,
+         * bc1 > 0 (when m is given) and bc2 > 0. param, grad, m, v and step must not overlap. */
+        struct {
+            size_t n;
+            float *param;
+            const float *grad;
+            float *m, *v, *step;
+            float b1, c1, b2, c2;
+            double bc1, bc2;
+            float lr, eps;
+        } adam;
     };
 } ng_op_args;
 
