@@ -78,7 +78,8 @@ struct ng_update {
  * v <- momentum v - lr_t direction; theta <- theta + v, with lr_t = lr gamma / (gamma + t)
  * (gamma = 0: constant). norm_param names the parameter whose step norm is logged as update_norm
  * (NULL: all). Columns: update_norm. State: sgd.velocity (+ sgd.average). On resume lr and
- * lr_gamma continue from the checkpoint; momentum, weight_decay and average must match. */
+ * lr_gamma continue from the checkpoint; momentum, weight_decay and average must match. Checkpoint
+ * fields: sgd.lr, sgd.lr_gamma, sgd.momentum, sgd.weight_decay [, sgd.average_decay]. */
 typedef struct ng_sgd_config {
     float lr, lr_gamma, momentum, weight_decay;
     const char *norm_param;
@@ -102,7 +103,8 @@ ng_status ng_sgd_config_check(const ng_sgd_config *cfg);
  * errors Sutskever et al. and the K-FAC paper report are at theta, and at theta_bar). At t = 0,
  * phi = theta (v = 0). Columns: momentum (mu_t of the update just taken), update_norm
  * (||v_{t+1}|| = ||theta_{t+1} - theta_t||). State: nag.velocity (+ nag.average, an average of
- * theta, not phi). */
+ * theta, not phi). Checkpoint fields: nag.lr, nag.mu_max, nag.final_steps (and nag.total_steps,
+ * nag.final_mu when final_steps > 0), nag.weight_decay [, nag.average_decay]. */
 typedef struct ng_nag_config {
     float lr;             /* --lr: constant learning rate > 0 (default 0.01; Sutskever et al. pick
                            * it per problem from 0.05 ... 0.0001) */
@@ -126,7 +128,8 @@ double ng_nag_momentum(const ng_nag_config *cfg, uint64_t t);
  *   m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2,
  *   theta -= lr (m / (1 - beta1^(t+1))) / (sqrt(v / (1 - beta2^(t+1))) + eps)
  * (one fused op, NG_OP_ADAM). Columns: update_norm (||theta_{t+1} - theta_t||). State: adam.m,
- * adam.v (+ adam.average). */
+ * adam.v (+ adam.average). Checkpoint fields: adam.lr, adam.beta1, adam.beta2, adam.eps,
+ * adam.weight_decay [, adam.average_decay]. */
 typedef struct ng_adam_config {
     float lr;           /* --lr alpha > 0 (default 1e-3) */
     float beta1;        /* --beta1 in [0, 1) (default 0.9) */
@@ -141,7 +144,9 @@ ng_status ng_update_adam_init(ng_backend *be, ng_model *m, const ng_adam_config 
 
 /* ---- rmsprop (Tieleman & Hinton 2012, lecture 6e) ---------------------------------------------
  *   r = rho r + (1 - rho) g^2,  theta -= lr g / (sqrt(r) + eps),  r_0 = 0 (no bias correction)
- * (NG_OP_ADAM without a first moment). Columns: update_norm. State: rmsprop.ms (+ .average). */
+ * (NG_OP_ADAM without a first moment). Columns: update_norm. State: rmsprop.ms (+ .average).
+ * Checkpoint fields: rmsprop.lr, rmsprop.rho, rmsprop.eps, rmsprop.weight_decay
+ * [, rmsprop.average_decay]. */
 typedef struct ng_rmsprop_config {
     float lr;           /* --lr > 0 (default 1e-3: the lecture gives no value; a common default) */
     float rho;          /* --rho in [0, 1) (default 0.9, the lecture's) */
