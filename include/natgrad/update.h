@@ -92,8 +92,10 @@ ng_status ng_sgd_config_check(const ng_sgd_config *cfg);
 /* ---- nag: Nesterov's accelerated gradient (Sutskever, Martens, Dahl & Hinton 2013) -------------
  *   v_{t+1} = mu_t v_t - lr g(theta_t + mu_t v_t),   theta_{t+1} = theta_t + v_{t+1},   v_0 = 0,
  *   mu_t = min(1 - 2^(-1 - log2(floor(t / 250) + 1)), mu_max)   (= 1/2, 3/4, 5/6, ... per 250)
- * with a constant learning rate, and an optional final phase (Sutskever et al. section 4: the last
- * updates with mu = 0.9): for t >= total_steps - final_steps, mu_t = min(mu_t, final_mu).
+ * with a constant learning rate, and an optional final phase (Sutskever et al. end training with
+ * about 1000 updates at mu = 0.9; their paper is not one of the five natgrad implements, so the
+ * count is unverified here): for t >= total_steps - final_steps, mu_t = min(mu_t, final_mu).
+ * Default: off.
  *
  * THE PARAMETER ARENA HOLDS THE LOOK-AHEAD POINT phi_t = theta_t + mu_t v_t, where the gradient
  * is evaluated (host/optim/nag.c derives phi_{t+1} = phi_t + mu_{t+1} v_{t+1} - lr g(phi_t)). So
