@@ -61,7 +61,8 @@ ng_status ng_upd_avg_step(ng_upd_avg *a, ng_backend *be, const ng_model *m, cons
     const float w = (float)(1.0 - (double)a->xi);
     if (a->xi <= 0.0f) return NG_OK;
     NG_TRY(ng_axpby(be, n, w, m->param_flat.data, a->xi, a->avg.data));
-    if (x && coef != 0.0f) NG_TRY(ng_axpby(be, n, (float)((1.0 - (double)a->xi) * (double)coef), x, 1.0f, a->avg.data));
+    if (x && coef != 0.0f)
+        NG_TRY(ng_axpby(be, n, (float)((1.0 - (double)a->xi) * (double)coef), x, 1.0f, a->avg.data));
     return NG_OK;
 }
 
