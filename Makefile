@@ -5,6 +5,7 @@
 # exact apt-get command is printed and the build stops.
 
 SHELL := /bin/bash
+# `make` alone builds `all` (the flags-stamp rule below would otherwise be the first target)
 .DEFAULT_GOAL := all
 CC ?= gcc
 ifeq ($(origin CC),default)
@@ -92,7 +93,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -158,10 +159,10 @@ $(ASAN_TEST_BIN): $(BUILD)/tests/%_asan: tests/%.c tests/harness.h $(ASAN_SRC) $
 
 test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
 
-# The backend conformance, RBM, evaluation, FANG and checkpoint tests on a real GPU (NG_CUDA=1 build), then again under
+# The backend conformance, RBM, evaluation, FANG, checkpoint and update-rule tests on a real GPU (NG_CUDA=1 build), then again under
 # compute-sanitizer (memcheck, racecheck, synccheck) when it is installed. A skipped test fails
 # here: on a GPU machine the CUDA half must run. Without a GPU it says so and succeeds.
-GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c))
+GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c tests/test_update.c))
 COMPUTE_SANITIZER := $(shell command -v compute-sanitizer 2>/dev/null || { test -x $(CUDA_HOME)/bin/compute-sanitizer && echo $(CUDA_HOME)/bin/compute-sanitizer; })
 test-gpu:
 	@if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then \
@@ -197,6 +198,11 @@ bench-rbm: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
 	@bash bench/bench_rbm.sh $(BUILD)
 
+# MNIST autoencoder step time next to PyTorch (installs python3-torch with apt-get when root and missing)
+bench-net: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_net
+	@bash bench/bench_net.sh $(BUILD)
+
 TABLE1_HIDDEN ?= 20
 bench-fang-table1: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/fang_table1
@@ -206,7 +212,7 @@ bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/fang_figure3.sh $(BUILD)
 
-bench: bench-rbm bench-fang-figure3 bench-fang-table1
+bench: bench-rbm bench-net bench-fang-figure3 bench-fang-table1
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -82,6 +82,15 @@ ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, const float *
                                 const float *sigma2, int ldb, float *pv, float *ph, int ldp,
                                 void *stream);
 
+/* ---- optim.cu ----------------------------------------------------------------------------- */
+
+/* The fused Adam / RMSprop step over n elements (ng_adam_elem): m = b1 m + c1 g (skipped when m is
+ * NULL), v = b2 v + c2 g^2, s = -lr (m / bc1) / (sqrt(v / bc2) + eps), param += s, step = s (=,
+ * skipped when step is NULL). */
+ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, float *v, float *step,
+                       float b1, float c1, float b2, float c2, double bc1, double bc2, float lr,
+                       float eps, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

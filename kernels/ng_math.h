@@ -208,6 +208,36 @@ NG_HD float ng_softplus_term(float pre, float bias, float beta) {
     return ng_softplus(beta * (pre + bias));
 }
 
+/* ---- update rules (host/optim/adam.c, kernels/optim.cu) ------------------------------------ */
+
+/* One element of the fused Adam / RMSprop step (NG_OP_ADAM; see its struct in natgrad/backend.h),
+ * with g the direction, p the parameter, m the first moment (NULL: none, RMSprop), v the second
+ * moment (RMSprop's running mean square); returns the step s, already added to *p:
+ *   m = b1 m + c1 g;  v = b2 v + c2 g^2;  s = -lr (m / bc1) / (sqrt(v / bc2) + eps);  p = p + s.
+ * Rounded identically on the CPU and the GPU: b1 m and c1 g are products of two floats, exact in
+ * double, so their sum rounds once however a compiler contracts it; c2 g^2 + b2 v is an explicit
+ * fma of exact operands (g^2 and b2 v are exact in double); division and sqrt are correctly rounded
+ * on both; the step is computed from the stored (float) m and v, so it is a function of the state
+ * a checkpoint holds. */
+NG_HD float ng_adam_elem(float g, float *p, float *m, float *v, float b1, float c1, float b2,
+                         float c2, double bc1, double bc2, float lr, float eps) {
+    const double gd = (double)g;
+    double mh;
+    float vf, s;
+    if (m) {
+        const float mf = (float)((double)b1 * (double)*m + (double)c1 * gd);
+        *m = mf;
+        mh = (double)mf / bc1;
+    } else {
+        mh = gd;
+    }
+    vf = (float)fma((double)c2, gd * gd, (double)b2 * (double)*v);
+    *v = vf;
+    s = (float)((-(double)lr * mh) / (sqrt((double)vf / bc2) + (double)eps));
+    *p = *p + s;
+    return s;
+}
+
 /* ---- FANG (host/optim/fang.c, kernels/fang.cu) ------------------------------------------- */
 
 /* A 2x2 parent block whose determinant is below this fraction of its diagonal product (i.e. the

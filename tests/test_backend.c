@@ -2783,6 +2783,91 @@ static void ref_fang_residual(ecase *c) {
         }
 }
 
+/* ---- adam: fused Adam / RMSprop step ----------------------------------------------------------
+ * Buffers: 0 param, 1 grad, 2 m (or NULL: RMSprop), 3 v, 4 step (or NULL); in place on param, m, v.
+ * m = b1 m + c1 g, v = b2 v + c2 g^2, s = -lr (m / bc1) / (sqrt(v / bc2) + eps), param += s.
+ * Naive in double: m and v exactly (b1 m, c1 g, b2 v and c2 g^2 need at most 72 bits; the sum is
+ * then rounded once to float): tol EPS_F |m| (one rounding of float, either side of the
+ * reference's). The step from the reference's rounded m, v: an ulp of m or v moves it by <= u |s|
+ * + u/2 |s|, plus its own rounding and the reference's: tol 2 EPS_F |s| (= 4u). param = p + s
+ * rounds once more and inherits s's error: tol EPS_F (|p| + |s|) + 2 EPS_F |s|. Variants: Adam at
+ * update 0 (bc = 1 - beta: the largest correction) with the step, Adam at update 9 without it,
+ * RMSprop with and without it, Adam with b1 = 0 (m = g). Elements with g = 0 and v = 0 give a
+ * zero step (no 0/0: eps > 0). */
+static const struct {
+    int has_m, has_step, t;
+    float beta1, beta2, lr, eps;
+} adam_v[] = {{1, 1, 0, 0.9f, 0.999f, 1e-3f, 1e-8f},
+              {1, 0, 9, 0.8f, 0.99f, 0.05f, 1e-6f},
+              {0, 1, 0, 0.0f, 0.9f, 1e-2f, 1e-8f},
+              {0, 0, 0, 0.0f, 0.5f, 1.0f, 1e-3f},
+              {1, 1, 3, 0.0f, 0.999f, 1e-3f, 1e-8f}};
+
+static int gen_adam(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int n = s->m;
+    const uint64_t seed = 211 + (uint64_t)v * 7 + (uint64_t)n;
+    int p, g, vv, i;
+    (void)inplace;
+    c->a.adam.n = (size_t)n;
+    c->a.adam.b1 = adam_v[v].beta1;
+    c->a.adam.c1 = (float)(1.0 - (double)adam_v[v].beta1);
+    c->a.adam.b2 = adam_v[v].beta2;
+    c->a.adam.c2 = (float)(1.0 - (double)adam_v[v].beta2);
+    c->a.adam.bc1 = adam_v[v].has_m ? 1.0 - pow((double)adam_v[v].beta1, adam_v[v].t + 1) : 0.0;
+    c->a.adam.bc2 = adam_v[v].has_m ? 1.0 - pow((double)adam_v[v].beta2, adam_v[v].t + 1) : 1.0;
+    c->a.adam.lr = adam_v[v].lr;
+    c->a.adam.eps = adam_v[v].eps;
+    p = eb_vec(t, c, "param", R_INOUT, 0, n, AOFF(adam.param));
+    eb_rand(c, p, seed, -2.0, 2.0);
+    g = eb_vec(t, c, "grad", R_IN, 0, n, AOFF(adam.grad));
+    eb_rand(c, g, seed + 1, -3.0, 3.0);
+    if (adam_v[v].has_m) eb_rand(c, eb_vec(t, c, "m", R_INOUT, 0, n, AOFF(adam.m)), seed + 2, -1.0, 1.0);
+    else eb_null(c, "m");
+    vv = eb_vec(t, c, "v", R_INOUT, 0, n, AOFF(adam.v));
+    eb_rand(c, vv, seed + 3, 0.0, 2.0);
+    for (i = 2; i < n; i += 5) { /* g = 0 on a zero second moment: a zero step */
+        IF(c, g)[i] = 0.0f;
+        IF(c, vv)[i] = 0.0f;
+        if (adam_v[v].has_m) IF(c, 2)[i] = 0.0f;
+    }
+    if (adam_v[v].has_step) eb_vec(t, c, "step", R_OUT, 0, n, AOFF(adam.step));
+    else eb_null(c, "step");
+    what(c, "adam n=%d %s%s t=%d beta1=%g beta2=%g lr=%g eps=%g", n,
+         adam_v[v].has_m ? "adam" : "rmsprop", adam_v[v].has_step ? " +step" : "", adam_v[v].t,
+         (double)adam_v[v].beta1, (double)adam_v[v].beta2, (double)adam_v[v].lr,
+         (double)adam_v[v].eps);
+    return 1;
+}
+static void ref_adam(ecase *c) {
+    const double b1 = c->a.adam.b1, c1 = c->a.adam.c1, b2 = c->a.adam.b2, c2 = c->a.adam.c2;
+    const double lr = c->a.adam.lr, eps = c->a.adam.eps, bc1 = c->a.adam.bc1, bc2 = c->a.adam.bc2;
+    const int has_m = !c->b[2].is_null, has_step = !c->b[4].is_null;
+    size_t i;
+    for (i = 0; i < c->a.adam.n; i++) {
+        const double g = IF(c, 1)[i], p = IF(c, 0)[i];
+        double mh = g, vd, sd;
+        float mf, vf;
+        if (has_m) {
+            double md = b1 * IF(c, 2)[i] + c1 * g;
+            mf = (float)md;
+            WF(c, 2)[i] = mf;
+            TL(c, 2)[i] = EPS_F * fabs(md);
+            mh = (double)mf / bc1;
+        }
+        vd = c2 * (g * g) + b2 * IF(c, 3)[i];
+        vf = (float)vd;
+        WF(c, 3)[i] = vf;
+        TL(c, 3)[i] = EPS_F * fabs(vd);
+        sd = -lr * mh / (sqrt((double)vf / bc2) + eps);
+        if (has_step) {
+            WF(c, 4)[i] = (float)sd;
+            TL(c, 4)[i] = 2.0 * EPS_F * fabs(sd);
+        }
+        WF(c, 0)[i] = (float)(p + sd);
+        TL(c, 0)[i] = EPS_F * (fabs(p) + fabs(sd)) + 2.0 * EPS_F * fabs(sd);
+    }
+}
+
 /* ---- the table: one descriptor per ng_op ----------------------------------------------------- */
 
 static const op_test op_tests[NG_OP_COUNT] = {
@@ -2813,6 +2898,8 @@ static const op_test op_tests[NG_OP_COUNT] = {
                             check_fang_regress},
     [NG_OP_FANG_RESIDUAL] = {NG_OP_FANG_RESIDUAL, "fang_residual", OPF_IN, mat_shapes,
                              NSHAPES(mat_shapes), 2, gen_fang_residual, ref_fang_residual, NULL},
+    [NG_OP_ADAM] = {NG_OP_ADAM, "adam", OPF_IN, vec_shapes, NSHAPES(vec_shapes), 5, gen_adam,
+                    ref_adam, NULL},
 };
 
 /* Every ng_op has a complete descriptor naming it as the library does, and this backend answers
@@ -3138,6 +3225,16 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
             a.fang_residual.ldg = 5, a.fang_residual.ldb = 5, a.fang_residual.ldp = 4), "ldp");
     BAD_OP((a.op = NG_OP_FANG_RESIDUAL, a.fang_residual.nh = 5, a.fang_residual.nv = 2,
             a.fang_residual.ldg = 5, a.fang_residual.ldb = 5, a.fang_residual.ldp = 5), "NULL");
+    BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.bc2 = 1.0,
+            a.adam.eps = 1e-8f), "NULL");
+    BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
+            a.adam.bc2 = 1.0, a.adam.eps = 0.0f), "eps");
+    BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
+            a.adam.bc2 = 0.0, a.adam.eps = 1e-8f), "bc2");
+    BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
+            a.adam.m = f + 12, a.adam.bc1 = 0.0, a.adam.bc2 = 1.0, a.adam.eps = 1e-8f), "bc1");
+    BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
+            a.adam.bc2 = 1.0, a.adam.eps = 1e-8f, a.adam.lr = NAN), "lr");
 #undef BAD_OP
     memset(&a, 0, sizeof a);
     a.op = NG_OP_COUNT;

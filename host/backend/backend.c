@@ -563,6 +563,20 @@ static ng_status check_bn_project(const ng_op_args *a, const char *op, int *empt
           "g aliases out with a different leading dimension");
     return NG_OK;
 }
+static ng_status check_adam(const ng_op_args *a, const char *op, int *empty) {
+    const float sc[6] = {a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.lr, a->adam.eps};
+    static const char *const names[6] = {"b1", "c1", "b2", "c2", "lr", "eps"};
+    int i;
+    for (i = 0; i < 6; i++) CHECK(sc[i] - sc[i] == 0.0f, "%s %g is not finite", names[i], (double)sc[i]);
+    CHECK(a->adam.eps > 0.0f, "eps %g must be > 0", (double)a->adam.eps);
+    CHECK(a->adam.bc2 > 0.0 && a->adam.bc2 - a->adam.bc2 == 0.0, "bc2 %g must be finite and > 0",
+          a->adam.bc2);
+    CHECK(!a->adam.m || (a->adam.bc1 > 0.0 && a->adam.bc1 - a->adam.bc1 == 0.0),
+          "bc1 %g must be finite and > 0", a->adam.bc1);
+    *empty = a->adam.n == 0;
+    CHECK(*empty || (a->adam.param && a->adam.grad && a->adam.v), "NULL pointer");
+    return NG_OK;
+}
 
 static const struct op_desc {
     const char *name;
@@ -588,6 +602,7 @@ static const struct op_desc {
     [NG_OP_ROW_MOMENTS] = {"row_moments", check_row_moments},
     [NG_OP_BN_NORMALIZE] = {"bn_normalize", check_bn_normalize},
     [NG_OP_BN_PROJECT] = {"bn_project", check_bn_project},
+    [NG_OP_ADAM] = {"adam", check_adam},
 };
 
 const char *ng_op_name(ng_op op) {

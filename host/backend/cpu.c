@@ -492,6 +492,21 @@ static void cpu_bn_project(const ng_op_args *a) {
     }
 }
 
+static void cpu_adam(const ng_op_args *a) {
+    const long n = (long)a->adam.n;
+    const float *g = a->adam.grad;
+    float *p = a->adam.param, *m = a->adam.m, *v = a->adam.v, *step = a->adam.step;
+    const float b1 = a->adam.b1, c1 = a->adam.c1, b2 = a->adam.b2, c2 = a->adam.c2;
+    const float lr = a->adam.lr, eps = a->adam.eps;
+    const double bc1 = a->adam.bc1, bc2 = a->adam.bc2;
+    long i;
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (i = 0; i < n; i++) {
+        float s = ng_adam_elem(g[i], &p[i], m ? &m[i] : NULL, &v[i], b1, c1, b2, c2, bc1, bc2, lr, eps);
+        if (step) step[i] = s;
+    }
+}
+
 static int cpu_supports_op(ng_backend *be, ng_op op) { return (unsigned)op < NG_OP_COUNT; }
 
 static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
@@ -516,6 +531,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_ROW_MOMENTS: cpu_row_moments(a); break;
     case NG_OP_BN_NORMALIZE: cpu_bn_normalize(a); break;
     case NG_OP_BN_PROJECT: cpu_bn_project(a); break;
+    case NG_OP_ADAM: cpu_adam(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

@@ -536,6 +536,10 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                      a->fang_residual.beta_v, a->fang_residual.beta_h,
                                      a->fang_residual.sigma2, a->fang_residual.ldb,
                                      a->fang_residual.pv, a->fang_residual.ph, a->fang_residual.ldp, st);
+    case NG_OP_ADAM:
+        return ng_cuda_adam(a->adam.n, a->adam.param, a->adam.grad, a->adam.m, a->adam.v, a->adam.step,
+                            a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.bc1, a->adam.bc2,
+                            a->adam.lr, a->adam.eps, st);
     default: return ng_error(NG_ERR_UNSUPPORTED, "cuda: op %d is not implemented", (int)a->op);
     }
 }

@@ -2,9 +2,12 @@
  * decay and the learning-rate schedule lr_t = lr gamma / (gamma + t) of FANG footnote 4.
  * On the model's flat vectors (param_flat, grad_flat = the direction d):
  *   penalize: d += wd * theta on the parameters that take decay (before the preconditioner)
- *   step:     v = momentum v - lr_t d  (=),  theta += v
- * State: the velocity v, packed like the parameters. Must not: allocate after init. */
+ *   step:     v = momentum v - lr_t d  (=),  theta += v  [, theta_bar = xi theta_bar + (1-xi) theta]
+ * State: the velocity v, packed like the parameters (and theta_bar when averaging). Must not:
+ * allocate after init. */
 #include "natgrad/update.h"
+
+#include "optim/update_common.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -56,6 +59,7 @@ typedef struct sgd {
     char norm_param[64];  /* "" = all parameters */
     ng_tensor velocity;   /* (n) flat, packed like the parameters */
     ng_tensor norm_view;  /* the part of velocity whose norm is logged */
+    ng_upd_avg avg;       /* iterate averaging (off when cfg.average = 0) */
 } sgd;
 
 ng_status ng_sgd_config_check(const ng_sgd_config *c) {
@@ -67,7 +71,7 @@ ng_status ng_sgd_config_check(const ng_sgd_config *c) {
         return ng_error(NG_ERR_INVALID_ARG, "--momentum %g: must be in [0, 1)", (double)c->momentum);
     if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
         return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be >= 0", (double)c->weight_decay);
-    return NG_OK;
+    return ng_upd_check_unit("--average", c->average);
 }
 
 static double sgd_lr(const ng_update *u, uint64_t t) {
@@ -78,26 +82,19 @@ static double sgd_lr(const ng_update *u, uint64_t t) {
 
 static ng_status sgd_penalize(ng_update *u, ng_model *m, uint64_t t) {
     const sgd *s = (const sgd *)u->impl;
-    int i;
     (void)t;
-    if (s->cfg.weight_decay <= 0.0f) return NG_OK;
-    /* L2 penalty on the weights: it enters the gradient before the preconditioner, so every rule
-     * (centred or natural) follows the penalised objective */
-    for (i = 0; i < m->params.count; i++) {
-        const ng_tensor *w = ng_arena_view(&m->params, i), *g = ng_arena_view(&m->grads, i);
-        if (!m->decay[i]) continue;
-        NG_TRY(ng_axpby(u->be, ng_tensor_count(w), s->cfg.weight_decay, w->data, 1.0f, g->data));
-    }
-    return NG_OK;
+    return ng_upd_weight_decay(u->be, m, s->cfg.weight_decay);
 }
 
 static ng_status sgd_step(ng_update *u, ng_model *m, uint64_t t) {
-    const sgd *s = (const sgd *)u->impl;
+    sgd *s = (sgd *)u->impl;
     size_t n = ng_tensor_count(&m->param_flat);
     double lr = sgd_lr(u, t);
+    if (t == 0) NG_TRY(ng_upd_avg_start(&s->avg, u->be, m)); /* theta_bar_0 = theta_0 */
     /* v = momentum v - lr d;  theta += v */
     NG_TRY(ng_axpby(u->be, n, (float)-lr, m->grad_flat.data, s->cfg.momentum, s->velocity.data));
-    return ng_axpby(u->be, n, 1.0f, s->velocity.data, 1.0f, m->param_flat.data);
+    NG_TRY(ng_axpby(u->be, n, 1.0f, s->velocity.data, 1.0f, m->param_flat.data));
+    return ng_upd_avg_step(&s->avg, u->be, m, NULL, 0.0f);
 }
 
 static const char *const sgd_columns[] = {"update_norm", NULL};
@@ -116,11 +113,12 @@ static ng_status sgd_save(ng_update *u, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_f32(c, "sgd.lr", s->cfg.lr));
     NG_TRY(ng_ckpt_set_f32(c, "sgd.lr_gamma", s->cfg.lr_gamma));
     NG_TRY(ng_ckpt_set_f32(c, "sgd.momentum", s->cfg.momentum));
-    return ng_ckpt_set_f32(c, "sgd.weight_decay", s->cfg.weight_decay);
+    NG_TRY(ng_ckpt_set_f32(c, "sgd.weight_decay", s->cfg.weight_decay));
+    return ng_upd_avg_save(&s->avg, c, "sgd");
 }
 
-/* The schedule (lr, lr_gamma) continues from the checkpoint; momentum and weight decay must be
- * those of this run (they change the meaning of the saved velocity). */
+/* The schedule (lr, lr_gamma) continues from the checkpoint; momentum, weight decay and averaging
+ * must be those of this run (they change the meaning of the saved state). */
 static ng_status sgd_load(ng_update *u, const ng_ckpt *c, int apply) {
     sgd *s = (sgd *)u->impl;
     float lr, gamma, mom, wd;
@@ -134,6 +132,7 @@ static ng_status sgd_load(ng_update *u, const ng_ckpt *c, int apply) {
                         "run's %g / %g",
                         ng_ckpt_path(c), (double)mom, (double)wd, (double)s->cfg.momentum,
                         (double)s->cfg.weight_decay);
+    NG_TRY(ng_upd_avg_load(&s->avg, c, "sgd"));
     if (apply) {
         s->cfg.lr = lr;
         s->cfg.lr_gamma = gamma;
@@ -178,7 +177,9 @@ ng_status ng_update_sgd_init(ng_backend *be, ng_model *m, const ng_sgd_config *c
     ng_arena_begin(&u->state, be, "sgd");
     dims[0] = (int)ng_tensor_count(&m->param_flat);
     st = ng_arena_reserve_nd(&u->state, "velocity", NG_F32, 1, dims, &s->velocity);
+    if (st == NG_OK) st = ng_upd_avg_reserve(&s->avg, &u->state, m, cfg->average);
     if (st == NG_OK) st = ng_arena_commit(&u->state);
+    if (st == NG_OK) st = ng_upd_avg_start(&s->avg, be, m);
     s->norm_view = s->velocity;
     if (st == NG_OK && s->norm_param[0]) {
         /* the slice of the velocity that holds norm_param: same offset as in the packed arena */

@@ -69,6 +69,7 @@ typedef enum ng_op {
     NG_OP_ROW_MOMENTS,      /* batch-norm statistics of each row: mean, 1/sqrt(var + eps)  (=) */
     NG_OP_BN_NORMALIZE,     /* xhat = (x - mean[r]) rstd[r]  (=) */
     NG_OP_BN_PROJECT,       /* the batch-norm Jacobian (symmetric) applied row by row */
+    NG_OP_ADAM,             /* fused Adam / RMSprop step of the update rules, see the struct below */
     NG_OP_COUNT
 } ng_op;
 
@@ -210,6 +211,25 @@ typedef struct ng_op_args {
             float beta;
             float *out; int ldo;
         } bn_project;
+        /* Adam (Kingma & Ba 2015, Algorithm 1) and RMSprop (Tieleman & Hinton 2012) on flat
+         * vectors (ng_adam_elem), for every i with g = grad[i]:
+         *   m = b1 m + c1 g                              (in place; m NULL: no first moment, and
+         *                                                 m / bc1 below reads g)
+         *   v = b2 v + c2 g^2                            (in place)
+         *   s = -lr (m / bc1) / (sqrt(v / bc2) + eps)    (from the stored, rounded m and v)
+         *   param += s;  step = s                        (step: =, skipped when NULL)
+         * Adam: c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1^(t+1), bc2 = 1 - b2^(t+1) for update t
+         * (bias correction); RMSprop: m NULL, b2 = rho, c2 = 1 - rho, bc2 = 1. Requires eps > 0,
+         * bc1 > 0 (when m is given) and bc2 > 0. param, grad, m, v and step must not overlap. */
+        struct {
+            size_t n;
+            float *param;
+            const float *grad;
+            float *m, *v, *step;
+            float b1, c1, b2, c2;
+            double bc1, bc2;
+            float lr, eps;
+        } adam;
     };
 } ng_op_args;
 

@@ -1,0 +1,130 @@
+/* update.c: what every update rule shares (host/optim/update_common.h) and the rule-independent
+ * accessors of natgrad/update.h (ng_update_theta, ng_update_average). The other wrappers
+ * (penalize, step, lr, save, load, free) live in sgd.c. */
+#include "optim/update_common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+ng_status ng_upd_weight_decay(ng_backend *be, ng_model *m, float wd) {
+    int i;
+    if (wd == 0.0f) return NG_OK;
+    /* L2 penalty on the weights: it enters the gradient before the preconditioner, so every rule
+     * (centred or natural) follows the penalised objective. One op per parameter tensor (a host
+     * loop over the model's parameter list, not over device memory). */
+    for (i = 0; i < m->params.count; i++) {
+        const ng_tensor *w = ng_arena_view(&m->params, i), *g = ng_arena_view(&m->grads, i);
+        if (!m->decay[i]) continue;
+        NG_TRY(ng_axpby(be, ng_tensor_count(w), wd, w->data, 1.0f, g->data));
+    }
+    return NG_OK;
+}
+
+ng_status ng_upd_check_positive(const char *option, float v) {
+    if (!(v > 0.0f) || !isfinite(v))
+        return ng_error(NG_ERR_INVALID_ARG, "%s %g: must be a positive finite number", option, (double)v);
+    return NG_OK;
+}
+
+ng_status ng_upd_check_nonneg(const char *option, float v) {
+    if (!(v >= 0.0f) || !isfinite(v))
+        return ng_error(NG_ERR_INVALID_ARG, "%s %g: must be a finite number >= 0", option, (double)v);
+    return NG_OK;
+}
+
+ng_status ng_upd_check_unit(const char *option, float v) {
+    if (!(v >= 0.0f && v < 1.0f))
+        return ng_error(NG_ERR_INVALID_ARG, "%s %g: must be in [0, 1)", option, (double)v);
+    return NG_OK;
+}
+
+/* ---- iterate averaging ----------------------------------------------------------------------- */
+
+ng_status ng_upd_avg_reserve(ng_upd_avg *a, ng_arena *state, const ng_model *m, float xi) {
+    int dims[1];
+    memset(a, 0, sizeof *a);
+    a->xi = xi;
+    if (xi <= 0.0f) return NG_OK;
+    dims[0] = (int)ng_model_size(m);
+    return ng_arena_reserve_nd(state, "average", NG_F32, 1, dims, &a->avg);
+}
+
+ng_status ng_upd_avg_start(ng_upd_avg *a, ng_backend *be, const ng_model *m) {
+    if (a->xi <= 0.0f) return NG_OK;
+    return ng_copy(be, a->avg.data, m->param_flat.data, ng_model_size(m) * sizeof(float));
+}
+
+ng_status ng_upd_avg_step(ng_upd_avg *a, ng_backend *be, const ng_model *m, const float *x,
+                          float coef) {
+    const size_t n = ng_model_size(m);
+    const float w = (float)(1.0 - (double)a->xi);
+    if (a->xi <= 0.0f) return NG_OK;
+    NG_TRY(ng_axpby(be, n, w, m->param_flat.data, a->xi, a->avg.data));
+    if (x && coef != 0.0f)
+        NG_TRY(ng_axpby(be, n, (float)((1.0 - (double)a->xi) * (double)coef), x, 1.0f, a->avg.data));
+    return NG_OK;
+}
+
+ng_status ng_upd_avg_save(const ng_upd_avg *a, ng_ckpt *c, const char *rule) {
+    char key[96];
+    if (a->xi <= 0.0f) return NG_OK;
+    snprintf(key, sizeof key, "%s.average_decay", rule);
+    return ng_ckpt_set_f32(c, key, a->xi);
+}
+
+ng_status ng_upd_avg_load(const ng_upd_avg *a, const ng_ckpt *c, const char *rule) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.average_decay", rule);
+    if (!ng_ckpt_has(c, key)) {
+        if (a->xi <= 0.0f) return NG_OK;
+        return ng_error(NG_ERR_FORMAT,
+                        "checkpoint %s: field %s is absent (written without iterate averaging), this "
+                        "run averages with %g",
+                        ng_ckpt_path(c), key, (double)a->xi);
+    }
+    return ng_upd_expect_f32(c, key, 0.0, 1.0 - 0x1p-24, a->xi);
+}
+
+/* ---- resume checks --------------------------------------------------------------------------- */
+
+ng_status ng_upd_expect_f32(const ng_ckpt *c, const char *key, double lo, double hi, float mine) {
+    float v;
+    NG_TRY(ng_ckpt_get_float(c, key, lo, hi, &v));
+    if (v != mine)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field %s is %.9g, this run uses %.9g",
+                        ng_ckpt_path(c), key, (double)v, (double)mine);
+    return NG_OK;
+}
+
+ng_status ng_upd_expect_u64(const ng_ckpt *c, const char *key, uint64_t mine) {
+    uint64_t v;
+    NG_TRY(ng_ckpt_get_u64(c, key, &v));
+    if (v != mine)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field %s is %llu, this run uses %llu",
+                        ng_ckpt_path(c), key, (unsigned long long)v, (unsigned long long)mine);
+    return NG_OK;
+}
+
+/* ---- rule-independent accessors -------------------------------------------------------------- */
+
+ng_status ng_update_theta(ng_update *u, ng_model *m, uint64_t t, ng_tensor *out) {
+    const size_t n = ng_model_size(m);
+    if (!out || !out->data || out->dtype != NG_F32 || ng_tensor_count(out) != n || out->ld != out->rows)
+        return ng_error(NG_ERR_INVALID_ARG,
+                        "update %s: theta needs a contiguous float32 tensor of %zu elements",
+                        u->iface->name, n);
+    if (u->iface->theta) return u->iface->theta(u, m, t, out->data);
+    if (out->data == m->param_flat.data) return NG_OK;
+    return ng_copy(u->be, out->data, m->param_flat.data, n * sizeof(float));
+}
+
+ng_status ng_update_average(ng_update *u, ng_tensor *out) {
+    const ng_tensor *a = ng_arena_find(&u->state, "average");
+    if (!a)
+        return ng_error(NG_ERR_UNSUPPORTED,
+                        "update %s: iterate averaging is off (set average = xi in (0, 1), e.g. 0.99)",
+                        u->iface->name);
+    *out = *a;
+    return NG_OK;
+}

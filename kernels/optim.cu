@@ -1,0 +1,32 @@
+/* optim.cu: the fused elementwise steps of the update rules (host/optim/): NG_OP_ADAM, Adam and
+ * RMSprop on the model's flat parameter vector. A grid-stride loop around ng_adam_elem (the body
+ * the CPU backend calls too); the element index depends only on the logical index, never on the
+ * launch shape. Must not: allocate, use atomics, or synchronize the host. */
+#include "ng_cuda.cuh"
+
+#include "ng_kernels.h"
+
+#define OPTIM_BLOCK 256u
+
+/* Adam / RMSprop: m (may be NULL) and v updated in place, param += s, step = s when non-NULL. */
+static __global__ void adam_kernel(uint64_t n, float *param, const float *grad, float *m,
+                                   float *v, float *step, float b1, float c1, float b2, float c2,
+                                   double bc1, double bc2, float lr, float eps) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float s = ng_adam_elem(grad[i], &param[i], m ? &m[i] : (float *)0, &v[i], b1, c1,
+                                     b2, c2, bc1, bc2, lr, eps);
+        if (step) step[i] = s;
+    }
+}
+
+extern "C" ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, float *v,
+                                  float *step, float b1, float c1, float b2, float c2, double bc1,
+                                  double bc2, float lr, float eps, void *stream) {
+    NG_NVTX_PUSH("adam");
+    NG_LAUNCH(adam_kernel, ng_grid_1d(n, OPTIM_BLOCK), OPTIM_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, param, grad, m, v, step, b1, c1, b2, c2, bc1, bc2, lr, eps);
+    NG_LAUNCH_CHECK("adam");
+    return NG_OK;
+}
