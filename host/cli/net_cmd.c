@@ -98,6 +98,7 @@ static int max_label(const ng_dataset *d) {
 
 typedef struct monitor_ctx {
     double t_start;            /* ng_time_s() when the run started */
+    void *backup;              /* device copy of the parameters during an evaluation */
     ng_model *net;
     ng_update *upd;
     ng_tensor train_x, test_x; /* device copies (train: its first eval_n cases) */
@@ -106,26 +107,44 @@ typedef struct monitor_ctx {
     int col_err, col_obj, col_test, col_trs;
 } monitor_ctx;
 
-static const char *const monitor_columns[] = {"cases", "train_s", "train_error", "train_objective", "test_error",
-                                              "test_objective", NULL};
-
 typedef struct progress_ctx {
     monitor_ctx *mc;
     int col_err, col_test;
 } progress_ctx;
 
+static const char *const monitor_columns[] = {"cases", "train_s", "train_error", "train_error_avg", "train_error_best",
+                                              "train_objective", "test_error", "test_objective", NULL};
+
+/* Errors of the iterate theta (not NAG's look-ahead point) and of the iterate average: the
+ * parameters are saved in c->backup, replaced by each point in turn, and put back. */
 static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
     monitor_ctx *c = ((progress_ctx *)user)->mc;
-    double t0 = ng_time_s(), el;
+    ng_model *m = c->net;
+    size_t bytes = ng_model_size(m) * sizeof(float);
+    double t0 = ng_time_s(), el, o2;
+    ng_tensor avg;
+    ng_status s;
     v[0] = (double)tr->t * (double)c->batch;
-    NG_TRY(ng_net_evaluate(c->net, &c->train_x, &v[3], &v[2]));
-    v[4] = v[5] = NAN;
-    if (c->have_test) NG_TRY(ng_net_evaluate(c->net, &c->test_x, &v[5], &v[4]));
-    /* seconds spent training in this invocation: wall clock minus every evaluation so far */
-    v[1] = t0 - c->t_start - c->monitor_s;
+    v[1] = t0 - c->t_start - c->monitor_s; /* seconds of training in this invocation */
+    v[3] = v[6] = v[7] = NAN;
+    NG_TRY(ng_copy(m->be, c->backup, m->param_flat.data, bytes));
+    s = ng_update_theta(c->upd, m, tr->t, &m->param_flat);
+    if (s == NG_OK) s = ng_net_evaluate(m, &c->train_x, &v[5], &v[2]);
+    if (s == NG_OK && c->have_test) s = ng_net_evaluate(m, &c->test_x, &v[7], &v[6]);
+    if (s == NG_OK && ng_update_average(c->upd, &avg) == NG_OK) {
+        s = ng_copy(m->be, m->param_flat.data, avg.data, bytes);
+        if (s == NG_OK) s = ng_net_evaluate(m, &c->train_x, &o2, &v[3]);
+    } else {
+        ng_clear_error();
+    }
+    v[4] = isnan(v[3]) || v[2] <= v[3] ? v[2] : v[3];
+    {
+        ng_status r = ng_copy(m->be, m->param_flat.data, c->backup, bytes);
+        if (s == NG_OK) s = r;
+    }
     el = ng_time_s() - t0;
     c->monitor_s += el;
-    return NG_OK;
+    return s;
 }
 
 static void net_progress(void *user, const ng_run_progress *p) {
@@ -228,7 +247,107 @@ typedef struct net_train_opts {
     int task, hidden_act, loss, init, optimizer;
     int batch, chunk, steps, log_every, ckpt_every, limit, eval_n;
     float lr, momentum, weight_decay, init_scale, minutes;
+    float mu_max, final_mu, average, beta1, beta2, eps, rho;
+    int final_steps;
 } net_train_opts;
+
+static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop"};
+
+/* The update rule of o->optimizer with o's settings. */
+static ng_status make_update(ng_backend *be, ng_model *net, const net_train_opts *o, ng_update **upd) {
+    switch (o->optimizer) {
+    case 0: {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = o->lr;
+        c.mu_max = o->mu_max;
+        c.final_steps = (uint64_t)o->final_steps;
+        c.final_mu = o->final_mu;
+        c.total_steps = (uint64_t)o->steps;
+        c.weight_decay = o->weight_decay;
+        c.average = o->average;
+        NG_TRY(ng_nag_config_check(&c));
+        return ng_update_nag_init(be, net, &c, upd);
+    }
+    case 1: {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = o->lr;
+        c.momentum = o->momentum;
+        c.weight_decay = o->weight_decay;
+        c.average = o->average;
+        NG_TRY(ng_sgd_config_check(&c));
+        return ng_update_sgd_init(be, net, &c, upd);
+    }
+    case 2: {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = o->lr;
+        c.beta1 = o->beta1;
+        c.beta2 = o->beta2;
+        c.eps = o->eps;
+        c.weight_decay = o->weight_decay;
+        c.average = o->average;
+        NG_TRY(ng_adam_config_check(&c));
+        return ng_update_adam_init(be, net, &c, upd);
+    }
+    default: {
+        ng_rmsprop_config c;
+        ng_rmsprop_config_default(&c);
+        c.lr = o->lr;
+        c.rho = o->rho;
+        c.eps = o->eps;
+        c.weight_decay = o->weight_decay;
+        c.average = o->average;
+        NG_TRY(ng_rmsprop_config_check(&c));
+        return ng_update_rmsprop_init(be, net, &c, upd);
+    }
+    }
+}
+
+/* The update rule's settings stored in a checkpoint (a resume rebuilds the same rule). */
+static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
+    const char *kind = NULL;
+    char key[64];
+    int i;
+    int64_t v;
+    NG_TRY(ng_ckpt_get_str(c, "update.kind", &kind));
+    for (i = 0; i < 4; i++)
+        if (strcmp(kind, optimizer_names[i]) == 0) break;
+    if (i == 4) return ng_error(NG_ERR_FORMAT, "checkpoint %s: update rule '%s' is not one net train knows", ng_ckpt_path(c), kind);
+    o->optimizer = i;
+#define F(name, field, lo, hi)                                            \
+    snprintf(key, sizeof key, "%s." name, kind);                          \
+    NG_TRY(ng_ckpt_get_float(c, key, lo, hi, &o->field));
+    F("lr", lr, 0.0, 3.5e38)
+    F("weight_decay", weight_decay, 0.0, 3.5e38)
+    snprintf(key, sizeof key, "%s.average_decay", kind);
+    o->average = 0.0f;
+    if (ng_ckpt_has(c, key)) NG_TRY(ng_ckpt_get_float(c, key, 0.0, 1.0, &o->average));
+    if (i == 0) {
+        uint64_t fs;
+        F("mu_max", mu_max, 0.0, 1.0)
+        NG_TRY(ng_ckpt_get_u64(c, "nag.final_steps", &fs));
+        o->final_steps = (int)fs;
+        if (fs) {
+            uint64_t ts;
+            F("final_mu", final_mu, 0.0, 1.0)
+            NG_TRY(ng_ckpt_get_u64(c, "nag.total_steps", &ts));
+            (void)v;
+        }
+    } else if (i == 1) {
+        F("momentum", momentum, 0.0, 1.0)
+    } else if (i == 2) {
+        F("beta1", beta1, 0.0, 1.0)
+        F("beta2", beta2, 0.0, 1.0)
+        F("eps", eps, 0.0, 3.5e38)
+    } else {
+        F("rho", rho, 0.0, 1.0)
+        F("eps", eps, 0.0, 3.5e38)
+    }
+#undef F
+    return NG_OK;
+}
 
 static int net_train(int argc, char **argv) {
     net_train_opts o;
@@ -253,6 +372,7 @@ static int net_train(int argc, char **argv) {
     static const char *const act_choices = "linear|logistic|tanh|relu";
 
     memset(&o, 0, sizeof o);
+    memset(&mc, 0, sizeof mc);
     ng_common_defaults(&o.co);
     o.co.out = "runs/net";
     o.co.data = "mnist";
@@ -268,6 +388,12 @@ static int net_train(int argc, char **argv) {
     o.lr = 0.01f;
     o.momentum = 0.9f;
     o.weight_decay = 1e-5f;
+    o.mu_max = 0.99f;
+    o.final_mu = 0.9f;
+    o.beta1 = 0.9f;
+    o.beta2 = 0.999f;
+    o.eps = 1e-8f;
+    o.rho = 0.9f;
     o.init_scale = 0.01f;
     ng_net_config_default(&cfg);
     {
@@ -282,10 +408,18 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "sgd", "update rule: SGD with heavy-ball momentum", OPT_FIXED, 0},
-            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate", OPT_FIXED, 0},
-            {"momentum", OPT_FLOAT, &o.momentum, "MU", "momentum", OPT_FIXED, 0},
-            {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty eta/2 |theta|^2 (K-FAC: 1e-5)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop", OPT_FIXED, 0},
+            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate (Sutskever et al. pick it from 0.05 .. 0.0001; Adam, RMSprop: 1e-3)", OPT_FIXED, 0},
+            {"mu-max", OPT_FLOAT, &o.mu_max, "MU", "nag: cap of mu_t = min(1 - 2^(-1 - log2(floor(t/250) + 1)), MU)", OPT_FIXED, 0},
+            {"final-steps", OPT_INT, &o.final_steps, "N", "nag: the last N updates of --steps use --final-mu (0 = off)", OPT_FIXED, 0},
+            {"final-mu", OPT_FLOAT, &o.final_mu, "MU", "nag: momentum cap of the final phase", OPT_FIXED, 0},
+            {"momentum", OPT_FLOAT, &o.momentum, "MU", "sgd: heavy-ball momentum", OPT_FIXED, 0},
+            {"beta1", OPT_FLOAT, &o.beta1, "B", "adam: first-moment decay", OPT_FIXED, 0},
+            {"beta2", OPT_FLOAT, &o.beta2, "B", "adam: second-moment decay", OPT_FIXED, 0},
+            {"rho", OPT_FLOAT, &o.rho, "RHO", "rmsprop: decay of the mean square", OPT_FIXED, 0},
+            {"eps", OPT_FLOAT, &o.eps, "E", "adam, rmsprop: added to the root mean square", OPT_FIXED, 0},
+            {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty eta/2 |theta|^2 on every parameter (K-FAC: 1e-5)", OPT_FIXED, 0},
+            {"average", OPT_FLOAT, &o.average, "XI", "iterate averaging theta_bar = XI theta_bar + (1 - XI) theta (K-FAC: 0.99; 0 = off); the log reports min(error at theta, at theta_bar)", OPT_FIXED, 0},
             {"batch", OPT_INT, &o.batch, "M", "mini-batch size", OPT_FIXED, 0},
             {"chunk", OPT_INT, &o.chunk, "C", "cases per pass (bounds device memory; results do not depend on it)", 0, 0},
             NG_OPT_SEED(&o.co, OPT_FIXED),
@@ -336,19 +470,14 @@ static int net_train(int argc, char **argv) {
             return NG_EXIT_FAIL;
         }
         if (ng_ckpt_get_int(ck, "data.batch", 1, 1 << 30, &v) != NG_OK || ng_ckpt_get_u64(ck, "run.seed", &cfg.seed) != NG_OK ||
-            ng_ckpt_get_str(ck, "update.kind", &kind) != NG_OK || ng_ckpt_get_float(ck, "sgd.lr", 0, 1e9, &f) != NG_OK) {
+            update_from_ckpt(ck, &o) != NG_OK) {
             fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
             rc = NG_EXIT_FAIL;
             goto done;
         }
+        (void)kind;
+        (void)f;
         o.batch = (int)v;
-        o.lr = f;
-        if (ng_ckpt_get_float(ck, "sgd.momentum", 0, 1, &o.momentum) != NG_OK ||
-            ng_ckpt_get_float(ck, "sgd.weight_decay", 0, 1e9, &o.weight_decay) != NG_OK) {
-            fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
-            rc = NG_EXIT_FAIL;
-            goto done;
-        }
         o.task = cfg.target == NG_NET_TARGET_ROWS;
     }
     if ((rc = load_data("net train", "training", o.co.data, o.co.data_dir, "train", o.task == 1, o.limit, &train))) goto done;
@@ -440,22 +569,14 @@ static int net_train(int argc, char **argv) {
                 test.n ? ", test set " : "", test.n ? test.name : "", classes ? " (classification)" : "");
         s = ng_net_create(be, &cfg, &net);
         if (s == NG_OK)
-            fprintf(stderr, "natgrad: network %s, loss %s, init %s, %zu parameters; sgd lr %g momentum %g, L2 %g, batch %d, seed %llu\n",
+            fprintf(stderr, "natgrad: network %s, loss %s, init %s, %zu parameters; %s lr %g, L2 %g, averaging %g, batch %d, seed %llu\n",
                     ng_net_spec_string(&cfg, spec, sizeof spec), ng_loss_name(cfg.loss),
                     cfg.init == NG_INIT_SPARSE ? "sparse" : cfg.init == NG_INIT_GAUSSIAN ? "gaussian" : "glorot",
-                    ng_model_size(net), (double)o.lr, (double)o.momentum, (double)o.weight_decay, o.batch,
-                    (unsigned long long)cfg.seed);
+                    ng_model_size(net), optimizer_names[o.optimizer], (double)o.lr, (double)o.weight_decay,
+                    (double)o.average, o.batch, (unsigned long long)cfg.seed);
     }
-    if (s == NG_OK) {
-        ng_sgd_config sc;
-        memset(&sc, 0, sizeof sc);
-        sc.lr = o.lr;
-        sc.momentum = o.momentum;
-        sc.weight_decay = o.weight_decay;
-        s = ng_sgd_config_check(&sc);
-        if (s == NG_OK) s = ng_precond_identity_init(be, &pc);
-        if (s == NG_OK) s = ng_update_sgd_init(be, net, &sc, &upd);
-    }
+    if (s == NG_OK) s = ng_precond_identity_init(be, &pc);
+    if (s == NG_OK) s = make_update(be, net, &o, &upd);
     if (s == NG_OK) {
         xtrain = batch_matrix(&train, classes, &rows);
         xtest = test.n ? batch_matrix(&test, classes, &rows) : NULL;
@@ -502,11 +623,17 @@ static int net_train(int argc, char **argv) {
         rc = NG_EXIT_FAIL;
         goto done;
     }
+    s = ng_alloc(be, ng_model_size(net) * sizeof(float), &mc.backup);
+    if (s != NG_OK) {
+        fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+        rc = NG_EXIT_FAIL;
+        goto done;
+    }
     mc.net = net;
     mc.upd = upd;
     mc.batch = o.batch;
     pcx.mc = &mc;
-    pcx.col_err = column_index(&tr, "train_error");
+    pcx.col_err = column_index(&tr, "train_error_best");
     pcx.col_test = column_index(&tr, "test_error");
     memset(&run, 0, sizeof run);
     run.steps = (uint64_t)o.steps;
@@ -543,6 +670,7 @@ static int net_train(int argc, char **argv) {
 done:
     ng_ckpt_free(ck);
     if (evmem) ng_free(be, evmem);
+    if (mc.backup) ng_free(be, mc.backup);
     if (batches_ready) ng_batches_free(&batches);
     ng_update_free(upd);
     ng_precond_free(pc);
@@ -560,13 +688,16 @@ done:
 
 static const char *EVAL_SUMMARY =
     "Objective and error (sum over outputs of (y - t)^2 per case) of a network checkpoint on a data\n"
-    "set, batch normalisation in inference mode; --recon PNG also writes test images over their\n"
-    "reconstructions (autoencoders).";
+    "set, batch normalisation in inference mode, at the iterate theta of a training checkpoint (for\n"
+    "NAG not the stored look-ahead point theta + mu v) or with --average at the iterate average;\n"
+    "--recon PNG also writes test images over their reconstructions (autoencoders).";
 
 static int net_eval(int argc, char **argv) {
     ng_common_opts co;
     const char *ckpt = NULL, *recon = NULL;
-    int split_i = 1, limit = 0, chunk = 1000, rc, rows = 0, classes = 0;
+    int split_i = 1, limit = 0, chunk = 1000, rc, rows = 0, classes = 0, use_avg = 0;
+    ng_update *upd = NULL;
+    const char *point = "parameters as stored";
     ng_net_config cfg;
     ng_ckpt *ck = NULL;
     ng_backend *be = NULL;
@@ -587,6 +718,7 @@ static int net_eval(int argc, char **argv) {
             {"limit", OPT_INT, &limit, "N", "evaluate only the first N cases (0 = all)", 0, 0},
             {"chunk", OPT_INT, &chunk, "C", "cases per pass", 0, 0},
             {"recon", OPT_STR, &recon, "PNG", "write 8 images over their reconstructions", 0, 0},
+            {"average", OPT_FLAG, &use_avg, NULL, "evaluate the iterate average theta_bar (runs with --average)", 0, 0},
             NG_OPT_DEVICE(&co),
             NG_OPT_THREADS(&co),
             NG_OPT_END};
@@ -631,6 +763,30 @@ static int net_eval(int argc, char **argv) {
     s = ng_net_create(be, &cfg, &net);
     if (s == NG_OK) s = ng_model_load(net, ck, 0);
     if (s == NG_OK) s = ng_model_load(net, ck, 1);
+    if (s == NG_OK && ng_ckpt_has(ck, "update.kind")) {
+        /* rebuild the update rule to recover the iterate (NAG stores its look-ahead point) */
+        net_train_opts uo;
+        uint64_t t = 0;
+        memset(&uo, 0, sizeof uo);
+        s = update_from_ckpt(ck, &uo);
+        if (s == NG_OK) s = ng_ckpt_get_u64(ck, "run.t", &t);
+        if (s == NG_OK) {
+            uo.steps = (int)t;
+            s = make_update(be, net, &uo, &upd);
+        }
+        if (s == NG_OK) s = ng_update_load(upd, ck, 1);
+        if (s == NG_OK && use_avg) {
+            ng_tensor avg;
+            s = ng_update_average(upd, &avg);
+            if (s == NG_OK) s = ng_copy(be, net->param_flat.data, avg.data, ng_model_size(net) * sizeof(float));
+            point = "the iterate average theta_bar";
+        } else if (s == NG_OK) {
+            s = ng_update_theta(upd, net, t, &net->param_flat);
+            point = "the iterate theta";
+        }
+    } else if (s == NG_OK && use_avg) {
+        s = ng_error(NG_ERR_INVALID_ARG, "--average: checkpoint %s holds no update rule", ckpt);
+    }
     if (s == NG_OK) {
         x = batch_matrix(&ds, classes, &rows);
         s = x ? ng_alloc(be, (size_t)rows * ds.n * sizeof(float), &mem) : ng_error(NG_ERR_OOM, "out of host memory");
@@ -645,11 +801,12 @@ static int net_eval(int argc, char **argv) {
         rc = NG_EXIT_FAIL;
         goto out;
     }
-    printf("data %s: %d cases\nobjective %.6f per case (%s loss)\nerror %.6f per case (sum of squared output errors)\n", ds.name,
-           ds.n, obj, ng_loss_name(cfg.loss), err);
+    printf("data %s: %d cases, evaluated at %s\nobjective %.6f per case (%s loss)\nerror %.6f per case (sum of squared output errors)\n",
+           ds.name, ds.n, point, obj, ng_loss_name(cfg.loss), err);
     if (recon && !classes) write_reconstructions(net, &ds, &xt, recon);
     rc = NG_EXIT_OK;
 out:
+    ng_update_free(upd);
     if (mem) ng_free(be, mem);
     free(x);
     ng_net_free(net);
