@@ -90,6 +90,43 @@ ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, const float *
 ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, float *v, float *step,
                        float b1, float c1, float b2, float c2, double bc1, double bc2, float lr,
                        float eps, void *stream);
+/* ---- net.cu ------------------------------------------------------------------------------- */
+
+/* The network-layer ops of natgrad/backend.h (ng_op_args members of the same names); codes in
+ * natgrad/nn_types.h. Elementwise ops run one thread per element, per-column ops (softmax, loss,
+ * loss_hvp, categorical sampling) one thread per column, per-row ops one thread per row, each
+ * calling the ng_math.h body the CPU backend calls. */
+/* a = f(scale[r] z + bias[r])  (=; scale, bias NULL = 1, 0); softmax per column; z may alias a. */
+ng_status ng_cuda_act_forward(int rows, int cols, int act, const float *z, int ldz,
+                              const float *scale, const float *bias, float *a, int lda,
+                              void *stream);
+/* out = g f'(a) + h r f''(a)  (=; h, r NULL = 0; not softmax); out may alias g. */
+ng_status ng_cuda_act_backward(int rows, int cols, int act, const float *a, int lda,
+                               const float *g, int ldg, const float *h, int ldh, const float *r,
+                               int ldr, float *out, int ldo, void *stream);
+/* Per column (ng_loss_col): d = scale (y - t) (=), obj[c], err[c]; each skipped when NULL. */
+ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz, const float *y,
+                       int ldy, const float *t, int ldt, float scale, float *d, int ldd,
+                       float *obj, float *err, void *stream);
+/* Per column (ng_loss_hvp_col): out = scale H_L(y) v, or scale y (y^T v) for NG_LOSS_OUTER (=);
+ * out may alias v. */
+ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy, const float *v,
+                           int ldv, float scale, float *out, int ldo, void *stream);
+/* t ~ p(t | y) with the Philox uniforms of (key, step): element i = r + rows c uses uniform i
+ * (Bernoulli) or 2i, 2i+1 (Gaussian); categorical column c uses uniform c (=); t may alias y. */
+ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy, float *t,
+                                 int ldt, uint64_t key, uint64_t step, void *stream);
+/* mean[r], rstd[r] = 1 / sqrt(var + eps) over the cols columns of row r  (=). */
+ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int ldx, float eps, float *mean,
+                              float *rstd, void *stream);
+/* xhat = (x - mean[r]) rstd[r]  (=); xhat may alias x. */
+ng_status ng_cuda_bn_normalize(int rows, int cols, const float *x, int ldx, const float *mean,
+                               const float *rstd, float *xhat, int ldh, void *stream);
+/* Per row (ng_bn_project_row): out = s1 s2 (g - mean_c g - xhat mean_c(g xhat)) + beta out
+ * (s1, s2 NULL = 1; beta = 0 ignores out); out may alias g. */
+ng_status ng_cuda_bn_project(int rows, int cols, const float *g, int ldg, const float *xhat,
+                             int ldx, const float *s1, const float *s2, float beta, float *out,
+                             int ldo, void *stream);
 
 #ifdef __cplusplus
 }

@@ -2868,6 +2868,743 @@ static void ref_adam(ecase *c) {
     }
 }
 
+/* =============================================================================================
+ * Network layers (natgrad/nn_types.h codes). References in double, written here from the
+ * definitions in natgrad/backend.h and natgrad/nn_types.h (not from the ng_math.h bodies).
+ * Tolerances follow the float error of the backends: u = FLT_EPSILON / 2 per rounding, expf and
+ * tanhf within 2 ulp (CUDA's bounds; glibc is closer), double sums and libm negligible except
+ * where cancellation makes them visible (then 1e-13 of the magnitudes involved). Each tolerance
+ * adds 1e-37 so an exact zero is compared by value (+0 and -0 alike).
+ * ============================================================================================= */
+
+static const char *const act_names[NG_ACT_COUNT] = {"linear", "logistic", "tanh", "relu",
+                                                    "softmax"};
+static const char *const loss_names[NG_LOSS_COUNT + 1] = {"squared", "bernoulli", "categorical",
+                                                          "outer"};
+#define NET_TINY 1e-37
+
+/* Saturating entries of a matrix buffer: +big at (0,0) and -big at the last element (when there
+ * are at least 3 elements), so sigmoid/tanh reach 0 and 1 and softmax/logsumexp must shift. */
+static void net_big(ecase *c, int i, float big) {
+    ebuf *b = &c->b[i];
+    if ((long)b->rows * b->cols < 3) return;
+    IF(c, i)[AT(c, i, 0, 0)] = big;
+    IF(c, i)[AT(c, i, b->rows - 1, b->cols - 1)] = -big;
+}
+
+/* Softmax of a double column into a float column (the consistent y of a categorical output). */
+static void net_softmax_into(const double *x, int rows, float *y) {
+    double mx = -INFINITY, s = 0.0;
+    int r;
+    for (r = 0; r < rows; r++)
+        if (x[r] > mx) mx = x[r];
+    for (r = 0; r < rows; r++) s += exp(x[r] - mx);
+    for (r = 0; r < rows; r++) y[r] = (float)(exp(x[r] - mx) / s);
+}
+
+/* ---- act_forward: a = f(s[r] z + bias[r]), softmax per column; z may alias a -----------------
+ * Buffers: 0 z, 1 scale, 2 bias (NULL or rows), 3 a. Naive in double from x = s z + b. The backend
+ * rounds s z and the sum: |x_f - x| <= ex = FLT_EPSILON (|s z| + |b| / 2). Then per activation
+ * (reference rounding included): linear and relu ex + FLT_EPSILON |a|; logistic a (1 - a) ex +
+ * 4 FLT_EPSILON a (expf, 1 + e, the division); tanh (1 - a^2) ex + 3 FLT_EPSILON |a|; softmax: x
+ * moves a_i by a_i (ex_i + sum_j a_j ex_j) <= 2 a_i max ex, the float x - max rounds (u |x - max|),
+ * expf 2 ulp, the double sum is a weighted mean of those, the division rounds: a_i (2 max ex +
+ * FLT_EPSILON (|x_i - max| / 2 + D / 2 + 5)), D the column's largest |x - max|.
+ * Variants: every activation with scale and bias; each with one or both NULL; one packed (ld =
+ * rows). Entries +-30 saturate; one z is 0 (relu at 0). In place: a = z. */
+static const struct {
+    int act, scale, bias;
+} actf_v[] = {{NG_ACT_LINEAR, 1, 1},  {NG_ACT_LOGISTIC, 1, 1}, {NG_ACT_TANH, 1, 1},
+              {NG_ACT_RELU, 1, 1},    {NG_ACT_SOFTMAX, 1, 1},  {NG_ACT_LINEAR, 0, 0},
+              {NG_ACT_LOGISTIC, 0, 1}, {NG_ACT_TANH, 1, 0},    {NG_ACT_RELU, 0, 0},
+              {NG_ACT_SOFTMAX, 0, 0},  {NG_ACT_SOFTMAX, 1, 0}};
+
+static int gen_act_forward(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, packed = !inplace && v == 5;
+    const int ldz = packed ? max_i(1, rows) : max_i(1, rows + 1 + v % 2);
+    const int lda = inplace || packed ? ldz : max_i(1, rows + 3);
+    const uint64_t seed = 211 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int z, k;
+    c->a.act_forward.rows = rows;
+    c->a.act_forward.cols = cols;
+    c->a.act_forward.act = actf_v[v].act;
+    c->a.act_forward.ldz = ldz;
+    c->a.act_forward.lda = lda;
+    z = eb_add(t, c, "z", R_IN, 0, rows, cols, ldz, AOFF(act_forward.z));
+    eb_rand(c, z, seed, -4.0, 4.0);
+    net_big(c, z, 30.0f);
+    if ((long)rows * cols > 3) IF(c, z)[AT(c, z, rows > 2 ? 2 : 0, cols > 1 ? 1 : 0)] = 0.0f;
+    k = actf_v[v].scale ? eb_vec(t, c, "scale", R_IN, 0, rows, AOFF(act_forward.scale))
+                        : eb_null(c, "scale");
+    if (!c->b[k].is_null) eb_rand(c, k, seed + 1, -1.5, 2.0);
+    k = actf_v[v].bias ? eb_vec(t, c, "bias", R_IN, 0, rows, AOFF(act_forward.bias))
+                       : eb_null(c, "bias");
+    if (!c->b[k].is_null) eb_rand(c, k, seed + 2, -1.0, 1.0);
+    if (inplace) eb_alias(t, c, "a (= z)", R_INOUT, z, AOFF(act_forward.a));
+    else eb_add(t, c, "a", R_OUT, 0, rows, cols, lda, AOFF(act_forward.a));
+    what(c, "act_forward %s rows=%d cols=%d %s ldz=%d lda=%d scale=%s bias=%s",
+         act_names[actf_v[v].act], rows, cols, mode_name(inplace), ldz, lda,
+         actf_v[v].scale ? "given" : "NULL", actf_v[v].bias ? "given" : "NULL");
+    return 1;
+}
+
+/* x = s z + b of element (r, col) in double, and the bound ex on the backend's rounding of it. */
+static double actf_x(const ecase *c, int r, int col, double *ex) {
+    double z = IF(c, 0)[AT(c, 0, r, col)];
+    double sc = c->b[1].is_null ? 1.0 : (double)IF(c, 1)[r];
+    double b = c->b[2].is_null ? 0.0 : (double)IF(c, 2)[r];
+    *ex = EPS_F * (fabs(sc * z) + 0.5 * fabs(b));
+    return sc * z + b;
+}
+
+static void ref_act_forward(ecase *c) {
+    const int rows = c->a.act_forward.rows, cols = c->a.act_forward.cols;
+    const int act = c->a.act_forward.act;
+    int r, col;
+    for (col = 0; col < cols; col++) {
+        if (act == NG_ACT_SOFTMAX) {
+            double mx = -INFINITY, sum = 0.0, exmax = 0.0, dmax = 0.0, ex, x;
+            for (r = 0; r < rows; r++) {
+                x = actf_x(c, r, col, &ex);
+                if (x > mx) mx = x;
+                if (ex > exmax) exmax = ex;
+            }
+            for (r = 0; r < rows; r++) {
+                x = actf_x(c, r, col, &ex);
+                sum += exp(x - mx);
+                if (mx - x > dmax) dmax = mx - x;
+            }
+            for (r = 0; r < rows; r++) {
+                double a;
+                x = actf_x(c, r, col, &ex);
+                a = exp(x - mx) / sum;
+                WF(c, 3)[AT(c, 3, r, col)] = (float)a;
+                TL(c, 3)[AT(c, 3, r, col)] =
+                    a * (2.0 * exmax + EPS_F * (0.5 * (mx - x) + 0.5 * dmax + 5.0)) + NET_TINY;
+            }
+            continue;
+        }
+        for (r = 0; r < rows; r++) {
+            double ex, x = actf_x(c, r, col, &ex), a, tl;
+            switch (act) {
+            case NG_ACT_LOGISTIC:
+                a = sigmoid_d(x);
+                tl = a * (1.0 - a) * ex + 4.0 * EPS_F * a;
+                break;
+            case NG_ACT_TANH:
+                a = tanh(x);
+                tl = (1.0 - a * a) * ex + 3.0 * EPS_F * fabs(a);
+                break;
+            case NG_ACT_RELU:
+                a = x > 0.0 ? x : 0.0;
+                tl = ex + EPS_F * a;
+                break;
+            default:
+                a = x;
+                tl = ex + EPS_F * fabs(a);
+                break;
+            }
+            WF(c, 3)[AT(c, 3, r, col)] = (float)a;
+            TL(c, 3)[AT(c, 3, r, col)] = tl + NET_TINY;
+        }
+    }
+}
+
+/* ---- act_backward: out = g f'(a) + h r f''(a), derivatives in terms of a; out may alias g --------
+ * Buffers: 0 a, 1 g, 2 h, 3 r (both NULL or both given), 4 out. Naive in double with
+ * f' = 1, a (1 - a), 1 - a^2, [a > 0] and f'' = 0, a (1 - a)(1 - 2a), -2a (1 - a^2), 0 (linear,
+ * logistic, tanh, relu). The backend's float f' is within FLT_EPSILON m1 of the exact one (m1 =
+ * |f'|, plus a^2 for tanh: 1 - a a cancels), its f'' within 2.5 FLT_EPSILON m2 (m2 = |f''|, for tanh
+ * |a| (a^2 + |1 - a^2|) + |f''|); the products and the sum round (or fuse on a GPU):
+ * tol = 4 FLT_EPSILON (|g| m1 + |h r| m2) + FLT_EPSILON |out|. a lies in the activation's range
+ * (0 and 1 included for logistic, zeros for relu); one h is 0 (the h r term is skipped).
+ * Variants: each elementwise activation with and without h, r; one packed. In place: out = g. */
+static const struct {
+    int act, hr;
+} actb_v[] = {{NG_ACT_LINEAR, 1}, {NG_ACT_LOGISTIC, 1}, {NG_ACT_TANH, 1}, {NG_ACT_RELU, 1},
+              {NG_ACT_LINEAR, 0}, {NG_ACT_LOGISTIC, 0}, {NG_ACT_TANH, 0}, {NG_ACT_RELU, 0}};
+
+static int gen_act_backward(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, act = actb_v[v].act, packed = !inplace && v == 5;
+    const int lda = max_i(1, packed ? rows : rows + 1), ldg = max_i(1, packed ? rows : rows + 2);
+    const int ldh = max_i(1, packed ? rows : rows + 3), ldr = max_i(1, packed ? rows : rows + 1);
+    const int ldo = inplace ? ldg : max_i(1, packed ? rows : rows + 4);
+    const uint64_t seed = 231 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int A, g, h, rr, r, col;
+    c->a.act_backward.rows = rows;
+    c->a.act_backward.cols = cols;
+    c->a.act_backward.act = act;
+    c->a.act_backward.lda = lda;
+    c->a.act_backward.ldg = ldg;
+    c->a.act_backward.ldo = ldo;
+    A = eb_add(t, c, "a", R_IN, 0, rows, cols, lda, AOFF(act_backward.a));
+    for (col = 0; col < cols; col++)
+        for (r = 0; r < rows; r++) {
+            double u = rnd(seed, AT(c, A, r, col), 0.0, 1.0);
+            IF(c, A)[AT(c, A, r, col)] =
+                (float)(act == NG_ACT_LOGISTIC ? u
+                        : act == NG_ACT_TANH   ? 2.0 * u - 1.0
+                        : act == NG_ACT_RELU   ? (u < 0.3 ? 0.0 : 3.0 * u - 0.9)
+                                               : 6.0 * u - 3.0);
+        }
+    if (act == NG_ACT_LOGISTIC) net_big(c, A, 1.0f); /* a = 1 at (0,0); -1 fixed below */
+    if (act == NG_ACT_LOGISTIC && (long)rows * cols >= 3) IF(c, A)[AT(c, A, rows - 1, cols - 1)] = 0.0f;
+    g = eb_add(t, c, "g", R_IN, 0, rows, cols, ldg, AOFF(act_backward.g));
+    eb_rand(c, g, seed + 1, -2.0, 2.0);
+    if (actb_v[v].hr) {
+        h = eb_add(t, c, "h", R_IN, 0, rows, cols, ldh, AOFF(act_backward.h));
+        eb_rand(c, h, seed + 2, -2.0, 2.0);
+        if ((long)rows * cols > 1) IF(c, h)[AT(c, h, rows > 1 ? 1 : 0, rows > 1 ? 0 : 1)] = 0.0f;
+        rr = eb_add(t, c, "r", R_IN, 0, rows, cols, ldr, AOFF(act_backward.r));
+        eb_rand(c, rr, seed + 3, -2.0, 2.0);
+        c->a.act_backward.ldh = ldh;
+        c->a.act_backward.ldr = ldr;
+    } else {
+        eb_null(c, "h");
+        eb_null(c, "r");
+    }
+    if (inplace) eb_alias(t, c, "out (= g)", R_INOUT, g, AOFF(act_backward.out));
+    else eb_add(t, c, "out", R_OUT, 0, rows, cols, ldo, AOFF(act_backward.out));
+    what(c, "act_backward %s rows=%d cols=%d %s lda=%d ldg=%d ldo=%d h,r=%s",
+         act_names[act], rows, cols, mode_name(inplace), lda, ldg, ldo,
+         actb_v[v].hr ? "given" : "NULL");
+    return 1;
+}
+
+static void ref_act_backward(ecase *c) {
+    const int rows = c->a.act_backward.rows, cols = c->a.act_backward.cols;
+    const int act = c->a.act_backward.act;
+    int r, col;
+    for (col = 0; col < cols; col++)
+        for (r = 0; r < rows; r++) {
+            double a = IF(c, 0)[AT(c, 0, r, col)], g = IF(c, 1)[AT(c, 1, r, col)];
+            double hr = c->b[2].is_null
+                            ? 0.0
+                            : (double)IF(c, 2)[AT(c, 2, r, col)] * (double)IF(c, 3)[AT(c, 3, r, col)];
+            double d1, d2, m1, m2, out;
+            switch (act) {
+            case NG_ACT_LOGISTIC:
+                d1 = a * (1.0 - a);
+                d2 = d1 * (1.0 - 2.0 * a);
+                m1 = fabs(d1);
+                m2 = fabs(d2);
+                break;
+            case NG_ACT_TANH:
+                d1 = 1.0 - a * a;
+                d2 = -2.0 * a * d1;
+                m1 = fabs(d1) + a * a;
+                m2 = fabs(a) * (a * a + fabs(d1)) + fabs(d2);
+                break;
+            case NG_ACT_RELU:
+                d1 = a > 0.0 ? 1.0 : 0.0;
+                d2 = m2 = 0.0;
+                m1 = d1;
+                break;
+            default:
+                d1 = m1 = 1.0;
+                d2 = m2 = 0.0;
+                break;
+            }
+            out = g * d1 + hr * d2;
+            WF(c, 4)[AT(c, 4, r, col)] = (float)out;
+            TL(c, 4)[AT(c, 4, r, col)] =
+                4.0 * EPS_F * (fabs(g) * m1 + fabs(hr) * m2) + EPS_F * fabs(out) + NET_TINY;
+        }
+}
+
+/* ---- loss: per column d = scale (y - t), obj = the loss, err = sum (y - t)^2 ----------------------
+ * Buffers: 0 z, 1 y, 2 t, 3 d, 4 obj (cols), 5 err (cols); d, obj, err may be NULL (not all).
+ * y = f(z) in double rounded to float: z itself (squared), sigmoid (Bernoulli), softmax
+ * (categorical); t: any (squared), 0, 1 or a fraction (Bernoulli), one-hot or a random
+ * distribution per column (categorical). Objectives per case, in double:
+ *   squared 0.5 sum (y - t)^2, Bernoulli sum softplus(z) - t z, categorical sum t (lse(z) - z).
+ * d: two float roundings and the reference's: tol 2 FLT_EPSILON |d|. obj and err: the backends sum
+ * in double too; the sums differ by double roundings (and libm) of the terms, 1e-13 of S = the
+ * sum of the terms' magnitudes (softplus(z) - t z cancels), then one float rounding each:
+ * tol 2 FLT_EPSILON |obj| + 1e-13 S; err 2 FLT_EPSILON err. rows = 0 gives obj = err = 0.
+ * Variants: each loss with outputs {d, obj, err}, {d}, {obj, err}, {err}; one packed; scale
+ * -1.5 or 1/64. In place: d = y (variants with d). z holds +-25 entries. */
+static int gen_loss(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, loss = v % 3, outs = v / 3, packed = !inplace && v == 5;
+    const int ldz = max_i(1, packed ? rows : rows + 1), ldy = max_i(1, packed ? rows : rows + 2);
+    const int ldt = max_i(1, packed ? rows : rows + 3);
+    const int ldd = inplace ? ldy : max_i(1, packed ? rows : rows + 1);
+    const uint64_t seed = 251 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    double *col = h_doubles(t, (size_t)(rows ? rows : 1));
+    int z, y, tt, r, k;
+    if (inplace && outs > 1) return 0;
+    c->a.loss.rows = rows;
+    c->a.loss.cols = cols;
+    c->a.loss.loss = loss;
+    c->a.loss.ldz = ldz;
+    c->a.loss.ldy = ldy;
+    c->a.loss.ldt = ldt;
+    c->a.loss.ldd = ldd;
+    c->a.loss.scale = v % 2 ? 1.0f / 64.0f : -1.5f;
+    z = eb_add(t, c, "z", R_IN, 0, rows, cols, ldz, AOFF(loss.z));
+    eb_rand(c, z, seed, loss == NG_LOSS_BERNOULLI ? -6.0 : -3.0,
+            loss == NG_LOSS_BERNOULLI ? 6.0 : 3.0);
+    if (loss != NG_LOSS_SQUARED) net_big(c, z, 25.0f);
+    y = eb_add(t, c, "y", R_IN, 0, rows, cols, ldy, AOFF(loss.y));
+    tt = eb_add(t, c, "t", R_IN, 0, rows, cols, ldt, AOFF(loss.t));
+    for (k = 0; k < cols; k++) {
+        double wsum = 0.0;
+        for (r = 0; r < rows; r++) col[r] = IF(c, z)[AT(c, z, r, k)];
+        if (loss == NG_LOSS_CATEGORICAL) net_softmax_into(col, rows, IF(c, y) + AT(c, y, 0, k));
+        for (r = 0; r < rows; r++) {
+            double u = rnd(seed + 1, AT(c, tt, r, k), 0.0, 1.0);
+            if (loss == NG_LOSS_SQUARED) {
+                IF(c, y)[AT(c, y, r, k)] = (float)col[r];
+                IF(c, tt)[AT(c, tt, r, k)] = (float)(4.0 * u - 2.0);
+            } else if (loss == NG_LOSS_BERNOULLI) {
+                IF(c, y)[AT(c, y, r, k)] = (float)sigmoid_d(col[r]);
+                IF(c, tt)[AT(c, tt, r, k)] =
+                    u < 0.35 ? 0.0f : u < 0.7 ? 1.0f : (float)((u - 0.7) / 0.3);
+            } else if (k % 2 == 0) {
+                IF(c, tt)[AT(c, tt, r, k)] = r == (k * 7 + 3) % rows ? 1.0f : 0.0f;
+            } else {
+                col[r] = u;
+                wsum += u;
+            }
+        }
+        if (loss == NG_LOSS_CATEGORICAL && k % 2 == 1)
+            for (r = 0; r < rows; r++) IF(c, tt)[AT(c, tt, r, k)] = (float)(col[r] / wsum);
+    }
+    if (outs == 0 || outs == 1) {
+        if (inplace) eb_alias(t, c, "d (= y)", R_INOUT, y, AOFF(loss.d));
+        else eb_add(t, c, "d", R_OUT, 0, rows, cols, ldd, AOFF(loss.d));
+    } else
+        eb_null(c, "d");
+    if (outs == 0 || outs == 2) eb_vec(t, c, "obj", R_OUT, 0, cols, AOFF(loss.obj));
+    else eb_null(c, "obj");
+    if (outs != 1) eb_vec(t, c, "err", R_OUT, 0, cols, AOFF(loss.err));
+    else eb_null(c, "err");
+    what(c, "loss %s rows=%d cols=%d %s ldz=%d ldy=%d ldt=%d ldd=%d scale=%g d=%s obj=%s err=%s",
+         loss_names[loss], rows, cols, mode_name(inplace), ldz, ldy, ldt, ldd,
+         (double)c->a.loss.scale, outs <= 1 ? (inplace ? "y" : "own") : "NULL",
+         outs == 0 || outs == 2 ? "given" : "NULL", outs != 1 ? "given" : "NULL");
+    return 1;
+}
+
+static void ref_loss(ecase *c) {
+    const int rows = c->a.loss.rows, cols = c->a.loss.cols, loss = c->a.loss.loss;
+    const double scale = c->a.loss.scale;
+    int r, k;
+    for (k = 0; k < cols; k++) {
+        double o = 0.0, e = 0.0, S = 0.0, lse = 0.0;
+        if (loss == NG_LOSS_CATEGORICAL && rows > 0) {
+            double mx = -INFINITY, s = 0.0;
+            for (r = 0; r < rows; r++) mx = fmax(mx, (double)IF(c, 0)[AT(c, 0, r, k)]);
+            for (r = 0; r < rows; r++) s += exp((double)IF(c, 0)[AT(c, 0, r, k)] - mx);
+            lse = mx + log(s);
+        }
+        for (r = 0; r < rows; r++) {
+            double z = IF(c, 0)[AT(c, 0, r, k)], y = IF(c, 1)[AT(c, 1, r, k)];
+            double tv = IF(c, 2)[AT(c, 2, r, k)], diff = y - tv;
+            e += diff * diff;
+            if (loss == NG_LOSS_SQUARED) {
+                o += 0.5 * diff * diff;
+                S += 0.5 * diff * diff;
+            } else if (loss == NG_LOSS_BERNOULLI) {
+                o += softplus_d(z) - tv * z;
+                S += softplus_d(z) + fabs(tv * z);
+            } else {
+                o += tv * (lse - z);
+                S += fabs(tv) * (fabs(lse) + fabs(z));
+            }
+            if (!c->b[3].is_null) {
+                WF(c, 3)[AT(c, 3, r, k)] = (float)(scale * diff);
+                TL(c, 3)[AT(c, 3, r, k)] = 2.0 * EPS_F * fabs(scale * diff) + NET_TINY;
+            }
+        }
+        if (!c->b[4].is_null) {
+            WF(c, 4)[k] = (float)o;
+            TL(c, 4)[k] = 2.0 * EPS_F * fabs(o) + 1e-13 * S + NET_TINY;
+        }
+        if (!c->b[5].is_null) {
+            WF(c, 5)[k] = (float)e;
+            TL(c, 5)[k] = 2.0 * EPS_F * e + NET_TINY;
+        }
+    }
+}
+
+/* ---- loss_hvp: out = scale H v per column, H the loss Hessian at y; OUTER: scale y (y^T v) -------
+ * Buffers: 0 y, 1 v, 2 out. Naive in double: H v = v (squared), y (1 - y) v (Bernoulli),
+ * y .* v - y (y^T v) (categorical); outer: y (y^T v). Squared: one rounding (and the reference's):
+ * tol FLT_EPSILON |out|; Bernoulli: 1 - y, two products, scale: 3 FLT_EPSILON |out|; categorical
+ * and outer: y^T v in double, one float rounding of y (v - s) (or y s) and of the scale product:
+ * 2 FLT_EPSILON |out| + 1e-13 |scale y| (|v| + sum |y v|). y is a probability (Bernoulli, with 0
+ * and 1), a softmax column (categorical) or any vector (squared, outer).
+ * Variants: each mode with scale 1 and -0.375; one packed. In place: out = v. */
+static int gen_loss_hvp(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, loss = v % 4, packed = !inplace && v == 6;
+    const int ldy = max_i(1, packed ? rows : rows + 1), ldv = max_i(1, packed ? rows : rows + 2);
+    const int ldo = inplace ? ldv : max_i(1, packed ? rows : rows + 3);
+    const uint64_t seed = 271 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    double *col = h_doubles(t, (size_t)(rows ? rows : 1));
+    int y, vv, r, k;
+    c->a.loss_hvp.rows = rows;
+    c->a.loss_hvp.cols = cols;
+    c->a.loss_hvp.loss = loss;
+    c->a.loss_hvp.ldy = ldy;
+    c->a.loss_hvp.ldv = ldv;
+    c->a.loss_hvp.ldo = ldo;
+    c->a.loss_hvp.scale = v < 4 ? 1.0f : -0.375f;
+    y = eb_add(t, c, "y", R_IN, 0, rows, cols, ldy, AOFF(loss_hvp.y));
+    if (loss == NG_LOSS_CATEGORICAL) {
+        for (k = 0; k < cols; k++) {
+            for (r = 0; r < rows; r++) col[r] = rnd(seed, AT(c, y, r, k), -3.0, 3.0);
+            net_softmax_into(col, rows, IF(c, y) + AT(c, y, 0, k));
+        }
+    } else if (loss == NG_LOSS_BERNOULLI) {
+        eb_rand(c, y, seed, 0.0, 1.0);
+        net_big(c, y, 1.0f);
+        if ((long)rows * cols >= 3) IF(c, y)[AT(c, y, rows - 1, cols - 1)] = 0.0f;
+    } else
+        eb_rand(c, y, seed, -2.0, 2.0);
+    vv = eb_add(t, c, "v", R_IN, 0, rows, cols, ldv, AOFF(loss_hvp.v));
+    eb_rand(c, vv, seed + 1, -2.0, 2.0);
+    if (inplace) eb_alias(t, c, "out (= v)", R_INOUT, vv, AOFF(loss_hvp.out));
+    else eb_add(t, c, "out", R_OUT, 0, rows, cols, ldo, AOFF(loss_hvp.out));
+    what(c, "loss_hvp %s rows=%d cols=%d %s ldy=%d ldv=%d ldo=%d scale=%g", loss_names[loss], rows,
+         cols, mode_name(inplace), ldy, ldv, ldo, (double)c->a.loss_hvp.scale);
+    return 1;
+}
+
+static void ref_loss_hvp(ecase *c) {
+    const int rows = c->a.loss_hvp.rows, cols = c->a.loss_hvp.cols, loss = c->a.loss_hvp.loss;
+    const double sc = c->a.loss_hvp.scale;
+    int r, k;
+    for (k = 0; k < cols; k++) {
+        double dot = 0.0, dabs = 0.0;
+        for (r = 0; r < rows; r++) {
+            double p = (double)IF(c, 0)[AT(c, 0, r, k)] * (double)IF(c, 1)[AT(c, 1, r, k)];
+            dot += p;
+            dabs += fabs(p);
+        }
+        for (r = 0; r < rows; r++) {
+            double y = IF(c, 0)[AT(c, 0, r, k)], vr = IF(c, 1)[AT(c, 1, r, k)], out, tl;
+            switch (loss) {
+            case NG_LOSS_SQUARED:
+                out = sc * vr;
+                tl = EPS_F * fabs(out);
+                break;
+            case NG_LOSS_BERNOULLI:
+                out = sc * y * (1.0 - y) * vr;
+                tl = 3.0 * EPS_F * fabs(out);
+                break;
+            case NG_LOSS_CATEGORICAL:
+                out = sc * (y * vr - y * dot);
+                tl = 2.0 * EPS_F * fabs(out) + 1e-13 * fabs(sc * y) * (fabs(vr) + dabs);
+                break;
+            default:
+                out = sc * y * dot;
+                tl = 2.0 * EPS_F * fabs(out) + 1e-13 * fabs(sc * y) * dabs;
+                break;
+            }
+            WF(c, 2)[AT(c, 2, r, k)] = (float)out;
+            TL(c, 2)[AT(c, 2, r, k)] = tl + NET_TINY;
+        }
+    }
+}
+
+/* ---- sample_targets: t ~ p(t | y) from the Philox uniforms of (key, step) -------------------------
+ * Buffers: 0 y, 1 t. Element i = r + rows c. Gaussian (squared): t = y + sqrt(-2 ln u1)
+ * cos(2 pi u2) with u1, u2 the uniforms 2i and 2i+1, in double: the backends round the normal
+ * and the sum to float (libm differences of ~1e-16 absolute): tol FLT_EPSILON (|n| + |t|) +
+ * 1e-12. Bernoulli: [u_i <= y], exact (y = 0 never fires, y = 1 always). Categorical: column c
+ * is one-hot at the first class whose cumulative probability (in double) reaches u_c, the last
+ * class when none does; exact. The uniforms are naive_uniform (the RNG under the op, not its
+ * math). The check adds the statistics: values 0/1 (Bernoulli), one-hot columns (categorical),
+ * and for at least 1000 draws the mean and variance of t - y (Gaussian: 0 and 1 within 5 sigma),
+ * the count of ones against sum y (Bernoulli) and each class's count against its summed
+ * probability (categorical, >= 1000 columns), within 5 sigma.
+ * Variants: each loss with two (key, step) pairs, one of them all ones; one packed. In place:
+ * t = y. */
+static const tshape sample_shapes[] = {ROWS8(1), ROWS8(2),  ROWS8(3),    ROWS8(4),
+                                       {0, 3},   {3, 0},    {33, 9},     {64, 65},
+                                       {129, 131}, {2, 2400}, {10, 3000}, {300, 230}};
+
+static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, loss = v % 3, packed = !inplace && v == 3;
+    const int ldy = max_i(1, packed ? rows : rows + 1);
+    const int ldt = inplace ? ldy : max_i(1, packed ? rows : rows + 2);
+    const uint64_t seed = 291 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int y, r, k;
+    c->a.sample_targets.rows = rows;
+    c->a.sample_targets.cols = cols;
+    c->a.sample_targets.loss = loss;
+    c->a.sample_targets.ldy = ldy;
+    c->a.sample_targets.ldt = ldt;
+    c->a.sample_targets.key = v == 4 ? ~0ull : ng_rng_key(301 + (uint64_t)v, 7);
+    c->a.sample_targets.step = v == 4 ? ~0ull : v < 3 ? 5 : 0x500000003ull;
+    y = eb_add(t, c, "y", R_IN, 0, rows, cols, ldy, AOFF(sample_targets.y));
+    if (loss == NG_LOSS_SQUARED) {
+        eb_rand(c, y, seed, -2.0, 2.0);
+    } else if (loss == NG_LOSS_BERNOULLI) {
+        eb_rand(c, y, seed, 0.0, 1.0);
+        net_big(c, y, 1.0f);
+        if ((long)rows * cols >= 3) IF(c, y)[AT(c, y, rows - 1, cols - 1)] = 0.0f;
+    } else {
+        for (k = 0; k < cols; k++) {
+            double w = 0.0;
+            for (r = 0; r < rows; r++) {
+                double p = rows > 2 && r == k % rows ? 0.0 : rnd(seed, AT(c, y, r, k), 0.0, 1.0);
+                IF(c, y)[AT(c, y, r, k)] = (float)p;
+                w += p;
+            }
+            for (r = 0; r < rows; r++)
+                IF(c, y)[AT(c, y, r, k)] = (float)((double)IF(c, y)[AT(c, y, r, k)] / w);
+        }
+    }
+    if (inplace) eb_alias(t, c, "t (= y)", R_INOUT, y, AOFF(sample_targets.t));
+    else eb_add(t, c, "t", R_OUT, 0, rows, cols, ldt, AOFF(sample_targets.t));
+    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx",
+         loss_names[loss], rows, cols, mode_name(inplace), ldy, ldt,
+         (unsigned long long)c->a.sample_targets.key, (unsigned long long)c->a.sample_targets.step);
+    return 1;
+}
+
+static void ref_sample_targets(ecase *c) {
+    const int rows = c->a.sample_targets.rows, cols = c->a.sample_targets.cols;
+    const int loss = c->a.sample_targets.loss;
+    const uint64_t key = c->a.sample_targets.key, step = c->a.sample_targets.step;
+    int r, k;
+    for (k = 0; k < cols; k++) {
+        if (loss == NG_LOSS_CATEGORICAL) {
+            double u = naive_uniform(key, step, (uint64_t)k), cum = 0.0;
+            int hit = rows - 1;
+            for (r = 0; r < rows; r++) {
+                cum += (double)IF(c, 0)[AT(c, 0, r, k)];
+                if (u <= cum) {
+                    hit = r;
+                    break;
+                }
+            }
+            for (r = 0; r < rows; r++) WF(c, 1)[AT(c, 1, r, k)] = r == hit ? 1.0f : 0.0f;
+            continue;
+        }
+        for (r = 0; r < rows; r++) {
+            const uint64_t i = (uint64_t)r + (uint64_t)rows * (uint64_t)k;
+            double y = IF(c, 0)[AT(c, 0, r, k)];
+            if (loss == NG_LOSS_BERNOULLI) {
+                WF(c, 1)[AT(c, 1, r, k)] = (double)naive_uniform(key, step, i) <= y ? 1.0f : 0.0f;
+            } else {
+                double u1 = naive_uniform(key, step, 2 * i), u2 = naive_uniform(key, step, 2 * i + 1);
+                double n = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+                WF(c, 1)[AT(c, 1, r, k)] = (float)(y + n);
+                TL(c, 1)[AT(c, 1, r, k)] = EPS_F * (fabs(n) + fabs(y + n)) + 1e-12;
+            }
+        }
+    }
+}
+
+static int check_sample_targets(const ecase *c, void *const got[]) {
+    const int rows = c->a.sample_targets.rows, cols = c->a.sample_targets.cols;
+    const int loss = c->a.sample_targets.loss;
+    const float *tt = (const float *)got[1];
+    const double n = (double)rows * cols;
+    double s1 = 0.0, s2 = 0.0, sy = 0.0, var = 0.0;
+    int r, k;
+    for (k = 0; k < cols; k++) {
+        int ones = 0;
+        for (r = 0; r < rows; r++) {
+            double tv = tt[AT(c, 1, r, k)], y = IF(c, 0)[AT(c, 0, r, k)];
+            if (loss == NG_LOSS_SQUARED) {
+                QCHECK(isfinite(tv), "%s: t[%d,%d] = %g", c->what, r, k, tv);
+                s1 += tv - y;
+                s2 += (tv - y) * (tv - y);
+            } else {
+                QCHECK(tv == 0.0 || tv == 1.0, "%s: t[%d,%d] = %.9g is not 0 or 1", c->what, r, k,
+                       tv);
+                ones += tv == 1.0;
+                s1 += tv;
+                sy += y;
+                var += y * (1.0 - y);
+            }
+        }
+        if (loss == NG_LOSS_CATEGORICAL && rows > 0)
+            QCHECK(ones == 1, "%s: column %d has %d ones, want one-hot", c->what, k, ones);
+    }
+    if (loss == NG_LOSS_SQUARED && n >= 1000) {
+        QCHECK(fabs(s1 / n) <= 5.0 / sqrt(n), "%s: mean of t - y %.5f, want 0 +- %.3g", c->what,
+               s1 / n, 5.0 / sqrt(n));
+        QCHECK(fabs(s2 / n - 1.0) <= 5.0 * sqrt(2.0 / n),
+               "%s: mean of (t - y)^2 %.5f, want 1 +- %.3g", c->what, s2 / n, 5.0 * sqrt(2.0 / n));
+    }
+    if (loss == NG_LOSS_BERNOULLI && n >= 1000)
+        QCHECK(fabs(s1 - sy) <= 5.0 * sqrt(var) + 1e-9, "%s: %.0f ones, want %.1f +- %.3g", c->what,
+               s1, sy, 5.0 * sqrt(var));
+    if (loss == NG_LOSS_CATEGORICAL && cols >= 1000)
+        for (r = 0; r < rows; r++) {
+            double cnt = 0.0, p = 0.0, pv = 0.0;
+            for (k = 0; k < cols; k++) {
+                double y = IF(c, 0)[AT(c, 0, r, k)];
+                cnt += tt[AT(c, 1, r, k)];
+                p += y;
+                pv += y * (1.0 - y);
+            }
+            QCHECK(fabs(cnt - p) <= 5.0 * sqrt(pv) + 0.5,
+                   "%s: class %d drawn %.0f times, want %.1f +- %.3g", c->what, r, cnt, p,
+                   5.0 * sqrt(pv));
+        }
+    return NGT_PASS;
+}
+
+/* ---- row_moments: mean[r], rstd[r] = 1 / sqrt(var + eps) over the columns (biased var) ---------
+ * Buffers: 0 x, 1 mean, 2 rstd (rows). Naive in double with Welford's one-pass update (the
+ * backends take two passes): both are accurate to ~1e-15 relative, far below one float rounding:
+ * tol 2 FLT_EPSILON |mean| + 1e-13 max|x| and 2 FLT_EPSILON rstd. Variants: x in [-2, 2] with
+ * eps 1e-5; x = 100 +- 0.01 (large mean, small spread) with eps 1e-8; a constant row (var 0,
+ * rstd = 1/sqrt(eps)) with eps 0.01, packed. Rows with no columns are an error (not generated). */
+static const float rm_eps[] = {1e-5f, 1e-8f, 0.01f};
+
+static int gen_row_moments(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, ldx = max_i(1, v == 2 ? rows : rows + 1 + v);
+    const uint64_t seed = 311 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int x, k;
+    (void)inplace;
+    if (cols == 0 && rows > 0) return 0;
+    c->a.row_moments.rows = rows;
+    c->a.row_moments.cols = cols;
+    c->a.row_moments.ldx = ldx;
+    c->a.row_moments.eps = rm_eps[v];
+    x = eb_add(t, c, "x", R_IN, 0, rows, cols, ldx, AOFF(row_moments.x));
+    if (v == 1) eb_rand(c, x, seed, 99.99, 100.01);
+    else eb_rand(c, x, seed, -2.0, 2.0);
+    if (v == 2 && rows > 0)
+        for (k = 0; k < cols; k++) IF(c, x)[AT(c, x, 0, k)] = 0.7f;
+    eb_vec(t, c, "mean", R_OUT, 0, rows, AOFF(row_moments.mean));
+    eb_vec(t, c, "rstd", R_OUT, 0, rows, AOFF(row_moments.rstd));
+    what(c, "row_moments rows=%d cols=%d ldx=%d eps=%g%s", rows, cols, ldx, (double)rm_eps[v],
+         v == 1 ? " (mean 100)" : v == 2 ? " (row 0 constant)" : "");
+    return 1;
+}
+
+static void ref_row_moments(ecase *c) {
+    const int rows = c->a.row_moments.rows, cols = c->a.row_moments.cols;
+    int r, k;
+    for (r = 0; r < rows; r++) {
+        double mu = 0.0, m2 = 0.0, big = 0.0, rs;
+        for (k = 0; k < cols; k++) {
+            double x = IF(c, 0)[AT(c, 0, r, k)], dlt = x - mu;
+            mu += dlt / (k + 1);
+            m2 += dlt * (x - mu);
+            if (fabs(x) > big) big = fabs(x);
+        }
+        rs = 1.0 / sqrt(m2 / cols + (double)c->a.row_moments.eps);
+        WF(c, 1)[r] = (float)mu;
+        TL(c, 1)[r] = 2.0 * EPS_F * fabs(mu) + 1e-13 * big + NET_TINY;
+        WF(c, 2)[r] = (float)rs;
+        TL(c, 2)[r] = 2.0 * EPS_F * rs + NET_TINY;
+    }
+}
+
+/* ---- bn_normalize: xhat = (x - mean[r]) rstd[r]; xhat may alias x --------------------------------
+ * Buffers: 0 x, 1 mean, 2 rstd (rows), 3 xhat. Two float roundings and the reference's:
+ * tol 2 FLT_EPSILON |xhat|. Variants: padded, packed. In place: xhat = x. */
+static int gen_bn_normalize(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, ldx = max_i(1, v ? rows : rows + 1);
+    const int ldh = inplace ? ldx : max_i(1, v ? rows : rows + 3);
+    const uint64_t seed = 331 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int x;
+    c->a.bn_normalize.rows = rows;
+    c->a.bn_normalize.cols = cols;
+    c->a.bn_normalize.ldx = ldx;
+    c->a.bn_normalize.ldh = ldh;
+    x = eb_add(t, c, "x", R_IN, 0, rows, cols, ldx, AOFF(bn_normalize.x));
+    eb_rand(c, x, seed, -3.0, 3.0);
+    eb_rand(c, eb_vec(t, c, "mean", R_IN, 0, rows, AOFF(bn_normalize.mean)), seed + 1, -1.0, 1.0);
+    eb_rand(c, eb_vec(t, c, "rstd", R_IN, 0, rows, AOFF(bn_normalize.rstd)), seed + 2, 0.5, 3.0);
+    if (inplace) eb_alias(t, c, "xhat (= x)", R_INOUT, x, AOFF(bn_normalize.xhat));
+    else eb_add(t, c, "xhat", R_OUT, 0, rows, cols, ldh, AOFF(bn_normalize.xhat));
+    what(c, "bn_normalize rows=%d cols=%d %s ldx=%d ldh=%d", rows, cols, mode_name(inplace), ldx,
+         ldh);
+    return 1;
+}
+
+static void ref_bn_normalize(ecase *c) {
+    int r, k;
+    for (k = 0; k < c->a.bn_normalize.cols; k++)
+        for (r = 0; r < c->a.bn_normalize.rows; r++) {
+            double xh = ((double)IF(c, 0)[AT(c, 0, r, k)] - (double)IF(c, 1)[r]) * (double)IF(c, 2)[r];
+            WF(c, 3)[AT(c, 3, r, k)] = (float)xh;
+            TL(c, 3)[AT(c, 3, r, k)] = 2.0 * EPS_F * fabs(xh) + NET_TINY;
+        }
+}
+
+/* ---- bn_project: out = s1 s2 (g - mean_c g - xhat mean_c(g xhat)) + beta out, row by row --------
+ * Buffers: 0 g, 1 xhat, 2 s1, 3 s2 (rows or NULL), 4 out. Naive in double. The backend rounds
+ * s1 s2, the projected value v and beta out and their sum (u each, the reference one more), and
+ * its double means differ from these by ~1e-16 of the terms: tol 2 FLT_EPSILON (|v| +
+ * |beta out|) + 1e-12 |s| (|g| + |mean g| + |xhat mean(g xhat)|). beta = 0 ignores out (NaN
+ * there, out of place). Variants (s1, s2, beta): (given, given, 0), (given, NULL, 0.5), (NULL,
+ * NULL, 0) packed, (NULL, given, -1). In place: out = g (beta then scales g). */
+static const struct {
+    int s1, s2;
+    float beta;
+} bnp_v[] = {{1, 1, 0.0f}, {1, 0, 0.5f}, {0, 0, 0.0f}, {0, 1, -1.0f}};
+
+static int gen_bn_project(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, packed = !inplace && v == 2;
+    const int ldg = max_i(1, packed ? rows : rows + 1), ldx = max_i(1, packed ? rows : rows + 2);
+    const int ldo = inplace ? ldg : max_i(1, packed ? rows : rows + 3);
+    const uint64_t seed = 351 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int g, k, o;
+    c->a.bn_project.rows = rows;
+    c->a.bn_project.cols = cols;
+    c->a.bn_project.ldg = ldg;
+    c->a.bn_project.ldx = ldx;
+    c->a.bn_project.ldo = ldo;
+    c->a.bn_project.beta = bnp_v[v].beta;
+    g = eb_add(t, c, "g", R_IN, 0, rows, cols, ldg, AOFF(bn_project.g));
+    eb_rand(c, g, seed, -1.0, 1.0);
+    eb_rand(c, eb_add(t, c, "xhat", R_IN, 0, rows, cols, ldx, AOFF(bn_project.xhat)), seed + 1,
+            -2.0, 2.0);
+    k = bnp_v[v].s1 ? eb_vec(t, c, "s1", R_IN, 0, rows, AOFF(bn_project.s1)) : eb_null(c, "s1");
+    if (!c->b[k].is_null) eb_rand(c, k, seed + 2, 0.5, 2.0);
+    k = bnp_v[v].s2 ? eb_vec(t, c, "s2", R_IN, 0, rows, AOFF(bn_project.s2)) : eb_null(c, "s2");
+    if (!c->b[k].is_null) eb_rand(c, k, seed + 3, -2.0, 2.0);
+    if (inplace) eb_alias(t, c, "out (= g)", R_INOUT, g, AOFF(bn_project.out));
+    else {
+        o = eb_add(t, c, "out", R_INOUT, 0, rows, cols, ldo, AOFF(bn_project.out));
+        if (bnp_v[v].beta == 0.0f) eb_fill(c, o, NAN);
+        else eb_rand(c, o, seed + 4, -1.0, 1.0);
+    }
+    what(c, "bn_project rows=%d cols=%d %s ldg=%d ldx=%d ldo=%d s1=%s s2=%s beta=%g%s", rows, cols,
+         mode_name(inplace), ldg, ldx, ldo, bnp_v[v].s1 ? "given" : "NULL",
+         bnp_v[v].s2 ? "given" : "NULL", (double)bnp_v[v].beta,
+         !inplace && bnp_v[v].beta == 0.0f ? " (NaN in out)" : "");
+    return 1;
+}
+
+static void ref_bn_project(ecase *c) {
+    const int rows = c->a.bn_project.rows, cols = c->a.bn_project.cols;
+    const double beta = c->a.bn_project.beta;
+    int r, k;
+    for (r = 0; r < rows; r++) {
+        double s = (c->b[2].is_null ? 1.0 : (double)IF(c, 2)[r]) *
+                   (c->b[3].is_null ? 1.0 : (double)IF(c, 3)[r]);
+        double mg = 0.0, mgx = 0.0;
+        for (k = 0; k < cols; k++) {
+            double gv = IF(c, 0)[AT(c, 0, r, k)];
+            mg += gv;
+            mgx += gv * (double)IF(c, 1)[AT(c, 1, r, k)];
+        }
+        mg /= cols;
+        mgx /= cols;
+        for (k = 0; k < cols; k++) {
+            double gv = IF(c, 0)[AT(c, 0, r, k)], xh = IF(c, 1)[AT(c, 1, r, k)];
+            double pv = s * (gv - mg - xh * mgx);
+            double bo = beta == 0.0 ? 0.0 : beta * (double)IF(c, 4)[AT(c, 4, r, k)];
+            WF(c, 4)[AT(c, 4, r, k)] = (float)(pv + bo);
+            TL(c, 4)[AT(c, 4, r, k)] = 2.0 * EPS_F * (fabs(pv) + fabs(bo)) +
+                                       1e-12 * fabs(s) * (fabs(gv) + fabs(mg) + fabs(xh * mgx)) +
+                                       NET_TINY;
+        }
+    }
+}
+
 /* ---- the table: one descriptor per ng_op ----------------------------------------------------- */
 
 static const op_test op_tests[NG_OP_COUNT] = {
@@ -2900,6 +3637,27 @@ static const op_test op_tests[NG_OP_COUNT] = {
                              NSHAPES(mat_shapes), 2, gen_fang_residual, ref_fang_residual, NULL},
     [NG_OP_ADAM] = {NG_OP_ADAM, "adam", OPF_IN, vec_shapes, NSHAPES(vec_shapes), 5, gen_adam,
                     ref_adam, NULL},
+    [NG_OP_ACT_FORWARD] = {NG_OP_ACT_FORWARD, "act_forward", OPF_OUT | OPF_IN, mat_shapes,
+                           NSHAPES(mat_shapes), NSHAPES(actf_v), gen_act_forward, ref_act_forward,
+                           NULL},
+    [NG_OP_ACT_BACKWARD] = {NG_OP_ACT_BACKWARD, "act_backward", OPF_OUT | OPF_IN, mat_shapes,
+                            NSHAPES(mat_shapes), NSHAPES(actb_v), gen_act_backward,
+                            ref_act_backward, NULL},
+    [NG_OP_LOSS] = {NG_OP_LOSS, "loss", OPF_OUT | OPF_IN, mat_shapes, NSHAPES(mat_shapes), 12,
+                    gen_loss, ref_loss, NULL},
+    [NG_OP_LOSS_HVP] = {NG_OP_LOSS_HVP, "loss_hvp", OPF_OUT | OPF_IN, mat_shapes,
+                        NSHAPES(mat_shapes), 8, gen_loss_hvp, ref_loss_hvp, NULL},
+    [NG_OP_SAMPLE_TARGETS] = {NG_OP_SAMPLE_TARGETS, "sample_targets", OPF_OUT | OPF_IN,
+                              sample_shapes, NSHAPES(sample_shapes), 6, gen_sample_targets,
+                              ref_sample_targets, check_sample_targets},
+    [NG_OP_ROW_MOMENTS] = {NG_OP_ROW_MOMENTS, "row_moments", OPF_OUT, mat_shapes,
+                           NSHAPES(mat_shapes), NSHAPES(rm_eps), gen_row_moments, ref_row_moments,
+                           NULL},
+    [NG_OP_BN_NORMALIZE] = {NG_OP_BN_NORMALIZE, "bn_normalize", OPF_OUT | OPF_IN, mat_shapes,
+                            NSHAPES(mat_shapes), 2, gen_bn_normalize, ref_bn_normalize, NULL},
+    [NG_OP_BN_PROJECT] = {NG_OP_BN_PROJECT, "bn_project", OPF_OUT | OPF_IN, mat_shapes,
+                          NSHAPES(mat_shapes), NSHAPES(bnp_v), gen_bn_project, ref_bn_project,
+                          NULL},
 };
 
 /* Every ng_op has a complete descriptor naming it as the library does, and this backend answers
@@ -3235,6 +3993,91 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
             a.adam.m = f + 12, a.adam.bc1 = 0.0, a.adam.bc2 = 1.0, a.adam.eps = 1e-8f), "bc1");
     BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
             a.adam.bc2 = 1.0, a.adam.eps = 1e-8f, a.adam.lr = NAN), "lr");
+    /* network layers: codes, leading dimensions, optional pairs, aliasing, eps */
+#define ACTF(act_, ldz_, lda_, a_)                                                              \
+    (a.op = NG_OP_ACT_FORWARD, a.act_forward.rows = 5, a.act_forward.cols = 2,                  \
+     a.act_forward.act = (act_), a.act_forward.z = f, a.act_forward.ldz = (ldz_),              \
+     a.act_forward.a = (a_), a.act_forward.lda = (lda_))
+    BAD_OP(ACTF(NG_ACT_COUNT, 5, 5, f + 16), "activation");
+    BAD_OP(ACTF(-1, 5, 5, f + 16), "activation");
+    BAD_OP(ACTF(NG_ACT_TANH, 4, 5, f + 16), "ldz");
+    BAD_OP(ACTF(NG_ACT_TANH, 5, 4, f + 16), "lda");
+    BAD_OP(ACTF(NG_ACT_SOFTMAX, 5, 6, f), "aliases");
+    BAD_OP((ACTF(NG_ACT_RELU, 5, 5, NULL)), "NULL");
+#undef ACTF
+#define ACTB(act_, h_, r_, ldo_)                                                                \
+    (a.op = NG_OP_ACT_BACKWARD, a.act_backward.rows = 5, a.act_backward.cols = 2,               \
+     a.act_backward.act = (act_), a.act_backward.a = f, a.act_backward.lda = 5,                \
+     a.act_backward.g = f + 16, a.act_backward.ldg = 5, a.act_backward.h = (h_),               \
+     a.act_backward.ldh = 5, a.act_backward.r = (r_), a.act_backward.ldr = 5,                  \
+     a.act_backward.out = f + 32, a.act_backward.ldo = (ldo_))
+    BAD_OP(ACTB(NG_ACT_SOFTMAX, NULL, NULL, 5), "softmax");
+    BAD_OP(ACTB(NG_ACT_COUNT, NULL, NULL, 5), "activation");
+    BAD_OP(ACTB(NG_ACT_TANH, f + 48, NULL, 5), "h and r");
+    BAD_OP(ACTB(NG_ACT_TANH, NULL, f + 48, 5), "h and r");
+    BAD_OP(ACTB(NG_ACT_LOGISTIC, NULL, NULL, 4), "ldo");
+    BAD_OP((ACTB(NG_ACT_LOGISTIC, f + 48, f + 48, 5), a.act_backward.ldh = 4), "ldh");
+#undef ACTB
+#define LOSS(loss_, ldt_, d_, obj_, err_, scale_)                                               \
+    (a.op = NG_OP_LOSS, a.loss.rows = 5, a.loss.cols = 2, a.loss.loss = (loss_), a.loss.z = f,  \
+     a.loss.ldz = 5, a.loss.y = f + 16, a.loss.ldy = 5, a.loss.t = f + 32, a.loss.ldt = (ldt_), \
+     a.loss.scale = (scale_), a.loss.d = (d_), a.loss.ldd = 5, a.loss.obj = (obj_),             \
+     a.loss.err = (err_))
+    BAD_OP(LOSS(NG_LOSS_COUNT, 5, f + 48, NULL, NULL, 1.0f), "unknown loss");
+    BAD_OP(LOSS(-1, 5, f + 48, NULL, NULL, 1.0f), "unknown loss");
+    BAD_OP(LOSS(NG_LOSS_SQUARED, 4, f + 48, NULL, NULL, 1.0f), "ldt");
+    BAD_OP((LOSS(NG_LOSS_SQUARED, 5, f + 48, NULL, NULL, 1.0f), a.loss.ldd = 4), "ldd");
+    BAD_OP(LOSS(NG_LOSS_BERNOULLI, 5, NULL, NULL, NULL, 1.0f), "no output");
+    BAD_OP(LOSS(NG_LOSS_CATEGORICAL, 5, NULL, f + 48, NULL, NAN), "scale");
+    BAD_OP(LOSS(NG_LOSS_CATEGORICAL, 5, NULL, NULL, f + 48, INFINITY), "scale");
+    BAD_OP((LOSS(NG_LOSS_SQUARED, 5, f + 48, NULL, NULL, 1.0f), a.loss.t = NULL), "NULL");
+#undef LOSS
+#define HVP(loss_, ldv_, out_)                                                                  \
+    (a.op = NG_OP_LOSS_HVP, a.loss_hvp.rows = 5, a.loss_hvp.cols = 2, a.loss_hvp.loss = (loss_), \
+     a.loss_hvp.y = f, a.loss_hvp.ldy = 5, a.loss_hvp.v = f + 16, a.loss_hvp.ldv = (ldv_),     \
+     a.loss_hvp.scale = 1.0f, a.loss_hvp.out = (out_), a.loss_hvp.ldo = 5)
+    BAD_OP(HVP(NG_LOSS_OUTER + 1, 5, f + 32), "unknown loss");
+    BAD_OP(HVP(-1, 5, f + 32), "unknown loss");
+    BAD_OP(HVP(NG_LOSS_OUTER, 4, f + 32), "ldv");
+    BAD_OP(HVP(NG_LOSS_BERNOULLI, 5, NULL), "NULL");
+#undef HVP
+#define SAMPLE(loss_, ldt_, t_)                                                                 \
+    (a.op = NG_OP_SAMPLE_TARGETS, a.sample_targets.rows = 5, a.sample_targets.cols = 2,         \
+     a.sample_targets.loss = (loss_), a.sample_targets.y = f, a.sample_targets.ldy = 5,        \
+     a.sample_targets.t = (t_), a.sample_targets.ldt = (ldt_))
+    BAD_OP(SAMPLE(NG_LOSS_OUTER, 5, f + 16), "unknown loss");
+    BAD_OP(SAMPLE(NG_LOSS_SQUARED, 4, f + 16), "ldt");
+    BAD_OP(SAMPLE(NG_LOSS_CATEGORICAL, 5, NULL), "NULL");
+#undef SAMPLE
+#define MOM(rows_, cols_, ldx_, eps_)                                                           \
+    (a.op = NG_OP_ROW_MOMENTS, a.row_moments.rows = (rows_), a.row_moments.cols = (cols_),      \
+     a.row_moments.x = f, a.row_moments.ldx = (ldx_), a.row_moments.eps = (eps_),              \
+     a.row_moments.mean = f + 32, a.row_moments.rstd = f + 48)
+    BAD_OP(MOM(5, 2, 5, 0.0f), "eps");
+    BAD_OP(MOM(5, 2, 5, -1e-5f), "eps");
+    BAD_OP(MOM(5, 2, 5, NAN), "eps");
+    BAD_OP(MOM(5, 2, 5, INFINITY), "eps");
+    BAD_OP(MOM(5, 2, 4, 1e-5f), "ldx");
+    BAD_OP(MOM(5, 0, 5, 1e-5f), "no columns");
+    BAD_OP((MOM(5, 2, 5, 1e-5f), a.row_moments.rstd = NULL), "NULL");
+#undef MOM
+#define BNN(ldx_, ldh_, xhat_)                                                                  \
+    (a.op = NG_OP_BN_NORMALIZE, a.bn_normalize.rows = 5, a.bn_normalize.cols = 2,               \
+     a.bn_normalize.x = f, a.bn_normalize.ldx = (ldx_), a.bn_normalize.mean = f + 32,          \
+     a.bn_normalize.rstd = f + 40, a.bn_normalize.xhat = (xhat_), a.bn_normalize.ldh = (ldh_))
+    BAD_OP(BNN(4, 5, f + 16), "ldx");
+    BAD_OP(BNN(5, 4, f + 16), "ldh");
+    BAD_OP(BNN(5, 5, NULL), "NULL");
+#undef BNN
+#define BNP(ldg_, ldo_, out_)                                                                   \
+    (a.op = NG_OP_BN_PROJECT, a.bn_project.rows = 5, a.bn_project.cols = 2, a.bn_project.g = f, \
+     a.bn_project.ldg = (ldg_), a.bn_project.xhat = f + 16, a.bn_project.ldx = 5,              \
+     a.bn_project.out = (out_), a.bn_project.ldo = (ldo_))
+    BAD_OP(BNP(4, 5, f + 32), "ldg");
+    BAD_OP(BNP(5, 4, f + 32), "ldo");
+    BAD_OP(BNP(5, 6, f), "aliases");
+    BAD_OP((BNP(5, 5, f + 32), a.bn_project.xhat = NULL), "NULL");
+#undef BNP
 #undef BAD_OP
     memset(&a, 0, sizeof a);
     a.op = NG_OP_COUNT;
