@@ -167,6 +167,17 @@ static void write_plots(const char *out, const char *csv, const char *title) {
     char gp[4300], cmd[4400], png1[4300], png2[4300];
     FILE *f;
     int rc;
+    {
+        /* a curve needs two logged rows */
+        FILE *c = fopen(csv, "r");
+        int lines = 0, ch;
+        while (c && (ch = fgetc(c)) != EOF) lines += ch == '\n';
+        if (c) fclose(c);
+        if (lines < 3) {
+            fprintf(stderr, "natgrad: fewer than two logged rows in %s: no plots\n", csv);
+            return;
+        }
+    }
     snprintf(gp, sizeof gp, "%s/plots.gp", out);
     snprintf(png1, sizeof png1, "%s/error_vs_time.png", out);
     snprintf(png2, sizeof png2, "%s/error_vs_cases.png", out);

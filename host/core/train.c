@@ -356,7 +356,9 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
 
     t0 = ng_time_s();
     while (tr->t < rc->steps) {
-        int logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps;
+        /* the update that crosses the time budget is the last one, and it is logged */
+        int last_by_time = rc->minutes > 0.0 && ng_time_s() - t0 > 60.0 * rc->minutes;
+        int logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps || last_by_time;
         double ts, el;
         if (ng_interrupted()) {
             res->interrupted = 1;
@@ -428,7 +430,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
             if (s != NG_OK) break;
             while (next_snap <= train_s) next_snap += rc->snapshot_s;
         }
-        if (rc->minutes > 0.0 && el > 60.0 * rc->minutes) {
+        if (last_by_time) {
             res->time_limit = 1;
             break;
         }
