@@ -64,6 +64,12 @@ const ng_opt *ng_cli_fixed_given(const ng_opt *opts);
 /* Progress line "step 120/1000  35.2 it/s  elapsed 0:03  ETA 0:25  <extra>"; on a TTY rewritten
  * in place (final = 1 then ends that line). */
 void ng_progress(uint64_t done, uint64_t total, double elapsed, double eta, const char *extra, int final);
+/* --data values: 1 when s looks like a file path rather than a data-set name */
+int ng_cli_is_path(const char *s);
+/* 1 when path exists (and, with nonempty, is not empty) */
+int ng_cli_file_exists(const char *path, int nonempty);
+/* 1 when a and b name the same existing file */
+int ng_cli_same_file(const char *a, const char *b);
 /* Make a directory and its parents (like mkdir -p); errno tells why on failure. */
 int ng_mkdirs(const char *path);
 

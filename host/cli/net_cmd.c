@@ -19,27 +19,13 @@
 #include "natgrad/png.h"
 #include "natgrad/rng.h"
 
-static int is_path(const char *s) {
-    return strchr(s, '/') || strstr(s, ".idx") || strstr(s, "ubyte") || strstr(s, ".gz");
-}
-
-static int file_exists(const char *p, int nonempty) {
-    struct stat st;
-    return stat(p, &st) == 0 && (!nonempty || st.st_size > 0);
-}
-
-static int same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 /* NAME (mnist, fashion-mnist, curves-like) or PATH[,LABELS] */
 static int load_data(const char *cmd, const char *what, const char *name, const char *data_dir, const char *split,
                      int need_labels, int limit, ng_dataset *out) {
     ng_status s;
     char path[4096];
     const char *comma = strchr(name, ',');
-    if (comma || is_path(name)) {
+    if (comma || ng_cli_is_path(name)) {
         if (comma) {
             snprintf(path, sizeof path, "%.*s", (int)(comma - name), name);
             s = ng_dataset_load_idx(path, comma + 1, out);
@@ -492,7 +478,7 @@ static int net_train(int argc, char **argv) {
         o.task = cfg.target == NG_NET_TARGET_ROWS;
     }
     if ((rc = load_data("net train", "training", o.co.data, o.co.data_dir, "train", o.task == 1, o.limit, &train))) goto done;
-    if (o.test_data || !is_path(o.co.data)) {
+    if (o.test_data || !ng_cli_is_path(o.co.data)) {
         const char *tn = o.test_data ? o.test_data : o.co.data;
         if ((rc = load_data("net train", "test", tn, o.co.data_dir, "test", o.task == 1, 0, &test))) goto done;
         if (test.dim != train.dim) {
@@ -566,8 +552,8 @@ static int net_train(int argc, char **argv) {
     }
     if (!o.csv_path) snprintf(csvbuf, sizeof csvbuf, "%s/train.csv", o.co.out), o.csv_path = csvbuf;
     if (!o.ckpt_path) snprintf(ckbuf, sizeof ckbuf, "%s/net.ckpt", o.co.out), o.ckpt_path = ckbuf;
-    append = o.resume && same_file(o.resume, o.ckpt_path);
-    if (!append && !o.co.force && (file_exists(o.ckpt_path, 0) || file_exists(o.csv_path, 1))) {
+    append = o.resume && ng_cli_same_file(o.resume, o.ckpt_path);
+    if (!append && !o.co.force && (ng_cli_file_exists(o.ckpt_path, 0) || ng_cli_file_exists(o.csv_path, 1))) {
         fprintf(stderr, "natgrad net train: %s already holds a run; continue it with --resume %s, choose another --out, "
                         "or overwrite it with --force\n", o.co.out, o.ckpt_path);
         rc = NG_EXIT_USAGE;
@@ -664,7 +650,7 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "\nnatgrad net train: update %llu: %s\n", (unsigned long long)tr.t, ng_last_error());
         if (res.saved)
             fprintf(stderr, "natgrad: the checkpoint of update %llu is %s\n", (unsigned long long)res.end, o.ckpt_path);
-        else if (file_exists(o.ckpt_path, 1))
+        else if (ng_cli_file_exists(o.ckpt_path, 1))
             fprintf(stderr, "natgrad: the last good checkpoint is %s\n", o.ckpt_path);
         rc = NG_EXIT_FAIL;
     } else {

@@ -278,3 +278,17 @@ int ng_cli_backend(const ng_common_opts *c, ng_backend **be) {
     fprintf(stderr, "natgrad %s: backend %s\n", NG_VERSION, (*be)->description);
     return 0;
 }
+
+int ng_cli_is_path(const char *s) {
+    return strchr(s, '/') || strstr(s, ".idx") || strstr(s, "ubyte") || strstr(s, ".gz");
+}
+
+int ng_cli_file_exists(const char *path, int nonempty) {
+    struct stat st;
+    return stat(path, &st) == 0 && (!nonempty || st.st_size > 0);
+}
+
+int ng_cli_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}

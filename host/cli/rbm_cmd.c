@@ -19,14 +19,10 @@
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
 
-static int is_path(const char *s) {
-    return strchr(s, '/') || strstr(s, ".idx") || strstr(s, "ubyte") || strstr(s, ".gz");
-}
-
 /* Load NAME (mnist, fashion-mnist, bars-stripes, curves-like) or an IDX images path. */
 static int load_data(const char *what, const char *name, const char *data_dir, const char *split,
                      int limit, ng_dataset *out) {
-    ng_status s = is_path(name) ? ng_dataset_load_idx(name, NULL, out)
+    ng_status s = ng_cli_is_path(name) ? ng_dataset_load_idx(name, NULL, out)
                                 : ng_dataset_load_named(name, data_dir, split, out);
     if (s != NG_OK) {
         fprintf(stderr, "natgrad: loading %s data '%s': %s\n", what, name, ng_last_error());
@@ -42,17 +38,6 @@ static int load_data(const char *what, const char *name, const char *data_dir, c
         *out = sub;
     }
     return 0;
-}
-
-static int file_exists(const char *p, int nonempty) {
-    struct stat st;
-    return stat(p, &st) == 0 && (!nonempty || st.st_size > 0);
-}
-
-/* 1 when a and b name the same existing file */
-static int same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* ---- train --------------------------------------------------------------------------------- */
@@ -214,7 +199,7 @@ static int rbm_train(int argc, char **argv) {
         rc = NG_EXIT_USAGE;
         goto done;
     }
-    if (test_data || !is_path(co.data)) {
+    if (test_data || !ng_cli_is_path(co.data)) {
         const char *tn = test_data ? test_data : co.data;
         if (load_data("test", tn, co.data_dir, "test", 0, &test)) {
             fprintf(stderr, "natgrad rbm train: continuing without a free-energy gap monitor\n");
@@ -235,13 +220,13 @@ static int rbm_train(int argc, char **argv) {
     if (!ckpt_path) snprintf(ckbuf, sizeof ckbuf, "%s/rbm.ckpt", co.out), ckpt_path = ckbuf;
     /* a run directory holds one run: continue it (resume of its own checkpoint), or refuse to
      * overwrite it unless --force */
-    append = resume && same_file(resume, ckpt_path);
-    if (!append && !co.force && (file_exists(ckpt_path, 0) || file_exists(csv_path, 1))) {
+    append = resume && ng_cli_same_file(resume, ckpt_path);
+    if (!append && !co.force && (ng_cli_file_exists(ckpt_path, 0) || ng_cli_file_exists(csv_path, 1))) {
         fprintf(stderr,
                 "natgrad rbm train: %s already holds a run (%s%s%s); continue it with --resume %s, "
                 "choose another --out, or overwrite it with --force\n",
-                co.out, file_exists(ckpt_path, 0) ? ckpt_path : "", file_exists(ckpt_path, 0) && file_exists(csv_path, 1) ? ", " : "",
-                file_exists(csv_path, 1) ? csv_path : "", ckpt_path);
+                co.out, ng_cli_file_exists(ckpt_path, 0) ? ckpt_path : "", ng_cli_file_exists(ckpt_path, 0) && ng_cli_file_exists(csv_path, 1) ? ", " : "",
+                ng_cli_file_exists(csv_path, 1) ? csv_path : "", ckpt_path);
         rc = NG_EXIT_USAGE;
         goto done;
     }
@@ -311,7 +296,7 @@ static int rbm_train(int argc, char **argv) {
         fprintf(stderr, "\nnatgrad rbm train: update %llu: %s\n", (unsigned long long)rt.tr.t, ng_last_error());
         if (res.saved)
             fprintf(stderr, "natgrad: the checkpoint of update %llu is %s\n", (unsigned long long)res.end, ckpt_path);
-        else if (file_exists(ckpt_path, 1) && (append || res.start > 0 || ckpt_every > 0))
+        else if (ng_cli_file_exists(ckpt_path, 1) && (append || res.start > 0 || ckpt_every > 0))
             fprintf(stderr, "natgrad: the last good checkpoint is %s\n", ckpt_path);
         rc = NG_EXIT_FAIL;
     } else {

@@ -528,11 +528,9 @@ static const float *targets_of(net *n, const float *x, int ldx, const ng_tensor 
     return x + (size_t)c0 * ldx + n->d[0];
 }
 
-/* Output loss of the chunk: D[L] = scale (y - t), per-column objective and error, accumulated into
- * acc[0], acc[1] (beta: 0 starts the sums). */
-static ng_status loss_chunk(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd,
-                            float acc_beta) {
-    ng_backend *be = n->base.be;
+/* The output layer's loss op on the chunk: d = scale (y - t) (when d is non-NULL), per-column
+ * objective and error into obj and err (when sums is 1). */
+static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd, int sums) {
     int L = n->L;
     ng_op_args o = {.op = NG_OP_LOSS};
     o.loss.rows = n->d[L];
@@ -547,9 +545,17 @@ static ng_status loss_chunk(net *n, const float *t, int ldt, int cols, float sca
     o.loss.scale = scale;
     o.loss.d = d;
     o.loss.ldd = d ? ldd : 1;
-    o.loss.obj = n->obj.data;
-    o.loss.err = n->err.data;
-    NG_TRY(ng_run_op(be, &o));
+    o.loss.obj = sums ? n->obj.data : NULL;
+    o.loss.err = sums ? n->err.data : NULL;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* Output loss of the chunk: D[L] = scale (y - t), per-column objective and error, accumulated into
+ * acc[0], acc[1] (beta: 0 starts the sums). */
+static ng_status loss_chunk(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd,
+                            float acc_beta) {
+    ng_backend *be = n->base.be;
+    NG_TRY(loss_op(n, t, ldt, cols, scale, d, ldd, 1));
     NG_TRY(ng_sum_cols(be, 1, cols, 1.0f, n->obj.data, 1, acc_beta, n->acc.data));
     return ng_sum_cols(be, 1, cols, 1.0f, n->err.data, 1, acc_beta, n->acc.data + 1);
 }
@@ -830,21 +836,7 @@ static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step) {
 
 /* D[L] = scale (y - t) for the targets t (no objective sums) */
 static ng_status residual(net *n, const float *t, int ldt, int cols, float scale) {
-    ng_op_args o = {.op = NG_OP_LOSS};
-    int L = n->L;
-    o.loss.rows = n->d[L];
-    o.loss.cols = cols;
-    o.loss.loss = n->cfg.loss;
-    o.loss.z = n->Zo.data;
-    o.loss.ldz = n->Zo.ld;
-    o.loss.y = n->A[L].data;
-    o.loss.ldy = n->A[L].ld;
-    o.loss.t = t;
-    o.loss.ldt = ldt;
-    o.loss.scale = scale;
-    o.loss.d = n->D[L].data;
-    o.loss.ldd = n->D[L].ld;
-    return ng_run_op(n->base.be, &o);
+    return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0);
 }
 
 ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
