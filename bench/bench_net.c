@@ -13,13 +13,19 @@
  * product at the step's batch size.
  * Also: ms per Gauss-Newton product G v (ng_net_gvp on the gradient's batch, which reuses its
  * forward pass) and per forward pass + G v (ng_net_set_batch + ng_net_gvp), over ms per gradient;
- * and a phase split: the gradient's gemms replayed alone (same shapes, transposes and order),
- * the rest of the gradient (elementwise ops, loss, copies), the update step.
+ * and a phase split: the gradient's gemms replayed alone (same shapes, transposes and order), its
+ * elementwise ops replayed alone (activations, loss, derivatives, as net.c issues them), the rest
+ * of the gradient (the difference: dispatch, the objective read-back), the update step, and
+ * NAG's update step (ng_update_nag_init: three axpby where SGD-momentum has two).
  * The data are uniform random pixels in [0, 1] (speed does not depend on pixel values).
+ * other CPU % = CPU time other processes took during the timed steps, in % of all cores (from
+ * /proc/stat less this process's rusage): above a few % the timings are skewed.
  * Prints one markdown row (step table) and appends one CSV row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "natgrad/log.h"
 #include "natgrad/net.h"
@@ -44,11 +50,30 @@ static double median(double *t, int n) {
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
+/* CPU seconds the whole machine was busy (all cores, from /proc/stat) and this process used; the
+ * difference over a timed window is what other processes took (a shared machine skews timings). */
+static void cpu_seconds(double *machine, double *self) {
+    unsigned long long v[10] = {0};
+    struct rusage ru;
+    FILE *f = fopen("/proc/stat", "r");
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *machine = 0.0;
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]) == 8)
+            *machine = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz; /* all but idle, iowait */
+        fclose(f);
+    }
+    getrusage(RUSAGE_SELF, &ru);
+    *self = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 /* The gradient's gemms alone, in its order, on scratch buffers of the same shapes. */
 typedef struct replay {
-    int L, d[NG_NET_MAX_LAYERS + 1], m;
+    int L, d[NG_NET_MAX_LAYERS + 1], m, act[NG_NET_MAX_LAYERS], loss;
     float *A[NG_NET_MAX_LAYERS + 1], *W[NG_NET_MAX_LAYERS + 1], *G[NG_NET_MAX_LAYERS + 1],
         *D[NG_NET_MAX_LAYERS + 1];
+    float *X, *Zo, *obj; /* input copy source, output pre-activation, per-case objective/error (2m + 2) */
 } replay;
 
 static ng_status replay_init(ng_backend *be, const ng_net_config *cfg, int m, replay *r) {
@@ -57,6 +82,13 @@ static ng_status replay_init(ng_backend *be, const ng_net_config *cfg, int m, re
     r->L = cfg->n_layers;
     r->m = m;
     for (l = 0; l <= r->L; l++) r->d[l] = cfg->dims[l];
+    for (l = 0; l < r->L; l++) r->act[l] = cfg->act[l];
+    r->loss = cfg->loss;
+    NG_TRY(ng_alloc(be, (size_t)r->d[0] * m * 4, (void **)&r->X));
+    NG_TRY(ng_alloc(be, (size_t)r->d[r->L] * m * 4, (void **)&r->Zo));
+    NG_TRY(ng_alloc(be, (size_t)(2 * m + 2) * 4, (void **)&r->obj));
+    NG_TRY(ng_memset0(be, r->X, (size_t)r->d[0] * m * 4));
+    NG_TRY(ng_memset0(be, r->Zo, (size_t)r->d[r->L] * m * 4));
     for (l = 0; l <= r->L; l++) {
         NG_TRY(ng_alloc(be, (size_t)(r->d[l] + 1) * m * 4, (void **)&r->A[l]));
         NG_TRY(ng_memset0(be, r->A[l], (size_t)(r->d[l] + 1) * m * 4));
@@ -83,8 +115,74 @@ static ng_status replay_run(ng_backend *be, const replay *r) {
     return NG_OK;
 }
 
+/* The gradient's elementwise ops alone, as net.c issues them: the input copy, each layer's
+ * activation, the loss (derivative, per-case objective and error, their two sums), each hidden
+ * layer's derivative. */
+static ng_status replay_elementwise(ng_backend *be, const replay *r) {
+    int l, m = r->m, L = r->L;
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_ACT_FORWARD;
+    o.act_forward.rows = r->d[0];
+    o.act_forward.cols = m;
+    o.act_forward.act = NG_ACT_LINEAR;
+    o.act_forward.z = r->X;
+    o.act_forward.ldz = r->d[0];
+    o.act_forward.a = r->A[0];
+    o.act_forward.lda = r->d[0] + 1;
+    NG_TRY(ng_run_op(be, &o));
+    for (l = 1; l <= L; l++) {
+        o.act_forward.rows = r->d[l];
+        o.act_forward.act = r->act[l - 1];
+        o.act_forward.z = l == L ? r->Zo : r->A[l];
+        o.act_forward.ldz = l == L ? r->d[l] : r->d[l] + 1;
+        o.act_forward.a = r->A[l];
+        o.act_forward.lda = r->d[l] + 1;
+        NG_TRY(ng_run_op(be, &o));
+    }
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_LOSS;
+    o.loss.rows = r->d[L];
+    o.loss.cols = m;
+    o.loss.loss = r->loss;
+    o.loss.z = r->Zo;
+    o.loss.ldz = r->d[L];
+    o.loss.y = r->A[L];
+    o.loss.ldy = r->d[L] + 1;
+    o.loss.t = r->X;
+    o.loss.ldt = r->d[0];
+    o.loss.scale = 1.0f / (float)m;
+    o.loss.d = r->D[L];
+    o.loss.ldd = r->d[L];
+    o.loss.obj = r->obj;
+    o.loss.err = r->obj + m;
+    NG_TRY(ng_run_op(be, &o));
+    NG_TRY(ng_sum_cols(be, 1, m, 1.0f, r->obj, 1, 0.0f, r->obj + 2 * m));
+    NG_TRY(ng_sum_cols(be, 1, m, 1.0f, r->obj + m, 1, 0.0f, r->obj + 2 * m + 1));
+    for (l = L; l > 1; l--) {
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_ACT_BACKWARD;
+        o.act_backward.rows = r->d[l - 1];
+        o.act_backward.cols = m;
+        o.act_backward.act = r->act[l - 2];
+        o.act_backward.a = r->A[l - 1];
+        o.act_backward.lda = r->d[l - 1] + 1;
+        o.act_backward.g = r->D[l - 1];
+        o.act_backward.ldg = r->d[l - 1];
+        o.act_backward.ldh = 1;
+        o.act_backward.ldr = 1;
+        o.act_backward.out = r->D[l - 1];
+        o.act_backward.ldo = r->d[l - 1];
+        NG_TRY(ng_run_op(be, &o));
+    }
+    return NG_OK;
+}
+
 static void replay_free(ng_backend *be, replay *r) {
     int l;
+    ng_free(be, r->X);
+    ng_free(be, r->Zo);
+    ng_free(be, r->obj);
     for (l = 0; l <= r->L; l++) {
         ng_free(be, r->A[l]);
         ng_free(be, r->D[l]);
@@ -94,20 +192,21 @@ static void replay_free(ng_backend *be, replay *r) {
 }
 
 int main(int argc, char **argv) {
-    int m = 500, iters = 20, warmup = 5, threads = 0, i, l, L;
+    int m = 500, iters = 20, warmup = 5, threads = 0, profile = 0, i, l, L;
     const char *device = "cpu", *csv = "bench/results/bench_net.csv";
     ng_device dev;
     int dev_index;
     ng_backend *be;
     ng_net_config cfg;
     ng_model *model;
-    ng_update *upd;
+    ng_update *upd, *nag;
+    ng_nag_config ncfg;
     ng_sgd_config scfg = {0};
     ng_tensor x, v, gv;
     replay rp;
     float *hx, *hv, *dx, *dv, *dgv;
-    double t[MAX_T], t0, ms_step, ms_step_min, ms_grad, ms_gv, ms_fgv, ms_gemm, ms_upd, ms_sgemm;
-    double S = 0.0, gflop_step, gflop_sgemm;
+    double t[MAX_T], t0, ms_step, ms_step_min, ms_grad, ms_gv, ms_fgv, ms_gemm, ms_elem, ms_upd, ms_nag, ms_sgemm;
+    double S = 0.0, gflop_step, gflop_sgemm, mach0 = 0, self0 = 0, mach1, self1, tw = 0, other;
     size_t n;
     int gm = 1000, gk = 784; /* sgemm shape: (gm x m) = (gm x gk) (gk x m) */
     char note[256];
@@ -120,8 +219,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch")) m = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--profile")) profile = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_net [--batch M] [--threads N] [--iters N] [--warmup N] [--device cpu|cuda|auto] [--csv PATH]\n");
+            fprintf(stderr, "usage: bench_net [--batch M] [--threads N] [--iters N] [--warmup N] [--device cpu|cuda|auto] [--csv PATH] [--profile N]\n"
+                            "  --profile N: only run N training steps (after the warm-up) and exit, for perf record\n");
             return 2;
         }
     }
@@ -144,6 +245,9 @@ int main(int argc, char **argv) {
     scfg.lr = 1e-3f; /* small: the random-data run stays finite (speed does not depend on it) */
     scfg.momentum = 0.9f;
     if (ng_update_sgd_init(be, model, &scfg, &upd) != NG_OK) return die("sgd");
+    ng_nag_config_default(&ncfg);
+    ncfg.lr = 1e-3f;
+    if (ng_update_nag_init(be, model, &ncfg, &nag) != NG_OK) return die("nag");
     n = ng_model_size(model);
 
     hx = (float *)malloc((size_t)cfg.dims[0] * m * sizeof(float));
@@ -158,6 +262,13 @@ int main(int argc, char **argv) {
     v = ng_tensor_matrix(dv, (int)n, 1, (int)n);
     gv = ng_tensor_matrix(dgv, (int)n, 1, (int)n);
     if (ng_tensor_set(be, &x, hx) || ng_tensor_set(be, &v, hv)) return die("set");
+
+    if (profile > 0) { /* steps only, nothing timed or written: for perf record */
+        for (i = 0; i < warmup + profile; i++)
+            if (ng_model_gradient(model, &x, NULL) || ng_update_step(upd, model, (uint64_t)i)) return die("step");
+        ng_synchronize(be);
+        return 0;
+    }
 
     /* sgemm of the largest layer's forward product at this batch size */
     {
@@ -188,12 +299,17 @@ int main(int argc, char **argv) {
 
     /* training steps: gradient + SGD-momentum update */
     for (i = 0; i < warmup + iters; i++) {
+        if (i == warmup) cpu_seconds(&mach0, &self0), tw = now();
         t0 = now();
         if (ng_model_gradient(model, &x, NULL)) return die("gradient");
         if (ng_update_penalize(upd, model, (uint64_t)i) || ng_update_step(upd, model, (uint64_t)i)) return die("update");
         ng_synchronize(be);
         if (i >= warmup) t[i - warmup] = now() - t0;
     }
+    cpu_seconds(&mach1, &self1);
+    tw = now() - tw;
+    other = 100.0 * ((mach1 - mach0) - (self1 - self0)) / (sysconf(_SC_NPROCESSORS_ONLN) * tw);
+    if (other < 0.0) other = 0.0;
     ms_step = median(t, iters) * 1e3;
     ms_step_min = t[0] * 1e3; /* sorted by median() */
     gflop_step = 6.0 * m * S / ms_step * 1e-6;
@@ -224,7 +340,8 @@ int main(int argc, char **argv) {
     ms_fgv = median(t, iters) * 1e3;
 
     /* phases: the gradient's gemms alone, and the update step alone */
-    if (replay_init(be, &cfg, m, &rp) != NG_OK) return die("replay buffers");
+    if (replay_init(be, &cfg, m, &rp) != NG_OK || ng_set(be, rp.X, hx, (size_t)cfg.dims[0] * m * 4) != NG_OK)
+        return die("replay buffers");
     if (replay_run(be, &rp)) return die("replay");
     ng_synchronize(be);
     for (i = 0; i < iters; i++) {
@@ -234,6 +351,15 @@ int main(int argc, char **argv) {
         t[i] = now() - t0;
     }
     ms_gemm = median(t, iters) * 1e3;
+    if (replay_elementwise(be, &rp)) return die("replay elementwise");
+    ng_synchronize(be);
+    for (i = 0; i < iters; i++) {
+        t0 = now();
+        if (replay_elementwise(be, &rp)) return die("replay elementwise");
+        ng_synchronize(be);
+        t[i] = now() - t0;
+    }
+    ms_elem = median(t, iters) * 1e3;
     replay_free(be, &rp);
     for (i = 0; i < iters; i++) {
         t0 = now();
@@ -242,26 +368,35 @@ int main(int argc, char **argv) {
         t[i] = now() - t0;
     }
     ms_upd = median(t, iters) * 1e3;
+    for (i = 0; i < iters; i++) { /* NAG's update alone (three axpby), for comparison */
+        t0 = now();
+        if (ng_update_step(nag, model, (uint64_t)i)) return die("nag update");
+        ng_synchronize(be);
+        t[i] = now() - t0;
+    }
+    ms_nag = median(t, iters) * 1e3;
 
     snprintf(note, sizeof note, "%d", threads);
-    printf("| natgrad | %s | %s | %d | %d | %.1f | %.1f | %.1f | %dx%dx%d | %.1f | %.2f |\n", be->description,
-           be->kind == NG_DEVICE_CPU && threads > 0 ? note : "-", m, iters, ms_step, ms_step_min, gflop_step, gm, m, gk, gflop_sgemm, gflop_step / gflop_sgemm);
+    printf("| natgrad | %s | %s | %d | %d | %.1f | %.1f | %.1f | %dx%dx%d | %.1f | %.2f | %.0f%% |\n", be->description,
+           be->kind == NG_DEVICE_CPU && threads > 0 ? note : "-", m, iters, ms_step, ms_step_min, gflop_step, gm, m, gk,
+           gflop_sgemm, gflop_step / gflop_sgemm, other);
     f = fopen(csv, "a");
     if (f) {
         fseek(f, 0, SEEK_END);
         if (ftell(f) == 0)
             fprintf(f, "impl,backend,threads,batch,timed_steps,ms_step_median,ms_step_min,step_gflops,sgemm_shape,"
                        "sgemm_gflops,ratio,ms_gradient,ms_gv,gv_over_gradient,ms_forward_gv,forward_gv_over_gradient,"
-                       "ms_gradient_gemms,ms_gradient_rest,ms_update\n");
-        fprintf(f, "natgrad,\"%s\",%d,%d,%d,%.3f,%.3f,%.2f,%dx%dx%d,%.2f,%.4f,%.3f,%.3f,%.4f,%.3f,%.4f,%.3f,%.3f,%.3f\n",
+                       "ms_gradient_gemms,ms_gradient_elementwise,ms_gradient_rest,ms_update,ms_update_nag,other_cpu_pct\n");
+        fprintf(f, "natgrad,\"%s\",%d,%d,%d,%.3f,%.3f,%.2f,%dx%dx%d,%.2f,%.4f,%.3f,%.3f,%.4f,%.3f,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.1f\n",
                 be->description, threads, m, iters, ms_step, ms_step_min, gflop_step, gm, m, gk, gflop_sgemm,
                 gflop_step / gflop_sgemm, ms_grad, ms_gv, ms_gv / ms_grad, ms_fgv, ms_fgv / ms_grad, ms_gemm,
-                ms_grad - ms_gemm, ms_upd);
+                ms_elem, ms_grad - ms_gemm - ms_elem, ms_upd, ms_nag, other);
         fclose(f);
     }
-    fprintf(stderr, "bench_net: m %d: step %.2f ms, gradient %.2f ms (gemms %.2f, rest %.2f), update %.2f ms, G v %.2f ms (%.2fx), forward + G v %.2f ms (%.2fx)\n",
-            m, ms_step, ms_grad, ms_gemm, ms_grad - ms_gemm, ms_upd, ms_gv, ms_gv / ms_grad, ms_fgv, ms_fgv / ms_grad);
+    fprintf(stderr, "bench_net: m %d: step %.2f ms, gradient %.2f ms (gemms %.2f, elementwise %.2f, rest %.2f), update %.2f ms (NAG %.2f), G v %.2f ms (%.2fx), forward + G v %.2f ms (%.2fx)\n",
+            m, ms_step, ms_grad, ms_gemm, ms_elem, ms_grad - ms_gemm - ms_elem, ms_upd, ms_nag, ms_gv, ms_gv / ms_grad, ms_fgv, ms_fgv / ms_grad);
     ng_update_free(upd);
+    ng_update_free(nag);
     ng_net_free(model);
     ng_free(be, dx);
     ng_free(be, dv);

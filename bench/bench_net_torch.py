@@ -5,17 +5,19 @@ The MNIST autoencoder 784-1000-500-250-30-250-500-1000-784 as nn.Linear layers w
 hidden units and a linear code layer, float32 on the CPU, loss = BCEWithLogitsLoss summed over
 pixels and averaged over cases, torch.optim.SGD with momentum 0.9 and nesterov=True. A step is
 zero_grad + forward + backward + optimizer.step, timed one by one after warm-up steps (median
-reported). Flops counted as in bench_net.c: 6 m S, S = sum of d_in * d_out. The sgemm is
+reported); the step's 15 gemms are also timed alone (addmm / mm as autograd issues them for
+nn.Linear). Flops counted as in bench_net.c: 6 m S, S = sum of d_in * d_out. The sgemm is
 torch.mm of (1000 x 784) by (784 x m), the largest layer's forward product, in the same process.
-The data are uniform random pixels in [0, 1]. Prints one markdown row, appends one CSV row (the
+The data are uniform random pixels in [0, 1]. other CPU %: as in bench_net.c. Prints one markdown row, appends one CSV row (the
 columns of bench_net.c; natgrad-only columns left empty).
 
 usage: bench_net_torch.py [--batch M] [--threads N (0: PyTorch's default)] [--iters N]
-                          [--warmup N] [--csv PATH] [--profile]
+                          [--warmup N] [--csv PATH] [--profile] [--steps-only N]
 """
 import argparse
 import ctypes
 import os
+import resource
 import statistics
 import sys
 import time
@@ -28,7 +30,7 @@ CODE_LAYER = 4  # layer 4 (250 -> 30) is linear
 
 
 def openblas_of_process():
-    """Path, version and kernel of the OpenBLAS this process loaded (or None)."""
+    """(version and kernel, path) of the OpenBLAS this process loaded, or (None, None)."""
     path = None
     with open("/proc/self/maps") as f:
         for line in f:
@@ -37,7 +39,7 @@ def openblas_of_process():
                 path = p
                 break
     if not path:
-        return None
+        return None, None
     try:
         lib = ctypes.CDLL(path)
         lib.openblas_get_corename.restype = ctypes.c_char_p
@@ -48,9 +50,18 @@ def openblas_of_process():
         ver = cfg.split("OpenBLAS ")[1].split()[0] if "OpenBLAS " in cfg else "?"
         par = {0: "serial", 1: "pthreads", 2: "openmp"}.get(lib.openblas_get_parallel(), "?")
     except (OSError, AttributeError, IndexError):
-        return "OpenBLAS (%s)" % path
+        return "OpenBLAS", path
     forced = " (OPENBLAS_CORETYPE)" if os.environ.get("OPENBLAS_CORETYPE") else ""
-    return "OpenBLAS %s (%s), kernel %s%s, %s" % (ver, par, core, forced, path)
+    return "OpenBLAS %s (%s), kernel %s%s" % (ver, par, core, forced), path
+
+
+def cpu_seconds():
+    """(CPU seconds the machine was busy, from /proc/stat; CPU seconds this process used)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz, r.ru_utime + r.ru_stime
 
 
 def make_net():
@@ -70,6 +81,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--csv", default="bench/results/bench_net.csv")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler's operator table to stderr")
+    ap.add_argument("--steps-only", type=int, default=0,
+                    help="only run N training steps after the warm-up and exit (for perf record)")
     a = ap.parse_args()
     default_threads = torch.get_num_threads()
     if a.threads > 0:
@@ -77,10 +90,10 @@ def main():
     threads = torch.get_num_threads()
     torch.manual_seed(1)
     m = a.batch
-    blas = openblas_of_process() or "BLAS: see torch.__config__.show()"
-    desc = "PyTorch %s, %s, %d threads (default %d, interop %d)" % (
-        torch.__version__, blas, threads, default_threads, torch.get_num_interop_threads())
-    print("backend: " + desc, file=sys.stderr)
+    blas, blas_path = openblas_of_process()
+    desc = "PyTorch %s, %s, %d threads" % (torch.__version__, blas or "BLAS: not OpenBLAS", threads)
+    print("backend: %s (default threads %d, interop %d; BLAS library %s)"
+          % (desc, default_threads, torch.get_num_interop_threads(), blas_path), file=sys.stderr)
 
     S = sum(DIMS[l - 1] * DIMS[l] for l in range(1, len(DIMS)))
     x = torch.rand(m, DIMS[0], dtype=torch.float32)
@@ -110,30 +123,68 @@ def main():
         opt.step()
         return loss
 
+    if a.steps_only > 0:
+        for _ in range(a.warmup):
+            step()
+        print("steps-only: start", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        for _ in range(a.steps_only):
+            step()
+        print("steps-only: %.2f ms/step" % ((time.perf_counter() - t0) / a.steps_only * 1e3), file=sys.stderr)
+        return
+
     t = []
     for i in range(a.warmup + a.iters):
+        if i == a.warmup:
+            mach0, self0, tw = cpu_seconds() + (time.perf_counter(),)
         t0 = time.perf_counter()
         step()
         if i >= a.warmup:
             t.append(time.perf_counter() - t0)
+    mach1, self1 = cpu_seconds()
+    tw = time.perf_counter() - tw
+    other = max(0.0, 100.0 * ((mach1 - mach0) - (self1 - self0)) / (os.cpu_count() * tw))
     ms_step = statistics.median(t) * 1e3
     ms_min = min(t) * 1e3
+
+    # the step's gemms alone, as autograd issues them for nn.Linear: forward addmm(b, a, W^T),
+    # backward grad_W = g^T a and (except layer 1) grad_a = g W
+    lin = [mod for mod in net if isinstance(mod, nn.Linear)]
+    acts = [x] + [torch.rand(m, d) for d in DIMS[1:]]
+    gs = [None] + [torch.rand(m, d) for d in DIMS[1:]]
+
+    def gemms():
+        for l in range(1, len(DIMS)):
+            torch.addmm(lin[l - 1].bias, acts[l - 1], lin[l - 1].weight.t())
+        for l in range(len(DIMS) - 1, 0, -1):
+            torch.mm(gs[l].t(), acts[l - 1])
+            if l > 1:
+                torch.mm(gs[l], lin[l - 1].weight)
+
+    with torch.no_grad():
+        gemms()
+        t = []
+        for _ in range(a.iters):
+            t0 = time.perf_counter()
+            gemms()
+            t.append(time.perf_counter() - t0)
+    ms_gemm = statistics.median(t) * 1e3
     gflop_step = 6.0 * m * S / ms_step * 1e-6
     ratio = gflop_step / gflop_sgemm
     shape = "%dx%dx%d" % (gm, m, gk)
-    print("| PyTorch | %s | %d | %d | %d | %.1f | %.1f | %.1f | %s | %.1f | %.2f |"
-          % (desc, threads, m, a.iters, ms_step, ms_min, gflop_step, shape, gflop_sgemm, ratio))
+    print("| PyTorch | %s | %d | %d | %d | %.1f | %.1f | %.1f | %s | %.1f | %.2f | %.0f%% |"
+          % (desc, threads, m, a.iters, ms_step, ms_min, gflop_step, shape, gflop_sgemm, ratio, other))
     sys.stdout.flush()
     new = not os.path.exists(a.csv) or os.path.getsize(a.csv) == 0
     with open(a.csv, "a") as f:
         if new:
             f.write("impl,backend,threads,batch,timed_steps,ms_step_median,ms_step_min,step_gflops,sgemm_shape,"
                     "sgemm_gflops,ratio,ms_gradient,ms_gv,gv_over_gradient,ms_forward_gv,forward_gv_over_gradient,"
-                    "ms_gradient_gemms,ms_gradient_rest,ms_update\n")
-        f.write('pytorch,"%s",%d,%d,%d,%.3f,%.3f,%.2f,%s,%.2f,%.4f,,,,,,,,\n'
-                % (desc, threads, m, a.iters, ms_step, ms_min, gflop_step, shape, gflop_sgemm, ratio))
-    print("bench_net_torch: m %d, %d threads: step %.2f ms, sgemm %.1f GFLOP/s" % (m, threads, ms_step, gflop_sgemm),
-          file=sys.stderr)
+                    "ms_gradient_gemms,ms_gradient_elementwise,ms_gradient_rest,ms_update,ms_update_nag,other_cpu_pct\n")
+        f.write('pytorch,"%s",%d,%d,%d,%.3f,%.3f,%.2f,%s,%.2f,%.4f,,,,,,%.3f,,,,,%.1f\n'
+                % (desc, threads, m, a.iters, ms_step, ms_min, gflop_step, shape, gflop_sgemm, ratio, ms_gemm, other))
+    print("bench_net_torch: m %d, %d threads: step %.2f ms, its gemms alone %.2f ms, sgemm %.1f GFLOP/s"
+          % (m, threads, ms_step, ms_gemm, gflop_sgemm), file=sys.stderr)
     if a.profile:
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CPU]) as prof:
