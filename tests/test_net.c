@@ -506,6 +506,37 @@ static int test_products_cuda(void) {
     return products_all(g_cuda);
 }
 
+/* Gradient, G v, H v and a Fisher product (mode fmode) of two fixtures holding the same network,
+ * batch and v (already uploaded and differentiated), compared elementwise. 1 on a mismatch, -1 on
+ * an error (printed). */
+static int compare_products(fixture *a, fixture *b, int fmode, double atol, double rtol) {
+    const char *name[] = {"gradient", "G v", "H v", "F v"};
+    size_t np = a->np;
+    float *ga = (float *)calloc(np, 4), *gb = (float *)calloc(np, 4);
+    ng_backend *ba = a->net->be, *bb = b->net->be;
+    int which, fail = 0;
+    ng_status s = NG_OK;
+    for (which = 0; which < 4 && !fail && s == NG_OK; which++) {
+        ng_tensor *oa = which ? &a->odev : &a->net->grad_flat, *ob = which ? &b->odev : &b->net->grad_flat;
+        if (which == 1) {
+            s = ng_net_gvp(a->net, &a->vdev, &a->odev);
+            if (s == NG_OK) s = ng_net_gvp(b->net, &b->vdev, &b->odev);
+        } else if (which == 2) {
+            s = ng_net_hvp(a->net, &a->vdev, &a->odev);
+            if (s == NG_OK) s = ng_net_hvp(b->net, &b->vdev, &b->odev);
+        } else if (which == 3) {
+            s = ng_net_fvp(a->net, fmode, 3, 77, 0, &a->vdev, &a->odev);
+            if (s == NG_OK) s = ng_net_fvp(b->net, fmode, 3, 77, 0, &b->vdev, &b->odev);
+        }
+        if (s == NG_OK) s = ng_tensor_get(ba, oa, ga);
+        if (s == NG_OK) s = ng_tensor_get(bb, ob, gb);
+        if (s == NG_OK) fail |= ngt_compare(name[which], gb, ga, np, atol, rtol);
+    }
+    if (s != NG_OK) printf("  compare_products: %s\n", ng_last_error());
+    free(ga), free(gb);
+    return s != NG_OK ? -1 : fail;
+}
+
 /* ---- chunked = one batch, to float tolerance --------------------------------------------------- */
 
 static int test_chunked_equal(void) {
@@ -513,7 +544,7 @@ static int test_chunked_equal(void) {
     float *ga, *gb;
     size_t np, i;
     double *v;
-    int fail = 0, which;
+    int fail = 0;
     NGT_OK(fixture_init(&a, g_cpu, "9-7-4-9", NG_ACT_LOGISTIC, NG_LOSS_BERNOULLI, 23, 1000, NG_INIT_GAUSSIAN, 3));
     NGT_OK(fixture_init(&b, g_cpu, "9-7-4-9", NG_ACT_LOGISTIC, NG_LOSS_BERNOULLI, 23, 5, NG_INIT_GAUSSIAN, 3));
     np = a.np;
@@ -528,29 +559,7 @@ static int test_chunked_equal(void) {
     NGT_OK(ng_model_gradient(b.net, &b.xdev, NULL));
     NGT_OK(upload_vec(g_cpu, &a.vdev, v, np));
     NGT_OK(upload_vec(g_cpu, &b.vdev, v, np));
-    for (which = 0; which < 4 && !fail; which++) {
-        const char *name[] = {"gradient", "G v", "H v", "empirical F v"};
-        if (which == 0) {
-            NGT_OK(ng_tensor_get(g_cpu, &a.net->grad_flat, ga));
-            NGT_OK(ng_tensor_get(g_cpu, &b.net->grad_flat, gb));
-        } else {
-            if (which == 1) {
-                NGT_OK(ng_net_gvp(a.net, &a.vdev, &a.odev));
-                NGT_OK(ng_net_gvp(b.net, &b.vdev, &b.odev));
-            }
-            if (which == 2) {
-                NGT_OK(ng_net_hvp(a.net, &a.vdev, &a.odev));
-                NGT_OK(ng_net_hvp(b.net, &b.vdev, &b.odev));
-            }
-            if (which == 3) {
-                NGT_OK(ng_net_fvp(a.net, NG_FISHER_EMPIRICAL, 1, 0, 0, &a.vdev, &a.odev));
-                NGT_OK(ng_net_fvp(b.net, NG_FISHER_EMPIRICAL, 1, 0, 0, &b.vdev, &b.odev));
-            }
-            NGT_OK(ng_tensor_get(g_cpu, &a.odev, ga));
-            NGT_OK(ng_tensor_get(g_cpu, &b.odev, gb));
-        }
-        fail |= ngt_compare(name[which], gb, ga, np, 1e-6, 1e-4);
-    }
+    fail = compare_products(&a, &b, NG_FISHER_EMPIRICAL, 1e-6, 1e-4) != 0;
     {
         double o1, e1, o2, e2;
         NGT_OK(ng_net_batch_loss(a.net, &o1, &e1));
@@ -726,7 +735,7 @@ static int test_cpu_vs_cuda(void) {
     float *ga, *gb;
     double *v;
     size_t np, i;
-    int fail = 0, which;
+    int fail = 0;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
     NGT_OK(fixture_init(&a, g_cpu, "30-20-6:linear-20-30", NG_ACT_LOGISTIC, NG_LOSS_BERNOULLI, 40, 16, NG_INIT_SPARSE, 9));
     NGT_OK(fixture_init(&b, g_cuda, "30-20-6:linear-20-30", NG_ACT_LOGISTIC, NG_LOSS_BERNOULLI, 40, 16, NG_INIT_SPARSE, 9));
@@ -738,29 +747,7 @@ static int test_cpu_vs_cuda(void) {
     NGT_OK(upload_vec(g_cuda, &b.vdev, v, np));
     NGT_OK(ng_model_gradient(a.net, &a.xdev, NULL));
     NGT_OK(ng_model_gradient(b.net, &b.xdev, NULL));
-    for (which = 0; which < 4; which++) {
-        const char *name[] = {"gradient", "G v", "H v", "sampled F v"};
-        if (which == 0) {
-            NGT_OK(ng_tensor_get(g_cpu, &a.net->grad_flat, ga));
-            NGT_OK(ng_tensor_get(g_cuda, &b.net->grad_flat, gb));
-        } else {
-            if (which == 1) {
-                NGT_OK(ng_net_gvp(a.net, &a.vdev, &a.odev));
-                NGT_OK(ng_net_gvp(b.net, &b.vdev, &b.odev));
-            }
-            if (which == 2) {
-                NGT_OK(ng_net_hvp(a.net, &a.vdev, &a.odev));
-                NGT_OK(ng_net_hvp(b.net, &b.vdev, &b.odev));
-            }
-            if (which == 3) {
-                NGT_OK(ng_net_fvp(a.net, NG_FISHER_SAMPLED, 3, 77, 0, &a.vdev, &a.odev));
-                NGT_OK(ng_net_fvp(b.net, NG_FISHER_SAMPLED, 3, 77, 0, &b.vdev, &b.odev));
-            }
-            NGT_OK(ng_tensor_get(g_cpu, &a.odev, ga));
-            NGT_OK(ng_tensor_get(g_cuda, &b.odev, gb));
-        }
-        fail |= ngt_compare(name[which], gb, ga, np, 1e-5, 1e-3);
-    }
+    fail = compare_products(&a, &b, NG_FISHER_SAMPLED, 1e-5, 1e-3) != 0;
     free(ga), free(gb), free(v);
     fixture_free(&a);
     fixture_free(&b);

@@ -307,7 +307,6 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
     const char *kind = NULL;
     char key[64];
     int i;
-    int64_t v;
     NG_TRY(ng_ckpt_get_str(c, "update.kind", &kind));
     for (i = 0; i < 4; i++)
         if (strcmp(kind, optimizer_names[i]) == 0) break;
@@ -327,10 +326,7 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
         NG_TRY(ng_ckpt_get_u64(c, "nag.final_steps", &fs));
         o->final_steps = (int)fs;
         if (fs) {
-            uint64_t ts;
             F("final_mu", final_mu, 0.0, 1.0)
-            NG_TRY(ng_ckpt_get_u64(c, "nag.total_steps", &ts));
-            (void)v;
         }
     } else if (i == 1) {
         F("momentum", momentum, 0.0, 1.0)
@@ -355,7 +351,7 @@ static int net_train(int argc, char **argv) {
     ng_precond *pc = NULL;
     ng_update *upd = NULL;
     ng_batches batches;
-    int batches_ready = 0, trainer_ready = 0, rows = 0, classes = 0, rc = 0, append = 0, eval_n;
+    int batches_ready = 0, rows = 0, classes = 0, rc = 0, append = 0, eval_n;
     float *xtrain = NULL, *xtest = NULL;
     void *evmem = NULL;
     ng_ckpt *ck = NULL;
@@ -459,8 +455,6 @@ static int net_train(int argc, char **argv) {
     if (o.resume) {
         /* the architecture and the run settings come from the checkpoint */
         int64_t v;
-        float f;
-        const char *kind;
         if (ng_ckpt_read(o.resume, NG_CKPT_READ_ALL, &ck) != NG_OK || ng_net_config_from_ckpt(ck, &cfg) != NG_OK) {
             fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
             ng_ckpt_free(ck);
@@ -472,8 +466,6 @@ static int net_train(int argc, char **argv) {
             rc = NG_EXIT_FAIL;
             goto done;
         }
-        (void)kind;
-        (void)f;
         o.batch = (int)v;
         o.task = cfg.target == NG_NET_TARGET_ROWS;
     }
@@ -585,7 +577,6 @@ static int net_train(int argc, char **argv) {
     }
     if (s == NG_OK) {
         s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
-        trainer_ready = s == NG_OK;
     }
     if (s != NG_OK) {
         fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
@@ -677,7 +668,6 @@ done:
     free(xtest);
     ng_dataset_free(&train);
     ng_dataset_free(&test);
-    (void)trainer_ready;
     return rc;
 }
 
