@@ -476,4 +476,18 @@ NG_HD void ng_bn_project_row(int cols, const float *g, int ldg, const float *xh,
 }
 
 
+/* ---- outer_scale (K-FAC inverses) ---------------------------------------------------------- */
+/* phi(u[r], v[c]) of NG_OP_OUTER_SCALE (natgrad/backend.h); u, v may be NULL where allowed. */
+NG_HD float ng_outer_scale_phi(int mode, const float *u, const float *v, int r, int c, float floor_) {
+    if (mode == NG_OSCALE_RSQRT) {
+        const float w = v[c] > floor_ ? v[c] : floor_;
+        return 1.0f / sqrtf(w);
+    }
+    if (mode == NG_OSCALE_STEIN) {
+        const float d = 1.0f - u[r] * v[c];
+        return 1.0f / (d > floor_ ? d : floor_);
+    }
+    return (u ? u[r] : 1.0f) * (v ? v[c] : 1.0f);
+}
+
 #endif

@@ -1,5 +1,6 @@
-/* optim.cu: the fused elementwise steps of the update rules (host/optim/): NG_OP_ADAM, Adam and
- * RMSprop on the model's flat parameter vector. A grid-stride loop around ng_adam_elem (the body
+/* optim.cu: the fused elementwise steps of the optimizers (host/optim/): NG_OP_ADAM, Adam and
+ * RMSprop on the model's flat parameter vector, and NG_OP_OUTER_SCALE, the row / column / Stein
+ * scalings of K-FAC's inverses (host/optim/kfac.c). A grid-stride loop around ng_adam_elem (the body
  * the CPU backend calls too); the element index depends only on the logical index, never on the
  * launch shape. Must not: allocate, use atomics, or synchronize the host. */
 #include "ng_cuda.cuh"
@@ -28,5 +29,30 @@ extern "C" ng_status ng_cuda_adam(size_t n, float *param, const float *grad, flo
     NG_LAUNCH(adam_kernel, ng_grid_1d(n, OPTIM_BLOCK), OPTIM_BLOCK, 0, (cudaStream_t)stream)(
         (uint64_t)n, param, grad, m, v, step, b1, c1, b2, c2, bc1, bc2, lr, eps);
     NG_LAUNCH_CHECK("adam");
+    return NG_OK;
+}
+
+/* out[r,c] = x[r,c] phi(u[r], v[c]) (ng_outer_scale_phi), one thread per element; out may alias x. */
+static __global__ void outer_scale_kernel(int rows, int cols, int mode, const float *x, int ldx,
+                                          const float *u, const float *v, float floor_, float *out,
+                                          int ldo) {
+    const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t e;
+    for (e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += stride) {
+        const int c = (int)(e / (uint64_t)rows);
+        const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
+        out[(size_t)r + (size_t)c * (size_t)ldo] =
+            x[(size_t)r + (size_t)c * (size_t)ldx] * ng_outer_scale_phi(mode, u, v, r, c, floor_);
+    }
+}
+
+extern "C" ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const float *x, int ldx,
+                                         const float *u, const float *v, float floor_, float *out,
+                                         int ldo, void *stream) {
+    NG_NVTX_PUSH("outer_scale");
+    NG_LAUNCH(outer_scale_kernel, ng_grid_1d((size_t)rows * (size_t)cols, OPTIM_BLOCK), OPTIM_BLOCK, 0,
+              (cudaStream_t)stream)(rows, cols, mode, x, ldx, u, v, floor_, out, ldo);
+    NG_LAUNCH_CHECK("outer_scale");
     return NG_OK;
 }

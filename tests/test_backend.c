@@ -3533,6 +3533,61 @@ static void ref_bn_normalize(ecase *c) {
         }
 }
 
+/* ---- outer_scale: out[r,c] = x[r,c] phi(u[r], v[c]) (K-FAC's inverse scalings) ----------------
+ * Buffers: 0 x, 1 u (rows or NULL), 2 v (cols or NULL), 3 out. Variants (mode, u, v): (mul, given,
+ * given), (mul, NULL, given), (rsqrt, NULL, given, some v below the floor), (stein, given, given,
+ * some 1 - u v below the floor). phi is one or two float roundings (the sqrt and the division are
+ * correctly rounded on both backends) and the product one more: tol 4 FLT_EPSILON |out|, plus for
+ * stein the cancellation in 1 - u v: 2 FLT_EPSILON |u v| / (1 - u v) relative. In place:
+ * out = x. */
+static const struct {
+    int mode, u, v;
+} osc_v[] = {{NG_OSCALE_MUL, 1, 1}, {NG_OSCALE_MUL, 0, 1}, {NG_OSCALE_RSQRT, 0, 1}, {NG_OSCALE_STEIN, 1, 1}};
+
+static int gen_outer_scale(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, cols = s->n, mode = osc_v[v].mode;
+    const int ldx = max_i(1, v & 1 ? rows : rows + 2), ldo = inplace ? ldx : max_i(1, v & 1 ? rows + 1 : rows);
+    const uint64_t seed = 371 + (uint64_t)v * 7 + (uint64_t)rows * 1000 + (uint64_t)cols;
+    int x, k;
+    c->a.outer_scale.rows = rows;
+    c->a.outer_scale.cols = cols;
+    c->a.outer_scale.mode = mode;
+    c->a.outer_scale.ldx = ldx;
+    c->a.outer_scale.ldo = ldo;
+    c->a.outer_scale.floor = mode == NG_OSCALE_MUL ? 0.0f : 0.05f;
+    x = eb_add(t, c, "x", R_IN, 0, rows, cols, ldx, AOFF(outer_scale.x));
+    eb_rand(c, x, seed, -2.0, 2.0);
+    k = osc_v[v].u ? eb_vec(t, c, "u", R_IN, 0, rows, AOFF(outer_scale.u)) : eb_null(c, "u");
+    if (!c->b[k].is_null) eb_rand(c, k, seed + 1, mode == NG_OSCALE_STEIN ? -1.0 : -2.0, 1.0);
+    k = eb_vec(t, c, "v", R_IN, 0, cols, AOFF(outer_scale.v));
+    eb_rand(c, k, seed + 2, mode == NG_OSCALE_RSQRT ? -0.2 : (mode == NG_OSCALE_STEIN ? -1.0 : -2.0), 1.0);
+    if (inplace) eb_alias(t, c, "out (= x)", R_INOUT, x, AOFF(outer_scale.out));
+    else eb_add(t, c, "out", R_OUT, 0, rows, cols, ldo, AOFF(outer_scale.out));
+    what(c, "outer_scale rows=%d cols=%d %s mode=%d u=%s ldx=%d ldo=%d", rows, cols, mode_name(inplace),
+         mode, osc_v[v].u ? "given" : "NULL", ldx, ldo);
+    return 1;
+}
+
+static void ref_outer_scale(ecase *c) {
+    const int mode = c->a.outer_scale.mode;
+    const double fl = (double)c->a.outer_scale.floor;
+    const float *u = c->b[1].is_null ? NULL : IF(c, 1), *v = IF(c, 2);
+    int r, k;
+    for (k = 0; k < c->a.outer_scale.cols; k++)
+        for (r = 0; r < c->a.outer_scale.rows; r++) {
+            double phi, o, rel = 4.0 * EPS_F;
+            if (mode == NG_OSCALE_RSQRT) phi = 1.0 / sqrt((double)v[k] > fl ? (double)v[k] : fl);
+            else if (mode == NG_OSCALE_STEIN) {
+                double uv = (double)u[r] * (double)v[k], d = 1.0 - uv;
+                phi = 1.0 / (d > fl ? d : fl);
+                rel += 2.0 * EPS_F * fabs(uv) / (d > fl ? d : fl); /* the float u v rounded, then 1 - u v */
+            } else phi = (u ? (double)u[r] : 1.0) * (double)v[k];
+            o = (double)IF(c, 0)[AT(c, 0, r, k)] * phi;
+            WF(c, 3)[AT(c, 3, r, k)] = (float)o;
+            TL(c, 3)[AT(c, 3, r, k)] = rel * fabs(o) + NET_TINY;
+        }
+}
+
 /* ---- bn_project: out = s1 s2 (g - mean_c g - xhat mean_c(g xhat)) + beta out, row by row --------
  * Buffers: 0 g, 1 xhat, 2 s1, 3 s2 (rows or NULL), 4 out. Naive in double. The backend rounds
  * s1 s2, the projected value v and beta out and their sum (u each, the reference one more), and
@@ -3637,6 +3692,8 @@ static const op_test op_tests[NG_OP_COUNT] = {
                              NSHAPES(mat_shapes), 2, gen_fang_residual, ref_fang_residual, NULL},
     [NG_OP_ADAM] = {NG_OP_ADAM, "adam", OPF_IN, vec_shapes, NSHAPES(vec_shapes), 5, gen_adam,
                     ref_adam, NULL},
+    [NG_OP_OUTER_SCALE] = {NG_OP_OUTER_SCALE, "outer_scale", OPF_OUT | OPF_IN, mat_shapes,
+                           NSHAPES(mat_shapes), NSHAPES(osc_v), gen_outer_scale, ref_outer_scale, NULL},
     [NG_OP_ACT_FORWARD] = {NG_OP_ACT_FORWARD, "act_forward", OPF_OUT | OPF_IN, mat_shapes,
                            NSHAPES(mat_shapes), NSHAPES(actf_v), gen_act_forward, ref_act_forward,
                            NULL},

@@ -551,6 +551,23 @@ static ng_status check_bn_normalize(const ng_op_args *a, const char *op, int *em
                      a->bn_normalize.xhat), "NULL pointer");
     return NG_OK;
 }
+static ng_status check_outer_scale(const ng_op_args *a, const char *op, int *empty) {
+    int rows = a->outer_scale.rows, cols = a->outer_scale.cols, mode = a->outer_scale.mode;
+    float fl = a->outer_scale.floor;
+    CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
+    CHECK(ld_ok(a->outer_scale.ldx, rows) && ld_ok(a->outer_scale.ldo, rows),
+          "leading dimension < rows=%d (ldx=%d ldo=%d)", rows, a->outer_scale.ldx, a->outer_scale.ldo);
+    CHECK(mode >= NG_OSCALE_MUL && mode <= NG_OSCALE_STEIN, "unknown mode %d", mode);
+    CHECK(mode == NG_OSCALE_MUL || (fl > 0.0f && fl - fl == 0.0f), "floor %g must be finite and > 0", (double)fl);
+    *empty = !rows || !cols;
+    CHECK(*empty || (a->outer_scale.x && a->outer_scale.out), "NULL pointer");
+    CHECK(*empty || mode == NG_OSCALE_MUL || a->outer_scale.v, "NULL v");
+    CHECK(*empty || mode != NG_OSCALE_STEIN || a->outer_scale.u, "NULL u");
+    CHECK(mode != NG_OSCALE_RSQRT || !a->outer_scale.u, "u must be NULL with mode rsqrt");
+    CHECK(a->outer_scale.out != a->outer_scale.x || a->outer_scale.ldo == a->outer_scale.ldx,
+          "in place with ldx=%d != ldo=%d", a->outer_scale.ldx, a->outer_scale.ldo);
+    return NG_OK;
+}
 static ng_status check_bn_project(const ng_op_args *a, const char *op, int *empty) {
     int rows = a->bn_project.rows, cols = a->bn_project.cols;
     CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
@@ -603,6 +620,7 @@ static const struct op_desc {
     [NG_OP_BN_NORMALIZE] = {"bn_normalize", check_bn_normalize},
     [NG_OP_BN_PROJECT] = {"bn_project", check_bn_project},
     [NG_OP_ADAM] = {"adam", check_adam},
+    [NG_OP_OUTER_SCALE] = {"outer_scale", check_outer_scale},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -481,6 +481,20 @@ static void cpu_bn_normalize(const ng_op_args *a) {
     }
 }
 
+static void cpu_outer_scale(const ng_op_args *a) {
+    const int rows = a->outer_scale.rows, cols = a->outer_scale.cols, mode = a->outer_scale.mode;
+    const int ldx = a->outer_scale.ldx, ldo = a->outer_scale.ldo;
+    int c;
+#pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
+    for (c = 0; c < cols; c++) {
+        int r;
+        for (r = 0; r < rows; r++)
+            a->outer_scale.out[IDX(r, c, ldo)] =
+                a->outer_scale.x[IDX(r, c, ldx)] *
+                ng_outer_scale_phi(mode, a->outer_scale.u, a->outer_scale.v, r, c, a->outer_scale.floor);
+    }
+}
+
 static void cpu_bn_project(const ng_op_args *a) {
     const int rows = a->bn_project.rows, cols = a->bn_project.cols;
     int r;
@@ -532,6 +546,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_BN_NORMALIZE: cpu_bn_normalize(a); break;
     case NG_OP_BN_PROJECT: cpu_bn_project(a); break;
     case NG_OP_ADAM: cpu_adam(a); break;
+    case NG_OP_OUTER_SCALE: cpu_outer_scale(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

@@ -492,6 +492,7 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_FANG_REGRESS:
     case NG_OP_FANG_RESIDUAL:
     case NG_OP_ADAM:
+    case NG_OP_OUTER_SCALE:
     case NG_OP_ACT_FORWARD:
     case NG_OP_ACT_BACKWARD:
     case NG_OP_LOSS:
@@ -565,6 +566,10 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
         return ng_cuda_adam(a->adam.n, a->adam.param, a->adam.grad, a->adam.m, a->adam.v, a->adam.step,
                             a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.bc1, a->adam.bc2,
                             a->adam.lr, a->adam.eps, st);
+    case NG_OP_OUTER_SCALE:
+        return ng_cuda_outer_scale(a->outer_scale.rows, a->outer_scale.cols, a->outer_scale.mode,
+                                   a->outer_scale.x, a->outer_scale.ldx, a->outer_scale.u, a->outer_scale.v,
+                                   a->outer_scale.floor, a->outer_scale.out, a->outer_scale.ldo, st);
     case NG_OP_ACT_FORWARD:
         return ng_cuda_act_forward(a->act_forward.rows, a->act_forward.cols, a->act_forward.act,
                                    a->act_forward.z, a->act_forward.ldz, a->act_forward.scale,

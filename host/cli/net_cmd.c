@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "natgrad/data.h"
+#include "natgrad/kfac.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/png.h"
@@ -89,6 +90,7 @@ typedef struct monitor_ctx {
     ng_update *upd;
     ng_tensor train_x, test_x; /* device copies (train: its first eval_n cases) */
     int have_test, batch;
+    int sched_m1, sched_full, n_train; /* growing batches (0: fixed --batch) */
     double monitor_s;          /* wall clock spent in monitors (excluded from train_s) */
     int col_err, col_obj, col_test, col_trs;
 } monitor_ctx;
@@ -110,7 +112,13 @@ static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
     double t0 = ng_time_s(), el, o2;
     ng_tensor avg;
     ng_status s;
-    v[0] = (double)tr->t * (double)c->batch;
+    if (c->sched_m1 > 0) {
+        uint64_t j;
+        v[0] = 0.0;
+        for (j = 1; j <= tr->t; j++) v[0] += ng_batch_schedule_exp(j, c->sched_m1, c->sched_full, c->n_train);
+    } else {
+        v[0] = (double)tr->t * (double)c->batch;
+    }
     v[1] = t0 - c->t_start - c->monitor_s; /* seconds of training in this invocation */
     v[3] = v[6] = v[7] = NAN;
     NG_TRY(ng_copy(m->be, c->backup, m->param_flat.data, bytes));
@@ -246,9 +254,15 @@ typedef struct net_train_opts {
     float lr, momentum, weight_decay, init_scale, minutes;
     float mu_max, final_mu, average, beta1, beta2, eps, rho;
     int final_steps;
+    /* kfac */
+    ng_kfac_config kf;
+    int kf_approx, kf_pi, kf_prec, kf_T1, kf_T2, kf_T3, kf_mom, kf_rescale, kf_alam, kf_agam, kf_timing;
+    float kf_lambda0, kf_gamma0, kf_tau1, kf_tau2, kf_omega1, kf_omega2, kf_epsmax;
+    int schedule, m1, m_full;
 } net_train_opts;
 
-static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop"};
+static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac"};
+enum { OPT_KFAC = 4 };
 
 /* The update rule of o->optimizer with o's settings. */
 static ng_status make_update(ng_backend *be, ng_model *net, const net_train_opts *o, ng_update **upd) {
@@ -288,6 +302,18 @@ static ng_status make_update(ng_backend *be, ng_model *net, const net_train_opts
         NG_TRY(ng_adam_config_check(&c));
         return ng_update_adam_init(be, net, &c, upd);
     }
+    case OPT_KFAC: {
+        /* K-FAC leaves its whole update (-delta) in the gradient arena: plain steps of size 1 with
+         * the weight decay and averaging of the run */
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 1.0f;
+        c.momentum = 0.0f;
+        c.weight_decay = o->weight_decay;
+        c.average = o->average;
+        NG_TRY(ng_sgd_config_check(&c));
+        return ng_update_sgd_init(be, net, &c, upd);
+    }
     default: {
         ng_rmsprop_config c;
         ng_rmsprop_config_default(&c);
@@ -307,9 +333,26 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
     const char *kind = NULL;
     char key[64];
     int i;
+#define F2(name, field)                                                   \
+    snprintf(key, sizeof key, "sgd." name);                               \
+    NG_TRY(ng_ckpt_get_float(c, key, 0.0, 3.5e38, &o->field));
     NG_TRY(ng_ckpt_get_str(c, "update.kind", &kind));
     for (i = 0; i < 4; i++)
         if (strcmp(kind, optimizer_names[i]) == 0) break;
+    {
+        const char *pk = NULL;
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && strcmp(pk, "kfac") == 0 && i == 1) {
+            o->optimizer = OPT_KFAC;
+            NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
+            F2("lr", lr)
+            F2("weight_decay", weight_decay)
+            snprintf(key, sizeof key, "sgd.average_decay");
+            o->average = 0.0f;
+            if (ng_ckpt_has(c, key)) NG_TRY(ng_ckpt_get_float(c, key, 0.0, 1.0, &o->average));
+            return NG_OK;
+        }
+        ng_clear_error();
+    }
     if (i == 4) return ng_error(NG_ERR_FORMAT, "checkpoint %s: update rule '%s' is not one net train knows", ng_ckpt_path(c), kind);
     o->optimizer = i;
 #define F(name, field, lo, hi)                                            \
@@ -339,6 +382,7 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
         F("eps", eps, 0.0, 3.5e38)
     }
 #undef F
+#undef F2
     return NG_OK;
 }
 
@@ -388,6 +432,17 @@ static int net_train(int argc, char **argv) {
     o.eps = 1e-8f;
     o.rho = 0.9f;
     o.init_scale = 0.01f;
+    ng_kfac_config_default(&o.kf);
+    o.kf_lambda0 = (float)o.kf.lambda0;
+    o.kf_tau1 = (float)o.kf.tau1;
+    o.kf_tau2 = (float)o.kf.tau2;
+    o.kf_T1 = o.kf.T1;
+    o.kf_T2 = o.kf.T2;
+    o.kf_T3 = o.kf.T3;
+    o.kf_epsmax = (float)o.kf.eps_max;
+    o.kf_mom = o.kf_rescale = o.kf_alam = o.kf_agam = o.kf_timing = 1;
+    o.m1 = 1000;
+    o.m_full = 500;
     ng_net_config_default(&cfg);
     {
         ng_opt opts[] = {
@@ -401,7 +456,28 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, or K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used)", OPT_FIXED, 0},
+            {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
+            {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
+            {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac: initial Levenberg-Marquardt damping (150)", OPT_FIXED, 0},
+            {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta))", OPT_FIXED, 0},
+            {"tau1", OPT_FLOAT, &o.kf_tau1, "F", "kfac: share of the batch for the factor statistics (1/8)", OPT_FIXED, 0},
+            {"tau2", OPT_FLOAT, &o.kf_tau2, "F", "kfac: share of the batch for the exact-Fisher products (1/4)", OPT_FIXED, 0},
+            {"T1", OPT_INT, &o.kf_T1, "N", "kfac: lambda adapted every N updates (5)", OPT_FIXED, 0},
+            {"T2", OPT_INT, &o.kf_T2, "N", "kfac: gamma adapted every N updates (20, a multiple of --T3)", OPT_FIXED, 0},
+            {"T3", OPT_INT, &o.kf_T3, "N", "kfac: inverses recomputed every N updates and at the first three (20)", OPT_FIXED, 0},
+            {"omega1", OPT_FLOAT, &o.kf_omega1, "W", "kfac: lambda factor (0: (19/20)^T1)", OPT_FIXED, 0},
+            {"omega2", OPT_FLOAT, &o.kf_omega2, "W", "kfac: gamma factor (0: sqrt(19/20)^T2)", OPT_FIXED, 0},
+            {"kfac-eps-max", OPT_FLOAT, &o.kf_epsmax, "E", "kfac: cap of the factor moving average min(1 - 1/k, E) (0.95)", OPT_FIXED, 0},
+            {"kfac-rescale", OPT_INT, &o.kf_rescale, "0|1", "kfac: rescale by the exact-Fisher quadratic model (section 6.4; 0: raw proposal)", OPT_FIXED, 0},
+            {"adapt-lambda", OPT_INT, &o.kf_alam, "0|1", "kfac: Levenberg-Marquardt adaptation of lambda (section 6.5)", OPT_FIXED, 0},
+            {"adapt-gamma", OPT_INT, &o.kf_agam, "0|1", "kfac: greedy choice of gamma among 3 candidates (section 6.6)", OPT_FIXED, 0},
+            {"kfac-pi", OPT_ENUM, &o.kf_pi, "trace|one", "kfac: pi of the factored damping (trace norms, or 1)", OPT_FIXED, 0},
+            {"kfac-precision", OPT_ENUM, &o.kf_prec, "f32|f64", "kfac: precision of the factorisations (f32 retries failures in f64)", OPT_FIXED, 0},
+            {"kfac-timing", OPT_INT, &o.kf_timing, "0|1", "kfac: per-phase seconds in the log (synchronises the device between phases)", 0, 0},
+            {"batch-schedule", OPT_ENUM, &o.schedule, "fixed|exp", "mini-batch sizes: --batch, or m_k = min(M1 exp((k-1)/b), |S|) reaching |S| at update --m-full (K-FAC section 13)", OPT_FIXED, 0},
+            {"m1", OPT_INT, &o.m1, "M", "exp schedule: first batch size (1000)", OPT_FIXED, 0},
+            {"m-full", OPT_INT, &o.m_full, "K", "exp schedule: the update whose batch is the whole training set (500)", OPT_FIXED, 0},
             {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate (Sutskever et al. pick it from 0.05 .. 0.0001; Adam, RMSprop: 1e-3)", OPT_FIXED, 0},
             {"mu-max", OPT_FLOAT, &o.mu_max, "MU", "nag: cap of mu_t = min(1 - 2^(-1 - log2(floor(t/250) + 1)), MU)", OPT_FIXED, 0},
             {"final-steps", OPT_INT, &o.final_steps, "N", "nag: the last N updates of --steps use --final-mu (0 = off)", OPT_FIXED, 0},
@@ -468,6 +544,48 @@ static int net_train(int argc, char **argv) {
         }
         o.batch = (int)v;
         o.task = cfg.target == NG_NET_TARGET_ROWS;
+        o.schedule = 0;
+        if (ng_ckpt_has(ck, "data.schedule_m1")) {
+            int64_t a = 0, b = 0;
+            if (ng_ckpt_get_int(ck, "data.schedule_m1", 1, 1 << 30, &a) != NG_OK ||
+                ng_ckpt_get_int(ck, "data.schedule_full", 1, 1 << 30, &b) != NG_OK) {
+                fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
+                rc = NG_EXIT_FAIL;
+                goto done;
+            }
+            o.schedule = 1;
+            o.m1 = (int)a;
+            o.m_full = (int)b;
+        }
+    } else {
+        /* K-FAC's settings from the options */
+        o.kf.approx = o.kf_approx;
+        o.kf.lambda0 = o.kf_lambda0;
+        o.kf.gamma0 = o.kf_gamma0;
+        o.kf.tau1 = o.kf_tau1;
+        o.kf.tau2 = o.kf_tau2;
+        o.kf.T1 = o.kf_T1;
+        o.kf.T2 = o.kf_T2;
+        o.kf.T3 = o.kf_T3;
+        o.kf.omega1 = o.kf_omega1;
+        o.kf.omega2 = o.kf_omega2;
+        o.kf.eps_max = o.kf_epsmax;
+        o.kf.momentum = o.kf_mom != 0;
+        o.kf.rescale = o.kf_rescale != 0;
+        o.kf.adapt_lambda = o.kf_alam != 0;
+        o.kf.adapt_gamma = o.kf_agam != 0;
+        o.kf.pi_mode = o.kf_pi;
+        o.kf.precision = o.kf_prec ? NG_F64 : NG_F32;
+        o.kf.eta = o.weight_decay;
+        o.kf.seed = cfg.seed;
+        if (o.optimizer == OPT_KFAC && ng_kfac_config_check(&o.kf) != NG_OK) {
+            fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+            return NG_EXIT_USAGE;
+        }
+        if (o.schedule && (o.m1 < 1 || o.m_full < 2)) {
+            fprintf(stderr, "natgrad net train: --m1 must be >= 1 and --m-full >= 2\n");
+            return NG_EXIT_USAGE;
+        }
     }
     if ((rc = load_data("net train", "training", o.co.data, o.co.data_dir, "train", o.task == 1, o.limit, &train))) goto done;
     if (o.test_data || !ng_cli_is_path(o.co.data)) {
@@ -532,6 +650,7 @@ static int net_train(int argc, char **argv) {
         rc = NG_EXIT_USAGE;
         goto done;
     }
+    if (o.schedule && !o.resume) o.batch = train.n; /* the buffers hold the largest batch */
     if (o.batch > train.n) {
         fprintf(stderr, "natgrad net train: --batch %d is larger than the %d training cases\n", o.batch, train.n);
         rc = NG_EXIT_USAGE;
@@ -564,7 +683,18 @@ static int net_train(int argc, char **argv) {
                     ng_model_size(net), optimizer_names[o.optimizer], (double)o.lr, (double)o.weight_decay,
                     (double)o.average, o.batch, (unsigned long long)cfg.seed);
     }
-    if (s == NG_OK) s = ng_precond_identity_init(be, &pc);
+    if (s == NG_OK && o.optimizer == OPT_KFAC) {
+        o.kf.timing = o.kf_timing != 0;
+        fprintf(stderr, "natgrad: K-FAC %s, lambda0 %g, gamma0 %g, tau1 %g, tau2 %g, T1 %d, T2 %d, T3 %d, momentum %s, %s\n",
+                ng_kfac_approx_name(o.kf.approx), o.kf.lambda0, o.kf.gamma0 > 0 ? o.kf.gamma0 : sqrt(o.kf.lambda0 + o.kf.eta),
+                o.kf.tau1, o.kf.tau2, o.kf.T1, o.kf.T2, o.kf.T3, o.kf.momentum ? "on" : "off",
+                o.schedule ? "growing batches" : "fixed batches");
+        s = ng_precond_kfac_init(be, net, &o.kf, &pc);
+    } else if (s == NG_OK) {
+        s = ng_precond_identity_init(be, &pc);
+    }
+    if (s == NG_OK && o.schedule)
+        fprintf(stderr, "natgrad: batch schedule m_k = min(%d exp((k - 1) / b), %d), m_%d = %d\n", o.m1, train.n, o.m_full, train.n);
     if (s == NG_OK) s = make_update(be, net, &o, &upd);
     if (s == NG_OK) {
         xtrain = batch_matrix(&train, classes, &rows);
@@ -577,6 +707,10 @@ static int net_train(int argc, char **argv) {
     }
     if (s == NG_OK) {
         s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
+        if (s == NG_OK && o.schedule) {
+            tr.sched_m1 = o.m1;
+            tr.sched_full = o.m_full;
+        }
     }
     if (s != NG_OK) {
         fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
@@ -620,6 +754,11 @@ static int net_train(int argc, char **argv) {
     mc.net = net;
     mc.upd = upd;
     mc.batch = o.batch;
+    if (o.schedule) {
+        mc.sched_m1 = o.m1;
+        mc.sched_full = o.m_full;
+        mc.n_train = train.n;
+    }
     pcx.mc = &mc;
     pcx.col_err = column_index(&tr, "train_error_best");
     pcx.col_test = column_index(&tr, "test_error");

@@ -53,6 +53,8 @@ static ng_status step_body(ng_trainer *tr, double *row) {
     ng_tensor x;
     ng_status s;
     int i;
+    if (tr->sched_m1 > 0)
+        NG_TRY(ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity)));
     NG_TRY(ng_batches_next(tr->data, &x));
     NG_TRY(ng_model_gradient(tr->model, &x, NULL));
     if (row && tr->model->iface->log_values) NG_TRY(tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
@@ -101,9 +103,11 @@ ng_status ng_trainer_save(ng_trainer *tr, const char *path, int parts) {
         s = ng_ckpt_set_i64(c, "data.epoch", tr->data->epoch);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.pos", tr->data->pos);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.n", tr->data->n);
-        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.batch", tr->data->batch);
+        if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.batch", tr->data->capacity);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.rank", tr->data->rank);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.world", tr->data->world);
+        if (s == NG_OK && tr->sched_m1 > 0) s = ng_ckpt_set_i64(c, "data.schedule_m1", tr->sched_m1);
+        if (s == NG_OK && tr->sched_m1 > 0) s = ng_ckpt_set_i64(c, "data.schedule_full", tr->sched_full);
         if (s == NG_OK) s = ng_precond_save(tr->pc, c);
         if (s == NG_OK) s = ng_update_save(tr->upd, c);
     }
@@ -131,12 +135,23 @@ ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts) {
         NG_TRY(ng_ckpt_get_int(c, "data.rank", 0, world - 1, &rank));
         NG_TRY(ng_ckpt_get_int(c, "data.epoch", 0, 2147483647, &epoch));
         NG_TRY(ng_ckpt_get_int(c, "data.pos", 0, n, &pos));
-        if (n != tr->data->n || batch != tr->data->batch || world != tr->data->world || rank != tr->data->rank)
+        if (n != tr->data->n || batch != tr->data->capacity || world != tr->data->world || rank != tr->data->rank)
             return ng_error(NG_ERR_FORMAT,
                             "checkpoint %s: trained on %lld examples in batches of %lld (rank %lld of %lld); "
                             "this run has %d examples in batches of %d (rank %d of %d): use the same data",
                             path, (long long)n, (long long)batch, (long long)rank, (long long)world,
-                            tr->data->n, tr->data->batch, tr->data->rank, tr->data->world);
+                            tr->data->n, tr->data->capacity, tr->data->rank, tr->data->world);
+        {
+            int64_t m1 = 0, full = 0;
+            if (ng_ckpt_has(c, "data.schedule_m1")) {
+                NG_TRY(ng_ckpt_get_int(c, "data.schedule_m1", 1, n, &m1));
+                NG_TRY(ng_ckpt_get_int(c, "data.schedule_full", 1, 2147483647, &full));
+            }
+            if (m1 != tr->sched_m1 || (m1 && full != tr->sched_full))
+                return ng_error(NG_ERR_FORMAT, "checkpoint %s: batch schedule m1 = %lld, full at update %lld; this run uses "
+                                "m1 = %d, full at %d (0: fixed batches): resume with the same schedule", path, (long long)m1,
+                                (long long)full, tr->sched_m1, tr->sched_full);
+        }
         NG_TRY(ng_precond_load(tr->pc, c, 0));
         NG_TRY(ng_update_load(tr->upd, c, 0));
     }

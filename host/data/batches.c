@@ -6,6 +6,7 @@
  * Must not: allocate after init, or block on the device except for that event. */
 #include "natgrad/data.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@ ng_status ng_batches_init(ng_batches *b, ng_backend *be, const float *x_host, in
     b->dim = dim;
     b->n = n;
     b->batch = batch;
+    b->capacity = batch;
     b->rank = rank;
     b->world = world;
     b->lo = (int)((long long)rank * batch / world);
@@ -70,6 +72,26 @@ ng_status ng_batches_seek(ng_batches *b, int epoch, int pos) {
     return NG_OK;
 }
 
+int ng_batch_schedule_exp(uint64_t k, int m1, int k_full, int n) {
+    double b, m;
+    if (m1 >= n || k_full <= 1) return n;
+    if (k < 1) k = 1;
+    b = (double)(k_full - 1) / log((double)n / (double)m1);
+    m = (double)m1 * exp((double)(k - 1) / b);
+    if (m >= (double)n) return n;
+    return (int)(m + 0.5);
+}
+
+ng_status ng_batches_resize(ng_batches *b, int batch) {
+    if (batch < b->world || batch > b->capacity)
+        return ng_error(NG_ERR_INVALID_ARG, "batches: size %d outside 1 .. %d (the largest batch this run was set up for)",
+                        batch, b->capacity);
+    b->batch = batch;
+    b->lo = (int)((long long)b->rank * batch / b->world);
+    b->hi = (int)((long long)(b->rank + 1) * batch / b->world);
+    return NG_OK;
+}
+
 ng_status ng_batches_next(ng_batches *b, ng_tensor *out) {
     int k = b->next_buf, c, m = b->hi - b->lo;
     float *stage = b->stage[k];
@@ -90,6 +112,6 @@ ng_status ng_batches_next(ng_batches *b, ng_tensor *out) {
     b->used[k] = 1;
     b->next_buf = 1 - k;
     b->pos += b->batch;
-    *out = b->buf[k];
+    *out = m == b->buf[k].cols ? b->buf[k] : ng_tensor_matrix(b->buf[k].data, b->dim, m, b->buf[k].ld);
     return NG_OK;
 }

@@ -819,6 +819,61 @@ ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     return NG_OK;
 }
 
+ng_status ng_net_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y) {
+    const net *n = as_cnet(m);
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_current_batch: model %s is not a network", m->iface->kind);
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "network: no batch yet (compute a gradient first)");
+    *x = n->x;
+    if (y) {
+        if (n->have_y) *y = n->y;
+        else memset(y, 0, sizeof *y);
+    }
+    return NG_OK;
+}
+
+ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+    net *n = as_net(m);
+    ng_backend *be = m->be;
+    int k, K, L, i, j, ch;
+    size_t slot;
+    NG_TRY(need_batch(n, "Fisher gram"));
+    if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: %d vectors (1..8)", nv);
+    for (i = 0; i < nv; i++) NG_TRY(check_vec(n, v[i], "Fisher gram"));
+    L = n->L;
+    ch = n->m < n->cfg.chunk ? n->m : n->cfg.chunk;
+    slot = (size_t)n->d[L] * (size_t)ch;
+    if (!work || !work->ptr || work->dtype != NG_F32 || ng_tensor_count(work) < slot * (size_t)(nv + 1))
+        return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: work needs %zu floats", slot * (size_t)(nv + 1));
+    for (i = 0; i < nv * nv; i++) gram[i] = 0.0;
+    K = n_chunks(n);
+    for (k = 0; k < K; k++) {
+        int c0, cols;
+        float *hv = work->data + slot * (size_t)nv;
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
+        for (i = 0; i < nv; i++) {
+            NG_TRY(rforward(n, v[i], cols));
+            NG_TRY(act_fwd(be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL,
+                           work->data + slot * (size_t)i, n->d[L]));
+        }
+        for (i = 0; i < nv; i++) {
+            NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, work->data + slot * (size_t)i, n->d[L], 1.0f,
+                            hv, n->d[L], cols));
+            for (j = 0; j <= i; j++) {
+                float d;
+                NG_TRY(ng_dot(be, (size_t)n->d[L] * (size_t)cols, work->data + slot * (size_t)j, hv, &d));
+                gram[j + nv * i] += (double)d;
+            }
+        }
+    }
+    for (i = 0; i < nv; i++)
+        for (j = 0; j <= i; j++) {
+            gram[j + nv * i] /= (double)n->m;
+            gram[i + nv * j] = gram[j + nv * i];
+        }
+    n->d_valid = 0;
+    return NG_OK;
+}
+
 static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step) {
     ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
     int L = n->L;

@@ -70,6 +70,7 @@ typedef enum ng_op {
     NG_OP_BN_NORMALIZE,     /* xhat = (x - mean[r]) rstd[r]  (=) */
     NG_OP_BN_PROJECT,       /* the batch-norm Jacobian (symmetric) applied row by row */
     NG_OP_ADAM,             /* fused Adam / RMSprop step of the update rules, see the struct below */
+    NG_OP_OUTER_SCALE,      /* out[r,c] = x[r,c] phi(u[r], v[c]): scalings of K-FAC's inverses */
     NG_OP_COUNT
 } ng_op;
 
@@ -230,6 +231,20 @@ typedef struct ng_op_args {
             double bc1, bc2;
             float lr, eps;
         } adam;
+        /* out[r,c] = x[r,c] * phi(u[r], v[c]) for r < rows, c < cols (ng_outer_scale_phi), mode:
+         *   NG_OSCALE_MUL    phi = u[r] v[c]  (u or v NULL = 1): row / column scaling
+         *   NG_OSCALE_RSQRT  phi = 1 / sqrt(max(v[c], floor))  (u must be NULL): a matrix of
+         *                    eigenvectors times diag(w)^(-1/2)
+         *   NG_OSCALE_STEIN  phi = 1 / max(1 - u[r] v[c], floor): the elementwise division of
+         *                    appendix B of the K-FAC paper
+         * floor > 0 for RSQRT and STEIN. out may alias x (same pointer and ld). */
+        struct {
+            int rows, cols, mode;
+            const float *x; int ldx;
+            const float *u, *v;
+            float floor;
+            float *out; int ldo;
+        } outer_scale;
     };
 } ng_op_args;
 

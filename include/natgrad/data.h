@@ -126,7 +126,8 @@ typedef struct ng_batches {
     ng_backend *be;
     const float *x;        /* (dim, n) host data, borrowed: must outlive the iterator */
     int dim, n;
-    int batch;             /* global mini-batch size */
+    int batch;             /* global mini-batch size (of the next batch) */
+    int capacity;          /* the largest batch (init's `batch`): the buffers' size */
     int rank, world;
     int lo, hi;            /* this rank's columns of a global batch */
     uint64_t seed;
@@ -143,6 +144,12 @@ typedef struct ng_batches {
 
 ng_status ng_batches_init(ng_batches *b, ng_backend *be, const float *x_host, int dim, int n,
                           int batch, uint64_t seed, int rank, int world);
+/* Change the global batch size of the following batches to batch (1 .. the init's batch): a
+ * schedule of growing batches (K-FAC's m_k). The cursor stays; shards are recomputed. */
+ng_status ng_batches_resize(ng_batches *b, int batch);
+/* The K-FAC paper's schedule (section 13): m_k = min(m1 exp((k - 1) / b), n) for update k >= 1,
+ * rounded, with b such that m_{k_full} = n (the paper: m1 = 1000, k_full = 500); m1 >= n gives n. */
+int ng_batch_schedule_exp(uint64_t k, int m1, int k_full, int n);
 /* The next device batch (dim, hi - lo) (a view into one of the two buffers). */
 ng_status ng_batches_next(ng_batches *b, ng_tensor *out);
 /* Position the cursor at column pos of epoch epoch (resume; rollback of an interrupted step). */

@@ -76,6 +76,8 @@ typedef struct ng_kfac_config {
 void ng_kfac_config_default(ng_kfac_config *cfg);
 /* Every field in range (tau in (0, 1], T2 a multiple of T3, ...), naming the option. */
 ng_status ng_kfac_config_check(const ng_kfac_config *cfg);
+/* Every setting stored by a K-FAC checkpoint (kfac.*) into cfg (timing: default), validated. */
+ng_status ng_kfac_config_from_ckpt(const ng_ckpt *c, ng_kfac_config *cfg);
 const char *ng_kfac_approx_name(int approx); /* "blockdiag", "tridiag" */
 int ng_kfac_approx_parse(const char *s);     /* NG_KFAC_* or -1 */
 
@@ -117,9 +119,6 @@ double ng_kfac_solve2(double q00, double q01, double q11, double b0, double b1, 
 double ng_kfac_lm_update(double lambda, double rho, double omega1);
 /* eps_k = min(1 - 1/k, eps_max) for update k >= 1. */
 double ng_kfac_ema_weight(uint64_t k, double eps_max);
-/* m_k = min(m1 exp((k - 1) / b), n) rounded, with b such that m_{k_full} = n (the paper: m1 = 1000,
- * k_full = 500); m1 >= n gives n. */
-int ng_kfac_batch_schedule(uint64_t k, int m1, int k_full, int n);
 
 #ifdef __cplusplus
 }

@@ -122,6 +122,16 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
  * gradient arena is not touched. */
 ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step);
 
+/* The current batch (as given to the last ng_model_gradient or ng_net_set_batch): *x, and *y when
+ * the targets were given separately (else y->ptr = NULL). NG_ERR_INVALID_ARG before any batch. */
+ng_status ng_net_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y);
+/* Exact-Fisher (= Gauss-Newton) quadratic forms of nv <= 8 vectors on the current batch, computed
+ * as in appendix C of the K-FAC paper: one R-forward pass per vector (J v_i), the output Hessian
+ * H_L applied to each, gram[i + nv j] = (1/m) sum_cases (J v_i)^T H_L (J v_j) (symmetric, summed
+ * in double on the host). work: float32 device scratch of at least d_L * min(m, chunk) * (nv + 1)
+ * elements. Chunked like G v. */
+ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram);
+
 /* Mean objective and mean error per case (sum (y - t)^2) of the n cases of x (device, rows as
  * ng_net_batch_rows), chunk by chunk, batch normalisation in inference mode. Touches neither the
  * gradient nor the statistics of the last gradient. */

@@ -1,4 +1,4 @@
-/* natgrad/nn_types.h: the activation and loss codes shared by the network engine (natgrad/net.h),
+/* natgrad/nn_types.h: the activation, loss and outer-scale codes shared by the network engine (natgrad/net.h),
  * the op table (natgrad/backend.h) and the element bodies (kernels/ng_math.h). Plain C, no
  * dependencies, valid in CUDA C++. */
 #ifndef NATGRAD_NN_TYPES_H
@@ -30,5 +30,9 @@ enum {
 /* Extra mode of the loss_hvp op: out = scale d (d^T v) per column (d in the y slot): the per-case
  * outer products of sampled / empirical Fisher products. */
 #define NG_LOSS_OUTER NG_LOSS_COUNT
+
+/* Modes of the outer_scale op (natgrad/backend.h): K-FAC's row / column scalings, eigenvalue
+ * scalings w^(-1/2) and the Stein division 1 / (1 - u v) of its block-tridiagonal inverse. */
+enum { NG_OSCALE_MUL = 0, NG_OSCALE_RSQRT = 1, NG_OSCALE_STEIN = 2 };
 
 #endif

@@ -27,6 +27,7 @@ typedef enum ng_rng_purpose {
     NG_RNG_FANG = 10,        /* FANG's hidden samples of the particles, indexed by update count */
     NG_RNG_CURVES = 11,      /* curves-like data generator (host), indexed by image number */
     NG_RNG_FISHER_TARGETS = 12, /* targets sampled from a network's predictive distribution */
+    NG_RNG_KFAC_TARGETS = 13, /* K-FAC's sampled targets of its G statistics, indexed by update */
     NG_RNG_TEST = 100        /* tests */
 } ng_rng_purpose;
 

@@ -49,6 +49,10 @@ typedef struct ng_trainer {
     const char *columns[NG_TRAIN_MAX_COLUMNS];  /* step, epoch, time_s, lr, model..., update...,
                                                  * monitor..., precond... */
     int col_model, col_update, col_monitor, col_precond; /* first index of each group */
+    /* optional growing mini-batches (K-FAC section 13): update t uses the global batch
+     * ng_batch_schedule_exp(t + 1, sched_m1, sched_full, the batches' capacity) (0: fixed size).
+     * Checkpointed as data.schedule_m1 / data.schedule_full; a resume must use the same. */
+    int sched_m1, sched_full;
 } ng_trainer;
 
 /* Borrow the four parts (they must outlive the trainer). monitor_columns: NULL-terminated names

@@ -1,0 +1,986 @@
+/* kfac.c: K-FAC (Martens & Grosse, ICML 2015), natgrad/kfac.h, on the networks of natgrad/net.h.
+ *
+ * Layout: layer l = 1..L has the packed gradient block V_l = [dW_l db_l], (d_l, d_{l-1} + 1)
+ * column-major, at the arena offset of W_l (net.c packs b_l right after W_l). Factors (state
+ * arena, full symmetric matrices):
+ *   A[i] = A-bar_{i,i}     (d_i + 1)^2        i = 0..L-1
+ *   G[i] = G_{i,i}         d_i^2              i = 1..L
+ *   AC[l] = A-bar_{l-1,l}  (d_{l-1}+1, d_l+1) l = 1..L-1 (tridiagonal only)
+ *   GC[l] = G_{l,l+1}      (d_l, d_{l+1})     l = 1..L-1 (tridiagonal only)
+ * Inverse sets (set 0 in the state arena; sets 1, 2 scratch for the gamma candidates):
+ *   block-diagonal, and layer L of the tridiagonal one: AI[l] = (A[l-1] + pi_l gamma I)^-1,
+ *   GI[l] = (G[l] + gamma / pi_l I)^-1;
+ *   tridiagonal, l < L: PAT[l] = Psi^A_{l-1,l}^T = (A[l] + pi_{l+1} gamma I)^-1 AC[l]^T,
+ *   PGT[l] = Psi^G_{l,l+1}^T = (G[l+1] + gamma / pi_{l+1} I)^-1 GC[l]^T, and Sigma_{l|l+1}^-1 as
+ *   K1[l], K2[l], s1[l], s2[l] of appendix B: Sigma = A (x) B - C (x) D with A, B the damped
+ *   A[l-1], G[l]; C = AC PAT, D = GC PGT; A^-1/2 C A^-1/2 = E1 diag(s1) E1^T, K1 = A^-1/2 E1,
+ *   likewise K2, s2; Sigma^-1 vec(V) = vec(K2 [(K2^T V K1) / (1 - s2 s1^T)] K1^T).
+ * F-hat^-1 = Xi^T Lambda Xi (section 4.3): (Xi v)_l = V_l - Psi^G_{l,l+1} V_{l+1} Psi^A_{l-1,l}^T,
+ * (Xi^T v)_l = V_l - Psi^G_{l-1,l}^T V_{l-1} Psi^A_{l-2,l-1}.
+ * Must not: read the network's private fields (only natgrad/net.h and the model interface), or
+ * allocate after init. */
+#include "natgrad/kfac.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "natgrad/net.h"
+#include "natgrad/rng.h"
+
+#define LMAX NG_NET_MAX_LAYERS
+#define NSETS 3
+
+typedef struct invset {
+    ng_tensor AI[LMAX + 1], GI[LMAX + 1];
+    ng_tensor PAT[LMAX + 1], PGT[LMAX + 1], K1[LMAX + 1], K2[LMAX + 1], s1[LMAX + 1], s2[LMAX + 1];
+} invset;
+
+typedef struct kfac {
+    ng_kfac_config cfg;
+    int L, d[LMAX + 1], tri;
+    size_t n;               /* parameters */
+    size_t off[LMAX + 1];   /* element offset of V_l in the flat arena */
+    ng_tensor A[LMAX + 1], G[LMAX + 1], AC[LMAX + 1], GC[LMAX + 1];
+    invset set[NSETS];
+    ng_tensor delta0;       /* the previous update (state) */
+    ng_arena scratch;
+    ng_tensor Delta[NSETS], Y, Z, backup, work;
+    ng_tensor X, Xd, T1, T2, T3, T4, w1, w2, wd; /* refresh / apply temporaries */
+    int maxn;
+    /* scalars (checkpointed) */
+    double lambda, gamma, alpha, mu, rho, qmodel;
+    int have_delta0;
+    /* per update, not checkpointed */
+    int retries, nsets;
+    double stats_s, inverse_s, apply_s, quad_s;
+    double h0;
+} kfac;
+
+static kfac *K(const ng_precond *p) { return (kfac *)p->impl; }
+
+/* ---- configuration --------------------------------------------------------------------------- */
+
+void ng_kfac_config_default(ng_kfac_config *c) {
+    memset(c, 0, sizeof *c);
+    c->approx = NG_KFAC_BLOCKDIAG;
+    c->lambda0 = 150.0;
+    c->gamma0 = 0.0;
+    c->eta = 1e-5;
+    c->tau1 = 1.0 / 8.0;
+    c->tau2 = 1.0 / 4.0;
+    c->T1 = 5;
+    c->T2 = 20;
+    c->T3 = 20;
+    c->omega1 = 0.0;
+    c->omega2 = 0.0;
+    c->eps_max = 0.95;
+    c->momentum = 1;
+    c->rescale = 1;
+    c->adapt_lambda = 1;
+    c->adapt_gamma = 1;
+    c->pi_mode = NG_KFAC_PI_TRACE;
+    c->precision = NG_F32;
+    c->timing = 1;
+    c->seed = 1;
+}
+
+#define FINITE(x) ((x) - (x) == 0.0)
+
+ng_status ng_kfac_config_check(const ng_kfac_config *c) {
+    if (c->approx != NG_KFAC_BLOCKDIAG && c->approx != NG_KFAC_TRIDIAG)
+        return ng_error(NG_ERR_INVALID_ARG, "--kfac-approx: unknown approximation %d (blockdiag, tridiag)", c->approx);
+    if (!(c->lambda0 > 0.0) || !FINITE(c->lambda0)) return ng_error(NG_ERR_INVALID_ARG, "--lambda0 %g: must be finite and > 0", c->lambda0);
+    if (!(c->gamma0 >= 0.0) || !FINITE(c->gamma0)) return ng_error(NG_ERR_INVALID_ARG, "--gamma0 %g: must be finite and >= 0 (0: sqrt(lambda0 + eta))", c->gamma0);
+    if (!(c->eta >= 0.0) || !FINITE(c->eta)) return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be finite and >= 0", c->eta);
+    if (!(c->tau1 > 0.0 && c->tau1 <= 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--tau1 %g: must be in (0, 1]", c->tau1);
+    if (!(c->tau2 > 0.0 && c->tau2 <= 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--tau2 %g: must be in (0, 1]", c->tau2);
+    if (c->T1 < 1 || c->T2 < 1 || c->T3 < 1) return ng_error(NG_ERR_INVALID_ARG, "--T1 %d, --T2 %d, --T3 %d: periods must be >= 1", c->T1, c->T2, c->T3);
+    if (c->T2 % c->T3 != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "--T2 %d must be a multiple of --T3 %d (gamma is chosen when the inverses are recomputed)", c->T2, c->T3);
+    if (!(c->omega1 >= 0.0 && c->omega1 < 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--omega1 %g: must be in (0, 1) (0: (19/20)^T1)", c->omega1);
+    if (!(c->omega2 >= 0.0 && c->omega2 < 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--omega2 %g: must be in (0, 1) (0: sqrt(19/20)^T2)", c->omega2);
+    if (!(c->eps_max >= 0.0 && c->eps_max < 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--kfac-eps-max %g: must be in [0, 1)", c->eps_max);
+    if (c->pi_mode != NG_KFAC_PI_TRACE && c->pi_mode != NG_KFAC_PI_ONE) return ng_error(NG_ERR_INVALID_ARG, "--kfac-pi: trace or one");
+    if (c->precision != NG_F32 && c->precision != NG_F64) return ng_error(NG_ERR_INVALID_ARG, "--kfac-precision: f32 or f64");
+    return NG_OK;
+}
+
+const char *ng_kfac_approx_name(int a) { return a == NG_KFAC_TRIDIAG ? "tridiag" : a == NG_KFAC_BLOCKDIAG ? "blockdiag" : "?"; }
+
+int ng_kfac_approx_parse(const char *s) {
+    if (!s) return -1;
+    if (!strcmp(s, "blockdiag") || !strcmp(s, "block-diagonal") || !strcmp(s, "diag")) return NG_KFAC_BLOCKDIAG;
+    if (!strcmp(s, "tridiag") || !strcmp(s, "block-tridiagonal") || !strcmp(s, "tri")) return NG_KFAC_TRIDIAG;
+    return -1;
+}
+
+static double omega1_of(const ng_kfac_config *c) { return c->omega1 > 0.0 ? c->omega1 : pow(19.0 / 20.0, c->T1); }
+static double omega2_of(const ng_kfac_config *c) { return c->omega2 > 0.0 ? c->omega2 : pow(sqrt(19.0 / 20.0), c->T2); }
+
+/* ---- scalar rules ---------------------------------------------------------------------------- */
+
+double ng_kfac_solve2(double q00, double q01, double q11, double b0, double b1, int momentum, double *alpha,
+                      double *mu) {
+    double det = q00 * q11 - q01 * q01;
+    if (momentum && q00 > 0.0 && q11 > 0.0 && det > 1e-14 * q00 * q11 && FINITE(det)) {
+        double a = -(q11 * b0 - q01 * b1) / det, m = -(q00 * b1 - q01 * b0) / det;
+        *alpha = a;
+        *mu = m;
+        return 0.5 * (a * b0 + m * b1); /* at the minimum: 1/2 x^T Q x + b^T x = 1/2 b^T x */
+    }
+    *mu = 0.0;
+    if (!(q00 > 0.0) || !FINITE(q00)) {
+        *alpha = 0.0;
+        return 0.0;
+    }
+    *alpha = -b0 / q00;
+    return 0.5 * *alpha * b0;
+}
+
+double ng_kfac_lm_update(double lambda, double rho, double omega1) {
+    if (!FINITE(rho) || rho < 0.25) return lambda / omega1;
+    if (rho > 0.75) return lambda * omega1;
+    return lambda;
+}
+
+double ng_kfac_ema_weight(uint64_t k, double eps_max) {
+    double e = k <= 1 ? 0.0 : 1.0 - 1.0 / (double)k;
+    return e < eps_max ? e : eps_max;
+}
+
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static ng_status phase_end(ng_precond *p, double t0, double *acc) {
+    if (!K(p)->cfg.timing) return NG_OK;
+    NG_TRY(ng_synchronize(p->be));
+    *acc += now_s() - t0;
+    return NG_OK;
+}
+
+static float *blk(const kfac *k, const ng_tensor *v, int l) { return v->data + k->off[l]; }
+static int na(const kfac *k, int l) { return k->d[l] + 1; } /* rows of A[l] */
+
+static ng_status outer_scale(ng_backend *be, int rows, int cols, int mode, const float *x, int ldx,
+                             const float *u, const float *v, float floor_, float *out, int ldo) {
+    ng_op_args o = {.op = NG_OP_OUTER_SCALE};
+    o.outer_scale.rows = rows;
+    o.outer_scale.cols = cols;
+    o.outer_scale.mode = mode;
+    o.outer_scale.x = x;
+    o.outer_scale.ldx = ldx;
+    o.outer_scale.u = u;
+    o.outer_scale.v = v;
+    o.outer_scale.floor = floor_;
+    o.outer_scale.out = out;
+    o.outer_scale.ldo = ldo;
+    return ng_run_op(be, &o);
+}
+
+/* tr(M) of an n x n device matrix (host; waits): the diagonal gathered by a strided batch of 1 x 1
+ * products with a one, then a dot product with ones. */
+static ng_status trace(kfac *k, ng_backend *be, const float *M, int n, double *out) {
+    float d;
+    NG_TRY(ng_fill(be, (size_t)n, 1.0f, k->w2.data));
+    NG_TRY(ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, 1.0f, M, 1, (long long)n + 1, k->w2.data, 1, 0, 0.0f,
+                                   k->w1.data, 1, 1, n));
+    NG_TRY(ng_dot(be, (size_t)n, k->w1.data, k->w2.data, &d));
+    *out = d;
+    return NG_OK;
+}
+
+/* pi_l of section 6.3 for layer l (1..L) */
+static ng_status pi_of(kfac *k, ng_backend *be, int l, double *pi) {
+    double ta, tg;
+    NG_TRY(trace(k, be, k->A[l - 1].data, na(k, l - 1), &ta));
+    NG_TRY(trace(k, be, k->G[l].data, k->d[l], &tg));
+    if (!FINITE(ta) || !FINITE(tg))
+        return ng_error(NG_ERR_NUMERIC, "K-FAC: the statistics of layer %d are not finite (trace of A %g, of G %g): "
+                        "the network diverged or the data hold NaN/Inf", l, ta, tg);
+    ta /= (double)na(k, l - 1);
+    tg /= (double)k->d[l];
+    if (k->cfg.pi_mode == NG_KFAC_PI_ONE) {
+        *pi = 1.0;
+        return NG_OK;
+    }
+    *pi = ta > 0.0 && tg > 0.0 && FINITE(ta / tg) ? sqrt(ta / tg) : 1.0;
+    return NG_OK;
+}
+
+/* out (n x n) = (F + shift I) for a full symmetric factor F */
+static ng_status damped(ng_backend *be, const float *F, int n, double shift, float *out) {
+    NG_TRY(ng_copy(be, out, F, (size_t)n * (size_t)n * sizeof(float)));
+    return ng_symmetrize_lower(be, n, out, n, (float)shift);
+}
+
+/* out = (F + shift I)^-1 by Cholesky (float32, or float64 when asked or after a failure).
+ * *fail = 1 when both failed. */
+static ng_status chol_inverse(kfac *k, ng_backend *be, const float *F, int n, double shift, float *out, int *fail) {
+    int info = 0;
+    size_t nn = (size_t)n * (size_t)n;
+    *fail = 0;
+    NG_TRY(damped(be, F, n, shift, out));
+    if (k->cfg.precision == NG_F32) {
+        NG_TRY(ng_potrf(be, n, out, n, &info));
+        if (!info) NG_TRY(ng_potri(be, n, out, n, &info));
+        if (!info) return ng_symmetrize_lower(be, n, out, n, 0.0f);
+        k->retries++;
+        NG_TRY(damped(be, F, n, shift, out));
+    }
+    NG_TRY(ng_to_double(be, nn, out, k->Xd.data_d));
+    NG_TRY(ng_potrf_d(be, n, k->Xd.data_d, n, &info));
+    if (!info) NG_TRY(ng_potri_d(be, n, k->Xd.data_d, n, &info));
+    if (info) {
+        *fail = 1;
+        return NG_OK;
+    }
+    NG_TRY(ng_to_float(be, nn, k->Xd.data_d, out));
+    return ng_symmetrize_lower(be, n, out, n, 0.0f);
+}
+
+/* Symmetric eigendecomposition in place: M (n x n) -> eigenvectors, w (n) eigenvalues ascending.
+ * Float64 when asked or after a float32 failure; *fail when both fail. */
+static ng_status sym_eig(kfac *k, ng_backend *be, float *M, int n, float *w, int *fail) {
+    int info = 0;
+    size_t nn = (size_t)n * (size_t)n;
+    *fail = 0;
+    if (k->cfg.precision == NG_F32) {
+        NG_TRY(ng_copy(be, k->T4.data, M, nn * sizeof(float)));
+        NG_TRY(ng_syevd(be, n, M, n, w, &info));
+        if (!info) return NG_OK;
+        k->retries++;
+        NG_TRY(ng_copy(be, M, k->T4.data, nn * sizeof(float)));
+    }
+    NG_TRY(ng_to_double(be, nn, M, k->Xd.data_d));
+    NG_TRY(ng_syevd_d(be, n, k->Xd.data_d, n, k->wd.data_d, &info));
+    if (info) {
+        *fail = 1;
+        return NG_OK;
+    }
+    NG_TRY(ng_to_float(be, nn, k->Xd.data_d, M));
+    return ng_to_float(be, (size_t)n, k->wd.data_d, w);
+}
+
+/* H = (F + shift I)^-1/2 (n x n) through an eigendecomposition; *fail when it fails or the damped
+ * matrix is not positive definite. Uses T3 and w1. */
+static ng_status inv_sqrt(kfac *k, ng_backend *be, const float *F, int n, double shift, float *H, int *fail) {
+    float wmin;
+    NG_TRY(damped(be, F, n, shift, k->T3.data));
+    NG_TRY(sym_eig(k, be, k->T3.data, n, k->w1.data, fail));
+    if (*fail) return NG_OK;
+    NG_TRY(ng_get(be, &wmin, k->w1.data, sizeof wmin));
+    if (!(wmin > 0.0f)) {
+        *fail = 1;
+        return NG_OK;
+    }
+    /* H = E diag(w^-1/2) E^T */
+    NG_TRY(outer_scale(be, n, n, NG_OSCALE_RSQRT, k->T3.data, n, NULL, k->w1.data, wmin, H, n));
+    NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, H, n, k->T3.data, n, 0.0f, k->T4.data, n));
+    return ng_copy(be, H, k->T4.data, (size_t)n * (size_t)n * sizeof(float));
+}
+
+/* The appendix-B factors of Sigma = A (x) B - C (x) D, A = A-side damped factor (nA), C (nA x nA)
+ * in Cm; result K (nA x nA) and s (nA). H = A^-1/2 into K first. Uses X, T3, T4, w1. */
+static ng_status stein_side(kfac *k, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
+                            float *s, int *fail) {
+    size_t nn = (size_t)nA * (size_t)nA;
+    NG_TRY(inv_sqrt(k, be, F, nA, shift, Kout, fail));
+    if (*fail) return NG_OK;
+    /* M = H C H (symmetrised) */
+    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, Cm, nA, 0.0f, k->T3.data, nA));
+    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, k->T3.data, nA, Kout, nA, 0.0f, k->X.data, nA));
+    NG_TRY(ng_symmetrize_lower(be, nA, k->X.data, nA, 0.0f));
+    NG_TRY(sym_eig(k, be, k->X.data, nA, s, fail));
+    if (*fail) return NG_OK;
+    /* K = H E */
+    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, k->X.data, nA, 0.0f, k->T3.data, nA));
+    return ng_copy(be, Kout, k->T3.data, nn * sizeof(float));
+}
+
+/* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
+ * both precisions. */
+static ng_status refresh_once(kfac *k, ng_backend *be, int si, double gamma, int *fail) {
+    invset *S = &k->set[si];
+    double pi[LMAX + 2];
+    int l, L = k->L;
+    *fail = 0;
+    for (l = 1; l <= L; l++) NG_TRY(pi_of(k, be, l, &pi[l]));
+    for (l = 1; l <= L && !*fail; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        if (!k->tri || l == L) {
+            NG_TRY(chol_inverse(k, be, k->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
+            if (!*fail) NG_TRY(chol_inverse(k, be, k->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
+            continue;
+        }
+        {
+            int n3 = na(k, l), n4 = k->d[l + 1];
+            float s1max, s2max;
+            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T, C = AC PAT (into T1) */
+            NG_TRY(chol_inverse(k, be, k->A[l].data, n3, pi[l + 1] * gamma, k->T2.data, fail));
+            if (*fail) break;
+            NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, k->T2.data, n3, k->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
+            NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, k->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, k->T1.data, n1));
+            NG_TRY(ng_symmetrize_lower(be, n1, k->T1.data, n1, 0.0f));
+            NG_TRY(stein_side(k, be, k->A[l - 1].data, n1, pi[l] * gamma, k->T1.data, S->K1[l].data, S->s1[l].data, fail));
+            if (*fail) break;
+            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T, D = GC PGT */
+            NG_TRY(chol_inverse(k, be, k->G[l + 1].data, n4, gamma / pi[l + 1], k->T2.data, fail));
+            if (*fail) break;
+            NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, k->T2.data, n4, k->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, k->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, k->T1.data, n2));
+            NG_TRY(ng_symmetrize_lower(be, n2, k->T1.data, n2, 0.0f));
+            NG_TRY(stein_side(k, be, k->G[l].data, n2, gamma / pi[l], k->T1.data, S->K2[l].data, S->s2[l].data, fail));
+            if (*fail) break;
+            /* Sigma positive definite needs max s1 * max s2 < 1 (eigenvalues ascending) */
+            NG_TRY(ng_get(be, &s1max, S->s1[l].data + n1 - 1, sizeof s1max));
+            NG_TRY(ng_get(be, &s2max, S->s2[l].data + n2 - 1, sizeof s2max));
+            if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
+        }
+    }
+    return NG_OK;
+}
+
+/* refresh_once with the recovery path: float64, then gamma x 10 (up to 6 times). *used_gamma gets
+ * the damping that succeeded. */
+static ng_status refresh(kfac *k, ng_backend *be, int si, double gamma, double *used_gamma) {
+    int fail = 0, tries;
+    ng_kfac_config saved = k->cfg;
+    for (tries = 0; tries < 8; tries++) {
+        NG_TRY(refresh_once(k, be, si, gamma, &fail));
+        if (!fail) break;
+        k->retries++;
+        if (k->cfg.precision == NG_F32) {
+            k->cfg.precision = NG_F64; /* the whole refresh once more in float64 */
+            continue;
+        }
+        gamma *= 10.0;
+    }
+    k->cfg.precision = saved.precision;
+    if (fail)
+        return ng_error(NG_ERR_NUMERIC, "K-FAC: the damped Kronecker factors could not be inverted even with gamma = %g "
+                        "(diverged network or non-finite statistics: lower --lambda0 / check the data)", gamma);
+    *used_gamma = gamma;
+    return NG_OK;
+}
+
+/* out = F^-1 v with set si (v, out flat, distinct; uses Y, Z, T1, T2). */
+static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, ng_tensor *out) {
+    invset *S = &k->set[si];
+    int l, L = k->L;
+    if (!k->tri) {
+        for (l = 1; l <= L; l++) {
+            int n1 = na(k, l - 1), n2 = k->d[l];
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, blk(k, v, l), n2, 0.0f, k->T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->T1.data, n2, S->AI[l].data, n1, 0.0f, blk(k, out, l), n2));
+        }
+        return NG_OK;
+    }
+    /* Y = Xi v */
+    for (l = 1; l <= L; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        NG_TRY(ng_copy(be, blk(k, &k->Y, l), blk(k, v, l), (size_t)n1 * (size_t)n2 * sizeof(float)));
+        if (l < L) {
+            int n3 = na(k, l), n4 = k->d[l + 1];
+            NG_TRY(ng_gemm(be, 1, 0, n2, n3, n4, 1.0f, S->PGT[l].data, n4, blk(k, v, l + 1), n4, 0.0f, k->T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n3, -1.0f, k->T1.data, n2, S->PAT[l].data, n3, 1.0f, blk(k, &k->Y, l), n2));
+        }
+    }
+    /* Z = Lambda Y */
+    for (l = 1; l <= L; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        float *y = blk(k, &k->Y, l), *z = blk(k, &k->Z, l);
+        if (l == L) {
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, y, n2, 0.0f, k->T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->T1.data, n2, S->AI[l].data, n1, 0.0f, z, n2));
+            continue;
+        }
+        NG_TRY(ng_gemm(be, 1, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, y, n2, 0.0f, k->T1.data, n2));
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->T1.data, n2, S->K1[l].data, n1, 0.0f, k->T2.data, n2));
+        NG_TRY(outer_scale(be, n2, n1, NG_OSCALE_STEIN, k->T2.data, n2, S->s2[l].data, S->s1[l].data, 1e-6f,
+                           k->T2.data, n2));
+        NG_TRY(ng_gemm(be, 0, 1, n2, n1, n1, 1.0f, k->T2.data, n2, S->K1[l].data, n1, 0.0f, k->T1.data, n2));
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, k->T1.data, n2, 0.0f, z, n2));
+    }
+    /* out = Xi^T Z */
+    for (l = 1; l <= L; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        NG_TRY(ng_copy(be, blk(k, out, l), blk(k, &k->Z, l), (size_t)n1 * (size_t)n2 * sizeof(float)));
+        if (l > 1) {
+            int p1 = na(k, l - 2), p2 = k->d[l - 1]; /* Z_{l-1} is (p2, p1) */
+            NG_TRY(ng_gemm(be, 0, 0, n2, p1, p2, 1.0f, k->set[si].PGT[l - 1].data, n2, blk(k, &k->Z, l - 1), p2, 0.0f,
+                           k->T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 1, n2, n1, p1, -1.0f, k->T1.data, n2, S->PAT[l - 1].data, n1, 1.0f, blk(k, out, l), n2));
+        }
+    }
+    return NG_OK;
+}
+
+/* ---- statistics ------------------------------------------------------------------------------ */
+
+static ng_status fold(kfac *k, ng_backend *be, ng_model *m, int cols, float alpha, float beta) {
+    int l, L = k->L;
+    ng_tensor a[LMAX + 1], g[LMAX + 2];
+    char name[16];
+    for (l = 0; l < L; l++) {
+        snprintf(name, sizeof name, "a%d", l);
+        NG_TRY(ng_model_statistic(m, name, &a[l]));
+    }
+    for (l = 1; l <= L; l++) {
+        snprintf(name, sizeof name, "g%d", l);
+        NG_TRY(ng_model_statistic(m, name, &g[l]));
+    }
+    for (l = 0; l < L; l++)
+        NG_TRY(ng_syrk(be, 0, na(k, l), cols, alpha, a[l].data, a[l].ld, beta, k->A[l].data, na(k, l)));
+    for (l = 1; l <= L; l++)
+        NG_TRY(ng_syrk(be, 0, k->d[l], cols, alpha, g[l].data, g[l].ld, beta, k->G[l].data, k->d[l]));
+    if (k->tri)
+        for (l = 1; l < L; l++) {
+            NG_TRY(ng_gemm(be, 0, 1, na(k, l - 1), na(k, l), cols, alpha, a[l - 1].data, a[l - 1].ld, a[l].data, a[l].ld,
+                           beta, k->AC[l].data, na(k, l - 1)));
+            NG_TRY(ng_gemm(be, 0, 1, k->d[l], k->d[l + 1], cols, alpha, g[l].data, g[l].ld, g[l + 1].data, g[l + 1].ld,
+                           beta, k->GC[l].data, k->d[l]));
+        }
+    return NG_OK;
+}
+
+ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+    kfac *k = K(p);
+    ng_backend *be = p->be;
+    ng_tensor x, y, xv, yv;
+    int c0, ch = ng_net_config_of(m)->chunk, l;
+    float alpha = (float)((1.0 - eps) / (double)cols);
+    NG_TRY(ng_net_current_batch(m, &x, &y));
+    if (cols < 1 || cols > x.cols)
+        return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases of a batch of %d", cols, x.cols);
+    for (c0 = 0; c0 < cols; c0 += ch) {
+        int nc = cols - c0 < ch ? cols - c0 : ch;
+        xv = ng_tensor_matrix(x.data + (size_t)c0 * (size_t)x.ld, x.rows, nc, x.ld);
+        if (y.ptr) yv = ng_tensor_matrix(y.data + (size_t)c0 * (size_t)y.ld, y.rows, nc, y.ld);
+        NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
+        NG_TRY(ng_net_backward_sampled(m, key, step + (uint64_t)(c0 / ch)));
+        NG_TRY(fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
+    }
+    /* the factors are full symmetric matrices (syrk wrote the lower triangles) */
+    for (l = 0; l < k->L; l++) NG_TRY(ng_symmetrize_lower(be, na(k, l), k->A[l].data, na(k, l), 0.0f));
+    for (l = 1; l <= k->L; l++) NG_TRY(ng_symmetrize_lower(be, k->d[l], k->G[l].data, k->d[l], 0.0f));
+    /* the model's batch is the full one again (for the products and rho that follow) */
+    return ng_net_set_batch(m, &x, y.ptr ? &y : NULL);
+}
+
+ng_status ng_kfac_refresh(ng_precond *p, double gamma) {
+    double used;
+    K(p)->retries = 0;
+    NG_TRY(refresh(K(p), p->be, 0, gamma, &used));
+    K(p)->gamma = used;
+    return NG_OK;
+}
+
+ng_status ng_kfac_apply_inverse(ng_precond *p, const ng_tensor *v, ng_tensor *out) {
+    kfac *k = K(p);
+    if (!v || !out || ng_tensor_count(v) != k->n || ng_tensor_count(out) != k->n || v->ptr == out->ptr)
+        return ng_error(NG_ERR_INVALID_ARG, "K-FAC apply: v and out must be distinct vectors of %zu elements", k->n);
+    return apply_set(k, p->be, 0, v, out);
+}
+
+ng_status ng_kfac_factor(const ng_precond *p, char which, int i, int j, ng_tensor *out) {
+    const kfac *k = K(p);
+    if (which == 'A' && i >= 0 && i < k->L && j == i) *out = k->A[i];
+    else if (which == 'A' && k->tri && i >= 0 && i < k->L - 1 && j == i + 1) *out = k->AC[i + 1];
+    else if (which == 'G' && i >= 1 && i <= k->L && j == i) *out = k->G[i];
+    else if (which == 'G' && k->tri && i >= 1 && i < k->L && j == i + 1) *out = k->GC[i];
+    else return ng_error(NG_ERR_INVALID_ARG, "K-FAC: no factor %c_{%d,%d} in this %s approximation", which, i, j,
+                         ng_kfac_approx_name(k->cfg.approx));
+    return NG_OK;
+}
+
+ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
+    const kfac *k = K(p);
+    memset(s, 0, sizeof *s);
+    s->lambda = k->lambda;
+    s->gamma = k->gamma;
+    s->alpha = k->alpha;
+    s->mu = k->mu;
+    s->rho = k->rho;
+    s->qmodel = k->qmodel;
+    s->inv_retries = k->retries;
+    s->stats_s = k->stats_s;
+    s->inverse_s = k->inverse_s;
+    s->apply_s = k->apply_s;
+    s->quad_s = k->quad_s;
+    return NG_OK;
+}
+
+/* ---- the preconditioner ---------------------------------------------------------------------- */
+
+static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
+    kfac *k = K(p);
+    ng_tensor x;
+    double t0 = now_s(), err;
+    int cols;
+    k->stats_s = k->inverse_s = k->apply_s = k->quad_s = 0.0;
+    k->retries = 0;
+    NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
+    NG_TRY(ng_net_current_batch(m, &x, NULL));
+    cols = (int)floor(k->cfg.tau1 * (double)x.cols + 0.5);
+    if (cols < 1) cols = 1;
+    NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
+                              ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    return phase_end(p, t0, &k->stats_s);
+}
+
+/* 1/2 ||theta||^2 over the parameters that take weight decay, of the flat vector th */
+static ng_status decay_norm2(ng_model *m, const float *th, double *out) {
+    int i;
+    double s = 0.0;
+    for (i = 0; i < ng_arena_count(&m->params); i++) {
+        const ng_tensor *pt = ng_arena_view(&m->params, i);
+        float r;
+        size_t off = (size_t)(pt->data - m->param_flat.data);
+        if (!m->decay[i]) continue;
+        NG_TRY(ng_nrm2(m->be, ng_tensor_count(pt), th + off, &r));
+        s += 0.5 * (double)r * (double)r;
+    }
+    *out = s;
+    return NG_OK;
+}
+
+static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
+    kfac *k = K(p);
+    ng_backend *be = p->be;
+    uint64_t kk = t + 1;
+    int refresh_now = kk <= 3 || kk % (uint64_t)k->cfg.T3 == 0;
+    int cand = k->cfg.adapt_gamma && kk % (uint64_t)k->cfg.T2 == 0 ? 3 : 1;
+    int use_mom = k->cfg.momentum && k->have_delta0;
+    double w2 = omega2_of(&k->cfg), gam[NSETS], Mv[NSETS], al[NSETS], mu[NSETS], gram[16];
+    double gg[NSETS], gd0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
+    const ng_tensor *vecs[NSETS + 1];
+    ng_tensor x, y, xv, yv, *g = &m->grad_flat;
+    int c, best = 0, nv, s2;
+    double t0 = now_s();
+    gam[0] = k->gamma;
+    gam[1] = k->gamma * w2;
+    gam[2] = k->gamma / w2;
+    /* inverses and proposals Delta_c = -F^-1 grad */
+    for (c = 0; c < cand; c++) {
+        if (refresh_now) {
+            double t1 = now_s();
+            NG_TRY(refresh(k, be, c, gam[c], &gam[c]));
+            NG_TRY(phase_end(p, t1, &k->inverse_s));
+        }
+        NG_TRY(apply_set(k, be, c, g, &k->Delta[c]));
+        NG_TRY(ng_scal(be, k->n, -1.0f, k->Delta[c].data));
+    }
+    NG_TRY(phase_end(p, t0, &k->apply_s));
+    k->apply_s -= k->inverse_s;
+    /* the quadratic model on S2 (exact Fisher products, appendix C) */
+    t0 = now_s();
+    NG_TRY(ng_net_current_batch(m, &x, &y));
+    s2 = (int)floor(k->cfg.tau2 * (double)x.cols + 0.5);
+    if (s2 < 1) s2 = 1;
+    xv = ng_tensor_matrix(x.data, x.rows, s2, x.ld);
+    if (y.ptr) yv = ng_tensor_matrix(y.data, y.rows, s2, y.ld);
+    NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
+    nv = 0;
+    for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
+    if (use_mom) vecs[nv++] = &k->delta0;
+    NG_TRY(ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+    for (c = 0; c < cand; c++) {
+        float f;
+        NG_TRY(ng_dot(be, k->n, g->data, k->Delta[c].data, &f));
+        gg[c] = f;
+        NG_TRY(ng_dot(be, k->n, k->Delta[c].data, k->Delta[c].data, &f));
+        dd[c] = f;
+        dd0[c] = 0.0;
+        if (use_mom) {
+            NG_TRY(ng_dot(be, k->n, k->Delta[c].data, k->delta0.data, &f));
+            dd0[c] = f;
+        }
+    }
+    gd0 = 0.0;
+    if (use_mom) {
+        float f;
+        NG_TRY(ng_dot(be, k->n, g->data, k->delta0.data, &f));
+        gd0 = f;
+        NG_TRY(ng_dot(be, k->n, k->delta0.data, k->delta0.data, &f));
+        d0d0 = f;
+    }
+    for (c = 0; c < cand; c++) {
+        double q00 = gram[c + nv * c] + damp * dd[c];
+        if (!k->cfg.rescale) {
+            al[c] = 1.0;
+            mu[c] = 0.0;
+            Mv[c] = 0.5 * q00 + gg[c];
+        } else if (use_mom) {
+            double q01 = gram[c + nv * (nv - 1)] + damp * dd0[c], q11 = gram[(nv - 1) + nv * (nv - 1)] + damp * d0d0;
+            Mv[c] = ng_kfac_solve2(q00, q01, q11, gg[c], gd0, 1, &al[c], &mu[c]);
+        } else {
+            Mv[c] = ng_kfac_solve2(q00, 0.0, 1.0, gg[c], 0.0, 0, &al[c], &mu[c]);
+        }
+        if (Mv[c] < Mv[best] || !FINITE(Mv[best])) best = c;
+    }
+    /* delta = alpha Delta + mu delta0 -> delta0; the gradient arena gets -delta */
+    k->alpha = al[best];
+    k->mu = mu[best];
+    k->qmodel = Mv[best];
+    k->gamma = gam[best];
+    if (!FINITE(k->alpha) || !FINITE(k->mu))
+        return ng_error(NG_ERR_NUMERIC, "K-FAC update %llu: step sizes alpha = %g, mu = %g are not finite (diverged network?)",
+                        (unsigned long long)t, k->alpha, k->mu);
+    NG_TRY(ng_axpby(be, k->n, (float)k->alpha, k->Delta[best].data, use_mom ? (float)k->mu : 0.0f, k->delta0.data));
+    k->have_delta0 = 1;
+    NG_TRY(ng_axpby(be, k->n, -1.0f, k->delta0.data, 0.0f, g->data));
+    if (refresh_now && best != 0) {
+        /* the chosen candidate's inverses become the current set */
+        invset *S = &k->set[best], *D = &k->set[0];
+        int l;
+        for (l = 1; l <= k->L; l++) {
+            const ng_tensor *src[] = {&S->AI[l], &S->GI[l], &S->PAT[l], &S->PGT[l], &S->K1[l], &S->K2[l], &S->s1[l], &S->s2[l]};
+            ng_tensor *dst[] = {&D->AI[l], &D->GI[l], &D->PAT[l], &D->PGT[l], &D->K1[l], &D->K2[l], &D->s1[l], &D->s2[l]};
+            int j;
+            for (j = 0; j < 8; j++)
+                if (src[j]->ptr && dst[j]->ptr)
+                    NG_TRY(ng_copy(be, dst[j]->ptr, src[j]->ptr, ng_tensor_count(src[j]) * sizeof(float)));
+        }
+    }
+    NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
+    /* Levenberg-Marquardt every T1 updates: rho on the whole batch S' */
+    if (k->cfg.adapt_lambda && kk % (uint64_t)k->cfg.T1 == 0) {
+        double h1, e1, r0, r1;
+        NG_TRY(decay_norm2(m, m->param_flat.data, &r0));
+        NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
+        NG_TRY(ng_axpby(be, k->n, 1.0f, k->delta0.data, 1.0f, m->param_flat.data));
+        NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
+        NG_TRY(ng_net_evaluate(m, &x, &h1, &e1));
+        NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
+        NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
+        k->rho = ((h1 + k->cfg.eta * r1) - (k->h0 + k->cfg.eta * r0)) / k->qmodel;
+        k->lambda = ng_kfac_lm_update(k->lambda, k->rho, omega1_of(&k->cfg));
+    }
+    return phase_end(p, t0, &k->quad_s);
+}
+
+static const char *const kfac_columns[] = {"lambda", "gamma", "alpha", "mu", "rho", "qmodel", "inv_retries",
+                                           "stats_s", "inverse_s", "apply_s", "quad_s", NULL};
+
+static ng_status kfac_log_values(ng_precond *p, double *v) {
+    kfac *k = K(p);
+    v[0] = k->lambda;
+    v[1] = k->gamma;
+    v[2] = k->alpha;
+    v[3] = k->mu;
+    v[4] = k->rho;
+    v[5] = k->qmodel;
+    v[6] = k->retries;
+    v[7] = k->stats_s;
+    v[8] = k->inverse_s;
+    v[9] = k->apply_s;
+    v[10] = k->quad_s;
+    return NG_OK;
+}
+
+/* ---- checkpoints ----------------------------------------------------------------------------- */
+
+/* configuration entries (every field: a resume rebuilds the same preconditioner) */
+static ng_status save_config(const ng_kfac_config *k, ng_ckpt *c) {
+    NG_TRY(ng_ckpt_set_str(c, "kfac.approx", ng_kfac_approx_name(k->approx)));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.lambda0", k->lambda0));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.gamma0", k->gamma0));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.eta", k->eta));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.tau1", k->tau1));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.tau2", k->tau2));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.T1", k->T1));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.T2", k->T2));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.T3", k->T3));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.omega1", k->omega1));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.omega2", k->omega2));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.eps_max", k->eps_max));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.momentum", k->momentum));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.rescale", k->rescale));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.adapt_lambda", k->adapt_lambda));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.adapt_gamma", k->adapt_gamma));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.pi", k->pi_mode));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.precision64", k->precision == NG_F64));
+    return ng_ckpt_set_u64(c, "kfac.seed", k->seed);
+}
+
+ng_status ng_kfac_config_from_ckpt(const ng_ckpt *c, ng_kfac_config *k) {
+    const char *ap;
+    int64_t v;
+    ng_kfac_config_default(k);
+    NG_TRY(ng_ckpt_get_str(c, "kfac.approx", &ap));
+    k->approx = ng_kfac_approx_parse(ap);
+    if (k->approx < 0) return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.approx '%s' is unknown", ng_ckpt_path(c), ap);
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.lambda0", &k->lambda0));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.gamma0", &k->gamma0));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.eta", &k->eta));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.tau1", &k->tau1));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.tau2", &k->tau2));
+    NG_TRY(ng_ckpt_get_int(c, "kfac.T1", 1, 1 << 30, &v));
+    k->T1 = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.T2", 1, 1 << 30, &v));
+    k->T2 = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.T3", 1, 1 << 30, &v));
+    k->T3 = (int)v;
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.omega1", &k->omega1));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.omega2", &k->omega2));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.eps_max", &k->eps_max));
+    NG_TRY(ng_ckpt_get_int(c, "kfac.momentum", 0, 1, &v));
+    k->momentum = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.rescale", 0, 1, &v));
+    k->rescale = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.adapt_lambda", 0, 1, &v));
+    k->adapt_lambda = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.adapt_gamma", 0, 1, &v));
+    k->adapt_gamma = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.pi", 0, 1, &v));
+    k->pi_mode = (int)v;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.precision64", 0, 1, &v));
+    k->precision = v ? NG_F64 : NG_F32;
+    NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &k->seed));
+    if (ng_kfac_config_check(k) != NG_OK)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: K-FAC settings out of range: %s", ng_ckpt_path(c), ng_last_error());
+    return NG_OK;
+}
+
+static ng_status kfac_save(ng_precond *p, ng_ckpt *c) {
+    kfac *k = K(p);
+    NG_TRY(save_config(&k->cfg, c));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.lambda", k->lambda));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.gamma", k->gamma));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.alpha", k->alpha));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.mu", k->mu));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.rho", k->rho));
+    NG_TRY(ng_ckpt_set_f64(c, "kfac.qmodel", k->qmodel));
+    return ng_ckpt_set_i64(c, "kfac.have_delta0", k->have_delta0);
+}
+
+static ng_status expect_f64(const ng_ckpt *c, const char *key, double want) {
+    double v;
+    NG_TRY(ng_ckpt_get_f64(c, key, &v));
+    if (v != want)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: %s is %.17g, this run uses %.17g: resume with the options that wrote it",
+                        ng_ckpt_path(c), key, v, want);
+    return NG_OK;
+}
+
+static ng_status expect_i64(const ng_ckpt *c, const char *key, int64_t want) {
+    int64_t v;
+    NG_TRY(ng_ckpt_get_i64(c, key, &v));
+    if (v != want)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: %s is %lld, this run uses %lld: resume with the options that wrote it",
+                        ng_ckpt_path(c), key, (long long)v, (long long)want);
+    return NG_OK;
+}
+
+static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
+    kfac *k = K(p);
+    ng_kfac_config cc;
+    int64_t hd;
+    double lam, gam, al, mu, rho, qm;
+    NG_TRY(ng_kfac_config_from_ckpt(c, &cc));
+    {
+        uint64_t seed;
+        if (cc.approx != k->cfg.approx)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.approx is %s, this run uses %s", ng_ckpt_path(c),
+                            ng_kfac_approx_name(cc.approx), ng_kfac_approx_name(k->cfg.approx));
+        NG_TRY(expect_f64(c, "kfac.lambda0", k->cfg.lambda0));
+        NG_TRY(expect_f64(c, "kfac.gamma0", k->cfg.gamma0));
+        NG_TRY(expect_f64(c, "kfac.eta", k->cfg.eta));
+        NG_TRY(expect_f64(c, "kfac.tau1", k->cfg.tau1));
+        NG_TRY(expect_f64(c, "kfac.tau2", k->cfg.tau2));
+        NG_TRY(expect_i64(c, "kfac.T1", k->cfg.T1));
+        NG_TRY(expect_i64(c, "kfac.T2", k->cfg.T2));
+        NG_TRY(expect_i64(c, "kfac.T3", k->cfg.T3));
+        NG_TRY(expect_f64(c, "kfac.omega1", k->cfg.omega1));
+        NG_TRY(expect_f64(c, "kfac.omega2", k->cfg.omega2));
+        NG_TRY(expect_f64(c, "kfac.eps_max", k->cfg.eps_max));
+        NG_TRY(expect_i64(c, "kfac.momentum", k->cfg.momentum));
+        NG_TRY(expect_i64(c, "kfac.rescale", k->cfg.rescale));
+        NG_TRY(expect_i64(c, "kfac.adapt_lambda", k->cfg.adapt_lambda));
+        NG_TRY(expect_i64(c, "kfac.adapt_gamma", k->cfg.adapt_gamma));
+        NG_TRY(expect_i64(c, "kfac.pi", k->cfg.pi_mode));
+        NG_TRY(expect_i64(c, "kfac.precision64", k->cfg.precision == NG_F64));
+        NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &seed));
+        if (seed != k->cfg.seed)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.seed is %llu, this run uses %llu", ng_ckpt_path(c),
+                            (unsigned long long)seed, (unsigned long long)k->cfg.seed);
+    }
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.lambda", &lam));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.gamma", &gam));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.alpha", &al));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.mu", &mu));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.rho", &rho));
+    NG_TRY(ng_ckpt_get_f64(c, "kfac.qmodel", &qm));
+    NG_TRY(ng_ckpt_get_i64(c, "kfac.have_delta0", &hd));
+    if (!(lam > 0.0) || !FINITE(lam) || !(gam > 0.0) || !FINITE(gam))
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.lambda %g / kfac.gamma %g must be finite and > 0", ng_ckpt_path(c),
+                        lam, gam);
+    if (!apply) return NG_OK;
+    k->lambda = lam;
+    k->gamma = gam;
+    k->alpha = al;
+    k->mu = mu;
+    k->rho = rho;
+    k->qmodel = qm;
+    k->have_delta0 = hd != 0;
+    return NG_OK;
+}
+
+static void kfac_destroy(ng_precond *p) {
+    kfac *k = K(p);
+    if (!k) return;
+    ng_arena_free(&k->scratch);
+    free(k);
+}
+
+static const struct ng_precond_i kfac_iface = {
+    .name = "kfac",
+    .observe = kfac_observe,
+    .apply = kfac_apply,
+    .columns = kfac_columns,
+    .log_values = kfac_log_values,
+    .save = kfac_save,
+    .load = kfac_load,
+    .destroy = kfac_destroy,
+};
+
+/* ---- construction ---------------------------------------------------------------------------- */
+
+static ng_status reserve(ng_arena *a, const char *fmt, int l, int rows, int cols, ng_tensor *t) {
+    char name[64];
+    snprintf(name, sizeof name, fmt, l);
+    return ng_arena_reserve(a, name, rows, cols, t);
+}
+
+static ng_status reserve_set(kfac *k, ng_arena *a, int si, invset *S) {
+    int l, L = k->L;
+    char pre[16];
+    char fmt[64];
+    snprintf(pre, sizeof pre, si ? "cand%d_" : "", si);
+    for (l = 1; l <= L; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        if (!k->tri || l == L) {
+            snprintf(fmt, sizeof fmt, "%sAinv%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n1, n1, &S->AI[l]));
+            snprintf(fmt, sizeof fmt, "%sGinv%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n2, n2, &S->GI[l]));
+        } else {
+            int n3 = na(k, l), n4 = k->d[l + 1];
+            snprintf(fmt, sizeof fmt, "%sPsiAT%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n3, n1, &S->PAT[l]));
+            snprintf(fmt, sizeof fmt, "%sPsiGT%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n4, n2, &S->PGT[l]));
+            snprintf(fmt, sizeof fmt, "%sK1_%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n1, n1, &S->K1[l]));
+            snprintf(fmt, sizeof fmt, "%sK2_%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n2, n2, &S->K2[l]));
+            snprintf(fmt, sizeof fmt, "%ss1_%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n1, 1, &S->s1[l]));
+            snprintf(fmt, sizeof fmt, "%ss2_%%d", pre);
+            NG_TRY(reserve(a, fmt, l, n2, 1, &S->s2[l]));
+        }
+    }
+    return NG_OK;
+}
+
+ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config *cfg, ng_precond **out) {
+    const ng_net_config *nc;
+    ng_precond *p;
+    kfac *k;
+    ng_status s = NG_OK;
+    int l, i, c, maxn = 1, nsets;
+    size_t work;
+    *out = NULL;
+    NG_TRY(ng_kfac_config_check(cfg));
+    if (!m || strcmp(m->iface->kind, "net") != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "K-FAC needs a network model (natgrad net), not %s", m ? m->iface->kind : "NULL");
+    nc = ng_net_config_of(m);
+    for (l = 0; l < nc->n_layers; l++)
+        if (nc->bn[l])
+            return ng_error(NG_ERR_UNSUPPORTED, "K-FAC: layer %d uses batch normalisation, which the K-FAC paper's "
+                            "Kronecker factors do not cover: drop +bn from --layers", l + 1);
+    p = (ng_precond *)calloc(1, sizeof *p);
+    k = (kfac *)calloc(1, sizeof *k);
+    if (!p || !k) {
+        free(p);
+        free(k);
+        return ng_error(NG_ERR_OOM, "kfac: out of host memory");
+    }
+    p->iface = &kfac_iface;
+    p->be = be;
+    p->impl = k;
+    ng_arena_begin(&p->state, be, "kfac");
+    ng_arena_begin(&k->scratch, be, "kfac scratch");
+    k->cfg = *cfg;
+    k->tri = cfg->approx == NG_KFAC_TRIDIAG;
+    k->L = nc->n_layers;
+    for (l = 0; l <= k->L; l++) {
+        k->d[l] = nc->dims[l];
+        if (k->d[l] + 1 > maxn) maxn = k->d[l] + 1;
+    }
+    k->maxn = maxn;
+    k->n = ng_model_size(m);
+    /* the arena offset of each layer's W (net.c: parameters W1 b1 W2 b2 ...) */
+    for (l = 1, i = 0; l <= k->L; l++) {
+        const ng_tensor *W = ng_arena_view(&m->params, i);
+        k->off[l] = (size_t)(W->data - m->param_flat.data);
+        if (W->rows != k->d[l] || W->cols != k->d[l - 1]) {
+            s = ng_error(NG_ERR_INVALID_ARG, "K-FAC: parameter %d is %d x %d, expected layer %d's W (%d x %d)", i, W->rows,
+                         W->cols, l, k->d[l], k->d[l - 1]);
+            break;
+        }
+        i += 2;
+    }
+    k->lambda = cfg->lambda0;
+    k->gamma = cfg->gamma0 > 0.0 ? cfg->gamma0 : sqrt(cfg->lambda0 + cfg->eta);
+    k->rho = NAN;
+    nsets = cfg->adapt_gamma ? NSETS : 1;
+    k->nsets = nsets;
+    for (l = 0; s == NG_OK && l < k->L; l++) s = reserve(&p->state, "A%d", l, na(k, l), na(k, l), &k->A[l]);
+    for (l = 1; s == NG_OK && l <= k->L; l++) s = reserve(&p->state, "G%d", l, k->d[l], k->d[l], &k->G[l]);
+    for (l = 1; s == NG_OK && k->tri && l < k->L; l++) {
+        s = reserve(&p->state, "A%d_next", l, na(k, l - 1), na(k, l), &k->AC[l]);
+        if (s == NG_OK) s = reserve(&p->state, "G%d_next", l, k->d[l], k->d[l + 1], &k->GC[l]);
+    }
+    if (s == NG_OK) s = reserve_set(k, &p->state, 0, &k->set[0]);
+    if (s == NG_OK) s = ng_arena_reserve(&p->state, "delta0", (int)k->n, 1, &k->delta0);
+    if (s == NG_OK) s = ng_arena_commit(&p->state);
+    for (c = 1; s == NG_OK && c < nsets; c++) s = reserve_set(k, &k->scratch, c, &k->set[c]);
+    for (c = 0; s == NG_OK && c < nsets; c++) s = reserve(&k->scratch, "Delta%d", c, (int)k->n, 1, &k->Delta[c]);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "Y", (int)k->n, 1, &k->Y);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "Z", (int)k->n, 1, &k->Z);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
+    work = (size_t)nc->dims[k->L] * (size_t)nc->chunk * (size_t)(NSETS + 2);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "work", (int)work, 1, &k->work);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->X);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->T1);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T2", maxn, maxn, &k->T2);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T3", maxn, maxn, &k->T3);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T4", maxn, maxn, &k->T4);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "w1", maxn, 1, &k->w1);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "w2", maxn, 1, &k->w2);
+    if (s == NG_OK) {
+        /* float64 scratch of the factorisations */
+        int dd[1];
+        dd[0] = maxn * maxn;
+        s = ng_arena_reserve_nd(&k->scratch, "Xd", NG_F64, 1, dd, &k->Xd);
+        dd[0] = maxn;
+        if (s == NG_OK) s = ng_arena_reserve_nd(&k->scratch, "wd", NG_F64, 1, dd, &k->wd);
+    }
+    if (s == NG_OK) s = ng_arena_commit(&k->scratch);
+    if (s != NG_OK) {
+        ng_precond_free(p);
+        return s;
+    }
+    *out = p;
+    return NG_OK;
+}
