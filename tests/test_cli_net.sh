@@ -134,6 +134,51 @@ if [ ! -e div/net.ckpt ] || "$bin" net eval --checkpoint div/net.ckpt --data bar
   pass net_divergence_checkpoint_loads; else fail net_divergence_checkpoint_loads; show div_eval.err; fi
 
 # ---- export ---------------------------------------------------------------------------------------------
+
+# ---- K-FAC -------------------------------------------------------------------------------------------
+# exact resume across inverse refreshes, gamma choices, LM steps and a growing batch (T1 2, T2 6, T3 3;
+# m from 8 to the whole set at update 10; resumed after update 10, between two refreshes), both approximations
+K=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --optimizer kfac --T1 2 --T2 6 --T3 3
+   --batch-schedule exp --m1 8 --m-full 10 --average 0.9 --threads 1)
+for ap in blockdiag tridiag; do
+  run "kf_full_$ap" "$bin" "${K[@]}" --kfac-approx $ap --steps 25 --log-every 5 --out "kf_full_$ap"
+  run "kf_half_$ap" "$bin" "${K[@]}" --kfac-approx $ap --steps 10 --log-every 5 --out "kf_half_$ap"
+  run "kf_rest_$ap" "$bin" net train --device cpu --data bars-stripes --threads 1 --resume "kf_half_$ap/net.ckpt" --steps 25 --log-every 5 --out "kf_half_$ap"
+  if [ "$rc" = 0 ] && cmp -s "kf_full_$ap/net.ckpt" "kf_half_$ap/net.ckpt"; then pass "net_kfac_${ap}_resume_identical_checkpoint"
+  else fail "net_kfac_${ap}_resume_identical_checkpoint" "exit $rc"; show "kf_rest_$ap.err"; fi
+  kstrip() { python3 -c 'import sys,csv
+r=list(csv.reader(open(sys.argv[1]))); drop=[i for i,n in enumerate(r[0]) if n.endswith("_s")]
+for row in r: print(",".join(v for i,v in enumerate(row) if i not in drop))' "$1"; }
+  if diff <(kstrip "kf_full_$ap/train.csv") <(kstrip "kf_half_$ap/train.csv") >/dev/null; then pass "net_kfac_${ap}_resume_same_log"
+  else fail "net_kfac_${ap}_resume_same_log" "$(diff <(kstrip "kf_full_$ap/train.csv") <(kstrip "kf_half_$ap/train.csv") | head -4)"; fi
+  # the log has K-FAC's columns and the objective went down
+  if python3 - "kf_full_$ap/train.csv" <<'PY'
+import csv, sys, math
+r = list(csv.DictReader(open(sys.argv[1])))
+for k in ("lambda", "gamma", "alpha", "mu", "rho", "qmodel", "inv_retries", "stats_s", "inverse_s", "apply_s", "quad_s"):
+    assert k in r[0], k
+assert float(r[-1]["train_objective"]) < float(r[0]["train_objective"]), "objective did not decrease"
+assert int(float(r[-1]["cases"])) > 25 * 8, "cases do not follow the growing batches"
+assert all(float(x["qmodel"]) <= 0 for x in r), "the quadratic model predicted an increase"
+PY
+  then pass "net_kfac_${ap}_log"; else fail "net_kfac_${ap}_log" "$(tail -2 kf_full_$ap.err)"; fi
+done
+# asynchronous refreshes (staleness 2): a resume with a refresh in flight at the checkpoint (launched at
+# update 9, used at 11) recomputes it and continues exactly
+run kfa_full "$bin" "${K[@]}" --kfac-async 2 --steps 25 --log-every 5 --out kfa_full
+run kfa_half "$bin" "${K[@]}" --kfac-async 2 --steps 10 --log-every 5 --out kfa_half
+run kfa_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume kfa_half/net.ckpt --steps 25 --log-every 5 --out kfa_half
+if [ "$rc" = 0 ] && cmp -s kfa_full/net.ckpt kfa_half/net.ckpt; then pass net_kfac_async_resume_identical_checkpoint
+else fail net_kfac_async_resume_identical_checkpoint "exit $rc"; show kfa_rest.err; fi
+if [ "$rc" = 0 ] && ! cmp -s kfa_full/net.ckpt kf_full_blockdiag/net.ckpt; then pass net_kfac_async_differs
+else fail net_kfac_async_differs "staleness 2 gave the synchronous checkpoint"; fi
+expect_exit net_kfac_bad_async 2 "--kfac-async" "$bin" "${K[@]}" --kfac-async 3 --out kf_e5
+expect_exit net_kfac_bad_T2 2 "--T2" "$bin" "${K[@]}" --T2 4 --out kf_e1
+expect_exit net_kfac_bad_tau 2 "--tau1" "$bin" "${K[@]}" --tau1 0 --out kf_e2
+expect_exit net_kfac_bad_lambda 2 "--lambda0" "$bin" "${K[@]}" --lambda0 -1 --out kf_e3
+expect_exit net_kfac_batchnorm 1 "+bn" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 --optimizer kfac --out kf_e4
+expect_exit net_kfac_resume_fixed 2 "--kfac-approx cannot be combined with --resume" "$bin" net train --resume kf_half_blockdiag/net.ckpt --kfac-approx tridiag --out kf_half_blockdiag
+
 run export "$bin" export a/net.ckpt --out a/net.safetensors
 # PyTorch's layout: W as (out, in) row-major
 if [ "$rc" = 0 ] && python3 - a/net.safetensors >rd.out 2>&1 <<'PY'

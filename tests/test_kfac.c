@@ -834,7 +834,7 @@ static int test_bad_config(void) {
 
 /* ---- whole steps: CPU vs emulated CUDA ---------------------------------------------------------- */
 
-static ng_status run_steps(ng_backend *be, int approx, int steps, float *theta, size_t *np) {
+static ng_status run_steps(ng_backend *be, int approx, int steps, float *theta, size_t *np, int async_lag) {
     ng_net_config nc;
     ng_model *net = NULL;
     ng_precond *pc = NULL;
@@ -862,8 +862,9 @@ static ng_status run_steps(ng_backend *be, int approx, int steps, float *theta, 
     kc.approx = approx;
     kc.timing = 0;
     kc.T1 = 2;
-    kc.T2 = 4;
-    kc.T3 = 2;
+    kc.T2 = 8;
+    kc.T3 = 4;
+    kc.async_lag = async_lag;
     kc.lambda0 = 10.0;
     memset(&sc, 0, sizeof sc);
     sc.lr = 1.0f;
@@ -892,8 +893,8 @@ static int test_cpu_vs_cuda(void) {
     if (!g_cuda) return ngt_skip(g_cuda_reason);
     for (approx = 0; approx < 2; approx++) {
         double num = 0, den = 0;
-        NGT_OK(run_steps(g_cpu, approx, 8, a, &na));
-        NGT_OK(run_steps(g_cuda, approx, 8, b, &nb));
+        NGT_OK(run_steps(g_cpu, approx, 8, a, &na, -1));
+        NGT_OK(run_steps(g_cuda, approx, 8, b, &nb, -1));
         NGT_CHECK(na == nb && na <= 256, "sizes");
         for (i = 0; i < na; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
         NGT_CHECK(sqrt(num / den) < 1e-3, "%s: 8 K-FAC steps on cpu and cuda differ by %g (relative)", ng_kfac_approx_name(approx),
@@ -906,9 +907,28 @@ static int test_cpu_vs_cuda(void) {
 static int test_deterministic(void) {
     float a[256], b[256];
     size_t na = 0, nb = 0;
-    NGT_OK(run_steps(g_cpu, NG_KFAC_TRIDIAG, 6, a, &na));
-    NGT_OK(run_steps(g_cpu, NG_KFAC_TRIDIAG, 6, b, &nb));
+    NGT_OK(run_steps(g_cpu, NG_KFAC_TRIDIAG, 6, a, &na, -1));
+    NGT_OK(run_steps(g_cpu, NG_KFAC_TRIDIAG, 6, b, &nb, -1));
     NGT_CHECK(na == nb && memcmp(a, b, na * sizeof(float)) == 0, "two identical K-FAC runs differ");
+    return NGT_PASS;
+}
+
+/* Refreshes on a second backend and thread: with zero staleness exactly the synchronous result
+ * (across refreshes with gamma candidates: T3 4, T2 8, 17 updates); with staleness 3 a different,
+ * finite trajectory. */
+static int test_async(void) {
+    float a[256], b[256], c3[256];
+    size_t na = 0, nb = 0, nc = 0, i;
+    int approx;
+    for (approx = 0; approx < 2; approx++) {
+        NGT_OK(run_steps(g_cpu, approx, 17, a, &na, -1));
+        NGT_OK(run_steps(g_cpu, approx, 17, b, &nb, 0));
+        NGT_CHECK(na == nb && memcmp(a, b, na * sizeof(float)) == 0, "%s: asynchronous refreshes with staleness 0 differ from synchronous ones",
+                  ng_kfac_approx_name(approx));
+        NGT_OK(run_steps(g_cpu, approx, 17, c3, &nc, 3));
+        for (i = 0; i < nc; i++) NGT_CHECK(isfinite(c3[i]), "staleness 3: parameter %zu is %g", i, (double)c3[i]);
+        NGT_CHECK(memcmp(a, c3, na * sizeof(float)) != 0, "staleness 3 gave the synchronous result (the lag is not applied)");
+    }
     return NGT_PASS;
 }
 
@@ -934,6 +954,7 @@ int main(void) {
     NGT_RUN(test_invariance);
     NGT_RUN(test_inverse_recovery);
     NGT_RUN(test_deterministic);
+    NGT_RUN(test_async);
     NGT_RUN(test_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

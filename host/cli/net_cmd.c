@@ -256,7 +256,7 @@ typedef struct net_train_opts {
     int final_steps;
     /* kfac */
     ng_kfac_config kf;
-    int kf_approx, kf_pi, kf_prec, kf_T1, kf_T2, kf_T3, kf_mom, kf_rescale, kf_alam, kf_agam, kf_timing;
+    int kf_approx, kf_pi, kf_prec, kf_T1, kf_T2, kf_T3, kf_mom, kf_rescale, kf_alam, kf_agam, kf_timing, kf_async;
     float kf_lambda0, kf_gamma0, kf_tau1, kf_tau2, kf_omega1, kf_omega2, kf_epsmax;
     int schedule, m1, m_full;
 } net_train_opts;
@@ -443,6 +443,7 @@ static int net_train(int argc, char **argv) {
     o.kf_mom = o.kf_rescale = o.kf_alam = o.kf_agam = o.kf_timing = 1;
     o.m1 = 1000;
     o.m_full = 500;
+    o.kf_async = -1;
     ng_net_config_default(&cfg);
     {
         ng_opt opts[] = {
@@ -474,6 +475,7 @@ static int net_train(int argc, char **argv) {
             {"adapt-gamma", OPT_INT, &o.kf_agam, "0|1", "kfac: greedy choice of gamma among 3 candidates (section 6.6)", OPT_FIXED, 0},
             {"kfac-pi", OPT_ENUM, &o.kf_pi, "trace|one", "kfac: pi of the factored damping (trace norms, or 1)", OPT_FIXED, 0},
             {"kfac-precision", OPT_ENUM, &o.kf_prec, "f32|f64", "kfac: precision of the factorisations (f32 retries failures in f64)", OPT_FIXED, 0},
+            {"kfac-async", OPT_INT, &o.kf_async, "S", "kfac: -1 = off; S >= 0: inverses refreshed on a second stream/thread from a snapshot of the factors while updates go on, used S updates after the refresh point (0 = the synchronous result; S < T3)", OPT_FIXED, 0},
             {"kfac-timing", OPT_INT, &o.kf_timing, "0|1", "kfac: per-phase seconds in the log (synchronises the device between phases)", 0, 0},
             {"batch-schedule", OPT_ENUM, &o.schedule, "fixed|exp", "mini-batch sizes: --batch, or m_k = min(M1 exp((k-1)/b), |S|) reaching |S| at update --m-full (K-FAC section 13)", OPT_FIXED, 0},
             {"m1", OPT_INT, &o.m1, "M", "exp schedule: first batch size (1000)", OPT_FIXED, 0},
@@ -576,6 +578,7 @@ static int net_train(int argc, char **argv) {
         o.kf.adapt_gamma = o.kf_agam != 0;
         o.kf.pi_mode = o.kf_pi;
         o.kf.precision = o.kf_prec ? NG_F64 : NG_F32;
+        o.kf.async_lag = o.kf_async;
         o.kf.eta = o.weight_decay;
         o.kf.seed = cfg.seed;
         if (o.optimizer == OPT_KFAC && ng_kfac_config_check(&o.kf) != NG_OK) {
@@ -680,15 +683,15 @@ static int net_train(int argc, char **argv) {
             fprintf(stderr, "natgrad: network %s, loss %s, init %s, %zu parameters; %s lr %g, L2 %g, averaging %g, batch %d, seed %llu\n",
                     ng_net_spec_string(&cfg, spec, sizeof spec), ng_loss_name(cfg.loss),
                     cfg.init == NG_INIT_SPARSE ? "sparse" : cfg.init == NG_INIT_GAUSSIAN ? "gaussian" : "glorot",
-                    ng_model_size(net), optimizer_names[o.optimizer], (double)o.lr, (double)o.weight_decay,
+                    ng_model_size(net), optimizer_names[o.optimizer], o.optimizer == OPT_KFAC ? 1.0 : (double)o.lr, (double)o.weight_decay,
                     (double)o.average, o.batch, (unsigned long long)cfg.seed);
     }
     if (s == NG_OK && o.optimizer == OPT_KFAC) {
         o.kf.timing = o.kf_timing != 0;
-        fprintf(stderr, "natgrad: K-FAC %s, lambda0 %g, gamma0 %g, tau1 %g, tau2 %g, T1 %d, T2 %d, T3 %d, momentum %s, %s\n",
+        fprintf(stderr, "natgrad: K-FAC %s, lambda0 %g, gamma0 %g, tau1 %g, tau2 %g, T1 %d, T2 %d, T3 %d, momentum %s, %s%s\n",
                 ng_kfac_approx_name(o.kf.approx), o.kf.lambda0, o.kf.gamma0 > 0 ? o.kf.gamma0 : sqrt(o.kf.lambda0 + o.kf.eta),
                 o.kf.tau1, o.kf.tau2, o.kf.T1, o.kf.T2, o.kf.T3, o.kf.momentum ? "on" : "off",
-                o.schedule ? "growing batches" : "fixed batches");
+                o.schedule ? "growing batches" : "fixed batches", o.kf.async_lag >= 0 ? ", asynchronous refreshes" : "");
         s = ng_precond_kfac_init(be, net, &o.kf, &pc);
     } else if (s == NG_OK) {
         s = ng_precond_identity_init(be, &pc);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
@@ -38,25 +39,51 @@ typedef struct invset {
     ng_tensor PAT[LMAX + 1], PGT[LMAX + 1], K1[LMAX + 1], K2[LMAX + 1], s1[LMAX + 1], s2[LMAX + 1];
 } invset;
 
+/* the factors a refresh reads (the live ones, or a snapshot for an asynchronous refresh) */
+typedef struct facs {
+    ng_tensor A[LMAX + 1], G[LMAX + 1], AC[LMAX + 1], GC[LMAX + 1];
+} facs;
+
+/* the temporaries of a refresh (one per thread that refreshes) and its counters */
+typedef struct rws {
+    ng_tensor X, Xd, T1, T2, T3, T4, w1, w2, wd;
+    int retries;
+    ng_dtype precision;
+} rws;
+
 typedef struct kfac {
     ng_kfac_config cfg;
     int L, d[LMAX + 1], tri;
     size_t n;               /* parameters */
     size_t off[LMAX + 1];   /* element offset of V_l in the flat arena */
-    ng_tensor A[LMAX + 1], G[LMAX + 1], AC[LMAX + 1], GC[LMAX + 1];
-    invset set[NSETS];
+    facs fac;               /* the running factors (state) */
+    invset set[NSETS + 1];  /* 0 current (state), 1-2 gamma candidates, 3 asynchronous candidate 0 */
     ng_tensor delta0;       /* the previous update (state) */
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
-    ng_tensor X, Xd, T1, T2, T3, T4, w1, w2, wd; /* refresh / apply temporaries */
+    rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
     int maxn;
+    /* asynchronous refreshes (cfg.async_lag >= 0) */
+    facs snap;              /* the factors the worker reads */
+    rws aws;                /* the worker's temporaries */
+    ng_backend *abe;        /* the worker's backend (same device, own stream) */
+    int pending;            /* a worker was launched ... */
+    uint64_t launch_k;      /* ... at update launch_k */
+    int pend_cand;          /* with this many gamma candidates */
+    double pend_gam[NSETS]; /* their gammas (the worker writes those it used) */
+    double launch_gam[NSETS];
+    int relaunch;           /* a resumed run recomputes the refresh in flight at its checkpoint */
+    void *thread;           /* pthread_t * */
+    ng_status worker_status;
+    char worker_msg[1024];
     /* scalars (checkpointed) */
     double lambda, gamma, alpha, mu, rho, qmodel;
     int have_delta0;
     /* per update, not checkpointed */
-    int retries, nsets;
+    int nsets;
     double stats_s, inverse_s, apply_s, quad_s;
     double h0;
+    ng_tensor bx, by;       /* the update's whole batch S' (by.ptr NULL: targets in bx) */
 } kfac;
 
 static kfac *K(const ng_precond *p) { return (kfac *)p->impl; }
@@ -84,6 +111,7 @@ void ng_kfac_config_default(ng_kfac_config *c) {
     c->pi_mode = NG_KFAC_PI_TRACE;
     c->precision = NG_F32;
     c->timing = 1;
+    c->async_lag = -1;
     c->seed = 1;
 }
 
@@ -105,6 +133,8 @@ ng_status ng_kfac_config_check(const ng_kfac_config *c) {
     if (!(c->eps_max >= 0.0 && c->eps_max < 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--kfac-eps-max %g: must be in [0, 1)", c->eps_max);
     if (c->pi_mode != NG_KFAC_PI_TRACE && c->pi_mode != NG_KFAC_PI_ONE) return ng_error(NG_ERR_INVALID_ARG, "--kfac-pi: trace or one");
     if (c->precision != NG_F32 && c->precision != NG_F64) return ng_error(NG_ERR_INVALID_ARG, "--kfac-precision: f32 or f64");
+    if (c->async_lag < -1 || c->async_lag >= c->T3)
+        return ng_error(NG_ERR_INVALID_ARG, "--kfac-async %d: must be -1 (off) or 0 .. --T3 - 1 = %d", c->async_lag, c->T3 - 1);
     return NG_OK;
 }
 
@@ -188,21 +218,21 @@ static ng_status outer_scale(ng_backend *be, int rows, int cols, int mode, const
 
 /* tr(M) of an n x n device matrix (host; waits): the diagonal gathered by a strided batch of 1 x 1
  * products with a one, then a dot product with ones. */
-static ng_status trace(kfac *k, ng_backend *be, const float *M, int n, double *out) {
+static ng_status trace(rws *w, ng_backend *be, const float *M, int n, double *out) {
     float d;
-    NG_TRY(ng_fill(be, (size_t)n, 1.0f, k->w2.data));
-    NG_TRY(ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, 1.0f, M, 1, (long long)n + 1, k->w2.data, 1, 0, 0.0f,
-                                   k->w1.data, 1, 1, n));
-    NG_TRY(ng_dot(be, (size_t)n, k->w1.data, k->w2.data, &d));
+    NG_TRY(ng_fill(be, (size_t)n, 1.0f, w->w2.data));
+    NG_TRY(ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, 1.0f, M, 1, (long long)n + 1, w->w2.data, 1, 0, 0.0f,
+                                   w->w1.data, 1, 1, n));
+    NG_TRY(ng_dot(be, (size_t)n, w->w1.data, w->w2.data, &d));
     *out = d;
     return NG_OK;
 }
 
 /* pi_l of section 6.3 for layer l (1..L) */
-static ng_status pi_of(kfac *k, ng_backend *be, int l, double *pi) {
+static ng_status pi_of(kfac *k, rws *w, const facs *F, ng_backend *be, int l, double *pi) {
     double ta, tg;
-    NG_TRY(trace(k, be, k->A[l - 1].data, na(k, l - 1), &ta));
-    NG_TRY(trace(k, be, k->G[l].data, k->d[l], &tg));
+    NG_TRY(trace(w, be, F->A[l - 1].data, na(k, l - 1), &ta));
+    NG_TRY(trace(w, be, F->G[l].data, k->d[l], &tg));
     if (!FINITE(ta) || !FINITE(tg))
         return ng_error(NG_ERR_NUMERIC, "K-FAC: the statistics of layer %d are not finite (trace of A %g, of G %g): "
                         "the network diverged or the data hold NaN/Inf", l, ta, tg);
@@ -224,121 +254,121 @@ static ng_status damped(ng_backend *be, const float *F, int n, double shift, flo
 
 /* out = (F + shift I)^-1 by Cholesky (float32, or float64 when asked or after a failure).
  * *fail = 1 when both failed. */
-static ng_status chol_inverse(kfac *k, ng_backend *be, const float *F, int n, double shift, float *out, int *fail) {
+static ng_status chol_inverse(rws *w, ng_backend *be, const float *F, int n, double shift, float *out, int *fail) {
     int info = 0;
     size_t nn = (size_t)n * (size_t)n;
     *fail = 0;
     NG_TRY(damped(be, F, n, shift, out));
-    if (k->cfg.precision == NG_F32) {
+    if (w->precision == NG_F32) {
         NG_TRY(ng_potrf(be, n, out, n, &info));
         if (!info) NG_TRY(ng_potri(be, n, out, n, &info));
         if (!info) return ng_symmetrize_lower(be, n, out, n, 0.0f);
-        k->retries++;
+        w->retries++;
         NG_TRY(damped(be, F, n, shift, out));
     }
-    NG_TRY(ng_to_double(be, nn, out, k->Xd.data_d));
-    NG_TRY(ng_potrf_d(be, n, k->Xd.data_d, n, &info));
-    if (!info) NG_TRY(ng_potri_d(be, n, k->Xd.data_d, n, &info));
+    NG_TRY(ng_to_double(be, nn, out, w->Xd.data_d));
+    NG_TRY(ng_potrf_d(be, n, w->Xd.data_d, n, &info));
+    if (!info) NG_TRY(ng_potri_d(be, n, w->Xd.data_d, n, &info));
     if (info) {
         *fail = 1;
         return NG_OK;
     }
-    NG_TRY(ng_to_float(be, nn, k->Xd.data_d, out));
+    NG_TRY(ng_to_float(be, nn, w->Xd.data_d, out));
     return ng_symmetrize_lower(be, n, out, n, 0.0f);
 }
 
 /* Symmetric eigendecomposition in place: M (n x n) -> eigenvectors, w (n) eigenvalues ascending.
  * Float64 when asked or after a float32 failure; *fail when both fail. */
-static ng_status sym_eig(kfac *k, ng_backend *be, float *M, int n, float *w, int *fail) {
+static ng_status sym_eig(rws *w, ng_backend *be, float *M, int n, float *ev, int *fail) {
     int info = 0;
     size_t nn = (size_t)n * (size_t)n;
     *fail = 0;
-    if (k->cfg.precision == NG_F32) {
-        NG_TRY(ng_copy(be, k->T4.data, M, nn * sizeof(float)));
-        NG_TRY(ng_syevd(be, n, M, n, w, &info));
+    if (w->precision == NG_F32) {
+        NG_TRY(ng_copy(be, w->T4.data, M, nn * sizeof(float)));
+        NG_TRY(ng_syevd(be, n, M, n, ev, &info));
         if (!info) return NG_OK;
-        k->retries++;
-        NG_TRY(ng_copy(be, M, k->T4.data, nn * sizeof(float)));
+        w->retries++;
+        NG_TRY(ng_copy(be, M, w->T4.data, nn * sizeof(float)));
     }
-    NG_TRY(ng_to_double(be, nn, M, k->Xd.data_d));
-    NG_TRY(ng_syevd_d(be, n, k->Xd.data_d, n, k->wd.data_d, &info));
+    NG_TRY(ng_to_double(be, nn, M, w->Xd.data_d));
+    NG_TRY(ng_syevd_d(be, n, w->Xd.data_d, n, w->wd.data_d, &info));
     if (info) {
         *fail = 1;
         return NG_OK;
     }
-    NG_TRY(ng_to_float(be, nn, k->Xd.data_d, M));
-    return ng_to_float(be, (size_t)n, k->wd.data_d, w);
+    NG_TRY(ng_to_float(be, nn, w->Xd.data_d, M));
+    return ng_to_float(be, (size_t)n, w->wd.data_d, ev);
 }
 
 /* H = (F + shift I)^-1/2 (n x n) through an eigendecomposition; *fail when it fails or the damped
  * matrix is not positive definite. Uses T3 and w1. */
-static ng_status inv_sqrt(kfac *k, ng_backend *be, const float *F, int n, double shift, float *H, int *fail) {
+static ng_status inv_sqrt(rws *w, ng_backend *be, const float *F, int n, double shift, float *H, int *fail) {
     float wmin;
-    NG_TRY(damped(be, F, n, shift, k->T3.data));
-    NG_TRY(sym_eig(k, be, k->T3.data, n, k->w1.data, fail));
+    NG_TRY(damped(be, F, n, shift, w->T3.data));
+    NG_TRY(sym_eig(w, be, w->T3.data, n, w->w1.data, fail));
     if (*fail) return NG_OK;
-    NG_TRY(ng_get(be, &wmin, k->w1.data, sizeof wmin));
+    NG_TRY(ng_get(be, &wmin, w->w1.data, sizeof wmin));
     if (!(wmin > 0.0f)) {
         *fail = 1;
         return NG_OK;
     }
     /* H = E diag(w^-1/2) E^T */
-    NG_TRY(outer_scale(be, n, n, NG_OSCALE_RSQRT, k->T3.data, n, NULL, k->w1.data, wmin, H, n));
-    NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, H, n, k->T3.data, n, 0.0f, k->T4.data, n));
-    return ng_copy(be, H, k->T4.data, (size_t)n * (size_t)n * sizeof(float));
+    NG_TRY(outer_scale(be, n, n, NG_OSCALE_RSQRT, w->T3.data, n, NULL, w->w1.data, wmin, H, n));
+    NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, H, n, w->T3.data, n, 0.0f, w->T4.data, n));
+    return ng_copy(be, H, w->T4.data, (size_t)n * (size_t)n * sizeof(float));
 }
 
 /* The appendix-B factors of Sigma = A (x) B - C (x) D, A = A-side damped factor (nA), C (nA x nA)
  * in Cm; result K (nA x nA) and s (nA). H = A^-1/2 into K first. Uses X, T3, T4, w1. */
-static ng_status stein_side(kfac *k, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
+static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
                             float *s, int *fail) {
     size_t nn = (size_t)nA * (size_t)nA;
-    NG_TRY(inv_sqrt(k, be, F, nA, shift, Kout, fail));
+    NG_TRY(inv_sqrt(w, be, F, nA, shift, Kout, fail));
     if (*fail) return NG_OK;
     /* M = H C H (symmetrised) */
-    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, Cm, nA, 0.0f, k->T3.data, nA));
-    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, k->T3.data, nA, Kout, nA, 0.0f, k->X.data, nA));
-    NG_TRY(ng_symmetrize_lower(be, nA, k->X.data, nA, 0.0f));
-    NG_TRY(sym_eig(k, be, k->X.data, nA, s, fail));
+    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, Cm, nA, 0.0f, w->T3.data, nA));
+    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, w->T3.data, nA, Kout, nA, 0.0f, w->X.data, nA));
+    NG_TRY(ng_symmetrize_lower(be, nA, w->X.data, nA, 0.0f));
+    NG_TRY(sym_eig(w, be, w->X.data, nA, s, fail));
     if (*fail) return NG_OK;
     /* K = H E */
-    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, k->X.data, nA, 0.0f, k->T3.data, nA));
-    return ng_copy(be, Kout, k->T3.data, nn * sizeof(float));
+    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, w->X.data, nA, 0.0f, w->T3.data, nA));
+    return ng_copy(be, Kout, w->T3.data, nn * sizeof(float));
 }
 
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
  * both precisions. */
-static ng_status refresh_once(kfac *k, ng_backend *be, int si, double gamma, int *fail) {
+static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail) {
     invset *S = &k->set[si];
     double pi[LMAX + 2];
     int l, L = k->L;
     *fail = 0;
-    for (l = 1; l <= L; l++) NG_TRY(pi_of(k, be, l, &pi[l]));
+    for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         if (!k->tri || l == L) {
-            NG_TRY(chol_inverse(k, be, k->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
-            if (!*fail) NG_TRY(chol_inverse(k, be, k->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
+            NG_TRY(chol_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
+            if (!*fail) NG_TRY(chol_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
         }
         {
             int n3 = na(k, l), n4 = k->d[l + 1];
             float s1max, s2max;
             /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T, C = AC PAT (into T1) */
-            NG_TRY(chol_inverse(k, be, k->A[l].data, n3, pi[l + 1] * gamma, k->T2.data, fail));
+            NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
             if (*fail) break;
-            NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, k->T2.data, n3, k->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
-            NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, k->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, k->T1.data, n1));
-            NG_TRY(ng_symmetrize_lower(be, n1, k->T1.data, n1, 0.0f));
-            NG_TRY(stein_side(k, be, k->A[l - 1].data, n1, pi[l] * gamma, k->T1.data, S->K1[l].data, S->s1[l].data, fail));
+            NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
+            NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
+            NG_TRY(ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f));
+            NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
             if (*fail) break;
             /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T, D = GC PGT */
-            NG_TRY(chol_inverse(k, be, k->G[l + 1].data, n4, gamma / pi[l + 1], k->T2.data, fail));
+            NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
             if (*fail) break;
-            NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, k->T2.data, n4, k->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, k->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, k->T1.data, n2));
-            NG_TRY(ng_symmetrize_lower(be, n2, k->T1.data, n2, 0.0f));
-            NG_TRY(stein_side(k, be, k->G[l].data, n2, gamma / pi[l], k->T1.data, S->K2[l].data, S->s2[l].data, fail));
+            NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));
+            NG_TRY(ng_symmetrize_lower(be, n2, w->T1.data, n2, 0.0f));
+            NG_TRY(stein_side(w, be, F->G[l].data, n2, gamma / pi[l], w->T1.data, S->K2[l].data, S->s2[l].data, fail));
             if (*fail) break;
             /* Sigma positive definite needs max s1 * max s2 < 1 (eigenvalues ascending) */
             NG_TRY(ng_get(be, &s1max, S->s1[l].data + n1 - 1, sizeof s1max));
@@ -351,20 +381,20 @@ static ng_status refresh_once(kfac *k, ng_backend *be, int si, double gamma, int
 
 /* refresh_once with the recovery path: float64, then gamma x 10 (up to 6 times). *used_gamma gets
  * the damping that succeeded. */
-static ng_status refresh(kfac *k, ng_backend *be, int si, double gamma, double *used_gamma) {
+static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, double *used_gamma) {
     int fail = 0, tries;
-    ng_kfac_config saved = k->cfg;
+    ng_dtype saved = w->precision;
     for (tries = 0; tries < 8; tries++) {
-        NG_TRY(refresh_once(k, be, si, gamma, &fail));
+        NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail));
         if (!fail) break;
-        k->retries++;
-        if (k->cfg.precision == NG_F32) {
-            k->cfg.precision = NG_F64; /* the whole refresh once more in float64 */
+        w->retries++;
+        if (w->precision == NG_F32) {
+            w->precision = NG_F64; /* the whole refresh once more in float64 */
             continue;
         }
         gamma *= 10.0;
     }
-    k->cfg.precision = saved.precision;
+    w->precision = saved;
     if (fail)
         return ng_error(NG_ERR_NUMERIC, "K-FAC: the damped Kronecker factors could not be inverted even with gamma = %g "
                         "(diverged network or non-finite statistics: lower --lambda0 / check the data)", gamma);
@@ -379,8 +409,8 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
     if (!k->tri) {
         for (l = 1; l <= L; l++) {
             int n1 = na(k, l - 1), n2 = k->d[l];
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, blk(k, v, l), n2, 0.0f, k->T1.data, n2));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->T1.data, n2, S->AI[l].data, n1, 0.0f, blk(k, out, l), n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, blk(k, v, l), n2, 0.0f, k->ws.T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->ws.T1.data, n2, S->AI[l].data, n1, 0.0f, blk(k, out, l), n2));
         }
         return NG_OK;
     }
@@ -390,8 +420,8 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
         NG_TRY(ng_copy(be, blk(k, &k->Y, l), blk(k, v, l), (size_t)n1 * (size_t)n2 * sizeof(float)));
         if (l < L) {
             int n3 = na(k, l), n4 = k->d[l + 1];
-            NG_TRY(ng_gemm(be, 1, 0, n2, n3, n4, 1.0f, S->PGT[l].data, n4, blk(k, v, l + 1), n4, 0.0f, k->T1.data, n2));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n3, -1.0f, k->T1.data, n2, S->PAT[l].data, n3, 1.0f, blk(k, &k->Y, l), n2));
+            NG_TRY(ng_gemm(be, 1, 0, n2, n3, n4, 1.0f, S->PGT[l].data, n4, blk(k, v, l + 1), n4, 0.0f, k->ws.T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n3, -1.0f, k->ws.T1.data, n2, S->PAT[l].data, n3, 1.0f, blk(k, &k->Y, l), n2));
         }
     }
     /* Z = Lambda Y */
@@ -399,16 +429,16 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
         int n1 = na(k, l - 1), n2 = k->d[l];
         float *y = blk(k, &k->Y, l), *z = blk(k, &k->Z, l);
         if (l == L) {
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, y, n2, 0.0f, k->T1.data, n2));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->T1.data, n2, S->AI[l].data, n1, 0.0f, z, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, y, n2, 0.0f, k->ws.T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->ws.T1.data, n2, S->AI[l].data, n1, 0.0f, z, n2));
             continue;
         }
-        NG_TRY(ng_gemm(be, 1, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, y, n2, 0.0f, k->T1.data, n2));
-        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->T1.data, n2, S->K1[l].data, n1, 0.0f, k->T2.data, n2));
-        NG_TRY(outer_scale(be, n2, n1, NG_OSCALE_STEIN, k->T2.data, n2, S->s2[l].data, S->s1[l].data, 1e-6f,
-                           k->T2.data, n2));
-        NG_TRY(ng_gemm(be, 0, 1, n2, n1, n1, 1.0f, k->T2.data, n2, S->K1[l].data, n1, 0.0f, k->T1.data, n2));
-        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, k->T1.data, n2, 0.0f, z, n2));
+        NG_TRY(ng_gemm(be, 1, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, y, n2, 0.0f, k->ws.T1.data, n2));
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->ws.T1.data, n2, S->K1[l].data, n1, 0.0f, k->ws.T2.data, n2));
+        NG_TRY(outer_scale(be, n2, n1, NG_OSCALE_STEIN, k->ws.T2.data, n2, S->s2[l].data, S->s1[l].data, 1e-6f,
+                           k->ws.T2.data, n2));
+        NG_TRY(ng_gemm(be, 0, 1, n2, n1, n1, 1.0f, k->ws.T2.data, n2, S->K1[l].data, n1, 0.0f, k->ws.T1.data, n2));
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, k->ws.T1.data, n2, 0.0f, z, n2));
     }
     /* out = Xi^T Z */
     for (l = 1; l <= L; l++) {
@@ -417,8 +447,8 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
         if (l > 1) {
             int p1 = na(k, l - 2), p2 = k->d[l - 1]; /* Z_{l-1} is (p2, p1) */
             NG_TRY(ng_gemm(be, 0, 0, n2, p1, p2, 1.0f, k->set[si].PGT[l - 1].data, n2, blk(k, &k->Z, l - 1), p2, 0.0f,
-                           k->T1.data, n2));
-            NG_TRY(ng_gemm(be, 0, 1, n2, n1, p1, -1.0f, k->T1.data, n2, S->PAT[l - 1].data, n1, 1.0f, blk(k, out, l), n2));
+                           k->ws.T1.data, n2));
+            NG_TRY(ng_gemm(be, 0, 1, n2, n1, p1, -1.0f, k->ws.T1.data, n2, S->PAT[l - 1].data, n1, 1.0f, blk(k, out, l), n2));
         }
     }
     return NG_OK;
@@ -439,15 +469,15 @@ static ng_status fold(kfac *k, ng_backend *be, ng_model *m, int cols, float alph
         NG_TRY(ng_model_statistic(m, name, &g[l]));
     }
     for (l = 0; l < L; l++)
-        NG_TRY(ng_syrk(be, 0, na(k, l), cols, alpha, a[l].data, a[l].ld, beta, k->A[l].data, na(k, l)));
+        NG_TRY(ng_syrk(be, 0, na(k, l), cols, alpha, a[l].data, a[l].ld, beta, k->fac.A[l].data, na(k, l)));
     for (l = 1; l <= L; l++)
-        NG_TRY(ng_syrk(be, 0, k->d[l], cols, alpha, g[l].data, g[l].ld, beta, k->G[l].data, k->d[l]));
+        NG_TRY(ng_syrk(be, 0, k->d[l], cols, alpha, g[l].data, g[l].ld, beta, k->fac.G[l].data, k->d[l]));
     if (k->tri)
         for (l = 1; l < L; l++) {
             NG_TRY(ng_gemm(be, 0, 1, na(k, l - 1), na(k, l), cols, alpha, a[l - 1].data, a[l - 1].ld, a[l].data, a[l].ld,
-                           beta, k->AC[l].data, na(k, l - 1)));
+                           beta, k->fac.AC[l].data, na(k, l - 1)));
             NG_TRY(ng_gemm(be, 0, 1, k->d[l], k->d[l + 1], cols, alpha, g[l].data, g[l].ld, g[l + 1].data, g[l + 1].ld,
-                           beta, k->GC[l].data, k->d[l]));
+                           beta, k->fac.GC[l].data, k->d[l]));
         }
     return NG_OK;
 }
@@ -470,16 +500,16 @@ ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, u
         NG_TRY(fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
     }
     /* the factors are full symmetric matrices (syrk wrote the lower triangles) */
-    for (l = 0; l < k->L; l++) NG_TRY(ng_symmetrize_lower(be, na(k, l), k->A[l].data, na(k, l), 0.0f));
-    for (l = 1; l <= k->L; l++) NG_TRY(ng_symmetrize_lower(be, k->d[l], k->G[l].data, k->d[l], 0.0f));
-    /* the model's batch is the full one again (for the products and rho that follow) */
-    return ng_net_set_batch(m, &x, y.ptr ? &y : NULL);
+    for (l = 0; l < k->L; l++) NG_TRY(ng_symmetrize_lower(be, na(k, l), k->fac.A[l].data, na(k, l), 0.0f));
+    for (l = 1; l <= k->L; l++) NG_TRY(ng_symmetrize_lower(be, k->d[l], k->fac.G[l].data, k->d[l], 0.0f));
+    /* the model's current batch is now the last chunk of S1 (callers that need S' keep it) */
+    return NG_OK;
 }
 
 ng_status ng_kfac_refresh(ng_precond *p, double gamma) {
     double used;
-    K(p)->retries = 0;
-    NG_TRY(refresh(K(p), p->be, 0, gamma, &used));
+    K(p)->ws.retries = 0;
+    NG_TRY(refresh(K(p), &K(p)->ws, &K(p)->fac, p->be, 0, gamma, &used));
     K(p)->gamma = used;
     return NG_OK;
 }
@@ -493,10 +523,10 @@ ng_status ng_kfac_apply_inverse(ng_precond *p, const ng_tensor *v, ng_tensor *ou
 
 ng_status ng_kfac_factor(const ng_precond *p, char which, int i, int j, ng_tensor *out) {
     const kfac *k = K(p);
-    if (which == 'A' && i >= 0 && i < k->L && j == i) *out = k->A[i];
-    else if (which == 'A' && k->tri && i >= 0 && i < k->L - 1 && j == i + 1) *out = k->AC[i + 1];
-    else if (which == 'G' && i >= 1 && i <= k->L && j == i) *out = k->G[i];
-    else if (which == 'G' && k->tri && i >= 1 && i < k->L && j == i + 1) *out = k->GC[i];
+    if (which == 'A' && i >= 0 && i < k->L && j == i) *out = k->fac.A[i];
+    else if (which == 'A' && k->tri && i >= 0 && i < k->L - 1 && j == i + 1) *out = k->fac.AC[i + 1];
+    else if (which == 'G' && i >= 1 && i <= k->L && j == i) *out = k->fac.G[i];
+    else if (which == 'G' && k->tri && i >= 1 && i < k->L && j == i + 1) *out = k->fac.GC[i];
     else return ng_error(NG_ERR_INVALID_ARG, "K-FAC: no factor %c_{%d,%d} in this %s approximation", which, i, j,
                          ng_kfac_approx_name(k->cfg.approx));
     return NG_OK;
@@ -511,7 +541,7 @@ ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
     s->mu = k->mu;
     s->rho = k->rho;
     s->qmodel = k->qmodel;
-    s->inv_retries = k->retries;
+    s->inv_retries = k->ws.retries;
     s->stats_s = k->stats_s;
     s->inverse_s = k->inverse_s;
     s->apply_s = k->apply_s;
@@ -527,9 +557,10 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     double t0 = now_s(), err;
     int cols;
     k->stats_s = k->inverse_s = k->apply_s = k->quad_s = 0.0;
-    k->retries = 0;
+    k->ws.retries = 0;
     NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
-    NG_TRY(ng_net_current_batch(m, &x, NULL));
+    NG_TRY(ng_net_current_batch(m, &k->bx, &k->by));
+    x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)x.cols + 0.5);
     if (cols < 1) cols = 1;
     NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
@@ -553,6 +584,79 @@ static ng_status decay_norm2(ng_model *m, const float *th, double *out) {
     return NG_OK;
 }
 
+/* ---- asynchronous refreshes ------------------------------------------------------------------ */
+
+/* copy the inverses of set `from` into set `to` */
+static ng_status copy_set(kfac *k, ng_backend *be, int from, int to) {
+    invset *S = &k->set[from], *D = &k->set[to];
+    int l, j;
+    for (l = 1; l <= k->L; l++) {
+        const ng_tensor *src[] = {&S->AI[l], &S->GI[l], &S->PAT[l], &S->PGT[l], &S->K1[l], &S->K2[l], &S->s1[l], &S->s2[l]};
+        ng_tensor *dst[] = {&D->AI[l], &D->GI[l], &D->PAT[l], &D->PGT[l], &D->K1[l], &D->K2[l], &D->s1[l], &D->s2[l]};
+        for (j = 0; j < 8; j++)
+            if (src[j]->ptr && dst[j]->ptr) NG_TRY(ng_copy(be, dst[j]->ptr, src[j]->ptr, ng_tensor_count(src[j]) * sizeof(float)));
+    }
+    return NG_OK;
+}
+
+/* set index of candidate c in an asynchronous refresh (candidate 0 must not overwrite set 0,
+ * which updates keep using meanwhile) */
+static int async_set(int c) { return c == 0 ? NSETS : c; }
+
+static void *refresh_worker(void *arg) {
+    kfac *k = (kfac *)arg;
+    ng_status s = NG_OK;
+    int c;
+    k->aws.retries = 0;
+    for (c = 0; c < k->pend_cand && s == NG_OK; c++)
+        s = refresh(k, &k->aws, &k->snap, k->abe, async_set(c), k->pend_gam[c], &k->pend_gam[c]);
+    if (s == NG_OK) s = ng_synchronize(k->abe);
+    k->worker_status = s;
+    k->worker_msg[0] = 0;
+    if (s != NG_OK) snprintf(k->worker_msg, sizeof k->worker_msg, "%s", ng_last_error());
+    return NULL;
+}
+
+/* start the worker on the snapshot (pending = 1) */
+static ng_status launch_worker(kfac *k) {
+    pthread_t *th = (pthread_t *)malloc(sizeof *th);
+    if (!th) return ng_error(NG_ERR_OOM, "K-FAC: out of host memory for the refresh thread");
+    k->worker_status = NG_OK;
+    if (pthread_create(th, NULL, refresh_worker, k) != 0) {
+        free(th);
+        return ng_error(NG_ERR_OOM, "K-FAC: cannot start the asynchronous refresh thread");
+    }
+    k->thread = th;
+    k->pending = 1;
+    return NG_OK;
+}
+
+/* wait for the worker (pending becomes 2: results in the sets) and report its error */
+static ng_status join_worker(kfac *k) {
+    if (k->pending != 1) return NG_OK;
+    pthread_join(*(pthread_t *)k->thread, NULL);
+    free(k->thread);
+    k->thread = NULL;
+    k->pending = 2;
+    if (k->worker_status != NG_OK)
+        return ng_error(k->worker_status, "%s (asynchronous K-FAC refresh launched at update %llu)", k->worker_msg,
+                        (unsigned long long)k->launch_k);
+    return NG_OK;
+}
+
+/* snapshot the factors for the worker (the main stream finishes the copies first) */
+static ng_status snapshot(kfac *k, ng_backend *be) {
+    int l;
+    for (l = 0; l <= k->L; l++) {
+        const ng_tensor *src[] = {&k->fac.A[l], &k->fac.G[l], &k->fac.AC[l], &k->fac.GC[l]};
+        ng_tensor *dst[] = {&k->snap.A[l], &k->snap.G[l], &k->snap.AC[l], &k->snap.GC[l]};
+        int j;
+        for (j = 0; j < 4; j++)
+            if (src[j]->ptr && dst[j]->ptr) NG_TRY(ng_copy(be, dst[j]->ptr, src[j]->ptr, ng_tensor_count(src[j]) * sizeof(float)));
+    }
+    return ng_synchronize(be);
+}
+
 static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     ng_backend *be = p->be;
@@ -564,26 +668,57 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     double gg[NSETS], gd0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
     const ng_tensor *vecs[NSETS + 1];
     ng_tensor x, y, xv, yv, *g = &m->grad_flat;
-    int c, best = 0, nv, s2;
+    int c, best = 0, nv, s2, sets[NSETS] = {0, 1, 2}, arrived = 0;
     double t0 = now_s();
     gam[0] = k->gamma;
     gam[1] = k->gamma * w2;
     gam[2] = k->gamma / w2;
+    if (k->relaunch) {
+        k->relaunch = 0;
+        NG_TRY(launch_worker(k));
+    }
+    if (k->cfg.async_lag >= 0 && kk > 3) {
+        /* asynchronous: launch at a refresh point, use the results async_lag updates later */
+        if (refresh_now) {
+            double t1 = now_s();
+            NG_TRY(join_worker(k));
+            NG_TRY(snapshot(k, be));
+            k->pend_cand = cand;
+            for (c = 0; c < NSETS; c++) k->pend_gam[c] = k->launch_gam[c] = gam[c];
+            k->launch_k = kk;
+            NG_TRY(launch_worker(k));
+            NG_TRY(phase_end(p, t1, &k->inverse_s));
+        }
+        if (k->pending && kk == k->launch_k + (uint64_t)k->cfg.async_lag) {
+            double t1 = now_s();
+            NG_TRY(join_worker(k));
+            NG_TRY(phase_end(p, t1, &k->inverse_s));
+            arrived = 1;
+            k->pending = 0;
+            k->ws.retries += k->aws.retries;
+            cand = k->pend_cand;
+            for (c = 0; c < cand; c++) gam[c] = k->pend_gam[c], sets[c] = async_set(c);
+        } else {
+            cand = 1;
+        }
+        refresh_now = 0;
+    }
     /* inverses and proposals Delta_c = -F^-1 grad */
     for (c = 0; c < cand; c++) {
         if (refresh_now) {
             double t1 = now_s();
-            NG_TRY(refresh(k, be, c, gam[c], &gam[c]));
+            NG_TRY(refresh(k, &k->ws, &k->fac, be, c, gam[c], &gam[c]));
             NG_TRY(phase_end(p, t1, &k->inverse_s));
         }
-        NG_TRY(apply_set(k, be, c, g, &k->Delta[c]));
+        NG_TRY(apply_set(k, be, sets[c], g, &k->Delta[c]));
         NG_TRY(ng_scal(be, k->n, -1.0f, k->Delta[c].data));
     }
     NG_TRY(phase_end(p, t0, &k->apply_s));
     k->apply_s -= k->inverse_s;
     /* the quadratic model on S2 (exact Fisher products, appendix C) */
     t0 = now_s();
-    NG_TRY(ng_net_current_batch(m, &x, &y));
+    x = k->bx;
+    y = k->by;
     s2 = (int)floor(k->cfg.tau2 * (double)x.cols + 0.5);
     if (s2 < 1) s2 = 1;
     xv = ng_tensor_matrix(x.data, x.rows, s2, x.ld);
@@ -638,20 +773,8 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     NG_TRY(ng_axpby(be, k->n, (float)k->alpha, k->Delta[best].data, use_mom ? (float)k->mu : 0.0f, k->delta0.data));
     k->have_delta0 = 1;
     NG_TRY(ng_axpby(be, k->n, -1.0f, k->delta0.data, 0.0f, g->data));
-    if (refresh_now && best != 0) {
-        /* the chosen candidate's inverses become the current set */
-        invset *S = &k->set[best], *D = &k->set[0];
-        int l;
-        for (l = 1; l <= k->L; l++) {
-            const ng_tensor *src[] = {&S->AI[l], &S->GI[l], &S->PAT[l], &S->PGT[l], &S->K1[l], &S->K2[l], &S->s1[l], &S->s2[l]};
-            ng_tensor *dst[] = {&D->AI[l], &D->GI[l], &D->PAT[l], &D->PGT[l], &D->K1[l], &D->K2[l], &D->s1[l], &D->s2[l]};
-            int j;
-            for (j = 0; j < 8; j++)
-                if (src[j]->ptr && dst[j]->ptr)
-                    NG_TRY(ng_copy(be, dst[j]->ptr, src[j]->ptr, ng_tensor_count(src[j]) * sizeof(float)));
-        }
-    }
-    NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
+    /* the chosen candidate's inverses become the current set */
+    if ((refresh_now || arrived) && sets[best] != 0) NG_TRY(copy_set(k, be, sets[best], 0));
     /* Levenberg-Marquardt every T1 updates: rho on the whole batch S' */
     if (k->cfg.adapt_lambda && kk % (uint64_t)k->cfg.T1 == 0) {
         double h1, e1, r0, r1;
@@ -661,7 +784,6 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
         NG_TRY(ng_net_evaluate(m, &x, &h1, &e1));
         NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
-        NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
         k->rho = ((h1 + k->cfg.eta * r1) - (k->h0 + k->cfg.eta * r0)) / k->qmodel;
         k->lambda = ng_kfac_lm_update(k->lambda, k->rho, omega1_of(&k->cfg));
     }
@@ -679,7 +801,7 @@ static ng_status kfac_log_values(ng_precond *p, double *v) {
     v[3] = k->mu;
     v[4] = k->rho;
     v[5] = k->qmodel;
-    v[6] = k->retries;
+    v[6] = k->ws.retries;
     v[7] = k->stats_s;
     v[8] = k->inverse_s;
     v[9] = k->apply_s;
@@ -709,6 +831,7 @@ static ng_status save_config(const ng_kfac_config *k, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_i64(c, "kfac.adapt_gamma", k->adapt_gamma));
     NG_TRY(ng_ckpt_set_i64(c, "kfac.pi", k->pi_mode));
     NG_TRY(ng_ckpt_set_i64(c, "kfac.precision64", k->precision == NG_F64));
+    NG_TRY(ng_ckpt_set_i64(c, "kfac.async_lag", k->async_lag));
     return ng_ckpt_set_u64(c, "kfac.seed", k->seed);
 }
 
@@ -745,6 +868,8 @@ ng_status ng_kfac_config_from_ckpt(const ng_ckpt *c, ng_kfac_config *k) {
     k->pi_mode = (int)v;
     NG_TRY(ng_ckpt_get_int(c, "kfac.precision64", 0, 1, &v));
     k->precision = v ? NG_F64 : NG_F32;
+    NG_TRY(ng_ckpt_get_int(c, "kfac.async_lag", -1, 1 << 30, &v));
+    k->async_lag = (int)v;
     NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &k->seed));
     if (ng_kfac_config_check(k) != NG_OK)
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: K-FAC settings out of range: %s", ng_ckpt_path(c), ng_last_error());
@@ -760,6 +885,19 @@ static ng_status kfac_save(ng_precond *p, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_f64(c, "kfac.mu", k->mu));
     NG_TRY(ng_ckpt_set_f64(c, "kfac.rho", k->rho));
     NG_TRY(ng_ckpt_set_f64(c, "kfac.qmodel", k->qmodel));
+    if (k->cfg.async_lag >= 0) {
+        /* a refresh in flight: its snapshot (state arena) and launch; a resume recomputes it */
+        int j;
+        char key[32];
+        NG_TRY(join_worker(k));
+        NG_TRY(ng_ckpt_set_i64(c, "kfac.async_pending", k->pending != 0 || k->relaunch));
+        NG_TRY(ng_ckpt_set_u64(c, "kfac.async_launch_k", k->launch_k));
+        NG_TRY(ng_ckpt_set_i64(c, "kfac.async_cand", k->pend_cand));
+        for (j = 0; j < NSETS; j++) {
+            snprintf(key, sizeof key, "kfac.async_gamma%d", j);
+            NG_TRY(ng_ckpt_set_f64(c, key, k->launch_gam[j]));
+        }
+    }
     return ng_ckpt_set_i64(c, "kfac.have_delta0", k->have_delta0);
 }
 
@@ -809,6 +947,7 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
         NG_TRY(expect_i64(c, "kfac.adapt_gamma", k->cfg.adapt_gamma));
         NG_TRY(expect_i64(c, "kfac.pi", k->cfg.pi_mode));
         NG_TRY(expect_i64(c, "kfac.precision64", k->cfg.precision == NG_F64));
+        NG_TRY(expect_i64(c, "kfac.async_lag", k->cfg.async_lag));
         NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &seed));
         if (seed != k->cfg.seed)
             return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.seed is %llu, this run uses %llu", ng_ckpt_path(c),
@@ -824,6 +963,28 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
     if (!(lam > 0.0) || !FINITE(lam) || !(gam > 0.0) || !FINITE(gam))
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.lambda %g / kfac.gamma %g must be finite and > 0", ng_ckpt_path(c),
                         lam, gam);
+    if (k->cfg.async_lag >= 0) {
+        int64_t pend, cand;
+        uint64_t lk;
+        double lg[NSETS];
+        int j;
+        char key[32];
+        NG_TRY(ng_ckpt_get_int(c, "kfac.async_pending", 0, 1, &pend));
+        NG_TRY(ng_ckpt_get_u64(c, "kfac.async_launch_k", &lk));
+        NG_TRY(ng_ckpt_get_int(c, "kfac.async_cand", 0, NSETS, &cand));
+        for (j = 0; j < NSETS; j++) {
+            snprintf(key, sizeof key, "kfac.async_gamma%d", j);
+            NG_TRY(ng_ckpt_get_f64(c, key, &lg[j]));
+        }
+        if (apply) {
+            NG_TRY(join_worker(k));
+            k->pending = 0;
+            k->relaunch = (int)pend;
+            k->launch_k = lk;
+            k->pend_cand = (int)cand;
+            for (j = 0; j < NSETS; j++) k->pend_gam[j] = k->launch_gam[j] = lg[j];
+        }
+    }
     if (!apply) return NG_OK;
     k->lambda = lam;
     k->gamma = gam;
@@ -838,7 +999,12 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
 static void kfac_destroy(ng_precond *p) {
     kfac *k = K(p);
     if (!k) return;
+    if (k->pending == 1) {
+        join_worker(k);
+        ng_clear_error();
+    }
     ng_arena_free(&k->scratch);
+    if (k->abe) ng_backend_free(k->abe);
     free(k);
 }
 
@@ -928,6 +1094,7 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
         if (k->d[l] + 1 > maxn) maxn = k->d[l] + 1;
     }
     k->maxn = maxn;
+    k->ws.precision = k->aws.precision = cfg->precision;
     k->n = ng_model_size(m);
     /* the arena offset of each layer's W (net.c: parameters W1 b1 W2 b2 ...) */
     for (l = 1, i = 0; l <= k->L; l++) {
@@ -945,36 +1112,61 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     k->rho = NAN;
     nsets = cfg->adapt_gamma ? NSETS : 1;
     k->nsets = nsets;
-    for (l = 0; s == NG_OK && l < k->L; l++) s = reserve(&p->state, "A%d", l, na(k, l), na(k, l), &k->A[l]);
-    for (l = 1; s == NG_OK && l <= k->L; l++) s = reserve(&p->state, "G%d", l, k->d[l], k->d[l], &k->G[l]);
+    for (l = 0; s == NG_OK && l < k->L; l++) s = reserve(&p->state, "A%d", l, na(k, l), na(k, l), &k->fac.A[l]);
+    for (l = 1; s == NG_OK && l <= k->L; l++) s = reserve(&p->state, "G%d", l, k->d[l], k->d[l], &k->fac.G[l]);
     for (l = 1; s == NG_OK && k->tri && l < k->L; l++) {
-        s = reserve(&p->state, "A%d_next", l, na(k, l - 1), na(k, l), &k->AC[l]);
-        if (s == NG_OK) s = reserve(&p->state, "G%d_next", l, k->d[l], k->d[l + 1], &k->GC[l]);
+        s = reserve(&p->state, "A%d_next", l, na(k, l - 1), na(k, l), &k->fac.AC[l]);
+        if (s == NG_OK) s = reserve(&p->state, "G%d_next", l, k->d[l], k->d[l + 1], &k->fac.GC[l]);
     }
     if (s == NG_OK) s = reserve_set(k, &p->state, 0, &k->set[0]);
     if (s == NG_OK) s = ng_arena_reserve(&p->state, "delta0", (int)k->n, 1, &k->delta0);
+    if (cfg->async_lag >= 0) {
+        for (l = 0; s == NG_OK && l < k->L; l++) s = reserve(&p->state, "snap_A%d", l, na(k, l), na(k, l), &k->snap.A[l]);
+        for (l = 1; s == NG_OK && l <= k->L; l++) s = reserve(&p->state, "snap_G%d", l, k->d[l], k->d[l], &k->snap.G[l]);
+        for (l = 1; s == NG_OK && k->tri && l < k->L; l++) {
+            s = reserve(&p->state, "snap_A%d_next", l, na(k, l - 1), na(k, l), &k->snap.AC[l]);
+            if (s == NG_OK) s = reserve(&p->state, "snap_G%d_next", l, k->d[l], k->d[l + 1], &k->snap.GC[l]);
+        }
+    }
     if (s == NG_OK) s = ng_arena_commit(&p->state);
     for (c = 1; s == NG_OK && c < nsets; c++) s = reserve_set(k, &k->scratch, c, &k->set[c]);
+    if (s == NG_OK && cfg->async_lag >= 0) {
+        int dd[1];
+        s = reserve_set(k, &k->scratch, NSETS, &k->set[NSETS]);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_X", maxn, maxn, &k->aws.X);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_T1", maxn, maxn, &k->aws.T1);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_T2", maxn, maxn, &k->aws.T2);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_T3", maxn, maxn, &k->aws.T3);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_T4", maxn, maxn, &k->aws.T4);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_w1", maxn, 1, &k->aws.w1);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "async_w2", maxn, 1, &k->aws.w2);
+        dd[0] = maxn * maxn;
+        if (s == NG_OK) s = ng_arena_reserve_nd(&k->scratch, "async_Xd", NG_F64, 1, dd, &k->aws.Xd);
+        dd[0] = maxn;
+        if (s == NG_OK) s = ng_arena_reserve_nd(&k->scratch, "async_wd", NG_F64, 1, dd, &k->aws.wd);
+        /* the worker's own backend on the same device: its own stream (CUDA) or calling thread (CPU) */
+        if (s == NG_OK) s = ng_backend_init(be->kind, be->device_index, &k->abe, NULL, 0);
+    }
     for (c = 0; s == NG_OK && c < nsets; c++) s = reserve(&k->scratch, "Delta%d", c, (int)k->n, 1, &k->Delta[c]);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "Y", (int)k->n, 1, &k->Y);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "Z", (int)k->n, 1, &k->Z);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
     work = (size_t)nc->dims[k->L] * (size_t)nc->chunk * (size_t)(NSETS + 2);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "work", (int)work, 1, &k->work);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->X);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->T1);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T2", maxn, maxn, &k->T2);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T3", maxn, maxn, &k->T3);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T4", maxn, maxn, &k->T4);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "w1", maxn, 1, &k->w1);
-    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "w2", maxn, 1, &k->w2);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->ws.X);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->ws.T1);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T2", maxn, maxn, &k->ws.T2);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T3", maxn, maxn, &k->ws.T3);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T4", maxn, maxn, &k->ws.T4);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "w1", maxn, 1, &k->ws.w1);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "w2", maxn, 1, &k->ws.w2);
     if (s == NG_OK) {
         /* float64 scratch of the factorisations */
         int dd[1];
         dd[0] = maxn * maxn;
-        s = ng_arena_reserve_nd(&k->scratch, "Xd", NG_F64, 1, dd, &k->Xd);
+        s = ng_arena_reserve_nd(&k->scratch, "Xd", NG_F64, 1, dd, &k->ws.Xd);
         dd[0] = maxn;
-        if (s == NG_OK) s = ng_arena_reserve_nd(&k->scratch, "wd", NG_F64, 1, dd, &k->wd);
+        if (s == NG_OK) s = ng_arena_reserve_nd(&k->scratch, "wd", NG_F64, 1, dd, &k->ws.wd);
     }
     if (s == NG_OK) s = ng_arena_commit(&k->scratch);
     if (s != NG_OK) {

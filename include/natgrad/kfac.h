@@ -36,7 +36,8 @@
  * inv_retries, stats_s, inverse_s, apply_s, quad_s (seconds per phase, this update; the device is
  * synchronised between phases only when timing is on: timing on by default, --kfac-timing 0 off).
  * Checkpoint: kfac.* configuration (refused on mismatch), counters and scalars, the factors, the
- * inverses (so a resume between refreshes is bit-exact) and delta0. */
+ * inverses (so a resume between refreshes is bit-exact) and delta0; with --kfac-async, the snapshot
+ * of a refresh still in flight, which a resume recomputes (bit-exact too). */
 #ifndef NATGRAD_KFAC_H
 #define NATGRAD_KFAC_H
 
@@ -70,6 +71,12 @@ typedef struct ng_kfac_config {
     int pi_mode;         /* --kfac-pi trace | one */
     ng_dtype precision;  /* --kfac-precision f32 | f64: dtype of the inverse computations */
     int timing;          /* --kfac-timing 1 | 0: per-phase seconds in the log */
+    int async_lag;       /* --kfac-async S: -1 (default) refresh in the update that needs it; S >= 0:
+                          * refreshes after the third run on a second backend (own CUDA stream, or a
+                          * second thread on the CPU) from a snapshot of the factors while updates go
+                          * on with the previous inverses, and are used S updates after their launch
+                          * (gamma candidates judged then); S = 0 equals the synchronous result
+                          * exactly. S < T3. Beyond the paper (its section 8 suggests it). */
     uint64_t seed;       /* sampled targets: stream (seed, NG_RNG_KFAC_TARGETS, step t) */
 } ng_kfac_config;
 
