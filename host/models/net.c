@@ -49,6 +49,7 @@ typedef struct net {
     ng_tensor rmean[L_MAX + 1], rrstd[L_MAX + 1];
     /* the current batch */
     ng_tensor x, y;
+    ng_tensor x0, y0; /* the batch as set (x, y may be a prefix of it: ng_net_batch_prefix) */
     int have_y, have_batch, m;
     int cached;       /* the forward pass of the (single-chunk) batch is in the buffers */
     int d_valid;      /* D[] holds a backward pass of that batch */
@@ -681,9 +682,9 @@ static ng_status check_batch(net *n, const ng_tensor *x, const ng_tensor *y, con
 }
 
 static ng_status set_batch(net *n, const ng_tensor *x, const ng_tensor *y) {
-    n->x = *x;
+    n->x = n->x0 = *x;
     n->have_y = y != NULL;
-    if (y) n->y = *y;
+    if (y) n->y = n->y0 = *y;
     n->have_batch = 1;
     n->m = x->cols;
     n->cached = 0;
@@ -747,6 +748,33 @@ ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     NG_TRY(check_batch(n, x, y, "set_batch"));
     NG_TRY(set_batch(n, x, y));
     if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    return NG_OK;
+}
+
+ng_status ng_net_batch_prefix(ng_model *m, int cols) {
+    net *n = as_net(m);
+    int c0, nc;
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_batch_prefix: model %s is not a network", m->iface->kind);
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "network batch prefix: no batch yet");
+    if (cols < 1 || cols > n->x0.cols)
+        return ng_error(NG_ERR_INVALID_ARG, "network batch prefix: %d cases of a batch of %d", cols, n->x0.cols);
+    /* the forward pass of the batch's first cols_cached cases is in the buffers: keep it */
+    if (n->cached && n->x.data == n->x0.data && cols <= n->cols_cached && cols <= n->cfg.chunk) {
+        n->x = ng_tensor_matrix(n->x0.data, n->x0.rows, cols, n->x0.ld);
+        if (n->have_y) n->y = ng_tensor_matrix(n->y0.data, n->y0.rows, cols, n->y0.ld);
+        n->m = cols;
+        n->d_valid = 0;
+        return NG_OK;
+    }
+    {
+        ng_tensor xv = ng_tensor_matrix(n->x0.data, n->x0.rows, cols, n->x0.ld), yv, x0 = n->x0, y0 = n->y0;
+        int hy = n->have_y;
+        if (hy) yv = ng_tensor_matrix(n->y0.data, n->y0.rows, cols, n->y0.ld);
+        NG_TRY(set_batch(n, &xv, hy ? &yv : NULL));
+        n->x0 = x0;
+        n->y0 = y0;
+        if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &nc, 0));
+    }
     return NG_OK;
 }
 

@@ -491,18 +491,26 @@ ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, u
     NG_TRY(ng_net_current_batch(m, &x, &y));
     if (cols < 1 || cols > x.cols)
         return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases of a batch of %d", cols, x.cols);
-    for (c0 = 0; c0 < cols; c0 += ch) {
-        int nc = cols - c0 < ch ? cols - c0 : ch;
-        xv = ng_tensor_matrix(x.data + (size_t)c0 * (size_t)x.ld, x.rows, nc, x.ld);
-        if (y.ptr) yv = ng_tensor_matrix(y.data + (size_t)c0 * (size_t)y.ld, y.rows, nc, y.ld);
-        NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
-        NG_TRY(ng_net_backward_sampled(m, key, step + (uint64_t)(c0 / ch)));
-        NG_TRY(fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
+    if (cols <= ch) {
+        /* a prefix of the batch: its forward pass is reused when it is in the buffers */
+        NG_TRY(ng_net_batch_prefix(m, cols));
+        NG_TRY(ng_net_backward_sampled(m, key, step));
+        NG_TRY(fold(k, be, m, cols, alpha, (float)eps));
+    } else {
+        for (c0 = 0; c0 < cols; c0 += ch) {
+            int nc = cols - c0 < ch ? cols - c0 : ch;
+            xv = ng_tensor_matrix(x.data + (size_t)c0 * (size_t)x.ld, x.rows, nc, x.ld);
+            if (y.ptr) yv = ng_tensor_matrix(y.data + (size_t)c0 * (size_t)y.ld, y.rows, nc, y.ld);
+            NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
+            NG_TRY(ng_net_backward_sampled(m, key, step + (uint64_t)(c0 / ch)));
+            NG_TRY(fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
+        }
+        /* the whole batch again (several chunks: nothing is recomputed) */
+        NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
     }
     /* the factors are full symmetric matrices (syrk wrote the lower triangles) */
     for (l = 0; l < k->L; l++) NG_TRY(ng_symmetrize_lower(be, na(k, l), k->fac.A[l].data, na(k, l), 0.0f));
     for (l = 1; l <= k->L; l++) NG_TRY(ng_symmetrize_lower(be, k->d[l], k->fac.G[l].data, k->d[l], 0.0f));
-    /* the model's current batch is now the last chunk of S1 (callers that need S' keep it) */
     return NG_OK;
 }
 
@@ -667,7 +675,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     double w2 = omega2_of(&k->cfg), gam[NSETS], Mv[NSETS], al[NSETS], mu[NSETS], gram[16];
     double gg[NSETS], gd0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
     const ng_tensor *vecs[NSETS + 1];
-    ng_tensor x, y, xv, yv, *g = &m->grad_flat;
+    ng_tensor x, *g = &m->grad_flat;
     int c, best = 0, nv, s2, sets[NSETS] = {0, 1, 2}, arrived = 0;
     double t0 = now_s();
     gam[0] = k->gamma;
@@ -718,12 +726,9 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     /* the quadratic model on S2 (exact Fisher products, appendix C) */
     t0 = now_s();
     x = k->bx;
-    y = k->by;
     s2 = (int)floor(k->cfg.tau2 * (double)x.cols + 0.5);
     if (s2 < 1) s2 = 1;
-    xv = ng_tensor_matrix(x.data, x.rows, s2, x.ld);
-    if (y.ptr) yv = ng_tensor_matrix(y.data, y.rows, s2, y.ld);
-    NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
+    NG_TRY(ng_net_batch_prefix(m, s2));
     nv = 0;
     for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
     if (use_mom) vecs[nv++] = &k->delta0;

@@ -110,6 +110,11 @@ int ng_net_batch_rows(const ng_model *m);
 /* Make x (and targets y, or NULL: from x as the config says) the batch of the curvature products
  * without computing a gradient (forward pass of a single-chunk batch). x must stay valid. */
 ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+/* Make the first cols cases of the batch last set (by a gradient or ng_net_set_batch) the current
+ * batch. When its forward pass is in the buffers (a single-chunk batch) it is reused, not
+ * recomputed: K-FAC's statistics (tau1 m cases) and exact-Fisher products (tau2 m) run on prefixes
+ * of the gradient's batch at the cost of their backward / R passes only. */
+ng_status ng_net_batch_prefix(ng_model *m, int cols);
 /* J v: out (d_L, m) = R{z_L} for the current batch (m = its cases). */
 ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
