@@ -13,8 +13,9 @@
  *   tridiagonal, l < L: PAT[l] = Psi^A_{l-1,l}^T = (A[l] + pi_{l+1} gamma I)^-1 AC[l]^T,
  *   PGT[l] = Psi^G_{l,l+1}^T = (G[l+1] + gamma / pi_{l+1} I)^-1 GC[l]^T, and Sigma_{l|l+1}^-1 as
  *   K1[l], K2[l], s1[l], s2[l] of appendix B: Sigma = A (x) B - C (x) D with A, B the damped
- *   A[l-1], G[l]; C = AC PAT, D = GC PGT; A^-1/2 C A^-1/2 = E1 diag(s1) E1^T, K1 = A^-1/2 E1,
- *   likewise K2, s2; Sigma^-1 vec(V) = vec(K2 [(K2^T V K1) / (1 - s2 s1^T)] K1^T).
+ *   A[l-1], G[l]; C = AC PAT, D = GC PGT; with the Cholesky root A = L L^T (appendix B uses the
+ *   symmetric root; any root gives the same Sigma^-1), L^-1 C L^-T = E1 diag(s1) E1^T,
+ *   K1 = L^-T E1, likewise K2, s2; Sigma^-1 vec(V) = vec(K2 [(K2^T V K1) / (1 - s2 s1^T)] K1^T).
  * F-hat^-1 = Xi^T Lambda Xi (section 4.3): (Xi v)_l = V_l - Psi^G_{l,l+1} V_{l+1} Psi^A_{l-1,l}^T,
  * (Xi^T v)_l = V_l - Psi^G_{l-1,l}^T V_{l-1} Psi^A_{l-2,l-1}.
  * Must not: read the network's private fields (only natgrad/net.h and the model interface), or
@@ -300,40 +301,49 @@ static ng_status sym_eig(rws *w, ng_backend *be, float *M, int n, float *ev, int
     return ng_to_float(be, (size_t)n, w->wd.data_d, ev);
 }
 
-/* H = (F + shift I)^-1/2 (n x n) through an eigendecomposition; *fail when it fails or the damped
- * matrix is not positive definite. Uses T3 and w1. */
-static ng_status inv_sqrt(rws *w, ng_backend *be, const float *F, int n, double shift, float *H, int *fail) {
-    float wmin;
-    NG_TRY(damped(be, F, n, shift, w->T3.data));
-    NG_TRY(sym_eig(w, be, w->T3.data, n, w->w1.data, fail));
-    if (*fail) return NG_OK;
-    NG_TRY(ng_get(be, &wmin, w->w1.data, sizeof wmin));
-    if (!(wmin > 0.0f)) {
+
+/* Lower Cholesky factor of (F + shift I) into out (n x n; float32, float64 when asked or after a
+ * failure); *fail when both fail. */
+static ng_status chol_factor(rws *w, ng_backend *be, const float *F, int n, double shift, float *out, int *fail) {
+    int info = 0;
+    size_t nn = (size_t)n * (size_t)n;
+    *fail = 0;
+    NG_TRY(damped(be, F, n, shift, out));
+    if (w->precision == NG_F32) {
+        NG_TRY(ng_potrf(be, n, out, n, &info));
+        if (!info) return NG_OK;
+        w->retries++;
+        NG_TRY(damped(be, F, n, shift, out));
+    }
+    NG_TRY(ng_to_double(be, nn, out, w->Xd.data_d));
+    NG_TRY(ng_potrf_d(be, n, w->Xd.data_d, n, &info));
+    if (info) {
         *fail = 1;
         return NG_OK;
     }
-    /* H = E diag(w^-1/2) E^T */
-    NG_TRY(outer_scale(be, n, n, NG_OSCALE_RSQRT, w->T3.data, n, NULL, w->w1.data, wmin, H, n));
-    NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, H, n, w->T3.data, n, 0.0f, w->T4.data, n));
-    return ng_copy(be, H, w->T4.data, (size_t)n * (size_t)n * sizeof(float));
+    return ng_to_float(be, nn, w->Xd.data_d, out);
 }
 
-/* The appendix-B factors of Sigma = A (x) B - C (x) D, A = A-side damped factor (nA), C (nA x nA)
- * in Cm; result K (nA x nA) and s (nA). H = A^-1/2 into K first. Uses X, T3, T4, w1. */
+/* The appendix-B factors of Sigma = A (x) B - C (x) D on one side: with A = F + shift I = L L^T
+ * (any square root serves appendix B; the Cholesky factor costs a potrf where the symmetric root
+ * costs an eigendecomposition), L^-1 C L^-T = E diag(s) E^T and K = L^-T E, so that
+ * A^-1 = K K^T and C = L E diag(s) E^T L^T. C (nA x nA) in Cm; results K (nA x nA), s (nA). Uses
+ * X, T3 (and T4 through sym_eig). */
 static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
                             float *s, int *fail) {
     size_t nn = (size_t)nA * (size_t)nA;
-    NG_TRY(inv_sqrt(w, be, F, nA, shift, Kout, fail));
+    NG_TRY(chol_factor(w, be, F, nA, shift, w->T3.data, fail));
     if (*fail) return NG_OK;
-    /* M = H C H (symmetrised) */
-    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, Cm, nA, 0.0f, w->T3.data, nA));
-    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, w->T3.data, nA, Kout, nA, 0.0f, w->X.data, nA));
+    /* M = L^-1 C L^-T (symmetrised) */
+    NG_TRY(ng_copy(be, w->X.data, Cm, nn * sizeof(float)));
+    NG_TRY(ng_trsm(be, 0, 1, 0, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
+    NG_TRY(ng_trsm(be, 1, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
     NG_TRY(ng_symmetrize_lower(be, nA, w->X.data, nA, 0.0f));
     NG_TRY(sym_eig(w, be, w->X.data, nA, s, fail));
     if (*fail) return NG_OK;
-    /* K = H E */
-    NG_TRY(ng_gemm(be, 0, 0, nA, nA, nA, 1.0f, Kout, nA, w->X.data, nA, 0.0f, w->T3.data, nA));
-    return ng_copy(be, Kout, w->T3.data, nn * sizeof(float));
+    /* K = L^-T E */
+    NG_TRY(ng_trsm(be, 0, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
+    return ng_copy(be, Kout, w->X.data, nn * sizeof(float));
 }
 
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in

@@ -234,7 +234,7 @@ typedef struct ng_op_args {
         /* out[r,c] = x[r,c] * phi(u[r], v[c]) for r < rows, c < cols (ng_outer_scale_phi), mode:
          *   NG_OSCALE_MUL    phi = u[r] v[c]  (u or v NULL = 1): row / column scaling
          *   NG_OSCALE_RSQRT  phi = 1 / sqrt(max(v[c], floor))  (u must be NULL): a matrix of
-         *                    eigenvectors times diag(w)^(-1/2)
+         *                    eigenvectors times diag(w)^(-1/2) (inverse square roots, whitening)
          *   NG_OSCALE_STEIN  phi = 1 / max(1 - u[r] v[c], floor): the elementwise division of
          *                    appendix B of the K-FAC paper
          * floor > 0 for RSQRT and STEIN. out may alias x (same pointer and ld). */
