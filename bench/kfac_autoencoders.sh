@@ -19,11 +19,12 @@
 # runs/kfac-ae/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=4 problems="mnist curves" reuse= tminutes=
+minutes=4 problems="mnist curves" reuse= tminutes= cminutes=
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --torch-minutes) tminutes=$2; shift 2 ;;
+    --curves-minutes) cminutes=$2; shift 2 ;;
     --problems) problems=$2; shift 2 ;;
     --reuse) reuse=1; shift ;;
     *) echo "usage: $0 [--minutes M] [--problems 'mnist curves'] [--reuse]" >&2; exit 2 ;;
@@ -40,20 +41,23 @@ common=(net train --optimizer kfac --weight-decay 1e-5 --average 0.99 --init spa
 run() { # name args...
   local name=$1; shift
   if [ -n "$reuse" ] && [ -s "$out/$name/train.csv" ]; then echo "== $name: kept"; return; fi
-  echo "== $name ($minutes min)"
-  "$bin" "${common[@]}" "$@" --minutes "$minutes" --out "$out/$name" 2>"$out/$name.err" || { tail -3 "$out/$name.err"; }
+  echo "== $name ($pmin min)"
+  "$bin" "${common[@]}" "$@" --minutes "$pmin" --out "$out/$name" 2>"$out/$name.err" || { tail -3 "$out/$name.err"; }
   tail -2 "$out/$name.err" | head -1
 }
 
 for p in $problems; do
   case $p in
-    mnist) data=mnist preset=mnist-autoencoder m=500 ;;
-    curves) data=curves-like preset=curves-autoencoder m=250 ;;
+    mnist) data=mnist preset=mnist-autoencoder m=500 pmin=$minutes ;;
+    curves) data=curves-like preset=curves-autoencoder m=250 pmin=${cminutes:-$minutes} ;;
     *) echo "unknown problem $p" >&2; exit 2 ;;
   esac
   run "$p-blockdiag" --data $data --preset $preset --kfac-approx blockdiag --batch-schedule exp --log-every 10
   run "$p-tridiag" --data $data --preset $preset --kfac-approx tridiag --batch-schedule exp --log-every 10
   run "$p-nomom" --data $data --preset $preset --kfac-approx blockdiag --kfac-momentum 0 --batch $m --log-every 25
+  # not the paper's rule: gamma held at 0.1 (on curves-like the greedy gamma rule keeps K-FAC on the
+  # initial plateau; see the results' notes)
+  [ "$p" = curves ] && run "$p-gamma01" --data $data --preset $preset --kfac-approx blockdiag --batch-schedule exp --adapt-gamma 0 --gamma0 0.1 --log-every 10
 done
 
 # the NAG baseline in PyTorch (MNIST), from natgrad's initial parameters
@@ -87,7 +91,7 @@ cost cost-tridiag --optimizer kfac --kfac-approx tridiag
 
 for f in "$out"/*/train.csv; do
   n=$(basename "$(dirname "$f")")
-  case $n in cost-*) continue ;; esac
+  case $n in cost-*|init) continue ;; esac
   cp "$f" "$res/kfac_ae_${n/-/_}.csv"
 done
 
@@ -100,7 +104,9 @@ def load(path):
 cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip() or "?"
 lines = []
 lines.append("# K-FAC on the deep autoencoders (bench/kfac_autoencoders.sh)\n")
-lines.append(f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes per K-FAC run. "
+load_avg = open("/proc/loadavg").read().split()[:3]
+lines.append(f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes per K-FAC run on MNIST "
+             f"(see the script's --curves-minutes for curves-like; load average at the end {' '.join(load_avg)}). "
              "The paper's second experiment (section 13, figures 10 and 11): K-FAC with momentum and exponentially growing "
              "batches (m1 = 1000, m_500 = |S|), block-diagonal and block-tridiagonal, K-FAC without momentum at the baseline's "
              "fixed m, and the NAG baseline; L2 1e-5, iterate averaging 0.99, reported error = min(error at theta, at the "
@@ -139,8 +145,10 @@ for prob, label in (("mnist", "MNIST autoencoder (7,996 digits)"), ("curves", "c
     elif prob == "mnist":
         note = open(f"{out}/torch-note.txt").read().strip() if os.path.exists(f"{out}/torch-note.txt") else ""
         if note: lines.append(f"| NAG in PyTorch | {note} | | | | | | |")
+    runs["gamma01"] = load(f"{out}/{prob}-gamma01/train.csv")
     for v, name in (("blockdiag", "K-FAC block-diagonal, momentum, growing m"), ("tridiag", "K-FAC block-tridiagonal, momentum, growing m"),
-                    ("nomom", "K-FAC block-diagonal, no momentum, fixed m")):
+                    ("nomom", "K-FAC block-diagonal, no momentum, fixed m"),
+                    ("gamma01", "K-FAC block-diagonal, growing m, gamma held at 0.1 (NOT the paper's rule)")):
         r = runs[v]
         if not r: continue
         last = r[-1]
@@ -190,7 +198,7 @@ if command -v gnuplot >/dev/null 2>&1; then
   for p in mnist curves; do
     [ "$p" = mnist ] && [ -s "$res/kfac_ae_mnist_torch_nag.csv" ] && { plots_t="$plots_t '$res/kfac_ae_mnist_torch_nag.csv' using (column('train_s')):(column('train_error_best')) with lines lw 1 dt 2 title 'mnist NAG (PyTorch)',"; plots_i="$plots_i '$res/kfac_ae_mnist_torch_nag.csv' using (column('step')):(column('train_error_best')) with lines lw 1 dt 2 title 'mnist NAG (PyTorch)',"; }
     [ -s "$res/net_nag_baseline_$p.csv" ] && { plots_t="$plots_t '$res/net_nag_baseline_$p.csv' using (column('train_s')):(column('train_error_best')) with lines lw 2 title '$p NAG',"; plots_i="$plots_i '$res/net_nag_baseline_$p.csv' using (column('step')):(column('train_error_best')) with lines lw 2 title '$p NAG',"; }
-    for v in blockdiag tridiag nomom; do
+    for v in blockdiag tridiag nomom gamma01; do
       f="$res/kfac_ae_${p}_$v.csv"
       [ -s "$f" ] || continue
       plots_t="$plots_t '$f' using (column('train_s')):(column('train_error_best')) with lines lw 2 title '$p K-FAC $v',"
