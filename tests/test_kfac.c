@@ -648,6 +648,19 @@ static int test_fisher_gram(void) {
             NGT_CHECK(fabs(gram[j + 3 * i] - d) < 1e-4 * (fabs(d) + 1e-3), "gram[%d,%d] = %g, v^T G u = %g", j, i, gram[j + 3 * i], (double)d);
         }
     }
+    /* a prefix of the batch whose forward pass is reused equals the prefix set afresh */
+    {
+        double g1[9], g2[9];
+        ng_tensor xv = ng_tensor_matrix(f.x.data, f.x.rows, 9, f.x.ld);
+        NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+        NGT_OK(ng_net_batch_prefix(f.net, 9));
+        NGT_OK(ng_net_fisher_gram(f.net, 3, (const ng_tensor *const *)vv, &work, g1));
+        NGT_OK(ng_net_set_batch(f.net, &xv, NULL));
+        NGT_OK(ng_net_fisher_gram(f.net, 3, (const ng_tensor *const *)vv, &work, g2));
+        for (i = 0; i < 9; i++) NGT_CHECK(fabs(g1[i] - g2[i]) <= 1e-6 * (fabs(g2[i]) + 1e-6), "prefix gram[%d] %g vs %g", i, g1[i], g2[i]);
+        NGT_CHECK(ng_net_batch_prefix(f.net, f.m + 1) == NG_ERR_INVALID_ARG, "a prefix longer than the batch is refused");
+        ng_clear_error();
+    }
     ng_free(g_cpu, mem);
     fix_free(&f);
     return NGT_PASS;
