@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "natgrad/backend.h"
 #include "natgrad/status.h"
 
 #ifdef __cplusplus
@@ -90,6 +91,8 @@ ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, const float *
 ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, float *v, float *step,
                        float b1, float c1, float b2, float c2, double bc1, double bc2, float lr,
                        float eps, void *stream);
+/* K-FAC's factor accumulation (NG_OP_FACTOR_UPDATE): one launch for the count entries. */
+ng_status ng_cuda_factor_update(int count, int k, float beta, const ng_factor_entry *entries, void *stream);
 /* K-FAC's scalings (ng_outer_scale_phi): out[r,c] = x[r,c] phi(u[r], v[c]); out may alias x. */
 ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const float *x, int ldx, const float *u,
                               const float *v, float floor_, float *out, int ldo, void *stream);

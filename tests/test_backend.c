@@ -3588,6 +3588,111 @@ static void ref_outer_scale(ecase *c) {
         }
 }
 
+/* ---- factor_update: C_e = beta C_e + alpha_e X_e Y_e^T for several factors in one call -----------
+ * Shape (m, n): k = n cases. Variant 0: a symmetric m x m entry (X padded) and a cross entry
+ * (m x (m/2 + 1), sharing X) with beta 0.75; variant 1: symmetric entries of m and m/2 + 1 and a cross
+ * m x 3 entry with beta 0 (every C starts NaN). A symmetric entry's old C is read on its lower
+ * triangle (the upper starts NaN in variant 0 to prove it). Reference in double; tolerance
+ * (k + 4) FLT_EPSILON (|beta C| + |alpha| sum_k |x y|). check: symmetric entries exactly symmetric.
+ * Buffers: variant 0: 0 X, 1 C1, 2 Y2, 3 C2; variant 1: 0 X1, 1 C1, 2 X2, 3 C2, 4 Y3, 5 C3. */
+static int gen_factor_update(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int m = s->m, k = s->n, h = m ? m / 2 + 1 : 0, h1 = max_i(1, h), m1 = max_i(1, m), m2 = m + 1, m3 = m + 2;
+    const uint64_t seed = 391 + (uint64_t)v * 7 + (uint64_t)m * 1000 + (uint64_t)k;
+    int X, C1, Y, C2, r, col;
+    (void)inplace;
+    c->a.factor_update.k = k;
+    c->a.factor_update.beta = v ? 0.0f : 0.75f;
+    if (v == 0) {
+        c->a.factor_update.count = 2;
+        X = eb_add(t, c, "X", R_IN, 0, m, k, m2, AOFF(factor_update.e[0].X));
+        eb_rand(c, X, seed, -1.0, 1.0);
+        c->a.factor_update.e[0] = (ng_factor_entry){m, m, NULL, m2, NULL, m2, 0.5f, NULL, m3};
+        C1 = eb_add(t, c, "C1", R_INOUT, 0, m, m, m3, AOFF(factor_update.e[0].C));
+        eb_rand(c, C1, seed + 1, -1.0, 1.0);
+        for (col = 0; col < m; col++)
+            for (r = 0; r < col; r++) IF(c, C1)[AT(c, C1, r, col)] = NAN;
+        eb_alias(t, c, "X (as Y of entry 0)", R_IN, X, AOFF(factor_update.e[0].Y));
+        c->a.factor_update.e[1] = (ng_factor_entry){m, h, NULL, m2, NULL, h1, -0.25f, NULL, m1};
+        eb_alias(t, c, "X (entry 1)", R_IN, X, AOFF(factor_update.e[1].X));
+        Y = eb_add(t, c, "Y2", R_IN, 0, h, k, h1, AOFF(factor_update.e[1].Y));
+        eb_rand(c, Y, seed + 2, -1.0, 1.0);
+        C2 = eb_add(t, c, "C2", R_INOUT, 0, m, h, m1, AOFF(factor_update.e[1].C));
+        eb_rand(c, C2, seed + 3, -1.0, 1.0);
+    } else {
+        int X2, C3, Y3;
+        c->a.factor_update.count = 3;
+        X = eb_add(t, c, "X1", R_IN, 0, m, k, m1, AOFF(factor_update.e[0].X));
+        eb_rand(c, X, seed, -1.0, 1.0);
+        eb_alias(t, c, "X1 (as Y)", R_IN, X, AOFF(factor_update.e[0].Y));
+        c->a.factor_update.e[0] = (ng_factor_entry){m, m, NULL, m1, NULL, m1, 1.0f / (k ? k : 1), NULL, m1};
+        C1 = eb_add(t, c, "C1", R_OUT, 0, m, m, m1, AOFF(factor_update.e[0].C));
+        X2 = eb_add(t, c, "X2", R_IN, 0, h, k, h + 3, AOFF(factor_update.e[1].X));
+        eb_rand(c, X2, seed + 1, -2.0, 2.0);
+        eb_alias(t, c, "X2 (as Y)", R_IN, X2, AOFF(factor_update.e[1].Y));
+        c->a.factor_update.e[1] = (ng_factor_entry){h, h, NULL, h + 3, NULL, h + 3, 2.0f, NULL, h + 1};
+        C2 = eb_add(t, c, "C2", R_OUT, 0, h, h, h + 1, AOFF(factor_update.e[1].C));
+        eb_alias(t, c, "X1 (entry 2)", R_IN, X, AOFF(factor_update.e[2].X));
+        Y3 = eb_add(t, c, "Y3", R_IN, 0, 3, k, 3, AOFF(factor_update.e[2].Y));
+        eb_rand(c, Y3, seed + 2, -1.0, 1.0);
+        c->a.factor_update.e[2] = (ng_factor_entry){m, 3, NULL, m1, NULL, 3, 1.5f, NULL, m1};
+        C3 = eb_add(t, c, "C3", R_OUT, 0, m, 3, m1, AOFF(factor_update.e[2].C));
+        (void)C2, (void)C3;
+    }
+    what(c, "factor_update m=%d k=%d variant %d (beta %g)", m, k, v, (double)c->a.factor_update.beta);
+    return 1;
+}
+
+/* reference of one entry: X, Y, C buffer indices */
+static void ref_factor_entry(ecase *c, int e, int bx, int by, int bc) {
+    const ng_factor_entry *E = &c->a.factor_update.e[e];
+    const int k = c->a.factor_update.k, sym = bx == by;
+    const double beta = c->a.factor_update.beta, alpha = E->alpha;
+    int r, col, q;
+    for (col = 0; col < E->cols; col++)
+        for (r = 0; r < E->rows; r++) {
+            double acc = 0.0, mag = 0.0, old = 0.0, v;
+            for (q = 0; q < k; q++) {
+                double p = (double)IF(c, bx)[AT(c, bx, r, q)] * (double)IF(c, by)[AT(c, by, col, q)];
+                acc += p;
+                mag += fabs(p);
+            }
+            if (beta != 0.0) old = sym && r < col ? IF(c, bc)[AT(c, bc, col, r)] : IF(c, bc)[AT(c, bc, r, col)];
+            v = (beta != 0.0 ? beta * old : 0.0) + alpha * acc;
+            WF(c, bc)[AT(c, bc, r, col)] = (float)v;
+            TL(c, bc)[AT(c, bc, r, col)] = (k + 4) * EPS_F * (fabs(beta * old) + fabs(alpha) * mag) + NET_TINY;
+        }
+}
+
+static void ref_factor_update(ecase *c) {
+    if (c->a.factor_update.count == 2) {
+        ref_factor_entry(c, 0, 0, 0, 1);
+        ref_factor_entry(c, 1, 0, 4, 5);
+    } else {
+        ref_factor_entry(c, 0, 0, 0, 2);
+        ref_factor_entry(c, 1, 3, 3, 5);
+        ref_factor_entry(c, 2, 0, 7, 8);
+    }
+}
+
+/* symmetric entries come out exactly symmetric */
+static int check_factor_update(const ecase *c, void *const got[]) {
+    int ent, nsym = c->a.factor_update.count == 2 ? 1 : 2;
+    const int cb[2] = {c->a.factor_update.count == 2 ? 1 : 2, 5};
+    for (ent = 0; ent < nsym; ent++) {
+        const ng_factor_entry *E = &c->a.factor_update.e[ent];
+        const float *C = (const float *)got[cb[ent]];
+        int r, col, ld = c->b[cb[ent]].ld;
+        for (col = 0; col < E->cols; col++)
+            for (r = 0; r < col; r++)
+                if (memcmp(&C[r + (size_t)col * ld], &C[col + (size_t)r * ld], sizeof(float)) != 0) {
+                    printf("  factor_update: symmetric entry %d: C[%d,%d] = %.9g but C[%d,%d] = %.9g\n", ent, r, col,
+                           (double)C[r + (size_t)col * ld], col, r, (double)C[col + (size_t)r * ld]);
+                    return NGT_FAIL;
+                }
+    }
+    return NGT_PASS;
+}
+
 /* ---- bn_project: out = s1 s2 (g - mean_c g - xhat mean_c(g xhat)) + beta out, row by row --------
  * Buffers: 0 g, 1 xhat, 2 s1, 3 s2 (rows or NULL), 4 out. Naive in double. The backend rounds
  * s1 s2, the projected value v and beta out and their sum (u each, the reference one more), and
@@ -3694,6 +3799,8 @@ static const op_test op_tests[NG_OP_COUNT] = {
                     ref_adam, NULL},
     [NG_OP_OUTER_SCALE] = {NG_OP_OUTER_SCALE, "outer_scale", OPF_OUT | OPF_IN, mat_shapes,
                            NSHAPES(mat_shapes), NSHAPES(osc_v), gen_outer_scale, ref_outer_scale, NULL},
+    [NG_OP_FACTOR_UPDATE] = {NG_OP_FACTOR_UPDATE, "factor_update", OPF_IN, mat_shapes, NSHAPES(mat_shapes), 2,
+                             gen_factor_update, ref_factor_update, check_factor_update},
     [NG_OP_ACT_FORWARD] = {NG_OP_ACT_FORWARD, "act_forward", OPF_OUT | OPF_IN, mat_shapes,
                            NSHAPES(mat_shapes), NSHAPES(actf_v), gen_act_forward, ref_act_forward,
                            NULL},
@@ -4135,6 +4242,16 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
     BAD_OP(BNP(5, 6, f), "aliases");
     BAD_OP((BNP(5, 5, f + 32), a.bn_project.xhat = NULL), "NULL");
 #undef BNP
+#define FU(count_, c_)                                                                          \
+    (memset(&a, 0, sizeof a), a.op = NG_OP_FACTOR_UPDATE, a.factor_update.count = (count_),       \
+     a.factor_update.k = 2, a.factor_update.beta = 0.5f,                                         \
+     a.factor_update.e[0] = (ng_factor_entry){3, 3, f, 3, f, 3, 1.0f, (c_), 3})
+    BAD_OP(FU(0, f + 16), "count");
+    BAD_OP(FU(NG_FACTOR_UPDATE_MAX + 1, f + 16), "count");
+    BAD_OP(FU(1, f + 2), "overlaps");
+    BAD_OP(FU(1, NULL), "NULL");
+    BAD_OP((FU(1, f + 16), a.factor_update.e[0].ldy = 4), "Y == X");
+#undef FU
 #undef BAD_OP
     memset(&a, 0, sizeof a);
     a.op = NG_OP_COUNT;

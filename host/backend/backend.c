@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -568,6 +569,41 @@ static ng_status check_outer_scale(const ng_op_args *a, const char *op, int *emp
           "in place with ldx=%d != ldo=%d", a->outer_scale.ldx, a->outer_scale.ldo);
     return NG_OK;
 }
+static int spans_overlap(const float *a, size_t na, const float *b, size_t nb) {
+    uintptr_t a0 = (uintptr_t)a, a1 = a0 + na * sizeof(float), b0 = (uintptr_t)b, b1 = b0 + nb * sizeof(float);
+    return na && nb && a0 < b1 && b0 < a1;
+}
+static ng_status check_factor_update(const ng_op_args *a, const char *op, int *empty) {
+    int i, j, count = a->factor_update.count, k = a->factor_update.k, work = 0;
+    float beta = a->factor_update.beta;
+    CHECK(count >= 1 && count <= NG_FACTOR_UPDATE_MAX, "count %d outside 1 .. %d", count, NG_FACTOR_UPDATE_MAX);
+    CHECK(k >= 0, "negative k %d", k);
+    CHECK(beta - beta == 0.0f, "beta %g is not finite", (double)beta);
+    for (i = 0; i < count; i++) {
+        const ng_factor_entry *e = &a->factor_update.e[i];
+        size_t nc = (size_t)e->ldc * (size_t)e->cols;
+        CHECK(e->rows >= 0 && e->cols >= 0, "entry %d: negative size %d x %d", i, e->rows, e->cols);
+        CHECK(ld_ok(e->ldc, e->rows) && ld_ok(e->ldx, e->rows) && ld_ok(e->ldy, e->cols),
+              "entry %d: leading dimension too small (ldc=%d ldx=%d for %d rows, ldy=%d for %d cols)", i, e->ldc, e->ldx,
+              e->rows, e->ldy, e->cols);
+        CHECK(e->alpha - e->alpha == 0.0f, "entry %d: alpha %g is not finite", i, (double)e->alpha);
+        if (!e->rows || !e->cols) continue;
+        work = 1;
+        CHECK(e->C && (!k || (e->X && e->Y)), "entry %d: NULL pointer", i);
+        CHECK(e->Y != e->X || (e->ldy == e->ldx && e->rows == e->cols),
+              "entry %d: Y == X needs ldy == ldx and a square C (%d x %d)", i, e->rows, e->cols);
+        for (j = 0; j < count; j++) {
+            const ng_factor_entry *f = &a->factor_update.e[j];
+            CHECK(!spans_overlap(e->C, nc, f->X, k ? (size_t)f->ldx * (size_t)k : 0) &&
+                      !spans_overlap(e->C, nc, f->Y, k ? (size_t)f->ldy * (size_t)k : 0),
+                  "entry %d's C overlaps entry %d's X or Y", i, j);
+            CHECK(j == i || !spans_overlap(e->C, nc, f->C, (size_t)f->ldc * (size_t)f->cols),
+                  "entries %d and %d share C memory", i, j);
+        }
+    }
+    *empty = !work;
+    return NG_OK;
+}
 static ng_status check_bn_project(const ng_op_args *a, const char *op, int *empty) {
     int rows = a->bn_project.rows, cols = a->bn_project.cols;
     CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
@@ -621,6 +657,7 @@ static const struct op_desc {
     [NG_OP_BN_PROJECT] = {"bn_project", check_bn_project},
     [NG_OP_ADAM] = {"adam", check_adam},
     [NG_OP_OUTER_SCALE] = {"outer_scale", check_outer_scale},
+    [NG_OP_FACTOR_UPDATE] = {"factor_update", check_factor_update},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -341,6 +341,29 @@ static void cpu_symmetrize_lower(const ng_op_args *a) {
     }
 }
 
+/* NG_OP_FACTOR_UPDATE: per entry ssyrk (symmetric) or sgemm (cross) with beta, then the mirror */
+static void cpu_factor_update(const ng_op_args *a) {
+    const int k = a->factor_update.k;
+    const float beta = a->factor_update.beta;
+    int i;
+    for (i = 0; i < a->factor_update.count; i++) {
+        const ng_factor_entry *e = &a->factor_update.e[i];
+        int r, c;
+        if (!e->rows || !e->cols) continue;
+        if (e->Y == e->X && e->ldy == e->ldx && e->rows == e->cols) {
+            cpu_syrk(NULL, 0, e->rows, k, e->alpha, e->X, e->ldx, beta, e->C, e->ldc);
+#pragma omp parallel for if ((long)e->rows * e->rows > 65536) schedule(static)
+            for (c = 0; c < e->rows; c++)
+                for (r = 0; r < c; r++) e->C[r + (size_t)c * e->ldc] = e->C[c + (size_t)r * e->ldc];
+        } else {
+            if (beta == 0.0f)
+                for (c = 0; c < e->cols; c++)
+                    for (r = 0; r < e->rows; r++) e->C[r + (size_t)c * e->ldc] = 0.0f;
+            cpu_gemm(NULL, 0, 1, e->rows, e->cols, k, e->alpha, e->X, e->ldx, e->Y, e->ldy, beta, e->C, e->ldc);
+        }
+    }
+}
+
 static void cpu_fang_regress(const ng_op_args *a) {
     const int nh = a->fang_regress.nh, nv = a->fang_regress.nv;
     const int ldm = a->fang_regress.ldm, ldo = a->fang_regress.ldo;
@@ -547,6 +570,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_BN_PROJECT: cpu_bn_project(a); break;
     case NG_OP_ADAM: cpu_adam(a); break;
     case NG_OP_OUTER_SCALE: cpu_outer_scale(a); break;
+    case NG_OP_FACTOR_UPDATE: cpu_factor_update(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

@@ -493,6 +493,7 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_FANG_RESIDUAL:
     case NG_OP_ADAM:
     case NG_OP_OUTER_SCALE:
+    case NG_OP_FACTOR_UPDATE:
     case NG_OP_ACT_FORWARD:
     case NG_OP_ACT_BACKWARD:
     case NG_OP_LOSS:
@@ -566,6 +567,9 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
         return ng_cuda_adam(a->adam.n, a->adam.param, a->adam.grad, a->adam.m, a->adam.v, a->adam.step,
                             a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.bc1, a->adam.bc2,
                             a->adam.lr, a->adam.eps, st);
+    case NG_OP_FACTOR_UPDATE:
+        return ng_cuda_factor_update(a->factor_update.count, a->factor_update.k, a->factor_update.beta, a->factor_update.e,
+                                     st);
     case NG_OP_OUTER_SCALE:
         return ng_cuda_outer_scale(a->outer_scale.rows, a->outer_scale.cols, a->outer_scale.mode,
                                    a->outer_scale.x, a->outer_scale.ldx, a->outer_scale.u, a->outer_scale.v,

@@ -466,9 +466,13 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
 
 /* ---- statistics ------------------------------------------------------------------------------ */
 
+/* Fold the statistics of the current batch (cols cases) into the factors: F = beta F + alpha X Y^T
+ * for every factor, through the Kronecker-factor accumulation op (one launch per 32 factors on
+ * CUDA; symmetric factors come out exactly symmetric). */
 static ng_status fold(kfac *k, ng_backend *be, ng_model *m, int cols, float alpha, float beta) {
     int l, L = k->L;
     ng_tensor a[LMAX + 1], g[LMAX + 2];
+    ng_op_args o;
     char name[16];
     for (l = 0; l < L; l++) {
         snprintf(name, sizeof name, "a%d", l);
@@ -478,17 +482,29 @@ static ng_status fold(kfac *k, ng_backend *be, ng_model *m, int cols, float alph
         snprintf(name, sizeof name, "g%d", l);
         NG_TRY(ng_model_statistic(m, name, &g[l]));
     }
-    for (l = 0; l < L; l++)
-        NG_TRY(ng_syrk(be, 0, na(k, l), cols, alpha, a[l].data, a[l].ld, beta, k->fac.A[l].data, na(k, l)));
-    for (l = 1; l <= L; l++)
-        NG_TRY(ng_syrk(be, 0, k->d[l], cols, alpha, g[l].data, g[l].ld, beta, k->fac.G[l].data, k->d[l]));
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_FACTOR_UPDATE;
+    o.factor_update.k = cols;
+    o.factor_update.beta = beta;
+#define ADD(rows_, cols_, X_, ldx_, Y_, ldy_, C_)                                                       \
+    do {                                                                                           \
+        ng_factor_entry *e_ = &o.factor_update.e[o.factor_update.count++];                        \
+        e_->rows = (rows_), e_->cols = (cols_), e_->X = (X_), e_->ldx = (ldx_), e_->Y = (Y_);      \
+        e_->ldy = (ldy_), e_->alpha = alpha, e_->C = (C_), e_->ldc = (rows_);                      \
+        if (o.factor_update.count == NG_FACTOR_UPDATE_MAX) {                                       \
+            NG_TRY(ng_run_op(be, &o));                                                             \
+            o.factor_update.count = 0;                                                             \
+        }                                                                                          \
+    } while (0)
+    for (l = 0; l < L; l++) ADD(na(k, l), na(k, l), a[l].data, a[l].ld, a[l].data, a[l].ld, k->fac.A[l].data);
+    for (l = 1; l <= L; l++) ADD(k->d[l], k->d[l], g[l].data, g[l].ld, g[l].data, g[l].ld, k->fac.G[l].data);
     if (k->tri)
         for (l = 1; l < L; l++) {
-            NG_TRY(ng_gemm(be, 0, 1, na(k, l - 1), na(k, l), cols, alpha, a[l - 1].data, a[l - 1].ld, a[l].data, a[l].ld,
-                           beta, k->fac.AC[l].data, na(k, l - 1)));
-            NG_TRY(ng_gemm(be, 0, 1, k->d[l], k->d[l + 1], cols, alpha, g[l].data, g[l].ld, g[l + 1].data, g[l + 1].ld,
-                           beta, k->fac.GC[l].data, k->d[l]));
+            ADD(na(k, l - 1), na(k, l), a[l - 1].data, a[l - 1].ld, a[l].data, a[l].ld, k->fac.AC[l].data);
+            ADD(k->d[l], k->d[l + 1], g[l].data, g[l].ld, g[l + 1].data, g[l + 1].ld, k->fac.GC[l].data);
         }
+#undef ADD
+    if (o.factor_update.count) NG_TRY(ng_run_op(be, &o));
     return NG_OK;
 }
 
@@ -496,7 +512,7 @@ ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, u
     kfac *k = K(p);
     ng_backend *be = p->be;
     ng_tensor x, y, xv, yv;
-    int c0, ch = ng_net_config_of(m)->chunk, l;
+    int c0, ch = ng_net_config_of(m)->chunk;
     float alpha = (float)((1.0 - eps) / (double)cols);
     NG_TRY(ng_net_current_batch(m, &x, &y));
     if (cols < 1 || cols > x.cols)
@@ -518,9 +534,6 @@ ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, u
         /* the whole batch again (several chunks: nothing is recomputed) */
         NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
     }
-    /* the factors are full symmetric matrices (syrk wrote the lower triangles) */
-    for (l = 0; l < k->L; l++) NG_TRY(ng_symmetrize_lower(be, na(k, l), k->fac.A[l].data, na(k, l), 0.0f));
-    for (l = 1; l <= k->L; l++) NG_TRY(ng_symmetrize_lower(be, k->d[l], k->fac.G[l].data, k->d[l], 0.0f));
     return NG_OK;
 }
 

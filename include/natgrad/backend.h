@@ -71,8 +71,22 @@ typedef enum ng_op {
     NG_OP_BN_PROJECT,       /* the batch-norm Jacobian (symmetric) applied row by row */
     NG_OP_ADAM,             /* fused Adam / RMSprop step of the update rules, see the struct below */
     NG_OP_OUTER_SCALE,      /* out[r,c] = x[r,c] phi(u[r], v[c]): scalings of K-FAC's inverses */
+    NG_OP_FACTOR_UPDATE,    /* C_e = beta C_e + alpha_e X_e Y_e^T for many factors at once (K-FAC) */
     NG_OP_COUNT
 } ng_op;
+
+/* One factor of NG_OP_FACTOR_UPDATE: C (rows x cols, ld ldc) = beta C + alpha X Y^T with X (rows x k,
+ * ld ldx), Y (cols x k, ld ldy). Y == X with ldy == ldx and rows == cols makes the entry symmetric:
+ * only the lower triangle's products are formed, the old C is read on the lower triangle only, and
+ * the upper triangle receives the mirror, so C comes out exactly symmetric. */
+#define NG_FACTOR_UPDATE_MAX 32
+typedef struct ng_factor_entry {
+    int rows, cols;
+    const float *X; int ldx;
+    const float *Y; int ldy;
+    float alpha;
+    float *C; int ldc;
+} ng_factor_entry;
 
 /* Arguments of each family: the member named after the op. Shapes are column-major with explicit
  * leading dimensions; pointers are device pointers. */
@@ -245,6 +259,16 @@ typedef struct ng_op_args {
             float floor;
             float *out; int ldo;
         } outer_scale;
+        /* Kronecker-factor accumulation (K-FAC's statistics): for e < count (<= NG_FACTOR_UPDATE_MAX),
+         * entry e[i] is updated as ng_factor_entry says, all with the same k (cases) and beta (the
+         * moving-average weight; beta = 0 ignores C, NaN included). One launch on CUDA for every
+         * entry (scale, blend and the symmetric update fused: one pass over each factor); on the CPU
+         * ssyrk / sgemm with beta, then the mirror. No C may overlap any X, Y or another C. */
+        struct {
+            int count, k;
+            float beta;
+            ng_factor_entry e[NG_FACTOR_UPDATE_MAX];
+        } factor_update;
     };
 } ng_op_args;
 
