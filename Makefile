@@ -94,7 +94,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
-    kfac-autoencoders kfac-figure9 \
+    kfac-autoencoders kfac-figure9 bench-factors \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -212,6 +212,10 @@ bench-fang-table1: deps
 bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/fang_figure3.sh $(BUILD)
+
+bench-factors: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_factors
+	@bash bench/bench_factors.sh $(BUILD)
 
 # K-FAC reproductions (section 13): figures 10 / 11 with the per-iteration cost, and figure 9
 KFAC_MINUTES ?= 8
