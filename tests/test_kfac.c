@@ -916,6 +916,74 @@ static int test_cpu_vs_cuda(void) {
     return NGT_PASS;
 }
 
+/* gamma after a T2 update is one of the three candidates {omega2 gamma, gamma, gamma / omega2}
+ * (section 6.6), and lambda moved by the LM rule's factor omega1 (or stayed) at T1 updates. */
+static int test_gamma_lambda_rules(void) {
+    ng_net_config nc;
+    ng_model *net = NULL;
+    ng_precond *pc = NULL;
+    ng_update *upd = NULL;
+    ng_batches b;
+    ng_trainer tr;
+    ng_kfac_config kc;
+    ng_sgd_config sc;
+    ng_kfac_state st;
+    float *x;
+    int n = 96, dim = 6, i, moved = 0;
+    double w1 = pow(19.0 / 20.0, 2), w2 = pow(sqrt(19.0 / 20.0), 4), g0, l0;
+    ng_net_config_default(&nc);
+    nc.loss = NG_LOSS_BERNOULLI;
+    nc.init = NG_INIT_GAUSSIAN;
+    nc.init_scale = 0.5f;
+    NGT_OK(ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc));
+    NGT_OK(ng_net_create(g_cpu, &nc, &net));
+    x = (float *)malloc((size_t)n * dim * sizeof(float));
+    for (i = 0; i < n * dim; i++) x[i] = (float)urand();
+    ng_kfac_config_default(&kc);
+    kc.timing = 0;
+    kc.T1 = 2;
+    kc.T2 = 4;
+    kc.T3 = 2;
+    memset(&sc, 0, sizeof sc);
+    sc.lr = 1.0f;
+    NGT_OK(ng_precond_kfac_init(g_cpu, net, &kc, &pc));
+    NGT_OK(ng_update_sgd_init(g_cpu, net, &sc, &upd));
+    NGT_OK(ng_batches_init(&b, g_cpu, x, dim, n, 32, 7, 0, 1));
+    NGT_OK(ng_trainer_init(&tr, net, pc, upd, &b, 7, NULL));
+    NGT_OK(ng_kfac_get_state(pc, &st));
+    g0 = st.gamma;
+    l0 = st.lambda;
+    NGT_CHECK(fabs(g0 - sqrt(150.0 + 1e-5)) < 1e-12 && l0 == 150.0, "initial gamma %g (sqrt(lambda0 + eta)), lambda %g", g0, l0);
+    for (i = 1; i <= 12; i++) {
+        NGT_OK(ng_trainer_step(&tr, NULL));
+        NGT_OK(ng_kfac_get_state(pc, &st));
+        if (i % 4 == 0) {
+            double r[3] = {st.gamma / g0, w2, 1.0 / w2};
+            NGT_CHECK(fabs(r[0] - 1.0) < 1e-12 || fabs(r[0] - r[1]) < 1e-12 || fabs(r[0] - r[2]) < 1e-12,
+                      "update %d: gamma %g is not a candidate of %g", i, st.gamma, g0);
+            moved += fabs(r[0] - 1.0) > 1e-12;
+        } else {
+            NGT_CHECK(st.gamma == g0, "update %d: gamma changed outside a T2 update", i);
+        }
+        if (i % 2 == 0) {
+            double want = ng_kfac_lm_update(l0, st.rho, w1);
+            NGT_CHECK(fabs(st.lambda - want) <= 1e-12 * want, "update %d: lambda %g, the LM rule on rho %g gives %g", i, st.lambda,
+                      st.rho, want);
+        } else {
+            NGT_CHECK(st.lambda == l0, "update %d: lambda changed outside a T1 update", i);
+        }
+        g0 = st.gamma;
+        l0 = st.lambda;
+    }
+    (void)moved;
+    ng_batches_free(&b);
+    ng_update_free(upd);
+    ng_precond_free(pc);
+    ng_net_free(net);
+    free(x);
+    return NGT_PASS;
+}
+
 /* the same steps twice on one backend: identical (deterministic) */
 static int test_deterministic(void) {
     float a[256], b[256];
@@ -966,6 +1034,7 @@ int main(void) {
     NGT_RUN(test_fisher_gram);
     NGT_RUN(test_invariance);
     NGT_RUN(test_inverse_recovery);
+    NGT_RUN(test_gamma_lambda_rules);
     NGT_RUN(test_deterministic);
     NGT_RUN(test_async);
     NGT_RUN(test_cpu_vs_cuda);
