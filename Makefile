@@ -212,6 +212,9 @@ bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/fang_figure3.sh $(BUILD)
 
+# the float64 code of the figures, shared by the program and its test
+$(BUILD)/bench/kfac_fisher_figures $(BUILD)/tests/test_kfac_fisher: bench/kfac_fisher.h
+
 bench: bench-rbm bench-net bench-fang-figure3 bench-fang-table1
 
 run: deps
