@@ -93,7 +93,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 kfac-figures clean data-mnist data-fashion \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -211,6 +211,11 @@ bench-fang-table1: deps
 bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/fang_figure3.sh $(BUILD)
+
+# K-FAC Figures 2, 3, 5, 6 (Martens & Grosse 2015): exact Fisher vs its Kronecker-factored approximations
+kfac-figures: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/kfac_fisher_figures
+	@bash bench/kfac_fisher_figures.sh $(BUILD)
 
 # the float64 code of the figures, shared by the program and its test
 $(BUILD)/bench/kfac_fisher_figures $(BUILD)/tests/test_kfac_fisher: bench/kfac_fisher.h
