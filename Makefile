@@ -94,7 +94,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
-    kfac-autoencoders kfac-figure9 bench-factors \
+    kfac-autoencoders kfac-figure9 kfac-figures bench-factors \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -226,6 +226,14 @@ kfac-autoencoders: deps
 kfac-figure9: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/kfac_figure9.sh
+
+# K-FAC Figures 2, 3, 5, 6 (Martens & Grosse 2015): exact Fisher vs its Kronecker-factored approximations
+kfac-figures: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/kfac_fisher_figures
+	@bash bench/kfac_fisher_figures.sh $(BUILD)
+
+# the float64 code of the figures, shared by the program and its test
+$(BUILD)/bench/kfac_fisher_figures $(BUILD)/tests/test_kfac_fisher: bench/kfac_fisher.h
 
 bench: bench-rbm bench-net bench-fang-figure3 bench-fang-table1
 

@@ -275,3 +275,73 @@ ng_status ng_dataset_downsample2(const ng_dataset *src, ng_dataset *out) {
     snprintf(out->name, sizeof out->name, "%.58s-ds2", src->name);
     return NG_OK;
 }
+
+/* weights (n_out, n_in) row-major of the 1-D area resampling n_in -> n_out: output o covers
+ * [o n_in, (o+1) n_in) and input i covers [i n_out, (i+1) n_out) in units of 1/n_out source
+ * pixels; the weight is their overlap over n_in (each row sums to 1) */
+static void area_weights(int n_in, int n_out, double *w) {
+    int o, i;
+    for (o = 0; o < n_out; o++)
+        for (i = 0; i < n_in; i++) {
+            long lo = (long)o * n_in, hi = lo + n_in, a = (long)i * n_out, b = a + n_out;
+            long ov = (hi < b ? hi : b) - (lo > a ? lo : a);
+            w[(size_t)o * n_in + i] = ov > 0 ? (double)ov / (double)n_in : 0.0;
+        }
+}
+
+ng_status ng_dataset_resample_area(const ng_dataset *src, int height, int width, ng_dataset *out) {
+    int H, W, d2, j, r, c, i, k;
+    double *wr = NULL, *wc = NULL, *tmp = NULL;
+    if (!out) return ng_error(NG_ERR_INVALID_ARG, "ng_dataset_resample_area: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!src || !src->x) return ng_error(NG_ERR_INVALID_ARG, "ng_dataset_resample_area: empty source");
+    if (height < 1 || width < 1 || height > 4096 || width > 4096)
+        return ng_error(NG_ERR_INVALID_ARG, "ng_dataset_resample_area: target size %dx%d out of range (1 .. 4096)",
+                        height, width);
+    H = src->height;
+    W = src->width;
+    if (H < 1 || W < 1 || H > 4096 || W > 4096 || H * W != src->dim)
+        return ng_error(NG_ERR_INVALID_ARG, "%s: cannot resample %dx%d images of dimension %d", src->name, H, W,
+                        src->dim);
+    d2 = height * width;
+    out->x = malloc((size_t)d2 * (size_t)src->n * sizeof(float));
+    if (src->labels) out->labels = malloc((size_t)src->n);
+    wr = malloc((size_t)height * H * sizeof(double));
+    wc = malloc((size_t)width * W * sizeof(double));
+    tmp = malloc((size_t)H * width * sizeof(double));
+    if (!out->x || (src->labels && !out->labels) || !wr || !wc || !tmp) {
+        free(wr);
+        free(wc);
+        free(tmp);
+        ng_dataset_free(out);
+        return ng_error(NG_ERR_OOM, "%s: cannot allocate the resampled set", src->name);
+    }
+    area_weights(H, height, wr);
+    area_weights(W, width, wc);
+    for (j = 0; j < src->n; j++) {
+        const float *a = src->x + (size_t)j * (size_t)src->dim;
+        float *b = out->x + (size_t)j * (size_t)d2;
+        for (i = 0; i < H; i++) /* columns first: tmp (H, width) */
+            for (c = 0; c < width; c++) {
+                double t = 0.0;
+                for (k = 0; k < W; k++) t += wc[(size_t)c * W + k] * (double)a[(size_t)i * W + k];
+                tmp[(size_t)i * width + c] = t;
+            }
+        for (r = 0; r < height; r++)
+            for (c = 0; c < width; c++) {
+                double t = 0.0;
+                for (i = 0; i < H; i++) t += wr[(size_t)r * H + i] * tmp[(size_t)i * width + c];
+                b[r * width + c] = (float)t;
+            }
+    }
+    free(wr);
+    free(wc);
+    free(tmp);
+    if (src->labels) memcpy(out->labels, src->labels, (size_t)src->n);
+    out->dim = d2;
+    out->n = src->n;
+    out->height = height;
+    out->width = width;
+    snprintf(out->name, sizeof out->name, "%.50s-area%dx%d", src->name, height, width);
+    return NG_OK;
+}

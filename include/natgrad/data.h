@@ -111,6 +111,14 @@ ng_status ng_dataset_subset(const ng_dataset *src, int first, int count, ng_data
 /* out = src with each image shrunk by averaging 2x2 blocks (28x28 -> 14x14); height and width
  * must be even. Labels are copied. */
 ng_status ng_dataset_downsample2(const ng_dataset *src, ng_dataset *out);
+/* out = src with each image resampled to height x width by area averaging: output pixel (r, c)
+ * covers the rectangle [r H/height, (r+1) H/height) x [c W/width, (c+1) W/width) of the H x W
+ * source image (pixels as unit squares) and is the mean of the source over it, each source pixel
+ * weighted by its overlap (exact integer weights, float64 sums). Mass is preserved up to the area
+ * ratio, a constant image stays constant, 28x28 -> 14x14 equals ng_dataset_downsample2 (to float
+ * rounding), and equal sizes copy. Used for the K-FAC paper's 16x16 MNIST (28 -> 16). Labels are
+ * copied; height, width: 1 .. 4096. */
+ng_status ng_dataset_resample_area(const ng_dataset *src, int height, int width, ng_dataset *out);
 void ng_dataset_free(ng_dataset *ds);
 
 /* ---- batches for training (host/data/batches.c) ---------------------------------------------
