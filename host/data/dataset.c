@@ -342,6 +342,6 @@ ng_status ng_dataset_resample_area(const ng_dataset *src, int height, int width,
     out->n = src->n;
     out->height = height;
     out->width = width;
-    snprintf(out->name, sizeof out->name, "%.50s-area%dx%d", src->name, height, width);
+    snprintf(out->name, sizeof out->name, "%.40s-area%dx%d", src->name, height & 0xffff, width & 0xffff);
     return NG_OK;
 }
