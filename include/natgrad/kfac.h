@@ -17,7 +17,7 @@
  *               directed Gaussian graphical model of section 4.3 (Psi factors, conditional
  *               covariances Sigma_{i|i+1} = A (x) B - C (x) D inverted by appendix B's
  *               eigendecompositions). Float32 by default; a failed factorisation is retried in
- *               float64, then with gamma multiplied by 10 (up to 6 times), and every retry is
+ *               float64, then with gamma multiplied by 10 (up to 7 times), and every retry is
  *               counted in the log (column inv_retries).
  *   proposal    Delta = -F^-1 grad h (F-breve or F-hat, damped as above).
  *   step        delta = alpha Delta + mu delta0 (delta0: the previous update; mu = 0 without
@@ -69,7 +69,7 @@ typedef struct ng_kfac_config {
     int adapt_lambda;    /* --adapt-lambda 1 | 0 */
     int adapt_gamma;     /* --adapt-gamma 1 | 0 */
     int pi_mode;         /* --kfac-pi trace | one */
-    ng_dtype precision;  /* --kfac-precision f32 | f64: dtype of the inverse computations */
+    ng_dtype precision;  /* --kfac-precision f32 | f64: the factorisations (products stay float32) */
     int timing;          /* --kfac-timing 1 | 0: per-phase seconds in the log */
     int async_lag;       /* --kfac-async S: -1 (default) refresh in the update that needs it; S >= 0:
                           * refreshes after the third run on a second backend (own CUDA stream, or a
