@@ -74,7 +74,7 @@ typedef struct kfac {
     double pend_gam[NSETS]; /* their gammas (the worker writes those it used) */
     double launch_gam[NSETS];
     int relaunch;           /* a resumed run recomputes the refresh in flight at its checkpoint */
-    void *thread;           /* pthread_t * */
+    pthread_t thread;       /* the worker, while pending == 1 */
     ng_status worker_status;
     char worker_msg[1024];
     /* scalars (checkpointed) */
@@ -650,14 +650,9 @@ static void *refresh_worker(void *arg) {
 
 /* start the worker on the snapshot (pending = 1) */
 static ng_status launch_worker(kfac *k) {
-    pthread_t *th = (pthread_t *)malloc(sizeof *th);
-    if (!th) return ng_error(NG_ERR_OOM, "K-FAC: out of host memory for the refresh thread");
     k->worker_status = NG_OK;
-    if (pthread_create(th, NULL, refresh_worker, k) != 0) {
-        free(th);
+    if (pthread_create(&k->thread, NULL, refresh_worker, k) != 0)
         return ng_error(NG_ERR_OOM, "K-FAC: cannot start the asynchronous refresh thread");
-    }
-    k->thread = th;
     k->pending = 1;
     return NG_OK;
 }
@@ -665,9 +660,7 @@ static ng_status launch_worker(kfac *k) {
 /* wait for the worker (pending becomes 2: results in the sets) and report its error */
 static ng_status join_worker(kfac *k) {
     if (k->pending != 1) return NG_OK;
-    pthread_join(*(pthread_t *)k->thread, NULL);
-    free(k->thread);
-    k->thread = NULL;
+    pthread_join(k->thread, NULL);
     k->pending = 2;
     if (k->worker_status != NG_OK)
         return ng_error(k->worker_status, "%s (asynchronous K-FAC refresh launched at update %llu)", k->worker_msg,
