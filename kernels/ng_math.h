@@ -188,9 +188,10 @@ NG_HD float ng_scale_elem(float beta, float y) { return beta == 0.0f ? 0.0f : be
 
 /* y = ca ra x + cb rb y with device scalars ra, rb (ng_ratio): the body of axpby_dev, the scalar
  * steps of iterative solvers (x += alpha p with alpha = rz / pAp kept on the device). cb = 0
- * ignores y. */
+ * ignores y. A zero denominator makes its ratio 0. */
 NG_HD float ng_ratio(const float *num, const float *den) {
-    return (num ? num[0] : 1.0f) / (den ? den[0] : 1.0f);
+    const float d = den ? den[0] : 1.0f;
+    return d == 0.0f ? 0.0f : (num ? num[0] : 1.0f) / d; /* 0 / 0 of a converged solver stays 0 */
 }
 NG_HD float ng_axpby_dev_elem(float ca, float ra, float x, float cb, float rb, float y) {
     return cb == 0.0f ? (ca * ra) * x : (ca * ra) * x + (cb * rb) * y;

@@ -2173,23 +2173,25 @@ static void ref_axpby(ecase *c) {
 }
 
 /* ---- axpby_dev: y = ca ra x + cb rb y, ra = a_num / a_den, rb = b_num / b_den on the device -----
- * NULL numerators/denominators count as 1; cb = 0 ignores y. Naive in double with the exact
+ * NULL numerators/denominators count as 1; a zero denominator makes the ratio 0; cb = 0 ignores y. Naive in double with the exact
  * ratios. The backend rounds each ratio, ca ra and cb rb, both products and the sum: <= 3u per
  * term magnitude + u |result|, plus u for the reference, i.e. <= 5u (|ca ra x| + |cb rb y|):
  * tol = 3 FLT_EPSILON (|ca ra x| + |cb rb y|). x and y may alias. */
+#define AXD_ZERO -7777.0f /* stands for a scalar of value 0 (a converged solver's 0 / 0) */
 static const struct {
     float ca, an, ad, cb, bn, bd; /* 0 in an/ad/bn/bd: NULL */
 } axd_v[] = {{1.0f, 3.0f, 4.0f, 1.0f, -2.0f, 5.0f},   /* every scalar given */
              {-0.5f, 0.0f, 3.0f, 0.0f, 5.0f, 7.0f},  /* cb = 0 ignores y (and b) */
              {2.0f, 0.0f, 0.0f, -1.0f, 0.0f, 0.0f},  /* every scalar NULL */
              {1.0f, 0.7f, 0.0f, 1.5f, 0.0f, 1.3f},   /* numerator only / denominator only */
-             {1.0f, 0.7f, 1.3f, 1.0f, 0.0f, 0.0f}};  /* x += (rz / pAp) p */
+             {1.0f, 0.7f, 1.3f, 1.0f, 0.0f, 0.0f},   /* x += (rz / pAp) p */
+             {1.0f, 0.0f, AXD_ZERO, 1.0f, AXD_ZERO, AXD_ZERO}}; /* zero denominators: ratio 0 */
 
 static int eb_scalar(tctx *t, ecase *c, const char *name, float v, size_t off) {
     int i;
     if (v == 0.0f) return eb_null(c, name);
     i = eb_vec(t, c, name, R_IN, 0, 1, off);
-    IF(c, i)[0] = v;
+    IF(c, i)[0] = v == AXD_ZERO ? 0.0f : v;
     return i;
 }
 
@@ -2218,9 +2220,10 @@ static int gen_axpby_dev(tctx *t, const tshape *s, int inplace, int v, ecase *c)
 static double eb_scalar_val(const ecase *c, int i) {
     return c->b[i].is_null ? 1.0 : (double)((const float *)c->b[i].init)[0];
 }
+static double axd_ratio(double num, double den) { return den == 0.0 ? 0.0 : num / den; }
 static void ref_axpby_dev(ecase *c) {
-    const double ra = eb_scalar_val(c, 2) / eb_scalar_val(c, 3);
-    const double rb = eb_scalar_val(c, 4) / eb_scalar_val(c, 5);
+    const double ra = axd_ratio(eb_scalar_val(c, 2), eb_scalar_val(c, 3));
+    const double rb = axd_ratio(eb_scalar_val(c, 4), eb_scalar_val(c, 5));
     const double ca = c->a.axpby_dev.ca, cb = c->a.axpby_dev.cb;
     size_t i;
     for (i = 0; i < c->a.axpby_dev.n; i++) {
@@ -3778,7 +3781,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_AXPBY] = {NG_OP_AXPBY, "axpby", OPF_OUT | OPF_IN, vec_shapes, NSHAPES(vec_shapes), 4,
                      gen_axpby, ref_axpby, NULL},
     [NG_OP_AXPBY_DEV] = {NG_OP_AXPBY_DEV, "axpby_dev", OPF_OUT | OPF_IN, vec_shapes,
-                         NSHAPES(vec_shapes), 5, gen_axpby_dev, ref_axpby_dev, NULL},
+                         NSHAPES(vec_shapes), 6, gen_axpby_dev, ref_axpby_dev, NULL},
     [NG_OP_CONVERT] = {NG_OP_CONVERT, "convert", OPF_OUT | OPF_IN, vec_shapes, NSHAPES(vec_shapes),
                        4, gen_convert, ref_convert, NULL},
     [NG_OP_GIBBS_SAMPLE] = {NG_OP_GIBBS_SAMPLE, "gibbs_sample", OPF_OUT | OPF_IN, mat_shapes,

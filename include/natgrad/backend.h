@@ -51,8 +51,8 @@ typedef enum ng_op {
     NG_OP_BERNOULLI,        /* out(n) = [u(key, step, i) <= p[i]]  (=); p and out may alias */
     NG_OP_AXPBY,            /* y(n) = alpha x + beta y; x and y may alias */
     NG_OP_AXPBY_DEV,        /* y(n) = ca ra x + cb rb y with device scalars ra = a_num / a_den,
-                             * rb = b_num / b_den (a NULL numerator or denominator counts as 1):
-                             * the scalar steps of iterative solvers without a host round trip */
+                             * rb = b_num / b_den (a NULL numerator or denominator counts as 1, a
+                             * zero denominator makes the ratio 0): the scalar steps of iterative solvers without a host round trip */
     NG_OP_CONVERT,          /* y(n) = x(n) converted between float32 and float64  (=) */
     NG_OP_GIBBS_SAMPLE,     /* fused Gibbs step of a layer, see the struct below */
     NG_OP_SOFTPLUS_SUM,     /* y[c] = alpha sum_r softplus(beta (pre[r,c] + bias[r])) + gamma y[c] */
