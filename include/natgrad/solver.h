@@ -14,7 +14,8 @@
  * so CPU and CUDA stop at the same iteration. A zero denominator in a device ratio gives 0 (a
  * solver that has converged exactly keeps x instead of producing 0/0).
  *
- * Results are in float32 with the dot products accumulated in double on every backend. */
+ * Vectors and scalars are float32; the dot products are the backend's (accumulated in double on
+ * the CPU, cuBLAS sdot on CUDA). */
 #ifndef NATGRAD_SOLVER_H
 #define NATGRAD_SOLVER_H
 
@@ -94,6 +95,7 @@ typedef struct ng_cg_ws {
     float *r, *z, *p, *Ap, *kept; /* kept: (n, max_keep) */
     float *sc;          /* device scalars, NG_CG_NS per iteration row */
     float *sc_host;     /* pinned copy */
+    double *phi_host;   /* (max_iter + 1) phi of every iteration (host) */
     void *ev[2];
 } ng_cg_ws;
 #define NG_CG_NS 8
