@@ -93,9 +93,9 @@ ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, floa
                        float eps, void *stream);
 /* K-FAC's factor accumulation (NG_OP_FACTOR_UPDATE): one launch for the count entries. */
 ng_status ng_cuda_factor_update(int count, int k, float beta, const ng_factor_entry *entries, void *stream);
-/* K-FAC's scalings (ng_outer_scale_phi): out[r,c] = x[r,c] phi(u[r], v[c]); out may alias x. */
+/* K-FAC's and HF's scalings (ng_outer_scale_elem): out[r,c] = x[r,c] phi; out may alias x. */
 ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const float *x, int ldx, const float *u,
-                              const float *v, float floor_, float *out, int ldo, void *stream);
+                              const float *v, float floor_, float power, float *out, int ldo, void *stream);
 /* ---- net.cu ------------------------------------------------------------------------------- */
 
 /* The network-layer ops of natgrad/backend.h (ng_op_args members of the same names); codes in

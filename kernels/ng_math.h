@@ -480,6 +480,7 @@ NG_HD void ng_bn_project_row(int cols, const float *g, int ldg, const float *xh,
 /* ---- outer_scale (K-FAC inverses) ---------------------------------------------------------- */
 /* phi(u[r], v[c]) of NG_OP_OUTER_SCALE (natgrad/backend.h); u, v may be NULL where allowed. */
 NG_HD float ng_outer_scale_phi(int mode, const float *u, const float *v, int r, int c, float floor_) {
+    if (mode == NG_OSCALE_POW) return 1.0f; /* see ng_outer_scale_elem */
     if (mode == NG_OSCALE_RSQRT) {
         const float w = v[c] > floor_ ? v[c] : floor_;
         return 1.0f / sqrtf(w);
@@ -489,6 +490,16 @@ NG_HD float ng_outer_scale_phi(int mode, const float *u, const float *v, int r, 
         return 1.0f / (d > floor_ ? d : floor_);
     }
     return (u ? u[r] : 1.0f) * (v ? v[c] : 1.0f);
+}
+/* One element of outer_scale: x phi, with SQUARE's phi = x u v and POW's phi = max(v, floor)^power. */
+NG_HD float ng_outer_scale_elem(int mode, float x, const float *u, const float *v, int r, int c, float floor_,
+                                float power) {
+    if (mode == NG_OSCALE_SQUARE) return x * (x * ng_outer_scale_phi(NG_OSCALE_MUL, u, v, r, c, floor_));
+    if (mode == NG_OSCALE_POW) {
+        const float w = v[c] > floor_ ? v[c] : floor_;
+        return x * powf(w, power);
+    }
+    return x * ng_outer_scale_phi(mode, u, v, r, c, floor_);
 }
 
 #endif

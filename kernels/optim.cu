@@ -34,8 +34,8 @@ extern "C" ng_status ng_cuda_adam(size_t n, float *param, const float *grad, flo
 
 /* out[r,c] = x[r,c] phi(u[r], v[c]) (ng_outer_scale_phi), one thread per element; out may alias x. */
 static __global__ void outer_scale_kernel(int rows, int cols, int mode, const float *x, int ldx,
-                                          const float *u, const float *v, float floor_, float *out,
-                                          int ldo) {
+                                          const float *u, const float *v, float floor_, float power,
+                                          float *out, int ldo) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
     const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
     uint64_t e;
@@ -43,16 +43,16 @@ static __global__ void outer_scale_kernel(int rows, int cols, int mode, const fl
         const int c = (int)(e / (uint64_t)rows);
         const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
         out[(size_t)r + (size_t)c * (size_t)ldo] =
-            x[(size_t)r + (size_t)c * (size_t)ldx] * ng_outer_scale_phi(mode, u, v, r, c, floor_);
+            ng_outer_scale_elem(mode, x[(size_t)r + (size_t)c * (size_t)ldx], u, v, r, c, floor_, power);
     }
 }
 
 extern "C" ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const float *x, int ldx,
-                                         const float *u, const float *v, float floor_, float *out,
-                                         int ldo, void *stream) {
+                                         const float *u, const float *v, float floor_, float power,
+                                         float *out, int ldo, void *stream) {
     NG_NVTX_PUSH("outer_scale");
     NG_LAUNCH(outer_scale_kernel, ng_grid_1d((size_t)rows * (size_t)cols, OPTIM_BLOCK), OPTIM_BLOCK, 0,
-              (cudaStream_t)stream)(rows, cols, mode, x, ldx, u, v, floor_, out, ldo);
+              (cudaStream_t)stream)(rows, cols, mode, x, ldx, u, v, floor_, power, out, ldo);
     NG_LAUNCH_CHECK("outer_scale");
     return NG_OK;
 }

@@ -3539,13 +3539,15 @@ static void ref_bn_normalize(ecase *c) {
 /* ---- outer_scale: out[r,c] = x[r,c] phi(u[r], v[c]) (K-FAC's inverse scalings) ----------------
  * Buffers: 0 x, 1 u (rows or NULL), 2 v (cols or NULL), 3 out. Variants (mode, u, v): (mul, given,
  * given), (mul, NULL, given), (rsqrt, NULL, given, some v below the floor), (stein, given, given,
- * some 1 - u v below the floor). phi is one or two float roundings (the sqrt and the division are
+ * some 1 - u v below the floor), (square, given, NULL), (pow -0.75, NULL, given, some v below the floor).
+ * phi is one or two float roundings (the sqrt and the division are
  * correctly rounded on both backends) and the product one more: tol 4 FLT_EPSILON |out|, plus for
  * stein the cancellation in 1 - u v: 2 FLT_EPSILON |u v| / (1 - u v) relative. In place:
  * out = x. */
 static const struct {
     int mode, u, v;
-} osc_v[] = {{NG_OSCALE_MUL, 1, 1}, {NG_OSCALE_MUL, 0, 1}, {NG_OSCALE_RSQRT, 0, 1}, {NG_OSCALE_STEIN, 1, 1}};
+} osc_v[] = {{NG_OSCALE_MUL, 1, 1}, {NG_OSCALE_MUL, 0, 1}, {NG_OSCALE_RSQRT, 0, 1}, {NG_OSCALE_STEIN, 1, 1},
+             {NG_OSCALE_SQUARE, 1, 0}, {NG_OSCALE_POW, 0, 1}};
 
 static int gen_outer_scale(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     const int rows = s->m, cols = s->n, mode = osc_v[v].mode;
@@ -3557,13 +3559,15 @@ static int gen_outer_scale(tctx *t, const tshape *s, int inplace, int v, ecase *
     c->a.outer_scale.mode = mode;
     c->a.outer_scale.ldx = ldx;
     c->a.outer_scale.ldo = ldo;
-    c->a.outer_scale.floor = mode == NG_OSCALE_MUL ? 0.0f : 0.05f;
+    c->a.outer_scale.floor = mode == NG_OSCALE_MUL || mode == NG_OSCALE_SQUARE ? 0.0f : 0.05f;
+    c->a.outer_scale.power = mode == NG_OSCALE_POW ? -0.75f : 0.0f;
     x = eb_add(t, c, "x", R_IN, 0, rows, cols, ldx, AOFF(outer_scale.x));
     eb_rand(c, x, seed, -2.0, 2.0);
     k = osc_v[v].u ? eb_vec(t, c, "u", R_IN, 0, rows, AOFF(outer_scale.u)) : eb_null(c, "u");
     if (!c->b[k].is_null) eb_rand(c, k, seed + 1, mode == NG_OSCALE_STEIN ? -1.0 : -2.0, 1.0);
-    k = eb_vec(t, c, "v", R_IN, 0, cols, AOFF(outer_scale.v));
-    eb_rand(c, k, seed + 2, mode == NG_OSCALE_RSQRT ? -0.2 : (mode == NG_OSCALE_STEIN ? -1.0 : -2.0), 1.0);
+    k = osc_v[v].v ? eb_vec(t, c, "v", R_IN, 0, cols, AOFF(outer_scale.v)) : eb_null(c, "v");
+    if (!c->b[k].is_null)
+        eb_rand(c, k, seed + 2, mode == NG_OSCALE_RSQRT || mode == NG_OSCALE_POW ? -0.2 : (mode == NG_OSCALE_STEIN ? -1.0 : -2.0), 1.0);
     if (inplace) eb_alias(t, c, "out (= x)", R_INOUT, x, AOFF(outer_scale.out));
     else eb_add(t, c, "out", R_OUT, 0, rows, cols, ldo, AOFF(outer_scale.out));
     what(c, "outer_scale rows=%d cols=%d %s mode=%d u=%s ldx=%d ldo=%d", rows, cols, mode_name(inplace),
@@ -3574,12 +3578,17 @@ static int gen_outer_scale(tctx *t, const tshape *s, int inplace, int v, ecase *
 static void ref_outer_scale(ecase *c) {
     const int mode = c->a.outer_scale.mode;
     const double fl = (double)c->a.outer_scale.floor;
-    const float *u = c->b[1].is_null ? NULL : IF(c, 1), *v = IF(c, 2);
+    const float *u = c->b[1].is_null ? NULL : IF(c, 1), *v = c->b[2].is_null ? NULL : IF(c, 2);
     int r, k;
     for (k = 0; k < c->a.outer_scale.cols; k++)
         for (r = 0; r < c->a.outer_scale.rows; r++) {
             double phi, o, rel = 4.0 * EPS_F;
             if (mode == NG_OSCALE_RSQRT) phi = 1.0 / sqrt((double)v[k] > fl ? (double)v[k] : fl);
+            else if (mode == NG_OSCALE_POW) {
+                phi = pow((double)v[k] > fl ? (double)v[k] : fl, (double)c->a.outer_scale.power);
+                rel += 4.0 * EPS_F; /* powf: a few ulp */
+            } else if (mode == NG_OSCALE_SQUARE)
+                phi = (double)IF(c, 0)[AT(c, 0, r, k)] * (u ? (double)u[r] : 1.0);
             else if (mode == NG_OSCALE_STEIN) {
                 double uv = (double)u[r] * (double)v[k], d = 1.0 - uv;
                 phi = 1.0 / (d > fl ? d : fl);

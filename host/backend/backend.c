@@ -558,13 +558,16 @@ static ng_status check_outer_scale(const ng_op_args *a, const char *op, int *emp
     CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
     CHECK(ld_ok(a->outer_scale.ldx, rows) && ld_ok(a->outer_scale.ldo, rows),
           "leading dimension < rows=%d (ldx=%d ldo=%d)", rows, a->outer_scale.ldx, a->outer_scale.ldo);
-    CHECK(mode >= NG_OSCALE_MUL && mode <= NG_OSCALE_STEIN, "unknown mode %d", mode);
-    CHECK(mode == NG_OSCALE_MUL || (fl > 0.0f && fl - fl == 0.0f), "floor %g must be finite and > 0", (double)fl);
+    CHECK(mode >= NG_OSCALE_MUL && mode <= NG_OSCALE_POW, "unknown mode %d", mode);
+    CHECK(mode == NG_OSCALE_MUL || mode == NG_OSCALE_SQUARE || (fl > 0.0f && fl - fl == 0.0f), "floor %g must be finite and > 0",
+          (double)fl);
+    CHECK(mode != NG_OSCALE_POW || a->outer_scale.power - a->outer_scale.power == 0.0f, "power %g must be finite",
+          (double)a->outer_scale.power);
     *empty = !rows || !cols;
     CHECK(*empty || (a->outer_scale.x && a->outer_scale.out), "NULL pointer");
-    CHECK(*empty || mode == NG_OSCALE_MUL || a->outer_scale.v, "NULL v");
+    CHECK(*empty || mode == NG_OSCALE_MUL || mode == NG_OSCALE_SQUARE || a->outer_scale.v, "NULL v");
     CHECK(*empty || mode != NG_OSCALE_STEIN || a->outer_scale.u, "NULL u");
-    CHECK(mode != NG_OSCALE_RSQRT || !a->outer_scale.u, "u must be NULL with mode rsqrt");
+    CHECK((mode != NG_OSCALE_RSQRT && mode != NG_OSCALE_POW) || !a->outer_scale.u, "u must be NULL with mode rsqrt or pow");
     CHECK(a->outer_scale.out != a->outer_scale.x || a->outer_scale.ldo == a->outer_scale.ldx,
           "in place with ldx=%d != ldo=%d", a->outer_scale.ldx, a->outer_scale.ldo);
     return NG_OK;

@@ -513,8 +513,8 @@ static void cpu_outer_scale(const ng_op_args *a) {
         int r;
         for (r = 0; r < rows; r++)
             a->outer_scale.out[IDX(r, c, ldo)] =
-                a->outer_scale.x[IDX(r, c, ldx)] *
-                ng_outer_scale_phi(mode, a->outer_scale.u, a->outer_scale.v, r, c, a->outer_scale.floor);
+                ng_outer_scale_elem(mode, a->outer_scale.x[IDX(r, c, ldx)], a->outer_scale.u, a->outer_scale.v, r, c,
+                                    a->outer_scale.floor, a->outer_scale.power);
     }
 }
 

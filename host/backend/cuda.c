@@ -573,7 +573,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_OUTER_SCALE:
         return ng_cuda_outer_scale(a->outer_scale.rows, a->outer_scale.cols, a->outer_scale.mode,
                                    a->outer_scale.x, a->outer_scale.ldx, a->outer_scale.u, a->outer_scale.v,
-                                   a->outer_scale.floor, a->outer_scale.out, a->outer_scale.ldo, st);
+                                   a->outer_scale.floor, a->outer_scale.power, a->outer_scale.out, a->outer_scale.ldo, st);
     case NG_OP_ACT_FORWARD:
         return ng_cuda_act_forward(a->act_forward.rows, a->act_forward.cols, a->act_forward.act,
                                    a->act_forward.z, a->act_forward.ldz, a->act_forward.scale,

@@ -251,12 +251,16 @@ typedef struct ng_op_args {
          *                    eigenvectors times diag(w)^(-1/2) (inverse square roots, whitening)
          *   NG_OSCALE_STEIN  phi = 1 / max(1 - u[r] v[c], floor): the elementwise division of
          *                    appendix B of the K-FAC paper
-         * floor > 0 for RSQRT and STEIN. out may alias x (same pointer and ld). */
+         *   NG_OSCALE_SQUARE phi = x[r,c] u[r] v[c]  (u or v NULL = 1): squares (per-case squared
+         *                    gradients of Hessian-free's diagonal preconditioner)
+         *   NG_OSCALE_POW    phi = max(v[c], floor)^power  (u must be NULL): Hessian-free's
+         *                    (diag + lambda)^-0.75
+         * floor > 0 for RSQRT, STEIN and POW; power finite. out may alias x (same pointer and ld). */
         struct {
             int rows, cols, mode;
             const float *x; int ldx;
             const float *u, *v;
-            float floor;
+            float floor, power;
             float *out; int ldo;
         } outer_scale;
         /* Kronecker-factor accumulation (K-FAC's statistics): for e < count (<= NG_FACTOR_UPDATE_MAX),

@@ -33,6 +33,6 @@ enum {
 
 /* Modes of the outer_scale op (natgrad/backend.h): K-FAC's row / column scalings, eigenvalue
  * scalings w^(-1/2) and the Stein division 1 / (1 - u v) of its block-tridiagonal inverse. */
-enum { NG_OSCALE_MUL = 0, NG_OSCALE_RSQRT = 1, NG_OSCALE_STEIN = 2 };
+enum { NG_OSCALE_MUL = 0, NG_OSCALE_RSQRT = 1, NG_OSCALE_STEIN = 2, NG_OSCALE_SQUARE = 3, NG_OSCALE_POW = 4 };
 
 #endif
