@@ -179,6 +179,42 @@ expect_exit net_kfac_bad_lambda 2 "--lambda0" "$bin" "${K[@]}" --lambda0 -1 --ou
 expect_exit net_kfac_batchnorm 1 "+bn" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 --optimizer kfac --out kf_e4
 expect_exit net_kfac_resume_fixed 2 "--kfac-approx cannot be combined with --resume" "$bin" net train --resume kf_half_blockdiag/net.ckpt --kfac-approx tridiag --out kf_half_blockdiag
 
+# ---- truncated Newton: NGD, NGD-L, NCG-L, NCG-F, HF --------------------------------------------------
+# exact resume of every method (solver warm starts, previous directions, lambda, the metric stream's cursor);
+# ncg-l and hf with a separate metric batch, ngd with the unlabeled pool beyond --limit
+N=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --cg-iters 8)
+for m in ngd ngd-l ncg-l ncg-f hf; do
+  extra=()
+  case $m in ncg-l|hf) extra=(--metric separate --metric-batch 7);; ngd) extra=(--metric unlabeled --metric-batch 5 --limit 20 --lr 0.5);; esac
+  run "tn_full_$m" "$bin" "${N[@]}" --optimizer $m "${extra[@]}" --steps 12 --log-every 3 --out "tn_full_$m"
+  run "tn_half_$m" "$bin" "${N[@]}" --optimizer $m "${extra[@]}" --steps 6 --log-every 3 --out "tn_half_$m"
+  lim=(); [ $m = ngd ] && lim=(--limit 20)
+  run "tn_rest_$m" "$bin" net train --device cpu --data bars-stripes --threads 1 "${lim[@]}" --resume "tn_half_$m/net.ckpt" --steps 12 --log-every 3 --out "tn_half_$m"
+  if [ "$rc" = 0 ] && cmp -s "tn_full_$m/net.ckpt" "tn_half_$m/net.ckpt"; then pass "net_tn_${m}_resume_identical_checkpoint"
+  else fail "net_tn_${m}_resume_identical_checkpoint" "exit $rc"; show "tn_rest_$m.err"; show "tn_full_$m.err"; fi
+  if python3 - "tn_full_$m/train.csv" $m <<'PY'
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+for k in ("lambda", "rho", "step", "beta", "cg_iters", "cg_stop", "rel_res", "evals", "solve_s", "search_s"):
+    assert k in r[0], k
+assert float(r[-1]["train_objective"]) < float(r[0]["train_objective"]), "objective did not decrease"
+assert all(0 < int(float(x["cg_iters"])) <= 8 for x in r), "solver iterations outside 1 .. --cg-iters"
+if sys.argv[2] == "ncg-f": assert any(float(x["beta"]) > 0 for x in r), "Polak-Ribiere never conjugated"
+PY
+  then pass "net_tn_${m}_log"; else fail "net_tn_${m}_log" "$(tail -2 tn_full_$m.err)"; fi
+done
+if ! cmp -s tn_full_ngd-l/net.ckpt tn_full_ncg-f/net.ckpt; then pass net_tn_methods_differ; else fail net_tn_methods_differ "ngd-l = ncg-f"; fi
+expect_exit net_tn_metric_needs_batch 2 "--metric-batch" "$bin" "${N[@]}" --optimizer ngd --metric separate --out tn_e1
+expect_exit net_tn_unlabeled_needs_limit 2 "--limit" "$bin" "${N[@]}" --optimizer ngd --metric unlabeled --metric-batch 5 --out tn_e2
+expect_exit net_tn_unlabeled_empty_pool 2 "leaves no training cases" "$bin" "${N[@]}" --optimizer ngd --metric unlabeled --metric-batch 5 --limit 30 --out tn_e3
+expect_exit net_tn_hessian_only_hf 2 "--curvature hessian" "$bin" "${N[@]}" --optimizer ngd --curvature hessian --out tn_e4
+expect_exit net_tn_bad_decay 2 "--hf-decay" "$bin" "${N[@]}" --optimizer hf --hf-decay 1.5 --out tn_e5
+expect_exit net_tn_hf_minres 2 "minres-qlp" "$bin" "${N[@]}" --optimizer hf --tn-solver minres-qlp --out tn_e6
+expect_exit net_tn_lambda0_not_nag 2 "--lambda0" "$bin" "${N[@]}" --optimizer nag --lambda0 3 --out tn_e7
+expect_exit net_tn_metric_batch_too_big 2 "--metric-batch" "$bin" "${N[@]}" --optimizer ngd --metric separate --metric-batch 1000 --out tn_e8
+expect_exit net_tn_hf_precond_bn 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 --optimizer hf --out tn_e9
+expect_exit net_tn_resume_fixed 2 "--metric cannot be combined with --resume" "$bin" net train --resume tn_half_hf/net.ckpt --metric same --out tn_half_hf
+
 run export "$bin" export a/net.ckpt --out a/net.safetensors
 # PyTorch's layout: W as (out, in) row-major
 if [ "$rc" = 0 ] && python3 - a/net.safetensors >rd.out 2>&1 <<'PY'

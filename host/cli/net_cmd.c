@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "natgrad/data.h"
 #include "natgrad/kfac.h"
+#include "natgrad/tnewton.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/png.h"
@@ -82,6 +83,42 @@ static int max_label(const ng_dataset *d) {
 }
 
 /* ---- train ---------------------------------------------------------------------------------- */
+
+/* The pool of the truncated-Newton methods' metric batches (rows as the training batches): the
+ * training cases (--metric separate), or the inputs of the training cases beyond --limit with the
+ * target rows zeroed (--metric unlabeled: the Gauss-Newton products read no targets). */
+static ng_status metric_pool(const char *data, const char *data_dir, int metric, int limit, int task, int classes,
+                             const ng_dataset *train, float **pool, int *n) {
+    int rows = 0;
+    *pool = NULL;
+    *n = 0;
+    if (metric == NG_TN_METRIC_SEPARATE) {
+        *pool = batch_matrix(train, classes, &rows);
+        *n = train->n;
+    } else {
+        ng_dataset full = {0}, rest = {0};
+        ng_status s;
+        size_t c;
+        if (limit < 1) return ng_error(NG_ERR_INVALID_ARG, "--metric unlabeled: give --limit N (the labelled cases; the rest are the unlabeled pool)");
+        if (load_data("net train", "unlabeled", data, data_dir, "train", task == 1, 0, &full) != 0)
+            return ng_error(NG_ERR_IO, "--metric unlabeled: the training data could not be loaded again");
+        if (full.n <= limit) {
+            ng_dataset_free(&full);
+            return ng_error(NG_ERR_INVALID_ARG, "--metric unlabeled: --limit %d leaves no training cases for the unlabeled pool (the data has %d)",
+                            limit, full.n);
+        }
+        s = ng_dataset_subset(&full, limit, full.n - limit, &rest);
+        ng_dataset_free(&full);
+        NG_TRY(s);
+        *pool = batch_matrix(&rest, classes, &rows);
+        *n = rest.n;
+        if (*pool && classes)
+            for (c = 0; c < (size_t)rest.n; c++) memset(*pool + c * (size_t)rows + rest.dim, 0, sizeof(float) * (size_t)classes);
+        ng_dataset_free(&rest);
+    }
+    if (!*pool) return ng_error(NG_ERR_OOM, "out of host memory for the metric pool");
+    return NG_OK;
+}
 
 typedef struct monitor_ctx {
     double t_start;            /* ng_time_s() when the run started */
@@ -259,10 +296,15 @@ typedef struct net_train_opts {
     int kf_approx, kf_pi, kf_prec, kf_T1, kf_T2, kf_T3, kf_mom, kf_rescale, kf_alam, kf_agam, kf_timing, kf_async;
     float kf_lambda0, kf_gamma0, kf_tau1, kf_tau2, kf_omega1, kf_omega2, kf_epsmax;
     int schedule, m1, m_full;
+    /* truncated Newton (ngd, ngd-l, ncg-l, ncg-f, hf) */
+    ng_tn_config tc;
+    int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing;
+    float tn_rtol, tn_decay, tn_lmin;
 } net_train_opts;
 
-static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac"};
-enum { OPT_KFAC = 4 };
+static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac", "ngd", "ngd-l", "ncg-l", "ncg-f", "hf"};
+enum { OPT_KFAC = 4, OPT_TN = 5 /* OPT_TN + NG_TN_* */ };
+#define IS_TN(opt) ((opt) >= OPT_TN && (opt) < OPT_TN + NG_TN_METHOD_COUNT)
 
 /* The update rule of o->optimizer with o's settings. */
 static ng_status make_update(ng_backend *be, ng_model *net, const net_train_opts *o, ng_update **upd) {
@@ -302,9 +344,14 @@ static ng_status make_update(ng_backend *be, ng_model *net, const net_train_opts
         NG_TRY(ng_adam_config_check(&c));
         return ng_update_adam_init(be, net, &c, upd);
     }
-    case OPT_KFAC: {
-        /* K-FAC leaves its whole update (-delta) in the gradient arena: plain steps of size 1 with
-         * the weight decay and averaging of the run */
+    case OPT_KFAC:
+    case OPT_TN + NG_TN_NGD:
+    case OPT_TN + NG_TN_NGD_L:
+    case OPT_TN + NG_TN_NCG_L:
+    case OPT_TN + NG_TN_NCG_F:
+    case OPT_TN + NG_TN_HF: {
+        /* K-FAC and the truncated-Newton methods leave their whole update (-delta) in the gradient
+         * arena: plain steps of size 1 with the weight decay and averaging of the run */
         ng_sgd_config c;
         memset(&c, 0, sizeof c);
         c.lr = 1.0f;
@@ -341,9 +388,14 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
         if (strcmp(kind, optimizer_names[i]) == 0) break;
     {
         const char *pk = NULL;
-        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && strcmp(pk, "kfac") == 0 && i == 1) {
-            o->optimizer = OPT_KFAC;
-            NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && (strcmp(pk, "kfac") == 0 || strcmp(pk, "tn") == 0) && i == 1) {
+            if (strcmp(pk, "kfac") == 0) {
+                o->optimizer = OPT_KFAC;
+                NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
+            } else {
+                NG_TRY(ng_tn_config_from_ckpt(c, &o->tc));
+                o->optimizer = OPT_TN + o->tc.method;
+            }
             F2("lr", lr)
             F2("weight_decay", weight_decay)
             snprintf(key, sizeof key, "sgd.average_decay");
@@ -396,7 +448,8 @@ static int net_train(int argc, char **argv) {
     ng_update *upd = NULL;
     ng_batches batches;
     int batches_ready = 0, rows = 0, classes = 0, rc = 0, append = 0, eval_n;
-    float *xtrain = NULL, *xtest = NULL;
+    float *xtrain = NULL, *xtest = NULL, *mpool = NULL;
+    int mpool_n = 0;
     void *evmem = NULL;
     ng_ckpt *ck = NULL;
     ng_trainer tr;
@@ -444,6 +497,15 @@ static int net_train(int argc, char **argv) {
     o.m1 = 1000;
     o.m_full = 500;
     o.kf_async = -1;
+    o.kf_lambda0 = 0.0f; /* the optimizer's default */
+    o.lr = 0.0f;         /* the optimizer's default */
+    ng_tn_config_default(&o.tc);
+    o.tn_rtol = -1.0f;
+    o.tn_decay = (float)o.tc.hf_decay;
+    o.tn_lmin = (float)o.tc.lambda_min;
+    o.tn_hfpre = o.tn_hfbt = 1;
+    o.tn_line = o.tc.line_evals;
+    o.tn_search = o.tc.search_evals;
     ng_net_config_default(&cfg);
     {
         ng_opt opts[] = {
@@ -457,10 +519,10 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, or K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010)", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
-            {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac: initial Levenberg-Marquardt damping (150)", OPT_FIXED, 0},
+            {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac, ngd..hf: initial Levenberg-Marquardt damping (0: the default, kfac 150, the truncated-Newton methods 1; Pascanu & Bengio's CURVES runs: 3)", OPT_FIXED, 0},
             {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta))", OPT_FIXED, 0},
             {"tau1", OPT_FLOAT, &o.kf_tau1, "F", "kfac: share of the batch for the factor statistics (1/8)", OPT_FIXED, 0},
             {"tau2", OPT_FLOAT, &o.kf_tau2, "F", "kfac: share of the batch for the exact-Fisher products (1/4)", OPT_FIXED, 0},
@@ -471,7 +533,20 @@ static int net_train(int argc, char **argv) {
             {"omega2", OPT_FLOAT, &o.kf_omega2, "W", "kfac: gamma factor (0: sqrt(19/20)^T2)", OPT_FIXED, 0},
             {"kfac-eps-max", OPT_FLOAT, &o.kf_epsmax, "E", "kfac: cap of the factor moving average min(1 - 1/k, E) (0.95)", OPT_FIXED, 0},
             {"kfac-rescale", OPT_INT, &o.kf_rescale, "0|1", "kfac: rescale by the exact-Fisher quadratic model (section 6.4; 0: raw proposal)", OPT_FIXED, 0},
-            {"adapt-lambda", OPT_INT, &o.kf_alam, "0|1", "kfac: Levenberg-Marquardt adaptation of lambda (section 6.5)", OPT_FIXED, 0},
+            {"adapt-lambda", OPT_INT, &o.kf_alam, "0|1", "kfac, ngd..hf: Levenberg-Marquardt adaptation of lambda (K-FAC 6.5; Martens 2010 4.1)", OPT_FIXED, 0},
+            {"cg-iters", OPT_INT, &o.tn_iters, "N", "ngd..hf: at most N solver iterations (0: 20 for the natural-gradient methods, as Pascanu & Bengio's Algorithm 2; 250 for hf)", OPT_FIXED, 0},
+            {"cg-rtol", OPT_FLOAT, &o.tn_rtol, "R", "ngd..hf: stop the solver at relative residual R (negative: 1e-4, hf 0 = Martens' progress rule only)", OPT_FIXED, 0},
+            {"tn-solver", OPT_ENUM, &o.tn_solver, "cg|minres-qlp", "ngd..ncg: linear CG or MINRES-QLP (Choi, Paige & Saunders 2011) for singular / ill-conditioned metrics", OPT_FIXED, 0},
+            {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature)", OPT_FIXED, 0},
+            {"metric", OPT_ENUM, &o.tn_metric, "same|separate|unlabeled", "ngd..hf: the curvature's mini-batch: the gradient's, an independent draw of --metric-batch training cases, or inputs from the training cases beyond --limit (no targets needed; Pascanu & Bengio section 7)", OPT_FIXED, 0},
+            {"metric-batch", OPT_INT, &o.tn_mbatch, "M", "ngd..hf: cases of a separate / unlabeled metric batch", OPT_FIXED, 0},
+            {"lambda-min", OPT_FLOAT, &o.tn_lmin, "L", "ngd..hf: floor of the adapted damping (1e-6)", OPT_FIXED, 0},
+            {"hf-decay", OPT_FLOAT, &o.tn_decay, "D", "hf: CG starts from D times the previous solution (0.95)", OPT_FIXED, 0},
+            {"hf-precond", OPT_INT, &o.tn_hfpre, "0|1", "hf: diagonal preconditioner (diag(mean squared per-case gradients) + lambda)^0.75", OPT_FIXED, 0},
+            {"hf-backtrack", OPT_INT, &o.tn_hfbt, "0|1", "hf: CG backtracking over iterates kept at ceil(1.3^j)", OPT_FIXED, 0},
+            {"line-evals", OPT_INT, &o.tn_line, "N", "ngd-l, ncg-f, ncg-l: objective evaluations per line search (10)", OPT_FIXED, 0},
+            {"search-evals", OPT_INT, &o.tn_search, "N", "ncg-l: evaluations of the 2-D search over (learning rate, conjugation) (30)", OPT_FIXED, 0},
+            {"tn-timing", OPT_INT, &o.tn_timing, "0|1", "ngd..hf: synchronise the device between phases for the solve_s / search_s columns", 0, 0},
             {"adapt-gamma", OPT_INT, &o.kf_agam, "0|1", "kfac: greedy choice of gamma among 3 candidates (section 6.6)", OPT_FIXED, 0},
             {"kfac-pi", OPT_ENUM, &o.kf_pi, "trace|one", "kfac: pi of the factored damping (trace norms, or 1)", OPT_FIXED, 0},
             {"kfac-precision", OPT_ENUM, &o.kf_prec, "f32|f64", "kfac: precision of the factorisations (f32 retries failures in f64)", OPT_FIXED, 0},
@@ -480,7 +555,7 @@ static int net_train(int argc, char **argv) {
             {"batch-schedule", OPT_ENUM, &o.schedule, "fixed|exp", "mini-batch sizes: --batch, or m_k = min(M1 exp((k-1)/b), |S|) reaching |S| at update --m-full (K-FAC section 13)", OPT_FIXED, 0},
             {"m1", OPT_INT, &o.m1, "M", "exp schedule: first batch size (1000)", OPT_FIXED, 0},
             {"m-full", OPT_INT, &o.m_full, "K", "exp schedule: the update whose batch is the whole training set (500)", OPT_FIXED, 0},
-            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate (Sutskever et al. pick it from 0.05 .. 0.0001; Adam, RMSprop: 1e-3)", OPT_FIXED, 0},
+            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate (0: the default, 0.01, and 1.0 for ngd..hf; Sutskever et al. pick it from 0.05 .. 0.0001; Adam, RMSprop: 1e-3; ngd: the fixed step, ngd-l..ncg-l: the searches' first trial step)", OPT_FIXED, 0},
             {"mu-max", OPT_FLOAT, &o.mu_max, "MU", "nag: cap of mu_t = min(1 - 2^(-1 - log2(floor(t/250) + 1)), MU)", OPT_FIXED, 0},
             {"final-steps", OPT_INT, &o.final_steps, "N", "nag: the last N updates of --steps use --final-mu (0 = off)", OPT_FIXED, 0},
             {"final-mu", OPT_FLOAT, &o.final_mu, "MU", "nag: momentum cap of the final phase", OPT_FIXED, 0},
@@ -560,9 +635,10 @@ static int net_train(int argc, char **argv) {
             o.m_full = (int)b;
         }
     } else {
+        if (o.lr == 0.0f) o.lr = IS_TN(o.optimizer) ? 1.0f : 0.01f;
         /* K-FAC's settings from the options */
         o.kf.approx = o.kf_approx;
-        o.kf.lambda0 = o.kf_lambda0;
+        o.kf.lambda0 = o.kf_lambda0 != 0.0f ? o.kf_lambda0 : o.kf.lambda0;
         o.kf.gamma0 = o.kf_gamma0;
         o.kf.tau1 = o.kf_tau1;
         o.kf.tau2 = o.kf_tau2;
@@ -583,6 +659,48 @@ static int net_train(int argc, char **argv) {
         o.kf.seed = cfg.seed;
         if (o.optimizer == OPT_KFAC && ng_kfac_config_check(&o.kf) != NG_OK) {
             fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+            return NG_EXIT_USAGE;
+        }
+        /* the truncated-Newton settings */
+        if (IS_TN(o.optimizer)) o.tc.method = o.optimizer - OPT_TN;
+        o.tc.solver = o.tn_solver;
+        o.tc.curvature = o.tn_curv;
+        o.tc.max_iter = o.tn_iters;
+        o.tc.rtol = o.tn_rtol;
+        o.tc.lambda0 = o.kf_lambda0 != 0.0f ? o.kf_lambda0 : o.tc.lambda0;
+        o.tc.adapt_lambda = o.kf_alam != 0;
+        o.tc.lambda_min = o.tn_lmin;
+        o.tc.lr = o.lr;
+        o.tc.eta = o.weight_decay;
+        o.tc.metric = o.tn_metric;
+        o.tc.metric_batch = o.tn_mbatch;
+        o.tc.hf_decay = o.tn_decay;
+        o.tc.hf_precond = o.tn_hfpre;
+        o.tc.hf_backtrack = o.tn_hfbt;
+        o.tc.line_evals = o.tn_line;
+        o.tc.search_evals = o.tn_search;
+        o.tc.seed = cfg.seed;
+        if (IS_TN(o.optimizer) && ng_tn_config_check(&o.tc) != NG_OK) {
+            fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+            return NG_EXIT_USAGE;
+        }
+        if (IS_TN(o.optimizer) && o.tc.metric != NG_TN_METRIC_SAME && o.tc.metric_batch < 1) {
+            fprintf(stderr, "natgrad net train: --metric %s needs --metric-batch M (Pascanu & Bengio: 384 beside a gradient batch of 256)\n",
+                    ng_tn_metric_name(o.tc.metric));
+            return NG_EXIT_USAGE;
+        }
+        if (IS_TN(o.optimizer) && o.tc.metric == NG_TN_METRIC_UNLABELED && o.limit == 0) {
+            fprintf(stderr, "natgrad net train: --metric unlabeled draws from the training cases beyond --limit N: give --limit "
+                            "(the labelled cases; the rest act as the unlabeled pool)\n");
+            return NG_EXIT_USAGE;
+        }
+        if (IS_TN(o.optimizer) && o.schedule) {
+            fprintf(stderr, "natgrad net train: --batch-schedule exp is K-FAC's; the truncated-Newton methods use --batch\n");
+            return NG_EXIT_USAGE;
+        }
+        if (!IS_TN(o.optimizer) && o.optimizer != OPT_KFAC && o.kf_lambda0 != 0.0f) {
+            fprintf(stderr, "natgrad net train: --lambda0 is an option of kfac, ngd, ngd-l, ncg-l, ncg-f and hf, not of %s\n",
+                    optimizer_names[o.optimizer]);
             return NG_EXIT_USAGE;
         }
         if (o.schedule && (o.m1 < 1 || o.m_full < 2)) {
@@ -683,7 +801,7 @@ static int net_train(int argc, char **argv) {
             fprintf(stderr, "natgrad: network %s, loss %s, init %s, %zu parameters; %s lr %g, L2 %g, averaging %g, batch %d, seed %llu\n",
                     ng_net_spec_string(&cfg, spec, sizeof spec), ng_loss_name(cfg.loss),
                     cfg.init == NG_INIT_SPARSE ? "sparse" : cfg.init == NG_INIT_GAUSSIAN ? "gaussian" : "glorot",
-                    ng_model_size(net), optimizer_names[o.optimizer], o.optimizer == OPT_KFAC ? 1.0 : (double)o.lr, (double)o.weight_decay,
+                    ng_model_size(net), optimizer_names[o.optimizer], o.optimizer == OPT_KFAC || IS_TN(o.optimizer) ? 1.0 : (double)o.lr, (double)o.weight_decay,
                     (double)o.average, o.batch, (unsigned long long)cfg.seed);
     }
     if (s == NG_OK && o.optimizer == OPT_KFAC) {
@@ -693,6 +811,22 @@ static int net_train(int argc, char **argv) {
                 o.kf.tau1, o.kf.tau2, o.kf.T1, o.kf.T2, o.kf.T3, o.kf.momentum ? "on" : "off",
                 o.schedule ? "growing batches" : "fixed batches", o.kf.async_lag >= 0 ? ", asynchronous refreshes" : "");
         s = ng_precond_kfac_init(be, net, &o.kf, &pc);
+    } else if (s == NG_OK && IS_TN(o.optimizer)) {
+        o.tc.timing = o.tn_timing != 0;
+        fprintf(stderr, "natgrad: %s (truncated Newton, %s on %s products, at most %d iterations, rtol %g), lambda0 %g%s, lr %g, metric %s%s\n",
+                ng_tn_method_name(o.tc.method), o.tc.solver ? "MINRES-QLP" : "CG",
+                o.tc.curvature ? "Hessian" : "Gauss-Newton (= Fisher)",
+                o.tc.max_iter > 0 ? o.tc.max_iter : (o.tc.method == NG_TN_HF ? 250 : 20),
+                o.tc.rtol >= 0 ? o.tc.rtol : (o.tc.method == NG_TN_HF ? 0.0 : 1e-4), o.tc.lambda0,
+                o.tc.adapt_lambda ? " (Levenberg-Marquardt)" : " (fixed)", o.tc.lr, ng_tn_metric_name(o.tc.metric),
+                o.tc.metric == NG_TN_METRIC_SAME ? " (the gradient's batch)" : "");
+        if (o.tc.metric != NG_TN_METRIC_SAME) {
+            s = metric_pool(o.co.data, o.co.data_dir, o.tc.metric, o.limit, o.task, classes, &train, &mpool, &mpool_n);
+            if (s == NG_OK)
+                fprintf(stderr, "natgrad: metric batches of %d cases from %d %s\n", o.tc.metric_batch, mpool_n,
+                        o.tc.metric == NG_TN_METRIC_UNLABELED ? "unlabeled inputs (training cases beyond --limit)" : "training cases");
+        }
+        if (s == NG_OK) s = ng_precond_tn_init(be, net, &o.tc, mpool, mpool_n, &pc);
     } else if (s == NG_OK) {
         s = ng_precond_identity_init(be, &pc);
     }
@@ -808,6 +942,7 @@ done:
     ng_backend_free(be);
     free(xtrain);
     free(xtest);
+    free(mpool);
     ng_dataset_free(&train);
     ng_dataset_free(&test);
     return rc;

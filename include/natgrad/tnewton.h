@@ -79,6 +79,8 @@ typedef struct ng_tn_config {
     int hf_backtrack;      /* hf: CG backtracking (1) */
     int line_evals;        /* objective evaluations per line search (10) */
     int search_evals;      /* evaluations of ncg-l's 2-D search (30) */
+    double eta;            /* the L2 weight eta of the objective (the update rule's --weight-decay):
+                            * in every evaluation of h and added to the damping */
     int timing;            /* 1: synchronise the device around phases for solve_s / search_s */
     uint64_t seed;         /* the metric stream's shuffling */
 } ng_tn_config;
@@ -108,10 +110,10 @@ ng_status ng_tn_get_state(ng_precond *p, ng_tn_state *s);
 double ng_tn_lm_update(double lambda, double rho, double lambda_min);
 /* Polak-Ribiere+ on natural gradients: max(0, n.(g - gp) / (np.gp)) (0 when np.gp = 0). */
 double ng_tn_polak_ribiere(double n_g, double n_gp, double np_gp);
-/* HF's diagonal preconditioner into minv (device, n): (diag + lambda)^-power with diag the mean
- * over the last gradient's cases of the squared per-case gradients (networks without batch
- * normalisation, single-chunk gradient batches). */
-ng_status ng_tn_hf_diagonal(ng_model *net, double lambda, double power, float *minv);
+/* HF's diagonal preconditioner into minv (device, n): (diag + lambda)^-power with diag (written
+ * to `diag`) the mean over the last gradient's cases of the squared per-case gradients (networks
+ * without batch normalisation, single-chunk gradient batches); tmp: n floats of scratch. */
+ng_status ng_tn_hf_diagonal(ng_model *net, double lambda, double power, float *diag, float *tmp, float *minv);
 
 #ifdef __cplusplus
 }

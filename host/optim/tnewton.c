@@ -1,0 +1,809 @@
+/* tnewton.c: the truncated-Newton family (natgrad/tnewton.h): natural gradient descent by
+ * truncated Newton (Pascanu & Bengio 2014, Algorithm 2), natural conjugate gradient (their
+ * section 9, NCG-L and NCG-F) and Hessian-free (Martens 2010), as one preconditioner that leaves
+ * -delta in the gradient arena.
+ *
+ * One update (apply), g = the gradient (and eta theta) in the gradient arena:
+ *   1. h0 = h(theta) on the gradient batch (from the gradient pass), g saved in `grad`.
+ *   2. hf: the diagonal preconditioner from the gradient pass's per-case statistics.
+ *   3. the metric batch becomes the current batch of the curvature products (same: nothing to do).
+ *   4. the solve: n = (C + (lambda + eta) I)^-1 g (ngd, ncg) or p = -(...)^-1 g (hf).
+ *   5. the step: fixed, line search, 2-D search, Polak-Ribiere + line search, or backtracking,
+ *      each evaluation h(theta + delta) a pass over the gradient batch at a trial point written
+ *      into the parameter arena and undone from a copy (bit-exact).
+ *   6. Levenberg-Marquardt on rho. */
+#include "natgrad/tnewton.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "natgrad/data.h"
+#include "natgrad/net.h"
+#include "natgrad/search.h"
+#include "natgrad/solver.h"
+#include "natgrad/status.h"
+
+#define FINITE(x) (isfinite(x))
+#define HF_KEEP 32
+
+static const char *const method_names[] = {"ngd", "ngd-l", "ncg-l", "ncg-f", "hf"};
+static const char *const metric_names[] = {"same", "separate", "unlabeled"};
+
+const char *ng_tn_method_name(int m) { return m >= 0 && m < NG_TN_METHOD_COUNT ? method_names[m] : "?"; }
+int ng_tn_method_parse(const char *s) {
+    int i;
+    for (i = 0; s && i < NG_TN_METHOD_COUNT; i++)
+        if (strcmp(s, method_names[i]) == 0) return i;
+    return -1;
+}
+const char *ng_tn_metric_name(int m) { return m >= 0 && m <= NG_TN_METRIC_UNLABELED ? metric_names[m] : "?"; }
+
+void ng_tn_config_default(ng_tn_config *c) {
+    memset(c, 0, sizeof *c);
+    c->method = NG_TN_NGD;
+    c->solver = NG_TN_SOLVER_CG;
+    c->curvature = NG_TN_CURV_GN;
+    c->max_iter = 0;
+    c->rtol = -1.0;
+    c->lambda0 = 1.0;
+    c->adapt_lambda = 1;
+    c->lambda_min = 1e-6;
+    c->lr = 1.0;
+    c->eta = 0.0;
+    c->metric = NG_TN_METRIC_SAME;
+    c->metric_batch = 0;
+    c->hf_decay = 0.95;
+    c->hf_precond = 1;
+    c->hf_power = 0.75;
+    c->hf_backtrack = 1;
+    c->line_evals = 10;
+    c->search_evals = 30;
+    c->timing = 0;
+    c->seed = 1;
+}
+
+static int max_iter_of(const ng_tn_config *c) { return c->max_iter > 0 ? c->max_iter : (c->method == NG_TN_HF ? 250 : 20); }
+static double rtol_of(const ng_tn_config *c) { return c->rtol >= 0.0 ? c->rtol : (c->method == NG_TN_HF ? 0.0 : 1e-4); }
+
+ng_status ng_tn_config_check(const ng_tn_config *c) {
+    if (!c) return ng_error(NG_ERR_INVALID_ARG, "truncated Newton: NULL configuration");
+    if (c->method < 0 || c->method >= NG_TN_METHOD_COUNT)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-method: %d is not one of ngd, ngd-l, ncg-l, ncg-f, hf", c->method);
+    if (c->solver != NG_TN_SOLVER_CG && c->solver != NG_TN_SOLVER_MINRESQLP)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-solver: %d is not cg or minres-qlp", c->solver);
+    if (c->method == NG_TN_HF && c->solver != NG_TN_SOLVER_CG)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-solver minres-qlp: Hessian-free runs CG (its backtracking and preconditioner are CG's); use --tn-solver cg");
+    if (c->curvature != NG_TN_CURV_GN && c->curvature != NG_TN_CURV_HESSIAN)
+        return ng_error(NG_ERR_INVALID_ARG, "--curvature: %d is not gn or hessian", c->curvature);
+    if (c->curvature == NG_TN_CURV_HESSIAN && c->method != NG_TN_HF)
+        return ng_error(NG_ERR_INVALID_ARG, "--curvature hessian: only with --tn-method hf (natural gradient uses the Fisher = Gauss-Newton matrix)");
+    if (c->max_iter < 0 || c->max_iter > 100000) return ng_error(NG_ERR_INVALID_ARG, "--max-cg %d: must be in 0 .. 100000 (0: the method's default)", c->max_iter);
+    if (!(c->rtol < 1.0) || !FINITE(c->rtol)) return ng_error(NG_ERR_INVALID_ARG, "--cg-rtol %g: must be < 1 (negative: the method's default)", c->rtol);
+    if (!(c->lambda0 > 0.0) || !FINITE(c->lambda0)) return ng_error(NG_ERR_INVALID_ARG, "--lambda0 %g: must be finite and > 0", c->lambda0);
+    if (c->adapt_lambda != 0 && c->adapt_lambda != 1) return ng_error(NG_ERR_INVALID_ARG, "--adapt-lambda %d: must be 0 or 1", c->adapt_lambda);
+    if (!(c->lambda_min >= 0.0) || !FINITE(c->lambda_min)) return ng_error(NG_ERR_INVALID_ARG, "--lambda-min %g: must be finite and >= 0", c->lambda_min);
+    if (!(c->lr > 0.0) || !FINITE(c->lr)) return ng_error(NG_ERR_INVALID_ARG, "--lr %g: must be finite and > 0", c->lr);
+    if (!(c->eta >= 0.0) || !FINITE(c->eta)) return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be finite and >= 0", c->eta);
+    if (c->metric < NG_TN_METRIC_SAME || c->metric > NG_TN_METRIC_UNLABELED)
+        return ng_error(NG_ERR_INVALID_ARG, "--metric: %d is not same, separate or unlabeled", c->metric);
+    if (c->metric_batch < 0) return ng_error(NG_ERR_INVALID_ARG, "--metric-batch %d: must be >= 0", c->metric_batch);
+    if (!(c->hf_decay >= 0.0 && c->hf_decay <= 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--hf-decay %g: must be in [0, 1]", c->hf_decay);
+    if (c->hf_precond != 0 && c->hf_precond != 1) return ng_error(NG_ERR_INVALID_ARG, "--hf-precond %d: must be 0 or 1", c->hf_precond);
+    if (!(c->hf_power > 0.0 && c->hf_power <= 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--hf-power %g: must be in (0, 1]", c->hf_power);
+    if (c->hf_backtrack != 0 && c->hf_backtrack != 1) return ng_error(NG_ERR_INVALID_ARG, "--hf-backtrack %d: must be 0 or 1", c->hf_backtrack);
+    if (c->line_evals < 2 || c->line_evals > 1000) return ng_error(NG_ERR_INVALID_ARG, "--line-evals %d: must be in 2 .. 1000", c->line_evals);
+    if (c->search_evals < 4 || c->search_evals > 10000) return ng_error(NG_ERR_INVALID_ARG, "--search-evals %d: must be in 4 .. 10000", c->search_evals);
+    if (c->timing != 0 && c->timing != 1) return ng_error(NG_ERR_INVALID_ARG, "--tn-timing %d: must be 0 or 1", c->timing);
+    return NG_OK;
+}
+
+double ng_tn_lm_update(double lambda, double rho, double lambda_min) {
+    double l = lambda;
+    if (!FINITE(rho) || rho < 0.25) l = lambda * 1.5;
+    else if (rho > 0.75) l = lambda * (2.0 / 3.0);
+    return l < lambda_min ? lambda_min : l;
+}
+
+double ng_tn_polak_ribiere(double n_g, double n_gp, double np_gp) {
+    double b;
+    if (np_gp == 0.0 || !FINITE(np_gp)) return 0.0;
+    b = (n_g - n_gp) / np_gp;
+    return FINITE(b) && b > 0.0 ? b : 0.0;
+}
+
+/* ---- the preconditioner's state --------------------------------------------------------------- */
+
+typedef struct tn {
+    ng_tn_config cfg;
+    ng_model *net;
+    size_t n;
+    int maxit;
+    double lambda, rho, step, beta, pred, h0, h1;
+    int evals, chosen_iter, have_prev;
+    double last_a;          /* the step size of the last update (a; hf: 1 or 0) */
+    double np_gp;           /* ncg-f: n_prev . g_prev */
+    ng_cg_ws cg;
+    ng_cg_config cgc;
+    ng_cg_result cgr;
+    ng_minresqlp_ws mq;
+    ng_minresqlp_result mqr;
+    int solver_iters, solver_stop;
+    double rel_res;
+    double solve_s, search_s;
+    /* state arena */
+    ng_tensor prev;         /* hf: previous solution; ncg-l: previous step; ncg-f: previous direction */
+    ng_tensor gprev;        /* ncg-f: previous gradient */
+    /* scratch */
+    ng_arena scratch;
+    ng_tensor grad, sol, backup, u, minv, diag, delta_tmp;
+    /* the metric stream */
+    int have_stream;
+    ng_batches stream;
+    ng_tensor bx, by;       /* the gradient batch */
+} tn;
+
+#define T(p) ((tn *)(p)->impl)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static ng_status vdot(ng_backend *be, size_t n, const float *x, const float *y, double *out) {
+    float f;
+    NG_TRY(ng_dot(be, n, x, y, &f));
+    *out = f;
+    return NG_OK;
+}
+
+/* 1/2 ||theta||^2 over the parameters that take weight decay */
+static ng_status decay_norm2(ng_model *m, double *out) {
+    int i;
+    double s = 0.0;
+    for (i = 0; i < ng_arena_count(&m->params); i++) {
+        const ng_tensor *pt = ng_arena_view(&m->params, i);
+        float r;
+        if (!m->decay[i]) continue;
+        NG_TRY(ng_nrm2(m->be, ng_tensor_count(pt), pt->data, &r));
+        s += 0.5 * (double)r * (double)r;
+    }
+    *out = s;
+    return NG_OK;
+}
+
+/* h at the parameters now in the arena, on the gradient batch (inference-mode pass) */
+static ng_status objective_here(tn *k, double *h) {
+    double e, r = 0.0;
+    NG_TRY(ng_net_evaluate(k->net, &k->bx, h, &e));
+    if (k->cfg.eta > 0.0) {
+        NG_TRY(decay_norm2(k->net, &r));
+        *h += k->cfg.eta * r;
+    }
+    k->evals++;
+    if (!FINITE(*h)) *h = INFINITY;
+    return NG_OK;
+}
+
+/* h(theta + a u + b v) (v may be NULL); theta is in k->backup, the arena is restored after */
+static ng_status objective_at(tn *k, double a, const float *u, double b, const float *v, double *h) {
+    ng_backend *be = k->net->be;
+    float *th = k->net->param_flat.data;
+    ng_status s;
+    NG_TRY(ng_copy(be, th, k->backup.data, k->n * sizeof(float)));
+    if (a != 0.0) NG_TRY(ng_axpby(be, k->n, (float)a, u, 1.0f, th));
+    if (v && b != 0.0) NG_TRY(ng_axpby(be, k->n, (float)b, v, 1.0f, th));
+    s = objective_here(k, h);
+    NG_TRY(ng_copy(be, th, k->backup.data, k->n * sizeof(float)));
+    return s;
+}
+
+/* ---- HF's diagonal preconditioner ------------------------------------------------------------- */
+
+ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv) {
+    const ng_net_config *nc;
+    ng_backend *be;
+    int l, L, pi = 0;
+    if (!m || strcmp(m->iface->kind, "net") != 0) return ng_error(NG_ERR_INVALID_ARG, "HF preconditioner: needs a network");
+    nc = ng_net_config_of(m);
+    be = m->be;
+    L = nc->n_layers;
+    for (l = 0; l < L; l++)
+        if (nc->bn[l])
+            return ng_error(NG_ERR_UNSUPPORTED, "HF preconditioner: layer %d uses batch normalisation, whose per-case gradients are not "
+                            "separable: use --hf-precond 0", l + 1);
+    for (l = 1; l <= L; l++) {
+        char an[16], gn[16];
+        ng_tensor A, G, W;
+        ng_op_args o;
+        int m_cases, rows_a, rows_g;
+        float *sqA, *sqG;
+        void *mem;
+        ng_status s;
+        snprintf(an, sizeof an, "a%d", l - 1);
+        snprintf(gn, sizeof gn, "g%d", l);
+        NG_TRY(ng_model_statistic(m, an, &A));
+        NG_TRY(ng_model_statistic(m, gn, &G));
+        W = *ng_arena_view(&m->params, pi);
+        pi += 2;
+        m_cases = A.cols;
+        rows_a = A.rows;
+        rows_g = G.rows;
+        NG_TRY(ng_alloc(be, sizeof(float) * ((size_t)rows_a + (size_t)rows_g) * (size_t)m_cases, &mem));
+        sqA = (float *)mem;
+        sqG = sqA + (size_t)rows_a * m_cases;
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_OUTER_SCALE;
+        o.outer_scale.mode = NG_OSCALE_SQUARE;
+        o.outer_scale.rows = rows_a;
+        o.outer_scale.cols = m_cases;
+        o.outer_scale.x = A.data;
+        o.outer_scale.ldx = A.ld;
+        o.outer_scale.out = sqA;
+        o.outer_scale.ldo = rows_a;
+        s = ng_run_op(be, &o);
+        if (s == NG_OK) {
+            o.outer_scale.rows = rows_g;
+            o.outer_scale.x = G.data;
+            o.outer_scale.ldx = G.ld;
+            o.outer_scale.out = sqG;
+            o.outer_scale.ldo = rows_g;
+            s = ng_run_op(be, &o);
+        }
+        /* [W b] block (d_l x (d_{l-1} + 1)) = m (g o g)(a o a)^T: g = (1/m) dL_i/dz per case, so the
+         * per-case gradient of h_i is m g_i a_i^T and the mean of its squares m sum_i g_i^2 a_i^2 */
+        if (s == NG_OK)
+            s = ng_gemm(be, 0, 1, rows_g, rows_a, m_cases, (float)m_cases, sqG, rows_g, sqA, rows_a, 0.0f,
+                        diag + (W.data - m->param_flat.data), rows_g);
+        ng_free(be, mem);
+        NG_TRY(s);
+    }
+    /* minv = (diag + lambda)^-power: tmp = lambda + diag, minv = 1 * max(tmp, tiny)^-power */
+    {
+        size_t n = ng_model_size(m);
+        ng_op_args o;
+        if (n > 2147483647u) return ng_error(NG_ERR_UNSUPPORTED, "HF preconditioner: %zu parameters exceed 2^31 - 1", n);
+        NG_TRY(ng_fill(be, n, (float)lambda, tmp));
+        NG_TRY(ng_axpby(be, n, 1.0f, diag, 1.0f, tmp));
+        NG_TRY(ng_fill(be, n, 1.0f, minv));
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_OUTER_SCALE;
+        o.outer_scale.mode = NG_OSCALE_POW;
+        o.outer_scale.rows = 1;
+        o.outer_scale.cols = (int)n;
+        o.outer_scale.x = minv;
+        o.outer_scale.ldx = 1;
+        o.outer_scale.v = tmp;
+        o.outer_scale.floor = 1e-30f;
+        o.outer_scale.power = (float)-power;
+        o.outer_scale.out = minv;
+        o.outer_scale.ldo = 1;
+        return ng_run_op(be, &o);
+    }
+}
+
+/* ---- the solve ----------------------------------------------------------------------------------- */
+
+static ng_status curvature_apply(void *user, const float *x, float *y) {
+    tn *k = (tn *)user;
+    ng_tensor tx = ng_tensor_matrix((float *)x, (int)k->n, 1, (int)k->n), ty = ng_tensor_matrix(y, (int)k->n, 1, (int)k->n);
+    if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
+    return ng_net_gvp(k->net, &tx, &ty);
+}
+
+/* sol = (C + damp I)^-1 rhs from the start in sol (CG) or 0 (MINRES-QLP) */
+static ng_status solve(tn *k, const float *rhs, const float *minv, int keep) {
+    ng_linop A;
+    double damp = k->lambda + k->cfg.eta;
+    A.n = k->n;
+    A.apply = curvature_apply;
+    A.user = k;
+    if (k->cfg.solver == NG_TN_SOLVER_MINRESQLP) {
+        ng_minresqlp_config mc;
+        ng_minresqlp_config_default(&mc);
+        mc.max_iter = k->maxit;
+        mc.rtol = rtol_of(&k->cfg);
+        mc.lambda = damp;
+        NG_TRY(ng_minresqlp_solve(&k->mq, &A, rhs, k->sol.data, &mc, &k->mqr));
+        k->solver_iters = k->mqr.iters;
+        k->solver_stop = k->mqr.stop;
+        k->rel_res = k->mqr.rel_res;
+        return NG_OK;
+    }
+    k->cgc.lambda = damp;
+    k->cgc.max_keep = keep ? HF_KEEP : 0;
+    NG_TRY(ng_cg_solve(&k->cg, &A, rhs, k->sol.data, minv, &k->cgc, &k->cgr));
+    k->solver_iters = k->cgr.iters;
+    k->solver_stop = k->cgr.stop;
+    k->rel_res = k->cgr.rel_res;
+    return NG_OK;
+}
+
+/* ---- searches ------------------------------------------------------------------------------------ */
+
+typedef struct line_ctx {
+    tn *k;
+    const float *u, *v; /* h(theta + x0 u + x1 v) */
+} line_ctx;
+
+static ng_status line_f(void *user, const double *x, double *fx) {
+    line_ctx *c = (line_ctx *)user;
+    return objective_at(c->k, x[0], c->u, 0.0, NULL, fx);
+}
+static ng_status plane_f(void *user, const double *x, double *fx) {
+    line_ctx *c = (line_ctx *)user;
+    return objective_at(c->k, x[0], c->u, x[1], c->v, fx);
+}
+
+/* best a > 0 for h(theta + a d) from t0 (a = 0 when nothing decreases); slope = g . d */
+static ng_status line_search(tn *k, const float *d, double slope, double t0, double *a, double *ha) {
+    ng_line_search_opts o;
+    ng_line_search_result r;
+    line_ctx c = {k, d, NULL};
+    ng_line_search_opts_default(&o);
+    o.t0 = t0;
+    o.max_evals = k->cfg.line_evals;
+    NG_TRY(ng_line_search(line_f, &c, k->h0, slope, &o, &r));
+    *a = r.t;
+    *ha = r.phi;
+    return NG_OK;
+}
+
+/* ---- the preconditioner ------------------------------------------------------------------------- */
+
+static ng_status tn_observe(ng_precond *p, ng_model *m, uint64_t t) {
+    tn *k = T(p);
+    double err, r = 0.0;
+    k->evals = 0;
+    k->solve_s = k->search_s = 0.0;
+    NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
+    if (k->cfg.eta > 0.0) {
+        NG_TRY(decay_norm2(m, &r));
+        k->h0 += k->cfg.eta * r;
+    }
+    return ng_net_current_batch(m, &k->bx, &k->by);
+}
+
+static ng_status phase_end(tn *k, double t0, double *acc) {
+    if (k->cfg.timing) NG_TRY(ng_synchronize(k->net->be));
+    *acc += now_s() - t0;
+    return NG_OK;
+}
+
+static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
+    tn *k = T(p);
+    ng_backend *be = p->be;
+    float *g = m->grad_flat.data, *delta = k->u.data;
+    const float *minv = NULL;
+    double t0 = now_s(), gd = 0.0, a = 0.0, b = 0.0, h1 = NAN;
+    int method = k->cfg.method, have_h1 = 0;
+    k->beta = 0.0;
+    k->chosen_iter = 0;
+    k->pred = NAN;
+    NG_TRY(ng_copy(be, k->grad.data, g, k->n * sizeof(float)));
+    NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
+    /* HF's preconditioner from the gradient pass's per-case statistics */
+    if (method == NG_TN_HF && k->cfg.hf_precond) {
+        NG_TRY(ng_tn_hf_diagonal(m, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data));
+        minv = k->minv.data;
+    }
+    /* the metric batch */
+    if (k->have_stream) {
+        ng_tensor xm;
+        NG_TRY(ng_batches_next(&k->stream, &xm));
+        NG_TRY(ng_net_set_batch(m, &xm, NULL));
+    }
+    /* the solve */
+    if (method == NG_TN_HF) {
+        /* p = -(C + damp I)^-1 g from decay x the previous solution */
+        NG_TRY(ng_axpby(be, k->n, 0.0f, k->prev.data, k->have_prev ? (float)k->cfg.hf_decay : 0.0f, k->prev.data));
+        NG_TRY(ng_copy(be, k->sol.data, k->prev.data, k->n * sizeof(float)));
+        NG_TRY(ng_axpby(be, k->n, -1.0f, k->grad.data, 0.0f, k->delta_tmp.data));
+        NG_TRY(solve(k, k->delta_tmp.data, minv, k->cfg.hf_backtrack));
+        NG_TRY(ng_copy(be, k->prev.data, k->sol.data, k->n * sizeof(float)));
+        k->have_prev = 1;
+    } else {
+        NG_TRY(ng_memset0(be, k->sol.data, k->n * sizeof(float)));
+        NG_TRY(solve(k, k->grad.data, NULL, 0));
+    }
+    NG_TRY(phase_end(k, t0, &k->solve_s));
+    /* the step */
+    t0 = now_s();
+    switch (method) {
+    case NG_TN_NGD: /* delta = -lr n */
+        a = k->cfg.lr;
+        NG_TRY(ng_axpby(be, k->n, (float)-a, k->sol.data, 0.0f, delta));
+        break;
+    case NG_TN_NGD_L: {
+        double slope;
+        NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, 0.0f, delta));
+        NG_TRY(vdot(be, k->n, k->grad.data, delta, &slope));
+        NG_TRY(line_search(k, delta, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
+        have_h1 = 1;
+        NG_TRY(ng_scal(be, k->n, (float)a, delta));
+        break;
+    }
+    case NG_TN_NCG_F: {
+        /* d = -n + beta d_prev, beta = PR+ on natural gradients; delta = a d */
+        double n_g, n_gp = 0.0, slope;
+        NG_TRY(vdot(be, k->n, k->sol.data, k->grad.data, &n_g));
+        if (k->have_prev) NG_TRY(vdot(be, k->n, k->sol.data, k->gprev.data, &n_gp));
+        b = k->have_prev ? ng_tn_polak_ribiere(n_g, n_gp, k->np_gp) : 0.0;
+        k->beta = b;
+        NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, (float)b, k->prev.data)); /* prev = d */
+        NG_TRY(vdot(be, k->n, k->grad.data, k->prev.data, &slope));
+        if (!(slope < 0.0)) { /* not a descent direction: restart with -n */
+            k->beta = b = 0.0;
+            NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, 0.0f, k->prev.data));
+            NG_TRY(vdot(be, k->n, k->grad.data, k->prev.data, &slope));
+        }
+        NG_TRY(line_search(k, k->prev.data, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
+        have_h1 = 1;
+        NG_TRY(ng_axpby(be, k->n, (float)a, k->prev.data, 0.0f, delta));
+        NG_TRY(ng_copy(be, k->gprev.data, k->grad.data, k->n * sizeof(float)));
+        k->np_gp = n_g;
+        k->have_prev = 1;
+        break;
+    }
+    case NG_TN_NCG_L: {
+        /* delta = -a n + b s_prev minimising h (eq. 21); the first update: a line search */
+        double slope;
+        NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, 0.0f, delta)); /* delta = -n for now */
+        if (!k->have_prev) {
+            NG_TRY(vdot(be, k->n, k->grad.data, delta, &slope));
+            NG_TRY(line_search(k, delta, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
+            b = 0.0;
+        } else {
+            ng_min2d_opts o;
+            ng_min2d_result r;
+            line_ctx c = {k, delta, k->prev.data};
+            double x0[2];
+            ng_min2d_opts_default(&o);
+            x0[0] = k->step > 0.0 ? k->step : k->cfg.lr;
+            x0[1] = 0.0;
+            o.scale[0] = 0.5 * x0[0];
+            o.scale[1] = 0.5;
+            o.max_evals = k->cfg.search_evals;
+            NG_TRY(ng_min2d(plane_f, &c, x0, NAN, &o, &r));
+            a = r.x[0];
+            b = r.x[1];
+            h1 = r.fx;
+            if (!(h1 < k->h0)) a = b = 0.0, h1 = k->h0; /* never worse than standing still */
+        }
+        have_h1 = 1;
+        k->beta = b;
+        /* delta = a (-n) + b s_prev; s_prev = delta */
+        NG_TRY(ng_axpby(be, k->n, (float)b, k->prev.data, (float)a, delta));
+        NG_TRY(ng_copy(be, k->prev.data, delta, k->n * sizeof(float)));
+        k->have_prev = 1;
+        break;
+    }
+    case NG_TN_HF: {
+        /* backtracking over the kept iterates (from the last backwards, while h decreases) */
+        int j = k->cgr.n_kept - 1, best = j;
+        double hb = INFINITY;
+        if (k->cfg.hf_backtrack && k->cgr.n_kept > 0) {
+            for (; j >= 0; j--) {
+                double hj;
+                NG_TRY(objective_at(k, 1.0, k->cg.kept + (size_t)j * k->n, 0.0, NULL, &hj));
+                if (hj < hb) {
+                    hb = hj;
+                    best = j;
+                } else {
+                    break;
+                }
+            }
+            NG_TRY(ng_copy(be, delta, k->cg.kept + (size_t)best * k->n, k->n * sizeof(float)));
+            k->chosen_iter = k->cgr.kept_iter[best];
+            k->pred = k->cgr.kept_phi[best];
+        } else {
+            NG_TRY(ng_copy(be, delta, k->sol.data, k->n * sizeof(float)));
+            NG_TRY(objective_at(k, 1.0, delta, 0.0, NULL, &hb));
+            k->chosen_iter = k->cgr.iters;
+            k->pred = k->cgr.phi;
+        }
+        h1 = hb;
+        have_h1 = 1;
+        a = 1.0;
+        /* the quadratic model without the damping: phi - 1/2 lambda ||p||^2 */
+        {
+            double pp;
+            NG_TRY(vdot(be, k->n, delta, delta, &pp));
+            if (!FINITE(k->pred)) {
+                /* phi was not tracked (no kept iterates): 1/2 p^T C p + g^T p from one product */
+                double pcp, gp;
+                NG_TRY(curvature_apply(k, delta, k->delta_tmp.data));
+                NG_TRY(vdot(be, k->n, delta, k->delta_tmp.data, &pcp));
+                NG_TRY(vdot(be, k->n, k->grad.data, delta, &gp));
+                k->pred = 0.5 * pcp + 0.5 * k->cfg.eta * pp + gp;
+            } else {
+                k->pred -= 0.5 * k->lambda * pp;
+            }
+        }
+        if (!(h1 < k->h0)) {
+            /* no kept iterate decreases h: reject the step (lambda grows through rho) */
+            NG_TRY(ng_memset0(be, delta, k->n * sizeof(float)));
+            a = 0.0;
+        }
+        break;
+    }
+    }
+    /* rho and Levenberg-Marquardt */
+    if (method != NG_TN_HF) {
+        NG_TRY(vdot(be, k->n, k->grad.data, delta, &gd));
+        k->pred = gd; /* Pascanu & Bengio eq. 32: the first-order prediction */
+    }
+    if (k->cfg.adapt_lambda) {
+        if (!have_h1) NG_TRY(objective_at(k, 1.0, delta, 0.0, NULL, &h1));
+        k->rho = (h1 - k->h0) / k->pred;
+        if (method == NG_TN_HF && a == 0.0) k->rho = -INFINITY;
+        k->lambda = ng_tn_lm_update(k->lambda, k->rho, k->cfg.lambda_min);
+    } else {
+        k->rho = NAN;
+    }
+    k->h1 = have_h1 || k->cfg.adapt_lambda ? h1 : NAN;
+    k->step = a > 0.0 ? a : k->step;
+    if (method == NG_TN_NGD) k->step = a;
+    k->last_a = a;
+    NG_TRY(phase_end(k, t0, &k->search_s));
+    /* the gradient arena gets -delta (the update rule adds it back: theta - 1 * (-delta)) */
+    return ng_axpby(be, k->n, -1.0f, delta, 0.0f, g);
+}
+
+static const char *const tn_columns[] = {"lambda", "rho", "step", "beta", "cg_iters", "cg_stop", "rel_res", "evals", "solve_s",
+                                         "search_s", NULL};
+
+static ng_status tn_log_values(ng_precond *p, double *v) {
+    tn *k = T(p);
+    v[0] = k->lambda;
+    v[1] = k->rho;
+    v[2] = k->cfg.method == NG_TN_HF ? (double)k->chosen_iter : k->last_a;
+    v[3] = k->beta;
+    v[4] = k->solver_iters;
+    v[5] = k->solver_stop;
+    v[6] = k->rel_res;
+    v[7] = k->evals;
+    v[8] = k->solve_s;
+    v[9] = k->search_s;
+    return NG_OK;
+}
+
+ng_status ng_tn_get_state(ng_precond *p, ng_tn_state *s) {
+    tn *k;
+    if (!p || !p->iface || strcmp(p->iface->name, "tn") != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "ng_tn_get_state: not a truncated-Newton preconditioner");
+    k = T(p);
+    s->lambda = k->lambda;
+    s->rho = k->rho;
+    s->step = k->last_a;
+    s->beta = k->beta;
+    s->pred = k->pred;
+    s->h0 = k->h0;
+    s->h1 = k->h1;
+    s->rel_res = k->rel_res;
+    s->cg_iters = k->solver_iters;
+    s->cg_stop = k->solver_stop;
+    s->evals = k->evals;
+    s->chosen_iter = k->chosen_iter;
+    return NG_OK;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------------- */
+
+static ng_status save_config(const ng_tn_config *c, ng_ckpt *ck) {
+    NG_TRY(ng_ckpt_set_str(ck, "tn.method", ng_tn_method_name(c->method)));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.solver", c->solver));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.curvature", c->curvature));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.max_iter", c->max_iter));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.rtol", c->rtol));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.lambda0", c->lambda0));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.adapt_lambda", c->adapt_lambda));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.lambda_min", c->lambda_min));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.lr", c->lr));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.eta", c->eta));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.metric", c->metric));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.metric_batch", c->metric_batch));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.hf_decay", c->hf_decay));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.hf_precond", c->hf_precond));
+    NG_TRY(ng_ckpt_set_f64(ck, "tn.hf_power", c->hf_power));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.hf_backtrack", c->hf_backtrack));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.line_evals", c->line_evals));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.search_evals", c->search_evals));
+    return ng_ckpt_set_u64(ck, "tn.seed", c->seed);
+}
+
+ng_status ng_tn_config_from_ckpt(const ng_ckpt *ck, ng_tn_config *c) {
+    const char *ms;
+    int64_t v;
+    ng_tn_config_default(c);
+    NG_TRY(ng_ckpt_get_str(ck, "tn.method", &ms));
+    c->method = ng_tn_method_parse(ms);
+    if (c->method < 0) return ng_error(NG_ERR_FORMAT, "checkpoint %s: tn.method '%s' is unknown", ng_ckpt_path(ck), ms);
+    NG_TRY(ng_ckpt_get_int(ck, "tn.solver", 0, 1, &v));
+    c->solver = (int)v;
+    NG_TRY(ng_ckpt_get_int(ck, "tn.curvature", 0, 1, &v));
+    c->curvature = (int)v;
+    NG_TRY(ng_ckpt_get_int(ck, "tn.max_iter", 0, 100000, &v));
+    c->max_iter = (int)v;
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.rtol", &c->rtol));
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.lambda0", &c->lambda0));
+    NG_TRY(ng_ckpt_get_int(ck, "tn.adapt_lambda", 0, 1, &v));
+    c->adapt_lambda = (int)v;
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.lambda_min", &c->lambda_min));
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.lr", &c->lr));
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.eta", &c->eta));
+    NG_TRY(ng_ckpt_get_int(ck, "tn.metric", 0, 2, &v));
+    c->metric = (int)v;
+    NG_TRY(ng_ckpt_get_int(ck, "tn.metric_batch", 0, 1 << 30, &v));
+    c->metric_batch = (int)v;
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.hf_decay", &c->hf_decay));
+    NG_TRY(ng_ckpt_get_int(ck, "tn.hf_precond", 0, 1, &v));
+    c->hf_precond = (int)v;
+    NG_TRY(ng_ckpt_get_f64(ck, "tn.hf_power", &c->hf_power));
+    NG_TRY(ng_ckpt_get_int(ck, "tn.hf_backtrack", 0, 1, &v));
+    c->hf_backtrack = (int)v;
+    NG_TRY(ng_ckpt_get_int(ck, "tn.line_evals", 0, 1000, &v));
+    c->line_evals = (int)v;
+    NG_TRY(ng_ckpt_get_int(ck, "tn.search_evals", 0, 10000, &v));
+    c->search_evals = (int)v;
+    NG_TRY(ng_ckpt_get_u64(ck, "tn.seed", &c->seed));
+    if (ng_tn_config_check(c) != NG_OK)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: truncated-Newton settings out of range: %s", ng_ckpt_path(ck), ng_last_error());
+    return NG_OK;
+}
+
+static ng_status tn_save(ng_precond *p, ng_ckpt *c) {
+    tn *k = T(p);
+    NG_TRY(save_config(&k->cfg, c));
+    NG_TRY(ng_ckpt_set_f64(c, "tn.lambda", k->lambda));
+    NG_TRY(ng_ckpt_set_f64(c, "tn.step", k->step));
+    NG_TRY(ng_ckpt_set_f64(c, "tn.np_gp", k->np_gp));
+    NG_TRY(ng_ckpt_set_i64(c, "tn.have_prev", k->have_prev));
+    if (k->have_stream) {
+        NG_TRY(ng_ckpt_set_i64(c, "tn.metric_epoch", k->stream.epoch));
+        NG_TRY(ng_ckpt_set_i64(c, "tn.metric_pos", k->stream.pos));
+    }
+    return NG_OK;
+}
+
+static ng_status tn_load(ng_precond *p, const ng_ckpt *c, int apply) {
+    tn *k = T(p);
+    ng_tn_config cc;
+    double lam, step, npg;
+    int64_t hp, ep = 0, pos = 0;
+    NG_TRY(ng_tn_config_from_ckpt(c, &cc));
+    if (cc.method != k->cfg.method || cc.solver != k->cfg.solver || cc.curvature != k->cfg.curvature ||
+        cc.max_iter != k->cfg.max_iter || cc.rtol != k->cfg.rtol || cc.lambda0 != k->cfg.lambda0 ||
+        cc.adapt_lambda != k->cfg.adapt_lambda || cc.lambda_min != k->cfg.lambda_min || cc.lr != k->cfg.lr || cc.eta != k->cfg.eta ||
+        cc.metric != k->cfg.metric || cc.metric_batch != k->cfg.metric_batch || cc.hf_decay != k->cfg.hf_decay ||
+        cc.hf_precond != k->cfg.hf_precond || cc.hf_power != k->cfg.hf_power || cc.hf_backtrack != k->cfg.hf_backtrack ||
+        cc.line_evals != k->cfg.line_evals || cc.search_evals != k->cfg.search_evals || cc.seed != k->cfg.seed)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: its truncated-Newton settings (method %s, metric %s, ...) differ from this "
+                        "run's (method %s, metric %s, ...): resume without changing --tn-* / --metric* / --lambda0 / --lr options",
+                        ng_ckpt_path(c), ng_tn_method_name(cc.method), ng_tn_metric_name(cc.metric), ng_tn_method_name(k->cfg.method),
+                        ng_tn_metric_name(k->cfg.metric));
+    NG_TRY(ng_ckpt_get_f64(c, "tn.lambda", &lam));
+    NG_TRY(ng_ckpt_get_f64(c, "tn.step", &step));
+    NG_TRY(ng_ckpt_get_f64(c, "tn.np_gp", &npg));
+    NG_TRY(ng_ckpt_get_int(c, "tn.have_prev", 0, 1, &hp));
+    if (!(lam > 0.0) || !FINITE(lam) || !(step >= 0.0) || !FINITE(step) || !FINITE(npg))
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: tn.lambda %g / tn.step %g / tn.np_gp %g out of range", ng_ckpt_path(c), lam,
+                        step, npg);
+    if (k->have_stream) {
+        NG_TRY(ng_ckpt_get_int(c, "tn.metric_epoch", 0, 1 << 30, &ep));
+        NG_TRY(ng_ckpt_get_int(c, "tn.metric_pos", 0, k->stream.n, &pos));
+    }
+    if (!apply) return NG_OK;
+    k->lambda = lam;
+    k->step = step;
+    k->np_gp = npg;
+    k->have_prev = (int)hp;
+    if (k->have_stream) NG_TRY(ng_batches_seek(&k->stream, (int)ep, (int)pos));
+    return NG_OK;
+}
+
+static void tn_destroy(ng_precond *p) {
+    tn *k = T(p);
+    if (!k) return;
+    ng_cg_ws_free(&k->cg);
+    ng_minresqlp_ws_free(&k->mq);
+    if (k->have_stream) ng_batches_free(&k->stream);
+    ng_arena_free(&k->scratch);
+    free(k);
+}
+
+static const struct ng_precond_i tn_iface = {
+    .name = "tn",
+    .observe = tn_observe,
+    .apply = tn_apply,
+    .columns = tn_columns,
+    .log_values = tn_log_values,
+    .save = tn_save,
+    .load = tn_load,
+    .destroy = tn_destroy,
+};
+
+ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *cfg, const float *metric_x, int metric_n,
+                             ng_precond **out) {
+    ng_precond *p;
+    tn *k;
+    ng_status s = NG_OK;
+    *out = NULL;
+    NG_TRY(ng_tn_config_check(cfg));
+    if (!net || strcmp(net->iface->kind, "net") != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "truncated Newton needs a network model (natgrad net), not %s", net ? net->iface->kind : "NULL");
+    if (cfg->metric != NG_TN_METRIC_SAME) {
+        if (!metric_x || metric_n < 1)
+            return ng_error(NG_ERR_INVALID_ARG, "--metric %s: no pool of metric examples was given", ng_tn_metric_name(cfg->metric));
+        if (cfg->metric_batch < 1 || cfg->metric_batch > metric_n)
+            return ng_error(NG_ERR_INVALID_ARG, "--metric-batch %d: must be in 1 .. %d (the %s pool) with --metric %s", cfg->metric_batch,
+                            metric_n, cfg->metric == NG_TN_METRIC_UNLABELED ? "unlabeled" : "training", ng_tn_metric_name(cfg->metric));
+    }
+    if (cfg->method == NG_TN_HF && cfg->hf_precond) {
+        const ng_net_config *nc = ng_net_config_of(net);
+        int l;
+        for (l = 0; l < nc->n_layers; l++)
+            if (nc->bn[l])
+                return ng_error(NG_ERR_UNSUPPORTED, "hf: layer %d uses batch normalisation, whose per-case gradients the diagonal "
+                                "preconditioner needs are not separable: use --hf-precond 0 or drop +bn", l + 1);
+    }
+    p = (ng_precond *)calloc(1, sizeof *p);
+    k = (tn *)calloc(1, sizeof *k);
+    if (!p || !k) {
+        free(p);
+        free(k);
+        return ng_error(NG_ERR_OOM, "truncated Newton: out of host memory");
+    }
+    p->iface = &tn_iface;
+    p->be = be;
+    p->impl = k;
+    ng_arena_begin(&p->state, be, "tn");
+    ng_arena_begin(&k->scratch, be, "tn scratch");
+    k->cfg = *cfg;
+    k->net = net;
+    k->n = ng_model_size(net);
+    k->maxit = max_iter_of(cfg);
+    k->lambda = cfg->lambda0;
+    k->rho = NAN;
+    k->step = 0.0;
+    ng_cg_config_default(&k->cgc);
+    k->cgc.max_iter = k->maxit;
+    k->cgc.rtol = rtol_of(cfg);
+    if (cfg->method == NG_TN_HF) {
+        k->cgc.progress = 1;
+        k->cgc.check_curvature = cfg->curvature == NG_TN_CURV_HESSIAN;
+    }
+    if (k->n > 2147483647u) s = ng_error(NG_ERR_UNSUPPORTED, "truncated Newton: %zu parameters exceed 2^31 - 1", k->n);
+    if (s == NG_OK) s = ng_arena_reserve(&p->state, "prev", (int)k->n, 1, &k->prev);
+    if (s == NG_OK && cfg->method == NG_TN_NCG_F) s = ng_arena_reserve(&p->state, "gprev", (int)k->n, 1, &k->gprev);
+    if (s == NG_OK) s = ng_arena_commit(&p->state);
+    if (s == NG_OK) s = ng_memset0(be, k->prev.data, k->n * sizeof(float));
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "grad", (int)k->n, 1, &k->grad);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "sol", (int)k->n, 1, &k->sol);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "delta", (int)k->n, 1, &k->u);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "tmp", (int)k->n, 1, &k->delta_tmp);
+    if (s == NG_OK && cfg->method == NG_TN_HF && cfg->hf_precond) {
+        s = ng_arena_reserve(&k->scratch, "minv", (int)k->n, 1, &k->minv);
+        if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "diag", (int)k->n, 1, &k->diag);
+    }
+    if (s == NG_OK) s = ng_arena_commit(&k->scratch);
+    if (s == NG_OK) {
+        if (cfg->solver == NG_TN_SOLVER_MINRESQLP) s = ng_minresqlp_ws_init(&k->mq, be, k->n, k->maxit);
+        else s = ng_cg_ws_init(&k->cg, be, k->n, k->maxit, cfg->method == NG_TN_HF && cfg->hf_backtrack ? HF_KEEP : 0);
+    }
+    if (s == NG_OK && cfg->metric != NG_TN_METRIC_SAME) {
+        s = ng_batches_init(&k->stream, be, metric_x, ng_net_batch_rows(net), metric_n, cfg->metric_batch,
+                            cfg->seed ^ 0x6d657472696cull /* "metric" */, 0, 1);
+        if (s == NG_OK) k->have_stream = 1;
+    }
+    if (s != NG_OK) {
+        ng_precond_free(p);
+        return s;
+    }
+    *out = p;
+    return NG_OK;
+}
