@@ -591,6 +591,20 @@ ng_status ng_tn_get_state(ng_precond *p, ng_tn_state *s) {
     return NG_OK;
 }
 
+ng_status ng_tn_get_kept(ng_precond *p, int j, int *count, int *iter, ng_tensor *x) {
+    tn *k;
+    if (!p || !p->iface || strcmp(p->iface->name, "tn") != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "ng_tn_get_kept: not a truncated-Newton preconditioner");
+    k = T(p);
+    if (count) *count = k->cfg.method == NG_TN_HF && k->cfg.hf_backtrack ? k->cgr.n_kept : 0;
+    if (j < 0) return NG_OK;
+    if (k->cfg.method != NG_TN_HF || !k->cfg.hf_backtrack || j >= k->cgr.n_kept)
+        return ng_error(NG_ERR_INVALID_ARG, "ng_tn_get_kept: no kept iterate %d", j);
+    *iter = k->cgr.kept_iter[j];
+    *x = ng_tensor_matrix(k->cg.kept + (size_t)j * k->n, (int)k->n, 1, (int)k->n);
+    return NG_OK;
+}
+
 /* ---- checkpoints --------------------------------------------------------------------------------- */
 
 static ng_status save_config(const ng_tn_config *c, ng_ckpt *ck) {

@@ -105,6 +105,9 @@ typedef struct ng_tn_state {
     int cg_iters, cg_stop, evals, chosen_iter;
 } ng_tn_state;
 ng_status ng_tn_get_state(ng_precond *p, ng_tn_state *s);
+/* hf: the CG iterates kept in the last update (j = 0 .. count - 1, oldest first): their iteration
+ * and a view of the vector (valid until the next update). *count only when j < 0. */
+ng_status ng_tn_get_kept(ng_precond *p, int j, int *count, int *iter, ng_tensor *x);
 /* The Levenberg-Marquardt rule: lambda x 3/2 when rho < 1/4 (or not finite), x 2/3 when rho > 3/4,
  * never below lambda_min. */
 double ng_tn_lm_update(double lambda, double rho, double lambda_min);
