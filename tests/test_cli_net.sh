@@ -104,6 +104,23 @@ run cls "$bin" net train --device cpu --data img.idx,lab.idx --test-data img.idx
 first=$(col cls/train.csv test_error 0); last=$(col cls/train.csv test_error)
 if [ "$rc" = 0 ] && python3 -c "import sys; sys.exit(0 if $last < 0.7*$first else 1)"; then pass net_classify_learns
 else fail net_classify_learns "exit $rc, test error $first -> $last"; show cls.err; fi
+# misclassification rates: percentages of the 90 cases; the same data as train and test set gives equal rates
+if python3 - cls/train.csv <<'PY'
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+a = [float(x["test_misclass"]) for x in r]; b = [float(x["train_misclass"]) for x in r]
+assert all(0 <= v <= 100 for v in a), a
+assert a == b, (a, b)
+assert all(abs(v * 90 / 100 - round(v * 90 / 100)) < 1e-6 for v in a), "not a count of the 90 cases"
+PY
+then pass net_classify_misclass; else fail net_classify_misclass "$(head -3 cls/train.csv)"; fi
+# natural gradient on a classifier with the unlabeled pool (the cases beyond --limit) as its metric
+run cls_ngd "$bin" net train --device cpu --data img.idx,lab.idx --task classify --layers 16-12-3 --limit 60 \
+  --optimizer ngd --lr 0.5 --metric unlabeled --metric-batch 20 --batch 30 --steps 30 --log-every 1 --out cls_ngd
+if [ "$rc" = 0 ] && python3 -c "
+import csv; r = list(csv.DictReader(open('cls_ngd/train.csv')))
+assert float(r[-1]['train_misclass']) < float(r[0]['train_misclass']) or float(r[-1]['train_misclass']) == 0"; then
+  pass net_classify_ngd_unlabeled; else fail net_classify_ngd_unlabeled "exit $rc"; show cls_ngd.err; fi
 expect_exit net_classify_output_layer 2 "output layer (layer 2) has 4 units but the labels have 3 classes" \
   "$bin" net train --device cpu --data img.idx,lab.idx --task classify --layers 16-12-4 --out cls2
 expect_exit net_classify_needs_labels 2 "needs labels" "$bin" net train --device cpu --data img.idx --task classify --layers 16-3 --out cls3

@@ -130,7 +130,29 @@ typedef struct monitor_ctx {
     int sched_m1, sched_full, n_train; /* growing batches (0: fixed --batch) */
     double monitor_s;          /* wall clock spent in monitors (excluded from train_s) */
     int col_err, col_obj, col_test, col_trs;
+    /* classification: misclassification rates (argmax of the outputs vs the labels) */
+    int classes;
+    const unsigned char *train_labels, *test_labels;
+    ng_tensor pred;            /* (classes, max(eval_n, test n)) device */
+    float *pred_host;
 } monitor_ctx;
+
+/* percentage of the n cases of x whose largest output is not the label */
+static ng_status misclass(monitor_ctx *c, const ng_tensor *x, const unsigned char *labels, double *pct) {
+    ng_tensor y = ng_tensor_matrix(c->pred.data, c->classes, x->cols, c->classes);
+    int i, k, wrong = 0;
+    NG_TRY(ng_net_predict(c->net, x, &y));
+    NG_TRY(ng_get(c->net->be, c->pred_host, y.data, sizeof(float) * (size_t)c->classes * (size_t)x->cols));
+    for (i = 0; i < x->cols; i++) {
+        const float *o = c->pred_host + (size_t)i * c->classes;
+        int best = 0;
+        for (k = 1; k < c->classes; k++)
+            if (o[k] > o[best]) best = k;
+        wrong += best != (int)labels[i];
+    }
+    *pct = x->cols ? 100.0 * wrong / x->cols : NAN;
+    return NG_OK;
+}
 
 typedef struct progress_ctx {
     monitor_ctx *mc;
@@ -138,7 +160,8 @@ typedef struct progress_ctx {
 } progress_ctx;
 
 static const char *const monitor_columns[] = {"cases", "train_s", "train_error", "train_error_avg", "train_error_best",
-                                              "train_objective", "test_error", "test_objective", NULL};
+                                              "train_objective", "test_error", "test_objective", "train_misclass",
+                                              "test_misclass", NULL};
 
 /* Errors of the iterate theta (not NAG's look-ahead point) and of the iterate average: the
  * parameters are saved in c->backup, replaced by each point in turn, and put back. */
@@ -157,11 +180,13 @@ static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
         v[0] = (double)tr->t * (double)c->batch;
     }
     v[1] = t0 - c->t_start - c->monitor_s; /* seconds of training in this invocation */
-    v[3] = v[6] = v[7] = NAN;
+    v[3] = v[6] = v[7] = v[8] = v[9] = NAN;
     NG_TRY(ng_copy(m->be, c->backup, m->param_flat.data, bytes));
     s = ng_update_theta(c->upd, m, tr->t, &m->param_flat);
     if (s == NG_OK) s = ng_net_evaluate(m, &c->train_x, &v[5], &v[2]);
     if (s == NG_OK && c->have_test) s = ng_net_evaluate(m, &c->test_x, &v[7], &v[6]);
+    if (s == NG_OK && c->classes) s = misclass(c, &c->train_x, c->train_labels, &v[8]);
+    if (s == NG_OK && c->classes && c->have_test) s = misclass(c, &c->test_x, c->test_labels, &v[9]);
     if (s == NG_OK && ng_update_average(c->upd, &avg) == NG_OK) {
         s = ng_copy(m->be, m->param_flat.data, avg.data, bytes);
         if (s == NG_OK) s = ng_net_evaluate(m, &c->train_x, &o2, &v[3]);
@@ -889,6 +914,21 @@ static int net_train(int argc, char **argv) {
         goto done;
     }
     mc.net = net;
+    if (classes) {
+        /* misclassification rates: a device buffer for the outputs and the labels on the host */
+        int most = eval_n > test.n ? eval_n : test.n;
+        mc.classes = classes;
+        mc.train_labels = train.labels;
+        mc.test_labels = test.n ? test.labels : NULL;
+        s = ng_alloc(be, sizeof(float) * (size_t)classes * (size_t)most, &mc.pred.ptr);
+        mc.pred_host = (float *)malloc(sizeof(float) * (size_t)classes * (size_t)most);
+        if (s == NG_OK && !mc.pred_host) s = ng_error(NG_ERR_OOM, "out of host memory for the predictions");
+        if (s != NG_OK) {
+            fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+            rc = NG_EXIT_FAIL;
+            goto done;
+        }
+    }
     mc.upd = upd;
     mc.batch = o.batch;
     if (o.schedule) {
@@ -935,6 +975,8 @@ done:
     ng_ckpt_free(ck);
     if (evmem) ng_free(be, evmem);
     if (mc.backup) ng_free(be, mc.backup);
+    if (mc.pred.ptr) ng_free(be, mc.pred.ptr);
+    free(mc.pred_host);
     if (batches_ready) ng_batches_free(&batches);
     ng_update_free(upd);
     ng_precond_free(pc);
