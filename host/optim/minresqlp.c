@@ -220,6 +220,7 @@ ng_status ng_minresqlp_solve(ng_minresqlp_ws *ws, const ng_linop *A, const float
         return ng_error(NG_ERR_NUMERIC, "minresqlp: iteration %d: the operator produced a non-finite value (b or A v)",
                         res->iters + 1);
     res->stop = flag_to_stop(flag);
+    res->qlp_iters = (int)last[NG_MQLP_QLPITER];
     res->rel_res = last[NG_MQLP_RELRES];
     res->rel_ares = last[NG_MQLP_RELARES];
     res->anorm = last[NG_MQLP_ANORM];
