@@ -581,7 +581,7 @@ static int test_transfer(void) {
 }
 
 /* Configurations out of range are rejected with the field named; so are a workspace of another
- * size and NULL arguments. */
+ * size, x aliasing b and NULL arguments. */
 static int test_bad_config(void) {
     static const struct {
         const char *field;
@@ -626,6 +626,10 @@ static int test_bad_config(void) {
     NGT_CHECK(ng_minresqlp_solve(&ws, &op, ws.vecs, ws.vecs, &cfg, &res) == NG_ERR_INVALID_ARG &&
                   strstr(ng_last_error(), "unknowns"),
               "an operator of 4 unknowns on a workspace of 5 accepted: %s", ng_last_error());
+    op.n = 5;
+    NGT_CHECK(ng_minresqlp_solve(&ws, &op, ws.vecs, ws.vecs, &cfg, &res) == NG_ERR_INVALID_ARG &&
+                  strstr(ng_last_error(), "aliases"),
+              "x aliasing b accepted: %s", ng_last_error());
     ng_minresqlp_ws_free(&ws);
     ng_minresqlp_ws_free(&ws); /* twice is harmless */
     ng_clear_error();

@@ -154,6 +154,7 @@ ng_status ng_minresqlp_solve(ng_minresqlp_ws *ws, const ng_linop *A, const float
     NG_TRY(ng_minresqlp_config_check(cfg));
     if (A->n != ws->n)
         return ng_error(NG_ERR_INVALID_ARG, "minresqlp: operator of %zu unknowns, workspace of %zu", A->n, ws->n);
+    if (x == b) return ng_error(NG_ERR_INVALID_ARG, "minresqlp: x aliases b (b is read-only, x is overwritten)");
     be = ws->be;
     n = ws->n;
     bytes = n * sizeof(float);

@@ -146,8 +146,10 @@ typedef struct ng_minresqlp_ws {
     void *state_host;   /* pinned copies of the double state (two: iterations k and k - 1) */
     void *ev[2];
 } ng_minresqlp_ws;
+/* Workspace for systems of n unknowns; its size does not depend on max_iter (recorded only). */
 ng_status ng_minresqlp_ws_init(ng_minresqlp_ws *ws, ng_backend *be, size_t n, int max_iter);
 void ng_minresqlp_ws_free(ng_minresqlp_ws *ws);
+/* b, x: device vectors of n floats (x must not alias b; b is not modified). */
 ng_status ng_minresqlp_solve(ng_minresqlp_ws *ws, const ng_linop *A, const float *b, float *x,
                              const ng_minresqlp_config *cfg, ng_minresqlp_result *res);
 
