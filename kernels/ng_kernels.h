@@ -96,12 +96,6 @@ ng_status ng_cuda_factor_update(int count, int k, float beta, const ng_factor_en
 /* K-FAC's scalings (ng_outer_scale_phi): out[r,c] = x[r,c] phi(u[r], v[c]); out may alias x. */
 ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const float *x, int ldx, const float *u,
                               const float *v, float floor_, float *out, int ldo, void *stream);
-/* ---- solver.cu ---------------------------------------------------------------------------- */
-
-/* MINRES-QLP's scalar recurrence (NG_OP_MINRESQLP_STEP, ng_mqlp_run): one thread per system. */
-ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, int max_iter,
-                                 double rtol, double maxxnorm, double trancond, double singtol,
-                                 void *stream);
 /* ---- net.cu ------------------------------------------------------------------------------- */
 
 /* The network-layer ops of natgrad/backend.h (ng_op_args members of the same names); codes in
@@ -139,6 +133,13 @@ ng_status ng_cuda_bn_normalize(int rows, int cols, const float *x, int ldx, cons
 ng_status ng_cuda_bn_project(int rows, int cols, const float *g, int ldg, const float *xhat,
                              int ldx, const float *s1, const float *s2, float beta, float *out,
                              int ldo, void *stream);
+
+/* ---- solver.cu ---------------------------------------------------------------------------- */
+
+/* MINRES-QLP's scalar recurrence (NG_OP_MINRESQLP_STEP, ng_mqlp_run): one thread per system. */
+ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, int max_iter,
+                                 double rtol, double maxxnorm, double trancond, double singtol,
+                                 void *stream);
 
 #ifdef __cplusplus
 }
