@@ -134,6 +134,13 @@ ng_status ng_cuda_bn_project(int rows, int cols, const float *g, int ldg, const 
                              int ldx, const float *s1, const float *s2, float beta, float *out,
                              int ldo, void *stream);
 
+/* ---- solver.cu ---------------------------------------------------------------------------- */
+
+/* MINRES-QLP's scalar recurrence (NG_OP_MINRESQLP_STEP, ng_mqlp_run): one thread per system. */
+ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, int max_iter,
+                                 double rtol, double maxxnorm, double trancond, double singtol,
+                                 void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -502,4 +502,385 @@ NG_HD float ng_outer_scale_elem(int mode, float x, const float *u, const float *
     return x * ng_outer_scale_phi(mode, u, v, r, c, floor_);
 }
 
+/* ---- MINRES-QLP (host/optim/minresqlp.c, kernels/solver.cu) --------------------------------- */
+/* The scalar recurrence of MINRES-QLP (Choi, Paige & Saunders 2011, Table 3.5 and section 3; the
+ * MINRES-to-QLP transfer of their section 6.1), one Lanczos step per call, for one system whose
+ * state is a double array st[NG_MQLP_NSTATE] and whose float scalars sc[NG_MQLP_NSC] carry the
+ * Lanczos inputs (alpha_k, beta_{k+1}, written by dot_dev / nrm2_dev) and the coefficients of the
+ * vector updates the solver then runs through NG_OP_AXPBY_DEV. Every update of the solver's
+ * vectors is one fixed linear map, whatever the step (MINRES, the transfer, QLP, frozen):
+ *   XL2 = E0 X + E1 XL2 + E2 WL + E3 W + E4 V        (the finished part of x, QLP steps)
+ *   W'  = B1 WL + B2 W + B3 V,  WL' = A1 WL + A2 W + A3 V
+ *   X   = F0 X + F1 XL2 + F2 WL' + F3 W'
+ *   V_next = VSCALE p,  next p = A V_next - LBETA V
+ * so the host queues the same operations every iteration and never waits for a branch. Once a
+ * stopping rule has fired the step freezes: the maps become the identity and VSCALE = LBETA = 0, so
+ * x stays the iterate at which the rule fired however many further steps are queued.
+ * Flags (st[NG_MQLP_FLAG]) follow minresqlp.m: -2 running, 0 b = 0, 1 ||r|| <= rtol ||b||, 2
+ * ||A r|| <= rtol ||A|| ||r|| (incompatible system), 3 / 4 the same at double precision, 5 x is
+ * an eigenvector (||A|| ||x|| eps >= ||b||), 6 ||x|| would exceed maxxnorm, 8 max_iter reached,
+ * 9 the last diagonal of L is negligible (singular), 10 a non-finite alpha or beta (NaN or Inf
+ * from the operator; not in minresqlp.m). relres here is ||r|| / ||b|| (minresqlp.m divides by
+ * ||A|| ||x|| + ||b||), as natgrad/solver.h defines rtol. */
+#define NG_MQLP_RUNNING -2
+#define NG_MQLP_NONFINITE 10
+enum {
+    NG_MQLP_ITER = 0, NG_MQLP_FLAG, NG_MQLP_QLPITER, NG_MQLP_BETA1, NG_MQLP_BETAN,
+    NG_MQLP_CS, NG_MQLP_SN, NG_MQLP_DLTAN, NG_MQLP_EPLNN, NG_MQLP_PHI, NG_MQLP_TAU, NG_MQLP_TAUL,
+    NG_MQLP_GAMA, NG_MQLP_GAMAL, NG_MQLP_CR1, NG_MQLP_SR1, NG_MQLP_CR2, NG_MQLP_SR2,
+    NG_MQLP_VEPLN, NG_MQLP_VEPLNL, NG_MQLP_ETA, NG_MQLP_ETAL, NG_MQLP_UL3, NG_MQLP_UL2, NG_MQLP_UL,
+    NG_MQLP_U, NG_MQLP_XL2NORM, NG_MQLP_XNORM, NG_MQLP_ANORM, NG_MQLP_ACOND, NG_MQLP_GMIN,
+    NG_MQLP_GMINL, NG_MQLP_RNORM, NG_MQLP_RELRES, NG_MQLP_RELARES, NG_MQLP_GAMAL_QLP,
+    NG_MQLP_VEPLN_QLP, NG_MQLP_GAMA_QLP, NG_MQLP_UL_QLP, NG_MQLP_U_QLP,
+    NG_MQLP_NSTATE = 40
+};
+enum {
+    NG_MQLP_SC_ALPHA = 0, NG_MQLP_SC_BETAN, /* inputs */
+    NG_MQLP_SC_LBETA, NG_MQLP_SC_VSCALE,
+    NG_MQLP_SC_E0, NG_MQLP_SC_E1, NG_MQLP_SC_E2, NG_MQLP_SC_E3, NG_MQLP_SC_E4,
+    NG_MQLP_SC_A1, NG_MQLP_SC_A2, NG_MQLP_SC_A3, NG_MQLP_SC_B1, NG_MQLP_SC_B2, NG_MQLP_SC_B3,
+    NG_MQLP_SC_F0, NG_MQLP_SC_F1, NG_MQLP_SC_F2, NG_MQLP_SC_F3,
+    NG_MQLP_NSC = 20
+};
+
+/* SymOrtho of Choi, Paige & Saunders (Table 2.1): the reflector [c s; s -c] with c a + s b = r >= 0,
+ * s a - c b = 0, stable for every a, b (no overflow in the squares). */
+NG_HD void ng_mqlp_symortho(double a, double b, double *c, double *s, double *r) {
+    const double aa = fabs(a), ab = fabs(b);
+    if (b == 0.0) {
+        *c = a < 0.0 ? -1.0 : 1.0;
+        *s = 0.0;
+        *r = aa;
+    } else if (a == 0.0) {
+        *c = 0.0;
+        *s = b < 0.0 ? -1.0 : 1.0;
+        *r = ab;
+    } else if (ab > aa) {
+        const double t = a / b, sg = b < 0.0 ? -1.0 : 1.0;
+        *s = sg / sqrt(1.0 + t * t);
+        *c = *s * t;
+        *r = b / *s;
+    } else {
+        const double t = b / a, sg = a < 0.0 ? -1.0 : 1.0;
+        *c = sg / sqrt(1.0 + t * t);
+        *s = *c * t;
+        *r = a / *c;
+    }
+}
+
+NG_HD double ng_mqlp_hypot3(double a, double b, double c) { return sqrt(a * a + b * b + c * c); }
+/* a / b, 0 for b = 0 (as ng_ratio: a degenerate quantity that the flags have already caught) */
+NG_HD double ng_mqlp_div(double a, double b) { return b == 0.0 ? 0.0 : a / b; }
+
+/* The vector maps of a frozen (stopped) system: everything stays as it is. */
+NG_HD void ng_mqlp_freeze(float *sc) {
+    int i;
+    for (i = NG_MQLP_SC_LBETA; i < NG_MQLP_NSC; i++) sc[i] = 0.0f;
+    sc[NG_MQLP_SC_E1] = 1.0f;
+    sc[NG_MQLP_SC_A1] = 1.0f;
+    sc[NG_MQLP_SC_B2] = 1.0f;
+    sc[NG_MQLP_SC_F0] = 1.0f;
+}
+
+/* Start a system: beta1 = ||b|| in sc[NG_MQLP_SC_BETAN]; v1 = VSCALE b. b = 0 stops at once (flag
+ * 0, x = 0); a non-finite ||b|| stops with flag 10. */
+NG_HD void ng_mqlp_init(double *st, float *sc) {
+    const double beta1 = (double)sc[NG_MQLP_SC_BETAN];
+    int i;
+    for (i = 0; i < NG_MQLP_NSTATE; i++) st[i] = 0.0;
+    st[NG_MQLP_CS] = -1.0;
+    st[NG_MQLP_CR1] = -1.0;
+    st[NG_MQLP_CR2] = -1.0;
+    st[NG_MQLP_ACOND] = 1.0;
+    st[NG_MQLP_BETA1] = beta1;
+    st[NG_MQLP_BETAN] = beta1;
+    st[NG_MQLP_PHI] = beta1;
+    st[NG_MQLP_RNORM] = beta1;
+    st[NG_MQLP_RELRES] = beta1 > 0.0 ? 1.0 : 0.0;
+    st[NG_MQLP_FLAG] = !ng_finite_d(beta1) ? NG_MQLP_NONFINITE : beta1 > 0.0 ? NG_MQLP_RUNNING : 0;
+    ng_mqlp_freeze(sc);
+    if (st[NG_MQLP_FLAG] == NG_MQLP_RUNNING) sc[NG_MQLP_SC_VSCALE] = (float)(1.0 / beta1);
+}
+
+/* One iteration k of MINRES-QLP from alpha_k = v_k^T (A v_k - beta_k v_{k-1}) and beta_{k+1} =
+ * ||A v_k - alpha_k v_k - beta_k v_{k-1}||; see the block comment above. The last diagonal of L
+ * counts as zero (flag 9, the component dropped: the minimum-length solution) when |gamma_k| <=
+ * max(singtol ||A||, DBL_MIN): minresqlp.m tests against realmin alone, which is right for
+ * double-precision Lanczos vectors; float ones leave gamma_k at rounding level, not at 0. */
+NG_HD void ng_mqlp_step(double *st, float *sc, int max_iter, double rtol, double maxxnorm,
+                        double trancond, double singtol) {
+    const double realmin = 2.2250738585072014e-308, eps = 2.220446049250313e-16;
+    double alpha, betan, beta, pnorm, dbar, dlta, gbar, epln, eplnn, dltan, dlta_qlp, gamal2;
+    double gamal, gama, gama_tmp, cs, sn, taul2, taul, tau, phi, cr1, sr1, cr2, sr2, vepln;
+    double veplnl, veplnl2 = 0.0, eta, etal, etal2 = 0.0, ul4, ul3, ul2, ul, u, xl2norm, xnorm;
+    double xnorm_tmp, anorm, acond, acondl, gmin, gminl, rnorm, rnorml, relres, relresl;
+    double rootl, relares, beta1, gamal_tmp, abs_gama, c11 = 1.0, c12 = 0.0, c22 = 1.0;
+    double a1, a2, a3, b1, b2, b3, e0 = 0.0, e1 = 1.0, e2 = 0.0, e3 = 0.0, e4 = 0.0;
+    double f0, f1, f2, f3;
+    int k, flag = NG_MQLP_RUNNING, qlpiter;
+    if (st[NG_MQLP_FLAG] != NG_MQLP_RUNNING) {
+        ng_mqlp_freeze(sc);
+        return;
+    }
+    alpha = (double)sc[NG_MQLP_SC_ALPHA];
+    betan = (double)sc[NG_MQLP_SC_BETAN];
+    if (!ng_finite_d(alpha) || !ng_finite_d(betan)) {
+        st[NG_MQLP_FLAG] = NG_MQLP_NONFINITE;
+        ng_mqlp_freeze(sc);
+        return;
+    }
+    k = (int)st[NG_MQLP_ITER] + 1;
+    qlpiter = (int)st[NG_MQLP_QLPITER];
+    beta1 = st[NG_MQLP_BETA1];
+    beta = k > 1 ? st[NG_MQLP_BETAN] : 0.0; /* T(k, k-1); v_1 = b / beta1 has no predecessor */
+    pnorm = ng_mqlp_hypot3(beta, alpha, betan); /* column k of T_{k+1,k} */
+
+    /* previous left reflector Q_{k-1,k} on column k, then the new one Q_{k,k+1} (Table 3.5) */
+    cs = st[NG_MQLP_CS];
+    sn = st[NG_MQLP_SN];
+    dbar = st[NG_MQLP_DLTAN];
+    dlta = cs * dbar + sn * alpha;
+    gbar = sn * dbar - cs * alpha;
+    epln = st[NG_MQLP_EPLNN];
+    eplnn = sn * betan;
+    dltan = -cs * betan;
+    dlta_qlp = dlta;
+    gamal2 = st[NG_MQLP_GAMAL];
+    gamal = st[NG_MQLP_GAMA];
+    ng_mqlp_symortho(gbar, betan, &cs, &sn, &gama);
+    gama_tmp = gama;
+    taul2 = st[NG_MQLP_TAUL];
+    taul = st[NG_MQLP_TAU];
+    phi = st[NG_MQLP_PHI];
+    tau = cs * phi;
+    phi = sn * phi;
+
+    /* previous right reflector P_{k-2,k}, then the current one P_{k-1,k} */
+    cr2 = st[NG_MQLP_CR2];
+    sr2 = st[NG_MQLP_SR2];
+    vepln = st[NG_MQLP_VEPLN];
+    veplnl = st[NG_MQLP_VEPLNL];
+    eta = st[NG_MQLP_ETA];
+    etal = st[NG_MQLP_ETAL];
+    if (k > 2) {
+        const double d = sr2 * vepln - cr2 * dlta;
+        veplnl2 = veplnl;
+        etal2 = etal;
+        etal = eta;
+        veplnl = cr2 * vepln + sr2 * dlta;
+        dlta = d;
+        eta = sr2 * gama;
+        gama = -cr2 * gama;
+    }
+    cr1 = st[NG_MQLP_CR1];
+    sr1 = st[NG_MQLP_SR1];
+    if (k > 1) {
+        ng_mqlp_symortho(gamal, dlta, &cr1, &sr1, &gamal);
+        vepln = sr1 * gama;
+        gama = -cr1 * gama;
+    }
+
+    /* the last three components of L_k u = tau (the solution in the basis W_k), and ||x|| */
+    ul4 = st[NG_MQLP_UL3];
+    ul3 = st[NG_MQLP_UL2];
+    ul2 = st[NG_MQLP_UL2];
+    ul = st[NG_MQLP_UL];
+    if (k > 2) ul2 = ng_mqlp_div(taul2 - etal2 * ul4 - veplnl2 * ul3, gamal2);
+    if (k > 1) ul = ng_mqlp_div(taul - etal * ul3 - veplnl * ul2, gamal);
+    xl2norm = st[NG_MQLP_XL2NORM];
+    xnorm_tmp = ng_mqlp_hypot3(xl2norm, ul2, ul);
+    anorm = st[NG_MQLP_ANORM] > pnorm ? st[NG_MQLP_ANORM] : pnorm;
+    if (fabs(gama) > realmin && fabs(gama) > singtol * anorm && xnorm_tmp < maxxnorm) {
+        u = (tau - eta * ul2 - vepln * ul) / gama;
+        if (ng_mqlp_hypot3(xnorm_tmp, u, 0.0) > maxxnorm) {
+            u = 0.0;
+            flag = 6;
+        }
+    } else {
+        u = 0.0;
+        flag = 9;
+    }
+    xl2norm = ng_mqlp_hypot3(xl2norm, ul2, 0.0);
+    xnorm = ng_mqlp_hypot3(xl2norm, ul, u);
+
+    /* the vector maps of this step (block comment above) */
+    acond = st[NG_MQLP_ACOND];
+    if (acond < trancond && flag == NG_MQLP_RUNNING && qlpiter == 0) {
+        /* MINRES: w_k = (v_k - epln w_{k-2} - dlta w_{k-1}) / gamma_k, x += tau w_k */
+        a1 = 0.0;
+        a2 = 1.0;
+        a3 = 0.0;
+        b1 = -epln / gama_tmp;
+        b2 = -dlta_qlp / gama_tmp;
+        b3 = 1.0 / gama_tmp;
+        f0 = 1.0;
+        f1 = 0.0;
+        f2 = 0.0;
+        f3 = tau;
+        if (!(xnorm < maxxnorm)) {
+            f3 = 0.0;
+            flag = 6;
+        }
+    } else {
+        double ew = 0.0, ev = 0.0;
+        qlpiter++;
+        if (qlpiter == 1) {
+            /* transfer (section 6.1): the MINRES directions D = V R^-1 become W = V P^T = D L
+             * on their last two columns, and the finished part xl2 = x - ul w_{k-2} - u w_{k-1} */
+            if (k > 1) {
+                if (k > 2) {
+                    c11 = st[NG_MQLP_GAMAL_QLP];
+                    c12 = st[NG_MQLP_VEPLN_QLP];
+                }
+                c22 = st[NG_MQLP_GAMA_QLP];
+                e0 = 1.0;
+                e1 = 0.0;
+                e2 = -st[NG_MQLP_UL_QLP] * c11;
+                e3 = -st[NG_MQLP_UL_QLP] * c12 - st[NG_MQLP_U_QLP] * c22;
+            } else {
+                e1 = 0.0;
+            }
+        }
+        /* W_k = V_k P_k^T: the right reflectors on (w_{k-2}, w_{k-1}, v_k) */
+        if (k == 1) {
+            a1 = 0.0, a2 = 0.0, a3 = sr1;
+            b1 = 0.0, b2 = 0.0, b3 = -cr1;
+        } else if (k == 2) {
+            a1 = 0.0, a2 = cr1, a3 = sr1;
+            b1 = 0.0, b2 = sr1, b3 = -cr1;
+            ew = ul2;
+        } else {
+            a1 = sr1 * sr2, a2 = cr1, a3 = -sr1 * cr2;
+            b1 = -cr1 * sr2, b2 = sr1, b3 = cr1 * cr2;
+            ew = ul2 * cr2;
+            ev = ul2 * sr2;
+        }
+        /* through the transfer map (WLc, Wc) = (c11 WL + c12 W, c22 W) */
+        a2 = a1 * c12 + a2 * c22;
+        a1 = a1 * c11;
+        b2 = b1 * c12 + b2 * c22;
+        b1 = b1 * c11;
+        e2 += ew * c11;
+        e3 += ew * c12;
+        e4 += ev;
+        f0 = 0.0;
+        f1 = 1.0;
+        f2 = ul;
+        f3 = u;
+    }
+
+    /* next right reflector P_{k-1,k+1}, kept for the transfer */
+    gamal_tmp = gamal;
+    ng_mqlp_symortho(gamal, eplnn, &cr2, &sr2, &gamal);
+
+    /* estimates of ||A||, cond(A), ||r||, ||A r|| */
+    abs_gama = fabs(gama);
+    if (gamal > anorm) anorm = gamal;
+    if (abs_gama > anorm) anorm = abs_gama;
+    gmin = st[NG_MQLP_GMIN];
+    gminl = st[NG_MQLP_GMINL];
+    if (k == 1) {
+        gmin = abs_gama;
+        gminl = gmin;
+    } else {
+        const double gminl2 = gminl;
+        gminl = gmin;
+        gmin = gminl2;
+        if (gamal < gmin) gmin = gamal;
+        if (abs_gama < gmin) gmin = abs_gama;
+    }
+    acondl = acond;
+    acond = gmin > 0.0 ? anorm / gmin : anorm > 0.0 ? 1e300 : 1.0;
+    rnorml = st[NG_MQLP_RNORM];
+    relresl = st[NG_MQLP_RELRES];
+    rnorm = flag != 9 ? phi : rnorml;
+    relres = rnorm / beta1;
+    rootl = ng_mqlp_hypot3(gbar, dltan, 0.0);
+    relares = ng_mqlp_div(rootl, anorm); /* ||A r_{k-1}|| / (||A|| ||r_{k-1}||) */
+
+    /* stopping rules, in minresqlp.m's order (a later one overrides) */
+    if (flag == NG_MQLP_RUNNING || flag == 9) {
+        if (k >= max_iter) flag = 8;
+        if (xnorm >= maxxnorm) flag = 6;
+        if (anorm * xnorm * eps >= beta1) flag = 5;
+        if (1.0 + relares <= 1.0) flag = 4;
+        if (1.0 + relres <= 1.0) flag = 3;
+        if (relares <= rtol) flag = 2;
+        if (relres <= rtol) flag = 1;
+    }
+    if (flag == NG_MQLP_RUNNING && betan == 0.0) flag = 9; /* Lanczos breakdown, not solved */
+    if (flag == 2 || flag == 4 || flag == 6) { /* the estimates of x_{k-1} describe x better */
+        acond = acondl;
+        rnorm = rnorml;
+        relres = relresl;
+    }
+
+    st[NG_MQLP_ITER] = (double)k;
+    st[NG_MQLP_FLAG] = (double)flag;
+    st[NG_MQLP_QLPITER] = (double)qlpiter;
+    st[NG_MQLP_BETAN] = betan;
+    st[NG_MQLP_CS] = cs;
+    st[NG_MQLP_SN] = sn;
+    st[NG_MQLP_DLTAN] = dltan;
+    st[NG_MQLP_EPLNN] = eplnn;
+    st[NG_MQLP_PHI] = phi;
+    st[NG_MQLP_TAU] = tau;
+    st[NG_MQLP_TAUL] = taul;
+    st[NG_MQLP_GAMA] = gama;
+    st[NG_MQLP_GAMAL] = gamal;
+    st[NG_MQLP_CR1] = cr1;
+    st[NG_MQLP_SR1] = sr1;
+    st[NG_MQLP_CR2] = cr2;
+    st[NG_MQLP_SR2] = sr2;
+    st[NG_MQLP_VEPLN] = vepln;
+    st[NG_MQLP_VEPLNL] = veplnl;
+    st[NG_MQLP_ETA] = eta;
+    st[NG_MQLP_ETAL] = etal;
+    st[NG_MQLP_UL3] = ul3;
+    st[NG_MQLP_UL2] = ul2;
+    st[NG_MQLP_UL] = ul;
+    st[NG_MQLP_U] = u;
+    st[NG_MQLP_XL2NORM] = xl2norm;
+    st[NG_MQLP_XNORM] = xnorm;
+    st[NG_MQLP_ANORM] = anorm;
+    st[NG_MQLP_ACOND] = acond;
+    st[NG_MQLP_GMIN] = gmin;
+    st[NG_MQLP_GMINL] = gminl;
+    st[NG_MQLP_RNORM] = rnorm;
+    st[NG_MQLP_RELRES] = relres;
+    st[NG_MQLP_RELARES] = relares;
+    st[NG_MQLP_GAMAL_QLP] = gamal_tmp;
+    st[NG_MQLP_VEPLN_QLP] = vepln;
+    st[NG_MQLP_GAMA_QLP] = gama;
+    st[NG_MQLP_UL_QLP] = ul;
+    st[NG_MQLP_U_QLP] = u;
+
+    sc[NG_MQLP_SC_E0] = (float)e0;
+    sc[NG_MQLP_SC_E1] = (float)e1;
+    sc[NG_MQLP_SC_E2] = (float)e2;
+    sc[NG_MQLP_SC_E3] = (float)e3;
+    sc[NG_MQLP_SC_E4] = (float)e4;
+    sc[NG_MQLP_SC_A1] = (float)a1;
+    sc[NG_MQLP_SC_A2] = (float)a2;
+    sc[NG_MQLP_SC_A3] = (float)a3;
+    sc[NG_MQLP_SC_B1] = (float)b1;
+    sc[NG_MQLP_SC_B2] = (float)b2;
+    sc[NG_MQLP_SC_B3] = (float)b3;
+    sc[NG_MQLP_SC_F0] = (float)f0;
+    sc[NG_MQLP_SC_F1] = (float)f1;
+    sc[NG_MQLP_SC_F2] = (float)f2;
+    sc[NG_MQLP_SC_F3] = (float)f3;
+    /* the next Lanczos step; a stopped system runs on v = 0 */
+    sc[NG_MQLP_SC_LBETA] = flag == NG_MQLP_RUNNING ? (float)betan : 0.0f;
+    sc[NG_MQLP_SC_VSCALE] = flag == NG_MQLP_RUNNING && betan > 0.0 ? (float)(1.0 / betan) : 0.0f;
+}
+
+/* One call of NG_OP_MINRESQLP_STEP on one system: init = 1 starts it, else one iteration. */
+NG_HD void ng_mqlp_run(double *st, float *sc, int init, int max_iter, double rtol,
+                       double maxxnorm, double trancond, double singtol) {
+    if (init) ng_mqlp_init(st, sc);
+    else ng_mqlp_step(st, sc, max_iter, rtol, maxxnorm, trancond, singtol);
+}
+
+
 #endif

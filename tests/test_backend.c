@@ -47,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lapacke.h>
+
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "ng_math.h"
@@ -3777,6 +3779,207 @@ static void ref_bn_project(ecase *c) {
     }
 }
 
+/* ---- minresqlp_step: MINRES-QLP's scalar recurrence, one system per thread ---------------------
+ * Buffers: 0 state (double, NG_MQLP_NSTATE per system), 1 sc (float, NG_MQLP_NSC per system), both
+ * in place, and 2 a history the op does not see (pointer nowhere): per system its iteration k,
+ * the Lanczos scalars alpha_1..alpha_k, beta_1..beta_{k+1} (float values, from a float64 Lanczos
+ * run on a diagonal matrix), and the coordinates in the Lanczos basis of x, xl2, wl, w before step
+ * k, obtained by applying the coefficients of steps 1..k-1 (ng_mqlp_run on the host) to e_i.
+ * Reference: the same body on the host (the CPU backend calls it: bit for bit up to 1e-12
+ * relative, which leaves room for nvcc's FMA contraction). Naive check (both backends): the step's
+ * coefficients applied to the coordinates give x_k = V_k y_k with y_k the minimum-length least-
+ * squares solution of T_{k+1,k} y = beta_1 e_1 (LAPACKE_dgelsd in float64), ||r_k|| and ||x_k||
+ * match it, a frozen system keeps x. Variants: init (beta_1 = 0 on some systems), MINRES steps on
+ * SPD T, QLP steps throughout on indefinite T, a transfer (trancond 4), a singular incompatible T
+ * (the minimum-length solution when the last diagonal of L vanishes, then frozen), max_iter = 3. */
+#define MQ_K 10
+#define MQ_H (2 + 2 * MQ_K + 2 + 4 * MQ_K) /* k, beta1, alpha[K], beta[K + 1] (+ pad), x, xl2, wl, w */
+static const tshape mq_shapes[] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {5, 1}, {9, 1}, {17, 1}, {100, 1}};
+static const struct {
+    int init, kind, max_iter;
+    double trancond;
+} mq_v[] = {{1, 0, 50, 1e7}, {0, 0, 50, 1e7}, {0, 1, 50, 1.0}, {0, 1, 50, 4.0}, {0, 2, 50, 1e7}, {0, 0, 3, 1e7}};
+#define MQ_RTOL 1e-9
+#define MQ_MAXX 1e7
+#define MQ_SINGTOL 1e-6
+
+static double mq_nrm(const double *x, int n) {
+    double q = 0.0;
+    int i;
+    for (i = 0; i < n; i++) q += x[i] * x[i];
+    return sqrt(q);
+}
+
+/* Lanczos in float64 on D = diag(d) (10 entries) from b; alpha[i], beta[i] (beta[0] = ||b||)
+ * rounded to float; stops at an invariant subspace (later scalars 0: those steps are frozen). */
+static void mq_lanczos(int kind, int j, double *alpha, double *beta) {
+    double d[10], v[10], vp[10], p[10];
+    int i, r;
+    for (r = 0; r < 10; r++) {
+        d[r] = kind == 0 ? 1.0 + r + 0.1 * (j % 7) : kind == 1 ? (r % 2 ? -1.0 : 1.0) * (0.5 + r) : (double)(r % 4);
+        v[r] = 1.0 + 0.05 * ((r * 7 + j) % 5);
+        vp[r] = 0.0;
+    }
+    beta[0] = (float)mq_nrm(v, 10);
+    for (r = 0; r < 10; r++) v[r] /= beta[0];
+    for (i = 0; i < MQ_K; i++) {
+        double a = 0.0, bn;
+        for (r = 0; r < 10; r++) p[r] = d[r] * v[r] - (i ? beta[i] : 0.0) * vp[r];
+        for (r = 0; r < 10; r++) a += v[r] * p[r];
+        for (r = 0; r < 10; r++) p[r] -= a * v[r];
+        bn = mq_nrm(p, 10);
+        alpha[i] = (float)a;
+        beta[i + 1] = bn > 1e-10 ? (double)(float)bn : 0.0;
+        if (beta[i + 1] == 0.0) {
+            for (i = i + 1; i < MQ_K; i++) alpha[i] = beta[i + 1] = 0.0;
+            return;
+        }
+        for (r = 0; r < 10; r++) {
+            vp[r] = v[r];
+            v[r] = p[r] / bn;
+        }
+    }
+}
+
+/* coordinates (x, xl2, wl, w) after the vector maps of coefficients sc with v = e_i (as minresqlp.c) */
+static void mq_apply(const float *sc, double *co, int i) {
+    double *x = co, *xl2 = co + MQ_K, *wl = co + 2 * MQ_K, *w = co + 3 * MQ_K;
+    int r;
+    for (r = 0; r < MQ_K; r++) {
+        const double v = r == i ? 1.0 : 0.0;
+        const double nw = sc[NG_MQLP_SC_B1] * wl[r] + sc[NG_MQLP_SC_B2] * w[r] + sc[NG_MQLP_SC_B3] * v;
+        const double nwl = sc[NG_MQLP_SC_A1] * wl[r] + sc[NG_MQLP_SC_A2] * w[r] + sc[NG_MQLP_SC_A3] * v;
+        xl2[r] = sc[NG_MQLP_SC_E0] * x[r] + sc[NG_MQLP_SC_E1] * xl2[r] + sc[NG_MQLP_SC_E2] * wl[r] +
+                 sc[NG_MQLP_SC_E3] * w[r] + sc[NG_MQLP_SC_E4] * v;
+        x[r] = sc[NG_MQLP_SC_F0] * x[r] + sc[NG_MQLP_SC_F1] * xl2[r] + sc[NG_MQLP_SC_F2] * nwl + sc[NG_MQLP_SC_F3] * nw;
+        w[r] = nw;
+        wl[r] = nwl;
+    }
+}
+
+static int gen_minresqlp_step(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int count = s->m;
+    int st, sc, hi, j;
+    (void)inplace;
+    c->a.minresqlp_step.count = count;
+    c->a.minresqlp_step.init = mq_v[v].init;
+    c->a.minresqlp_step.max_iter = mq_v[v].max_iter;
+    c->a.minresqlp_step.rtol = MQ_RTOL;
+    c->a.minresqlp_step.maxxnorm = MQ_MAXX;
+    c->a.minresqlp_step.trancond = mq_v[v].trancond;
+    c->a.minresqlp_step.singtol = MQ_SINGTOL;
+    st = eb_vec(t, c, "state", R_INOUT, 1, count * NG_MQLP_NSTATE, AOFF(minresqlp_step.state));
+    sc = eb_vec(t, c, "sc", R_INOUT, 0, count * NG_MQLP_NSC, AOFF(minresqlp_step.sc));
+    hi = eb_vec(t, c, "history", R_IN, 1, count * MQ_H, 0);
+    for (j = 0; j < count; j++) {
+        double *S = ID(c, st) + (size_t)j * NG_MQLP_NSTATE, *H = ID(c, hi) + (size_t)j * MQ_H;
+        double *al = H + 2, *be = al + MQ_K, *co = be + MQ_K + 2;
+        float *C = IF(c, sc) + (size_t)j * NG_MQLP_NSC;
+        const int k = mq_v[v].init ? 0 : 1 + j % (MQ_K - 1);
+        int i;
+        mq_lanczos(mq_v[v].kind, j, al, be);
+        if (mq_v[v].init && j % 4 == 3) be[0] = 0.0; /* b = 0 */
+        H[0] = k;
+        H[1] = be[0];
+        C[NG_MQLP_SC_BETAN] = (float)be[0];
+        if (mq_v[v].init) continue;
+        ng_mqlp_init(S, C);
+        for (i = 1; i < k; i++) {
+            C[NG_MQLP_SC_ALPHA] = (float)al[i - 1];
+            C[NG_MQLP_SC_BETAN] = (float)be[i];
+            ng_mqlp_step(S, C, mq_v[v].max_iter, MQ_RTOL, MQ_MAXX, mq_v[v].trancond, MQ_SINGTOL);
+            mq_apply(C, co, i - 1);
+        }
+        C[NG_MQLP_SC_ALPHA] = (float)al[k - 1];
+        C[NG_MQLP_SC_BETAN] = (float)be[k];
+    }
+    what(c, "minresqlp_step count=%d %s kind=%d max_iter=%d trancond=%g", count, mq_v[v].init ? "init" : "step",
+         mq_v[v].kind, mq_v[v].max_iter, mq_v[v].trancond);
+    return 1;
+}
+
+static void ref_minresqlp_step(ecase *c) {
+    const int count = c->a.minresqlp_step.count;
+    int j, i;
+    for (j = 0; j < count; j++) {
+        double *S = ID(c, 0) + (size_t)j * NG_MQLP_NSTATE, *want = (double *)c->b[0].want + (size_t)j * NG_MQLP_NSTATE;
+        float *W = WF(c, 1) + (size_t)j * NG_MQLP_NSC;
+        memcpy(want, S, NG_MQLP_NSTATE * sizeof(double));
+        ng_mqlp_run(want, W, c->a.minresqlp_step.init, c->a.minresqlp_step.max_iter, c->a.minresqlp_step.rtol,
+                    c->a.minresqlp_step.maxxnorm, c->a.minresqlp_step.trancond, c->a.minresqlp_step.singtol);
+        for (i = 0; i < NG_MQLP_NSTATE; i++) TL(c, 0)[(size_t)j * NG_MQLP_NSTATE + i] = 1e-12 * (1.0 + fabs(want[i]));
+        for (i = 0; i < NG_MQLP_NSC; i++) TL(c, 1)[(size_t)j * NG_MQLP_NSC + i] = 1e-6 * (1.0 + fabs((double)W[i]));
+    }
+}
+
+/* The naive float64 check of one backend's outputs (see the block comment). */
+static int check_minresqlp_step(const ecase *c, void *const got[]) {
+    const int count = c->a.minresqlp_step.count;
+    int j;
+    if (c->a.minresqlp_step.init) return NGT_PASS;
+    for (j = 0; j < count; j++) {
+        const double *S0 = ID(c, 0) + (size_t)j * NG_MQLP_NSTATE;
+        const double *S = (const double *)got[0] + (size_t)j * NG_MQLP_NSTATE;
+        const float *C = (const float *)got[1] + (size_t)j * NG_MQLP_NSC;
+        const double *H = ID(c, 2) + (size_t)j * MQ_H, *al = H + 2, *be = al + MQ_K;
+        const int k = (int)H[0], flag = (int)S[NG_MQLP_FLAG];
+        double co[4 * MQ_K], T[(MQ_K + 1) * MQ_K], rhs[MQ_K + 1], sv[MQ_K], yn = 0.0, d = 0.0, rn = 0.0;
+        int i, rank;
+        memcpy(co, be + MQ_K + 2, sizeof co);
+        mq_apply(C, co, k - 1);
+        if ((int)S0[NG_MQLP_FLAG] != NG_MQLP_RUNNING) { /* frozen: x as it was */
+            for (i = 0; i < MQ_K; i++)
+                if (co[i] != (be + MQ_K + 2)[i]) {
+                    printf("  system %d (k = %d, stopped): x moved\n", j, k);
+                    return NGT_FAIL;
+                }
+            continue;
+        }
+        memset(T, 0, sizeof T);
+        for (i = 0; i < k; i++) {
+            T[i + (size_t)i * (k + 1)] = al[i];
+            T[i + 1 + (size_t)i * (k + 1)] = be[i + 1];
+            if (i + 1 < k) T[i + (size_t)(i + 1) * (k + 1)] = be[i + 1];
+        }
+        memset(rhs, 0, sizeof rhs);
+        rhs[0] = H[1];
+        if (LAPACKE_dgelsd(LAPACK_COL_MAJOR, k + 1, k, 1, T, k + 1, rhs, k + 1, sv, MQ_SINGTOL, &rank) != 0) return NGT_FAIL;
+        for (i = 0; i < k; i++) {
+            yn += rhs[i] * rhs[i];
+            d += (co[i] - rhs[i]) * (co[i] - rhs[i]);
+        }
+        for (i = 0; i < MQ_K; i++)
+            if (i >= k) d += co[i] * co[i];
+        yn = sqrt(yn);
+        d = sqrt(d);
+        /* ||r_k|| = ||beta1 e1 - T y||: rebuild T (dgelsd overwrote it) */
+        for (i = 0; i <= k; i++) {
+            double r = i == 0 ? H[1] : 0.0;
+            if (i < k) r -= al[i] * rhs[i];
+            if (i > 0) r -= be[i] * rhs[i - 1];
+            if (i + 1 < k) r -= be[i + 1] * rhs[i + 1];
+            rn += r * r;
+        }
+        rn = sqrt(rn);
+        if (!(d <= 1e-5 * (1.0 + yn))) {
+            printf("  system %d (k = %d, flag %d, rank %d): x coordinates off the minimum-length solution by %.3g (||y|| %.3g)\n",
+                   j, k, flag, rank, d, yn);
+            return NGT_FAIL;
+        }
+        if (flag != 2 && flag != 4 && flag != 6 && flag != 9 &&
+            (!(fabs(S[NG_MQLP_RNORM] - rn) <= 1e-9 * H[1]) || !(fabs(S[NG_MQLP_XNORM] - yn) <= 1e-9 * (1.0 + yn)))) {
+            printf("  system %d (k = %d, flag %d): ||r|| %.12g want %.12g, ||x|| %.12g want %.12g\n", j, k, flag,
+                   S[NG_MQLP_RNORM], rn, S[NG_MQLP_XNORM], yn);
+            return NGT_FAIL;
+        }
+        if (k < 4 && rank == k && c->a.minresqlp_step.trancond >= 1e7 && S[NG_MQLP_QLPITER] != 0.0) {
+            printf("  system %d: QLP steps with trancond %g\n", j, c->a.minresqlp_step.trancond);
+            return NGT_FAIL;
+        }
+    }
+    return NGT_PASS;
+}
+
 /* ---- the table: one descriptor per ng_op ----------------------------------------------------- */
 
 static const op_test op_tests[NG_OP_COUNT] = {
@@ -3834,6 +4037,8 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_BN_PROJECT] = {NG_OP_BN_PROJECT, "bn_project", OPF_OUT | OPF_IN, mat_shapes,
                           NSHAPES(mat_shapes), NSHAPES(bnp_v), gen_bn_project, ref_bn_project,
                           NULL},
+    [NG_OP_MINRESQLP_STEP] = {NG_OP_MINRESQLP_STEP, "minresqlp_step", OPF_IN, mq_shapes, NSHAPES(mq_shapes),
+                              NSHAPES(mq_v), gen_minresqlp_step, ref_minresqlp_step, check_minresqlp_step},
 };
 
 /* Every ng_op has a complete descriptor naming it as the library does, and this backend answers
@@ -4264,6 +4469,20 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
     BAD_OP(FU(1, NULL), "NULL");
     BAD_OP((FU(1, f + 16), a.factor_update.e[0].ldy = 4), "Y == X");
 #undef FU
+#define MQ(count_, st_, sc_)                                                                     \
+    (a.op = NG_OP_MINRESQLP_STEP, a.minresqlp_step.count = (count_), a.minresqlp_step.max_iter = 5, \
+     a.minresqlp_step.rtol = 1e-4, a.minresqlp_step.maxxnorm = 1e7, a.minresqlp_step.trancond = 1e7, \
+     a.minresqlp_step.state = (st_), a.minresqlp_step.sc = (sc_))
+    BAD_OP(MQ(-1, d, f), "count");
+    BAD_OP(MQ(1, NULL, f), "NULL");
+    BAD_OP(MQ(1, d, NULL), "NULL");
+    BAD_OP(MQ(1, d, (float *)(d + 4)), "overlaps");
+    BAD_OP((MQ(1, d, f), a.minresqlp_step.max_iter = 0), "max_iter");
+    BAD_OP((MQ(1, d, f), a.minresqlp_step.rtol = -1.0), "rtol");
+    BAD_OP((MQ(1, d, f), a.minresqlp_step.maxxnorm = 0.0), "maxxnorm");
+    BAD_OP((MQ(1, d, f), a.minresqlp_step.trancond = 0.0), "trancond");
+    BAD_OP((MQ(1, d, f), a.minresqlp_step.singtol = NAN), "singtol");
+#undef MQ
 #undef BAD_OP
     memset(&a, 0, sizeof a);
     a.op = NG_OP_COUNT;

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ng_math.h" /* NG_MQLP_NSTATE, NG_MQLP_NSC */
+
 #if defined(NG_HAVE_CUDA) && defined(NG_NVTX)
 #include <nvtx3/nvToolsExt.h>
 #endif
@@ -634,6 +636,26 @@ static ng_status check_adam(const ng_op_args *a, const char *op, int *empty) {
     return NG_OK;
 }
 
+static ng_status check_minresqlp_step(const ng_op_args *a, const char *op, int *empty) {
+    const double rtol = a->minresqlp_step.rtol, mx = a->minresqlp_step.maxxnorm;
+    const double tc = a->minresqlp_step.trancond, st = a->minresqlp_step.singtol;
+    const int count = a->minresqlp_step.count;
+    CHECK(count >= 0, "negative count %d", count);
+    CHECK(a->minresqlp_step.init || a->minresqlp_step.max_iter >= 1, "max_iter %d must be >= 1",
+          a->minresqlp_step.max_iter);
+    CHECK(rtol >= 0.0 && rtol - rtol == 0.0, "rtol %g must be finite and >= 0", rtol);
+    CHECK(mx > 0.0, "maxxnorm %g must be > 0", mx);
+    CHECK(tc > 0.0, "trancond %g must be > 0", tc);
+    CHECK(st >= 0.0 && st - st == 0.0, "singtol %g must be finite and >= 0", st);
+    *empty = count == 0;
+    CHECK(*empty || (a->minresqlp_step.state && a->minresqlp_step.sc), "NULL pointer");
+    CHECK(*empty || !spans_overlap((const float *)a->minresqlp_step.state,
+                                   (size_t)count * NG_MQLP_NSTATE * 2, /* in floats */
+                                   a->minresqlp_step.sc, (size_t)count * NG_MQLP_NSC),
+          "state overlaps sc");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -661,6 +683,7 @@ static const struct op_desc {
     [NG_OP_ADAM] = {"adam", check_adam},
     [NG_OP_OUTER_SCALE] = {"outer_scale", check_outer_scale},
     [NG_OP_FACTOR_UPDATE] = {"factor_update", check_factor_update},
+    [NG_OP_MINRESQLP_STEP] = {"minresqlp_step", check_minresqlp_step},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -544,6 +544,16 @@ static void cpu_adam(const ng_op_args *a) {
     }
 }
 
+/* One system after another: a few hundred flops each, no loop worth threading. */
+static void cpu_minresqlp_step(const ng_op_args *a) {
+    int j;
+    for (j = 0; j < a->minresqlp_step.count; j++)
+        ng_mqlp_run(a->minresqlp_step.state + (size_t)j * NG_MQLP_NSTATE,
+                    a->minresqlp_step.sc + (size_t)j * NG_MQLP_NSC, a->minresqlp_step.init,
+                    a->minresqlp_step.max_iter, a->minresqlp_step.rtol, a->minresqlp_step.maxxnorm,
+                    a->minresqlp_step.trancond, a->minresqlp_step.singtol);
+}
+
 static int cpu_supports_op(ng_backend *be, ng_op op) { return (unsigned)op < NG_OP_COUNT; }
 
 static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
@@ -571,6 +581,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_ADAM: cpu_adam(a); break;
     case NG_OP_OUTER_SCALE: cpu_outer_scale(a); break;
     case NG_OP_FACTOR_UPDATE: cpu_factor_update(a); break;
+    case NG_OP_MINRESQLP_STEP: cpu_minresqlp_step(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

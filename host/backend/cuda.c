@@ -501,7 +501,8 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_SAMPLE_TARGETS:
     case NG_OP_ROW_MOMENTS:
     case NG_OP_BN_NORMALIZE:
-    case NG_OP_BN_PROJECT: return 1;
+    case NG_OP_BN_PROJECT:
+    case NG_OP_MINRESQLP_STEP: return 1;
     default: return 0;
     }
 }
@@ -611,6 +612,12 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                   a->bn_project.ldg, a->bn_project.xhat, a->bn_project.ldx,
                                   a->bn_project.s1, a->bn_project.s2, a->bn_project.beta,
                                   a->bn_project.out, a->bn_project.ldo, st);
+    case NG_OP_MINRESQLP_STEP:
+        return ng_cuda_minresqlp_step(a->minresqlp_step.count, a->minresqlp_step.state,
+                                      a->minresqlp_step.sc, a->minresqlp_step.init,
+                                      a->minresqlp_step.max_iter, a->minresqlp_step.rtol,
+                                      a->minresqlp_step.maxxnorm, a->minresqlp_step.trancond,
+                                      a->minresqlp_step.singtol, st);
     default: return ng_error(NG_ERR_UNSUPPORTED, "cuda: op %d is not implemented", (int)a->op);
     }
 }

@@ -72,6 +72,7 @@ typedef enum ng_op {
     NG_OP_ADAM,             /* fused Adam / RMSprop step of the update rules, see the struct below */
     NG_OP_OUTER_SCALE,      /* out[r,c] = x[r,c] phi(u[r], v[c]): scalings of K-FAC's inverses */
     NG_OP_FACTOR_UPDATE,    /* C_e = beta C_e + alpha_e X_e Y_e^T for many factors at once (K-FAC) */
+    NG_OP_MINRESQLP_STEP,   /* one step of MINRES-QLP's scalar recurrence per system (one thread each) */
     NG_OP_COUNT
 } ng_op;
 
@@ -273,6 +274,21 @@ typedef struct ng_op_args {
             float beta;
             ng_factor_entry e[NG_FACTOR_UPDATE_MAX];
         } factor_update;
+        /* The scalar recurrence of MINRES-QLP (host/optim/minresqlp.c) for count independent
+         * systems, one thread each (ng_mqlp_run in ng_math.h, which documents both layouts):
+         * system j owns the double state state[j * NG_MQLP_NSTATE ..] and the float scalars
+         * sc[j * NG_MQLP_NSC ..] (Lanczos alpha and beta in, the coefficients of the solver's
+         * NG_OP_AXPBY_DEV vector updates out), both updated in place. init = 1 starts each system
+         * from beta1 = sc[NG_MQLP_SC_BETAN]; init = 0 runs one iteration with the stopping rules
+         * max_iter (>= 1), rtol (>= 0), maxxnorm (> 0), the MINRES-to-QLP switch trancond (> 0)
+         * and singtol (>= 0: |last diagonal of L| <= singtol ||A|| counts as 0). state and sc
+         * must not overlap. */
+        struct {
+            int count, init, max_iter;
+            double rtol, maxxnorm, trancond, singtol;
+            double *state;
+            float *sc;
+        } minresqlp_step;
     };
 } ng_op_args;
 

@@ -112,9 +112,14 @@ ng_status ng_cg_solve(ng_cg_ws *ws, const ng_linop *A, const float *b, float *x,
  * over the Krylov subspace, switching from MINRES to the QLP steps when the system turns
  * ill-conditioned; on a singular consistent system it returns the minimum-length solution (from
  * x0 = 0). Starts from x0 = 0 (x's input is ignored). Stopping: max_iter, the relative residual
- * rtol, and ||A r|| / (||A|| ||r||) <= rtol for incompatible systems (NG_SOLVE_SINGULAR). The
- * scalar recurrence runs on the device (one-thread op), the vector updates through
- * NG_OP_AXPBY_DEV with coefficients read from the device state. */
+ * rtol, and ||A r|| / (||A|| ||r||) <= rtol for incompatible systems (NG_SOLVE_SINGULAR; also
+ * when the last diagonal of L is negligible, |gamma| <= 1e-6 ||A||, or ||x|| would exceed
+ * maxxnorm: the component is dropped, which gives the minimum-length solution). The scalar
+ * recurrence runs on the device (NG_OP_MINRESQLP_STEP, state layout in kernels/ng_math.h), the
+ * vector updates through NG_OP_AXPBY_DEV with coefficients read from the device state. The host
+ * tests one iteration late as above, but the device freezes x as soon as a rule fires, so x is
+ * exactly the iterate of iteration res->iters, the one at which the rule fired. A non-finite value
+ * from the operator returns NG_ERR_NUMERIC (x unspecified). */
 typedef struct ng_minresqlp_config {
     int max_iter;      /* >= 1 (Pascanu & Bengio: 50 for TFD, 250 for CURVES) */
     double rtol;       /* >= 0 (1e-4) */
@@ -127,6 +132,7 @@ ng_status ng_minresqlp_config_check(const ng_minresqlp_config *cfg);
 
 typedef struct ng_minresqlp_result {
     int iters, stop;
+    int qlp_iters;     /* of iters, the QLP steps (0: MINRES throughout) */
     double rel_res;    /* ||r|| / ||b|| estimate of the recurrence */
     double rel_ares;   /* ||A r|| / (||A|| ||r||) estimate */
     double anorm, acond, xnorm;
@@ -137,13 +143,15 @@ typedef struct ng_minresqlp_ws {
     size_t n;
     int max_iter;
     void *mem;
-    float *vecs;        /* the solver's device vectors */
-    void *state;        /* device scalar state (layout private to minresqlp.c) */
-    void *state_host;   /* pinned copy */
+    float *vecs;        /* the solver's device vectors (7 of n floats) */
+    void *state;        /* device scalar state (doubles, then floats: kernels/ng_math.h) */
+    void *state_host;   /* pinned copies of the double state (two: iterations k and k - 1) */
     void *ev[2];
 } ng_minresqlp_ws;
+/* Workspace for systems of n unknowns; its size does not depend on max_iter (recorded only). */
 ng_status ng_minresqlp_ws_init(ng_minresqlp_ws *ws, ng_backend *be, size_t n, int max_iter);
 void ng_minresqlp_ws_free(ng_minresqlp_ws *ws);
+/* b, x: device vectors of n floats (x must not alias b; b is not modified). */
 ng_status ng_minresqlp_solve(ng_minresqlp_ws *ws, const ng_linop *A, const float *b, float *x,
                              const ng_minresqlp_config *cfg, ng_minresqlp_result *res);
 
