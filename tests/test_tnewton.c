@@ -375,6 +375,54 @@ static int test_hf_backtracking(void) {
     return r;
 }
 
+/* HF on Hessian products: with the preconditioner and backtracking off and a damping that keeps
+ * H + lambda I positive definite, the step is -(H + lambda I)^-1 g (dense H from H e_i) */
+static int test_hf_hessian(void) {
+    fix f;
+    ng_tn_config c;
+    ng_tn_state st;
+    double *H, *g, *nd, *ref;
+    size_t i, j;
+    float *e;
+    NGT_OK(fix_init(&f, g_cpu, 8, 5));
+    H = (double *)malloc(sizeof(double) * f.np * f.np);
+    ref = (double *)malloc(sizeof(double) * f.np);
+    e = (float *)calloc(f.np, sizeof(float));
+    NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+    for (j = 0; j < f.np; j++) {
+        double *col;
+        memset(e, 0, f.np * sizeof(float));
+        e[j] = 1.0f;
+        NGT_OK(ng_tensor_set(f.be, &f.v, e));
+        NGT_OK(ng_net_hvp(f.net, &f.v, &f.out));
+        col = get_vec(f.be, f.out.data, f.np);
+        for (i = 0; i < f.np; i++) H[i + f.np * j] = col[i];
+        free(col);
+    }
+    base_config(&c, NG_TN_HF);
+    c.curvature = NG_TN_CURV_HESSIAN;
+    c.hf_precond = 0;
+    c.hf_backtrack = 0;
+    c.hf_decay = 0.0;
+    c.lambda0 = 5.0;
+    c.max_iter = 60;
+    c.rtol = 1e-6;
+    NGT_OK(one_update(&f, &c, &g, &nd));
+    NGT_OK(ng_tn_get_state(f.pc, &st));
+    NGT_CHECK(dsolve(f.np, H, c.lambda0, g, ref) == 0, "reference");
+    NGT_CHECK(st.cg_stop == NG_SOLVE_RTOL, "stop %s after %d", ng_solve_stop_name(st.cg_stop), st.cg_iters);
+    if (st.h1 < st.h0) NGT_CHECK(rel_diff(nd, ref, f.np) < 2e-3, "HF Hessian step vs dense: rel diff %g", rel_diff(nd, ref, f.np));
+    else for (i = 0; i < f.np; i++) NGT_CHECK(nd[i] == 0.0, "rejected step not zero");
+    printf("  Hessian: %d CG iterations, rel diff %.2g, h %.6g -> %.6g\n", st.cg_iters, rel_diff(nd, ref, f.np), st.h0, st.h1);
+    free(H);
+    free(g);
+    free(nd);
+    free(ref);
+    free(e);
+    fix_free(&f);
+    return NGT_PASS;
+}
+
 /* ---- bad configurations ---------------------------------------------------------------------------- */
 static int test_bad_config(void) {
     static const char *const names[] = {"--cg-rtol", "--lambda0", "--hf-decay", "--hf-power", "--line-evals", "--curvature hessian",
@@ -458,6 +506,7 @@ int main(void) {
     NGT_RUN(test_ncg_first_step_is_ngd);
     NGT_RUN(test_hf_preconditioner);
     NGT_RUN(test_hf_backtracking);
+    NGT_RUN(test_hf_hessian);
     NGT_RUN(test_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
