@@ -60,7 +60,14 @@ done
 python3 - "$res" "$minutes" "$problems" <<'PY'
 import csv, os, sys, datetime, subprocess
 res, minutes, problems = sys.argv[1], sys.argv[2], sys.argv[3].split()
-def load(p): return [r for r in csv.DictReader(open(p))] if os.path.exists(p) else []
+def load(p):
+    # rows as dicts; a column name that occurs twice keeps its first value (logs of natgrad before the
+    # truncated-Newton columns were renamed had two "step" columns)
+    if not os.path.exists(p): return []
+    rows = list(csv.reader(open(p)))
+    if not rows: return []
+    h = rows[0]
+    return [{k: v for k, v in reversed(list(zip(h, r)))} for r in rows[1:]]
 cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip() or "?"
 M = [("sgd", "SGD, momentum 0.9, lr 0.01"), ("nag", "NAG (Sutskever et al.), lr 0.01"), ("adam", "Adam, lr 1e-3"),
      ("rmsprop", "RMSprop, lr 1e-3"), ("kfac", "K-FAC block-diagonal, momentum, growing m"),

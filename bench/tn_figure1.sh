@@ -47,7 +47,14 @@ run unlabeled --metric unlabeled --metric-batch 384
 python3 - "$res" "$minutes" "$labelled" <<'PY'
 import csv, os, sys, datetime, subprocess
 res, minutes, labelled = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def load(p): return [r for r in csv.DictReader(open(p))] if os.path.exists(p) else []
+def load(p):
+    # rows as dicts; a column name that occurs twice keeps its first value (logs of natgrad before the
+    # truncated-Newton columns were renamed had two "step" columns)
+    if not os.path.exists(p): return []
+    rows = list(csv.reader(open(p)))
+    if not rows: return []
+    h = rows[0]
+    return [{k: v for k, v in reversed(list(zip(h, r)))} for r in rows[1:]]
 cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip() or "?"
 V = [("same", "same mini-batch (256) for gradient and metric"), ("separate", "separate mini-batch of 384 training cases"),
      ("unlabeled", "384 unlabeled inputs (training images beyond the labelled set)")]

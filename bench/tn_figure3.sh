@@ -56,7 +56,14 @@ run hf --optimizer hf --batch 20000 --chunk 20000 --metric separate --metric-bat
 python3 - "$out" "$res" "$minutes" <<'PY'
 import csv, os, sys, datetime, subprocess
 out, res, minutes = sys.argv[1], sys.argv[2], sys.argv[3]
-def load(p): return [r for r in csv.DictReader(open(p))] if os.path.exists(p) else []
+def load(p):
+    # rows as dicts; a column name that occurs twice keeps its first value (logs of natgrad before the
+    # truncated-Newton columns were renamed had two "step" columns)
+    if not os.path.exists(p): return []
+    rows = list(csv.reader(open(p)))
+    if not rows: return []
+    h = rows[0]
+    return [{k: v for k, v in reversed(list(zip(h, r)))} for r in rows[1:]]
 cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip() or "?"
 names = [("sgd", "SGD (m = 100, lr 0.01)"), ("ngd5000", "NGD (m = 5000, lr 1.0, CG <= 20)"), ("ngd1000", "NGD (m = 1000, lr 1.0, CG <= 20)"),
          ("ngdl", "NGD-L (full batch, line search, CG <= 20)"), ("ncgl", "NCG-L (full batch, 2-D search, MINRES-QLP <= 50)"),

@@ -212,7 +212,8 @@ for m in ngd ngd-l ncg-l ncg-f hf; do
   if python3 - "tn_full_$m/train.csv" $m <<'PY'
 import csv, sys
 r = list(csv.DictReader(open(sys.argv[1])))
-for k in ("lambda", "rho", "step", "beta", "cg_iters", "cg_stop", "rel_res", "evals", "solve_s", "search_s"):
+for k in ("lambda", "rho", "alpha", "beta", "cg_iters", "cg_stop", "rel_res", "hf_iter", "evals", "solve_s", "search_s"):
+    assert list(csv.reader(open(sys.argv[1])))[0].count(k) == 1, "column %s twice" % k
     assert k in r[0], k
 assert float(r[-1]["train_objective"]) < float(r[0]["train_objective"]), "objective did not decrease"
 assert all(0 < int(float(x["cg_iters"])) <= 8 for x in r), "solver iterations outside 1 .. --cg-iters"

@@ -553,21 +553,22 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     return ng_axpby(be, k->n, -1.0f, delta, 0.0f, g);
 }
 
-static const char *const tn_columns[] = {"lambda", "rho", "step", "beta", "cg_iters", "cg_stop", "rel_res", "evals", "solve_s",
-                                         "search_s", NULL};
+static const char *const tn_columns[] = {"lambda", "rho", "alpha", "beta", "cg_iters", "cg_stop", "rel_res", "hf_iter", "evals",
+                                         "solve_s", "search_s", NULL};
 
 static ng_status tn_log_values(ng_precond *p, double *v) {
     tn *k = T(p);
     v[0] = k->lambda;
     v[1] = k->rho;
-    v[2] = k->cfg.method == NG_TN_HF ? (double)k->chosen_iter : k->last_a;
+    v[2] = k->last_a;
     v[3] = k->beta;
     v[4] = k->solver_iters;
     v[5] = k->solver_stop;
     v[6] = k->rel_res;
-    v[7] = k->evals;
-    v[8] = k->solve_s;
-    v[9] = k->search_s;
+    v[7] = k->cfg.method == NG_TN_HF ? (double)k->chosen_iter : NAN;
+    v[8] = k->evals;
+    v[9] = k->solve_s;
+    v[10] = k->search_s;
     return NG_OK;
 }
 

@@ -38,8 +38,9 @@
  * Everything above except the scalar decisions runs on the device; the objective evaluations of
  * the searches are passes over the gradient batch (ng_net_evaluate).
  *
- * CSV columns: lambda, rho, step (a, or the chosen kept iteration's share for hf), beta, cg_iters,
- * cg_stop, rel_res, evals (objective evaluations of this update), solve_s, search_s.
+ * CSV columns: lambda, rho, alpha (the step size a; hf: 1, or 0 for a rejected step), beta, cg_iters,
+ * cg_stop (NG_SOLVE_*), rel_res, hf_iter (hf: the CG iteration backtracking chose), evals (objective
+ * evaluations of this update), solve_s, search_s.
  * State (checkpointed, so a resume is bit-exact): tn.prev (the previous solution / step / natural
  * gradient as each method needs), tn.gprev (ncg-f), lambda, the scalars, the metric stream's
  * cursor. */
