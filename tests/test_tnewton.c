@@ -252,6 +252,43 @@ static int test_ncg_first_step_is_ngd(void) {
     return NGT_PASS;
 }
 
+/* ---- rho's prediction: g^T delta (eq. 32) or g^T delta + 1/2 delta^T G delta (Martens) ------------- */
+static int test_rho_models(void) {
+    int model;
+    for (model = NG_TN_RHO_LINEAR; model <= NG_TN_RHO_QUADRATIC; model++) {
+        fix f;
+        ng_tn_config c;
+        ng_tn_state st;
+        double *G, *g = NULL, *nd = NULL, gd = 0.0, dgd = 0.0, want;
+        size_t i, j;
+        NGT_OK(fix_init(&f, g_cpu, 8, 5));
+        G = (double *)malloc(sizeof(double) * f.np * f.np);
+        NGT_OK(ng_net_set_batch(f.net, &f.x, NULL));
+        NGT_CHECK(dense_G(&f, G) == 0, "dense G");
+        base_config(&c, NG_TN_NGD);
+        c.adapt_lambda = 1;
+        c.rho_model = model;
+        c.lr = 0.7;
+        NGT_OK(one_update(&f, &c, &g, &nd));
+        NGT_OK(ng_tn_get_state(f.pc, &st));
+        /* delta = -nd */
+        for (i = 0; i < f.np; i++) {
+            gd -= g[i] * nd[i];
+            for (j = 0; j < f.np; j++) dgd += nd[i] * G[i + f.np * j] * nd[j];
+        }
+        want = model == NG_TN_RHO_LINEAR ? gd : gd + 0.5 * dgd;
+        NGT_CHECK(fabs(st.pred - want) < 1e-4 * fabs(want), "%s model: pred %.8g, want %.8g", model ? "quadratic" : "linear", st.pred, want);
+        NGT_CHECK(fabs(st.rho - (st.h1 - st.h0) / want) < 1e-3 * fabs(st.rho) + 1e-9, "rho %g vs (h1 - h0) / pred %g", st.rho,
+                  (st.h1 - st.h0) / want);
+        printf("  %s model: pred %.5g, rho %.4f\n", model ? "quadratic" : "linear", st.pred, st.rho);
+        free(G);
+        free(g);
+        free(nd);
+        fix_free(&f);
+    }
+    return NGT_PASS;
+}
+
 /* ---- scalar rules ----------------------------------------------------------------------------------- */
 static int test_scalar_rules(void) {
     NGT_CHECK(ng_tn_lm_update(2.0, 0.1, 1e-6) == 3.0, "rho 0.1: %g", ng_tn_lm_update(2.0, 0.1, 1e-6));
@@ -504,6 +541,7 @@ int main(void) {
     NGT_RUN(test_bad_config);
     NGT_RUN(test_ngd_direction);
     NGT_RUN(test_ncg_first_step_is_ngd);
+    NGT_RUN(test_rho_models);
     NGT_RUN(test_hf_preconditioner);
     NGT_RUN(test_hf_backtracking);
     NGT_RUN(test_hf_hessian);

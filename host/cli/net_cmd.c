@@ -323,7 +323,7 @@ typedef struct net_train_opts {
     int schedule, m1, m_full;
     /* truncated Newton (ngd, ngd-l, ncg-l, ncg-f, hf) */
     ng_tn_config tc;
-    int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing;
+    int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho;
     float tn_rtol, tn_decay, tn_lmin;
 } net_train_opts;
 
@@ -559,6 +559,7 @@ static int net_train(int argc, char **argv) {
             {"kfac-eps-max", OPT_FLOAT, &o.kf_epsmax, "E", "kfac: cap of the factor moving average min(1 - 1/k, E) (0.95)", OPT_FIXED, 0},
             {"kfac-rescale", OPT_INT, &o.kf_rescale, "0|1", "kfac: rescale by the exact-Fisher quadratic model (section 6.4; 0: raw proposal)", OPT_FIXED, 0},
             {"adapt-lambda", OPT_INT, &o.kf_alam, "0|1", "kfac, ngd..hf: Levenberg-Marquardt adaptation of lambda (K-FAC 6.5; Martens 2010 4.1)", OPT_FIXED, 0},
+            {"tn-rho", OPT_ENUM, &o.tn_rho, "linear|quadratic", "ngd..ncg: the prediction in Levenberg-Marquardt's rho: first-order g^T delta (Pascanu & Bengio eq. 32) or Martens' quadratic model (one more product per update; hf always uses it)", OPT_FIXED, 0},
             {"cg-iters", OPT_INT, &o.tn_iters, "N", "ngd..hf: at most N solver iterations (0: 20 for the natural-gradient methods, as Pascanu & Bengio's Algorithm 2; 250 for hf)", OPT_FIXED, 0},
             {"cg-rtol", OPT_FLOAT, &o.tn_rtol, "R", "ngd..hf: stop the solver at relative residual R (negative: 1e-4, hf 0 = Martens' progress rule only)", OPT_FIXED, 0},
             {"tn-solver", OPT_ENUM, &o.tn_solver, "cg|minres-qlp", "ngd..ncg: linear CG or MINRES-QLP (Choi, Paige & Saunders 2011) for singular / ill-conditioned metrics", OPT_FIXED, 0},
@@ -694,6 +695,7 @@ static int net_train(int argc, char **argv) {
         o.tc.rtol = o.tn_rtol;
         o.tc.lambda0 = o.kf_lambda0 != 0.0f ? o.kf_lambda0 : o.tc.lambda0;
         o.tc.adapt_lambda = o.kf_alam != 0;
+        o.tc.rho_model = o.tn_rho;
         o.tc.lambda_min = o.tn_lmin;
         o.tc.lr = o.lr;
         o.tc.eta = o.weight_decay;

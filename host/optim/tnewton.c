@@ -50,6 +50,7 @@ void ng_tn_config_default(ng_tn_config *c) {
     c->rtol = -1.0;
     c->lambda0 = 1.0;
     c->adapt_lambda = 1;
+    c->rho_model = NG_TN_RHO_LINEAR;
     c->lambda_min = 1e-6;
     c->lr = 1.0;
     c->eta = 0.0;
@@ -84,6 +85,8 @@ ng_status ng_tn_config_check(const ng_tn_config *c) {
     if (!(c->rtol < 1.0) || !FINITE(c->rtol)) return ng_error(NG_ERR_INVALID_ARG, "--cg-rtol %g: must be < 1 (negative: the method's default)", c->rtol);
     if (!(c->lambda0 > 0.0) || !FINITE(c->lambda0)) return ng_error(NG_ERR_INVALID_ARG, "--lambda0 %g: must be finite and > 0", c->lambda0);
     if (c->adapt_lambda != 0 && c->adapt_lambda != 1) return ng_error(NG_ERR_INVALID_ARG, "--adapt-lambda %d: must be 0 or 1", c->adapt_lambda);
+    if (c->rho_model != NG_TN_RHO_LINEAR && c->rho_model != NG_TN_RHO_QUADRATIC)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-rho: %d is not linear or quadratic", c->rho_model);
     if (!(c->lambda_min >= 0.0) || !FINITE(c->lambda_min)) return ng_error(NG_ERR_INVALID_ARG, "--lambda-min %g: must be finite and >= 0", c->lambda_min);
     if (!(c->lr > 0.0) || !FINITE(c->lr)) return ng_error(NG_ERR_INVALID_ARG, "--lr %g: must be finite and > 0", c->lr);
     if (!(c->eta >= 0.0) || !FINITE(c->eta)) return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be finite and >= 0", c->eta);
@@ -535,6 +538,14 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     if (method != NG_TN_HF) {
         NG_TRY(vdot(be, k->n, k->grad.data, delta, &gd));
         k->pred = gd; /* Pascanu & Bengio eq. 32: the first-order prediction */
+        if (k->cfg.rho_model == NG_TN_RHO_QUADRATIC && k->cfg.adapt_lambda) {
+            /* Martens' model: + 1/2 delta^T (C + eta) delta on the metric batch */
+            double dcd, dd;
+            NG_TRY(curvature_apply(k, delta, k->delta_tmp.data));
+            NG_TRY(vdot(be, k->n, delta, k->delta_tmp.data, &dcd));
+            NG_TRY(vdot(be, k->n, delta, delta, &dd));
+            k->pred = gd + 0.5 * (dcd + k->cfg.eta * dd);
+        }
     }
     if (k->cfg.adapt_lambda) {
         if (!have_h1) NG_TRY(objective_at(k, 1.0, delta, 0.0, NULL, &h1));
@@ -616,6 +627,7 @@ static ng_status save_config(const ng_tn_config *c, ng_ckpt *ck) {
     NG_TRY(ng_ckpt_set_f64(ck, "tn.rtol", c->rtol));
     NG_TRY(ng_ckpt_set_f64(ck, "tn.lambda0", c->lambda0));
     NG_TRY(ng_ckpt_set_i64(ck, "tn.adapt_lambda", c->adapt_lambda));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.rho_model", c->rho_model));
     NG_TRY(ng_ckpt_set_f64(ck, "tn.lambda_min", c->lambda_min));
     NG_TRY(ng_ckpt_set_f64(ck, "tn.lr", c->lr));
     NG_TRY(ng_ckpt_set_f64(ck, "tn.eta", c->eta));
@@ -647,6 +659,8 @@ ng_status ng_tn_config_from_ckpt(const ng_ckpt *ck, ng_tn_config *c) {
     NG_TRY(ng_ckpt_get_f64(ck, "tn.lambda0", &c->lambda0));
     NG_TRY(ng_ckpt_get_int(ck, "tn.adapt_lambda", 0, 1, &v));
     c->adapt_lambda = (int)v;
+    NG_TRY(ng_ckpt_get_int(ck, "tn.rho_model", 0, 1, &v));
+    c->rho_model = (int)v;
     NG_TRY(ng_ckpt_get_f64(ck, "tn.lambda_min", &c->lambda_min));
     NG_TRY(ng_ckpt_get_f64(ck, "tn.lr", &c->lr));
     NG_TRY(ng_ckpt_get_f64(ck, "tn.eta", &c->eta));
@@ -692,7 +706,7 @@ static ng_status tn_load(ng_precond *p, const ng_ckpt *c, int apply) {
     NG_TRY(ng_tn_config_from_ckpt(c, &cc));
     if (cc.method != k->cfg.method || cc.solver != k->cfg.solver || cc.curvature != k->cfg.curvature ||
         cc.max_iter != k->cfg.max_iter || cc.rtol != k->cfg.rtol || cc.lambda0 != k->cfg.lambda0 ||
-        cc.adapt_lambda != k->cfg.adapt_lambda || cc.lambda_min != k->cfg.lambda_min || cc.lr != k->cfg.lr || cc.eta != k->cfg.eta ||
+        cc.adapt_lambda != k->cfg.adapt_lambda || cc.rho_model != k->cfg.rho_model || cc.lambda_min != k->cfg.lambda_min || cc.lr != k->cfg.lr || cc.eta != k->cfg.eta ||
         cc.metric != k->cfg.metric || cc.metric_batch != k->cfg.metric_batch || cc.hf_decay != k->cfg.hf_decay ||
         cc.hf_precond != k->cfg.hf_precond || cc.hf_power != k->cfg.hf_power || cc.hf_backtrack != k->cfg.hf_backtrack ||
         cc.line_evals != k->cfg.line_evals || cc.search_evals != k->cfg.search_evals || cc.seed != k->cfg.seed)

@@ -33,8 +33,13 @@
  *               stopping rule (section 4.4), at most 250 iterations
  *   damping     Levenberg-Marquardt: rho = (h(theta + delta) - h(theta)) / pred, lambda *= 3/2 when
  *               rho < 1/4, lambda *= 2/3 when rho > 3/4 (Martens section 4.1). pred is the quadratic
- *               model 1/2 delta^T C delta + g^T delta for hf and the first-order prediction
- *               g^T delta for the natural-gradient methods (Pascanu & Bengio eq. 32).
+ *               model 1/2 delta^T C delta + g^T delta for hf and, for the natural-gradient methods,
+ *               the first-order prediction g^T delta (Pascanu & Bengio eq. 32; rho_model linear) or
+ *               the quadratic model (rho_model quadratic). With a line search the first-order
+ *               ratio is about 1/2 whatever the damping (the search stops near the minimum along
+ *               the direction, where the decrease is half the linear prediction on a quadratic),
+ *               so lambda hardly moves; the quadratic model measures how well the damped model
+ *               fits instead.
  * Everything above except the scalar decisions runs on the device; the objective evaluations of
  * the searches are passes over the gradient batch (ng_net_evaluate).
  *
@@ -61,6 +66,7 @@ enum { NG_TN_NGD = 0, NG_TN_NGD_L, NG_TN_NCG_L, NG_TN_NCG_F, NG_TN_HF, NG_TN_MET
 enum { NG_TN_SOLVER_CG = 0, NG_TN_SOLVER_MINRESQLP };
 enum { NG_TN_METRIC_SAME = 0, NG_TN_METRIC_SEPARATE, NG_TN_METRIC_UNLABELED };
 enum { NG_TN_CURV_GN = 0, NG_TN_CURV_HESSIAN };
+enum { NG_TN_RHO_LINEAR = 0, NG_TN_RHO_QUADRATIC };
 
 typedef struct ng_tn_config {
     int method;            /* NG_TN_* */
@@ -70,6 +76,10 @@ typedef struct ng_tn_config {
     double rtol;           /* solver relative residual (1e-4; hf: 0 = Martens' progress rule only) */
     double lambda0;        /* initial damping (1.0; Pascanu & Bengio's CURVES runs: 3) */
     int adapt_lambda;      /* 1: Levenberg-Marquardt (default on) */
+    int rho_model;         /* the prediction of rho for the natural-gradient methods: NG_TN_RHO_LINEAR
+                            * (Pascanu & Bengio eq. 32, g^T delta; the default) or NG_TN_RHO_QUADRATIC
+                            * (Martens' model g^T delta + 1/2 delta^T (C + eta) delta, one more product);
+                            * hf always uses the quadratic model */
     double lambda_min;     /* floor of the adapted lambda (1e-6) */
     double lr;             /* ngd: fixed learning rate (1.0); the searches: their first trial step */
     int metric;            /* NG_TN_METRIC_* */
