@@ -12,13 +12,13 @@
 # bench/results/tn_fig3_<method>.csv. --reuse keeps finished runs under runs/tn-figure3/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=10 only="sgd ngd5000 ngd1000 ngdl ncgl ncgf hf" reuse=
+minutes=10 only="sgd ngd5000 ngd1000 ngdl ncgl ncgf hf ngdlq ncglq" reuse=
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --reuse) reuse=1; shift ;;
-    *) echo "usage: $0 [--minutes M] [--only 'sgd ngd5000 ngd1000 ngdl ncgl ncgf hf'] [--reuse]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--only 'sgd ngd5000 ngd1000 ngdl ncgl ncgf hf ngdlq ncglq'] [--reuse]" >&2; exit 2 ;;
   esac
 done
 bin=build/natgrad
@@ -52,6 +52,10 @@ run ncgf --optimizer ncg-f --batch 20000 --chunk 5000 --lambda0 3 --tn-solver mi
 # Hessian-free (Martens 2010): full-batch gradient, curvature on a separate batch of 5000, CG up to 250 iterations with
 # backtracking and the diagonal preconditioner (one chunk: the preconditioner needs per-case gradients)
 run hf --optimizer hf --batch 20000 --chunk 20000 --metric separate --metric-batch 5000 --lambda0 3 --log-every 1
+# NOT the paper's rule: rho from Martens' quadratic model instead of eq. 32's first-order prediction (with a line search
+# eq. 32's rho stays near 1/2, so Levenberg-Marquardt never changes lambda)
+run ngdlq --optimizer ngd-l --batch 20000 --chunk 5000 --lambda0 3 --tn-rho quadratic --log-every 1
+run ncglq --optimizer ncg-l --batch 20000 --chunk 5000 --lambda0 3 --tn-solver minres-qlp --cg-iters 50 --tn-rho quadratic --log-every 1
 
 python3 - "$out" "$res" "$minutes" <<'PY'
 import csv, os, sys, datetime, subprocess
@@ -67,12 +71,14 @@ def load(p):
 cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip() or "?"
 names = [("sgd", "SGD (m = 100, lr 0.01)"), ("ngd5000", "NGD (m = 5000, lr 1.0, CG <= 20)"), ("ngd1000", "NGD (m = 1000, lr 1.0, CG <= 20)"),
          ("ngdl", "NGD-L (full batch, line search, CG <= 20)"), ("ncgl", "NCG-L (full batch, 2-D search, MINRES-QLP <= 50)"),
-         ("ncgf", "NCG-F (full batch, Polak-Ribiere, MINRES-QLP <= 50)"), ("hf", "HF (full-batch gradient, curvature batch 5000, CG <= 250)")]
+         ("ncgf", "NCG-F (full batch, Polak-Ribiere, MINRES-QLP <= 50)"), ("hf", "HF (full-batch gradient, curvature batch 5000, CG <= 250)"),
+         ("ngdlq", "NGD-L with rho from the quadratic model (NOT the paper's eq. 32)"), ("ncglq", "NCG-L with rho from the quadratic model (NOT the paper's eq. 32)")]
 runs = {k: load(f"{res}/tn_fig3_{k}.csv") for k, _ in names}
 kfac = load(f"{res}/kfac_ae_curves_blockdiag.csv")
 L = ["# Pascanu & Bengio (2014), Figure 3 on curves-like data (make tn-figure3)\n",
      f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes of wall clock per method "
-     "(monitor passes excluded from the time axis). The CURVES autoencoder 784-400-200-100-50-25-6 (logistic units, linear code), "
+     "unless the 'training s' column says otherwise (an update under way when the time is up is finished; monitor passes are "
+     "excluded from the time axis). The CURVES autoencoder 784-400-200-100-50-25-6 (logistic units, linear code), "
      "sparse initialisation (Martens 2010), seed 1; training error = mean over the 20,000 training images of sum (y - t)^2 at each "
      "logged update, the objective minimised is the cross-entropy, as in the paper.\n",
      "What differs from the paper: the data is the generated curves-like set (NOT CURVES: not obtainable here); a 2-core CPU instead "
@@ -82,25 +88,25 @@ L = ["# Pascanu & Bengio (2014), Figure 3 on curves-like data (make tn-figure3)\
      "NGD runs is a separate batch of the same size (section 10: 'as long as the gradient and the metric are computed on different "
      "samples'). The paper gives its curves only as a figure: there are no numbers of the paper to put beside ours, only its "
      "claims (NGD works with mini-batches; NCG-L converges faster than NGD; NCG-F underperforms NCG-L).\n",
-     "| method | updates | training s | final training error | best | error at 60 s | at 120 s | solver iterations / update |",
-     "|---|---|---|---|---|---|---|---|"]
+     "| method | updates | training s | final training error | best | error at 60 s | at 120 s | solver iterations / update | final lambda |",
+     "|---|---|---|---|---|---|---|---|---|"]
 def at(r, s):
     v = [float(x["train_error"]) for x in r if float(x["train_s"]) <= s]
     return f"{v[-1]:.3f}" if v else "-"
 for k, label in names:
     r = runs[k]
     if not r:
-        L.append(f"| {label} | not run | | | | | | |"); continue
+        L.append(f"| {label} | not run | | | | | | | |"); continue
     it = [float(x["cg_iters"]) for x in r if "cg_iters" in x]
+    lam = f"{float(r[-1]['lambda']):.3g}" if "lambda" in r[-1] else "-"
     L.append(f"| {label} | {r[-1]['step']} | {float(r[-1]['train_s']):.0f} | {float(r[-1]['train_error']):.3f} | "
-             f"{min(float(x['train_error']) for x in r):.3f} | {at(r, 60)} | {at(r, 120)} | {sum(it) / len(it):.1f} |" if it else
-             f"| {label} | {r[-1]['step']} | {float(r[-1]['train_s']):.0f} | {float(r[-1]['train_error']):.3f} | "
-             f"{min(float(x['train_error']) for x in r):.3f} | {at(r, 60)} | {at(r, 120)} | - |")
+             f"{min(float(x['train_error']) for x in r):.3f} | {at(r, 60)} | {at(r, 120)} | "
+             + (f"{sum(it) / len(it):.1f}" if it else "-") + f" | {lam} |")
 if kfac:
     L.append(f"| K-FAC block-diagonal (bench/kfac_autoencoders.sh, an earlier run on this machine; its own settings) | {kfac[-1]['step']} | "
              f"{float(kfac[-1]['train_s']):.0f} | {float(kfac[-1]['train_error_best']):.3f} | "
              f"{min(float(x['train_error_best']) for x in kfac):.3f} | {at([dict(x, train_error=x['train_error_best']) for x in kfac], 60)} | "
-             f"{at([dict(x, train_error=x['train_error_best']) for x in kfac], 120)} | - |")
+             f"{at([dict(x, train_error=x['train_error_best']) for x in kfac], 120)} | - | - |")
 L.append("\n![training error vs updates and vs seconds](tn_figure3.png)\n")
 open(f"{res}/tn_figure3.md", "w").write("\n".join(L) + "\n")
 print("\n".join(L))
@@ -109,7 +115,8 @@ PY
 if command -v gnuplot >/dev/null 2>&1; then
   pi="" pt=""
   for spec in "sgd:SGD:#000000" "ngd5000:NGD m=5000:#0072b2" "ngd1000:NGD m=1000:#56b4e9" "ngdl:NGD-L:#009e73" \
-              "ncgl:NCG-L:#d55e00" "ncgf:NCG-F:#e69f00" "hf:HF:#cc79a7"; do
+              "ncgl:NCG-L:#d55e00" "ncgf:NCG-F:#e69f00" "hf:HF:#cc79a7" "ngdlq:NGD-L quadratic rho (not the paper):#8fbc8f" \
+              "ncglq:NCG-L quadratic rho (not the paper):#f4a582"; do
     IFS=: read -r k t c <<<"$spec"
     f="$res/tn_fig3_$k.csv"
     [ -s "$f" ] || continue
