@@ -142,6 +142,8 @@ typedef struct tn {
     /* scratch */
     ng_arena scratch;
     ng_tensor grad, sol, backup, u, minv, diag, delta_tmp;
+    void *sq;               /* hf: scratch of the diagonal, grown with the batch (not per update) */
+    size_t sq_cap;          /* its floats */
     /* the metric stream */
     int have_stream;
     ng_batches stream;
@@ -206,7 +208,19 @@ static ng_status objective_at(tn *k, double a, const float *u, double b, const f
 
 /* ---- HF's diagonal preconditioner ------------------------------------------------------------- */
 
-ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv) {
+/* floats of scratch the diagonal needs for a batch of `cases`: the squares of one layer's a-bar and g */
+static size_t hf_scratch_floats(const ng_net_config *nc, int cases) {
+    size_t most = 0;
+    int l;
+    for (l = 1; l <= nc->n_layers; l++) {
+        size_t need = ((size_t)nc->dims[l - 1] + 1 + (size_t)nc->dims[l]) * (size_t)cases;
+        if (need > most) most = need;
+    }
+    return most;
+}
+
+/* the diagonal with caller-provided scratch (hf_scratch_floats of the batch) */
+static ng_status hf_diagonal(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv, float *scratch) {
     const ng_net_config *nc;
     ng_backend *be;
     int l, L, pi = 0;
@@ -224,7 +238,6 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
         ng_op_args o;
         int m_cases, rows_a, rows_g;
         float *sqA, *sqG;
-        void *mem;
         ng_status s;
         snprintf(an, sizeof an, "a%d", l - 1);
         snprintf(gn, sizeof gn, "g%d", l);
@@ -235,8 +248,7 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
         m_cases = A.cols;
         rows_a = A.rows;
         rows_g = G.rows;
-        NG_TRY(ng_alloc(be, sizeof(float) * ((size_t)rows_a + (size_t)rows_g) * (size_t)m_cases, &mem));
-        sqA = (float *)mem;
+        sqA = scratch;
         sqG = sqA + (size_t)rows_a * m_cases;
         memset(&o, 0, sizeof o);
         o.op = NG_OP_OUTER_SCALE;
@@ -261,7 +273,6 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
         if (s == NG_OK)
             s = ng_gemm(be, 0, 1, rows_g, rows_a, m_cases, (float)m_cases, sqG, rows_g, sqA, rows_a, 0.0f,
                         diag + (W.data - m->param_flat.data), rows_g);
-        ng_free(be, mem);
         NG_TRY(s);
     }
     /* minv = (diag + lambda)^-power: tmp = lambda + diag, minv = 1 * max(tmp, tiny)^-power */
@@ -286,6 +297,18 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
         o.outer_scale.ldo = 1;
         return ng_run_op(be, &o);
     }
+}
+
+ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv) {
+    ng_tensor a0;
+    void *mem;
+    ng_status s;
+    if (!m || strcmp(m->iface->kind, "net") != 0) return ng_error(NG_ERR_INVALID_ARG, "HF preconditioner: needs a network");
+    NG_TRY(ng_model_statistic(m, "a0", &a0));
+    NG_TRY(ng_alloc(m->be, sizeof(float) * hf_scratch_floats(ng_net_config_of(m), a0.cols), &mem));
+    s = hf_diagonal(m, lambda, power, diag, tmp, minv, (float *)mem);
+    ng_free(m->be, mem);
+    return s;
 }
 
 /* ---- the solve ----------------------------------------------------------------------------------- */
@@ -390,7 +413,18 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
     /* HF's preconditioner from the gradient pass's per-case statistics */
     if (method == NG_TN_HF && k->cfg.hf_precond) {
-        NG_TRY(ng_tn_hf_diagonal(m, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data));
+        ng_tensor a0;
+        size_t need;
+        NG_TRY(ng_model_statistic(m, "a0", &a0));
+        need = hf_scratch_floats(ng_net_config_of(m), a0.cols);
+        if (need > k->sq_cap) {
+            if (k->sq) ng_free(be, k->sq);
+            k->sq = NULL;
+            k->sq_cap = 0;
+            NG_TRY(ng_alloc(be, need * sizeof(float), &k->sq));
+            k->sq_cap = need;
+        }
+        NG_TRY(hf_diagonal(m, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data, (float *)k->sq));
         minv = k->minv.data;
     }
     /* the metric batch */
@@ -739,6 +773,7 @@ static void tn_destroy(ng_precond *p) {
     if (!k) return;
     ng_cg_ws_free(&k->cg);
     ng_minresqlp_ws_free(&k->mq);
+    if (k->sq) ng_free(p->be, k->sq);
     if (k->have_stream) ng_batches_free(&k->stream);
     ng_arena_free(&k->scratch);
     free(k);
