@@ -299,7 +299,8 @@ static void write_reconstructions(ng_model *net, const ng_dataset *d, const ng_t
 }
 
 static const char *TRAIN_SUMMARY =
-    "Train a feed-forward network (deep autoencoder or classifier) with a first-order update rule.\n"
+    "Train a feed-forward network (deep autoencoder or classifier) with a first-order rule, K-FAC, or a\n"
+    "truncated-Newton method (NGD, NCG, Hessian-free).\n"
     "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
     "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
     "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
