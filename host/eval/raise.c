@@ -26,7 +26,8 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
     uint64_t key, step = 0;
     ng_anneal an;
     float *lw_host = NULL, *stage = NULL;
-    double *acc = NULL, *est = NULL, sum = 0.0, sum2 = 0.0;
+    double *acc = NULL, *est = NULL, *betas = NULL, sum = 0.0, sum2 = 0.0;
+    int64_t done = 0, total;
     ng_status s = NG_OK;
     size_t j;
     if (!rbm || !a_base || !v_host || !cfg || !out)
@@ -38,14 +39,19 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
     nv = rbm->n_visible;
     nh = rbm->n_hidden;
     R = cfg->n_chains;
-    K = cfg->n_betas;
     for (j = 0; j < (size_t)nv * n; j++)
         if (v_host[j] != 0.0f && v_host[j] != 1.0f)
             return ng_error(NG_ERR_INVALID_ARG, "RAISE: example %zu, pixel %zu is %g; RAISE needs binary data",
                             j / nv, j % nv, (double)v_host[j]);
     e_per_block = RAISE_BLOCK / R > 0 ? RAISE_BLOCK / R : 1;
     if (e_per_block > n) e_per_block = n;
-    NG_TRY(ng_anneal_init(rbm, a_base, e_per_block * R, "RAISE", &an));
+    NG_TRY(ng_ais_betas(cfg, &betas, &K));
+    total = (int64_t)K * ((n + e_per_block - 1) / e_per_block);
+    s = ng_anneal_init(rbm, a_base, e_per_block * R, "RAISE", &an);
+    if (s != NG_OK) {
+        free(betas);
+        return s;
+    }
     lw_host = (float *)malloc((size_t)e_per_block * R * sizeof(float));
     stage = (float *)malloc((size_t)nv * e_per_block * R * sizeof(float));
     acc = (double *)malloc((size_t)e_per_block * R * sizeof(double));
@@ -69,7 +75,7 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
         for (c = 0; s == NG_OK && c < B; c++) acc[c] = (double)lw_host[c];
         if (s == NG_OK) s = ng_fill(be, (size_t)B, 0.0f, an.lw.data);
         for (k = K; s == NG_OK && k >= 1; k--) {
-            float beta = (float)((double)k / K), beta_prev = (float)((double)(k - 1) / K);
+            float beta = (float)betas[k], beta_prev = (float)betas[k - 1];
             /* v_{k-1} ~ T_k(. | v_k): h ~ sigmoid(beta (W v + b)), v ~ sigmoid(beta (W^T h + a) + (1 - beta) a_base) */
             s = ng_gibbs_sample(be, nh, B, an.PH.data, nh, rbm->b.data, beta, NULL, NULL, nh, an.H.data, nh, key, step++);
             if (s == NG_OK) s = ng_gemm(be, 1, 0, nv, B, nh, 1.0f, rbm->W.data, nh, an.H.data, nh, 0.0f, an.PV.data, nv);
@@ -79,13 +85,15 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
             /* += log f_{k-1}(v_{k-1}) - log f_k(v_{k-1}) */
             if (s == NG_OK) s = ng_softplus_sum(be, nh, B, an.PH.data, nh, rbm->b.data, beta_prev, 1.0f, 1.0f, an.lw.data);
             if (s == NG_OK) s = ng_softplus_sum(be, nh, B, an.PH.data, nh, rbm->b.data, beta, -1.0f, 1.0f, an.lw.data);
-            if (s == NG_OK) s = ng_gemv(be, 1, nv, B, beta_prev - beta, an.V.data, nv, an.d.data, 1.0f, an.lw.data);
+            if (s == NG_OK)
+                s = ng_gemv(be, 1, nv, B, (float)(betas[k - 1] - betas[k]), an.V.data, nv, an.d.data, 1.0f, an.lw.data);
             if (s == NG_OK && (k % RAISE_FLUSH == 0 || k == 1)) {
                 s = ng_get(be, lw_host, an.lw.data, (size_t)B * sizeof(float));
                 for (c = 0; s == NG_OK && c < B; c++) acc[c] += (double)lw_host[c];
                 if (s == NG_OK) s = ng_fill(be, (size_t)B, 0.0f, an.lw.data);
                 if (s == NG_OK) s = ng_check_interrupt("RAISE");
             }
+            if (s == NG_OK && cfg->progress && ++done % RAISE_FLUSH == 0) cfg->progress(cfg->progress_user, "RAISE", done, total);
         }
         /* the k = 1 term holds all of log f_0(v_0) = a_base^T v_0 + n_h log 2 (its linear part
          * through the difference with log f_1, its softplus part as softplus(0) = log 2); the
@@ -118,6 +126,59 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
     free(stage);
     free(acc);
     free(est);
+    free(betas);
     ng_anneal_free(&an);
     return s;
+}
+
+ng_status ng_raise_ais_paired(const double *raise_per_example, const double *free_energy, int n,
+                              const ng_ais_result *ais, ng_paired_diff *out) {
+    double m = 0.0, v = 0.0, se, z, h, lo_ais, hi_ais;
+    int e;
+    if (!raise_per_example || !free_energy || !ais || !out)
+        return ng_error(NG_ERR_INVALID_ARG, "RAISE vs AIS: NULL argument");
+    if (n < 2) return ng_error(NG_ERR_INVALID_ARG, "RAISE vs AIS: need >= 2 examples for a paired interval (got %d)", n);
+    if (!(ais->level > 0.0 && ais->level < 1.0))
+        return ng_error(NG_ERR_INVALID_ARG, "RAISE vs AIS: AIS interval level %g", ais->level);
+    memset(out, 0, sizeof *out);
+    /* x_e = r_e + F_e: RAISE's estimate of -log Z from example e */
+    for (e = 0; e < n; e++) {
+        double x = raise_per_example[e] + free_energy[e];
+        if (!isfinite(x))
+            return ng_error(NG_ERR_NUMERIC, "RAISE vs AIS: example %d: RAISE %g, free energy %g", e,
+                            raise_per_example[e], free_energy[e]);
+        m += x;
+    }
+    m /= n;
+    for (e = 0; e < n; e++) {
+        double d = raise_per_example[e] + free_energy[e] - m;
+        v += d * d;
+    }
+    se = sqrt(v / (n - 1) / n);
+    out->raise_mean = out->ais_mean = 0.0;
+    for (e = 0; e < n; e++) {
+        out->raise_mean += raise_per_example[e] / n;
+        out->ais_mean += (-free_energy[e] - ais->log_z) / n;
+    }
+    out->diff = -ais->log_z - m;
+    /* the normal quantile of the two-sided level, by bisection on erfc */
+    {
+        double a = 1.0 - ais->level, zl = 0.0, zh = 40.0;
+        int it;
+        for (it = 0; it < 200; it++) {
+            z = 0.5 * (zl + zh);
+            if (erfc(z / sqrt(2.0)) > a) zl = z;
+            else zh = z;
+        }
+        z = 0.5 * (zl + zh);
+    }
+    h = z * se;
+    /* D falls when log Z rises: D's lower side takes log Z's upper side and vice versa */
+    hi_ais = ais->log_z - ais->log_z_lo;
+    lo_ais = ais->log_z_hi - ais->log_z;
+    out->lo = out->diff - sqrt(h * h + lo_ais * lo_ais);
+    out->hi = out->diff + sqrt(h * h + hi_ais * hi_ais);
+    out->level = ais->level;
+    out->n = n;
+    return NG_OK;
 }
