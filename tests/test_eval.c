@@ -590,6 +590,54 @@ static int test_ais_coverage_cpu(void) {
     return NGT_PASS;
 }
 
+/* Gibbs samples of a 5 x 3 RBM (weights N(0, 1)) after 30 sweeps from 20,000 chains: the
+ * frequency of each of the 32 visible states matches its exact probability (from the brute-force
+ * log Z) within 5 binomial standard errors + 0.002, and the returned probabilities are those of
+ * the chain's last hidden draw (each in (0, 1), mean close to the samples' mean). */
+static int check_sample(ng_backend *be) {
+    enum { NV = 5, NH = 3 };
+    int n = small_shapes(be) ? 4000 : 20000, c, i, st, count[1 << NV] = {0};
+    ng_rbm rbm;
+    host_rbm h;
+    float a_base[NV] = {0}, *prob = (float *)malloc((size_t)NV * n * sizeof(float)),
+          *smp = (float *)malloc((size_t)NV * n * sizeof(float));
+    double lz, worst = 0.0, mp = 0.0, ms = 0.0;
+    NGT_OK(make_rbm(be, NV, NH, 720, 1.0f, 0.0f, 0.5f, 0.0f, 0.5f, &rbm, &h));
+    lz = brute_log_z(&h);
+    NGT_OK(ng_rbm_sample(&rbm, a_base, n, 30, 5, NULL, prob, smp));
+    for (c = 0; c < n; c++) {
+        int code = 0;
+        for (i = 0; i < NV; i++) {
+            float v = smp[(size_t)c * NV + i], p = prob[(size_t)c * NV + i];
+            NGT_CHECK(v == 0.0f || v == 1.0f, "sample %d unit %d is %g", c, i, (double)v);
+            NGT_CHECK(p > 0.0f && p < 1.0f, "probability %g", (double)p);
+            if (v == 1.0f) code |= 1 << i;
+            mp += p / ((double)n * NV);
+            ms += v / ((double)n * NV);
+        }
+        count[code]++;
+    }
+    for (st = 0; st < (1 << NV); st++) {
+        float v[NV];
+        double p, f = (double)count[st] / n, tol;
+        for (i = 0; i < NV; i++) v[i] = (float)(st >> i & 1);
+        p = exp(log_pstar_v(&h, v) - lz);
+        tol = 5.0 * sqrt(p * (1.0 - p) / n) + 0.002;
+        if (fabs(f - p) / tol > worst) worst = fabs(f - p) / tol;
+        NGT_CHECK(fabs(f - p) <= tol, "state %d: frequency %.4f, exact probability %.4f", st, f, p);
+    }
+    printf("  %s sample 5x3: %d chains, worst |freq - p| / tolerance %.2f, mean prob %.4f, mean sample %.4f\n",
+           be->iface->name, n, worst, mp, ms);
+    NGT_CLOSE(mp, ms, 0.02, "mean probability vs mean sample");
+    NGT_CHECK(ng_rbm_sample(&rbm, a_base, n, 0, 5, NULL, prob, smp) == NG_ERR_INVALID_ARG, "0 sweeps accepted");
+    ng_clear_error();
+    ng_rbm_free(&rbm);
+    host_rbm_free(&h);
+    free(prob);
+    free(smp);
+    return NGT_PASS;
+}
+
 /* ---- per-backend drivers ------------------------------------------------------------------- */
 
 /* ---- RAISE ---------------------------------------------------------------------------------- */
@@ -659,6 +707,7 @@ BOTH(ais_independent)
 BOTH(ais_deterministic)
 BOTH(ais_bad_args)
 BOTH(ais_runs)
+BOTH(sample)
 BOTH(raise)
 
 int main(void) {
@@ -688,6 +737,7 @@ int main(void) {
     NGT_RUN(test_ais_combine);
     NGT_RUN(test_ais_runs_cpu);
     NGT_RUN(test_ais_coverage_cpu);
+    NGT_RUN(test_sample_cpu);
     NGT_RUN(test_raise_cpu);
     NGT_RUN(test_log_z_brute_cuda);
     NGT_RUN(test_log_z_chunks_cuda);
@@ -700,6 +750,7 @@ int main(void) {
     NGT_RUN(test_ais_deterministic_cuda);
     NGT_RUN(test_ais_bad_args_cuda);
     NGT_RUN(test_ais_runs_cuda);
+    NGT_RUN(test_sample_cuda);
     NGT_RUN(test_raise_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

@@ -33,7 +33,7 @@ ng_status ng_device_parse(const char *s, ng_device *out, int *index) {
     }
     if (len == 4 && strncasecmp(s, "auto", 4) == 0 && !colon) *out = NG_DEVICE_AUTO;
     else if (len == 3 && strncasecmp(s, "cpu", 3) == 0 && !colon) *out = NG_DEVICE_CPU;
-    else if ((len == 4 && strncasecmp(s, "cuda", 4) == 0) || (len == 3 && strncasecmp(s, "gpu", 3) == 0))
+    else if (len == 4 && strncasecmp(s, "cuda", 4) == 0) /* one spelling: "gpu" was once taken silently */
         *out = NG_DEVICE_CUDA;
     else
         return ng_error(NG_ERR_INVALID_ARG, "--device '%s': unknown device (use auto, cpu, cuda or cuda:N)", s);

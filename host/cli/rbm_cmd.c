@@ -118,13 +118,14 @@ static int rbm_train(int argc, char **argv) {
     ng_rbm_trainer rt;
     ng_ckpt *ck = NULL;
     ng_status s = NG_OK;
-    int nv_ck = 0, nh_ck = 0, n_ck = 0, append = 0, rbm_ready = 0, rt_ready = 0;
+    int nv_ck = 0, nh_ck = 0, n_ck = 0, append = 0, rbm_ready = 0, rt_ready = 0, batch_given = 0, particles_given = 0;
     train_ctx tc;
     ng_run_config run;
     ng_run_result res;
     static char csvbuf[4200], ckbuf[4200];
 
     ng_rbm_config_default(&cfg);
+    cfg.lr = 0.2f; /* the best alpha of sgd and centering in the bench-fang-figure3 sweep */
     ng_common_defaults(&co);
     co.out = "runs/rbm";
     memset(&rbm, 0, sizeof rbm);
@@ -139,7 +140,7 @@ static int rbm_train(int argc, char **argv) {
             {"particles", OPT_INT, &cfg.particles, "M", "PCD fantasy particles (FANG: 2000)", OPT_FIXED, 0},
             {"batch", OPT_INT, &cfg.batch, "M", "mini-batch size (FANG: 2000)", OPT_FIXED, 0},
             {"optimizer", OPT_ENUM, &opt_i, "sgd|centering|fang", "update rule (preconditioner of SGD)", OPT_FIXED, 0},
-            {"lr", OPT_FLOAT, &cfg.lr, "ALPHA", "learning rate alpha", OPT_FIXED, 0},
+            {"lr", OPT_FLOAT, &cfg.lr, "ALPHA", "learning rate alpha (fang: 0.02 unless given; the best of each optimizer's grid in bench-fang-figure3)", OPT_FIXED, 0},
             {"lr-gamma", OPT_FLOAT, &cfg.lr_gamma, "GAMMA", "schedule alpha*gamma/(gamma+t); 0 = constant (FANG: 1000)", OPT_FIXED, 0},
             {"momentum", OPT_FLOAT, &cfg.momentum, "MU", "heavy-ball momentum", OPT_FIXED, 0},
             {"weight-decay", OPT_FLOAT, &cfg.weight_decay, "L2", "L2 penalty on W", OPT_FIXED, 0},
@@ -175,23 +176,80 @@ static int rbm_train(int argc, char **argv) {
         cfg.estimator = (ng_rbm_estimator)est_i;
         cfg.optimizer = (ng_rbm_optimizer)opt_i;
         cfg.seed = co.seed;
+        if (!ng_cli_find(opts, "lr")->seen && cfg.optimizer == NG_RBM_OPT_FANG) cfg.lr = 0.02f;
+        batch_given = ng_cli_find(opts, "batch")->seen;
+        particles_given = ng_cli_find(opts, "particles")->seen;
     }
-    if (hidden < 1 || steps < 0 || log_every < 1 || ckpt_every < 0 || limit < 0 || monitor_n < 0 ||
-        minutes < 0.0f || snapshot_s < 0.0f) {
-        fprintf(stderr, "natgrad rbm train: --hidden and --log-every must be >= 1; --steps, --limit, "
-                        "--monitor-n, --checkpoint-every, --minutes and --snapshot-every-s must be >= 0\n");
-        return NG_EXIT_USAGE;
+    /* usage errors first, each naming its option, before the backend starts or data load */
+#define TRAIN_BAD(cond, opt, fmt, val, want)                                                        \
+    if (cond) {                                                                                     \
+        fprintf(stderr, "natgrad rbm train: --%s " fmt ": %s\n", opt, val, want);                   \
+        return NG_EXIT_USAGE;                                                                       \
+    }
+    TRAIN_BAD(hidden < 1, "hidden", "%d", hidden, "must be >= 1")
+    TRAIN_BAD(steps < 0, "steps", "%d", steps, "must be >= 0")
+    TRAIN_BAD(log_every < 1, "log-every", "%d", log_every, "must be >= 1")
+    TRAIN_BAD(ckpt_every < 0, "checkpoint-every", "%d", ckpt_every, "must be >= 0")
+    TRAIN_BAD(limit < 0, "limit", "%d", limit, "must be >= 0")
+    TRAIN_BAD(monitor_n < 0, "monitor-n", "%d", monitor_n, "must be >= 0")
+    TRAIN_BAD(minutes < 0.0f, "minutes", "%g", (double)minutes, "must be >= 0")
+    TRAIN_BAD(snapshot_s < 0.0f, "snapshot-every-s", "%g", (double)snapshot_s, "must be >= 0")
+    TRAIN_BAD(co.threads < 0, "threads", "%d", co.threads, "must be >= 0")
+    if (!resume) {
+        TRAIN_BAD(cfg.batch < 1, "batch", "%d", cfg.batch, "must be >= 1")
+        TRAIN_BAD(cfg.particles < 1, "particles", "%d", cfg.particles, "must be >= 1")
+        TRAIN_BAD(cfg.k < 1, "k", "%d", cfg.k, "must be >= 1")
+        TRAIN_BAD(!(cfg.lr > 0.0f), "lr", "%g", (double)cfg.lr, "must be > 0")
+        TRAIN_BAD(cfg.lr_gamma < 0.0f, "lr-gamma", "%g", (double)cfg.lr_gamma, "must be >= 0")
+        TRAIN_BAD(cfg.momentum < 0.0f || cfg.momentum >= 1.0f, "momentum", "%g", (double)cfg.momentum,
+                  "must lie in [0, 1)")
+        TRAIN_BAD(cfg.weight_decay < 0.0f, "weight-decay", "%g", (double)cfg.weight_decay, "must be >= 0")
+        TRAIN_BAD(!(cfg.center_rate > 0.0f && cfg.center_rate <= 1.0f), "center-rate", "%g", (double)cfg.center_rate,
+                  "must lie in (0, 1]")
+        TRAIN_BAD(cfg.init_std < 0.0f, "init-std", "%g", (double)cfg.init_std, "must be >= 0")
+        TRAIN_BAD(cfg.fang_refit_every < 1, "fang-refit-every", "%d", cfg.fang_refit_every, "must be >= 1")
+        TRAIN_BAD(!(cfg.fang_tau >= 1.0f), "fang-tau", "%g", (double)cfg.fang_tau, "must be >= 1")
+        TRAIN_BAD(!(cfg.fang_lambda > 0.0f), "fang-lambda", "%g", (double)cfg.fang_lambda, "must be > 0")
+    }
+#undef TRAIN_BAD
+    {
+        ng_device dev;
+        int idx;
+        if (ng_device_parse(co.device, &dev, &idx) != NG_OK) {
+            fprintf(stderr, "natgrad rbm train: %s\n", ng_last_error());
+            return NG_EXIT_USAGE;
+        }
     }
     if (resume) {
+        uint64_t t_ck = 0;
         if (ng_rbm_checkpoint_read(resume, NG_CKPT_READ_ALL, &ck) != NG_OK ||
-            ng_rbm_checkpoint_config(ck, &nv_ck, &nh_ck, &cfg, &n_ck) != NG_OK) {
+            ng_rbm_checkpoint_config(ck, &nv_ck, &nh_ck, &cfg, &n_ck) != NG_OK ||
+            ng_ckpt_get_u64(ck, "run.t", &t_ck) != NG_OK) {
             fprintf(stderr, "natgrad rbm train: --resume: %s\n", ng_last_error());
             ng_ckpt_free(ck);
             return NG_EXIT_FAIL;
         }
+        if ((uint64_t)steps < t_ck) {
+            fprintf(stderr, "natgrad rbm train: --steps %d is below the %llu updates %s already holds; --steps is "
+                            "the new total (e.g. --steps %llu for %d more)\n",
+                    steps, (unsigned long long)t_ck, resume, (unsigned long long)t_ck + (uint64_t)steps, steps);
+            ng_ckpt_free(ck);
+            return NG_EXIT_USAGE;
+        }
+        if ((uint64_t)steps == t_ck)
+            fprintf(stderr, "natgrad: %s already holds %llu updates = --steps: nothing to train (--steps is the new "
+                            "total)\n", resume, (unsigned long long)t_ck);
         hidden = nh_ck;
     }
     if ((rc = load_data("training", co.data, co.data_dir, "train", limit, &train))) goto done;
+    /* the defaults (FANG's 2000) adapt to a smaller data set such as bars-stripes (30 examples);
+     * values given explicitly are kept and checked by the trainer */
+    if (!resume && !batch_given && cfg.batch > train.n) {
+        fprintf(stderr, "natgrad: note: --batch defaults to %d, the size of %s (the default %d is larger)\n",
+                train.n, train.name, cfg.batch);
+        cfg.batch = train.n;
+        if (!particles_given && cfg.particles > train.n) cfg.particles = train.n;
+    }
     if (resume && (train.dim != nv_ck || train.n != n_ck)) {
         fprintf(stderr, "natgrad rbm train: --resume %s was trained on %d examples of dimension %d, but --data %s "
                         "has %d of dimension %d (use the same data and --limit)\n",
@@ -302,9 +360,17 @@ static int rbm_train(int argc, char **argv) {
     } else {
         if (res.time_limit)
             fprintf(stderr, "natgrad: --minutes %g reached at update %llu\n", (double)minutes, (unsigned long long)res.end);
-        fprintf(stderr, "natgrad: %s after %llu updates in %.1f s (%.2f updates/s); checkpoint %s, log %s\n",
-                res.interrupted ? "interrupted" : "done", (unsigned long long)res.end, res.seconds,
-                res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, ckpt_path, csv_path);
+        if (res.start > 0)
+            fprintf(stderr, "natgrad: %s at update %llu in all: %llu updates in %.1f s since the resume at update %llu "
+                            "(%.2f updates/s); the log's time continues from %.1f s; checkpoint %s, log %s\n",
+                    res.interrupted ? "interrupted" : "done", (unsigned long long)res.end,
+                    (unsigned long long)(res.end - res.start), res.seconds, (unsigned long long)res.start,
+                    res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, res.time_offset_s, ckpt_path,
+                    csv_path);
+        else
+            fprintf(stderr, "natgrad: %s after %llu updates in %.1f s (%.2f updates/s); checkpoint %s, log %s\n",
+                    res.interrupted ? "interrupted" : "done", (unsigned long long)res.end, res.seconds,
+                    res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, ckpt_path, csv_path);
         rc = res.interrupted ? NG_EXIT_FAIL : NG_EXIT_OK;
     }
 done:
@@ -320,30 +386,62 @@ done:
 /* ---- eval ---------------------------------------------------------------------------------- */
 
 static const char *EVAL_SUMMARY =
-    "Evaluate a trained RBM: log Z by AIS from the base-rate model (Salakhutdinov & Murray 2008)\n"
-    "with its 3-sigma interval, exactly when the smaller layer has at most 20 units, and the average\n"
-    "log-likelihood (nats) of the data after stochastic binarisation with a fixed seed.\n"
-    "Reads checkpoints of this version and of natgrad 0.1.";
+    "Evaluate a trained RBM: log Z by AIS from the base-rate model (Salakhutdinov & Murray 2008),\n"
+    "pooling --ais-runs independent runs of --ais-chains chains, with a 95% bootstrap interval over\n"
+    "runs and chains and each run's estimate and effective sample size (ESS); exactly when the\n"
+    "smaller layer has at most 20 units; and the average log-likelihood (nats) of the data after\n"
+    "stochastic binarisation with a fixed seed. AIS errs high (its log Z is a stochastic lower bound);\n"
+    "--raise-n N runs RAISE (reverse AIS, errs low) on the first N examples and reports the paired\n"
+    "difference of the two on those examples. Reads checkpoints of this version and of natgrad 0.1.";
+
+typedef struct eval_progress {
+    double t0;
+    int64_t last_done;
+} eval_progress;
+
+/* progress line with ETA, at most about once a second */
+static void eval_progress_fn(void *user, const char *what, int64_t done, int64_t total) {
+    eval_progress *p = (eval_progress *)user;
+    double el;
+    if (done < p->last_done) p->t0 = ng_time_s(); /* a new phase */
+    p->last_done = done;
+    el = ng_time_s() - p->t0;
+    if (done < total && done % 1000 != 0) return;
+    ng_progress((uint64_t)done, (uint64_t)total, el, done > 0 ? el * (double)(total - done) / (double)done : NAN,
+                what, 0);
+    if (done >= total) ng_progress((uint64_t)done, (uint64_t)total, el, 0.0, what, 1);
+}
+
+/* "natgrad rbm eval: --NAME VALUE: must be ..." */
+static int bad_opt(const char *name, long long v, const char *want) {
+    fprintf(stderr, "natgrad rbm eval: --%s %lld: %s\n", name, v, want);
+    return NG_EXIT_USAGE;
+}
 
 static int rbm_eval(int argc, char **argv) {
     ng_common_opts co;
     const char *ckpt = NULL, *split = "test", *train_data = NULL, *csv_path = NULL, *opt_name = "?";
     ng_ais_config ais;
-    int limit = 0, exact = -1, rc, chains, betas, raise_n = 0, raise_betas = 1000, raise_chains = 10;
+    int limit = 0, exact = -1, rc, chains, betas, runs, sched_i = 0, raise_n = 0, raise_betas = 1000,
+        raise_chains = 10;
     ng_backend *be = NULL;
     ng_dataset ds = {0}, tds = {0};
     ng_rbm rbm;
     ng_ckpt *ck = NULL;
     int64_t nv64, nh64;
-    int nv, nh, rbm_ready = 0;
+    int nv, nh, rbm_ready = 0, r;
     float *abase = NULL, *bin = NULL;
     ng_status s;
     ng_ais_result res;
     double logz_exact = NAN, ll = NAN, ll_exact = NAN, t0;
+    eval_progress prog = {0, 0};
+    ng_device dev;
+    int dev_index;
     ng_ais_config_default(&ais);
     ng_common_defaults(&co);
     chains = ais.n_chains;
     betas = ais.n_betas;
+    runs = ais.n_runs;
     memset(&rbm, 0, sizeof rbm);
     {
         ng_opt opts[] = {
@@ -352,12 +450,14 @@ static int rbm_eval(int argc, char **argv) {
             {"split", OPT_STR, &split, "train|test", "split of a named data set", 0, 0},
             {"train-data", OPT_STR, &train_data, "NAME|PATH", "data for the base-rate model (default: train split of --data)", 0, 0},
             {"limit", OPT_INT, &limit, "N", "evaluate only the first N examples (0 = all)", 0, 0},
-            {"ais-betas", OPT_INT, &betas, "K", "AIS intermediate distributions (FANG used 50000)", 0, 0},
-            {"ais-chains", OPT_INT, &chains, "M", "AIS chains", 0, 0},
+            {"ais-betas", OPT_INT, &betas, "K", "AIS intermediate distributions of the linear schedule (FANG used 50000)", 0, 0},
+            {"ais-schedule", OPT_ENUM, &sched_i, "linear|sm08", "betas: linear (--ais-betas of them) or Salakhutdinov & Murray 2008's 14,500 (1e-3 steps to 0.5, 1e-4 to 0.9, 1e-5 to 1)", 0, 0},
+            {"ais-chains", OPT_INT, &chains, "M", "AIS chains per run", 0, 0},
+            {"ais-runs", OPT_INT, &runs, "R", "independent AIS runs, pooled; their spread widens the bootstrap interval (1..64)", 0, 0},
             {"raise-n", OPT_INT, &raise_n, "N", "also estimate the log-likelihood of the first N examples by RAISE (reverse AIS; 0 = off)", 0, 0},
-            {"raise-betas", OPT_INT, &raise_betas, "K", "RAISE intermediate distributions", 0, 0},
+            {"raise-betas", OPT_INT, &raise_betas, "K", "RAISE intermediate distributions (linear; sm08 with --ais-schedule sm08)", 0, 0},
             {"raise-chains", OPT_INT, &raise_chains, "R", "RAISE chains per example", 0, 0},
-            {"exact", OPT_INT, &exact, "0|1", "exact log Z by enumeration (-1: when the smaller layer <= 20)", 0, 0},
+            {"exact", OPT_INT, &exact, "-1|0|1", "exact log Z by enumeration (-1: when the smaller layer <= 20)", 0, 0},
             {"seed", OPT_U64, &co.seed, "S", "seed of the AIS chains and the binarisation", 0, 0},
             {"csv", OPT_STR, &csv_path, "PATH", "append a result row to this CSV", 0, 0},
             NG_OPT_DEVICE(&co),
@@ -367,19 +467,37 @@ static int rbm_eval(int argc, char **argv) {
         if (rc < 0) return NG_EXIT_OK;
         if (rc) return rc;
     }
+    /* usage errors first, each naming its option, before any file is read */
     if (!ckpt) {
         fprintf(stderr, "natgrad rbm eval: --checkpoint CKPT is required (see --help)\n");
         return NG_EXIT_USAGE;
     }
-    if (betas < 2 || chains < 2 || limit < 0 || exact < -1 || exact > 1 || raise_n < 0 || raise_betas < 1 ||
-        raise_chains < 1 || (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)) {
-        fprintf(stderr, "natgrad rbm eval: need --ais-betas >= 2, --ais-chains >= 2, --limit >= 0, "
-                        "--exact -1|0|1, --split train|test, --raise-n >= 0, --raise-betas/--raise-chains >= 1\n");
+    if (betas < 2) return bad_opt("ais-betas", betas, "must be >= 2");
+    if (chains < 2) return bad_opt("ais-chains", chains, "must be >= 2");
+    if (runs < 1 || runs > NG_AIS_MAX_RUNS) return bad_opt("ais-runs", runs, "must be in 1..64");
+    if ((long long)runs * chains > (1 << 24)) return bad_opt("ais-chains", chains, "times --ais-runs exceeds 2^24 chains");
+    if (limit < 0) return bad_opt("limit", limit, "must be >= 0");
+    if (exact < -1 || exact > 1) return bad_opt("exact", exact, "must be -1, 0 or 1");
+    if (raise_n < 0) return bad_opt("raise-n", raise_n, "must be >= 0");
+    if (raise_betas < 1) return bad_opt("raise-betas", raise_betas, "must be >= 1");
+    if (raise_chains < 1) return bad_opt("raise-chains", raise_chains, "must be >= 1");
+    if (raise_n == 1) return bad_opt("raise-n", raise_n, "must be 0 (off) or >= 2 (the paired interval needs two examples)");
+    if (co.threads < 0) return bad_opt("threads", co.threads, "must be >= 0");
+    if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0) {
+        fprintf(stderr, "natgrad rbm eval: --split '%s': use train or test\n", split);
+        return NG_EXIT_USAGE;
+    }
+    if (ng_device_parse(co.device, &dev, &dev_index) != NG_OK) {
+        fprintf(stderr, "natgrad rbm eval: %s\n", ng_last_error());
         return NG_EXIT_USAGE;
     }
     ais.n_betas = betas;
     ais.n_chains = chains;
+    ais.n_runs = runs;
+    ais.schedule = (ng_ais_schedule)sched_i;
     ais.seed = co.seed;
+    ais.progress = eval_progress_fn;
+    ais.progress_user = &prog;
     if (ng_rbm_checkpoint_read(ckpt, NG_CKPT_READ_ALL, &ck) != NG_OK ||
         ng_ckpt_get_int(ck, "rbm.n_visible", 1, 1 << 30, &nv64) != NG_OK ||
         ng_ckpt_get_int(ck, "rbm.n_hidden", 1, 1 << 30, &nh64) != NG_OK) {
@@ -389,6 +507,12 @@ static int rbm_eval(int argc, char **argv) {
     }
     nv = (int)nv64;
     nh = (int)nh64;
+    if (exact == 1 && (nv < nh ? nv : nh) > 20) {
+        fprintf(stderr, "natgrad rbm eval: --exact 1: %s is a %d x %d RBM; enumeration needs a layer of at most 20 "
+                        "units (use --exact -1 or 0 and AIS)\n", ckpt, nv, nh);
+        ng_ckpt_free(ck);
+        return NG_EXIT_USAGE;
+    }
     if (ng_ckpt_has(ck, "precond.kind")) {
         const char *k = NULL;
         ng_ckpt_get_str(ck, "precond.kind", &k);
@@ -421,7 +545,9 @@ static int rbm_eval(int argc, char **argv) {
         uint64_t key = ng_rng_stream_key(co.seed, NG_RNG_EVAL_BINARIZE);
         for (j = 0; j < n; j++) bin[j] = ng_rng_uniform(key, 0, j) <= ds.x[j] ? 1.0f : 0.0f;
     }
-    fprintf(stderr, "natgrad: AIS with %d betas x %d chains on %d x %d RBM ...\n", betas, chains, nv, nh);
+    fprintf(stderr, "natgrad: AIS: %d runs x %d chains, %s schedule (%d betas), on a %d x %d RBM ...\n", runs,
+            chains, sched_i ? "S&M 2008" : "linear", sched_i ? 14500 : betas, nv, nh);
+    prog.t0 = ng_time_s();
     s = ng_rbm_ais(&rbm, abase, &ais, &res);
     if (s != NG_OK) goto fail;
     s = ng_rbm_mean_log_prob(&rbm, bin, ds.n, res.log_z, &ll);
@@ -434,25 +560,49 @@ static int rbm_eval(int argc, char **argv) {
     printf("checkpoint: %s (%d visible x %d hidden, optimizer %s)\n", ckpt, nv, nh, opt_name);
     printf("data: %s %s, %d examples, stochastically binarised (seed %llu)\n", ds.name, split, ds.n,
            (unsigned long long)co.seed);
-    printf("AIS: log Z = %.4f  3-sigma interval [%.4f, %.4f]  (log Z_base %.4f, ESS %.1f of %d chains, %d betas)\n",
-           res.log_z, res.log_z_lo, res.log_z_hi, res.log_z_base, res.ess, chains, betas);
+    printf("AIS: log Z = %.4f  95%% bootstrap interval [%.4f, %.4f]  (%d runs x %d chains, %d betas, "
+           "log Z_base %.4f, pooled ESS %.1f of %d)\n",
+           res.log_z, res.log_z_lo, res.log_z_hi, runs, chains, res.n_betas, res.log_z_base, res.ess, runs * chains);
+    printf("AIS runs (log Z, ESS of %d):", chains);
+    for (r = 0; r < runs; r++) printf("%s %.4f (%.1f)", r ? "," : "", res.run_log_z[r], res.run_ess[r]);
+    printf("; spread (sd) %.4f\n", res.run_sd);
+    if (res.min_run_ess < 0.1 * chains)
+        fprintf(stderr, "natgrad: warning: AIS weights are degenerate: a run's ESS is %.1f of its %d chains (< 10%%), "
+                        "so the estimate is likely too low and its interval too narrow; increase --ais-betas first "
+                        "(or --ais-schedule sm08), then --ais-chains and --ais-runs\n", res.min_run_ess, chains);
     if (!isnan(logz_exact)) printf("exact: log Z = %.4f\n", logz_exact);
-    printf("average log-likelihood: %.4f nats (AIS log Z; interval [%.4f, %.4f])\n", ll,
+    printf("average log-likelihood: %.4f nats (AIS log Z; 95%% interval [%.4f, %.4f]; AIS errs high)\n", ll,
            ll - (res.log_z_hi - res.log_z), ll + (res.log_z - res.log_z_lo));
     if (!isnan(ll_exact)) printf("average log-likelihood with exact log Z: %.4f nats\n", ll_exact);
     if (raise_n > 0) {
         ng_ais_config rc_cfg = ais;
         ng_raise_result rr;
-        double ll_sub = NAN;
+        ng_paired_diff pd;
         int nr = raise_n < ds.n ? raise_n : ds.n;
+        double *per = (double *)malloc((size_t)nr * sizeof(double)), *F = (double *)malloc((size_t)nr * sizeof(double));
         rc_cfg.n_betas = raise_betas;
         rc_cfg.n_chains = raise_chains;
-        fprintf(stderr, "natgrad: RAISE on %d examples, %d betas x %d chains each ...\n", nr, raise_betas, raise_chains);
-        s = ng_rbm_raise(&rbm, abase, bin, nr, &rc_cfg, &rr, NULL);
-        if (s == NG_OK) s = ng_rbm_mean_log_prob(&rbm, bin, nr, res.log_z, &ll_sub);
+        prog.last_done = 0;
+        prog.t0 = ng_time_s();
+        fprintf(stderr, "natgrad: RAISE on %d examples, %d betas x %d chains each ...\n", nr,
+                sched_i ? 14500 : raise_betas, raise_chains);
+        s = (!per || !F) ? ng_error(NG_ERR_OOM, "out of memory") : NG_OK;
+        if (s == NG_OK && nr < 2) s = ng_error(NG_ERR_INVALID_ARG, "RAISE needs >= 2 examples, the data have %d", nr);
+        if (s == NG_OK) s = ng_rbm_raise(&rbm, abase, bin, nr, &rc_cfg, &rr, per);
+        if (s == NG_OK) s = ng_rbm_free_energy(&rbm, bin, nr, F);
+        if (s == NG_OK) s = ng_raise_ais_paired(per, F, nr, &res, &pd);
+        free(per);
+        free(F);
         if (s != NG_OK) goto fail;
-        printf("RAISE: average log-likelihood of the first %d examples: %.4f nats, 3-SE interval [%.4f, %.4f] "
-               "(AIS on the same examples: %.4f)\n", nr, rr.mean_log_prob, rr.lo, rr.hi, ll_sub);
+        printf("RAISE: average log-likelihood of the first %d examples: %.4f nats (errs low; spread over examples: "
+               "3-SE [%.4f, %.4f])\n", nr, rr.mean_log_prob, rr.lo, rr.hi);
+        printf("AIS on the same %d examples: %.4f nats (errs high)\n", nr, pd.ais_mean);
+        printf("AIS - RAISE, paired on those examples: %.4f nats, 95%% interval [%.4f, %.4f]: %s\n", pd.diff, pd.lo,
+               pd.hi,
+               pd.lo > 0.0 ? "the true value lies between them, up to their noise; the gap bounds the error"
+               : pd.hi < 0.0 ? "RAISE above AIS beyond the noise: the paths are too short for either to be trusted; "
+                               "increase --ais-betas and --raise-betas"
+                             : "the two agree within the noise");
     }
     printf("time: %.1f s\n", ng_time_s() - t0);
     if (csv_path) {
@@ -463,10 +613,12 @@ static int rbm_eval(int argc, char **argv) {
             s = ng_error(NG_ERR_IO, "cannot append to %s: %s", csv_path, strerror(errno));
             goto fail;
         }
-        if (!exists && fprintf(f, "checkpoint,data,split,n,betas,chains,log_z,log_z_lo,log_z_hi,log_z_exact,avg_ll,avg_ll_exact\n") < 0)
+        if (!exists && fprintf(f, "checkpoint,data,split,n,betas,chains,log_z,log_z_lo,log_z_hi,log_z_exact,avg_ll,"
+                                  "avg_ll_exact,runs,schedule,ess,min_run_ess,run_sd\n") < 0)
             bad = 1;
-        if (fprintf(f, "%s,%s,%s,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", ckpt, ds.name, split, ds.n, betas,
-                    chains, res.log_z, res.log_z_lo, res.log_z_hi, logz_exact, ll, ll_exact) < 0)
+        if (fprintf(f, "%s,%s,%s,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%s,%.3f,%.3f,%.6f\n", ckpt, ds.name, split,
+                    ds.n, res.n_betas, chains, res.log_z, res.log_z_lo, res.log_z_hi, logz_exact, ll, ll_exact, runs,
+                    sched_i ? "sm08" : "linear", res.ess, res.min_run_ess, res.run_sd) < 0)
             bad = 1;
         if (fflush(f) != 0) bad = 1;
         if (fclose(f) != 0) bad = 1;
@@ -478,7 +630,7 @@ static int rbm_eval(int argc, char **argv) {
     rc = NG_EXIT_OK;
     goto out;
 fail:
-    fprintf(stderr, "natgrad rbm eval: %s\n", ng_last_error());
+    fprintf(stderr, "\nnatgrad rbm eval: %s\n", ng_last_error());
     rc = NG_EXIT_FAIL;
 out:
     if (rbm_ready) ng_rbm_free(&rbm);

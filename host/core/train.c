@@ -273,11 +273,34 @@ static ng_status log_flush(logfile *lf) {
 
 /* Open a log with the given header line: append (after dropping rows past t; the existing header
  * must be this one) or start afresh. */
-static ng_status log_open(logfile *lf, const char *path, const char *header, int append, uint64_t t) {
+/* The number in column `col` (0-based) of the last data row of a CSV text (0 when there is none):
+ * the time columns continue from it on --resume. */
+static double last_row_field(const char *buf, size_t len, int col) {
+    size_t end = len, start;
+    const char *p;
+    int c;
+    while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == '\r')) end--;
+    start = end;
+    while (start > 0 && buf[start - 1] != '\n') start--;
+    if (start == 0) return 0.0; /* only the header */
+    p = buf + start;
+    for (c = 0; c < col && p < buf + end; p++)
+        if (*p == ',') c++;
+    if (c < col || p >= buf + end) return 0.0;
+    {
+        double v = strtod(p, NULL);
+        return isfinite(v) && v > 0.0 ? v : 0.0;
+    }
+}
+
+static ng_status log_open_at(logfile *lf, const char *path, const char *header, int append, uint64_t t,
+                             int time_col, double *last_time, int time_col2, double *last_time2) {
     char *buf = NULL;
     size_t len = 0;
     lf->path = path;
     lf->f = NULL;
+    if (last_time) *last_time = 0.0;
+    if (last_time2) *last_time2 = 0.0;
     if (append) {
         NG_TRY(ng_csv_truncate(path, t));
         NG_TRY(read_text(path, &buf, &len));
@@ -289,6 +312,8 @@ static ng_status log_open(logfile *lf, const char *path, const char *header, int
                                 "log %s: its columns differ from this run's (%s); use another --out or --csv",
                                 path, header);
             }
+            if (last_time) *last_time = last_row_field(buf, len, time_col);
+            if (last_time2) *last_time2 = last_row_field(buf, len, time_col2);
         }
     }
     lf->f = fopen(path, append ? "a" : "w");
@@ -344,7 +369,8 @@ static ng_status save_ckpt(ng_trainer *tr, const char *path, ng_run_result *res)
 ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
     logfile csv = {0}, snaps = {0};
     char header[NG_TRAIN_MAX_COLUMNS * 40], snap_path[4300];
-    double row[NG_TRAIN_MAX_COLUMNS], t0, train_s = 0.0, next_snap = rc->snapshot_s;
+    double row[NG_TRAIN_MAX_COLUMNS], t0, train_s = 0.0, next_snap = rc->snapshot_s, toff = 0.0, snap_toff = 0.0,
+                                      snap_train_off = 0.0;
     ng_status s = NG_OK, sc;
     size_t hl = 0;
     int i, error_after_consistent_state = 0;
@@ -357,12 +383,15 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
         return ng_error(NG_ERR_INVALID_ARG, "run: a CSV log and a checkpoint path are required");
     for (i = 0; i < tr->n_columns; i++)
         hl += (size_t)snprintf(header + hl, sizeof header - hl, i ? ",%s" : "%s", tr->columns[i]);
-    NG_TRY(log_open(&csv, rc->csv_path, header, rc->append, tr->t));
+    /* on --resume the time columns continue from the last row kept (time_s of the run before) */
+    NG_TRY(log_open_at(&csv, rc->csv_path, header, rc->append, tr->t, 2, &toff, 0, NULL));
     if (rc->snapshot_s > 0.0) {
         if (snprintf(snap_path, sizeof snap_path, "%s/snapshots.csv", rc->out_dir ? rc->out_dir : ".") >=
             (int)sizeof snap_path)
             s = ng_error(NG_ERR_INVALID_ARG, "run: output directory name too long");
-        if (s == NG_OK) s = log_open(&snaps, snap_path, "step,time_s,train_s,checkpoint", rc->append, tr->t);
+        if (s == NG_OK)
+            s = log_open_at(&snaps, snap_path, "step,time_s,train_s,checkpoint", rc->append, tr->t, 1, &snap_toff,
+                            2, &snap_train_off);
         if (s != NG_OK) {
             log_close(&csv);
             return s;
@@ -396,7 +425,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
         if (logging) {
             row[0] = (double)tr->t;
             row[1] = (double)tr->data->epoch;
-            row[2] = el;
+            row[2] = toff + el;
             if (rc->monitor) {
                 s = rc->monitor(rc->user, tr, row + tr->col_monitor);
                 if (s != NG_OK) break;
@@ -437,7 +466,8 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
             s = save_ckpt(tr, snap, NULL);
             if (s == NG_OK) {
                 errno = 0;
-                if (log_text(&snaps, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, el, train_s, snap) < 0)
+                if (log_text(&snaps, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, (toff > snap_toff ? toff : snap_toff) + el,
+                             snap_train_off + train_s, snap) < 0)
                     s = log_write_failed(&snaps);
                 if (s == NG_OK) s = log_flush(&snaps);
                 if (s != NG_OK) error_after_consistent_state = 1;
@@ -452,6 +482,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
     }
     res->end = tr->t;
     res->seconds = ng_time_s() - t0;
+    res->time_offset_s = toff;
     {
         /* the first error is the one reported: later failures (closing a log that already failed)
          * must not overwrite its message */

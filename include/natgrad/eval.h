@@ -113,6 +113,14 @@ typedef struct ng_paired_diff {
 ng_status ng_raise_ais_paired(const double *raise_per_example, const double *free_energy, int n,
                               const ng_ais_result *ais, ng_paired_diff *out);
 
+/* n samples of the RBM by block Gibbs sampling: chains start at v ~ sigmoid(a_base) (the
+ * base-rate model, n_visible host biases) and run `sweeps` full sweeps h | v, v | h; returns the
+ * last sweep's visible probabilities sigmoid(W^T h + a) (prob_host) and binary samples
+ * (sample_host), both (n_visible, n) column-major host matrices (either may be NULL). Streams:
+ * (seed, NG_RNG_GIBBS). progress: optional, only its progress / progress_user are used. */
+ng_status ng_rbm_sample(ng_rbm *rbm, const float *a_base, int n, int sweeps, uint64_t seed,
+                        const ng_ais_config *progress, float *prob_host, float *sample_host);
+
 /* Average log p(v) over the columns of a binary host (n_visible, n) matrix given log Z. */
 ng_status ng_rbm_mean_log_prob(ng_rbm *rbm, const float *v_host, int n, double log_z,
                                double *mean_log_prob);

@@ -99,7 +99,8 @@ typedef struct ng_run_config {
 
 typedef struct ng_run_result {
     uint64_t start, end; /* t at start and at the end */
-    double seconds;
+    double seconds;      /* wall clock of this call */
+    double time_offset_s; /* on resume: time_s of the last CSV row kept, where this run's times continue */
     int interrupted;     /* stopped by ng_interrupt_request */
     int time_limit;      /* stopped by the time budget */
     int saved;           /* the checkpoint at ckpt_path holds update `end` */
