@@ -351,13 +351,101 @@ else
     check_eval sigint_checkpoint_evaluates sigint/rbm.ckpt --ais-betas 2000
     run sigint_resume "$bin" rbm train "${R[@]}" --resume sigint/rbm.ckpt --steps $((t + 20)) --out sigint
     if [ "$rc" = 0 ] && grep -q "resumed sigint/rbm.ckpt at update $t" sigint_resume.err &&
-       grep -q "done after $((t + 20)) updates" sigint_resume.err; then
+       grep -q "done at update $((t + 20)) in all: 20 updates" sigint_resume.err; then
       pass sigint_checkpoint_resumes
     else
       fail sigint_checkpoint_resumes "exit $rc"; show sigint_resume.err
     fi
   fi
 fi
+
+# ---- issue 15: honest AIS, samples, rough edges ----------------------------------------------------
+# every bad value is named on its own, before the backend starts or the data load
+for spec in "hidden 0" "log-every 0" "steps -1" "checkpoint-every -1" "monitor-n -1" "minutes -1" \
+            "batch 0" "particles -1" "k 0" "momentum 2" "lr-gamma -1" "center-rate 0" "fang-tau 0"; do
+  set -- $spec
+  run "early_$1" "$bin" rbm train --data /nonexistent/data.idx --device cpu --out u --"$1" "$2"
+  if [ "$rc" = 2 ] && grep -qF -- "--$1 $2" "early_$1.err" && ! grep -q "backend\|nonexistent\|particles," "early_$1.err"; then
+    pass "train_names_bad_$1"
+  else
+    fail "train_names_bad_$1" "exit $rc (want 2, a message naming --$1 $2 before data or backend)"; show "early_$1.err"
+  fi
+done
+for spec in "ais-betas 1" "ais-chains 1" "ais-runs 0" "ais-runs 65" "raise-n -1" "raise-n 1" "raise-betas 0" "raise-chains 0" "exact 2" "limit -1"; do
+  set -- $spec
+  run "eval_early_$1_$2" "$bin" rbm eval --checkpoint nothere.ckpt --data bars-stripes --device cpu --"$1" "$2"
+  if [ "$rc" = 2 ] && grep -qF -- "--$1 $2" "eval_early_$1_$2.err" && ! grep -q "nothere" "eval_early_$1_$2.err"; then
+    pass "eval_names_bad_$1_$2"
+  else
+    fail "eval_names_bad_$1_$2" "exit $rc (want 2 naming --$1 $2 before reading the checkpoint)"; show "eval_early_$1_$2.err"
+  fi
+done
+expect_exit device_gpu_refused 2 "'gpu'" "$bin" rbm train --data bars-stripes --device gpu --out u
+expect_exit eval_device_gpu_refused 2 "'gpu'" "$bin" rbm eval --checkpoint e2e/rbm.ckpt --data bars-stripes --device gpu
+# --exact 1 on a model too large to enumerate: a usage error before any AIS
+run big_train "$bin" rbm train --data curves-like --limit 50 --hidden 21 --steps 1 --device cpu --out big
+if [ "$rc" = 0 ]; then
+  run exact_big "$bin" rbm eval --checkpoint big/rbm.ckpt --data curves-like --limit 10 --device cpu --exact 1
+  if [ "$rc" = 2 ] && grep -qF -- "--exact 1" exact_big.err && ! grep -q "natgrad: AIS" exact_big.err; then pass exact_too_big_up_front
+  else fail exact_too_big_up_front "exit $rc"; show exact_big.err; fi
+else
+  fail exact_too_big_up_front "training the 784 x 21 model: exit $rc"; show big_train.err
+fi
+# --resume with --steps below the checkpoint's count says so (it used to exit 0 doing nothing)
+expect_exit resume_steps_below 2 "--steps 100 is below the 300 updates" "$bin" rbm train "${R[@]}" --resume full/rbm.ckpt --steps 100 --out full
+expect_exit resume_steps_equal 0 "nothing to train" "$bin" rbm train "${R[@]}" --resume done.ckpt --checkpoint done.ckpt --steps 300 --out done
+# bars-stripes with the default batch (2000 > 30 examples): the batch adapts, with a note
+expect_exit bars_default_batch 0 "--batch defaults to 30" "$bin" rbm train --data bars-stripes --steps 5 --device cpu --out bars
+# the CSV's time column continues across --resume: non-decreasing over the whole log
+if [ -s half/train.csv ] && tail -n +2 half/train.csv | awk -F, 'NR > 1 && $3 + 0 < prev { bad = 1 } { prev = $3 + 0 } END { exit bad }' &&
+   grep -q "since the resume at update 150" resume_rest.err; then
+  pass resume_time_continues
+else
+  fail resume_time_continues "time_s restarts after --resume, or the final line lacks the resume"; show half/train.csv 8; show resume_rest.err 2
+fi
+# eval: pooled runs, 95 % bootstrap interval, per-run ESS, RAISE paired with AIS, progress with ETA
+run eval_runs "$bin" rbm eval --checkpoint longer/rbm.ckpt --data bars-stripes --device cpu --ais-betas 500 --ais-runs 3 \
+  --ais-chains 40 --raise-n 20 --raise-betas 300 --csv runs.csv
+lz=$(num eval_runs.out "AIS: log Z =")
+lo=$(sed -nE 's/.*interval \[(-?[0-9.]+), (-?[0-9.]+)\].*/\1/p' eval_runs.out | head -1)
+hi=$(sed -nE 's/.*interval \[(-?[0-9.]+), (-?[0-9.]+)\].*/\2/p' eval_runs.out | head -1)
+ex=$(num eval_runs.out "exact: log Z =")
+if [ "$rc" = 0 ] && grep -q "95% bootstrap interval" eval_runs.out && [ "$(grep -o '([0-9.]*)' <(grep '^AIS runs' eval_runs.out) | wc -l)" = 3 ] &&
+   grep -q "AIS - RAISE, paired" eval_runs.out && grep -q "ETA" eval_runs.err &&
+   awk -v l="$lo" -v z="$lz" -v h="$hi" 'BEGIN { exit !(l <= z && z <= h) }' &&
+   head -1 runs.csv | grep -q ",runs,schedule,ess,min_run_ess,run_sd$"; then
+  pass eval_pooled_runs
+  echo "  (AIS $lz [$lo, $hi], exact $ex)"
+else
+  fail eval_pooled_runs "exit $rc"; show eval_runs.out 8; show eval_runs.err 3
+fi
+# RAISE and AIS bracket the exact value here (long enough paths): the paired interval contains 0
+# within noise or lies above it; never below
+pd=$(sed -nE 's/.*paired on those examples: (-?[0-9.]+) nats, 95% interval \[(-?[0-9.]+), (-?[0-9.]+)\].*/\3/p' eval_runs.out)
+if [ -n "$pd" ] && awk -v h="$pd" 'BEGIN { exit !(h >= 0) }'; then pass raise_ais_paired
+else fail raise_ais_paired "paired interval upper end '$pd' below 0"; show eval_runs.out 4; fi
+# the S&M 2008 schedule runs 14,500 betas
+run eval_sm08 "$bin" rbm eval --checkpoint longer/rbm.ckpt --data bars-stripes --device cpu --ais-schedule sm08 --ais-runs 2 --ais-chains 10
+if [ "$rc" = 0 ] && grep -q "14500 betas" eval_sm08.out; then pass eval_sm08_schedule; else fail eval_sm08_schedule "exit $rc"; show eval_sm08.out 4; fi
+expect_exit eval_bad_schedule 2 "--ais-schedule" "$bin" rbm eval --checkpoint longer/rbm.ckpt --data bars-stripes --ais-schedule cubic
+# degenerate weights (2 betas on a trained model): a warning saying what to increase
+run eval_degenerate "$bin" rbm eval --checkpoint longer/rbm.ckpt --data bars-stripes --device cpu --ais-betas 2 --ais-chains 200 --ais-runs 2
+if [ "$rc" = 0 ] && grep -q "warning: AIS weights are degenerate.*increase --ais-betas" eval_degenerate.err; then pass eval_low_ess_warning
+else fail eval_low_ess_warning "exit $rc"; show eval_degenerate.err 3; show eval_degenerate.out 3; fi
+# rbm sample: PNG grids and .npy arrays of the right shapes
+run sample "$bin" rbm sample --checkpoint longer/rbm.ckpt --data bars-stripes --n 9 --sweeps 50 --device cpu --out smp
+if [ "$rc" = 0 ] && [ "$(head -c 4 smp/samples.png | od -An -c | tr -d ' ')" = "211PNG" ] &&
+   [ "$(head -c 4 smp/filters.png | od -An -c | tr -d ' ')" = "211PNG" ] &&
+   head -c 128 smp/samples.npy | grep -q "'shape': (9, 16)" && head -c 128 smp/samples_binary.npy | grep -q "'shape': (9, 16)" &&
+   head -c 128 smp/filters.npy | grep -q "'shape': (8, 16)" &&
+   [ "$(wc -c <smp/samples.npy)" = $((128 + 9 * 16 * 4)) ]; then
+  pass rbm_sample_files
+else
+  fail rbm_sample_files "exit $rc"; show sample.err; ls -la smp 2>/dev/null | sed 's/^/  | /'
+fi
+expect_exit sample_bad_sweeps 2 "--sweeps 0" "$bin" rbm sample --checkpoint longer/rbm.ckpt --data bars-stripes --sweeps 0
+expect_exit sample_no_checkpoint 2 "--checkpoint" "$bin" rbm sample --data bars-stripes
+expect_exit sample_wrong_data 2 "visible units" "$bin" rbm sample --checkpoint longer/rbm.ckpt --data curves-like --device cpu --out smp2
 
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

@@ -13,6 +13,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  rbm train    train a binary RBM with PCD/CD: SGD, centering or FANG\n"
             "  rbm eval     log Z (AIS, exact for small models) and test log-likelihood of a checkpoint\n"
+            "  rbm sample   samples after N Gibbs sweeps and the weight filters, as PNG grids and .npy arrays\n"
             "  net train    train an MLP or deep autoencoder (presets of Hinton & Salakhutdinov 2006)\n"
             "  net eval     objective and reconstruction error of a network checkpoint\n"
             "  export       write a checkpoint's parameters as safetensors (NumPy, PyTorch)\n"

@@ -1,4 +1,4 @@
-/* rbm_cmd.c: `natgrad rbm train` and `natgrad rbm eval`.
+/* rbm_cmd.c: `natgrad rbm train`, `natgrad rbm eval` and `natgrad rbm sample`.
  * train: loads a data set, builds an RBM, its PCD/CD estimator, the preconditioner of
  * --optimizer (sgd = identity, centering, fang) and SGD, and hands them to the run driver
  * (natgrad/train.h): CSV log, progress with ETA, checkpoints, snapshots, SIGINT, exact resume.
@@ -16,6 +16,7 @@
 #include "natgrad/data.h"
 #include "natgrad/eval.h"
 #include "natgrad/log.h"
+#include "natgrad/png.h"
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
 
@@ -566,8 +567,10 @@ static int rbm_eval(int argc, char **argv) {
     printf("AIS runs (log Z, ESS of %d):", chains);
     for (r = 0; r < runs; r++) printf("%s %.4f (%.1f)", r ? "," : "", res.run_log_z[r], res.run_ess[r]);
     printf("; spread (sd) %.4f\n", res.run_sd);
-    if (res.min_run_ess < 0.1 * chains)
-        fprintf(stderr, "natgrad: warning: AIS weights are degenerate: a run's ESS is %.1f of its %d chains (< 10%%), "
+    /* a quarter: on bars-stripes, 2 betas leave run ESS of 18-24 % and an estimate 0.4 nats low
+     * whose interval misses the exact value (tests/test_cli.sh eval_low_ess_warning) */
+    if (res.min_run_ess < 0.25 * chains)
+        fprintf(stderr, "natgrad: warning: AIS weights are degenerate: a run's ESS is %.1f of its %d chains (< 25%%), "
                         "so the estimate is likely too low and its interval too narrow; increase --ais-betas first "
                         "(or --ais-schedule sm08), then --ais-chains and --ais-runs\n", res.min_run_ess, chains);
     if (!isnan(logz_exact)) printf("exact: log Z = %.4f\n", logz_exact);
@@ -643,14 +646,206 @@ out:
     return rc;
 }
 
+static double mean_pixel(const ng_dataset *d) {
+    double m = 0.0;
+    size_t q, n = (size_t)d->dim * d->n;
+    for (q = 0; q < n; q++) m += d->x[q];
+    return n ? m / (double)n : 0.0;
+}
+
+/* ---- sample -------------------------------------------------------------------------------- */
+
+/* A float32 array as NumPy .npy (version 1.0, little-endian, C order) of shape (d0, d1). */
+static ng_status write_npy(const char *path, const float *x, int d0, int d1) {
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", d0, d1);
+    int total = 10 + n + 1, pad = (64 - total % 64) % 64, i, bad = 0;
+    unsigned short hl = (unsigned short)(n + 1 + pad);
+    FILE *f = fopen(path, "wb");
+    if (!f) return ng_error(NG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    if (fwrite("\x93NUMPY\x01\x00", 1, 8, f) != 8) bad = 1;
+    if (fputc(hl & 0xff, f) == EOF || fputc(hl >> 8, f) == EOF) bad = 1;
+    if (fwrite(hdr, 1, (size_t)n, f) != (size_t)n) bad = 1;
+    for (i = 0; i < pad; i++)
+        if (fputc(' ', f) == EOF) bad = 1;
+    if (fputc('\n', f) == EOF) bad = 1;
+    if (fwrite(x, sizeof(float), (size_t)d0 * d1, f) != (size_t)d0 * d1) bad = 1;
+    if (fclose(f) != 0) bad = 1;
+    return bad ? ng_error(NG_ERR_IO, "writing %s failed: %s", path, strerror(errno)) : NG_OK;
+}
+
+static const char *SAMPLE_SUMMARY =
+    "Draw samples from a trained RBM and show its filters. --n chains start from the base-rate model\n"
+    "of --data's training split and run --sweeps block Gibbs sweeps (h | v, v | h); writes\n"
+    "OUT/samples.png (the last sweep's visible probabilities, as images), OUT/samples.npy (those\n"
+    "probabilities) and OUT/samples_binary.npy (the binary samples), both (n, n_visible) float32;\n"
+    "OUT/filters.png (the first --filters rows of W, each scaled to gray 0.5 +- 0.5 w / max|w|) and\n"
+    "OUT/filters.npy (all of W, (n_hidden, n_visible)). Image shape from --data.";
+
+static int rbm_sample(int argc, char **argv) {
+    ng_common_opts co;
+    const char *ckpt = NULL;
+    int n = 100, sweeps = 1000, filters = 100, rc, nv, nh, rbm_ready = 0, i, j, cols;
+    ng_ckpt *ck = NULL;
+    ng_dataset tds = {0};
+    ng_backend *be = NULL;
+    ng_rbm rbm;
+    ng_status s = NG_OK;
+    int64_t nv64, nh64;
+    float *abase = NULL, *prob = NULL, *smp = NULL, *W = NULL, *fimg = NULL, *t = NULL;
+    char path[4300];
+    eval_progress prog = {0, 0};
+    ng_ais_config pcfg;
+    ng_device dev;
+    int dev_index;
+    ng_common_defaults(&co);
+    co.out = "samples";
+    memset(&rbm, 0, sizeof rbm);
+    {
+        ng_opt opts[] = {
+            {"checkpoint", OPT_STR, &ckpt, "CKPT", "checkpoint written by natgrad rbm train (required)", 0, 0},
+            NG_OPT_DATA(&co, "data set: image shape and the base-rate start of the chains"),
+            {"n", OPT_INT, &n, "N", "samples (independent chains)", 0, 0},
+            {"sweeps", OPT_INT, &sweeps, "K", "Gibbs sweeps per chain", 0, 0},
+            {"filters", OPT_INT, &filters, "F", "filters shown in filters.png (at most n_hidden)", 0, 0},
+            {"seed", OPT_U64, &co.seed, "S", "seed of the chains", 0, 0},
+            {"out", OPT_STR, &co.out, "DIR", "output directory", 0, 0},
+            NG_OPT_DEVICE(&co),
+            NG_OPT_THREADS(&co),
+            NG_OPT_END};
+        rc = ng_cli_parse("rbm sample", SAMPLE_SUMMARY, opts, argc, argv);
+        if (rc < 0) return NG_EXIT_OK;
+        if (rc) return rc;
+    }
+    if (!ckpt) {
+        fprintf(stderr, "natgrad rbm sample: --checkpoint CKPT is required (see --help)\n");
+        return NG_EXIT_USAGE;
+    }
+    if (n < 1 || n > 100000) {
+        fprintf(stderr, "natgrad rbm sample: --n %d: must be in 1..100000\n", n);
+        return NG_EXIT_USAGE;
+    }
+    if (sweeps < 1) {
+        fprintf(stderr, "natgrad rbm sample: --sweeps %d: must be >= 1\n", sweeps);
+        return NG_EXIT_USAGE;
+    }
+    if (filters < 1) {
+        fprintf(stderr, "natgrad rbm sample: --filters %d: must be >= 1\n", filters);
+        return NG_EXIT_USAGE;
+    }
+    if (co.threads < 0) {
+        fprintf(stderr, "natgrad rbm sample: --threads %d: must be >= 0\n", co.threads);
+        return NG_EXIT_USAGE;
+    }
+    if (ng_device_parse(co.device, &dev, &dev_index) != NG_OK) {
+        fprintf(stderr, "natgrad rbm sample: %s\n", ng_last_error());
+        return NG_EXIT_USAGE;
+    }
+    if (ng_rbm_checkpoint_read(ckpt, NG_CKPT_READ_ALL, &ck) != NG_OK ||
+        ng_ckpt_get_int(ck, "rbm.n_visible", 1, 1 << 30, &nv64) != NG_OK ||
+        ng_ckpt_get_int(ck, "rbm.n_hidden", 1, 1 << 30, &nh64) != NG_OK) {
+        fprintf(stderr, "natgrad rbm sample: %s\n", ng_last_error());
+        ng_ckpt_free(ck);
+        return NG_EXIT_FAIL;
+    }
+    nv = (int)nv64;
+    nh = (int)nh64;
+    if (filters > nh) filters = nh;
+    if ((rc = load_data("base-rate", co.data, co.data_dir, "train", 0, &tds))) goto out;
+    if (tds.dim != nv) {
+        fprintf(stderr, "natgrad rbm sample: checkpoint %s has %d visible units, --data %s has dimension %d\n", ckpt,
+                nv, co.data, tds.dim);
+        rc = NG_EXIT_USAGE;
+        goto out;
+    }
+    if (ng_mkdirs(co.out) != 0) {
+        fprintf(stderr, "natgrad rbm sample: cannot create output directory %s: %s\n", co.out, strerror(errno));
+        rc = NG_EXIT_FAIL;
+        goto out;
+    }
+    if ((rc = ng_cli_backend(&co, &be))) goto out;
+    s = ng_rbm_init(be, nv, nh, &rbm);
+    if (s == NG_OK) rbm_ready = 1;
+    if (s == NG_OK) s = ng_model_load(ng_rbm_model(&rbm), ck, 1);
+    abase = (float *)malloc((size_t)nv * sizeof(float));
+    prob = (float *)malloc((size_t)nv * n * sizeof(float));
+    smp = (float *)malloc((size_t)nv * n * sizeof(float));
+    W = (float *)malloc((size_t)nv * nh * sizeof(float));
+    fimg = (float *)malloc((size_t)nv * nh * sizeof(float));
+    t = (float *)malloc((size_t)nv * nh * sizeof(float));
+    if (s == NG_OK && (!abase || !prob || !smp || !W || !fimg || !t)) s = ng_error(NG_ERR_OOM, "out of memory");
+    if (s != NG_OK) goto fail;
+    ng_rbm_base_rate_bias(tds.x, nv, tds.n, abase);
+    ng_ais_config_default(&pcfg);
+    pcfg.progress = eval_progress_fn;
+    pcfg.progress_user = &prog;
+    prog.t0 = ng_time_s();
+    fprintf(stderr, "natgrad: %d chains x %d Gibbs sweeps on a %d x %d RBM ...\n", n, sweeps, nv, nh);
+    s = ng_rbm_sample(&rbm, abase, n, sweeps, co.seed, &pcfg, prob, smp);
+    if (s == NG_OK) s = ng_rbm_get_params(&rbm, W, NULL, NULL);
+    if (s != NG_OK) goto fail;
+    /* images: n columns of nv; .npy rows are samples, so the column-major (nv, n) buffer is already
+     * the C-order (n, nv) array */
+    cols = (int)ceil(sqrt((double)n));
+    snprintf(path, sizeof path, "%s/samples.png", co.out);
+    s = ng_png_write_image_grid(path, prob, tds.height, tds.width, n, cols, 1);
+    snprintf(path, sizeof path, "%s/samples.npy", co.out);
+    if (s == NG_OK) s = write_npy(path, prob, n, nv);
+    snprintf(path, sizeof path, "%s/samples_binary.npy", co.out);
+    if (s == NG_OK) s = write_npy(path, smp, n, nv);
+    /* filters: W is (nh, nv) column-major; filter j = row j. fimg column j = row j scaled */
+    for (j = 0; s == NG_OK && j < nh; j++) {
+        float mx = 0.0f;
+        for (i = 0; i < nv; i++) {
+            float w = W[j + (size_t)i * nh];
+            if (!isfinite(w)) s = ng_error(NG_ERR_NUMERIC, "W[%d, %d] is %g", j, i, (double)w);
+            if (fabsf(w) > mx) mx = fabsf(w);
+            t[(size_t)j * nv + i] = w; /* C-order (nh, nv) for filters.npy */
+        }
+        for (i = 0; i < nv; i++) fimg[(size_t)j * nv + i] = mx > 0.0f ? 0.5f + 0.5f * W[j + (size_t)i * nh] / mx : 0.5f;
+    }
+    snprintf(path, sizeof path, "%s/filters.png", co.out);
+    if (s == NG_OK) s = ng_png_write_image_grid(path, fimg, tds.height, tds.width, filters, (int)ceil(sqrt((double)filters)), 1);
+    snprintf(path, sizeof path, "%s/filters.npy", co.out);
+    if (s == NG_OK) s = write_npy(path, t, nh, nv);
+    if (s != NG_OK) goto fail;
+    {
+        double m = 0.0;
+        size_t q;
+        for (q = 0; q < (size_t)nv * n; q++) m += prob[q];
+        printf("samples: %s/samples.png (%d chains after %d sweeps; mean pixel probability %.4f, training data %.4f), "
+               "%s/samples.npy, %s/samples_binary.npy\n", co.out, n, sweeps, m / ((double)nv * n),
+               mean_pixel(&tds), co.out, co.out);
+        printf("filters: %s/filters.png (%d of %d), %s/filters.npy\n", co.out, filters, nh, co.out);
+    }
+    rc = NG_EXIT_OK;
+    goto out;
+fail:
+    fprintf(stderr, "\nnatgrad rbm sample: %s\n", ng_last_error());
+    rc = NG_EXIT_FAIL;
+out:
+    if (rbm_ready) ng_rbm_free(&rbm);
+    ng_backend_free(be);
+    ng_ckpt_free(ck);
+    ng_dataset_free(&tds);
+    free(abase);
+    free(prob);
+    free(smp);
+    free(W);
+    free(fimg);
+    free(t);
+    return rc;
+}
+
 int ng_cmd_rbm(int argc, char **argv) {
     if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
         FILE *f = argc < 1 ? stderr : stdout;
-        fprintf(f, "usage: natgrad rbm <train|eval> [options]   (natgrad rbm train --help)\n");
+        fprintf(f, "usage: natgrad rbm <train|eval|sample> [options]   (natgrad rbm train --help)\n");
         return argc < 1 ? NG_EXIT_USAGE : NG_EXIT_OK;
     }
     if (strcmp(argv[0], "train") == 0) return rbm_train(argc - 1, argv + 1);
     if (strcmp(argv[0], "eval") == 0) return rbm_eval(argc - 1, argv + 1);
-    fprintf(stderr, "natgrad rbm: unknown subcommand '%s' (use train or eval)\n", argv[0]);
+    if (strcmp(argv[0], "sample") == 0) return rbm_sample(argc - 1, argv + 1);
+    fprintf(stderr, "natgrad rbm: unknown subcommand '%s' (use train, eval or sample)\n", argv[0]);
     return NG_EXIT_USAGE;
 }
