@@ -93,7 +93,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
@@ -194,6 +194,10 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libnatgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+
+bench-ais-coverage: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/ais_coverage
+	@bash bench/ais_coverage.sh $(BUILD)
 
 bench-rbm: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
