@@ -27,8 +27,8 @@ mkdir -p "$res" "$work"
 bash data/prepare.sh mnist >/dev/null
 common=(--data mnist --hidden 500 --batch 2000 --particles 2000 --lr-gamma 1000 --device "$DEVICE" --log-every 20 --monitor-n 200)
 ais_ll() { # checkpoint betas -> "ll lo hi"
-  "$ng" rbm eval --checkpoint "$1" --data mnist --ais-betas "$2" --ais-chains 100 --exact 0 --device "$DEVICE" 2>/dev/null \
-    | sed -n 's/^average log-likelihood: \([-0-9.]*\) nats (AIS log Z; interval \[\([-0-9.inf]*\), \([-0-9.inf]*\)\])/\1 \2 \3/p'
+  "$ng" rbm eval --checkpoint "$1" --data mnist --ais-betas "$2" --ais-chains 20 --ais-runs 5 --exact 0 --device "$DEVICE" 2>/dev/null \
+    | sed -n 's/^average log-likelihood: \([-0-9.]*\) nats (AIS log Z; 95% interval \[\([-0-9.inf]*\), \([-0-9.inf]*\)\].*/\1 \2 \3/p'
 }
 t_start=$(date +%s)
 echo "method,lr,minutes,steps,test_ll_ais,lo,hi" > "$res/fang_figure3_sweep.csv"
@@ -63,11 +63,12 @@ for m in sgd centering fang; do
   done
   steps=$(sed -n 's/.* after \([0-9]*\) updates.*/\1/p' "$out.log" | tail -1)
   ts=$(awk -F, 'END{print $3}' "$out/snapshots.csv")  # update time at the last snapshot
-  ev=$("$ng" rbm eval --checkpoint "$out/rbm.ckpt" --data mnist --ais-betas "$FINAL_BETAS" --ais-chains 100 --exact 0 \
+  ev=$("$ng" rbm eval --checkpoint "$out/rbm.ckpt" --data mnist --ais-betas "$FINAL_BETAS" --ais-chains 20 --ais-runs 5 --exact 0 \
         --raise-n "$RAISE_N" --raise-betas 1000 --raise-chains 10 --device "$DEVICE" 2>/dev/null)
   echo "$ev" > "$out/final_eval.txt"
-  read -r ll lo hi <<<"$(sed -n 's/^average log-likelihood: \([-0-9.]*\) nats (AIS log Z; interval \[\([-0-9.inf]*\), \([-0-9.inf]*\)\])/\1 \2 \3/p' <<<"$ev")"
-  read -r rll rlo rhi sub <<<"$(sed -n 's/^RAISE: average log-likelihood of the first [0-9]* examples: \([-0-9.]*\) nats, 3-SE interval \[\([-0-9.]*\), \([-0-9.]*\)\] (AIS on the same examples: \([-0-9.]*\))/\1 \2 \3 \4/p' <<<"$ev")"
+  read -r ll lo hi <<<"$(sed -n 's/^average log-likelihood: \([-0-9.]*\) nats (AIS log Z; 95% interval \[\([-0-9.inf]*\), \([-0-9.inf]*\)\].*/\1 \2 \3/p' <<<"$ev")"
+  read -r rll rlo rhi <<<"$(sed -n 's/^RAISE: average log-likelihood of the first [0-9]* examples: \([-0-9.]*\) nats (errs low; spread over examples: 3-SE \[\([-0-9.]*\), \([-0-9.]*\)\])/\1 \2 \3/p' <<<"$ev")"
+  sub=$(sed -n 's/^AIS on the same [0-9]* examples: \([-0-9.]*\) nats.*/\1/p' <<<"$ev")
   echo "$m,$lr,$steps,$ts,$FINAL_BETAS,$ll,$lo,$hi,$RAISE_N,$rll,$rlo,$rhi,$sub" >> "$res/fang_figure3_final.csv"
   echo "final $m (lr $lr): AIS $ll [$lo, $hi]; RAISE (first $RAISE_N) $rll [$rlo, $rhi] vs AIS $sub"
 done
@@ -88,9 +89,9 @@ secs=$(( $(date +%s) - t_start ))
   echo
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $("$ng" info 2>/dev/null | sed -n 's/^auto device: //p'); whole script ${secs} s."
   echo "RBM 784 x 500, PCD-1, 2000 particles, mini-batch 2000, lr alpha*1000/(1000+t), training on intensities,"
-  echo "evaluation on the 2,004 test digits stochastically binarised (seed 1). Sweep: ${SWEEP_MIN} min per setting, AIS ${SWEEP_BETAS} betas x 100 chains."
+  echo "evaluation on the 2,004 test digits stochastically binarised (seed 1). Sweep: ${SWEEP_MIN} min per setting, AIS ${SWEEP_BETAS} betas x 5 runs x 20 chains."
   echo "Curves: snapshots every ${SNAP_S} s of update time over ${RUN_MIN} min, AIS ${SNAP_BETAS} betas x 100 chains."
-  echo "Final: AIS ${FINAL_BETAS} betas x 100 chains (3-sigma interval); RAISE on the first ${RAISE_N} test digits, 1000 betas x 10 chains (3-SE interval), next to AIS on the same digits."
+  echo "Final: AIS ${FINAL_BETAS} betas x 5 runs x 20 chains (95 % bootstrap interval); RAISE on the first ${RAISE_N} test digits, 1000 betas x 10 chains (3-SE interval), next to AIS on the same digits."
   echo
   echo "## Learning-rate sweep"; echo; echo "| method | alpha | updates | test LL (AIS) |"; echo "|---|---|---|---|"
   tail -n +2 "$res/fang_figure3_sweep.csv" | awk -F, '{printf "| %s | %s | %s | %s |\n", $1, $2, $4, $5}'

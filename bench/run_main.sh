@@ -8,7 +8,7 @@
 # and the weight filters (natgrad rbm sample); plots reconstruction error, free-energy gap and
 # test log-likelihood against time. Everything lands in OUT (runs/mnist-rbm/). Environment:
 #   MINUTES (3), HIDDEN (500), LR (0.2, the best centering value of the bench-fang-figure3 sweep),
-#   OPTIMIZER (centering), DEVICE (auto), AIS_BETAS (10000), AIS_CHAINS (100), AIS_RUNS (5),
+#   OPTIMIZER (centering), DEVICE (auto), AIS_BETAS (10000), AIS_CHAINS (20 per run), AIS_RUNS (5),
 #   LL_BETAS (1000), LL_TEST (2000), SAMPLE_SWEEPS (1000), OUT (runs/mnist-rbm)
 # Each `make run` is a new run: it replaces the previous one in OUT (--force) and its eval files.
 set -euo pipefail
@@ -35,9 +35,9 @@ tail -n +2 "$out/snapshots.csv" | while IFS=, read -r step time_s train_s ckpt; 
   echo "  update $step at ${time_s} s: test log-likelihood ${line%%,*} nats"
 done
 rm -f "$out/snap_eval.txt" "$out/snap_eval.err"
-echo "== final model: AIS with ${AIS_RUNS:-5} runs x ${AIS_CHAINS:-100} chains x ${AIS_BETAS:-10000} betas =="
+echo "== final model: AIS with ${AIS_RUNS:-5} runs x ${AIS_CHAINS:-20} chains x ${AIS_BETAS:-10000} betas =="
 "$build/natgrad" rbm eval --checkpoint "$out/rbm.ckpt" --data mnist --split test \
-  --ais-betas "${AIS_BETAS:-10000}" --ais-chains "${AIS_CHAINS:-100}" --ais-runs "${AIS_RUNS:-5}" --device "$dev" \
+  --ais-betas "${AIS_BETAS:-10000}" --ais-chains "${AIS_CHAINS:-20}" --ais-runs "${AIS_RUNS:-5}" --device "$dev" \
   --csv "$out/eval.csv" | tee "$out/eval.txt"
 "$build/natgrad" rbm sample --checkpoint "$out/rbm.ckpt" --data mnist --n 100 --sweeps "${SAMPLE_SWEEPS:-1000}" \
   --device "$dev" --out "$out"
