@@ -19,7 +19,7 @@
 static int test_device_parse(void) {
     static const struct { const char *s; int ok; ng_device d; int index; } cases[] = {
         {"auto", 1, NG_DEVICE_AUTO, -1}, {"cpu", 1, NG_DEVICE_CPU, -1},  {"CUDA", 1, NG_DEVICE_CUDA, -1},
-        {"cuda:0", 1, NG_DEVICE_CUDA, 0}, {"gpu:3", 1, NG_DEVICE_CUDA, 3}, {"cuda:", 0, NG_DEVICE_AUTO, 0},
+        {"cuda:0", 1, NG_DEVICE_CUDA, 0}, {"gpu:3", 0, NG_DEVICE_AUTO, 0}, {"gpu", 0, NG_DEVICE_AUTO, 0}, {"cuda:", 0, NG_DEVICE_AUTO, 0},
         {"cuda:x", 0, NG_DEVICE_AUTO, 0}, {"cuda:-1", 0, NG_DEVICE_AUTO, 0}, {"cpu:1", 0, NG_DEVICE_AUTO, 0},
         {"tpu", 0, NG_DEVICE_AUTO, 0},    {"cuda:1x", 0, NG_DEVICE_AUTO, 0},
     };
