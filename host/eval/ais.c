@@ -91,7 +91,7 @@ ng_status ng_rbm_ais(ng_rbm *rbm, const float *a_base, const ng_ais_config *cfg,
     key = ng_rng_stream_key(cfg->seed, NG_RNG_AIS);
     NG_TRY(ng_anneal_init(rbm, a_base, M, "AIS", &an));
 
-    ng_range_push("ais");
+    ng_range_push_cat(NG_CAT_EVAL, "ais");
     lw_host = (float *)malloc((size_t)M * sizeof(float));
     lw_acc = (double *)calloc((size_t)M, sizeof(double));
     if (!lw_host || !lw_acc) s = ng_error(NG_ERR_OOM, "AIS: out of host memory");
