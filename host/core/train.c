@@ -473,6 +473,9 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
         if (s == NG_OK || error_after_consistent_state) KEEP_FIRST(save_ckpt(tr, rc->ckpt_path, res));
         KEEP_FIRST(log_close(&csv));
         KEEP_FIRST(log_close(&snaps));
+        /* the run's profile (natgrad/profile.h) ends with the run: what the command does next
+         * (plots, reconstructions) is not part of it */
+        KEEP_FIRST(ng_profile_finish());
 #undef KEEP_FIRST
         if (s != NG_OK) ng_error(s, "%s", msg);
     }
