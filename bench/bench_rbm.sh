@@ -44,6 +44,7 @@ if [ -z "$sk_note" ]; then
   sk_row=$(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} "$py" bench/bench_rbm_sklearn.py --csv "$csv") || sk_row=
   if [ -n "$sk_row" ]; then
     echo "$sk_row" | tee -a "$md"
+    case "$sk_row" in *float64*) { echo; echo "scikit-learn's partial_fit initialises its weights in float64, so its gemms are dgemm: its ratio column (against the float32 sgemm rate of its process) understates how close it runs to its own BLAS. It performs the same PCD-1 SGD update as natgrad's sgd row (persistent chains = batch size) with 5 gemms where natgrad does 6."; } | tee -a "$md" ;; esac
   else sk_note="scikit-learn row failed (see the output above)."; fi
 fi
 [ -n "$sk_note" ] && { echo; echo "$sk_note"; } | tee -a "$md"
