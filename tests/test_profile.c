@@ -161,7 +161,8 @@ static int test_window_and_table(void) {
     NGT_CHECK(starts == 0 && stops == 0, "CPU backend issued %d profiler starts, %d stops", starts, stops);
     NGT_OK(ng_profile_table(&text));
     NGT_CHECK(strstr(text, "3 updates measured") && strstr(text, "train step") && strstr(text, "% step") &&
-                  strstr(text, "  update step") && strstr(text, "100.0"),
+                  strstr(text, "  update step") && strstr(text, "100.0") && strstr(text, "per update: ") &&
+                  strstr(text, "0.0 backend calls"),
               "table:\n%s", text);
     free(text);
     ng_backend_free(be);

@@ -526,6 +526,13 @@ ng_status ng_profile_table(char **text) {
                 r->calls ? r->backend_calls / (double)r->calls : 0.0);
     }
     if (!n) tprintf(&b, "(no range was measured)\n");
+    for (i = 0; i < n; i++)
+        if (rows[i].cat == NG_CAT_STEP && rows[i].calls) {
+            tprintf(&b, "per update: %.3f ms, %.1f backend calls (%s)\n", 1e3 * rows[i].total_s / (double)rows[i].calls,
+                    rows[i].backend_calls / (double)rows[i].calls,
+                    g_use_events ? "kernel launches and cuBLAS/cuSOLVER calls" : "BLAS/LAPACK calls and elementwise ops");
+            break;
+        }
     if (g_untimed) tprintf(&b, "note: %d ranges were counted but not timed (event pool full or event error)\n", g_untimed);
     if (g_trace_dropped) tprintf(&b, "note: %zu ranges beyond the trace's capacity are in the table but not in the trace\n", g_trace_dropped);
     if (g_slot_overflow) tprintf(&b, "note: more than %d range names; the rest were not measured\n", MAX_SLOTS);
