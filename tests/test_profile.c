@@ -413,5 +413,6 @@ int main(void) {
     NGT_RUN(test_trace_json);
     NGT_RUN(test_memory);
     NGT_RUN(test_cuda_capture);
+    NGT_RUN(test_cuda_capture); /* again on a new backend: the events of the first were released */
     return ngt_finish();
 }

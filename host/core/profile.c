@@ -414,11 +414,18 @@ void ng_profile_update(uint64_t u, int begin) {
 }
 
 ng_status ng_profile_finish(void) {
+    int i;
     if (!g_started || !is_owner()) return NG_OK;
     if (g_use_events) flush_events();
     capture(0);
     ng_profile_active_ = 0;
     g_started = 0;
+    /* the events belong to this backend: release them while it exists (a later profile may use
+     * another backend) */
+    for (i = 0; i < g_nevents_made; i++) ng_event_destroy(g_be, g_events[i]);
+    if (g_events[EVENT_POOL]) ng_event_destroy(g_be, g_events[EVENT_POOL]);
+    memset(g_events, 0, sizeof g_events);
+    g_nevents_made = g_ev_next = 0;
     return NG_OK;
 }
 

@@ -93,7 +93,8 @@ ng_status ng_profile_parse_steps(const char *s, uint64_t *first, uint64_t *last)
 ng_status ng_profile_start(struct ng_backend *be, const ng_profile_config *cfg);
 /* The run driver: before (begin = 1) and after (begin = 0) update number u (1-based). */
 void ng_profile_update(uint64_t u, int begin);
-/* Resolve pending device timings and close the capture window if still open. */
+/* Resolve pending device timings, close the capture window if still open and release the events
+ * (call it before freeing the backend; ng_run calls it when the run ends). The results stay readable. */
 ng_status ng_profile_finish(void);
 /* Forget every measurement (the memory accounting stays). */
 void ng_profile_reset(void);
