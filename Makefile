@@ -95,7 +95,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
-    data-curves-picture
+    data-curves-picture bench-profile kernel-lab
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -216,6 +216,16 @@ bench-fang-table1: deps
 bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/fang_figure3.sh $(BUILD)
+
+# what the profiling ranges cost, off and on (natgrad/profile.h)
+bench-profile: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_profile
+	@bash bench/bench_profile.sh $(BUILD)
+
+# the Philox-driven families variant by variant, checked against scalar references (bench/kernel_lab.c)
+kernel-lab: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab
+	@bash bench/kernel_lab.sh $(BUILD)
 
 bench-factors: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_factors

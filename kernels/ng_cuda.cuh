@@ -15,6 +15,7 @@
 #endif
 #include <stdint.h>
 
+#include "natgrad/profile.h"
 #include "natgrad/status.h"
 #include "ng_cuda_check.h"
 #include "ng_math.h"
@@ -24,14 +25,10 @@
 #define NG_DYN_SHARED(type, name) extern __shared__ type name[]
 #endif
 
-#if defined(NG_NVTX) && !defined(NG_SIMT)
-#include <nvtx3/nvToolsExt.h>
-#define NG_NVTX_PUSH(name) nvtxRangePushA(name)
-#define NG_NVTX_POP() nvtxRangePop()
-#else
-#define NG_NVTX_PUSH(name) ((void)0)
-#define NG_NVTX_POP() ((void)0)
-#endif
+/* Every launcher is a range of the `natgrad` domain in the kernel category (natgrad/profile.h):
+ * an NVTX range on CUDA builds, and a row of natgrad's own profile (also under the emulator). */
+#define NG_NVTX_PUSH(name) ng_range_push_cat(NG_CAT_KERNEL, name)
+#define NG_NVTX_POP() ng_range_pop()
 
 /* After a launch: report a launch-configuration error with the kernel's name; closes the NVTX
  * range on every path. */

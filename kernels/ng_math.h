@@ -113,6 +113,51 @@ NG_HD void ng_uniform4_at(uint64_t key, uint64_t step, uint64_t g, float u[4]) {
     u[3] = ng_u32_to_uniform(o.w);
 }
 
+/* The uniforms of NG_PHILOX_LANES consecutive Philox blocks g0 .. g0+15 into u[64]
+ * (u[4 l + j] = element j of block g0 + l): exactly the numbers of sixteen ng_uniform4_at calls,
+ * computed lane by lane in structure-of-arrays form so that the compiler vectorises the rounds
+ * (32x32->64-bit multiplies and xors on 16 lanes: one AVX-512 or two AVX2 registers). The CPU
+ * backend's Philox-driven ops walk their elements in these blocks of 64. */
+#define NG_PHILOX_LANES 16
+#if !defined(__CUDACC__) && !defined(NG_SIMT) && defined(_OPENMP)
+#define NG_SIMD _Pragma("omp simd")
+#else
+#define NG_SIMD
+#endif
+NG_HD void ng_uniform4_block(uint64_t key, uint64_t step, uint64_t g0, float *u) {
+    uint32_t x[NG_PHILOX_LANES], y[NG_PHILOX_LANES], z[NG_PHILOX_LANES], w[NG_PHILOX_LANES];
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    int l, r;
+    NG_SIMD for (l = 0; l < NG_PHILOX_LANES; l++) {
+        uint64_t g = g0 + (uint64_t)l;
+        x[l] = (uint32_t)g;
+        y[l] = (uint32_t)(g >> 32);
+        z[l] = (uint32_t)step;
+        w[l] = (uint32_t)(step >> 32);
+    }
+    for (r = 0; r < 10; r++) {
+        /* one round of ng_philox_round on every lane */
+        NG_SIMD for (l = 0; l < NG_PHILOX_LANES; l++) {
+            uint64_t p0 = (uint64_t)0xD2511F53u * (uint64_t)x[l];
+            uint64_t p1 = (uint64_t)0xCD9E8D57u * (uint64_t)z[l];
+            uint32_t nx = (uint32_t)(p1 >> 32) ^ y[l] ^ k0;
+            uint32_t nz = (uint32_t)(p0 >> 32) ^ w[l] ^ k1;
+            y[l] = (uint32_t)p1;
+            w[l] = (uint32_t)p0;
+            x[l] = nx;
+            z[l] = nz;
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    NG_SIMD for (l = 0; l < NG_PHILOX_LANES; l++) {
+        u[4 * l + 0] = ng_u32_to_uniform(x[l]);
+        u[4 * l + 1] = ng_u32_to_uniform(y[l]);
+        u[4 * l + 2] = ng_u32_to_uniform(z[l]);
+        u[4 * l + 3] = ng_u32_to_uniform(w[l]);
+    }
+}
+
 /* splitmix64 finaliser: mixes a 64-bit value; used to derive stream keys. */
 NG_HD uint64_t ng_mix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;

@@ -192,6 +192,33 @@ static int test_uniform_map_matches_curand(void) {
     return NGT_PASS;
 }
 
+/* The vectorised block generator of the CPU backend gives, bit for bit, the uniforms of sixteen
+ * scalar ng_uniform4_at calls: blocks at 0, inside, across the 2^32 boundary of the counter's low
+ * word (the y lane) and near 2^64, with keys and steps that use both 32-bit halves. */
+static int test_block_generator_equals_scalar(void) {
+    static const uint64_t g0s[] = {0, 1, 977, 0xFFFFFFF8ull, 0x1FFFFFFF0ull, 0xFFFFFFFFFFFFFFF0ull};
+    static const uint64_t keys[] = {0, 12345, 0xDEADBEEFCAFEF00Dull};
+    static const uint64_t steps[] = {0, 7, 0x100000003ull};
+    size_t a, b, c;
+    int l, j;
+    for (a = 0; a < sizeof g0s / sizeof g0s[0]; a++)
+        for (b = 0; b < sizeof keys / sizeof keys[0]; b++)
+            for (c = 0; c < sizeof steps / sizeof steps[0]; c++) {
+                float blk[4 * NG_PHILOX_LANES];
+                ng_uniform4_block(keys[b], steps[c], g0s[a], blk);
+                for (l = 0; l < NG_PHILOX_LANES; l++) {
+                    float u[4];
+                    ng_uniform4_at(keys[b], steps[c], g0s[a] + (uint64_t)l, u);
+                    for (j = 0; j < 4; j++)
+                        NGT_CHECK(memcmp(&u[j], &blk[4 * l + j], sizeof(float)) == 0,
+                                  "key %llx step %llx block %llx + %d word %d: block %.9g, scalar %.9g",
+                                  (unsigned long long)keys[b], (unsigned long long)steps[c],
+                                  (unsigned long long)g0s[a], l, j, (double)blk[4 * l + j], (double)u[j]);
+                }
+            }
+    return NGT_PASS;
+}
+
 int main(void) {
     NGT_RUN(test_known_answers);
     NGT_RUN(test_word_is_block_word);
@@ -199,5 +226,6 @@ int main(void) {
     NGT_RUN(test_streams_differ);
     NGT_RUN(test_uniform_range_and_moments);
     NGT_RUN(test_uniform_map_matches_curand);
+    NGT_RUN(test_block_generator_equals_scalar);
     return ngt_finish();
 }

@@ -13,9 +13,6 @@
 
 #include "ng_math.h" /* NG_MQLP_NSTATE, NG_MQLP_NSC */
 
-#if defined(NG_HAVE_CUDA) && defined(NG_NVTX)
-#include <nvtx3/nvToolsExt.h>
-#endif
 
 ng_status ng_device_parse(const char *s, ng_device *out, int *index) {
     const char *colon;
@@ -102,24 +99,28 @@ ng_status ng_set(ng_backend *be, void *dst, const void *src, size_t bytes) {
     NEED_SLOT(be, set, "set");
     if (!bytes) return NG_OK;
     NEED(dst && src, "set", "NULL pointer");
+    ng_profile_count(0.0, 1);
     return be->iface->set(be, dst, src, bytes);
 }
 ng_status ng_get(ng_backend *be, void *dst, const void *src, size_t bytes) {
     NEED_SLOT(be, get, "get");
     if (!bytes) return NG_OK;
     NEED(dst && src, "get", "NULL pointer");
+    ng_profile_count(0.0, 1);
     return be->iface->get(be, dst, src, bytes);
 }
 ng_status ng_memset0(ng_backend *be, void *dst, size_t bytes) {
     NEED_SLOT(be, memset0, "memset0");
     if (!bytes) return NG_OK;
     NEED(dst, "memset0", "NULL pointer");
+    ng_profile_count(0.0, 1);
     return be->iface->memset0(be, dst, bytes);
 }
 ng_status ng_copy(ng_backend *be, void *dst, const void *src, size_t bytes) {
     NEED_SLOT(be, copy, "copy");
     if (!bytes || dst == src) return NG_OK;
     NEED(dst && src, "copy", "NULL pointer");
+    ng_profile_count(0.0, 1);
     return be->iface->copy(be, dst, src, bytes);
 }
 ng_status ng_synchronize(ng_backend *be) {
@@ -138,12 +139,14 @@ ng_status ng_set_async(ng_backend *be, void *dst, const void *src, size_t bytes)
     NEED_SLOT(be, set_async, "set_async");
     if (!bytes) return NG_OK;
     NEED(dst && src, "set_async", "NULL pointer");
+    ng_profile_count(0.0, 1);
     return be->iface->set_async(be, dst, src, bytes);
 }
 ng_status ng_get_async(ng_backend *be, void *dst, const void *src, size_t bytes) {
     NEED_SLOT(be, get_async, "get_async");
     if (!bytes) return NG_OK;
     NEED(dst && src, "get_async", "NULL pointer");
+    ng_profile_count(0.0, 1);
     return be->iface->get_async(be, dst, src, bytes);
 }
 ng_status ng_event_create(ng_backend *be, void **ev) {
@@ -186,6 +189,7 @@ ng_status ng_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alp
     NEED(ld_ok(ldc, m), "gemm", "ldc=%d < m=%d", ldc, m);
     NEED(C || m == 0 || n == 0, "gemm", "C is NULL");
     NEED((A && B) || k == 0 || m == 0 || n == 0, "gemm", "A or B is NULL");
+    ng_profile_count(2.0 * m * n * k, 1);
     return be->iface->gemm(be, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 ng_status ng_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
@@ -206,6 +210,7 @@ ng_status ng_gemm_strided_batched(ng_backend *be, int ta, int tb, int m, int n, 
          sc, ldc, m, n, count);
     if (!m || !n || !count) return NG_OK;
     NEED(C && ((A && B) || k == 0), "gemm_strided_batched", "NULL pointer");
+    ng_profile_count(2.0 * m * n * k * count, 1);
     return be->iface->gemm_strided_batched(be, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta,
                                            C, ldc, sc, count);
 }
@@ -217,6 +222,7 @@ ng_status ng_syrk(ng_backend *be, int trans, int n, int k, float alpha, const fl
     NEED(ld_ok(ldc, n), "syrk", "ldc=%d < n=%d", ldc, n);
     if (!n) return NG_OK;
     NEED(C && (A || !k), "syrk", "NULL pointer");
+    ng_profile_count(1.0 * n * (n + 1) * k, 1);
     return be->iface->syrk(be, trans, n, k, alpha, A, lda, beta, C, ldc);
 }
 ng_status ng_gemv(ng_backend *be, int trans, int m, int n, float alpha, const float *A, int lda,
@@ -226,6 +232,7 @@ ng_status ng_gemv(ng_backend *be, int trans, int m, int n, float alpha, const fl
     NEED(ld_ok(lda, m), "gemv", "lda=%d < m=%d", lda, m);
     NEED(y, "gemv", "y is NULL");
     NEED((A && x) || !m || !n, "gemv", "NULL pointer");
+    ng_profile_count(2.0 * m * n, 1);
     return be->iface->gemv(be, trans, m, n, alpha, A, lda, x, beta, y);
 }
 ng_status ng_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
@@ -237,12 +244,14 @@ ng_status ng_trsm(ng_backend *be, int right, int lower, int trans, int unit, int
     NEED(ld_ok(ldb, m), "trsm", "ldb=%d < m=%d", ldb, m);
     if (!m || !n) return NG_OK;
     NEED(A && B, "trsm", "NULL pointer");
+    ng_profile_count((right ? 1.0 * n * n * m : 1.0 * m * m * n), 1);
     return be->iface->trsm(be, right != 0, lower != 0, trans != 0, unit != 0, m, n, alpha, A, lda, B, ldb);
 }
 ng_status ng_scal(ng_backend *be, size_t n, float alpha, float *x) {
     NEED_SLOT(be, scal, "scal");
     if (!n) return NG_OK;
     NEED(x, "scal", "NULL pointer");
+    ng_profile_count(1.0 * n, 1);
     return be->iface->scal(be, n, alpha, x);
 }
 ng_status ng_dot(ng_backend *be, size_t n, const float *x, const float *y, float *r) {
@@ -250,6 +259,7 @@ ng_status ng_dot(ng_backend *be, size_t n, const float *x, const float *y, float
     NEED(r, "dot", "result pointer is NULL");
     if (!n) { *r = 0.0f; return NG_OK; }
     NEED(x && y, "dot", "NULL pointer");
+    ng_profile_count(2.0 * n, 1);
     return be->iface->dot(be, n, x, y, r);
 }
 ng_status ng_nrm2(ng_backend *be, size_t n, const float *x, float *r) {
@@ -257,18 +267,21 @@ ng_status ng_nrm2(ng_backend *be, size_t n, const float *x, float *r) {
     NEED(r, "nrm2", "result pointer is NULL");
     if (!n) { *r = 0.0f; return NG_OK; }
     NEED(x, "nrm2", "NULL pointer");
+    ng_profile_count(2.0 * n, 1);
     return be->iface->nrm2(be, n, x, r);
 }
 ng_status ng_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, float *r) {
     NEED_SLOT(be, dot_dev, "dot_dev");
     NEED(r, "dot_dev", "result pointer is NULL");
     NEED((x && y) || !n, "dot_dev", "NULL pointer");
+    ng_profile_count(2.0 * n, 1);
     return be->iface->dot_dev(be, n, x, y, r);
 }
 ng_status ng_nrm2_dev(ng_backend *be, size_t n, const float *x, float *r) {
     NEED_SLOT(be, nrm2_dev, "nrm2_dev");
     NEED(r, "nrm2_dev", "result pointer is NULL");
     NEED(x || !n, "nrm2_dev", "NULL pointer");
+    ng_profile_count(2.0 * n, 1);
     return be->iface->nrm2_dev(be, n, x, r);
 }
 ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
@@ -278,6 +291,7 @@ ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const flo
     NEED(ld_ok(lda, rows), "sum_cols", "lda=%d < rows=%d", lda, rows);
     if (!rows) return NG_OK;
     NEED(y && (A || !cols), "sum_cols", "NULL pointer");
+    ng_profile_count(2.0 * rows * cols, 1);
     return be->iface->sum_cols(be, rows, cols, alpha, A, lda, beta, y);
 }
 ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
@@ -287,6 +301,7 @@ ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const flo
     NEED(ld_ok(lda, rows), "sum_rows", "lda=%d < rows=%d", lda, rows);
     if (!cols) return NG_OK;
     NEED(y && (A || !rows), "sum_rows", "NULL pointer");
+    ng_profile_count(2.0 * rows * cols, 1);
     return be->iface->sum_rows(be, rows, cols, alpha, A, lda, beta, y);
 }
 
@@ -305,12 +320,14 @@ static ng_status potrf_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda,
     const char *op = dt == NG_F64 ? "potrf_d" : "potrf";
     NEED_SLOT(be, potrf, op);
     NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
+    ng_profile_count(1.0 * n * n * n / 3.0, 1);
     return be->iface->potrf(be, dt, n, A, lda, info);
 }
 static ng_status potri_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda, int *info) {
     const char *op = dt == NG_F64 ? "potri_d" : "potri";
     NEED_SLOT(be, potri, op);
     NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
+    ng_profile_count(2.0 * n * n * n / 3.0, 1);
     return be->iface->potri(be, dt, n, A, lda, info);
 }
 static ng_status potrs_any(ng_backend *be, ng_dtype dt, int n, int nrhs, const void *A, int lda,
@@ -320,6 +337,7 @@ static ng_status potrs_any(ng_backend *be, ng_dtype dt, int n, int nrhs, const v
     NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
     NEED(nrhs >= 0 && ld_ok(ldb, n), op, "nrhs=%d ldb=%d (n=%d)", nrhs, ldb, n);
     NEED(B || !n || !nrhs, op, "B is NULL");
+    ng_profile_count(2.0 * n * n * nrhs, 1);
     return be->iface->potrs(be, dt, n, nrhs, A, lda, B, ldb, info);
 }
 static ng_status syevd_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w, int *info) {
@@ -327,6 +345,7 @@ static ng_status syevd_any(ng_backend *be, ng_dtype dt, int n, void *A, int lda,
     NEED_SLOT(be, syevd, op);
     NG_TRY(lapack_check(be, op, dt, n, A, lda, info));
     NEED(w || !n, op, "w is NULL");
+    ng_profile_count(4.0 * n * n * n, 1);
     return be->iface->syevd(be, dt, n, A, lda, w, info);
 }
 
@@ -707,6 +726,7 @@ ng_status ng_run_op(ng_backend *be, const ng_op_args *a) {
     if (!ng_supports_op(be, a->op))
         return ng_error(NG_ERR_UNSUPPORTED, "%s: not implemented by the %s backend", op, be->iface->name);
     NG_TRY(enter(be));
+    ng_profile_count(0.0, 1);
     return be->iface->run_op(be, a);
 }
 
@@ -759,17 +779,4 @@ ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count,
 ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift) {
     ng_op_args a = {.op = NG_OP_SYMMETRIZE_LOWER, .symmetrize_lower = {n, A, lda, shift}};
     return ng_run_op(be, &a);
-}
-
-void ng_range_push(const char *name) {
-#if defined(NG_HAVE_CUDA) && defined(NG_NVTX)
-    nvtxRangePushA(name);
-#else
-    (void)name;
-#endif
-}
-void ng_range_pop(void) {
-#if defined(NG_HAVE_CUDA) && defined(NG_NVTX)
-    nvtxRangePop();
-#endif
 }

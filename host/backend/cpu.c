@@ -190,15 +190,25 @@ static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, c
 
 /* ---- elementwise families (run_op): one loop per op around its ng_math.h body ---------- */
 
-/* Philox-driven ops visit their logical elements i in groups of four, i = 4g .. 4g+3, one Philox
- * evaluation per group (ng_uniform4_at), exactly as the kernels do. */
-static void cpu_gibbs_sample(const ng_op_args *a) {
+/* Philox-driven ops give logical element i the word i & 3 of Philox block i >> 2, exactly as the
+ * kernels do; the CPU loops take 16 blocks (64 elements) at a time from the vectorised
+ * ng_uniform4_block, which returns the same words as ng_uniform4_at. */
+/* Compiled for AVX-512, AVX2 and the baseline, chosen at load time (GCC function multiversioning),
+ * so the vectorised Philox rounds use the widest registers the CPU has; integer-only, so every
+ * version gives the same bits. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define NG_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NG_CPU_CLONES
+#endif
+
+NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     const int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
     const float *pre = a->gibbs_sample.pre, *bias = a->gibbs_sample.bias, *base = a->gibbs_sample.base;
     const float beta = a->gibbs_sample.beta;
     float *prob = a->gibbs_sample.prob, *sample = a->gibbs_sample.sample;
     const int ldp = a->gibbs_sample.ldp, ldq = a->gibbs_sample.ldq, lds = a->gibbs_sample.lds;
-    long n = (long)rows * cols, ngroups = (n + 3) / 4, g;
+    long n = (long)rows * cols, nblocks = (n + 4 * NG_PHILOX_LANES - 1) / (4 * NG_PHILOX_LANES), g;
     if (!sample) { /* probabilities only: no random words needed */
         int c;
 #pragma omp parallel for if (n > 16384) schedule(static)
@@ -211,47 +221,51 @@ static void cpu_gibbs_sample(const ng_op_args *a) {
         }
         return;
     }
+    /* blocks of NG_PHILOX_LANES groups (64 elements): one vectorised Philox call per block, then
+     * the units of the block in order, their (row, column) stepped instead of divided */
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (g = 0; g < ngroups; g++) {
-        float u[4];
-        int j;
-        ng_uniform4_at(a->gibbs_sample.key, a->gibbs_sample.step, (uint64_t)g, u);
-        for (j = 0; j < 4 && g * 4 + j < n; j++) {
-            long i = g * 4 + j;
-            int r = (int)(i % rows), c = (int)(i / rows);
+    for (g = 0; g < nblocks; g++) {
+        float u[4 * NG_PHILOX_LANES];
+        long i = g * 4 * NG_PHILOX_LANES, end = i + 4 * NG_PHILOX_LANES;
+        int r = (int)(i % rows), c = (int)(i / rows), j;
+        ng_uniform4_block(a->gibbs_sample.key, a->gibbs_sample.step, (uint64_t)g * NG_PHILOX_LANES, u);
+        if (end > n) end = n;
+        for (j = 0; i < end; i++, j++) {
             float p, smp;
             ng_gibbs_unit(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta,
                           base ? base[r] : 0.0f, u[j], &p, &smp);
             if (prob) prob[r + (size_t)c * ldq] = p;
             sample[r + (size_t)c * lds] = smp;
+            if (++r == rows) r = 0, c++;
         }
     }
 }
 
-static void cpu_bernoulli(const ng_op_args *a) {
-    const long n = (long)a->bernoulli.n, ngroups = (n + 3) / 4;
+#define NG_BLOCK_ELEMS (4 * NG_PHILOX_LANES)
+NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
+    const long n = (long)a->bernoulli.n, nblocks = (n + NG_BLOCK_ELEMS - 1) / NG_BLOCK_ELEMS;
     const float *p = a->bernoulli.p;
     float *out = a->bernoulli.out;
     long g;
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (g = 0; g < ngroups; g++) {
-        float u[4];
-        int j;
-        ng_uniform4_at(a->bernoulli.key, a->bernoulli.step, (uint64_t)g, u);
-        for (j = 0; j < 4 && g * 4 + j < n; j++) out[g * 4 + j] = ng_bernoulli_draw(p[g * 4 + j], u[j]);
+    for (g = 0; g < nblocks; g++) {
+        float u[NG_BLOCK_ELEMS];
+        long i0 = g * NG_BLOCK_ELEMS, j;
+        ng_uniform4_block(a->bernoulli.key, a->bernoulli.step, (uint64_t)g * NG_PHILOX_LANES, u);
+        for (j = 0; j < NG_BLOCK_ELEMS && i0 + j < n; j++) out[i0 + j] = ng_bernoulli_draw(p[i0 + j], u[j]);
     }
 }
 
-static void cpu_fill_uniform(const ng_op_args *a) {
-    const long n = (long)a->fill_uniform.n, ngroups = (n + 3) / 4;
+NG_CPU_CLONES static void cpu_fill_uniform(const ng_op_args *a) {
+    const long n = (long)a->fill_uniform.n, nblocks = (n + NG_BLOCK_ELEMS - 1) / NG_BLOCK_ELEMS;
     float *out = a->fill_uniform.out;
     long g;
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (g = 0; g < ngroups; g++) {
-        float u[4];
-        int j;
-        ng_uniform4_at(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)g, u);
-        for (j = 0; j < 4 && g * 4 + j < n; j++) out[g * 4 + j] = u[j];
+    for (g = 0; g < nblocks; g++) {
+        float u[NG_BLOCK_ELEMS];
+        long i0 = g * NG_BLOCK_ELEMS, j;
+        ng_uniform4_block(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)g * NG_PHILOX_LANES, u);
+        for (j = 0; j < NG_BLOCK_ELEMS && i0 + j < n; j++) out[i0 + j] = u[j];
     }
 }
 

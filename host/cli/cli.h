@@ -42,6 +42,8 @@ typedef struct ng_common_opts {
     const char *out;
     int threads;          /* CPU threads of OpenBLAS and OpenMP (0: their default) */
     int force;
+    int profile;               /* --profile: phase table, OUT/profile.csv, OUT/profile.json */
+    const char *profile_steps; /* --profile-steps A:B */
 } ng_common_opts;
 void ng_common_defaults(ng_common_opts *c);
 
@@ -50,6 +52,10 @@ void ng_common_defaults(ng_common_opts *c);
 #define NG_OPT_DATA(c, what) {"data", OPT_STR, &(c)->data, "NAME|PATH", what, 0, 0}, \
     {"data-dir", OPT_STR, &(c)->data_dir, "DIR", "where named data sets live", 0, 0}
 #define NG_OPT_SEED(c, flags) {"seed", OPT_U64, &(c)->seed, "S", "random seed (all streams derive from it)", flags, 0}
+/* The profiling group (natgrad/profile.h); ng_cli_backend starts the profile, ng_cli_profile_report
+ * ends it after the run. */
+#define NG_OPT_PROFILE(c) {"profile", OPT_FLAG, &(c)->profile, NULL, "time every phase (CUDA events on a GPU, monotonic clock on the CPU): table at the end, OUT/profile.csv, Chrome trace OUT/profile.json (Perfetto), memory per arena", 0, 0}, \
+    {"profile-steps", OPT_STR, &(c)->profile_steps, "A:B", "profile only updates A..B (1-based); on a GPU also cudaProfilerStart/Stop around them, for nsys --capture-range=cudaProfilerApi", 0, 0}
 #define NG_OPT_OUT(c) {"out", OPT_STR, &(c)->out, "DIR", "output directory", 0, 0}, \
     {"force", OPT_FLAG, &(c)->force, NULL, "overwrite a run already in --out", 0, 0}
 
@@ -78,6 +84,9 @@ int ng_mkdirs(const char *path);
 void ng_cli_setup(void);
 /* Open a backend for --device and print the start-up line to stderr; applies --threads. */
 int ng_cli_backend(const ng_common_opts *c, ng_backend **be);
+/* After the run: with --profile print the table to stdout and write OUT/profile.csv and
+ * OUT/profile.json; returns 0 or NG_EXIT_FAIL. */
+int ng_cli_profile_report(const ng_common_opts *c);
 
 int ng_cmd_rbm(int argc, char **argv);
 int ng_cmd_net(int argc, char **argv);

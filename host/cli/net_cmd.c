@@ -602,6 +602,7 @@ static int net_train(int argc, char **argv) {
             {"eval-n", OPT_INT, &o.eval_n, "N", "training cases used for train_error (0 = all)", 0, 0},
             {"checkpoint-every", OPT_INT, &o.ckpt_every, "N", "checkpoint every N updates (0 = only at the end)", 0, 0},
             NG_OPT_OUT(&o.co),
+            NG_OPT_PROFILE(&o.co),
             {"csv", OPT_STR, &o.csv_path, "PATH", "CSV log (default OUT/train.csv)", 0, 0},
             {"checkpoint", OPT_STR, &o.ckpt_path, "PATH", "checkpoint file (default OUT/net.ckpt)", 0, 0},
             {"resume", OPT_STR, &o.resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
@@ -973,6 +974,7 @@ static int net_train(int argc, char **argv) {
             write_reconstructions(net, &test, &mc.test_x, pngbuf);
         }
         rc = res.interrupted ? NG_EXIT_FAIL : NG_EXIT_OK;
+        if (ng_cli_profile_report(&o.co) && rc == NG_EXIT_OK) rc = NG_EXIT_FAIL;
     }
 done:
     ng_ckpt_free(ck);

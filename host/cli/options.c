@@ -276,6 +276,49 @@ int ng_cli_backend(const ng_common_opts *c, ng_backend **be) {
     }
     if (note[0]) fprintf(stderr, "natgrad: note: %s\n", note);
     fprintf(stderr, "natgrad %s: backend %s\n", NG_VERSION, (*be)->description);
+    if (c->profile || c->profile_steps) {
+        ng_profile_config pc;
+        memset(&pc, 0, sizeof pc);
+        pc.measure = c->profile;
+        pc.capture = c->profile_steps != NULL;
+        if (c->profile_steps && ng_profile_parse_steps(c->profile_steps, &pc.first, &pc.last) != NG_OK) {
+            fprintf(stderr, "natgrad: %s\n", ng_last_error());
+            return NG_EXIT_USAGE;
+        }
+        if (ng_profile_start(*be, &pc) != NG_OK) {
+            fprintf(stderr, "natgrad: --profile: %s\n", ng_last_error());
+            return NG_EXIT_FAIL;
+        }
+        if (pc.capture && (*be)->kind != NG_DEVICE_CUDA)
+            fprintf(stderr, "natgrad: note: --profile-steps on the CPU backend only limits --profile to those updates (no CUDA profiler to bracket)\n");
+    }
+    return 0;
+}
+
+int ng_cli_profile_report(const ng_common_opts *c) {
+    char path[4200];
+    char *table = NULL;
+    ng_profile_finish();
+    if (!c->profile) return 0;
+    if (ng_profile_table(&table) != NG_OK) {
+        fprintf(stderr, "natgrad: --profile: %s\n", ng_last_error());
+        return NG_EXIT_FAIL;
+    }
+    fputs(table, stdout);
+    fflush(stdout);
+    free(table);
+    snprintf(path, sizeof path, "%s/profile.csv", c->out ? c->out : ".");
+    if (ng_profile_write_csv(path) != NG_OK) {
+        fprintf(stderr, "natgrad: --profile: %s\n", ng_last_error());
+        return NG_EXIT_FAIL;
+    }
+    snprintf(path, sizeof path, "%s/profile.json", c->out ? c->out : ".");
+    if (ng_profile_write_trace(path) != NG_OK) {
+        fprintf(stderr, "natgrad: --profile: %s\n", ng_last_error());
+        return NG_EXIT_FAIL;
+    }
+    fprintf(stderr, "natgrad: profile written to %s/profile.csv and %s (open it in https://ui.perfetto.dev)\n",
+            c->out ? c->out : ".", path);
     return 0;
 }
 

@@ -159,6 +159,7 @@ static int rbm_train(int argc, char **argv) {
             {"checkpoint-every", OPT_INT, &ckpt_every, "N", "checkpoint every N updates (0 = only at the end)", 0, 0},
             {"snapshot-every-s", OPT_FLOAT, &snapshot_s, "S", "also keep OUT/snap-<update>.ckpt every S seconds spent in updates, listed in OUT/snapshots.csv (log-likelihood vs time curves; 0 = off)", 0, 0},
             NG_OPT_OUT(&co),
+            NG_OPT_PROFILE(&co),
             {"csv", OPT_STR, &csv_path, "PATH", "CSV log (default OUT/train.csv)", 0, 0},
             {"checkpoint", OPT_STR, &ckpt_path, "PATH", "checkpoint file (default OUT/rbm.ckpt)", 0, 0},
             {"resume", OPT_STR, &resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
@@ -373,6 +374,7 @@ static int rbm_train(int argc, char **argv) {
                     res.interrupted ? "interrupted" : "done", (unsigned long long)res.end, res.seconds,
                     res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, ckpt_path, csv_path);
         rc = res.interrupted ? NG_EXIT_FAIL : NG_EXIT_OK;
+        if (ng_cli_profile_report(&co) && rc == NG_EXIT_OK) rc = NG_EXIT_FAIL;
     }
 done:
     ng_ckpt_free(ck);

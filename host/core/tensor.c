@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* "cpu" or "cuda:N": the device an arena lives on, for the memory accounting of natgrad/profile.h */
+static void arena_device(const ng_arena *a, char *dev, size_t len) {
+    if (a->be && a->be->kind == NG_DEVICE_CUDA) snprintf(dev, len, "cuda:%d", a->be->device_index);
+    else snprintf(dev, len, "cpu");
+}
+
 static void arena_init(ng_arena *a, ng_backend *be, const char *role, int packed) {
     memset(a, 0, sizeof *a);
     a->be = be;
@@ -115,6 +121,11 @@ ng_status ng_arena_commit(ng_arena *a) {
     if (a->bytes == 0) return NG_OK;
     s = ng_alloc(a->be, a->bytes, &a->base);
     if (s != NG_OK) return arena_fail(a, ng_error_wrap(s, "allocating %zu bytes of %s: ", a->bytes, a->role));
+    {
+        char dev[16];
+        arena_device(a, dev, sizeof dev);
+        ng_profile_memory(a->role, dev, (long long)a->bytes);
+    }
     s = ng_memset0(a->be, a->base, a->bytes);
     if (s != NG_OK) return arena_fail(a, s);
     for (i = 0; i < a->count; i++) a->entries[i].view->ptr = (char *)a->base + a->entries[i].offset;
@@ -124,7 +135,12 @@ ng_status ng_arena_commit(ng_arena *a) {
 void ng_arena_free(ng_arena *a) {
     int i;
     if (!a) return;
-    if (a->base) ng_free(a->be, a->base);
+    if (a->base) {
+        char dev[16];
+        arena_device(a, dev, sizeof dev);
+        ng_profile_memory(a->role, dev, -(long long)a->bytes);
+        ng_free(a->be, a->base);
+    }
     a->base = NULL;
     for (i = 0; i < a->count; i++) free(a->entries[i].name);
     free(a->entries);

@@ -53,16 +53,20 @@ static ng_status step_body(ng_trainer *tr, double *row) {
     ng_tensor x;
     ng_status s;
     int i;
+    ng_range_push_cat(NG_CAT_DATA, "batch");
+    s = NG_OK;
     if (tr->sched_m1 > 0)
-        NG_TRY(ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity)));
-    NG_TRY(ng_batches_next(tr->data, &x));
-    NG_TRY(ng_model_gradient(tr->model, &x, NULL));
-    if (row && tr->model->iface->log_values) NG_TRY(tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
-    NG_TRY(ng_update_penalize(tr->upd, tr->model, tr->t));
-    NG_TRY(ng_precond_observe(tr->pc, tr->model, tr->t));
-    NG_TRY(ng_precond_apply(tr->pc, tr->model, tr->t));
-    NG_RANGE("update", s, ng_update_step(tr->upd, tr->model, tr->t));
+        s = ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity));
+    if (s == NG_OK) s = ng_batches_next(tr->data, &x);
+    ng_range_pop();
     NG_TRY(s);
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, &x, NULL));
+    if (row && tr->model->iface->log_values)
+        NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
+    NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
+    NG_TRY_RANGE(NG_CAT_STATS, "precond observe", ng_precond_observe(tr->pc, tr->model, tr->t));
+    NG_TRY_RANGE(NG_CAT_UPDATE, "precond apply", ng_precond_apply(tr->pc, tr->model, tr->t));
+    NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
     if (!row) return NG_OK;
     if (tr->upd->iface->log_values) NG_TRY(tr->upd->iface->log_values(tr->upd, tr->model, row + tr->col_update));
     if (tr->pc->iface->log_values) NG_TRY(tr->pc->iface->log_values(tr->pc, row + tr->col_precond));
@@ -76,7 +80,7 @@ static ng_status step_body(ng_trainer *tr, double *row) {
 ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     ng_status s;
-    NG_RANGE("train step", s, step_body(tr, row));
+    NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
     if (s == NG_ERR_INTERRUPTED) {
         /* the model rolled back its own counters; put the data cursor back too */
         char msg[1024];
@@ -361,7 +365,7 @@ static ng_status csv_row(logfile *lf, const ng_trainer *tr, const double *row) {
 
 static ng_status save_ckpt(ng_trainer *tr, const char *path, ng_run_result *res) {
     ng_status s;
-    NG_RANGE("checkpoint", s, ng_trainer_save(tr, path, NG_SAVE_ALL));
+    NG_RANGE_CAT(NG_CAT_CHECKPOINT, "checkpoint", s, ng_trainer_save(tr, path, NG_SAVE_ALL));
     if (s == NG_OK && res) res->saved = 1;
     return s;
 }
@@ -411,7 +415,9 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
         for (i = 0; i < tr->n_columns; i++) row[i] = NAN;
         row[3] = ng_update_lr(tr->upd, tr->t);
         ts = ng_time_s();
+        ng_profile_update(tr->t + 1, 1);
         s = ng_trainer_step(tr, logging ? row : NULL);
+        ng_profile_update(s == NG_OK ? tr->t : tr->t + 1, 0);
         if (s == NG_OK && rc->snapshot_s > 0.0) s = ng_synchronize(tr->model->be);
         if (s == NG_ERR_INTERRUPTED) { /* rolled back to update t: consistent, save it */
             ng_clear_error();
@@ -427,7 +433,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
             row[1] = (double)tr->data->epoch;
             row[2] = toff + el;
             if (rc->monitor) {
-                s = rc->monitor(rc->user, tr, row + tr->col_monitor);
+                NG_RANGE_CAT(NG_CAT_EVAL, "monitor", s, rc->monitor(rc->user, tr, row + tr->col_monitor));
                 if (s != NG_OK) break;
             }
             s = csv_row(&csv, tr, row);
@@ -498,6 +504,9 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
         if (s == NG_OK || error_after_consistent_state) KEEP_FIRST(save_ckpt(tr, rc->ckpt_path, res));
         KEEP_FIRST(log_close(&csv));
         KEEP_FIRST(log_close(&snaps));
+        /* the run's profile (natgrad/profile.h) ends with the run: what the command does next
+         * (plots, reconstructions) is not part of it */
+        KEEP_FIRST(ng_profile_finish());
 #undef KEEP_FIRST
         if (s != NG_OK) ng_error(s, "%s", msg);
     }

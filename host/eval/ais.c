@@ -213,7 +213,7 @@ ng_status ng_rbm_ais(ng_rbm *rbm, const float *a_base, const ng_ais_config *cfg,
         return s;
     }
 
-    ng_range_push("ais");
+    ng_range_push_cat(NG_CAT_EVAL, "ais");
     lw_host = (float *)malloc((size_t)N * sizeof(float));
     lw_acc = (double *)calloc((size_t)N, sizeof(double));
     if (!lw_host || !lw_acc) s = ng_error(NG_ERR_OOM, "AIS: out of host memory");

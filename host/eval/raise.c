@@ -58,7 +58,7 @@ ng_status ng_rbm_raise(ng_rbm *rbm, const float *a_base, const float *v_host, in
     est = (double *)malloc((size_t)n * sizeof(double));
     if (!lw_host || !stage || !acc || !est) s = ng_error(NG_ERR_OOM, "RAISE: out of host memory");
     key = ng_rng_stream_key(cfg->seed, NG_RNG_RAISE);
-    ng_range_push("raise");
+    ng_range_push_cat(NG_CAT_EVAL, "raise");
     for (e0 = 0; s == NG_OK && e0 < n; e0 += e_per_block) {
         int ne = n - e0 < e_per_block ? n - e0 : e_per_block, B = ne * R, e, r, k, c;
         /* v_K = the example, replicated over its chains */

@@ -700,7 +700,7 @@ static ng_status chunk_forward(net *n, int k, int *c0, int *cols, int update_run
     *c0 = k * ch;
     *cols = n->m - *c0 < ch ? n->m - *c0 : ch;
     if (n->cached && n_chunks(n) == 1) return NG_OK;
-    NG_TRY(forward(n, n->x.data + (size_t)*c0 * n->x.ld, n->x.ld, *cols, 0, update_running));
+    NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", forward(n, n->x.data + (size_t)*c0 * n->x.ld, n->x.ld, *cols, 0, update_running));
     n->cached = n_chunks(n) == 1;
     n->cols_cached = *cols;
     n->d_valid = 0;
@@ -724,10 +724,10 @@ static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
     for (k = 0; k < K; k++) {
         int c0, cols, ldt;
         const float *t;
-        NG_TRY(chunk_forward(n, k, &c0, &cols, 1));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 1));
         t = chunk_targets(n, c0, &ldt);
         NG_TRY(loss_chunk(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, k ? 1.0f : 0.0f));
-        NG_TRY(backward(n, cols, m->grad_flat.data, k ? 1.0f : 0.0f));
+        NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, m->grad_flat.data, k ? 1.0f : 0.0f));
     }
     n->d_valid = K == 1;
     {
@@ -747,7 +747,7 @@ ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_batch: model %s is not a network", m->iface->kind);
     NG_TRY(check_batch(n, x, y, "set_batch"));
     NG_TRY(set_batch(n, x, y));
-    if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    if (n_chunks(n) == 1) NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &cols, 0));
     return NG_OK;
 }
 
@@ -773,7 +773,7 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
         NG_TRY(set_batch(n, &xv, hy ? &yv : NULL));
         n->x0 = x0;
         n->y0 = y0;
-        if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &nc, 0));
+        if (n_chunks(n) == 1) NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &nc, 0));
     }
     return NG_OK;
 }
@@ -795,8 +795,8 @@ ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     K = n_chunks(n);
     for (k = 0; k < K; k++) {
         int c0, cols;
-        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
-        NG_TRY(rforward(n, v, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         NG_TRY(act_fwd(m->be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL,
                        out->data + (size_t)c0 * out->ld, out->ld));
     }
@@ -837,11 +837,11 @@ ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     scale = 1.0f / (float)n->m;
     for (k = 0; k < K; k++) {
         int c0, cols;
-        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
-        NG_TRY(rforward(n, v, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, n->RZ[L].data, n->RZ[L].ld, scale, n->D[L].data,
                         n->D[L].ld, cols));
-        NG_TRY(backward(n, cols, out->data, k ? 1.0f : 0.0f));
+        NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, out->data, k ? 1.0f : 0.0f));
     }
     n->d_valid = 0;
     return NG_OK;
@@ -877,9 +877,9 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     for (k = 0; k < K; k++) {
         int c0, cols;
         float *hv = work->data + slot * (size_t)nv;
-        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
         for (i = 0; i < nv; i++) {
-            NG_TRY(rforward(n, v[i], cols));
+            NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v[i], cols));
             NG_TRY(act_fwd(be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL,
                            work->data + slot * (size_t)i, n->d[L]));
         }
@@ -938,8 +938,8 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
     scale = 1.0f / ((float)n->m * (float)S);
     for (k = 0; k < K; k++) {
         int c0, cols;
-        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
-        NG_TRY(rforward(n, v, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         for (s = 0; s < S; s++) {
             const float *t;
             int ldt;
@@ -955,7 +955,7 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
             NG_TRY(residual(n, t, ldt, cols, 1.0f));
             NG_TRY(loss_hvp(n, NG_LOSS_OUTER, n->D[L].data, n->D[L].ld, n->RZ[L].data, n->RZ[L].ld, scale,
                             n->D[L].data, n->D[L].ld, cols));
-            NG_TRY(backward(n, cols, out->data, (k || s) ? 1.0f : 0.0f));
+            NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, out->data, (k || s) ? 1.0f : 0.0f));
         }
     }
     n->d_valid = 0;
@@ -983,8 +983,8 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
         int c0, cols, ldt;
         const float *t;
         float beta = k ? 1.0f : 0.0f;
-        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
-        NG_TRY(rforward(n, v, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         t = chunk_targets(n, c0, &ldt);
         /* D_L = scale (y - t), R{D_L} = scale H_L R{z_L} */
         NG_TRY(residual(n, t, ldt, cols, scale));
@@ -1063,10 +1063,10 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
     if (n_chunks(n) != 1)
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
                         n->m, n->cfg.chunk);
-    NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &cols, 0));
     NG_TRY(sample_targets(n, cols, key, step));
     NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
-    NG_TRY(backward(n, cols, NULL, 0.0f));
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, NULL, 0.0f));
     n->d_valid = 1;
     return NG_OK;
 }
@@ -1133,7 +1133,7 @@ ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
         int cols = N - c0 < ch ? N - c0 : ch, ldt;
         const float *xc = x->data + (size_t)c0 * x->ld;
         const float *t = targets_of(n, xc, x->ld, NULL, 0, &ldt);
-        NG_TRY(forward(n, xc, x->ld, cols, 1, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", forward(n, xc, x->ld, cols, 1, 0));
         NG_TRY(loss_chunk(n, t, ldt, cols, 1.0f, NULL, 1, 0.0f));
         /* sums per chunk on the host in double (one wait per chunk) */
         NG_TRY(ng_get(m->be, acc, n->acc.data + 0, sizeof acc));
@@ -1157,7 +1157,7 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
     n->d_valid = 0;
     for (c0 = 0; c0 < N; c0 += ch) {
         int cols = N - c0 < ch ? N - c0 : ch;
-        NG_TRY(forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 1, 0));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 1, 0));
         NG_TRY(act_fwd(m->be, n->d[L], cols, NG_ACT_LINEAR, n->A[L].data, n->A[L].ld, NULL, NULL,
                        y->data + (size_t)c0 * y->ld, y->ld));
     }

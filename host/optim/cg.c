@@ -193,7 +193,7 @@ ng_status ng_cg_solve(ng_cg_ws *ws, const ng_linop *A, const float *b, float *x,
     NG_TRY(ng_nrm2(be, n, x, &xnorm));
     if (!isfinite(xnorm)) return ng_error(NG_ERR_NUMERIC, "cg: the starting point has non-finite entries");
     if (xnorm > 0.0f) {
-        NG_TRY(damped_product(be, A, cfg->lambda, x, Ap));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "curvature product", damped_product(be, A, cfg->lambda, x, Ap));
         NG_TRY(ng_copy(be, r, b, n * sizeof(float)));
         NG_TRY(ng_axpby(be, n, -1.0f, Ap, 1.0f, r));
     } else {
@@ -221,7 +221,7 @@ ng_status ng_cg_solve(ng_cg_ws *ws, const ng_linop *A, const float *b, float *x,
 
     for (i = 1; stop < 0 && i <= cfg->max_iter; i++) {
         float *row = sc + (size_t)i * NG_CG_NS, *prev = row - NG_CG_NS;
-        NG_TRY(damped_product(be, A, cfg->lambda, p, Ap));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "curvature product", damped_product(be, A, cfg->lambda, p, Ap));
         NG_TRY(ng_dot_dev(be, n, p, Ap, &row[S_PAP]));
         if (cfg->check_curvature) {
             float pap;

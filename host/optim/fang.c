@@ -342,7 +342,7 @@ ng_status ng_fang_refit(ng_precond *p, ng_model *m, uint64_t t) {
     ng_status s;
     (void)m;
     NG_TRY(need_fang(p, "fang refit", &f));
-    NG_RANGE("fang refit", s, refit(p->be, f, t));
+    NG_RANGE_CAT(NG_CAT_INVERSE, "fang refit", s, refit(p->be, f, t));
     return s;
 }
 
@@ -389,7 +389,7 @@ ng_status ng_fang_apply(ng_precond *p, ng_model *m) {
 static ng_status fang_observe(ng_precond *p, ng_model *m, uint64_t t) {
     struct ng_fang *f = (struct ng_fang *)p->impl;
     ng_status s;
-    NG_RANGE("fang statistics", s, ng_fang_update_stats(p, m, t));
+    NG_RANGE_CAT(NG_CAT_STATS, "fang statistics", s, ng_fang_update_stats(p, m, t));
     if (s == NG_OK && t % (uint64_t)f->cfg.refit_every == 0) s = ng_fang_refit(p, m, t);
     return s;
 }
@@ -397,7 +397,7 @@ static ng_status fang_observe(ng_precond *p, ng_model *m, uint64_t t) {
 static ng_status fang_apply(ng_precond *p, ng_model *m, uint64_t t) {
     ng_status s;
     (void)t;
-    NG_RANGE("fang direction", s, ng_fang_apply(p, m));
+    NG_RANGE_CAT(NG_CAT_UPDATE, "fang direction", s, ng_fang_apply(p, m));
     return s;
 }
 

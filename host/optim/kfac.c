@@ -521,7 +521,7 @@ ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, u
         /* a prefix of the batch: its forward pass is reused when it is in the buffers */
         NG_TRY(ng_net_batch_prefix(m, cols));
         NG_TRY(ng_net_backward_sampled(m, key, step));
-        NG_TRY(fold(k, be, m, cols, alpha, (float)eps));
+        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, cols, alpha, (float)eps));
     } else {
         for (c0 = 0; c0 < cols; c0 += ch) {
             int nc = cols - c0 < ch ? cols - c0 : ch;
@@ -529,7 +529,7 @@ ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, u
             if (y.ptr) yv = ng_tensor_matrix(y.data + (size_t)c0 * (size_t)y.ld, y.rows, nc, y.ld);
             NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
             NG_TRY(ng_net_backward_sampled(m, key, step + (uint64_t)(c0 / ch)));
-            NG_TRY(fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
+            NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
         }
         /* the whole batch again (several chunks: nothing is recomputed) */
         NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
@@ -640,7 +640,8 @@ static void *refresh_worker(void *arg) {
     int c;
     k->aws.retries = 0;
     for (c = 0; c < k->pend_cand && s == NG_OK; c++)
-        s = refresh(k, &k->aws, &k->snap, k->abe, async_set(c), k->pend_gam[c], &k->pend_gam[c]);
+        NG_RANGE_CAT(NG_CAT_INVERSE, "kfac inverses (async)", s,
+                     refresh(k, &k->aws, &k->snap, k->abe, async_set(c), k->pend_gam[c], &k->pend_gam[c]));
     if (s == NG_OK) s = ng_synchronize(k->abe);
     k->worker_status = s;
     k->worker_msg[0] = 0;
@@ -731,10 +732,10 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     for (c = 0; c < cand; c++) {
         if (refresh_now) {
             double t1 = now_s();
-            NG_TRY(refresh(k, &k->ws, &k->fac, be, c, gam[c], &gam[c]));
+            NG_TRY_RANGE(NG_CAT_INVERSE, "kfac inverses", refresh(k, &k->ws, &k->fac, be, c, gam[c], &gam[c]));
             NG_TRY(phase_end(p, t1, &k->inverse_s));
         }
-        NG_TRY(apply_set(k, be, sets[c], g, &k->Delta[c]));
+        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set(k, be, sets[c], g, &k->Delta[c]));
         NG_TRY(ng_scal(be, k->n, -1.0f, k->Delta[c].data));
     }
     NG_TRY(phase_end(p, t0, &k->apply_s));
@@ -748,7 +749,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     nv = 0;
     for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
     if (use_mom) vecs[nv++] = &k->delta0;
-    NG_TRY(ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+    NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
     for (c = 0; c < cand; c++) {
         float f;
         NG_TRY(ng_dot(be, k->n, g->data, k->Delta[c].data, &f));

@@ -167,7 +167,7 @@ ng_status ng_minresqlp_solve(ng_minresqlp_ws *ws, const ng_linop *A, const float
     /* v_1 = b / ||b||, x = 0, the other vectors 0; state 0 */
     NG_TRY(ng_memset0(be, ws->vecs, V_COUNT * bytes));
     NG_TRY(ng_nrm2_dev(be, n, b, &sc[NG_MQLP_SC_BETAN]));
-    NG_TRY(step(be, state, sc, 1, cfg));
+    NG_TRY_RANGE(NG_CAT_SOLVER, "minresqlp scalars", step(be, state, sc, 1, cfg));
     NG_TRY(axpby_dev(be, n, 1.0f, &sc[NG_MQLP_SC_VSCALE], b, 0.0f, NULL, vec[V_V]));
     NG_TRY(ng_memset0(be, x, bytes));
     NG_TRY(ng_get_async(be, host, state, NG_MQLP_NSTATE * sizeof(double)));
@@ -185,7 +185,7 @@ ng_status ng_minresqlp_solve(ng_minresqlp_ws *ws, const ng_linop *A, const float
         NG_TRY(ng_dot_dev(be, n, vec[V_V], vec[V_P], &sc[NG_MQLP_SC_ALPHA]));
         NG_TRY(axpby_dev(be, n, -1.0f, &sc[NG_MQLP_SC_ALPHA], vec[V_V], 1.0f, NULL, vec[V_P]));
         NG_TRY(ng_nrm2_dev(be, n, vec[V_P], &sc[NG_MQLP_SC_BETAN]));
-        NG_TRY(step(be, state, sc, 0, cfg));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "minresqlp scalars", step(be, state, sc, 0, cfg));
         /* xl2 = E0 x + E1 xl2 + E2 wl + E3 w + E4 v */
         NG_TRY(axpby_dev(be, n, 1.0f, &E[0], x, 1.0f, &E[1], vec[V_XL2]));
         NG_TRY(axpby_dev(be, n, 1.0f, &E[2], vec[V_WL], 1.0f, NULL, vec[V_XL2]));

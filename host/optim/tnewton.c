@@ -424,7 +424,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
             NG_TRY(ng_alloc(be, need * sizeof(float), &k->sq));
             k->sq_cap = need;
         }
-        NG_TRY(hf_diagonal(m, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data, (float *)k->sq));
+        NG_TRY_RANGE(NG_CAT_STATS, "hf diagonal", hf_diagonal(m, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data, (float *)k->sq));
         minv = k->minv.data;
     }
     /* the metric batch */
@@ -439,12 +439,12 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY(ng_axpby(be, k->n, 0.0f, k->prev.data, k->have_prev ? (float)k->cfg.hf_decay : 0.0f, k->prev.data));
         NG_TRY(ng_copy(be, k->sol.data, k->prev.data, k->n * sizeof(float)));
         NG_TRY(ng_axpby(be, k->n, -1.0f, k->grad.data, 0.0f, k->delta_tmp.data));
-        NG_TRY(solve(k, k->delta_tmp.data, minv, k->cfg.hf_backtrack));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "tn solve", solve(k, k->delta_tmp.data, minv, k->cfg.hf_backtrack));
         NG_TRY(ng_copy(be, k->prev.data, k->sol.data, k->n * sizeof(float)));
         k->have_prev = 1;
     } else {
         NG_TRY(ng_memset0(be, k->sol.data, k->n * sizeof(float)));
-        NG_TRY(solve(k, k->grad.data, NULL, 0));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "tn solve", solve(k, k->grad.data, NULL, 0));
     }
     NG_TRY(phase_end(k, t0, &k->solve_s));
     /* the step */
@@ -458,7 +458,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
         double slope;
         NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, 0.0f, delta));
         NG_TRY(vdot(be, k->n, k->grad.data, delta, &slope));
-        NG_TRY(line_search(k, delta, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "tn line search", line_search(k, delta, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
         have_h1 = 1;
         NG_TRY(ng_scal(be, k->n, (float)a, delta));
         break;
@@ -477,7 +477,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
             NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, 0.0f, k->prev.data));
             NG_TRY(vdot(be, k->n, k->grad.data, k->prev.data, &slope));
         }
-        NG_TRY(line_search(k, k->prev.data, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "tn line search", line_search(k, k->prev.data, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
         have_h1 = 1;
         NG_TRY(ng_axpby(be, k->n, (float)a, k->prev.data, 0.0f, delta));
         NG_TRY(ng_copy(be, k->gprev.data, k->grad.data, k->n * sizeof(float)));
@@ -491,7 +491,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY(ng_axpby(be, k->n, -1.0f, k->sol.data, 0.0f, delta)); /* delta = -n for now */
         if (!k->have_prev) {
             NG_TRY(vdot(be, k->n, k->grad.data, delta, &slope));
-            NG_TRY(line_search(k, delta, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
+            NG_TRY_RANGE(NG_CAT_SOLVER, "tn line search", line_search(k, delta, slope, k->step > 0.0 ? k->step : k->cfg.lr, &a, &h1));
             b = 0.0;
         } else {
             ng_min2d_opts o;

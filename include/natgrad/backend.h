@@ -29,6 +29,7 @@
 
 #include "natgrad/dtype.h"
 #include "natgrad/nn_types.h"
+#include "natgrad/profile.h"
 #include "natgrad/status.h"
 
 #ifdef __cplusplus
@@ -491,17 +492,8 @@ ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count,
                            int ldo);
 ng_status ng_symmetrize_lower(ng_backend *be, int n, float *A, int lda, float shift);
 
-/* Start/end a named profiling range (NVTX on CUDA builds, no-op otherwise). Every push must be
- * matched by a pop on every path: use NG_RANGE below around a call that may fail. */
-void ng_range_push(const char *name);
-void ng_range_pop(void);
-/* s = (call) inside a range that is closed whatever the call returns. */
-#define NG_RANGE(name, s, call)  \
-    do {                         \
-        ng_range_push(name);     \
-        (s) = (call);            \
-        ng_range_pop();          \
-    } while (0)
+/* Named ranges (NVTX, natgrad's profile): ng_range_push_cat / ng_range_pop / NG_RANGE_CAT in
+ * natgrad/profile.h, included here. */
 
 #ifdef __cplusplus
 }

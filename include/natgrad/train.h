@@ -19,7 +19,11 @@
  * (driver, model, update-rule, monitor and preconditioner columns), a progress report with rate and
  * ETA through a callback (the library never prints), checkpoints every ckpt_every updates, at the
  * end and on interruption, numbered snapshots every snapshot_s seconds spent in updates, and
- * checked writes: a failed CSV write ends the run with an error after saving the checkpoint. */
+ * checked writes: a failed CSV write ends the run with an error after saving the checkpoint.
+ * Profiling (natgrad/profile.h): every update is a "train step" range with its phases (batch,
+ * model gradient, penalize, precond observe / apply, update step) inside; ng_profile_update
+ * brackets update numbers t + 1 (the --profile-steps window), and ng_profile_finish ends the
+ * measurement when the run ends. */
 #ifndef NATGRAD_TRAIN_H
 #define NATGRAD_TRAIN_H
 

@@ -15,6 +15,8 @@
  * Must not: touch device memory except through its device view (dv). */
 #include "simt_internal.h"
 
+#include <cuda_profiler_api.h>
+
 #include <string.h>
 #include <time.h>
 #include <stdlib.h>
@@ -333,6 +335,30 @@ cudaError_t cudaRuntimeGetVersion(int *version) {
 cudaError_t cudaDeviceSynchronize(void) {
     dev_check_canaries(tls_device, "a kernel");
     return cudaSuccess;
+}
+
+/* ---- profiler capture (cuda_profiler_api.h) -------------------------------------------------
+ * The real calls start and stop a profiler's collection (nsys --capture-range=cudaProfilerApi);
+ * both are legal at any time, and a start while collecting (or a stop while not) is a no-op.
+ * Here they count, per process, so tests can check that a window opened and closed exactly once:
+ * simt_profiler_counts (C linkage, test-only) reports starts, stops and whether collecting. */
+static int prof_starts, prof_stops, prof_active;
+cudaError_t cudaProfilerStart(void) {
+    if (no_device()) return set_error(cudaErrorNoDevice);
+    if (!prof_active) prof_starts++;
+    prof_active = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaProfilerStop(void) {
+    if (no_device()) return set_error(cudaErrorNoDevice);
+    if (prof_active) prof_stops++;
+    prof_active = 0;
+    return cudaSuccess;
+}
+void simt_profiler_counts(int *starts, int *stops, int *active) {
+    if (starts) *starts = prof_starts;
+    if (stops) *stops = prof_stops;
+    if (active) *active = prof_active;
 }
 
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# gpu_check.sh: everything natgrad can only learn on a real GPU, in one command that finishes within
+# about 8 minutes, written to bench/results/gpu-<device>.md (+ the CSVs and logs under
+# bench/results/gpu-<device>/):
+#   1. an NG_CUDA=1 build (make -j all + the bench programs)
+#   2. make test-gpu: the CUDA tests on the GPU against the CPU backend, then compute-sanitizer
+#      (memcheck, racecheck, synccheck) when it is installed
+#   3. the speed benchmarks on the GPU and on the CPU backend, each figure beside the sgemm rate
+#      measured in the same process (cuBLAS on the GPU, OpenBLAS on the CPU): RBM PCD (SGD,
+#      centering, FANG), the MNIST-autoencoder step, K-FAC's factor accumulation, the
+#      truncated-Newton products; and GPU / CPU ratios of the RBM updates/s
+#   4. natgrad's own phase profile of an RBM run and of a K-FAC autoencoder run on the GPU
+#      (--profile: CUDA-event timings per phase, kernel launches per step)
+#   5. an nsys capture of a steady-state RBM window (--profile-steps) when nsys is installed,
+#      with its summary reports
+# Every step runs under its own time limit; a failed or timed-out step is recorded in the report
+# with the end of its log and the script goes on, so one run always yields a report.
+# Without an NVIDIA GPU (nvidia-smi lists none) or without nvcc it refuses at once (exit 3) and
+# runs nothing. Usage: bash bench/gpu_check.sh   (GPU_CHECK_DEVICE=N picks GPU N; default 0)
+set -u
+cd "$(dirname "$0")/.." || exit 1
+root=$PWD
+
+refuse() {
+  echo "gpu_check: $1" >&2
+  echo "gpu_check: nothing was run. This script needs a machine with an NVIDIA GPU, its driver and the CUDA toolkit;" >&2
+  echo "gpu_check: without one, 'make test' exercises the CUDA backend through the SIMT emulator (tests/simt)." >&2
+  exit 3
+}
+command -v nvidia-smi >/dev/null 2>&1 || refuse "no NVIDIA GPU here: nvidia-smi is not installed"
+gpus=$(nvidia-smi -L 2>/dev/null | grep '^GPU' || true)
+[ -n "$gpus" ] || refuse "no NVIDIA GPU here: nvidia-smi lists no GPU (driver not loaded?)"
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+nvcc=$(command -v nvcc 2>/dev/null || { test -x "$CUDA_HOME/bin/nvcc" && echo "$CUDA_HOME/bin/nvcc"; } || true)
+[ -n "$nvcc" ] || refuse "the CUDA toolkit is missing (no nvcc in PATH or $CUDA_HOME/bin)"
+
+gi=${GPU_CHECK_DEVICE:-0}
+gname=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$gi" 2>/dev/null | head -1)
+[ -n "$gname" ] || gname=$(sed -n "$((gi + 1))p" <<<"$gpus" | sed -E 's/^GPU [0-9]+: ([^(]*).*/\1/')
+slug=$(echo "$gname" | tr ' /' '--' | tr -cd 'A-Za-z0-9._-' | sed -E 's/-+/-/g; s/^-|-$//g')
+[ -n "$slug" ] || slug=gpu$gi
+dev=cuda:$gi
+build=build
+res=bench/results
+dir=$res/gpu-$slug
+md=$res/gpu-$slug.md
+mkdir -p "$dir"
+t_start=$(date +%s)
+budget=${GPU_CHECK_BUDGET_S:-470}
+jobs=$(nproc 2>/dev/null || echo 4)
+
+step_n=0 step_fail=0
+# step NAME LIMIT_S CMD...: run CMD with a time limit, its output in $dir/NAME.log; records the
+# outcome in the report's status table
+declare -a status_rows=()
+step() {
+  local name=$1 limit=$2; shift 2
+  local log=$dir/$name.log t0 rc left
+  step_n=$((step_n + 1))
+  # the whole check stays within GPU_CHECK_BUDGET_S (default 470 s): a step gets at most what is left
+  left=$(( budget - ($(date +%s) - t_start) ))
+  if [ $left -lt 15 ]; then
+    status_rows+=("| $name | SKIPPED (time budget of ${budget} s spent) | 0 s |"); step_fail=$((step_fail + 1))
+    echo "gpu_check: [$step_n] $name skipped: time budget spent" >&2
+    return 124
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  t0=$(date +%s)
+  echo "gpu_check: [$step_n] $name (limit ${limit}s) ..." >&2
+  timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  rc=$?
+  local secs=$(( $(date +%s) - t0 ))
+  if [ $rc = 0 ]; then status_rows+=("| $name | ok | ${secs} s |")
+  elif [ $rc = 124 ] || [ $rc = 137 ]; then status_rows+=("| $name | TIMED OUT after ${limit} s | ${secs} s |"); step_fail=$((step_fail + 1))
+  else status_rows+=("| $name | FAILED (exit $rc) | ${secs} s |"); step_fail=$((step_fail + 1)); fi
+  echo "gpu_check: [$step_n] $name: exit $rc after ${secs}s (log $log)" >&2
+  return $rc
+}
+# tail of a log for the report
+logtail() { echo '```'; tail -n "${2:-15}" "$1" 2>/dev/null; echo '```'; }
+
+# ---- 1. build ---------------------------------------------------------------------------------
+step build 240 make -j"$jobs" NG_CUDA=1 all build/bench/bench_rbm build/bench/bench_net build/bench/bench_factors build/bench/bench_tn
+built=$?
+
+# ---- 2. make test-gpu -------------------------------------------------------------------------
+[ $built = 0 ] && step test-gpu 200 make NG_CUDA=1 test-gpu
+
+# ---- 3. benchmarks: GPU and CPU, each beside its own process's sgemm --------------------------
+if [ $built = 0 ]; then
+  rm -f "$dir"/bench_*.csv
+  for d in "$dev" cpu; do
+    tag=${d/:/}
+    for opt in sgd centering fang; do
+      # FANG times 100 updates (one refit period) by default: on the CPU 20 keep the step short
+      it=(); [ "$d" = cpu ] && [ $opt = fang ] && it=(--iters 20)
+      step "bench_rbm-$tag-$opt" 60 "$build/bench/bench_rbm" --device "$d" --optimizer "$opt" "${it[@]}" --csv "$dir/bench_rbm.csv"
+    done
+    step "bench_net-$tag" 90 "$build/bench/bench_net" --device "$d" --batch 500 --iters 10 --warmup 3 --csv "$dir/bench_net.csv"
+    step "bench_factors-$tag" 45 "$build/bench/bench_factors" --device "$d" --reps 5 --csv "$dir/bench_factors.csv"
+    step "bench_tn-$tag" 60 "$build/bench/bench_tn" --device "$d" --preset curves-autoencoder --batch 1000 --reps 3 --csv "$dir/bench_tn.csv"
+  done
+fi
+
+# ---- 4. natgrad's phase profile on the GPU ----------------------------------------------------
+if [ $built = 0 ]; then
+  rm -rf "$dir/prof-rbm" "$dir/prof-kfac"
+  step profile-rbm 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden 500 --steps 60 --log-every 30 \
+    --profile --profile-steps 11:60 --out "$dir/prof-rbm"
+  step profile-kfac 90 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder --optimizer kfac \
+    --batch 1000 --steps 30 --log-every 10 --profile --profile-steps 6:30 --out "$dir/prof-kfac"
+fi
+
+# ---- 5. nsys ----------------------------------------------------------------------------------
+nsys=$(command -v nsys 2>/dev/null || true)
+if [ -z "$nsys" ]; then for c in "$CUDA_HOME"/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys; do [ -x "$c" ] && nsys=$c; done; fi
+if [ $built = 0 ] && [ -n "$nsys" ]; then
+  rm -rf "$dir/nsys-rbm" "$dir"/rbm.nsys-rep "$dir"/rbm.sqlite
+  step nsys-rbm 120 "$nsys" profile --trace=cuda,nvtx,cublas,cusolver --capture-range=cudaProfilerApi \
+    --capture-range-end=stop --force-overwrite=true -o "$dir/rbm" \
+    "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden 500 --steps 40 --log-every 20 --profile-steps 21:40 --out "$dir/nsys-rbm"
+  [ -f "$dir/rbm.nsys-rep" ] && step nsys-stats 60 "$nsys" stats --force-export=true \
+    --report nvtx_sum,cuda_gpu_kern_sum,cuda_api_sum "$dir/rbm.nsys-rep"
+fi
+
+# ---- report -----------------------------------------------------------------------------------
+{
+  echo "# GPU check: $gname"
+  echo
+  echo "\`bash bench/gpu_check.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - t_start )) s in all."
+  echo "Device $dev: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader -i "$gi" 2>/dev/null)."
+  echo "Host: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)); nvcc $("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')."
+  echo
+  echo "| step | outcome | time |"
+  echo "|---|---|---|"
+  printf '%s\n' "${status_rows[@]}"
+  echo
+  if [ $built != 0 ]; then echo "## Build failed"; logtail "$dir/build.log" 40; fi
+  if [ -f "$dir/test-gpu.log" ]; then
+    echo "## make test-gpu"
+    echo
+    logtail "$dir/test-gpu.log" 40
+  fi
+  if [ -f "$dir/bench_rbm.csv" ]; then
+    echo "## RBM PCD speed (784x500, 2000 particles, batch 2000, PCD-1)"
+    echo
+    echo "ratio = GFLOP/s of the update's gemms / sgemm GFLOP/s measured in the same process (cuBLAS on the GPU, OpenBLAS on the CPU)."
+    echo
+    echo "| backend | optimizer | shape | particles | batch | timed updates | ms/update | updates/s | PCD GFLOP/s | sgemm GFLOP/s | ratio | |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    cat "$dir"/bench_rbm-*.log | grep '^| ' || true
+    echo
+    echo "GPU / CPU updates/s (same optimizer, this run):"
+    echo
+    echo "| optimizer | GPU updates/s | CPU updates/s | GPU / CPU |"
+    echo "|---|---|---|---|"
+    for opt in sgd centering fang; do
+      g=$(grep '^| ' "$dir/bench_rbm-${dev/:/}-$opt.log" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$9); print $9}' | head -1)
+      c=$(grep '^| ' "$dir/bench_rbm-cpu-$opt.log" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$9); print $9}' | head -1)
+      awk -v o="$opt" -v g="$g" -v c="$c" 'BEGIN { printf "| %s | %s | %s | %s |\n", o, g, c, (g + 0 > 0 && c + 0 > 0) ? sprintf("%.1f", g / c) : "-" }'
+    done
+    echo
+  fi
+  for b in bench_net bench_factors bench_tn; do
+    ls "$dir/$b"-*.log >/dev/null 2>&1 || continue
+    echo "## $b (GPU and CPU rows; sgemm column = the same process's rate)"
+    echo
+    if [ $b = bench_net ]; then
+      echo "| implementation | backend | threads | m | timed steps | ms/step (median) | ms/step (min) | step GFLOP/s | sgemm shape | sgemm GFLOP/s | step / sgemm | other CPU % |"
+      echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    fi
+    grep -h '^|' "$dir/$b"-*.log | awk '!seen[$0]++' || true
+    echo
+  done
+  for p in rbm kfac; do
+    if [ -f "$dir/profile-$p.log" ]; then
+      echo "## natgrad --profile on $dev: $p"
+      echo
+      if grep -q '^natgrad profile:' "$dir/profile-$p.log"; then
+        echo '```'
+        sed -n '/^natgrad profile:/,/^peak of all arenas/p' "$dir/profile-$p.log"
+        echo '```'
+      else logtail "$dir/profile-$p.log" 8; fi
+      echo
+    fi
+  done
+  if [ -z "$nsys" ]; then
+    echo "## nsys"; echo; echo "nsys not installed: no capture."
+  elif [ -f "$dir/nsys-stats.log" ]; then
+    echo "## nsys (steady-state window: RBM updates 21..40, --capture-range=cudaProfilerApi)"
+    echo
+    logtail "$dir/nsys-stats.log" 80
+  fi
+  nf=0
+  for r in "${status_rows[@]}"; do
+    case "$r" in *"| ok |"*|*SKIPPED*) continue ;; esac
+    n=$(sed -E 's/^\| ([^ ]+) .*/\1/' <<<"$r")
+    [ "$n" = test-gpu ] || [ "$n" = build ] && continue
+    [ $nf = 0 ] && { echo; echo "## Failed steps (end of their logs)"; }
+    nf=$((nf + 1)); [ $nf -gt 8 ] && break
+    echo; echo "$n:"; logtail "$dir/$n.log" 6
+  done
+  echo
+  echo "Logs, CSVs, profiles and traces: \`$dir/\`."
+} > "$md"
+echo "gpu_check: wrote $md ($step_fail of $step_n steps failed)" >&2
+[ $step_fail = 0 ]
