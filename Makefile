@@ -95,7 +95,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
-    data-curves-picture
+    data-curves-picture toy-figure1
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -240,6 +240,11 @@ optimizer-table: deps
 bench-tn: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tn
 	@bash bench/bench_tn.sh $(BUILD)
+
+# Sohl-Dickstein (2012) Figure 1: the 2-D Gaussian toy in closed form (a second)
+toy-figure1:
+	@$(MAKE) --no-print-directory all
+	@bash bench/toy_figure1.sh
 
 kfac-figure9: deps
 	@$(MAKE) --no-print-directory all
