@@ -103,5 +103,31 @@ expect_exit toy_diverges 1 "diverged" "$bin" toy --out div --lr 5 --steps 2000
 touch notadir
 expect_exit toy_unwritable_out 1 "notadir/x" "$bin" toy --out notadir/x
 
+# ---- net train --precond diag (eq. 34) -------------------------------------------------------
+D=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond diag --diag-power 0.5 --diag-lambda 1e-3)
+run diag_full "$bin" "${D[@]}" --steps 40 --log-every 10 --out dfull
+if [ "$rc" = 0 ] && grep -q 'diagonal preconditioner (Sohl-Dickstein eq. 34): metric fisher' diag_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' dfull/train.csv; then pass net_diag_trains
+else fail net_diag_trains "exit $rc (or the training error did not fall)"; show diag_full.err; fi
+# resume: 20 + 20 updates give the checkpoint of 40 in one go (the moving average and the sampled
+# targets' stream position are part of the state)
+run diag_half "$bin" "${D[@]}" --steps 20 --log-every 10 --out dhalf
+run diag_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume dhalf/net.ckpt --steps 40 --log-every 10 --out dhalf
+if [ "$rc" = 0 ] && cmp -s dfull/net.ckpt dhalf/net.ckpt; then pass net_diag_resume_identical
+else fail net_diag_resume_identical "exit $rc"; show diag_rest.err; fi
+run diag_emp "$bin" "${D[@]}" --diag-metric empirical --optimizer sgd --steps 10 --log-every 5 --out demp
+if [ "$rc" = 0 ] && grep -q 'metric empirical' diag_emp.err; then pass net_diag_empirical
+else fail net_diag_empirical "exit $rc"; show diag_emp.err; fi
+expect_exit net_diag_bad_power 2 "--diag-power" "$bin" "${D[@]}" --diag-power 2 --steps 2 --out dbad
+expect_exit net_diag_bad_beta 2 "--diag-beta" "$bin" "${D[@]}" --diag-beta 1 --steps 2 --out dbad
+expect_exit net_diag_bad_lambda 2 "--diag-lambda" "$bin" "${D[@]}" --diag-lambda -1 --steps 2 --out dbad
+expect_exit net_diag_energy_metric 2 "--diag-metric 'energy'" "$bin" "${D[@]}" --diag-metric energy --steps 2 --out dbad
+expect_exit net_diag_with_kfac 2 "--precond diag goes under a first-order rule" "$bin" "${D[@]}" --optimizer kfac --steps 2 --out dbad
+expect_exit net_diag_batchnorm 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 \
+  --precond diag --steps 2 --out dbn
+expect_exit net_diag_resume_fixed 2 "--diag-power cannot be combined with --resume" "$bin" net train --resume dhalf/net.ckpt --diag-power 0.7 --out dhalf
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

@@ -228,6 +228,24 @@ static ng_status diag_load(ng_precond *p, const ng_ckpt *ck, int apply) {
     return NG_OK;
 }
 
+ng_status ng_diag_config_from_ckpt(const ng_ckpt *ck, ng_diag_config *cfg) {
+    const char *metric;
+    ng_diag_config c;
+    ng_diag_config_default(&c);
+    NG_TRY(ng_ckpt_get_str(ck, "diag.metric", &metric));
+    c.metric = ng_diag_metric_parse(metric);
+    if (c.metric < 0) return ng_error(NG_ERR_FORMAT, "checkpoint %s: field diag.metric '%s' is unknown", ng_ckpt_path(ck), metric);
+    NG_TRY(ng_ckpt_get_f64(ck, "diag.lambda", &c.lambda));
+    NG_TRY(ng_ckpt_get_f64(ck, "diag.power", &c.power));
+    NG_TRY(ng_ckpt_get_f64(ck, "diag.beta", &c.beta));
+    NG_TRY(ng_ckpt_get_u64(ck, "diag.seed", &c.seed));
+    c.max_batch = cfg->max_batch;
+    if (ng_diag_config_check(&c) != NG_OK)
+        return ng_error_wrap(NG_ERR_FORMAT, "checkpoint %s: diag.*: ", ng_ckpt_path(ck));
+    *cfg = c;
+    return NG_OK;
+}
+
 static void diag_destroy(ng_precond *p) {
     diag *k = (diag *)p->impl;
     if (!k) return;

@@ -52,6 +52,9 @@ ng_status ng_diag_config_check(const ng_diag_config *cfg);
 const char *ng_diag_metric_name(int metric); /* "fisher", "empirical", "energy" */
 int ng_diag_metric_parse(const char *s);     /* NG_DIAG_* or -1 */
 
+/* The configuration stored in a checkpoint (diag.*), validated; cfg->max_batch is kept. */
+ng_status ng_diag_config_from_ckpt(const ng_ckpt *c, ng_diag_config *cfg);
+
 /* The preconditioner for a network ("net") or an RBM ("rbm") model. NG_ERR_INVALID_ARG when the
  * metric does not apply to the model (empirical: networks only; energy: RBMs only). */
 ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config *cfg, ng_precond **out);
