@@ -95,7 +95,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
-    data-curves-picture toy-figure1
+    data-curves-picture toy-figure1 ica-bench
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -245,6 +245,10 @@ bench-tn: deps
 toy-figure1:
 	@$(MAKE) --no-print-directory all
 	@bash bench/toy_figure1.sh
+
+# linear ICA: the W^T W rule against the plain gradient (float64, seconds of CPU)
+ica-bench:
+	@bash bench/ica.sh
 
 kfac-figure9: deps
 	@$(MAKE) --no-print-directory all
