@@ -129,5 +129,22 @@ expect_exit net_diag_batchnorm 1 "batch normalisation" "$bin" net train --device
   --precond diag --steps 2 --out dbn
 expect_exit net_diag_resume_fixed 2 "--diag-power cannot be combined with --resume" "$bin" net train --resume dhalf/net.ckpt --diag-power 0.7 --out dhalf
 
+# ---- rbm train --optimizer diag (eq. 33 / 34) ------------------------------------------------
+B=(rbm train --data bars-stripes --device cpu --threads 1 --hidden 8 --batch 16 --particles 16 --lr 0.05 --log-every 20
+   --optimizer diag)
+run rdiag_full "$bin" "${B[@]}" --steps 60 --out rfull
+if [ "$rc" = 0 ] && grep -q 'diagonal metric (Sohl-Dickstein 2012): energy' rdiag_full.err && [ -s rfull/rbm.ckpt ]; then pass rbm_diag_energy_trains
+else fail rbm_diag_energy_trains "exit $rc"; show rdiag_full.err; fi
+run rdiag_half "$bin" "${B[@]}" --steps 30 --out rhalf
+run rdiag_rest "$bin" rbm train --data bars-stripes --device cpu --threads 1 --resume rhalf/rbm.ckpt --steps 60 --log-every 20 --out rhalf
+if [ "$rc" = 0 ] && cmp -s rfull/rbm.ckpt rhalf/rbm.ckpt; then pass rbm_diag_resume_identical
+else fail rbm_diag_resume_identical "exit $rc"; show rdiag_rest.err; fi
+run rdiag_fisher "$bin" "${B[@]}" --diag-metric fisher --diag-power 0.5 --steps 20 --out rfisher
+if [ "$rc" = 0 ] && grep -q 'model Fisher (eq. 34, over the particles), lambda 0.0001, power 0.5' rdiag_fisher.err; then pass rbm_diag_fisher
+else fail rbm_diag_fisher "exit $rc"; show rdiag_fisher.err; fi
+expect_exit rbm_diag_bad_power 2 "--diag-power" "$bin" "${B[@]}" --diag-power 0 --steps 2 --out rbad
+expect_exit rbm_diag_bad_metric 2 "--diag-metric 'empirical'" "$bin" "${B[@]}" --diag-metric empirical --steps 2 --out rbad
+expect_exit rbm_diag_resume_fixed 2 "--diag-beta cannot be combined with --resume" "$bin" rbm train --data bars-stripes --resume rhalf/rbm.ckpt --diag-beta 0.5 --out rhalf
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]
