@@ -328,7 +328,7 @@ typedef struct net_train_opts {
     int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho;
     float tn_rtol, tn_decay, tn_lmin;
     /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
-    int precond, dg_metric;
+    int precond, dg_metric, kf_inv;
     float dg_lambda, dg_power, dg_beta;
     ng_diag_config dg;
 } net_train_opts;
@@ -568,6 +568,7 @@ static int net_train(int argc, char **argv) {
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
+            {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
             {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac, ngd..hf: initial Levenberg-Marquardt damping (0: the default, kfac 150, the truncated-Newton methods 1; Pascanu & Bengio's CURVES runs: 3)", OPT_FIXED, 0},
             {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta))", OPT_FIXED, 0},
@@ -703,6 +704,7 @@ static int net_train(int argc, char **argv) {
         o.kf.pi_mode = o.kf_pi;
         o.kf.precision = o.kf_prec ? NG_F64 : NG_F32;
         o.kf.async_lag = o.kf_async;
+        o.kf.inverse = o.kf_inv;
         o.kf.eta = o.weight_decay;
         o.kf.seed = cfg.seed;
         if (o.optimizer == OPT_KFAC && ng_kfac_config_check(&o.kf) != NG_OK) {
