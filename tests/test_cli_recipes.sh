@@ -146,5 +146,19 @@ expect_exit rbm_diag_bad_power 2 "--diag-power" "$bin" "${B[@]}" --diag-power 0 
 expect_exit rbm_diag_bad_metric 2 "--diag-metric 'empirical'" "$bin" "${B[@]}" --diag-metric empirical --steps 2 --out rbad
 expect_exit rbm_diag_resume_fixed 2 "--diag-beta cannot be combined with --resume" "$bin" rbm train --data bars-stripes --resume rhalf/rbm.ckpt --diag-beta 0.5 --out rhalf
 
+# ---- net train --optimizer kfac --kfac-inverse regularized (eq. 35) ----------------------------
+K=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer kfac
+   --kfac-inverse regularized --T3 2 --T2 4 --T1 2)
+run kreg_full "$bin" "${K[@]}" --steps 12 --log-every 4 --out kfull
+if [ "$rc" = 0 ] && awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+     END { exit !(last < first) }' kfull/train.csv; then pass kfac_regularized_trains
+else fail kfac_regularized_trains "exit $rc (or the error did not fall)"; show kreg_full.err; fi
+run kreg_half "$bin" "${K[@]}" --steps 6 --log-every 4 --out khalf
+run kreg_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume khalf/net.ckpt --steps 12 --log-every 4 --out khalf
+if [ "$rc" = 0 ] && cmp -s kfull/net.ckpt khalf/net.ckpt; then pass kfac_regularized_resume_identical
+else fail kfac_regularized_resume_identical "exit $rc"; show kreg_rest.err; fi
+expect_exit kfac_regularized_tridiag 2 "--kfac-inverse regularized: only with --kfac-approx blockdiag" "$bin" "${K[@]}" --kfac-approx tridiag --steps 2 --out kbad
+expect_exit kfac_inverse_unknown 2 "--kfac-inverse 'cholesky'" "$bin" "${K[@]}" --kfac-inverse cholesky --steps 2 --out kbad
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]
