@@ -95,7 +95,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
-    data-curves-picture toy-figure1 ica-bench
+    data-curves-picture toy-figure1 ica-bench rbm-recipes
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -249,6 +249,11 @@ toy-figure1:
 # linear ICA: the W^T W rule against the plain gradient (float64, seconds of CPU)
 ica-bench:
 	@bash bench/ica.sh
+
+# Sohl-Dickstein's diagonal metrics for RBMs next to SGD, centering and FANG (exact log-likelihoods)
+rbm-recipes:
+	@$(MAKE) --no-print-directory all
+	@bash bench/rbm_recipes.sh
 
 kfac-figure9: deps
 	@$(MAKE) --no-print-directory all

@@ -160,5 +160,25 @@ else fail kfac_regularized_resume_identical "exit $rc"; show kreg_rest.err; fi
 expect_exit kfac_regularized_tridiag 2 "--kfac-inverse regularized: only with --kfac-approx blockdiag" "$bin" "${K[@]}" --kfac-approx tridiag --steps 2 --out kbad
 expect_exit kfac_inverse_unknown 2 "--kfac-inverse 'cholesky'" "$bin" "${K[@]}" --kfac-inverse cholesky --steps 2 --out kbad
 
+# ---- natural parameter space (eq. 37): --precond diag --phi-every K ------------------------------
+P=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond diag --phi-every 5)
+run phi_full "$bin" "${P[@]}" --steps 30 --log-every 10 --out pfull
+if [ "$rc" = 0 ] && grep -q 'natural parameter space: G re-estimated every 5 updates' phi_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' pfull/train.csv; then pass net_phi_adam_trains
+else fail net_phi_adam_trains "exit $rc (or the error did not fall)"; show phi_full.err; fi
+# resume in the middle of a refresh period (update 13; refreshes at 10 and 15)
+run phi_half "$bin" "${P[@]}" --steps 13 --log-every 10 --out phalf
+run phi_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume phalf/net.ckpt --steps 30 --log-every 10 --out phalf
+if [ "$rc" = 0 ] && cmp -s pfull/net.ckpt phalf/net.ckpt; then pass net_phi_resume_identical
+else fail net_phi_resume_identical "exit $rc"; show phi_rest.err; fi
+run phi_nag "$bin" "${P[@]}" --optimizer nag --steps 12 --log-every 6 --out pnag
+if [ "$rc" = 0 ]; then pass net_phi_nag; else fail net_phi_nag "exit $rc"; show phi_nag.err; fi
+expect_exit net_phi_without_diag 2 "--phi-every needs --precond diag" "$bin" net train --device cpu --data bars-stripes --layers 16-8-16 \
+  --batch 10 --phi-every 5 --steps 2 --out pbad
+expect_exit net_phi_average 2 "--average" "$bin" "${P[@]}" --average 0.9 --steps 2 --out pbad
+expect_exit net_phi_negative 2 "--phi-every -1" "$bin" "${P[@]}" --phi-every -1 --steps 2 --out pbad
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

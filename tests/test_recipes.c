@@ -8,6 +8,10 @@
  *     free-energy gradients per example, computed here from the parameters and the visible units
  *   - the moving average and its bias correction over several updates, power 1/2
  *   - bad configurations, metrics that do not apply to a model
+ *   - natural parameter space (eq. 37) with the diagonal metric: the scale s^2 = d + lambda, the
+ *     round trip theta -> phi -> theta, plain SGD in phi = the natural-gradient step
+ *     theta -= lr g / (d + lambda) with the metric held fixed between refreshes, Adam in phi (its
+ *     first step -lr sign(g) / s), averaging refused
  *   - CPU and emulated CUDA agree. */
 #include <math.h>
 #include <stdint.h>
@@ -20,6 +24,7 @@
 #include "natgrad/rbm.h"
 #include "natgrad/recipes.h"
 #include "natgrad/tensor.h"
+#include "natgrad/update.h"
 
 static ng_backend *g_cpu, *g_cuda;
 static char g_cuda_reason[512];
@@ -441,6 +446,167 @@ static int test_diag_bad_config(void) {
     return NGT_PASS;
 }
 
+
+/* ---- natural parameter space ------------------------------------------------------------------ */
+
+static ng_status phi_setup(netfix *f, ng_backend *be, int rule, ng_precond **p, ng_update **u) {
+    ng_diag_config cfg;
+    ng_update *inner = NULL;
+    ng_status s;
+    NG_TRY(netfix_init(f, be, 8));
+    ng_diag_config_default(&cfg);
+    cfg.metric = NG_DIAG_EMPIRICAL;
+    cfg.beta = 0.0;
+    cfg.lambda = 1e-3;
+    cfg.phi_every = 3;
+    NG_TRY(ng_precond_diag_init(be, f->net, &cfg, p));
+    if (rule == 0) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.05f;
+        s = ng_update_sgd_init(be, f->net, &c, &inner);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 1e-3f;
+        s = ng_update_adam_init(be, f->net, &c, &inner);
+    }
+    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
+    if (s != NG_OK) ng_update_free(inner);
+    return s;
+}
+
+static int test_phi_sgd_is_natural_step(void) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    ng_tensor sc, isc;
+    double *ref, *th, *g, *th1, *sv, *d0 = NULL;
+    size_t i;
+    int t;
+    NGT_OK(phi_setup(&f, g_cpu, 0, &p, &u));
+    ref = (double *)malloc(f.np * sizeof(double));
+    for (t = 0; t < 4; t++) {
+        NGT_CHECK(per_case_squares(&f, ref) == 0, "reference: %s", ng_last_error());
+        NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+        th = get_vec(f.be, f.net->param_flat.data, f.np);
+        g = get_vec(f.be, f.net->grad_flat.data, f.np);
+        NGT_OK(ng_update_penalize(u, f.net, (uint64_t)t));
+        NGT_OK(ng_precond_apply(p, f.net, (uint64_t)t));
+        NGT_OK(ng_update_step(u, f.net, (uint64_t)t));
+        th1 = get_vec(f.be, f.net->param_flat.data, f.np);
+        NGT_OK(ng_diag_phi_scale(p, &sc, &isc));
+        sv = get_vec(f.be, sc.data, f.np);
+        /* refreshes at t = 0 and 3: the metric of that batch; t = 1, 2 keep t = 0's */
+        if (t % 3 == 0) {
+            free(d0);
+            d0 = (double *)malloc(f.np * sizeof(double));
+            for (i = 0; i < f.np; i++) d0[i] = ref[i] + 1e-3;
+        }
+        for (i = 0; i < f.np; i++) {
+            double want = th[i] - 0.05 * g[i] / d0[i];
+            NGT_CHECK(fabs(sv[i] * sv[i] - d0[i]) <= 1e-5 * d0[i], "t %d: s[%zu]^2 = %g, d + lambda = %g", t, i, sv[i] * sv[i], d0[i]);
+            NGT_CHECK(fabs(th1[i] - want) <= 1e-5 * (fabs(want) + fabs(th[i])) + 1e-7,
+                      "t %d: SGD in phi moved theta[%zu] to %.9g, the natural step gives %.9g", t, i, th1[i], want);
+        }
+        free(th), free(g), free(th1), free(sv);
+    }
+    /* the round trip theta -> phi -> theta: a step with a zero direction leaves theta (to rounding) */
+    th = get_vec(f.be, f.net->param_flat.data, f.np);
+    NGT_OK(ng_fill(f.be, f.np, 0.0f, f.net->grad_flat.data));
+    NGT_OK(ng_update_step(u, f.net, 4));
+    th1 = get_vec(f.be, f.net->param_flat.data, f.np);
+    for (i = 0; i < f.np; i++)
+        NGT_CHECK(fabs(th1[i] - th[i]) <= 2.5e-7 * fabs(th[i]), "round trip: theta[%zu] %.9g -> %.9g", i, th[i], th1[i]);
+    free(th), free(th1), free(ref), free(d0);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+/* Adam in phi: its first step is -lr m / (sqrt(v) + eps) = -lr sign(g_phi) (1 - O(eps / |g_phi|)) in
+ * phi, so theta moves by -lr sign(g) / s: the metric sets the step per parameter, unlike plain Adam */
+static int test_phi_adam(void) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    ng_tensor sc;
+    double *th, *g, *th1, *sv;
+    size_t i, checked = 0;
+    NGT_OK(phi_setup(&f, g_cpu, 1, &p, &u));
+    NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+    th = get_vec(f.be, f.net->param_flat.data, f.np);
+    g = get_vec(f.be, f.net->grad_flat.data, f.np);
+    NGT_OK(ng_precond_apply(p, f.net, 0));
+    NGT_OK(ng_update_step(u, f.net, 0));
+    th1 = get_vec(f.be, f.net->param_flat.data, f.np);
+    NGT_OK(ng_diag_phi_scale(p, &sc, NULL));
+    sv = get_vec(f.be, sc.data, f.np);
+    for (i = 0; i < f.np; i++) {
+        double gp = g[i] / sv[i], want;
+        if (fabs(gp) < 1e-4) continue; /* eps = 1e-8 matters only for tiny gradients */
+        want = th[i] - 1e-3 * (gp > 0 ? 1.0 : -1.0) / sv[i];
+        NGT_CHECK(fabs(th1[i] - want) <= 1e-4 * 1e-3 / sv[i] + 1e-6 * fabs(th[i]), "theta[%zu] = %.9g, want %.9g", i, th1[i], want);
+        checked++;
+    }
+    NGT_CHECK(checked > f.np / 2, "only %zu of %zu parameters had a usable gradient", checked, f.np);
+    free(th), free(g), free(th1), free(sv);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static int test_phi_refusals(void) {
+    netfix f;
+    ng_diag_config cfg;
+    ng_precond *p = NULL;
+    ng_update *inner = NULL, *u = NULL;
+    ng_sgd_config c;
+    NGT_OK(netfix_init(&f, g_cpu, 4));
+    ng_diag_config_default(&cfg);
+    NGT_OK(ng_precond_diag_init(g_cpu, f.net, &cfg, &p));
+    memset(&c, 0, sizeof c);
+    c.lr = 0.1f;
+    NGT_OK(ng_update_sgd_init(g_cpu, f.net, &c, &inner));
+    NGT_CHECK(ng_update_phi_init(g_cpu, f.net, inner, p, &u) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--phi-every"),
+              "phi wrapper over a diag preconditioner without phi mode: %s", ng_last_error());
+    ng_update_free(inner);
+    ng_precond_free(p);
+    cfg.phi_every = 2;
+    NGT_OK(ng_precond_diag_init(g_cpu, f.net, &cfg, &p));
+    c.average = 0.9f;
+    NGT_OK(ng_update_sgd_init(g_cpu, f.net, &c, &inner));
+    NGT_CHECK(ng_update_phi_init(g_cpu, f.net, inner, p, &u) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--average"),
+              "averaging refused: %s", ng_last_error());
+    ng_update_free(inner);
+    ng_precond_free(p);
+    cfg.phi_every = -1;
+    NGT_CHECK(ng_diag_config_check(&cfg) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--phi-every"), "negative K");
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static ng_status phi_run(ng_backend *be, double **theta) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    ng_status s;
+    int t;
+    s = phi_setup(&f, be, 1, &p, &u);
+    for (t = 0; s == NG_OK && t < 5; t++) {
+        s = ng_model_gradient(f.net, &f.x, NULL);
+        if (s == NG_OK) s = ng_precond_apply(p, f.net, (uint64_t)t);
+        if (s == NG_OK) s = ng_update_step(u, f.net, (uint64_t)t);
+    }
+    if (s == NG_OK) *theta = get_vec(be, f.net->param_flat.data, f.np);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return s;
+}
+
 /* the same updates on the CPU and on (emulated) CUDA */
 static ng_status net_run(ng_backend *be, int metric, double **dir) {
     netfix f;
@@ -506,6 +672,18 @@ static int test_diag_cpu_vs_cuda(void) {
         free(a);
         free(b);
     }
+    {
+        netfix f;
+        size_t np;
+        NGT_OK(netfix_init(&f, g_cpu, 1));
+        np = f.np;
+        netfix_free(&f);
+        NGT_OK(phi_run(g_cpu, &a));
+        NGT_OK(phi_run(g_cuda, &b));
+        NGT_CHECK(rel_diff(b, a, np) < 1e-5, "Adam in phi, 5 updates: cpu vs cuda parameters rel diff %g", rel_diff(b, a, np));
+        free(a);
+        free(b);
+    }
     NGT_OK(rbm_run(g_cpu, &a, &na));
     NGT_OK(rbm_run(g_cuda, &b, &nb));
     NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "rbm energy diagonal: cpu vs cuda rel diff %g", rel_diff(b, a, na));
@@ -532,6 +710,9 @@ int main(void) {
     NGT_RUN(test_diag_rbm_energy);
     NGT_RUN(test_diag_rbm_fisher);
     NGT_RUN(test_diag_bad_config);
+    NGT_RUN(test_phi_sgd_is_natural_step);
+    NGT_RUN(test_phi_adam);
+    NGT_RUN(test_phi_refusals);
     NGT_RUN(test_diag_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

@@ -328,7 +328,7 @@ typedef struct net_train_opts {
     int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho;
     float tn_rtol, tn_decay, tn_lmin;
     /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
-    int precond, dg_metric, kf_inv;
+    int precond, dg_metric, kf_inv, dg_phi;
     float dg_lambda, dg_power, dg_beta;
     ng_diag_config dg;
 } net_train_opts;
@@ -567,6 +567,7 @@ static int net_train(int argc, char **argv) {
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
+            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G re-estimated every K updates and fixed in between", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
             {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
@@ -759,7 +760,12 @@ static int net_train(int argc, char **argv) {
         o.dg.lambda = o.dg_lambda;
         o.dg.power = o.dg_power;
         o.dg.beta = o.dg_beta;
+        o.dg.phi_every = o.dg_phi;
         o.dg.seed = cfg.seed;
+        if (o.dg_phi && !o.precond) {
+            fprintf(stderr, "natgrad net train: --phi-every needs --precond diag (the metric whose square root defines phi)\n");
+            return NG_EXIT_USAGE;
+        }
         if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC)) {
             fprintf(stderr, "natgrad net train: --precond diag goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
                     optimizer_names[o.optimizer]);
@@ -895,8 +901,10 @@ static int net_train(int argc, char **argv) {
         if (s == NG_OK) s = ng_precond_tn_init(be, net, &o.tc, mpool, mpool_n, &pc);
     } else if (s == NG_OK && o.precond) {
         o.dg.max_batch = o.batch;
-        fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g\n",
-                ng_diag_metric_name(o.dg.metric), o.dg.lambda, o.dg.power, o.dg.beta);
+        fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g%s\n",
+                ng_diag_metric_name(o.dg.metric), o.dg.lambda, o.dg.power, o.dg.beta,
+                o.dg.phi_every > 0 ? "; the update rule steps in phi = G^(1/2) theta (eq. 37)" : "");
+        if (o.dg.phi_every > 0) fprintf(stderr, "natgrad: natural parameter space: G re-estimated every %d updates\n", o.dg.phi_every);
         s = ng_precond_diag_init(be, net, &o.dg, &pc);
     } else if (s == NG_OK) {
         s = ng_precond_identity_init(be, &pc);
@@ -904,6 +912,13 @@ static int net_train(int argc, char **argv) {
     if (s == NG_OK && o.schedule)
         fprintf(stderr, "natgrad: batch schedule m_k = min(%d exp((k - 1) / b), %d), m_%d = %d\n", o.m1, train.n, o.m_full, train.n);
     if (s == NG_OK) s = make_update(be, net, &o, &upd);
+    if (s == NG_OK && o.precond && o.dg.phi_every > 0) {
+        /* natural parameter space: the rule runs on phi = G^(1/2) theta */
+        ng_update *inner = upd;
+        upd = NULL;
+        s = ng_update_phi_init(be, net, inner, pc, &upd);
+        if (s != NG_OK) ng_update_free(inner);
+    }
     if (s == NG_OK) {
         xtrain = batch_matrix(&train, classes, &rows);
         xtest = test.n ? batch_matrix(&test, classes, &rows) : NULL;

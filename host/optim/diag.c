@@ -49,6 +49,7 @@ ng_status ng_diag_config_check(const ng_diag_config *c) {
     if (!(c->beta >= 0.0 && c->beta < 1.0))
         return ng_error(NG_ERR_INVALID_ARG, "--diag-beta %g: must be in [0, 1)", c->beta);
     if (c->max_batch < 0) return ng_error(NG_ERR_INVALID_ARG, "diag: max_batch %d is negative", c->max_batch);
+    if (c->phi_every < 0) return ng_error(NG_ERR_INVALID_ARG, "--phi-every %d: must be >= 0 (0: off)", c->phi_every);
     return NG_OK;
 }
 
@@ -57,6 +58,7 @@ typedef struct diag {
     int is_net;
     size_t n;           /* parameters */
     ng_tensor avg;      /* (n) moving average of the batch diagonals (state) */
+    ng_tensor scale, iscale; /* (n) phi mode: s = (dhat + lambda)^(power/2) and 1/s of the last refresh (state) */
     float *d, *tmp, *minv; /* (n) each: batch diagonal, scratch, the scaling (device) */
     float *scratch;     /* networks: hf_diagonal's per-case squares; RBMs: squares and means */
     size_t scratch_floats;
@@ -149,11 +151,46 @@ static ng_status rbm_diag(ng_precond *p, diag *k, const ng_tensor *V, const ng_t
     return ng_axpby(be, (size_t)nh, -1.0f, mh, 1.0f, db);
 }
 
+static ng_status pow_of(ng_backend *be, size_t n, const float *v, double power, float *out) {
+    ng_op_args o;
+    NG_TRY(ng_fill(be, n, 1.0f, out));
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_POW;
+    o.outer_scale.rows = 1;
+    o.outer_scale.cols = (int)n;
+    o.outer_scale.x = out;
+    o.outer_scale.ldx = 1;
+    o.outer_scale.v = v;
+    o.outer_scale.floor = 1e-30f;
+    o.outer_scale.power = (float)power;
+    o.outer_scale.out = out;
+    o.outer_scale.ldo = 1;
+    return ng_run_op(be, &o);
+}
+
+static ng_status scale_grad(ng_backend *be, size_t n, ng_model *m, const float *by) {
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_MUL;
+    o.outer_scale.rows = (int)n;
+    o.outer_scale.cols = 1;
+    o.outer_scale.x = m->grad_flat.data;
+    o.outer_scale.ldx = (int)n;
+    o.outer_scale.u = by;
+    o.outer_scale.out = m->grad_flat.data;
+    o.outer_scale.ldo = (int)n;
+    return ng_run_op(be, &o);
+}
+
 static ng_status diag_apply(ng_precond *p, ng_model *m, uint64_t t) {
     diag *k = (diag *)p->impl;
     ng_backend *be = p->be;
     double c;
     ng_op_args o;
+    if (k->cfg.phi_every > 0 && t % (uint64_t)k->cfg.phi_every != 0)
+        return scale_grad(be, k->n, m, k->iscale.data); /* between refreshes: G^(-1/2) g with the fixed metric */
     if (k->is_net) NG_TRY(net_diag(p, k, m, t));
     else {
         ng_tensor V, H;
@@ -167,6 +204,12 @@ static ng_status diag_apply(ng_precond *p, ng_model *m, uint64_t t) {
     c = 1.0 / (1.0 - pow(k->cfg.beta, (double)t + 1.0));
     NG_TRY(ng_fill(be, k->n, (float)k->cfg.lambda, k->tmp));
     NG_TRY(ng_axpby(be, k->n, (float)c, k->avg.data, 1.0f, k->tmp));
+    if (k->cfg.phi_every > 0) {
+        /* refresh: s = tmp^(power/2), 1/s, and the direction g / s */
+        NG_TRY(pow_of(be, k->n, k->tmp, 0.5 * k->cfg.power, k->scale.data));
+        NG_TRY(pow_of(be, k->n, k->tmp, -0.5 * k->cfg.power, k->iscale.data));
+        return scale_grad(be, k->n, m, k->iscale.data);
+    }
     NG_TRY(ng_fill(be, k->n, 1.0f, k->minv));
     memset(&o, 0, sizeof o);
     o.op = NG_OP_OUTER_SCALE;
@@ -201,6 +244,7 @@ static ng_status diag_save(ng_precond *p, ng_ckpt *ck) {
     NG_TRY(ng_ckpt_set_f64(ck, "diag.lambda", k->cfg.lambda));
     NG_TRY(ng_ckpt_set_f64(ck, "diag.power", k->cfg.power));
     NG_TRY(ng_ckpt_set_f64(ck, "diag.beta", k->cfg.beta));
+    if (k->cfg.phi_every > 0) NG_TRY(ng_ckpt_set_i64(ck, "diag.phi_every", k->cfg.phi_every));
     return ng_ckpt_set_u64(ck, "diag.seed", k->cfg.seed);
 }
 
@@ -221,6 +265,13 @@ static ng_status diag_load(ng_precond *p, const ng_ckpt *ck, int apply) {
         if (v[i] != want[i])
             return ng_error(NG_ERR_FORMAT, "checkpoint %s: field %s is %g, this run uses %g", ng_ckpt_path(ck), keys[i], v[i], want[i]);
     }
+    {
+        int64_t pe = 0;
+        if (ng_ckpt_has(ck, "diag.phi_every")) NG_TRY(ng_ckpt_get_int(ck, "diag.phi_every", 1, 1 << 30, &pe));
+        if (pe != k->cfg.phi_every)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: field diag.phi_every is %lld, this run uses %d", ng_ckpt_path(ck),
+                            (long long)pe, k->cfg.phi_every);
+    }
     NG_TRY(ng_ckpt_get_u64(ck, "diag.seed", &seed));
     if (seed != k->cfg.seed)
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: field diag.seed is %llu, this run uses %llu", ng_ckpt_path(ck),
@@ -239,6 +290,11 @@ ng_status ng_diag_config_from_ckpt(const ng_ckpt *ck, ng_diag_config *cfg) {
     NG_TRY(ng_ckpt_get_f64(ck, "diag.power", &c.power));
     NG_TRY(ng_ckpt_get_f64(ck, "diag.beta", &c.beta));
     NG_TRY(ng_ckpt_get_u64(ck, "diag.seed", &c.seed));
+    if (ng_ckpt_has(ck, "diag.phi_every")) {
+        int64_t pe;
+        NG_TRY(ng_ckpt_get_int(ck, "diag.phi_every", 1, 1 << 30, &pe));
+        c.phi_every = (int)pe;
+    }
     c.max_batch = cfg->max_batch;
     if (ng_diag_config_check(&c) != NG_OK)
         return ng_error_wrap(NG_ERR_FORMAT, "checkpoint %s: diag.*: ", ng_ckpt_path(ck));
@@ -316,8 +372,12 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
         }
     }
     if (s == NG_OK) s = ng_arena_reserve(&p->state, "avg", (int)k->n, 1, &k->avg);
+    if (s == NG_OK && cfg->phi_every > 0) s = ng_arena_reserve(&p->state, "scale", (int)k->n, 1, &k->scale);
+    if (s == NG_OK && cfg->phi_every > 0) s = ng_arena_reserve(&p->state, "iscale", (int)k->n, 1, &k->iscale);
     if (s == NG_OK) s = ng_arena_commit(&p->state);
     if (s == NG_OK) s = ng_fill(be, k->n, 0.0f, k->avg.data);
+    if (s == NG_OK && cfg->phi_every > 0) s = ng_fill(be, k->n, 1.0f, k->scale.data);
+    if (s == NG_OK && cfg->phi_every > 0) s = ng_fill(be, k->n, 1.0f, k->iscale.data);
     if (s == NG_OK) s = ng_alloc(be, 3 * k->n * sizeof(float), &k->mem);
     if (s == NG_OK) {
         k->d = (float *)k->mem;
@@ -340,5 +400,16 @@ ng_status ng_diag_get(ng_precond *p, ng_tensor *batch_diag, ng_tensor *avg) {
     k = (diag *)p->impl;
     if (batch_diag) *batch_diag = ng_tensor_matrix(k->d, (int)k->n, 1, (int)k->n);
     if (avg) *avg = k->avg;
+    return NG_OK;
+}
+
+ng_status ng_diag_phi_scale(ng_precond *p, ng_tensor *scale, ng_tensor *inv_scale) {
+    diag *k;
+    if (!p || p->iface != &diag_iface) return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: needs the diagonal preconditioner (--precond diag)");
+    k = (diag *)p->impl;
+    if (k->cfg.phi_every <= 0)
+        return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: the diagonal preconditioner is not in phi mode (--phi-every K)");
+    if (scale) *scale = k->scale;
+    if (inv_scale) *inv_scale = k->iscale;
     return NG_OK;
 }

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "natgrad/precond.h"
+#include "natgrad/update.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,10 @@ typedef struct ng_diag_config {
     double beta;       /* moving-average weight of past diagonals, in [0, 1) (0.95) */
     int max_batch;     /* networks: the largest gradient batch (sizes the workspace) */
     uint64_t seed;     /* networks, NG_DIAG_FISHER: the sampled targets */
+    int phi_every;     /* natural parameter space (section 1.4, 2.7, eq. 37): 0 = off; K >= 1: the
+                        * metric is estimated only at updates t = 0, K, 2K, ... and held fixed in
+                        * between, and the preconditioner hands G^(-1/2) g to an update rule wrapped
+                        * by ng_update_phi_init (below), which steps in phi = G^(1/2) theta */
 } ng_diag_config;
 
 void ng_diag_config_default(ng_diag_config *cfg);
@@ -58,6 +63,21 @@ ng_status ng_diag_config_from_ckpt(const ng_ckpt *c, ng_diag_config *cfg);
 /* The preconditioner for a network ("net") or an RBM ("rbm") model. NG_ERR_INVALID_ARG when the
  * metric does not apply to the model (empirical: networks only; energy: RBMs only). */
 ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config *cfg, ng_precond **out);
+/* Natural parameter space (eq. 37) with the diagonal metric: the scale s = (dhat + lambda)^(power/2)
+ * of the last refresh and its reciprocal (device vectors, views valid while p lives), so that
+ * phi = s o theta and G^(-1/2) g = g / s. NG_ERR_INVALID_ARG unless phi_every > 0. */
+ng_status ng_diag_phi_scale(ng_precond *p, ng_tensor *scale, ng_tensor *inv_scale);
+
+/* An update rule that runs `inner` (SGD, NAG, Adam, RMSprop; taken over, freed with the wrapper) on
+ * phi = s o theta for the diagonal preconditioner p in phi mode: step maps the parameters to phi,
+ * lets the inner rule step with the direction p left (g / s = the gradient in phi), and maps back
+ * theta = phi / s. Plain SGD in phi is then the natural-gradient step theta -= lr g / s^2 for the
+ * fixed metric; Adam in phi is "natural gradient plus Adam" without feeding Adam a natural
+ * gradient as if it were a gradient (the note's warning). The inner rule's state (momentum, Adam's
+ * moments) lives in phi and is kept across refreshes of s. Checkpoints are the inner rule's
+ * (update.kind is its name). Iterate averaging (average > 0) is refused: it would average phi. */
+ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_precond *p, ng_update **out);
+
 /* For tests: the per-batch estimate d of the last apply and the moving average avg (before the
  * bias correction), device vectors of the model's size; views valid while p lives. */
 ng_status ng_diag_get(ng_precond *p, ng_tensor *batch_diag, ng_tensor *avg);
