@@ -95,7 +95,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
-    data-curves-picture toy-figure1 ica-bench rbm-recipes
+    data-curves-picture toy-figure1 ica-bench rbm-recipes recipes-mnist
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -254,6 +254,11 @@ ica-bench:
 rbm-recipes:
 	@$(MAKE) --no-print-directory all
 	@bash bench/rbm_recipes.sh
+
+# Sohl-Dickstein's recipes on the MNIST autoencoder at equal updates
+recipes-mnist: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/recipes_mnist.sh
 
 kfac-figure9: deps
 	@$(MAKE) --no-print-directory all

@@ -127,6 +127,8 @@ expect_exit net_diag_energy_metric 2 "--diag-metric 'energy'" "$bin" "${D[@]}" -
 expect_exit net_diag_with_kfac 2 "--precond diag goes under a first-order rule" "$bin" "${D[@]}" --optimizer kfac --steps 2 --out dbad
 expect_exit net_diag_batchnorm 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 \
   --precond diag --steps 2 --out dbn
+expect_exit net_diag_multichunk 1 "at most one chunk" "$bin" net train --device cpu --data bars-stripes --layers 16-8-16 --batch 10 \
+  --chunk 5 --precond diag --steps 2 --out dchunk
 expect_exit net_diag_resume_fixed 2 "--diag-power cannot be combined with --resume" "$bin" net train --resume dhalf/net.ckpt --diag-power 0.7 --out dhalf
 
 # ---- rbm train --optimizer diag (eq. 33 / 34) ------------------------------------------------

@@ -301,7 +301,8 @@ static void write_reconstructions(ng_model *net, const ng_dataset *d, const ng_t
 
 static const char *TRAIN_SUMMARY =
     "Train a feed-forward network (deep autoencoder or classifier) with a first-order rule, K-FAC, or a\n"
-    "truncated-Newton method (NGD, NCG, Hessian-free).\n"
+    "truncated-Newton method (NGD, NCG, Hessian-free); --precond diag puts Sohl-Dickstein's diagonal\n"
+    "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta).\n"
     "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
     "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
     "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
