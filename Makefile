@@ -95,7 +95,8 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
-    data-curves-picture bench-profile kernel-lab
+    data-curves-picture bench-profile kernel-lab \
+    toy-figure1 ica-bench rbm-recipes recipes-mnist
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -254,6 +255,25 @@ optimizer-table: deps
 bench-tn: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tn
 	@bash bench/bench_tn.sh $(BUILD)
+
+# Sohl-Dickstein (2012) Figure 1: the 2-D Gaussian toy in closed form (a second)
+toy-figure1:
+	@$(MAKE) --no-print-directory all
+	@bash bench/toy_figure1.sh
+
+# linear ICA: the W^T W rule against the plain gradient (float64, seconds of CPU)
+ica-bench:
+	@bash bench/ica.sh
+
+# Sohl-Dickstein's diagonal metrics for RBMs next to SGD, centering and FANG (exact log-likelihoods)
+rbm-recipes:
+	@$(MAKE) --no-print-directory all
+	@bash bench/rbm_recipes.sh
+
+# Sohl-Dickstein's recipes on the MNIST autoencoder at equal updates
+recipes-mnist: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/recipes_mnist.sh
 
 kfac-figure9: deps
 	@$(MAKE) --no-print-directory all

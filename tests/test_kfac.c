@@ -56,6 +56,9 @@ static void fix_free(fix *f) {
     memset(f, 0, sizeof *f);
 }
 
+/* how fix_init's and run_steps's K-FAC inverts its factors (test_regularized_inverse switches it) */
+static int g_inverse = NG_KFAC_INV_TIKHONOV;
+
 static ng_status fix_init(fix *f, ng_backend *be, const char *spec, int approx, int m, double gamma0) {
     ng_kfac_config kc;
     int rows, c, i, l;
@@ -87,6 +90,7 @@ static ng_status fix_init(fix *f, ng_backend *be, const char *spec, int approx, 
     kc.approx = approx;
     kc.gamma0 = gamma0;
     kc.timing = 0;
+    kc.inverse = g_inverse;
     NG_TRY(ng_precond_kfac_init(be, f->net, &kc, &f->pc));
     return ng_net_set_batch(f->net, &f->x, NULL);
 }
@@ -467,6 +471,85 @@ static int test_blockdiag_inverse(void) {
     got = get_mat(g_cpu, &f.out);
     NGT_CHECK(relerr(got, want, N) < 2e-4, "F-breve^-1 v: relative error %g against the dense solve", relerr(got, want, N));
     free(M), free(v), free(want), free(got);
+    dense_free(&D);
+    fix_free(&f);
+    return NGT_PASS;
+}
+
+/* Sohl-Dickstein's regularised inverse (eq. 35) of each factor: F-breve^-1 v against the dense
+ * Kronecker product of (A^2 + (pi gamma)^2 I)^-1 A and (G^2 + (gamma / pi)^2 I)^-1 G, each formed in
+ * float64 by a Gauss-Jordan inverse (not the library's eigendecomposition). */
+static double *dense_reg_inverse(const double *F, int n, double d) {
+    double *S = (double *)calloc((size_t)n * n, sizeof(double)), *R = (double *)calloc((size_t)n * n, sizeof(double));
+    int i;
+    dgemm_(0, 0, n, n, n, F, n, F, n, S, n);
+    for (i = 0; i < n; i++) S[i + (size_t)n * i] += d * d;
+    if (dinv(S, n)) {
+        free(S), free(R);
+        return NULL;
+    }
+    dgemm_(0, 0, n, n, n, S, n, F, n, R, n);
+    free(S);
+    return R;
+}
+
+static int test_regularized_inverse(void) {
+    fix f;
+    dense_ctx D;
+    double gamma = 0.3, *v, *M, *want, *got, *tik;
+    size_t N, i, j;
+    int l;
+    g_inverse = NG_KFAC_INV_REGULARIZED;
+    NGT_OK(fix_init(&f, g_cpu, "4-3-4-3-4", NG_KFAC_BLOCKDIAG, 30, 0.0));
+    g_inverse = NG_KFAC_INV_TIKHONOV;
+    NGT_OK(ng_kfac_accumulate(f.pc, f.net, f.m, 0.0, KEY, 1));
+    NGT_OK(ng_kfac_refresh(f.pc, gamma));
+    NGT_CHECK(dense_load(&f, &D, gamma, 0) == 0, "factors");
+    N = D.N;
+    M = (double *)calloc(N * N, sizeof(double));
+    for (l = 1; l <= f.L; l++) {
+        int na = f.d[l - 1] + 1, ng = f.d[l];
+        double *RA, *RG;
+        /* dense_load damped the diagonals: undo, then the regularised inverses */
+        for (i = 0; i < (size_t)na; i++) D.A[l][i + na * i] -= D.pi[l] * gamma;
+        for (i = 0; i < (size_t)ng; i++) D.G[l][i + ng * i] -= gamma / D.pi[l];
+        RA = dense_reg_inverse(D.A[l], na, D.pi[l] * gamma);
+        RG = dense_reg_inverse(D.G[l], ng, gamma / D.pi[l]);
+        NGT_CHECK(RA && RG, "singular A^2 + d^2 I");
+        put_kron(M, N, D.boff[l], D.boff[l], RA, na, na, RG, ng, ng);
+        free(RA), free(RG);
+    }
+    v = (double *)malloc(N * sizeof(double));
+    want = (double *)calloc(N, sizeof(double));
+    for (i = 0; i < N; i++) v[i] = urand() - 0.5;
+    for (j = 0; j < N; j++)
+        for (i = 0; i < N; i++) want[i] += M[i + N * j] * v[j];
+    NGT_OK(put_vec(g_cpu, &f.v, v));
+    NGT_OK(ng_kfac_apply_inverse(f.pc, &f.v, &f.out));
+    got = get_mat(g_cpu, &f.out);
+    /* float32 eigendecompositions of factors with eigenvalues down to ~1e-3 of the largest */
+    NGT_CHECK(relerr(got, want, N) < 1e-4, "regularised F-breve^-1 v: relative error %g against the dense formula", relerr(got, want, N));
+    fix_free(&f);
+    /* and it is not the Tikhonov inverse: the same factors with Tikhonov damping give another vector */
+    NGT_OK(fix_init(&f, g_cpu, "4-3-4-3-4", NG_KFAC_BLOCKDIAG, 30, 0.0));
+    NGT_OK(ng_kfac_accumulate(f.pc, f.net, f.m, 0.0, KEY, 1));
+    NGT_OK(ng_kfac_refresh(f.pc, gamma));
+    NGT_OK(put_vec(g_cpu, &f.v, v));
+    NGT_OK(ng_kfac_apply_inverse(f.pc, &f.v, &f.out));
+    tik = get_mat(g_cpu, &f.out);
+    NGT_CHECK(relerr(tik, want, N) > 0.05, "Tikhonov and regularised inverses should differ: %g", relerr(tik, want, N));
+    printf("  regularised vs dense: %.2e; Tikhonov vs the regularised formula: %.3f\n", relerr(got, want, N), relerr(tik, want, N));
+    {
+        ng_kfac_config c;
+        ng_kfac_config_default(&c);
+        c.inverse = NG_KFAC_INV_REGULARIZED;
+        c.approx = NG_KFAC_TRIDIAG;
+        NGT_CHECK(ng_kfac_config_check(&c) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--kfac-inverse"), "regularized + tridiag refused");
+        c.inverse = 5;
+        c.approx = NG_KFAC_BLOCKDIAG;
+        NGT_CHECK(ng_kfac_config_check(&c) == NG_ERR_INVALID_ARG, "unknown inverse refused");
+    }
+    free(M), free(v), free(want), free(got), free(tik);
     dense_free(&D);
     fix_free(&f);
     return NGT_PASS;
@@ -873,6 +956,7 @@ static ng_status run_steps(ng_backend *be, int approx, int steps, float *theta, 
     }
     ng_kfac_config_default(&kc);
     kc.approx = approx;
+    kc.inverse = g_inverse;
     kc.timing = 0;
     kc.T1 = 2;
     kc.T2 = 8;
@@ -904,14 +988,17 @@ static int test_cpu_vs_cuda(void) {
     size_t na = 0, nb = 0, i;
     int approx;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
-    for (approx = 0; approx < 2; approx++) {
+    for (approx = 0; approx < 3; approx++) {
         double num = 0, den = 0;
-        NGT_OK(run_steps(g_cpu, approx, 8, a, &na, -1));
-        NGT_OK(run_steps(g_cuda, approx, 8, b, &nb, -1));
+        /* approx 2: block-diagonal with the regularised inverse */
+        g_inverse = approx == 2 ? NG_KFAC_INV_REGULARIZED : NG_KFAC_INV_TIKHONOV;
+        NGT_OK(run_steps(g_cpu, approx % 2, 8, a, &na, -1));
+        NGT_OK(run_steps(g_cuda, approx % 2, 8, b, &nb, -1));
+        g_inverse = NG_KFAC_INV_TIKHONOV;
         NGT_CHECK(na == nb && na <= 256, "sizes");
         for (i = 0; i < na; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
-        NGT_CHECK(sqrt(num / den) < 1e-3, "%s: 8 K-FAC steps on cpu and cuda differ by %g (relative)", ng_kfac_approx_name(approx),
-                  sqrt(num / den));
+        NGT_CHECK(sqrt(num / den) < 1e-3, "%s%s: 8 K-FAC steps on cpu and cuda differ by %g (relative)", ng_kfac_approx_name(approx % 2),
+                  approx == 2 ? " (regularised inverse)" : "", sqrt(num / den));
     }
     return NGT_PASS;
 }
@@ -1030,6 +1117,7 @@ int main(void) {
     NGT_RUN(test_factors_definition);
     NGT_RUN(test_factor_expectation);
     NGT_RUN(test_blockdiag_inverse);
+    NGT_RUN(test_regularized_inverse);
     NGT_RUN(test_tridiag_inverse);
     NGT_RUN(test_fisher_gram);
     NGT_RUN(test_invariance);

@@ -93,5 +93,6 @@ int ng_cmd_net(int argc, char **argv);
 int ng_cmd_info(int argc, char **argv);
 int ng_cmd_export(int argc, char **argv);
 int ng_cmd_ckpt(int argc, char **argv);
+int ng_cmd_toy(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/png.h"
+#include "natgrad/recipes.h"
 #include "natgrad/rng.h"
 
 /* NAME (mnist, fashion-mnist, curves-like) or PATH[,LABELS] */
@@ -300,7 +301,8 @@ static void write_reconstructions(ng_model *net, const ng_dataset *d, const ng_t
 
 static const char *TRAIN_SUMMARY =
     "Train a feed-forward network (deep autoencoder or classifier) with a first-order rule, K-FAC, or a\n"
-    "truncated-Newton method (NGD, NCG, Hessian-free).\n"
+    "truncated-Newton method (NGD, NCG, Hessian-free); --precond diag puts Sohl-Dickstein's diagonal\n"
+    "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta).\n"
     "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
     "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
     "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
@@ -326,6 +328,10 @@ typedef struct net_train_opts {
     ng_tn_config tc;
     int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho;
     float tn_rtol, tn_decay, tn_lmin;
+    /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
+    int precond, dg_metric, kf_inv, dg_phi;
+    float dg_lambda, dg_power, dg_beta;
+    ng_diag_config dg;
 } net_train_opts;
 
 static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac", "ngd", "ngd-l", "ncg-l", "ncg-f", "hf"};
@@ -461,6 +467,13 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
     }
 #undef F
 #undef F2
+    {
+        /* the recipes' diagonal preconditioner under the first-order rule */
+        const char *pk = NULL;
+        o->precond = ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && strcmp(pk, "diag") == 0;
+        ng_clear_error();
+        if (o->precond) NG_TRY(ng_diag_config_from_ckpt(c, &o->dg));
+    }
     return NG_OK;
 }
 
@@ -525,6 +538,10 @@ static int net_train(int argc, char **argv) {
     o.kf_async = -1;
     o.kf_lambda0 = 0.0f; /* the optimizer's default */
     o.lr = 0.0f;         /* the optimizer's default */
+    ng_diag_config_default(&o.dg);
+    o.dg_lambda = (float)o.dg.lambda;
+    o.dg_power = (float)o.dg.power;
+    o.dg_beta = (float)o.dg.beta;
     ng_tn_config_default(&o.tc);
     o.tn_rtol = -1.0f;
     o.tn_decay = (float)o.tc.hf_decay;
@@ -546,7 +563,14 @@ static int net_train(int argc, char **argv) {
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
             {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010)", OPT_FIXED, 0},
+            {"precond", OPT_ENUM, &o.precond, "identity|diag", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34)", OPT_FIXED, 0},
+            {"diag-metric", OPT_ENUM, &o.dg_metric, "fisher|empirical", "--precond diag: squared per-case gradients with targets sampled from the model (eq. 30) or the data's (eq. 31)", OPT_FIXED, 0},
+            {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
+            {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
+            {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
+            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G re-estimated every K updates and fixed in between", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
+            {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
             {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac, ngd..hf: initial Levenberg-Marquardt damping (0: the default, kfac 150, the truncated-Newton methods 1; Pascanu & Bengio's CURVES runs: 3)", OPT_FIXED, 0},
             {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta))", OPT_FIXED, 0},
@@ -683,6 +707,7 @@ static int net_train(int argc, char **argv) {
         o.kf.pi_mode = o.kf_pi;
         o.kf.precision = o.kf_prec ? NG_F64 : NG_F32;
         o.kf.async_lag = o.kf_async;
+        o.kf.inverse = o.kf_inv;
         o.kf.eta = o.weight_decay;
         o.kf.seed = cfg.seed;
         if (o.optimizer == OPT_KFAC && ng_kfac_config_check(&o.kf) != NG_OK) {
@@ -730,6 +755,26 @@ static int net_train(int argc, char **argv) {
         if (!IS_TN(o.optimizer) && o.optimizer != OPT_KFAC && o.kf_lambda0 != 0.0f) {
             fprintf(stderr, "natgrad net train: --lambda0 is an option of kfac, ngd, ngd-l, ncg-l, ncg-f and hf, not of %s\n",
                     optimizer_names[o.optimizer]);
+            return NG_EXIT_USAGE;
+        }
+        ng_diag_config_default(&o.dg);
+        o.dg.metric = o.dg_metric;
+        o.dg.lambda = o.dg_lambda;
+        o.dg.power = o.dg_power;
+        o.dg.beta = o.dg_beta;
+        o.dg.phi_every = o.dg_phi;
+        o.dg.seed = cfg.seed;
+        if (o.dg_phi && !o.precond) {
+            fprintf(stderr, "natgrad net train: --phi-every needs --precond diag (the metric whose square root defines phi)\n");
+            return NG_EXIT_USAGE;
+        }
+        if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC)) {
+            fprintf(stderr, "natgrad net train: --precond diag goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
+                    optimizer_names[o.optimizer]);
+            return NG_EXIT_USAGE;
+        }
+        if (o.precond && ng_diag_config_check(&o.dg) != NG_OK) {
+            fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
             return NG_EXIT_USAGE;
         }
         if (o.schedule && (o.m1 < 1 || o.m_full < 2)) {
@@ -856,12 +901,26 @@ static int net_train(int argc, char **argv) {
                         o.tc.metric == NG_TN_METRIC_UNLABELED ? "unlabeled inputs (training cases beyond --limit)" : "training cases");
         }
         if (s == NG_OK) s = ng_precond_tn_init(be, net, &o.tc, mpool, mpool_n, &pc);
+    } else if (s == NG_OK && o.precond) {
+        o.dg.max_batch = o.batch;
+        fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g%s\n",
+                ng_diag_metric_name(o.dg.metric), o.dg.lambda, o.dg.power, o.dg.beta,
+                o.dg.phi_every > 0 ? "; the update rule steps in phi = G^(1/2) theta (eq. 37)" : "");
+        if (o.dg.phi_every > 0) fprintf(stderr, "natgrad: natural parameter space: G re-estimated every %d updates\n", o.dg.phi_every);
+        s = ng_precond_diag_init(be, net, &o.dg, &pc);
     } else if (s == NG_OK) {
         s = ng_precond_identity_init(be, &pc);
     }
     if (s == NG_OK && o.schedule)
         fprintf(stderr, "natgrad: batch schedule m_k = min(%d exp((k - 1) / b), %d), m_%d = %d\n", o.m1, train.n, o.m_full, train.n);
     if (s == NG_OK) s = make_update(be, net, &o, &upd);
+    if (s == NG_OK && o.precond && o.dg.phi_every > 0) {
+        /* natural parameter space: the rule runs on phi = G^(1/2) theta */
+        ng_update *inner = upd;
+        upd = NULL;
+        s = ng_update_phi_init(be, net, inner, pc, &upd);
+        if (s != NG_OK) ng_update_free(inner);
+    }
     if (s == NG_OK) {
         xtrain = batch_matrix(&train, classes, &rows);
         xtest = test.n ? batch_matrix(&test, classes, &rows) : NULL;

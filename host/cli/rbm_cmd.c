@@ -18,6 +18,7 @@
 #include "natgrad/log.h"
 #include "natgrad/png.h"
 #include "natgrad/rbm.h"
+#include "natgrad/recipes.h"
 #include "natgrad/rng.h"
 
 /* Load NAME (mnist, fashion-mnist, bars-stripes, curves-like) or an IDX images path. */
@@ -110,7 +111,7 @@ static int rbm_train(int argc, char **argv) {
     ng_common_opts co;
     const char *test_data = NULL, *resume = NULL, *csv_path = NULL, *ckpt_path = NULL;
     int hidden = 500, steps = 1000, log_every = 50, ckpt_every = 500, limit = 0, monitor_n = 500;
-    int est_i = 0, opt_i = 1;
+    int est_i = 0, opt_i = 1, diag_metric_i = 0;
     float minutes = 0.0f, snapshot_s = 0.0f;
     int rc;
     ng_backend *be = NULL;
@@ -140,7 +141,7 @@ static int rbm_train(int argc, char **argv) {
             {"k", OPT_INT, &cfg.k, "K", "Gibbs steps per update", OPT_FIXED, 0},
             {"particles", OPT_INT, &cfg.particles, "M", "PCD fantasy particles (FANG: 2000)", OPT_FIXED, 0},
             {"batch", OPT_INT, &cfg.batch, "M", "mini-batch size (FANG: 2000)", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &opt_i, "sgd|centering|fang", "update rule (preconditioner of SGD)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &opt_i, "sgd|centering|fang|diag", "update rule (preconditioner of SGD; diag: Sohl-Dickstein's diagonal metric, eq. 33 / 34)", OPT_FIXED, 0},
             {"lr", OPT_FLOAT, &cfg.lr, "ALPHA", "learning rate alpha (fang: 0.02 unless given; the best of each optimizer's grid in bench-fang-figure3)", OPT_FIXED, 0},
             {"lr-gamma", OPT_FLOAT, &cfg.lr_gamma, "GAMMA", "schedule alpha*gamma/(gamma+t); 0 = constant (FANG: 1000)", OPT_FIXED, 0},
             {"momentum", OPT_FLOAT, &cfg.momentum, "MU", "heavy-ball momentum", OPT_FIXED, 0},
@@ -151,6 +152,10 @@ static int rbm_train(int argc, char **argv) {
             {"fang-refit-every", OPT_INT, &cfg.fang_refit_every, "T", "FANG: refit the factorization every T updates", OPT_FIXED, 0},
             {"fang-tau", OPT_FLOAT, &cfg.fang_tau, "TAU", "FANG: timescale of the moving averages", OPT_FIXED, 0},
             {"fang-lambda", OPT_FLOAT, &cfg.fang_lambda, "LAMBDA", "FANG: damping added to every covariance", OPT_FIXED, 0},
+            {"diag-metric", OPT_ENUM, &diag_metric_i, "energy|fisher", "diag: second moments of the free-energy gradients over the data (eq. 33, log Z ignored), or their variances over the fantasy particles (the model Fisher's diagonal, eq. 34)", OPT_FIXED, 0},
+            {"diag-lambda", OPT_FLOAT, &cfg.diag_lambda, "L", "diag: added to the diagonal", OPT_FIXED, 0},
+            {"diag-power", OPT_FLOAT, &cfg.diag_power, "P", "diag: the gradient is divided by (diagonal + L)^P, P in (0, 1]", OPT_FIXED, 0},
+            {"diag-beta", OPT_FLOAT, &cfg.diag_beta, "B", "diag: moving average of the diagonal over updates (bias-corrected)", OPT_FIXED, 0},
             NG_OPT_SEED(&co, OPT_FIXED),
             {"steps", OPT_INT, &steps, "N", "total parameter updates", 0, 0},
             {"minutes", OPT_FLOAT, &minutes, "M", "stop after M minutes of wall clock (0 = no limit)", 0, 0},
@@ -177,6 +182,7 @@ static int rbm_train(int argc, char **argv) {
         }
         cfg.estimator = (ng_rbm_estimator)est_i;
         cfg.optimizer = (ng_rbm_optimizer)opt_i;
+        cfg.diag_metric = diag_metric_i ? NG_DIAG_FISHER : NG_DIAG_ENERGY;
         cfg.seed = co.seed;
         if (!ng_cli_find(opts, "lr")->seen && cfg.optimizer == NG_RBM_OPT_FANG) cfg.lr = 0.02f;
         batch_given = ng_cli_find(opts, "batch")->seen;
@@ -298,6 +304,10 @@ static int rbm_train(int argc, char **argv) {
             train.dim, hidden, cfg.estimator == NG_RBM_PCD ? "PCD" : "CD", cfg.k, cfg.particles, cfg.batch,
             ng_rbm_optimizer_name(cfg.optimizer), (double)cfg.lr, (double)cfg.lr_gamma, (double)cfg.momentum,
             (double)cfg.weight_decay, (unsigned long long)cfg.seed);
+    if (cfg.optimizer == NG_RBM_OPT_DIAG)
+        fprintf(stderr, "natgrad: diagonal metric (Sohl-Dickstein 2012): %s, lambda %g, power %g, beta %g\n",
+                cfg.diag_metric == NG_DIAG_ENERGY ? "energy (eq. 33, over the data)" : "model Fisher (eq. 34, over the particles)",
+                (double)cfg.diag_lambda, (double)cfg.diag_power, (double)cfg.diag_beta);
 
     s = ng_rbm_init(be, train.dim, hidden, &rbm);
     if (s == NG_OK) {

@@ -9,6 +9,7 @@
 
 #include "natgrad/fang.h"
 #include "natgrad/rbm.h"
+#include "natgrad/recipes.h"
 
 void ng_rbm_config_default(ng_rbm_config *c) {
     memset(c, 0, sizeof *c);
@@ -28,24 +29,38 @@ void ng_rbm_config_default(ng_rbm_config *c) {
     c->fang_refit_every = 100;
     c->fang_tau = 100.0f;
     c->fang_lambda = 0.01f;
+    c->diag_metric = NG_DIAG_ENERGY;
+    c->diag_lambda = 1e-4f;
+    c->diag_power = 1.0f;
+    c->diag_beta = 0.95f;
 }
 
-static const char *const optimizer_names[] = {"sgd", "centering", "fang"};
+static const char *const optimizer_names[] = {"sgd", "centering", "fang", "diag"};
 /* the preconditioner behind each optimizer, as stored in checkpoints (precond.kind) */
-static const char *const precond_names[] = {"identity", "centering", "fang"};
+static const char *const precond_names[] = {"identity", "centering", "fang", "diag"};
+#define N_OPTIMIZERS 4
 
 const char *ng_rbm_optimizer_name(ng_rbm_optimizer o) {
-    return (unsigned)o < 3 ? optimizer_names[o] : "?";
+    return (unsigned)o < N_OPTIMIZERS ? optimizer_names[o] : "?";
+}
+
+static void diag_config(const ng_rbm_config *c, ng_diag_config *d) {
+    ng_diag_config_default(d);
+    d->metric = c->diag_metric;
+    d->lambda = c->diag_lambda;
+    d->power = c->diag_power;
+    d->beta = c->diag_beta;
+    d->seed = c->seed;
 }
 
 ng_status ng_rbm_optimizer_parse(const char *s, ng_rbm_optimizer *out) {
     int i;
-    for (i = 0; i < 3; i++)
+    for (i = 0; i < N_OPTIMIZERS; i++)
         if (s && strcasecmp(s, optimizer_names[i]) == 0) {
             *out = (ng_rbm_optimizer)i;
             return NG_OK;
         }
-    return ng_error(NG_ERR_INVALID_ARG, "--optimizer '%s': unknown (use sgd, centering or fang)", s ? s : "");
+    return ng_error(NG_ERR_INVALID_ARG, "--optimizer '%s': unknown (use sgd, centering, fang or diag)", s ? s : "");
 }
 
 static void split_config(const ng_rbm_config *c, ng_rbm_estimator_config *e, ng_sgd_config *u,
@@ -73,7 +88,7 @@ ng_status ng_rbm_config_check(const ng_rbm_config *c, int n_train) {
     ng_rbm_estimator_config e;
     ng_sgd_config u;
     ng_fang_config f;
-    if ((unsigned)c->optimizer > NG_RBM_OPT_FANG)
+    if ((unsigned)c->optimizer > NG_RBM_OPT_DIAG)
         return ng_error(NG_ERR_INVALID_ARG, "--optimizer: unknown optimizer %d", (int)c->optimizer);
     split_config(c, &e, &u, &f);
     NG_TRY(ng_rbm_estimator_check(&e, n_train));
@@ -83,6 +98,13 @@ ng_status ng_rbm_config_check(const ng_rbm_config *c, int n_train) {
     if (!(c->init_std >= 0.0f) || !isfinite(c->init_std))
         return ng_error(NG_ERR_INVALID_ARG, "--init-std %g: must be >= 0", (double)c->init_std);
     if (c->optimizer == NG_RBM_OPT_FANG) NG_TRY(ng_fang_config_check(&f));
+    if (c->optimizer == NG_RBM_OPT_DIAG) {
+        ng_diag_config d;
+        diag_config(c, &d);
+        if (d.metric != NG_DIAG_ENERGY && d.metric != NG_DIAG_FISHER)
+            return ng_error(NG_ERR_INVALID_ARG, "--diag-metric %s: RBMs use energy or fisher", ng_diag_metric_name(d.metric));
+        NG_TRY(ng_diag_config_check(&d));
+    }
     return NG_OK;
 }
 
@@ -120,6 +142,11 @@ ng_status ng_rbm_trainer_init(ng_rbm_trainer *rt, ng_rbm *rbm, const ng_rbm_conf
     if (s == NG_OK) {
         if (cfg->optimizer == NG_RBM_OPT_CENTERING) s = ng_precond_centering_init(be, m, cfg->center_rate, &rt->pc);
         else if (cfg->optimizer == NG_RBM_OPT_FANG) s = ng_precond_fang_init(be, m, &f, &rt->pc);
+        else if (cfg->optimizer == NG_RBM_OPT_DIAG) {
+            ng_diag_config d;
+            diag_config(cfg, &d);
+            s = ng_precond_diag_init(be, m, &d, &rt->pc);
+        }
         else s = ng_precond_identity_init(be, &rt->pc);
     }
     if (s == NG_OK) s = ng_update_sgd_init(be, m, &u, &rt->upd);
@@ -151,7 +178,7 @@ ng_status ng_rbm_checkpoint_config(const ng_ckpt *c, int *n_visible, int *n_hidd
     NG_TRY(ng_ckpt_get_int(c, "rbm.batch", 1, n, &batch));
     NG_TRY(ng_ckpt_get_int(c, "rbm.binarize_train", 0, 1, &bin));
     NG_TRY(ng_ckpt_get_u64(c, "rbm.seed", &cfg->seed));
-    NG_TRY(ng_ckpt_get_enum(c, "precond.kind", precond_names, 3, &opt));
+    NG_TRY(ng_ckpt_get_enum(c, "precond.kind", precond_names, N_OPTIMIZERS, &opt));
     cfg->estimator = (ng_rbm_estimator)est;
     cfg->k = (int)k;
     cfg->particles = (int)M;
@@ -170,6 +197,15 @@ ng_status ng_rbm_checkpoint_config(const ng_ckpt *c, int *n_visible, int *n_hidd
         cfg->fang_refit_every = (int)T;
         NG_TRY(ng_ckpt_get_float(c, "fang.tau", 1.0, 1e30, &cfg->fang_tau));
         NG_TRY(ng_ckpt_get_float(c, "fang.lambda", 1e-30, 1e30, &cfg->fang_lambda));
+    }
+    if (cfg->optimizer == NG_RBM_OPT_DIAG) {
+        ng_diag_config d;
+        diag_config(cfg, &d);
+        NG_TRY(ng_diag_config_from_ckpt(c, &d));
+        cfg->diag_metric = d.metric;
+        cfg->diag_lambda = (float)d.lambda;
+        cfg->diag_power = (float)d.power;
+        cfg->diag_beta = (float)d.beta;
     }
     s = ng_rbm_config_check(cfg, (int)n);
     if (s != NG_OK) return ng_error_wrap(NG_ERR_FORMAT, "checkpoint %s: inconsistent settings: ", ng_ckpt_path(c));

@@ -110,6 +110,7 @@ void ng_kfac_config_default(ng_kfac_config *c) {
     c->adapt_lambda = 1;
     c->adapt_gamma = 1;
     c->pi_mode = NG_KFAC_PI_TRACE;
+    c->inverse = NG_KFAC_INV_TIKHONOV;
     c->precision = NG_F32;
     c->timing = 1;
     c->async_lag = -1;
@@ -134,6 +135,10 @@ ng_status ng_kfac_config_check(const ng_kfac_config *c) {
     if (!(c->eps_max >= 0.0 && c->eps_max < 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--kfac-eps-max %g: must be in [0, 1)", c->eps_max);
     if (c->pi_mode != NG_KFAC_PI_TRACE && c->pi_mode != NG_KFAC_PI_ONE) return ng_error(NG_ERR_INVALID_ARG, "--kfac-pi: trace or one");
     if (c->precision != NG_F32 && c->precision != NG_F64) return ng_error(NG_ERR_INVALID_ARG, "--kfac-precision: f32 or f64");
+    if (c->inverse != NG_KFAC_INV_TIKHONOV && c->inverse != NG_KFAC_INV_REGULARIZED)
+        return ng_error(NG_ERR_INVALID_ARG, "--kfac-inverse: tikhonov or regularized");
+    if (c->inverse == NG_KFAC_INV_REGULARIZED && c->approx != NG_KFAC_BLOCKDIAG)
+        return ng_error(NG_ERR_INVALID_ARG, "--kfac-inverse regularized: only with --kfac-approx blockdiag");
     if (c->async_lag < -1 || c->async_lag >= c->T3)
         return ng_error(NG_ERR_INVALID_ARG, "--kfac-async %d: must be -1 (off) or 0 .. --T3 - 1 = %d", c->async_lag, c->T3 - 1);
     return NG_OK;
@@ -302,6 +307,37 @@ static ng_status sym_eig(rws *w, ng_backend *be, float *M, int n, float *ev, int
 }
 
 
+/* out = (F^T F + d^2 I)^-1 F^T = E diag(l / (l^2 + d^2)) E^T for symmetric F = E diag(l) E^T:
+ * Sohl-Dickstein's regularised inverse (his eq. 35) in place of (F + d I)^-1. Uses X, T3, T4, w1,
+ * w2 (sym_eig: T4, Xd, wd). *fail when the eigendecomposition failed in both precisions. */
+static ng_status reg_inverse(rws *w, ng_backend *be, const float *F, int n, double d, float *out, int *fail) {
+    ng_op_args o;
+    NG_TRY(damped(be, F, n, 0.0, w->X.data));
+    NG_TRY(sym_eig(w, be, w->X.data, n, w->w1.data, fail));
+    if (*fail) return NG_OK;
+    /* w2 = l / (l^2 + d^2): T3 (first n) = l^2 + d^2, then w2 = l * max(T3, tiny)^-1 */
+    NG_TRY(outer_scale(be, n, 1, NG_OSCALE_SQUARE, w->w1.data, n, NULL, NULL, 0.0f, w->T3.data, n));
+    NG_TRY(ng_fill(be, (size_t)n, (float)(d * d), w->w2.data));
+    NG_TRY(ng_axpby(be, (size_t)n, 1.0f, w->w2.data, 1.0f, w->T3.data));
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_POW;
+    o.outer_scale.rows = 1;
+    o.outer_scale.cols = n;
+    o.outer_scale.x = w->w1.data;
+    o.outer_scale.ldx = 1;
+    o.outer_scale.v = w->T3.data;
+    o.outer_scale.floor = 1e-30f;
+    o.outer_scale.power = -1.0f;
+    o.outer_scale.out = w->w2.data;
+    o.outer_scale.ldo = 1;
+    NG_TRY(ng_run_op(be, &o));
+    /* out = (E diag(w2)) E^T */
+    NG_TRY(outer_scale(be, n, n, NG_OSCALE_MUL, w->X.data, n, NULL, w->w2.data, 0.0f, w->T4.data, n));
+    NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, w->T4.data, n, w->X.data, n, 0.0f, out, n));
+    return ng_symmetrize_lower(be, n, out, n, 0.0f);
+}
+
 /* Lower Cholesky factor of (F + shift I) into out (n x n; float32, float64 when asked or after a
  * failure); *fail when both fail. */
 static ng_status chol_factor(rws *w, ng_backend *be, const float *F, int n, double shift, float *out, int *fail) {
@@ -356,6 +392,11 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
+        if (!k->tri && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
+            NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
+            if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
+            continue;
+        }
         if (!k->tri || l == L) {
             NG_TRY(chol_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(chol_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
@@ -854,6 +895,7 @@ static ng_status save_config(const ng_kfac_config *k, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_i64(c, "kfac.pi", k->pi_mode));
     NG_TRY(ng_ckpt_set_i64(c, "kfac.precision64", k->precision == NG_F64));
     NG_TRY(ng_ckpt_set_i64(c, "kfac.async_lag", k->async_lag));
+    if (k->inverse != NG_KFAC_INV_TIKHONOV) NG_TRY(ng_ckpt_set_i64(c, "kfac.inverse", k->inverse));
     return ng_ckpt_set_u64(c, "kfac.seed", k->seed);
 }
 
@@ -892,6 +934,12 @@ ng_status ng_kfac_config_from_ckpt(const ng_ckpt *c, ng_kfac_config *k) {
     k->precision = v ? NG_F64 : NG_F32;
     NG_TRY(ng_ckpt_get_int(c, "kfac.async_lag", -1, 1 << 30, &v));
     k->async_lag = (int)v;
+    /* absent in checkpoints written before the option: Tikhonov */
+    k->inverse = NG_KFAC_INV_TIKHONOV;
+    if (ng_ckpt_has(c, "kfac.inverse")) {
+        NG_TRY(ng_ckpt_get_int(c, "kfac.inverse", 0, 1, &v));
+        k->inverse = (int)v;
+    }
     NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &k->seed));
     if (ng_kfac_config_check(k) != NG_OK)
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: K-FAC settings out of range: %s", ng_ckpt_path(c), ng_last_error());
@@ -970,6 +1018,13 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
         NG_TRY(expect_i64(c, "kfac.pi", k->cfg.pi_mode));
         NG_TRY(expect_i64(c, "kfac.precision64", k->cfg.precision == NG_F64));
         NG_TRY(expect_i64(c, "kfac.async_lag", k->cfg.async_lag));
+        {
+            int64_t inv = NG_KFAC_INV_TIKHONOV;
+            if (ng_ckpt_has(c, "kfac.inverse")) NG_TRY(ng_ckpt_get_int(c, "kfac.inverse", 0, 1, &inv));
+            if (inv != k->cfg.inverse)
+                return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.inverse is %s, this run uses %s", ng_ckpt_path(c),
+                                inv ? "regularized" : "tikhonov", k->cfg.inverse ? "regularized" : "tikhonov");
+        }
         NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &seed));
         if (seed != k->cfg.seed)
             return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.seed is %llu, this run uses %llu", ng_ckpt_path(c),

@@ -299,6 +299,15 @@ static ng_status hf_diagonal(ng_model *m, double lambda, double power, float *di
     }
 }
 
+size_t ng_tn_hf_scratch_floats(const ng_model *m, int cases) {
+    if (!m || strcmp(m->iface->kind, "net") != 0 || cases < 1) return 0;
+    return hf_scratch_floats(ng_net_config_of(m), cases);
+}
+
+ng_status ng_tn_hf_diagonal_ws(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv, float *scratch) {
+    return hf_diagonal(m, lambda, power, diag, tmp, minv, scratch);
+}
+
 ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv) {
     ng_tensor a0;
     void *mem;

@@ -88,7 +88,8 @@ uint64_t ng_rbm_rng_step(const ng_rbm *rbm);
 typedef enum ng_rbm_optimizer {
     NG_RBM_OPT_SGD = 0,    /* plain SGD (+ momentum, weight decay): identity preconditioner */
     NG_RBM_OPT_CENTERING,  /* centering trick: SGD on the centered parameterisation (FANG 5.1) */
-    NG_RBM_OPT_FANG        /* factorized natural gradient (FANG Algorithm 1) */
+    NG_RBM_OPT_FANG,       /* factorized natural gradient (FANG Algorithm 1) */
+    NG_RBM_OPT_DIAG        /* diagonal metric of Sohl-Dickstein's note: energy (eq. 33) or model Fisher (eq. 34), natgrad/recipes.h */
 } ng_rbm_optimizer;
 
 typedef struct ng_rbm_config {
@@ -109,6 +110,11 @@ typedef struct ng_rbm_config {
     int fang_refit_every;  /* T: refit Lambda_un and the regressions every T mini-batches (100) */
     float fang_tau;        /* timescale of the moving averages (100) */
     float fang_lambda;     /* damping lambda added to every covariance (0.01) */
+    /* the diagonal metric (natgrad/recipes.h) */
+    int diag_metric;       /* NG_DIAG_ENERGY (default) or NG_DIAG_FISHER */
+    float diag_lambda;     /* added to the diagonal (1e-4) */
+    float diag_power;      /* exponent in (0, 1] (1) */
+    float diag_beta;       /* moving average of the diagonal (0.95) */
 } ng_rbm_config;
 
 void ng_rbm_config_default(ng_rbm_config *cfg);

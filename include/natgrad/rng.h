@@ -28,6 +28,9 @@ typedef enum ng_rng_purpose {
     NG_RNG_CURVES = 11,      /* curves-like data generator (host), indexed by image number */
     NG_RNG_FISHER_TARGETS = 12, /* targets sampled from a network's predictive distribution */
     NG_RNG_KFAC_TARGETS = 13, /* K-FAC's sampled targets of its G statistics, indexed by update */
+    NG_RNG_TOY = 20,         /* samples of Sohl-Dickstein's 2-D Gaussian toy (host) */
+    NG_RNG_ICA = 21,
+    NG_RNG_DIAG_TARGETS = 22,/* targets sampled by the diagonal Fisher preconditioner, indexed by update */         /* sources and mixing matrix of the linear ICA demonstration (host) */
     NG_RNG_TEST = 100        /* tests */
 } ng_rng_purpose;
 

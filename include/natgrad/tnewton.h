@@ -128,6 +128,11 @@ double ng_tn_polak_ribiere(double n_g, double n_gp, double np_gp);
  * to `diag`) the mean over the last gradient's cases of the squared per-case gradients (networks
  * without batch normalisation, single-chunk gradient batches); tmp: n floats of scratch. */
 ng_status ng_tn_hf_diagonal(ng_model *net, double lambda, double power, float *diag, float *tmp, float *minv);
+/* The same with caller-provided device scratch of ng_tn_hf_scratch_floats(net, cases) floats for
+ * batches of up to `cases` cases (0 when net is not a network), so a training step allocates
+ * nothing (the diagonal preconditioner of natgrad/recipes.h). */
+size_t ng_tn_hf_scratch_floats(const ng_model *net, int cases);
+ng_status ng_tn_hf_diagonal_ws(ng_model *net, double lambda, double power, float *diag, float *tmp, float *minv, float *scratch);
 
 #ifdef __cplusplus
 }

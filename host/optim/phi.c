@@ -1,0 +1,130 @@
+/* phi.c: an update rule in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein's note,
+ * section 1.4, 2.7, eq. 37; natgrad/recipes.h) for a diagonal G held by the diagonal
+ * preconditioner in phi mode: s = G^(1/2) (n), elementwise. On the model's flat vectors:
+ *   step:  theta *= s (=: phi), inner step with the direction in the gradient arena (the
+ *          preconditioner left g / s there, the gradient in phi), phi *= 1/s (=: theta)
+ *   theta: the inner rule's iterate (NAG: not its look-ahead point), mapped the same way
+ * The wrapper presents the inner rule's name, columns, configuration and state, so checkpoints are
+ * the inner rule's. Must not allocate after init. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "natgrad/backend.h"
+#include "natgrad/recipes.h"
+
+typedef struct phi {
+    struct ng_update_i iface; /* the inner rule's, with this file's step / theta / save / load */
+    ng_update *inner;
+    ng_tensor s, is;          /* views of the preconditioner's scale and 1/scale */
+} phi;
+
+static ng_status scale_by(ng_backend *be, float *x, size_t n, const float *by) {
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_MUL;
+    o.outer_scale.rows = (int)n;
+    o.outer_scale.cols = 1;
+    o.outer_scale.x = x;
+    o.outer_scale.ldx = (int)n;
+    o.outer_scale.u = by;
+    o.outer_scale.out = x;
+    o.outer_scale.ldo = (int)n;
+    return ng_run_op(be, &o);
+}
+
+static ng_status phi_penalize(ng_update *u, ng_model *m, uint64_t t) {
+    phi *f = (phi *)u->impl;
+    return ng_update_penalize(f->inner, m, t);
+}
+
+static ng_status phi_step(ng_update *u, ng_model *m, uint64_t t) {
+    phi *f = (phi *)u->impl;
+    size_t n = ng_model_size(m);
+    NG_TRY(scale_by(u->be, m->param_flat.data, n, f->s.data));
+    NG_TRY(ng_update_step(f->inner, m, t));
+    return scale_by(u->be, m->param_flat.data, n, f->is.data);
+}
+
+static double phi_lr(const ng_update *u, uint64_t t) { return ng_update_lr(((const phi *)u->impl)->inner, t); }
+
+static ng_status phi_log_values(ng_update *u, ng_model *m, double *values) {
+    phi *f = (phi *)u->impl;
+    return f->inner->iface->log_values ? f->inner->iface->log_values(f->inner, m, values) : NG_OK;
+}
+
+static ng_status phi_save(ng_update *u, ng_ckpt *c) {
+    phi *f = (phi *)u->impl;
+    return f->inner->iface->save ? f->inner->iface->save(f->inner, c) : NG_OK;
+}
+
+static ng_status phi_load(ng_update *u, const ng_ckpt *c, int apply) {
+    phi *f = (phi *)u->impl;
+    return f->inner->iface->load ? f->inner->iface->load(f->inner, c, apply) : NG_OK;
+}
+
+static ng_status phi_theta(ng_update *u, ng_model *m, uint64_t t, float *out) {
+    phi *f = (phi *)u->impl;
+    size_t n = ng_model_size(m);
+    ng_status s;
+    if (!f->inner->iface->theta) return out == m->param_flat.data ? NG_OK : ng_copy(u->be, out, m->param_flat.data, n * sizeof(float));
+    /* the inner rule's iterate in phi (NAG: phi - mu v), mapped to theta; the parameters go back */
+    NG_TRY(scale_by(u->be, m->param_flat.data, n, f->s.data));
+    s = f->inner->iface->theta(f->inner, m, t, out);
+    if (s == NG_OK && out != m->param_flat.data) s = scale_by(u->be, out, n, f->is.data);
+    {
+        ng_status s2 = scale_by(u->be, m->param_flat.data, n, f->is.data);
+        if (s == NG_OK) s = s2;
+    }
+    return s;
+}
+
+static void phi_destroy(ng_update *u) {
+    phi *f = (phi *)u->impl;
+    /* the state arena is the inner rule's (a copy of its handle): released with the inner rule */
+    memset(&u->state, 0, sizeof u->state);
+    if (f) ng_update_free(f->inner);
+    free(f);
+}
+
+ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_precond *p, ng_update **out) {
+    ng_update *u;
+    phi *f;
+    if (!out) return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: NULL output");
+    *out = NULL;
+    if (!be || !m || !inner || !p) return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: NULL argument");
+    if (ng_arena_find(&inner->state, "average"))
+        return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: iterate averaging (--average) would average phi, not theta: "
+                        "use --average 0 with --phi-every");
+    u = (ng_update *)calloc(1, sizeof *u);
+    f = (phi *)calloc(1, sizeof *f);
+    if (!u || !f) {
+        free(u);
+        free(f);
+        return ng_error(NG_ERR_OOM, "natural parameter space: out of host memory");
+    }
+    {
+        ng_status s = ng_diag_phi_scale(p, &f->s, &f->is);
+        if (s != NG_OK) {
+            free(u);
+            free(f);
+            return s;
+        }
+    }
+    f->inner = inner;
+    f->iface = *inner->iface;
+    f->iface.penalize = phi_penalize;
+    f->iface.step = phi_step;
+    f->iface.lr = phi_lr;
+    f->iface.log_values = phi_log_values;
+    f->iface.save = phi_save;
+    f->iface.load = phi_load;
+    f->iface.theta = phi_theta;
+    f->iface.destroy = phi_destroy;
+    u->iface = &f->iface;
+    u->be = be;
+    u->impl = f;
+    u->state = inner->state; /* the same tensors: checkpointed under the inner rule's name */
+    *out = u;
+    return NG_OK;
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# test_cli_recipes.sh BUILD: end-to-end tests of the recipe commands of Sohl-Dickstein's note with
+# BUILD/natgrad: `natgrad toy` (Figure 1: the CSVs against the closed forms — the natural-gradient
+# path's KL shrinks by (1 - eta)^2 a step, it lies on the segment to the optimum, phi-sgd equals
+# it, the phi field points at the optimum; the four PNG panels when gnuplot exists; bad options
+# exit 2 naming the option, a diverging step exits 1 saying so, an unwritable --out exits 1 naming
+# it) and `natgrad ica`. Runs in a mktemp -d directory removed at exit; ends with
+# "RESULT passed=P failed=F skipped=S" for tests/run.sh.
+set -u
+build=${1:-build}
+bin=$build/natgrad
+passed=0 failed=0 skipped=0
+if [ ! -x "$bin" ]; then
+  echo "FAIL natgrad binary: $bin not found or not executable (build it first)"
+  echo "RESULT passed=0 failed=1 skipped=0"
+  exit 1
+fi
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli_recipes.XXXXXX") || { echo "RESULT passed=0 failed=1 skipped=0"; exit 1; }
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() {
+  local name=$1; shift
+  echo "FAIL $name"
+  local l; for l in "$@"; do echo "  $l"; done
+  failed=$((failed + 1))
+}
+skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
+show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
+run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
+expect_exit() {
+  local name=$1 code=$2 pat=$3; shift 3
+  run "$name" "$@"
+  if [ "$rc" != "$code" ]; then
+    fail "$name" "exit $rc, want $code: $*"; show "$name.err"
+  elif ! grep -qF -- "$pat" "$name.err"; then
+    fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
+  else
+    pass "$name"
+  fi
+}
+
+# ---- natgrad toy ---------------------------------------------------------------------------
+run toy_help "$bin" toy --help
+if [ "$rc" = 0 ] && grep -q -- '--lr-natural' toy_help.out && grep -q 'Figure 1' toy_help.out; then pass toy_help
+else fail toy_help "exit $rc"; show toy_help.out; fi
+
+run toy "$bin" toy --out toy --steps 60 --lr 0.1 --lr-natural 0.25
+if [ "$rc" != 0 ]; then
+  fail toy_runs "exit $rc"; show toy.err
+else
+  pass toy_runs
+  # G printed as the note's section 1.2 value
+  if grep -qF 'G = [[9.111111, 1.000000], [1.000000, 0.111111]]' toy.out; then pass toy_prints_fisher
+  else fail toy_prints_fisher; show toy.out; fi
+  # natural path: KL_k = 0.75^(2k) KL_0 and theta_k = 0.75^k theta_0 (0.25 is exact in float) (optimum 0); phi-sgd the same
+  # rows; steepest's KL after 60 steps still above 1e-4
+  if awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+      $c["method"] == "natural" { if ($1 == 0) kl0 = $c["kl"]; f = 0.75 ^ $1;
+        if (($c["kl"] - f * f * kl0) ^ 2 > (1e-12 * kl0) ^ 2) { print "KL row " $1; bad = 1 }
+        if (($c["theta1"] - f) ^ 2 > 1e-24 || ($c["theta2"] + f) ^ 2 > 1e-24) { print "theta row " $1; bad = 1 }
+        nat[$1] = $c["theta1"] "," $c["theta2"]; n++ }
+      $c["method"] == "phi-sgd" { split(nat[$1], t, ","); if (($c["theta1"] - t[1]) ^ 2 > 1e-20 || ($c["theta2"] - t[2]) ^ 2 > 1e-20) { print "phi-sgd row " $1; bad = 1 }; p++ }
+      $c["method"] == "steepest" && $1 == 60 { sd = $c["kl"] }
+      END { if (n != 61 || p != 61) { print "rows " n " " p; bad = 1 }; if (!(sd > 1e-4)) { print "steepest KL " sd; bad = 1 }; exit bad }' toy/paths.csv > toy_paths.check; then
+    pass toy_paths_closed_form
+  else fail toy_paths_closed_form; show toy_paths.check; fi
+  # the phi field: every -gradient is parallel to phi_star - phi = -phi (cross product 0, dot > 0)
+  if awk -F, 'NR > 1 { cr = $1 * $4 - $2 * $3; dt = -($1 * $3 + $2 * $4); n = $1 * $1 + $2 * $2;
+        if (n > 0 && (cr * cr > 1e-18 * n * ($3 * $3 + $4 * $4) || dt <= 0)) { print "row " NR; bad = 1 }; rows++ }
+      END { if (rows != 225) { print "rows " rows; bad = 1 }; exit bad }' toy/field_phi.csv > toy_field.check; then
+    pass toy_phi_field_points_at_optimum
+  else fail toy_phi_field_points_at_optimum; show toy_field.check; fi
+  if grep -q '^natural,0.25,60,' toy/summary.csv && grep -q '^steepest,0.1,60,' toy/summary.csv; then pass toy_summary
+  else fail toy_summary; show toy/summary.csv; fi
+  if command -v gnuplot >/dev/null 2>&1; then
+    ok=1
+    for p in a_paths b_kl c_field_theta d_field_phi; do
+      if [ "$(head -c 8 toy/$p.png 2>/dev/null | od -An -tx1 | tr -d ' \n')" != 89504e470d0a1a0a ]; then ok=0; echo "  $p.png missing or not a PNG"; fi
+    done
+    if [ $ok = 1 ]; then pass toy_png_panels; else fail toy_png_panels; fi
+  else
+    skip toy_png_panels "gnuplot not installed (apt-get install gnuplot-nox)"
+  fi
+fi
+# samples: the optimum is A^-1 xbar, no longer theta_true, and the natural path still ends there
+run toy_samples "$bin" toy --out toy_s --steps 200 --samples 40 --seed 3 --theta-true 0.5,-0.25
+if [ "$rc" = 0 ] && ! grep -q 'theta_star = (0.5, -0.25)' toy_samples.out &&
+   awk -F, '$1 == "natural" { exit !($6 < 1e-8) }' toy_s/summary.csv; then pass toy_samples
+else fail toy_samples "exit $rc"; show toy_samples.out; show toy_s/summary.csv; fi
+
+expect_exit toy_bad_theta 2 "--theta-init 'abc'" "$bin" toy --out bad --theta-init abc
+expect_exit toy_bad_theta_nan 2 "--theta-true 'nan,1'" "$bin" toy --out bad --theta-true nan,1
+expect_exit toy_bad_lr 2 "--lr 0" "$bin" toy --out bad --lr 0
+expect_exit toy_bad_lr_natural 2 "--lr-natural -1" "$bin" toy --out bad --lr-natural -1
+expect_exit toy_bad_steps 2 "--steps 0" "$bin" toy --out bad --steps 0
+expect_exit toy_bad_grid 2 "--grid 1" "$bin" toy --out bad --grid 1
+expect_exit toy_bad_samples 2 "--samples -3" "$bin" toy --out bad --samples -3
+expect_exit toy_unknown_option 2 "--bogus" "$bin" toy --bogus 1
+expect_exit toy_diverges 1 "diverged" "$bin" toy --out div --lr 5 --steps 2000
+touch notadir
+expect_exit toy_unwritable_out 1 "notadir/x" "$bin" toy --out notadir/x
+
+# ---- net train --precond diag (eq. 34) -------------------------------------------------------
+D=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond diag --diag-power 0.5 --diag-lambda 1e-3)
+run diag_full "$bin" "${D[@]}" --steps 40 --log-every 10 --out dfull
+if [ "$rc" = 0 ] && grep -q 'diagonal preconditioner (Sohl-Dickstein eq. 34): metric fisher' diag_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' dfull/train.csv; then pass net_diag_trains
+else fail net_diag_trains "exit $rc (or the training error did not fall)"; show diag_full.err; fi
+# resume: 20 + 20 updates give the checkpoint of 40 in one go (the moving average and the sampled
+# targets' stream position are part of the state)
+run diag_half "$bin" "${D[@]}" --steps 20 --log-every 10 --out dhalf
+run diag_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume dhalf/net.ckpt --steps 40 --log-every 10 --out dhalf
+if [ "$rc" = 0 ] && cmp -s dfull/net.ckpt dhalf/net.ckpt; then pass net_diag_resume_identical
+else fail net_diag_resume_identical "exit $rc"; show diag_rest.err; fi
+run diag_emp "$bin" "${D[@]}" --diag-metric empirical --optimizer sgd --steps 10 --log-every 5 --out demp
+if [ "$rc" = 0 ] && grep -q 'metric empirical' diag_emp.err; then pass net_diag_empirical
+else fail net_diag_empirical "exit $rc"; show diag_emp.err; fi
+expect_exit net_diag_bad_power 2 "--diag-power" "$bin" "${D[@]}" --diag-power 2 --steps 2 --out dbad
+expect_exit net_diag_bad_beta 2 "--diag-beta" "$bin" "${D[@]}" --diag-beta 1 --steps 2 --out dbad
+expect_exit net_diag_bad_lambda 2 "--diag-lambda" "$bin" "${D[@]}" --diag-lambda -1 --steps 2 --out dbad
+expect_exit net_diag_energy_metric 2 "--diag-metric 'energy'" "$bin" "${D[@]}" --diag-metric energy --steps 2 --out dbad
+expect_exit net_diag_with_kfac 2 "--precond diag goes under a first-order rule" "$bin" "${D[@]}" --optimizer kfac --steps 2 --out dbad
+expect_exit net_diag_batchnorm 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 \
+  --precond diag --steps 2 --out dbn
+expect_exit net_diag_multichunk 1 "at most one chunk" "$bin" net train --device cpu --data bars-stripes --layers 16-8-16 --batch 10 \
+  --chunk 5 --precond diag --steps 2 --out dchunk
+expect_exit net_diag_resume_fixed 2 "--diag-power cannot be combined with --resume" "$bin" net train --resume dhalf/net.ckpt --diag-power 0.7 --out dhalf
+
+# ---- rbm train --optimizer diag (eq. 33 / 34) ------------------------------------------------
+B=(rbm train --data bars-stripes --device cpu --threads 1 --hidden 8 --batch 16 --particles 16 --lr 0.05 --log-every 20
+   --optimizer diag)
+run rdiag_full "$bin" "${B[@]}" --steps 60 --out rfull
+if [ "$rc" = 0 ] && grep -q 'diagonal metric (Sohl-Dickstein 2012): energy' rdiag_full.err && [ -s rfull/rbm.ckpt ]; then pass rbm_diag_energy_trains
+else fail rbm_diag_energy_trains "exit $rc"; show rdiag_full.err; fi
+run rdiag_half "$bin" "${B[@]}" --steps 30 --out rhalf
+run rdiag_rest "$bin" rbm train --data bars-stripes --device cpu --threads 1 --resume rhalf/rbm.ckpt --steps 60 --log-every 20 --out rhalf
+if [ "$rc" = 0 ] && cmp -s rfull/rbm.ckpt rhalf/rbm.ckpt; then pass rbm_diag_resume_identical
+else fail rbm_diag_resume_identical "exit $rc"; show rdiag_rest.err; fi
+run rdiag_fisher "$bin" "${B[@]}" --diag-metric fisher --diag-power 0.5 --steps 20 --out rfisher
+if [ "$rc" = 0 ] && grep -q 'model Fisher (eq. 34, over the particles), lambda 0.0001, power 0.5' rdiag_fisher.err; then pass rbm_diag_fisher
+else fail rbm_diag_fisher "exit $rc"; show rdiag_fisher.err; fi
+expect_exit rbm_diag_bad_power 2 "--diag-power" "$bin" "${B[@]}" --diag-power 0 --steps 2 --out rbad
+expect_exit rbm_diag_bad_metric 2 "--diag-metric 'empirical'" "$bin" "${B[@]}" --diag-metric empirical --steps 2 --out rbad
+expect_exit rbm_diag_resume_fixed 2 "--diag-beta cannot be combined with --resume" "$bin" rbm train --data bars-stripes --resume rhalf/rbm.ckpt --diag-beta 0.5 --out rhalf
+
+# ---- net train --optimizer kfac --kfac-inverse regularized (eq. 35) ----------------------------
+K=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer kfac
+   --kfac-inverse regularized --T3 2 --T2 4 --T1 2)
+run kreg_full "$bin" "${K[@]}" --steps 12 --log-every 4 --out kfull
+if [ "$rc" = 0 ] && awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+     END { exit !(last < first) }' kfull/train.csv; then pass kfac_regularized_trains
+else fail kfac_regularized_trains "exit $rc (or the error did not fall)"; show kreg_full.err; fi
+run kreg_half "$bin" "${K[@]}" --steps 6 --log-every 4 --out khalf
+run kreg_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume khalf/net.ckpt --steps 12 --log-every 4 --out khalf
+if [ "$rc" = 0 ] && cmp -s kfull/net.ckpt khalf/net.ckpt; then pass kfac_regularized_resume_identical
+else fail kfac_regularized_resume_identical "exit $rc"; show kreg_rest.err; fi
+expect_exit kfac_regularized_tridiag 2 "--kfac-inverse regularized: only with --kfac-approx blockdiag" "$bin" "${K[@]}" --kfac-approx tridiag --steps 2 --out kbad
+expect_exit kfac_inverse_unknown 2 "--kfac-inverse 'cholesky'" "$bin" "${K[@]}" --kfac-inverse cholesky --steps 2 --out kbad
+
+# ---- natural parameter space (eq. 37): --precond diag --phi-every K ------------------------------
+P=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond diag --phi-every 5)
+run phi_full "$bin" "${P[@]}" --steps 30 --log-every 10 --out pfull
+if [ "$rc" = 0 ] && grep -q 'natural parameter space: G re-estimated every 5 updates' phi_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' pfull/train.csv; then pass net_phi_adam_trains
+else fail net_phi_adam_trains "exit $rc (or the error did not fall)"; show phi_full.err; fi
+# resume in the middle of a refresh period (update 13; refreshes at 10 and 15)
+run phi_half "$bin" "${P[@]}" --steps 13 --log-every 10 --out phalf
+run phi_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume phalf/net.ckpt --steps 30 --log-every 10 --out phalf
+if [ "$rc" = 0 ] && cmp -s pfull/net.ckpt phalf/net.ckpt; then pass net_phi_resume_identical
+else fail net_phi_resume_identical "exit $rc"; show phi_rest.err; fi
+run phi_nag "$bin" "${P[@]}" --optimizer nag --steps 12 --log-every 6 --out pnag
+if [ "$rc" = 0 ]; then pass net_phi_nag; else fail net_phi_nag "exit $rc"; show phi_nag.err; fi
+expect_exit net_phi_without_diag 2 "--phi-every needs --precond diag" "$bin" net train --device cpu --data bars-stripes --layers 16-8-16 \
+  --batch 10 --phi-every 5 --steps 2 --out pbad
+expect_exit net_phi_average 2 "--average" "$bin" "${P[@]}" --average 0.9 --steps 2 --out pbad
+expect_exit net_phi_negative 2 "--phi-every -1" "$bin" "${P[@]}" --phi-every -1 --steps 2 --out pbad
+
+echo "RESULT passed=$passed failed=$failed skipped=$skipped"
+[ "$failed" = 0 ]
