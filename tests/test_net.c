@@ -411,7 +411,7 @@ static int check_products(ng_backend *be, const char *spec, int hidden, int loss
         /* whiten on the batch itself (U != I, c != 0), then read V, d, U and c back */
         float *h = (float *)malloc(np * sizeof(float));
         int l, a2, b2;
-        TRYS(ng_net_whiten_refresh(f.net, &f.xdev, g_whiten_eps, 1));
+        TRYS(ng_net_whiten_refresh(f.net, &f.xdev, g_whiten_eps, 1, NULL));
         TRYS(ng_tensor_get(be, &f.net->param_flat, h));
         for (i = 0; i < np; i++) f.th[i] = h[i];
         for (l = 1; l <= L; l++) {

@@ -123,14 +123,14 @@ static int preserve_case(ng_backend *be, const char *spec, int hidden) {
     NGT_OK(fix_init(&f, be, spec, hidden, 40, 60, 3));
     /* move the running batch-norm averages away from their start, and U away from I */
     NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
-    NGT_OK(ng_net_whiten_refresh(f.net, &f.xs, 1e-2f, 1));
+    NGT_OK(ng_net_whiten_refresh(f.net, &f.xs, 1e-2f, 1, NULL));
     for (k = 0; k < 2 && !fail; k++) {
         /* a: objective (running averages updated), outputs with those averages; b: outputs first
          * (the running mean moved by the reparametrisation), then the objective */
         NGT_OK(take(&f, &a, 1));
         /* fresh statistics on other samples (the last 30 and the batch): the function must stay */
         xs2 = k ? f.x : ng_tensor_cols(&f.xs, 30, 30);
-        NGT_OK(ng_net_whiten_refresh(f.net, &xs2, k ? 1e-3f : 0.1f, 1));
+        NGT_OK(ng_net_whiten_refresh(f.net, &xs2, k ? 1e-3f : 0.1f, 1, NULL));
         NGT_OK(take(&f, &b, 2));
         if (fabs(a.obj - b.obj) > 2e-5 * (1.0 + fabs(a.obj))) {
             printf("  %s %s: objective %.9g before, %.9g after the reparametrisation\n", spec, ng_act_name(hidden), a.obj, b.obj);
@@ -233,7 +233,7 @@ static int white_case(ng_backend *be, int keep) {
     int l, fail = 0;
     float eps = 1e-4f;
     NGT_OK(fix_init(&f, be, "7-6-5-7", NG_ACT_TANH, 200, 1, 11));
-    NGT_OK(ng_net_whiten_refresh(f.net, &f.x, eps, keep));
+    NGT_OK(ng_net_whiten_refresh(f.net, &f.x, eps, keep, NULL));
     NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
     for (l = 0; l < f.cfg.n_layers && !fail; l++) {
         char name[16], what[64];
@@ -306,7 +306,7 @@ static int test_fisher_conditioning(void) {
     int l;
     NGT_OK(fix_init(&f, g_cpu, "7-6-5-7", NG_ACT_TANH, 300, 1, 5));
     for (l = 1; l <= 3; l++) NGT_OK(fisher_block_cond(&f, l, &c0[l - 1], &o0[l - 1]));
-    NGT_OK(ng_net_whiten_refresh(f.net, &f.x, 1e-3f, 1));
+    NGT_OK(ng_net_whiten_refresh(f.net, &f.x, 1e-3f, 1, NULL));
     for (l = 1; l <= 3; l++) {
         NGT_OK(fisher_block_cond(&f, l, &c1[l - 1], &o1[l - 1]));
         printf("  layer %d block of the exact Fisher: condition number %.4g before whitening, %.4g after; off-diagonal "
@@ -330,7 +330,7 @@ static int test_checkpoint_roundtrip(void) {
     NGT_OK(fix_init(&a, g_cpu, "7-6+bn-5-7", NG_ACT_TANH, 30, 50, 2));
     NGT_OK(fix_init(&b, g_cpu, "7-6+bn-5-7", NG_ACT_TANH, 30, 50, 9));
     NGT_OK(ng_model_gradient(a.net, &a.x, NULL));
-    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1));
+    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1, NULL));
     NGT_OK(ng_ckpt_new(&c));
     NGT_OK(ng_ckpt_set_str(c, "model.kind", "net"));
     NGT_OK(ng_model_save(a.net, c));
@@ -368,12 +368,12 @@ static int test_bad_input(void) {
     ng_model *plain;
     ng_tensor U, c;
     NGT_OK(fix_init(&f, g_cpu, "7-6-7", NG_ACT_TANH, 10, 10, 1));
-    NGT_CHECK(ng_net_whiten_refresh(f.net, &f.xs, 0.0f, 1) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "eps"), "eps 0: %s", ng_last_error());
+    NGT_CHECK(ng_net_whiten_refresh(f.net, &f.xs, 0.0f, 1, NULL) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "eps"), "eps 0: %s", ng_last_error());
     NGT_CHECK(ng_net_whiten_state(f.net, 3, &U, &c) == NG_ERR_INVALID_ARG, "layer 3 of 2 accepted");
     cfg = f.cfg;
     cfg.whiten = 0;
     NGT_OK(ng_net_create(g_cpu, &cfg, &plain));
-    NGT_CHECK(ng_net_whiten_refresh(plain, &f.xs, 1e-2f, 1) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "no whitened"), "%s", ng_last_error());
+    NGT_CHECK(ng_net_whiten_refresh(plain, &f.xs, 1e-2f, 1, NULL) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "no whitened"), "%s", ng_last_error());
     ng_net_free(plain);
     cfg.whiten = 2;
     NGT_CHECK(ng_net_config_check(&cfg) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "whiten"), "whiten 2: %s", ng_last_error());
@@ -381,7 +381,7 @@ static int test_bad_input(void) {
         /* NaN in the samples: a numeric error, never a NaN whitening matrix */
         float nan = NAN;
         NGT_OK(ng_set(g_cpu, f.xs.data + 3, &nan, sizeof nan));
-        NGT_CHECK(ng_net_whiten_refresh(f.net, &f.xs, 1e-2f, 1) == NG_ERR_NUMERIC, "NaN samples: %s", ng_last_error());
+        NGT_CHECK(ng_net_whiten_refresh(f.net, &f.xs, 1e-2f, 1, NULL) == NG_ERR_NUMERIC, "NaN samples: %s", ng_last_error());
     }
     ng_clear_error();
     fix_free(&f);
@@ -393,10 +393,12 @@ static int test_cpu_vs_cuda(void) {
     snap sa, sb;
     int fail;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
+    g_state = 555; /* the same data for both */
     NGT_OK(fix_init(&a, g_cpu, "7-6+bn-5-7", NG_ACT_LOGISTIC, 30, 50, 4));
+    g_state = 555;
     NGT_OK(fix_init(&b, g_cuda, "7-6+bn-5-7", NG_ACT_LOGISTIC, 30, 50, 4));
-    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1));
-    NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 1));
+    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1, NULL));
+    NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 1, NULL));
     NGT_OK(take(&a, &sa, 1));
     NGT_OK(take(&b, &sb, 1));
     fail = fabs(sa.obj - sb.obj) > 1e-5 * (1 + fabs(sa.obj));

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/log.h"
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
 
@@ -1286,10 +1287,22 @@ static ng_status whiten_store(net *n, int l) {
     return ng_copy(be, n->wc[l].data, w->mean.data, (size_t)d * sizeof(float));
 }
 
-ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function) {
+/* add the seconds since *t0 to *acc (after the device is done), restart the clock */
+static ng_status lap(ng_backend *be, double *acc, double *t0) {
+    double t;
+    if (!acc) return NG_OK;
+    NG_TRY(ng_synchronize(be));
+    t = ng_time_s();
+    *acc += t - *t0;
+    *t0 = t;
+    return NG_OK;
+}
+
+ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times) {
     net *n = as_net(m);
     ng_backend *be = m->be;
     int l, L;
+    double t0 = ng_time_s();
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_whiten_refresh: model %s is not a network", m->iface->kind);
     if (!n->cfg.whiten) return ng_error(NG_ERR_INVALID_ARG, "network whitening refresh: this network has no whitened layers (cfg.whiten = 0)");
     if (!(eps > 0.0f) || !isfinite(eps)) return ng_error(NG_ERR_INVALID_ARG, "network whitening: eps %g must be positive and finite", (double)eps);
@@ -1302,14 +1315,17 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
         /* section 4.1: whiten layer by layer from the input up, keeping V and d */
         for (l = 1; l <= L; l++) {
             NG_TRY(whiten_stats(n, x, l, l));
+            NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
             NG_TRY(ng_whiten_compute(&n->wh[l], eps));
             NG_TRY(whiten_store(n, l));
+            NG_TRY(lap(be, times ? &times[1] : NULL, &t0));
         }
         return NG_OK;
     }
     /* the canonical network is unchanged by the projection, so one pass gives every layer's
      * statistics (line 8) */
     NG_TRY(whiten_stats(n, x, 1, L));
+    NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
     for (l = 1; l <= L; l++) {
         ng_whiten *w = &n->wh[l];
         int d = n->d[l - 1], dl = n->d[l];
@@ -1328,7 +1344,7 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
         NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
         NG_TRY(whiten_store(n, l));
     }
-    return NG_OK;
+    return lap(be, times ? &times[1] : NULL, &t0);
 }
 
 ng_status ng_net_whiten_state(ng_model *m, int l, ng_tensor *UhT, ng_tensor *c) {

@@ -166,8 +166,11 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  *   keep_function = 0: V_l and d_l are kept and the layers are whitened one after another from the
  *                     input up, each on the activations of the layers below it already whitened
  *                     (section 4.1's whitened initialisation).
- * NG_ERR_INVALID_ARG when the network is not whitened; the last gradient's buffers are invalidated. */
-ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function);
+ * NG_ERR_INVALID_ARG when the network is not whitened; the last gradient's buffers are invalidated.
+ * times (NULL: not measured; the device is synchronised at each boundary when given): times[0] +=
+ * seconds in the statistics (forward passes, means and covariances), times[1] += seconds in the
+ * eigendecompositions and the update of U, c, V, d. */
+ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times);
 /* theta (parameter layout, float32, packed) = the canonical parameters W_l = V_l U_{l-1},
  * b_l = d_l - W_l c_{l-1} (batch-normalised layers: W_l only; their gamma, beta copied) of a whitened
  * network; a copy of the parameters otherwise. */
