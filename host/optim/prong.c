@@ -74,15 +74,12 @@ static ng_status prong_save(ng_precond *p, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_i64(c, "prong.whitened_init", k->cfg.whitened_init));
     NG_TRY(ng_ckpt_set_u64(c, "prong.seed", k->cfg.seed));
     NG_TRY(ng_ckpt_set_u64(c, "prong.refreshes", k->refreshes));
-    NG_TRY(ng_ckpt_set_f64(c, "prong.stats_s", k->times[0]));
-    NG_TRY(ng_ckpt_set_f64(c, "prong.reparam_s", k->times[1]));
     NG_TRY(ng_ckpt_set_i64(c, "prong.sample_epoch", k->stream.epoch));
     return ng_ckpt_set_i64(c, "prong.sample_pos", k->stream.pos);
 }
 
 static ng_status prong_load(ng_precond *p, const ng_ckpt *c, int apply) {
     prong *k = P(p);
-    double st, rt;
     float eps;
     int64_t T, ns, wi, ep, pos;
     uint64_t seed, refr;
@@ -97,16 +94,10 @@ static ng_status prong_load(ng_precond *p, const ng_ckpt *c, int apply) {
                         "(eps %g, T %d, N_s %d, whitened init %d): resume without changing --prong-* options", path, (double)eps, (long long)T,
                         (long long)ns, (long long)wi, (double)k->cfg.eps, k->cfg.T, k->cfg.ns, k->cfg.whitened_init);
     NG_TRY(ng_ckpt_get_u64(c, "prong.refreshes", &refr));
-    NG_TRY(ng_ckpt_get_f64(c, "prong.stats_s", &st));
-    NG_TRY(ng_ckpt_get_f64(c, "prong.reparam_s", &rt));
     NG_TRY(ng_ckpt_get_int(c, "prong.sample_epoch", 0, 1 << 30, &ep));
     NG_TRY(ng_ckpt_get_int(c, "prong.sample_pos", 0, k->stream.n, &pos));
-    if (!(st >= 0.0) || !(rt >= 0.0) || !isfinite(st) || !isfinite(rt))
-        return ng_error(NG_ERR_FORMAT, "checkpoint %s: prong.stats_s %g / prong.reparam_s %g out of range", path, st, rt);
     if (!apply) return NG_OK;
     k->refreshes = refr;
-    k->times[0] = st;
-    k->times[1] = rt;
     return ng_batches_seek(&k->stream, (int)ep, (int)pos);
 }
 

@@ -40,8 +40,9 @@ ng_status ng_prong_config_check(const ng_prong_config *cfg);
 /* PRONG on the whitened network `net`, drawing N_s samples per reparametrisation from the pool
  * x_host (rows as ng_net_batch_rows(net), pool_n columns; borrowed, must outlive the
  * preconditioner). upd: the update rule whose weight decay is added again after the recomputed
- * gradient (NULL: none). Columns: prong_refreshes, prong_stats_s, prong_reparam_s (cumulative seconds
- * in the statistics and in eigendecompositions + projections). */
+ * gradient (NULL: none). Columns: prong_refreshes, prong_stats_s, prong_reparam_s (seconds in the
+ * statistics and in eigendecompositions + projections, summed since this process started: clocks
+ * are not checkpointed, so a resumed run's checkpoints stay byte-identical to an uninterrupted one's). */
 ng_status ng_precond_prong_init(ng_backend *be, ng_model *net, const ng_prong_config *cfg, const float *x_host, int pool_n,
                                 ng_update *upd, ng_precond **out);
 
