@@ -95,7 +95,10 @@ L.append("The paper: PRONG 3.2x SGD's runtime per epoch, batch norm 2.3x, RMSpro
          "reparametrisation and 4 % in the statistics (eigendecompositions on the CPU, the rest on a GPU). The issue's target: "
          "PRONG at most 1.5x SGD per epoch with the reparametrisation under 10 % of its time, on the CPU backend. "
          "The fractions above include the refresh at update 0 (for the whitened initialisation: one forward pass and "
-         "one eigendecomposition per layer, layer after layer), which a run of a few hundred updates does not amortise.\n")
+         "one eigendecomposition per layer, layer after layer), which a run of a few hundred updates does not amortise. "
+         "When a PRONG row shows 2 updates, the run's budget went almost entirely to that first refresh (eight "
+         "eigendecompositions of sizes 30 to 1000 on a CPU shared with other jobs): its time per update and its curve say "
+         "nothing about the steady state; rerun with a larger --seconds (PRONG_SECONDS) on a quiet machine.\n")
 L.append("![Figure 3](prong_figure3.png)\n")
 L.append("Panels: (a) eps, (b) T with (solid) and without (dashed) the whitened initialisation, (c) error vs updates, (d) error vs seconds.\n")
 open(f"{res}/prong_figure3.md", "w").write("\n".join(L) + "\n")
