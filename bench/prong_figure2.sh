@@ -22,7 +22,8 @@ set logscale y
 set grid
 set xlabel 'updates'
 set ylabel 'condition number of the layer-2 Fisher block, % of initial'
-plot for [m in "sgd rmsprop batchnorm prong"] '< grep "^'.m.'," $prefix.csv' using 2:4 with linespoints lw 2 title m
+plot for [m in "sgd rmsprop batchnorm prong"] '< grep "^'.m.'," $prefix.csv' using 2:4 with linespoints lw 2 title m, \\
+     '< grep "^prong_after" $prefix.csv' using 2:4 with points pt 7 ps 2 title 'prong right after its first reparametrisation'
 GP
 python3 - "$prefix" "$secs" <<'PY'
 import csv, sys, datetime, subprocess
