@@ -94,7 +94,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
-    kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table prong-figure2 prong-figure3 \
+    kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table prong-figure2 prong-figure3 bench-whiten \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -231,6 +231,10 @@ tn-figure3: deps
 tn-figure1: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/tn_figure1.sh --minutes $(TN_MINUTES)
+
+bench-whiten: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/bench_whiten.sh $(BUILD)
 
 prong-figure2: deps
 	@$(MAKE) --no-print-directory all
