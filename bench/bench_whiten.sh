@@ -15,7 +15,7 @@ out=bench/results/bench_whiten.md
        "$(cut -d' ' -f1-3 /proc/loadavg) when it ended (other engineers' jobs share the 2 cores: noisy, and the sgemm rate" \
        "of the same process is given for scale). add = ng_whiten_add (centre on the batch mean, syrk of the lower triangle," \
        "merge); gemm = one full X X^T; eig = ng_whiten_compute (syevd, U^T, U c). No custom statistics kernel was written:" \
-       "on the CPU the syrk path costs 0.8-1.4 full gemms here, and the eigendecomposition costs about 10x the statistics," \
+       "the eigendecomposition costs several times the statistics," \
        "which is where a reparametrisation's time goes (the paper: 34 % reparametrisation, 4 % statistics)."
   echo
   "$build/bench/bench_whiten"
