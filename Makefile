@@ -93,7 +93,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage bench-net bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
     data-curves-picture bench-profile kernel-lab \
     toy-figure1 ica-bench rbm-recipes recipes-mnist
@@ -246,6 +246,19 @@ tn-figure3: deps
 tn-figure1: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/tn_figure1.sh --minutes $(TN_MINUTES)
+
+bench-whiten: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/bench_whiten.sh $(BUILD)
+
+prong-figure2: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/prong_figure2.sh
+
+PRONG_SECONDS ?= 45
+prong-figure3: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/prong_figure3.sh --seconds $(PRONG_SECONDS)
 
 OPT_TABLE_MINUTES ?= 5
 optimizer-table: deps

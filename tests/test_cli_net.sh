@@ -233,6 +233,37 @@ expect_exit net_tn_metric_batch_too_big 2 "--metric-batch" "$bin" "${N[@]}" --op
 expect_exit net_tn_hf_precond_bn 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 --optimizer hf --out tn_e9
 expect_exit net_tn_resume_fixed 2 "--metric cannot be combined with --resume" "$bin" net train --resume tn_half_hf/net.ckpt --metric same --out tn_half_hf
 
+# ---- PRONG / PRONG+ ------------------------------------------------------------------------------------
+# exact resume across reparametrisations (every 4 updates on 20 cases; resumed at update 10, between two),
+# plain and with batch normalisation (PRONG+), whitened and projected starts; the log counts the refreshes
+PG=(net train --device cpu --data bars-stripes --batch 10 --lr 0.05 --momentum 0.9 --threads 1 --optimizer prong --prong-T 4 --prong-ns 20)
+for v in plain bn; do
+  if [ $v = plain ]; then L=(--layers 16-8-3:linear-8-16 --prong-fanin 1); else L=(--layers 16-8+bn-3:linear-8+bn-16); fi
+  run "pg_full_$v" "$bin" "${PG[@]}" "${L[@]}" --steps 25 --log-every 5 --out "pg_full_$v"
+  run "pg_half_$v" "$bin" "${PG[@]}" "${L[@]}" --steps 10 --log-every 5 --out "pg_half_$v"
+  run "pg_rest_$v" "$bin" net train --device cpu --data bars-stripes --threads 1 --resume "pg_half_$v/net.ckpt" --steps 25 --log-every 5 --out "pg_half_$v"
+  if [ "$rc" = 0 ] && cmp -s "pg_full_$v/net.ckpt" "pg_half_$v/net.ckpt"; then pass "net_prong_${v}_resume_identical_checkpoint"
+  else fail "net_prong_${v}_resume_identical_checkpoint" "exit $rc"; show "pg_rest_$v.err"; fi
+  pstrip() { python3 -c 'import sys,csv
+r=list(csv.reader(open(sys.argv[1]))); drop=[i for i,n in enumerate(r[0]) if n.endswith("_s")]
+for row in r: print(",".join(v for i,v in enumerate(row) if i not in drop))' "$1"; }
+  if diff <(pstrip "pg_full_$v/train.csv") <(pstrip "pg_half_$v/train.csv") >/dev/null; then pass "net_prong_${v}_resume_same_log"
+  else fail "net_prong_${v}_resume_same_log" "$(diff <(pstrip "pg_full_$v/train.csv") <(pstrip "pg_half_$v/train.csv") | head -4)"; fi
+  if python3 - "pg_full_$v/train.csv" <<'PY'
+import csv, sys
+r = list(csv.DictReader(open(sys.argv[1])))
+assert [int(float(x["prong_refreshes"])) for x in r] == [2, 3, 4, 5, 7], [x["prong_refreshes"] for x in r]
+assert float(r[-1]["train_objective"]) < float(r[0]["train_objective"]), "objective did not decrease"
+PY
+  then pass "net_prong_${v}_log"; else fail "net_prong_${v}_log" "$(tail -2 pg_full_$v.err)"; fi
+done
+if grep -q "PRONG+ (batch norm)" pg_full_bn.err && grep -q "whitened initialisation" pg_full_bn.err; then pass net_prong_plus_banner
+else fail net_prong_plus_banner; show pg_full_bn.err; fi
+expect_exit net_prong_bad_eps 2 "--prong-eps" "$bin" "${PG[@]}" --layers 16-8-16 --prong-eps 0 --out pg_e1
+expect_exit net_prong_bad_T 2 "--prong-T" "$bin" "${PG[@]}" --layers 16-8-16 --prong-T 0 --out pg_e2
+expect_exit net_prong_ns_too_big 2 "--prong-ns" "$bin" "${PG[@]}" --layers 16-8-16 --prong-ns 100000 --out pg_e3
+expect_exit net_prong_resume_fixed 2 "--prong-T cannot be combined with --resume" "$bin" net train --resume pg_half_plain/net.ckpt --prong-T 5 --out pg_half_plain
+
 run export "$bin" export a/net.ckpt --out a/net.safetensors
 # PyTorch's layout: W as (out, in) row-major
 if [ "$rc" = 0 ] && python3 - a/net.safetensors >rd.out 2>&1 <<'PY'

@@ -27,6 +27,8 @@ typedef struct ref {
     double eps;
     int m, rows;      /* cases, rows of a batch column */
     const double *x;  /* (rows, m) */
+    int whiten;       /* whitened layers: layer l reads U[l] (a - c[l]) (PRONG eq. 6) */
+    double U[NG_NET_MAX_LAYERS + 1][64], c[NG_NET_MAX_LAYERS + 1][8]; /* U (d_{l-1}, d_{l-1}) */
 } ref;
 
 static void ref_from(ref *r, const ng_net_config *c, const double *x, int m) {
@@ -88,6 +90,18 @@ static double ref_forward(const ref *r, const double *th, double *zL, double *yo
         int dl = r->d[l], dp = r->d[l - 1];
         const double *W = p, *b;
         p += (size_t)dl * dp;
+        if (r->whiten) {
+            double t[RMAXU];
+            for (c = 0; c < m; c++) {
+                for (i = 0; i < dp; i++) {
+                    double s = 0;
+                    int j;
+                    for (j = 0; j < dp; j++) s += r->U[l][i + dp * j] * (a[j + c * RMAXU] - r->c[l][j]);
+                    t[i] = s;
+                }
+                for (i = 0; i < dp; i++) a[i + c * RMAXU] = t[i];
+            }
+        }
         for (c = 0; c < m; c++)
             for (i = 0; i < dl; i++) {
                 double s = 0;
@@ -254,6 +268,9 @@ static int rel_close(const char *what, const float *got, const double *want, siz
 }
 
 static uint64_t g_state = 12345;
+/* 1: fixtures build whitened networks (cfg.whiten) and check_products whitens them on their batch */
+static int g_whiten;
+static float g_whiten_eps = 1e-2f;
 static double urand(void) {
     g_state = g_state * 6364136223846793005ull + 1442695040888963407ull;
     return (double)(g_state >> 11) / 9007199254740992.0;
@@ -297,6 +314,7 @@ static ng_status fixture_init(fixture *f, ng_backend *be, const char *spec, int 
     f->cfg.init_scale = 0.7f;
     f->cfg.seed = seed;
     f->cfg.bn_eps = 1e-3f;
+    f->cfg.whiten = g_whiten;
     NG_TRY(ng_net_parse_spec(spec, hidden, loss == NG_LOSS_SQUARED ? NG_ACT_LINEAR : loss == NG_LOSS_BERNOULLI ? NG_ACT_LOGISTIC : NG_ACT_SOFTMAX, &f->cfg));
     NG_TRY(ng_net_create(be, &f->cfg, &f->net));
     L = f->cfg.n_layers;
@@ -313,6 +331,11 @@ static ng_status fixture_init(fixture *f, ng_backend *be, const char *spec, int 
     }
     for (i = 0; i < rows * m; i++) f->x32[i] = (float)f->x64[i];
     ref_from(&f->r, &f->cfg, f->x64, m);
+    f->r.whiten = g_whiten;
+    if (g_whiten)
+        for (L = 1; L <= f->cfg.n_layers; L++)
+            for (i = 0; i < f->cfg.dims[L - 1]; i++) f->r.U[L][i + f->cfg.dims[L - 1] * i] = 1.0;
+    L = f->cfg.n_layers;
     f->np = ng_model_size(f->net);
     if (f->np != ref_np(&f->r)) return ng_error(NG_ERR_INVALID_ARG, "parameter count %zu vs reference %zu", f->np, ref_np(&f->r));
     f->th = dalloc(f->np);
@@ -370,8 +393,8 @@ static int check_products(ng_backend *be, const char *spec, int hidden, int loss
     got = (float *)calloc(np > nout ? np : nout, sizeof(float));
     got2 = (float *)calloc(np, sizeof(float));
     for (i = 0; i < np; i++) v[i] = urand() * 2 - 1, u[i] = urand() * 2 - 1;
-    snprintf(what, sizeof what, "%s %s hidden=%s loss=%s m=%d chunk=%d", be->iface->name, spec, ng_act_name(hidden),
-             ng_loss_name(loss), m, chunk);
+    snprintf(what, sizeof what, "%s %s hidden=%s loss=%s m=%d chunk=%d%s", be->iface->name, spec, ng_act_name(hidden),
+             ng_loss_name(loss), m, chunk, g_whiten ? " whitened" : "");
 #define FAILIF(cond, ...)                                                \
     do {                                                                 \
         if (cond) {                                                      \
@@ -383,6 +406,30 @@ static int check_products(ng_backend *be, const char *spec, int hidden, int loss
         }                                                                \
     } while (0)
 #define TRYS(expr) FAILIF((expr) != NG_OK, "%s: %s", #expr, ng_last_error())
+
+    if (g_whiten) {
+        /* whiten on the batch itself (U != I, c != 0), then read V, d, U and c back */
+        float *h = (float *)malloc(np * sizeof(float));
+        int l, a2, b2;
+        TRYS(ng_net_whiten_refresh(f.net, &f.xdev, g_whiten_eps, 1, NULL));
+        TRYS(ng_tensor_get(be, &f.net->param_flat, h));
+        for (i = 0; i < np; i++) f.th[i] = h[i];
+        for (l = 1; l <= L; l++) {
+            ng_tensor UhT, cv;
+            int d = f.cfg.dims[l - 1];
+            float Uh[72], cc[8];
+            TRYS(ng_net_whiten_state(f.net, l, &UhT, &cv));
+            TRYS(ng_tensor_get(be, &UhT, Uh));
+            TRYS(ng_tensor_get(be, &cv, cc));
+            for (a2 = 0; a2 < d; a2++) {
+                f.r.c[l][a2] = cc[a2];
+                for (b2 = 0; b2 < d; b2++) f.r.U[l][a2 + d * b2] = Uh[b2 + (d + 1) * a2];
+            }
+        }
+        free(h);
+        /* the refresh changed U: it must not be the identity any more */
+        FAILIF(fabs(f.r.U[1][0] - 1.0) < 1e-3 && fabs(f.r.U[1][1]) < 1e-3, "whitening left U_1 at the identity");
+    }
 
     /* objective, error and gradient */
     TRYS(ng_model_gradient(f.net, &f.xdev, NULL));
@@ -400,7 +447,7 @@ static int check_products(ng_backend *be, const char *spec, int hidden, int loss
         free(ei);
     }
     FAILIF(rel_close("gradient vs finite differences", got, gfd, np, 2e-4), "gradient vs float64 central differences");
-    if (!bn) {
+    if (!bn && !g_whiten) {
         ref_grad(&f.r, f.th, want);
         FAILIF(rel_close("gradient vs float64 backprop", got, want, np, 1e-4), "gradient vs float64 back-propagation");
     }
@@ -461,10 +508,11 @@ static int check_products(ng_backend *be, const char *spec, int hidden, int loss
      * norm); symmetry u^T H v = v^T H u */
     {
         double uhv = 0, vhu = 0, sc = 0;
-        fd_dir(&f.r, bn ? fn_grad_fd : fn_grad, f.th, v, np, np, bn ? 1e-4 : 1e-6, want);
+        int fdg = bn || g_whiten;
+        fd_dir(&f.r, fdg ? fn_grad_fd : fn_grad, f.th, v, np, np, fdg ? 1e-4 : 1e-6, want);
         TRYS(ng_net_hvp(f.net, &f.vdev, &f.odev));
         TRYS(ng_tensor_get(be, &f.odev, got));
-        FAILIF(rel_close("H v", got, want, np, bn ? 1e-3 : 2e-4), "H v vs finite differences of gradients");
+        FAILIF(rel_close("H v", got, want, np, fdg ? 1e-3 : 2e-4), "H v vs finite differences of gradients");
         TRYS(upload_vec(be, &f.v2dev, u, np));
         TRYS(ng_net_hvp(f.net, &f.v2dev, &f.odev));
         TRYS(ng_tensor_get(be, &f.odev, got2));
@@ -501,6 +549,27 @@ static int products_all(ng_backend *be) {
 }
 
 static int test_products_cpu(void) { return products_all(g_cpu); }
+
+/* Every product of whitened networks (PRONG eq. 6, after a reparametrisation on the batch: U != I,
+ * c != 0) against the whitened float64 reference. */
+static int products_whitened(ng_backend *be) {
+    int a, fail = 0;
+    g_whiten = 1;
+    for (a = 0; a < 4; a++) {
+        fail |= check_products(be, "5-4-3-5", ng_act_parse(act_list[a]), NG_LOSS_BERNOULLI, 8, 1000) != NGT_PASS;
+        fail |= check_products(be, "5-4-3:tanh-4", ng_act_parse(act_list[a]), NG_LOSS_CATEGORICAL, 8, 1000) != NGT_PASS;
+    }
+    fail |= check_products(be, "5-4-3-5", NG_ACT_TANH, NG_LOSS_SQUARED, 8, 1000) != NGT_PASS;
+    fail |= check_products(be, "5-4+bn-3:tanh+bn-5", NG_ACT_RELU, NG_LOSS_SQUARED, 8, 1000) != NGT_PASS;
+    fail |= check_products(be, "5-4-3-5", NG_ACT_TANH, NG_LOSS_BERNOULLI, 8, 3) != NGT_PASS;
+    g_whiten = 0;
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+static int test_products_whitened_cpu(void) { return products_whitened(g_cpu); }
+static int test_products_whitened_cuda(void) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return products_whitened(g_cuda);
+}
 static int test_products_cuda(void) {
     if (!g_cuda) return ngt_skip(g_cuda_reason);
     return products_all(g_cuda);
@@ -831,6 +900,8 @@ int main(void) {
     NGT_RUN(test_specs_and_presets);
     NGT_RUN(test_products_cpu);
     NGT_RUN(test_products_cuda);
+    NGT_RUN(test_products_whitened_cpu);
+    NGT_RUN(test_products_whitened_cuda);
     NGT_RUN(test_chunked_equal);
     NGT_RUN(test_fisher_sampled);
     NGT_RUN(test_backward_sampled);

@@ -16,6 +16,7 @@
 #include "natgrad/data.h"
 #include "natgrad/kfac.h"
 #include "natgrad/tnewton.h"
+#include "natgrad/prong.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/png.h"
@@ -332,10 +333,13 @@ typedef struct net_train_opts {
     int precond, dg_metric, kf_inv, dg_phi;
     float dg_lambda, dg_power, dg_beta;
     ng_diag_config dg;
+    /* prong: SGD + momentum on whitened layers, reparametrised every --prong-T updates */
+    ng_prong_config pg;
+    int pg_fanin;
 } net_train_opts;
 
-static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac", "ngd", "ngd-l", "ncg-l", "ncg-f", "hf"};
-enum { OPT_KFAC = 4, OPT_TN = 5 /* OPT_TN + NG_TN_* */ };
+static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac", "ngd", "ngd-l", "ncg-l", "ncg-f", "hf", "prong"};
+enum { OPT_KFAC = 4, OPT_TN = 5 /* OPT_TN + NG_TN_* */, OPT_PRONG = 10 };
 #define IS_TN(opt) ((opt) >= OPT_TN && (opt) < OPT_TN + NG_TN_METHOD_COUNT)
 
 /* The update rule of o->optimizer with o's settings. */
@@ -354,7 +358,8 @@ static ng_status make_update(ng_backend *be, ng_model *net, const net_train_opts
         NG_TRY(ng_nag_config_check(&c));
         return ng_update_nag_init(be, net, &c, upd);
     }
-    case 1: {
+    case 1:
+    case OPT_PRONG: {
         ng_sgd_config c;
         memset(&c, 0, sizeof c);
         c.lr = o->lr;
@@ -456,7 +461,21 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
             F("final_mu", final_mu, 0.0, 1.0)
         }
     } else if (i == 1) {
+        const char *pk = NULL;
         F("momentum", momentum, 0.0, 1.0)
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && strcmp(pk, "prong") == 0) {
+            int64_t v;
+            o->optimizer = OPT_PRONG;
+            NG_TRY(ng_ckpt_get_float(c, "prong.eps", 1e-30, 1e30, &o->pg.eps));
+            NG_TRY(ng_ckpt_get_int(c, "prong.T", 1, 2147483647, &v));
+            o->pg.T = (int)v;
+            NG_TRY(ng_ckpt_get_int(c, "prong.ns", 2, 2147483647, &v));
+            o->pg.ns = (int)v;
+            NG_TRY(ng_ckpt_get_int(c, "prong.whitened_init", 0, 1, &v));
+            o->pg.whitened_init = (int)v;
+            NG_TRY(ng_ckpt_get_u64(c, "prong.seed", &o->pg.seed));
+        }
+        ng_clear_error();
     } else if (i == 2) {
         F("beta1", beta1, 0.0, 1.0)
         F("beta2", beta2, 0.0, 1.0)
@@ -549,6 +568,7 @@ static int net_train(int argc, char **argv) {
     o.tn_hfpre = o.tn_hfbt = 1;
     o.tn_line = o.tc.line_evals;
     o.tn_search = o.tc.search_evals;
+    ng_prong_config_default(&o.pg);
     ng_net_config_default(&cfg);
     {
         ng_opt opts[] = {
@@ -562,13 +582,17 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+)", OPT_FIXED, 0},
             {"precond", OPT_ENUM, &o.precond, "identity|diag", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34)", OPT_FIXED, 0},
             {"diag-metric", OPT_ENUM, &o.dg_metric, "fisher|empirical", "--precond diag: squared per-case gradients with targets sampled from the model (eq. 30) or the data's (eq. 31)", OPT_FIXED, 0},
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
             {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G re-estimated every K updates and fixed in between", OPT_FIXED, 0},
+            {"prong-eps", OPT_FLOAT, &o.pg.eps, "E", "prong: eigenvalue regulariser, U = diag(lambda + E)^-1/2 E^T (0.1)", OPT_FIXED, 0},
+            {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
+            {"prong-ns", OPT_INT, &o.pg.ns, "N", "prong: training cases per estimate of the means and covariances (1000)", OPT_FIXED, 0},
+            {"prong-fanin", OPT_INT, &o.pg_fanin, "0|1", "prong: 1 = keep the --init network at update 0 (projection), 0 = section 4.1's whitened initialisation", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
             {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
@@ -768,7 +792,7 @@ static int net_train(int argc, char **argv) {
             fprintf(stderr, "natgrad net train: --phi-every needs --precond diag (the metric whose square root defines phi)\n");
             return NG_EXIT_USAGE;
         }
-        if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC)) {
+        if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC || o.optimizer == OPT_PRONG)) {
             fprintf(stderr, "natgrad net train: --precond diag goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
                     optimizer_names[o.optimizer]);
             return NG_EXIT_USAGE;
@@ -821,6 +845,12 @@ static int net_train(int argc, char **argv) {
             }
         }
         cfg.target = o.task == 1 ? NG_NET_TARGET_ROWS : NG_NET_TARGET_INPUT;
+        cfg.whiten = o.optimizer == OPT_PRONG;
+        o.pg.whitened_init = !o.pg_fanin;
+        o.pg.seed = cfg.seed;
+        if (s == NG_OK && o.optimizer == OPT_PRONG) s = ng_prong_config_check(&o.pg);
+        if (s == NG_OK && o.optimizer == OPT_PRONG && o.pg.ns > train.n)
+            s = ng_error(NG_ERR_INVALID_ARG, "--prong-ns %d exceeds the %d training cases", o.pg.ns, train.n);
         if (s != NG_OK) {
             fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
             rc = NG_EXIT_USAGE;
@@ -901,6 +931,13 @@ static int net_train(int argc, char **argv) {
                         o.tc.metric == NG_TN_METRIC_UNLABELED ? "unlabeled inputs (training cases beyond --limit)" : "training cases");
         }
         if (s == NG_OK) s = ng_precond_tn_init(be, net, &o.tc, mpool, mpool_n, &pc);
+    } else if (s == NG_OK && o.optimizer == OPT_PRONG) {
+        /* created below, once the update rule and the training matrix exist */
+        int l, plus = 0;
+        for (l = 0; l < cfg.n_layers; l++) plus |= cfg.bn[l];
+        fprintf(stderr, "natgrad: PRONG%s: eps %g, reparametrisation every %d updates on %d cases, %s at update 0, SGD momentum %g\n",
+                plus ? "+ (batch norm)" : "", (double)o.pg.eps, o.pg.T, o.pg.ns,
+                o.pg.whitened_init ? "whitened initialisation" : "projection of the initial network", (double)o.momentum);
     } else if (s == NG_OK && o.precond) {
         o.dg.max_batch = o.batch;
         fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g%s\n",
@@ -926,6 +963,7 @@ static int net_train(int argc, char **argv) {
         xtest = test.n ? batch_matrix(&test, classes, &rows) : NULL;
         if (!xtrain || (test.n && !xtest)) s = ng_error(NG_ERR_OOM, "out of host memory for the data");
     }
+    if (s == NG_OK && o.optimizer == OPT_PRONG) s = ng_precond_prong_init(be, net, &o.pg, xtrain, train.n, upd, &pc);
     if (s == NG_OK) {
         s = ng_batches_init(&batches, be, xtrain, rows, train.n, o.batch, cfg.seed, 0, 1);
         batches_ready = s == NG_OK;

@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/log.h"
 #include "natgrad/rng.h"
+#include "natgrad/whiten.h"
 
 #define L_MAX NG_NET_MAX_LAYERS
 
@@ -47,6 +49,14 @@ typedef struct net {
     ng_tensor Zo, T, obj, err, acc; /* acc: (4) objective sum, error sum of the last gradient */
     ng_arena bn;                    /* running mean and rstd per batch-normalised layer */
     ng_tensor rmean[L_MAX + 1], rrstd[L_MAX + 1];
+    /* whitened layers (cfg.whiten): state UhT[l] (d_{l-1} + 1, d_{l-1}) = [U^T; -(U c)^T] and
+     * c[l] (d_{l-1}) of layer l's input; AW[l] (d_l + 1, chunk) = [U_{l+1} (a_l - c); 1], RAW[l] =
+     * U R{a_l} (last row 0), DW[l] (d_l, chunk) scratch of the backward passes */
+    ng_arena wst, wws;
+    ng_tensor UhT[L_MAX + 1], wc[L_MAX + 1];
+    ng_tensor AW[L_MAX + 1], RAW[L_MAX + 1], DW[L_MAX + 1];
+    ng_tensor S1, S2, S3, dc;       /* refresh scratch: (dmax, dmax) x 2, (dmax, dmax), (dmax) */
+    ng_whiten *wh;                  /* [1..L]: statistics of layer l's input (d_{l-1}) */
     /* the current batch */
     ng_tensor x, y;
     ng_tensor x0, y0; /* the batch as set (x, y may be a prefix of it: ng_net_batch_prefix) */
@@ -222,6 +232,7 @@ ng_status ng_net_config_check(const ng_net_config *cfg) {
         return ng_error(NG_ERR_INVALID_ARG, "network: init-scale %g must be positive and finite", (double)cfg->init_scale);
     if (cfg->fisher < NG_FISHER_EXACT || cfg->fisher > NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network: unknown Fisher mode %d", cfg->fisher);
+    if (cfg->whiten != 0 && cfg->whiten != 1) return ng_error(NG_ERR_INVALID_ARG, "network: whiten %d (0 or 1)", cfg->whiten);
     if (cfg->fisher_samples < 1 || cfg->fisher_samples > 100000)
         return ng_error(NG_ERR_INVALID_ARG, "network: fisher-samples %d (1..100000)", cfg->fisher_samples);
     return NG_OK;
@@ -281,6 +292,46 @@ static ng_status reserve(ng_arena *a, const char *fmt, int l, int rows, int cols
     char name[48];
     snprintf(name, sizeof name, fmt, l);
     return ng_arena_reserve(a, name, rows, cols, t);
+}
+
+/* State (U = I, c = 0: the canonical network), workspace and statistics of whitened layers. */
+static ng_status whiten_create(net *n) {
+    ng_backend *be = n->base.be;
+    int l, L = n->L, ch = n->cfg.chunk, dmax = 1;
+    ng_status s = NG_OK;
+    for (l = 0; l <= L; l++) dmax = n->d[l] > dmax ? n->d[l] : dmax;
+    ng_arena_begin(&n->wst, be, "whitening state");
+    for (l = 1; l <= L && s == NG_OK; l++) {
+        s = reserve(&n->wst, "whiten_UhT%d", l, n->d[l - 1] + 1, n->d[l - 1], &n->UhT[l]);
+        if (s == NG_OK) s = reserve(&n->wst, "whiten_c%d", l, n->d[l - 1], 1, &n->wc[l]);
+    }
+    if (s == NG_OK) s = ng_arena_commit(&n->wst);
+    ng_arena_begin(&n->wws, be, "whitening workspace");
+    for (l = 0; l < L && s == NG_OK; l++) {
+        s = reserve(&n->wws, "AW%d", l, n->d[l] + 1, ch, &n->AW[l]);
+        if (s == NG_OK) s = reserve(&n->wws, "RAW%d", l, n->d[l] + 1, ch, &n->RAW[l]);
+        if (s == NG_OK) s = reserve(&n->wws, "DW%d", l, n->d[l], ch, &n->DW[l]);
+    }
+    if (s == NG_OK) s = ng_arena_reserve(&n->wws, "S1", dmax, dmax, &n->S1);
+    if (s == NG_OK) s = ng_arena_reserve(&n->wws, "S2", dmax, dmax, &n->S2);
+    if (s == NG_OK) s = ng_arena_reserve(&n->wws, "S3", dmax, dmax, &n->S3);
+    if (s == NG_OK) s = ng_arena_reserve(&n->wws, "dc", dmax, 1, &n->dc);
+    if (s == NG_OK) s = ng_arena_commit(&n->wws);
+    if (s != NG_OK) return s;
+    n->wh = (ng_whiten *)calloc((size_t)L + 1, sizeof(ng_whiten));
+    if (!n->wh) return ng_error(NG_ERR_OOM, "network: out of host memory for the whitening statistics");
+    for (l = 1; l <= L; l++) {
+        int d = n->d[l - 1], i;
+        float *h = (float *)calloc((size_t)(d + 1) * (size_t)d, sizeof(float));
+        if (!h) return ng_error(NG_ERR_OOM, "network: out of host memory for the whitening state");
+        for (i = 0; i < d; i++) h[i + (size_t)(d + 1) * i] = 1.0f;
+        s = ng_tensor_set(be, &n->UhT[l], h);
+        free(h);
+        if (s == NG_OK) s = ng_fill(be, (size_t)d, 0.0f, n->wc[l].data);
+        if (s == NG_OK) s = ng_whiten_init(be, d, ch, &n->wh[l]);
+        if (s != NG_OK) return s;
+    }
+    return NG_OK;
 }
 
 ng_status ng_net_create(ng_backend *be, const ng_net_config *cfg, ng_model **out) {
@@ -347,24 +398,29 @@ ng_status ng_net_create(ng_backend *be, const ng_net_config *cfg, ng_model **out
             if (s == NG_OK) s = reserve(&n->bn, "running_rstd%d", l, n->d[l], 1, &n->rrstd[l]);
         }
     if (s == NG_OK) s = ng_arena_commit(&n->bn);
+    if (s == NG_OK && cfg->whiten) s = whiten_create(n);
     /* rows of ones under every activation buffer (the gemms never write them) */
     for (l = 0; l <= L && s == NG_OK; l++) {
-        ng_op_args a = {.op = NG_OP_ACT_FORWARD};
-        a.act_forward.rows = 1;
-        a.act_forward.cols = ch;
-        a.act_forward.act = NG_ACT_LINEAR;
-        a.act_forward.z = n->A[l].data + n->d[l]; /* any finite values: scale 0 below */
-        a.act_forward.ldz = n->A[l].ld;
-        a.act_forward.a = n->A[l].data + n->d[l];
-        a.act_forward.lda = n->A[l].ld;
-        {
-            /* a = 0 * z + 1 via scale and bias vectors of one element held in acc */
-            float one_zero[2] = {0.0f, 1.0f};
-            s = ng_set(be, n->acc.data, one_zero, sizeof one_zero);
-            a.act_forward.scale = n->acc.data;
-            a.act_forward.bias = n->acc.data + 1;
+        int k2;
+        for (k2 = 0; k2 < (cfg->whiten && l < L ? 2 : 1) && s == NG_OK; k2++) {
+            ng_tensor *tA = k2 ? &n->AW[l] : &n->A[l];
+            ng_op_args a = {.op = NG_OP_ACT_FORWARD};
+            a.act_forward.rows = 1;
+            a.act_forward.cols = ch;
+            a.act_forward.act = NG_ACT_LINEAR;
+            a.act_forward.z = tA->data + n->d[l]; /* any finite values: scale 0 below */
+            a.act_forward.ldz = tA->ld;
+            a.act_forward.a = tA->data + n->d[l];
+            a.act_forward.lda = tA->ld;
+            {
+                /* a = 0 * z + 1 via scale and bias vectors of one element held in acc */
+                float one_zero[2] = {0.0f, 1.0f};
+                s = ng_set(be, n->acc.data, one_zero, sizeof one_zero);
+                a.act_forward.scale = n->acc.data;
+                a.act_forward.bias = n->acc.data + 1;
+            }
+            if (s == NG_OK) s = ng_run_op(be, &a);
         }
-        if (s == NG_OK) s = ng_run_op(be, &a);
     }
     if (s == NG_OK) s = ng_fill(be, 4, 0.0f, n->acc.data);
     if (s == NG_OK) s = init_params(n);
@@ -380,6 +436,13 @@ static void net_destroy(ng_model *m) {
     net *n = as_net(m);
     ng_arena_free(&n->ws);
     ng_arena_free(&n->bn);
+    ng_arena_free(&n->wst);
+    ng_arena_free(&n->wws);
+    if (n->wh) {
+        int l;
+        for (l = 1; l <= n->L; l++) ng_whiten_free(&n->wh[l]);
+        free(n->wh);
+    }
 }
 
 void ng_net_free(ng_model *m) {
@@ -402,6 +465,37 @@ static float *view_ptr(const net *n, const ng_tensor *v, int i) {
     return (float *)((char *)v->ptr + n->base.params.entries[i].offset);
 }
 static int has_bn(const net *n, int l) { return n->cfg.bn[l - 1]; }
+
+/* The input of layer l as its gemm reads it: a-bar_{l-1}, or [U (a_{l-1} - c); 1] when whitened;
+ * and its R{} counterpart. */
+static const ng_tensor *lin(const net *n, int l) { return n->cfg.whiten ? &n->AW[l - 1] : &n->A[l - 1]; }
+static const ng_tensor *rlin(const net *n, int l) { return n->cfg.whiten ? &n->RAW[l - 1] : &n->RA[l - 1]; }
+
+/* AW[l-1] = [U_l^T; -(U_l c_l)^T]^T a-bar_{l-1} = U_l (a_{l-1} - c_l) (the row of ones stays) */
+static ng_status whiten_in(net *n, int l, int cols) {
+    int d = n->d[l - 1];
+    return ng_gemm(n->base.be, 1, 0, d, cols, d + 1, 1.0f, n->UhT[l].data, d + 1, n->A[l - 1].data, n->A[l - 1].ld,
+                   0.0f, n->AW[l - 1].data, n->AW[l - 1].ld);
+}
+/* RAW[l-1] = U_l R{a_{l-1}} (the centring is constant) */
+static ng_status whiten_rin(net *n, int l, int cols) {
+    int d = n->d[l - 1];
+    return ng_gemm(n->base.be, 1, 0, d, cols, d, 1.0f, n->UhT[l].data, d + 1, n->RA[l - 1].data, n->RA[l - 1].ld,
+                   0.0f, n->RAW[l - 1].data, n->RAW[l - 1].ld);
+}
+/* Back-propagation below layer l: out (d_{l-1}, cols) = W_l^T g, times U_l^T when whitened
+ * (alpha2, the second term, adds alpha2 A2^T g2 first when A2 is non-NULL: H v's V^T dz). */
+static ng_status back_in(net *n, int l, int cols, const float *g, int ldg, const float *A2, const float *g2, int ldg2,
+                         float *out, int ldo) {
+    ng_backend *be = n->base.be;
+    int dl = n->d[l], dp = n->d[l - 1];
+    float *t = n->cfg.whiten ? n->DW[l - 1].data : out;
+    int ldt = n->cfg.whiten ? n->DW[l - 1].ld : ldo;
+    NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, g, ldg, 0.0f, t, ldt));
+    if (A2) NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, A2, dl, g2, ldg2, 1.0f, t, ldt));
+    if (!n->cfg.whiten) return NG_OK;
+    return ng_gemm(be, 0, 0, dp, cols, dp, 1.0f, n->UhT[l].data, dp + 1, t, ldt, 0.0f, out, ldo);
+}
 
 static ng_status check_vec(const net *n, const ng_tensor *v, const char *what) {
     if (!v || !v->ptr || v->dtype != NG_F32 || ng_tensor_count(v) != ng_model_size(&n->base) ||
@@ -477,15 +571,16 @@ static ng_status forward(net *n, const float *x, int ldx, int cols, int inferenc
         int dl = n->d[l], dp = n->d[l - 1];
         float *zout = l == L ? n->Zo.data : n->A[l].data;
         int ldz = l == L ? n->Zo.ld : n->A[l].ld;
+        const ng_tensor *in = lin(n, l);
+        if (n->cfg.whiten) NG_TRY(whiten_in(n, l, cols));
         if (!has_bn(n, l)) {
-            /* z = [W b] a-bar */
-            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp + 1, 1.0f, n->W[l].data, dl, n->A[l - 1].data,
-                           n->A[l - 1].ld, 0.0f, zout, ldz));
+            /* z = [W b] a-bar  (whitened: [V d] [U (a - c); 1], PRONG eq. 6) */
+            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp + 1, 1.0f, n->W[l].data, dl, in->data, in->ld, 0.0f, zout, ldz));
             NG_TRY(act_fwd(be, dl, cols, n->cfg.act[l - 1], zout, ldz, NULL, NULL, n->A[l].data, n->A[l].ld));
         } else {
             ng_op_args o = {.op = NG_OP_BN_NORMALIZE};
-            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, n->A[l - 1].data,
-                           n->A[l - 1].ld, 0.0f, n->XH[l].data, n->XH[l].ld));
+            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, in->data, in->ld, 0.0f, n->XH[l].data,
+                           n->XH[l].ld));
             if (!inference) {
                 ng_op_args mo = {.op = NG_OP_ROW_MOMENTS};
                 mo.row_moments.rows = dl;
@@ -602,8 +697,8 @@ static ng_status backward(net *n, int cols, float *g_base, float beta) {
                 /* dL/dz = rstd gamma P(du), into tmp */
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
-                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, n->A[l - 1].data,
-                               n->A[l - 1].ld, beta, gW, dl));
+                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, lin(n, l)->data,
+                               lin(n, l)->ld, beta, gW, dl));
             } else {
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
@@ -612,12 +707,11 @@ static ng_status backward(net *n, int cols, float *g_base, float beta) {
             ldd = n->tmp[l].ld;
         } else if (g_base) {
             /* [gW gb] = D a-bar^T */
-            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, n->A[l - 1].data, n->A[l - 1].ld,
+            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, lin(n, l)->data, lin(n, l)->ld,
                            beta, view_ptr(n, &gv, n->idxW[l]), dl));
         }
         if (l > 1) {
-            NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, dz, ldd, 0.0f, n->D[l - 1].data,
-                           n->D[l - 1].ld));
+            NG_TRY(back_in(n, l, cols, dz, ldd, NULL, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
             NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->D[l - 1].data,
                            n->D[l - 1].ld, NULL, 0, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
         }
@@ -637,12 +731,15 @@ static ng_status rforward(net *n, const ng_tensor *v, int cols) {
         const float *VW = view_ptr(n, v, n->idxW[l]);
         float *rz = has_bn(n, l) ? n->RZP[l].data : n->RZ[l].data;
         int ldr = has_bn(n, l) ? n->RZP[l].ld : n->RZ[l].ld;
-        /* R{z} = V-bar a-bar + W R{a_{l-1}} (V-bar without its bias column with batch norm) */
-        NG_TRY(ng_gemm(be, 0, 0, dl, cols, has_bn(n, l) ? dp : dp + 1, 1.0f, VW, dl, n->A[l - 1].data,
-                       n->A[l - 1].ld, 0.0f, rz, ldr));
-        if (l > 1)
-            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, n->RA[l - 1].data, n->RA[l - 1].ld,
-                           1.0f, rz, ldr));
+        /* R{z} = V-bar a-bar + W R{a_{l-1}} (V-bar without its bias column with batch norm; whitened
+         * layers read U (a - c) and U R{a}) */
+        NG_TRY(ng_gemm(be, 0, 0, dl, cols, has_bn(n, l) ? dp : dp + 1, 1.0f, VW, dl, lin(n, l)->data, lin(n, l)->ld,
+                       0.0f, rz, ldr));
+        if (l > 1) {
+            if (n->cfg.whiten) NG_TRY(whiten_rin(n, l, cols));
+            NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, rlin(n, l)->data, rlin(n, l)->ld, 1.0f, rz,
+                           ldr));
+        }
         if (has_bn(n, l)) {
             const float *Vg = view_ptr(n, v, n->idxW[l] + 1), *Vb = view_ptr(n, v, n->idxW[l] + 2);
             /* R{u} = gamma rstd P(R{z}) + V_gamma xhat + V_beta */
@@ -1033,16 +1130,15 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
             }
             /* R{g_Wbar} = R{dz} a-bar^T + dz R{a-bar}^T (R of the row of ones is 0; no bias column
              * with batch norm) */
-            NG_TRY(ng_gemm(be, 0, 1, dl, bn ? dp : dp + 1, cols, 1.0f, rdz, ldrz, n->A[l - 1].data, n->A[l - 1].ld, beta,
+            NG_TRY(ng_gemm(be, 0, 1, dl, bn ? dp : dp + 1, cols, 1.0f, rdz, ldrz, lin(n, l)->data, lin(n, l)->ld, beta,
                            o, dl));
             if (l > 1) {
-                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, dz, ldz, n->RA[l - 1].data, n->RA[l - 1].ld, 1.0f, o, dl));
-                /* R{da} = W^T R{dz} + V^T dz  (into RD[l-1]);  da = W^T dz  (into D[l-1]) */
-                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, rdz, ldrz, 0.0f, n->RD[l - 1].data,
-                               n->RD[l - 1].ld));
-                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, VW, dl, dz, ldz, 1.0f, n->RD[l - 1].data, n->RD[l - 1].ld));
-                NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, dz, ldz, 0.0f, n->D[l - 1].data,
-                               n->D[l - 1].ld));
+                /* RAW[l-1] still holds U R{a_{l-1}} of the R-forward pass */
+                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, dz, ldz, rlin(n, l)->data, rlin(n, l)->ld, 1.0f, o, dl));
+                /* R{da} = W^T R{dz} + V^T dz  (into RD[l-1]);  da = W^T dz  (into D[l-1]); whitened
+                 * layers multiply both by U^T */
+                NG_TRY(back_in(n, l, cols, rdz, ldrz, VW, dz, ldz, n->RD[l - 1].data, n->RD[l - 1].ld));
+                NG_TRY(back_in(n, l, cols, dz, ldz, NULL, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
                 /* R{D_{l-1}} = R{da} f'(a) + da R{u} f''(a);  D_{l-1} = da f'(a) */
                 NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->RD[l - 1].data,
                                n->RD[l - 1].ld, n->D[l - 1].data, n->D[l - 1].ld, n->RZ[l - 1].data, n->RZ[l - 1].ld,
@@ -1085,7 +1181,9 @@ static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {
     if ((name[0] == 'a' || name[0] == 'g') && isdigit((unsigned char)name[1])) {
         l = strtol(name + 1, &end, 10);
         if (!*end && name[0] == 'a' && l >= 0 && l < n->L) {
-            *out = ng_tensor_matrix(n->A[l].data, n->d[l] + 1, n->m, n->A[l].ld);
+            /* what layer l + 1 reads: whitened layers' statistics are those of their V */
+            const ng_tensor *in = lin(n, (int)l + 1);
+            *out = ng_tensor_matrix(in->data, n->d[l] + 1, n->m, in->ld);
             return NG_OK;
         }
         if (!*end && name[0] == 'g' && l >= 1 && l <= n->L) {
@@ -1164,6 +1262,117 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
     return NG_OK;
 }
 
+/* ---- whitened layers: the reparametrisation of PRONG (Algorithm 1) ------------------------ */
+
+/* Statistics of the inputs of layers lo..hi over the samples x (forward passes chunk by chunk in
+ * training mode, running batch-norm averages untouched). */
+static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi) {
+    int c0, N = x->cols, ch = n->cfg.chunk, l;
+    for (l = lo; l <= hi; l++) ng_whiten_reset(&n->wh[l]);
+    for (c0 = 0; c0 < N; c0 += ch) {
+        int cols = N - c0 < ch ? N - c0 : ch;
+        NG_TRY(forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 0, 0));
+        for (l = lo; l <= hi; l++) NG_TRY(ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, cols, 0));
+    }
+    return NG_OK;
+}
+
+/* UhT[l] = [U^T; -(U c)^T] and c[l] = c from the statistics' last compute */
+static ng_status whiten_store(net *n, int l) {
+    ng_backend *be = n->base.be;
+    ng_whiten *w = &n->wh[l];
+    int d = n->d[l - 1];
+    NG_TRY(act_fwd(be, d, d, NG_ACT_LINEAR, w->UT.data, d, NULL, NULL, n->UhT[l].data, d + 1));
+    NG_TRY(ng_gemm(be, 0, 1, 1, d, 1, -1.0f, w->ones.data, 1, w->uc.data, d, 0.0f, n->UhT[l].data + d, d + 1));
+    return ng_copy(be, n->wc[l].data, w->mean.data, (size_t)d * sizeof(float));
+}
+
+/* add the seconds since *t0 to *acc (after the device is done), restart the clock */
+static ng_status lap(ng_backend *be, double *acc, double *t0) {
+    double t;
+    if (!acc) return NG_OK;
+    NG_TRY(ng_synchronize(be));
+    t = ng_time_s();
+    *acc += t - *t0;
+    *t0 = t;
+    return NG_OK;
+}
+
+ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times) {
+    net *n = as_net(m);
+    ng_backend *be = m->be;
+    int l, L;
+    double t0 = ng_time_s();
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_whiten_refresh: model %s is not a network", m->iface->kind);
+    if (!n->cfg.whiten) return ng_error(NG_ERR_INVALID_ARG, "network whitening refresh: this network has no whitened layers (cfg.whiten = 0)");
+    if (!(eps > 0.0f) || !isfinite(eps)) return ng_error(NG_ERR_INVALID_ARG, "network whitening: eps %g must be positive and finite", (double)eps);
+    if (!x || !x->ptr || x->dtype != NG_F32 || x->cols < 1 || x->rows < n->d[0])
+        return ng_error(NG_ERR_INVALID_ARG, "network whitening: the samples must be a float32 matrix with at least %d rows and one column", n->d[0]);
+    L = n->L;
+    n->cached = 0;
+    n->d_valid = 0;
+    if (!keep_function) {
+        /* section 4.1: whiten layer by layer from the input up, keeping V and d */
+        for (l = 1; l <= L; l++) {
+            NG_TRY(whiten_stats(n, x, l, l));
+            NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
+            NG_TRY(ng_whiten_compute(&n->wh[l], eps));
+            NG_TRY(whiten_store(n, l));
+            NG_TRY(lap(be, times ? &times[1] : NULL, &t0));
+        }
+        return NG_OK;
+    }
+    /* the canonical network is unchanged by the projection, so one pass gives every layer's
+     * statistics (line 8) */
+    NG_TRY(whiten_stats(n, x, 1, L));
+    NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
+    for (l = 1; l <= L; l++) {
+        ng_whiten *w = &n->wh[l];
+        int d = n->d[l - 1], dl = n->d[l];
+        NG_TRY(ng_whiten_compute(w, eps)); /* line 9 */
+        NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
+        /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
+         * batch-norm mean -= V_old t */
+        NG_TRY(ng_copy(be, n->dc.data, w->mean.data, (size_t)d * sizeof(float)));
+        NG_TRY(ng_axpby(be, (size_t)d, -1.0f, n->wc[l].data, 1.0f, n->dc.data));
+        NG_TRY(ng_gemv(be, 1, d, d, 1.0f, n->UhT[l].data, d + 1, n->dc.data, 0.0f, n->S3.data));
+        if (has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->rmean[l].data));
+        else NG_TRY(ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->b[l].data));
+        /* V <- V_old U_old U_new^-1 (lines 7 and 10) */
+        NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
+        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
+        NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
+        NG_TRY(whiten_store(n, l));
+    }
+    return lap(be, times ? &times[1] : NULL, &t0);
+}
+
+ng_status ng_net_whiten_state(ng_model *m, int l, ng_tensor *UhT, ng_tensor *c) {
+    net *n = as_net(m);
+    if (m->iface != &net_iface || !n->cfg.whiten) return ng_error(NG_ERR_INVALID_ARG, "network whitening state: the network is not whitened");
+    if (l < 1 || l > n->L) return ng_error(NG_ERR_INVALID_ARG, "network whitening state: layer %d (1..%d)", l, n->L);
+    *UhT = n->UhT[l];
+    *c = n->wc[l];
+    return NG_OK;
+}
+
+ng_status ng_net_canonical(ng_model *m, ng_tensor *theta) {
+    net *n = as_net(m);
+    ng_backend *be = m->be;
+    int l;
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_canonical: model %s is not a network", m->iface->kind);
+    NG_TRY(check_vec(n, theta, "canonical parameters"));
+    NG_TRY(ng_copy(be, theta->data, m->param_flat.data, ng_model_size(m) * sizeof(float)));
+    if (!n->cfg.whiten) return NG_OK;
+    for (l = 1; l <= n->L; l++) {
+        int d = n->d[l - 1], dl = n->d[l];
+        float *Wt = view_ptr(n, theta, n->idxW[l]);
+        NG_TRY(ng_gemm(be, 0, 1, dl, d, d, 1.0f, n->W[l].data, dl, n->UhT[l].data, d + 1, 0.0f, Wt, dl));
+        if (!has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, Wt, dl, n->wc[l].data, 1.0f, view_ptr(n, theta, n->idxW[l] + 1)));
+    }
+    return NG_OK;
+}
+
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
 static ng_status net_save(ng_model *m, ng_ckpt *c) {
@@ -1180,6 +1389,8 @@ static ng_status net_save(ng_model *m, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_f32(c, "net.bn_eps", n->cfg.bn_eps));
     NG_TRY(ng_ckpt_set_f32(c, "net.bn_momentum", n->cfg.bn_momentum));
     if (n->bn.count) NG_TRY(ng_ckpt_add_arena(c, "net.", &n->bn));
+    NG_TRY(ng_ckpt_set_i64(c, "net.whiten", n->cfg.whiten));
+    if (n->cfg.whiten) NG_TRY(ng_ckpt_add_arena(c, "net.", &n->wst));
     return NG_OK;
 }
 
@@ -1204,6 +1415,17 @@ static ng_status net_load(ng_model *m, const ng_ckpt *c, int apply) {
         NG_TRY(ng_ckpt_check_arena(c, "net.", &n->bn));
         if (apply) NG_TRY(ng_ckpt_load_arena(c, "net.", &n->bn));
     }
+    {
+        int64_t w = 0;
+        if (ng_ckpt_has(c, "net.whiten")) NG_TRY(ng_ckpt_get_int(c, "net.whiten", 0, 1, &w));
+        if ((int)w != n->cfg.whiten)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.whiten is %lld, this run %s whitened layers", ng_ckpt_path(c),
+                            (long long)w, n->cfg.whiten ? "uses" : "does not use");
+        if (w) {
+            NG_TRY(ng_ckpt_check_arena(c, "net.", &n->wst));
+            if (apply) NG_TRY(ng_ckpt_load_arena(c, "net.", &n->wst));
+        }
+    }
     if (apply) n->cached = 0, n->d_valid = 0;
     return NG_OK;
 }
@@ -1224,6 +1446,11 @@ ng_status ng_net_config_from_ckpt(const ng_ckpt *c, ng_net_config *cfg) {
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.spec: %s", ng_ckpt_path(c), ng_last_error());
     cfg->loss = lc;
     cfg->target = (int)target;
+    if (ng_ckpt_has(c, "net.whiten")) {
+        int64_t w;
+        NG_TRY(ng_ckpt_get_int(c, "net.whiten", 0, 1, &w));
+        cfg->whiten = (int)w;
+    }
     NG_TRY(ng_ckpt_get_float(c, "net.bn_eps", 1e-12, 0.999, &cfg->bn_eps));
     NG_TRY(ng_ckpt_get_float(c, "net.bn_momentum", 1e-9, 1.0, &cfg->bn_momentum));
     if (ng_net_config_check(cfg) != NG_OK)

@@ -69,6 +69,7 @@ typedef struct ng_net_config {
     uint64_t seed;                     /* initialisation and sampled targets */
     int fisher;                        /* NG_FISHER_* used by the fvp slot */
     int fisher_samples;                /* draws per case of NG_FISHER_SAMPLED (>= 1) */
+    int whiten;                        /* 1: whitened layers (PRONG), see ng_net_whiten_refresh */
 } ng_net_config;
 
 /* Defaults (chunk 1000, bn_eps 1e-5, bn_momentum 0.1, sparse init of 15, fisher exact, one sample)
@@ -143,6 +144,40 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
 ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *error);
 /* The outputs y (d_L, n) of x, inference mode (for reconstructions). */
 ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
+
+/* ---- whitened layers (PRONG, Desjardins et al. 2015) ------------------------------------------
+ * With cfg.whiten = 1 every layer reads its input whitened (eq. 6):
+ *   z_l = V_l U_{l-1} (a_{l-1} - c_{l-1}) + d_l
+ * V_l and d_l are the trainable parameters (they occupy the W<l> and b<l> slots of the parameter
+ * arena; with batch normalisation z_l = V_l U (a - c) and no d_l); U and c are state, checkpointed
+ * as net.whiten_UhT<l> = [U^T; -(U c)^T] ((d_{l-1} + 1, d_{l-1})) and net.whiten_c<l>. A new
+ * network starts with U = I, c = 0 (the canonical network). Every product of this header (gradient,
+ * J v, G v, F v, H v, sampled backward, Fisher gram) is taken with respect to (V, d), and the
+ * statistic "a<l>" is the whitened input [U (a_l - c); 1] that V_{l+1} multiplies (K-FAC's A factors
+ * of a whitened network). */
+
+/* Algorithm 1 lines 6-11 on the samples x (N_s columns, rows as ng_net_batch_rows; only the input
+ * rows are read): the mean c_l and covariance of every layer's input from a forward pass (training
+ * mode, chunk by chunk, running batch-norm averages untouched), U_l = diag(lambda + eps)^(-1/2) E^T
+ * (eq. 7), then
+ *   keep_function = 1: V_l <- W_l U_l^-1 and d_l <- b_l + W_l c_l with W_l = V_l U_old, b_l = d_l - W_l c_old
+ *                     (the projection P(theta): the network computes the same function; a batch-
+ *                     normalised layer's running mean moves by the change of W c instead);
+ *   keep_function = 0: V_l and d_l are kept and the layers are whitened one after another from the
+ *                     input up, each on the activations of the layers below it already whitened
+ *                     (section 4.1's whitened initialisation).
+ * NG_ERR_INVALID_ARG when the network is not whitened; the last gradient's buffers are invalidated.
+ * times (NULL: not measured; the device is synchronised at each boundary when given): times[0] +=
+ * seconds in the statistics (forward passes, means and covariances), times[1] += seconds in the
+ * eigendecompositions and the update of U, c, V, d. */
+ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times);
+/* theta (parameter layout, float32, packed) = the canonical parameters W_l = V_l U_{l-1},
+ * b_l = d_l - W_l c_{l-1} (batch-normalised layers: W_l only; their gamma, beta copied) of a whitened
+ * network; a copy of the parameters otherwise. */
+ng_status ng_net_canonical(ng_model *m, ng_tensor *theta);
+/* Views of layer l's whitening state (1 <= l <= L): *UhT = [U^T; -(U c)^T] (d_{l-1} + 1, d_{l-1}),
+ * *c (d_{l-1}). NG_ERR_INVALID_ARG when the network is not whitened. */
+ng_status ng_net_whiten_state(ng_model *m, int l, ng_tensor *UhT, ng_tensor *c);
 
 /* Objective and error per case of the last gradient's batch (waits for the device). */
 ng_status ng_net_batch_loss(ng_model *m, double *objective, double *error);
