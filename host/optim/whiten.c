@@ -1,0 +1,197 @@
+/* whiten.c: PCA whitening statistics and matrices on the device (natgrad/whiten.h): the mean and
+ * centred scatter of samples merged batch by batch, the eigendecomposition of the covariance, the
+ * whitening matrix U = diag(lambda + eps)^(-1/2) E^T of PRONG's eq. 7 (kept as U^T) and U^-1.
+ * Shapes column-major; every matrix op goes through the backend wrappers (syrk for the scatter,
+ * syevd for the eigendecomposition, outer_scale for the column scalings). Must not: print, allocate
+ * device memory after init. */
+#include "natgrad/whiten.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natgrad/nn_types.h"
+
+ng_status ng_whiten_init(ng_backend *be, int d, int chunk, ng_whiten *w) {
+    ng_status s;
+    int dd[2];
+    memset(w, 0, sizeof *w);
+    if (!be) return ng_error(NG_ERR_INVALID_ARG, "whiten: no backend");
+    if (d < 1 || d > 100000) return ng_error(NG_ERR_INVALID_ARG, "whiten: dimension %d (1..100000)", d);
+    if (chunk < 1 || chunk > (1 << 24)) return ng_error(NG_ERR_INVALID_ARG, "whiten: chunk %d (1..16777216)", chunk);
+    w->be = be;
+    w->d = d;
+    w->chunk = chunk;
+    ng_arena_begin(&w->arena, be, "whitening statistics");
+    ng_arena_reserve(&w->arena, "mean", d, 1, &w->mean);
+    ng_arena_reserve(&w->arena, "M", d, d, &w->M);
+    ng_arena_reserve(&w->arena, "E", d, d, &w->E);
+    ng_arena_reserve(&w->arena, "lambda", d, 1, &w->lambda);
+    ng_arena_reserve(&w->arena, "s", d, 2, &w->s);
+    ng_arena_reserve(&w->arena, "UT", d, d, &w->UT);
+    ng_arena_reserve(&w->arena, "uc", d, 1, &w->uc);
+    ng_arena_reserve(&w->arena, "xc", d, chunk, &w->xc);
+    ng_arena_reserve(&w->arena, "ones", chunk, 1, &w->ones);
+    ng_arena_reserve(&w->arena, "mk", d, 1, &w->mk);
+    ng_arena_reserve(&w->arena, "delta", d, 1, &w->delta);
+    dd[0] = d;
+    dd[1] = d;
+    ng_arena_reserve_nd(&w->arena, "Ed", NG_F64, 2, dd, &w->Ed);
+    ng_arena_reserve_nd(&w->arena, "wd", NG_F64, 1, dd, &w->wd);
+    s = ng_arena_commit(&w->arena);
+    if (s == NG_OK) s = ng_fill(be, (size_t)chunk, 1.0f, w->ones.data);
+    if (s == NG_OK) {
+        w->host = (float *)malloc(2 * (size_t)d * sizeof(float));
+        if (!w->host) s = ng_error(NG_ERR_OOM, "whiten: no host memory for %d eigenvalues", d);
+    }
+    if (s != NG_OK) ng_whiten_free(w);
+    return s;
+}
+
+void ng_whiten_free(ng_whiten *w) {
+    if (!w) return;
+    ng_arena_free(&w->arena);
+    free(w->host);
+    memset(w, 0, sizeof *w);
+}
+
+void ng_whiten_reset(ng_whiten *w) { w->n = 0.0; }
+
+static ng_status copy_matrix(ng_backend *be, int rows, int cols, const float *x, int ldx, float *y, int ldy) {
+    ng_op_args o = {.op = NG_OP_ACT_FORWARD};
+    o.act_forward.rows = rows;
+    o.act_forward.cols = cols;
+    o.act_forward.act = NG_ACT_LINEAR;
+    o.act_forward.z = x;
+    o.act_forward.ldz = ldx;
+    o.act_forward.a = y;
+    o.act_forward.lda = ldy;
+    return ng_run_op(be, &o);
+}
+
+/* One piece of nb <= chunk samples: centre it on its own mean mk, add its scatter, merge means. */
+static ng_status add_piece(ng_whiten *w, const float *X, int ldx, int nb, int trans) {
+    ng_backend *be = w->be;
+    int d = w->d;
+    double na = w->n, nt = na + nb;
+    float beta = na > 0.0 ? 1.0f : 0.0f;
+    if (!trans) {
+        NG_TRY(ng_sum_cols(be, d, nb, 1.0f / (float)nb, X, ldx, 0.0f, w->mk.data));
+        NG_TRY(copy_matrix(be, d, nb, X, ldx, w->xc.data, d));
+        NG_TRY(ng_gemm(be, 0, 0, d, nb, 1, -1.0f, w->mk.data, d, w->ones.data, 1, 1.0f, w->xc.data, d));
+        NG_TRY(ng_syrk(be, 0, d, nb, 1.0f, w->xc.data, d, beta, w->M.data, d));
+    } else {
+        NG_TRY(ng_sum_rows(be, nb, d, 1.0f / (float)nb, X, ldx, 0.0f, w->mk.data));
+        NG_TRY(copy_matrix(be, nb, d, X, ldx, w->xc.data, nb));
+        NG_TRY(ng_gemm(be, 0, 0, nb, d, 1, -1.0f, w->ones.data, nb, w->mk.data, 1, 1.0f, w->xc.data, nb));
+        NG_TRY(ng_syrk(be, 1, d, nb, 1.0f, w->xc.data, nb, beta, w->M.data, d));
+    }
+    if (na == 0.0) {
+        NG_TRY(ng_copy(be, w->mean.data, w->mk.data, (size_t)d * sizeof(float)));
+    } else {
+        /* Chan et al.: M += na nb / (na + nb) delta delta^T, mean += nb / (na + nb) delta */
+        NG_TRY(ng_copy(be, w->delta.data, w->mk.data, (size_t)d * sizeof(float)));
+        NG_TRY(ng_axpby(be, (size_t)d, -1.0f, w->mean.data, 1.0f, w->delta.data));
+        NG_TRY(ng_syrk(be, 0, d, 1, (float)(na * nb / nt), w->delta.data, d, 1.0f, w->M.data, d));
+        NG_TRY(ng_axpby(be, (size_t)d, (float)(nb / nt), w->delta.data, 1.0f, w->mean.data));
+    }
+    w->n = nt;
+    return NG_OK;
+}
+
+ng_status ng_whiten_add(ng_whiten *w, const float *X, int ldx, int n, int trans) {
+    int i0;
+    if (!w || !w->be) return ng_error(NG_ERR_INVALID_ARG, "whiten add: not initialised");
+    if (!X || n < 1) return ng_error(NG_ERR_INVALID_ARG, "whiten add: no samples (%d)", n);
+    if (trans != 0 && trans != 1) return ng_error(NG_ERR_INVALID_ARG, "whiten add: trans %d (0: X is (d, n), 1: X is (n, d))", trans);
+    if (!trans && ldx < w->d) return ng_error(NG_ERR_INVALID_ARG, "whiten add: ld %d < dimension %d", ldx, w->d);
+    if (trans && ldx < n) return ng_error(NG_ERR_INVALID_ARG, "whiten add: samples in rows: ld %d < %d samples", ldx, n);
+    for (i0 = 0; i0 < n; i0 += w->chunk) {
+        int nb = n - i0 < w->chunk ? n - i0 : w->chunk;
+        const float *Xp = trans ? X + i0 : X + (size_t)i0 * (size_t)ldx;
+        NG_TRY(add_piece(w, Xp, ldx, nb, trans));
+    }
+    return NG_OK;
+}
+
+static ng_status col_scale(ng_backend *be, int d, const float *x, const float *v, float *out, int ldo) {
+    ng_op_args o = {.op = NG_OP_OUTER_SCALE};
+    o.outer_scale.rows = d;
+    o.outer_scale.cols = d;
+    o.outer_scale.mode = NG_OSCALE_MUL;
+    o.outer_scale.x = x;
+    o.outer_scale.ldx = d;
+    o.outer_scale.v = v;
+    o.outer_scale.floor = 1.0f;
+    o.outer_scale.power = 1.0f;
+    o.outer_scale.out = out;
+    o.outer_scale.ldo = ldo;
+    return ng_run_op(be, &o);
+}
+
+/* E = Sigma = M / n (lower triangle) */
+static ng_status load_sigma(ng_whiten *w) {
+    size_t dd = (size_t)w->d * (size_t)w->d;
+    NG_TRY(ng_copy(w->be, w->E.data, w->M.data, dd * sizeof(float)));
+    return ng_scal(w->be, dd, (float)(1.0 / w->n), w->E.data);
+}
+
+ng_status ng_whiten_compute(ng_whiten *w, float eps) {
+    ng_backend *be;
+    int d, info = 0, i;
+    if (!w || !w->be) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: not initialised");
+    if (!(eps > 0.0f) || !isfinite(eps)) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: eps %g must be positive and finite", (double)eps);
+    if (w->n < 1.0) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: no samples added");
+    be = w->be;
+    d = w->d;
+    w->eps = eps;
+    {
+        /* LAPACK refuses NaN input as an invalid argument: name the real culprit first */
+        float nm, nc;
+        NG_TRY(ng_nrm2(be, (size_t)d, w->mean.data, &nc));
+        NG_TRY(ng_nrm2(be, (size_t)d * (size_t)d, w->M.data, &nm));
+        if (!isfinite(nc) || !isfinite(nm))
+            return ng_error(NG_ERR_NUMERIC, "whiten: the mean or covariance of the %.0f samples is not finite (NaN or Inf in the samples)", w->n);
+    }
+    NG_TRY(load_sigma(w));
+    NG_TRY(ng_syevd(be, d, w->E.data, d, w->lambda.data, &info));
+    if (info) {
+        size_t dd = (size_t)d * (size_t)d;
+        w->retries++;
+        NG_TRY(load_sigma(w));
+        NG_TRY(ng_to_double(be, dd, w->E.data, w->Ed.data_d));
+        NG_TRY(ng_syevd_d(be, d, w->Ed.data_d, d, w->wd.data_d, &info));
+        if (info)
+            return ng_error(NG_ERR_NUMERIC, "whiten: the eigendecomposition of the %d x %d covariance failed in float32 and float64 (info %d; NaN in the samples?)", d, d, info);
+        NG_TRY(ng_to_float(be, dd, w->Ed.data_d, w->E.data));
+        NG_TRY(ng_to_float(be, (size_t)d, w->wd.data_d, w->lambda.data));
+    }
+    NG_TRY(ng_get(be, w->host, w->lambda.data, (size_t)d * sizeof(float)));
+    for (i = 0; i < d; i++) {
+        double l = w->host[i];
+        if (!isfinite(l)) return ng_error(NG_ERR_NUMERIC, "whiten: eigenvalue %d of the covariance is %g (NaN or Inf in the samples)", i, l);
+        l = (l > 0.0 ? l : 0.0) + (double)eps;
+        w->host[i] = (float)(1.0 / sqrt(l));
+        w->host[d + i] = (float)sqrt(l);
+    }
+    NG_TRY(ng_set(be, w->s.data, w->host, (size_t)d * sizeof(float)));
+    NG_TRY(ng_set(be, w->s.data + w->s.ld, w->host + d, (size_t)d * sizeof(float)));
+    /* U^T = E diag(s): column j of U^T is row j of U (eq. 7) */
+    NG_TRY(col_scale(be, d, w->E.data, w->s.data, w->UT.data, d));
+    return ng_gemv(be, 1, d, d, 1.0f, w->UT.data, d, w->mean.data, 0.0f, w->uc.data);
+}
+
+ng_status ng_whiten_uinv(ng_whiten *w, float *out, int ldo) {
+    if (!w || !w->be || !out || ldo < w->d) return ng_error(NG_ERR_INVALID_ARG, "whiten U^-1: bad output");
+    return col_scale(w->be, w->d, w->E.data, w->s.data + w->s.ld, out, ldo);
+}
+
+ng_status ng_whiten_apply(ng_whiten *w, const float *X, int ldx, int n, float *Y, int ldy) {
+    int d;
+    if (!w || !w->be) return ng_error(NG_ERR_INVALID_ARG, "whiten apply: not initialised");
+    d = w->d;
+    if (n < 1 || n > w->chunk) return ng_error(NG_ERR_INVALID_ARG, "whiten apply: %d samples (1..chunk %d)", n, w->chunk);
+    if (!X || !Y || ldx < d || ldy < d) return ng_error(NG_ERR_INVALID_ARG, "whiten apply: bad X or Y (ld must be >= %d)", d);
+    NG_TRY(ng_gemm(w->be, 1, 0, d, n, d, 1.0f, w->UT.data, d, X, ldx, 0.0f, Y, ldy));
+    return ng_gemm(w->be, 0, 0, d, n, 1, -1.0f, w->uc.data, d, w->ones.data, 1, 1.0f, Y, ldy);
+}
