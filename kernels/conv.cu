@@ -6,6 +6,7 @@
  * atomics and the sums are reproducible, the same on both backends).
  * The 1x1 whitening convolution fuses the centering (x - mean) with the per-pixel channel mixing
  * by U (PRONG section 4.3), accumulating in double, j ascending, like the CPU.
+ * The augmentation (random crops and mirrors) draws Philox uniforms indexed by image, as the CPU.
  * Must not: allocate, synchronize, use atomics, or use device functions the tests/simt emulator
  * lacks. */
 #include "ng_cuda.cuh"
@@ -15,10 +16,10 @@
 #define CONV_BLOCK 256u
 
 static __global__ void conv_gather_kernel(int mode, ng_conv_shape s, const float *x, const float *g, float *out,
-                                          uint64_t n) {
+                                          uint64_t n, int flip, uint64_t key, uint64_t step) {
     for (uint64_t e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x, st = (uint64_t)blockDim.x * gridDim.x; e < n;
          e += st)
-        out[e] = ng_conv_gather_elem(mode, &s, x, g, (size_t)e);
+        out[e] = ng_conv_gather_elem(mode, &s, x, g, (size_t)e, flip, key, step);
 }
 
 static __global__ void whiten1x1_kernel(int c, int cout, int p, int trans, const float *x, const float *mean,
@@ -29,11 +30,11 @@ static __global__ void whiten1x1_kernel(int c, int cout, int p, int trans, const
 }
 
 extern "C" ng_status ng_cuda_conv_gather(int mode, const ng_conv_shape *s, const float *x, const float *g, float *out,
-                                         void *stream) {
+                                         int flip, uint64_t key, uint64_t step, void *stream) {
     const size_t n = ng_conv_gather_count(mode, s);
     NG_NVTX_PUSH("conv_gather");
     NG_LAUNCH(conv_gather_kernel, ng_grid_1d(n, CONV_BLOCK), CONV_BLOCK, 0, (cudaStream_t)stream)(mode, *s, x, g, out,
-                                                                                                  (uint64_t)n);
+                                                                                                  (uint64_t)n, flip, key, step);
     NG_LAUNCH_CHECK("conv_gather");
     return NG_OK;
 }

@@ -920,9 +920,21 @@ NG_HD float ng_pool_max_window(const ng_conv_shape *s, const float *m, int oh, i
     return best;
 }
 
+/* The augmentation of image b (conv_gather AUGMENT): shifts dy, dx in [-pad, pad] and the
+ * mirror flag from the Philox uniforms 3b, 3b + 1, 3b + 2 of (key, step). */
+NG_HD void ng_augment_draw(uint64_t key, uint64_t step, size_t b, int pad, int flip, int *dy, int *dx, int *mirror) {
+    const int span = 2 * pad + 1;
+    int a = (int)(ng_uniform_at(key, step, 3 * (uint64_t)b) * (float)span);
+    int c = (int)(ng_uniform_at(key, step, 3 * (uint64_t)b + 1) * (float)span);
+    *dy = (a < span ? a : span - 1) - pad;
+    *dx = (c < span ? c : span - 1) - pad;
+    *mirror = flip && ng_uniform_at(key, step, 3 * (uint64_t)b + 2) < 0.5f;
+}
+
 /* Element e of the conv_gather output (modes in natgrad/nn_types.h). x: input maps (or col for
  * COL2IM is g), g: col or dy. Sums run in a fixed order (kernel row, then column) in float. */
-NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x, const float *g, size_t e) {
+NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x, const float *g, size_t e,
+                                int flip, uint64_t key, uint64_t step) {
     const int ho = ng_conv_out_dim(s->h, s->kh, s->stride, s->pad);
     const int wo = ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
     const size_t P = (size_t)ho * (size_t)wo, hw = (size_t)s->h * (size_t)s->w;
@@ -951,6 +963,16 @@ NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x
             }
         }
         return acc / (float)(s->kh * s->kw);
+    }
+    if (mode == NG_CONV_AUGMENT) { /* e = pixel + hw m, m = b c + ci */
+        const size_t pix = e % hw, m = e / hw, b = m / (size_t)s->c;
+        const int oy = (int)(pix / (size_t)s->w), ox = (int)(pix % (size_t)s->w);
+        int dy, dx, mirror, iy, ix;
+        ng_augment_draw(key, step, b, s->pad, flip, &dy, &dx, &mirror);
+        iy = oy + dy;
+        ix = (mirror ? s->w - 1 - ox : ox) + dx;
+        if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) return 0.0f;
+        return x[m * hw + (size_t)iy * s->w + (size_t)ix];
     }
     if (mode == NG_CONV_TO_NHWC) { /* e = ci + c (pixel + hw b) */
         const size_t ci = e % (size_t)s->c, rest = e / (size_t)s->c;

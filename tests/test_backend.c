@@ -3988,24 +3988,35 @@ static int check_minresqlp_step(const ecase *c, void *const got[]) {
  * from the definitions (natgrad/nn_types.h) in double: im2col and the layouts copy (bit for bit),
  * col2im and the pooling gradients scatter every window's entries onto the pixels (another
  * summation order than the op's gather: tol (terms + 1) FLT_EPSILON sum |terms|), max pooling
- * takes the first maximum (bit for bit), average pooling divides the window sum by kh kw. */
+ * takes the first maximum (bit for bit), average pooling divides the window sum by kh kw; the
+ * augmentation draws its shifts and mirrors from the Philox stream written out (bit for bit). */
 static const ng_conv_shape cg_geom[] = {
     {1, 1, 1, 1, 1, 1, 1, 0}, {2, 3, 5, 4, 3, 3, 1, 1}, {2, 2, 6, 6, 2, 2, 2, 0}, {1, 3, 7, 5, 3, 2, 2, 1},
     {3, 2, 8, 8, 3, 3, 2, 1}, {2, 4, 9, 7, 5, 5, 1, 2}, {1, 1, 4, 4, 4, 4, 1, 0}, {0, 2, 4, 4, 2, 2, 2, 0},
     {2, 16, 14, 14, 3, 3, 3, 2}, {4, 8, 28, 28, 3, 3, 1, 1}};
 static const tshape cg_shapes[] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {9, 1}};
 static const char *const cg_mode_name[] = {"im2col", "col2im", "pool_max", "pool_avg",
-                                           "pool_max_back", "pool_avg_back", "to_nhwc", "to_nchw"};
+                                           "pool_max_back", "pool_avg_back", "to_nhwc", "to_nchw", "augment"};
 
 /* (tshape.n = 0: the empty geometry, n = 0 images) */
 static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase *c) {
-    const ng_conv_shape *s = &cg_geom[sh->n == 0 ? 7 : sh->m];
+    ng_conv_shape sv = cg_geom[sh->n == 0 ? 7 : sh->m];
+    const ng_conv_shape *s = &sv;
     const size_t nx = (size_t)s->n * s->c * s->h * s->w;
-    const size_t ncol = ng_conv_gather_count(NG_CONV_IM2COL, s), ny = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
+    size_t ncol, ny, ng;
     const uint64_t seed = 911 + (uint64_t)v * 13 + (uint64_t)sh->m * 1000;
     const int reads_x = v != NG_CONV_COL2IM && v != NG_CONV_POOL_AVG_BACK;
-    size_t ng = v == NG_CONV_COL2IM ? ncol : (v == NG_CONV_POOL_MAX_BACK || v == NG_CONV_POOL_AVG_BACK) ? ny : 0;
     (void)inplace;
+    if (v == NG_CONV_AUGMENT) { /* crops of 1..3 pixels and mirrors */
+        sv.pad = 1 + sh->m % 3;
+        sv.kh = sv.kw = 2 * sv.pad + 1;
+        c->a.conv_gather.flip = 1;
+        c->a.conv_gather.key = 0x5eed0000u + (uint64_t)sh->m;
+        c->a.conv_gather.step = 7 + (uint64_t)sh->m;
+    }
+    ncol = ng_conv_gather_count(NG_CONV_IM2COL, s);
+    ny = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
+    ng = v == NG_CONV_COL2IM ? ncol : (v == NG_CONV_POOL_MAX_BACK || v == NG_CONV_POOL_AVG_BACK) ? ny : 0;
     c->a.conv_gather.mode = v;
     c->a.conv_gather.s = *s;
     if (reads_x) eb_rand(c, eb_vec(t, c, "x", R_IN, 0, (int)nx, AOFF(conv_gather.x)), seed, -2.0, 2.0);
@@ -4034,6 +4045,23 @@ static void ref_conv_gather(ecase *c) {
     for (b = 0; b < s->n; b++)
         for (ci = 0; ci < s->c; ci++) {
             const size_t m = (size_t)b * s->c + ci;
+            if (mode == NG_CONV_AUGMENT) { /* the draws written out: float products as the body rounds them */
+                const int span = 2 * s->pad + 1;
+                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step;
+                int dy = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b) * (float)span);
+                int dx = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b + 1) * (float)span);
+                const int mir = (float)naive_uniform(key, step, 3 * (uint64_t)b + 2) < 0.5f;
+                int y0, x0;
+                dy = (dy < span ? dy : span - 1) - s->pad;
+                dx = (dx < span ? dx : span - 1) - s->pad;
+                for (y0 = 0; y0 < s->h; y0++)
+                    for (x0 = 0; x0 < s->w; x0++) {
+                        const int iy = y0 + dy, ix = (mir ? s->w - 1 - x0 : x0) + dx;
+                        out[m * hw + (size_t)y0 * s->w + x0] =
+                            iy < 0 || iy >= s->h || ix < 0 || ix >= s->w ? 0.0f : x[m * hw + (size_t)iy * s->w + ix];
+                    }
+                continue;
+            }
             if (mode == NG_CONV_TO_NHWC || mode == NG_CONV_TO_NCHW) {
                 size_t q;
                 for (q = 0; q < hw; q++) {

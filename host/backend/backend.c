@@ -666,6 +666,9 @@ static ng_status check_conv_gather(const ng_op_args *a, const char *op, int *emp
     CHECK(s->kh >= 1 && s->kw >= 1 && s->stride >= 1, "window %dx%d stride %d: need sizes and stride >= 1", s->kh, s->kw,
           s->stride);
     CHECK(s->pad >= 0 && s->pad < s->kh && s->pad < s->kw, "pad %d must be in [0, window %dx%d)", s->pad, s->kh, s->kw);
+    CHECK(mode != NG_CONV_AUGMENT || (s->kh == 2 * s->pad + 1 && s->kw == s->kh), "augment: window %dx%d must be 2 pad + 1 = %d",
+          s->kh, s->kw, 2 * s->pad + 1);
+    CHECK(a->conv_gather.flip == 0 || a->conv_gather.flip == 1, "flip %d must be 0 or 1", a->conv_gather.flip);
     CHECK(s->h + 2 * s->pad >= s->kh && s->w + 2 * s->pad >= s->kw, "window %dx%d larger than the padded maps %dx%d", s->kh,
           s->kw, s->h + 2 * s->pad, s->w + 2 * s->pad);
     CHECK((double)s->n * s->c * s->h * s->w * s->kh * s->kw < 9.0e18, "maps too large");

@@ -55,7 +55,12 @@ typedef struct ng_conv_shape {
  *   POOL_MAX_BACK  dx (n,c,h,w) from dy (n,c,ho,wo) and x: dy routed to each window's maximum
  *   POOL_AVG_BACK  dx (n,c,h,w): the sum of dy / (kh kw) over the windows holding the pixel
  *   TO_NHWC        out (c, n h w) column-major (channel fastest) from x (n,c,h,w)
- *   TO_NCHW        the inverse: out (n,c,h,w) from x (c, n h w) */
+ *   TO_NCHW        the inverse: out (n,c,h,w) from x (c, n h w)
+ *   AUGMENT        out (n,c,h,w): image b of x shifted by (dy, dx) in [-pad, pad]^2 (zeros
+ *                  entering; a random crop of the image padded by pad) and, when flip is set,
+ *                  mirrored left-right with probability 1/2; dy, dx and the mirror of image b
+ *                  come from the Philox uniforms 3b, 3b + 1, 3b + 2 of (key, step)
+ *                  (ng_augment_draw), the same on every backend */
 enum {
     NG_CONV_IM2COL = 0,
     NG_CONV_COL2IM,
@@ -65,6 +70,7 @@ enum {
     NG_CONV_POOL_AVG_BACK,
     NG_CONV_TO_NHWC,
     NG_CONV_TO_NCHW,
+    NG_CONV_AUGMENT,
     NG_CONV_MODE_COUNT
 };
 
