@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "  rbm eval     log Z (AIS, exact for small models) and test log-likelihood of a checkpoint\n"
             "  net train    train an MLP or deep autoencoder (presets of Hinton & Salakhutdinov 2006)\n"
             "  net eval     objective and reconstruction error of a network checkpoint\n"
+            "  cnn train    train a convolutional classifier (conv, pooling, batch norm, PRONG whitening)\n"
             "  export       write a checkpoint's parameters as safetensors (NumPy, PyTorch)\n"
             "  ckpt         list the fields and tensors of a checkpoint\n"
             "  info         backends, BLAS kernel and CUDA devices found\n\n"
@@ -71,6 +72,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "rbm") == 0) return ng_cmd_rbm(argc - 2, argv + 2);
     if (strcmp(argv[1], "net") == 0) return ng_cmd_net(argc - 2, argv + 2);
+    if (strcmp(argv[1], "cnn") == 0) return ng_cmd_cnn(argc - 2, argv + 2);
     if (strcmp(argv[1], "export") == 0) return ng_cmd_export(argc - 2, argv + 2);
     if (strcmp(argv[1], "ckpt") == 0) return ng_cmd_ckpt(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0) return ng_cmd_info(argc - 2, argv + 2);

@@ -39,6 +39,10 @@ typedef struct cnn {
     ng_tensor Y, col, T1, T2, vec, ones, obj;
     ng_arena st; /* running batch-norm statistics and whitening state (checkpointed) */
     ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
+    ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
+    ng_tensor uinv;         /* (max c, max c) scratch: U^-1 of a new whitening */
+    int chunk_index;    /* chunk of the current batch (augmentation stream) */
+    uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
     /* last gradient's batch */
     int have_batch, m;
     double obj_sum, miss;
@@ -59,6 +63,7 @@ void ng_cnn_config_default(ng_cnn_config *cfg) {
     cfg->bn_eps = 1e-5f;
     cfg->bn_momentum = 0.1f;
     cfg->whiten_eps = 0.1f;
+    cfg->whiten_samples = 1000;
     cfg->seed = 1;
 }
 
@@ -197,7 +202,18 @@ ng_status ng_cnn_config_check(const ng_cnn_config *cfg) {
         return ng_error(NG_ERR_INVALID_ARG, "cnn: bn-momentum %g must be in (0, 1]", (double)cfg->bn_momentum);
     if (!(cfg->whiten_eps > 0.0f && cfg->whiten_eps < 1e6f))
         return ng_error(NG_ERR_INVALID_ARG, "cnn: whiten-eps %g must be > 0", (double)cfg->whiten_eps);
+    if (cfg->whiten_every < 0 || cfg->whiten_samples < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: whiten-every %d must be >= 0 and whiten-samples %d >= 1", cfg->whiten_every,
+                        cfg->whiten_samples);
+    if (cfg->augment_pad < 0 || cfg->augment_pad > 64 || (cfg->augment_flip != 0 && cfg->augment_flip != 1))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: augment-pad %d must be in 0..64 and flip %d 0 or 1", cfg->augment_pad,
+                        cfg->augment_flip);
     NG_TRY(shapes(cfg, c, h, w));
+    if (cfg->whiten_every > 0) {
+        int any = 0;
+        for (l = 0; l < cfg->n_layers; l++) any |= cfg->layer[l].kind == NG_CNN_WHITEN;
+        if (!any) return ng_error(NG_ERR_INVALID_ARG, "cnn: whiten-every %d but the spec has no whitening layer (w)", cfg->whiten_every);
+    }
     for (l = 1; l <= cfg->n_layers; l++) {
         const ng_cnn_layer *y = &cfg->layer[l - 1];
         if ((double)c[l] * h[l] * w[l] > 1e8) return ng_error(NG_ERR_INVALID_ARG, "cnn layer %d: output too large", l);
@@ -274,7 +290,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     cnn *n;
     ng_status s = NG_OK;
     int l, ch;
-    size_t col = 1, tmax = 1, vmax = 1, omax = 1;
+    size_t col = 1, tmax = 1, vmax = 1, omax = 1, wmax = 1;
     *out = NULL;
     NG_TRY(ng_cnn_config_check(cfg));
     n = (cnn *)calloc(1, sizeof *n);
@@ -314,6 +330,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
             if (hw > omax) omax = hw;
         }
         if (y->kind == NG_CNN_BN && n->size[l] > tmax) tmax = n->size[l];
+        if (y->kind == NG_CNN_WHITEN && (size_t)n->c[l] > wmax) wmax = (size_t)n->c[l];
     }
     if ((size_t)ch > omax) omax = (size_t)ch;
     ng_arena_begin(&n->ws, be, "cnn workspace");
@@ -333,6 +350,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = reserve(&n->ws, "vec%d", 0, vmax, 1, &n->vec);
     if (s == NG_OK) s = reserve(&n->ws, "ones%d", 0, omax, 1, &n->ones);
     if (s == NG_OK) s = reserve(&n->ws, "obj%d", 0, (size_t)ch, 1, &n->obj);
+    if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
     if (s == NG_OK) s = ng_arena_commit(&n->ws);
     ng_arena_begin(&n->st, be, "cnn state");
     for (l = 1; l <= n->L && s == NG_OK; l++) {
@@ -345,6 +363,8 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
         }
     }
     if (s == NG_OK) s = ng_arena_commit(&n->st);
+    for (l = 1; l <= n->L && s == NG_OK; l++)
+        if (cfg->layer[l - 1].kind == NG_CNN_WHITEN) s = ng_whiten_init(be, n->c[l], n->h[l] * n->w[l], &n->wh[l]);
     if (s == NG_OK) s = ng_fill(be, n->ones.rows, 1.0f, n->ones.data);
     if (s == NG_OK) {
         n->host = (float *)malloc(((size_t)2 * n->classes * ch + (size_t)ch) * sizeof(float));
@@ -361,8 +381,10 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
 
 static void cnn_destroy(ng_model *m) {
     cnn *n = as_cnn(m);
+    int l;
     ng_arena_free(&n->ws);
     ng_arena_free(&n->st);
+    for (l = 0; l <= LMAX; l++) ng_whiten_free(&n->wh[l]);
     free(n->host);
     n->host = NULL;
 }
@@ -419,6 +441,22 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     ng_backend *be = n->base.be;
     int l;
     NG_TRY(act_fwd(be, (int)n->size[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, (int)n->size[0]));
+    if (train && (n->cfg.augment_pad > 0 || n->cfg.augment_flip)) {
+        /* random crops / mirrors of the chunk's images (stream: seed, gradient count; image index
+         * within the batch), through D[0] (free during the forward pass) */
+        ng_op_args a = {.op = NG_OP_CONV_GATHER};
+        a.conv_gather.mode = NG_CONV_AUGMENT;
+        a.conv_gather.s.n = cols, a.conv_gather.s.c = n->c[0], a.conv_gather.s.h = n->h[0], a.conv_gather.s.w = n->w[0];
+        a.conv_gather.s.pad = n->cfg.augment_pad;
+        a.conv_gather.s.kh = a.conv_gather.s.kw = 2 * n->cfg.augment_pad + 1;
+        a.conv_gather.s.stride = 1;
+        a.conv_gather.flip = n->cfg.augment_flip;
+        a.conv_gather.key = ng_rng_stream_key(n->cfg.seed, NG_RNG_AUGMENT);
+        a.conv_gather.step = n->gradients * 65536u + (uint64_t)n->chunk_index;
+        a.conv_gather.x = n->A[0].data, a.conv_gather.out = n->D[0].data;
+        NG_TRY(ng_run_op(be, &a));
+        NG_TRY(ng_copy(be, n->A[0].data, n->D[0].data, n->size[0] * (size_t)cols * sizeof(float)));
+    }
     for (l = 1; l <= n->L; l++) {
         const ng_cnn_layer *y = &n->cfg.layer[l - 1];
         const int ci = n->c[l - 1], co = n->c[l];
@@ -613,6 +651,8 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
     const int ch = n->cfg.chunk, N = x ? x->cols : 0;
     int c0;
     NG_TRY(check_batch(n, x, y, "gradient"));
+    if (n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0)
+        NG_TRY(ng_cnn_whiten(m, x, n->cfg.whiten_samples)); /* PRONG Algorithm 1: every T updates */
     n->m = N;
     n->obj_sum = n->miss = 0.0;
     n->have_batch = 0;
@@ -621,17 +661,21 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         const float *xc = x->data + (size_t)c0 * x->ld;
         const float *t = y ? y->data + (size_t)c0 * y->ld : xc + n->size[0];
         const int ldt = y ? y->ld : x->ld;
+        n->chunk_index = c0 / ch;
         NG_TRY(forward(n, xc, x->ld, cols, 1));
         NG_TRY(loss_chunk(n, t, ldt, cols, 1.0f / (float)N));
         NG_TRY(chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss));
         NG_TRY(backward(n, cols, c0 ? 1.0f : 0.0f));
     }
     n->have_batch = 1;
+    n->gradients++;
     if (!isfinite(n->obj_sum))
         return ng_error(NG_ERR_NUMERIC, "cnn objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
                         n->obj_sum / N);
     return NG_OK;
 }
+
+uint64_t ng_cnn_gradients(const ng_model *m) { return ((const cnn *)m)->gradients; }
 
 ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass) {
     cnn *n = as_cnn(m);
@@ -722,17 +766,16 @@ static ng_status cnn_log_values(ng_model *m, uint64_t t, double *values) {
 ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
     cnn *n = as_cnn(m);
     ng_backend *be = m->be;
-    ng_whiten wh[LMAX + 1];
+    ng_whiten *wh = n->wh;
     const int ch = n->cfg.chunk;
     int l, c0, N, any = 0;
     ng_status s = NG_OK;
     NG_TRY(check_batch(n, x, NULL, "whiten"));
     N = n_s < x->cols ? n_s : x->cols;
     if (N < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: n_s %d must be >= 1", n_s);
-    memset(wh, 0, sizeof wh);
-    for (l = 1; l <= n->L && s == NG_OK; l++)
+    for (l = 1; l <= n->L; l++)
         if (n->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
-            s = ng_whiten_init(be, n->c[l], n->h[l] * n->w[l], &wh[l]);
+            ng_whiten_reset(&wh[l]);
             any = 1;
         }
     if (!any) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: the network has no whitening layer (w)");
@@ -788,11 +831,8 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
         }
         /* U^-1 of the new statistics into f[2dd ..] (via the device: the library's product) */
         {
-            float *uinv_dev = NULL;
-            s = ng_alloc(be, dd * sizeof(float), (void **)&uinv_dev);
-            if (s == NG_OK) s = ng_whiten_uinv(&wh[l], uinv_dev, d);
-            if (s == NG_OK) s = ng_get(be, f + 2 * dd, uinv_dev, dd * sizeof(float));
-            ng_free(be, uinv_dev);
+            s = ng_whiten_uinv(&wh[l], n->uinv.data, d);
+            if (s == NG_OK) s = ng_get(be, f + 2 * dd, n->uinv.data, dd * sizeof(float));
             if (s != NG_OK) {
                 free(Uo);
                 free(f);
@@ -835,7 +875,6 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
         free(Uo);
         free(f);
     }
-    for (l = 1; l <= n->L; l++) ng_whiten_free(&wh[l]);
     n->have_batch = 0;
     return s;
 }
@@ -855,6 +894,12 @@ static ng_status cnn_save(ng_model *m, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_f32(c, "cnn.bn_eps", n->cfg.bn_eps));
     NG_TRY(ng_ckpt_set_f32(c, "cnn.bn_momentum", n->cfg.bn_momentum));
     NG_TRY(ng_ckpt_set_f32(c, "cnn.whiten_eps", n->cfg.whiten_eps));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.chunk", n->cfg.chunk));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.whiten_every", n->cfg.whiten_every));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.whiten_samples", n->cfg.whiten_samples));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.augment_pad", n->cfg.augment_pad));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.augment_flip", n->cfg.augment_flip));
+    NG_TRY(ng_ckpt_set_u64(c, "cnn.gradients", n->gradients));
     if (n->st.count) NG_TRY(ng_ckpt_add_arena(c, "cnn.", &n->st));
     return NG_OK;
 }
@@ -875,6 +920,16 @@ ng_status ng_cnn_config_from_ckpt(const ng_ckpt *c, ng_cnn_config *cfg) {
     NG_TRY(ng_ckpt_get_float(c, "cnn.bn_eps", 1e-12, 0.999, &cfg->bn_eps));
     NG_TRY(ng_ckpt_get_float(c, "cnn.bn_momentum", 1e-9, 1.0, &cfg->bn_momentum));
     NG_TRY(ng_ckpt_get_float(c, "cnn.whiten_eps", 1e-12, 1e6, &cfg->whiten_eps));
+    {
+        int64_t we, ws, ap, af, chk;
+        NG_TRY(ng_ckpt_get_int(c, "cnn.chunk", 1, 65536, &chk));
+        cfg->chunk = (int)chk;
+        NG_TRY(ng_ckpt_get_int(c, "cnn.whiten_every", 0, 1 << 30, &we));
+        NG_TRY(ng_ckpt_get_int(c, "cnn.whiten_samples", 1, 1 << 30, &ws));
+        NG_TRY(ng_ckpt_get_int(c, "cnn.augment_pad", 0, 64, &ap));
+        NG_TRY(ng_ckpt_get_int(c, "cnn.augment_flip", 0, 1, &af));
+        cfg->whiten_every = (int)we, cfg->whiten_samples = (int)ws, cfg->augment_pad = (int)ap, cfg->augment_flip = (int)af;
+    }
     if (ng_cnn_config_check(cfg) != NG_OK) return ng_error(NG_ERR_FORMAT, "checkpoint %s: %s", ng_ckpt_path(c), ng_last_error());
     return NG_OK;
 }
@@ -892,6 +947,11 @@ static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
     if (n->st.count) {
         NG_TRY(ng_ckpt_check_arena(c, "cnn.", &n->st));
         if (apply) NG_TRY(ng_ckpt_load_arena(c, "cnn.", &n->st));
+    }
+    {
+        uint64_t g;
+        NG_TRY(ng_ckpt_get_u64(c, "cnn.gradients", &g));
+        if (apply) n->gradients = g;
     }
     if (apply) n->have_batch = 0;
     return NG_OK;

@@ -55,7 +55,14 @@ typedef struct ng_cnn_config {
     int chunk;                         /* images per pass (>= 1), default 64 */
     float bn_eps, bn_momentum;         /* 1e-5, 0.1 */
     float whiten_eps;                  /* eigenvalue regulariser of the whitening (PRONG's eps), 0.1 */
-    uint64_t seed;                     /* initialisation */
+    int whiten_every;                  /* PRONG's T: whitening + reparametrisation before gradients
+                                        * 0, T, 2T, ... on the batch's first whiten_samples cases
+                                        * (0 = never; gradient 0 = the whitened initialisation) */
+    int whiten_samples;                /* N_s (>= 1), default 1000 (capped by the batch) */
+    int augment_pad;                   /* training batches: random crops of the image padded by this
+                                        * many pixels (0 = off) */
+    int augment_flip;                  /* 1: and left-right mirrors with probability 1/2 */
+    uint64_t seed;                     /* initialisation and augmentation */
 } ng_cnn_config;
 
 /* Defaults with no layers and a 1 x 28 x 28 input. */
@@ -83,6 +90,9 @@ int ng_cnn_batch_rows(const ng_model *m);
 /* Mean objective and misclassification rate of the n cases of x (rows as ng_cnn_batch_rows),
  * batch norm in inference mode; touches neither the gradient nor the last batch's results. */
 ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *misclass);
+/* Gradients computed so far (the counter of the whitening schedule and of the augmentation
+ * stream; checkpointed). */
+uint64_t ng_cnn_gradients(const ng_model *m);
 /* Objective and misclassification rate of the last gradient's batch. */
 ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass);
 

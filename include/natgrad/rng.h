@@ -28,6 +28,7 @@ typedef enum ng_rng_purpose {
     NG_RNG_CURVES = 11,      /* curves-like data generator (host), indexed by image number */
     NG_RNG_FISHER_TARGETS = 12, /* targets sampled from a network's predictive distribution */
     NG_RNG_KFAC_TARGETS = 13, /* K-FAC's sampled targets of its G statistics, indexed by update */
+    NG_RNG_AUGMENT = 20,     /* cnn data augmentation (crops, mirrors), indexed by gradient and chunk */
     NG_RNG_TEST = 100        /* tests */
 } ng_rng_purpose;
 
