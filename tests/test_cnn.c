@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
+#include "natgrad/data.h"
 #include "natgrad/rng.h"
 
 static ng_backend *g_cpu, *g_cuda;
@@ -560,6 +562,90 @@ static int test_bad_input(void) {
     return NGT_PASS;
 }
 
+/* CIFAR-10 binary files: a valid file loads (labels, pixels scaled by 1/255 in N,C,H,W order, two
+ * files concatenated); then 300 fuzzed files (random lengths, truncations of a valid file, random
+ * label bytes, random garbage) load exactly when their length is a positive multiple of 3073 and
+ * every label byte is below 10, and otherwise fail with NG_ERR_FORMAT naming the file. */
+static int write_file(const char *path, const unsigned char *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    if (n && fwrite(b, 1, n, f) != n) {
+        fclose(f);
+        return 0;
+    }
+    return fclose(f) == 0;
+}
+
+static int test_cifar_loader(void) {
+    char dir[] = "/tmp/natgrad_cifar_XXXXXX", p1[64], p2[64];
+    const int R = 3073;
+    unsigned char *buf = (unsigned char *)malloc((size_t)R * 6 + 10);
+    const uint64_t key = ng_rng_stream_key(77, NG_RNG_TEST);
+    ng_dataset d;
+    int i, k, it;
+    NGT_CHECK(buf && mkdtemp(dir) != NULL, "temporary directory");
+    snprintf(p1, sizeof p1, "%s/a.bin", dir);
+    snprintf(p2, sizeof p2, "%s/b.bin", dir);
+    for (k = 0; k < 4; k++) {
+        buf[(size_t)k * R] = (unsigned char)(k * 3 % 10);
+        for (i = 0; i < 3072; i++) buf[(size_t)k * R + 1 + i] = (unsigned char)((i * 7 + k * 31) & 255);
+    }
+    NGT_CHECK(write_file(p1, buf, (size_t)R * 4) && write_file(p2, buf, (size_t)R * 2), "writing %s", p1);
+    {
+        const char *files[2] = {p1, p2};
+        NGT_OK(ng_dataset_load_cifar10(files, 2, &d));
+        NGT_CHECK(d.n == 6 && d.dim == 3072 && d.height == 32 && d.width == 32, "n %d dim %d %dx%d", d.n, d.dim, d.height, d.width);
+        for (k = 0; k < 6; k++) {
+            const int src = k < 4 ? k : k - 4;
+            NGT_CHECK(d.labels[k] == src * 3 % 10, "label %d = %d", k, d.labels[k]);
+            for (i = 0; i < 3072; i += 97)
+                NGT_CHECK(d.x[(size_t)k * 3072 + i] == (float)((i * 7 + src * 31) & 255) / 255.0f, "pixel %d of image %d", i, k);
+        }
+        ng_dataset_free(&d);
+    }
+    for (it = 0; it < 300; it++) {
+        const int kind = it % 4;
+        size_t len = 0;
+        int want_ok, bad_label = 0;
+        ng_status st;
+        if (kind == 0) { /* truncation of 2 valid records */
+            for (k = 0; k < 2; k++) buf[(size_t)k * R] = (unsigned char)k;
+            len = (size_t)(ng_rng_uniform(key, (uint64_t)it, 0) * (2 * R + 1));
+        } else if (kind == 1) { /* whole records, one random label byte */
+            len = (size_t)R * (1 + (size_t)(ng_rng_uniform(key, (uint64_t)it, 1) * 3));
+            for (k = 0; k < (int)(len / R); k++) buf[(size_t)k * R] = (unsigned char)(ng_rng_uniform(key, (uint64_t)it, 2 + k) * 12);
+        } else { /* garbage of random length (kind 3: near a multiple of the record) */
+            len = kind == 2 ? (size_t)(ng_rng_uniform(key, (uint64_t)it, 1) * 3 * R) : (size_t)R * 2 + (it % 3) - 1;
+            for (i = 0; i < (int)len; i++) buf[i] = (unsigned char)(ng_rng_uniform(key, (uint64_t)it, 10 + (uint64_t)i) * 256);
+        }
+        for (k = 0; k < (int)(len / R); k++) bad_label |= buf[(size_t)k * R] > 9;
+        want_ok = len > 0 && len % R == 0 && !bad_label;
+        NGT_CHECK(write_file(p1, buf, len), "writing %s", p1);
+        {
+            const char *files[1] = {p1};
+            st = ng_dataset_load_cifar10(files, 1, &d);
+        }
+        if (want_ok) {
+            NGT_CHECK(st == NG_OK && d.n == (int)(len / R), "fuzz %d: %zu bytes refused: %s", it, len, ng_last_error());
+            ng_dataset_free(&d);
+        } else {
+            NGT_CHECK(st == NG_ERR_FORMAT, "fuzz %d (kind %d): %zu bytes, bad label %d: status %d, want a format error", it, kind, len,
+                      bad_label, (int)st);
+            NGT_CHECK(strstr(ng_last_error(), p1) != NULL, "fuzz %d: message does not name the file: %s", it, ng_last_error());
+            NGT_CHECK(d.x == NULL && d.labels == NULL, "fuzz %d: a failed load left data behind", it);
+        }
+    }
+    {
+        const char *files[1] = {"/nonexistent/natgrad/data_batch_1.bin"};
+        NGT_CHECK(ng_dataset_load_cifar10(files, 1, &d) == NG_ERR_IO && strstr(ng_last_error(), "data_batch_1.bin"), "missing file");
+    }
+    unlink(p1);
+    unlink(p2);
+    rmdir(dir);
+    free(buf);
+    return NGT_PASS;
+}
+
 int main(void) {
     ng_status s = ng_backend_cpu_init(&g_cpu);
     if (s != NG_OK) {
@@ -578,6 +664,7 @@ int main(void) {
     NGT_RUN(test_whiten_cpu);
     NGT_RUN(test_evaluate);
     NGT_RUN(test_bad_input);
+    NGT_RUN(test_cifar_loader);
     NGT_RUN(test_gradient_cuda);
     NGT_RUN(test_whiten_cuda);
     ng_backend_free(g_cuda);

@@ -36,7 +36,7 @@ static const char *TRAIN_SUMMARY =
 typedef struct cnn_opts {
     ng_common_opts co;
     const char *test_data, *layers, *csv_path, *ckpt_path, *resume;
-    int limit, batch, chunk, steps, log_every, ckpt_every, eval_n;
+    int limit, test_limit, batch, chunk, steps, log_every, ckpt_every, eval_n;
     int whiten_every, whiten_samples, augment_pad, flip, lr_drop_every;
     float lr, momentum, weight_decay, whiten_eps, lr_drop, minutes;
 } cnn_opts;
@@ -176,6 +176,7 @@ static int cnn_train(int argc, char **argv) {
             NG_OPT_DATA(&o.co, "training data: fashion-mnist, mnist, IMAGES.idx,LABELS.idx, or CIFAR-10 binary (DIR or FILE.bin)"),
             {"test-data", OPT_STR, &o.test_data, "NAME|PATH", "held-out data (default: the test split of --data)", 0, 0},
             {"limit", OPT_INT, &o.limit, "N", "use only the first N training cases (0 = all)", 0, 0},
+            {"test-limit", OPT_INT, &o.test_limit, "N", "use only the first N test cases (0 = all)", 0, 0},
             {"layers", OPT_STR, &o.layers, "SPEC", "layer list (see above)", OPT_FIXED, 0},
             {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate of SGD", OPT_FIXED, 0},
             {"momentum", OPT_FLOAT, &o.momentum, "MU", "heavy-ball momentum", OPT_FIXED, 0},
@@ -211,10 +212,10 @@ static int cnn_train(int argc, char **argv) {
             return NG_EXIT_USAGE;
         }
     }
-    if (o.batch < 1 || o.chunk < 1 || o.steps < 0 || o.log_every < 1 || o.ckpt_every < 0 || o.limit < 0 || o.eval_n < 0 ||
+    if (o.batch < 1 || o.chunk < 1 || o.steps < 0 || o.log_every < 1 || o.ckpt_every < 0 || o.limit < 0 || o.test_limit < 0 || o.eval_n < 0 ||
         !(o.minutes >= 0.0f)) {
         fprintf(stderr, "natgrad cnn train: --batch, --chunk and --log-every must be >= 1; --steps, --limit, --eval-n, "
-                        "--checkpoint-every and --minutes >= 0\n");
+                        "--test-limit, --checkpoint-every and --minutes >= 0\n");
         return NG_EXIT_USAGE;
     }
     if ((s = load(o.co.data, o.co.data_dir, "train", o.limit, &train)) != NG_OK) {
@@ -223,7 +224,7 @@ static int cnn_train(int argc, char **argv) {
     }
     {
         const char *tn = o.test_data ? o.test_data : (is_dir(o.co.data) || !ng_cli_is_path(o.co.data)) ? o.co.data : NULL;
-        if (tn && (s = load(tn, o.co.data_dir, "test", 0, &test)) != NG_OK) {
+        if (tn && (s = load(tn, o.co.data_dir, "test", o.test_limit, &test)) != NG_OK) {
             fprintf(stderr, "natgrad cnn train: test data '%s': %s\n", tn, ng_last_error());
             rc = s == NG_ERR_INVALID_ARG ? NG_EXIT_USAGE : NG_EXIT_FAIL;
             goto done;
