@@ -238,7 +238,7 @@ optimizer-table: deps
 	@bash bench/optimizer_table.sh --minutes $(OPT_TABLE_MINUTES)
 
 # PRONG section 4.3's conv comparison (SGD, batch norm, PRONG, PRONG+) on Fashion-MNIST
-CONV_STEPS ?= 300
+CONV_STEPS ?= 120
 conv-fashion: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/conv_fashion.sh --steps $(CONV_STEPS)
