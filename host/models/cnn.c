@@ -770,7 +770,8 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
     const int ch = n->cfg.chunk;
     int l, c0, N, any = 0;
     ng_status s = NG_OK;
-    NG_TRY(check_batch(n, x, NULL, "whiten"));
+    if (!x || !x->ptr || x->dtype != NG_F32 || x->rows < (int)n->size[0] || x->cols < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: samples must be float32 with at least %d rows and >= 1 case", (int)n->size[0]);
     N = n_s < x->cols ? n_s : x->cols;
     if (N < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: n_s %d must be >= 1", n_s);
     for (l = 1; l <= n->L; l++)
