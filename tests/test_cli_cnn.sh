@@ -87,8 +87,9 @@ r=list(csv.reader(open(sys.argv[1]))); drop=[i for i,n in enumerate(r[0]) if n i
 for row in r: print(",".join(v for i,v in enumerate(row) if i not in drop))' "$1"; }
 if [ -s full/train.csv ] && diff <(strip full/train.csv) <(strip half/train.csv) >/dev/null; then pass cnn_resume_same_log
 else fail cnn_resume_same_log "$(diff <(strip full/train.csv) <(strip half/train.csv) | head -4)"; fi
+# the logged lr(t) = 0.05 * 0.5^floor(t / 5): 0.05 at t = 4, 0.05 / 8 at t = 16
 if python3 -c "
-import csv; r=list(csv.DictReader(open('full/train.csv'))); lr=[float(x["lr"]) for x in r]  # lr(t) = 0.05 * 0.5^floor(t / 5) at t = 4 .. 16
+import csv; r=list(csv.DictReader(open('full/train.csv'))); lr=[float(x['lr']) for x in r]
 import sys; sys.exit(0 if abs(lr[0]-0.05)<1e-9 and abs(lr[-1]-0.05*0.5**3)<1e-9 else 1)"; then pass cnn_waterfall_lr
 else fail cnn_waterfall_lr "$(cut -d, -f1-4 full/train.csv | head -5)"; fi
 expect_exit cnn_resume_fixed_option 2 "--lr cannot be combined with --resume" "$bin" cnn train --resume half/cnn.ckpt --lr 0.1 --out half
