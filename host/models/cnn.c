@@ -434,14 +434,15 @@ static ng_status whiten_op(ng_backend *be, int nimg, int c, int p, int trans, co
 
 /* ---- forward / backward ------------------------------------------------------------------- */
 
-/* Forward pass of cols images x (rows >= size_0, ld ldx) through every layer; train: batch norm
- * on the chunk's statistics (and running averages updated), else on the running averages.
- * Y = softmax(A[L]). */
+/* Forward pass of cols images x (rows >= size_0, ld ldx) through every layer; train 1: batch
+ * norm on the chunk's statistics, running averages updated, training batches augmented; train 2:
+ * the chunk's statistics, nothing updated or augmented (the whitening statistics see the maps
+ * training sees); 0: the running averages. Y = softmax(A[L]). */
 static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     ng_backend *be = n->base.be;
     int l;
     NG_TRY(act_fwd(be, (int)n->size[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, (int)n->size[0]));
-    if (train && (n->cfg.augment_pad > 0 || n->cfg.augment_flip)) {
+    if (train == 1 && (n->cfg.augment_pad > 0 || n->cfg.augment_flip)) {
         /* random crops / mirrors of the chunk's images (stream: seed, gradient count; image index
          * within the batch), through D[0] (free during the forward pass) */
         ng_op_args a = {.op = NG_OP_CONV_GATHER};
@@ -493,8 +494,10 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
                 r.row_moments.rows = ci, r.row_moments.cols = M, r.row_moments.x = n->T1.data, r.row_moments.ldx = ci;
                 r.row_moments.eps = n->cfg.bn_eps, r.row_moments.mean = n->mean[l].data, r.row_moments.rstd = n->rstd[l].data;
                 NG_TRY(ng_run_op(be, &r));
-                NG_TRY(ng_axpby(be, (size_t)ci, mom, n->mean[l].data, 1.0f - mom, n->rmean[l].data));
-                NG_TRY(ng_axpby(be, (size_t)ci, mom, n->rstd[l].data, 1.0f - mom, n->rrstd[l].data));
+                if (train == 1) {
+                    NG_TRY(ng_axpby(be, (size_t)ci, mom, n->mean[l].data, 1.0f - mom, n->rmean[l].data));
+                    NG_TRY(ng_axpby(be, (size_t)ci, mom, n->rstd[l].data, 1.0f - mom, n->rrstd[l].data));
+                }
                 mean = n->mean[l].data, rstd = n->rstd[l].data;
             } else {
                 /* the backward pass of an inference-mode batch reads these */
@@ -785,7 +788,7 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
     for (c0 = 0; c0 < N && s == NG_OK; c0 += ch) {
         const int cols = N - c0 < ch ? N - c0 : ch;
         int b;
-        s = forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 0);
+        s = forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 2);
         for (l = 1; l <= n->L && s == NG_OK; l++)
             if (n->cfg.layer[l - 1].kind == NG_CNN_WHITEN)
                 for (b = 0; b < cols && s == NG_OK; b++) /* image b: pixels are the rows of (hw, c) */

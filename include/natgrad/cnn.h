@@ -104,7 +104,9 @@ ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass);
  * block of the window, b' = b + W (U_old (mu_new - mu_old)) summed over the window's taps inside
  * the map. Padding pixels (zeros after the whitening) make a conv with padding preserve the function
  * only inside the map; the layer after a whitening layer must therefore use pad 0 or be dense
- * (ng_cnn_config_check enforces it). Inference-mode forward passes (batch norm running averages). */
+ * (ng_cnn_config_check enforces it). The statistics come from forward passes with batch norm on
+ * each chunk's own statistics, as training sees the maps (running averages untouched, no
+ * augmentation); the function is kept exactly for every fixed batch-norm normalisation. */
 ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s);
 /* Outputs (classes, n) (softmax probabilities) of x in inference mode. */
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
