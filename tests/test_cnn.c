@@ -279,6 +279,7 @@ static const char *const nets[] = {
     "c3k3-bn-relu-mp2-c4k2p0-tanh-ap2-d5-logistic-bn-d3",
     "c3k3s2p1-w-c4k2p0-relu-mp2s1-d3",
     "c2k5p2-linear-w-d6-tanh-d4",
+    "c3k3-bn-relu-w-c4k2p0-bn-relu-mp2s1-d3",
 };
 
 /* Objective and gradient of the model against the float64 reference and its central differences
@@ -447,6 +448,32 @@ static int whiten_check(ng_backend *be) {
     free(y0);
     ng_free(be, y.ptr);
     fix_free(&f);
+    return NGT_PASS;
+}
+
+/* PRONG+ (whitening between batch-norm layers): the reparametrisation keeps the inference-mode
+ * outputs (the running averages are untouched by the statistics passes). */
+static int test_whiten_bn(void) {
+    fix f;
+    const int C = 3, m = 6;
+    float y0[18], y1[18];
+    ng_tensor y;
+    double worst = 0.0;
+    int i;
+    NGT_OK(fix_init(&f, g_cpu, 2, 7, 7, nets[3], m, 64, 23));
+    NGT_OK(ng_model_gradient(f.m, &f.xd, NULL)); /* running averages away from (0, 1) */
+    NGT_OK(ng_alloc(g_cpu, (size_t)C * m * sizeof(float), &y.ptr));
+    y = ng_tensor_matrix(y.data, C, m, C);
+    NGT_OK(ng_cnn_predict(f.m, &f.xd, &y));
+    NGT_OK(ng_tensor_get(g_cpu, &y, y0));
+    NGT_OK(ng_cnn_whiten(f.m, &f.xd, m));
+    NGT_OK(ng_cnn_predict(f.m, &f.xd, &y));
+    NGT_OK(ng_tensor_get(g_cpu, &y, y1));
+    for (i = 0; i < C * m; i++)
+        if (fabs(y1[i] - y0[i]) > worst) worst = fabs(y1[i] - y0[i]);
+    ng_free(g_cpu, y.ptr);
+    fix_free(&f);
+    NGT_CHECK(worst <= 2e-5, "whitening between batch-norm layers changed the outputs by %.3g", worst);
     return NGT_PASS;
 }
 
@@ -662,6 +689,7 @@ int main(void) {
     NGT_RUN(test_gradient_cpu);
     NGT_RUN(test_chunks);
     NGT_RUN(test_whiten_cpu);
+    NGT_RUN(test_whiten_bn);
     NGT_RUN(test_evaluate);
     NGT_RUN(test_bad_input);
     NGT_RUN(test_cifar_loader);
