@@ -96,7 +96,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
     data-curves-picture bench-profile kernel-lab \
-    toy-figure1 ica-bench rbm-recipes recipes-mnist
+    toy-figure1 ica-bench rbm-recipes recipes-mnist conv-fashion
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
@@ -264,6 +264,12 @@ OPT_TABLE_MINUTES ?= 5
 optimizer-table: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/optimizer_table.sh --minutes $(OPT_TABLE_MINUTES)
+
+# PRONG section 4.3's conv comparison (SGD, batch norm, PRONG, PRONG+) on Fashion-MNIST
+CONV_STEPS ?= 120
+conv-fashion: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/conv_fashion.sh --steps $(CONV_STEPS)
 
 bench-tn: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tn

@@ -927,5 +927,155 @@ NG_HD void ng_mqlp_run(double *st, float *sc, int init, int max_iter, double rto
     else ng_mqlp_step(st, sc, max_iter, rtol, maxxnorm, trancond, singtol);
 }
 
+/* ---- convolutional layers (conv_gather and whiten1x1; natgrad/nn_types.h) ------------------ */
+
+NG_HD int ng_conv_out_dim(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+/* Number of output elements of a conv_gather mode. */
+NG_HD size_t ng_conv_gather_count(int mode, const ng_conv_shape *s) {
+    const size_t n = (size_t)s->n, c = (size_t)s->c;
+    const size_t ho = (size_t)ng_conv_out_dim(s->h, s->kh, s->stride, s->pad);
+    const size_t wo = (size_t)ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
+    if (mode == NG_CONV_IM2COL) return n * ho * wo * c * (size_t)s->kh * (size_t)s->kw;
+    if (mode == NG_CONV_POOL_MAX || mode == NG_CONV_POOL_AVG) return n * c * ho * wo;
+    return n * c * (size_t)s->h * (size_t)s->w;
+}
+
+/* The maximum of window (oh, ow) of map m (h x w) and its position ih * w + iw (the first maximum
+ * in row-major window order; padding skipped; a NaN wins and stays). */
+NG_HD float ng_pool_max_window(const ng_conv_shape *s, const float *m, int oh, int ow, int *at) {
+    float best = 0.0f;
+    int i, j, found = 0;
+    *at = -1;
+    for (i = 0; i < s->kh; i++) {
+        const int ih = oh * s->stride - s->pad + i;
+        if (ih < 0 || ih >= s->h) continue;
+        for (j = 0; j < s->kw; j++) {
+            const int iw = ow * s->stride - s->pad + j;
+            float v;
+            if (iw < 0 || iw >= s->w) continue;
+            v = m[(size_t)ih * s->w + iw];
+            if (!found || v > best || (v != v && best == best)) {
+                best = v;
+                *at = ih * s->w + iw;
+                found = 1;
+            }
+        }
+    }
+    return best;
+}
+
+/* The augmentation of image b (conv_gather AUGMENT): shifts dy, dx in [-pad, pad] and the
+ * mirror flag from the Philox uniforms 3b, 3b + 1, 3b + 2 of (key, step). */
+NG_HD void ng_augment_draw(uint64_t key, uint64_t step, size_t b, int pad, int flip, int *dy, int *dx, int *mirror) {
+    const int span = 2 * pad + 1;
+    int a = (int)(ng_uniform_at(key, step, 3 * (uint64_t)b) * (float)span);
+    int c = (int)(ng_uniform_at(key, step, 3 * (uint64_t)b + 1) * (float)span);
+    *dy = (a < span ? a : span - 1) - pad;
+    *dx = (c < span ? c : span - 1) - pad;
+    *mirror = flip && ng_uniform_at(key, step, 3 * (uint64_t)b + 2) < 0.5f;
+}
+
+/* Element e of the conv_gather output (modes in natgrad/nn_types.h). x: input maps (or col for
+ * COL2IM is g), g: col or dy. Sums run in a fixed order (kernel row, then column) in float. */
+NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x, const float *g, size_t e,
+                                int flip, uint64_t key, uint64_t step) {
+    const int ho = ng_conv_out_dim(s->h, s->kh, s->stride, s->pad);
+    const int wo = ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
+    const size_t P = (size_t)ho * (size_t)wo, hw = (size_t)s->h * (size_t)s->w;
+    const size_t K = (size_t)s->c * (size_t)s->kh * (size_t)s->kw;
+    if (mode == NG_CONV_IM2COL) {
+        const size_t p = e % P, k = (e / P) % K, b = e / (P * K);
+        const int oh = (int)(p / (size_t)wo), ow = (int)(p % (size_t)wo);
+        const int ci = (int)(k / (size_t)(s->kh * s->kw)), r = (int)(k % (size_t)(s->kh * s->kw));
+        const int ih = oh * s->stride - s->pad + r / s->kw, iw = ow * s->stride - s->pad + r % s->kw;
+        if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) return 0.0f;
+        return x[(b * (size_t)s->c + (size_t)ci) * hw + (size_t)ih * s->w + (size_t)iw];
+    }
+    if (mode == NG_CONV_POOL_MAX || mode == NG_CONV_POOL_AVG) {
+        const size_t q = e % P, m = e / P; /* m = b c + ci */
+        const int oh = (int)(q / (size_t)wo), ow = (int)(q % (size_t)wo);
+        const float *map = x + m * hw;
+        int i, j, at;
+        float acc = 0.0f;
+        if (mode == NG_CONV_POOL_MAX) return ng_pool_max_window(s, map, oh, ow, &at);
+        for (i = 0; i < s->kh; i++) {
+            const int ih = oh * s->stride - s->pad + i;
+            if (ih < 0 || ih >= s->h) continue;
+            for (j = 0; j < s->kw; j++) {
+                const int iw = ow * s->stride - s->pad + j;
+                if (iw >= 0 && iw < s->w) acc += map[(size_t)ih * s->w + iw];
+            }
+        }
+        return acc / (float)(s->kh * s->kw);
+    }
+    if (mode == NG_CONV_AUGMENT) { /* e = pixel + hw m, m = b c + ci */
+        const size_t pix = e % hw, m = e / hw, b = m / (size_t)s->c;
+        const int oy = (int)(pix / (size_t)s->w), ox = (int)(pix % (size_t)s->w);
+        int dy, dx, mirror, iy, ix;
+        ng_augment_draw(key, step, b, s->pad, flip, &dy, &dx, &mirror);
+        iy = oy + dy;
+        ix = (mirror ? s->w - 1 - ox : ox) + dx;
+        if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) return 0.0f;
+        return x[m * hw + (size_t)iy * s->w + (size_t)ix];
+    }
+    if (mode == NG_CONV_TO_NHWC) { /* e = ci + c (pixel + hw b) */
+        const size_t ci = e % (size_t)s->c, rest = e / (size_t)s->c;
+        const size_t pix = rest % hw, b = rest / hw;
+        return x[(b * (size_t)s->c + ci) * hw + pix];
+    }
+    if (mode == NG_CONV_TO_NCHW) { /* e = pixel + hw (ci + c b) */
+        const size_t pix = e % hw, ci = (e / hw) % (size_t)s->c, b = e / (hw * (size_t)s->c);
+        return x[ci + (size_t)s->c * (pix + hw * b)];
+    }
+    {
+        /* COL2IM, POOL_MAX_BACK, POOL_AVG_BACK: e = pixel (ih, iw) of map m = b c + ci; visit the
+         * windows (oh, ow) that hold it, kernel row i then column j */
+        const size_t pix = e % hw, m = e / hw;
+        const int ih = (int)(pix / (size_t)s->w), iw = (int)(pix % (size_t)s->w);
+        const size_t b = m / (size_t)s->c, ci = m % (size_t)s->c;
+        float acc = 0.0f;
+        int i, j;
+        for (i = 0; i < s->kh; i++) {
+            const int th = ih + s->pad - i;
+            int oh;
+            if (th < 0 || th % s->stride) continue;
+            oh = th / s->stride;
+            if (oh >= ho) continue;
+            for (j = 0; j < s->kw; j++) {
+                const int tw = iw + s->pad - j;
+                int ow, at;
+                if (tw < 0 || tw % s->stride) continue;
+                ow = tw / s->stride;
+                if (ow >= wo) continue;
+                if (mode == NG_CONV_COL2IM) {
+                    const size_t k = (ci * (size_t)s->kh + (size_t)i) * (size_t)s->kw + (size_t)j;
+                    acc += g[(size_t)oh * wo + (size_t)ow + P * (k + K * b)];
+                } else if (mode == NG_CONV_POOL_AVG_BACK) {
+                    acc += g[m * P + (size_t)oh * wo + (size_t)ow];
+                } else {
+                    (void)ng_pool_max_window(s, x + m * hw, oh, ow, &at);
+                    if (at == (int)pix) acc += g[m * P + (size_t)oh * wo + (size_t)ow];
+                }
+            }
+        }
+        return mode == NG_CONV_POOL_AVG_BACK ? acc / (float)(s->kh * s->kw) : acc;
+    }
+}
+
+/* Element e = q + p (i + cout b) of the 1x1 whitening convolution (whiten1x1 op):
+ * y = sum_j op(U)[i, j] (x[b, j, q] - mean[j]), in double, j ascending. */
+NG_HD float ng_whiten1x1_elem(int c, int cout, int p, int trans, const float *x, const float *mean,
+                              const float *U, int ldu, size_t e) {
+    const size_t q = e % (size_t)p, i = (e / (size_t)p) % (size_t)cout, b = e / ((size_t)p * (size_t)cout);
+    const float *xb = x + b * (size_t)c * (size_t)p + q;
+    double acc = 0.0;
+    int j;
+    for (j = 0; j < c; j++) {
+        const double u = (double)(trans ? U[(size_t)j + i * (size_t)ldu] : U[i + (size_t)j * (size_t)ldu]);
+        acc += u * ((double)xb[(size_t)j * (size_t)p] - (mean ? (double)mean[j] : 0.0));
+    }
+    return (float)acc;
+}
 
 #endif

@@ -3982,6 +3982,194 @@ static int check_minresqlp_step(const ecase *c, void *const got[]) {
 
 /* ---- the table: one descriptor per ng_op ----------------------------------------------------- */
 
+/* ---- conv_gather: im2col, col2im, pooling and its gradients, NCHW <-> NHWC ---------------------
+ * Shapes index the geometries below (tshape.m; n unused); variants are the modes. Buffers: 0 x,
+ * 1 g (col or dy; NULL where the mode reads none), 2 out. The references are written directly
+ * from the definitions (natgrad/nn_types.h) in double: im2col and the layouts copy (bit for bit),
+ * col2im and the pooling gradients scatter every window's entries onto the pixels (another
+ * summation order than the op's gather: tol (terms + 1) FLT_EPSILON sum |terms|), max pooling
+ * takes the first maximum (bit for bit), average pooling divides the window sum by kh kw; the
+ * augmentation draws its shifts and mirrors from the Philox stream written out (bit for bit). */
+static const ng_conv_shape cg_geom[] = {
+    {1, 1, 1, 1, 1, 1, 1, 0}, {2, 3, 5, 4, 3, 3, 1, 1}, {2, 2, 6, 6, 2, 2, 2, 0}, {1, 3, 7, 5, 3, 2, 2, 1},
+    {3, 2, 8, 8, 3, 3, 2, 1}, {2, 4, 9, 7, 5, 5, 1, 2}, {1, 1, 4, 4, 4, 4, 1, 0}, {0, 2, 4, 4, 2, 2, 2, 0},
+    {2, 16, 14, 14, 3, 3, 3, 2}, {4, 8, 28, 28, 3, 3, 1, 1}};
+static const tshape cg_shapes[] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {9, 1}};
+static const char *const cg_mode_name[] = {"im2col", "col2im", "pool_max", "pool_avg",
+                                           "pool_max_back", "pool_avg_back", "to_nhwc", "to_nchw", "augment"};
+
+/* (tshape.n = 0: the empty geometry, n = 0 images) */
+static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase *c) {
+    ng_conv_shape sv = cg_geom[sh->n == 0 ? 7 : sh->m];
+    const ng_conv_shape *s = &sv;
+    const size_t nx = (size_t)s->n * s->c * s->h * s->w;
+    size_t ncol, ny, ng;
+    const uint64_t seed = 911 + (uint64_t)v * 13 + (uint64_t)sh->m * 1000;
+    const int reads_x = v != NG_CONV_COL2IM && v != NG_CONV_POOL_AVG_BACK;
+    (void)inplace;
+    if (v == NG_CONV_AUGMENT) { /* crops of 1..3 pixels and mirrors */
+        sv.pad = 1 + sh->m % 3;
+        sv.kh = sv.kw = 2 * sv.pad + 1;
+        c->a.conv_gather.flip = 1;
+        c->a.conv_gather.key = 0x5eed0000u + (uint64_t)sh->m;
+        c->a.conv_gather.step = 7 + (uint64_t)sh->m;
+    }
+    ncol = ng_conv_gather_count(NG_CONV_IM2COL, s);
+    ny = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
+    ng = v == NG_CONV_COL2IM ? ncol : (v == NG_CONV_POOL_MAX_BACK || v == NG_CONV_POOL_AVG_BACK) ? ny : 0;
+    c->a.conv_gather.mode = v;
+    c->a.conv_gather.s = *s;
+    if (reads_x) eb_rand(c, eb_vec(t, c, "x", R_IN, 0, (int)nx, AOFF(conv_gather.x)), seed, -2.0, 2.0);
+    else eb_null(c, "x");
+    if (ng) eb_rand(c, eb_vec(t, c, "g", R_IN, 0, (int)ng, AOFF(conv_gather.g)), seed + 1, -1.0, 1.0);
+    else eb_null(c, "g");
+    eb_vec(t, c, "out", R_OUT, 0, (int)ng_conv_gather_count(v, s), AOFF(conv_gather.out));
+    what(c, "conv_gather %s n=%d c=%d h=%d w=%d window %dx%d stride %d pad %d", cg_mode_name[v], s->n, s->c, s->h,
+         s->w, s->kh, s->kw, s->stride, s->pad);
+    return 1;
+}
+
+static void ref_conv_gather(ecase *c) {
+    const ng_conv_shape *s = &c->a.conv_gather.s;
+    const int mode = c->a.conv_gather.mode;
+    const int ho = (s->h + 2 * s->pad - s->kh) / s->stride + 1, wo = (s->w + 2 * s->pad - s->kw) / s->stride + 1;
+    const size_t P = (size_t)ho * wo, hw = (size_t)s->h * s->w, K = (size_t)s->c * s->kh * s->kw;
+    const size_t nout = c->b[2].n;
+    const float *x = IF(c, 0), *g = IF(c, 1);
+    float *out = WF(c, 2);
+    double *tol = TL(c, 2), *acc = calloc(nout + 1, sizeof *acc), *mag = calloc(nout + 1, sizeof *mag);
+    int *terms = calloc(nout + 1, sizeof *terms);
+    int b, ci, oh, ow, i, j;
+    size_t e;
+    for (e = 0; e < nout; e++) tol[e] = 0.0;
+    for (b = 0; b < s->n; b++)
+        for (ci = 0; ci < s->c; ci++) {
+            const size_t m = (size_t)b * s->c + ci;
+            if (mode == NG_CONV_AUGMENT) { /* the draws written out: float products as the body rounds them */
+                const int span = 2 * s->pad + 1;
+                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step;
+                int dy = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b) * (float)span);
+                int dx = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b + 1) * (float)span);
+                const int mir = (float)naive_uniform(key, step, 3 * (uint64_t)b + 2) < 0.5f;
+                int y0, x0;
+                dy = (dy < span ? dy : span - 1) - s->pad;
+                dx = (dx < span ? dx : span - 1) - s->pad;
+                for (y0 = 0; y0 < s->h; y0++)
+                    for (x0 = 0; x0 < s->w; x0++) {
+                        const int iy = y0 + dy, ix = (mir ? s->w - 1 - x0 : x0) + dx;
+                        out[m * hw + (size_t)y0 * s->w + x0] =
+                            iy < 0 || iy >= s->h || ix < 0 || ix >= s->w ? 0.0f : x[m * hw + (size_t)iy * s->w + ix];
+                    }
+                continue;
+            }
+            if (mode == NG_CONV_TO_NHWC || mode == NG_CONV_TO_NCHW) {
+                size_t q;
+                for (q = 0; q < hw; q++) {
+                    const size_t nchw = m * hw + q, nhwc = ci + (size_t)s->c * (q + hw * b);
+                    if (mode == NG_CONV_TO_NHWC) out[nhwc] = x[nchw];
+                    else out[nchw] = x[nhwc];
+                }
+                continue;
+            }
+            for (oh = 0; oh < ho; oh++)
+                for (ow = 0; ow < wo; ow++) {
+                    const size_t yo = m * P + (size_t)oh * wo + ow;
+                    double best = 0.0, sum = 0.0;
+                    size_t best_at = (size_t)-1;
+                    for (i = 0; i < s->kh; i++)
+                        for (j = 0; j < s->kw; j++) {
+                            const int ih = oh * s->stride - s->pad + i, iw = ow * s->stride - s->pad + j;
+                            const size_t k = ((size_t)ci * s->kh + i) * s->kw + j;
+                            const size_t co = (size_t)oh * wo + ow + P * (k + K * b);
+                            const int in = ih >= 0 && ih < s->h && iw >= 0 && iw < s->w;
+                            const size_t px = m * hw + (size_t)ih * s->w + iw;
+                            if (mode == NG_CONV_IM2COL) out[co] = in ? x[px] : 0.0f;
+                            if (!in) continue;
+                            if (mode == NG_CONV_COL2IM) {
+                                acc[px] += g[co];
+                                mag[px] += fabs((double)g[co]);
+                                terms[px]++;
+                            }
+                            if (x && (best_at == (size_t)-1 || (double)x[px] > best)) best = x[px], best_at = px;
+                            if (x) sum += (double)x[px];
+                            if (mode == NG_CONV_POOL_AVG_BACK) {
+                                acc[px] += (double)g[yo] / (s->kh * s->kw);
+                                mag[px] += fabs((double)g[yo]) / (s->kh * s->kw);
+                                terms[px]++;
+                            }
+                        }
+                    if (mode == NG_CONV_POOL_MAX) out[yo] = (float)best;
+                    if (mode == NG_CONV_POOL_AVG) {
+                        out[yo] = (float)(sum / (s->kh * s->kw));
+                        tol[yo] = (s->kh * s->kw + 2) * EPS_F * (fabs(sum) + 4.0 * s->kh * s->kw) / (s->kh * s->kw);
+                    }
+                    if (mode == NG_CONV_POOL_MAX_BACK) {
+                        acc[best_at] += g[yo];
+                        mag[best_at] += fabs((double)g[yo]);
+                        terms[best_at]++;
+                    }
+                }
+        }
+    if (mode == NG_CONV_COL2IM || mode == NG_CONV_POOL_MAX_BACK || mode == NG_CONV_POOL_AVG_BACK)
+        for (e = 0; e < nout; e++) {
+            out[e] = (float)acc[e];
+            tol[e] = (terms[e] + 1) * EPS_F * mag[e];
+        }
+    free(acc);
+    free(mag);
+    free(terms);
+}
+
+/* ---- whiten1x1: y[b, i, q] = sum_j op(U)[i, j] (x[b, j, q] - mean[j]) --------------------------
+ * Shapes: (c, cout) pairs with n and p from the table; variants: (trans, mean given) in {0,1}^2.
+ * Buffers: 0 x, 1 mean (c or NULL), 2 U (padded ld), 3 y. The op sums in double and rounds once:
+ * tol FLT_EPSILON |y| + 1e-12 sum |terms| (the reference's own order). */
+static const struct { int n, c, cout, p; } w1_geom[] = {
+    {1, 1, 1, 1}, {2, 3, 3, 5}, {3, 4, 2, 7}, {2, 2, 5, 9}, {4, 16, 16, 49}, {2, 33, 17, 100}, {0, 3, 3, 4}};
+static const tshape w1_shapes[] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}};
+
+static int gen_whiten1x1(tctx *t, const tshape *sh, int inplace, int v, ecase *c) {
+    const int g = sh->n == 0 ? 6 : sh->m; /* tshape.n = 0: the empty geometry */
+    const int n = w1_geom[g].n, ch = w1_geom[g].c, co = w1_geom[g].cout, p = w1_geom[g].p;
+    const int trans = v & 1, rows = trans ? ch : co, cols = trans ? co : ch;
+    const uint64_t seed = 977 + (uint64_t)v * 13 + (uint64_t)sh->m * 1000;
+    (void)inplace;
+    c->a.whiten1x1.n = n;
+    c->a.whiten1x1.c = ch;
+    c->a.whiten1x1.cout = co;
+    c->a.whiten1x1.p = p;
+    c->a.whiten1x1.trans = trans;
+    c->a.whiten1x1.ldu = rows + 2;
+    eb_rand(c, eb_vec(t, c, "x", R_IN, 0, n * ch * p, AOFF(whiten1x1.x)), seed, -3.0, 5.0);
+    if (v & 2) eb_rand(c, eb_vec(t, c, "mean", R_IN, 0, ch, AOFF(whiten1x1.mean)), seed + 1, 0.0, 2.0);
+    else eb_null(c, "mean");
+    eb_rand(c, eb_add(t, c, "U", R_IN, 0, rows, cols, rows + 2, AOFF(whiten1x1.U)), seed + 2, -1.0, 1.0);
+    eb_vec(t, c, "y", R_OUT, 0, n * co * p, AOFF(whiten1x1.y));
+    what(c, "whiten1x1 n=%d c=%d cout=%d p=%d trans=%d mean=%s", n, ch, co, p, trans, v & 2 ? "given" : "NULL");
+    return 1;
+}
+
+static void ref_whiten1x1(ecase *c) {
+    const int n = c->a.whiten1x1.n, ch = c->a.whiten1x1.c, co = c->a.whiten1x1.cout, p = c->a.whiten1x1.p;
+    const int trans = c->a.whiten1x1.trans;
+    int b, i, j, q;
+    for (b = 0; b < n; b++)
+        for (i = 0; i < co; i++)
+            for (q = 0; q < p; q++) {
+                double acc = 0.0, mag = 0.0;
+                const size_t e = (size_t)q + (size_t)p * ((size_t)i + (size_t)co * b);
+                for (j = 0; j < ch; j++) {
+                    const double u = trans ? IF(c, 2)[AT(c, 2, j, i)] : IF(c, 2)[AT(c, 2, i, j)];
+                    const double xm = (double)IF(c, 0)[(size_t)q + (size_t)p * ((size_t)j + (size_t)ch * b)] -
+                                      (c->b[1].is_null ? 0.0 : (double)IF(c, 1)[j]);
+                    acc += u * xm;
+                    mag += fabs(u * xm);
+                }
+                WF(c, 3)[e] = (float)acc;
+                TL(c, 3)[e] = EPS_F * fabs(acc) + 1e-12 * mag + 1e-30;
+            }
+}
+
 static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_FILL] = {NG_OP_FILL, "fill", OPF_OUT, vec_shapes, NSHAPES(vec_shapes), 4, gen_fill,
                     ref_fill, NULL},
@@ -4039,6 +4227,10 @@ static const op_test op_tests[NG_OP_COUNT] = {
                           NULL},
     [NG_OP_MINRESQLP_STEP] = {NG_OP_MINRESQLP_STEP, "minresqlp_step", OPF_IN, mq_shapes, NSHAPES(mq_shapes),
                               NSHAPES(mq_v), gen_minresqlp_step, ref_minresqlp_step, check_minresqlp_step},
+    [NG_OP_CONV_GATHER] = {NG_OP_CONV_GATHER, "conv_gather", OPF_OUT, cg_shapes, NSHAPES(cg_shapes),
+                           NG_CONV_MODE_COUNT, gen_conv_gather, ref_conv_gather, NULL},
+    [NG_OP_WHITEN1X1] = {NG_OP_WHITEN1X1, "whiten1x1", OPF_OUT, w1_shapes, NSHAPES(w1_shapes), 4, gen_whiten1x1,
+                         ref_whiten1x1, NULL},
 };
 
 /* Every ng_op has a complete descriptor naming it as the library does, and this backend answers

@@ -797,6 +797,34 @@ static int expect_refused(ng_status s, const char *option, const char *what) {
         if (expect_refused((expr), option, #expr) != NGT_PASS) return NGT_FAIL; \
     } while (0)
 
+/* SGD's waterfall annealing: lr(t) = lr drop^floor(t / every), exactly (the schedule the conv
+ * comparison of PRONG section 4.3 uses); with lr_gamma the two schedules multiply. */
+static int test_sgd_waterfall(void) {
+    quad q;
+    ng_update *u = NULL;
+    ng_sgd_config c;
+    uint64_t t;
+    memset(&c, 0, sizeof c);
+    c.lr = 0.2f;
+    c.momentum = 0.5f;
+    c.lr_drop = 0.25f;
+    c.lr_drop_every = 7;
+    NGT_OK(quad_init(&q, g_cpu, 0.1, 1.0, 5));
+    NGT_OK(ng_update_sgd_init(g_cpu, &q.m, &c, &u));
+    for (t = 0; t < 40; t++) {
+        const double want = (double)c.lr * pow(0.25, (double)(t / 7));
+        NGT_CHECK(fabs(ng_update_lr(u, t) - want) <= 1e-15 * want, "lr(%llu) = %.17g, want %.17g", (unsigned long long)t,
+                  ng_update_lr(u, t), want);
+    }
+    ng_update_free(u);
+    c.lr_gamma = 10.0f;
+    NGT_OK(ng_update_sgd_init(g_cpu, &q.m, &c, &u));
+    NGT_CHECK(fabs(ng_update_lr(u, 15) - 0.2f * 10.0 / 25.0 * 0.0625) <= 1e-9, "lr(15) with lr_gamma = %.9g", ng_update_lr(u, 15));
+    ng_update_free(u);
+    ng_model_release(&q.m);
+    return NGT_PASS;
+}
+
 static int test_bad_configs(void) {
     ng_nag_config n, n0;
     ng_adam_config a, a0;
@@ -866,6 +894,18 @@ static int test_bad_configs(void) {
     s = s0;
     s.average = 1.0f;
     REFUSED(ng_sgd_config_check(&s), "--average");
+    s = s0; /* waterfall annealing: a factor in (0, 1] when on */
+    s.lr_drop_every = 10;
+    s.lr_drop = 0.0f;
+    REFUSED(ng_sgd_config_check(&s), "--lr-drop");
+    s.lr_drop = 1.5f;
+    REFUSED(ng_sgd_config_check(&s), "--lr-drop");
+    s.lr_drop = NAN;
+    REFUSED(ng_sgd_config_check(&s), "--lr-drop");
+    s.lr_drop = 0.5f;
+    NGT_OK(ng_sgd_config_check(&s));
+    s.lr_drop_every = -1;
+    REFUSED(ng_sgd_config_check(&s), "--lr-drop");
     /* the init functions check too and leave *out NULL */
     NGT_OK(quad_init(&q, g_cpu, 0.1, 1.0, 61));
     n = n0;
@@ -976,6 +1016,7 @@ int main(void) {
     }
     NGT_RUN(test_nag_schedule);
     NGT_RUN(test_bad_configs);
+    NGT_RUN(test_sgd_waterfall);
     NGT_RUN(test_nag_vs_theta_v_form_cpu);
     NGT_RUN(test_adam_steps_cpu);
     NGT_RUN(test_rmsprop_steps_cpu);

@@ -675,6 +675,55 @@ static ng_status check_minresqlp_step(const ng_op_args *a, const char *op, int *
     return NG_OK;
 }
 
+static ng_status check_conv_gather(const ng_op_args *a, const char *op, int *empty) {
+    const ng_conv_shape *s = &a->conv_gather.s;
+    const int mode = a->conv_gather.mode;
+    size_t nout, nx = 0, ng = 0;
+    CHECK(mode >= 0 && mode < NG_CONV_MODE_COUNT, "unknown mode %d", mode);
+    CHECK(s->n >= 0 && s->c >= 0 && s->h >= 1 && s->w >= 1, "maps (n=%d, c=%d, h=%d, w=%d): need n, c >= 0 and h, w >= 1",
+          s->n, s->c, s->h, s->w);
+    CHECK(s->kh >= 1 && s->kw >= 1 && s->stride >= 1, "window %dx%d stride %d: need sizes and stride >= 1", s->kh, s->kw,
+          s->stride);
+    CHECK(s->pad >= 0 && s->pad < s->kh && s->pad < s->kw, "pad %d must be in [0, window %dx%d)", s->pad, s->kh, s->kw);
+    CHECK(mode != NG_CONV_AUGMENT || (s->kh == 2 * s->pad + 1 && s->kw == s->kh), "augment: window %dx%d must be 2 pad + 1 = %d",
+          s->kh, s->kw, 2 * s->pad + 1);
+    CHECK(a->conv_gather.flip == 0 || a->conv_gather.flip == 1, "flip %d must be 0 or 1", a->conv_gather.flip);
+    CHECK(s->h + 2 * s->pad >= s->kh && s->w + 2 * s->pad >= s->kw, "window %dx%d larger than the padded maps %dx%d", s->kh,
+          s->kw, s->h + 2 * s->pad, s->w + 2 * s->pad);
+    CHECK((double)s->n * s->c * s->h * s->w * s->kh * s->kw < 9.0e18, "maps too large");
+    nout = ng_conv_gather_count(mode, s);
+    *empty = nout == 0;
+    if (*empty) return NG_OK;
+    CHECK(a->conv_gather.out, "NULL pointer (out)");
+    if (mode == NG_CONV_COL2IM) ng = ng_conv_gather_count(NG_CONV_IM2COL, s);
+    else if (mode == NG_CONV_POOL_MAX_BACK || mode == NG_CONV_POOL_AVG_BACK) ng = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
+    if (mode != NG_CONV_COL2IM && mode != NG_CONV_POOL_AVG_BACK) nx = (size_t)s->n * s->c * s->h * s->w;
+    CHECK(!nx || a->conv_gather.x, "NULL pointer (x)");
+    CHECK(!ng || a->conv_gather.g, "NULL pointer (g)");
+    CHECK(!nx || !spans_overlap(a->conv_gather.out, nout, a->conv_gather.x, nx), "out overlaps x");
+    CHECK(!ng || !spans_overlap(a->conv_gather.out, nout, a->conv_gather.g, ng), "out overlaps g");
+    return NG_OK;
+}
+static ng_status check_whiten1x1(const ng_op_args *a, const char *op, int *empty) {
+    const int n = a->whiten1x1.n, c = a->whiten1x1.c, co = a->whiten1x1.cout, p = a->whiten1x1.p;
+    const int tr = a->whiten1x1.trans;
+    size_t nx, ny;
+    CHECK(n >= 0 && c >= 1 && co >= 0 && p >= 0, "sizes n=%d c=%d cout=%d p=%d: need c >= 1, others >= 0", n, c, co, p);
+    CHECK(tr == 0 || tr == 1, "trans %d must be 0 or 1", tr);
+    CHECK(ld_ok(a->whiten1x1.ldu, tr ? c : co), "ldu=%d < rows of U (%d)", a->whiten1x1.ldu, tr ? c : co);
+    nx = (size_t)n * c * p;
+    ny = (size_t)n * co * p;
+    *empty = ny == 0;
+    if (*empty) return NG_OK;
+    CHECK(a->whiten1x1.x && a->whiten1x1.U && a->whiten1x1.y, "NULL pointer");
+    CHECK(!spans_overlap(a->whiten1x1.y, ny, a->whiten1x1.x, nx), "y overlaps x");
+    CHECK(!spans_overlap(a->whiten1x1.y, ny, a->whiten1x1.U,
+                         (size_t)a->whiten1x1.ldu * (size_t)((tr ? co : c) - 1) + (size_t)(tr ? c : co)),
+          "y overlaps U");
+    CHECK(!a->whiten1x1.mean || !spans_overlap(a->whiten1x1.y, ny, a->whiten1x1.mean, (size_t)c), "y overlaps mean");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -703,6 +752,8 @@ static const struct op_desc {
     [NG_OP_OUTER_SCALE] = {"outer_scale", check_outer_scale},
     [NG_OP_FACTOR_UPDATE] = {"factor_update", check_factor_update},
     [NG_OP_MINRESQLP_STEP] = {"minresqlp_step", check_minresqlp_step},
+    [NG_OP_CONV_GATHER] = {"conv_gather", check_conv_gather},
+    [NG_OP_WHITEN1X1] = {"whiten1x1", check_whiten1x1},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -568,6 +568,26 @@ static void cpu_minresqlp_step(const ng_op_args *a) {
                     a->minresqlp_step.trancond, a->minresqlp_step.singtol);
 }
 
+static void cpu_conv_gather(const ng_op_args *a) {
+    const size_t n = ng_conv_gather_count(a->conv_gather.mode, &a->conv_gather.s);
+    long e;
+#pragma omp parallel for if (n > 16384) schedule(static)
+    for (e = 0; e < (long)n; e++)
+        a->conv_gather.out[e] = ng_conv_gather_elem(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x,
+                                                    a->conv_gather.g, (size_t)e, a->conv_gather.flip,
+                                                    a->conv_gather.key, a->conv_gather.step);
+}
+
+static void cpu_whiten1x1(const ng_op_args *a) {
+    const size_t n = (size_t)a->whiten1x1.n * a->whiten1x1.cout * a->whiten1x1.p;
+    long e;
+#pragma omp parallel for if (n * (size_t)a->whiten1x1.c > 65536) schedule(static)
+    for (e = 0; e < (long)n; e++)
+        a->whiten1x1.y[e] = ng_whiten1x1_elem(a->whiten1x1.c, a->whiten1x1.cout, a->whiten1x1.p, a->whiten1x1.trans,
+                                              a->whiten1x1.x, a->whiten1x1.mean, a->whiten1x1.U, a->whiten1x1.ldu,
+                                              (size_t)e);
+}
+
 static int cpu_supports_op(ng_backend *be, ng_op op) { return (unsigned)op < NG_OP_COUNT; }
 
 static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
@@ -596,6 +616,8 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_OUTER_SCALE: cpu_outer_scale(a); break;
     case NG_OP_FACTOR_UPDATE: cpu_factor_update(a); break;
     case NG_OP_MINRESQLP_STEP: cpu_minresqlp_step(a); break;
+    case NG_OP_CONV_GATHER: cpu_conv_gather(a); break;
+    case NG_OP_WHITEN1X1: cpu_whiten1x1(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

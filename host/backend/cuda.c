@@ -502,7 +502,9 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_ROW_MOMENTS:
     case NG_OP_BN_NORMALIZE:
     case NG_OP_BN_PROJECT:
-    case NG_OP_MINRESQLP_STEP: return 1;
+    case NG_OP_MINRESQLP_STEP:
+    case NG_OP_CONV_GATHER:
+    case NG_OP_WHITEN1X1: return 1;
     default: return 0;
     }
 }
@@ -618,6 +620,13 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                       a->minresqlp_step.max_iter, a->minresqlp_step.rtol,
                                       a->minresqlp_step.maxxnorm, a->minresqlp_step.trancond,
                                       a->minresqlp_step.singtol, st);
+    case NG_OP_CONV_GATHER:
+        return ng_cuda_conv_gather(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x, a->conv_gather.g,
+                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, st);
+    case NG_OP_WHITEN1X1:
+        return ng_cuda_whiten1x1(a->whiten1x1.n, a->whiten1x1.c, a->whiten1x1.cout, a->whiten1x1.p, a->whiten1x1.trans,
+                                 a->whiten1x1.x, a->whiten1x1.mean, a->whiten1x1.U, a->whiten1x1.ldu, a->whiten1x1.y,
+                                 st);
     default: return ng_error(NG_ERR_UNSUPPORTED, "cuda: op %d is not implemented", (int)a->op);
     }
 }

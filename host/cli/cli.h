@@ -90,6 +90,7 @@ int ng_cli_profile_report(const ng_common_opts *c);
 
 int ng_cmd_rbm(int argc, char **argv);
 int ng_cmd_net(int argc, char **argv);
+int ng_cmd_cnn(int argc, char **argv);
 int ng_cmd_info(int argc, char **argv);
 int ng_cmd_export(int argc, char **argv);
 int ng_cmd_ckpt(int argc, char **argv);

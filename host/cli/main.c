@@ -16,6 +16,7 @@ static void usage(FILE *f) {
             "  rbm sample   samples after N Gibbs sweeps and the weight filters, as PNG grids and .npy arrays\n"
             "  net train    train an MLP or deep autoencoder (presets of Hinton & Salakhutdinov 2006)\n"
             "  net eval     objective and reconstruction error of a network checkpoint\n"
+            "  cnn train    train a convolutional classifier (conv, pooling, batch norm, PRONG whitening)\n"
             "  toy          Figure 1 of Sohl-Dickstein's note: steepest vs natural gradient on a 2-D Gaussian\n"
             "  export       write a checkpoint's parameters as safetensors (NumPy, PyTorch)\n"
             "  ckpt         list the fields and tensors of a checkpoint\n"
@@ -73,6 +74,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "rbm") == 0) return ng_cmd_rbm(argc - 2, argv + 2);
     if (strcmp(argv[1], "net") == 0) return ng_cmd_net(argc - 2, argv + 2);
+    if (strcmp(argv[1], "cnn") == 0) return ng_cmd_cnn(argc - 2, argv + 2);
     if (strcmp(argv[1], "toy") == 0) return ng_cmd_toy(argc - 2, argv + 2);
     if (strcmp(argv[1], "export") == 0) return ng_cmd_export(argc - 2, argv + 2);
     if (strcmp(argv[1], "ckpt") == 0) return ng_cmd_ckpt(argc - 2, argv + 2);

@@ -69,6 +69,9 @@ ng_status ng_sgd_config_check(const ng_sgd_config *c) {
         return ng_error(NG_ERR_INVALID_ARG, "--lr-gamma %g: must be >= 0", (double)c->lr_gamma);
     if (!(c->momentum >= 0.0f && c->momentum < 1.0f))
         return ng_error(NG_ERR_INVALID_ARG, "--momentum %g: must be in [0, 1)", (double)c->momentum);
+    if (c->lr_drop_every < 0 || (c->lr_drop_every > 0 && !(c->lr_drop > 0.0f && c->lr_drop <= 1.0f)))
+        return ng_error(NG_ERR_INVALID_ARG, "--lr-drop %g every %d updates: need a factor in (0, 1] and a count >= 0",
+                        (double)c->lr_drop, c->lr_drop_every);
     if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
         return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be >= 0", (double)c->weight_decay);
     return ng_upd_check_unit("--average", c->average);
@@ -77,7 +80,9 @@ ng_status ng_sgd_config_check(const ng_sgd_config *c) {
 static double sgd_lr(const ng_update *u, uint64_t t) {
     const sgd *s = (const sgd *)u->impl;
     double g = s->cfg.lr_gamma;
-    return g > 0.0 ? (double)s->cfg.lr * g / (g + (double)t) : (double)s->cfg.lr;
+    double lr = g > 0.0 ? (double)s->cfg.lr * g / (g + (double)t) : (double)s->cfg.lr;
+    if (s->cfg.lr_drop_every > 0) lr *= pow((double)s->cfg.lr_drop, (double)(t / (uint64_t)s->cfg.lr_drop_every));
+    return lr;
 }
 
 static ng_status sgd_penalize(ng_update *u, ng_model *m, uint64_t t) {
@@ -114,6 +119,10 @@ static ng_status sgd_save(ng_update *u, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_f32(c, "sgd.lr_gamma", s->cfg.lr_gamma));
     NG_TRY(ng_ckpt_set_f32(c, "sgd.momentum", s->cfg.momentum));
     NG_TRY(ng_ckpt_set_f32(c, "sgd.weight_decay", s->cfg.weight_decay));
+    if (s->cfg.lr_drop_every > 0) {
+        NG_TRY(ng_ckpt_set_f32(c, "sgd.lr_drop", s->cfg.lr_drop));
+        NG_TRY(ng_ckpt_set_i64(c, "sgd.lr_drop_every", s->cfg.lr_drop_every));
+    }
     return ng_upd_avg_save(&s->avg, c, "sgd");
 }
 
@@ -133,6 +142,15 @@ static ng_status sgd_load(ng_update *u, const ng_ckpt *c, int apply) {
                         ng_ckpt_path(c), (double)mom, (double)wd, (double)s->cfg.momentum,
                         (double)s->cfg.weight_decay);
     NG_TRY(ng_upd_avg_load(&s->avg, c, "sgd"));
+    if (ng_ckpt_has(c, "sgd.lr_drop_every")) {
+        int64_t every;
+        float drop;
+        NG_TRY(ng_ckpt_get_int(c, "sgd.lr_drop_every", 1, 1 << 30, &every));
+        NG_TRY(ng_ckpt_get_float(c, "sgd.lr_drop", 1e-30, 1.0, &drop));
+        if (apply) s->cfg.lr_drop = drop, s->cfg.lr_drop_every = (int)every;
+    } else if (apply) {
+        s->cfg.lr_drop_every = 0;
+    }
     if (apply) {
         s->cfg.lr = lr;
         s->cfg.lr_gamma = gamma;

@@ -74,6 +74,8 @@ typedef enum ng_op {
     NG_OP_OUTER_SCALE,      /* out[r,c] = x[r,c] phi(u[r], v[c]): scalings of K-FAC's inverses */
     NG_OP_FACTOR_UPDATE,    /* C_e = beta C_e + alpha_e X_e Y_e^T for many factors at once (K-FAC) */
     NG_OP_MINRESQLP_STEP,   /* one step of MINRES-QLP's scalar recurrence per system (one thread each) */
+    NG_OP_CONV_GATHER,      /* im2col, col2im, pooling and its gradients, NCHW <-> NHWC  (=) */
+    NG_OP_WHITEN1X1,        /* the 1x1 whitening convolution: y = U (x - mean) per pixel  (=) */
     NG_OP_COUNT
 } ng_op;
 
@@ -290,6 +292,30 @@ typedef struct ng_op_args {
             double *state;
             float *sc;
         } minresqlp_step;
+        /* Convolution layouts and pooling (ng_conv_gather_elem; modes and shapes in
+         * natgrad/nn_types.h): out = the mode's gather of x (IM2COL, POOL_MAX, POOL_AVG, TO_NHWC,
+         * TO_NCHW), of g = col (COL2IM), or of g = dy with x for the maxima (POOL_MAX_BACK),
+         * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
+         * when flip = 1, drawn from (key, step); s.kh = s.kw = 2 s.pad + 1)  (=,
+         * ng_conv_gather_count elements). out overlaps no input. */
+        struct {
+            int mode;
+            ng_conv_shape s;
+            const float *x, *g;
+            float *out;
+            int flip;
+            uint64_t key, step;
+        } conv_gather;
+        /* The 1x1 whitening convolution (PRONG section 4.3: the pixels of a map are samples),
+         * centering and channel mixing fused (ng_whiten1x1_elem): on maps x (n, c, p pixels),
+         *   y[b, i, q] = sum_j op(U)[i, j] (x[b, j, q] - mean[j])   i < cout  (=)
+         * op(U) = U (cout x c, ld ldu) or, trans = 1, U^T (U is c x cout); mean NULL = 0.
+         * y overlaps no input. */
+        struct {
+            int n, c, cout, p, trans;
+            const float *x, *mean, *U; int ldu;
+            float *y;
+        } whiten1x1;
     };
 } ng_op_args;
 

@@ -121,6 +121,12 @@ ng_status ng_dataset_downsample2(const ng_dataset *src, ng_dataset *out);
 ng_status ng_dataset_resample_area(const ng_dataset *src, int height, int width, ng_dataset *out);
 void ng_dataset_free(ng_dataset *ds);
 
+/* CIFAR-10 binary files (host/data/cifar.c), concatenated in order: records of one label byte
+ * (0..9) and 3 x 32 x 32 pixel bytes (one N,C,H,W image: red, green, blue planes), scaled to
+ * [0, 1]. dim = 3072 with height = width = 32 (3 channels). Each file's length must be a positive
+ * multiple of 3073 bytes and every label below 10: NG_ERR_FORMAT naming the file and record. */
+ng_status ng_dataset_load_cifar10(const char *const *files, int nfiles, ng_dataset *out);
+
 /* ---- batches for training (host/data/batches.c) ---------------------------------------------
  * Streams mini-batches of a host data set to the device, one batch per call, instead of keeping
  * the whole set there. Epoch e visits the columns in the order of a permutation drawn from

@@ -35,4 +35,43 @@ enum {
  * scalings w^(-1/2) and the Stein division 1 / (1 - u v) of its block-tridiagonal inverse. */
 enum { NG_OSCALE_MUL = 0, NG_OSCALE_RSQRT = 1, NG_OSCALE_STEIN = 2, NG_OSCALE_SQUARE = 3, NG_OSCALE_POW = 4 };
 
+/* Convolutional layers (natgrad/cnn.h, the conv_gather op): maps are N,C,H,W tensors (w fastest,
+ * then h, channel, image), float32. A window of kh x kw input pixels with the given stride and
+ * zero padding gives ho = (h + 2 pad - kh) / stride + 1 rows of outputs (wo likewise). */
+typedef struct ng_conv_shape {
+    int n, c, h, w;     /* input maps */
+    int kh, kw;         /* window */
+    int stride, pad;    /* stride >= 1, 0 <= pad < kh, kw */
+} ng_conv_shape;
+
+/* Modes of the conv_gather op: each output element is a fixed-order gather of input elements.
+ *   IM2COL         col (P, K) per image, P = ho wo output pixels, K = c kh kw (channel, kernel row,
+ *                  kernel column; column-major, image b at b P K): the window pixels, 0 in padding
+ *   COL2IM         x (n,c,h,w) = the sum of the col entries that IM2COL copies from each pixel
+ *                  (the transpose of IM2COL: the input gradient of a convolution)
+ *   POOL_MAX/AVG   y (n,c,ho,wo): the window's maximum (padding excluded; the first maximum in
+ *                  row-major window order wins; NaN propagates) / its sum over kh kw (padding
+ *                  counts as 0)
+ *   POOL_MAX_BACK  dx (n,c,h,w) from dy (n,c,ho,wo) and x: dy routed to each window's maximum
+ *   POOL_AVG_BACK  dx (n,c,h,w): the sum of dy / (kh kw) over the windows holding the pixel
+ *   TO_NHWC        out (c, n h w) column-major (channel fastest) from x (n,c,h,w)
+ *   TO_NCHW        the inverse: out (n,c,h,w) from x (c, n h w)
+ *   AUGMENT        out (n,c,h,w): image b of x shifted by (dy, dx) in [-pad, pad]^2 (zeros
+ *                  entering; a random crop of the image padded by pad) and, when flip is set,
+ *                  mirrored left-right with probability 1/2; dy, dx and the mirror of image b
+ *                  come from the Philox uniforms 3b, 3b + 1, 3b + 2 of (key, step)
+ *                  (ng_augment_draw), the same on every backend */
+enum {
+    NG_CONV_IM2COL = 0,
+    NG_CONV_COL2IM,
+    NG_CONV_POOL_MAX,
+    NG_CONV_POOL_AVG,
+    NG_CONV_POOL_MAX_BACK,
+    NG_CONV_POOL_AVG_BACK,
+    NG_CONV_TO_NHWC,
+    NG_CONV_TO_NCHW,
+    NG_CONV_AUGMENT,
+    NG_CONV_MODE_COUNT
+};
+
 #endif

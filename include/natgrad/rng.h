@@ -29,8 +29,9 @@ typedef enum ng_rng_purpose {
     NG_RNG_FISHER_TARGETS = 12, /* targets sampled from a network's predictive distribution */
     NG_RNG_KFAC_TARGETS = 13, /* K-FAC's sampled targets of its G statistics, indexed by update */
     NG_RNG_TOY = 20,         /* samples of Sohl-Dickstein's 2-D Gaussian toy (host) */
-    NG_RNG_ICA = 21,
-    NG_RNG_DIAG_TARGETS = 22,/* targets sampled by the diagonal Fisher preconditioner, indexed by update */         /* sources and mixing matrix of the linear ICA demonstration (host) */
+    NG_RNG_ICA = 21,         /* sources and mixing matrix of the linear ICA demonstration (host) */
+    NG_RNG_DIAG_TARGETS = 22,/* targets sampled by the diagonal Fisher preconditioner, indexed by update */
+    NG_RNG_AUGMENT = 23,     /* cnn data augmentation (crops, mirrors), indexed by gradient and chunk */
     NG_RNG_TEST = 100        /* tests */
 } ng_rng_purpose;
 

@@ -84,6 +84,10 @@ typedef struct ng_sgd_config {
     float lr, lr_gamma, momentum, weight_decay;
     const char *norm_param;
     float average; /* xi, see the top of this file (0: off) */
+    /* waterfall annealing (PRONG section 4.3's conv runs): lr_t is multiplied by lr_drop every
+     * lr_drop_every updates (lr_drop_every = 0: off; lr_drop in (0, 1]) */
+    float lr_drop;
+    int lr_drop_every;
 } ng_sgd_config;
 ng_status ng_update_sgd_init(ng_backend *be, ng_model *m, const ng_sgd_config *cfg, ng_update **out);
 /* Validates a configuration (positive finite lr, momentum in [0, 1), ...), naming the option. */

@@ -1,0 +1,973 @@
+/* cnn.c: convolutional classifiers (natgrad/cnn.h), a model of natgrad/model.h.
+ *
+ * Buffers per chunk of `cols` images (workspace arena, allocated once):
+ *   A[l]   (size_l, chunk)   output maps of layer l (N,C,H,W: one image per column); A[0] the
+ *                            input copy; A[L] the logits z (the last layer is dense)
+ *   D[l]   (size_l, chunk)   dL/dA[l] (D[L] = dL/dz = (y - t) / m)
+ *   Y      (classes, chunk)  softmax(z)
+ *   XH[l]  (c_l, chunk h w)  batch norm: xhat in channel-major (NHWC) layout, mean[l], rstd[l]
+ *   col    (P K, chunk)      im2col of the current conv layer (the largest P K of the net)
+ *   T1, T2                   NHWC scratch of batch norm (the largest map of the net)
+ * A convolution is conv_gather IM2COL + one strided batched gemm (A_b (P, c') = col_b (P, K) W^T,
+ * W (c', K) shared: stride 0) + the bias as a rank-1 batched gemm; its backward is a gemm per image
+ * for dW (accumulated), a column sum for db, a batched gemm for dcol and COL2IM. Batch norm runs
+ * the dense engine's row ops (row_moments, bn_normalize, bn_project) on the NHWC transpose, so
+ * every pixel of a channel is a sample. Library code: never prints; a training step allocates
+ * nothing on the device. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natgrad/cnn.h"
+#include "natgrad/net.h"
+#include "natgrad/rng.h"
+#include "natgrad/whiten.h"
+
+#define LMAX NG_CNN_MAX_LAYERS
+
+typedef struct cnn {
+    ng_model base;
+    ng_cnn_config cfg;
+    int L, classes;
+    int c[LMAX + 1], h[LMAX + 1], w[LMAX + 1];
+    size_t size[LMAX + 1];
+    /* parameters: conv / dense W and b; batch norm gamma (in W) and beta (in b) */
+    ng_tensor W[LMAX + 1], b[LMAX + 1], gW[LMAX + 1], gb[LMAX + 1];
+    ng_arena ws;
+    ng_tensor A[LMAX + 1], D[LMAX + 1], XH[LMAX + 1], mean[LMAX + 1], rstd[LMAX + 1];
+    ng_tensor Y, col, T1, T2, vec, ones, obj;
+    ng_arena st; /* running batch-norm statistics and whitening state (checkpointed) */
+    ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
+    ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
+    ng_tensor uinv;         /* (max c, max c) scratch: U^-1 of a new whitening */
+    int chunk_index;    /* chunk of the current batch (augmentation stream) */
+    uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
+    /* last gradient's batch */
+    int have_batch, m;
+    double obj_sum, miss;
+    float *host; /* (2 classes chunk + chunk) */
+} cnn;
+
+static const struct ng_model_i cnn_iface;
+static cnn *as_cnn(ng_model *m) { return (cnn *)m; }
+
+/* ---- configuration ------------------------------------------------------------------------ */
+
+void ng_cnn_config_default(ng_cnn_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->c = 1;
+    cfg->h = 28;
+    cfg->w = 28;
+    cfg->chunk = 64;
+    cfg->bn_eps = 1e-5f;
+    cfg->bn_momentum = 0.1f;
+    cfg->whiten_eps = 0.1f;
+    cfg->whiten_samples = 1000;
+    cfg->seed = 1;
+}
+
+/* "<prefix><int>" then optional "<letter><int>" suffixes from `letters`; -1 for absent ones. */
+static int parse_num(const char **p, long *v) {
+    char *end;
+    if (**p < '0' || **p > '9') return 0;
+    *v = strtol(*p, &end, 10);
+    *p = end;
+    return *v >= 1 && *v <= 100000;
+}
+
+ng_status ng_cnn_parse_spec(const char *spec, ng_cnn_config *cfg) {
+    char buf[1024], *tok, *save = NULL;
+    int n = 0;
+    if (!spec || !*spec) return ng_error(NG_ERR_INVALID_ARG, "cnn spec is empty");
+    if (strlen(spec) >= sizeof buf) return ng_error(NG_ERR_INVALID_ARG, "cnn spec longer than %zu characters", sizeof buf - 1);
+    strcpy(buf, spec);
+    for (tok = strtok_r(buf, "-", &save); tok; tok = strtok_r(NULL, "-", &save)) {
+        ng_cnn_layer ly;
+        const char *p = tok;
+        long v;
+        int act;
+        memset(&ly, 0, sizeof ly);
+        if (n == LMAX) return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': more than %d layers", spec, LMAX);
+        if ((act = ng_act_parse(tok)) >= 0 && act != NG_ACT_SOFTMAX) {
+            ly.kind = NG_CNN_ACT;
+            ly.act = act;
+        } else if (strcmp(tok, "bn") == 0) {
+            ly.kind = NG_CNN_BN;
+        } else if (strcmp(tok, "w") == 0) {
+            ly.kind = NG_CNN_WHITEN;
+        } else if (tok[0] == 'c' || tok[0] == 'd') {
+            ly.kind = tok[0] == 'c' ? NG_CNN_CONV : NG_CNN_DENSE;
+            p++;
+            if (!parse_num(&p, &v)) return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': token '%s' needs a size (c32, d128)", spec, tok);
+            ly.out = (int)v;
+            ly.k = 3;
+            ly.stride = 1;
+            ly.pad = -1;
+            while (ly.kind == NG_CNN_CONV && *p) {
+                char l = *p++;
+                if ((l != 'k' && l != 's' && l != 'p') || !(l == 'p' ? (*p >= '0' && *p <= '9' && (v = strtol(p, (char **)&p, 10), v >= 0 && v <= 1000)) : parse_num(&p, &v)))
+                    return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': bad conv token '%s' (c<maps>[k<window>][s<stride>][p<pad>])", spec, tok);
+                if (l == 'k') ly.k = (int)v;
+                else if (l == 's') ly.stride = (int)v;
+                else ly.pad = (int)v;
+            }
+            if (*p) return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': bad dense token '%s' (d<units>)", spec, tok);
+            if (ly.kind == NG_CNN_CONV && ly.pad < 0) ly.pad = ly.k / 2;
+            if (ly.kind == NG_CNN_DENSE) ly.k = ly.stride = 1, ly.pad = 0;
+        } else if ((tok[0] == 'm' || tok[0] == 'a') && tok[1] == 'p') {
+            ly.kind = tok[0] == 'm' ? NG_CNN_POOL_MAX : NG_CNN_POOL_AVG;
+            p += 2;
+            if (!parse_num(&p, &v)) return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': token '%s' needs a window (mp2)", spec, tok);
+            ly.k = ly.stride = (int)v;
+            if (*p == 's') {
+                p++;
+                if (!parse_num(&p, &v)) return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': bad stride in '%s'", spec, tok);
+                ly.stride = (int)v;
+            }
+            if (*p) return ng_error(NG_ERR_INVALID_ARG, "cnn spec '%s': bad pooling token '%s' (mp<k>[s<stride>], ap<k>)", spec, tok);
+        } else {
+            return ng_error(NG_ERR_INVALID_ARG,
+                            "cnn spec '%s': unknown token '%s' (c<maps>[k][s][p], mp<k>, ap<k>, relu, tanh, logistic, linear, bn, w, d<units>)",
+                            spec, tok);
+        }
+        cfg->layer[n++] = ly;
+    }
+    cfg->n_layers = n;
+    return NG_OK;
+}
+
+const char *ng_cnn_spec_string(const ng_cnn_config *cfg, char *buf, size_t len) {
+    size_t at = 0;
+    int l;
+    buf[0] = 0;
+    for (l = 0; l < cfg->n_layers && at < len; l++) {
+        const ng_cnn_layer *y = &cfg->layer[l];
+        const char *sep = l ? "-" : "";
+        int k = 0;
+        switch (y->kind) {
+        case NG_CNN_CONV: k = snprintf(buf + at, len - at, "%sc%dk%ds%dp%d", sep, y->out, y->k, y->stride, y->pad); break;
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            k = snprintf(buf + at, len - at, "%s%sp%ds%d", sep, y->kind == NG_CNN_POOL_MAX ? "m" : "a", y->k, y->stride);
+            break;
+        case NG_CNN_ACT: k = snprintf(buf + at, len - at, "%s%s", sep, ng_act_name(y->act)); break;
+        case NG_CNN_BN: k = snprintf(buf + at, len - at, "%sbn", sep); break;
+        case NG_CNN_WHITEN: k = snprintf(buf + at, len - at, "%sw", sep); break;
+        default: k = snprintf(buf + at, len - at, "%sd%d", sep, y->out); break;
+        }
+        if (k < 0) break;
+        at += (size_t)k;
+    }
+    return buf;
+}
+
+static int out_dim(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+/* Shapes after every layer; NG_OK or an error naming the layer. */
+static ng_status shapes(const ng_cnn_config *cfg, int *c, int *h, int *w) {
+    int l;
+    c[0] = cfg->c, h[0] = cfg->h, w[0] = cfg->w;
+    for (l = 1; l <= cfg->n_layers; l++) {
+        const ng_cnn_layer *y = &cfg->layer[l - 1];
+        c[l] = c[l - 1], h[l] = h[l - 1], w[l] = w[l - 1];
+        if (y->kind == NG_CNN_CONV || y->kind == NG_CNN_POOL_MAX || y->kind == NG_CNN_POOL_AVG) {
+            if (y->k < 1 || y->stride < 1 || y->pad < 0 || y->pad >= y->k)
+                return ng_error(NG_ERR_INVALID_ARG, "cnn layer %d: window %d, stride %d, pad %d (need pad < window)", l, y->k,
+                                y->stride, y->pad);
+            if (h[l - 1] + 2 * y->pad < y->k || w[l - 1] + 2 * y->pad < y->k)
+                return ng_error(NG_ERR_INVALID_ARG, "cnn layer %d: window %d larger than its %dx%d input maps (padded by %d)", l,
+                                y->k, h[l - 1], w[l - 1], y->pad);
+            h[l] = out_dim(h[l - 1], y->k, y->stride, y->pad);
+            w[l] = out_dim(w[l - 1], y->k, y->stride, y->pad);
+            if (y->kind == NG_CNN_CONV) c[l] = y->out;
+        } else if (y->kind == NG_CNN_DENSE) {
+            c[l] = y->out, h[l] = 1, w[l] = 1;
+        }
+    }
+    return NG_OK;
+}
+
+ng_status ng_cnn_config_check(const ng_cnn_config *cfg) {
+    int c[LMAX + 1], h[LMAX + 1], w[LMAX + 1], l;
+    if (cfg->c < 1 || cfg->h < 1 || cfg->w < 1 || (double)cfg->c * cfg->h * cfg->w > 1e7)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn input %dx%dx%d: need channels, height and width >= 1", cfg->c, cfg->h, cfg->w);
+    if (cfg->n_layers < 1 || cfg->n_layers > LMAX) return ng_error(NG_ERR_INVALID_ARG, "cnn: %d layers (1..%d)", cfg->n_layers, LMAX);
+    if (cfg->layer[cfg->n_layers - 1].kind != NG_CNN_DENSE)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: the last layer must be dense (d<classes>), softmax is implied");
+    if (cfg->layer[cfg->n_layers - 1].out < 2) return ng_error(NG_ERR_INVALID_ARG, "cnn: the output layer needs >= 2 classes");
+    if (cfg->chunk < 1 || cfg->chunk > 65536) return ng_error(NG_ERR_INVALID_ARG, "cnn: chunk %d (1..65536)", cfg->chunk);
+    if (!(cfg->bn_eps > 0.0f && cfg->bn_eps < 1.0f)) return ng_error(NG_ERR_INVALID_ARG, "cnn: bn-eps %g must be in (0, 1)", (double)cfg->bn_eps);
+    if (!(cfg->bn_momentum > 0.0f && cfg->bn_momentum <= 1.0f))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: bn-momentum %g must be in (0, 1]", (double)cfg->bn_momentum);
+    if (!(cfg->whiten_eps > 0.0f && cfg->whiten_eps < 1e6f))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: whiten-eps %g must be > 0", (double)cfg->whiten_eps);
+    if (cfg->whiten_every < 0 || cfg->whiten_samples < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: whiten-every %d must be >= 0 and whiten-samples %d >= 1", cfg->whiten_every,
+                        cfg->whiten_samples);
+    if (cfg->augment_pad < 0 || cfg->augment_pad > 64 || (cfg->augment_flip != 0 && cfg->augment_flip != 1))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: augment-pad %d must be in 0..64 and flip %d 0 or 1", cfg->augment_pad,
+                        cfg->augment_flip);
+    NG_TRY(shapes(cfg, c, h, w));
+    if (cfg->whiten_every > 0) {
+        int any = 0;
+        for (l = 0; l < cfg->n_layers; l++) any |= cfg->layer[l].kind == NG_CNN_WHITEN;
+        if (!any) return ng_error(NG_ERR_INVALID_ARG, "cnn: whiten-every %d but the spec has no whitening layer (w)", cfg->whiten_every);
+    }
+    for (l = 1; l <= cfg->n_layers; l++) {
+        const ng_cnn_layer *y = &cfg->layer[l - 1];
+        if ((double)c[l] * h[l] * w[l] > 1e8) return ng_error(NG_ERR_INVALID_ARG, "cnn layer %d: output too large", l);
+        if (y->kind == NG_CNN_CONV && (double)c[l - 1] * y->k * y->k * h[l] * w[l] > 1e8)
+            return ng_error(NG_ERR_INVALID_ARG, "cnn layer %d: im2col matrix too large", l);
+        if (y->kind == NG_CNN_WHITEN) {
+            const ng_cnn_layer *nx = l < cfg->n_layers ? &cfg->layer[l] : NULL;
+            if (!nx || !(nx->kind == NG_CNN_DENSE || (nx->kind == NG_CNN_CONV && nx->pad == 0)))
+                return ng_error(NG_ERR_INVALID_ARG,
+                                "cnn layer %d: a whitening layer must be followed by a conv with pad 0 (p0) or a dense layer "
+                                "(the reparametrisation keeps the function only there)", l);
+        }
+    }
+    return NG_OK;
+}
+
+void ng_cnn_layer_shape(const ng_cnn_config *cfg, int l, int *c, int *h, int *w) {
+    int cc[LMAX + 1], hh[LMAX + 1], ww[LMAX + 1];
+    if (shapes(cfg, cc, hh, ww) != NG_OK || l < 0 || l > cfg->n_layers) {
+        *c = *h = *w = 0;
+        return;
+    }
+    *c = cc[l], *h = hh[l], *w = ww[l];
+}
+
+int ng_cnn_classes(const ng_cnn_config *cfg) { return cfg->n_layers ? cfg->layer[cfg->n_layers - 1].out : 0; }
+
+/* ---- creation ----------------------------------------------------------------------------- */
+
+static ng_status reserve(ng_arena *a, const char *fmt, int l, size_t rows, int cols, ng_tensor *t) {
+    char name[48];
+    snprintf(name, sizeof name, fmt, l);
+    if (rows > 2147483647u) return ng_error(NG_ERR_INVALID_ARG, "cnn: buffer %s too large", name);
+    return ng_arena_reserve(a, name, (int)rows, cols, t);
+}
+
+static ng_status init_params(cnn *n) {
+    const ng_cnn_config *c = &n->cfg;
+    uint64_t key = ng_rng_stream_key(c->seed, NG_RNG_INIT_WEIGHTS);
+    int l;
+    for (l = 1; l <= n->L; l++) {
+        const ng_cnn_layer *y = &c->layer[l - 1];
+        if (y->kind == NG_CNN_CONV || y->kind == NG_CNN_DENSE) {
+            const size_t rows = (size_t)n->W[l].rows, cols = (size_t)n->W[l].cols, count = rows * cols;
+            const double fan_out = (double)rows * (y->kind == NG_CNN_CONV ? y->k * y->k : 1);
+            const double lim = sqrt(6.0 / ((double)cols + fan_out));
+            float *w = (float *)malloc(count * sizeof(float));
+            size_t i;
+            if (!w) return ng_error(NG_ERR_OOM, "cnn: no host memory to initialise layer %d", l);
+            for (i = 0; i < count; i++) w[i] = (float)(lim * (2.0 * (double)ng_rng_uniform(key, (uint64_t)l, i) - 1.0));
+            NG_TRY(ng_tensor_set(n->base.be, &n->W[l], w));
+            free(w);
+            NG_TRY(ng_fill(n->base.be, (size_t)n->c[l], 0.0f, n->b[l].data));
+        } else if (y->kind == NG_CNN_BN) {
+            NG_TRY(ng_fill(n->base.be, (size_t)n->c[l], 1.0f, n->W[l].data));
+            NG_TRY(ng_fill(n->base.be, (size_t)n->c[l], 0.0f, n->b[l].data));
+            NG_TRY(ng_fill(n->base.be, (size_t)n->c[l], 0.0f, n->rmean[l].data));
+            NG_TRY(ng_fill(n->base.be, (size_t)n->c[l], 1.0f, n->rrstd[l].data));
+        } else if (y->kind == NG_CNN_WHITEN) {
+            const int d = n->c[l];
+            float *u = (float *)calloc((size_t)d * d, sizeof(float));
+            int i;
+            if (!u) return ng_error(NG_ERR_OOM, "cnn: no host memory to initialise layer %d", l);
+            for (i = 0; i < d; i++) u[(size_t)i * d + i] = 1.0f;
+            NG_TRY(ng_tensor_set(n->base.be, &n->UT[l], u));
+            free(u);
+            NG_TRY(ng_fill(n->base.be, (size_t)d, 0.0f, n->mu[l].data));
+        }
+    }
+    return NG_OK;
+}
+
+ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out) {
+    cnn *n;
+    ng_status s = NG_OK;
+    int l, ch;
+    size_t col = 1, tmax = 1, vmax = 1, omax = 1, wmax = 1;
+    *out = NULL;
+    NG_TRY(ng_cnn_config_check(cfg));
+    n = (cnn *)calloc(1, sizeof *n);
+    if (!n) return ng_error(NG_ERR_OOM, "cnn: out of host memory");
+    n->cfg = *cfg;
+    n->L = cfg->n_layers;
+    n->classes = ng_cnn_classes(cfg);
+    ch = cfg->chunk;
+    (void)shapes(cfg, n->c, n->h, n->w);
+    for (l = 0; l <= n->L; l++) n->size[l] = (size_t)n->c[l] * n->h[l] * n->w[l];
+    ng_model_begin(&n->base, &cnn_iface, be);
+    for (l = 1; l <= n->L && s == NG_OK; l++) {
+        const ng_cnn_layer *y = &cfg->layer[l - 1];
+        char name[32];
+        int dv[1] = {n->c[l]};
+        if (y->kind == NG_CNN_CONV || y->kind == NG_CNN_DENSE) {
+            int dw[2] = {n->c[l], y->kind == NG_CNN_CONV ? n->c[l - 1] * y->k * y->k : (int)n->size[l - 1]};
+            snprintf(name, sizeof name, "W%d", l);
+            s = ng_model_add_param(&n->base, name, 2, dw, 1, &n->W[l], &n->gW[l]);
+            snprintf(name, sizeof name, "b%d", l);
+            if (s == NG_OK) s = ng_model_add_param(&n->base, name, 1, dv, 0, &n->b[l], &n->gb[l]);
+        } else if (y->kind == NG_CNN_BN) {
+            snprintf(name, sizeof name, "gamma%d", l);
+            s = ng_model_add_param(&n->base, name, 1, dv, 0, &n->W[l], &n->gW[l]);
+            snprintf(name, sizeof name, "beta%d", l);
+            if (s == NG_OK) s = ng_model_add_param(&n->base, name, 1, dv, 0, &n->b[l], &n->gb[l]);
+        }
+    }
+    if (s == NG_OK) s = ng_model_commit(&n->base);
+    for (l = 1; l <= n->L; l++) {
+        const ng_cnn_layer *y = &cfg->layer[l - 1];
+        size_t hw = (size_t)n->h[l] * n->w[l];
+        if (y->kind == NG_CNN_CONV) {
+            size_t pk = hw * (size_t)n->c[l - 1] * y->k * y->k;
+            if (pk > col) col = pk;
+            if ((size_t)n->c[l] * ch > vmax) vmax = (size_t)n->c[l] * ch;
+            if (hw > omax) omax = hw;
+        }
+        if (y->kind == NG_CNN_BN && n->size[l] > tmax) tmax = n->size[l];
+        if (y->kind == NG_CNN_WHITEN && (size_t)n->c[l] > wmax) wmax = (size_t)n->c[l];
+    }
+    if ((size_t)ch > omax) omax = (size_t)ch;
+    ng_arena_begin(&n->ws, be, "cnn workspace");
+    for (l = 0; l <= n->L && s == NG_OK; l++) {
+        s = reserve(&n->ws, "A%d", l, n->size[l], ch, &n->A[l]);
+        if (s == NG_OK) s = reserve(&n->ws, "D%d", l, n->size[l], ch, &n->D[l]);
+        if (s == NG_OK && l >= 1 && cfg->layer[l - 1].kind == NG_CNN_BN) {
+            s = reserve(&n->ws, "XH%d", l, (size_t)n->c[l], ch * n->h[l] * n->w[l], &n->XH[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "mean%d", l, (size_t)n->c[l], 1, &n->mean[l]);
+            if (s == NG_OK) s = reserve(&n->ws, "rstd%d", l, (size_t)n->c[l], 1, &n->rstd[l]);
+        }
+    }
+    if (s == NG_OK) s = reserve(&n->ws, "Y%d", 0, (size_t)n->classes, ch, &n->Y);
+    if (s == NG_OK) s = reserve(&n->ws, "col%d", 0, col, ch, &n->col);
+    if (s == NG_OK) s = reserve(&n->ws, "T1%d", 0, tmax, ch, &n->T1);
+    if (s == NG_OK) s = reserve(&n->ws, "T2%d", 0, tmax, ch, &n->T2);
+    if (s == NG_OK) s = reserve(&n->ws, "vec%d", 0, vmax, 1, &n->vec);
+    if (s == NG_OK) s = reserve(&n->ws, "ones%d", 0, omax, 1, &n->ones);
+    if (s == NG_OK) s = reserve(&n->ws, "obj%d", 0, (size_t)ch, 1, &n->obj);
+    if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
+    if (s == NG_OK) s = ng_arena_commit(&n->ws);
+    ng_arena_begin(&n->st, be, "cnn state");
+    for (l = 1; l <= n->L && s == NG_OK; l++) {
+        if (cfg->layer[l - 1].kind == NG_CNN_BN) {
+            s = reserve(&n->st, "running_mean%d", l, (size_t)n->c[l], 1, &n->rmean[l]);
+            if (s == NG_OK) s = reserve(&n->st, "running_rstd%d", l, (size_t)n->c[l], 1, &n->rrstd[l]);
+        } else if (cfg->layer[l - 1].kind == NG_CNN_WHITEN) {
+            s = reserve(&n->st, "whiten_UT%d", l, (size_t)n->c[l], n->c[l], &n->UT[l]);
+            if (s == NG_OK) s = reserve(&n->st, "whiten_mu%d", l, (size_t)n->c[l], 1, &n->mu[l]);
+        }
+    }
+    if (s == NG_OK) s = ng_arena_commit(&n->st);
+    for (l = 1; l <= n->L && s == NG_OK; l++)
+        if (cfg->layer[l - 1].kind == NG_CNN_WHITEN) s = ng_whiten_init(be, n->c[l], n->h[l] * n->w[l], &n->wh[l]);
+    if (s == NG_OK) s = ng_fill(be, n->ones.rows, 1.0f, n->ones.data);
+    if (s == NG_OK) {
+        n->host = (float *)malloc(((size_t)2 * n->classes * ch + (size_t)ch) * sizeof(float));
+        if (!n->host) s = ng_error(NG_ERR_OOM, "cnn: out of host memory");
+    }
+    if (s == NG_OK) s = init_params(n);
+    if (s != NG_OK) {
+        ng_cnn_free(&n->base);
+        return s;
+    }
+    *out = &n->base;
+    return NG_OK;
+}
+
+static void cnn_destroy(ng_model *m) {
+    cnn *n = as_cnn(m);
+    int l;
+    ng_arena_free(&n->ws);
+    ng_arena_free(&n->st);
+    for (l = 0; l <= LMAX; l++) ng_whiten_free(&n->wh[l]);
+    free(n->host);
+    n->host = NULL;
+}
+
+void ng_cnn_free(ng_model *m) {
+    if (!m) return;
+    ng_model_release(m);
+    free(m);
+}
+
+const ng_cnn_config *ng_cnn_config_of(const ng_model *m) { return &((const cnn *)m)->cfg; }
+int ng_cnn_batch_rows(const ng_model *m) {
+    const cnn *n = (const cnn *)m;
+    return (int)n->size[0] + n->classes;
+}
+
+/* ---- op helpers --------------------------------------------------------------------------- */
+
+static ng_status gather(ng_backend *be, int mode, int nimg, int c, int h, int w, int k, int stride, int pad,
+                        const float *x, const float *g, float *out) {
+    ng_op_args a = {.op = NG_OP_CONV_GATHER};
+    a.conv_gather.mode = mode;
+    a.conv_gather.s.n = nimg, a.conv_gather.s.c = c, a.conv_gather.s.h = h, a.conv_gather.s.w = w;
+    a.conv_gather.s.kh = a.conv_gather.s.kw = k;
+    a.conv_gather.s.stride = stride, a.conv_gather.s.pad = pad;
+    a.conv_gather.x = x, a.conv_gather.g = g, a.conv_gather.out = out;
+    return ng_run_op(be, &a);
+}
+static ng_status layout(ng_backend *be, int mode, int nimg, int c, int hw, const float *x, float *out) {
+    return gather(be, mode, nimg, c, hw, 1, 1, 1, 0, x, NULL, out);
+}
+static ng_status act_fwd(ng_backend *be, int rows, int cols, int act, const float *z, int ldz, const float *scale,
+                         const float *bias, float *a, int lda) {
+    ng_op_args o = {.op = NG_OP_ACT_FORWARD};
+    o.act_forward.rows = rows, o.act_forward.cols = cols, o.act_forward.act = act;
+    o.act_forward.z = z, o.act_forward.ldz = ldz, o.act_forward.scale = scale, o.act_forward.bias = bias;
+    o.act_forward.a = a, o.act_forward.lda = lda;
+    return ng_run_op(be, &o);
+}
+static ng_status whiten_op(ng_backend *be, int nimg, int c, int p, int trans, const float *x, const float *mean,
+                           const float *UT, float *y) {
+    ng_op_args o = {.op = NG_OP_WHITEN1X1};
+    o.whiten1x1.n = nimg, o.whiten1x1.c = c, o.whiten1x1.cout = c, o.whiten1x1.p = p, o.whiten1x1.trans = trans;
+    o.whiten1x1.x = x, o.whiten1x1.mean = mean, o.whiten1x1.U = UT, o.whiten1x1.ldu = c, o.whiten1x1.y = y;
+    return ng_run_op(be, &o);
+}
+
+/* ---- forward / backward ------------------------------------------------------------------- */
+
+/* Forward pass of cols images x (rows >= size_0, ld ldx) through every layer; train 1: batch
+ * norm on the chunk's statistics, running averages updated, training batches augmented; train 2:
+ * the chunk's statistics, nothing updated or augmented (the whitening statistics see the maps
+ * training sees); 0: the running averages. Y = softmax(A[L]). */
+static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
+    ng_backend *be = n->base.be;
+    int l;
+    NG_TRY(act_fwd(be, (int)n->size[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, (int)n->size[0]));
+    if (train == 1 && (n->cfg.augment_pad > 0 || n->cfg.augment_flip)) {
+        /* random crops / mirrors of the chunk's images (stream: seed, gradient count; image index
+         * within the batch), through D[0] (free during the forward pass) */
+        ng_op_args a = {.op = NG_OP_CONV_GATHER};
+        a.conv_gather.mode = NG_CONV_AUGMENT;
+        a.conv_gather.s.n = cols, a.conv_gather.s.c = n->c[0], a.conv_gather.s.h = n->h[0], a.conv_gather.s.w = n->w[0];
+        a.conv_gather.s.pad = n->cfg.augment_pad;
+        a.conv_gather.s.kh = a.conv_gather.s.kw = 2 * n->cfg.augment_pad + 1;
+        a.conv_gather.s.stride = 1;
+        a.conv_gather.flip = n->cfg.augment_flip;
+        a.conv_gather.key = ng_rng_stream_key(n->cfg.seed, NG_RNG_AUGMENT);
+        a.conv_gather.step = n->gradients * 65536u + (uint64_t)n->chunk_index;
+        a.conv_gather.x = n->A[0].data, a.conv_gather.out = n->D[0].data;
+        NG_TRY(ng_run_op(be, &a));
+        NG_TRY(ng_copy(be, n->A[0].data, n->D[0].data, n->size[0] * (size_t)cols * sizeof(float)));
+    }
+    for (l = 1; l <= n->L; l++) {
+        const ng_cnn_layer *y = &n->cfg.layer[l - 1];
+        const int ci = n->c[l - 1], co = n->c[l];
+        const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
+        const float *in = n->A[l - 1].data;
+        float *out = n->A[l].data;
+        switch (y->kind) {
+        case NG_CNN_CONV: {
+            const int K = ci * y->k * y->k;
+            NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, in, NULL,
+                          n->col.data));
+            NG_TRY(ng_gemm_strided_batched(be, 0, 1, P, co, K, 1.0f, n->col.data, P, (long long)P * K, n->W[l].data, co, 0,
+                                           0.0f, out, P, (long long)P * co, cols));
+            NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, co, 1, 1.0f, n->ones.data, P, 0, n->b[l].data, 1, 0, 1.0f, out, P,
+                                           (long long)P * co, cols));
+            break;
+        }
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            NG_TRY(gather(be, y->kind == NG_CNN_POOL_MAX ? NG_CONV_POOL_MAX : NG_CONV_POOL_AVG, cols, ci, n->h[l - 1],
+                          n->w[l - 1], y->k, y->stride, 0, in, NULL, out));
+            break;
+        case NG_CNN_ACT:
+            NG_TRY(act_fwd(be, (int)n->size[l], cols, y->act, in, (int)n->size[l], NULL, NULL, out, (int)n->size[l]));
+            break;
+        case NG_CNN_BN: {
+            const int M = cols * hw0;
+            const float *mean = n->rmean[l].data, *rstd = n->rrstd[l].data;
+            ng_op_args o = {.op = NG_OP_BN_NORMALIZE};
+            NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, in, n->T1.data));
+            if (train) {
+                ng_op_args r = {.op = NG_OP_ROW_MOMENTS};
+                const float mom = n->cfg.bn_momentum;
+                r.row_moments.rows = ci, r.row_moments.cols = M, r.row_moments.x = n->T1.data, r.row_moments.ldx = ci;
+                r.row_moments.eps = n->cfg.bn_eps, r.row_moments.mean = n->mean[l].data, r.row_moments.rstd = n->rstd[l].data;
+                NG_TRY(ng_run_op(be, &r));
+                if (train == 1) {
+                    NG_TRY(ng_axpby(be, (size_t)ci, mom, n->mean[l].data, 1.0f - mom, n->rmean[l].data));
+                    NG_TRY(ng_axpby(be, (size_t)ci, mom, n->rstd[l].data, 1.0f - mom, n->rrstd[l].data));
+                }
+                mean = n->mean[l].data, rstd = n->rstd[l].data;
+            } else {
+                /* the backward pass of an inference-mode batch reads these */
+                NG_TRY(ng_copy(be, n->mean[l].data, mean, (size_t)ci * sizeof(float)));
+                NG_TRY(ng_copy(be, n->rstd[l].data, rstd, (size_t)ci * sizeof(float)));
+            }
+            o.bn_normalize.rows = ci, o.bn_normalize.cols = M, o.bn_normalize.x = n->T1.data, o.bn_normalize.ldx = ci;
+            o.bn_normalize.mean = mean, o.bn_normalize.rstd = rstd, o.bn_normalize.xhat = n->XH[l].data, o.bn_normalize.ldh = ci;
+            NG_TRY(ng_run_op(be, &o));
+            NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, n->W[l].data, n->b[l].data, n->T2.data, ci));
+            NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, out));
+            break;
+        }
+        case NG_CNN_DENSE: {
+            const int din = (int)n->size[l - 1];
+            NG_TRY(ng_gemm(be, 0, 0, co, cols, din, 1.0f, n->W[l].data, co, in, din, 0.0f, out, co));
+            NG_TRY(ng_gemm(be, 0, 0, co, cols, 1, 1.0f, n->b[l].data, co, n->ones.data, 1, 1.0f, out, co));
+            break;
+        }
+        case NG_CNN_WHITEN:
+            NG_TRY(whiten_op(be, cols, ci, hw0, 1, in, n->mu[l].data, n->UT[l].data, out));
+            break;
+        }
+    }
+    return act_fwd(be, n->classes, cols, NG_ACT_SOFTMAX, n->A[n->L].data, n->classes, NULL, NULL, n->Y.data, n->classes);
+}
+
+/* dL/dz = scale (y - t) into D[L]; obj[c] per case. */
+static ng_status loss_chunk(cnn *n, const float *t, int ldt, int cols, float scale) {
+    ng_op_args o = {.op = NG_OP_LOSS};
+    o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
+    o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
+    o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = scale, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
+    o.loss.obj = n->obj.data;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* Sum of the chunk's objectives and its misclassified cases (first maximum of y against the
+ * first maximum of t), on the host. */
+static ng_status chunk_score(cnn *n, const float *t, int ldt, int cols, double *obj, double *miss) {
+    ng_backend *be = n->base.be;
+    const int C = n->classes;
+    float *y = n->host, *tt = n->host + (size_t)C * cols, *o = n->host + (size_t)2 * C * cols;
+    int c, r;
+    ng_tensor tv = ng_tensor_matrix((float *)t, C, cols, ldt), yv = ng_tensor_matrix(n->Y.data, C, cols, C);
+    NG_TRY(ng_tensor_get(be, &yv, y));
+    NG_TRY(ng_tensor_get(be, &tv, tt));
+    NG_TRY(ng_get(be, o, n->obj.data, (size_t)cols * sizeof(float)));
+    for (c = 0; c < cols; c++) {
+        int ay = 0, at = 0;
+        for (r = 1; r < C; r++) {
+            if (y[r + (size_t)C * c] > y[ay + (size_t)C * c]) ay = r;
+            if (tt[r + (size_t)C * c] > tt[at + (size_t)C * c]) at = r;
+        }
+        *miss += ay != at;
+        *obj += o[c];
+    }
+    return NG_OK;
+}
+
+/* Back-propagate D[L] through the chunk into the gradient arena (beta 0: =, 1: +=). */
+static ng_status backward(cnn *n, int cols, float beta) {
+    ng_backend *be = n->base.be;
+    int l;
+    for (l = n->L; l >= 1; l--) {
+        const ng_cnn_layer *y = &n->cfg.layer[l - 1];
+        const int ci = n->c[l - 1], co = n->c[l];
+        const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
+        const float *in = n->A[l - 1].data, *d = n->D[l].data;
+        float *dx = l > 1 ? n->D[l - 1].data : NULL;
+        int b;
+        switch (y->kind) {
+        case NG_CNN_CONV: {
+            const int K = ci * y->k * y->k;
+            NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, in, NULL,
+                          n->col.data));
+            for (b = 0; b < cols; b++) /* dW (c', K) += D_b^T col_b */
+                NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, d + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P,
+                               b ? 1.0f : beta, n->gW[l].data, co));
+            NG_TRY(ng_sum_rows(be, P, co * cols, 1.0f, d, P, 0.0f, n->vec.data));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, n->gb[l].data));
+            if (dx) {
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
+                                               n->col.data, P, (long long)P * K, cols));
+                NG_TRY(gather(be, NG_CONV_COL2IM, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, NULL,
+                              n->col.data, dx));
+            }
+            break;
+        }
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            if (dx)
+                NG_TRY(gather(be, y->kind == NG_CNN_POOL_MAX ? NG_CONV_POOL_MAX_BACK : NG_CONV_POOL_AVG_BACK, cols, ci,
+                              n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, y->kind == NG_CNN_POOL_MAX ? in : NULL, d, dx));
+            break;
+        case NG_CNN_ACT:
+            if (dx) {
+                ng_op_args o = {.op = NG_OP_ACT_BACKWARD};
+                o.act_backward.rows = (int)n->size[l], o.act_backward.cols = cols, o.act_backward.act = y->act;
+                o.act_backward.a = n->A[l].data, o.act_backward.lda = (int)n->size[l];
+                o.act_backward.g = d, o.act_backward.ldg = (int)n->size[l];
+                o.act_backward.out = dx, o.act_backward.ldo = (int)n->size[l];
+                NG_TRY(ng_run_op(be, &o));
+            }
+            break;
+        case NG_CNN_BN: {
+            const int M = cols * hw0;
+            NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, n->T1.data));
+            /* dgamma[c] = sum_m g[c,m] xhat[c,m] (row dots as batched 1x1 products), dbeta = row sums */
+            NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, beta,
+                                           n->gW[l].data, 1, 1, ci));
+            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, n->gb[l].data));
+            if (dx) {
+                ng_op_args o = {.op = NG_OP_BN_PROJECT};
+                o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
+                o.bn_project.xhat = n->XH[l].data, o.bn_project.ldx = ci;
+                o.bn_project.s1 = n->rstd[l].data, o.bn_project.s2 = n->W[l].data, o.bn_project.beta = 0.0f;
+                o.bn_project.out = n->T2.data, o.bn_project.ldo = ci;
+                NG_TRY(ng_run_op(be, &o));
+                NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, dx));
+            }
+            break;
+        }
+        case NG_CNN_DENSE: {
+            const int din = (int)n->size[l - 1];
+            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, in, din, beta, n->gW[l].data, co));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, d, co, beta, n->gb[l].data));
+            if (dx) NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, d, co, 0.0f, dx, din));
+            break;
+        }
+        case NG_CNN_WHITEN:
+            /* dx = U^T dz per pixel: op(UT) = UT */
+            if (dx) NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
+            break;
+        }
+    }
+    return NG_OK;
+}
+
+/* ---- the model interface ------------------------------------------------------------------ */
+
+static ng_status check_batch(const cnn *n, const ng_tensor *x, const ng_tensor *y, const char *what) {
+    const int rows = (int)n->size[0] + (y ? 0 : n->classes);
+    if (!x || !x->ptr || x->dtype != NG_F32 || x->rows < rows || x->cols < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn %s: batch must be float32 with at least %d rows (%d input + %d target) and >= 1 case",
+                        what, rows, (int)n->size[0], y ? 0 : n->classes);
+    if (y && (!y->ptr || y->dtype != NG_F32 || y->rows != n->classes || y->cols != x->cols))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn %s: targets must be float32 %d x %d", what, n->classes, x->cols);
+    return NG_OK;
+}
+
+static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk, N = x ? x->cols : 0;
+    int c0;
+    NG_TRY(check_batch(n, x, y, "gradient"));
+    if (n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0)
+        NG_TRY(ng_cnn_whiten(m, x, n->cfg.whiten_samples)); /* PRONG Algorithm 1: every T updates */
+    n->m = N;
+    n->obj_sum = n->miss = 0.0;
+    n->have_batch = 0;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        const float *t = y ? y->data + (size_t)c0 * y->ld : xc + n->size[0];
+        const int ldt = y ? y->ld : x->ld;
+        n->chunk_index = c0 / ch;
+        NG_TRY(forward(n, xc, x->ld, cols, 1));
+        NG_TRY(loss_chunk(n, t, ldt, cols, 1.0f / (float)N));
+        NG_TRY(chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss));
+        NG_TRY(backward(n, cols, c0 ? 1.0f : 0.0f));
+    }
+    n->have_batch = 1;
+    n->gradients++;
+    if (!isfinite(n->obj_sum))
+        return ng_error(NG_ERR_NUMERIC, "cnn objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
+                        n->obj_sum / N);
+    return NG_OK;
+}
+
+uint64_t ng_cnn_gradients(const ng_model *m) { return ((const cnn *)m)->gradients; }
+
+ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass) {
+    cnn *n = as_cnn(m);
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "cnn: no gradient computed yet");
+    *objective = n->obj_sum / n->m;
+    *misclass = n->miss / n->m;
+    return NG_OK;
+}
+
+ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *misclass) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    double so = 0.0, miss = 0.0;
+    NG_TRY(check_batch(n, x, NULL, "evaluate"));
+    N = x->cols;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        NG_TRY(forward(n, xc, x->ld, cols, 0));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
+    }
+    *objective = so / N;
+    *misclass = miss / N;
+    return NG_OK;
+}
+
+ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    if (!x || !x->ptr || x->rows < (int)n->size[0] || x->cols < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn predict: inputs must have at least %d rows", (int)n->size[0]);
+    N = x->cols;
+    if (!y || !y->ptr || y->rows != n->classes || y->cols != N)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn predict: outputs must be %d x %d", n->classes, N);
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        NG_TRY(forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 0));
+        NG_TRY(act_fwd(m->be, n->classes, cols, NG_ACT_LINEAR, n->Y.data, n->classes, NULL, NULL,
+                       y->data + (size_t)c0 * y->ld, y->ld));
+    }
+    return NG_OK;
+}
+
+static ng_status cnn_statistic(ng_model *m, const char *name, ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    int l;
+    char tail;
+    if (sscanf(name, "whiten_UT%d%c", &l, &tail) == 1 && l >= 1 && l <= n->L && n->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
+        *out = n->UT[l];
+        return NG_OK;
+    }
+    if (sscanf(name, "whiten_mu%d%c", &l, &tail) == 1 && l >= 1 && l <= n->L && n->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
+        *out = n->mu[l];
+        return NG_OK;
+    }
+    if (sscanf(name, "running_mean%d%c", &l, &tail) == 1 && l >= 1 && l <= n->L && n->cfg.layer[l - 1].kind == NG_CNN_BN) {
+        *out = n->rmean[l];
+        return NG_OK;
+    }
+    if (sscanf(name, "running_rstd%d%c", &l, &tail) == 1 && l >= 1 && l <= n->L && n->cfg.layer[l - 1].kind == NG_CNN_BN) {
+        *out = n->rrstd[l];
+        return NG_OK;
+    }
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "cnn: no gradient computed yet (statistic %s)", name);
+    if (sscanf(name, "a%d%c", &l, &tail) == 1 && l >= 0 && l <= n->L) {
+        *out = ng_tensor_matrix(n->A[l].data, (int)n->size[l], n->m < n->cfg.chunk ? n->m : n->cfg.chunk, (int)n->size[l]);
+        return NG_OK;
+    }
+    return ng_error(NG_ERR_INVALID_ARG, "cnn: no statistic '%s' (a0 .. a%d: the last chunk's maps; whiten_UT<l>, whiten_mu<l>: U^T and mu of a whitening layer)", name, n->L);
+}
+
+static const char *const cnn_columns[] = {"objective", "train_misclass", "grad_norm", NULL};
+
+static ng_status cnn_log_values(ng_model *m, uint64_t t, double *values) {
+    float g;
+    (void)t;
+    NG_TRY(ng_cnn_batch_loss(m, &values[0], &values[1]));
+    NG_TRY(ng_nrm2(m->be, ng_model_size(m), m->grad_flat.data, &g));
+    values[2] = g;
+    return NG_OK;
+}
+
+/* ---- whitening: statistics and the function-preserving reparametrisation ------------------ */
+
+ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
+    cnn *n = as_cnn(m);
+    ng_backend *be = m->be;
+    ng_whiten *wh = n->wh;
+    const int ch = n->cfg.chunk;
+    int l, c0, N, any = 0;
+    ng_status s = NG_OK;
+    if (!x || !x->ptr || x->dtype != NG_F32 || x->rows < (int)n->size[0] || x->cols < 1)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: samples must be float32 with at least %d rows and >= 1 case", (int)n->size[0]);
+    N = n_s < x->cols ? n_s : x->cols;
+    if (N < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: n_s %d must be >= 1", n_s);
+    for (l = 1; l <= n->L; l++)
+        if (n->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
+            ng_whiten_reset(&wh[l]);
+            any = 1;
+        }
+    if (!any) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: the network has no whitening layer (w)");
+    /* statistics of every whitening layer's input: the reparametrisation below keeps every later
+     * layer's input unchanged, so one pass serves all of them */
+    for (c0 = 0; c0 < N && s == NG_OK; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        int b;
+        s = forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 2);
+        for (l = 1; l <= n->L && s == NG_OK; l++)
+            if (n->cfg.layer[l - 1].kind == NG_CNN_WHITEN)
+                for (b = 0; b < cols && s == NG_OK; b++) /* image b: pixels are the rows of (hw, c) */
+                    s = ng_whiten_add(&wh[l], n->A[l - 1].data + (size_t)b * n->size[l - 1], n->h[l] * n->w[l],
+                                      n->h[l] * n->w[l], 1);
+    }
+    for (l = 1; l <= n->L && s == NG_OK; l++) {
+        const int d = n->c[l];
+        const ng_cnn_layer *nx;
+        double *Uo, *Mx, *dm, *bias;
+        float *f, *W, *bb;
+        size_t dd = (size_t)d * d, nW;
+        int i, j, k, o, T, co;
+        if (n->cfg.layer[l - 1].kind != NG_CNN_WHITEN) continue;
+        s = ng_whiten_compute(&wh[l], n->cfg.whiten_eps);
+        if (s != NG_OK) break;
+        nx = &n->cfg.layer[l];
+        co = n->c[l + 1];
+        T = nx->kind == NG_CNN_CONV ? nx->k * nx->k : n->h[l] * n->w[l]; /* taps per channel */
+        nW = (size_t)co * d * T;
+        Uo = (double *)malloc((3 * dd + 2 * (size_t)d) * sizeof(double));
+        f = (float *)malloc((4 * dd + 2 * (size_t)d + nW + (size_t)co) * sizeof(float));
+        if (!Uo || !f) {
+            free(Uo);
+            free(f);
+            s = ng_error(NG_ERR_OOM, "cnn whiten: out of host memory");
+            break;
+        }
+        Mx = Uo + dd;
+        dm = Mx + dd;
+        bias = dm + d;
+        W = f + 4 * dd + 2 * (size_t)d;
+        bb = W + nW;
+        /* f: [0, dd) old U^T, [dd, 2dd) new U^T, [2dd, 3dd) new U^-1, [4dd, +d) old mu, [+d, +2d) new mu */
+        if ((s = ng_get(be, f, n->UT[l].data, dd * sizeof(float))) != NG_OK ||
+            (s = ng_get(be, f + dd, wh[l].UT.data, dd * sizeof(float))) != NG_OK ||
+            (s = ng_get(be, f + 4 * dd, n->mu[l].data, (size_t)d * sizeof(float))) != NG_OK ||
+            (s = ng_get(be, f + 4 * dd + d, wh[l].mean.data, (size_t)d * sizeof(float))) != NG_OK ||
+            (s = ng_get(be, W, n->W[l + 1].data, nW * sizeof(float))) != NG_OK ||
+            (s = ng_get(be, bb, n->b[l + 1].data, (size_t)co * sizeof(float))) != NG_OK) {
+            free(Uo);
+            free(f);
+            break;
+        }
+        /* U^-1 of the new statistics into f[2dd ..] (via the device: the library's product) */
+        {
+            s = ng_whiten_uinv(&wh[l], n->uinv.data, d);
+            if (s == NG_OK) s = ng_get(be, f + 2 * dd, n->uinv.data, dd * sizeof(float));
+            if (s != NG_OK) {
+                free(Uo);
+                free(f);
+                break;
+            }
+        }
+        /* Uo = old U (row i = column i of old U^T); Mx = Uo Uinv_new; dm = Uo (mu_new - mu_old) */
+        for (i = 0; i < d; i++)
+            for (j = 0; j < d; j++) Uo[i + (size_t)d * j] = f[j + (size_t)d * i];
+        for (i = 0; i < d; i++) {
+            double a = 0.0;
+            for (j = 0; j < d; j++) {
+                double acc = 0.0;
+                for (k = 0; k < d; k++) acc += Uo[i + (size_t)d * k] * (double)f[2 * dd + k + (size_t)d * j];
+                Mx[i + (size_t)d * j] = acc;
+                a += Uo[i + (size_t)d * j] * ((double)f[4 * dd + d + j] - (double)f[4 * dd + j]);
+            }
+            dm[i] = a;
+        }
+        /* next layer: W (co, d T) with column (channel, tap) = c T + t; per tap W_t' = W_t Mx,
+         * b' = b + sum_t W_t dm */
+        for (o = 0; o < co; o++) {
+            double bacc = (double)bb[o];
+            int t;
+            for (t = 0; t < T; t++) {
+                for (i = 0; i < d; i++) bias[i] = (double)W[o + (size_t)co * ((size_t)i * T + t)];
+                for (i = 0; i < d; i++) bacc += bias[i] * dm[i];
+                for (j = 0; j < d; j++) {
+                    double acc = 0.0;
+                    for (i = 0; i < d; i++) acc += bias[i] * Mx[i + (size_t)d * j];
+                    W[o + (size_t)co * ((size_t)j * T + t)] = (float)acc;
+                }
+            }
+            bb[o] = (float)bacc;
+        }
+        if ((s = ng_set(be, n->W[l + 1].data, W, nW * sizeof(float))) == NG_OK &&
+            (s = ng_set(be, n->b[l + 1].data, bb, (size_t)co * sizeof(float))) == NG_OK &&
+            (s = ng_copy(be, n->UT[l].data, wh[l].UT.data, dd * sizeof(float))) == NG_OK)
+            s = ng_copy(be, n->mu[l].data, wh[l].mean.data, (size_t)d * sizeof(float));
+        free(Uo);
+        free(f);
+    }
+    n->have_batch = 0;
+    return s;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+static ng_status cnn_save(ng_model *m, ng_ckpt *c) {
+    cnn *n = as_cnn(m);
+    char spec[1024];
+    float norm;
+    NG_TRY(ng_nrm2(m->be, ng_model_size(m), m->param_flat.data, &norm));
+    if (!isfinite(norm)) return ng_error(NG_ERR_NUMERIC, "cnn parameters hold NaN or Inf (diverged: lower --lr); not saved");
+    NG_TRY(ng_ckpt_set_str(c, "cnn.spec", ng_cnn_spec_string(&n->cfg, spec, sizeof spec)));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.channels", n->cfg.c));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.height", n->cfg.h));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.width", n->cfg.w));
+    NG_TRY(ng_ckpt_set_f32(c, "cnn.bn_eps", n->cfg.bn_eps));
+    NG_TRY(ng_ckpt_set_f32(c, "cnn.bn_momentum", n->cfg.bn_momentum));
+    NG_TRY(ng_ckpt_set_f32(c, "cnn.whiten_eps", n->cfg.whiten_eps));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.chunk", n->cfg.chunk));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.whiten_every", n->cfg.whiten_every));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.whiten_samples", n->cfg.whiten_samples));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.augment_pad", n->cfg.augment_pad));
+    NG_TRY(ng_ckpt_set_i64(c, "cnn.augment_flip", n->cfg.augment_flip));
+    NG_TRY(ng_ckpt_set_u64(c, "cnn.gradients", n->gradients));
+    if (n->st.count) NG_TRY(ng_ckpt_add_arena(c, "cnn.", &n->st));
+    return NG_OK;
+}
+
+ng_status ng_cnn_config_from_ckpt(const ng_ckpt *c, ng_cnn_config *cfg) {
+    const char *spec = NULL, *kind = NULL;
+    int64_t ci, h, w;
+    NG_TRY(ng_ckpt_get_str(c, "model.kind", &kind));
+    if (strcmp(kind, "cnn") != 0)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s holds a model of kind '%s', not a cnn", ng_ckpt_path(c), kind);
+    NG_TRY(ng_ckpt_get_str(c, "cnn.spec", &spec));
+    NG_TRY(ng_ckpt_get_int(c, "cnn.channels", 1, 100000, &ci));
+    NG_TRY(ng_ckpt_get_int(c, "cnn.height", 1, 100000, &h));
+    NG_TRY(ng_ckpt_get_int(c, "cnn.width", 1, 100000, &w));
+    if (ng_cnn_parse_spec(spec, cfg) != NG_OK)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: field cnn.spec: %s", ng_ckpt_path(c), ng_last_error());
+    cfg->c = (int)ci, cfg->h = (int)h, cfg->w = (int)w;
+    NG_TRY(ng_ckpt_get_float(c, "cnn.bn_eps", 1e-12, 0.999, &cfg->bn_eps));
+    NG_TRY(ng_ckpt_get_float(c, "cnn.bn_momentum", 1e-9, 1.0, &cfg->bn_momentum));
+    NG_TRY(ng_ckpt_get_float(c, "cnn.whiten_eps", 1e-12, 1e6, &cfg->whiten_eps));
+    {
+        int64_t we, ws, ap, af, chk;
+        NG_TRY(ng_ckpt_get_int(c, "cnn.chunk", 1, 65536, &chk));
+        cfg->chunk = (int)chk;
+        NG_TRY(ng_ckpt_get_int(c, "cnn.whiten_every", 0, 1 << 30, &we));
+        NG_TRY(ng_ckpt_get_int(c, "cnn.whiten_samples", 1, 1 << 30, &ws));
+        NG_TRY(ng_ckpt_get_int(c, "cnn.augment_pad", 0, 64, &ap));
+        NG_TRY(ng_ckpt_get_int(c, "cnn.augment_flip", 0, 1, &af));
+        cfg->whiten_every = (int)we, cfg->whiten_samples = (int)ws, cfg->augment_pad = (int)ap, cfg->augment_flip = (int)af;
+    }
+    if (ng_cnn_config_check(cfg) != NG_OK) return ng_error(NG_ERR_FORMAT, "checkpoint %s: %s", ng_ckpt_path(c), ng_last_error());
+    return NG_OK;
+}
+
+static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
+    cnn *n = as_cnn(m);
+    ng_cnn_config theirs = n->cfg;
+    char a[1024], b[1024];
+    NG_TRY(ng_cnn_config_from_ckpt(c, &theirs));
+    ng_cnn_spec_string(&theirs, a, sizeof a);
+    ng_cnn_spec_string(&n->cfg, b, sizeof b);
+    if (strcmp(a, b) != 0 || theirs.c != n->cfg.c || theirs.h != n->cfg.h || theirs.w != n->cfg.w)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: cnn %dx%dx%d %s, this run builds %dx%dx%d %s", ng_ckpt_path(c), theirs.c,
+                        theirs.h, theirs.w, a, n->cfg.c, n->cfg.h, n->cfg.w, b);
+    if (n->st.count) {
+        NG_TRY(ng_ckpt_check_arena(c, "cnn.", &n->st));
+        if (apply) NG_TRY(ng_ckpt_load_arena(c, "cnn.", &n->st));
+    }
+    {
+        uint64_t g;
+        NG_TRY(ng_ckpt_get_u64(c, "cnn.gradients", &g));
+        if (apply) n->gradients = g;
+    }
+    if (apply) n->have_batch = 0;
+    return NG_OK;
+}
+
+static const struct ng_model_i cnn_iface = {
+    .kind = "cnn",
+    .gradient = cnn_gradient,
+    .statistic = cnn_statistic,
+    .columns = cnn_columns,
+    .log_values = cnn_log_values,
+    .save = cnn_save,
+    .load = cnn_load,
+    .destroy = cnn_destroy,
+};

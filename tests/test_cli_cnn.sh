@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# test_cli_cnn.sh BUILD: end-to-end tests of `natgrad cnn train` with BUILD/natgrad on tiny data
+# written here (8x8 IDX images of 3 classes: a bright bar whose row gives the class, plus noise;
+# CIFAR-10 binary records). Covers: help; learning (test misclassification falls); exact resume
+# (16 updates in one go vs 8 + --resume to 16, with PRONG whitening every 3 updates, batch norm and
+# augmentation: byte-identical checkpoints, identical CSV apart from clocks); a fixed option with
+# --resume refused; usage errors naming the layer / option (exit 2); CIFAR-10 files: a valid one
+# trains, truncated / bad-label / empty / garbage files are refused naming the file (exit 1).
+# Everything on the CPU in a mktemp -d directory removed at exit. Ends with "RESULT passed=P failed=F skipped=S".
+set -u
+build=${1:-build}
+bin=$build/natgrad
+passed=0 failed=0 skipped=0
+if [ ! -x "$bin" ]; then
+  echo "FAIL natgrad binary: $bin not found"; echo "RESULT passed=0 failed=1 skipped=0"; exit 1
+fi
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli_cnn.XXXXXX") || { echo "RESULT passed=0 failed=1 skipped=0"; exit 1; }
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
+show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
+run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
+expect_exit() {
+  local name=$1 code=$2 pat=$3; shift 3
+  run "$name" "$@"
+  if [ "$rc" != "$code" ]; then fail "$name" "exit $rc, want $code: $*"; show "$name.err"
+  elif ! grep -qF -- "$pat" "$name.err"; then fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
+  else pass "$name"; fi
+}
+col() { python3 -c 'import sys,csv; rows=list(csv.DictReader(open(sys.argv[1]))); print(rows[int(sys.argv[3])][sys.argv[2]])' "$1" "$2" "${3:--1}"; }
+
+python3 - <<'PY'
+import struct, random
+random.seed(7)
+n, h, w = 240, 8, 8
+imgs, labs = [], []
+for i in range(n):
+    k = i % 3
+    img = [random.randint(0, 60) for _ in range(h * w)]
+    r = 1 + 3 * k
+    for c in range(w): img[r * w + c] = 230
+    imgs += img; labs.append(k)
+open('img.idx', 'wb').write(struct.pack('>BBBB', 0, 0, 8, 3) + struct.pack('>iii', n, h, w) + bytes(imgs))
+open('lab.idx', 'wb').write(struct.pack('>BBBB', 0, 0, 8, 1) + struct.pack('>i', n) + bytes(labs))
+# CIFAR-10 binary: 40 records of label + 3072 pixels
+rec = b''.join(bytes([i % 10]) + bytes(random.randint(0, 255) for _ in range(3072)) for i in range(40))
+open('c10.bin', 'wb').write(rec)
+open('c10_trunc.bin', 'wb').write(rec[:3073 * 3 + 100])
+bad = bytearray(rec); bad[3073 * 5] = 11
+open('c10_label.bin', 'wb').write(bytes(bad))
+open('c10_empty.bin', 'wb').write(b'')
+open('c10_garbage.bin', 'wb').write(bytes(random.randint(0, 255) for _ in range(5000)))
+PY
+
+T=(cnn train --device cpu --threads 1 --data img.idx,lab.idx --test-data img.idx,lab.idx --batch 24 --chunk 12 --eval-n 120)
+
+# ---- help ----------------------------------------------------------------------------------------
+run help "$bin" cnn train --help
+if [ "$rc" = 0 ] && grep -q -- "--layers" help.out && grep -q -- "--whiten-every" help.out && grep -q "CIFAR-10" help.out; then
+  pass cnn_help; else fail cnn_help "exit $rc"; show help.out; fi
+run top "$bin" --help
+if grep -q "cnn train" top.out; then pass cnn_in_top_help; else fail cnn_in_top_help; fi
+
+# ---- learning ------------------------------------------------------------------------------------
+run learn "$bin" "${T[@]}" --layers c4-relu-mp2-d3 --lr 0.05 --steps 60 --log-every 20 --out learn
+if [ "$rc" = 0 ]; then
+  first=$(col learn/train.csv test_misclass 0); last=$(col learn/train.csv test_misclass -1)
+  if python3 -c "import sys; sys.exit(0 if $last <= 0.1 and $last < $first + 1e-9 else 1)"; then pass cnn_learns
+  else fail cnn_learns "test_misclass $first -> $last"; fi
+else fail cnn_learns "exit $rc"; show learn.err; fi
+head -1 learn/train.csv | grep -q "train_misclass" && head -1 learn/train.csv | grep -q "test_misclass" \
+  && pass cnn_csv_columns || fail cnn_csv_columns "$(head -1 learn/train.csv)"
+
+# ---- exact resume (PRONG whitening every 3 updates, batch norm, crops and mirrors, waterfall) ----
+R=(--layers c4-bn-relu-w-c4k3p0-relu-mp2-d3 --whiten-every 3 --whiten-samples 12 --augment-pad 1 --flip 1 --lr-drop-every 5 --lr-drop 0.5)
+run full "$bin" "${T[@]}" "${R[@]}" --steps 16 --log-every 4 --out full
+run half "$bin" "${T[@]}" "${R[@]}" --steps 8 --log-every 4 --out half
+run rest "$bin" cnn train --device cpu --threads 1 --data img.idx,lab.idx --test-data img.idx,lab.idx --eval-n 120 \
+  --resume half/cnn.ckpt --steps 16 --log-every 4 --out half
+if [ "$rc" = 0 ] && [ -s full/cnn.ckpt ] && cmp -s full/cnn.ckpt half/cnn.ckpt; then pass cnn_resume_identical_checkpoint
+else fail cnn_resume_identical_checkpoint "exit $rc"; show rest.err; show full.err; fi
+strip() { python3 -c 'import sys,csv
+r=list(csv.reader(open(sys.argv[1]))); drop=[i for i,n in enumerate(r[0]) if n in ("time_s","train_s")]
+for row in r: print(",".join(v for i,v in enumerate(row) if i not in drop))' "$1"; }
+if [ -s full/train.csv ] && diff <(strip full/train.csv) <(strip half/train.csv) >/dev/null; then pass cnn_resume_same_log
+else fail cnn_resume_same_log "$(diff <(strip full/train.csv) <(strip half/train.csv) | head -4)"; fi
+# the logged lr(t) = 0.05 * 0.5^floor(t / 5): 0.05 at t = 4, 0.05 / 8 at t = 16
+if python3 -c "
+import csv; r=list(csv.DictReader(open('full/train.csv'))); lr=[float(x['lr']) for x in r]
+import sys; sys.exit(0 if abs(lr[0]-0.05)<1e-9 and abs(lr[-1]-0.05*0.5**3)<1e-9 else 1)"; then pass cnn_waterfall_lr
+else fail cnn_waterfall_lr "$(cut -d, -f1-4 full/train.csv | head -5)"; fi
+expect_exit cnn_resume_fixed_option 2 "--lr cannot be combined with --resume" "$bin" cnn train --resume half/cnn.ckpt --lr 0.1 --out half
+
+# ---- usage errors --------------------------------------------------------------------------------
+expect_exit cnn_bad_token 2 "'q7'" "$bin" "${T[@]}" --layers c4-q7-d3 --out e1
+expect_exit cnn_last_not_dense 2 "last layer must be dense" "$bin" "${T[@]}" --layers c4-relu --out e2
+expect_exit cnn_window_too_big 2 "layer 2" "$bin" "${T[@]}" --layers c4-c4k9p0-d3 --out e3
+expect_exit cnn_whiten_needs_p0 2 "whitening layer must be followed" "$bin" "${T[@]}" --layers c4-w-c4-d3 --out e4
+expect_exit cnn_whiten_every_without_w 2 "no whitening layer" "$bin" "${T[@]}" --layers c4-d3 --whiten-every 5 --out e5
+expect_exit cnn_classes_mismatch 2 "3 classes" "$bin" "${T[@]}" --layers c4-d5 --out e6
+expect_exit cnn_batch_too_big 2 "--batch" "$bin" cnn train --device cpu --data img.idx,lab.idx --batch 1000 --layers c4-d3 --out e7
+expect_exit cnn_no_subcommand 2 "cnn train --help" "$bin" cnn
+
+# ---- CIFAR-10 binary files -----------------------------------------------------------------------
+run c10 "$bin" cnn train --device cpu --threads 1 --data c10.bin --test-data c10.bin --layers c2k3s2-mp2-d10 --batch 8 --steps 4 \
+  --log-every 2 --eval-n 16 --out c10
+if [ "$rc" = 0 ] && grep -q "3x32x32" c10.err; then pass cnn_cifar_trains; else fail cnn_cifar_trains "exit $rc"; show c10.err; fi
+for f in trunc label empty garbage; do
+  expect_exit "cnn_cifar_$f" 1 "c10_$f.bin" "$bin" cnn train --device cpu --data "c10_$f.bin" --layers c2-d10 --batch 2 --out "e_$f"
+done
+expect_exit cnn_cifar_missing_dir_file 1 "data_batch_1.bin" "$bin" cnn train --device cpu --data "$work" --layers c2-d10 --out e_dir
+
+echo "RESULT passed=$passed failed=$failed skipped=$skipped"
+[ "$failed" = 0 ]
