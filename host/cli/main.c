@@ -69,8 +69,8 @@ int main(int argc, char **argv) {
         printf("natgrad %s\n", NG_VERSION);
         return NG_EXIT_OK;
     }
-    if (strcmp(argv[1], "rbm") == 0) return ng_cmd_rbm(argc - 2, argv + 2);
-    if (strcmp(argv[1], "net") == 0) return ng_cmd_net(argc - 2, argv + 2);
+    if (strcmp(argv[1], "rbm") == 0) return ng_cli_finish(ng_cmd_rbm(argc - 2, argv + 2));
+    if (strcmp(argv[1], "net") == 0) return ng_cli_finish(ng_cmd_net(argc - 2, argv + 2));
     if (strcmp(argv[1], "export") == 0) return ng_cmd_export(argc - 2, argv + 2);
     if (strcmp(argv[1], "ckpt") == 0) return ng_cmd_ckpt(argc - 2, argv + 2);
     if (strcmp(argv[1], "info") == 0) return ng_cmd_info(argc - 2, argv + 2);

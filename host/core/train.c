@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/file.h"
 #include "natgrad/log.h"
 
@@ -57,7 +58,9 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         NG_TRY(ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity)));
     NG_TRY(ng_batches_next(tr->data, &x));
     NG_TRY(ng_model_gradient(tr->model, &x, NULL));
+    if (tr->comm) NG_TRY(ng_trainer_reduce_gradient(tr));
     if (row && tr->model->iface->log_values) NG_TRY(tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
+    if (row && tr->comm) NG_TRY(ng_trainer_reduce_columns(tr, row));
     NG_TRY(ng_update_penalize(tr->upd, tr->model, tr->t));
     NG_TRY(ng_precond_observe(tr->pc, tr->model, tr->t));
     NG_TRY(ng_precond_apply(tr->pc, tr->model, tr->t));
@@ -106,6 +109,7 @@ ng_status ng_trainer_save(ng_trainer *tr, const char *path, int parts) {
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.batch", tr->data->capacity);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.rank", tr->data->rank);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.world", tr->data->world);
+        if (s == NG_OK && tr->comm && tr->comm->world > 1) s = ng_ckpt_set_i64(c, "dist.world", tr->comm->world);
         if (s == NG_OK && tr->sched_m1 > 0) s = ng_ckpt_set_i64(c, "data.schedule_m1", tr->sched_m1);
         if (s == NG_OK && tr->sched_m1 > 0) s = ng_ckpt_set_i64(c, "data.schedule_full", tr->sched_full);
         if (s == NG_OK) s = ng_precond_save(tr->pc, c);
@@ -336,7 +340,7 @@ static ng_status csv_row(logfile *lf, const ng_trainer *tr, const double *row) {
 
 static ng_status save_ckpt(ng_trainer *tr, const char *path, ng_run_result *res) {
     ng_status s;
-    NG_RANGE("checkpoint", s, ng_trainer_save(tr, path, NG_SAVE_ALL));
+    NG_RANGE("checkpoint", s, ng_trainer_save_ranks(tr, path));
     if (s == NG_OK && res) res->saved = 1;
     return s;
 }
@@ -357,8 +361,8 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
         return ng_error(NG_ERR_INVALID_ARG, "run: a CSV log and a checkpoint path are required");
     for (i = 0; i < tr->n_columns; i++)
         hl += (size_t)snprintf(header + hl, sizeof header - hl, i ? ",%s" : "%s", tr->columns[i]);
-    NG_TRY(log_open(&csv, rc->csv_path, header, rc->append, tr->t));
-    if (rc->snapshot_s > 0.0) {
+    if (ng_trainer_lead(tr)) NG_TRY(log_open(&csv, rc->csv_path, header, rc->append, tr->t));
+    if (rc->snapshot_s > 0.0 && ng_trainer_lead(tr)) {
         if (snprintf(snap_path, sizeof snap_path, "%s/snapshots.csv", rc->out_dir ? rc->out_dir : ".") >=
             (int)sizeof snap_path)
             s = ng_error(NG_ERR_INVALID_ARG, "run: output directory name too long");
@@ -373,9 +377,11 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
     while (tr->t < rc->steps) {
         /* the update that crosses the time budget is the last one, and it is logged */
         int last_by_time = rc->minutes > 0.0 && ng_time_s() - t0 > 60.0 * rc->minutes;
-        int logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps || last_by_time;
+        int stop = ng_interrupted(), logging;
         double ts, el;
-        if (ng_interrupted()) {
+        if (tr->comm && (s = ng_trainer_agree_stop(tr, &last_by_time, &stop)) != NG_OK) break;
+        logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps || last_by_time;
+        if (stop) {
             res->interrupted = 1;
             break;
         }
@@ -401,12 +407,12 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
                 s = rc->monitor(rc->user, tr, row + tr->col_monitor);
                 if (s != NG_OK) break;
             }
-            s = csv_row(&csv, tr, row);
+            if (csv.f) s = csv_row(&csv, tr, row);
             if (s != NG_OK) {
                 error_after_consistent_state = 1;
                 break;
             }
-            if (rc->progress) {
+            if (rc->progress && ng_trainer_lead(tr)) {
                 ng_run_progress p;
                 uint64_t shown = rc->steps - res->start;
                 /* with a time budget the run ends at whichever limit comes first: estimate the
@@ -435,7 +441,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
             snprintf(snap, sizeof snap, "%s/snap-%08llu.ckpt", rc->out_dir ? rc->out_dir : ".",
                      (unsigned long long)tr->t);
             s = save_ckpt(tr, snap, NULL);
-            if (s == NG_OK) {
+            if (s == NG_OK && snaps.f) {
                 errno = 0;
                 if (log_text(&snaps, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, el, train_s, snap) < 0)
                     s = log_write_failed(&snaps);
@@ -470,7 +476,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
 #undef KEEP_FIRST
         if (s != NG_OK) ng_error(s, "%s", msg);
     }
-    if (rc->progress && s == NG_OK) {
+    if (rc->progress && s == NG_OK && ng_trainer_lead(tr)) {
         ng_run_progress p;
         memset(&p, 0, sizeof p);
         p.t = tr->t;
