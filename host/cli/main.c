@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "natgrad/comm.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -39,6 +40,8 @@ int ng_cmd_info(int argc, char **argv) {
         printf("note: OpenBLAS runs a slower kernel than this CPU supports (%s); unset OPENBLAS_CORETYPE "
                "or let natgrad re-execute itself\n", blas);
     printf("cuda compiled in: %s\n", ng_cuda_compiled() ? "yes" : "no");
+    printf("mpi compiled in: %s (mpirun -np N natgrad ...); nccl compiled in: %s\n", ng_comm_mpi_compiled() ? "yes" : "no",
+           ng_comm_nccl_compiled() ? "yes" : "no");
     n = ng_cuda_device_count();
     printf("cuda devices: %d\n", n);
     for (i = 0; i < n; i++)

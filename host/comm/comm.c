@@ -65,9 +65,9 @@ static void backoff(int *polls) {
 
 static ng_status timed_out(const ng_comm *c, const char *op, const char *what, double waited) {
     return ng_error(NG_ERR_IO,
-                    "rank %d of %d: %s of %s did not complete within %.3g s (%s): another rank died, hangs or "
-                    "left the run (raise --comm-timeout if steps are this slow)",
-                    c->rank, c->world, op, what ? what : "data", waited, kind_name(c));
+                    "rank %d of %d: %s of %s did not complete within %g s (waited %.3g s, %s): another rank died, "
+                    "hangs or left the run (raise --comm-timeout if steps are this slow)",
+                    c->rank, c->world, op, what ? what : "data", c->timeout_s, waited, kind_name(c));
 }
 
 #ifdef NG_HAVE_MPI
