@@ -31,7 +31,7 @@ finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $(
 if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 
 ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_rerun_bitexact dist_resume_same dist_resume_3to2 dist_resume_2to1
-     dist_bad_timeout dist_refuse_kfac dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim)
+     dist_bad_timeout dist_refuse_kfac dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -172,5 +172,8 @@ if [ -x "$absbuild/simt/tests/test_comm" ]; then
   if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl.out)" = 2 ] && grep -q "^PASS test_comm_nccl" nccl.out; then
     pass "dist_comm_nccl_shim (NCCL path on the emulator, 2 ranks)"
   else fail dist_comm_nccl_shim "exit $rc"; grep -E '^(FAIL|SKIP|  )' nccl.out | head -10; show nccl.out; fi
+  NATGRAD_COMM=mpi timeout 300 "$absbuild/simt/tests/test_comm" >nccl1.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && grep -q "^PASS test_comm_nccl" nccl1.out; then pass "dist_comm_nccl_single (one NCCL rank, as bench/nccl_smoke.sh on one GPU)"
+  else fail dist_comm_nccl_single "exit $rc"; show nccl1.out; fi
 else skip dist_comm_nccl_shim "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"; fi
 finish

@@ -40,6 +40,9 @@ int ng_cli_comm_attach(ng_backend *be) {
 }
 
 int ng_cli_finish(int rc) {
+    if (g_comm && g_comm->world > 1 && rc == NG_EXIT_OK)
+        fprintf(stderr, "natgrad: rank %d: %llu collectives, %.3f s in collectives (waiting for the other ranks included)\n",
+                g_comm->rank, g_comm->calls, g_comm->comm_s);
     if (g_comm && g_comm->world > 1 && rc != NG_EXIT_OK) {
         fprintf(stderr, "natgrad: rank %d of %d failed (exit %d): ending every rank\n", g_comm->rank, g_comm->world, rc);
         fflush(stderr);

@@ -7,6 +7,8 @@
  *           memory; a CUDA buffer is staged through a host copy when NCCL is not available);
  *   nccl    NCCL collectives on the backend's CUDA stream (CUDA builds linked with libnccl),
  *           bootstrapped by broadcasting an ncclUniqueId over MPI; MPI stays for host scalars.
+ * NATGRAD_COMM=mpi in the environment opens MPI (and so NCCL on a CUDA backend) even for one rank:
+ * the NCCL smoke test of a one-GPU machine (bench/nccl_smoke.sh).
  * The rank, world size and local rank come from the launcher (MPI_Comm_rank, and Open MPI's
  * OMPI_COMM_WORLD_LOCAL_RANK for the device index).
  *
