@@ -116,7 +116,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-net bench-fang-table1 clean data-mnist data-fashion \
-    kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
+    kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table bench-dist \
     data-curves-picture
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -258,6 +258,11 @@ OPT_TABLE_MINUTES ?= 5
 optimizer-table: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/optimizer_table.sh --minutes $(OPT_TABLE_MINUTES)
+
+# data parallelism on the CPU backend: all-reduce times, 1 and 2 ranks, the 8-GPU cost model
+bench-dist: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_comm
+	@bash bench/dist_bench.sh $(BUILD)
 
 bench-tn: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tn
