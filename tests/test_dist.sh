@@ -31,7 +31,7 @@ finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $(
 if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 
 ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_rerun_bitexact dist_resume_same dist_resume_3to2 dist_resume_2to1
-     dist_bad_timeout dist_refuse_kfac dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
+     dist_bad_timeout dist_refuse_kfac dist_refuse_rbm dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -117,6 +117,10 @@ else fail dist_bad_timeout "exit $rc, want 2 naming --comm-timeout"; show badtim
 run kfac 2 "${T[@]}" --optimizer kfac --steps 5 --out kfac
 if [ "$rc" != 0 ] && grep -q "preconditioner kfac does not run on 2 ranks" kfac.err; then pass dist_refuse_kfac
 else fail dist_refuse_kfac "exit $rc"; show kfac.err; fi
+
+run rbm 2 rbm train --device cpu --data bars-stripes --hidden 4 --steps 2 --out rbm --threads 1
+if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\`" rbm.err; then pass dist_refuse_rbm
+else fail dist_refuse_rbm "exit $rc (rbm train is not data-parallel yet: it must refuse 2 ranks)"; show rbm.err; fi
 
 # ---- failures ----------------------------------------------------------------------------------
 # LONG: a run that does not end by itself; every rank writes its pid for the test to signal

@@ -88,6 +88,8 @@ struct ng_comm *ng_cli_comm(void);
 int ng_cli_rank(void);
 int ng_cli_world(void);
 int ng_cli_comm_open(const ng_common_opts *c);
+/* A data-parallel command calls this before ng_cli_backend; other commands refuse several ranks. */
+void ng_cli_dist_allow(void);
 int ng_cli_comm_attach(ng_backend *be);
 int ng_cli_finish(int rc);
 int ng_cmd_rbm(int argc, char **argv);

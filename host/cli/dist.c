@@ -8,6 +8,9 @@
 #include "natgrad/comm.h"
 
 static ng_comm *g_comm;
+static int g_allow;
+
+void ng_cli_dist_allow(void) { g_allow = 1; }
 
 ng_comm *ng_cli_comm(void) { return g_comm; }
 int ng_cli_rank(void) { return g_comm ? g_comm->rank : 0; }
@@ -15,6 +18,11 @@ int ng_cli_world(void) { return g_comm ? g_comm->world : 1; }
 
 int ng_cli_comm_open(const ng_common_opts *c) {
     if (g_comm) return 0;
+    if (!g_allow && ng_comm_launched_world() > 1) {
+        fprintf(stderr, "natgrad: this command runs as one process, but a launcher started %d ranks: under mpirun only "
+                        "`natgrad net train` (sgd, nag, adam, rmsprop) runs data-parallel\n", ng_comm_launched_world());
+        return NG_EXIT_USAGE;
+    }
     if (!(c->comm_timeout > 0.0f)) {
         fprintf(stderr, "natgrad: --comm-timeout %g: must be > 0 seconds\n", (double)c->comm_timeout);
         return NG_EXIT_USAGE;

@@ -820,6 +820,7 @@ static int net_train(int argc, char **argv) {
         rc = NG_EXIT_USAGE;
         goto done;
     }
+    ng_cli_dist_allow(); /* data-parallel under mpirun */
     if ((rc = ng_cli_backend(&o.co, &be))) goto done;
     {
         char spec[1024];
