@@ -51,6 +51,7 @@ int ng_comm_launched_world(void) {
     return w < 1 ? 1 : w;
 }
 
+#if defined(NG_HAVE_MPI) || defined(NG_HAVE_NCCL)
 static const char *kind_name(const ng_comm *c) {
     return c->kind == NG_COMM_NCCL ? "NCCL" : c->kind == NG_COMM_MPI ? "MPI" : "single";
 }
@@ -69,6 +70,7 @@ static ng_status timed_out(const ng_comm *c, const char *op, const char *what, d
                     "hangs or left the run (raise --comm-timeout if steps are this slow)",
                     c->rank, c->world, op, what ? what : "data", c->timeout_s, waited, kind_name(c));
 }
+#endif
 
 #ifdef NG_HAVE_MPI
 static ng_status mpi_wait(ng_comm *c, MPI_Request *req, const char *op, const char *what) {
