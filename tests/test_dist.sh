@@ -2,7 +2,8 @@
 # test_dist.sh BUILD: data-parallel runs of BUILD/natgrad under Open MPI's mpirun on the CPU backend
 # (bars and stripes, a 16-8-3-8-16 autoencoder, global batch 10; 3 ranks shard it 3/3/4).
 # Covers: N ranks = 1 rank within the stated tolerance (NAG, Adam, SGD; 2 and 3 ranks); run-to-run
-# bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files);
+# bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
+# between the ranks' files and rank 0's resumes from .prev; mismatched or missing rank files refused);
 # resume from the model file on another number of ranks (3 -> 2 and 2 -> 1, with the warning);
 # a preconditioner without distributed statistics refused by name; a killed rank ends the job
 # (the last checkpoint stays readable); a stopped (hung) rank makes the others stop with a message
@@ -30,7 +31,7 @@ show() { tail -n "${2:-6}" "$1" 2>/dev/null | sed 's/^/  | /'; }
 finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $([ "$failed" = 0 ] && echo 0 || echo 1); }
 if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 
-ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_rerun_bitexact dist_resume_same dist_resume_3to2 dist_resume_2to1
+ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
      dist_bad_timeout dist_refuse_kfac dist_refuse_rbm dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
@@ -98,6 +99,24 @@ run rest 2 "${R[@]}" --resume resumed/net.ckpt --steps 40 --out resumed
 if [ "$rc" = 0 ] && cmp -s two_nag/net.ckpt resumed/net.ckpt && cmp -s two_nag/net.ckpt.rank1 resumed/net.ckpt.rank1; then
   pass dist_resume_same
 else fail dist_resume_same "exit $rc; 20 + 20 updates on 2 ranks differ from 40 in one go"; show rest.err; fi
+
+# a save interrupted between the ranks' files and rank 0's: rank 1 holds update 40, its .prev 20
+run half2 2 "${T[@]}" --optimizer nag --steps 20 --out torn
+cp torn/net.ckpt.rank1 torn/net.ckpt.rank1.prev && cp two_nag/net.ckpt.rank1 torn/net.ckpt.rank1
+run torn 2 "${R[@]}" --resume torn/net.ckpt --steps 40 --out torn
+if [ "$rc" = 0 ] && cmp -s two_nag/net.ckpt torn/net.ckpt; then pass dist_resume_torn_save_uses_prev
+else fail dist_resume_torn_save_uses_prev "exit $rc"; show torn.err; fi
+run half3 2 "${T[@]}" --optimizer nag --steps 20 --out torn2
+cp two_nag/net.ckpt.rank1 torn2/net.ckpt.rank1
+run torn2 2 "${R[@]}" --resume torn2/net.ckpt --steps 40 --out torn2
+if [ "$rc" != 0 ] && grep -q "from different saves" torn2.err; then pass dist_resume_mismatched_ranks_refused
+else fail dist_resume_mismatched_ranks_refused "exit $rc"; show torn2.err; fi
+
+run half4 2 "${T[@]}" --optimizer nag --steps 20 --out lost
+rm lost/net.ckpt.rank1
+run lost 2 "${R[@]}" --resume lost/net.ckpt --steps 40 --out lost
+if [ "$rc" != 0 ] && grep -q "rank 1's optimizer state:.*net.ckpt.rank1" lost.err; then pass dist_resume_missing_rank_file_named
+else fail dist_resume_missing_rank_file_named "exit $rc"; show lost.err; fi
 
 run three_half 3 "${T[@]}" --optimizer nag --steps 20 --out r3
 cp -r r3 r3to2

@@ -116,27 +116,31 @@ ng_status ng_trainer_save_ranks(ng_trainer *tr, const char *path) {
 /* Rank r's optimizer file of update t: path.rank<r>, else path.rank<r>.prev. */
 static ng_status read_rank_file(const char *path, int rank, uint64_t t, ng_ckpt **out) {
     static const char *const suffixes[2] = {"", ".prev"};
-    char rp[4200];
-    uint64_t rt = 0;
+    char rp[4200], found[4200] = "", err[1024] = "";
+    uint64_t rt = 0, found_t = 0;
     int k;
     *out = NULL;
     for (k = 0; k < 2; k++) {
         ng_ckpt *c = NULL;
         NG_TRY(rank_path(path, rank, suffixes[k], rp, sizeof rp));
         if (ng_ckpt_read(rp, NG_CKPT_READ_ALL, &c) != NG_OK) {
-            if (k == 0) continue;
-            return ng_error(NG_ERR_IO, "checkpoint %s: rank %d's optimizer state: %s", path, rank, ng_last_error());
+            if (k == 0) snprintf(err, sizeof err, "%s", ng_last_error());
+            continue;
         }
         if (ng_ckpt_get_u64(c, "run.t", &rt) == NG_OK && rt == t) {
             *out = c;
             return NG_OK;
         }
+        if (!found[0]) snprintf(found, sizeof found, "%s", rp), found_t = rt;
         ng_ckpt_free(c);
     }
-    return ng_error(NG_ERR_FORMAT,
-                    "checkpoint %s holds update %llu but %s (and .prev) hold(s) update %llu: the files are from different "
-                    "saves; resume on another number of ranks from the model file alone, or from an earlier snapshot",
-                    path, (unsigned long long)t, rp, (unsigned long long)rt);
+    if (found[0])
+        return ng_error(NG_ERR_FORMAT,
+                        "checkpoint %s holds update %llu but %s holds update %llu (and no .prev of update %llu): the files "
+                        "are from different saves; resume on another number of ranks from the model file alone, or from an "
+                        "earlier snapshot", path, (unsigned long long)t, found, (unsigned long long)found_t,
+                        (unsigned long long)t);
+    return ng_error(NG_ERR_IO, "checkpoint %s: rank %d's optimizer state: %s", path, rank, err);
 }
 
 ng_status ng_trainer_resume(ng_trainer *tr, const ng_ckpt *c) {
