@@ -5,6 +5,7 @@
 # exact apt-get command is printed and the build stops.
 
 SHELL := /bin/bash
+comma := ,
 # `make` alone builds `all` (the flags-stamp rule below would otherwise be the first target)
 .DEFAULT_GOAL := all
 CC ?= gcc
@@ -43,15 +44,29 @@ HAVE_LAPACKE := $(shell test -f /usr/include/lapacke.h && echo yes || echo no)
 HAVE_ZLIB := $(shell test -f /usr/include/zlib.h && echo yes || echo no)
 HAVE_OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes || echo no)
 HAVE_GNUPLOT := $(shell command -v gnuplot >/dev/null 2>&1 && echo yes || echo no)
-DEB_PACKAGES := libopenblas-openmp-dev liblapacke-dev zlib1g-dev gnuplot-nox
+# Open MPI (optional): `mpirun -np N natgrad ...` data-parallel runs (host/comm/). Without it the
+# binary builds and runs single-process. NG_MPI=0 forces it off.
+MPICC := $(shell command -v mpicc 2>/dev/null)
+MPI_CFLAGS := $(if $(MPICC),$(shell $(MPICC) --showme:compile 2>/dev/null))
+MPI_LIBS := $(if $(MPICC),$(shell $(MPICC) --showme:link 2>/dev/null))
+MPI_LIBDIR := $(patsubst -L%,%,$(filter -L%,$(MPI_LIBS)))
+NG_MPI ?= $(if $(and $(MPI_LIBS),$(shell echo '\#include <mpi.h>' | $(CC) $(MPI_CFLAGS) -E -x c - >/dev/null 2>&1 && echo ok)),1,0)
+HAVE_MPI := $(if $(filter 1,$(NG_MPI)),yes,no)
+DEB_PACKAGES := libopenblas-openmp-dev liblapacke-dev zlib1g-dev gnuplot-nox libopenmpi-dev openmpi-bin
 
 # ---- flags -------------------------------------------------------------------------------
 BUILD := build
 OPT ?= -O2
 CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp $(OPT) -g \
     -Iinclude -Ikernels -Ihost -I$(OPENBLAS_INC)
+ifeq ($(NG_MPI),1)
+CFLAGS_COMMON += -DNG_HAVE_MPI $(MPI_CFLAGS)
+endif
 CFLAGS := $(CFLAGS_COMMON) $(EXTRA_CFLAGS)
 LDLIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -llapacke -lz -lm -fopenmp -lpthread
+ifeq ($(NG_MPI),1)
+LDLIBS += $(MPI_LIBS) $(addprefix -Wl$(comma)-rpath$(comma),$(MPI_LIBDIR))
+endif
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcurand -lcudart
 # sm_80 and sm_90 machine code, plus compute_90 PTX that newer GPUs JIT-compile
 NVCC_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
@@ -60,7 +75,7 @@ NVCCFLAGS := -O3 -std=c++17 $(NVCC_ARCH) -Iinclude -Ikernels -DNG_NVTX \
     -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
 
 HOST_SRC := $(sort $(wildcard host/core/*.c host/backend/*.c host/data/*.c host/models/*.c \
-    host/optim/*.c host/eval/*.c))
+    host/optim/*.c host/eval/*.c host/comm/*.c))
 CLI_SRC := $(sort $(wildcard host/cli/*.c))
 CU_SRC := $(sort $(wildcard kernels/*.cu))
 # objects of the two configurations live apart, so switching NG_CUDA never mixes them
@@ -70,9 +85,16 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OBJ)/%.o)
 # rebuilt whenever the configuration changes, so the library and binary follow NG_CUDA
 CONFIG_STAMP := $(BUILD)/config-$(NG_CUDA).stamp
 
+# NCCL (CUDA builds with MPI, when nccl.h and libnccl are found): GPU collectives of host/comm/.
+# Without it a CUDA build reduces through host copies over MPI.
+HAVE_NCCL := $(if $(and $(filter 1,$(NG_CUDA)),$(filter 1,$(NG_MPI)),$(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so /usr/lib/$(MULTIARCH)/libnccl.so)),yes,no)
 ifeq ($(NG_CUDA),1)
 CU_OBJ := $(CU_SRC:%.cu=$(OBJ)/%.o)
 CFLAGS += -DNG_HAVE_CUDA -DNG_NVTX -I$(CUDA_HOME)/include
+ifeq ($(HAVE_NCCL),yes)
+CFLAGS += -DNG_HAVE_NCCL
+CUDA_LDLIBS += -lnccl
+endif
 LIB_LDLIBS := $(LDLIBS) $(CUDA_LDLIBS) -lstdc++
 else
 CU_OBJ :=
@@ -94,13 +116,13 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
-    kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table \
+    kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table bench-dist \
     data-curves-picture bench-profile kernel-lab \
     toy-figure1 ica-bench rbm-recipes recipes-mnist conv-fashion
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
 config:
-	@echo "natgrad build: cuda: $(if $(filter 1,$(NG_CUDA)),yes (nvcc $(NVCC_VERSION), sm_80 sm_90 + compute_90 PTX),no) | openblas: $(HAVE_OPENBLAS) | lapacke: $(HAVE_LAPACKE) | zlib: $(HAVE_ZLIB) | openmp: $(HAVE_OPENMP) | gnuplot: $(HAVE_GNUPLOT)"
+	@echo "natgrad build: cuda: $(if $(filter 1,$(NG_CUDA)),yes (nvcc $(NVCC_VERSION), sm_80 sm_90 + compute_90 PTX),no) | openblas: $(HAVE_OPENBLAS) | lapacke: $(HAVE_LAPACKE) | zlib: $(HAVE_ZLIB) | openmp: $(HAVE_OPENMP) | gnuplot: $(HAVE_GNUPLOT) | mpi: $(HAVE_MPI) | nccl: $(HAVE_NCCL)"
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -270,6 +292,11 @@ CONV_STEPS ?= 120
 conv-fashion: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/conv_fashion.sh --steps $(CONV_STEPS)
+
+# data parallelism on the CPU backend: all-reduce times, 1 and 2 ranks, the 8-GPU cost model
+bench-dist: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_comm
+	@bash bench/dist_bench.sh $(BUILD)
 
 bench-tn: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_tn

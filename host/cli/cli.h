@@ -44,11 +44,13 @@ typedef struct ng_common_opts {
     int force;
     int profile;               /* --profile: phase table, OUT/profile.csv, OUT/profile.json */
     const char *profile_steps; /* --profile-steps A:B */
+    float comm_timeout;   /* seconds a collective of a multi-rank run may wait (--comm-timeout) */
 } ng_common_opts;
 void ng_common_defaults(ng_common_opts *c);
 
 #define NG_OPT_DEVICE(c) {"device", OPT_STR, &(c)->device, "auto|cpu|cuda[:N]", "compute device (cuda:N picks GPU N)", 0, 0}
 #define NG_OPT_THREADS(c) {"threads", OPT_INT, &(c)->threads, "N", "CPU threads for OpenBLAS/OpenMP (0 = their default; bit-exact resume needs the same count)", 0, 0}
+#define NG_OPT_COMM(c) {"comm-timeout", OPT_FLOAT, &(c)->comm_timeout, "S", "multi-rank runs (mpirun -np N): a rank waiting longer than S s for the others stops the job with a message", 0, 0}
 #define NG_OPT_DATA(c, what) {"data", OPT_STR, &(c)->data, "NAME|PATH", what, 0, 0}, \
     {"data-dir", OPT_STR, &(c)->data_dir, "DIR", "where named data sets live", 0, 0}
 #define NG_OPT_SEED(c, flags) {"seed", OPT_U64, &(c)->seed, "S", "random seed (all streams derive from it)", flags, 0}
@@ -88,6 +90,17 @@ int ng_cli_backend(const ng_common_opts *c, ng_backend **be);
  * OUT/profile.json; returns 0 or NG_EXIT_FAIL. */
 int ng_cli_profile_report(const ng_common_opts *c);
 
+/* The process's communicator (host/cli/dist.c): opened by ng_cli_backend (MPI under mpirun with
+ * several ranks, else one rank), attached to the backend; ng_cli_finish(rc) ends it (aborting every
+ * rank when rc != 0 on a multi-rank run) and returns rc. */
+struct ng_comm *ng_cli_comm(void);
+int ng_cli_rank(void);
+int ng_cli_world(void);
+int ng_cli_comm_open(const ng_common_opts *c);
+/* A data-parallel command calls this before ng_cli_backend; other commands refuse several ranks. */
+void ng_cli_dist_allow(void);
+int ng_cli_comm_attach(ng_backend *be);
+int ng_cli_finish(int rc);
 int ng_cmd_rbm(int argc, char **argv);
 int ng_cmd_net(int argc, char **argv);
 int ng_cmd_cnn(int argc, char **argv);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "natgrad/comm.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -42,6 +43,8 @@ int ng_cmd_info(int argc, char **argv) {
         printf("note: OpenBLAS runs a slower kernel than this CPU supports (%s); unset OPENBLAS_CORETYPE "
                "or let natgrad re-execute itself\n", blas);
     printf("cuda compiled in: %s\n", ng_cuda_compiled() ? "yes" : "no");
+    printf("mpi compiled in: %s (mpirun -np N natgrad ...); nccl compiled in: %s\n", ng_comm_mpi_compiled() ? "yes" : "no",
+           ng_comm_nccl_compiled() ? "yes" : "no");
     n = ng_cuda_device_count();
     printf("cuda devices: %d\n", n);
     for (i = 0; i < n; i++)
@@ -72,9 +75,9 @@ int main(int argc, char **argv) {
         printf("natgrad %s\n", NG_VERSION);
         return NG_EXIT_OK;
     }
-    if (strcmp(argv[1], "rbm") == 0) return ng_cmd_rbm(argc - 2, argv + 2);
-    if (strcmp(argv[1], "net") == 0) return ng_cmd_net(argc - 2, argv + 2);
-    if (strcmp(argv[1], "cnn") == 0) return ng_cmd_cnn(argc - 2, argv + 2);
+    if (strcmp(argv[1], "rbm") == 0) return ng_cli_finish(ng_cmd_rbm(argc - 2, argv + 2));
+    if (strcmp(argv[1], "net") == 0) return ng_cli_finish(ng_cmd_net(argc - 2, argv + 2));
+    if (strcmp(argv[1], "cnn") == 0) return ng_cli_finish(ng_cmd_cnn(argc - 2, argv + 2));
     if (strcmp(argv[1], "toy") == 0) return ng_cmd_toy(argc - 2, argv + 2);
     if (strcmp(argv[1], "export") == 0) return ng_cmd_export(argc - 2, argv + 2);
     if (strcmp(argv[1], "ckpt") == 0) return ng_cmd_ckpt(argc - 2, argv + 2);

@@ -656,6 +656,7 @@ static int net_train(int argc, char **argv) {
             {"resume", OPT_STR, &o.resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
             NG_OPT_DEVICE(&o.co),
             NG_OPT_THREADS(&o.co),
+            NG_OPT_COMM(&o.co),
             NG_OPT_END};
         const ng_opt *fixed;
         rc = ng_cli_parse("net train", TRAIN_SUMMARY, opts, argc, argv);
@@ -895,6 +896,7 @@ static int net_train(int argc, char **argv) {
         rc = NG_EXIT_USAGE;
         goto done;
     }
+    ng_cli_dist_allow(); /* data-parallel under mpirun */
     if ((rc = ng_cli_backend(&o.co, &be))) goto done;
     {
         char spec[1024];
@@ -965,11 +967,12 @@ static int net_train(int argc, char **argv) {
     }
     if (s == NG_OK && o.optimizer == OPT_PRONG) s = ng_precond_prong_init(be, net, &o.pg, xtrain, train.n, upd, &pc);
     if (s == NG_OK) {
-        s = ng_batches_init(&batches, be, xtrain, rows, train.n, o.batch, cfg.seed, 0, 1);
+        s = ng_batches_init(&batches, be, xtrain, rows, train.n, o.batch, cfg.seed, ng_cli_rank(), ng_cli_world());
         batches_ready = s == NG_OK;
     }
     if (s == NG_OK) {
         s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
+        if (s == NG_OK) s = ng_trainer_set_comm(&tr, ng_cli_comm()); /* data parallelism under mpirun */
         if (s == NG_OK && o.schedule) {
             tr.sched_m1 = o.m1;
             tr.sched_full = o.m_full;
@@ -981,7 +984,7 @@ static int net_train(int argc, char **argv) {
         goto done;
     }
     if (o.resume) {
-        if (ng_trainer_load(&tr, ck, NG_SAVE_ALL) != NG_OK) {
+        if (ng_trainer_resume(&tr, ck) != NG_OK) {
             fprintf(stderr, "natgrad net train: --resume: %s\n", ng_last_error());
             rc = NG_EXIT_FAIL;
             goto done;
@@ -1065,8 +1068,8 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: %s after %llu updates in %.1f s (%.2f updates/s); checkpoint %s, log %s\n",
                 res.interrupted ? "interrupted" : "done", (unsigned long long)res.end, res.seconds,
                 res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, o.ckpt_path, o.csv_path);
-        write_plots(o.co.out, o.csv_path, train.name);
-        if (!classes && test.n) {
+        if (ng_cli_rank() == 0) write_plots(o.co.out, o.csv_path, train.name);
+        if (!classes && test.n && ng_cli_rank() == 0) {
             snprintf(pngbuf, sizeof pngbuf, "%s/reconstructions.png", o.co.out);
             write_reconstructions(net, &test, &mc.test_x, pngbuf);
         }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "natgrad/comm.h"
 #include "natgrad/log.h"
 
 void ng_common_defaults(ng_common_opts *c) {
@@ -21,6 +22,7 @@ void ng_common_defaults(ng_common_opts *c) {
     c->data = "mnist";
     c->data_dir = "data";
     c->threads = 0;
+    c->comm_timeout = 300.0f;
 }
 
 const ng_opt *ng_cli_find(const ng_opt *opts, const char *name) {
@@ -270,10 +272,16 @@ int ng_cli_backend(const ng_common_opts *c, ng_backend **be) {
         return NG_EXIT_USAGE;
     }
     if (c->threads > 0) ng_cpu_set_threads(c->threads);
+    {
+        int rc = ng_cli_comm_open(c);
+        if (rc) return rc;
+        if (ng_cli_world() > 1 && index < 0 && d != NG_DEVICE_CPU) index = ng_cli_comm()->local_rank; /* a GPU per rank */
+    }
     if (ng_backend_init(d, index, be, note, sizeof note) != NG_OK) {
         fprintf(stderr, "natgrad: %s\n", ng_last_error());
         return NG_EXIT_FAIL;
     }
+    if (ng_cli_comm_attach(*be)) return NG_EXIT_FAIL;
     if (note[0]) fprintf(stderr, "natgrad: note: %s\n", note);
     fprintf(stderr, "natgrad %s: backend %s\n", NG_VERSION, (*be)->description);
     if (c->profile || c->profile_steps) {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/file.h"
 #include "natgrad/log.h"
 
@@ -61,8 +62,10 @@ static ng_status step_body(ng_trainer *tr, double *row) {
     ng_range_pop();
     NG_TRY(s);
     NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, &x, NULL));
+    if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     if (row && tr->model->iface->log_values)
         NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
+    if (row && tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce log columns", ng_trainer_reduce_columns(tr, row));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
     NG_TRY_RANGE(NG_CAT_STATS, "precond observe", ng_precond_observe(tr->pc, tr->model, tr->t));
     NG_TRY_RANGE(NG_CAT_UPDATE, "precond apply", ng_precond_apply(tr->pc, tr->model, tr->t));
@@ -110,6 +113,7 @@ ng_status ng_trainer_save(ng_trainer *tr, const char *path, int parts) {
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.batch", tr->data->capacity);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.rank", tr->data->rank);
         if (s == NG_OK) s = ng_ckpt_set_i64(c, "data.world", tr->data->world);
+        if (s == NG_OK && tr->comm && tr->comm->world > 1) s = ng_ckpt_set_i64(c, "dist.world", tr->comm->world);
         if (s == NG_OK && tr->sched_m1 > 0) s = ng_ckpt_set_i64(c, "data.schedule_m1", tr->sched_m1);
         if (s == NG_OK && tr->sched_m1 > 0) s = ng_ckpt_set_i64(c, "data.schedule_full", tr->sched_full);
         if (s == NG_OK) s = ng_precond_save(tr->pc, c);
@@ -365,7 +369,7 @@ static ng_status csv_row(logfile *lf, const ng_trainer *tr, const double *row) {
 
 static ng_status save_ckpt(ng_trainer *tr, const char *path, ng_run_result *res) {
     ng_status s;
-    NG_RANGE_CAT(NG_CAT_CHECKPOINT, "checkpoint", s, ng_trainer_save(tr, path, NG_SAVE_ALL));
+    NG_RANGE_CAT(NG_CAT_CHECKPOINT, "checkpoint", s, ng_trainer_save_ranks(tr, path));
     if (s == NG_OK && res) res->saved = 1;
     return s;
 }
@@ -388,8 +392,8 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
     for (i = 0; i < tr->n_columns; i++)
         hl += (size_t)snprintf(header + hl, sizeof header - hl, i ? ",%s" : "%s", tr->columns[i]);
     /* on --resume the time columns continue from the last row kept (time_s of the run before) */
-    NG_TRY(log_open_at(&csv, rc->csv_path, header, rc->append, tr->t, 2, &toff, 0, NULL));
-    if (rc->snapshot_s > 0.0) {
+    if (ng_trainer_lead(tr)) NG_TRY(log_open_at(&csv, rc->csv_path, header, rc->append, tr->t, 2, &toff, 0, NULL));
+    if (rc->snapshot_s > 0.0 && ng_trainer_lead(tr)) {
         if (snprintf(snap_path, sizeof snap_path, "%s/snapshots.csv", rc->out_dir ? rc->out_dir : ".") >=
             (int)sizeof snap_path)
             s = ng_error(NG_ERR_INVALID_ARG, "run: output directory name too long");
@@ -406,9 +410,11 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
     while (tr->t < rc->steps) {
         /* the update that crosses the time budget is the last one, and it is logged */
         int last_by_time = rc->minutes > 0.0 && ng_time_s() - t0 > 60.0 * rc->minutes;
-        int logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps || last_by_time;
+        int stop = ng_interrupted(), logging;
         double ts, el;
-        if (ng_interrupted()) {
+        if (tr->comm && (s = ng_trainer_agree_stop(tr, &last_by_time, &stop)) != NG_OK) break;
+        logging = ((tr->t + 1) % (uint64_t)rc->log_every == 0) || tr->t + 1 == rc->steps || last_by_time;
+        if (stop) {
             res->interrupted = 1;
             break;
         }
@@ -436,12 +442,12 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
                 NG_RANGE_CAT(NG_CAT_EVAL, "monitor", s, rc->monitor(rc->user, tr, row + tr->col_monitor));
                 if (s != NG_OK) break;
             }
-            s = csv_row(&csv, tr, row);
+            if (csv.f) s = csv_row(&csv, tr, row);
             if (s != NG_OK) {
                 error_after_consistent_state = 1;
                 break;
             }
-            if (rc->progress) {
+            if (rc->progress && ng_trainer_lead(tr)) {
                 ng_run_progress p;
                 uint64_t shown = rc->steps - res->start;
                 /* with a time budget the run ends at whichever limit comes first: estimate the
@@ -470,7 +476,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
             snprintf(snap, sizeof snap, "%s/snap-%08llu.ckpt", rc->out_dir ? rc->out_dir : ".",
                      (unsigned long long)tr->t);
             s = save_ckpt(tr, snap, NULL);
-            if (s == NG_OK) {
+            if (s == NG_OK && snaps.f) {
                 errno = 0;
                 if (log_text(&snaps, "%llu,%.3f,%.3f,%s\n", (unsigned long long)tr->t, (toff > snap_toff ? toff : snap_toff) + el,
                              snap_train_off + train_s, snap) < 0)
@@ -510,7 +516,7 @@ ng_status ng_run(ng_trainer *tr, const ng_run_config *rc, ng_run_result *res) {
 #undef KEEP_FIRST
         if (s != NG_OK) ng_error(s, "%s", msg);
     }
-    if (rc->progress && s == NG_OK) {
+    if (rc->progress && s == NG_OK && ng_trainer_lead(tr)) {
         ng_run_progress p;
         memset(&p, 0, sizeof p);
         p.t = tr->t;

@@ -13,7 +13,7 @@
  * (data.epoch, data.pos, data.n, data.batch), the model (model.*: kind, configuration, state,
  * parameters), the preconditioner (precond.kind and its own entries and state) and the update rule
  * (update.kind, ...). The model part and the optimizer part (preconditioner, update rule, data
- * cursor, counters) can be written to separate files (per-rank optimizer state later).
+ * cursor, counters) can be written to separate files (per-rank optimizer state: see below).
  *
  * The run driver (ng_run) owns the loop: steps or a time budget, a CSV row every log_every updates
  * (driver, model, update-rule, monitor and preconditioner columns), a progress report with rate and
@@ -57,6 +57,7 @@ typedef struct ng_trainer {
      * ng_batch_schedule_exp(t + 1, sched_m1, sched_full, the batches' capacity) (0: fixed size).
      * Checkpointed as data.schedule_m1 / data.schedule_full; a resume must use the same. */
     int sched_m1, sched_full;
+    struct ng_comm *comm; /* data parallelism (ng_trainer_set_comm); NULL: one process */
 } ng_trainer;
 
 /* Borrow the four parts (they must outlive the trainer). monitor_columns: NULL-terminated names
@@ -73,6 +74,32 @@ ng_status ng_trainer_save(ng_trainer *tr, const char *path, int parts);
 /* Restore the parts named by `parts` from an open checkpoint (validated field by field: counts,
  * cursor, shapes, configuration that must match this trainer). Nothing changes on failure. */
 ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
+
+/* ---- data parallelism (host/core/dist.c, natgrad/comm.h) ---------------------------------------
+ * With a communicator of N > 1 ranks, each rank's ng_batches holds its shard of every global batch
+ * (rank and world as the communicator's). In each update the gradient (a mean over the shard) is
+ * weighted by the shard's share of the global batch and summed over the ranks with one all-reduce
+ * of the gradient arena, so every rank applies the same step to the same parameters; the model's
+ * log columns are combined the same way; the run driver's stop decisions (time budget, interrupt)
+ * are agreed by all ranks; only rank 0 writes the CSV log and reports progress.
+ * Checkpoints: rank 0 writes PATH (model, its own optimizer state, dist.world = N), rank r > 0
+ * writes PATH.rank<r> (its optimizer state: data shard cursor, update rule, preconditioner), the
+ * ranks' files first. Resume on N ranks is bit-exact; on another number of ranks only the model
+ * and the global data cursor are restored (the optimizer state restarts: not bit-exact).
+ * Supported today: the identity preconditioner (first-order rules sgd, nag, adam, rmsprop). */
+struct ng_comm;
+/* Attach the communicator (checks the batches' sharding and that the preconditioner supports it). */
+ng_status ng_trainer_set_comm(ng_trainer *tr, struct ng_comm *c);
+/* Restore a run from its main checkpoint c as described above (ng_trainer_load(ALL) on one rank). */
+ng_status ng_trainer_resume(ng_trainer *tr, const ng_ckpt *c);
+/* The checkpoint of every rank (ng_trainer_save(ALL) on one rank); all ranks call it. */
+ng_status ng_trainer_save_ranks(ng_trainer *tr, const char *path);
+/* 1 on the rank that writes logs (rank 0, or a single process). */
+int ng_trainer_lead(const ng_trainer *tr);
+/* The step's hooks (no-ops on one rank): gradient all-reduce, log columns, stop agreement. */
+ng_status ng_trainer_reduce_gradient(ng_trainer *tr);
+ng_status ng_trainer_reduce_columns(ng_trainer *tr, double *row);
+ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted);
 
 /* ---- the run driver -------------------------------------------------------------------------- */
 

@@ -29,9 +29,17 @@ SIMT_LDFLAGS := $(SIMT_EXTRA_FLAGS)
 
 SIMT_LIB_SRC := $(addprefix $(SIMT_DIR)/,simt_runtime.cpp simt_memory.cpp shim_cudart.cpp \
     shim_cublas.cpp shim_cusolver.cpp shim_curand.cpp)
+# The NCCL shim (on MPI) when MPI is built in and nccl.h exists: the emulated objects then compile
+# host/comm's NCCL path (-DNG_HAVE_NCCL), which `mpirun -np 2 build/simt/tests/test_comm` runs.
+SIMT_HAVE_NCCL := $(if $(and $(filter 1,$(NG_MPI)),$(wildcard $(SIMT_CUDA_INC)/nccl.h)),yes,no)
+ifeq ($(SIMT_HAVE_NCCL),yes)
+SIMT_LIB_SRC += $(SIMT_DIR)/shim_nccl.cpp
+SIMT_CXXFLAGS += $(MPI_CFLAGS)
+SIMT_CFLAGS += -DNG_HAVE_NCCL
+endif
 SIMT_LIB_OBJ := $(SIMT_LIB_SRC:$(SIMT_DIR)/%.cpp=$(SIMT_BUILD)/obj/lib/%.o)
 SIMT_CU_OBJ := $(CU_SRC:kernels/%.cu=$(SIMT_BUILD)/obj/kernels/%.o)
-ifeq ($(NG_CUDA)$(SIMT_EXTRA_FLAGS),1)
+ifeq ($(NG_CUDA)$(SIMT_EXTRA_FLAGS)$(HAVE_NCCL),1$(SIMT_HAVE_NCCL))
 SIMT_HOST_OBJ := $(HOST_OBJ)
 else
 SIMT_HOST_OBJ := $(HOST_SRC:%.c=$(SIMT_BUILD)/obj/%.o)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# dist_bench.sh BUILD: data-parallel cost on this machine's CPU backend (make bench-dist).
+#  1. BUILD/bench/bench_comm under mpirun -np 2: time of one float32 all-reduce (sum) per size,
+#     with algbw and busbw (NCCL's convention);
+#  2. `natgrad net train` NAG on the MNIST autoencoder (784-1000-500-250-30-250-500-1000-784,
+#     2,837,314 parameters), global batch 500, 25 updates: one rank with 1 and 2 threads, two ranks
+#     with 1 thread each; time per update (train_s of the log, monitors excluded), seconds in
+#     collectives per rank, communication share; the 1-minute load average before each run
+#     (other engineers' jobs share these 2 cores: every figure is disturbed by them);
+#  3. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
+#     T1_MS (measured single-GPU ms per update at the global batch) and BUSBW_GBPS (measured NCCL
+#     bus bandwidth) when given in the environment, otherwise left as formulas.
+# Writes bench/results/dist_bench.csv, dist_allreduce.csv and dist_bench.md.
+set -euo pipefail
+build=${1:-build}
+out=bench/results
+mkdir -p "$out"
+csv=$out/dist_bench.csv
+md=$out/dist_bench.md
+steps=${DIST_BENCH_STEPS:-25}
+batch=${DIST_BENCH_BATCH:-500}
+[ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPI=(mpirun --oversubscribe --bind-to none)
+if ! "$build/natgrad" info | grep -q "mpi compiled in: yes" || ! command -v mpirun >/dev/null; then
+  echo "bench-dist: needs a build with MPI and mpirun (make deps installs Open MPI)"; exit 1
+fi
+bash data/prepare.sh mnist >/dev/null 2>&1 || { echo "bench-dist: MNIST could not be prepared"; exit 1; }
+work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+echo "bench-dist: all-reduce times (2 ranks)"
+comm_rows=$(OMP_NUM_THREADS=1 "${MPI[@]}" -np 2 "$build/bench/bench_comm")
+echo "$comm_rows"
+
+A=(net train --device cpu --data mnist --preset mnist-autoencoder --optimizer nag --batch "$batch" --steps "$steps" --log-every "$steps" --eval-n 1000)
+echo "kind,ranks,threads_per_rank,batch,steps,ms_per_update,comm_s_rank0,comm_s_rank1,comm_share,load_before" >"$csv"
+for setting in "1 1" "1 2" "2 1"; do
+  set -- $setting
+  np=$1 th=$2
+  l=$(load)
+  if [ "$np" = 1 ]; then
+    OMP_NUM_THREADS=$th "$build/natgrad" "${A[@]}" --threads "$th" --out "$work/r$np-$th" >"$work/r$np-$th.log" 2>&1
+  else
+    OMP_NUM_THREADS=$th "${MPI[@]}" -np "$np" "$build/natgrad" "${A[@]}" --threads "$th" --out "$work/r$np-$th" >"$work/r$np-$th.log" 2>&1
+  fi
+  train_s=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "train_s") c = i } NR > 1 { v = $c } END { print v }' "$work/r$np-$th/train.csv")
+  ms=$(awk -v t="$train_s" -v n="$steps" 'BEGIN { printf "%.1f", 1000 * t / n }')
+  c0=$(sed -n 's/.*rank 0: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/r$np-$th.log")
+  c1=$(sed -n 's/.*rank 1: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/r$np-$th.log")
+  share=$(awk -v c="${c0:-0}" -v t="$train_s" 'BEGIN { printf "%.3f", c / t }')
+  echo "net_nag,$np,$th,$batch,$steps,$ms,${c0:-0},${c1:-0},$share,$l" | tee -a "$csv"
+done
+{ echo "ranks,floats,bytes,reps,ms_median,ms_min,algbw_GBps,busbw_GBps"; echo "$comm_rows"; } >"$out/dist_allreduce.csv"
+python3 bench/dist_cost_model.py "$csv" "$out/dist_allreduce.csv" >"$md"
+echo "bench-dist: wrote $csv, $out/dist_allreduce.csv and $md"

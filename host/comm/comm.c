@@ -1,0 +1,355 @@
+/* comm.c: the communicator (natgrad/comm.h): single rank, MPI (NG_HAVE_MPI), NCCL (NG_HAVE_NCCL,
+ * CUDA builds). Every collective is started non-blocking and polled against the timeout, so a dead
+ * or stopped rank ends in an error message instead of a hang.
+ * Must not: print, or implement a transport of its own (MPI and NCCL move every byte). */
+#include "natgrad/comm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "natgrad/log.h"
+
+#ifdef NG_HAVE_MPI
+#include <mpi.h>
+#endif
+#ifdef NG_HAVE_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+#endif
+
+int ng_comm_mpi_compiled(void) {
+#ifdef NG_HAVE_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int ng_comm_nccl_compiled(void) {
+#ifdef NG_HAVE_NCCL
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    char *end;
+    long x;
+    if (!v || !*v) return dflt;
+    x = strtol(v, &end, 10);
+    return *end || x < 0 || x > 1 << 20 ? dflt : (int)x;
+}
+
+int ng_comm_launched_world(void) {
+    int w = env_int("OMPI_COMM_WORLD_SIZE", 0);
+    if (w < 1) w = env_int("PMIX_SIZE", 0);
+    if (w < 1) w = env_int("PMI_SIZE", 0);
+    return w < 1 ? 1 : w;
+}
+
+#if defined(NG_HAVE_MPI) || defined(NG_HAVE_NCCL)
+static const char *kind_name(const ng_comm *c) {
+    return c->kind == NG_COMM_NCCL ? "NCCL" : c->kind == NG_COMM_MPI ? "MPI" : "single";
+}
+
+/* Wait with a short back-off: the first polls spin, later ones sleep up to 1 ms. */
+static void backoff(int *polls) {
+    struct timespec ts = {0, 0};
+    if (++*polls < 64) return;
+    ts.tv_nsec = *polls < 1024 ? 20000 : 1000000;
+    nanosleep(&ts, NULL);
+}
+
+static ng_status timed_out(const ng_comm *c, const char *op, const char *what, double waited) {
+    return ng_error(NG_ERR_IO,
+                    "rank %d of %d: %s of %s did not complete within %g s (waited %.3g s, %s): another rank died, "
+                    "hangs or left the run (raise --comm-timeout if steps are this slow)",
+                    c->rank, c->world, op, what ? what : "data", c->timeout_s, waited, kind_name(c));
+}
+#endif
+
+#ifdef NG_HAVE_MPI
+static ng_status mpi_wait(ng_comm *c, MPI_Request *req, const char *op, const char *what) {
+    double t0 = ng_time_s();
+    int done = 0, polls = 0, rc;
+    for (;;) {
+        rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            char msg[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, msg, &len);
+            return ng_error(NG_ERR_IO, "rank %d of %d: %s of %s failed: %s", c->rank, c->world, op,
+                            what ? what : "data", msg);
+        }
+        if (done) return NG_OK;
+        if (ng_time_s() - t0 > c->timeout_s) return timed_out(c, op, what, ng_time_s() - t0);
+        backoff(&polls);
+    }
+}
+
+static MPI_Datatype mpi_type(ng_dtype dt) { return dt == NG_F64 ? MPI_DOUBLE : MPI_FLOAT; }
+#endif
+
+ng_status ng_comm_init(ng_comm **out, double timeout_s) {
+    ng_comm *c;
+    int launched = ng_comm_launched_world();
+    const char *force = getenv("NATGRAD_COMM");
+    int force_mpi = force && strcmp(force, "mpi") == 0;
+    *out = NULL;
+    if (!(timeout_s > 0.0) || timeout_s > 1e6)
+        return ng_error(NG_ERR_INVALID_ARG, "communicator: timeout %g s must be in (0, 1e6]", timeout_s);
+#ifndef NG_HAVE_MPI
+    if (launched > 1)
+        return ng_error(NG_ERR_UNSUPPORTED,
+                        "a launcher started %d ranks, but this natgrad was built without MPI (install libopenmpi-dev "
+                        "and rebuild: the build line says 'mpi: yes')", launched);
+#endif
+    c = (ng_comm *)calloc(1, sizeof *c);
+    if (!c) return ng_error(NG_ERR_OOM, "communicator: out of memory");
+    c->kind = NG_COMM_SINGLE;
+    c->world = 1;
+    c->timeout_s = timeout_s;
+#ifdef NG_HAVE_MPI
+    if (launched > 1 || force_mpi) {
+        int inited = 0, provided = 0;
+        MPI_Comm *dup = (MPI_Comm *)malloc(sizeof *dup);
+        if (!dup) {
+            free(c);
+            return ng_error(NG_ERR_OOM, "communicator: out of memory");
+        }
+        MPI_Initialized(&inited);
+        if (!inited) {
+            if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+                free(dup);
+                free(c);
+                return ng_error(NG_ERR_IO, "MPI_Init failed (started by mpirun with %d ranks)", launched);
+            }
+            c->owns_mpi = 1;
+        }
+        MPI_Comm_dup(MPI_COMM_WORLD, dup);
+        MPI_Comm_set_errhandler(*dup, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(*dup, &c->rank);
+        MPI_Comm_size(*dup, &c->world);
+        c->mpi = dup;
+        c->kind = NG_COMM_MPI;
+        c->local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("MPI_LOCALRANKID", c->rank));
+    }
+#else
+    if (force_mpi) {
+        free(c);
+        return ng_error(NG_ERR_UNSUPPORTED, "NATGRAD_COMM=mpi, but this natgrad was built without MPI");
+    }
+#endif
+    *out = c;
+    return NG_OK;
+}
+
+ng_status ng_comm_attach(ng_comm *c, ng_backend *be) {
+    if (!c || !be) return ng_error(NG_ERR_INVALID_ARG, "communicator attach: NULL argument");
+#ifdef NG_HAVE_NCCL
+    if (c->kind == NG_COMM_MPI && be->kind == NG_DEVICE_CUDA && !c->nccl) {
+        ncclUniqueId id;
+        ncclComm_t comm = NULL;
+        ncclResult_t r;
+        memset(&id, 0, sizeof id);
+        if (c->rank == 0 && (r = ncclGetUniqueId(&id)) != ncclSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank 0: ncclGetUniqueId: %s", ncclGetErrorString(r));
+        NG_TRY(ng_comm_bcast_host(c, &id, sizeof id, 0, "the NCCL unique id"));
+        if (cudaSetDevice(be->device_index) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: cudaSetDevice(%d) failed", c->rank, be->device_index);
+        r = ncclCommInitRank(&comm, c->world, id, c->rank);
+        if (r != ncclSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d of %d: ncclCommInitRank on cuda:%d: %s (NCCL needs one GPU per rank)",
+                            c->rank, c->world, be->device_index, ncclGetErrorString(r));
+        c->nccl = comm;
+        c->kind = NG_COMM_NCCL;
+    }
+#endif
+    return NG_OK;
+}
+
+void ng_comm_free(ng_comm *c) {
+    if (!c) return;
+#ifdef NG_HAVE_NCCL
+    if (c->nccl) ncclCommDestroy((ncclComm_t)c->nccl);
+#endif
+#ifdef NG_HAVE_MPI
+    if (c->mpi) {
+        MPI_Comm_free((MPI_Comm *)c->mpi);
+        free(c->mpi);
+    }
+    if (c->owns_mpi) MPI_Finalize();
+#endif
+    free(c->stage);
+    free(c);
+}
+
+void ng_comm_abort(ng_comm *c, int code) {
+#ifdef NG_HAVE_NCCL
+    if (c && c->nccl) ncclCommAbort((ncclComm_t)c->nccl), c->nccl = NULL;
+#endif
+#ifdef NG_HAVE_MPI
+    if (c && c->mpi) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)c;
+    (void)code;
+}
+
+#ifdef NG_HAVE_MPI
+static ng_status stage(ng_comm *c, size_t bytes) {
+    void *p;
+    if (bytes <= c->stage_bytes) return NG_OK;
+    p = realloc(c->stage, bytes);
+    if (!p) return ng_error(NG_ERR_OOM, "communicator: staging buffer of %zu bytes", bytes);
+    c->stage = p;
+    c->stage_bytes = bytes;
+    return NG_OK;
+}
+#endif
+
+#ifdef NG_HAVE_NCCL
+static ng_status nccl_wait(ng_comm *c, ng_backend *be, const char *op, const char *what) {
+    double t0 = ng_time_s();
+    int polls = 0;
+    for (;;) {
+        cudaError_t e = cudaStreamQuery((cudaStream_t)be->stream);
+        ncclResult_t async = ncclSuccess;
+        if (e == cudaSuccess) return NG_OK;
+        if (e != cudaErrorNotReady)
+            return ng_error(NG_ERR_BACKEND, "rank %d: %s of %s: %s", c->rank, op, what, cudaGetErrorString(e));
+        ncclCommGetAsyncError((ncclComm_t)c->nccl, &async);
+        if (async != ncclSuccess && async != ncclInProgress)
+            return ng_error(NG_ERR_BACKEND, "rank %d: %s of %s: NCCL: %s", c->rank, op, what, ncclGetErrorString(async));
+        if (ng_time_s() - t0 > c->timeout_s) return timed_out(c, op, what, ng_time_s() - t0);
+        backoff(&polls);
+    }
+}
+#endif
+
+static ng_status check_args(const ng_comm *c, ng_backend *be, ng_dtype dt, const void *buf, size_t count,
+                            const char *op, const char *what) {
+    if (!c || !be) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: NULL communicator or backend", op, what);
+    if (dt != NG_F32 && dt != NG_F64)
+        return ng_error(NG_ERR_INVALID_ARG, "%s of %s: dtype %s (f32 or f64 only)", op, what, ng_dtype_name(dt));
+    if (count > 0 && !buf) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: NULL buffer", op, what);
+    if (count > (size_t)1 << 40) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: %zu elements", op, what, count);
+    return NG_OK;
+}
+
+/* The device collectives: root < 0 is a sum all-reduce, else a broadcast from root. */
+static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count, int root,
+                                   const char *what) {
+    const char *op = root < 0 ? "all-reduce" : "broadcast";
+    double t0;
+    ng_status s = NG_OK;
+    NG_TRY(check_args(c, be, dt, buf, count, op, what));
+    if (root >= c->world) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: root %d of %d ranks", op, what, root, c->world);
+    if ((c->world == 1 && !c->nccl) || count == 0) return NG_OK; /* one NCCL rank still runs (the smoke test) */
+    t0 = ng_time_s();
+#ifdef NG_HAVE_NCCL
+    if (c->nccl) {
+        ncclResult_t r;
+        if (be->kind != NG_DEVICE_CUDA)
+            return ng_error(NG_ERR_INVALID_ARG, "%s of %s: an NCCL communicator needs CUDA buffers", op, what);
+        r = root < 0 ? ncclAllReduce(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, ncclSum, (ncclComm_t)c->nccl,
+                                     (cudaStream_t)be->stream)
+                     : ncclBroadcast(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, root, (ncclComm_t)c->nccl,
+                                     (cudaStream_t)be->stream);
+        if (r != ncclSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: NCCL %s of %s: %s", c->rank, op, what, ncclGetErrorString(r));
+        s = nccl_wait(c, be, op, what);
+        c->comm_s += ng_time_s() - t0;
+        c->calls++;
+        return s;
+    }
+#endif
+#ifdef NG_HAVE_MPI
+    {
+        size_t bytes = count * ng_dtype_size(dt);
+        void *host = buf;
+        MPI_Request req;
+        int rc;
+        if (count > 2147483647u) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: %zu elements exceed MPI's int count", op, what, count);
+        if (be->kind == NG_DEVICE_CUDA) { /* staged through host memory */
+            NG_TRY(stage(c, bytes));
+            host = c->stage;
+            NG_TRY(ng_get(be, host, buf, bytes));
+        } else {
+            NG_TRY(ng_synchronize(be));
+        }
+        rc = root < 0 ? MPI_Iallreduce(MPI_IN_PLACE, host, (int)count, mpi_type(dt), MPI_SUM, *(MPI_Comm *)c->mpi, &req)
+                      : MPI_Ibcast(host, (int)count, mpi_type(dt), root, *(MPI_Comm *)c->mpi, &req);
+        if (rc != MPI_SUCCESS) return ng_error(NG_ERR_IO, "rank %d: MPI %s of %s could not start", c->rank, op, what);
+        s = mpi_wait(c, &req, op, what);
+        if (s == NG_OK && be->kind == NG_DEVICE_CUDA) s = ng_set(be, buf, host, bytes);
+    }
+#endif
+    c->comm_s += ng_time_s() - t0;
+    c->calls++;
+    return s;
+}
+
+ng_status ng_comm_allreduce(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count, const char *what) {
+    return device_collective(c, be, dt, buf, count, -1, what);
+}
+
+ng_status ng_comm_bcast(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count, int root, const char *what) {
+    if (root < 0) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: root %d", what, root);
+    return device_collective(c, be, dt, buf, count, root, what);
+}
+
+ng_status ng_comm_allreduce_host(ng_comm *c, double *x, size_t count, const char *what) {
+    if (!c || (count && !x)) return ng_error(NG_ERR_INVALID_ARG, "all-reduce of %s: NULL argument", what);
+    if (c->world == 1 || count == 0) return NG_OK;
+#ifdef NG_HAVE_MPI
+    {
+        MPI_Request req;
+        double t0 = ng_time_s();
+        ng_status s;
+        if (MPI_Iallreduce(MPI_IN_PLACE, x, (int)count, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)c->mpi, &req) != MPI_SUCCESS)
+            return ng_error(NG_ERR_IO, "rank %d: MPI all-reduce of %s could not start", c->rank, what);
+        s = mpi_wait(c, &req, "all-reduce", what);
+        c->comm_s += ng_time_s() - t0;
+        c->calls++;
+        return s;
+    }
+#else
+    return NG_OK;
+#endif
+}
+
+ng_status ng_comm_bcast_host(ng_comm *c, void *x, size_t bytes, int root, const char *what) {
+    if (!c || (bytes && !x)) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: NULL argument", what);
+    if (root < 0 || root >= c->world) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: root %d of %d ranks", what, root, c->world);
+    if (c->world == 1 || bytes == 0) return NG_OK;
+#ifdef NG_HAVE_MPI
+    {
+        MPI_Request req;
+        if (bytes > 2147483647u) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: %zu bytes", what, bytes);
+        if (MPI_Ibcast(x, (int)bytes, MPI_BYTE, root, *(MPI_Comm *)c->mpi, &req) != MPI_SUCCESS)
+            return ng_error(NG_ERR_IO, "rank %d: MPI broadcast of %s could not start", c->rank, what);
+        return mpi_wait(c, &req, "broadcast", what);
+    }
+#else
+    return NG_OK;
+#endif
+}
+
+ng_status ng_comm_barrier(ng_comm *c, const char *what) {
+    if (!c) return ng_error(NG_ERR_INVALID_ARG, "barrier: NULL communicator");
+    if (c->world == 1) return NG_OK;
+#ifdef NG_HAVE_MPI
+    {
+        MPI_Request req;
+        if (MPI_Ibarrier(*(MPI_Comm *)c->mpi, &req) != MPI_SUCCESS)
+            return ng_error(NG_ERR_IO, "rank %d: MPI barrier (%s) could not start", c->rank, what);
+        return mpi_wait(c, &req, "barrier", what);
+    }
+#else
+    return NG_OK;
+#endif
+}

@@ -1,0 +1,183 @@
+/* dist.c: the trainer's data parallelism (natgrad/train.h, "data parallelism"): the gradient
+ * all-reduce, the shard-weighted log columns, the agreed stop, and checkpoints of a multi-rank run
+ * (the model once by rank 0, each rank's optimizer state beside it).
+ * Must not: print, or know a concrete model or optimizer (it sees the arenas and the names). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "natgrad/comm.h"
+#include "natgrad/log.h"
+#include "natgrad/train.h"
+
+static int world_of(const ng_trainer *tr) { return tr->comm ? tr->comm->world : 1; }
+static int rank_of(const ng_trainer *tr) { return tr->comm ? tr->comm->rank : 0; }
+
+int ng_trainer_lead(const ng_trainer *tr) { return rank_of(tr) == 0; }
+
+/* Preconditioners whose state stays identical on every rank when only the gradient is reduced. */
+static int precond_is_data_parallel(const char *name) { return strcmp(name, "identity") == 0; }
+
+ng_status ng_trainer_set_comm(ng_trainer *tr, ng_comm *c) {
+    if (!tr || !c) return ng_error(NG_ERR_INVALID_ARG, "trainer: NULL trainer or communicator");
+    if (tr->data->rank != c->rank || tr->data->world != c->world)
+        return ng_error(NG_ERR_INVALID_ARG,
+                        "trainer: the batches are sharded for rank %d of %d, the communicator is rank %d of %d",
+                        tr->data->rank, tr->data->world, c->rank, c->world);
+    if (c->world > 1 && !precond_is_data_parallel(tr->pc->iface->name))
+        return ng_error(NG_ERR_UNSUPPORTED,
+                        "preconditioner %s does not run on %d ranks yet (its statistics are not reduced across ranks); "
+                        "data-parallel runs support the first-order rules (sgd, nag, adam, rmsprop) on model %s",
+                        tr->pc->iface->name, c->world, tr->model->iface->kind);
+    tr->comm = c;
+    /* every rank has checked its output files before any rank writes them */
+    return ng_comm_barrier(c, "the start of training");
+}
+
+/* The fraction of the global batch this rank holds. */
+static double shard_weight(const ng_trainer *tr) {
+    return (double)(tr->data->hi - tr->data->lo) / (double)tr->data->batch;
+}
+
+ng_status ng_trainer_reduce_gradient(ng_trainer *tr) {
+    ng_model *m = tr->model;
+    ng_status s;
+    if (world_of(tr) == 1) return NG_OK;
+    /* each rank holds the mean over its shard: weight it by the shard's share, then sum */
+    NG_TRY(ng_scal(m->be, ng_model_size(m), (float)shard_weight(tr), m->grad_flat.data));
+    NG_RANGE("gradient all-reduce", s, ng_comm_allreduce(tr->comm, m->be, NG_F32, m->grad_flat.data, ng_model_size(m), "the gradient"));
+    return s;
+}
+
+ng_status ng_trainer_reduce_columns(ng_trainer *tr, double *row) {
+    double v[NG_TRAIN_MAX_COLUMNS], w;
+    int i, n = tr->col_update - tr->col_model;
+    if (world_of(tr) == 1 || n == 0) return NG_OK;
+    /* the model's columns are means over this rank's shard (or, like the gradient norm, equal on
+     * every rank): the shard-weighted sum is the global mean (and leaves equal values as they are) */
+    w = shard_weight(tr);
+    for (i = 0; i < n; i++) v[i] = w * row[tr->col_model + i];
+    NG_TRY(ng_comm_allreduce_host(tr->comm, v, (size_t)n, "the log columns"));
+    for (i = 0; i < n; i++) row[tr->col_model + i] = v[i];
+    return NG_OK;
+}
+
+ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted) {
+    double f[2];
+    if (world_of(tr) == 1) return NG_OK;
+    f[0] = *by_time ? 1.0 : 0.0;
+    f[1] = *interrupted ? 1.0 : 0.0;
+    NG_TRY(ng_comm_allreduce_host(tr->comm, f, 2, "the stop flags"));
+    *by_time = f[0] > 0.0;
+    *interrupted = f[1] > 0.0;
+    return NG_OK;
+}
+
+/* ---- checkpoints of a multi-rank run --------------------------------------------------------- */
+
+static ng_status rank_path(const char *path, int rank, const char *suffix, char *out, size_t cap) {
+    if (snprintf(out, cap, "%s.rank%d%s", path, rank, suffix) >= (int)cap)
+        return ng_error(NG_ERR_INVALID_ARG, "checkpoint path %s is too long", path);
+    return NG_OK;
+}
+
+/* Every rank learns whether every rank succeeded; the first failing rank's status is returned. */
+static ng_status agree(ng_trainer *tr, ng_status s, const char *what) {
+    double fail[1];
+    char msg[1024];
+    ng_status r;
+    snprintf(msg, sizeof msg, "%s", s == NG_OK ? "" : ng_last_error());
+    fail[0] = s == NG_OK ? 0.0 : 1.0;
+    r = ng_comm_allreduce_host(tr->comm, fail, 1, what);
+    if (r != NG_OK) return r;
+    if (s != NG_OK) return ng_error(s, "%s", msg);
+    if (fail[0] > 0.0) return ng_error(NG_ERR_IO, "%s failed on %g other rank(s) (see their messages)", what, fail[0]);
+    return NG_OK;
+}
+
+ng_status ng_trainer_save_ranks(ng_trainer *tr, const char *path) {
+    char rp[4200], prev[4200];
+    ng_status s = NG_OK;
+    if (world_of(tr) == 1) return ng_trainer_save(tr, path, NG_SAVE_ALL);
+    /* ranks > 0 first, keeping their previous file as .prev: a main file written after the
+     * barrier always has its ranks' files, and the one before it stays usable until then */
+    if (rank_of(tr) > 0) {
+        s = rank_path(path, rank_of(tr), "", rp, sizeof rp);
+        if (s == NG_OK) s = rank_path(path, rank_of(tr), ".prev", prev, sizeof prev);
+        if (s == NG_OK && rename(rp, prev) != 0 && errno != ENOENT)
+            s = ng_error(NG_ERR_IO, "checkpoint %s: cannot keep the previous state as %s: %s", rp, prev, strerror(errno));
+        if (s == NG_OK) s = ng_trainer_save(tr, rp, NG_SAVE_OPTIM);
+    }
+    NG_TRY(agree(tr, s, "writing the per-rank optimizer state"));
+    if (rank_of(tr) == 0) s = ng_trainer_save(tr, path, NG_SAVE_ALL);
+    return agree(tr, s, "writing the model checkpoint (rank 0)");
+}
+
+/* Rank r's optimizer file of update t: path.rank<r>, else path.rank<r>.prev. */
+static ng_status read_rank_file(const char *path, int rank, uint64_t t, ng_ckpt **out) {
+    static const char *const suffixes[2] = {"", ".prev"};
+    char rp[4200], found[4200] = "", err[1024] = "";
+    uint64_t rt = 0, found_t = 0;
+    int k;
+    *out = NULL;
+    for (k = 0; k < 2; k++) {
+        ng_ckpt *c = NULL;
+        NG_TRY(rank_path(path, rank, suffixes[k], rp, sizeof rp));
+        if (ng_ckpt_read(rp, NG_CKPT_READ_ALL, &c) != NG_OK) {
+            if (k == 0) snprintf(err, sizeof err, "%s", ng_last_error());
+            continue;
+        }
+        if (ng_ckpt_get_u64(c, "run.t", &rt) == NG_OK && rt == t) {
+            *out = c;
+            return NG_OK;
+        }
+        if (!found[0]) snprintf(found, sizeof found, "%s", rp), found_t = rt;
+        ng_ckpt_free(c);
+    }
+    if (found[0])
+        return ng_error(NG_ERR_FORMAT,
+                        "checkpoint %s holds update %llu but %s holds update %llu (and no .prev of update %llu): the files "
+                        "are from different saves; resume on another number of ranks from the model file alone, or from an "
+                        "earlier snapshot", path, (unsigned long long)t, found, (unsigned long long)found_t,
+                        (unsigned long long)t);
+    return ng_error(NG_ERR_IO, "checkpoint %s: rank %d's optimizer state: %s", path, rank, err);
+}
+
+ng_status ng_trainer_resume(ng_trainer *tr, const ng_ckpt *c) {
+    int64_t ck_world = 1, epoch, pos, n, batch;
+    uint64_t t;
+    const char *path = ng_ckpt_path(c);
+    int world = world_of(tr), rank = rank_of(tr);
+    if (ng_ckpt_has(c, "dist.world")) NG_TRY(ng_ckpt_get_int(c, "dist.world", 1, 1 << 20, &ck_world));
+    NG_TRY(ng_ckpt_get_u64(c, "run.t", &t));
+    if (ck_world == world) {
+        ng_ckpt *rc = NULL;
+        ng_status s;
+        if (rank == 0) return ng_trainer_load(tr, c, NG_SAVE_ALL);
+        NG_TRY(read_rank_file(path, rank, t, &rc));
+        s = ng_trainer_load(tr, c, NG_SAVE_MODEL);
+        if (s == NG_OK) s = ng_trainer_load(tr, rc, NG_SAVE_OPTIM);
+        ng_ckpt_free(rc);
+        return s;
+    }
+    /* another number of ranks: the model and the global data cursor; the optimizer restarts */
+    NG_TRY(ng_ckpt_get_int(c, "data.n", 1, 2147483647, &n));
+    NG_TRY(ng_ckpt_get_int(c, "data.batch", 1, n, &batch));
+    NG_TRY(ng_ckpt_get_int(c, "data.epoch", 0, 2147483647, &epoch));
+    NG_TRY(ng_ckpt_get_int(c, "data.pos", 0, n, &pos));
+    if (n != tr->data->n || batch != tr->data->capacity)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: trained on %lld examples in global batches of %lld; this run has %d in "
+                        "batches of %d: use the same data and --batch", path, (long long)n, (long long)batch,
+                        tr->data->n, tr->data->capacity);
+    if (ng_ckpt_has(c, "data.schedule_m1"))
+        return ng_error(NG_ERR_UNSUPPORTED, "checkpoint %s: a run with growing batches resumes on its own number of ranks (%lld)",
+                        path, (long long)ck_world);
+    NG_TRY(ng_trainer_load(tr, c, NG_SAVE_MODEL));
+    NG_TRY(ng_batches_seek(tr->data, (int)epoch, (int)pos));
+    if (rank == 0)
+        ng_log(NG_LOG_WARN, "resume",
+               "%s was written by %lld rank(s), this run has %d: the model and the data position are restored, the "
+               "optimizer state (%s, %s) restarts, so the run is not bit-exact with an uninterrupted one",
+               path, (long long)ck_world, world, tr->upd->iface->name, tr->pc->iface->name);
+    return NG_OK;
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""compare_params.py A.safetensors B.safetensors RTOL: compare the tensors of two safetensors
+files written by `natgrad export` (standard library only). For every tensor present in both (the
+same names, dtypes and shapes are required) it computes max |a - b| / (max |a| + 1e-30); prints
+the largest over the tensors and exits 0 when it is <= RTOL (RTOL = 0: the payloads must be
+bit-identical), 1 otherwise, 2 on a malformed file or a mismatch of names or shapes."""
+import json
+import struct
+import sys
+
+
+def load(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    buf = data[8 + n:]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = t["data_offsets"]
+        raw = buf[lo:hi]
+        fmt = {"F32": "f", "F64": "d"}[t["dtype"]]
+        out[name] = (t["dtype"], tuple(t["shape"]), raw, struct.unpack("<%d%s" % (len(raw) // struct.calcsize(fmt), fmt), raw))
+    return out
+
+
+def main(argv):
+    if len(argv) != 4:
+        print("usage: compare_params.py A.safetensors B.safetensors RTOL")
+        return 2
+    a, b, rtol = load(argv[1]), load(argv[2]), float(argv[3])
+    if sorted(a) != sorted(b):
+        print("tensor names differ: %s vs %s" % (sorted(a), sorted(b)))
+        return 2
+    worst, where, identical = 0.0, "", True
+    for name in sorted(a):
+        da, sa, ra, va = a[name]
+        db, sb, rb, vb = b[name]
+        if da != db or sa != sb:
+            print("%s: %s %s vs %s %s" % (name, da, sa, db, sb))
+            return 2
+        identical = identical and ra == rb
+        scale = max(abs(x) for x in va) + 1e-30
+        d = max(abs(x - y) for x, y in zip(va, vb)) / scale
+        if d > worst:
+            worst, where = d, name
+    print("max relative difference %.3e (%s)%s" % (worst, where or "-", ", bit-identical" if identical else ""))
+    if rtol == 0.0:
+        return 0 if identical else 1
+    return 0 if worst <= rtol else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

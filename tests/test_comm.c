@@ -1,0 +1,217 @@
+/* test_comm.c: the communicator (natgrad/comm.h). Run alone it checks the single-rank
+ * communicator (collectives are the identity, argument checks); under `mpirun -np N` (tests/
+ * test_dist.sh runs it on 2 and 3 ranks) every rank checks the MPI collectives against sums it
+ * computes itself (small integers: exact in float32), the broadcast from the last rank, host
+ * reductions, that a rank which does not join a collective makes the others fail with the timeout
+ * message instead of hanging, and the gradient all-reduce of the trainer (N shards weighted and
+ * summed = the one-rank gradient within float32 reassociation). Built against the emulator
+ * (tests/simt), the CUDA part also runs: the device buffers of an emulated GPU per rank, through
+ * NCCL (tests/simt/shim_nccl.cpp) when compiled in, compared bit for bit with the CPU results.
+ * NATGRAD_COMM=mpi makes even one rank open MPI and NCCL (bench/nccl_smoke.sh on a one-GPU machine). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "natgrad/backend.h"
+#include "natgrad/comm.h"
+#include "natgrad/log.h"
+
+static ng_comm *C;
+static ng_backend *CPU;
+
+enum { N = 1000 };
+
+/* x[i] = (rank + 1) (i + 1) - i mod 7: the sum over ranks is known in closed form */
+static float val(int rank, int i) { return (float)((rank + 1) * (i + 1) - i % 7); }
+static float sum_of(int world, int i) {
+    double s = 0.0;
+    int r;
+    for (r = 0; r < world; r++) s += val(r, i);
+    return (float)s;
+}
+
+static int test_comm_identity_or_sum_f32(void) {
+    float *x;
+    int i;
+    NGT_OK(ng_alloc(CPU, N * sizeof(float), (void **)&x));
+    for (i = 0; i < N; i++) x[i] = val(C->rank, i);
+    NGT_OK(ng_comm_allreduce(C, CPU, NG_F32, x, N, "test data"));
+    for (i = 0; i < N; i++) NGT_CHECK(x[i] == sum_of(C->world, i), "x[%d] = %g, want %g (world %d)", i, x[i], sum_of(C->world, i), C->world);
+    ng_free(CPU, x);
+    return NGT_PASS;
+}
+
+static int test_comm_sum_f64(void) {
+    double *x;
+    int i;
+    NGT_OK(ng_alloc(CPU, N * sizeof(double), (void **)&x));
+    for (i = 0; i < N; i++) x[i] = val(C->rank, i) + 0.25;
+    NGT_OK(ng_comm_allreduce(C, CPU, NG_F64, x, N, "test data"));
+    for (i = 0; i < N; i++) NGT_CHECK(x[i] == (double)sum_of(C->world, i) + 0.25 * C->world, "x[%d] = %g", i, x[i]);
+    ng_free(CPU, x);
+    return NGT_PASS;
+}
+
+static int test_comm_bcast(void) {
+    float *x;
+    int i, root = C->world - 1;
+    char bytes[37];
+    NGT_OK(ng_alloc(CPU, N * sizeof(float), (void **)&x));
+    for (i = 0; i < N; i++) x[i] = (float)(C->rank * 1000 + i);
+    NGT_OK(ng_comm_bcast(C, CPU, NG_F32, x, N, root, "test data"));
+    for (i = 0; i < N; i++) NGT_CHECK(x[i] == (float)(root * 1000 + i), "x[%d] = %g from root %d", i, x[i], root);
+    ng_free(CPU, x);
+    memset(bytes, C->rank, sizeof bytes);
+    NGT_OK(ng_comm_bcast_host(C, bytes, sizeof bytes, 0, "bytes"));
+    for (i = 0; i < (int)sizeof bytes; i++) NGT_CHECK(bytes[i] == 0, "byte %d = %d", i, bytes[i]);
+    return NGT_PASS;
+}
+
+static int test_comm_host_and_barrier(void) {
+    double v[3] = {1.0, (double)C->rank, 0.5};
+    NGT_OK(ng_comm_allreduce_host(C, v, 3, "scalars"));
+    NGT_CHECK(v[0] == C->world && v[1] == C->world * (C->world - 1) / 2.0 && v[2] == 0.5 * C->world, "%g %g %g", v[0], v[1], v[2]);
+    NGT_OK(ng_comm_barrier(C, "test"));
+    NGT_CHECK(C->calls > 0 || C->world == 1, "collectives are counted");
+    return NGT_PASS;
+}
+
+static int test_comm_bad_arguments(void) {
+    float x[4] = {0};
+    ng_comm *bad = NULL;
+    NGT_CHECK(ng_comm_init(&bad, 0.0) == NG_ERR_INVALID_ARG && !bad, "timeout 0 refused");
+    NGT_CHECK(strstr(ng_last_error(), "timeout") != NULL, "message names the timeout: %s", ng_last_error());
+    NGT_CHECK(ng_comm_allreduce(C, CPU, NG_F16, x, 4, "halves") == NG_ERR_INVALID_ARG, "f16 refused");
+    NGT_CHECK(strstr(ng_last_error(), "halves") && strstr(ng_last_error(), "f16"), "message: %s", ng_last_error());
+    NGT_CHECK(ng_comm_allreduce(C, CPU, NG_F32, NULL, 4, "nothing") == NG_ERR_INVALID_ARG, "NULL buffer refused");
+    NGT_CHECK(ng_comm_bcast(C, CPU, NG_F32, x, 4, C->world, "x") == NG_ERR_INVALID_ARG, "root out of range refused");
+    NGT_CHECK(ng_comm_bcast(C, CPU, NG_F32, x, 4, -1, "x") == NG_ERR_INVALID_ARG, "root -1 refused");
+    NGT_CHECK(ng_comm_bcast_host(C, x, 4, C->world, "x") == NG_ERR_INVALID_ARG, "host root out of range refused");
+    NGT_CHECK(ng_comm_allreduce(NULL, CPU, NG_F32, x, 4, "x") == NG_ERR_INVALID_ARG, "NULL communicator refused");
+    NGT_OK(ng_comm_allreduce(C, CPU, NG_F32, NULL, 0, "empty"));
+    return NGT_PASS;
+}
+
+/* The trainer's rule: each rank weights its shard mean by its share and the sum is the global
+ * mean. Shards of 10 examples split unevenly over the ranks; the global mean in float64 here. */
+static int test_comm_weighted_shard_means(void) {
+    enum { M = 10, D = 64 };
+    float g[D];
+    double want[D];
+    int lo = C->rank * M / C->world, hi = (C->rank + 1) * M / C->world, i, j;
+    float *buf;
+    for (i = 0; i < D; i++) {
+        double s = 0.0, t = 0.0;
+        for (j = 0; j < M; j++) s += (double)(float)(0.1 * (i + 1) * (j + 1) + 0.01 * j * j);
+        want[i] = s / M;
+        for (j = lo; j < hi; j++) t += (double)(float)(0.1 * (i + 1) * (j + 1) + 0.01 * j * j);
+        g[i] = (float)(t / (hi - lo)) * (float)((double)(hi - lo) / M);
+    }
+    NGT_OK(ng_alloc(CPU, sizeof g, (void **)&buf));
+    memcpy(buf, g, sizeof g);
+    NGT_OK(ng_comm_allreduce(C, CPU, NG_F32, buf, D, "shard means"));
+    for (i = 0; i < D; i++) NGT_CLOSE(buf[i], want[i], 4e-7 * fabs(want[i]) * C->world, "global mean");
+    ng_free(CPU, buf);
+    return NGT_PASS;
+}
+
+static int test_comm_timeout_names_the_collective(void) {
+    ng_comm *t = NULL;
+    double t0;
+    ng_status s = NG_OK;
+    if (C->world == 1) return ngt_skip("needs mpirun -np 2 or more (tests/test_dist.sh)");
+    NGT_OK(ng_comm_init(&t, 0.5));
+    t0 = ng_time_s();
+    if (C->rank == 0) {
+        s = ng_comm_barrier(t, "the timeout test");
+    } else {
+        usleep(1500000); /* rank 0 gives up after 0.5 s */
+        NGT_OK(ng_comm_barrier(t, "the late ranks"));
+    }
+    NGT_OK(ng_comm_barrier(C, "resynchronise"));
+    if (C->rank == 0) {
+        NGT_CHECK(s == NG_ERR_IO, "rank 0's lonely barrier returned %s", ng_status_name(s));
+        NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the timeout test"),
+                  "message: %s", ng_last_error());
+    }
+    NGT_CHECK(ng_time_s() - t0 < 30.0, "took %g s", ng_time_s() - t0);
+    /* rank 0's abandoned request completed when the others joined; the communicator is released
+     * without MPI_Finalize (C owns MPI) */
+    ng_comm_free(t);
+    return NGT_PASS;
+}
+
+/* The same reductions on a CUDA backend (one emulated GPU per rank under tests/simt), over NCCL
+ * when compiled in: bit for bit the CPU results. */
+static int test_comm_nccl(void) {
+    ng_backend *be = NULL;
+    float *d, *h, *ref;
+    int i;
+    if (!ng_cuda_compiled()) return ngt_skip("CUDA not compiled in (the emulated build runs this)");
+    if (ng_backend_cuda_init(C->local_rank, &be) != NG_OK) return ngt_skip("no CUDA device for this rank");
+    NGT_OK(ng_comm_attach(C, be));
+    if ((C->world > 1 || getenv("NATGRAD_COMM")) && ng_comm_nccl_compiled())
+        NGT_CHECK(C->kind == NG_COMM_NCCL, "a CUDA backend on %d rank(s) of an MPI communicator uses NCCL (kind %d)",
+                  C->world, (int)C->kind);
+    h = (float *)malloc(N * sizeof(float));
+    ref = (float *)malloc(N * sizeof(float));
+    NGT_CHECK(h && ref, "host memory");
+    NGT_OK(ng_alloc(be, N * sizeof(float), (void **)&d));
+    for (i = 0; i < N; i++) h[i] = val(C->rank, i) * 0.37f;
+    memcpy(ref, h, N * sizeof(float));
+    NGT_OK(ng_set(be, d, h, N * sizeof(float)));
+    NGT_OK(ng_comm_allreduce(C, be, NG_F32, d, N, "device data"));
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    {
+        float *cpu;
+        NGT_OK(ng_alloc(CPU, N * sizeof(float), (void **)&cpu));
+        memcpy(cpu, ref, N * sizeof(float));
+        if (C->kind == NG_COMM_NCCL) {
+            /* the CPU path needs its own (MPI) communicator: compare with an MPI reduction */
+            ng_comm *m = NULL;
+            NGT_OK(ng_comm_init(&m, 30.0));
+            NGT_OK(ng_comm_allreduce(m, CPU, NG_F32, cpu, N, "cpu data"));
+            ng_comm_free(m);
+        } else {
+            NGT_OK(ng_comm_allreduce(C, CPU, NG_F32, cpu, N, "cpu data"));
+        }
+        NGT_CHECK(memcmp(cpu, h, N * sizeof(float)) == 0, "device all-reduce differs from the CPU's");
+        ng_free(CPU, cpu);
+    }
+    for (i = 0; i < N; i++) h[i] = (float)(C->rank + 7 * i);
+    NGT_OK(ng_set(be, d, h, N * sizeof(float)));
+    NGT_OK(ng_comm_bcast(C, be, NG_F32, d, N, 0, "device data"));
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    for (i = 0; i < N; i++) NGT_CHECK(h[i] == (float)(7 * i), "broadcast [%d] = %g", i, h[i]);
+    NGT_CHECK(ng_comm_allreduce(C, be, NG_F32, d, 0, "nothing") == NG_OK, "count 0");
+    ng_free(be, d);
+    free(h);
+    free(ref);
+    ng_backend_free(be);
+    return NGT_PASS;
+}
+
+int main(void) {
+    if (ng_comm_init(&C, 60.0) != NG_OK) {
+        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
+        return 1;
+    }
+    if (ng_backend_cpu_init(&CPU) != NG_OK) {
+        printf("FAIL cpu backend: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
+        return 1;
+    }
+    printf("rank %d of %d (%s; mpi compiled in: %d, nccl: %d)\n", C->rank, C->world, C->kind == NG_COMM_MPI ? "MPI" : "single",
+           ng_comm_mpi_compiled(), ng_comm_nccl_compiled());
+    NGT_RUN(test_comm_identity_or_sum_f32);
+    NGT_RUN(test_comm_sum_f64);
+    NGT_RUN(test_comm_bcast);
+    NGT_RUN(test_comm_host_and_barrier);
+    NGT_RUN(test_comm_bad_arguments);
+    NGT_RUN(test_comm_weighted_shard_means);
+    NGT_RUN(test_comm_timeout_names_the_collective);
+    NGT_RUN(test_comm_nccl);
+    ng_backend_free(CPU);
+    ng_comm_free(C);
+    return ngt_finish();
+}

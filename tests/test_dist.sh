@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# test_dist.sh BUILD: data-parallel runs of BUILD/natgrad under Open MPI's mpirun on the CPU backend
+# (bars and stripes, a 16-8-3-8-16 autoencoder, global batch 10; 3 ranks shard it 3/3/4).
+# Covers: N ranks = 1 rank within the stated tolerance (NAG, Adam, SGD; 2 and 3 ranks); run-to-run
+# bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
+# between the ranks' files and rank 0's resumes from .prev; mismatched or missing rank files refused);
+# resume from the model file on another number of ranks (3 -> 2 and 2 -> 1, with the warning);
+# a preconditioner without distributed statistics refused by name; a killed rank ends the job
+# (the last checkpoint stays readable); a stopped (hung) rank makes the others stop with a message
+# within --comm-timeout; the communicator's own tests (build/tests/test_comm) on 2 and 3 ranks, and
+# the emulated-CUDA build of them (the NCCL path through tests/simt's NCCL shim) when built.
+# Skips (not fails) with a reason when the binary has no MPI or mpirun cannot start two ranks.
+# Ends with "RESULT passed=P failed=F skipped=S".
+#
+# Tolerance: a rank holds the mean gradient over its shard; the trainer weights it by the shard's
+# share and the all-reduce sums the ranks, so the global gradient is the one-rank gradient with the
+# float32 sum over the batch split into N partial sums and re-associated (and scaled twice instead
+# of once). Each step differs by a few ulps (observed ~1e-7 relative after 40 updates); chaotic
+# growth over 40 small-lr updates stays far below the 1e-5 relative bound used here.
+set -u
+build=${1:-build}
+bin=$build/natgrad
+passed=0 failed=0 skipped=0
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+repo=$PWD
+absbuild=$build; case $absbuild in /*) ;; *) absbuild=$PWD/$build ;; esac
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
+skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
+show() { tail -n "${2:-6}" "$1" 2>/dev/null | sed 's/^/  | /'; }
+finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $([ "$failed" = 0 ] && echo 0 || echo 1); }
+if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
+
+ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
+     dist_bad_timeout dist_refuse_kfac dist_refuse_rbm dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
+skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
+if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
+  skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
+fi
+if ! command -v mpirun >/dev/null 2>&1; then skip_all "mpirun not found (openmpi-bin)"; fi
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+MPI=(mpirun --oversubscribe --bind-to none)
+work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_dist.XXXXXX") || { fail tmpdir "mktemp failed"; finish; }
+pids_to_clean=()
+cleanup() { local p; for p in "${pids_to_clean[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$work"; }
+trap cleanup EXIT
+cd "$work" || exit 1
+if ! timeout 60 "${MPI[@]}" -np 2 true >mpi_probe.out 2>&1; then
+  cat mpi_probe.out | head -5
+  skip_all "Open MPI cannot start 2 ranks here (mpirun -np 2 true failed; see the lines above)"
+fi
+
+T=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --lr 0.05 --threads 1 --log-every 10)
+R=(net train --device cpu --data bars-stripes --threads 1 --log-every 10) # a resume: the rest comes from the checkpoint
+# run NAME NP ARGS...: natgrad on NP ranks (NP = 1: no launcher) with a 180 s guard
+run() {
+  local name=$1 np=$2; shift 2
+  if [ "$np" = 1 ]; then timeout 180 "$bin" "$@" >"$name.out" 2>"$name.err"
+  else timeout 180 "${MPI[@]}" -np "$np" "$bin" "$@" >"$name.out" 2>"$name.err"; fi
+  rc=$?
+}
+params() { "$bin" export "$1" --out "$2" >/dev/null 2>&1; }
+# close NAME A.ckpt B.ckpt RTOL
+close() {
+  local name=$1
+  if ! params "$2" "$name.a.st" || ! params "$3" "$name.b.st"; then fail "$name" "export of $2 or $3 failed"; return; fi
+  if python3 "$repo/tests/compare_params.py" "$name.a.st" "$name.b.st" "$4" >"$name.cmp" 2>&1; then pass "$name ($(cat "$name.cmp"))"
+  else fail "$name" "$(cat "$name.cmp")"; fi
+}
+
+# ---- N ranks = 1 rank --------------------------------------------------------------------------
+run one_nag 1 "${T[@]}" --optimizer nag --steps 40 --out one_nag
+if [ "$rc" != 0 ]; then fail dist_np2_nag "single-rank run failed (exit $rc)"; show one_nag.err
+else
+  run two_nag 2 "${T[@]}" --optimizer nag --steps 40 --out two_nag
+  if [ "$rc" != 0 ]; then fail dist_np2_nag "mpirun -np 2 exit $rc"; show two_nag.err
+  elif [ ! -f two_nag/net.ckpt.rank1 ] || [ -f two_nag/net.ckpt.rank0 ]; then fail dist_np2_nag "expected net.ckpt + net.ckpt.rank1"; ls two_nag
+  elif ! diff <(cut -d, -f1,2,4- one_nag/train.csv | cut -d, -f1-6) <(cut -d, -f1,2,4- two_nag/train.csv | cut -d, -f1-6) >/dev/null &&
+       [ "$(wc -l < two_nag/train.csv)" != "$(wc -l < one_nag/train.csv)" ]; then fail dist_np2_nag "CSV rows differ in number"
+  else close dist_np2_nag one_nag/net.ckpt two_nag/net.ckpt 1e-5; fi
+fi
+for opt in adam sgd; do
+  run one_$opt 1 "${T[@]}" --optimizer $opt --steps 40 --out one_$opt
+  run three_$opt 3 "${T[@]}" --optimizer $opt --steps 40 --out three_$opt
+  if [ "$rc" != 0 ] || [ ! -f one_$opt/net.ckpt ]; then fail dist_np3_$opt "exit $rc"; show three_$opt.err
+  else close dist_np3_$opt one_$opt/net.ckpt three_$opt/net.ckpt 1e-5; fi
+done
+
+# ---- run to run --------------------------------------------------------------------------------
+run again_nag 2 "${T[@]}" --optimizer nag --steps 40 --out again_nag
+if [ "$rc" = 0 ] && cmp -s two_nag/net.ckpt again_nag/net.ckpt && cmp -s two_nag/net.ckpt.rank1 again_nag/net.ckpt.rank1; then
+  pass dist_rerun_bitexact
+else fail dist_rerun_bitexact "exit $rc; two runs on 2 ranks wrote different checkpoints"; show again_nag.err; fi
+
+# ---- resume ------------------------------------------------------------------------------------
+run half 2 "${T[@]}" --optimizer nag --steps 20 --out resumed
+run rest 2 "${R[@]}" --resume resumed/net.ckpt --steps 40 --out resumed
+if [ "$rc" = 0 ] && cmp -s two_nag/net.ckpt resumed/net.ckpt && cmp -s two_nag/net.ckpt.rank1 resumed/net.ckpt.rank1; then
+  pass dist_resume_same
+else fail dist_resume_same "exit $rc; 20 + 20 updates on 2 ranks differ from 40 in one go"; show rest.err; fi
+
+# a save interrupted between the ranks' files and rank 0's: rank 1 holds update 40, its .prev 20
+run half2 2 "${T[@]}" --optimizer nag --steps 20 --out torn
+cp torn/net.ckpt.rank1 torn/net.ckpt.rank1.prev && cp two_nag/net.ckpt.rank1 torn/net.ckpt.rank1
+run torn 2 "${R[@]}" --resume torn/net.ckpt --steps 40 --out torn
+if [ "$rc" = 0 ] && cmp -s two_nag/net.ckpt torn/net.ckpt; then pass dist_resume_torn_save_uses_prev
+else fail dist_resume_torn_save_uses_prev "exit $rc"; show torn.err; fi
+run half3 2 "${T[@]}" --optimizer nag --steps 20 --out torn2
+cp two_nag/net.ckpt.rank1 torn2/net.ckpt.rank1
+run torn2 2 "${R[@]}" --resume torn2/net.ckpt --steps 40 --out torn2
+if [ "$rc" != 0 ] && grep -q "from different saves" torn2.err; then pass dist_resume_mismatched_ranks_refused
+else fail dist_resume_mismatched_ranks_refused "exit $rc"; show torn2.err; fi
+
+run half4 2 "${T[@]}" --optimizer nag --steps 20 --out lost
+rm lost/net.ckpt.rank1
+run lost 2 "${R[@]}" --resume lost/net.ckpt --steps 40 --out lost
+if [ "$rc" != 0 ] && grep -q "rank 1's optimizer state:.*net.ckpt.rank1" lost.err; then pass dist_resume_missing_rank_file_named
+else fail dist_resume_missing_rank_file_named "exit $rc"; show lost.err; fi
+
+run three_half 3 "${T[@]}" --optimizer nag --steps 20 --out r3
+cp -r r3 r3to2
+run r3to2 2 "${R[@]}" --resume r3to2/net.ckpt --steps 40 --out r3to2
+if [ "$rc" = 0 ] && grep -q "not bit-exact" r3to2.err && "$bin" ckpt r3to2/net.ckpt | grep -q "run.t.*40"; then
+  close dist_resume_3to2 two_nag/net.ckpt r3to2/net.ckpt 0.5
+else fail dist_resume_3to2 "exit $rc (expected success with the not-bit-exact warning, t = 40)"; show r3to2.err; fi
+run r2to1 1 "${R[@]}" --resume two_nag/net.ckpt --steps 60 --out r2to1 --force
+if [ "$rc" = 0 ] && grep -q "not bit-exact" r2to1.err && "$bin" ckpt r2to1/net.ckpt | grep -q "run.t.*60" &&
+   ! "$bin" ckpt r2to1/net.ckpt | grep -q "dist.world"; then pass dist_resume_2to1
+else fail dist_resume_2to1 "exit $rc (expected a one-rank checkpoint at t = 60)"; show r2to1.err; fi
+
+# ---- refused -----------------------------------------------------------------------------------
+run badtimeout 1 "${T[@]}" --steps 5 --out badtimeout --comm-timeout 0
+if [ "$rc" = 2 ] && grep -q -- "--comm-timeout 0: must be > 0" badtimeout.err; then pass dist_bad_timeout
+else fail dist_bad_timeout "exit $rc, want 2 naming --comm-timeout"; show badtimeout.err; fi
+run kfac 2 "${T[@]}" --optimizer kfac --steps 5 --out kfac
+if [ "$rc" != 0 ] && grep -q "preconditioner kfac does not run on 2 ranks" kfac.err; then pass dist_refuse_kfac
+else fail dist_refuse_kfac "exit $rc"; show kfac.err; fi
+
+run rbm 2 rbm train --device cpu --data bars-stripes --hidden 4 --steps 2 --out rbm --threads 1
+if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\`" rbm.err; then pass dist_refuse_rbm
+else fail dist_refuse_rbm "exit $rc (rbm train is not data-parallel yet: it must refuse 2 ranks)"; show rbm.err; fi
+
+# ---- failures ----------------------------------------------------------------------------------
+# LONG: a run that does not end by itself; every rank writes its pid for the test to signal
+LONG=(net train --device cpu --data bars-stripes --layers 16-64-16 --batch 10 --threads 1 --steps 100000000 --checkpoint-every 50 --log-every 1000)
+start_long() { # start_long DIR TIMEOUT
+  timeout 120 "${MPI[@]}" -np 2 bash -c 'echo $$ > "$0/pid.$OMPI_COMM_WORLD_RANK"; exec "$@"' "$work/$1" "$bin" "${LONG[@]}" \
+    --out "$work/$1" --comm-timeout "$2" >"$1.out" 2>"$1.err" &
+  job=$!
+  pids_to_clean+=("$job")
+  local i
+  for i in $(seq 1 300); do [ -f "$1/net.ckpt" ] && [ -f "$1/pid.1" ] && return 0; sleep 0.2; done
+  return 1
+}
+wait_end() { # wait_end PID SECONDS: 0 when the job ended in time (rc holds its status)
+  local i
+  for i in $(seq 1 $(( $2 * 5 ))); do if ! kill -0 "$1" 2>/dev/null; then wait "$1"; rc=$?; return 0; fi; sleep 0.2; done
+  return 1
+}
+mkdir -p kill hang
+if ! start_long kill 300; then fail dist_kill_rank "the run did not start (no checkpoint)"; show kill.err
+else
+  t0=$(date +%s)
+  kill -KILL "$(cat kill/pid.1)"
+  if wait_end "$job" 60; then
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && "$bin" ckpt kill/net.ckpt >/dev/null 2>&1; then
+      pass "dist_kill_rank (the job ended $(( $(date +%s) - t0 )) s after rank 1 was killed, exit $rc; checkpoint readable)"
+    else fail dist_kill_rank "exit $rc, or the checkpoint is unreadable"; show kill.err; fi
+  else fail dist_kill_rank "the job still runs 60 s after rank 1 was killed"; show kill.err; fi
+fi
+if ! start_long hang 3; then fail dist_hang_rank "the run did not start (no checkpoint)"; show hang.err
+else
+  t0=$(date +%s)
+  kill -STOP "$(cat hang/pid.1)"
+  pids_to_clean+=("$(cat hang/pid.1)")
+  if wait_end "$job" 60; then
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "did not complete within 3 s" hang.err && "$bin" ckpt hang/net.ckpt >/dev/null 2>&1; then
+      pass "dist_hang_rank (the job ended $(( $(date +%s) - t0 )) s after rank 1 stopped, with the timeout message)"
+    else fail dist_hang_rank "exit $rc, no timeout message, or unreadable checkpoint"; show hang.err; fi
+  else fail dist_hang_rank "the job still runs 60 s after rank 1 stopped"; show hang.err; fi
+  kill -KILL "$(cat hang/pid.1)" 2>/dev/null
+fi
+
+# ---- the communicator's unit tests on several ranks --------------------------------------------
+for np in 2 3; do
+  if [ ! -x "$absbuild/tests/test_comm" ]; then fail dist_comm_np$np "$absbuild/tests/test_comm not built"; continue; fi
+  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_comm" >comm$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' comm$np.out)" = "$np" ]; then
+    pass "dist_comm_np$np ($(grep -m1 '^RESULT' comm$np.out) on each rank)"
+  else fail dist_comm_np$np "exit $rc"; grep -E '^(FAIL|  )' comm$np.out | head -10; show comm$np.out; fi
+done
+if [ -x "$absbuild/simt/tests/test_comm" ]; then
+  timeout 300 "${MPI[@]}" -np 2 "$absbuild/simt/tests/test_comm" >nccl.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl.out)" = 2 ] && grep -q "^PASS test_comm_nccl" nccl.out; then
+    pass "dist_comm_nccl_shim (NCCL path on the emulator, 2 ranks)"
+  else fail dist_comm_nccl_shim "exit $rc"; grep -E '^(FAIL|SKIP|  )' nccl.out | head -10; show nccl.out; fi
+  NATGRAD_COMM=mpi timeout 300 "$absbuild/simt/tests/test_comm" >nccl1.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && grep -q "^PASS test_comm_nccl" nccl1.out; then pass "dist_comm_nccl_single (one NCCL rank, as bench/nccl_smoke.sh on one GPU)"
+  else fail dist_comm_nccl_single "exit $rc"; show nccl1.out; fi
+else skip dist_comm_nccl_shim "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"; fi
+finish
