@@ -189,6 +189,15 @@ if [ "$rc" = 0 ] && cmp -s kfa_full/net.ckpt kfa_half/net.ckpt; then pass net_kf
 else fail net_kfac_async_resume_identical_checkpoint "exit $rc"; show kfa_rest.err; fi
 if [ "$rc" = 0 ] && ! cmp -s kfa_full/net.ckpt kf_full_blockdiag/net.ckpt; then pass net_kfac_async_differs
 else fail net_kfac_async_differs "staleness 2 gave the synchronous checkpoint"; fi
+# a checkpoint written before the first Levenberg-Marquardt check (rho not yet computed, T1 = 5) is
+# valid, and resuming from it continues exactly
+KE=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --optimizer kfac --batch 10 --threads 1 --log-every 1)
+run kfe_full "$bin" "${KE[@]}" --steps 7 --out kfe_full
+run kfe_half "$bin" "${KE[@]}" --steps 3 --out kfe_half
+if [ "$rc" = 0 ]; then pass net_kfac_checkpoint_before_lm; else fail net_kfac_checkpoint_before_lm "exit $rc"; show kfe_half.err; fi
+run kfe_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --log-every 1 --resume kfe_half/net.ckpt --steps 7 --out kfe_half
+if [ "$rc" = 0 ] && cmp -s kfe_full/net.ckpt kfe_half/net.ckpt; then pass net_kfac_resume_before_lm_identical
+else fail net_kfac_resume_before_lm_identical "exit $rc"; show kfe_rest.err; fi
 expect_exit net_kfac_bad_async 2 "--kfac-async" "$bin" "${K[@]}" --kfac-async 3 --out kf_e5
 expect_exit net_kfac_bad_T2 2 "--T2" "$bin" "${K[@]}" --T2 4 --out kf_e1
 expect_exit net_kfac_bad_tau 2 "--tau1" "$bin" "${K[@]}" --tau1 0 --out kf_e2

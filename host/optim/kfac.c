@@ -953,7 +953,8 @@ static ng_status kfac_save(ng_precond *p, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_f64(c, "kfac.gamma", k->gamma));
     NG_TRY(ng_ckpt_set_f64(c, "kfac.alpha", k->alpha));
     NG_TRY(ng_ckpt_set_f64(c, "kfac.mu", k->mu));
-    NG_TRY(ng_ckpt_set_f64(c, "kfac.rho", k->rho));
+    /* rho is NaN until the first Levenberg-Marquardt check (update T1): then the key is absent */
+    if (FINITE(k->rho)) NG_TRY(ng_ckpt_set_f64(c, "kfac.rho", k->rho));
     NG_TRY(ng_ckpt_set_f64(c, "kfac.qmodel", k->qmodel));
     if (k->cfg.async_lag >= 0) {
         /* a refresh in flight: its snapshot (state arena) and launch; a resume recomputes it */
@@ -1034,7 +1035,8 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
     NG_TRY(ng_ckpt_get_f64(c, "kfac.gamma", &gam));
     NG_TRY(ng_ckpt_get_f64(c, "kfac.alpha", &al));
     NG_TRY(ng_ckpt_get_f64(c, "kfac.mu", &mu));
-    NG_TRY(ng_ckpt_get_f64(c, "kfac.rho", &rho));
+    rho = NAN;
+    if (ng_ckpt_has(c, "kfac.rho")) NG_TRY(ng_ckpt_get_f64(c, "kfac.rho", &rho));
     NG_TRY(ng_ckpt_get_f64(c, "kfac.qmodel", &qm));
     NG_TRY(ng_ckpt_get_i64(c, "kfac.have_delta0", &hd));
     if (!(lam > 0.0) || !FINITE(lam) || !(gam > 0.0) || !FINITE(gam))
