@@ -17,6 +17,7 @@
 
 #include <lapacke.h>
 
+#include "backends.h"
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "natgrad/checkpoint.h"
@@ -411,17 +412,7 @@ static int test_cpu_vs_cuda(void) {
 }
 
 int main(void) {
-    ng_status s = ng_backend_cpu_init(&g_cpu);
-    if (s != NG_OK) {
-        printf("cpu backend: %s\n", ng_last_error());
-        return 1;
-    }
-    s = ng_backend_cuda_init(0, &g_cuda);
-    if (s != NG_OK) {
-        snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
-        g_cuda = NULL;
-        ng_clear_error();
-    }
+    if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
     NGT_RUN(test_function_preserved_cpu);
     NGT_RUN(test_function_preserved_cuda);
     NGT_RUN(test_whitened_identity_cpu);

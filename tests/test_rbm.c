@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends.h"
 #include "harness.h"
 #include "natgrad/data.h"
 #include "natgrad/eval.h"
@@ -1284,17 +1285,7 @@ BOTH(training_bars_stripes, training_body)
 BOTH(bad_input, bad_input_body)
 
 int main(void) {
-    ng_status s = ng_backend_cpu_init(&g_cpu);
-    if (s != NG_OK) {
-        printf("cpu backend: %s\n", ng_last_error());
-        return 1;
-    }
-    s = ng_backend_cuda_init(0, &g_cuda);
-    if (s != NG_OK) {
-        snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
-        g_cuda = NULL;
-        ng_clear_error();
-    }
+    if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
     NGT_RUN(test_exact_gradient_reference);
     NGT_RUN(test_pcd1_gradient_expectation_cpu);
     NGT_RUN(test_pcd3_gradient_expectation_cpu);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends.h"
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "natgrad/solver.h"
@@ -560,17 +561,7 @@ static int test_cpu_vs_cuda(void) {
 }
 
 int main(void) {
-    ng_status s = ng_backend_cpu_init(&g_cpu);
-    if (s != NG_OK) {
-        printf("cpu backend: %s\n", ng_last_error());
-        return 1;
-    }
-    s = ng_backend_cuda_init(0, &g_cuda);
-    if (s != NG_OK) {
-        snprintf(g_cuda_reason, sizeof g_cuda_reason, "no CUDA backend here: %s", ng_last_error());
-        g_cuda = NULL;
-        ng_clear_error();
-    }
+    if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
     NGT_RUN(test_spd);
     NGT_RUN(test_preconditioner);
     NGT_RUN(test_semidefinite);
