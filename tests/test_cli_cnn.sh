@@ -74,6 +74,13 @@ else fail cnn_learns "exit $rc"; show learn.err; fi
 head -1 learn/train.csv | grep -q "train_misclass" && head -1 learn/train.csv | grep -q "test_misclass" \
   && pass cnn_csv_columns || fail cnn_csv_columns "$(head -1 learn/train.csv)"
 
+# ---- --profile: the phase table and trace, and the same checkpoint as without it -------------------
+run prof "$bin" "${T[@]}" --layers c4-relu-mp2-d3 --lr 0.05 --steps 6 --log-every 3 --out prof --profile
+run noprof "$bin" "${T[@]}" --layers c4-relu-mp2-d3 --lr 0.05 --steps 6 --log-every 3 --out noprof
+if grep -qE '^train step +step +6 ' prof.out && [ -s prof/profile.csv ] && [ -s prof/profile.json ] &&
+   cmp -s prof/cnn.ckpt noprof/cnn.ckpt && [ ! -e noprof/profile.json ]; then pass cnn_profile
+else fail cnn_profile "table, files or identical checkpoint missing"; show prof.out 20; show prof.err; fi
+
 # ---- exact resume (PRONG whitening every 3 updates, batch norm, crops and mirrors, waterfall) ----
 R=(--layers c4-bn-relu-w-c4k3p0-relu-mp2-d3 --whiten-every 3 --whiten-samples 12 --augment-pad 1 --flip 1 --lr-drop-every 5 --lr-drop 0.5)
 run full "$bin" "${T[@]}" "${R[@]}" --steps 16 --log-every 4 --out full

@@ -197,6 +197,7 @@ static int cnn_train(int argc, char **argv) {
             {"eval-n", OPT_INT, &o.eval_n, "N", "training cases evaluated on logged steps (2000; 0 = all)", 0, 0},
             {"checkpoint-every", OPT_INT, &o.ckpt_every, "N", "checkpoint every N updates (0 = only at the end)", 0, 0},
             NG_OPT_OUT(&o.co),
+            NG_OPT_PROFILE(&o.co),
             {"csv", OPT_STR, &o.csv_path, "PATH", "CSV log (default OUT/train.csv)", 0, 0},
             {"checkpoint", OPT_STR, &o.ckpt_path, "PATH", "checkpoint file (default OUT/cnn.ckpt)", 0, 0},
             {"resume", OPT_STR, &o.resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
@@ -397,6 +398,7 @@ static int cnn_train(int argc, char **argv) {
                 res.interrupted ? "interrupted" : "done", (unsigned long long)res.end, res.seconds,
                 res.seconds > 0 ? (double)(res.end - res.start) / res.seconds : 0.0, o.ckpt_path, o.csv_path);
         rc = res.interrupted ? NG_EXIT_FAIL : NG_EXIT_OK;
+        if (ng_cli_profile_report(&o.co) && rc == NG_EXIT_OK) rc = NG_EXIT_FAIL;
     }
 done:
     ng_ckpt_free(ck);
