@@ -9,6 +9,7 @@
 # safetensors read back independently, ckpt listing, 0.1 checkpoints. Everything runs on the CPU (--device cpu)
 # in a mktemp -d directory that is removed at exit. Prints PASS/FAIL lines and ends with
 # "RESULT passed=P failed=F skipped=S" for tests/run.sh.
+. "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
 bin=$build/natgrad
@@ -29,32 +30,12 @@ cleanup() {
 trap cleanup EXIT
 cd "$work" || exit 1
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
 # fail NAME [DETAIL...]: one FAIL line, details indented (tests/run.sh shows lines starting "  ")
-fail() {
-  local name=$1; shift
-  echo "FAIL $name"
-  local l; for l in "$@"; do echo "  $l"; done
-  failed=$((failed + 1))
-}
 # show FILE: the last lines of a captured output, indented
-show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
 
 # run NAME CMD...: run CMD with stdout in NAME.out, stderr in NAME.err; sets rc
-run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
 
 # expect_exit NAME CODE PATTERN CMD...: CMD exits CODE and its stderr contains PATTERN (fixed string)
-expect_exit() {
-  local name=$1 code=$2 pat=$3; shift 3
-  run "$name" "$@"
-  if [ "$rc" != "$code" ]; then
-    fail "$name" "exit $rc, want $code: $*"; show "$name.err"
-  elif ! grep -qF -- "$pat" "$name.err"; then
-    fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
-  else
-    pass "$name"
-  fi
-}
 
 # num FILE REGEX: the first number after REGEX on the first matching line of FILE
 num() { sed -nE "s/.*$2 *(-?[0-9][0-9.eE+-]*).*/\1/p" "$1" | head -1; }

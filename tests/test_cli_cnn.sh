@@ -7,6 +7,7 @@
 # --resume refused; usage errors naming the layer / option (exit 2); CIFAR-10 files: a valid one
 # trains, truncated / bad-label / empty / garbage files are refused naming the file (exit 1).
 # Everything on the CPU in a mktemp -d directory removed at exit. Ends with "RESULT passed=P failed=F skipped=S".
+. "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
 bin=$build/natgrad
@@ -19,17 +20,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli_cnn.XXXXXX") || { echo "RESULT pas
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
-show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
-run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
-expect_exit() {
-  local name=$1 code=$2 pat=$3; shift 3
-  run "$name" "$@"
-  if [ "$rc" != "$code" ]; then fail "$name" "exit $rc, want $code: $*"; show "$name.err"
-  elif ! grep -qF -- "$pat" "$name.err"; then fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
-  else pass "$name"; fi
-}
 col() { python3 -c 'import sys,csv; rows=list(csv.DictReader(open(sys.argv[1]))); print(rows[int(sys.argv[3])][sys.argv[2]])' "$1" "$2" "${3:--1}"; }
 
 python3 - <<'PY'

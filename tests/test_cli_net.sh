@@ -7,6 +7,7 @@
 # NaN, truncated and wrong-kind files (exit 1, naming the file); divergence (exit 1, message naming
 # the update, no NaN checkpoint); export of a network to safetensors. Everything on the CPU in a
 # mktemp -d directory removed at exit. Ends with "RESULT passed=P failed=F skipped=S".
+. "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
 bin=$build/natgrad
@@ -20,17 +21,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli_net.XXXXXX") || { echo "RESULT pas
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
-show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
-run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
-expect_exit() {
-  local name=$1 code=$2 pat=$3; shift 3
-  run "$name" "$@"
-  if [ "$rc" != "$code" ]; then fail "$name" "exit $rc, want $code: $*"; show "$name.err"
-  elif ! grep -qF -- "$pat" "$name.err"; then fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
-  else pass "$name"; fi
-}
 
 T=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --lr 0.05 --average 0.9 --threads 1)
 

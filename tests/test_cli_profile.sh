@@ -8,6 +8,7 @@
 # is byte-identical to an unprofiled one (profiling changes no result); bad --profile-steps values
 # are usage errors naming the option; gpu_check.sh exits 3 with a clear message and writes nothing
 # when nvidia-smi is missing or lists no GPU. Ends with "RESULT passed=P failed=F skipped=S".
+. "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
 bin=$build/natgrad
@@ -21,18 +22,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_prof.XXXXXX") || { echo "RESULT passed
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
-skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
-show() { tail -n "${2:-6}" "$1" 2>/dev/null | sed 's/^/  | /'; }
-run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
-expect_exit() {
-  local name=$1 code=$2 pat=$3; shift 3
-  run "$name" "$@"
-  if [ "$rc" != "$code" ]; then fail "$name" "exit $rc, want $code: $*"; show "$name.err"
-  elif ! grep -qF -- "$pat" "$name.err"; then fail "$name" "stderr does not mention '$pat'"; show "$name.err"
-  else pass "$name"; fi
-}
 py=$(command -v python3 || true)
 
 # check_trace NAME FILE STEPS: the Chrome trace parses as JSON, holds STEPS "train step" events,

@@ -6,6 +6,7 @@
 # exit 2 naming the option, a diverging step exits 1 saying so, an unwritable --out exits 1 naming
 # it) and `natgrad ica`. Runs in a mktemp -d directory removed at exit; ends with
 # "RESULT passed=P failed=F skipped=S" for tests/run.sh.
+. "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
 bin=$build/natgrad
@@ -20,27 +21,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_cli_recipes.XXXXXX") || { echo "RESULT
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-  local name=$1; shift
-  echo "FAIL $name"
-  local l; for l in "$@"; do echo "  $l"; done
-  failed=$((failed + 1))
-}
-skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
-show() { tail -n "${2:-4}" "$1" 2>/dev/null | sed 's/^/  | /'; }
-run() { local name=$1; shift; "$@" >"$name.out" 2>"$name.err"; rc=$?; }
-expect_exit() {
-  local name=$1 code=$2 pat=$3; shift 3
-  run "$name" "$@"
-  if [ "$rc" != "$code" ]; then
-    fail "$name" "exit $rc, want $code: $*"; show "$name.err"
-  elif ! grep -qF -- "$pat" "$name.err"; then
-    fail "$name" "stderr does not mention '$pat': $*"; show "$name.err"
-  else
-    pass "$name"
-  fi
-}
 
 # ---- natgrad toy ---------------------------------------------------------------------------
 run toy_help "$bin" toy --help

@@ -17,6 +17,7 @@
 # float32 sum over the batch split into N partial sums and re-associated (and scaled twice instead
 # of once). Each step differs by a few ulps (observed ~1e-7 relative after 40 updates); chaotic
 # growth over 40 small-lr updates stays far below the 1e-5 relative bound used here.
+. "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
 bin=$build/natgrad
@@ -24,10 +25,6 @@ passed=0 failed=0 skipped=0
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 repo=$PWD
 absbuild=$build; case $absbuild in /*) ;; *) absbuild=$PWD/$build ;; esac
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { local n=$1; shift; echo "FAIL $n"; local l; for l in "$@"; do echo "  $l"; done; failed=$((failed + 1)); }
-skip() { echo "SKIP $1: $2"; skipped=$((skipped + 1)); }
-show() { tail -n "${2:-6}" "$1" 2>/dev/null | sed 's/^/  | /'; }
 finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $([ "$failed" = 0 ] && echo 0 || echo 1); }
 if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 
