@@ -12,7 +12,8 @@
  *   - HF: backtracking chooses the best kept CG iterate by the rule (from the last backwards while h
  *     decreases), the step is that iterate; the diagonal preconditioner = (mean of squared per-case
  *     gradients, each from a one-case gradient, + lambda)^-0.75
- *   - CPU and emulated CUDA agree over several updates. */
+ *   - CPU and emulated CUDA agree over several updates (each method on G; NGD on the sampled and the
+ *     empirical Fisher). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -615,7 +616,7 @@ static int test_bad_config(void) {
 }
 
 /* ---- CPU vs emulated CUDA -------------------------------------------------------------------------- */
-static ng_status run_updates(ng_backend *be, int method, int steps, double **theta) {
+static ng_status run_updates(ng_backend *be, int method, int fisher, int steps, double **theta) {
     fix f;
     ng_tn_config c;
     int t;
@@ -629,6 +630,8 @@ static ng_status run_updates(ng_backend *be, int method, int steps, double **the
     if (method == NG_TN_HF) c.max_iter = 30;
     c.metric = NG_TN_METRIC_SEPARATE;
     c.metric_batch = 3;
+    c.fisher = fisher;
+    c.fisher_samples = 2;
     s = ng_precond_tn_init(be, f.net, &c, f.hx2, f.m2, &f.pc);
     for (t = 0; s == NG_OK && t < steps; t++) {
         s = ng_model_gradient(f.net, &f.x, NULL);
@@ -642,15 +645,17 @@ static ng_status run_updates(ng_backend *be, int method, int steps, double **the
 }
 
 static int test_cpu_vs_cuda(void) {
-    static const int methods[] = {NG_TN_NGD, NG_TN_NCG_F, NG_TN_HF};
+    /* the three methods on G, then NGD on the sampled and the empirical Fisher (--tn-fisher) */
+    static const int methods[] = {NG_TN_NGD, NG_TN_NCG_F, NG_TN_HF, NG_TN_NGD, NG_TN_NGD};
+    static const int fishers[] = {NG_FISHER_EXACT, NG_FISHER_EXACT, NG_FISHER_EXACT, NG_FISHER_SAMPLED, NG_FISHER_EMPIRICAL};
     int i;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 5; i++) {
         double *a = NULL, *b = NULL;
-        NGT_OK(run_updates(g_cpu, methods[i], 4, &a));
-        NGT_OK(run_updates(g_cuda, methods[i], 4, &b));
-        NGT_CHECK(rel_diff(b, a, 89) < 1e-3, "%s: cpu vs cuda parameters after 4 updates: rel diff %g", ng_tn_method_name(methods[i]),
-                  rel_diff(b, a, 89));
+        NGT_OK(run_updates(g_cpu, methods[i], fishers[i], 4, &a));
+        NGT_OK(run_updates(g_cuda, methods[i], fishers[i], 4, &b));
+        NGT_CHECK(rel_diff(b, a, 89) < 1e-3, "%s, fisher %s: cpu vs cuda parameters after 4 updates: rel diff %g", ng_tn_method_name(methods[i]),
+                  ng_tn_fisher_name(fishers[i]), rel_diff(b, a, 89));
         free(a);
         free(b);
     }
