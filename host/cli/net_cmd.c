@@ -617,7 +617,7 @@ static int net_train(int argc, char **argv) {
             {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature)", OPT_FIXED, 0},
             {"metric", OPT_ENUM, &o.tn_metric, "same|separate|unlabeled", "ngd..hf: the curvature's mini-batch: the gradient's, an independent draw of --metric-batch training cases, or inputs from the training cases beyond --limit (no targets needed; Pascanu & Bengio section 7)", OPT_FIXED, 0},
             {"tn-fisher", OPT_ENUM, &o.tn_fisher, "exact|sampled|empirical", "ngd..hf: the metric of the products: the Gauss-Newton matrix G (= the exact Fisher for matching losses), the Fisher over the model's distribution with targets drawn once per update, or the empirical Fisher (1/m) sum_i g_i g_i^T of the data's targets (Sohl-Dickstein 2012 eq. 31; not with --metric unlabeled)", OPT_FIXED, 0},
-            {"tn-fisher-samples", OPT_INT, &o.tn_fsamples, "S", "ngd..hf, --tn-fisher sampled: target draws per case (1)", OPT_FIXED, 0},
+            {"tn-fisher-samples", OPT_INT, &o.tn_fsamples, "S", "ngd..hf, --tn-fisher sampled: target draws per case", OPT_FIXED, 0},
             {"metric-batch", OPT_INT, &o.tn_mbatch, "M", "ngd..hf: cases of a separate / unlabeled metric batch", OPT_FIXED, 0},
             {"lambda-min", OPT_FLOAT, &o.tn_lmin, "L", "ngd..hf: floor of the adapted damping (1e-6)", OPT_FIXED, 0},
             {"hf-decay", OPT_FLOAT, &o.tn_decay, "D", "hf: CG starts from D times the previous solution (0.95)", OPT_FIXED, 0},
