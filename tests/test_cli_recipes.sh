@@ -142,6 +142,30 @@ else fail kfac_regularized_resume_identical "exit $rc"; show kreg_rest.err; fi
 expect_exit kfac_regularized_tridiag 2 "--kfac-inverse regularized: only with --kfac-approx blockdiag" "$bin" "${K[@]}" --kfac-approx tridiag --steps 2 --out kbad
 expect_exit kfac_inverse_unknown 2 "--kfac-inverse 'cholesky'" "$bin" "${K[@]}" --kfac-inverse cholesky --steps 2 --out kbad
 
+# ---- truncated Newton's metric (--tn-fisher exact|sampled|empirical, eq. 30-31) -------------------
+F=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --cg-iters 8 --optimizer ngd-l)
+for fm in sampled empirical; do
+  run "tnf_full_$fm" "$bin" "${F[@]}" --tn-fisher $fm --tn-fisher-samples 2 --steps 10 --log-every 5 --out "tnf_full_$fm"
+  if [ "$rc" = 0 ] && grep -q "CG on $fm-Fisher" "tnf_full_$fm.err" &&
+     awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_objective"]; if (NR == 2) first = e; last = e }
+              END { exit !(last < first) }' "tnf_full_$fm/train.csv"; then pass "net_tn_fisher_${fm}_trains"
+  else fail "net_tn_fisher_${fm}_trains" "exit $rc (or the objective did not fall)"; show "tnf_full_$fm.err"; fi
+  # resume: 5 + 5 updates = 10 in one go (sampled: the draws are indexed by the update count)
+  run "tnf_half_$fm" "$bin" "${F[@]}" --tn-fisher $fm --tn-fisher-samples 2 --steps 5 --log-every 5 --out "tnf_half_$fm"
+  run "tnf_rest_$fm" "$bin" net train --device cpu --data bars-stripes --threads 1 --resume "tnf_half_$fm/net.ckpt" --steps 10 --log-every 5 --out "tnf_half_$fm"
+  if [ "$rc" = 0 ] && cmp -s "tnf_full_$fm/net.ckpt" "tnf_half_$fm/net.ckpt"; then pass "net_tn_fisher_${fm}_resume_identical"
+  else fail "net_tn_fisher_${fm}_resume_identical" "exit $rc"; show "tnf_rest_$fm.err"; fi
+done
+run tnf_exact "$bin" "${F[@]}" --steps 10 --log-every 5 --out tnf_exact
+if [ "$rc" = 0 ] && ! cmp -s tnf_exact/net.ckpt tnf_full_sampled/net.ckpt && ! cmp -s tnf_exact/net.ckpt tnf_full_empirical/net.ckpt &&
+   ! cmp -s tnf_full_sampled/net.ckpt tnf_full_empirical/net.ckpt; then pass net_tn_fisher_metrics_differ
+else fail net_tn_fisher_metrics_differ "exit $rc (or two metrics gave the same run)"; show tnf_exact.err; fi
+expect_exit net_tn_fisher_unknown 2 "--tn-fisher 'hessian'" "$bin" "${F[@]}" --tn-fisher hessian --steps 2 --out tnf_bad
+expect_exit net_tn_fisher_bad_samples 2 "--tn-fisher-samples 0" "$bin" "${F[@]}" --tn-fisher sampled --tn-fisher-samples 0 --steps 2 --out tnf_bad
+expect_exit net_tn_fisher_with_hessian 2 "cannot go with --curvature hessian" "$bin" "${F[@]}" --optimizer hf --curvature hessian --tn-fisher sampled --steps 2 --out tnf_bad
+expect_exit net_tn_fisher_empirical_unlabeled 2 "needs the data's targets" "$bin" "${F[@]}" --tn-fisher empirical --metric unlabeled --metric-batch 5 --limit 20 --steps 2 --out tnf_bad
+expect_exit net_tn_fisher_resume_fixed 2 "--tn-fisher cannot be combined with --resume" "$bin" net train --resume tnf_half_sampled/net.ckpt --tn-fisher exact --out tnf_half_sampled
+
 # ---- natural parameter space (eq. 37): --precond diag --phi-every K ------------------------------
 P=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
    --precond diag --phi-every 5)

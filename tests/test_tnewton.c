@@ -2,13 +2,18 @@
  * dense float64 references:
  *   - the NGD direction = (G + lambda I)^-1 g with G the dense Gauss-Newton matrix (columns from
  *     G e_i), with CG and with MINRES-QLP; with a separate metric batch, G of that batch
+ *   - --tn-fisher: each metric's product F e_j equals its definition (1/m) sum_i E_t[g_i g_i^T] from
+ *     per-case gradients in float64: exact = all 64 binary targets of the Bernoulli output weighted
+ *     by their probability, sampled = the targets update 0 draws, empirical = the data's; and the
+ *     NGD direction with each metric = (F + lambda I)^-1 g
  *   - NCG with beta = 0 equals NGD: the first update of ncg-f and ncg-l (no previous direction)
  *     equals ngd-l's bit for bit
  *   - Levenberg-Marquardt and Polak-Ribiere on scripted values
  *   - HF: backtracking chooses the best kept CG iterate by the rule (from the last backwards while h
  *     decreases), the step is that iterate; the diagonal preconditioner = (mean of squared per-case
  *     gradients, each from a one-case gradient, + lambda)^-0.75
- *   - CPU and emulated CUDA agree over several updates. */
+ *   - CPU and emulated CUDA agree over several updates (each method on G; NGD on the sampled and the
+ *     empirical Fisher). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "natgrad/net.h"
+#include "natgrad/rng.h"
 #include "natgrad/solver.h"
 #include "natgrad/tensor.h"
 #include "natgrad/tnewton.h"
@@ -226,6 +232,130 @@ static int test_ngd_direction(void) {
     if (r == NGT_PASS) r = ngd_case(NG_TN_SOLVER_CG, NG_TN_METRIC_SEPARATE);
     if (r == NGT_PASS) r = ngd_case(NG_TN_SOLVER_MINRESQLP, NG_TN_METRIC_SAME);
     return r;
+}
+
+
+/* ---- the metric choice (--tn-fisher) against its dense definition --------------------------------- */
+/* (1/m) sum_i w_i g_i g_i^T accumulated into F (np x np) for the per-case gradient g_i of case i of
+ * f->x with the targets t (d_L floats, host) */
+static int add_outer(fix *f, int i, const float *t, double w, double *F, void *tdev) {
+    int dl = f->rows;
+    ng_tensor xi = ng_tensor_matrix(f->x.data + (size_t)f->rows * i, f->rows, 1, f->rows), yi = ng_tensor_matrix((float *)tdev, dl, 1, dl);
+    double *g;
+    size_t a, b;
+    if (ng_tensor_set(f->be, &yi, t) != NG_OK || ng_model_gradient(f->net, &xi, &yi) != NG_OK) return -1;
+    g = get_vec(f->be, f->net->grad_flat.data, f->np);
+    if (!g) return -1;
+    for (b = 0; b < f->np; b++)
+        for (a = 0; a < f->np; a++) F[a + f->np * b] += w * g[a] * g[b];
+    free(g);
+    return 0;
+}
+
+/* F of the batch x by its definition: exact = sum over all 2^6 binary targets of the Bernoulli
+ * output, weighted by their probability; sampled = the targets the tn stream draws in update 0
+ * (read back from a sampled backward pass: t = y - dL/dz_L); empirical = the data's targets (the
+ * input: an autoencoder) */
+static int dense_fisher(fix *f, int mode, const ng_tn_config *c, double *F) {
+    int m = f->m, d = f->rows, i, k, r = 0;
+    float *y = (float *)malloc(sizeof(float) * (size_t)d * m), *gl = (float *)malloc(sizeof(float) * (size_t)d * m);
+    float *hx = (float *)malloc(sizeof(float) * (size_t)d * m), t[16];
+    void *tdev = NULL;
+    ng_tensor ys, gs;
+    memset(F, 0, sizeof(double) * f->np * f->np);
+    if (ng_alloc(f->be, sizeof(float) * (size_t)d, &tdev) != NG_OK || ng_tensor_get(f->be, &f->x, hx) != NG_OK) r = -1;
+    if (!r && mode == NG_FISHER_SAMPLED) {
+        if (ng_net_set_batch(f->net, &f->x, NULL) != NG_OK ||
+            ng_net_backward_sampled(f->net, ng_rng_stream_key(c->seed, NG_RNG_TN_TARGETS), ng_tn_fisher_step(0)) != NG_OK ||
+            ng_model_statistic(f->net, "y", &ys) != NG_OK || ng_tensor_get(f->be, &ys, y) != NG_OK ||
+            ng_model_statistic(f->net, "g4", &gs) != NG_OK || ng_tensor_get(f->be, &gs, gl) != NG_OK)
+            r = -1;
+    } else if (!r && mode == NG_FISHER_EXACT) {
+        if (ng_net_set_batch(f->net, &f->x, NULL) != NG_OK || ng_model_statistic(f->net, "y", &ys) != NG_OK ||
+            ng_tensor_get(f->be, &ys, y) != NG_OK)
+            r = -1;
+    }
+    for (i = 0; !r && i < m; i++) {
+        if (mode == NG_FISHER_EMPIRICAL) {
+            r = add_outer(f, i, hx + (size_t)d * i, 1.0 / m, F, tdev);
+        } else if (mode == NG_FISHER_SAMPLED) {
+            for (k = 0; k < d; k++) {
+                t[k] = y[k + d * i] - gl[k + d * i];
+                if (fabs(t[k] - floorf(t[k] + 0.5f)) > 1e-5 || t[k] < -0.5f || t[k] > 1.5f) r = -2; /* a draw must be 0 or 1 */
+                t[k] = floorf(t[k] + 0.5f);
+            }
+            if (!r) r = add_outer(f, i, t, 1.0 / m, F, tdev);
+        } else {
+            int bits;
+            for (bits = 0; !r && bits < (1 << d); bits++) {
+                double p = 1.0;
+                for (k = 0; k < d; k++) {
+                    t[k] = (float)((bits >> k) & 1);
+                    p *= t[k] > 0.5f ? y[k + d * i] : 1.0 - y[k + d * i];
+                }
+                r = add_outer(f, i, t, p / m, F, tdev);
+            }
+        }
+    }
+    if (tdev) ng_free(f->be, tdev);
+    free(y);
+    free(gl);
+    free(hx);
+    return r;
+}
+
+static int test_fisher_metrics(void) {
+    static const int modes[] = {NG_FISHER_EXACT, NG_FISHER_SAMPLED, NG_FISHER_EMPIRICAL};
+    int mi;
+    for (mi = 0; mi < 3; mi++) {
+        fix f;
+        ng_tn_config c;
+        double *F, *g = NULL, *nd = NULL, *ref, *prod, worst = 0.0;
+        float *e;
+        size_t j, i;
+        int r;
+        NGT_OK(fix_init(&f, g_cpu, 4, 3));
+        F = (double *)malloc(sizeof(double) * f.np * f.np);
+        ref = (double *)malloc(sizeof(double) * f.np);
+        e = (float *)calloc(f.np, sizeof(float));
+        base_config(&c, NG_TN_NGD);
+        c.fisher = modes[mi];
+        r = dense_fisher(&f, modes[mi], &c, F);
+        NGT_CHECK(r == 0, "%s: dense Fisher by definition failed (%d: -2 = a sampled target not in {0, 1}) %s", ng_tn_fisher_name(modes[mi]), r,
+                  ng_last_error());
+        /* the product, column by column, on the batch (update 0's draws) */
+        NGT_OK(ng_net_set_batch(f.net, &f.x, NULL));
+        for (j = 0; j < f.np; j++) {
+            double num = 0.0, den = 0.0;
+            memset(e, 0, f.np * sizeof(float));
+            e[j] = 1.0f;
+            NGT_OK(ng_tensor_set(f.be, &f.v, e));
+            NGT_OK(ng_net_fvp(f.net, modes[mi], 1, ng_rng_stream_key(c.seed, NG_RNG_TN_TARGETS), ng_tn_fisher_step(0), &f.v, &f.out));
+            prod = get_vec(f.be, f.out.data, f.np);
+            for (i = 0; i < f.np; i++) {
+                num += (prod[i] - F[i + f.np * j]) * (prod[i] - F[i + f.np * j]);
+                den += F[i + f.np * j] * F[i + f.np * j];
+            }
+            if (den > 0.0 && sqrt(num / den) > worst) worst = sqrt(num / den);
+            if (den == 0.0 && sqrt(num) > worst) worst = sqrt(num);
+            free(prod);
+        }
+        NGT_CHECK(worst < 1e-4, "%s: F e_j vs the dense definition: worst column rel diff %g", ng_tn_fisher_name(modes[mi]), worst);
+        /* the NGD direction with this metric = (F + lambda I)^-1 g */
+        NGT_OK(one_update(&f, &c, &g, &nd));
+        NGT_CHECK(dsolve(f.np, F, c.lambda0, g, ref) == 0, "reference solve");
+        NGT_CHECK(rel_diff(nd, ref, f.np) < 2e-3, "%s: NGD direction vs dense (F + lambda I)^-1 g: rel diff %g", ng_tn_fisher_name(modes[mi]),
+                  rel_diff(nd, ref, f.np));
+        printf("  --tn-fisher %s: worst F e_j column rel diff %.2g, NGD direction rel diff %.2g\n", ng_tn_fisher_name(modes[mi]), worst,
+               rel_diff(nd, ref, f.np));
+        free(F);
+        free(ref);
+        free(e);
+        free(g);
+        free(nd);
+        fix_free(&f);
+    }
+    return NGT_PASS;
 }
 
 /* ---- NCG with beta = 0 is NGD with a line search ------------------------------------------------ */
@@ -464,10 +594,10 @@ static int test_hf_hessian(void) {
 /* ---- bad configurations ---------------------------------------------------------------------------- */
 static int test_bad_config(void) {
     static const char *const names[] = {"--cg-rtol", "--lambda0", "--hf-decay", "--hf-power", "--line-evals", "--curvature hessian",
-                                        "minres-qlp"};
-    ng_tn_config c[7];
+                                        "minres-qlp", "--tn-fisher sampled", "--tn-fisher empirical", "--tn-fisher-samples"};
+    ng_tn_config c[10];
     int i;
-    for (i = 0; i < 7; i++) ng_tn_config_default(&c[i]);
+    for (i = 0; i < 10; i++) ng_tn_config_default(&c[i]);
     c[0].rtol = 1.5;
     c[1].lambda0 = 0.0;
     c[2].hf_decay = -0.1;
@@ -475,7 +605,10 @@ static int test_bad_config(void) {
     c[4].line_evals = 1;
     c[5].curvature = NG_TN_CURV_HESSIAN;
     c[6].method = NG_TN_HF, c[6].solver = NG_TN_SOLVER_MINRESQLP;
-    for (i = 0; i < 7; i++) {
+    c[7].method = NG_TN_HF, c[7].curvature = NG_TN_CURV_HESSIAN, c[7].fisher = NG_FISHER_SAMPLED; /* a Fisher with the Hessian */
+    c[8].metric = NG_TN_METRIC_UNLABELED, c[8].fisher = NG_FISHER_EMPIRICAL;                     /* no targets */
+    c[9].fisher = NG_FISHER_SAMPLED, c[9].fisher_samples = 0;
+    for (i = 0; i < 10; i++) {
         NGT_CHECK(ng_tn_config_check(&c[i]) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), names[i]), "bad %s: %s", names[i],
                   ng_last_error());
         ng_clear_error();
@@ -484,7 +617,7 @@ static int test_bad_config(void) {
 }
 
 /* ---- CPU vs emulated CUDA -------------------------------------------------------------------------- */
-static ng_status run_updates(ng_backend *be, int method, int steps, double **theta) {
+static ng_status run_updates(ng_backend *be, int method, int fisher, int steps, double **theta) {
     fix f;
     ng_tn_config c;
     int t;
@@ -498,6 +631,8 @@ static ng_status run_updates(ng_backend *be, int method, int steps, double **the
     if (method == NG_TN_HF) c.max_iter = 30;
     c.metric = NG_TN_METRIC_SEPARATE;
     c.metric_batch = 3;
+    c.fisher = fisher;
+    c.fisher_samples = 2;
     s = ng_precond_tn_init(be, f.net, &c, f.hx2, f.m2, &f.pc);
     for (t = 0; s == NG_OK && t < steps; t++) {
         s = ng_model_gradient(f.net, &f.x, NULL);
@@ -511,15 +646,17 @@ static ng_status run_updates(ng_backend *be, int method, int steps, double **the
 }
 
 static int test_cpu_vs_cuda(void) {
-    static const int methods[] = {NG_TN_NGD, NG_TN_NCG_F, NG_TN_HF};
+    /* the three methods on G, then NGD on the sampled and the empirical Fisher (--tn-fisher) */
+    static const int methods[] = {NG_TN_NGD, NG_TN_NCG_F, NG_TN_HF, NG_TN_NGD, NG_TN_NGD};
+    static const int fishers[] = {NG_FISHER_EXACT, NG_FISHER_EXACT, NG_FISHER_EXACT, NG_FISHER_SAMPLED, NG_FISHER_EMPIRICAL};
     int i;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 5; i++) {
         double *a = NULL, *b = NULL;
-        NGT_OK(run_updates(g_cpu, methods[i], 4, &a));
-        NGT_OK(run_updates(g_cuda, methods[i], 4, &b));
-        NGT_CHECK(rel_diff(b, a, 89) < 1e-3, "%s: cpu vs cuda parameters after 4 updates: rel diff %g", ng_tn_method_name(methods[i]),
-                  rel_diff(b, a, 89));
+        NGT_OK(run_updates(g_cpu, methods[i], fishers[i], 4, &a));
+        NGT_OK(run_updates(g_cuda, methods[i], fishers[i], 4, &b));
+        NGT_CHECK(rel_diff(b, a, 89) < 1e-3, "%s, fisher %s: cpu vs cuda parameters after 4 updates: rel diff %g", ng_tn_method_name(methods[i]),
+                  ng_tn_fisher_name(fishers[i]), rel_diff(b, a, 89));
         free(a);
         free(b);
     }
@@ -531,6 +668,7 @@ int main(void) {
     NGT_RUN(test_scalar_rules);
     NGT_RUN(test_bad_config);
     NGT_RUN(test_ngd_direction);
+    NGT_RUN(test_fisher_metrics);
     NGT_RUN(test_ncg_first_step_is_ngd);
     NGT_RUN(test_rho_models);
     NGT_RUN(test_hf_preconditioner);

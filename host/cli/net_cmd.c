@@ -327,7 +327,7 @@ typedef struct net_train_opts {
     int schedule, m1, m_full;
     /* truncated Newton (ngd, ngd-l, ncg-l, ncg-f, hf) */
     ng_tn_config tc;
-    int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho;
+    int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho, tn_fisher, tn_fsamples;
     float tn_rtol, tn_decay, tn_lmin;
     /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
     int precond, dg_metric, kf_inv, dg_phi;
@@ -568,6 +568,8 @@ static int net_train(int argc, char **argv) {
     o.tn_hfpre = o.tn_hfbt = 1;
     o.tn_line = o.tc.line_evals;
     o.tn_search = o.tc.search_evals;
+    o.tn_fisher = o.tc.fisher;
+    o.tn_fsamples = o.tc.fisher_samples;
     ng_prong_config_default(&o.pg);
     ng_net_config_default(&cfg);
     {
@@ -614,6 +616,8 @@ static int net_train(int argc, char **argv) {
             {"tn-solver", OPT_ENUM, &o.tn_solver, "cg|minres-qlp", "ngd..ncg: linear CG or MINRES-QLP (Choi, Paige & Saunders 2011) for singular / ill-conditioned metrics", OPT_FIXED, 0},
             {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature)", OPT_FIXED, 0},
             {"metric", OPT_ENUM, &o.tn_metric, "same|separate|unlabeled", "ngd..hf: the curvature's mini-batch: the gradient's, an independent draw of --metric-batch training cases, or inputs from the training cases beyond --limit (no targets needed; Pascanu & Bengio section 7)", OPT_FIXED, 0},
+            {"tn-fisher", OPT_ENUM, &o.tn_fisher, "exact|sampled|empirical", "ngd..hf: the metric of the products: the Gauss-Newton matrix G (= the exact Fisher for matching losses), the Fisher over the model's distribution with targets drawn once per update, or the empirical Fisher (1/m) sum_i g_i g_i^T of the data's targets (Sohl-Dickstein 2012 eq. 31; not with --metric unlabeled)", OPT_FIXED, 0},
+            {"tn-fisher-samples", OPT_INT, &o.tn_fsamples, "S", "ngd..hf, --tn-fisher sampled: target draws per case", OPT_FIXED, 0},
             {"metric-batch", OPT_INT, &o.tn_mbatch, "M", "ngd..hf: cases of a separate / unlabeled metric batch", OPT_FIXED, 0},
             {"lambda-min", OPT_FLOAT, &o.tn_lmin, "L", "ngd..hf: floor of the adapted damping (1e-6)", OPT_FIXED, 0},
             {"hf-decay", OPT_FLOAT, &o.tn_decay, "D", "hf: CG starts from D times the previous solution (0.95)", OPT_FIXED, 0},
@@ -753,6 +757,8 @@ static int net_train(int argc, char **argv) {
         o.tc.eta = o.weight_decay;
         o.tc.metric = o.tn_metric;
         o.tc.metric_batch = o.tn_mbatch;
+        o.tc.fisher = o.tn_fisher;
+        o.tc.fisher_samples = o.tn_fsamples;
         o.tc.hf_decay = o.tn_decay;
         o.tc.hf_precond = o.tn_hfpre;
         o.tc.hf_backtrack = o.tn_hfbt;
@@ -919,9 +925,11 @@ static int net_train(int argc, char **argv) {
         s = ng_precond_kfac_init(be, net, &o.kf, &pc);
     } else if (s == NG_OK && IS_TN(o.optimizer)) {
         o.tc.timing = o.tn_timing != 0;
-        fprintf(stderr, "natgrad: %s (truncated Newton, %s on %s products, at most %d iterations, rtol %g), lambda0 %g%s, lr %g, metric %s%s\n",
+        fprintf(stderr, "natgrad: %s (truncated Newton, %s on %s%s products, at most %d iterations, rtol %g), lambda0 %g%s, lr %g, metric %s%s\n",
                 ng_tn_method_name(o.tc.method), o.tc.solver ? "MINRES-QLP" : "CG",
-                o.tc.curvature ? "Hessian" : "Gauss-Newton (= Fisher)",
+                o.tc.curvature ? "Hessian" : o.tc.fisher == NG_FISHER_EXACT ? "Gauss-Newton (= Fisher)" :
+                o.tc.fisher == NG_FISHER_SAMPLED ? "sampled-Fisher" : "empirical-Fisher",
+                o.tc.fisher == NG_FISHER_SAMPLED ? " (targets drawn per update)" : "",
                 o.tc.max_iter > 0 ? o.tc.max_iter : (o.tc.method == NG_TN_HF ? 250 : 20),
                 o.tc.rtol >= 0 ? o.tc.rtol : (o.tc.method == NG_TN_HF ? 0.0 : 1e-4), o.tc.lambda0,
                 o.tc.adapt_lambda ? " (Levenberg-Marquardt)" : " (fixed)", o.tc.lr, ng_tn_metric_name(o.tc.metric),

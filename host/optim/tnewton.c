@@ -22,6 +22,7 @@
 
 #include "natgrad/data.h"
 #include "natgrad/net.h"
+#include "natgrad/rng.h"
 #include "natgrad/search.h"
 #include "natgrad/solver.h"
 #include "natgrad/status.h"
@@ -39,6 +40,9 @@ int ng_tn_method_parse(const char *s) {
         if (strcmp(s, method_names[i]) == 0) return i;
     return -1;
 }
+static const char *const fisher_names[] = {"exact", "sampled", "empirical"};
+const char *ng_tn_fisher_name(int f) { return f >= NG_FISHER_EXACT && f <= NG_FISHER_EMPIRICAL ? fisher_names[f] : "?"; }
+uint64_t ng_tn_fisher_step(uint64_t t) { return t << 32; }
 const char *ng_tn_metric_name(int m) { return m >= 0 && m <= NG_TN_METRIC_UNLABELED ? metric_names[m] : "?"; }
 
 void ng_tn_config_default(ng_tn_config *c) {
@@ -56,6 +60,8 @@ void ng_tn_config_default(ng_tn_config *c) {
     c->eta = 0.0;
     c->metric = NG_TN_METRIC_SAME;
     c->metric_batch = 0;
+    c->fisher = NG_FISHER_EXACT;
+    c->fisher_samples = 1;
     c->hf_decay = 0.95;
     c->hf_precond = 1;
     c->hf_power = 0.75;
@@ -92,6 +98,15 @@ ng_status ng_tn_config_check(const ng_tn_config *c) {
     if (!(c->eta >= 0.0) || !FINITE(c->eta)) return ng_error(NG_ERR_INVALID_ARG, "--weight-decay %g: must be finite and >= 0", c->eta);
     if (c->metric < NG_TN_METRIC_SAME || c->metric > NG_TN_METRIC_UNLABELED)
         return ng_error(NG_ERR_INVALID_ARG, "--metric: %d is not same, separate or unlabeled", c->metric);
+    if (c->fisher < NG_FISHER_EXACT || c->fisher > NG_FISHER_EMPIRICAL)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-fisher: %d is not exact, sampled or empirical", c->fisher);
+    if (c->fisher_samples < 1 || c->fisher_samples > 1000)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-fisher-samples %d: must be in 1 .. 1000", c->fisher_samples);
+    if (c->fisher != NG_FISHER_EXACT && c->curvature == NG_TN_CURV_HESSIAN)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-fisher %s: a Fisher metric replaces the Gauss-Newton products; it cannot go with --curvature hessian",
+                        ng_tn_fisher_name(c->fisher));
+    if (c->fisher == NG_FISHER_EMPIRICAL && c->metric == NG_TN_METRIC_UNLABELED)
+        return ng_error(NG_ERR_INVALID_ARG, "--tn-fisher empirical: the empirical Fisher needs the data's targets, which --metric unlabeled does not have (use sampled or exact)");
     if (c->metric_batch < 0) return ng_error(NG_ERR_INVALID_ARG, "--metric-batch %d: must be >= 0", c->metric_batch);
     if (!(c->hf_decay >= 0.0 && c->hf_decay <= 1.0)) return ng_error(NG_ERR_INVALID_ARG, "--hf-decay %g: must be in [0, 1]", c->hf_decay);
     if (c->hf_precond != 0 && c->hf_precond != 1) return ng_error(NG_ERR_INVALID_ARG, "--hf-precond %d: must be 0 or 1", c->hf_precond);
@@ -126,6 +141,7 @@ typedef struct tn {
     int maxit;
     double lambda, rho, step, beta, pred, h0, h1;
     int evals, chosen_iter, have_prev;
+    uint64_t fisher_key, t_now; /* sampled Fisher: the stream key and this update's count */
     double last_a;          /* the step size of the last update (a; hf: 1 or 0) */
     double np_gp;           /* ncg-f: n_prev . g_prev */
     ng_cg_ws cg;
@@ -326,6 +342,8 @@ static ng_status curvature_apply(void *user, const float *x, float *y) {
     tn *k = (tn *)user;
     ng_tensor tx = ng_tensor_matrix((float *)x, (int)k->n, 1, (int)k->n), ty = ng_tensor_matrix(y, (int)k->n, 1, (int)k->n);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
+    if (k->cfg.fisher != NG_FISHER_EXACT)
+        return ng_net_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     return ng_net_gvp(k->net, &tx, &ty);
 }
 
@@ -418,6 +436,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     k->beta = 0.0;
     k->chosen_iter = 0;
     k->pred = NAN;
+    k->t_now = t;
     NG_TRY(ng_copy(be, k->grad.data, g, k->n * sizeof(float)));
     NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
     /* HF's preconditioner from the gradient pass's per-case statistics */
@@ -676,6 +695,8 @@ static ng_status save_config(const ng_tn_config *c, ng_ckpt *ck) {
     NG_TRY(ng_ckpt_set_f64(ck, "tn.eta", c->eta));
     NG_TRY(ng_ckpt_set_i64(ck, "tn.metric", c->metric));
     NG_TRY(ng_ckpt_set_i64(ck, "tn.metric_batch", c->metric_batch));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.fisher", c->fisher));
+    NG_TRY(ng_ckpt_set_i64(ck, "tn.fisher_samples", c->fisher_samples));
     NG_TRY(ng_ckpt_set_f64(ck, "tn.hf_decay", c->hf_decay));
     NG_TRY(ng_ckpt_set_i64(ck, "tn.hf_precond", c->hf_precond));
     NG_TRY(ng_ckpt_set_f64(ck, "tn.hf_power", c->hf_power));
@@ -711,6 +732,12 @@ ng_status ng_tn_config_from_ckpt(const ng_ckpt *ck, ng_tn_config *c) {
     c->metric = (int)v;
     NG_TRY(ng_ckpt_get_int(ck, "tn.metric_batch", 0, 1 << 30, &v));
     c->metric_batch = (int)v;
+    if (ng_ckpt_has(ck, "tn.fisher")) { /* checkpoints before the metric choice: exact */
+        NG_TRY(ng_ckpt_get_int(ck, "tn.fisher", 0, 2, &v));
+        c->fisher = (int)v;
+        NG_TRY(ng_ckpt_get_int(ck, "tn.fisher_samples", 1, 1000, &v));
+        c->fisher_samples = (int)v;
+    }
     NG_TRY(ng_ckpt_get_f64(ck, "tn.hf_decay", &c->hf_decay));
     NG_TRY(ng_ckpt_get_int(ck, "tn.hf_precond", 0, 1, &v));
     c->hf_precond = (int)v;
@@ -750,13 +777,14 @@ static ng_status tn_load(ng_precond *p, const ng_ckpt *c, int apply) {
     if (cc.method != k->cfg.method || cc.solver != k->cfg.solver || cc.curvature != k->cfg.curvature ||
         cc.max_iter != k->cfg.max_iter || cc.rtol != k->cfg.rtol || cc.lambda0 != k->cfg.lambda0 ||
         cc.adapt_lambda != k->cfg.adapt_lambda || cc.rho_model != k->cfg.rho_model || cc.lambda_min != k->cfg.lambda_min || cc.lr != k->cfg.lr || cc.eta != k->cfg.eta ||
-        cc.metric != k->cfg.metric || cc.metric_batch != k->cfg.metric_batch || cc.hf_decay != k->cfg.hf_decay ||
+        cc.metric != k->cfg.metric || cc.metric_batch != k->cfg.metric_batch || cc.fisher != k->cfg.fisher ||
+        cc.fisher_samples != k->cfg.fisher_samples || cc.hf_decay != k->cfg.hf_decay ||
         cc.hf_precond != k->cfg.hf_precond || cc.hf_power != k->cfg.hf_power || cc.hf_backtrack != k->cfg.hf_backtrack ||
         cc.line_evals != k->cfg.line_evals || cc.search_evals != k->cfg.search_evals || cc.seed != k->cfg.seed)
-        return ng_error(NG_ERR_FORMAT, "checkpoint %s: its truncated-Newton settings (method %s, metric %s, ...) differ from this "
-                        "run's (method %s, metric %s, ...): resume without changing --tn-* / --metric* / --lambda0 / --lr options",
-                        ng_ckpt_path(c), ng_tn_method_name(cc.method), ng_tn_metric_name(cc.metric), ng_tn_method_name(k->cfg.method),
-                        ng_tn_metric_name(k->cfg.metric));
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: its truncated-Newton settings (method %s, metric %s, fisher %s, ...) differ from this "
+                        "run's (method %s, metric %s, fisher %s, ...): resume without changing --tn-* / --metric* / --lambda0 / --lr options",
+                        ng_ckpt_path(c), ng_tn_method_name(cc.method), ng_tn_metric_name(cc.metric), ng_tn_fisher_name(cc.fisher),
+                        ng_tn_method_name(k->cfg.method), ng_tn_metric_name(k->cfg.metric), ng_tn_fisher_name(k->cfg.fisher));
     NG_TRY(ng_ckpt_get_f64(c, "tn.lambda", &lam));
     NG_TRY(ng_ckpt_get_f64(c, "tn.step", &step));
     NG_TRY(ng_ckpt_get_f64(c, "tn.np_gp", &npg));
@@ -837,6 +865,7 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     ng_arena_begin(&k->scratch, be, "tn scratch");
     k->cfg = *cfg;
     k->net = net;
+    k->fisher_key = ng_rng_stream_key(cfg->seed, NG_RNG_TN_TARGETS);
     k->n = ng_model_size(net);
     k->maxit = max_iter_of(cfg);
     k->lambda = cfg->lambda0;

@@ -32,6 +32,7 @@ typedef enum ng_rng_purpose {
     NG_RNG_ICA = 21,         /* sources and mixing matrix of the linear ICA demonstration (host) */
     NG_RNG_DIAG_TARGETS = 22,/* targets sampled by the diagonal Fisher preconditioner, indexed by update */
     NG_RNG_AUGMENT = 23,     /* cnn data augmentation (crops, mirrors), indexed by gradient and chunk */
+    NG_RNG_TN_TARGETS = 24,  /* truncated Newton's sampled-Fisher targets, indexed by update (ng_tn_fisher_step) */
     NG_RNG_TEST = 100        /* tests */
 } ng_rng_purpose;
 

@@ -46,6 +46,9 @@
  * CSV columns: lambda, rho, alpha (the step size a; hf: 1, or 0 for a rejected step), beta, cg_iters,
  * cg_stop (NG_SOLVE_*), rel_res, hf_iter (hf: the CG iteration backtracking chose), evals (objective
  * evaluations of this update), solve_s, search_s.
+ * Metric (fisher): the products above are G v, or F v with targets drawn from the model once per
+ * update (sampled) or the data's targets (empirical: (1/m) sum_i g_i g_i^T v, eq. 31 of
+ * Sohl-Dickstein 2012), ng_net_fvp on the metric batch; checkpointed as tn.fisher(_samples).
  * State (checkpointed, so a resume is bit-exact): tn.prev (the previous solution / step / natural
  * gradient as each method needs), tn.gprev (ncg-f), lambda, the scalars, the metric stream's
  * cursor. */
@@ -84,6 +87,13 @@ typedef struct ng_tn_config {
     double lr;             /* ngd: fixed learning rate (1.0); the searches: their first trial step */
     int metric;            /* NG_TN_METRIC_* */
     int metric_batch;      /* cases of a separate / unlabeled metric batch (0: the gradient batch's) */
+    int fisher;            /* the metric of the Gauss-Newton products (Sohl-Dickstein 2012 sections
+                            * 2.2-2.4): NG_FISHER_EXACT (G v, the default), NG_FISHER_SAMPLED (the
+                            * Fisher over the model's distribution with fisher_samples target draws
+                            * per case, drawn once per update: the same matrix through the whole
+                            * solve) or NG_FISHER_EMPIRICAL (the data's targets, eq. 31; not with
+                            * metric unlabeled). Only with curvature gn. */
+    int fisher_samples;    /* draws per case of NG_FISHER_SAMPLED (1) */
     double hf_decay;       /* hf: warm start from decay x the previous solution (0.95) */
     int hf_precond;        /* hf: the diagonal preconditioner (1) */
     double hf_power;       /* its exponent (0.75) */
@@ -101,6 +111,11 @@ ng_status ng_tn_config_check(const ng_tn_config *cfg);
 const char *ng_tn_method_name(int method);   /* "ngd", "ngd-l", "ncg-l", "ncg-f", "hf" */
 int ng_tn_method_parse(const char *s);       /* NG_TN_* or -1 */
 const char *ng_tn_metric_name(int metric);   /* "same", "separate", "unlabeled" */
+const char *ng_tn_fisher_name(int fisher);   /* "exact", "sampled", "empirical" */
+/* The target-draw stream of NG_FISHER_SAMPLED products in update t: ng_net_fvp(net,
+ * NG_FISHER_SAMPLED, fisher_samples, key, step) with key = ng_rng_stream_key(seed,
+ * NG_RNG_TN_TARGETS) and step = ng_tn_fisher_step(t) (so a test can rebuild the draws). */
+uint64_t ng_tn_fisher_step(uint64_t t);
 /* The configuration stored in a checkpoint (tn.*), validated. */
 ng_status ng_tn_config_from_ckpt(const ng_ckpt *c, ng_tn_config *cfg);
 
