@@ -7,7 +7,7 @@
 #                       normal build already has NG_CUDA=1 and no SIMT_EXTRA_FLAGS are given)
 #   tests/test_simt_*   the emulator's own tests (tests/simt/test_simt_*.cpp)
 #   tests/test_backend, tests/test_rbm, ...
-#                       every tests/test_*.c that calls ng_backend_cuda_init, built against the
+#                       every tests/test_*.c that calls ng_backend_cuda_init or ngt_open_backends, built against the
 #                       emulator, so its CUDA half compares emulated CUDA with the CPU
 # SIMT_TEST_BIN lists the test binaries for `make test-build`. It is empty when the CUDA headers,
 # a C++ compiler, OpenBLAS or LAPACKE are missing. SIMT_EXTRA_FLAGS (e.g. -fsanitize=address)
@@ -48,9 +48,9 @@ endif
 SIMT_OWN_TEST_SRC := $(sort $(wildcard $(SIMT_DIR)/test_simt_*.cpp))
 SIMT_OWN_TEST_BIN := $(SIMT_OWN_TEST_SRC:$(SIMT_DIR)/%.cpp=$(SIMT_BUILD)/tests/%)
 # Every generic test that tries the CUDA backend (test_backend.c, test_rbm.c, ...): here its CUDA
-# half runs on the emulator and is compared with the CPU.
+# half runs on the emulator and is compared with the CPU (directly or through tests/backends.h).
 SIMT_GENERIC_TEST_SRC := $(sort $(wildcard tests/test_backend.c tests/test_rbm.c) \
-    $(shell grep -l ng_backend_cuda_init tests/test_*.c 2>/dev/null))
+    $(shell grep -lE "ng_backend_cuda_init|ngt_open_backends" tests/test_*.c 2>/dev/null))
 SIMT_GENERIC_TEST_BIN := $(SIMT_GENERIC_TEST_SRC:tests/%.c=$(SIMT_BUILD)/tests/%)
 
 ifeq ($(SIMT_ENABLED),yes)
