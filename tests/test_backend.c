@@ -4849,6 +4849,80 @@ static void run_suite(const char *suite, ng_backend *be, ng_backend *ref) {
     }
 }
 
+/* ---- TF32 opt-in scopes --------------------------------------------------------------------
+ * Without ng_backend_allow_tf32 a scope changes nothing; with it, a gemm inside the scope on CUDA
+ * (the emulator rounds operands to TF32, 10-bit mantissa, nearest-even) equals a float64 product of
+ * TF32-rounded operands and differs from the FP32 product, while on the CPU it is bit-identical.
+ * Scopes nest, and after the outer end the gemm is FP32 again, bit for bit. */
+static float tf32_round_ref(float x) {
+    int e;
+    double ulp;
+    if (!isfinite(x) || x == 0.0f) return x;
+    frexp((double)x, &e);
+    ulp = ldexp(1.0, e - 11);
+    return (float)(rint((double)x / ulp) * ulp);
+}
+
+static int tf32_gemm(ng_backend *be, const float *dA, const float *dB, float *dC, float *out,
+                     int m, int n, int k) {
+    NGT_CHECK(ng_gemm(be, 0, 0, m, n, k, 1.0f, dA, m, dB, k, 0.0f, dC, m) == NG_OK, "gemm: %s",
+              ng_last_error());
+    NGT_CHECK(ng_get(be, out, dC, sizeof(float) * (size_t)m * n) == NG_OK, "get");
+    return NGT_PASS;
+}
+
+static int test_tf32_scopes(ng_backend *be) {
+    enum { M = 21, N = 17, K = 96 };
+    static float A[M * K], B[K * N], c0[M * N], c1[M * N], c2[M * N], c3[M * N];
+    float *dA = NULL, *dB = NULL, *dC = NULL;
+    int saved = -1, saved2 = -1, i, j, l, tf32 = be->iface->set_tf32 != NULL;
+    double maxdev = 0.0;
+    uint32_t x = 12345u;
+    for (i = 0; i < M * K; i++) A[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) * 0x1p-23f - 1.0f;
+    for (i = 0; i < K * N; i++) B[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) * 0x1p-23f - 1.0f;
+    NGT_CHECK(ng_alloc(be, sizeof A, (void **)&dA) == NG_OK &&
+                  ng_alloc(be, sizeof B, (void **)&dB) == NG_OK &&
+                  ng_alloc(be, sizeof c0, (void **)&dC) == NG_OK,
+              "alloc");
+    NGT_CHECK(ng_set(be, dA, A, sizeof A) == NG_OK && ng_set(be, dB, B, sizeof B) == NG_OK, "set");
+    if (tf32_gemm(be, dA, dB, dC, c0, M, N, K) != NGT_PASS) return NGT_FAIL;
+    /* a scope without the opt-in does nothing */
+    NGT_CHECK(ng_tf32_begin(be, &saved) == NG_OK && saved == 0 && !be->tf32_active, "begin");
+    if (tf32_gemm(be, dA, dB, dC, c1, M, N, K) != NGT_PASS) return NGT_FAIL;
+    NGT_CHECK(ng_tf32_end(be, saved) == NG_OK, "end");
+    NGT_CHECK(memcmp(c0, c1, sizeof c0) == 0, "a scope without --tf32 changed a gemm");
+    /* opt-in: nested scopes */
+    ng_backend_allow_tf32(be, 1);
+    NGT_CHECK(ng_tf32_begin(be, &saved) == NG_OK && saved == 0, "begin (allowed)");
+    NGT_CHECK(be->tf32_active == tf32, "active %d, expected %d", be->tf32_active, tf32);
+    NGT_CHECK(ng_tf32_begin(be, &saved2) == NG_OK && saved2 == tf32, "nested begin");
+    NGT_CHECK(ng_tf32_end(be, saved2) == NG_OK && be->tf32_active == tf32, "nested end kept it");
+    if (tf32_gemm(be, dA, dB, dC, c2, M, N, K) != NGT_PASS) return NGT_FAIL;
+    NGT_CHECK(ng_tf32_end(be, saved) == NG_OK && !be->tf32_active, "outer end");
+    if (tf32_gemm(be, dA, dB, dC, c3, M, N, K) != NGT_PASS) return NGT_FAIL;
+    ng_backend_allow_tf32(be, 0);
+    NGT_CHECK(memcmp(c0, c3, sizeof c0) == 0, "FP32 gemm after the scope differs from before it");
+    if (!tf32) {
+        NGT_CHECK(memcmp(c0, c2, sizeof c0) == 0, "TF32 scope changed a gemm on %s", be->iface->name);
+    } else {
+        for (j = 0; j < N; j++)
+            for (i = 0; i < M; i++) {
+                double r = 0.0;
+                for (l = 0; l < K; l++)
+                    r += (double)tf32_round_ref(A[i + M * l]) * tf32_round_ref(B[l + K * j]);
+                NGT_CLOSE(c2[i + M * j], r, 3e-5 + 3e-5 * fabs(r), "tf32 gemm");
+                maxdev = fmax(maxdev, fabs((double)c2[i + M * j] - c0[i + M * j]));
+            }
+        /* K = 96 products of |.| <= 1, each off by <= ~2^-10 relative: a bound on the change */
+        NGT_CHECK(maxdev > 1e-4 && maxdev < K * 0x1p-10, "TF32 change %g outside (1e-4, %g)", maxdev,
+                  K * 0x1p-10);
+    }
+    ng_free(be, dA);
+    ng_free(be, dB);
+    ng_free(be, dC);
+    return NGT_PASS;
+}
+
 int main(void) {
     ng_backend *cpu = NULL, *cuda = NULL;
     ng_status s;
@@ -4860,6 +4934,7 @@ int main(void) {
         return ngt_finish();
     }
     run_suite("cpu-vs-naive", cpu, NULL);
+    record("cpu-vs-naive", "tf32_scopes", test_tf32_scopes(cpu));
     s = ng_backend_cuda_init(-1, &cuda);
     if (s != NG_OK) {
         char why[400];
@@ -4868,6 +4943,7 @@ int main(void) {
         ng_clear_error();
     } else {
         run_suite("cuda-vs-cpu", cuda, cpu);
+        record("cuda-vs-cpu", "tf32_scopes", test_tf32_scopes(cuda));
         ng_backend_free(cuda);
     }
     ng_backend_free(cpu);

@@ -90,6 +90,13 @@ for bad in 0:3 5:2 x 3 3:x -1:2; do
   expect_exit "bad_profile_steps_${bad//[:-]/_}" 2 "--profile-steps" "$bin" "${RBM[@]}" --steps 5 --out "b$bad" --profile-steps "$bad"
 done
 
+# ---- --tf32 on the CPU: a note, and the same checkpoint bit for bit ---------------------------------
+run rbm_tf32_ref "$bin" "${RBM[@]}" --steps 20 --out tf_ref
+run rbm_tf32 "$bin" "${RBM[@]}" --steps 20 --out tf_on --tf32
+if [ "$rc" = 0 ] && grep -q 'note: --tf32 is ignored on the cpu backend' rbm_tf32.err &&
+   cmp -s tf_ref/rbm.ckpt tf_on/rbm.ckpt; then pass rbm_tf32_cpu_ignored
+else fail rbm_tf32_cpu_ignored "exit $rc, or the checkpoint differs from the run without --tf32"; show rbm_tf32.err; fi
+
 # ---- net train --profile ----------------------------------------------------------------------------
 run net_profile "$bin" net train --device cpu --threads 1 --data bars-stripes --layers 16-8-16 --batch 10 --optimizer nag \
   --lr 0.01 --steps 12 --log-every 6 --out np --profile

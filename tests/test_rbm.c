@@ -1127,6 +1127,50 @@ static int determinism_body(ng_backend *be, fixture *f) {
     return NGT_PASS;
 }
 
+/* --tf32: the Gibbs phases' gemms in TF32 (emulated: operands rounded to a 10-bit mantissa). On
+ * the CPU the opt-in changes nothing, bit for bit; on CUDA the trajectory differs from FP32 but,
+ * over 6 CD-1 SGD updates at lr 0.05 with batch 12, by at most 0.05 in any parameter (a flipped
+ * hidden or visible sample moves one weight by lr / batch = 0.004; the bound allows a dozen flips
+ * per entry, where a wrong sign or a broken scope would move weights by O(lr) everywhere). */
+static int tf32_body(ng_backend *be, fixture *f) {
+    ng_rbm_config cfg;
+    snapshot s1, s2;
+    size_t i;
+    double maxdiff = 0.0;
+    int same;
+    (void)f;
+    ng_rbm_config_default(&cfg);
+    cfg.batch = 12;
+    cfg.particles = 12;
+    cfg.k = 1;
+    cfg.lr = 0.05f;
+    cfg.seed = 91;
+    cfg.estimator = NG_RBM_CD;
+    cfg.optimizer = NG_RBM_OPT_SGD;
+    NGT_OK(train_snapshot(be, &cfg, 6, 0, &s1));
+    ng_backend_allow_tf32(be, 1);
+    {
+        ng_status st = train_snapshot(be, &cfg, 6, 0, &s2);
+        ng_backend_allow_tf32(be, 0);
+        NGT_OK(st);
+    }
+    NGT_CHECK(s1.n == s2.n && s1.n > 0, "snapshot sizes %zu vs %zu", s1.n, s2.n);
+    same = memcmp(s1.buf, s2.buf, s1.n * sizeof(float)) == 0;
+    for (i = 0; i < s1.n; i++)
+        if (isfinite(s1.buf[i]) && isfinite(s2.buf[i]))
+            maxdiff = fmax(maxdiff, fabs((double)s1.buf[i] - s2.buf[i]));
+    free(s1.buf);
+    free(s2.buf);
+    if (!be->iface->set_tf32) {
+        NGT_CHECK(same, "--tf32 changed a run on the %s backend", be->iface->name);
+    } else {
+        NGT_CHECK(!same, "--tf32 left the CUDA run bit-identical (the scope did not reach the gemms)");
+        NGT_CHECK(maxdiff <= 0.05, "--tf32 moved a parameter by %g > 0.05", maxdiff);
+        printf("  tf32 vs fp32: max parameter difference %.3g after 6 updates\n", maxdiff);
+    }
+    return NGT_PASS;
+}
+
 /* ---- training sanity -------------------------------------------------------------------------- */
 
 /* Centering PCD on the 30 bars-and-stripes patterns (16 visible, 12 hidden) must raise the exact
@@ -1283,6 +1327,7 @@ BOTH(sgd_momentum_decay_update, sgd_body)
 BOTH(determinism, determinism_body)
 BOTH(training_bars_stripes, training_body)
 BOTH(bad_input, bad_input_body)
+BOTH(tf32, tf32_body)
 
 int main(void) {
     if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
@@ -1297,6 +1342,7 @@ int main(void) {
     NGT_RUN(test_determinism_cpu);
     NGT_RUN(test_training_bars_stripes_cpu);
     NGT_RUN(test_bad_input_cpu);
+    NGT_RUN(test_tf32_cpu);
     NGT_RUN(test_pcd1_gradient_expectation_cuda);
     NGT_RUN(test_pcd3_gradient_expectation_cuda);
     NGT_RUN(test_cd1_gradient_expectation_cuda);
@@ -1307,6 +1353,7 @@ int main(void) {
     NGT_RUN(test_determinism_cuda);
     NGT_RUN(test_training_bars_stripes_cuda);
     NGT_RUN(test_bad_input_cuda);
+    NGT_RUN(test_tf32_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
     return ngt_finish();

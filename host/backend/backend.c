@@ -180,6 +180,24 @@ ng_status ng_event_elapsed(ng_backend *be, void *a, void *b, float *ms) {
 
 /* ---- BLAS --------------------------------------------------------------------------------- */
 
+void ng_backend_allow_tf32(ng_backend *be, int allow) {
+    if (be) be->tf32_allowed = allow != 0;
+}
+
+ng_status ng_tf32_begin(ng_backend *be, int *saved) {
+    if (saved) *saved = be ? be->tf32_active : 0;
+    if (!be || !be->tf32_allowed || !be->iface->set_tf32 || be->tf32_active) return NG_OK;
+    ng_status st = be->iface->set_tf32(be, 1);
+    if (st == NG_OK) be->tf32_active = 1;
+    return st;
+}
+
+ng_status ng_tf32_end(ng_backend *be, int saved) {
+    if (!be || !be->tf32_active || saved) return NG_OK;
+    be->tf32_active = 0;
+    return be->iface->set_tf32(be, 0);
+}
+
 ng_status ng_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     NEED_SLOT(be, gemm, "gemm");

@@ -743,6 +743,11 @@ static void cuda_destroy(ng_backend *be) {
     free(be);
 }
 
+static ng_status cuda_set_tf32(ng_backend *be, int on) {
+    NG_CUBLAS_CHECK(cublasSetMathMode(ctx_of(be)->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    return NG_OK;
+}
+
 static const struct ng_backend_i cuda_iface = {
     .name = "cuda",
     .destroy = cuda_destroy,
@@ -767,6 +772,7 @@ static const struct ng_backend_i cuda_iface = {
     .event_elapsed = cuda_event_elapsed,
 
     .gemm = cuda_gemm,
+    .set_tf32 = cuda_set_tf32,
     .gemm_strided_batched = cuda_gemm_strided_batched,
     .syrk = cuda_syrk,
     .gemv = cuda_gemv,

@@ -42,6 +42,7 @@ typedef struct ng_common_opts {
     const char *out;
     int threads;          /* CPU threads of OpenBLAS and OpenMP (0: their default) */
     int force;
+    int tf32;                  /* --tf32: TF32 tensor-core gemms in forward/backward/Gibbs (CUDA) */
     int profile;               /* --profile: phase table, OUT/profile.csv, OUT/profile.json */
     const char *profile_steps; /* --profile-steps A:B */
     float comm_timeout;   /* seconds a collective of a multi-rank run may wait (--comm-timeout) */
@@ -56,7 +57,8 @@ void ng_common_defaults(ng_common_opts *c);
 #define NG_OPT_SEED(c, flags) {"seed", OPT_U64, &(c)->seed, "S", "random seed (all streams derive from it)", flags, 0}
 /* The profiling group (natgrad/profile.h); ng_cli_backend starts the profile, ng_cli_profile_report
  * ends it after the run. */
-#define NG_OPT_PROFILE(c) {"profile", OPT_FLAG, &(c)->profile, NULL, "time every phase (CUDA events on a GPU, monotonic clock on the CPU): table at the end, OUT/profile.csv, Chrome trace OUT/profile.json (Perfetto), memory per arena", 0, 0}, \
+#define NG_OPT_PROFILE(c) {"tf32", OPT_FLAG, &(c)->tf32, NULL, "CUDA: TF32 tensor-core math (10-bit mantissa operands) for the gemms of forward, backward and Gibbs steps only; factor inversions, curvature products and solves stay FP32. Ignored on the CPU backend", 0, 0}, \
+    {"profile", OPT_FLAG, &(c)->profile, NULL, "time every phase (CUDA events on a GPU, monotonic clock on the CPU): table at the end, OUT/profile.csv, Chrome trace OUT/profile.json (Perfetto), memory per arena", 0, 0}, \
     {"profile-steps", OPT_STR, &(c)->profile_steps, "A:B", "profile only updates A..B (1-based); on a GPU also cudaProfilerStart/Stop around them, for nsys --capture-range=cudaProfilerApi", 0, 0}
 #define NG_OPT_OUT(c) {"out", OPT_STR, &(c)->out, "DIR", "output directory", 0, 0}, \
     {"force", OPT_FLAG, &(c)->force, NULL, "overwrite a run already in --out", 0, 0}

@@ -284,6 +284,11 @@ int ng_cli_backend(const ng_common_opts *c, ng_backend **be) {
     if (ng_cli_comm_attach(*be)) return NG_EXIT_FAIL;
     if (note[0]) fprintf(stderr, "natgrad: note: %s\n", note);
     fprintf(stderr, "natgrad %s: backend %s\n", NG_VERSION, (*be)->description);
+    if (c->tf32) {
+        ng_backend_allow_tf32(*be, 1);
+        if (!(*be)->iface->set_tf32)
+            fprintf(stderr, "natgrad: note: --tf32 is ignored on the %s backend (FP32 gemms)\n", (*be)->iface->name);
+    }
     if (c->profile || c->profile_steps) {
         ng_profile_config pc;
         memset(&pc, 0, sizeof pc);

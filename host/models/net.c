@@ -563,7 +563,33 @@ static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, int
 /* Forward pass of cols cases of x (rows d_0 at ld ldx) into A[], Zo (and XH/mean/rstd).
  * mode 0: training (batch statistics; update running averages when update_running);
  * mode 1: inference (running statistics). */
+static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
+                            int update_running);
+static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
+
+/* The forward and backward passes run inside a TF32 scope: with --tf32 on a GPU their gemms use
+ * tensor-core TF32 math; the R-forward pass and loss Hessian products of curvature-vector
+ * products (and everything a preconditioner does) stay FP32. */
 static ng_status forward(net *n, const float *x, int ldx, int cols, int inference, int update_running) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_tf32_begin(n->base.be, &saved));
+    s = forward_fp(n, x, ldx, cols, inference, update_running);
+    e = ng_tf32_end(n->base.be, saved);
+    return s != NG_OK ? s : e;
+}
+
+static ng_status backward(net *n, int cols, float *g_base, float beta) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_tf32_begin(n->base.be, &saved));
+    s = backward_fp(n, cols, g_base, beta);
+    e = ng_tf32_end(n->base.be, saved);
+    return s != NG_OK ? s : e;
+}
+
+static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
+                            int update_running) {
     ng_backend *be = n->base.be;
     int l, L = n->L;
     NG_TRY(act_fwd(be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld));
@@ -677,7 +703,7 @@ static ng_status rowdot(ng_backend *be, int rows, int cols, float alpha, const f
 
 /* Back-propagate D[L] (already set) through the chunk; when g is non-NULL write the parameter
  * gradient into the flat vector g (beta 0: =, 1: +=). */
-static ng_status backward(net *n, int cols, float *g_base, float beta) {
+static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
     ng_backend *be = n->base.be;
     int l, L = n->L;
     ng_tensor gv;

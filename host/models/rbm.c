@@ -314,8 +314,16 @@ static ng_status rbm_gradient(ng_model *mdl, const ng_tensor *x, const ng_tensor
     e->m = x->cols;
     key = ng_rng_stream_key(e->cfg.seed, NG_RNG_GIBBS);
     step0 = e->rng_step;
-    NG_RANGE_CAT(NG_CAT_GIBBS, "positive phase", s, positive_phase(r, x, key));
-    if (s == NG_OK) NG_RANGE_CAT(NG_CAT_GIBBS, "negative phase", s, negative_phase(r, key));
+    /* the Gibbs phases' gemms may use TF32 (--tf32 on a GPU); the statistics stay FP32 */
+    {
+        int saved;
+        ng_status e2;
+        NG_TRY(ng_tf32_begin(r->be, &saved));
+        NG_RANGE_CAT(NG_CAT_GIBBS, "positive phase", s, positive_phase(r, x, key));
+        if (s == NG_OK) NG_RANGE_CAT(NG_CAT_GIBBS, "negative phase", s, negative_phase(r, key));
+        e2 = ng_tf32_end(r->be, saved);
+        if (s == NG_OK) s = e2;
+    }
     if (s == NG_OK) NG_RANGE_CAT(NG_CAT_STATS, "rbm statistics", s, assemble_gradient(r));
     if (s != NG_OK) e->rng_step = step0; /* roll back (the particles are untouched until the chain ends) */
     return s;

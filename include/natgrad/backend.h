@@ -406,6 +406,11 @@ struct ng_backend_i {
     /* elementwise families */
     int (*supports_op)(ng_backend *be, ng_op op);
     ng_status (*run_op)(ng_backend *be, const ng_op_args *args);
+
+    /* math of the single-precision gemms that follow: on != 0 lets them use TF32 tensor cores
+     * (operands rounded to a 10-bit mantissa), 0 restores full FP32. NULL: the backend has no
+     * such mode (the CPU), and the request is ignored. Callers go through ng_tf32_begin/end. */
+    ng_status (*set_tf32)(ng_backend *be, int on);
 };
 
 struct ng_backend {
@@ -415,7 +420,19 @@ struct ng_backend {
     void *stream;          /* CUDA stream (NULL on the CPU) */
     void *ctx;             /* backend-private state */
     char description[256]; /* one line for the start-up banner: device, BLAS, kernel */
+    int tf32_allowed;      /* user opt-in (--tf32), see ng_backend_allow_tf32 */
+    int tf32_active;       /* inside an ng_tf32_begin / ng_tf32_end scope that switched it on */
 };
+
+/* TF32 opt-in. ng_backend_allow_tf32(be, 1) permits TF32 tensor-core math, but only inside
+ * ng_tf32_begin / ng_tf32_end scopes, which wrap the gemms of forward passes, backward passes and
+ * Gibbs steps; everything outside (factor inversions, curvature products and solves, their gemms)
+ * stays FP32. Without the opt-in, or on a backend without the mode (the CPU), the scopes do
+ * nothing. ng_tf32_begin stores in *saved whether TF32 was already on, for ng_tf32_end(be, saved)
+ * to restore it (scopes nest). */
+void ng_backend_allow_tf32(ng_backend *be, int allow);
+ng_status ng_tf32_begin(ng_backend *be, int *saved);
+ng_status ng_tf32_end(ng_backend *be, int saved);
 
 /* Create a backend. index selects the CUDA device (-1: device 0). NG_DEVICE_AUTO falls back to
  * the CPU (and says why in *fallback_note when non-NULL, else "") when CUDA is not compiled in or

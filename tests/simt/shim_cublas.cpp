@@ -15,10 +15,12 @@
 #include <cblas.h>
 #include <cublas_v2.h>
 
+#include <stdint.h>
 #include <string.h>
 
 #include <mutex>
 #include <set>
+#include <vector>
 
 struct cublasContext {
     int device; /* current device at cublasCreate */
@@ -205,6 +207,43 @@ double dot_x(int n, const double *x, int incx, const double *y, int incy) {
 float nrm2_x(int n, const float *x, int incx) { return cblas_snrm2(n, x, incx); }
 double nrm2_x(int n, const double *x, int incx) { return cblas_dnrm2(n, x, incx); }
 
+/* TF32 emulation. With the handle's math mode CUBLAS_TF32_TENSOR_OP_MATH, a single-precision gemm
+ * (cublasSgemm, cublasSgemmStridedBatched) multiplies operands rounded to TF32 — the float's 23-bit
+ * mantissa cut to 10 bits, rounded to nearest with ties to even — and accumulates in float, as the
+ * tensor cores do; double gemms, syrk, trsm and the solvers are never affected. Tests use it to bound
+ * what --tf32 changes. Non-finite values pass unchanged; a value that rounds past FLT_MAX becomes inf. */
+float tf32_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    u += 0x0fffu + ((u >> 13) & 1u);
+    u &= ~0x1fffu;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+bool tf32_on(cublasHandle_t h) {
+    unsigned base = (unsigned)h->math_mode & ~(unsigned)CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    return base == (unsigned)CUBLAS_TF32_TENSOR_OP_MATH;
+}
+
+/* A rounded copy of the rows x cols matrix M (leading dimension ld) for a float gemm in TF32 mode;
+ * any other type or mode leaves `buf` empty and returns M itself. */
+template <class T>
+const T *tf32_operand(cublasHandle_t, const T *M, int, int, int, std::vector<T> &) {
+    return M;
+}
+template <>
+const float *tf32_operand<float>(cublasHandle_t h, const float *M, int rows, int cols, int ld,
+                                 std::vector<float> &buf) {
+    if (!tf32_on(h)) return M;
+    buf.assign((size_t)ld * (size_t)(cols - 1) + (size_t)rows, 0.0f);
+    for (int j = 0; j < cols; j++)
+        for (int i = 0; i < rows; i++)
+            buf[(size_t)i + (size_t)ld * j] = tf32_round(M[(size_t)i + (size_t)ld * j]);
+    return buf.data();
+}
+
 template <class T>
 cublasStatus_t gemm_batched(const char *fn, cublasHandle_t h, cublasOperation_t transa,
                             cublasOperation_t transb, int m, int n, int k, const T *alpha,
@@ -231,8 +270,14 @@ cublasStatus_t gemm_batched(const char *fn, cublasHandle_t h, cublasOperation_t 
     for (int i = 0; i < batch; i++) {
         T *Ci = dv(C + (ptrdiff_t)i * strideC);
         if (b == (T)0) zero_mat(Ci, m, n, ldc, 'F');
-        gemm_x(cb_op(transa), cb_op(transb), m, n, k, a, k > 0 ? dv(A + (ptrdiff_t)i * strideA) : A,
-               lda, k > 0 ? dv(B + (ptrdiff_t)i * strideB) : B, ldb, b, Ci, ldc);
+        std::vector<T> ra, rb;
+        const T *Ai = k > 0 ? tf32_operand(h, (const T *)dv(A + (ptrdiff_t)i * strideA), arows,
+                                           acols, lda, ra)
+                            : A;
+        const T *Bi = k > 0 ? tf32_operand(h, (const T *)dv(B + (ptrdiff_t)i * strideB), brows,
+                                           bcols, ldb, rb)
+                            : B;
+        gemm_x(cb_op(transa), cb_op(transb), m, n, k, a, Ai, lda, Bi, ldb, b, Ci, ldc);
     }
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -13,6 +13,7 @@
 #include <curand.h>
 #include <cusolverDn.h>
 #include <math.h>
+#include <string.h>
 
 #include <vector>
 
@@ -115,6 +116,104 @@ static int test_sgemm_all_transposes(void) {
             cudaFree(dC);
             cudaFree(dC2);
         }
+    CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
+    return NGT_PASS;
+}
+
+/* TF32 math mode: cublasSgemm multiplies operands rounded to TF32 (10-bit mantissa, nearest-even)
+ * and must equal a float64 product of those rounded operands to float accumulation accuracy; the
+ * result must differ measurably from the full-float product, and cublasDgemm must be unaffected. */
+static float tf32_ref_round(float x) {
+    /* independent of the shim: nearest multiple of 2^(e-10) by rint in double, ties to even */
+    if (!isfinite(x) || x == 0.0f) return x;
+    int e;
+    frexp((double)x, &e); /* x = f 2^e, 0.5 <= |f| < 1: the ulp of a 10-bit mantissa is 2^(e-11) */
+    double ulp = ldexp(1.0, e - 11);
+    return (float)(rint((double)x / ulp) * ulp);
+}
+
+static int test_sgemm_tf32_math_mode(void) {
+    cublasHandle_t h;
+    const int m = 23, n = 19, k = 64, lda = 70, ldb = 66, ldc = 25;
+    CHECK_BLAS(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    /* the rounding itself, on values with known answers: 1 + 2^-11 is a tie (to even: 1),
+     * 1 + 3 2^-11 a tie to even upward (1 + 2^-9), 1 + 2^-11 + 2^-20 rounds up to 1 + 2^-10 */
+    NGT_CHECK(tf32_ref_round(1.0f + ldexpf(1.0f, -11)) == 1.0f, "tie to even (down)");
+    NGT_CHECK(tf32_ref_round(1.0f + 3.0f * ldexpf(1.0f, -11)) == 1.0f + ldexpf(1.0f, -9),
+              "tie to even (up)");
+    for (int ta = 0; ta < 2; ta++) {
+        int tb = !ta;
+        std::vector<float> A = rnd<float>((size_t)lda * (ta ? m : k), 140 + ta);
+        std::vector<float> B = rnd<float>((size_t)ldb * (tb ? k : n), 150 + ta);
+        std::vector<float> C = rnd<float>((size_t)ldc * n, 160);
+        std::vector<float> Ar(A), Br(B);
+        for (float &v : Ar) v = tf32_ref_round(v);
+        for (float &v : Br) v = tf32_ref_round(v);
+        float *dA = dev_from(A), *dB = dev_from(B), *dC = dev_from(C), alpha = 1.25f, beta = -0.5f;
+        NGT_CHECK(dA && dB && dC, "device copies");
+        CHECK_BLAS(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH), CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasSgemm(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                               m, n, k, &alpha, dA, lda, dB, ldb, &beta, dC, ldc),
+                   CUBLAS_STATUS_SUCCESS);
+        std::vector<float> got = host_from(dC, C.size());
+        std::vector<float> want = gemm_ref(ta, tb, m, n, k, 1.25, Ar, lda, Br, ldb, -0.5, C, ldc);
+        std::vector<float> full = gemm_ref(ta, tb, m, n, k, 1.25, A, lda, B, ldb, -0.5, C, ldc);
+        double maxdiff = 0.0;
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                size_t idx = (size_t)i + (size_t)ldc * j;
+                NGT_CLOSE(got[idx], want[idx], 2e-5 + 2e-5 * fabs(want[idx]), "tf32 sgemm");
+                maxdiff = fmax(maxdiff, fabs((double)got[idx] - full[idx]));
+            }
+        /* each product carries ~2^-11 relative error per operand: over k = 64 terms of size <= 1
+         * the deviation from the float product is far above float rounding yet below k 2^-10 */
+        NGT_CHECK(maxdiff > 1e-4 && maxdiff < 64.0 * 1.25 * ldexp(1.0, -10),
+                  "tf32 deviation from the float product %g out of (1e-4, %g)", maxdiff,
+                  64.0 * 1.25 * ldexp(1.0, -10));
+        /* default math again: the float product */
+        CHECK_BLAS(cudaMemcpy(dC, C.data(), C.size() * sizeof(float), cudaMemcpyHostToDevice) ==
+                           cudaSuccess
+                       ? CUBLAS_STATUS_SUCCESS
+                       : CUBLAS_STATUS_EXECUTION_FAILED,
+                   CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasSgemm(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                               m, n, k, &alpha, dA, lda, dB, ldb, &beta, dC, ldc),
+                   CUBLAS_STATUS_SUCCESS);
+        got = host_from(dC, C.size());
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                size_t idx = (size_t)i + (size_t)ldc * j;
+                NGT_CLOSE(got[idx], full[idx], 2e-5 + 2e-5 * fabs(full[idx]), "default sgemm");
+            }
+        cudaFree(dA);
+        cudaFree(dB);
+        cudaFree(dC);
+    }
+    /* double gemm in TF32 mode: bit-identical to default mode */
+    {
+        const int dm = 9, dn = 7, dk = 13;
+        std::vector<double> A = rnd<double>(dm * dk, 170), B = rnd<double>(dk * dn, 171),
+                            C(dm * dn, 0.0);
+        double *dA = dev_from(A), *dB = dev_from(B), *d1 = dev_from(C), *d2 = dev_from(C);
+        double alpha = 1.0, beta = 0.0;
+        NGT_CHECK(dA && dB && d1 && d2, "device copies");
+        CHECK_BLAS(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH), CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, dm, dn, dk, &alpha, dA, dm, dB, dk,
+                               &beta, d1, dm),
+                   CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_SUCCESS);
+        CHECK_BLAS(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, dm, dn, dk, &alpha, dA, dm, dB, dk,
+                               &beta, d2, dm),
+                   CUBLAS_STATUS_SUCCESS);
+        std::vector<double> g1 = host_from(d1, C.size()), g2 = host_from(d2, C.size());
+        NGT_CHECK(memcmp(g1.data(), g2.data(), g1.size() * sizeof(double)) == 0,
+                  "TF32 mode changed a double gemm");
+        cudaFree(dA);
+        cudaFree(dB);
+        cudaFree(d1);
+        cudaFree(d2);
+    }
     CHECK_BLAS(cublasDestroy(h), CUBLAS_STATUS_SUCCESS);
     return NGT_PASS;
 }
@@ -848,6 +947,7 @@ static int test_curand_host_generator(void) {
 
 int main(void) {
     NGT_RUN(test_sgemm_all_transposes);
+    NGT_RUN(test_sgemm_tf32_math_mode);
     NGT_RUN(test_gemm_rejects_bad_arguments);
     NGT_RUN(test_blas_other_ops);
     NGT_RUN(test_trsm_all_combinations);
