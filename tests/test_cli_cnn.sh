@@ -70,6 +70,10 @@ run noprof "$bin" "${T[@]}" --layers c4-relu-mp2-d3 --lr 0.05 --steps 6 --log-ev
 if grep -qE '^train step +step +6 ' prof.out && [ -s prof/profile.csv ] && [ -s prof/profile.json ] &&
    cmp -s prof/cnn.ckpt noprof/cnn.ckpt && [ ! -e noprof/profile.json ]; then pass cnn_profile
 else fail cnn_profile "table, files or identical checkpoint missing"; show prof.out 20; show prof.err; fi
+# --tf32 is ignored on the CPU backend, with a note, and changes nothing
+run tf32 "$bin" "${T[@]}" --layers c4-relu-mp2-d3 --lr 0.05 --steps 6 --log-every 3 --out tf32 --tf32
+if [ "$rc" = 0 ] && grep -q -- "--tf32 is ignored on the cpu backend" tf32.err && cmp -s tf32/cnn.ckpt noprof/cnn.ckpt; then pass cnn_tf32_cpu_ignored
+else fail cnn_tf32_cpu_ignored "exit $rc"; show tf32.err; fi
 
 # ---- exact resume (PRONG whitening every 3 updates, batch norm, crops and mirrors, waterfall) ----
 R=(--layers c4-bn-relu-w-c4k3p0-relu-mp2-d3 --whiten-every 3 --whiten-samples 12 --augment-pad 1 --flip 1 --lr-drop-every 5 --lr-drop 0.5)

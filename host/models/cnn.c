@@ -652,24 +652,31 @@ static ng_status check_batch(const cnn *n, const ng_tensor *x, const ng_tensor *
 static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk, N = x ? x->cols : 0;
-    int c0;
+    int c0, saved;
+    ng_status s = NG_OK, e;
     NG_TRY(check_batch(n, x, y, "gradient"));
     if (n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0)
         NG_TRY(ng_cnn_whiten(m, x, n->cfg.whiten_samples)); /* PRONG Algorithm 1: every T updates */
     n->m = N;
     n->obj_sum = n->miss = 0.0;
     n->have_batch = 0;
-    for (c0 = 0; c0 < N; c0 += ch) {
+    /* the training passes' gemms may use TF32 (--tf32 on a GPU); the whitening statistics above,
+     * evaluations and everything the update does stay FP32 */
+    NG_TRY(ng_tf32_begin(m->be, &saved));
+    for (c0 = 0; s == NG_OK && c0 < N; c0 += ch) {
         const int cols = N - c0 < ch ? N - c0 : ch;
         const float *xc = x->data + (size_t)c0 * x->ld;
         const float *t = y ? y->data + (size_t)c0 * y->ld : xc + n->size[0];
         const int ldt = y ? y->ld : x->ld;
         n->chunk_index = c0 / ch;
-        NG_TRY(forward(n, xc, x->ld, cols, 1));
-        NG_TRY(loss_chunk(n, t, ldt, cols, 1.0f / (float)N));
-        NG_TRY(chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss));
-        NG_TRY(backward(n, cols, c0 ? 1.0f : 0.0f));
+        s = forward(n, xc, x->ld, cols, 1);
+        if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
+        if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
+        if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f);
     }
+    e = ng_tf32_end(m->be, saved);
+    NG_TRY(s);
+    NG_TRY(e);
     n->have_batch = 1;
     n->gradients++;
     if (!isfinite(n->obj_sum))
