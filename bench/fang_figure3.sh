@@ -32,8 +32,15 @@ ais_ll() { # checkpoint betas -> "ll lo hi"
 }
 t_start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
-echo "method,lr,minutes,steps,test_ll_ais,lo,hi" > "$res/fang_figure3_sweep.csv"
 declare -A BEST_LR BEST_LL
+# BEST_LRS="sgd=0.2 centering=0.2 fang=0.02": skip the sweep, keep the sweep CSV of an earlier run (the
+# report says so) and train the final runs at these rates
+sweep_note=
+if [ -n "${BEST_LRS:-}" ]; then
+  for kv in $BEST_LRS; do BEST_LR[${kv%%=*}]=${kv#*=}; done
+  sweep_note="(not rerun: BEST_LRS=\"$BEST_LRS\" was given; the table is the sweep CSV of an earlier run, $(git log -1 --format=%cs -- "$res/fang_figure3_sweep.csv" 2>/dev/null || echo 'date unknown'), whose AIS was then a single run)"
+else
+echo "method,lr,minutes,steps,test_ll_ais,lo,hi" > "$res/fang_figure3_sweep.csv"
 for m in sgd centering fang; do
   BEST_LL[$m]=-1e9
   for lr in ${LRS[$m]}; do
@@ -49,6 +56,7 @@ for m in sgd centering fang; do
     if awk -v a="$ll" -v b="${BEST_LL[$m]}" 'BEGIN{exit !(a > b)}'; then BEST_LL[$m]=$ll; BEST_LR[$m]=$lr; fi
   done
 done
+fi
 echo "method,lr,step,train_s,test_ll_ais,lo,hi" > "$res/fang_figure3_curves.csv"
 echo "method,lr,steps,train_s,ais_betas,test_ll_ais,ais_lo,ais_hi,raise_n,raise_ll_subset,raise_lo,raise_hi,ais_ll_subset,ais_minus_raise,diff_lo,diff_hi" > "$res/fang_figure3_final.csv"
 for m in sgd centering fang; do
@@ -97,7 +105,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
   echo "Curves: snapshots every ${SNAP_S} s of update time over ${RUN_MIN} min, AIS ${SNAP_BETAS} betas x 5 runs x 20 chains."
   echo "Final: AIS ${FINAL_BETAS} betas x 5 runs x 20 chains (95 % bootstrap interval); RAISE on the first ${RAISE_N} test digits, 1000 betas x 10 chains (3-SE interval), next to AIS on the same digits."
   echo
-  echo "## Learning-rate sweep"; echo; echo "| method | alpha | updates | test LL (AIS) |"; echo "|---|---|---|---|"
+  echo "## Learning-rate sweep ${sweep_note}"; echo; echo "| method | alpha | updates | test LL (AIS) |"; echo "|---|---|---|---|"
   tail -n +2 "$res/fang_figure3_sweep.csv" | awk -F, '{printf "| %s | %s | %s | %s |\n", $1, $2, $4, $5}'
   echo; echo "## Final models"; echo
   echo "| method | alpha | updates | update time at last snapshot (s) | test LL, AIS [95 %] | RAISE, first ${RAISE_N} [3 SE over digits] | AIS, same digits | AIS - RAISE, paired [95 %] |"; echo "|---|---|---|---|---|---|---|---|"
