@@ -115,7 +115,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-kfac-cost bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table bench-dist \
     data-curves-picture bench-profile kernel-lab \
     toy-figure1 ica-bench rbm-recipes recipes-mnist conv-fashion
@@ -235,6 +235,11 @@ TABLE1_HIDDEN ?= 20
 bench-fang-table1: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/fang_table1
 	@bash bench/fang_table1.sh $(BUILD) --hidden $(TABLE1_HIDDEN)
+
+# one K-FAC iteration against one NAG iteration at equal m, several m (issue target: <= 1.5x)
+bench-kfac-cost: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/kfac_cost.sh $(if $(KFAC_COST_M),--m "$(KFAC_COST_M)")
 
 bench-fang-figure3: deps
 	@$(MAKE) --no-print-directory all
