@@ -14,6 +14,7 @@
  *       waits for the host) are errors naming the cause;
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,90 @@ static int test_counts_nag_step(void) {
         free(text);
     }
     run_free(&r);
+    return NGT_PASS;
+}
+
+/* The same derivation for any depth L (logistic/linear layers, no batch norm, one chunk, NAG
+ * without averaging or weight decay): kernels 2L + 4 (forward L + 1, loss 1, backward L - 1,
+ * nag 3), cuBLAS 3L + 1 (forward L, loss sums 2, backward 2L - 1), copies 2. Checked on the
+ * curves autoencoder (L = 12, Hinton & Salakhutdinov's 784-400-200-100-50-25-6 and back), eager
+ * and as a graph; NG_LAUNCH_COUNTS_CSV=path writes the counts (bench/launch_counts.sh). */
+static int test_counts_curves(void) {
+    ng_net_config cfg;
+    ng_model *net = NULL;
+    ng_update *upd = NULL;
+    ng_precond *pc = NULL;
+    ng_batches data;
+    ng_trainer tr;
+    ng_nag_config nc;
+    ng_profile_config prc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    float *x;
+    double eager[NG_DEV_COUNT], graph[NG_DEV_COUNT];
+    int i, n, L, mode, k;
+    const int m = 8, ncases = 16;
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    ng_net_config_default(&cfg);
+    NGT_OK(ng_net_preset("curves-autoencoder", &cfg));
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.05f;
+    L = cfg.n_layers;
+    x = (float *)malloc(sizeof(float) * 784 * ncases);
+    NGT_CHECK(x != NULL, "out of memory");
+    for (i = 0; i < 784 * ncases; i++) x[i] = g_x[i % (DIM * NCASES)];
+    for (mode = 0; mode < 2; mode++) {
+        memset(&tr, 0, sizeof tr);
+        NGT_OK(ng_net_create(g_cuda, &cfg, &net));
+        ng_nag_config_default(&nc);
+        nc.lr = 0.01f;
+        NGT_OK(ng_update_nag_init(g_cuda, net, &nc, &upd));
+        NGT_OK(ng_precond_identity_init(g_cuda, &pc));
+        NGT_OK(ng_batches_init(&data, g_cuda, x, 784, ncases, m, 3, 0, 1));
+        NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+        if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+        for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* update 0 eager, then both buffers captured */
+        memset(&prc, 0, sizeof prc);
+        prc.measure = 1;
+        NGT_OK(ng_profile_start(g_cuda, &prc));
+        ng_profile_update(4, 1);
+        NGT_OK(ng_trainer_step(&tr, NULL));
+        ng_profile_update(4, 0);
+        NGT_OK(ng_profile_finish());
+        n = ng_profile_rows(rows, 64);
+        if (n > 64) n = 64;
+        st = find_row(rows, n, "train step");
+        NGT_CHECK(st && st->calls == 1, "train step row");
+        for (k = 0; k < NG_DEV_COUNT; k++) (mode ? graph : eager)[k] = st->device_calls[k];
+        ng_trainer_release(&tr);
+        ng_batches_free(&data);
+        ng_update_free(upd);
+        ng_precond_free(pc);
+        ng_net_free(net);
+    }
+    free(x);
+    NGT_CHECK(L == 12, "curves autoencoder: %d layers", L);
+    NGT_CHECK(eager[NG_DEV_KERNEL] == 2.0 * L + 4 && eager[NG_DEV_BLAS] == 3.0 * L + 1 && eager[NG_DEV_COPY] == 2.0 &&
+                  eager[NG_DEV_GRAPH] == 0.0 && eager[NG_DEV_SOLVER] == 0.0,
+              "curves NAG update, eager: %g kernels, %g cuBLAS, %g copies (want %d, %d, 2)", eager[NG_DEV_KERNEL],
+              eager[NG_DEV_BLAS], eager[NG_DEV_COPY], 2 * L + 4, 3 * L + 1);
+    NGT_CHECK(graph[NG_DEV_KERNEL] == 0.0 && graph[NG_DEV_BLAS] == 0.0 && graph[NG_DEV_COPY] == 2.0 &&
+                  graph[NG_DEV_GRAPH] == 1.0,
+              "curves NAG update, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)",
+              graph[NG_DEV_KERNEL], graph[NG_DEV_BLAS], graph[NG_DEV_COPY], graph[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "w");
+        NGT_CHECK(f != NULL, "cannot write %s", csv);
+        fprintf(f, "workload,mode,kernels,cublas,cusolver,copies,graph_launches,host_api_calls\n");
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? graph : eager;
+            fprintf(f, "curves-autoencoder NAG batch %d,%s,%g,%g,%g,%g,%g,%g\n", m, mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
     return NGT_PASS;
 }
 
@@ -415,6 +500,7 @@ int main(void) {
         g_cuda = NULL;
     }
     NGT_RUN(test_counts_nag_step);
+    NGT_RUN(test_counts_curves);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
