@@ -28,6 +28,9 @@
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
+/* defined by tests/simt/simt_graph.cpp (graph launches and replayed nodes); NULL with the real cudart */
+extern void simt_graph_counts(unsigned long long *launches, unsigned long long *nodes) __attribute__((weak));
+
 static ng_backend *g_cuda;
 static char g_reason[512];
 
@@ -181,6 +184,7 @@ static int test_counts_curves(void) {
     const ng_profile_row *st;
     float *x;
     double eager[NG_DEV_COUNT], graph[NG_DEV_COUNT];
+    unsigned long long gl0 = 0, gn0 = 0;
     int i, n, L, mode, k;
     const int m = 8, ncases = 16;
     const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
@@ -207,9 +211,17 @@ static int test_counts_curves(void) {
         memset(&prc, 0, sizeof prc);
         prc.measure = 1;
         NGT_OK(ng_profile_start(g_cuda, &prc));
+        if (simt_graph_counts) simt_graph_counts(&gl0, &gn0);
         ng_profile_update(4, 1);
         NGT_OK(ng_trainer_step(&tr, NULL));
         ng_profile_update(4, 0);
+        if (simt_graph_counts && mode) {
+            unsigned long long gl1, gn1;
+            simt_graph_counts(&gl1, &gn1);
+            /* the graph holds the eager update's kernels and cuBLAS calls, nothing else */
+            NGT_CHECK(gl1 - gl0 == 1 && gn1 - gn0 == (unsigned long long)(5 * L + 5),
+                      "graph update: %llu launches replaying %llu nodes (want 1, %d)", gl1 - gl0, gn1 - gn0, 5 * L + 5);
+        }
         NGT_OK(ng_profile_finish());
         n = ng_profile_rows(rows, 64);
         if (n > 64) n = 64;
