@@ -21,6 +21,7 @@
 
 #include "harness.h"
 #include "natgrad/backend.h"
+#include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
@@ -346,8 +347,14 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
     run a, b;
     uint64_t t;
     double row[NG_TRAIN_MAX_COLUMNS];
+    ng_comm *comm = NULL;
     NGT_OK(run_init(&a, g_cuda, rule));
     NGT_OK(run_init(&b, g_cuda, rule));
+    /* both with the single-rank communicator every command attaches (a no-op reduction) */
+    NGT_OK(ng_comm_init(&comm, 60.0));
+    NGT_CHECK(comm->world == 1, "test run under a launcher with %d ranks", comm->world);
+    NGT_OK(ng_trainer_set_comm(&a.tr, comm));
+    NGT_OK(ng_trainer_set_comm(&b.tr, comm));
     if (growing) { /* K-FAC's growing batches: 1, 2, 3 ... up to 4 by update 6 (new shapes) */
         a.tr.sched_m1 = b.tr.sched_m1 = 1;
         a.tr.sched_full = b.tr.sched_full = 6;
@@ -384,6 +391,7 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
            (unsigned long long)b.tr.graph.eager);
     run_free(&a);
     run_free(&b);
+    ng_comm_free(comm);
     return NGT_PASS;
 }
 

@@ -97,9 +97,9 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
     if (strcmp(tr->pc->iface->name, "identity") != 0)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (only the identity "
                         "is); run it with --cuda-graph 0", tr->pc->iface->name);
-    if (tr->comm)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: data-parallel runs are not captured (the all-reduce "
-                        "waits for the host); run them with --cuda-graph 0");
+    if (tr->comm && tr->comm->world > 1)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: data-parallel runs (%d ranks) are not captured (the "
+                        "all-reduce waits for the host); run them with --cuda-graph 0", tr->comm->world);
     tr->graph.on = 1;
     return NG_OK;
 }
@@ -154,6 +154,9 @@ static ng_status graph_step(ng_trainer *tr) {
     ng_status s;
     double key[NG_TRAIN_GRAPH_KEY];
     int nk, i, hit = -1, victim, empty = -1, lru = -1;
+    if (tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: data-parallel runs (%d ranks) are not captured",
+                        tr->comm->world);
     ng_range_push_cat(NG_CAT_DATA, "batch");
     s = NG_OK;
     if (tr->sched_m1 > 0)
@@ -203,11 +206,10 @@ ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     ng_status s;
     if (tr->graph.on && !row && tr->t > 0) {
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, graph_step(tr));
-        if (s == NG_OK) tr->t++;
-        return s;
+    } else {
+        if (tr->graph.on) tr->graph.eager++;
+        NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
     }
-    if (tr->graph.on) tr->graph.eager++;
-    NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
     if (s == NG_ERR_INTERRUPTED) {
         /* the model rolled back its own counters; put the data cursor back too */
         char msg[1024];
