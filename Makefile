@@ -117,7 +117,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps config run test test-gpu bench bench-rbm bench-kfac-cost bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table bench-dist \
-    data-curves-picture bench-profile kernel-lab \
+    data-curves-picture bench-profile kernel-lab bench-launch-counts \
     toy-figure1 ica-bench rbm-recipes recipes-mnist conv-fashion
 all: config $(BUILD)/natgrad $(BUILD)/libnatgrad.a
 
@@ -249,6 +249,11 @@ bench-fang-figure3: deps
 bench-profile: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_profile
 	@bash bench/bench_profile.sh $(BUILD)
+
+# device calls per NAG update of the curves autoencoder, eager and --cuda-graph (emulated CUDA; exact counts)
+bench-launch-counts: deps
+	@$(MAKE) --no-print-directory $(BUILD)/simt/tests/test_graph
+	@bash bench/launch_counts.sh $(BUILD)
 
 # the Philox-driven families variant by variant, checked against scalar references (bench/kernel_lab.c)
 kernel-lab: deps

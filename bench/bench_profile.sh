@@ -23,9 +23,10 @@ rows=$("$build/bench/bench_profile" --csv "$csv")
 # ranges per update and ms per update from a --profile run's CSV (rows inside the updates: depth >= 1
 # below "train step", plus the step itself; kernel rows included)
 per_update() { # CSV -> "ranges_per_update ms_per_update"
-  awk -F, 'NR > 1 { n = NF; calls = $(n-6); tot = $(n-5); name = $1 }
+  # fields counted from the end (range names may hold commas): the last 15 columns of the header
+  awk -F, 'NR > 1 { n = NF; calls = $(n-11); tot = $(n-10); name = $1 }
            NR > 1 && name == "\"train step\"" { steps = calls; step_s = tot }
-           NR > 1 && $(n-7) + 0 >= 1 { inner += calls }
+           NR > 1 && $(n-12) + 0 >= 1 { inner += calls }
            END { printf "%.1f %.3f\n", (inner + steps) / steps, 1000 * step_s / steps }' "$1"
 }
 bash data/prepare.sh mnist >/dev/null 2>&1 || true

@@ -10,7 +10,9 @@
 #      centering, FANG), the MNIST-autoencoder step, K-FAC's factor accumulation, the
 #      truncated-Newton products; and GPU / CPU ratios of the RBM updates/s
 #   4. natgrad's own phase profile of an RBM run and of a K-FAC autoencoder run on the GPU
-#      (--profile: CUDA-event timings per phase, kernel launches per step)
+#      (--profile: CUDA-event timings per phase, kernel launches per step), and the launch
+#      overhead of NAG on the curves autoencoder at m = 250, eager vs --cuda-graph 1 (ms per
+#      update from the profile, the two checkpoints compared bit for bit)
 #   5. an nsys capture of a steady-state RBM window (--profile-steps) when nsys is installed,
 #      with its summary reports
 # Every step runs under its own time limit; a failed or timed-out step is recorded in the report
@@ -109,6 +111,15 @@ if [ $built = 0 ]; then
     --profile --profile-steps 11:60 --out "$dir/prof-rbm"
   step profile-kfac 90 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder --optimizer kfac \
     --batch 1000 --steps 30 --log-every 10 --profile --profile-steps 6:30 --out "$dir/prof-kfac"
+  # launch overhead: the curves autoencoder under NAG at m = 250, eager and as CUDA graphs (same
+  # seed: the checkpoints must be identical); the window avoids the logged updates (eager)
+  rm -rf "$dir/prof-nag-eager" "$dir/prof-nag-graph"
+  for g in 0 1; do
+    tag=$([ $g = 1 ] && echo graph || echo eager)
+    step "profile-nag-$tag" 90 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder \
+      --optimizer nag --lr 0.01 --batch 250 --steps 300 --log-every 300 --cuda-graph $g --profile --profile-steps 101:290 \
+      --out "$dir/prof-nag-$tag"
+  done
 fi
 
 # ---- 5. nsys ----------------------------------------------------------------------------------
@@ -172,7 +183,20 @@ fi
     grep -h '^|' "$dir/$b"-*.log | awk '!seen[$0]++' || true
     echo
   done
-  for p in rbm kfac; do
+  if [ -f "$dir/profile-nag-eager.log" ] || [ -f "$dir/profile-nag-graph.log" ]; then
+    echo "## Launch overhead: NAG on the curves autoencoder, m = 250, eager vs --cuda-graph 1 (updates 101..290)"
+    echo
+    for t in eager graph; do
+      echo "- $t: $(grep -h '^per update' "$dir/profile-nag-$t.log" 2>/dev/null | tr '\n' ' ' || echo 'no profile')"
+    done
+    if cmp -s "$dir/prof-nag-eager/net.ckpt" "$dir/prof-nag-graph/net.ckpt"; then
+      echo "- checkpoints after 300 updates: identical (graph = eager bit for bit)"
+    else
+      echo "- checkpoints after 300 updates: DIFFERENT or missing (graph != eager: a bug to report)"
+    fi
+    echo
+  fi
+  for p in rbm kfac nag-eager nag-graph; do
     if [ -f "$dir/profile-$p.log" ]; then
       echo "## natgrad --profile on $dev: $p"
       echo

@@ -277,5 +277,16 @@ if got != want:
 PY
 then pass net_export_safetensors; else fail net_export_safetensors "exit $rc"; show export.err; show rd.out; fi
 
+# ---- --cuda-graph: ignored on the CPU with a note (same checkpoint bit for bit); a bad value is a usage error
+run graph0 "$bin" "${T[@]}" --steps 30 --log-every 10 --out g0
+run graph1 "$bin" "${T[@]}" --steps 30 --log-every 10 --out g1 --cuda-graph 1
+if [ "$rc" = 0 ] && grep -q -- "--cuda-graph is ignored on the cpu backend" graph1.err && cmp -s g0/net.ckpt g1/net.ckpt; then
+  pass net_cuda_graph_cpu_ignored; else fail net_cuda_graph_cpu_ignored "exit $rc"; show graph1.err; fi
+run graph2 "$bin" "${T[@]}" --steps 3 --out g2 --cuda-graph 2
+if [ "$rc" = 2 ] && grep -q -- "--cuda-graph 2: must be 0 or 1" graph2.err; then pass net_cuda_graph_bad_value
+else fail net_cuda_graph_bad_value "exit $rc"; show graph2.err; fi
+run graphh "$bin" net train --help
+if grep -q -- "--cuda-graph" graphh.out; then pass net_cuda_graph_help; else fail net_cuda_graph_help "not in --help"; fi
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

@@ -63,7 +63,7 @@ else
      grep -qE '^ +negative phase +gibbs +20 ' rbm_profile.out && grep -qE '^ +positive phase +gibbs +20 ' rbm_profile.out &&
      grep -q '^peak of all arenas on cpu' rbm_profile.out; then pass rbm_profile_table
   else fail rbm_profile_table "table lacks the expected rows"; show rbm_profile.out 30; fi
-  if [ "$(head -1 rp/profile.csv)" = "range,category,depth,calls,total_s,mean_s,share_of_step,flops,gflops_per_s,backend_calls_per_call" ] &&
+  if [ "$(head -1 rp/profile.csv)" = "range,category,depth,calls,total_s,mean_s,share_of_step,flops,gflops_per_s,backend_calls_per_call,kernels_per_call,cublas_per_call,cusolver_per_call,copies_per_call,graphs_per_call" ] &&
      grep -q '^"train step",step,0,20,' rp/profile.csv; then pass rbm_profile_csv
   else fail rbm_profile_csv "profile.csv:"; show rp/profile.csv; fi
   check_trace rbm_profile_trace rp/profile.json 20

@@ -178,6 +178,30 @@ ng_status ng_event_elapsed(ng_backend *be, void *a, void *b, float *ms) {
     return be->iface->event_elapsed(be, a, b, ms);
 }
 
+/* ---- CUDA graphs -------------------------------------------------------------------------- */
+
+int ng_graph_supported(const ng_backend *be) {
+    return be && be->iface->graph_begin && be->iface->graph_end && be->iface->graph_launch && be->iface->graph_free;
+}
+ng_status ng_graph_begin(ng_backend *be) {
+    NEED_SLOT(be, graph_begin, "graph_begin");
+    return be->iface->graph_begin(be);
+}
+ng_status ng_graph_end(ng_backend *be, void **exec) {
+    NEED_SLOT(be, graph_end, "graph_end");
+    NEED(exec, "graph_end", "output pointer is NULL");
+    *exec = NULL;
+    return be->iface->graph_end(be, exec);
+}
+ng_status ng_graph_launch(ng_backend *be, void *exec) {
+    NEED_SLOT(be, graph_launch, "graph_launch");
+    NEED(exec, "graph_launch", "NULL graph");
+    return be->iface->graph_launch(be, exec);
+}
+void ng_graph_free(ng_backend *be, void *exec) {
+    if (be && exec && be->iface->graph_free && enter(be) == NG_OK) be->iface->graph_free(be, exec);
+}
+
 /* ---- BLAS --------------------------------------------------------------------------------- */
 
 void ng_backend_allow_tf32(ng_backend *be, int allow) {

@@ -34,6 +34,7 @@ int ng_cuda_device_count(void) { return 0; }
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
+#include "natgrad/profile.h"
 #include "ng_cuda_check.h"
 #include "ng_kernels.h"
 
@@ -101,6 +102,24 @@ static ng_status cusolver_status_code(cusolverStatus_t s) {
         if (ng_s_ != CUSOLVER_STATUS_SUCCESS)                                                   \
             return ng_error(cusolver_status_code(ng_s_), "%s failed: %s (%d) (%s:%d)", #call,  \
                             cusolver_status_str(ng_s_), (int)ng_s_, __FILE__, __LINE__);       \
+    } while (0)
+
+/* Computing library calls and copies are counted in the profile's device-call counters
+ * (natgrad/profile.h) before they are made; configuration calls (streams, modes) are not. */
+#define NG_CUBLAS_CALL(call)                                                                    \
+    do {                                                                                        \
+        ng_profile_device_call(NG_DEV_BLAS);                                                    \
+        NG_CUBLAS_CHECK(call);                                                                  \
+    } while (0)
+#define NG_CUSOLVER_CALL(call)                                                                  \
+    do {                                                                                        \
+        ng_profile_device_call(NG_DEV_SOLVER);                                                  \
+        NG_CUSOLVER_CHECK(call);                                                                \
+    } while (0)
+#define NG_CUDA_COPY(call)                                                                      \
+    do {                                                                                        \
+        ng_profile_device_call(NG_DEV_COPY);                                                    \
+        NG_CUDA_CHECK(call);                                                                    \
     } while (0)
 
 /* ---- context ------------------------------------------------------------------------------ */
@@ -177,7 +196,7 @@ static ng_status cuda_ones(cuda_ctx *c, size_t n) {
  * is returned to the caller to act on. */
 static ng_status cuda_read_info(cuda_ctx *c, const char *op, int *info_host) {
     int info = 0;
-    NG_CUDA_CHECK(cudaMemcpyAsync(&info, c->dev_info, sizeof(int), cudaMemcpyDeviceToHost,
+    NG_CUDA_COPY(cudaMemcpyAsync(&info, c->dev_info, sizeof(int), cudaMemcpyDeviceToHost,
                                   c->stream));
     NG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     *info_host = info;
@@ -204,7 +223,7 @@ static void cuda_free(ng_backend *be, void *ptr) { cuda_release(ctx_of(be), ptr)
 /* dst (device) = src_host; returns once src_host may be reused. */
 static ng_status cuda_set(ng_backend *be, void *dst, const void *src_host, size_t bytes) {
     cuda_ctx *c = ctx_of(be);
-    NG_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
+    NG_CUDA_COPY(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, c->stream));
     NG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return NG_OK;
 }
@@ -212,18 +231,18 @@ static ng_status cuda_set(ng_backend *be, void *dst, const void *src_host, size_
 /* dst_host = src (device), after all queued work; returns once dst_host holds the data. */
 static ng_status cuda_get(ng_backend *be, void *dst_host, const void *src, size_t bytes) {
     cuda_ctx *c = ctx_of(be);
-    NG_CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    NG_CUDA_COPY(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, c->stream));
     NG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return NG_OK;
 }
 
 static ng_status cuda_memset0(ng_backend *be, void *dst, size_t bytes) {
-    NG_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx_of(be)->stream));
+    NG_CUDA_COPY(cudaMemsetAsync(dst, 0, bytes, ctx_of(be)->stream));
     return NG_OK;
 }
 
 static ng_status cuda_copy(ng_backend *be, void *dst, const void *src, size_t bytes) {
-    NG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
+    NG_CUDA_COPY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
     return NG_OK;
 }
 
@@ -253,12 +272,12 @@ static void cuda_free_host(ng_backend *be, void *ptr) {
 
 /* Queued on the stream; the host buffer must stay untouched until a later event completes. */
 static ng_status cuda_set_async(ng_backend *be, void *dst, const void *src_host, size_t bytes) {
-    NG_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx_of(be)->stream));
+    NG_CUDA_COPY(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx_of(be)->stream));
     return NG_OK;
 }
 
 static ng_status cuda_get_async(ng_backend *be, void *dst_host, const void *src, size_t bytes) {
-    NG_CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_of(be)->stream));
+    NG_CUDA_COPY(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx_of(be)->stream));
     return NG_OK;
 }
 
@@ -311,7 +330,7 @@ static ng_status cuda_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, 
         if (beta == 1.0f) return NG_OK;
         return ng_cuda_scale_matrix(m, n, beta, C, ldc, 0, be->stream);
     }
-    NG_CUBLAS_CHECK(cublasSgemm(ctx_of(be)->blas, cuda_op(ta), cuda_op(tb), m, n, k, &alpha, A,
+    NG_CUBLAS_CALL(cublasSgemm(ctx_of(be)->blas, cuda_op(ta), cuda_op(tb), m, n, k, &alpha, A,
                                 lda, B, ldb, &beta, C, ldc));
     return NG_OK;
 }
@@ -327,7 +346,7 @@ static ng_status cuda_gemm_strided_batched(ng_backend *be, int ta, int tb, int m
             NG_TRY(ng_cuda_scale_matrix(m, n, beta, C + (size_t)i * (size_t)sc, ldc, 0, be->stream));
         return NG_OK;
     }
-    NG_CUBLAS_CHECK(cublasSgemmStridedBatched(ctx_of(be)->blas, cuda_op(ta), cuda_op(tb), m, n, k,
+    NG_CUBLAS_CALL(cublasSgemmStridedBatched(ctx_of(be)->blas, cuda_op(ta), cuda_op(tb), m, n, k,
                                               &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc,
                                               count));
     return NG_OK;
@@ -342,7 +361,7 @@ static ng_status cuda_syrk(ng_backend *be, int trans, int n, int k, float alpha,
         if (beta == 1.0f) return NG_OK;
         return ng_cuda_scale_matrix(n, n, beta, C, ldc, 1, be->stream);
     }
-    NG_CUBLAS_CHECK(cublasSsyrk(ctx_of(be)->blas, CUBLAS_FILL_MODE_LOWER, cuda_op(trans), n, k,
+    NG_CUBLAS_CALL(cublasSsyrk(ctx_of(be)->blas, CUBLAS_FILL_MODE_LOWER, cuda_op(trans), n, k,
                                 &alpha, A, lda, &beta, C, ldc));
     return NG_OK;
 }
@@ -359,14 +378,14 @@ static ng_status cuda_gemv(ng_backend *be, int trans, int m, int n, float alpha,
                            int lda, const float *x, float beta, float *y) {
     if ((trans ? n : m) == 0) return NG_OK;
     if (alpha == 0.0f || (trans ? m : n) == 0) return cuda_scale_only(be, trans ? n : m, beta, y);
-    NG_CUBLAS_CHECK(cublasSgemv(ctx_of(be)->blas, cuda_op(trans), m, n, &alpha, A, lda, x, 1,
+    NG_CUBLAS_CALL(cublasSgemv(ctx_of(be)->blas, cuda_op(trans), m, n, &alpha, A, lda, x, 1,
                                 &beta, y, 1));
     return NG_OK;
 }
 
 static ng_status cuda_trsm(ng_backend *be, int right, int lower, int trans, int unit, int m, int n,
                            float alpha, const float *A, int lda, float *B, int ldb) {
-    NG_CUBLAS_CHECK(cublasStrsm(ctx_of(be)->blas, right ? CUBLAS_SIDE_RIGHT : CUBLAS_SIDE_LEFT,
+    NG_CUBLAS_CALL(cublasStrsm(ctx_of(be)->blas, right ? CUBLAS_SIDE_RIGHT : CUBLAS_SIDE_LEFT,
                                 lower ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER,
                                 cuda_op(trans), unit ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT, m, n,
                                 &alpha, A, lda, B, ldb));
@@ -381,7 +400,7 @@ static ng_status cuda_scal(ng_backend *be, size_t n, float alpha, float *x) {
     size_t off;
     for (off = 0; off < n; off += CUDA_CHUNK) {
         size_t len = n - off < CUDA_CHUNK ? n - off : CUDA_CHUNK;
-        NG_CUBLAS_CHECK(cublasSscal(ctx_of(be)->blas, (int)len, &alpha, x + off, 1));
+        NG_CUBLAS_CALL(cublasSscal(ctx_of(be)->blas, (int)len, &alpha, x + off, 1));
     }
     return NG_OK;
 }
@@ -394,7 +413,7 @@ static ng_status cuda_dot(ng_backend *be, size_t n, const float *x, const float 
     for (off = 0; off < n; off += CUDA_CHUNK) {
         size_t len = n - off < CUDA_CHUNK ? n - off : CUDA_CHUNK;
         float part = 0.0f;
-        NG_CUBLAS_CHECK(cublasSdot(ctx_of(be)->blas, (int)len, x + off, 1, y + off, 1, &part));
+        NG_CUBLAS_CALL(cublasSdot(ctx_of(be)->blas, (int)len, x + off, 1, y + off, 1, &part));
         acc += (double)part;
     }
     *result_host = (float)acc;
@@ -407,14 +426,14 @@ static ng_status cuda_nrm2(ng_backend *be, size_t n, const float *x, float *resu
     size_t off;
     if (n <= CUDA_CHUNK) {
         float r = 0.0f;
-        NG_CUBLAS_CHECK(cublasSnrm2(ctx_of(be)->blas, (int)n, x, 1, &r));
+        NG_CUBLAS_CALL(cublasSnrm2(ctx_of(be)->blas, (int)n, x, 1, &r));
         *result_host = r;
         return NG_OK;
     }
     for (off = 0; off < n; off += CUDA_CHUNK) {
         size_t len = n - off < CUDA_CHUNK ? n - off : CUDA_CHUNK;
         float part = 0.0f;
-        NG_CUBLAS_CHECK(cublasSnrm2(ctx_of(be)->blas, (int)len, x + off, 1, &part));
+        NG_CUBLAS_CALL(cublasSnrm2(ctx_of(be)->blas, (int)len, x + off, 1, &part));
         sumsq += (double)part * (double)part;
     }
     *result_host = (float)sqrt(sumsq);
@@ -438,6 +457,7 @@ static ng_status cuda_dot_dev(ng_backend *be, size_t n, const float *x, const fl
         return ng_error(NG_ERR_UNSUPPORTED, "dot_dev: %zu elements exceed cuBLAS's int count", n);
     if (n == 0) return ng_cuda_fill(1, 0.0f, r, c->stream);
     NG_CUBLAS_CHECK(cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_DEVICE));
+    ng_profile_device_call(NG_DEV_BLAS);
     return cuda_device_mode_done(c, cublasSdot(c->blas, (int)n, x, 1, y, 1, r), "cublasSdot (device result)");
 }
 
@@ -447,6 +467,7 @@ static ng_status cuda_nrm2_dev(ng_backend *be, size_t n, const float *x, float *
         return ng_error(NG_ERR_UNSUPPORTED, "nrm2_dev: %zu elements exceed cuBLAS's int count", n);
     if (n == 0) return ng_cuda_fill(1, 0.0f, r, c->stream);
     NG_CUBLAS_CHECK(cublasSetPointerMode(c->blas, CUBLAS_POINTER_MODE_DEVICE));
+    ng_profile_device_call(NG_DEV_BLAS);
     return cuda_device_mode_done(c, cublasSnrm2(c->blas, (int)n, x, 1, r), "cublasSnrm2 (device result)");
 }
 
@@ -456,7 +477,7 @@ static ng_status cuda_sum_cols(ng_backend *be, int rows, int cols, float alpha, 
     cuda_ctx *c = ctx_of(be);
     if (cols == 0) return cuda_scale_only(be, rows, beta, y);
     NG_TRY(cuda_ones(c, (size_t)cols));
-    NG_CUBLAS_CHECK(cublasSgemv(c->blas, CUBLAS_OP_N, rows, cols, &alpha, A, lda, c->ones, 1,
+    NG_CUBLAS_CALL(cublasSgemv(c->blas, CUBLAS_OP_N, rows, cols, &alpha, A, lda, c->ones, 1,
                                 &beta, y, 1));
     return NG_OK;
 }
@@ -467,7 +488,7 @@ static ng_status cuda_sum_rows(ng_backend *be, int rows, int cols, float alpha, 
     cuda_ctx *c = ctx_of(be);
     if (rows == 0) return cuda_scale_only(be, cols, beta, y);
     NG_TRY(cuda_ones(c, (size_t)rows));
-    NG_CUBLAS_CHECK(cublasSgemv(c->blas, CUBLAS_OP_T, rows, cols, &alpha, A, lda, c->ones, 1,
+    NG_CUBLAS_CALL(cublasSgemv(c->blas, CUBLAS_OP_T, rows, cols, &alpha, A, lda, c->ones, 1,
                                 &beta, y, 1));
     return NG_OK;
 }
@@ -528,7 +549,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_CONVERT:
         if (a->convert.from == a->convert.to) {
             if (a->convert.x == a->convert.y) return NG_OK;
-            NG_CUDA_CHECK(cudaMemcpyAsync(a->convert.y, a->convert.x,
+            NG_CUDA_COPY(cudaMemcpyAsync(a->convert.y, a->convert.x,
                                           a->convert.n * ng_dtype_size(a->convert.from),
                                           cudaMemcpyDeviceToDevice, ctx_of(be)->stream));
             return NG_OK;
@@ -643,13 +664,13 @@ static ng_status cuda_potrf(ng_backend *be, ng_dtype dt, int n, void *A, int lda
         NG_CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
                                                       (double *)A, lda, &lwork));
         NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
-        NG_CUSOLVER_CHECK(cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
+        NG_CUSOLVER_CALL(cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
                                            (double *)c->work, lwork, c->dev_info));
     } else {
         NG_CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
                                                       (float *)A, lda, &lwork));
         NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
-        NG_CUSOLVER_CHECK(cusolverDnSpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
+        NG_CUSOLVER_CALL(cusolverDnSpotrf(c->solver, CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
                                            (float *)c->work, lwork, c->dev_info));
     }
     return cuda_read_info(c, "cusolverDn?potrf", info_host);
@@ -665,13 +686,13 @@ static ng_status cuda_potri(ng_backend *be, ng_dtype dt, int n, void *A, int lda
         NG_CUSOLVER_CHECK(cusolverDnDpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
                                                       (double *)A, lda, &lwork));
         NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
-        NG_CUSOLVER_CHECK(cusolverDnDpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
+        NG_CUSOLVER_CALL(cusolverDnDpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
                                            (double *)c->work, lwork, c->dev_info));
     } else {
         NG_CUSOLVER_CHECK(cusolverDnSpotri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, n,
                                                       (float *)A, lda, &lwork));
         NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
-        NG_CUSOLVER_CHECK(cusolverDnSpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
+        NG_CUSOLVER_CALL(cusolverDnSpotri(c->solver, CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
                                            (float *)c->work, lwork, c->dev_info));
     }
     return cuda_read_info(c, "cusolverDn?potri", info_host);
@@ -684,10 +705,10 @@ static ng_status cuda_potrs(ng_backend *be, ng_dtype dt, int n, int nrhs, const 
     *info_host = 0;
     if (n == 0 || nrhs == 0) return NG_OK;
     if (dt == NG_F64)
-        NG_CUSOLVER_CHECK(cusolverDnDpotrs(c->solver, CUBLAS_FILL_MODE_LOWER, n, nrhs, (const double *)A,
+        NG_CUSOLVER_CALL(cusolverDnDpotrs(c->solver, CUBLAS_FILL_MODE_LOWER, n, nrhs, (const double *)A,
                                            lda, (double *)B, ldb, c->dev_info));
     else
-        NG_CUSOLVER_CHECK(cusolverDnSpotrs(c->solver, CUBLAS_FILL_MODE_LOWER, n, nrhs, (const float *)A,
+        NG_CUSOLVER_CALL(cusolverDnSpotrs(c->solver, CUBLAS_FILL_MODE_LOWER, n, nrhs, (const float *)A,
                                            lda, (float *)B, ldb, c->dev_info));
     return cuda_read_info(c, "cusolverDn?potrs", info_host);
 }
@@ -704,7 +725,7 @@ static ng_status cuda_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda
                                                       CUBLAS_FILL_MODE_LOWER, n, (double *)A, lda,
                                                       (double *)w, &lwork));
         NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(double)));
-        NG_CUSOLVER_CHECK(cusolverDnDsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER,
+        NG_CUSOLVER_CALL(cusolverDnDsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER,
                                            n, (double *)A, lda, (double *)w, (double *)c->work, lwork,
                                            c->dev_info));
     } else {
@@ -712,7 +733,7 @@ static ng_status cuda_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda
                                                       CUBLAS_FILL_MODE_LOWER, n, (float *)A, lda,
                                                       (float *)w, &lwork));
         NG_TRY(cuda_workspace(c, (size_t)lwork * sizeof(float)));
-        NG_CUSOLVER_CHECK(cusolverDnSsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER,
+        NG_CUSOLVER_CALL(cusolverDnSsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER,
                                            n, (float *)A, lda, (float *)w, (float *)c->work, lwork,
                                            c->dev_info));
     }
@@ -748,6 +769,46 @@ static ng_status cuda_set_tf32(ng_backend *be, int on) {
     return NG_OK;
 }
 
+/* ---- CUDA graphs: stream capture of the backend's stream ------------------------------------ */
+
+static ng_status cuda_graph_begin(ng_backend *be) {
+    NG_CUDA_CHECK(cudaStreamBeginCapture(ctx_of(be)->stream, cudaStreamCaptureModeGlobal));
+    return NG_OK;
+}
+
+static ng_status cuda_graph_end(ng_backend *be, void **exec) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    cudaError_t e = cudaStreamEndCapture(ctx_of(be)->stream, &g);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (g != NULL) (void)cudaGraphDestroy(g);
+        return ng_error(NG_ERR_BACKEND,
+                        "cudaStreamEndCapture failed: %s (%s): an op made during the capture is not capturable "
+                        "(a host synchronisation, an allocation or a blocking copy)", cudaGetErrorName(e),
+                        cudaGetErrorString(e));
+    }
+    e = cudaGraphInstantiate(&x, g, 0);
+    (void)cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ng_error(NG_ERR_BACKEND, "cudaGraphInstantiate failed: %s", cudaGetErrorString(e));
+    }
+    *exec = (void *)x;
+    return NG_OK;
+}
+
+static ng_status cuda_graph_launch(ng_backend *be, void *exec) {
+    ng_profile_device_call(NG_DEV_GRAPH);
+    NG_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)exec, ctx_of(be)->stream));
+    return NG_OK;
+}
+
+static void cuda_graph_free(ng_backend *be, void *exec) {
+    (void)be;
+    if (cudaGraphExecDestroy((cudaGraphExec_t)exec) != cudaSuccess) (void)cudaGetLastError();
+}
+
 static const struct ng_backend_i cuda_iface = {
     .name = "cuda",
     .destroy = cuda_destroy,
@@ -773,6 +834,10 @@ static const struct ng_backend_i cuda_iface = {
 
     .gemm = cuda_gemm,
     .set_tf32 = cuda_set_tf32,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
     .gemm_strided_batched = cuda_gemm_strided_batched,
     .syrk = cuda_syrk,
     .gemv = cuda_gemv,

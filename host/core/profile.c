@@ -53,7 +53,7 @@ typedef struct slot {
     nvtxStringHandle_t handle;
 #endif
     uint64_t calls;
-    double total_s, flops, bcalls;
+    double total_s, flops, bcalls, dev[NG_DEV_COUNT];
 } slot;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -119,7 +119,7 @@ static int slot_of(ng_range_cat cat, const char *name) {
 
 typedef struct frame {
     int slot, timed, ev; /* ev: index of the start event, -1: host clock */
-    double t0, flops, bcalls;
+    double t0, flops, bcalls, dev[NG_DEV_COUNT];
 } frame;
 
 typedef struct pending { int slot, ev_start, ev_end; size_t trace; } pending;
@@ -130,6 +130,7 @@ typedef struct trace_rec {
 } trace_rec;
 
 volatile int ng_profile_active_;
+static int g_suspended; /* ng_profile_suspend nesting */
 static int g_started, g_measure, g_capture, g_capture_on, g_starts, g_stops;
 static uint64_t g_first, g_last, g_updates;
 static pthread_t g_owner;
@@ -206,6 +207,7 @@ static void measure_push(int si) {
     f->slot = si;
     f->timed = ng_profile_active_ && si >= 0;
     f->flops = f->bcalls = 0.0;
+    memset(f->dev, 0, sizeof f->dev);
     f->ev = -1;
     if (f->timed) {
         first_seen(si, g_depth);
@@ -228,6 +230,10 @@ static void measure_pop(void) {
     sl->calls++;
     sl->flops += f->flops;
     sl->bcalls += f->bcalls;
+    {
+        int k;
+        for (k = 0; k < NG_DEV_COUNT; k++) sl->dev[k] += f->dev[k];
+    }
     if (g_ntrace < g_max_trace) {
         tr = g_ntrace++;
         g_trace[tr].slot = f->slot;
@@ -259,9 +265,26 @@ static void measure_pop(void) {
     }
 }
 
+static const char *const dev_call_names[NG_DEV_COUNT] = {"kernels", "cublas", "cusolver", "copies", "graphs"};
+const char *ng_dev_call_name(ng_dev_call k) { return (unsigned)k < NG_DEV_COUNT ? dev_call_names[k] : "?"; }
+
+void ng_profile_device_call_(ng_dev_call kind) {
+    int i, n;
+    if (!is_owner() || g_suspended || (unsigned)kind >= NG_DEV_COUNT) return;
+    n = g_depth < MAX_DEPTH ? g_depth : MAX_DEPTH;
+    for (i = 0; i < n; i++)
+        if (g_stack[i].timed) g_stack[i].dev[kind] += 1.0;
+}
+
+void ng_profile_suspend(int on) {
+    if (!is_owner()) return;
+    if (on) g_suspended++;
+    else if (g_suspended > 0) g_suspended--;
+}
+
 void ng_profile_count_(double flops, int calls) {
     int i, n;
-    if (!is_owner()) return;
+    if (!is_owner() || g_suspended) return;
     n = g_depth < MAX_DEPTH ? g_depth : MAX_DEPTH;
     for (i = 0; i < n; i++)
         if (g_stack[i].timed) {
@@ -297,7 +320,7 @@ void ng_range_push_cat(ng_range_cat cat, const char *name) {
         nvtxDomainRangePushEx(g_domain, &a);
     }
 #endif
-    if (is_owner()) measure_push(si);
+    if (is_owner() && !g_suspended) measure_push(si);
 }
 
 void ng_range_push(const char *name) { ng_range_push_cat(NG_CAT_OTHER, name); }
@@ -308,7 +331,7 @@ void ng_range_pop(void) {
     pthread_once(&g_nvtx_once, nvtx_init);
     nvtxDomainRangePop(g_domain);
 #endif
-    if (is_owner()) measure_pop();
+    if (is_owner() && !g_suspended) measure_pop();
 }
 
 /* ---- start, window, finish ------------------------------------------------------------------- */
@@ -353,6 +376,7 @@ void ng_profile_reset(void) {
     for (i = 0; i < g_nslots; i++) {
         g_slots[i].calls = 0;
         g_slots[i].total_s = g_slots[i].flops = g_slots[i].bcalls = 0.0;
+        memset(g_slots[i].dev, 0, sizeof g_slots[i].dev);
         g_slots[i].order = -1;
     }
     g_norder = 0;
@@ -377,6 +401,7 @@ ng_status ng_profile_start(ng_backend *be, const ng_profile_config *cfg) {
     g_first = cfg->first;
     g_last = cfg->last;
     g_depth = g_depth_overflow = 0;
+    g_suspended = 0;
     g_npending = g_ev_next = 0;
     g_use_events = g_measure && be->kind == NG_DEVICE_CUDA;
     g_max_trace = g_measure ? (cfg->max_trace ? cfg->max_trace : 200000) : 0;
@@ -452,6 +477,7 @@ int ng_profile_rows(ng_profile_row *rows, int max) {
         r.total_s = s->total_s;
         r.flops = s->flops;
         r.backend_calls = s->bcalls;
+        memcpy(r.device_calls, s->dev, sizeof r.device_calls);
         if (s->order < max) rows[s->order] = r;
         n++;
     }
@@ -511,15 +537,23 @@ ng_status ng_profile_table(char **text) {
     ng_profile_row *rows;
     ng_profile_mem_row mem[256];
     tbuf b = {0};
-    int i, n, nm;
+    int i, n, nm, dev_any;
     double st;
     NG_TRY(get_rows(&rows, &n));
     st = step_total(rows, n);
     tprintf(&b, "natgrad profile: %llu updates measured; times from %s%s\n",
             (unsigned long long)g_updates, g_use_events ? "CUDA events on the backend's stream" : "the host's monotonic clock",
             g_use_events ? "" : " (the CPU backend runs synchronously)");
-    tprintf(&b, "%-34s %-10s %9s %11s %11s %7s %9s %11s\n", "range", "category", "calls", "total s",
+    dev_any = 0;
+    for (i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < NG_DEV_COUNT; k++)
+            if (rows[i].device_calls[k] > 0.0) dev_any = 1;
+    }
+    tprintf(&b, "%-34s %-10s %9s %11s %11s %7s %9s %11s", "range", "category", "calls", "total s",
             "mean ms", "% step", "GFLOP/s", "calls/range");
+    if (dev_any) tprintf(&b, " %9s %8s %8s %8s %7s", "kernels", "cuBLAS", "cuSOLVER", "copies", "graphs");
+    tprintf(&b, "\n");
     for (i = 0; i < n; i++) {
         const ng_profile_row *r = &rows[i];
         char name[64], gf[32];
@@ -527,10 +561,16 @@ ng_status ng_profile_table(char **text) {
         snprintf(name, sizeof name, "%*s%s", 2 * d, "", r->name);
         if (r->flops > 0.0 && r->total_s > 0.0) snprintf(gf, sizeof gf, "%.1f", r->flops / r->total_s * 1e-9);
         else snprintf(gf, sizeof gf, "-");
-        tprintf(&b, "%-34s %-10s %9llu %11.4f %11.4f %7.1f %9s %11.1f\n", name, ng_range_cat_name(r->cat),
+        tprintf(&b, "%-34s %-10s %9llu %11.4f %11.4f %7.1f %9s %11.1f", name, ng_range_cat_name(r->cat),
                 (unsigned long long)r->calls, r->total_s, r->calls ? 1e3 * r->total_s / (double)r->calls : 0.0,
                 st > 0.0 ? 100.0 * r->total_s / st : 0.0, gf,
                 r->calls ? r->backend_calls / (double)r->calls : 0.0);
+        if (dev_any) {
+            double c = r->calls ? (double)r->calls : 1.0;
+            tprintf(&b, " %9.1f %8.1f %8.1f %8.1f %7.1f", r->device_calls[NG_DEV_KERNEL] / c, r->device_calls[NG_DEV_BLAS] / c,
+                    r->device_calls[NG_DEV_SOLVER] / c, r->device_calls[NG_DEV_COPY] / c, r->device_calls[NG_DEV_GRAPH] / c);
+        }
+        tprintf(&b, "\n");
     }
     if (!n) tprintf(&b, "(no range was measured)\n");
     for (i = 0; i < n; i++)
@@ -538,6 +578,14 @@ ng_status ng_profile_table(char **text) {
             tprintf(&b, "per update: %.3f ms, %.1f backend calls (%s)\n", 1e3 * rows[i].total_s / (double)rows[i].calls,
                     rows[i].backend_calls / (double)rows[i].calls,
                     g_use_events ? "kernel launches and cuBLAS/cuSOLVER calls" : "BLAS/LAPACK calls and elementwise ops");
+            if (dev_any) {
+                double c = (double)rows[i].calls;
+                tprintf(&b, "per update on the device: %.1f kernel launches, %.1f cuBLAS calls, %.1f cuSOLVER calls, "
+                        "%.1f copies/memsets, %.1f graph launches\n",
+                        rows[i].device_calls[NG_DEV_KERNEL] / c, rows[i].device_calls[NG_DEV_BLAS] / c,
+                        rows[i].device_calls[NG_DEV_SOLVER] / c, rows[i].device_calls[NG_DEV_COPY] / c,
+                        rows[i].device_calls[NG_DEV_GRAPH] / c);
+            }
             break;
         }
     if (g_untimed) tprintf(&b, "note: %d ranges were counted but not timed (event pool full or event error)\n", g_untimed);
@@ -591,14 +639,19 @@ ng_status ng_profile_write_csv(const char *path) {
     ng_status s;
     NG_TRY(get_rows(&rows, &n));
     st = step_total(rows, n);
-    tprintf(&b, "range,category,depth,calls,total_s,mean_s,share_of_step,flops,gflops_per_s,backend_calls_per_call\n");
+    tprintf(&b, "range,category,depth,calls,total_s,mean_s,share_of_step,flops,gflops_per_s,backend_calls_per_call,"
+            "kernels_per_call,cublas_per_call,cusolver_per_call,copies_per_call,graphs_per_call\n");
     for (i = 0; i < n; i++) {
         const ng_profile_row *r = &rows[i];
-        tprintf(&b, "\"%s\",%s,%d,%llu,%.9g,%.9g,%.6g,%.9g,%.6g,%.6g\n", r->name, ng_range_cat_name(r->cat), r->depth,
+        double c = r->calls ? (double)r->calls : 1.0;
+        tprintf(&b, "\"%s\",%s,%d,%llu,%.9g,%.9g,%.6g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", r->name,
+                ng_range_cat_name(r->cat), r->depth,
                 (unsigned long long)r->calls, r->total_s, r->calls ? r->total_s / (double)r->calls : 0.0,
                 st > 0.0 ? r->total_s / st : 0.0, r->flops,
                 r->total_s > 0.0 ? r->flops / r->total_s * 1e-9 : 0.0,
-                r->calls ? r->backend_calls / (double)r->calls : 0.0);
+                r->calls ? r->backend_calls / (double)r->calls : 0.0, r->device_calls[NG_DEV_KERNEL] / c,
+                r->device_calls[NG_DEV_BLAS] / c, r->device_calls[NG_DEV_SOLVER] / c, r->device_calls[NG_DEV_COPY] / c,
+                r->device_calls[NG_DEV_GRAPH] / c);
     }
     free(rows);
     s = write_text(path, &b);

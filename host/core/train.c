@@ -93,10 +93,136 @@ static ng_status step_body(ng_trainer *tr, double *row) {
     return NG_OK;
 }
 
+/* ---- CUDA graphs of the step (natgrad/train.h) ------------------------------------------------ */
+
+ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
+    if (!on) {
+        ng_trainer_release(tr);
+        tr->graph.on = 0;
+        return NG_OK;
+    }
+    if (!ng_graph_supported(tr->model->be))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the %s backend has no CUDA graphs (use --device cuda)",
+                        tr->model->be->iface->name);
+    if (!tr->upd->iface->graph_key)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the update rule %s is not captured (captured: sgd, nag, "
+                        "adam, rmsprop); run it with --cuda-graph 0", tr->upd->iface->name);
+    if (strcmp(tr->pc->iface->name, "identity") != 0)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (only the identity "
+                        "is); run it with --cuda-graph 0", tr->pc->iface->name);
+    if (tr->comm && tr->comm->world > 1)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: data-parallel runs (%d ranks) are not captured (the "
+                        "all-reduce waits for the host); run them with --cuda-graph 0", tr->comm->world);
+    tr->graph.on = 1;
+    return NG_OK;
+}
+
+void ng_trainer_release(ng_trainer *tr) {
+    int i;
+    if (!tr || !tr->model) return;
+    for (i = 0; i < NG_TRAIN_GRAPHS; i++)
+        if (tr->graph.slot[i].exec) {
+            ng_graph_free(tr->model->be, tr->graph.slot[i].exec);
+            tr->graph.slot[i].exec = NULL;
+        }
+}
+
+/* The captured part of a step: what step_body does between the batch and the log columns. */
+static ng_status step_core(ng_trainer *tr, const ng_tensor *x) {
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, x, NULL));
+    NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
+    NG_TRY_RANGE(NG_CAT_STATS, "precond observe", ng_precond_observe(tr->pc, tr->model, tr->t));
+    NG_TRY_RANGE(NG_CAT_UPDATE, "precond apply", ng_precond_apply(tr->pc, tr->model, tr->t));
+    NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
+    return NG_OK;
+}
+
+/* Capture step_core into a new graph (the work is recorded, not run). */
+static ng_status graph_capture(ng_trainer *tr, const ng_tensor *x, void **exec) {
+    ng_backend *be = tr->model->be;
+    ng_status s, e;
+    char msg[1024];
+    NG_TRY(ng_graph_begin(be));
+    ng_profile_suspend(1);
+    tr->model->defer_check = 1;
+    s = step_core(tr, x);
+    tr->model->defer_check = 0;
+    ng_profile_suspend(0);
+    if (s != NG_OK) snprintf(msg, sizeof msg, "%s", ng_last_error());
+    e = ng_graph_end(be, exec); /* always leave capture mode */
+    if (s != NG_OK) {
+        if (*exec) ng_graph_free(be, *exec);
+        *exec = NULL;
+        return ng_error(s, "--cuda-graph: update %llu could not be captured (%s); run with --cuda-graph 0",
+                        (unsigned long long)tr->t, msg);
+    }
+    if (e != NG_OK)
+        return ng_error_wrap(e, "--cuda-graph: capturing update %llu: ", (unsigned long long)tr->t);
+    return NG_OK;
+}
+
+static ng_status graph_step(ng_trainer *tr) {
+    ng_train_graph *g = &tr->graph;
+    ng_tensor x;
+    ng_status s;
+    double key[NG_TRAIN_GRAPH_KEY];
+    int nk, i, hit = -1, victim, empty = -1, lru = -1;
+    if (tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: data-parallel runs (%d ranks) are not captured",
+                        tr->comm->world);
+    ng_range_push_cat(NG_CAT_DATA, "batch");
+    s = NG_OK;
+    if (tr->sched_m1 > 0)
+        s = ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity));
+    if (s == NG_OK) s = ng_batches_next(tr->data, &x);
+    ng_range_pop();
+    NG_TRY(s);
+    /* the key: the batch as the captured kernels see it, then the rule's host scalars */
+    key[0] = (double)(uintptr_t)x.data;
+    key[1] = (double)x.rows;
+    key[2] = (double)x.cols;
+    key[3] = (double)x.ld;
+    nk = tr->upd->iface->graph_key(tr->upd, tr->t, key + 4, NG_TRAIN_GRAPH_KEY - 4);
+    if (nk < 0)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: update rule %s cannot key update %llu", tr->upd->iface->name,
+                        (unsigned long long)tr->t);
+    nk += 4;
+    for (i = 0; i < NG_TRAIN_GRAPHS; i++) {
+        if (!g->slot[i].exec) {
+            if (empty < 0) empty = i;
+            continue;
+        }
+        if (g->slot[i].n_key == nk && memcmp(g->slot[i].key, key, (size_t)nk * sizeof key[0]) == 0) hit = i;
+        if (lru < 0 || g->slot[i].last_use < g->slot[lru].last_use) lru = i;
+    }
+    victim = empty >= 0 ? empty : lru;
+    if (hit < 0) {
+        void *exec = NULL;
+        NG_TRY_RANGE(NG_CAT_OTHER, "graph capture", graph_capture(tr, &x, &exec));
+        if (g->slot[victim].exec) ng_graph_free(tr->model->be, g->slot[victim].exec);
+        g->slot[victim].exec = exec;
+        memcpy(g->slot[victim].key, key, (size_t)nk * sizeof key[0]);
+        g->slot[victim].n_key = nk;
+        hit = victim;
+        g->captures++;
+    } else
+        g->replays++;
+    g->slot[hit].last_use = tr->t + 1;
+    NG_TRY_RANGE(NG_CAT_UPDATE, "graph launch", ng_graph_launch(tr->model->be, g->slot[hit].exec));
+    if (tr->model->iface->check_gradient)
+        NG_TRY_RANGE(NG_CAT_EVAL, "check gradient", tr->model->iface->check_gradient(tr->model));
+    return NG_OK;
+}
+
 ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     ng_status s;
-    NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
+    if (tr->graph.on && !row && tr->t > 0) {
+        NG_RANGE_CAT(NG_CAT_STEP, "train step", s, graph_step(tr));
+    } else {
+        if (tr->graph.on) tr->graph.eager++;
+        NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
+    }
     if (s == NG_ERR_INTERRUPTED) {
         /* the model rolled back its own counters; put the data cursor back too */
         char msg[1024];

@@ -837,6 +837,16 @@ static const float *chunk_targets(net *n, int c0, int *ld) {
 
 /* ---- the model interface -------------------------------------------------------------------- */
 
+static ng_status net_check_gradient(ng_model *m) {
+    net *n = as_net(m);
+    float acc[2];
+    NG_TRY(ng_get(m->be, acc, n->acc.data, sizeof acc));
+    if (!isfinite(acc[0]) || !isfinite(acc[1]))
+        return ng_error(NG_ERR_NUMERIC, "network objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
+                        (double)acc[0]);
+    return NG_OK;
+}
+
 static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     net *n = as_net(m);
     int k, K;
@@ -854,15 +864,9 @@ static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, m->grad_flat.data, k ? 1.0f : 0.0f));
     }
     n->d_valid = K == 1;
-    {
-        /* one small read per step: a diverged objective stops the run before its update */
-        float acc[2];
-        NG_TRY(ng_get(m->be, acc, n->acc.data, sizeof acc));
-        if (!isfinite(acc[0]) || !isfinite(acc[1]))
-            return ng_error(NG_ERR_NUMERIC, "network objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
-                            (double)acc[0]);
-    }
-    return NG_OK;
+    /* one small read per step: a diverged objective stops the run before its update (after it
+     * under a CUDA graph, which cannot wait for the host mid-step: natgrad/train.h) */
+    return m->defer_check ? NG_OK : net_check_gradient(m);
 }
 
 ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
@@ -1549,4 +1553,5 @@ static const struct ng_model_i net_iface = {
     .save = net_save,
     .load = net_load,
     .destroy = net_destroy,
+    .check_gradient = net_check_gradient,
 };

@@ -102,6 +102,16 @@ static ng_status adam_step(ng_update *u, ng_model *m, uint64_t t) {
     return ng_upd_avg_step(&s->avg, u->be, m, NULL, 0.0f);
 }
 
+/* Adam's bias corrections change every update, so each update is a new key (re-captured);
+ * RMSprop has none. */
+static int adam_graph_key(const ng_update *u, uint64_t t, double *key, int max) {
+    const adam *s = (const adam *)u->impl;
+    if (max < 2) return -1;
+    key[0] = s->rmsprop ? 1.0 : bias_correction(s->cfg.beta1, t);
+    key[1] = s->rmsprop ? 1.0 : bias_correction(s->cfg.beta2, t);
+    return 2;
+}
+
 static const char *const adam_columns[] = {"update_norm", NULL};
 
 static ng_status adam_log_values(ng_update *u, ng_model *m, double *values) {
@@ -166,6 +176,7 @@ static const struct ng_update_i adam_iface = {
     .save = adam_save,
     .load = adam_load,
     .destroy = adam_destroy,
+    .graph_key = adam_graph_key,
 };
 
 static const struct ng_update_i rmsprop_iface = {
@@ -178,6 +189,7 @@ static const struct ng_update_i rmsprop_iface = {
     .save = adam_save,
     .load = adam_load,
     .destroy = adam_destroy,
+    .graph_key = adam_graph_key,
 };
 
 static ng_status adam_create(ng_backend *be, ng_model *m, const ng_adam_config *cfg, int rmsprop,

@@ -99,6 +99,16 @@ static ng_status nag_theta(ng_update *u, ng_model *m, uint64_t t, float *out) {
     return ng_axpby(u->be, n, -mu, s->velocity.data, 1.0f, out);
 }
 
+/* mu_t and mu_{t+1} change every 250 updates (and at the final phase); eps is constant. nag_step
+ * also sets last_mu on the host, which only the logged steps read (they run eagerly). */
+static int nag_graph_key(const ng_update *u, uint64_t t, double *key, int max) {
+    const nag *s = (const nag *)u->impl;
+    if (max < 2) return -1;
+    key[0] = (double)(float)ng_nag_momentum(&s->cfg, t);
+    key[1] = (double)(float)ng_nag_momentum(&s->cfg, t + 1);
+    return 2;
+}
+
 static const char *const nag_columns[] = {"momentum", "update_norm", NULL};
 
 static ng_status nag_log_values(ng_update *u, ng_model *m, double *values) {
@@ -152,6 +162,7 @@ static const struct ng_update_i nag_iface = {
     .load = nag_load,
     .destroy = nag_destroy,
     .theta = nag_theta,
+    .graph_key = nag_graph_key,
 };
 
 ng_status ng_update_nag_init(ng_backend *be, ng_model *m, const ng_nag_config *cfg, ng_update **out) {

@@ -102,6 +102,13 @@ static ng_status sgd_step(ng_update *u, ng_model *m, uint64_t t) {
     return ng_upd_avg_step(&s->avg, u->be, m, NULL, 0.0f);
 }
 
+/* lr_t is the only per-update scalar (momentum and weight decay are constants) */
+static int sgd_graph_key(const ng_update *u, uint64_t t, double *key, int max) {
+    if (max < 1) return -1;
+    key[0] = (double)(float)sgd_lr(u, t);
+    return 1;
+}
+
 static const char *const sgd_columns[] = {"update_norm", NULL};
 
 static ng_status sgd_log_values(ng_update *u, ng_model *m, double *values) {
@@ -170,6 +177,7 @@ static const struct ng_update_i sgd_iface = {
     .save = sgd_save,
     .load = sgd_load,
     .destroy = sgd_destroy,
+    .graph_key = sgd_graph_key,
 };
 
 ng_status ng_update_sgd_init(ng_backend *be, ng_model *m, const ng_sgd_config *cfg, ng_update **out) {

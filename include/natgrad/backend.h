@@ -411,6 +411,18 @@ struct ng_backend_i {
      * (operands rounded to a 10-bit mantissa), 0 restores full FP32. NULL: the backend has no
      * such mode (the CPU), and the request is ignored. Callers go through ng_tf32_begin/end. */
     ng_status (*set_tf32)(ng_backend *be, int on);
+
+    /* CUDA graphs (stream capture). NULL on the CPU: callers go through ng_graph_*, which report
+     * NG_ERR_UNSUPPORTED. graph_begin puts the backend's stream in capture mode (global mode):
+     * until graph_end, the ops queued on the stream are recorded, not run, and any op that needs
+     * the host to wait (get, set, dot, nrm2, the LAPACK slots, synchronize, an allocation) fails
+     * with the runtime's capture error. graph_end always leaves capture mode; it instantiates the
+     * recorded work into *exec, or reports why the capture failed (*exec NULL). graph_launch
+     * queues one run of exec on the stream; graph_free releases it. */
+    ng_status (*graph_begin)(ng_backend *be);
+    ng_status (*graph_end)(ng_backend *be, void **exec);
+    ng_status (*graph_launch)(ng_backend *be, void *exec);
+    void (*graph_free)(ng_backend *be, void *exec);
 };
 
 struct ng_backend {
@@ -424,6 +436,14 @@ struct ng_backend {
     int tf32_active;       /* inside an ng_tf32_begin / ng_tf32_end scope that switched it on */
     int fp32_depth;        /* nesting depth of ng_fp32_begin / ng_fp32_end guards (TF32 barred inside) */
 };
+
+/* CUDA graphs: the slots above through the usual checks. ng_graph_supported is 1 when the
+ * backend has them (CUDA). See natgrad/train.h (--cuda-graph) for the trainer's use. */
+int ng_graph_supported(const ng_backend *be);
+ng_status ng_graph_begin(ng_backend *be);
+ng_status ng_graph_end(ng_backend *be, void **exec);
+ng_status ng_graph_launch(ng_backend *be, void *exec);
+void ng_graph_free(ng_backend *be, void *exec);
 
 /* TF32 opt-in. ng_backend_allow_tf32(be, 1) permits TF32 tensor-core math, but only inside
  * ng_tf32_begin / ng_tf32_end scopes, which wrap the gemms of forward passes, backward passes and

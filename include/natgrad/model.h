@@ -59,6 +59,11 @@ struct ng_model_i {
     ng_status (*load)(ng_model *m, const ng_ckpt *c, int apply);
     /* Free what the implementation owns (not the arenas, not the model struct). */
     void (*destroy)(ng_model *m);
+    /* The host-side check of the gradient just computed (a network: its objective is finite;
+     * one small read, so the host waits for the device). gradient runs it itself unless the
+     * model's defer_check is set: the CUDA-graph step (natgrad/train.h) captures the gradient
+     * without it and calls this after the graph. NULL: the model has no such check. */
+    ng_status (*check_gradient)(ng_model *m);
 };
 
 struct ng_model {
@@ -69,6 +74,7 @@ struct ng_model {
     ng_tensor param_flat;  /* (n) the parameter arena as one vector */
     ng_tensor grad_flat;   /* (n) the gradient arena as one vector */
     unsigned char *decay;  /* (n_params) 1: parameter i takes weight decay (weights, not biases) */
+    int defer_check;       /* 1: gradient skips iface->check_gradient (the caller runs it later) */
 };
 
 /* Build-time helpers for implementations: set up the arenas, add parameters (value and gradient

@@ -106,6 +106,28 @@ static inline void ng_profile_count(double flops, int calls) {
     if (ng_profile_active_) ng_profile_count_(flops, calls);
 }
 
+/* Device-level calls, counted by the CUDA backend where it makes them (kernels/ng_cuda.cuh for
+ * every NG_LAUNCH, host/backend/cuda.c for library calls, copies and graph launches): what the GPU
+ * is asked to do per range, which is what launch overhead scales with. The CPU backend counts none. */
+typedef enum ng_dev_call {
+    NG_DEV_KERNEL = 0, /* a kernel launch (one NG_LAUNCH) */
+    NG_DEV_BLAS,       /* a computing cuBLAS call (gemm, gemv, axpy, dot, ...) */
+    NG_DEV_SOLVER,     /* a computing cuSOLVER call (potrf, syevd, ...) */
+    NG_DEV_COPY,       /* a cudaMemcpy(Async) or cudaMemset(Async) */
+    NG_DEV_GRAPH,      /* a cudaGraphLaunch (the graph's own nodes are not counted again) */
+    NG_DEV_COUNT
+} ng_dev_call;
+const char *ng_dev_call_name(ng_dev_call k);
+void ng_profile_device_call_(ng_dev_call kind);
+static inline void ng_profile_device_call(ng_dev_call kind) {
+    if (ng_profile_active_) ng_profile_device_call_(kind);
+}
+/* While suspended (a nesting counter), ranges opened and closed by the measuring thread are neither
+ * timed nor counted: the CUDA-graph capture of a step (natgrad/train.h) records the step's work
+ * without running it, so its ranges would measure nothing real. Pushes and pops inside a suspended
+ * stretch must balance. */
+void ng_profile_suspend(int on);
+
 typedef struct ng_profile_row {
     const char *name;
     ng_range_cat cat;
@@ -114,6 +136,7 @@ typedef struct ng_profile_row {
     double total_s;       /* inclusive */
     double flops;         /* inclusive */
     double backend_calls; /* inclusive: BLAS calls + op launches */
+    double device_calls[NG_DEV_COUNT]; /* inclusive: kernel launches, cuBLAS, cuSOLVER, copies, graph launches */
 } ng_profile_row;
 
 /* Rows of every range measured at least once, in the order they were first seen. Returns the
@@ -126,9 +149,11 @@ int ng_profile_device_timed(void);
 void ng_profile_capture_counts(int *starts, int *stops);
 
 /* The table (range, category, calls, total, mean, share of the step, GFLOP/s, backend calls per
- * call) and the memory section, as text (malloc'ed; the caller frees). */
+ * call, and on a CUDA backend kernel launches / cuBLAS / cuSOLVER / copies / graph launches per
+ * call, with a per-update summary line) and the memory section, as text (malloc'ed; the caller
+ * frees). */
 ng_status ng_profile_table(char **text);
-/* The same rows as CSV. */
+/* The same rows as CSV (every column, device calls per call included, on every backend). */
 ng_status ng_profile_write_csv(const char *path);
 /* Chrome trace-event JSON (ph "X" complete events, microseconds) that Perfetto / chrome://tracing open. */
 ng_status ng_profile_write_trace(const char *path);

@@ -42,6 +42,30 @@ extern "C" {
 #define NG_TRAIN_MAX_COLUMNS 32
 #define NG_VERSION_STRING "0.2.0"
 
+/* CUDA graphs of the steady-state step (--cuda-graph 1, ng_trainer_set_cuda_graph). On a CUDA
+ * backend, an unlogged update t >= 1 runs the batch assembly as usual, then replays a captured
+ * graph of gradient + penalize + preconditioner + update step (one cudaGraphLaunch instead of
+ * every launch and cuBLAS call), then the model's host check (a network's finite objective, so it
+ * comes after the update instead of before it). The graph is keyed by everything a replay cannot
+ * change: the batch's device address and shape (a last partial batch, or a growing batch schedule,
+ * is a new key) and the update rule's per-update host scalars (ng_update_i.graph_key: SGD's lr_t,
+ * NAG's mu_t and mu_{t+1}, Adam's bias corrections). A new key is captured (stream capture of one
+ * eager step, instantiated; the NG_TRAIN_GRAPHS most recently used graphs are kept); update 0 and
+ * logged updates run eagerly (first-use allocations, host reads of the log columns). The eager and
+ * graph paths run the same ops on the same data, so their results are bit-identical. */
+#define NG_TRAIN_GRAPHS 4
+#define NG_TRAIN_GRAPH_KEY 8
+typedef struct ng_train_graph {
+    int on;
+    struct {
+        void *exec; /* NULL: empty slot */
+        double key[NG_TRAIN_GRAPH_KEY];
+        int n_key;
+        uint64_t last_use;
+    } slot[NG_TRAIN_GRAPHS];
+    uint64_t captures, replays, eager; /* updates captured (then launched), replayed, run eagerly */
+} ng_train_graph;
+
 typedef struct ng_trainer {
     ng_model *model;
     ng_precond *pc;
@@ -58,7 +82,15 @@ typedef struct ng_trainer {
      * Checkpointed as data.schedule_m1 / data.schedule_full; a resume must use the same. */
     int sched_m1, sched_full;
     struct ng_comm *comm; /* data parallelism (ng_trainer_set_comm); NULL: one process */
+    ng_train_graph graph; /* --cuda-graph */
 } ng_trainer;
+
+/* Turn the CUDA-graph step on (or off). Refused (NG_ERR_UNSUPPORTED, naming the part) without
+ * graph support in the backend (the CPU), for an update rule without graph_key, a preconditioner
+ * other than identity, or data parallelism (the all-reduce waits for the host). */
+ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on);
+/* Free the trainer's graphs (before the backend); safe on a zeroed trainer. */
+void ng_trainer_release(ng_trainer *tr);
 
 /* Borrow the four parts (they must outlive the trainer). monitor_columns: NULL-terminated names
  * of the columns ng_run's monitor hook fills (or NULL). */

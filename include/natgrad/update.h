@@ -65,6 +65,12 @@ struct ng_update_i {
      * itself), for rules whose parameter arena holds another point (nag: the look-ahead point);
      * NULL: the parameters are the iterate */
     ng_status (*theta)(ng_update *u, ng_model *m, uint64_t t, float *out);
+    /* CUDA graphs (natgrad/train.h, --cuda-graph): the host scalars that penalize + step of update
+     * t (t >= 1) pass to the device by value (learning rate, momentum, bias corrections), into
+     * key[0 .. n), n returned (<= max). A captured step is replayed only for an update whose key
+     * equals the capture's; another key is re-captured. NULL: the rule is not capturable (it waits
+     * for the host mid-step, or keeps host state that a replay would skip). */
+    int (*graph_key)(const ng_update *u, uint64_t t, double *key, int max);
 };
 
 struct ng_update {

@@ -34,6 +34,9 @@ namespace {
 
 std::mutex mu;
 std::set<cublasHandle_t> handles;
+/* Set while a call on a capturing stream is validated (run_or_capture): the computing functions
+ * check their arguments and return before touching memory. */
+thread_local bool dry_run;
 
 bool handle_ok(cublasHandle_t h) {
     std::lock_guard<std::mutex> lock(mu);
@@ -267,6 +270,7 @@ cublasStatus_t gemm_batched(const char *fn, cublasHandle_t h, cublasOperation_t 
             BLAS_TRY(mat_ok(h, fn, "B", B + (ptrdiff_t)i * strideB, brows, bcols, ldb, sizeof(T)));
         }
     }
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     for (int i = 0; i < batch; i++) {
         T *Ci = dv(C + (ptrdiff_t)i * strideC);
         if (b == (T)0) zero_mat(Ci, m, n, ldc, 'F');
@@ -296,6 +300,7 @@ cublasStatus_t syrk_t(const char *fn, cublasHandle_t h, cublasFillMode_t uplo,
     BLAS_TRY(scalar_in(h, fn, "beta", beta, &b));
     BLAS_TRY(mat_ok(h, fn, "C", C, n, n, ldc, sizeof(T)));
     if (k > 0) BLAS_TRY(mat_ok(h, fn, "A", A, arows, acols, lda, sizeof(T)));
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     char tri = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
     T *dC = dv(C);
     if (b == (T)0) zero_mat(dC, n, n, ldc, tri);
@@ -323,6 +328,7 @@ cublasStatus_t trsm_t(const char *fn, cublasHandle_t h, cublasSideMode_t side,
     BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
     BLAS_TRY(mat_ok(h, fn, "B", B, m, n, ldb, sizeof(T)));
     BLAS_TRY(mat_ok(h, fn, "A", A, ka, ka, lda, sizeof(T)));
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     T *dB = dv(B);
     if (a == (T)0) {
         zero_mat(dB, m, n, ldb, 'F');
@@ -349,6 +355,7 @@ cublasStatus_t gemv_t(const char *fn, cublasHandle_t h, cublasOperation_t trans,
     BLAS_TRY(mat_ok(h, fn, "A", A, m, n, lda, sizeof(T)));
     BLAS_TRY(vec_ok(h, fn, "x", x, lx, incx, sizeof(T)));
     BLAS_TRY(vec_ok(h, fn, "y", y, ly, incy, sizeof(T)));
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     T *dy = dv(y);
     if (b == (T)0) {
         size_t step = (size_t)(incy < 0 ? -(long)incy : (long)incy);
@@ -367,6 +374,7 @@ cublasStatus_t axpy_t(const char *fn, cublasHandle_t h, int n, const T *alpha, c
     BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
     BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
     BLAS_TRY(vec_ok(h, fn, "y", y, n, incy, sizeof(T)));
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     axpy_x(n, a, dv(x), incx, dv(y), incy);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -378,6 +386,7 @@ cublasStatus_t scal_t(const char *fn, cublasHandle_t h, int n, const T *alpha, T
     if (n <= 0 || incx <= 0) return CUBLAS_STATUS_SUCCESS;
     BLAS_TRY(scalar_in(h, fn, "alpha", alpha, &a));
     BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     T *dx = dv(x);
     for (int i = 0; i < n; i++) dx[(size_t)i * (size_t)incx] *= a; /* NaN * 0 stays NaN */
     return CUBLAS_STATUS_SUCCESS;
@@ -390,6 +399,7 @@ cublasStatus_t copy_t(const char *fn, cublasHandle_t h, int n, const T *x, int i
     if (n <= 0) return CUBLAS_STATUS_SUCCESS;
     BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
     BLAS_TRY(vec_ok(h, fn, "y", y, n, incy, sizeof(T)));
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
     copy_x(n, dv(x), incx, dv(y), incy);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -403,6 +413,9 @@ cublasStatus_t dot_t(const char *fn, cublasHandle_t h, int n, const T *x, int in
     if (n > 0) {
         BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
         BLAS_TRY(vec_ok(h, fn, "y", y, n, incy, sizeof(T)));
+    }
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
+    if (n > 0) {
         r = dot_x(n, dv(x), incx, dv(y), incy);
     }
     scalar_out(h, result, r);
@@ -416,10 +429,64 @@ cublasStatus_t nrm2_t(const char *fn, cublasHandle_t h, int n, const T *x, int i
     T r = (T)0;
     if (n > 0 && incx > 0) {
         BLAS_TRY(vec_ok(h, fn, "x", x, n, incx, sizeof(T)));
+    }
+    if (dry_run) return CUBLAS_STATUS_SUCCESS;
+    if (n > 0 && incx > 0) {
         r = nrm2_x(n, dv(x), incx);
     }
     scalar_out(h, result, r);
     return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *status_name(cublasStatus_t s);
+
+/* A computing call: run it now, or, when the handle's stream is capturing, validate it now (dry
+ * run) and record it as a graph node. Host-mode scalars (alpha, beta) are copied now, as cuBLAS
+ * reads them when the call is made; device-mode ones are read at replay. The pointer and math
+ * modes of the call are frozen into the node. A reduction whose result goes to host memory cannot
+ * be captured (its result would be needed before the graph runs): CUBLAS_STATUS_NOT_SUPPORTED, and
+ * the capture is invalidated. `call(alpha, beta)` runs the function on the given scalars. */
+template <class T, class F>
+cublasStatus_t run_or_capture(const char *fn, cublasHandle_t h, const T *alpha, const T *beta,
+                              bool host_result, F call) {
+    if (!handle_ok(h) || !capturing(h->stream)) return call(alpha, beta);
+    const bool host = h->pointer_mode == CUBLAS_POINTER_MODE_HOST;
+    if (host_result && host) {
+        note("%s: a result in host memory (CUBLAS_POINTER_MODE_HOST) during stream capture; the "
+             "capture is invalidated",
+             fn);
+        capture_invalidate(h->stream, fn);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    dry_run = true;
+    cublasStatus_t st = call(alpha, beta);
+    dry_run = false;
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        capture_invalidate(h->stream, fn);
+        return st;
+    }
+    const T av = host && alpha ? *alpha : T(0), bv = host && beta ? *beta : T(0);
+    const bool has_a = alpha != NULL, has_b = beta != NULL;
+    const cublasPointerMode_t pm = h->pointer_mode;
+    const cublasMath_t mm = h->math_mode;
+    cudaError_t e = capture_node(h->stream, fn, [=]() -> cudaError_t {
+        if (!handle_ok(h)) {
+            note("%s (graph replay): the cuBLAS handle %p was destroyed", fn, (void *)h);
+            return cudaErrorInvalidResourceHandle;
+        }
+        const cublasPointerMode_t pm0 = h->pointer_mode;
+        const cublasMath_t mm0 = h->math_mode;
+        h->pointer_mode = pm;
+        h->math_mode = mm;
+        T a2 = av, b2 = bv;
+        cublasStatus_t r = call(host ? (has_a ? &a2 : NULL) : alpha, host ? (has_b ? &b2 : NULL) : beta);
+        h->pointer_mode = pm0;
+        h->math_mode = mm0;
+        if (r == CUBLAS_STATUS_SUCCESS) return cudaSuccess;
+        note("%s (graph replay): %s", fn, status_name(r));
+        return cudaErrorLaunchFailure;
+    });
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 const char *status_name(cublasStatus_t s) {
@@ -538,16 +605,26 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa,
                               cublasOperation_t transb, int m, int n, int k, const float *alpha,
                               const float *A, int lda, const float *B, int ldb, const float *beta,
                               float *C, int ldc) {
-    return gemm_batched<float>("cublasSgemm", handle, transa, transb, m, n, k, alpha, A, lda, 0, B,
-                               ldb, 0, beta, C, ldc, 0, 1);
+    return run_or_capture<float>("cublasSgemm", handle, alpha, beta, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return gemm_batched<float>("cublasSgemm", handle, transa, transb, m, n, k, a_, A, lda, 0, B,
+                               ldb, 0, b_, C, ldc, 0, 1);
+                               });
 }
 
 cublasStatus_t cublasDgemm_v2(cublasHandle_t handle, cublasOperation_t transa,
                               cublasOperation_t transb, int m, int n, int k, const double *alpha,
                               const double *A, int lda, const double *B, int ldb,
                               const double *beta, double *C, int ldc) {
-    return gemm_batched<double>("cublasDgemm", handle, transa, transb, m, n, k, alpha, A, lda, 0, B,
-                                ldb, 0, beta, C, ldc, 0, 1);
+    return run_or_capture<double>("cublasDgemm", handle, alpha, beta, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return gemm_batched<double>("cublasDgemm", handle, transa, transb, m, n, k, a_, A, lda, 0, B,
+                                ldb, 0, b_, C, ldc, 0, 1);
+                               });
 }
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa,
@@ -556,99 +633,184 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          long long int strideA, const float *B, int ldb,
                                          long long int strideB, const float *beta, float *C,
                                          int ldc, long long int strideC, int batchCount) {
-    return gemm_batched<float>("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, alpha,
-                               A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
+    return run_or_capture<float>("cublasSgemmStridedBatched", handle, alpha, beta, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return gemm_batched<float>("cublasSgemmStridedBatched", handle, transa, transb, m, n, k, a_,
+                               A, lda, strideA, B, ldb, strideB, b_, C, ldc, strideC, batchCount);
+                               });
 }
 
 cublasStatus_t cublasSsyrk_v2(cublasHandle_t handle, cublasFillMode_t uplo, cublasOperation_t trans,
                               int n, int k, const float *alpha, const float *A, int lda,
                               const float *beta, float *C, int ldc) {
-    return syrk_t<float>("cublasSsyrk", handle, uplo, trans, n, k, alpha, A, lda, beta, C, ldc);
+    return run_or_capture<float>("cublasSsyrk", handle, alpha, beta, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return syrk_t<float>("cublasSsyrk", handle, uplo, trans, n, k, a_, A, lda, b_, C, ldc);
+                               });
 }
 
 cublasStatus_t cublasDsyrk_v2(cublasHandle_t handle, cublasFillMode_t uplo, cublasOperation_t trans,
                               int n, int k, const double *alpha, const double *A, int lda,
                               const double *beta, double *C, int ldc) {
-    return syrk_t<double>("cublasDsyrk", handle, uplo, trans, n, k, alpha, A, lda, beta, C, ldc);
+    return run_or_capture<double>("cublasDsyrk", handle, alpha, beta, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return syrk_t<double>("cublasDsyrk", handle, uplo, trans, n, k, a_, A, lda, b_, C, ldc);
+                               });
 }
 
 cublasStatus_t cublasStrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
                               cublasOperation_t trans, cublasDiagType_t diag, int m, int n,
                               const float *alpha, const float *A, int lda, float *B, int ldb) {
-    return trsm_t<float>("cublasStrsm", handle, side, uplo, trans, diag, m, n, alpha, A, lda, B,
+    return run_or_capture<float>("cublasStrsm", handle, alpha, (const float *)NULL, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return trsm_t<float>("cublasStrsm", handle, side, uplo, trans, diag, m, n, a_, A, lda, B,
                          ldb);
+                               });
 }
 
 cublasStatus_t cublasDtrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
                               cublasOperation_t trans, cublasDiagType_t diag, int m, int n,
                               const double *alpha, const double *A, int lda, double *B, int ldb) {
-    return trsm_t<double>("cublasDtrsm", handle, side, uplo, trans, diag, m, n, alpha, A, lda, B,
+    return run_or_capture<double>("cublasDtrsm", handle, alpha, (const double *)NULL, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return trsm_t<double>("cublasDtrsm", handle, side, uplo, trans, diag, m, n, a_, A, lda, B,
                           ldb);
+                               });
 }
 
 /* ---- level 2 ------------------------------------------------------------------------------ */
 cublasStatus_t cublasSgemv_v2(cublasHandle_t handle, cublasOperation_t trans, int m, int n,
                               const float *alpha, const float *A, int lda, const float *x, int incx,
                               const float *beta, float *y, int incy) {
-    return gemv_t<float>("cublasSgemv", handle, trans, m, n, alpha, A, lda, x, incx, beta, y, incy);
+    return run_or_capture<float>("cublasSgemv", handle, alpha, beta, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return gemv_t<float>("cublasSgemv", handle, trans, m, n, a_, A, lda, x, incx, b_, y, incy);
+                               });
 }
 
 cublasStatus_t cublasDgemv_v2(cublasHandle_t handle, cublasOperation_t trans, int m, int n,
                               const double *alpha, const double *A, int lda, const double *x,
                               int incx, const double *beta, double *y, int incy) {
-    return gemv_t<double>("cublasDgemv", handle, trans, m, n, alpha, A, lda, x, incx, beta, y,
+    return run_or_capture<double>("cublasDgemv", handle, alpha, beta, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return gemv_t<double>("cublasDgemv", handle, trans, m, n, a_, A, lda, x, incx, b_, y,
                           incy);
+                               });
 }
 
 /* ---- level 1 ------------------------------------------------------------------------------ */
 cublasStatus_t cublasSaxpy_v2(cublasHandle_t handle, int n, const float *alpha, const float *x,
                               int incx, float *y, int incy) {
-    return axpy_t<float>("cublasSaxpy", handle, n, alpha, x, incx, y, incy);
+    return run_or_capture<float>("cublasSaxpy", handle, alpha, (const float *)NULL, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return axpy_t<float>("cublasSaxpy", handle, n, a_, x, incx, y, incy);
+                               });
 }
 
 cublasStatus_t cublasDaxpy_v2(cublasHandle_t handle, int n, const double *alpha, const double *x,
                               int incx, double *y, int incy) {
-    return axpy_t<double>("cublasDaxpy", handle, n, alpha, x, incx, y, incy);
+    return run_or_capture<double>("cublasDaxpy", handle, alpha, (const double *)NULL, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return axpy_t<double>("cublasDaxpy", handle, n, a_, x, incx, y, incy);
+                               });
 }
 
 cublasStatus_t cublasSscal_v2(cublasHandle_t handle, int n, const float *alpha, float *x,
                               int incx) {
-    return scal_t<float>("cublasSscal", handle, n, alpha, x, incx);
+    return run_or_capture<float>("cublasSscal", handle, alpha, (const float *)NULL, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return scal_t<float>("cublasSscal", handle, n, a_, x, incx);
+                               });
 }
 
 cublasStatus_t cublasDscal_v2(cublasHandle_t handle, int n, const double *alpha, double *x,
                               int incx) {
-    return scal_t<double>("cublasDscal", handle, n, alpha, x, incx);
+    return run_or_capture<double>("cublasDscal", handle, alpha, (const double *)NULL, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return scal_t<double>("cublasDscal", handle, n, a_, x, incx);
+                               });
 }
 
 cublasStatus_t cublasScopy_v2(cublasHandle_t handle, int n, const float *x, int incx, float *y,
                               int incy) {
-    return copy_t<float>("cublasScopy", handle, n, x, incx, y, incy);
+    return run_or_capture<float>("cublasScopy", handle, (const float *)NULL, (const float *)NULL, false,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return copy_t<float>("cublasScopy", handle, n, x, incx, y, incy);
+                               });
 }
 
 cublasStatus_t cublasDcopy_v2(cublasHandle_t handle, int n, const double *x, int incx, double *y,
                               int incy) {
-    return copy_t<double>("cublasDcopy", handle, n, x, incx, y, incy);
+    return run_or_capture<double>("cublasDcopy", handle, (const double *)NULL, (const double *)NULL, false,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return copy_t<double>("cublasDcopy", handle, n, x, incx, y, incy);
+                               });
 }
 
 cublasStatus_t cublasSdot_v2(cublasHandle_t handle, int n, const float *x, int incx, const float *y,
                              int incy, float *result) {
-    return dot_t<float>("cublasSdot", handle, n, x, incx, y, incy, result);
+    return run_or_capture<float>("cublasSdot", handle, (const float *)NULL, (const float *)NULL, true,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return dot_t<float>("cublasSdot", handle, n, x, incx, y, incy, result);
+                               });
 }
 
 cublasStatus_t cublasDdot_v2(cublasHandle_t handle, int n, const double *x, int incx,
                              const double *y, int incy, double *result) {
-    return dot_t<double>("cublasDdot", handle, n, x, incx, y, incy, result);
+    return run_or_capture<double>("cublasDdot", handle, (const double *)NULL, (const double *)NULL, true,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return dot_t<double>("cublasDdot", handle, n, x, incx, y, incy, result);
+                               });
 }
 
 cublasStatus_t cublasSnrm2_v2(cublasHandle_t handle, int n, const float *x, int incx,
                               float *result) {
-    return nrm2_t<float>("cublasSnrm2", handle, n, x, incx, result);
+    return run_or_capture<float>("cublasSnrm2", handle, (const float *)NULL, (const float *)NULL, true,
+                               [=](const float *a_, const float *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return nrm2_t<float>("cublasSnrm2", handle, n, x, incx, result);
+                               });
 }
 
 cublasStatus_t cublasDnrm2_v2(cublasHandle_t handle, int n, const double *x, int incx,
                               double *result) {
-    return nrm2_t<double>("cublasDnrm2", handle, n, x, incx, result);
+    return run_or_capture<double>("cublasDnrm2", handle, (const double *)NULL, (const double *)NULL, true,
+                               [=](const double *a_, const double *b_) {
+                                   (void)a_;
+                                   (void)b_;
+                                   return nrm2_t<double>("cublasDnrm2", handle, n, x, incx, result);
+                               });
 }
 
 } /* extern "C" */

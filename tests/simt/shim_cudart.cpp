@@ -167,6 +167,13 @@ const err_entry err_table[] = {
     {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
     {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported"},
     {cudaErrorUnknown, "cudaErrorUnknown", "unknown error"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState", "the operation cannot be performed in the present state"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureWrongThread, "cudaErrorStreamCaptureWrongThread",
+     "attempt to terminate a thread-local capture sequence from another thread"},
 };
 
 const err_entry *find_err(cudaError_t e) {
@@ -333,6 +340,7 @@ cudaError_t cudaRuntimeGetVersion(int *version) {
 /* Work is synchronous; a synchronisation point is where the canaries of every buffer of the
  * device synchronised (here the current one) are checked. */
 cudaError_t cudaDeviceSynchronize(void) {
+    if (cudaError_t ce_ = capture_forbid("cudaDeviceSynchronize", NULL)) return set_error(ce_);
     dev_check_canaries(tls_device, "a kernel");
     return cudaSuccess;
 }
@@ -370,18 +378,26 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
 
 /* ---- memory ------------------------------------------------------------------------------- */
 cudaError_t cudaMalloc(void **devPtr, size_t size) {
+    if (cudaError_t ce_ = capture_forbid("cudaMalloc", NULL)) return set_error(ce_);
     if (devPtr == NULL) return set_error(cudaErrorInvalidValue);
     return set_error(dev_malloc(devPtr, size));
 }
 
-cudaError_t cudaFree(void *devPtr) { return set_error(dev_free(devPtr)); }
+cudaError_t cudaFree(void *devPtr) {
+    if (cudaError_t ce_ = capture_forbid("cudaFree", NULL)) return set_error(ce_);
+    return set_error(dev_free(devPtr));
+}
 
 cudaError_t cudaMallocHost(void **ptr, size_t size) {
+    if (cudaError_t ce_ = capture_forbid("cudaMallocHost", NULL)) return set_error(ce_);
     if (ptr == NULL) return set_error(cudaErrorInvalidValue);
     return set_error(host_pinned_alloc(ptr, size));
 }
 
-cudaError_t cudaFreeHost(void *ptr) { return set_error(host_pinned_free(ptr)); }
+cudaError_t cudaFreeHost(void *ptr) {
+    if (cudaError_t ce_ = capture_forbid("cudaFreeHost", NULL)) return set_error(ce_);
+    return set_error(host_pinned_free(ptr));
+}
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     if (free_bytes == NULL || total_bytes == NULL) return set_error(cudaErrorInvalidValue);
@@ -390,6 +406,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind) {
+    if (cudaError_t ce_ = capture_forbid("cudaMemcpy", NULL)) return set_error(ce_);
     return do_copy(dst, src, count, kind);
 }
 
@@ -399,10 +416,16 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
     if (e == cudaSuccess) e = check_copy(dst, src, count, kind);
     if (e == cudaSuccess) e = check_copy_devices(dst, src, count, tls_device);
     if (e != cudaSuccess) return set_error(e);
+    if (capturing(stream))
+        return set_error(capture_node(stream, "cudaMemcpyAsync", [=]() -> cudaError_t {
+            cudaError_t r = check_copy(dst, src, count, kind);
+            return r != cudaSuccess ? r : do_copy(dst, src, count, kind);
+        }));
     return do_copy(dst, src, count, kind);
 }
 
 cudaError_t cudaMemset(void *devPtr, int value, size_t count) {
+    if (cudaError_t ce_ = capture_forbid("cudaMemset", NULL)) return set_error(ce_);
     return do_memset(devPtr, value, count);
 }
 
@@ -415,6 +438,9 @@ cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t 
              devPtr, d, tls_device);
         return set_error(cudaErrorInvalidValue);
     }
+    if (capturing(stream))
+        return set_error(capture_node(stream, "cudaMemsetAsync",
+                                      [=]() -> cudaError_t { return do_memset(devPtr, value, count); }));
     return do_memset(devPtr, value, count);
 }
 
@@ -447,19 +473,25 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     int d = stream_device(stream);
     if (d < 0) return set_error(cudaErrorInvalidResourceHandle);
+    if (cudaError_t ce_ = capture_forbid("cudaStreamSynchronize", stream)) return set_error(ce_);
     dev_check_canaries(d, "a kernel");
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
-    return stream_valid(stream) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    if (cudaError_t ce_ = capture_forbid("cudaStreamQuery", stream)) return set_error(ce_);
+    return cudaSuccess;
 }
 
 /* The stream must belong to the current device; the event may be another device's (that is how
  * devices wait for each other). */
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
     if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
-    return set_error(stream_check_current("cudaStreamWaitEvent", stream));
+    cudaError_t e = stream_check_current("cudaStreamWaitEvent", stream);
+    if (e == cudaSuccess && capturing(stream))
+        e = capture_node(stream, "cudaStreamWaitEvent", []() -> cudaError_t { return cudaSuccess; });
+    return set_error(e);
 }
 
 /* ---- events ------------------------------------------------------------------------------- */
@@ -489,17 +521,28 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
              (void *)event, event->device, (void *)stream, tls_device);
         return set_error(cudaErrorInvalidResourceHandle);
     }
+    if (capturing(stream))
+        return set_error(capture_node(stream, "cudaEventRecord", [event]() -> cudaError_t {
+            if (!event_valid(event)) return cudaErrorInvalidResourceHandle;
+            event->recorded = true;
+            event->ms = now_ms();
+            return cudaSuccess;
+        }));
     event->recorded = true;
     event->ms = now_ms();
     return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-    return event_valid(event) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+    if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
+    if (cudaError_t ce_ = capture_forbid("cudaEventSynchronize", NULL)) return set_error(ce_);
+    return cudaSuccess;
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-    return event_valid(event) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+    if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
+    if (cudaError_t ce_ = capture_forbid("cudaEventQuery", NULL)) return set_error(ce_);
+    return cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {

@@ -97,6 +97,11 @@ curandStatus_t curandGenerateUniform(curandGenerator_t generator, float *outputP
     if (!gen_ok(generator)) return CURAND_STATUS_NOT_INITIALIZED;
     if (!handle_on_current(fn, "generator", generator, generator->device))
         return CURAND_STATUS_LAUNCH_FAILURE;
+    if (capturing(generator->stream)) { /* not captured by the emulator (simt_graph.cpp) */
+        note("%s: cuRAND calls are not captured by the emulator; the stream capture is invalidated", fn);
+        capture_invalidate(generator->stream, fn);
+        return CURAND_STATUS_LAUNCH_FAILURE;
+    }
     if (num == 0) return CURAND_STATUS_SUCCESS;
     if (!dev_range(outputPtr, num * sizeof(float))) {
         note("%s: output (%p, %zu floats) is not a device range", fn, (void *)outputPtr, num);

@@ -60,6 +60,11 @@ cusolverStatus_t check_call(cusolverDnHandle_t h, const char *fn, cublasFillMode
     cusolverStatus_t st = check_square(h, uplo, n, lda);
     if (st != CUSOLVER_STATUS_SUCCESS) return st;
     if (!handle_on_current(fn, "handle", h, h->device)) return CUSOLVER_STATUS_EXECUTION_FAILED;
+    if (capturing(h->stream)) { /* not captured by the emulator (simt_graph.cpp) */
+        note("%s: cuSOLVER calls are not captured by the emulator; the stream capture is invalidated", fn);
+        capture_invalidate(h->stream, fn);
+        return CUSOLVER_STATUS_NOT_SUPPORTED;
+    }
     return CUSOLVER_STATUS_SUCCESS;
 }
 

@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -82,6 +84,11 @@ struct launch_req {
 
 /* Validate and run a launch; a bad configuration sets the error cudaGetLastError returns. */
 void launch(const launch_req &req);
+/* Stream capture (simt_graph.cpp): true while `stream` captures; then a launch is recorded by
+ * capture_launch (configuration checked now, `replay` run by cudaGraphLaunch) instead of run. */
+bool stream_capturing(cudaStream_t stream);
+void capture_launch(const char *name, const void *func, dim3 grid, dim3 block, size_t shmem,
+                    cudaStream_t stream, std::function<void()> replay);
 void syncthreads();
 
 enum warp_kind {
@@ -138,7 +145,18 @@ template <class... P> struct launcher {
     /* Arguments convert to the kernel's parameter types at this call, as in a real launch (so a
      * literal 0 or NULL is a null pointer); the kernel then gets copies of them. */
     void operator()(P... args) const {
-        params_t params(args...);
+        if (stream_capturing(stream)) {
+            /* captured by value now, as a real launch captures its arguments; each replay runs on
+             * a fresh copy (the launch rewrites pointer arguments in place) */
+            const launcher self = *this;
+            std::shared_ptr<const params_t> saved = std::make_shared<const params_t>(args...);
+            capture_launch(name, (const void *)kernel, grid, block, shmem, stream,
+                           [self, saved]() { self.run(*saved); });
+            return;
+        }
+        run(params_t(args...));
+    }
+    void run(params_t params) const {
         void *slots[sizeof...(P) + 1];
         int idx[sizeof...(P) + 1];
         int n = collect_ptrs(params, slots, idx, std::index_sequence_for<P...>{});
@@ -187,9 +205,11 @@ template <class T> inline T from_bits(uint64_t b) {
 
 } /* namespace ng_simt */
 
-#define NG_LAUNCH(kernel, grid, block, shmem, stream)                                              \
+#define NG_SIMT_LAUNCH(kernel, grid, block, shmem, stream)                                         \
     ::ng_simt::make_launcher((kernel), #kernel, dim3(grid), dim3(block), (size_t)(shmem),          \
                              (cudaStream_t)(stream))
+/* kernels/ng_cuda.cuh redefines NG_LAUNCH to count the launch in natgrad's profile first. */
+#define NG_LAUNCH(kernel, grid, block, shmem, stream) NG_SIMT_LAUNCH(kernel, grid, block, shmem, stream)
 
 /* Dynamic shared memory; use inside the kernel body. Fresh (NaN bytes) for every block. */
 #define NG_DYN_SHARED(type, name) type *const name = reinterpret_cast<type *>(::ng_simt::dyn_smem)

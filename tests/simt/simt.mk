@@ -27,7 +27,7 @@ SIMT_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -DNG_SIMT -Wall -Wextra -Wno-unused-pa
 SIMT_CFLAGS := $(CFLAGS_COMMON) $(EXTRA_CFLAGS) -DNG_HAVE_CUDA -I$(SIMT_CUDA_INC) $(SIMT_EXTRA_FLAGS)
 SIMT_LDFLAGS := $(SIMT_EXTRA_FLAGS)
 
-SIMT_LIB_SRC := $(addprefix $(SIMT_DIR)/,simt_runtime.cpp simt_memory.cpp shim_cudart.cpp \
+SIMT_LIB_SRC := $(addprefix $(SIMT_DIR)/,simt_runtime.cpp simt_memory.cpp simt_graph.cpp shim_cudart.cpp \
     shim_cublas.cpp shim_cusolver.cpp shim_curand.cpp)
 # The NCCL shim (on MPI) when MPI is built in and nccl.h exists: the emulated objects then compile
 # host/comm's NCCL path (-DNG_HAVE_NCCL), which `mpirun -np 2 build/simt/tests/test_comm` runs.

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <functional>
+
 namespace ng_simt {
 
 /* ---- errors ----------------------------------------------------------------------------- */
@@ -99,6 +101,25 @@ int stream_device(cudaStream_t s);
  * cudaErrorInvalidResourceHandle; a stream of another device also prints "simt: <call>: stream
  * <s> belongs to device X but device Y is current". Sets no error (callers do). */
 cudaError_t stream_check_current(const char *call, cudaStream_t s);
+
+/* ---- stream capture and graphs (simt_graph.cpp) ------------------------------------------ */
+/* A recorded operation: replayed by cudaGraphLaunch; returns its error (cudaSuccess when it ran). */
+typedef std::function<cudaError_t()> node_fn;
+struct graph_node {
+    const char *what; /* for messages: the kernel's name or the call */
+    node_fn fn;
+};
+/* True while stream s (a created stream) is in capture mode (active or invalidated). */
+bool capturing(cudaStream_t s);
+/* Record fn as the next node of s's capture: cudaSuccess, or cudaErrorStreamCaptureInvalidated
+ * (with a note) when the capture was invalidated. */
+cudaError_t capture_node(cudaStream_t s, const char *what, node_fn fn);
+/* For a call not permitted during capture: when a capture is active on the current device (on
+ * stream s only, when s is a created stream), invalidate it, note it and return
+ * cudaErrorStreamCaptureUnsupported; otherwise cudaSuccess. */
+cudaError_t capture_forbid(const char *call, cudaStream_t s);
+/* Invalidate s's capture (if any), naming the reason. */
+void capture_invalidate(cudaStream_t s, const char *why);
 
 /* Limits of the emulated device (an sm_90-class part). */
 enum {

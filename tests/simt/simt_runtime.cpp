@@ -619,18 +619,47 @@ workers *get_workers() {
 }
 
 /* ---- launches ------------------------------------------------------------------------------ */
-void launch(const launch_req &r) {
-    const dim3 g = r.grid, b = r.block;
+static cudaError_t config_error(const void *func, dim3 g, dim3 b, size_t shmem) {
     unsigned long long nthreads = (unsigned long long)b.x * b.y * b.z;
     if (b.x == 0 || b.y == 0 || b.z == 0 || b.x > MAX_BLOCK_X || b.y > MAX_BLOCK_Y ||
         b.z > MAX_BLOCK_Z || nthreads > MAX_THREADS_PER_BLOCK || g.x == 0 || g.y == 0 || g.z == 0 ||
-        g.x > MAX_GRID_X || g.y > MAX_GRID_YZ || g.z > MAX_GRID_YZ) {
-        set_error(cudaErrorInvalidConfiguration);
+        g.x > MAX_GRID_X || g.y > MAX_GRID_YZ || g.z > MAX_GRID_YZ)
+        return cudaErrorInvalidConfiguration;
+    if (shmem > kernel_dyn_smem_limit(func)) return cudaErrorInvalidValue;
+    return cudaSuccess;
+}
+
+bool stream_capturing(cudaStream_t stream) { return capturing(stream); }
+
+/* A launch on a capturing stream: the configuration and the stream are checked now (an error
+ * invalidates the capture, as on a GPU), the launch itself becomes a node. */
+void capture_launch(const char *name, const void *func, dim3 grid, dim3 block, size_t shmem,
+                    cudaStream_t stream, std::function<void()> replay) {
+    char call[160];
+    snprintf(call, sizeof call, "launch of kernel %s", name);
+    cudaError_t e = config_error(func, grid, block, shmem);
+    if (e == cudaSuccess) e = stream_check_current(call, stream);
+    if (e != cudaSuccess) {
+        capture_invalidate(stream, name);
+        set_error(e);
         return;
     }
-    if (r.shmem > kernel_dyn_smem_limit(r.func)) {
-        set_error(cudaErrorInvalidValue);
-        return;
+    e = capture_node(stream, name, [replay]() -> cudaError_t {
+        replay();
+        return take_error();
+    });
+    if (e != cudaSuccess) set_error(e);
+}
+
+void launch(const launch_req &r) {
+    const dim3 g = r.grid, b = r.block;
+    unsigned long long nthreads = (unsigned long long)b.x * b.y * b.z;
+    {
+        cudaError_t e = config_error(r.func, g, b, r.shmem);
+        if (e != cudaSuccess) {
+            set_error(e);
+            return;
+        }
     }
     {
         char call[160];

@@ -1,0 +1,261 @@
+/* simt_graph.cpp: stream capture and CUDA graphs in the SIMT emulator (test-only).
+ *
+ * cudaStreamBeginCapture puts a created stream in capture mode. While it captures, the work queued
+ * on it is recorded, not run: kernel launches (with their arguments converted and copied by value at
+ * the launch, as a real launch captures them), cudaMemcpyAsync / cudaMemsetAsync (the bytes are
+ * read at replay, as a graph's memcpy node reads its source when it runs), cudaEventRecord and
+ * cudaStreamWaitEvent, and the cuBLAS computing calls (shim_cublas.cpp: host-mode scalars alpha and
+ * beta are copied at the call, device-mode ones read at replay, the handle's pointer and math modes
+ * frozen). cudaStreamEndCapture returns the recorded graph; cudaGraphInstantiate copies it into an
+ * executable graph; cudaGraphLaunch replays its nodes in order on the current device (work is
+ * synchronous here, so the graph has finished when the call returns).
+ *
+ * CUDA's rules, as the emulator applies them (global capture mode, the only one natgrad uses):
+ *   - calls that would synchronise with, or allocate under, a capture (cudaMalloc, cudaFree,
+ *     cudaMallocHost, cudaFreeHost, cudaMemcpy, cudaMemset, cudaDeviceSynchronize,
+ *     cudaStreamSynchronize, cudaStreamQuery, cudaEventSynchronize, cudaEventQuery) made while a
+ *     capture is active on the device return cudaErrorStreamCaptureUnsupported and invalidate it;
+ *     so do cuBLAS reductions with a host result (CUBLAS_STATUS_NOT_SUPPORTED here), cuSOLVER and
+ *     cuRAND computing calls on a capturing stream (not captured by the emulator: natgrad's
+ *     capturable steps make none);
+ *   - work queued on an invalidated capture returns cudaErrorStreamCaptureInvalidated, and
+ *     cudaStreamEndCapture then returns it with a NULL graph (the stream leaves capture mode);
+ *   - cudaStreamBeginCapture of the legacy / per-thread default stream is
+ *     cudaErrorStreamCaptureUnsupported, of a stream already capturing cudaErrorIllegalState;
+ *     cudaStreamEndCapture of a stream not capturing is cudaErrorIllegalState, from another thread
+ *     than the one that began it cudaErrorStreamCaptureWrongThread;
+ *   - a launch with a bad configuration during capture returns its error and invalidates the capture.
+ * Every refusal prints a "simt:" line naming the call. cudaGraphLaunch returns the first error of a
+ * replayed node (a "simt:" line names it) and stops there. */
+#include "simt_internal.h"
+
+#include <cuda_runtime_api.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+struct CUgraph_st {
+    std::vector<ng_simt::graph_node> nodes;
+};
+struct CUgraphExec_st {
+    std::vector<ng_simt::graph_node> nodes;
+    int device;
+};
+
+namespace ng_simt {
+namespace {
+
+struct capture_state {
+    std::thread::id owner;
+    int device;
+    bool invalidated;
+    const char *why; /* the call that invalidated it */
+    CUgraph_st *graph;
+};
+
+std::mutex gmu;
+std::map<cudaStream_t, capture_state> captures;
+std::set<cudaGraph_t> graphs;
+std::set<cudaGraphExec_t> execs;
+unsigned long long n_graph_launches, n_nodes_replayed;
+
+bool is_default_stream(cudaStream_t s) {
+    return s == NULL || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
+
+} /* namespace */
+
+bool capturing(cudaStream_t s) {
+    if (is_default_stream(s)) return false;
+    std::lock_guard<std::mutex> lock(gmu);
+    return captures.count(s) != 0;
+}
+
+cudaError_t capture_node(cudaStream_t s, const char *what, node_fn fn) {
+    std::lock_guard<std::mutex> lock(gmu);
+    auto it = captures.find(s);
+    if (it == captures.end()) return cudaErrorIllegalState;
+    if (it->second.invalidated) {
+        note("%s on stream %p: the capture was invalidated by %s", what, (void *)s, it->second.why);
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    graph_node n;
+    n.what = what;
+    n.fn = std::move(fn);
+    it->second.graph->nodes.push_back(std::move(n));
+    return cudaSuccess;
+}
+
+cudaError_t capture_forbid(const char *call, cudaStream_t s) {
+    std::lock_guard<std::mutex> lock(gmu);
+    int dev = current_device();
+    bool hit = false;
+    for (auto &c : captures) {
+        if (s != NULL && !is_default_stream(s) && c.first != s) continue;
+        if (c.second.device != dev) continue;
+        if (!c.second.invalidated) {
+            c.second.invalidated = true;
+            c.second.why = call;
+        }
+        hit = true;
+    }
+    if (!hit) return cudaSuccess;
+    note("%s: not permitted while a stream capture is active (cudaStreamCaptureModeGlobal); the "
+         "capture is invalidated",
+         call);
+    return cudaErrorStreamCaptureUnsupported;
+}
+
+void capture_invalidate(cudaStream_t s, const char *why) {
+    std::lock_guard<std::mutex> lock(gmu);
+    auto it = captures.find(s);
+    if (it != captures.end() && !it->second.invalidated) {
+        it->second.invalidated = true;
+        it->second.why = why;
+    }
+}
+
+} /* namespace ng_simt */
+
+using namespace ng_simt;
+
+extern "C" {
+
+/* test-only: graph launches and replayed nodes so far (C linkage) */
+void simt_graph_counts(unsigned long long *launches, unsigned long long *nodes) {
+    std::lock_guard<std::mutex> lock(gmu);
+    if (launches) *launches = n_graph_launches;
+    if (nodes) *nodes = n_nodes_replayed;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+    if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+        mode != cudaStreamCaptureModeRelaxed)
+        return set_error(cudaErrorInvalidValue);
+    if (is_default_stream(stream)) {
+        note("cudaStreamBeginCapture: the default stream cannot be captured");
+        return set_error(cudaErrorStreamCaptureUnsupported);
+    }
+    cudaError_t e = stream_check_current("cudaStreamBeginCapture", stream);
+    if (e != cudaSuccess) return set_error(e);
+    std::lock_guard<std::mutex> lock(gmu);
+    if (captures.count(stream)) {
+        note("cudaStreamBeginCapture: stream %p is already capturing", (void *)stream);
+        return set_error(cudaErrorIllegalState);
+    }
+    capture_state c;
+    c.owner = std::this_thread::get_id();
+    c.device = current_device();
+    c.invalidated = false;
+    c.why = NULL;
+    c.graph = new CUgraph_st();
+    captures[stream] = c;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph) {
+    if (pGraph == NULL) return set_error(cudaErrorInvalidValue);
+    *pGraph = NULL;
+    std::lock_guard<std::mutex> lock(gmu);
+    auto it = captures.find(stream);
+    if (it == captures.end()) {
+        note("cudaStreamEndCapture: stream %p is not capturing", (void *)stream);
+        return set_error(cudaErrorIllegalState);
+    }
+    if (it->second.owner != std::this_thread::get_id()) {
+        note("cudaStreamEndCapture: the capture of stream %p was begun by another thread", (void *)stream);
+        return set_error(cudaErrorStreamCaptureWrongThread);
+    }
+    capture_state c = it->second;
+    captures.erase(it);
+    if (c.invalidated) {
+        delete c.graph;
+        note("cudaStreamEndCapture: the capture of stream %p was invalidated by %s", (void *)stream, c.why);
+        return set_error(cudaErrorStreamCaptureInvalidated);
+    }
+    graphs.insert(c.graph);
+    *pGraph = c.graph;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *pCaptureStatus) {
+    if (pCaptureStatus == NULL) return set_error(cudaErrorInvalidValue);
+    if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
+    std::lock_guard<std::mutex> lock(gmu);
+    auto it = is_default_stream(stream) ? captures.end() : captures.find(stream);
+    *pCaptureStatus = it == captures.end()       ? cudaStreamCaptureStatusNone
+                      : it->second.invalidated ? cudaStreamCaptureStatusInvalidated
+                                               : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph,
+                                 unsigned long long flags) {
+    if (pGraphExec == NULL || flags != 0) return set_error(cudaErrorInvalidValue);
+    std::lock_guard<std::mutex> lock(gmu);
+    if (graph == NULL || graphs.count(graph) == 0) return set_error(cudaErrorInvalidValue);
+    cudaGraphExec_t x = new CUgraphExec_st();
+    x->nodes = graph->nodes;
+    x->device = current_device();
+    execs.insert(x);
+    *pGraphExec = x;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    std::lock_guard<std::mutex> lock(gmu);
+    if (graph == NULL || graphs.erase(graph) == 0) return set_error(cudaErrorInvalidValue);
+    delete graph;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
+    std::lock_guard<std::mutex> lock(gmu);
+    if (graphExec == NULL || execs.erase(graphExec) == 0) return set_error(cudaErrorInvalidValue);
+    delete graphExec;
+    return cudaSuccess;
+}
+
+/* Replay the nodes in order on the calling thread (the current device must be the graph's). */
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
+    std::vector<graph_node> nodes;
+    {
+        std::lock_guard<std::mutex> lock(gmu);
+        if (graphExec == NULL || execs.count(graphExec) == 0) return set_error(cudaErrorInvalidValue);
+        if (!is_default_stream(stream) && captures.count(stream)) {
+            note("cudaGraphLaunch: launching a graph into a capturing stream is not emulated");
+            return set_error(cudaErrorStreamCaptureUnsupported);
+        }
+        nodes = graphExec->nodes;
+        if (graphExec->device != current_device()) {
+            note("cudaGraphLaunch: the graph was instantiated on device %d but device %d is current",
+                 graphExec->device, current_device());
+            return set_error(cudaErrorInvalidResourceHandle);
+        }
+    }
+    cudaError_t e = stream_check_current("cudaGraphLaunch", stream);
+    if (e != cudaSuccess) return set_error(e);
+    cudaError_t before = take_error(); /* a replayed node's error must not be confused with it */
+    for (size_t i = 0; i < nodes.size(); i++) {
+        e = nodes[i].fn();
+        if (e == cudaSuccess) e = take_error();
+        if (e != cudaSuccess) {
+            note("cudaGraphLaunch: node %zu of %zu (%s) failed: %s", i, nodes.size(), nodes[i].what,
+                 cudaGetErrorName(e));
+            return set_error(e);
+        }
+    }
+    set_error(before);
+    std::lock_guard<std::mutex> lock(gmu);
+    n_graph_launches++;
+    n_nodes_replayed += nodes.size();
+    return cudaSuccess;
+}
+
+} /* extern "C" */

@@ -1,0 +1,534 @@
+/* test_graph.c: launch overhead on the CUDA backend (run under the SIMT emulator, tests/simt; on
+ * the CPU-only build every test skips).
+ *   (a) device-call counts of the profile (natgrad/profile.h): one NAG update of a 3-layer network
+ *       makes exactly the kernel launches, cuBLAS calls and copies that net.c / nag.c / cuda.c make
+ *       (derived in the test), per range and per update;
+ *   (b) CUDA graphs through the backend: captured work is not run until launched, host-mode
+ *       scalars are captured by value (a replay uses the capture's alpha, not a later one), and
+ *       calls that need the host (ng_get, a host-result nrm2) during a capture fail with the
+ *       capture error, end the capture cleanly, and leave the backend usable;
+ *   (c) the trainer's --cuda-graph path equals the eager path bit for bit after every update, for
+ *       sgd (constant and decaying lr), nag (across the momentum change at update 250) and adam
+ *       (new bias corrections every update), and sgd on growing batches (new shapes); the number of captures and
+ *       replays is what the keys say; refusals (CPU backend, a rule without graph_key, a step that
+ *       waits for the host) are errors naming the cause;
+ *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
+#include <math.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "natgrad/backend.h"
+#include "natgrad/comm.h"
+#include "natgrad/data.h"
+#include "natgrad/net.h"
+#include "natgrad/precond.h"
+#include "natgrad/profile.h"
+#include "natgrad/train.h"
+#include "natgrad/update.h"
+
+/* defined by tests/simt/simt_graph.cpp (graph launches and replayed nodes); NULL with the real cudart */
+extern void simt_graph_counts(unsigned long long *launches, unsigned long long *nodes) __attribute__((weak));
+
+static ng_backend *g_cuda;
+static char g_reason[512];
+
+#define DIM 6
+#define NCASES 10
+#define BATCH 4 /* batches of 4, 4, 2 per epoch: a partial last batch */
+static float g_x[DIM * NCASES];
+
+static const ng_profile_row *find_row(const ng_profile_row *rows, int n, const char *name) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (strcmp(rows[i].name, name) == 0) return &rows[i];
+    return NULL;
+}
+
+enum { R_SGD, R_SGD_DECAY, R_NAG, R_ADAM };
+static const char *const rule_name[] = {"sgd", "sgd (lr_gamma 3)", "nag", "adam"};
+
+typedef struct run {
+    ng_model *net;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} run;
+
+/* A 3-layer autoencoder 6-5-4-6 (logistic hidden units, Bernoulli loss) on the fixed data. */
+static ng_status run_init(run *r, ng_backend *be, int rule) {
+    ng_net_config cfg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_net_config_default(&cfg);
+    cfg.loss = NG_LOSS_BERNOULLI;
+    cfg.target = NG_NET_TARGET_INPUT;
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.5f;
+    cfg.seed = 17;
+    NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NG_TRY(ng_net_create(be, &cfg, &r->net));
+    if (rule == R_SGD || rule == R_SGD_DECAY) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.3f;
+        c.momentum = 0.5f;
+        c.lr_gamma = rule == R_SGD_DECAY ? 3.0f : 0.0f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_sgd_init(be, r->net, &c, &r->upd);
+    } else if (rule == R_NAG) {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = 0.05f;
+        s = ng_update_nag_init(be, r->net, &c, &r->upd);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 0.01f;
+        s = ng_update_adam_init(be, r->net, &c, &r->upd);
+    }
+    if (s == NG_OK) s = ng_precond_identity_init(be, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, be, g_x, DIM, NCASES, BATCH, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void run_free(run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_net_free(r->net);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- (a) device-call counts of a NAG update ------------------------------------------------- */
+
+static int test_counts_nag_step(void) {
+    run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st, *gr, *up;
+    int n;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(run_init(&r, g_cuda, R_NAG));
+    NGT_OK(ng_trainer_step(&r.tr, NULL)); /* update 0: first-use workspaces */
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update(2, 1);
+    NGT_OK(ng_trainer_step(&r.tr, NULL));
+    ng_profile_update(2, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    gr = find_row(rows, n, "model gradient");
+    up = find_row(rows, n, "update step");
+    NGT_CHECK(st && gr && up && st->calls == 1, "rows missing");
+    /* What the code makes for L = 3 layers, one chunk, a batch of 4 (net.c, nag.c, cuda.c):
+     *   forward (forward_fp): the input into A[0] with its row of ones (one act_forward kernel),
+     *     then per layer one cuBLAS gemm (the bias folded in as a column of W) and one
+     *     act_forward kernel                                           -> 3 gemm + 4 kernels
+     *   loss (loss_chunk): one loss kernel, then objective and error summed by two gemv against
+     *     the ones vector (sum_cols)                                   -> 2 gemv + 1 kernel
+     *   backward (backward_fp), l = 3, 2, 1: the weight-and-bias gradient as one gemm; for
+     *     l > 1 the delta of the layer below: one gemm (back_in) and one act_backward kernel
+     *                                                                  -> 5 gemm + 2 kernels
+     *   the objective check (net_check_gradient): one device-to-host copy
+     *   nag step: three axpby kernels (v, then phi twice), no averaging, no weight decay
+     *   batch (ng_batches_next): one host-to-device upload */
+    NGT_CHECK(gr->device_calls[NG_DEV_BLAS] == 10.0 && gr->device_calls[NG_DEV_KERNEL] == 7.0 &&
+                  gr->device_calls[NG_DEV_COPY] == 1.0 && gr->device_calls[NG_DEV_SOLVER] == 0.0,
+              "model gradient: %g kernels, %g cuBLAS, %g copies, %g cuSOLVER (want 7, 10, 1, 0)",
+              gr->device_calls[NG_DEV_KERNEL], gr->device_calls[NG_DEV_BLAS], gr->device_calls[NG_DEV_COPY],
+              gr->device_calls[NG_DEV_SOLVER]);
+    NGT_CHECK(up->device_calls[NG_DEV_KERNEL] == 3.0 && up->device_calls[NG_DEV_BLAS] == 0.0,
+              "update step: %g kernels, %g cuBLAS (want 3, 0)", up->device_calls[NG_DEV_KERNEL],
+              up->device_calls[NG_DEV_BLAS]);
+    NGT_CHECK(st->device_calls[NG_DEV_KERNEL] == 10.0 && st->device_calls[NG_DEV_BLAS] == 10.0 &&
+                  st->device_calls[NG_DEV_COPY] == 2.0 && st->device_calls[NG_DEV_GRAPH] == 0.0,
+              "train step: %g kernels, %g cuBLAS, %g copies, %g graphs (want 10, 10, 2, 0)",
+              st->device_calls[NG_DEV_KERNEL], st->device_calls[NG_DEV_BLAS], st->device_calls[NG_DEV_COPY],
+              st->device_calls[NG_DEV_GRAPH]);
+    {
+        char *text = NULL;
+        NGT_OK(ng_profile_table(&text));
+        NGT_CHECK(strstr(text, "kernels") && strstr(text, "per update on the device: 10.0 kernel launches, 10.0 cuBLAS calls"),
+                  "table:\n%s", text);
+        free(text);
+    }
+    run_free(&r);
+    return NGT_PASS;
+}
+
+/* The same derivation for any depth L (logistic/linear layers, no batch norm, one chunk, NAG
+ * without averaging or weight decay): kernels 2L + 4 (forward L + 1, loss 1, backward L - 1,
+ * nag 3), cuBLAS 3L + 1 (forward L, loss sums 2, backward 2L - 1), copies 2. Checked on the
+ * curves autoencoder (L = 12, Hinton & Salakhutdinov's 784-400-200-100-50-25-6 and back), eager
+ * and as a graph; NG_LAUNCH_COUNTS_CSV=path writes the counts (bench/launch_counts.sh). */
+static int test_counts_curves(void) {
+    ng_net_config cfg;
+    ng_model *net = NULL;
+    ng_update *upd = NULL;
+    ng_precond *pc = NULL;
+    ng_batches data;
+    ng_trainer tr;
+    ng_nag_config nc;
+    ng_profile_config prc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    float *x;
+    double eager[NG_DEV_COUNT], graph[NG_DEV_COUNT];
+    unsigned long long gl0 = 0, gn0 = 0;
+    int i, n, L, mode, k;
+    const int m = 8, ncases = 16;
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    ng_net_config_default(&cfg);
+    NGT_OK(ng_net_preset("curves-autoencoder", &cfg));
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.05f;
+    L = cfg.n_layers;
+    x = (float *)malloc(sizeof(float) * 784 * ncases);
+    NGT_CHECK(x != NULL, "out of memory");
+    for (i = 0; i < 784 * ncases; i++) x[i] = g_x[i % (DIM * NCASES)];
+    for (mode = 0; mode < 2; mode++) {
+        memset(&tr, 0, sizeof tr);
+        NGT_OK(ng_net_create(g_cuda, &cfg, &net));
+        ng_nag_config_default(&nc);
+        nc.lr = 0.01f;
+        NGT_OK(ng_update_nag_init(g_cuda, net, &nc, &upd));
+        NGT_OK(ng_precond_identity_init(g_cuda, &pc));
+        NGT_OK(ng_batches_init(&data, g_cuda, x, 784, ncases, m, 3, 0, 1));
+        NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+        if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+        for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* update 0 eager, then both buffers captured */
+        memset(&prc, 0, sizeof prc);
+        prc.measure = 1;
+        NGT_OK(ng_profile_start(g_cuda, &prc));
+        if (simt_graph_counts) simt_graph_counts(&gl0, &gn0);
+        ng_profile_update(4, 1);
+        NGT_OK(ng_trainer_step(&tr, NULL));
+        ng_profile_update(4, 0);
+        if (simt_graph_counts && mode) {
+            unsigned long long gl1, gn1;
+            simt_graph_counts(&gl1, &gn1);
+            /* the graph holds the eager update's kernels and cuBLAS calls, nothing else */
+            NGT_CHECK(gl1 - gl0 == 1 && gn1 - gn0 == (unsigned long long)(5 * L + 5),
+                      "graph update: %llu launches replaying %llu nodes (want 1, %d)", gl1 - gl0, gn1 - gn0, 5 * L + 5);
+        }
+        NGT_OK(ng_profile_finish());
+        n = ng_profile_rows(rows, 64);
+        if (n > 64) n = 64;
+        st = find_row(rows, n, "train step");
+        NGT_CHECK(st && st->calls == 1, "train step row");
+        for (k = 0; k < NG_DEV_COUNT; k++) (mode ? graph : eager)[k] = st->device_calls[k];
+        ng_trainer_release(&tr);
+        ng_batches_free(&data);
+        ng_update_free(upd);
+        ng_precond_free(pc);
+        ng_net_free(net);
+    }
+    free(x);
+    NGT_CHECK(L == 12, "curves autoencoder: %d layers", L);
+    NGT_CHECK(eager[NG_DEV_KERNEL] == 2.0 * L + 4 && eager[NG_DEV_BLAS] == 3.0 * L + 1 && eager[NG_DEV_COPY] == 2.0 &&
+                  eager[NG_DEV_GRAPH] == 0.0 && eager[NG_DEV_SOLVER] == 0.0,
+              "curves NAG update, eager: %g kernels, %g cuBLAS, %g copies (want %d, %d, 2)", eager[NG_DEV_KERNEL],
+              eager[NG_DEV_BLAS], eager[NG_DEV_COPY], 2 * L + 4, 3 * L + 1);
+    NGT_CHECK(graph[NG_DEV_KERNEL] == 0.0 && graph[NG_DEV_BLAS] == 0.0 && graph[NG_DEV_COPY] == 2.0 &&
+                  graph[NG_DEV_GRAPH] == 1.0,
+              "curves NAG update, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)",
+              graph[NG_DEV_KERNEL], graph[NG_DEV_BLAS], graph[NG_DEV_COPY], graph[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "w");
+        NGT_CHECK(f != NULL, "cannot write %s", csv);
+        fprintf(f, "workload,mode,kernels,cublas,cusolver,copies,graph_launches,host_api_calls\n");
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? graph : eager;
+            fprintf(f, "curves-autoencoder NAG batch %d,%s,%g,%g,%g,%g,%g,%g\n", m, mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
+/* ---- (b) graphs through the backend ----------------------------------------------------------- */
+
+static int test_backend_graph(void) {
+    float *x = NULL, *y = NULL, h[8], res = 0.0f;
+    void *exec = NULL;
+    ng_status s;
+    int i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_CHECK(ng_graph_supported(g_cuda), "the CUDA backend must have graph slots");
+    NGT_OK(ng_alloc(g_cuda, 8 * sizeof(float), (void **)&x));
+    NGT_OK(ng_alloc(g_cuda, 8 * sizeof(float), (void **)&y));
+    NGT_OK(ng_fill(g_cuda, 8, 1.0f, x));
+    NGT_OK(ng_fill(g_cuda, 8, 0.0f, y));
+    /* capture y += 2 x; nothing runs before the launch */
+    NGT_OK(ng_graph_begin(g_cuda));
+    NGT_OK(ng_axpby(g_cuda, 8, 2.0f, x, 1.0f, y));
+    NGT_OK(ng_graph_end(g_cuda, &exec));
+    NGT_OK(ng_get(g_cuda, h, y, sizeof h));
+    NGT_CHECK(h[0] == 0.0f, "captured work ran before the launch: y[0] = %g", (double)h[0]);
+    /* replays use the captured alpha (2), whatever the host does in between */
+    NGT_OK(ng_graph_launch(g_cuda, exec));
+    NGT_OK(ng_graph_launch(g_cuda, exec));
+    NGT_OK(ng_get(g_cuda, h, y, sizeof h));
+    for (i = 0; i < 8; i++) NGT_CHECK(h[i] == 4.0f, "after two replays y[%d] = %g (want 4)", i, (double)h[i]);
+    /* a changed input is read at replay (device memory), a changed scalar is not */
+    NGT_OK(ng_fill(g_cuda, 8, 10.0f, x));
+    NGT_OK(ng_graph_launch(g_cuda, exec));
+    NGT_OK(ng_get(g_cuda, h, y, sizeof h));
+    NGT_CHECK(h[3] == 24.0f, "replay with new x: y[3] = %g (want 4 + 2 * 10)", (double)h[3]);
+    ng_graph_free(g_cuda, exec);
+    exec = NULL;
+    /* a host read during capture: the capture error, the capture ended, the backend usable */
+    NGT_OK(ng_graph_begin(g_cuda));
+    s = ng_get(g_cuda, h, y, sizeof h);
+    {
+        char msg[512];
+        ng_status e;
+        snprintf(msg, sizeof msg, "%s", ng_last_error());
+        e = ng_graph_end(g_cuda, &exec); /* leave capture mode before any check can return */
+        NGT_CHECK(s == NG_ERR_BACKEND && strstr(msg, "capturing"), "ng_get during capture: %s %s", ng_status_name(s), msg);
+        s = e;
+    }
+    NGT_CHECK(s == NG_ERR_BACKEND && exec == NULL && strstr(ng_last_error(), "cudaErrorStreamCaptureInvalidated"),
+              "ending an invalidated capture: %s %s", ng_status_name(s), ng_last_error());
+    /* a reduction to the host during capture */
+    NGT_OK(ng_graph_begin(g_cuda));
+    s = ng_nrm2(g_cuda, 8, x, &res);
+    NGT_CHECK(s != NG_OK, "nrm2 to the host during capture succeeded");
+    s = ng_graph_end(g_cuda, &exec);
+    NGT_CHECK(s != NG_OK && exec == NULL, "capture with a host reduction instantiated");
+    /* launch-free use afterwards */
+    NGT_OK(ng_fill(g_cuda, 8, 3.0f, y));
+    NGT_OK(ng_get(g_cuda, h, y, sizeof h));
+    NGT_CHECK(h[7] == 3.0f, "backend after failed captures: y[7] = %g", (double)h[7]);
+    NGT_OK(ng_nrm2(g_cuda, 8, y, &res));
+    NGT_CHECK(fabsf(res - 3.0f * sqrtf(8.0f)) < 1e-5f, "nrm2 after failed captures: %g", (double)res);
+    ng_free(g_cuda, x);
+    ng_free(g_cuda, y);
+    return NGT_PASS;
+}
+
+/* ---- (c) trainer: graph == eager, bit for bit ----------------------------------------------- */
+
+static int same_params(const char *what, run *a, run *b, uint64_t t) {
+    size_t n = ng_model_size(a->net);
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    int ok;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &a->net->param_flat, pa));
+    NGT_OK(ng_tensor_get(g_cuda, &b->net->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        size_t i;
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
+               (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    return ok ? NGT_PASS : NGT_FAIL;
+}
+
+static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) {
+    run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    ng_comm *comm = NULL;
+    NGT_OK(run_init(&a, g_cuda, rule));
+    NGT_OK(run_init(&b, g_cuda, rule));
+    /* both with the single-rank communicator every command attaches (a no-op reduction) */
+    NGT_OK(ng_comm_init(&comm, 60.0));
+    NGT_CHECK(comm->world == 1, "test run under a launcher with %d ranks", comm->world);
+    NGT_OK(ng_trainer_set_comm(&a.tr, comm));
+    NGT_OK(ng_trainer_set_comm(&b.tr, comm));
+    if (growing) { /* K-FAC's growing batches: 1, 2, 3 ... up to 4 by update 6 (new shapes) */
+        a.tr.sched_m1 = b.tr.sched_m1 = 1;
+        a.tr.sched_full = b.tr.sched_full = 6;
+    }
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (t < 12 || t % 50 == 0 || t + 1 == steps)
+            if (same_params(rule_name[rule], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu",
+              rule_name[rule], (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (growing) {
+        /* 4 batch sizes (1 .. 4) before the batch is full: each a new key, then the 2 buffers */
+        NGT_CHECK(b.tr.graph.captures >= 4 && b.tr.graph.captures <= 8 && b.tr.graph.replays > 0,
+                  "%s, growing batch: %llu captures, %llu replays", rule_name[rule],
+                  (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
+    } else if (rule == R_ADAM || rule == R_SGD_DECAY) {
+        /* a new per-update scalar every update: every graph update is a capture */
+        NGT_CHECK(b.tr.graph.replays == 0 && b.tr.graph.captures == steps - b.tr.graph.eager,
+                  "%s: %llu captures, %llu replays", rule_name[rule], (unsigned long long)b.tr.graph.captures,
+                  (unsigned long long)b.tr.graph.replays);
+    } else {
+        /* keys: 2 batch buffers x {4, 2} columns (partial batch) per scalar regime */
+        NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= 8 && b.tr.graph.replays > b.tr.graph.captures,
+                  "%s: %llu captures, %llu replays", rule_name[rule], (unsigned long long)b.tr.graph.captures,
+                  (unsigned long long)b.tr.graph.replays);
+    }
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters identical\n", rule_name[rule],
+           (unsigned long long)steps, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    run_free(&a);
+    run_free(&b);
+    ng_comm_free(comm);
+    return NGT_PASS;
+}
+
+static int test_graph_sgd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return graph_vs_eager(R_SGD, 30, 7, 0);
+}
+static int test_graph_sgd_decaying_lr(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return graph_vs_eager(R_SGD_DECAY, 12, 0, 0);
+}
+static int test_graph_nag_momentum_change(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return graph_vs_eager(R_NAG, 256, 100, 0); /* mu_t changes at update 250 */
+}
+static int test_graph_sgd_growing_batch(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return graph_vs_eager(R_SGD, 20, 0, 1);
+}
+static int test_graph_adam(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return graph_vs_eager(R_ADAM, 12, 5, 0);
+}
+
+/* ---- refusals and capture failures ------------------------------------------------------------ */
+
+static const struct ng_update_i *g_real_iface;
+/* the sgd step followed by a host read: not capturable */
+static ng_status step_with_host_read(ng_update *u, ng_model *m, uint64_t t) {
+    float r;
+    NG_TRY(g_real_iface->step(u, m, t));
+    return ng_nrm2(u->be, ng_model_size(m), m->param_flat.data, &r);
+}
+
+static int test_graph_refusals(void) {
+    run r;
+    ng_backend *cpu = NULL;
+    struct ng_update_i fake;
+    ng_status s;
+    if (!g_cuda) return ngt_skip(g_reason);
+    /* the CPU backend */
+    NGT_OK(ng_backend_cpu_init(&cpu));
+    NGT_OK(run_init(&r, cpu, R_SGD));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "cpu") && strstr(ng_last_error(), "--cuda-graph"),
+              "CPU: %s %s", ng_status_name(s), ng_last_error());
+    run_free(&r);
+    ng_backend_free(cpu);
+    /* a rule without graph_key */
+    NGT_OK(run_init(&r, g_cuda, R_SGD));
+    g_real_iface = r.upd->iface;
+    fake = *r.upd->iface;
+    fake.graph_key = NULL;
+    fake.name = "uncapturable";
+    r.upd->iface = &fake;
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "uncapturable"), "rule without key: %s %s",
+              ng_status_name(s), ng_last_error());
+    /* a step that reads the host mid-step: the capture fails with a message, nothing is left
+     * capturing, and the same trainer continues eagerly */
+    fake.graph_key = g_real_iface->graph_key;
+    fake.step = step_with_host_read;
+    NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 1));
+    NGT_OK(ng_trainer_step(&r.tr, NULL)); /* update 0: eager */
+    s = ng_trainer_step(&r.tr, NULL);
+    NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured") && strstr(ng_last_error(), "--cuda-graph 0"),
+              "host read in a captured step: %s %s", ng_status_name(s), ng_last_error());
+    NGT_CHECK(r.tr.t == 1 && r.tr.graph.captures == 0, "t = %llu, %llu captures after a failed capture",
+              (unsigned long long)r.tr.t, (unsigned long long)r.tr.graph.captures);
+    NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 0));
+    NGT_OK(ng_trainer_step(&r.tr, NULL));
+    r.upd->iface = g_real_iface;
+    run_free(&r);
+    return NGT_PASS;
+}
+
+/* ---- (d) the profile of graph steps ----------------------------------------------------------- */
+
+static int test_graph_profile(void) {
+    run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n;
+    uint64_t u;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(run_init(&r, g_cuda, R_NAG));
+    NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 1));
+    for (u = 0; u < 4; u++) NGT_OK(ng_trainer_step(&r.tr, NULL)); /* eager, then the keys captured */
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    for (u = 5; u <= 6; u++) { /* updates 4 and 5: full batches, both buffers captured before */
+        ng_profile_update(u, 1);
+        NGT_OK(ng_trainer_step(&r.tr, NULL));
+        ng_profile_update(u, 0);
+    }
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 2, "train step row");
+    NGT_CHECK(st->device_calls[NG_DEV_GRAPH] == 2.0 && st->device_calls[NG_DEV_KERNEL] == 0.0 &&
+                  st->device_calls[NG_DEV_BLAS] == 0.0 && st->device_calls[NG_DEV_COPY] == 4.0,
+              "graph steps: %g graph launches, %g kernels, %g cuBLAS, %g copies in 2 updates (want 2, 0, 0, 4: "
+              "the batch upload and the objective read each)",
+              st->device_calls[NG_DEV_GRAPH], st->device_calls[NG_DEV_KERNEL], st->device_calls[NG_DEV_BLAS],
+              st->device_calls[NG_DEV_COPY]);
+    NGT_CHECK(find_row(rows, n, "graph launch") && !find_row(rows, n, "model gradient"),
+              "a replayed step has a graph-launch range and no gradient range");
+    run_free(&r);
+    return NGT_PASS;
+}
+
+int main(void) {
+    int i;
+    uint64_t z = 0x9E3779B97F4A7C15ull;
+    for (i = 0; i < DIM * NCASES; i++) {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
+    }
+    if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {
+        snprintf(g_reason, sizeof g_reason, "no CUDA device here (the emulated build runs these): %s", ng_last_error());
+        g_cuda = NULL;
+    }
+    NGT_RUN(test_counts_nag_step);
+    NGT_RUN(test_counts_curves);
+    NGT_RUN(test_backend_graph);
+    NGT_RUN(test_graph_sgd);
+    NGT_RUN(test_graph_sgd_decaying_lr);
+    NGT_RUN(test_graph_nag_momentum_change);
+    NGT_RUN(test_graph_sgd_growing_batch);
+    NGT_RUN(test_graph_adam);
+    NGT_RUN(test_graph_refusals);
+    NGT_RUN(test_graph_profile);
+    ng_backend_free(g_cuda);
+    return ngt_finish();
+}
