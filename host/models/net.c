@@ -565,6 +565,7 @@ static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, int
  * mode 1: inference (running statistics). */
 static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
                             int update_running);
+static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running);
 static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
 
 /* The forward and backward passes run inside a TF32 scope: with --tf32 on a GPU their gemms use
@@ -590,10 +591,17 @@ static ng_status backward(net *n, int cols, float *g_base, float beta) {
 
 static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
                             int update_running) {
-    ng_backend *be = n->base.be;
     int l, L = n->L;
-    NG_TRY(act_fwd(be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld));
-    for (l = 1; l <= L; l++) {
+    NG_TRY(act_fwd(n->base.be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld));
+    for (l = 1; l <= L; l++) NG_TRY(forward_layer(n, l, cols, inference, update_running));
+    return NG_OK;
+}
+
+/* Layer l of the forward pass: A[l] (or Zo and A[L]) from A[l-1]. */
+static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running) {
+    ng_backend *be = n->base.be;
+    int L = n->L;
+    {
         int dl = n->d[l], dp = n->d[l - 1];
         float *zout = l == L ? n->Zo.data : n->A[l].data;
         int ldz = l == L ? n->Zo.ld : n->A[l].ld;
@@ -1290,14 +1298,26 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
 
 /* ---- whitened layers: the reparametrisation of PRONG (Algorithm 1) ------------------------ */
 
-/* Statistics of the inputs of layers lo..hi over the samples x (forward passes chunk by chunk in
- * training mode, running batch-norm averages untouched). */
+/* The forward pass up to layer last (A[0..last]) for the whitening statistics: training mode,
+ * running batch-norm averages untouched, inside the TF32 scope like every forward pass. */
+static ng_status stats_forward(net *n, const float *x, int ldx, int cols, int last) {
+    int saved, l;
+    ng_status s = NG_OK, e;
+    NG_TRY(ng_tf32_begin(n->base.be, &saved));
+    if (x) s = act_fwd(n->base.be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld);
+    for (l = x ? 1 : last; l <= last && s == NG_OK; l++) s = forward_layer(n, l, cols, 0, 0);
+    e = ng_tf32_end(n->base.be, saved);
+    return s != NG_OK ? s : e;
+}
+
+/* Statistics of the inputs of layers lo..hi over the samples x (forward passes chunk by chunk up
+ * to layer hi - 1, the last one whose output they need). */
 static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi) {
     int c0, N = x->cols, ch = n->cfg.chunk, l;
     for (l = lo; l <= hi; l++) ng_whiten_reset(&n->wh[l]);
     for (c0 = 0; c0 < N; c0 += ch) {
         int cols = N - c0 < ch ? N - c0 : ch;
-        NG_TRY(forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 0, 0));
+        NG_TRY(stats_forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, hi - 1));
         for (l = lo; l <= hi; l++) NG_TRY(ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, cols, 0));
     }
     return NG_OK;
@@ -1324,6 +1344,52 @@ static ng_status lap(ng_backend *be, double *acc, double *t0) {
     return NG_OK;
 }
 
+/* Section 4.1's whitened initialisation: whiten layer by layer from the input up, keeping V and d.
+ * Whitening layer l changes the outputs of layers l.. only, so when the samples fit one chunk a
+ * single forward pass serves every layer: the statistics of layer l's input, then U_l, then layer
+ * l's forward step on the kept A[l-1]. Longer sample sets take one pass per layer, up to l - 1. */
+static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double *times, double *t0) {
+    ng_backend *be = n->base.be;
+    int l, L = n->L, one = x->cols <= n->cfg.chunk;
+    if (one) NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", stats_forward(n, x->data, x->ld, x->cols, 0));
+    for (l = 1; l <= L; l++) {
+        if (one) {
+            ng_whiten_reset(&n->wh[l]);
+            if (l > 1) NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", stats_forward(n, NULL, 0, x->cols, l - 1));
+            NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, x->cols, 0));
+        } else {
+            NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, l, l));
+        }
+        NG_TRY(lap(be, times ? &times[0] : NULL, t0));
+        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(&n->wh[l], eps));
+        NG_TRY(whiten_store(n, l));
+        NG_TRY(lap(be, times ? &times[1] : NULL, t0));
+    }
+    return NG_OK;
+}
+
+/* Algorithm 1 lines 9-10 for layer l after its statistics: U_new, and V, d (or the running batch-
+ * norm mean) changed so that the layer computes the same function. */
+static ng_status whiten_project(net *n, int l, float eps) {
+    ng_backend *be = n->base.be;
+    ng_whiten *w = &n->wh[l];
+    int d = n->d[l - 1], dl = n->d[l];
+    NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(w, eps)); /* line 9 */
+    NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
+    /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
+     * batch-norm mean -= V_old t */
+    NG_TRY(ng_copy(be, n->dc.data, w->mean.data, (size_t)d * sizeof(float)));
+    NG_TRY(ng_axpby(be, (size_t)d, -1.0f, n->wc[l].data, 1.0f, n->dc.data));
+    NG_TRY(ng_gemv(be, 1, d, d, 1.0f, n->UhT[l].data, d + 1, n->dc.data, 0.0f, n->S3.data));
+    if (has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->rmean[l].data));
+    else NG_TRY(ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->b[l].data));
+    /* V <- V_old U_old U_new^-1 (lines 7 and 10) */
+    NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
+    NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
+    NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
+    return whiten_store(n, l);
+}
+
 ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times) {
     net *n = as_net(m);
     ng_backend *be = m->be;
@@ -1337,39 +1403,12 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
     L = n->L;
     n->cached = 0;
     n->d_valid = 0;
-    if (!keep_function) {
-        /* section 4.1: whiten layer by layer from the input up, keeping V and d */
-        for (l = 1; l <= L; l++) {
-            NG_TRY(whiten_stats(n, x, l, l));
-            NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
-            NG_TRY(ng_whiten_compute(&n->wh[l], eps));
-            NG_TRY(whiten_store(n, l));
-            NG_TRY(lap(be, times ? &times[1] : NULL, &t0));
-        }
-        return NG_OK;
-    }
-    /* the canonical network is unchanged by the projection, so one pass gives every layer's
-     * statistics (line 8) */
-    NG_TRY(whiten_stats(n, x, 1, L));
+    if (!keep_function) return whiten_layerwise(n, x, eps, times, &t0);
+    /* the canonical network is unchanged by the projection, so one pass (up to layer L - 1) gives
+     * every layer's statistics (line 8) */
+    NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, 1, L));
     NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
-    for (l = 1; l <= L; l++) {
-        ng_whiten *w = &n->wh[l];
-        int d = n->d[l - 1], dl = n->d[l];
-        NG_TRY(ng_whiten_compute(w, eps)); /* line 9 */
-        NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
-        /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
-         * batch-norm mean -= V_old t */
-        NG_TRY(ng_copy(be, n->dc.data, w->mean.data, (size_t)d * sizeof(float)));
-        NG_TRY(ng_axpby(be, (size_t)d, -1.0f, n->wc[l].data, 1.0f, n->dc.data));
-        NG_TRY(ng_gemv(be, 1, d, d, 1.0f, n->UhT[l].data, d + 1, n->dc.data, 0.0f, n->S3.data));
-        if (has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->rmean[l].data));
-        else NG_TRY(ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->b[l].data));
-        /* V <- V_old U_old U_new^-1 (lines 7 and 10) */
-        NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
-        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
-        NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
-        NG_TRY(whiten_store(n, l));
-    }
+    for (l = 1; l <= L; l++) NG_TRY_RANGE(NG_CAT_INVERSE, "prong projection", whiten_project(n, l, eps));
     return lap(be, times ? &times[1] : NULL, &t0);
 }
 
