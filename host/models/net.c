@@ -1383,9 +1383,15 @@ static ng_status whiten_project(net *n, int l, float eps) {
     NG_TRY(ng_gemv(be, 1, d, d, 1.0f, n->UhT[l].data, d + 1, n->dc.data, 0.0f, n->S3.data));
     if (has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->rmean[l].data));
     else NG_TRY(ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->b[l].data));
-    /* V <- V_old U_old U_new^-1 (lines 7 and 10) */
-    NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
-    NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
+    /* V <- V_old U_old U_new^-1 (lines 7 and 10), in the cheaper order: (U_old U_new^-1) first
+     * costs d^3 + dl d^2 multiply-adds, (V_old U_old) first 2 dl d^2 */
+    if ((double)d * d * d + (double)dl * d * d <= 2.0 * dl * d * d) {
+        NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
+        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
+    } else {
+        NG_TRY(ng_gemm(be, 0, 1, dl, d, d, 1.0f, n->W[l].data, dl, n->UhT[l].data, d + 1, 0.0f, n->S2.data, dl));
+        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->S2.data, dl, n->S1.data, d, 0.0f, n->S3.data, dl));
+    }
     NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
     return whiten_store(n, l);
 }
