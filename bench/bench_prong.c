@@ -15,7 +15,9 @@
  * whitened initialisation, and the CPU share other processes took (from /proc/stat less this
  * process's rusage, in % of all cores) with the load average.
  * Usage: bench_prong [--batch 128] [--T 100] [--ns 1000] [--eps 0.1] [--rounds 3] [--threads 0]
- *                    [--device cpu] [--data-dir data] [--csv FILE]
+ *                    [--device cpu] [--data-dir data] [--csv FILE] [--form canonical|whitened]
+ * --form: PRONG's canonical form (cfg.whiten = 2, natgrad's default) or the whitened coordinates
+ * (cfg.whiten = 1).
  * Prints one markdown row and appends one CSV row (header when the file is new).
  *        bench_prong --syevd N: LAPACK's ssyevd of an N x N covariance (of 2N random samples) three
  * times on one OpenBLAS thread and three times on two, as a markdown table (the CPU backend's
@@ -130,7 +132,7 @@ static ng_status prong_times(ng_precond *p, double *stats, double *reparam) {
 }
 
 int main(int argc, char **argv) {
-    int batch = 128, T = 100, ns = 1000, rounds = 3, threads = 0, i, r, k;
+    int batch = 128, T = 100, ns = 1000, rounds = 3, threads = 0, form = 2, i, r, k;
     float eps = 0.1f;
     const char *device = "cpu", *data_dir = "data", *csv = NULL;
     ng_backend *be;
@@ -157,11 +159,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--data-dir")) data_dir = argv[i + 1];
         else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--form")) form = !strcmp(argv[i + 1], "canonical") ? 2 : !strcmp(argv[i + 1], "whitened") ? 1 : -1;
         else break;
     }
-    if (i < argc || batch < 1 || T < 1 || ns < 2 || rounds < 1 || rounds > MAX_ROUNDS || !(eps > 0.0f) || threads < 0) {
+    if (i < argc || batch < 1 || T < 1 || ns < 2 || rounds < 1 || rounds > MAX_ROUNDS || !(eps > 0.0f) || threads < 0 || form < 1) {
         fprintf(stderr, "usage: bench_prong [--batch M >= 1] [--T T >= 1] [--ns N >= 2] [--eps E > 0] [--rounds 1..%d] [--threads N] "
-                        "[--device cpu|cuda] [--data-dir DIR] [--csv FILE]\n", MAX_ROUNDS);
+                        "[--device cpu|cuda] [--data-dir DIR] [--csv FILE] [--form canonical|whitened]\n", MAX_ROUNDS);
         return 2;
     }
     if (strcmp(device, "cpu") == 0) {
@@ -183,7 +186,7 @@ int main(int argc, char **argv) {
     cfg.seed = 1;
     cfg.chunk = batch > ns ? batch : ns;
     wcfg = cfg;
-    wcfg.whiten = 1;
+    wcfg.whiten = form;
     ng_prong_config_default(&pcfg);
     pcfg.eps = eps;
     pcfg.T = T;
@@ -244,8 +247,8 @@ int main(int argc, char **argv) {
         int n = rounds * T;
         double sgd_ms = 1e3 * t_sgd / n, pr_ms = 1e3 * t_prong / n, st = st1 - st0, rp = rp1 - rp0;
         double med = rounds % 2 ? ratio[rounds / 2] : 0.5 * (ratio[rounds / 2 - 1] + ratio[rounds / 2]);
-        printf("| %s | %d | %d | %d | %d | %.1f | %.1f | **%.2f** | %.2f | %.1f | %.1f %% | %.1f %% | %.2f s | %.0f %% | %.1f %.1f %.1f |\n",
-               device, batch, T, ns, rounds, sgd_ms, pr_ms, t_prong / t_sgd, med, 1e3 * (t_prong - st - rp) / n, 100 * st / t_prong,
+        printf("| %s | %s | %d | %d | %d | %d | %.1f | %.1f | **%.2f** | %.2f | %.1f | %.1f %% | %.1f %% | %.2f s | %.0f %% | %.1f %.1f %.1f |\n",
+               device, form == 2 ? "canonical" : "whitened", batch, T, ns, rounds, sgd_ms, pr_ms, t_prong / t_sgd, med, 1e3 * (t_prong - st - rp) / n, 100 * st / t_prong,
                100 * rp / t_prong, t_init, other, la[0], la[1], la[2]);
         if (csv) {
             FILE *f = fopen(csv, "r");
@@ -257,9 +260,9 @@ int main(int argc, char **argv) {
                 return 1;
             }
             if (fresh)
-                fprintf(f, "device,batch,T,ns,rounds,sgd_ms,prong_ms,ratio,median_round_ratio,prong_ms_between_refreshes,"
+                fprintf(f, "device,form,batch,T,ns,rounds,sgd_ms,prong_ms,ratio,median_round_ratio,prong_ms_between_refreshes,"
                            "stats_pct,reparam_pct,init_s,init_stats_s,init_reparam_s,other_cpu_pct,load1,load5,load15\n");
-            fprintf(f, "%s,%d,%d,%d,%d,%.3f,%.3f,%.4f,%.4f,%.3f,%.2f,%.2f,%.3f,%.3f,%.3f,%.1f,%.2f,%.2f,%.2f\n", device, batch, T, ns,
+            fprintf(f, "%s,%s,%d,%d,%d,%d,%.3f,%.3f,%.4f,%.4f,%.3f,%.2f,%.2f,%.3f,%.3f,%.3f,%.1f,%.2f,%.2f,%.2f\n", device, form == 2 ? "canonical" : "whitened", batch, T, ns,
                     rounds, sgd_ms, pr_ms, t_prong / t_sgd, med, 1e3 * (t_prong - st - rp) / n, 100 * st / t_prong, 100 * rp / t_prong,
                     t_init, st_init, rp_init, other, la[0], la[1], la[2]);
             fclose(f);

@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
 # bench_prong.sh BUILD: PRONG's runtime per update relative to SGD's on the MNIST autoencoder, both
 # in one process and interleaved (bench/bench_prong.c: R rounds of T SGD updates then T PRONG
-# updates, batch 128, N_s 1000, eps 0.1), for each T of BENCH_PRONG_T (default "100") and each
-# thread count of BENCH_PRONG_THREADS (default "2 1"), BENCH_PRONG_ROUNDS rounds (3); then the
-# eigendecomposition of a 1000 x 1000 covariance on one and on two OpenBLAS threads (why the CPU
-# backend runs syevd on one). Writes bench/results/bench_prong.{md,csv}. Needs MNIST (make data-mnist).
+# updates, batch 128, N_s 1000, eps 0.1) for each configuration FORM:THREADS:T:ROUNDS of
+# BENCH_PRONG_CONFIGS (default: both forms at T = 100 on one thread, 3 rounds; the canonical form at
+# T = 1000, one round; the canonical form at T = 100 on two threads); then the eigendecomposition of
+# a 1000 x 1000 covariance on one and on two OpenBLAS threads (why the CPU backend runs syevd on
+# one). Writes bench/results/bench_prong.{md,csv}. Needs MNIST (make data-mnist).
 set -euo pipefail
 build=${1:-build}
 out=bench/results
 mkdir -p "$out"
 csv=$out/bench_prong.csv
 md=$out/bench_prong.md
-Ts=${BENCH_PRONG_T:-100}
-threads=${BENCH_PRONG_THREADS:-2 1}
-rounds=${BENCH_PRONG_ROUNDS:-3}
+configs=${BENCH_PRONG_CONFIGS:-canonical:1:100:3 whitened:1:100:3 canonical:1:1000:1 canonical:2:100:3}
 bash data/prepare.sh mnist >/dev/null
 rm -f "$csv"
 rows=()
 t_start=$(date +%s)
-for th in $threads; do
-  for T in $Ts; do
-    echo "bench-prong: T $T, $th thread(s), $rounds rounds"
-    rows+=("$("$build/bench/bench_prong" --T "$T" --rounds "$rounds" --threads "$th" --csv "$csv" | sed "s/^| cpu |/| cpu, $th thread(s) |/")")
-  done
+for c in $configs; do
+  IFS=: read -r form th T rounds <<<"$c"
+  echo "bench-prong: $form form, T $T, $th thread(s), $rounds round(s)"
+  rows+=("$("$build/bench/bench_prong" --form "$form" --T "$T" --rounds "$rounds" --threads "$th" --csv "$csv" | sed "s/^| cpu |/| cpu, $th thread(s) |/")")
 done
 eig=$("$build/bench/bench_prong" --syevd 1000)
 t_total=$(( $(date +%s) - t_start ))
@@ -39,12 +37,16 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p')
   echo "during the timed rounds, the load average is read at the end; absolute times are inflated by that load, the ratios"
   echo "compare rows of the same process only."
   echo
-  echo "| device, threads | batch | T | N_s | rounds | SGD ms / update | PRONG ms / update | PRONG / SGD | median of the rounds' ratios | PRONG ms / update without its refreshes | statistics (% of PRONG's time) | reparametrisation (% of PRONG's time) | whitened initialisation | other CPU | load average |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| device, threads | PRONG form | batch | T | N_s | rounds | SGD ms / update | PRONG ms / update | PRONG / SGD | median of the rounds' ratios | PRONG ms / update without its refreshes | statistics (% of PRONG's time) | reparametrisation (% of PRONG's time) | whitened initialisation | other CPU | load average |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "statistics = the forward pass of the N_s cases and each layer's merged scatter (syrk); reparametrisation = the eight"
-  echo "eigendecompositions (sizes 784, 1000, 500, 250, 30, 250, 500, 1000) and the projections of V and d. The issue's"
+  echo "PRONG form: canonical = natgrad's default (\`--prong-form canonical\`: W = V U is stored and trained with the whitened"
+  echo "SGD step mapped to W, one extra product K a-bar per layer in the backward pass; a refresh leaves W, b alone and"
+  echo "computes K = U^T U), whitened = the whitened coordinates V, d (\`--prong-form whitened\`: U (a - c) in every forward pass"
+  echo "and U^T in every backward pass; a refresh projects V, d). statistics = the forward pass of the N_s cases and each"
+  echo "layer's merged scatter (syrk); reparametrisation = the eight eigendecompositions (sizes 784, 1000, 500, 250, 30,"
+  echo "250, 500, 1000) and the projections of V and d (whitened) or the products K = U^T U (canonical). The issue's"
   echo "target: PRONG at most 1.5x SGD per epoch (= per update: same batch size), the reparametrisation under 10 % of its"
   echo "time; the paper: 3.2x, 34 % reparametrisation, 4 % statistics."
   echo

@@ -336,6 +336,7 @@ typedef struct net_train_opts {
     /* prong: SGD + momentum on whitened layers, reparametrised every --prong-T updates */
     ng_prong_config pg;
     int pg_fanin;
+    int pg_form; /* 0: canonical form (cfg.whiten = 2), 1: whitened coordinates (cfg.whiten = 1) */
 } net_train_opts;
 
 static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac", "ngd", "ngd-l", "ncg-l", "ncg-f", "hf", "prong"};
@@ -594,6 +595,7 @@ static int net_train(int argc, char **argv) {
             {"prong-eps", OPT_FLOAT, &o.pg.eps, "E", "prong: eigenvalue regulariser, U = diag(lambda + E)^-1/2 E^T (0.1)", OPT_FIXED, 0},
             {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
             {"prong-ns", OPT_INT, &o.pg.ns, "N", "prong: training cases per estimate of the means and covariances (1000)", OPT_FIXED, 0},
+            {"prong-form", OPT_ENUM, &o.pg_form, "canonical|whitened", "prong: canonical = train W = V U with the whitened SGD step mapped to W (one product by U^T U per layer and update; the default, fastest), whitened = train V, d with the input whitened in every pass (curvature products available; two products by U per layer)", OPT_FIXED, 0},
             {"prong-fanin", OPT_INT, &o.pg_fanin, "0|1", "prong: 1 = keep the --init network at update 0 (projection), 0 = section 4.1's whitened initialisation", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
             {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
@@ -852,7 +854,7 @@ static int net_train(int argc, char **argv) {
             }
         }
         cfg.target = o.task == 1 ? NG_NET_TARGET_ROWS : NG_NET_TARGET_INPUT;
-        cfg.whiten = o.optimizer == OPT_PRONG;
+        cfg.whiten = o.optimizer == OPT_PRONG ? (o.pg_form ? 1 : 2) : 0;
         o.pg.whitened_init = !o.pg_fanin;
         o.pg.seed = cfg.seed;
         if (s == NG_OK && o.optimizer == OPT_PRONG) s = ng_prong_config_check(&o.pg);
