@@ -277,7 +277,7 @@ prong-figure2: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/prong_figure2.sh
 
-PRONG_STEPS ?= 200
+PRONG_STEPS ?= 500
 prong-figure3: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/prong_figure3.sh --steps $(PRONG_STEPS)

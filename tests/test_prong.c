@@ -394,15 +394,16 @@ static int test_bad_input(void) {
     return NGT_PASS;
 }
 
-static int test_cpu_vs_cuda(void) {
+static int cpu_vs_cuda(int form) {
     fix a, b;
     snap sa, sb;
     int fail;
-    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    g_whiten = form;
     g_state = 555; /* the same data for both */
     NGT_OK(fix_init(&a, g_cpu, "7-6+bn-5-7", NG_ACT_LOGISTIC, 30, 50, 4));
     g_state = 555;
     NGT_OK(fix_init(&b, g_cuda, "7-6+bn-5-7", NG_ACT_LOGISTIC, 30, 50, 4));
+    g_whiten = 1;
     NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1, NULL));
     NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 1, NULL));
     NGT_OK(take(&a, &sa, 1));
@@ -410,10 +411,23 @@ static int test_cpu_vs_cuda(void) {
     fail = fabs(sa.obj - sb.obj) > 1e-5 * (1 + fabs(sa.obj));
     fail |= ngt_compare("outputs cpu vs cuda", sb.y, sa.y, ng_tensor_count(&a.y), 1e-5, 1e-4);
     fail |= ngt_compare("canonical parameters cpu vs cuda", sb.th, sa.th, ng_model_size(a.net), 1e-4, 1e-3);
+    if (form == 2 && !fail) {
+        /* the canonical form's "gradient" (the whitened step mapped to W) */
+        size_t np = ng_model_size(a.net);
+        float *ga = (float *)malloc(np * sizeof(float)), *gb = (float *)malloc(np * sizeof(float));
+        NGT_OK(ng_tensor_get(g_cpu, &a.net->grad_flat, ga));
+        NGT_OK(ng_tensor_get(g_cuda, &b.net->grad_flat, gb));
+        fail |= ngt_compare("canonical-form step cpu vs cuda", gb, ga, np, 1e-4, 1e-3);
+        free(ga), free(gb);
+    }
     snap_free(&sa), snap_free(&sb);
     fix_free(&a), fix_free(&b);
-    NGT_CHECK(!fail, "CPU and CUDA whitened networks differ");
+    NGT_CHECK(!fail, "CPU and CUDA whitened networks differ (form %d)", form);
     return NGT_PASS;
+}
+static int test_cpu_vs_cuda(void) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return cpu_vs_cuda(1) || cpu_vs_cuda(2) ? NGT_FAIL : NGT_PASS;
 }
 
 /* The canonical form's whitened initialisation: W_l = W0_l U_l and b_l = b0_l - W_l c_l for every

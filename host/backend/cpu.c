@@ -653,8 +653,8 @@ static ng_status cpu_potrs(ng_backend *be, ng_dtype dt, int n, int nrhs, const v
  * Householder tridiagonalisation, n level-2 BLAS calls (symv, syr2) of O(n^2) work each: with two
  * OpenMP threads every call is a parallel region and a barrier, and when other processes share the
  * cores a descheduled thread stalls each barrier. Measured on this 2-core machine at load average 8:
- * ssyevd of a 1000 x 1000 covariance 0.18 s on one thread, 2.1 to 11.9 s on two (bench/results/
- * prong_figure3.md). On an idle machine the second thread gains little (the level-2 calls are
+ * ssyevd of a 1000 x 1000 covariance 0.18 s on one thread, 2.1 to 11.9 s on two (`make bench-prong`
+ * measures it again: bench/results/bench_prong.md). On an idle machine the second thread gains little (the level-2 calls are
  * bandwidth-bound). The thread counts of OpenBLAS and OpenMP are restored afterwards. */
 static ng_status cpu_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w, int *info) {
     int r, tb = openblas_get_num_threads(), to = omp_get_max_threads();
