@@ -3,7 +3,7 @@
 # in one process and interleaved (bench/bench_prong.c: R rounds of T SGD updates then T PRONG
 # updates, batch 128, N_s 1000, eps 0.1) for each configuration FORM:THREADS:T:ROUNDS of
 # BENCH_PRONG_CONFIGS (default: both forms at T = 100 on one thread, 3 rounds; the canonical form at
-# T = 1000, one round; the canonical form at T = 100 on two threads); then the eigendecomposition of
+# T = 1000, one round; the canonical form at T = 100 on two threads, 2 rounds); then the eigendecomposition of
 # a 1000 x 1000 covariance on one and on two OpenBLAS threads (why the CPU backend runs syevd on
 # one). Writes bench/results/bench_prong.{md,csv}. Needs MNIST (make data-mnist).
 set -euo pipefail
@@ -12,7 +12,7 @@ out=bench/results
 mkdir -p "$out"
 csv=$out/bench_prong.csv
 md=$out/bench_prong.md
-configs=${BENCH_PRONG_CONFIGS:-canonical:1:100:3 whitened:1:100:3 canonical:1:1000:1 canonical:2:100:3}
+configs=${BENCH_PRONG_CONFIGS:-canonical:1:100:3 whitened:1:100:3 canonical:1:1000:1 canonical:2:100:2}
 bash data/prepare.sh mnist >/dev/null
 rm -f "$csv"
 rows=()
@@ -35,10 +35,12 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p')
   echo "so each PRONG block holds one reparametrisation and the load of other processes falls on both networks alike."
   echo "**The machine is shared with other engineers' jobs**: \"other CPU\" is the share of all cores other processes took"
   echo "during the timed rounds, the load average is read at the end; absolute times are inflated by that load, the ratios"
-  echo "compare rows of the same process only."
+  echo "compare rows of the same process only. The CPU-time ratio (this process's user + system time in the PRONG blocks"
+  echo "over the SGD blocks') does not count the time the process waited for a core, so it moves less with the load; on"
+  echo "one thread it is the ratio of the work done."
   echo
-  echo "| device, threads | PRONG form | batch | T | N_s | rounds | SGD ms / update | PRONG ms / update | PRONG / SGD | median of the rounds' ratios | PRONG ms / update without its refreshes | statistics (% of PRONG's time) | reparametrisation (% of PRONG's time) | whitened initialisation | other CPU | load average |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| device, threads | PRONG form | batch | T | N_s | rounds | SGD ms / update | PRONG ms / update | PRONG / SGD | median of the rounds' ratios | CPU-time ratio | PRONG ms / update without its refreshes | statistics (% of PRONG's time) | reparametrisation (% of PRONG's time) | whitened initialisation | other CPU | load average |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "PRONG form: canonical = natgrad's default (\`--prong-form canonical\`: W = V U is stored and trained with the whitened"

@@ -58,6 +58,9 @@ run T1000 --preset mnist-autoencoder --optimizer prong --lr 0.01 --momentum 0.9 
 run T100f --preset mnist-autoencoder --optimizer prong --lr 0.01 --momentum 0.9 --prong-eps 0.1 --prong-T 100 --prong-fanin 1
 run T1000f --preset mnist-autoencoder --optimizer prong --lr 0.01 --momentum 0.9 --prong-eps 0.1 --prong-T 1000 --prong-fanin 1
 t_total=$(( $(date +%s) - t_start ))
+# the script's duration, kept when --reuse ran nothing
+if [ -z "$reuse" ] || [ "$t_total" -gt 5 ] || [ ! -s "$res/prong_fig3.total" ]; then echo "$t_total" > "$res/prong_fig3.total"; fi
+t_total=$(cat "$res/prong_fig3.total")
 
 python3 - "$res" "$steps" "$t_total" <<'PY'
 import csv, os, sys, datetime, subprocess
@@ -111,7 +114,8 @@ L.append("The paper: PRONG 3.2x SGD's runtime per epoch, batch norm 2.3x, RMSpro
          "or the projection of the initial network: a forward pass of N_s = 1000 cases and eight eigendecompositions of "
          "sizes 30 to 1000, about 2-4 s here), which a run of a few hundred updates amortises only partly; "
          "statistics = forward passes of the N_s cases and the merged scatter (syrk) per layer, reparametrisation = "
-         "eigendecompositions (LAPACK ssyevd, one thread) and the projections of V and d.\n")
+         "eigendecompositions (LAPACK ssyevd, one thread) and, in the whitened coordinates, the projections of V and d "
+         "(in the canonical form, natgrad's default, the products K = U^T U: W and b stay).\n")
 L.append("![Figure 3](prong_figure3.png)\n")
 L.append("Panels: (a) eps, (b) T with (solid) and without (dashed) the whitened initialisation, (c) error vs updates, (d) error vs seconds.\n")
 open(f"{res}/prong_figure3.md", "w").write("\n".join(L) + "\n")
