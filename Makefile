@@ -115,7 +115,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-kfac-cost bench-ais-coverage prong-figure2 prong-figure3 bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps config run test test-gpu bench bench-rbm bench-kfac-cost bench-ais-coverage prong-figure2 prong-figure3 bench-prong bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table bench-dist \
     data-curves-picture bench-profile kernel-lab bench-launch-counts \
     toy-figure1 ica-bench rbm-recipes recipes-mnist conv-fashion
@@ -287,10 +287,15 @@ prong-figure2: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/prong_figure2.sh
 
-PRONG_SECONDS ?= 45
+PRONG_STEPS ?= 500
 prong-figure3: deps
 	@$(MAKE) --no-print-directory all
-	@bash bench/prong_figure3.sh --seconds $(PRONG_SECONDS)
+	@bash bench/prong_figure3.sh --steps $(PRONG_STEPS)
+
+# PRONG vs SGD per update, interleaved in one process (BENCH_PRONG_T: the T values, BENCH_PRONG_ROUNDS)
+bench-prong: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_prong
+	@bash bench/bench_prong.sh $(BUILD)
 
 OPT_TABLE_MINUTES ?= 5
 optimizer-table: deps

@@ -234,10 +234,15 @@ expect_exit net_tn_resume_fixed 2 "--metric cannot be combined with --resume" "$
 
 # ---- PRONG / PRONG+ ------------------------------------------------------------------------------------
 # exact resume across reparametrisations (every 4 updates on 20 cases; resumed at update 10, between two),
-# plain and with batch normalisation (PRONG+), whitened and projected starts; the log counts the refreshes
+# plain and with batch normalisation (PRONG+), whitened and projected starts, the canonical form (default)
+# and the whitened coordinates (--prong-form whitened); the log counts the refreshes
 PG=(net train --device cpu --data bars-stripes --batch 10 --lr 0.05 --momentum 0.9 --threads 1 --optimizer prong --prong-T 4 --prong-ns 20)
-for v in plain bn; do
-  if [ $v = plain ]; then L=(--layers 16-8-3:linear-8-16 --prong-fanin 1); else L=(--layers 16-8+bn-3:linear-8+bn-16); fi
+for v in plain bn white; do
+  case $v in
+    plain) L=(--layers 16-8-3:linear-8-16 --prong-fanin 1) ;;
+    bn) L=(--layers 16-8+bn-3:linear-8+bn-16) ;;
+    white) L=(--layers 16-8+bn-3:linear-8-16 --prong-form whitened) ;;
+  esac
   run "pg_full_$v" "$bin" "${PG[@]}" "${L[@]}" --steps 25 --log-every 5 --out "pg_full_$v"
   run "pg_half_$v" "$bin" "${PG[@]}" "${L[@]}" --steps 10 --log-every 5 --out "pg_half_$v"
   run "pg_rest_$v" "$bin" net train --device cpu --data bars-stripes --threads 1 --resume "pg_half_$v/net.ckpt" --steps 25 --log-every 5 --out "pg_half_$v"
@@ -261,6 +266,14 @@ else fail net_prong_plus_banner; show pg_full_bn.err; fi
 expect_exit net_prong_bad_eps 2 "--prong-eps" "$bin" "${PG[@]}" --layers 16-8-16 --prong-eps 0 --out pg_e1
 expect_exit net_prong_bad_T 2 "--prong-T" "$bin" "${PG[@]}" --layers 16-8-16 --prong-T 0 --out pg_e2
 expect_exit net_prong_ns_too_big 2 "--prong-ns" "$bin" "${PG[@]}" --layers 16-8-16 --prong-ns 100000 --out pg_e3
+expect_exit net_prong_bad_form 2 "--prong-form" "$bin" "${PG[@]}" --layers 16-8-16 --prong-form diagonal --out pg_e4
+# a checkpoint of the whitened coordinates records its form: the net.whiten field says which
+if python3 - pg_full_white/net.ckpt pg_full_plain/net.ckpt <<'PY'
+import sys
+a, b = open(sys.argv[1], 'rb').read(), open(sys.argv[2], 'rb').read()
+assert b"whiten_K" not in a and b"whiten_K" in b, "K state only in the canonical form's checkpoint"
+PY
+then pass net_prong_form_checkpoint; else fail net_prong_form_checkpoint; fi
 expect_exit net_prong_resume_fixed 2 "--prong-T cannot be combined with --resume" "$bin" net train --resume pg_half_plain/net.ckpt --prong-T 5 --out pg_half_plain
 
 run export "$bin" export a/net.ckpt --out a/net.safetensors

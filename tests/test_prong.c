@@ -7,6 +7,10 @@
  *   - section 3's claim on a tiny MLP: the exact Fisher's block of a middle layer, assembled densely
  *     from G v products, is better conditioned after whitening;
  *   - the whitening state survives a checkpoint round trip bit for bit;
+ *   - PRONG's canonical form (whiten = 2: W trained with the whitened SGD step mapped to W) follows
+ *     the whitened coordinates (whiten = 1) step for step: same canonical network after the whitened
+ *     initialisation, after SGD steps, and after reparametrisations (every activation, batch norm);
+ *     its curvature products are refused;
  *   - bad input refused; CPU and (emulated) CUDA agree. */
 #include <math.h>
 #include <stdint.h>
@@ -28,6 +32,7 @@ static ng_backend *g_cpu, *g_cuda;
 static char g_cuda_reason[512];
 
 static uint64_t g_state = 31337;
+static int g_whiten = 1; /* the form fix_init builds */
 static double urand(void) {
     g_state = g_state * 6364136223846793005ull + 1442695040888963407ull;
     return (double)(g_state >> 11) / 9007199254740992.0;
@@ -71,7 +76,7 @@ static ng_status fix_init(fix *f, ng_backend *be, const char *spec, int hidden, 
     f->cfg.init = NG_INIT_GAUSSIAN;
     f->cfg.init_scale = 0.5f;
     f->cfg.seed = seed;
-    f->cfg.whiten = 1;
+    f->cfg.whiten = g_whiten;
     NG_TRY(ng_net_parse_spec(spec, hidden, NG_ACT_LOGISTIC, &f->cfg));
     NG_TRY(ng_net_create(be, &f->cfg, &f->net));
     f->rows = ng_net_batch_rows(f->net);
@@ -376,8 +381,8 @@ static int test_bad_input(void) {
     NGT_OK(ng_net_create(g_cpu, &cfg, &plain));
     NGT_CHECK(ng_net_whiten_refresh(plain, &f.xs, 1e-2f, 1, NULL) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "no whitened"), "%s", ng_last_error());
     ng_net_free(plain);
-    cfg.whiten = 2;
-    NGT_CHECK(ng_net_config_check(&cfg) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "whiten"), "whiten 2: %s", ng_last_error());
+    cfg.whiten = 3;
+    NGT_CHECK(ng_net_config_check(&cfg) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "whiten"), "whiten 3: %s", ng_last_error());
     {
         /* NaN in the samples: a numeric error, never a NaN whitening matrix */
         float nan = NAN;
@@ -389,15 +394,16 @@ static int test_bad_input(void) {
     return NGT_PASS;
 }
 
-static int test_cpu_vs_cuda(void) {
+static int cpu_vs_cuda(int form) {
     fix a, b;
     snap sa, sb;
     int fail;
-    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    g_whiten = form;
     g_state = 555; /* the same data for both */
     NGT_OK(fix_init(&a, g_cpu, "7-6+bn-5-7", NG_ACT_LOGISTIC, 30, 50, 4));
     g_state = 555;
     NGT_OK(fix_init(&b, g_cuda, "7-6+bn-5-7", NG_ACT_LOGISTIC, 30, 50, 4));
+    g_whiten = 1;
     NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1, NULL));
     NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 1, NULL));
     NGT_OK(take(&a, &sa, 1));
@@ -405,10 +411,153 @@ static int test_cpu_vs_cuda(void) {
     fail = fabs(sa.obj - sb.obj) > 1e-5 * (1 + fabs(sa.obj));
     fail |= ngt_compare("outputs cpu vs cuda", sb.y, sa.y, ng_tensor_count(&a.y), 1e-5, 1e-4);
     fail |= ngt_compare("canonical parameters cpu vs cuda", sb.th, sa.th, ng_model_size(a.net), 1e-4, 1e-3);
+    if (form == 2 && !fail) {
+        /* the canonical form's "gradient" (the whitened step mapped to W) */
+        size_t np = ng_model_size(a.net);
+        float *ga = (float *)malloc(np * sizeof(float)), *gb = (float *)malloc(np * sizeof(float));
+        NGT_OK(ng_tensor_get(g_cpu, &a.net->grad_flat, ga));
+        NGT_OK(ng_tensor_get(g_cuda, &b.net->grad_flat, gb));
+        fail |= ngt_compare("canonical-form step cpu vs cuda", gb, ga, np, 1e-4, 1e-3);
+        free(ga), free(gb);
+    }
     snap_free(&sa), snap_free(&sb);
     fix_free(&a), fix_free(&b);
-    NGT_CHECK(!fail, "CPU and CUDA whitened networks differ");
+    NGT_CHECK(!fail, "CPU and CUDA whitened networks differ (form %d)", form);
     return NGT_PASS;
+}
+static int test_cpu_vs_cuda(void) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return cpu_vs_cuda(1) || cpu_vs_cuda(2) ? NGT_FAIL : NGT_PASS;
+}
+
+/* The canonical form's whitened initialisation: W_l = W0_l U_l and b_l = b0_l - W_l c_l for every
+ * layer (U_l, c_l its state afterwards; V = W0, d = b0 kept), checked in float64 on the host. (Not
+ * against the whitened coordinates' own initialisation: with V kept, the function depends on the
+ * eigenvectors chosen inside nearly degenerate eigenspaces, which rounding differences change.) */
+static int canonical_init_case(ng_backend *be, const char *spec, int hidden) {
+    fix f;
+    int fail = 0, l, i, j, k;
+    size_t np;
+    float *t0, *t1;
+    g_state = 99;
+    g_whiten = 2;
+    NGT_OK(fix_init(&f, be, spec, hidden, 40, 60, 8));
+    g_whiten = 1;
+    np = ng_model_size(f.net);
+    t0 = (float *)malloc(np * sizeof(float));
+    t1 = (float *)malloc(np * sizeof(float));
+    NGT_OK(ng_tensor_get(be, &f.net->param_flat, t0));
+    NGT_OK(ng_net_whiten_refresh(f.net, &f.xs, 1e-2f, 0, NULL));
+    NGT_OK(ng_tensor_get(be, &f.net->param_flat, t1));
+    for (l = 1, k = 0; l <= f.cfg.n_layers; l++) {
+        int d = f.cfg.dims[l - 1], dl = f.cfg.dims[l], bn = f.cfg.bn[l - 1];
+        ng_tensor tU, tc;
+        float *Uh = (float *)malloc(sizeof(float) * (size_t)(d + 1) * d), *cv = (float *)malloc(sizeof(float) * d);
+        NGT_OK(ng_net_whiten_state(f.net, l, &tU, &tc));
+        NGT_OK(ng_tensor_get(be, &tU, Uh));
+        NGT_OK(ng_tensor_get(be, &tc, cv));
+        for (i = 0; i < dl; i++) {
+            double bsum = 0.0;
+            for (j = 0; j < d; j++) {
+                double w = 0.0;
+                int q;
+                for (q = 0; q < d; q++) w += (double)t0[k + i + (size_t)dl * q] * Uh[j + (size_t)(d + 1) * q]; /* W0 U: U[q][j] = UhT[j][q]... */
+                if (fabs(w - t1[k + i + (size_t)dl * j]) > 1e-4 * (1.0 + fabs(w))) {
+                    if (fail < 3) printf("  %s: layer %d W[%d][%d] = %.7g, W0 U = %.7g\n", spec, l, i, j, t1[k + i + (size_t)dl * j], w);
+                    fail++;
+                }
+                bsum += (double)t1[k + i + (size_t)dl * j] * cv[j];
+            }
+            if (!bn && fabs(t0[k + (size_t)dl * d + i] - bsum - t1[k + (size_t)dl * d + i]) > 1e-4 * (1.0 + fabs(bsum))) {
+                if (fail < 3) printf("  %s: layer %d b[%d] = %.7g, b0 - W c = %.7g\n", spec, l, i, t1[k + (size_t)dl * d + i], t0[k + (size_t)dl * d + i] - bsum);
+                fail++;
+            }
+        }
+        k += dl * (d + (bn ? 0 : 1)) + (bn ? 2 * dl : 0);
+        free(Uh), free(cv);
+    }
+    if ((size_t)k != np) printf("  %s: parameter layout: %d of %zu counted\n", spec, k, np), fail++;
+    free(t0), free(t1);
+    fix_free(&f);
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+
+/* The canonical form against the whitened coordinates: both from the same network and samples,
+ * a projection refresh, then rounds of (gradient, SGD step theta -= lr g) and a projection
+ * refresh every second round. SGD on V with U fixed moves W = V U by -lr g_V U = -lr D (a - c)^T U^T U, which is the
+ * canonical form's step; a refresh keeps both functions. Compared: canonical parameters (and the
+ * training-mode objective, and without batch norm the inference outputs) after each stage. */
+static int canonical_case(ng_backend *be, const char *spec, int hidden) {
+    fix a, b;
+    snap sa, sb;
+    int fail = 0, k, bn = strchr(spec, '+') != NULL;
+    size_t np;
+    const float lr = 0.05f;
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
+    g_state = 777;
+    g_whiten = 1;
+    NGT_OK(fix_init(&a, be, spec, hidden, 40, 60, 6));
+    g_state = 777;
+    g_whiten = 2;
+    NGT_OK(fix_init(&b, be, spec, hidden, 40, 60, 6));
+    g_whiten = 1;
+    np = ng_model_size(a.net);
+    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1, NULL));
+    NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 1, NULL));
+    for (k = 0; k < 4 && !fail; k++) {
+        char what[96];
+        NGT_OK(take(&a, &sa, 1));
+        NGT_OK(take(&b, &sb, 1));
+        snprintf(what, sizeof what, "%s %s stage %d: canonical parameters", spec, ng_act_name(hidden), k);
+        fail |= ngt_compare(what, sb.th, sa.th, np, 2e-4, 2e-3);
+        if (!bn) {
+            snprintf(what, sizeof what, "%s %s stage %d: inference outputs", spec, ng_act_name(hidden), k);
+            fail |= ngt_compare(what, sb.y, sa.y, ng_tensor_count(&a.y), 2e-5, 2e-4);
+        }
+        if (fabs(sa.obj - sb.obj) > 2e-5 * (1.0 + fabs(sa.obj))) {
+            printf("  %s %s stage %d: objective %.9g (whitened coordinates), %.9g (canonical)\n", spec, ng_act_name(hidden), k, sa.obj, sb.obj);
+            fail = 1;
+        }
+        snap_free(&sa);
+        snap_free(&sb);
+        /* take() left each network's gradient of the batch: one SGD step */
+        NGT_OK(ng_axpby(be, np, -lr, a.net->grad_flat.data, 1.0f, a.net->param_flat.data));
+        NGT_OK(ng_axpby(be, np, -lr, b.net->grad_flat.data, 1.0f, b.net->param_flat.data));
+        if (k % 2 == 1) {
+            ng_tensor xs2 = ng_tensor_cols(&a.xs, 10, 50), xs2b = ng_tensor_cols(&b.xs, 10, 50);
+            NGT_OK(ng_net_whiten_refresh(a.net, &xs2, 1e-3f, 1, NULL));
+            NGT_OK(ng_net_whiten_refresh(b.net, &xs2b, 1e-3f, 1, NULL));
+        }
+    }
+    {
+        /* the canonical form has no curvature products, and its whitened initialisation needs a new network */
+        ng_tensor v = ng_tensor_matrix(b.th.data, (int)np, 1, (int)np);
+        NGT_OK(ng_model_gradient(b.net, &b.x, NULL));
+        fail |= ng_net_gvp(b.net, &v, &v) != NG_ERR_INVALID_ARG || !strstr(ng_last_error(), "canonical form");
+        fail |= ng_net_hvp(b.net, &v, &v) != NG_ERR_INVALID_ARG;
+        fail |= ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 0, NULL) != NG_ERR_INVALID_ARG;
+        ng_clear_error();
+    }
+    fix_free(&a), fix_free(&b);
+    if (fail) printf("  [%s %s %s]\n", be->iface->name, spec, ng_act_name(hidden));
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+static int canonical_all(ng_backend *be) {
+    static const int acts[] = {NG_ACT_LOGISTIC, NG_ACT_TANH, NG_ACT_RELU};
+    int i, fail = 0;
+    for (i = 0; i < 3; i++) {
+        fail |= canonical_case(be, "7-6-5-7", acts[i]) != NGT_PASS;
+        fail |= canonical_case(be, "7-6+bn-5-7", acts[i]) != NGT_PASS;
+        fail |= canonical_init_case(be, "7-6-5-7", acts[i]) != NGT_PASS;
+        fail |= canonical_init_case(be, "7-6+bn-5-7", acts[i]) != NGT_PASS;
+    }
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+static int test_canonical_form_cpu(void) { return canonical_all(g_cpu); }
+static int test_canonical_form_cuda(void) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return canonical_all(g_cuda);
 }
 
 int main(void) {
@@ -419,6 +568,8 @@ int main(void) {
     NGT_RUN(test_whitened_identity_cuda);
     NGT_RUN(test_fisher_conditioning);
     NGT_RUN(test_checkpoint_roundtrip);
+    NGT_RUN(test_canonical_form_cpu);
+    NGT_RUN(test_canonical_form_cuda);
     NGT_RUN(test_bad_input);
     NGT_RUN(test_cpu_vs_cuda);
     ng_backend_free(g_cuda);

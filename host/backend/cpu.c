@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -648,14 +649,23 @@ static ng_status cpu_potrs(ng_backend *be, ng_dtype dt, int n, int nrhs, const v
     return lapack_info("spotrs", LAPACKE_spotrs(LAPACK_COL_MAJOR, 'L', n, nrhs, (const float *)A, lda,
                                                 (float *)B, ldb), info);
 }
+/* The eigendecompositions run LAPACK on one thread. ssyevd spends most of its time in the
+ * Householder tridiagonalisation, n level-2 BLAS calls (symv, syr2) of O(n^2) work each: with two
+ * OpenMP threads every call is a parallel region and a barrier, and when other processes share the
+ * cores a descheduled thread stalls each barrier. Measured on this 2-core machine at load average 8:
+ * ssyevd of a 1000 x 1000 covariance 0.18 s on one thread, 2.1 to 11.9 s on two (`make bench-prong`
+ * measures it again: bench/results/bench_prong.md). On an idle machine the second thread gains little (the level-2 calls are
+ * bandwidth-bound). The thread counts of OpenBLAS and OpenMP are restored afterwards. */
 static ng_status cpu_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w, int *info) {
-    if (dt == NG_F64)
-        return lapack_info("dsyevd",
-                           n ? LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', n, (double *)A, lda, (double *)w) : 0,
-                           info);
-    return lapack_info("ssyevd",
-                       n ? LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'L', n, (float *)A, lda, (float *)w) : 0,
-                       info);
+    int r, tb = openblas_get_num_threads(), to = omp_get_max_threads();
+    if (tb > 1) openblas_set_num_threads(1);
+    if (dt == NG_F64) r = n ? LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', n, (double *)A, lda, (double *)w) : 0;
+    else r = n ? LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'L', n, (float *)A, lda, (float *)w) : 0;
+    if (tb > 1) {
+        openblas_set_num_threads(tb);
+        omp_set_num_threads(to);
+    }
+    return lapack_info(dt == NG_F64 ? "dsyevd" : "ssyevd", r, info);
 }
 
 static void cpu_destroy(ng_backend *be) { free(be); }

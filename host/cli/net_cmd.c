@@ -337,6 +337,7 @@ typedef struct net_train_opts {
     /* prong: SGD + momentum on whitened layers, reparametrised every --prong-T updates */
     ng_prong_config pg;
     int pg_fanin;
+    int pg_form; /* 0: canonical form (cfg.whiten = 2), 1: whitened coordinates (cfg.whiten = 1) */
 } net_train_opts;
 
 static const char *const optimizer_names[] = {"nag", "sgd", "adam", "rmsprop", "kfac", "ngd", "ngd-l", "ncg-l", "ncg-f", "hf", "prong"};
@@ -597,6 +598,7 @@ static int net_train(int argc, char **argv) {
             {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
             {"cuda-graph", OPT_INT, &o.cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (gradient, weight decay, update step) in a CUDA graph and replay it, one graph launch per update instead of every kernel and cuBLAS call; re-captured when the batch shape or the rule's per-update scalars change. sgd, nag, adam, rmsprop with --precond identity; the finite-objective check then follows the update. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
             {"prong-ns", OPT_INT, &o.pg.ns, "N", "prong: training cases per estimate of the means and covariances (1000)", OPT_FIXED, 0},
+            {"prong-form", OPT_ENUM, &o.pg_form, "canonical|whitened", "prong: canonical = train W = V U with the whitened SGD step mapped to W (one product by U^T U per layer and update; the default, fastest), whitened = train V, d with the input whitened in every pass (curvature products available; two products by U per layer)", OPT_FIXED, 0},
             {"prong-fanin", OPT_INT, &o.pg_fanin, "0|1", "prong: 1 = keep the --init network at update 0 (projection), 0 = section 4.1's whitened initialisation", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
             {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
@@ -855,7 +857,7 @@ static int net_train(int argc, char **argv) {
             }
         }
         cfg.target = o.task == 1 ? NG_NET_TARGET_ROWS : NG_NET_TARGET_INPUT;
-        cfg.whiten = o.optimizer == OPT_PRONG;
+        cfg.whiten = o.optimizer == OPT_PRONG ? (o.pg_form ? 1 : 2) : 0;
         o.pg.whitened_init = !o.pg_fanin;
         o.pg.seed = cfg.seed;
         if (s == NG_OK && o.optimizer == OPT_PRONG) s = ng_prong_config_check(&o.pg);

@@ -54,6 +54,11 @@ typedef struct net {
      * U R{a_l} (last row 0), DW[l] (d_l, chunk) scratch of the backward passes */
     ng_arena wst, wws;
     ng_tensor UhT[L_MAX + 1], wc[L_MAX + 1];
+    /* canonical form (cfg.whiten = 2): K[l] (d_{l-1} + 1, d_{l-1} + 1) = U-tilde^T U-tilde with
+     * U-tilde = [U, -U c; 0, 1]; the gradient of W reads AW[l-1] = K a-bar instead of a-bar.
+     * w_identity: U = I, c = 0 everywhere (no refresh since creation) */
+    ng_tensor K[L_MAX + 1];
+    int w_identity;
     ng_tensor AW[L_MAX + 1], RAW[L_MAX + 1], DW[L_MAX + 1];
     ng_tensor S1, S2, S3, dc;       /* refresh scratch: (dmax, dmax) x 2, (dmax, dmax), (dmax) */
     ng_whiten *wh;                  /* [1..L]: statistics of layer l's input (d_{l-1}) */
@@ -232,7 +237,8 @@ ng_status ng_net_config_check(const ng_net_config *cfg) {
         return ng_error(NG_ERR_INVALID_ARG, "network: init-scale %g must be positive and finite", (double)cfg->init_scale);
     if (cfg->fisher < NG_FISHER_EXACT || cfg->fisher > NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network: unknown Fisher mode %d", cfg->fisher);
-    if (cfg->whiten != 0 && cfg->whiten != 1) return ng_error(NG_ERR_INVALID_ARG, "network: whiten %d (0 or 1)", cfg->whiten);
+    if (cfg->whiten < 0 || cfg->whiten > 2)
+        return ng_error(NG_ERR_INVALID_ARG, "network: whiten %d (0: plain, 1: whitened coordinates V, d; 2: PRONG's canonical form)", cfg->whiten);
     if (cfg->fisher_samples < 1 || cfg->fisher_samples > 100000)
         return ng_error(NG_ERR_INVALID_ARG, "network: fisher-samples %d (1..100000)", cfg->fisher_samples);
     return NG_OK;
@@ -304,6 +310,7 @@ static ng_status whiten_create(net *n) {
     for (l = 1; l <= L && s == NG_OK; l++) {
         s = reserve(&n->wst, "whiten_UhT%d", l, n->d[l - 1] + 1, n->d[l - 1], &n->UhT[l]);
         if (s == NG_OK) s = reserve(&n->wst, "whiten_c%d", l, n->d[l - 1], 1, &n->wc[l]);
+        if (s == NG_OK && n->cfg.whiten == 2) s = reserve(&n->wst, "whiten_K%d", l, n->d[l - 1] + 1, n->d[l - 1] + 1, &n->K[l]);
     }
     if (s == NG_OK) s = ng_arena_commit(&n->wst);
     ng_arena_begin(&n->wws, be, "whitening workspace");
@@ -327,10 +334,19 @@ static ng_status whiten_create(net *n) {
         for (i = 0; i < d; i++) h[i + (size_t)(d + 1) * i] = 1.0f;
         s = ng_tensor_set(be, &n->UhT[l], h);
         free(h);
+        if (s == NG_OK && n->cfg.whiten == 2) {
+            /* K = I */
+            float *k = (float *)calloc((size_t)(d + 1) * (size_t)(d + 1), sizeof(float));
+            if (!k) return ng_error(NG_ERR_OOM, "network: out of host memory for the whitening state");
+            for (i = 0; i <= d; i++) k[i + (size_t)(d + 1) * i] = 1.0f;
+            s = ng_tensor_set(be, &n->K[l], k);
+            free(k);
+        }
         if (s == NG_OK) s = ng_fill(be, (size_t)d, 0.0f, n->wc[l].data);
         if (s == NG_OK) s = ng_whiten_init(be, d, ch, &n->wh[l]);
         if (s != NG_OK) return s;
     }
+    n->w_identity = 1;
     return NG_OK;
 }
 
@@ -468,8 +484,28 @@ static int has_bn(const net *n, int l) { return n->cfg.bn[l - 1]; }
 
 /* The input of layer l as its gemm reads it: a-bar_{l-1}, or [U (a_{l-1} - c); 1] when whitened;
  * and its R{} counterpart. */
-static const ng_tensor *lin(const net *n, int l) { return n->cfg.whiten ? &n->AW[l - 1] : &n->A[l - 1]; }
-static const ng_tensor *rlin(const net *n, int l) { return n->cfg.whiten ? &n->RAW[l - 1] : &n->RA[l - 1]; }
+static const ng_tensor *lin(const net *n, int l) { return n->cfg.whiten == 1 ? &n->AW[l - 1] : &n->A[l - 1]; }
+static const ng_tensor *rlin(const net *n, int l) { return n->cfg.whiten == 1 ? &n->RAW[l - 1] : &n->RA[l - 1]; }
+/* What the weight gradient of layer l multiplies: lin, or in the canonical form AW[l-1] = K a-bar
+ * (computed here), so that the "gradient" is the SGD step of the whitened coordinates mapped to W. */
+static ng_status gin(net *n, int l, int cols, const ng_tensor **out) {
+    int d = n->d[l - 1];
+    if (n->cfg.whiten != 2) {
+        *out = lin(n, l);
+        return NG_OK;
+    }
+    NG_TRY(ng_gemm(n->base.be, 0, 0, d + 1, cols, d + 1, 1.0f, n->K[l].data, d + 1, n->A[l - 1].data, n->A[l - 1].ld, 0.0f,
+                   n->AW[l - 1].data, n->AW[l - 1].ld));
+    *out = &n->AW[l - 1];
+    return NG_OK;
+}
+/* The curvature products and statistics are for the whitened coordinates or plain networks only. */
+static ng_status no_canonical(const net *n, const char *what) {
+    if (n->cfg.whiten == 2)
+        return ng_error(NG_ERR_INVALID_ARG, "network: %s is not available in PRONG's canonical form (whiten = 2: its gradient is "
+                        "the whitened SGD direction mapped to W); build the network with whiten = 1 (--prong-form whitened)", what);
+    return NG_OK;
+}
 
 /* AW[l-1] = [U_l^T; -(U_l c_l)^T]^T a-bar_{l-1} = U_l (a_{l-1} - c_l) (the row of ones stays) */
 static ng_status whiten_in(net *n, int l, int cols) {
@@ -489,11 +525,11 @@ static ng_status back_in(net *n, int l, int cols, const float *g, int ldg, const
                          float *out, int ldo) {
     ng_backend *be = n->base.be;
     int dl = n->d[l], dp = n->d[l - 1];
-    float *t = n->cfg.whiten ? n->DW[l - 1].data : out;
-    int ldt = n->cfg.whiten ? n->DW[l - 1].ld : ldo;
+    float *t = n->cfg.whiten == 1 ? n->DW[l - 1].data : out;
+    int ldt = n->cfg.whiten == 1 ? n->DW[l - 1].ld : ldo;
     NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, n->W[l].data, dl, g, ldg, 0.0f, t, ldt));
     if (A2) NG_TRY(ng_gemm(be, 1, 0, dp, cols, dl, 1.0f, A2, dl, g2, ldg2, 1.0f, t, ldt));
-    if (!n->cfg.whiten) return NG_OK;
+    if (n->cfg.whiten != 1) return NG_OK;
     return ng_gemm(be, 0, 0, dp, cols, dp, 1.0f, n->UhT[l].data, dp + 1, t, ldt, 0.0f, out, ldo);
 }
 
@@ -565,6 +601,7 @@ static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, int
  * mode 1: inference (running statistics). */
 static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
                             int update_running);
+static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running);
 static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
 
 /* The forward and backward passes run inside a TF32 scope: with --tf32 on a GPU their gemms use
@@ -591,15 +628,22 @@ static ng_status backward(net *n, int cols, float *g_base, float beta) {
 
 static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
                             int update_running) {
-    ng_backend *be = n->base.be;
     int l, L = n->L;
-    NG_TRY(act_fwd(be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld));
-    for (l = 1; l <= L; l++) {
+    NG_TRY(act_fwd(n->base.be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld));
+    for (l = 1; l <= L; l++) NG_TRY(forward_layer(n, l, cols, inference, update_running));
+    return NG_OK;
+}
+
+/* Layer l of the forward pass: A[l] (or Zo and A[L]) from A[l-1]. */
+static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running) {
+    ng_backend *be = n->base.be;
+    int L = n->L;
+    {
         int dl = n->d[l], dp = n->d[l - 1];
         float *zout = l == L ? n->Zo.data : n->A[l].data;
         int ldz = l == L ? n->Zo.ld : n->A[l].ld;
         const ng_tensor *in = lin(n, l);
-        if (n->cfg.whiten) NG_TRY(whiten_in(n, l, cols));
+        if (n->cfg.whiten == 1) NG_TRY(whiten_in(n, l, cols));
         if (!has_bn(n, l)) {
             /* z = [W b] a-bar  (whitened: [V d] [U (a - c); 1], PRONG eq. 6) */
             NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp + 1, 1.0f, n->W[l].data, dl, in->data, in->ld, 0.0f, zout, ldz));
@@ -717,6 +761,7 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
             /* D[l] holds dL/du; parameter gradients of gamma (sum_c du xhat) and beta (sum_c du) */
             if (g_base) {
                 float *gW = view_ptr(n, &gv, n->idxW[l]);
+                const ng_tensor *in;
                 float *gg = view_ptr(n, &gv, n->idxW[l] + 1), *gbt = view_ptr(n, &gv, n->idxW[l] + 2);
                 /* row dots as dl batched 1x1 products: C_r = du(r,:) . xhat(r,:) */
                 NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldd, n->XH[l].data, n->XH[l].ld, beta, gg));
@@ -724,8 +769,8 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
                 /* dL/dz = rstd gamma P(du), into tmp */
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
-                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, lin(n, l)->data,
-                               lin(n, l)->ld, beta, gW, dl));
+                NG_TRY(gin(n, l, cols, &in));
+                NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, in->data, in->ld, beta, gW, dl));
             } else {
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
@@ -733,9 +778,10 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
             dz = n->tmp[l].data;
             ldd = n->tmp[l].ld;
         } else if (g_base) {
-            /* [gW gb] = D a-bar^T */
-            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, lin(n, l)->data, lin(n, l)->ld,
-                           beta, view_ptr(n, &gv, n->idxW[l]), dl));
+            /* [gW gb] = D a-bar^T (canonical form: D (K a-bar)^T) */
+            const ng_tensor *in;
+            NG_TRY(gin(n, l, cols, &in));
+            NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, in->data, in->ld, beta, view_ptr(n, &gv, n->idxW[l]), dl));
         }
         if (l > 1) {
             NG_TRY(back_in(n, l, cols, dz, ldd, NULL, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
@@ -763,7 +809,7 @@ static ng_status rforward(net *n, const ng_tensor *v, int cols) {
         NG_TRY(ng_gemm(be, 0, 0, dl, cols, has_bn(n, l) ? dp : dp + 1, 1.0f, VW, dl, lin(n, l)->data, lin(n, l)->ld,
                        0.0f, rz, ldr));
         if (l > 1) {
-            if (n->cfg.whiten) NG_TRY(whiten_rin(n, l, cols));
+            if (n->cfg.whiten == 1) NG_TRY(whiten_rin(n, l, cols));
             NG_TRY(ng_gemm(be, 0, 0, dl, cols, dp, 1.0f, n->W[l].data, dl, rlin(n, l)->data, rlin(n, l)->ld, 1.0f, rz,
                            ldr));
         }
@@ -915,6 +961,7 @@ static ng_status need_batch(net *n, const char *what) {
 static ng_status net_jvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L;
+    NG_TRY(no_canonical(n, "J v"));
     NG_TRY(need_batch(n, "J v"));
     NG_TRY(check_vec(n, v, "J v"));
     L = n->L;
@@ -969,6 +1016,7 @@ static ng_status net_gvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L;
     float scale;
+    NG_TRY(no_canonical(n, "G v"));
     NG_TRY(check_out_vec(n, v, out, "G v"));
     L = n->L;
     K = n_chunks(n);
@@ -1012,6 +1060,7 @@ static ng_status net_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const 
     ng_backend *be = m->be;
     int k, K, L, i, j, ch;
     size_t slot;
+    NG_TRY(no_canonical(n, "the Fisher gram"));
     NG_TRY(need_batch(n, "Fisher gram"));
     if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: %d vectors (1..8)", nv);
     for (i = 0; i < nv; i++) NG_TRY(check_vec(n, v[i], "Fisher gram"));
@@ -1085,6 +1134,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     net *n = as_net(m);
     int k, K, L, s, S;
     float scale;
+    NG_TRY(no_canonical(n, "F v"));
     if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
     if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
@@ -1143,6 +1193,7 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     int k, K, L, l;
     float scale;
     ng_tensor ov;
+    NG_TRY(no_canonical(n, "H v"));
     NG_TRY(check_out_vec(n, v, out, "H v"));
     L = n->L;
     K = n_chunks(n);
@@ -1237,6 +1288,7 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
 ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
     net *n = as_net(m);
     int c0, cols;
+    NG_TRY(no_canonical(n, "the sampled backward pass"));
     NG_TRY(need_batch(n, "sampled backward"));
     if (n_chunks(n) != 1)
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
@@ -1253,6 +1305,7 @@ static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {
     net *n = as_net(m);
     char *end;
     long l;
+    NG_TRY(no_canonical(n, "a layer statistic"));
     if (!n->have_batch || n_chunks(n) != 1 || !n->cached)
         return ng_error(NG_ERR_INVALID_ARG, "network statistic %s: needs a gradient of a batch of at most one chunk (%d cases) first",
                         name, n->cfg.chunk);
@@ -1346,14 +1399,26 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
 
 /* ---- whitened layers: the reparametrisation of PRONG (Algorithm 1) ------------------------ */
 
-/* Statistics of the inputs of layers lo..hi over the samples x (forward passes chunk by chunk in
- * training mode, running batch-norm averages untouched). */
+/* The forward pass up to layer last (A[0..last]) for the whitening statistics: training mode,
+ * running batch-norm averages untouched, inside the TF32 scope like every forward pass. */
+static ng_status stats_forward(net *n, const float *x, int ldx, int cols, int last) {
+    int saved, l;
+    ng_status s = NG_OK, e;
+    NG_TRY(ng_tf32_begin(n->base.be, &saved));
+    if (x) s = act_fwd(n->base.be, n->d[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, n->A[0].ld);
+    for (l = x ? 1 : last; l <= last && s == NG_OK; l++) s = forward_layer(n, l, cols, 0, 0);
+    e = ng_tf32_end(n->base.be, saved);
+    return s != NG_OK ? s : e;
+}
+
+/* Statistics of the inputs of layers lo..hi over the samples x (forward passes chunk by chunk up
+ * to layer hi - 1, the last one whose output they need). */
 static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi) {
     int c0, N = x->cols, ch = n->cfg.chunk, l;
     for (l = lo; l <= hi; l++) ng_whiten_reset(&n->wh[l]);
     for (c0 = 0; c0 < N; c0 += ch) {
         int cols = N - c0 < ch ? N - c0 : ch;
-        NG_TRY(forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, 0, 0));
+        NG_TRY(stats_forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, hi - 1));
         for (l = lo; l <= hi; l++) NG_TRY(ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, cols, 0));
     }
     return NG_OK;
@@ -1369,6 +1434,28 @@ static ng_status whiten_store(net *n, int l) {
     return ng_copy(be, n->wc[l].data, w->mean.data, (size_t)d * sizeof(float));
 }
 
+/* Canonical form: K[l] = U-tilde^T U-tilde = UhT UhT^T + e e^T (e the last unit vector) */
+static ng_status canon_k(net *n, int l) {
+    ng_backend *be = n->base.be;
+    int d = n->d[l - 1];
+    float *K = n->K[l].data;
+    NG_TRY(ng_gemm(be, 0, 1, d + 1, d + 1, d, 1.0f, n->UhT[l].data, d + 1, n->UhT[l].data, d + 1, 0.0f, K, d + 1));
+    return ng_axpby(be, 1, 1.0f, n->wh[l].ones.data, 1.0f, K + (size_t)d * (size_t)(d + 2));
+}
+
+/* Canonical form, whitened initialisation of layer l from U = I, c = 0 (V = W, d = b kept): W <- W U,
+ * b <- b - W c (batch-normalised layers: the running mean moves by + W c instead, as the pre-
+ * normalisation values do) */
+static ng_status canon_init_layer(net *n, int l) {
+    ng_backend *be = n->base.be;
+    ng_whiten *w = &n->wh[l];
+    int d = n->d[l - 1], dl = n->d[l];
+    NG_TRY(ng_gemm(be, 0, 1, dl, d, d, 1.0f, n->W[l].data, dl, w->UT.data, d, 0.0f, n->S3.data, dl));
+    NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
+    if (has_bn(n, l)) return ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, w->mean.data, 1.0f, n->rmean[l].data);
+    return ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, w->mean.data, 1.0f, n->b[l].data);
+}
+
 /* add the seconds since *t0 to *acc (after the device is done), restart the clock */
 static ng_status lap(ng_backend *be, double *acc, double *t0) {
     double t;
@@ -1378,6 +1465,60 @@ static ng_status lap(ng_backend *be, double *acc, double *t0) {
     *acc += t - *t0;
     *t0 = t;
     return NG_OK;
+}
+
+/* Section 4.1's whitened initialisation: whiten layer by layer from the input up, keeping V and d.
+ * Whitening layer l changes the outputs of layers l.. only, so when the samples fit one chunk a
+ * single forward pass serves every layer: the statistics of layer l's input, then U_l, then layer
+ * l's forward step on the kept A[l-1]. Longer sample sets take one pass per layer, up to l - 1. */
+static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double *times, double *t0) {
+    ng_backend *be = n->base.be;
+    int l, L = n->L, one = x->cols <= n->cfg.chunk;
+    if (one) NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", stats_forward(n, x->data, x->ld, x->cols, 0));
+    for (l = 1; l <= L; l++) {
+        if (one) {
+            ng_whiten_reset(&n->wh[l]);
+            if (l > 1) NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", stats_forward(n, NULL, 0, x->cols, l - 1));
+            NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, x->cols, 0));
+        } else {
+            NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, l, l));
+        }
+        NG_TRY(lap(be, times ? &times[0] : NULL, t0));
+        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(&n->wh[l], eps));
+        if (n->cfg.whiten == 2) NG_TRY(canon_init_layer(n, l));
+        NG_TRY(whiten_store(n, l));
+        if (n->cfg.whiten == 2) NG_TRY(canon_k(n, l));
+        NG_TRY(lap(be, times ? &times[1] : NULL, t0));
+    }
+    return NG_OK;
+}
+
+/* Algorithm 1 lines 9-10 for layer l after its statistics: U_new, and V, d (or the running batch-
+ * norm mean) changed so that the layer computes the same function. */
+static ng_status whiten_project(net *n, int l, float eps) {
+    ng_backend *be = n->base.be;
+    ng_whiten *w = &n->wh[l];
+    int d = n->d[l - 1], dl = n->d[l];
+    NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(w, eps)); /* line 9 */
+    NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
+    /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
+     * batch-norm mean -= V_old t */
+    NG_TRY(ng_copy(be, n->dc.data, w->mean.data, (size_t)d * sizeof(float)));
+    NG_TRY(ng_axpby(be, (size_t)d, -1.0f, n->wc[l].data, 1.0f, n->dc.data));
+    NG_TRY(ng_gemv(be, 1, d, d, 1.0f, n->UhT[l].data, d + 1, n->dc.data, 0.0f, n->S3.data));
+    if (has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->rmean[l].data));
+    else NG_TRY(ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->b[l].data));
+    /* V <- V_old U_old U_new^-1 (lines 7 and 10), in the cheaper order: (U_old U_new^-1) first
+     * costs d^3 + dl d^2 multiply-adds, (V_old U_old) first 2 dl d^2 */
+    if ((double)d * d * d + (double)dl * d * d <= 2.0 * dl * d * d) {
+        NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
+        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
+    } else {
+        NG_TRY(ng_gemm(be, 0, 1, dl, d, d, 1.0f, n->W[l].data, dl, n->UhT[l].data, d + 1, 0.0f, n->S2.data, dl));
+        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->S2.data, dl, n->S1.data, d, 0.0f, n->S3.data, dl));
+    }
+    NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
+    return whiten_store(n, l);
 }
 
 ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times) {
@@ -1394,37 +1535,26 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
     n->cached = 0;
     n->d_valid = 0;
     if (!keep_function) {
-        /* section 4.1: whiten layer by layer from the input up, keeping V and d */
-        for (l = 1; l <= L; l++) {
-            NG_TRY(whiten_stats(n, x, l, l));
-            NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
-            NG_TRY(ng_whiten_compute(&n->wh[l], eps));
-            NG_TRY(whiten_store(n, l));
-            NG_TRY(lap(be, times ? &times[1] : NULL, &t0));
-        }
-        return NG_OK;
+        if (n->cfg.whiten == 2 && !n->w_identity)
+            return ng_error(NG_ERR_INVALID_ARG, "network whitening: the whitened initialisation (keep_function = 0) of the canonical form "
+                            "needs the state of a new network (U = I, c = 0)");
+        n->w_identity = 0;
+        return whiten_layerwise(n, x, eps, times, &t0);
     }
-    /* the canonical network is unchanged by the projection, so one pass gives every layer's
-     * statistics (line 8) */
-    NG_TRY(whiten_stats(n, x, 1, L));
+    /* the canonical network is unchanged by the projection, so one pass (up to layer L - 1) gives
+     * every layer's statistics (line 8) */
+    n->w_identity = 0;
+    NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, 1, L));
     NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
     for (l = 1; l <= L; l++) {
-        ng_whiten *w = &n->wh[l];
-        int d = n->d[l - 1], dl = n->d[l];
-        NG_TRY(ng_whiten_compute(w, eps)); /* line 9 */
-        NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
-        /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
-         * batch-norm mean -= V_old t */
-        NG_TRY(ng_copy(be, n->dc.data, w->mean.data, (size_t)d * sizeof(float)));
-        NG_TRY(ng_axpby(be, (size_t)d, -1.0f, n->wc[l].data, 1.0f, n->dc.data));
-        NG_TRY(ng_gemv(be, 1, d, d, 1.0f, n->UhT[l].data, d + 1, n->dc.data, 0.0f, n->S3.data));
-        if (has_bn(n, l)) NG_TRY(ng_gemv(be, 0, dl, d, -1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->rmean[l].data));
-        else NG_TRY(ng_gemv(be, 0, dl, d, 1.0f, n->W[l].data, dl, n->S3.data, 1.0f, n->b[l].data));
-        /* V <- V_old U_old U_new^-1 (lines 7 and 10) */
-        NG_TRY(ng_gemm(be, 1, 0, d, d, d, 1.0f, n->UhT[l].data, d + 1, n->S1.data, d, 0.0f, n->S2.data, d));
-        NG_TRY(ng_gemm(be, 0, 0, dl, d, d, 1.0f, n->W[l].data, dl, n->S2.data, d, 0.0f, n->S3.data, dl));
-        NG_TRY(ng_copy(be, n->W[l].data, n->S3.data, (size_t)dl * (size_t)d * sizeof(float)));
+        if (n->cfg.whiten == 1) {
+            NG_TRY_RANGE(NG_CAT_INVERSE, "prong projection", whiten_project(n, l, eps));
+            continue;
+        }
+        /* canonical form: W, b stay (the function is kept exactly); new U, c and K */
+        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(&n->wh[l], eps));
         NG_TRY(whiten_store(n, l));
+        NG_TRY(canon_k(n, l));
     }
     return lap(be, times ? &times[1] : NULL, &t0);
 }
@@ -1445,7 +1575,7 @@ ng_status ng_net_canonical(ng_model *m, ng_tensor *theta) {
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_canonical: model %s is not a network", m->iface->kind);
     NG_TRY(check_vec(n, theta, "canonical parameters"));
     NG_TRY(ng_copy(be, theta->data, m->param_flat.data, ng_model_size(m) * sizeof(float)));
-    if (!n->cfg.whiten) return NG_OK;
+    if (n->cfg.whiten != 1) return NG_OK; /* the canonical form's parameters are W, b */
     for (l = 1; l <= n->L; l++) {
         int d = n->d[l - 1], dl = n->d[l];
         float *Wt = view_ptr(n, theta, n->idxW[l]);
@@ -1499,13 +1629,14 @@ static ng_status net_load(ng_model *m, const ng_ckpt *c, int apply) {
     }
     {
         int64_t w = 0;
-        if (ng_ckpt_has(c, "net.whiten")) NG_TRY(ng_ckpt_get_int(c, "net.whiten", 0, 1, &w));
+        if (ng_ckpt_has(c, "net.whiten")) NG_TRY(ng_ckpt_get_int(c, "net.whiten", 0, 2, &w));
         if ((int)w != n->cfg.whiten)
-            return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.whiten is %lld, this run %s whitened layers", ng_ckpt_path(c),
-                            (long long)w, n->cfg.whiten ? "uses" : "does not use");
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: field net.whiten is %lld, this run's is %d (0: plain, 1: whitened coordinates, "
+                            "2: PRONG's canonical form; --prong-form must match the checkpoint's)", ng_ckpt_path(c), (long long)w, n->cfg.whiten);
         if (w) {
             NG_TRY(ng_ckpt_check_arena(c, "net.", &n->wst));
             if (apply) NG_TRY(ng_ckpt_load_arena(c, "net.", &n->wst));
+            if (apply) n->w_identity = 0;
         }
     }
     if (apply) n->cached = 0, n->d_valid = 0;
@@ -1530,7 +1661,7 @@ ng_status ng_net_config_from_ckpt(const ng_ckpt *c, ng_net_config *cfg) {
     cfg->target = (int)target;
     if (ng_ckpt_has(c, "net.whiten")) {
         int64_t w;
-        NG_TRY(ng_ckpt_get_int(c, "net.whiten", 0, 1, &w));
+        NG_TRY(ng_ckpt_get_int(c, "net.whiten", 0, 2, &w));
         cfg->whiten = (int)w;
     }
     NG_TRY(ng_ckpt_get_float(c, "net.bn_eps", 1e-12, 0.999, &cfg->bn_eps));

@@ -69,7 +69,9 @@ typedef struct ng_net_config {
     uint64_t seed;                     /* initialisation and sampled targets */
     int fisher;                        /* NG_FISHER_* used by the fvp slot */
     int fisher_samples;                /* draws per case of NG_FISHER_SAMPLED (>= 1) */
-    int whiten;                        /* 1: whitened layers (PRONG), see ng_net_whiten_refresh */
+    int whiten;                        /* PRONG (see ng_net_whiten_refresh): 0 plain, 1 whitened
+                                          coordinates V, d; 2 canonical form (W, b with the whitened
+                                          SGD step as "gradient") */
 } ng_net_config;
 
 /* Defaults (chunk 1000, bn_eps 1e-5, bn_momentum 0.1, sparse init of 15, fisher exact, one sample)
@@ -154,7 +156,19 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  * network starts with U = I, c = 0 (the canonical network). Every product of this header (gradient,
  * J v, G v, F v, H v, sampled backward, Fisher gram) is taken with respect to (V, d), and the
  * statistic "a<l>" is the whitened input [U (a_l - c); 1] that V_{l+1} multiplies (K-FAC's A factors
- * of a whitened network). */
+ * of a whitened network).
+ *
+ * With cfg.whiten = 2 (PRONG's canonical form) the parameters are the canonical W_l = V_l U_{l-1},
+ * b_l = d_l - W_l c_{l-1} and the passes are those of the plain network; the gradient slot returns
+ * instead of dL/dW, dL/db the whitened SGD step mapped to W, b:
+ *   [G_W G_b] = D [K a-bar]^T,  K = U~^T U~,  U~ = [U, -U c; 0, 1]  ((d + 1, d + 1), net.whiten_K<l>)
+ * i.e. G_W = dL/dV U and G_b = dL/dd - G_W c, so that theta -= lr G moves W, b exactly as SGD on V, d
+ * with U, c fixed moves V U, d - V U c. This costs one product K a-bar per layer where whitened
+ * coordinates cost two (U (a - c) forward, U^T back). A refresh keeps W and b (the function exactly)
+ * and only replaces U, c, K. The update rule's state (momentum) lives in W-space, so across a
+ * refresh it is kept as a step of W (whiten = 1 keeps it as a step of V instead: the two forms agree
+ * between refreshes and differ after one). J v, G v, F v, H v, the sampled backward pass, the Fisher
+ * gram and the "a<l>" statistics are refused (NG_ERR_INVALID_ARG): the gradient is not dL/dtheta. */
 
 /* Algorithm 1 lines 6-11 on the samples x (N_s columns, rows as ng_net_batch_rows; only the input
  * rows are read): the mean c_l and covariance of every layer's input from a forward pass (training
@@ -165,7 +179,10 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  *                     normalised layer's running mean moves by the change of W c instead);
  *   keep_function = 0: V_l and d_l are kept and the layers are whitened one after another from the
  *                     input up, each on the activations of the layers below it already whitened
- *                     (section 4.1's whitened initialisation).
+ *                     (section 4.1's whitened initialisation; one forward pass in all when the
+ *                     samples fit one chunk). The canonical form (whiten = 2) needs the state of a
+ *                     new network for it (U = I, c = 0: V = W, d = b) and sets W <- W U, b <- b - W c.
+ * The canonical form's keep_function = 1 changes only U, c and K.
  * NG_ERR_INVALID_ARG when the network is not whitened; the last gradient's buffers are invalidated.
  * times (NULL: not measured; the device is synchronised at each boundary when given): times[0] +=
  * seconds in the statistics (forward passes, means and covariances), times[1] += seconds in the

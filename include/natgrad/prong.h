@@ -1,6 +1,8 @@
 /* natgrad/prong.h: Projected Natural Gradient Descent (Desjardins, Simonyan, Pascanu & Kavukcuoglu,
  * "Natural Neural Networks", NIPS 2015, Algorithm 1) as a preconditioner of natgrad/precond.h, for
- * networks built with cfg.whiten = 1 (natgrad/net.h). The whitened network's parameters (V, d) are
+ * networks built with cfg.whiten = 1 (whitened coordinates) or 2 (the canonical form, natgrad's
+ * default: see natgrad/net.h; cheaper per update, the same steps between refreshes). The whitened
+ * network's parameters (V, d; or W = V U, b in the canonical form) are
  * trained by the update rule (SGD in the paper); every T updates this preconditioner draws N_s
  * training cases (its own stream, checkpointed), re-estimates every layer's mean and covariance,
  * and reparametrises (ng_net_whiten_refresh: U from the eigendecomposition of Sigma + eps I, V and d
@@ -12,8 +14,9 @@
  * 4.1's whitened initialisation (V and d kept, each layer whitened on the whitened layers below).
  * PRONG+ is the same with batch-normalised hidden layers (+bn in the layer spec).
  *
- * The update rule's state (momentum) is kept as it is across a reparametrisation. apply leaves the
- * gradient as it is (the whitening is in the parametrisation). */
+ * The update rule's state (momentum) is kept as it is across a reparametrisation (a step of V with
+ * whiten = 1, of W with whiten = 2). apply leaves the gradient as it is (the whitening is in the
+ * parametrisation). */
 #ifndef NATGRAD_PRONG_H
 #define NATGRAD_PRONG_H
 
