@@ -28,8 +28,9 @@ absbuild=$build; case $absbuild in /*) ;; *) absbuild=$PWD/$build ;; esac
 finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $([ "$failed" = 0 ] && echo 0 || echo 1); }
 if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 
-ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
-     dist_bad_timeout dist_refuse_kfac dist_refuse_rbm dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
+ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np3_kfac_paper_taus dist_np2_kfac_tridiag
+     dist_kfac_rerun_bitexact dist_kfac_resume_same dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
+     dist_bad_timeout dist_refuse_diag dist_refuse_rbm dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -84,6 +85,53 @@ for opt in adam sgd; do
   else close dist_np3_$opt one_$opt/net.ckpt three_$opt/net.ckpt 1e-5; fi
 done
 
+# ---- K-FAC -------------------------------------------------------------------------------------
+# 40 updates: inverse refreshes at updates 1-3, 20 and 40 (gamma chosen among three at 20 and 40),
+# the Levenberg-Marquardt rho every 5. --tau1 / --tau2 0.75: the statistics and exact-Fisher
+# prefixes (8 of 10 cases) span two ranks (5 + 3) or three (3 + 3 + 2); with the paper's defaults
+# (1 and 3 cases) only rank 0 holds them and the others contribute zeros. Same tolerance and reason
+# as above: the factor sums, the Fisher gram and h are split into per-rank partial sums.
+# same_state NAME DIR NP: every rank's K-FAC state (factors, inverses, delta0, and the scalars lambda,
+# gamma, alpha, mu, rho, qmodel in the checkpoint fields) is bit-identical to rank 0's
+same_state() {
+  local name=$1 dir=$2 np=$3 r
+  params_all() { "$bin" export "$1" --out "$2" --all >/dev/null 2>&1; }
+  if ! params_all "$dir/net.ckpt" "$name.s0.st"; then echo "export of $dir/net.ckpt failed"; return 1; fi
+  for r in $(seq 1 $((np - 1))); do
+    if ! params_all "$dir/net.ckpt.rank$r" "$name.s$r.st"; then echo "export of $dir/net.ckpt.rank$r failed"; return 1; fi
+    if ! python3 "$repo/tests/compare_params.py" "$name.s0.st" "$name.s$r.st" 0 kfac. >"$name.s$r.cmp" 2>&1; then
+      echo "rank $r's K-FAC tensors differ from rank 0's: $(cat "$name.s$r.cmp")"; return 1; fi
+    if ! diff <("$bin" ckpt "$dir/net.ckpt" | grep -E '^  kfac\.(lambda|gamma|alpha|mu|rho|qmodel|have_delta0) ') \
+              <("$bin" ckpt "$dir/net.ckpt.rank$r" | grep -E '^  kfac\.(lambda|gamma|alpha|mu|rho|qmodel|have_delta0) ') >"$name.s$r.diff"; then
+      echo "rank $r's K-FAC scalars differ from rank 0's: $(head -4 "$name.s$r.diff" | tr '\n' ' ')"; return 1; fi
+  done
+  if ! "$bin" ckpt "$dir/net.ckpt" | grep -qE '^  kfac\.rho '; then echo "no kfac.rho in $dir/net.ckpt (no LM step?)"; return 1; fi
+  return 0
+}
+KF=(--optimizer kfac --steps 40)
+for cfg in "np2_kfac 2 --tau1 0.75 --tau2 0.75" "np3_kfac 3 --tau1 0.75 --tau2 0.75" "np3_kfac_paper_taus 3" \
+           "np2_kfac_tridiag 2 --tau1 0.75 --tau2 0.75 --kfac-approx tridiag"; do
+  set -- $cfg; name=$1 np=$2; shift 2
+  run one_$name 1 "${T[@]}" "${KF[@]}" "$@" --out one_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "single-rank run failed (exit $rc)"; show one_$name.err; continue; fi
+  run n_$name "$np" "${T[@]}" "${KF[@]}" "$@" --out n_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show n_$name.err; continue; fi
+  if ! why=$(same_state $name n_$name "$np"); then fail dist_$name "$why"; continue; fi
+  close dist_$name one_$name/net.ckpt n_$name/net.ckpt 1e-5
+done
+run kfac_again 2 "${T[@]}" "${KF[@]}" --tau1 0.75 --tau2 0.75 --out kfac_again
+if [ "$rc" = 0 ] && cmp -s n_np2_kfac/net.ckpt kfac_again/net.ckpt && cmp -s n_np2_kfac/net.ckpt.rank1 kfac_again/net.ckpt.rank1; then
+  pass dist_kfac_rerun_bitexact
+else fail dist_kfac_rerun_bitexact "exit $rc; two K-FAC runs on 2 ranks wrote different checkpoints"; show kfac_again.err; fi
+# resumed at update 13: between refreshes, after an LM step, with momentum (delta0) in flight
+run kfac_half 2 "${T[@]}" "${KF[@]}" --tau1 0.75 --tau2 0.75 --steps 13 --out kfac_resumed
+if [ "$rc" = 0 ] && why=$(same_state kfac_half kfac_resumed 2); then
+  run kfac_rest 2 "${R[@]}" --resume kfac_resumed/net.ckpt --steps 40 --out kfac_resumed
+  if [ "$rc" = 0 ] && cmp -s n_np2_kfac/net.ckpt kfac_resumed/net.ckpt && cmp -s n_np2_kfac/net.ckpt.rank1 kfac_resumed/net.ckpt.rank1; then
+    pass dist_kfac_resume_same
+  else fail dist_kfac_resume_same "exit $rc; 13 + 27 K-FAC updates on 2 ranks differ from 40 in one go"; show kfac_rest.err; fi
+else fail dist_kfac_resume_same "exit $rc ${why:-}"; show kfac_half.err; fi
+
 # ---- run to run --------------------------------------------------------------------------------
 run again_nag 2 "${T[@]}" --optimizer nag --steps 40 --out again_nag
 if [ "$rc" = 0 ] && cmp -s two_nag/net.ckpt again_nag/net.ckpt && cmp -s two_nag/net.ckpt.rank1 again_nag/net.ckpt.rank1; then
@@ -130,9 +178,9 @@ else fail dist_resume_2to1 "exit $rc (expected a one-rank checkpoint at t = 60)"
 run badtimeout 1 "${T[@]}" --steps 5 --out badtimeout --comm-timeout 0
 if [ "$rc" = 2 ] && grep -q -- "--comm-timeout 0: must be > 0" badtimeout.err; then pass dist_bad_timeout
 else fail dist_bad_timeout "exit $rc, want 2 naming --comm-timeout"; show badtimeout.err; fi
-run kfac 2 "${T[@]}" --optimizer kfac --steps 5 --out kfac
-if [ "$rc" != 0 ] && grep -q "preconditioner kfac does not run on 2 ranks" kfac.err; then pass dist_refuse_kfac
-else fail dist_refuse_kfac "exit $rc"; show kfac.err; fi
+run diag 2 "${T[@]}" --precond diag --steps 5 --out diag
+if [ "$rc" != 0 ] && grep -q "preconditioner diag does not run on 2 ranks" diag.err; then pass dist_refuse_diag
+else fail dist_refuse_diag "exit $rc"; show diag.err; fi
 
 run rbm 2 rbm train --device cpu --data bars-stripes --hidden 4 --steps 2 --out rbm --threads 1
 if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\`" rbm.err; then pass dist_refuse_rbm

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <pthread.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
 
@@ -549,32 +550,91 @@ static ng_status fold(kfac *k, ng_backend *be, ng_model *m, int cols, float alph
     return NG_OK;
 }
 
-ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+/* The factor tensors (A, G and the tridiagonal off-diagonal blocks), for scaling and reduction. */
+static int factor_list(kfac *k, ng_tensor **out) {
+    int l, n = 0;
+    for (l = 0; l < k->L; l++) out[n++] = &k->fac.A[l];
+    for (l = 1; l <= k->L; l++) out[n++] = &k->fac.G[l];
+    if (k->tri)
+        for (l = 1; l < k->L; l++) out[n++] = &k->fac.AC[l], out[n++] = &k->fac.GC[l];
+    return n;
+}
+
+/* Fold the statistics of the first `cols` cases of the model's batch into the factors:
+ * F = beta0 F + (1 - eps) / total sum_cases (...). The batch's case c is case col0 + c of the update's
+ * global batch (a data-parallel shard; 0 on one process): the sampled targets and the chunks of a
+ * batch larger than the network's chunk are those one process holding the whole batch would use
+ * (chunk j of the global batch: stream step + j, targets indexed from the chunk's start).
+ * cols = 0 only scales (a rank holding none of the statistics prefix). */
+static ng_status accumulate(ng_precond *p, ng_model *m, int cols, int total, double eps, float beta0, uint64_t key,
+                            uint64_t step, int col0) {
     kfac *k = K(p);
     ng_backend *be = p->be;
     ng_tensor x, y, xv, yv;
-    int c0, ch = ng_net_config_of(m)->chunk;
-    float alpha = (float)((1.0 - eps) / (double)cols);
+    int g, ch = ng_net_config_of(m)->chunk;
+    float alpha = (float)((1.0 - eps) / (double)total);
     NG_TRY(ng_net_current_batch(m, &x, &y));
-    if (cols < 1 || cols > x.cols)
+    if (cols < 0 || cols > x.cols || (cols == 0 && col0 == 0))
         return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases of a batch of %d", cols, x.cols);
-    if (cols <= ch) {
-        /* a prefix of the batch: its forward pass is reused when it is in the buffers */
+    if (cols == 0) {
+        ng_tensor *f[4 * LMAX + 4];
+        int i, nf = factor_list(k, f);
+        for (i = 0; i < nf; i++) NG_TRY(ng_scal(be, ng_tensor_count(f[i]), beta0, f[i]->data));
+        return NG_OK;
+    }
+    if (col0 / ch == (col0 + cols - 1) / ch) {
+        /* within one chunk: a prefix of the batch, its forward pass reused when it is in the buffers */
         NG_TRY(ng_net_batch_prefix(m, cols));
-        NG_TRY(ng_net_backward_sampled(m, key, step));
-        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, cols, alpha, (float)eps));
+        NG_TRY(ng_net_backward_sampled_at(m, key, step + (uint64_t)(col0 / ch), (uint64_t)(col0 % ch)));
+        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, cols, alpha, beta0));
     } else {
-        for (c0 = 0; c0 < cols; c0 += ch) {
-            int nc = cols - c0 < ch ? cols - c0 : ch;
+        for (g = col0; g < col0 + cols;) {
+            int end = (g / ch + 1) * ch, c0 = g - col0, nc;
+            if (end > col0 + cols) end = col0 + cols;
+            nc = end - g;
             xv = ng_tensor_matrix(x.data + (size_t)c0 * (size_t)x.ld, x.rows, nc, x.ld);
             if (y.ptr) yv = ng_tensor_matrix(y.data + (size_t)c0 * (size_t)y.ld, y.rows, nc, y.ld);
             NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
-            NG_TRY(ng_net_backward_sampled(m, key, step + (uint64_t)(c0 / ch)));
-            NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
+            NG_TRY(ng_net_backward_sampled_at(m, key, step + (uint64_t)(g / ch), (uint64_t)(g % ch)));
+            NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, nc, alpha, g == col0 ? beta0 : 1.0f));
+            g = end;
         }
         /* the whole batch again (several chunks: nothing is recomputed) */
         NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
     }
+    return NG_OK;
+}
+
+ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+    if (cols < 1) return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases (>= 1)", cols);
+    return accumulate(p, m, cols, cols, eps, (float)eps, key, step, 0);
+}
+
+/* ---- data parallelism ------------------------------------------------------------------------
+ * A statistic that one process takes on the first `want` cases of the global batch (tau1 m for the
+ * factors, tau2 m for the exact-Fisher products) is taken by each rank on its cases among them: the
+ * shards are consecutive columns of the global batch, so rank r holds cases [lo, hi) and takes
+ * [lo, min(hi, want)), possibly none. Sums over those cases are all-reduced, so every rank holds
+ * what one process would compute, up to the order of the float32 sums. */
+static int dist_on(const ng_precond *p) { return p->dist.comm && p->dist.comm->world > 1; }
+
+/* the global batch size (one process: the model's batch, of x_cols cases) */
+static int global_batch(const ng_precond *p, int x_cols) { return dist_on(p) ? p->dist.batch : x_cols; }
+
+/* this rank's number of the first `want` cases of the global batch */
+static int prefix_share(const ng_precond *p, int want) {
+    int n;
+    if (!dist_on(p)) return want;
+    n = (want < p->dist.hi ? want : p->dist.hi) - p->dist.lo;
+    return n > 0 ? n : 0;
+}
+
+static ng_status reduce_factors(ng_precond *p) {
+    kfac *k = K(p);
+    ng_tensor *f[4 * LMAX + 4];
+    int i, nf = factor_list(k, f);
+    for (i = 0; i < nf; i++)
+        NG_TRY(ng_comm_allreduce(p->dist.comm, p->be, NG_F32, f[i]->data, ng_tensor_count(f[i]), "the K-FAC factors"));
     return NG_OK;
 }
 
@@ -633,10 +693,19 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
     NG_TRY(ng_net_current_batch(m, &k->bx, &k->by));
     x = k->bx;
-    cols = (int)floor(k->cfg.tau1 * (double)x.cols + 0.5);
+    cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
     if (cols < 1) cols = 1;
-    NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
-                              ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    if (!dist_on(p)) {
+        NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
+                                  ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    } else {
+        /* rank 0 keeps eps F, every rank adds its cases' share of (1 - eps) X X^T / cols, the sum
+         * over the ranks is the update of one process */
+        double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+        NG_TRY(accumulate(p, m, prefix_share(p, cols), cols, eps, p->dist.comm->rank == 0 ? (float)eps : 0.0f,
+                          ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16, p->dist.lo));
+        NG_TRY_RANGE(NG_CAT_COMM, "kfac factor all-reduce", reduce_factors(p));
+    }
     return phase_end(p, t0, &k->stats_s);
 }
 
@@ -784,13 +853,28 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     /* the quadratic model on S2 (exact Fisher products, appendix C) */
     t0 = now_s();
     x = k->bx;
-    s2 = (int)floor(k->cfg.tau2 * (double)x.cols + 0.5);
+    s2 = (int)floor(k->cfg.tau2 * (double)global_batch(p, x.cols) + 0.5);
     if (s2 < 1) s2 = 1;
-    NG_TRY(ng_net_batch_prefix(m, s2));
     nv = 0;
     for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
     if (use_mom) vecs[nv++] = &k->delta0;
-    NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+    if (!dist_on(p)) {
+        NG_TRY(ng_net_batch_prefix(m, s2));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+    } else {
+        /* the gram of this rank's cases of S2 weighted by their share, summed over the ranks (the
+         * gradient terms below come from the all-reduced gradient and the identical Delta, delta0:
+         * equal on every rank without a reduction) */
+        int mine = prefix_share(p, s2), i;
+        for (i = 0; i < nv * nv; i++) gram[i] = 0.0;
+        if (mine > 0) {
+            NG_TRY(ng_net_batch_prefix(m, mine));
+            NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+            for (i = 0; i < nv * nv; i++) gram[i] *= (double)mine / (double)s2;
+        }
+        NG_TRY_RANGE(NG_CAT_COMM, "kfac gram all-reduce",
+                     ng_comm_allreduce_host(p->dist.comm, gram, (size_t)(nv * nv), "the K-FAC quadratic model"));
+    }
     for (c = 0; c < cand; c++) {
         float f;
         NG_TRY(ng_dot(be, k->n, g->data, k->Delta[c].data, &f));
@@ -847,6 +931,15 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
         NG_TRY(ng_net_evaluate(m, &x, &h1, &e1));
         NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
+        if (dist_on(p)) {
+            /* h(theta) and h(theta + delta) on the global batch: shard means weighted by share */
+            double w = (double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch, hv[2];
+            hv[0] = w * k->h0;
+            hv[1] = w * h1;
+            NG_TRY_RANGE(NG_CAT_COMM, "kfac rho all-reduce", ng_comm_allreduce_host(p->dist.comm, hv, 2, "the K-FAC objective values"));
+            k->h0 = hv[0];
+            h1 = hv[1];
+        }
         k->rho = ((h1 + k->cfg.eta * r1) - (k->h0 + k->cfg.eta * r0)) / k->qmodel;
         k->lambda = ng_kfac_lm_update(k->lambda, k->rho, omega1_of(&k->cfg));
     }
@@ -1096,6 +1189,7 @@ static const struct ng_precond_i kfac_iface = {
     .save = kfac_save,
     .load = kfac_load,
     .destroy = kfac_destroy,
+    .data_parallel = 1,
 };
 
 /* ---- construction ---------------------------------------------------------------------------- */
