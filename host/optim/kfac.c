@@ -86,6 +86,10 @@ typedef struct kfac {
     double stats_s, inverse_s, apply_s, quad_s;
     double h0;
     ng_tensor bx, by;       /* the update's whole batch S' (by.ptr NULL: targets in bx) */
+    /* data parallelism: the preconditioner's shard (natgrad/precond.h), and with several ranks the
+     * rank that inverts each layer's factors in a synchronous block-diagonal refresh */
+    const ng_precond_dist *dist;
+    int owner[LMAX + 1];
 } kfac;
 
 static kfac *K(const ng_precond *p) { return (kfac *)p->impl; }
@@ -385,14 +389,16 @@ static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, doub
 
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
  * both precisions. */
-static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail) {
+static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail,
+                              int shared) {
     invset *S = &k->set[si];
     double pi[LMAX + 2];
-    int l, L = k->L;
+    int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
     *fail = 0;
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
+        if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
         if (!k->tri && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
@@ -428,7 +434,40 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
             if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
         }
     }
+    if (shared) {
+        /* every rank learns whether any layer failed (then all retry alike), else each layer's
+         * inverses come from their owner */
+        double f = *fail ? 1.0 : 0.0;
+        NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC inverse status"));
+        *fail = f > 0.0;
+        for (l = 1; l <= L && !*fail; l++) {
+            NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, S->AI[l].data, ng_tensor_count(&S->AI[l]), k->owner[l],
+                                 "the K-FAC inverses"));
+            NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, S->GI[l].data, ng_tensor_count(&S->GI[l]), k->owner[l],
+                                 "the K-FAC inverses"));
+        }
+    }
     return NG_OK;
+}
+
+/* Owners of the layers' inversions on `world` ranks, balanced by cost: the largest layers first,
+ * each to the rank with the least work so far (cost (d_{l-1} + 1)^3 + d_l^3; ties: lowest rank). */
+static void assign_owners(kfac *k, int world) {
+    double load[64] = {0};
+    int done[LMAX + 1] = {0}, i, l, r;
+    if (world > 64) world = 64;
+    for (i = 1; i <= k->L; i++) {
+        int best = 0;
+        double bc = -1.0;
+        for (l = 1; l <= k->L; l++) {
+            double c = pow((double)na(k, l - 1), 3.0) + pow((double)k->d[l], 3.0);
+            if (!done[l] && c > bc) bc = c, best = l;
+        }
+        done[best] = 1;
+        for (r = 1, k->owner[best] = 0; r < world; r++)
+            if (load[r] < load[k->owner[best]]) k->owner[best] = r;
+        load[k->owner[best]] += bc;
+    }
 }
 
 /* refresh_once with the recovery path: float64, then gamma x 10 (up to 6 times). *used_gamma gets
@@ -436,8 +475,14 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
 static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, double *used_gamma) {
     int fail = 0, tries;
     ng_dtype saved = w->precision;
+    /* a synchronous block-diagonal refresh on several ranks: each rank inverts the layers it owns
+     * and broadcasts them (the tridiagonal inverse couples neighbouring layers, and the
+     * asynchronous worker has no communicator: there every rank inverts everything, from the same
+     * factors to the same result) */
+    int shared = w == &k->ws && k->dist->comm && k->dist->comm->world > 1 && !k->tri;
+    if (shared) assign_owners(k, k->dist->comm->world);
     for (tries = 0; tries < 8; tries++) {
-        NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail));
+        NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail, shared));
         if (!fail) break;
         w->retries++;
         if (w->precision == NG_F32) {
@@ -1257,6 +1302,7 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     p->iface = &kfac_iface;
     p->be = be;
     p->impl = k;
+    k->dist = &p->dist;
     ng_arena_begin(&p->state, be, "kfac");
     ng_arena_begin(&k->scratch, be, "kfac scratch");
     k->cfg = *cfg;
