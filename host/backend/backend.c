@@ -186,7 +186,7 @@ void ng_backend_allow_tf32(ng_backend *be, int allow) {
 
 ng_status ng_tf32_begin(ng_backend *be, int *saved) {
     if (saved) *saved = be ? be->tf32_active : 0;
-    if (!be || !be->tf32_allowed || !be->iface->set_tf32 || be->tf32_active) return NG_OK;
+    if (!be || !be->tf32_allowed || !be->iface->set_tf32 || be->tf32_active || be->fp32_depth > 0) return NG_OK;
     ng_status st = be->iface->set_tf32(be, 1);
     if (st == NG_OK) be->tf32_active = 1;
     return st;
@@ -196,6 +196,25 @@ ng_status ng_tf32_end(ng_backend *be, int saved) {
     if (!be || !be->tf32_active || saved) return NG_OK;
     be->tf32_active = 0;
     return be->iface->set_tf32(be, 0);
+}
+
+ng_status ng_fp32_begin(ng_backend *be, int *saved) {
+    if (saved) *saved = be ? be->tf32_active : 0;
+    if (!be) return NG_OK;
+    be->fp32_depth++;
+    if (!be->tf32_active) return NG_OK;
+    be->tf32_active = 0;
+    return be->iface->set_tf32(be, 0);
+}
+
+ng_status ng_fp32_end(ng_backend *be, int saved) {
+    ng_status st;
+    if (!be) return NG_OK;
+    if (be->fp32_depth > 0) be->fp32_depth--;
+    if (!saved || be->tf32_active || !be->iface->set_tf32) return NG_OK;
+    st = be->iface->set_tf32(be, 1);
+    if (st == NG_OK) be->tf32_active = 1;
+    return st;
 }
 
 ng_status ng_gemm(ng_backend *be, int ta, int tb, int m, int n, int k, float alpha,

@@ -50,6 +50,20 @@ ng_status ng_trainer_init(ng_trainer *tr, ng_model *m, ng_precond *pc, ng_update
     return add_columns(tr, pc->iface->columns, pc->iface->name);
 }
 
+/* the preconditioner's observe and apply under an FP32 guard (natgrad/backend.h): with --tf32 only the
+ * model's own forward and backward passes may use TF32; factor statistics, inversions,
+ * eigendecompositions, curvature products, solves and line searches stay FP32 */
+static ng_status precond_fp32(ng_trainer *tr) {
+    ng_backend *be = tr->model->be;
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_fp32_begin(be, &saved));
+    NG_RANGE_CAT(NG_CAT_STATS, "precond observe", s, ng_precond_observe(tr->pc, tr->model, tr->t));
+    if (s == NG_OK) NG_RANGE_CAT(NG_CAT_UPDATE, "precond apply", s, ng_precond_apply(tr->pc, tr->model, tr->t));
+    e = ng_fp32_end(be, saved);
+    return s != NG_OK ? s : e;
+}
+
 static ng_status step_body(ng_trainer *tr, double *row) {
     ng_tensor x;
     ng_status s;
@@ -73,8 +87,7 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         tr->pc->dist.hi = tr->data->hi;
         tr->pc->dist.batch = tr->data->batch;
     }
-    NG_TRY_RANGE(NG_CAT_STATS, "precond observe", ng_precond_observe(tr->pc, tr->model, tr->t));
-    NG_TRY_RANGE(NG_CAT_UPDATE, "precond apply", ng_precond_apply(tr->pc, tr->model, tr->t));
+    NG_TRY(precond_fp32(tr));
     NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
     if (!row) return NG_OK;
     if (tr->upd->iface->log_values) NG_TRY(tr->upd->iface->log_values(tr->upd, tr->model, row + tr->col_update));

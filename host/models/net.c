@@ -568,8 +568,9 @@ static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int infer
 static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
 
 /* The forward and backward passes run inside a TF32 scope: with --tf32 on a GPU their gemms use
- * tensor-core TF32 math; the R-forward pass and loss Hessian products of curvature-vector
- * products (and everything a preconditioner does) stay FP32. */
+ * tensor-core TF32 math. Curvature-vector products (ng_net_jvp, _gvp, _fvp, _hvp, _fisher_gram)
+ * and everything a preconditioner does run under an FP32 guard (natgrad/backend.h), inside
+ * which these scopes do nothing: the passes they make stay FP32. */
 static ng_status forward(net *n, const float *x, int ldx, int cols, int inference, int update_running) {
     int saved;
     ng_status s, e;
@@ -907,7 +908,7 @@ static ng_status need_batch(net *n, const char *what) {
     return NG_OK;
 }
 
-ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+static ng_status net_jvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L;
     NG_TRY(need_batch(n, "J v"));
@@ -924,6 +925,16 @@ ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
                        out->data + (size_t)c0 * out->ld, out->ld));
     }
     return NG_OK;
+}
+
+/* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_jvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
 }
 
 static ng_status loss_hvp(net *n, int loss, const float *y, int ldy, const float *v, int ldv, float scale,
@@ -950,7 +961,7 @@ static ng_status check_out_vec(net *n, const ng_tensor *v, ng_tensor *out, const
     return NG_OK;
 }
 
-ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+static ng_status net_gvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L;
     float scale;
@@ -970,6 +981,16 @@ ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     return NG_OK;
 }
 
+/* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_gvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 ng_status ng_net_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y) {
     const net *n = as_cnet(m);
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_current_batch: model %s is not a network", m->iface->kind);
@@ -982,7 +1003,7 @@ ng_status ng_net_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y) {
     return NG_OK;
 }
 
-ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+static ng_status net_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
     net *n = as_net(m);
     ng_backend *be = m->be;
     int k, K, L, i, j, ch;
@@ -1025,6 +1046,16 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     return NG_OK;
 }
 
+/* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_fisher_gram_fp(m, nv, v, work, gram);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
     ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
     int L = n->L;
@@ -1046,8 +1077,8 @@ static ng_status residual(net *n, const float *t, int ldt, int cols, float scale
     return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0);
 }
 
-ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
-                     ng_tensor *out) {
+static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
+                             ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L, s, S;
     float scale;
@@ -1086,13 +1117,24 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
     return NG_OK;
 }
 
+/* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
+                     ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_fvp_fp(m, mode, samples, key, step, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 static ng_status net_fvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     return ng_net_fvp(m, n->cfg.fisher, n->cfg.fisher_samples, ng_rng_stream_key(n->cfg.seed, NG_RNG_FISHER_TARGETS),
                       0, v, out);
 }
 
-ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     ng_backend *be = m->be;
     int k, K, L, l;
@@ -1177,6 +1219,16 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     }
     n->d_valid = 0;
     return NG_OK;
+}
+
+/* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_hvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
 }
 
 ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {

@@ -683,19 +683,33 @@ static ng_status reduce_factors(ng_precond *p) {
     return NG_OK;
 }
 
+/* The public entries below run under an FP32 guard (natgrad/backend.h): inversions and the
+ * application of the inverse never use TF32, whoever calls them (the run driver guards every
+ * preconditioner already). */
 ng_status ng_kfac_refresh(ng_precond *p, double gamma) {
     double used;
+    int saved;
+    ng_status s, e;
     K(p)->ws.retries = 0;
-    NG_TRY(refresh(K(p), &K(p)->ws, &K(p)->fac, p->be, 0, gamma, &used));
+    NG_TRY(ng_fp32_begin(p->be, &saved));
+    s = refresh(K(p), &K(p)->ws, &K(p)->fac, p->be, 0, gamma, &used);
+    e = ng_fp32_end(p->be, saved);
+    NG_TRY(s);
+    NG_TRY(e);
     K(p)->gamma = used;
     return NG_OK;
 }
 
 ng_status ng_kfac_apply_inverse(ng_precond *p, const ng_tensor *v, ng_tensor *out) {
     kfac *k = K(p);
+    int saved;
+    ng_status s, e;
     if (!v || !out || ng_tensor_count(v) != k->n || ng_tensor_count(out) != k->n || v->ptr == out->ptr)
         return ng_error(NG_ERR_INVALID_ARG, "K-FAC apply: v and out must be distinct vectors of %zu elements", k->n);
-    return apply_set(k, p->be, 0, v, out);
+    NG_TRY(ng_fp32_begin(p->be, &saved));
+    s = apply_set(k, p->be, 0, v, out);
+    e = ng_fp32_end(p->be, saved);
+    return s != NG_OK ? s : e;
 }
 
 ng_status ng_kfac_factor(const ng_precond *p, char which, int i, int j, ng_tensor *out) {

@@ -425,6 +425,7 @@ struct ng_backend {
     char description[256]; /* one line for the start-up banner: device, BLAS, kernel */
     int tf32_allowed;      /* user opt-in (--tf32), see ng_backend_allow_tf32 */
     int tf32_active;       /* inside an ng_tf32_begin / ng_tf32_end scope that switched it on */
+    int fp32_depth;        /* nesting depth of ng_fp32_begin / ng_fp32_end guards (TF32 barred inside) */
 };
 
 /* TF32 opt-in. ng_backend_allow_tf32(be, 1) permits TF32 tensor-core math, but only inside
@@ -436,6 +437,16 @@ struct ng_backend {
 void ng_backend_allow_tf32(ng_backend *be, int allow);
 ng_status ng_tf32_begin(ng_backend *be, int *saved);
 ng_status ng_tf32_end(ng_backend *be, int saved);
+
+/* FP32 guard: between ng_fp32_begin and ng_fp32_end every single-precision gemm is full FP32, even
+ * when the caller is inside a TF32 scope, and TF32 scopes opened inside (the backward pass of a
+ * Gauss-Newton product, the forward pass of a line search) do nothing. The run driver puts every
+ * preconditioner's work under it (factor statistics, inversions, eigendecompositions, curvature
+ * products and solves, rescaling), and the network's curvature-vector products (ng_net_jvp, _gvp,
+ * _fvp, _hvp, _fisher_gram) guard themselves. *saved receives whether TF32 was on, for
+ * ng_fp32_end(be, saved) to switch it back. Guards nest. */
+ng_status ng_fp32_begin(ng_backend *be, int *saved);
+ng_status ng_fp32_end(ng_backend *be, int saved);
 
 /* Create a backend. index selects the CUDA device (-1: device 0). NG_DEVICE_AUTO falls back to
  * the CPU (and says why in *fallback_note when non-NULL, else "") when CUDA is not compiled in or
