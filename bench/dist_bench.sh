@@ -7,7 +7,10 @@
 #     with 1 thread each; time per update (train_s of the log, monitors excluded), seconds in
 #     collectives per rank, communication share; the 1-minute load average before each run
 #     (other engineers' jobs share these 2 cores: every figure is disturbed by them);
-#  3. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
+#  3. the same for K-FAC (blockdiag, the paper's defaults) at the same global batch: one rank with
+#     1 thread and two ranks with 1 thread each, DIST_BENCH_KFAC_STEPS (10) updates, which include
+#     the inverse refreshes of updates 1-3 (each layer's inverses owned by one rank, broadcast);
+#  4. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
 #     T1_MS (measured single-GPU ms per update at the global batch) and BUSBW_GBPS (measured NCCL
 #     bus bandwidth) when given in the environment, otherwise left as formulas.
 # Writes bench/results/dist_bench.csv, dist_allreduce.csv and dist_bench.md.
@@ -32,23 +35,26 @@ echo "bench-dist: all-reduce times (2 ranks)"
 comm_rows=$(OMP_NUM_THREADS=1 "${MPI[@]}" -np 2 "$build/bench/bench_comm")
 echo "$comm_rows"
 
-A=(net train --device cpu --data mnist --preset mnist-autoencoder --optimizer nag --batch "$batch" --steps "$steps" --log-every "$steps" --eval-n 1000)
 echo "kind,ranks,threads_per_rank,batch,steps,ms_per_update,comm_s_rank0,comm_s_rank1,comm_share,load_before" >"$csv"
-for setting in "1 1" "1 2" "2 1"; do
+kfac_steps=${DIST_BENCH_KFAC_STEPS:-10}
+for setting in "nag 1 1" "nag 1 2" "nag 2 1" "kfac 1 1" "kfac 2 1"; do
   set -- $setting
-  np=$1 th=$2
+  opt=$1 np=$2 th=$3
+  A=(net train --device cpu --data mnist --preset mnist-autoencoder --optimizer "$opt" --batch "$batch" --steps "$steps" --log-every "$steps" --eval-n 1000)
+  [ "$opt" = kfac ] && A=(net train --device cpu --data mnist --preset mnist-autoencoder --optimizer kfac --batch "$batch" --steps "$kfac_steps" --log-every "$kfac_steps" --eval-n 1000)
+  n=$([ "$opt" = kfac ] && echo "$kfac_steps" || echo "$steps")
   l=$(load)
   if [ "$np" = 1 ]; then
-    OMP_NUM_THREADS=$th "$build/natgrad" "${A[@]}" --threads "$th" --out "$work/r$np-$th" >"$work/r$np-$th.log" 2>&1
+    OMP_NUM_THREADS=$th "$build/natgrad" "${A[@]}" --threads "$th" --out "$work/$opt$np-$th" >"$work/$opt$np-$th.log" 2>&1
   else
-    OMP_NUM_THREADS=$th "${MPI[@]}" -np "$np" "$build/natgrad" "${A[@]}" --threads "$th" --out "$work/r$np-$th" >"$work/r$np-$th.log" 2>&1
+    OMP_NUM_THREADS=$th "${MPI[@]}" -np "$np" "$build/natgrad" "${A[@]}" --threads "$th" --out "$work/$opt$np-$th" >"$work/$opt$np-$th.log" 2>&1
   fi
-  train_s=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "train_s") c = i } NR > 1 { v = $c } END { print v }' "$work/r$np-$th/train.csv")
-  ms=$(awk -v t="$train_s" -v n="$steps" 'BEGIN { printf "%.1f", 1000 * t / n }')
-  c0=$(sed -n 's/.*rank 0: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/r$np-$th.log")
-  c1=$(sed -n 's/.*rank 1: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/r$np-$th.log")
+  train_s=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "train_s") c = i } NR > 1 { v = $c } END { print v }' "$work/$opt$np-$th/train.csv")
+  ms=$(awk -v t="$train_s" -v n="$n" 'BEGIN { printf "%.1f", 1000 * t / n }')
+  c0=$(sed -n 's/.*rank 0: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/$opt$np-$th.log")
+  c1=$(sed -n 's/.*rank 1: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/$opt$np-$th.log")
   share=$(awk -v c="${c0:-0}" -v t="$train_s" 'BEGIN { printf "%.3f", c / t }')
-  echo "net_nag,$np,$th,$batch,$steps,$ms,${c0:-0},${c1:-0},$share,$l" | tee -a "$csv"
+  echo "net_$opt,$np,$th,$batch,$n,$ms,${c0:-0},${c1:-0},$share,$l" | tee -a "$csv"
 done
 { echo "ranks,floats,bytes,reps,ms_median,ms_min,algbw_GBps,busbw_GBps"; echo "$comm_rows"; } >"$out/dist_allreduce.csv"
 python3 bench/dist_cost_model.py "$csv" "$out/dist_allreduce.csv" >"$md"

@@ -44,23 +44,26 @@ def main(argv):
     for r in ar:
         w("| %s | %s | %s | %s | %s | %s |" % (r["floats"], r["bytes"], r["ms_median"], r["ms_min"], r["algbw_GBps"], r["busbw_GBps"]))
     w("")
-    w("## `natgrad net train` (NAG, MNIST autoencoder, %d parameters), CPU backend" % P)
+    w("## `natgrad net train` (NAG and K-FAC, MNIST autoencoder, %d parameters), CPU backend" % P)
     w("")
-    w("| ranks | threads per rank | global batch | updates | ms per update | s in collectives (rank 0 / 1) | communication share (rank 0) | load before |")
-    w("|---|---|---|---|---|---|---|---|")
+    w("| method | ranks | threads per rank | global batch | updates | ms per update | s in collectives (rank 0 / 1) | communication share (rank 0) | load before |")
+    w("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
-        w("| %s | %s | %s | %s | %s | %s / %s | %.0f%% | %s |" % (r["ranks"], r["threads_per_rank"], r["batch"], r["steps"], r["ms_per_update"],
+        w("| %s | %s | %s | %s | %s | %s | %s / %s | %.0f%% | %s |" % (r["kind"].replace("net_", ""), r["ranks"], r["threads_per_rank"], r["batch"], r["steps"], r["ms_per_update"],
                                                            r["comm_s_rank0"], r["comm_s_rank1"], 100 * float(r["comm_share"]), r["load_before"]))
     w("")
     w("Time per update is the log's `train_s` (monitors excluded) over the updates. Time in collectives counts every")
     w("collective of the rank (the gradient all-reduce, the log columns, the stop flags, checkpoint agreement) and")
     w("includes waiting for the slower rank, so on 2 shared cores it mostly measures imbalance; the all-reduce table")
     w("above (a barrier before each call) is the transfer itself. Two ranks cannot beat one rank with two threads on")
-    w("2 cores: the same flops run either way, plus the all-reduce.")
+    w("2 cores: the same flops run either way, plus the all-reduce. K-FAC's updates include the inverse refreshes of")
+    w("updates 1-3 (of its 10), its collectives the factor all-reduce, the quadratic model's gram and the inverse")
+    w("broadcasts; with the paper's tau1 = 1/8 the statistics prefix (62 of 500 cases) lies in rank 0's shard, so")
+    w("rank 0 computes all the factor statistics and rank 1 waits (the imbalance shows in its time in collectives).")
     w("")
     # the model checked on this machine
-    one1 = [r for r in runs if r["ranks"] == "1" and r["threads_per_rank"] == "1"]
-    two = [r for r in runs if r["ranks"] == "2"]
+    one1 = [r for r in runs if r["kind"] == "net_nag" and r["ranks"] == "1" and r["threads_per_rank"] == "1"]
+    two = [r for r in runs if r["kind"] == "net_nag" and r["ranks"] == "2"]
     big = max(ar, key=lambda r: int(r["floats"])) if ar else None
     small = min(ar, key=lambda r: int(r["floats"])) if ar else None
     w("## Cost model")
@@ -68,18 +71,19 @@ def main(argv):
     w("    T_N = T_1 / N + T_ar(4 P)                        (NAG, SGD, Adam: one all-reduce of the gradient arena)")
     w("    T_ar(B) = 2 (N - 1) / N * B / busbw + 2 (N - 1) * alpha")
     w("    K-FAC adds  T_ar(4 F)  every update (factor statistics) and, every T3 updates,")
-    w("    max over ranks of its inversions' time + the broadcast of 4 F bytes of inverses (B / busbw each)")
+    w("    max over ranks of its inversions' time + the broadcast of 4 F bytes of inverses (B / busbw each);")
+    w("    natgrad assigns each layer's pair (A_{l-1}, G_l) to one rank, cost (d_{l-1} + 1)^3 + d_l^3, largest first")
     w("")
     w("For the MNIST autoencoder: P = %d parameters (4 P = %.2f MB); the %d Kronecker factors hold F = %d floats" % (P, 4 * P / 1e6, len(factors), F))
     w("(4 F = %.2f MB, full matrices; the upper triangles would halve it)." % (4 * F / 1e6))
+    pairs = [(DIMS[l - 1] + 1) ** 3 + DIMS[l] ** 3 for l in range(1, len(DIMS))]
     for N in (2, 8):
         loads = [0.0] * N
-        for _, d in sorted(factors, key=lambda x: -x[1]):
+        for c in sorted(pairs, reverse=True):
             i = loads.index(min(loads))
-            loads[i] += d ** 3
-        total = sum(d ** 3 for _, d in factors)
-        w("Inversions (cost d^3) over %d ranks, longest first: the busiest rank holds %.1f%% of the total (ideal %.1f%%)." %
-          (N, 100 * max(loads) / total, 100.0 / N))
+            loads[i] += c
+        w("Inversions per layer (cost (d_{l-1} + 1)^3 + d_l^3) over %d ranks, largest first to the least-loaded rank: the busiest "
+          "rank holds %.1f%% of the total (ideal %.1f%%)." % (N, 100 * max(loads) / sum(pairs), 100.0 / N))
     w("")
     if one1 and two and big and small:
         t1 = float(one1[0]["ms_per_update"])
@@ -116,7 +120,8 @@ def main(argv):
         w("per update, and K-FAC's factor all-reduce another %.2f MB." % (2 * 7 / 8 * 4 * F / 1e6))
     w("")
     w("What natgrad does not do yet (so the model has no overlap term): the all-reduce starts after the whole")
-    w("backward pass; K-FAC, the truncated-Newton methods, FANG and RBMs are refused on more than one rank.")
+    w("backward pass; the tridiagonal K-FAC inverses are computed by every rank; FANG, PRONG and RBMs are refused")
+    w("on more than one rank.")
     print("\n".join(out))
 
 

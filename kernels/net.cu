@@ -9,9 +9,9 @@
  *     sequential order, which a parallel tree would not reproduce);
  *   - per-row ops (row_moments, bn_project): one thread per row running the row body (adjacent
  *     threads read adjacent rows of a column: coalesced).
- * Random numbers: element i = r + rows c of sample_targets uses the Philox uniform i (Bernoulli),
- * uniforms 2i and 2i+1 (Gaussian, one Philox block gives both) or uniform c (categorical), as
- * the CPU does; the index alone selects the word, so any launch shape draws the same targets.
+ * Random numbers: element i = r + rows (col0 + c) of sample_targets uses the Philox uniform i (Bernoulli),
+ * uniforms 2i and 2i+1 (Gaussian, one Philox block gives both) or uniform col0 + c (categorical),
+ * as the CPU does; the index alone selects the word, so any launch shape draws the same targets.
  * Aliasing (z = a, out = g, out = v, t = y, xhat = x): each element, column or row is read and
  * written by one thread, reads first; hence no __restrict__ on those operands. Must not: allocate,
  * synchronize, use atomics, or use device functions the tests/simt emulator lacks. */
@@ -102,19 +102,21 @@ static __global__ void loss_hvp_kernel(int loss, int rows, int cols, const float
  * words 2 (i & 1) and 2 (i & 1) + 1 of Philox block i >> 1 (one evaluation); Bernoulli: uniform
  * i. */
 static __global__ void sample_targets_kernel(int loss, int rows, int cols, const float *y, int ldy,
-                                             float *t, int ldt, uint64_t key, uint64_t step) {
+                                             float *t, int ldt, uint64_t key, uint64_t step,
+                                             uint64_t col0) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
     NET_FOR(e, n) {
         const int c = (int)(e / (uint64_t)rows);
         const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
+        const uint64_t i = e + (uint64_t)rows * col0; /* the element's global index */
         float u1, u2 = 0.0f;
         if (loss == NG_LOSS_SQUARED) {
             float u[4];
-            ng_uniform4_at(key, step, e >> 1, u);
-            u1 = (e & 1u) ? u[2] : u[0];
-            u2 = (e & 1u) ? u[3] : u[1];
+            ng_uniform4_at(key, step, i >> 1, u);
+            u1 = (i & 1u) ? u[2] : u[0];
+            u2 = (i & 1u) ? u[3] : u[1];
         } else {
-            u1 = ng_uniform_at(key, step, e);
+            u1 = ng_uniform_at(key, step, i);
         }
         t[NET_IDX(r, c, ldt)] = ng_sample_target_elem(loss, y[NET_IDX(r, c, ldy)], u1, u2);
     }
@@ -122,9 +124,10 @@ static __global__ void sample_targets_kernel(int loss, int rows, int cols, const
 
 /* Categorical targets, one thread per column: a one-hot column from uniform c; t may alias y. */
 static __global__ void sample_categorical_kernel(int rows, int cols, const float *y, int ldy,
-                                                 float *t, int ldt, uint64_t key, uint64_t step) {
+                                                 float *t, int ldt, uint64_t key, uint64_t step,
+                                                 uint64_t col0) {
     NET_FOR(c, (uint64_t)cols) {
-        ng_sample_categorical_col(rows, y + NET_IDX(0, c, ldy), ng_uniform_at(key, step, c),
+        ng_sample_categorical_col(rows, y + NET_IDX(0, c, ldy), ng_uniform_at(key, step, col0 + c),
                                   t + NET_IDX(0, c, ldt));
     }
 }
@@ -211,14 +214,14 @@ extern "C" ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float 
 
 extern "C" ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy,
                                             float *t, int ldt, uint64_t key, uint64_t step,
-                                            void *stream) {
+                                            uint64_t col0, void *stream) {
     NG_NVTX_PUSH("sample_targets");
     if (loss == NG_LOSS_CATEGORICAL)
         NG_LAUNCH(sample_categorical_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK,
-                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step);
+                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0);
     else
         NG_LAUNCH(sample_targets_kernel, ng_grid_1d(net_elems(rows, cols), NET_BLOCK), NET_BLOCK, 0,
-                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step);
+                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0);
     NG_LAUNCH_CHECK("sample_targets");
     return NG_OK;
 }

@@ -119,9 +119,10 @@ ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz, co
 ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy, const float *v,
                            int ldv, float scale, float *out, int ldo, void *stream);
 /* t ~ p(t | y) with the Philox uniforms of (key, step): element i = r + rows c uses uniform i
- * (Bernoulli) or 2i, 2i+1 (Gaussian); categorical column c uses uniform c (=); t may alias y. */
+ * (Bernoulli) or 2i, 2i+1 (Gaussian), with i = r + rows (col0 + c); categorical column c uses
+ * uniform col0 + c (=); t may alias y. */
 ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy, float *t,
-                                 int ldt, uint64_t key, uint64_t step, void *stream);
+                                 int ldt, uint64_t key, uint64_t step, uint64_t col0, void *stream);
 /* mean[r], rstd[r] = 1 / sqrt(var + eps) over the cols columns of row r  (=). */
 ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int ldx, float eps, float *mean,
                               float *rstd, void *stream);

@@ -3,7 +3,9 @@
 files written by `natgrad export` (standard library only). For every tensor present in both (the
 same names, dtypes and shapes are required) it computes max |a - b| / (max |a| + 1e-30); prints
 the largest over the tensors and exits 0 when it is <= RTOL (RTOL = 0: the payloads must be
-bit-identical), 1 otherwise, 2 on a malformed file or a mismatch of names or shapes."""
+bit-identical), 1 otherwise, 2 on a malformed file or a mismatch of names or shapes.
+With a fourth argument PREFIX only the tensors whose names start with PREFIX are compared (say
+"kfac." to compare the optimizer state of two ranks' files, which hold no model)."""
 import json
 import struct
 import sys
@@ -26,10 +28,16 @@ def load(path):
 
 
 def main(argv):
-    if len(argv) != 4:
-        print("usage: compare_params.py A.safetensors B.safetensors RTOL")
+    if len(argv) not in (4, 5):
+        print("usage: compare_params.py A.safetensors B.safetensors RTOL [PREFIX]")
         return 2
     a, b, rtol = load(argv[1]), load(argv[2]), float(argv[3])
+    if len(argv) == 5:
+        a = {k: v for k, v in a.items() if k.startswith(argv[4])}
+        b = {k: v for k, v in b.items() if k.startswith(argv[4])}
+        if not a:
+            print("no tensor named %s* in %s" % (argv[4], argv[1]))
+            return 2
     if sorted(a) != sorted(b):
         print("tensor names differ: %s vs %s" % (sorted(a), sorted(b)))
         return 2

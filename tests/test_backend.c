@@ -3324,8 +3324,9 @@ static void ref_loss_hvp(ecase *c) {
  * and for at least 1000 draws the mean and variance of t - y (Gaussian: 0 and 1 within 5 sigma),
  * the count of ones against sum y (Bernoulli) and each class's count against its summed
  * probability (categorical, >= 1000 columns), within 5 sigma.
- * Variants: each loss with two (key, step) pairs, one of them all ones; one packed. In place:
- * t = y. */
+ * Variants: each loss with two (key, step) pairs, one of them all ones; one packed; the global
+ * position col0 of column 0 is 0 (v 0, 4) or 5, 3 and 2^34 + 1 (element i = r + rows (col0 + k):
+ * odd starts split Gaussian pairs across elements). In place: t = y. */
 static const tshape sample_shapes[] = {ROWS8(1), ROWS8(2),  ROWS8(3),    ROWS8(4),
                                        {0, 3},   {3, 0},    {33, 9},     {64, 65},
                                        {129, 131}, {2, 2400}, {10, 3000}, {300, 230}};
@@ -3343,6 +3344,7 @@ static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecas
     c->a.sample_targets.ldt = ldt;
     c->a.sample_targets.key = v == 4 ? ~0ull : ng_rng_key(301 + (uint64_t)v, 7);
     c->a.sample_targets.step = v == 4 ? ~0ull : v < 3 ? 5 : 0x500000003ull;
+    c->a.sample_targets.col0 = v == 3 ? 5 : v == 2 ? 3 : v == 1 ? (1ull << 34) + 1 : 0;
     y = eb_add(t, c, "y", R_IN, 0, rows, cols, ldy, AOFF(sample_targets.y));
     if (loss == NG_LOSS_SQUARED) {
         eb_rand(c, y, seed, -2.0, 2.0);
@@ -3364,20 +3366,21 @@ static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecas
     }
     if (inplace) eb_alias(t, c, "t (= y)", R_INOUT, y, AOFF(sample_targets.t));
     else eb_add(t, c, "t", R_OUT, 0, rows, cols, ldt, AOFF(sample_targets.t));
-    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx",
+    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx col0=%llu",
          loss_names[loss], rows, cols, mode_name(inplace), ldy, ldt,
-         (unsigned long long)c->a.sample_targets.key, (unsigned long long)c->a.sample_targets.step);
+         (unsigned long long)c->a.sample_targets.key, (unsigned long long)c->a.sample_targets.step,
+         (unsigned long long)c->a.sample_targets.col0);
     return 1;
 }
 
 static void ref_sample_targets(ecase *c) {
     const int rows = c->a.sample_targets.rows, cols = c->a.sample_targets.cols;
     const int loss = c->a.sample_targets.loss;
-    const uint64_t key = c->a.sample_targets.key, step = c->a.sample_targets.step;
+    const uint64_t key = c->a.sample_targets.key, step = c->a.sample_targets.step, col0 = c->a.sample_targets.col0;
     int r, k;
     for (k = 0; k < cols; k++) {
         if (loss == NG_LOSS_CATEGORICAL) {
-            double u = naive_uniform(key, step, (uint64_t)k), cum = 0.0;
+            double u = naive_uniform(key, step, col0 + (uint64_t)k), cum = 0.0;
             int hit = rows - 1;
             for (r = 0; r < rows; r++) {
                 cum += (double)IF(c, 0)[AT(c, 0, r, k)];
@@ -3390,7 +3393,7 @@ static void ref_sample_targets(ecase *c) {
             continue;
         }
         for (r = 0; r < rows; r++) {
-            const uint64_t i = (uint64_t)r + (uint64_t)rows * (uint64_t)k;
+            const uint64_t i = (uint64_t)r + (uint64_t)rows * (col0 + (uint64_t)k);
             double y = IF(c, 0)[AT(c, 0, r, k)];
             if (loss == NG_LOSS_BERNOULLI) {
                 WF(c, 1)[AT(c, 1, r, k)] = (double)naive_uniform(key, step, i) <= y ? 1.0f : 0.0f;

@@ -730,6 +730,55 @@ static int test_backward_sampled(void) {
     return NGT_PASS;
 }
 
+/* A data-parallel rank holding cases [c0, m) of a batch draws, with ng_net_backward_sampled_at(col0 =
+ * c0), the targets one process draws for those cases of the whole batch: the sampled targets
+ * t = y - g (Bernoulli: 0 or 1, so exact) of the sub-batch equal the whole batch's columns c0..;
+ * with col0 = 0 they are the draws of the first cases instead (some differ). */
+static int test_backward_sampled_at(void) {
+    fixture f;
+    ng_tensor g, y, xv;
+    float *hg, *hy, *sg, *sy;
+    int L, d, m = 6, c0 = 2, k = 4, c, r, differ = 0, pass;
+    uint64_t key = ng_rng_stream_key(5, NG_RNG_TEST);
+    NGT_OK(fixture_init(&f, g_cpu, "5-4-5", NG_ACT_LOGISTIC, NG_LOSS_BERNOULLI, m, 1000, NG_INIT_GAUSSIAN, 2));
+    L = f.cfg.n_layers;
+    d = f.cfg.dims[L];
+    hg = (float *)calloc((size_t)d * m, sizeof(float));
+    hy = (float *)calloc((size_t)d * m, sizeof(float));
+    sg = (float *)calloc((size_t)d * m, sizeof(float));
+    sy = (float *)calloc((size_t)d * m, sizeof(float));
+    NGT_OK(ng_net_set_batch(f.net, &f.xdev, NULL));
+    NGT_OK(ng_net_backward_sampled(f.net, key, 7));
+    NGT_OK(ng_model_statistic(f.net, "g2", &g));
+    NGT_OK(ng_model_statistic(f.net, "y", &y));
+    NGT_OK(ng_tensor_get(g_cpu, &g, hg));
+    NGT_OK(ng_tensor_get(g_cpu, &y, hy));
+    xv = ng_tensor_matrix(f.xdev.data + (size_t)c0 * (size_t)f.xdev.ld, f.xdev.rows, k, f.xdev.ld);
+    for (pass = 0; pass < 2; pass++) {
+        NGT_OK(ng_net_set_batch(f.net, &xv, NULL));
+        NGT_OK(ng_net_backward_sampled_at(f.net, key, 7, pass == 0 ? (uint64_t)c0 : 0));
+        NGT_OK(ng_model_statistic(f.net, "g2", &g));
+        NGT_OK(ng_model_statistic(f.net, "y", &y));
+        NGT_CHECK(g.cols == k && y.cols == k, "sub-batch statistics have %d / %d columns, want %d", g.cols, y.cols, k);
+        NGT_OK(ng_tensor_get(g_cpu, &g, sg));
+        NGT_OK(ng_tensor_get(g_cpu, &y, sy));
+        for (c = 0; c < k; c++)
+            for (r = 0; r < d; r++) {
+                float tw = hy[r + (c0 + c) * d] - hg[r + (c0 + c) * d], ts = sy[r + c * d] - sg[r + c * d];
+                long iw = lroundf(tw), is = lroundf(ts);
+                NGT_CHECK(fabsf(tw - (float)iw) < 1e-5f && fabsf(ts - (float)is) < 1e-5f, "targets %g, %g not 0/1", (double)tw, (double)ts);
+                if (pass == 0)
+                    NGT_CHECK(iw == is, "case %d unit %d: target %ld with col0 = %d, the whole batch drew %ld", c0 + c, r, is, c0, iw);
+                else
+                    differ += iw != is;
+            }
+    }
+    NGT_CHECK(differ > 0, "col0 = 0 drew the same %d targets as col0 = %d (the offset is not used)", k * d, c0);
+    free(hg), free(hy), free(sg), free(sy);
+    fixture_free(&f);
+    return NGT_PASS;
+}
+
 /* ---- sparse initialisation ---------------------------------------------------------------------- */
 
 static int test_sparse_init(void) {
@@ -896,6 +945,7 @@ int main(void) {
     NGT_RUN(test_chunked_equal);
     NGT_RUN(test_fisher_sampled);
     NGT_RUN(test_backward_sampled);
+    NGT_RUN(test_backward_sampled_at);
     NGT_RUN(test_sparse_init);
     NGT_RUN(test_cpu_vs_cuda);
     NGT_RUN(test_bad_batches);

@@ -477,18 +477,18 @@ static void cpu_loss_hvp(const ng_op_args *a) {
 static void cpu_sample_targets(const ng_op_args *a) {
     const int rows = a->sample_targets.rows, cols = a->sample_targets.cols, loss = a->sample_targets.loss;
     const int ldy = a->sample_targets.ldy, ldt = a->sample_targets.ldt;
-    const uint64_t key = a->sample_targets.key, step = a->sample_targets.step;
+    const uint64_t key = a->sample_targets.key, step = a->sample_targets.step, col0 = a->sample_targets.col0;
     int c;
 #pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
     for (c = 0; c < cols; c++) {
         int r;
         if (loss == NG_LOSS_CATEGORICAL) {
             ng_sample_categorical_col(rows, a->sample_targets.y + IDX(0, c, ldy),
-                                      ng_uniform_at(key, step, (uint64_t)c), a->sample_targets.t + IDX(0, c, ldt));
+                                      ng_uniform_at(key, step, col0 + (uint64_t)c), a->sample_targets.t + IDX(0, c, ldt));
             continue;
         }
         for (r = 0; r < rows; r++) {
-            uint64_t i = (uint64_t)r + (uint64_t)rows * (uint64_t)c;
+            uint64_t i = (uint64_t)r + (uint64_t)rows * (col0 + (uint64_t)c);
             float u1 = ng_uniform_at(key, step, loss == NG_LOSS_SQUARED ? 2 * i : i);
             float u2 = loss == NG_LOSS_SQUARED ? ng_uniform_at(key, step, 2 * i + 1) : 0.0f;
             a->sample_targets.t[IDX(r, c, ldt)] =

@@ -16,7 +16,9 @@ static int rank_of(const ng_trainer *tr) { return tr->comm ? tr->comm->rank : 0;
 int ng_trainer_lead(const ng_trainer *tr) { return rank_of(tr) == 0; }
 
 /* Preconditioners whose state stays identical on every rank when only the gradient is reduced. */
-static int precond_is_data_parallel(const char *name) { return strcmp(name, "identity") == 0; }
+static int precond_is_data_parallel(const ng_precond *pc) {
+    return strcmp(pc->iface->name, "identity") == 0 || pc->iface->data_parallel;
+}
 
 ng_status ng_trainer_set_comm(ng_trainer *tr, ng_comm *c) {
     if (!tr || !c) return ng_error(NG_ERR_INVALID_ARG, "trainer: NULL trainer or communicator");
@@ -24,12 +26,14 @@ ng_status ng_trainer_set_comm(ng_trainer *tr, ng_comm *c) {
         return ng_error(NG_ERR_INVALID_ARG,
                         "trainer: the batches are sharded for rank %d of %d, the communicator is rank %d of %d",
                         tr->data->rank, tr->data->world, c->rank, c->world);
-    if (c->world > 1 && !precond_is_data_parallel(tr->pc->iface->name))
+    if (c->world > 1 && !precond_is_data_parallel(tr->pc))
         return ng_error(NG_ERR_UNSUPPORTED,
                         "preconditioner %s does not run on %d ranks yet (its statistics are not reduced across ranks); "
-                        "data-parallel runs support the first-order rules (sgd, nag, adam, rmsprop) on model %s",
+                        "data-parallel runs support the first-order rules (sgd, nag, adam, rmsprop), K-FAC (kfac) and "
+                        "the truncated-Newton methods on model %s",
                         tr->pc->iface->name, c->world, tr->model->iface->kind);
     tr->comm = c;
+    if (c->world > 1) tr->pc->dist.comm = c;
     /* every rank has checked its output files before any rank writes them */
     return ng_comm_barrier(c, "the start of training");
 }

@@ -81,6 +81,12 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
     if (row && tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce log columns", ng_trainer_reduce_columns(tr, row));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
+    if (tr->pc->dist.comm) {
+        /* this rank's shard of the update's global batch, for preconditioners that reduce statistics */
+        tr->pc->dist.lo = tr->data->lo;
+        tr->pc->dist.hi = tr->data->hi;
+        tr->pc->dist.batch = tr->data->batch;
+    }
     NG_TRY(precond_fp32(tr));
     NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
     if (!row) return NG_OK;

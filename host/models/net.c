@@ -1109,7 +1109,7 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     return s != NG_OK ? s : e;
 }
 
-static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step) {
+static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
     ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
     int L = n->L;
     o.sample_targets.rows = n->d[L];
@@ -1121,6 +1121,7 @@ static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step) {
     o.sample_targets.ldt = n->T.ld;
     o.sample_targets.key = key;
     o.sample_targets.step = step;
+    o.sample_targets.col0 = col0;
     return ng_run_op(n->base.be, &o);
 }
 
@@ -1153,7 +1154,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
             int ldt;
             if (mode == NG_FISHER_SAMPLED) {
                 /* each case's draw depends on its index in the batch, not on the chunking */
-                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u));
+                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0));
                 t = n->T.data;
                 ldt = n->T.ld;
             } else {
@@ -1286,6 +1287,10 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
 }
 
 ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
+    return ng_net_backward_sampled_at(m, key, step, 0);
+}
+
+ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0) {
     net *n = as_net(m);
     int c0, cols;
     NG_TRY(no_canonical(n, "the sampled backward pass"));
@@ -1294,7 +1299,7 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
                         n->m, n->cfg.chunk);
     NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &cols, 0));
-    NG_TRY(sample_targets(n, cols, key, step));
+    NG_TRY(sample_targets(n, cols, key, step, col0));
     NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
     NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, NULL, 0.0f));
     n->d_valid = 1;

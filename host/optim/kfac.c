@@ -29,6 +29,7 @@
 #include <time.h>
 #include <pthread.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
 
@@ -85,6 +86,10 @@ typedef struct kfac {
     double stats_s, inverse_s, apply_s, quad_s;
     double h0;
     ng_tensor bx, by;       /* the update's whole batch S' (by.ptr NULL: targets in bx) */
+    /* data parallelism: the preconditioner's shard (natgrad/precond.h), and with several ranks the
+     * rank that inverts each layer's factors in a synchronous block-diagonal refresh */
+    const ng_precond_dist *dist;
+    int owner[LMAX + 1];
 } kfac;
 
 static kfac *K(const ng_precond *p) { return (kfac *)p->impl; }
@@ -384,14 +389,16 @@ static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, doub
 
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
  * both precisions. */
-static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail) {
+static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail,
+                              int shared) {
     invset *S = &k->set[si];
     double pi[LMAX + 2];
-    int l, L = k->L;
+    int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
     *fail = 0;
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
+        if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
         if (!k->tri && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
@@ -427,7 +434,40 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
             if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
         }
     }
+    if (shared) {
+        /* every rank learns whether any layer failed (then all retry alike), else each layer's
+         * inverses come from their owner */
+        double f = *fail ? 1.0 : 0.0;
+        NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC inverse status"));
+        *fail = f > 0.0;
+        for (l = 1; l <= L && !*fail; l++) {
+            NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, S->AI[l].data, ng_tensor_count(&S->AI[l]), k->owner[l],
+                                 "the K-FAC inverses"));
+            NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, S->GI[l].data, ng_tensor_count(&S->GI[l]), k->owner[l],
+                                 "the K-FAC inverses"));
+        }
+    }
     return NG_OK;
+}
+
+/* Owners of the layers' inversions on `world` ranks, balanced by cost: the largest layers first,
+ * each to the rank with the least work so far (cost (d_{l-1} + 1)^3 + d_l^3; ties: lowest rank). */
+static void assign_owners(kfac *k, int world) {
+    double load[64] = {0};
+    int done[LMAX + 1] = {0}, i, l, r;
+    if (world > 64) world = 64;
+    for (i = 1; i <= k->L; i++) {
+        int best = 0;
+        double bc = -1.0;
+        for (l = 1; l <= k->L; l++) {
+            double c = pow((double)na(k, l - 1), 3.0) + pow((double)k->d[l], 3.0);
+            if (!done[l] && c > bc) bc = c, best = l;
+        }
+        done[best] = 1;
+        for (r = 1, k->owner[best] = 0; r < world; r++)
+            if (load[r] < load[k->owner[best]]) k->owner[best] = r;
+        load[k->owner[best]] += bc;
+    }
 }
 
 /* refresh_once with the recovery path: float64, then gamma x 10 (up to 6 times). *used_gamma gets
@@ -435,8 +475,14 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
 static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, double *used_gamma) {
     int fail = 0, tries;
     ng_dtype saved = w->precision;
+    /* a synchronous block-diagonal refresh on several ranks: each rank inverts the layers it owns
+     * and broadcasts them (the tridiagonal inverse couples neighbouring layers, and the
+     * asynchronous worker has no communicator: there every rank inverts everything, from the same
+     * factors to the same result) */
+    int shared = w == &k->ws && k->dist->comm && k->dist->comm->world > 1 && !k->tri;
+    if (shared) assign_owners(k, k->dist->comm->world);
     for (tries = 0; tries < 8; tries++) {
-        NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail));
+        NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail, shared));
         if (!fail) break;
         w->retries++;
         if (w->precision == NG_F32) {
@@ -549,32 +595,91 @@ static ng_status fold(kfac *k, ng_backend *be, ng_model *m, int cols, float alph
     return NG_OK;
 }
 
-ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+/* The factor tensors (A, G and the tridiagonal off-diagonal blocks), for scaling and reduction. */
+static int factor_list(kfac *k, ng_tensor **out) {
+    int l, n = 0;
+    for (l = 0; l < k->L; l++) out[n++] = &k->fac.A[l];
+    for (l = 1; l <= k->L; l++) out[n++] = &k->fac.G[l];
+    if (k->tri)
+        for (l = 1; l < k->L; l++) out[n++] = &k->fac.AC[l], out[n++] = &k->fac.GC[l];
+    return n;
+}
+
+/* Fold the statistics of the first `cols` cases of the model's batch into the factors:
+ * F = beta0 F + (1 - eps) / total sum_cases (...). The batch's case c is case col0 + c of the update's
+ * global batch (a data-parallel shard; 0 on one process): the sampled targets and the chunks of a
+ * batch larger than the network's chunk are those one process holding the whole batch would use
+ * (chunk j of the global batch: stream step + j, targets indexed from the chunk's start).
+ * cols = 0 only scales (a rank holding none of the statistics prefix). */
+static ng_status accumulate(ng_precond *p, ng_model *m, int cols, int total, double eps, float beta0, uint64_t key,
+                            uint64_t step, int col0) {
     kfac *k = K(p);
     ng_backend *be = p->be;
     ng_tensor x, y, xv, yv;
-    int c0, ch = ng_net_config_of(m)->chunk;
-    float alpha = (float)((1.0 - eps) / (double)cols);
+    int g, ch = ng_net_config_of(m)->chunk;
+    float alpha = (float)((1.0 - eps) / (double)total);
     NG_TRY(ng_net_current_batch(m, &x, &y));
-    if (cols < 1 || cols > x.cols)
+    if (cols < 0 || cols > x.cols || (cols == 0 && col0 == 0))
         return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases of a batch of %d", cols, x.cols);
-    if (cols <= ch) {
-        /* a prefix of the batch: its forward pass is reused when it is in the buffers */
+    if (cols == 0) {
+        ng_tensor *f[4 * LMAX + 4];
+        int i, nf = factor_list(k, f);
+        for (i = 0; i < nf; i++) NG_TRY(ng_scal(be, ng_tensor_count(f[i]), beta0, f[i]->data));
+        return NG_OK;
+    }
+    if (col0 / ch == (col0 + cols - 1) / ch) {
+        /* within one chunk: a prefix of the batch, its forward pass reused when it is in the buffers */
         NG_TRY(ng_net_batch_prefix(m, cols));
-        NG_TRY(ng_net_backward_sampled(m, key, step));
-        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, cols, alpha, (float)eps));
+        NG_TRY(ng_net_backward_sampled_at(m, key, step + (uint64_t)(col0 / ch), (uint64_t)(col0 % ch)));
+        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, cols, alpha, beta0));
     } else {
-        for (c0 = 0; c0 < cols; c0 += ch) {
-            int nc = cols - c0 < ch ? cols - c0 : ch;
+        for (g = col0; g < col0 + cols;) {
+            int end = (g / ch + 1) * ch, c0 = g - col0, nc;
+            if (end > col0 + cols) end = col0 + cols;
+            nc = end - g;
             xv = ng_tensor_matrix(x.data + (size_t)c0 * (size_t)x.ld, x.rows, nc, x.ld);
             if (y.ptr) yv = ng_tensor_matrix(y.data + (size_t)c0 * (size_t)y.ld, y.rows, nc, y.ld);
             NG_TRY(ng_net_set_batch(m, &xv, y.ptr ? &yv : NULL));
-            NG_TRY(ng_net_backward_sampled(m, key, step + (uint64_t)(c0 / ch)));
-            NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, nc, alpha, c0 ? 1.0f : (float)eps));
+            NG_TRY(ng_net_backward_sampled_at(m, key, step + (uint64_t)(g / ch), (uint64_t)(g % ch)));
+            NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, be, m, nc, alpha, g == col0 ? beta0 : 1.0f));
+            g = end;
         }
         /* the whole batch again (several chunks: nothing is recomputed) */
         NG_TRY(ng_net_set_batch(m, &x, y.ptr ? &y : NULL));
     }
+    return NG_OK;
+}
+
+ng_status ng_kfac_accumulate(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+    if (cols < 1) return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases (>= 1)", cols);
+    return accumulate(p, m, cols, cols, eps, (float)eps, key, step, 0);
+}
+
+/* ---- data parallelism ------------------------------------------------------------------------
+ * A statistic that one process takes on the first `want` cases of the global batch (tau1 m for the
+ * factors, tau2 m for the exact-Fisher products) is taken by each rank on its cases among them: the
+ * shards are consecutive columns of the global batch, so rank r holds cases [lo, hi) and takes
+ * [lo, min(hi, want)), possibly none. Sums over those cases are all-reduced, so every rank holds
+ * what one process would compute, up to the order of the float32 sums. */
+static int dist_on(const ng_precond *p) { return p->dist.comm && p->dist.comm->world > 1; }
+
+/* the global batch size (one process: the model's batch, of x_cols cases) */
+static int global_batch(const ng_precond *p, int x_cols) { return dist_on(p) ? p->dist.batch : x_cols; }
+
+/* this rank's number of the first `want` cases of the global batch */
+static int prefix_share(const ng_precond *p, int want) {
+    int n;
+    if (!dist_on(p)) return want;
+    n = (want < p->dist.hi ? want : p->dist.hi) - p->dist.lo;
+    return n > 0 ? n : 0;
+}
+
+static ng_status reduce_factors(ng_precond *p) {
+    kfac *k = K(p);
+    ng_tensor *f[4 * LMAX + 4];
+    int i, nf = factor_list(k, f);
+    for (i = 0; i < nf; i++)
+        NG_TRY(ng_comm_allreduce(p->dist.comm, p->be, NG_F32, f[i]->data, ng_tensor_count(f[i]), "the K-FAC factors"));
     return NG_OK;
 }
 
@@ -647,10 +752,19 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
     NG_TRY(ng_net_current_batch(m, &k->bx, &k->by));
     x = k->bx;
-    cols = (int)floor(k->cfg.tau1 * (double)x.cols + 0.5);
+    cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
     if (cols < 1) cols = 1;
-    NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
-                              ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    if (!dist_on(p)) {
+        NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
+                                  ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    } else {
+        /* rank 0 keeps eps F, every rank adds its cases' share of (1 - eps) X X^T / cols, the sum
+         * over the ranks is the update of one process */
+        double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+        NG_TRY(accumulate(p, m, prefix_share(p, cols), cols, eps, p->dist.comm->rank == 0 ? (float)eps : 0.0f,
+                          ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16, p->dist.lo));
+        NG_TRY_RANGE(NG_CAT_COMM, "kfac factor all-reduce", reduce_factors(p));
+    }
     return phase_end(p, t0, &k->stats_s);
 }
 
@@ -798,13 +912,28 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     /* the quadratic model on S2 (exact Fisher products, appendix C) */
     t0 = now_s();
     x = k->bx;
-    s2 = (int)floor(k->cfg.tau2 * (double)x.cols + 0.5);
+    s2 = (int)floor(k->cfg.tau2 * (double)global_batch(p, x.cols) + 0.5);
     if (s2 < 1) s2 = 1;
-    NG_TRY(ng_net_batch_prefix(m, s2));
     nv = 0;
     for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
     if (use_mom) vecs[nv++] = &k->delta0;
-    NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+    if (!dist_on(p)) {
+        NG_TRY(ng_net_batch_prefix(m, s2));
+        NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+    } else {
+        /* the gram of this rank's cases of S2 weighted by their share, summed over the ranks (the
+         * gradient terms below come from the all-reduced gradient and the identical Delta, delta0:
+         * equal on every rank without a reduction) */
+        int mine = prefix_share(p, s2), i;
+        for (i = 0; i < nv * nv; i++) gram[i] = 0.0;
+        if (mine > 0) {
+            NG_TRY(ng_net_batch_prefix(m, mine));
+            NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
+            for (i = 0; i < nv * nv; i++) gram[i] *= (double)mine / (double)s2;
+        }
+        NG_TRY_RANGE(NG_CAT_COMM, "kfac gram all-reduce",
+                     ng_comm_allreduce_host(p->dist.comm, gram, (size_t)(nv * nv), "the K-FAC quadratic model"));
+    }
     for (c = 0; c < cand; c++) {
         float f;
         NG_TRY(ng_dot(be, k->n, g->data, k->Delta[c].data, &f));
@@ -861,6 +990,15 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
         NG_TRY(ng_net_evaluate(m, &x, &h1, &e1));
         NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
+        if (dist_on(p)) {
+            /* h(theta) and h(theta + delta) on the global batch: shard means weighted by share */
+            double w = (double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch, hv[2];
+            hv[0] = w * k->h0;
+            hv[1] = w * h1;
+            NG_TRY_RANGE(NG_CAT_COMM, "kfac rho all-reduce", ng_comm_allreduce_host(p->dist.comm, hv, 2, "the K-FAC objective values"));
+            k->h0 = hv[0];
+            h1 = hv[1];
+        }
         k->rho = ((h1 + k->cfg.eta * r1) - (k->h0 + k->cfg.eta * r0)) / k->qmodel;
         k->lambda = ng_kfac_lm_update(k->lambda, k->rho, omega1_of(&k->cfg));
     }
@@ -1110,6 +1248,7 @@ static const struct ng_precond_i kfac_iface = {
     .save = kfac_save,
     .load = kfac_load,
     .destroy = kfac_destroy,
+    .data_parallel = 1,
 };
 
 /* ---- construction ---------------------------------------------------------------------------- */
@@ -1177,6 +1316,7 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     p->iface = &kfac_iface;
     p->be = be;
     p->impl = k;
+    k->dist = &p->dist;
     ng_arena_begin(&p->state, be, "kfac");
     ng_arena_begin(&k->scratch, be, "kfac scratch");
     k->cfg = *cfg;

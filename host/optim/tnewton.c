@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
@@ -164,9 +165,42 @@ typedef struct tn {
     int have_stream;
     ng_batches stream;
     ng_tensor bx, by;       /* the gradient batch */
+    ng_precond *self;       /* the preconditioner (its data-parallel shard, natgrad/precond.h) */
 } tn;
 
 #define T(p) ((tn *)(p)->impl)
+
+/* ---- data parallelism ---------------------------------------------------------------------------
+ * Each rank's gradient batch is its shard (columns [lo, hi) of the global batch); the gradient is
+ * already the global one. Every quantity taken over the batch is a shard mean weighted by the
+ * shard's share and summed over the ranks: the curvature products C v (CG / MINRES-QLP), h at
+ * every trial point of the searches, h(theta) and HF's diagonal. All else (the solver's scalars,
+ * the searches' decisions, rho, lambda) is computed from those sums and the all-reduced gradient,
+ * so it is bit-identical on every rank. A separate metric stream (--metric separate | unlabeled)
+ * is not sharded: every rank draws the same whole metric batch and its products need no sum. */
+static int dist_on(const tn *k) { return k->self->dist.comm && k->self->dist.comm->world > 1; }
+
+static double shard_weight(const tn *k) {
+    return (double)(k->self->dist.hi - k->self->dist.lo) / (double)k->self->dist.batch;
+}
+
+/* a device vector of n floats: the shard-weighted sum over the ranks (in place) */
+static ng_status reduce_vec(tn *k, float *x, const char *what) {
+    ng_status s;
+    if (!dist_on(k)) return NG_OK;
+    NG_TRY(ng_scal(k->net->be, k->n, (float)shard_weight(k), x));
+    NG_RANGE_CAT(NG_CAT_COMM, "tn all-reduce", s, ng_comm_allreduce(k->self->dist.comm, k->net->be, NG_F32, x, k->n, what));
+    return s;
+}
+
+/* a host mean over the shard: the shard-weighted sum over the ranks */
+static ng_status reduce_mean(tn *k, double *v, const char *what) {
+    ng_status s;
+    if (!dist_on(k)) return NG_OK;
+    *v *= shard_weight(k);
+    NG_RANGE_CAT(NG_CAT_COMM, "tn all-reduce", s, ng_comm_allreduce_host(k->self->dist.comm, v, 1, what));
+    return s;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -200,6 +234,7 @@ static ng_status decay_norm2(ng_model *m, double *out) {
 static ng_status objective_here(tn *k, double *h) {
     double e, r = 0.0;
     NG_TRY(ng_net_evaluate(k->net, &k->bx, h, &e));
+    NG_TRY(reduce_mean(k, h, "the objective at a trial point"));
     if (k->cfg.eta > 0.0) {
         NG_TRY(decay_norm2(k->net, &r));
         *h += k->cfg.eta * r;
@@ -236,6 +271,8 @@ static size_t hf_scratch_floats(const ng_net_config *nc, int cases) {
 }
 
 /* the diagonal with caller-provided scratch (hf_scratch_floats of the batch) */
+static ng_status hf_minv(ng_backend *be, size_t n, double lambda, double power, const float *diag, float *tmp, float *minv);
+
 static ng_status hf_diagonal(ng_model *m, double lambda, double power, float *diag, float *tmp, float *minv, float *scratch) {
     const ng_net_config *nc;
     ng_backend *be;
@@ -291,9 +328,12 @@ static ng_status hf_diagonal(ng_model *m, double lambda, double power, float *di
                         diag + (W.data - m->param_flat.data), rows_g);
         NG_TRY(s);
     }
-    /* minv = (diag + lambda)^-power: tmp = lambda + diag, minv = 1 * max(tmp, tiny)^-power */
+    return hf_minv(be, ng_model_size(m), lambda, power, diag, tmp, minv);
+}
+
+/* minv = (diag + lambda)^-power: tmp = lambda + diag, minv = 1 * max(tmp, tiny)^-power */
+static ng_status hf_minv(ng_backend *be, size_t n, double lambda, double power, const float *diag, float *tmp, float *minv) {
     {
-        size_t n = ng_model_size(m);
         ng_op_args o;
         if (n > 2147483647u) return ng_error(NG_ERR_UNSUPPORTED, "HF preconditioner: %zu parameters exceed 2^31 - 1", n);
         NG_TRY(ng_fill(be, n, (float)lambda, tmp));
@@ -338,13 +378,19 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
 
 /* ---- the solve ----------------------------------------------------------------------------------- */
 
-static ng_status curvature_apply(void *user, const float *x, float *y) {
-    tn *k = (tn *)user;
+static ng_status curvature_local(tn *k, const float *x, float *y) {
     ng_tensor tx = ng_tensor_matrix((float *)x, (int)k->n, 1, (int)k->n), ty = ng_tensor_matrix(y, (int)k->n, 1, (int)k->n);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
     if (k->cfg.fisher != NG_FISHER_EXACT)
         return ng_net_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     return ng_net_gvp(k->net, &tx, &ty);
+}
+
+static ng_status curvature_apply(void *user, const float *x, float *y) {
+    tn *k = (tn *)user;
+    NG_TRY(curvature_local(k, x, y));
+    if (k->have_stream) return NG_OK; /* the whole metric batch on every rank */
+    return reduce_vec(k, y, "a curvature product");
 }
 
 /* sol = (C + damp I)^-1 rhs from the start in sol (CG) or 0 (MINRES-QLP) */
@@ -412,7 +458,12 @@ static ng_status tn_observe(ng_precond *p, ng_model *m, uint64_t t) {
     double err, r = 0.0;
     k->evals = 0;
     k->solve_s = k->search_s = 0.0;
+    if (dist_on(k) && k->cfg.fisher == NG_FISHER_SAMPLED && k->cfg.curvature != NG_TN_CURV_HESSIAN)
+        return ng_error(NG_ERR_UNSUPPORTED, "--tn-fisher sampled does not run on %d ranks (its sampled targets are drawn per chunk "
+                        "of each rank's shard, not per case of the global batch): use --tn-fisher exact or empirical",
+                        k->self->dist.comm->world);
     NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
+    NG_TRY(reduce_mean(k, &k->h0, "the objective"));
     if (k->cfg.eta > 0.0) {
         NG_TRY(decay_norm2(m, &r));
         k->h0 += k->cfg.eta * r;
@@ -453,6 +504,11 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
             k->sq_cap = need;
         }
         NG_TRY_RANGE(NG_CAT_STATS, "hf diagonal", hf_diagonal(m, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data, (float *)k->sq));
+        if (dist_on(k)) {
+            /* the diagonal of the whole batch, then its inverse power again */
+            NG_TRY(reduce_vec(k, k->diag.data, "the HF diagonal"));
+            NG_TRY(hf_minv(be, k->n, k->lambda + k->cfg.eta, k->cfg.hf_power, k->diag.data, k->delta_tmp.data, k->minv.data));
+        }
         minv = k->minv.data;
     }
     /* the metric batch */
@@ -825,6 +881,7 @@ static const struct ng_precond_i tn_iface = {
     .save = tn_save,
     .load = tn_load,
     .destroy = tn_destroy,
+    .data_parallel = 1,
 };
 
 ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *cfg, const float *metric_x, int metric_n,
@@ -861,6 +918,7 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     p->iface = &tn_iface;
     p->be = be;
     p->impl = k;
+    k->self = p;
     ng_arena_begin(&p->state, be, "tn");
     ng_arena_begin(&k->scratch, be, "tn scratch");
     k->cfg = *cfg;

@@ -198,13 +198,16 @@ typedef struct ng_op_args {
             float *out; int ldo;
         } loss_hvp;
         /* t ~ p(t | y): squared: y + N(0,1) (Box-Muller on the uniforms of Philox elements 2i and
-         * 2i+1 of (key, step), i = r + rows c); Bernoulli: [u_i <= y]; categorical: a one-hot
-         * column by inverse CDF of uniform c. t may alias y. */
+         * 2i+1 of (key, step), i = r + rows (col0 + c)); Bernoulli: [u_i <= y]; categorical: a
+         * one-hot column by inverse CDF of uniform col0 + c. col0 (0 unless set) is the global
+         * position of the first column, so a data-parallel rank holding columns col0.. of a
+         * batch draws the same targets as one process holding the whole batch. t may alias y. */
         struct {
             int rows, cols, loss;
             const float *y; int ldy;
             float *t; int ldt;
             uint64_t key, step;
+            uint64_t col0;
         } sample_targets;
         /* mean[r], rstd[r] = 1/sqrt(var[r] + eps) over the cols columns of row r (biased var). */
         struct {

@@ -129,6 +129,10 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
  * predictive distribution (stream key, step): statistics "g<l>" then hold per-case dL/dz_l. The
  * gradient arena is not touched. */
 ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step);
+/* The same with the targets of case c drawn as those of case col0 + c of a larger batch (the
+ * Philox index of natgrad/backend.h's sample_targets): a data-parallel rank whose cases start at
+ * position col0 of the global batch draws what one process with the whole batch draws. */
+ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0);
 
 /* The current batch (as given to the last ng_model_gradient or ng_net_set_batch): *x, and *y when
  * the targets were given separately (else y->ptr = NULL). NG_ERR_INVALID_ARG before any batch. */

@@ -32,13 +32,26 @@ struct ng_precond_i {
     ng_status (*save)(ng_precond *p, ng_ckpt *c);
     ng_status (*load)(ng_precond *p, const ng_ckpt *c, int apply); /* as the model's */
     void (*destroy)(ng_precond *p);
+    /* 1: the preconditioner reduces its own batch statistics across the ranks of p->dist.comm, so
+     * its state stays identical on every rank of a data-parallel run (K-FAC, truncated Newton) */
+    int data_parallel;
 };
+
+/* Data parallelism (natgrad/train.h): set by the trainer before each observe when the run has
+ * several ranks. The model's batch is this rank's shard, columns [lo, hi) of the global batch of
+ * `batch` cases; the gradient arena already holds the global (all-reduced) gradient. comm NULL:
+ * one process (lo = 0, hi = batch = the model's batch). */
+typedef struct ng_precond_dist {
+    struct ng_comm *comm;
+    int lo, hi, batch;
+} ng_precond_dist;
 
 struct ng_precond {
     const struct ng_precond_i *iface;
     ng_backend *be;
     ng_arena state; /* checkpointed as "<name>.<tensor>" */
     void *impl;
+    ng_precond_dist dist;
 };
 
 /* The identity: the direction is the gradient. */

@@ -51,7 +51,11 @@
  * Sohl-Dickstein 2012), ng_net_fvp on the metric batch; checkpointed as tn.fisher(_samples).
  * State (checkpointed, so a resume is bit-exact): tn.prev (the previous solution / step / natural
  * gradient as each method needs), tn.gprev (ncg-f), lambda, the scalars, the metric stream's
- * cursor. */
+ * cursor.
+ * Data parallelism (p->dist, natgrad/precond.h): every curvature product, h at every trial point,
+ * h(theta) and HF's diagonal are shard means weighted by the shard's share and all-reduced, so
+ * the solver's scalars and every search decision are identical on all ranks; a separate metric
+ * stream is drawn whole by every rank (no sum). --tn-fisher sampled is refused on several ranks. */
 #ifndef NATGRAD_TNEWTON_H
 #define NATGRAD_TNEWTON_H
 

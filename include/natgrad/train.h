@@ -118,7 +118,9 @@ ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
  * writes PATH.rank<r> (its optimizer state: data shard cursor, update rule, preconditioner), the
  * ranks' files first. Resume on N ranks is bit-exact; on another number of ranks only the model
  * and the global data cursor are restored (the optimizer state restarts: not bit-exact).
- * Supported today: the identity preconditioner (first-order rules sgd, nag, adam, rmsprop). */
+ * Supported: the identity preconditioner (first-order rules sgd, nag, adam, rmsprop) and the
+ * preconditioners with data_parallel = 1 (K-FAC, truncated Newton), which the trainer hands their
+ * shard (ng_precond.dist) before each observe and which reduce their own batch statistics. */
 struct ng_comm;
 /* Attach the communicator (checks the batches' sharding and that the preconditioner supports it). */
 ng_status ng_trainer_set_comm(ng_trainer *tr, struct ng_comm *c);
