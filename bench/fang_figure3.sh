@@ -22,12 +22,13 @@ SNAP_BETAS=${SNAP_BETAS:-2000}
 FINAL_BETAS=${FINAL_BETAS:-10000}
 RAISE_N=${RAISE_N:-100}
 DEVICE=${DEVICE:-auto}
+THREADS=${THREADS:-0}  # CPU threads per run (0: the library default; 1 is much steadier on a loaded machine)
 declare -A LRS=([sgd]="0.05 0.1 0.2" [centering]="0.05 0.1 0.2" [fang]="0.005 0.01 0.02")
 mkdir -p "$res" "$work"
 bash data/prepare.sh mnist >/dev/null
-common=(--data mnist --hidden 500 --batch 2000 --particles 2000 --lr-gamma 1000 --device "$DEVICE" --log-every 20 --monitor-n 200)
+common=(--data mnist --hidden 500 --batch 2000 --particles 2000 --lr-gamma 1000 --device "$DEVICE" --threads "$THREADS" --log-every 20 --monitor-n 200)
 ais_ll() { # checkpoint betas -> "ll lo hi"
-  "$ng" rbm eval --checkpoint "$1" --data mnist --ais-betas "$2" --ais-chains 20 --ais-runs 5 --exact 0 --device "$DEVICE" 2>/dev/null \
+  "$ng" rbm eval --checkpoint "$1" --data mnist --ais-betas "$2" --ais-chains 20 --ais-runs 5 --exact 0 --device "$DEVICE" --threads "$THREADS" 2>/dev/null \
     | sed -n 's/^average log-likelihood: \([-0-9.]*\) nats (AIS log Z; 95% interval \[\([-0-9.inf]*\), \([-0-9.inf]*\)\].*/\1 \2 \3/p'
 }
 t_start=$(date +%s)
@@ -73,7 +74,7 @@ for m in sgd centering fang; do
   steps=$(sed -n 's/.* after \([0-9]*\) updates.*/\1/p' "$out.log" | tail -1)
   ts=$(awk -F, 'END{print $3}' "$out/snapshots.csv")  # update time at the last snapshot
   ev=$("$ng" rbm eval --checkpoint "$out/rbm.ckpt" --data mnist --ais-betas "$FINAL_BETAS" --ais-chains 20 --ais-runs 5 --exact 0 \
-        --raise-n "$RAISE_N" --raise-betas 1000 --raise-chains 10 --device "$DEVICE" 2>/dev/null)
+        --raise-n "$RAISE_N" --raise-betas 1000 --raise-chains 10 --device "$DEVICE" --threads "$THREADS" 2>/dev/null)
   echo "$ev" > "$out/final_eval.txt"
   read -r ll lo hi <<<"$(sed -n 's/^average log-likelihood: \([-0-9.]*\) nats (AIS log Z; 95% interval \[\([-0-9.inf]*\), \([-0-9.inf]*\)\].*/\1 \2 \3/p' <<<"$ev")"
   read -r rll rlo rhi <<<"$(sed -n 's/^RAISE: average log-likelihood of the first [0-9]* examples: \([-0-9.]*\) nats (errs low; spread over examples: 3-SE \[\([-0-9.]*\), \([-0-9.]*\)\])/\1 \2 \3/p' <<<"$ev")"
@@ -98,7 +99,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 {
   echo "# FANG Figure 3 (MNIST panel), reproduced (bench/fang_figure3.sh)"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $("$ng" info 2>/dev/null | sed -n 's/^auto device: //p'); whole script ${secs} s;"
+  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $("$ng" info 2>/dev/null | sed -n 's/^auto device: //p'), --threads ${THREADS} per run (0: the library default); whole script ${secs} s;"
   echo "load average (1, 5, 15 min) at the start ${load_start}, at the end ${load_end} (other jobs on the machine slow every method alike only if the load is steady)."
   echo "RBM 784 x 500, PCD-1, 2000 particles, mini-batch 2000, lr alpha*1000/(1000+t), training on intensities,"
   echo "evaluation on the 2,004 test digits stochastically binarised (seed 1). Sweep: ${SWEEP_MIN} min per setting, AIS ${SWEEP_BETAS} betas x 5 runs x 20 chains."
