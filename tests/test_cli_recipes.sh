@@ -186,5 +186,34 @@ expect_exit net_phi_without_diag 2 "--phi-every needs --precond diag" "$bin" net
 expect_exit net_phi_average 2 "--average" "$bin" "${P[@]}" --average 0.9 --steps 2 --out pbad
 expect_exit net_phi_negative 2 "--phi-every -1" "$bin" "${P[@]}" --phi-every -1 --steps 2 --out pbad
 
+# ---- natural parameter space of K-FAC's factors: --precond kfac --phi-every K ---------------------
+Q=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond kfac --phi-every 5 --gamma0 0.1 --tau1 0.5)
+run kphi_full "$bin" "${Q[@]}" --steps 30 --log-every 10 --out kpfull
+if [ "$rc" = 0 ] && grep -q "natural parameter space of K-FAC's block-diagonal factors" kphi_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' kpfull/train.csv; then pass net_kfac_phi_adam_trains
+else fail net_kfac_phi_adam_trains "exit $rc (or the error did not fall)"; show kphi_full.err; fi
+# resume between refreshes (update 13; refreshes at 10 and 15): factors, square roots and Adam's moments in phi
+run kphi_half "$bin" "${Q[@]}" --steps 13 --log-every 10 --out kphalf
+run kphi_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume kphalf/net.ckpt --steps 30 --log-every 10 --out kphalf
+if [ "$rc" = 0 ] && cmp -s kpfull/net.ckpt kphalf/net.ckpt; then pass net_kfac_phi_resume_identical
+else fail net_kfac_phi_resume_identical "exit $rc"; show kphi_rest.err; fi
+# SGD in K-FAC's phi differs from plain SGD (the metric matters) and from Adam in phi
+run kphi_sgd "$bin" "${Q[@]}" --optimizer sgd --momentum 0 --lr 0.001 --steps 10 --log-every 5 --out kpsgd
+run kphi_plain "$bin" net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer sgd \
+  --momentum 0 --lr 0.001 --steps 10 --log-every 5 --out kpplain
+if [ "$rc" = 0 ] && [ -s kpsgd/net.ckpt ] && ! cmp -s kpsgd/net.ckpt kpplain/net.ckpt; then pass net_kfac_phi_sgd_differs_from_sgd
+else fail net_kfac_phi_sgd_differs_from_sgd "exit $rc"; show kphi_sgd.err; fi
+expect_exit net_kfac_phi_needs_every 2 "--precond kfac needs --phi-every K" "$bin" "${Q[@]}" --phi-every 0 --steps 2 --out kpbad
+expect_exit net_kfac_phi_tridiag 2 "only --kfac-approx blockdiag" "$bin" "${Q[@]}" --kfac-approx tridiag --steps 2 --out kpbad
+expect_exit net_kfac_phi_regularized 2 "no square root" "$bin" "${Q[@]}" --kfac-inverse regularized --steps 2 --out kpbad
+expect_exit net_kfac_phi_under_kfac 2 "--precond kfac goes under a first-order rule" "$bin" "${Q[@]}" --optimizer kfac --steps 2 --out kpbad
+expect_exit net_kfac_phi_average 2 "--average" "$bin" "${Q[@]}" --average 0.9 --steps 2 --out kpbad
+expect_exit net_kfac_phi_bad_gamma 2 "--gamma0" "$bin" "${Q[@]}" --gamma0 -1 --steps 2 --out kpbad
+expect_exit net_kfac_phi_batchnorm 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 \
+  --optimizer adam --precond kfac --phi-every 5 --steps 2 --out kpbn
+expect_exit net_kfac_phi_resume_fixed 2 "--phi-every cannot be combined with --resume" "$bin" net train --resume kphalf/net.ckpt --phi-every 3 --out kphalf
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

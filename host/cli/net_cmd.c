@@ -303,7 +303,8 @@ static void write_reconstructions(ng_model *net, const ng_dataset *d, const ng_t
 static const char *TRAIN_SUMMARY =
     "Train a feed-forward network (deep autoencoder or classifier) with a first-order rule, K-FAC, or a\n"
     "truncated-Newton method (NGD, NCG, Hessian-free); --precond diag puts Sohl-Dickstein's diagonal\n"
-    "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta).\n"
+    "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta); --precond kfac\n"
+    "--phi-every K runs the rule in phi = (A (x) G)^(1/2) theta of K-FAC's Kronecker factors.\n"
     "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
     "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
     "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
@@ -425,7 +426,8 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
         if (strcmp(kind, optimizer_names[i]) == 0) break;
     {
         const char *pk = NULL;
-        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && (strcmp(pk, "kfac") == 0 || strcmp(pk, "tn") == 0) && i == 1) {
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && (strcmp(pk, "kfac") == 0 || strcmp(pk, "tn") == 0) && i == 1 &&
+            !ng_ckpt_has(c, "kfac.phi_every")) {
             if (strcmp(pk, "kfac") == 0) {
                 o->optimizer = OPT_KFAC;
                 NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
@@ -489,9 +491,14 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
     {
         /* the recipes' diagonal preconditioner under the first-order rule */
         const char *pk = NULL;
-        o->precond = ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && strcmp(pk, "diag") == 0;
+        o->precond = 0;
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK) o->precond = strcmp(pk, "diag") == 0 ? 1 : strcmp(pk, "kfac") == 0 ? 2 : 0;
         ng_clear_error();
-        if (o->precond) NG_TRY(ng_diag_config_from_ckpt(c, &o->dg));
+        if (o->precond == 1) NG_TRY(ng_diag_config_from_ckpt(c, &o->dg));
+        /* K-FAC's factors defining phi (the first-order rule runs in phi) */
+        if (o->precond == 2) NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
+        if (o->precond == 2 && o->kf.phi_every <= 0)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: a K-FAC preconditioner under %s without kfac.phi_every", ng_ckpt_path(c), kind);
     }
     return NG_OK;
 }
@@ -585,12 +592,12 @@ static int net_train(int argc, char **argv) {
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
             {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+)", OPT_FIXED, 0},
-            {"precond", OPT_ENUM, &o.precond, "identity|diag", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34)", OPT_FIXED, 0},
+            {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi)", OPT_FIXED, 0},
             {"diag-metric", OPT_ENUM, &o.dg_metric, "fisher|empirical", "--precond diag: squared per-case gradients with targets sampled from the model (eq. 30) or the data's (eq. 31)", OPT_FIXED, 0},
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
-            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G re-estimated every K updates and fixed in between", OPT_FIXED, 0},
+            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag|kfac: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G (the diagonal, or K-FAC's factors) re-estimated every K updates and fixed in between (kfac: required)", OPT_FIXED, 0},
             {"prong-eps", OPT_FLOAT, &o.pg.eps, "E", "prong: eigenvalue regulariser, U = diag(lambda + E)^-1/2 E^T (0.1)", OPT_FIXED, 0},
             {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
             {"prong-ns", OPT_INT, &o.pg.ns, "N", "prong: training cases per estimate of the means and covariances (1000)", OPT_FIXED, 0},
@@ -599,7 +606,7 @@ static int net_train(int argc, char **argv) {
             {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
             {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac, ngd..hf: initial Levenberg-Marquardt damping (0: the default, kfac 150, the truncated-Newton methods 1; Pascanu & Bengio's CURVES runs: 3)", OPT_FIXED, 0},
-            {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta))", OPT_FIXED, 0},
+            {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta)); --precond kfac: the fixed damping of phi's factors (0: sqrt(150 + eta))", OPT_FIXED, 0},
             {"tau1", OPT_FLOAT, &o.kf_tau1, "F", "kfac: share of the batch for the factor statistics (1/8)", OPT_FIXED, 0},
             {"tau2", OPT_FLOAT, &o.kf_tau2, "F", "kfac: share of the batch for the exact-Fisher products (1/4)", OPT_FIXED, 0},
             {"T1", OPT_INT, &o.kf_T1, "N", "kfac: lambda adapted every N updates (5)", OPT_FIXED, 0},
@@ -796,15 +803,28 @@ static int net_train(int argc, char **argv) {
         o.dg.phi_every = o.dg_phi;
         o.dg.seed = cfg.seed;
         if (o.dg_phi && !o.precond) {
-            fprintf(stderr, "natgrad net train: --phi-every needs --precond diag (the metric whose square root defines phi)\n");
+            fprintf(stderr, "natgrad net train: --phi-every needs --precond diag or kfac (the metric whose square root defines phi)\n");
             return NG_EXIT_USAGE;
         }
         if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC || o.optimizer == OPT_PRONG)) {
-            fprintf(stderr, "natgrad net train: --precond diag goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
-                    optimizer_names[o.optimizer]);
+            fprintf(stderr, "natgrad net train: --precond %s goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
+                    o.precond == 2 ? "kfac" : "diag", optimizer_names[o.optimizer]);
             return NG_EXIT_USAGE;
         }
-        if (o.precond && ng_diag_config_check(&o.dg) != NG_OK) {
+        if (o.precond == 2) {
+            /* K-FAC's factors as the metric of the natural parameter space */
+            if (o.dg_phi <= 0) {
+                fprintf(stderr, "natgrad net train: --precond kfac needs --phi-every K (the rule runs in phi = (A (x) G)^(1/2) theta; "
+                                "K-FAC's own update is --optimizer kfac)\n");
+                return NG_EXIT_USAGE;
+            }
+            o.kf.phi_every = o.dg_phi;
+            if (ng_kfac_config_check(&o.kf) != NG_OK) {
+                fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+                return NG_EXIT_USAGE;
+            }
+        }
+        if (o.precond == 1 && ng_diag_config_check(&o.dg) != NG_OK) {
             fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
             return NG_EXIT_USAGE;
         }
@@ -948,6 +968,13 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: PRONG%s: eps %g, reparametrisation every %d updates on %d cases, %s at update 0, SGD momentum %g\n",
                 plus ? "+ (batch norm)" : "", (double)o.pg.eps, o.pg.T, o.pg.ns,
                 o.pg.whitened_init ? "whitened initialisation" : "projection of the initial network", (double)o.momentum);
+    } else if (s == NG_OK && o.precond == 2) {
+        o.kf.timing = o.kf_timing != 0;
+        fprintf(stderr, "natgrad: natural parameter space of K-FAC's block-diagonal factors (Sohl-Dickstein eq. 37): phi = (A (x) G)^(1/2) theta "
+                        "per layer, damping %g (pi %s), factors from %g of each batch, refreshed every %d updates\n",
+                o.kf.gamma0 > 0 ? o.kf.gamma0 : sqrt(o.kf.lambda0 + o.kf.eta), o.kf.pi_mode == NG_KFAC_PI_ONE ? "1" : "by traces",
+                o.kf.tau1, o.kf.phi_every);
+        s = ng_precond_kfac_init(be, net, &o.kf, &pc);
     } else if (s == NG_OK && o.precond) {
         o.dg.max_batch = o.batch;
         fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g%s\n",
@@ -961,7 +988,7 @@ static int net_train(int argc, char **argv) {
     if (s == NG_OK && o.schedule)
         fprintf(stderr, "natgrad: batch schedule m_k = min(%d exp((k - 1) / b), %d), m_%d = %d\n", o.m1, train.n, o.m_full, train.n);
     if (s == NG_OK) s = make_update(be, net, &o, &upd);
-    if (s == NG_OK && o.precond && o.dg.phi_every > 0) {
+    if (s == NG_OK && ((o.precond == 1 && o.dg.phi_every > 0) || o.precond == 2)) {
         /* natural parameter space: the rule runs on phi = G^(1/2) theta */
         ng_update *inner = upd;
         upd = NULL;
