@@ -4,7 +4,8 @@
 # path's KL shrinks by (1 - eta)^2 a step, it lies on the segment to the optimum, phi-sgd equals
 # it, the phi field points at the optimum; the four PNG panels when gnuplot exists; bad options
 # exit 2 naming the option, a diverging step exits 1 saying so, an unwritable --out exits 1 naming
-# it) and `natgrad ica`. Runs in a mktemp -d directory removed at exit; ends with
+# it), `natgrad ica`, and net train with the recipes (--precond diag|kfac|full, --phi-every, --kfac-inverse,
+# --tn-fisher: training, bit-exact resume, refusals). Runs in a mktemp -d directory removed at exit; ends with
 # "RESULT passed=P failed=F skipped=S" for tests/run.sh.
 . "$(dirname "$0")/cli_lib.sh"
 set -u
@@ -214,6 +215,24 @@ expect_exit net_kfac_phi_bad_gamma 2 "--gamma0" "$bin" "${Q[@]}" --gamma0 -1 --s
 expect_exit net_kfac_phi_batchnorm 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 \
   --optimizer adam --precond kfac --phi-every 5 --steps 2 --out kpbn
 expect_exit net_kfac_phi_resume_fixed 2 "--phi-every cannot be combined with --resume" "$bin" net train --resume kphalf/net.ckpt --phi-every 3 --out kphalf
+
+# ---- natural parameter space of the dense Fisher: --precond full --phi-every K --------------------
+R=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond full --phi-every 5 --full-lambda 0.01)
+run fphi_full "$bin" "${R[@]}" --steps 30 --log-every 10 --out fpfull
+if [ "$rc" = 0 ] && grep -q "natural parameter space of the dense Fisher" fphi_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' fpfull/train.csv; then pass net_full_phi_adam_trains
+else fail net_full_phi_adam_trains "exit $rc (or the error did not fall)"; show fphi_full.err; fi
+run fphi_half "$bin" "${R[@]}" --steps 13 --log-every 10 --out fphalf
+run fphi_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume fphalf/net.ckpt --steps 30 --log-every 10 --out fphalf
+if [ "$rc" = 0 ] && cmp -s fpfull/net.ckpt fphalf/net.ckpt; then pass net_full_phi_resume_identical
+else fail net_full_phi_resume_identical "exit $rc"; show fphi_rest.err; fi
+expect_exit net_full_phi_too_big 2 "2656 parameters, above the limit of 2048" "$bin" "${R[@]}" --layers 16-80-16 --steps 2 --out fpbad
+expect_exit net_full_phi_needs_every 2 "--precond full needs --phi-every K" "$bin" "${R[@]}" --phi-every 0 --steps 2 --out fpbad
+expect_exit net_full_phi_bad_lambda 2 "--full-lambda 0" "$bin" "${R[@]}" --full-lambda 0 --steps 2 --out fpbad
+expect_exit net_full_phi_under_hf 2 "--precond full goes under a first-order rule" "$bin" "${R[@]}" --optimizer hf --steps 2 --out fpbad
+expect_exit net_full_phi_resume_fixed 2 "--full-lambda cannot be combined with --resume" "$bin" net train --resume fphalf/net.ckpt --full-lambda 0.1 --out fphalf
 
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

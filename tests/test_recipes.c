@@ -17,6 +17,9 @@
  *     (G + d_G I)^-1 V (A + d_A I)^-1, the round trip theta -> phi -> theta to float32 rounding,
  *     plain SGD in phi = the block-diagonal natural step (A^-1 (x) G^-1) g with the factors of the
  *     last refresh (float64 solves), refusals (tridiag, async, regularized, no --phi-every)
+ *   - natural parameter space with the full, dense Fisher (G e_k columns by ng_net_gvp, float64
+ *     here): S S x = (G + lambda I) x, S^-1 S^-1 x = (G + lambda I)^-1 x, the round trip, SGD in
+ *     phi = theta - lr (G + lambda I)^-1 g with G of the last refresh, the parameter-count limit
  *   - CPU and emulated CUDA agree. */
 #include <math.h>
 #include <stdint.h>
@@ -940,6 +943,183 @@ static int test_phi_kfac_cpu_vs_cuda(void) {
     return NGT_PASS;
 }
 
+/* ---- natural parameter space with the full Fisher ------------------------------------------------ */
+
+/* (G + lambda I), float64, n x n, from Gauss-Newton products with the unit vectors on the current batch */
+static int dense_G(netfix *f, double lambda, double *G) {
+    size_t j, i, n = f->np;
+    float *e = (float *)calloc(n, sizeof(float));
+    for (j = 0; j < n; j++) {
+        double *c;
+        e[j] = 1.0f;
+        if (ng_set(f->be, f->v.data, e, n * sizeof(float)) != NG_OK || ng_net_gvp(f->net, &f->v, &f->out) != NG_OK) return -1;
+        e[j] = 0.0f;
+        c = get_vec(f->be, f->out.data, n);
+        for (i = 0; i < n; i++) G[i + j * n] = c[i];
+        free(c);
+    }
+    for (j = 0; j < n; j++)
+        for (i = 0; i < j; i++) G[i + j * n] = G[j + i * n] = 0.5 * (G[i + j * n] + G[j + i * n]);
+    for (j = 0; j < n; j++) G[j + j * n] += lambda;
+    free(e);
+    return 0;
+}
+
+static ng_status fphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_precond **p, ng_update **u) {
+    ng_full_config fc;
+    ng_update *inner = NULL;
+    ng_status s;
+    NG_TRY(netfix_init(f, be, 8));
+    ng_full_config_default(&fc);
+    fc.lambda = 1e-2;
+    fc.phi_every = every;
+    NG_TRY(ng_precond_full_init(be, f->net, &fc, p));
+    if (rule == 0) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.05f;
+        s = ng_update_sgd_init(be, f->net, &c, &inner);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 1e-2f;
+        s = ng_update_adam_init(be, f->net, &c, &inner);
+    }
+    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
+    if (s != NG_OK) ng_update_free(inner);
+    return s;
+}
+
+static int test_phi_full_map_and_step(void) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    double *G = NULL, *M, *th, *g, *th1, *want, *x, *y, *yref;
+    float *hx;
+    size_t i, j, n;
+    int t;
+    NGT_OK(fphi_setup(&f, g_cpu, 0, 2, &p, &u));
+    n = f.np;
+    G = (double *)malloc(n * n * sizeof(double));
+    M = (double *)malloc(n * n * sizeof(double));
+    want = (double *)malloc(n * sizeof(double));
+    yref = (double *)malloc(n * sizeof(double));
+    for (t = 0; t < 4; t++) {
+        NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+        th = get_vec(f.be, f.net->param_flat.data, n);
+        g = get_vec(f.be, f.net->grad_flat.data, n);
+        if (t % 2 == 0) NGT_CHECK(dense_G(&f, 1e-2, G) == 0, "dense G: %s", ng_last_error());
+        NGT_OK(ng_precond_apply(p, f.net, (uint64_t)t));
+        NGT_OK(ng_update_step(u, f.net, (uint64_t)t));
+        th1 = get_vec(f.be, f.net->param_flat.data, n);
+        memcpy(M, G, n * n * sizeof(double));
+        memcpy(want, g, n * sizeof(double));
+        dsolve(M, want, (int)n, 1);
+        {
+            double e = 0.0, sc = max_abs(want, n);
+            for (i = 0; i < n; i++) e = fmax(e, fabs(th1[i] - (th[i] - 0.05 * want[i])));
+            NGT_CHECK(sc > 1e-3, "t %d: natural step too small to test (%g)", t, sc);
+            NGT_CHECK(e <= 5e-4 * 0.05 * sc + 1e-6 * max_abs(th, n),
+                      "t %d: SGD in phi vs theta - lr (G + lambda I)^-1 g: max error %g (step scale %g)", t, e, 0.05 * sc);
+        }
+        free(th), free(g), free(th1);
+    }
+    /* the map against G of the last refresh (t = 2) */
+    x = (double *)malloc(n * sizeof(double));
+    hx = (float *)malloc(n * sizeof(float));
+    for (i = 0; i < n; i++) hx[i] = (float)(2.0 * urand() - 1.0), x[i] = hx[i];
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 1));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 1));
+    y = get_vec(f.be, f.out.data, n);
+    for (i = 0; i < n; i++) {
+        yref[i] = 0.0;
+        for (j = 0; j < n; j++) yref[i] += G[i + j * n] * x[j];
+    }
+    NGT_CHECK(rel_diff(y, yref, n) < 1e-5, "S S x vs (G + lambda I) x: rel diff %g", rel_diff(y, yref, n));
+    free(y);
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    y = get_vec(f.be, f.out.data, n);
+    memcpy(M, G, n * n * sizeof(double));
+    memcpy(yref, x, n * sizeof(double));
+    dsolve(M, yref, (int)n, 1);
+    NGT_CHECK(rel_diff(y, yref, n) < 1e-3, "S^-1 S^-1 x vs (G + lambda I)^-1 x: rel diff %g", rel_diff(y, yref, n));
+    free(y);
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 1));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    y = get_vec(f.be, f.out.data, n);
+    for (i = 0; i < n; i++) NGT_CHECK(fabs(y[i] - x[i]) <= 1e-5 * max_abs(x, n), "round trip: x[%zu] %.9g -> %.9g", i, x[i], y[i]);
+    free(y), free(hx), free(x), free(G), free(M), free(want), free(yref);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static int test_phi_full_refusals(void) {
+    netfix f;
+    ng_full_config fc;
+    ng_precond *p = NULL;
+    ng_model *big = NULL;
+    ng_net_config cfg;
+    ng_full_config_default(&fc);
+    fc.lambda = 0.0;
+    NGT_CHECK(ng_full_config_check(&fc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--full-lambda"), "lambda 0: %s", ng_last_error());
+    fc.lambda = 1e-3;
+    fc.phi_every = 0;
+    NGT_CHECK(ng_full_config_check(&fc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--phi-every"), "K 0: %s", ng_last_error());
+    fc.phi_every = 1;
+    /* 64-40-64: 5224 parameters, above the limit */
+    ng_net_config_default(&cfg);
+    NGT_OK(ng_net_parse_spec("64-40-64", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NGT_OK(ng_net_create(g_cpu, &cfg, &big));
+    NGT_CHECK(ng_precond_full_init(g_cpu, big, &fc, &p) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "5224 parameters") &&
+                  strstr(ng_last_error(), "--precond kfac"),
+              "above the limit: %s", ng_last_error());
+    NGT_CHECK(p == NULL, "no preconditioner on failure");
+    ng_net_free(big);
+    /* map before any update */
+    NGT_OK(netfix_init(&f, g_cpu, 4));
+    NGT_OK(ng_precond_full_init(g_cpu, f.net, &fc, &p));
+    NGT_CHECK(ng_full_phi_map(p, f.out.data, 1) == NG_ERR_NUMERIC, "map before refresh");
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static ng_status fphi_run(ng_backend *be, double **theta, size_t *np) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    ng_status s;
+    int t;
+    s = fphi_setup(&f, be, 1, 3, &p, &u);
+    for (t = 0; s == NG_OK && t < 7; t++) {
+        s = ng_model_gradient(f.net, &f.x, NULL);
+        if (s == NG_OK) s = ng_precond_apply(p, f.net, (uint64_t)t);
+        if (s == NG_OK) s = ng_update_step(u, f.net, (uint64_t)t);
+    }
+    if (s == NG_OK) *theta = get_vec(be, f.net->param_flat.data, f.np), *np = f.np;
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return s;
+}
+
+static int test_phi_full_cpu_vs_cuda(void) {
+    double *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    NGT_OK(fphi_run(g_cpu, &a, &na));
+    NGT_OK(fphi_run(g_cuda, &b, &nb));
+    NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "Adam in full-Fisher phi, 7 updates: cpu vs cuda rel diff %g", rel_diff(b, a, na));
+    free(a), free(b);
+    return NGT_PASS;
+}
+
 /* the same updates on the CPU and on (emulated) CUDA */
 static ng_status net_run(ng_backend *be, int metric, double **dir) {
     netfix f;
@@ -1039,6 +1219,9 @@ int main(void) {
     NGT_RUN(test_phi_kfac_map_and_step);
     NGT_RUN(test_phi_kfac_refusals);
     NGT_RUN(test_phi_kfac_cpu_vs_cuda);
+    NGT_RUN(test_phi_full_map_and_step);
+    NGT_RUN(test_phi_full_refusals);
+    NGT_RUN(test_phi_full_cpu_vs_cuda);
     NGT_RUN(test_diag_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

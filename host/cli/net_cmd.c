@@ -304,7 +304,8 @@ static const char *TRAIN_SUMMARY =
     "Train a feed-forward network (deep autoencoder or classifier) with a first-order rule, K-FAC, or a\n"
     "truncated-Newton method (NGD, NCG, Hessian-free); --precond diag puts Sohl-Dickstein's diagonal\n"
     "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta); --precond kfac\n"
-    "--phi-every K runs the rule in phi = (A (x) G)^(1/2) theta of K-FAC's Kronecker factors.\n"
+    "--phi-every K runs the rule in phi = (A (x) G)^(1/2) theta of K-FAC's Kronecker factors, --precond full\n"
+    "--phi-every K in phi = (G + lambda I)^(1/2) theta of the dense Fisher (tiny networks).\n"
     "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
     "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
     "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
@@ -332,8 +333,9 @@ typedef struct net_train_opts {
     float tn_rtol, tn_decay, tn_lmin;
     /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
     int precond, dg_metric, kf_inv, dg_phi;
-    float dg_lambda, dg_power, dg_beta;
+    float dg_lambda, dg_power, dg_beta, fl_lambda;
     ng_diag_config dg;
+    ng_full_config fl; /* --precond full */
     /* prong: SGD + momentum on whitened layers, reparametrised every --prong-T updates */
     ng_prong_config pg;
     int pg_fanin;
@@ -492,11 +494,12 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
         /* the recipes' diagonal preconditioner under the first-order rule */
         const char *pk = NULL;
         o->precond = 0;
-        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK) o->precond = strcmp(pk, "diag") == 0 ? 1 : strcmp(pk, "kfac") == 0 ? 2 : 0;
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK) o->precond = strcmp(pk, "diag") == 0 ? 1 : strcmp(pk, "kfac") == 0 ? 2 : strcmp(pk, "full") == 0 ? 3 : 0;
         ng_clear_error();
         if (o->precond == 1) NG_TRY(ng_diag_config_from_ckpt(c, &o->dg));
         /* K-FAC's factors defining phi (the first-order rule runs in phi) */
         if (o->precond == 2) NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
+        if (o->precond == 3) NG_TRY(ng_full_config_from_ckpt(c, &o->fl));
         if (o->precond == 2 && o->kf.phi_every <= 0)
             return ng_error(NG_ERR_FORMAT, "checkpoint %s: a K-FAC preconditioner under %s without kfac.phi_every", ng_ckpt_path(c), kind);
     }
@@ -566,6 +569,7 @@ static int net_train(int argc, char **argv) {
     o.lr = 0.0f;         /* the optimizer's default */
     ng_diag_config_default(&o.dg);
     o.dg_lambda = (float)o.dg.lambda;
+    o.fl_lambda = 1e-3f;
     o.dg_power = (float)o.dg.power;
     o.dg_beta = (float)o.dg.beta;
     ng_tn_config_default(&o.tc);
@@ -592,12 +596,13 @@ static int net_train(int argc, char **argv) {
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
             {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+)", OPT_FIXED, 0},
-            {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi)", OPT_FIXED, 0},
+            {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac|full", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi), or (full, with --phi-every K) in phi = (G + --full-lambda I)^(1/2) theta of the dense Fisher of the batch (networks of at most 2048 parameters)", OPT_FIXED, 0},
+            {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0)", OPT_FIXED, 0},
             {"diag-metric", OPT_ENUM, &o.dg_metric, "fisher|empirical", "--precond diag: squared per-case gradients with targets sampled from the model (eq. 30) or the data's (eq. 31)", OPT_FIXED, 0},
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
-            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag|kfac: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G (the diagonal, or K-FAC's factors) re-estimated every K updates and fixed in between (kfac: required)", OPT_FIXED, 0},
+            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag|kfac|full: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G (the diagonal, or K-FAC's factors) re-estimated every K updates and fixed in between (kfac, full: required)", OPT_FIXED, 0},
             {"prong-eps", OPT_FLOAT, &o.pg.eps, "E", "prong: eigenvalue regulariser, U = diag(lambda + E)^-1/2 E^T (0.1)", OPT_FIXED, 0},
             {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
             {"prong-ns", OPT_INT, &o.pg.ns, "N", "prong: training cases per estimate of the means and covariances (1000)", OPT_FIXED, 0},
@@ -808,7 +813,7 @@ static int net_train(int argc, char **argv) {
         }
         if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC || o.optimizer == OPT_PRONG)) {
             fprintf(stderr, "natgrad net train: --precond %s goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
-                    o.precond == 2 ? "kfac" : "diag", optimizer_names[o.optimizer]);
+                    o.precond == 3 ? "full" : o.precond == 2 ? "kfac" : "diag", optimizer_names[o.optimizer]);
             return NG_EXIT_USAGE;
         }
         if (o.precond == 2) {
@@ -820,6 +825,20 @@ static int net_train(int argc, char **argv) {
             }
             o.kf.phi_every = o.dg_phi;
             if (ng_kfac_config_check(&o.kf) != NG_OK) {
+                fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+                return NG_EXIT_USAGE;
+            }
+        }
+        if (o.precond == 3) {
+            /* the dense Fisher as the metric of the natural parameter space */
+            ng_full_config_default(&o.fl);
+            o.fl.lambda = o.fl_lambda;
+            o.fl.phi_every = o.dg_phi;
+            if (o.dg_phi <= 0) {
+                fprintf(stderr, "natgrad net train: --precond full needs --phi-every K (the rule runs in phi = (G + lambda I)^(1/2) theta)\n");
+                return NG_EXIT_USAGE;
+            }
+            if (ng_full_config_check(&o.fl) != NG_OK) {
                 fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
                 return NG_EXIT_USAGE;
             }
@@ -975,6 +994,11 @@ static int net_train(int argc, char **argv) {
                 o.kf.gamma0 > 0 ? o.kf.gamma0 : sqrt(o.kf.lambda0 + o.kf.eta), o.kf.pi_mode == NG_KFAC_PI_ONE ? "1" : "by traces",
                 o.kf.tau1, o.kf.phi_every);
         s = ng_precond_kfac_init(be, net, &o.kf, &pc);
+    } else if (s == NG_OK && o.precond == 3) {
+        fprintf(stderr, "natgrad: natural parameter space of the dense Fisher (Sohl-Dickstein eq. 37): phi = (G + %g I)^(1/2) theta, "
+                        "G from %zu Gauss-Newton products on the batch, recomputed every %d updates\n",
+                o.fl.lambda, ng_model_size(net), o.fl.phi_every);
+        s = ng_precond_full_init(be, net, &o.fl, &pc);
     } else if (s == NG_OK && o.precond) {
         o.dg.max_batch = o.batch;
         fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g%s\n",
@@ -988,7 +1012,7 @@ static int net_train(int argc, char **argv) {
     if (s == NG_OK && o.schedule)
         fprintf(stderr, "natgrad: batch schedule m_k = min(%d exp((k - 1) / b), %d), m_%d = %d\n", o.m1, train.n, o.m_full, train.n);
     if (s == NG_OK) s = make_update(be, net, &o, &upd);
-    if (s == NG_OK && ((o.precond == 1 && o.dg.phi_every > 0) || o.precond == 2)) {
+    if (s == NG_OK && ((o.precond == 1 && o.dg.phi_every > 0) || o.precond == 2 || o.precond == 3)) {
         /* natural parameter space: the rule runs on phi = G^(1/2) theta */
         ng_update *inner = upd;
         upd = NULL;

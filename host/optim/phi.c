@@ -3,6 +3,7 @@
  *   diag  the diagonal preconditioner: S = diag(s), s = G^(1/2) elementwise (outer_scale mul)
  *   kfac  K-FAC's block-diagonal Kronecker factors: per layer S = (A (x) G)^(1/2), applied as
  *         G^(1/2) V A^(1/2) (ng_kfac_phi_map)
+ *   full  the dense Fisher of a tiny network: S = (G + lambda I)^(1/2), a gemv (ng_full_phi_map)
  * On the model's flat vectors:
  *   step:  theta -> S theta (=: phi), inner step with the direction in the gradient arena (the
  *          preconditioner left S^-1 g there, the gradient in phi), phi -> S^-1 phi (=: theta)
@@ -43,7 +44,7 @@ static ng_status scale_by(ng_backend *be, float *x, size_t n, const float *by) {
 /* x <- S x (to_phi) or S^-1 x, in place */
 static ng_status map(ng_update *u, float *x, size_t n, int to_phi) {
     phi *f = (phi *)u->impl;
-    if (f->p) return ng_kfac_phi_map(f->p, x, to_phi);
+    if (f->p) return strcmp(f->p->iface->name, "full") == 0 ? ng_full_phi_map(f->p, x, to_phi) : ng_kfac_phi_map(f->p, x, to_phi);
     return scale_by(u->be, x, n, to_phi ? f->s.data : f->is.data);
 }
 
@@ -128,10 +129,13 @@ ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_p
             s = ng_kfac_get_config(p, &kc);
             if (s == NG_OK && kc.phi_every <= 0)
                 s = ng_error(NG_ERR_INVALID_ARG, "natural parameter space: the K-FAC preconditioner was made without --phi-every K");
+        } else if (strcmp(p->iface->name, "full") == 0) {
+            f->p = p;
+            s = NG_OK;
         } else if (strcmp(p->iface->name, "diag") == 0) {
             s = ng_diag_phi_scale(p, &f->s, &f->is);
         } else {
-            s = ng_error(NG_ERR_INVALID_ARG, "natural parameter space: preconditioner '%s' cannot apply G^(1/2) (diag, kfac can)",
+            s = ng_error(NG_ERR_INVALID_ARG, "natural parameter space: preconditioner '%s' cannot apply G^(1/2) (diag, kfac, full can)",
                          p->iface->name);
         }
         if (s == NG_OK) s = ng_alloc(be, ng_model_size(m) * sizeof(float), &f->backup);
