@@ -234,5 +234,27 @@ expect_exit net_full_phi_bad_lambda 2 "--full-lambda 0" "$bin" "${R[@]}" --full-
 expect_exit net_full_phi_under_hf 2 "--precond full goes under a first-order rule" "$bin" "${R[@]}" --optimizer hf --steps 2 --out fpbad
 expect_exit net_full_phi_resume_fixed 2 "--full-lambda cannot be combined with --resume" "$bin" net train --resume fphalf/net.ckpt --full-lambda 0.1 --out fphalf
 
+# ---- rbm train --optimizer fang --fang-inverse regularized (eq. 35 for Sigma_un) -----------------
+FR=(rbm train --data bars-stripes --device cpu --threads 1 --hidden 8 --batch 16 --particles 16 --log-every 10
+    --optimizer fang --fang-refit-every 5 --fang-inverse regularized)
+run freg_full "$bin" "${FR[@]}" --steps 40 --out frfull
+run freg_tik "$bin" "${FR[@]}" --fang-inverse tikhonov --steps 40 --out frtik
+if [ "$rc" = 0 ] && [ -s frfull/rbm.ckpt ] && ! cmp -s frfull/rbm.ckpt frtik/rbm.ckpt; then pass rbm_fang_regularized_trains_and_differs
+else fail rbm_fang_regularized_trains_and_differs "exit $rc"; show freg_full.err; fi
+run freg_half "$bin" "${FR[@]}" --steps 17 --out frhalf
+run freg_rest "$bin" rbm train --data bars-stripes --device cpu --threads 1 --resume frhalf/rbm.ckpt --steps 40 --log-every 10 --out frhalf
+# FANG's checkpoint holds its refit seconds (a clock), so the logs are compared without the *_s columns:
+# every monitored value at steps 10..40 (the half run adds its last row, 17; recon error, norms, free energies, fang_cond, fang_min_sigma2) must be identical
+nostime() { python3 -c 'import sys,csv
+r=list(csv.reader(open(sys.argv[1]))); keep=[i for i,n in enumerate(r[0]) if not n.endswith("_s")]
+for row in r: print(",".join(row[i] for i in keep))' "$1"; }
+if [ "$rc" = 0 ] && diff <(nostime frfull/train.csv) <(nostime frhalf/train.csv | grep -v '^17,') >/dev/null &&
+   [ "$(wc -l < frfull/train.csv)" = 5 ]; then
+  pass rbm_fang_regularized_resume_same_log
+else fail rbm_fang_regularized_resume_same_log "exit $rc: $(diff <(nostime frfull/train.csv) <(nostime frhalf/train.csv | grep -v '^17,') | head -4)"; show freg_rest.err; fi
+expect_exit rbm_fang_inverse_needs_fang 2 "--fang-inverse is an option of --optimizer fang" "$bin" "${FR[@]}" --optimizer sgd --steps 2 --out frbad
+expect_exit rbm_fang_inverse_unknown 2 "--fang-inverse 'cholesky'" "$bin" "${FR[@]}" --fang-inverse cholesky --steps 2 --out frbad
+expect_exit rbm_fang_inverse_resume_fixed 2 "--fang-inverse cannot be combined with --resume" "$bin" rbm train --data bars-stripes --resume frhalf/rbm.ckpt --fang-inverse tikhonov --out frhalf
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]
