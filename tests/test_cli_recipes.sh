@@ -140,7 +140,15 @@ run kreg_half "$bin" "${K[@]}" --steps 6 --log-every 4 --out khalf
 run kreg_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume khalf/net.ckpt --steps 12 --log-every 4 --out khalf
 if [ "$rc" = 0 ] && cmp -s kfull/net.ckpt khalf/net.ckpt; then pass kfac_regularized_resume_identical
 else fail kfac_regularized_resume_identical "exit $rc"; show kreg_rest.err; fi
-expect_exit kfac_regularized_tridiag 2 "--kfac-inverse regularized: only with --kfac-approx blockdiag" "$bin" "${K[@]}" --kfac-approx tridiag --steps 2 --out kbad
+# block-tridiagonal with the regularised inverse: trains and resumes bit-exactly
+run kregt_full "$bin" "${K[@]}" --kfac-approx tridiag --steps 12 --log-every 4 --out ktfull
+if [ "$rc" = 0 ] && awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+     END { exit !(last < first) }' ktfull/train.csv && ! cmp -s ktfull/net.ckpt kfull/net.ckpt; then pass kfac_regularized_tridiag_trains
+else fail kfac_regularized_tridiag_trains "exit $rc (or the error did not fall)"; show kregt_full.err; fi
+run kregt_half "$bin" "${K[@]}" --kfac-approx tridiag --steps 6 --log-every 4 --out kthalf
+run kregt_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume kthalf/net.ckpt --steps 12 --log-every 4 --out kthalf
+if [ "$rc" = 0 ] && cmp -s ktfull/net.ckpt kthalf/net.ckpt; then pass kfac_regularized_tridiag_resume_identical
+else fail kfac_regularized_tridiag_resume_identical "exit $rc"; show kregt_rest.err; fi
 expect_exit kfac_inverse_unknown 2 "--kfac-inverse 'cholesky'" "$bin" "${K[@]}" --kfac-inverse cholesky --steps 2 --out kbad
 
 # ---- truncated Newton's metric (--tn-fisher exact|sampled|empirical, eq. 30-31) -------------------

@@ -141,8 +141,6 @@ ng_status ng_kfac_config_check(const ng_kfac_config *c) {
     if (c->precision != NG_F32 && c->precision != NG_F64) return ng_error(NG_ERR_INVALID_ARG, "--kfac-precision: f32 or f64");
     if (c->inverse != NG_KFAC_INV_TIKHONOV && c->inverse != NG_KFAC_INV_REGULARIZED)
         return ng_error(NG_ERR_INVALID_ARG, "--kfac-inverse: tikhonov or regularized");
-    if (c->inverse == NG_KFAC_INV_REGULARIZED && c->approx != NG_KFAC_BLOCKDIAG)
-        return ng_error(NG_ERR_INVALID_ARG, "--kfac-inverse regularized: only with --kfac-approx blockdiag");
     if (c->async_lag < -1 || c->async_lag >= c->T3)
         return ng_error(NG_ERR_INVALID_ARG, "--kfac-async %d: must be -1 (off) or 0 .. --T3 - 1 = %d", c->async_lag, c->T3 - 1);
     if (c->phi_every < 0) return ng_error(NG_ERR_INVALID_ARG, "--phi-every %d: must be >= 0 (0: off)", c->phi_every);
@@ -438,7 +436,7 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
-        if (!k->tri && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
+        if ((!k->tri || l == L) && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
@@ -451,16 +449,23 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
         {
             int n3 = na(k, l), n4 = k->d[l + 1];
             float s1max, s2max;
-            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T, C = AC PAT (into T1) */
-            NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T (regularised: (A^2 + (pi gamma)^2 I)^-1 A in place of
+             * the inverse), C = AC PAT (into T1) */
+            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+                NG_TRY(reg_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+            else
+                NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
             if (*fail) break;
             NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
             NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
             NG_TRY(ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f));
             NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
             if (*fail) break;
-            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T, D = GC PGT */
-            NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T (or regularised), D = GC PGT */
+            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+                NG_TRY(reg_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+            else
+                NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
             if (*fail) break;
             NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
             NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));

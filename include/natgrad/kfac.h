@@ -53,9 +53,13 @@ extern "C" {
 enum { NG_KFAC_BLOCKDIAG = 0, NG_KFAC_TRIDIAG = 1 };
 enum { NG_KFAC_PI_TRACE = 0, NG_KFAC_PI_ONE = 1 };
 /* How a damped factor F is inverted: Tikhonov (F + d I)^-1 (the paper), or Sohl-Dickstein's
- * regularised inverse (F^T F + d^2 I)^-1 F^T (his eq. 35, block-diagonal only), with d the same
- * factored damping pi gamma (A) or gamma / pi (G): eigenvalues well above d are inverted alike,
- * those below are damped towards 0 instead of to 1 / d. */
+ * regularised inverse (F^T F + d^2 I)^-1 F^T (his eq. 35), with d the same factored damping
+ * pi gamma (A) or gamma / pi (G): eigenvalues well above d are inverted alike, those below are
+ * damped towards 0 instead of to 1 / d. Block-diagonal: every factor inverse. Block-tridiagonal:
+ * the inverses of layer L's factors and those inside the regressions Psi^A = AC (A + d I)^-1,
+ * Psi^G = GC (G + d I)^-1; the conditional covariances Sigma_{l|l+1} = A (x) B - C (x) D keep
+ * the Tikhonov-damped A, B of appendix B (their inverse is exact, through the Cholesky roots and
+ * eigendecompositions of L^-1 C L^-T, which eq. 35 has no Kronecker form for). */
 enum { NG_KFAC_INV_TIKHONOV = 0, NG_KFAC_INV_REGULARIZED = 1 };
 
 typedef struct ng_kfac_config {
@@ -75,7 +79,7 @@ typedef struct ng_kfac_config {
     int adapt_gamma;     /* --adapt-gamma 1 | 0 */
     int pi_mode;         /* --kfac-pi trace | one */
     ng_dtype precision;  /* --kfac-precision f32 | f64: the factorisations (products stay float32) */
-    int inverse;         /* --kfac-inverse tikhonov | regularized (NG_KFAC_INV_*; blockdiag only) */
+    int inverse;         /* --kfac-inverse tikhonov | regularized (NG_KFAC_INV_*) */
     int timing;          /* --kfac-timing 1 | 0: per-phase seconds in the log */
     int async_lag;       /* --kfac-async S: -1 (default) refresh in the update that needs it; S >= 0:
                           * refreshes after the third run on a second backend (own CUDA stream, or a
