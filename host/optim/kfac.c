@@ -688,7 +688,8 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     int cols;
     k->stats_s = k->inverse_s = k->apply_s = k->quad_s = 0.0;
     k->ws.retries = 0;
-    NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
+    /* h(theta) for Levenberg-Marquardt (not needed in the natural parameter space) */
+    if (k->cfg.phi_every == 0) NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
     NG_TRY(ng_net_current_batch(m, &k->bx, &k->by));
     x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)x.cols + 0.5);

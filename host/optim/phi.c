@@ -4,11 +4,15 @@
  *   kfac  K-FAC's block-diagonal Kronecker factors: per layer S = (A (x) G)^(1/2), applied as
  *         G^(1/2) V A^(1/2) (ng_kfac_phi_map)
  *   full  the dense Fisher of a tiny network: S = (G + lambda I)^(1/2), a gemv (ng_full_phi_map)
- * On the model's flat vectors:
- *   step:  theta -> S theta (=: phi), inner step with the direction in the gradient arena (the
- *          preconditioner left S^-1 g there, the gradient in phi), phi -> S^-1 phi (=: theta)
- *   theta: the inner rule's iterate (NAG: not its look-ahead point), mapped the same way; the
- *          parameter arena is restored bit-exactly from a copy (a map and its inverse round)
+ * The rules wrapped (sgd, nag, adam, rmsprop; averaging refused) move their iterate by an
+ * increment that does not depend on it: phi_{t+1} = phi_t + inc(state, direction), and NAG's
+ * theta() is phi - mu v. So, on the model's flat vectors, without mapping theta itself:
+ *   step:  copy theta; the inner rule steps from a zero parameter vector with the direction in the
+ *          gradient arena (the preconditioner left S^-1 g there, the gradient in phi), leaving
+ *          inc there; theta_{t+1} = theta_t + S^-1 inc, exactly S^-1 (S theta_t + inc)
+ *   theta: the same with the inner rule's theta() from zero: theta + S^-1 theta_inner(0)
+ * One map per update (plus the preconditioner's S^-1 g), and theta never goes through a rounded
+ * S^-1 S round trip.
  * The wrapper presents the inner rule's name, columns, configuration and state, so checkpoints are
  * the inner rule's. Allocates its copy of the parameters at init only. */
 #include <stdlib.h>
@@ -56,9 +60,12 @@ static ng_status phi_penalize(ng_update *u, ng_model *m, uint64_t t) {
 static ng_status phi_step(ng_update *u, ng_model *m, uint64_t t) {
     phi *f = (phi *)u->impl;
     size_t n = ng_model_size(m);
-    NG_TRY(map(u, m->param_flat.data, n, 1));
+    float *th = m->param_flat.data;
+    NG_TRY(ng_copy(u->be, f->backup, th, n * sizeof(float)));
+    NG_TRY(ng_fill(u->be, n, 0.0f, th));
     NG_TRY(ng_update_step(f->inner, m, t));
-    return map(u, m->param_flat.data, n, 0);
+    NG_TRY(map(u, th, n, 0));
+    return ng_axpby(u->be, n, 1.0f, (const float *)f->backup, 1.0f, th);
 }
 
 static double phi_lr(const ng_update *u, uint64_t t) { return ng_update_lr(((const phi *)u->impl)->inner, t); }
@@ -83,12 +90,13 @@ static ng_status phi_theta(ng_update *u, ng_model *m, uint64_t t, float *out) {
     size_t n = ng_model_size(m);
     ng_status s;
     if (!f->inner->iface->theta) return out == m->param_flat.data ? NG_OK : ng_copy(u->be, out, m->param_flat.data, n * sizeof(float));
-    /* the inner rule's iterate in phi (NAG: phi - mu v), mapped to theta; the parameters come back
-     * from the copy (out may be the parameter arena: then it is the mapped iterate) */
+    /* the inner rule's iterate (NAG: phi - mu v) from a zero phi, mapped and added to theta; the
+     * parameters come back from the copy (out may be the parameter arena) */
     NG_TRY(ng_copy(u->be, f->backup, m->param_flat.data, n * sizeof(float)));
-    NG_TRY(map(u, m->param_flat.data, n, 1));
+    NG_TRY(ng_fill(u->be, n, 0.0f, m->param_flat.data));
     s = f->inner->iface->theta(f->inner, m, t, out);
     if (s == NG_OK) s = map(u, out, n, 0);
+    if (s == NG_OK) s = ng_axpby(u->be, n, 1.0f, (const float *)f->backup, 1.0f, out);
     if (out != m->param_flat.data) {
         ng_status s2 = ng_copy(u->be, m->param_flat.data, f->backup, n * sizeof(float));
         if (s == NG_OK) s = s2;
