@@ -602,7 +602,7 @@ static int net_train(int argc, char **argv) {
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
-            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag|kfac|full: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G (the diagonal, or K-FAC's factors) re-estimated every K updates and fixed in between (kfac, full: required)", OPT_FIXED, 0},
+            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag|kfac|full: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G (the diagonal, K-FAC's factors or the dense Fisher) re-estimated every K updates and fixed in between (kfac, full: required)", OPT_FIXED, 0},
             {"prong-eps", OPT_FLOAT, &o.pg.eps, "E", "prong: eigenvalue regulariser, U = diag(lambda + E)^-1/2 E^T (0.1)", OPT_FIXED, 0},
             {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
             {"prong-ns", OPT_INT, &o.pg.ns, "N", "prong: training cases per estimate of the means and covariances (1000)", OPT_FIXED, 0},
