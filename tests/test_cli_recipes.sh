@@ -4,7 +4,8 @@
 # path's KL shrinks by (1 - eta)^2 a step, it lies on the segment to the optimum, phi-sgd equals
 # it, the phi field points at the optimum; the four PNG panels when gnuplot exists; bad options
 # exit 2 naming the option, a diverging step exits 1 saying so, an unwritable --out exits 1 naming
-# it) and `natgrad ica`. Runs in a mktemp -d directory removed at exit; ends with
+# it), `natgrad ica`, and net train with the recipes (--precond diag|kfac|full, --phi-every, --kfac-inverse,
+# --tn-fisher: training, bit-exact resume, refusals). Runs in a mktemp -d directory removed at exit; ends with
 # "RESULT passed=P failed=F skipped=S" for tests/run.sh.
 . "$(dirname "$0")/cli_lib.sh"
 set -u
@@ -139,7 +140,15 @@ run kreg_half "$bin" "${K[@]}" --steps 6 --log-every 4 --out khalf
 run kreg_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume khalf/net.ckpt --steps 12 --log-every 4 --out khalf
 if [ "$rc" = 0 ] && cmp -s kfull/net.ckpt khalf/net.ckpt; then pass kfac_regularized_resume_identical
 else fail kfac_regularized_resume_identical "exit $rc"; show kreg_rest.err; fi
-expect_exit kfac_regularized_tridiag 2 "--kfac-inverse regularized: only with --kfac-approx blockdiag" "$bin" "${K[@]}" --kfac-approx tridiag --steps 2 --out kbad
+# block-tridiagonal with the regularised inverse: trains and resumes bit-exactly
+run kregt_full "$bin" "${K[@]}" --kfac-approx tridiag --steps 12 --log-every 4 --out ktfull
+if [ "$rc" = 0 ] && awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+     END { exit !(last < first) }' ktfull/train.csv && ! cmp -s ktfull/net.ckpt kfull/net.ckpt; then pass kfac_regularized_tridiag_trains
+else fail kfac_regularized_tridiag_trains "exit $rc (or the error did not fall)"; show kregt_full.err; fi
+run kregt_half "$bin" "${K[@]}" --kfac-approx tridiag --steps 6 --log-every 4 --out kthalf
+run kregt_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume kthalf/net.ckpt --steps 12 --log-every 4 --out kthalf
+if [ "$rc" = 0 ] && cmp -s ktfull/net.ckpt kthalf/net.ckpt; then pass kfac_regularized_tridiag_resume_identical
+else fail kfac_regularized_tridiag_resume_identical "exit $rc"; show kregt_rest.err; fi
 expect_exit kfac_inverse_unknown 2 "--kfac-inverse 'cholesky'" "$bin" "${K[@]}" --kfac-inverse cholesky --steps 2 --out kbad
 
 # ---- truncated Newton's metric (--tn-fisher exact|sampled|empirical, eq. 30-31) -------------------
@@ -185,6 +194,75 @@ expect_exit net_phi_without_diag 2 "--phi-every needs --precond diag" "$bin" net
   --batch 10 --phi-every 5 --steps 2 --out pbad
 expect_exit net_phi_average 2 "--average" "$bin" "${P[@]}" --average 0.9 --steps 2 --out pbad
 expect_exit net_phi_negative 2 "--phi-every -1" "$bin" "${P[@]}" --phi-every -1 --steps 2 --out pbad
+
+# ---- natural parameter space of K-FAC's factors: --precond kfac --phi-every K ---------------------
+Q=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond kfac --phi-every 5 --gamma0 0.1 --tau1 0.5)
+run kphi_full "$bin" "${Q[@]}" --steps 30 --log-every 10 --out kpfull
+if [ "$rc" = 0 ] && grep -q "natural parameter space of K-FAC's block-diagonal factors" kphi_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' kpfull/train.csv; then pass net_kfac_phi_adam_trains
+else fail net_kfac_phi_adam_trains "exit $rc (or the error did not fall)"; show kphi_full.err; fi
+# resume between refreshes (update 13; refreshes at 10 and 15): factors, square roots and Adam's moments in phi
+run kphi_half "$bin" "${Q[@]}" --steps 13 --log-every 10 --out kphalf
+run kphi_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume kphalf/net.ckpt --steps 30 --log-every 10 --out kphalf
+if [ "$rc" = 0 ] && cmp -s kpfull/net.ckpt kphalf/net.ckpt; then pass net_kfac_phi_resume_identical
+else fail net_kfac_phi_resume_identical "exit $rc"; show kphi_rest.err; fi
+# SGD in K-FAC's phi differs from plain SGD (the metric matters) and from Adam in phi
+run kphi_sgd "$bin" "${Q[@]}" --optimizer sgd --momentum 0 --lr 0.001 --steps 10 --log-every 5 --out kpsgd
+run kphi_plain "$bin" net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer sgd \
+  --momentum 0 --lr 0.001 --steps 10 --log-every 5 --out kpplain
+if [ "$rc" = 0 ] && [ -s kpsgd/net.ckpt ] && ! cmp -s kpsgd/net.ckpt kpplain/net.ckpt; then pass net_kfac_phi_sgd_differs_from_sgd
+else fail net_kfac_phi_sgd_differs_from_sgd "exit $rc"; show kphi_sgd.err; fi
+expect_exit net_kfac_phi_needs_every 2 "--precond kfac needs --phi-every K" "$bin" "${Q[@]}" --phi-every 0 --steps 2 --out kpbad
+expect_exit net_kfac_phi_tridiag 2 "only --kfac-approx blockdiag" "$bin" "${Q[@]}" --kfac-approx tridiag --steps 2 --out kpbad
+expect_exit net_kfac_phi_regularized 2 "no square root" "$bin" "${Q[@]}" --kfac-inverse regularized --steps 2 --out kpbad
+expect_exit net_kfac_phi_under_kfac 2 "--precond kfac goes under a first-order rule" "$bin" "${Q[@]}" --optimizer kfac --steps 2 --out kpbad
+expect_exit net_kfac_phi_average 2 "--average" "$bin" "${Q[@]}" --average 0.9 --steps 2 --out kpbad
+expect_exit net_kfac_phi_bad_gamma 2 "--gamma0" "$bin" "${Q[@]}" --gamma0 -1 --steps 2 --out kpbad
+expect_exit net_kfac_phi_batchnorm 1 "batch normalisation" "$bin" net train --device cpu --data bars-stripes --layers 16-8+bn-16 --batch 10 \
+  --optimizer adam --precond kfac --phi-every 5 --steps 2 --out kpbn
+expect_exit net_kfac_phi_resume_fixed 2 "--phi-every cannot be combined with --resume" "$bin" net train --resume kphalf/net.ckpt --phi-every 3 --out kphalf
+
+# ---- natural parameter space of the dense Fisher: --precond full --phi-every K --------------------
+R=(net train --device cpu --data bars-stripes --layers 16-8-3:linear-8-16 --batch 10 --threads 1 --optimizer adam --lr 0.01
+   --precond full --phi-every 5 --full-lambda 0.01)
+run fphi_full "$bin" "${R[@]}" --steps 30 --log-every 10 --out fpfull
+if [ "$rc" = 0 ] && grep -q "natural parameter space of the dense Fisher" fphi_full.err &&
+   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next } { e = $c["train_error"]; if (NR == 2) first = e; last = e }
+            END { exit !(last < first) }' fpfull/train.csv; then pass net_full_phi_adam_trains
+else fail net_full_phi_adam_trains "exit $rc (or the error did not fall)"; show fphi_full.err; fi
+run fphi_half "$bin" "${R[@]}" --steps 13 --log-every 10 --out fphalf
+run fphi_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume fphalf/net.ckpt --steps 30 --log-every 10 --out fphalf
+if [ "$rc" = 0 ] && cmp -s fpfull/net.ckpt fphalf/net.ckpt; then pass net_full_phi_resume_identical
+else fail net_full_phi_resume_identical "exit $rc"; show fphi_rest.err; fi
+expect_exit net_full_phi_too_big 2 "2656 parameters, above the limit of 2048" "$bin" "${R[@]}" --layers 16-80-16 --steps 2 --out fpbad
+expect_exit net_full_phi_needs_every 2 "--precond full needs --phi-every K" "$bin" "${R[@]}" --phi-every 0 --steps 2 --out fpbad
+expect_exit net_full_phi_bad_lambda 2 "--full-lambda 0" "$bin" "${R[@]}" --full-lambda 0 --steps 2 --out fpbad
+expect_exit net_full_phi_under_hf 2 "--precond full goes under a first-order rule" "$bin" "${R[@]}" --optimizer hf --steps 2 --out fpbad
+expect_exit net_full_phi_resume_fixed 2 "--full-lambda cannot be combined with --resume" "$bin" net train --resume fphalf/net.ckpt --full-lambda 0.1 --out fphalf
+
+# ---- rbm train --optimizer fang --fang-inverse regularized (eq. 35 for Sigma_un) -----------------
+FR=(rbm train --data bars-stripes --device cpu --threads 1 --hidden 8 --batch 16 --particles 16 --log-every 10
+    --optimizer fang --fang-refit-every 5 --fang-inverse regularized)
+run freg_full "$bin" "${FR[@]}" --steps 40 --out frfull
+run freg_tik "$bin" "${FR[@]}" --fang-inverse tikhonov --steps 40 --out frtik
+if [ "$rc" = 0 ] && [ -s frfull/rbm.ckpt ] && ! cmp -s frfull/rbm.ckpt frtik/rbm.ckpt; then pass rbm_fang_regularized_trains_and_differs
+else fail rbm_fang_regularized_trains_and_differs "exit $rc"; show freg_full.err; fi
+run freg_half "$bin" "${FR[@]}" --steps 17 --out frhalf
+run freg_rest "$bin" rbm train --data bars-stripes --device cpu --threads 1 --resume frhalf/rbm.ckpt --steps 40 --log-every 10 --out frhalf
+# FANG's checkpoint holds its refit seconds (a clock), so the logs are compared without the *_s columns:
+# every monitored value at steps 10..40 (the half run adds its last row, 17; recon error, norms, free energies, fang_cond, fang_min_sigma2) must be identical
+nostime() { python3 -c 'import sys,csv
+r=list(csv.reader(open(sys.argv[1]))); keep=[i for i,n in enumerate(r[0]) if not n.endswith("_s")]
+for row in r: print(",".join(row[i] for i in keep))' "$1"; }
+if [ "$rc" = 0 ] && diff <(nostime frfull/train.csv) <(nostime frhalf/train.csv | grep -v '^17,') >/dev/null &&
+   [ "$(wc -l < frfull/train.csv)" = 5 ]; then
+  pass rbm_fang_regularized_resume_same_log
+else fail rbm_fang_regularized_resume_same_log "exit $rc: $(diff <(nostime frfull/train.csv) <(nostime frhalf/train.csv | grep -v '^17,') | head -4)"; show freg_rest.err; fi
+expect_exit rbm_fang_inverse_needs_fang 2 "--fang-inverse is an option of --optimizer fang" "$bin" "${FR[@]}" --optimizer sgd --steps 2 --out frbad
+expect_exit rbm_fang_inverse_unknown 2 "--fang-inverse 'cholesky'" "$bin" "${FR[@]}" --fang-inverse cholesky --steps 2 --out frbad
+expect_exit rbm_fang_inverse_resume_fixed 2 "--fang-inverse cannot be combined with --resume" "$bin" rbm train --data bars-stripes --resume frhalf/rbm.ckpt --fang-inverse tikhonov --out frhalf
 
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

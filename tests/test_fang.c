@@ -13,6 +13,7 @@
  *     exact-statistics training runs;
  *   - the refit's recovery (float64 Cholesky, damping raises, keeping Lambda_un), checked through
  *     the diagnostics and the warnings it logs (ng_log_set);
+ *   - the regularised inverse (Sohl-Dickstein eq. 35) of Sigma_un against (S^T S + lambda^2 I)^-1 S^T;
  *   - a short PCD training run (ng_rbm_trainer_*), checkpoint/resume exactness, CPU vs CUDA (when
  *     a CUDA backend initialises: a GPU or the tests/simt emulator; skipped otherwise, with the
  *     reason).
@@ -905,7 +906,7 @@ static int test_bad_input(void) {
     ng_rbm rbm;
     ng_precond *id = NULL, *pf = NULL;
     ng_fang_diag diag;
-    ng_fang_config fc = {100, 100.0f, 0.01f, 1}, bad;
+    ng_fang_config fc = {100, 100.0f, 0.01f, 1, NG_FANG_INV_TIKHONOV}, bad;
     NGT_CHECK(run_fang_regress(g_cpu, 4, 2, d, d, d, d, 3, d, d, d, d, 0.01f, d, d, d, 4) ==
                   NG_ERR_INVALID_ARG, "ldm < nh accepted");
     NGT_CHECK(run_fang_regress(g_cpu, 4, 2, d, d, d, d, 4, d, d, d, d, NAN, d, d, d, 4) ==
@@ -1751,7 +1752,7 @@ static int copy_tensor(ng_backend *from, const ng_tensor *a, ng_backend *to, con
  * p(h | v) with the same stream, the moving-average update, a refit, the direction). The
  * directions must agree to 1e-4 relative to their largest entry (float32 BLAS/LAPACK in different
  * orders; cond(Sigma_un) ~ 10-100). */
-static int test_cpu_vs_cuda(void) {
+static int cpu_vs_cuda_case(int inverse) {
     ng_dataset ds;
     ng_rbm rc, rg;
     ng_rbm_trainer C, Gt;
@@ -1767,6 +1768,7 @@ static int test_cpu_vs_cuda(void) {
     D = ng_fisher_dim(nv, nh);
     test_config(&cfg, NG_RBM_OPT_FANG, 10, 64);
     cfg.fang_refit_every = 5;
+    cfg.fang_inverse = inverse;
     NGT_OK(ng_rbm_init(g_cpu, nv, nh, &rc));
     NGT_OK(ng_rbm_init(g_cuda, nv, nh, &rg));
     NGT_OK(ng_rbm_init_params(&rc, 5, 0.1f, NULL));
@@ -1804,7 +1806,8 @@ static int test_cpu_vs_cuda(void) {
     NGT_OK(get_grad_d(&rc, xc));
     NGT_OK(get_grad_d(&rg, xg));
     scale = max_abs_d(xc, D);
-    printf("  CPU vs CUDA direction: max |diff| %.3g (scale %.3g)\n", max_diff_d(xc, xg, D), scale);
+    printf("  CPU vs CUDA direction (%s inverse): max |diff| %.3g (scale %.3g)\n", inverse ? "regularized" : "tikhonov",
+           max_diff_d(xc, xg, D), scale);
     NGT_CHECK(max_diff_d(xc, xg, D) <= 1e-4 * scale, "directions differ by %g", max_diff_d(xc, xg, D));
     free(xc);
     free(xg);
@@ -1813,6 +1816,100 @@ static int test_cpu_vs_cuda(void) {
     ng_rbm_free(&rc);
     ng_rbm_free(&rg);
     ng_dataset_free(&ds);
+    return NGT_PASS;
+}
+
+static int test_cpu_vs_cuda(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    r = cpu_vs_cuda_case(NG_FANG_INV_TIKHONOV);
+    return r != NGT_PASS ? r : cpu_vs_cuda_case(NG_FANG_INV_REGULARIZED);
+}
+
+/* Sohl-Dickstein's regularised inverse (eq. 35) for Lambda_un: with mu = 0 the unary covariance is
+ * S_un itself; for a symmetric indefinite S (n = 10, eigenvalues spread over [-3, 5] with some
+ * below lambda = 0.1) the refit must give (S^T S + lambda^2 I)^-1 S^T, computed here in float64 by
+ * Cholesky solves (tolerance 1e-4 of its largest entry); a direction of large variance is inverted
+ * like Tikhonov's, one below lambda is damped towards 0 (checked on S's eigenvectors e:
+ * e^T Lambda e = l / (l^2 + lambda^2)); no damping raise, no warning; the settings refuse an
+ * unknown --fang-inverse. */
+static int test_regularized_inverse(void) {
+    const int nv = 6, nh = 4, n = nv + nh;
+    float *x = random_binary(nv, 10, 17);
+    ng_rbm rbm;
+    ng_rbm_trainer tr;
+    ng_rbm_config cfg;
+    ng_fang_config fc;
+    ng_fang_diag d;
+    struct ng_fang *f;
+    double H[100], HH[100], Ref[100], Lam[100], zero[20] = {0}, Q[100], lam = 0.1, ev[10];
+    int i, j, k;
+    uint64_t key = ng_rng_stream_key(23, NG_RNG_TEST);
+    /* H = Q diag(ev) Q^T with Q from Gram-Schmidt on Philox uniforms */
+    for (k = 0; k < n * n; k++) Q[k] = ng_rng_uniform(key, 1, (uint64_t)k) - 0.5;
+    for (j = 0; j < n; j++) {
+        double nr = 0.0;
+        for (k = 0; k < j; k++) {
+            double dt = 0.0;
+            for (i = 0; i < n; i++) dt += Q[i + j * n] * Q[i + k * n];
+            for (i = 0; i < n; i++) Q[i + j * n] -= dt * Q[i + k * n];
+        }
+        for (i = 0; i < n; i++) nr += Q[i + j * n] * Q[i + j * n];
+        for (i = 0; i < n; i++) Q[i + j * n] /= sqrt(nr);
+    }
+    for (k = 0; k < n; k++) ev[k] = -3.0 + 8.0 * k / (n - 1.0);
+    ev[3] = 0.02;  /* below lambda */
+    ev[4] = -0.05; /* below lambda, negative */
+    for (j = 0; j < n; j++)
+        for (i = 0; i < n; i++) {
+            double a = 0.0;
+            for (k = 0; k < n; k++) a += Q[i + k * n] * ev[k] * Q[j + k * n];
+            H[i + j * n] = a;
+        }
+    for (j = 0; j < n; j++)
+        for (i = 0; i < n; i++) {
+            double a = 0.0;
+            for (k = 0; k < n; k++) a += H[k + i * n] * H[k + j * n];
+            HH[i + j * n] = a + (i == j ? lam * lam : 0.0);
+        }
+    for (j = 0; j < n; j++) {
+        double col[10];
+        for (i = 0; i < n; i++) col[i] = H[j + i * n]; /* column j of H^T */
+        NGT_CHECK(spd_solve_d(n, HH, col, Ref + (size_t)j * n) == 0, "reference solve");
+    }
+    test_config(&cfg, NG_RBM_OPT_FANG, 5, 8);
+    cfg.fang_lambda = (float)lam;
+    cfg.fang_inverse = NG_FANG_INV_REGULARIZED;
+    NGT_OK(fresh_fang_trainer(nv, nh, &cfg, x, 10, &rbm, &tr));
+    f = fang_of(&tr);
+    NGT_OK(set_tensor_d(g_cpu, &f->mom, zero));
+    NGT_OK(set_tensor_d(g_cpu, &f->S_un, H));
+    log_reset();
+    NGT_OK(ng_fang_refit(tr.pc, ng_rbm_model(&rbm), 0));
+    NGT_OK(ng_fang_diagnostics(tr.pc, &d));
+    NGT_OK(get_tensor_d(g_cpu, &f->Lambda, Lam));
+    printf("  regularised Lambda_un vs (S^T S + lambda^2 I)^-1 S^T: max |diff| %.3g (scale %.3g)\n", max_diff_d(Lam, Ref, n * n),
+           max_abs_d(Ref, n * n));
+    NGT_CHECK(max_diff_d(Lam, Ref, n * n) <= 1e-4 * max_abs_d(Ref, n * n), "Lambda_un differs from eq. 35 by %g (scale %g)",
+              max_diff_d(Lam, Ref, n * n), max_abs_d(Ref, n * n));
+    for (k = 0; k < n; k++) {
+        double q = 0.0, want = ev[k] / (ev[k] * ev[k] + lam * lam);
+        for (j = 0; j < n; j++)
+            for (i = 0; i < n; i++) q += Q[i + k * n] * Lam[i + j * n] * Q[j + k * n];
+        NGT_CHECK(fabs(q - want) <= 1e-3 * 10.0, "e_%d^T Lambda e_%d = %g, want l / (l^2 + lambda^2) = %g (l = %g)", k, k, q, want, ev[k]);
+    }
+    NGT_CHECK(d.damping_raises == 0.0 && g_log.warnings == 0, "raises %g, warnings %d", d.damping_raises, g_log.warnings);
+    NGT_CHECK(fabs(d.cond - 5.0 / 0.02) < 1e-2 * 250.0, "cond = max |l| / min |l| = %g, want 250", d.cond);
+    ng_rbm_trainer_free(&tr);
+    ng_rbm_free(&rbm);
+    memset(&fc, 0, sizeof fc);
+    fc.refit_every = 1;
+    fc.tau = 1.0f;
+    fc.lambda = 0.1f;
+    fc.inverse = 2;
+    NGT_CHECK(ng_fang_config_check(&fc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--fang-inverse"), "unknown inverse: %s",
+              ng_last_error());
+    free(x);
     return NGT_PASS;
 }
 
@@ -1854,6 +1951,7 @@ int main(void) {
     NGT_RUN(test_centering_reduction);
     NGT_RUN(test_flip_invariance);
     NGT_RUN(test_refit_fallbacks);
+    NGT_RUN(test_regularized_inverse);
     NGT_RUN(test_training_run);
     NGT_RUN(test_resume_exact);
     NGT_RUN(test_cpu_vs_cuda);

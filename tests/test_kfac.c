@@ -5,7 +5,8 @@
  *     E_x[J^T F_R J] (closed form for the top two layers) within Monte-Carlo error;
  *   - block-diagonal: F-breve^-1 v equals a dense solve with the damped Kronecker blocks;
  *   - block-tridiagonal: F-hat^-1 v equals Xi^T Lambda Xi v built densely from section 4.3, and
- *     F-hat agrees with F-tilde on the tridiagonal blocks;
+ *     F-hat agrees with F-tilde on the tridiagonal blocks; with the regularised inverse (eq. 35)
+ *     of layer L's factors and of those inside Psi, against the same construction;
  *   - the 2x2 step (alpha, mu) minimises the quadratic model (brute force); the appendix-C forms
  *     equal v^T G u from the Gauss-Newton products; LM and schedule rules;
  *   - invariance (section 10): with negligible damping the update is unchanged by invertible
@@ -545,12 +546,102 @@ static int test_regularized_inverse(void) {
         ng_kfac_config_default(&c);
         c.inverse = NG_KFAC_INV_REGULARIZED;
         c.approx = NG_KFAC_TRIDIAG;
-        NGT_CHECK(ng_kfac_config_check(&c) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--kfac-inverse"), "regularized + tridiag refused");
+        NGT_OK(ng_kfac_config_check(&c));
         c.inverse = 5;
         c.approx = NG_KFAC_BLOCKDIAG;
         NGT_CHECK(ng_kfac_config_check(&c) == NG_ERR_INVALID_ARG, "unknown inverse refused");
     }
     free(M), free(v), free(want), free(got), free(tik);
+    dense_free(&D);
+    fix_free(&f);
+    return NGT_PASS;
+}
+
+/* The block-tridiagonal inverse with the regularised inverse (eq. 35): F-hat^-1 = Xi^T Lambda Xi
+ * with Psi_{l,l+1} = F_{l,l+1} R_{l+1} (R = RA (x) RG, RA = (A^2 + d_A^2 I)^-1 A of the undamped
+ * factors, likewise RG), Lambda_l = (F_ll - Psi F_{l+1,l}) ^-1 with F_ll Tikhonov-damped, and
+ * Lambda_L = R_L; everything dense in float64 (Gauss-Jordan), against ng_kfac_apply_inverse. */
+static int test_tridiag_regularized(void) {
+    fix f;
+    dense_ctx D;
+    double gamma = 0.3, *v, *want, *got, *tik, *Fd, *Fo, *R, *P, *Q, *Xi, *Lam, *T, *Fhi;
+    size_t N, i, j, bs[NG_NET_MAX_LAYERS + 2];
+    int l, L;
+    g_inverse = NG_KFAC_INV_REGULARIZED;
+    NGT_OK(fix_init(&f, g_cpu, "4-3-4-3-4", NG_KFAC_TRIDIAG, 30, 0.0));
+    g_inverse = NG_KFAC_INV_TIKHONOV;
+    NGT_OK(ng_kfac_accumulate(f.pc, f.net, f.m, 0.0, KEY, 1));
+    NGT_OK(ng_kfac_refresh(f.pc, gamma));
+    NGT_CHECK(dense_load(&f, &D, gamma, 1) == 0, "factors");
+    N = D.N;
+    L = f.L;
+    Fd = (double *)calloc(N * N, sizeof(double));
+    Fo = (double *)calloc(N * N, sizeof(double));
+    R = (double *)calloc(N * N, sizeof(double));
+    for (l = 1; l <= L; l++) {
+        int na = f.d[l - 1] + 1, ng = f.d[l];
+        double *RA, *RG, *Au = (double *)malloc((size_t)na * na * sizeof(double)), *Gu = (double *)malloc((size_t)ng * ng * sizeof(double));
+        bs[l] = (size_t)na * ng;
+        put_kron(Fd, N, D.boff[l], D.boff[l], D.A[l], na, na, D.G[l], ng, ng);
+        memcpy(Au, D.A[l], (size_t)na * na * sizeof(double));
+        memcpy(Gu, D.G[l], (size_t)ng * ng * sizeof(double));
+        for (i = 0; i < (size_t)na; i++) Au[i + na * i] -= D.pi[l] * gamma;
+        for (i = 0; i < (size_t)ng; i++) Gu[i + ng * i] -= gamma / D.pi[l];
+        RA = dense_reg_inverse(Au, na, D.pi[l] * gamma);
+        RG = dense_reg_inverse(Gu, ng, gamma / D.pi[l]);
+        NGT_CHECK(RA && RG, "singular F^2 + d^2 I");
+        put_kron(R, N, D.boff[l], D.boff[l], RA, na, na, RG, ng, ng);
+        free(RA), free(RG), free(Au), free(Gu);
+        if (l < L) put_kron(Fo, N, D.boff[l], D.boff[l + 1], D.AC[l], na, f.d[l] + 1, D.GC[l], ng, f.d[l + 1]);
+    }
+    /* P = Fo R: block (l, l+1) = Psi_{l,l+1}; Q = P Fo^T: block (l, l) = Psi F_{l+1,l} */
+    P = (double *)calloc(N * N, sizeof(double));
+    Q = (double *)calloc(N * N, sizeof(double));
+    dgemm_(0, 0, (int)N, (int)N, (int)N, Fo, (int)N, R, (int)N, P, (int)N);
+    dgemm_(0, 1, (int)N, (int)N, (int)N, P, (int)N, Fo, (int)N, Q, (int)N);
+    Xi = (double *)calloc(N * N, sizeof(double));
+    Lam = (double *)calloc(N * N, sizeof(double));
+    for (j = 0; j < N; j++)
+        for (i = 0; i < N; i++) Xi[i + N * j] = (i == j) - P[i + N * j];
+    for (l = 1; l <= L; l++) {
+        size_t a, b, n1 = bs[l];
+        double *S = (double *)malloc(n1 * n1 * sizeof(double));
+        for (b = 0; b < n1; b++)
+            for (a = 0; a < n1; a++) {
+                size_t ix = (D.boff[l] + a) + N * (D.boff[l] + b);
+                S[a + n1 * b] = l == L ? R[ix] : Fd[ix] - Q[ix];
+            }
+        if (l < L) NGT_CHECK(dinv(S, (int)n1) == 0, "Sigma_%d singular", l);
+        for (b = 0; b < n1; b++)
+            for (a = 0; a < n1; a++) Lam[(D.boff[l] + a) + N * (D.boff[l] + b)] = S[a + n1 * b];
+        free(S);
+    }
+    T = (double *)malloc(N * N * sizeof(double));
+    Fhi = (double *)malloc(N * N * sizeof(double));
+    dgemm_(0, 0, (int)N, (int)N, (int)N, Lam, (int)N, Xi, (int)N, T, (int)N);
+    dgemm_(1, 0, (int)N, (int)N, (int)N, Xi, (int)N, T, (int)N, Fhi, (int)N);
+    v = (double *)malloc(N * sizeof(double));
+    want = (double *)calloc(N, sizeof(double));
+    for (i = 0; i < N; i++) v[i] = urand() - 0.5;
+    for (j = 0; j < N; j++)
+        for (i = 0; i < N; i++) want[i] += Fhi[i + N * j] * v[j];
+    NGT_OK(put_vec(g_cpu, &f.v, v));
+    NGT_OK(ng_kfac_apply_inverse(f.pc, &f.v, &f.out));
+    got = get_mat(g_cpu, &f.out);
+    NGT_CHECK(relerr(got, want, N) < 1e-3, "regularised F-hat^-1 v: relative error %g against the dense Xi^T Lambda Xi v",
+              relerr(got, want, N));
+    fix_free(&f);
+    /* the Tikhonov tridiagonal inverse of the same factors is another vector */
+    NGT_OK(fix_init(&f, g_cpu, "4-3-4-3-4", NG_KFAC_TRIDIAG, 30, 0.0));
+    NGT_OK(ng_kfac_accumulate(f.pc, f.net, f.m, 0.0, KEY, 1));
+    NGT_OK(ng_kfac_refresh(f.pc, gamma));
+    NGT_OK(put_vec(g_cpu, &f.v, v));
+    NGT_OK(ng_kfac_apply_inverse(f.pc, &f.v, &f.out));
+    tik = get_mat(g_cpu, &f.out);
+    NGT_CHECK(relerr(tik, want, N) > 0.05, "Tikhonov and regularised tridiagonal inverses should differ: %g", relerr(tik, want, N));
+    printf("  tridiagonal, regularised vs dense: %.2e; Tikhonov vs the regularised formula: %.3f\n", relerr(got, want, N),
+           relerr(tik, want, N));
+    free(Fd), free(Fo), free(R), free(P), free(Q), free(Xi), free(Lam), free(T), free(Fhi), free(v), free(want), free(got), free(tik);
     dense_free(&D);
     fix_free(&f);
     return NGT_PASS;
@@ -989,17 +1080,17 @@ static int test_cpu_vs_cuda(void) {
     size_t na = 0, nb = 0, i;
     int approx;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
-    for (approx = 0; approx < 3; approx++) {
+    for (approx = 0; approx < 4; approx++) {
         double num = 0, den = 0;
-        /* approx 2: block-diagonal with the regularised inverse */
-        g_inverse = approx == 2 ? NG_KFAC_INV_REGULARIZED : NG_KFAC_INV_TIKHONOV;
+        /* approx 2, 3: block-diagonal, block-tridiagonal with the regularised inverse */
+        g_inverse = approx >= 2 ? NG_KFAC_INV_REGULARIZED : NG_KFAC_INV_TIKHONOV;
         NGT_OK(run_steps(g_cpu, approx % 2, 8, a, &na, -1));
         NGT_OK(run_steps(g_cuda, approx % 2, 8, b, &nb, -1));
         g_inverse = NG_KFAC_INV_TIKHONOV;
         NGT_CHECK(na == nb && na <= 256, "sizes");
         for (i = 0; i < na; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
         NGT_CHECK(sqrt(num / den) < 1e-3, "%s%s: 8 K-FAC steps on cpu and cuda differ by %g (relative)", ng_kfac_approx_name(approx % 2),
-                  approx == 2 ? " (regularised inverse)" : "", sqrt(num / den));
+                  approx >= 2 ? " (regularised inverse)" : "", sqrt(num / den));
     }
     return NGT_PASS;
 }
@@ -1109,6 +1200,7 @@ int main(void) {
     NGT_RUN(test_factor_expectation);
     NGT_RUN(test_blockdiag_inverse);
     NGT_RUN(test_regularized_inverse);
+    NGT_RUN(test_tridiag_regularized);
     NGT_RUN(test_tridiag_inverse);
     NGT_RUN(test_fisher_gram);
     NGT_RUN(test_invariance);

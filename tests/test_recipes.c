@@ -12,6 +12,14 @@
  *     round trip theta -> phi -> theta, plain SGD in phi = the natural-gradient step
  *     theta -= lr g / (d + lambda) with the metric held fixed between refreshes, Adam in phi (its
  *     first step -lr sign(g) / s), averaging refused
+ *   - natural parameter space with K-FAC's block-diagonal Kronecker factors: the map applied twice
+ *     is (G + d_G I) V (A + d_A I) (float64, from the factors read back), its inverse twice
+ *     (G + d_G I)^-1 V (A + d_A I)^-1, the round trip theta -> phi -> theta to float32 rounding,
+ *     plain SGD in phi = the block-diagonal natural step (A^-1 (x) G^-1) g with the factors of the
+ *     last refresh (float64 solves), refusals (tridiag, async, regularized, no --phi-every)
+ *   - natural parameter space with the full, dense Fisher (G e_k columns by ng_net_gvp, float64
+ *     here): S S x = (G + lambda I) x, S^-1 S^-1 x = (G + lambda I)^-1 x, the round trip, SGD in
+ *     phi = theta - lr (G + lambda I)^-1 g with G of the last refresh, the parameter-count limit
  *   - CPU and emulated CUDA agree. */
 #include <math.h>
 #include <stdint.h>
@@ -21,6 +29,7 @@
 #include "backends.h"
 #include "harness.h"
 #include "natgrad/backend.h"
+#include "natgrad/kfac.h"
 #include "natgrad/net.h"
 #include "natgrad/rbm.h"
 #include "natgrad/recipes.h"
@@ -608,6 +617,509 @@ static ng_status phi_run(ng_backend *be, double **theta) {
     return s;
 }
 
+
+/* ---- natural parameter space with K-FAC's Kronecker factors ------------------------------------ */
+
+/* float64 solve of the SPD system M X = B (n x n, nrhs columns, column-major) by Gaussian
+ * elimination with partial pivoting; M and B are overwritten (B by X) */
+static void dsolve(double *M, double *B, int n, int nrhs) {
+    int i, j, k, c;
+    for (k = 0; k < n; k++) {
+        int pv = k;
+        for (i = k + 1; i < n; i++)
+            if (fabs(M[i + (size_t)k * n]) > fabs(M[pv + (size_t)k * n])) pv = i;
+        if (pv != k) {
+            for (j = 0; j < n; j++) {
+                double t = M[k + (size_t)j * n];
+                M[k + (size_t)j * n] = M[pv + (size_t)j * n], M[pv + (size_t)j * n] = t;
+            }
+            for (c = 0; c < nrhs; c++) {
+                double t = B[k + (size_t)c * n];
+                B[k + (size_t)c * n] = B[pv + (size_t)c * n], B[pv + (size_t)c * n] = t;
+            }
+        }
+        for (i = k + 1; i < n; i++) {
+            double f = M[i + (size_t)k * n] / M[k + (size_t)k * n];
+            for (j = k; j < n; j++) M[i + (size_t)j * n] -= f * M[k + (size_t)j * n];
+            for (c = 0; c < nrhs; c++) B[i + (size_t)c * n] -= f * B[k + (size_t)c * n];
+        }
+    }
+    for (c = 0; c < nrhs; c++)
+        for (k = n - 1; k >= 0; k--) {
+            double v = B[k + (size_t)c * n];
+            for (j = k + 1; j < n; j++) v -= M[k + (size_t)j * n] * B[j + (size_t)c * n];
+            B[k + (size_t)c * n] = v / M[k + (size_t)k * n];
+        }
+}
+
+#define KL 2 /* layers of the 5-4-3 net */
+
+/* the damped factors of the last refresh, float64: Ad[l] ((d_{l-1}+1)^2), Gd[l] (d_l^2), with pi by
+ * the trace rule, and the block layout */
+typedef struct kref {
+    int L, d[KL + 1];
+    size_t off[KL + 1];
+    double *Ad[KL + 1], *Gd[KL + 1];
+} kref;
+
+static void kref_free(kref *r) {
+    int l;
+    for (l = 1; l <= r->L; l++) free(r->Ad[l]), free(r->Gd[l]);
+    memset(r, 0, sizeof *r);
+}
+
+static int kref_read(kref *r, ng_precond *p, netfix *f, double gamma) {
+    int l, i;
+    memset(r, 0, sizeof *r);
+    r->L = KL;
+    r->d[0] = 5, r->d[1] = 4, r->d[2] = 3;
+    for (l = 1; l <= KL; l++) {
+        const ng_tensor *W = ng_arena_view(&f->net->params, 2 * (l - 1));
+        ng_tensor ta, tg;
+        int n1 = r->d[l - 1] + 1, n2 = r->d[l];
+        double tra = 0.0, trg = 0.0, pi;
+        r->off[l] = (size_t)(W->data - f->net->param_flat.data);
+        if (ng_kfac_factor(p, 'A', l - 1, l - 1, &ta) != NG_OK || ng_kfac_factor(p, 'G', l, l, &tg) != NG_OK) return -1;
+        r->Ad[l] = get_vec(f->be, ta.data, (size_t)n1 * n1);
+        r->Gd[l] = get_vec(f->be, tg.data, (size_t)n2 * n2);
+        if (!r->Ad[l] || !r->Gd[l]) return -1;
+        for (i = 0; i < n1; i++) tra += r->Ad[l][i + (size_t)i * n1];
+        for (i = 0; i < n2; i++) trg += r->Gd[l][i + (size_t)i * n2];
+        pi = sqrt((tra / n1) / (trg / n2));
+        for (i = 0; i < n1; i++) r->Ad[l][i + (size_t)i * n1] += pi * gamma;
+        for (i = 0; i < n2; i++) r->Gd[l][i + (size_t)i * n2] += gamma / pi;
+    }
+    return 0;
+}
+
+/* out_l = M_G V_l M_A per layer with M = the damped factor (inv = 0) or its inverse (inv = 1) */
+static void kref_apply(const kref *r, const double *v, double *out, size_t np, int inv) {
+    int l, i, j, c;
+    memcpy(out, v, np * sizeof(double));
+    for (l = 1; l <= r->L; l++) {
+        int n1 = r->d[l - 1] + 1, n2 = r->d[l];
+        double *V = (double *)malloc(sizeof(double) * n1 * n2), *T = (double *)malloc(sizeof(double) * n1 * n2);
+        double *M = (double *)malloc(sizeof(double) * n1 * n1);
+        memcpy(V, v + r->off[l], sizeof(double) * n1 * n2);
+        if (inv) {
+            /* T = G^-1 V; out = T A^-1 = (A^-1 T^T)^T (A symmetric) */
+            memcpy(M, r->Gd[l], sizeof(double) * n2 * n2);
+            dsolve(M, V, n2, n1);
+            for (i = 0; i < n2; i++)
+                for (j = 0; j < n1; j++) T[j + (size_t)i * n1] = V[i + (size_t)j * n2];
+            memcpy(M, r->Ad[l], sizeof(double) * n1 * n1);
+            dsolve(M, T, n1, n2);
+            for (i = 0; i < n2; i++)
+                for (j = 0; j < n1; j++) out[r->off[l] + i + (size_t)j * n2] = T[j + (size_t)i * n1];
+        } else {
+            for (i = 0; i < n2; i++)
+                for (j = 0; j < n1; j++) {
+                    double a = 0.0;
+                    for (c = 0; c < n2; c++) a += r->Gd[l][i + (size_t)c * n2] * V[c + (size_t)j * n2];
+                    T[i + (size_t)j * n2] = a;
+                }
+            for (i = 0; i < n2; i++)
+                for (j = 0; j < n1; j++) {
+                    double a = 0.0;
+                    for (c = 0; c < n1; c++) a += T[i + (size_t)c * n2] * r->Ad[l][c + (size_t)j * n1];
+                    out[r->off[l] + i + (size_t)j * n2] = a;
+                }
+        }
+        free(V), free(T), free(M);
+    }
+}
+
+static ng_status kphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_precond **p, ng_update **u) {
+    ng_kfac_config kc;
+    ng_update *inner = NULL;
+    ng_status s;
+    NG_TRY(netfix_init(f, be, 8));
+    ng_kfac_config_default(&kc);
+    kc.phi_every = every;
+    kc.gamma0 = 0.1;
+    kc.tau1 = 1.0;
+    kc.timing = 0;
+    NG_TRY(ng_precond_kfac_init(be, f->net, &kc, p));
+    if (rule == 0) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.05f;
+        s = ng_update_sgd_init(be, f->net, &c, &inner);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 1e-2f;
+        s = ng_update_adam_init(be, f->net, &c, &inner);
+    }
+    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
+    if (s != NG_OK) ng_update_free(inner);
+    return s;
+}
+
+static ng_status kphi_update(netfix *f, ng_precond *p, ng_update *u, uint64_t t) {
+    NG_TRY(ng_model_gradient(f->net, &f->x, NULL));
+    NG_TRY(ng_update_penalize(u, f->net, t));
+    NG_TRY(ng_precond_observe(p, f->net, t));
+    NG_TRY(ng_precond_apply(p, f->net, t));
+    return ng_update_step(u, f->net, t);
+}
+
+static double max_abs(const double *a, size_t n) {
+    double m = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+static int test_phi_kfac_map_and_step(void) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    kref r;
+    double *th, *g, *th1, *want, *x, *y, *yref;
+    size_t i;
+    int t, have = 0;
+    NGT_OK(kphi_setup(&f, g_cpu, 0, 2, &p, &u));
+    want = (double *)malloc(f.np * sizeof(double));
+    yref = (double *)malloc(f.np * sizeof(double));
+    memset(&r, 0, sizeof r);
+    for (t = 0; t < 5; t++) {
+        NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+        th = get_vec(f.be, f.net->param_flat.data, f.np);
+        g = get_vec(f.be, f.net->grad_flat.data, f.np);
+        NGT_OK(ng_precond_observe(p, f.net, (uint64_t)t));
+        if (t % 2 == 0) {
+            /* the refresh of this update reads the factors as observe left them */
+            kref_free(&r);
+            NGT_CHECK(kref_read(&r, p, &f, 0.1) == 0, "factors: %s", ng_last_error());
+            have = 1;
+        }
+        NGT_OK(ng_precond_apply(p, f.net, (uint64_t)t));
+        NGT_OK(ng_update_step(u, f.net, (uint64_t)t));
+        th1 = get_vec(f.be, f.net->param_flat.data, f.np);
+        NGT_CHECK(have, "no refresh");
+        /* SGD in phi: theta - lr (A^-1 (x) G^-1) g with the factors of the last refresh */
+        kref_apply(&r, g, want, f.np, 1);
+        {
+            double e = 0.0, sc = max_abs(want, f.np);
+            for (i = 0; i < f.np; i++) e = fmax(e, fabs(th1[i] - (th[i] - 0.05 * want[i])));
+            NGT_CHECK(sc > 1e-3, "t %d: natural step too small to test (%g)", t, sc);
+            NGT_CHECK(e <= 2e-4 * 0.05 * sc + 1e-6 * max_abs(th, f.np),
+                      "t %d: SGD in phi vs the K-FAC natural step: max error %g (step scale %g)", t, e, 0.05 * sc);
+        }
+        free(th), free(g), free(th1);
+    }
+    /* the map: twice forward is (G + dI) V (A + dI), twice back the inverses; the round trip */
+    x = (double *)malloc(f.np * sizeof(double));
+    {
+        float *hx = (float *)malloc(f.np * sizeof(float));
+        for (i = 0; i < f.np; i++) hx[i] = (float)(2.0 * urand() - 1.0), x[i] = hx[i];
+        NGT_OK(ng_set(f.be, f.out.data, hx, f.np * sizeof(float)));
+        NGT_OK(ng_kfac_phi_map(p, f.out.data, 1));
+        NGT_OK(ng_kfac_phi_map(p, f.out.data, 1));
+        y = get_vec(f.be, f.out.data, f.np);
+        kref_apply(&r, x, yref, f.np, 0);
+        NGT_CHECK(rel_diff(y, yref, f.np) < 1e-5, "S S x vs (G + dI) V (A + dI): rel diff %g", rel_diff(y, yref, f.np));
+        free(y);
+        NGT_OK(ng_set(f.be, f.out.data, hx, f.np * sizeof(float)));
+        NGT_OK(ng_kfac_phi_map(p, f.out.data, 0));
+        NGT_OK(ng_kfac_phi_map(p, f.out.data, 0));
+        y = get_vec(f.be, f.out.data, f.np);
+        kref_apply(&r, x, yref, f.np, 1);
+        NGT_CHECK(rel_diff(y, yref, f.np) < 1e-4, "S^-1 S^-1 x vs (G + dI)^-1 V (A + dI)^-1: rel diff %g", rel_diff(y, yref, f.np));
+        free(y);
+        /* round trip: float32 rounding of two small products each way */
+        NGT_OK(ng_set(f.be, f.out.data, hx, f.np * sizeof(float)));
+        NGT_OK(ng_kfac_phi_map(p, f.out.data, 1));
+        NGT_OK(ng_kfac_phi_map(p, f.out.data, 0));
+        y = get_vec(f.be, f.out.data, f.np);
+        for (i = 0; i < f.np; i++)
+            NGT_CHECK(fabs(y[i] - x[i]) <= 2e-6 * max_abs(x, f.np), "round trip: x[%zu] %.9g -> %.9g", i, x[i], y[i]);
+        free(y);
+        free(hx);
+    }
+    /* a zero direction leaves theta to rounding; ng_update_theta leaves the parameters bit-exact */
+    th = get_vec(f.be, f.net->param_flat.data, f.np);
+    NGT_OK(ng_fill(f.be, f.np, 0.0f, f.net->grad_flat.data));
+    NGT_OK(ng_update_step(u, f.net, 5));
+    th1 = get_vec(f.be, f.net->param_flat.data, f.np);
+    for (i = 0; i < f.np; i++)
+        NGT_CHECK(fabs(th1[i] - th[i]) <= 2e-6 * max_abs(th, f.np), "step with zero direction: theta[%zu] %.9g -> %.9g", i, th[i], th1[i]);
+    free(th);
+    NGT_OK(ng_update_theta(u, f.net, 6, &f.v));
+    th = get_vec(f.be, f.net->param_flat.data, f.np);
+    y = get_vec(f.be, f.v.data, f.np);
+    for (i = 0; i < f.np; i++) {
+        NGT_CHECK(th[i] == th1[i], "ng_update_theta changed parameter %zu: %.9g -> %.9g", i, th1[i], th[i]);
+        NGT_CHECK(fabs(y[i] - th[i]) <= 2e-6 * max_abs(th, f.np), "theta of SGD in phi: [%zu] %.9g vs %.9g", i, y[i], th[i]);
+    }
+    free(th), free(th1), free(y), free(x), free(want), free(yref);
+    kref_free(&r);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static int test_phi_kfac_refusals(void) {
+    netfix f;
+    ng_kfac_config kc;
+    ng_precond *p = NULL;
+    ng_update *inner = NULL, *u = NULL;
+    ng_sgd_config c;
+    float *dummy;
+    NGT_OK(netfix_init(&f, g_cpu, 4));
+    ng_kfac_config_default(&kc);
+    kc.phi_every = 3;
+    kc.approx = NG_KFAC_TRIDIAG;
+    NGT_CHECK(ng_kfac_config_check(&kc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "blockdiag"), "tridiag: %s", ng_last_error());
+    kc.approx = NG_KFAC_BLOCKDIAG;
+    kc.async_lag = 0;
+    NGT_CHECK(ng_kfac_config_check(&kc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--kfac-async"), "async: %s", ng_last_error());
+    kc.async_lag = -1;
+    kc.inverse = NG_KFAC_INV_REGULARIZED;
+    NGT_CHECK(ng_kfac_config_check(&kc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "regularized"), "regularized: %s", ng_last_error());
+    kc.inverse = NG_KFAC_INV_TIKHONOV;
+    kc.phi_every = -2;
+    NGT_CHECK(ng_kfac_config_check(&kc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--phi-every"), "negative K: %s", ng_last_error());
+    /* a K-FAC preconditioner without phi mode cannot define phi */
+    kc.phi_every = 0;
+    NGT_OK(ng_precond_kfac_init(g_cpu, f.net, &kc, &p));
+    memset(&c, 0, sizeof c);
+    c.lr = 0.1f;
+    NGT_OK(ng_update_sgd_init(g_cpu, f.net, &c, &inner));
+    NGT_CHECK(ng_update_phi_init(g_cpu, f.net, inner, p, &u) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--phi-every"),
+              "kfac without phi mode: %s", ng_last_error());
+    dummy = f.out.data;
+    NGT_CHECK(ng_kfac_phi_map(p, dummy, 1) == NG_ERR_INVALID_ARG, "map without phi mode");
+    ng_precond_free(p);
+    /* phi mode, but no update yet: no square roots */
+    kc.phi_every = 2;
+    NGT_OK(ng_precond_kfac_init(g_cpu, f.net, &kc, &p));
+    NGT_CHECK(ng_kfac_phi_map(p, dummy, 1) == NG_ERR_NUMERIC && strstr(ng_last_error(), "not computed"), "map before refresh: %s",
+              ng_last_error());
+    ng_precond_free(p);
+    /* the identity cannot apply G^(1/2) */
+    NGT_OK(ng_precond_identity_init(g_cpu, &p));
+    NGT_CHECK(ng_update_phi_init(g_cpu, f.net, inner, p, &u) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "identity"),
+              "identity: %s", ng_last_error());
+    ng_precond_free(p);
+    ng_update_free(inner);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static ng_status kphi_run(ng_backend *be, double **theta, size_t *np) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    ng_status s;
+    int t;
+    s = kphi_setup(&f, be, 1, 3, &p, &u);
+    for (t = 0; s == NG_OK && t < 7; t++) s = kphi_update(&f, p, u, (uint64_t)t);
+    if (s == NG_OK) *theta = get_vec(be, f.net->param_flat.data, f.np), *np = f.np;
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return s;
+}
+
+static int test_phi_kfac_cpu_vs_cuda(void) {
+    double *a = NULL, *b = NULL, *t0;
+    size_t na = 0, nb = 0, i;
+    netfix f;
+    double moved = 0.0;
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    NGT_OK(kphi_run(g_cpu, &a, &na));
+    NGT_OK(kphi_run(g_cuda, &b, &nb));
+    NGT_OK(netfix_init(&f, g_cpu, 8));
+    t0 = get_vec(g_cpu, f.net->param_flat.data, f.np);
+    for (i = 0; i < na; i++) moved = fmax(moved, fabs(a[i] - t0[i]));
+    netfix_free(&f);
+    NGT_CHECK(moved > 1e-3, "Adam in K-FAC phi did not move the parameters (%g)", moved);
+    NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "Adam in K-FAC phi, 7 updates (refresh every 3): cpu vs cuda rel diff %g",
+              rel_diff(b, a, na));
+    free(a), free(b), free(t0);
+    return NGT_PASS;
+}
+
+/* ---- natural parameter space with the full Fisher ------------------------------------------------ */
+
+/* (G + lambda I), float64, n x n, from Gauss-Newton products with the unit vectors on the current batch */
+static int dense_G(netfix *f, double lambda, double *G) {
+    size_t j, i, n = f->np;
+    float *e = (float *)calloc(n, sizeof(float));
+    for (j = 0; j < n; j++) {
+        double *c;
+        e[j] = 1.0f;
+        if (ng_set(f->be, f->v.data, e, n * sizeof(float)) != NG_OK || ng_net_gvp(f->net, &f->v, &f->out) != NG_OK) return -1;
+        e[j] = 0.0f;
+        c = get_vec(f->be, f->out.data, n);
+        for (i = 0; i < n; i++) G[i + j * n] = c[i];
+        free(c);
+    }
+    for (j = 0; j < n; j++)
+        for (i = 0; i < j; i++) G[i + j * n] = G[j + i * n] = 0.5 * (G[i + j * n] + G[j + i * n]);
+    for (j = 0; j < n; j++) G[j + j * n] += lambda;
+    free(e);
+    return 0;
+}
+
+static ng_status fphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_precond **p, ng_update **u) {
+    ng_full_config fc;
+    ng_update *inner = NULL;
+    ng_status s;
+    NG_TRY(netfix_init(f, be, 8));
+    ng_full_config_default(&fc);
+    fc.lambda = 1e-2;
+    fc.phi_every = every;
+    NG_TRY(ng_precond_full_init(be, f->net, &fc, p));
+    if (rule == 0) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.05f;
+        s = ng_update_sgd_init(be, f->net, &c, &inner);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 1e-2f;
+        s = ng_update_adam_init(be, f->net, &c, &inner);
+    }
+    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
+    if (s != NG_OK) ng_update_free(inner);
+    return s;
+}
+
+static int test_phi_full_map_and_step(void) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    double *G = NULL, *M, *th, *g, *th1, *want, *x, *y, *yref;
+    float *hx;
+    size_t i, j, n;
+    int t;
+    NGT_OK(fphi_setup(&f, g_cpu, 0, 2, &p, &u));
+    n = f.np;
+    G = (double *)malloc(n * n * sizeof(double));
+    M = (double *)malloc(n * n * sizeof(double));
+    want = (double *)malloc(n * sizeof(double));
+    yref = (double *)malloc(n * sizeof(double));
+    for (t = 0; t < 4; t++) {
+        NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+        th = get_vec(f.be, f.net->param_flat.data, n);
+        g = get_vec(f.be, f.net->grad_flat.data, n);
+        if (t % 2 == 0) NGT_CHECK(dense_G(&f, 1e-2, G) == 0, "dense G: %s", ng_last_error());
+        NGT_OK(ng_precond_apply(p, f.net, (uint64_t)t));
+        NGT_OK(ng_update_step(u, f.net, (uint64_t)t));
+        th1 = get_vec(f.be, f.net->param_flat.data, n);
+        memcpy(M, G, n * n * sizeof(double));
+        memcpy(want, g, n * sizeof(double));
+        dsolve(M, want, (int)n, 1);
+        {
+            double e = 0.0, sc = max_abs(want, n);
+            for (i = 0; i < n; i++) e = fmax(e, fabs(th1[i] - (th[i] - 0.05 * want[i])));
+            NGT_CHECK(sc > 1e-3, "t %d: natural step too small to test (%g)", t, sc);
+            NGT_CHECK(e <= 5e-4 * 0.05 * sc + 1e-6 * max_abs(th, n),
+                      "t %d: SGD in phi vs theta - lr (G + lambda I)^-1 g: max error %g (step scale %g)", t, e, 0.05 * sc);
+        }
+        free(th), free(g), free(th1);
+    }
+    /* the map against G of the last refresh (t = 2) */
+    x = (double *)malloc(n * sizeof(double));
+    hx = (float *)malloc(n * sizeof(float));
+    for (i = 0; i < n; i++) hx[i] = (float)(2.0 * urand() - 1.0), x[i] = hx[i];
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 1));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 1));
+    y = get_vec(f.be, f.out.data, n);
+    for (i = 0; i < n; i++) {
+        yref[i] = 0.0;
+        for (j = 0; j < n; j++) yref[i] += G[i + j * n] * x[j];
+    }
+    NGT_CHECK(rel_diff(y, yref, n) < 1e-5, "S S x vs (G + lambda I) x: rel diff %g", rel_diff(y, yref, n));
+    free(y);
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    y = get_vec(f.be, f.out.data, n);
+    memcpy(M, G, n * n * sizeof(double));
+    memcpy(yref, x, n * sizeof(double));
+    dsolve(M, yref, (int)n, 1);
+    NGT_CHECK(rel_diff(y, yref, n) < 1e-3, "S^-1 S^-1 x vs (G + lambda I)^-1 x: rel diff %g", rel_diff(y, yref, n));
+    free(y);
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 1));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    y = get_vec(f.be, f.out.data, n);
+    for (i = 0; i < n; i++) NGT_CHECK(fabs(y[i] - x[i]) <= 1e-5 * max_abs(x, n), "round trip: x[%zu] %.9g -> %.9g", i, x[i], y[i]);
+    free(y), free(hx), free(x), free(G), free(M), free(want), free(yref);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static int test_phi_full_refusals(void) {
+    netfix f;
+    ng_full_config fc;
+    ng_precond *p = NULL;
+    ng_model *big = NULL;
+    ng_net_config cfg;
+    ng_full_config_default(&fc);
+    fc.lambda = 0.0;
+    NGT_CHECK(ng_full_config_check(&fc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--full-lambda"), "lambda 0: %s", ng_last_error());
+    fc.lambda = 1e-3;
+    fc.phi_every = 0;
+    NGT_CHECK(ng_full_config_check(&fc) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "--phi-every"), "K 0: %s", ng_last_error());
+    fc.phi_every = 1;
+    /* 64-40-64: 5224 parameters, above the limit */
+    ng_net_config_default(&cfg);
+    NGT_OK(ng_net_parse_spec("64-40-64", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NGT_OK(ng_net_create(g_cpu, &cfg, &big));
+    NGT_CHECK(ng_precond_full_init(g_cpu, big, &fc, &p) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "5224 parameters") &&
+                  strstr(ng_last_error(), "--precond kfac"),
+              "above the limit: %s", ng_last_error());
+    NGT_CHECK(p == NULL, "no preconditioner on failure");
+    ng_net_free(big);
+    /* map before any update */
+    NGT_OK(netfix_init(&f, g_cpu, 4));
+    NGT_OK(ng_precond_full_init(g_cpu, f.net, &fc, &p));
+    NGT_CHECK(ng_full_phi_map(p, f.out.data, 1) == NG_ERR_NUMERIC, "map before refresh");
+    ng_precond_free(p);
+    netfix_free(&f);
+    return NGT_PASS;
+}
+
+static ng_status fphi_run(ng_backend *be, double **theta, size_t *np) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    ng_status s;
+    int t;
+    s = fphi_setup(&f, be, 1, 3, &p, &u);
+    for (t = 0; s == NG_OK && t < 7; t++) {
+        s = ng_model_gradient(f.net, &f.x, NULL);
+        if (s == NG_OK) s = ng_precond_apply(p, f.net, (uint64_t)t);
+        if (s == NG_OK) s = ng_update_step(u, f.net, (uint64_t)t);
+    }
+    if (s == NG_OK) *theta = get_vec(be, f.net->param_flat.data, f.np), *np = f.np;
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
+    return s;
+}
+
+static int test_phi_full_cpu_vs_cuda(void) {
+    double *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    NGT_OK(fphi_run(g_cpu, &a, &na));
+    NGT_OK(fphi_run(g_cuda, &b, &nb));
+    NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "Adam in full-Fisher phi, 7 updates: cpu vs cuda rel diff %g", rel_diff(b, a, na));
+    free(a), free(b);
+    return NGT_PASS;
+}
+
 /* the same updates on the CPU and on (emulated) CUDA */
 static ng_status net_run(ng_backend *be, int metric, double **dir) {
     netfix f;
@@ -704,6 +1216,12 @@ int main(void) {
     NGT_RUN(test_phi_sgd_is_natural_step);
     NGT_RUN(test_phi_adam);
     NGT_RUN(test_phi_refusals);
+    NGT_RUN(test_phi_kfac_map_and_step);
+    NGT_RUN(test_phi_kfac_refusals);
+    NGT_RUN(test_phi_kfac_cpu_vs_cuda);
+    NGT_RUN(test_phi_full_map_and_step);
+    NGT_RUN(test_phi_full_refusals);
+    NGT_RUN(test_phi_full_cpu_vs_cuda);
     NGT_RUN(test_diag_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

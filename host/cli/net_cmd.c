@@ -303,7 +303,9 @@ static void write_reconstructions(ng_model *net, const ng_dataset *d, const ng_t
 static const char *TRAIN_SUMMARY =
     "Train a feed-forward network (deep autoencoder or classifier) with a first-order rule, K-FAC, or a\n"
     "truncated-Newton method (NGD, NCG, Hessian-free); --precond diag puts Sohl-Dickstein's diagonal\n"
-    "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta).\n"
+    "Fisher under a first-order rule (--phi-every K: the rule runs in phi = G^(1/2) theta); --precond kfac\n"
+    "--phi-every K runs the rule in phi = (A (x) G)^(1/2) theta of K-FAC's Kronecker factors, --precond full\n"
+    "--phi-every K in phi = (G + lambda I)^(1/2) theta of the dense Fisher (tiny networks).\n"
     "--preset mnist-autoencoder | curves-autoencoder | faces-autoencoder (Hinton & Salakhutdinov 2006),\n"
     "or --layers SPEC, e.g. 784-1000-500-250-30:linear-250-500-1000-784 (sizes separated by '-', an\n"
     "optional :act per layer, +bn for batch normalisation). --data mnist | fashion-mnist | curves-like\n"
@@ -332,8 +334,9 @@ typedef struct net_train_opts {
     float tn_rtol, tn_decay, tn_lmin;
     /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
     int precond, dg_metric, kf_inv, dg_phi;
-    float dg_lambda, dg_power, dg_beta;
+    float dg_lambda, dg_power, dg_beta, fl_lambda;
     ng_diag_config dg;
+    ng_full_config fl; /* --precond full */
     /* prong: SGD + momentum on whitened layers, reparametrised every --prong-T updates */
     ng_prong_config pg;
     int pg_fanin;
@@ -427,7 +430,8 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
         if (strcmp(kind, optimizer_names[i]) == 0) break;
     {
         const char *pk = NULL;
-        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && (strcmp(pk, "kfac") == 0 || strcmp(pk, "tn") == 0) && i == 1) {
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && (strcmp(pk, "kfac") == 0 || strcmp(pk, "tn") == 0) && i == 1 &&
+            !ng_ckpt_has(c, "kfac.phi_every")) {
             if (strcmp(pk, "kfac") == 0) {
                 o->optimizer = OPT_KFAC;
                 NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
@@ -491,9 +495,15 @@ static ng_status update_from_ckpt(const ng_ckpt *c, net_train_opts *o) {
     {
         /* the recipes' diagonal preconditioner under the first-order rule */
         const char *pk = NULL;
-        o->precond = ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK && strcmp(pk, "diag") == 0;
+        o->precond = 0;
+        if (ng_ckpt_get_str(c, "precond.kind", &pk) == NG_OK) o->precond = strcmp(pk, "diag") == 0 ? 1 : strcmp(pk, "kfac") == 0 ? 2 : strcmp(pk, "full") == 0 ? 3 : 0;
         ng_clear_error();
-        if (o->precond) NG_TRY(ng_diag_config_from_ckpt(c, &o->dg));
+        if (o->precond == 1) NG_TRY(ng_diag_config_from_ckpt(c, &o->dg));
+        /* K-FAC's factors defining phi (the first-order rule runs in phi) */
+        if (o->precond == 2) NG_TRY(ng_kfac_config_from_ckpt(c, &o->kf));
+        if (o->precond == 3) NG_TRY(ng_full_config_from_ckpt(c, &o->fl));
+        if (o->precond == 2 && o->kf.phi_every <= 0)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: a K-FAC preconditioner under %s without kfac.phi_every", ng_ckpt_path(c), kind);
     }
     return NG_OK;
 }
@@ -562,6 +572,7 @@ static int net_train(int argc, char **argv) {
     o.lr = 0.0f;         /* the optimizer's default */
     ng_diag_config_default(&o.dg);
     o.dg_lambda = (float)o.dg.lambda;
+    o.fl_lambda = 1e-3f;
     o.dg_power = (float)o.dg.power;
     o.dg_beta = (float)o.dg.beta;
     ng_tn_config_default(&o.tc);
@@ -587,13 +598,14 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule but prong runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks; not --precond diag, --tn-fisher sampled)", OPT_FIXED, 0},
-            {"precond", OPT_ENUM, &o.precond, "identity|diag", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule but prong runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks; not --precond diag, kfac or full, --tn-fisher sampled)", OPT_FIXED, 0},
+            {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac|full", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi), or (full, with --phi-every K) in phi = (G + --full-lambda I)^(1/2) theta of the dense Fisher of the batch (networks of at most 2048 parameters)", OPT_FIXED, 0},
+            {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0)", OPT_FIXED, 0},
             {"diag-metric", OPT_ENUM, &o.dg_metric, "fisher|empirical", "--precond diag: squared per-case gradients with targets sampled from the model (eq. 30) or the data's (eq. 31)", OPT_FIXED, 0},
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
             {"diag-beta", OPT_FLOAT, &o.dg_beta, "B", "--precond diag: moving average of the diagonal over updates, bias-corrected", OPT_FIXED, 0},
-            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G re-estimated every K updates and fixed in between", OPT_FIXED, 0},
+            {"phi-every", OPT_INT, &o.dg_phi, "K", "--precond diag|kfac|full: 0, or run --optimizer in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein eq. 37) with G (the diagonal, K-FAC's factors or the dense Fisher) re-estimated every K updates and fixed in between (kfac, full: required)", OPT_FIXED, 0},
             {"prong-eps", OPT_FLOAT, &o.pg.eps, "E", "prong: eigenvalue regulariser, U = diag(lambda + E)^-1/2 E^T (0.1)", OPT_FIXED, 0},
             {"prong-T", OPT_INT, &o.pg.T, "T", "prong: updates between reparametrisations (100)", OPT_FIXED, 0},
             {"cuda-graph", OPT_INT, &o.cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (gradient, weight decay, update step) in a CUDA graph and replay it, one graph launch per update instead of every kernel and cuBLAS call; re-captured when the batch shape or the rule's per-update scalars change. sgd, nag, adam, rmsprop with --precond identity; the finite-objective check then follows the update. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
@@ -601,10 +613,10 @@ static int net_train(int argc, char **argv) {
             {"prong-form", OPT_ENUM, &o.pg_form, "canonical|whitened", "prong: canonical = train W = V U with the whitened SGD step mapped to W (one product by U^T U per layer and update; the default, fastest), whitened = train V, d with the input whitened in every pass (curvature products available; two products by U per layer)", OPT_FIXED, 0},
             {"prong-fanin", OPT_INT, &o.pg_fanin, "0|1", "prong: 1 = keep the --init network at update 0 (projection), 0 = section 4.1's whitened initialisation", OPT_FIXED, 0},
             {"kfac-approx", OPT_ENUM, &o.kf_approx, "blockdiag|tridiag", "kfac: inverse approximation (section 4.2 / 4.3)", OPT_FIXED, 0},
-            {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac (blockdiag): invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35)", OPT_FIXED, 0},
+            {"kfac-inverse", OPT_ENUM, &o.kf_inv, "tikhonov|regularized", "kfac: invert each damped factor as (F + d I)^-1, or as Sohl-Dickstein's regularised inverse (F^2 + d^2 I)^-1 F (eq. 35; tridiag: layer L's factors and those inside Psi, Sigma_{l|l+1} stays Tikhonov-damped)", OPT_FIXED, 0},
             {"kfac-momentum", OPT_INT, &o.kf_mom, "0|1", "kfac: momentum of section 7 (mu from the quadratic model)", OPT_FIXED, 0},
             {"lambda0", OPT_FLOAT, &o.kf_lambda0, "L", "kfac, ngd..hf: initial Levenberg-Marquardt damping (0: the default, kfac 150, the truncated-Newton methods 1; Pascanu & Bengio's CURVES runs: 3)", OPT_FIXED, 0},
-            {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta))", OPT_FIXED, 0},
+            {"gamma0", OPT_FLOAT, &o.kf_gamma0, "G", "kfac: initial factored damping (0: sqrt(lambda0 + eta)); --precond kfac: the fixed damping of phi's factors (0: sqrt(150 + eta))", OPT_FIXED, 0},
             {"tau1", OPT_FLOAT, &o.kf_tau1, "F", "kfac: share of the batch for the factor statistics (1/8)", OPT_FIXED, 0},
             {"tau2", OPT_FLOAT, &o.kf_tau2, "F", "kfac: share of the batch for the exact-Fisher products (1/4)", OPT_FIXED, 0},
             {"T1", OPT_INT, &o.kf_T1, "N", "kfac: lambda adapted every N updates (5)", OPT_FIXED, 0},
@@ -801,15 +813,42 @@ static int net_train(int argc, char **argv) {
         o.dg.phi_every = o.dg_phi;
         o.dg.seed = cfg.seed;
         if (o.dg_phi && !o.precond) {
-            fprintf(stderr, "natgrad net train: --phi-every needs --precond diag (the metric whose square root defines phi)\n");
+            fprintf(stderr, "natgrad net train: --phi-every needs --precond diag or kfac (the metric whose square root defines phi)\n");
             return NG_EXIT_USAGE;
         }
         if (o.precond && (IS_TN(o.optimizer) || o.optimizer == OPT_KFAC || o.optimizer == OPT_PRONG)) {
-            fprintf(stderr, "natgrad net train: --precond diag goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
-                    optimizer_names[o.optimizer]);
+            fprintf(stderr, "natgrad net train: --precond %s goes under a first-order rule (nag, sgd, adam, rmsprop), not %s\n",
+                    o.precond == 3 ? "full" : o.precond == 2 ? "kfac" : "diag", optimizer_names[o.optimizer]);
             return NG_EXIT_USAGE;
         }
-        if (o.precond && ng_diag_config_check(&o.dg) != NG_OK) {
+        if (o.precond == 2) {
+            /* K-FAC's factors as the metric of the natural parameter space */
+            if (o.dg_phi <= 0) {
+                fprintf(stderr, "natgrad net train: --precond kfac needs --phi-every K (the rule runs in phi = (A (x) G)^(1/2) theta; "
+                                "K-FAC's own update is --optimizer kfac)\n");
+                return NG_EXIT_USAGE;
+            }
+            o.kf.phi_every = o.dg_phi;
+            if (ng_kfac_config_check(&o.kf) != NG_OK) {
+                fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+                return NG_EXIT_USAGE;
+            }
+        }
+        if (o.precond == 3) {
+            /* the dense Fisher as the metric of the natural parameter space */
+            ng_full_config_default(&o.fl);
+            o.fl.lambda = o.fl_lambda;
+            o.fl.phi_every = o.dg_phi;
+            if (o.dg_phi <= 0) {
+                fprintf(stderr, "natgrad net train: --precond full needs --phi-every K (the rule runs in phi = (G + lambda I)^(1/2) theta)\n");
+                return NG_EXIT_USAGE;
+            }
+            if (ng_full_config_check(&o.fl) != NG_OK) {
+                fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
+                return NG_EXIT_USAGE;
+            }
+        }
+        if (o.precond == 1 && ng_diag_config_check(&o.dg) != NG_OK) {
             fprintf(stderr, "natgrad net train: %s\n", ng_last_error());
             return NG_EXIT_USAGE;
         }
@@ -953,6 +992,18 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: PRONG%s: eps %g, reparametrisation every %d updates on %d cases, %s at update 0, SGD momentum %g\n",
                 plus ? "+ (batch norm)" : "", (double)o.pg.eps, o.pg.T, o.pg.ns,
                 o.pg.whitened_init ? "whitened initialisation" : "projection of the initial network", (double)o.momentum);
+    } else if (s == NG_OK && o.precond == 2) {
+        o.kf.timing = o.kf_timing != 0;
+        fprintf(stderr, "natgrad: natural parameter space of K-FAC's block-diagonal factors (Sohl-Dickstein eq. 37): phi = (A (x) G)^(1/2) theta "
+                        "per layer, damping %g (pi %s), factors from %g of each batch, refreshed every %d updates\n",
+                o.kf.gamma0 > 0 ? o.kf.gamma0 : sqrt(o.kf.lambda0 + o.kf.eta), o.kf.pi_mode == NG_KFAC_PI_ONE ? "1" : "by traces",
+                o.kf.tau1, o.kf.phi_every);
+        s = ng_precond_kfac_init(be, net, &o.kf, &pc);
+    } else if (s == NG_OK && o.precond == 3) {
+        fprintf(stderr, "natgrad: natural parameter space of the dense Fisher (Sohl-Dickstein eq. 37): phi = (G + %g I)^(1/2) theta, "
+                        "G from %zu Gauss-Newton products on the batch, recomputed every %d updates\n",
+                o.fl.lambda, ng_model_size(net), o.fl.phi_every);
+        s = ng_precond_full_init(be, net, &o.fl, &pc);
     } else if (s == NG_OK && o.precond) {
         o.dg.max_batch = o.batch;
         fprintf(stderr, "natgrad: diagonal preconditioner (Sohl-Dickstein eq. 34): metric %s, lambda %g, power %g, beta %g%s\n",
@@ -966,7 +1017,7 @@ static int net_train(int argc, char **argv) {
     if (s == NG_OK && o.schedule)
         fprintf(stderr, "natgrad: batch schedule m_k = min(%d exp((k - 1) / b), %d), m_%d = %d\n", o.m1, train.n, o.m_full, train.n);
     if (s == NG_OK) s = make_update(be, net, &o, &upd);
-    if (s == NG_OK && o.precond && o.dg.phi_every > 0) {
+    if (s == NG_OK && ((o.precond == 1 && o.dg.phi_every > 0) || o.precond == 2 || o.precond == 3)) {
         /* natural parameter space: the rule runs on phi = G^(1/2) theta */
         ng_update *inner = upd;
         upd = NULL;

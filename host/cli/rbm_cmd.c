@@ -152,6 +152,7 @@ static int rbm_train(int argc, char **argv) {
             {"fang-refit-every", OPT_INT, &cfg.fang_refit_every, "T", "FANG: refit the factorization every T updates", OPT_FIXED, 0},
             {"fang-tau", OPT_FLOAT, &cfg.fang_tau, "TAU", "FANG: timescale of the moving averages", OPT_FIXED, 0},
             {"fang-lambda", OPT_FLOAT, &cfg.fang_lambda, "LAMBDA", "FANG: damping added to every covariance", OPT_FIXED, 0},
+            {"fang-inverse", OPT_ENUM, &cfg.fang_inverse, "tikhonov|regularized", "FANG: invert the unary covariance as (Sigma + lambda I)^-1, or as Sohl-Dickstein's regularised inverse (Sigma^T Sigma + lambda^2 I)^-1 Sigma^T (eq. 35)", OPT_FIXED, 0},
             {"diag-metric", OPT_ENUM, &diag_metric_i, "energy|fisher", "diag: second moments of the free-energy gradients over the data (eq. 33, log Z ignored), or their variances over the fantasy particles (the model Fisher's diagonal, eq. 34)", OPT_FIXED, 0},
             {"diag-lambda", OPT_FLOAT, &cfg.diag_lambda, "L", "diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &cfg.diag_power, "P", "diag: the gradient is divided by (diagonal + L)^P, P in (0, 1]", OPT_FIXED, 0},
@@ -185,6 +186,10 @@ static int rbm_train(int argc, char **argv) {
         cfg.diag_metric = diag_metric_i ? NG_DIAG_FISHER : NG_DIAG_ENERGY;
         cfg.seed = co.seed;
         if (!ng_cli_find(opts, "lr")->seen && cfg.optimizer == NG_RBM_OPT_FANG) cfg.lr = 0.02f;
+        if (ng_cli_find(opts, "fang-inverse")->seen && cfg.optimizer != NG_RBM_OPT_FANG) {
+            fprintf(stderr, "natgrad rbm train: --fang-inverse is an option of --optimizer fang\n");
+            return NG_EXIT_USAGE;
+        }
         batch_given = ng_cli_find(opts, "batch")->seen;
         particles_given = ng_cli_find(opts, "particles")->seen;
     }

@@ -81,6 +81,7 @@ static void split_config(const ng_rbm_config *c, ng_rbm_estimator_config *e, ng_
     f->refit_every = c->fang_refit_every;
     f->tau = c->fang_tau;
     f->lambda = c->fang_lambda;
+    f->inverse = c->fang_inverse;
     f->seed = c->seed;
 }
 
@@ -197,6 +198,12 @@ ng_status ng_rbm_checkpoint_config(const ng_ckpt *c, int *n_visible, int *n_hidd
         cfg->fang_refit_every = (int)T;
         NG_TRY(ng_ckpt_get_float(c, "fang.tau", 1.0, 1e30, &cfg->fang_tau));
         NG_TRY(ng_ckpt_get_float(c, "fang.lambda", 1e-30, 1e30, &cfg->fang_lambda));
+        cfg->fang_inverse = NG_FANG_INV_TIKHONOV; /* absent before --fang-inverse */
+        if (ng_ckpt_has(c, "fang.inverse")) {
+            int64_t inv;
+            NG_TRY(ng_ckpt_get_int(c, "fang.inverse", 0, 1, &inv));
+            cfg->fang_inverse = (int)inv;
+        }
     }
     if (cfg->optimizer == NG_RBM_OPT_DIAG) {
         ng_diag_config d;

@@ -40,6 +40,8 @@ ng_status ng_fang_config_check(const ng_fang_config *c) {
         return ng_error(NG_ERR_INVALID_ARG, "--fang-tau %g: must be >= 1", (double)c->tau);
     if (!(c->lambda > 0.0f) || !isfinite(c->lambda))
         return ng_error(NG_ERR_INVALID_ARG, "--fang-lambda %g: must be > 0", (double)c->lambda);
+    if (c->inverse != NG_FANG_INV_TIKHONOV && c->inverse != NG_FANG_INV_REGULARIZED)
+        return ng_error(NG_ERR_INVALID_ARG, "--fang-inverse %d: tikhonov or regularized", c->inverse);
     return NG_OK;
 }
 
@@ -114,6 +116,11 @@ ng_status ng_precond_fang_init(ng_backend *be, ng_model *m, const ng_fang_config
     ng_arena_reserve(&f->work, "pv", nh, nv, &f->pv);
     ng_arena_reserve(&f->work, "ph", nh, nv, &f->ph);
     ng_arena_reserve(&f->work, "dvec", n, 1, &f->dvec);
+    if (cfg->inverse == NG_FANG_INV_REGULARIZED) {
+        ng_arena_reserve(&f->work, "B", n, n, &f->B);
+        dd[0] = n;
+        ng_arena_reserve_nd(&f->work, "wd", NG_F64, 1, dd, &f->wd);
+    }
     s = ng_arena_commit(&p->state);
     if (s == NG_OK) s = ng_arena_commit(&f->work);
     if (s == NG_OK) {
@@ -234,6 +241,75 @@ static ng_status invert_sigma(ng_backend *be, struct ng_fang *f, float damp, int
     return ng_symmetrize_lower(be, n, f->A.data, n, 0.0f);
 }
 
+/* Lambda_un = (S^T S + lambda^2 I)^-1 S^T for S = Sigma_un (undamped, symmetric) into A, from
+ * the float64 eigendecomposition S = E diag(l) E^T: A = E diag(l / (l^2 + lambda^2)) E^T.
+ * *ok = 0 when the eigensolver failed. *cond = max |l| / min |l| (Sigma_un's, capped). Uses Ad,
+ * wd, B, dvec (l), g_un and r_un as scratch (the direction's vectors, free during a refit). */
+static ng_status regularized_inverse(ng_backend *be, struct ng_fang *f, int *ok, double *cond) {
+    int n = f->n, info = 0, k;
+    size_t nn = (size_t)n * n;
+    float lam2 = f->cfg.lambda * f->cfg.lambda;
+    double lo = INFINITY, hi = 0.0;
+    ng_op_args o;
+    *ok = 0;
+    NG_TRY(build_sigma(be, f, 0.0f));
+    NG_TRY(ng_to_double(be, nn, f->A.data, f->Ad.data_d));
+    NG_TRY(ng_syevd_d(be, n, f->Ad.data_d, n, f->wd.data_d, &info));
+    if (info != 0) return NG_OK;
+    NG_TRY(ng_to_float(be, nn, f->Ad.data_d, f->A.data));
+    NG_TRY(ng_to_float(be, (size_t)n, f->wd.data_d, f->dvec.data));
+    NG_TRY(ng_get(be, f->host_dvec, f->dvec.data, (size_t)n * sizeof(float)));
+    for (k = 0; k < n; k++) {
+        double a = fabs((double)f->host_dvec[k]);
+        if (!isfinite(a)) return NG_OK;
+        if (a < lo) lo = a;
+        if (a > hi) hi = a;
+    }
+    *cond = lo > 0.0 ? hi / lo : INFINITY;
+    /* r_un = l^2 + lambda^2; g_un = l / r_un */
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_SQUARE;
+    o.outer_scale.rows = n;
+    o.outer_scale.cols = 1;
+    o.outer_scale.x = f->dvec.data;
+    o.outer_scale.ldx = n;
+    o.outer_scale.out = f->r_un.data;
+    o.outer_scale.ldo = n;
+    NG_TRY(ng_run_op(be, &o));
+    NG_TRY(ng_fill(be, (size_t)n, lam2, f->g_un.data));
+    NG_TRY(ng_axpby(be, (size_t)n, 1.0f, f->g_un.data, 1.0f, f->r_un.data));
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_POW;
+    o.outer_scale.rows = 1;
+    o.outer_scale.cols = n;
+    o.outer_scale.x = f->dvec.data;
+    o.outer_scale.ldx = 1;
+    o.outer_scale.v = f->r_un.data;
+    o.outer_scale.floor = lam2 > 1e-30f ? lam2 : 1e-30f;
+    o.outer_scale.power = -1.0f;
+    o.outer_scale.out = f->g_un.data;
+    o.outer_scale.ldo = 1;
+    NG_TRY(ng_run_op(be, &o));
+    /* A = (E diag(g_un)) E^T */
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_OUTER_SCALE;
+    o.outer_scale.mode = NG_OSCALE_MUL;
+    o.outer_scale.rows = n;
+    o.outer_scale.cols = n;
+    o.outer_scale.x = f->A.data;
+    o.outer_scale.ldx = n;
+    o.outer_scale.v = f->g_un.data;
+    o.outer_scale.out = f->B.data;
+    o.outer_scale.ldo = n;
+    NG_TRY(ng_run_op(be, &o));
+    NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, f->B.data, n, f->A.data, n, 0.0f, f->Ad.data, n));
+    NG_TRY(ng_copy(be, f->A.data, f->Ad.data, nn * sizeof(float)));
+    *ok = 1;
+    return ng_symmetrize_lower(be, n, f->A.data, n, 0.0f);
+}
+
 static ng_status read_diag(ng_backend *be, const struct ng_fang *f, ng_fang_diag *d) {
     float v[NG_FANG_DIAG_N];
     NG_TRY(ng_get(be, v, f->diag.data, sizeof v));
@@ -292,13 +368,32 @@ static ng_status refit(ng_backend *be, struct ng_fang *f, uint64_t t) {
     regress.fang_regress.ldo = f->sigma2.ld;
     NG_TRY(ng_run_op(be, &regress));
 
-    /* Lambda_un = (Sigma_un + lambda I)^-1, raising the damping when Cholesky fails. */
+    /* Lambda_un = (Sigma_un + lambda I)^-1, raising the damping when Cholesky fails; or the
+     * regularised inverse */
     damp = lambda;
-    for (raises = 0; raises <= FANG_MAX_RAISES; raises++, damp *= 10.0f) {
+    if (f->cfg.inverse == NG_FANG_INV_REGULARIZED) {
+        int ok = 0;
+        NG_TRY(regularized_inverse(be, f, &ok, &cond));
+        if (ok) {
+            NG_TRY(ng_copy(be, f->Lambda.data, f->A.data, (size_t)n * n * sizeof(float)));
+            d.cond = cond;
+            d.damping = lambda;
+        } else if (d.refits > 0) {
+            ng_log(NG_LOG_WARN, "fang", "update %llu: the eigendecomposition of Sigma_un failed (non-finite statistics?); keeping the previous Lambda_un",
+                   (unsigned long long)t);
+        } else {
+            return ng_error(NG_ERR_NUMERIC, "fang: update %llu: the eigendecomposition of the unary covariance Sigma_un failed "
+                            "(non-finite particle statistics?)", (unsigned long long)t);
+        }
+        precision = -1; /* skips the Tikhonov loop */
+    }
+    for (raises = precision < 0 ? FANG_MAX_RAISES + 1 : 0; raises <= FANG_MAX_RAISES; raises++, damp *= 10.0f) {
         NG_TRY(invert_sigma(be, f, damp, &precision, &cond));
         if (precision) break;
     }
-    if (precision) {
+    if (precision < 0) {
+        /* the regularised inverse above */
+    } else if (precision) {
         NG_TRY(ng_copy(be, f->Lambda.data, f->A.data, (size_t)n * n * sizeof(float)));
         if (precision == 64 || raises > 0)
             ng_log(NG_LOG_WARN, "fang",
@@ -424,6 +519,7 @@ static ng_status fang_save(ng_precond *p, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_i64(c, "fang.refit_every", f->cfg.refit_every));
     NG_TRY(ng_ckpt_set_f32(c, "fang.tau", f->cfg.tau));
     NG_TRY(ng_ckpt_set_f32(c, "fang.lambda", f->cfg.lambda));
+    if (f->cfg.inverse != NG_FANG_INV_TIKHONOV) NG_TRY(ng_ckpt_set_i64(c, "fang.inverse", f->cfg.inverse));
     return ng_ckpt_set_u64(c, "fang.seed", f->cfg.seed);
 }
 
@@ -439,6 +535,13 @@ static ng_status fang_load(ng_precond *p, const ng_ckpt *c, int apply) {
     NG_TRY(ng_ckpt_get_float(c, "fang.tau", 1.0, 1e30, &tau));
     NG_TRY(ng_ckpt_get_float(c, "fang.lambda", 1e-30, 1e30, &lambda));
     NG_TRY(ng_ckpt_get_u64(c, "fang.seed", &seed));
+    {
+        int64_t inv = NG_FANG_INV_TIKHONOV;
+        if (ng_ckpt_has(c, "fang.inverse")) NG_TRY(ng_ckpt_get_int(c, "fang.inverse", 0, 1, &inv));
+        if (inv != f->cfg.inverse)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: fang.inverse is %s, this run uses %s", ng_ckpt_path(c),
+                            inv ? "regularized" : "tikhonov", f->cfg.inverse ? "regularized" : "tikhonov");
+    }
     if (T != f->cfg.refit_every || tau != f->cfg.tau || lambda != f->cfg.lambda || seed != f->cfg.seed)
         return ng_error(NG_ERR_FORMAT,
                         "checkpoint %s: FANG settings (refit every %lld, tau %g, lambda %g, seed %llu) "

@@ -39,7 +39,8 @@ struct ng_fang {
     ng_tensor g_un;       /* (n, 1) [ga; gb] */
     ng_tensor r_un;       /* (n, 1) Lambda_un [ga; gb] */
     ng_tensor pv, ph;     /* (nh, nv) beta_v .* q, beta_h .* q */
-    ng_tensor dvec;       /* (n, 1) diagonal of the Cholesky factor */
+    ng_tensor dvec;       /* (n, 1) diagonal of the Cholesky factor; regularised: eigenvalues */
+    ng_tensor B, wd;      /* regularised inverse only: (n, n) E diag(l / (l^2 + lambda^2)), (n) float64 */
     float *host_sigma2;   /* (nh * nv) host copy for min sigma2 at refit time */
     float *host_dvec;     /* (n) */
 };

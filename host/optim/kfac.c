@@ -61,6 +61,10 @@ typedef struct kfac {
     facs fac;               /* the running factors (state) */
     invset set[NSETS + 1];  /* 0 current (state), 1-2 gamma candidates, 3 asynchronous candidate 0 */
     ng_tensor delta0;       /* the previous update (state) */
+    /* natural parameter space (cfg.phi_every > 0): per layer A^(1/2), A^(-1/2), G^(1/2), G^(-1/2) of
+     * the damped factors of the last refresh (state) */
+    ng_tensor SA[LMAX + 1], SAi[LMAX + 1], SG[LMAX + 1], SGi[LMAX + 1];
+    int phi_ready;
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
     rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
@@ -142,10 +146,15 @@ ng_status ng_kfac_config_check(const ng_kfac_config *c) {
     if (c->precision != NG_F32 && c->precision != NG_F64) return ng_error(NG_ERR_INVALID_ARG, "--kfac-precision: f32 or f64");
     if (c->inverse != NG_KFAC_INV_TIKHONOV && c->inverse != NG_KFAC_INV_REGULARIZED)
         return ng_error(NG_ERR_INVALID_ARG, "--kfac-inverse: tikhonov or regularized");
-    if (c->inverse == NG_KFAC_INV_REGULARIZED && c->approx != NG_KFAC_BLOCKDIAG)
-        return ng_error(NG_ERR_INVALID_ARG, "--kfac-inverse regularized: only with --kfac-approx blockdiag");
     if (c->async_lag < -1 || c->async_lag >= c->T3)
         return ng_error(NG_ERR_INVALID_ARG, "--kfac-async %d: must be -1 (off) or 0 .. --T3 - 1 = %d", c->async_lag, c->T3 - 1);
+    if (c->phi_every < 0) return ng_error(NG_ERR_INVALID_ARG, "--phi-every %d: must be >= 0 (0: off)", c->phi_every);
+    if (c->phi_every > 0 && c->approx != NG_KFAC_BLOCKDIAG)
+        return ng_error(NG_ERR_INVALID_ARG, "--phi-every with K-FAC factors: only --kfac-approx blockdiag (phi = (A (x) G)^(1/2) theta per layer)");
+    if (c->phi_every > 0 && c->async_lag >= 0)
+        return ng_error(NG_ERR_INVALID_ARG, "--phi-every with K-FAC factors: --kfac-async is not supported (the factors are refreshed in the update)");
+    if (c->phi_every > 0 && c->inverse != NG_KFAC_INV_TIKHONOV)
+        return ng_error(NG_ERR_INVALID_ARG, "--phi-every with K-FAC factors: --kfac-inverse regularized has no square root to map with; use tikhonov");
     return NG_OK;
 }
 
@@ -343,6 +352,41 @@ static ng_status reg_inverse(rws *w, ng_backend *be, const float *F, int n, doub
     return ng_symmetrize_lower(be, n, out, n, 0.0f);
 }
 
+/* oh = (F + shift I)^(1/2), oih = (F + shift I)^(-1/2) from the symmetric eigendecomposition,
+ * eigenvalues floored at shift (F is positive semi-definite: the floor only absorbs rounding).
+ * Uses X, T4, w1, w2 (sym_eig: T4, Xd, wd). *fail when the eigendecomposition failed in both
+ * precisions. */
+static ng_status sqrt_pair(rws *w, ng_backend *be, const float *F, int n, double shift, float *oh, float *oih, int *fail) {
+    ng_op_args o;
+    int side;
+    NG_TRY(damped(be, F, n, shift, w->X.data));
+    NG_TRY(sym_eig(w, be, w->X.data, n, w->w1.data, fail));
+    if (*fail) return NG_OK;
+    for (side = 0; side < 2; side++) {
+        float *out = side ? oih : oh;
+        /* w2 = max(l, shift)^(+-1/2) */
+        NG_TRY(ng_fill(be, (size_t)n, 1.0f, w->w2.data));
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_OUTER_SCALE;
+        o.outer_scale.mode = NG_OSCALE_POW;
+        o.outer_scale.rows = 1;
+        o.outer_scale.cols = n;
+        o.outer_scale.x = w->w2.data;
+        o.outer_scale.ldx = 1;
+        o.outer_scale.v = w->w1.data;
+        o.outer_scale.floor = shift > 1e-30 ? (float)shift : 1e-30f;
+        o.outer_scale.power = side ? -0.5f : 0.5f;
+        o.outer_scale.out = w->w2.data;
+        o.outer_scale.ldo = 1;
+        NG_TRY(ng_run_op(be, &o));
+        /* out = (E diag(w2)) E^T */
+        NG_TRY(outer_scale(be, n, n, NG_OSCALE_MUL, w->X.data, n, NULL, w->w2.data, 0.0f, w->T4.data, n));
+        NG_TRY(ng_gemm(be, 0, 1, n, n, n, 1.0f, w->T4.data, n, w->X.data, n, 0.0f, out, n));
+        NG_TRY(ng_symmetrize_lower(be, n, out, n, 0.0f));
+    }
+    return NG_OK;
+}
+
 /* Lower Cholesky factor of (F + shift I) into out (n x n; float32, float64 when asked or after a
  * failure); *fail when both fail. */
 static ng_status chol_factor(rws *w, ng_backend *be, const float *F, int n, double shift, float *out, int *fail) {
@@ -399,7 +443,7 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
-        if (!k->tri && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
+        if ((!k->tri || l == L) && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
@@ -412,16 +456,23 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
         {
             int n3 = na(k, l), n4 = k->d[l + 1];
             float s1max, s2max;
-            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T, C = AC PAT (into T1) */
-            NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T (regularised: (A^2 + (pi gamma)^2 I)^-1 A in place of
+             * the inverse), C = AC PAT (into T1) */
+            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+                NG_TRY(reg_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+            else
+                NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
             if (*fail) break;
             NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
             NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
             NG_TRY(ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f));
             NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
             if (*fail) break;
-            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T, D = GC PGT */
-            NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T (or regularised), D = GC PGT */
+            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+                NG_TRY(reg_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+            else
+                NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
             if (*fail) break;
             NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
             NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));
@@ -723,6 +774,13 @@ ng_status ng_kfac_factor(const ng_precond *p, char which, int i, int j, ng_tenso
     return NG_OK;
 }
 
+ng_status ng_kfac_get_config(const ng_precond *p, ng_kfac_config *cfg) {
+    if (!p || !cfg || strcmp(p->iface->name, "kfac") != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "K-FAC configuration: not a K-FAC preconditioner");
+    *cfg = K(p)->cfg;
+    return NG_OK;
+}
+
 ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
     const kfac *k = K(p);
     memset(s, 0, sizeof *s);
@@ -749,7 +807,8 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     int cols;
     k->stats_s = k->inverse_s = k->apply_s = k->quad_s = 0.0;
     k->ws.retries = 0;
-    NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
+    /* h(theta) for Levenberg-Marquardt (not needed in the natural parameter space) */
+    if (k->cfg.phi_every == 0) NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
     NG_TRY(ng_net_current_batch(m, &k->bx, &k->by));
     x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
@@ -851,8 +910,65 @@ static ng_status snapshot(kfac *k, ng_backend *be) {
     return ng_synchronize(be);
 }
 
+/* ---- natural parameter space ---------------------------------------------------------------- */
+
+/* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig */
+static ng_status phi_refresh(kfac *k, ng_backend *be) {
+    int l, fail = 0;
+    double pi;
+    for (l = 1; l <= k->L; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));
+        NG_TRY(sqrt_pair(&k->ws, be, k->fac.A[l - 1].data, n1, pi * k->gamma, k->SA[l].data, k->SAi[l].data, &fail));
+        if (!fail) NG_TRY(sqrt_pair(&k->ws, be, k->fac.G[l].data, n2, k->gamma / pi, k->SG[l].data, k->SGi[l].data, &fail));
+        if (fail)
+            return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
+                            "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l);
+    }
+    k->phi_ready = 1;
+    return NG_OK;
+}
+
+/* x_l <- SG x_l SA (to_phi) or SGi x_l SAi, per layer, in place (T1 holds the intermediate) */
+static ng_status phi_map(kfac *k, ng_backend *be, float *x, int to_phi) {
+    int l;
+    for (l = 1; l <= k->L; l++) {
+        int n1 = na(k, l - 1), n2 = k->d[l];
+        float *v = x + k->off[l];
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, (to_phi ? k->SG : k->SGi)[l].data, n2, v, n2, 0.0f, k->ws.T1.data, n2));
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->ws.T1.data, n2, (to_phi ? k->SA : k->SAi)[l].data, n1, 0.0f, v, n2));
+    }
+    return NG_OK;
+}
+
+ng_status ng_kfac_phi_map(ng_precond *p, float *x, int to_phi) {
+    kfac *k;
+    if (!p || !x || strcmp(p->iface->name, "kfac") != 0)
+        return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: not a K-FAC preconditioner or NULL vector");
+    k = K(p);
+    if (k->cfg.phi_every <= 0)
+        return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: this K-FAC preconditioner was made without --phi-every K");
+    if (!k->phi_ready)
+        return ng_error(NG_ERR_NUMERIC, "natural parameter space: the K-FAC factors' square roots are not computed yet (no update applied)");
+    return phi_map(k, p->be, x, to_phi);
+}
+
+/* the gradient in phi, S^-1 g, refreshing S at t = 0, K, 2K, ... */
+static ng_status phi_apply(ng_precond *p, ng_model *m, uint64_t t) {
+    kfac *k = K(p);
+    double t0 = now_s();
+    if (t % (uint64_t)k->cfg.phi_every == 0 || !k->phi_ready) {
+        NG_TRY_RANGE(NG_CAT_INVERSE, "kfac phi square roots", phi_refresh(k, p->be));
+        NG_TRY(phase_end(p, t0, &k->inverse_s));
+    }
+    t0 = now_s();
+    NG_TRY_RANGE(NG_CAT_UPDATE, "kfac phi gradient", phi_map(k, p->be, m->grad_flat.data, 0));
+    return phase_end(p, t0, &k->apply_s);
+}
+
 static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
+    if (k->cfg.phi_every > 0) return phi_apply(p, m, t);
     ng_backend *be = p->be;
     uint64_t kk = t + 1;
     int refresh_now = kk <= 3 || kk % (uint64_t)k->cfg.T3 == 0;
@@ -1048,6 +1164,7 @@ static ng_status save_config(const ng_kfac_config *k, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_i64(c, "kfac.precision64", k->precision == NG_F64));
     NG_TRY(ng_ckpt_set_i64(c, "kfac.async_lag", k->async_lag));
     if (k->inverse != NG_KFAC_INV_TIKHONOV) NG_TRY(ng_ckpt_set_i64(c, "kfac.inverse", k->inverse));
+    if (k->phi_every > 0) NG_TRY(ng_ckpt_set_i64(c, "kfac.phi_every", k->phi_every));
     return ng_ckpt_set_u64(c, "kfac.seed", k->seed);
 }
 
@@ -1091,6 +1208,12 @@ ng_status ng_kfac_config_from_ckpt(const ng_ckpt *c, ng_kfac_config *k) {
     if (ng_ckpt_has(c, "kfac.inverse")) {
         NG_TRY(ng_ckpt_get_int(c, "kfac.inverse", 0, 1, &v));
         k->inverse = (int)v;
+    }
+    /* absent: not in the natural parameter space */
+    k->phi_every = 0;
+    if (ng_ckpt_has(c, "kfac.phi_every")) {
+        NG_TRY(ng_ckpt_get_int(c, "kfac.phi_every", 1, 1 << 30, &v));
+        k->phi_every = (int)v;
     }
     NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &k->seed));
     if (ng_kfac_config_check(k) != NG_OK)
@@ -1178,6 +1301,9 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
                 return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.inverse is %s, this run uses %s", ng_ckpt_path(c),
                                 inv ? "regularized" : "tikhonov", k->cfg.inverse ? "regularized" : "tikhonov");
         }
+        if (cc.phi_every != k->cfg.phi_every)
+            return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.phi_every is %d, this run uses %d (0: not in phi space)", ng_ckpt_path(c),
+                            cc.phi_every, k->cfg.phi_every);
         NG_TRY(ng_ckpt_get_u64(c, "kfac.seed", &seed));
         if (seed != k->cfg.seed)
             return ng_error(NG_ERR_FORMAT, "checkpoint %s: kfac.seed is %llu, this run uses %llu", ng_ckpt_path(c),
@@ -1224,6 +1350,8 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
     k->rho = rho;
     k->qmodel = qm;
     k->have_delta0 = hd != 0;
+    /* the square roots are in the state arena, loaded by the caller after this */
+    if (k->cfg.phi_every > 0) k->phi_ready = 1;
     return NG_OK;
 }
 
@@ -1343,7 +1471,7 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     k->lambda = cfg->lambda0;
     k->gamma = cfg->gamma0 > 0.0 ? cfg->gamma0 : sqrt(cfg->lambda0 + cfg->eta);
     k->rho = NAN;
-    nsets = cfg->adapt_gamma ? NSETS : 1;
+    nsets = cfg->adapt_gamma && cfg->phi_every == 0 ? NSETS : 1;
     k->nsets = nsets;
     for (l = 0; s == NG_OK && l < k->L; l++) s = reserve(&p->state, "A%d", l, na(k, l), na(k, l), &k->fac.A[l]);
     for (l = 1; s == NG_OK && l <= k->L; l++) s = reserve(&p->state, "G%d", l, k->d[l], k->d[l], &k->fac.G[l]);
@@ -1353,6 +1481,12 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     }
     if (s == NG_OK) s = reserve_set(k, &p->state, 0, &k->set[0]);
     if (s == NG_OK) s = ng_arena_reserve(&p->state, "delta0", (int)k->n, 1, &k->delta0);
+    for (l = 1; s == NG_OK && cfg->phi_every > 0 && l <= k->L; l++) {
+        s = reserve(&p->state, "phiA%d", l, na(k, l - 1), na(k, l - 1), &k->SA[l]);
+        if (s == NG_OK) s = reserve(&p->state, "phiAinv%d", l, na(k, l - 1), na(k, l - 1), &k->SAi[l]);
+        if (s == NG_OK) s = reserve(&p->state, "phiG%d", l, k->d[l], k->d[l], &k->SG[l]);
+        if (s == NG_OK) s = reserve(&p->state, "phiGinv%d", l, k->d[l], k->d[l], &k->SGi[l]);
+    }
     if (cfg->async_lag >= 0) {
         for (l = 0; s == NG_OK && l < k->L; l++) s = reserve(&p->state, "snap_A%d", l, na(k, l), na(k, l), &k->snap.A[l]);
         for (l = 1; s == NG_OK && l <= k->L; l++) s = reserve(&p->state, "snap_G%d", l, k->d[l], k->d[l], &k->snap.G[l]);

@@ -1,21 +1,33 @@
-/* phi.c: an update rule in the natural parameter space phi = G^(1/2) theta (Sohl-Dickstein's note,
- * section 1.4, 2.7, eq. 37; natgrad/recipes.h) for a diagonal G held by the diagonal
- * preconditioner in phi mode: s = G^(1/2) (n), elementwise. On the model's flat vectors:
- *   step:  theta *= s (=: phi), inner step with the direction in the gradient arena (the
- *          preconditioner left g / s there, the gradient in phi), phi *= 1/s (=: theta)
- *   theta: the inner rule's iterate (NAG: not its look-ahead point), mapped the same way
+/* phi.c: an update rule in the natural parameter space phi = S theta, S = G^(1/2) (Sohl-Dickstein's
+ * note, section 1.4, 2.7, eq. 37; natgrad/recipes.h) for a G held by a preconditioner in phi mode:
+ *   diag  the diagonal preconditioner: S = diag(s), s = G^(1/2) elementwise (outer_scale mul)
+ *   kfac  K-FAC's block-diagonal Kronecker factors: per layer S = (A (x) G)^(1/2), applied as
+ *         G^(1/2) V A^(1/2) (ng_kfac_phi_map)
+ *   full  the dense Fisher of a tiny network: S = (G + lambda I)^(1/2), a gemv (ng_full_phi_map)
+ * The rules wrapped (sgd, nag, adam, rmsprop; averaging refused) move their iterate by an
+ * increment that does not depend on it: phi_{t+1} = phi_t + inc(state, direction), and NAG's
+ * theta() is phi - mu v. So, on the model's flat vectors, without mapping theta itself:
+ *   step:  copy theta; the inner rule steps from a zero parameter vector with the direction in the
+ *          gradient arena (the preconditioner left S^-1 g there, the gradient in phi), leaving
+ *          inc there; theta_{t+1} = theta_t + S^-1 inc, exactly S^-1 (S theta_t + inc)
+ *   theta: the same with the inner rule's theta() from zero: theta + S^-1 theta_inner(0)
+ * One map per update (plus the preconditioner's S^-1 g), and theta never goes through a rounded
+ * S^-1 S round trip.
  * The wrapper presents the inner rule's name, columns, configuration and state, so checkpoints are
- * the inner rule's. Must not allocate after init. */
+ * the inner rule's. Allocates its copy of the parameters at init only. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "natgrad/backend.h"
+#include "natgrad/kfac.h"
 #include "natgrad/recipes.h"
 
 typedef struct phi {
     struct ng_update_i iface; /* the inner rule's, with this file's step / theta / save / load */
     ng_update *inner;
-    ng_tensor s, is;          /* views of the preconditioner's scale and 1/scale */
+    ng_precond *p;            /* kfac: the factors' square roots */
+    ng_tensor s, is;          /* diag: views of the preconditioner's scale and 1/scale */
+    void *backup;             /* a copy of the parameters (theta) */
 } phi;
 
 static ng_status scale_by(ng_backend *be, float *x, size_t n, const float *by) {
@@ -33,6 +45,13 @@ static ng_status scale_by(ng_backend *be, float *x, size_t n, const float *by) {
     return ng_run_op(be, &o);
 }
 
+/* x <- S x (to_phi) or S^-1 x, in place */
+static ng_status map(ng_update *u, float *x, size_t n, int to_phi) {
+    phi *f = (phi *)u->impl;
+    if (f->p) return strcmp(f->p->iface->name, "full") == 0 ? ng_full_phi_map(f->p, x, to_phi) : ng_kfac_phi_map(f->p, x, to_phi);
+    return scale_by(u->be, x, n, to_phi ? f->s.data : f->is.data);
+}
+
 static ng_status phi_penalize(ng_update *u, ng_model *m, uint64_t t) {
     phi *f = (phi *)u->impl;
     return ng_update_penalize(f->inner, m, t);
@@ -41,9 +60,12 @@ static ng_status phi_penalize(ng_update *u, ng_model *m, uint64_t t) {
 static ng_status phi_step(ng_update *u, ng_model *m, uint64_t t) {
     phi *f = (phi *)u->impl;
     size_t n = ng_model_size(m);
-    NG_TRY(scale_by(u->be, m->param_flat.data, n, f->s.data));
+    float *th = m->param_flat.data;
+    NG_TRY(ng_copy(u->be, f->backup, th, n * sizeof(float)));
+    NG_TRY(ng_fill(u->be, n, 0.0f, th));
     NG_TRY(ng_update_step(f->inner, m, t));
-    return scale_by(u->be, m->param_flat.data, n, f->is.data);
+    NG_TRY(map(u, th, n, 0));
+    return ng_axpby(u->be, n, 1.0f, (const float *)f->backup, 1.0f, th);
 }
 
 static double phi_lr(const ng_update *u, uint64_t t) { return ng_update_lr(((const phi *)u->impl)->inner, t); }
@@ -68,12 +90,15 @@ static ng_status phi_theta(ng_update *u, ng_model *m, uint64_t t, float *out) {
     size_t n = ng_model_size(m);
     ng_status s;
     if (!f->inner->iface->theta) return out == m->param_flat.data ? NG_OK : ng_copy(u->be, out, m->param_flat.data, n * sizeof(float));
-    /* the inner rule's iterate in phi (NAG: phi - mu v), mapped to theta; the parameters go back */
-    NG_TRY(scale_by(u->be, m->param_flat.data, n, f->s.data));
+    /* the inner rule's iterate (NAG: phi - mu v) from a zero phi, mapped and added to theta; the
+     * parameters come back from the copy (out may be the parameter arena) */
+    NG_TRY(ng_copy(u->be, f->backup, m->param_flat.data, n * sizeof(float)));
+    NG_TRY(ng_fill(u->be, n, 0.0f, m->param_flat.data));
     s = f->inner->iface->theta(f->inner, m, t, out);
-    if (s == NG_OK && out != m->param_flat.data) s = scale_by(u->be, out, n, f->is.data);
-    {
-        ng_status s2 = scale_by(u->be, m->param_flat.data, n, f->is.data);
+    if (s == NG_OK) s = map(u, out, n, 0);
+    if (s == NG_OK) s = ng_axpby(u->be, n, 1.0f, (const float *)f->backup, 1.0f, out);
+    if (out != m->param_flat.data) {
+        ng_status s2 = ng_copy(u->be, m->param_flat.data, f->backup, n * sizeof(float));
         if (s == NG_OK) s = s2;
     }
     return s;
@@ -84,6 +109,7 @@ static void phi_destroy(ng_update *u) {
     /* the state arena is the inner rule's (a copy of its handle): released with the inner rule */
     memset(&u->state, 0, sizeof u->state);
     if (f) ng_update_free(f->inner);
+    if (f && f->backup) ng_free(u->be, f->backup);
     free(f);
 }
 
@@ -104,7 +130,23 @@ ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_p
         return ng_error(NG_ERR_OOM, "natural parameter space: out of host memory");
     }
     {
-        ng_status s = ng_diag_phi_scale(p, &f->s, &f->is);
+        ng_status s;
+        if (strcmp(p->iface->name, "kfac") == 0) {
+            ng_kfac_config kc;
+            f->p = p;
+            s = ng_kfac_get_config(p, &kc);
+            if (s == NG_OK && kc.phi_every <= 0)
+                s = ng_error(NG_ERR_INVALID_ARG, "natural parameter space: the K-FAC preconditioner was made without --phi-every K");
+        } else if (strcmp(p->iface->name, "full") == 0) {
+            f->p = p;
+            s = NG_OK;
+        } else if (strcmp(p->iface->name, "diag") == 0) {
+            s = ng_diag_phi_scale(p, &f->s, &f->is);
+        } else {
+            s = ng_error(NG_ERR_INVALID_ARG, "natural parameter space: preconditioner '%s' cannot apply G^(1/2) (diag, kfac, full can)",
+                         p->iface->name);
+        }
+        if (s == NG_OK) s = ng_alloc(be, ng_model_size(m) * sizeof(float), &f->backup);
         if (s != NG_OK) {
             free(u);
             free(f);

@@ -20,7 +20,16 @@ typedef struct ng_fang_config {
     float tau;       /* timescale of the moving averages (100) */
     float lambda;    /* damping added to every covariance (0.01) */
     uint64_t seed;   /* keys the hidden samples of the particles (NG_RNG_FANG) */
+    int inverse;     /* NG_FANG_INV_*: how the unary covariance Sigma_un is inverted (--fang-inverse) */
 } ng_fang_config;
+
+/* Lambda_un from Sigma_un: Tikhonov (Sigma_un + lambda I)^-1 (the paper; Cholesky, raising the
+ * damping x10 on failure), or Sohl-Dickstein's regularised inverse (his eq. 35 with eps = lambda^2)
+ * (Sigma_un^T Sigma_un + lambda^2 I)^-1 Sigma_un^T = E diag(l / (l^2 + lambda^2)) E^T from the
+ * float64 eigendecomposition Sigma_un = E diag(l) E^T: directions of variance well above lambda
+ * are inverted alike, those below are damped towards 0 instead of to 1 / lambda, and an
+ * indefinite estimate needs no damping raise. The pairwise regressions keep their lambda. */
+enum { NG_FANG_INV_TIKHONOV = 0, NG_FANG_INV_REGULARIZED = 1 };
 
 ng_status ng_fang_config_check(const ng_fang_config *cfg);
 /* rbm: an RBM model with its estimator set up (ng_rbm_estimator_init). */

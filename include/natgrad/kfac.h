@@ -58,9 +58,13 @@ extern "C" {
 enum { NG_KFAC_BLOCKDIAG = 0, NG_KFAC_TRIDIAG = 1 };
 enum { NG_KFAC_PI_TRACE = 0, NG_KFAC_PI_ONE = 1 };
 /* How a damped factor F is inverted: Tikhonov (F + d I)^-1 (the paper), or Sohl-Dickstein's
- * regularised inverse (F^T F + d^2 I)^-1 F^T (his eq. 35, block-diagonal only), with d the same
- * factored damping pi gamma (A) or gamma / pi (G): eigenvalues well above d are inverted alike,
- * those below are damped towards 0 instead of to 1 / d. */
+ * regularised inverse (F^T F + d^2 I)^-1 F^T (his eq. 35), with d the same factored damping
+ * pi gamma (A) or gamma / pi (G): eigenvalues well above d are inverted alike, those below are
+ * damped towards 0 instead of to 1 / d. Block-diagonal: every factor inverse. Block-tridiagonal:
+ * the inverses of layer L's factors and those inside the regressions Psi^A = AC (A + d I)^-1,
+ * Psi^G = GC (G + d I)^-1; the conditional covariances Sigma_{l|l+1} = A (x) B - C (x) D keep
+ * the Tikhonov-damped A, B of appendix B (their inverse is exact, through the Cholesky roots and
+ * eigendecompositions of L^-1 C L^-T, which eq. 35 has no Kronecker form for). */
 enum { NG_KFAC_INV_TIKHONOV = 0, NG_KFAC_INV_REGULARIZED = 1 };
 
 typedef struct ng_kfac_config {
@@ -80,7 +84,7 @@ typedef struct ng_kfac_config {
     int adapt_gamma;     /* --adapt-gamma 1 | 0 */
     int pi_mode;         /* --kfac-pi trace | one */
     ng_dtype precision;  /* --kfac-precision f32 | f64: the factorisations (products stay float32) */
-    int inverse;         /* --kfac-inverse tikhonov | regularized (NG_KFAC_INV_*; blockdiag only) */
+    int inverse;         /* --kfac-inverse tikhonov | regularized (NG_KFAC_INV_*) */
     int timing;          /* --kfac-timing 1 | 0: per-phase seconds in the log */
     int async_lag;       /* --kfac-async S: -1 (default) refresh in the update that needs it; S >= 0:
                           * refreshes after the third run on a second backend (own CUDA stream, or a
@@ -89,6 +93,9 @@ typedef struct ng_kfac_config {
                           * (gamma candidates judged then); S = 0 equals the synchronous result
                           * exactly. S < T3. Beyond the paper (its section 8 suggests it). */
     uint64_t seed;       /* sampled targets: stream (seed, NG_RNG_KFAC_TARGETS, step t) */
+    int phi_every;       /* --phi-every K with --precond kfac: 0 = off (the paper's K-FAC); K >= 1: the
+                          * natural parameter space of Sohl-Dickstein's note (eq. 37) with the
+                          * block-diagonal Kronecker factors (below, "Natural parameter space") */
 } ng_kfac_config;
 
 void ng_kfac_config_default(ng_kfac_config *cfg);
@@ -98,6 +105,23 @@ ng_status ng_kfac_config_check(const ng_kfac_config *cfg);
 ng_status ng_kfac_config_from_ckpt(const ng_ckpt *c, ng_kfac_config *cfg);
 const char *ng_kfac_approx_name(int approx); /* "blockdiag", "tridiag" */
 int ng_kfac_approx_parse(const char *s);     /* NG_KFAC_* or -1 */
+
+/* Natural parameter space (phi_every = K > 0; blockdiag, synchronous, Tikhonov only). The
+ * preconditioner then only keeps the factors (observe: the statistics and moving average above,
+ * every update) and, at updates t = 0, K, 2K, ..., eigendecomposes the damped factors
+ * A-bar_{l-1} + pi_l gamma I = E diag(a) E^T and G_l + (gamma / pi_l) I = F diag(g) F^T (gamma fixed at
+ * --gamma0, or sqrt(lambda0 + eta); eigenvalues floored at the damping, the factors being PSD)
+ * into S_A = A^(1/2), S_A^-1, S_G = G^(1/2), S_G^-1 (state arena, held fixed until the next
+ * refresh). Per layer the packed block V_l = [W_l b_l] (d_l x (d_{l-1}+1), column-major) maps as
+ *   phi_l = S_G V_l S_A   (vec: (S_A (x) S_G) vec V = (A (x) G)^(1/2) vec V),
+ *   theta_l = S_G^-1 phi_l S_A^-1,   gradient in phi: S_G^-1 grad_l S_A^-1,
+ * and apply leaves the gradient in phi in the gradient arena for an update rule wrapped by
+ * ng_update_phi_init (natgrad/recipes.h). SGD on phi with a fixed factor set is then the
+ * block-diagonal natural step theta -= lr (A^-1 (x) G^-1) grad. No Levenberg-Marquardt, no gamma
+ * adaptation, no quadratic model, no K-FAC momentum (T1, T2, T3, --kfac-momentum are unused). */
+/* In place on a flat vector x (device, the model's size): to_phi = 1: phi = S x; 0: theta = S^-1 x.
+ * NG_ERR_INVALID_ARG unless phi_every > 0; NG_ERR_NUMERIC before the first refresh. */
+ng_status ng_kfac_phi_map(ng_precond *p, float *x, int to_phi);
 
 /* A K-FAC preconditioner for the network m (natgrad/net.h; no batch normalisation). */
 ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config *cfg, ng_precond **out);
@@ -113,6 +137,8 @@ typedef struct ng_kfac_state {
     double stats_s, inverse_s, apply_s, quad_s; /* seconds of the last update's phases */
 } ng_kfac_state;
 ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s);
+/* The configuration p was made with (NG_ERR_INVALID_ARG when p is not a K-FAC preconditioner). */
+ng_status ng_kfac_get_config(const ng_precond *p, ng_kfac_config *cfg);
 /* Views of the running factors: which = 'A': A_{i,j} (i = 0..L-1, j in {i, i+1} for tridiag),
  * 'G': G_{i,j} (i = 1..L). */
 ng_status ng_kfac_factor(const ng_precond *p, char which, int i, int j, ng_tensor *out);

@@ -110,6 +110,7 @@ typedef struct ng_rbm_config {
     int fang_refit_every;  /* T: refit Lambda_un and the regressions every T mini-batches (100) */
     float fang_tau;        /* timescale of the moving averages (100) */
     float fang_lambda;     /* damping lambda added to every covariance (0.01) */
+    int fang_inverse;      /* NG_FANG_INV_TIKHONOV (0, default) or NG_FANG_INV_REGULARIZED (eq. 35) */
     /* the diagonal metric (natgrad/recipes.h) */
     int diag_metric;       /* NG_DIAG_ENERGY (default) or NG_DIAG_FISHER */
     float diag_lambda;     /* added to the diagonal (1e-4) */

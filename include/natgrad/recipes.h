@@ -69,7 +69,9 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
 ng_status ng_diag_phi_scale(ng_precond *p, ng_tensor *scale, ng_tensor *inv_scale);
 
 /* An update rule that runs `inner` (SGD, NAG, Adam, RMSprop; taken over, freed with the wrapper) on
- * phi = s o theta for the diagonal preconditioner p in phi mode: step maps the parameters to phi,
+ * phi = S theta for a preconditioner p in phi mode: the diagonal (S = diag(s)), K-FAC with
+ * phi_every > 0 (S = (A (x) G)^(1/2) per layer, natgrad/kfac.h) or the full Fisher (S dense). For
+ * the diagonal: step maps the parameters to phi,
  * lets the inner rule step with the direction p left (g / s = the gradient in phi), and maps back
  * theta = phi / s. Plain SGD in phi is then the natural-gradient step theta -= lr g / s^2 for the
  * fixed metric; Adam in phi is "natural gradient plus Adam" without feeding Adam a natural
@@ -77,6 +79,26 @@ ng_status ng_diag_phi_scale(ng_precond *p, ng_tensor *scale, ng_tensor *inv_scal
  * moments) lives in phi and is kept across refreshes of s. Checkpoints are the inner rule's
  * (update.kind is its name). Iterate averaging (average > 0) is refused: it would average phi. */
 ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_precond *p, ng_update **out);
+
+/* The natural parameter space with the full, dense Fisher of a tiny network (section 2.7 with an
+ * explicit G; host/optim/fullfisher.c), a preconditioner named "full": at updates t = 0, K, 2K, ...
+ * G is built column by column from exact Gauss-Newton (= Fisher) products on the gradient's batch,
+ * G + lambda I = E diag(w) E^T (float64 eigensolver), S = (G + lambda I)^(1/2) and S^-1 kept
+ * (float32, checkpointed); apply leaves S^-1 g, ng_update_phi_init wraps the rule. Networks
+ * without batch normalisation, at most NG_FULL_MAX_PARAMS parameters (refused beyond: use the
+ * Kronecker factors, natgrad/kfac.h phi_every, or the diagonal). */
+#define NG_FULL_MAX_PARAMS 2048
+typedef struct ng_full_config {
+    double lambda;  /* --full-lambda: added to G (1e-3; > 0) */
+    int phi_every;  /* --phi-every K >= 1: G recomputed every K updates */
+} ng_full_config;
+void ng_full_config_default(ng_full_config *cfg);
+ng_status ng_full_config_check(const ng_full_config *cfg);
+ng_status ng_full_config_from_ckpt(const ng_ckpt *c, ng_full_config *cfg);
+ng_status ng_precond_full_init(ng_backend *be, ng_model *m, const ng_full_config *cfg, ng_precond **out);
+/* x <- S x (to_phi) or S^-1 x in place (device, the model's size); NG_ERR_NUMERIC before the
+ * first refresh. */
+ng_status ng_full_phi_map(ng_precond *p, float *x, int to_phi);
 
 /* For tests: the per-batch estimate d of the last apply and the moving average avg (before the
  * bias correction), device vectors of the model's size; views valid while p lives. */
