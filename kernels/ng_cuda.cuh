@@ -24,8 +24,7 @@
  * NG_DEV_KERNEL) before it is made: a flag test when the profile is off. The comma expression keeps
  * NG_LAUNCH(...)(args) one expression statement (usable as the body of an if or else). */
 #if !defined(NG_SIMT)
-#define NG_LAUNCH(kernel, grid, block, shmem, stream)                                              \
-    ng_profile_device_call(NG_DEV_KERNEL), kernel<<<(grid), (block), (shmem), (cudaStream_t)(stream)>>>
+#define NG_LAUNCH(kernel, grid, block, shmem, stream) ng_profile_device_call(NG_DEV_KERNEL), kernel<<<(grid), (block), (shmem), (cudaStream_t)(stream)>>>
 #define NG_DYN_SHARED(type, name) extern __shared__ type name[]
 #else
 #undef NG_LAUNCH
