@@ -241,6 +241,16 @@ expect_exit net_full_phi_needs_every 2 "--precond full needs --phi-every K" "$bi
 expect_exit net_full_phi_bad_lambda 2 "--full-lambda 0" "$bin" "${R[@]}" --full-lambda 0 --steps 2 --out fpbad
 expect_exit net_full_phi_under_hf 2 "--precond full goes under a first-order rule" "$bin" "${R[@]}" --optimizer hf --steps 2 --out fpbad
 expect_exit net_full_phi_resume_fixed 2 "--full-lambda cannot be combined with --resume" "$bin" net train --resume fphalf/net.ckpt --full-lambda 0.1 --out fphalf
+# --full-inverse regularized: trains, differs from the Tikhonov root, resumes bit for bit, keeps its choice
+run fphi_reg "$bin" "${R[@]}" --full-inverse regularized --steps 30 --log-every 10 --out fpreg
+if [ "$rc" = 0 ] && [ -s fpreg/net.ckpt ] && ! cmp -s fpreg/net.ckpt fpfull/net.ckpt; then pass net_full_phi_regularized_trains_and_differs
+else fail net_full_phi_regularized_trains_and_differs "exit $rc (or identical to the Tikhonov run)"; show fphi_reg.err; fi
+run fphi_reg_half "$bin" "${R[@]}" --full-inverse regularized --steps 13 --log-every 10 --out fpreghalf
+run fphi_reg_rest "$bin" net train --device cpu --data bars-stripes --threads 1 --resume fpreghalf/net.ckpt --steps 30 --log-every 10 --out fpreghalf
+if [ "$rc" = 0 ] && cmp -s fpreg/net.ckpt fpreghalf/net.ckpt; then pass net_full_phi_regularized_resume_identical
+else fail net_full_phi_regularized_resume_identical "exit $rc"; show fphi_reg_rest.err; fi
+expect_exit net_full_phi_bad_inverse 2 "--full-inverse" "$bin" "${R[@]}" --full-inverse cholesky --steps 2 --out fpbad
+expect_exit net_full_phi_inverse_fixed 2 "--full-inverse cannot be combined with --resume" "$bin" net train --resume fpreghalf/net.ckpt --full-inverse tikhonov --out fpreghalf
 
 # ---- rbm train --optimizer fang --fang-inverse regularized (eq. 35 for Sigma_un) -----------------
 FR=(rbm train --data bars-stripes --device cpu --threads 1 --hidden 8 --batch 16 --particles 16 --log-every 10

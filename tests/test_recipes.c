@@ -965,6 +965,9 @@ static int dense_G(netfix *f, double lambda, double *G) {
     return 0;
 }
 
+/* how fphi_setup's full Fisher is inverted (test_phi_full_regularized switches it) */
+static int g_full_inverse = NG_FULL_INV_TIKHONOV;
+
 static ng_status fphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_precond **p, ng_update **u) {
     ng_full_config fc;
     ng_update *inner = NULL;
@@ -973,6 +976,7 @@ static ng_status fphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_p
     ng_full_config_default(&fc);
     fc.lambda = 1e-2;
     fc.phi_every = every;
+    fc.inverse = g_full_inverse;
     NG_TRY(ng_precond_full_init(be, f->net, &fc, p));
     if (rule == 0) {
         ng_sgd_config c;
@@ -1110,13 +1114,108 @@ static ng_status fphi_run(ng_backend *be, double **theta, size_t *np) {
 }
 
 static int test_phi_full_cpu_vs_cuda(void) {
-    double *a = NULL, *b = NULL;
-    size_t na = 0, nb = 0;
+    int inv;
     if (!g_cuda) return ngt_skip(g_cuda_reason);
-    NGT_OK(fphi_run(g_cpu, &a, &na));
-    NGT_OK(fphi_run(g_cuda, &b, &nb));
-    NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "Adam in full-Fisher phi, 7 updates: cpu vs cuda rel diff %g", rel_diff(b, a, na));
-    free(a), free(b);
+    for (inv = 0; inv < 2; inv++) {
+        double *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        ng_status sa, sb;
+        g_full_inverse = inv;
+        sa = fphi_run(g_cpu, &a, &na);
+        sb = fphi_run(g_cuda, &b, &nb);
+        g_full_inverse = NG_FULL_INV_TIKHONOV;
+        NGT_OK(sa);
+        NGT_OK(sb);
+        NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "Adam in full-Fisher phi (%s), 7 updates: cpu vs cuda rel diff %g",
+                  inv ? "regularized" : "tikhonov", rel_diff(b, a, na));
+        free(a), free(b);
+    }
+    return NGT_PASS;
+}
+
+/* --full-inverse regularized (Sohl-Dickstein eq. 35): SGD in phi takes theta - lr (G^2 + lambda^2 I)^-1 G g
+ * with G the dense float64 Gauss-Newton matrix of the last refresh (no + lambda I), and the inverse map
+ * twice is (G^2 + lambda^2 I)^-1 G. A Tikhonov step (G + lambda I)^-1 g would fail both checks: the
+ * lambda here (1e-2) is of the order of G's small eigenvalues, where the two differ most. */
+static int test_phi_full_regularized(void) {
+    netfix f;
+    ng_precond *p = NULL;
+    ng_update *u = NULL;
+    double *G = NULL, *M, *th, *g, *th1, *want, *x, *y, *yref, lam = 1e-2, tik_err = 0.0;
+    float *hx;
+    size_t i, j, n;
+    int t;
+    ng_status s;
+    g_full_inverse = NG_FULL_INV_REGULARIZED;
+    s = fphi_setup(&f, g_cpu, 0, 2, &p, &u);
+    g_full_inverse = NG_FULL_INV_TIKHONOV;
+    NGT_OK(s);
+    n = f.np;
+    G = (double *)malloc(n * n * sizeof(double));
+    M = (double *)malloc(n * n * sizeof(double));
+    want = (double *)malloc(n * sizeof(double));
+    yref = (double *)malloc(n * sizeof(double));
+    for (t = 0; t < 4; t++) {
+        double e = 0.0, sc;
+        NGT_OK(ng_model_gradient(f.net, &f.x, NULL));
+        th = get_vec(f.be, f.net->param_flat.data, n);
+        g = get_vec(f.be, f.net->grad_flat.data, n);
+        if (t % 2 == 0) NGT_CHECK(dense_G(&f, 0.0, G) == 0, "dense G: %s", ng_last_error());
+        NGT_OK(ng_precond_apply(p, f.net, (uint64_t)t));
+        NGT_OK(ng_update_step(u, f.net, (uint64_t)t));
+        th1 = get_vec(f.be, f.net->param_flat.data, n);
+        /* want = (G^2 + lam^2 I)^-1 G g */
+        for (i = 0; i < n; i++) {
+            want[i] = 0.0;
+            for (j = 0; j < n; j++) want[i] += G[i + j * n] * g[j];
+        }
+        for (j = 0; j < n; j++)
+            for (i = 0; i < n; i++) {
+                double acc = 0.0;
+                size_t q;
+                for (q = 0; q < n; q++) acc += G[i + q * n] * G[q + j * n];
+                M[i + j * n] = acc + (i == j ? lam * lam : 0.0);
+            }
+        dsolve(M, want, (int)n, 1);
+        sc = max_abs(want, n);
+        for (i = 0; i < n; i++) e = fmax(e, fabs(th1[i] - (th[i] - 0.05 * want[i])));
+        NGT_CHECK(sc > 1e-3, "t %d: regularised step too small to test (%g)", t, sc);
+        NGT_CHECK(e <= 5e-4 * 0.05 * sc + 1e-6 * max_abs(th, n),
+                  "t %d: SGD in phi vs theta - lr (G^2 + lambda^2 I)^-1 G g: max error %g (step scale %g)", t, e, 0.05 * sc);
+        /* the Tikhonov step, for contrast: it must be measurably different */
+        for (j = 0; j < n; j++)
+            for (i = 0; i < n; i++) M[i + j * n] = G[i + j * n] + (i == j ? lam : 0.0);
+        memcpy(yref, g, n * sizeof(double));
+        dsolve(M, yref, (int)n, 1);
+        for (i = 0; i < n; i++) tik_err = fmax(tik_err, fabs(yref[i] - want[i]) / sc);
+        free(th), free(g), free(th1);
+    }
+    NGT_CHECK(tik_err > 1e-2, "control: the Tikhonov step is within %g of the regularised one (the test could not tell them apart)", tik_err);
+    /* S^-1 S^-1 x against (G^2 + lambda^2 I)^-1 G x for G of the last refresh (t = 2) */
+    x = (double *)malloc(n * sizeof(double));
+    hx = (float *)malloc(n * sizeof(float));
+    for (i = 0; i < n; i++) hx[i] = (float)(2.0 * urand() - 1.0), x[i] = hx[i];
+    NGT_OK(ng_set(f.be, f.out.data, hx, n * sizeof(float)));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    NGT_OK(ng_full_phi_map(p, f.out.data, 0));
+    y = get_vec(f.be, f.out.data, n);
+    for (i = 0; i < n; i++) {
+        yref[i] = 0.0;
+        for (j = 0; j < n; j++) yref[i] += G[i + j * n] * x[j];
+    }
+    for (j = 0; j < n; j++)
+        for (i = 0; i < n; i++) {
+            double acc = 0.0;
+            size_t q;
+            for (q = 0; q < n; q++) acc += G[i + q * n] * G[q + j * n];
+            M[i + j * n] = acc + (i == j ? lam * lam : 0.0);
+        }
+    dsolve(M, yref, (int)n, 1);
+    NGT_CHECK(rel_diff(y, yref, n) < 1e-3, "S^-1 S^-1 x vs (G^2 + lambda^2 I)^-1 G x: rel diff %g", rel_diff(y, yref, n));
+    free(y), free(hx), free(x), free(G), free(M), free(want), free(yref);
+    ng_update_free(u);
+    ng_precond_free(p);
+    netfix_free(&f);
     return NGT_PASS;
 }
 
@@ -1222,6 +1321,7 @@ int main(void) {
     NGT_RUN(test_phi_full_map_and_step);
     NGT_RUN(test_phi_full_refusals);
     NGT_RUN(test_phi_full_cpu_vs_cuda);
+    NGT_RUN(test_phi_full_regularized);
     NGT_RUN(test_diag_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

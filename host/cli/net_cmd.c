@@ -333,7 +333,7 @@ typedef struct net_train_opts {
     int tn_iters, tn_solver, tn_curv, tn_metric, tn_mbatch, tn_hfpre, tn_hfbt, tn_line, tn_search, tn_timing, tn_rho, tn_fisher, tn_fsamples;
     float tn_rtol, tn_decay, tn_lmin;
     /* Sohl-Dickstein's diagonal preconditioner under a first-order rule (--precond diag) */
-    int precond, dg_metric, kf_inv, dg_phi;
+    int precond, dg_metric, kf_inv, dg_phi, fl_inv;
     float dg_lambda, dg_power, dg_beta, fl_lambda;
     ng_diag_config dg;
     ng_full_config fl; /* --precond full */
@@ -600,7 +600,8 @@ static int net_train(int argc, char **argv) {
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
             {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule but prong runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks; not --precond diag, kfac or full, --tn-fisher sampled)", OPT_FIXED, 0},
             {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac|full", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi), or (full, with --phi-every K) in phi = (G + --full-lambda I)^(1/2) theta of the dense Fisher of the batch (networks of at most 2048 parameters)", OPT_FIXED, 0},
-            {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0)", OPT_FIXED, 0},
+            {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0), or the eps of --full-inverse regularized", OPT_FIXED, 0},
+            {"full-inverse", OPT_ENUM, &o.fl_inv, "tikhonov|regularized", "--precond full: the metric's root from G + lambda I, or Sohl-Dickstein's regularised inverse (eq. 35): SGD in phi then steps by (G^2 + lambda^2 I)^-1 G grad", OPT_FIXED, 0},
             {"diag-metric", OPT_ENUM, &o.dg_metric, "fisher|empirical", "--precond diag: squared per-case gradients with targets sampled from the model (eq. 30) or the data's (eq. 31)", OPT_FIXED, 0},
             {"diag-lambda", OPT_FLOAT, &o.dg_lambda, "L", "--precond diag: added to the diagonal", OPT_FIXED, 0},
             {"diag-power", OPT_FLOAT, &o.dg_power, "P", "--precond diag: exponent in (0, 1] (1: the diagonal natural gradient; 0.5: RMSprop-like)", OPT_FIXED, 0},
@@ -838,6 +839,7 @@ static int net_train(int argc, char **argv) {
             /* the dense Fisher as the metric of the natural parameter space */
             ng_full_config_default(&o.fl);
             o.fl.lambda = o.fl_lambda;
+            o.fl.inverse = o.fl_inv;
             o.fl.phi_every = o.dg_phi;
             if (o.dg_phi <= 0) {
                 fprintf(stderr, "natgrad net train: --precond full needs --phi-every K (the rule runs in phi = (G + lambda I)^(1/2) theta)\n");

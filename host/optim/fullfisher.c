@@ -7,6 +7,9 @@
  *          lambda: G is positive semi-definite), S = E diag(w^(1/2)) E^T, S^-1 = E diag(w^(-1/2)) E^T
  *          rounded to float32 (state arena "full.S", "full.Sinv": a resume between refreshes is
  *          bit-exact)
+ * With --full-inverse regularized (Sohl-Dickstein eq. 35) G itself is eigendecomposed (no + lambda I)
+ * and S^-1 = E diag(sqrt(g / (g^2 + lambda^2))) E^T, g = max(w, 0), S its pseudo-inverse: the step
+ * S^-1 S^-1 grad is (G^2 + lambda^2 I)^-1 G grad.
  * apply leaves S^-1 g in the gradient arena (the gradient in phi); ng_full_phi_map maps x <- S x or
  * S^-1 x for the update-rule wrapper of phi.c. Refused above NG_FULL_MAX_PARAMS parameters (dense
  * n x n storage and an O(n^3) eigendecomposition per refresh). Allocates at init only. */
@@ -38,8 +41,12 @@ ng_status ng_full_config_check(const ng_full_config *c) {
     if (!(c->lambda > 0.0) || !isfinite(c->lambda))
         return ng_error(NG_ERR_INVALID_ARG, "--full-lambda %g: must be finite and > 0 (G + lambda I must be invertible)", c->lambda);
     if (c->phi_every < 1) return ng_error(NG_ERR_INVALID_ARG, "--phi-every %d: the full Fisher needs K >= 1", c->phi_every);
+    if (c->inverse != NG_FULL_INV_TIKHONOV && c->inverse != NG_FULL_INV_REGULARIZED)
+        return ng_error(NG_ERR_INVALID_ARG, "--full-inverse: %d is neither tikhonov (0) nor regularized (1)", c->inverse);
     return NG_OK;
 }
+
+static ng_status eig_mul(full *k, ng_backend *be, float *out);
 
 static ng_status eig_pow(full *k, ng_backend *be, float power, float *out) {
     ng_op_args o;
@@ -58,6 +65,13 @@ static ng_status eig_pow(full *k, ng_backend *be, float power, float *out) {
     o.outer_scale.out = k->w2.data;
     o.outer_scale.ldo = 1;
     NG_TRY(ng_run_op(be, &o));
+    return eig_mul(k, be, out);
+}
+
+/* out = X diag(w2) X^T (X the eigenvectors), symmetric */
+static ng_status eig_mul(full *k, ng_backend *be, float *out) {
+    ng_op_args o;
+    int n = k->n;
     memset(&o, 0, sizeof o);
     o.op = NG_OP_OUTER_SCALE;
     o.outer_scale.mode = NG_OSCALE_MUL;
@@ -73,6 +87,27 @@ static ng_status eig_pow(full *k, ng_backend *be, float power, float *out) {
     return ng_symmetrize_lower(be, n, out, n, 0.0f);
 }
 
+/* S^-1 = E diag(h) E^T, h = sqrt(g / (g^2 + lambda^2)), and S = E diag(1 / h) E^T on h > 0 (0 elsewhere),
+ * from the float64 eigenvalues (host, n <= NG_FULL_MAX_PARAMS) */
+static ng_status regularized_roots(full *k, ng_backend *be) {
+    int n = k->n, i;
+    double *w = (double *)malloc((size_t)n * sizeof(double)), l2 = k->cfg.lambda * k->cfg.lambda;
+    float *h = (float *)malloc((size_t)n * sizeof(float)), *hi = (float *)malloc((size_t)n * sizeof(float));
+    ng_status s = (!w || !h || !hi) ? ng_error(NG_ERR_OOM, "full Fisher: out of host memory") : NG_OK;
+    if (s == NG_OK) s = ng_get(be, w, k->wd.data_d, (size_t)n * sizeof(double));
+    for (i = 0; s == NG_OK && i < n; i++) {
+        double g = w[i] > 0.0 ? w[i] : 0.0, r = sqrt(g / (g * g + l2));
+        h[i] = (float)r;
+        hi[i] = r > 0.0 ? (float)(1.0 / r) : 0.0f;
+    }
+    if (s == NG_OK) s = ng_set(be, k->w2.data, h, (size_t)n * sizeof(float));
+    if (s == NG_OK) s = eig_mul(k, be, k->Si.data);
+    if (s == NG_OK) s = ng_set(be, k->w2.data, hi, (size_t)n * sizeof(float));
+    if (s == NG_OK) s = eig_mul(k, be, k->S.data);
+    free(w), free(h), free(hi);
+    return s;
+}
+
 static ng_status refresh(ng_precond *p, ng_model *m) {
     full *k = (full *)p->impl;
     ng_backend *be = p->be;
@@ -86,7 +121,7 @@ static ng_status refresh(ng_precond *p, ng_model *m) {
         NG_TRY(ng_net_gvp(m, &k->ek, &col));
         NG_TRY(ng_set(be, k->ek.data + j, &zero, sizeof zero));
     }
-    NG_TRY(ng_symmetrize_lower(be, n, k->G.data, n, (float)k->cfg.lambda));
+    NG_TRY(ng_symmetrize_lower(be, n, k->G.data, n, k->cfg.inverse == NG_FULL_INV_REGULARIZED ? 0.0f : (float)k->cfg.lambda));
     NG_TRY(ng_to_double(be, nn, k->G.data, k->Gd.data_d));
     NG_TRY(ng_syevd_d(be, n, k->Gd.data_d, n, k->wd.data_d, &info));
     if (info)
@@ -94,8 +129,12 @@ static ng_status refresh(ng_precond *p, ng_model *m) {
                         "the network diverged or the data hold NaN/Inf)", info);
     NG_TRY(ng_to_float(be, nn, k->Gd.data_d, k->X.data));
     NG_TRY(ng_to_float(be, (size_t)n, k->wd.data_d, k->w.data));
-    NG_TRY(eig_pow(k, be, 0.5f, k->S.data));
-    NG_TRY(eig_pow(k, be, -0.5f, k->Si.data));
+    if (k->cfg.inverse == NG_FULL_INV_REGULARIZED) {
+        NG_TRY(regularized_roots(k, be));
+    } else {
+        NG_TRY(eig_pow(k, be, 0.5f, k->S.data));
+        NG_TRY(eig_pow(k, be, -0.5f, k->Si.data));
+    }
     k->ready = 1;
     return NG_OK;
 }
@@ -123,6 +162,7 @@ static ng_status full_apply(ng_precond *p, ng_model *m, uint64_t t) {
 static ng_status full_save(ng_precond *p, ng_ckpt *c) {
     full *k = (full *)p->impl;
     NG_TRY(ng_ckpt_set_f64(c, "full.lambda", k->cfg.lambda));
+    NG_TRY(ng_ckpt_set_i64(c, "full.inverse", k->cfg.inverse));
     return ng_ckpt_set_i64(c, "full.phi_every", k->cfg.phi_every);
 }
 
@@ -133,6 +173,10 @@ ng_status ng_full_config_from_ckpt(const ng_ckpt *c, ng_full_config *cfg) {
     NG_TRY(ng_ckpt_get_f64(c, "full.lambda", &f.lambda));
     NG_TRY(ng_ckpt_get_int(c, "full.phi_every", 1, 1 << 30, &v));
     f.phi_every = (int)v;
+    if (ng_ckpt_has(c, "full.inverse")) {
+        NG_TRY(ng_ckpt_get_int(c, "full.inverse", 0, 1, &v));
+        f.inverse = (int)v;
+    }
     if (ng_full_config_check(&f) != NG_OK) return ng_error_wrap(NG_ERR_FORMAT, "checkpoint %s: full.*: ", ng_ckpt_path(c));
     *cfg = f;
     return NG_OK;
@@ -142,9 +186,9 @@ static ng_status full_load(ng_precond *p, const ng_ckpt *c, int apply) {
     full *k = (full *)p->impl;
     ng_full_config f;
     NG_TRY(ng_full_config_from_ckpt(c, &f));
-    if (f.lambda != k->cfg.lambda || f.phi_every != k->cfg.phi_every)
-        return ng_error(NG_ERR_FORMAT, "checkpoint %s: full.lambda %g, full.phi_every %d; this run uses %g, %d", ng_ckpt_path(c), f.lambda,
-                        f.phi_every, k->cfg.lambda, k->cfg.phi_every);
+    if (f.lambda != k->cfg.lambda || f.phi_every != k->cfg.phi_every || f.inverse != k->cfg.inverse)
+        return ng_error(NG_ERR_FORMAT, "checkpoint %s: full.lambda %g, full.phi_every %d, full.inverse %d; this run uses %g, %d, %d",
+                        ng_ckpt_path(c), f.lambda, f.phi_every, f.inverse, k->cfg.lambda, k->cfg.phi_every, k->cfg.inverse);
     if (apply) k->ready = 1; /* S, S^-1 come with the state arena */
     return NG_OK;
 }

@@ -88,9 +88,16 @@ ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_p
  * without batch normalisation, at most NG_FULL_MAX_PARAMS parameters (refused beyond: use the
  * Kronecker factors, natgrad/kfac.h phi_every, or the diagonal). */
 #define NG_FULL_MAX_PARAMS 2048
+enum { NG_FULL_INV_TIKHONOV = 0, NG_FULL_INV_REGULARIZED = 1 };
 typedef struct ng_full_config {
-    double lambda;  /* --full-lambda: added to G (1e-3; > 0) */
+    double lambda;  /* --full-lambda: added to G (1e-3; > 0), or the eps of the regularised inverse */
     int phi_every;  /* --phi-every K >= 1: G recomputed every K updates */
+    /* --full-inverse: NG_FULL_INV_TIKHONOV, S = (G + lambda I)^(1/2); NG_FULL_INV_REGULARIZED,
+     * Sohl-Dickstein's eq. 35: S^-1 = ((G^2 + lambda^2 I)^-1 G)^(1/2) (eigenvalues sqrt(g / (g^2 +
+     * lambda^2)), g = max(eigenvalue of G, 0)), so SGD in phi takes theta - lr (G^2 + lambda^2 I)^-1 G
+     * grad; S is its pseudo-inverse (0 on the null space of G, where the regularised inverse takes no
+     * step) */
+    int inverse;
 } ng_full_config;
 void ng_full_config_default(ng_full_config *cfg);
 ng_status ng_full_config_check(const ng_full_config *cfg);
