@@ -59,12 +59,13 @@ for m in sgd centering fang; do
 done
 fi
 echo "method,lr,step,train_s,test_ll_ais,lo,hi" > "$res/fang_figure3_curves.csv"
-echo "method,lr,steps,train_s,ais_betas,test_ll_ais,ais_lo,ais_hi,raise_n,raise_ll_subset,raise_lo,raise_hi,ais_ll_subset,ais_minus_raise,diff_lo,diff_hi" > "$res/fang_figure3_final.csv"
+echo "method,lr,steps,train_s,ais_betas,test_ll_ais,ais_lo,ais_hi,raise_n,raise_ll_subset,raise_lo,raise_hi,ais_ll_subset,ais_minus_raise,diff_lo,diff_hi,load_1min" > "$res/fang_figure3_final.csv"
 for m in sgd centering fang; do
   lr=${BEST_LR[$m]:-}
   [ -n "$lr" ] || { echo "no working learning rate for $m"; continue; }
   out=$work/final-$m
   rm -rf "$out"
+  run_load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo nan)  # 1-minute load average as this run starts
   "$ng" rbm train "${common[@]}" --optimizer "$m" --lr "$lr" --steps 1000000 --minutes "$RUN_MIN" --snapshot-every-s "$SNAP_S" --out "$out" --force 2> "$out.log" || true
   tail -n +2 "$out/snapshots.csv" | while IFS=, read -r step el ts ck; do
     read -r ll lo hi <<<"$(ais_ll "$ck" "$SNAP_BETAS")"
@@ -80,7 +81,7 @@ for m in sgd centering fang; do
   read -r rll rlo rhi <<<"$(sed -n 's/^RAISE: average log-likelihood of the first [0-9]* examples: \([-0-9.]*\) nats (errs low; spread over examples: 3-SE \[\([-0-9.]*\), \([-0-9.]*\)\])/\1 \2 \3/p' <<<"$ev")"
   sub=$(sed -n 's/^AIS on the same [0-9]* examples: \([-0-9.]*\) nats.*/\1/p' <<<"$ev")
   read -r dd dlo dhi <<<"$(sed -n 's/^AIS - RAISE, paired on those examples: \([-0-9.]*\) nats, 95% interval \[\([-0-9.]*\), \([-0-9.]*\)\].*/\1 \2 \3/p' <<<"$ev")"
-  echo "$m,$lr,$steps,$ts,$FINAL_BETAS,$ll,$lo,$hi,$RAISE_N,$rll,$rlo,$rhi,$sub,$dd,$dlo,$dhi" >> "$res/fang_figure3_final.csv"
+  echo "$m,$lr,$steps,$ts,$FINAL_BETAS,$ll,$lo,$hi,$RAISE_N,$rll,$rlo,$rhi,$sub,$dd,$dlo,$dhi,$run_load" >> "$res/fang_figure3_final.csv"
   echo "final $m (lr $lr): AIS $ll [$lo, $hi]; RAISE (first $RAISE_N) $rll [$rlo, $rhi] vs AIS $sub"
 done
 if command -v gnuplot >/dev/null; then
@@ -109,8 +110,8 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
   echo "## Learning-rate sweep ${sweep_note}"; echo; echo "| method | alpha | updates | test LL (AIS) |"; echo "|---|---|---|---|"
   tail -n +2 "$res/fang_figure3_sweep.csv" | awk -F, '{printf "| %s | %s | %s | %s |\n", $1, $2, $4, $5}'
   echo; echo "## Final models"; echo
-  echo "| method | alpha | updates | update time at last snapshot (s) | test LL, AIS [95 %] | RAISE, first ${RAISE_N} [3 SE over digits] | AIS, same digits | AIS - RAISE, paired [95 %] |"; echo "|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$res/fang_figure3_final.csv" | awk -F, '{printf "| %s | %s | %s | %s | %s [%s, %s] | %s [%s, %s] | %s | %s [%s, %s] |\n", $1,$2,$3,$4,$6,$7,$8,$10,$11,$12,$13,$14,$15,$16}'
+  echo "| method | alpha | updates | update time at last snapshot (s) | test LL, AIS [95 %] | RAISE, first ${RAISE_N} [3 SE over digits] | AIS, same digits | AIS - RAISE, paired [95 %] | load at start |"; echo "|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$res/fang_figure3_final.csv" | awk -F, '{printf "| %s | %s | %s | %s | %s [%s, %s] | %s [%s, %s] | %s | %s [%s, %s] | %s |\n", $1,$2,$3,$4,$6,$7,$8,$10,$11,$12,$13,$14,$15,$16,$17}'
   echo; echo "## Curves"; echo; echo "![test LL vs time](fang_figure3.png)"; echo
   echo "| method | update | time (s) | test LL (AIS) |"; echo "|---|---|---|---|"
   tail -n +2 "$res/fang_figure3_curves.csv" | awk -F, '{printf "| %s | %s | %s | %s |\n", $1, $3, $4, $5}'
