@@ -27,6 +27,8 @@ typedef struct full {
     ng_tensor S, Si;  /* (n, n) state */
     ng_arena scratch;
     ng_tensor G, X, T, ek, tmp, w, w2, Gd, wd;
+    double *hw;      /* host: the eigenvalues (regularised inverse) */
+    float *hs, *hsi; /* host: the eigenvalues of S and S^-1 (regularised inverse) */
     int ready;
 } full;
 
@@ -91,10 +93,9 @@ static ng_status eig_mul(full *k, ng_backend *be, float *out) {
  * from the float64 eigenvalues (host, n <= NG_FULL_MAX_PARAMS) */
 static ng_status regularized_roots(full *k, ng_backend *be) {
     int n = k->n, i;
-    double *w = (double *)malloc((size_t)n * sizeof(double)), l2 = k->cfg.lambda * k->cfg.lambda;
-    float *h = (float *)malloc((size_t)n * sizeof(float)), *hi = (float *)malloc((size_t)n * sizeof(float));
-    ng_status s = (!w || !h || !hi) ? ng_error(NG_ERR_OOM, "full Fisher: out of host memory") : NG_OK;
-    if (s == NG_OK) s = ng_get(be, w, k->wd.data_d, (size_t)n * sizeof(double));
+    double *w = k->hw, l2 = k->cfg.lambda * k->cfg.lambda;
+    float *h = k->hsi, *hi = k->hs;
+    ng_status s = ng_get(be, w, k->wd.data_d, (size_t)n * sizeof(double));
     for (i = 0; s == NG_OK && i < n; i++) {
         double g = w[i] > 0.0 ? w[i] : 0.0, r = sqrt(g / (g * g + l2));
         h[i] = (float)r;
@@ -104,7 +105,6 @@ static ng_status regularized_roots(full *k, ng_backend *be) {
     if (s == NG_OK) s = eig_mul(k, be, k->Si.data);
     if (s == NG_OK) s = ng_set(be, k->w2.data, hi, (size_t)n * sizeof(float));
     if (s == NG_OK) s = eig_mul(k, be, k->S.data);
-    free(w), free(h), free(hi);
     return s;
 }
 
@@ -197,6 +197,7 @@ static void full_destroy(ng_precond *p) {
     full *k = (full *)p->impl;
     if (!k) return;
     ng_arena_free(&k->scratch);
+    free(k->hw), free(k->hs), free(k->hsi);
     free(k);
 }
 
@@ -260,6 +261,12 @@ ng_status ng_precond_full_init(ng_backend *be, ng_model *m, const ng_full_config
     dd[0] = k->n;
     if (s == NG_OK) s = ng_arena_reserve_nd(&k->scratch, "wd", NG_F64, 1, dd, &k->wd);
     if (s == NG_OK) s = ng_arena_commit(&k->scratch);
+    if (s == NG_OK) {
+        k->hw = (double *)malloc(n * sizeof(double));
+        k->hs = (float *)malloc(n * sizeof(float));
+        k->hsi = (float *)malloc(n * sizeof(float));
+        if (!k->hw || !k->hs || !k->hsi) s = ng_error(NG_ERR_OOM, "full Fisher: out of host memory");
+    }
     if (s != NG_OK) {
         ng_precond_free(p);
         return s;
