@@ -459,10 +459,29 @@ static int test_diag_bad_config(void) {
 
 /* ---- natural parameter space ------------------------------------------------------------------ */
 
-static ng_status phi_setup(netfix *f, ng_backend *be, int rule, ng_precond **p, ng_update **u) {
-    ng_diag_config cfg;
+/* the first-order rule of the phi-space tests (0: SGD, lr 0.05, no momentum; 1: Adam at adam_lr)
+ * wrapped to run in the natural parameter space of p */
+static ng_status phi_rule(ng_backend *be, ng_model *net, int rule, float adam_lr, ng_precond *p, ng_update **u) {
     ng_update *inner = NULL;
     ng_status s;
+    if (rule == 0) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.05f;
+        s = ng_update_sgd_init(be, net, &c, &inner);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = adam_lr;
+        s = ng_update_adam_init(be, net, &c, &inner);
+    }
+    if (s == NG_OK) s = ng_update_phi_init(be, net, inner, p, u);
+    if (s != NG_OK) ng_update_free(inner);
+    return s;
+}
+
+static ng_status phi_setup(netfix *f, ng_backend *be, int rule, ng_precond **p, ng_update **u) {
+    ng_diag_config cfg;
     NG_TRY(netfix_init(f, be, 8));
     ng_diag_config_default(&cfg);
     cfg.metric = NG_DIAG_EMPIRICAL;
@@ -470,20 +489,7 @@ static ng_status phi_setup(netfix *f, ng_backend *be, int rule, ng_precond **p, 
     cfg.lambda = 1e-3;
     cfg.phi_every = 3;
     NG_TRY(ng_precond_diag_init(be, f->net, &cfg, p));
-    if (rule == 0) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.05f;
-        s = ng_update_sgd_init(be, f->net, &c, &inner);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 1e-3f;
-        s = ng_update_adam_init(be, f->net, &c, &inner);
-    }
-    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
-    if (s != NG_OK) ng_update_free(inner);
-    return s;
+    return phi_rule(be, f->net, rule, 1e-3f, *p, u);
 }
 
 static int test_phi_sgd_is_natural_step(void) {
@@ -731,8 +737,6 @@ static void kref_apply(const kref *r, const double *v, double *out, size_t np, i
 
 static ng_status kphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_precond **p, ng_update **u) {
     ng_kfac_config kc;
-    ng_update *inner = NULL;
-    ng_status s;
     NG_TRY(netfix_init(f, be, 8));
     ng_kfac_config_default(&kc);
     kc.phi_every = every;
@@ -740,20 +744,7 @@ static ng_status kphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_p
     kc.tau1 = 1.0;
     kc.timing = 0;
     NG_TRY(ng_precond_kfac_init(be, f->net, &kc, p));
-    if (rule == 0) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.05f;
-        s = ng_update_sgd_init(be, f->net, &c, &inner);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 1e-2f;
-        s = ng_update_adam_init(be, f->net, &c, &inner);
-    }
-    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
-    if (s != NG_OK) ng_update_free(inner);
-    return s;
+    return phi_rule(be, f->net, rule, 1e-2f, *p, u);
 }
 
 static ng_status kphi_update(netfix *f, ng_precond *p, ng_update *u, uint64_t t) {
@@ -970,28 +961,13 @@ static int g_full_inverse = NG_FULL_INV_TIKHONOV;
 
 static ng_status fphi_setup(netfix *f, ng_backend *be, int rule, int every, ng_precond **p, ng_update **u) {
     ng_full_config fc;
-    ng_update *inner = NULL;
-    ng_status s;
     NG_TRY(netfix_init(f, be, 8));
     ng_full_config_default(&fc);
     fc.lambda = 1e-2;
     fc.phi_every = every;
     fc.inverse = g_full_inverse;
     NG_TRY(ng_precond_full_init(be, f->net, &fc, p));
-    if (rule == 0) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.05f;
-        s = ng_update_sgd_init(be, f->net, &c, &inner);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 1e-2f;
-        s = ng_update_adam_init(be, f->net, &c, &inner);
-    }
-    if (s == NG_OK) s = ng_update_phi_init(be, f->net, inner, *p, u);
-    if (s != NG_OK) ng_update_free(inner);
-    return s;
+    return phi_rule(be, f->net, rule, 1e-2f, *p, u);
 }
 
 static int test_phi_full_map_and_step(void) {
@@ -1133,6 +1109,17 @@ static int test_phi_full_cpu_vs_cuda(void) {
     return NGT_PASS;
 }
 
+/* M = G G + lam^2 I (n x n, float64) */
+static void reg_matrix(const double *G, size_t n, double lam, double *M) {
+    size_t i, j, q;
+    for (j = 0; j < n; j++)
+        for (i = 0; i < n; i++) {
+            double acc = 0.0;
+            for (q = 0; q < n; q++) acc += G[i + q * n] * G[q + j * n];
+            M[i + j * n] = acc + (i == j ? lam * lam : 0.0);
+        }
+}
+
 /* --full-inverse regularized (Sohl-Dickstein eq. 35): SGD in phi takes theta - lr (G^2 + lambda^2 I)^-1 G g
  * with G the dense float64 Gauss-Newton matrix of the last refresh (no + lambda I), and the inverse map
  * twice is (G^2 + lambda^2 I)^-1 G. A Tikhonov step (G + lambda I)^-1 g would fail both checks: the
@@ -1169,13 +1156,7 @@ static int test_phi_full_regularized(void) {
             want[i] = 0.0;
             for (j = 0; j < n; j++) want[i] += G[i + j * n] * g[j];
         }
-        for (j = 0; j < n; j++)
-            for (i = 0; i < n; i++) {
-                double acc = 0.0;
-                size_t q;
-                for (q = 0; q < n; q++) acc += G[i + q * n] * G[q + j * n];
-                M[i + j * n] = acc + (i == j ? lam * lam : 0.0);
-            }
+        reg_matrix(G, n, lam, M);
         dsolve(M, want, (int)n, 1);
         sc = max_abs(want, n);
         for (i = 0; i < n; i++) e = fmax(e, fabs(th1[i] - (th[i] - 0.05 * want[i])));
@@ -1203,13 +1184,7 @@ static int test_phi_full_regularized(void) {
         yref[i] = 0.0;
         for (j = 0; j < n; j++) yref[i] += G[i + j * n] * x[j];
     }
-    for (j = 0; j < n; j++)
-        for (i = 0; i < n; i++) {
-            double acc = 0.0;
-            size_t q;
-            for (q = 0; q < n; q++) acc += G[i + q * n] * G[q + j * n];
-            M[i + j * n] = acc + (i == j ? lam * lam : 0.0);
-        }
+    reg_matrix(G, n, lam, M);
     dsolve(M, yref, (int)n, 1);
     NGT_CHECK(rel_diff(y, yref, n) < 1e-3, "S^-1 S^-1 x vs (G^2 + lambda^2 I)^-1 G x: rel diff %g", rel_diff(y, yref, n));
     free(y), free(hx), free(x), free(G), free(M), free(want), free(yref);
