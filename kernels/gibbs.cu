@@ -47,6 +47,19 @@ static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre,
     });
 }
 
+/* The same for the elements first .. of a larger chain array (first > 0: a data-parallel shard). */
+static __global__ void gibbs_sample_at_kernel(int rows, int cols, const float *pre, int ldp,
+                                              const float *bias, float beta, const float *base,
+                                              float *prob, int ldq, float *sample, int lds,
+                                              uint64_t key, uint64_t step, uint64_t first) {
+    const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) {
+        int c = (int)(i / (uint64_t)rows);
+        int r = (int)(i - (uint64_t)c * (uint64_t)rows);
+        gibbs_one(r, c, u, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+    });
+}
+
 /* out[i] = [u(key, step, i) <= p[i]] over groups of 4 indices; p may alias out. */
 static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, uint64_t key,
                                         uint64_t step) {
@@ -56,24 +69,44 @@ static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, 
     });
 }
 
+static __global__ void bernoulli_at_kernel(uint64_t n, const float *p, float *out, uint64_t key,
+                                           uint64_t step, uint64_t first) {
+    ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) { out[i] = ng_bernoulli_draw(p[i], u); });
+}
+
+/* Groups touched by the elements first .. first + n - 1. */
+static size_t groups_at(size_t n, uint64_t first) {
+    return (size_t)(((uint64_t)first + (uint64_t)n + 3u) / 4u - (uint64_t)first / 4u);
+}
+
 extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp,
                                           const float *bias, float beta, const float *base,
                                           float *prob, int ldq, float *sample, int lds,
-                                          uint64_t key, uint64_t step, void *stream) {
+                                          uint64_t key, uint64_t step, uint64_t first,
+                                          void *stream) {
     size_t groups = ((size_t)rows * (size_t)cols + 3u) / 4u;
     NG_NVTX_PUSH("gibbs_sample");
-    NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
-              (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
-                                    lds, key, step);
+    if (first == 0)
+        NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+                  (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
+                                        lds, key, step);
+    else
+        NG_LAUNCH(gibbs_sample_at_kernel, ng_grid_1d(groups_at((size_t)rows * (size_t)cols, first), GIBBS_BLOCK),
+                  GIBBS_BLOCK, 0, (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq,
+                                                        sample, lds, key, step, first);
     NG_LAUNCH_CHECK("gibbs_sample");
     return NG_OK;
 }
 
 extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key,
-                                       uint64_t step, void *stream) {
+                                       uint64_t step, uint64_t first, void *stream) {
     NG_NVTX_PUSH("bernoulli");
-    NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
-              (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+    if (first == 0)
+        NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+    else
+        NG_LAUNCH(bernoulli_at_kernel, ng_grid_1d(groups_at(n, first), GIBBS_BLOCK), GIBBS_BLOCK, 0,
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first);
     NG_LAUNCH_CHECK("bernoulli");
     return NG_OK;
 }

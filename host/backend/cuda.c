@@ -539,7 +539,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->fill_uniform.step, st);
     case NG_OP_BERNOULLI:
         return ng_cuda_bernoulli(a->bernoulli.n, a->bernoulli.p, a->bernoulli.out, a->bernoulli.key,
-                                 a->bernoulli.step, st);
+                                 a->bernoulli.step, a->bernoulli.first, st);
     case NG_OP_AXPBY:
         return ng_cuda_axpby(a->axpby.n, a->axpby.alpha, a->axpby.x, a->axpby.beta, a->axpby.y, st);
     case NG_OP_AXPBY_DEV:
@@ -562,7 +562,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->gibbs_sample.ldp, a->gibbs_sample.bias, a->gibbs_sample.beta,
                                     a->gibbs_sample.base, a->gibbs_sample.prob, a->gibbs_sample.ldq,
                                     a->gibbs_sample.sample, a->gibbs_sample.lds, a->gibbs_sample.key,
-                                    a->gibbs_sample.step, st);
+                                    a->gibbs_sample.step, a->gibbs_sample.first, st);
     case NG_OP_SOFTPLUS_SUM:
         return ng_cuda_softplus_sum(a->softplus_sum.rows, a->softplus_sum.cols, a->softplus_sum.pre,
                                     a->softplus_sum.ldp, a->softplus_sum.bias, a->softplus_sum.beta,

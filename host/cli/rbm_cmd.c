@@ -126,6 +126,7 @@ static int rbm_train(int argc, char **argv) {
     ng_run_result res;
     static char csvbuf[4200], ckbuf[4200];
 
+    ng_cli_dist_allow(); /* data-parallel under mpirun */
     ng_rbm_config_default(&cfg);
     cfg.lr = 0.2f; /* the best alpha of sgd and centering in the bench-fang-figure3 sweep */
     ng_common_defaults(&co);
@@ -302,6 +303,21 @@ static int rbm_train(int argc, char **argv) {
         goto done;
     }
     if ((rc = ng_cli_backend(&co, &be))) goto done;
+    if (ng_cli_world() > 1 && snapshot_s > 0.0f) {
+        /* each rank measures its own time in updates, so the ranks would not agree when to save */
+        fprintf(stderr, "natgrad rbm train: --snapshot-every-s %g is not supported with %d ranks (the ranks would not agree "
+                        "on when to save); use --checkpoint-every N, or run as one process\n", (double)snapshot_s, ng_cli_world());
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (ng_cli_world() > 1 && cfg.optimizer == NG_RBM_OPT_DIAG) {
+        fprintf(stderr, "natgrad rbm train: --optimizer diag does not run on %d ranks yet (its diagonal is not reduced "
+                        "across ranks); use sgd, centering or fang, or run as one process\n", ng_cli_world());
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    cfg.rank = ng_cli_rank();
+    cfg.world = ng_cli_world();
     fprintf(stderr, "natgrad: data %s: %d training examples of dimension %d (%dx%d)%s%s\n", train.name,
             train.n, train.dim, train.height, train.width, test.n ? ", test set " : "", test.n ? test.name : "");
     fprintf(stderr, "natgrad: RBM %d visible x %d hidden, %s-%d, %d particles, batch %d, optimizer %s, "
@@ -328,14 +344,18 @@ static int rbm_train(int argc, char **argv) {
         }
     }
     if (s == NG_OK) s = ng_rbm_trainer_init(&rt, &rbm, &cfg, train.x, train.n, monitor_columns);
+    if (s == NG_OK) {
+        rt_ready = 1;
+        s = ng_trainer_set_comm(&rt.tr, ng_cli_comm()); /* data parallelism under mpirun */
+    }
     if (s != NG_OK) {
         fprintf(stderr, "natgrad rbm train: %s\n", ng_last_error());
         rc = (s == NG_ERR_INVALID_ARG) ? NG_EXIT_USAGE : NG_EXIT_FAIL;
         goto done;
     }
-    rt_ready = 1;
     if (resume) {
-        if (ng_trainer_load(&rt.tr, ck, NG_SAVE_ALL) != NG_OK) {
+        /* the same number of ranks: bit for bit; another: the model file (particles re-sharded) */
+        if (ng_trainer_resume(&rt.tr, ck) != NG_OK) {
             fprintf(stderr, "natgrad rbm train: --resume: %s\n", ng_last_error());
             rc = NG_EXIT_FAIL;
             goto done;

@@ -99,7 +99,10 @@ typedef struct ng_op_args {
     union {
         struct { size_t n; float value; float *out; } fill;
         struct { size_t n; float *out; uint64_t key, step; } fill_uniform;
-        struct { size_t n; const float *p; float *out; uint64_t key, step; } bernoulli;
+        /* out[i] = [u(key, step, first + i) <= p[i]]: first (0 unless set) is the global index of
+         * element 0, so a data-parallel rank holding part of a larger array draws what one process
+         * would draw for it */
+        struct { size_t n; const float *p; float *out; uint64_t key, step, first; } bernoulli;
         struct { size_t n; float alpha; const float *x; float beta; float *y; } axpby;
         struct {
             size_t n;
@@ -113,8 +116,9 @@ typedef struct ng_op_args {
         struct { size_t n; ng_dtype from, to; const void *x; void *y; } convert;
         /* x = beta * (pre[r,c] + bias[r]) + (1 - beta) * base[r]   (bias, base may be NULL = 0)
          * prob[r,c] = sigmoid(x)  (=, skipped when NULL)
-         * sample[r,c] = [u(key, step, r + rows*c) <= prob]  (=, skipped when NULL)
-         * pre may alias prob or sample (same pointer and ld). */
+         * sample[r,c] = [u(key, step, first + r + rows*c) <= prob]  (=, skipped when NULL)
+         * pre may alias prob or sample (same pointer and ld). first (0 unless set): the global
+         * index of element (0, 0), e.g. rows * c0 for a rank holding columns c0.. of the chains. */
         struct {
             int rows, cols;
             const float *pre; int ldp;
@@ -123,7 +127,7 @@ typedef struct ng_op_args {
             const float *base;
             float *prob; int ldq;
             float *sample; int lds;
-            uint64_t key, step;
+            uint64_t key, step, first;
         } gibbs_sample;
         /* y[c] = alpha * sum_r softplus(beta * (pre[r,c] + bias[r])) + gamma * y[c] (bias may be
          * NULL = 0; gamma = 0 ignores y). Summation order is fixed (reproducible). */
@@ -563,6 +567,12 @@ ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y);
 ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, const float *base, float *prob, int ldq,
                           float *sample, int lds, uint64_t key, uint64_t step);
+/* The same two with the draws of elements first .. first + n - 1 of the stream (a shard). */
+ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
+                          uint64_t step, uint64_t first);
+ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,
+                             const float *bias, const float *base, float *prob, int ldq,
+                             float *sample, int lds, uint64_t key, uint64_t step, uint64_t first);
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y);
 ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count, float *out,
