@@ -310,12 +310,6 @@ static int rbm_train(int argc, char **argv) {
         rc = NG_EXIT_USAGE;
         goto done;
     }
-    if (ng_cli_world() > 1 && cfg.optimizer == NG_RBM_OPT_DIAG) {
-        fprintf(stderr, "natgrad rbm train: --optimizer diag does not run on %d ranks yet (its diagonal is not reduced "
-                        "across ranks); use sgd, centering or fang, or run as one process\n", ng_cli_world());
-        rc = NG_EXIT_USAGE;
-        goto done;
-    }
     cfg.rank = ng_cli_rank();
     cfg.world = ng_cli_world();
     fprintf(stderr, "natgrad: data %s: %d training examples of dimension %d (%dx%d)%s%s\n", train.name,
