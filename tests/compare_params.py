@@ -5,7 +5,9 @@ same names, dtypes and shapes are required) it computes max |a - b| / (max |a| +
 the largest over the tensors and exits 0 when it is <= RTOL (RTOL = 0: the payloads must be
 bit-identical), 1 otherwise, 2 on a malformed file or a mismatch of names or shapes.
 With a fourth argument PREFIX only the tensors whose names start with PREFIX are compared (say
-"kfac." to compare the optimizer state of two ranks' files, which hold no model)."""
+"kfac." to compare the optimizer state of two ranks' files, which hold no model); a PREFIX that
+starts with "!" keeps the tensors whose names do NOT start with the rest (say "!fang.diag" to leave
+out FANG's diagnostics, which hold a wall-clock time)."""
 import json
 import struct
 import sys
@@ -33,8 +35,9 @@ def main(argv):
         return 2
     a, b, rtol = load(argv[1]), load(argv[2]), float(argv[3])
     if len(argv) == 5:
-        a = {k: v for k, v in a.items() if k.startswith(argv[4])}
-        b = {k: v for k, v in b.items() if k.startswith(argv[4])}
+        pre, keep = (argv[4][1:], False) if argv[4].startswith("!") else (argv[4], True)
+        a = {k: v for k, v in a.items() if k.startswith(pre) == keep}
+        b = {k: v for k, v in b.items() if k.startswith(pre) == keep}
         if not a:
             print("no tensor named %s* in %s" % (argv[4], argv[1]))
             return 2

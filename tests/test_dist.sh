@@ -9,6 +9,11 @@
 # (the last checkpoint stays readable); a stopped (hung) rank makes the others stop with a message
 # within --comm-timeout; the communicator's own tests (build/tests/test_comm) on 2 and 3 ranks, and
 # the emulated-CUDA build of them (the NCCL path through tests/simt's NCCL shim) when built.
+# RBMs (rbm train, a 16x6 RBM on bars and stripes, batch 10 and 7 PCD particles: 3 ranks hold 3/3/4
+# and 2/2/3): 2 and 3 ranks = one process for PCD + SGD, CD-2 with binarised batches, centering, FANG
+# and the diagonal metric (particles bit-identical, parameters within the bounds stated there); rerun
+# and resume on the same ranks bit for bit; resume 2 -> 1 and 3 -> 2 from the model file (particles
+# re-sharded); --snapshot-every-s and too few particles refused by name; rbm eval refuses mpirun.
 # Skips (not fails) with a reason when the binary has no MPI or mpirun cannot start two ranks.
 # Ends with "RESULT passed=P failed=F skipped=S".
 #
@@ -32,7 +37,11 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_kfac_rerun_bitexact dist_kfac_resume_same
      dist_np2_ngd dist_np3_ngd dist_ngd_rerun_bitexact dist_ngd_resume_same dist_ncg-f_resume_same dist_np2_ngd-l dist_np2_ncg-l dist_np2_ncg-f dist_np2_hf
      dist_refuse_tn_sampled dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
-     dist_bad_timeout dist_refuse_diag dist_refuse_rbm dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
+     dist_bad_timeout dist_refuse_diag
+     dist_rbm_np2_pcd_sgd dist_rbm_np3_pcd_sgd dist_rbm_np3_cd dist_rbm_np2_centering dist_rbm_np3_centering dist_rbm_np2_fang
+     dist_rbm_np3_fang dist_rbm_np3_diag dist_rbm_rerun_bitexact dist_rbm_fang_resume_same dist_rbm_centering_resume_same
+     dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
+     dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -231,9 +240,113 @@ run diag 2 "${T[@]}" --precond diag --steps 5 --out diag
 if [ "$rc" != 0 ] && grep -q "preconditioner diag does not run on 2 ranks" diag.err; then pass dist_refuse_diag
 else fail dist_refuse_diag "exit $rc"; show diag.err; fi
 
-run rbm 2 rbm train --device cpu --data bars-stripes --hidden 4 --steps 2 --out rbm --threads 1
-if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\`" rbm.err; then pass dist_refuse_rbm
-else fail dist_refuse_rbm "exit $rc (rbm train is not data-parallel yet: it must refuse 2 ranks)"; show rbm.err; fi
+# ---- RBMs (rbm train) ----------------------------------------------------------------------------
+# 16 visible x 6 hidden on bars and stripes, global batch 10 (3 ranks: 3/3/4 columns) and 7 PCD
+# particles (3 ranks: 2/2/3; 2 ranks: 3/4), so the data and particle shares of a rank differ and each
+# phase must be weighted by its own. Every random draw (initial particles, Gibbs sweeps, CD chains,
+# binarised batches, FANG's hidden samples, the recon monitor) uses the global column index as its
+# Philox offset, so the particles after N ranks are bit-identical to one process' (checked: rbm.*
+# with tolerance 0; a draw could only flip where a uniform lies within a few ulps of its probability,
+# about 1e-7 per draw, ~1e-4 per run). The parameters differ by the re-association of the float32
+# sums over the batch and the particles (each rank sums its columns, the all-reduce sums the ranks):
+# a few ulps of the gradient per update. Bounds, relative to max |tensor| (observed in brackets):
+# sgd, cd 2e-5 (4e-6: b starts at 0 and stays ~1e-2, so ~3e-8 absolute is 4e-6 relative); centering
+# 2e-4 (3e-5: its offsets enter every entry of the direction); fang 1e-3 (1e-4: the direction solves
+# with Lambda_un, condition number ~20 here, and the 3x3 regressions, which amplify the ulps of the
+# reduced covariances); diag fisher 2e-3 (2e-4: the variances E[x^2] - E[x]^2 cancel, then the
+# division by (variance + 1e-4) amplifies).
+RB=(rbm train --device cpu --data bars-stripes --hidden 6 --batch 10 --particles 7 --threads 1 --log-every 5 --monitor-n 10 --steps 20)
+RR=(rbm train --device cpu --data bars-stripes --threads 1 --log-every 5 --monitor-n 10) # a resume
+# rbm_close NAME A_DIR B_DIR RTOL: the parameters within RTOL, the particles (and every other rbm.*
+# tensor) bit-identical, the CSV's recon_error column (a shard-weighted mean) within 1e-4
+rbm_close() {
+  local name=$1
+  if ! "$bin" export "$2/rbm.ckpt" --all --out "$name.a.st" >/dev/null 2>&1 || ! "$bin" export "$3/rbm.ckpt" --all --out "$name.b.st" >/dev/null 2>&1; then
+    fail "$name" "export of $2/rbm.ckpt or $3/rbm.ckpt failed"; return; fi
+  if ! python3 "$repo/tests/compare_params.py" "$name.a.st" "$name.b.st" 0 rbm. >"$name.pcmp" 2>&1; then
+    fail "$name" "the particles differ: $(cat "$name.pcmp")"; return; fi
+  if ! python3 "$repo/tests/compare_params.py" "$name.a.st" "$name.b.st" "$4" model. >"$name.cmp" 2>&1; then
+    fail "$name" "$(cat "$name.cmp")"; return; fi
+  if ! python3 - "$2/train.csv" "$3/train.csv" >"$name.csv.cmp" 2>&1 <<'PY'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+assert len(a) == len(b) and a, "CSV rows: %d vs %d" % (len(a), len(b))
+for x, y in zip(a, b):
+    for col in ("recon_error", "grad_norm"):
+        u, v = float(x[col]), float(y[col])
+        assert abs(u - v) <= 1e-4 * abs(u), "step %s: %s %s vs %s" % (x["step"], col, u, v)
+PY
+  then fail "$name" "$(tail -1 "$name.csv.cmp")"; return; fi
+  pass "$name ($(cat "$name.cmp"); particles bit-identical)"
+}
+for cfg in "np2_pcd_sgd 2 2e-5 --optimizer sgd --lr 0.1 --momentum 0.5" "np3_pcd_sgd 3 2e-5 --optimizer sgd --lr 0.1 --momentum 0.5" \
+           "np3_cd 3 2e-5 --optimizer sgd --lr 0.1 --estimator cd --k 2 --binarize-train" \
+           "np2_centering 2 2e-4 --optimizer centering --lr 0.1" "np3_centering 3 2e-4 --optimizer centering --lr 0.1" \
+           "np2_fang 2 1e-3 --optimizer fang --fang-refit-every 5" "np3_fang 3 1e-3 --optimizer fang --fang-refit-every 5" \
+           "np3_diag 3 2e-3 --optimizer diag --diag-metric fisher --lr 0.05"; do
+  set -- $cfg; name=$1 np=$2 tol=$3; shift 3
+  run rbm1_$name 1 "${RB[@]}" "$@" --out rbm1_$name
+  if [ "$rc" != 0 ]; then fail dist_rbm_$name "single-process run failed (exit $rc)"; show rbm1_$name.err; continue; fi
+  run rbmn_$name "$np" "${RB[@]}" "$@" --out rbmn_$name
+  if [ "$rc" != 0 ]; then fail dist_rbm_$name "mpirun -np $np exit $rc"; show rbmn_$name.err; continue; fi
+  if [ ! -f rbmn_$name/rbm.ckpt.rank1 ] || [ -f rbmn_$name/rbm.ckpt.rank0 ] || [ -f rbmn_$name/train.csv.rank1 ]; then
+    fail dist_rbm_$name "expected rbm.ckpt + rbm.ckpt.rank1 and one CSV"; ls rbmn_$name; continue; fi
+  rbm_close dist_rbm_$name rbm1_$name rbmn_$name "$tol"
+done
+# run to run, and resumed at update 12 on the same 2 ranks (FANG refits at 5, 10, 15, 20; momentum
+# in flight): bit for bit, every tensor of the main and rank files but fang.diag (its refit_s is a
+# wall-clock time), and the whole files for centering (no clock in its state)
+RF=(--optimizer fang --fang-refit-every 5 --momentum 0.5)
+# same_all NAME A B: every tensor of the two checkpoints but fang.diag is bit-identical
+same_all() {
+  "$bin" export "$2" --all --out "$1.x.st" >/dev/null 2>&1 && "$bin" export "$3" --all --out "$1.y.st" >/dev/null 2>&1 &&
+    python3 "$repo/tests/compare_params.py" "$1.x.st" "$1.y.st" 0 '!fang.diag' >"$1.same" 2>&1
+}
+run rbm_again 2 "${RB[@]}" --optimizer fang --fang-refit-every 5 --out rbm_again
+if [ "$rc" = 0 ] && same_all rbm_again_main rbmn_np2_fang/rbm.ckpt rbm_again/rbm.ckpt &&
+   same_all rbm_again_r1 rbmn_np2_fang/rbm.ckpt.rank1 rbm_again/rbm.ckpt.rank1; then pass dist_rbm_rerun_bitexact
+else fail dist_rbm_rerun_bitexact "exit $rc; two FANG runs on 2 ranks differ: $(cat rbm_again_main.same rbm_again_r1.same 2>/dev/null)"; show rbm_again.err; fi
+run rbm_fang_full 2 "${RB[@]}" "${RF[@]}" --out rbm_fang_full
+run rbm_fang_half 2 "${RB[@]}" "${RF[@]}" --steps 12 --out rbm_fang_res
+[ "$rc" = 0 ] && run rbm_fang_rest 2 "${RR[@]}" --resume rbm_fang_res/rbm.ckpt --steps 20 --out rbm_fang_res
+if [ "$rc" = 0 ] && same_all rbm_res_main rbm_fang_full/rbm.ckpt rbm_fang_res/rbm.ckpt &&
+   same_all rbm_res_r1 rbm_fang_full/rbm.ckpt.rank1 rbm_fang_res/rbm.ckpt.rank1; then pass dist_rbm_fang_resume_same
+else fail dist_rbm_fang_resume_same "exit $rc; 12 + 8 FANG updates on 2 ranks differ from 20: $(cat rbm_res_main.same rbm_res_r1.same 2>/dev/null)"; show rbm_fang_rest.err; fi
+RC=(--optimizer centering --momentum 0.5 --lr 0.1)
+run rbm_c_full 3 "${RB[@]}" "${RC[@]}" --out rbm_c_full
+run rbm_c_half 3 "${RB[@]}" "${RC[@]}" --steps 12 --out rbm_c_res
+[ "$rc" = 0 ] && run rbm_c_rest 3 "${RR[@]}" --resume rbm_c_res/rbm.ckpt --steps 20 --out rbm_c_res
+if [ "$rc" = 0 ] && cmp -s rbm_c_full/rbm.ckpt rbm_c_res/rbm.ckpt && cmp -s rbm_c_full/rbm.ckpt.rank1 rbm_c_res/rbm.ckpt.rank1 &&
+   cmp -s rbm_c_full/rbm.ckpt.rank2 rbm_c_res/rbm.ckpt.rank2; then pass dist_rbm_centering_resume_same
+else fail dist_rbm_centering_resume_same "exit $rc; 12 + 8 centering updates on 3 ranks wrote other files than 20"; show rbm_c_rest.err; fi
+# another number of ranks: the model file holds the whole particle set, which the new ranks re-shard,
+# and the RNG counter; with plain SGD (no optimizer state to lose) 12 updates on 2 ranks + 8 on 1
+# (and 3 -> 2) equal 20 on one process within the sgd bound above, particles bit-identical
+RS=(--optimizer sgd --lr 0.1)
+run rbm_s_one 1 "${RB[@]}" "${RS[@]}" --out rbm_s_one
+for cfg in "2to1 2 1" "3to2 3 2"; do
+  set -- $cfg; name=$1 from=$2 to=$3
+  run rbm_s_$name.a "$from" "${RB[@]}" "${RS[@]}" --steps 12 --out rbm_s_$name.a
+  [ "$rc" = 0 ] && run rbm_s_$name.b "$to" "${RR[@]}" --resume rbm_s_$name.a/rbm.ckpt --steps 20 --out rbm_s_$name.b
+  if [ "$rc" != 0 ]; then fail dist_rbm_resume_$name "exit $rc"; show rbm_s_$name.b.err; continue; fi
+  if ! grep -q "was written by $from rank(s), this run has $to" rbm_s_$name.b.err; then fail dist_rbm_resume_$name "no warning"; show rbm_s_$name.b.err; continue; fi
+  if ! "$bin" export rbm_s_one/rbm.ckpt --all --out $name.one.st >/dev/null 2>&1 || ! "$bin" export rbm_s_$name.b/rbm.ckpt --all --out $name.res.st >/dev/null 2>&1; then
+    fail dist_rbm_resume_$name "export failed"; continue; fi
+  if python3 "$repo/tests/compare_params.py" $name.one.st $name.res.st 0 rbm. >$name.p.cmp 2>&1 &&
+     python3 "$repo/tests/compare_params.py" $name.one.st $name.res.st 2e-5 model. >$name.cmp 2>&1; then
+    pass "dist_rbm_resume_$name ($(cat $name.cmp); particles re-sharded bit for bit)"
+  else fail dist_rbm_resume_$name "$(cat $name.p.cmp $name.cmp)"; fi
+done
+# what stays refused
+run rbm_snap 2 "${RB[@]}" --snapshot-every-s 1 --out rbm_snap
+if [ "$rc" = 2 ] && grep -q -- "--snapshot-every-s 1 is not supported with 2 ranks" rbm_snap.err; then pass dist_rbm_refuse_snapshots
+else fail dist_rbm_refuse_snapshots "exit $rc"; show rbm_snap.err; fi
+run rbm_few 3 "${RB[@]}" --particles 2 --out rbm_few
+if [ "$rc" = 2 ] && grep -q -- "--particles 2: fewer than the 3 ranks" rbm_few.err; then pass dist_rbm_refuse_few_particles
+else fail dist_rbm_refuse_few_particles "exit $rc"; show rbm_few.err; fi
+run rbm_eval 2 rbm eval --checkpoint rbm1_np2_pcd_sgd/rbm.ckpt --data bars-stripes --device cpu --threads 1
+if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\` (.*) and \`natgrad rbm train\`" rbm_eval.err; then pass dist_refuse_rbm_eval
+else fail dist_refuse_rbm_eval "exit $rc (rbm eval runs as one process: it must refuse 2 ranks)"; show rbm_eval.err; fi
 
 # ---- failures ----------------------------------------------------------------------------------
 # LONG: a run that does not end by itself; every rank writes its pid for the test to signal

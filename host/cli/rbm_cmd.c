@@ -66,13 +66,13 @@ static double mean_free_energy(ng_rbm *rbm, const ng_dataset *d, int n, ng_statu
 
 static const char *const monitor_columns[] = {"fe_train", "fe_test", "fe_gap", NULL};
 
-/* fe_train, fe_test (mean free energies of the first monitor_n examples) and their gap */
+/* fe_train, fe_test (mean free energies of the first monitor_n examples) and their gap; under
+ * mpirun on rank 0 only, which writes the log (every rank holds the same parameters) */
 static ng_status rbm_monitor(void *user, ng_trainer *tr, double *v) {
     train_ctx *c = (train_ctx *)user;
     ng_status s = NG_OK;
-    (void)tr;
     v[0] = v[1] = v[2] = NAN;
-    if (c->monitor_n <= 0) return NG_OK;
+    if (c->monitor_n <= 0 || !ng_trainer_lead(tr)) return NG_OK;
     v[0] = mean_free_energy(c->rbm, c->train, c->monitor_n, &s);
     if (s == NG_OK && c->test->n)
         v[1] = mean_free_energy(c->rbm, c->test, c->monitor_n < c->test->n ? c->monitor_n : c->test->n, &s);
