@@ -104,7 +104,11 @@ static const char *TRAIN_SUMMARY =
     "or a path to an IDX images file (raw or .gz).\n"
     "Writes OUT/train.csv, OUT/rbm.ckpt (every --checkpoint-every updates, at the end, on Ctrl-C);\n"
     "--resume CKPT continues a run exactly (same data; --steps is the new total). A run refuses to\n"
-    "overwrite another run in --out unless --force is given.";
+    "overwrite another run in --out unless --force is given.\n"
+    "Under mpirun -np N the run is data-parallel: each rank takes its shard of every --batch and of the\n"
+    "--particles, drawn as one process draws them; rank 0 writes the log and OUT/rbm.ckpt (with all the\n"
+    "particles), rank r OUT/rbm.ckpt.rank<r>; --resume on another N re-shards the particles (README\n"
+    "\"Several processes and GPUs\"). --snapshot-every-s is refused on several ranks.";
 
 static int rbm_train(int argc, char **argv) {
     ng_rbm_config cfg;
