@@ -12,7 +12,7 @@
 #     the inverse refreshes of updates 1-3 (each layer's inverses owned by one rank, broadcast);
 #  4. `natgrad rbm train` on MNIST (784 x 500, PCD-1, DIST_BENCH_RBM_BATCH (2000) cases and as many
 #     particles, FANG's section 6.2 sizes), centering and FANG (refit at update 0 only), one rank with
-#     1 thread and two ranks with 1 thread each, DIST_BENCH_RBM_STEPS (20) updates; time per update
+#     1 and 2 threads and two ranks with 1 thread each, DIST_BENCH_RBM_STEPS (20) updates; time per update
 #     from the log's time_s with the free-energy monitor off (--monitor-n 0);
 #     DIST_BENCH_ONLY=rbm runs only these rows and keeps the other rows and the all-reduce table of
 #     the last full run;
@@ -78,17 +78,17 @@ done
 fi
 rbatch=${DIST_BENCH_RBM_BATCH:-2000}
 rsteps=${DIST_BENCH_RBM_STEPS:-20}
-for setting in "centering 1" "centering 2" "fang 1" "fang 2"; do
+for setting in "centering 1 1" "centering 1 2" "centering 2 1" "fang 1 1" "fang 1 2" "fang 2 1"; do
   set -- $setting
-  opt=$1 np=$2
+  opt=$1 np=$2 th=$3 d=$work/rbm_$1$2-$3
   A=(rbm train --device cpu --data mnist --hidden 500 --batch "$rbatch" --particles "$rbatch" --optimizer "$opt" --steps "$rsteps"
-     --log-every "$rsteps" --monitor-n 0 --threads 1)
+     --log-every "$rsteps" --monitor-n 0 --threads "$th")
   l=$(load)
-  if [ "$np" = 1 ]; then OMP_NUM_THREADS=1 "$build/natgrad" "${A[@]}" --out "$work/rbm_$opt$np" >"$work/rbm_$opt$np.log" 2>&1
-  else OMP_NUM_THREADS=1 "${MPI[@]}" -np "$np" "$build/natgrad" "${A[@]}" --out "$work/rbm_$opt$np" >"$work/rbm_$opt$np.log" 2>&1; fi
-  time_s=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "time_s") c = i } NR > 1 { v = $c } END { print v }' "$work/rbm_$opt$np/train.csv")
+  if [ "$np" = 1 ]; then OMP_NUM_THREADS=$th "$build/natgrad" "${A[@]}" --out "$d" >"$d.log" 2>&1
+  else OMP_NUM_THREADS=$th "${MPI[@]}" -np "$np" "$build/natgrad" "${A[@]}" --out "$d" >"$d.log" 2>&1; fi
+  time_s=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "time_s") c = i } NR > 1 { v = $c } END { print v }' "$d/train.csv")
   ms=$(awk -v t="$time_s" -v n="$rsteps" 'BEGIN { printf "%.1f", 1000 * t / n }')
-  echo "rbm_$opt,$np,1,$rbatch,$rsteps,$ms,$(comm_share "$work/rbm_$opt$np.log" "$time_s"),$l" | tee -a "$csv"
+  echo "rbm_$opt,$np,$th,$rbatch,$rsteps,$ms,$(comm_share "$d.log" "$time_s"),$l" | tee -a "$csv"
 done
 { echo "ranks,floats,bytes,reps,ms_median,ms_min,algbw_GBps,busbw_GBps"; echo "$comm_rows"; } >"$out/dist_allreduce.csv"
 python3 bench/dist_cost_model.py "$csv" "$out/dist_allreduce.csv" >"$md"

@@ -78,7 +78,10 @@ def main(argv):
         w("four means (2568); FANG adds its batch moments: E[u u^T] (1284 x 1284 = 1,648,656 floats) and the means, so")
         w("its collectives move about 5x the gradient's bytes. Time in collectives also counts the checkpoint at the end")
         w("(the particles gathered: 1,568,000 floats) and waiting for the other rank; with these 20 updates FANG refits")
-        w("once (update 0), so its time is the statistics and the direction, not the refit.")
+        w("once (update 0), so its time is the statistics and the direction, not the refit. The collectives send the")
+        w("whole n x n moment matrix although its lower triangle would do (half the bytes). At a load average above 2 the")
+        w("cores are shared with other jobs: rows measured minutes apart can differ by 2x or more, and 2 OpenMP threads")
+        w("(`threads per rank` 2) suffer most from the oversubscription; compare rows only at a low load.")
         w("")
     # the model checked on this machine
     one1 = [r for r in runs if r["kind"] == "net_nag" and r["ranks"] == "1" and r["threads_per_rank"] == "1"]
