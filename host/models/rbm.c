@@ -41,6 +41,7 @@ struct ng_rbm_est {
     /* several ranks: the whole particle set, written by gather for rank 0's checkpoint */
     ng_arena whole;
     ng_tensor particles_all; /* (nv, M_all) */
+    uint64_t whole_step;     /* rng_step when gather last filled it (UINT64_MAX: never) */
 };
 
 /* The shard [rank n / world, (rank + 1) n / world) of n columns, as ng_batches shards a batch. */
@@ -227,6 +228,7 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     if (!e) return ng_error(NG_ERR_OOM, "rbm: out of host memory");
     rbm->est = e;
     e->cfg = *cfg;
+    e->whole_step = UINT64_MAX;
     world = cfg->world > 1 ? cfg->world : 1;
     e->M_all = cfg->estimator == NG_RBM_PCD ? cfg->particles : cfg->batch;
     e->cfg.particles = e->M_all;
@@ -453,7 +455,11 @@ static ng_status rbm_save(ng_model *mdl, ng_ckpt *c) {
     NG_TRY(ng_ckpt_set_u64(c, "rbm.seed", r->est->cfg.seed));
     NG_TRY(ng_ckpt_set_u64(c, "rbm.rng_step", r->est->rng_step));
     /* several ranks: the whole set that gather assembled, as one process saves it */
-    return ng_ckpt_add_arena(c, "rbm.", r->est->M != r->est->M_all ? &r->est->whole : &r->est->state);
+    if (r->est->M == r->est->M_all) return ng_ckpt_add_arena(c, "rbm.", &r->est->state);
+    if (r->est->whole_step != r->est->rng_step)
+        return ng_error(NG_ERR_INVALID_ARG, "rbm checkpoint: this rank holds %d of the %d particles and they were not gathered "
+                        "since the last update (every rank calls ng_trainer_save_ranks)", r->est->M, r->est->M_all);
+    return ng_ckpt_add_arena(c, "rbm.", &r->est->whole);
 }
 
 /* Every rank's particles into the whole set (its columns, zeros elsewhere; the sum is exact). */
@@ -465,8 +471,10 @@ static ng_status rbm_gather(ng_model *mdl) {
     if (!dist_on(r)) return ng_error(NG_ERR_INVALID_ARG, "rbm: %d of %d particles but no communicator", e->M, e->M_all);
     NG_TRY(ng_memset0(r->be, e->particles_all.data, (size_t)nv * e->M_all * sizeof(float)));
     NG_TRY(ng_copy(r->be, e->particles_all.data + (size_t)e->p0 * nv, e->particles.data, (size_t)nv * e->M * sizeof(float)));
-    return ng_comm_allreduce(mdl->dist.comm, r->be, NG_F32, e->particles_all.data, (size_t)nv * e->M_all,
-                             "the RBM's particles (checkpoint)");
+    NG_TRY(ng_comm_allreduce(mdl->dist.comm, r->be, NG_F32, e->particles_all.data, (size_t)nv * e->M_all,
+                             "the RBM's particles (checkpoint)"));
+    e->whole_step = e->rng_step;
+    return NG_OK;
 }
 
 /* The shapes and the estimator of the checkpoint must be this RBM's. */
@@ -510,6 +518,7 @@ static ng_status rbm_load(ng_model *mdl, const ng_ckpt *c, int apply) {
         NG_TRY(ng_ckpt_load_arena(c, "rbm.", &e->whole));
         NG_TRY(ng_copy(r->be, e->particles.data, e->particles_all.data + (size_t)e->p0 * r->n_visible,
                        (size_t)r->n_visible * e->M * sizeof(float)));
+        e->whole_step = rng_step;
         e->rng_step = rng_step;
         return NG_OK;
     }
