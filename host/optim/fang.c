@@ -158,6 +158,7 @@ static ng_status update_stats_dist(ng_precond *p, struct ng_fang *f, const ng_te
     int nv = f->nv, nh = f->nh, n = f->n, K = f->K;
     float c = t == 0 ? 1.0f : 1.0f / f->cfg.tau, a;
     ng_status s;
+    if (f->S_un.ld != n) return ng_error(NG_ERR_INVALID_ARG, "fang: S_un has leading dimension %d, not %d", f->S_un.ld, n);
     if (f->K_all == 0)
         NG_TRY(ng_comm_shard_offset(p->dist.comm, K, &f->k0, &f->K_all, "FANG's particle counts"));
     a = 1.0f / (float)f->K_all;
@@ -179,8 +180,7 @@ static ng_status update_stats_dist(ng_precond *p, struct ng_fang *f, const ng_te
     NG_TRY(ng_axpby(be, (size_t)(nv + nh), c, f->mb.data + nv, 1.0f - c, f->mom.data + nv));
     NG_TRY(ng_copy(be, f->mom.data, f->mom.data + nv, (size_t)nv * sizeof(float)));
     NG_TRY(ng_copy(be, f->mom.data + 2 * nv + nh, f->mom.data + 2 * nv, (size_t)nh * sizeof(float)));
-    if (f->S_un.ld == n) return ng_axpby(be, (size_t)n * n, c, f->A.data, 1.0f - c, f->S_un.data);
-    return ng_error(NG_ERR_INVALID_ARG, "fang: S_un has leading dimension %d, not %d", f->S_un.ld, n);
+    return ng_axpby(be, (size_t)n * n, c, f->A.data, 1.0f - c, f->S_un.data);
 }
 
 ng_status ng_fang_update_stats(ng_precond *p, ng_model *m, uint64_t t) {
