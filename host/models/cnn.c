@@ -12,8 +12,10 @@
  * W (c', K) shared: stride 0) + the bias as a rank-1 batched gemm; its backward is a gemm per image
  * for dW (accumulated), a column sum for db, a batched gemm for dcol and COL2IM. Batch norm runs
  * the dense engine's row ops (row_moments, bn_normalize, bn_project) on the NHWC transpose, so
- * every pixel of a channel is a sample. Library code: never prints; a training step allocates
- * nothing on the device. */
+ * every pixel of a channel is a sample. Several ranks (ng_cnn_set_dist): batch norm synchronised
+ * (the moments of the forward pass and the two sums of the backward pass all-reduced, host doubles),
+ * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h). Library
+ * code: never prints; a training step allocates nothing on the device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

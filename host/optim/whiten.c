@@ -2,8 +2,9 @@
  * centred scatter of samples merged batch by batch, the eigendecomposition of the covariance, the
  * whitening matrix U = diag(lambda + eps)^(-1/2) E^T of PRONG's eq. 7 (kept as U^T) and U^-1.
  * Shapes column-major; every matrix op goes through the backend wrappers (syrk for the scatter,
- * syevd for the eigendecomposition, outer_scale for the column scalings). Must not: print, allocate
- * device memory after init. */
+ * syevd for the eigendecomposition, outer_scale for the column scalings). Several ranks: the
+ * statistics merged exactly by all-reduces, each eigendecomposition computed by its owner and
+ * broadcast (natgrad/comm.h). Must not: print, allocate device memory after init. */
 #include "natgrad/whiten.h"
 
 #include <math.h>
