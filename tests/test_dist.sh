@@ -40,7 +40,8 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
       dist_refuse_prong_plus dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
-      dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk)
+      dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk dist_whiten_ranks_np2 dist_whiten_ranks_np3
+      dist_whiten_ranks_nccl_shim)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -376,6 +377,22 @@ else fail dist_cnn_resume_2to1 "exit $rc (expected a one-rank checkpoint at t = 
 run cchunk 2 "${C[@]}" --layers c4-bn-relu-mp2-d3 --chunk 4 --out cchunk
 if [ "$rc" != 0 ] && grep -q "exceeds --chunk 4: raise --chunk to >= 6" cchunk.err; then pass dist_refuse_cnn_chunk
 else fail dist_refuse_cnn_chunk "exit $rc (want a failure naming --chunk)"; show cchunk.err; fi
+# the merge and the shared eigendecompositions themselves (tests/test_whiten_ranks.c): against float64
+# references over all samples, uneven shares and a rank with none, bit-identical on every rank; the
+# emulated-CUDA build runs them on a GPU per rank through the NCCL shim
+for np in 2 3; do
+  if [ ! -x "$absbuild/tests/test_whiten_ranks" ]; then fail dist_whiten_ranks_np$np "$absbuild/tests/test_whiten_ranks not built"; continue; fi
+  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_whiten_ranks" >wr$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' wr$np.out)" = "$np" ]; then
+    pass "dist_whiten_ranks_np$np ($(grep -m1 '^RESULT' wr$np.out) on each rank)"
+  else fail dist_whiten_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' wr$np.out | head -10; show wr$np.out; fi
+done
+if [ -x "$absbuild/simt/tests/test_whiten_ranks" ]; then
+  timeout 300 "${MPI[@]}" -np 2 "$absbuild/simt/tests/test_whiten_ranks" >wrn.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' wrn.out)" = 2 ] && grep -q "^PASS test_merge_cuda" wrn.out; then
+    pass "dist_whiten_ranks_nccl_shim (emulated GPU per rank, 2 ranks)"
+  else fail dist_whiten_ranks_nccl_shim "exit $rc"; grep -E '^(FAIL|SKIP|  )' wrn.out | head -10; show wrn.out; fi
+else skip dist_whiten_ranks_nccl_shim "the emulated-CUDA build of tests/test_whiten_ranks.c is not built (no CUDA headers)"; fi
 
 # ---- failures ----------------------------------------------------------------------------------
 # LONG: a run that does not end by itself; every rank writes its pid for the test to signal
