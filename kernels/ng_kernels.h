@@ -147,7 +147,7 @@ ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, 
 /* conv_gather (natgrad/backend.h, modes in natgrad/nn_types.h): one thread per output element
  * running ng_conv_gather_elem  (=). */
 ng_status ng_cuda_conv_gather(int mode, const ng_conv_shape *s, const float *x, const float *g, float *out, int flip,
-                              uint64_t key, uint64_t step, void *stream);
+                              uint64_t key, uint64_t step, uint64_t b0, void *stream);
 /* The 1x1 whitening convolution y[b, i, q] = sum_j op(U)[i, j] (x[b, j, q] - mean[j])  (=). */
 ng_status ng_cuda_whiten1x1(int n, int c, int cout, int p, int trans, const float *x, const float *mean,
                             const float *U, int ldu, float *y, void *stream);

@@ -7,7 +7,10 @@ bit-identical), 1 otherwise, 2 on a malformed file or a mismatch of names or sha
 With a fourth argument PREFIX only the tensors whose names start with PREFIX are compared (say
 "kfac." to compare the optimizer state of two ranks' files, which hold no model); a PREFIX that
 starts with "!" keeps the tensors whose names do NOT start with the rest (say "!fang.diag" to leave
-out FANG's diagnostics, which hold a wall-clock time)."""
+out FANG's diagnostics, which hold a wall-clock time).
+--floor F (anywhere after the files) divides by max(max |a|, F) instead: for a tensor whose exact
+value is 0 and which holds rounding noise (the bias of a conv layer followed by batch norm, whose
+gradient vanishes), F is the scale against which that noise is judged."""
 import json
 import struct
 import sys
@@ -30,6 +33,11 @@ def load(path):
 
 
 def main(argv):
+    floor = 0.0
+    if "--floor" in argv:
+        i = argv.index("--floor")
+        floor = float(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     if len(argv) not in (4, 5):
         print("usage: compare_params.py A.safetensors B.safetensors RTOL [PREFIX]")
         return 2
@@ -52,7 +60,7 @@ def main(argv):
             print("%s: %s %s vs %s %s" % (name, da, sa, db, sb))
             return 2
         identical = identical and ra == rb
-        scale = max(abs(x) for x in va) + 1e-30
+        scale = max(max(abs(x) for x in va), floor) + 1e-30
         d = max(abs(x - y) for x, y in zip(va, vb)) / scale
         if d > worst:
             worst, where = d, name

@@ -4021,6 +4021,7 @@ static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase 
         c->a.conv_gather.flip = 1;
         c->a.conv_gather.key = 0x5eed0000u + (uint64_t)sh->m;
         c->a.conv_gather.step = 7 + (uint64_t)sh->m;
+        c->a.conv_gather.b0 = (uint64_t)sh->m * 5; /* images counted from b0 in the stream */
     }
     ncol = ng_conv_gather_count(NG_CONV_IM2COL, s);
     ny = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
@@ -4055,10 +4056,10 @@ static void ref_conv_gather(ecase *c) {
             const size_t m = (size_t)b * s->c + ci;
             if (mode == NG_CONV_AUGMENT) { /* the draws written out: float products as the body rounds them */
                 const int span = 2 * s->pad + 1;
-                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step;
-                int dy = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b) * (float)span);
-                int dx = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b + 1) * (float)span);
-                const int mir = (float)naive_uniform(key, step, 3 * (uint64_t)b + 2) < 0.5f;
+                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step, bs = c->a.conv_gather.b0 + (uint64_t)b;
+                int dy = (int)((float)naive_uniform(key, step, 3 * bs) * (float)span);
+                int dx = (int)((float)naive_uniform(key, step, 3 * bs + 1) * (float)span);
+                const int mir = (float)naive_uniform(key, step, 3 * bs + 2) < 0.5f;
                 int y0, x0;
                 dy = (dy < span ? dy : span - 1) - s->pad;
                 dx = (dx < span ? dx : span - 1) - s->pad;

@@ -591,7 +591,7 @@ static void cpu_conv_gather(const ng_op_args *a) {
     for (e = 0; e < (long)n; e++)
         a->conv_gather.out[e] = ng_conv_gather_elem(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x,
                                                     a->conv_gather.g, (size_t)e, a->conv_gather.flip,
-                                                    a->conv_gather.key, a->conv_gather.step);
+                                                    a->conv_gather.key, a->conv_gather.step, a->conv_gather.b0);
 }
 
 static void cpu_whiten1x1(const ng_op_args *a) {

@@ -643,7 +643,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                       a->minresqlp_step.singtol, st);
     case NG_OP_CONV_GATHER:
         return ng_cuda_conv_gather(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x, a->conv_gather.g,
-                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, st);
+                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, a->conv_gather.b0, st);
     case NG_OP_WHITEN1X1:
         return ng_cuda_whiten1x1(a->whiten1x1.n, a->whiten1x1.c, a->whiten1x1.cout, a->whiten1x1.p, a->whiten1x1.trans,
                                  a->whiten1x1.x, a->whiten1x1.mean, a->whiten1x1.U, a->whiten1x1.ldu, a->whiten1x1.y,

@@ -303,15 +303,15 @@ typedef struct ng_op_args {
          * natgrad/nn_types.h): out = the mode's gather of x (IM2COL, POOL_MAX, POOL_AVG, TO_NHWC,
          * TO_NCHW), of g = col (COL2IM), or of g = dy with x for the maxima (POOL_MAX_BACK),
          * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
-         * when flip = 1, drawn from (key, step); s.kh = s.kw = 2 s.pad + 1)  (=,
-         * ng_conv_gather_count elements). out overlaps no input. */
+         * when flip = 1, drawn from (key, step) for images b0, b0 + 1, ... of the stream;
+         * s.kh = s.kw = 2 s.pad + 1)  (=, ng_conv_gather_count elements). out overlaps no input. */
         struct {
             int mode;
             ng_conv_shape s;
             const float *x, *g;
             float *out;
             int flip;
-            uint64_t key, step;
+            uint64_t key, step, b0;
         } conv_gather;
         /* The 1x1 whitening convolution (PRONG section 4.3: the pixels of a map are samples),
          * centering and channel mixing fused (ng_whiten1x1_elem): on maps x (n, c, p pixels),
