@@ -354,7 +354,7 @@ run rbm_few 3 "${RB[@]}" --particles 2 --out rbm_few
 if [ "$rc" = 2 ] && grep -q -- "--particles 2: fewer than the 3 ranks" rbm_few.err; then pass dist_rbm_refuse_few_particles
 else fail dist_rbm_refuse_few_particles "exit $rc"; show rbm_few.err; fi
 run rbm_eval 2 rbm eval --checkpoint rbm1_np2_pcd_sgd/rbm.ckpt --data bars-stripes --device cpu --threads 1
-if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\` (.*) and \`natgrad rbm train\`" rbm_eval.err; then pass dist_refuse_rbm_eval
+if [ "$rc" != 0 ] && grep -q "only \`natgrad net train\` (.*), \`natgrad cnn train\` and \`natgrad rbm train\`" rbm_eval.err; then pass dist_refuse_rbm_eval
 else fail dist_refuse_rbm_eval "exit $rc (rbm eval runs as one process: it must refuse 2 ranks)"; show rbm_eval.err; fi
 
 # ---- PRONG and conv networks ----------------------------------------------------------------------
