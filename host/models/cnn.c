@@ -8,12 +8,25 @@
  *   XH[l]  (c_l, chunk h w)  batch norm: xhat in channel-major (NHWC) layout, mean[l], rstd[l]
  *   col    (P K, chunk)      im2col of the current conv layer (the largest P K of the net)
  *   T1, T2                   NHWC scratch of batch norm (the largest map of the net)
+ *   R[0], R[1] (max size_l, chunk)  R{A[l]} of the R-operator forward pass, ping-pong (layer l
+ *                            reads R{A[l-1]} and writes R{A[l]}); TT (classes, chunk) sampled targets
  * A convolution is conv_gather IM2COL + one strided batched gemm (A_b (P, c') = col_b (P, K) W^T,
  * W (c', K) shared: stride 0) + the bias as a rank-1 batched gemm; its backward is a gemm per image
  * for dW (accumulated), a column sum for db, a batched gemm for dcol and COL2IM. Batch norm runs
  * the dense engine's row ops (row_moments, bn_normalize, bn_project) on the NHWC transpose, so
- * every pixel of a channel is a sample. Library code: never prints; a training step allocates
- * nothing on the device. */
+ * every pixel of a channel is a sample.
+ *
+ * Curvature products (as the dense engine's, natgrad/net.h): J v by the R-operator forward pass
+ * (rforward: conv and dense layers R{z} = V * a + V_b + W * R{a}, max pooling takes R{x} at the
+ * window's argmax (conv_gather POOL_MAX_R), average pooling, activations and whitening are linear
+ * maps of R{x}, batch norm in training mode differentiates through the batch mean and variance:
+ * R{xhat} = rstd P(R{x}), P(g) = g - mean(g) - xhat mean(g xhat), R{y} = gamma R{xhat} + V_gamma
+ * xhat + V_beta); G v = J^T H_L J v (the output Hessian of softmax + cross-entropy in closed form,
+ * then the backward pass into the output vector); F v exact (= G v), sampled or empirical. They run
+ * on the current batch (the last gradient's or ng_cnn_set_batch's) with batch norm on each chunk's
+ * statistics and without augmentation; a single-chunk batch reuses its forward pass when the
+ * buffers hold it (a gradient without augmentation, or set_batch).
+ * Library code: never prints; a training step allocates nothing on the device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +34,7 @@
 
 #include "natgrad/cnn.h"
 #include "natgrad/net.h"
+#include "natgrad/profile.h"
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
 
@@ -37,12 +51,17 @@ typedef struct cnn {
     ng_arena ws;
     ng_tensor A[LMAX + 1], D[LMAX + 1], XH[LMAX + 1], mean[LMAX + 1], rstd[LMAX + 1];
     ng_tensor Y, col, T1, T2, vec, ones, obj;
+    ng_tensor R[2], TT; /* R-forward ping-pong (max size_l, chunk); sampled targets (classes, chunk) */
     ng_arena st; /* running batch-norm statistics and whitening state (checkpointed) */
     ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
     ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
     ng_tensor uinv;         /* (max c, max c) scratch: U^-1 of a new whitening */
     int chunk_index;    /* chunk of the current batch (augmentation stream) */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
+    /* the batch of the curvature products: x (rows >= size_0), targets y or (have_cy 0) the rows
+     * of x after the input; cached: A[], XH, mean, rstd hold its (single-chunk) forward pass */
+    ng_tensor cx, cy;
+    int have_cur, have_cy, cached;
     /* last gradient's batch */
     int have_batch, m;
     double obj_sum, miss;
@@ -290,7 +309,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     cnn *n;
     ng_status s = NG_OK;
     int l, ch;
-    size_t col = 1, tmax = 1, vmax = 1, omax = 1, wmax = 1;
+    size_t col = 1, tmax = 1, vmax = 1, omax = 1, wmax = 1, rmax = 1;
     *out = NULL;
     NG_TRY(ng_cnn_config_check(cfg));
     n = (cnn *)calloc(1, sizeof *n);
@@ -330,6 +349,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
             if (hw > omax) omax = hw;
         }
         if (y->kind == NG_CNN_BN && n->size[l] > tmax) tmax = n->size[l];
+        if (n->size[l] > rmax) rmax = n->size[l];
         if (y->kind == NG_CNN_WHITEN && (size_t)n->c[l] > wmax) wmax = (size_t)n->c[l];
     }
     if ((size_t)ch > omax) omax = (size_t)ch;
@@ -351,6 +371,9 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = reserve(&n->ws, "ones%d", 0, omax, 1, &n->ones);
     if (s == NG_OK) s = reserve(&n->ws, "obj%d", 0, (size_t)ch, 1, &n->obj);
     if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
+    if (s == NG_OK) s = reserve(&n->ws, "R%d", 0, rmax, ch, &n->R[0]);
+    if (s == NG_OK) s = reserve(&n->ws, "R%d", 1, rmax, ch, &n->R[1]);
+    if (s == NG_OK) s = reserve(&n->ws, "TT%d", 0, (size_t)n->classes, ch, &n->TT);
     if (s == NG_OK) s = ng_arena_commit(&n->ws);
     ng_arena_begin(&n->st, be, "cnn state");
     for (l = 1; l <= n->L && s == NG_OK; l++) {
@@ -441,6 +464,7 @@ static ng_status whiten_op(ng_backend *be, int nimg, int c, int p, int trans, co
 static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     ng_backend *be = n->base.be;
     int l;
+    n->cached = 0;
     NG_TRY(act_fwd(be, (int)n->size[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, (int)n->size[0]));
     if (train == 1 && (n->cfg.augment_pad > 0 || n->cfg.augment_flip)) {
         /* random crops / mirrors of the chunk's images (stream: seed, gradient count; image index
@@ -558,11 +582,17 @@ static ng_status chunk_score(cnn *n, const float *t, int ldt, int cols, double *
     return NG_OK;
 }
 
-/* Back-propagate D[L] through the chunk into the gradient arena (beta 0: =, 1: +=). */
-static ng_status backward(cnn *n, int cols, float beta) {
+/* Pointer into the flat vector out (parameter layout) of the parameter whose gradient view is t. */
+static float *at_of(const cnn *n, float *out, const ng_tensor *t) { return out + (t->data - n->base.grad_flat.data); }
+static const float *cat_of(const cnn *n, const float *v, const ng_tensor *t) { return v + (t->data - n->base.grad_flat.data); }
+
+/* Back-propagate D[L] through the chunk into the flat vector out (parameter layout: the gradient
+ * arena, or a curvature product; beta 0: =, 1: +=). */
+static ng_status backward(cnn *n, int cols, float beta, float *out) {
     ng_backend *be = n->base.be;
     int l;
     for (l = n->L; l >= 1; l--) {
+        float *gW = at_of(n, out, &n->gW[l]), *gb = at_of(n, out, &n->gb[l]);
         const ng_cnn_layer *y = &n->cfg.layer[l - 1];
         const int ci = n->c[l - 1], co = n->c[l];
         const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
@@ -576,9 +606,9 @@ static ng_status backward(cnn *n, int cols, float beta) {
                           n->col.data));
             for (b = 0; b < cols; b++) /* dW (c', K) += D_b^T col_b */
                 NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, d + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P,
-                               b ? 1.0f : beta, n->gW[l].data, co));
+                               b ? 1.0f : beta, gW, co));
             NG_TRY(ng_sum_rows(be, P, co * cols, 1.0f, d, P, 0.0f, n->vec.data));
-            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, n->gb[l].data));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, gb));
             if (dx) {
                 NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
                                                n->col.data, P, (long long)P * K, cols));
@@ -608,8 +638,8 @@ static ng_status backward(cnn *n, int cols, float beta) {
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, n->T1.data));
             /* dgamma[c] = sum_m g[c,m] xhat[c,m] (row dots as batched 1x1 products), dbeta = row sums */
             NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, beta,
-                                           n->gW[l].data, 1, 1, ci));
-            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, n->gb[l].data));
+                                           gW, 1, 1, ci));
+            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, gb));
             if (dx) {
                 ng_op_args o = {.op = NG_OP_BN_PROJECT};
                 o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
@@ -623,8 +653,8 @@ static ng_status backward(cnn *n, int cols, float beta) {
         }
         case NG_CNN_DENSE: {
             const int din = (int)n->size[l - 1];
-            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, in, din, beta, n->gW[l].data, co));
-            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, d, co, beta, n->gb[l].data));
+            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, in, din, beta, gW, co));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, d, co, beta, gb));
             if (dx) NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, d, co, 0.0f, dx, din));
             break;
         }
@@ -672,11 +702,18 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         s = forward(n, xc, x->ld, cols, 1);
         if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
         if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
-        if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f);
+        if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f, m->grad_flat.data);
     }
     e = ng_tf32_end(m->be, saved);
     NG_TRY(s);
     NG_TRY(e);
+    /* the batch of the curvature products; its forward pass stays in the buffers when it was one
+     * chunk without augmentation (the products see the images as given) */
+    n->cx = *x;
+    n->have_cy = y != NULL;
+    if (y) n->cy = *y;
+    n->have_cur = 1;
+    n->cached = N <= ch && n->cfg.augment_pad == 0 && !n->cfg.augment_flip;
     n->have_batch = 1;
     n->gradients++;
     if (!isfinite(n->obj_sum))
@@ -770,6 +807,264 @@ static ng_status cnn_log_values(ng_model *m, uint64_t t, double *values) {
     values[2] = g;
     return NG_OK;
 }
+
+/* ---- curvature products: the R-operator forward pass, J v, G v, F v ------------------------ */
+
+/* out(r, :) += s[r] X(r, :) for the rows of X (rows, cols) (batched 1 x cols products) */
+static ng_status rowscale_acc(ng_backend *be, int rows, int cols, const float *s, const float *X, int ldx, float *out,
+                              int ldo) {
+    return ng_gemm_strided_batched(be, 0, 0, 1, cols, 1, 1.0f, s, 1, 1, X, ldx, 1, 1.0f, out, ldo, 1, rows);
+}
+
+/* R{A[l]} for the direction v (flat, parameter layout) through the chunk whose forward pass is in
+ * the buffers; *rz = R{z_L} (classes, cols), ld classes. R{A[0]} = 0: layers before the first
+ * parameter pass no perturbation (rin NULL). */
+static ng_status rforward(cnn *n, const float *v, int cols, const float **rz) {
+    ng_backend *be = n->base.be;
+    const float *rin = NULL;
+    int l, pp = 0;
+    for (l = 1; l <= n->L; l++) {
+        const ng_cnn_layer *y = &n->cfg.layer[l - 1];
+        const int ci = n->c[l - 1], co = n->c[l];
+        const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
+        const float *in = n->A[l - 1].data;
+        float *rout = n->R[pp].data;
+        int wrote = 1;
+        switch (y->kind) {
+        case NG_CNN_CONV: {
+            /* R{z} = V * a + V_b + W * R{a}: the forward convolution with the direction's weights,
+             * then the layer's weights on R{a} (accumulated) */
+            const int K = ci * y->k * y->k;
+            const float *VW = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
+            NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, in, NULL,
+                          n->col.data));
+            NG_TRY(ng_gemm_strided_batched(be, 0, 1, P, co, K, 1.0f, n->col.data, P, (long long)P * K, VW, co, 0, 0.0f, rout,
+                                           P, (long long)P * co, cols));
+            NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, co, 1, 1.0f, n->ones.data, P, 0, Vb, 1, 0, 1.0f, rout, P,
+                                           (long long)P * co, cols));
+            if (rin) {
+                NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, rin, NULL,
+                              n->col.data));
+                NG_TRY(ng_gemm_strided_batched(be, 0, 1, P, co, K, 1.0f, n->col.data, P, (long long)P * K, n->W[l].data, co,
+                                               0, 1.0f, rout, P, (long long)P * co, cols));
+            }
+            break;
+        }
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            if (!rin) wrote = 0;
+            else if (y->kind == NG_CNN_POOL_MAX) /* R{x} at each window's argmax of x */
+                NG_TRY(gather(be, NG_CONV_POOL_MAX_R, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, in, rin, rout));
+            else
+                NG_TRY(gather(be, NG_CONV_POOL_AVG, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, rin, NULL, rout));
+            break;
+        case NG_CNN_ACT:
+            if (!rin) {
+                wrote = 0;
+            } else { /* R{a} = f'(z) R{z}, f' from the output a */
+                ng_op_args o = {.op = NG_OP_ACT_BACKWARD};
+                o.act_backward.rows = (int)n->size[l], o.act_backward.cols = cols, o.act_backward.act = y->act;
+                o.act_backward.a = n->A[l].data, o.act_backward.lda = (int)n->size[l];
+                o.act_backward.g = rin, o.act_backward.ldg = (int)n->size[l];
+                o.act_backward.out = rout, o.act_backward.ldo = (int)n->size[l];
+                NG_TRY(ng_run_op(be, &o));
+            }
+            break;
+        case NG_CNN_BN: {
+            /* NHWC: R{y} = V_gamma xhat + V_beta (into T1) + gamma rstd P(R{x}) (P into T2) */
+            const int M = cols * hw0;
+            const float *Vg = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
+            if (rin) {
+                ng_op_args o = {.op = NG_OP_BN_PROJECT};
+                NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
+                o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
+                o.bn_project.xhat = n->XH[l].data, o.bn_project.ldx = ci;
+                o.bn_project.s1 = n->rstd[l].data, o.bn_project.s2 = NULL, o.bn_project.beta = 0.0f;
+                o.bn_project.out = n->T2.data, o.bn_project.ldo = ci;
+                NG_TRY(ng_run_op(be, &o));
+            }
+            NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, Vg, Vb, n->T1.data, ci));
+            if (rin) NG_TRY(rowscale_acc(be, ci, M, n->W[l].data, n->T2.data, ci, n->T1.data, ci));
+            NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T1.data, rout));
+            break;
+        }
+        case NG_CNN_DENSE: {
+            const int din = (int)n->size[l - 1];
+            const float *VW = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
+            NG_TRY(ng_gemm(be, 0, 0, co, cols, din, 1.0f, VW, co, in, din, 0.0f, rout, co));
+            NG_TRY(ng_gemm(be, 0, 0, co, cols, 1, 1.0f, Vb, co, n->ones.data, 1, 1.0f, rout, co));
+            if (rin) NG_TRY(ng_gemm(be, 0, 0, co, cols, din, 1.0f, n->W[l].data, co, rin, din, 1.0f, rout, co));
+            break;
+        }
+        case NG_CNN_WHITEN: /* R{y} = U R{x} per pixel (U, mu are state, not parameters) */
+            if (!rin) wrote = 0;
+            else NG_TRY(whiten_op(be, cols, ci, hw0, 1, rin, NULL, n->UT[l].data, rout));
+            break;
+        }
+        if (wrote) {
+            rin = rout;
+            pp ^= 1;
+        }
+    }
+    *rz = rin; /* the last layer is dense: never NULL */
+    return NG_OK;
+}
+
+static ng_status need_cur(const cnn *n, const char *what) {
+    if (!n->have_cur)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn %s: no batch yet (compute a gradient or call ng_cnn_set_batch first)", what);
+    return NG_OK;
+}
+
+static ng_status check_pvec(const cnn *n, const ng_tensor *v, const char *what, const char *name) {
+    if (!v || !v->ptr || v->dtype != NG_F32 || ng_tensor_count(v) != ng_model_size(&n->base))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn %s: %s must be a float32 vector of the %zu parameters", what, name,
+                        ng_model_size(&n->base));
+    return NG_OK;
+}
+
+/* The forward pass of cases [c0, c0 + cols) of the current batch in the buffers (batch norm on
+ * the chunk's statistics, nothing updated, no augmentation); kept for a single-chunk batch. */
+static ng_status cur_forward(cnn *n, int c0, int cols) {
+    if (n->cached && c0 == 0 && cols == n->cx.cols) return NG_OK;
+    NG_TRY_RANGE(NG_CAT_FORWARD, "cnn forward", forward(n, n->cx.data + (size_t)c0 * n->cx.ld, n->cx.ld, cols, 2));
+    n->cached = cols == n->cx.cols;
+    return NG_OK;
+}
+
+static const float *cur_targets(const cnn *n, int c0, int *ld) {
+    if (n->have_cy) {
+        *ld = n->cy.ld;
+        return n->cy.data + (size_t)c0 * n->cy.ld;
+    }
+    *ld = n->cx.ld;
+    return n->cx.data + (size_t)c0 * n->cx.ld + n->size[0];
+}
+
+ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
+    cnn *n = as_cnn(m);
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_set_batch: model %s is not a cnn", m->iface->kind);
+    NG_TRY(check_batch(n, x, y, "set_batch"));
+    n->cx = *x;
+    n->have_cy = y != NULL;
+    if (y) n->cy = *y;
+    n->have_cur = 1;
+    n->cached = 0;
+    if (x->cols <= n->cfg.chunk) NG_TRY(cur_forward(n, 0, x->cols));
+    return NG_OK;
+}
+
+static ng_status cnn_jvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    NG_TRY(need_cur(n, "J v"));
+    NG_TRY(check_pvec(n, v, "J v", "v"));
+    N = n->cx.cols;
+    if (!out || !out->ptr || out->dtype != NG_F32 || out->rows != n->classes || out->cols != N)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn J v: output must be %d x %d (classes x cases)", n->classes, N);
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *rz;
+        NG_TRY(cur_forward(n, c0, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward(n, v->data, cols, &rz));
+        NG_TRY(act_fwd(m->be, n->classes, cols, NG_ACT_LINEAR, rz, n->classes, NULL, NULL, out->data + (size_t)c0 * out->ld,
+                       out->ld));
+    }
+    return NG_OK;
+}
+
+static ng_status loss_hvp_op(cnn *n, int loss, const float *y, const float *v, float scale, float *out, int cols) {
+    ng_op_args o = {.op = NG_OP_LOSS_HVP};
+    o.loss_hvp.rows = n->classes, o.loss_hvp.cols = cols, o.loss_hvp.loss = loss;
+    o.loss_hvp.y = y, o.loss_hvp.ldy = n->classes, o.loss_hvp.v = v, o.loss_hvp.ldv = n->classes;
+    o.loss_hvp.scale = scale, o.loss_hvp.out = out, o.loss_hvp.ldo = n->classes;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* F v (mode NG_FISHER_*; NG_FISHER_EXACT is G v: softmax + cross-entropy is a matching pair).
+ * G v: D[L] = (1/m) H_L R{z_L}, H_L = diag(y) - y y^T. Sampled / empirical: D[L] = (1/(m S)) d
+ * (d^T R{z_L}) per case with d = y - t (t drawn from the model, S draws; or the data's). Then the
+ * backward pass of the chunk into out. */
+static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
+                            ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N, s, S;
+    float scale;
+    NG_TRY(need_cur(n, "F v"));
+    NG_TRY(check_pvec(n, v, "F v", "v"));
+    NG_TRY(check_pvec(n, out, "F v", "out"));
+    if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: out must not alias v");
+    if (mode != NG_FISHER_EXACT && mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn F v: unknown Fisher mode %d", mode);
+    if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: %d samples (>= 1)", samples);
+    N = n->cx.cols;
+    S = mode == NG_FISHER_SAMPLED ? samples : 1;
+    scale = 1.0f / ((float)N * (float)S);
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *rz;
+        NG_TRY(cur_forward(n, c0, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward(n, v->data, cols, &rz));
+        for (s = 0; s < S; s++) {
+            if (mode == NG_FISHER_EXACT) {
+                NG_TRY(loss_hvp_op(n, NG_LOSS_CATEGORICAL, n->Y.data, rz, scale, n->D[n->L].data, cols));
+            } else {
+                ng_op_args o = {.op = NG_OP_LOSS};
+                const float *t;
+                int ldt;
+                if (mode == NG_FISHER_SAMPLED) {
+                    /* each case's draw depends on its index in the batch, not on the chunking */
+                    ng_op_args a = {.op = NG_OP_SAMPLE_TARGETS};
+                    a.sample_targets.rows = n->classes, a.sample_targets.cols = cols, a.sample_targets.loss = NG_LOSS_CATEGORICAL;
+                    a.sample_targets.y = n->Y.data, a.sample_targets.ldy = n->classes;
+                    a.sample_targets.t = n->TT.data, a.sample_targets.ldt = n->classes;
+                    a.sample_targets.key = key, a.sample_targets.step = step + (uint64_t)s;
+                    a.sample_targets.col0 = (uint64_t)c0;
+                    NG_TRY(ng_run_op(m->be, &a));
+                    t = n->TT.data;
+                    ldt = n->classes;
+                } else {
+                    t = cur_targets(n, c0, &ldt);
+                }
+                o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
+                o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
+                o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = 1.0f, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
+                NG_TRY(ng_run_op(m->be, &o));
+                NG_TRY(loss_hvp_op(n, NG_LOSS_OUTER, n->D[n->L].data, rz, scale, n->D[n->L].data, cols));
+            }
+            NG_TRY_RANGE(NG_CAT_BACKWARD, "cnn backward", backward(n, cols, (c0 || s) ? 1.0f : 0.0f, out->data));
+        }
+    }
+    return NG_OK;
+}
+
+/* the public entries: curvature-vector products, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_jvp: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_jvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_fvp: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_fvp_fp(m, mode, samples, key, step, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_fvp(m, NG_FISHER_EXACT, 1, 0, 0, v, out); }
+
+/* the model slots: the exact Fisher (= G v) */
+static ng_status cnn_fvp_slot(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_gvp(m, v, out); }
 
 /* ---- whitening: statistics and the function-preserving reparametrisation ------------------ */
 
@@ -974,6 +1269,9 @@ static const struct ng_model_i cnn_iface = {
     .statistic = cnn_statistic,
     .columns = cnn_columns,
     .log_values = cnn_log_values,
+    .jvp = ng_cnn_jvp,
+    .gnvp = ng_cnn_gvp,
+    .fvp = cnn_fvp_slot,
     .save = cnn_save,
     .load = cnn_load,
     .destroy = cnn_destroy,

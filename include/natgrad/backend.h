@@ -299,7 +299,8 @@ typedef struct ng_op_args {
          * natgrad/nn_types.h): out = the mode's gather of x (IM2COL, POOL_MAX, POOL_AVG, TO_NHWC,
          * TO_NCHW), of g = col (COL2IM), or of g = dy with x for the maxima (POOL_MAX_BACK),
          * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
-         * when flip = 1, drawn from (key, step); s.kh = s.kw = 2 s.pad + 1)  (=,
+         * when flip = 1, drawn from (key, step); s.kh = s.kw = 2 s.pad + 1), or of g (n,c,h,w)
+         * at the maxima of x (POOL_MAX_R: the R-operator of max pooling)  (=,
          * ng_conv_gather_count elements). out overlaps no input. */
         struct {
             int mode;

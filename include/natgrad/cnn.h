@@ -111,6 +111,25 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s);
 /* Outputs (classes, n) (softmax probabilities) of x in inference mode. */
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
 
+/* ---- curvature products (as natgrad/net.h's, for second-order methods) -------------------------
+ * On the current batch: the last gradient's, or x (and targets y, or NULL: the rows of x after the
+ * input) set by ng_cnn_set_batch (x must stay valid; a batch of one chunk gets its forward pass
+ * now). Batch norm uses each chunk's statistics (training mode, differentiated through the mean
+ * and variance), running averages are untouched and the images are not augmented; a single-chunk
+ * gradient batch without augmentation reuses its forward pass. Vectors are float32 in the
+ * parameter layout; m = the batch's cases.
+ *   J v   ng_cnn_jvp: out (classes, m) = R{z_L}, the R-operator forward pass (conv, max pooling
+ *         through its argmax, average pooling, activations, batch norm, whitening, dense)
+ *   G v   ng_cnn_gvp: (1/m) sum_i J_i^T H_i J_i v, H_i = diag(y_i) - y_i y_i^T (softmax + CE)
+ *   F v   ng_cnn_fvp: NG_FISHER_EXACT (natgrad/net.h; = G v), NG_FISHER_SAMPLED (targets drawn from the model,
+ *         `samples` draws, stream (key, step + s), Philox index the case's position in the batch),
+ *         NG_FISHER_EMPIRICAL (the batch's targets); out must not alias v.
+ * The model slots jvp, gnvp and fvp (exact) are these; H v is not implemented (the slot is NULL). */
+ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif
