@@ -1067,6 +1067,25 @@ NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x
     }
 }
 
+/* Row (b, k, oh) of the IM2COL output: the wo entries e = ow + wo oh + P (k + K b), ow < wo, into
+ * out[0 .. wo): the values ng_conv_gather_elem copies (bit for bit), for loops over rows (the CPU
+ * backend), which then pay the index arithmetic once per row instead of once per element. */
+NG_HD void ng_im2col_row(const ng_conv_shape *s, const float *x, size_t b, int k, int oh, int wo, float *out) {
+    const int taps = s->kh * s->kw, ci = k / taps, i = (k % taps) / s->kw, j = k % s->kw;
+    const int ih = oh * s->stride - s->pad + i;
+    const float *xr;
+    int ow;
+    if (ih < 0 || ih >= s->h) {
+        for (ow = 0; ow < wo; ow++) out[ow] = 0.0f;
+        return;
+    }
+    xr = x + ((b * (size_t)s->c + (size_t)ci) * (size_t)s->h + (size_t)ih) * (size_t)s->w;
+    for (ow = 0; ow < wo; ow++) {
+        const int iw = ow * s->stride - s->pad + j;
+        out[ow] = iw >= 0 && iw < s->w ? xr[iw] : 0.0f;
+    }
+}
+
 /* Element e = q + p (i + cout b) of the 1x1 whitening convolution (whiten1x1 op):
  * y = sum_j op(U)[i, j] (x[b, j, q] - mean[j]), in double, j ascending. */
 NG_HD float ng_whiten1x1_elem(int c, int cout, int p, int trans, const float *x, const float *mean,
