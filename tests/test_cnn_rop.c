@@ -18,7 +18,9 @@
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
 #include "natgrad/net.h"
+#include "natgrad/precond.h"
 #include "natgrad/rng.h"
+#include "natgrad/tnewton.h"
 
 static ng_backend *g_cpu, *g_cuda;
 static char g_cuda_reason[512];
@@ -758,6 +760,69 @@ static int test_bad_input(void) {
     return NGT_PASS;
 }
 
+/* Truncated Newton (natgrad/tnewton.h) accepts a cnn and refuses, naming the reason, what a cnn
+ * cannot give it: the Hessian curvature (no H v), HF's diagonal preconditioner (no per-case
+ * statistics), augmentation (the searches compare objectives on the batch as given). One ngd update
+ * through the trainer's calls (gradient, observe, apply) leaves -lr n in the gradient arena with
+ * (G + lambda I) n = g, checked with the model's own G v: max |(G + lambda I) n - g| <= 1e-3 max |g|
+ * (CG stops at a relative residual of 1e-4 in the 2-norm, <= 1e-4 sqrt(141) max |g| in the max-norm;
+ * at most 50 iterations on 141 parameters). */
+static int test_tnewton(void) {
+    fix f;
+    ng_tn_config tc;
+    ng_precond *p = NULL;
+    float *g, *d, *gd;
+    double worst = 0.0, big = 0.0;
+    size_t j;
+    NGT_OK(fix_init(&f, g_cpu, "c3k3-mp2-d3", 5, 64, 18));
+    ng_tn_config_default(&tc);
+    tc.curvature = NG_TN_CURV_HESSIAN;
+    tc.method = NG_TN_HF;
+    tc.hf_precond = 0;
+    NGT_CHECK(ng_precond_tn_init(g_cpu, f.m, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "H v"),
+              "Hessian curvature on a cnn: %s", ng_last_error());
+    ng_tn_config_default(&tc);
+    tc.method = NG_TN_HF;
+    NGT_CHECK(ng_precond_tn_init(g_cpu, f.m, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "preconditioner"),
+              "HF's diagonal on a cnn: %s", ng_last_error());
+    {
+        ng_cnn_config c = f.cfg;
+        ng_model *aug;
+        c.augment_pad = 1;
+        NGT_OK(ng_cnn_create(g_cpu, &c, &aug));
+        ng_tn_config_default(&tc);
+        NGT_CHECK(ng_precond_tn_init(g_cpu, aug, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "augmentation"),
+                  "augmentation: %s", ng_last_error());
+        ng_cnn_free(aug);
+    }
+    ng_tn_config_default(&tc);
+    tc.max_iter = 50;
+    tc.lr = 0.5;
+    tc.lambda0 = 0.1;
+    NGT_OK(ng_precond_tn_init(g_cpu, f.m, &tc, NULL, 0, &p));
+    g = (float *)malloc(3 * f.np * sizeof(float));
+    d = g + f.np, gd = d + f.np;
+    NGT_OK(ng_tensor_get(g_cpu, &f.m->grad_flat, g));
+    NGT_OK(ng_precond_observe(p, f.m, 0));
+    NGT_OK(ng_precond_apply(p, f.m, 0));
+    NGT_OK(ng_tensor_get(g_cpu, &f.m->grad_flat, d)); /* -delta = lr n */
+    /* (G + lambda I) (d / lr) against g */
+    for (j = 0; j < f.np; j++) d[j] /= 0.5f;
+    NGT_OK(ng_tensor_set(g_cpu, &f.v, d));
+    NGT_OK(ng_cnn_gvp(f.m, &f.v, &f.o1));
+    NGT_OK(ng_tensor_get(g_cpu, &f.o1, gd));
+    for (j = 0; j < f.np; j++) {
+        worst = fmax(worst, fabs((double)gd[j] + 0.1 * d[j] - g[j]));
+        big = fmax(big, fabs((double)g[j]));
+    }
+    printf("  ngd on a cnn: max |(G + lambda I) n - g| = %.2g of max |g| %.3g\n", worst / big, big);
+    NGT_CHECK(big > 1e-4 && worst <= 1e-3 * big, "(G + lambda I) n differs from g by %.3g (max |g| %.3g)", worst, big);
+    free(g);
+    ng_precond_free(p);
+    fix_free(&f);
+    return NGT_PASS;
+}
+
 int main(void) {
     if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
     NGT_RUN(test_jvp_cpu);
@@ -766,6 +831,7 @@ int main(void) {
     NGT_RUN(test_symmetry);
     NGT_RUN(test_chunks);
     NGT_RUN(test_bad_input);
+    NGT_RUN(test_tnewton);
     NGT_RUN(test_jvp_cuda);
     NGT_RUN(test_cuda_vs_cpu);
     ng_backend_free(g_cuda);

@@ -751,6 +751,25 @@ ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
     return NG_OK;
 }
 
+ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    double so = 0.0, miss = 0.0;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_objective: model %s is not a cnn", m->iface->kind);
+    NG_TRY(check_batch(n, x, NULL, "objective"));
+    N = x->cols;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        NG_TRY(forward(n, xc, x->ld, cols, 2));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
+    }
+    *objective = so / N;
+    return NG_OK;
+}
+
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk;
@@ -951,6 +970,18 @@ ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     n->have_cur = 1;
     n->cached = 0;
     if (x->cols <= n->cfg.chunk) NG_TRY(cur_forward(n, 0, x->cols));
+    return NG_OK;
+}
+
+ng_status ng_cnn_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y) {
+    const cnn *n = (const cnn *)m;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_current_batch: model %s is not a cnn", m->iface->kind);
+    NG_TRY(need_cur(n, "current batch"));
+    *x = n->cx;
+    if (y) {
+        if (n->have_cy) *y = n->cy;
+        else memset(y, 0, sizeof *y);
+    }
     return NG_OK;
 }
 

@@ -90,6 +90,10 @@ int ng_cnn_batch_rows(const ng_model *m);
 /* Mean objective and misclassification rate of the n cases of x (rows as ng_cnn_batch_rows),
  * batch norm in inference mode; touches neither the gradient nor the last batch's results. */
 ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *misclass);
+/* Mean objective of the n cases of x in training mode (batch norm on each chunk's statistics, as
+ * the gradient sees them; running averages untouched; no augmentation): the function whose
+ * gradient ng_model_gradient computes, for line searches and damping rules. */
+ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective);
 /* Gradients computed so far (the counter of the whitening schedule and of the augmentation
  * stream; checkpointed). */
 uint64_t ng_cnn_gradients(const ng_model *m);
@@ -126,6 +130,8 @@ ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  *         NG_FISHER_EMPIRICAL (the batch's targets); out must not alias v.
  * The model slots jvp, gnvp and fvp (exact) are these; H v is not implemented (the slot is NULL). */
 ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+/* The current batch: *x, and *y when the targets were given separately (else y->ptr = NULL). */
+ng_status ng_cnn_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y);
 ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out);
