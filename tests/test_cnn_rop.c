@@ -620,15 +620,16 @@ static int test_symmetry(void) {
 }
 
 /* A batch of 6 cases in chunks of 2 gives the products of one chunk (nets without batch norm, which
- * is per chunk by definition): J v and G v to float rounding (1e-5 of the largest entry); and
- * ng_cnn_set_batch on another model reproduces the gradient's batch. */
+ * is per chunk by definition): J v, G v and the sampled F v (each case's draw depends on its place in
+ * the batch, not on the chunking) to float rounding (1e-5 of the largest entry); and ng_cnn_set_batch
+ * on another model reproduces the gradient's batch. */
 static int test_chunks(void) {
     static const char *const nets[] = {"c3k3s2p1-w-c4k2p0-relu-mp2s1-d3", "c3k3-ap2-tanh-d5-logistic-d3"};
     int i;
     for (i = 0; i < 2; i++) {
         fix a, b;
         float *ja, *jb, *ga, *gb, *hv;
-        double wj = 0.0, bj = 0.0, wg = 0.0, bg = 0.0;
+        double wj = 0.0, bj = 0.0, wg = 0.0, bg = 0.0, wf = 0.0, bf = 0.0;
         size_t j, nz;
         NGT_OK(fix_init(&a, g_cpu, nets[i], 6, 64, 15));
         NGT_OK(fix_init(&b, g_cpu, nets[i], 6, 2, 15));
@@ -654,11 +655,20 @@ static int test_chunks(void) {
             wg = fmax(wg, fabs(ga[j] - gb[j]));
             bg = fmax(bg, fabs(ga[j]));
         }
+        NGT_OK(ng_cnn_fvp(a.m, NG_FISHER_SAMPLED, 2, 77, 3, &a.v, &a.o1));
+        NGT_OK(ng_cnn_fvp(b.m, NG_FISHER_SAMPLED, 2, 77, 3, &b.v, &b.o1));
+        NGT_OK(ng_tensor_get(g_cpu, &a.o1, ga));
+        NGT_OK(ng_tensor_get(g_cpu, &b.o1, gb));
+        for (j = 0; j < a.np; j++) {
+            wf = fmax(wf, fabs(ga[j] - gb[j]));
+            bf = fmax(bf, fabs(ga[j]));
+        }
         free(ja);
         fix_free(&a);
         fix_free(&b);
         NGT_CHECK(wj <= 1e-5 * bj && bj > 0, "%s: chunked J v differs by %.3g (max %.3g)", nets[i], wj, bj);
         NGT_CHECK(wg <= 1e-5 * bg && bg > 0, "%s: chunked G v differs by %.3g (max %.3g)", nets[i], wg, bg);
+        NGT_CHECK(wf <= 1e-5 * bf && bf > 0, "%s: chunked sampled F v differs by %.3g (max %.3g)", nets[i], wf, bf);
     }
     return NGT_PASS;
 }
