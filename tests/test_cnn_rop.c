@@ -579,6 +579,51 @@ static int test_fvp_sampled(void) {
     return NGT_PASS;
 }
 
+/* The Fisher gram (K-FAC's quadratic model): gram[i, j] = v_i^T G v_j for three directions against
+ * the dots of ng_cnn_gvp's products (the same products reached two ways: to 1e-5 of sqrt(gram_ii
+ * gram_jj)), symmetric and positive semi-definite on the diagonal; a work buffer too small is refused. */
+static int test_fisher_gram(void) {
+    fix f;
+    ng_tensor vs[3], work;
+    const ng_tensor *vp[3];
+    float *h, *gv;
+    double gram[9];
+    int i, j;
+    size_t k;
+    NGT_OK(fix_init(&f, g_cpu, stacks[0], 5, 64, 19));
+    h = (float *)malloc(4 * f.np * sizeof(float));
+    gv = h + 3 * f.np;
+    vs[0] = f.v, vs[1] = f.u, vs[2] = f.o2;
+    for (i = 0; i < 3; i++) {
+        NGT_OK(rand_vec(&f, 700 + (uint64_t)i, h + (size_t)i * f.np, &vs[i]));
+        vp[i] = &vs[i];
+    }
+    NGT_OK(ng_alloc(g_cpu, (size_t)f.r.classes * 5 * 4 * sizeof(float), &work.ptr));
+    work = ng_tensor_matrix(work.data, f.r.classes * 5 * 4, 1, f.r.classes * 5 * 4);
+    {
+        ng_tensor small = ng_tensor_matrix(work.data, f.r.classes * 5 * 4 - 1, 1, f.r.classes * 5 * 4 - 1);
+        NGT_CHECK(ng_cnn_fisher_gram(f.m, 3, vp, &small, gram) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "work"),
+                  "small work: %s", ng_last_error());
+    }
+    NGT_OK(ng_cnn_fisher_gram(f.m, 3, vp, &work, gram));
+    for (j = 0; j < 3; j++) {
+        NGT_OK(ng_cnn_gvp(f.m, vp[j], &f.o1));
+        NGT_OK(ng_tensor_get(g_cpu, &f.o1, gv));
+        for (i = 0; i < 3; i++) {
+            double d = 0.0;
+            for (k = 0; k < f.np; k++) d += (double)h[(size_t)i * f.np + k] * gv[k];
+            NGT_CHECK(gram[i + 3 * j] == gram[j + 3 * i], "gram not symmetric");
+            NGT_CHECK(fabs(gram[i + 3 * j] - d) <= 1e-5 * sqrt(fabs(gram[i * 4]) * fabs(gram[j * 4])) + 1e-12,
+                      "gram[%d,%d] = %.9g, v_i^T G v_j = %.9g", i, j, gram[i + 3 * j], d);
+        }
+        NGT_CHECK(gram[j * 4] > 0.0, "gram[%d,%d] = %g", j, j, gram[j * 4]);
+    }
+    ng_free(g_cpu, work.ptr);
+    free(h);
+    fix_free(&f);
+    return NGT_PASS;
+}
+
 /* u^T G v = v^T G u (to 1e-5 of |u| |G v| + |v| |G u|: float32 rounding) and v^T G v >= 0, for
  * the stacks, with batch norm; the model's gradient is left as it was. */
 static int test_symmetry(void) {
@@ -839,6 +884,7 @@ int main(void) {
     NGT_RUN(test_gvp_cpu);
     NGT_RUN(test_fvp_sampled);
     NGT_RUN(test_symmetry);
+    NGT_RUN(test_fisher_gram);
     NGT_RUN(test_chunks);
     NGT_RUN(test_bad_input);
     NGT_RUN(test_tnewton);

@@ -1094,6 +1094,58 @@ ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
 
 ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_fvp(m, NG_FISHER_EXACT, 1, 0, 0, v, out); }
 
+/* gram[i + nv j] = (1/m) sum_cases (J v_i)^T H_L (J v_j): one R-forward pass per vector into work
+ * (classes x chunk slots), H_L applied to each, dots summed in double on the host. */
+static ng_status cnn_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    size_t slot;
+    int c0, N, i, j;
+    NG_TRY(need_cur(n, "Fisher gram"));
+    if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "cnn Fisher gram: %d vectors (1..8)", nv);
+    for (i = 0; i < nv; i++) NG_TRY(check_pvec(n, v[i], "Fisher gram", "v"));
+    N = n->cx.cols;
+    slot = (size_t)n->classes * (size_t)(N < ch ? N : ch);
+    if (!work || !work->ptr || work->dtype != NG_F32 || ng_tensor_count(work) < slot * (size_t)(nv + 1))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn Fisher gram: work needs %zu floats", slot * (size_t)(nv + 1));
+    for (i = 0; i < nv * nv; i++) gram[i] = 0.0;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        float *hv = work->data + slot * (size_t)nv;
+        NG_TRY(cur_forward(n, c0, cols));
+        for (i = 0; i < nv; i++) {
+            const float *rz;
+            NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward(n, v[i]->data, cols, &rz));
+            NG_TRY(act_fwd(m->be, n->classes, cols, NG_ACT_LINEAR, rz, n->classes, NULL, NULL, work->data + slot * (size_t)i,
+                           n->classes));
+        }
+        for (i = 0; i < nv; i++) {
+            NG_TRY(loss_hvp_op(n, NG_LOSS_CATEGORICAL, n->Y.data, work->data + slot * (size_t)i, 1.0f, hv, cols));
+            for (j = 0; j <= i; j++) {
+                float d;
+                NG_TRY(ng_dot(m->be, (size_t)n->classes * (size_t)cols, work->data + slot * (size_t)j, hv, &d));
+                gram[j + nv * i] += (double)d;
+            }
+        }
+    }
+    for (i = 0; i < nv; i++)
+        for (j = 0; j <= i; j++) {
+            gram[j + nv * i] /= (double)N;
+            gram[i + nv * j] = gram[j + nv * i];
+        }
+    return NG_OK;
+}
+
+ng_status ng_cnn_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_fisher_gram: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_fisher_gram_fp(m, nv, v, work, gram);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 /* the model slots: the exact Fisher (= G v) */
 static ng_status cnn_fvp_slot(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_gvp(m, v, out); }
 

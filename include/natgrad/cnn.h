@@ -135,6 +135,11 @@ ng_status ng_cnn_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y);
 ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out);
+/* Exact-Fisher (= Gauss-Newton) quadratic forms of nv <= 8 vectors on the current batch, as
+ * ng_net_fisher_gram (K-FAC's quadratic model, appendix C): gram[i + nv j] = (1/m) sum_cases
+ * (J v_i)^T H_L (J v_j), one R-forward pass per vector, no backward pass. work: float32 device
+ * scratch of at least classes * min(m, chunk) * (nv + 1) elements. */
+ng_status ng_cnn_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram);
 
 #ifdef __cplusplus
 }
