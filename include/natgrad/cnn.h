@@ -120,8 +120,10 @@ ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  * input) set by ng_cnn_set_batch (x must stay valid; a batch of one chunk gets its forward pass
  * now). Batch norm uses each chunk's statistics (training mode, differentiated through the mean
  * and variance), running averages are untouched and the images are not augmented; a single-chunk
- * gradient batch without augmentation reuses its forward pass. Vectors are float32 in the
- * parameter layout; m = the batch's cases.
+ * gradient batch without augmentation reuses its forward pass (that of the parameters at the
+ * gradient: after changing the parameters, call ng_cnn_set_batch again; any other pass of the model,
+ * an evaluation included, drops it). Vectors are float32 in the parameter layout; m = the batch's
+ * cases.
  *   J v   ng_cnn_jvp: out (classes, m) = R{z_L}, the R-operator forward pass (conv, max pooling
  *         through its argmax, average pooling, activations, batch norm, whitening, dense)
  *   G v   ng_cnn_gvp: (1/m) sum_i J_i^T H_i J_i v, H_i = diag(y_i) - y_i y_i^T (softmax + CE)
