@@ -11,7 +11,9 @@
  *                   compiler vectorises it), padding handled by clipping the row range; backward
  *                   dx by the same loops transposed (over (image, input map)), dW over (map, tap)
  * GFLOP/s = 2 n c' P K / time; the sgemm rate of the same process (the backend's gemm on 1024^3)
- * is printed next to them. Prints a markdown table; writes --csv.
+ * is printed next to them. A second table times the conv engine's curvature products on the
+ * experiment's nets (natgrad/cnn.h: J v, G v against a gradient on the same batch of 64 images).
+ * Prints markdown tables; writes --csv.
  * usage: bench_conv [--reps N] [--csv PATH] */
 #include <math.h>
 #include <omp.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "natgrad/backend.h"
+#include "natgrad/cnn.h"
 #include "natgrad/log.h"
 #include "natgrad/nn_types.h"
 
@@ -370,6 +373,62 @@ int main(int argc, char **argv) {
         free(ry);
         free(rdx);
         free(rdw);
+    }
+    /* the curvature products of the conv engine against its gradient, on the experiment's nets */
+    {
+        static const char *const specs[] = {"c16-relu-mp2-c32k3p0-relu-mp2-d64-relu-d10",
+                                            "c16-bn-relu-mp2-c32k3p0-bn-relu-mp2-d64-relu-d10"};
+        const int m = 64;
+        printf("\n| net (batch of %d 1x28x28 images, one chunk) | gradient ms | J v ms | G v ms | J v / gradient | G v / gradient |\n", m);
+        printf("|---|---|---|---|---|---|\n");
+        for (i = 0; i < 2; i++) {
+            ng_cnn_config cfg;
+            ng_model *net;
+            float *x, *h;
+            ng_tensor xd, v, o, jv;
+            size_t np, k, rows;
+            unsigned st = 5;
+            double tg = 1e30, tj = 1e30, tv = 1e30;
+            int r;
+            ng_cnn_config_default(&cfg);
+            cfg.chunk = m;
+            if (ng_cnn_parse_spec(specs[i], &cfg) != NG_OK || ng_cnn_create(be, &cfg, &net) != NG_OK)
+                return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
+            np = ng_model_size(net);
+            rows = (size_t)ng_cnn_batch_rows(net);
+            if (ng_alloc(be, (rows * m + 2 * np + 10 * (size_t)m) * sizeof(float), (void **)&x) != NG_OK) return 1;
+            xd = ng_tensor_matrix(x, (int)rows, m, (int)rows);
+            v = ng_tensor_matrix(x + rows * m, (int)np, 1, (int)np);
+            o = ng_tensor_matrix(v.data + np, (int)np, 1, (int)np);
+            jv = ng_tensor_matrix(o.data + np, 10, m, 10);
+            h = (float *)malloc((rows * m + np) * sizeof(float));
+            for (k = 0; k < rows * (size_t)m; k++) h[k] = (k % rows) < 784 ? 0.5f * (frand(&st) + 1.0f) : ((k % rows) - 784 == (k / rows) % 10);
+            if (ng_tensor_set(be, &xd, h) != NG_OK) return 1;
+            for (k = 0; k < np; k++) h[k] = frand(&st);
+            if (ng_tensor_set(be, &v, h) != NG_OK) return 1;
+            for (r = 0; r <= reps; r++) {
+                double t0 = ng_time_s(), t1, t2, t3;
+                if (ng_model_gradient(net, &xd, NULL) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
+                ng_synchronize(be);
+                t1 = ng_time_s();
+                if (ng_cnn_jvp(net, &v, &jv) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
+                ng_synchronize(be);
+                t2 = ng_time_s();
+                if (ng_cnn_gvp(net, &v, &o) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
+                ng_synchronize(be);
+                t3 = ng_time_s();
+                if (r) { /* r = 0 warms up */
+                    tg = fmin(tg, t1 - t0);
+                    tj = fmin(tj, t2 - t1);
+                    tv = fmin(tv, t3 - t2);
+                }
+            }
+            printf("| %s | %.3f | %.3f | %.3f | %.2f | %.2f |\n", specs[i], 1e3 * tg, 1e3 * tj, 1e3 * tv, tj / tg, tv / tg);
+            if (csv) fprintf(csv, "%s,products,gradient/jvp/gvp,0,%.6f,%.6f,%.6f\n", specs[i], 1e3 * tg, 1e3 * tj, 1e3 * tv);
+            free(h);
+            ng_free(be, x);
+            ng_cnn_free(net);
+        }
     }
     fclose(csv);
     ng_backend_free(be);
