@@ -592,7 +592,9 @@ static ng_status backward(cnn *n, int cols, float beta, float *out) {
     ng_backend *be = n->base.be;
     int l;
     for (l = n->L; l >= 1; l--) {
-        float *gW = at_of(n, out, &n->gW[l]), *gb = at_of(n, out, &n->gb[l]);
+        /* the layer's gradient in out (layers without parameters have none) */
+        float *gW = n->gW[l].data ? at_of(n, out, &n->gW[l]) : NULL;
+        float *gb = n->gb[l].data ? at_of(n, out, &n->gb[l]) : NULL;
         const ng_cnn_layer *y = &n->cfg.layer[l - 1];
         const int ci = n->c[l - 1], co = n->c[l];
         const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
