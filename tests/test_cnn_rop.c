@@ -822,31 +822,31 @@ static int test_bad_input(void) {
  * (G + lambda I) n = g, checked with the model's own G v: max |(G + lambda I) n - g| <= 1e-3 max |g|
  * (CG stops at a relative residual of 1e-4 in the 2-norm, <= 1e-4 sqrt(141) max |g| in the max-norm;
  * at most 50 iterations on 141 parameters). */
-static int test_tnewton(void) {
+static int tnewton_check(ng_backend *be) {
     fix f;
     ng_tn_config tc;
     ng_precond *p = NULL;
     float *g, *d, *gd;
     double worst = 0.0, big = 0.0;
     size_t j;
-    NGT_OK(fix_init(&f, g_cpu, "c3k3-mp2-d3", 5, 64, 18));
+    NGT_OK(fix_init(&f, be, "c3k3-mp2-d3", 5, 64, 18));
     ng_tn_config_default(&tc);
     tc.curvature = NG_TN_CURV_HESSIAN;
     tc.method = NG_TN_HF;
     tc.hf_precond = 0;
-    NGT_CHECK(ng_precond_tn_init(g_cpu, f.m, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "H v"),
+    NGT_CHECK(ng_precond_tn_init(be, f.m, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "H v"),
               "Hessian curvature on a cnn: %s", ng_last_error());
     ng_tn_config_default(&tc);
     tc.method = NG_TN_HF;
-    NGT_CHECK(ng_precond_tn_init(g_cpu, f.m, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "preconditioner"),
+    NGT_CHECK(ng_precond_tn_init(be, f.m, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "preconditioner"),
               "HF's diagonal on a cnn: %s", ng_last_error());
     {
         ng_cnn_config c = f.cfg;
         ng_model *aug;
         c.augment_pad = 1;
-        NGT_OK(ng_cnn_create(g_cpu, &c, &aug));
+        NGT_OK(ng_cnn_create(be, &c, &aug));
         ng_tn_config_default(&tc);
-        NGT_CHECK(ng_precond_tn_init(g_cpu, aug, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "augmentation"),
+        NGT_CHECK(ng_precond_tn_init(be, aug, &tc, NULL, 0, &p) == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "augmentation"),
                   "augmentation: %s", ng_last_error());
         ng_cnn_free(aug);
     }
@@ -854,28 +854,34 @@ static int test_tnewton(void) {
     tc.max_iter = 50;
     tc.lr = 0.5;
     tc.lambda0 = 0.1;
-    NGT_OK(ng_precond_tn_init(g_cpu, f.m, &tc, NULL, 0, &p));
+    NGT_OK(ng_precond_tn_init(be, f.m, &tc, NULL, 0, &p));
     g = (float *)malloc(3 * f.np * sizeof(float));
     d = g + f.np, gd = d + f.np;
-    NGT_OK(ng_tensor_get(g_cpu, &f.m->grad_flat, g));
+    NGT_OK(ng_tensor_get(be, &f.m->grad_flat, g));
     NGT_OK(ng_precond_observe(p, f.m, 0));
     NGT_OK(ng_precond_apply(p, f.m, 0));
-    NGT_OK(ng_tensor_get(g_cpu, &f.m->grad_flat, d)); /* -delta = lr n */
+    NGT_OK(ng_tensor_get(be, &f.m->grad_flat, d)); /* -delta = lr n */
     /* (G + lambda I) (d / lr) against g */
     for (j = 0; j < f.np; j++) d[j] /= 0.5f;
-    NGT_OK(ng_tensor_set(g_cpu, &f.v, d));
+    NGT_OK(ng_tensor_set(be, &f.v, d));
     NGT_OK(ng_cnn_gvp(f.m, &f.v, &f.o1));
-    NGT_OK(ng_tensor_get(g_cpu, &f.o1, gd));
+    NGT_OK(ng_tensor_get(be, &f.o1, gd));
     for (j = 0; j < f.np; j++) {
         worst = fmax(worst, fabs((double)gd[j] + 0.1 * d[j] - g[j]));
         big = fmax(big, fabs((double)g[j]));
     }
-    printf("  ngd on a cnn: max |(G + lambda I) n - g| = %.2g of max |g| %.3g\n", worst / big, big);
+    printf("  ngd on a cnn (%s): max |(G + lambda I) n - g| = %.2g of max |g| %.3g\n", be->iface->name, worst / big, big);
     NGT_CHECK(big > 1e-4 && worst <= 1e-3 * big, "(G + lambda I) n differs from g by %.3g (max |g| %.3g)", worst, big);
     free(g);
     ng_precond_free(p);
     fix_free(&f);
     return NGT_PASS;
+}
+
+static int test_tnewton(void) { return tnewton_check(g_cpu); }
+static int test_tnewton_cuda(void) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return tnewton_check(g_cuda);
 }
 
 int main(void) {
@@ -890,6 +896,7 @@ int main(void) {
     NGT_RUN(test_tnewton);
     NGT_RUN(test_jvp_cuda);
     NGT_RUN(test_cuda_vs_cpu);
+    NGT_RUN(test_tnewton_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
     return ngt_finish();
