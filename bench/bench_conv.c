@@ -270,18 +270,44 @@ static double rel(const float *a, const double *r, size_t n) {
 }
 
 static int bad = 0;
+/* flops 0: a part without arithmetic (the IM2COL copy): no rate */
 static void row(const shape *s, const char *pass, const char *variant, double err, double ms, double flops, double sgemm) {
     const double gf = flops / (ms * 1e-3) * 1e-9;
     const int ok = err <= 1e-4; /* float32 sums of up to 50,000 terms (dW of conv1) */
     bad |= !ok;
-    printf("| %s | %s | %s | %.1e%s | %.3f | %.2f | %.0f %% |\n", s->name, pass, variant, err, ok ? "" : " DIFFERS", ms, gf,
-           100.0 * gf / sgemm);
+    if (flops <= 0.0)
+        printf("| %s | %s | %s | %s | %.3f | - | - | %.1f |\n", s->name, pass, variant, err == 0.0 ? "copy (exact)" : "?", ms, sgemm);
+    else
+        printf("| %s | %s | %s | %.1e%s | %.3f | %.2f | %.0f %% | %.1f |\n", s->name, pass, variant, err, ok ? "" : " DIFFERS", ms, gf,
+               100.0 * gf / sgemm, sgemm);
     if (csv) fprintf(csv, "%s,%s,%s,%.3e,%.6f,%.4f,%.4f\n", s->name, pass, variant, err, ms, gf, sgemm);
 }
 
 static float frand(unsigned *st) {
     *st = *st * 1664525u + 1013904223u;
     return (float)((*st >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+/* GFLOP/s of the backend's sgemm on 1024^3, best of reps after a warm-up (0 on failure) */
+static double sgemm_rate(ng_backend *be) {
+    const int n = 1024;
+    float *a, *b, *c;
+    double best = 1e30;
+    int r;
+    unsigned st = 7;
+    size_t k;
+    if (ng_alloc(be, (size_t)3 * n * n * sizeof(float), (void **)&a) != NG_OK) return 0.0;
+    b = a + (size_t)n * n, c = b + (size_t)n * n;
+    for (k = 0; k < (size_t)2 * n * n; k++) a[k] = frand(&st);
+    for (r = 0; r <= reps; r++) {
+        double t0 = ng_time_s(), t;
+        if (ng_gemm(be, 0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n) != NG_OK) return 0.0;
+        ng_synchronize(be);
+        t = ng_time_s() - t0;
+        if (r && t < best) best = t;
+    }
+    ng_free(be, a);
+    return 2.0 * n * n * n / best * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -304,31 +330,13 @@ int main(int argc, char **argv) {
     csv = fopen(csv_path, "w");
     if (!csv) return fprintf(stderr, "bench_conv: cannot write %s\n", csv_path), 1;
     fprintf(csv, "shape,pass,variant,max_rel_err,ms,gflops,sgemm_gflops\n");
-    /* the sgemm rate of this process: the backend's gemm on 1024 x 1024 x 1024, best of reps */
-    {
-        const int n = 1024;
-        float *a, *b, *c;
-        double best = 1e30;
-        int r;
-        unsigned st = 7;
-        size_t k;
-        if (ng_alloc(be, (size_t)3 * n * n * sizeof(float), (void **)&a) != NG_OK) return 1;
-        b = a + (size_t)n * n, c = b + (size_t)n * n;
-        for (k = 0; k < (size_t)2 * n * n; k++) a[k] = frand(&st);
-        for (r = 0; r <= reps; r++) {
-            double t0 = ng_time_s(), t;
-            if (ng_gemm(be, 0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n) != NG_OK) return 1;
-            ng_synchronize(be);
-            t = ng_time_s() - t0;
-            if (r && t < best) best = t;
-        }
-        sgemm = 2.0 * n * n * n / best * 1e-9;
-        ng_free(be, a);
-    }
-    printf("CPU backend: %s; OpenMP threads %d; sgemm (backend gemm, 1024^3, best of %d): %.2f GFLOP/s\n\n", be->description,
-           omp_get_max_threads(), reps, sgemm);
-    printf("| shape (chunk of images) | pass | variant | max rel. error vs float64 | ms (best of %d) | GFLOP/s | of sgemm |\n", reps);
-    printf("|---|---|---|---|---|---|---|\n");
+    /* the sgemm rate of this process (the backend's gemm on 1024 x 1024 x 1024, best of reps),
+     * measured again before each shape: on a shared machine the rate moves */
+    printf("CPU backend: %s; OpenMP threads %d; sgemm: the backend's gemm on 1024^3, best of %d, measured just before each "
+           "shape's rows\n\n", be->description, omp_get_max_threads(), reps);
+    printf("| shape (chunk of images) | pass | variant | max rel. error vs float64 | ms (best of %d) | GFLOP/s | of sgemm | sgemm GFLOP/s |\n",
+           reps);
+    printf("|---|---|---|---|---|---|---|---|\n");
     for (i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++) {
         const shape *s = &shapes[i];
         const int ho = odim(s->h, s->k, s->stride, s->pad), wo = odim(s->w, s->k, s->stride, s->pad);
@@ -342,6 +350,7 @@ int main(int argc, char **argv) {
         size_t k;
         const size_t total = nx + nw + (size_t)s->co + ny + (size_t)s->n * P * K + P + ny + nx + nw;
         if (!ry || !rdx || !rdw || ng_alloc(be, total * sizeof(float), (void **)&mem) != NG_OK) return 1;
+        if ((sgemm = sgemm_rate(be)) <= 0.0) return fprintf(stderr, "bench_conv: sgemm failed: %s\n", ng_last_error()), 1;
         u.x = mem, u.W = u.x + nx, u.b = u.W + nw, u.y = u.b + s->co, u.col = u.y + ny, u.ones = u.col + (size_t)s->n * P * K;
         u.dy = u.ones + P, u.dx = u.dy + ny, u.dW = u.dx + nx;
         for (k = 0; k < nx; k++) u.x[k] = frand(&st);
@@ -355,7 +364,7 @@ int main(int argc, char **argv) {
             double ms = timeit(run_gemm_fwd, &u, be);
             row(s, "forward", "im2col + gemm (natgrad)", rel(u.y, ry, ny), ms, flops, sgemm);
             ms = timeit(run_im2col, &u, be);
-            row(s, "forward", "... of which the IM2COL op", 0.0, ms, flops, sgemm);
+            row(s, "forward", "... of which the IM2COL op", 0.0, ms, 0.0, sgemm);
             ms = timeit(run_gemm_only, &u, be);
             row(s, "forward", "... of which the gemms (weights, bias)", rel(u.y, ry, ny), ms, flops, sgemm);
             memset(u.y, 0, ny * sizeof(float));
