@@ -25,7 +25,8 @@
 static const char *TRAIN_SUMMARY =
     "Train a convolutional classifier (softmax + cross-entropy) by SGD with momentum, or with\n"
     "--optimizer ngd|ngd-l|ncg-l|ncg-f|hf by truncated Newton on the network's Gauss-Newton (= Fisher)\n"
-    "products (Pascanu & Bengio 2014, Martens 2010; CG, Levenberg-Marquardt damping, no augmentation).\n"
+    "products, or hf on the Hessian (Pascanu & Bengio 2014, Martens 2010; CG, Levenberg-Marquardt\n"
+    "damping, no augmentation).\n"
     "Layers (--layers, '-' separated): c<maps>[k<window>][s<stride>][p<pad>] convolution (default 3x3,\n"
     "stride 1, pad window/2), mp<k>[s<stride>] / ap<k> max / average pooling, relu tanh logistic linear,\n"
     "bn (batch norm over channels), w (PRONG's 1x1 whitening convolution; the next layer must be a conv\n"
@@ -43,7 +44,7 @@ typedef struct cnn_opts {
     const char *test_data, *layers, *csv_path, *ckpt_path, *resume;
     int limit, test_limit, batch, chunk, steps, log_every, ckpt_every, eval_n;
     int whiten_every, whiten_samples, augment_pad, flip, lr_drop_every;
-    int optimizer, tn_iters, tn_fisher, tn_fsamples; /* optimizer: 0 sgd, 1 + NG_TN_* */
+    int optimizer, tn_iters, tn_fisher, tn_fsamples, tn_curv; /* optimizer: 0 sgd, 1 + NG_TN_* */
     float tn_lambda;
     float lr, momentum, weight_decay, whiten_eps, lr_drop, minutes;
 } cnn_opts;
@@ -195,6 +196,7 @@ static int cnn_train(int argc, char **argv) {
             {"tn-lambda", OPT_FLOAT, &o.tn_lambda, "L", "truncated Newton: initial damping, adapted by Levenberg-Marquardt", OPT_FIXED, 0},
             {"tn-fisher", OPT_ENUM, &o.tn_fisher, "exact|sampled|empirical", "truncated Newton: the metric: Gauss-Newton (= exact Fisher), the Fisher with targets drawn from the model once per update, or the empirical Fisher", OPT_FIXED, 0},
             {"tn-fisher-samples", OPT_INT, &o.tn_fsamples, "S", "truncated Newton, --tn-fisher sampled: target draws per case", OPT_FIXED, 0},
+            {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature; not through bn layers)", OPT_FIXED, 0},
             {"momentum", OPT_FLOAT, &o.momentum, "MU", "heavy-ball momentum", OPT_FIXED, 0},
             {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty on the weights", OPT_FIXED, 0},
             {"lr-drop-every", OPT_INT, &o.lr_drop_every, "N", "waterfall annealing: multiply lr by --lr-drop every N updates (0 = off)", OPT_FIXED, 0},
@@ -232,7 +234,7 @@ static int cnn_train(int argc, char **argv) {
             /* options of the other family: SGD's (truncated Newton compares objectives on the batch as
              * given, so no augmentation; no momentum or lr drops) or truncated Newton's */
             static const char *const sgd_only[] = {"momentum", "lr-drop-every", "lr-drop", "augment-pad", "flip", NULL};
-            static const char *const tn_only[] = {"tn-iters", "tn-lambda", "tn-fisher", "tn-fisher-samples", NULL};
+            static const char *const tn_only[] = {"tn-iters", "tn-lambda", "tn-fisher", "tn-fisher-samples", "curvature", NULL};
             const char *const *l = o.optimizer ? sgd_only : tn_only;
             lr_given = ng_cli_find(opts, "lr")->seen;
             for (; *l; l++)
@@ -255,6 +257,11 @@ static int cnn_train(int argc, char **argv) {
     if (o.optimizer && !o.resume) {
         /* truncated Newton: its searches and Levenberg-Marquardt's rho compare objectives on the batch
          * as given, so the gradient's batch must not be augmented; momentum and annealing belong to SGD */
+        if (o.tn_curv == NG_TN_CURV_HESSIAN && o.optimizer - 1 != NG_TN_HF) {
+            fprintf(stderr, "natgrad cnn train: --curvature hessian: only with --optimizer hf (natural gradient uses the Fisher = "
+                            "Gauss-Newton matrix)\n");
+            return NG_EXIT_USAGE;
+        }
         tc.method = o.optimizer - 1;
         tc.max_iter = o.tn_iters;
         tc.lambda0 = o.tn_lambda;
@@ -262,6 +269,7 @@ static int cnn_train(int argc, char **argv) {
         tc.eta = o.weight_decay;
         tc.fisher = o.tn_fisher;
         tc.fisher_samples = o.tn_fsamples;
+        tc.curvature = o.tn_curv;
         tc.hf_precond = 0;
         tc.seed = o.co.seed;
         if (ng_tn_config_check(&tc) != NG_OK) {
@@ -391,8 +399,10 @@ static int cnn_train(int argc, char **argv) {
             fprintf(stderr, "natgrad: cnn %s, %zu parameters; %s (truncated Newton, CG on %s products, at most %d iterations), "
                             "lambda0 %g (Levenberg-Marquardt), lr %g, L2 %g, batch %d, seed %llu%s\n",
                     ng_cnn_spec_string(&cfg, spec, sizeof spec), ng_model_size(net), ng_tn_method_name(tc.method),
-                    tc.fisher == NG_FISHER_EXACT ? "Gauss-Newton (= Fisher)" : tc.fisher == NG_FISHER_SAMPLED ? "sampled-Fisher"
-                                                                                                             : "empirical-Fisher",
+                    tc.curvature == NG_TN_CURV_HESSIAN  ? "Hessian"
+                    : tc.fisher == NG_FISHER_EXACT     ? "Gauss-Newton (= Fisher)"
+                    : tc.fisher == NG_FISHER_SAMPLED   ? "sampled-Fisher"
+                                                       : "empirical-Fisher",
                     tc.max_iter > 0 ? tc.max_iter : (tc.method == NG_TN_HF ? 250 : 20), tc.lambda0, tc.lr, tc.eta, o.batch,
                     (unsigned long long)cfg.seed, cfg.whiten_every ? ", PRONG whitening" : "");
         if (s == NG_OK) s = o.optimizer ? ng_precond_tn_init(be, net, &tc, NULL, 0, &pc) : ng_precond_identity_init(be, &pc);

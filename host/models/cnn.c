@@ -52,6 +52,10 @@ typedef struct cnn {
     ng_tensor A[LMAX + 1], D[LMAX + 1], XH[LMAX + 1], mean[LMAX + 1], rstd[LMAX + 1];
     ng_tensor Y, col, T1, T2, vec, ones, obj;
     ng_tensor R[2], TT; /* R-forward ping-pong (max size_l, chunk); sampled targets (classes, chunk) */
+    ng_arena hws;       /* H v: RA[l] (size_l, chunk) = R{A[l]} of every layer, kept for R{backprop}
+                         * (allocated at the first H v, once) */
+    ng_tensor RA[LMAX + 1];
+    const float *ra[LMAX + 1]; /* RA[l] or NULL where R{A[l]} = 0 (no parameter below layer l) */
     ng_arena st; /* running batch-norm statistics and whitening state (checkpointed) */
     ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
     ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
@@ -407,6 +411,7 @@ static void cnn_destroy(ng_model *m) {
     int l;
     ng_arena_free(&n->ws);
     ng_arena_free(&n->st);
+    ng_arena_free(&n->hws);
     for (l = 0; l <= LMAX; l++) ng_whiten_free(&n->wh[l]);
     free(n->host);
     n->host = NULL;
@@ -840,16 +845,17 @@ static ng_status rowscale_acc(ng_backend *be, int rows, int cols, const float *s
 /* R{A[l]} for the direction v (flat, parameter layout) through the chunk whose forward pass is in
  * the buffers; *rz = R{z_L} (classes, cols), ld classes. R{A[0]} = 0: layers before the first
  * parameter pass no perturbation (rin NULL). */
-static ng_status rforward(cnn *n, const float *v, int cols, const float **rz) {
+static ng_status rforward_to(cnn *n, const float *v, int cols, const float **rz, int keep) {
     ng_backend *be = n->base.be;
     const float *rin = NULL;
     int l, pp = 0;
+    if (keep) n->ra[0] = NULL;
     for (l = 1; l <= n->L; l++) {
         const ng_cnn_layer *y = &n->cfg.layer[l - 1];
         const int ci = n->c[l - 1], co = n->c[l];
         const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
         const float *in = n->A[l - 1].data;
-        float *rout = n->R[pp].data;
+        float *rout = keep ? n->RA[l].data : n->R[pp].data;
         int wrote = 1;
         switch (y->kind) {
         case NG_CNN_CONV: {
@@ -926,10 +932,13 @@ static ng_status rforward(cnn *n, const float *v, int cols, const float **rz) {
             rin = rout;
             pp ^= 1;
         }
+        if (keep) n->ra[l] = rin;
     }
     *rz = rin; /* the last layer is dense: never NULL */
     return NG_OK;
 }
+
+static ng_status rforward(cnn *n, const float *v, int cols, const float **rz) { return rforward_to(n, v, cols, rz, 0); }
 
 static ng_status need_cur(const cnn *n, const char *what) {
     if (!n->have_cur)
@@ -1148,6 +1157,170 @@ ng_status ng_cnn_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     return s != NG_OK ? s : e;
 }
 
+/* ---- H v: Pearlmutter's R{backprop} ---------------------------------------------------------- */
+
+static ng_status hv_workspace(cnn *n) {
+    int l;
+    ng_status s = NG_OK;
+    if (n->hws.count) return NG_OK;
+    ng_arena_begin(&n->hws, n->base.be, "cnn H v workspace");
+    for (l = 1; l <= n->L && s == NG_OK; l++) s = reserve(&n->hws, "RA%d", l, n->size[l], n->cfg.chunk, &n->RA[l]);
+    if (s == NG_OK) s = ng_arena_commit(&n->hws);
+    if (s != NG_OK) ng_arena_free(&n->hws);
+    return s;
+}
+
+/* R{backprop} of the chunk: D[L] = scale (y - t), RD = scale H_L R{z_L}, then layer by layer
+ * (RD ping-pong in R[]; R{A} in RA[] from rforward_to(keep)):
+ *   dense / conv  R{dW} = RD a^T + D R{a}^T (im2col for conv), R{db} = sums of RD,
+ *                 R{dx} = W^T RD + V^T D, dx = W^T D (conv: batched gemms into col, COL2IM)
+ *   pooling       R{dx} = the pooling gradient of RD (the argmax does not move under R)
+ *   activation    R{dx} = f'(a) RD + f''(a) R{z} D, dx = f'(a) D
+ *   whitening     R{dx} = U^T RD, dx = U^T D
+ * into out (beta 0: =, 1: +=). */
+static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *out) {
+    ng_backend *be = n->base.be;
+    float *rdc = n->R[0].data, *rdn = n->R[1].data; /* RD of the layer's output / input (RD[L] in R[0]) */
+    int l;
+    for (l = n->L; l >= 1; l--) {
+        const ng_cnn_layer *y = &n->cfg.layer[l - 1];
+        const int ci = n->c[l - 1], co = n->c[l];
+        const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
+        const float *in = n->A[l - 1].data, *rin = n->ra[l - 1], *d = n->D[l].data;
+        float *dx = l > 1 ? n->D[l - 1].data : NULL;
+        float *gW = n->gW[l].data ? at_of(n, out, &n->gW[l]) : NULL;
+        float *gb = n->gb[l].data ? at_of(n, out, &n->gb[l]) : NULL;
+        int b;
+        switch (y->kind) {
+        case NG_CNN_CONV: {
+            const int K = ci * y->k * y->k;
+            const float *VW = cat_of(n, v, &n->gW[l]);
+            NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, in, NULL,
+                          n->col.data));
+            for (b = 0; b < cols; b++) /* R{dW} (c', K) += RD_b^T col_b */
+                NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, rdc + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P,
+                               b ? 1.0f : beta, gW, co));
+            if (rin) { /* += D_b^T col(R{a})_b */
+                NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, rin, NULL,
+                              n->col.data));
+                for (b = 0; b < cols; b++)
+                    NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, d + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P, 1.0f,
+                                   gW, co));
+            }
+            NG_TRY(ng_sum_rows(be, P, co * cols, 1.0f, rdc, P, 0.0f, n->vec.data));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, gb));
+            if (dx) {
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, rdc, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
+                                               n->col.data, P, (long long)P * K, cols));
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, VW, co, 0, 1.0f, n->col.data, P,
+                                               (long long)P * K, cols));
+                NG_TRY(gather(be, NG_CONV_COL2IM, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, NULL,
+                              n->col.data, rdn));
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
+                                               n->col.data, P, (long long)P * K, cols));
+                NG_TRY(gather(be, NG_CONV_COL2IM, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, NULL,
+                              n->col.data, dx));
+            }
+            break;
+        }
+        case NG_CNN_DENSE: {
+            const int din = (int)n->size[l - 1];
+            const float *VW = cat_of(n, v, &n->gW[l]);
+            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, rdc, co, in, din, beta, gW, co));
+            if (rin) NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, rin, din, 1.0f, gW, co));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, rdc, co, beta, gb));
+            if (dx) {
+                NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, rdc, co, 0.0f, rdn, din));
+                NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, VW, co, d, co, 1.0f, rdn, din));
+                NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, d, co, 0.0f, dx, din));
+            }
+            break;
+        }
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            if (dx) {
+                const int mode = y->kind == NG_CNN_POOL_MAX ? NG_CONV_POOL_MAX_BACK : NG_CONV_POOL_AVG_BACK;
+                const float *x = y->kind == NG_CNN_POOL_MAX ? in : NULL;
+                NG_TRY(gather(be, mode, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, x, rdc, rdn));
+                NG_TRY(gather(be, mode, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, x, d, dx));
+            }
+            break;
+        case NG_CNN_ACT:
+            if (dx) {
+                ng_op_args o = {.op = NG_OP_ACT_BACKWARD};
+                o.act_backward.rows = (int)n->size[l], o.act_backward.cols = cols, o.act_backward.act = y->act;
+                o.act_backward.a = n->A[l].data, o.act_backward.lda = (int)n->size[l];
+                o.act_backward.g = rdc, o.act_backward.ldg = (int)n->size[l];
+                o.act_backward.h = rin ? d : NULL, o.act_backward.ldh = (int)n->size[l];
+                o.act_backward.r = rin, o.act_backward.ldr = (int)n->size[l];
+                o.act_backward.out = rdn, o.act_backward.ldo = (int)n->size[l];
+                NG_TRY(ng_run_op(be, &o));
+                o.act_backward.g = d, o.act_backward.h = NULL, o.act_backward.r = NULL, o.act_backward.ldh = 1;
+                o.act_backward.ldr = 1, o.act_backward.out = dx;
+                NG_TRY(ng_run_op(be, &o));
+            }
+            break;
+        case NG_CNN_WHITEN:
+            if (dx) {
+                NG_TRY(whiten_op(be, cols, ci, hw0, 0, rdc, NULL, n->UT[l].data, rdn));
+                NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
+            }
+            break;
+        default:
+            return ng_error(NG_ERR_UNSUPPORTED, "cnn H v: layer %d (batch norm) has no R{backprop} yet", l);
+        }
+        {
+            float *t = rdc;
+            rdc = rdn;
+            rdn = t;
+        }
+    }
+    return NG_OK;
+}
+
+static ng_status cnn_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N, l;
+    NG_TRY(need_cur(n, "H v"));
+    NG_TRY(check_pvec(n, v, "H v", "v"));
+    NG_TRY(check_pvec(n, out, "H v", "out"));
+    if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn H v: out must not alias v");
+    for (l = 1; l <= n->L; l++)
+        if (n->cfg.layer[l - 1].kind == NG_CNN_BN)
+            return ng_error(NG_ERR_UNSUPPORTED, "cnn H v: layer %d is batch norm, whose R{backprop} is not implemented for cnn "
+                            "models: use the Gauss-Newton / Fisher products", l);
+    NG_TRY(hv_workspace(n));
+    N = n->cx.cols;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *rz, *t;
+        int ldt;
+        ng_op_args o = {.op = NG_OP_LOSS};
+        NG_TRY(cur_forward(n, c0, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward_to(n, v->data, cols, &rz, 1));
+        /* D[L] = (y - t) / m, RD[L] = H_L R{z_L} / m (into R[0]) */
+        t = cur_targets(n, c0, &ldt);
+        o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
+        o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
+        o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = 1.0f / (float)N, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
+        NG_TRY(ng_run_op(m->be, &o));
+        NG_TRY(loss_hvp_op(n, NG_LOSS_CATEGORICAL, n->Y.data, rz, 1.0f / (float)N, n->R[0].data, cols));
+        NG_TRY_RANGE(NG_CAT_BACKWARD, "cnn R-backward", rbackward(n, v->data, cols, c0 ? 1.0f : 0.0f, out->data));
+    }
+    return NG_OK;
+}
+
+ng_status ng_cnn_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_hvp: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_hvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 /* the model slots: the exact Fisher (= G v) */
 static ng_status cnn_fvp_slot(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_gvp(m, v, out); }
 
@@ -1357,6 +1530,7 @@ static const struct ng_model_i cnn_iface = {
     .jvp = ng_cnn_jvp,
     .gnvp = ng_cnn_gvp,
     .fvp = cnn_fvp_slot,
+    .hvp = ng_cnn_hvp,
     .save = cnn_save,
     .load = cnn_load,
     .destroy = cnn_destroy,

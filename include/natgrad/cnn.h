@@ -130,12 +130,16 @@ ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  *   F v   ng_cnn_fvp: NG_FISHER_EXACT (natgrad/net.h; = G v), NG_FISHER_SAMPLED (targets drawn from the model,
  *         `samples` draws, stream (key, step + s), Philox index the case's position in the batch),
  *         NG_FISHER_EMPIRICAL (the batch's targets); out must not alias v.
- * The model slots jvp, gnvp and fvp (exact) are these; H v is not implemented (the slot is NULL). */
+ *   H v   ng_cnn_hvp: the Hessian of the objective by Pearlmutter's R{backprop} (nets without batch
+ *         norm: NG_ERR_UNSUPPORTED naming the layer otherwise); its R{A} buffers (one per layer, a
+ *         chunk each) are allocated at the first call.
+ * The model slots jvp, gnvp, fvp (exact) and hvp are these. */
 ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
 /* The current batch: *x, and *y when the targets were given separately (else y->ptr = NULL). */
 ng_status ng_cnn_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y);
 ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_cnn_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out);
 /* Exact-Fisher (= Gauss-Newton) quadratic forms of nv <= 8 vectors on the current batch, as
  * ng_net_fisher_gram (K-FAC's quadratic model, appendix C): gram[i + nv j] = (1/m) sum_cases
