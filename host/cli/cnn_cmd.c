@@ -196,7 +196,7 @@ static int cnn_train(int argc, char **argv) {
             {"tn-lambda", OPT_FLOAT, &o.tn_lambda, "L", "truncated Newton: initial damping, adapted by Levenberg-Marquardt", OPT_FIXED, 0},
             {"tn-fisher", OPT_ENUM, &o.tn_fisher, "exact|sampled|empirical", "truncated Newton: the metric: Gauss-Newton (= exact Fisher), the Fisher with targets drawn from the model once per update, or the empirical Fisher", OPT_FIXED, 0},
             {"tn-fisher-samples", OPT_INT, &o.tn_fsamples, "S", "truncated Newton, --tn-fisher sampled: target draws per case", OPT_FIXED, 0},
-            {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature; not through bn layers)", OPT_FIXED, 0},
+            {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature)", OPT_FIXED, 0},
             {"momentum", OPT_FLOAT, &o.momentum, "MU", "heavy-ball momentum", OPT_FIXED, 0},
             {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty on the weights", OPT_FIXED, 0},
             {"lr-drop-every", OPT_INT, &o.lr_drop_every, "N", "waterfall annealing: multiply lr by --lr-drop every N updates (0 = off)", OPT_FIXED, 0},

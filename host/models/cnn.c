@@ -56,6 +56,8 @@ typedef struct cnn {
                          * (allocated at the first H v, once) */
     ng_tensor RA[LMAX + 1];
     const float *ra[LMAX + 1]; /* RA[l] or NULL where R{A[l]} = 0 (no parameter below layer l) */
+    ng_tensor HB[5], HQ;       /* H v through batch norm: NHWC scratch (largest bn map, chunk) x 5,
+                                * per-channel vectors (max c, 6) */
     ng_arena st; /* running batch-norm statistics and whitening state (checkpointed) */
     ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
     ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
@@ -842,6 +844,24 @@ static ng_status rowscale_acc(ng_backend *be, int rows, int cols, const float *s
     return ng_gemm_strided_batched(be, 0, 0, 1, cols, 1, 1.0f, s, 1, 1, X, ldx, 1, 1.0f, out, ldo, 1, rows);
 }
 
+/* out[r] = alpha sum_c X(r, c) Y(r, c) + beta out[r] (batched 1 x 1 products) */
+static ng_status rowdot(ng_backend *be, int rows, int cols, float alpha, const float *X, int ldx, const float *Y, int ldy,
+                        float beta, float *out) {
+    return ng_gemm_strided_batched(be, 0, 1, 1, 1, cols, alpha, X, ldx, 1, Y, ldy, 1, beta, out, 1, 1, rows);
+}
+/* out[r] = alpha x[r] y[r] + beta out[r] */
+static ng_status vmul(ng_backend *be, int n, float alpha, const float *x, const float *y, float beta, float *out) {
+    return ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, alpha, x, 1, 1, y, 1, 1, beta, out, 1, 1, n);
+}
+static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, const float *xh, const float *s1, const float *s2,
+                         float beta, float *out) {
+    ng_op_args o = {.op = NG_OP_BN_PROJECT};
+    o.bn_project.rows = rows, o.bn_project.cols = cols, o.bn_project.g = g, o.bn_project.ldg = rows;
+    o.bn_project.xhat = xh, o.bn_project.ldx = rows, o.bn_project.s1 = s1, o.bn_project.s2 = s2;
+    o.bn_project.beta = beta, o.bn_project.out = out, o.bn_project.ldo = rows;
+    return ng_run_op(be, &o);
+}
+
 /* R{A[l]} for the direction v (flat, parameter layout) through the chunk whose forward pass is in
  * the buffers; *rz = R{z_L} (classes, cols), ld classes. R{A[0]} = 0: layers before the first
  * parameter pass no perturbation (rin NULL). */
@@ -1162,9 +1182,17 @@ ng_status ng_cnn_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
 static ng_status hv_workspace(cnn *n) {
     int l;
     ng_status s = NG_OK;
+    size_t tmax = 0, cmax = 1;
     if (n->hws.count) return NG_OK;
+    for (l = 1; l <= n->L; l++)
+        if (n->cfg.layer[l - 1].kind == NG_CNN_BN) {
+            if (n->size[l] > tmax) tmax = n->size[l];
+            if ((size_t)n->c[l] > cmax) cmax = (size_t)n->c[l];
+        }
     ng_arena_begin(&n->hws, n->base.be, "cnn H v workspace");
     for (l = 1; l <= n->L && s == NG_OK; l++) s = reserve(&n->hws, "RA%d", l, n->size[l], n->cfg.chunk, &n->RA[l]);
+    for (l = 0; l < 5 && tmax && s == NG_OK; l++) s = reserve(&n->hws, "HB%d", l, tmax, n->cfg.chunk, &n->HB[l]);
+    if (s == NG_OK && tmax) s = reserve(&n->hws, "HQ%d", 0, cmax, 6, &n->HQ);
     if (s == NG_OK) s = ng_arena_commit(&n->hws);
     if (s != NG_OK) ng_arena_free(&n->hws);
     return s;
@@ -1266,8 +1294,52 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
                 NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
             }
             break;
-        default:
-            return ng_error(NG_ERR_UNSUPPORTED, "cnn H v: layer %d (batch norm) has no R{backprop} yet", l);
+        case NG_CNN_BN: {
+            /* NHWC, every pixel a sample (as net.c's batch-norm H v): with D = dL/dy, RD = R{D},
+             * xhat, rstd, R{xhat} = rstd P(R{x}):
+             *   R{dgamma} = sum RD xhat + D R{xhat},  R{dbeta} = sum RD,  dx = rstd gamma P(D),
+             *   R{dx} = rstd P(gamma RD + V_gamma D) + R{rstd} gamma P(D)
+             *           - rstd gamma (R{xhat} mean(D xhat) + xhat mean(D R{xhat})),
+             *   R{rstd} = -rstd^2 mean(xhat R{x}) */
+            const int M = cols * hw0;
+            const float *Vg = cat_of(n, v, &n->gW[l]), *xh = n->XH[l].data, *rs = n->rstd[l].data, *gam = n->W[l].data;
+            float *Dn = n->T1.data, *RDn = n->T2.data, *Rx = n->HB[0].data, *RXH = n->HB[1].data, *B1 = n->HB[2].data;
+            float *B2 = n->HB[3].data, *q = n->HQ.data;
+            const int ldq = n->HQ.rows;
+            const float inv = 1.0f / (float)M;
+            NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, Dn));
+            NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rdc, RDn));
+            if (rin) {
+                NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, Rx));
+                NG_TRY(bn_proj(be, ci, M, Rx, xh, rs, NULL, 0.0f, RXH));
+            } else {
+                NG_TRY(ng_memset0(be, Rx, (size_t)ci * M * sizeof(float)));
+                NG_TRY(ng_memset0(be, RXH, (size_t)ci * M * sizeof(float)));
+            }
+            NG_TRY(rowdot(be, ci, M, 1.0f, RDn, ci, xh, ci, beta, gW));
+            NG_TRY(rowdot(be, ci, M, 1.0f, Dn, ci, RXH, ci, 1.0f, gW));
+            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, RDn, ci, beta, gb));
+            if (dx) {
+                NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, RDn, ci, gam, NULL, B1, ci)); /* gamma RD + V_gamma D */
+                NG_TRY(rowscale_acc(be, ci, M, Vg, Dn, ci, B1, ci));
+                NG_TRY(bn_proj(be, ci, M, B1, xh, rs, NULL, 0.0f, B2));
+                NG_TRY(rowdot(be, ci, M, -inv, xh, ci, Rx, ci, 0.0f, q));
+                NG_TRY(vmul(be, ci, 1.0f, rs, q, 0.0f, q + ldq));
+                NG_TRY(vmul(be, ci, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
+                NG_TRY(bn_proj(be, ci, M, Dn, xh, q + 2 * ldq, gam, 1.0f, B2));
+                NG_TRY(vmul(be, ci, -1.0f, rs, gam, 0.0f, q + 3 * ldq)); /* -rstd gamma */
+                NG_TRY(rowdot(be, ci, M, inv, Dn, ci, xh, ci, 0.0f, q + 4 * ldq));
+                NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
+                NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, RXH, ci, B2, ci));
+                NG_TRY(rowdot(be, ci, M, inv, Dn, ci, RXH, ci, 0.0f, q + 4 * ldq));
+                NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
+                NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, xh, ci, B2, ci));
+                NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B2, rdn));
+                NG_TRY(bn_proj(be, ci, M, Dn, xh, rs, gam, 0.0f, B1)); /* dx = rstd gamma P(D) */
+                NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B1, dx));
+            }
+            break;
+        }
         }
         {
             float *t = rdc;
@@ -1281,15 +1353,11 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
 static ng_status cnn_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk;
-    int c0, N, l;
+    int c0, N;
     NG_TRY(need_cur(n, "H v"));
     NG_TRY(check_pvec(n, v, "H v", "v"));
     NG_TRY(check_pvec(n, out, "H v", "out"));
     if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn H v: out must not alias v");
-    for (l = 1; l <= n->L; l++)
-        if (n->cfg.layer[l - 1].kind == NG_CNN_BN)
-            return ng_error(NG_ERR_UNSUPPORTED, "cnn H v: layer %d is batch norm, whose R{backprop} is not implemented for cnn "
-                            "models: use the Gauss-Newton / Fisher products", l);
     NG_TRY(hv_workspace(n));
     N = n->cx.cols;
     for (c0 = 0; c0 < N; c0 += ch) {

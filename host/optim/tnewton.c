@@ -13,8 +13,8 @@
  *      into the parameter arena and undone from a copy (bit-exact).
  *   6. Levenberg-Marquardt on rho.
  * The model is a network (natgrad/net.h) or a convolutional classifier (natgrad/cnn.h: its
- * products, H v only without batch norm; no per-case statistics, so no HF diagonal
- * preconditioner); the m_* helpers and curvature_local are the only calls that differ. */
+ * products; no per-case statistics, so no HF diagonal preconditioner); the m_* helpers and
+ * curvature_local are the only calls that differ. */
 #include "natgrad/tnewton.h"
 
 #include <math.h>
@@ -921,14 +921,6 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     if (!net || (strcmp(net->iface->kind, "net") != 0 && !model_is_cnn(net)))
         return ng_error(NG_ERR_INVALID_ARG, "truncated Newton needs a network (natgrad net) or a cnn model, not %s",
                         net ? net->iface->kind : "NULL");
-    if (model_is_cnn(net) && cfg->curvature == NG_TN_CURV_HESSIAN) {
-        const ng_cnn_config *cc = ng_cnn_config_of(net);
-        int l;
-        for (l = 0; l < cc->n_layers; l++)
-            if (cc->layer[l].kind == NG_CNN_BN)
-                return ng_error(NG_ERR_UNSUPPORTED, "truncated Newton on a cnn: the Hessian curvature needs H v, which is not "
-                                "implemented through batch norm (layer %d): use the Gauss-Newton / Fisher products", l + 1);
-    }
     if (model_is_cnn(net) && (ng_cnn_config_of(net)->augment_pad || ng_cnn_config_of(net)->augment_flip))
         return ng_error(NG_ERR_UNSUPPORTED, "truncated Newton on a cnn with augmentation: the searches and the damping compare "
                         "objectives on the batch as given, the gradient's batch would be augmented: turn augmentation off");

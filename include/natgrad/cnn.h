@@ -130,9 +130,9 @@ ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  *   F v   ng_cnn_fvp: NG_FISHER_EXACT (natgrad/net.h; = G v), NG_FISHER_SAMPLED (targets drawn from the model,
  *         `samples` draws, stream (key, step + s), Philox index the case's position in the batch),
  *         NG_FISHER_EMPIRICAL (the batch's targets); out must not alias v.
- *   H v   ng_cnn_hvp: the Hessian of the objective by Pearlmutter's R{backprop} (nets without batch
- *         norm: NG_ERR_UNSUPPORTED naming the layer otherwise); its R{A} buffers (one per layer, a
- *         chunk each) are allocated at the first call.
+ *   H v   ng_cnn_hvp: the Hessian of the objective (training-mode batch norm included) by
+ *         Pearlmutter's R{backprop}; its R{A} buffers (one per layer, a chunk each, and NHWC scratch
+ *         for batch norm) are allocated at the first call.
  * The model slots jvp, gnvp, fvp (exact) and hvp are these. */
 ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
 /* The current batch: *x, and *y when the targets were given separately (else y->ptr = NULL). */
