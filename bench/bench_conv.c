@@ -12,7 +12,7 @@
  *                   dx by the same loops transposed (over (image, input map)), dW over (map, tap)
  * GFLOP/s = 2 n c' P K / time; the sgemm rate of the same process (the backend's gemm on 1024^3)
  * is printed next to them. A second table times the conv engine's curvature products on the
- * experiment's nets (natgrad/cnn.h: J v, G v against a gradient on the same batch of 64 images).
+ * experiment's nets (natgrad/cnn.h: J v, G v, H v against a gradient on the same batch of 64 images).
  * Prints markdown tables; writes --csv.
  * usage: bench_conv [--reps N] [--csv PATH] */
 #include <math.h>
@@ -388,8 +388,9 @@ int main(int argc, char **argv) {
         static const char *const specs[] = {"c16-relu-mp2-c32k3p0-relu-mp2-d64-relu-d10",
                                             "c16-bn-relu-mp2-c32k3p0-bn-relu-mp2-d64-relu-d10"};
         const int m = 64;
-        printf("\n| net (batch of %d 1x28x28 images, one chunk) | gradient ms | J v ms | G v ms | J v / gradient | G v / gradient |\n", m);
-        printf("|---|---|---|---|---|---|\n");
+        printf("\n| net (batch of %d 1x28x28 images, one chunk) | gradient ms | J v ms | G v ms | H v ms | J v / gradient | G v / gradient | H v / gradient |\n",
+               m);
+        printf("|---|---|---|---|---|---|---|---|\n");
         for (i = 0; i < 2; i++) {
             ng_cnn_config cfg;
             ng_model *net;
@@ -397,7 +398,7 @@ int main(int argc, char **argv) {
             ng_tensor xd, v, o, jv;
             size_t np, k, rows;
             unsigned st = 5;
-            double tg = 1e30, tj = 1e30, tv = 1e30;
+            double tg = 1e30, tj = 1e30, tv = 1e30, th = 1e30;
             int r;
             ng_cnn_config_default(&cfg);
             cfg.chunk = m;
@@ -405,18 +406,19 @@ int main(int argc, char **argv) {
                 return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
             np = ng_model_size(net);
             rows = (size_t)ng_cnn_batch_rows(net);
-            if (ng_alloc(be, (rows * m + 2 * np + 10 * (size_t)m) * sizeof(float), (void **)&x) != NG_OK) return 1;
+            if (ng_alloc(be, (rows * m + 3 * np + 10 * (size_t)m) * sizeof(float), (void **)&x) != NG_OK) return 1;
             xd = ng_tensor_matrix(x, (int)rows, m, (int)rows);
             v = ng_tensor_matrix(x + rows * m, (int)np, 1, (int)np);
             o = ng_tensor_matrix(v.data + np, (int)np, 1, (int)np);
-            jv = ng_tensor_matrix(o.data + np, 10, m, 10);
+            jv = ng_tensor_matrix(o.data + 2 * np, 10, m, 10);
             h = (float *)malloc((rows * m + np) * sizeof(float));
             for (k = 0; k < rows * (size_t)m; k++) h[k] = (k % rows) < 784 ? 0.5f * (frand(&st) + 1.0f) : ((k % rows) - 784 == (k / rows) % 10);
             if (ng_tensor_set(be, &xd, h) != NG_OK) return 1;
             for (k = 0; k < np; k++) h[k] = frand(&st);
             if (ng_tensor_set(be, &v, h) != NG_OK) return 1;
             for (r = 0; r <= reps; r++) {
-                double t0 = ng_time_s(), t1, t2, t3;
+                double t0 = ng_time_s(), t1, t2, t3, t4;
+                ng_tensor o2 = ng_tensor_matrix(o.data + np, (int)np, 1, (int)np);
                 if (ng_model_gradient(net, &xd, NULL) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
                 ng_synchronize(be);
                 t1 = ng_time_s();
@@ -426,14 +428,19 @@ int main(int argc, char **argv) {
                 if (ng_cnn_gvp(net, &v, &o) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
                 ng_synchronize(be);
                 t3 = ng_time_s();
-                if (r) { /* r = 0 warms up */
+                if (ng_cnn_hvp(net, &v, &o2) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
+                ng_synchronize(be);
+                t4 = ng_time_s();
+                if (r) { /* r = 0 warms up (and allocates H v's buffers) */
                     tg = fmin(tg, t1 - t0);
                     tj = fmin(tj, t2 - t1);
                     tv = fmin(tv, t3 - t2);
+                    th = fmin(th, t4 - t3);
                 }
             }
-            printf("| %s | %.3f | %.3f | %.3f | %.2f | %.2f |\n", specs[i], 1e3 * tg, 1e3 * tj, 1e3 * tv, tj / tg, tv / tg);
-            if (csv) fprintf(csv, "%s,products,gradient/jvp/gvp,0,%.6f,%.6f,%.6f\n", specs[i], 1e3 * tg, 1e3 * tj, 1e3 * tv);
+            printf("| %s | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f |\n", specs[i], 1e3 * tg, 1e3 * tj, 1e3 * tv, 1e3 * th,
+                   tj / tg, tv / tg, th / tg);
+            if (csv) fprintf(csv, "%s,products,gradient/jvp/gvp/hvp,0,%.6f,%.6f,%.6f,%.6f\n", specs[i], 1e3 * tg, 1e3 * tj, 1e3 * tv, 1e3 * th);
             free(h);
             ng_free(be, x);
             ng_cnn_free(net);

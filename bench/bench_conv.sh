@@ -23,8 +23,8 @@ out=$(OMP_NUM_THREADS=$threads "$build/bench/bench_conv" --csv "$res/bench_conv.
   echo "dW, a batched gemm and COL2IM for dx); direct is bench/bench_conv.c's loop kernel (OpenMP over image and map,"
   echo "window taps outermost, output rows innermost). GFLOP/s counts 2 n c' P K per pass (twice that for backward);"
   echo "'of sgemm' divides by the backend's sgemm rate on 1024^3 measured in the same process just before (last column). The second table times"
-  echo "the conv engine's curvature products (natgrad/cnn.h: J v, G v) against a gradient on the same batch (best of the"
-  echo "repetitions, each after the gradient that makes the batch current; J v and G v reuse its forward pass). Under load"
+  echo "the conv engine's curvature products (natgrad/cnn.h: J v, G v, H v) against a gradient on the same batch (best of the"
+  echo "repetitions, each after the gradient that makes the batch current; the products reuse its forward pass). Under load"
   echo "the 1024^3 sgemm (tens of ms) is preempted more often than the short timed sections (best of 5 of a few ms), so"
   echo "'of sgemm' can pass 100 %: compare the variants with each other, which ran in the same minute."
   echo
