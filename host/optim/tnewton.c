@@ -254,7 +254,8 @@ static ng_status m_set_batch(tn *k, ng_model *m, const ng_tensor *x) {
     return k->is_cnn ? ng_cnn_set_batch(m, x, NULL) : ng_net_set_batch(m, x, NULL);
 }
 
-/* h at the parameters now in the arena, on the gradient batch (inference-mode pass) */
+/* h at the parameters now in the arena, on the gradient batch (m_evaluate: a network's pass in
+ * inference mode, a cnn's in training mode) */
 static ng_status objective_here(tn *k, double *h) {
     double r = 0.0;
     NG_TRY(m_evaluate(k, h));
