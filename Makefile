@@ -260,6 +260,12 @@ kernel-lab: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab
 	@bash bench/kernel_lab.sh $(BUILD)
 
+# im2col + gemm against a direct convolution on the CPU, the Fashion-MNIST conv shapes (bench/bench_conv.c)
+.PHONY: bench-conv
+bench-conv: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_conv
+	@bash bench/bench_conv.sh $(BUILD)
+
 bench-factors: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_factors
 	@bash bench/bench_factors.sh $(BUILD)

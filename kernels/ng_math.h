@@ -937,7 +937,7 @@ NG_HD size_t ng_conv_gather_count(int mode, const ng_conv_shape *s) {
     const size_t ho = (size_t)ng_conv_out_dim(s->h, s->kh, s->stride, s->pad);
     const size_t wo = (size_t)ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
     if (mode == NG_CONV_IM2COL) return n * ho * wo * c * (size_t)s->kh * (size_t)s->kw;
-    if (mode == NG_CONV_POOL_MAX || mode == NG_CONV_POOL_AVG) return n * c * ho * wo;
+    if (mode == NG_CONV_POOL_MAX || mode == NG_CONV_POOL_AVG || mode == NG_CONV_POOL_MAX_R) return n * c * ho * wo;
     return n * c * (size_t)s->h * (size_t)s->w;
 }
 
@@ -993,13 +993,17 @@ NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x
         if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w) return 0.0f;
         return x[(b * (size_t)s->c + (size_t)ci) * hw + (size_t)ih * s->w + (size_t)iw];
     }
-    if (mode == NG_CONV_POOL_MAX || mode == NG_CONV_POOL_AVG) {
+    if (mode == NG_CONV_POOL_MAX || mode == NG_CONV_POOL_AVG || mode == NG_CONV_POOL_MAX_R) {
         const size_t q = e % P, m = e / P; /* m = b c + ci */
         const int oh = (int)(q / (size_t)wo), ow = (int)(q % (size_t)wo);
         const float *map = x + m * hw;
         int i, j, at;
         float acc = 0.0f;
         if (mode == NG_CONV_POOL_MAX) return ng_pool_max_window(s, map, oh, ow, &at);
+        if (mode == NG_CONV_POOL_MAX_R) { /* g at the window's argmax of x (R{max} = R{x_argmax}) */
+            (void)ng_pool_max_window(s, map, oh, ow, &at);
+            return at < 0 ? 0.0f : g[m * hw + (size_t)at];
+        }
         for (i = 0; i < s->kh; i++) {
             const int ih = oh * s->stride - s->pad + i;
             if (ih < 0 || ih >= s->h) continue;
@@ -1061,6 +1065,25 @@ NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x
             }
         }
         return mode == NG_CONV_POOL_AVG_BACK ? acc / (float)(s->kh * s->kw) : acc;
+    }
+}
+
+/* Row (b, k, oh) of the IM2COL output: the wo entries e = ow + wo oh + P (k + K b), ow < wo, into
+ * out[0 .. wo): the values ng_conv_gather_elem copies (bit for bit), for loops over rows (the CPU
+ * backend), which then pay the index arithmetic once per row instead of once per element. */
+NG_HD void ng_im2col_row(const ng_conv_shape *s, const float *x, size_t b, int k, int oh, int wo, float *out) {
+    const int taps = s->kh * s->kw, ci = k / taps, i = (k % taps) / s->kw, j = k % s->kw;
+    const int ih = oh * s->stride - s->pad + i;
+    const float *xr;
+    int ow;
+    if (ih < 0 || ih >= s->h) {
+        for (ow = 0; ow < wo; ow++) out[ow] = 0.0f;
+        return;
+    }
+    xr = x + ((b * (size_t)s->c + (size_t)ci) * (size_t)s->h + (size_t)ih) * (size_t)s->w;
+    for (ow = 0; ow < wo; ow++) {
+        const int iw = ow * s->stride - s->pad + j;
+        out[ow] = iw >= 0 && iw < s->w ? xr[iw] : 0.0f;
     }
 }
 

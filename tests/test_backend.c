@@ -3997,14 +3997,16 @@ static int check_minresqlp_step(const ecase *c, void *const got[]) {
  * col2im and the pooling gradients scatter every window's entries onto the pixels (another
  * summation order than the op's gather: tol (terms + 1) FLT_EPSILON sum |terms|), max pooling
  * takes the first maximum (bit for bit), average pooling divides the window sum by kh kw; the
- * augmentation draws its shifts and mirrors from the Philox stream written out (bit for bit). */
+ * augmentation draws its shifts and mirrors from the Philox stream written out (bit for bit); the
+ * R-operator of max pooling copies g at the first maximum of x (bit for bit). */
 static const ng_conv_shape cg_geom[] = {
     {1, 1, 1, 1, 1, 1, 1, 0}, {2, 3, 5, 4, 3, 3, 1, 1}, {2, 2, 6, 6, 2, 2, 2, 0}, {1, 3, 7, 5, 3, 2, 2, 1},
     {3, 2, 8, 8, 3, 3, 2, 1}, {2, 4, 9, 7, 5, 5, 1, 2}, {1, 1, 4, 4, 4, 4, 1, 0}, {0, 2, 4, 4, 2, 2, 2, 0},
     {2, 16, 14, 14, 3, 3, 3, 2}, {4, 8, 28, 28, 3, 3, 1, 1}};
 static const tshape cg_shapes[] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}, {7, 1}, {8, 1}, {9, 1}};
 static const char *const cg_mode_name[] = {"im2col", "col2im", "pool_max", "pool_avg",
-                                           "pool_max_back", "pool_avg_back", "to_nhwc", "to_nchw", "augment"};
+                                           "pool_max_back", "pool_avg_back", "to_nhwc", "to_nchw", "augment",
+                                           "pool_max_r"};
 
 /* (tshape.n = 0: the empty geometry, n = 0 images) */
 static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase *c) {
@@ -4025,7 +4027,8 @@ static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase 
     }
     ncol = ng_conv_gather_count(NG_CONV_IM2COL, s);
     ny = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
-    ng = v == NG_CONV_COL2IM ? ncol : (v == NG_CONV_POOL_MAX_BACK || v == NG_CONV_POOL_AVG_BACK) ? ny : 0;
+    ng = v == NG_CONV_COL2IM ? ncol : (v == NG_CONV_POOL_MAX_BACK || v == NG_CONV_POOL_AVG_BACK) ? ny
+         : v == NG_CONV_POOL_MAX_R ? nx : 0;
     c->a.conv_gather.mode = v;
     c->a.conv_gather.s = *s;
     if (reads_x) eb_rand(c, eb_vec(t, c, "x", R_IN, 0, (int)nx, AOFF(conv_gather.x)), seed, -2.0, 2.0);
@@ -4108,6 +4111,7 @@ static void ref_conv_gather(ecase *c) {
                             }
                         }
                     if (mode == NG_CONV_POOL_MAX) out[yo] = (float)best;
+                    if (mode == NG_CONV_POOL_MAX_R) out[yo] = best_at == (size_t)-1 ? 0.0f : g[best_at];
                     if (mode == NG_CONV_POOL_AVG) {
                         out[yo] = (float)(sum / (s->kh * s->kw));
                         tol[yo] = (s->kh * s->kw + 2) * EPS_F * (fabs(sum) + 4.0 * s->kh * s->kw) / (s->kh * s->kw);

@@ -49,7 +49,7 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
       dist_refuse_prong_plus dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
-      dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk dist_whiten_ranks_np2 dist_whiten_ranks_np3
+      dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk dist_refuse_cnn_tn dist_whiten_ranks_np2 dist_whiten_ranks_np3
       dist_whiten_ranks_nccl_shim)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
@@ -490,6 +490,9 @@ else fail dist_cnn_resume_2to1 "exit $rc (expected a one-rank checkpoint at t = 
 run cchunk 2 "${C[@]}" --layers c4-bn-relu-mp2-d3 --chunk 4 --out cchunk
 if [ "$rc" != 0 ] && grep -q "exceeds --chunk 4: raise --chunk to >= 6" cchunk.err; then pass dist_refuse_cnn_chunk
 else fail dist_refuse_cnn_chunk "exit $rc (want a failure naming --chunk)"; show cchunk.err; fi
+run ctn 2 cnn train --device cpu --threads 1 --data img.idx,lab.idx --layers c4-relu-mp2-d3 --batch 12 --steps 2 --optimizer ngd --out ctn
+if [ "$rc" != 0 ] && grep -q "optimizer ngd runs as one process" ctn.err; then pass dist_refuse_cnn_tn
+else fail dist_refuse_cnn_tn "exit $rc (truncated Newton on conv nets must refuse several ranks, naming --optimizer)"; show ctn.err; fi
 # the merge and the shared eigendecompositions themselves (tests/test_whiten_ranks.c): against float64
 # references over all samples, uneven shares and a rank with none, bit-identical on every rank; the
 # emulated-CUDA build runs them on a GPU per rank through the NCCL shim

@@ -758,6 +758,7 @@ static ng_status check_conv_gather(const ng_op_args *a, const char *op, int *emp
     CHECK(a->conv_gather.out, "NULL pointer (out)");
     if (mode == NG_CONV_COL2IM) ng = ng_conv_gather_count(NG_CONV_IM2COL, s);
     else if (mode == NG_CONV_POOL_MAX_BACK || mode == NG_CONV_POOL_AVG_BACK) ng = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
+    else if (mode == NG_CONV_POOL_MAX_R) ng = (size_t)s->n * s->c * s->h * s->w;
     if (mode != NG_CONV_COL2IM && mode != NG_CONV_POOL_AVG_BACK) nx = (size_t)s->n * s->c * s->h * s->w;
     CHECK(!nx || a->conv_gather.x, "NULL pointer (x)");
     CHECK(!ng || a->conv_gather.g, "NULL pointer (g)");

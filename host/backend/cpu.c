@@ -587,6 +587,76 @@ static void cpu_minresqlp_step(const ng_op_args *a) {
 static void cpu_conv_gather(const ng_op_args *a) {
     const size_t n = ng_conv_gather_count(a->conv_gather.mode, &a->conv_gather.s);
     long e;
+    if (a->conv_gather.mode == NG_CONV_IM2COL) {
+        /* row by row (ng_im2col_row: the same copies as the element body, without its divisions per
+         * element, which made the op 95 % of a forward convolution; bench/bench_conv.c) */
+        const ng_conv_shape *s = &a->conv_gather.s;
+        const int ho = ng_conv_out_dim(s->h, s->kh, s->stride, s->pad), wo = ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
+        const long K = (long)s->c * s->kh * s->kw, rows = (long)s->n * K * ho;
+#pragma omp parallel for if (n > 16384) schedule(static)
+        for (e = 0; e < rows; e++) {
+            const long oh = e % ho, k = (e / ho) % K, b = e / (ho * K);
+            ng_im2col_row(s, a->conv_gather.x, (size_t)b, (int)k, (int)oh, wo,
+                          a->conv_gather.out + (size_t)oh * wo + (size_t)ho * wo * (size_t)(k + K * b));
+        }
+        return;
+    }
+    if (a->conv_gather.mode == NG_CONV_TO_NHWC || a->conv_gather.mode == NG_CONV_TO_NCHW) {
+        /* the layouts are copies (the element body's values bit for bit): one (c, hw) <-> (hw, c)
+         * transpose per image, without the body's divisions per element */
+        const ng_conv_shape *s = &a->conv_gather.s;
+        const long hw = (long)s->h * s->w, c = s->c, nhwc = a->conv_gather.mode == NG_CONV_TO_NHWC;
+        const float *x = a->conv_gather.x;
+        float *out = a->conv_gather.out;
+#pragma omp parallel for if (n > 16384) schedule(static)
+        for (e = 0; e < (long)s->n * c; e++) { /* map (image b, channel ci): its hw pixels */
+            const long b = e / c, ci = e % c;
+            const float *xs = x + (nhwc ? e * hw : ci + c * hw * b);
+            float *os = out + (nhwc ? ci + c * hw * b : e * hw);
+            long p;
+            if (nhwc)
+                for (p = 0; p < hw; p++) os[p * c] = xs[p];
+            else
+                for (p = 0; p < hw; p++) os[p] = xs[p * c];
+        }
+        return;
+    }
+    if ((a->conv_gather.mode == NG_CONV_POOL_MAX_BACK || a->conv_gather.mode == NG_CONV_POOL_AVG_BACK) &&
+        a->conv_gather.s.stride >= a->conv_gather.s.kh && a->conv_gather.s.stride >= a->conv_gather.s.kw) {
+        /* windows that do not overlap: a pixel gets at most one term, so routing each window's dy to
+         * its maximum (or dy / (kh kw) to each of its pixels) gives the element body's values bit for
+         * bit, with one window search per window instead of one per pixel it holds */
+        const ng_conv_shape *s = &a->conv_gather.s;
+        const int ho = ng_conv_out_dim(s->h, s->kh, s->stride, s->pad), wo = ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
+        const long hw = (long)s->h * s->w, P = (long)ho * wo, avg = a->conv_gather.mode == NG_CONV_POOL_AVG_BACK;
+        const float inv = (float)(s->kh * s->kw);
+#pragma omp parallel for if (n > 16384) schedule(static)
+        for (e = 0; e < (long)s->n * s->c; e++) { /* map e */
+            const float *g = a->conv_gather.g + e * P, *x = avg ? NULL : a->conv_gather.x + e * hw;
+            float *out = a->conv_gather.out + e * hw;
+            long q;
+            int oh, ow, i, j, at;
+            for (q = 0; q < hw; q++) out[q] = 0.0f;
+            for (oh = 0; oh < ho; oh++)
+                for (ow = 0; ow < wo; ow++) {
+                    const float d = g[(long)oh * wo + ow];
+                    if (!avg) {
+                        (void)ng_pool_max_window(s, x, oh, ow, &at);
+                        if (at >= 0) out[at] = 0.0f + d;
+                        continue;
+                    }
+                    for (i = 0; i < s->kh; i++) {
+                        const int ih = oh * s->stride - s->pad + i;
+                        if (ih < 0 || ih >= s->h) continue;
+                        for (j = 0; j < s->kw; j++) {
+                            const int iw = ow * s->stride - s->pad + j;
+                            if (iw >= 0 && iw < s->w) out[(long)ih * s->w + iw] = (0.0f + d) / inv;
+                        }
+                    }
+                }
+        }
+        return;
+    }
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (e = 0; e < (long)n; e++)
         a->conv_gather.out[e] = ng_conv_gather_elem(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x,

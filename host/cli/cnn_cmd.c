@@ -1,7 +1,8 @@
 /* cnn_cmd.c: `natgrad cnn train`: convolutional classifiers (natgrad/cnn.h) on Fashion-MNIST, MNIST,
  * IDX files or CIFAR-10 binary files, trained by SGD with momentum (and waterfall annealing), with
  * PRONG's whitening layers reparametrised every T updates (section 4.3), batch norm (PRONG+ is
- * both), and data augmentation (random crops with padding, mirrors). The run driver
+ * both), and data augmentation (random crops with padding, mirrors); or by the truncated-Newton
+ * family (natgrad/tnewton.h: NGD, NCG, HF on the cnn's Gauss-Newton / Fisher products). The run driver
  * (natgrad/train.h) gives the CSV log, progress with ETA, checkpoints and bit-exact resume; the
  * monitor adds the objective and misclassification rate on training and test cases. Public
  * headers only. */
@@ -17,11 +18,16 @@
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/log.h"
+#include "natgrad/net.h"
+#include "natgrad/tnewton.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
 static const char *TRAIN_SUMMARY =
-    "Train a convolutional classifier (softmax + cross-entropy) by SGD with momentum.\n"
+    "Train a convolutional classifier (softmax + cross-entropy) by SGD with momentum, or with\n"
+    "--optimizer ngd|ngd-l|ncg-l|ncg-f|hf by truncated Newton on the network's Gauss-Newton (= Fisher)\n"
+    "products, or hf on the Hessian (Pascanu & Bengio 2014, Martens 2010; CG, Levenberg-Marquardt\n"
+    "damping, no augmentation).\n"
     "Layers (--layers, '-' separated): c<maps>[k<window>][s<stride>][p<pad>] convolution (default 3x3,\n"
     "stride 1, pad window/2), mp<k>[s<stride>] / ap<k> max / average pooling, relu tanh logistic linear,\n"
     "bn (batch norm over channels), w (PRONG's 1x1 whitening convolution; the next layer must be a conv\n"
@@ -44,6 +50,8 @@ typedef struct cnn_opts {
     const char *test_data, *layers, *csv_path, *ckpt_path, *resume;
     int limit, test_limit, batch, chunk, steps, log_every, ckpt_every, eval_n;
     int whiten_every, whiten_samples, augment_pad, flip, lr_drop_every;
+    int optimizer, tn_iters, tn_fisher, tn_fsamples, tn_curv; /* optimizer: 0 sgd, 1 + NG_TN_* */
+    float tn_lambda;
     float lr, momentum, weight_decay, whiten_eps, lr_drop, minutes;
 } cnn_opts;
 
@@ -144,6 +152,7 @@ static int cnn_train(int argc, char **argv) {
     ng_cnn_config cfg;
     ng_backend *be = NULL;
     ng_dataset train = {0}, test = {0};
+    ng_tn_config tc;
     ng_model *net = NULL;
     ng_precond *pc = NULL;
     ng_update *upd = NULL;
@@ -155,7 +164,7 @@ static int cnn_train(int argc, char **argv) {
     mon mc;
     float *xtrain = NULL, *xtest = NULL;
     void *evmem = NULL;
-    int rows = 0, classes, rc = 0, batches_ready = 0, append, eval_n, chans;
+    int rows = 0, classes, rc = 0, batches_ready = 0, append, eval_n, chans, lr_given = 0;
     ng_status s = NG_OK;
     static char csvbuf[4200], ckbuf[4200];
 
@@ -176,7 +185,10 @@ static int cnn_train(int argc, char **argv) {
     o.whiten_samples = 128;
     o.whiten_eps = 0.1f;
     o.lr_drop = 0.5f;
+    o.tn_lambda = 1.0f;
+    o.tn_fsamples = 1;
     ng_cnn_config_default(&cfg);
+    ng_tn_config_default(&tc);
     {
         ng_opt opts[] = {
             NG_OPT_DATA(&o.co, "training data: fashion-mnist, mnist, IMAGES.idx,LABELS.idx, or CIFAR-10 binary (DIR or FILE.bin)"),
@@ -184,7 +196,13 @@ static int cnn_train(int argc, char **argv) {
             {"limit", OPT_INT, &o.limit, "N", "use only the first N training cases (0 = all)", 0, 0},
             {"test-limit", OPT_INT, &o.test_limit, "N", "use only the first N test cases (0 = all)", 0, 0},
             {"layers", OPT_STR, &o.layers, "SPEC", "layer list (see above)", OPT_FIXED, 0},
-            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate of SGD", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "sgd|ngd|ngd-l|ncg-l|ncg-f|hf", "SGD + momentum, or truncated Newton: natural gradient with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient (ncg-l, ncg-f), Hessian-free (hf, Gauss-Newton products, no diagonal preconditioner)", OPT_FIXED, 0},
+            {"lr", OPT_FLOAT, &o.lr, "EPS", "learning rate of SGD; ngd: its fixed step, the searches: their first trial step (truncated Newton's default: 1)", OPT_FIXED, 0},
+            {"tn-iters", OPT_INT, &o.tn_iters, "N", "truncated Newton: CG iterations per update (0 = the method's default: 20, hf 250)", OPT_FIXED, 0},
+            {"tn-lambda", OPT_FLOAT, &o.tn_lambda, "L", "truncated Newton: initial damping, adapted by Levenberg-Marquardt", OPT_FIXED, 0},
+            {"tn-fisher", OPT_ENUM, &o.tn_fisher, "exact|sampled|empirical", "truncated Newton: the metric: Gauss-Newton (= exact Fisher), the Fisher with targets drawn from the model once per update, or the empirical Fisher", OPT_FIXED, 0},
+            {"tn-fisher-samples", OPT_INT, &o.tn_fsamples, "S", "truncated Newton, --tn-fisher sampled: target draws per case", OPT_FIXED, 0},
+            {"curvature", OPT_ENUM, &o.tn_curv, "gn|hessian", "hf: Gauss-Newton products, or the Hessian (CG stops at negative curvature)", OPT_FIXED, 0},
             {"momentum", OPT_FLOAT, &o.momentum, "MU", "heavy-ball momentum", OPT_FIXED, 0},
             {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty on the weights", OPT_FIXED, 0},
             {"lr-drop-every", OPT_INT, &o.lr_drop_every, "N", "waterfall annealing: multiply lr by --lr-drop every N updates (0 = off)", OPT_FIXED, 0},
@@ -218,12 +236,52 @@ static int cnn_train(int argc, char **argv) {
             fprintf(stderr, "natgrad cnn train: --%s cannot be combined with --resume (the checkpoint's value is used)\n", fixed->name);
             return NG_EXIT_USAGE;
         }
+        {
+            /* options of the other family: SGD's (truncated Newton compares objectives on the batch as
+             * given, so no augmentation; no momentum or lr drops) or truncated Newton's */
+            static const char *const sgd_only[] = {"momentum", "lr-drop-every", "lr-drop", "augment-pad", "flip", NULL};
+            static const char *const tn_only[] = {"tn-iters", "tn-lambda", "tn-fisher", "tn-fisher-samples", "curvature", NULL};
+            const char *const *l = o.optimizer ? sgd_only : tn_only;
+            lr_given = ng_cli_find(opts, "lr")->seen;
+            for (; *l; l++)
+                if (ng_cli_find(opts, *l)->seen) {
+                    fprintf(stderr, "natgrad cnn train: --%s is %s's option, not --optimizer %s's%s\n", *l, o.optimizer ? "sgd" : "truncated Newton",
+                            o.optimizer ? ng_tn_method_name(o.optimizer - 1) : "sgd",
+                            o.optimizer && (!strcmp(*l, "augment-pad") || !strcmp(*l, "flip"))
+                                ? " (its searches and damping compare objectives on the batch as given: no augmentation)"
+                                : "");
+                    return NG_EXIT_USAGE;
+                }
+        }
     }
     if (o.batch < 1 || o.chunk < 1 || o.steps < 0 || o.log_every < 1 || o.ckpt_every < 0 || o.limit < 0 || o.test_limit < 0 || o.eval_n < 0 ||
         !(o.minutes >= 0.0f)) {
         fprintf(stderr, "natgrad cnn train: --batch, --chunk and --log-every must be >= 1; --steps, --limit, --eval-n, "
                         "--test-limit, --checkpoint-every and --minutes >= 0\n");
         return NG_EXIT_USAGE;
+    }
+    if (o.optimizer && !o.resume) {
+        /* truncated Newton: its searches and Levenberg-Marquardt's rho compare objectives on the batch
+         * as given, so the gradient's batch must not be augmented; momentum and annealing belong to SGD */
+        if (o.tn_curv == NG_TN_CURV_HESSIAN && o.optimizer - 1 != NG_TN_HF) {
+            fprintf(stderr, "natgrad cnn train: --curvature hessian: only with --optimizer hf (natural gradient uses the Fisher = "
+                            "Gauss-Newton matrix)\n");
+            return NG_EXIT_USAGE;
+        }
+        tc.method = o.optimizer - 1;
+        tc.max_iter = o.tn_iters;
+        tc.lambda0 = o.tn_lambda;
+        if (lr_given) tc.lr = o.lr; /* else truncated Newton's default step 1 */
+        tc.eta = o.weight_decay;
+        tc.fisher = o.tn_fisher;
+        tc.fisher_samples = o.tn_fsamples;
+        tc.curvature = o.tn_curv;
+        tc.hf_precond = 0;
+        tc.seed = o.co.seed;
+        if (ng_tn_config_check(&tc) != NG_OK) {
+            fprintf(stderr, "natgrad cnn train: %s\n", ng_last_error());
+            return NG_EXIT_USAGE;
+        }
     }
     if ((s = load(o.co.data, o.co.data_dir, "train", o.limit, &train)) != NG_OK) {
         fprintf(stderr, "natgrad cnn train: training data '%s': %s\n", o.co.data, ng_last_error());
@@ -264,6 +322,17 @@ static int cnn_train(int argc, char **argv) {
         }
         o.batch = (int)v;
         o.chunk = cfg.chunk;
+        {
+            const char *pk = NULL;
+            if (ng_ckpt_get_str(ck, "precond.kind", &pk) == NG_OK && strcmp(pk, "tn") == 0) {
+                if (ng_tn_config_from_ckpt(ck, &tc) != NG_OK) {
+                    fprintf(stderr, "natgrad cnn train: --resume: %s\n", ng_last_error());
+                    rc = NG_EXIT_FAIL;
+                    goto done;
+                }
+                o.optimizer = 1 + tc.method;
+            }
+        }
         if (ng_ckpt_has(ck, "sgd.lr_drop_every")) {
             int64_t e;
             if (ng_ckpt_get_int(ck, "sgd.lr_drop_every", 1, 1 << 30, &e) != NG_OK ||
@@ -322,6 +391,15 @@ static int cnn_train(int argc, char **argv) {
     }
     ng_cli_dist_allow(); /* data-parallel under mpirun */
     if ((rc = ng_cli_backend(&o.co, &be))) goto done;
+    if (ng_cli_world() > 1 && o.optimizer) {
+        /* the conv engine's curvature products normalise batch norm on each rank's chunk and are not
+         * reduced across ranks: truncated Newton on conv nets stays one process */
+        fprintf(stderr, "natgrad cnn train: --optimizer %s runs as one process (its curvature products on conv nets are not "
+                        "reduced across ranks); under mpirun use --optimizer sgd, or run without mpirun\n",
+                ng_tn_method_name(o.optimizer - 1));
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
     if (ng_cli_world() > 1 && o.batch < ng_cli_world()) {
         fprintf(stderr, "natgrad cnn train: --batch %d on %d ranks: every rank needs a case of each batch (--batch >= %d)\n", o.batch,
                 ng_cli_world(), ng_cli_world());
@@ -334,15 +412,26 @@ static int cnn_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: data %s: %d training images %dx%dx%d, %d classes%s%s\n", train.name, train.n, cfg.c, cfg.h, cfg.w,
                 classes, test.n ? ", test set " : "", test.n ? test.name : "");
         s = ng_cnn_create(be, &cfg, &net);
-        if (s == NG_OK)
+        if (s == NG_OK && !o.optimizer)
             fprintf(stderr, "natgrad: cnn %s, %zu parameters; sgd lr %g momentum %g, L2 %g, batch %d, seed %llu%s%s\n",
                     ng_cnn_spec_string(&cfg, spec, sizeof spec), ng_model_size(net), (double)o.lr, (double)o.momentum,
                     (double)o.weight_decay, o.batch, (unsigned long long)cfg.seed, cfg.whiten_every ? ", PRONG whitening" : "",
                     cfg.augment_pad || cfg.augment_flip ? ", augmentation" : "");
-        if (s == NG_OK) s = ng_precond_identity_init(be, &pc);
+        if (s == NG_OK && o.optimizer)
+            fprintf(stderr, "natgrad: cnn %s, %zu parameters; %s (truncated Newton, CG on %s products, at most %d iterations), "
+                            "lambda0 %g (Levenberg-Marquardt), lr %g, L2 %g, batch %d, seed %llu%s\n",
+                    ng_cnn_spec_string(&cfg, spec, sizeof spec), ng_model_size(net), ng_tn_method_name(tc.method),
+                    tc.curvature == NG_TN_CURV_HESSIAN  ? "Hessian"
+                    : tc.fisher == NG_FISHER_EXACT     ? "Gauss-Newton (= Fisher)"
+                    : tc.fisher == NG_FISHER_SAMPLED   ? "sampled-Fisher"
+                                                       : "empirical-Fisher",
+                    tc.max_iter > 0 ? tc.max_iter : (tc.method == NG_TN_HF ? 250 : 20), tc.lambda0, tc.lr, tc.eta, o.batch,
+                    (unsigned long long)cfg.seed, cfg.whiten_every ? ", PRONG whitening" : "");
+        if (s == NG_OK) s = o.optimizer ? ng_precond_tn_init(be, net, &tc, NULL, 0, &pc) : ng_precond_identity_init(be, &pc);
         memset(&sc, 0, sizeof sc);
-        sc.lr = o.lr;
-        sc.momentum = o.momentum;
+        /* truncated Newton leaves its whole update (-delta) in the gradient arena: steps of size 1 */
+        sc.lr = o.optimizer ? 1.0f : o.lr;
+        sc.momentum = o.optimizer ? 0.0f : o.momentum;
         sc.weight_decay = o.weight_decay;
         sc.lr_drop = o.lr_drop;
         sc.lr_drop_every = o.lr_drop_every;

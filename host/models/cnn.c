@@ -8,14 +8,27 @@
  *   XH[l]  (c_l, chunk h w)  batch norm: xhat in channel-major (NHWC) layout, mean[l], rstd[l]
  *   col    (P K, chunk)      im2col of the current conv layer (the largest P K of the net)
  *   T1, T2                   NHWC scratch of batch norm (the largest map of the net)
+ *   R[0], R[1] (max size_l, chunk)  R{A[l]} of the R-operator forward pass, ping-pong (layer l
+ *                            reads R{A[l-1]} and writes R{A[l]}); TT (classes, chunk) sampled targets
  * A convolution is conv_gather IM2COL + one strided batched gemm (A_b (P, c') = col_b (P, K) W^T,
  * W (c', K) shared: stride 0) + the bias as a rank-1 batched gemm; its backward is a gemm per image
  * for dW (accumulated), a column sum for db, a batched gemm for dcol and COL2IM. Batch norm runs
  * the dense engine's row ops (row_moments, bn_normalize, bn_project) on the NHWC transpose, so
  * every pixel of a channel is a sample. Several ranks (ng_cnn_set_dist): batch norm synchronised
  * (the moments of the forward pass and the two sums of the backward pass all-reduced, host doubles),
- * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h). Library
- * code: never prints; a training step allocates nothing on the device. */
+ * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h).
+ *
+ * Curvature products (as the dense engine's, natgrad/net.h): J v by the R-operator forward pass
+ * (rforward: conv and dense layers R{z} = V * a + V_b + W * R{a}, max pooling takes R{x} at the
+ * window's argmax (conv_gather POOL_MAX_R), average pooling, activations and whitening are linear
+ * maps of R{x}, batch norm in training mode differentiates through the batch mean and variance:
+ * R{xhat} = rstd P(R{x}), P(g) = g - mean(g) - xhat mean(g xhat), R{y} = gamma R{xhat} + V_gamma
+ * xhat + V_beta); G v = J^T H_L J v (the output Hessian of softmax + cross-entropy in closed form,
+ * then the backward pass into the output vector); F v exact (= G v), sampled or empirical. They run
+ * on the current batch (the last gradient's or ng_cnn_set_batch's) with batch norm on each chunk's
+ * statistics and without augmentation; a single-chunk batch reuses its forward pass when the
+ * buffers hold it (a gradient without augmentation, or set_batch).
+ * Library code: never prints; a training step allocates nothing on the device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +37,7 @@
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/net.h"
+#include "natgrad/profile.h"
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
 
@@ -40,6 +54,13 @@ typedef struct cnn {
     ng_arena ws;
     ng_tensor A[LMAX + 1], D[LMAX + 1], XH[LMAX + 1], mean[LMAX + 1], rstd[LMAX + 1];
     ng_tensor Y, col, T1, T2, vec, ones, obj;
+    ng_tensor R[2], TT; /* R-forward ping-pong (max size_l, chunk); sampled targets (classes, chunk) */
+    ng_arena hws;       /* H v: RA[l] (size_l, chunk) = R{A[l]} of every layer, kept for R{backprop}
+                         * (allocated at the first H v, once) */
+    ng_tensor RA[LMAX + 1];
+    const float *ra[LMAX + 1]; /* RA[l] or NULL where R{A[l]} = 0 (no parameter below layer l) */
+    ng_tensor HB[5], HQ;       /* H v through batch norm: NHWC scratch (largest bn map, chunk) x 5,
+                                * per-channel vectors (max c, 6) */
     ng_arena st; /* running batch-norm statistics and whitening state (checkpointed) */
     ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
     ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
@@ -54,6 +75,10 @@ typedef struct cnn {
     double *hbn;               /* (6 cmax) host scratch of synchronised batch norm */
     float *hbf;                /* (3 cmax) */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
+    /* the batch of the curvature products: x (rows >= size_0), targets y or (have_cy 0) the rows
+     * of x after the input; cached: A[], XH, mean, rstd hold its (single-chunk) forward pass */
+    ng_tensor cx, cy;
+    int have_cur, have_cy, cached;
     /* last gradient's batch */
     int have_batch, m;
     double obj_sum, miss;
@@ -301,7 +326,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     cnn *n;
     ng_status s = NG_OK;
     int l, ch;
-    size_t col = 1, tmax = 1, vmax = 1, omax = 1, wmax = 1;
+    size_t col = 1, tmax = 1, vmax = 1, omax = 1, wmax = 1, rmax = 1;
     *out = NULL;
     NG_TRY(ng_cnn_config_check(cfg));
     n = (cnn *)calloc(1, sizeof *n);
@@ -341,6 +366,7 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
             if (hw > omax) omax = hw;
         }
         if (y->kind == NG_CNN_BN && n->size[l] > tmax) tmax = n->size[l];
+        if (n->size[l] > rmax) rmax = n->size[l];
         if (y->kind == NG_CNN_WHITEN && (size_t)n->c[l] > wmax) wmax = (size_t)n->c[l];
     }
     if ((size_t)ch > omax) omax = (size_t)ch;
@@ -364,6 +390,9 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
     for (l = 0; l <= n->L; l++) n->cmax = n->c[l] > n->cmax ? n->c[l] : n->cmax;
     if (s == NG_OK) s = reserve(&n->ws, "bnv%d", 0, (size_t)3 * n->cmax, 1, &n->bnv);
+    if (s == NG_OK) s = reserve(&n->ws, "R%d", 0, rmax, ch, &n->R[0]);
+    if (s == NG_OK) s = reserve(&n->ws, "R%d", 1, rmax, ch, &n->R[1]);
+    if (s == NG_OK) s = reserve(&n->ws, "TT%d", 0, (size_t)n->classes, ch, &n->TT);
     if (s == NG_OK) s = ng_arena_commit(&n->ws);
     ng_arena_begin(&n->st, be, "cnn state");
     for (l = 1; l <= n->L && s == NG_OK; l++) {
@@ -399,6 +428,7 @@ static void cnn_destroy(ng_model *m) {
     int l;
     ng_arena_free(&n->ws);
     ng_arena_free(&n->st);
+    ng_arena_free(&n->hws);
     for (l = 0; l <= LMAX; l++) ng_whiten_free(&n->wh[l]);
     free(n->host);
     free(n->hbn);
@@ -503,7 +533,7 @@ static ng_status bn_sync_moments(cnn *n, int l, int M) {
  * with the two means over every rank's samples. The ranks' g carry their own loss scale 1 / m_r
  * (the trainer weights the gradient by m_r / m afterwards), so the sums are weighted by m_r / m
  * before the all-reduce and the means brought back to this rank's scale. */
-static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *dx, int hw0, int cols) {
+static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *gW, float *gb, float *dx, int hw0, int cols) {
     ng_backend *be = n->base.be;
     const int ci = n->c[l];
     float *sg = n->bnv.data, *sgx = sg + ci, *sc = sgx + ci, *hf = n->hbf;
@@ -512,11 +542,11 @@ static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *dx, i
     NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, 0.0f, sg));
     NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
     if (beta == 0.0f) {
-        NG_TRY(ng_copy(be, n->gW[l].data, sgx, (size_t)ci * sizeof(float)));
-        NG_TRY(ng_copy(be, n->gb[l].data, sg, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_copy(be, gW, sgx, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_copy(be, gb, sg, (size_t)ci * sizeof(float)));
     } else {
-        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sgx, 1.0f, n->gW[l].data));
-        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sg, 1.0f, n->gb[l].data));
+        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sgx, 1.0f, gW));
+        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sg, 1.0f, gb));
     }
     if (!dx) return NG_OK; /* the first layer: the same on every rank */
     NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
@@ -547,6 +577,7 @@ static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *dx, i
 static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     ng_backend *be = n->base.be;
     int l;
+    n->cached = 0;
     if (cols == 0) {
         /* a rank without samples in a synchronised pass: its part of the collectives only */
         for (l = 1; l <= n->L && train && dist_on(n); l++)
@@ -673,11 +704,19 @@ static ng_status chunk_score(cnn *n, const float *t, int ldt, int cols, double *
     return NG_OK;
 }
 
-/* Back-propagate D[L] through the chunk into the gradient arena (beta 0: =, 1: +=). */
-static ng_status backward(cnn *n, int cols, float beta) {
+/* Pointer into the flat vector out (parameter layout) of the parameter whose gradient view is t. */
+static float *at_of(const cnn *n, float *out, const ng_tensor *t) { return out + (t->data - n->base.grad_flat.data); }
+static const float *cat_of(const cnn *n, const float *v, const ng_tensor *t) { return v + (t->data - n->base.grad_flat.data); }
+
+/* Back-propagate D[L] through the chunk into the flat vector out (parameter layout: the gradient
+ * arena, or a curvature product; beta 0: =, 1: +=). */
+static ng_status backward(cnn *n, int cols, float beta, float *out) {
     ng_backend *be = n->base.be;
     int l;
     for (l = n->L; l >= 1; l--) {
+        /* the layer's gradient in out (layers without parameters have none) */
+        float *gW = n->gW[l].data ? at_of(n, out, &n->gW[l]) : NULL;
+        float *gb = n->gb[l].data ? at_of(n, out, &n->gb[l]) : NULL;
         const ng_cnn_layer *y = &n->cfg.layer[l - 1];
         const int ci = n->c[l - 1], co = n->c[l];
         const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
@@ -691,9 +730,9 @@ static ng_status backward(cnn *n, int cols, float beta) {
                           n->col.data));
             for (b = 0; b < cols; b++) /* dW (c', K) += D_b^T col_b */
                 NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, d + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P,
-                               b ? 1.0f : beta, n->gW[l].data, co));
+                               b ? 1.0f : beta, gW, co));
             NG_TRY(ng_sum_rows(be, P, co * cols, 1.0f, d, P, 0.0f, n->vec.data));
-            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, n->gb[l].data));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, gb));
             if (dx) {
                 NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
                                                n->col.data, P, (long long)P * K, cols));
@@ -722,13 +761,13 @@ static ng_status backward(cnn *n, int cols, float beta) {
             const int M = cols * hw0;
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, n->T1.data));
             if (dist_on(n) && n->cfg.layer[l - 1].kind == NG_CNN_BN) {
-                NG_TRY(bn_sync_backward(n, l, M, beta, dx, hw0, cols));
+                NG_TRY(bn_sync_backward(n, l, M, beta, gW, gb, dx, hw0, cols));
                 break;
             }
             /* dgamma[c] = sum_m g[c,m] xhat[c,m] (row dots as batched 1x1 products), dbeta = row sums */
             NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, beta,
-                                           n->gW[l].data, 1, 1, ci));
-            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, n->gb[l].data));
+                                           gW, 1, 1, ci));
+            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, gb));
             if (dx) {
                 ng_op_args o = {.op = NG_OP_BN_PROJECT};
                 o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
@@ -742,8 +781,8 @@ static ng_status backward(cnn *n, int cols, float beta) {
         }
         case NG_CNN_DENSE: {
             const int din = (int)n->size[l - 1];
-            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, in, din, beta, n->gW[l].data, co));
-            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, d, co, beta, n->gb[l].data));
+            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, in, din, beta, gW, co));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, d, co, beta, gb));
             if (dx) NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, d, co, 0.0f, dx, din));
             break;
         }
@@ -823,11 +862,18 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         s = forward(n, xc, x->ld, cols, 1);
         if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
         if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
-        if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f);
+        if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f, m->grad_flat.data);
     }
     e = ng_tf32_end(m->be, saved);
     NG_TRY(s);
     NG_TRY(e);
+    /* the batch of the curvature products; its forward pass stays in the buffers when it was one
+     * chunk without augmentation (the products see the images as given) */
+    n->cx = *x;
+    n->have_cy = y != NULL;
+    if (y) n->cy = *y;
+    n->have_cur = 1;
+    n->cached = N <= ch && n->cfg.augment_pad == 0 && !n->cfg.augment_flip;
     n->have_batch = 1;
     n->gradients++;
     if (!isfinite(n->obj_sum))
@@ -862,6 +908,25 @@ ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
     }
     *objective = so / N;
     *misclass = miss / N;
+    return NG_OK;
+}
+
+ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    double so = 0.0, miss = 0.0;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_objective: model %s is not a cnn", m->iface->kind);
+    NG_TRY(check_batch(n, x, NULL, "objective"));
+    N = x->cols;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        NG_TRY(forward(n, xc, x->ld, cols, 2));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
+    }
+    *objective = so / N;
     return NG_OK;
 }
 
@@ -921,6 +986,562 @@ static ng_status cnn_log_values(ng_model *m, uint64_t t, double *values) {
     values[2] = g;
     return NG_OK;
 }
+
+/* ---- curvature products: the R-operator forward pass, J v, G v, F v ------------------------ */
+
+/* out(r, :) += s[r] X(r, :) for the rows of X (rows, cols) (batched 1 x cols products) */
+static ng_status rowscale_acc(ng_backend *be, int rows, int cols, const float *s, const float *X, int ldx, float *out,
+                              int ldo) {
+    return ng_gemm_strided_batched(be, 0, 0, 1, cols, 1, 1.0f, s, 1, 1, X, ldx, 1, 1.0f, out, ldo, 1, rows);
+}
+
+/* out[r] = alpha sum_c X(r, c) Y(r, c) + beta out[r] (batched 1 x 1 products) */
+static ng_status rowdot(ng_backend *be, int rows, int cols, float alpha, const float *X, int ldx, const float *Y, int ldy,
+                        float beta, float *out) {
+    return ng_gemm_strided_batched(be, 0, 1, 1, 1, cols, alpha, X, ldx, 1, Y, ldy, 1, beta, out, 1, 1, rows);
+}
+/* out[r] = alpha x[r] y[r] + beta out[r] */
+static ng_status vmul(ng_backend *be, int n, float alpha, const float *x, const float *y, float beta, float *out) {
+    return ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, alpha, x, 1, 1, y, 1, 1, beta, out, 1, 1, n);
+}
+static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, const float *xh, const float *s1, const float *s2,
+                         float beta, float *out) {
+    ng_op_args o = {.op = NG_OP_BN_PROJECT};
+    o.bn_project.rows = rows, o.bn_project.cols = cols, o.bn_project.g = g, o.bn_project.ldg = rows;
+    o.bn_project.xhat = xh, o.bn_project.ldx = rows, o.bn_project.s1 = s1, o.bn_project.s2 = s2;
+    o.bn_project.beta = beta, o.bn_project.out = out, o.bn_project.ldo = rows;
+    return ng_run_op(be, &o);
+}
+
+/* R{A[l]} for the direction v (flat, parameter layout) through the chunk whose forward pass is in
+ * the buffers; *rz = R{z_L} (classes, cols), ld classes. R{A[0]} = 0: layers before the first
+ * parameter pass no perturbation (rin NULL). */
+static ng_status rforward_to(cnn *n, const float *v, int cols, const float **rz, int keep) {
+    ng_backend *be = n->base.be;
+    const float *rin = NULL;
+    int l, pp = 0;
+    if (keep) n->ra[0] = NULL;
+    for (l = 1; l <= n->L; l++) {
+        const ng_cnn_layer *y = &n->cfg.layer[l - 1];
+        const int ci = n->c[l - 1], co = n->c[l];
+        const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
+        const float *in = n->A[l - 1].data;
+        float *rout = keep ? n->RA[l].data : n->R[pp].data;
+        int wrote = 1;
+        switch (y->kind) {
+        case NG_CNN_CONV: {
+            /* R{z} = V * a + V_b + W * R{a}: the forward convolution with the direction's weights,
+             * then the layer's weights on R{a} (accumulated) */
+            const int K = ci * y->k * y->k;
+            const float *VW = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
+            NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, in, NULL,
+                          n->col.data));
+            NG_TRY(ng_gemm_strided_batched(be, 0, 1, P, co, K, 1.0f, n->col.data, P, (long long)P * K, VW, co, 0, 0.0f, rout,
+                                           P, (long long)P * co, cols));
+            NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, co, 1, 1.0f, n->ones.data, P, 0, Vb, 1, 0, 1.0f, rout, P,
+                                           (long long)P * co, cols));
+            if (rin) {
+                NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, rin, NULL,
+                              n->col.data));
+                NG_TRY(ng_gemm_strided_batched(be, 0, 1, P, co, K, 1.0f, n->col.data, P, (long long)P * K, n->W[l].data, co,
+                                               0, 1.0f, rout, P, (long long)P * co, cols));
+            }
+            break;
+        }
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            if (!rin) wrote = 0;
+            else if (y->kind == NG_CNN_POOL_MAX) /* R{x} at each window's argmax of x */
+                NG_TRY(gather(be, NG_CONV_POOL_MAX_R, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, in, rin, rout));
+            else
+                NG_TRY(gather(be, NG_CONV_POOL_AVG, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, rin, NULL, rout));
+            break;
+        case NG_CNN_ACT:
+            if (!rin) {
+                wrote = 0;
+            } else { /* R{a} = f'(z) R{z}, f' from the output a */
+                ng_op_args o = {.op = NG_OP_ACT_BACKWARD};
+                o.act_backward.rows = (int)n->size[l], o.act_backward.cols = cols, o.act_backward.act = y->act;
+                o.act_backward.a = n->A[l].data, o.act_backward.lda = (int)n->size[l];
+                o.act_backward.g = rin, o.act_backward.ldg = (int)n->size[l];
+                o.act_backward.out = rout, o.act_backward.ldo = (int)n->size[l];
+                NG_TRY(ng_run_op(be, &o));
+            }
+            break;
+        case NG_CNN_BN: {
+            /* NHWC: R{y} = V_gamma xhat + V_beta (into T1) + gamma rstd P(R{x}) (P into T2) */
+            const int M = cols * hw0;
+            const float *Vg = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
+            if (rin) {
+                ng_op_args o = {.op = NG_OP_BN_PROJECT};
+                NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
+                o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
+                o.bn_project.xhat = n->XH[l].data, o.bn_project.ldx = ci;
+                o.bn_project.s1 = n->rstd[l].data, o.bn_project.s2 = NULL, o.bn_project.beta = 0.0f;
+                o.bn_project.out = n->T2.data, o.bn_project.ldo = ci;
+                NG_TRY(ng_run_op(be, &o));
+            }
+            NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, Vg, Vb, n->T1.data, ci));
+            if (rin) NG_TRY(rowscale_acc(be, ci, M, n->W[l].data, n->T2.data, ci, n->T1.data, ci));
+            NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T1.data, rout));
+            break;
+        }
+        case NG_CNN_DENSE: {
+            const int din = (int)n->size[l - 1];
+            const float *VW = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
+            NG_TRY(ng_gemm(be, 0, 0, co, cols, din, 1.0f, VW, co, in, din, 0.0f, rout, co));
+            NG_TRY(ng_gemm(be, 0, 0, co, cols, 1, 1.0f, Vb, co, n->ones.data, 1, 1.0f, rout, co));
+            if (rin) NG_TRY(ng_gemm(be, 0, 0, co, cols, din, 1.0f, n->W[l].data, co, rin, din, 1.0f, rout, co));
+            break;
+        }
+        case NG_CNN_WHITEN: /* R{y} = U R{x} per pixel (U, mu are state, not parameters) */
+            if (!rin) wrote = 0;
+            else NG_TRY(whiten_op(be, cols, ci, hw0, 1, rin, NULL, n->UT[l].data, rout));
+            break;
+        }
+        if (wrote) {
+            rin = rout;
+            pp ^= 1;
+        }
+        if (keep) n->ra[l] = rin;
+    }
+    *rz = rin; /* the last layer is dense: never NULL */
+    return NG_OK;
+}
+
+static ng_status rforward(cnn *n, const float *v, int cols, const float **rz) { return rforward_to(n, v, cols, rz, 0); }
+
+static ng_status need_cur(const cnn *n, const char *what) {
+    if (!n->have_cur)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn %s: no batch yet (compute a gradient or call ng_cnn_set_batch first)", what);
+    return NG_OK;
+}
+
+static ng_status check_pvec(const cnn *n, const ng_tensor *v, const char *what, const char *name) {
+    if (!v || !v->ptr || v->dtype != NG_F32 || ng_tensor_count(v) != ng_model_size(&n->base))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn %s: %s must be a float32 vector of the %zu parameters", what, name,
+                        ng_model_size(&n->base));
+    return NG_OK;
+}
+
+/* The forward pass of cases [c0, c0 + cols) of the current batch in the buffers (batch norm on
+ * the chunk's statistics, nothing updated, no augmentation); kept for a single-chunk batch. */
+static ng_status cur_forward(cnn *n, int c0, int cols) {
+    if (n->cached && c0 == 0 && cols == n->cx.cols) return NG_OK;
+    NG_TRY_RANGE(NG_CAT_FORWARD, "cnn forward", forward(n, n->cx.data + (size_t)c0 * n->cx.ld, n->cx.ld, cols, 2));
+    n->cached = cols == n->cx.cols;
+    return NG_OK;
+}
+
+static const float *cur_targets(const cnn *n, int c0, int *ld) {
+    if (n->have_cy) {
+        *ld = n->cy.ld;
+        return n->cy.data + (size_t)c0 * n->cy.ld;
+    }
+    *ld = n->cx.ld;
+    return n->cx.data + (size_t)c0 * n->cx.ld + n->size[0];
+}
+
+ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
+    cnn *n = as_cnn(m);
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_set_batch: model %s is not a cnn", m->iface->kind);
+    NG_TRY(check_batch(n, x, y, "set_batch"));
+    n->cx = *x;
+    n->have_cy = y != NULL;
+    if (y) n->cy = *y;
+    n->have_cur = 1;
+    n->cached = 0;
+    if (x->cols <= n->cfg.chunk) NG_TRY(cur_forward(n, 0, x->cols));
+    return NG_OK;
+}
+
+ng_status ng_cnn_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y) {
+    const cnn *n = (const cnn *)m;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_current_batch: model %s is not a cnn", m->iface->kind);
+    NG_TRY(need_cur(n, "current batch"));
+    *x = n->cx;
+    if (y) {
+        if (n->have_cy) *y = n->cy;
+        else memset(y, 0, sizeof *y);
+    }
+    return NG_OK;
+}
+
+static ng_status cnn_jvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    NG_TRY(need_cur(n, "J v"));
+    NG_TRY(check_pvec(n, v, "J v", "v"));
+    N = n->cx.cols;
+    if (!out || !out->ptr || out->dtype != NG_F32 || out->rows != n->classes || out->cols != N)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn J v: output must be %d x %d (classes x cases)", n->classes, N);
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *rz;
+        NG_TRY(cur_forward(n, c0, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward(n, v->data, cols, &rz));
+        NG_TRY(act_fwd(m->be, n->classes, cols, NG_ACT_LINEAR, rz, n->classes, NULL, NULL, out->data + (size_t)c0 * out->ld,
+                       out->ld));
+    }
+    return NG_OK;
+}
+
+static ng_status loss_hvp_op(cnn *n, int loss, const float *y, const float *v, float scale, float *out, int cols) {
+    ng_op_args o = {.op = NG_OP_LOSS_HVP};
+    o.loss_hvp.rows = n->classes, o.loss_hvp.cols = cols, o.loss_hvp.loss = loss;
+    o.loss_hvp.y = y, o.loss_hvp.ldy = n->classes, o.loss_hvp.v = v, o.loss_hvp.ldv = n->classes;
+    o.loss_hvp.scale = scale, o.loss_hvp.out = out, o.loss_hvp.ldo = n->classes;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* F v (mode NG_FISHER_*; NG_FISHER_EXACT is G v: softmax + cross-entropy is a matching pair).
+ * G v: D[L] = (1/m) H_L R{z_L}, H_L = diag(y) - y y^T. Sampled / empirical: D[L] = (1/(m S)) d
+ * (d^T R{z_L}) per case with d = y - t (t drawn from the model, S draws; or the data's). Then the
+ * backward pass of the chunk into out. */
+static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
+                            ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N, s, S;
+    float scale;
+    NG_TRY(need_cur(n, "F v"));
+    NG_TRY(check_pvec(n, v, "F v", "v"));
+    NG_TRY(check_pvec(n, out, "F v", "out"));
+    if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: out must not alias v");
+    if (mode != NG_FISHER_EXACT && mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn F v: unknown Fisher mode %d", mode);
+    if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: %d samples (>= 1)", samples);
+    N = n->cx.cols;
+    S = mode == NG_FISHER_SAMPLED ? samples : 1;
+    scale = 1.0f / ((float)N * (float)S);
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *rz;
+        NG_TRY(cur_forward(n, c0, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward(n, v->data, cols, &rz));
+        for (s = 0; s < S; s++) {
+            if (mode == NG_FISHER_EXACT) {
+                NG_TRY(loss_hvp_op(n, NG_LOSS_CATEGORICAL, n->Y.data, rz, scale, n->D[n->L].data, cols));
+            } else {
+                ng_op_args o = {.op = NG_OP_LOSS};
+                const float *t;
+                int ldt;
+                if (mode == NG_FISHER_SAMPLED) {
+                    /* each case's draw depends on its index in the batch, not on the chunking */
+                    ng_op_args a = {.op = NG_OP_SAMPLE_TARGETS};
+                    a.sample_targets.rows = n->classes, a.sample_targets.cols = cols, a.sample_targets.loss = NG_LOSS_CATEGORICAL;
+                    a.sample_targets.y = n->Y.data, a.sample_targets.ldy = n->classes;
+                    a.sample_targets.t = n->TT.data, a.sample_targets.ldt = n->classes;
+                    a.sample_targets.key = key, a.sample_targets.step = step + (uint64_t)s;
+                    a.sample_targets.col0 = (uint64_t)c0;
+                    NG_TRY(ng_run_op(m->be, &a));
+                    t = n->TT.data;
+                    ldt = n->classes;
+                } else {
+                    t = cur_targets(n, c0, &ldt);
+                }
+                o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
+                o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
+                o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = 1.0f, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
+                NG_TRY(ng_run_op(m->be, &o));
+                NG_TRY(loss_hvp_op(n, NG_LOSS_OUTER, n->D[n->L].data, rz, scale, n->D[n->L].data, cols));
+            }
+            NG_TRY_RANGE(NG_CAT_BACKWARD, "cnn backward", backward(n, cols, (c0 || s) ? 1.0f : 0.0f, out->data));
+        }
+    }
+    return NG_OK;
+}
+
+/* the public entries: curvature-vector products, always FP32 (natgrad/backend.h ng_fp32_begin) */
+ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_jvp: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_jvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_fvp: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_fvp_fp(m, mode, samples, key, step, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_fvp(m, NG_FISHER_EXACT, 1, 0, 0, v, out); }
+
+/* gram[i + nv j] = (1/m) sum_cases (J v_i)^T H_L (J v_j): one R-forward pass per vector into work
+ * (classes x chunk slots), H_L applied to each, dots summed in double on the host. */
+static ng_status cnn_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    size_t slot;
+    int c0, N, i, j;
+    NG_TRY(need_cur(n, "Fisher gram"));
+    if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "cnn Fisher gram: %d vectors (1..8)", nv);
+    for (i = 0; i < nv; i++) NG_TRY(check_pvec(n, v[i], "Fisher gram", "v"));
+    N = n->cx.cols;
+    slot = (size_t)n->classes * (size_t)(N < ch ? N : ch);
+    if (!work || !work->ptr || work->dtype != NG_F32 || ng_tensor_count(work) < slot * (size_t)(nv + 1))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn Fisher gram: work needs %zu floats", slot * (size_t)(nv + 1));
+    for (i = 0; i < nv * nv; i++) gram[i] = 0.0;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        float *hv = work->data + slot * (size_t)nv;
+        NG_TRY(cur_forward(n, c0, cols));
+        for (i = 0; i < nv; i++) {
+            const float *rz;
+            NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward(n, v[i]->data, cols, &rz));
+            NG_TRY(act_fwd(m->be, n->classes, cols, NG_ACT_LINEAR, rz, n->classes, NULL, NULL, work->data + slot * (size_t)i,
+                           n->classes));
+        }
+        for (i = 0; i < nv; i++) {
+            NG_TRY(loss_hvp_op(n, NG_LOSS_CATEGORICAL, n->Y.data, work->data + slot * (size_t)i, 1.0f, hv, cols));
+            for (j = 0; j <= i; j++) {
+                float d;
+                NG_TRY(ng_dot(m->be, (size_t)n->classes * (size_t)cols, work->data + slot * (size_t)j, hv, &d));
+                gram[j + nv * i] += (double)d;
+            }
+        }
+    }
+    for (i = 0; i < nv; i++)
+        for (j = 0; j <= i; j++) {
+            gram[j + nv * i] /= (double)N;
+            gram[i + nv * j] = gram[j + nv * i];
+        }
+    return NG_OK;
+}
+
+ng_status ng_cnn_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_fisher_gram: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_fisher_gram_fp(m, nv, v, work, gram);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+/* ---- H v: Pearlmutter's R{backprop} ---------------------------------------------------------- */
+
+static ng_status hv_workspace(cnn *n) {
+    int l;
+    ng_status s = NG_OK;
+    size_t tmax = 0, cmax = 1;
+    if (n->hws.count) return NG_OK;
+    for (l = 1; l <= n->L; l++)
+        if (n->cfg.layer[l - 1].kind == NG_CNN_BN) {
+            if (n->size[l] > tmax) tmax = n->size[l];
+            if ((size_t)n->c[l] > cmax) cmax = (size_t)n->c[l];
+        }
+    ng_arena_begin(&n->hws, n->base.be, "cnn H v workspace");
+    for (l = 1; l <= n->L && s == NG_OK; l++) s = reserve(&n->hws, "RA%d", l, n->size[l], n->cfg.chunk, &n->RA[l]);
+    for (l = 0; l < 5 && tmax && s == NG_OK; l++) s = reserve(&n->hws, "HB%d", l, tmax, n->cfg.chunk, &n->HB[l]);
+    if (s == NG_OK && tmax) s = reserve(&n->hws, "HQ%d", 0, cmax, 6, &n->HQ);
+    if (s == NG_OK) s = ng_arena_commit(&n->hws);
+    if (s != NG_OK) ng_arena_free(&n->hws);
+    return s;
+}
+
+/* R{backprop} of the chunk: D[L] = scale (y - t), RD = scale H_L R{z_L}, then layer by layer
+ * (RD ping-pong in R[]; R{A} in RA[] from rforward_to(keep)):
+ *   dense / conv  R{dW} = RD a^T + D R{a}^T (im2col for conv), R{db} = sums of RD,
+ *                 R{dx} = W^T RD + V^T D, dx = W^T D (conv: batched gemms into col, COL2IM)
+ *   pooling       R{dx} = the pooling gradient of RD (the argmax does not move under R)
+ *   activation    R{dx} = f'(a) RD + f''(a) R{z} D, dx = f'(a) D
+ *   whitening     R{dx} = U^T RD, dx = U^T D
+ * into out (beta 0: =, 1: +=). */
+static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *out) {
+    ng_backend *be = n->base.be;
+    float *rdc = n->R[0].data, *rdn = n->R[1].data; /* RD of the layer's output / input (RD[L] in R[0]) */
+    int l;
+    for (l = n->L; l >= 1; l--) {
+        const ng_cnn_layer *y = &n->cfg.layer[l - 1];
+        const int ci = n->c[l - 1], co = n->c[l];
+        const int P = n->h[l] * n->w[l], hw0 = n->h[l - 1] * n->w[l - 1];
+        const float *in = n->A[l - 1].data, *rin = n->ra[l - 1], *d = n->D[l].data;
+        float *dx = l > 1 ? n->D[l - 1].data : NULL;
+        float *gW = n->gW[l].data ? at_of(n, out, &n->gW[l]) : NULL;
+        float *gb = n->gb[l].data ? at_of(n, out, &n->gb[l]) : NULL;
+        int b;
+        switch (y->kind) {
+        case NG_CNN_CONV: {
+            const int K = ci * y->k * y->k;
+            const float *VW = cat_of(n, v, &n->gW[l]);
+            NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, in, NULL,
+                          n->col.data));
+            for (b = 0; b < cols; b++) /* R{dW} (c', K) += RD_b^T col_b */
+                NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, rdc + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P,
+                               b ? 1.0f : beta, gW, co));
+            if (rin) { /* += D_b^T col(R{a})_b */
+                NG_TRY(gather(be, NG_CONV_IM2COL, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, rin, NULL,
+                              n->col.data));
+                for (b = 0; b < cols; b++)
+                    NG_TRY(ng_gemm(be, 1, 0, co, K, P, 1.0f, d + (size_t)b * P * co, P, n->col.data + (size_t)b * P * K, P, 1.0f,
+                                   gW, co));
+            }
+            NG_TRY(ng_sum_rows(be, P, co * cols, 1.0f, rdc, P, 0.0f, n->vec.data));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, n->vec.data, co, beta, gb));
+            if (dx) {
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, rdc, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
+                                               n->col.data, P, (long long)P * K, cols));
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, VW, co, 0, 1.0f, n->col.data, P,
+                                               (long long)P * K, cols));
+                NG_TRY(gather(be, NG_CONV_COL2IM, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, NULL,
+                              n->col.data, rdn));
+                NG_TRY(ng_gemm_strided_batched(be, 0, 0, P, K, co, 1.0f, d, P, (long long)P * co, n->W[l].data, co, 0, 0.0f,
+                                               n->col.data, P, (long long)P * K, cols));
+                NG_TRY(gather(be, NG_CONV_COL2IM, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, y->pad, NULL,
+                              n->col.data, dx));
+            }
+            break;
+        }
+        case NG_CNN_DENSE: {
+            const int din = (int)n->size[l - 1];
+            const float *VW = cat_of(n, v, &n->gW[l]);
+            NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, rdc, co, in, din, beta, gW, co));
+            if (rin) NG_TRY(ng_gemm(be, 0, 1, co, din, cols, 1.0f, d, co, rin, din, 1.0f, gW, co));
+            NG_TRY(ng_sum_cols(be, co, cols, 1.0f, rdc, co, beta, gb));
+            if (dx) {
+                NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, rdc, co, 0.0f, rdn, din));
+                NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, VW, co, d, co, 1.0f, rdn, din));
+                NG_TRY(ng_gemm(be, 1, 0, din, cols, co, 1.0f, n->W[l].data, co, d, co, 0.0f, dx, din));
+            }
+            break;
+        }
+        case NG_CNN_POOL_MAX:
+        case NG_CNN_POOL_AVG:
+            if (dx) {
+                const int mode = y->kind == NG_CNN_POOL_MAX ? NG_CONV_POOL_MAX_BACK : NG_CONV_POOL_AVG_BACK;
+                const float *x = y->kind == NG_CNN_POOL_MAX ? in : NULL;
+                NG_TRY(gather(be, mode, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, x, rdc, rdn));
+                NG_TRY(gather(be, mode, cols, ci, n->h[l - 1], n->w[l - 1], y->k, y->stride, 0, x, d, dx));
+            }
+            break;
+        case NG_CNN_ACT:
+            if (dx) {
+                ng_op_args o = {.op = NG_OP_ACT_BACKWARD};
+                o.act_backward.rows = (int)n->size[l], o.act_backward.cols = cols, o.act_backward.act = y->act;
+                o.act_backward.a = n->A[l].data, o.act_backward.lda = (int)n->size[l];
+                o.act_backward.g = rdc, o.act_backward.ldg = (int)n->size[l];
+                o.act_backward.h = rin ? d : NULL, o.act_backward.ldh = (int)n->size[l];
+                o.act_backward.r = rin, o.act_backward.ldr = (int)n->size[l];
+                o.act_backward.out = rdn, o.act_backward.ldo = (int)n->size[l];
+                NG_TRY(ng_run_op(be, &o));
+                o.act_backward.g = d, o.act_backward.h = NULL, o.act_backward.r = NULL, o.act_backward.ldh = 1;
+                o.act_backward.ldr = 1, o.act_backward.out = dx;
+                NG_TRY(ng_run_op(be, &o));
+            }
+            break;
+        case NG_CNN_WHITEN:
+            if (dx) {
+                NG_TRY(whiten_op(be, cols, ci, hw0, 0, rdc, NULL, n->UT[l].data, rdn));
+                NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
+            }
+            break;
+        case NG_CNN_BN: {
+            /* NHWC, every pixel a sample (as net.c's batch-norm H v): with D = dL/dy, RD = R{D},
+             * xhat, rstd, R{xhat} = rstd P(R{x}):
+             *   R{dgamma} = sum RD xhat + D R{xhat},  R{dbeta} = sum RD,  dx = rstd gamma P(D),
+             *   R{dx} = rstd P(gamma RD + V_gamma D) + R{rstd} gamma P(D)
+             *           - rstd gamma (R{xhat} mean(D xhat) + xhat mean(D R{xhat})),
+             *   R{rstd} = -rstd^2 mean(xhat R{x}) */
+            const int M = cols * hw0;
+            const float *Vg = cat_of(n, v, &n->gW[l]), *xh = n->XH[l].data, *rs = n->rstd[l].data, *gam = n->W[l].data;
+            float *Dn = n->T1.data, *RDn = n->T2.data, *Rx = n->HB[0].data, *RXH = n->HB[1].data, *B1 = n->HB[2].data;
+            float *B2 = n->HB[3].data, *q = n->HQ.data;
+            const int ldq = n->HQ.rows;
+            const float inv = 1.0f / (float)M;
+            NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, Dn));
+            NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rdc, RDn));
+            if (rin) {
+                NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, Rx));
+                NG_TRY(bn_proj(be, ci, M, Rx, xh, rs, NULL, 0.0f, RXH));
+            } else {
+                NG_TRY(ng_memset0(be, Rx, (size_t)ci * M * sizeof(float)));
+                NG_TRY(ng_memset0(be, RXH, (size_t)ci * M * sizeof(float)));
+            }
+            NG_TRY(rowdot(be, ci, M, 1.0f, RDn, ci, xh, ci, beta, gW));
+            NG_TRY(rowdot(be, ci, M, 1.0f, Dn, ci, RXH, ci, 1.0f, gW));
+            NG_TRY(ng_sum_cols(be, ci, M, 1.0f, RDn, ci, beta, gb));
+            if (dx) {
+                NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, RDn, ci, gam, NULL, B1, ci)); /* gamma RD + V_gamma D */
+                NG_TRY(rowscale_acc(be, ci, M, Vg, Dn, ci, B1, ci));
+                NG_TRY(bn_proj(be, ci, M, B1, xh, rs, NULL, 0.0f, B2));
+                NG_TRY(rowdot(be, ci, M, -inv, xh, ci, Rx, ci, 0.0f, q));
+                NG_TRY(vmul(be, ci, 1.0f, rs, q, 0.0f, q + ldq));
+                NG_TRY(vmul(be, ci, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
+                NG_TRY(bn_proj(be, ci, M, Dn, xh, q + 2 * ldq, gam, 1.0f, B2));
+                NG_TRY(vmul(be, ci, -1.0f, rs, gam, 0.0f, q + 3 * ldq)); /* -rstd gamma */
+                NG_TRY(rowdot(be, ci, M, inv, Dn, ci, xh, ci, 0.0f, q + 4 * ldq));
+                NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
+                NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, RXH, ci, B2, ci));
+                NG_TRY(rowdot(be, ci, M, inv, Dn, ci, RXH, ci, 0.0f, q + 4 * ldq));
+                NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
+                NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, xh, ci, B2, ci));
+                NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B2, rdn));
+                NG_TRY(bn_proj(be, ci, M, Dn, xh, rs, gam, 0.0f, B1)); /* dx = rstd gamma P(D) */
+                NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B1, dx));
+            }
+            break;
+        }
+        }
+        {
+            float *t = rdc;
+            rdc = rdn;
+            rdn = t;
+        }
+    }
+    return NG_OK;
+}
+
+static ng_status cnn_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    NG_TRY(need_cur(n, "H v"));
+    NG_TRY(check_pvec(n, v, "H v", "v"));
+    NG_TRY(check_pvec(n, out, "H v", "out"));
+    if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn H v: out must not alias v");
+    NG_TRY(hv_workspace(n));
+    N = n->cx.cols;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *rz, *t;
+        int ldt;
+        ng_op_args o = {.op = NG_OP_LOSS};
+        NG_TRY(cur_forward(n, c0, cols));
+        NG_TRY_RANGE(NG_CAT_FORWARD, "cnn R-forward", rforward_to(n, v->data, cols, &rz, 1));
+        /* D[L] = (y - t) / m, RD[L] = H_L R{z_L} / m (into R[0]) */
+        t = cur_targets(n, c0, &ldt);
+        o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
+        o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
+        o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = 1.0f / (float)N, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
+        NG_TRY(ng_run_op(m->be, &o));
+        NG_TRY(loss_hvp_op(n, NG_LOSS_CATEGORICAL, n->Y.data, rz, 1.0f / (float)N, n->R[0].data, cols));
+        NG_TRY_RANGE(NG_CAT_BACKWARD, "cnn R-backward", rbackward(n, v->data, cols, c0 ? 1.0f : 0.0f, out->data));
+    }
+    return NG_OK;
+}
+
+ng_status ng_cnn_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_hvp: model %s is not a cnn", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_hvp_fp(m, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+/* the model slots: the exact Fisher (= G v) */
+static ng_status cnn_fvp_slot(ng_model *m, const ng_tensor *v, ng_tensor *out) { return ng_cnn_gvp(m, v, out); }
 
 /* ---- whitening: statistics and the function-preserving reparametrisation ------------------ */
 
@@ -1141,6 +1762,10 @@ static const struct ng_model_i cnn_iface = {
     .statistic = cnn_statistic,
     .columns = cnn_columns,
     .log_values = cnn_log_values,
+    .jvp = ng_cnn_jvp,
+    .gnvp = ng_cnn_gvp,
+    .fvp = cnn_fvp_slot,
+    .hvp = ng_cnn_hvp,
     .save = cnn_save,
     .load = cnn_load,
     .destroy = cnn_destroy,

@@ -11,7 +11,10 @@
  *   5. the step: fixed, line search, 2-D search, Polak-Ribiere + line search, or backtracking,
  *      each evaluation h(theta + delta) a pass over the gradient batch at a trial point written
  *      into the parameter arena and undone from a copy (bit-exact).
- *   6. Levenberg-Marquardt on rho. */
+ *   6. Levenberg-Marquardt on rho.
+ * The model is a network (natgrad/net.h) or a convolutional classifier (natgrad/cnn.h: its
+ * products; no per-case statistics, so no HF diagonal preconditioner); the m_* helpers and
+ * curvature_local are the only calls that differ. */
 #include "natgrad/tnewton.h"
 
 #include <math.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
@@ -138,6 +142,7 @@ double ng_tn_polak_ribiere(double n_g, double n_gp, double np_gp) {
 typedef struct tn {
     ng_tn_config cfg;
     ng_model *net;
+    int is_cnn; /* net is a cnn (natgrad/cnn.h) */
     size_t n;
     int maxit;
     double lambda, rho, step, beta, pred, h0, h1;
@@ -230,10 +235,30 @@ static ng_status decay_norm2(ng_model *m, double *out) {
     return NG_OK;
 }
 
-/* h at the parameters now in the arena, on the gradient batch (inference-mode pass) */
+/* ---- the model's calls: a network or a cnn ------------------------------------------------------- */
+static int model_is_cnn(const ng_model *m) { return m && strcmp(m->iface->kind, "cnn") == 0; }
+/* a cnn's objective in training mode (batch norm on the batch's statistics, the function h0 and
+ * the gradient come from); a network's in inference mode (ng_net_evaluate) */
+static ng_status m_evaluate(tn *k, double *h) {
+    double e;
+    return k->is_cnn ? ng_cnn_objective(k->net, &k->bx, h) : ng_net_evaluate(k->net, &k->bx, h, &e);
+}
+static ng_status m_batch_loss(tn *k, ng_model *m, double *h) {
+    double e;
+    return k->is_cnn ? ng_cnn_batch_loss(m, h, &e) : ng_net_batch_loss(m, h, &e);
+}
+static ng_status m_current_batch(tn *k, ng_model *m) {
+    return k->is_cnn ? ng_cnn_current_batch(m, &k->bx, &k->by) : ng_net_current_batch(m, &k->bx, &k->by);
+}
+static ng_status m_set_batch(tn *k, ng_model *m, const ng_tensor *x) {
+    return k->is_cnn ? ng_cnn_set_batch(m, x, NULL) : ng_net_set_batch(m, x, NULL);
+}
+
+/* h at the parameters now in the arena, on the gradient batch (m_evaluate: a network's pass in
+ * inference mode, a cnn's in training mode) */
 static ng_status objective_here(tn *k, double *h) {
-    double e, r = 0.0;
-    NG_TRY(ng_net_evaluate(k->net, &k->bx, h, &e));
+    double r = 0.0;
+    NG_TRY(m_evaluate(k, h));
     NG_TRY(reduce_mean(k, h, "the objective at a trial point"));
     if (k->cfg.eta > 0.0) {
         NG_TRY(decay_norm2(k->net, &r));
@@ -380,6 +405,9 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
 
 static ng_status curvature_local(tn *k, const float *x, float *y) {
     ng_tensor tx = ng_tensor_matrix((float *)x, (int)k->n, 1, (int)k->n), ty = ng_tensor_matrix(y, (int)k->n, 1, (int)k->n);
+    if (k->is_cnn && k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_cnn_hvp(k->net, &tx, &ty);
+    if (k->is_cnn)
+        return ng_cnn_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
     if (k->cfg.fisher != NG_FISHER_EXACT)
         return ng_net_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
@@ -455,20 +483,20 @@ static ng_status line_search(tn *k, const float *d, double slope, double t0, dou
 
 static ng_status tn_observe(ng_precond *p, ng_model *m, uint64_t t) {
     tn *k = T(p);
-    double err, r = 0.0;
+    double r = 0.0;
     k->evals = 0;
     k->solve_s = k->search_s = 0.0;
     if (dist_on(k) && k->cfg.fisher == NG_FISHER_SAMPLED && k->cfg.curvature != NG_TN_CURV_HESSIAN)
         return ng_error(NG_ERR_UNSUPPORTED, "--tn-fisher sampled does not run on %d ranks (its sampled targets are drawn per chunk "
                         "of each rank's shard, not per case of the global batch): use --tn-fisher exact or empirical",
                         k->self->dist.comm->world);
-    NG_TRY(ng_net_batch_loss(m, &k->h0, &err));
+    NG_TRY(m_batch_loss(k, m, &k->h0));
     NG_TRY(reduce_mean(k, &k->h0, "the objective"));
     if (k->cfg.eta > 0.0) {
         NG_TRY(decay_norm2(m, &r));
         k->h0 += k->cfg.eta * r;
     }
-    return ng_net_current_batch(m, &k->bx, &k->by);
+    return m_current_batch(k, m);
 }
 
 static ng_status phase_end(tn *k, double t0, double *acc) {
@@ -515,7 +543,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     if (k->have_stream) {
         ng_tensor xm;
         NG_TRY(ng_batches_next(&k->stream, &xm));
-        NG_TRY(ng_net_set_batch(m, &xm, NULL));
+        NG_TRY(m_set_batch(k, m, &xm));
     }
     /* the solve */
     if (method == NG_TN_HF) {
@@ -891,8 +919,15 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     ng_status s = NG_OK;
     *out = NULL;
     NG_TRY(ng_tn_config_check(cfg));
-    if (!net || strcmp(net->iface->kind, "net") != 0)
-        return ng_error(NG_ERR_INVALID_ARG, "truncated Newton needs a network model (natgrad net), not %s", net ? net->iface->kind : "NULL");
+    if (!net || (strcmp(net->iface->kind, "net") != 0 && !model_is_cnn(net)))
+        return ng_error(NG_ERR_INVALID_ARG, "truncated Newton needs a network (natgrad net) or a cnn model, not %s",
+                        net ? net->iface->kind : "NULL");
+    if (model_is_cnn(net) && (ng_cnn_config_of(net)->augment_pad || ng_cnn_config_of(net)->augment_flip))
+        return ng_error(NG_ERR_UNSUPPORTED, "truncated Newton on a cnn with augmentation: the searches and the damping compare "
+                        "objectives on the batch as given, the gradient's batch would be augmented: turn augmentation off");
+    if (model_is_cnn(net) && cfg->method == NG_TN_HF && cfg->hf_precond)
+        return ng_error(NG_ERR_UNSUPPORTED, "hf on a cnn: the diagonal preconditioner needs per-case statistics of dense layers: "
+                        "turn it off (hf_precond 0)");
     if (cfg->metric != NG_TN_METRIC_SAME) {
         if (!metric_x || metric_n < 1)
             return ng_error(NG_ERR_INVALID_ARG, "--metric %s: no pool of metric examples was given", ng_tn_metric_name(cfg->metric));
@@ -900,7 +935,7 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
             return ng_error(NG_ERR_INVALID_ARG, "--metric-batch %d: must be in 1 .. %d (the %s pool) with --metric %s", cfg->metric_batch,
                             metric_n, cfg->metric == NG_TN_METRIC_UNLABELED ? "unlabeled" : "training", ng_tn_metric_name(cfg->metric));
     }
-    if (cfg->method == NG_TN_HF && cfg->hf_precond) {
+    if (cfg->method == NG_TN_HF && cfg->hf_precond && !model_is_cnn(net)) {
         const ng_net_config *nc = ng_net_config_of(net);
         int l;
         for (l = 0; l < nc->n_layers; l++)
@@ -923,6 +958,7 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     ng_arena_begin(&k->scratch, be, "tn scratch");
     k->cfg = *cfg;
     k->net = net;
+    k->is_cnn = model_is_cnn(net);
     k->fisher_key = ng_rng_stream_key(cfg->seed, NG_RNG_TN_TARGETS);
     k->n = ng_model_size(net);
     k->maxit = max_iter_of(cfg);
@@ -956,7 +992,8 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
         else s = ng_cg_ws_init(&k->cg, be, k->n, k->maxit, cfg->method == NG_TN_HF && cfg->hf_backtrack ? HF_KEEP : 0);
     }
     if (s == NG_OK && cfg->metric != NG_TN_METRIC_SAME) {
-        s = ng_batches_init(&k->stream, be, metric_x, ng_net_batch_rows(net), metric_n, cfg->metric_batch,
+        s = ng_batches_init(&k->stream, be, metric_x, k->is_cnn ? ng_cnn_batch_rows(net) : ng_net_batch_rows(net), metric_n,
+                            cfg->metric_batch,
                             cfg->seed ^ 0x6d657472696cull /* "metric" */, 0, 1);
         if (s == NG_OK) k->have_stream = 1;
     }

@@ -304,7 +304,8 @@ typedef struct ng_op_args {
          * TO_NCHW), of g = col (COL2IM), or of g = dy with x for the maxima (POOL_MAX_BACK),
          * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
          * when flip = 1, drawn from (key, step) for images b0, b0 + 1, ... of the stream;
-         * s.kh = s.kw = 2 s.pad + 1)  (=, ng_conv_gather_count elements). out overlaps no input. */
+         * s.kh = s.kw = 2 s.pad + 1), or of g (n,c,h,w) at the maxima of x (POOL_MAX_R: the
+         * R-operator of max pooling)  (=, ng_conv_gather_count elements). out overlaps no input. */
         struct {
             int mode;
             ng_conv_shape s;

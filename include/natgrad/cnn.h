@@ -92,6 +92,10 @@ int ng_cnn_batch_rows(const ng_model *m);
 /* Mean objective and misclassification rate of the n cases of x (rows as ng_cnn_batch_rows),
  * batch norm in inference mode; touches neither the gradient nor the last batch's results. */
 ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *misclass);
+/* Mean objective of the n cases of x in training mode (batch norm on each chunk's statistics, as
+ * the gradient sees them; running averages untouched; no augmentation): the function whose
+ * gradient ng_model_gradient computes, for line searches and damping rules. */
+ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective);
 /* Gradients computed so far (the counter of the whitening schedule and of the augmentation
  * stream; checkpointed). */
 uint64_t ng_cnn_gradients(const ng_model *m);
@@ -123,6 +127,38 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s);
 ng_status ng_cnn_set_dist(ng_model *m, struct ng_comm *comm, int lo, int batch);
 /* Outputs (classes, n) (softmax probabilities) of x in inference mode. */
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
+
+/* ---- curvature products (as natgrad/net.h's, for second-order methods) -------------------------
+ * On the current batch: the last gradient's, or x (and targets y, or NULL: the rows of x after the
+ * input) set by ng_cnn_set_batch (x must stay valid; a batch of one chunk gets its forward pass
+ * now). Batch norm uses each chunk's statistics (training mode, differentiated through the mean
+ * and variance), running averages are untouched and the images are not augmented; a single-chunk
+ * gradient batch without augmentation reuses its forward pass (that of the parameters at the
+ * gradient: after changing the parameters, call ng_cnn_set_batch again; any other pass of the model,
+ * an evaluation included, drops it). Vectors are float32 in the parameter layout; m = the batch's
+ * cases.
+ *   J v   ng_cnn_jvp: out (classes, m) = R{z_L}, the R-operator forward pass (conv, max pooling
+ *         through its argmax, average pooling, activations, batch norm, whitening, dense)
+ *   G v   ng_cnn_gvp: (1/m) sum_i J_i^T H_i J_i v, H_i = diag(y_i) - y_i y_i^T (softmax + CE)
+ *   F v   ng_cnn_fvp: NG_FISHER_EXACT (natgrad/net.h; = G v), NG_FISHER_SAMPLED (targets drawn from the model,
+ *         `samples` draws, stream (key, step + s), Philox index the case's position in the batch),
+ *         NG_FISHER_EMPIRICAL (the batch's targets); out must not alias v.
+ *   H v   ng_cnn_hvp: the Hessian of the objective (training-mode batch norm included) by
+ *         Pearlmutter's R{backprop}; its R{A} buffers (one per layer, a chunk each, and NHWC scratch
+ *         for batch norm) are allocated at the first call.
+ * The model slots jvp, gnvp, fvp (exact) and hvp are these. */
+ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
+/* The current batch: *x, and *y when the targets were given separately (else y->ptr = NULL). */
+ng_status ng_cnn_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y);
+ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_cnn_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out);
+/* Exact-Fisher (= Gauss-Newton) quadratic forms of nv <= 8 vectors on the current batch, as
+ * ng_net_fisher_gram (K-FAC's quadratic model, appendix C): gram[i + nv j] = (1/m) sum_cases
+ * (J v_i)^T H_L (J v_j), one R-forward pass per vector, no backward pass. work: float32 device
+ * scratch of at least classes * min(m, chunk) * (nv + 1) elements. */
+ng_status ng_cnn_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram);
 
 #ifdef __cplusplus
 }

@@ -60,7 +60,10 @@ typedef struct ng_conv_shape {
  *                  entering; a random crop of the image padded by pad) and, when flip is set,
  *                  mirrored left-right with probability 1/2; dy, dx and the mirror of image b
  *                  come from the Philox uniforms 3b, 3b + 1, 3b + 2 of (key, step)
- *                  (ng_augment_draw), the same on every backend */
+ *                  (ng_augment_draw), the same on every backend
+ *   POOL_MAX_R     y (n,c,ho,wo) from g (n,c,h,w) and x: each window takes g at the position of
+ *                  x's maximum (the same first maximum as POOL_MAX): the R-operator of max
+ *                  pooling, R{y} = R{x} at the argmax (the tangent of POOL_MAX_BACK's transpose) */
 enum {
     NG_CONV_IM2COL = 0,
     NG_CONV_COL2IM,
@@ -71,6 +74,7 @@ enum {
     NG_CONV_TO_NHWC,
     NG_CONV_TO_NCHW,
     NG_CONV_AUGMENT,
+    NG_CONV_POOL_MAX_R,
     NG_CONV_MODE_COUNT
 };
 
