@@ -445,6 +445,8 @@ typedef ng_status (*op_check_fn)(const ng_op_args *a, const char *op, int *empty
 
 #define CHECK(cond, ...) NEED(cond, op, __VA_ARGS__)
 
+static int spans_overlap(const float *a, size_t na, const float *b, size_t nb);
+
 static ng_status check_fill(const ng_op_args *a, const char *op, int *empty) {
     *empty = a->fill.n == 0;
     CHECK(*empty || a->fill.out, "NULL pointer");
@@ -586,9 +588,14 @@ static ng_status check_loss(const ng_op_args *a, const char *op, int *empty) {
           a->loss.ldt);
     CHECK(!a->loss.d || ld_ok(a->loss.ldd, rows), "ldd=%d < rows=%d", a->loss.ldd, rows);
     CHECK(a->loss.scale - a->loss.scale == 0.0f, "scale %g is not finite", (double)a->loss.scale);
-    *empty = !cols;
-    CHECK(*empty || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
+    CHECK(!a->loss.acc || (a->loss.obj && a->loss.err), "acc (the batch sums) needs obj and err");
+    CHECK(a->loss.acc_beta - a->loss.acc_beta == 0.0f, "acc_beta %g is not finite", (double)a->loss.acc_beta);
+    *empty = !cols && !a->loss.acc; /* an empty batch still writes its sums (0) */
+    CHECK(*empty || !cols || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
     CHECK(*empty || a->loss.d || a->loss.obj || a->loss.err, "no output requested");
+    CHECK(!a->loss.acc || (!spans_overlap(a->loss.acc, 2, a->loss.obj, (size_t)cols) &&
+                           !spans_overlap(a->loss.acc, 2, a->loss.err, (size_t)cols)),
+          "acc overlaps obj or err");
     return NG_OK;
 }
 static ng_status check_loss_hvp(const ng_op_args *a, const char *op, int *empty) {
@@ -707,12 +714,16 @@ static ng_status check_adam(const ng_op_args *a, const char *op, int *empty) {
     int i;
     for (i = 0; i < 6; i++) CHECK(sc[i] - sc[i] == 0.0f, "%s %g is not finite", names[i], (double)sc[i]);
     CHECK(a->adam.eps > 0.0f, "eps %g must be > 0", (double)a->adam.eps);
-    CHECK(a->adam.bc2 > 0.0 && a->adam.bc2 - a->adam.bc2 == 0.0, "bc2 %g must be finite and > 0",
-          a->adam.bc2);
-    CHECK(!a->adam.m || (a->adam.bc1 > 0.0 && a->adam.bc1 - a->adam.bc1 == 0.0),
+    /* with a device step count the bias corrections come from it (b1, b2 in [0, 1) make them > 0) */
+    CHECK(a->adam.count || (a->adam.bc2 > 0.0 && a->adam.bc2 - a->adam.bc2 == 0.0),
+          "bc2 %g must be finite and > 0", a->adam.bc2);
+    CHECK(a->adam.count || !a->adam.m || (a->adam.bc1 > 0.0 && a->adam.bc1 - a->adam.bc1 == 0.0),
           "bc1 %g must be finite and > 0", a->adam.bc1);
-    *empty = a->adam.n == 0;
-    CHECK(*empty || (a->adam.param && a->adam.grad && a->adam.v), "NULL pointer");
+    CHECK(!a->adam.count || ((!a->adam.m || (a->adam.b1 >= 0.0f && a->adam.b1 < 1.0f)) && a->adam.b2 >= 0.0f &&
+                             a->adam.b2 < 1.0f),
+          "a device step count needs b1, b2 in [0, 1) (got %g, %g)", (double)a->adam.b1, (double)a->adam.b2);
+    *empty = a->adam.n == 0 && !a->adam.count; /* a device count advances even over no elements */
+    CHECK(!a->adam.n || (a->adam.param && a->adam.grad && a->adam.v), "NULL pointer");
     return NG_OK;
 }
 
@@ -785,6 +796,27 @@ static ng_status check_whiten1x1(const ng_op_args *a, const char *op, int *empty
     return NG_OK;
 }
 
+static ng_status check_momentum(const ng_op_args *a, const char *op, int *empty) {
+    const float sc[6] = {a->momentum.a, a->momentum.mu, a->momentum.c, a->momentum.xi, a->momentum.w,
+                         a->momentum.wc};
+    static const char *const names[6] = {"a", "mu", "c", "xi", "w", "wc"};
+    const size_t n = a->momentum.n;
+    int i;
+    for (i = 0; i < 6; i++) CHECK(sc[i] - sc[i] == 0.0f, "%s %g is not finite", names[i], (double)sc[i]);
+    CHECK(a->momentum.nesterov == 0 || a->momentum.nesterov == 1, "nesterov %d must be 0 or 1", a->momentum.nesterov);
+    CHECK(!a->momentum.bar || a->momentum.xi != 0.0f, "averaging (bar) needs xi != 0");
+    *empty = n == 0;
+    CHECK(*empty || (a->momentum.d && a->momentum.v && a->momentum.p), "NULL pointer");
+    CHECK(*empty || (!spans_overlap(a->momentum.v, n, a->momentum.p, n) && !spans_overlap(a->momentum.v, n, a->momentum.d, n) &&
+                     !spans_overlap(a->momentum.p, n, a->momentum.d, n)),
+          "v, p and d overlap");
+    CHECK(*empty || !a->momentum.bar ||
+              (!spans_overlap(a->momentum.bar, n, a->momentum.v, n) && !spans_overlap(a->momentum.bar, n, a->momentum.p, n) &&
+               !spans_overlap(a->momentum.bar, n, a->momentum.d, n)),
+          "bar overlaps v, p or d");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -815,6 +847,7 @@ static const struct op_desc {
     [NG_OP_MINRESQLP_STEP] = {"minresqlp_step", check_minresqlp_step},
     [NG_OP_CONV_GATHER] = {"conv_gather", check_conv_gather},
     [NG_OP_WHITEN1X1] = {"whiten1x1", check_whiten1x1},
+    [NG_OP_MOMENTUM] = {"momentum", check_momentum},
 };
 
 const char *ng_op_name(ng_op op) {

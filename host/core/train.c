@@ -215,6 +215,7 @@ static ng_status graph_step(ng_trainer *tr) {
         g->replays++;
     g->slot[hit].last_use = tr->t + 1;
     NG_TRY_RANGE(NG_CAT_UPDATE, "graph launch", ng_graph_launch(tr->model->be, g->slot[hit].exec));
+    if (tr->upd->iface->graph_replayed) tr->upd->iface->graph_replayed(tr->upd, tr->t);
     if (tr->model->iface->check_gradient)
         NG_TRY_RANGE(NG_CAT_EVAL, "check gradient", tr->model->iface->check_gradient(tr->model));
     return NG_OK;

@@ -66,6 +66,28 @@ ng_status ng_upd_avg_step(ng_upd_avg *a, ng_backend *be, const ng_model *m, cons
     return NG_OK;
 }
 
+ng_status ng_upd_momentum(ng_upd_avg *avg, ng_backend *be, const ng_model *m, float *v, float a, float mu, float c,
+                          int nesterov, float coef) {
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_MOMENTUM;
+    o.momentum.n = ng_model_size(m);
+    o.momentum.d = m->grad_flat.data;
+    o.momentum.v = v;
+    o.momentum.p = m->param_flat.data;
+    o.momentum.a = a;
+    o.momentum.mu = mu;
+    o.momentum.c = c;
+    o.momentum.nesterov = nesterov;
+    if (avg->xi > 0.0f) { /* the two axpby of ng_upd_avg_step, with the same coefficients */
+        o.momentum.bar = avg->avg.data;
+        o.momentum.xi = avg->xi;
+        o.momentum.w = (float)(1.0 - (double)avg->xi);
+        o.momentum.wc = nesterov && coef != 0.0f ? (float)((1.0 - (double)avg->xi) * (double)coef) : 0.0f;
+    }
+    return ng_run_op(be, &o);
+}
+
 ng_status ng_upd_avg_save(const ng_upd_avg *a, ng_ckpt *c, const char *rule) {
     char key[96];
     if (a->xi <= 0.0f) return NG_OK;
