@@ -4,8 +4,9 @@
  * a thread or block id) selects its Philox word, so any launch shape gives the same samples and
  * the CPU backend, which calls the same ng_math.h bodies, draws the same bits.
  * Each thread takes a group of 4 consecutive logical indices, which share one Philox4x32-10 block
- * (ng_philox_groups), so one Philox evaluation serves 4 elements. Must not: use float atomics,
- * allocate, or synchronize the host. */
+ * (ng_philox_groups), so one Philox evaluation serves 4 elements. The step may be counted in device
+ * memory (gibbs_sample's step_dev: a captured CUDA graph replays with the current count; the last
+ * block advances it, ng_last_block). Must not: use float atomics, allocate, or synchronize the host. */
 #include "ng_cuda.cuh"
 #include "ng_philox.cuh"
 
@@ -31,8 +32,13 @@ static __device__ __forceinline__ void gibbs_one(int r, int c, float u, const fl
 static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre, int ldp,
                                            const float *bias, float beta, const float *base,
                                            float *prob, int ldq, float *sample, int lds,
-                                           uint64_t key, uint64_t step) {
+                                           uint64_t key, uint64_t step, uint64_t *step_dev,
+                                           uint64_t advance) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    /* the step counted on the device: read by every thread before its block takes a ticket, and
+     * advanced by the last block (ng_last_block), so every block draws from the same step */
+    const uint64_t step_base = step_dev != NULL ? *(volatile uint64_t *)step_dev : 0u;
+    step += step_base;
     ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
         int c = (int)(i0 / (uint64_t)rows);
         int r = (int)(i0 - (uint64_t)c * (uint64_t)rows);
@@ -45,6 +51,14 @@ static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre,
             }
         }
     });
+    if (step_dev != NULL) {
+        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
+        if (ng_last_block(ticket)) {
+            step_dev[0] = step_base + advance;
+            *ticket = 0u;
+            __threadfence();
+        }
+    }
 }
 
 /* out[i] = [u(key, step, i) <= p[i]] over groups of 4 indices; p may alias out. */
@@ -59,12 +73,13 @@ static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, 
 extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp,
                                           const float *bias, float beta, const float *base,
                                           float *prob, int ldq, float *sample, int lds,
-                                          uint64_t key, uint64_t step, void *stream) {
+                                          uint64_t key, uint64_t step, uint64_t *step_dev,
+                                          uint64_t advance, void *stream) {
     size_t groups = ((size_t)rows * (size_t)cols + 3u) / 4u;
     NG_NVTX_PUSH("gibbs_sample");
     NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
               (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
-                                    lds, key, step);
+                                    lds, key, step, step_dev, advance);
     NG_LAUNCH_CHECK("gibbs_sample");
     return NG_OK;
 }

@@ -23,10 +23,13 @@ extern "C" {
 /* Fused Gibbs step, pre/prob/sample (rows, cols) with leading dimensions ldp/ldq/lds:
  * prob = sigmoid(beta (pre + bias) + (1 - beta) base)  (=, skipped when prob is NULL),
  * sample = [u(key, step, r + rows c) <= prob]           (=, skipped when sample is NULL).
- * bias and base may be NULL (= 0). pre may alias prob or sample (same pointer and ld). */
+ * bias and base may be NULL (= 0). pre may alias prob or sample (same pointer and ld).
+ * step_dev non-NULL: the step is step_dev[0] + step, and the last block sets step_dev[0] += advance
+ * (step_dev[1]: its ticket, 0 between launches). */
 ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp, const float *bias,
                                float beta, const float *base, float *prob, int ldq, float *sample,
-                               int lds, uint64_t key, uint64_t step, void *stream);
+                               int lds, uint64_t key, uint64_t step, uint64_t *step_dev,
+                               uint64_t advance, void *stream);
 /* out(n) = [u(key, step, i) <= p[i]]  (=); p and out may alias. */
 ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key, uint64_t step,
                             void *stream);

@@ -40,15 +40,11 @@ static __global__ void adam_kernel(uint64_t n, float *param, const float *grad, 
         if (step) step[i] = s;
     }
     if (count) {
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            unsigned int *ticket = (unsigned int *)(void *)(count + 1);
+        unsigned int *ticket = (unsigned int *)(void *)(count + 1);
+        if (ng_last_block(ticket)) { /* the last block: every block has read t */
+            count[0] = t + 1.0;
+            *ticket = 0u;
             __threadfence();
-            if (atomicAdd(ticket, 1u) == gridDim.x - 1u) { /* the last block: every t has been read */
-                count[0] = t + 1.0;
-                *ticket = 0u;
-                __threadfence();
-            }
         }
     }
 }

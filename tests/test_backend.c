@@ -2303,23 +2303,38 @@ static void ref_convert(ecase *c) {
  * Variants (rows of gibbs_v): out of place, every combination of NULL bias / base / prob /
  * sample that the RBM and AIS use, tempered (beta 0.3, 0) and not, one packed (ld = rows); in
  * place, prob = pre or sample = pre, with and without the other output. Variant 2 draws with key
- * and step all ones; the others with ordinary keys and steps above 2^32. */
+ * and step all ones; the others with ordinary keys and steps above 2^32. Variants 5 and 6 (out of
+ * place) count the step on the device (buffer 5 "step_dev", two 64-bit words {base, 0} in a
+ * float64 buffer): they draw at base + step and must leave {base + advance, 0}, bit for bit
+ * (variant 6: advance 0, and a base above 2^32). */
 static const struct {
     int bias, base, prob, sample, alias; /* alias: 0 none, 1 prob = pre, 2 sample = pre */
     float beta;
-} gibbs_v[2][5] = {
+} gibbs_v[2][7] = {
     /* out of place */
     {{1, 0, 1, 1, 0, 1.0f},
      {1, 1, 1, 1, 0, 0.3f},
      {1, 1, 0, 1, 0, 0.3f},
      {1, 0, 1, 0, 0, 1.0f},
-     {0, 1, 1, 1, 0, 0.0f}},
+     {0, 1, 1, 1, 0, 0.0f},
+     {1, 0, 1, 1, 0, 1.0f},
+     {1, 0, 0, 1, 0, 1.0f}},
     /* in place */
     {{1, 1, 1, 1, 1, 0.3f},
      {1, 0, 1, 1, 2, 1.0f},
      {1, 0, 0, 1, 2, 1.0f},
      {0, 1, 1, 0, 1, 0.7f},
+     {0, 0, 0, 0, -1, 0.0f},
+     {0, 0, 0, 0, -1, 0.0f},
      {0, 0, 0, 0, -1, 0.0f}}};
+static const uint64_t gibbs_dev_base[2] = {41, 0x2000000005ull}, gibbs_dev_advance[2] = {5, 0};
+
+/* The step the op draws at: step, plus the device count's base when it has one. */
+static uint64_t gibbs_step_of(const ecase *c) {
+    uint64_t base = 0;
+    if (c->nb > 5 && !c->b[5].is_null) memcpy(&base, c->b[5].init, sizeof base);
+    return c->a.gibbs_sample.step + base;
+}
 
 static int gen_gibbs(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     const int rows = s->m, cols = s->n;
@@ -2355,14 +2370,22 @@ static int gen_gibbs(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     else if (gibbs_v[inplace][v].alias == 2)
         eb_alias(t, c, "sample (= pre)", R_INOUT, pre, AOFF(gibbs_sample.sample));
     else eb_add(t, c, "sample", R_OUT, 0, rows, cols, lds, AOFF(gibbs_sample.sample));
+    if (v >= 5) {
+        const uint64_t w[2] = {gibbs_dev_base[v - 5], 0};
+        int sd = eb_vec(t, c, "step_dev", R_INOUT, 1, 2, AOFF(gibbs_sample.step_dev));
+        memcpy(c->b[sd].init, w, sizeof w);
+        c->a.gibbs_sample.advance = gibbs_dev_advance[v - 5];
+    } else
+        eb_null(c, "step_dev");
     {
         const int al = gibbs_v[inplace][v].alias;
         const char *pw = !gibbs_v[inplace][v].prob ? "NULL" : al == 1 ? "pre" : "own";
         const char *sw = !gibbs_v[inplace][v].sample ? "NULL" : al == 2 ? "pre" : "own";
         what(c, "gibbs_sample rows=%d cols=%d %s ldp=%d ldq=%d lds=%d bias=%d base=%d prob=%s "
-                "sample=%s beta=%g",
+                "sample=%s beta=%g%s",
              rows, cols, mode_name(inplace), ldp, ldq, lds, gibbs_v[inplace][v].bias,
-             gibbs_v[inplace][v].base, pw, sw, (double)gibbs_v[inplace][v].beta);
+             gibbs_v[inplace][v].base, pw, sw, (double)gibbs_v[inplace][v].beta,
+             v >= 5 ? " (step counted on the device)" : "");
     }
     return 1;
 }
@@ -2380,11 +2403,18 @@ static double gibbs_prob(const ecase *c, int r, int col, double *tol) {
 
 static void ref_gibbs(ecase *c) {
     const int rows = c->a.gibbs_sample.rows, cols = c->a.gibbs_sample.cols;
+    const uint64_t step = gibbs_step_of(c);
     int r, col;
+    if (!c->b[5].is_null) {
+        uint64_t w[2];
+        memcpy(w, c->b[5].init, sizeof w);
+        w[0] += c->a.gibbs_sample.advance;
+        memcpy(c->b[5].want, w, sizeof w);
+    }
     for (col = 0; col < cols; col++)
         for (r = 0; r < rows; r++) {
             double tp, p = gibbs_prob(c, r, col, &tp);
-            float u = naive_uniform(c->a.gibbs_sample.key, c->a.gibbs_sample.step,
+            float u = naive_uniform(c->a.gibbs_sample.key, step,
                                     (uint64_t)r + (uint64_t)rows * (uint64_t)col);
             if (!c->b[3].is_null) {
                 WF(c, 3)[AT(c, 3, r, col)] = (float)p;
@@ -2407,7 +2437,7 @@ static int check_gibbs(const ecase *c, void *const got[]) {
     for (col = 0; col < cols; col++)
         for (r = 0; r < rows; r++) {
             float s = ((const float *)got[4])[AT(c, 4, r, col)];
-            float u = naive_uniform(c->a.gibbs_sample.key, c->a.gibbs_sample.step,
+            float u = naive_uniform(c->a.gibbs_sample.key, gibbs_step_of(c),
                                     (uint64_t)r + (uint64_t)rows * (uint64_t)col);
             QCHECK(s == 0.0f || s == 1.0f, "%s: sample[%d,%d] = %.9g is not 0 or 1", c->what, r,
                    col, (double)s);
@@ -4312,7 +4342,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_CONVERT] = {NG_OP_CONVERT, "convert", OPF_OUT | OPF_IN, vec_shapes, NSHAPES(vec_shapes),
                        4, gen_convert, ref_convert, NULL},
     [NG_OP_GIBBS_SAMPLE] = {NG_OP_GIBBS_SAMPLE, "gibbs_sample", OPF_OUT | OPF_IN, mat_shapes,
-                            NSHAPES(mat_shapes), 5, gen_gibbs, ref_gibbs, check_gibbs},
+                            NSHAPES(mat_shapes), 7, gen_gibbs, ref_gibbs, check_gibbs},
     [NG_OP_SOFTPLUS_SUM] = {NG_OP_SOFTPLUS_SUM, "softplus_sum", OPF_OUT, softplus_shapes,
                             NSHAPES(softplus_shapes), 4, gen_softplus, ref_softplus,
                             check_softplus},
@@ -4698,6 +4728,9 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
     BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
             a.adam.m = f + 12, a.adam.b1 = 1.0f, a.adam.b2 = 0.9f, a.adam.eps = 1e-8f, a.adam.count = (double *)(f + 32)),
            "device step count");
+    BAD_OP((a.op = NG_OP_GIBBS_SAMPLE, a.gibbs_sample.rows = 2, a.gibbs_sample.cols = 2, a.gibbs_sample.pre = f,
+            a.gibbs_sample.ldp = 2, a.gibbs_sample.prob = f + 4, a.gibbs_sample.ldq = 2, a.gibbs_sample.advance = 3),
+           "without a device step");
     BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 4), "NULL");
     BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 2, a.momentum.p = f + 8),
            "overlap");

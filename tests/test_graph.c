@@ -12,12 +12,17 @@
  *       (new bias corrections every update), and sgd on growing batches (new shapes); the number of captures and
  *       replays is what the keys say; refusals (CPU backend, a rule without graph_key, a step that
  *       waits for the host) are errors naming the cause;
+ *   (c') the RBM trainer's PCD-1, PCD-2 (decaying lr: a capture per update) and CD-1 steps as graphs
+ *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
+ *       after a resume from a checkpoint; --binarize-train and models without graph_check are
+ *       refused by name;
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "natgrad/backend.h"
@@ -26,6 +31,7 @@
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
+#include "natgrad/rbm.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
@@ -417,6 +423,163 @@ static int test_graph_adam(void) {
     return graph_vs_eager(R_ADAM, 60, 7, 0); /* the step count on the device: one capture per batch shape */
 }
 
+/* ---- (c') the RBM trainer: PCD / CD steps as graphs == eager, bit for bit ------------------------
+ * A 6-visible, 5-hidden RBM on the fixed data (pixels in [0, 1)), SGD through the identity
+ * preconditioner. The Gibbs kernels read their Philox step from the device count (rbm.c), so a
+ * replay draws new samples; after every update the parameters, the persistent particles and the
+ * host's Philox step must equal the eager run's. Logged updates run eagerly in between (the
+ * monitor draws with its own host-indexed stream). */
+typedef struct rbm_run {
+    ng_rbm rbm;
+    ng_rbm_trainer rt;
+    int ready, rt_ready;
+} rbm_run;
+
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+    ng_rbm_config cfg;
+    float mean[DIM];
+    int i;
+    memset(r, 0, sizeof *r);
+    ng_rbm_config_default(&cfg);
+    cfg.batch = BATCH;
+    cfg.particles = 3;
+    cfg.k = k;
+    cfg.estimator = estimator;
+    cfg.optimizer = NG_RBM_OPT_SGD;
+    cfg.lr = 0.1f;
+    cfg.lr_gamma = lr_gamma;
+    cfg.momentum = 0.5f;
+    cfg.weight_decay = 1e-3f;
+    cfg.binarize_train = binarize;
+    cfg.seed = 23;
+    for (i = 0; i < DIM; i++) mean[i] = 0.5f;
+    NG_TRY(ng_rbm_init(be, DIM, 5, &r->rbm));
+    r->ready = 1;
+    NG_TRY(ng_rbm_init_params(&r->rbm, 3, 0.1f, mean));
+    NG_TRY(ng_rbm_trainer_init(&r->rt, &r->rbm, &cfg, g_x, NCASES, NULL));
+    r->rt_ready = 1;
+    return NG_OK;
+}
+
+static void rbm_run_free(rbm_run *r) {
+    if (r->rt_ready) ng_rbm_trainer_free(&r->rt);
+    if (r->ready) ng_rbm_free(&r->rbm);
+    memset(r, 0, sizeof *r);
+}
+
+static int same_rbm(const char *what, rbm_run *a, rbm_run *b, uint64_t t) {
+    ng_model *ma = ng_rbm_model(&a->rbm), *mb = ng_rbm_model(&b->rbm);
+    size_t n = ng_model_size(ma);
+    ng_tensor pa, pb;
+    float *ha = NULL, *hb = NULL;
+    size_t np;
+    int ok;
+    NGT_OK(ng_model_statistic(ma, "particles", &pa));
+    NGT_OK(ng_model_statistic(mb, "particles", &pb));
+    np = ng_tensor_count(&pa);
+    ha = (float *)malloc((n + np) * sizeof(float));
+    hb = (float *)malloc((n + np) * sizeof(float));
+    NGT_CHECK(ha && hb, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &ma->param_flat, ha));
+    NGT_OK(ng_tensor_get(g_cuda, &mb->param_flat, hb));
+    NGT_OK(ng_tensor_get(g_cuda, &pa, ha + n));
+    NGT_OK(ng_tensor_get(g_cuda, &pb, hb + n));
+    ok = memcmp(ha, hb, (n + np) * sizeof(float)) == 0;
+    if (!ok) {
+        size_t i;
+        for (i = 0; i < n + np && ha[i] == hb[i]; i++) {
+        }
+        printf("  %s: after update %llu %s %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t,
+               i < n ? "parameter" : "particle entry", i < n ? i : i - n, (double)ha[i], (double)hb[i]);
+    }
+    free(ha);
+    free(hb);
+    NGT_CHECK(ok, "%s: update %llu differs", what, (unsigned long long)t);
+    NGT_CHECK(ng_rbm_rng_step(&a->rbm) == ng_rbm_rng_step(&b->rbm), "%s: Philox step %llu eager, %llu graph after update %llu",
+              what, (unsigned long long)ng_rbm_rng_step(&a->rbm), (unsigned long long)ng_rbm_rng_step(&b->rbm),
+              (unsigned long long)t);
+    return NGT_PASS;
+}
+
+static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_gamma, uint64_t steps, int log_every) {
+    rbm_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(rbm_run_init(&a, g_cuda, estimator, k, lr_gamma, 0));
+    NGT_OK(rbm_run_init(&b, g_cuda, estimator, k, lr_gamma, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
+        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
+        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(ng_rbm_rng_step(&a.rbm) > 0, "%s: no Philox steps taken", what);
+    if (lr_gamma > 0.0f)
+        NGT_CHECK(b.rt.tr.graph.replays == 0 && b.rt.tr.graph.captures == steps - b.rt.tr.graph.eager,
+                  "%s: %llu captures, %llu replays (a new lr every update)", what,
+                  (unsigned long long)b.rt.tr.graph.captures, (unsigned long long)b.rt.tr.graph.replays);
+    else
+        NGT_CHECK(b.rt.tr.graph.captures >= 2 && b.rt.tr.graph.captures <= 6 && b.rt.tr.graph.replays > 2 * b.rt.tr.graph.captures,
+                  "%s: %llu captures, %llu replays", what, (unsigned long long)b.rt.tr.graph.captures,
+                  (unsigned long long)b.rt.tr.graph.replays);
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, particles and Philox step identical\n",
+           what, (unsigned long long)steps, (unsigned long long)b.rt.tr.graph.captures,
+           (unsigned long long)b.rt.tr.graph.replays, (unsigned long long)b.rt.tr.graph.eager);
+    rbm_run_free(&a);
+    rbm_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_rbm_pcd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9);
+}
+static int test_graph_rbm_pcd2_decaying_lr(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0);
+}
+static int test_graph_rbm_cd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0);
+}
+
+/* A resumed RBM run continues as a graph from the checkpoint's Philox step: train 7 updates
+ * eagerly, save, load into a fresh trainer with graphs on, continue to 30 and compare with an
+ * uninterrupted eager run. */
+static int test_graph_rbm_resume(void) {
+    rbm_run a, b, c;
+    uint64_t t;
+    char path[256];
+    ng_ckpt *ck = NULL;
+    if (!g_cuda) return ngt_skip(g_reason);
+    snprintf(path, sizeof path, "%s/natgrad_graph_rbm_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+    NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+    for (t = 0; t < 7; t++) {
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+    }
+    NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
+    rbm_run_free(&b);
+    NGT_OK(rbm_run_init(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
+    for (t = 7; t < 30; t++) {
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
+        if (same_rbm("rbm pcd-1 resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(c.rt.tr.graph.replays > 0, "resumed run: no replays");
+    rbm_run_free(&a);
+    rbm_run_free(&c);
+    return NGT_PASS;
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -465,7 +628,28 @@ static int test_graph_refusals(void) {
     NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 0));
     NGT_OK(ng_trainer_step(&r.tr, NULL));
     r.upd->iface = g_real_iface;
+    /* a model without graph_check (the cnn's gradient reads the host per chunk) */
+    {
+        struct ng_model_i mi = *r.net->iface;
+        const struct ng_model_i *real = r.net->iface;
+        mi.graph_check = NULL;
+        mi.kind = "hostreader";
+        r.net->iface = &mi;
+        s = ng_trainer_set_cuda_graph(&r.tr, 1);
+        r.net->iface = real;
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "model hostreader is not captured"),
+                  "model without graph_check: %s %s", ng_status_name(s), ng_last_error());
+    }
     run_free(&r);
+    /* the RBM: binarised training data (a host-stepped draw), a preconditioner other than the identity */
+    {
+        rbm_run rb;
+        NGT_OK(rbm_run_init(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 1));
+        s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--binarize-train"), "rbm --binarize-train: %s %s",
+                  ng_status_name(s), ng_last_error());
+        rbm_run_free(&rb);
+    }
     return NGT_PASS;
 }
 
@@ -528,6 +712,10 @@ int main(void) {
     NGT_RUN(test_graph_nag_momentum_change);
     NGT_RUN(test_graph_sgd_growing_batch);
     NGT_RUN(test_graph_adam);
+    NGT_RUN(test_graph_rbm_pcd);
+    NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
+    NGT_RUN(test_graph_rbm_cd);
+    NGT_RUN(test_graph_rbm_resume);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_profile);
     ng_backend_free(g_cuda);

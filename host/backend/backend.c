@@ -484,8 +484,10 @@ static ng_status check_convert(const ng_op_args *a, const char *op, int *empty) 
 static ng_status check_gibbs_sample(const ng_op_args *a, const char *op, int *empty) {
     int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
     CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
-    *empty = !rows || !cols;
-    if (*empty) return NG_OK;
+    CHECK(a->gibbs_sample.step_dev || !a->gibbs_sample.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->gibbs_sample.advance);
+    *empty = (!rows || !cols) && !a->gibbs_sample.advance; /* an empty op still advances the count */
+    if (!rows || !cols) return NG_OK;
     CHECK(a->gibbs_sample.pre, "pre-activation is NULL");
     CHECK(ld_ok(a->gibbs_sample.ldp, rows), "ldp=%d < rows=%d", a->gibbs_sample.ldp, rows);
     CHECK(!a->gibbs_sample.prob || ld_ok(a->gibbs_sample.ldq, rows), "ldq=%d < rows=%d",

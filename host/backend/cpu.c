@@ -242,6 +242,18 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     }
 }
 
+/* The step counted in memory (step_dev): the op at step_dev[0] + step, then the count advanced. */
+static void cpu_gibbs_sample_dev(const ng_op_args *a) {
+    ng_op_args b = *a;
+    uint64_t *sd = a->gibbs_sample.step_dev;
+    if (sd) {
+        b.gibbs_sample.step = sd[0] + a->gibbs_sample.step;
+        b.gibbs_sample.step_dev = NULL;
+    }
+    if (a->gibbs_sample.rows > 0 && a->gibbs_sample.cols > 0) cpu_gibbs_sample(&b);
+    if (sd) sd[0] += a->gibbs_sample.advance;
+}
+
 #define NG_BLOCK_ELEMS (4 * NG_PHILOX_LANES)
 NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
     const long n = (long)a->bernoulli.n, nblocks = (n + NG_BLOCK_ELEMS - 1) / NG_BLOCK_ELEMS;
@@ -621,7 +633,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_AXPBY: cpu_axpby(a); break;
     case NG_OP_AXPBY_DEV: cpu_axpby_dev(a); break;
     case NG_OP_CONVERT: cpu_convert(a); break;
-    case NG_OP_GIBBS_SAMPLE: cpu_gibbs_sample(a); break;
+    case NG_OP_GIBBS_SAMPLE: cpu_gibbs_sample_dev(a); break;
     case NG_OP_SOFTPLUS_SUM: cpu_softplus_sum(a); break;
     case NG_OP_BINARY_STATES: cpu_binary_states(a); break;
     case NG_OP_SYMMETRIZE_LOWER: cpu_symmetrize_lower(a); break;

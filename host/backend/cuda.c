@@ -563,7 +563,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->gibbs_sample.ldp, a->gibbs_sample.bias, a->gibbs_sample.beta,
                                     a->gibbs_sample.base, a->gibbs_sample.prob, a->gibbs_sample.ldq,
                                     a->gibbs_sample.sample, a->gibbs_sample.lds, a->gibbs_sample.key,
-                                    a->gibbs_sample.step, st);
+                                    a->gibbs_sample.step, a->gibbs_sample.step_dev, a->gibbs_sample.advance, st);
     case NG_OP_SOFTPLUS_SUM:
         return ng_cuda_softplus_sum(a->softplus_sum.rows, a->softplus_sum.cols, a->softplus_sum.pre,
                                     a->softplus_sum.ldp, a->softplus_sum.bias, a->softplus_sum.beta,

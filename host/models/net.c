@@ -894,6 +894,13 @@ static ng_status net_check_gradient(ng_model *m) {
     return NG_OK;
 }
 
+/* CUDA graphs: the gradient passes no per-gradient host scalar to the device and reads the host
+ * only in net_check_gradient (deferred after the graph). */
+static ng_status net_graph_check(const ng_model *m) {
+    (void)m;
+    return NG_OK;
+}
+
 static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     net *n = as_net(m);
     int k, K;
@@ -1691,4 +1698,5 @@ static const struct ng_model_i net_iface = {
     .load = net_load,
     .destroy = net_destroy,
     .check_gradient = net_check_gradient,
+    .graph_check = net_graph_check,
 };

@@ -115,7 +115,11 @@ typedef struct ng_op_args {
         /* x = beta * (pre[r,c] + bias[r]) + (1 - beta) * base[r]   (bias, base may be NULL = 0)
          * prob[r,c] = sigmoid(x)  (=, skipped when NULL)
          * sample[r,c] = [u(key, step, r + rows*c) <= prob]  (=, skipped when NULL)
-         * pre may alias prob or sample (same pointer and ld). */
+         * pre may alias prob or sample (same pointer and ld).
+         * step_dev non-NULL (device memory, 2 words): the Philox step is step_dev[0] + step, read
+         * on the device (a captured CUDA graph replays with the current count), and after the op
+         * step_dev[0] += advance; step_dev[1] is the CUDA kernel's block ticket (0 between
+         * launches; create the pair as {first step, 0}). */
         struct {
             int rows, cols;
             const float *pre; int ldp;
@@ -125,6 +129,8 @@ typedef struct ng_op_args {
             float *prob; int ldq;
             float *sample; int lds;
             uint64_t key, step;
+            uint64_t *step_dev;
+            uint64_t advance;
         } gibbs_sample;
         /* y[c] = alpha * sum_r softplus(beta * (pre[r,c] + bias[r])) + gamma * y[c] (bias may be
          * NULL = 0; gamma = 0 ignores y). Summation order is fixed (reproducible). */
@@ -250,7 +256,7 @@ typedef struct ng_op_args {
          * count non-NULL (device memory, 2 doubles): the step count lives on the device, so a
          * captured CUDA graph replays correct bias corrections: count[0] holds t (an integer
          * < 2^53), bc1 and bc2 are ignored and computed from it (ng_adam_bias_correction of b1 and
-         * b2), and the op ends with count[0] = t + 1; count[1] is the CUDA kernel's block ticket
+         * b2; m NULL: both 1), and the op ends with count[0] = t + 1; count[1] is the CUDA kernel's block ticket
          * (0 between launches; zero both when creating the count). */
         struct {
             size_t n;

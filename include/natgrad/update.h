@@ -71,7 +71,7 @@ struct ng_update_i {
      * equals the capture's; another key is re-captured. NULL: the rule is not capturable (it waits
      * for the host mid-step, or keeps host state that a replay would skip). */
     int (*graph_key)(const ng_update *u, uint64_t t, double *key, int max);
-    /* After the trainer launched a captured step as update t (a replay runs the captured kernels
+    /* After the trainer replayed a captured step as update t (a replay runs the captured kernels
      * without calling step): bring host mirrors of device state up to date (adam: its device step
      * count is now t + 1). NULL: nothing to do. */
     void (*graph_replayed)(ng_update *u, uint64_t t);
