@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# launch_counts.sh [BUILD]: device calls per update of the curves autoencoder (L = 12) under NAG,
-# eager and with --cuda-graph 1, as natgrad's profile counts them on the CUDA backend (make
-# bench-launch-counts). It runs the emulated CUDA build of tests/test_graph (test_counts_curves),
-# which asserts the counts against the formula derived from net.c (2L + 2 kernels, 3L - 1 cuBLAS
-# calls, 2 copies; graph: 1 graph launch, 2 copies) and writes them to CSV. The counts are exact
+# launch_counts.sh [BUILD]: device calls per update of the curves autoencoder (L = 12) under NAG
+# and of an RBM's PCD-1 update, eager and with --cuda-graph 1, as natgrad's profile counts them on
+# the CUDA backend (make bench-launch-counts). It runs the emulated CUDA build of tests/test_graph
+# (test_counts_curves, test_counts_rbm), which asserts the counts against the formulas derived from
+# net.c (2L + 2 kernels, 3L - 1 cuBLAS calls, 2 copies; graph: 1 graph launch, 2 copies) and rbm.c
+# (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 6 copies; graph: 1 graph launch, 1 copy) and writes
+# them to CSV. The counts are exact
 # (the emulator gets the same calls a GPU would); no GPU timing is measured here.
 # Writes bench/results/launch_counts.{csv,md}.
 set -euo pipefail
@@ -18,17 +20,19 @@ if [ ! -x "$bin" ]; then
   exit 3
 fi
 mkdir -p "$res"
-out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|RESULT" || true)
-if ! grep -q "PASS test_counts_curves" <<<"$out" || [ ! -s "$csv" ]; then
-  echo "launch_counts: test_counts_curves did not pass:" >&2
+out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|test_counts_rbm|RESULT" || true)
+if ! grep -q "PASS test_counts_curves" <<<"$out" || ! grep -q "PASS test_counts_rbm" <<<"$out" || [ ! -s "$csv" ]; then
+  echo "launch_counts: test_counts_curves / test_counts_rbm did not pass:" >&2
   echo "$out" >&2
   exit 1
 fi
 python3 - "$csv" "$md" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-e = next(r for r in rows if r["mode"] == "eager")
-g = next(r for r in rows if r["mode"] == "cuda-graph")
+e = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("curves"))
+g = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("curves"))
+re_ = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("rbm"))
+rg = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("rbm"))
 n_e, n_g = float(e["host_api_calls"]), float(g["host_api_calls"])
 # The counts before the fusions of issue 13 (NAG as three axpby launches, the loss sums as two
 # gemv): measured by this script at commit d903967, the same network and update; kept here as the
@@ -68,6 +72,17 @@ with open(sys.argv[2], "w") as f:
             "batch for the first layer's gemm). Bias + activation and the bias gradient cost no launch: the bias is a column\n"
             "of W, so it rides in the forward gemm and its gradient in the weight gemm. K-FAC's factor blends were already one\n"
             "launch for up to 32 factors (NG_OP_FACTOR_UPDATE).\n")
+    f.write("\n## The RBM's PCD update (`rbm train --optimizer sgd --cuda-graph 1`)\n\n"
+            "A PCD-k update with SGD (momentum, weight decay on W) makes 2k + 6 kernel launches, 2k + 8 cuBLAS calls and\n"
+            "6 copies whatever the RBM's size (asserted for k = 1 and 3 by `test_counts_rbm`, derived from rbm.c: the Gibbs\n"
+            "kernels, the phases' gemms, the statistics' gemms and gemv, the copies of the batch and the particles, the weight\n"
+            "decay and the fused SGD step). As a graph the Gibbs kernels read their Philox step from a device count, so one\n"
+            "capture per batch shape replays every update with new draws.\n\n")
+    f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
+    f.write("|---|---|---|---|---|---|---|---|\n")
+    for r in (re_, rg):
+        n = float(r["host_api_calls"])
+        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
 PY
 echo "launch_counts: wrote $md and $csv"
 cat "$md"

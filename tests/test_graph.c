@@ -39,6 +39,13 @@
 extern void simt_graph_counts(unsigned long long *launches, unsigned long long *nodes) __attribute__((weak));
 
 static ng_backend *g_cuda;
+typedef struct rbm_run { /* an RBM trainer (section (c')) */
+    ng_rbm rbm;
+    ng_rbm_trainer rt;
+    int ready, rt_ready;
+} rbm_run;
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize);
+static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
 
 #define DIM 6
@@ -267,6 +274,73 @@ static int test_counts_curves(void) {
     return NGT_PASS;
 }
 
+/* ---- (a') device-call counts of an RBM update ---------------------------------------------------
+ * One PCD-k update of the RBM trainer (rbm.c, update.c, sgd.c, cuda.c), SGD with weight decay on W
+ * through the identity preconditioner:
+ *   positive phase: the batch copied into vd, one gemm, one Gibbs kernel (hd = p(h | vd));
+ *   negative phase: the particles copied into vm, k x (gemm, Gibbs kernel, gemm, Gibbs kernel), vm
+ *     copied back into the particles, one gemm and one Gibbs kernel (hm);
+ *   statistics: two gemm (gW), four gemv (the means, sum_cols), two copies and two axpby (ga, gb);
+ *   penalize: one axpby (W); sgd: one fused momentum kernel; the batch upload.
+ * Kernels 2k + 6, cuBLAS 2k + 8, copies 6 (the first Gibbs kernel also advances nothing; the last
+ * advances the device Philox count, no extra launch). As a graph: one graph launch and the batch
+ * upload. Checked for k = 1 and 3; with NG_LAUNCH_COUNTS_CSV set, k = 1 is appended to the CSV. */
+static int rbm_counts(int k, int graph, double *calls) {
+    rbm_run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, u;
+    NGT_OK(rbm_run_init(&r, g_cuda, NG_RBM_PCD, k, 0.0f, 0));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&r.rt.tr, 1));
+    for (u = 0; u < 4; u++) NGT_OK(ng_trainer_step(&r.rt.tr, NULL)); /* update 0 eager; batches 4, 4, 2, 4 */
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update(5, 1);
+    NGT_OK(ng_trainer_step(&r.rt.tr, NULL)); /* update 4: a full batch (a replay with graphs) */
+    ng_profile_update(5, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (u = 0; u < NG_DEV_COUNT; u++) calls[u] = st->device_calls[u];
+    NGT_CHECK(!graph || r.rt.tr.graph.replays >= 1, "rbm update 4 was not a replay");
+    rbm_run_free(&r);
+    return NGT_PASS;
+}
+
+static int test_counts_rbm(void) {
+    double e1[NG_DEV_COUNT], e3[NG_DEV_COUNT], g1[NG_DEV_COUNT];
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (rbm_counts(1, 0, e1) != NGT_PASS || rbm_counts(3, 0, e3) != NGT_PASS || rbm_counts(1, 1, g1) != NGT_PASS)
+        return NGT_FAIL;
+    NGT_CHECK(e1[NG_DEV_KERNEL] == 8.0 && e1[NG_DEV_BLAS] == 10.0 && e1[NG_DEV_COPY] == 6.0 && e1[NG_DEV_GRAPH] == 0.0,
+              "rbm PCD-1 update, eager: %g kernels, %g cuBLAS, %g copies (want 8, 10, 6)", e1[NG_DEV_KERNEL],
+              e1[NG_DEV_BLAS], e1[NG_DEV_COPY]);
+    NGT_CHECK(e3[NG_DEV_KERNEL] == 12.0 && e3[NG_DEV_BLAS] == 14.0 && e3[NG_DEV_COPY] == 6.0,
+              "rbm PCD-3 update, eager: %g kernels, %g cuBLAS, %g copies (want 12, 14, 6)", e3[NG_DEV_KERNEL],
+              e3[NG_DEV_BLAS], e3[NG_DEV_COPY]);
+    NGT_CHECK(g1[NG_DEV_KERNEL] == 0.0 && g1[NG_DEV_BLAS] == 0.0 && g1[NG_DEV_COPY] == 1.0 && g1[NG_DEV_GRAPH] == 1.0,
+              "rbm PCD-1 update, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 1, 1)",
+              g1[NG_DEV_KERNEL], g1[NG_DEV_BLAS], g1[NG_DEV_COPY], g1[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        int mode;
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? g1 : e1;
+            fprintf(f, "rbm 6x5 PCD-1 SGD batch %d,%s,%g,%g,%g,%g,%g,%g\n", BATCH, mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
 /* ---- (b) graphs through the backend ----------------------------------------------------------- */
 
 static int test_backend_graph(void) {
@@ -429,11 +503,6 @@ static int test_graph_adam(void) {
  * replay draws new samples; after every update the parameters, the persistent particles and the
  * host's Philox step must equal the eager run's. Logged updates run eagerly in between (the
  * monitor draws with its own host-indexed stream). */
-typedef struct rbm_run {
-    ng_rbm rbm;
-    ng_rbm_trainer rt;
-    int ready, rt_ready;
-} rbm_run;
 
 static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
     ng_rbm_config cfg;
@@ -706,6 +775,7 @@ int main(void) {
     }
     NGT_RUN(test_counts_nag_step);
     NGT_RUN(test_counts_curves);
+    NGT_RUN(test_counts_rbm);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
