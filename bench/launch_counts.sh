@@ -67,6 +67,8 @@ with open(sys.argv[2], "w") as f:
             "device; before, every Adam update was a new capture). What the graph saves in time on a GPU is not measured;\n"
             "run `make bench-launch-counts` and `bash bench/gpu_check.sh` on a GPU machine, and nsys with `--profile-steps`,\n"
             "to measure it.\n\n"
+            "With weight decay (not in the counts above) the penalty is one launch for all decayed tensors\n"
+            "(NG_OP_AXPBY_SEGMENTS; one axpby per tensor, 2L for the network's W_l and b_l, before).\n\n"
             "Not fused: the activation derivative into the delta gemm (cuBLAS has no such epilogue; cuBLASLt's are for\n"
             "ReLU/GELU only, and the emulator has no cuBLASLt), and the input copy (the bias row of ones must sit under the\n"
             "batch for the first layer's gemm). Bias + activation and the bias gradient cost no launch: the bias is a column\n"

@@ -57,6 +57,10 @@ ng_status ng_cuda_to_float(size_t n, const double *x, float *y, void *stream);
 /* y(n) = alpha x + beta y  (beta = 0 ignores y); x and y may alias. */
 ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float beta, float *y,
                         void *stream);
+/* y = alpha x + beta y on count (<= NG_SEGMENTS_MAX) disjoint segments [off[s], off[s] + len[s]) in
+ * one launch (ng_axpby_elem; beta = 0 ignores y). */
+ng_status ng_cuda_axpby_segments(int count, const size_t *off, const size_t *len, float alpha, const float *x,
+                                 float beta, float *y, void *stream);
 /* y(n) = ca (a_num / a_den) x + cb (b_num / b_den) y, the four scalars read from device memory
  * (NULL = 1); cb = 0 ignores y; x and y may alias. */
 ng_status ng_cuda_axpby_dev(size_t n, float ca, const float *a_num, const float *a_den,

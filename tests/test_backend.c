@@ -2923,6 +2923,61 @@ static void ref_adam(ecase *c) {
     }
 }
 
+/* ---- axpby_segments: y = alpha x + beta y on disjoint segments, nothing else touched ---------------
+ * Buffers: 0 x, 1 y (or y = x in place). Naive in double per element of a segment, tol as axpby's:
+ * 2 FLT_EPSILON (|alpha x| + |beta y|); elements outside the segments must come back bit for bit.
+ * Variants: one segment over everything (weight decay of a single tensor: alpha 1e-3, beta 1);
+ * three segments with gaps, in decreasing offset order (the W's of a network between its biases);
+ * beta = 0 over two segments (y ignored there: NaN); NG_SEGMENTS_MAX segments of the tail. */
+static int axs_layout(int v, size_t n, size_t *off, size_t *len) {
+    int k = 0;
+    size_t i;
+    if (v == 0 && n) {
+        off[0] = 0, len[0] = n;
+        return 1;
+    }
+    if (v == 1 || v == 2) { /* [n/2 + 1, n), [n/4, n/2), [0, n/8): gaps between them */
+        size_t b[3][2] = {{n / 2 + 1, n}, {n / 4, n / 2}, {0, n / 8}};
+        for (i = 0; i < (size_t)(v == 1 ? 3 : 2); i++)
+            if (b[i][1] > b[i][0]) off[k] = b[i][0], len[k++] = b[i][1] - b[i][0];
+        return k;
+    }
+    for (i = 0; i < NG_SEGMENTS_MAX && 2 * i + 1 < n; i++) off[k] = n - 1 - 2 * i, len[k++] = 1; /* every other tail element */
+    return k;
+}
+static const float axs_ab[4][2] = {{1e-3f, 1.0f}, {-0.75f, 0.5f}, {2.0f, 0.0f}, {0.5f, -1.25f}};
+
+static int gen_axpby_segments(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    int x, y, n = s->m, i;
+    c->a.axpby_segments.count = axs_layout(v, (size_t)n, c->a.axpby_segments.off, c->a.axpby_segments.len);
+    c->a.axpby_segments.alpha = axs_ab[v][0];
+    c->a.axpby_segments.beta = axs_ab[v][1];
+    x = eb_vec(t, c, "x", R_IN, 0, n, AOFF(axpby_segments.x));
+    eb_rand(c, x, 43 + (uint64_t)n, -2.0, 2.0);
+    if (inplace) y = eb_alias(t, c, "y (= x)", R_INOUT, x, AOFF(axpby_segments.y));
+    else {
+        y = eb_vec(t, c, "y", R_INOUT, 0, n, AOFF(axpby_segments.y));
+        eb_rand(c, y, 44 + (uint64_t)n, -2.0, 2.0);
+        if (axs_ab[v][1] == 0.0f)
+            for (i = 0; i < c->a.axpby_segments.count; i++) IF(c, y)[c->a.axpby_segments.off[i]] = NAN;
+    }
+    what(c, "axpby_segments n=%d %s %d segments alpha=%g beta=%g", n, mode_name(inplace), c->a.axpby_segments.count,
+         (double)axs_ab[v][0], (double)axs_ab[v][1]);
+    return 1;
+}
+static void ref_axpby_segments(ecase *c) {
+    const double al = c->a.axpby_segments.alpha, be = c->a.axpby_segments.beta;
+    int sgi;
+    for (sgi = 0; sgi < c->a.axpby_segments.count; sgi++) {
+        size_t i, o = c->a.axpby_segments.off[sgi];
+        for (i = o; i < o + c->a.axpby_segments.len[sgi]; i++) {
+            double ax = al * IF(c, 0)[i], by = be == 0.0 ? 0.0 : be * IF(c, 1)[i];
+            WF(c, 1)[i] = (float)(ax + by);
+            TL(c, 1)[i] = 2.0 * EPS_F * (fabs(ax) + fabs(by));
+        }
+    }
+}
+
 /* ---- momentum: heavy-ball SGD / NAG in one pass -------------------------------------------------
  * Buffers: 0 d, 1 v, 2 p, 3 bar (or NULL). v = a d + mu v, p = c v + p, p = a d + p (nesterov),
  * bar = w p + xi bar, bar = wc v + bar (wc != 0). Naive in double, line by line from the exact
@@ -4367,6 +4422,8 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_ACT_BACKWARD] = {NG_OP_ACT_BACKWARD, "act_backward", OPF_OUT | OPF_IN, mat_shapes,
                             NSHAPES(mat_shapes), NSHAPES(actb_v), gen_act_backward,
                             ref_act_backward, NULL},
+    [NG_OP_AXPBY_SEGMENTS] = {NG_OP_AXPBY_SEGMENTS, "axpby_segments", OPF_OUT | OPF_IN, vec_shapes,
+                              NSHAPES(vec_shapes), 4, gen_axpby_segments, ref_axpby_segments, NULL},
     [NG_OP_MOMENTUM] = {NG_OP_MOMENTUM, "momentum", OPF_IN, vec_shapes, NSHAPES(vec_shapes), NSHAPES(mom_v),
                         gen_momentum, ref_momentum, NULL},
     [NG_OP_LOSS] = {NG_OP_LOSS, "loss", OPF_OUT | OPF_IN, mat_shapes, NSHAPES(mat_shapes), 18,
@@ -4732,6 +4789,12 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
             a.gibbs_sample.ldp = 2, a.gibbs_sample.prob = f + 4, a.gibbs_sample.ldq = 2, a.gibbs_sample.advance = 3),
            "without a device step");
     BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 4), "NULL");
+    BAD_OP((a.op = NG_OP_AXPBY_SEGMENTS, a.axpby_segments.count = 2, a.axpby_segments.x = f, a.axpby_segments.y = f + 16,
+            a.axpby_segments.off[0] = 0, a.axpby_segments.len[0] = 4, a.axpby_segments.off[1] = 3,
+            a.axpby_segments.len[1] = 2), "overlap");
+    BAD_OP((a.op = NG_OP_AXPBY_SEGMENTS, a.axpby_segments.count = NG_SEGMENTS_MAX + 1, a.axpby_segments.x = f,
+            a.axpby_segments.y = f), "count");
+    BAD_OP((a.op = NG_OP_AXPBY_SEGMENTS, a.axpby_segments.count = 1, a.axpby_segments.len[0] = 4), "NULL");
     BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 2, a.momentum.p = f + 8),
            "overlap");
     BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 4, a.momentum.p = f + 8,

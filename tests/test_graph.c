@@ -274,6 +274,38 @@ static int test_counts_curves(void) {
     return NGT_PASS;
 }
 
+/* Weight decay on the 6 parameter tensors of the 3-layer network (W_l and b_l, all marked for decay
+ * by net.c; sgd, weight_decay 1e-3): one NG_OP_AXPBY_SEGMENTS launch in the penalize range (one
+ * axpby per tensor, 6, before), and the sgd step one fused momentum kernel. */
+static int test_counts_weight_decay(void) {
+    run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *pe, *up;
+    int n;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(run_init(&r, g_cuda, R_SGD));
+    NGT_OK(ng_trainer_step(&r.tr, NULL));
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update(2, 1);
+    NGT_OK(ng_trainer_step(&r.tr, NULL));
+    ng_profile_update(2, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    pe = find_row(rows, n, "penalize");
+    up = find_row(rows, n, "update step");
+    NGT_CHECK(pe && up, "rows missing");
+    NGT_CHECK(pe->device_calls[NG_DEV_KERNEL] == 1.0 && pe->device_calls[NG_DEV_BLAS] == 0.0,
+              "penalize (6 decayed tensors): %g kernels, %g cuBLAS (want 1, 0)", pe->device_calls[NG_DEV_KERNEL],
+              pe->device_calls[NG_DEV_BLAS]);
+    NGT_CHECK(up->device_calls[NG_DEV_KERNEL] == 1.0, "sgd step: %g kernels (want 1)", up->device_calls[NG_DEV_KERNEL]);
+    run_free(&r);
+    return NGT_PASS;
+}
+
 /* ---- (a') device-call counts of an RBM update ---------------------------------------------------
  * One PCD-k update of the RBM trainer (rbm.c, update.c, sgd.c, cuda.c), SGD with weight decay on W
  * through the identity preconditioner:
@@ -722,6 +754,81 @@ static int test_graph_refusals(void) {
     return NGT_PASS;
 }
 
+/* A capture that fails after the gradient and the rule's step ran on the host (the step then reads
+ * the host) is discarded: the RBM's Philox step and Adam's device step count go back to where the
+ * failed update started (graph_discarded), so the run continues exactly as an eager one that never
+ * attempted that update; Adam even continues with graphs on (re-captured). */
+static int unique_key(const ng_update *u, uint64_t t, double *key, int max) { /* forces a capture */
+    (void)u;
+    if (max < 1) return -1;
+    key[0] = -1.0 - (double)t;
+    return 1;
+}
+
+static int test_graph_discarded_capture(void) {
+    struct ng_update_i fake;
+    ng_status s;
+    uint64_t t;
+    if (!g_cuda) return ngt_skip(g_reason);
+    { /* the RBM */
+        rbm_run a, b;
+        NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+        NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        }
+        g_real_iface = b.rt.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.rt.upd->iface = &fake;
+        s = ng_trainer_step(&b.rt.tr, NULL);
+        b.rt.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "rbm: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        NGT_CHECK(ng_rbm_rng_step(&a.rbm) == ng_rbm_rng_step(&b.rbm), "rbm: Philox step %llu after the discarded capture, "
+                  "want %llu", (unsigned long long)ng_rbm_rng_step(&b.rbm), (unsigned long long)ng_rbm_rng_step(&a.rbm));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 0));
+        for (t = 5; t < 12; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+            if (same_rbm("rbm after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        rbm_run_free(&a);
+        rbm_run_free(&b);
+    }
+    { /* Adam on the network, graphs on again after the failure */
+        run a, b;
+        NGT_OK(run_init(&a, g_cuda, R_ADAM));
+        NGT_OK(run_init(&b, g_cuda, R_ADAM));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        g_real_iface = b.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.upd->iface = &fake;
+        s = ng_trainer_step(&b.tr, NULL);
+        b.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "adam: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        for (t = 5; t < 20; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+            if (same_params("adam after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.tr.graph.replays > 0, "adam: no replays after the discarded capture");
+        run_free(&a);
+        run_free(&b);
+    }
+    return NGT_PASS;
+}
+
 /* ---- (d) the profile of graph steps ----------------------------------------------------------- */
 
 static int test_graph_profile(void) {
@@ -776,6 +883,7 @@ int main(void) {
     NGT_RUN(test_counts_nag_step);
     NGT_RUN(test_counts_curves);
     NGT_RUN(test_counts_rbm);
+    NGT_RUN(test_counts_weight_decay);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
@@ -787,6 +895,7 @@ int main(void) {
     NGT_RUN(test_graph_rbm_cd);
     NGT_RUN(test_graph_rbm_resume);
     NGT_RUN(test_graph_refusals);
+    NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
     ng_backend_free(g_cuda);
     return ngt_finish();

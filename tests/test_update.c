@@ -25,8 +25,8 @@
  *       naming the field, and nothing changes;
  *   (g) bad configurations are refused by the checks and the init functions, naming the option;
  *   (h) on an ill-conditioned quadratic NAG reaches a lower objective than SGD at the same lr;
- *   (i) the fused ops (NG_OP_MOMENTUM of sgd / nag, NG_OP_ADAM with its device step count) equal
- *       the ops they replaced bit for bit.
+ *   (i) the fused ops (NG_OP_MOMENTUM of sgd / nag, NG_OP_AXPBY_SEGMENTS of weight decay, NG_OP_ADAM
+ *       with its device step count) equal the ops they replaced bit for bit.
  * Every device test runs on the CPU backend and on CUDA (a GPU, or the tests/simt emulator under
  * `make test`; skipped with the reason when neither answers). Files go to a mkdtemp directory. */
 #include <errno.h>
@@ -982,7 +982,8 @@ done:
 
 /* ---- (i) the fused ops equal the ops they replace, bit for bit ---------------------------------------
  * NG_OP_MOMENTUM (sgd, nag, with and without averaging) against the axpby chain sgd.c / nag.c /
- * update.c issued before (v, then p, then p again for nag, then the average's two), and NG_OP_ADAM
+ * update.c issued before (v, then p, then p again for nag, then the average's two), the weight
+ * decay's NG_OP_AXPBY_SEGMENTS against one axpby per segment, and NG_OP_ADAM
  * with the step count on the device against the host's bias corrections 1 - beta^(t+1) that
  * adam.c passed by value, at t = 0, 1, 2, 37 and 123456. n = 70001 runs the CPU's OpenMP path. */
 static uint64_t g_fz = 0x2545F4914F6CDD1Dull;
@@ -1059,6 +1060,28 @@ static int fused_ops_body(ng_backend *be) {
             NGT_CHECK(memcmp(x, y, bytes) == 0, "momentum variant %d (%s): %s of the fused op differs from the axpby chain",
                       k, be->iface->name, j == 0 ? "v" : j == 1 ? "p" : "bar");
         }
+    }
+    { /* weight decay: NG_OP_AXPBY_SEGMENTS against one axpby per segment (what update.c issued) */
+        static const size_t so[3] = {0, 5000, 20000}, sl[3] = {1000, 4000, N - 20000};
+        float *x = dev, *ya = dev + N, *yb = dev + 2 * N;
+        ng_op_args o;
+        int j;
+        NGT_OK(ng_set(be, x, hp, bytes));
+        NGT_OK(ng_set(be, ya, hv, bytes));
+        NGT_OK(ng_set(be, yb, hv, bytes));
+        for (j = 0; j < 3; j++) NGT_OK(ng_axpby(be, sl[j], 1e-3f, x + so[j], 1.0f, ya + so[j]));
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_AXPBY_SEGMENTS;
+        o.axpby_segments.count = 3;
+        o.axpby_segments.alpha = 1e-3f;
+        o.axpby_segments.x = x;
+        o.axpby_segments.beta = 1.0f;
+        o.axpby_segments.y = yb;
+        for (j = 0; j < 3; j++) o.axpby_segments.off[j] = so[j], o.axpby_segments.len[j] = sl[j];
+        NGT_OK(ng_run_op(be, &o));
+        NGT_OK(ng_get(be, got, ya, 2 * bytes));
+        NGT_CHECK(memcmp(got, got + N, bytes) == 0, "axpby_segments (%s) differs from one axpby per segment",
+                  be->iface->name);
     }
     for (k = 0; k < (int)(sizeof ts / sizeof ts[0]); k++) {
         const float b1 = 0.9f, b2 = 0.999f;

@@ -819,6 +819,27 @@ static ng_status check_momentum(const ng_op_args *a, const char *op, int *empty)
     return NG_OK;
 }
 
+static ng_status check_axpby_segments(const ng_op_args *a, const char *op, int *empty) {
+    const int count = a->axpby_segments.count;
+    int i, j;
+    size_t total = 0;
+    CHECK(count >= 0 && count <= NG_SEGMENTS_MAX, "count %d must be in 0..%d", count, NG_SEGMENTS_MAX);
+    CHECK(a->axpby_segments.alpha - a->axpby_segments.alpha == 0.0f && a->axpby_segments.beta - a->axpby_segments.beta == 0.0f,
+          "alpha %g, beta %g must be finite", (double)a->axpby_segments.alpha, (double)a->axpby_segments.beta);
+    for (i = 0; i < count; i++) {
+        const size_t o = a->axpby_segments.off[i], l = a->axpby_segments.len[i];
+        CHECK(o + l >= o, "segment %d overflows (off %zu, len %zu)", i, o, l);
+        total += l;
+        for (j = 0; j < i; j++) {
+            const size_t o2 = a->axpby_segments.off[j], l2 = a->axpby_segments.len[j];
+            CHECK(!l || !l2 || o + l <= o2 || o2 + l2 <= o, "segments %d and %d overlap", j, i);
+        }
+    }
+    *empty = total == 0;
+    CHECK(*empty || (a->axpby_segments.x && a->axpby_segments.y), "NULL pointer");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -850,6 +871,7 @@ static const struct op_desc {
     [NG_OP_CONV_GATHER] = {"conv_gather", check_conv_gather},
     [NG_OP_WHITEN1X1] = {"whiten1x1", check_whiten1x1},
     [NG_OP_MOMENTUM] = {"momentum", check_momentum},
+    [NG_OP_AXPBY_SEGMENTS] = {"axpby_segments", check_axpby_segments},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -301,6 +301,24 @@ static void cpu_axpby(const ng_op_args *a) {
     }
 }
 
+static void cpu_axpby_segments(const ng_op_args *a) {
+    const float alpha = a->axpby_segments.alpha, beta = a->axpby_segments.beta, *x = a->axpby_segments.x;
+    float *y = a->axpby_segments.y;
+    int s;
+    for (s = 0; s < a->axpby_segments.count; s++) {
+        const long n = (long)a->axpby_segments.len[s];
+        const size_t o = a->axpby_segments.off[s];
+        long i;
+        if (beta == 0.0f) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+            for (i = 0; i < n; i++) y[o + i] = ng_axpby_elem(alpha, x[o + i], 0.0f, 0.0f);
+        } else {
+#pragma omp parallel for if (n > 65536) schedule(static)
+            for (i = 0; i < n; i++) y[o + i] = ng_axpby_elem(alpha, x[o + i], beta, y[o + i]);
+        }
+    }
+}
+
 static void cpu_axpby_dev(const ng_op_args *a) {
     const long n = (long)a->axpby_dev.n;
     const float ra = ng_ratio(a->axpby_dev.a_num, a->axpby_dev.a_den);
@@ -654,6 +672,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_CONV_GATHER: cpu_conv_gather(a); break;
     case NG_OP_WHITEN1X1: cpu_whiten1x1(a); break;
     case NG_OP_MOMENTUM: cpu_momentum(a); break;
+    case NG_OP_AXPBY_SEGMENTS: cpu_axpby_segments(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

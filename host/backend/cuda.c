@@ -526,7 +526,8 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_MINRESQLP_STEP:
     case NG_OP_CONV_GATHER:
     case NG_OP_WHITEN1X1:
-    case NG_OP_MOMENTUM: return 1;
+    case NG_OP_MOMENTUM:
+    case NG_OP_AXPBY_SEGMENTS: return 1;
     default: return 0;
     }
 }
@@ -592,6 +593,10 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
         return ng_cuda_adam(a->adam.n, a->adam.param, a->adam.grad, a->adam.m, a->adam.v, a->adam.step,
                             a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.bc1, a->adam.bc2,
                             a->adam.lr, a->adam.eps, a->adam.count, st);
+    case NG_OP_AXPBY_SEGMENTS:
+        return ng_cuda_axpby_segments(a->axpby_segments.count, a->axpby_segments.off, a->axpby_segments.len,
+                                      a->axpby_segments.alpha, a->axpby_segments.x, a->axpby_segments.beta,
+                                      a->axpby_segments.y, st);
     case NG_OP_MOMENTUM:
         return ng_cuda_momentum(a->momentum.n, a->momentum.d, a->momentum.v, a->momentum.p, a->momentum.bar,
                                 a->momentum.a, a->momentum.mu, a->momentum.c, a->momentum.nesterov, a->momentum.xi,

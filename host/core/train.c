@@ -160,6 +160,10 @@ static ng_status graph_capture(ng_trainer *tr, const ng_tensor *x, void **exec) 
     ng_profile_suspend(0);
     if (s != NG_OK) snprintf(msg, sizeof msg, "%s", ng_last_error());
     e = ng_graph_end(be, exec); /* always leave capture mode */
+    if (s != NG_OK || e != NG_OK) { /* nothing recorded ran: host mirrors of device counters go back */
+        if (tr->model->iface->graph_discarded) tr->model->iface->graph_discarded(tr->model);
+        if (tr->upd->iface->graph_discarded) tr->upd->iface->graph_discarded(tr->upd, tr->t);
+    }
     if (s != NG_OK) {
         if (*exec) ng_graph_free(be, *exec);
         *exec = NULL;
@@ -177,6 +181,7 @@ static ng_status graph_step(ng_trainer *tr) {
     ng_status s;
     double key[NG_TRAIN_GRAPH_KEY];
     int nk, i, hit = -1, victim, empty = -1, lru = -1, replay;
+    const int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     if (tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: data-parallel runs (%d ranks) are not captured",
                         tr->comm->world);
@@ -209,7 +214,13 @@ static ng_status graph_step(ng_trainer *tr) {
     replay = hit >= 0;
     if (hit < 0) {
         void *exec = NULL;
-        NG_TRY_RANGE(NG_CAT_OTHER, "graph capture", graph_capture(tr, &x, &exec));
+        NG_RANGE_CAT(NG_CAT_OTHER, "graph capture", s, graph_capture(tr, &x, &exec));
+        if (s != NG_OK) { /* nothing ran: the batch goes back too (graph_capture put the counters back) */
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", ng_last_error());
+            ng_batches_seek(tr->data, epoch0, pos0);
+            return ng_error(s, "%s", msg);
+        }
         if (g->slot[victim].exec) ng_graph_free(tr->model->be, g->slot[victim].exec);
         g->slot[victim].exec = exec;
         memcpy(g->slot[victim].key, key, (size_t)nk * sizeof key[0]);

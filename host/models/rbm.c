@@ -22,6 +22,7 @@ struct ng_rbm_est {
     uint64_t rng_step;      /* next Philox step of the Gibbs / binarisation streams (checkpointed) */
     uint64_t dev_step;      /* what rng_dev[0] holds (set at init and load, then mirrored) */
     uint64_t last_advance;  /* steps one gradient takes (a replayed graph takes as many) */
+    int advanced;           /* the last gradient call succeeded (a discarded capture undoes it) */
     int m;                  /* columns of the last batch */
     /* state (checkpointed as rbm.particles) */
     ng_arena state;
@@ -357,6 +358,7 @@ static ng_status rbm_gradient(ng_model *mdl, const ng_tensor *x, const ng_tensor
     e->m = x->cols;
     key = ng_rng_stream_key(e->cfg.seed, NG_RNG_GIBBS);
     step0 = e->rng_step;
+    e->advanced = 0;
     if (e->dev_step != step0) NG_TRY(sync_rng_dev(e, r->be));
     /* the Gibbs phases' gemms may use TF32 (--tf32 on a GPU); the statistics stay FP32 */
     {
@@ -374,6 +376,7 @@ static ng_status rbm_gradient(ng_model *mdl, const ng_tensor *x, const ng_tensor
     }
     if (s == NG_OK) NG_RANGE_CAT(NG_CAT_STATS, "rbm statistics", s, assemble_gradient(r));
     if (s != NG_OK) e->rng_step = step0; /* roll back (the particles are untouched until the chain ends) */
+    else e->advanced = 1;
     return s;
 }
 
@@ -492,6 +495,16 @@ static ng_status rbm_graph_check(const ng_model *mdl) {
     return NG_OK;
 }
 
+/* A capture whose gradient succeeded was discarded: its launches never ran, so the device count is
+ * still where that gradient started; so is the host's now. */
+static void rbm_graph_discarded(ng_model *mdl) {
+    ng_rbm_est *e = ((ng_rbm *)(void *)mdl)->est;
+    if (!e || !e->advanced) return;
+    e->rng_step -= e->last_advance;
+    e->dev_step = e->rng_step;
+    e->advanced = 0;
+}
+
 /* A replayed gradient took last_advance Philox steps on the device: the host count follows. */
 static void rbm_graph_replayed(ng_model *mdl) {
     ng_rbm_est *e = ((ng_rbm *)(void *)mdl)->est;
@@ -510,4 +523,5 @@ static const struct ng_model_i rbm_iface = {
     .destroy = rbm_destroy,
     .graph_check = rbm_graph_check,
     .graph_replayed = rbm_graph_replayed,
+    .graph_discarded = rbm_graph_discarded,
 };

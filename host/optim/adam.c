@@ -138,6 +138,12 @@ static void adam_graph_replayed(ng_update *u, uint64_t t) {
     if (!s->rmsprop) s->t_dev = t + 1;
 }
 
+/* A discarded capture of update t never ran: the device count still holds t. */
+static void adam_graph_discarded(ng_update *u, uint64_t t) {
+    adam *s = (adam *)u->impl;
+    if (!s->rmsprop) s->t_dev = t;
+}
+
 static const char *const adam_columns[] = {"update_norm", NULL};
 
 static ng_status adam_log_values(ng_update *u, ng_model *m, double *values) {
@@ -213,6 +219,7 @@ static const struct ng_update_i adam_iface = {
     .destroy = adam_destroy,
     .graph_key = adam_graph_key,
     .graph_replayed = adam_graph_replayed,
+    .graph_discarded = adam_graph_discarded,
 };
 
 static const struct ng_update_i rmsprop_iface = {
@@ -227,6 +234,7 @@ static const struct ng_update_i rmsprop_iface = {
     .destroy = adam_destroy,
     .graph_key = adam_graph_key,
     .graph_replayed = adam_graph_replayed,
+    .graph_discarded = adam_graph_discarded,
 };
 
 static ng_status adam_create(ng_backend *be, ng_model *m, const ng_adam_config *cfg, int rmsprop,

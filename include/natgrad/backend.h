@@ -77,6 +77,7 @@ typedef enum ng_op {
     NG_OP_CONV_GATHER,      /* im2col, col2im, pooling and its gradients, NCHW <-> NHWC  (=) */
     NG_OP_WHITEN1X1,        /* the 1x1 whitening convolution: y = U (x - mean) per pixel  (=) */
     NG_OP_MOMENTUM,         /* fused heavy-ball / Nesterov step of sgd and nag, see the struct below */
+    NG_OP_AXPBY_SEGMENTS,   /* axpby on up to NG_SEGMENTS_MAX segments of two vectors in one launch */
     NG_OP_COUNT
 } ng_op;
 
@@ -85,6 +86,7 @@ typedef enum ng_op {
  * only the lower triangle's products are formed, the old C is read on the lower triangle only, and
  * the upper triangle receives the mirror, so C comes out exactly symmetric. */
 #define NG_FACTOR_UPDATE_MAX 32
+#define NG_SEGMENTS_MAX 32 /* segments of one NG_OP_AXPBY_SEGMENTS */
 typedef struct ng_factor_entry {
     int rows, cols;
     const float *X; int ldx;
@@ -281,6 +283,18 @@ typedef struct ng_op_args {
             int nesterov;
             float xi, w, wc;
         } momentum;
+        /* y[i] = alpha x[i] + beta y[i] (axpby's body, beta = 0 ignores y) for every i in
+         * [off[s], off[s] + len[s]), s < count (<= NG_SEGMENTS_MAX); nothing else is touched. The
+         * segments must not overlap one another; x and y may alias. Weight decay on the tensors
+         * marked for it (host/optim/update.c): one launch instead of one per tensor. */
+        struct {
+            int count;
+            float alpha;
+            const float *x;
+            float beta;
+            float *y;
+            size_t off[NG_SEGMENTS_MAX], len[NG_SEGMENTS_MAX];
+        } axpby_segments;
         /* out[r,c] = x[r,c] * phi(u[r], v[c]) for r < rows, c < cols (ng_outer_scale_phi), mode:
          *   NG_OSCALE_MUL    phi = u[r] v[c]  (u or v NULL = 1): row / column scaling
          *   NG_OSCALE_RSQRT  phi = 1 / sqrt(max(v[c], floor))  (u must be NULL): a matrix of

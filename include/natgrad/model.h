@@ -71,6 +71,9 @@ struct ng_model_i {
     /* After a replay of a captured gradient (which ran the kernels without calling gradient):
      * bring host mirrors of device state up to date (an RBM: its Philox step). NULL: nothing. */
     void (*graph_replayed)(ng_model *m);
+    /* A capture that called gradient failed and was discarded (nothing it recorded ran): undo what
+     * that gradient advanced on the host (an RBM: its Philox step). NULL: nothing. */
+    void (*graph_discarded)(ng_model *m);
 };
 
 struct ng_model {

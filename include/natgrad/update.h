@@ -75,6 +75,9 @@ struct ng_update_i {
      * without calling step): bring host mirrors of device state up to date (adam: its device step
      * count is now t + 1). NULL: nothing to do. */
     void (*graph_replayed)(ng_update *u, uint64_t t);
+    /* A capture of update t failed and was discarded (nothing it recorded ran): the device state is
+     * still that before update t (adam: its step count is t). NULL: nothing to do. */
+    void (*graph_discarded)(ng_update *u, uint64_t t);
 };
 
 struct ng_update {
