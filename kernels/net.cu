@@ -95,8 +95,9 @@ static __global__ void loss_kernel(int loss, int rows, int cols, const float *z,
 /* The loss and its batch sums in one launch of one block: the columns (ng_loss_col) spread over
  * the block's threads, then 32 lanes (ng_loss_lane) and one thread (ng_loss_sums_finish) sum obj
  * and err in the order the CPU uses. obj and err are re-read after __syncthreads, which makes the
- * block's global writes visible to the block. */
-static __global__ void loss_sums_kernel(int loss, int rows, int cols, const float *z, int ldz,
+ * block's global writes visible to the block. __launch_bounds__: 1024 threads leave at most 64
+ * registers each; the bound makes nvcc keep to them (or spill) rather than fail at launch. */
+static __global__ void __launch_bounds__(NET_SUM_BLOCK) loss_sums_kernel(int loss, int rows, int cols, const float *z, int ldz,
                                         const float *y, int ldy, const float *t, int ldt,
                                         float scale, float *d, int ldd, float *obj, float *err,
                                         float *acc, float acc_beta) {
