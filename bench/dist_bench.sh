@@ -10,7 +10,13 @@
 #  3. the same for K-FAC (blockdiag, the paper's defaults) at the same global batch: one rank with
 #     1 thread and two ranks with 1 thread each, DIST_BENCH_KFAC_STEPS (10) updates, which include
 #     the inverse refreshes of updates 1-3 (each layer's inverses owned by one rank, broadcast);
-#  4. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
+#  4. `natgrad rbm train` on MNIST (784 x 500, PCD-1, DIST_BENCH_RBM_BATCH (2000) cases and as many
+#     particles, FANG's section 6.2 sizes), centering and FANG (refit at update 0 only), one rank with
+#     1 and 2 threads and two ranks with 1 thread each, DIST_BENCH_RBM_STEPS (20) updates; time per update
+#     from the log's time_s with the free-energy monitor off (--monitor-n 0);
+#     DIST_BENCH_ONLY=rbm runs only these rows and keeps the other rows and the all-reduce table of
+#     the last full run;
+#  5. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
 #     T1_MS (measured single-GPU ms per update at the global batch) and BUSBW_GBPS (measured NCCL
 #     bus bandwidth) when given in the environment, otherwise left as formulas.
 # Writes bench/results/dist_bench.csv, dist_allreduce.csv and dist_bench.md.
@@ -31,6 +37,19 @@ bash data/prepare.sh mnist >/dev/null 2>&1 || { echo "bench-dist: MNIST could no
 work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
 load() { cut -d' ' -f1 /proc/loadavg; }
 
+only=${DIST_BENCH_ONLY:-}
+comm_share() { # comm_share LOG TRAIN_S: prints c0,c1,share (rank 0's seconds in collectives over TRAIN_S)
+  local c0 c1
+  c0=$(sed -n 's/.*rank 0: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$1")
+  c1=$(sed -n 's/.*rank 1: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$1")
+  echo "${c0:-0},${c1:-0},$(awk -v c="${c0:-0}" -v t="$2" 'BEGIN { printf "%.3f", c / t }')"
+}
+if [ "$only" = rbm ]; then
+  [ -f "$csv" ] && [ -f "$out/dist_allreduce.csv" ] || { echo "bench-dist: DIST_BENCH_ONLY=rbm needs the files of a full run"; exit 1; }
+  comm_rows=$(tail -n +2 "$out/dist_allreduce.csv")
+  grep -v '^rbm_' "$csv" >"$work/kept.csv"
+  cp "$work/kept.csv" "$csv"
+else
 echo "bench-dist: all-reduce times (2 ranks)"
 comm_rows=$(OMP_NUM_THREADS=1 "${MPI[@]}" -np 2 "$build/bench/bench_comm")
 echo "$comm_rows"
@@ -55,6 +74,21 @@ for setting in "nag 1 1" "nag 1 2" "nag 2 1" "kfac 1 1" "kfac 2 1"; do
   c1=$(sed -n 's/.*rank 1: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$work/$opt$np-$th.log")
   share=$(awk -v c="${c0:-0}" -v t="$train_s" 'BEGIN { printf "%.3f", c / t }')
   echo "net_$opt,$np,$th,$batch,$n,$ms,${c0:-0},${c1:-0},$share,$l" | tee -a "$csv"
+done
+fi
+rbatch=${DIST_BENCH_RBM_BATCH:-2000}
+rsteps=${DIST_BENCH_RBM_STEPS:-20}
+for setting in "centering 1 1" "centering 1 2" "centering 2 1" "fang 1 1" "fang 1 2" "fang 2 1"; do
+  set -- $setting
+  opt=$1 np=$2 th=$3 d=$work/rbm_$1$2-$3
+  A=(rbm train --device cpu --data mnist --hidden 500 --batch "$rbatch" --particles "$rbatch" --optimizer "$opt" --steps "$rsteps"
+     --log-every "$rsteps" --monitor-n 0 --threads "$th")
+  l=$(load)
+  if [ "$np" = 1 ]; then OMP_NUM_THREADS=$th "$build/natgrad" "${A[@]}" --out "$d" >"$d.log" 2>&1
+  else OMP_NUM_THREADS=$th "${MPI[@]}" -np "$np" "$build/natgrad" "${A[@]}" --out "$d" >"$d.log" 2>&1; fi
+  time_s=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "time_s") c = i } NR > 1 { v = $c } END { print v }' "$d/train.csv")
+  ms=$(awk -v t="$time_s" -v n="$rsteps" 'BEGIN { printf "%.1f", 1000 * t / n }')
+  echo "rbm_$opt,$np,$th,$rbatch,$rsteps,$ms,$(comm_share "$d.log" "$time_s"),$l" | tee -a "$csv"
 done
 { echo "ranks,floats,bytes,reps,ms_median,ms_min,algbw_GBps,busbw_GBps"; echo "$comm_rows"; } >"$out/dist_allreduce.csv"
 python3 bench/dist_cost_model.py "$csv" "$out/dist_allreduce.csv" >"$md"

@@ -49,6 +49,8 @@ def main(argv):
     w("| method | ranks | threads per rank | global batch | updates | ms per update | s in collectives (rank 0 / 1) | communication share (rank 0) | load before |")
     w("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
+        if not r["kind"].startswith("net_"):
+            continue
         w("| %s | %s | %s | %s | %s | %s | %s / %s | %.0f%% | %s |" % (r["kind"].replace("net_", ""), r["ranks"], r["threads_per_rank"], r["batch"], r["steps"], r["ms_per_update"],
                                                            r["comm_s_rank0"], r["comm_s_rank1"], 100 * float(r["comm_share"]), r["load_before"]))
     w("")
@@ -61,6 +63,26 @@ def main(argv):
     w("broadcasts; with the paper's tau1 = 1/8 the statistics prefix (62 of 500 cases) lies in rank 0's shard, so")
     w("rank 0 computes all the factor statistics and rank 1 waits (the imbalance shows in its time in collectives).")
     w("")
+    rbm = [r for r in runs if r["kind"].startswith("rbm_")]
+    if rbm:
+        w("## `natgrad rbm train` (MNIST, 784 x 500 RBM, PCD-1, particles = batch), CPU backend")
+        w("")
+        w("| optimizer | ranks | threads per rank | global batch (= particles) | updates | ms per update | s in collectives (rank 0 / 1) | communication share (rank 0) | load before |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for r in rbm:
+            w("| %s | %s | %s | %s | %s | %s | %s / %s | %.0f%% | %s |" % (r["kind"].replace("rbm_", ""), r["ranks"], r["threads_per_rank"], r["batch"], r["steps"], r["ms_per_update"],
+                                                               r["comm_s_rank0"], r["comm_s_rank1"], 100 * float(r["comm_share"]), r["load_before"]))
+        w("")
+        w("Time per update is the log's `time_s` at the last update over the updates, with the free-energy monitor off")
+        w("(one reconstruction-error log at the end is included). Each update all-reduces gW (392,000 floats) and the")
+        w("four means (2568); FANG adds its batch moments: E[u u^T] (1284 x 1284 = 1,648,656 floats) and the means, so")
+        w("its collectives move about 5x the gradient's bytes. Time in collectives also counts the checkpoint at the end")
+        w("(the particles gathered: 1,568,000 floats) and waiting for the other rank; with these 20 updates FANG refits")
+        w("once (update 0), so its time is the statistics and the direction, not the refit. The collectives send the")
+        w("whole n x n moment matrix although its lower triangle would do (half the bytes). At a load average above 2 the")
+        w("cores are shared with other jobs: rows measured minutes apart can differ by 2x or more, and 2 OpenMP threads")
+        w("(`threads per rank` 2) suffer most from the oversubscription; compare rows only at a low load.")
+        w("")
     # the model checked on this machine
     one1 = [r for r in runs if r["kind"] == "net_nag" and r["ranks"] == "1" and r["threads_per_rank"] == "1"]
     two = [r for r in runs if r["kind"] == "net_nag" and r["ranks"] == "2"]

@@ -27,6 +27,23 @@ static __device__ __forceinline__ void gibbs_one(int r, int c, float u, const fl
     if (sample != NULL) sample[(size_t)r + (size_t)lds * (size_t)c] = s;
 }
 
+/* The step counted on the device (gibbs_sample's step_dev): every thread reads it before its block
+ * takes a ticket, and the last block (ng_last_block) advances it, so every block draws from the same
+ * step and the next launch on the stream sees the new count. NULL: 0, nothing to advance. */
+static __device__ __forceinline__ uint64_t step_dev_read(const uint64_t *step_dev) {
+    return step_dev != NULL ? *(const volatile uint64_t *)step_dev : 0u;
+}
+static __device__ __forceinline__ void step_dev_advance(uint64_t *step_dev, uint64_t base, uint64_t advance) {
+    if (step_dev != NULL) {
+        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
+        if (ng_last_block(ticket)) {
+            step_dev[0] = base + advance;
+            *ticket = 0u;
+            __threadfence();
+        }
+    }
+}
+
 /* Groups of logical indices 4g .. 4g+3 (< rows * cols). No __restrict__: pre may alias prob or
  * sample; each element is read before it is written, by one thread. */
 static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre, int ldp,
@@ -35,9 +52,7 @@ static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre,
                                            uint64_t key, uint64_t step, uint64_t *step_dev,
                                            uint64_t advance) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
-    /* the step counted on the device: read by every thread before its block takes a ticket, and
-     * advanced by the last block (ng_last_block), so every block draws from the same step */
-    const uint64_t step_base = step_dev != NULL ? *(volatile uint64_t *)step_dev : 0u;
+    const uint64_t step_base = step_dev_read(step_dev);
     step += step_base;
     ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
         int c = (int)(i0 / (uint64_t)rows);
@@ -51,14 +66,24 @@ static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre,
             }
         }
     });
-    if (step_dev != NULL) {
-        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
-        if (ng_last_block(ticket)) {
-            step_dev[0] = step_base + advance;
-            *ticket = 0u;
-            __threadfence();
-        }
-    }
+    step_dev_advance(step_dev, step_base, advance);
+}
+
+/* The same for the elements first .. of a larger chain array (first > 0: a data-parallel shard). */
+static __global__ void gibbs_sample_at_kernel(int rows, int cols, const float *pre, int ldp,
+                                              const float *bias, float beta, const float *base,
+                                              float *prob, int ldq, float *sample, int lds,
+                                              uint64_t key, uint64_t step, uint64_t first,
+                                              uint64_t *step_dev, uint64_t advance) {
+    const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    const uint64_t step_base = step_dev_read(step_dev);
+    step += step_base;
+    ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) {
+        int c = (int)(i / (uint64_t)rows);
+        int r = (int)(i - (uint64_t)c * (uint64_t)rows);
+        gibbs_one(r, c, u, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
+    });
+    step_dev_advance(step_dev, step_base, advance);
 }
 
 /* out[i] = [u(key, step, i) <= p[i]] over groups of 4 indices; p may alias out. */
@@ -70,25 +95,44 @@ static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, 
     });
 }
 
+static __global__ void bernoulli_at_kernel(uint64_t n, const float *p, float *out, uint64_t key,
+                                           uint64_t step, uint64_t first) {
+    ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) { out[i] = ng_bernoulli_draw(p[i], u); });
+}
+
+/* Groups touched by the elements first .. first + n - 1. */
+static size_t groups_at(size_t n, uint64_t first) {
+    return (size_t)(((uint64_t)first + (uint64_t)n + 3u) / 4u - (uint64_t)first / 4u);
+}
+
 extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp,
                                           const float *bias, float beta, const float *base,
                                           float *prob, int ldq, float *sample, int lds,
-                                          uint64_t key, uint64_t step, uint64_t *step_dev,
-                                          uint64_t advance, void *stream) {
+                                          uint64_t key, uint64_t step, uint64_t first,
+                                          uint64_t *step_dev, uint64_t advance, void *stream) {
     size_t groups = ((size_t)rows * (size_t)cols + 3u) / 4u;
     NG_NVTX_PUSH("gibbs_sample");
-    NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
-              (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
-                                    lds, key, step, step_dev, advance);
+    if (first == 0)
+        NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+                  (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
+                                        lds, key, step, step_dev, advance);
+    else
+        NG_LAUNCH(gibbs_sample_at_kernel, ng_grid_1d(groups_at((size_t)rows * (size_t)cols, first), GIBBS_BLOCK),
+                  GIBBS_BLOCK, 0, (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq,
+                                                        sample, lds, key, step, first, step_dev, advance);
     NG_LAUNCH_CHECK("gibbs_sample");
     return NG_OK;
 }
 
 extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key,
-                                       uint64_t step, void *stream) {
+                                       uint64_t step, uint64_t first, void *stream) {
     NG_NVTX_PUSH("bernoulli");
-    NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
-              (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+    if (first == 0)
+        NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+    else
+        NG_LAUNCH(bernoulli_at_kernel, ng_grid_1d(groups_at(n, first), GIBBS_BLOCK), GIBBS_BLOCK, 0,
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first);
     NG_LAUNCH_CHECK("bernoulli");
     return NG_OK;
 }

@@ -22,17 +22,17 @@ extern "C" {
 
 /* Fused Gibbs step, pre/prob/sample (rows, cols) with leading dimensions ldp/ldq/lds:
  * prob = sigmoid(beta (pre + bias) + (1 - beta) base)  (=, skipped when prob is NULL),
- * sample = [u(key, step, r + rows c) <= prob]           (=, skipped when sample is NULL).
+ * sample = [u(key, step, first + r + rows c) <= prob]   (=, skipped when sample is NULL).
  * bias and base may be NULL (= 0). pre may alias prob or sample (same pointer and ld).
  * step_dev non-NULL: the step is step_dev[0] + step, and the last block sets step_dev[0] += advance
  * (step_dev[1]: its ticket, 0 between launches). */
 ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp, const float *bias,
                                float beta, const float *base, float *prob, int ldq, float *sample,
-                               int lds, uint64_t key, uint64_t step, uint64_t *step_dev,
+                               int lds, uint64_t key, uint64_t step, uint64_t first, uint64_t *step_dev,
                                uint64_t advance, void *stream);
-/* out(n) = [u(key, step, i) <= p[i]]  (=); p and out may alias. */
+/* out(n) = [u(key, step, first + i) <= p[i]]  (=); p and out may alias. */
 ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key, uint64_t step,
-                            void *stream);
+                            uint64_t first, void *stream);
 
 /* ---- reduce.cu ---------------------------------------------------------------------------- */
 
@@ -161,7 +161,7 @@ ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, 
 /* conv_gather (natgrad/backend.h, modes in natgrad/nn_types.h): one thread per output element
  * running ng_conv_gather_elem  (=). */
 ng_status ng_cuda_conv_gather(int mode, const ng_conv_shape *s, const float *x, const float *g, float *out, int flip,
-                              uint64_t key, uint64_t step, void *stream);
+                              uint64_t key, uint64_t step, uint64_t b0, void *stream);
 /* The 1x1 whitening convolution y[b, i, q] = sum_j op(U)[i, j] (x[b, j, q] - mean[j])  (=). */
 ng_status ng_cuda_whiten1x1(int n, int c, int cout, int p, int trans, const float *x, const float *mean,
                             const float *U, int ldu, float *y, void *stream);

@@ -1020,9 +1020,10 @@ NG_HD float ng_pool_max_window(const ng_conv_shape *s, const float *m, int oh, i
     return best;
 }
 
-/* The augmentation of image b (conv_gather AUGMENT): shifts dy, dx in [-pad, pad] and the
- * mirror flag from the Philox uniforms 3b, 3b + 1, 3b + 2 of (key, step). */
-NG_HD void ng_augment_draw(uint64_t key, uint64_t step, size_t b, int pad, int flip, int *dy, int *dx, int *mirror) {
+/* The augmentation of image b (conv_gather AUGMENT; b counts from the call's b0, the image's index
+ * in the stream): shifts dy, dx in [-pad, pad] and the mirror flag from the Philox uniforms 3b,
+ * 3b + 1, 3b + 2 of (key, step). */
+NG_HD void ng_augment_draw(uint64_t key, uint64_t step, uint64_t b, int pad, int flip, int *dy, int *dx, int *mirror) {
     const int span = 2 * pad + 1;
     int a = (int)(ng_uniform_at(key, step, 3 * (uint64_t)b) * (float)span);
     int c = (int)(ng_uniform_at(key, step, 3 * (uint64_t)b + 1) * (float)span);
@@ -1034,7 +1035,7 @@ NG_HD void ng_augment_draw(uint64_t key, uint64_t step, size_t b, int pad, int f
 /* Element e of the conv_gather output (modes in natgrad/nn_types.h). x: input maps (or col for
  * COL2IM is g), g: col or dy. Sums run in a fixed order (kernel row, then column) in float. */
 NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x, const float *g, size_t e,
-                                int flip, uint64_t key, uint64_t step) {
+                                int flip, uint64_t key, uint64_t step, uint64_t b0) {
     const int ho = ng_conv_out_dim(s->h, s->kh, s->stride, s->pad);
     const int wo = ng_conv_out_dim(s->w, s->kw, s->stride, s->pad);
     const size_t P = (size_t)ho * (size_t)wo, hw = (size_t)s->h * (size_t)s->w;
@@ -1068,7 +1069,7 @@ NG_HD float ng_conv_gather_elem(int mode, const ng_conv_shape *s, const float *x
         const size_t pix = e % hw, m = e / hw, b = m / (size_t)s->c;
         const int oy = (int)(pix / (size_t)s->w), ox = (int)(pix % (size_t)s->w);
         int dy, dx, mirror, iy, ix;
-        ng_augment_draw(key, step, b, s->pad, flip, &dy, &dx, &mirror);
+        ng_augment_draw(key, step, b0 + (uint64_t)b, s->pad, flip, &dy, &dx, &mirror);
         iy = oy + dy;
         ix = (mirror ? s->w - 1 - ox : ox) + dx;
         if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) return 0.0f;

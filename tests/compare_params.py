@@ -5,7 +5,12 @@ same names, dtypes and shapes are required) it computes max |a - b| / (max |a| +
 the largest over the tensors and exits 0 when it is <= RTOL (RTOL = 0: the payloads must be
 bit-identical), 1 otherwise, 2 on a malformed file or a mismatch of names or shapes.
 With a fourth argument PREFIX only the tensors whose names start with PREFIX are compared (say
-"kfac." to compare the optimizer state of two ranks' files, which hold no model)."""
+"kfac." to compare the optimizer state of two ranks' files, which hold no model); a PREFIX that
+starts with "!" keeps the tensors whose names do NOT start with the rest (say "!fang.diag" to leave
+out FANG's diagnostics, which hold a wall-clock time).
+--floor F (anywhere after the files) divides by max(max |a|, F) instead: for a tensor whose exact
+value is 0 and which holds rounding noise (the bias of a conv layer followed by batch norm, whose
+gradient vanishes), F is the scale against which that noise is judged."""
 import json
 import struct
 import sys
@@ -28,13 +33,19 @@ def load(path):
 
 
 def main(argv):
+    floor = 0.0
+    if "--floor" in argv:
+        i = argv.index("--floor")
+        floor = float(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     if len(argv) not in (4, 5):
         print("usage: compare_params.py A.safetensors B.safetensors RTOL [PREFIX]")
         return 2
     a, b, rtol = load(argv[1]), load(argv[2]), float(argv[3])
     if len(argv) == 5:
-        a = {k: v for k, v in a.items() if k.startswith(argv[4])}
-        b = {k: v for k, v in b.items() if k.startswith(argv[4])}
+        pre, keep = (argv[4][1:], False) if argv[4].startswith("!") else (argv[4], True)
+        a = {k: v for k, v in a.items() if k.startswith(pre) == keep}
+        b = {k: v for k, v in b.items() if k.startswith(pre) == keep}
         if not a:
             print("no tensor named %s* in %s" % (argv[4], argv[1]))
             return 2
@@ -49,7 +60,7 @@ def main(argv):
             print("%s: %s %s vs %s %s" % (name, da, sa, db, sb))
             return 2
         identical = identical and ra == rb
-        scale = max(abs(x) for x in va) + 1e-30
+        scale = max(max(abs(x) for x in va), floor) + 1e-30
         d = max(abs(x - y) for x, y in zip(va, vb)) / scale
         if d > worst:
             worst, where = d, name

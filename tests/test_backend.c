@@ -2115,28 +2115,30 @@ static int check_fill_uniform(const ecase *c, void *const got[]) {
     return NGT_PASS;
 }
 
-/* ---- bernoulli: out(n) = [u(key, step, i) <= p[i]], p and out may alias ---------------------
- * Exact: the same uniform bits and one comparison. p[1] = 0 (never drawn: u > 0) and p[2] = 1
+/* ---- bernoulli: out(n) = [u(key, step, first + i) <= p[i]], p and out may alias --------------
+ * Exact: the same uniform bits and one comparison. Variant 1 draws from an offset first that is
+ * not a multiple of 4 (a data-parallel shard of a larger array: its groups of four straddle). p[1] = 0 (never drawn: u > 0) and p[2] = 1
  * (always: u <= 1). In place, an element the op skips still holds its probability. */
 static int gen_bernoulli(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     int p, n = s->m;
     c->a.bernoulli.n = (size_t)n;
     c->a.bernoulli.key = ng_rng_key(9 + (uint64_t)v, 2);
     c->a.bernoulli.step = v ? 0x700000001ull : 3;
+    c->a.bernoulli.first = v == 1 ? 0x100000007ull : 0;
     p = eb_vec(t, c, "p", R_IN, 0, n, AOFF(bernoulli.p));
     eb_rand(c, p, 81 + (uint64_t)n + (uint64_t)v, 0.0, 1.0);
     if (n > 1) IF(c, p)[1] = 0.0f;
     if (n > 2) IF(c, p)[2] = 1.0f;
     if (inplace) eb_alias(t, c, "out (= p)", R_INOUT, p, AOFF(bernoulli.out));
     else eb_vec(t, c, "out", R_OUT, 0, n, AOFF(bernoulli.out));
-    what(c, "bernoulli n=%d %s step=%#llx", n, mode_name(inplace),
-         (unsigned long long)c->a.bernoulli.step);
+    what(c, "bernoulli n=%d %s step=%#llx first=%#llx", n, mode_name(inplace),
+         (unsigned long long)c->a.bernoulli.step, (unsigned long long)c->a.bernoulli.first);
     return 1;
 }
 static void ref_bernoulli(ecase *c) {
     size_t i;
     for (i = 0; i < c->a.bernoulli.n; i++)
-        WF(c, 1)[i] = naive_uniform(c->a.bernoulli.key, c->a.bernoulli.step, i) <= IF(c, 0)[i]
+        WF(c, 1)[i] = naive_uniform(c->a.bernoulli.key, c->a.bernoulli.step, c->a.bernoulli.first + i) <= IF(c, 0)[i]
                           ? 1.0f : 0.0f;
 }
 
@@ -2303,10 +2305,12 @@ static void ref_convert(ecase *c) {
  * Variants (rows of gibbs_v): out of place, every combination of NULL bias / base / prob /
  * sample that the RBM and AIS use, tempered (beta 0.3, 0) and not, one packed (ld = rows); in
  * place, prob = pre or sample = pre, with and without the other output. Variant 2 draws with key
- * and step all ones; the others with ordinary keys and steps above 2^32. Variants 5 and 6 (out of
- * place) count the step on the device (buffer 5 "step_dev", two 64-bit words {base, 0} in a
- * float64 buffer): they draw at base + step and must leave {base + advance, 0}, bit for bit
- * (variant 6: advance 0, and a base above 2^32). */
+ * and step all ones; the others with ordinary keys and steps above 2^32. Odd variants draw elements
+ * first + r + rows c with first = 5 (a data-parallel shard's columns; groups of four straddle).
+ * Variants 5 and 6 (out of place) count the step on the device (buffer 5 "step_dev", two 64-bit
+ * words {base, 0} in a float64 buffer): they draw at base + step and must leave
+ * {base + advance, 0}, bit for bit (variant 5 also with first = 5; variant 6: advance 0, and a base
+ * above 2^32). */
 static const struct {
     int bias, base, prob, sample, alias; /* alias: 0 none, 1 prob = pre, 2 sample = pre */
     float beta;
@@ -2354,6 +2358,7 @@ static int gen_gibbs(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     c->a.gibbs_sample.beta = gibbs_v[inplace][v].beta;
     c->a.gibbs_sample.key = v == 2 ? ~0ull : ng_rng_key(2015 + (uint64_t)v, 3); /* all ones */
     c->a.gibbs_sample.step = v == 2 ? ~0ull : v % 2 ? 7 : 0x100000003ull;
+    c->a.gibbs_sample.first = v % 2 ? 5 : 0;
     pre = eb_add(t, c, "pre", R_IN, 0, rows, cols, ldp, AOFF(gibbs_sample.pre));
     eb_rand(c, pre, 71 + (uint64_t)rows, -4.0, 4.0);
     bias = gibbs_v[inplace][v].bias ? eb_vec(t, c, "bias", R_IN, 0, rows, AOFF(gibbs_sample.bias))
@@ -2382,10 +2387,10 @@ static int gen_gibbs(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
         const char *pw = !gibbs_v[inplace][v].prob ? "NULL" : al == 1 ? "pre" : "own";
         const char *sw = !gibbs_v[inplace][v].sample ? "NULL" : al == 2 ? "pre" : "own";
         what(c, "gibbs_sample rows=%d cols=%d %s ldp=%d ldq=%d lds=%d bias=%d base=%d prob=%s "
-                "sample=%s beta=%g%s",
+                "sample=%s beta=%g first=%llu%s",
              rows, cols, mode_name(inplace), ldp, ldq, lds, gibbs_v[inplace][v].bias,
              gibbs_v[inplace][v].base, pw, sw, (double)gibbs_v[inplace][v].beta,
-             v >= 5 ? " (step counted on the device)" : "");
+             (unsigned long long)c->a.gibbs_sample.first, v >= 5 ? " (step counted on the device)" : "");
     }
     return 1;
 }
@@ -2415,7 +2420,7 @@ static void ref_gibbs(ecase *c) {
         for (r = 0; r < rows; r++) {
             double tp, p = gibbs_prob(c, r, col, &tp);
             float u = naive_uniform(c->a.gibbs_sample.key, step,
-                                    (uint64_t)r + (uint64_t)rows * (uint64_t)col);
+                                    c->a.gibbs_sample.first + (uint64_t)r + (uint64_t)rows * (uint64_t)col);
             if (!c->b[3].is_null) {
                 WF(c, 3)[AT(c, 3, r, col)] = (float)p;
                 TL(c, 3)[AT(c, 3, r, col)] = tp;
@@ -2438,7 +2443,7 @@ static int check_gibbs(const ecase *c, void *const got[]) {
         for (r = 0; r < rows; r++) {
             float s = ((const float *)got[4])[AT(c, 4, r, col)];
             float u = naive_uniform(c->a.gibbs_sample.key, gibbs_step_of(c),
-                                    (uint64_t)r + (uint64_t)rows * (uint64_t)col);
+                                    c->a.gibbs_sample.first + (uint64_t)r + (uint64_t)rows * (uint64_t)col);
             QCHECK(s == 0.0f || s == 1.0f, "%s: sample[%d,%d] = %.9g is not 0 or 1", c->what, r,
                    col, (double)s);
             if (!c->b[3].is_null) {
@@ -4225,6 +4230,7 @@ static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase 
         c->a.conv_gather.flip = 1;
         c->a.conv_gather.key = 0x5eed0000u + (uint64_t)sh->m;
         c->a.conv_gather.step = 7 + (uint64_t)sh->m;
+        c->a.conv_gather.b0 = (uint64_t)sh->m * 5; /* images counted from b0 in the stream */
     }
     ncol = ng_conv_gather_count(NG_CONV_IM2COL, s);
     ny = ng_conv_gather_count(NG_CONV_POOL_MAX, s);
@@ -4259,10 +4265,10 @@ static void ref_conv_gather(ecase *c) {
             const size_t m = (size_t)b * s->c + ci;
             if (mode == NG_CONV_AUGMENT) { /* the draws written out: float products as the body rounds them */
                 const int span = 2 * s->pad + 1;
-                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step;
-                int dy = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b) * (float)span);
-                int dx = (int)((float)naive_uniform(key, step, 3 * (uint64_t)b + 1) * (float)span);
-                const int mir = (float)naive_uniform(key, step, 3 * (uint64_t)b + 2) < 0.5f;
+                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step, bs = c->a.conv_gather.b0 + (uint64_t)b;
+                int dy = (int)((float)naive_uniform(key, step, 3 * bs) * (float)span);
+                int dx = (int)((float)naive_uniform(key, step, 3 * bs + 1) * (float)span);
+                const int mir = (float)naive_uniform(key, step, 3 * bs + 2) < 0.5f;
                 int y0, x0;
                 dy = (dy < span ? dy : span - 1) - s->pad;
                 dx = (dx < span ? dx : span - 1) - s->pad;

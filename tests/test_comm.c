@@ -93,6 +93,17 @@ static int test_comm_bad_arguments(void) {
     return NGT_PASS;
 }
 
+/* ng_comm_shard_offset: rank r holds r + 2 items, so it comes after sum_{q<r} (q + 2) of them and the
+ * total is sum_{q<world} (q + 2): closed forms, exact. A negative count is refused. */
+static int test_comm_shard_offset(void) {
+    long long first = -1, total = -1, r = C->rank, w = C->world;
+    NGT_OK(ng_comm_shard_offset(C, r + 2, &first, &total, "test counts"));
+    NGT_CHECK(first == r * (r - 1) / 2 + 2 * r && total == w * (w - 1) / 2 + 2 * w,
+              "rank %lld of %lld: first %lld total %lld", r, w, first, total);
+    NGT_CHECK(ng_comm_shard_offset(C, -1, &first, &total, "bad") == NG_ERR_INVALID_ARG, "a negative count is refused");
+    return NGT_PASS;
+}
+
 /* The trainer's rule: each rank weights its shard mean by its share and the sum is the global
  * mean. Shards of 10 examples split unevenly over the ranks; the global mean in float64 here. */
 static int test_comm_weighted_shard_means(void) {
@@ -209,6 +220,7 @@ int main(void) {
     NGT_RUN(test_comm_host_and_barrier);
     NGT_RUN(test_comm_bad_arguments);
     NGT_RUN(test_comm_weighted_shard_means);
+    NGT_RUN(test_comm_shard_offset);
     NGT_RUN(test_comm_timeout_names_the_collective);
     NGT_RUN(test_comm_nccl);
     ng_backend_free(CPU);

@@ -1297,6 +1297,70 @@ static int bad_input_body(ng_backend *be, fixture *f) {
     return NGT_PASS;
 }
 
+/* ---- data-parallel shards ---------------------------------------------------------------------
+ * An estimator set up as rank r of N holds particles [r M / N, (r + 1) M / N) and draws them with
+ * their global column as the Philox offset, so its initial particles, and its particles after a
+ * PCD-2 gradient (one process: no communicator), are exactly those columns of the one-process
+ * estimator's: bit for bit (the same uniforms; each column's gemm depends on that column alone).
+ * nv = 13 and M = 11 make the offsets r M / N * nv not multiples of 4 (Philox groups straddle). */
+static int shards_body(ng_backend *be, fixture *f) {
+    enum { NV = 13, NH = 5, M = 11, MB = 7, NT = 20 };
+    static const int worlds[2] = {2, 3};
+    ng_rbm_estimator_config ec;
+    float whole0[NV * M], whole2[NV * M], part[NV * M];
+    void *xd = NULL;
+    ng_tensor t, xt;
+    int w, r, i;
+    f->data = (float *)malloc((size_t)NV * NT * sizeof(float));
+    NGT_CHECK(f->data != NULL, "out of memory");
+    for (i = 0; i < NV * NT; i++) f->data[i] = ng_rng_uniform(ng_rng_stream_key(5, NG_RNG_TEST), 0, (uint64_t)i);
+    memset(&ec, 0, sizeof ec);
+    ec.estimator = NG_RBM_PCD;
+    ec.k = 2;
+    ec.particles = M;
+    ec.batch = MB;
+    ec.seed = 31;
+    ec.world = 1;
+    NGT_OK(ng_alloc(be, (size_t)NV * MB * sizeof(float), &xd));
+    xt = ng_tensor_matrix((float *)xd, NV, MB, NV);
+    for (w = -1; w < 2; w++)
+        for (r = 0; r < (w < 0 ? 1 : worlds[w]); r++) {
+            int world = w < 0 ? 1 : worlds[w], lo = r * M / world, hi = (r + 1) * M / world;
+            ng_status s;
+            ec.rank = r;
+            ec.world = world;
+            s = ng_rbm_init(be, NV, NH, &f->rbm);
+            f->have_rbm = s == NG_OK;
+            if (s == NG_OK) s = ng_rbm_init_params(&f->rbm, 9, 0.5f, NULL);
+            if (s == NG_OK) s = ng_rbm_estimator_init(&f->rbm, &ec, f->data, NT);
+            if (s == NG_OK) s = ng_model_statistic(ng_rbm_model(&f->rbm), "particles", &t);
+            if (s == NG_OK) s = ng_tensor_get(be, &t, w < 0 ? whole0 : part);
+            if (s != NG_OK) ng_free(be, xd);
+            NGT_OK(s);
+            NGT_CHECK(t.cols == hi - lo, "rank %d of %d holds %d particles, want %d", r, world, t.cols, hi - lo);
+            if (w >= 0 && ngt_compare("initial particles", part, whole0 + (size_t)lo * NV, (size_t)NV * (hi - lo), 0.0, 0.0)) {
+                ng_free(be, xd);
+                NGT_CHECK(0, "rank %d of %d: its initial particles are not columns %d..%d of one process'", r, world, lo, hi);
+            }
+            /* a PCD-2 gradient on the first MB training cases: the chains advance by the draws of their columns */
+            s = ng_set(be, xd, f->data, (size_t)NV * MB * sizeof(float));
+            if (s == NG_OK) s = ng_model_gradient(ng_rbm_model(&f->rbm), &xt, NULL);
+            if (s == NG_OK) s = ng_model_statistic(ng_rbm_model(&f->rbm), "particles", &t);
+            if (s == NG_OK) s = ng_tensor_get(be, &t, w < 0 ? whole2 : part);
+            if (s != NG_OK) ng_free(be, xd);
+            NGT_OK(s);
+            if (w >= 0 && ngt_compare("particles after PCD-2", part, whole2 + (size_t)lo * NV, (size_t)NV * (hi - lo), 0.0, 0.0)) {
+                ng_free(be, xd);
+                NGT_CHECK(0, "rank %d of %d: its particles after a gradient are not columns %d..%d of one process'", r, world, lo, hi);
+            }
+            ng_rbm_free(&f->rbm);
+            f->have_rbm = 0;
+        }
+    ng_free(be, xd);
+    NGT_CHECK(memcmp(whole0, whole2, sizeof whole0) != 0, "the gradient did not move the particles");
+    return NGT_PASS;
+}
+
 /* ---- backends --------------------------------------------------------------------------------- */
 
 static int run_on(ng_backend *be, int (*body)(ng_backend *, fixture *)) {
@@ -1328,6 +1392,7 @@ BOTH(determinism, determinism_body)
 BOTH(training_bars_stripes, training_body)
 BOTH(bad_input, bad_input_body)
 BOTH(tf32, tf32_body)
+BOTH(particle_shards, shards_body)
 
 int main(void) {
     if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
@@ -1343,6 +1408,7 @@ int main(void) {
     NGT_RUN(test_training_bars_stripes_cpu);
     NGT_RUN(test_bad_input_cpu);
     NGT_RUN(test_tf32_cpu);
+    NGT_RUN(test_particle_shards_cpu);
     NGT_RUN(test_pcd1_gradient_expectation_cuda);
     NGT_RUN(test_pcd3_gradient_expectation_cuda);
     NGT_RUN(test_cd1_gradient_expectation_cuda);
@@ -1354,6 +1420,7 @@ int main(void) {
     NGT_RUN(test_training_bars_stripes_cuda);
     NGT_RUN(test_bad_input_cuda);
     NGT_RUN(test_tf32_cuda);
+    NGT_RUN(test_particle_shards_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
     return ngt_finish();

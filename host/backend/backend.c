@@ -934,6 +934,19 @@ ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, 
                                      key, step}};
     return ng_run_op(be, &a);
 }
+ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
+                          uint64_t step, uint64_t first) {
+    ng_op_args a = {.op = NG_OP_BERNOULLI, .bernoulli = {n, p, out, key, step, first}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,
+                             const float *bias, const float *base, float *prob, int ldq,
+                             float *sample, int lds, uint64_t key, uint64_t step, uint64_t first) {
+    ng_op_args a = {.op = NG_OP_GIBBS_SAMPLE,
+                    .gibbs_sample = {rows, cols, pre, ldp, bias, 1.0f, base, prob, ldq, sample, lds,
+                                     key, step, first}};
+    return ng_run_op(be, &a);
+}
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y) {
     ng_op_args a = {.op = NG_OP_SOFTPLUS_SUM,

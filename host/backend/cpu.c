@@ -203,6 +203,21 @@ static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, c
 #define NG_CPU_CLONES
 #endif
 
+/* u[j] = the uniform of global element i0 + j of stream (key, step), j < 64: one vectorised Philox
+ * call when i0 is a multiple of 4 (always, for an op that starts at element 0), else that call
+ * and one more group for the elements past its end (a data-parallel shard's `first`). */
+static inline void uniforms_at(uint64_t key, uint64_t step, uint64_t i0, float *u) {
+    float w[4 * NG_PHILOX_LANES + 4];
+    int sh = (int)(i0 & 3u), j;
+    if (sh == 0) {
+        ng_uniform4_block(key, step, i0 >> 2, u);
+        return;
+    }
+    ng_uniform4_block(key, step, i0 >> 2, w);
+    ng_uniform4_at(key, step, (i0 >> 2) + NG_PHILOX_LANES, w + 4 * NG_PHILOX_LANES);
+    for (j = 0; j < 4 * NG_PHILOX_LANES; j++) u[j] = w[sh + j];
+}
+
 NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     const int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
     const float *pre = a->gibbs_sample.pre, *bias = a->gibbs_sample.bias, *base = a->gibbs_sample.base;
@@ -229,7 +244,7 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
         float u[4 * NG_PHILOX_LANES];
         long i = g * 4 * NG_PHILOX_LANES, end = i + 4 * NG_PHILOX_LANES;
         int r = (int)(i % rows), c = (int)(i / rows), j;
-        ng_uniform4_block(a->gibbs_sample.key, a->gibbs_sample.step, (uint64_t)g * NG_PHILOX_LANES, u);
+        uniforms_at(a->gibbs_sample.key, a->gibbs_sample.step, a->gibbs_sample.first + (uint64_t)i, u);
         if (end > n) end = n;
         for (j = 0; i < end; i++, j++) {
             float p, smp;
@@ -264,7 +279,7 @@ NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
     for (g = 0; g < nblocks; g++) {
         float u[NG_BLOCK_ELEMS];
         long i0 = g * NG_BLOCK_ELEMS, j;
-        ng_uniform4_block(a->bernoulli.key, a->bernoulli.step, (uint64_t)g * NG_PHILOX_LANES, u);
+        uniforms_at(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, u);
         for (j = 0; j < NG_BLOCK_ELEMS && i0 + j < n; j++) out[i0 + j] = ng_bernoulli_draw(p[i0 + j], u[j]);
     }
 }
@@ -628,7 +643,7 @@ static void cpu_conv_gather(const ng_op_args *a) {
     for (e = 0; e < (long)n; e++)
         a->conv_gather.out[e] = ng_conv_gather_elem(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x,
                                                     a->conv_gather.g, (size_t)e, a->conv_gather.flip,
-                                                    a->conv_gather.key, a->conv_gather.step);
+                                                    a->conv_gather.key, a->conv_gather.step, a->conv_gather.b0);
 }
 
 static void cpu_whiten1x1(const ng_op_args *a) {

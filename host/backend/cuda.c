@@ -541,7 +541,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->fill_uniform.step, st);
     case NG_OP_BERNOULLI:
         return ng_cuda_bernoulli(a->bernoulli.n, a->bernoulli.p, a->bernoulli.out, a->bernoulli.key,
-                                 a->bernoulli.step, st);
+                                 a->bernoulli.step, a->bernoulli.first, st);
     case NG_OP_AXPBY:
         return ng_cuda_axpby(a->axpby.n, a->axpby.alpha, a->axpby.x, a->axpby.beta, a->axpby.y, st);
     case NG_OP_AXPBY_DEV:
@@ -564,7 +564,8 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->gibbs_sample.ldp, a->gibbs_sample.bias, a->gibbs_sample.beta,
                                     a->gibbs_sample.base, a->gibbs_sample.prob, a->gibbs_sample.ldq,
                                     a->gibbs_sample.sample, a->gibbs_sample.lds, a->gibbs_sample.key,
-                                    a->gibbs_sample.step, a->gibbs_sample.step_dev, a->gibbs_sample.advance, st);
+                                    a->gibbs_sample.step, a->gibbs_sample.first, a->gibbs_sample.step_dev,
+                                    a->gibbs_sample.advance, st);
     case NG_OP_SOFTPLUS_SUM:
         return ng_cuda_softplus_sum(a->softplus_sum.rows, a->softplus_sum.cols, a->softplus_sum.pre,
                                     a->softplus_sum.ldp, a->softplus_sum.bias, a->softplus_sum.beta,
@@ -653,7 +654,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                       a->minresqlp_step.singtol, st);
     case NG_OP_CONV_GATHER:
         return ng_cuda_conv_gather(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x, a->conv_gather.g,
-                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, st);
+                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, a->conv_gather.b0, st);
     case NG_OP_WHITEN1X1:
         return ng_cuda_whiten1x1(a->whiten1x1.n, a->whiten1x1.c, a->whiten1x1.cout, a->whiten1x1.p, a->whiten1x1.trans,
                                  a->whiten1x1.x, a->whiten1x1.mean, a->whiten1x1.U, a->whiten1x1.ldu, a->whiten1x1.y,

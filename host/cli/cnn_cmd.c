@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "natgrad/cnn.h"
+#include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/log.h"
 #include "natgrad/train.h"
@@ -31,7 +32,12 @@ static const char *TRAIN_SUMMARY =
     "(default), mnist, IMAGES.idx,LABELS.idx, or CIFAR-10's binary files (a directory holding\n"
     "data_batch_1.bin .. data_batch_5.bin and test_batch.bin, or one .bin file).\n"
     "CSV columns: objective and train_misclass of the batch, test_objective / test_misclass and\n"
-    "eval_misclass (training cases) of the iterate on logged steps.";
+    "eval_misclass (training cases) of the iterate on logged steps.\n"
+    "Under mpirun -np N each rank takes its shard of every batch (data-parallel: the gradient\n"
+    "all-reduced, batch norm synchronised over the global batch, augmentation drawn by the case's\n"
+    "index in the global batch, the whitening statistics merged and its eigendecompositions owned\n"
+    "per layer); with bn layers each rank's shard must fit one --chunk, and the run equals one\n"
+    "process with --chunk >= --batch up to the reordering of sums.";
 
 typedef struct cnn_opts {
     ng_common_opts co;
@@ -314,7 +320,14 @@ static int cnn_train(int argc, char **argv) {
         rc = NG_EXIT_USAGE;
         goto done;
     }
+    ng_cli_dist_allow(); /* data-parallel under mpirun */
     if ((rc = ng_cli_backend(&o.co, &be))) goto done;
+    if (ng_cli_world() > 1 && o.batch < ng_cli_world()) {
+        fprintf(stderr, "natgrad cnn train: --batch %d on %d ranks: every rank needs a case of each batch (--batch >= %d)\n", o.batch,
+                ng_cli_world(), ng_cli_world());
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
     {
         char spec[1024];
         ng_sgd_config sc;
@@ -342,12 +355,22 @@ static int cnn_train(int argc, char **argv) {
         if (!xtrain || (test.n && !xtest)) s = ng_error(NG_ERR_OOM, "out of host memory for the data");
     }
     if (s == NG_OK) {
-        s = ng_batches_init(&batches, be, xtrain, rows, train.n, o.batch, cfg.seed, 0, 1);
+        s = ng_batches_init(&batches, be, xtrain, rows, train.n, o.batch, cfg.seed, ng_cli_rank(), ng_cli_world());
         batches_ready = s == NG_OK;
     }
     if (s == NG_OK) s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
+    if (s == NG_OK) s = ng_trainer_set_comm(&tr, ng_cli_comm()); /* data parallelism under mpirun */
+    if (s == NG_OK && ng_cli_world() > 1) s = ng_cnn_set_dist(net, ng_cli_comm(), batches.lo, batches.batch);
+    if (s == NG_OK && ng_cli_world() > 1 && batches.hi - batches.lo > cfg.chunk) {
+        int l, bn = 0;
+        for (l = 0; l < cfg.n_layers; l++) bn |= cfg.layer[l].kind == NG_CNN_BN;
+        if (bn)
+            s = ng_error(NG_ERR_INVALID_ARG, "batch norm on %d ranks normalises over the whole global batch, one pass per rank, but "
+                         "this rank's shard of %d cases exceeds --chunk %d: raise --chunk to >= %d (the run then equals one process "
+                         "with --chunk >= --batch)", ng_cli_world(), batches.hi - batches.lo, cfg.chunk, batches.hi - batches.lo);
+    }
     if (s == NG_OK && o.resume) {
-        s = ng_trainer_load(&tr, ck, NG_SAVE_ALL);
+        s = ng_trainer_resume(&tr, ck);
         if (s == NG_OK) fprintf(stderr, "natgrad: resumed %s at update %llu\n", o.resume, (unsigned long long)tr.t);
     }
     eval_n = o.eval_n > 0 && o.eval_n < train.n ? o.eval_n : train.n;

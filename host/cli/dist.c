@@ -20,7 +20,8 @@ int ng_cli_comm_open(const ng_common_opts *c) {
     if (g_comm) return 0;
     if (!g_allow && ng_comm_launched_world() > 1) {
         fprintf(stderr, "natgrad: this command runs as one process, but a launcher started %d ranks: under mpirun only "
-                        "`natgrad net train` (sgd, nag, adam, rmsprop, kfac, ngd, ngd-l, ncg-l, ncg-f, hf) runs data-parallel\n", ng_comm_launched_world());
+                        "`natgrad net train` (sgd, nag, adam, rmsprop, kfac, ngd, ngd-l, ncg-l, ncg-f, hf, prong), `natgrad cnn train` "
+                        "and `natgrad rbm train` (sgd, centering, fang, diag; pcd or cd) run data-parallel\n", ng_comm_launched_world());
         return NG_EXIT_USAGE;
     }
     if (!(c->comm_timeout > 0.0f)) {

@@ -598,7 +598,7 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule but prong runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks; not --precond diag, kfac or full, --tn-fisher sampled)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks, prong its whitening statistics; not --precond diag, kfac or full, --tn-fisher sampled, prong with +bn layers)", OPT_FIXED, 0},
             {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac|full", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi), or (full, with --phi-every K) in phi = (G + --full-lambda I)^(1/2) theta of the dense Fisher of the batch (networks of at most 2048 parameters)", OPT_FIXED, 0},
             {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0), or the eps of --full-inverse regularized", OPT_FIXED, 0},
             {"full-inverse", OPT_ENUM, &o.fl_inv, "tikhonov|regularized", "--precond full: the metric's root from G + lambda I, or Sohl-Dickstein's regularised inverse (eq. 35): SGD in phi then steps by (G^2 + lambda^2 I)^-1 G grad", OPT_FIXED, 0},
@@ -994,6 +994,13 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: PRONG%s: eps %g, reparametrisation every %d updates on %d cases, %s at update 0, SGD momentum %g\n",
                 plus ? "+ (batch norm)" : "", (double)o.pg.eps, o.pg.T, o.pg.ns,
                 o.pg.whitened_init ? "whitened initialisation" : "projection of the initial network", (double)o.momentum);
+        if (plus && ng_cli_world() > 1)
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer prong with batch-normalised layers (PRONG+, +bn) does not run on %d ranks: the "
+                         "dense engine normalises each rank's shard on its own statistics, so the ranks would not compute one process's "
+                         "network; run PRONG+ as one process, drop +bn, or use natgrad cnn train (synchronised batch norm)", ng_cli_world());
+        else if (ng_cli_world() > 1 && o.pg.ns < ng_cli_world())
+            s = ng_error(NG_ERR_INVALID_ARG, "--prong-ns %d: on %d ranks every rank needs a sample (--prong-ns >= %d)", o.pg.ns,
+                         ng_cli_world(), ng_cli_world());
     } else if (s == NG_OK && o.precond == 2) {
         o.kf.timing = o.kf_timing != 0;
         fprintf(stderr, "natgrad: natural parameter space of K-FAC's block-diagonal factors (Sohl-Dickstein eq. 37): phi = (A (x) G)^(1/2) theta "

@@ -66,13 +66,13 @@ static double mean_free_energy(ng_rbm *rbm, const ng_dataset *d, int n, ng_statu
 
 static const char *const monitor_columns[] = {"fe_train", "fe_test", "fe_gap", NULL};
 
-/* fe_train, fe_test (mean free energies of the first monitor_n examples) and their gap */
+/* fe_train, fe_test (mean free energies of the first monitor_n examples) and their gap; under
+ * mpirun on rank 0 only, which writes the log (every rank holds the same parameters) */
 static ng_status rbm_monitor(void *user, ng_trainer *tr, double *v) {
     train_ctx *c = (train_ctx *)user;
     ng_status s = NG_OK;
-    (void)tr;
     v[0] = v[1] = v[2] = NAN;
-    if (c->monitor_n <= 0) return NG_OK;
+    if (c->monitor_n <= 0 || !ng_trainer_lead(tr)) return NG_OK;
     v[0] = mean_free_energy(c->rbm, c->train, c->monitor_n, &s);
     if (s == NG_OK && c->test->n)
         v[1] = mean_free_energy(c->rbm, c->test, c->monitor_n < c->test->n ? c->monitor_n : c->test->n, &s);
@@ -104,7 +104,11 @@ static const char *TRAIN_SUMMARY =
     "or a path to an IDX images file (raw or .gz).\n"
     "Writes OUT/train.csv, OUT/rbm.ckpt (every --checkpoint-every updates, at the end, on Ctrl-C);\n"
     "--resume CKPT continues a run exactly (same data; --steps is the new total). A run refuses to\n"
-    "overwrite another run in --out unless --force is given.";
+    "overwrite another run in --out unless --force is given.\n"
+    "Under mpirun -np N the run is data-parallel: each rank takes its shard of every --batch and of the\n"
+    "--particles, drawn as one process draws them; rank 0 writes the log and OUT/rbm.ckpt (with all the\n"
+    "particles), rank r OUT/rbm.ckpt.rank<r>; --resume on another N re-shards the particles (README\n"
+    "\"Several processes and GPUs\"). --snapshot-every-s is refused on several ranks.";
 
 static int rbm_train(int argc, char **argv) {
     ng_rbm_config cfg;
@@ -126,6 +130,7 @@ static int rbm_train(int argc, char **argv) {
     ng_run_result res;
     static char csvbuf[4200], ckbuf[4200];
 
+    ng_cli_dist_allow(); /* data-parallel under mpirun */
     ng_rbm_config_default(&cfg);
     cfg.lr = 0.2f; /* the best alpha of sgd and centering in the bench-fang-figure3 sweep */
     ng_common_defaults(&co);
@@ -303,6 +308,15 @@ static int rbm_train(int argc, char **argv) {
         goto done;
     }
     if ((rc = ng_cli_backend(&co, &be))) goto done;
+    if (ng_cli_world() > 1 && snapshot_s > 0.0f) {
+        /* each rank measures its own time in updates, so the ranks would not agree when to save */
+        fprintf(stderr, "natgrad rbm train: --snapshot-every-s %g is not supported with %d ranks (the ranks would not agree "
+                        "on when to save); use --checkpoint-every N, or run as one process\n", (double)snapshot_s, ng_cli_world());
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    cfg.rank = ng_cli_rank();
+    cfg.world = ng_cli_world();
     fprintf(stderr, "natgrad: data %s: %d training examples of dimension %d (%dx%d)%s%s\n", train.name,
             train.n, train.dim, train.height, train.width, test.n ? ", test set " : "", test.n ? test.name : "");
     fprintf(stderr, "natgrad: RBM %d visible x %d hidden, %s-%d, %d particles, batch %d, optimizer %s, "
@@ -329,12 +343,15 @@ static int rbm_train(int argc, char **argv) {
         }
     }
     if (s == NG_OK) s = ng_rbm_trainer_init(&rt, &rbm, &cfg, train.x, train.n, monitor_columns);
+    if (s == NG_OK) {
+        rt_ready = 1;
+        s = ng_trainer_set_comm(&rt.tr, ng_cli_comm()); /* data parallelism under mpirun */
+    }
     if (s != NG_OK) {
         fprintf(stderr, "natgrad rbm train: %s\n", ng_last_error());
         rc = (s == NG_ERR_INVALID_ARG) ? NG_EXIT_USAGE : NG_EXIT_FAIL;
         goto done;
     }
-    rt_ready = 1;
     if (cuda_graph != 0 && cuda_graph != 1) {
         fprintf(stderr, "natgrad rbm train: --cuda-graph %d: must be 0 or 1\n", cuda_graph);
         rc = NG_EXIT_USAGE;
@@ -348,7 +365,8 @@ static int rbm_train(int argc, char **argv) {
         goto done;
     }
     if (resume) {
-        if (ng_trainer_load(&rt.tr, ck, NG_SAVE_ALL) != NG_OK) {
+        /* the same number of ranks: bit for bit; another: the model file (particles re-sharded) */
+        if (ng_trainer_resume(&rt.tr, ck) != NG_OK) {
             fprintf(stderr, "natgrad rbm train: --resume: %s\n", ng_last_error());
             rc = NG_EXIT_FAIL;
             goto done;

@@ -322,6 +322,27 @@ ng_status ng_comm_allreduce_host(ng_comm *c, double *x, size_t count, const char
 #endif
 }
 
+ng_status ng_comm_shard_offset(ng_comm *c, long long count, long long *first, long long *total, const char *what) {
+    double *v;
+    long long f = 0, t = 0;
+    int r;
+    ng_status s;
+    if (!c || !first || !total || count < 0) return ng_error(NG_ERR_INVALID_ARG, "shard offset of %s: bad argument", what);
+    v = (double *)calloc((size_t)c->world, sizeof(double));
+    if (!v) return ng_error(NG_ERR_OOM, "shard offset of %s: out of host memory", what);
+    v[c->rank] = (double)count; /* exact: counts below 2^53 */
+    s = ng_comm_allreduce_host(c, v, (size_t)c->world, what);
+    for (r = 0; s == NG_OK && r < c->world; r++) {
+        if (r < c->rank) f += (long long)v[r];
+        t += (long long)v[r];
+    }
+    free(v);
+    if (s != NG_OK) return s;
+    *first = f;
+    *total = t;
+    return NG_OK;
+}
+
 ng_status ng_comm_bcast_host(ng_comm *c, void *x, size_t bytes, int root, const char *what) {
     if (!c || (bytes && !x)) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: NULL argument", what);
     if (root < 0 || root >= c->world) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: root %d of %d ranks", what, root, c->world);

@@ -34,6 +34,7 @@ ng_status ng_trainer_set_comm(ng_trainer *tr, ng_comm *c) {
                         tr->pc->iface->name, c->world, tr->model->iface->kind);
     tr->comm = c;
     if (c->world > 1) tr->pc->dist.comm = c;
+    if (c->world > 1 && tr->model->iface->data_parallel) tr->model->dist.comm = c;
     /* every rank has checked its output files before any rank writes them */
     return ng_comm_barrier(c, "the start of training");
 }
@@ -46,7 +47,7 @@ static double shard_weight(const ng_trainer *tr) {
 ng_status ng_trainer_reduce_gradient(ng_trainer *tr) {
     ng_model *m = tr->model;
     ng_status s;
-    if (world_of(tr) == 1) return NG_OK;
+    if (world_of(tr) == 1 || m->dist.comm) return NG_OK; /* a data_parallel model reduced it itself */
     /* each rank holds the mean over its shard: weight it by the shard's share, then sum */
     NG_TRY(ng_scal(m->be, ng_model_size(m), (float)shard_weight(tr), m->grad_flat.data));
     NG_RANGE("gradient all-reduce", s, ng_comm_allreduce(tr->comm, m->be, NG_F32, m->grad_flat.data, ng_model_size(m), "the gradient"));
@@ -103,6 +104,8 @@ ng_status ng_trainer_save_ranks(ng_trainer *tr, const char *path) {
     char rp[4200], prev[4200];
     ng_status s = NG_OK;
     if (world_of(tr) == 1) return ng_trainer_save(tr, path, NG_SAVE_ALL);
+    /* state the model shards over the ranks (an RBM's particles) becomes whole for rank 0's save */
+    if (tr->model->iface->gather) NG_TRY(agree(tr, tr->model->iface->gather(tr->model), "gathering the model's state"));
     /* ranks > 0 first, keeping their previous file as .prev: a main file written after the
      * barrier always has its ranks' files, and the one before it stays usable until then */
     if (rank_of(tr) > 0) {

@@ -75,6 +75,12 @@ static ng_status step_body(ng_trainer *tr, double *row) {
     if (s == NG_OK) s = ng_batches_next(tr->data, &x);
     ng_range_pop();
     NG_TRY(s);
+    if (tr->model->dist.comm) {
+        /* this rank's shard of the global batch, for models that reduce their own statistics */
+        tr->model->dist.lo = tr->data->lo;
+        tr->model->dist.hi = tr->data->hi;
+        tr->model->dist.batch = tr->data->batch;
+    }
     NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, &x, NULL));
     if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     if (row && tr->model->iface->log_values)

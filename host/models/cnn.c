@@ -12,14 +12,17 @@
  * W (c', K) shared: stride 0) + the bias as a rank-1 batched gemm; its backward is a gemm per image
  * for dW (accumulated), a column sum for db, a batched gemm for dcol and COL2IM. Batch norm runs
  * the dense engine's row ops (row_moments, bn_normalize, bn_project) on the NHWC transpose, so
- * every pixel of a channel is a sample. Library code: never prints; a training step allocates
- * nothing on the device. */
+ * every pixel of a channel is a sample. Several ranks (ng_cnn_set_dist): batch norm synchronised
+ * (the moments of the forward pass and the two sums of the backward pass all-reduced, host doubles),
+ * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h). Library
+ * code: never prints; a training step allocates nothing on the device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "natgrad/cnn.h"
+#include "natgrad/comm.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
@@ -41,7 +44,15 @@ typedef struct cnn {
     ng_tensor rmean[LMAX + 1], rrstd[LMAX + 1], UT[LMAX + 1], mu[LMAX + 1];
     ng_whiten wh[LMAX + 1]; /* statistics of each whitening layer's input (allocated at creation) */
     ng_tensor uinv;         /* (max c, max c) scratch: U^-1 of a new whitening */
-    int chunk_index;    /* chunk of the current batch (augmentation stream) */
+    ng_tensor bnv;          /* (3 max c) scratch of synchronised batch norm */
+    uint64_t img0;      /* stream index of the current chunk's first image (augmentation) */
+    /* data parallelism (ng_cnn_set_dist): comm NULL or one rank = one process */
+    ng_comm *comm;
+    int dist_lo, dist_batch;   /* this rank's first case in the global batch, the global batch */
+    double bn_total[LMAX + 1]; /* samples (pixels of every rank's images) of the last batch-norm pass */
+    int cmax;
+    double *hbn;               /* (6 cmax) host scratch of synchronised batch norm */
+    float *hbf;                /* (3 cmax) */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
     /* last gradient's batch */
     int have_batch, m;
@@ -351,6 +362,8 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = reserve(&n->ws, "ones%d", 0, omax, 1, &n->ones);
     if (s == NG_OK) s = reserve(&n->ws, "obj%d", 0, (size_t)ch, 1, &n->obj);
     if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
+    for (l = 0; l <= n->L; l++) n->cmax = n->c[l] > n->cmax ? n->c[l] : n->cmax;
+    if (s == NG_OK) s = reserve(&n->ws, "bnv%d", 0, (size_t)3 * n->cmax, 1, &n->bnv);
     if (s == NG_OK) s = ng_arena_commit(&n->ws);
     ng_arena_begin(&n->st, be, "cnn state");
     for (l = 1; l <= n->L && s == NG_OK; l++) {
@@ -368,7 +381,9 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = ng_fill(be, n->ones.rows, 1.0f, n->ones.data);
     if (s == NG_OK) {
         n->host = (float *)malloc(((size_t)2 * n->classes * ch + (size_t)ch) * sizeof(float));
-        if (!n->host) s = ng_error(NG_ERR_OOM, "cnn: out of host memory");
+        n->hbn = (double *)malloc((size_t)6 * n->cmax * sizeof(double));
+        n->hbf = (float *)malloc((size_t)3 * n->cmax * sizeof(float));
+        if (!n->host || !n->hbn || !n->hbf) s = ng_error(NG_ERR_OOM, "cnn: out of host memory");
     }
     if (s == NG_OK) s = init_params(n);
     if (s != NG_OK) {
@@ -386,7 +401,11 @@ static void cnn_destroy(ng_model *m) {
     ng_arena_free(&n->st);
     for (l = 0; l <= LMAX; l++) ng_whiten_free(&n->wh[l]);
     free(n->host);
+    free(n->hbn);
+    free(n->hbf);
     n->host = NULL;
+    n->hbn = NULL;
+    n->hbf = NULL;
 }
 
 void ng_cnn_free(ng_model *m) {
@@ -432,6 +451,93 @@ static ng_status whiten_op(ng_backend *be, int nimg, int c, int p, int trans, co
     return ng_run_op(be, &o);
 }
 
+/* ---- synchronised batch norm (several ranks) ---------------------------------------------- */
+
+static int dist_on(const cnn *n) { return n->comm && n->comm->world > 1; }
+
+/* Forward: mean[l] and rstd[l] of layer l's channels over the pixels of every rank's images
+ * (this rank's M samples in T1, NHWC; M may be 0). Merged exactly as one process would see them:
+ * each rank's mean and variance from row_moments (two passes in double), the global mean from the
+ * count-weighted means, then each rank's scatter about it (Chan et al.), both all-reduced in
+ * double. Every rank gets the same mean and rstd (and so the same running averages). */
+static ng_status bn_sync_moments(cnn *n, int l, int M) {
+    ng_backend *be = n->base.be;
+    const int ci = n->c[l];
+    double *a = n->hbn, *b = n->hbn + ci + 1, tot;
+    float *mr = n->hbf, *rr = n->hbf + ci;
+    const double eps = (double)n->cfg.bn_eps;
+    int i;
+    if (M > 0) {
+        ng_op_args r = {.op = NG_OP_ROW_MOMENTS};
+        r.row_moments.rows = ci, r.row_moments.cols = M, r.row_moments.x = n->T1.data, r.row_moments.ldx = ci;
+        r.row_moments.eps = n->cfg.bn_eps, r.row_moments.mean = n->mean[l].data, r.row_moments.rstd = n->rstd[l].data;
+        NG_TRY(ng_run_op(be, &r));
+        NG_TRY(ng_get(be, mr, n->mean[l].data, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_get(be, rr, n->rstd[l].data, (size_t)ci * sizeof(float)));
+    }
+    for (i = 0; i < ci; i++) a[i] = M > 0 ? (double)M * (double)mr[i] : 0.0;
+    a[ci] = (double)M;
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)ci + 1, "the batch-norm means"));
+    tot = a[ci];
+    if (tot < 1.0) return ng_error(NG_ERR_INVALID_ARG, "cnn layer %d: batch norm over no sample on any rank", l);
+    for (i = 0; i < ci; i++) {
+        double mu = a[i] / tot, dm = M > 0 ? (double)mr[i] - mu : 0.0;
+        a[i] = mu;
+        b[i] = M > 0 ? (double)M * (1.0 / ((double)rr[i] * (double)rr[i]) - eps + dm * dm) : 0.0;
+    }
+    NG_TRY(ng_comm_allreduce_host(n->comm, b, (size_t)ci, "the batch-norm variances"));
+    for (i = 0; i < ci; i++) {
+        double var = b[i] / tot;
+        mr[i] = (float)a[i];
+        rr[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
+    }
+    NG_TRY(ng_set(be, n->mean[l].data, mr, (size_t)ci * sizeof(float)));
+    NG_TRY(ng_set(be, n->rstd[l].data, rr, (size_t)ci * sizeof(float)));
+    n->bn_total[l] = tot;
+    return NG_OK;
+}
+
+/* Backward of layer l (this rank's g = dL/dy in T1, NHWC, M samples): dgamma, dbeta into the
+ * gradient (beta 0: =, 1: +=), and with dx the projection
+ *   dx = gamma rstd (g - mean(g) - xhat mean(g xhat))
+ * with the two means over every rank's samples. The ranks' g carry their own loss scale 1 / m_r
+ * (the trainer weights the gradient by m_r / m afterwards), so the sums are weighted by m_r / m
+ * before the all-reduce and the means brought back to this rank's scale. */
+static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *dx, int hw0, int cols) {
+    ng_backend *be = n->base.be;
+    const int ci = n->c[l];
+    float *sg = n->bnv.data, *sgx = sg + ci, *sc = sgx + ci, *hf = n->hbf;
+    double *a = n->hbn, w = (double)n->m / (double)n->dist_batch, tot = n->bn_total[l];
+    int i;
+    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, 0.0f, sg));
+    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
+    if (beta == 0.0f) {
+        NG_TRY(ng_copy(be, n->gW[l].data, sgx, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_copy(be, n->gb[l].data, sg, (size_t)ci * sizeof(float)));
+    } else {
+        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sgx, 1.0f, n->gW[l].data));
+        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sg, 1.0f, n->gb[l].data));
+    }
+    if (!dx) return NG_OK; /* the first layer: the same on every rank */
+    NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
+    for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm gradient sums"));
+    NG_TRY(ng_get(be, hf, n->rstd[l].data, (size_t)ci * sizeof(float)));
+    NG_TRY(ng_get(be, hf + ci, n->W[l].data, (size_t)ci * sizeof(float)));
+    for (i = 0; i < ci; i++) a[2 * ci + i] = (double)hf[i] * (double)hf[ci + i];
+    for (i = 0; i < ci; i++) {
+        hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
+        hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+        hf[2 * ci + i] = (float)a[2 * ci + i];
+    }
+    NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
+    /* T2 = -mean(g xhat) xhat - mean(g); += g; *= gamma rstd */
+    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, n->T2.data, ci));
+    NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, n->T1.data, 1.0f, n->T2.data));
+    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->T2.data, ci, sc, NULL, n->T2.data, ci));
+    return layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, dx);
+}
+
 /* ---- forward / backward ------------------------------------------------------------------- */
 
 /* Forward pass of cols images x (rows >= size_0, ld ldx) through every layer; train 1: batch
@@ -441,10 +547,17 @@ static ng_status whiten_op(ng_backend *be, int nimg, int c, int p, int trans, co
 static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     ng_backend *be = n->base.be;
     int l;
+    if (cols == 0) {
+        /* a rank without samples in a synchronised pass: its part of the collectives only */
+        for (l = 1; l <= n->L && train && dist_on(n); l++)
+            if (n->cfg.layer[l - 1].kind == NG_CNN_BN) NG_TRY(bn_sync_moments(n, l, 0));
+        return NG_OK;
+    }
     NG_TRY(act_fwd(be, (int)n->size[0], cols, NG_ACT_LINEAR, x, ldx, NULL, NULL, n->A[0].data, (int)n->size[0]));
     if (train == 1 && (n->cfg.augment_pad > 0 || n->cfg.augment_flip)) {
-        /* random crops / mirrors of the chunk's images (stream: seed, gradient count; image index
-         * within the batch), through D[0] (free during the forward pass) */
+        /* random crops / mirrors of the chunk's images (stream: seed, gradient count; the image's
+         * index in the global batch, so every rank draws what one process draws), through D[0]
+         * (free during the forward pass) */
         ng_op_args a = {.op = NG_OP_CONV_GATHER};
         a.conv_gather.mode = NG_CONV_AUGMENT;
         a.conv_gather.s.n = cols, a.conv_gather.s.c = n->c[0], a.conv_gather.s.h = n->h[0], a.conv_gather.s.w = n->w[0];
@@ -453,7 +566,8 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
         a.conv_gather.s.stride = 1;
         a.conv_gather.flip = n->cfg.augment_flip;
         a.conv_gather.key = ng_rng_stream_key(n->cfg.seed, NG_RNG_AUGMENT);
-        a.conv_gather.step = n->gradients * 65536u + (uint64_t)n->chunk_index;
+        a.conv_gather.step = n->gradients;
+        a.conv_gather.b0 = n->img0;
         a.conv_gather.x = n->A[0].data, a.conv_gather.out = n->D[0].data;
         NG_TRY(ng_run_op(be, &a));
         NG_TRY(ng_copy(be, n->A[0].data, n->D[0].data, n->size[0] * (size_t)cols * sizeof(float)));
@@ -493,7 +607,8 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
                 const float mom = n->cfg.bn_momentum;
                 r.row_moments.rows = ci, r.row_moments.cols = M, r.row_moments.x = n->T1.data, r.row_moments.ldx = ci;
                 r.row_moments.eps = n->cfg.bn_eps, r.row_moments.mean = n->mean[l].data, r.row_moments.rstd = n->rstd[l].data;
-                NG_TRY(ng_run_op(be, &r));
+                if (dist_on(n)) NG_TRY(bn_sync_moments(n, l, M)); /* over every rank's images */
+                else NG_TRY(ng_run_op(be, &r));
                 if (train == 1) {
                     NG_TRY(ng_axpby(be, (size_t)ci, mom, n->mean[l].data, 1.0f - mom, n->rmean[l].data));
                     NG_TRY(ng_axpby(be, (size_t)ci, mom, n->rstd[l].data, 1.0f - mom, n->rrstd[l].data));
@@ -606,6 +721,10 @@ static ng_status backward(cnn *n, int cols, float beta) {
         case NG_CNN_BN: {
             const int M = cols * hw0;
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, n->T1.data));
+            if (dist_on(n) && n->cfg.layer[l - 1].kind == NG_CNN_BN) {
+                NG_TRY(bn_sync_backward(n, l, M, beta, dx, hw0, cols));
+                break;
+            }
             /* dgamma[c] = sum_m g[c,m] xhat[c,m] (row dots as batched 1x1 products), dbeta = row sums */
             NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, beta,
                                            n->gW[l].data, 1, 1, ci));
@@ -649,12 +768,44 @@ static ng_status check_batch(const cnn *n, const ng_tensor *x, const ng_tensor *
     return NG_OK;
 }
 
+static int has_kind(const cnn *n, int kind) {
+    int l;
+    for (l = 0; l < n->cfg.n_layers; l++)
+        if (n->cfg.layer[l].kind == kind) return 1;
+    return 0;
+}
+
+/* Several ranks: this rank's batch is its shard, and a batch-normalised network's shard is one
+ * chunk (batch norm is synchronised per pass, one pass per rank). */
+static ng_status check_shard(const cnn *n, int N) {
+    if (N < 1 || n->dist_lo + N > n->dist_batch)
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: a shard of %d cases at %d does not fit the global batch of %d", N, n->dist_lo,
+                        n->dist_batch);
+    if (N > n->cfg.chunk && has_kind(n, NG_CNN_BN))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: batch norm on %d ranks normalises over the whole global batch, one pass per rank, "
+                        "but this rank's shard of %d cases exceeds --chunk %d: raise --chunk to >= %d", n->comm->world, N,
+                        n->cfg.chunk, N);
+    return NG_OK;
+}
+
+ng_status ng_cnn_set_dist(ng_model *m, ng_comm *comm, int lo, int batch) {
+    cnn *n = as_cnn(m);
+    if (!m || m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_set_dist: not a cnn model");
+    if (comm && comm->world > 1 && (batch < comm->world || lo < 0 || lo >= batch))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn: global batch %d on %d ranks (shard at %d): every rank needs a case", batch, comm->world, lo);
+    n->comm = comm;
+    n->dist_lo = comm ? lo : 0;
+    n->dist_batch = batch;
+    return NG_OK;
+}
+
 static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk, N = x ? x->cols : 0;
     int c0, saved;
     ng_status s = NG_OK, e;
     NG_TRY(check_batch(n, x, y, "gradient"));
+    if (dist_on(n)) NG_TRY(check_shard(n, N));
     if (n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0)
         NG_TRY(ng_cnn_whiten(m, x, n->cfg.whiten_samples)); /* PRONG Algorithm 1: every T updates */
     n->m = N;
@@ -668,7 +819,7 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         const float *xc = x->data + (size_t)c0 * x->ld;
         const float *t = y ? y->data + (size_t)c0 * y->ld : xc + n->size[0];
         const int ldt = y ? y->ld : x->ld;
-        n->chunk_index = c0 / ch;
+        n->img0 = (uint64_t)(n->comm ? n->dist_lo : 0) + (uint64_t)c0;
         s = forward(n, xc, x->ld, cols, 1);
         if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
         if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
@@ -782,8 +933,14 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
     ng_status s = NG_OK;
     if (!x || !x->ptr || x->dtype != NG_F32 || x->rows < (int)n->size[0] || x->cols < 1)
         return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: samples must be float32 with at least %d rows and >= 1 case", (int)n->size[0]);
+    if (n_s < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: n_s %d must be >= 1", n_s);
     N = n_s < x->cols ? n_s : x->cols;
-    if (N < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: n_s %d must be >= 1", n_s);
+    if (dist_on(n)) {
+        /* the first n_s cases of the global batch: this rank holds [lo, lo + cols) of it */
+        const int tot = n_s < n->dist_batch ? n_s : n->dist_batch;
+        N = tot - n->dist_lo;
+        N = N < 0 ? 0 : N > x->cols ? x->cols : N;
+    }
     for (l = 1; l <= n->L; l++)
         if (n->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
             ng_whiten_reset(&wh[l]);
@@ -792,6 +949,7 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
     if (!any) return ng_error(NG_ERR_INVALID_ARG, "cnn whiten: the network has no whitening layer (w)");
     /* statistics of every whitening layer's input: the reparametrisation below keeps every later
      * layer's input unchanged, so one pass serves all of them */
+    if (N == 0) s = forward(n, x->data, x->ld, 0, 2); /* a rank without samples: its part of the collectives */
     for (c0 = 0; c0 < N && s == NG_OK; c0 += ch) {
         const int cols = N - c0 < ch ? N - c0 : ch;
         int b;
@@ -802,6 +960,17 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
                     s = ng_whiten_add(&wh[l], n->A[l - 1].data + (size_t)b * n->size[l - 1], n->h[l] * n->w[l],
                                       n->h[l] * n->w[l], 1);
     }
+    /* several ranks: merge the statistics, each eigendecomposition by its owner (broadcast) */
+    {
+        ng_whiten *all[LMAX];
+        int k = 0;
+        for (l = 1; l <= n->L && s == NG_OK; l++)
+            if (n->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
+                s = ng_whiten_allreduce(&wh[l], n->comm);
+                all[k++] = &wh[l];
+            }
+        if (s == NG_OK) s = ng_whiten_compute_shared(all, k, n->cfg.whiten_eps, n->comm);
+    }
     for (l = 1; l <= n->L && s == NG_OK; l++) {
         const int d = n->c[l];
         const ng_cnn_layer *nx;
@@ -810,8 +979,6 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
         size_t dd = (size_t)d * d, nW;
         int i, j, k, o, T, co;
         if (n->cfg.layer[l - 1].kind != NG_CNN_WHITEN) continue;
-        s = ng_whiten_compute(&wh[l], n->cfg.whiten_eps);
-        if (s != NG_OK) break;
         nx = &n->cfg.layer[l];
         co = n->c[l + 1];
         T = nx->kind == NG_CNN_CONV ? nx->k * nx->k : n->h[l] * n->w[l]; /* taps per channel */

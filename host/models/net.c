@@ -1426,7 +1426,7 @@ static ng_status stats_forward(net *n, const float *x, int ldx, int cols, int la
 
 /* Statistics of the inputs of layers lo..hi over the samples x (forward passes chunk by chunk up
  * to layer hi - 1, the last one whose output they need). */
-static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi) {
+static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi, struct ng_comm *comm) {
     int c0, N = x->cols, ch = n->cfg.chunk, l;
     for (l = lo; l <= hi; l++) ng_whiten_reset(&n->wh[l]);
     for (c0 = 0; c0 < N; c0 += ch) {
@@ -1434,6 +1434,8 @@ static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi) {
         NG_TRY(stats_forward(n, x->data + (size_t)c0 * x->ld, x->ld, cols, hi - 1));
         for (l = lo; l <= hi; l++) NG_TRY(ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, cols, 0));
     }
+    /* several ranks: each holds its share of the samples; merge them exactly */
+    for (l = lo; l <= hi; l++) NG_TRY(ng_whiten_allreduce(&n->wh[l], comm));
     return NG_OK;
 }
 
@@ -1484,7 +1486,7 @@ static ng_status lap(ng_backend *be, double *acc, double *t0) {
  * Whitening layer l changes the outputs of layers l.. only, so when the samples fit one chunk a
  * single forward pass serves every layer: the statistics of layer l's input, then U_l, then layer
  * l's forward step on the kept A[l-1]. Longer sample sets take one pass per layer, up to l - 1. */
-static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double *times, double *t0) {
+static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double *times, double *t0, struct ng_comm *comm) {
     ng_backend *be = n->base.be;
     int l, L = n->L, one = x->cols <= n->cfg.chunk;
     if (one) NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", stats_forward(n, x->data, x->ld, x->cols, 0));
@@ -1493,11 +1495,15 @@ static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double 
             ng_whiten_reset(&n->wh[l]);
             if (l > 1) NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", stats_forward(n, NULL, 0, x->cols, l - 1));
             NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", ng_whiten_add(&n->wh[l], n->A[l - 1].data, n->A[l - 1].ld, x->cols, 0));
+            NG_TRY_RANGE(NG_CAT_COMM, "prong statistics all-reduce", ng_whiten_allreduce(&n->wh[l], comm));
         } else {
-            NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, l, l));
+            NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, l, l, comm));
         }
         NG_TRY(lap(be, times ? &times[0] : NULL, t0));
-        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(&n->wh[l], eps));
+        {
+            ng_whiten *one_w = &n->wh[l];
+            NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute_shared(&one_w, 1, eps, comm));
+        }
         if (n->cfg.whiten == 2) NG_TRY(canon_init_layer(n, l));
         NG_TRY(whiten_store(n, l));
         if (n->cfg.whiten == 2) NG_TRY(canon_k(n, l));
@@ -1506,13 +1512,12 @@ static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double 
     return NG_OK;
 }
 
-/* Algorithm 1 lines 9-10 for layer l after its statistics: U_new, and V, d (or the running batch-
- * norm mean) changed so that the layer computes the same function. */
-static ng_status whiten_project(net *n, int l, float eps) {
+/* Algorithm 1 line 10 for layer l after its statistics and eigendecomposition (line 9): V, d (or
+ * the running batch-norm mean) changed so that the layer computes the same function with U_new. */
+static ng_status whiten_project(net *n, int l) {
     ng_backend *be = n->base.be;
     ng_whiten *w = &n->wh[l];
     int d = n->d[l - 1], dl = n->d[l];
-    NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(w, eps)); /* line 9 */
     NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
     /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
      * batch-norm mean -= V_old t */
@@ -1535,8 +1540,14 @@ static ng_status whiten_project(net *n, int l, float eps) {
 }
 
 ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times) {
+    return ng_net_whiten_refresh_comm(m, x, eps, keep_function, times, NULL);
+}
+
+ng_status ng_net_whiten_refresh_comm(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times,
+                                     struct ng_comm *comm) {
     net *n = as_net(m);
     ng_backend *be = m->be;
+    ng_whiten *all[NG_NET_MAX_LAYERS + 1];
     int l, L;
     double t0 = ng_time_s();
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_whiten_refresh: model %s is not a network", m->iface->kind);
@@ -1552,20 +1563,22 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
             return ng_error(NG_ERR_INVALID_ARG, "network whitening: the whitened initialisation (keep_function = 0) of the canonical form "
                             "needs the state of a new network (U = I, c = 0)");
         n->w_identity = 0;
-        return whiten_layerwise(n, x, eps, times, &t0);
+        return whiten_layerwise(n, x, eps, times, &t0, comm);
     }
     /* the canonical network is unchanged by the projection, so one pass (up to layer L - 1) gives
      * every layer's statistics (line 8) */
     n->w_identity = 0;
-    NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, 1, L));
+    NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, 1, L, comm));
     NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
+    /* line 9 for every layer (on several ranks each eigendecomposition by its owner, broadcast) */
+    for (l = 1; l <= L; l++) all[l - 1] = &n->wh[l];
+    NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute_shared(all, L, eps, comm));
     for (l = 1; l <= L; l++) {
         if (n->cfg.whiten == 1) {
-            NG_TRY_RANGE(NG_CAT_INVERSE, "prong projection", whiten_project(n, l, eps));
+            NG_TRY_RANGE(NG_CAT_INVERSE, "prong projection", whiten_project(n, l));
             continue;
         }
         /* canonical form: W, b stay (the function is kept exactly); new U, c and K */
-        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(&n->wh[l], eps));
         NG_TRY(whiten_store(n, l));
         NG_TRY(canon_k(n, l));
     }

@@ -13,12 +13,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/log.h"
 #include "natgrad/rng.h"
 
 struct ng_rbm_est {
     ng_rbm_estimator_config cfg;
-    int M;                  /* chains: particles (PCD) or the batch (CD) */
+    int M;                  /* chains: particles (PCD) or the batch (CD); this rank's share of them */
+    int M_all, p0;          /* chains of all ranks, and the global index of this rank's first (0: one process) */
     uint64_t rng_step;      /* next Philox step of the Gibbs / binarisation streams (checkpointed) */
     uint64_t dev_step;      /* what rng_dev[0] holds (set at init and load, then mirrored) */
     uint64_t last_advance;  /* steps one gradient takes (a replayed graph takes as many) */
@@ -35,15 +37,38 @@ struct ng_rbm_est {
     ng_tensor hm;           /* (nh, M) p(h | vm) (after the chain) */
     ng_tensor hs;           /* (nh, max(batch, M)) hidden samples inside the chain */
     ng_tensor vr;           /* (nv, batch) reconstruction probabilities (log columns only) */
-    ng_tensor mv_d, mh_d;   /* (nv,1), (nh,1) data means of this batch */
-    ng_tensor mv_m, mh_m;   /* model (particle) means */
+    ng_tensor means;        /* (2 nv + 2 nh) the four means below, one buffer (one all-reduce) */
+    ng_tensor mv_d, mh_d;   /* (nv,1), (nh,1) data means of this batch (views of means) */
+    ng_tensor mv_m, mh_m;   /* model (particle) means (views of means) */
     ng_tensor v_mean;       /* (nv, 1) mean of the training set */
     ng_tensor rng_dev;      /* (2) 64-bit words in a float64 tensor: [0] the Gibbs kernels' Philox
                              * step counted on the device (so a captured CUDA graph replays with
                              * new draws), [1] the kernel's block ticket */
+    /* several ranks: the whole particle set, written by gather for rank 0's checkpoint */
+    ng_arena whole;
+    ng_tensor particles_all; /* (nv, M_all) */
+    uint64_t whole_step;     /* rng_step when gather last filled it (UINT64_MAX: never) */
 };
 
 static ng_status sync_rng_dev(ng_rbm_est *e, ng_backend *be);
+
+/* The shard [rank n / world, (rank + 1) n / world) of n columns, as ng_batches shards a batch. */
+static void shard_of(int n, int rank, int world, int *lo, int *hi) {
+    *lo = (int)((long long)rank * n / world);
+    *hi = (int)((long long)(rank + 1) * n / world);
+}
+
+/* A (len, 1) view at element off of a vector. */
+static ng_tensor vec_view(const ng_tensor *v, int off, int len) {
+    ng_tensor t = *v;
+    t.data = v->data + off;
+    t.rows = t.dims[0] = len;
+    t.cols = t.dims[1] = 1;
+    t.ld = len;
+    return t;
+}
+
+static int dist_on(const ng_rbm *r) { return r->base.dist.comm != NULL; }
 
 static const struct ng_model_i rbm_iface;
 
@@ -83,6 +108,7 @@ void ng_rbm_estimator_free(ng_rbm *rbm) {
     if (!rbm || !rbm->est) return;
     ng_arena_free(&rbm->est->state);
     ng_arena_free(&rbm->est->work);
+    ng_arena_free(&rbm->est->whole);
     free(rbm->est);
     rbm->est = NULL;
 }
@@ -181,13 +207,19 @@ ng_status ng_rbm_estimator_check(const ng_rbm_estimator_config *c, int n_train) 
     if (c->estimator == NG_RBM_PCD && c->particles < 1)
         return ng_error(NG_ERR_INVALID_ARG, "--particles %d: must be >= 1", c->particles);
     if (c->k < 1 || c->k > 100000) return ng_error(NG_ERR_INVALID_ARG, "--k %d: must be in 1 .. 100000", c->k);
+    if (c->world > 1 && (c->rank < 0 || c->rank >= c->world))
+        return ng_error(NG_ERR_INVALID_ARG, "rbm: rank %d of %d", c->rank, c->world);
+    if (c->world > 1 && c->batch < c->world)
+        return ng_error(NG_ERR_INVALID_ARG, "--batch %d: fewer cases than the %d ranks (each rank needs one)", c->batch, c->world);
+    if (c->world > 1 && c->estimator == NG_RBM_PCD && c->particles < c->world)
+        return ng_error(NG_ERR_INVALID_ARG, "--particles %d: fewer than the %d ranks (each rank needs one)", c->particles, c->world);
     return NG_OK;
 }
 
 ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
                                 const float *train_host, int n_train) {
     ng_backend *be = rbm->be;
-    int nv = rbm->n_visible, nh = rbm->n_hidden, m, M, i;
+    int nv = rbm->n_visible, nh = rbm->n_hidden, m, M, i, world, lo, hi;
     size_t nx = (size_t)nv * (size_t)n_train, j;
     float *pm = NULL;
     ng_rbm_est *e;
@@ -204,23 +236,28 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     if (!e) return ng_error(NG_ERR_OOM, "rbm: out of host memory");
     rbm->est = e;
     e->cfg = *cfg;
-    m = cfg->batch;
-    M = cfg->estimator == NG_RBM_PCD ? cfg->particles : cfg->batch;
-    e->M = M;
-    e->cfg.particles = M;
+    e->whole_step = UINT64_MAX;
+    world = cfg->world > 1 ? cfg->world : 1;
+    e->M_all = cfg->estimator == NG_RBM_PCD ? cfg->particles : cfg->batch;
+    e->cfg.particles = e->M_all;
+    /* this rank's particles (CD: its columns of the batch, ng_batches' shard) */
+    shard_of(e->M_all, world > 1 ? cfg->rank : 0, world, &lo, &hi);
+    e->p0 = lo;
+    M = e->M = hi - lo;
+    shard_of(cfg->batch, world > 1 ? cfg->rank : 0, world, &lo, &hi);
+    m = hi - lo; /* this rank's columns of every batch */
     ng_arena_begin(&e->state, be, "rbm estimator state");
     ng_arena_begin(&e->work, be, "rbm workspace");
+    ng_arena_begin(&e->whole, be, "rbm particles (all ranks)");
     ng_arena_reserve(&e->state, "particles", nv, M, &e->particles);
+    if (world > 1) ng_arena_reserve(&e->whole, "particles", nv, e->M_all, &e->particles_all);
     ng_arena_reserve(&e->work, "vd", nv, m, &e->vd);
     ng_arena_reserve(&e->work, "hd", nh, m, &e->hd);
     ng_arena_reserve(&e->work, "vm", nv, M, &e->vm);
     ng_arena_reserve(&e->work, "hm", nh, M, &e->hm);
     ng_arena_reserve(&e->work, "hs", nh, m > M ? m : M, &e->hs);
     ng_arena_reserve(&e->work, "vr", nv, m, &e->vr);
-    ng_arena_reserve(&e->work, "mv_d", nv, 1, &e->mv_d);
-    ng_arena_reserve(&e->work, "mh_d", nh, 1, &e->mh_d);
-    ng_arena_reserve(&e->work, "mv_m", nv, 1, &e->mv_m);
-    ng_arena_reserve(&e->work, "mh_m", nh, 1, &e->mh_m);
+    ng_arena_reserve(&e->work, "means", 2 * nv + 2 * nh, 1, &e->means);
     ng_arena_reserve(&e->work, "v_mean", nv, 1, &e->v_mean);
     {
         int two[1] = {2};
@@ -228,6 +265,13 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     }
     s = ng_arena_commit(&e->state);
     if (s == NG_OK) s = ng_arena_commit(&e->work);
+    if (s == NG_OK && world > 1) s = ng_arena_commit(&e->whole);
+    if (s == NG_OK) {
+        e->mv_d = vec_view(&e->means, 0, nv);
+        e->mh_d = vec_view(&e->means, nv, nh);
+        e->mv_m = vec_view(&e->means, nv + nh, nv);
+        e->mh_m = vec_view(&e->means, 2 * nv + nh, nh);
+    }
     if (s == NG_OK) s = sync_rng_dev(e, be);
     /* the training-set mean; the particles start as Bernoulli draws from it (the base-rate model) */
     if (s == NG_OK) {
@@ -241,9 +285,9 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     if (s == NG_OK) s = ng_tensor_set(be, &e->v_mean, pm);
     for (i = 0; s == NG_OK && i < M; i++)
         s = ng_set(be, e->particles.data + (size_t)i * nv, pm, (size_t)nv * sizeof(float));
-    if (s == NG_OK)
-        s = ng_bernoulli(be, (size_t)nv * M, e->particles.data, e->particles.data,
-                         ng_rng_stream_key(cfg->seed, NG_RNG_PARTICLES), 0);
+    if (s == NG_OK) /* the draws of this rank's columns of the whole set */
+        s = ng_bernoulli_at(be, (size_t)nv * M, e->particles.data, e->particles.data,
+                            ng_rng_stream_key(cfg->seed, NG_RNG_PARTICLES), 0, (uint64_t)e->p0 * (uint64_t)nv);
     free(pm);
     if (s != NG_OK) ng_rbm_estimator_free(rbm);
     return s;
@@ -260,11 +304,12 @@ static ng_status sync_rng_dev(ng_rbm_est *e, ng_backend *be) {
     return NG_OK;
 }
 
-/* One fused Gibbs step drawing at the next Philox step, which the kernel reads from the device
+/* One fused Gibbs step (of the elements first.. of the chains: a data-parallel shard; 0 on one
+ * process) drawing at the next Philox step, which the kernel reads from the device
  * count (rng_dev[0] + the offset from step0, the count at the start of the gradient); last = 1
  * advances the count past every step this gradient took. */
 static ng_status gibbs_step(ng_rbm *r, int rows, int cols, float *pre, int ld, const float *bias, float *prob,
-                            float *sample, uint64_t key, uint64_t step0, int last) {
+                            float *sample, uint64_t key, uint64_t step0, uint64_t first, int last) {
     ng_rbm_est *e = r->est;
     ng_op_args a = {.op = NG_OP_GIBBS_SAMPLE};
     a.gibbs_sample.rows = rows;
@@ -278,6 +323,7 @@ static ng_status gibbs_step(ng_rbm *r, int rows, int cols, float *pre, int ld, c
     a.gibbs_sample.sample = sample;
     a.gibbs_sample.lds = ld;
     a.gibbs_sample.key = key;
+    a.gibbs_sample.first = first;
     a.gibbs_sample.step = e->rng_step++ - step0;
     a.gibbs_sample.step_dev = (uint64_t *)(void *)e->rng_dev.data;
     a.gibbs_sample.advance = last ? e->rng_step - step0 : 0;
@@ -289,13 +335,14 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m;
-    if (e->cfg.binarize_train)
-        NG_TRY(ng_bernoulli(be, (size_t)nv * m, x->data, e->vd.data,
-                            ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE), e->rng_step++));
+    if (e->cfg.binarize_train) /* the draws of this shard's columns of the global batch */
+        NG_TRY(ng_bernoulli_at(be, (size_t)nv * m, x->data, e->vd.data,
+                               ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE), e->rng_step++,
+                               (uint64_t)r->base.dist.lo * (uint64_t)nv));
     else
         NG_TRY(ng_copy(be, e->vd.data, x->data, (size_t)nv * m * sizeof(float)));
     NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, e->vd.data, nv, 0.0f, e->hd.data, nh));
-    return gibbs_step(r, nh, m, e->hd.data, nh, r->b.data, e->hd.data, NULL, key, step0, 0);
+    return gibbs_step(r, nh, m, e->hd.data, nh, r->b.data, e->hd.data, NULL, key, step0, 0, 0);
 }
 
 /* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
@@ -305,22 +352,25 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, M = e->M, step;
+    /* the global index of this rank's first chain: the Philox offset of its draws */
+    uint64_t c0 = e->cfg.estimator == NG_RBM_PCD ? (uint64_t)e->p0 : (uint64_t)r->base.dist.lo;
     if (e->cfg.estimator == NG_RBM_PCD)
         NG_TRY(ng_copy(be, e->vm.data, e->particles.data, (size_t)nv * M * sizeof(float)));
     else
         NG_TRY(ng_copy(be, e->vm.data, e->vd.data, (size_t)nv * M * sizeof(float)));
     for (step = 0; step < e->cfg.k; step++) {
-        if (step > 0) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
+        /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
+        if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
         /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
         NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hs.data, nh));
-        NG_TRY(gibbs_step(r, nh, M, e->hs.data, nh, r->b.data, NULL, e->hs.data, key, step0, 0));
+        NG_TRY(gibbs_step(r, nh, M, e->hs.data, nh, r->b.data, NULL, e->hs.data, key, step0, c0 * (uint64_t)nh, 0));
         NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vm.data, nv));
-        NG_TRY(gibbs_step(r, nv, M, e->vm.data, nv, r->a.data, NULL, e->vm.data, key, step0, 0));
+        NG_TRY(gibbs_step(r, nv, M, e->vm.data, nv, r->a.data, NULL, e->vm.data, key, step0, c0 * (uint64_t)nv, 0));
     }
     if (e->cfg.estimator == NG_RBM_PCD)
         NG_TRY(ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
     NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hm.data, nh));
-    return gibbs_step(r, nh, M, e->hm.data, nh, r->b.data, e->hm.data, NULL, key, step0, 1);
+    return gibbs_step(r, nh, M, e->hm.data, nh, r->b.data, e->hm.data, NULL, key, step0, 0, 1);
 }
 
 /* The gradient of the negative log-likelihood from the two phases (model minus data), in the
@@ -329,14 +379,24 @@ static ng_status assemble_gradient(ng_rbm *r) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -1.0f / (float)m, e->hd.data, nh, e->vd.data, nv, 0.0f,
-                   r->gW.data, nh));
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, 1.0f / (float)M, e->hm.data, nh, e->vm.data, nv, 1.0f,
-                   r->gW.data, nh));
-    NG_TRY(ng_sum_cols(be, nv, m, 1.0f / (float)m, e->vd.data, nv, 0.0f, e->mv_d.data));
-    NG_TRY(ng_sum_cols(be, nh, m, 1.0f / (float)m, e->hd.data, nh, 0.0f, e->mh_d.data));
-    NG_TRY(ng_sum_cols(be, nv, M, 1.0f / (float)M, e->vm.data, nv, 0.0f, e->mv_m.data));
-    NG_TRY(ng_sum_cols(be, nh, M, 1.0f / (float)M, e->hm.data, nh, 0.0f, e->mh_m.data));
+    /* the divisors are the global counts: on several ranks each holds its shard's share of the
+     * global means, and the all-reduce sums them */
+    float im = 1.0f / (float)(dist_on(r) ? r->base.dist.batch : m);
+    float iM = 1.0f / (float)(dist_on(r) ? e->M_all : M);
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vd.data, nv, 0.0f, r->gW.data, nh));
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
+    NG_TRY(ng_sum_cols(be, nv, m, im, e->vd.data, nv, 0.0f, e->mv_d.data));
+    NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
+    NG_TRY(ng_sum_cols(be, nv, M, iM, e->vm.data, nv, 0.0f, e->mv_m.data));
+    NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
+    if (dist_on(r)) {
+        ng_status s;
+        NG_RANGE_CAT(NG_CAT_COMM, "rbm all-reduce", s,
+                     ng_comm_allreduce(r->base.dist.comm, be, NG_F32, r->gW.data, (size_t)nh * nv, "the RBM's gW"));
+        if (s == NG_OK) s = ng_comm_allreduce(r->base.dist.comm, be, NG_F32, e->means.data, (size_t)(2 * nv + 2 * nh),
+                                              "the RBM's data and particle means");
+        NG_TRY(s);
+    }
     NG_TRY(ng_copy(be, r->ga.data, e->mv_m.data, (size_t)nv * sizeof(float)));
     NG_TRY(ng_axpby(be, (size_t)nv, -1.0f, e->mv_d.data, 1.0f, r->ga.data));
     NG_TRY(ng_copy(be, r->gb.data, e->mh_m.data, (size_t)nh * sizeof(float)));
@@ -355,6 +415,11 @@ static ng_status rbm_gradient(ng_model *mdl, const ng_tensor *x, const ng_tensor
                         x->rows, x->cols, x->ld, r->n_visible, e->cfg.batch);
     if (e->cfg.estimator == NG_RBM_CD && x->cols != e->M)
         return ng_error(NG_ERR_INVALID_ARG, "rbm gradient: CD needs batches of %d columns, got %d", e->M, x->cols);
+    if (dist_on(r) && (mdl->dist.hi - mdl->dist.lo != x->cols || mdl->dist.batch != e->cfg.batch))
+        return ng_error(NG_ERR_INVALID_ARG, "rbm gradient: the shard [%d, %d) of a batch of %d does not match the %d columns "
+                        "of a batch of %d", mdl->dist.lo, mdl->dist.hi, mdl->dist.batch, x->cols, e->cfg.batch);
+    if (dist_on(r) && e->cfg.estimator == NG_RBM_CD && mdl->dist.lo != e->p0)
+        return ng_error(NG_ERR_INVALID_ARG, "rbm gradient: CD chains of columns %d.., the batch shard starts at %d", e->p0, mdl->dist.lo);
     e->m = x->cols;
     key = ng_rng_stream_key(e->cfg.seed, NG_RNG_GIBBS);
     step0 = e->rng_step;
@@ -404,7 +469,8 @@ static ng_status rbm_statistic(ng_model *mdl, const char *name, ng_tensor *out) 
 
 static const char *const rbm_columns[] = {"recon_error", "grad_norm", NULL};
 
-/* recon_error: mean over the batch of ||vd - p(v | h ~ p(h | vd))||^2; grad_norm: ||gW||_F.
+/* recon_error: mean over the batch of ||vd - p(v | h ~ p(h | vd))||^2 (several ranks: over this
+ * rank's shard, drawn as one process would; the trainer weights the shards); grad_norm: ||gW||_F.
  * The monitor draws come from their own stream indexed by t, so logging more or less often does
  * not change the training trajectory (resume stays bit-exact). */
 static ng_status rbm_log_values(ng_model *mdl, uint64_t t, double *values) {
@@ -415,7 +481,8 @@ static ng_status rbm_log_values(ng_model *mdl, uint64_t t, double *values) {
     uint64_t mkey = ng_rng_stream_key(e->cfg.seed, NG_RNG_MONITOR);
     float g = 0.0f, err = 0.0f;
     NG_TRY(ng_nrm2(be, (size_t)nv * nh, r->gW.data, &g));
-    NG_TRY(ng_bernoulli(be, (size_t)nh * m, e->hd.data, e->hs.data, mkey, 2 * t));
+    NG_TRY(ng_bernoulli_at(be, (size_t)nh * m, e->hd.data, e->hs.data, mkey, 2 * t,
+                           (uint64_t)(dist_on(r) ? mdl->dist.lo : 0) * (uint64_t)nh));
     NG_TRY(ng_gemm(be, 1, 0, nv, m, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vr.data, nv));
     NG_TRY(ng_gibbs_sample(be, nv, m, e->vr.data, nv, r->a.data, 1.0f, NULL, e->vr.data, nv, NULL, nv,
                            mkey, 2 * t + 1));
@@ -435,12 +502,32 @@ static ng_status rbm_save(ng_model *mdl, ng_ckpt *c) {
     if (!r->est) return NG_OK;
     NG_TRY(ng_ckpt_set_str(c, "rbm.estimator", ng_rbm_estimator_name(r->est->cfg.estimator)));
     NG_TRY(ng_ckpt_set_i64(c, "rbm.k", r->est->cfg.k));
-    NG_TRY(ng_ckpt_set_i64(c, "rbm.particles", r->est->M));
+    NG_TRY(ng_ckpt_set_i64(c, "rbm.particles", r->est->M_all));
     NG_TRY(ng_ckpt_set_i64(c, "rbm.batch", r->est->cfg.batch));
     NG_TRY(ng_ckpt_set_i64(c, "rbm.binarize_train", r->est->cfg.binarize_train));
     NG_TRY(ng_ckpt_set_u64(c, "rbm.seed", r->est->cfg.seed));
     NG_TRY(ng_ckpt_set_u64(c, "rbm.rng_step", r->est->rng_step));
-    return ng_ckpt_add_arena(c, "rbm.", &r->est->state);
+    /* several ranks: the whole set that gather assembled, as one process saves it */
+    if (r->est->M == r->est->M_all) return ng_ckpt_add_arena(c, "rbm.", &r->est->state);
+    if (r->est->whole_step != r->est->rng_step)
+        return ng_error(NG_ERR_INVALID_ARG, "rbm checkpoint: this rank holds %d of the %d particles and they were not gathered "
+                        "since the last update (every rank calls ng_trainer_save_ranks)", r->est->M, r->est->M_all);
+    return ng_ckpt_add_arena(c, "rbm.", &r->est->whole);
+}
+
+/* Every rank's particles into the whole set (its columns, zeros elsewhere; the sum is exact). */
+static ng_status rbm_gather(ng_model *mdl) {
+    ng_rbm *r = (ng_rbm *)(void *)mdl;
+    ng_rbm_est *e = r->est;
+    int nv = r->n_visible;
+    if (!e || e->M == e->M_all) return NG_OK;
+    if (!dist_on(r)) return ng_error(NG_ERR_INVALID_ARG, "rbm: %d of %d particles but no communicator", e->M, e->M_all);
+    NG_TRY(ng_memset0(r->be, e->particles_all.data, (size_t)nv * e->M_all * sizeof(float)));
+    NG_TRY(ng_copy(r->be, e->particles_all.data + (size_t)e->p0 * nv, e->particles.data, (size_t)nv * e->M * sizeof(float)));
+    NG_TRY(ng_comm_allreduce(mdl->dist.comm, r->be, NG_F32, e->particles_all.data, (size_t)nv * e->M_all,
+                             "the RBM's particles (checkpoint)"));
+    e->whole_step = e->rng_step;
+    return NG_OK;
 }
 
 /* The shapes and the estimator of the checkpoint must be this RBM's. */
@@ -469,13 +556,25 @@ static ng_status rbm_load(ng_model *mdl, const ng_ckpt *c, int apply) {
                         ng_ckpt_path(c), key, (long long)(field), (long long)(mine));
     RBM_SAME("rbm.estimator", est, r->est->cfg.estimator)
     RBM_SAME("rbm.k", k, r->est->cfg.k)
-    RBM_SAME("rbm.particles", M, r->est->M)
+    RBM_SAME("rbm.particles", M, r->est->M_all)
     RBM_SAME("rbm.batch", batch, r->est->cfg.batch)
     RBM_SAME("rbm.binarize_train", bin, r->est->cfg.binarize_train)
 #undef RBM_SAME
     if (seed != r->est->cfg.seed)
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: field rbm.seed is %llu, this run uses %llu",
                         ng_ckpt_path(c), (unsigned long long)seed, (unsigned long long)r->est->cfg.seed);
+    if (r->est->M != r->est->M_all) {
+        /* the whole set, written by any number of ranks: this rank takes its columns */
+        ng_rbm_est *e = r->est;
+        NG_TRY(ng_ckpt_check_arena(c, "rbm.", &e->whole));
+        if (!apply) return NG_OK;
+        NG_TRY(ng_ckpt_load_arena(c, "rbm.", &e->whole));
+        NG_TRY(ng_copy(r->be, e->particles.data, e->particles_all.data + (size_t)e->p0 * r->n_visible,
+                       (size_t)r->n_visible * e->M * sizeof(float)));
+        e->whole_step = rng_step;
+        e->rng_step = rng_step;
+        return sync_rng_dev(e, r->be);
+    }
     NG_TRY(ng_ckpt_check_arena(c, "rbm.", &r->est->state));
     if (!apply) return NG_OK;
     NG_TRY(ng_ckpt_load_arena(c, "rbm.", &r->est->state));
@@ -524,4 +623,6 @@ static const struct ng_model_i rbm_iface = {
     .graph_check = rbm_graph_check,
     .graph_replayed = rbm_graph_replayed,
     .graph_discarded = rbm_graph_discarded,
+    .data_parallel = 1,
+    .gather = rbm_gather,
 };

@@ -33,6 +33,8 @@ void ng_rbm_config_default(ng_rbm_config *c) {
     c->diag_lambda = 1e-4f;
     c->diag_power = 1.0f;
     c->diag_beta = 0.95f;
+    c->rank = 0;
+    c->world = 1;
 }
 
 static const char *const optimizer_names[] = {"sgd", "centering", "fang", "diag"};
@@ -72,6 +74,8 @@ static void split_config(const ng_rbm_config *c, ng_rbm_estimator_config *e, ng_
     e->batch = c->batch;
     e->binarize_train = c->binarize_train;
     e->seed = c->seed;
+    e->rank = c->rank;
+    e->world = c->world;
     memset(u, 0, sizeof *u);
     u->lr = c->lr;
     u->lr_gamma = c->lr_gamma;
@@ -139,7 +143,8 @@ ng_status ng_rbm_trainer_init(ng_rbm_trainer *rt, ng_rbm *rbm, const ng_rbm_conf
     if (s == NG_OK) {
         rt->rbm = rbm; /* from here on the trainer owns the estimator (freed with it) */
         rt->cfg.particles = e.estimator == NG_RBM_PCD ? e.particles : e.batch;
-        s = ng_batches_init(&rt->data, be, train_host, rbm->n_visible, n_train, cfg->batch, cfg->seed, 0, 1);
+        s = ng_batches_init(&rt->data, be, train_host, rbm->n_visible, n_train, cfg->batch, cfg->seed,
+                           cfg->world > 1 ? cfg->rank : 0, cfg->world > 1 ? cfg->world : 1);
     }
     if (s == NG_OK) {
         if (cfg->optimizer == NG_RBM_OPT_CENTERING) s = ng_precond_centering_init(be, m, cfg->center_rate, &rt->pc);

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "natgrad/backend.h"
+#include "natgrad/comm.h"
 #include "natgrad/net.h"
 #include "natgrad/recipes.h"
 #include "natgrad/rng.h"
@@ -67,6 +68,7 @@ typedef struct diag {
     /* RBMs: shapes and the offsets of W (ld ldw), a, b in the parameter arena */
     int nv, nh, ldw;
     size_t off_W, off_a, off_b;
+    long long c_all;    /* several ranks: the columns of V over all ranks (learnt at the first apply) */
 } diag;
 
 static ng_status ensure_scratch(ng_backend *be, diag *k, size_t floats) {
@@ -119,7 +121,13 @@ static ng_status rbm_diag(ng_precond *p, diag *k, const ng_tensor *V, const ng_t
     if (c < 1 || H->cols != c || V->rows != nv || H->rows != nh)
         return ng_error(NG_ERR_INVALID_ARG, "diag: RBM statistics of shapes (%d, %d) and (%d, %d), want (%d, c) and (%d, c), c >= 1",
                         V->rows, V->cols, H->rows, H->cols, nv, nh);
-    inv = 1.0f / (float)c;
+    /* several ranks: V and H hold this rank's columns (of the batch or of the particles); every
+     * moment below is its share of the global mean, summed over the ranks before it is squared */
+    if (p->dist.comm && k->c_all == 0) {
+        long long first;
+        NG_TRY(ng_comm_shard_offset(p->dist.comm, c, &first, &k->c_all, "the diagonal metric's columns"));
+    }
+    inv = 1.0f / (float)(p->dist.comm ? k->c_all : c);
     NG_TRY(ensure_scratch(be, k, (size_t)(nv + nh) * c + (size_t)nh * nv + nv + nh));
     sqV = k->scratch;
     sqH = sqV + (size_t)nv * c;
@@ -132,11 +140,14 @@ static ng_status rbm_diag(ng_precond *p, diag *k, const ng_tensor *V, const ng_t
     NG_TRY(ng_gemm(be, 0, 1, nh, nv, c, inv, sqH, nh, sqV, nv, 0.0f, dW, k->ldw));
     NG_TRY(ng_sum_cols(be, nv, c, inv, sqV, nv, 0.0f, da));
     NG_TRY(ng_sum_cols(be, nh, c, inv, sqH, nh, 0.0f, db));
+    if (p->dist.comm) NG_TRY(ng_comm_allreduce(p->dist.comm, be, NG_F32, k->d, k->n, "the diagonal metric"));
     if (!centred) return NG_OK;
     /* minus the squared means: E = (1/c) H V^T, mv, mh the column means */
     NG_TRY(ng_gemm(be, 0, 1, nh, nv, c, inv, H->data, H->ld, V->data, V->ld, 0.0f, E, nh));
     NG_TRY(ng_sum_cols(be, nv, c, inv, V->data, V->ld, 0.0f, mv));
     NG_TRY(ng_sum_cols(be, nh, c, inv, H->data, H->ld, 0.0f, mh));
+    if (p->dist.comm) /* E, mv, mh are contiguous */
+        NG_TRY(ng_comm_allreduce(p->dist.comm, be, NG_F32, E, (size_t)nh * nv + nv + nh, "the diagonal metric's means"));
     NG_TRY(square(be, nh, nv, E, nh, E, nh));
     NG_TRY(square(be, nv, 1, mv, nv, mv, nv));
     NG_TRY(square(be, nh, 1, mh, nh, mh, nh));
@@ -317,6 +328,17 @@ static const struct ng_precond_i diag_iface = {
     .load = diag_load,
     .destroy = diag_destroy,
 };
+/* The same for an RBM, whose moments rbm_diag all-reduces across ranks (a network's per-case
+ * squares are not reduced: it stays one-process, diag_iface). */
+static const struct ng_precond_i diag_rbm_iface = {
+    .name = "diag",
+    .apply = diag_apply,
+    .save = diag_save,
+    .load = diag_load,
+    .destroy = diag_destroy,
+    .data_parallel = 1,
+};
+static int is_diag(const ng_precond *p) { return p && (p->iface == &diag_iface || p->iface == &diag_rbm_iface); }
 
 ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config *cfg, ng_precond **out) {
     ng_precond *p;
@@ -350,7 +372,7 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
         free(k);
         return ng_error(NG_ERR_OOM, "diag: out of host memory");
     }
-    p->iface = &diag_iface;
+    p->iface = is_net ? &diag_iface : &diag_rbm_iface;
     p->be = be;
     p->impl = k;
     ng_arena_begin(&p->state, be, "diag");
@@ -396,7 +418,7 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
 
 ng_status ng_diag_get(ng_precond *p, ng_tensor *batch_diag, ng_tensor *avg) {
     diag *k;
-    if (!p || p->iface != &diag_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_diag_get: not a diagonal preconditioner");
+    if (!is_diag(p)) return ng_error(NG_ERR_INVALID_ARG, "ng_diag_get: not a diagonal preconditioner");
     k = (diag *)p->impl;
     if (batch_diag) *batch_diag = ng_tensor_matrix(k->d, (int)k->n, 1, (int)k->n);
     if (avg) *avg = k->avg;
@@ -405,7 +427,7 @@ ng_status ng_diag_get(ng_precond *p, ng_tensor *batch_diag, ng_tensor *avg) {
 
 ng_status ng_diag_phi_scale(ng_precond *p, ng_tensor *scale, ng_tensor *inv_scale) {
     diag *k;
-    if (!p || p->iface != &diag_iface) return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: needs the diagonal preconditioner (--precond diag)");
+    if (!is_diag(p)) return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: needs the diagonal preconditioner (--precond diag)");
     k = (diag *)p->impl;
     if (k->cfg.phi_every <= 0)
         return ng_error(NG_ERR_INVALID_ARG, "natural parameter space: the diagonal preconditioner is not in phi mode (--phi-every K)");

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/log.h"
 #include "natgrad/rng.h"
 
@@ -116,6 +117,7 @@ ng_status ng_precond_fang_init(ng_backend *be, ng_model *m, const ng_fang_config
     ng_arena_reserve(&f->work, "pv", nh, nv, &f->pv);
     ng_arena_reserve(&f->work, "ph", nh, nv, &f->ph);
     ng_arena_reserve(&f->work, "dvec", n, 1, &f->dvec);
+    ng_arena_reserve(&f->work, "mb", ns, 1, &f->mb);
     if (cfg->inverse == NG_FANG_INV_REGULARIZED) {
         ng_arena_reserve(&f->work, "B", n, n, &f->B);
         dd[0] = n;
@@ -146,6 +148,41 @@ static ng_status need_fang(ng_precond *p, const char *op, struct ng_fang **f) {
     return NG_OK;
 }
 
+/* Several ranks (p->dist.comm): this mini-batch's moments over every rank's particles, with the
+ * hidden samples each rank draws for its particles k0.. as one process would: the sums over this
+ * rank's particles divided by K_all, all-reduced, then folded into the moving averages (the
+ * moments of the EMA update below, computed in two steps). */
+static ng_status update_stats_dist(ng_precond *p, struct ng_fang *f, const ng_tensor *vm, const ng_tensor *hm,
+                                   uint64_t t) {
+    ng_backend *be = p->be;
+    int nv = f->nv, nh = f->nh, n = f->n, K = f->K;
+    float c = t == 0 ? 1.0f : 1.0f / f->cfg.tau, a;
+    ng_status s;
+    if (f->S_un.ld != n) return ng_error(NG_ERR_INVALID_ARG, "fang: S_un has leading dimension %d, not %d", f->S_un.ld, n);
+    if (f->K_all == 0)
+        NG_TRY(ng_comm_shard_offset(p->dist.comm, K, &f->k0, &f->K_all, "FANG's particle counts"));
+    a = 1.0f / (float)f->K_all;
+    NG_TRY(ng_bernoulli_at(be, (size_t)nh * K, hm->data, f->hs.data, ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG), t,
+                           (uint64_t)f->k0 * (uint64_t)nh));
+    /* the batch moments: mb = [., E v, E h, .], A = E[u u^T] (lower triangle; the rest zero) */
+    NG_TRY(ng_memset0(be, f->mb.data, (size_t)(2 * nv + 2 * nh) * sizeof(float)));
+    NG_TRY(ng_memset0(be, f->A.data, (size_t)n * n * sizeof(float)));
+    NG_TRY(ng_sum_cols(be, nv, K, a, vm->data, vm->ld, 0.0f, f->mb.data + nv));
+    NG_TRY(ng_sum_cols(be, nh, K, a, f->hs.data, f->hs.ld, 0.0f, f->mb.data + 2 * nv));
+    NG_TRY(ng_syrk(be, 0, nv, K, a, vm->data, vm->ld, 0.0f, f->A.data, n));
+    NG_TRY(ng_syrk(be, 0, nh, K, a, f->hs.data, f->hs.ld, 0.0f, f->A.data + nv + (size_t)nv * n, n));
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, K, a, f->hs.data, f->hs.ld, vm->data, vm->ld, 0.0f, f->A.data + nv, n));
+    NG_RANGE_CAT(NG_CAT_COMM, "fang all-reduce", s,
+                 ng_comm_allreduce(p->dist.comm, be, NG_F32, f->mb.data, (size_t)(2 * nv + 2 * nh), "FANG's means"));
+    if (s == NG_OK) s = ng_comm_allreduce(p->dist.comm, be, NG_F32, f->A.data, (size_t)n * n, "FANG's second moments");
+    NG_TRY(s);
+    /* the moving averages (c = 1 at the first update overwrites them, as one process does) */
+    NG_TRY(ng_axpby(be, (size_t)(nv + nh), c, f->mb.data + nv, 1.0f - c, f->mom.data + nv));
+    NG_TRY(ng_copy(be, f->mom.data, f->mom.data + nv, (size_t)nv * sizeof(float)));
+    NG_TRY(ng_copy(be, f->mom.data + 2 * nv + nh, f->mom.data + 2 * nv, (size_t)nh * sizeof(float)));
+    return ng_axpby(be, (size_t)n * n, c, f->A.data, 1.0f - c, f->S_un.data);
+}
+
 ng_status ng_fang_update_stats(ng_precond *p, ng_model *m, uint64_t t) {
     struct ng_fang *f;
     ng_backend *be = p->be;
@@ -158,6 +195,7 @@ ng_status ng_fang_update_stats(ng_precond *p, ng_model *m, uint64_t t) {
     nv = f->nv;
     nh = f->nh;
     K = f->K;
+    if (p->dist.comm) return update_stats_dist(p, f, &vm, &hm, t);
     /* Algorithm 1, "update mean and covariance statistics" */
     NG_TRY(ng_bernoulli(be, (size_t)nh * K, hm.data, f->hs.data,
                         ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG), t));
@@ -561,4 +599,5 @@ static const struct ng_precond_i fang_iface = {
     .save = fang_save,
     .load = fang_load,
     .destroy = fang_destroy,
+    .data_parallel = 1, /* its statistics are all-reduced (update_stats_dist) */
 };

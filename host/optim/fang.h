@@ -20,7 +20,9 @@
 
 struct ng_fang {
     ng_fang_config cfg;
-    int nv, nh, n, K;     /* n = nv + nh unary statistics, K particles */
+    int nv, nh, n, K;     /* n = nv + nh unary statistics, K particles (several ranks: this rank's) */
+    long long K_all, k0;  /* several ranks: the particles of all ranks, the global index of this
+                           * rank's first (learnt at the first observe; K_all = 0 before) */
     ng_tensor W, gW, ga, gb; /* the model's parameter / gradient views */
     /* state (p->state, checkpointed as fang.<name>) */
     ng_tensor mom;        /* (2nv+2nh, 1) EMA of [E v.^2; E v; E h; E h.^2] */
@@ -40,6 +42,7 @@ struct ng_fang {
     ng_tensor r_un;       /* (n, 1) Lambda_un [ga; gb] */
     ng_tensor pv, ph;     /* (nh, nv) beta_v .* q, beta_h .* q */
     ng_tensor dvec;       /* (n, 1) diagonal of the Cholesky factor; regularised: eigenvalues */
+    ng_tensor mb;         /* (2nv+2nh, 1) several ranks: this mini-batch's [E v; E h] (all-reduced) */
     ng_tensor B, wd;      /* regularised inverse only: (n, n) E diag(l / (l^2 + lambda^2)), (n) float64 */
     float *host_sigma2;   /* (nh * nv) host copy for min sigma2 at refit time */
     float *host_dvec;     /* (n) */

@@ -130,6 +130,7 @@ static const struct ng_precond_i centering_iface = {
     .save = centering_save,
     .load = centering_load,
     .destroy = centering_destroy,
+    .data_parallel = 1, /* its statistics are the model's global data means (an RBM all-reduces them) */
 };
 
 ng_status ng_precond_centering_init(ng_backend *be, ng_model *m, float rate, ng_precond **out) {

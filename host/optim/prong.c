@@ -2,6 +2,8 @@
  * updates, N_s cases from its own batch stream, ng_net_whiten_refresh (lines 6-11), the gradient of
  * the current batch recomputed in the new parameters (and the update rule's weight decay added
  * again). apply is the identity: the SGD update of line 13 is taken in the whitened parameters.
+ * Several ranks (p->dist): every rank draws the same N_s cases and feeds its share to the merged
+ * statistics (ng_net_whiten_refresh_comm); the recomputed gradient is all-reduced again.
  * Must not: print, allocate after init, read the network except through natgrad/net.h. */
 #include "natgrad/prong.h"
 
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
 
@@ -42,16 +45,34 @@ ng_status ng_prong_config_check(const ng_prong_config *cfg) {
     return NG_OK;
 }
 
+static int dist_on(const ng_precond *p) { return p->dist.comm && p->dist.comm->world > 1; }
+
 static ng_status prong_observe(ng_precond *p, ng_model *m, uint64_t t) {
     prong *k = P(p);
     ng_tensor xs, x, y;
+    ng_comm *comm = dist_on(p) ? p->dist.comm : NULL;
     if (t % (uint64_t)k->cfg.T != 0) return NG_OK;
     NG_TRY(ng_net_current_batch(m, &x, &y));
     NG_TRY(ng_batches_next(&k->stream, &xs));
-    NG_TRY(ng_net_whiten_refresh(m, &xs, k->cfg.eps, !(t == 0 && k->cfg.whitened_init), k->times));
+    if (comm) {
+        /* every rank draws the same N_s cases and takes its share of them: columns
+         * [r N_s / N, (r + 1) N_s / N); the statistics are merged across the ranks */
+        const int r = comm->rank, W = comm->world, ns = xs.cols;
+        const int lo = (int)((long long)r * ns / W), hi = (int)((long long)(r + 1) * ns / W);
+        if (ns < W)
+            return ng_error(NG_ERR_INVALID_ARG, "prong: --prong-ns %d is smaller than the %d ranks (each rank needs a sample)", ns, W);
+        xs = ng_tensor_cols(&xs, lo, hi - lo);
+    }
+    NG_TRY(ng_net_whiten_refresh_comm(m, &xs, k->cfg.eps, !(t == 0 && k->cfg.whitened_init), k->times, comm));
     k->refreshes++;
-    /* the gradient of this update's batch in the new coordinates (Algorithm 1 line 13) */
+    /* the gradient of this update's batch in the new coordinates (Algorithm 1 line 13); on several
+     * ranks the shard's mean weighted by its share of the global batch and summed, as the trainer
+     * does with the first gradient */
     NG_TRY(ng_model_gradient(m, &x, y.ptr ? &y : NULL));
+    if (comm) {
+        NG_TRY(ng_scal(m->be, ng_model_size(m), (float)((double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch), m->grad_flat.data));
+        NG_TRY(ng_comm_allreduce(comm, m->be, NG_F32, m->grad_flat.data, ng_model_size(m), "the gradient (after the PRONG reparametrisation)"));
+    }
     if (k->upd) NG_TRY(ng_update_penalize(k->upd, m, t));
     return NG_OK;
 }
@@ -116,6 +137,7 @@ static const struct ng_precond_i prong_iface = {
     .save = prong_save,
     .load = prong_load,
     .destroy = prong_destroy,
+    .data_parallel = 1,
 };
 
 ng_status ng_precond_prong_init(ng_backend *be, ng_model *net, const ng_prong_config *cfg, const float *x_host, int pool_n,

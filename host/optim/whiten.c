@@ -2,14 +2,17 @@
  * centred scatter of samples merged batch by batch, the eigendecomposition of the covariance, the
  * whitening matrix U = diag(lambda + eps)^(-1/2) E^T of PRONG's eq. 7 (kept as U^T) and U^-1.
  * Shapes column-major; every matrix op goes through the backend wrappers (syrk for the scatter,
- * syevd for the eigendecomposition, outer_scale for the column scalings). Must not: print, allocate
- * device memory after init. */
+ * syevd for the eigendecomposition, outer_scale for the column scalings). Several ranks: the
+ * statistics merged exactly by all-reduces, each eigendecomposition computed by its owner and
+ * broadcast (natgrad/comm.h). Must not: print, allocate device memory after init. */
 #include "natgrad/whiten.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/nn_types.h"
 
 ng_status ng_whiten_init(ng_backend *be, int d, int chunk, ng_whiten *w) {
@@ -34,6 +37,7 @@ ng_status ng_whiten_init(ng_backend *be, int d, int chunk, ng_whiten *w) {
     ng_arena_reserve(&w->arena, "ones", chunk, 1, &w->ones);
     ng_arena_reserve(&w->arena, "mk", d, 1, &w->mk);
     ng_arena_reserve(&w->arena, "delta", d, 1, &w->delta);
+    ng_arena_reserve(&w->arena, "probe", d, 1, &w->probe);
     dd[0] = d;
     dd[1] = d;
     ng_arena_reserve_nd(&w->arena, "Ed", NG_F64, 2, dd, &w->Ed);
@@ -43,6 +47,13 @@ ng_status ng_whiten_init(ng_backend *be, int d, int chunk, ng_whiten *w) {
     if (s == NG_OK) {
         w->host = (float *)malloc(2 * (size_t)d * sizeof(float));
         if (!w->host) s = ng_error(NG_ERR_OOM, "whiten: no host memory for %d eigenvalues", d);
+    }
+    if (s == NG_OK) {
+        /* the probe of the eigenvectors' sign convention: fixed entries in [0.5, 1.5), all positive
+         * and unequal, so no eigenvector is orthogonal to it but by accident */
+        int i;
+        for (i = 0; i < d; i++) w->host[i] = 0.5f + (float)((i * 0.6180339887498949) - floor(i * 0.6180339887498949));
+        s = ng_set(be, w->probe.data, w->host, (size_t)d * sizeof(float));
     }
     if (s != NG_OK) ng_whiten_free(w);
     return s;
@@ -166,6 +177,17 @@ ng_status ng_whiten_compute(ng_whiten *w, float eps) {
         NG_TRY(ng_to_float(be, dd, w->Ed.data_d, w->E.data));
         NG_TRY(ng_to_float(be, (size_t)d, w->wd.data_d, w->lambda.data));
     }
+    {
+        /* the sign of each eigenvector is arbitrary (LAPACK's depends on rounding): make its dot
+         * product with the fixed probe positive, so that statistics equal up to rounding (another
+         * backend, another number of ranks) give the same U, not U with some rows negated */
+        NG_TRY(ng_gemv(be, 1, d, d, 1.0f, w->E.data, d, w->probe.data, 0.0f, w->delta.data));
+        NG_TRY(ng_get(be, w->host, w->delta.data, (size_t)d * sizeof(float)));
+        for (i = 0; i < d; i++) w->host[i] = w->host[i] < 0.0f ? -1.0f : 1.0f;
+        NG_TRY(ng_set(be, w->mk.data, w->host, (size_t)d * sizeof(float)));
+        NG_TRY(col_scale(be, d, w->E.data, w->mk.data, w->UT.data, d));
+        NG_TRY(ng_copy(be, w->E.data, w->UT.data, (size_t)d * (size_t)d * sizeof(float)));
+    }
     NG_TRY(ng_get(be, w->host, w->lambda.data, (size_t)d * sizeof(float)));
     for (i = 0; i < d; i++) {
         double l = w->host[i];
@@ -194,4 +216,97 @@ ng_status ng_whiten_apply(ng_whiten *w, const float *X, int ldx, int n, float *Y
     if (!X || !Y || ldx < d || ldy < d) return ng_error(NG_ERR_INVALID_ARG, "whiten apply: bad X or Y (ld must be >= %d)", d);
     NG_TRY(ng_gemm(w->be, 1, 0, d, n, d, 1.0f, w->UT.data, d, X, ldx, 0.0f, Y, ldy));
     return ng_gemm(w->be, 0, 0, d, n, 1, -1.0f, w->uc.data, d, w->ones.data, 1, 1.0f, Y, ldy);
+}
+
+/* ---- several ranks -------------------------------------------------------------------------- */
+
+ng_status ng_whiten_allreduce(ng_whiten *w, ng_comm *comm) {
+    ng_backend *be;
+    double n, nt;
+    size_t d, dd;
+    if (!w || !w->be) return ng_error(NG_ERR_INVALID_ARG, "whiten all-reduce: not initialised");
+    if (!comm || comm->world == 1) return NG_OK;
+    be = w->be;
+    d = (size_t)w->d;
+    dd = d * d;
+    n = w->n;
+    nt = n;
+    NG_TRY(ng_comm_allreduce_host(comm, &nt, 1, "the whitening sample counts"));
+    if (nt < 1.0) return ng_error(NG_ERR_INVALID_ARG, "whiten all-reduce: no rank added a sample");
+    /* c = sum_r (n_r / n) c_r  (into mk) */
+    if (n > 0.0) {
+        NG_TRY(ng_copy(be, w->mk.data, w->mean.data, d * sizeof(float)));
+        NG_TRY(ng_scal(be, d, (float)(n / nt), w->mk.data));
+    } else {
+        NG_TRY(ng_fill(be, d, 0.0f, w->mk.data));
+    }
+    NG_TRY(ng_comm_allreduce(comm, be, NG_F32, w->mk.data, d, "the whitening means"));
+    /* M_r += n_r (c_r - c)(c_r - c)^T, then M = sum_r M_r */
+    if (n > 0.0) {
+        NG_TRY(ng_copy(be, w->delta.data, w->mean.data, d * sizeof(float)));
+        NG_TRY(ng_axpby(be, d, -1.0f, w->mk.data, 1.0f, w->delta.data));
+        NG_TRY(ng_syrk(be, 0, w->d, 1, (float)n, w->delta.data, w->d, 1.0f, w->M.data, w->d));
+    } else {
+        NG_TRY(ng_fill(be, dd, 0.0f, w->M.data));
+    }
+    NG_TRY(ng_comm_allreduce(comm, be, NG_F32, w->M.data, dd, "the whitening scatter matrices"));
+    NG_TRY(ng_copy(be, w->mean.data, w->mk.data, d * sizeof(float)));
+    w->n = nt;
+    return NG_OK;
+}
+
+void ng_whiten_owners(const int *d, int k, int world, int *owner) {
+    double load[256] = {0};
+    int i, j, r;
+    char done[256] = {0};
+    if (world > 256) world = 256;
+    for (i = 0; i < k; i++) owner[i] = 0;
+    for (i = 0; i < k && i < 256; i++) {
+        int best = -1;
+        double bc = -1.0;
+        for (j = 0; j < k && j < 256; j++) {
+            double c = (double)d[j] * (double)d[j] * (double)d[j];
+            if (!done[j] && c > bc) bc = c, best = j;
+        }
+        done[best] = 1;
+        for (r = 1, owner[best] = 0; r < world; r++)
+            if (load[r] < load[owner[best]]) owner[best] = r;
+        load[owner[best]] += bc;
+    }
+}
+
+ng_status ng_whiten_compute_shared(ng_whiten *const *w, int k, float eps, ng_comm *comm) {
+    int dims[256] = {0}, owner[256] = {0}, i;
+    double fail;
+    ng_status s = NG_OK;
+    if (k < 0 || k > 256) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: %d statistics (0..256)", k);
+    if (!comm || comm->world == 1) {
+        for (i = 0; i < k; i++) NG_TRY(ng_whiten_compute(w[i], eps));
+        return NG_OK;
+    }
+    for (i = 0; i < k; i++) dims[i] = w[i]->d;
+    ng_whiten_owners(dims, k, comm->world, owner);
+    for (i = 0; i < k && s == NG_OK; i++) {
+        w[i]->eps = eps;
+        if (owner[i] == comm->rank) s = ng_whiten_compute(w[i], eps);
+    }
+    {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", s == NG_OK ? "" : ng_last_error());
+        fail = s == NG_OK ? 0.0 : 1.0;
+        NG_TRY(ng_comm_allreduce_host(comm, &fail, 1, "the whitening status"));
+        if (s != NG_OK) return ng_error(s, "%s", msg);
+        if (fail > 0.0) return ng_error(NG_ERR_NUMERIC, "whiten: an eigendecomposition failed on %g other rank(s) (see their messages)", fail);
+    }
+    for (i = 0; i < k; i++) {
+        ng_whiten *x = w[i];
+        size_t d = (size_t)x->d;
+        NG_TRY(ng_comm_bcast(comm, x->be, NG_F32, x->E.data, d * d, owner[i], "the whitening eigenvectors"));
+        NG_TRY(ng_comm_bcast(comm, x->be, NG_F32, x->lambda.data, d, owner[i], "the whitening eigenvalues"));
+        NG_TRY(ng_comm_bcast(comm, x->be, NG_F32, x->s.data, d, owner[i], "the whitening scales"));
+        NG_TRY(ng_comm_bcast(comm, x->be, NG_F32, x->s.data + x->s.ld, d, owner[i], "the whitening scales"));
+        NG_TRY(ng_comm_bcast(comm, x->be, NG_F32, x->UT.data, d * d, owner[i], "the whitening matrices"));
+        NG_TRY(ng_comm_bcast(comm, x->be, NG_F32, x->uc.data, d, owner[i], "the whitening matrices"));
+    }
+    return NG_OK;
 }

@@ -102,7 +102,10 @@ typedef struct ng_op_args {
     union {
         struct { size_t n; float value; float *out; } fill;
         struct { size_t n; float *out; uint64_t key, step; } fill_uniform;
-        struct { size_t n; const float *p; float *out; uint64_t key, step; } bernoulli;
+        /* out[i] = [u(key, step, first + i) <= p[i]]: first (0 unless set) is the global index of
+         * element 0, so a data-parallel rank holding part of a larger array draws what one process
+         * would draw for it */
+        struct { size_t n; const float *p; float *out; uint64_t key, step, first; } bernoulli;
         struct { size_t n; float alpha; const float *x; float beta; float *y; } axpby;
         struct {
             size_t n;
@@ -116,8 +119,9 @@ typedef struct ng_op_args {
         struct { size_t n; ng_dtype from, to; const void *x; void *y; } convert;
         /* x = beta * (pre[r,c] + bias[r]) + (1 - beta) * base[r]   (bias, base may be NULL = 0)
          * prob[r,c] = sigmoid(x)  (=, skipped when NULL)
-         * sample[r,c] = [u(key, step, r + rows*c) <= prob]  (=, skipped when NULL)
-         * pre may alias prob or sample (same pointer and ld).
+         * sample[r,c] = [u(key, step, first + r + rows*c) <= prob]  (=, skipped when NULL)
+         * pre may alias prob or sample (same pointer and ld). first (0 unless set): the global
+         * index of element (0, 0), e.g. rows * c0 for a rank holding columns c0.. of the chains.
          * step_dev non-NULL (device memory, 2 words): the Philox step is step_dev[0] + step, read
          * on the device (a captured CUDA graph replays with the current count), and after the op
          * step_dev[0] += advance; step_dev[1] is the CUDA kernel's block ticket (0 between
@@ -130,7 +134,7 @@ typedef struct ng_op_args {
             const float *base;
             float *prob; int ldq;
             float *sample; int lds;
-            uint64_t key, step;
+            uint64_t key, step, first;
             uint64_t *step_dev;
             uint64_t advance;
         } gibbs_sample;
@@ -342,15 +346,15 @@ typedef struct ng_op_args {
          * natgrad/nn_types.h): out = the mode's gather of x (IM2COL, POOL_MAX, POOL_AVG, TO_NHWC,
          * TO_NCHW), of g = col (COL2IM), or of g = dy with x for the maxima (POOL_MAX_BACK),
          * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
-         * when flip = 1, drawn from (key, step); s.kh = s.kw = 2 s.pad + 1)  (=,
-         * ng_conv_gather_count elements). out overlaps no input. */
+         * when flip = 1, drawn from (key, step) for images b0, b0 + 1, ... of the stream;
+         * s.kh = s.kw = 2 s.pad + 1)  (=, ng_conv_gather_count elements). out overlaps no input. */
         struct {
             int mode;
             ng_conv_shape s;
             const float *x, *g;
             float *out;
             int flip;
-            uint64_t key, step;
+            uint64_t key, step, b0;
         } conv_gather;
         /* The 1x1 whitening convolution (PRONG section 4.3: the pixels of a map are samples),
          * centering and channel mixing fused (ng_whiten1x1_elem): on maps x (n, c, p pixels),
@@ -606,6 +610,12 @@ ng_status ng_to_float(ng_backend *be, size_t n, const double *x, float *y);
 ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, const float *base, float *prob, int ldq,
                           float *sample, int lds, uint64_t key, uint64_t step);
+/* The same two with the draws of elements first .. first + n - 1 of the stream (a shard). */
+ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
+                          uint64_t step, uint64_t first);
+ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,
+                             const float *bias, const float *base, float *prob, int ldq,
+                             float *sample, int lds, uint64_t key, uint64_t step, uint64_t first);
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y);
 ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count, float *out,

@@ -37,6 +37,8 @@
 extern "C" {
 #endif
 
+struct ng_comm;
+
 #define NG_CNN_MAX_LAYERS 40
 
 enum { NG_CNN_CONV = 0, NG_CNN_POOL_MAX, NG_CNN_POOL_AVG, NG_CNN_ACT, NG_CNN_BN, NG_CNN_DENSE, NG_CNN_WHITEN };
@@ -108,6 +110,17 @@ ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass);
  * each chunk's own statistics, as training sees the maps (running averages untouched, no
  * augmentation); the function is kept exactly for every fixed batch-norm normalisation. */
 ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s);
+/* Data parallelism (natgrad/comm.h): the batches ng_model_gradient receives are this rank's
+ * shard, cases [lo, lo + cols) of a global batch of `batch` cases (comm NULL or one rank: one
+ * process). Then batch norm is synchronised: the per-channel mean and variance of the forward pass
+ * and the two per-channel sums of the backward pass are all-reduced, so the ranks normalise over
+ * the whole global batch as one process does with --chunk >= batch (each rank's shard must fit one
+ * chunk); the running averages are identical on every rank. The augmentation draws by the case's
+ * index in the global batch, so shards draw what one process draws. The whitening statistics
+ * (the first whiten_samples cases of the global batch) are merged across the ranks and each
+ * eigendecomposition runs on its owner and is broadcast (natgrad/whiten.h); the reparametrisation
+ * then runs identically on every rank. Every rank must call ng_model_gradient for every update. */
+ng_status ng_cnn_set_dist(ng_model *m, struct ng_comm *comm, int lo, int batch);
 /* Outputs (classes, n) (softmax probabilities) of x in inference mode. */
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
 

@@ -80,6 +80,9 @@ ng_status ng_comm_bcast(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size
                         int root, const char *what);
 /* In-place sum of host doubles (log columns, scalars). */
 ng_status ng_comm_allreduce_host(ng_comm *c, double *x, size_t count, const char *what);
+/* A shard's place in the whole: every rank passes its count, and learns the sum of the counts of
+ * the ranks before it (*first) and of all ranks (*total). One host all-reduce of world doubles. */
+ng_status ng_comm_shard_offset(ng_comm *c, long long count, long long *first, long long *total, const char *what);
 /* Broadcast host bytes from root. */
 ng_status ng_comm_bcast_host(ng_comm *c, void *x, size_t bytes, int root, const char *what);
 /* Every rank reaches this point (within the timeout). */

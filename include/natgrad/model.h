@@ -74,7 +74,23 @@ struct ng_model_i {
     /* A capture that called gradient failed and was discarded (nothing it recorded ran): undo what
      * that gradient advanced on the host (an RBM: its Philox step). NULL: nothing. */
     void (*graph_discarded)(ng_model *m);
+    /* Data parallelism (natgrad/train.h). data_parallel = 1: the model runs on several ranks by
+     * itself: with m->dist.comm set, gradient draws what one process would draw for its shard and
+     * all-reduces its gradient and batch statistics before it returns (the trainer does not reduce
+     * the gradient again). gather (NULL: nothing to do): every rank calls it before a checkpoint of
+     * a multi-rank run, so that state sharded over the ranks (an RBM's persistent particles) is
+     * whole on rank 0, which saves the model. */
+    int data_parallel;
+    ng_status (*gather)(ng_model *m);
 };
+
+/* Set by the trainer on a model with data_parallel = 1 when the run has several ranks: before each
+ * gradient, the batch is this rank's columns [lo, hi) of a global batch of `batch` cases. comm
+ * NULL: one process. */
+typedef struct ng_model_dist {
+    struct ng_comm *comm;
+    int lo, hi, batch;
+} ng_model_dist;
 
 struct ng_model {
     const struct ng_model_i *iface;
@@ -85,6 +101,7 @@ struct ng_model {
     ng_tensor grad_flat;   /* (n) the gradient arena as one vector */
     unsigned char *decay;  /* (n_params) 1: parameter i takes weight decay (weights, not biases) */
     int defer_check;       /* 1: gradient skips iface->check_gradient (the caller runs it later) */
+    ng_model_dist dist;    /* data parallelism (see ng_model_dist) */
 };
 
 /* Build-time helpers for implementations: set up the arenas, add parameters (value and gradient

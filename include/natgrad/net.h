@@ -43,6 +43,8 @@
 extern "C" {
 #endif
 
+struct ng_comm;
+
 #define NG_NET_MAX_LAYERS 16
 
 enum { NG_NET_TARGET_INPUT = 0, /* autoencoder: the targets are the inputs (d_L = d_0) */
@@ -192,6 +194,14 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  * seconds in the statistics (forward passes, means and covariances), times[1] += seconds in the
  * eigendecompositions and the update of U, c, V, d. */
 ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times);
+/* The same on several ranks (natgrad/comm.h; comm NULL or one rank: the call above): x holds this
+ * rank's share of the N_s samples (>= 1 column on every rank); the means and scatters are merged
+ * across the ranks (ng_whiten_allreduce), each eigendecomposition runs on its owner and is broadcast
+ * (ng_whiten_compute_shared), so every rank applies the same reparametrisation and keeps identical
+ * parameters. Every rank must call it. Batch-normalised layers see their shard's statistics in the
+ * forward pass (the caller refuses them on several ranks). */
+ng_status ng_net_whiten_refresh_comm(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times,
+                                     struct ng_comm *comm);
 /* theta (parameter layout, float32, packed) = the canonical parameters W_l = V_l U_{l-1},
  * b_l = d_l - W_l c_{l-1} (batch-normalised layers: W_l only; their gamma, beta copied) of a whitened
  * network; a copy of the parameters otherwise. */

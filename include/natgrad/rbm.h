@@ -12,6 +12,11 @@
  *   "v_data_mean", "h_data_mean", "v_model_mean", "h_model_mean" (column means),
  *   "v_train_mean" (nv) the mean of the whole training set (fixed), "h_chain" (nh, max(m, M)) the hidden
  *   samples of the last Gibbs sweep, "particles" (nv, M) the persistent chains (PCD state).
+ * Data parallelism (natgrad/train.h, ng_model.dist): with several ranks, m and M are this rank's
+ * shards of the batch and of the particles (the matrices above hold its columns), each drawn with
+ * the global column index as the Philox offset; the gradient and the four means are global
+ * (all-reduced) on return; a checkpoint holds the whole particle set (ng_model_i.gather), so any
+ * number of ranks resumes from it.
  * All of it lives on the backend's device; a training step allocates nothing and moves no data to
  * the host (log columns are fetched only on logged steps). Batches are columns: v is (nv, m). */
 #ifndef NATGRAD_RBM_H
@@ -41,6 +46,11 @@ typedef struct ng_rbm_estimator_config {
     int batch;          /* largest mini-batch m the gradient will see */
     int binarize_train; /* 1: train on Bernoulli samples of the pixels; 0: on intensities (FANG) */
     uint64_t seed;      /* keys the Gibbs, binarisation, particle and monitor streams */
+    /* data parallelism: this rank holds particles [rank M / world, (rank + 1) M / world) of the
+     * global set (CD: of the batch), so each rank draws what one process draws for them; the
+     * gradient all-reduces itself once the trainer attaches a communicator (ng_model.dist).
+     * 0 and 1 (or 0 and 0): one process */
+    int rank, world;
 } ng_rbm_estimator_config;
 
 typedef struct ng_rbm_est ng_rbm_est; /* estimator state (host/models/rbm.c) */
@@ -116,6 +126,10 @@ typedef struct ng_rbm_config {
     float diag_lambda;     /* added to the diagonal (1e-4) */
     float diag_power;      /* exponent in (0, 1] (1) */
     float diag_beta;       /* moving average of the diagonal (0.95) */
+    /* data parallelism (not checkpointed): this process is rank `rank` of `world` (0, 1: one
+     * process); the batches and the particles are sharded accordingly, and the caller attaches
+     * the communicator with ng_trainer_set_comm(&rt->tr, comm) */
+    int rank, world;
 } ng_rbm_config;
 
 void ng_rbm_config_default(ng_rbm_config *cfg);

@@ -11,7 +11,10 @@
  * ng_whiten_compute then forms Sigma = scatter / n, its eigendecomposition
  * Sigma = E diag(lambda) E^T (backend syevd, float32; float64 when float32 fails), and
  *   U = diag(lambda + eps)^(-1/2) E^T          (eq. 7; negative rounding-error eigenvalues count as 0)
- * so that U (x - c) has covariance diag(lambda / (lambda + eps)), the identity up to eps.
+ * so that U (x - c) has covariance diag(lambda / (lambda + eps)), the identity up to eps. The sign
+ * of each eigenvector is fixed (its dot product with a fixed positive vector `probe` is >= 0), so
+ * covariances equal up to rounding give the same U on every backend and number of ranks (up to
+ * rotations within repeated eigenvalues, which no convention can pin down).
  * U is kept transposed, UT = U^T = E diag(lambda + eps)^(-1/2) (d, d): column j of UT is row j of U,
  * so y = U (x - c) is one gemm with op(A) = T. U^-1 = E diag(lambda + eps)^(1/2) is what PRONG's
  * reparametrisation needs to keep a layer's function (V <- W U^-1).
@@ -28,6 +31,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct ng_comm;
 
 typedef struct ng_whiten {
     ng_backend *be;
@@ -47,6 +52,7 @@ typedef struct ng_whiten {
     ng_tensor xc;     /* (d * chunk) scratch: one centred piece */
     ng_tensor ones;   /* (chunk) ones */
     ng_tensor mk, delta; /* (d) scratch */
+    ng_tensor probe;  /* (d)     fixed vector: each eigenvector's sign makes its dot product with it >= 0 */
     ng_tensor Ed, wd; /* float64 (d, d) and (d): the fallback eigendecomposition */
     float *host;      /* (2 d) host scratch for lambda and s */
 } ng_whiten;
@@ -66,6 +72,23 @@ ng_status ng_whiten_uinv(ng_whiten *w, float *out, int ldo);
 /* Y (d, n) = U (X - c) for the columns of X (d, n) (=; n <= chunk, Y must not overlap X), after
  * compute. */
 ng_status ng_whiten_apply(ng_whiten *w, const float *X, int ldx, int n, float *Y, int ldy);
+
+/* ---- several ranks (natgrad/comm.h; comm NULL or one rank: the single-process calls) ----------
+ * Each rank adds its own samples (any number, 0 included); ng_whiten_allreduce then merges the
+ * ranks' (n_r, c_r, M_r) exactly as the batches of one process are merged: the global mean
+ * c = sum_r (n_r / n) c_r is all-reduced first, then each rank adds n_r (c_r - c)(c_r - c)^T to
+ * its scatter and the scatters are all-reduced (Chan et al.), so no rank averages means of
+ * uneven shards. Afterwards n, mean and M are identical on every rank (every rank must call it;
+ * NG_ERR_INVALID_ARG when no rank has a sample). */
+ng_status ng_whiten_allreduce(ng_whiten *w, struct ng_comm *comm);
+/* ng_whiten_compute(eps) of k statistics (merged, identical on every rank): each rank computes
+ * the eigendecompositions it owns (ng_whiten_owners) and broadcasts E, lambda, s, UT and uc, so
+ * every rank ends with identical results; a failure on any rank fails every rank (the failing
+ * rank's message, the others name the failure). */
+ng_status ng_whiten_compute_shared(ng_whiten *const *w, int k, float eps, struct ng_comm *comm);
+/* owner[i] of k eigendecompositions of dimensions d[i] on `world` ranks, balanced by the cost
+ * d^3: the largest first, each to the rank with the least work so far (ties: the lowest rank). */
+void ng_whiten_owners(const int *d, int k, int world, int *owner);
 
 #ifdef __cplusplus
 }
