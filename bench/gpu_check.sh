@@ -12,7 +12,8 @@
 #   4. natgrad's own phase profile of an RBM run and of a K-FAC autoencoder run on the GPU
 #      (--profile: CUDA-event timings per phase, kernel launches per step), and the launch
 #      overhead of NAG on the curves autoencoder at m = 250, eager vs --cuda-graph 1 (ms per
-#      update from the profile, the two checkpoints compared bit for bit)
+#      update from the profile, the two checkpoints compared bit for bit), and the same for the
+#      RBM's PCD-1 update with SGD (rbm train --cuda-graph 1)
 #   5. an nsys capture of a steady-state RBM window (--profile-steps) when nsys is installed,
 #      with its summary reports
 # Every step runs under its own time limit; a failed or timed-out step is recorded in the report
@@ -120,6 +121,14 @@ if [ $built = 0 ]; then
       --optimizer nag --lr 0.01 --batch 250 --steps 300 --log-every 300 --cuda-graph $g --profile --profile-steps 101:290 \
       --out "$dir/prof-nag-$tag"
   done
+  # the RBM's PCD-1 update with SGD, eager and as CUDA graphs (the Philox step counted on the
+  # device); same seed, so the checkpoints must be identical
+  rm -rf "$dir/prof-rbmsgd-eager" "$dir/prof-rbmsgd-graph"
+  for g in 0 1; do
+    tag=$([ $g = 1 ] && echo graph || echo eager)
+    step "profile-rbmsgd-$tag" 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden 500 --optimizer sgd \
+      --steps 120 --log-every 120 --cuda-graph $g --profile --profile-steps 21:110 --out "$dir/prof-rbmsgd-$tag"
+  done
 fi
 
 # ---- 5. nsys ----------------------------------------------------------------------------------
@@ -196,7 +205,20 @@ fi
     fi
     echo
   fi
-  for p in rbm kfac nag-eager nag-graph; do
+  if [ -f "$dir/profile-rbmsgd-eager.log" ] || [ -f "$dir/profile-rbmsgd-graph.log" ]; then
+    echo "## Launch overhead: the RBM's PCD-1 update with SGD, 500 hidden units, eager vs --cuda-graph 1 (updates 21..110)"
+    echo
+    for t in eager graph; do
+      echo "- $t: $(grep -h '^per update' "$dir/profile-rbmsgd-$t.log" 2>/dev/null | tr '\n' ' ' || echo 'no profile')"
+    done
+    if cmp -s "$dir/prof-rbmsgd-eager/rbm.ckpt" "$dir/prof-rbmsgd-graph/rbm.ckpt"; then
+      echo "- checkpoints after 120 updates: identical (graph = eager bit for bit)"
+    else
+      echo "- checkpoints after 120 updates: DIFFERENT or missing (graph != eager: a bug to report)"
+    fi
+    echo
+  fi
+  for p in rbm kfac nag-eager nag-graph rbmsgd-eager rbmsgd-graph; do
     if [ -f "$dir/profile-$p.log" ]; then
       echo "## natgrad --profile on $dev: $p"
       echo

@@ -8,6 +8,9 @@
  *   gibbs (gibbs_sample):    1 scalar: ng_gibbs_unit with ng_uniform_at per unit, one thread
  *                            2 the CPU backend's op;  3 the CUDA kernel, when a GPU answers
  *   bernoulli:               1 scalar;  2 the CPU backend's op;  3 the CUDA kernel
+ * and one fusion (issue 13):
+ *   momentum (NAG + average): 1 the five axpby ops nag.c / update.c issued before (reference);
+ *                            2 NG_OP_MOMENTUM in one pass; on a GPU 3 the axpby kernels, 4 the fused one
  * CPU variants must equal the reference bit for bit; CUDA variants to within the device's expf
  * (probabilities within 2e-7 absolute, draws differing only where u is that close to p).
  * Prints a markdown table (variant, size, check, ms, G elements/s) and writes --csv.
@@ -106,6 +109,52 @@ static ng_status b_scalar(void *q) {
 static ng_status b_backend(void *q) {
     bctx *c = (bctx *)q;
     return ng_bernoulli(c->be, c->n, c->dp, c->dout, KEY, STEP);
+}
+
+/* ---- momentum: NAG's step with iterate averaging ------------------------------------------------
+ * variant 1: the five axpby ops nag.c and update.c issued before NG_OP_MOMENTUM (v, p twice, the
+ * average twice); variant 2: the fused op, one pass. Constants of update 300 of Sutskever et al.'s
+ * schedule (mu_t = 0.75, mu_{t+1} = 0.75), lr 0.01, averaging xi = 0.99. */
+typedef struct mctx { size_t n; ng_backend *be; float *d, *v, *p, *bar; } mctx;
+static const float M_A = -0.01f, M_MU = 0.75f, M_C = 0.75f, M_XI = 0.99f;
+static ng_status m_chain(void *q) {
+    mctx *c = (mctx *)q;
+    const float w = (float)(1.0 - (double)M_XI), wc = (float)((1.0 - (double)M_XI) * (double)-M_C);
+    NG_TRY(ng_axpby(c->be, c->n, M_A, c->d, M_MU, c->v));
+    NG_TRY(ng_axpby(c->be, c->n, M_C, c->v, 1.0f, c->p));
+    NG_TRY(ng_axpby(c->be, c->n, M_A, c->d, 1.0f, c->p));
+    NG_TRY(ng_axpby(c->be, c->n, w, c->p, M_XI, c->bar));
+    return ng_axpby(c->be, c->n, wc, c->v, 1.0f, c->bar);
+}
+static ng_status m_fused(void *q) {
+    mctx *c = (mctx *)q;
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_MOMENTUM;
+    o.momentum.n = c->n;
+    o.momentum.d = c->d;
+    o.momentum.v = c->v;
+    o.momentum.p = c->p;
+    o.momentum.bar = c->bar;
+    o.momentum.a = M_A;
+    o.momentum.mu = M_MU;
+    o.momentum.c = M_C;
+    o.momentum.nesterov = 1;
+    o.momentum.xi = M_XI;
+    o.momentum.w = (float)(1.0 - (double)M_XI);
+    o.momentum.wc = (float)((1.0 - (double)M_XI) * (double)-M_C);
+    return ng_run_op(c->be, &o);
+}
+/* d, v, p, bar of be from the host array h (4 n floats), one step of f, the results into out (3 n) */
+static ng_status m_once(run_fn f, mctx *c, const float *h, float *out) {
+    NG_TRY(ng_set(c->be, c->d, h, c->n * 4));
+    NG_TRY(ng_set(c->be, c->v, h + c->n, c->n * 4));
+    NG_TRY(ng_set(c->be, c->p, h + 2 * c->n, c->n * 4));
+    NG_TRY(ng_set(c->be, c->bar, h + 3 * c->n, c->n * 4));
+    NG_TRY(f(c));
+    NG_TRY(ng_get(c->be, out, c->v, c->n * 4));
+    NG_TRY(ng_get(c->be, out + c->n, c->p, c->n * 4));
+    return ng_get(c->be, out + 2 * c->n, c->bar, c->n * 4);
 }
 
 static const char *same_bits(const float *a, const float *b, size_t n) {
@@ -249,6 +298,45 @@ int main(int argc, char **argv) {
                         CHECKED(same_bits(sr, out, n)), ms);
                     ng_free(be, c.dp); ng_free(be, c.dout);
                 }
+            }
+            /* momentum */
+            {
+                mctx c;
+                ng_backend *bes[2] = {cpu, gpu};
+                float *h = malloc(4 * n * 4), *want = malloc(3 * n * 4), *got = malloc(3 * n * 4);
+                int b;
+                if (!h || !want || !got) return fprintf(stderr, "kernel_lab: out of memory\n"), 1;
+                for (k = 0; k < 4 * n; k++) h[k] = 2.0f * ng_uniform_at(79, 1, k) - 1.0f;
+                for (b = 0; b < 2; b++) {
+                    ng_backend *be = bes[b];
+                    double ms1, ms2, md = 0.0;
+                    if (!be) continue;
+                    c.n = n;
+                    c.be = be;
+                    if (ng_alloc(be, n * 4, (void **)&c.d) || ng_alloc(be, n * 4, (void **)&c.v) ||
+                        ng_alloc(be, n * 4, (void **)&c.p) || ng_alloc(be, n * 4, (void **)&c.bar))
+                        return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
+                    if (m_once(m_chain, &c, h, b == 0 ? want : got) != NG_OK) return 1;
+                    ms1 = timeit(m_chain, &c, be);
+                    if (m_once(m_fused, &c, h, got) != NG_OK) return 1;
+                    ms2 = timeit(m_fused, &c, be);
+                    if (b == 0) {
+                        row("momentum", "1 NAG + average as 5 axpby ops (CPU backend, OpenMP)", n, "reference", ms1);
+                        row("momentum", "2 NG_OP_MOMENTUM, one pass (CPU backend, OpenMP)", n,
+                            CHECKED(same_bits(want, got, 3 * n)), ms2);
+                    } else {
+                        /* the GPU against the CPU's chain: nvcc may contract a product into an fma */
+                        for (k = 0; k < 3 * n; k++) {
+                            double d = fabs((double)want[k] - (double)got[k]);
+                            if (d > md) md = d;
+                        }
+                        snprintf(buf, sizeof buf, md <= 1e-6 ? "ok (max |d| %.1e)" : "DIFFERS (max |d| %.1e)", md);
+                        row("momentum", "3 the 5 axpby kernels (CUDA)", n, "timing only", ms1);
+                        row("momentum", "4 the fused kernel (CUDA)", n, CHECKED(buf), ms2);
+                    }
+                    ng_free(be, c.d); ng_free(be, c.v); ng_free(be, c.p); ng_free(be, c.bar);
+                }
+                free(h); free(want); free(got);
             }
             free(ref); free(out); free(ref2); free(pr); free(sr);
         }

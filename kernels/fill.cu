@@ -1,5 +1,5 @@
 /* fill.cu: flat elementwise kernels behind the backend slots fill, fill_uniform, binary_states,
- * to_double, to_float, axpby and axpby_dev, and the C = beta C path of gemm/syrk/gemv (scale_matrix). Vectors
+ * to_double, to_float, axpby, axpby_segments (many segments in one launch) and axpby_dev, and the C = beta C path of gemm/syrk/gemv (scale_matrix). Vectors
  * are flat (n) arrays; binary_states and scale_matrix address column-major matrices through their
  * leading dimension. Every kernel is a grid-stride loop whose element index, and for fill_uniform
  * whose Philox word, depends only on the logical index, never on the launch shape.
@@ -141,6 +141,53 @@ extern "C" ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float 
     NG_LAUNCH(axpby_kernel, ng_grid_1d(n, FILL_BLOCK), FILL_BLOCK, 0, (cudaStream_t)stream)(
         (uint64_t)n, alpha, x, beta, y);
     NG_LAUNCH_CHECK("axpby");
+    return NG_OK;
+}
+
+/* The segments of NG_OP_AXPBY_SEGMENTS by value: start[s] = the first logical index of segment s
+ * (the prefix sums of the lengths), start[count] = the total. */
+typedef struct axs_params {
+    int count;
+    float alpha, beta;
+    const float *x;
+    float *y;
+    uint64_t off[NG_SEGMENTS_MAX], start[NG_SEGMENTS_MAX + 1];
+} axs_params;
+
+/* Grid-stride over the logical index e of all segments; segment s holds e in [start[s], start[s+1]). */
+static __global__ void axpby_segments_kernel(axs_params P) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x, n = P.start[P.count];
+    uint64_t e;
+    for (e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += stride) {
+        int s = 0;
+        uint64_t i;
+        while (s + 1 < P.count && P.start[s + 1] <= e) s++;
+        i = P.off[s] + (e - P.start[s]);
+        {
+            const float yi = P.beta != 0.0f ? P.y[i] : 0.0f;
+            P.y[i] = ng_axpby_elem(P.alpha, P.x[i], P.beta, yi);
+        }
+    }
+}
+
+extern "C" ng_status ng_cuda_axpby_segments(int count, const size_t *off, const size_t *len, float alpha,
+                                            const float *x, float beta, float *y, void *stream) {
+    axs_params P;
+    int s;
+    P.count = count;
+    P.alpha = alpha;
+    P.beta = beta;
+    P.x = x;
+    P.y = y;
+    P.start[0] = 0;
+    for (s = 0; s < count; s++) {
+        P.off[s] = (uint64_t)off[s];
+        P.start[s + 1] = P.start[s] + (uint64_t)len[s];
+    }
+    NG_NVTX_PUSH("axpby_segments");
+    NG_LAUNCH(axpby_segments_kernel, ng_grid_1d((size_t)P.start[count], FILL_BLOCK), FILL_BLOCK, 0,
+              (cudaStream_t)stream)(P);
+    NG_LAUNCH_CHECK("axpby_segments");
     return NG_OK;
 }
 

@@ -6,7 +6,8 @@
  *   - elementwise ops: one thread per element, grid-stride over the logical index e = r + rows c;
  *   - per-column ops (softmax, loss, loss_hvp, categorical sampling): one thread per column running
  *     the column body (columns are cases, a few rows each; the bodies sum in double in a fixed
- *     sequential order, which a parallel tree would not reproduce);
+ *     sequential order, which a parallel tree would not reproduce); the loss with its batch sums
+ *     runs as one block, so the sums follow in the same launch without atomics;
  *   - per-row ops (row_moments, bn_project): one thread per row running the row body (adjacent
  *     threads read adjacent rows of a column: coalesced).
  * Random numbers: element i = r + rows (col0 + c) of sample_targets uses the Philox uniform i (Bernoulli),
@@ -21,6 +22,8 @@
 
 #define NET_BLOCK 256u     /* elementwise kernels */
 #define NET_COL_BLOCK 128u /* one thread per column or per row */
+#define NET_SUM_BLOCK 1024u /* the loss with its batch sums: one block, a thread per column (a chunk's
+                             * columns in one round up to 1024), at least NG_LOSS_LANES threads */
 
 #define NET_IDX(r, c, ld) ((size_t)(r) + (size_t)(c) * (size_t)(ld))
 
@@ -87,6 +90,28 @@ static __global__ void loss_kernel(int loss, int rows, int cols, const float *z,
                     t + NET_IDX(0, c, ldt), scale, d != NULL ? d + NET_IDX(0, c, ldd) : NULL,
                     obj != NULL ? obj + c : NULL, err != NULL ? err + c : NULL);
     }
+}
+
+/* The loss and its batch sums in one launch of one block: the columns (ng_loss_col) spread over
+ * the block's threads, then 32 lanes (ng_loss_lane) and one thread (ng_loss_sums_finish) sum obj
+ * and err in the order the CPU uses. obj and err are re-read after __syncthreads, which makes the
+ * block's global writes visible to the block. __launch_bounds__: 1024 threads leave at most 64
+ * registers each; the bound makes nvcc keep to them (or spill) rather than fail at launch. */
+static __global__ void __launch_bounds__(NET_SUM_BLOCK) loss_sums_kernel(int loss, int rows, int cols, const float *z, int ldz,
+                                        const float *y, int ldy, const float *t, int ldt,
+                                        float scale, float *d, int ldd, float *obj, float *err,
+                                        float *acc, float acc_beta) {
+    __shared__ double lane_o[NG_LOSS_LANES], lane_e[NG_LOSS_LANES];
+    int c;
+    for (c = (int)threadIdx.x; c < cols; c += (int)blockDim.x)
+        ng_loss_col(loss, rows, z + NET_IDX(0, c, ldz), y + NET_IDX(0, c, ldy),
+                    t + NET_IDX(0, c, ldt), scale, d != NULL ? d + NET_IDX(0, c, ldd) : NULL,
+                    obj + c, err + c);
+    __syncthreads();
+    if (threadIdx.x < NG_LOSS_LANES)
+        ng_loss_lane(cols, obj, err, (int)threadIdx.x, &lane_o[threadIdx.x], &lane_e[threadIdx.x]);
+    __syncthreads();
+    if (threadIdx.x == 0) ng_loss_sums_finish(lane_o, lane_e, acc_beta, acc);
 }
 
 /* One thread per column: ng_loss_hvp_col (out may alias v). */
@@ -193,11 +218,16 @@ extern "C" ng_status ng_cuda_act_backward(int rows, int cols, int act, const flo
 
 extern "C" ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz,
                                   const float *y, int ldy, const float *t, int ldt, float scale,
-                                  float *d, int ldd, float *obj, float *err, void *stream) {
+                                  float *d, int ldd, float *obj, float *err, float *acc,
+                                  float acc_beta, void *stream) {
     NG_NVTX_PUSH("loss");
-    NG_LAUNCH(loss_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK, 0,
-              (cudaStream_t)stream)(loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd, obj,
-                                    err);
+    if (acc != NULL)
+        NG_LAUNCH(loss_sums_kernel, 1, NET_SUM_BLOCK, 0, (cudaStream_t)stream)(
+            loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd, obj, err, acc, acc_beta);
+    else
+        NG_LAUNCH(loss_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK, 0,
+                  (cudaStream_t)stream)(loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd,
+                                        obj, err);
     NG_LAUNCH_CHECK("loss");
     return NG_OK;
 }

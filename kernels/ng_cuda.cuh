@@ -48,6 +48,17 @@
                             cudaGetErrorString(ng_e_), __FILE__, __LINE__);                     \
     } while (0)
 
+/* Call from every thread of a block at the end of a kernel: 1 in thread 0 of the block that
+ * finishes last (it took the last ticket of *ticket, an integer counter that is 0 between launches;
+ * the caller resets it), 0 elsewhere. Lets a kernel update a device-resident counter that every
+ * block read at its start (adam's step count, the RBM's Philox step) in the same launch. */
+static __device__ __forceinline__ int ng_last_block(unsigned int *ticket) {
+    __syncthreads();
+    if (threadIdx.x != 0) return 0;
+    __threadfence();
+    return atomicAdd(ticket, 1u) == gridDim.x - 1u;
+}
+
 /* Number of blocks of `block` threads covering n items, capped so the grid stays legal; kernels
  * use grid-stride loops so any cap is correct. */
 static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {

@@ -23,10 +23,13 @@ extern "C" {
 /* Fused Gibbs step, pre/prob/sample (rows, cols) with leading dimensions ldp/ldq/lds:
  * prob = sigmoid(beta (pre + bias) + (1 - beta) base)  (=, skipped when prob is NULL),
  * sample = [u(key, step, first + r + rows c) <= prob]   (=, skipped when sample is NULL).
- * bias and base may be NULL (= 0). pre may alias prob or sample (same pointer and ld). */
+ * bias and base may be NULL (= 0). pre may alias prob or sample (same pointer and ld).
+ * step_dev non-NULL: the step is step_dev[0] + step, and the last block sets step_dev[0] += advance
+ * (step_dev[1]: its ticket, 0 between launches). */
 ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp, const float *bias,
                                float beta, const float *base, float *prob, int ldq, float *sample,
-                               int lds, uint64_t key, uint64_t step, uint64_t first, void *stream);
+                               int lds, uint64_t key, uint64_t step, uint64_t first, uint64_t *step_dev,
+                               uint64_t advance, void *stream);
 /* out(n) = [u(key, step, first + i) <= p[i]]  (=); p and out may alias. */
 ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key, uint64_t step,
                             uint64_t first, void *stream);
@@ -54,6 +57,10 @@ ng_status ng_cuda_to_float(size_t n, const double *x, float *y, void *stream);
 /* y(n) = alpha x + beta y  (beta = 0 ignores y); x and y may alias. */
 ng_status ng_cuda_axpby(size_t n, float alpha, const float *x, float beta, float *y,
                         void *stream);
+/* y = alpha x + beta y on count (<= NG_SEGMENTS_MAX) disjoint segments [off[s], off[s] + len[s]) in
+ * one launch (ng_axpby_elem; beta = 0 ignores y). */
+ng_status ng_cuda_axpby_segments(int count, const size_t *off, const size_t *len, float alpha, const float *x,
+                                 float beta, float *y, void *stream);
 /* y(n) = ca (a_num / a_den) x + cb (b_num / b_den) y, the four scalars read from device memory
  * (NULL = 1); cb = 0 ignores y; x and y may alias. */
 ng_status ng_cuda_axpby_dev(size_t n, float ca, const float *a_num, const float *a_den,
@@ -88,9 +95,14 @@ ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, const float *
 /* The fused Adam / RMSprop step over n elements (ng_adam_elem): m = b1 m + c1 g (skipped when m is
  * NULL), v = b2 v + c2 g^2, s = -lr (m / bc1) / (sqrt(v / bc2) + eps), param += s, step = s (=,
  * skipped when step is NULL). */
+/* count non-NULL (device, 2 doubles): bc1, bc2 from the step count t = count[0] (m NULL: 1), and
+ * count[0] = t + 1 by the last block to finish (count[1]: its ticket, 0 between launches). */
 ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, float *v, float *step,
                        float b1, float c1, float b2, float c2, double bc1, double bc2, float lr,
-                       float eps, void *stream);
+                       float eps, double *count, void *stream);
+/* Heavy-ball SGD / NAG in one pass (ng_momentum_elem, NG_OP_MOMENTUM). */
+ng_status ng_cuda_momentum(size_t n, const float *d, float *v, float *p, float *bar, float a, float mu,
+                           float c, int nesterov, float xi, float w, float wc, void *stream);
 /* K-FAC's factor accumulation (NG_OP_FACTOR_UPDATE): one launch for the count entries. */
 ng_status ng_cuda_factor_update(int count, int k, float beta, const ng_factor_entry *entries, void *stream);
 /* K-FAC's and HF's scalings (ng_outer_scale_elem): out[r,c] = x[r,c] phi; out may alias x. */
@@ -111,9 +123,11 @@ ng_status ng_cuda_act_backward(int rows, int cols, int act, const float *a, int 
                                const float *g, int ldg, const float *h, int ldh, const float *r,
                                int ldr, float *out, int ldo, void *stream);
 /* Per column (ng_loss_col): d = scale (y - t) (=), obj[c], err[c]; each skipped when NULL. */
+/* acc non-NULL: also the batch sums acc[0..1] (ng_loss_lane, ng_loss_sums_finish) in the same
+ * launch, one block (the columns, then 32 lanes, then one thread). */
 ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz, const float *y,
                        int ldy, const float *t, int ldt, float scale, float *d, int ldd,
-                       float *obj, float *err, void *stream);
+                       float *obj, float *err, float *acc, float acc_beta, void *stream);
 /* Per column (ng_loss_hvp_col): out = scale H_L(y) v, or scale y (y^T v) for NG_LOSS_OUTER (=);
  * out may alias v. */
 ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy, const float *v,

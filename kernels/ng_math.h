@@ -256,6 +256,32 @@ NG_HD float ng_softplus_term(float pre, float bias, float beta) {
 
 /* ---- update rules (host/optim/adam.c, kernels/optim.cu) ------------------------------------ */
 
+/* One element of the fused momentum step (NG_OP_MOMENTUM; heavy-ball SGD and NAG, host/optim/sgd.c
+ * and nag.c), with d the direction, v the velocity, p the parameter (NAG: the look-ahead point),
+ * bar the iterate average (NULL: none). Exactly the chain of axpby ops it replaces, each rounded by
+ * ng_axpby_elem in the same order, so the result is bit-identical to those separate launches:
+ *   v = ng_axpby(a, d, mu, v)                       (a = -lr)
+ *   p = ng_axpby(c, v, 1, p)                        (SGD: c = 1; NAG: c = mu_{t+1})
+ *   p = ng_axpby(a, d, 1, p)     when nesterov
+ *   bar = ng_axpby(w, p, xi, bar); bar = ng_axpby(wc, v, 1, bar) when wc != 0   (bar non-NULL) */
+NG_HD void ng_momentum_elem(float d, float *v, float *p, float *bar, float a, float mu, float c,
+                            int nesterov, float xi, float w, float wc) {
+    const float vn = ng_axpby_elem(a, d, mu, *v);
+    float pn = ng_axpby_elem(c, vn, 1.0f, *p);
+    if (nesterov) pn = ng_axpby_elem(a, d, 1.0f, pn);
+    *v = vn;
+    *p = pn;
+    if (bar) {
+        float b = ng_axpby_elem(w, pn, xi, *bar);
+        if (wc != 0.0f) b = ng_axpby_elem(wc, vn, 1.0f, b);
+        *bar = b;
+    }
+}
+
+/* 1 - beta^(t+1) in double: Adam's bias correction of update t (adam.c on the host, the CPU op,
+ * and each block of the CUDA kernel from the device step count). */
+NG_HD double ng_adam_bias_correction(float beta, double t) { return 1.0 - pow((double)beta, t + 1.0); }
+
 /* One element of the fused Adam / RMSprop step (NG_OP_ADAM; see its struct in natgrad/backend.h),
  * with g the direction, p the parameter, m the first moment (NULL: none, RMSprop), v the second
  * moment (RMSprop's running mean square); returns the step s, already added to *p:
@@ -438,6 +464,35 @@ NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const
     }
     if (obj) *obj = (float)o;
     if (err) *err = (float)e;
+}
+
+/* The batch sums of the loss op (NG_OP_LOSS with acc): acc[0] = sum_c obj[c], acc[1] = sum_c err[c]
+ * over the cols columns, in double, in one fixed order whatever the backend or launch shape:
+ * NG_LOSS_LANES interleaved partial sums (lane j sums the columns c = j, j + LANES, ... in
+ * increasing c; ng_loss_lane), then the lanes added in increasing j (ng_loss_sums_finish), the
+ * total rounded once to float. beta = 0 overwrites acc, otherwise acc += the sums (in double,
+ * rounded once): the chunks of one batch accumulate. The CUDA loss kernel runs the lanes as 32
+ * threads; the CPU runs the same loop nest. */
+#define NG_LOSS_LANES 32
+NG_HD void ng_loss_lane(int cols, const float *obj, const float *err, int lane, double *so, double *se) {
+    double o = 0.0, e = 0.0;
+    int c;
+    for (c = lane; c < cols; c += NG_LOSS_LANES) {
+        o += (double)obj[c];
+        e += (double)err[c];
+    }
+    *so = o;
+    *se = e;
+}
+NG_HD void ng_loss_sums_finish(const double *lane_o, const double *lane_e, float beta, float *acc) {
+    double o = 0.0, e = 0.0;
+    int j;
+    for (j = 0; j < NG_LOSS_LANES; j++) {
+        o += lane_o[j];
+        e += lane_e[j];
+    }
+    acc[0] = (float)(beta == 0.0f ? o : (double)acc[0] + o);
+    acc[1] = (float)(beta == 0.0f ? e : (double)acc[1] + e);
 }
 
 /* One column of out = scale H v with the loss Hessian H at y (natgrad/nn_types.h), or with

@@ -1,34 +1,81 @@
 /* optim.cu: the fused elementwise steps of the optimizers (host/optim/): NG_OP_ADAM, Adam and
- * RMSprop on the model's flat parameter vector, and NG_OP_OUTER_SCALE, the row / column / Stein
+ * RMSprop on the model's flat parameter vector (with its step count optionally on the device),
+ * NG_OP_MOMENTUM, heavy-ball SGD and NAG in one pass, and NG_OP_OUTER_SCALE, the row / column / Stein
  * scalings of K-FAC's inverses (host/optim/kfac.c). A grid-stride loop around ng_adam_elem (the body
  * the CPU backend calls too); the element index depends only on the logical index, never on the
- * launch shape. Must not: allocate, use atomics, or synchronize the host. */
+ * launch shape. Must not: allocate, use float atomics (adam's device step count takes an integer
+ * ticket), or synchronize the host. */
 #include "ng_cuda.cuh"
 
 #include "ng_kernels.h"
 
 #define OPTIM_BLOCK 256u
 
-/* Adam / RMSprop: m (may be NULL) and v updated in place, param += s, step = s when non-NULL. */
+/* Adam / RMSprop: m (may be NULL) and v updated in place, param += s, step = s when non-NULL.
+ * count non-NULL: thread 0 of each block reads the step count t = count[0] and computes the bias
+ * corrections (ng_adam_bias_correction, the host's formula) into shared memory; when the block is
+ * done it takes a ticket (atomicAdd on count[1], an integer counter); the last block sets count[0] =
+ * t + 1 and the ticket back to 0. Every block reads t before taking its ticket, so all of them see
+ * the same t; the next launch on the stream sees t + 1. No float atomics: the ticket is an integer. */
 static __global__ void adam_kernel(uint64_t n, float *param, const float *grad, float *m,
                                    float *v, float *step, float b1, float c1, float b2, float c2,
-                                   double bc1, double bc2, float lr, float eps) {
+                                   double bc1, double bc2, float lr, float eps, double *count) {
     const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    __shared__ double bc[2];
+    double t = 0.0; /* thread 0's read of count[0] */
     uint64_t i;
+    if (count) {
+        if (threadIdx.x == 0) {
+            t = *(volatile double *)count;
+            bc[0] = m ? ng_adam_bias_correction(b1, t) : 1.0;
+            bc[1] = m ? ng_adam_bias_correction(b2, t) : 1.0;
+        }
+        __syncthreads();
+        bc1 = bc[0];
+        bc2 = bc[1];
+    }
     for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float s = ng_adam_elem(grad[i], &param[i], m ? &m[i] : (float *)0, &v[i], b1, c1,
                                      b2, c2, bc1, bc2, lr, eps);
         if (step) step[i] = s;
     }
+    if (count) {
+        unsigned int *ticket = (unsigned int *)(void *)(count + 1);
+        if (ng_last_block(ticket)) { /* the last block: every block has read t */
+            count[0] = t + 1.0;
+            *ticket = 0u;
+            __threadfence();
+        }
+    }
 }
 
 extern "C" ng_status ng_cuda_adam(size_t n, float *param, const float *grad, float *m, float *v,
                                   float *step, float b1, float c1, float b2, float c2, double bc1,
-                                  double bc2, float lr, float eps, void *stream) {
+                                  double bc2, float lr, float eps, double *count, void *stream) {
     NG_NVTX_PUSH("adam");
     NG_LAUNCH(adam_kernel, ng_grid_1d(n, OPTIM_BLOCK), OPTIM_BLOCK, 0, (cudaStream_t)stream)(
-        (uint64_t)n, param, grad, m, v, step, b1, c1, b2, c2, bc1, bc2, lr, eps);
+        (uint64_t)n, param, grad, m, v, step, b1, c1, b2, c2, bc1, bc2, lr, eps, count);
     NG_LAUNCH_CHECK("adam");
+    return NG_OK;
+}
+
+/* Heavy-ball SGD / NAG: the axpby chain of ng_momentum_elem per element, one launch. */
+static __global__ void momentum_kernel(uint64_t n, const float *d, float *v, float *p, float *bar,
+                                       float a, float mu, float c, int nesterov, float xi, float w,
+                                       float wc) {
+    const uint64_t stride = (uint64_t)blockDim.x * (uint64_t)gridDim.x;
+    uint64_t i;
+    for (i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        ng_momentum_elem(d[i], &v[i], &p[i], bar ? &bar[i] : (float *)0, a, mu, c, nesterov, xi, w, wc);
+}
+
+extern "C" ng_status ng_cuda_momentum(size_t n, const float *d, float *v, float *p, float *bar, float a,
+                                      float mu, float c, int nesterov, float xi, float w, float wc,
+                                      void *stream) {
+    NG_NVTX_PUSH("momentum");
+    NG_LAUNCH(momentum_kernel, ng_grid_1d(n, OPTIM_BLOCK), OPTIM_BLOCK, 0, (cudaStream_t)stream)(
+        (uint64_t)n, d, v, p, bar, a, mu, c, nesterov, xi, w, wc);
+    NG_LAUNCH_CHECK("momentum");
     return NG_OK;
 }
 

@@ -2306,23 +2306,39 @@ static void ref_convert(ecase *c) {
  * sample that the RBM and AIS use, tempered (beta 0.3, 0) and not, one packed (ld = rows); in
  * place, prob = pre or sample = pre, with and without the other output. Variant 2 draws with key
  * and step all ones; the others with ordinary keys and steps above 2^32. Odd variants draw elements
- * first + r + rows c with first = 5 (a data-parallel shard's columns; groups of four straddle). */
+ * first + r + rows c with first = 5 (a data-parallel shard's columns; groups of four straddle).
+ * Variants 5 and 6 (out of place) count the step on the device (buffer 5 "step_dev", two 64-bit
+ * words {base, 0} in a float64 buffer): they draw at base + step and must leave
+ * {base + advance, 0}, bit for bit (variant 5 also with first = 5; variant 6: advance 0, and a base
+ * above 2^32). */
 static const struct {
     int bias, base, prob, sample, alias; /* alias: 0 none, 1 prob = pre, 2 sample = pre */
     float beta;
-} gibbs_v[2][5] = {
+} gibbs_v[2][7] = {
     /* out of place */
     {{1, 0, 1, 1, 0, 1.0f},
      {1, 1, 1, 1, 0, 0.3f},
      {1, 1, 0, 1, 0, 0.3f},
      {1, 0, 1, 0, 0, 1.0f},
-     {0, 1, 1, 1, 0, 0.0f}},
+     {0, 1, 1, 1, 0, 0.0f},
+     {1, 0, 1, 1, 0, 1.0f},
+     {1, 0, 0, 1, 0, 1.0f}},
     /* in place */
     {{1, 1, 1, 1, 1, 0.3f},
      {1, 0, 1, 1, 2, 1.0f},
      {1, 0, 0, 1, 2, 1.0f},
      {0, 1, 1, 0, 1, 0.7f},
+     {0, 0, 0, 0, -1, 0.0f},
+     {0, 0, 0, 0, -1, 0.0f},
      {0, 0, 0, 0, -1, 0.0f}}};
+static const uint64_t gibbs_dev_base[2] = {41, 0x2000000005ull}, gibbs_dev_advance[2] = {5, 0};
+
+/* The step the op draws at: step, plus the device count's base when it has one. */
+static uint64_t gibbs_step_of(const ecase *c) {
+    uint64_t base = 0;
+    if (c->nb > 5 && !c->b[5].is_null) memcpy(&base, c->b[5].init, sizeof base);
+    return c->a.gibbs_sample.step + base;
+}
 
 static int gen_gibbs(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     const int rows = s->m, cols = s->n;
@@ -2359,15 +2375,22 @@ static int gen_gibbs(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     else if (gibbs_v[inplace][v].alias == 2)
         eb_alias(t, c, "sample (= pre)", R_INOUT, pre, AOFF(gibbs_sample.sample));
     else eb_add(t, c, "sample", R_OUT, 0, rows, cols, lds, AOFF(gibbs_sample.sample));
+    if (v >= 5) {
+        const uint64_t w[2] = {gibbs_dev_base[v - 5], 0};
+        int sd = eb_vec(t, c, "step_dev", R_INOUT, 1, 2, AOFF(gibbs_sample.step_dev));
+        memcpy(c->b[sd].init, w, sizeof w);
+        c->a.gibbs_sample.advance = gibbs_dev_advance[v - 5];
+    } else
+        eb_null(c, "step_dev");
     {
         const int al = gibbs_v[inplace][v].alias;
         const char *pw = !gibbs_v[inplace][v].prob ? "NULL" : al == 1 ? "pre" : "own";
         const char *sw = !gibbs_v[inplace][v].sample ? "NULL" : al == 2 ? "pre" : "own";
         what(c, "gibbs_sample rows=%d cols=%d %s ldp=%d ldq=%d lds=%d bias=%d base=%d prob=%s "
-                "sample=%s beta=%g first=%llu",
+                "sample=%s beta=%g first=%llu%s",
              rows, cols, mode_name(inplace), ldp, ldq, lds, gibbs_v[inplace][v].bias,
              gibbs_v[inplace][v].base, pw, sw, (double)gibbs_v[inplace][v].beta,
-             (unsigned long long)c->a.gibbs_sample.first);
+             (unsigned long long)c->a.gibbs_sample.first, v >= 5 ? " (step counted on the device)" : "");
     }
     return 1;
 }
@@ -2385,11 +2408,18 @@ static double gibbs_prob(const ecase *c, int r, int col, double *tol) {
 
 static void ref_gibbs(ecase *c) {
     const int rows = c->a.gibbs_sample.rows, cols = c->a.gibbs_sample.cols;
+    const uint64_t step = gibbs_step_of(c);
     int r, col;
+    if (!c->b[5].is_null) {
+        uint64_t w[2];
+        memcpy(w, c->b[5].init, sizeof w);
+        w[0] += c->a.gibbs_sample.advance;
+        memcpy(c->b[5].want, w, sizeof w);
+    }
     for (col = 0; col < cols; col++)
         for (r = 0; r < rows; r++) {
             double tp, p = gibbs_prob(c, r, col, &tp);
-            float u = naive_uniform(c->a.gibbs_sample.key, c->a.gibbs_sample.step,
+            float u = naive_uniform(c->a.gibbs_sample.key, step,
                                     c->a.gibbs_sample.first + (uint64_t)r + (uint64_t)rows * (uint64_t)col);
             if (!c->b[3].is_null) {
                 WF(c, 3)[AT(c, 3, r, col)] = (float)p;
@@ -2412,7 +2442,7 @@ static int check_gibbs(const ecase *c, void *const got[]) {
     for (col = 0; col < cols; col++)
         for (r = 0; r < rows; r++) {
             float s = ((const float *)got[4])[AT(c, 4, r, col)];
-            float u = naive_uniform(c->a.gibbs_sample.key, c->a.gibbs_sample.step,
+            float u = naive_uniform(c->a.gibbs_sample.key, gibbs_step_of(c),
                                     c->a.gibbs_sample.first + (uint64_t)r + (uint64_t)rows * (uint64_t)col);
             QCHECK(s == 0.0f || s == 1.0f, "%s: sample[%d,%d] = %.9g is not 0 or 1", c->what, r,
                    col, (double)s);
@@ -2803,15 +2833,21 @@ static void ref_fang_residual(ecase *c) {
  * rounds once more and inherits s's error: tol EPS_F (|p| + |s|) + 2 EPS_F |s|. Variants: Adam at
  * update 0 (bc = 1 - beta: the largest correction) with the step, Adam at update 9 without it,
  * RMSprop with and without it, Adam with b1 = 0 (m = g). Elements with g = 0 and v = 0 give a
- * zero step (no 0/0: eps > 0). */
+ * zero step (no 0/0: eps > 0). Device step count (buffer 5, two doubles {t, 0}; the host bc1 and
+ * bc2 are NaN and must be ignored): Adam at t = 7 and t = 123456, RMSprop (bc = 1); the
+ * reference takes bc = 1 - beta^(t+1) from t and wants the count {t + 1, 0} bit for bit (also
+ * for n = 0: the count advances with an empty vector). */
 static const struct {
-    int has_m, has_step, t;
+    int has_m, has_step, t, dev;
     float beta1, beta2, lr, eps;
-} adam_v[] = {{1, 1, 0, 0.9f, 0.999f, 1e-3f, 1e-8f},
-              {1, 0, 9, 0.8f, 0.99f, 0.05f, 1e-6f},
-              {0, 1, 0, 0.0f, 0.9f, 1e-2f, 1e-8f},
-              {0, 0, 0, 0.0f, 0.5f, 1.0f, 1e-3f},
-              {1, 1, 3, 0.0f, 0.999f, 1e-3f, 1e-8f}};
+} adam_v[] = {{1, 1, 0, 0, 0.9f, 0.999f, 1e-3f, 1e-8f},
+              {1, 0, 9, 0, 0.8f, 0.99f, 0.05f, 1e-6f},
+              {0, 1, 0, 0, 0.0f, 0.9f, 1e-2f, 1e-8f},
+              {0, 0, 0, 0, 0.0f, 0.5f, 1.0f, 1e-3f},
+              {1, 1, 3, 0, 0.0f, 0.999f, 1e-3f, 1e-8f},
+              {1, 1, 7, 1, 0.9f, 0.999f, 1e-3f, 1e-8f},
+              {1, 0, 123456, 1, 0.8f, 0.99f, 0.05f, 1e-6f},
+              {0, 1, 3, 1, 0.0f, 0.9f, 1e-2f, 1e-8f}};
 
 static int gen_adam(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     const int n = s->m;
@@ -2823,8 +2859,8 @@ static int gen_adam(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     c->a.adam.c1 = (float)(1.0 - (double)adam_v[v].beta1);
     c->a.adam.b2 = adam_v[v].beta2;
     c->a.adam.c2 = (float)(1.0 - (double)adam_v[v].beta2);
-    c->a.adam.bc1 = adam_v[v].has_m ? 1.0 - pow((double)adam_v[v].beta1, adam_v[v].t + 1) : 0.0;
-    c->a.adam.bc2 = adam_v[v].has_m ? 1.0 - pow((double)adam_v[v].beta2, adam_v[v].t + 1) : 1.0;
+    c->a.adam.bc1 = adam_v[v].dev ? NAN : adam_v[v].has_m ? 1.0 - pow((double)adam_v[v].beta1, adam_v[v].t + 1) : 0.0;
+    c->a.adam.bc2 = adam_v[v].dev ? NAN : adam_v[v].has_m ? 1.0 - pow((double)adam_v[v].beta2, adam_v[v].t + 1) : 1.0;
     c->a.adam.lr = adam_v[v].lr;
     c->a.adam.eps = adam_v[v].eps;
     p = eb_vec(t, c, "param", R_INOUT, 0, n, AOFF(adam.param));
@@ -2842,17 +2878,31 @@ static int gen_adam(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     }
     if (adam_v[v].has_step) eb_vec(t, c, "step", R_OUT, 0, n, AOFF(adam.step));
     else eb_null(c, "step");
-    what(c, "adam n=%d %s%s t=%d beta1=%g beta2=%g lr=%g eps=%g", n,
+    if (adam_v[v].dev) {
+        int cnt = eb_vec(t, c, "count", R_INOUT, 1, 2, AOFF(adam.count));
+        ID(c, cnt)[0] = (double)adam_v[v].t;
+        ID(c, cnt)[1] = 0.0;
+    } else
+        eb_null(c, "count");
+    what(c, "adam n=%d %s%s t=%d%s beta1=%g beta2=%g lr=%g eps=%g", n,
          adam_v[v].has_m ? "adam" : "rmsprop", adam_v[v].has_step ? " +step" : "", adam_v[v].t,
+         adam_v[v].dev ? " (device count)" : "",
          (double)adam_v[v].beta1, (double)adam_v[v].beta2, (double)adam_v[v].lr,
          (double)adam_v[v].eps);
     return 1;
 }
 static void ref_adam(ecase *c) {
     const double b1 = c->a.adam.b1, c1 = c->a.adam.c1, b2 = c->a.adam.b2, c2 = c->a.adam.c2;
-    const double lr = c->a.adam.lr, eps = c->a.adam.eps, bc1 = c->a.adam.bc1, bc2 = c->a.adam.bc2;
-    const int has_m = !c->b[2].is_null, has_step = !c->b[4].is_null;
+    const int has_m = !c->b[2].is_null, has_step = !c->b[4].is_null, dev = !c->b[5].is_null;
+    const double lr = c->a.adam.lr, eps = c->a.adam.eps;
+    const double t = dev ? ID(c, 5)[0] : 0.0;
+    const double bc1 = dev ? (has_m ? 1.0 - pow(b1, t + 1.0) : 1.0) : c->a.adam.bc1;
+    const double bc2 = dev ? (has_m ? 1.0 - pow(b2, t + 1.0) : 1.0) : c->a.adam.bc2;
     size_t i;
+    if (dev) {
+        ((double *)c->b[5].want)[0] = t + 1.0;
+        ((double *)c->b[5].want)[1] = 0.0;
+    }
     for (i = 0; i < c->a.adam.n; i++) {
         const double g = IF(c, 1)[i], p = IF(c, 0)[i];
         double mh = g, vd, sd;
@@ -2875,6 +2925,137 @@ static void ref_adam(ecase *c) {
         }
         WF(c, 0)[i] = (float)(p + sd);
         TL(c, 0)[i] = EPS_F * (fabs(p) + fabs(sd)) + 2.0 * EPS_F * fabs(sd);
+    }
+}
+
+/* ---- axpby_segments: y = alpha x + beta y on disjoint segments, nothing else touched ---------------
+ * Buffers: 0 x, 1 y (or y = x in place). Naive in double per element of a segment, tol as axpby's:
+ * 2 FLT_EPSILON (|alpha x| + |beta y|); elements outside the segments must come back bit for bit.
+ * Variants: one segment over everything (weight decay of a single tensor: alpha 1e-3, beta 1);
+ * three segments with gaps, in decreasing offset order (the W's of a network between its biases);
+ * beta = 0 over two segments (y ignored there: NaN); NG_SEGMENTS_MAX segments of the tail. */
+static int axs_layout(int v, size_t n, size_t *off, size_t *len) {
+    int k = 0;
+    size_t i;
+    if (v == 0 && n) {
+        off[0] = 0, len[0] = n;
+        return 1;
+    }
+    if (v == 1 || v == 2) { /* [n/2 + 1, n), [n/4, n/2), [0, n/8): gaps between them */
+        size_t b[3][2] = {{n / 2 + 1, n}, {n / 4, n / 2}, {0, n / 8}};
+        for (i = 0; i < (size_t)(v == 1 ? 3 : 2); i++)
+            if (b[i][1] > b[i][0]) off[k] = b[i][0], len[k++] = b[i][1] - b[i][0];
+        return k;
+    }
+    for (i = 0; i < NG_SEGMENTS_MAX && 2 * i + 1 < n; i++) off[k] = n - 1 - 2 * i, len[k++] = 1; /* every other tail element */
+    return k;
+}
+static const float axs_ab[4][2] = {{1e-3f, 1.0f}, {-0.75f, 0.5f}, {2.0f, 0.0f}, {0.5f, -1.25f}};
+
+static int gen_axpby_segments(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    int x, y, n = s->m, i;
+    c->a.axpby_segments.count = axs_layout(v, (size_t)n, c->a.axpby_segments.off, c->a.axpby_segments.len);
+    c->a.axpby_segments.alpha = axs_ab[v][0];
+    c->a.axpby_segments.beta = axs_ab[v][1];
+    x = eb_vec(t, c, "x", R_IN, 0, n, AOFF(axpby_segments.x));
+    eb_rand(c, x, 43 + (uint64_t)n, -2.0, 2.0);
+    if (inplace) y = eb_alias(t, c, "y (= x)", R_INOUT, x, AOFF(axpby_segments.y));
+    else {
+        y = eb_vec(t, c, "y", R_INOUT, 0, n, AOFF(axpby_segments.y));
+        eb_rand(c, y, 44 + (uint64_t)n, -2.0, 2.0);
+        if (axs_ab[v][1] == 0.0f)
+            for (i = 0; i < c->a.axpby_segments.count; i++) IF(c, y)[c->a.axpby_segments.off[i]] = NAN;
+    }
+    what(c, "axpby_segments n=%d %s %d segments alpha=%g beta=%g", n, mode_name(inplace), c->a.axpby_segments.count,
+         (double)axs_ab[v][0], (double)axs_ab[v][1]);
+    return 1;
+}
+static void ref_axpby_segments(ecase *c) {
+    const double al = c->a.axpby_segments.alpha, be = c->a.axpby_segments.beta;
+    int sgi;
+    for (sgi = 0; sgi < c->a.axpby_segments.count; sgi++) {
+        size_t i, o = c->a.axpby_segments.off[sgi];
+        for (i = o; i < o + c->a.axpby_segments.len[sgi]; i++) {
+            double ax = al * IF(c, 0)[i], by = be == 0.0 ? 0.0 : be * IF(c, 1)[i];
+            WF(c, 1)[i] = (float)(ax + by);
+            TL(c, 1)[i] = 2.0 * EPS_F * (fabs(ax) + fabs(by));
+        }
+    }
+}
+
+/* ---- momentum: heavy-ball SGD / NAG in one pass -------------------------------------------------
+ * Buffers: 0 d, 1 v, 2 p, 3 bar (or NULL). v = a d + mu v, p = c v + p, p = a d + p (nesterov),
+ * bar = w p + xi bar, bar = wc v + bar (wc != 0). Naive in double, line by line from the exact
+ * values of the previous lines; each line is an axpby (two products and a sum, or one fused on a
+ * GPU): its own error <= 2 FLT_EPSILON (|first term| + |second term|) as for axpby, plus its
+ * inputs' errors times their coefficients (|c| tol_v into p, w tol_p and |wc| tol_v into bar).
+ * Variants: sgd (c = 1) with momentum 0.5; momentum 0 (v ignored: NaN there); nag with mu 0.75,
+ * mu_{t+1} 5/6; nag with the average (xi 0.9, wc = (1 - xi)(-mu_{t+1})); sgd with the average
+ * (wc = 0). The bit-identity with the axpby ops this op replaces is tested in test_update. */
+static const struct {
+    float a, mu, c;
+    int nesterov, avg;
+    float xi;
+} mom_v[] = {{-0.3f, 0.5f, 1.0f, 0, 0, 0.0f},
+             {-0.25f, 0.0f, 1.0f, 0, 0, 0.0f},
+             {-0.05f, 0.75f, 0.8333333f, 1, 0, 0.0f},
+             {-0.05f, 0.75f, 0.8333333f, 1, 1, 0.9f},
+             {-0.3f, 0.5f, 1.0f, 0, 1, 0.99f}};
+
+static int gen_momentum(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int n = s->m;
+    const uint64_t seed = 331 + (uint64_t)v * 7 + (uint64_t)n;
+    int vv;
+    (void)inplace;
+    c->a.momentum.n = (size_t)n;
+    c->a.momentum.a = mom_v[v].a;
+    c->a.momentum.mu = mom_v[v].mu;
+    c->a.momentum.c = mom_v[v].c;
+    c->a.momentum.nesterov = mom_v[v].nesterov;
+    eb_rand(c, eb_vec(t, c, "d", R_IN, 0, n, AOFF(momentum.d)), seed, -3.0, 3.0);
+    vv = eb_vec(t, c, "v", R_INOUT, 0, n, AOFF(momentum.v));
+    if (mom_v[v].mu == 0.0f) eb_fill(c, vv, NAN);
+    else eb_rand(c, vv, seed + 1, -1.0, 1.0);
+    eb_rand(c, eb_vec(t, c, "p", R_INOUT, 0, n, AOFF(momentum.p)), seed + 2, -2.0, 2.0);
+    if (mom_v[v].avg) {
+        eb_rand(c, eb_vec(t, c, "bar", R_INOUT, 0, n, AOFF(momentum.bar)), seed + 3, -2.0, 2.0);
+        c->a.momentum.xi = mom_v[v].xi;
+        c->a.momentum.w = (float)(1.0 - (double)mom_v[v].xi);
+        c->a.momentum.wc = mom_v[v].nesterov ? (float)((1.0 - (double)mom_v[v].xi) * -(5.0 / 6.0)) : 0.0f;
+    } else
+        eb_null(c, "bar");
+    what(c, "momentum n=%d a=%g mu=%g c=%g nesterov=%d%s", n, (double)mom_v[v].a, (double)mom_v[v].mu,
+         (double)mom_v[v].c, mom_v[v].nesterov, mom_v[v].avg ? " +average" : "");
+    return 1;
+}
+static void ref_momentum(ecase *c) {
+    const double a = c->a.momentum.a, mu = c->a.momentum.mu, cc = c->a.momentum.c;
+    const double xi = c->a.momentum.xi, w = c->a.momentum.w, wc = c->a.momentum.wc;
+    const int avg = !c->b[3].is_null;
+    size_t i;
+    for (i = 0; i < c->a.momentum.n; i++) {
+        const double d = IF(c, 0)[i], ad = a * d;
+        const double mv = mu == 0.0 ? 0.0 : mu * IF(c, 1)[i];
+        const double v = ad + mv, tv = 2.0 * EPS_F * (fabs(ad) + fabs(mv));
+        double p = cc * v + IF(c, 2)[i], tp = fabs(cc) * tv + 2.0 * EPS_F * (fabs(cc * v) + fabs(IF(c, 2)[i]));
+        WF(c, 1)[i] = (float)v;
+        TL(c, 1)[i] = tv;
+        if (c->a.momentum.nesterov) {
+            tp += 2.0 * EPS_F * (fabs(ad) + fabs(p));
+            p += ad;
+        }
+        WF(c, 2)[i] = (float)p;
+        TL(c, 2)[i] = tp;
+        if (avg) {
+            const double b0 = IF(c, 3)[i];
+            double b = w * p + xi * b0, tb = w * tp + 2.0 * EPS_F * (fabs(w * p) + fabs(xi * b0));
+            if (wc != 0.0) {
+                tb += fabs(wc) * tv + 2.0 * EPS_F * (fabs(wc * v) + fabs(b));
+                b += wc * v;
+            }
+            WF(c, 3)[i] = (float)b;
+            TL(c, 3)[i] = tb;
+        }
     }
 }
 
@@ -3133,9 +3314,14 @@ static void ref_act_backward(ecase *c) {
  * sum of the terms' magnitudes (softplus(z) - t z cancels), then one float rounding each:
  * tol 2 FLT_EPSILON |obj| + 1e-13 S; err 2 FLT_EPSILON err. rows = 0 gives obj = err = 0.
  * Variants: each loss with outputs {d, obj, err}, {d}, {obj, err}, {err}; one packed; scale
- * -1.5 or 1/64. In place: d = y (variants with d). z holds +-25 entries. */
+ * -1.5 or 1/64. In place: d = y (variants with d). z holds +-25 entries.
+ * Variants 12-17: {d, obj, err} and the batch sums acc (buffer 6, 2 floats) in the same op,
+ * acc_beta 0 (acc starts NaN and must be ignored) or 1 (acc += the sums). The backends add the
+ * float obj[c] (err[c]) in double and round once: tol = the sum of the columns' tolerances (each
+ * column's own error carries into the sum) + FLT_EPSILON (|sum| + |acc|); an empty batch sums to 0. */
 static int gen_loss(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
-    const int rows = s->m, cols = s->n, loss = v % 3, outs = v / 3, packed = !inplace && v == 5;
+    const int sums = v >= 12, vv = sums ? v - 12 : v;
+    const int rows = s->m, cols = s->n, loss = vv % 3, outs = sums ? 0 : vv / 3, packed = !inplace && v == 5;
     const int ldz = max_i(1, packed ? rows : rows + 1), ldy = max_i(1, packed ? rows : rows + 2);
     const int ldt = max_i(1, packed ? rows : rows + 3);
     const int ldd = inplace ? ldy : max_i(1, packed ? rows : rows + 1);
@@ -3189,10 +3375,18 @@ static int gen_loss(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     else eb_null(c, "obj");
     if (outs != 1) eb_vec(t, c, "err", R_OUT, 0, cols, AOFF(loss.err));
     else eb_null(c, "err");
-    what(c, "loss %s rows=%d cols=%d %s ldz=%d ldy=%d ldt=%d ldd=%d scale=%g d=%s obj=%s err=%s",
+    if (sums) {
+        int acc = eb_vec(t, c, "acc", R_INOUT, 0, 2, AOFF(loss.acc));
+        c->a.loss.acc_beta = vv >= 3 ? 1.0f : 0.0f;
+        if (vv >= 3) eb_rand(c, acc, seed + 2, -3.0, 3.0);
+        else eb_fill(c, acc, NAN);
+    } else
+        eb_null(c, "acc");
+    what(c, "loss %s rows=%d cols=%d %s ldz=%d ldy=%d ldt=%d ldd=%d scale=%g d=%s obj=%s err=%s%s",
          loss_names[loss], rows, cols, mode_name(inplace), ldz, ldy, ldt, ldd,
          (double)c->a.loss.scale, outs <= 1 ? (inplace ? "y" : "own") : "NULL",
-         outs == 0 || outs == 2 ? "given" : "NULL", outs != 1 ? "given" : "NULL");
+         outs == 0 || outs == 2 ? "given" : "NULL", outs != 1 ? "given" : "NULL",
+         sums ? (vv >= 3 ? " acc +=" : " acc =") : "");
     return 1;
 }
 
@@ -3235,6 +3429,21 @@ static void ref_loss(ecase *c) {
             WF(c, 5)[k] = (float)e;
             TL(c, 5)[k] = 2.0 * EPS_F * e + NET_TINY;
         }
+    }
+    if (!c->b[6].is_null) { /* the batch sums of the float per-column values */
+        double so = 0.0, se = 0.0, to = 0.0, te = 0.0;
+        const double a0 = c->a.loss.acc_beta != 0.0f ? IF(c, 6)[0] : 0.0;
+        const double a1 = c->a.loss.acc_beta != 0.0f ? IF(c, 6)[1] : 0.0;
+        for (k = 0; k < cols; k++) {
+            so += (double)WF(c, 4)[k];
+            se += (double)WF(c, 5)[k];
+            to += TL(c, 4)[k];
+            te += TL(c, 5)[k];
+        }
+        WF(c, 6)[0] = (float)(a0 + so);
+        WF(c, 6)[1] = (float)(a1 + se);
+        TL(c, 6)[0] = to + EPS_F * (fabs(so) + fabs(a0)) + NET_TINY;
+        TL(c, 6)[1] = te + EPS_F * (fabs(se) + fabs(a1)) + NET_TINY;
     }
 }
 
@@ -4198,7 +4407,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_CONVERT] = {NG_OP_CONVERT, "convert", OPF_OUT | OPF_IN, vec_shapes, NSHAPES(vec_shapes),
                        4, gen_convert, ref_convert, NULL},
     [NG_OP_GIBBS_SAMPLE] = {NG_OP_GIBBS_SAMPLE, "gibbs_sample", OPF_OUT | OPF_IN, mat_shapes,
-                            NSHAPES(mat_shapes), 5, gen_gibbs, ref_gibbs, check_gibbs},
+                            NSHAPES(mat_shapes), 7, gen_gibbs, ref_gibbs, check_gibbs},
     [NG_OP_SOFTPLUS_SUM] = {NG_OP_SOFTPLUS_SUM, "softplus_sum", OPF_OUT, softplus_shapes,
                             NSHAPES(softplus_shapes), 4, gen_softplus, ref_softplus,
                             check_softplus},
@@ -4211,7 +4420,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
                             check_fang_regress},
     [NG_OP_FANG_RESIDUAL] = {NG_OP_FANG_RESIDUAL, "fang_residual", OPF_IN, mat_shapes,
                              NSHAPES(mat_shapes), 2, gen_fang_residual, ref_fang_residual, NULL},
-    [NG_OP_ADAM] = {NG_OP_ADAM, "adam", OPF_IN, vec_shapes, NSHAPES(vec_shapes), 5, gen_adam,
+    [NG_OP_ADAM] = {NG_OP_ADAM, "adam", OPF_IN, vec_shapes, NSHAPES(vec_shapes), NSHAPES(adam_v), gen_adam,
                     ref_adam, NULL},
     [NG_OP_OUTER_SCALE] = {NG_OP_OUTER_SCALE, "outer_scale", OPF_OUT | OPF_IN, mat_shapes,
                            NSHAPES(mat_shapes), NSHAPES(osc_v), gen_outer_scale, ref_outer_scale, NULL},
@@ -4223,7 +4432,11 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_ACT_BACKWARD] = {NG_OP_ACT_BACKWARD, "act_backward", OPF_OUT | OPF_IN, mat_shapes,
                             NSHAPES(mat_shapes), NSHAPES(actb_v), gen_act_backward,
                             ref_act_backward, NULL},
-    [NG_OP_LOSS] = {NG_OP_LOSS, "loss", OPF_OUT | OPF_IN, mat_shapes, NSHAPES(mat_shapes), 12,
+    [NG_OP_AXPBY_SEGMENTS] = {NG_OP_AXPBY_SEGMENTS, "axpby_segments", OPF_OUT | OPF_IN, vec_shapes,
+                              NSHAPES(vec_shapes), 4, gen_axpby_segments, ref_axpby_segments, NULL},
+    [NG_OP_MOMENTUM] = {NG_OP_MOMENTUM, "momentum", OPF_IN, vec_shapes, NSHAPES(vec_shapes), NSHAPES(mom_v),
+                        gen_momentum, ref_momentum, NULL},
+    [NG_OP_LOSS] = {NG_OP_LOSS, "loss", OPF_OUT | OPF_IN, mat_shapes, NSHAPES(mat_shapes), 18,
                     gen_loss, ref_loss, NULL},
     [NG_OP_LOSS_HVP] = {NG_OP_LOSS_HVP, "loss_hvp", OPF_OUT | OPF_IN, mat_shapes,
                         NSHAPES(mat_shapes), 8, gen_loss_hvp, ref_loss_hvp, NULL},
@@ -4579,6 +4792,30 @@ static int wrapper_ops(tctx *t, ng_backend *cpu, float *f, double *d) {
             a.adam.m = f + 12, a.adam.bc1 = 0.0, a.adam.bc2 = 1.0, a.adam.eps = 1e-8f), "bc1");
     BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
             a.adam.bc2 = 1.0, a.adam.eps = 1e-8f, a.adam.lr = NAN), "lr");
+    BAD_OP((a.op = NG_OP_ADAM, a.adam.n = 4, a.adam.param = f, a.adam.grad = f + 4, a.adam.v = f + 8,
+            a.adam.m = f + 12, a.adam.b1 = 1.0f, a.adam.b2 = 0.9f, a.adam.eps = 1e-8f, a.adam.count = (double *)(f + 32)),
+           "device step count");
+    BAD_OP((a.op = NG_OP_GIBBS_SAMPLE, a.gibbs_sample.rows = 2, a.gibbs_sample.cols = 2, a.gibbs_sample.pre = f,
+            a.gibbs_sample.ldp = 2, a.gibbs_sample.prob = f + 4, a.gibbs_sample.ldq = 2, a.gibbs_sample.advance = 3),
+           "without a device step");
+    BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 4), "NULL");
+    BAD_OP((a.op = NG_OP_AXPBY_SEGMENTS, a.axpby_segments.count = 2, a.axpby_segments.x = f, a.axpby_segments.y = f + 16,
+            a.axpby_segments.off[0] = 0, a.axpby_segments.len[0] = 4, a.axpby_segments.off[1] = 3,
+            a.axpby_segments.len[1] = 2), "overlap");
+    BAD_OP((a.op = NG_OP_AXPBY_SEGMENTS, a.axpby_segments.count = NG_SEGMENTS_MAX + 1, a.axpby_segments.x = f,
+            a.axpby_segments.y = f), "count");
+    BAD_OP((a.op = NG_OP_AXPBY_SEGMENTS, a.axpby_segments.count = 1, a.axpby_segments.len[0] = 4), "NULL");
+    BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 2, a.momentum.p = f + 8),
+           "overlap");
+    BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 4, a.momentum.p = f + 8,
+            a.momentum.mu = NAN), "mu");
+    BAD_OP((a.op = NG_OP_MOMENTUM, a.momentum.n = 4, a.momentum.d = f, a.momentum.v = f + 4, a.momentum.p = f + 8,
+            a.momentum.bar = f + 12), "xi");
+    BAD_OP((a.op = NG_OP_LOSS, a.loss.rows = 2, a.loss.cols = 2, a.loss.ldz = 2, a.loss.ldy = 2, a.loss.ldt = 2,
+            a.loss.z = f, a.loss.y = f, a.loss.t = f, a.loss.obj = f + 8, a.loss.acc = f + 12), "needs obj and err");
+    BAD_OP((a.op = NG_OP_LOSS, a.loss.rows = 2, a.loss.cols = 2, a.loss.ldz = 2, a.loss.ldy = 2, a.loss.ldt = 2,
+            a.loss.z = f, a.loss.y = f, a.loss.t = f, a.loss.obj = f + 8, a.loss.err = f + 10, a.loss.acc = f + 9),
+           "acc overlaps");
     /* network layers: codes, leading dimensions, optional pairs, aliasing, eps */
 #define ACTF(act_, ldz_, lda_, a_)                                                              \
     (a.op = NG_OP_ACT_FORWARD, a.act_forward.rows = 5, a.act_forward.cols = 2,                  \

@@ -428,5 +428,13 @@ expect_exit sample_bad_sweeps 2 "--sweeps 0" "$bin" rbm sample --checkpoint long
 expect_exit sample_no_checkpoint 2 "--checkpoint" "$bin" rbm sample --data bars-stripes
 expect_exit sample_wrong_data 2 "visible units" "$bin" rbm sample --checkpoint longer/rbm.ckpt --data curves-like --device cpu --out smp2
 
+# ---- --cuda-graph: ignored on the CPU with a note (same checkpoint bit for bit); a bad value is a usage error
+run rgraph0 "$bin" "${TRAIN[@]}" --steps 20 --log-every 10 --out rg0
+run rgraph1 "$bin" "${TRAIN[@]}" --steps 20 --log-every 10 --out rg1 --cuda-graph 1
+if [ "$rc" = 0 ] && grep -q -- "--cuda-graph is ignored on the cpu backend" rgraph1.err && cmp -s rg0/rbm.ckpt rg1/rbm.ckpt; then
+  pass rbm_cuda_graph_cpu_ignored; else fail rbm_cuda_graph_cpu_ignored "exit $rc"; show rgraph1.err; fi
+expect_exit rbm_cuda_graph_bad_value 2 "--cuda-graph 2: must be 0 or 1" "$bin" "${TRAIN[@]}" --steps 3 --out rg2 --cuda-graph 2
+if grep -q -- "--cuda-graph" train_help.out; then pass rbm_cuda_graph_help; else fail rbm_cuda_graph_help "not in rbm train --help"; fi
+
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]

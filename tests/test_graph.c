@@ -12,12 +12,17 @@
  *       (new bias corrections every update), and sgd on growing batches (new shapes); the number of captures and
  *       replays is what the keys say; refusals (CPU backend, a rule without graph_key, a step that
  *       waits for the host) are errors naming the cause;
+ *   (c') the RBM trainer's PCD-1, PCD-2 (decaying lr: a capture per update) and CD-1 steps as graphs
+ *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
+ *       after a resume from a checkpoint; --binarize-train and models without graph_check are
+ *       refused by name;
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "natgrad/backend.h"
@@ -26,6 +31,7 @@
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
+#include "natgrad/rbm.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
@@ -33,6 +39,13 @@
 extern void simt_graph_counts(unsigned long long *launches, unsigned long long *nodes) __attribute__((weak));
 
 static ng_backend *g_cuda;
+typedef struct rbm_run { /* an RBM trainer (section (c')) */
+    ng_rbm rbm;
+    ng_rbm_trainer rt;
+    int ready, rt_ready;
+} rbm_run;
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize);
+static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
 
 #define DIM 6
@@ -135,31 +148,31 @@ static int test_counts_nag_step(void) {
      *   forward (forward_fp): the input into A[0] with its row of ones (one act_forward kernel),
      *     then per layer one cuBLAS gemm (the bias folded in as a column of W) and one
      *     act_forward kernel                                           -> 3 gemm + 4 kernels
-     *   loss (loss_chunk): one loss kernel, then objective and error summed by two gemv against
-     *     the ones vector (sum_cols)                                   -> 2 gemv + 1 kernel
+     *   loss (loss_chunk): one loss kernel that also sums objective and error over the batch
+     *     (NG_OP_LOSS with acc: one block, no gemv)                    -> 1 kernel
      *   backward (backward_fp), l = 3, 2, 1: the weight-and-bias gradient as one gemm; for
      *     l > 1 the delta of the layer below: one gemm (back_in) and one act_backward kernel
      *                                                                  -> 5 gemm + 2 kernels
      *   the objective check (net_check_gradient): one device-to-host copy
-     *   nag step: three axpby kernels (v, then phi twice), no averaging, no weight decay
+     *   nag step: one fused momentum kernel (v, then phi twice), no averaging, no weight decay
      *   batch (ng_batches_next): one host-to-device upload */
-    NGT_CHECK(gr->device_calls[NG_DEV_BLAS] == 10.0 && gr->device_calls[NG_DEV_KERNEL] == 7.0 &&
+    NGT_CHECK(gr->device_calls[NG_DEV_BLAS] == 8.0 && gr->device_calls[NG_DEV_KERNEL] == 7.0 &&
                   gr->device_calls[NG_DEV_COPY] == 1.0 && gr->device_calls[NG_DEV_SOLVER] == 0.0,
-              "model gradient: %g kernels, %g cuBLAS, %g copies, %g cuSOLVER (want 7, 10, 1, 0)",
+              "model gradient: %g kernels, %g cuBLAS, %g copies, %g cuSOLVER (want 7, 8, 1, 0)",
               gr->device_calls[NG_DEV_KERNEL], gr->device_calls[NG_DEV_BLAS], gr->device_calls[NG_DEV_COPY],
               gr->device_calls[NG_DEV_SOLVER]);
-    NGT_CHECK(up->device_calls[NG_DEV_KERNEL] == 3.0 && up->device_calls[NG_DEV_BLAS] == 0.0,
-              "update step: %g kernels, %g cuBLAS (want 3, 0)", up->device_calls[NG_DEV_KERNEL],
+    NGT_CHECK(up->device_calls[NG_DEV_KERNEL] == 1.0 && up->device_calls[NG_DEV_BLAS] == 0.0,
+              "update step: %g kernels, %g cuBLAS (want 1, 0)", up->device_calls[NG_DEV_KERNEL],
               up->device_calls[NG_DEV_BLAS]);
-    NGT_CHECK(st->device_calls[NG_DEV_KERNEL] == 10.0 && st->device_calls[NG_DEV_BLAS] == 10.0 &&
+    NGT_CHECK(st->device_calls[NG_DEV_KERNEL] == 8.0 && st->device_calls[NG_DEV_BLAS] == 8.0 &&
                   st->device_calls[NG_DEV_COPY] == 2.0 && st->device_calls[NG_DEV_GRAPH] == 0.0,
-              "train step: %g kernels, %g cuBLAS, %g copies, %g graphs (want 10, 10, 2, 0)",
+              "train step: %g kernels, %g cuBLAS, %g copies, %g graphs (want 8, 8, 2, 0)",
               st->device_calls[NG_DEV_KERNEL], st->device_calls[NG_DEV_BLAS], st->device_calls[NG_DEV_COPY],
               st->device_calls[NG_DEV_GRAPH]);
     {
         char *text = NULL;
         NGT_OK(ng_profile_table(&text));
-        NGT_CHECK(strstr(text, "kernels") && strstr(text, "per update on the device: 10.0 kernel launches, 10.0 cuBLAS calls"),
+        NGT_CHECK(strstr(text, "kernels") && strstr(text, "per update on the device: 8.0 kernel launches, 8.0 cuBLAS calls"),
                   "table:\n%s", text);
         free(text);
     }
@@ -168,8 +181,9 @@ static int test_counts_nag_step(void) {
 }
 
 /* The same derivation for any depth L (logistic/linear layers, no batch norm, one chunk, NAG
- * without averaging or weight decay): kernels 2L + 4 (forward L + 1, loss 1, backward L - 1,
- * nag 3), cuBLAS 3L + 1 (forward L, loss sums 2, backward 2L - 1), copies 2. Checked on the
+ * without averaging or weight decay): kernels 2L + 2 (forward L + 1, loss with its sums 1,
+ * backward L - 1, nag 1), cuBLAS 3L - 1 (forward L, backward 2L - 1), copies 2 (before the
+ * fusions: 2L + 4 kernels, 3L + 1 cuBLAS: three axpby for nag, two gemv for the loss sums). Checked on the
  * curves autoencoder (L = 12, Hinton & Salakhutdinov's 784-400-200-100-50-25-6 and back), eager
  * and as a graph; NG_LAUNCH_COUNTS_CSV=path writes the counts (bench/launch_counts.sh). */
 static int test_counts_curves(void) {
@@ -220,8 +234,8 @@ static int test_counts_curves(void) {
             unsigned long long gl1, gn1;
             simt_graph_counts(&gl1, &gn1);
             /* the graph holds the eager update's kernels and cuBLAS calls, nothing else */
-            NGT_CHECK(gl1 - gl0 == 1 && gn1 - gn0 == (unsigned long long)(5 * L + 5),
-                      "graph update: %llu launches replaying %llu nodes (want 1, %d)", gl1 - gl0, gn1 - gn0, 5 * L + 5);
+            NGT_CHECK(gl1 - gl0 == 1 && gn1 - gn0 == (unsigned long long)(5 * L + 1),
+                      "graph update: %llu launches replaying %llu nodes (want 1, %d)", gl1 - gl0, gn1 - gn0, 5 * L + 1);
         }
         NGT_OK(ng_profile_finish());
         n = ng_profile_rows(rows, 64);
@@ -237,10 +251,10 @@ static int test_counts_curves(void) {
     }
     free(x);
     NGT_CHECK(L == 12, "curves autoencoder: %d layers", L);
-    NGT_CHECK(eager[NG_DEV_KERNEL] == 2.0 * L + 4 && eager[NG_DEV_BLAS] == 3.0 * L + 1 && eager[NG_DEV_COPY] == 2.0 &&
+    NGT_CHECK(eager[NG_DEV_KERNEL] == 2.0 * L + 2 && eager[NG_DEV_BLAS] == 3.0 * L - 1 && eager[NG_DEV_COPY] == 2.0 &&
                   eager[NG_DEV_GRAPH] == 0.0 && eager[NG_DEV_SOLVER] == 0.0,
               "curves NAG update, eager: %g kernels, %g cuBLAS, %g copies (want %d, %d, 2)", eager[NG_DEV_KERNEL],
-              eager[NG_DEV_BLAS], eager[NG_DEV_COPY], 2 * L + 4, 3 * L + 1);
+              eager[NG_DEV_BLAS], eager[NG_DEV_COPY], 2 * L + 2, 3 * L - 1);
     NGT_CHECK(graph[NG_DEV_KERNEL] == 0.0 && graph[NG_DEV_BLAS] == 0.0 && graph[NG_DEV_COPY] == 2.0 &&
                   graph[NG_DEV_GRAPH] == 1.0,
               "curves NAG update, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)",
@@ -252,6 +266,105 @@ static int test_counts_curves(void) {
         for (mode = 0; mode < 2; mode++) {
             const double *c = mode ? graph : eager;
             fprintf(f, "curves-autoencoder NAG batch %d,%s,%g,%g,%g,%g,%g,%g\n", m, mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
+/* Weight decay on the 6 parameter tensors of the 3-layer network (W_l and b_l, all marked for decay
+ * by net.c; sgd, weight_decay 1e-3): one NG_OP_AXPBY_SEGMENTS launch in the penalize range (one
+ * axpby per tensor, 6, before), and the sgd step one fused momentum kernel. */
+static int test_counts_weight_decay(void) {
+    run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *pe, *up;
+    int n;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(run_init(&r, g_cuda, R_SGD));
+    NGT_OK(ng_trainer_step(&r.tr, NULL));
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update(2, 1);
+    NGT_OK(ng_trainer_step(&r.tr, NULL));
+    ng_profile_update(2, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    pe = find_row(rows, n, "penalize");
+    up = find_row(rows, n, "update step");
+    NGT_CHECK(pe && up, "rows missing");
+    NGT_CHECK(pe->device_calls[NG_DEV_KERNEL] == 1.0 && pe->device_calls[NG_DEV_BLAS] == 0.0,
+              "penalize (6 decayed tensors): %g kernels, %g cuBLAS (want 1, 0)", pe->device_calls[NG_DEV_KERNEL],
+              pe->device_calls[NG_DEV_BLAS]);
+    NGT_CHECK(up->device_calls[NG_DEV_KERNEL] == 1.0, "sgd step: %g kernels (want 1)", up->device_calls[NG_DEV_KERNEL]);
+    run_free(&r);
+    return NGT_PASS;
+}
+
+/* ---- (a') device-call counts of an RBM update ---------------------------------------------------
+ * One PCD-k update of the RBM trainer (rbm.c, update.c, sgd.c, cuda.c), SGD with weight decay on W
+ * through the identity preconditioner:
+ *   positive phase: the batch copied into vd, one gemm, one Gibbs kernel (hd = p(h | vd));
+ *   negative phase: the particles copied into vm, k x (gemm, Gibbs kernel, gemm, Gibbs kernel), vm
+ *     copied back into the particles, one gemm and one Gibbs kernel (hm);
+ *   statistics: two gemm (gW), four gemv (the means, sum_cols), two copies and two axpby (ga, gb);
+ *   penalize: one axpby (W); sgd: one fused momentum kernel; the batch upload.
+ * Kernels 2k + 6, cuBLAS 2k + 8, copies 6 (the first Gibbs kernel also advances nothing; the last
+ * advances the device Philox count, no extra launch). As a graph: one graph launch and the batch
+ * upload. Checked for k = 1 and 3; with NG_LAUNCH_COUNTS_CSV set, k = 1 is appended to the CSV. */
+static int rbm_counts(int k, int graph, double *calls) {
+    rbm_run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, u;
+    NGT_OK(rbm_run_init(&r, g_cuda, NG_RBM_PCD, k, 0.0f, 0));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&r.rt.tr, 1));
+    for (u = 0; u < 4; u++) NGT_OK(ng_trainer_step(&r.rt.tr, NULL)); /* update 0 eager; batches 4, 4, 2, 4 */
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update(5, 1);
+    NGT_OK(ng_trainer_step(&r.rt.tr, NULL)); /* update 4: a full batch (a replay with graphs) */
+    ng_profile_update(5, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (u = 0; u < NG_DEV_COUNT; u++) calls[u] = st->device_calls[u];
+    NGT_CHECK(!graph || r.rt.tr.graph.replays >= 1, "rbm update 4 was not a replay");
+    rbm_run_free(&r);
+    return NGT_PASS;
+}
+
+static int test_counts_rbm(void) {
+    double e1[NG_DEV_COUNT], e3[NG_DEV_COUNT], g1[NG_DEV_COUNT];
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (rbm_counts(1, 0, e1) != NGT_PASS || rbm_counts(3, 0, e3) != NGT_PASS || rbm_counts(1, 1, g1) != NGT_PASS)
+        return NGT_FAIL;
+    NGT_CHECK(e1[NG_DEV_KERNEL] == 8.0 && e1[NG_DEV_BLAS] == 10.0 && e1[NG_DEV_COPY] == 6.0 && e1[NG_DEV_GRAPH] == 0.0,
+              "rbm PCD-1 update, eager: %g kernels, %g cuBLAS, %g copies (want 8, 10, 6)", e1[NG_DEV_KERNEL],
+              e1[NG_DEV_BLAS], e1[NG_DEV_COPY]);
+    NGT_CHECK(e3[NG_DEV_KERNEL] == 12.0 && e3[NG_DEV_BLAS] == 14.0 && e3[NG_DEV_COPY] == 6.0,
+              "rbm PCD-3 update, eager: %g kernels, %g cuBLAS, %g copies (want 12, 14, 6)", e3[NG_DEV_KERNEL],
+              e3[NG_DEV_BLAS], e3[NG_DEV_COPY]);
+    NGT_CHECK(g1[NG_DEV_KERNEL] == 0.0 && g1[NG_DEV_BLAS] == 0.0 && g1[NG_DEV_COPY] == 1.0 && g1[NG_DEV_GRAPH] == 1.0,
+              "rbm PCD-1 update, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 1, 1)",
+              g1[NG_DEV_KERNEL], g1[NG_DEV_BLAS], g1[NG_DEV_COPY], g1[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        int mode;
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? g1 : e1;
+            fprintf(f, "rbm 6x5 PCD-1 SGD batch %d,%s,%g,%g,%g,%g,%g,%g\n", BATCH, mode ? "cuda-graph" : "eager",
                     c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
                     c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
         }
@@ -375,7 +488,7 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
         NGT_CHECK(b.tr.graph.captures >= 4 && b.tr.graph.captures <= 8 && b.tr.graph.replays > 0,
                   "%s, growing batch: %llu captures, %llu replays", rule_name[rule],
                   (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
-    } else if (rule == R_ADAM || rule == R_SGD_DECAY) {
+    } else if (rule == R_SGD_DECAY) {
         /* a new per-update scalar every update: every graph update is a capture */
         NGT_CHECK(b.tr.graph.replays == 0 && b.tr.graph.captures == steps - b.tr.graph.eager,
                   "%s: %llu captures, %llu replays", rule_name[rule], (unsigned long long)b.tr.graph.captures,
@@ -413,7 +526,159 @@ static int test_graph_sgd_growing_batch(void) {
 }
 static int test_graph_adam(void) {
     if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_ADAM, 12, 5, 0);
+    return graph_vs_eager(R_ADAM, 60, 7, 0); /* the step count on the device: one capture per batch shape */
+}
+
+/* ---- (c') the RBM trainer: PCD / CD steps as graphs == eager, bit for bit ------------------------
+ * A 6-visible, 5-hidden RBM on the fixed data (pixels in [0, 1)), SGD through the identity
+ * preconditioner. The Gibbs kernels read their Philox step from the device count (rbm.c), so a
+ * replay draws new samples; after every update the parameters, the persistent particles and the
+ * host's Philox step must equal the eager run's. Logged updates run eagerly in between (the
+ * monitor draws with its own host-indexed stream). */
+
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+    ng_rbm_config cfg;
+    float mean[DIM];
+    int i;
+    memset(r, 0, sizeof *r);
+    ng_rbm_config_default(&cfg);
+    cfg.batch = BATCH;
+    cfg.particles = 3;
+    cfg.k = k;
+    cfg.estimator = estimator;
+    cfg.optimizer = NG_RBM_OPT_SGD;
+    cfg.lr = 0.1f;
+    cfg.lr_gamma = lr_gamma;
+    cfg.momentum = 0.5f;
+    cfg.weight_decay = 1e-3f;
+    cfg.binarize_train = binarize;
+    cfg.seed = 23;
+    for (i = 0; i < DIM; i++) mean[i] = 0.5f;
+    NG_TRY(ng_rbm_init(be, DIM, 5, &r->rbm));
+    r->ready = 1;
+    NG_TRY(ng_rbm_init_params(&r->rbm, 3, 0.1f, mean));
+    NG_TRY(ng_rbm_trainer_init(&r->rt, &r->rbm, &cfg, g_x, NCASES, NULL));
+    r->rt_ready = 1;
+    return NG_OK;
+}
+
+static void rbm_run_free(rbm_run *r) {
+    if (r->rt_ready) ng_rbm_trainer_free(&r->rt);
+    if (r->ready) ng_rbm_free(&r->rbm);
+    memset(r, 0, sizeof *r);
+}
+
+static int same_rbm(const char *what, rbm_run *a, rbm_run *b, uint64_t t) {
+    ng_model *ma = ng_rbm_model(&a->rbm), *mb = ng_rbm_model(&b->rbm);
+    size_t n = ng_model_size(ma);
+    ng_tensor pa, pb;
+    float *ha = NULL, *hb = NULL;
+    size_t np;
+    int ok;
+    NGT_OK(ng_model_statistic(ma, "particles", &pa));
+    NGT_OK(ng_model_statistic(mb, "particles", &pb));
+    np = ng_tensor_count(&pa);
+    ha = (float *)malloc((n + np) * sizeof(float));
+    hb = (float *)malloc((n + np) * sizeof(float));
+    NGT_CHECK(ha && hb, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &ma->param_flat, ha));
+    NGT_OK(ng_tensor_get(g_cuda, &mb->param_flat, hb));
+    NGT_OK(ng_tensor_get(g_cuda, &pa, ha + n));
+    NGT_OK(ng_tensor_get(g_cuda, &pb, hb + n));
+    ok = memcmp(ha, hb, (n + np) * sizeof(float)) == 0;
+    if (!ok) {
+        size_t i;
+        for (i = 0; i < n + np && ha[i] == hb[i]; i++) {
+        }
+        printf("  %s: after update %llu %s %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t,
+               i < n ? "parameter" : "particle entry", i < n ? i : i - n, (double)ha[i], (double)hb[i]);
+    }
+    free(ha);
+    free(hb);
+    NGT_CHECK(ok, "%s: update %llu differs", what, (unsigned long long)t);
+    NGT_CHECK(ng_rbm_rng_step(&a->rbm) == ng_rbm_rng_step(&b->rbm), "%s: Philox step %llu eager, %llu graph after update %llu",
+              what, (unsigned long long)ng_rbm_rng_step(&a->rbm), (unsigned long long)ng_rbm_rng_step(&b->rbm),
+              (unsigned long long)t);
+    return NGT_PASS;
+}
+
+static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_gamma, uint64_t steps, int log_every) {
+    rbm_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(rbm_run_init(&a, g_cuda, estimator, k, lr_gamma, 0));
+    NGT_OK(rbm_run_init(&b, g_cuda, estimator, k, lr_gamma, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
+        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
+        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(ng_rbm_rng_step(&a.rbm) > 0, "%s: no Philox steps taken", what);
+    if (lr_gamma > 0.0f)
+        NGT_CHECK(b.rt.tr.graph.replays == 0 && b.rt.tr.graph.captures == steps - b.rt.tr.graph.eager,
+                  "%s: %llu captures, %llu replays (a new lr every update)", what,
+                  (unsigned long long)b.rt.tr.graph.captures, (unsigned long long)b.rt.tr.graph.replays);
+    else
+        NGT_CHECK(b.rt.tr.graph.captures >= 2 && b.rt.tr.graph.captures <= 6 && b.rt.tr.graph.replays > 2 * b.rt.tr.graph.captures,
+                  "%s: %llu captures, %llu replays", what, (unsigned long long)b.rt.tr.graph.captures,
+                  (unsigned long long)b.rt.tr.graph.replays);
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, particles and Philox step identical\n",
+           what, (unsigned long long)steps, (unsigned long long)b.rt.tr.graph.captures,
+           (unsigned long long)b.rt.tr.graph.replays, (unsigned long long)b.rt.tr.graph.eager);
+    rbm_run_free(&a);
+    rbm_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_rbm_pcd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9);
+}
+static int test_graph_rbm_pcd2_decaying_lr(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0);
+}
+static int test_graph_rbm_cd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0);
+}
+
+/* A resumed RBM run continues as a graph from the checkpoint's Philox step: train 7 updates
+ * eagerly, save, load into a fresh trainer with graphs on, continue to 30 and compare with an
+ * uninterrupted eager run. */
+static int test_graph_rbm_resume(void) {
+    rbm_run a, b, c;
+    uint64_t t;
+    char path[256];
+    ng_ckpt *ck = NULL;
+    if (!g_cuda) return ngt_skip(g_reason);
+    snprintf(path, sizeof path, "%s/natgrad_graph_rbm_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+    NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+    for (t = 0; t < 7; t++) {
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+    }
+    NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
+    rbm_run_free(&b);
+    NGT_OK(rbm_run_init(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
+    for (t = 7; t < 30; t++) {
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
+        if (same_rbm("rbm pcd-1 resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(c.rt.tr.graph.replays > 0, "resumed run: no replays");
+    rbm_run_free(&a);
+    rbm_run_free(&c);
+    return NGT_PASS;
 }
 
 /* ---- refusals and capture failures ------------------------------------------------------------ */
@@ -464,7 +729,103 @@ static int test_graph_refusals(void) {
     NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 0));
     NGT_OK(ng_trainer_step(&r.tr, NULL));
     r.upd->iface = g_real_iface;
+    /* a model without graph_check (the cnn's gradient reads the host per chunk) */
+    {
+        struct ng_model_i mi = *r.net->iface;
+        const struct ng_model_i *real = r.net->iface;
+        mi.graph_check = NULL;
+        mi.kind = "hostreader";
+        r.net->iface = &mi;
+        s = ng_trainer_set_cuda_graph(&r.tr, 1);
+        r.net->iface = real;
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "model hostreader is not captured"),
+                  "model without graph_check: %s %s", ng_status_name(s), ng_last_error());
+    }
     run_free(&r);
+    /* the RBM: binarised training data (a host-stepped draw), a preconditioner other than the identity */
+    {
+        rbm_run rb;
+        NGT_OK(rbm_run_init(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 1));
+        s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--binarize-train"), "rbm --binarize-train: %s %s",
+                  ng_status_name(s), ng_last_error());
+        rbm_run_free(&rb);
+    }
+    return NGT_PASS;
+}
+
+/* A capture that fails after the gradient and the rule's step ran on the host (the step then reads
+ * the host) is discarded: the RBM's Philox step and Adam's device step count go back to where the
+ * failed update started (graph_discarded), so the run continues exactly as an eager one that never
+ * attempted that update; Adam even continues with graphs on (re-captured). */
+static int unique_key(const ng_update *u, uint64_t t, double *key, int max) { /* forces a capture */
+    (void)u;
+    if (max < 1) return -1;
+    key[0] = -1.0 - (double)t;
+    return 1;
+}
+
+static int test_graph_discarded_capture(void) {
+    struct ng_update_i fake;
+    ng_status s;
+    uint64_t t;
+    if (!g_cuda) return ngt_skip(g_reason);
+    { /* the RBM */
+        rbm_run a, b;
+        NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+        NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        }
+        g_real_iface = b.rt.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.rt.upd->iface = &fake;
+        s = ng_trainer_step(&b.rt.tr, NULL);
+        b.rt.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "rbm: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        NGT_CHECK(ng_rbm_rng_step(&a.rbm) == ng_rbm_rng_step(&b.rbm), "rbm: Philox step %llu after the discarded capture, "
+                  "want %llu", (unsigned long long)ng_rbm_rng_step(&b.rbm), (unsigned long long)ng_rbm_rng_step(&a.rbm));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 0));
+        for (t = 5; t < 12; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+            if (same_rbm("rbm after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        rbm_run_free(&a);
+        rbm_run_free(&b);
+    }
+    { /* Adam on the network, graphs on again after the failure */
+        run a, b;
+        NGT_OK(run_init(&a, g_cuda, R_ADAM));
+        NGT_OK(run_init(&b, g_cuda, R_ADAM));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        g_real_iface = b.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.upd->iface = &fake;
+        s = ng_trainer_step(&b.tr, NULL);
+        b.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "adam: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        for (t = 5; t < 20; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+            if (same_params("adam after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.tr.graph.replays > 0, "adam: no replays after the discarded capture");
+        run_free(&a);
+        run_free(&b);
+    }
     return NGT_PASS;
 }
 
@@ -521,13 +882,20 @@ int main(void) {
     }
     NGT_RUN(test_counts_nag_step);
     NGT_RUN(test_counts_curves);
+    NGT_RUN(test_counts_rbm);
+    NGT_RUN(test_counts_weight_decay);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
     NGT_RUN(test_graph_nag_momentum_change);
     NGT_RUN(test_graph_sgd_growing_batch);
     NGT_RUN(test_graph_adam);
+    NGT_RUN(test_graph_rbm_pcd);
+    NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
+    NGT_RUN(test_graph_rbm_cd);
+    NGT_RUN(test_graph_rbm_resume);
     NGT_RUN(test_graph_refusals);
+    NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
     ng_backend_free(g_cuda);
     return ngt_finish();

@@ -24,7 +24,9 @@
  *       nag crossing t = 250 and entering its final phase; a mismatching configuration is refused
  *       naming the field, and nothing changes;
  *   (g) bad configurations are refused by the checks and the init functions, naming the option;
- *   (h) on an ill-conditioned quadratic NAG reaches a lower objective than SGD at the same lr.
+ *   (h) on an ill-conditioned quadratic NAG reaches a lower objective than SGD at the same lr;
+ *   (i) the fused ops (NG_OP_MOMENTUM of sgd / nag, NG_OP_AXPBY_SEGMENTS of weight decay, NG_OP_ADAM
+ *       with its device step count) equal the ops they replaced bit for bit.
  * Every device test runs on the CPU backend and on CUDA (a GPU, or the tests/simt emulator under
  * `make test`; skipped with the reason when neither answers). Files go to a mkdtemp directory. */
 #include <errno.h>
@@ -978,6 +980,162 @@ done:
     return r;
 }
 
+/* ---- (i) the fused ops equal the ops they replace, bit for bit ---------------------------------------
+ * NG_OP_MOMENTUM (sgd, nag, with and without averaging) against the axpby chain sgd.c / nag.c /
+ * update.c issued before (v, then p, then p again for nag, then the average's two), the weight
+ * decay's NG_OP_AXPBY_SEGMENTS against one axpby per segment, and NG_OP_ADAM
+ * with the step count on the device against the host's bias corrections 1 - beta^(t+1) that
+ * adam.c passed by value, at t = 0, 1, 2, 37 and 123456. n = 70001 runs the CPU's OpenMP path. */
+static uint64_t g_fz = 0x2545F4914F6CDD1Dull;
+static float frand(double lo, double hi) {
+    g_fz ^= g_fz << 13;
+    g_fz ^= g_fz >> 7;
+    g_fz ^= g_fz << 17;
+    return (float)(lo + (hi - lo) * (double)(g_fz >> 11) * 0x1p-53);
+}
+
+static int fused_ops_body(ng_backend *be) {
+    enum { N = 70001 };
+    static const struct {
+        float a, mu, c;
+        int nest;
+        float xi;
+    } mv[] = {{-0.3f, 0.5f, 1.0f, 0, 0.0f}, {-0.25f, 0.0f, 1.0f, 0, 0.0f}, {-0.05f, 0.75f, 0.8333333f, 1, 0.0f},
+              {-0.05f, 0.75f, 0.8333333f, 1, 0.9f}, {-0.3f, 0.5f, 1.0f, 0, 0.99f}};
+    static const uint64_t ts[] = {0, 1, 2, 37, 123456};
+    const size_t bytes = N * sizeof(float);
+    float *h = (float *)malloc(11 * bytes), *dev = NULL;
+    float *hd = h, *hv = h + N, *hp = h + 2 * N, *hb = h + 3 * N, *got = h + 4 * N, *habs = h + 10 * N;
+    double *cnt = NULL, hc[2];
+    int k, i;
+    NGT_CHECK(h != NULL, "out of memory");
+    NGT_OK(ng_alloc(be, 8 * bytes, (void **)&dev));
+    NGT_OK(ng_alloc(be, 2 * sizeof(double), (void **)&cnt));
+    for (i = 0; i < N; i++) {
+        hd[i] = frand(-3.0, 3.0);
+        hv[i] = frand(-1.0, 1.0);
+        hp[i] = frand(-2.0, 2.0);
+        hb[i] = frand(-2.0, 2.0);
+        habs[i] = fabsf(hb[i]);
+    }
+    hd[5] = 0.0f;
+    hv[7] = -0.0f;
+    for (k = 0; k < (int)(sizeof mv / sizeof mv[0]); k++) {
+        /* device: d | v p bar (the axpby chain) | v p bar (the fused op) */
+        float *d = dev, *v0 = dev + N, *p0 = dev + 2 * N, *b0 = dev + 3 * N, *v1 = dev + 4 * N, *p1 = dev + 5 * N,
+              *b1 = dev + 6 * N;
+        const float w = (float)(1.0 - (double)mv[k].xi);
+        const float wc = mv[k].nest ? (float)((1.0 - (double)mv[k].xi) * (double)-mv[k].c) : 0.0f;
+        ng_op_args o;
+        int j;
+        NGT_OK(ng_set(be, d, hd, 4 * bytes));
+        NGT_OK(ng_set(be, v1, hv, 3 * bytes));
+        NGT_OK(ng_axpby(be, N, mv[k].a, d, mv[k].mu, v0));
+        NGT_OK(ng_axpby(be, N, mv[k].c, v0, 1.0f, p0));
+        if (mv[k].nest) NGT_OK(ng_axpby(be, N, mv[k].a, d, 1.0f, p0));
+        if (mv[k].xi > 0.0f) {
+            NGT_OK(ng_axpby(be, N, w, p0, mv[k].xi, b0));
+            if (wc != 0.0f) NGT_OK(ng_axpby(be, N, wc, v0, 1.0f, b0));
+        }
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_MOMENTUM;
+        o.momentum.n = N;
+        o.momentum.d = d;
+        o.momentum.v = v1;
+        o.momentum.p = p1;
+        o.momentum.a = mv[k].a;
+        o.momentum.mu = mv[k].mu;
+        o.momentum.c = mv[k].c;
+        o.momentum.nesterov = mv[k].nest;
+        if (mv[k].xi > 0.0f) {
+            o.momentum.bar = b1;
+            o.momentum.xi = mv[k].xi;
+            o.momentum.w = w;
+            o.momentum.wc = wc;
+        }
+        NGT_OK(ng_run_op(be, &o));
+        NGT_OK(ng_get(be, got, v0, 6 * bytes));
+        for (j = 0; j < 3; j++) {
+            const float *x = got + (size_t)j * N, *y = got + (size_t)(3 + j) * N;
+            NGT_CHECK(memcmp(x, y, bytes) == 0, "momentum variant %d (%s): %s of the fused op differs from the axpby chain",
+                      k, be->iface->name, j == 0 ? "v" : j == 1 ? "p" : "bar");
+        }
+    }
+    { /* weight decay: NG_OP_AXPBY_SEGMENTS against one axpby per segment (what update.c issued) */
+        static const size_t so[3] = {0, 5000, 20000}, sl[3] = {1000, 4000, N - 20000};
+        float *x = dev, *ya = dev + N, *yb = dev + 2 * N;
+        ng_op_args o;
+        int j;
+        NGT_OK(ng_set(be, x, hp, bytes));
+        NGT_OK(ng_set(be, ya, hv, bytes));
+        NGT_OK(ng_set(be, yb, hv, bytes));
+        for (j = 0; j < 3; j++) NGT_OK(ng_axpby(be, sl[j], 1e-3f, x + so[j], 1.0f, ya + so[j]));
+        memset(&o, 0, sizeof o);
+        o.op = NG_OP_AXPBY_SEGMENTS;
+        o.axpby_segments.count = 3;
+        o.axpby_segments.alpha = 1e-3f;
+        o.axpby_segments.x = x;
+        o.axpby_segments.beta = 1.0f;
+        o.axpby_segments.y = yb;
+        for (j = 0; j < 3; j++) o.axpby_segments.off[j] = so[j], o.axpby_segments.len[j] = sl[j];
+        NGT_OK(ng_run_op(be, &o));
+        NGT_OK(ng_get(be, got, ya, 2 * bytes));
+        NGT_CHECK(memcmp(got, got + N, bytes) == 0, "axpby_segments (%s) differs from one axpby per segment",
+                  be->iface->name);
+    }
+    for (k = 0; k < (int)(sizeof ts / sizeof ts[0]); k++) {
+        const float b1 = 0.9f, b2 = 0.999f;
+        float *g = dev, *pa = dev + N, *ma = dev + 2 * N, *va = dev + 3 * N, *pb = dev + 4 * N, *mb = dev + 5 * N,
+              *vb = dev + 6 * N, *st = dev + 7 * N;
+        ng_op_args o;
+        int j;
+        NGT_OK(ng_set(be, g, hd, bytes));
+        for (j = 0; j < 2; j++) {
+            NGT_OK(ng_set(be, j ? pb : pa, hp, bytes));
+            NGT_OK(ng_set(be, j ? mb : ma, hv, bytes));
+            NGT_OK(ng_set(be, j ? vb : va, habs, bytes)); /* a second moment: >= 0 */
+        }
+        hc[0] = (double)ts[k];
+        hc[1] = 0.0;
+        NGT_OK(ng_set(be, cnt, hc, sizeof hc));
+        for (j = 0; j < 2; j++) {
+            memset(&o, 0, sizeof o);
+            o.op = NG_OP_ADAM;
+            o.adam.n = N;
+            o.adam.param = j ? pb : pa;
+            o.adam.grad = g;
+            o.adam.m = j ? mb : ma;
+            o.adam.v = j ? vb : va;
+            o.adam.step = j ? st : NULL;
+            o.adam.b1 = b1;
+            o.adam.c1 = (float)(1.0 - (double)b1);
+            o.adam.b2 = b2;
+            o.adam.c2 = (float)(1.0 - (double)b2);
+            o.adam.lr = 1e-3f;
+            o.adam.eps = 1e-8f;
+            if (j) /* the device count */
+                o.adam.count = cnt;
+            else { /* what adam.c computed on the host before */
+                o.adam.bc1 = 1.0 - pow((double)b1, (double)ts[k] + 1.0);
+                o.adam.bc2 = 1.0 - pow((double)b2, (double)ts[k] + 1.0);
+            }
+            NGT_OK(ng_run_op(be, &o));
+        }
+        NGT_OK(ng_get(be, got, pa, 6 * bytes));
+        for (j = 0; j < 3; j++)
+            NGT_CHECK(memcmp(got + (size_t)j * N, got + (size_t)(3 + j) * N, bytes) == 0,
+                      "adam t = %llu (%s): %s with the device step count differs from the host's bias corrections",
+                      (unsigned long long)ts[k], be->iface->name, j == 0 ? "param" : j == 1 ? "m" : "v");
+        NGT_OK(ng_get(be, hc, cnt, sizeof hc));
+        NGT_CHECK(hc[0] == (double)ts[k] + 1.0 && hc[1] == 0.0, "adam t = %llu (%s): device count {%g, %g} after the op",
+                  (unsigned long long)ts[k], be->iface->name, hc[0], hc[1]);
+    }
+    ng_free(be, cnt);
+    ng_free(be, dev);
+    free(h);
+    return NGT_PASS;
+}
+
 /* ---- backends ------------------------------------------------------------------------------------ */
 
 static int run_on(ng_backend *be, int (*body)(ng_backend *)) {
@@ -995,6 +1153,7 @@ BOTH(iterate_averaging, averaging_body)
 BOTH(weight_decay_marked_only, decay_body)
 BOTH(resume_bit_exact_and_mismatch, resume_body)
 BOTH(nag_beats_sgd, nag_vs_sgd_body)
+BOTH(fused_ops_bit_identical, fused_ops_body)
 
 int main(void) {
     const char *tmpdir = getenv("TMPDIR");
@@ -1024,6 +1183,7 @@ int main(void) {
     NGT_RUN(test_weight_decay_marked_only_cpu);
     NGT_RUN(test_resume_bit_exact_and_mismatch_cpu);
     NGT_RUN(test_nag_beats_sgd_cpu);
+    NGT_RUN(test_fused_ops_bit_identical_cpu);
     NGT_RUN(test_nag_vs_theta_v_form_cuda);
     NGT_RUN(test_adam_steps_cuda);
     NGT_RUN(test_rmsprop_steps_cuda);
@@ -1031,6 +1191,7 @@ int main(void) {
     NGT_RUN(test_weight_decay_marked_only_cuda);
     NGT_RUN(test_resume_bit_exact_and_mismatch_cuda);
     NGT_RUN(test_nag_beats_sgd_cuda);
+    NGT_RUN(test_fused_ops_bit_identical_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
     unlink(path_in("resume.ckpt"));

@@ -445,6 +445,8 @@ typedef ng_status (*op_check_fn)(const ng_op_args *a, const char *op, int *empty
 
 #define CHECK(cond, ...) NEED(cond, op, __VA_ARGS__)
 
+static int spans_overlap(const float *a, size_t na, const float *b, size_t nb);
+
 static ng_status check_fill(const ng_op_args *a, const char *op, int *empty) {
     *empty = a->fill.n == 0;
     CHECK(*empty || a->fill.out, "NULL pointer");
@@ -482,8 +484,10 @@ static ng_status check_convert(const ng_op_args *a, const char *op, int *empty) 
 static ng_status check_gibbs_sample(const ng_op_args *a, const char *op, int *empty) {
     int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
     CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
-    *empty = !rows || !cols;
-    if (*empty) return NG_OK;
+    CHECK(a->gibbs_sample.step_dev || !a->gibbs_sample.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->gibbs_sample.advance);
+    *empty = (!rows || !cols) && !a->gibbs_sample.advance; /* an empty op still advances the count */
+    if (!rows || !cols) return NG_OK;
     CHECK(a->gibbs_sample.pre, "pre-activation is NULL");
     CHECK(ld_ok(a->gibbs_sample.ldp, rows), "ldp=%d < rows=%d", a->gibbs_sample.ldp, rows);
     CHECK(!a->gibbs_sample.prob || ld_ok(a->gibbs_sample.ldq, rows), "ldq=%d < rows=%d",
@@ -586,9 +590,14 @@ static ng_status check_loss(const ng_op_args *a, const char *op, int *empty) {
           a->loss.ldt);
     CHECK(!a->loss.d || ld_ok(a->loss.ldd, rows), "ldd=%d < rows=%d", a->loss.ldd, rows);
     CHECK(a->loss.scale - a->loss.scale == 0.0f, "scale %g is not finite", (double)a->loss.scale);
-    *empty = !cols;
-    CHECK(*empty || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
+    CHECK(!a->loss.acc || (a->loss.obj && a->loss.err), "acc (the batch sums) needs obj and err");
+    CHECK(a->loss.acc_beta - a->loss.acc_beta == 0.0f, "acc_beta %g is not finite", (double)a->loss.acc_beta);
+    *empty = !cols && !a->loss.acc; /* an empty batch still writes its sums (0) */
+    CHECK(*empty || !cols || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
     CHECK(*empty || a->loss.d || a->loss.obj || a->loss.err, "no output requested");
+    CHECK(!a->loss.acc || (!spans_overlap(a->loss.acc, 2, a->loss.obj, (size_t)cols) &&
+                           !spans_overlap(a->loss.acc, 2, a->loss.err, (size_t)cols)),
+          "acc overlaps obj or err");
     return NG_OK;
 }
 static ng_status check_loss_hvp(const ng_op_args *a, const char *op, int *empty) {
@@ -707,12 +716,16 @@ static ng_status check_adam(const ng_op_args *a, const char *op, int *empty) {
     int i;
     for (i = 0; i < 6; i++) CHECK(sc[i] - sc[i] == 0.0f, "%s %g is not finite", names[i], (double)sc[i]);
     CHECK(a->adam.eps > 0.0f, "eps %g must be > 0", (double)a->adam.eps);
-    CHECK(a->adam.bc2 > 0.0 && a->adam.bc2 - a->adam.bc2 == 0.0, "bc2 %g must be finite and > 0",
-          a->adam.bc2);
-    CHECK(!a->adam.m || (a->adam.bc1 > 0.0 && a->adam.bc1 - a->adam.bc1 == 0.0),
+    /* with a device step count the bias corrections come from it (b1, b2 in [0, 1) make them > 0) */
+    CHECK(a->adam.count || (a->adam.bc2 > 0.0 && a->adam.bc2 - a->adam.bc2 == 0.0),
+          "bc2 %g must be finite and > 0", a->adam.bc2);
+    CHECK(a->adam.count || !a->adam.m || (a->adam.bc1 > 0.0 && a->adam.bc1 - a->adam.bc1 == 0.0),
           "bc1 %g must be finite and > 0", a->adam.bc1);
-    *empty = a->adam.n == 0;
-    CHECK(*empty || (a->adam.param && a->adam.grad && a->adam.v), "NULL pointer");
+    CHECK(!a->adam.count || ((!a->adam.m || (a->adam.b1 >= 0.0f && a->adam.b1 < 1.0f)) && a->adam.b2 >= 0.0f &&
+                             a->adam.b2 < 1.0f),
+          "a device step count needs b1, b2 in [0, 1) (got %g, %g)", (double)a->adam.b1, (double)a->adam.b2);
+    *empty = a->adam.n == 0 && !a->adam.count; /* a device count advances even over no elements */
+    CHECK(!a->adam.n || (a->adam.param && a->adam.grad && a->adam.v), "NULL pointer");
     return NG_OK;
 }
 
@@ -786,6 +799,48 @@ static ng_status check_whiten1x1(const ng_op_args *a, const char *op, int *empty
     return NG_OK;
 }
 
+static ng_status check_momentum(const ng_op_args *a, const char *op, int *empty) {
+    const float sc[6] = {a->momentum.a, a->momentum.mu, a->momentum.c, a->momentum.xi, a->momentum.w,
+                         a->momentum.wc};
+    static const char *const names[6] = {"a", "mu", "c", "xi", "w", "wc"};
+    const size_t n = a->momentum.n;
+    int i;
+    for (i = 0; i < 6; i++) CHECK(sc[i] - sc[i] == 0.0f, "%s %g is not finite", names[i], (double)sc[i]);
+    CHECK(a->momentum.nesterov == 0 || a->momentum.nesterov == 1, "nesterov %d must be 0 or 1", a->momentum.nesterov);
+    CHECK(!a->momentum.bar || a->momentum.xi != 0.0f, "averaging (bar) needs xi != 0");
+    *empty = n == 0;
+    CHECK(*empty || (a->momentum.d && a->momentum.v && a->momentum.p), "NULL pointer");
+    CHECK(*empty || (!spans_overlap(a->momentum.v, n, a->momentum.p, n) && !spans_overlap(a->momentum.v, n, a->momentum.d, n) &&
+                     !spans_overlap(a->momentum.p, n, a->momentum.d, n)),
+          "v, p and d overlap");
+    CHECK(*empty || !a->momentum.bar ||
+              (!spans_overlap(a->momentum.bar, n, a->momentum.v, n) && !spans_overlap(a->momentum.bar, n, a->momentum.p, n) &&
+               !spans_overlap(a->momentum.bar, n, a->momentum.d, n)),
+          "bar overlaps v, p or d");
+    return NG_OK;
+}
+
+static ng_status check_axpby_segments(const ng_op_args *a, const char *op, int *empty) {
+    const int count = a->axpby_segments.count;
+    int i, j;
+    size_t total = 0;
+    CHECK(count >= 0 && count <= NG_SEGMENTS_MAX, "count %d must be in 0..%d", count, NG_SEGMENTS_MAX);
+    CHECK(a->axpby_segments.alpha - a->axpby_segments.alpha == 0.0f && a->axpby_segments.beta - a->axpby_segments.beta == 0.0f,
+          "alpha %g, beta %g must be finite", (double)a->axpby_segments.alpha, (double)a->axpby_segments.beta);
+    for (i = 0; i < count; i++) {
+        const size_t o = a->axpby_segments.off[i], l = a->axpby_segments.len[i];
+        CHECK(o + l >= o, "segment %d overflows (off %zu, len %zu)", i, o, l);
+        total += l;
+        for (j = 0; j < i; j++) {
+            const size_t o2 = a->axpby_segments.off[j], l2 = a->axpby_segments.len[j];
+            CHECK(!l || !l2 || o + l <= o2 || o2 + l2 <= o, "segments %d and %d overlap", j, i);
+        }
+    }
+    *empty = total == 0;
+    CHECK(*empty || (a->axpby_segments.x && a->axpby_segments.y), "NULL pointer");
+    return NG_OK;
+}
+
 static const struct op_desc {
     const char *name;
     op_check_fn check;
@@ -816,6 +871,8 @@ static const struct op_desc {
     [NG_OP_MINRESQLP_STEP] = {"minresqlp_step", check_minresqlp_step},
     [NG_OP_CONV_GATHER] = {"conv_gather", check_conv_gather},
     [NG_OP_WHITEN1X1] = {"whiten1x1", check_whiten1x1},
+    [NG_OP_MOMENTUM] = {"momentum", check_momentum},
+    [NG_OP_AXPBY_SEGMENTS] = {"axpby_segments", check_axpby_segments},
 };
 
 const char *ng_op_name(ng_op op) {

@@ -257,6 +257,18 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     }
 }
 
+/* The step counted in memory (step_dev): the op at step_dev[0] + step, then the count advanced. */
+static void cpu_gibbs_sample_dev(const ng_op_args *a) {
+    ng_op_args b = *a;
+    uint64_t *sd = a->gibbs_sample.step_dev;
+    if (sd) {
+        b.gibbs_sample.step = sd[0] + a->gibbs_sample.step;
+        b.gibbs_sample.step_dev = NULL;
+    }
+    if (a->gibbs_sample.rows > 0 && a->gibbs_sample.cols > 0) cpu_gibbs_sample(&b);
+    if (sd) sd[0] += a->gibbs_sample.advance;
+}
+
 #define NG_BLOCK_ELEMS (4 * NG_PHILOX_LANES)
 NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
     const long n = (long)a->bernoulli.n, nblocks = (n + NG_BLOCK_ELEMS - 1) / NG_BLOCK_ELEMS;
@@ -301,6 +313,24 @@ static void cpu_axpby(const ng_op_args *a) {
     } else {
 #pragma omp parallel for if (n > 65536) schedule(static)
         for (i = 0; i < n; i++) y[i] = ng_axpby_elem(alpha, x[i], beta, y[i]);
+    }
+}
+
+static void cpu_axpby_segments(const ng_op_args *a) {
+    const float alpha = a->axpby_segments.alpha, beta = a->axpby_segments.beta, *x = a->axpby_segments.x;
+    float *y = a->axpby_segments.y;
+    int s;
+    for (s = 0; s < a->axpby_segments.count; s++) {
+        const long n = (long)a->axpby_segments.len[s];
+        const size_t o = a->axpby_segments.off[s];
+        long i;
+        if (beta == 0.0f) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+            for (i = 0; i < n; i++) y[o + i] = ng_axpby_elem(alpha, x[o + i], 0.0f, 0.0f);
+        } else {
+#pragma omp parallel for if (n > 65536) schedule(static)
+            for (i = 0; i < n; i++) y[o + i] = ng_axpby_elem(alpha, x[o + i], beta, y[o + i]);
+        }
     }
 }
 
@@ -477,6 +507,12 @@ static void cpu_loss(const ng_op_args *a) {
                     a->loss.t + IDX(0, c, a->loss.ldt), a->loss.scale,
                     a->loss.d ? a->loss.d + IDX(0, c, a->loss.ldd) : NULL,
                     a->loss.obj ? a->loss.obj + c : NULL, a->loss.err ? a->loss.err + c : NULL);
+    if (a->loss.acc) { /* the batch sums: the lanes of the CUDA kernel, one after another */
+        double lo[NG_LOSS_LANES], le[NG_LOSS_LANES];
+        int j;
+        for (j = 0; j < NG_LOSS_LANES; j++) ng_loss_lane(cols, a->loss.obj, a->loss.err, j, &lo[j], &le[j]);
+        ng_loss_sums_finish(lo, le, a->loss.acc_beta, a->loss.acc);
+    }
 }
 
 static void cpu_loss_hvp(const ng_op_args *a) {
@@ -565,13 +601,29 @@ static void cpu_adam(const ng_op_args *a) {
     float *p = a->adam.param, *m = a->adam.m, *v = a->adam.v, *step = a->adam.step;
     const float b1 = a->adam.b1, c1 = a->adam.c1, b2 = a->adam.b2, c2 = a->adam.c2;
     const float lr = a->adam.lr, eps = a->adam.eps;
-    const double bc1 = a->adam.bc1, bc2 = a->adam.bc2;
+    double *count = a->adam.count;
+    /* a device step count (host memory here): the corrections of update t = count[0], then t + 1 */
+    const double bc1 = count ? (m ? ng_adam_bias_correction(b1, count[0]) : 1.0) : a->adam.bc1;
+    const double bc2 = count ? (m ? ng_adam_bias_correction(b2, count[0]) : 1.0) : a->adam.bc2;
     long i;
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (i = 0; i < n; i++) {
         float s = ng_adam_elem(g[i], &p[i], m ? &m[i] : NULL, &v[i], b1, c1, b2, c2, bc1, bc2, lr, eps);
         if (step) step[i] = s;
     }
+    if (count) count[0] += 1.0;
+}
+
+static void cpu_momentum(const ng_op_args *a) {
+    const long n = (long)a->momentum.n;
+    const float *d = a->momentum.d;
+    float *v = a->momentum.v, *p = a->momentum.p, *bar = a->momentum.bar;
+    const float aa = a->momentum.a, mu = a->momentum.mu, c = a->momentum.c;
+    const float xi = a->momentum.xi, w = a->momentum.w, wc = a->momentum.wc;
+    const int nest = a->momentum.nesterov;
+    long i;
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (i = 0; i < n; i++) ng_momentum_elem(d[i], &v[i], &p[i], bar ? &bar[i] : NULL, aa, mu, c, nest, xi, w, wc);
 }
 
 /* One system after another: a few hundred flops each, no loop worth threading. */
@@ -684,7 +736,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_AXPBY: cpu_axpby(a); break;
     case NG_OP_AXPBY_DEV: cpu_axpby_dev(a); break;
     case NG_OP_CONVERT: cpu_convert(a); break;
-    case NG_OP_GIBBS_SAMPLE: cpu_gibbs_sample(a); break;
+    case NG_OP_GIBBS_SAMPLE: cpu_gibbs_sample_dev(a); break;
     case NG_OP_SOFTPLUS_SUM: cpu_softplus_sum(a); break;
     case NG_OP_BINARY_STATES: cpu_binary_states(a); break;
     case NG_OP_SYMMETRIZE_LOWER: cpu_symmetrize_lower(a); break;
@@ -704,6 +756,8 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_MINRESQLP_STEP: cpu_minresqlp_step(a); break;
     case NG_OP_CONV_GATHER: cpu_conv_gather(a); break;
     case NG_OP_WHITEN1X1: cpu_whiten1x1(a); break;
+    case NG_OP_MOMENTUM: cpu_momentum(a); break;
+    case NG_OP_AXPBY_SEGMENTS: cpu_axpby_segments(a); break;
     default: return ng_error(NG_ERR_UNSUPPORTED, "cpu: op %d is not implemented", (int)a->op);
     }
     return NG_OK;

@@ -525,7 +525,9 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_BN_PROJECT:
     case NG_OP_MINRESQLP_STEP:
     case NG_OP_CONV_GATHER:
-    case NG_OP_WHITEN1X1: return 1;
+    case NG_OP_WHITEN1X1:
+    case NG_OP_MOMENTUM:
+    case NG_OP_AXPBY_SEGMENTS: return 1;
     default: return 0;
     }
 }
@@ -562,7 +564,8 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->gibbs_sample.ldp, a->gibbs_sample.bias, a->gibbs_sample.beta,
                                     a->gibbs_sample.base, a->gibbs_sample.prob, a->gibbs_sample.ldq,
                                     a->gibbs_sample.sample, a->gibbs_sample.lds, a->gibbs_sample.key,
-                                    a->gibbs_sample.step, a->gibbs_sample.first, st);
+                                    a->gibbs_sample.step, a->gibbs_sample.first, a->gibbs_sample.step_dev,
+                                    a->gibbs_sample.advance, st);
     case NG_OP_SOFTPLUS_SUM:
         return ng_cuda_softplus_sum(a->softplus_sum.rows, a->softplus_sum.cols, a->softplus_sum.pre,
                                     a->softplus_sum.ldp, a->softplus_sum.bias, a->softplus_sum.beta,
@@ -590,7 +593,15 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_ADAM:
         return ng_cuda_adam(a->adam.n, a->adam.param, a->adam.grad, a->adam.m, a->adam.v, a->adam.step,
                             a->adam.b1, a->adam.c1, a->adam.b2, a->adam.c2, a->adam.bc1, a->adam.bc2,
-                            a->adam.lr, a->adam.eps, st);
+                            a->adam.lr, a->adam.eps, a->adam.count, st);
+    case NG_OP_AXPBY_SEGMENTS:
+        return ng_cuda_axpby_segments(a->axpby_segments.count, a->axpby_segments.off, a->axpby_segments.len,
+                                      a->axpby_segments.alpha, a->axpby_segments.x, a->axpby_segments.beta,
+                                      a->axpby_segments.y, st);
+    case NG_OP_MOMENTUM:
+        return ng_cuda_momentum(a->momentum.n, a->momentum.d, a->momentum.v, a->momentum.p, a->momentum.bar,
+                                a->momentum.a, a->momentum.mu, a->momentum.c, a->momentum.nesterov, a->momentum.xi,
+                                a->momentum.w, a->momentum.wc, st);
     case NG_OP_FACTOR_UPDATE:
         return ng_cuda_factor_update(a->factor_update.count, a->factor_update.k, a->factor_update.beta, a->factor_update.e,
                                      st);
@@ -611,7 +622,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_LOSS:
         return ng_cuda_loss(a->loss.loss, a->loss.rows, a->loss.cols, a->loss.z, a->loss.ldz,
                             a->loss.y, a->loss.ldy, a->loss.t, a->loss.ldt, a->loss.scale,
-                            a->loss.d, a->loss.ldd, a->loss.obj, a->loss.err, st);
+                            a->loss.d, a->loss.ldd, a->loss.obj, a->loss.err, a->loss.acc, a->loss.acc_beta, st);
     case NG_OP_LOSS_HVP:
         return ng_cuda_loss_hvp(a->loss_hvp.loss, a->loss_hvp.rows, a->loss_hvp.cols, a->loss_hvp.y,
                                 a->loss_hvp.ldy, a->loss_hvp.v, a->loss_hvp.ldv, a->loss_hvp.scale,

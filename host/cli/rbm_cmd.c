@@ -114,7 +114,7 @@ static int rbm_train(int argc, char **argv) {
     ng_rbm_config cfg;
     ng_common_opts co;
     const char *test_data = NULL, *resume = NULL, *csv_path = NULL, *ckpt_path = NULL;
-    int hidden = 500, steps = 1000, log_every = 50, ckpt_every = 500, limit = 0, monitor_n = 500;
+    int hidden = 500, steps = 1000, log_every = 50, ckpt_every = 500, limit = 0, monitor_n = 500, cuda_graph = 0;
     int est_i = 0, opt_i = 1, diag_metric_i = 0;
     float minutes = 0.0f, snapshot_s = 0.0f;
     int rc;
@@ -174,6 +174,7 @@ static int rbm_train(int argc, char **argv) {
             {"csv", OPT_STR, &csv_path, "PATH", "CSV log (default OUT/train.csv)", 0, 0},
             {"checkpoint", OPT_STR, &ckpt_path, "PATH", "checkpoint file (default OUT/rbm.ckpt)", 0, 0},
             {"resume", OPT_STR, &resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
+            {"cuda-graph", OPT_INT, &cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (both Gibbs phases, statistics, SGD step; the Philox step counted on the device) in a CUDA graph and replay it, one graph launch per update; re-captured when the batch shape or the learning rate changes (--lr-gamma: every update). --optimizer sgd only, not with --binarize-train. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
             NG_OPT_DEVICE(&co),
             NG_OPT_THREADS(&co),
             NG_OPT_END};
@@ -351,6 +352,18 @@ static int rbm_train(int argc, char **argv) {
         rc = (s == NG_ERR_INVALID_ARG) ? NG_EXIT_USAGE : NG_EXIT_FAIL;
         goto done;
     }
+    if (cuda_graph != 0 && cuda_graph != 1) {
+        fprintf(stderr, "natgrad rbm train: --cuda-graph %d: must be 0 or 1\n", cuda_graph);
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (cuda_graph && !ng_graph_supported(rbm.be))
+        fprintf(stderr, "natgrad: note: --cuda-graph is ignored on the %s backend (no CUDA graphs)\n", rbm.be->iface->name);
+    else if (cuda_graph && ng_trainer_set_cuda_graph(&rt.tr, 1) != NG_OK) {
+        fprintf(stderr, "natgrad rbm train: %s\n", ng_last_error());
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
     if (resume) {
         /* the same number of ranks: bit for bit; another: the model file (particles re-sharded) */
         if (ng_trainer_resume(&rt.tr, ck) != NG_OK) {
@@ -409,6 +422,10 @@ static int rbm_train(int argc, char **argv) {
         rc = res.interrupted ? NG_EXIT_FAIL : NG_EXIT_OK;
         if (ng_cli_profile_report(&co) && rc == NG_EXIT_OK) rc = NG_EXIT_FAIL;
     }
+    if (rt.tr.graph.on)
+        fprintf(stderr, "natgrad: CUDA graphs: %llu updates captured, %llu replayed, %llu eager (update 0 and logged updates)\n",
+                (unsigned long long)rt.tr.graph.captures, (unsigned long long)rt.tr.graph.replays,
+                (unsigned long long)rt.tr.graph.eager);
 done:
     ng_ckpt_free(ck);
     if (rt_ready) ng_rbm_trainer_free(&rt);

@@ -116,6 +116,10 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
     if (!ng_graph_supported(tr->model->be))
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the %s backend has no CUDA graphs (use --device cuda)",
                         tr->model->be->iface->name);
+    if (!tr->model->iface->graph_check)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s is not captured (its gradient reads the host "
+                        "mid-step; captured: net, rbm); run it with --cuda-graph 0", tr->model->iface->kind);
+    NG_TRY(tr->model->iface->graph_check(tr->model));
     if (!tr->upd->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the update rule %s is not captured (captured: sgd, nag, "
                         "adam, rmsprop); run it with --cuda-graph 0", tr->upd->iface->name);
@@ -162,6 +166,10 @@ static ng_status graph_capture(ng_trainer *tr, const ng_tensor *x, void **exec) 
     ng_profile_suspend(0);
     if (s != NG_OK) snprintf(msg, sizeof msg, "%s", ng_last_error());
     e = ng_graph_end(be, exec); /* always leave capture mode */
+    if (s != NG_OK || e != NG_OK) { /* nothing recorded ran: host mirrors of device counters go back */
+        if (tr->model->iface->graph_discarded) tr->model->iface->graph_discarded(tr->model);
+        if (tr->upd->iface->graph_discarded) tr->upd->iface->graph_discarded(tr->upd, tr->t);
+    }
     if (s != NG_OK) {
         if (*exec) ng_graph_free(be, *exec);
         *exec = NULL;
@@ -178,7 +186,8 @@ static ng_status graph_step(ng_trainer *tr) {
     ng_tensor x;
     ng_status s;
     double key[NG_TRAIN_GRAPH_KEY];
-    int nk, i, hit = -1, victim, empty = -1, lru = -1;
+    int nk, i, hit = -1, victim, empty = -1, lru = -1, replay;
+    const int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     if (tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: data-parallel runs (%d ranks) are not captured",
                         tr->comm->world);
@@ -208,9 +217,16 @@ static ng_status graph_step(ng_trainer *tr) {
         if (lru < 0 || g->slot[i].last_use < g->slot[lru].last_use) lru = i;
     }
     victim = empty >= 0 ? empty : lru;
+    replay = hit >= 0;
     if (hit < 0) {
         void *exec = NULL;
-        NG_TRY_RANGE(NG_CAT_OTHER, "graph capture", graph_capture(tr, &x, &exec));
+        NG_RANGE_CAT(NG_CAT_OTHER, "graph capture", s, graph_capture(tr, &x, &exec));
+        if (s != NG_OK) { /* nothing ran: the batch goes back too (graph_capture put the counters back) */
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", ng_last_error());
+            ng_batches_seek(tr->data, epoch0, pos0);
+            return ng_error(s, "%s", msg);
+        }
         if (g->slot[victim].exec) ng_graph_free(tr->model->be, g->slot[victim].exec);
         g->slot[victim].exec = exec;
         memcpy(g->slot[victim].key, key, (size_t)nk * sizeof key[0]);
@@ -221,6 +237,10 @@ static ng_status graph_step(ng_trainer *tr) {
         g->replays++;
     g->slot[hit].last_use = tr->t + 1;
     NG_TRY_RANGE(NG_CAT_UPDATE, "graph launch", ng_graph_launch(tr->model->be, g->slot[hit].exec));
+    if (replay) { /* a capture ran the host side of the step itself; a replay did not */
+        if (tr->model->iface->graph_replayed) tr->model->iface->graph_replayed(tr->model);
+        if (tr->upd->iface->graph_replayed) tr->upd->iface->graph_replayed(tr->upd, tr->t);
+    }
     if (tr->model->iface->check_gradient)
         NG_TRY_RANGE(NG_CAT_EVAL, "check gradient", tr->model->iface->check_gradient(tr->model));
     return NG_OK;

@@ -696,8 +696,9 @@ static const float *targets_of(net *n, const float *x, int ldx, const ng_tensor 
 }
 
 /* The output layer's loss op on the chunk: d = scale (y - t) (when d is non-NULL), per-column
- * objective and error into obj and err (when sums is 1). */
-static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd, int sums) {
+ * objective and error into obj and err and their sums into acc (acc_beta: 0 =, 1 +=) when sums is 1. */
+static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd, int sums,
+                         float acc_beta) {
     int L = n->L;
     ng_op_args o = {.op = NG_OP_LOSS};
     o.loss.rows = n->d[L];
@@ -714,17 +715,17 @@ static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale,
     o.loss.ldd = d ? ldd : 1;
     o.loss.obj = sums ? n->obj.data : NULL;
     o.loss.err = sums ? n->err.data : NULL;
+    o.loss.acc = sums ? n->acc.data : NULL;
+    o.loss.acc_beta = acc_beta;
     return ng_run_op(n->base.be, &o);
 }
 
 /* Output loss of the chunk: D[L] = scale (y - t), per-column objective and error, accumulated into
- * acc[0], acc[1] (beta: 0 starts the sums). */
+ * acc[0], acc[1] (beta: 0 starts the sums) by the same op, one launch on CUDA (the sums in double,
+ * the fixed order of ng_loss_lane / ng_loss_sums_finish). */
 static ng_status loss_chunk(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd,
                             float acc_beta) {
-    ng_backend *be = n->base.be;
-    NG_TRY(loss_op(n, t, ldt, cols, scale, d, ldd, 1));
-    NG_TRY(ng_sum_cols(be, 1, cols, 1.0f, n->obj.data, 1, acc_beta, n->acc.data));
-    return ng_sum_cols(be, 1, cols, 1.0f, n->err.data, 1, acc_beta, n->acc.data + 1);
+    return loss_op(n, t, ldt, cols, scale, d, ldd, 1, acc_beta);
 }
 
 /* ---- per-row vector helpers (batched 1 x 1 and 1 x cols products) -------------------------- */
@@ -890,6 +891,13 @@ static ng_status net_check_gradient(ng_model *m) {
     if (!isfinite(acc[0]) || !isfinite(acc[1]))
         return ng_error(NG_ERR_NUMERIC, "network objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
                         (double)acc[0]);
+    return NG_OK;
+}
+
+/* CUDA graphs: the gradient passes no per-gradient host scalar to the device and reads the host
+ * only in net_check_gradient (deferred after the graph). */
+static ng_status net_graph_check(const ng_model *m) {
+    (void)m;
     return NG_OK;
 }
 
@@ -1127,7 +1135,7 @@ static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, u
 
 /* D[L] = scale (y - t) for the targets t (no objective sums) */
 static ng_status residual(net *n, const float *t, int ldt, int cols, float scale) {
-    return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0);
+    return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0, 0.0f);
 }
 
 static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
@@ -1703,4 +1711,5 @@ static const struct ng_model_i net_iface = {
     .load = net_load,
     .destroy = net_destroy,
     .check_gradient = net_check_gradient,
+    .graph_check = net_graph_check,
 };

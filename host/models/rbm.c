@@ -22,6 +22,9 @@ struct ng_rbm_est {
     int M;                  /* chains: particles (PCD) or the batch (CD); this rank's share of them */
     int M_all, p0;          /* chains of all ranks, and the global index of this rank's first (0: one process) */
     uint64_t rng_step;      /* next Philox step of the Gibbs / binarisation streams (checkpointed) */
+    uint64_t dev_step;      /* what rng_dev[0] holds (set at init and load, then mirrored) */
+    uint64_t last_advance;  /* steps one gradient takes (a replayed graph takes as many) */
+    int advanced;           /* the last gradient call succeeded (a discarded capture undoes it) */
     int m;                  /* columns of the last batch */
     /* state (checkpointed as rbm.particles) */
     ng_arena state;
@@ -38,11 +41,16 @@ struct ng_rbm_est {
     ng_tensor mv_d, mh_d;   /* (nv,1), (nh,1) data means of this batch (views of means) */
     ng_tensor mv_m, mh_m;   /* model (particle) means (views of means) */
     ng_tensor v_mean;       /* (nv, 1) mean of the training set */
+    ng_tensor rng_dev;      /* (2) 64-bit words in a float64 tensor: [0] the Gibbs kernels' Philox
+                             * step counted on the device (so a captured CUDA graph replays with
+                             * new draws), [1] the kernel's block ticket */
     /* several ranks: the whole particle set, written by gather for rank 0's checkpoint */
     ng_arena whole;
     ng_tensor particles_all; /* (nv, M_all) */
     uint64_t whole_step;     /* rng_step when gather last filled it (UINT64_MAX: never) */
 };
+
+static ng_status sync_rng_dev(ng_rbm_est *e, ng_backend *be);
 
 /* The shard [rank n / world, (rank + 1) n / world) of n columns, as ng_batches shards a batch. */
 static void shard_of(int n, int rank, int world, int *lo, int *hi) {
@@ -251,6 +259,10 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     ng_arena_reserve(&e->work, "vr", nv, m, &e->vr);
     ng_arena_reserve(&e->work, "means", 2 * nv + 2 * nh, 1, &e->means);
     ng_arena_reserve(&e->work, "v_mean", nv, 1, &e->v_mean);
+    {
+        int two[1] = {2};
+        ng_arena_reserve_nd(&e->work, "rng_dev", NG_F64, 1, two, &e->rng_dev);
+    }
     s = ng_arena_commit(&e->state);
     if (s == NG_OK) s = ng_arena_commit(&e->work);
     if (s == NG_OK && world > 1) s = ng_arena_commit(&e->whole);
@@ -260,6 +272,7 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
         e->mv_m = vec_view(&e->means, nv + nh, nv);
         e->mh_m = vec_view(&e->means, 2 * nv + nh, nh);
     }
+    if (s == NG_OK) s = sync_rng_dev(e, be);
     /* the training-set mean; the particles start as Bernoulli draws from it (the base-rate model) */
     if (s == NG_OK) {
         int c;
@@ -280,8 +293,45 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     return s;
 }
 
+/* The device step count = the host's rng_step (blocking: never inside a CUDA graph capture). */
+static ng_status sync_rng_dev(ng_rbm_est *e, ng_backend *be) {
+    const uint64_t c[2] = {e->rng_step, 0};
+    ng_status s = ng_set(be, e->rng_dev.data, c, sizeof c);
+    if (s != NG_OK)
+        return ng_error_wrap(s, "rbm: setting the device Philox step to %llu (not possible inside a CUDA graph capture): ",
+                             (unsigned long long)e->rng_step);
+    e->dev_step = e->rng_step;
+    return NG_OK;
+}
+
+/* One fused Gibbs step (of the elements first.. of the chains: a data-parallel shard; 0 on one
+ * process) drawing at the next Philox step, which the kernel reads from the device
+ * count (rng_dev[0] + the offset from step0, the count at the start of the gradient); last = 1
+ * advances the count past every step this gradient took. */
+static ng_status gibbs_step(ng_rbm *r, int rows, int cols, float *pre, int ld, const float *bias, float *prob,
+                            float *sample, uint64_t key, uint64_t step0, uint64_t first, int last) {
+    ng_rbm_est *e = r->est;
+    ng_op_args a = {.op = NG_OP_GIBBS_SAMPLE};
+    a.gibbs_sample.rows = rows;
+    a.gibbs_sample.cols = cols;
+    a.gibbs_sample.pre = pre;
+    a.gibbs_sample.ldp = ld;
+    a.gibbs_sample.bias = bias;
+    a.gibbs_sample.beta = 1.0f;
+    a.gibbs_sample.prob = prob;
+    a.gibbs_sample.ldq = ld;
+    a.gibbs_sample.sample = sample;
+    a.gibbs_sample.lds = ld;
+    a.gibbs_sample.key = key;
+    a.gibbs_sample.first = first;
+    a.gibbs_sample.step = e->rng_step++ - step0;
+    a.gibbs_sample.step_dev = (uint64_t *)(void *)e->rng_dev.data;
+    a.gibbs_sample.advance = last ? e->rng_step - step0 : 0;
+    return ng_run_op(r->be, &a);
+}
+
 /* Positive phase: vd = the batch (or its Bernoulli sample), hd = p(h | vd). */
-static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key) {
+static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m;
@@ -292,14 +342,13 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key) {
     else
         NG_TRY(ng_copy(be, e->vd.data, x->data, (size_t)nv * m * sizeof(float)));
     NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, e->vd.data, nv, 0.0f, e->hd.data, nh));
-    return ng_gibbs_sample(be, nh, m, e->hd.data, nh, r->b.data, 1.0f, NULL, e->hd.data, nh, NULL, nh,
-                           key, e->rng_step++);
+    return gibbs_step(r, nh, m, e->hd.data, nh, r->b.data, e->hd.data, NULL, key, step0, 0, 0);
 }
 
 /* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
  * The particles are overwritten only after the whole chain has run, so an interrupted chain
  * leaves them as they were. */
-static ng_status negative_phase(ng_rbm *r, uint64_t key) {
+static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, M = e->M, step;
@@ -314,17 +363,14 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key) {
         if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
         /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
         NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hs.data, nh));
-        NG_TRY(ng_gibbs_sample_at(be, nh, M, e->hs.data, nh, r->b.data, NULL, NULL, nh, e->hs.data,
-                                  nh, key, e->rng_step++, c0 * (uint64_t)nh));
+        NG_TRY(gibbs_step(r, nh, M, e->hs.data, nh, r->b.data, NULL, e->hs.data, key, step0, c0 * (uint64_t)nh, 0));
         NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vm.data, nv));
-        NG_TRY(ng_gibbs_sample_at(be, nv, M, e->vm.data, nv, r->a.data, NULL, NULL, nv, e->vm.data,
-                                  nv, key, e->rng_step++, c0 * (uint64_t)nv));
+        NG_TRY(gibbs_step(r, nv, M, e->vm.data, nv, r->a.data, NULL, e->vm.data, key, step0, c0 * (uint64_t)nv, 0));
     }
     if (e->cfg.estimator == NG_RBM_PCD)
         NG_TRY(ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
     NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hm.data, nh));
-    return ng_gibbs_sample(be, nh, M, e->hm.data, nh, r->b.data, 1.0f, NULL, e->hm.data, nh, NULL, nh,
-                           key, e->rng_step++);
+    return gibbs_step(r, nh, M, e->hm.data, nh, r->b.data, e->hm.data, NULL, key, step0, 0, 1);
 }
 
 /* The gradient of the negative log-likelihood from the two phases (model minus data), in the
@@ -377,18 +423,25 @@ static ng_status rbm_gradient(ng_model *mdl, const ng_tensor *x, const ng_tensor
     e->m = x->cols;
     key = ng_rng_stream_key(e->cfg.seed, NG_RNG_GIBBS);
     step0 = e->rng_step;
+    e->advanced = 0;
+    if (e->dev_step != step0) NG_TRY(sync_rng_dev(e, r->be));
     /* the Gibbs phases' gemms may use TF32 (--tf32 on a GPU); the statistics stay FP32 */
     {
         int saved;
         ng_status e2;
         NG_TRY(ng_tf32_begin(r->be, &saved));
-        NG_RANGE_CAT(NG_CAT_GIBBS, "positive phase", s, positive_phase(r, x, key));
-        if (s == NG_OK) NG_RANGE_CAT(NG_CAT_GIBBS, "negative phase", s, negative_phase(r, key));
+        NG_RANGE_CAT(NG_CAT_GIBBS, "positive phase", s, positive_phase(r, x, key, step0));
+        if (s == NG_OK) NG_RANGE_CAT(NG_CAT_GIBBS, "negative phase", s, negative_phase(r, key, step0));
+        if (s == NG_OK) { /* the last Gibbs op advanced the device count with the host's */
+            e->dev_step = e->rng_step;
+            e->last_advance = e->rng_step - step0;
+        }
         e2 = ng_tf32_end(r->be, saved);
         if (s == NG_OK) s = e2;
     }
     if (s == NG_OK) NG_RANGE_CAT(NG_CAT_STATS, "rbm statistics", s, assemble_gradient(r));
     if (s != NG_OK) e->rng_step = step0; /* roll back (the particles are untouched until the chain ends) */
+    else e->advanced = 1;
     return s;
 }
 
@@ -520,13 +573,42 @@ static ng_status rbm_load(ng_model *mdl, const ng_ckpt *c, int apply) {
                        (size_t)r->n_visible * e->M * sizeof(float)));
         e->whole_step = rng_step;
         e->rng_step = rng_step;
-        return NG_OK;
+        return sync_rng_dev(e, r->be);
     }
     NG_TRY(ng_ckpt_check_arena(c, "rbm.", &r->est->state));
     if (!apply) return NG_OK;
     NG_TRY(ng_ckpt_load_arena(c, "rbm.", &r->est->state));
     r->est->rng_step = rng_step;
+    return sync_rng_dev(r->est, r->be); /* before any capture of the resumed run */
+}
+
+/* CUDA graphs: the Gibbs kernels read their Philox step from the device count, so a replay draws
+ * new samples; the data binarisation still draws at a host step (not captured). */
+static ng_status rbm_graph_check(const ng_model *mdl) {
+    const ng_rbm *r = (const ng_rbm *)(const void *)mdl;
+    if (!r->est)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the rbm has no gradient estimator (ng_rbm_estimator_init)");
+    if (r->est->cfg.binarize_train)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: rbm train --binarize-train is not captured (the batch's "
+                        "Bernoulli draw takes its step from the host); drop --binarize-train or use --cuda-graph 0");
     return NG_OK;
+}
+
+/* A capture whose gradient succeeded was discarded: its launches never ran, so the device count is
+ * still where that gradient started; so is the host's now. */
+static void rbm_graph_discarded(ng_model *mdl) {
+    ng_rbm_est *e = ((ng_rbm *)(void *)mdl)->est;
+    if (!e || !e->advanced) return;
+    e->rng_step -= e->last_advance;
+    e->dev_step = e->rng_step;
+    e->advanced = 0;
+}
+
+/* A replayed gradient took last_advance Philox steps on the device: the host count follows. */
+static void rbm_graph_replayed(ng_model *mdl) {
+    ng_rbm_est *e = ((ng_rbm *)(void *)mdl)->est;
+    e->rng_step += e->last_advance;
+    e->dev_step = e->rng_step;
 }
 
 static const struct ng_model_i rbm_iface = {
@@ -538,6 +620,9 @@ static const struct ng_model_i rbm_iface = {
     .save = rbm_save,
     .load = rbm_load,
     .destroy = rbm_destroy,
+    .graph_check = rbm_graph_check,
+    .graph_replayed = rbm_graph_replayed,
+    .graph_discarded = rbm_graph_discarded,
     .data_parallel = 1,
     .gather = rbm_gather,
 };

@@ -115,6 +115,7 @@ ng_status ng_rbm_config_check(const ng_rbm_config *c, int n_train) {
 
 void ng_rbm_trainer_free(ng_rbm_trainer *rt) {
     if (!rt) return;
+    ng_trainer_release(&rt->tr); /* CUDA graphs of the steps (--cuda-graph) */
     ng_precond_free(rt->pc);
     ng_update_free(rt->upd);
     ng_batches_free(&rt->data);

@@ -5,7 +5,13 @@
  *            theta += s = -lr (m / (1 - beta1^(t+1))) / (sqrt(v / (1 - beta2^(t+1))) + eps)
  *            (update t is the paper's step t + 1; the bias corrections are computed here in double
  *            from t alone, so a resumed run is bit-exact)
- *   rmsprop  r = rho r + (1 - rho) d^2,  theta += s = -lr d / (sqrt(r) + eps)   (r_0 = 0)
+ *            The step count t lives on the device (the work arena's "count", NG_OP_ADAM's count):
+ *            the op computes both corrections from it with the same formula and advances it, so a
+ *            captured CUDA graph replays every update without re-capture or host writes. The host
+ *            keeps a mirror (t_dev) of what the device holds and writes t only when it differs
+ *            (after a resume, or a caller that skips updates): never inside a capture.
+ *   rmsprop  r = rho r + (1 - rho) d^2,  theta += s = -lr d / (sqrt(r) + eps)   (r_0 = 0; no
+ *            per-update scalar at all)
  * The op also writes the step s into a workspace (not checkpointed) whose norm is the update_norm
  * column. Averaging and weight decay: update_common.h. Nothing is allocated after init. */
 #include "natgrad/update.h"
@@ -23,8 +29,13 @@ typedef struct adam {
     ng_tensor m, v;     /* (n) state: first moment (adam only), second moment / mean square */
     ng_arena work;      /* not checkpointed */
     ng_tensor step;     /* (n) the last step s */
+    ng_tensor count;    /* (2) float64, adam only: [0] the update index the device step count holds,
+                         * [1] the CUDA kernel's block ticket (0 between launches) */
+    uint64_t t_dev;     /* host mirror of count[0]; T_UNKNOWN after a load */
     ng_upd_avg avg;
 } adam;
+
+#define T_UNKNOWN UINT64_MAX
 
 void ng_adam_config_default(ng_adam_config *c) {
     memset(c, 0, sizeof *c);
@@ -68,9 +79,16 @@ static ng_status adam_penalize(ng_update *u, ng_model *m, uint64_t t) {
     return ng_upd_weight_decay(u->be, m, ((const adam *)u->impl)->cfg.weight_decay);
 }
 
-/* 1 - beta^(t+1) in double (0 < result <= 1 for beta in [0, 1)). */
-static double bias_correction(float beta, uint64_t t) {
-    return 1.0 - pow((double)beta, (double)t + 1.0);
+/* The device step count = t (the counter's ticket stays 0): eager only, a blocking write. */
+static ng_status set_count(ng_update *u, adam *s, uint64_t t) {
+    const double c[2] = {(double)t, 0.0};
+    ng_status st = ng_set(u->be, s->count.data, c, sizeof c);
+    if (st != NG_OK)
+        return ng_error_wrap(st, "adam: setting the device step count to update %llu (not possible inside a CUDA "
+                             "graph capture: a captured step must follow the update the device counted last): ",
+                             (unsigned long long)t);
+    s->t_dev = t;
+    return NG_OK;
 }
 
 static ng_status adam_step(ng_update *u, ng_model *m, uint64_t t) {
@@ -95,21 +113,35 @@ static ng_status adam_step(ng_update *u, ng_model *m, uint64_t t) {
         a.adam.m = s->m.data;
         a.adam.b1 = s->cfg.beta1;
         a.adam.c1 = (float)(1.0 - (double)s->cfg.beta1);
-        a.adam.bc1 = bias_correction(s->cfg.beta1, t);
-        a.adam.bc2 = bias_correction(s->cfg.beta2, t);
+        /* bc1 = ng_adam_bias_correction(beta1, t), bc2 likewise: from the device count */
+        a.adam.count = (double *)s->count.data;
+        if (s->t_dev != t) NG_TRY(set_count(u, s, t));
     }
     NG_TRY(ng_run_op(u->be, &a));
+    if (!s->rmsprop) s->t_dev = t + 1;
     return ng_upd_avg_step(&s->avg, u->be, m, NULL, 0.0f);
 }
 
-/* Adam's bias corrections change every update, so each update is a new key (re-captured);
- * RMSprop has none. */
+/* No host scalar reaches the kernels: Adam's bias corrections come from the device step count,
+ * RMSprop has none. One key for every update. */
 static int adam_graph_key(const ng_update *u, uint64_t t, double *key, int max) {
-    const adam *s = (const adam *)u->impl;
-    if (max < 2) return -1;
-    key[0] = s->rmsprop ? 1.0 : bias_correction(s->cfg.beta1, t);
-    key[1] = s->rmsprop ? 1.0 : bias_correction(s->cfg.beta2, t);
-    return 2;
+    (void)u;
+    (void)t;
+    (void)key;
+    (void)max;
+    return 0;
+}
+
+/* A graph replay of update t advanced the device count to t + 1, as adam_step would have. */
+static void adam_graph_replayed(ng_update *u, uint64_t t) {
+    adam *s = (adam *)u->impl;
+    if (!s->rmsprop) s->t_dev = t + 1;
+}
+
+/* A discarded capture of update t never ran: the device count still holds t. */
+static void adam_graph_discarded(ng_update *u, uint64_t t) {
+    adam *s = (adam *)u->impl;
+    if (!s->rmsprop) s->t_dev = t;
 }
 
 static const char *const adam_columns[] = {"update_norm", NULL};
@@ -156,7 +188,16 @@ static ng_status adam_load(ng_update *u, const ng_ckpt *c, int apply) {
     NG_TRY(ng_upd_expect_f32(c, KEY("eps"), 1e-45, 1e30, s->cfg.eps));
     NG_TRY(ng_upd_expect_f32(c, KEY("weight_decay"), 0.0, 1e30, s->cfg.weight_decay));
 #undef KEY
-    return ng_upd_avg_load(&s->avg, c, r);
+    NG_TRY(ng_upd_avg_load(&s->avg, c, r));
+    if (apply && !s->rmsprop) {
+        /* the device count of the resumed update (run.t, validated by the trainer); without it the
+         * first update writes its own t */
+        uint64_t t;
+        ((adam *)u->impl)->t_dev = T_UNKNOWN;
+        if (ng_ckpt_has(c, "run.t") && ng_ckpt_get_u64(c, "run.t", &t) == NG_OK && t <= (uint64_t)1 << 53)
+            NG_TRY(set_count(u, (adam *)u->impl, t));
+    }
+    return NG_OK;
 }
 
 static void adam_destroy(ng_update *u) {
@@ -177,6 +218,8 @@ static const struct ng_update_i adam_iface = {
     .load = adam_load,
     .destroy = adam_destroy,
     .graph_key = adam_graph_key,
+    .graph_replayed = adam_graph_replayed,
+    .graph_discarded = adam_graph_discarded,
 };
 
 static const struct ng_update_i rmsprop_iface = {
@@ -190,6 +233,8 @@ static const struct ng_update_i rmsprop_iface = {
     .load = adam_load,
     .destroy = adam_destroy,
     .graph_key = adam_graph_key,
+    .graph_replayed = adam_graph_replayed,
+    .graph_discarded = adam_graph_discarded,
 };
 
 static ng_status adam_create(ng_backend *be, ng_model *m, const ng_adam_config *cfg, int rmsprop,
@@ -219,7 +264,12 @@ static ng_status adam_create(ng_backend *be, ng_model *m, const ng_adam_config *
     if (st == NG_OK) st = ng_upd_avg_reserve(&s->avg, &u->state, m, cfg->average);
     if (st == NG_OK) st = ng_arena_commit(&u->state);
     if (st == NG_OK) st = ng_arena_reserve_nd(&s->work, "step", NG_F32, 1, dims, &s->step);
+    if (st == NG_OK && !rmsprop) {
+        int two[1] = {2};
+        st = ng_arena_reserve_nd(&s->work, "count", NG_F64, 1, two, &s->count);
+    }
     if (st == NG_OK) st = ng_arena_commit(&s->work);
+    if (st == NG_OK && !rmsprop) st = set_count(u, s, 0);
     if (st == NG_OK) st = ng_upd_avg_start(&s->avg, be, m);
     if (st != NG_OK) {
         ng_update_free(u);

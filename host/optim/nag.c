@@ -16,7 +16,8 @@
  *   v   = mu_t v - eps d                 (d: the direction in the gradient arena, at phi_t)
  *   phi = phi + mu_{t+1} v - eps d
  *   theta_bar = xi theta_bar + (1 - xi) (phi - mu_{t+1} v)   [averaging: of theta, not phi]
- * Four axpby ops (three without averaging), nothing allocated after init. mu depends on t and the
+ * One fused op (NG_OP_MOMENTUM: the three axpby of before, five with averaging, in one pass,
+ * rounded as they were), nothing allocated after init. mu depends on t and the
  * configuration only, so a resumed run is bit-exact. */
 #include "natgrad/update.h"
 
@@ -76,18 +77,13 @@ static ng_status nag_penalize(ng_update *u, ng_model *m, uint64_t t) {
 
 static ng_status nag_step(ng_update *u, ng_model *m, uint64_t t) {
     nag *s = (nag *)u->impl;
-    const size_t n = ng_model_size(m);
     const float mu = (float)ng_nag_momentum(&s->cfg, t), mu1 = (float)ng_nag_momentum(&s->cfg, t + 1);
     const float eps = s->cfg.lr;
     if (t == 0) NG_TRY(ng_upd_avg_start(&s->avg, u->be, m)); /* theta_0 = phi_0 (v_0 = 0) */
-    /* v = mu_t v - eps d */
-    NG_TRY(ng_axpby(u->be, n, -eps, m->grad_flat.data, mu, s->velocity.data));
-    /* phi += mu_{t+1} v - eps d */
-    NG_TRY(ng_axpby(u->be, n, mu1, s->velocity.data, 1.0f, m->param_flat.data));
-    NG_TRY(ng_axpby(u->be, n, -eps, m->grad_flat.data, 1.0f, m->param_flat.data));
     s->last_mu = (double)mu;
-    /* theta_{t+1} = phi_{t+1} - mu_{t+1} v_{t+1} enters the average */
-    return ng_upd_avg_step(&s->avg, u->be, m, s->velocity.data, -mu1);
+    /* v = mu_t v - eps d;  phi += mu_{t+1} v;  phi -= eps d;  theta_{t+1} = phi_{t+1} - mu_{t+1} v_{t+1}
+     * enters the average: one fused op (the three or five axpby of before, rounded alike) */
+    return ng_upd_momentum(&s->avg, u->be, m, s->velocity.data, -eps, mu, mu1, 1, -mu1);
 }
 
 /* theta_t = phi_t - mu_t v_t */

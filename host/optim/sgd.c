@@ -93,13 +93,10 @@ static ng_status sgd_penalize(ng_update *u, ng_model *m, uint64_t t) {
 
 static ng_status sgd_step(ng_update *u, ng_model *m, uint64_t t) {
     sgd *s = (sgd *)u->impl;
-    size_t n = ng_tensor_count(&m->param_flat);
     double lr = sgd_lr(u, t);
     if (t == 0) NG_TRY(ng_upd_avg_start(&s->avg, u->be, m)); /* theta_bar_0 = theta_0 */
-    /* v = momentum v - lr d;  theta += v */
-    NG_TRY(ng_axpby(u->be, n, (float)-lr, m->grad_flat.data, s->cfg.momentum, s->velocity.data));
-    NG_TRY(ng_axpby(u->be, n, 1.0f, s->velocity.data, 1.0f, m->param_flat.data));
-    return ng_upd_avg_step(&s->avg, u->be, m, NULL, 0.0f);
+    /* v = momentum v - lr d;  theta += v;  the average: one fused op */
+    return ng_upd_momentum(&s->avg, u->be, m, s->velocity.data, (float)-lr, s->cfg.momentum, 1.0f, 0, 0.0f);
 }
 
 /* lr_t is the only per-update scalar (momentum and weight decay are constants) */

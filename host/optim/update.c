@@ -11,14 +11,33 @@ ng_status ng_upd_weight_decay(ng_backend *be, ng_model *m, float wd) {
     int i;
     if (wd == 0.0f) return NG_OK;
     /* L2 penalty on the weights: it enters the gradient before the preconditioner, so every rule
-     * (centred or natural) follows the penalised objective. One op per parameter tensor (a host
-     * loop over the model's parameter list, not over device memory). */
+     * (centred or natural) follows the penalised objective. The decayed tensors' segments of the
+     * flat parameter and gradient vectors (same offsets: the two arenas share the layout) go to one
+     * NG_OP_AXPBY_SEGMENTS per NG_SEGMENTS_MAX tensors (one launch instead of one per tensor; the
+     * same axpby body, so the same bits). */
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_AXPBY_SEGMENTS;
+    o.axpby_segments.alpha = wd;
+    o.axpby_segments.x = m->param_flat.data;
+    o.axpby_segments.beta = 1.0f;
+    o.axpby_segments.y = m->grad_flat.data;
     for (i = 0; i < m->params.count; i++) {
         const ng_tensor *w = ng_arena_view(&m->params, i), *g = ng_arena_view(&m->grads, i);
+        const size_t off = (size_t)(w->data - m->param_flat.data);
         if (!m->decay[i]) continue;
-        NG_TRY(ng_axpby(be, ng_tensor_count(w), wd, w->data, 1.0f, g->data));
+        if ((size_t)(g->data - m->grad_flat.data) != off)
+            return ng_error(NG_ERR_INVALID_ARG, "weight decay: parameter %d of the model lies at element %zu of its "
+                            "arena, its gradient at %zu (the arenas must share one layout)", i, off,
+                            (size_t)(g->data - m->grad_flat.data));
+        o.axpby_segments.off[o.axpby_segments.count] = off;
+        o.axpby_segments.len[o.axpby_segments.count++] = ng_tensor_count(w);
+        if (o.axpby_segments.count == NG_SEGMENTS_MAX) {
+            NG_TRY(ng_run_op(be, &o));
+            o.axpby_segments.count = 0;
+        }
     }
-    return NG_OK;
+    return o.axpby_segments.count ? ng_run_op(be, &o) : NG_OK;
 }
 
 ng_status ng_upd_check_positive(const char *option, float v) {
@@ -64,6 +83,28 @@ ng_status ng_upd_avg_step(ng_upd_avg *a, ng_backend *be, const ng_model *m, cons
     if (x && coef != 0.0f)
         NG_TRY(ng_axpby(be, n, (float)((1.0 - (double)a->xi) * (double)coef), x, 1.0f, a->avg.data));
     return NG_OK;
+}
+
+ng_status ng_upd_momentum(ng_upd_avg *avg, ng_backend *be, const ng_model *m, float *v, float a, float mu, float c,
+                          int nesterov, float coef) {
+    ng_op_args o;
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_MOMENTUM;
+    o.momentum.n = ng_model_size(m);
+    o.momentum.d = m->grad_flat.data;
+    o.momentum.v = v;
+    o.momentum.p = m->param_flat.data;
+    o.momentum.a = a;
+    o.momentum.mu = mu;
+    o.momentum.c = c;
+    o.momentum.nesterov = nesterov;
+    if (avg->xi > 0.0f) { /* the two axpby of ng_upd_avg_step, with the same coefficients */
+        o.momentum.bar = avg->avg.data;
+        o.momentum.xi = avg->xi;
+        o.momentum.w = (float)(1.0 - (double)avg->xi);
+        o.momentum.wc = nesterov && coef != 0.0f ? (float)((1.0 - (double)avg->xi) * (double)coef) : 0.0f;
+    }
+    return ng_run_op(be, &o);
 }
 
 ng_status ng_upd_avg_save(const ng_upd_avg *a, ng_ckpt *c, const char *rule) {

@@ -30,6 +30,13 @@ ng_status ng_upd_avg_start(ng_upd_avg *a, ng_backend *be, const ng_model *m);
  * velocity and -mu_{t+1}), theta_bar = xi theta_bar + (1 - xi) theta. */
 ng_status ng_upd_avg_step(ng_upd_avg *a, ng_backend *be, const ng_model *m, const float *x,
                           float coef);
+/* Heavy-ball / Nesterov step of sgd and nag in one op (NG_OP_MOMENTUM, one launch on CUDA), the
+ * iterate average included; bit-identical to the axpby ops it replaces:
+ *   v = a d + mu v;  p = c v + p;  p = a d + p (nesterov);  then ng_upd_avg_step(a, be, m, v, coef)
+ *   with nesterov (the average of theta = p + coef v), or with x = NULL otherwise.
+ * d = m->grad_flat, p = m->param_flat. */
+ng_status ng_upd_momentum(ng_upd_avg *avg, ng_backend *be, const ng_model *m, float *v, float a, float mu, float c,
+                          int nesterov, float coef);
 /* "<rule>.average_decay" = xi when averaging is on (nothing otherwise), and the check on resume:
  * the checkpoint's value (absent = 0) must equal this run's. */
 ng_status ng_upd_avg_save(const ng_upd_avg *a, ng_ckpt *c, const char *rule);

@@ -76,6 +76,8 @@ typedef enum ng_op {
     NG_OP_MINRESQLP_STEP,   /* one step of MINRES-QLP's scalar recurrence per system (one thread each) */
     NG_OP_CONV_GATHER,      /* im2col, col2im, pooling and its gradients, NCHW <-> NHWC  (=) */
     NG_OP_WHITEN1X1,        /* the 1x1 whitening convolution: y = U (x - mean) per pixel  (=) */
+    NG_OP_MOMENTUM,         /* fused heavy-ball / Nesterov step of sgd and nag, see the struct below */
+    NG_OP_AXPBY_SEGMENTS,   /* axpby on up to NG_SEGMENTS_MAX segments of two vectors in one launch */
     NG_OP_COUNT
 } ng_op;
 
@@ -84,6 +86,7 @@ typedef enum ng_op {
  * only the lower triangle's products are formed, the old C is read on the lower triangle only, and
  * the upper triangle receives the mirror, so C comes out exactly symmetric. */
 #define NG_FACTOR_UPDATE_MAX 32
+#define NG_SEGMENTS_MAX 32 /* segments of one NG_OP_AXPBY_SEGMENTS */
 typedef struct ng_factor_entry {
     int rows, cols;
     const float *X; int ldx;
@@ -118,7 +121,11 @@ typedef struct ng_op_args {
          * prob[r,c] = sigmoid(x)  (=, skipped when NULL)
          * sample[r,c] = [u(key, step, first + r + rows*c) <= prob]  (=, skipped when NULL)
          * pre may alias prob or sample (same pointer and ld). first (0 unless set): the global
-         * index of element (0, 0), e.g. rows * c0 for a rank holding columns c0.. of the chains. */
+         * index of element (0, 0), e.g. rows * c0 for a rank holding columns c0.. of the chains.
+         * step_dev non-NULL (device memory, 2 words): the Philox step is step_dev[0] + step, read
+         * on the device (a captured CUDA graph replays with the current count), and after the op
+         * step_dev[0] += advance; step_dev[1] is the CUDA kernel's block ticket (0 between
+         * launches; create the pair as {first step, 0}). */
         struct {
             int rows, cols;
             const float *pre; int ldp;
@@ -128,6 +135,8 @@ typedef struct ng_op_args {
             float *prob; int ldq;
             float *sample; int lds;
             uint64_t key, step, first;
+            uint64_t *step_dev;
+            uint64_t advance;
         } gibbs_sample;
         /* y[c] = alpha * sum_r softplus(beta * (pre[r,c] + bias[r])) + gamma * y[c] (bias may be
          * NULL = 0; gamma = 0 ignores y). Summation order is fixed (reproducible). */
@@ -182,7 +191,9 @@ typedef struct ng_op_args {
         } act_backward;
         /* Per column c of the output layer (ng_loss_col): d = scale (y - t) (=, when d is non-NULL;
          * may alias y), obj[c] = the case's loss, err[c] = sum_r (y - t)^2 (each skipped when
-         * NULL). z: the pre-activation, y = f(z). */
+         * NULL). z: the pre-activation, y = f(z). acc non-NULL (needs obj and err): then also the
+         * batch sums in the same launch, acc[0] = sum_c obj[c], acc[1] = sum_c err[c] (acc_beta = 0:
+         *  =, otherwise +=; the order of ng_loss_lane / ng_loss_sums_finish). acc overlaps nothing. */
         struct {
             int rows, cols, loss;
             const float *z; int ldz;
@@ -191,6 +202,7 @@ typedef struct ng_op_args {
             float scale;
             float *d; int ldd;
             float *obj, *err;
+            float *acc; float acc_beta;
         } loss;
         /* out[:,c] = scale H_L(y[:,c]) v[:,c] (ng_loss_hvp_col); loss = NG_LOSS_OUTER:
          * out[:,c] = scale y[:,c] (y[:,c]^T v[:,c]). out may alias v. */
@@ -246,7 +258,12 @@ typedef struct ng_op_args {
          *   param += s;  step = s                        (step: =, skipped when NULL)
          * Adam: c1 = 1 - b1, c2 = 1 - b2, bc1 = 1 - b1^(t+1), bc2 = 1 - b2^(t+1) for update t
          * (bias correction); RMSprop: m NULL, b2 = rho, c2 = 1 - rho, bc2 = 1. Requires eps > 0,
-         * bc1 > 0 (when m is given) and bc2 > 0. param, grad, m, v and step must not overlap. */
+         * bc1 > 0 (when m is given) and bc2 > 0. param, grad, m, v and step must not overlap.
+         * count non-NULL (device memory, 2 doubles): the step count lives on the device, so a
+         * captured CUDA graph replays correct bias corrections: count[0] holds t (an integer
+         * < 2^53), bc1 and bc2 are ignored and computed from it (ng_adam_bias_correction of b1 and
+         * b2; m NULL: both 1), and the op ends with count[0] = t + 1; count[1] is the CUDA kernel's block ticket
+         * (0 between launches; zero both when creating the count). */
         struct {
             size_t n;
             float *param;
@@ -255,7 +272,33 @@ typedef struct ng_op_args {
             float b1, c1, b2, c2;
             double bc1, bc2;
             float lr, eps;
+            double *count;
         } adam;
+        /* Heavy-ball SGD and NAG in one pass (ng_momentum_elem), for i < n:
+         *   v = a d + mu v;  p = c v + p;  p = a d + p (nesterov = 1)
+         *   bar = w p + xi bar;  bar = wc v + bar (wc != 0)      (bar NULL: skipped)
+         * each line rounded as the axpby op rounds it (mu = 0 ignores the old v, as axpby's beta = 0
+         * does). v, p, bar overlap nothing; d must not overlap them. */
+        struct {
+            size_t n;
+            const float *d;
+            float *v, *p, *bar;
+            float a, mu, c;
+            int nesterov;
+            float xi, w, wc;
+        } momentum;
+        /* y[i] = alpha x[i] + beta y[i] (axpby's body, beta = 0 ignores y) for every i in
+         * [off[s], off[s] + len[s]), s < count (<= NG_SEGMENTS_MAX); nothing else is touched. The
+         * segments must not overlap one another; x and y may alias. Weight decay on the tensors
+         * marked for it (host/optim/update.c): one launch instead of one per tensor. */
+        struct {
+            int count;
+            float alpha;
+            const float *x;
+            float beta;
+            float *y;
+            size_t off[NG_SEGMENTS_MAX], len[NG_SEGMENTS_MAX];
+        } axpby_segments;
         /* out[r,c] = x[r,c] * phi(u[r], v[c]) for r < rows, c < cols (ng_outer_scale_phi), mode:
          *   NG_OSCALE_MUL    phi = u[r] v[c]  (u or v NULL = 1): row / column scaling
          *   NG_OSCALE_RSQRT  phi = 1 / sqrt(max(v[c], floor))  (u must be NULL): a matrix of

@@ -64,6 +64,16 @@ struct ng_model_i {
      * model's defer_check is set: the CUDA-graph step (natgrad/train.h) captures the gradient
      * without it and calls this after the graph. NULL: the model has no such check. */
     ng_status (*check_gradient)(ng_model *m);
+    /* CUDA graphs (natgrad/train.h): NG_OK when a captured gradient replays correctly (no host
+     * read mid-gradient, no per-gradient host scalar a replay would reuse), else
+     * NG_ERR_UNSUPPORTED naming the cause. NULL: the model is not captured (refused by name). */
+    ng_status (*graph_check)(const ng_model *m);
+    /* After a replay of a captured gradient (which ran the kernels without calling gradient):
+     * bring host mirrors of device state up to date (an RBM: its Philox step). NULL: nothing. */
+    void (*graph_replayed)(ng_model *m);
+    /* A capture that called gradient failed and was discarded (nothing it recorded ran): undo what
+     * that gradient advanced on the host (an RBM: its Philox step). NULL: nothing. */
+    void (*graph_discarded)(ng_model *m);
     /* Data parallelism (natgrad/train.h). data_parallel = 1: the model runs on several ranks by
      * itself: with m->dist.comm set, gradient draws what one process would draw for its shard and
      * all-reduces its gradient and batch statistics before it returns (the trainer does not reduce

@@ -49,7 +49,10 @@ extern "C" {
  * comes after the update instead of before it). The graph is keyed by everything a replay cannot
  * change: the batch's device address and shape (a last partial batch, or a growing batch schedule,
  * is a new key) and the update rule's per-update host scalars (ng_update_i.graph_key: SGD's lr_t,
- * NAG's mu_t and mu_{t+1}, Adam's bias corrections). A new key is captured (stream capture of one
+ * NAG's mu_t and mu_{t+1}; Adam keeps its step count on the device). Only models with
+ * ng_model_i.graph_check are captured (net; rbm, whose Philox step is counted on the device); after a
+ * replay the model's and the rule's graph_replayed update their host mirrors of device counters.
+ * A new key is captured (stream capture of one
  * eager step, instantiated; the NG_TRAIN_GRAPHS most recently used graphs are kept); update 0 and
  * logged updates run eagerly (first-use allocations, host reads of the log columns). The eager and
  * graph paths run the same ops on the same data, so their results are bit-identical. */

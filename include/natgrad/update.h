@@ -66,11 +66,18 @@ struct ng_update_i {
      * NULL: the parameters are the iterate */
     ng_status (*theta)(ng_update *u, ng_model *m, uint64_t t, float *out);
     /* CUDA graphs (natgrad/train.h, --cuda-graph): the host scalars that penalize + step of update
-     * t (t >= 1) pass to the device by value (learning rate, momentum, bias corrections), into
+     * t (t >= 1) pass to the device by value (learning rate, momentum), into
      * key[0 .. n), n returned (<= max). A captured step is replayed only for an update whose key
      * equals the capture's; another key is re-captured. NULL: the rule is not capturable (it waits
      * for the host mid-step, or keeps host state that a replay would skip). */
     int (*graph_key)(const ng_update *u, uint64_t t, double *key, int max);
+    /* After the trainer replayed a captured step as update t (a replay runs the captured kernels
+     * without calling step): bring host mirrors of device state up to date (adam: its device step
+     * count is now t + 1). NULL: nothing to do. */
+    void (*graph_replayed)(ng_update *u, uint64_t t);
+    /* A capture of update t failed and was discarded (nothing it recorded ran): the device state is
+     * still that before update t (adam: its step count is t). NULL: nothing to do. */
+    void (*graph_discarded)(ng_update *u, uint64_t t);
 };
 
 struct ng_update {
