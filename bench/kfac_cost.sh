@@ -4,7 +4,7 @@
 # target: at most 1.5x, inverses amortised), for several m. For each m, NAG and K-FAC (block-diagonal,
 # then block-tridiagonal) run N updates (default 25) from the same sparse initialisation, every update
 # logged; the cost per update is measured over updates 6..N (train_s: time inside updates, monitor
-# excluded). With N = 25 that window holds exactly one inverse refresh and one set of three gamma
+# excluded; train_cpu_s: the same in CPU seconds of the process). With N = 25 that window holds exactly one inverse refresh and one set of three gamma
 # candidates (update 20; T3 = T2 = 20) and four rho evaluations (T1 = 5): the steady-state
 # amortisation of section 8. The runs of one m follow each other, so a change of the machine's load
 # between them moves the ratio: the load average is recorded before and after, and each of the
@@ -38,14 +38,14 @@ mkdir -p "$out" "$res"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(date +%s)
 csv=$res/kfac_cost.csv
-echo "m,method,rep,updates,s_per_update,stats_s,inverse_s,apply_s,quad_s,load1" > "$csv"
-per_update() { # train.csv -> "s/update stats inverse apply quad" over updates 6..N
+echo "m,method,rep,updates,s_per_update,cpu_s_per_update,stats_s,inverse_s,apply_s,quad_s,load1" > "$csv"
+per_update() { # train.csv -> "s/update cpu_s/update stats inverse apply quad" over updates 6..N
   awk -F, -v first=6 'NR == 1 { for (i = 1; i <= NF; i++) h[$i] = i; next }
-    { step = $h["step"]; t[step] = $h["train_s"]
+    { step = $h["step"]; t[step] = $h["train_s"]; c[step] = $h["train_cpu_s"]
       if (step > first && ("stats_s" in h)) { n++; st += $h["stats_s"]; iv += $h["inverse_s"]; ap += $h["apply_s"]; qu += $h["quad_s"] } last = step }
-    END { if (!(first in t) || last <= first) { print "nan nan nan nan nan"; exit }
-          s = (t[last] - t[first]) / (last - first)
-          if (n) printf "%.4f %.4f %.4f %.4f %.4f\n", s, st / n, iv / n, ap / n, qu / n; else printf "%.4f - - - -\n", s }' "$1"
+    END { if (!(first in t) || last <= first) { print "nan nan nan nan nan nan"; exit }
+          s = (t[last] - t[first]) / (last - first); cs = (c[last] - c[first]) / (last - first)
+          if (n) printf "%.4f %.4f %.4f %.4f %.4f %.4f\n", s, cs, st / n, iv / n, ap / n, qu / n; else printf "%.4f %.4f - - - -\n", s, cs }' "$1"
 }
 for m in $ms; do
   for rep in $(seq 1 "$reps"); do
@@ -60,9 +60,9 @@ for m in $ms; do
            --batch "$m" --steps "$steps" --threads "$threads" --log-every 1 --eval-n 100 --out "$dir" "${args[@]}" 2>"$dir.err"; then
         echo "   failed: $(tail -1 "$dir.err")"; continue
       fi
-      read -r s st iv ap qu <<<"$(per_update "$dir/train.csv")"
-      echo "   $s s per update"
-      echo "$m,$meth,$rep,$steps,$s,$st,$iv,$ap,$qu,$(cut -d' ' -f1 /proc/loadavg)" >> "$csv"
+      read -r s cs st iv ap qu <<<"$(per_update "$dir/train.csv")"
+      echo "   $s s per update ($cs CPU s)"
+      echo "$m,$meth,$rep,$steps,$s,$cs,$st,$iv,$ap,$qu,$(cut -d' ' -f1 /proc/loadavg)" >> "$csv"
     done
   done
 done
@@ -75,10 +75,11 @@ rows = list(csv.DictReader(open(path)))
 def f(x):
     try: return float(x)
     except: return float("nan")
-best = {}  # (m, method) -> the fastest repetition's row
+best, cpu = {}, {}  # (m, method) -> the fastest repetition's row (by the clock), its smallest CPU time
 for r in rows:
     key = (int(r["m"]), r["method"])
     if key not in best or f(r["s_per_update"]) < f(best[key]["s_per_update"]): best[key] = r
+    cpu[key] = min(cpu.get(key, float("inf")), f(r["cpu_s_per_update"]))
 # The arithmetic floor: floating-point operations of the gemms, syrks and Cholesky inversions of one
 # iteration of each method on the mnist-autoencoder preset (multiply-add = 2), averaged over the
 # measured window (updates first+1 .. last: one refresh with three gamma candidates, rho every T1).
@@ -105,18 +106,22 @@ n_upd = int(steps) - 6
 L_ = ["# Cost of a K-FAC iteration against a NAG iteration at equal m (`make bench-kfac-cost`)", "",
      f"Measured {datetime.date.today()} on {os.cpu_count()} cores, {dev}, --threads {threads}; whole script {secs} s; load average (1, 5, 15 min) "
      f"{load0} at the start, {load1} at the end (other jobs on the machine slow single runs down; each method ran {reps} times per m, interleaved, "
-     "and the table keeps its fastest repetition; `kfac_cost.csv` has every run with the 1-minute load average after it).",
+     "and the table keeps its fastest repetition; `kfac_cost.csv` has every run with the 1-minute load average after it). "
+     "Two measures: seconds by the clock (`train_s`) and CPU seconds of the one-thread process (`train_cpu_s`), which other jobs "
+     "inflate far less (they take the core away rather than slow the work down); on a loaded machine the CPU ratio is the one to read.",
      f"MNIST autoencoder (784-1000-500-250-30-250-500-1000-784), sparse initialisation, {steps} updates per run, cost per update "
      "over updates 6.." + steps + (" (one inverse refresh with its three gamma candidates, four rho evaluations: the steady-state "
      "amortisation)" if int(steps) == 25 else " (the steady-state amortisation needs --steps 25: one refresh and four rho evaluations in the window)") + ", time inside updates only. K-FAC's phase columns are means per update of its own timers (quadratic model + rho: the tau2 m R-forward passes, the products of the model, and rho's forward pass every T1 updates).", "",
-     "| m | NAG s / update | K-FAC block-diagonal s / update | / NAG | arithmetic floor | block-tridiagonal s / update | / NAG | blockdiag phases: statistics / inverses / F^-1 grad / quadratic model + rho (s) |",
+     "| m | NAG s / update (CPU s) | K-FAC block-diagonal s / update (CPU s) | / NAG (CPU) | arithmetic floor | block-tridiagonal s / update (CPU s) | / NAG (CPU) | blockdiag phases: statistics / inverses / F^-1 grad / quadratic model + rho (s) |",
      "|---|---|---|---|---|---|---|---|"]
 for m in sorted({k[0] for k in best}):
     nag = f(best.get((m, "nag"), {}).get("s_per_update"))
     bd = best.get((m, "blockdiag"), {}); td = best.get((m, "tridiag"), {})
     b, t = f(bd.get("s_per_update")), f(td.get("s_per_update"))
+    cn, cb, ct = (cpu.get((m, k), float("nan")) for k in ("nag", "blockdiag", "tridiag"))
     ph = " / ".join(bd.get(k, "-") for k in ("stats_s", "inverse_s", "apply_s", "quad_s"))
-    L_.append(f"| {m} | {nag:.3f} | {b:.3f} | {b / nag:.2f} | {floor_ratio(m, n_upd):.2f} | {t:.3f} | {t / nag:.2f} | {ph} |")
+    L_.append(f"| {m} | {nag:.3f} ({cn:.3f}) | {b:.3f} ({cb:.3f}) | {b / nag:.2f} ({cb / cn:.2f}) | {floor_ratio(m, n_upd):.2f} "
+              f"| {t:.3f} ({ct:.3f}) | {t / nag:.2f} ({ct / cn:.2f}) | {ph} |")
 fl = {m: floor_ratio(m, n_upd) for m in (1000, 4000, 7996)}
 frac = (tau1 * (B + SYRK) + tau2 * 2 * (P2 + B) + P2 / T1) / (2 * P2 + B)
 m15 = next((m for m in range(1000, 10 ** 6, 100) if floor_ratio(m, n_upd) <= 1.5), None)
