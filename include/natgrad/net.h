@@ -27,7 +27,9 @@
  * chunk, results accumulated), so the workspace is bounded by the chunk size. The gradient runs
  * its chunks in the order 1, ..., K - 1, 0 and leaves chunk 0's forward pass in the buffers: a
  * batch that fits one chunk, a prefix of the batch within chunk 0 (ng_net_batch_prefix) and the
- * first chunk of a chunked product after it reuse that pass instead of recomputing it. Batch
+ * first chunk of a chunked product after it reuse that pass instead of recomputing it. The
+ * buffers do not see parameter changes: after writing the parameters directly, call
+ * ng_net_set_batch (or compute a gradient) before further products on the batch. Batch
  * normalisation is per chunk (a prefix of a batch-normalised chunk is recomputed).
  *
  * Statistics (ng_model_statistic, single-chunk batches): "a<l>" = a-bar_l (d_l + 1, m) with the
