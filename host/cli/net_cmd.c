@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -131,6 +132,7 @@ typedef struct monitor_ctx {
     int have_test, batch;
     int sched_m1, sched_full, n_train; /* growing batches (0: fixed --batch) */
     double monitor_s;          /* wall clock spent in monitors (excluded from train_s) */
+    double c_start, monitor_cpu; /* the same in CPU seconds of the process (train_cpu_s) */
     int col_err, col_obj, col_test, col_trs;
     /* classification: misclassification rates (argmax of the outputs vs the labels) */
     int classes;
@@ -163,7 +165,14 @@ typedef struct progress_ctx {
 
 static const char *const monitor_columns[] = {"cases", "train_s", "train_error", "train_error_avg", "train_error_best",
                                               "train_objective", "test_error", "test_objective", "train_misclass",
-                                              "test_misclass", NULL};
+                                              "test_misclass", "train_cpu_s", NULL};
+
+/* CPU seconds of the process (all its threads) */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Errors of the iterate theta (not NAG's look-ahead point) and of the iterate average: the
  * parameters are saved in c->backup, replaced by each point in turn, and put back. */
@@ -171,7 +180,7 @@ static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
     monitor_ctx *c = ((progress_ctx *)user)->mc;
     ng_model *m = c->net;
     size_t bytes = ng_model_size(m) * sizeof(float);
-    double t0 = ng_time_s(), el, o2;
+    double t0 = ng_time_s(), c0 = cpu_s(), el, o2;
     ng_tensor avg;
     ng_status s;
     if (c->sched_m1 > 0) {
@@ -182,6 +191,7 @@ static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
         v[0] = (double)tr->t * (double)c->batch;
     }
     v[1] = t0 - c->t_start - c->monitor_s; /* seconds of training in this invocation */
+    v[10] = c0 - c->c_start - c->monitor_cpu; /* the same in CPU seconds (other jobs inflate them less) */
     v[3] = v[6] = v[7] = v[8] = v[9] = NAN;
     NG_TRY(ng_copy(m->be, c->backup, m->param_flat.data, bytes));
     s = ng_update_theta(c->upd, m, tr->t, &m->param_flat);
@@ -202,6 +212,7 @@ static ng_status net_monitor(void *user, ng_trainer *tr, double *v) {
     }
     el = ng_time_s() - t0;
     c->monitor_s += el;
+    c->monitor_cpu += cpu_s() - c0;
     return s;
 }
 
@@ -1141,6 +1152,7 @@ static int net_train(int argc, char **argv) {
     run.progress = net_progress;
     run.user = &pcx;
     mc.t_start = ng_time_s();
+    mc.c_start = cpu_s();
     s = ng_run(&tr, &run, &res);
     if (s != NG_OK) {
         fprintf(stderr, "\nnatgrad net train: update %llu: %s\n", (unsigned long long)tr.t, ng_last_error());

@@ -66,9 +66,12 @@ typedef struct net {
     ng_tensor x, y;
     ng_tensor x0, y0; /* the batch as set (x, y may be a prefix of it: ng_net_batch_prefix) */
     int have_y, have_batch, m;
-    int cached;       /* the forward pass of the (single-chunk) batch is in the buffers */
-    int d_valid;      /* D[] holds a backward pass of that batch */
-    int cols_cached;
+    /* the training-mode forward pass of the fwd_cols cases whose first input column is at fwd_x
+     * (a chunk of the batch) is in the buffers; NULL: none (invalidated by a new batch, an
+     * evaluation, a parameter load or a whitening refresh) */
+    const float *fwd_x;
+    int fwd_cols;
+    int d_valid;      /* D[] holds a backward pass of the batch in the buffers */
     double last_obj, last_err; /* host copies after ng_net_batch_loss */
 } net;
 
@@ -858,22 +861,39 @@ static ng_status set_batch(net *n, const ng_tensor *x, const ng_tensor *y) {
     if (y) n->y = n->y0 = *y;
     n->have_batch = 1;
     n->m = x->cols;
-    n->cached = 0;
+    n->fwd_x = NULL;
     n->d_valid = 0;
     return NG_OK;
 }
 
 static int n_chunks(const net *n) { return (n->m + n->cfg.chunk - 1) / n->cfg.chunk; }
 
-/* Make the forward pass of chunk k available (cached for single-chunk batches). */
+static int any_bn(const net *n) {
+    int l;
+    for (l = 1; l <= n->L; l++)
+        if (has_bn(n, l)) return 1;
+    return 0;
+}
+
+/* The forward pass of the cols cases starting at input column x is in the buffers: the same
+ * cases, or a prefix of them (not with batch normalisation, whose statistics are the chunk's). */
+static int fwd_in_buffers(const net *n, const float *x, int cols) {
+    return n->fwd_x && n->fwd_x == x && (cols == n->fwd_cols || (cols < n->fwd_cols && !any_bn(n)));
+}
+
+/* Make the forward pass of chunk k of the current batch available: reused when it is in the
+ * buffers (the gradient leaves chunk 0 there), else computed. */
 static ng_status chunk_forward(net *n, int k, int *c0, int *cols, int update_running) {
     int ch = n->cfg.chunk;
+    const float *xk;
     *c0 = k * ch;
     *cols = n->m - *c0 < ch ? n->m - *c0 : ch;
-    if (n->cached && n_chunks(n) == 1) return NG_OK;
-    NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", forward(n, n->x.data + (size_t)*c0 * n->x.ld, n->x.ld, *cols, 0, update_running));
-    n->cached = n_chunks(n) == 1;
-    n->cols_cached = *cols;
+    xk = n->x.data + (size_t)*c0 * n->x.ld;
+    if (fwd_in_buffers(n, xk, *cols)) return NG_OK;
+    n->fwd_x = NULL;
+    NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", forward(n, xk, n->x.ld, *cols, 0, update_running));
+    n->fwd_x = xk;
+    n->fwd_cols = *cols;
     n->d_valid = 0;
     return NG_OK;
 }
@@ -903,19 +923,21 @@ static ng_status net_graph_check(const ng_model *m) {
 
 static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     net *n = as_net(m);
-    int k, K;
+    int i, K;
     float scale;
     NG_TRY(check_batch(n, x, y, "gradient"));
     NG_TRY(set_batch(n, x, y));
     K = n_chunks(n);
     scale = 1.0f / (float)n->m;
-    for (k = 0; k < K; k++) {
-        int c0, cols, ldt;
+    /* chunks 1, ..., K - 1, then 0: the forward pass of chunk 0 stays in the buffers for what works
+     * on a prefix of the batch (K-FAC's statistics on tau1 m cases, its Fisher products on tau2 m) */
+    for (i = 0; i < K; i++) {
+        int k = (i + 1) % K, c0, cols, ldt;
         const float *t;
-        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 1));
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 1));
         t = chunk_targets(n, c0, &ldt);
-        NG_TRY(loss_chunk(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, k ? 1.0f : 0.0f));
-        NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, m->grad_flat.data, k ? 1.0f : 0.0f));
+        NG_TRY(loss_chunk(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, i ? 1.0f : 0.0f));
+        NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, m->grad_flat.data, i ? 1.0f : 0.0f));
     }
     n->d_valid = K == 1;
     /* one small read per step: a diverged objective stops the run before its update (after it
@@ -929,7 +951,7 @@ ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_batch: model %s is not a network", m->iface->kind);
     NG_TRY(check_batch(n, x, y, "set_batch"));
     NG_TRY(set_batch(n, x, y));
-    if (n_chunks(n) == 1) NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &cols, 0));
+    if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
     return NG_OK;
 }
 
@@ -940,23 +962,13 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
     if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "network batch prefix: no batch yet");
     if (cols < 1 || cols > n->x0.cols)
         return ng_error(NG_ERR_INVALID_ARG, "network batch prefix: %d cases of a batch of %d", cols, n->x0.cols);
-    /* the forward pass of the batch's first cols_cached cases is in the buffers: keep it */
-    if (n->cached && n->x.data == n->x0.data && cols <= n->cols_cached && cols <= n->cfg.chunk) {
-        n->x = ng_tensor_matrix(n->x0.data, n->x0.rows, cols, n->x0.ld);
-        if (n->have_y) n->y = ng_tensor_matrix(n->y0.data, n->y0.rows, cols, n->y0.ld);
-        n->m = cols;
-        n->d_valid = 0;
-        return NG_OK;
-    }
-    {
-        ng_tensor xv = ng_tensor_matrix(n->x0.data, n->x0.rows, cols, n->x0.ld), yv, x0 = n->x0, y0 = n->y0;
-        int hy = n->have_y;
-        if (hy) yv = ng_tensor_matrix(n->y0.data, n->y0.rows, cols, n->y0.ld);
-        NG_TRY(set_batch(n, &xv, hy ? &yv : NULL));
-        n->x0 = x0;
-        n->y0 = y0;
-        if (n_chunks(n) == 1) NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &nc, 0));
-    }
+    n->x = ng_tensor_matrix(n->x0.data, n->x0.rows, cols, n->x0.ld);
+    if (n->have_y) n->y = ng_tensor_matrix(n->y0.data, n->y0.rows, cols, n->y0.ld);
+    n->m = cols;
+    n->d_valid = 0;
+    /* a single-chunk prefix gets its forward pass, kept from the gradient's when chunk 0 of the
+     * batch is in the buffers (the same parameters: nothing changes them in between) */
+    if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &nc, 0));
     return NG_OK;
 }
 
@@ -978,7 +990,7 @@ static ng_status net_jvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     K = n_chunks(n);
     for (k = 0; k < K; k++) {
         int c0, cols;
-        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
         NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         NG_TRY(act_fwd(m->be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL,
                        out->data + (size_t)c0 * out->ld, out->ld));
@@ -1031,7 +1043,7 @@ static ng_status net_gvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     scale = 1.0f / (float)n->m;
     for (k = 0; k < K; k++) {
         int c0, cols;
-        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
         NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, n->RZ[L].data, n->RZ[L].ld, scale, n->D[L].data,
                         n->D[L].ld, cols));
@@ -1082,7 +1094,7 @@ static ng_status net_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const 
     for (k = 0; k < K; k++) {
         int c0, cols;
         float *hv = work->data + slot * (size_t)nv;
-        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
         for (i = 0; i < nv; i++) {
             NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v[i], cols));
             NG_TRY(act_fwd(be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL,
@@ -1155,7 +1167,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     scale = 1.0f / ((float)n->m * (float)S);
     for (k = 0; k < K; k++) {
         int c0, cols;
-        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
         NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         for (s = 0; s < S; s++) {
             const float *t;
@@ -1212,7 +1224,7 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
         int c0, cols, ldt;
         const float *t;
         float beta = k ? 1.0f : 0.0f;
-        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, k, &c0, &cols, 0));
+        NG_TRY(chunk_forward(n, k, &c0, &cols, 0));
         NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v, cols));
         t = chunk_targets(n, c0, &ldt);
         /* D_L = scale (y - t), R{D_L} = scale H_L R{z_L} */
@@ -1306,7 +1318,7 @@ ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, u
     if (n_chunks(n) != 1)
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
                         n->m, n->cfg.chunk);
-    NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &cols, 0));
+    NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
     NG_TRY(sample_targets(n, cols, key, step, col0));
     NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
     NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, NULL, 0.0f));
@@ -1319,7 +1331,7 @@ static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {
     char *end;
     long l;
     NG_TRY(no_canonical(n, "a layer statistic"));
-    if (!n->have_batch || n_chunks(n) != 1 || !n->cached)
+    if (!n->have_batch || n_chunks(n) != 1 || !fwd_in_buffers(n, n->x.data, n->m))
         return ng_error(NG_ERR_INVALID_ARG, "network statistic %s: needs a gradient of a batch of at most one chunk (%d cases) first",
                         name, n->cfg.chunk);
     if (strcmp(name, "y") == 0) {
@@ -1373,7 +1385,7 @@ ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
     float acc[2];
     NG_TRY(check_batch(n, x, NULL, "evaluate"));
     N = x->cols;
-    n->cached = 0;
+    n->fwd_x = NULL;
     n->d_valid = 0;
     for (c0 = 0; c0 < N; c0 += ch) {
         int cols = N - c0 < ch ? N - c0 : ch, ldt;
@@ -1399,7 +1411,7 @@ ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
     N = x->cols;
     if (!y || !y->ptr || y->rows != n->d[L] || y->cols != N)
         return ng_error(NG_ERR_INVALID_ARG, "network predict: outputs must be %d x %d", n->d[L], N);
-    n->cached = 0;
+    n->fwd_x = NULL;
     n->d_valid = 0;
     for (c0 = 0; c0 < N; c0 += ch) {
         int cols = N - c0 < ch ? N - c0 : ch;
@@ -1556,7 +1568,7 @@ ng_status ng_net_whiten_refresh_comm(ng_model *m, const ng_tensor *x, float eps,
     if (!x || !x->ptr || x->dtype != NG_F32 || x->cols < 1 || x->rows < n->d[0])
         return ng_error(NG_ERR_INVALID_ARG, "network whitening: the samples must be a float32 matrix with at least %d rows and one column", n->d[0]);
     L = n->L;
-    n->cached = 0;
+    n->fwd_x = NULL;
     n->d_valid = 0;
     if (!keep_function) {
         if (n->cfg.whiten == 2 && !n->w_identity)
@@ -1665,7 +1677,7 @@ static ng_status net_load(ng_model *m, const ng_ckpt *c, int apply) {
             if (apply) n->w_identity = 0;
         }
     }
-    if (apply) n->cached = 0, n->d_valid = 0;
+    if (apply) n->fwd_x = NULL, n->d_valid = 0;
     return NG_OK;
 }
 

@@ -550,15 +550,17 @@ static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si,
     return NG_OK;
 }
 
-/* out = F^-1 v with set si (v, out flat, distinct; uses Y, Z, T1, T2). */
-static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, ng_tensor *out) {
+/* out = sign F^-1 v with set si, sign = +-1 (v, out flat, distinct; uses Y, Z, T1, T2). The sign
+ * rides on the alpha of the last gemm that writes each block (Lambda's, the map being linear), so
+ * -F^-1 v is exactly the negation of F^-1 v, without a pass of its own. */
+static ng_status apply_set(kfac *k, ng_backend *be, int si, float sign, const ng_tensor *v, ng_tensor *out) {
     invset *S = &k->set[si];
     int l, L = k->L;
     if (!k->tri) {
         for (l = 1; l <= L; l++) {
             int n1 = na(k, l - 1), n2 = k->d[l];
             NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, blk(k, v, l), n2, 0.0f, k->ws.T1.data, n2));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->ws.T1.data, n2, S->AI[l].data, n1, 0.0f, blk(k, out, l), n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, sign, k->ws.T1.data, n2, S->AI[l].data, n1, 0.0f, blk(k, out, l), n2));
         }
         return NG_OK;
     }
@@ -578,7 +580,7 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
         float *y = blk(k, &k->Y, l), *z = blk(k, &k->Z, l);
         if (l == L) {
             NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->GI[l].data, n2, y, n2, 0.0f, k->ws.T1.data, n2));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, 1.0f, k->ws.T1.data, n2, S->AI[l].data, n1, 0.0f, z, n2));
+            NG_TRY(ng_gemm(be, 0, 0, n2, n1, n1, sign, k->ws.T1.data, n2, S->AI[l].data, n1, 0.0f, z, n2));
             continue;
         }
         NG_TRY(ng_gemm(be, 1, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, y, n2, 0.0f, k->ws.T1.data, n2));
@@ -586,7 +588,7 @@ static ng_status apply_set(kfac *k, ng_backend *be, int si, const ng_tensor *v, 
         NG_TRY(outer_scale(be, n2, n1, NG_OSCALE_STEIN, k->ws.T2.data, n2, S->s2[l].data, S->s1[l].data, 1e-6f,
                            k->ws.T2.data, n2));
         NG_TRY(ng_gemm(be, 0, 1, n2, n1, n1, 1.0f, k->ws.T2.data, n2, S->K1[l].data, n1, 0.0f, k->ws.T1.data, n2));
-        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, 1.0f, S->K2[l].data, n2, k->ws.T1.data, n2, 0.0f, z, n2));
+        NG_TRY(ng_gemm(be, 0, 0, n2, n1, n2, sign, S->K2[l].data, n2, k->ws.T1.data, n2, 0.0f, z, n2));
     }
     /* out = Xi^T Z */
     for (l = 1; l <= L; l++) {
@@ -758,7 +760,7 @@ ng_status ng_kfac_apply_inverse(ng_precond *p, const ng_tensor *v, ng_tensor *ou
     if (!v || !out || ng_tensor_count(v) != k->n || ng_tensor_count(out) != k->n || v->ptr == out->ptr)
         return ng_error(NG_ERR_INVALID_ARG, "K-FAC apply: v and out must be distinct vectors of %zu elements", k->n);
     NG_TRY(ng_fp32_begin(p->be, &saved));
-    s = apply_set(k, p->be, 0, v, out);
+    s = apply_set(k, p->be, 0, 1.0f, v, out);
     e = ng_fp32_end(p->be, saved);
     return s != NG_OK ? s : e;
 }
@@ -966,6 +968,61 @@ static ng_status phi_apply(ng_precond *p, ng_model *m, uint64_t t) {
     return phase_end(p, t0, &k->apply_s);
 }
 
+/* The vector products of the quadratic model (host, double): for each candidate c, gg = grad . Delta_c,
+ * dd = Delta_c . Delta_c and (with momentum) dd0 = Delta_c . delta0; gd0 = grad . delta0 and
+ * d0d0 = delta0 . delta0 (0 without momentum). */
+static ng_status model_dots(kfac *k, ng_backend *be, const ng_tensor *g, int cand, int use_mom, double *gg, double *dd,
+                            double *dd0, double *gd0, double *d0d0) {
+    int c;
+    float f;
+    for (c = 0; c < cand; c++) {
+        NG_TRY(ng_dot(be, k->n, g->data, k->Delta[c].data, &f));
+        gg[c] = f;
+        NG_TRY(ng_dot(be, k->n, k->Delta[c].data, k->Delta[c].data, &f));
+        dd[c] = f;
+        dd0[c] = 0.0;
+        if (use_mom) {
+            NG_TRY(ng_dot(be, k->n, k->Delta[c].data, k->delta0.data, &f));
+            dd0[c] = f;
+        }
+    }
+    *gd0 = *d0d0 = 0.0;
+    if (use_mom) {
+        NG_TRY(ng_dot(be, k->n, g->data, k->delta0.data, &f));
+        *gd0 = f;
+        NG_TRY(ng_dot(be, k->n, k->delta0.data, k->delta0.data, &f));
+        *d0d0 = f;
+    }
+    return NG_OK;
+}
+
+/* Levenberg-Marquardt (section 6.5): rho = (h(theta + delta) - h(theta)) / (M(delta) - M(0)) on the
+ * whole batch x (one forward pass at theta + delta, the parameters restored bit-exactly from a
+ * copy), then lambda adjusted. delta is in delta0, M(delta) - M(0) in qmodel, h(theta) in h0. */
+static ng_status lm_adjust(ng_precond *p, ng_model *m, const ng_tensor *x) {
+    kfac *k = K(p);
+    ng_backend *be = p->be;
+    double h1, e1, r0, r1;
+    NG_TRY(decay_norm2(m, m->param_flat.data, &r0));
+    NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
+    NG_TRY(ng_axpby(be, k->n, 1.0f, k->delta0.data, 1.0f, m->param_flat.data));
+    NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
+    NG_TRY(ng_net_evaluate(m, x, &h1, &e1));
+    NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
+    if (dist_on(p)) {
+        /* h(theta) and h(theta + delta) on the global batch: shard means weighted by share */
+        double w = (double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch, hv[2];
+        hv[0] = w * k->h0;
+        hv[1] = w * h1;
+        NG_TRY_RANGE(NG_CAT_COMM, "kfac rho all-reduce", ng_comm_allreduce_host(p->dist.comm, hv, 2, "the K-FAC objective values"));
+        k->h0 = hv[0];
+        h1 = hv[1];
+    }
+    k->rho = ((h1 + k->cfg.eta * r1) - (k->h0 + k->cfg.eta * r0)) / k->qmodel;
+    k->lambda = ng_kfac_lm_update(k->lambda, k->rho, omega1_of(&k->cfg));
+    return NG_OK;
+}
+
 static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     if (k->cfg.phi_every > 0) return phi_apply(p, m, t);
@@ -1020,8 +1077,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
             NG_TRY_RANGE(NG_CAT_INVERSE, "kfac inverses", refresh(k, &k->ws, &k->fac, be, c, gam[c], &gam[c]));
             NG_TRY(phase_end(p, t1, &k->inverse_s));
         }
-        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set(k, be, sets[c], g, &k->Delta[c]));
-        NG_TRY(ng_scal(be, k->n, -1.0f, k->Delta[c].data));
+        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set(k, be, sets[c], -1.0f, g, &k->Delta[c]));
     }
     NG_TRY(phase_end(p, t0, &k->apply_s));
     k->apply_s -= k->inverse_s;
@@ -1050,26 +1106,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY_RANGE(NG_CAT_COMM, "kfac gram all-reduce",
                      ng_comm_allreduce_host(p->dist.comm, gram, (size_t)(nv * nv), "the K-FAC quadratic model"));
     }
-    for (c = 0; c < cand; c++) {
-        float f;
-        NG_TRY(ng_dot(be, k->n, g->data, k->Delta[c].data, &f));
-        gg[c] = f;
-        NG_TRY(ng_dot(be, k->n, k->Delta[c].data, k->Delta[c].data, &f));
-        dd[c] = f;
-        dd0[c] = 0.0;
-        if (use_mom) {
-            NG_TRY(ng_dot(be, k->n, k->Delta[c].data, k->delta0.data, &f));
-            dd0[c] = f;
-        }
-    }
-    gd0 = 0.0;
-    if (use_mom) {
-        float f;
-        NG_TRY(ng_dot(be, k->n, g->data, k->delta0.data, &f));
-        gd0 = f;
-        NG_TRY(ng_dot(be, k->n, k->delta0.data, k->delta0.data, &f));
-        d0d0 = f;
-    }
+    NG_TRY_RANGE(NG_CAT_SOLVER, "kfac model scalars", model_dots(k, be, g, cand, use_mom, gg, dd, dd0, &gd0, &d0d0));
     for (c = 0; c < cand; c++) {
         double q00 = gram[c + nv * c] + damp * dd[c];
         if (!k->cfg.rescale) {
@@ -1098,26 +1135,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     /* the chosen candidate's inverses become the current set */
     if ((refresh_now || arrived) && sets[best] != 0) NG_TRY(copy_set(k, be, sets[best], 0));
     /* Levenberg-Marquardt every T1 updates: rho on the whole batch S' */
-    if (k->cfg.adapt_lambda && kk % (uint64_t)k->cfg.T1 == 0) {
-        double h1, e1, r0, r1;
-        NG_TRY(decay_norm2(m, m->param_flat.data, &r0));
-        NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
-        NG_TRY(ng_axpby(be, k->n, 1.0f, k->delta0.data, 1.0f, m->param_flat.data));
-        NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
-        NG_TRY(ng_net_evaluate(m, &x, &h1, &e1));
-        NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
-        if (dist_on(p)) {
-            /* h(theta) and h(theta + delta) on the global batch: shard means weighted by share */
-            double w = (double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch, hv[2];
-            hv[0] = w * k->h0;
-            hv[1] = w * h1;
-            NG_TRY_RANGE(NG_CAT_COMM, "kfac rho all-reduce", ng_comm_allreduce_host(p->dist.comm, hv, 2, "the K-FAC objective values"));
-            k->h0 = hv[0];
-            h1 = hv[1];
-        }
-        k->rho = ((h1 + k->cfg.eta * r1) - (k->h0 + k->cfg.eta * r0)) / k->qmodel;
-        k->lambda = ng_kfac_lm_update(k->lambda, k->rho, omega1_of(&k->cfg));
-    }
+    if (k->cfg.adapt_lambda && kk % (uint64_t)k->cfg.T1 == 0) NG_TRY_RANGE(NG_CAT_SOLVER, "kfac rho", lm_adjust(p, m, &x));
     return phase_end(p, t0, &k->quad_s);
 }
 

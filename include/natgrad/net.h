@@ -24,8 +24,13 @@
  *         NG_FISHER_EMPIRICAL (the data targets)
  *   H v   Pearlmutter's R{backprop}: the Hessian of the objective.
  * Batches larger than the chunk size are processed chunk by chunk (forward pass recomputed per
- * chunk, results accumulated), so the workspace is bounded by the chunk size; a batch that fits
- * one chunk reuses the forward pass of the gradient. Batch normalisation is per chunk.
+ * chunk, results accumulated), so the workspace is bounded by the chunk size. The gradient runs
+ * its chunks in the order 1, ..., K - 1, 0 and leaves chunk 0's forward pass in the buffers: a
+ * batch that fits one chunk, a prefix of the batch within chunk 0 (ng_net_batch_prefix) and the
+ * first chunk of a chunked product after it reuse that pass instead of recomputing it. The
+ * buffers do not see parameter changes: after writing the parameters directly, call
+ * ng_net_set_batch (or compute a gradient) before further products on the batch. Batch
+ * normalisation is per chunk (a prefix of a batch-normalised chunk is recomputed).
  *
  * Statistics (ng_model_statistic, single-chunk batches): "a<l>" = a-bar_l (d_l + 1, m) with the
  * homogeneous row, l = 0..L-1; "g<l>" = dL/dz_l of the last backward pass (d_l, m), l = 1..L,
@@ -116,9 +121,12 @@ int ng_net_batch_rows(const ng_model *m);
  * without computing a gradient (forward pass of a single-chunk batch). x must stay valid. */
 ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y);
 /* Make the first cols cases of the batch last set (by a gradient or ng_net_set_batch) the current
- * batch. When its forward pass is in the buffers (a single-chunk batch) it is reused, not
- * recomputed: K-FAC's statistics (tau1 m cases) and exact-Fisher products (tau2 m) run on prefixes
- * of the gradient's batch at the cost of their backward / R passes only. */
+ * batch. When their forward pass is in the buffers (chunk 0 of the gradient's batch, or the whole
+ * single-chunk batch) it is reused, not recomputed: K-FAC's statistics (tau1 m cases) and
+ * exact-Fisher products (tau2 m) run on prefixes of the gradient's batch at the cost of their
+ * backward / R passes only (a prefix longer than a chunk recomputes its chunks after the first).
+ * The parameters must not have changed since that pass (nothing in natgrad changes them between
+ * a gradient and its preconditioner's observe / apply). */
 ng_status ng_net_batch_prefix(ng_model *m, int cols);
 /* J v: out (d_L, m) = R{z_L} for the current batch (m = its cases). */
 ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
