@@ -1102,7 +1102,11 @@ static int test_phi_full_cpu_vs_cuda(void) {
         g_full_inverse = NG_FULL_INV_TIKHONOV;
         NGT_OK(sa);
         NGT_OK(sb);
-        NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-5, "Adam in full-Fisher phi (%s), 7 updates: cpu vs cuda rel diff %g",
+        /* 1e-4: the difference depends on OpenBLAS's kernel choice. Measured on one AVX-512 Xeon:
+         * OPENBLAS_CORETYPE=Haswell 2e-7 (tikhonov) and 0 (regularized); the default SkylakeX kernel
+         * 2e-7 and 1.7e-5. The regularised inverse's small eigenvalues and Adam's per-coordinate
+         * normalisation amplify float32 rounding over 7 updates; a wrong map or inverse differs by O(1). */
+        NGT_CHECK(na == nb && rel_diff(b, a, na) < 1e-4, "Adam in full-Fisher phi (%s), 7 updates: cpu vs cuda rel diff %g",
                   inv ? "regularized" : "tikhonov", rel_diff(b, a, na));
         free(a), free(b);
     }
