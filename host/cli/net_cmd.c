@@ -962,6 +962,25 @@ static int net_train(int argc, char **argv) {
                     ng_model_size(net), optimizer_names[o.optimizer], o.optimizer == OPT_KFAC || IS_TN(o.optimizer) ? 1.0 : (double)o.lr, (double)o.weight_decay,
                     (double)o.average, o.batch, (unsigned long long)cfg.seed);
     }
+    if (s == NG_OK && ng_cli_world() > 1) {
+        /* batch norm over the global batch: synchronised across ranks, one pass per rank */
+        int l, bn = 0, W = ng_cli_world(), shard = (o.batch + W - 1) / W, ns = (o.pg.ns + W - 1) / W;
+        for (l = 0; l < cfg.n_layers; l++) bn |= cfg.bn[l];
+        if (bn && (o.optimizer == OPT_KFAC || IS_TN(o.optimizer)))
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer %s with batch-normalised layers (+bn) does not run on %d ranks: its "
+                         "curvature products through batch norm would need the R-derivatives of the batch statistics reduced "
+                         "across ranks; run it as one process, drop +bn, or use sgd, nag, adam, rmsprop or prong",
+                         optimizer_names[o.optimizer], W);
+        else if (bn && shard > cfg.chunk)
+            s = ng_error(NG_ERR_INVALID_ARG, "--chunk %d: batch norm on %d ranks normalises over the whole global batch in one "
+                         "pass per rank, and a shard of --batch %d is %d cases: raise --chunk to >= %d", cfg.chunk, W, o.batch,
+                         shard, shard);
+        else if (bn && o.optimizer == OPT_PRONG && ns > cfg.chunk)
+            s = ng_error(NG_ERR_INVALID_ARG, "--chunk %d: PRONG+'s statistics on %d ranks take %d of the --prong-ns %d cases "
+                         "in one pass per rank (batch norm over all of them): raise --chunk to >= %d", cfg.chunk, W, ns,
+                         o.pg.ns, ns);
+        if (s == NG_OK) s = ng_net_set_comm(net, ng_cli_comm());
+    }
     if (s == NG_OK && o.optimizer == OPT_KFAC) {
         o.kf.timing = o.kf_timing != 0;
         fprintf(stderr, "natgrad: K-FAC %s, lambda0 %g, gamma0 %g, tau1 %g, tau2 %g, T1 %d, T2 %d, T3 %d, momentum %s, %s%s\n",
@@ -994,11 +1013,7 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: PRONG%s: eps %g, reparametrisation every %d updates on %d cases, %s at update 0, SGD momentum %g\n",
                 plus ? "+ (batch norm)" : "", (double)o.pg.eps, o.pg.T, o.pg.ns,
                 o.pg.whitened_init ? "whitened initialisation" : "projection of the initial network", (double)o.momentum);
-        if (plus && ng_cli_world() > 1)
-            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer prong with batch-normalised layers (PRONG+, +bn) does not run on %d ranks: the "
-                         "dense engine normalises each rank's shard on its own statistics, so the ranks would not compute one process's "
-                         "network; run PRONG+ as one process, drop +bn, or use natgrad cnn train (synchronised batch norm)", ng_cli_world());
-        else if (ng_cli_world() > 1 && o.pg.ns < ng_cli_world())
+        if (ng_cli_world() > 1 && o.pg.ns < ng_cli_world())
             s = ng_error(NG_ERR_INVALID_ARG, "--prong-ns %d: on %d ranks every rank needs a sample (--prong-ns >= %d)", o.pg.ns,
                          ng_cli_world(), ng_cli_world());
     } else if (s == NG_OK && o.precond == 2) {
