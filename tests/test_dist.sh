@@ -56,7 +56,7 @@ ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened 
 # batch norm on dense networks (the block "Batch norm on dense networks" below)
 ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
       dist_np3_prong_plus_whitened dist_bn_resume_same dist_refuse_bn_kfac dist_refuse_bn_ngd dist_refuse_bn_chunk
-      dist_refuse_bn_prong_ns_chunk)
+      dist_refuse_bn_prong_ns_chunk dist_net_bn_ranks_np2 dist_net_bn_ranks_np3)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -513,6 +513,17 @@ else fail dist_refuse_bn_chunk "exit $rc (want a failure naming --chunk)"; show 
 run bns 2 "${P[@]}" --layers 16-8+bn-16 --chunk 8 --steps 2 --out bns
 if [ "$rc" != 0 ] && grep -q -- "--chunk 8: PRONG+'s statistics on 2 ranks take 10 of the --prong-ns 20" bns.err; then pass dist_refuse_bn_prong_ns_chunk
 else fail dist_refuse_bn_prong_ns_chunk "exit $rc (want a failure naming --chunk and --prong-ns)"; show bns.err; fi
+# the synchronisation itself (tests/test_net_bn_ranks.c): uneven shards of 13 cases (3/10, 1/4/8),
+# the share-weighted gradients summed against the one-process gradient, the running averages
+# (inference outputs) against one process and bit-identical on every rank, J v and a shard over the
+# chunk refused
+for np in 2 3; do
+  if [ ! -x "$absbuild/tests/test_net_bn_ranks" ]; then fail dist_net_bn_ranks_np$np "$absbuild/tests/test_net_bn_ranks not built"; continue; fi
+  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_net_bn_ranks" >nbr$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nbr$np.out)" = "$np" ]; then
+    pass "dist_net_bn_ranks_np$np ($(grep -m1 '^  rank 0' nbr$np.out | sed 's/^  //'))"
+  else fail dist_net_bn_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' nbr$np.out | head -10; show nbr$np.out; fi
+done
 
 # cnn train: global batch 12 in one pass (--chunk 12; shards 6/6 and 4/4/4), 10 updates of SGD with
 # momentum. With bn layers the ranks normalise over the whole global batch (the per-channel means
