@@ -18,8 +18,9 @@
 # `cnn train` (SGD with synchronised batch norm and augmentation, PRONG whitening, PRONG+, resume on
 # the same ranks and on one, a shard larger than --chunk with batch norm refused): see the block
 # "PRONG and conv networks". Batch norm on dense networks (synchronised across ranks: NAG and SGD
-# on 2 and 3 ranks, PRONG+ in both forms, resume on the same ranks, K-FAC / truncated Newton with
-# +bn and shards larger than --chunk refused): the block "Batch norm on dense networks".
+# on 2 and 3 ranks, PRONG+ in both forms, NGD, NGD-L and HF on the Gauss-Newton products, resume on
+# the same ranks; K-FAC and --curvature hessian with +bn and shards larger than --chunk refused; the
+# merge itself in tests/test_net_bn_ranks.c): the block "Batch norm on dense networks".
 # Skips (not fails) with a reason when the binary has no MPI or mpirun cannot start two ranks.
 # Ends with "RESULT passed=P failed=F skipped=S".
 #
@@ -55,7 +56,8 @@ ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened 
       dist_whiten_ranks_nccl_shim)
 # batch norm on dense networks (the block "Batch norm on dense networks" below)
 ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
-      dist_np3_prong_plus_whitened dist_bn_resume_same dist_refuse_bn_kfac dist_refuse_bn_ngd dist_refuse_bn_chunk
+      dist_np3_prong_plus_whitened dist_bn_resume_same dist_np2_ngd_bn dist_np3_ngd_bn dist_np2_ngd-l_bn dist_np3_hf_bn
+      dist_refuse_bn_kfac dist_refuse_bn_hessian dist_refuse_bn_chunk
       dist_refuse_bn_prong_ns_chunk dist_net_bn_ranks_np2 dist_net_bn_ranks_np3)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
@@ -499,14 +501,34 @@ run brest 2 "${R[@]}" --resume bn_resumed/net.ckpt --steps 40 --out bn_resumed
 if [ "$rc" = 0 ] && [ -f bn_np2_nag_bn/net.ckpt ] && cmp -s bn_np2_nag_bn/net.ckpt bn_resumed/net.ckpt &&
    cmp -s bn_np2_nag_bn/net.ckpt.rank1 bn_resumed/net.ckpt.rank1; then pass dist_bn_resume_same
 else fail dist_bn_resume_same "exit $rc; 13 + 27 NAG updates with batch norm on 2 ranks differ from 40 in one go"; show brest.err; fi
-# refusals: the curvature products through batch norm are not reduced across ranks (K-FAC, truncated
-# Newton); a shard (or PRONG+'s share of --prong-ns) larger than --chunk
-for opt in kfac ngd; do
-  run brf_$opt 2 "${BN[@]}" --optimizer $opt --steps 2 --out brf_$opt
-  if [ "$rc" != 0 ] && grep -q -- "--optimizer $opt with batch-normalised layers (+bn) does not run on 2 ranks" brf_$opt.err; then
-    pass dist_refuse_bn_$opt
-  else fail dist_refuse_bn_$opt "exit $rc (want a failure naming --optimizer $opt and +bn)"; show brf_$opt.err; fi
+# truncated Newton with batch norm: the Gauss-Newton products' R-forward pass reduces the two sums of
+# the normalisation's R-derivative (sum R{z}, sum R{z} xhat) as the backward pass reduces its own,
+# the trial objectives use the running averages (identical on every rank); the products and
+# objectives are then reduced as without batch norm (block "truncated Newton" above). Same bounds and
+# reasons as there: NGD (--lr 1) within 2e-4 after 20 updates (measured 2.5e-6 and 2.0e-6 on 2 and 3
+# ranks), the searching methods on their first update within 1e-3 (measured <= 1.5e-6; HF without its
+# diagonal preconditioner, which refuses batch norm in one process too), and the ranks' tn.* state
+# bit-identical. Without the synchronisation NGD differs by 1.7.
+for cfg in "np2_ngd_bn 2 ngd 20 2e-4" "np3_ngd_bn 3 ngd 20 2e-4" "np2_ngd-l_bn 2 ngd-l 1 1e-3" "np3_hf_bn 3 hf 1 1e-3 --hf-precond 0"; do
+  set -- $cfg; name=$1 np=$2 opt=$3 steps=$4 tol=$5; shift 5
+  run t1_$name 1 "${BN[@]}" --optimizer $opt --lr 1 --steps $steps "$@" --out t1_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show t1_$name.err; continue; fi
+  run tn_$name $np "${BN[@]}" --optimizer $opt --lr 1 --steps $steps "$@" --out tn_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show tn_$name.err; continue; fi
+  if ! why=$(same_state $name tn_$name "$np" tn.); then fail dist_$name "$why"; continue; fi
+  cmp_params dist_$name t1_$name/net.ckpt tn_$name/net.ckpt $tol
+  if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line)"; else fail dist_$name "$cmp_line"; fi
 done
+# refusals: K-FAC's sampled backward pass and the Hessian's (or the empirical Fisher's) terms through
+# batch norm are not reduced across ranks; a shard (or PRONG+'s share of --prong-ns) larger than --chunk
+run brf_kfac 2 "${BN[@]}" --optimizer kfac --steps 2 --out brf_kfac
+if [ "$rc" != 0 ] && grep -q -- "--optimizer kfac with batch-normalised layers (+bn) does not run on 2 ranks" brf_kfac.err; then
+  pass dist_refuse_bn_kfac
+else fail dist_refuse_bn_kfac "exit $rc (want a failure naming --optimizer kfac and +bn)"; show brf_kfac.err; fi
+run brf_hess 2 "${BN[@]}" --optimizer hf --curvature hessian --hf-precond 0 --steps 2 --out brf_hess
+if [ "$rc" != 0 ] && grep -q -- "--optimizer hf --curvature hessian with batch-normalised layers (+bn) does not run on 2 ranks" brf_hess.err; then
+  pass dist_refuse_bn_hessian
+else fail dist_refuse_bn_hessian "exit $rc (want a failure naming --curvature hessian and +bn)"; show brf_hess.err; fi
 run bchunk 2 "${BN[@]}" --optimizer nag --chunk 4 --steps 2 --out bchunk
 if [ "$rc" != 0 ] && grep -q -- "--chunk 4: batch norm on 2 ranks .* raise --chunk to >= 5" bchunk.err; then pass dist_refuse_bn_chunk
 else fail dist_refuse_bn_chunk "exit $rc (want a failure naming --chunk)"; show bchunk.err; fi
@@ -515,8 +537,8 @@ if [ "$rc" != 0 ] && grep -q -- "--chunk 8: PRONG+'s statistics on 2 ranks take 
 else fail dist_refuse_bn_prong_ns_chunk "exit $rc (want a failure naming --chunk and --prong-ns)"; show bns.err; fi
 # the synchronisation itself (tests/test_net_bn_ranks.c): uneven shards of 13 cases (3/10, 1/4/8),
 # the share-weighted gradients summed against the one-process gradient, the running averages
-# (inference outputs) against one process and bit-identical on every rank, J v and a shard over the
-# chunk refused
+# (inference outputs) against one process and bit-identical on every rank, J v and G v against one
+# process, H v and a shard over the chunk refused
 for np in 2 3; do
   if [ ! -x "$absbuild/tests/test_net_bn_ranks" ]; then fail dist_net_bn_ranks_np$np "$absbuild/tests/test_net_bn_ranks not built"; continue; fi
   timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_net_bn_ranks" >nbr$np.out 2>&1; rc=$?

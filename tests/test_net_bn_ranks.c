@@ -13,8 +13,11 @@
  *    moments in double: a few ulps; measured <= 1e-6);
  *  - the inference-mode outputs of a fixed input (they read the running averages) against the
  *    one-process outputs within 2e-5 relative, and bit for bit rank 0's on every rank;
- * and that the curvature products (J v) are refused with batch norm on several ranks, and a shard
- * larger than the network's chunk is refused naming --chunk. CPU backend (MPI). */
+ * then, on the last batch, the curvature products whose batch sums are reduced: this rank's columns
+ * of J v against the same columns of the one-process J v, and the share-weighted, summed G v against
+ * the one-process G v, within 2e-5 relative (the R-forward pass's two sums and the backward pass's
+ * reduced as above); H v refused with batch norm on several ranks, and a shard larger than the
+ * network's chunk refused naming --chunk. CPU backend (MPI). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,13 +135,56 @@ static int test_synchronised_bn(void) {
     }
     printf("  rank %d: cases [%d, %d) of %d; gradient %.2g, inference outputs %.2g relative to one process\n", C->rank, lo, hi,
            M, worst_g, worst_y);
+    {
+        /* the curvature products of the last batch (ref: all M cases; net: this rank's shard) */
+        ng_tensor v, jr = ng_tensor_matrix((float *)yd, D, M, D), jn, gv;
+        void *vd = NULL, *gd = NULL;
+        float *jv = (float *)malloc(sizeof(float) * D * M), *jvr = (float *)malloc(sizeof(float) * D * M);
+        double *jref = (double *)malloc(sizeof(double) * D * M), worst_j, worst_gv;
+        NGT_CHECK(jv && jvr && jref, "host memory");
+        for (i = 0; i < (int)np; i++) g[i] = (float)(0.5 * sin(1.3 * i + 0.4));
+        NGT_OK(ng_alloc(be, np * sizeof(float), &vd));
+        NGT_OK(ng_alloc(be, np * sizeof(float), &gd));
+        NGT_OK(ng_set(be, vd, g, np * sizeof(float)));
+        v = ng_tensor_matrix((float *)vd, (int)np, 1, (int)np);
+        gv = ng_tensor_matrix((float *)gd, (int)np, 1, (int)np);
+        NGT_OK(ng_net_jvp(ref, &v, &jr));
+        NGT_OK(ng_get(be, jvr, yd, sizeof(float) * D * M));
+        jn = ng_tensor_matrix((float *)yd, D, hi - lo, D);
+        NGT_OK(ng_net_jvp(net, &v, &jn));
+        NGT_OK(ng_get(be, jv, yd, sizeof(float) * D * (hi - lo)));
+        for (i = 0; i < D * M; i++) jref[i] = (double)jvr[i];
+        /* this rank's columns against the same columns, relative to the whole J v's largest entry */
+        {
+            double num = 0.0, den = 1e-30;
+            for (i = 0; i < D * M; i++) den = fabs(jref[i]) > den ? fabs(jref[i]) : den;
+            for (i = 0; i < D * (hi - lo); i++) num = fabs(jv[i] - jref[(size_t)D * lo + i]) > num ? fabs(jv[i] - jref[(size_t)D * lo + i]) : num;
+            worst_j = num / den;
+        }
+        NGT_CHECK(worst_j <= 2e-5, "J v: this rank's columns %.3g relative to one process's (bound 2e-5)", worst_j);
+        NGT_OK(ng_net_gvp(ref, &v, &gv));
+        NGT_OK(ng_tensor_get(be, &gv, gr));
+        NGT_OK(ng_net_gvp(net, &v, &gv));
+        NGT_OK(ng_tensor_get(be, &gv, g));
+        for (i = 0; i < (int)np; i++) sum[i] = (double)(hi - lo) / (double)M * (double)g[i];
+        NGT_OK(ng_comm_allreduce_host(C, sum, np, "the weighted G v"));
+        for (i = 0; i < (int)np; i++) g[i] = (float)sum[i], sum[i] = (double)gr[i];
+        worst_gv = rel_diff(g, sum, np);
+        NGT_CHECK(worst_gv <= 2e-5, "G v: %.3g relative to one process's (bound 2e-5)", worst_gv);
+        printf("  rank %d: J v %.2g, G v %.2g relative to one process\n", C->rank, worst_j, worst_gv);
+        if (C->world > 1) {
+            ng_status s = ng_net_hvp(net, &v, &gv);
+            NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "batch-normalised"), "H v on %d ranks with batch norm: "
+                      "status %d (%s), want a refusal naming batch norm", C->world, (int)s, ng_last_error());
+        }
+        ng_free(be, vd);
+        ng_free(be, gd);
+        free(jv), free(jvr), free(jref);
+    }
     if (C->world > 1) {
         ng_model *small = NULL;
-        ng_tensor v = ng_tensor_matrix(net->grad_flat.data, (int)np, 1, (int)np), out = ng_tensor_matrix((float *)yd, D, hi - lo, D);
         ng_tensor xall = ng_tensor_matrix((float *)xd, D, M, D), xs = ng_tensor_cols(&xall, lo, hi - lo);
-        ng_status s = ng_net_jvp(net, &v, &out);
-        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "batch-normalised"), "J v on %d ranks with batch norm: "
-                  "status %d (%s), want a refusal naming batch norm", C->world, (int)s, ng_last_error());
+        ng_status s;
         /* a shard of more cases than the chunk: refused before any collective, naming --chunk */
         NGT_OK(make_net(be, 2, &small));
         NGT_OK(ng_net_set_comm(small, C));

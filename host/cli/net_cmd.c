@@ -598,7 +598,7 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks, prong its whitening statistics; not --precond diag, kfac or full, --tn-fisher sampled, kfac or ngd..hf with +bn layers; +bn layers are synchronised across ranks, each rank's shard within one --chunk)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks, prong its whitening statistics; not --precond diag, kfac or full, --tn-fisher sampled, kfac, --curvature hessian or --tn-fisher empirical with +bn layers; +bn layers are synchronised across ranks, each rank's shard within one --chunk)", OPT_FIXED, 0},
             {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac|full", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi), or (full, with --phi-every K) in phi = (G + --full-lambda I)^(1/2) theta of the dense Fisher of the batch (networks of at most 2048 parameters)", OPT_FIXED, 0},
             {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0), or the eps of --full-inverse regularized", OPT_FIXED, 0},
             {"full-inverse", OPT_ENUM, &o.fl_inv, "tikhonov|regularized", "--precond full: the metric's root from G + lambda I, or Sohl-Dickstein's regularised inverse (eq. 35): SGD in phi then steps by (G^2 + lambda^2 I)^-1 G grad", OPT_FIXED, 0},
@@ -966,11 +966,15 @@ static int net_train(int argc, char **argv) {
         /* batch norm over the global batch: synchronised across ranks, one pass per rank */
         int l, bn = 0, W = ng_cli_world(), shard = (o.batch + W - 1) / W, ns = (o.pg.ns + W - 1) / W;
         for (l = 0; l < cfg.n_layers; l++) bn |= cfg.bn[l];
-        if (bn && (o.optimizer == OPT_KFAC || IS_TN(o.optimizer)))
-            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer %s with batch-normalised layers (+bn) does not run on %d ranks: its "
-                         "curvature products through batch norm would need the R-derivatives of the batch statistics reduced "
-                         "across ranks; run it as one process, drop +bn, or use sgd, nag, adam, rmsprop or prong",
-                         optimizer_names[o.optimizer], W);
+        if (bn && o.optimizer == OPT_KFAC)
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer kfac with batch-normalised layers (+bn) does not run on %d ranks: its "
+                         "sampled backward pass and tau prefixes through batch norm are not reduced across ranks; run it as one "
+                         "process, drop +bn, or use sgd, nag, adam, rmsprop, prong or ngd..hf", W);
+        else if (bn && IS_TN(o.optimizer) && (o.tc.curvature || o.tc.fisher != NG_FISHER_EXACT))
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer %s %s with batch-normalised layers (+bn) does not run on %d ranks: "
+                         "those products' terms through batch norm are not reduced across ranks; use the Gauss-Newton products "
+                         "(--curvature gn --tn-fisher exact), drop +bn, or run as one process", optimizer_names[o.optimizer],
+                         o.tc.curvature ? "--curvature hessian" : "--tn-fisher empirical", W);
         else if (bn && shard > cfg.chunk)
             s = ng_error(NG_ERR_INVALID_ARG, "--chunk %d: batch norm on %d ranks normalises over the whole global batch in one "
                          "pass per rank, and a shard of --batch %d is %d cases: raise --chunk to >= %d", cfg.chunk, W, o.batch,

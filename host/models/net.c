@@ -613,7 +613,7 @@ static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int infer
 static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running);
 static int dist_bn(const net *n);
 static ng_status bn_sync_moments(net *n, int l, int M);
-static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, float *out, int ldo);
+static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo);
 static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
 
 /* The forward and backward passes run inside a TF32 scope: with --tf32 on a GPU their gemms use
@@ -814,17 +814,19 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
     return NG_OK;
 }
 
-/* Backward of batch-normalised layer l on several ranks (this rank's cols columns of g = dL/du):
- *   out = gamma rstd (g - mean(g) - xhat mean(g xhat))
- * with both means over every rank's columns. This rank's g carries its own loss scale 1 / m_r
- * (the trainer weights the gradient by m_r / m afterwards), so the row sums are weighted by
- * m_r / m before the all-reduce and the means brought back to this rank's scale. BV[l]'s six
- * columns: sum g, sum g xhat, -mean(g xhat), -mean(g), gamma rstd, ones. */
-static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, float *out, int ldo) {
+/* The projection of batch-normalised layer l on several ranks (this rank's cols columns of g):
+ *   out = gamma rstd (g - mean(g) - xhat mean(g xhat))   (loss_scaled: the backward pass, g = dL/du)
+ *   out = rstd (g - mean(g) - xhat mean(g xhat))         (0: the R-forward pass, g = R{z})
+ * with both means over every rank's columns. In the backward pass this rank's g carries its own
+ * loss scale 1 / m_r (the trainer and the curvature products' reductions weight by m_r / m
+ * afterwards), so the row sums are weighted by m_r / m before the all-reduce and the means brought
+ * back to this rank's scale; R{z} carries no scale (weight 1). BV[l]'s six columns: sum g,
+ * sum g xhat, -mean(g xhat), -mean(g), (gamma) rstd, ones. */
+static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo) {
     ng_backend *be = n->base.be;
     const int dl = n->d[l], ldv = n->BV[l].ld;
     float *bv = n->BV[l].data, *hf = n->hbf;
-    double *a = n->hbn, w = n->bn_w[l], tot = n->bn_tot[l];
+    double *a = n->hbn, w = loss_scaled ? n->bn_w[l] : 1.0, tot = n->bn_tot[l];
     int i;
     NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
     NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
@@ -833,9 +835,9 @@ static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ld
     for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
     NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
     NG_TRY(ng_get(be, hf + 2 * dl, n->rstd[l].data, (size_t)dl * sizeof(float)));
-    NG_TRY(ng_get(be, hf + 3 * dl, n->gamma[l].data, (size_t)dl * sizeof(float)));
+    if (loss_scaled) NG_TRY(ng_get(be, hf + 3 * dl, n->gamma[l].data, (size_t)dl * sizeof(float)));
     for (i = 0; i < dl; i++) {
-        float sc = (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]);
+        float sc = loss_scaled ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
         hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
         hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
         hf[2 * dl + i] = sc;
@@ -885,14 +887,14 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
                 NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldd, n->XH[l].data, n->XH[l].ld, beta, gg));
                 NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, dz, ldd, beta, gbt));
                 /* dL/dz = rstd gamma P(du), into tmp (P's means over every rank's columns) */
-                if (dist_bn(n)) NG_TRY(bn_sync_project(n, l, cols, dz, ldd, n->tmp[l].data, n->tmp[l].ld));
+                if (dist_bn(n)) NG_TRY(bn_sync_project(n, l, cols, dz, ldd, 1, n->tmp[l].data, n->tmp[l].ld));
                 else
                     NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                    n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
                 NG_TRY(gin(n, l, cols, &in));
                 NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, in->data, in->ld, beta, gW, dl));
             } else if (dist_bn(n)) {
-                NG_TRY(bn_sync_project(n, l, cols, dz, ldd, n->tmp[l].data, n->tmp[l].ld));
+                NG_TRY(bn_sync_project(n, l, cols, dz, ldd, 1, n->tmp[l].data, n->tmp[l].ld));
             } else {
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
@@ -940,8 +942,11 @@ static ng_status rforward(net *n, const ng_tensor *v, int cols) {
             /* R{u} = gamma rstd P(R{z}) + V_gamma xhat + V_beta */
             NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, Vg, Vb, n->RZ[l].data,
                            n->RZ[l].ld));
-            NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, NULL, 0.0f,
-                           n->RXH[l].data, n->RXH[l].ld));
+            if (dist_bn(n)) /* P's means over every rank's columns */
+                NG_TRY(bn_sync_project(n, l, cols, rz, ldr, 0, n->RXH[l].data, n->RXH[l].ld));
+            else
+                NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, NULL, 0.0f,
+                               n->RXH[l].data, n->RXH[l].ld));
             NG_TRY(rowscale_acc(be, dl, cols, n->gamma[l].data, n->RXH[l].data, n->RXH[l].ld, n->RZ[l].data, n->RZ[l].ld));
         }
         if (l < L)
@@ -1075,8 +1080,9 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
     return NG_OK;
 }
 
-/* The curvature products' R-forward and backward passes through batch norm read the batch's mean
- * and variance and their R-derivatives: on several ranks those sums are not reduced, so refused. */
+/* On several ranks with batch norm the R-forward pass (J v, G v, the Fisher gram) and the backward
+ * pass reduce their batch sums (bn_sync_project); H v's second-order terms, F v and the sampled
+ * backward pass (per-case targets) and the per-case layer statistics do not, so they are refused. */
 static ng_status no_dist_bn(const net *n, const char *what) {
     if (dist_bn(n))
         return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (the R-operator's batch "
@@ -1094,7 +1100,6 @@ static ng_status net_jvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L;
     NG_TRY(no_canonical(n, "J v"));
-    NG_TRY(no_dist_bn(n, "J v"));
     NG_TRY(need_batch(n, "J v"));
     NG_TRY(check_vec(n, v, "J v"));
     L = n->L;
@@ -1150,7 +1155,6 @@ static ng_status net_gvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     int k, K, L;
     float scale;
     NG_TRY(no_canonical(n, "G v"));
-    NG_TRY(no_dist_bn(n, "G v"));
     NG_TRY(check_out_vec(n, v, out, "G v"));
     L = n->L;
     K = n_chunks(n);
@@ -1195,7 +1199,6 @@ static ng_status net_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const 
     int k, K, L, i, j, ch;
     size_t slot;
     NG_TRY(no_canonical(n, "the Fisher gram"));
-    NG_TRY(no_dist_bn(n, "the Fisher gram"));
     NG_TRY(need_batch(n, "Fisher gram"));
     if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: %d vectors (1..8)", nv);
     for (i = 0; i < nv; i++) NG_TRY(check_vec(n, v[i], "Fisher gram"));

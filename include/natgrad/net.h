@@ -209,8 +209,10 @@ ng_status ng_net_whiten_refresh_comm(ng_model *m, const ng_tensor *x, float eps,
  * process's batch with --chunk >= the global batch, and the running averages are identical on every
  * rank. Every training-mode pass (gradient, PRONG statistics) must then be one chunk per rank
  * (refused otherwise, naming --chunk) and run on every rank; inference (evaluate, predict) uses the
- * running averages and no collective. The curvature products (J v, G v, F v, H v, the Fisher gram,
- * the sampled backward pass, layer statistics) are refused with batch norm on several ranks. */
+ * running averages and no collective. J v, G v and the Fisher gram reduce the two sums of the
+ * normalisation's R-derivative in their R-forward pass (and G v the backward pass's), so every rank
+ * must call them too; H v, F v, the sampled backward pass and the layer statistics are refused with
+ * batch norm on several ranks. */
 ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm);
 /* theta (parameter layout, float32, packed) = the canonical parameters W_l = V_l U_{l-1},
  * b_l = d_l - W_l c_{l-1} (batch-normalised layers: W_l only; their gamma, beta copied) of a whitened
