@@ -1048,6 +1048,7 @@ ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     int c0, cols;
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_batch: model %s is not a network", m->iface->kind);
     NG_TRY(check_batch(n, x, y, "set_batch"));
+    NG_TRY(dist_one_chunk(n, x->cols, "set_batch (the curvature products' batch)"));
     NG_TRY(set_batch(n, x, y));
     if (n_chunks(n) == 1) NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", chunk_forward(n, 0, &c0, &cols, 0));
     return NG_OK;
