@@ -1081,9 +1081,10 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
     return NG_OK;
 }
 
-/* On several ranks with batch norm the R-forward pass (J v, G v, the Fisher gram) and the backward
- * pass reduce their batch sums (bn_sync_project); H v's second-order terms, F v and the sampled
- * backward pass (per-case targets) and the per-case layer statistics do not, so they are refused. */
+/* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
+ * and the backward pass reduce their batch sums (bn_sync_project); H v's second-order terms, the
+ * sampled and empirical F v and the sampled backward pass (per-case targets) and the per-case layer
+ * statistics do not, so they are refused. */
 static ng_status no_dist_bn(const net *n, const char *what) {
     if (dist_bn(n))
         return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (the R-operator's batch "
@@ -1275,8 +1276,8 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     int k, K, L, s, S;
     float scale;
     NG_TRY(no_canonical(n, "F v"));
-    NG_TRY(no_dist_bn(n, "F v"));
     if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
+    NG_TRY(no_dist_bn(n, "F v (sampled or empirical)"));
     if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "network F v: %d samples (>= 1)", samples);
