@@ -14,10 +14,13 @@
 # and the diagonal metric (particles bit-identical, parameters within the bounds stated there); rerun
 # and resume on the same ranks bit for bit; resume 2 -> 1 and 3 -> 2 from the model file (particles
 # re-sharded); --snapshot-every-s and too few particles refused by name; rbm eval refuses mpirun.
-# PRONG on dense networks (both forms, reparametrisations inside the run, resume, PRONG+ refused) and
+# PRONG on dense networks (both forms, reparametrisations inside the run, resume) and
 # `cnn train` (SGD with synchronised batch norm and augmentation, PRONG whitening, PRONG+, resume on
 # the same ranks and on one, a shard larger than --chunk with batch norm refused): see the block
-# "PRONG and conv networks".
+# "PRONG and conv networks". Batch norm on dense networks (synchronised across ranks: NAG and SGD
+# on 2 and 3 ranks, PRONG+ in both forms, NGD, NGD-L and HF on the Gauss-Newton products, resume on
+# the same ranks; K-FAC and --curvature hessian with +bn and shards larger than --chunk refused; the
+# merge itself in tests/test_net_bn_ranks.c): the block "Batch norm on dense networks".
 # Skips (not fails) with a reason when the binary has no MPI or mpirun cannot start two ranks.
 # Ends with "RESULT passed=P failed=F skipped=S".
 #
@@ -48,9 +51,14 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
-      dist_refuse_prong_plus dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
+      dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
       dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk dist_refuse_cnn_tn dist_whiten_ranks_np2 dist_whiten_ranks_np3
       dist_whiten_ranks_nccl_shim)
+# batch norm on dense networks (the block "Batch norm on dense networks" below)
+ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
+      dist_np3_prong_plus_whitened dist_bn_resume_same dist_np2_ngd_bn dist_np3_ngd_bn dist_np2_ngd-l_bn dist_np3_hf_bn
+      dist_refuse_bn_kfac dist_refuse_bn_hessian dist_refuse_bn_chunk
+      dist_refuse_bn_prong_ns_chunk dist_net_bn_ranks_np2 dist_net_bn_ranks_np3)
 skip_all() { local t; for t in "${ALL[@]}"; do skip "$t" "$1"; done; finish; }
 if ! "$bin" info 2>/dev/null | grep -q "mpi compiled in: yes"; then
   skip_all "this natgrad was built without MPI (install libopenmpi-dev + openmpi-bin: make deps)"
@@ -444,9 +452,100 @@ run prr 2 net train --device cpu --data dense.idx --threads 1 --log-every 5 --re
 if [ "$rc" = 0 ] && cmp -s pn2_whitened/net.ckpt prong_resumed/net.ckpt && cmp -s pn2_whitened/net.ckpt.rank1 prong_resumed/net.ckpt.rank1; then
   pass dist_prong_resume_same
 else fail dist_prong_resume_same "exit $rc; 13 + 12 PRONG updates on 2 ranks differ from 25 in one go"; show prr.err; fi
-run pplus 2 net train --device cpu --data dense.idx --layers 16-8+bn-16 --batch 10 --threads 1 --optimizer prong --prong-ns 20 --steps 2 --out pplus
-if [ "$rc" != 0 ] && grep -q "PRONG+, +bn) does not run on 2 ranks" pplus.err; then pass dist_refuse_prong_plus
-else fail dist_refuse_prong_plus "exit $rc (want a failure naming PRONG+)"; show pplus.err; fi
+
+# ---- Batch norm on dense networks ------------------------------------------------------------------
+# +bn layers on N ranks normalise over the whole global batch: each layer's per-unit mean and
+# variance merged across ranks in the forward pass (Chan et al., in double), the two per-unit sums of
+# the backward projection (sum g, sum g xhat, weighted by the shards' shares) all-reduced, one pass
+# per rank, so N ranks equal one process with --chunk >= --batch (the default 1000 here). 16-8+bn-6+bn-16
+# (logistic hidden units: every beta has a gradient, so no parameter holds pure rounding noise) on
+# bars and stripes, global batch 10 (5/5, 3/3/4), 40 updates. Tolerance as for the first-order rules
+# above plus the moments: the gradient and the per-unit sums are split into per-rank partial sums
+# and the variances merged from float32 per-rank moments (a few ulps per step; measured <= 1.9e-6
+# relative after 40 updates), so 2e-5. Without the synchronisation (each rank on its shard's
+# statistics) the same comparison gives 0.9. The ranks' velocities must be bit-identical.
+BN=(net train --device cpu --data bars-stripes --layers 16-8+bn-6+bn-16 --batch 10 --lr 0.05 --threads 1 --log-every 10 --steps 40)
+for cfg in "np2_nag_bn 2 nag" "np3_nag_bn 3 nag" "np3_sgd_bn 3 sgd"; do
+  set -- $cfg; name=$1 np=$2 opt=$3
+  run b1_$name 1 "${BN[@]}" --optimizer $opt --out b1_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show b1_$name.err; continue; fi
+  run bn_$name $np "${BN[@]}" --optimizer $opt --out bn_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show bn_$name.err; continue; fi
+  if ! why=$(same_rank_state $name bn_$name/net.ckpt $np $opt.); then fail dist_$name "$why"; continue; fi
+  cmp_params dist_$name b1_$name/net.ckpt bn_$name/net.ckpt 2e-5
+  if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line)"; else fail dist_$name "$cmp_line"; fi
+done
+# PRONG+ (prong with +bn layers): the statistics' forward passes at each reparametrisation (each
+# rank's share of the N_s = 20 cases in one pass) normalise over all N_s cases, as one process does
+# in one chunk, then the whitening merge and shared eigendecompositions as in the PRONG block above.
+# Same bound and reason as there (float32 eigenvectors move by the statistics' rounding over the
+# eigenvalue gaps): 5e-3; measured 1.6e-5 to 2.3e-5 on 2 and 3 ranks (no --chunk reference here:
+# with batch norm a smaller --chunk changes the statistics themselves, not just their rounding).
+for cfg in "np2_prong_plus_canonical 2 canonical" "np3_prong_plus_canonical 3 canonical" "np3_prong_plus_whitened 3 whitened"; do
+  set -- $cfg; name=$1 np=$2 form=$3
+  run q1_$name 1 "${P[@]}" --layers 16-8+bn-6+bn-16 --prong-form $form --steps 25 --out q1_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show q1_$name.err; continue; fi
+  run qn_$name $np "${P[@]}" --layers 16-8+bn-6+bn-16 --prong-form $form --steps 25 --out qn_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show qn_$name.err; continue; fi
+  if ! why=$(same_rank_state $name qn_$name/net.ckpt $np sgd.) || ! why=$(same_rank_state $name qn_$name/net.ckpt $np prong. fields); then
+    fail dist_$name "$why"; continue; fi
+  if [ "$("$bin" ckpt qn_$name/net.ckpt | grep -E '^  prong.refreshes ' | awk '{print $NF}')" != 3 ]; then
+    fail dist_$name "expected 3 whitenings (updates 0, 10, 20)"; continue; fi
+  cmp_params dist_$name q1_$name/net.ckpt qn_$name/net.ckpt 5e-3
+  if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line)"; else fail dist_$name "$cmp_line"; fi
+done
+# resumed at update 13 on the same 2 ranks: bit for bit the 40 updates in one go (the running
+# averages are in the model file, the velocities in every rank's file)
+run bhalf 2 "${BN[@]}" --optimizer nag --steps 13 --out bn_resumed
+run brest 2 "${R[@]}" --resume bn_resumed/net.ckpt --steps 40 --out bn_resumed
+if [ "$rc" = 0 ] && [ -f bn_np2_nag_bn/net.ckpt ] && cmp -s bn_np2_nag_bn/net.ckpt bn_resumed/net.ckpt &&
+   cmp -s bn_np2_nag_bn/net.ckpt.rank1 bn_resumed/net.ckpt.rank1; then pass dist_bn_resume_same
+else fail dist_bn_resume_same "exit $rc; 13 + 27 NAG updates with batch norm on 2 ranks differ from 40 in one go"; show brest.err; fi
+# truncated Newton with batch norm: the Gauss-Newton products' R-forward pass reduces the two sums of
+# the normalisation's R-derivative (sum R{z}, sum R{z} xhat) as the backward pass reduces its own,
+# the trial objectives use the running averages (identical on every rank); the products and
+# objectives are then reduced as without batch norm (block "truncated Newton" above). Same bounds and
+# reasons as there: NGD (--lr 1) within 2e-4 after 20 updates (measured 2.5e-6 and 2.0e-6 on 2 and 3
+# ranks), the searching methods on their first update within 1e-3 (measured <= 1.5e-6; HF without its
+# diagonal preconditioner, which refuses batch norm in one process too), and the ranks' tn.* state
+# bit-identical. Without the synchronisation NGD differs by 1.7.
+for cfg in "np2_ngd_bn 2 ngd 20 2e-4" "np3_ngd_bn 3 ngd 20 2e-4" "np2_ngd-l_bn 2 ngd-l 1 1e-3" "np3_hf_bn 3 hf 1 1e-3 --hf-precond 0"; do
+  set -- $cfg; name=$1 np=$2 opt=$3 steps=$4 tol=$5; shift 5
+  run t1_$name 1 "${BN[@]}" --optimizer $opt --lr 1 --steps $steps "$@" --out t1_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show t1_$name.err; continue; fi
+  run tn_$name $np "${BN[@]}" --optimizer $opt --lr 1 --steps $steps "$@" --out tn_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show tn_$name.err; continue; fi
+  if ! why=$(same_state $name tn_$name "$np" tn.); then fail dist_$name "$why"; continue; fi
+  cmp_params dist_$name t1_$name/net.ckpt tn_$name/net.ckpt $tol
+  if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line)"; else fail dist_$name "$cmp_line"; fi
+done
+# refusals: K-FAC's sampled backward pass and the Hessian's (or the empirical Fisher's) terms through
+# batch norm are not reduced across ranks; a shard (or PRONG+'s share of --prong-ns) larger than --chunk
+run brf_kfac 2 "${BN[@]}" --optimizer kfac --steps 2 --out brf_kfac
+if [ "$rc" != 0 ] && grep -q -- "--optimizer kfac with batch-normalised layers (+bn) does not run on 2 ranks" brf_kfac.err; then
+  pass dist_refuse_bn_kfac
+else fail dist_refuse_bn_kfac "exit $rc (want a failure naming --optimizer kfac and +bn)"; show brf_kfac.err; fi
+run brf_hess 2 "${BN[@]}" --optimizer hf --curvature hessian --hf-precond 0 --steps 2 --out brf_hess
+if [ "$rc" != 0 ] && grep -q -- "--optimizer hf --curvature hessian with batch-normalised layers (+bn) does not run on 2 ranks" brf_hess.err; then
+  pass dist_refuse_bn_hessian
+else fail dist_refuse_bn_hessian "exit $rc (want a failure naming --curvature hessian and +bn)"; show brf_hess.err; fi
+run bchunk 2 "${BN[@]}" --optimizer nag --chunk 4 --steps 2 --out bchunk
+if [ "$rc" != 0 ] && grep -q -- "--chunk 4: batch norm on 2 ranks .* raise --chunk to >= 5" bchunk.err; then pass dist_refuse_bn_chunk
+else fail dist_refuse_bn_chunk "exit $rc (want a failure naming --chunk)"; show bchunk.err; fi
+run bns 2 "${P[@]}" --layers 16-8+bn-16 --chunk 8 --steps 2 --out bns
+if [ "$rc" != 0 ] && grep -q -- "--chunk 8: PRONG+'s statistics on 2 ranks take 10 of the --prong-ns 20" bns.err; then pass dist_refuse_bn_prong_ns_chunk
+else fail dist_refuse_bn_prong_ns_chunk "exit $rc (want a failure naming --chunk and --prong-ns)"; show bns.err; fi
+# the synchronisation itself (tests/test_net_bn_ranks.c): uneven shards of 13 cases (3/10, 1/4/8),
+# the share-weighted gradients summed against the one-process gradient, the running averages
+# (inference outputs) against one process and bit-identical on every rank, J v and G v against one
+# process, H v and a shard over the chunk refused
+for np in 2 3; do
+  if [ ! -x "$absbuild/tests/test_net_bn_ranks" ]; then fail dist_net_bn_ranks_np$np "$absbuild/tests/test_net_bn_ranks not built"; continue; fi
+  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_net_bn_ranks" >nbr$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nbr$np.out)" = "$np" ]; then
+    pass "dist_net_bn_ranks_np$np ($(grep -m1 '^  rank 0' nbr$np.out | sed 's/^  //'))"
+  else fail dist_net_bn_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' nbr$np.out | head -10; show nbr$np.out; fi
+done
 
 # cnn train: global batch 12 in one pass (--chunk 12; shards 6/6 and 4/4/4), 10 updates of SGD with
 # momentum. With bn layers the ranks normalise over the whole global batch (the per-channel means

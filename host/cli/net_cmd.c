@@ -609,7 +609,7 @@ static int net_train(int argc, char **argv) {
             {"loss", OPT_ENUM, &o.loss, "squared|bernoulli|categorical", "output loss with --layers (classify: categorical)", OPT_FIXED, 0},
             {"init", OPT_ENUM, &o.init, "sparse|gaussian|glorot", "initialisation (sparse: 15 incoming N(0,1) weights per unit, Martens 2010)", OPT_FIXED, 0},
             {"init-scale", OPT_FLOAT, &o.init_scale, "S", "std of --init gaussian", OPT_FIXED, 0},
-            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks, prong its whitening statistics; not --precond diag, kfac or full, --tn-fisher sampled, prong with +bn layers)", OPT_FIXED, 0},
+            {"optimizer", OPT_ENUM, &o.optimizer, "nag|sgd|adam|rmsprop|kfac|ngd|ngd-l|ncg-l|ncg-f|hf|prong", "update rule: Nesterov (Sutskever et al. 2013, the K-FAC paper's baseline), SGD + momentum, Adam, RMSprop, K-FAC (Martens & Grosse 2015: its own damping, rescaling and momentum; --lr is not used), natural gradient by truncated Newton with a fixed --lr (ngd) or a line search (ngd-l), natural conjugate gradient with the 2-D search (ncg-l) or Polak-Ribiere (ncg-f) (Pascanu & Bengio 2014), Hessian-free (hf, Martens 2010), PRONG (Desjardins et al. 2015: SGD + --momentum on whitened layers, reparametrised every --prong-T updates; with +bn layers: PRONG+). Under mpirun -np N every rule runs data-parallel (kfac, ngd..hf reduce their curvature statistics across ranks, prong its whitening statistics; not --precond diag, kfac or full, --tn-fisher sampled, kfac, --curvature hessian or --tn-fisher empirical with +bn layers; +bn layers are synchronised across ranks, each rank's shard within one --chunk)", OPT_FIXED, 0},
             {"precond", OPT_ENUM, &o.precond, "identity|diag|kfac|full", "nag, sgd, adam, rmsprop: the gradient as is, or divided elementwise by (diag(metric) + --diag-lambda)^--diag-power (Sohl-Dickstein 2012 eq. 34), or (kfac, with --phi-every K) the rule runs in phi = (A (x) G)^(1/2) theta of K-FAC's block-diagonal Kronecker factors (damping --gamma0, statistics --tau1, --kfac-eps-max, --kfac-pi), or (full, with --phi-every K) in phi = (G + --full-lambda I)^(1/2) theta of the dense Fisher of the batch (networks of at most 2048 parameters)", OPT_FIXED, 0},
             {"full-lambda", OPT_FLOAT, &o.fl_lambda, "L", "--precond full: added to the dense Fisher (> 0), or the eps of --full-inverse regularized", OPT_FIXED, 0},
             {"full-inverse", OPT_ENUM, &o.fl_inv, "tikhonov|regularized", "--precond full: the metric's root from G + lambda I, or Sohl-Dickstein's regularised inverse (eq. 35): SGD in phi then steps by (G^2 + lambda^2 I)^-1 G grad", OPT_FIXED, 0},
@@ -675,7 +675,7 @@ static int net_train(int argc, char **argv) {
             {"weight-decay", OPT_FLOAT, &o.weight_decay, "ETA", "L2 penalty eta/2 |theta|^2 on every parameter (K-FAC: 1e-5)", OPT_FIXED, 0},
             {"average", OPT_FLOAT, &o.average, "XI", "iterate averaging theta_bar = XI theta_bar + (1 - XI) theta (K-FAC: 0.99; 0 = off); the log reports min(error at theta, at theta_bar)", OPT_FIXED, 0},
             {"batch", OPT_INT, &o.batch, "M", "mini-batch size", OPT_FIXED, 0},
-            {"chunk", OPT_INT, &o.chunk, "C", "cases per pass (bounds device memory; results do not depend on it)", 0, 0},
+            {"chunk", OPT_INT, &o.chunk, "C", "cases per pass (bounds device memory; results do not depend on it, except that +bn layers normalise each pass on its own statistics)", 0, 0},
             NG_OPT_SEED(&o.co, OPT_FIXED),
             {"steps", OPT_INT, &o.steps, "N", "total parameter updates", 0, 0},
             {"minutes", OPT_FLOAT, &o.minutes, "M", "stop after M minutes of wall clock (0 = no limit)", 0, 0},
@@ -973,6 +973,29 @@ static int net_train(int argc, char **argv) {
                     ng_model_size(net), optimizer_names[o.optimizer], o.optimizer == OPT_KFAC || IS_TN(o.optimizer) ? 1.0 : (double)o.lr, (double)o.weight_decay,
                     (double)o.average, o.batch, (unsigned long long)cfg.seed);
     }
+    if (s == NG_OK && ng_cli_world() > 1) {
+        /* batch norm over the global batch: synchronised across ranks, one pass per rank */
+        int l, bn = 0, W = ng_cli_world(), shard = (o.batch + W - 1) / W, ns = (o.pg.ns + W - 1) / W;
+        for (l = 0; l < cfg.n_layers; l++) bn |= cfg.bn[l];
+        if (bn && o.optimizer == OPT_KFAC)
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer kfac with batch-normalised layers (+bn) does not run on %d ranks: its "
+                         "sampled backward pass and tau prefixes through batch norm are not reduced across ranks; run it as one "
+                         "process, drop +bn, or use sgd, nag, adam, rmsprop, prong or ngd..hf", W);
+        else if (bn && IS_TN(o.optimizer) && (o.tc.curvature || o.tc.fisher != NG_FISHER_EXACT))
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer %s %s with batch-normalised layers (+bn) does not run on %d ranks: "
+                         "those products' terms through batch norm are not reduced across ranks; use the Gauss-Newton products "
+                         "(--curvature gn --tn-fisher exact), drop +bn, or run as one process", optimizer_names[o.optimizer],
+                         o.tc.curvature ? "--curvature hessian" : "--tn-fisher empirical", W);
+        else if (bn && shard > cfg.chunk)
+            s = ng_error(NG_ERR_INVALID_ARG, "--chunk %d: batch norm on %d ranks normalises over the whole global batch in one "
+                         "pass per rank, and a shard of --batch %d is %d cases: raise --chunk to >= %d", cfg.chunk, W, o.batch,
+                         shard, shard);
+        else if (bn && o.optimizer == OPT_PRONG && ns > cfg.chunk)
+            s = ng_error(NG_ERR_INVALID_ARG, "--chunk %d: PRONG+'s statistics on %d ranks take %d of the --prong-ns %d cases "
+                         "in one pass per rank (batch norm over all of them): raise --chunk to >= %d", cfg.chunk, W, ns,
+                         o.pg.ns, ns);
+        if (s == NG_OK) s = ng_net_set_comm(net, ng_cli_comm());
+    }
     if (s == NG_OK && o.optimizer == OPT_KFAC) {
         o.kf.timing = o.kf_timing != 0;
         fprintf(stderr, "natgrad: K-FAC %s, lambda0 %g, gamma0 %g, tau1 %g, tau2 %g, T1 %d, T2 %d, T3 %d, momentum %s, %s%s\n",
@@ -1005,11 +1028,7 @@ static int net_train(int argc, char **argv) {
         fprintf(stderr, "natgrad: PRONG%s: eps %g, reparametrisation every %d updates on %d cases, %s at update 0, SGD momentum %g\n",
                 plus ? "+ (batch norm)" : "", (double)o.pg.eps, o.pg.T, o.pg.ns,
                 o.pg.whitened_init ? "whitened initialisation" : "projection of the initial network", (double)o.momentum);
-        if (plus && ng_cli_world() > 1)
-            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer prong with batch-normalised layers (PRONG+, +bn) does not run on %d ranks: the "
-                         "dense engine normalises each rank's shard on its own statistics, so the ranks would not compute one process's "
-                         "network; run PRONG+ as one process, drop +bn, or use natgrad cnn train (synchronised batch norm)", ng_cli_world());
-        else if (ng_cli_world() > 1 && o.pg.ns < ng_cli_world())
+        if (ng_cli_world() > 1 && o.pg.ns < ng_cli_world())
             s = ng_error(NG_ERR_INVALID_ARG, "--prong-ns %d: on %d ranks every rank needs a sample (--prong-ns >= %d)", o.pg.ns,
                          ng_cli_world(), ng_cli_world());
     } else if (s == NG_OK && o.precond == 2) {

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/comm.h"
 #include "natgrad/log.h"
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
@@ -73,6 +74,12 @@ typedef struct net {
     int fwd_cols;
     int d_valid;      /* D[] holds a backward pass of the batch in the buffers */
     double last_obj, last_err; /* host copies after ng_net_batch_loss */
+    /* several ranks (ng_net_set_comm): training-mode batch norm over every rank's columns; the
+     * merged count and this rank's share of it per layer, host scratch (dmax x 4) */
+    struct ng_comm *comm;
+    double bn_tot[L_MAX + 1], bn_w[L_MAX + 1];
+    double *hbn;
+    float *hbf;
 } net;
 
 static const struct ng_model_i net_iface;
@@ -462,6 +469,8 @@ static void net_destroy(ng_model *m) {
         for (l = 1; l <= n->L; l++) ng_whiten_free(&n->wh[l]);
         free(n->wh);
     }
+    free(n->hbn);
+    free(n->hbf);
 }
 
 void ng_net_free(ng_model *m) {
@@ -605,6 +614,9 @@ static ng_status bn_proj(ng_backend *be, int rows, int cols, const float *g, int
 static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int inference,
                             int update_running);
 static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running);
+static int dist_bn(const net *n);
+static ng_status bn_sync_moments(net *n, int l, int M);
+static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo);
 static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
 
 /* The forward and backward passes run inside a TF32 scope: with --tf32 on a GPU their gemms use
@@ -665,6 +677,7 @@ static ng_status forward_layer(net *n, int l, int cols, int inference, int updat
                 mo.row_moments.mean = n->mean[l].data;
                 mo.row_moments.rstd = n->rstd[l].data;
                 NG_TRY(ng_run_op(be, &mo));
+                if (dist_bn(n)) NG_TRY(bn_sync_moments(n, l, cols)); /* over every rank's columns */
                 if (update_running) {
                     float mom = n->cfg.bn_momentum;
                     NG_TRY(ng_axpby(be, (size_t)dl, mom, n->mean[l].data, 1.0f - mom, n->rmean[l].data));
@@ -748,6 +761,113 @@ static ng_status rowdot(ng_backend *be, int rows, int cols, float alpha, const f
     return ng_gemm_strided_batched(be, 0, 1, 1, 1, cols, alpha, X, ldx, 1, Y, ldy, 1, beta, out, 1, 1, rows);
 }
 
+/* ---- synchronised batch norm (several ranks: ng_net_set_comm) ------------------------------ */
+
+static int dist_bn(const net *n) {
+    int l;
+    if (!n->comm || n->comm->world < 2) return 0;
+    for (l = 1; l <= n->L; l++)
+        if (has_bn(n, l)) return 1;
+    return 0;
+}
+
+/* Several ranks and batch norm: every training-mode pass is one chunk per rank, so that each
+ * rank's pass meets the others' in the same collectives (and one process with --chunk >= the
+ * global batch normalises over the same cases). */
+static ng_status dist_one_chunk(const net *n, int cols, const char *what) {
+    if (dist_bn(n) && cols > n->cfg.chunk)
+        return ng_error(NG_ERR_INVALID_ARG, "network %s: batch norm on %d ranks normalises over the whole global batch, one pass "
+                        "per rank, but this rank's %d cases exceed --chunk %d: raise --chunk to >= %d", what, n->comm->world, cols,
+                        n->cfg.chunk, cols);
+    return NG_OK;
+}
+
+/* Forward of batch-normalised layer l on several ranks: mean[l] and rstd[l] (this rank's, from
+ * row_moments over its M >= 1 columns) become those of every rank's columns. Merged exactly as
+ * the statistics of one process's batch: the global mean from the count-weighted means, then each
+ * rank's scatter about it (Chan et al.: M (var_r + (mean_r - mean)^2)), both all-reduced in double.
+ * Every rank gets the same mean and rstd, and so the same running averages. */
+static ng_status bn_sync_moments(net *n, int l, int M) {
+    ng_backend *be = n->base.be;
+    const int dl = n->d[l];
+    double *a = n->hbn, *b = n->hbn + dl + 1, tot;
+    float *mr = n->hbf, *rr = n->hbf + dl;
+    const double eps = (double)n->cfg.bn_eps;
+    int i;
+    NG_TRY(ng_get(be, mr, n->mean[l].data, (size_t)dl * sizeof(float)));
+    NG_TRY(ng_get(be, rr, n->rstd[l].data, (size_t)dl * sizeof(float)));
+    for (i = 0; i < dl; i++) a[i] = (double)M * (double)mr[i];
+    a[dl] = (double)M;
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)dl + 1, "the batch-norm means"));
+    tot = a[dl];
+    for (i = 0; i < dl; i++) {
+        double mu = a[i] / tot, dm = (double)mr[i] - mu;
+        a[i] = mu;
+        b[i] = (double)M * (1.0 / ((double)rr[i] * (double)rr[i]) - eps + dm * dm);
+    }
+    NG_TRY(ng_comm_allreduce_host(n->comm, b, (size_t)dl, "the batch-norm variances"));
+    for (i = 0; i < dl; i++) {
+        double var = b[i] / tot;
+        mr[i] = (float)a[i];
+        rr[i] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps));
+    }
+    NG_TRY(ng_set(be, n->mean[l].data, mr, (size_t)dl * sizeof(float)));
+    NG_TRY(ng_set(be, n->rstd[l].data, rr, (size_t)dl * sizeof(float)));
+    n->bn_tot[l] = tot;
+    n->bn_w[l] = (double)M / tot;
+    return NG_OK;
+}
+
+/* The projection of batch-normalised layer l on several ranks (this rank's cols columns of g):
+ *   out = gamma rstd (g - mean(g) - xhat mean(g xhat))   (loss_scaled: the backward pass, g = dL/du)
+ *   out = rstd (g - mean(g) - xhat mean(g xhat))         (0: the R-forward pass, g = R{z})
+ * with both means over every rank's columns. In the backward pass this rank's g carries its own
+ * loss scale 1 / m_r (the trainer and the curvature products' reductions weight by m_r / m
+ * afterwards), so the row sums are weighted by m_r / m before the all-reduce and the means brought
+ * back to this rank's scale; R{z} carries no scale (weight 1). BV[l]'s six columns: sum g,
+ * sum g xhat, -mean(g xhat), -mean(g), (gamma) rstd, ones. */
+static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo) {
+    ng_backend *be = n->base.be;
+    const int dl = n->d[l], ldv = n->BV[l].ld;
+    float *bv = n->BV[l].data, *hf = n->hbf;
+    double *a = n->hbn, w = loss_scaled ? n->bn_w[l] : 1.0, tot = n->bn_tot[l];
+    int i;
+    NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
+    NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
+    NG_TRY(ng_get(be, hf, bv, (size_t)dl * sizeof(float)));
+    NG_TRY(ng_get(be, hf + dl, bv + ldv, (size_t)dl * sizeof(float)));
+    for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
+    NG_TRY(ng_get(be, hf + 2 * dl, n->rstd[l].data, (size_t)dl * sizeof(float)));
+    if (loss_scaled) NG_TRY(ng_get(be, hf + 3 * dl, n->gamma[l].data, (size_t)dl * sizeof(float)));
+    for (i = 0; i < dl; i++) {
+        float sc = loss_scaled ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
+        hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
+        hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+        hf[2 * dl + i] = sc;
+        hf[3 * dl + i] = 1.0f;
+    }
+    for (i = 0; i < 4; i++) NG_TRY(ng_set(be, bv + (size_t)(2 + i) * ldv, hf + (size_t)i * dl, (size_t)dl * sizeof(float)));
+    /* out = -mean(g xhat) xhat - mean(g); += g; *= gamma rstd */
+    NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, bv + 2 * ldv, bv + 3 * ldv, out, ldo));
+    NG_TRY(rowscale_acc(be, dl, cols, bv + 5 * ldv, g, ldg, out, ldo));
+    return act_fwd(be, dl, cols, NG_ACT_LINEAR, out, ldo, bv + 4 * ldv, NULL, out, ldo);
+}
+
+ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm) {
+    net *n = as_net(m);
+    int l, dmax = 1;
+    if (!m || m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_comm: not a network");
+    n->comm = comm;
+    if (!dist_bn(n) || n->hbn) return NG_OK;
+    for (l = 1; l <= n->L; l++)
+        if (n->d[l] > dmax) dmax = n->d[l];
+    n->hbn = (double *)calloc((size_t)2 * (size_t)dmax + 1, sizeof(double));
+    n->hbf = (float *)calloc((size_t)4 * (size_t)dmax, sizeof(float));
+    if (!n->hbn || !n->hbf) return ng_error(NG_ERR_OOM, "network: out of host memory for the batch-norm all-reduce");
+    return NG_OK;
+}
+
 /* ---- backward ----------------------------------------------------------------------------- */
 
 /* Back-propagate D[L] (already set) through the chunk; when g is non-NULL write the parameter
@@ -770,11 +890,15 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
                 /* row dots as dl batched 1x1 products: C_r = du(r,:) . xhat(r,:) */
                 NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldd, n->XH[l].data, n->XH[l].ld, beta, gg));
                 NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, dz, ldd, beta, gbt));
-                /* dL/dz = rstd gamma P(du), into tmp */
-                NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
-                               n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
+                /* dL/dz = rstd gamma P(du), into tmp (P's means over every rank's columns) */
+                if (dist_bn(n)) NG_TRY(bn_sync_project(n, l, cols, dz, ldd, 1, n->tmp[l].data, n->tmp[l].ld));
+                else
+                    NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
+                                   n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
                 NG_TRY(gin(n, l, cols, &in));
                 NG_TRY(ng_gemm(be, 0, 1, dl, dp, cols, 1.0f, n->tmp[l].data, n->tmp[l].ld, in->data, in->ld, beta, gW, dl));
+            } else if (dist_bn(n)) {
+                NG_TRY(bn_sync_project(n, l, cols, dz, ldd, 1, n->tmp[l].data, n->tmp[l].ld));
             } else {
                 NG_TRY(bn_proj(be, dl, cols, dz, ldd, n->XH[l].data, n->XH[l].ld, n->rstd[l].data,
                                n->gamma[l].data, 0.0f, n->tmp[l].data, n->tmp[l].ld));
@@ -822,8 +946,11 @@ static ng_status rforward(net *n, const ng_tensor *v, int cols) {
             /* R{u} = gamma rstd P(R{z}) + V_gamma xhat + V_beta */
             NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, Vg, Vb, n->RZ[l].data,
                            n->RZ[l].ld));
-            NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, NULL, 0.0f,
-                           n->RXH[l].data, n->RXH[l].ld));
+            if (dist_bn(n)) /* P's means over every rank's columns */
+                NG_TRY(bn_sync_project(n, l, cols, rz, ldr, 0, n->RXH[l].data, n->RXH[l].ld));
+            else
+                NG_TRY(bn_proj(be, dl, cols, rz, ldr, n->XH[l].data, n->XH[l].ld, n->rstd[l].data, NULL, 0.0f,
+                               n->RXH[l].data, n->RXH[l].ld));
             NG_TRY(rowscale_acc(be, dl, cols, n->gamma[l].data, n->RXH[l].data, n->RXH[l].ld, n->RZ[l].data, n->RZ[l].ld));
         }
         if (l < L)
@@ -926,6 +1053,7 @@ static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
     int i, K;
     float scale;
     NG_TRY(check_batch(n, x, y, "gradient"));
+    NG_TRY(dist_one_chunk(n, x->cols, "gradient"));
     NG_TRY(set_batch(n, x, y));
     K = n_chunks(n);
     scale = 1.0f / (float)n->m;
@@ -950,6 +1078,7 @@ ng_status ng_net_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     int c0, cols;
     if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_batch: model %s is not a network", m->iface->kind);
     NG_TRY(check_batch(n, x, y, "set_batch"));
+    NG_TRY(dist_one_chunk(n, x->cols, "set_batch (the curvature products' batch)"));
     NG_TRY(set_batch(n, x, y));
     if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
     return NG_OK;
@@ -969,6 +1098,17 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
     /* a single-chunk prefix gets its forward pass, kept from the gradient's when chunk 0 of the
      * batch is in the buffers (the same parameters: nothing changes them in between) */
     if (n_chunks(n) == 1) NG_TRY(chunk_forward(n, 0, &c0, &nc, 0));
+    return NG_OK;
+}
+
+/* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
+ * and the backward pass reduce their batch sums (bn_sync_project); H v's second-order terms, the
+ * sampled and empirical F v and the sampled backward pass (per-case targets) and the per-case layer
+ * statistics do not, so they are refused. */
+static ng_status no_dist_bn(const net *n, const char *what) {
+    if (dist_bn(n))
+        return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (the R-operator's batch "
+                        "statistics are not reduced across ranks); drop +bn or run as one process", what, n->comm->world);
     return NG_OK;
 }
 
@@ -1157,6 +1297,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     float scale;
     NG_TRY(no_canonical(n, "F v"));
     if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
+    NG_TRY(no_dist_bn(n, "F v (sampled or empirical)"));
     if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "network F v: %d samples (>= 1)", samples);
@@ -1215,6 +1356,7 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     float scale;
     ng_tensor ov;
     NG_TRY(no_canonical(n, "H v"));
+    NG_TRY(no_dist_bn(n, "H v"));
     NG_TRY(check_out_vec(n, v, out, "H v"));
     L = n->L;
     K = n_chunks(n);
@@ -1314,6 +1456,7 @@ ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, u
     net *n = as_net(m);
     int c0, cols;
     NG_TRY(no_canonical(n, "the sampled backward pass"));
+    NG_TRY(no_dist_bn(n, "the sampled backward pass"));
     NG_TRY(need_batch(n, "sampled backward"));
     if (n_chunks(n) != 1)
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
@@ -1331,6 +1474,7 @@ static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {
     char *end;
     long l;
     NG_TRY(no_canonical(n, "a layer statistic"));
+    NG_TRY(no_dist_bn(n, "a layer statistic"));
     if (!n->have_batch || n_chunks(n) != 1 || !fwd_in_buffers(n, n->x.data, n->m))
         return ng_error(NG_ERR_INVALID_ARG, "network statistic %s: needs a gradient of a batch of at most one chunk (%d cases) first",
                         name, n->cfg.chunk);
@@ -1440,6 +1584,7 @@ static ng_status stats_forward(net *n, const float *x, int ldx, int cols, int la
  * to layer hi - 1, the last one whose output they need). */
 static ng_status whiten_stats(net *n, const ng_tensor *x, int lo, int hi, struct ng_comm *comm) {
     int c0, N = x->cols, ch = n->cfg.chunk, l;
+    NG_TRY(dist_one_chunk(n, N, "PRONG statistics"));
     for (l = lo; l <= hi; l++) ng_whiten_reset(&n->wh[l]);
     for (c0 = 0; c0 < N; c0 += ch) {
         int cols = N - c0 < ch ? N - c0 : ch;

@@ -206,10 +206,22 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
  * rank's share of the N_s samples (>= 1 column on every rank); the means and scatters are merged
  * across the ranks (ng_whiten_allreduce), each eigendecomposition runs on its owner and is broadcast
  * (ng_whiten_compute_shared), so every rank applies the same reparametrisation and keeps identical
- * parameters. Every rank must call it. Batch-normalised layers see their shard's statistics in the
- * forward pass (the caller refuses them on several ranks). */
+ * parameters. Every rank must call it. Batch-normalised layers normalise over every rank's samples
+ * when the network has the communicator (ng_net_set_comm; each rank's share within one chunk). */
 ng_status ng_net_whiten_refresh_comm(ng_model *m, const ng_tensor *x, float eps, int keep_function, double *times,
                                      struct ng_comm *comm);
+/* Several ranks (natgrad/comm.h; comm NULL or one rank: one process): training-mode batch norm
+ * normalises over every rank's columns. The forward pass merges the ranks' per-unit means and
+ * variances exactly (Chan et al., in double), the backward pass all-reduces the two per-unit sums
+ * of its projection (sum g, sum g xhat, weighted by the ranks' shares), so the ranks compute one
+ * process's batch with --chunk >= the global batch, and the running averages are identical on every
+ * rank. Every training-mode pass (gradient, PRONG statistics) must then be one chunk per rank
+ * (refused otherwise, naming --chunk) and run on every rank; inference (evaluate, predict) uses the
+ * running averages and no collective. J v, G v and the Fisher gram reduce the two sums of the
+ * normalisation's R-derivative in their R-forward pass (and G v the backward pass's), so every rank
+ * must call them too; H v, F v, the sampled backward pass and the layer statistics are refused with
+ * batch norm on several ranks. */
+ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm);
 /* theta (parameter layout, float32, packed) = the canonical parameters W_l = V_l U_{l-1},
  * b_l = d_l - W_l c_{l-1} (batch-normalised layers: W_l only; their gamma, beta copied) of a whitened
  * network; a copy of the parameters otherwise. */
