@@ -141,6 +141,16 @@ ng_status ng_comm_init(ng_comm **out, double timeout_s) {
         }
         MPI_Initialized(&inited);
         if (!inited) {
+            /* Pin Open MPI's non-blocking all-reduce (libnbc) to its binomial tree, the one it picks for
+             * in-place sums anyway: each element is then summed in the same order whatever the count,
+             * so the gradient buckets of --comm-overlap 1 give the single all-reduce's sums bit for bit
+             * (ring and Rabenseifner split the message by its length; tests/test_comm.c catches them). */
+            const char *alg = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+            if (!alg) setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "2", 0);
+            else if (strcmp(alg, "0") != 0 && strcmp(alg, "2") != 0)
+                ng_log(NG_LOG_WARN, "comm",
+                       "OMPI_MCA_coll_libnbc_iallreduce_algorithm=%s: all-reduces of different lengths may sum an element "
+                       "in different orders, so --comm-overlap 1 may differ from 0 in the last bits (unset it, or use 2)", alg);
             if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
                 free(dup);
                 free(c->pending);
