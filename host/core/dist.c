@@ -1,5 +1,6 @@
 /* dist.c: the trainer's data parallelism (natgrad/train.h, "data parallelism"): the gradient
- * all-reduce, the shard-weighted log columns, the agreed stop, and checkpoints of a multi-rank run
+ * all-reduce (whole, or in buckets started from the model's grad_ready reports during the backward
+ * pass), the shard-weighted log columns, the agreed stop, and checkpoints of a multi-rank run
  * (the model once by rank 0, each rank's optimizer state beside it).
  * Must not: print, or know a concrete model or optimizer (it sees the arenas and the names). */
 #include <errno.h>

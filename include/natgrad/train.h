@@ -115,8 +115,8 @@ ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
 /* ---- data parallelism (host/core/dist.c, natgrad/comm.h) ---------------------------------------
  * With a communicator of N > 1 ranks, each rank's ng_batches holds its shard of every global batch
  * (rank and world as the communicator's). In each update the gradient (a mean over the shard) is
- * weighted by the shard's share of the global batch and summed over the ranks with one all-reduce
- * of the gradient arena, so every rank applies the same step to the same parameters; the model's
+ * weighted by the shard's share of the global batch and summed over the ranks: the gradient arena
+ * in buckets during the backward pass (ng_trainer_set_comm_overlap) or in one all-reduce, so every rank applies the same step to the same parameters; the model's
  * log columns are combined the same way; the run driver's stop decisions (time budget, interrupt)
  * are agreed by all ranks; only rank 0 writes the CSV log and reports progress.
  * Checkpoints: rank 0 writes PATH (model, its own optimizer state, dist.world = N), rank r > 0
