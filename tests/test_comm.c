@@ -195,6 +195,11 @@ static int async_slices_case(ng_dtype dt) {
     for (k = 0; k + 1 < nk; k++) {
         NGT_OK(ng_comm_allreduce_start(C, CPU, dt, sliced + cuts[k + 1] * esz, cuts[k] - cuts[k + 1], "a slice"));
         NGT_OK(ng_comm_progress(C));
+        if (k == 2) { /* another collective while slices are in flight (same place on every rank) */
+            double one = 1.0;
+            NGT_OK(ng_comm_allreduce_host(C, &one, 1, "a scalar between slices"));
+            NGT_CHECK(one == (double)C->world, "the scalar between slices sums to %g", one);
+        }
     }
     NGT_CHECK(C->world == 1 || C->n_pending == nk - 1, "%d slices in flight, want %d", C->n_pending, nk - 1);
     NGT_OK(ng_comm_wait_all(C, CPU));
@@ -266,6 +271,33 @@ static int test_comm_async_timeout(void) {
     return NGT_PASS;
 }
 
+/* Device slices in flight on communicator cm (NCCL: on the communication stream after an event of
+ * the backend's stream; MPI: staged through the host), a blocking all-reduce of another buffer
+ * between them: the data are written by the backend's queue just before each start and read by it
+ * right after the wait; integers, so every order of the sums is exact. */
+static int device_slices(ng_comm *cm, ng_backend *be, float *d, float *h) {
+    static const int cut[] = {N, 999, 640, 3, 0};
+    float *e, ev = 1.0f;
+    int i, k;
+    for (i = 0; i < N; i++) h[i] = val(cm->rank, i);
+    NGT_OK(ng_alloc(be, sizeof(float), (void **)&e));
+    NGT_OK(ng_set(be, e, &ev, sizeof ev));
+    for (k = 0; k < 4; k++) {
+        NGT_OK(ng_set(be, d + cut[k + 1], h + cut[k + 1], (size_t)(cut[k] - cut[k + 1]) * sizeof(float)));
+        NGT_OK(ng_comm_allreduce_start(cm, be, NG_F32, d + cut[k + 1], (size_t)(cut[k] - cut[k + 1]), "device slice"));
+        if (k == 1) NGT_OK(ng_comm_allreduce(cm, be, NG_F32, e, 1, "a device scalar between slices"));
+    }
+    NGT_OK(ng_comm_wait_all(cm, be));
+    NGT_OK(ng_scal(be, N, 2.0f, d)); /* queued after the sums */
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    for (i = 0; i < N; i++)
+        NGT_CHECK(h[i] == 2.0f * sum_of(cm->world, i), "device slices [%d] = %g, want %g", i, h[i], 2.0f * sum_of(cm->world, i));
+    NGT_OK(ng_get(be, &ev, e, sizeof ev));
+    NGT_CHECK(ev == (float)cm->world, "the device scalar between slices sums to %g", ev);
+    ng_free(be, e);
+    return NGT_PASS;
+}
+
 /* The same reductions on a CUDA backend (one emulated GPU per rank under tests/simt), over NCCL
  * when compiled in: bit for bit the CPU results. */
 static int test_comm_nccl(void) {
@@ -303,22 +335,13 @@ static int test_comm_nccl(void) {
         NGT_CHECK(memcmp(cpu, h, N * sizeof(float)) == 0, "device all-reduce differs from the CPU's");
         ng_free(CPU, cpu);
     }
-    /* slices in flight (NCCL: on the communication stream after an event of the backend's stream;
-     * MPI: staged through the host): the data are written by the backend's queue just before each
-     * start and read by it right after the wait; integers, so every order of the sums is exact */
-    {
-        static const int cut[] = {N, 999, 640, 3, 0};
-        int k;
-        for (i = 0; i < N; i++) h[i] = val(C->rank, i);
-        for (k = 0; k < 4; k++) {
-            NGT_OK(ng_set(be, d + cut[k + 1], h + cut[k + 1], (size_t)(cut[k] - cut[k + 1]) * sizeof(float)));
-            NGT_OK(ng_comm_allreduce_start(C, be, NG_F32, d + cut[k + 1], (size_t)(cut[k] - cut[k + 1]), "device slice"));
-        }
-        NGT_OK(ng_comm_wait_all(C, be));
-        NGT_OK(ng_scal(be, N, 2.0f, d)); /* queued after the sums */
-        NGT_OK(ng_get(be, h, d, N * sizeof(float)));
-        for (i = 0; i < N; i++)
-            NGT_CHECK(h[i] == 2.0f * sum_of(C->world, i), "device slices [%d] = %g, want %g", i, h[i], 2.0f * sum_of(C->world, i));
+    NGT_CHECK(device_slices(C, be, d, h) == NGT_PASS, "device slices over %s", C->kind == NG_COMM_NCCL ? "NCCL" : "MPI");
+    if (C->kind == NG_COMM_NCCL && C->world > 1) { /* the MPI path of CUDA buffers: staged through the host */
+        ng_comm *m = NULL;
+        NGT_OK(ng_comm_init(&m, 30.0));
+        NGT_CHECK(m->kind == NG_COMM_MPI, "an unattached communicator is MPI");
+        NGT_CHECK(device_slices(m, be, d, h) == NGT_PASS, "device slices staged over MPI");
+        ng_comm_free(m);
     }
     for (i = 0; i < N; i++) h[i] = (float)(C->rank + 7 * i);
     NGT_OK(ng_set(be, d, h, N * sizeof(float)));

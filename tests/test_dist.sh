@@ -48,7 +48,7 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_rbm_np2_pcd_sgd dist_rbm_np3_pcd_sgd dist_rbm_np3_cd dist_rbm_np2_centering dist_rbm_np3_centering dist_rbm_np2_fang
      dist_rbm_np3_fang dist_rbm_np3_diag dist_rbm_rerun_bitexact dist_rbm_fang_resume_same dist_rbm_centering_resume_same
      dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
-     dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_single)
+     dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
 # the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
 ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_bad_overlap_options)
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
@@ -612,8 +612,17 @@ if [ -x "$absbuild/simt/tests/test_comm" ]; then
   if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl.out)" = 2 ] && grep -q "^PASS test_comm_nccl" nccl.out; then
     pass "dist_comm_nccl_shim (NCCL path on the emulator, 2 ranks)"
   else fail dist_comm_nccl_shim "exit $rc"; grep -E '^(FAIL|SKIP|  )' nccl.out | head -10; show nccl.out; fi
+  # 3 ranks, one emulated GPU each (the slices in flight over NCCL and staged over MPI)
+  NG_SIMT_DEVICES=3 timeout 300 "${MPI[@]}" -x NG_SIMT_DEVICES -np 3 "$absbuild/simt/tests/test_comm" >nccl3.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl3.out)" = 3 ] && grep -q "^PASS test_comm_nccl" nccl3.out; then
+    pass "dist_comm_nccl_shim_np3 (NCCL path on the emulator, 3 ranks)"
+  else fail dist_comm_nccl_shim_np3 "exit $rc"; grep -E '^(FAIL|SKIP|  )' nccl3.out | head -10; show nccl3.out; fi
   NATGRAD_COMM=mpi timeout 300 "$absbuild/simt/tests/test_comm" >nccl1.out 2>&1; rc=$?
   if [ "$rc" = 0 ] && grep -q "^PASS test_comm_nccl" nccl1.out; then pass "dist_comm_nccl_single (one NCCL rank, as bench/nccl_smoke.sh on one GPU)"
   else fail dist_comm_nccl_single "exit $rc"; show nccl1.out; fi
-else skip dist_comm_nccl_shim "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"; fi
+else
+  skip dist_comm_nccl_shim "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"
+  skip dist_comm_nccl_shim_np3 "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"
+  skip dist_comm_nccl_single "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"
+fi
 finish

@@ -291,6 +291,9 @@ static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void
         ncclResult_t r;
         if (be->kind != NG_DEVICE_CUDA)
             return ng_error(NG_ERR_INVALID_ARG, "%s of %s: an NCCL communicator needs CUDA buffers", op, what);
+        /* after the slices in flight on the communication stream: one communicator, one order */
+        if (c->n_pending > 0 && cudaStreamWaitEvent((cudaStream_t)be->stream, (cudaEvent_t)c->ev_done, 0) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: %s of %s: ordering after the all-reduces in flight failed", c->rank, op, what);
         r = root < 0 ? ncclAllReduce(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, ncclSum, (ncclComm_t)c->nccl,
                                      (cudaStream_t)be->stream)
                      : ncclBroadcast(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, root, (ncclComm_t)c->nccl,
@@ -311,6 +314,7 @@ static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void
         int rc;
         if (count > 2147483647u) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: %zu elements exceed MPI's int count", op, what, count);
         if (be->kind == NG_DEVICE_CUDA) { /* staged through host memory */
+            if (c->n_pending > 0) NG_TRY(ng_comm_wait_all(c, be)); /* the stage may move: finish the slices first */
             NG_TRY(stage(c, bytes));
             host = c->stage;
             NG_TRY(ng_get(be, host, buf, bytes));

@@ -98,8 +98,9 @@ ng_status ng_comm_allreduce(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, 
  *   wait_all  waits for every started slice, each within timeout_s from the start of the wait
  *          (the message names the slice's `what`); on return the sums are in the buffers and the
  *          backend's later work is ordered after them (NCCL: its stream waits for the last event).
- * Every rank must start the same slices (counts) in the same order, and no other collective of c
- * may run between the first start and wait_all. The sum of each element is the one
+ * Every rank must start the same slices (counts) in the same order; other collectives of c may run
+ * in between when every rank runs them in the same place (MPI matches them in that order; on NCCL
+ * the backend's stream first waits for the slices in flight). The sum of each element is the one
  * ng_comm_allreduce computes: Open MPI's non-blocking all-reduce sums in place over a binomial tree
  * whatever the count (tests/test_comm.c checks slices against the whole); NCCL chooses ring or tree
  * per message, so on NCCL with more than 2 ranks slices may reassociate the sum of an element. */
