@@ -73,8 +73,13 @@ overlap_md() { # the section of dist_bench.md from dist_overlap.csv
   awk -F, 'NR > 1 { k[$1]++; printf "| %s | %d | %s | %s / %s | %.0f%% | %s |\n", $1, k[$1], $6, $7, $8, 100 * $9, $10 }' "$ovcsv"
   awk -F, 'NR > 1 { ms[$1] += $6; c[$1] += $7; n[$1]++ } END { if (n[0] && n[1]) printf "\nMeans: %.1f ms per update and %.3f s in collectives (rank 0) with overlap off, %.1f ms and %.3f s with it on.\n", ms[0] / n[0], c[0] / n[0], ms[1] / n[1], c[1] / n[1] }' "$ovcsv"
   echo
-  echo "Seconds in collectives count the time a rank is blocked in them (the wait for the buckets included, the"
-  echo "backward pass that runs while they travel not), so with overlap they are the exposed communication. What"
+  echo "Machine: $(nproc) cores ($(uname -m)), shared with other engineers' jobs; the load average before each run is in"
+  echo "the table, and the spread between runs of one setting shows how much it disturbs them: compare the means"
+  echo "only against that spread."
+  echo
+  echo "Seconds in collectives count the time a rank is blocked in any collective of the run (the gradient, the log"
+  echo "columns, the stop flags, checkpoint agreement; the wait for the buckets included, the backward pass that runs"
+  echo "while they travel not), so with overlap the gradient's part is the exposed communication. What"
   echo "overlap can hide is bounded here: the two ranks share 2 cores with other engineers' jobs, so the backward"
   echo "pass and the other rank's work compete for the same cores; Open MPI moves a non-blocking all-reduce only"
   echo "inside MPI calls, which the trainer makes once per layer (\`ng_comm_progress\`), not while a gemm runs; and"
