@@ -50,7 +50,8 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
      dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
 # the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
-ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_bad_overlap_options)
+ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_overlap_np3_nag_chunk
+      dist_bad_overlap_options)
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
       dist_refuse_prong_plus dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
@@ -524,10 +525,13 @@ else skip dist_whiten_ranks_nccl_shim "the emulated-CUDA build of tests/test_whi
 # default (1 MiB) 1. Off against each: the model and every optimizer tensor of rank 0's checkpoint
 # (K-FAC's factors, inverses, ...) at tolerance 0, the CSV logs without the times (*_s), and the
 # count of collectives, which must grow by exactly (buckets - 1) per update (so buckets really ran).
+# np3_nag_chunk: shards of 3-4 cases in chunks of 2, so only the last chunk's backward pass may
+# report layers (an earlier report would sum a partial gradient, and add buckets to the count).
 untimed() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /_s$/ } { o = ""; for (i = 1; i <= NF; i++) if (keep[i]) o = o $i ","; print o }' "$1"; } # without time_s, train_s
 ncoll() { sed -n 's/^natgrad: rank 0: \([0-9]*\) collectives.*/\1/p' "$1" | head -1; }
 for cfg in "np2_nag 2 --optimizer nag --steps 40" "np3_nag 3 --optimizer nag --steps 40" \
-           "np2_kfac 2 --optimizer kfac --steps 40 --tau1 0.75 --tau2 0.75" "np3_kfac 3 --optimizer kfac --steps 40 --tau1 0.75 --tau2 0.75"; do
+           "np2_kfac 2 --optimizer kfac --steps 40 --tau1 0.75 --tau2 0.75" "np3_kfac 3 --optimizer kfac --steps 40 --tau1 0.75 --tau2 0.75" \
+           "np3_nag_chunk 3 --optimizer nag --steps 40 --chunk 2"; do
   set -- $cfg; name=$1; np=$2; shift 2
   run ov_off_$name $np "${T[@]}" "$@" --comm-overlap 0 --out ov_off_$name
   if [ "$rc" != 0 ]; then fail dist_overlap_$name "--comm-overlap 0: mpirun -np $np exit $rc"; show ov_off_$name.err; continue; fi
