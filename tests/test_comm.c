@@ -9,7 +9,9 @@
  * NCCL (tests/simt/shim_nccl.cpp) when compiled in, compared bit for bit with the CPU results.
  * All-reduces in flight (ng_comm_allreduce_start .. wait_all): slices started from the end, as the trainer's
  * buckets are, equal the one all-reduce bit for bit on 3 and 4 ranks with data whose sums change with
- * their association; a rank that joins after the timeout; on the emulated GPU, device slices.
+ * their association; a rank that joins after the timeout; on the emulated GPU, device slices over
+ * NCCL and staged over MPI with a blocking collective between them, and the NCCL timeout (the
+ * emulator keeps NCCL collectives in flight on their stream, so a missing wait would read partial sums).
  * NATGRAD_COMM=mpi makes even one rank open MPI and NCCL (bench/nccl_smoke.sh on a one-GPU machine). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -336,6 +338,31 @@ static int test_comm_nccl(void) {
         ng_free(CPU, cpu);
     }
     NGT_CHECK(device_slices(C, be, d, h) == NGT_PASS, "device slices over %s", C->kind == NG_COMM_NCCL ? "NCCL" : "MPI");
+    if (C->kind == NG_COMM_NCCL && C->world > 1) { /* a rank late past the timeout, over NCCL */
+        ng_comm *t = NULL;
+        ng_status st = NG_OK;
+        NGT_OK(ng_comm_init(&t, 0.5));
+        NGT_OK(ng_comm_attach(t, be));
+        for (i = 0; i < N; i++) h[i] = val(C->rank, i);
+        NGT_OK(ng_set(be, d, h, N * sizeof(float)));
+        if (C->rank == 0) {
+            NGT_OK(ng_comm_allreduce_start(t, be, NG_F32, d, N, "the late device slice"));
+            st = ng_comm_wait_all(t, be);
+        } else {
+            usleep(1500000); /* rank 0 gives up after 0.5 s */
+            NGT_OK(ng_comm_allreduce(t, be, NG_F32, d, N, "the late ranks' slice"));
+        }
+        NGT_OK(ng_comm_barrier(C, "resynchronise"));
+        if (C->rank == 0) {
+            NGT_CHECK(st == NG_ERR_IO, "rank 0's lonely device wait returned %s", ng_status_name(st));
+            NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the late device slice"),
+                      "message: %s", ng_last_error());
+            NGT_OK(ng_comm_wait_all(t, be)); /* the others joined: the slice completes */
+        }
+        NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+        for (i = 0; i < N; i++) NGT_CHECK(h[i] == sum_of(C->world, i), "late device slice [%d] = %g", i, h[i]);
+        ng_comm_free(t);
+    }
     if (C->kind == NG_COMM_NCCL && C->world > 1) { /* the MPI path of CUDA buffers: staged through the host */
         ng_comm *m = NULL;
         NGT_OK(ng_comm_init(&m, 30.0));
