@@ -141,9 +141,10 @@ def main(argv):
         w("fills this section. With 4 P = %.2f MB, the gradient all-reduce on 8 GPUs moves 2 * 7/8 * 4 P = %.2f MB per GPU" % (4 * P / 1e6, 2 * 7 / 8 * 4 * P / 1e6))
         w("per update, and K-FAC's factor all-reduce another %.2f MB." % (2 * 7 / 8 * 4 * F / 1e6))
     w("")
-    w("What natgrad does not do yet (so the model has no overlap term): the all-reduce starts after the whole")
-    w("backward pass; the tridiagonal K-FAC inverses are computed by every rank; FANG, PRONG and RBMs are refused")
-    w("on more than one rank.")
+    w("The model has no overlap term: with `--comm-overlap 1` (the default) the gradient's buckets start during the")
+    w("backward pass, so T_ar(4 P) bounds the exposed all-reduce time from above (the first layer's bucket, started")
+    w("last, is never hidden; the section on overlap below measures it on 2 ranks). The tridiagonal K-FAC inverses")
+    w("are computed by every rank.")
     print("\n".join(out))
 
 

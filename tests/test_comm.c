@@ -7,7 +7,13 @@
  * summed = the one-rank gradient within float32 reassociation). Built against the emulator
  * (tests/simt), the CUDA part also runs: the device buffers of an emulated GPU per rank, through
  * NCCL (tests/simt/shim_nccl.cpp) when compiled in, compared bit for bit with the CPU results.
+ * All-reduces in flight (ng_comm_allreduce_start .. wait_all): slices started from the end, as the trainer's
+ * buckets are, equal the one all-reduce bit for bit on 3 and 4 ranks with data whose sums change with
+ * their association; a rank that joins after the timeout; on the emulated GPU, device slices over
+ * NCCL and staged over MPI with a blocking collective between them, and the NCCL timeout (the
+ * emulator keeps NCCL collectives in flight on their stream, so a missing wait would read partial sums).
  * NATGRAD_COMM=mpi makes even one rank open MPI and NCCL (bench/nccl_smoke.sh on a one-GPU machine). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -153,6 +159,147 @@ static int test_comm_timeout_names_the_collective(void) {
     return NGT_PASS;
 }
 
+/* ---- all-reduces in flight (ng_comm_allreduce_start / progress / wait_all) ------------------- */
+
+/* Rank r's data: uniform floats in (-0.3, 0.3) hashed from (r, i), one rank in five 4096 times
+ * larger per element, so the float32 sum of three ranks' values often depends on its association. */
+static float rnd(int rank, size_t i) {
+    uint64_t z = (uint64_t)(rank + 1) * 0x9E3779B97F4A7C15ull + (uint64_t)i * 0xBF58476D1CE4E5B9ull;
+    z ^= z >> 31;
+    z *= 0x94D049BB133111EBull;
+    z ^= z >> 29;
+    return ((float)(z >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * 0.3f * ((i + (size_t)rank) % 5 == 0 ? 4096.0f : 1.0f);
+}
+
+/* Slices [cut[k+1], cut[k]) started from the end of the buffer, as the trainer's buckets are, with
+ * progress calls in between, then one wait: the result must be bit for bit the one all-reduce of
+ * the whole buffer. Cuts on both sides of Open MPI's 64 KiB size switch in libnbc (one element, a
+ * few, 16383 floats, 300000 floats - 1.2 MB), in f32 and f64. */
+static int async_slices_case(ng_dtype dt) {
+    enum { NB = 400000 };
+    static const size_t cuts[] = {NB, 399999, 399990, 383617, 300000, 1000, 7, 1, 0};
+    size_t esz = ng_dtype_size(dt), i;
+    int k, nk = (int)(sizeof cuts / sizeof cuts[0]);
+    char *whole, *sliced;
+    long reassoc = 0;
+    NGT_OK(ng_alloc(CPU, NB * esz, (void **)&whole));
+    NGT_OK(ng_alloc(CPU, NB * esz, (void **)&sliced));
+    for (i = 0; i < NB; i++) {
+        if (dt == NG_F64) ((double *)whole)[i] = (double)rnd(C->rank, i) * (1.0 + 1e-9 * (double)C->rank);
+        else ((float *)whole)[i] = rnd(C->rank, i);
+        if (dt == NG_F32 && C->world >= 3) { /* would another association of the first three ranks show? */
+            float a = rnd(0, i), b = rnd(1, i), c = rnd(2, i);
+            reassoc += (a + b) + c != a + (b + c);
+        }
+    }
+    memcpy(sliced, whole, NB * esz);
+    NGT_OK(ng_comm_allreduce(C, CPU, dt, whole, NB, "the whole buffer"));
+    for (k = 0; k + 1 < nk; k++) {
+        NGT_OK(ng_comm_allreduce_start(C, CPU, dt, sliced + cuts[k + 1] * esz, cuts[k] - cuts[k + 1], "a slice"));
+        NGT_OK(ng_comm_progress(C));
+        if (k == 2) { /* another collective while slices are in flight (same place on every rank) */
+            double one = 1.0;
+            NGT_OK(ng_comm_allreduce_host(C, &one, 1, "a scalar between slices"));
+            NGT_CHECK(one == (double)C->world, "the scalar between slices sums to %g", one);
+        }
+    }
+    NGT_CHECK(C->world == 1 || C->n_pending == nk - 1, "%d slices in flight, want %d", C->n_pending, nk - 1);
+    NGT_OK(ng_comm_wait_all(C, CPU));
+    NGT_CHECK(C->n_pending == 0, "%d slices still in flight after the wait", C->n_pending);
+    for (i = 0; i < NB; i++)
+        if (memcmp(whole + i * esz, sliced + i * esz, esz) != 0) {
+            double w = dt == NG_F64 ? ((double *)whole)[i] : ((float *)whole)[i];
+            double sl = dt == NG_F64 ? ((double *)sliced)[i] : ((float *)sliced)[i];
+            NGT_CHECK(0, "%s element %zu: slices give %.17g, the whole %.17g (world %d)", ng_dtype_name(dt), i, sl, w, C->world);
+        }
+    if (dt == NG_F32 && C->world >= 3)
+        NGT_CHECK(reassoc > 1000, "only %ld of %d elements change with the association: the test could not see a reordering",
+                  reassoc, (int)NB);
+    ng_free(CPU, whole);
+    ng_free(CPU, sliced);
+    return NGT_PASS;
+}
+
+static int test_comm_async_slices_equal_whole(void) {
+    int r = async_slices_case(NG_F32);
+    return r != NGT_PASS ? r : async_slices_case(NG_F64);
+}
+
+static int test_comm_async_bad_arguments(void) {
+    float x[4] = {0};
+    NGT_CHECK(ng_comm_allreduce_start(C, CPU, NG_F16, x, 4, "halves") == NG_ERR_INVALID_ARG, "f16 refused");
+    NGT_CHECK(strstr(ng_last_error(), "halves") && strstr(ng_last_error(), "f16"), "message: %s", ng_last_error());
+    NGT_CHECK(ng_comm_allreduce_start(C, CPU, NG_F32, NULL, 4, "nothing") == NG_ERR_INVALID_ARG, "NULL buffer refused");
+    NGT_CHECK(ng_comm_allreduce_start(NULL, CPU, NG_F32, x, 4, "x") == NG_ERR_INVALID_ARG, "NULL communicator refused");
+    NGT_CHECK(ng_comm_wait_all(C, NULL) == NG_ERR_INVALID_ARG, "NULL backend refused");
+    NGT_OK(ng_comm_allreduce_start(C, CPU, NG_F32, x, 0, "empty"));
+    NGT_CHECK(C->n_pending == 0, "an empty slice is not in flight");
+    NGT_OK(ng_comm_wait_all(C, CPU)); /* nothing in flight: returns at once */
+    return NGT_PASS;
+}
+
+/* A rank that joins only after the timeout: rank 0's wait fails with the timeout message naming
+ * the slice; once the others have joined, a second wait finishes the slice with the right sums. */
+static int test_comm_async_timeout(void) {
+    ng_comm *t = NULL;
+    float *x;
+    double t0;
+    ng_status s = NG_OK;
+    int i;
+    if (C->world == 1) return ngt_skip("needs mpirun -np 2 or more (tests/test_dist.sh)");
+    NGT_OK(ng_comm_init(&t, 0.5));
+    NGT_OK(ng_alloc(CPU, N * sizeof(float), (void **)&x));
+    for (i = 0; i < N; i++) x[i] = val(C->rank, i);
+    t0 = ng_time_s();
+    if (C->rank == 0) {
+        NGT_OK(ng_comm_allreduce_start(t, CPU, NG_F32, x, N, "the late slice"));
+        s = ng_comm_wait_all(t, CPU);
+        NGT_CHECK(t->n_pending == 1, "the timed-out slice stays in flight (%d)", t->n_pending);
+    } else {
+        usleep(1500000); /* rank 0 gives up after 0.5 s */
+        NGT_OK(ng_comm_allreduce(t, CPU, NG_F32, x, N, "the late ranks"));
+    }
+    NGT_OK(ng_comm_barrier(C, "resynchronise"));
+    if (C->rank == 0) {
+        NGT_CHECK(s == NG_ERR_IO, "rank 0's lonely wait returned %s", ng_status_name(s));
+        NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the late slice"),
+                  "message: %s", ng_last_error());
+        NGT_OK(ng_comm_wait_all(t, CPU)); /* the others joined: the slice completes */
+    }
+    for (i = 0; i < N; i++) NGT_CHECK(x[i] == sum_of(C->world, i), "x[%d] = %g, want %g", i, x[i], sum_of(C->world, i));
+    NGT_CHECK(ng_time_s() - t0 < 30.0, "took %g s", ng_time_s() - t0);
+    ng_free(CPU, x);
+    ng_comm_free(t);
+    return NGT_PASS;
+}
+
+/* Device slices in flight on communicator cm (NCCL: on the communication stream after an event of
+ * the backend's stream; MPI: staged through the host), a blocking all-reduce of another buffer
+ * between them: the data are written by the backend's queue just before each start and read by it
+ * right after the wait; integers, so every order of the sums is exact. */
+static int device_slices(ng_comm *cm, ng_backend *be, float *d, float *h) {
+    static const int cut[] = {N, 999, 640, 3, 0};
+    float *e, ev = 1.0f;
+    int i, k;
+    for (i = 0; i < N; i++) h[i] = val(cm->rank, i);
+    NGT_OK(ng_alloc(be, sizeof(float), (void **)&e));
+    NGT_OK(ng_set(be, e, &ev, sizeof ev));
+    for (k = 0; k < 4; k++) {
+        NGT_OK(ng_set(be, d + cut[k + 1], h + cut[k + 1], (size_t)(cut[k] - cut[k + 1]) * sizeof(float)));
+        NGT_OK(ng_comm_allreduce_start(cm, be, NG_F32, d + cut[k + 1], (size_t)(cut[k] - cut[k + 1]), "device slice"));
+        if (k == 1) NGT_OK(ng_comm_allreduce(cm, be, NG_F32, e, 1, "a device scalar between slices"));
+    }
+    NGT_OK(ng_comm_wait_all(cm, be));
+    NGT_OK(ng_scal(be, N, 2.0f, d)); /* queued after the sums */
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    for (i = 0; i < N; i++)
+        NGT_CHECK(h[i] == 2.0f * sum_of(cm->world, i), "device slices [%d] = %g, want %g", i, h[i], 2.0f * sum_of(cm->world, i));
+    NGT_OK(ng_get(be, &ev, e, sizeof ev));
+    NGT_CHECK(ev == (float)cm->world, "the device scalar between slices sums to %g", ev);
+    ng_free(be, e);
+    return NGT_PASS;
+}
+
 /* The same reductions on a CUDA backend (one emulated GPU per rank under tests/simt), over NCCL
  * when compiled in: bit for bit the CPU results. */
 static int test_comm_nccl(void) {
@@ -190,6 +337,39 @@ static int test_comm_nccl(void) {
         NGT_CHECK(memcmp(cpu, h, N * sizeof(float)) == 0, "device all-reduce differs from the CPU's");
         ng_free(CPU, cpu);
     }
+    NGT_CHECK(device_slices(C, be, d, h) == NGT_PASS, "device slices over %s", C->kind == NG_COMM_NCCL ? "NCCL" : "MPI");
+    if (C->kind == NG_COMM_NCCL && C->world > 1) { /* a rank late past the timeout, over NCCL */
+        ng_comm *t = NULL;
+        ng_status st = NG_OK;
+        NGT_OK(ng_comm_init(&t, 0.5));
+        NGT_OK(ng_comm_attach(t, be));
+        for (i = 0; i < N; i++) h[i] = val(C->rank, i);
+        NGT_OK(ng_set(be, d, h, N * sizeof(float)));
+        if (C->rank == 0) {
+            NGT_OK(ng_comm_allreduce_start(t, be, NG_F32, d, N, "the late device slice"));
+            st = ng_comm_wait_all(t, be);
+        } else {
+            usleep(1500000); /* rank 0 gives up after 0.5 s */
+            NGT_OK(ng_comm_allreduce(t, be, NG_F32, d, N, "the late ranks' slice"));
+        }
+        NGT_OK(ng_comm_barrier(C, "resynchronise"));
+        if (C->rank == 0) {
+            NGT_CHECK(st == NG_ERR_IO, "rank 0's lonely device wait returned %s", ng_status_name(st));
+            NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the late device slice"),
+                      "message: %s", ng_last_error());
+            NGT_OK(ng_comm_wait_all(t, be)); /* the others joined: the slice completes */
+        }
+        NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+        for (i = 0; i < N; i++) NGT_CHECK(h[i] == sum_of(C->world, i), "late device slice [%d] = %g", i, h[i]);
+        ng_comm_free(t);
+    }
+    if (C->kind == NG_COMM_NCCL && C->world > 1) { /* the MPI path of CUDA buffers: staged through the host */
+        ng_comm *m = NULL;
+        NGT_OK(ng_comm_init(&m, 30.0));
+        NGT_CHECK(m->kind == NG_COMM_MPI, "an unattached communicator is MPI");
+        NGT_CHECK(device_slices(m, be, d, h) == NGT_PASS, "device slices staged over MPI");
+        ng_comm_free(m);
+    }
     for (i = 0; i < N; i++) h[i] = (float)(C->rank + 7 * i);
     NGT_OK(ng_set(be, d, h, N * sizeof(float)));
     NGT_OK(ng_comm_bcast(C, be, NG_F32, d, N, 0, "device data"));
@@ -222,6 +402,9 @@ int main(void) {
     NGT_RUN(test_comm_weighted_shard_means);
     NGT_RUN(test_comm_shard_offset);
     NGT_RUN(test_comm_timeout_names_the_collective);
+    NGT_RUN(test_comm_async_slices_equal_whole);
+    NGT_RUN(test_comm_async_bad_arguments);
+    NGT_RUN(test_comm_async_timeout);
     NGT_RUN(test_comm_nccl);
     ng_backend_free(CPU);
     ng_comm_free(C);

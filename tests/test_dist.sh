@@ -7,7 +7,8 @@
 # resume from the model file on another number of ranks (3 -> 2 and 2 -> 1, with the warning);
 # a preconditioner without distributed statistics refused by name; a killed rank ends the job
 # (the last checkpoint stays readable); a stopped (hung) rank makes the others stop with a message
-# within --comm-timeout; the communicator's own tests (build/tests/test_comm) on 2 and 3 ranks, and
+# within --comm-timeout (both with the gradient in two overlapped buckets); the communicator's own
+# tests (build/tests/test_comm) on 2, 3 and 4 ranks, and
 # the emulated-CUDA build of them (the NCCL path through tests/simt's NCCL shim) when built.
 # RBMs (rbm train, a 16x6 RBM on bars and stripes, batch 10 and 7 PCD particles: 3 ranks hold 3/3/4
 # and 2/2/3): 2 and 3 ranks = one process for PCD + SGD, CD-2 with binarised batches, centering, FANG
@@ -21,6 +22,8 @@
 # on 2 and 3 ranks, PRONG+ in both forms, NGD, NGD-L and HF on the Gauss-Newton products, resume on
 # the same ranks; K-FAC and --curvature hessian with +bn and shards larger than --chunk refused; the
 # merge itself in tests/test_net_bn_ranks.c): the block "Batch norm on dense networks".
+# --comm-overlap 1 (gradient buckets during the backward pass) against 0, bit for bit, NAG and K-FAC on
+# 2 and 3 ranks, three bucket sizes; bad values of the two options refused by name.
 # Skips (not fails) with a reason when the binary has no MPI or mpirun cannot start two ranks.
 # Ends with "RESULT passed=P failed=F skipped=S".
 #
@@ -48,7 +51,10 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_rbm_np2_pcd_sgd dist_rbm_np3_pcd_sgd dist_rbm_np3_cd dist_rbm_np2_centering dist_rbm_np3_centering dist_rbm_np2_fang
      dist_rbm_np3_fang dist_rbm_np3_diag dist_rbm_rerun_bitexact dist_rbm_fang_resume_same dist_rbm_centering_resume_same
      dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
-     dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_nccl_shim dist_comm_nccl_single)
+     dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
+# the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
+ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_overlap_np3_nag_chunk
+      dist_bad_overlap_options)
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
       dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
@@ -609,9 +615,55 @@ if [ -x "$absbuild/simt/tests/test_whiten_ranks" ]; then
   else fail dist_whiten_ranks_nccl_shim "exit $rc"; grep -E '^(FAIL|SKIP|  )' wrn.out | head -10; show wrn.out; fi
 else skip dist_whiten_ranks_nccl_shim "the emulated-CUDA build of tests/test_whiten_ranks.c is not built (no CUDA headers)"; fi
 
+# ---- --comm-overlap ----------------------------------------------------------------------------
+# The gradient all-reduce in buckets during the backward pass must give the sums of the one
+# all-reduce after it, bit for bit (Open MPI's libnbc sums in place over a binomial tree whatever the
+# length; tests/test_comm.c checks slices on data whose sums depend on their order). Per update the
+# 16-8-3-8-16 network reports 4 layers (144, 32, 27 and 136 floats from the end): --comm-bucket-mb
+# 0.0001 (26 floats) makes 4 buckets, 0.0005 (131 floats) 2 (layer 4; then layers 3-1 in one), the
+# default (1 MiB) 1. Off against each: the model and every optimizer tensor of rank 0's checkpoint
+# (K-FAC's factors, inverses, ...) at tolerance 0, the CSV logs without the times (*_s), and the
+# count of collectives, which must grow by exactly (buckets - 1) per update (so buckets really ran).
+# np3_nag_chunk: shards of 3-4 cases in chunks of 2, so only the last chunk's backward pass may
+# report layers (an earlier report would sum a partial gradient, and add buckets to the count).
+untimed() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /_s$/ } { o = ""; for (i = 1; i <= NF; i++) if (keep[i]) o = o $i ","; print o }' "$1"; } # without time_s, train_s
+ncoll() { sed -n 's/^natgrad: rank 0: \([0-9]*\) collectives.*/\1/p' "$1" | head -1; }
+for cfg in "np2_nag 2 --optimizer nag --steps 40" "np3_nag 3 --optimizer nag --steps 40" \
+           "np2_kfac 2 --optimizer kfac --steps 40 --tau1 0.75 --tau2 0.75" "np3_kfac 3 --optimizer kfac --steps 40 --tau1 0.75 --tau2 0.75" \
+           "np3_nag_chunk 3 --optimizer nag --steps 40 --chunk 2"; do
+  set -- $cfg; name=$1; np=$2; shift 2
+  run ov_off_$name $np "${T[@]}" "$@" --comm-overlap 0 --out ov_off_$name
+  if [ "$rc" != 0 ]; then fail dist_overlap_$name "--comm-overlap 0: mpirun -np $np exit $rc"; show ov_off_$name.err; continue; fi
+  "$bin" export ov_off_$name/net.ckpt --out ov_off_$name.st --all >/dev/null 2>&1
+  why=""
+  for b in "0.0001 4" "0.0005 2" "1 1"; do
+    set -- $b; mb=$1; nb=$2
+    on=ov_on_${name}_$nb
+    run $on $np "${T[@]}" ${cfg#* * } --comm-overlap 1 --comm-bucket-mb $mb --out $on
+    if [ "$rc" != 0 ]; then why="--comm-bucket-mb $mb: mpirun -np $np exit $rc"; show $on.err; break; fi
+    if ! "$bin" export $on/net.ckpt --out $on.st --all >/dev/null 2>&1 ||
+       ! python3 "$repo/tests/compare_params.py" ov_off_$name.st $on.st 0 >$on.cmp 2>&1; then
+      why="--comm-bucket-mb $mb: rank 0's checkpoint differs from --comm-overlap 0: $(cat $on.cmp)"; break; fi
+    if ! diff <(untimed ov_off_$name/train.csv) <(untimed $on/train.csv) >$on.diff; then
+      why="--comm-bucket-mb $mb: the CSV logs differ: $(head -4 $on.diff | tr '\n' ' ')"; break; fi
+    c0=$(ncoll ov_off_$name.err); c1=$(ncoll $on.err)
+    if [ -z "$c0" ] || [ -z "$c1" ] || [ "$c1" != "$(( c0 + (nb - 1) * 40 ))" ]; then
+      why="--comm-bucket-mb $mb: $c1 collectives on rank 0, want $c0 + $(( nb - 1 )) x 40 updates"; break; fi
+  done
+  if [ -z "$why" ]; then pass "dist_overlap_$name (4, 2 and 1 buckets per update = one all-reduce, bit for bit)"
+  else fail dist_overlap_$name "$why"; fi
+done
+run badov 1 "${T[@]}" --steps 5 --out badov --comm-overlap 2
+run badmb 1 "${T[@]}" --steps 5 --out badmb --comm-bucket-mb 0
+if grep -q -- "--comm-overlap 2: must be 0" badov.err && grep -q -- "--comm-bucket-mb 0: must be > 0" badmb.err; then
+  pass dist_bad_overlap_options
+else fail dist_bad_overlap_options "want messages naming --comm-overlap and --comm-bucket-mb"; show badov.err; show badmb.err; fi
+
 # ---- failures ----------------------------------------------------------------------------------
 # LONG: a run that does not end by itself; every rank writes its pid for the test to signal
-LONG=(net train --device cpu --data bars-stripes --layers 16-64-16 --batch 10 --threads 1 --steps 100000000 --checkpoint-every 50 --log-every 1000)
+# (--comm-bucket-mb 0.001: two gradient buckets per update, the second started while the first is in flight)
+LONG=(net train --device cpu --data bars-stripes --layers 16-64-16 --batch 10 --threads 1 --steps 100000000 --checkpoint-every 50 --log-every 1000
+      --comm-bucket-mb 0.001)
 start_long() { # start_long DIR TIMEOUT
   timeout 120 "${MPI[@]}" -np 2 bash -c 'echo $$ > "$0/pid.$OMPI_COMM_WORLD_RANK"; exec "$@"' "$work/$1" "$bin" "${LONG[@]}" \
     --out "$work/$1" --comm-timeout "$2" >"$1.out" 2>"$1.err" &
@@ -651,7 +703,7 @@ else
 fi
 
 # ---- the communicator's unit tests on several ranks --------------------------------------------
-for np in 2 3; do
+for np in 2 3 4; do
   if [ ! -x "$absbuild/tests/test_comm" ]; then fail dist_comm_np$np "$absbuild/tests/test_comm not built"; continue; fi
   timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_comm" >comm$np.out 2>&1; rc=$?
   if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' comm$np.out)" = "$np" ]; then
@@ -663,8 +715,17 @@ if [ -x "$absbuild/simt/tests/test_comm" ]; then
   if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl.out)" = 2 ] && grep -q "^PASS test_comm_nccl" nccl.out; then
     pass "dist_comm_nccl_shim (NCCL path on the emulator, 2 ranks)"
   else fail dist_comm_nccl_shim "exit $rc"; grep -E '^(FAIL|SKIP|  )' nccl.out | head -10; show nccl.out; fi
+  # 3 ranks, one emulated GPU each (the slices in flight over NCCL and staged over MPI)
+  NG_SIMT_DEVICES=3 timeout 300 "${MPI[@]}" -x NG_SIMT_DEVICES -np 3 "$absbuild/simt/tests/test_comm" >nccl3.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl3.out)" = 3 ] && grep -q "^PASS test_comm_nccl" nccl3.out; then
+    pass "dist_comm_nccl_shim_np3 (NCCL path on the emulator, 3 ranks)"
+  else fail dist_comm_nccl_shim_np3 "exit $rc"; grep -E '^(FAIL|SKIP|  )' nccl3.out | head -10; show nccl3.out; fi
   NATGRAD_COMM=mpi timeout 300 "$absbuild/simt/tests/test_comm" >nccl1.out 2>&1; rc=$?
   if [ "$rc" = 0 ] && grep -q "^PASS test_comm_nccl" nccl1.out; then pass "dist_comm_nccl_single (one NCCL rank, as bench/nccl_smoke.sh on one GPU)"
   else fail dist_comm_nccl_single "exit $rc"; show nccl1.out; fi
-else skip dist_comm_nccl_shim "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"; fi
+else
+  skip dist_comm_nccl_shim "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"
+  skip dist_comm_nccl_shim_np3 "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"
+  skip dist_comm_nccl_single "the emulated-CUDA build of tests/test_comm.c is not built (no CUDA headers or NCCL)"
+fi
 finish

@@ -46,12 +46,17 @@ typedef struct ng_common_opts {
     int profile;               /* --profile: phase table, OUT/profile.csv, OUT/profile.json */
     const char *profile_steps; /* --profile-steps A:B */
     float comm_timeout;   /* seconds a collective of a multi-rank run may wait (--comm-timeout) */
+    int comm_overlap;     /* gradient all-reduce in buckets during the backward pass (--comm-overlap) */
+    float comm_bucket_mb; /* least bucket size in MiB (--comm-bucket-mb) */
 } ng_common_opts;
 void ng_common_defaults(ng_common_opts *c);
 
 #define NG_OPT_DEVICE(c) {"device", OPT_STR, &(c)->device, "auto|cpu|cuda[:N]", "compute device (cuda:N picks GPU N)", 0, 0}
 #define NG_OPT_THREADS(c) {"threads", OPT_INT, &(c)->threads, "N", "CPU threads for OpenBLAS/OpenMP (0 = their default; bit-exact resume needs the same count)", 0, 0}
 #define NG_OPT_COMM(c) {"comm-timeout", OPT_FLOAT, &(c)->comm_timeout, "S", "multi-rank runs (mpirun -np N): a rank waiting longer than S s for the others stops the job with a message", 0, 0}
+#define NG_OPT_COMM_OVERLAP(c)                                                                                              \
+    {"comm-overlap", OPT_INT, &(c)->comm_overlap, "0|1", "multi-rank runs: 1 sums the gradient in buckets while the backward pass continues (the same sums as 0, one all-reduce after it)", 0, 0}, \
+    {"comm-bucket-mb", OPT_FLOAT, &(c)->comm_bucket_mb, "MB", "--comm-overlap 1: least gradient bucket per all-reduce in MiB (layers are never split)", 0, 0}
 #define NG_OPT_DATA(c, what) {"data", OPT_STR, &(c)->data, "NAME|PATH", what, 0, 0}, \
     {"data-dir", OPT_STR, &(c)->data_dir, "DIR", "where named data sets live", 0, 0}
 #define NG_OPT_SEED(c, flags) {"seed", OPT_U64, &(c)->seed, "S", "random seed (all streams derive from it)", flags, 0}

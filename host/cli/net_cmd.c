@@ -690,6 +690,7 @@ static int net_train(int argc, char **argv) {
             NG_OPT_DEVICE(&o.co),
             NG_OPT_THREADS(&o.co),
             NG_OPT_COMM(&o.co),
+            NG_OPT_COMM_OVERLAP(&o.co),
             NG_OPT_END};
         const ng_opt *fixed;
         rc = ng_cli_parse("net train", TRAIN_SUMMARY, opts, argc, argv);
@@ -1075,6 +1076,7 @@ static int net_train(int argc, char **argv) {
     }
     if (s == NG_OK) {
         s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
+        if (s == NG_OK) s = ng_trainer_set_comm_overlap(&tr, o.co.comm_overlap, o.co.comm_bucket_mb);
         if (s == NG_OK) s = ng_trainer_set_comm(&tr, ng_cli_comm()); /* data parallelism under mpirun */
         if (s == NG_OK && o.schedule) {
             tr.sched_m1 = o.m1;

@@ -23,6 +23,8 @@ void ng_common_defaults(ng_common_opts *c) {
     c->data_dir = "data";
     c->threads = 0;
     c->comm_timeout = 300.0f;
+    c->comm_overlap = 1;
+    c->comm_bucket_mb = (float)NG_TRAIN_BUCKET_MB;
 }
 
 const ng_opt *ng_cli_find(const ng_opt *opts, const char *name) {

@@ -94,6 +94,18 @@ static ng_status mpi_wait(ng_comm *c, MPI_Request *req, const char *op, const ch
 static MPI_Datatype mpi_type(ng_dtype dt) { return dt == NG_F64 ? MPI_DOUBLE : MPI_FLOAT; }
 #endif
 
+/* One all-reduce in flight (ng_comm_allreduce_start). */
+typedef struct pending_slice {
+#ifdef NG_HAVE_MPI
+    MPI_Request req;
+#endif
+    void *dev;        /* staged (CUDA buffer over MPI): the device slice the sum is copied back to */
+    void *host;       /* what MPI reduces: the buffer itself, or its copy in c->stage */
+    size_t bytes;
+    const char *what;
+    int done;         /* the request completed (MPI_Test said so) */
+} pending_slice;
+
 ng_status ng_comm_init(ng_comm **out, double timeout_s) {
     ng_comm *c;
     int launched = ng_comm_launched_world();
@@ -113,18 +125,35 @@ ng_status ng_comm_init(ng_comm **out, double timeout_s) {
     c->kind = NG_COMM_SINGLE;
     c->world = 1;
     c->timeout_s = timeout_s;
+    c->pending = calloc(NG_COMM_MAX_PENDING, sizeof(pending_slice));
+    if (!c->pending) {
+        free(c);
+        return ng_error(NG_ERR_OOM, "communicator: out of memory");
+    }
 #ifdef NG_HAVE_MPI
     if (launched > 1 || force_mpi) {
         int inited = 0, provided = 0;
         MPI_Comm *dup = (MPI_Comm *)malloc(sizeof *dup);
         if (!dup) {
+            free(c->pending);
             free(c);
             return ng_error(NG_ERR_OOM, "communicator: out of memory");
         }
         MPI_Initialized(&inited);
         if (!inited) {
+            /* Pin Open MPI's non-blocking all-reduce (libnbc) to its binomial tree, the one it picks for
+             * in-place sums anyway: each element is then summed in the same order whatever the count,
+             * so the gradient buckets of --comm-overlap 1 give the single all-reduce's sums bit for bit
+             * (ring and Rabenseifner split the message by its length; tests/test_comm.c catches them). */
+            const char *alg = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+            if (!alg) setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "2", 0);
+            else if (strcmp(alg, "0") != 0 && strcmp(alg, "2") != 0)
+                ng_log(NG_LOG_WARN, "comm",
+                       "OMPI_MCA_coll_libnbc_iallreduce_algorithm=%s: all-reduces of different lengths may sum an element "
+                       "in different orders, so --comm-overlap 1 may differ from 0 in the last bits (unset it, or use 2)", alg);
             if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
                 free(dup);
+                free(c->pending);
                 free(c);
                 return ng_error(NG_ERR_IO, "MPI_Init failed (started by mpirun with %d ranks)", launched);
             }
@@ -140,6 +169,7 @@ ng_status ng_comm_init(ng_comm **out, double timeout_s) {
     }
 #else
     if (force_mpi) {
+        free(c->pending);
         free(c);
         return ng_error(NG_ERR_UNSUPPORTED, "NATGRAD_COMM=mpi, but this natgrad was built without MPI");
     }
@@ -184,6 +214,12 @@ void ng_comm_free(ng_comm *c) {
     }
     if (c->owns_mpi) MPI_Finalize();
 #endif
+#ifdef NG_HAVE_NCCL
+    if (c->ev_ready) cudaEventDestroy((cudaEvent_t)c->ev_ready);
+    if (c->ev_done) cudaEventDestroy((cudaEvent_t)c->ev_done);
+    if (c->comm_stream) cudaStreamDestroy((cudaStream_t)c->comm_stream);
+#endif
+    free(c->pending);
     free(c->stage);
     free(c);
 }
@@ -255,6 +291,9 @@ static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void
         ncclResult_t r;
         if (be->kind != NG_DEVICE_CUDA)
             return ng_error(NG_ERR_INVALID_ARG, "%s of %s: an NCCL communicator needs CUDA buffers", op, what);
+        /* after the slices in flight on the communication stream: one communicator, one order */
+        if (c->n_pending > 0 && cudaStreamWaitEvent((cudaStream_t)be->stream, (cudaEvent_t)c->ev_done, 0) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: %s of %s: ordering after the all-reduces in flight failed", c->rank, op, what);
         r = root < 0 ? ncclAllReduce(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, ncclSum, (ncclComm_t)c->nccl,
                                      (cudaStream_t)be->stream)
                      : ncclBroadcast(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, root, (ncclComm_t)c->nccl,
@@ -275,6 +314,7 @@ static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void
         int rc;
         if (count > 2147483647u) return ng_error(NG_ERR_INVALID_ARG, "%s of %s: %zu elements exceed MPI's int count", op, what, count);
         if (be->kind == NG_DEVICE_CUDA) { /* staged through host memory */
+            if (c->n_pending > 0) NG_TRY(ng_comm_wait_all(c, be)); /* the stage may move: finish the slices first */
             NG_TRY(stage(c, bytes));
             host = c->stage;
             NG_TRY(ng_get(be, host, buf, bytes));
@@ -373,4 +413,183 @@ ng_status ng_comm_barrier(ng_comm *c, const char *what) {
 #else
     return NG_OK;
 #endif
+}
+
+/* ---- all-reduces in flight (natgrad/comm.h: start, progress, wait_all) ------------------------- */
+
+#ifdef NG_HAVE_NCCL
+/* The communication stream and its two events, made once on the backend's device. */
+static ng_status nccl_stream(ng_comm *c, ng_backend *be) {
+    cudaStream_t st;
+    cudaEvent_t e1, e2;
+    if (c->comm_stream) return NG_OK;
+    if (cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking) != cudaSuccess)
+        return ng_error(NG_ERR_BACKEND, "rank %d: cannot create the communication stream on cuda:%d", c->rank, be->device_index);
+    if (cudaEventCreateWithFlags(&e1, cudaEventDisableTiming) != cudaSuccess) {
+        cudaStreamDestroy(st);
+        return ng_error(NG_ERR_BACKEND, "rank %d: cannot create the communication events", c->rank);
+    }
+    if (cudaEventCreateWithFlags(&e2, cudaEventDisableTiming) != cudaSuccess) {
+        cudaEventDestroy(e1);
+        cudaStreamDestroy(st);
+        return ng_error(NG_ERR_BACKEND, "rank %d: cannot create the communication events", c->rank);
+    }
+    c->comm_stream = st;
+    c->ev_ready = e1;
+    c->ev_done = e2;
+    return NG_OK;
+}
+#endif
+
+ng_status ng_comm_allreduce_start(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count, const char *what) {
+    pending_slice *p;
+    double t0;
+    NG_TRY(check_args(c, be, dt, buf, count, "all-reduce", what));
+    if ((c->world == 1 && !c->nccl) || count == 0) return NG_OK;
+    if (c->n_pending >= NG_COMM_MAX_PENDING)
+        return ng_error(NG_ERR_INVALID_ARG, "all-reduce of %s: %d all-reduces are already in flight (the most at once): "
+                        "wait for them first", what, c->n_pending);
+    t0 = ng_time_s();
+    p = (pending_slice *)c->pending + c->n_pending;
+    memset(p, 0, sizeof *p);
+    p->what = what;
+    p->bytes = count * ng_dtype_size(dt);
+#ifdef NG_HAVE_NCCL
+    if (c->nccl) {
+        ncclResult_t r;
+        if (be->kind != NG_DEVICE_CUDA)
+            return ng_error(NG_ERR_INVALID_ARG, "all-reduce of %s: an NCCL communicator needs CUDA buffers", what);
+        if (cudaSetDevice(be->device_index) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: cudaSetDevice(%d) failed", c->rank, be->device_index);
+        NG_TRY(nccl_stream(c, be));
+        /* the communication stream waits for the work queued so far (the slice's last writes) */
+        if (cudaEventRecord((cudaEvent_t)c->ev_ready, (cudaStream_t)be->stream) != cudaSuccess ||
+            cudaStreamWaitEvent((cudaStream_t)c->comm_stream, (cudaEvent_t)c->ev_ready, 0) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: all-reduce of %s: ordering the communication stream failed", c->rank, what);
+        r = ncclAllReduce(buf, buf, count, dt == NG_F64 ? ncclDouble : ncclFloat, ncclSum, (ncclComm_t)c->nccl,
+                          (cudaStream_t)c->comm_stream);
+        if (r != ncclSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: NCCL all-reduce of %s: %s", c->rank, what, ncclGetErrorString(r));
+        if (cudaEventRecord((cudaEvent_t)c->ev_done, (cudaStream_t)c->comm_stream) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: all-reduce of %s: recording its event failed", c->rank, what);
+        c->n_pending++;
+        c->comm_s += ng_time_s() - t0;
+        c->calls++;
+        return NG_OK;
+    }
+#endif
+#ifdef NG_HAVE_MPI
+    {
+        int rc;
+        if (count > 2147483647u) return ng_error(NG_ERR_INVALID_ARG, "all-reduce of %s: %zu elements exceed MPI's int count", what, count);
+        p->host = buf;
+        if (be->kind == NG_DEVICE_CUDA) { /* staged: the slice's copy lives in c->stage until the wait */
+            if (c->stage_used + p->bytes > c->stage_bytes) {
+                size_t want = c->stage_used + p->bytes;
+                if (c->n_pending > 0) { /* the stage cannot move under requests in flight: finish them first */
+                    NG_TRY(ng_comm_wait_all(c, be));
+                    p = (pending_slice *)c->pending;
+                    memset(p, 0, sizeof *p);
+                    p->what = what;
+                    p->bytes = count * ng_dtype_size(dt);
+                    want = p->bytes;
+                }
+                NG_TRY(stage(c, want > 2 * c->stage_bytes ? want : 2 * c->stage_bytes));
+            }
+            p->dev = buf;
+            p->host = (char *)c->stage + c->stage_used;
+            NG_TRY(ng_get(be, p->host, buf, p->bytes));
+            c->stage_used += p->bytes;
+        } else {
+            NG_TRY(ng_synchronize(be));
+        }
+        rc = MPI_Iallreduce(MPI_IN_PLACE, p->host, (int)count, mpi_type(dt), MPI_SUM, *(MPI_Comm *)c->mpi, &p->req);
+        if (rc != MPI_SUCCESS) return ng_error(NG_ERR_IO, "rank %d: MPI all-reduce of %s could not start", c->rank, what);
+        c->n_pending++;
+    }
+#endif
+    c->comm_s += ng_time_s() - t0;
+    c->calls++;
+    return NG_OK;
+}
+
+ng_status ng_comm_progress(ng_comm *c) {
+    if (!c) return ng_error(NG_ERR_INVALID_ARG, "communicator progress: NULL communicator");
+#ifdef NG_HAVE_MPI
+    if (!c->nccl) {
+        int i;
+        for (i = 0; i < c->n_pending; i++) {
+            pending_slice *p = (pending_slice *)c->pending + i;
+            int rc;
+            if (p->done) continue;
+            rc = MPI_Test(&p->req, &p->done, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS)
+                return ng_error(NG_ERR_IO, "rank %d of %d: all-reduce of %s failed", c->rank, c->world, p->what);
+            if (!p->done) break; /* later ones are behind it */
+        }
+    }
+#endif
+    return NG_OK;
+}
+
+ng_status ng_comm_wait_all(ng_comm *c, ng_backend *be) {
+    double t0;
+    ng_status s = NG_OK;
+    if (!c || !be) return ng_error(NG_ERR_INVALID_ARG, "all-reduce wait: NULL communicator or backend");
+    if (c->n_pending == 0) return NG_OK;
+    t0 = ng_time_s();
+#ifdef NG_HAVE_NCCL
+    if (c->nccl) {
+        const pending_slice *last = (const pending_slice *)c->pending + c->n_pending - 1;
+        int polls = 0;
+        for (;;) {
+            cudaError_t e = cudaEventQuery((cudaEvent_t)c->ev_done);
+            ncclResult_t async = ncclSuccess;
+            if (e == cudaSuccess) break;
+            if (e != cudaErrorNotReady) {
+                s = ng_error(NG_ERR_BACKEND, "rank %d: all-reduce of %s: %s", c->rank, last->what, cudaGetErrorString(e));
+                break;
+            }
+            ncclCommGetAsyncError((ncclComm_t)c->nccl, &async);
+            if (async != ncclSuccess && async != ncclInProgress) {
+                s = ng_error(NG_ERR_BACKEND, "rank %d: all-reduce of %s: NCCL: %s", c->rank, last->what, ncclGetErrorString(async));
+                break;
+            }
+            if (ng_time_s() - t0 > c->timeout_s) {
+                s = timed_out(c, "all-reduce", last->what, ng_time_s() - t0);
+                break;
+            }
+            backoff(&polls);
+        }
+        /* the backend's later work reads the sums */
+        if (s == NG_OK && cudaStreamWaitEvent((cudaStream_t)be->stream, (cudaEvent_t)c->ev_done, 0) != cudaSuccess)
+            s = ng_error(NG_ERR_BACKEND, "rank %d: ordering the backend's stream after the all-reduces failed", c->rank);
+        if (s == NG_OK) c->n_pending = 0;
+        c->comm_s += ng_time_s() - t0;
+        return s;
+    }
+#endif
+#ifdef NG_HAVE_MPI
+    {
+        int i;
+        for (i = 0; i < c->n_pending && s == NG_OK; i++) {
+            pending_slice *p = (pending_slice *)c->pending + i;
+            if (!p->done) {
+                s = mpi_wait(c, &p->req, "all-reduce", p->what);
+                if (s != NG_OK) break; /* the records stay: a later wait can still finish them */
+                p->done = 1;
+            }
+            if (p->dev) {
+                s = ng_set(be, p->dev, p->host, p->bytes);
+                if (s == NG_OK) p->dev = NULL;
+            }
+        }
+        if (s == NG_OK) {
+            c->n_pending = 0;
+            c->stage_used = 0;
+        }
+    }
+#endif
+    c->comm_s += ng_time_s() - t0;
+    return s;
 }

@@ -1,5 +1,6 @@
 /* dist.c: the trainer's data parallelism (natgrad/train.h, "data parallelism"): the gradient
- * all-reduce, the shard-weighted log columns, the agreed stop, and checkpoints of a multi-rank run
+ * all-reduce (whole, or in buckets started from the model's grad_ready reports during the backward
+ * pass), the shard-weighted log columns, the agreed stop, and checkpoints of a multi-rank run
  * (the model once by rank 0, each rank's optimizer state beside it).
  * Must not: print, or know a concrete model or optimizer (it sees the arenas and the names). */
 #include <errno.h>
@@ -44,10 +45,76 @@ static double shard_weight(const ng_trainer *tr) {
     return (double)(tr->data->hi - tr->data->lo) / (double)tr->data->batch;
 }
 
+ng_status ng_trainer_set_comm_overlap(ng_trainer *tr, int on, double bucket_mb) {
+    double elems;
+    if (!tr) return ng_error(NG_ERR_INVALID_ARG, "trainer: NULL trainer");
+    if (on != 0 && on != 1) return ng_error(NG_ERR_INVALID_ARG, "--comm-overlap %d: must be 0 (one all-reduce after the backward pass) or 1 (buckets overlapped with it)", on);
+    if (!(bucket_mb > 0.0) || bucket_mb > 1048576.0)
+        return ng_error(NG_ERR_INVALID_ARG, "--comm-bucket-mb %g: must be > 0 and at most 1048576 (MiB of gradient per all-reduce bucket)", bucket_mb);
+    elems = bucket_mb * 1048576.0 / (double)sizeof(float);
+    tr->comm_overlap = on;
+    tr->bucket_elems = elems < 1.0 ? 1 : (size_t)elems;
+    return NG_OK;
+}
+
+/* The gradient all-reduce runs in buckets during the backward pass: several ranks, overlap on, and
+ * a model that does not reduce its gradient itself. */
+static int overlapping(const ng_trainer *tr) {
+    return world_of(tr) > 1 && tr->comm_overlap && !tr->model->dist.comm;
+}
+
+/* Elements [a, b) of the gradient: weight by the shard's share (as the single all-reduce does) and
+ * start their sum. */
+static ng_status start_bucket(ng_trainer *tr, size_t a, size_t b) {
+    ng_model *m = tr->model;
+    float *g = (float *)m->grad_flat.data + a;
+    NG_TRY(ng_scal(m->be, b - a, (float)shard_weight(tr), g));
+    return ng_comm_allreduce_start(tr->comm, m->be, NG_F32, g, b - a, "the gradient");
+}
+
+/* ng_model.grad_ready during the trainer's gradient: [a, b) is final. The backward pass reports the
+ * layers from the end of the arena down; a range that does not continue the final tail is left for
+ * the remainder after the gradient. A bucket starts when the final, unstarted tail holds
+ * bucket_elems elements (one slot of the communicator stays free for the remainder). */
+static ng_status bucket_ready(void *user, size_t a, size_t b) {
+    ng_trainer *tr = (ng_trainer *)user;
+    if (b == tr->ready_lo && a < b) tr->ready_lo = a;
+    if (tr->started_lo - tr->ready_lo >= tr->bucket_elems && tr->comm->n_pending < NG_COMM_MAX_PENDING - 1) {
+        NG_TRY(start_bucket(tr, tr->ready_lo, tr->started_lo));
+        tr->started_lo = tr->ready_lo;
+    }
+    return ng_comm_progress(tr->comm); /* let MPI move the buckets in flight */
+}
+
+ng_status ng_trainer_gradient(ng_trainer *tr, const ng_tensor *x) {
+    ng_model *m = tr->model;
+    ng_status s;
+    if (!overlapping(tr)) return ng_model_gradient(m, x, NULL);
+    tr->ready_lo = tr->started_lo = ng_model_size(m);
+    m->grad_ready = bucket_ready;
+    m->grad_user = tr;
+    s = ng_model_gradient(m, x, NULL);
+    m->grad_ready = NULL;
+    m->grad_user = NULL;
+    if (s == NG_OK && tr->started_lo > 0) s = start_bucket(tr, 0, tr->started_lo); /* the rest, in one */
+    if (s != NG_OK && tr->comm->n_pending > 0) {
+        /* no request may outlive the step: finish the buckets started (the other ranks start them too) */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ng_last_error());
+        (void)ng_comm_wait_all(tr->comm, m->be);
+        return ng_error(s, "%s", msg);
+    }
+    return s;
+}
+
 ng_status ng_trainer_reduce_gradient(ng_trainer *tr) {
     ng_model *m = tr->model;
     ng_status s;
     if (world_of(tr) == 1 || m->dist.comm) return NG_OK; /* a data_parallel model reduced it itself */
+    if (tr->comm->n_pending > 0) { /* ng_trainer_gradient started the buckets */
+        NG_RANGE("gradient all-reduce", s, ng_comm_wait_all(tr->comm, m->be));
+        return s;
+    }
     /* each rank holds the mean over its shard: weight it by the shard's share, then sum */
     NG_TRY(ng_scal(m->be, ng_model_size(m), (float)shard_weight(tr), m->grad_flat.data));
     NG_RANGE("gradient all-reduce", s, ng_comm_allreduce(tr->comm, m->be, NG_F32, m->grad_flat.data, ng_model_size(m), "the gradient"));

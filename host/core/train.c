@@ -39,6 +39,8 @@ ng_status ng_trainer_init(ng_trainer *tr, ng_model *m, ng_precond *pc, ng_update
     tr->upd = upd;
     tr->data = data;
     tr->seed = seed;
+    tr->comm_overlap = 1;
+    tr->bucket_elems = (size_t)(NG_TRAIN_BUCKET_MB * 1048576.0 / sizeof(float));
     NG_TRY(add_columns(tr, driver_columns, "the driver"));
     tr->col_model = tr->n_columns;
     NG_TRY(add_columns(tr, m->iface->columns, m->iface->kind));
@@ -81,7 +83,7 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         tr->model->dist.hi = tr->data->hi;
         tr->model->dist.batch = tr->data->batch;
     }
-    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, &x, NULL));
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_trainer_gradient(tr, &x));
     if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     if (row && tr->model->iface->log_values)
         NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));

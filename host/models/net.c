@@ -80,6 +80,7 @@ typedef struct net {
     double bn_tot[L_MAX + 1], bn_w[L_MAX + 1];
     double *hbn;
     float *hbf;
+    int last_chunk;   /* the backward pass of the gradient's last chunk runs: report layers (grad_ready) */
 } net;
 
 static const struct ng_model_i net_iface;
@@ -911,6 +912,9 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
             NG_TRY(gin(n, l, cols, &in));
             NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, in->data, in->ld, beta, view_ptr(n, &gv, n->idxW[l]), dl));
         }
+        if (g_base && n->last_chunk) /* layer l's gradient is final: its all-reduce may start */
+            NG_TRY(ng_model_grad_ready(&n->base, n->base.grads.entries[n->idxW[l]].offset / sizeof(float),
+                                       l == L ? ng_model_size(&n->base) : n->base.grads.entries[n->idxW[l + 1]].offset / sizeof(float)));
         if (l > 1) {
             NG_TRY(back_in(n, l, cols, dz, ldd, NULL, NULL, 0, n->D[l - 1].data, n->D[l - 1].ld));
             NG_TRY(act_bwd(be, dp, cols, n->cfg.act[l - 2], n->A[l - 1].data, n->A[l - 1].ld, n->D[l - 1].data,
@@ -1052,6 +1056,7 @@ static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
     net *n = as_net(m);
     int i, K;
     float scale;
+    ng_status s;
     NG_TRY(check_batch(n, x, y, "gradient"));
     NG_TRY(dist_one_chunk(n, x->cols, "gradient"));
     NG_TRY(set_batch(n, x, y));
@@ -1065,7 +1070,10 @@ static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         NG_TRY(chunk_forward(n, k, &c0, &cols, 1));
         t = chunk_targets(n, c0, &ldt);
         NG_TRY(loss_chunk(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, i ? 1.0f : 0.0f));
-        NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, m->grad_flat.data, i ? 1.0f : 0.0f));
+        n->last_chunk = i == K - 1; /* the last chunk processed (chunk 0 when K > 1) */
+        NG_RANGE_CAT(NG_CAT_BACKWARD, "net backward", s, backward(n, cols, m->grad_flat.data, i ? 1.0f : 0.0f));
+        n->last_chunk = 0;
+        NG_TRY(s);
     }
     n->d_valid = K == 1;
     /* one small read per step: a diverged objective stops the run before its update (after it

@@ -48,7 +48,17 @@ typedef struct ng_comm {
     void *stage;             /* host staging buffer for CUDA buffers over MPI */
     size_t stage_bytes;
     int owns_mpi;            /* this communicator called MPI_Init (and finalises) */
+    /* all-reduces in flight (ng_comm_allreduce_start .. ng_comm_wait_all) */
+    int n_pending;
+    void *pending;           /* NG_COMM_MAX_PENDING records (comm.c) */
+    size_t stage_used;       /* bytes of stage held by staged slices in flight */
+    void *comm_stream;       /* NCCL: the communication stream (created at attach) */
+    void *ev_ready, *ev_done;/* NCCL: "the slice's data is final" on the backend's stream; "the last
+                              * started slice is reduced" on the communication stream */
 } ng_comm;
+
+/* The most all-reduces in flight at once (ng_comm_allreduce_start refuses more). */
+#define NG_COMM_MAX_PENDING 64
 
 /* What this build can do. */
 int ng_comm_mpi_compiled(void);
@@ -75,6 +85,29 @@ void ng_comm_abort(ng_comm *c, int code);
  * call returns (the backend's queued work is waited for first). */
 ng_status ng_comm_allreduce(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count,
                             const char *what);
+/* The same sum, started and finished apart, so a caller can compute while it travels (the trainer's
+ * gradient buckets, overlapped with the backward pass; README "Data parallelism"):
+ *   start  the buffer's contents are final in the backend's queue order at the call: on MPI the
+ *          backend is synchronised (CPU: nothing queued) or, for CUDA buffers without NCCL, the
+ *          slice is copied to the host staging buffer now, then MPI_Iallreduce starts; on NCCL an
+ *          event on the backend's stream orders ncclAllReduce on the communicator's own
+ *          communication stream after the work already queued, and the call returns at once.
+ *          Until the wait the caller must not read or write the buffer.
+ *   progress  tests the requests in flight (Open MPI moves non-blocking collectives only inside MPI
+ *          calls; call it now and then while computing); never waits.
+ *   wait_all  waits for every started slice, each within timeout_s from the start of the wait
+ *          (the message names the slice's `what`); on return the sums are in the buffers and the
+ *          backend's later work is ordered after them (NCCL: its stream waits for the last event).
+ * Every rank must start the same slices (counts) in the same order; other collectives of c may run
+ * in between when every rank runs them in the same place (MPI matches them in that order; on NCCL
+ * the backend's stream first waits for the slices in flight). The sum of each element is the one
+ * ng_comm_allreduce computes: Open MPI's non-blocking all-reduce sums in place over a binomial tree
+ * whatever the count (tests/test_comm.c checks slices against the whole); NCCL chooses ring or tree
+ * per message, so on NCCL with more than 2 ranks slices may reassociate the sum of an element. */
+ng_status ng_comm_allreduce_start(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count,
+                                  const char *what);
+ng_status ng_comm_progress(ng_comm *c);
+ng_status ng_comm_wait_all(ng_comm *c, ng_backend *be);
 /* Broadcast count elements of a device buffer of be from rank root to every rank. */
 ng_status ng_comm_bcast(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count,
                         int root, const char *what);

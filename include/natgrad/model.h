@@ -102,7 +102,20 @@ struct ng_model {
     unsigned char *decay;  /* (n_params) 1: parameter i takes weight decay (weights, not biases) */
     int defer_check;       /* 1: gradient skips iface->check_gradient (the caller runs it later) */
     ng_model_dist dist;    /* data parallelism (see ng_model_dist) */
+    /* Set by a caller that consumes the gradient while it is computed (the trainer's overlapped
+     * all-reduce, natgrad/train.h), NULL otherwise. During gradient, a model that knows the order of
+     * its backward pass calls ng_model_grad_ready when elements [a, b) of the gradient arena are
+     * final for this batch (after the last chunk's writes are queued), before it queues further
+     * work; a model that never calls it is still correct (the caller takes the rest afterwards). */
+    ng_status (*grad_ready)(void *user, size_t a, size_t b);
+    void *grad_user;
 };
+
+/* The gradient of [a, b) (elements of grad_flat) is final: tell the caller that asked (no-op when
+ * none did). */
+static inline ng_status ng_model_grad_ready(ng_model *m, size_t a, size_t b) {
+    return m->grad_ready ? m->grad_ready(m->grad_user, a, b) : NG_OK;
+}
 
 /* Build-time helpers for implementations: set up the arenas, add parameters (value and gradient
  * views of the same shape; fastest dim first), then commit. */

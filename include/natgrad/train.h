@@ -85,6 +85,11 @@ typedef struct ng_trainer {
      * Checkpointed as data.schedule_m1 / data.schedule_full; a resume must use the same. */
     int sched_m1, sched_full;
     struct ng_comm *comm; /* data parallelism (ng_trainer_set_comm); NULL: one process */
+    /* the gradient all-reduce overlapped with the backward pass (ng_trainer_set_comm_overlap):
+     * buckets of at least bucket_elems elements, started from the end of the arena as the model
+     * reports them final; ready_lo / started_lo: first element reported final / already started */
+    int comm_overlap;
+    size_t bucket_elems, ready_lo, started_lo;
     ng_train_graph graph; /* --cuda-graph */
 } ng_trainer;
 
@@ -113,8 +118,8 @@ ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
 /* ---- data parallelism (host/core/dist.c, natgrad/comm.h) ---------------------------------------
  * With a communicator of N > 1 ranks, each rank's ng_batches holds its shard of every global batch
  * (rank and world as the communicator's). In each update the gradient (a mean over the shard) is
- * weighted by the shard's share of the global batch and summed over the ranks with one all-reduce
- * of the gradient arena, so every rank applies the same step to the same parameters; the model's
+ * weighted by the shard's share of the global batch and summed over the ranks: the gradient arena
+ * in buckets during the backward pass (ng_trainer_set_comm_overlap) or in one all-reduce, so every rank applies the same step to the same parameters; the model's
  * log columns are combined the same way; the run driver's stop decisions (time budget, interrupt)
  * are agreed by all ranks; only rank 0 writes the CSV log and reports progress.
  * Checkpoints: rank 0 writes PATH (model, its own optimizer state, dist.world = N), rank r > 0
@@ -136,7 +141,20 @@ ng_status ng_trainer_resume(ng_trainer *tr, const ng_ckpt *c);
 ng_status ng_trainer_save_ranks(ng_trainer *tr, const char *path);
 /* 1 on the rank that writes logs (rank 0, or a single process). */
 int ng_trainer_lead(const ng_trainer *tr);
-/* The step's hooks (no-ops on one rank): gradient all-reduce, log columns, stop agreement. */
+/* The gradient all-reduce in buckets overlapped with the backward pass (on = 1, the default of
+ * ng_trainer_init, with buckets of NG_TRAIN_BUCKET_MB) or one all-reduce after it (on = 0).
+ * bucket_mb > 0: the least size of a bucket in MiB of float32 elements (the last one may be
+ * smaller). The model reports its layers through ng_model.grad_ready (the network engine does, on
+ * the last chunk; other models are reduced whole after their gradient, as with on = 0); each
+ * bucket is scaled by the shard's share and started with ng_comm_allreduce_start, in the arena's
+ * order from its end (the backward pass's order), and ng_trainer_reduce_gradient waits for them.
+ * The sums are those of the single all-reduce (natgrad/comm.h: bit for bit on MPI). */
+#define NG_TRAIN_BUCKET_MB 1.0
+ng_status ng_trainer_set_comm_overlap(ng_trainer *tr, int on, double bucket_mb);
+/* The step's hooks (no-ops on one rank): gradient all-reduce (the wait for the buckets when
+ * overlapped), log columns, stop agreement. ng_trainer_gradient: the model's gradient of batch x
+ * with the overlapped buckets started during its backward pass (see above). */
+ng_status ng_trainer_gradient(ng_trainer *tr, const ng_tensor *x);
 ng_status ng_trainer_reduce_gradient(ng_trainer *tr);
 ng_status ng_trainer_reduce_columns(ng_trainer *tr, double *row);
 ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted);

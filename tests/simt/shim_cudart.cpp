@@ -4,8 +4,10 @@
  * cudaGetDeviceCount report none). Each host thread has a current device (cudaSetDevice, default
  * 0); allocations, streams and events belong to the device current at their creation, and the
  * NULL stream is the current device's default stream.
- * All work is synchronous: a stream only has to be valid and belong to the current device, and an
- * event records the host clock. Arguments are checked as the runtime documents, and more strictly
+ * All work is synchronous (a stream only has to be valid and belong to the current device, and an
+ * event records the host clock) except work in flight that a library shim queues on a stream
+ * (stream_add_pending: the NCCL shim's collectives), which queries, synchronizes, event waits and
+ * later work on that stream test or finish. Arguments are checked as the runtime documents, and more strictly
  * where a GPU would fault later or natgrad would have a bug: a memcpy direction must match the
  * pointers (device pointers are those from cudaMalloc), device ranges must lie inside one
  * allocation, and an async copy or memset must touch memory of its stream's device only (one side
@@ -22,8 +24,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <deque>
+#include <map>
 #include <mutex>
 #include <set>
+#include <vector>
+#include <stdint.h>
 
 struct CUstream_st {
     unsigned int flags;
@@ -34,6 +40,8 @@ struct CUevent_st {
     int device; /* current device at creation */
     bool recorded;
     double ms; /* host clock at record, milliseconds */
+    uintptr_t pkey;     /* the recording stream's queue of work in flight (0: none) */
+    uint64_t pupto;     /* ... and how many of its ops had been queued at the record */
 };
 
 namespace ng_simt {
@@ -43,6 +51,36 @@ std::mutex handle_mu;
 std::set<cudaStream_t> streams;
 std::set<cudaEvent_t> events;
 thread_local int tls_device; /* this host thread's current device */
+
+/* Work in flight per stream (stream_add_pending): the default stream of device d is key d + 1,
+ * a created stream its address. */
+struct pending_queue {
+    int device;
+    uint64_t queued, done;
+    std::deque<pending_op> ops;
+};
+std::mutex pend_mu;
+std::map<uintptr_t, pending_queue> pend;
+
+/* Complete (wait) or test (test_only) the ops of queue key up to number upto; false when one still
+ * runs (test_only). */
+bool settle(uintptr_t key, uint64_t upto, bool test_only) {
+    std::lock_guard<std::mutex> lock(pend_mu);
+    auto it = pend.find(key);
+    if (it == pend.end()) return true;
+    pending_queue &q = it->second;
+    while (q.done < upto && !q.ops.empty()) {
+        pending_op op = q.ops.front();
+        if (test_only) {
+            if (!op.test(op.ctx)) return false;
+        } else {
+            op.wait(op.ctx);
+        }
+        q.ops.pop_front();
+        q.done++;
+    }
+    return true;
+}
 
 bool event_valid(cudaEvent_t e) {
     std::lock_guard<std::mutex> lock(handle_mu);
@@ -192,6 +230,10 @@ int stream_device(cudaStream_t s) {
     return streams.count(s) != 0 ? s->device : -1;
 }
 
+static uintptr_t pend_key(cudaStream_t s, int d) {
+    return (s == 0 || s == cudaStreamLegacy || s == cudaStreamPerThread) ? (uintptr_t)d + 1 : (uintptr_t)s;
+}
+
 cudaError_t stream_check_current(const char *call, cudaStream_t s) {
     int d = stream_device(s);
     if (d < 0) return cudaErrorInvalidResourceHandle;
@@ -200,7 +242,19 @@ cudaError_t stream_check_current(const char *call, cudaStream_t s) {
              (void *)s, d, tls_device);
         return cudaErrorInvalidResourceHandle;
     }
+    /* work queued on s runs after the work in flight there (stream order) */
+    if (strcmp(call, "cudaEventRecord") != 0 && strcmp(call, "cudaStreamWaitEvent") != 0)
+        settle(pend_key(s, d), UINT64_MAX, false);
     return cudaSuccess;
+}
+
+void stream_add_pending(cudaStream_t s, pending_op op) {
+    int d = stream_device(s);
+    std::lock_guard<std::mutex> lock(pend_mu);
+    pending_queue &q = pend[pend_key(s, d)];
+    q.device = d;
+    q.queued++;
+    q.ops.push_back(op);
 }
 
 int device_count(void) { return no_device() ? 0 : configured_devices(); }
@@ -341,6 +395,15 @@ cudaError_t cudaRuntimeGetVersion(int *version) {
  * device synchronised (here the current one) are checked. */
 cudaError_t cudaDeviceSynchronize(void) {
     if (cudaError_t ce_ = capture_forbid("cudaDeviceSynchronize", NULL)) return set_error(ce_);
+    {
+        std::vector<uintptr_t> keys;
+        {
+            std::lock_guard<std::mutex> lock(pend_mu);
+            for (auto &kv : pend)
+                if (kv.second.device == tls_device) keys.push_back(kv.first);
+        }
+        for (uintptr_t k : keys) settle(k, UINT64_MAX, false);
+    }
     dev_check_canaries(tls_device, "a kernel");
     return cudaSuccess;
 }
@@ -462,6 +525,7 @@ cudaError_t cudaStreamCreate(cudaStream_t *pStream) {
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    if (stream != NULL && stream_valid(stream)) settle(pend_key(stream, stream_device(stream)), UINT64_MAX, false);
     std::lock_guard<std::mutex> lock(handle_mu);
     if (stream == NULL || streams.erase(stream) == 0)
         return set_error(cudaErrorInvalidResourceHandle);
@@ -474,6 +538,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     int d = stream_device(stream);
     if (d < 0) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t ce_ = capture_forbid("cudaStreamSynchronize", stream)) return set_error(ce_);
+    settle(pend_key(stream, d), UINT64_MAX, false);
     dev_check_canaries(d, "a kernel");
     return cudaSuccess;
 }
@@ -481,7 +546,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
     if (!stream_valid(stream)) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t ce_ = capture_forbid("cudaStreamQuery", stream)) return set_error(ce_);
-    return cudaSuccess;
+    return settle(pend_key(stream, stream_device(stream)), UINT64_MAX, true) ? cudaSuccess : cudaErrorNotReady;
 }
 
 /* The stream must belong to the current device; the event may be another device's (that is how
@@ -491,6 +556,8 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
     cudaError_t e = stream_check_current("cudaStreamWaitEvent", stream);
     if (e == cudaSuccess && capturing(stream))
         e = capture_node(stream, "cudaStreamWaitEvent", []() -> cudaError_t { return cudaSuccess; });
+    else if (e == cudaSuccess && event->pkey) /* the stream's later work sees what the event covers */
+        settle(event->pkey, event->pupto, false);
     return set_error(e);
 }
 
@@ -503,6 +570,8 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
     e->flags = flags;
     e->device = tls_device;
     e->recorded = false;
+    e->pkey = 0;
+    e->pupto = 0;
     std::lock_guard<std::mutex> lock(handle_mu);
     events.insert(e);
     *event = e;
@@ -530,19 +599,26 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
         }));
     event->recorded = true;
     event->ms = now_ms();
+    {
+        std::lock_guard<std::mutex> lock(pend_mu);
+        auto it = pend.find(pend_key(stream, tls_device));
+        event->pkey = it == pend.end() || it->second.done == it->second.queued ? 0 : it->first;
+        event->pupto = it == pend.end() ? 0 : it->second.queued;
+    }
     return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
     if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t ce_ = capture_forbid("cudaEventSynchronize", NULL)) return set_error(ce_);
+    if (event->pkey) settle(event->pkey, event->pupto, false);
     return cudaSuccess;
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
     if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
     if (cudaError_t ce_ = capture_forbid("cudaEventQuery", NULL)) return set_error(ce_);
-    return cudaSuccess;
+    return !event->pkey || settle(event->pkey, event->pupto, true) ? cudaSuccess : cudaErrorNotReady;
 }
 
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {

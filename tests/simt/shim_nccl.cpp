@@ -10,8 +10,12 @@
  * ncclInvalidUsage), as NCCL does. Ranks must pass the same ncclUniqueId (checked over MPI).
  * Emulation limits (each reported with a "simt:" note): nranks must equal the MPI world size, MPI
  * must be initialised first; data types float, double, int32, int64, uint8; ops sum, prod, max,
- * min, avg (floating types). Collectives run synchronously on the calling thread (the emulator's
- * streams are synchronous), so a dead peer blocks inside the call rather than on the stream. */
+ * min, avg (floating types). A collective starts a non-blocking MPI call and stays in flight on its
+ * stream (stream_add_pending, simt_internal.h) until a query of the stream or of an event recorded
+ * after it sees it complete, or a synchronize, a cudaStreamWaitEvent on such an event or later work
+ * on the stream finishes it; so a dead peer shows as a stream that never completes (the
+ * communicator's timeout), and a buffer read before the collective's event is waited for holds
+ * whatever MPI has written so far. MPI moves the collective only inside MPI calls (those tests). */
 #include <cuda_runtime.h>
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
@@ -148,6 +152,48 @@ extern "C" ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asy
     return ncclSuccess;
 }
 
+/* A collective in flight: its MPI request and, for ncclAvg, the division that follows the sum. */
+struct inflight {
+    MPI_Request req;
+    void *buf;
+    size_t count;
+    ncclDataType_t type;
+    int nranks;
+    bool avg;
+};
+
+static void finish(inflight *f) {
+    if (f->avg) {
+        for (size_t i = 0; i < f->count; i++) {
+            if (f->type == ncclFloat64) ((double *)f->buf)[i] /= f->nranks;
+            else ((float *)f->buf)[i] /= (float)f->nranks;
+        }
+    }
+    delete f;
+}
+
+static bool inflight_test(void *p) {
+    inflight *f = (inflight *)p;
+    int done = 0;
+    if (MPI_Test(&f->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1; /* a failed request ends too */
+    if (done) finish(f);
+    return done != 0;
+}
+
+static void inflight_wait(void *p) {
+    inflight *f = (inflight *)p;
+    MPI_Wait(&f->req, MPI_STATUS_IGNORE);
+    finish(f);
+}
+
+static void enqueue(inflight *f, cudaStream_t stream) {
+    pending_op op;
+    op.test = inflight_test;
+    op.wait = inflight_wait;
+    op.ctx = f;
+    stream_add_pending(stream, op);
+}
+
 static MPI_Datatype mpi_type(ncclDataType_t t, size_t *size, bool *floating) {
     *floating = false;
     switch (t) {
@@ -215,13 +261,17 @@ extern "C" ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size
     void *rv = dev_view(recvbuff);
     const void *sv = dev_view(sendbuff);
     if (sv != rv) memmove(rv, sv, count * size);
-    if (MPI_Allreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi) != MPI_SUCCESS) return ncclRemoteError;
-    if (op == ncclAvg) {
-        for (size_t i = 0; i < count; i++) {
-            if (datatype == ncclFloat64) ((double *)rv)[i] /= comm->nranks;
-            else ((float *)rv)[i] /= (float)comm->nranks;
-        }
+    inflight *f = new inflight();
+    f->buf = rv;
+    f->count = count;
+    f->type = datatype;
+    f->nranks = comm->nranks;
+    f->avg = op == ncclAvg;
+    if (MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req) != MPI_SUCCESS) {
+        delete f;
+        return ncclRemoteError;
     }
+    enqueue(f, stream);
     return ncclSuccess;
 }
 
@@ -244,6 +294,16 @@ extern "C" ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size
     if (count > 2147483647u) return ncclInvalidArgument;
     void *rv = dev_view(recvbuff);
     if (comm->rank == root && sendbuff != recvbuff) memmove(rv, dev_view(sendbuff), count * size);
-    if (MPI_Bcast(rv, (int)count, mt, root, comm->mpi) != MPI_SUCCESS) return ncclRemoteError;
+    inflight *f = new inflight();
+    f->buf = rv;
+    f->count = count;
+    f->type = datatype;
+    f->nranks = comm->nranks;
+    f->avg = false;
+    if (MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req) != MPI_SUCCESS) {
+        delete f;
+        return ncclRemoteError;
+    }
+    enqueue(f, stream);
     return ncclSuccess;
 }

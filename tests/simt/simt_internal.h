@@ -101,6 +101,21 @@ int stream_device(cudaStream_t s);
  * cudaErrorInvalidResourceHandle; a stream of another device also prints "simt: <call>: stream
  * <s> belongs to device X but device Y is current". Sets no error (callers do). */
 cudaError_t stream_check_current(const char *call, cudaStream_t s);
+/* Work in flight on a stream (the NCCL shim's collectives, started as non-blocking MPI calls):
+ * test() returns true once it has completed (and finished it), wait() blocks until it has. Ops of
+ * one stream complete in order. A stream query tests them (cudaErrorNotReady while one runs); an
+ * event records how many were queued and its query / synchronize, and a cudaStreamWaitEvent on it,
+ * test or finish those; stream and device synchronize, stream destroy and every call that queues
+ * work on the stream through stream_check_current (launches, async copies and memsets, captures,
+ * graph launches; not event records or waits) finish them first. Nothing else waits for them: a
+ * synchronous copy or a kernel on another stream sees the buffer as MPI has left it so far, as on
+ * a GPU where a collective on one stream runs while another stream reads. */
+struct pending_op {
+    bool (*test)(void *ctx);
+    void (*wait)(void *ctx);
+    void *ctx;
+};
+void stream_add_pending(cudaStream_t s, pending_op op);
 
 /* ---- stream capture and graphs (simt_graph.cpp) ------------------------------------------ */
 /* A recorded operation: replayed by cudaGraphLaunch; returns its error (cudaSuccess when it ran). */
