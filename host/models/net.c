@@ -1498,13 +1498,12 @@ static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double 
     return NG_OK;
 }
 
-/* Algorithm 1 lines 9-10 for layer l after its statistics: U_new, and V, d (or the running batch-
- * norm mean) changed so that the layer computes the same function. */
-static ng_status whiten_project(net *n, int l, float eps) {
+/* Algorithm 1 line 10 for layer l after its U_new (line 9, ng_whiten_compute_batch): V, d (or the
+ * running batch-norm mean) changed so that the layer computes the same function. */
+static ng_status whiten_project(net *n, int l) {
     ng_backend *be = n->base.be;
     ng_whiten *w = &n->wh[l];
     int d = n->d[l - 1], dl = n->d[l];
-    NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(w, eps)); /* line 9 */
     NG_TRY(ng_whiten_uinv(w, n->S1.data, d));
     /* t = U_old (c_new - c_old); d += V_old t (line 10's bias, = b + W c_new), or the running
      * batch-norm mean -= V_old t */
@@ -1551,13 +1550,18 @@ ng_status ng_net_whiten_refresh(ng_model *m, const ng_tensor *x, float eps, int 
     n->w_identity = 0;
     NG_TRY_RANGE(NG_CAT_STATS, "prong statistics", whiten_stats(n, x, 1, L));
     NG_TRY(lap(be, times ? &times[0] : NULL, &t0));
+    {
+        /* line 9 for every layer at once: the eigendecompositions in one batched call */
+        ng_whiten *ws[L_MAX];
+        for (l = 1; l <= L; l++) ws[l - 1] = &n->wh[l];
+        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute_batch(ws, L, eps));
+    }
     for (l = 1; l <= L; l++) {
         if (n->cfg.whiten == 1) {
-            NG_TRY_RANGE(NG_CAT_INVERSE, "prong projection", whiten_project(n, l, eps));
+            NG_TRY_RANGE(NG_CAT_INVERSE, "prong projection", whiten_project(n, l));
             continue;
         }
         /* canonical form: W, b stay (the function is kept exactly); new U, c and K */
-        NG_TRY_RANGE(NG_CAT_INVERSE, "prong eigendecomposition", ng_whiten_compute(&n->wh[l], eps));
         NG_TRY(whiten_store(n, l));
         NG_TRY(canon_k(n, l));
     }
