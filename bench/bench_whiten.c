@@ -14,11 +14,14 @@
  * identical; their refreshes alternate, R rounds, so a changing load falls on both alike; medians of
  * the reparametrisation seconds (ng_net_whiten_refresh's times[1]: eigendecompositions, U^T, U c,
  * projections) and of the statistics pass (times[0]), and whether the batched network's state ends
- * bit-identical to the sequential one's. One markdown row per form. */
+ * bit-identical to the sequential one's, and the share of the cores other processes used meanwhile (from
+ * /proc/stat less this process's rusage). One markdown row per form. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "natgrad/backend.h"
 #include "natgrad/data.h"
@@ -36,6 +39,22 @@ static int cmpd(const void *a, const void *b) {
 static int die(const char *what) {
     fprintf(stderr, "bench_whiten: %s: %s\n", what, ng_last_error());
     return 1;
+}
+
+/* CPU seconds used by the whole machine (busy time of all cores, /proc/stat) and by this process. */
+static void cpu_seconds(double *machine, double *self) {
+    unsigned long long v[8] = {0};
+    struct rusage ru;
+    FILE *f = fopen("/proc/stat", "r");
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *machine = 0.0;
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8)
+            *machine = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
+        fclose(f);
+    }
+    getrusage(RUSAGE_SELF, &ru);
+    *self = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 /* The network's parameters and whitening state as bytes on the host (for the bit-identity check). */
@@ -101,8 +120,8 @@ static int bench_refresh(int argc, char **argv) {
         ng_set(be, x, ds.x, (size_t)ds.dim * ns * sizeof(float)) != NG_OK)
         return die("samples");
     printf("backend: %s\n\n", be->description);
-    printf("| form | threads | reparametrisation, sequential s | batched s | sequential / batched | statistics s (batched run) | state bit-identical |\n");
-    printf("|---|---|---|---|---|---|---|\n");
+    printf("| form | threads | reparametrisation, sequential s | batched s | sequential / batched | statistics s (batched run) | state bit-identical | other processes, %% of the cores |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
     for (form = 2; form >= 1; form--) {
         ng_net_config cfg;
         ng_model *net_b, *net_s;
@@ -111,6 +130,7 @@ static int bench_refresh(int argc, char **argv) {
         unsigned char *bb, *bs;
         size_t lb, ls;
         int same;
+        double m0, s0, m1, s1, t0, wall;
         ng_net_config_default(&cfg);
         if (ng_net_preset("mnist-autoencoder", &cfg) != NG_OK) return die("preset");
         cfg.seed = 1;
@@ -120,6 +140,8 @@ static int bench_refresh(int argc, char **argv) {
         /* the whitened initialisation (layer by layer, not batched), then timed refreshes */
         if (ng_net_whiten_refresh(net_b, &xs, eps, 0, NULL) != NG_OK || ng_net_whiten_refresh(net_s, &xs, eps, 0, NULL) != NG_OK)
             return die("whitened initialisation");
+        cpu_seconds(&m0, &s0);
+        t0 = ng_time_s();
         for (r = 0; r < rounds; r++) {
             double tm_b[2] = {0, 0}, tm_s[2] = {0, 0};
             if (r % 2 == 0) {
@@ -135,14 +157,20 @@ static int bench_refresh(int argc, char **argv) {
             fprintf(stderr, "bench_whiten: %s form, round %d/%d: reparametrisation %.3f s sequential, %.3f s batched\n",
                     form == 2 ? "canonical" : "whitened", r + 1, rounds, tsq[r], tb[r]);
         }
+        wall = ng_time_s() - t0;
+        cpu_seconds(&m1, &s1);
         if (net_bytes(net_b, cfg.n_layers, &bb, &lb) != NG_OK || net_bytes(net_s, cfg.n_layers, &bs, &ls) != NG_OK) return die("state");
         same = lb == ls && memcmp(bb, bs, lb) == 0;
         qsort(tb, (size_t)rounds, sizeof(double), cmpd);
         qsort(tsq, (size_t)rounds, sizeof(double), cmpd);
         qsort(st, (size_t)rounds, sizeof(double), cmpd);
-        printf("| %s | %d | %.3f | %.3f | %.2f | %.3f | %s |\n", form == 2 ? "canonical" : "whitened",
-               !strcmp(device, "cpu") ? omp_get_max_threads() : 0, tsq[rounds / 2], tb[rounds / 2], tsq[rounds / 2] / tb[rounds / 2],
-               st[rounds / 2], same ? "yes" : "NO");
+        {
+            long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+            double other = 100.0 * ((m1 - m0) - (s1 - s0)) / (wall * (double)(ncpu > 0 ? ncpu : 1));
+            printf("| %s | %d | %.3f | %.3f | %.2f | %.3f | %s | %.0f |\n", form == 2 ? "canonical" : "whitened",
+                   !strcmp(device, "cpu") ? omp_get_max_threads() : 0, tsq[rounds / 2], tb[rounds / 2], tsq[rounds / 2] / tb[rounds / 2],
+                   st[rounds / 2], same ? "yes" : "NO", other < 0.0 ? 0.0 : other);
+        }
         free(bb);
         free(bs);
         ng_net_free(net_b);
