@@ -356,12 +356,18 @@ static ng_status reg_inverse(rws *w, ng_backend *be, const float *F, int n, doub
  * eigenvalues floored at shift (F is positive semi-definite: the floor only absorbs rounding).
  * Uses X, T4, w1, w2 (sym_eig: T4, Xd, wd). *fail when the eigendecomposition failed in both
  * precisions. */
+static ng_status sqrt_from_eig(rws *w, ng_backend *be, int n, double shift, float *oh, float *oih);
 static ng_status sqrt_pair(rws *w, ng_backend *be, const float *F, int n, double shift, float *oh, float *oih, int *fail) {
-    ng_op_args o;
-    int side;
     NG_TRY(damped(be, F, n, shift, w->X.data));
     NG_TRY(sym_eig(w, be, w->X.data, n, w->w1.data, fail));
     if (*fail) return NG_OK;
+    return sqrt_from_eig(w, be, n, shift, oh, oih);
+}
+
+/* sqrt_pair after the eigendecomposition: eigenvectors in X, eigenvalues in w1. */
+static ng_status sqrt_from_eig(rws *w, ng_backend *be, int n, double shift, float *oh, float *oih) {
+    ng_op_args o;
+    int side;
     for (side = 0; side < 2; side++) {
         float *out = side ? oih : oh;
         /* w2 = max(l, shift)^(+-1/2) */
@@ -912,10 +918,57 @@ static ng_status snapshot(kfac *k, ng_backend *be) {
 
 /* ---- natural parameter space ---------------------------------------------------------------- */
 
-/* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig */
+/* phi_refresh with the 2L eigendecompositions in one ng_syevd_batched call (float32): each damped
+ * factor is written into its inverse root's buffer (SAi, SGi) and decomposed there, the eigenvalues
+ * into the first n elements of its root's buffer (SA, SG); then, per factor, E and the eigenvalues
+ * go to X and w1 and sqrt_pair's second half runs as before, so every result is what sqrt_pair
+ * gives (bit-identical on the CPU, whose batched problems are each a one-thread ssyevd). A factor
+ * whose float32 eigendecomposition failed goes through sqrt_pair itself (its float64 retry). */
+static ng_status phi_refresh_batched(kfac *k, ng_backend *be) {
+    ng_eig_problem p[2 * LMAX];
+    double shift[2 * LMAX];
+    int l, j, fail = 0, L = k->L;
+    rws *w = &k->ws;
+    for (l = 1; l <= L; l++) {
+        double pi;
+        NG_TRY(pi_of(k, w, &k->fac, be, l, &pi));
+        for (j = 0; j < 2; j++) {
+            ng_eig_problem *q = &p[2 * (l - 1) + j];
+            int n = j ? k->d[l] : na(k, l - 1);
+            shift[2 * (l - 1) + j] = j ? k->gamma / pi : pi * k->gamma;
+            q->n = n;
+            q->lda = n;
+            q->A = (j ? k->SGi : k->SAi)[l].data;
+            q->w = (j ? k->SG : k->SA)[l].data;
+            NG_TRY(damped(be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, n, shift[2 * (l - 1) + j], (float *)q->A));
+        }
+    }
+    NG_TRY(ng_syevd_batched(be, NG_F32, 2 * L, p));
+    for (l = 1; l <= L && !fail; l++)
+        for (j = 0; j < 2 && !fail; j++) {
+            ng_eig_problem *q = &p[2 * (l - 1) + j];
+            float *oh = (j ? k->SG : k->SA)[l].data, *oih = (j ? k->SGi : k->SAi)[l].data;
+            if (q->info) {
+                NG_TRY(sqrt_pair(w, be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, q->n, shift[2 * (l - 1) + j], oh, oih, &fail));
+                continue;
+            }
+            NG_TRY(ng_copy(be, w->X.data, q->A, (size_t)q->n * (size_t)q->n * sizeof(float)));
+            NG_TRY(ng_copy(be, w->w1.data, q->w, (size_t)q->n * sizeof(float)));
+            NG_TRY(sqrt_from_eig(w, be, q->n, shift[2 * (l - 1) + j], oh, oih));
+        }
+    if (fail)
+        return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
+                        "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l - 1);
+    k->phi_ready = 1;
+    return NG_OK;
+}
+
+/* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig; in float32
+ * batched over the layers (phi_refresh_batched) */
 static ng_status phi_refresh(kfac *k, ng_backend *be) {
     int l, fail = 0;
     double pi;
+    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX) return phi_refresh_batched(k, be);
     for (l = 1; l <= k->L; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));
