@@ -11,8 +11,11 @@
  *     equal v^T G u from the Gauss-Newton products; LM and schedule rules;
  *   - invariance (section 10): with negligible damping the update is unchanged by invertible
  *     affine transformations of the activations and pre-activations;
- *   - recovery of failed inversions; CPU and (emulated) CUDA agree on whole K-FAC steps. */
+ *   - recovery of failed inversions; CPU and (emulated) CUDA agree on whole K-FAC steps;
+ *   - the block-tridiagonal refresh with its eigendecompositions batched (ng_syevd_batched) is
+ *     bit-identical to the one-at-a-time path (CPU, two threads). */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1192,6 +1195,34 @@ static int test_async(void) {
     return NGT_PASS;
 }
 
+/* The block-tridiagonal refresh sends its appendix-B eigendecompositions to ng_syevd_batched: on the
+ * CPU (two threads, so the problems run concurrently) 17 updates (refreshes with gamma candidates)
+ * end bit-identical to the same run on a copy of the CPU backend without the batched slot (the
+ * wrapper then runs the problems one at a time); with Tikhonov damping and the regularised inverse. */
+static int test_batched_bitexact(void) {
+    struct ng_backend_i fi = *g_cpu->iface;
+    ng_backend seq = *g_cpu;
+    float a[256], b[256];
+    size_t na = 0, nb = 0;
+    int inv, before = omp_get_max_threads(), fail = 0;
+    fi.syevd_batched = NULL;
+    seq.iface = &fi;
+    ng_cpu_set_threads(2);
+    for (inv = 0; inv < 2 && !fail; inv++) {
+        g_inverse = inv ? NG_KFAC_INV_REGULARIZED : NG_KFAC_INV_TIKHONOV;
+        if (run_steps(g_cpu, NG_KFAC_TRIDIAG, 17, a, &na, -1) != NG_OK || run_steps(&seq, NG_KFAC_TRIDIAG, 17, b, &nb, -1) != NG_OK) {
+            printf("  %s\n", ng_last_error());
+            fail = 1;
+        } else if (na != nb || memcmp(a, b, na * sizeof(float)) != 0) {
+            printf("  block-tridiagonal%s: the batched refreshes differ from the one-at-a-time ones\n", inv ? " (regularised)" : "");
+            fail = 1;
+        }
+    }
+    g_inverse = NG_KFAC_INV_TIKHONOV;
+    ng_cpu_set_threads(before);
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+
 int main(void) {
     if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
     NGT_RUN(test_scalar_rules);
@@ -1208,6 +1239,7 @@ int main(void) {
     NGT_RUN(test_gamma_lambda_rules);
     NGT_RUN(test_deterministic);
     NGT_RUN(test_async);
+    NGT_RUN(test_batched_bitexact);
     NGT_RUN(test_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

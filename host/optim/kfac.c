@@ -420,21 +420,119 @@ static ng_status chol_factor(rws *w, ng_backend *be, const float *F, int n, doub
  * costs an eigendecomposition), L^-1 C L^-T = E diag(s) E^T and K = L^-T E, so that
  * A^-1 = K K^T and C = L E diag(s) E^T L^T. C (nA x nA) in Cm; results K (nA x nA), s (nA). Uses
  * X, T3 (and T4 through sym_eig). */
-static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
-                            float *s, int *fail) {
+/* stein_side's first half: L (lower Cholesky factor of F + shift I) into T3 and M = L^-1 C L^-T
+ * (symmetrised) into M (nA x nA). */
+static ng_status stein_prep(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *M,
+                            int *fail) {
     size_t nn = (size_t)nA * (size_t)nA;
     NG_TRY(chol_factor(w, be, F, nA, shift, w->T3.data, fail));
     if (*fail) return NG_OK;
-    /* M = L^-1 C L^-T (symmetrised) */
-    NG_TRY(ng_copy(be, w->X.data, Cm, nn * sizeof(float)));
-    NG_TRY(ng_trsm(be, 0, 1, 0, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
-    NG_TRY(ng_trsm(be, 1, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
-    NG_TRY(ng_symmetrize_lower(be, nA, w->X.data, nA, 0.0f));
+    NG_TRY(ng_copy(be, M, Cm, nn * sizeof(float)));
+    NG_TRY(ng_trsm(be, 0, 1, 0, 0, nA, nA, 1.0f, w->T3.data, nA, M, nA));
+    NG_TRY(ng_trsm(be, 1, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, M, nA));
+    return ng_symmetrize_lower(be, nA, M, nA, 0.0f);
+}
+
+static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
+                            float *s, int *fail) {
+    size_t nn = (size_t)nA * (size_t)nA;
+    NG_TRY(stein_prep(w, be, F, nA, shift, Cm, w->X.data, fail));
+    if (*fail) return NG_OK;
     NG_TRY(sym_eig(w, be, w->X.data, nA, s, fail));
     if (*fail) return NG_OK;
     /* K = L^-T E */
     NG_TRY(ng_trsm(be, 0, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
     return ng_copy(be, Kout, w->X.data, nn * sizeof(float));
+}
+
+/* The block-tridiagonal coupling of layer l with l + 1 on one side (0: A, 1: G): PAT = (A[l] + pi_{l+1}
+ * gamma I)^-1 AC^T into S (regularised: (A^2 + (pi gamma)^2 I)^-1 A in place of the inverse) and
+ * C = AC PAT into T1; side 1 the same with G[l+1], GC, PGT and D = GC PGT. Uses T2 and what
+ * chol_inverse / reg_inverse use. */
+static ng_status tri_coupling(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, int l, const double *pi,
+                              double gamma, int side, int *fail) {
+    int n1 = na(k, l - 1), n2 = k->d[l], n3 = na(k, l), n4 = k->d[l + 1];
+    if (!side) {
+        if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+            NG_TRY(reg_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+        else
+            NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+        if (*fail) return NG_OK;
+        NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
+        NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
+        return ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f);
+    }
+    if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+        NG_TRY(reg_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+    else
+        NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+    if (*fail) return NG_OK;
+    NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
+    NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));
+    return ng_symmetrize_lower(be, n2, w->T1.data, n2, 0.0f);
+}
+
+/* Sigma positive definite needs max s1 * max s2 < 1 (eigenvalues ascending): *fail otherwise */
+static ng_status tri_check(ng_backend *be, invset *S, int l, int n1, int n2, int *fail) {
+    float s1max, s2max;
+    NG_TRY(ng_get(be, &s1max, S->s1[l].data + n1 - 1, sizeof s1max));
+    NG_TRY(ng_get(be, &s2max, S->s2[l].data + n2 - 1, sizeof s2max));
+    if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
+    return NG_OK;
+}
+
+/* The appendix-B factors of layers 1 .. L-1 of the block-tridiagonal inverse (float32) with their
+ * 2 (L - 1) eigendecompositions in one ng_syevd_batched call: per layer and side the coupling C
+ * (tri_coupling) and M = L^-1 C L^-T (stein_prep) are formed in K1 / K2 and decomposed there,
+ * eigenvalues into s1 / s2; then L is factored again (the same potrf on the same matrix: the same
+ * factor) and K = L^-T E. Every result is what stein_side gives (bit-identical on the CPU); a problem
+ * whose float32 eigendecomposition failed goes through stein_side itself (its float64 retry). */
+static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, const double *pi, double gamma,
+                             int *fail) {
+    ng_eig_problem p[2 * LMAX];
+    int l, j, i, cnt = 0, L = k->L;
+    for (l = 1; l < L && !*fail; l++)
+        for (j = 0; j < 2 && !*fail; j++) {
+            int n = j ? k->d[l] : na(k, l - 1);
+            double shift = j ? gamma / pi[l] : pi[l] * gamma;
+            float *Kout = (j ? S->K2 : S->K1)[l].data;
+            NG_TRY(tri_coupling(k, w, F, be, S, l, pi, gamma, j, fail));
+            if (*fail) break;
+            NG_TRY(stein_prep(w, be, (j ? F->G[l] : F->A[l - 1]).data, n, shift, w->T1.data, Kout, fail));
+            p[cnt].n = n;
+            p[cnt].lda = n;
+            p[cnt].A = Kout;
+            p[cnt].w = (j ? S->s2 : S->s1)[l].data;
+            cnt++;
+        }
+    if (*fail || !cnt) return NG_OK;
+    NG_TRY(ng_syevd_batched(be, NG_F32, cnt, p));
+    for (i = 0; i < cnt && !*fail; i++) {
+        int n = p[i].n, retries;
+        const float *Fs;
+        double shift;
+        l = i / 2 + 1;
+        j = i % 2;
+        Fs = (j ? F->G[l] : F->A[l - 1]).data;
+        shift = j ? gamma / pi[l] : pi[l] * gamma;
+        if (p[i].info) {
+            int n1 = na(k, l - 1), n2 = k->d[l], m = j ? n2 : n1;
+            /* C again from the stored PAT / PGT, then stein_side with its float64 retry */
+            if (!j) NG_TRY(ng_gemm(be, 0, 0, n1, n1, na(k, l), 1.0f, F->AC[l].data, n1, S->PAT[l].data, na(k, l), 0.0f, w->T1.data, n1));
+            else NG_TRY(ng_gemm(be, 0, 0, n2, n2, k->d[l + 1], 1.0f, F->GC[l].data, n2, S->PGT[l].data, k->d[l + 1], 0.0f, w->T1.data, n2));
+            NG_TRY(ng_symmetrize_lower(be, m, w->T1.data, m, 0.0f));
+            NG_TRY(stein_side(w, be, Fs, n, shift, w->T1.data, (float *)p[i].A, (float *)p[i].w, fail));
+            continue;
+        }
+        /* the factor of stein_prep once more (its retries were counted then) */
+        retries = w->retries;
+        NG_TRY(chol_factor(w, be, Fs, n, shift, w->T3.data, fail));
+        w->retries = retries;
+        if (*fail) break;
+        NG_TRY(ng_trsm(be, 0, 1, 1, 0, n, n, 1.0f, w->T3.data, n, (float *)p[i].A, n));
+    }
+    for (l = 1; l < L && !*fail; l++) NG_TRY(tri_check(be, S, l, na(k, l - 1), k->d[l], fail));
+    return NG_OK;
 }
 
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
@@ -444,11 +542,15 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     invset *S = &k->set[si];
     double pi[LMAX + 2];
     int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
+    /* the tridiagonal couplings' eigendecompositions batched (float32; the float64 pass stays one at a time) */
+    int batched = k->tri && !shared && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX;
     *fail = 0;
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
+    if (batched) NG_TRY(tri_batched(k, w, F, be, S, pi, gamma, fail));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
+        if (batched && l < L) continue;           /* done by tri_batched */
         if ((!k->tri || l == L) && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
@@ -459,37 +561,15 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
             if (!*fail) NG_TRY(chol_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
         }
-        {
-            int n3 = na(k, l), n4 = k->d[l + 1];
-            float s1max, s2max;
-            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T (regularised: (A^2 + (pi gamma)^2 I)^-1 A in place of
-             * the inverse), C = AC PAT (into T1) */
-            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
-                NG_TRY(reg_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
-            else
-                NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
-            if (*fail) break;
-            NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
-            NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
-            NG_TRY(ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f));
-            NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
-            if (*fail) break;
-            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T (or regularised), D = GC PGT */
-            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
-                NG_TRY(reg_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
-            else
-                NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
-            if (*fail) break;
-            NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));
-            NG_TRY(ng_symmetrize_lower(be, n2, w->T1.data, n2, 0.0f));
-            NG_TRY(stein_side(w, be, F->G[l].data, n2, gamma / pi[l], w->T1.data, S->K2[l].data, S->s2[l].data, fail));
-            if (*fail) break;
-            /* Sigma positive definite needs max s1 * max s2 < 1 (eigenvalues ascending) */
-            NG_TRY(ng_get(be, &s1max, S->s1[l].data + n1 - 1, sizeof s1max));
-            NG_TRY(ng_get(be, &s2max, S->s2[l].data + n2 - 1, sizeof s2max));
-            if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
-        }
+        NG_TRY(tri_coupling(k, w, F, be, S, l, pi, gamma, 0, fail));
+        if (*fail) break;
+        NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
+        if (*fail) break;
+        NG_TRY(tri_coupling(k, w, F, be, S, l, pi, gamma, 1, fail));
+        if (*fail) break;
+        NG_TRY(stein_side(w, be, F->G[l].data, n2, gamma / pi[l], w->T1.data, S->K2[l].data, S->s2[l].data, fail));
+        if (*fail) break;
+        NG_TRY(tri_check(be, S, l, n1, n2, fail));
     }
     if (shared) {
         /* every rank learns whether any layer failed (then all retry alike), else each layer's
