@@ -856,7 +856,7 @@ static int test_phi_kfac_map_and_step(void) {
 /* K-FAC's phi-mode refresh sends its 2L eigendecompositions to ng_syevd_batched: on the CPU (two
  * threads, so the problems run concurrently) the parameters after five updates (refreshes at 0, 2, 4)
  * and the maps S x, S^-1 x are bit-identical to those of the same run on a copy of the CPU backend
- * without the batched slot (the wrapper then runs the problems one at a time). */
+ * without the batched slot, where K-FAC keeps its one-at-a-time path (sqrt_pair per factor). */
 static int test_phi_kfac_batched_bitexact(void) {
     struct ng_backend_i fi = *g_cpu->iface;
     ng_backend seq = *g_cpu;

@@ -444,6 +444,8 @@ static void eig_range(const ng_eig_problem *p, size_t es, int k, uintptr_t *lo, 
     *hi = *lo + bytes;
 }
 
+int ng_syevd_batched_supported(const ng_backend *be) { return be && be->iface->syevd_batched != NULL; }
+
 ng_status ng_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p) {
     const char *op = dt == NG_F64 ? "syevd_batched (f64)" : "syevd_batched";
     size_t es = dt == NG_F64 ? sizeof(double) : sizeof(float);

@@ -324,11 +324,17 @@ static ng_status sym_eig(rws *w, ng_backend *be, float *M, int n, float *ev, int
 /* out = (F^T F + d^2 I)^-1 F^T = E diag(l / (l^2 + d^2)) E^T for symmetric F = E diag(l) E^T:
  * Sohl-Dickstein's regularised inverse (his eq. 35) in place of (F + d I)^-1. Uses X, T3, T4, w1,
  * w2 (sym_eig: T4, Xd, wd). *fail when the eigendecomposition failed in both precisions. */
+static ng_status reg_from_eig(rws *w, ng_backend *be, int n, double d, float *out);
 static ng_status reg_inverse(rws *w, ng_backend *be, const float *F, int n, double d, float *out, int *fail) {
-    ng_op_args o;
     NG_TRY(damped(be, F, n, 0.0, w->X.data));
     NG_TRY(sym_eig(w, be, w->X.data, n, w->w1.data, fail));
     if (*fail) return NG_OK;
+    return reg_from_eig(w, be, n, d, out);
+}
+
+/* reg_inverse after the eigendecomposition: eigenvectors in X, eigenvalues in w1. */
+static ng_status reg_from_eig(rws *w, ng_backend *be, int n, double d, float *out) {
+    ng_op_args o;
     /* w2 = l / (l^2 + d^2): T3 (first n) = l^2 + d^2, then w2 = l * max(T3, tiny)^-1 */
     NG_TRY(outer_scale(be, n, 1, NG_OSCALE_SQUARE, w->w1.data, n, NULL, NULL, 0.0f, w->T3.data, n));
     NG_TRY(ng_fill(be, (size_t)n, (float)(d * d), w->w2.data));
@@ -535,6 +541,51 @@ static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, inv
     return NG_OK;
 }
 
+/* The regularised inverses of the block-diagonal layers (every layer, or layer L of the tridiagonal
+ * approximation; on several ranks the layers this rank owns, me >= 0) in float32 with their
+ * eigendecompositions in one ng_syevd_batched call: each factor is decomposed in its own output (AI,
+ * GI), the eigenvalues go to T1 one after another; then per factor E and the eigenvalues go to X and
+ * w1 and reg_inverse's second half runs, so every result is what reg_inverse gives (bit-identical
+ * on the CPU). A failed float32 problem goes through reg_inverse itself (its float64 retry). */
+static ng_status reg_batched(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, const double *pi, double gamma,
+                             int me, int *fail) {
+    ng_eig_problem p[2 * LMAX];
+    double d[2 * LMAX];
+    size_t off = 0;
+    int l, j, i, cnt = 0;
+    for (l = 1; l <= k->L; l++) {
+        if ((k->tri && l < k->L) || (me >= 0 && k->owner[l] != me)) continue;
+        for (j = 0; j < 2; j++) {
+            int n = j ? k->d[l] : na(k, l - 1);
+            p[cnt].n = n;
+            p[cnt].lda = n;
+            p[cnt].A = (j ? S->GI : S->AI)[l].data;
+            p[cnt].w = w->T1.data + off;
+            d[cnt] = j ? gamma / pi[l] : pi[l] * gamma;
+            off += (size_t)n;
+            NG_TRY(damped(be, (j ? F->G[l] : F->A[l - 1]).data, n, 0.0, (float *)p[cnt].A));
+            cnt++;
+        }
+    }
+    if (!cnt) return NG_OK;
+    NG_TRY(ng_syevd_batched(be, NG_F32, cnt, p));
+    for (i = 0; i < cnt && !*fail; i++) {
+        int n = p[i].n;
+        if (p[i].info) {
+            /* the factor again from F: find it by its output */
+            for (l = 1; l <= k->L; l++)
+                for (j = 0; j < 2; j++)
+                    if ((j ? S->GI : S->AI)[l].data == p[i].A)
+                        NG_TRY(reg_inverse(w, be, (j ? F->G[l] : F->A[l - 1]).data, n, d[i], (float *)p[i].A, fail));
+            continue;
+        }
+        NG_TRY(ng_copy(be, w->X.data, p[i].A, (size_t)n * (size_t)n * sizeof(float)));
+        NG_TRY(ng_copy(be, w->w1.data, p[i].w, (size_t)n * sizeof(float)));
+        NG_TRY(reg_from_eig(w, be, n, d[i], (float *)p[i].A));
+    }
+    return NG_OK;
+}
+
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
  * both precisions. */
 static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail,
@@ -543,15 +594,23 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     double pi[LMAX + 2];
     int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
     /* the tridiagonal couplings' eigendecompositions batched (float32; the float64 pass stays one at a time) */
-    int batched = k->tri && !shared && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX;
+    int batched = k->tri && !shared && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be);
+    /* the regularised block-diagonal inverses batched too (float32; the eigenvalues fit in T1) */
+    int reg_b = k->cfg.inverse == NG_KFAC_INV_REGULARIZED && w->precision == NG_F32 && 2 * L <= NG_EIG_BATCH_MAX &&
+                ng_syevd_batched_supported(be);
+    size_t nev = 0;
+    for (l = 1; l <= L; l++) nev += (size_t)na(k, l - 1) + (size_t)k->d[l];
+    if (nev > ng_tensor_count(&w->T1)) reg_b = 0;
     *fail = 0;
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
     if (batched) NG_TRY(tri_batched(k, w, F, be, S, pi, gamma, fail));
+    if (reg_b && !*fail) NG_TRY(reg_batched(k, w, F, be, S, pi, gamma, me, fail));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
         if (batched && l < L) continue;           /* done by tri_batched */
         if ((!k->tri || l == L) && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
+            if (reg_b) continue; /* done by reg_batched */
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
@@ -1048,7 +1107,7 @@ static ng_status phi_refresh_batched(kfac *k, ng_backend *be) {
 static ng_status phi_refresh(kfac *k, ng_backend *be) {
     int l, fail = 0;
     double pi;
-    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX) return phi_refresh_batched(k, be);
+    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be)) return phi_refresh_batched(k, be);
     for (l = 1; l <= k->L; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));

@@ -573,6 +573,10 @@ ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *
  * cusolverDnXsyevBatched call, the others through cuSOLVER's syevd in turn. A failing problem
  * (info > 0) does not stop the others. */
 ng_status ng_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p);
+/* 1 when the backend implements the batched slot itself (CPU, CUDA), 0 when ng_syevd_batched would
+ * only run the problems one after another: callers that must restructure their work to batch
+ * (K-FAC's refreshes) keep their one-at-a-time path then. */
+int ng_syevd_batched_supported(const ng_backend *be);
 
 /* Elementwise families: validate args against the op's descriptor, skip empty work, dispatch. */
 int ng_supports_op(ng_backend *be, ng_op op);
