@@ -39,5 +39,11 @@ out=bench/results/bench_whiten.md
     echo
     echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
   done
+  if [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -gt 0 ]; then
+    echo
+    echo "CUDA (cuSOLVER syevd per problem: none of these sizes is grouped, see README):"
+    echo
+    "$build/bench/bench_whiten" --refresh --device cuda --rounds 7 2>/dev/null
+  fi
 } > "$out"
 cat "$out"
