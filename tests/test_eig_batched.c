@@ -8,8 +8,8 @@
  *     matrix, the reconstruction V diag(w) V^T = S, V^T V = I, padding rows untouched, and the
  *     per-problem eigenvalues of the same backend; CUDA against the CPU;
  *   - ng_whiten_compute_batch equals ng_whiten_compute per whitener (bit for bit on the CPU);
- *   - bad input: count, NULL list, a bad leading dimension, overlapping problems, a whitener
- *     listed twice; each message names the culprit.
+ *   - bad input: count, NULL list, a bad leading dimension, overlapping problems, NaN in one problem
+ *     (CPU), a whitener listed twice; each message names the culprit.
  * Tolerances: a backward-stable eigensolver gives |S V - V diag(w)| and |V^T V - I| of a few n eps
  * (times ||S|| for the first); we accept 4 (n + 2) eps ||S||_inf and 4 (n + 2) eps, and the same for
  * the eigenvalues against float64 (Weyl: they move by at most the backward error). */
@@ -375,6 +375,21 @@ static int test_bad_input(void) {
     p[1].w = buf + 24;
     EXPECT_BAD(ng_syevd_batched(g_cpu, (ng_dtype)99, 3, p), "dtype");
     NGT_OK(ng_syevd_batched(g_cpu, NG_F32, 0, NULL)); /* nothing to do */
+    {
+        /* NaN in problem 1: LAPACKE refuses it; the CPU's message names the problem */
+        float h[16];
+        ng_status st;
+        int i;
+        for (i = 0; i < 16; i++) h[i] = i % 5 == 0 ? 2.0f : 0.25f;
+        NGT_OK(ng_set(g_cpu, buf, h, 16 * sizeof(float)));
+        NGT_OK(ng_set(g_cpu, buf + 20, h, 4 * sizeof(float)));
+        NGT_OK(ng_set(g_cpu, buf + 30, h, 9 * sizeof(float)));
+        h[0] = NAN;
+        NGT_OK(ng_set(g_cpu, buf + 20, h, sizeof(float)));
+        st = ng_syevd_batched(g_cpu, NG_F32, 3, p);
+        NGT_CHECK(st == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "batched problem 1"), "NaN in problem 1: %s: %s",
+                  ng_status_name(st), ng_last_error());
+    }
     ng_free(g_cpu, buf);
     return NGT_PASS;
 }

@@ -694,7 +694,11 @@ static ng_status cpu_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_ei
     }
     if (tb > 1) openblas_set_num_threads(tb);
     omp_set_num_threads(to);
-    for (i = 0; i < count; i++) NG_TRY(lapack_info(dt == NG_F64 ? "dsyevd" : "ssyevd", res[i], &p[i].info));
+    for (i = 0; i < count; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "%s (batched problem %d)", dt == NG_F64 ? "dsyevd" : "ssyevd", i);
+        NG_TRY(lapack_info(what, res[i], &p[i].info));
+    }
     return NG_OK;
 }
 
