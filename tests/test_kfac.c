@@ -11,8 +11,11 @@
  *     equal v^T G u from the Gauss-Newton products; LM and schedule rules;
  *   - invariance (section 10): with negligible damping the update is unchanged by invertible
  *     affine transformations of the activations and pre-activations;
- *   - recovery of failed inversions; CPU and (emulated) CUDA agree on whole K-FAC steps. */
+ *   - recovery of failed inversions; CPU and (emulated) CUDA agree on whole K-FAC steps;
+ *   - refreshes with their eigendecompositions batched (ng_syevd_batched: block-tridiagonal,
+ *     regularised inverses) are bit-identical to the one-at-a-time path (CPU, two threads). */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1237,6 +1240,39 @@ static int test_async(void) {
     return NGT_PASS;
 }
 
+/* The block-tridiagonal refresh sends its appendix-B eigendecompositions, and the regularised
+ * inverse its factors' eigendecompositions, to ng_syevd_batched: on the CPU (two threads, so the
+ * problems run concurrently) 17 updates (refreshes with gamma candidates) end bit-identical to the
+ * same run on a copy of the CPU backend without the batched slot, where K-FAC keeps its one-at-a-time
+ * path (ng_syevd_batched_supported = 0): block-tridiagonal with Tikhonov damping and with the
+ * regularised inverse, block-diagonal with the regularised inverse. */
+static int test_batched_bitexact(void) {
+    struct ng_backend_i fi = *g_cpu->iface;
+    ng_backend seq = *g_cpu;
+    float a[256], b[256];
+    size_t na = 0, nb = 0;
+    int inv, before = omp_get_max_threads(), fail = 0;
+    fi.syevd_batched = NULL;
+    seq.iface = &fi;
+    ng_cpu_set_threads(2);
+    for (inv = 0; inv < 3 && !fail; inv++) {
+        /* 0, 1: block-tridiagonal with Tikhonov damping / the regularised inverse; 2: block-diagonal regularised */
+        int approx = inv < 2 ? NG_KFAC_TRIDIAG : NG_KFAC_BLOCKDIAG;
+        g_inverse = inv ? NG_KFAC_INV_REGULARIZED : NG_KFAC_INV_TIKHONOV;
+        if (run_steps(g_cpu, approx, 17, a, &na, -1) != NG_OK || run_steps(&seq, approx, 17, b, &nb, -1) != NG_OK) {
+            printf("  %s\n", ng_last_error());
+            fail = 1;
+        } else if (na != nb || memcmp(a, b, na * sizeof(float)) != 0) {
+            printf("  %s%s: the batched refreshes differ from the one-at-a-time ones\n", ng_kfac_approx_name(approx),
+                   inv ? " (regularised)" : "");
+            fail = 1;
+        }
+    }
+    g_inverse = NG_KFAC_INV_TIKHONOV;
+    ng_cpu_set_threads(before);
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+
 int main(void) {
     if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
     NGT_RUN(test_scalar_rules);
@@ -1254,6 +1290,7 @@ int main(void) {
     NGT_RUN(test_deterministic);
     NGT_RUN(test_async);
     NGT_RUN(test_chunked_reuse);
+    NGT_RUN(test_batched_bitexact);
     NGT_RUN(test_cpu_vs_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);

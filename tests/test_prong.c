@@ -11,6 +11,8 @@
  *     the whitened coordinates (whiten = 1) step for step: same canonical network after the whitened
  *     initialisation, after SGD steps, and after reparametrisations (every activation, batch norm);
  *     its curvature products are refused;
+ *   - a refresh with its eigendecompositions batched (ng_syevd_batched) leaves the network bit-identical
+ *     to one that runs them one at a time, on the CPU with two threads;
  *   - bad input refused; CPU and (emulated) CUDA agree. */
 #include <math.h>
 #include <stdint.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include <lapacke.h>
+#include <omp.h>
 
 #include "backends.h"
 #include "harness.h"
@@ -554,6 +557,72 @@ static int canonical_all(ng_backend *be) {
     }
     return fail ? NGT_FAIL : NGT_PASS;
 }
+/* A refresh sends every layer's eigendecomposition to ng_syevd_batched. On the CPU that must leave
+ * the network bit-identical to the one-at-a-time path: the same network on a copy of the CPU backend
+ * whose table lacks the batched slot (the wrapper then runs the problems in turn), both forms, two
+ * threads (so the batched problems really run concurrently), a refresh after the whitened
+ * initialisation and a second one on other samples. */
+static int batched_case(int form) {
+    struct ng_backend_i fi = *g_cpu->iface;
+    ng_backend seq = *g_cpu;
+    fix a, b;
+    snap sa, sb;
+    ng_tensor xa, xb;
+    int fail, l, L;
+    fi.syevd_batched = NULL;
+    seq.iface = &fi;
+    g_whiten = form;
+    g_state = 777;
+    NGT_OK(fix_init(&a, g_cpu, "9-8-7-6-9", NG_ACT_LOGISTIC, 30, 60, 5));
+    g_state = 777;
+    NGT_OK(fix_init(&b, &seq, "9-8-7-6-9", NG_ACT_LOGISTIC, 30, 60, 5));
+    g_whiten = 1;
+    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 0, NULL));
+    NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 0, NULL));
+    NGT_OK(ng_net_whiten_refresh(a.net, &a.xs, 1e-2f, 1, NULL));
+    NGT_OK(ng_net_whiten_refresh(b.net, &b.xs, 1e-2f, 1, NULL));
+    xa = ng_tensor_matrix(a.xs.data, a.rows, 30, a.rows); /* the first 30 samples only */
+    xb = ng_tensor_matrix(b.xs.data, b.rows, 30, b.rows);
+    NGT_OK(ng_net_whiten_refresh(a.net, &xa, 1e-3f, 1, NULL));
+    NGT_OK(ng_net_whiten_refresh(b.net, &xb, 1e-3f, 1, NULL));
+    NGT_OK(take(&a, &sa, 0));
+    NGT_OK(take(&b, &sb, 0));
+    fail = memcmp(sa.th, sb.th, ng_model_size(a.net) * sizeof(float)) != 0;
+    fail |= memcmp(sa.y, sb.y, ng_tensor_count(&a.y) * sizeof(float)) != 0;
+    L = a.cfg.n_layers;
+    for (l = 1; l <= L && !fail; l++) {
+        ng_tensor ua, ca, ub, cb;
+        size_t nu, nc;
+        float *h;
+        NGT_OK(ng_net_whiten_state(a.net, l, &ua, &ca));
+        NGT_OK(ng_net_whiten_state(b.net, l, &ub, &cb));
+        nu = ng_tensor_count(&ua);
+        nc = ng_tensor_count(&ca);
+        h = (float *)malloc(2 * (nu + nc) * sizeof(float));
+        NGT_OK(ng_tensor_get(g_cpu, &ua, h));
+        NGT_OK(ng_tensor_get(g_cpu, &ca, h + nu));
+        NGT_OK(ng_tensor_get(g_cpu, &ub, h + nu + nc));
+        NGT_OK(ng_tensor_get(g_cpu, &cb, h + 2 * nu + nc));
+        fail |= memcmp(h, h + nu + nc, (nu + nc) * sizeof(float)) != 0;
+        if (fail) printf("  form %d: layer %d's whitening state differs between the batched and the one-at-a-time refresh\n", form, l);
+        free(h);
+    }
+    if (fail) printf("  form %d: the batched refresh is not bit-identical to the one-at-a-time refresh\n", form);
+    snap_free(&sa);
+    snap_free(&sb);
+    fix_free(&a);
+    fix_free(&b);
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+
+static int test_batched_refresh_cpu(void) {
+    int r, before = omp_get_max_threads();
+    ng_cpu_set_threads(2);
+    r = batched_case(1) || batched_case(2) ? NGT_FAIL : NGT_PASS;
+    ng_cpu_set_threads(before);
+    return r;
+}
+
 static int test_canonical_form_cpu(void) { return canonical_all(g_cpu); }
 static int test_canonical_form_cuda(void) {
     if (!g_cuda) return ngt_skip(g_cuda_reason);
@@ -569,6 +638,7 @@ int main(void) {
     NGT_RUN(test_fisher_conditioning);
     NGT_RUN(test_checkpoint_roundtrip);
     NGT_RUN(test_canonical_form_cpu);
+    NGT_RUN(test_batched_refresh_cpu);
     NGT_RUN(test_canonical_form_cuda);
     NGT_RUN(test_bad_input);
     NGT_RUN(test_cpu_vs_cuda);

@@ -22,6 +22,7 @@
  *     phi = theta - lr (G + lambda I)^-1 g with G of the last refresh, the parameter-count limit
  *   - CPU and emulated CUDA agree. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -852,6 +853,54 @@ static int test_phi_kfac_map_and_step(void) {
     return NGT_PASS;
 }
 
+/* K-FAC's phi-mode refresh sends its 2L eigendecompositions to ng_syevd_batched: on the CPU (two
+ * threads, so the problems run concurrently) the parameters after five updates (refreshes at 0, 2, 4)
+ * and the maps S x, S^-1 x are bit-identical to those of the same run on a copy of the CPU backend
+ * without the batched slot, where K-FAC keeps its one-at-a-time path (sqrt_pair per factor). */
+static int test_phi_kfac_batched_bitexact(void) {
+    struct ng_backend_i fi = *g_cpu->iface;
+    ng_backend seq = *g_cpu;
+    netfix f[2];
+    ng_precond *p[2];
+    ng_update *u[2];
+    float *hx, *out[2][3];
+    int t, j, k, before = omp_get_max_threads(), fail = 0;
+    fi.syevd_batched = NULL;
+    seq.iface = &fi;
+    ng_cpu_set_threads(2);
+    for (k = 0; k < 2; k++) {
+        NGT_OK(kphi_setup(&f[k], k ? &seq : g_cpu, 0, 2, &p[k], &u[k]));
+        for (t = 0; t < 5; t++) NGT_OK(kphi_update(&f[k], p[k], u[k], (uint64_t)t));
+    }
+    hx = (float *)malloc(f[0].np * sizeof(float));
+    for (j = 0; j < (int)f[0].np; j++) hx[j] = (float)(2.0 * urand() - 1.0);
+    for (k = 0; k < 2; k++) {
+        for (j = 0; j < 3; j++) out[k][j] = (float *)malloc(f[k].np * sizeof(float));
+        NGT_OK(ng_get(f[k].be, out[k][0], f[k].net->param_flat.data, f[k].np * sizeof(float)));
+        for (j = 1; j < 3; j++) {
+            NGT_OK(ng_set(f[k].be, f[k].out.data, hx, f[k].np * sizeof(float)));
+            NGT_OK(ng_kfac_phi_map(p[k], f[k].out.data, j == 1));
+            NGT_OK(ng_get(f[k].be, out[k][j], f[k].out.data, f[k].np * sizeof(float)));
+        }
+    }
+    ng_cpu_set_threads(before);
+    for (j = 0; j < 3; j++) {
+        if (memcmp(out[0][j], out[1][j], f[0].np * sizeof(float)) != 0) {
+            printf("  %s: batched and one-at-a-time refreshes differ\n", j == 0 ? "parameters" : j == 1 ? "S x" : "S^-1 x");
+            fail = 1;
+        }
+        free(out[0][j]);
+        free(out[1][j]);
+    }
+    free(hx);
+    for (k = 0; k < 2; k++) {
+        ng_update_free(u[k]);
+        ng_precond_free(p[k]);
+        netfix_free(&f[k]);
+    }
+    return fail ? NGT_FAIL : NGT_PASS;
+}
+
 static int test_phi_kfac_refusals(void) {
     netfix f;
     ng_kfac_config kc;
@@ -1296,6 +1345,7 @@ int main(void) {
     NGT_RUN(test_phi_refusals);
     NGT_RUN(test_phi_kfac_map_and_step);
     NGT_RUN(test_phi_kfac_refusals);
+    NGT_RUN(test_phi_kfac_batched_bitexact);
     NGT_RUN(test_phi_kfac_cpu_vs_cuda);
     NGT_RUN(test_phi_full_map_and_step);
     NGT_RUN(test_phi_full_refusals);

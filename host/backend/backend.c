@@ -437,6 +437,49 @@ ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *
     return syevd_any(be, NG_F64, n, A, lda, w, info);
 }
 
+/* Byte ranges [lo, hi) of problem i's A (k = 0) or w (k = 1). */
+static void eig_range(const ng_eig_problem *p, size_t es, int k, uintptr_t *lo, uintptr_t *hi) {
+    size_t bytes = k ? (size_t)p->n * es : ((size_t)(p->n - 1) * (size_t)p->lda + (size_t)p->n) * es;
+    *lo = (uintptr_t)(k ? p->w : p->A);
+    *hi = *lo + bytes;
+}
+
+int ng_syevd_batched_supported(const ng_backend *be) { return be && be->iface->syevd_batched != NULL; }
+
+ng_status ng_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p) {
+    const char *op = dt == NG_F64 ? "syevd_batched (f64)" : "syevd_batched";
+    size_t es = dt == NG_F64 ? sizeof(double) : sizeof(float);
+    double flops = 0.0;
+    int i, j, k, q;
+    NEED_SLOT(be, syevd, op);
+    NEED(dt == NG_F32 || dt == NG_F64, op, "dtype %s (use f32 or f64)", ng_dtype_name(dt));
+    NEED(count >= 0 && count <= NG_EIG_BATCH_MAX, op, "count %d (0..%d: split longer lists)", count, NG_EIG_BATCH_MAX);
+    NEED(p || !count, op, "the problem list is NULL");
+    for (i = 0; i < count; i++) {
+        NEED(p[i].n >= 0 && ld_ok(p[i].lda, p[i].n), op, "problem %d: n=%d lda=%d", i, p[i].n, p[i].lda);
+        NEED((p[i].A && p[i].w) || !p[i].n, op, "problem %d: A or w is NULL", i);
+        p[i].info = 0;
+        flops += 4.0 * p[i].n * p[i].n * p[i].n;
+    }
+    /* the problems run concurrently: no two may share memory */
+    for (i = 0; i < count; i++)
+        for (j = i; j < count; j++)
+            for (k = 0; k < 2 && p[i].n && p[j].n; k++)
+                for (q = 0; q < 2; q++) {
+                    uintptr_t a0, a1, b0, b1;
+                    if (i == j && k >= q) continue;
+                    eig_range(&p[i], es, k, &a0, &a1);
+                    eig_range(&p[j], es, q, &b0, &b1);
+                    NEED(a1 <= b0 || b1 <= a0, op, "problem %d's %s overlaps problem %d's %s", i, k ? "w" : "A", j,
+                         q ? "w" : "A");
+                }
+    ng_profile_count(flops, 1);
+    if (count > 1 && be->iface->syevd_batched) return be->iface->syevd_batched(be, dt, count, p);
+    for (i = 0; i < count; i++)
+        NG_TRY(be->iface->syevd(be, dt, p[i].n, p[i].A, p[i].lda, p[i].w, &p[i].info));
+    return NG_OK;
+}
+
 /* ---- elementwise families: one descriptor per op -------------------------------------------- */
 
 /* A descriptor's check returns NG_OK and sets *empty when there is no work; it names the op in

@@ -807,6 +807,40 @@ static ng_status cpu_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda,
     return lapack_info(dt == NG_F64 ? "dsyevd" : "ssyevd", r, info);
 }
 
+/* The problems of one batched call run concurrently, one per OpenMP thread, each on one thread as
+ * cpu_syevd runs it, so every problem's result is bit-identical to its own cpu_syevd call. The
+ * largest go first and a thread takes the next problem when it is done (dynamic schedule), so the
+ * longest problem does not start last. The thread counts are set outside the parallel region
+ * (openblas_set_num_threads is not thread-safe) and restored afterwards. */
+static ng_status cpu_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p) {
+    int order[NG_EIG_BATCH_MAX], res[NG_EIG_BATCH_MAX];
+    int i, j, nt, tb = openblas_get_num_threads(), to = omp_get_max_threads();
+    (void)be;
+    for (i = 0; i < count; i++) { /* insertion sort by n, descending; ties keep the list order */
+        int v = i;
+        for (j = i; j > 0 && p[order[j - 1]].n < p[v].n; j--) order[j] = order[j - 1];
+        order[j] = v;
+    }
+    nt = to < count ? to : count;
+    if (nt < 1) nt = 1;
+    if (tb > 1) openblas_set_num_threads(1);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (i = 0; i < count; i++) {
+        ng_eig_problem *q = &p[order[i]];
+        if (!q->n) res[order[i]] = 0;
+        else if (dt == NG_F64) res[order[i]] = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', q->n, (double *)q->A, q->lda, (double *)q->w);
+        else res[order[i]] = LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'L', q->n, (float *)q->A, q->lda, (float *)q->w);
+    }
+    if (tb > 1) openblas_set_num_threads(tb);
+    omp_set_num_threads(to);
+    for (i = 0; i < count; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "%s (batched problem %d)", dt == NG_F64 ? "dsyevd" : "ssyevd", i);
+        NG_TRY(lapack_info(what, res[i], &p[i].info));
+    }
+    return NG_OK;
+}
+
 static void cpu_destroy(ng_backend *be) { free(be); }
 
 static const struct ng_backend_i cpu_iface = {
@@ -845,6 +879,7 @@ static const struct ng_backend_i cpu_iface = {
     .potri = cpu_potri,
     .potrs = cpu_potrs,
     .syevd = cpu_syevd,
+    .syevd_batched = cpu_syevd_batched,
     .supports_op = cpu_supports_op,
     .run_op = cpu_run_op,
 };

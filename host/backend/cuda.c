@@ -134,6 +134,9 @@ typedef struct cuda_ctx {
     size_t work_bytes;
     float *ones;               /* (ones_n) all 1.0f: x of the gemv behind sum_cols/sum_rows */
     size_t ones_n;
+    cusolverDnParams_t params; /* of the 64-bit cuSOLVER API (batched syev), made on first use */
+    void *hwork;               /* (hwork_bytes) host workspace of that API; grows, never shrinks */
+    size_t hwork_bytes;
 } cuda_ctx;
 
 static cuda_ctx *ctx_of(ng_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -751,6 +754,79 @@ static ng_status cuda_syevd(ng_backend *be, ng_dtype dt, int n, void *A, int lda
     return cuda_read_info(c, "cusolverDn?syevd", info_host);
 }
 
+/* One group of g >= 2 problems of equal n with lda = n (grp: their indices in p): packed one after
+ * another into the workspace, decomposed by one cusolverDnXsyevBatched call, copied back.
+ * Workspace: [A_0 .. A_g-1 | W_0 .. W_g-1 | info (g) | cuSOLVER's device workspace], each part
+ * 256-byte aligned. */
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+static ng_status syevd_group(cuda_ctx *c, ng_dtype dt, int n, int g, const int *grp, ng_eig_problem *p) {
+    const cudaDataType ty = dt == NG_F64 ? CUDA_R_64F : CUDA_R_32F;
+    const size_t es = dt == NG_F64 ? sizeof(double) : sizeof(float), mat = (size_t)n * (size_t)n * es;
+    size_t off_w = align256((size_t)g * mat), off_i = off_w + align256((size_t)g * n * es);
+    size_t off_k = off_i + align256((size_t)g * sizeof(int)), dev_bytes = 0, host_bytes = 0;
+    int infos[NG_EIG_BATCH_MAX], j;
+    char *base;
+    if (c->params == NULL) NG_CUSOLVER_CHECK(cusolverDnCreateParams(&c->params));
+    NG_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR,
+                                                        CUBLAS_FILL_MODE_LOWER, n, ty, c->work, n, ty, c->work,
+                                                        ty, &dev_bytes, &host_bytes, g));
+    NG_TRY(cuda_workspace(c, off_k + (dev_bytes ? dev_bytes : 1)));
+    if (host_bytes > c->hwork_bytes) {
+        void *h = malloc(host_bytes);
+        if (h == NULL) return ng_error(NG_ERR_OOM, "cuda: no host memory for cuSOLVER's batched syev workspace (%zu bytes)", host_bytes);
+        free(c->hwork);
+        c->hwork = h;
+        c->hwork_bytes = host_bytes;
+    }
+    base = (char *)c->work;
+    for (j = 0; j < g; j++)
+        NG_CUDA_COPY(cudaMemcpyAsync(base + (size_t)j * mat, p[grp[j]].A, mat, cudaMemcpyDeviceToDevice, c->stream));
+    NG_CUSOLVER_CALL(cusolverDnXsyevBatched(c->solver, c->params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, ty,
+                                             base, n, ty, base + off_w, ty, base + off_k, dev_bytes,
+                                             host_bytes ? c->hwork : NULL, host_bytes, (int *)(base + off_i), g));
+    for (j = 0; j < g; j++) {
+        NG_CUDA_COPY(cudaMemcpyAsync(p[grp[j]].A, base + (size_t)j * mat, mat, cudaMemcpyDeviceToDevice, c->stream));
+        NG_CUDA_COPY(cudaMemcpyAsync(p[grp[j]].w, base + off_w + (size_t)j * n * es, (size_t)n * es,
+                                     cudaMemcpyDeviceToDevice, c->stream));
+    }
+    NG_CUDA_COPY(cudaMemcpyAsync(infos, base + off_i, (size_t)g * sizeof(int), cudaMemcpyDeviceToHost, c->stream));
+    NG_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (j = 0; j < g; j++) {
+        if (infos[j] < 0)
+            return ng_error(NG_ERR_INVALID_ARG, "cuda: cusolverDnXsyevBatched: argument %d had an illegal value", -infos[j]);
+        p[grp[j]].info = infos[j];
+    }
+    return NG_OK;
+}
+
+/* Problems of equal n <= NG_CUDA_EIG_BATCH_N with lda = n, when at least two share the size, go
+ * through one batched call per size (small matrices leave most of the GPU idle one at a time);
+ * the others through cuda_syevd in turn (cuSOLVER's syevd of a large matrix fills the device by
+ * itself). */
+static ng_status cuda_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p) {
+    cuda_ctx *c = ctx_of(be);
+    unsigned char done[NG_EIG_BATCH_MAX];
+    int grp[NG_EIG_BATCH_MAX], i, j, g, n;
+    memset(done, 0, sizeof done);
+    for (i = 0; i < count; i++) {
+        if (done[i]) continue;
+        n = p[i].n;
+        g = 0;
+        if (n > 0 && n <= NG_CUDA_EIG_BATCH_N && p[i].lda == n)
+            for (j = i; j < count; j++)
+                if (!done[j] && p[j].n == n && p[j].lda == n) grp[g++] = j;
+        if (g < 2) {
+            done[i] = 1;
+            NG_TRY(cuda_syevd(be, dt, n, p[i].A, p[i].lda, p[i].w, &p[i].info));
+            continue;
+        }
+        NG_TRY(syevd_group(c, dt, n, g, grp, p));
+        for (j = 0; j < g; j++) done[grp[j]] = 1;
+    }
+    return NG_OK;
+}
+
 /* ---- lifetime ----------------------------------------------------------------------------- */
 
 /* Releases everything a (possibly half-built) backend holds, then the backend object itself.
@@ -763,6 +839,8 @@ static void cuda_destroy(ng_backend *be) {
         if (cudaSetDevice(c->device) != cudaSuccess) (void)cudaGetLastError();
         if (c->stream != NULL && cudaStreamSynchronize(c->stream) != cudaSuccess)
             (void)cudaGetLastError();
+        if (c->params != NULL) (void)cusolverDnDestroyParams(c->params);
+        free(c->hwork);
         if (c->solver != NULL) (void)cusolverDnDestroy(c->solver);
         if (c->blas != NULL) (void)cublasDestroy(c->blas);
         if (c->work != NULL) (void)cudaFree(c->work);
@@ -865,6 +943,7 @@ static const struct ng_backend_i cuda_iface = {
     .potri = cuda_potri,
     .potrs = cuda_potrs,
     .syevd = cuda_syevd,
+    .syevd_batched = cuda_syevd_batched,
 
     .supports_op = cuda_supports_op,
     .run_op = cuda_run_op,

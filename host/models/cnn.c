@@ -83,6 +83,11 @@ typedef struct cnn {
     int have_batch, m;
     double obj_sum, miss;
     float *host; /* (2 classes chunk + chunk) */
+    /* host scratch of ng_cnn_whiten's reparametrisation, sized at creation for the largest
+     * whitening layer (d channels, next layer W (co, d T)): whd (3 d^2 + 2 d), whf (4 d^2 + 2 d +
+     * co d T + co) */
+    double *whd;
+    float *whf;
 } cnn;
 
 static const struct ng_model_i cnn_iface;
@@ -414,6 +419,22 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
         n->hbf = (float *)malloc((size_t)3 * n->cmax * sizeof(float));
         if (!n->host || !n->hbn || !n->hbf) s = ng_error(NG_ERR_OOM, "cnn: out of host memory");
     }
+    if (s == NG_OK) {
+        size_t nd = 0, nf = 0;
+        for (l = 1; l <= n->L; l++)
+            if (cfg->layer[l - 1].kind == NG_CNN_WHITEN) {
+                size_t d = (size_t)n->c[l], co = (size_t)n->c[l + 1];
+                size_t T = cfg->layer[l].kind == NG_CNN_CONV ? (size_t)cfg->layer[l].k * (size_t)cfg->layer[l].k
+                                                             : (size_t)n->h[l] * (size_t)n->w[l];
+                if (3 * d * d + 2 * d > nd) nd = 3 * d * d + 2 * d;
+                if (4 * d * d + 2 * d + co * d * T + co > nf) nf = 4 * d * d + 2 * d + co * d * T + co;
+            }
+        if (nd) {
+            n->whd = (double *)malloc(nd * sizeof(double));
+            n->whf = (float *)malloc(nf * sizeof(float));
+            if (!n->whd || !n->whf) s = ng_error(NG_ERR_OOM, "cnn: out of host memory for the whitening scratch (%zu doubles, %zu floats)", nd, nf);
+        }
+    }
     if (s == NG_OK) s = init_params(n);
     if (s != NG_OK) {
         ng_cnn_free(&n->base);
@@ -436,6 +457,10 @@ static void cnn_destroy(ng_model *m) {
     n->host = NULL;
     n->hbn = NULL;
     n->hbf = NULL;
+    free(n->whd);
+    free(n->whf);
+    n->whd = NULL;
+    n->whf = NULL;
 }
 
 void ng_cnn_free(ng_model *m) {
@@ -1595,8 +1620,8 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
     for (l = 1; l <= n->L && s == NG_OK; l++) {
         const int d = n->c[l];
         const ng_cnn_layer *nx;
-        double *Uo, *Mx, *dm, *bias;
-        float *f, *W, *bb;
+        double *Uo = n->whd, *Mx, *dm, *bias;
+        float *f = n->whf, *W, *bb;
         size_t dd = (size_t)d * d, nW;
         int i, j, k, o, T, co;
         if (n->cfg.layer[l - 1].kind != NG_CNN_WHITEN) continue;
@@ -1604,14 +1629,6 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
         co = n->c[l + 1];
         T = nx->kind == NG_CNN_CONV ? nx->k * nx->k : n->h[l] * n->w[l]; /* taps per channel */
         nW = (size_t)co * d * T;
-        Uo = (double *)malloc((3 * dd + 2 * (size_t)d) * sizeof(double));
-        f = (float *)malloc((4 * dd + 2 * (size_t)d + nW + (size_t)co) * sizeof(float));
-        if (!Uo || !f) {
-            free(Uo);
-            free(f);
-            s = ng_error(NG_ERR_OOM, "cnn whiten: out of host memory");
-            break;
-        }
         Mx = Uo + dd;
         dm = Mx + dd;
         bias = dm + d;
@@ -1623,21 +1640,12 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
             (s = ng_get(be, f + 4 * dd, n->mu[l].data, (size_t)d * sizeof(float))) != NG_OK ||
             (s = ng_get(be, f + 4 * dd + d, wh[l].mean.data, (size_t)d * sizeof(float))) != NG_OK ||
             (s = ng_get(be, W, n->W[l + 1].data, nW * sizeof(float))) != NG_OK ||
-            (s = ng_get(be, bb, n->b[l + 1].data, (size_t)co * sizeof(float))) != NG_OK) {
-            free(Uo);
-            free(f);
+            (s = ng_get(be, bb, n->b[l + 1].data, (size_t)co * sizeof(float))) != NG_OK)
             break;
-        }
         /* U^-1 of the new statistics into f[2dd ..] (via the device: the library's product) */
-        {
-            s = ng_whiten_uinv(&wh[l], n->uinv.data, d);
-            if (s == NG_OK) s = ng_get(be, f + 2 * dd, n->uinv.data, dd * sizeof(float));
-            if (s != NG_OK) {
-                free(Uo);
-                free(f);
-                break;
-            }
-        }
+        if ((s = ng_whiten_uinv(&wh[l], n->uinv.data, d)) != NG_OK ||
+            (s = ng_get(be, f + 2 * dd, n->uinv.data, dd * sizeof(float))) != NG_OK)
+            break;
         /* Uo = old U (row i = column i of old U^T); Mx = Uo Uinv_new; dm = Uo (mu_new - mu_old) */
         for (i = 0; i < d; i++)
             for (j = 0; j < d; j++) Uo[i + (size_t)d * j] = f[j + (size_t)d * i];
@@ -1671,8 +1679,6 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s) {
             (s = ng_set(be, n->b[l + 1].data, bb, (size_t)co * sizeof(float))) == NG_OK &&
             (s = ng_copy(be, n->UT[l].data, wh[l].UT.data, dd * sizeof(float))) == NG_OK)
             s = ng_copy(be, n->mu[l].data, wh[l].mean.data, (size_t)d * sizeof(float));
-        free(Uo);
-        free(f);
     }
     n->have_batch = 0;
     return s;

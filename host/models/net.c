@@ -1677,8 +1677,8 @@ static ng_status whiten_layerwise(net *n, const ng_tensor *x, float eps, double 
     return NG_OK;
 }
 
-/* Algorithm 1 line 10 for layer l after its statistics and eigendecomposition (line 9): V, d (or
- * the running batch-norm mean) changed so that the layer computes the same function with U_new. */
+/* Algorithm 1 line 10 for layer l after its U_new (line 9: ng_whiten_compute_shared, batched): V, d
+ * (or the running batch-norm mean) changed so that the layer computes the same function. */
 static ng_status whiten_project(net *n, int l) {
     ng_backend *be = n->base.be;
     ng_whiten *w = &n->wh[l];

@@ -324,11 +324,17 @@ static ng_status sym_eig(rws *w, ng_backend *be, float *M, int n, float *ev, int
 /* out = (F^T F + d^2 I)^-1 F^T = E diag(l / (l^2 + d^2)) E^T for symmetric F = E diag(l) E^T:
  * Sohl-Dickstein's regularised inverse (his eq. 35) in place of (F + d I)^-1. Uses X, T3, T4, w1,
  * w2 (sym_eig: T4, Xd, wd). *fail when the eigendecomposition failed in both precisions. */
+static ng_status reg_from_eig(rws *w, ng_backend *be, int n, double d, float *out);
 static ng_status reg_inverse(rws *w, ng_backend *be, const float *F, int n, double d, float *out, int *fail) {
-    ng_op_args o;
     NG_TRY(damped(be, F, n, 0.0, w->X.data));
     NG_TRY(sym_eig(w, be, w->X.data, n, w->w1.data, fail));
     if (*fail) return NG_OK;
+    return reg_from_eig(w, be, n, d, out);
+}
+
+/* reg_inverse after the eigendecomposition: eigenvectors in X, eigenvalues in w1. */
+static ng_status reg_from_eig(rws *w, ng_backend *be, int n, double d, float *out) {
+    ng_op_args o;
     /* w2 = l / (l^2 + d^2): T3 (first n) = l^2 + d^2, then w2 = l * max(T3, tiny)^-1 */
     NG_TRY(outer_scale(be, n, 1, NG_OSCALE_SQUARE, w->w1.data, n, NULL, NULL, 0.0f, w->T3.data, n));
     NG_TRY(ng_fill(be, (size_t)n, (float)(d * d), w->w2.data));
@@ -356,12 +362,18 @@ static ng_status reg_inverse(rws *w, ng_backend *be, const float *F, int n, doub
  * eigenvalues floored at shift (F is positive semi-definite: the floor only absorbs rounding).
  * Uses X, T4, w1, w2 (sym_eig: T4, Xd, wd). *fail when the eigendecomposition failed in both
  * precisions. */
+static ng_status sqrt_from_eig(rws *w, ng_backend *be, int n, double shift, float *oh, float *oih);
 static ng_status sqrt_pair(rws *w, ng_backend *be, const float *F, int n, double shift, float *oh, float *oih, int *fail) {
-    ng_op_args o;
-    int side;
     NG_TRY(damped(be, F, n, shift, w->X.data));
     NG_TRY(sym_eig(w, be, w->X.data, n, w->w1.data, fail));
     if (*fail) return NG_OK;
+    return sqrt_from_eig(w, be, n, shift, oh, oih);
+}
+
+/* sqrt_pair after the eigendecomposition: eigenvectors in X, eigenvalues in w1. */
+static ng_status sqrt_from_eig(rws *w, ng_backend *be, int n, double shift, float *oh, float *oih) {
+    ng_op_args o;
+    int side;
     for (side = 0; side < 2; side++) {
         float *out = side ? oih : oh;
         /* w2 = max(l, shift)^(+-1/2) */
@@ -414,21 +426,164 @@ static ng_status chol_factor(rws *w, ng_backend *be, const float *F, int n, doub
  * costs an eigendecomposition), L^-1 C L^-T = E diag(s) E^T and K = L^-T E, so that
  * A^-1 = K K^T and C = L E diag(s) E^T L^T. C (nA x nA) in Cm; results K (nA x nA), s (nA). Uses
  * X, T3 (and T4 through sym_eig). */
-static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
-                            float *s, int *fail) {
+/* stein_side's first half: L (lower Cholesky factor of F + shift I) into T3 and M = L^-1 C L^-T
+ * (symmetrised) into M (nA x nA). */
+static ng_status stein_prep(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *M,
+                            int *fail) {
     size_t nn = (size_t)nA * (size_t)nA;
     NG_TRY(chol_factor(w, be, F, nA, shift, w->T3.data, fail));
     if (*fail) return NG_OK;
-    /* M = L^-1 C L^-T (symmetrised) */
-    NG_TRY(ng_copy(be, w->X.data, Cm, nn * sizeof(float)));
-    NG_TRY(ng_trsm(be, 0, 1, 0, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
-    NG_TRY(ng_trsm(be, 1, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
-    NG_TRY(ng_symmetrize_lower(be, nA, w->X.data, nA, 0.0f));
+    NG_TRY(ng_copy(be, M, Cm, nn * sizeof(float)));
+    NG_TRY(ng_trsm(be, 0, 1, 0, 0, nA, nA, 1.0f, w->T3.data, nA, M, nA));
+    NG_TRY(ng_trsm(be, 1, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, M, nA));
+    return ng_symmetrize_lower(be, nA, M, nA, 0.0f);
+}
+
+static ng_status stein_side(rws *w, ng_backend *be, const float *F, int nA, double shift, const float *Cm, float *Kout,
+                            float *s, int *fail) {
+    size_t nn = (size_t)nA * (size_t)nA;
+    NG_TRY(stein_prep(w, be, F, nA, shift, Cm, w->X.data, fail));
+    if (*fail) return NG_OK;
     NG_TRY(sym_eig(w, be, w->X.data, nA, s, fail));
     if (*fail) return NG_OK;
     /* K = L^-T E */
     NG_TRY(ng_trsm(be, 0, 1, 1, 0, nA, nA, 1.0f, w->T3.data, nA, w->X.data, nA));
     return ng_copy(be, Kout, w->X.data, nn * sizeof(float));
+}
+
+/* The block-tridiagonal coupling of layer l with l + 1 on one side (0: A, 1: G): PAT = (A[l] + pi_{l+1}
+ * gamma I)^-1 AC^T into S (regularised: (A^2 + (pi gamma)^2 I)^-1 A in place of the inverse) and
+ * C = AC PAT into T1; side 1 the same with G[l+1], GC, PGT and D = GC PGT. Uses T2 and what
+ * chol_inverse / reg_inverse use. */
+static ng_status tri_coupling(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, int l, const double *pi,
+                              double gamma, int side, int *fail) {
+    int n1 = na(k, l - 1), n2 = k->d[l], n3 = na(k, l), n4 = k->d[l + 1];
+    if (!side) {
+        if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+            NG_TRY(reg_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+        else
+            NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
+        if (*fail) return NG_OK;
+        NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
+        NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
+        return ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f);
+    }
+    if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
+        NG_TRY(reg_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+    else
+        NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
+    if (*fail) return NG_OK;
+    NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
+    NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));
+    return ng_symmetrize_lower(be, n2, w->T1.data, n2, 0.0f);
+}
+
+/* Sigma positive definite needs max s1 * max s2 < 1 (eigenvalues ascending): *fail otherwise */
+static ng_status tri_check(ng_backend *be, invset *S, int l, int n1, int n2, int *fail) {
+    float s1max, s2max;
+    NG_TRY(ng_get(be, &s1max, S->s1[l].data + n1 - 1, sizeof s1max));
+    NG_TRY(ng_get(be, &s2max, S->s2[l].data + n2 - 1, sizeof s2max));
+    if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
+    return NG_OK;
+}
+
+/* The appendix-B factors of layers 1 .. L-1 of the block-tridiagonal inverse (float32) with their
+ * 2 (L - 1) eigendecompositions in one ng_syevd_batched call: per layer and side the coupling C
+ * (tri_coupling) and M = L^-1 C L^-T (stein_prep) are formed in K1 / K2 and decomposed there,
+ * eigenvalues into s1 / s2; then L is factored again (the same potrf on the same matrix: the same
+ * factor) and K = L^-T E. Every result is what stein_side gives (bit-identical on the CPU); a problem
+ * whose float32 eigendecomposition failed goes through stein_side itself (its float64 retry). */
+static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, const double *pi, double gamma,
+                             int *fail) {
+    ng_eig_problem p[2 * LMAX];
+    int l, j, i, cnt = 0, L = k->L;
+    for (l = 1; l < L && !*fail; l++)
+        for (j = 0; j < 2 && !*fail; j++) {
+            int n = j ? k->d[l] : na(k, l - 1);
+            double shift = j ? gamma / pi[l] : pi[l] * gamma;
+            float *Kout = (j ? S->K2 : S->K1)[l].data;
+            NG_TRY(tri_coupling(k, w, F, be, S, l, pi, gamma, j, fail));
+            if (*fail) break;
+            NG_TRY(stein_prep(w, be, (j ? F->G[l] : F->A[l - 1]).data, n, shift, w->T1.data, Kout, fail));
+            p[cnt].n = n;
+            p[cnt].lda = n;
+            p[cnt].A = Kout;
+            p[cnt].w = (j ? S->s2 : S->s1)[l].data;
+            cnt++;
+        }
+    if (*fail || !cnt) return NG_OK;
+    NG_TRY(ng_syevd_batched(be, NG_F32, cnt, p));
+    for (i = 0; i < cnt && !*fail; i++) {
+        int n = p[i].n, retries;
+        const float *Fs;
+        double shift;
+        l = i / 2 + 1;
+        j = i % 2;
+        Fs = (j ? F->G[l] : F->A[l - 1]).data;
+        shift = j ? gamma / pi[l] : pi[l] * gamma;
+        if (p[i].info) {
+            int n1 = na(k, l - 1), n2 = k->d[l], m = j ? n2 : n1;
+            /* C again from the stored PAT / PGT, then stein_side with its float64 retry */
+            if (!j) NG_TRY(ng_gemm(be, 0, 0, n1, n1, na(k, l), 1.0f, F->AC[l].data, n1, S->PAT[l].data, na(k, l), 0.0f, w->T1.data, n1));
+            else NG_TRY(ng_gemm(be, 0, 0, n2, n2, k->d[l + 1], 1.0f, F->GC[l].data, n2, S->PGT[l].data, k->d[l + 1], 0.0f, w->T1.data, n2));
+            NG_TRY(ng_symmetrize_lower(be, m, w->T1.data, m, 0.0f));
+            NG_TRY(stein_side(w, be, Fs, n, shift, w->T1.data, (float *)p[i].A, (float *)p[i].w, fail));
+            continue;
+        }
+        /* the factor of stein_prep once more (its retries were counted then) */
+        retries = w->retries;
+        NG_TRY(chol_factor(w, be, Fs, n, shift, w->T3.data, fail));
+        w->retries = retries;
+        if (*fail) break;
+        NG_TRY(ng_trsm(be, 0, 1, 1, 0, n, n, 1.0f, w->T3.data, n, (float *)p[i].A, n));
+    }
+    for (l = 1; l < L && !*fail; l++) NG_TRY(tri_check(be, S, l, na(k, l - 1), k->d[l], fail));
+    return NG_OK;
+}
+
+/* The regularised inverses of the block-diagonal layers (every layer, or layer L of the tridiagonal
+ * approximation; on several ranks the layers this rank owns, me >= 0) in float32 with their
+ * eigendecompositions in one ng_syevd_batched call: each factor is decomposed in its own output (AI,
+ * GI), the eigenvalues go to T1 one after another; then per factor E and the eigenvalues go to X and
+ * w1 and reg_inverse's second half runs, so every result is what reg_inverse gives (bit-identical
+ * on the CPU). A failed float32 problem goes through reg_inverse itself (its float64 retry). */
+static ng_status reg_batched(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, const double *pi, double gamma,
+                             int me, int *fail) {
+    ng_eig_problem p[2 * LMAX];
+    double d[2 * LMAX];
+    size_t off = 0;
+    int l, j, i, cnt = 0;
+    for (l = 1; l <= k->L; l++) {
+        if ((k->tri && l < k->L) || (me >= 0 && k->owner[l] != me)) continue;
+        for (j = 0; j < 2; j++) {
+            int n = j ? k->d[l] : na(k, l - 1);
+            p[cnt].n = n;
+            p[cnt].lda = n;
+            p[cnt].A = (j ? S->GI : S->AI)[l].data;
+            p[cnt].w = w->T1.data + off;
+            d[cnt] = j ? gamma / pi[l] : pi[l] * gamma;
+            off += (size_t)n;
+            NG_TRY(damped(be, (j ? F->G[l] : F->A[l - 1]).data, n, 0.0, (float *)p[cnt].A));
+            cnt++;
+        }
+    }
+    if (!cnt) return NG_OK;
+    NG_TRY(ng_syevd_batched(be, NG_F32, cnt, p));
+    for (i = 0; i < cnt && !*fail; i++) {
+        int n = p[i].n;
+        if (p[i].info) {
+            /* the factor again from F: find it by its output */
+            for (l = 1; l <= k->L; l++)
+                for (j = 0; j < 2; j++)
+                    if ((j ? S->GI : S->AI)[l].data == p[i].A)
+                        NG_TRY(reg_inverse(w, be, (j ? F->G[l] : F->A[l - 1]).data, n, d[i], (float *)p[i].A, fail));
+            continue;
+        }
+        NG_TRY(ng_copy(be, w->X.data, p[i].A, (size_t)n * (size_t)n * sizeof(float)));
+        NG_TRY(ng_copy(be, w->w1.data, p[i].w, (size_t)n * sizeof(float)));
+        NG_TRY(reg_from_eig(w, be, n, d[i], (float *)p[i].A));
+    }
+    return NG_OK;
 }
 
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
@@ -438,12 +593,24 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     invset *S = &k->set[si];
     double pi[LMAX + 2];
     int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
+    /* the tridiagonal couplings' eigendecompositions batched (float32; the float64 pass stays one at a time) */
+    int batched = k->tri && !shared && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be);
+    /* the regularised block-diagonal inverses batched too (float32; the eigenvalues fit in T1) */
+    int reg_b = k->cfg.inverse == NG_KFAC_INV_REGULARIZED && w->precision == NG_F32 && 2 * L <= NG_EIG_BATCH_MAX &&
+                ng_syevd_batched_supported(be);
+    size_t nev = 0;
+    for (l = 1; l <= L; l++) nev += (size_t)na(k, l - 1) + (size_t)k->d[l];
+    if (nev > ng_tensor_count(&w->T1)) reg_b = 0;
     *fail = 0;
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
+    if (batched) NG_TRY(tri_batched(k, w, F, be, S, pi, gamma, fail));
+    if (reg_b && !*fail) NG_TRY(reg_batched(k, w, F, be, S, pi, gamma, me, fail));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
+        if (batched && l < L) continue;           /* done by tri_batched */
         if ((!k->tri || l == L) && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
+            if (reg_b) continue; /* done by reg_batched */
             NG_TRY(reg_inverse(w, be, F->A[l - 1].data, n1, pi[l] * gamma, S->AI[l].data, fail));
             if (!*fail) NG_TRY(reg_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
@@ -453,37 +620,15 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
             if (!*fail) NG_TRY(chol_inverse(w, be, F->G[l].data, n2, gamma / pi[l], S->GI[l].data, fail));
             continue;
         }
-        {
-            int n3 = na(k, l), n4 = k->d[l + 1];
-            float s1max, s2max;
-            /* PAT = (A[l] + pi_{l+1} gamma I)^-1 AC^T (regularised: (A^2 + (pi gamma)^2 I)^-1 A in place of
-             * the inverse), C = AC PAT (into T1) */
-            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
-                NG_TRY(reg_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
-            else
-                NG_TRY(chol_inverse(w, be, F->A[l].data, n3, pi[l + 1] * gamma, w->T2.data, fail));
-            if (*fail) break;
-            NG_TRY(ng_gemm(be, 0, 1, n3, n1, n3, 1.0f, w->T2.data, n3, F->AC[l].data, n1, 0.0f, S->PAT[l].data, n3));
-            NG_TRY(ng_gemm(be, 0, 0, n1, n1, n3, 1.0f, F->AC[l].data, n1, S->PAT[l].data, n3, 0.0f, w->T1.data, n1));
-            NG_TRY(ng_symmetrize_lower(be, n1, w->T1.data, n1, 0.0f));
-            NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
-            if (*fail) break;
-            /* PGT = (G[l+1] + gamma / pi_{l+1} I)^-1 GC^T (or regularised), D = GC PGT */
-            if (k->cfg.inverse == NG_KFAC_INV_REGULARIZED)
-                NG_TRY(reg_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
-            else
-                NG_TRY(chol_inverse(w, be, F->G[l + 1].data, n4, gamma / pi[l + 1], w->T2.data, fail));
-            if (*fail) break;
-            NG_TRY(ng_gemm(be, 0, 1, n4, n2, n4, 1.0f, w->T2.data, n4, F->GC[l].data, n2, 0.0f, S->PGT[l].data, n4));
-            NG_TRY(ng_gemm(be, 0, 0, n2, n2, n4, 1.0f, F->GC[l].data, n2, S->PGT[l].data, n4, 0.0f, w->T1.data, n2));
-            NG_TRY(ng_symmetrize_lower(be, n2, w->T1.data, n2, 0.0f));
-            NG_TRY(stein_side(w, be, F->G[l].data, n2, gamma / pi[l], w->T1.data, S->K2[l].data, S->s2[l].data, fail));
-            if (*fail) break;
-            /* Sigma positive definite needs max s1 * max s2 < 1 (eigenvalues ascending) */
-            NG_TRY(ng_get(be, &s1max, S->s1[l].data + n1 - 1, sizeof s1max));
-            NG_TRY(ng_get(be, &s2max, S->s2[l].data + n2 - 1, sizeof s2max));
-            if (!((double)s1max * (double)s2max < 1.0 - 1e-6) || !isfinite(s1max) || !isfinite(s2max)) *fail = 1;
-        }
+        NG_TRY(tri_coupling(k, w, F, be, S, l, pi, gamma, 0, fail));
+        if (*fail) break;
+        NG_TRY(stein_side(w, be, F->A[l - 1].data, n1, pi[l] * gamma, w->T1.data, S->K1[l].data, S->s1[l].data, fail));
+        if (*fail) break;
+        NG_TRY(tri_coupling(k, w, F, be, S, l, pi, gamma, 1, fail));
+        if (*fail) break;
+        NG_TRY(stein_side(w, be, F->G[l].data, n2, gamma / pi[l], w->T1.data, S->K2[l].data, S->s2[l].data, fail));
+        if (*fail) break;
+        NG_TRY(tri_check(be, S, l, n1, n2, fail));
     }
     if (shared) {
         /* every rank learns whether any layer failed (then all retry alike), else each layer's
@@ -914,10 +1059,57 @@ static ng_status snapshot(kfac *k, ng_backend *be) {
 
 /* ---- natural parameter space ---------------------------------------------------------------- */
 
-/* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig */
+/* phi_refresh with the 2L eigendecompositions in one ng_syevd_batched call (float32): each damped
+ * factor is written into its inverse root's buffer (SAi, SGi) and decomposed there, the eigenvalues
+ * into the first n elements of its root's buffer (SA, SG); then, per factor, E and the eigenvalues
+ * go to X and w1 and sqrt_pair's second half runs as before, so every result is what sqrt_pair
+ * gives (bit-identical on the CPU, whose batched problems are each a one-thread ssyevd). A factor
+ * whose float32 eigendecomposition failed goes through sqrt_pair itself (its float64 retry). */
+static ng_status phi_refresh_batched(kfac *k, ng_backend *be) {
+    ng_eig_problem p[2 * LMAX];
+    double shift[2 * LMAX];
+    int l, j, fail = 0, L = k->L;
+    rws *w = &k->ws;
+    for (l = 1; l <= L; l++) {
+        double pi;
+        NG_TRY(pi_of(k, w, &k->fac, be, l, &pi));
+        for (j = 0; j < 2; j++) {
+            ng_eig_problem *q = &p[2 * (l - 1) + j];
+            int n = j ? k->d[l] : na(k, l - 1);
+            shift[2 * (l - 1) + j] = j ? k->gamma / pi : pi * k->gamma;
+            q->n = n;
+            q->lda = n;
+            q->A = (j ? k->SGi : k->SAi)[l].data;
+            q->w = (j ? k->SG : k->SA)[l].data;
+            NG_TRY(damped(be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, n, shift[2 * (l - 1) + j], (float *)q->A));
+        }
+    }
+    NG_TRY(ng_syevd_batched(be, NG_F32, 2 * L, p));
+    for (l = 1; l <= L && !fail; l++)
+        for (j = 0; j < 2 && !fail; j++) {
+            ng_eig_problem *q = &p[2 * (l - 1) + j];
+            float *oh = (j ? k->SG : k->SA)[l].data, *oih = (j ? k->SGi : k->SAi)[l].data;
+            if (q->info) {
+                NG_TRY(sqrt_pair(w, be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, q->n, shift[2 * (l - 1) + j], oh, oih, &fail));
+                continue;
+            }
+            NG_TRY(ng_copy(be, w->X.data, q->A, (size_t)q->n * (size_t)q->n * sizeof(float)));
+            NG_TRY(ng_copy(be, w->w1.data, q->w, (size_t)q->n * sizeof(float)));
+            NG_TRY(sqrt_from_eig(w, be, q->n, shift[2 * (l - 1) + j], oh, oih));
+        }
+    if (fail)
+        return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
+                        "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l - 1);
+    k->phi_ready = 1;
+    return NG_OK;
+}
+
+/* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig; in float32
+ * batched over the layers (phi_refresh_batched) */
 static ng_status phi_refresh(kfac *k, ng_backend *be) {
     int l, fail = 0;
     double pi;
+    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be)) return phi_refresh_batched(k, be);
     for (l = 1; l <= k->L; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
         NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));

@@ -147,25 +147,26 @@ static ng_status load_sigma(ng_whiten *w) {
     return ng_scal(w->be, dd, (float)(1.0 / w->n), w->E.data);
 }
 
-ng_status ng_whiten_compute(ng_whiten *w, float eps) {
-    ng_backend *be;
-    int d, info = 0, i;
+/* The checks, eps, and Sigma into E: everything before the eigendecomposition. */
+static ng_status compute_begin(ng_whiten *w, float eps) {
+    float nm, nc;
     if (!w || !w->be) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: not initialised");
     if (!(eps > 0.0f) || !isfinite(eps)) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: eps %g must be positive and finite", (double)eps);
     if (w->n < 1.0) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: no samples added");
-    be = w->be;
-    d = w->d;
     w->eps = eps;
-    {
-        /* LAPACK refuses NaN input as an invalid argument: name the real culprit first */
-        float nm, nc;
-        NG_TRY(ng_nrm2(be, (size_t)d, w->mean.data, &nc));
-        NG_TRY(ng_nrm2(be, (size_t)d * (size_t)d, w->M.data, &nm));
-        if (!isfinite(nc) || !isfinite(nm))
-            return ng_error(NG_ERR_NUMERIC, "whiten: the mean or covariance of the %.0f samples is not finite (NaN or Inf in the samples)", w->n);
-    }
-    NG_TRY(load_sigma(w));
-    NG_TRY(ng_syevd(be, d, w->E.data, d, w->lambda.data, &info));
+    /* LAPACK refuses NaN input as an invalid argument: name the real culprit first */
+    NG_TRY(ng_nrm2(w->be, (size_t)w->d, w->mean.data, &nc));
+    NG_TRY(ng_nrm2(w->be, (size_t)w->d * (size_t)w->d, w->M.data, &nm));
+    if (!isfinite(nc) || !isfinite(nm))
+        return ng_error(NG_ERR_NUMERIC, "whiten: the mean or covariance of the %.0f samples is not finite (NaN or Inf in the samples)", w->n);
+    return load_sigma(w);
+}
+
+/* After the float32 eigendecomposition of E that reported info: the float64 retry when it failed,
+ * then s, U^T and U c. */
+static ng_status compute_end(ng_whiten *w, int info) {
+    ng_backend *be = w->be;
+    int d = w->d, i;
     if (info) {
         size_t dd = (size_t)d * (size_t)d;
         w->retries++;
@@ -192,7 +193,7 @@ ng_status ng_whiten_compute(ng_whiten *w, float eps) {
     for (i = 0; i < d; i++) {
         double l = w->host[i];
         if (!isfinite(l)) return ng_error(NG_ERR_NUMERIC, "whiten: eigenvalue %d of the covariance is %g (NaN or Inf in the samples)", i, l);
-        l = (l > 0.0 ? l : 0.0) + (double)eps;
+        l = (l > 0.0 ? l : 0.0) + (double)w->eps;
         w->host[i] = (float)(1.0 / sqrt(l));
         w->host[d + i] = (float)sqrt(l);
     }
@@ -201,6 +202,34 @@ ng_status ng_whiten_compute(ng_whiten *w, float eps) {
     /* U^T = E diag(s): column j of U^T is row j of U (eq. 7) */
     NG_TRY(col_scale(be, d, w->E.data, w->s.data, w->UT.data, d));
     return ng_gemv(be, 1, d, d, 1.0f, w->UT.data, d, w->mean.data, 0.0f, w->uc.data);
+}
+
+ng_status ng_whiten_compute(ng_whiten *w, float eps) { return ng_whiten_compute_batch(&w, 1, eps); }
+
+ng_status ng_whiten_compute_batch(ng_whiten *const *ws, int count, float eps) {
+    ng_eig_problem p[NG_EIG_BATCH_MAX];
+    int i, j;
+    if (!ws || count < 1 || count > NG_EIG_BATCH_MAX)
+        return ng_error(NG_ERR_INVALID_ARG, "whiten compute: %d whiteners (1..%d)", count, NG_EIG_BATCH_MAX);
+    for (i = 0; i < count; i++) {
+        if (!ws[i] || !ws[i]->be) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: whitener %d is not initialised", i);
+        if (ws[i]->be != ws[0]->be)
+            return ng_error(NG_ERR_INVALID_ARG, "whiten compute: whiteners 0 and %d live on different backends (one batch per backend)", i);
+        for (j = 0; j < i; j++)
+            if (ws[j] == ws[i]) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: whitener %d is listed twice (%d and %d)", i, j, i);
+    }
+    for (i = 0; i < count; i++) {
+        NG_TRY(compute_begin(ws[i], eps));
+        p[i].n = ws[i]->d;
+        p[i].lda = ws[i]->d;
+        p[i].A = ws[i]->E.data;
+        p[i].w = ws[i]->lambda.data;
+        p[i].info = 0;
+    }
+    /* Algorithm 1 line 9 for every whitener at once: one batched call */
+    NG_TRY(ng_syevd_batched(ws[0]->be, NG_F32, count, p));
+    for (i = 0; i < count; i++) NG_TRY(compute_end(ws[i], p[i].info));
+    return NG_OK;
 }
 
 ng_status ng_whiten_uinv(ng_whiten *w, float *out, int ldo) {
@@ -280,15 +309,19 @@ ng_status ng_whiten_compute_shared(ng_whiten *const *w, int k, float eps, ng_com
     double fail;
     ng_status s = NG_OK;
     if (k < 0 || k > 256) return ng_error(NG_ERR_INVALID_ARG, "whiten compute: %d statistics (0..256)", k);
-    if (!comm || comm->world == 1) {
-        for (i = 0; i < k; i++) NG_TRY(ng_whiten_compute(w[i], eps));
-        return NG_OK;
-    }
+    if (k == 0) return NG_OK;
+    if (!comm || comm->world == 1) return ng_whiten_compute_batch(w, k, eps); /* one batched call */
     for (i = 0; i < k; i++) dims[i] = w[i]->d;
     ng_whiten_owners(dims, k, comm->world, owner);
-    for (i = 0; i < k && s == NG_OK; i++) {
-        w[i]->eps = eps;
-        if (owner[i] == comm->rank) s = ng_whiten_compute(w[i], eps);
+    {
+        /* this rank's layers in one batched call */
+        ng_whiten *mine[256];
+        int nm = 0;
+        for (i = 0; i < k; i++) {
+            w[i]->eps = eps;
+            if (owner[i] == comm->rank) mine[nm++] = w[i];
+        }
+        if (nm) s = ng_whiten_compute_batch(mine, nm, eps);
     }
     {
         char msg[1024];

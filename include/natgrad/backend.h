@@ -375,6 +375,20 @@ const char *ng_op_name(ng_op op);
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
+/* One problem of ng_syevd_batched: A (n, n) with leading dimension lda (lower triangle read) and
+ * w (n), device memory of the call's dtype; the call overwrites A with the eigenvectors (columns)
+ * and w with the eigenvalues (ascending), and sets info to LAPACK's info (0 = success, k > 0 = no
+ * convergence). */
+typedef struct ng_eig_problem {
+    int n;
+    int lda;
+    void *A;  /* (n, n), ld lda */
+    void *w;  /* (n) */
+    int info; /* out */
+} ng_eig_problem;
+#define NG_EIG_BATCH_MAX 256 /* problems per ng_syevd_batched call */
+#define NG_CUDA_EIG_BATCH_N 32 /* the largest n the CUDA backend groups into one batched call */
+
 struct ng_backend_i {
     const char *name;
     void (*destroy)(ng_backend *be);
@@ -453,6 +467,9 @@ struct ng_backend_i {
     /* eigenvalues ascending in w(n), eigenvectors in the columns of A */
     ng_status (*syevd)(ng_backend *be, ng_dtype dt, int n, void *A, int lda, void *w,
                        int *info_host);
+    /* syevd of count independent problems (ng_eig_problem, sizes may differ), each problem's info
+     * in p[i].info. Optional: NULL runs the problems one after another through syevd. */
+    ng_status (*syevd_batched)(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p);
 
     /* elementwise families */
     int (*supports_op)(ng_backend *be, ng_op op);
@@ -596,6 +613,18 @@ ng_status ng_potri_d(ng_backend *be, int n, double *A, int lda, int *info_host);
 ng_status ng_potrs_d(ng_backend *be, int n, int nrhs, const double *A, int lda, double *B,
                      int ldb, int *info_host);
 ng_status ng_syevd_d(ng_backend *be, int n, double *A, int lda, double *w, int *info_host);
+/* Batched symmetric eigendecompositions: for each of the count problems (0 <= count <=
+ * NG_EIG_BATCH_MAX; sizes may differ; no two may overlap in memory) what ng_syevd / ng_syevd_d
+ * (dt NG_F32 / NG_F64) does to it, info in p[i].info. CPU: the problems run concurrently on the
+ * OpenMP threads, largest first, each on one thread, bit-identical to one ng_syevd per problem.
+ * CUDA: groups of at least two problems of equal n <= NG_CUDA_EIG_BATCH_N (lda = n) in one
+ * cusolverDnXsyevBatched call, the others through cuSOLVER's syevd in turn. A failing problem
+ * (info > 0) does not stop the others. */
+ng_status ng_syevd_batched(ng_backend *be, ng_dtype dt, int count, ng_eig_problem *p);
+/* 1 when the backend implements the batched slot itself (CPU, CUDA), 0 when ng_syevd_batched would
+ * only run the problems one after another: callers that must restructure their work to batch
+ * (K-FAC's refreshes) keep their one-at-a-time path then. */
+int ng_syevd_batched_supported(const ng_backend *be);
 
 /* Elementwise families: validate args against the op's descriptor, skip empty work, dispatch. */
 int ng_supports_op(ng_backend *be, ng_op op);

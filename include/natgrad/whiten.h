@@ -9,7 +9,8 @@
  * to large means as with E[x x^T] - c c^T in float32.
  *
  * ng_whiten_compute then forms Sigma = scatter / n, its eigendecomposition
- * Sigma = E diag(lambda) E^T (backend syevd, float32; float64 when float32 fails), and
+ * Sigma = E diag(lambda) E^T (backend syevd, float32; float64 when float32 fails; several whiteners
+ * at once by ng_whiten_compute_batch, one batched eigendecomposition call), and
  *   U = diag(lambda + eps)^(-1/2) E^T          (eq. 7; negative rounding-error eigenvalues count as 0)
  * so that U (x - c) has covariance diag(lambda / (lambda + eps)), the identity up to eps. The sign
  * of each eigenvector is fixed (its dot product with a fixed positive vector `probe` is >= 0), so
@@ -67,6 +68,10 @@ void ng_whiten_reset(ng_whiten *w);
 ng_status ng_whiten_add(ng_whiten *w, const float *X, int ldx, int n, int trans);
 /* From the samples added (n >= 1): E, lambda, s, UT and uc for the regulariser eps > 0. */
 ng_status ng_whiten_compute(ng_whiten *w, float eps);
+/* ng_whiten_compute for count (1..NG_EIG_BATCH_MAX) whiteners of one backend, their
+ * eigendecompositions in one ng_syevd_batched call (concurrent on the CPU's threads); each
+ * whitener ends as ng_whiten_compute would leave it (on the CPU bit-identical). */
+ng_status ng_whiten_compute_batch(ng_whiten *const *ws, int count, float eps);
 /* out (d, d), ld ldo = U^-1 = E diag(lambda + eps)^(1/2)  (=), after compute. */
 ng_status ng_whiten_uinv(ng_whiten *w, float *out, int ldo);
 /* Y (d, n) = U (X - c) for the columns of X (d, n) (=; n <= chunk, Y must not overlap X), after

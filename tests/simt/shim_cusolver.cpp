@@ -1,5 +1,6 @@
 /* shim_cusolver.cpp: the cuSOLVER dense subset of the SIMT emulator (test-only): potrf, potri,
- * potrs, syevd (S and D) with their _bufferSize queries, defined against the real <cusolverDn.h>
+ * potrs, syevd (S and D) with their _bufferSize queries, cusolverDnCreateParams / DestroyParams and
+ * the batched cusolverDnXsyevBatched (real types) with its size query, defined against the real <cusolverDn.h>
  * prototypes and computed with LAPACK (the LAPACKE *_work entry points, which do not reject NaN
  * input, as cuSOLVER does not). Column-major; only the `uplo` triangle is read or written.
  * Validation as documented: a NULL or destroyed handle is CUSOLVER_STATUS_NOT_INITIALIZED;
@@ -222,6 +223,47 @@ cusolverStatus_t syevd_size(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublas
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+/* cusolverDnParams_t handles alive (cusolverDnCreateParams .. cusolverDnDestroyParams) */
+std::set<cusolverDnParams_t> params_alive;
+
+bool params_ok(cusolverDnParams_t p) {
+    std::lock_guard<std::mutex> lock(mu);
+    return p != NULL && params_alive.count(p) != 0;
+}
+
+/* The emulator's answers for cusolverDnXsyevBatched (bytes): the device workspace is one syevd
+ * workspace per matrix, and a few host bytes are asked for so that callers exercise that buffer. */
+size_t syev_batched_dev_bytes(int64_t n, cusolverEigMode_t jobz, size_t elem, int64_t batch) {
+    return (size_t)syevd_lwork((int)n, jobz) * elem * (size_t)(batch > 0 ? batch : 1);
+}
+size_t syev_batched_host_bytes(int64_t batch) { return 8 * (size_t)(batch > 0 ? batch : 1); }
+
+/* The checks shared by cusolverDnXsyevBatched and its size query: handle, params, jobz, uplo,
+ * n, lda, batchSize, and the data types (A, W and compute all R_32F or all R_64F: the real
+ * library also takes complex A with real W, which the emulator does not implement). */
+cusolverStatus_t syev_batched_check(cusolverDnHandle_t h, cusolverDnParams_t params, cusolverEigMode_t jobz,
+                                    cublasFillMode_t uplo, int64_t n, cudaDataType ta, int64_t lda, cudaDataType tw,
+                                    cudaDataType tc, int64_t batch, size_t *elem) {
+    if (!handle_ok(h)) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (!params_ok(params)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if ((jobz != CUSOLVER_EIG_MODE_NOVECTOR && jobz != CUSOLVER_EIG_MODE_VECTOR) || uplo_char(uplo) == 0 ||
+        n < 0 || n > INT32_MAX || lda < (n > 1 ? n : 1) || lda > INT32_MAX || batch < 0)
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    if (ta != tw || ta != tc || (ta != CUDA_R_32F && ta != CUDA_R_64F)) {
+        note("cusolverDnXsyevBatched: data types %d/%d/%d (A/W/compute) are not implemented by the emulator "
+             "(CUDA_R_32F or CUDA_R_64F throughout)", (int)ta, (int)tw, (int)tc);
+        return CUSOLVER_STATUS_NOT_SUPPORTED;
+    }
+    *elem = ta == CUDA_R_64F ? sizeof(double) : sizeof(float);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <class T>
+void syev_batched_run(char jobz, char u, int n, int lda, T *A, T *W, int *info, int64_t batch) {
+    for (int64_t k = 0; k < batch; k++)
+        info[k] = n > 0 ? (int)syevd_x(jobz, u, n, A + (size_t)k * (size_t)lda * (size_t)n, lda, W + (size_t)k * (size_t)n) : 0;
+}
+
 } /* namespace */
 } /* namespace ng_simt */
 
@@ -348,6 +390,76 @@ cusolverStatus_t cusolverDnDsyevd(cusolverDnHandle_t handle, cusolverEigMode_t j
                                   cublasFillMode_t uplo, int n, double *A, int lda, double *W,
                                   double *work, int lwork, int *info) {
     return syevd_t<double>("cusolverDnDsyevd", handle, jobz, uplo, n, A, lda, W, work, lwork, info);
+}
+
+/* ---- the 64-bit API: parameters and the batched symmetric eigensolver ---------------------- */
+cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t *params) {
+    if (params == NULL) return CUSOLVER_STATUS_INVALID_VALUE;
+    /* an opaque non-NULL token: the emulator keeps no advanced options */
+    cusolverDnParams_t p = reinterpret_cast<cusolverDnParams_t>(new char[1]);
+    std::lock_guard<std::mutex> lock(ng_simt::mu);
+    params_alive.insert(p);
+    *params = p;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params) {
+    std::lock_guard<std::mutex> lock(ng_simt::mu);
+    if (params == NULL || params_alive.erase(params) == 0) return CUSOLVER_STATUS_INVALID_VALUE;
+    delete[] reinterpret_cast<char *>(params);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnXsyevBatched_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
+                                                   cusolverEigMode_t jobz, cublasFillMode_t uplo, int64_t n,
+                                                   cudaDataType dataTypeA, const void *A, int64_t lda,
+                                                   cudaDataType dataTypeW, const void *W, cudaDataType computeType,
+                                                   size_t *workspaceInBytesOnDevice, size_t *workspaceInBytesOnHost,
+                                                   int64_t batchSize) {
+    size_t elem = 0;
+    SOLVER_TRY(syev_batched_check(handle, params, jobz, uplo, n, dataTypeA, lda, dataTypeW, computeType, batchSize, &elem));
+    if (workspaceInBytesOnDevice == NULL || workspaceInBytesOnHost == NULL) return CUSOLVER_STATUS_INVALID_VALUE;
+    *workspaceInBytesOnDevice = syev_batched_dev_bytes(n, jobz, elem, batchSize);
+    *workspaceInBytesOnHost = syev_batched_host_bytes(batchSize);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* info (batchSize ints, device): LAPACK's info per matrix. Stricter than the library: A, W, info
+ * and the device workspace must be device ranges of the handle's device, the host workspace must
+ * be present, and workspaces smaller than the _bufferSize answer are rejected (info[0] = -(the
+ * argument's position)). Computed per matrix with LAPACK's syevd (the library uses its own
+ * algorithm: eigenvalues agree to rounding, eigenvectors up to sign). */
+cusolverStatus_t cusolverDnXsyevBatched(cusolverDnHandle_t handle, cusolverDnParams_t params,
+                                        cusolverEigMode_t jobz, cublasFillMode_t uplo, int64_t n,
+                                        cudaDataType dataTypeA, void *A, int64_t lda, cudaDataType dataTypeW,
+                                        void *W, cudaDataType computeType, void *bufferOnDevice,
+                                        size_t workspaceInBytesOnDevice, void *bufferOnHost,
+                                        size_t workspaceInBytesOnHost, int *info, int64_t batchSize) {
+    const char *fn = "cusolverDnXsyevBatched";
+    size_t elem = 0, need_dev, need_host;
+    SOLVER_TRY(syev_batched_check(handle, params, jobz, uplo, n, dataTypeA, lda, dataTypeW, computeType, batchSize, &elem));
+    SOLVER_TRY(check_call(handle, fn, uplo, (int)n, (int)lda));
+    if (batchSize == 0) return CUSOLVER_STATUS_SUCCESS;
+    SOLVER_TRY(dev_ok(handle, fn, "info", info, (size_t)batchSize * sizeof(int)));
+    need_dev = syev_batched_dev_bytes(n, jobz, elem, batchSize);
+    need_host = syev_batched_host_bytes(batchSize);
+    if (workspaceInBytesOnDevice < need_dev || workspaceInBytesOnHost < need_host || (need_host && bufferOnHost == NULL)) {
+        note("%s: workspaces of %zu (device) and %zu (host%s) bytes; the _bufferSize call asks for %zu and %zu", fn,
+             workspaceInBytesOnDevice, workspaceInBytesOnHost, bufferOnHost ? "" : ", NULL", need_dev, need_host);
+        set_info(info, workspaceInBytesOnDevice < need_dev ? -13 : -15);
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    }
+    SOLVER_TRY(dev_ok(handle, fn, "A", A, n > 0 ? ((size_t)(batchSize - 1) * (size_t)lda * (size_t)n) * elem + mat_bytes((int)n, (int)n, (int)lda, elem) : 0));
+    SOLVER_TRY(dev_ok(handle, fn, "W", W, (size_t)n * (size_t)batchSize * elem));
+    SOLVER_TRY(dev_ok(handle, fn, "bufferOnDevice", bufferOnDevice, workspaceInBytesOnDevice));
+    const char jz = jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N', u = uplo_char(uplo);
+    if (elem == sizeof(double))
+        syev_batched_run<double>(jz, u, (int)n, (int)lda, dv((double *)A), dv((double *)W), dv(info), batchSize);
+    else
+        syev_batched_run<float>(jz, u, (int)n, (int)lda, dv((float *)A), dv((float *)W), dv(info), batchSize);
+    memset(dv((char *)bufferOnDevice), 0xFF, workspaceInBytesOnDevice);
+    memset(bufferOnHost, 0xFF, workspaceInBytesOnHost);
+    return CUSOLVER_STATUS_SUCCESS;
 }
 
 } /* extern "C" */

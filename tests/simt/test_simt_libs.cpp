@@ -6,7 +6,8 @@
  * V^T V = I) with tolerances scaled by the matrix size and precision. Matrices are column-major and
  * carry padding rows (ld > rows) so leading dimensions are exercised. trsm (S and D) is compared
  * with a naive substitution in double for every side/uplo/trans/diag combination, with NaN in the
- * triangle and diagonal it must not read; the D level-1/2 calls with naive double loops. */
+ * triangle and diagonal it must not read; the D level-1/2 calls with naive double loops.
+ * cusolverDnXsyevBatched against cusolverDnSsyevd per matrix, and its argument checks. */
 #include "ng_cuda.cuh"
 
 #include <cublas_v2.h>
@@ -921,6 +922,98 @@ static int test_cusolver_double(void) {
     return r;
 }
 
+/* cusolverDnXsyevBatched (64-bit API, float): three 5 x 5 matrices packed with lda 6, each against
+ * its own cusolverDnSsyevd (the same LAPACK underneath: bit for bit), info per matrix, the padding
+ * row untouched; the argument checks: params, n, lda, batchSize, jobz, data types, workspaces,
+ * destroyed params. */
+static int test_cusolver_syev_batched(void) {
+    const int n = 5, lda = 6, batch = 3;
+    cusolverDnHandle_t h;
+    cusolverDnParams_t params;
+    size_t dbytes = 0, hbytes = 0;
+    int lwork = 0;
+    std::vector<float> A((size_t)lda * n * batch), W((size_t)n * batch, NAN);
+    for (int k = 0; k < batch; k++)
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < lda; i++) {
+                float v = i >= n ? -7.0f : (float)(((i + 1) * (j + 1) * (k + 3)) % 11) + (i == j ? 4.0f * k : 0.0f);
+                A[(size_t)k * lda * n + i + (size_t)lda * j] = i < n && i < j ? A[(size_t)k * lda * n + j + (size_t)lda * i] : v;
+            }
+    CHECK_SOLVER(cusolverDnCreate(&h), CUSOLVER_STATUS_SUCCESS);
+    CHECK_SOLVER(cusolverDnCreateParams(&params), CUSOLVER_STATUS_SUCCESS);
+    float *dA = dev_from(A), *dW = dev_from(W);
+    int *dinfo = NULL;
+    void *dwork = NULL;
+    CHECK_CUDA(cudaMalloc((void **)&dinfo, batch * sizeof(int)));
+    CHECK_SOLVER(cusolverDnXsyevBatched_bufferSize(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA,
+                                                   lda, CUDA_R_32F, dW, CUDA_R_32F, &dbytes, &hbytes, batch),
+                 CUSOLVER_STATUS_SUCCESS);
+    CHECK_CUDA(cudaMalloc(&dwork, dbytes));
+    std::vector<char> hwork(hbytes + 1);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_SUCCESS);
+    std::vector<float> V = host_from(dA, A.size()), w = host_from(dW, W.size());
+    std::vector<int> info = host_from(dinfo, batch);
+    for (int k = 0; k < batch; k++) {
+        /* matrix k alone through syevd */
+        std::vector<float> Ak(A.begin() + (size_t)k * lda * n, A.begin() + (size_t)(k + 1) * lda * n);
+        float *dAk = dev_from(Ak), *dWk = NULL, *wk = NULL;
+        int *dik = NULL, ik = -1;
+        CHECK_CUDA(cudaMalloc((void **)&dWk, n * sizeof(float)));
+        CHECK_CUDA(cudaMalloc((void **)&dik, sizeof(int)));
+        CHECK_SOLVER(cusolverDnSsyevd_bufferSize(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dAk, lda, dWk, &lwork),
+                     CUSOLVER_STATUS_SUCCESS);
+        CHECK_CUDA(cudaMalloc((void **)&wk, (size_t)lwork * sizeof(float)));
+        CHECK_SOLVER(cusolverDnSsyevd(h, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, dAk, lda, dWk, wk, lwork, dik),
+                     CUSOLVER_STATUS_SUCCESS);
+        std::vector<float> Vk = host_from(dAk, Ak.size()), wkh = host_from(dWk, n);
+        CHECK_CUDA(cudaMemcpy(&ik, dik, sizeof(int), cudaMemcpyDeviceToHost));
+        NGT_CHECK(info[k] == 0 && ik == 0, "matrix %d: info %d (alone %d)", k, info[k], ik);
+        NGT_CHECK(memcmp(Vk.data(), V.data() + (size_t)k * lda * n, Vk.size() * sizeof(float)) == 0, "matrix %d: eigenvectors differ from syevd", k);
+        NGT_CHECK(memcmp(wkh.data(), w.data() + (size_t)k * n, n * sizeof(float)) == 0, "matrix %d: eigenvalues differ from syevd", k);
+        for (int j = 0; j < n; j++) NGT_CHECK(V[(size_t)k * lda * n + n + (size_t)lda * j] == -7.0f, "matrix %d: padding row changed", k);
+        cudaFree(dAk), cudaFree(dWk), cudaFree(dik), cudaFree(wk);
+    }
+    /* argument checks */
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, NULL, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, n - 1,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, -1, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, -1),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, (cusolverEigMode_t)7, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_64F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_NOT_SUPPORTED);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes - 1, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, NULL, hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    /* a batch one larger than the buffers (info, workspace and A too short): refused */
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch + 1),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnDestroyParams(params), CUSOLVER_STATUS_SUCCESS);
+    CHECK_SOLVER(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_32F, dA, lda,
+                                        CUDA_R_32F, dW, CUDA_R_32F, dwork, dbytes, hwork.data(), hbytes, dinfo, batch),
+                 CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK_SOLVER(cusolverDnDestroyParams(params), CUSOLVER_STATUS_INVALID_VALUE);
+    cudaFree(dA), cudaFree(dW), cudaFree(dinfo), cudaFree(dwork);
+    CHECK_SOLVER(cusolverDnDestroy(h), CUSOLVER_STATUS_SUCCESS);
+    return NGT_PASS;
+}
+
 static int test_curand_host_generator(void) {
     curandGenerator_t g;
     const size_t n = 1003;
@@ -954,6 +1047,7 @@ int main(void) {
     NGT_RUN(test_blas_double_level1_level2);
     NGT_RUN(test_cusolver_float);
     NGT_RUN(test_cusolver_double);
+    NGT_RUN(test_cusolver_syev_batched);
     NGT_RUN(test_curand_host_generator);
     return ngt_finish();
 }
