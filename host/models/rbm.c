@@ -305,15 +305,15 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key) {
     int nv = r->n_visible, nh = r->n_hidden, M = e->M, step;
     /* the global index of this rank's first chain: the Philox offset of its draws */
     uint64_t c0 = e->cfg.estimator == NG_RBM_PCD ? (uint64_t)e->p0 : (uint64_t)r->base.dist.lo;
-    if (e->cfg.estimator == NG_RBM_PCD)
-        NG_TRY(ng_copy(be, e->vm.data, e->particles.data, (size_t)nv * M * sizeof(float)));
-    else
-        NG_TRY(ng_copy(be, e->vm.data, e->vd.data, (size_t)nv * M * sizeof(float)));
+    /* the chain starts from the particles (PCD) or the batch (CD), read in place: the first sweep
+     * writes vm, so the start needs no copy */
+    const float *v0 = e->cfg.estimator == NG_RBM_PCD ? e->particles.data : e->vd.data;
     for (step = 0; step < e->cfg.k; step++) {
         /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
         if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
         /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
-        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hs.data, nh));
+        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, step == 0 ? v0 : e->vm.data, nv, 0.0f,
+                       e->hs.data, nh));
         NG_TRY(ng_gibbs_sample_at(be, nh, M, e->hs.data, nh, r->b.data, NULL, NULL, nh, e->hs.data,
                                   nh, key, e->rng_step++, c0 * (uint64_t)nh));
         NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vm.data, nv));
