@@ -228,9 +228,10 @@ bench-ais-coverage: deps
 	@$(MAKE) --no-print-directory $(BUILD)/bench/ais_coverage
 	@bash bench/ais_coverage.sh $(BUILD)
 
+# THREADS=1: natgrad and scikit-learn on one thread each; REPS=R interleaved natgrad/sklearn pairs
 bench-rbm: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/bench_rbm
-	@bash bench/bench_rbm.sh $(BUILD)
+	@THREADS=$(THREADS) REPS=$(REPS) bash bench/bench_rbm.sh $(BUILD)
 
 # MNIST autoencoder step time next to PyTorch (installs python3-torch with apt-get when root and missing)
 bench-net: deps
