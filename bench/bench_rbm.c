@@ -2,7 +2,9 @@
  * measured in the same run (make bench-rbm). Shapes default to FANG's MNIST setting: 784 x 500,
  * 2000 particles, mini-batch 2000, PCD-1. The figure of merit is the ratio of the GFLOP/s a PCD
  * update achieves (counting its gemms) to the measured sgemm GFLOP/s: how close the trainer runs
- * to the machine's matrix-multiply speed. Writes a CSV row and prints a markdown line.
+ * to the machine's matrix-multiply speed. The two are measured interleaved, update by update (one
+ * update, then as many sgemm flops at the trainer's shape as the update's gemms do), so that other
+ * jobs on a shared machine slow both alike. Writes a CSV row and prints a markdown line.
  * The training data are random binary images: speed does not depend on pixel values. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +34,7 @@ int main(int argc, char **argv) {
     float *x, *A, *B;
     void *dA, *dB, *dC;
     double t0, t_pcd, t_gemm, gflop_pcd, gflop_gemm;
-    int n_train = 8000, reps = 10, n_refits = 0, iters_set = 0;
+    int n_train = 8000, reps = 6, n_refits = 0, iters_set = 0;
     double refit_frac = 0.0;
     ng_fang_diag fd0;
     char note[256];
@@ -71,12 +73,6 @@ int main(int argc, char **argv) {
     ng_set(be, dB, B, (size_t)nv * m * 4);
     ng_gemm(be, 0, 0, nh, m, nv, 1.0f, dA, nh, dB, nv, 0.0f, dC, nh); /* warm-up */
     ng_synchronize(be);
-    t0 = now();
-    for (i = 0; i < reps; i++)
-        if (ng_gemm(be, 0, 0, nh, m, nv, 1.0f, dA, nh, dB, nv, 0.0f, dC, nh)) return die("gemm");
-    ng_synchronize(be);
-    t_gemm = (now() - t0) / reps;
-    gflop_gemm = 2.0 * nh * m * nv / t_gemm * 1e-9;
 
     ng_rbm_config_default(&cfg);
     cfg.batch = m;
@@ -93,11 +89,24 @@ int main(int argc, char **argv) {
     if (ng_rbm_trainer_step(&tr, NULL)) return die("step"); /* warm-up (FANG's first refit) */
     ng_synchronize(be);
     if (cfg.optimizer == NG_RBM_OPT_FANG) ng_fang_diagnostics(tr.pc, &fd0);
-    t0 = now();
-    for (i = 0; i < iters; i++)
+    /* interleaved: update i, then the sgemm reference of round i (reps = 6 products of the
+     * trainer's (nh x m x nv) shape: the flops of the update's six gemms when m = M) */
+    t_pcd = t_gemm = 0.0;
+    for (i = 0; i < iters; i++) {
+        int j;
+        t0 = now();
         if (ng_rbm_trainer_step(&tr, NULL)) return die("step");
-    ng_synchronize(be);
-    t_pcd = (now() - t0) / iters;
+        ng_synchronize(be);
+        t_pcd += now() - t0;
+        t0 = now();
+        for (j = 0; j < reps; j++)
+            if (ng_gemm(be, 0, 0, nh, m, nv, 1.0f, dA, nh, dB, nv, 0.0f, dC, nh)) return die("gemm");
+        ng_synchronize(be);
+        t_gemm += now() - t0;
+    }
+    t_pcd /= iters;
+    t_gemm /= (double)iters * reps;
+    gflop_gemm = 2.0 * nh * m * nv / t_gemm * 1e-9;
     if (cfg.optimizer == NG_RBM_OPT_FANG) {
         ng_fang_diag fd1;
         ng_fang_diagnostics(tr.pc, &fd1);

@@ -28,12 +28,66 @@
 #else
 #define NG_HD static inline
 #endif
+/* NG_HD_HOT: the bodies of the CPU backend's hot elementwise loops (Philox, exp, sigmoid, Gibbs),
+ * always inlined on the host so that they vectorise inside the loop that calls them (a call out
+ * of a vectorised loop compiles the callee for the baseline ISA and one element at a time). */
+#if defined(__CUDACC__) || defined(NG_SIMT) || !defined(__GNUC__)
+#define NG_HD_HOT NG_HD
+#else
+#define NG_HD_HOT static inline __attribute__((always_inline))
+#endif
 
-#if defined(__CUDACC__) && !defined(NG_SIMT)
+#if !defined(__CUDACC__) || defined(NG_SIMT)
+#include <math.h>
+#endif
+
+/* exp of a float. On the GPU (and in the SIMT emulator, which stands for it) the device's expf.
+ * On the CPU natgrad's own ng_expf below: the algorithm of glibc's expf (>= 2.28, from Arm's
+ * optimized-routines: exp(x) = 2^(k/32) 2^(r/32) with a 32-entry table and a cubic in double)
+ * with its FMA contractions spelled out as fma() calls, as glibc's x86-64 FMA build (__expf_fma)
+ * evaluates it. It therefore returns the bits that the libm expf of an x86-64 glibc machine with
+ * FMA returns for every float (tests/test_philox.c compares all 2^32 inputs with a stride), the
+ * bits the CPU backend computed before it had its own exp, and the same bits on any CPU and libm.
+ * Unlike a call into libm it has no branches, so the CPU backend's loops vectorise around it
+ * (a 16-lane double gather of the table on AVX-512). Error < 0.502 ULP (glibc's bound). */
+#if defined(__CUDACC__) || defined(NG_SIMT)
 #define NG_EXPF(x) expf(x)
 #else
-#include <math.h>
-#define NG_EXPF(x) expf(x)
+#include <string.h>
+/* bits of 2^(i/32) rounded to double, minus i << 47 (the exponent bits that ng_expf adds back) */
+static const uint64_t ng_exp2f_tab[32] = {
+    0x3ff0000000000000ull, 0x3fefd9b0d3158574ull, 0x3fefb5586cf9890full, 0x3fef9301d0125b51ull,
+    0x3fef72b83c7d517bull, 0x3fef54873168b9aaull, 0x3fef387a6e756238ull, 0x3fef1e9df51fdee1ull,
+    0x3fef06fe0a31b715ull, 0x3feef1a7373aa9cbull, 0x3feedea64c123422ull, 0x3feece086061892dull,
+    0x3feebfdad5362a27ull, 0x3feeb42b569d4f82ull, 0x3feeab07dd485429ull, 0x3feea47eb03a5585ull,
+    0x3feea09e667f3bcdull, 0x3fee9f75e8ec5f74ull, 0x3feea11473eb0187ull, 0x3feea589994cce13ull,
+    0x3feeace5422aa0dbull, 0x3feeb737b0cdc5e5ull, 0x3feec49182a3f090ull, 0x3feed503b23e255dull,
+    0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
+    0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull,
+};
+NG_HD_HOT float ng_expf(float x) {
+    const double inv_ln2_n = 0x1.71547652b82fep+5, shift = 0x1.8p+52; /* 32 / ln 2; 1.5 * 2^52 */
+    const double c0 = 0x1.c6af84b912394p-20, c1 = 0x1.ebfce50fac4f3p-13, c2 = 0x1.62e42ff0c52d6p-6;
+    /* glibc returns 0 below log(2^-150), the smallest subnormal down to log(2^-149), inf above
+     * log(FLT_MAX) (and for +-inf): the main path below gives the same floats (its double result
+     * rounds to them) once x is clamped to [-104, 89], where it stays in range. A clamp, not
+     * branches, so that loops around it vectorise; NaN is returned as x + x. */
+    const double x0 = (double)x, x1 = x0 > -104.0 ? x0 : -104.0, xd = x1 < 89.0 ? x1 : 89.0;
+    /* x 32 / ln 2 = k + r, k the nearest integer (the shift rounds it into the low bits) */
+    const double kds = fma(inv_ln2_n, xd, shift);
+    const double kd = kds - shift;
+    const double r = fma(inv_ln2_n, xd, -kd);
+    uint64_t ki, t;
+    double s, y;
+    float e;
+    memcpy(&ki, &kds, sizeof ki);
+    t = ng_exp2f_tab[ki & 31u] + (ki << 47); /* 2^(k/32): the table entry with k >> 5 in its exponent */
+    memcpy(&s, &t, sizeof s);
+    y = fma(fma(c0, r, c1), r * r, fma(r, c2, 1.0)) * s; /* 2^(r/32) ~ 1 + c2 r + c1 r^2 + c0 r^3 */
+    e = (float)y;
+    return x != x ? x + x : e; /* NaN: quiet NaN, as glibc */
+}
+#define NG_EXPF(x) ng_expf(x)
 #endif
 
 /* ---- Philox4x32-10 ---------------------------------------------------------------------- */
@@ -89,7 +143,7 @@ NG_HD uint32_t ng_philox_word(uint64_t key, uint64_t step, uint64_t i) {
 }
 
 /* cuRAND's uniform map: (0, 1], x * 2^-32 + 2^-33 in float arithmetic. */
-NG_HD float ng_u32_to_uniform(uint32_t x) {
+NG_HD_HOT float ng_u32_to_uniform(uint32_t x) {
     return (float)x * 2.3283064e-10f + (2.3283064e-10f / 2.0f);
 }
 
@@ -124,7 +178,7 @@ NG_HD void ng_uniform4_at(uint64_t key, uint64_t step, uint64_t g, float u[4]) {
 #else
 #define NG_SIMD
 #endif
-NG_HD void ng_uniform4_block(uint64_t key, uint64_t step, uint64_t g0, float *u) {
+NG_HD_HOT void ng_uniform4_block(uint64_t key, uint64_t step, uint64_t g0, float *u) {
     uint32_t x[NG_PHILOX_LANES], y[NG_PHILOX_LANES], z[NG_PHILOX_LANES], w[NG_PHILOX_LANES];
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
     int l, r;
@@ -173,12 +227,12 @@ NG_HD uint64_t ng_rng_key(uint64_t seed, uint32_t purpose) {
 
 /* ---- scalar functions -------------------------------------------------------------------- */
 
-NG_HD float ng_sigmoid(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + NG_EXPF(-x));
-    {
-        float e = NG_EXPF(x);
-        return e / (1.0f + e);
-    }
+/* 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below (exp never overflows), written with
+ * selects instead of branches so that the CPU loops vectorise it. */
+NG_HD_HOT float ng_sigmoid(float x) {
+    const int pos = x >= 0.0f;
+    const float e = NG_EXPF(pos ? -x : x);
+    return (pos ? 1.0f : e) / (1.0f + e);
 }
 
 /* log(1 + exp(x)) without overflow. */
@@ -200,18 +254,18 @@ NG_HD double ng_softplus_d(double x) {
 /* ---- elementwise bodies ------------------------------------------------------------------ */
 
 /* Bernoulli draw of one unit given its probability and a uniform in (0, 1]. */
-NG_HD float ng_bernoulli_draw(float p, float u) { return u <= p ? 1.0f : 0.0f; }
+NG_HD_HOT float ng_bernoulli_draw(float p, float u) { return u <= p ? 1.0f : 0.0f; }
 
 /* Pre-activation of a unit on the AIS/tempered path: beta * (pre + bias) + (1 - beta) * base,
  * where base is the base-rate model's bias (0 when there is none). beta = 1 gives the RBM. */
-NG_HD float ng_gibbs_input(float pre, float bias, float beta, float base) {
+NG_HD_HOT float ng_gibbs_input(float pre, float bias, float beta, float base) {
     /* explicit fmaf: nvcc would contract a*b + c into an FMA on its own; spelling it out gives
      * the same rounding on the CPU and the GPU */
     return fmaf(beta, pre + bias, (1.0f - beta) * base);
 }
 
 /* Body of the fused Gibbs kernel: probability of the unit and its Bernoulli draw. */
-NG_HD void ng_gibbs_unit(float pre, float bias, float beta, float base, float u, float *prob,
+NG_HD_HOT void ng_gibbs_unit(float pre, float bias, float beta, float base, float u, float *prob,
                          float *sample) {
     float p = ng_sigmoid(ng_gibbs_input(pre, bias, beta, base));
     *prob = p;

@@ -5173,6 +5173,170 @@ static int test_tf32_scopes(ng_backend *be) {
     return NGT_PASS;
 }
 
+/* ---- the CPU backend's vector loops against scalar loops over the same bodies, bit for bit ----
+ * The generic runner checks the Philox-driven ops against double-precision references with a
+ * tolerance; this checks that the CPU backend's vectorised, tiled loops compute exactly what a
+ * scalar loop over the ng_math.h bodies computes (ng_gibbs_input, ng_sigmoid, ng_bernoulli_draw,
+ * and ng_uniform_at element by element): columns taller than a tile (2048 units: split into
+ * parts), runs of short columns in one tile, leading dimensions > rows, a shard's first (groups of
+ * four straddling tiles), the variants the RBM and AIS use, in place; Bernoulli draws and uniforms
+ * at lengths around a tile; and sum_cols (row blocks walking the columns) against a row-by-row
+ * double sum. Tolerance 0: one differing bit fails. */
+static int cpu_bits_gibbs(ng_backend *be, int rows, int cols, int ld, uint64_t first, int v) {
+    /* variants: bias, base, beta, prob, sample, alias (1: prob = pre, 2: sample = pre) */
+    static const struct { int bias, base; float beta; int prob, sample, alias; } gv[] = {
+        {1, 0, 1.0f, 1, 1, 0}, {1, 1, 0.3f, 0, 1, 0}, {0, 1, 0.0f, 1, 0, 0}, {1, 0, 1.0f, 1, 0, 1}, {1, 0, 1.0f, 1, 1, 2}};
+    const size_t n = (size_t)ld * cols;
+    const uint64_t key = ng_rng_key(31 + (uint64_t)v, 3), step = 0x100000007ull;
+    float *pre = (float *)malloc(n * sizeof(float)), *prob = (float *)malloc(n * sizeof(float));
+    float *smp = (float *)malloc(n * sizeof(float)), *bias = (float *)malloc((size_t)rows * sizeof(float));
+    float *base = (float *)malloc((size_t)rows * sizeof(float));
+    float *dpre = NULL, *dprob = NULL, *dsmp = NULL, *dbias = NULL, *dbase = NULL;
+    int r, c, ok = 1;
+    size_t i;
+    if (!pre || !prob || !smp || !bias || !base) ok = 0;
+    for (i = 0; ok && i < n; i++) pre[i] = 12.0f * (ng_uniform_at(77, (uint64_t)v, i) - 0.5f);
+    for (r = 0; ok && r < rows; r++)
+        bias[r] = ng_uniform_at(78, 0, (uint64_t)r) - 0.5f, base[r] = 2.0f * ng_uniform_at(79, 0, (uint64_t)r) - 1.0f;
+    if (ok && (ng_alloc(be, n * sizeof(float), (void **)&dpre) || ng_alloc(be, n * sizeof(float), (void **)&dprob) ||
+               ng_alloc(be, n * sizeof(float), (void **)&dsmp) || ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dbias) ||
+               ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dbase)))
+        ok = 0;
+    if (ok) {
+        float *op = gv[v].alias == 1 ? dpre : gv[v].prob ? dprob : NULL;
+        float *os = gv[v].alias == 2 ? dpre : gv[v].sample ? dsmp : NULL;
+        ng_set(be, dpre, pre, n * sizeof(float));
+        ng_set(be, dbias, bias, (size_t)rows * sizeof(float));
+        ng_set(be, dbase, base, (size_t)rows * sizeof(float));
+        for (i = 0; i < n; i++) prob[i] = smp[i] = -1.0f; /* padding rows must stay -1 */
+        ng_set(be, dprob, prob, n * sizeof(float));
+        ng_set(be, dsmp, smp, n * sizeof(float));
+        if (gv[v].beta == 1.0f && !gv[v].base)
+            ok = ng_gibbs_sample_at(be, rows, cols, dpre, ld, gv[v].bias ? dbias : NULL, NULL, op, ld, os, ld, key, step,
+                                    first) == NG_OK;
+        else /* tempered (first = 0: ng_gibbs_sample has no first) */
+            ok = first == 0 && ng_gibbs_sample(be, rows, cols, dpre, ld, gv[v].bias ? dbias : NULL, gv[v].beta,
+                                               gv[v].base ? dbase : NULL, op, ld, os, ld, key, step) == NG_OK;
+        ng_get(be, prob, gv[v].alias == 1 ? dpre : dprob, n * sizeof(float));
+        ng_get(be, smp, gv[v].alias == 2 ? dpre : dsmp, n * sizeof(float));
+    }
+    for (c = 0; ok && c < cols; c++)
+        for (r = 0; ok && r < ld; r++) {
+            const size_t e = (size_t)r + (size_t)c * ld;
+            float p = -1.0f, sm = -1.0f;
+            if (r < rows) {
+                const float x = ng_gibbs_input(pre[e], gv[v].bias ? bias[r] : 0.0f, gv[v].beta, gv[v].base ? base[r] : 0.0f);
+                const float u = ng_uniform_at(key, step, first + (uint64_t)r + (uint64_t)rows * (uint64_t)c);
+                p = ng_sigmoid(x);
+                sm = ng_bernoulli_draw(p, u);
+            }
+            if (gv[v].alias == 2 && r >= rows) sm = pre[e]; /* sample = pre: padding keeps pre */
+            if (gv[v].alias == 1 && r >= rows) p = pre[e];
+            if ((gv[v].prob || gv[v].alias == 1) && memcmp(&p, &prob[e], sizeof p) != 0) {
+                printf("  gibbs %dx%d ld %d first %llu variant %d: prob(%d, %d) = %a, scalar loop %a\n", rows, cols, ld,
+                       (unsigned long long)first, v, r, c, (double)prob[e], (double)p);
+                ok = 0;
+            }
+            if ((gv[v].sample || gv[v].alias == 2) && memcmp(&sm, &smp[e], sizeof sm) != 0) {
+                printf("  gibbs %dx%d ld %d first %llu variant %d: sample(%d, %d) = %g, scalar loop %g\n", rows, cols,
+                       ld, (unsigned long long)first, v, r, c, (double)smp[e], (double)sm);
+                ok = 0;
+            }
+        }
+    ng_free(be, dpre);
+    ng_free(be, dprob);
+    ng_free(be, dsmp);
+    ng_free(be, dbias);
+    ng_free(be, dbase);
+    free(pre);
+    free(prob);
+    free(smp);
+    free(bias);
+    free(base);
+    return ok;
+}
+
+static int test_cpu_elementwise_bits(ng_backend *be) {
+    static const int shapes[][3] = {{5000, 3, 5003}, {2049, 2, 2049}, {4096, 2, 4097}, {500, 9, 500},
+                                    {13, 700, 16}, {1, 3000, 1}, {7, 5, 7}};
+    static const uint64_t firsts[] = {0, 5, 0x100000003ull};
+    static const size_t lens[] = {1, 63, 2047, 2048, 2049, 5000};
+    size_t a, f;
+    int v;
+    for (a = 0; a < sizeof shapes / sizeof shapes[0]; a++)
+        for (f = 0; f < sizeof firsts / sizeof firsts[0]; f++)
+            for (v = 0; v < 5; v++) {
+                if ((v == 1 || v == 2) && firsts[f] != 0) continue; /* tempered ops take no first */
+                NGT_CHECK(cpu_bits_gibbs(be, shapes[a][0], shapes[a][1], shapes[a][2], firsts[f], v),
+                          "gibbs_sample %dx%d (ld %d), first %llu, variant %d differs from the scalar loop (above)",
+                          shapes[a][0], shapes[a][1], shapes[a][2], (unsigned long long)firsts[f], v);
+            }
+    for (a = 0; a < sizeof lens / sizeof lens[0]; a++)
+        for (f = 0; f < sizeof firsts / sizeof firsts[0]; f++) {
+            const size_t n = lens[a];
+            float *p = (float *)malloc(n * sizeof(float)), *o = (float *)malloc(n * sizeof(float)), *dp = NULL, *dout = NULL;
+            size_t i;
+            NGT_CHECK(p && o && ng_alloc(be, n * sizeof(float), (void **)&dp) == NG_OK &&
+                          ng_alloc(be, n * sizeof(float), (void **)&dout) == NG_OK,
+                      "out of memory");
+            for (i = 0; i < n; i++) p[i] = ng_uniform_at(80, 0, i);
+            ng_set(be, dp, p, n * sizeof(float));
+            NGT_OK(ng_bernoulli_at(be, n, dp, dout, 6, 9, firsts[f]));
+            ng_get(be, o, dout, n * sizeof(float));
+            for (i = 0; i < n; i++)
+                NGT_CHECK(o[i] == ng_bernoulli_draw(p[i], ng_uniform_at(6, 9, firsts[f] + i)),
+                          "bernoulli n %zu first %llu: element %zu is %g", n, (unsigned long long)firsts[f], i, (double)o[i]);
+            if (f == 0) {
+                NGT_OK(ng_fill_uniform(be, n, dout, 6, 9));
+                ng_get(be, o, dout, n * sizeof(float));
+                for (i = 0; i < n; i++) {
+                    const float u = ng_uniform_at(6, 9, i);
+                    NGT_CHECK(memcmp(&u, &o[i], sizeof u) == 0, "fill_uniform n %zu: element %zu is %a, ng_uniform_at %a",
+                              n, i, (double)o[i], (double)u);
+                }
+            }
+            ng_free(be, dp);
+            ng_free(be, dout);
+            free(p);
+            free(o);
+        }
+    for (a = 0; a < sizeof shapes / sizeof shapes[0]; a++) {
+        const int rows = shapes[a][0], cols = shapes[a][1], ld = shapes[a][2];
+        float *A = (float *)malloc((size_t)ld * cols * sizeof(float)), *y = (float *)malloc((size_t)rows * sizeof(float));
+        float *dA = NULL, *dy = NULL;
+        size_t i;
+        int r, c, k;
+        NGT_CHECK(A && y && ng_alloc(be, (size_t)ld * cols * sizeof(float), (void **)&dA) == NG_OK &&
+                      ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dy) == NG_OK,
+                  "out of memory");
+        for (i = 0; i < (size_t)ld * cols; i++) A[i] = ng_uniform_at(81, 0, i) - 0.3f;
+        for (r = 0; r < rows; r++) y[r] = ng_uniform_at(82, 0, (uint64_t)r);
+        ng_set(be, dA, A, (size_t)ld * cols * sizeof(float));
+        for (k = 0; k < 2; k++) { /* beta 0, then beta 2 on the first result */
+            const float alpha = 1.0f / 3.0f, beta = k ? 2.0f : 0.0f;
+            float *want = (float *)malloc((size_t)rows * sizeof(float));
+            NGT_CHECK(want != NULL, "out of memory");
+            for (r = 0; r < rows; r++) {
+                double sum = 0.0;
+                for (c = 0; c < cols; c++) sum += A[r + (size_t)c * ld];
+                want[r] = ng_sum_combine(sum, alpha, beta, y[r]);
+            }
+            ng_set(be, dy, y, (size_t)rows * sizeof(float));
+            NGT_OK(ng_sum_cols(be, rows, cols, alpha, dA, ld, beta, dy));
+            ng_get(be, y, dy, (size_t)rows * sizeof(float));
+            for (r = 0; r < rows; r++)
+                NGT_CHECK(memcmp(&y[r], &want[r], sizeof(float)) == 0, "sum_cols %dx%d beta %g: row %d is %a, row loop %a",
+                          rows, cols, (double)beta, r, (double)y[r], (double)want[r]);
+            free(want);
+        }
+        ng_free(be, dA);
+        ng_free(be, dy);
+        free(A);
+        free(y);
+    }
+    return NGT_PASS;
+}
+
 int main(void) {
     ng_backend *cpu = NULL, *cuda = NULL;
     ng_status s;
@@ -5185,6 +5349,7 @@ int main(void) {
     }
     run_suite("cpu-vs-naive", cpu, NULL);
     record("cpu-vs-naive", "tf32_scopes", test_tf32_scopes(cpu));
+    record("cpu-vs-naive", "cpu_elementwise_bits", test_cpu_elementwise_bits(cpu));
     s = ng_backend_cuda_init(-1, &cuda);
     if (s != NG_OK) {
         char why[400];

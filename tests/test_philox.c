@@ -5,7 +5,11 @@
  * repository root; NG_TEST_DATA overrides the directory.
  * Also checked: a stream word is the matching word of the block evaluation, (seed, purpose) keys are
  * deterministic and separate streams, uniforms lie in (0,1] with the right mean, and the uniform map
- * is cuRAND's x * 2^-32 + 2^-33 in float. Host-only; no backend is involved. */
+ * is cuRAND's x * 2^-32 + 2^-33 in float. Host-only; no backend is involved.
+ * Also natgrad's float exp (ng_expf, the CPU's exp in every sigmoid and Gibbs draw): its table is
+ * 2^(i/32), its error against expl is within glibc's 0.502 ULP bound, and on an x86-64 glibc
+ * machine with FMA it returns libm expf's bits, so the branch-free sigmoid built on it gives the
+ * bits of the libm-based one the CPU backend used before. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -219,6 +223,134 @@ static int test_block_generator_equals_scalar(void) {
     return NGT_PASS;
 }
 
+/* ---- ng_expf -------------------------------------------------------------------------------- */
+
+/* The float with bit pattern b. */
+static float f_of(uint32_t b) {
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+/* Table entry i plus i << 47 is 2^(i/32) rounded to double: within half an ULP (2^-53 relative,
+ * the entries lie in [1, 2)) of exp2l, whose own error is far below that. */
+static int test_expf_table(void) {
+    int i;
+    for (i = 0; i < 32; i++) {
+        uint64_t b = ng_exp2f_tab[i] + ((uint64_t)i << 47);
+        double d;
+        long double want = exp2l((long double)i / 32.0L);
+        memcpy(&d, &b, sizeof d);
+        NGT_CHECK(fabsl((long double)d - want) <= ldexpl(1.0L, -53) * 1.0000001L,
+                  "table entry %d gives %.17g, 2^(%d/32) = %.20Lg", i, d, i, want);
+    }
+    return NGT_PASS;
+}
+
+/* Error against expl (x87 long double, 64-bit mantissa) over every 1021st float bit pattern and
+ * every float in the two boundary ranges (underflow to 0 and to the smallest subnormal near
+ * -103.97 / -103.28, overflow near 88.72): at most 0.502 ULP (glibc's bound for this algorithm;
+ * 0.5 would mean correctly rounded), inf only where the exact value rounds past FLT_MAX, and
+ * NaN, +-inf, +-0 as C's exp. */
+static int check_expf_accuracy(float x, double *worst) {
+    float e = ng_expf(x);
+    long double want = expl((long double)x), ulp;
+    if (x != x) {
+        NGT_CHECK(e != e, "ng_expf(NaN) = %a", (double)e);
+        return NGT_PASS;
+    }
+    if (isinf(e)) {
+        NGT_CHECK(e > 0 && want >= ldexpl(2.0L, 127) - ldexpl(1.0L, 103),
+                  "ng_expf(%a) = inf, exp is %.20Lg", (double)x, want);
+        return NGT_PASS;
+    }
+    ulp = e >= 0x1p-126f ? ldexpl(1.0L, ilogbl((long double)e) - 23) : ldexpl(1.0L, -149);
+    if (e == 0.0f) ulp = ldexpl(1.0L, -149);
+    {
+        double err = (double)(fabsl((long double)e - want) / ulp);
+        if (err > *worst) *worst = err;
+        NGT_CHECK(err <= 0.502, "ng_expf(%a) = %a, exp = %.20La: %.4f ULP", (double)x, (double)e, want, err);
+    }
+    return NGT_PASS;
+}
+
+static int test_expf_accuracy(void) {
+    static const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 88.0f, -88.0f, 0x1.62e42ep6f, 0x1.62e430p6f,
+                                    -0x1.9fe368p6f, -0x1.9fe36ap6f, -0x1.9d1d9ep6f, -0x1.9d1da0p6f, -104.0f, 89.0f};
+    double worst = 0.0;
+    uint64_t b;
+    size_t i;
+    float x;
+    for (b = 0; b < (1ull << 32); b += 1021)
+        if (check_expf_accuracy(f_of((uint32_t)b), &worst) != NGT_PASS) return NGT_FAIL;
+    for (x = -105.0f; x < -103.0f; x = nextafterf(x, 0.0f))
+        if (check_expf_accuracy(x, &worst) != NGT_PASS) return NGT_FAIL;
+    for (x = 88.0f; x < 89.0f; x = nextafterf(x, 100.0f))
+        if (check_expf_accuracy(x, &worst) != NGT_PASS) return NGT_FAIL;
+    for (i = 0; i < sizeof special / sizeof special[0]; i++)
+        if (check_expf_accuracy(special[i], &worst) != NGT_PASS) return NGT_FAIL;
+    NGT_CHECK(ng_expf(-INFINITY) == 0.0f && ng_expf(INFINITY) == INFINITY && ng_expf(0.0f) == 1.0f &&
+                  ng_expf(-0.0f) == 1.0f,
+              "exp(-inf) %a, exp(inf) %a, exp(0) %a, exp(-0) %a", (double)ng_expf(-INFINITY),
+              (double)ng_expf(INFINITY), (double)ng_expf(0.0f), (double)ng_expf(-0.0f));
+    /* known answers: the two floats whose result depends on the reduction's fused multiply-adds
+     * (rounding x 32 / ln 2 first gives 0x1.f93e36p+46 and 0x1.f45324p-92) */
+    NGT_CHECK(ng_expf(0x1.04845ep+5f) == 0x1.f93e38p+46f && ng_expf(-0x1.f8cbb2p+5f) == 0x1.f45326p-92f,
+              "ng_expf(0x1.04845ep+5) = %a (want 0x1.f93e38p+46), ng_expf(-0x1.f8cbb2p+5) = %a (want 0x1.f45326p-92)",
+              (double)ng_expf(0x1.04845ep+5f), (double)ng_expf(-0x1.f8cbb2p+5f));
+    printf("  ng_expf: largest error %.4f ULP\n", worst);
+    return NGT_PASS;
+}
+
+/* The sigmoid the CPU backend computed before it had its own exp, with libm's expf. */
+static float libm_sigmoid(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    {
+        float e = expf(x);
+        return e / (1.0f + e);
+    }
+}
+
+/* Where libm's expf is glibc's (>= 2.28) FMA version (x86-64 with FMA and AVX2), ng_expf returns
+ * its bits, and ng_sigmoid those of the branchy libm-based sigmoid: every 127th float bit pattern
+ * (34 million inputs), every float in the boundary ranges, and the NaN payloads keep their bits.
+ * The whole float range was compared once when ng_expf was written: no difference. Rounding
+ * x 32 / ln 2 before the reduction (glibc's build without FMA) changes exactly two floats' results,
+ * both known answers of test_expf_accuracy; the stride alone would miss them. Elsewhere the test is skipped,
+ * saying why: ng_expf is then still natgrad's exp, the same on every machine. */
+static int test_expf_matches_libm(void) {
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 28))
+    uint64_t b;
+    float x;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("fma") || !__builtin_cpu_supports("avx2"))
+        return ngt_skip("this CPU lacks FMA or AVX2: glibc's expf is then its SSE2 build, which rounds its "
+                        "intermediate steps differently from ng_expf (which follows the FMA build)");
+    for (b = 0; b < (1ull << 32); b += 127) {
+        float a, w, sa, sw;
+        x = f_of((uint32_t)b);
+        a = ng_expf(x);
+        w = expf(x);
+        NGT_CHECK(memcmp(&a, &w, sizeof a) == 0, "ng_expf(%a) = %a, libm expf = %a", (double)x, (double)a, (double)w);
+        sa = ng_sigmoid(x);
+        sw = libm_sigmoid(x);
+        NGT_CHECK(memcmp(&sa, &sw, sizeof sa) == 0, "ng_sigmoid(%a) = %a, with libm expf %a", (double)x,
+                  (double)sa, (double)sw);
+    }
+    for (x = -105.0f; x < -103.0f; x = nextafterf(x, 0.0f)) {
+        float a = ng_expf(x), w = expf(x);
+        NGT_CHECK(memcmp(&a, &w, sizeof a) == 0, "ng_expf(%a) = %a, libm expf = %a", (double)x, (double)a, (double)w);
+    }
+    for (x = 88.0f; x < 89.0f; x = nextafterf(x, 100.0f)) {
+        float a = ng_expf(x), w = expf(x);
+        NGT_CHECK(memcmp(&a, &w, sizeof a) == 0, "ng_expf(%a) = %a, libm expf = %a", (double)x, (double)a, (double)w);
+    }
+    return NGT_PASS;
+#else
+    return ngt_skip("libm here is not glibc >= 2.28 on x86-64: ng_expf follows glibc's x86-64 FMA expf");
+#endif
+}
+
 int main(void) {
     NGT_RUN(test_known_answers);
     NGT_RUN(test_word_is_block_word);
@@ -227,5 +359,8 @@ int main(void) {
     NGT_RUN(test_uniform_range_and_moments);
     NGT_RUN(test_uniform_map_matches_curand);
     NGT_RUN(test_block_generator_equals_scalar);
+    NGT_RUN(test_expf_table);
+    NGT_RUN(test_expf_accuracy);
+    NGT_RUN(test_expf_matches_libm);
     return ngt_finish();
 }

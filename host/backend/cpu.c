@@ -15,6 +15,23 @@
 #include "natgrad/log.h"
 #include "ng_math.h"
 
+/* The random and sigmoid loops (Gibbs, Bernoulli, uniforms, column sums) are compiled for
+ * x86-64-v4 (AVX-512 with FMA), x86-64-v3 (AVX2 with FMA) and the baseline, chosen at load time
+ * (GCC function multiversioning), so they vectorise with the widest registers the CPU has. Every
+ * version gives the same bits: the Philox rounds are integer arithmetic, ng_expf and
+ * ng_gibbs_input spell their fused multiply-adds as fma() calls (an instruction here, an exact
+ * libm call in the baseline version), and no version reorders a sum. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define NG_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define NG_CPU_CLONES
+#endif
+#if defined(__GNUC__)
+#define NG_CPU_INLINE static inline __attribute__((always_inline))
+#else
+#define NG_CPU_INLINE static inline
+#endif
+
 /* 256-byte aligned, like cudaMalloc, so arena views are aligned the same way on every backend */
 static ng_status cpu_alloc(ng_backend *be, size_t bytes, void **ptr) {
     size_t rounded = (bytes + 255) / 256 * 256;
@@ -163,16 +180,32 @@ static ng_status cpu_trsm(ng_backend *be, int right, int lower, int trans, int u
     return NG_OK;
 }
 
+/* y[r] = alpha sum_c A[r, c] + beta y[r]: each row's sum adds its columns in order 0 .. cols-1 in
+ * double. Blocks of rows (one per thread at a time) walk the columns, so every load is a
+ * contiguous run of a column and the block's sums are one vector loop, instead of one strided
+ * pass per row; the order of each row's additions, and so its bits, are those of a row-by-row loop. */
+#define NG_SUM_ROWS 256
+NG_CPU_CLONES static void cpu_sum_cols_blocks(int rows, int cols, float alpha, const float *A, int lda,
+                                              float beta, float *y) {
+    const int nb = (rows + NG_SUM_ROWS - 1) / NG_SUM_ROWS;
+    int b;
+#pragma omp parallel for if ((long)rows * cols > 65536) schedule(static)
+    for (b = 0; b < nb; b++) {
+        double s[NG_SUM_ROWS];
+        const int r0 = b * NG_SUM_ROWS, n = rows - r0 < NG_SUM_ROWS ? rows - r0 : NG_SUM_ROWS;
+        int r, c;
+        for (r = 0; r < n; r++) s[r] = 0.0;
+        for (c = 0; c < cols; c++) {
+            const float *col = A + r0 + (size_t)c * lda;
+#pragma omp simd
+            for (r = 0; r < n; r++) s[r] += col[r];
+        }
+        for (r = 0; r < n; r++) y[r0 + r] = (float)(alpha * s[r]) + (beta == 0.0f ? 0.0f : beta * y[r0 + r]);
+    }
+}
 static ng_status cpu_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A,
                               int lda, float beta, float *y) {
-    int r;
-#pragma omp parallel for if ((long)rows * cols > 65536) schedule(static)
-    for (r = 0; r < rows; r++) {
-        double s = 0.0;
-        int c;
-        for (c = 0; c < cols; c++) s += A[r + (size_t)c * lda];
-        y[r] = (float)(alpha * s) + (beta == 0.0f ? 0.0f : beta * y[r]);
-    }
+    cpu_sum_cols_blocks(rows, cols, alpha, A, lda, beta, y);
     return NG_OK;
 }
 
@@ -191,69 +224,82 @@ static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, c
 
 /* ---- elementwise families (run_op): one loop per op around its ng_math.h body ---------- */
 
-/* Philox-driven ops give logical element i the word i & 3 of Philox block i >> 2, exactly as the
- * kernels do; the CPU loops take 16 blocks (64 elements) at a time from the vectorised
- * ng_uniform4_block, which returns the same words as ng_uniform4_at. */
-/* Compiled for AVX-512, AVX2 and the baseline, chosen at load time (GCC function multiversioning),
- * so the vectorised Philox rounds use the widest registers the CPU has; integer-only, so every
- * version gives the same bits. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define NG_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define NG_CPU_CLONES
-#endif
+/* Elements of a tile: the unit of work of the Philox-driven loops. Its uniforms, inputs and outputs
+ * (4 x 8 KiB) stay in the first-level cache between the Philox pass and the pass that uses them. */
+#define NG_TILE 2048
+#define NG_TILE_RAW (NG_TILE + 4 * NG_PHILOX_LANES) /* floats of a tile's uniform buffer */
 
-/* u[j] = the uniform of global element i0 + j of stream (key, step), j < 64: one vectorised Philox
- * call when i0 is a multiple of 4 (always, for an op that starts at element 0), else that call
- * and one more group for the elements past its end (a data-parallel shard's `first`). */
-static inline void uniforms_at(uint64_t key, uint64_t step, uint64_t i0, float *u) {
-    float w[4 * NG_PHILOX_LANES + 4];
-    int sh = (int)(i0 & 3u), j;
-    if (sh == 0) {
-        ng_uniform4_block(key, step, i0 >> 2, u);
-        return;
-    }
-    ng_uniform4_block(key, step, i0 >> 2, w);
-    ng_uniform4_at(key, step, (i0 >> 2) + NG_PHILOX_LANES, w + 4 * NG_PHILOX_LANES);
-    for (j = 0; j < 4 * NG_PHILOX_LANES; j++) u[j] = w[sh + j];
+/* The uniforms of global elements g .. g + len - 1 (len <= NG_TILE) of stream (key, step): Philox
+ * gives logical element i the word i & 3 of block i >> 2, exactly as the kernels do; the blocks
+ * are computed 16 at a time (64 uniforms) by the vectorised ng_uniform4_block, which returns the
+ * words of ng_uniform4_at, from the block that holds element g. raw holds NG_TILE_RAW floats; the
+ * uniform of element g + j is the returned pointer's [j] (raw + g % 4). */
+NG_CPU_INLINE const float *uniforms_span(uint64_t key, uint64_t step, uint64_t g, long len, float *raw) {
+    const long n = len + (long)(g & 3u);
+    long b;
+    for (b = 0; b < n; b += 4 * NG_PHILOX_LANES) ng_uniform4_block(key, step, (g >> 2) + (uint64_t)(b >> 2), raw + b);
+    return raw + (g & 3u);
 }
 
+static const float ng_cpu_zeros[NG_TILE]; /* a missing bias or base row, so the loops never branch */
+
+/* n units of one column of gibbs_sample (n <= NG_TILE): the same ng_math.h bodies as the
+ * kernel, as vector loops. pre may alias prob or sample (the same element, never another). */
+NG_CPU_INLINE void gibbs_column(int n, const float *pre, const float *bias, float beta, const float *base,
+                                const float *u, float *prob, float *smp) {
+    int r;
+    if (!smp) {
+#pragma omp simd
+        for (r = 0; r < n; r++) prob[r] = ng_sigmoid(ng_gibbs_input(pre[r], bias[r], beta, base[r]));
+    } else if (!prob) {
+#pragma omp simd
+        for (r = 0; r < n; r++) {
+            float p, s;
+            ng_gibbs_unit(pre[r], bias[r], beta, base[r], u[r], &p, &s);
+            smp[r] = s;
+        }
+    } else {
+#pragma omp simd
+        for (r = 0; r < n; r++) {
+            float p, s;
+            ng_gibbs_unit(pre[r], bias[r], beta, base[r], u[r], &p, &s);
+            prob[r] = p;
+            smp[r] = s;
+        }
+    }
+}
+
+/* One pass over the matrix in tiles: runs of whole columns when a column is shorter than a tile,
+ * else parts of one column; a tile's elements are consecutive in the logical (column-major) order,
+ * so its uniforms come from one span. The tiles are independent (OpenMP over them), and the draws
+ * depend only on the element's global index, never on the thread or the tiling. */
 NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     const int rows = a->gibbs_sample.rows, cols = a->gibbs_sample.cols;
     const float *pre = a->gibbs_sample.pre, *bias = a->gibbs_sample.bias, *base = a->gibbs_sample.base;
     const float beta = a->gibbs_sample.beta;
     float *prob = a->gibbs_sample.prob, *sample = a->gibbs_sample.sample;
     const int ldp = a->gibbs_sample.ldp, ldq = a->gibbs_sample.ldq, lds = a->gibbs_sample.lds;
-    long n = (long)rows * cols, nblocks = (n + 4 * NG_PHILOX_LANES - 1) / (4 * NG_PHILOX_LANES), g;
-    if (!sample) { /* probabilities only: no random words needed */
+    const uint64_t key = a->gibbs_sample.key, step = a->gibbs_sample.step, first = a->gibbs_sample.first;
+    const long n = (long)rows * cols;
+    const int rpt = rows < 1 ? 1 : rows < NG_TILE ? rows : NG_TILE;    /* rows of a tile */
+    const int cpt = rows < 1 ? 1 : rows < NG_TILE ? NG_TILE / rows : 1; /* columns of a tile */
+    const long tpc = (rows + rpt - 1) / rpt;             /* tiles down a column */
+    const long ntiles = rows > 0 ? tpc * ((cols + cpt - 1) / cpt) : 0;
+    long t;
+#pragma omp parallel for if (n > 16384) schedule(static)
+    for (t = 0; t < ntiles; t++) {
+        float raw[NG_TILE_RAW];
+        const int c0 = (int)(t / tpc) * cpt, r0 = (int)(t % tpc) * rpt;
+        const int c1 = cols - c0 < cpt ? cols : c0 + cpt, r1 = rows - r0 < rpt ? rows : r0 + rpt;
+        const int len = r1 - r0;
+        const float *u = sample ? uniforms_span(key, step, first + (uint64_t)c0 * (uint64_t)rows + (uint64_t)r0,
+                                                (long)(c1 - c0) * len, raw)
+                                : NULL;
         int c;
-#pragma omp parallel for if (n > 16384) schedule(static)
-        for (c = 0; c < cols; c++) {
-            int r;
-            for (r = 0; r < rows; r++)
-                prob[r + (size_t)c * ldq] =
-                    ng_sigmoid(ng_gibbs_input(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta,
-                                              base ? base[r] : 0.0f));
-        }
-        return;
-    }
-    /* blocks of NG_PHILOX_LANES groups (64 elements): one vectorised Philox call per block, then
-     * the units of the block in order, their (row, column) stepped instead of divided */
-#pragma omp parallel for if (n > 16384) schedule(static)
-    for (g = 0; g < nblocks; g++) {
-        float u[4 * NG_PHILOX_LANES];
-        long i = g * 4 * NG_PHILOX_LANES, end = i + 4 * NG_PHILOX_LANES;
-        int r = (int)(i % rows), c = (int)(i / rows), j;
-        uniforms_at(a->gibbs_sample.key, a->gibbs_sample.step, a->gibbs_sample.first + (uint64_t)i, u);
-        if (end > n) end = n;
-        for (j = 0; i < end; i++, j++) {
-            float p, smp;
-            ng_gibbs_unit(pre[r + (size_t)c * ldp], bias ? bias[r] : 0.0f, beta,
-                          base ? base[r] : 0.0f, u[j], &p, &smp);
-            if (prob) prob[r + (size_t)c * ldq] = p;
-            sample[r + (size_t)c * lds] = smp;
-            if (++r == rows) r = 0, c++;
-        }
+        for (c = c0; c < c1; c++)
+            gibbs_column(len, pre + r0 + (size_t)c * ldp, bias ? bias + r0 : ng_cpu_zeros, beta,
+                         base ? base + r0 : ng_cpu_zeros, u ? u + (size_t)(c - c0) * len : NULL,
+                         prob ? prob + r0 + (size_t)c * ldq : NULL, sample ? sample + r0 + (size_t)c * lds : NULL);
     }
 }
 
@@ -269,31 +315,32 @@ static void cpu_gibbs_sample_dev(const ng_op_args *a) {
     if (sd) sd[0] += a->gibbs_sample.advance;
 }
 
-#define NG_BLOCK_ELEMS (4 * NG_PHILOX_LANES)
 NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
-    const long n = (long)a->bernoulli.n, nblocks = (n + NG_BLOCK_ELEMS - 1) / NG_BLOCK_ELEMS;
+    const long n = (long)a->bernoulli.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     const float *p = a->bernoulli.p;
     float *out = a->bernoulli.out;
-    long g;
+    long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (g = 0; g < nblocks; g++) {
-        float u[NG_BLOCK_ELEMS];
-        long i0 = g * NG_BLOCK_ELEMS, j;
-        uniforms_at(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, u);
-        for (j = 0; j < NG_BLOCK_ELEMS && i0 + j < n; j++) out[i0 + j] = ng_bernoulli_draw(p[i0 + j], u[j]);
+    for (t = 0; t < ntiles; t++) {
+        float raw[NG_TILE_RAW];
+        const long i0 = t * NG_TILE, len = n - i0 < NG_TILE ? n - i0 : NG_TILE;
+        const float *u = uniforms_span(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, len, raw);
+        long j;
+#pragma omp simd
+        for (j = 0; j < len; j++) out[i0 + j] = ng_bernoulli_draw(p[i0 + j], u[j]);
     }
 }
 
 NG_CPU_CLONES static void cpu_fill_uniform(const ng_op_args *a) {
-    const long n = (long)a->fill_uniform.n, nblocks = (n + NG_BLOCK_ELEMS - 1) / NG_BLOCK_ELEMS;
+    const long n = (long)a->fill_uniform.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     float *out = a->fill_uniform.out;
-    long g;
+    long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
-    for (g = 0; g < nblocks; g++) {
-        float u[NG_BLOCK_ELEMS];
-        long i0 = g * NG_BLOCK_ELEMS, j;
-        ng_uniform4_block(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)g * NG_PHILOX_LANES, u);
-        for (j = 0; j < NG_BLOCK_ELEMS && i0 + j < n; j++) out[i0 + j] = u[j];
+    for (t = 0; t < ntiles; t++) {
+        float raw[NG_TILE_RAW];
+        const long i0 = t * NG_TILE, len = n - i0 < NG_TILE ? n - i0 : NG_TILE;
+        memcpy(out + i0, uniforms_span(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)i0, len, raw),
+               (size_t)len * sizeof(float));
     }
 }
 

@@ -2,7 +2,9 @@
  * batches (dim, hi - lo). Per call: gather the rank's columns of the next global batch (in the
  * order of the epoch's permutation) into pinned staging memory, queue the upload into one of two
  * device buffers, record an event. A staging buffer is refilled only after the event of its
- * previous upload has completed, so the host never overwrites data still in flight.
+ * previous upload has completed, so the host never overwrites data still in flight. On the CPU
+ * backend, whose device memory is host memory, the columns are gathered straight into the device
+ * buffer (the staging copy would be a second pass over the batch for nothing).
  * Must not: allocate after init, or block on the device except for that event. */
 #include "natgrad/data.h"
 
@@ -94,7 +96,9 @@ ng_status ng_batches_resize(ng_batches *b, int batch) {
 
 ng_status ng_batches_next(ng_batches *b, ng_tensor *out) {
     int k = b->next_buf, c, m = b->hi - b->lo;
-    float *stage = b->stage[k];
+    /* CPU backend: gather into the device buffer itself (ng_set_async is a memcpy there) */
+    const int direct = b->be->kind == NG_DEVICE_CPU;
+    float *stage = direct ? b->buf[k].data : b->stage[k];
     if (b->pos + b->batch > b->n) { /* the tail of an epoch shorter than a batch is skipped */
         b->epoch++;
         b->pos = 0;
@@ -107,7 +111,7 @@ ng_status ng_batches_next(ng_batches *b, ng_tensor *out) {
     for (c = 0; c < m; c++)
         memcpy(stage + (size_t)c * b->dim, b->x + (size_t)b->perm[b->pos + b->lo + c] * b->dim,
                (size_t)b->dim * sizeof(float));
-    NG_TRY(ng_set_async(b->be, b->buf[k].data, stage, (size_t)b->dim * (size_t)m * sizeof(float)));
+    if (!direct) NG_TRY(ng_set_async(b->be, b->buf[k].data, stage, (size_t)b->dim * (size_t)m * sizeof(float)));
     NG_TRY(ng_event_record(b->be, b->uploaded[k]));
     b->used[k] = 1;
     b->next_buf = 1 - k;

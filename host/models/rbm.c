@@ -31,7 +31,10 @@ struct ng_rbm_est {
     ng_tensor particles;    /* (nv, M) persistent fantasy particles */
     /* workspace */
     ng_arena work;
-    ng_tensor vd;           /* (nv, batch) batch as trained on (possibly binarised) */
+    ng_tensor vd;           /* (nv, batch) the binarised batch (--binarize-train) */
+    ng_tensor vdv;          /* (nv, m) the batch as trained on: vd's columns, or the caller's batch
+                             * itself when it is not binarised (no copy; valid while the caller
+                             * keeps that batch, which the batch stream does until the one after next) */
     ng_tensor hd;           /* (nh, batch) p(h | vd) */
     ng_tensor vm;           /* (nv, M) negative-phase visible states */
     ng_tensor hm;           /* (nh, M) p(h | vm) (after the chain) */
@@ -335,13 +338,15 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m;
-    if (e->cfg.binarize_train) /* the draws of this shard's columns of the global batch */
+    if (e->cfg.binarize_train) { /* the draws of this shard's columns of the global batch */
         NG_TRY(ng_bernoulli_at(be, (size_t)nv * m, x->data, e->vd.data,
                                ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE), e->rng_step++,
                                (uint64_t)r->base.dist.lo * (uint64_t)nv));
-    else
-        NG_TRY(ng_copy(be, e->vd.data, x->data, (size_t)nv * m * sizeof(float)));
-    NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, e->vd.data, nv, 0.0f, e->hd.data, nh));
+        e->vdv = ng_tensor_cols(&e->vd, 0, m);
+    } else {
+        e->vdv = *x; /* rbm_gradient checked x: (nv, m), ld nv */
+    }
+    NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, e->vdv.data, nv, 0.0f, e->hd.data, nh));
     return gibbs_step(r, nh, m, e->hd.data, nh, r->b.data, e->hd.data, NULL, key, step0, 0, 0);
 }
 
@@ -354,15 +359,15 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
     int nv = r->n_visible, nh = r->n_hidden, M = e->M, step;
     /* the global index of this rank's first chain: the Philox offset of its draws */
     uint64_t c0 = e->cfg.estimator == NG_RBM_PCD ? (uint64_t)e->p0 : (uint64_t)r->base.dist.lo;
-    if (e->cfg.estimator == NG_RBM_PCD)
-        NG_TRY(ng_copy(be, e->vm.data, e->particles.data, (size_t)nv * M * sizeof(float)));
-    else
-        NG_TRY(ng_copy(be, e->vm.data, e->vd.data, (size_t)nv * M * sizeof(float)));
+    /* the chain starts from the particles (PCD) or the batch (CD), read in place: the first sweep
+     * writes vm, so the start needs no copy */
+    const float *v0 = e->cfg.estimator == NG_RBM_PCD ? e->particles.data : e->vdv.data;
     for (step = 0; step < e->cfg.k; step++) {
         /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
         if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
         /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
-        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hs.data, nh));
+        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, step == 0 ? v0 : e->vm.data, nv, 0.0f,
+                       e->hs.data, nh));
         NG_TRY(gibbs_step(r, nh, M, e->hs.data, nh, r->b.data, NULL, e->hs.data, key, step0, c0 * (uint64_t)nh, 0));
         NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vm.data, nv));
         NG_TRY(gibbs_step(r, nv, M, e->vm.data, nv, r->a.data, NULL, e->vm.data, key, step0, c0 * (uint64_t)nv, 0));
@@ -383,9 +388,9 @@ static ng_status assemble_gradient(ng_rbm *r) {
      * global means, and the all-reduce sums them */
     float im = 1.0f / (float)(dist_on(r) ? r->base.dist.batch : m);
     float iM = 1.0f / (float)(dist_on(r) ? e->M_all : M);
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vd.data, nv, 0.0f, r->gW.data, nh));
+    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
     NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
-    NG_TRY(ng_sum_cols(be, nv, m, im, e->vd.data, nv, 0.0f, e->mv_d.data));
+    NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
     NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
     NG_TRY(ng_sum_cols(be, nv, M, iM, e->vm.data, nv, 0.0f, e->mv_m.data));
     NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
@@ -449,7 +454,7 @@ static ng_status rbm_statistic(ng_model *mdl, const char *name, ng_tensor *out) 
     ng_rbm *r = (ng_rbm *)(void *)mdl;
     ng_rbm_est *e = r->est;
     if (!e) return ng_error(NG_ERR_INVALID_ARG, "rbm statistic %s: the estimator is not set up", name);
-    if (strcmp(name, "v_data") == 0) *out = ng_tensor_cols(&e->vd, 0, e->m);
+    if (strcmp(name, "v_data") == 0) *out = e->vdv;
     else if (strcmp(name, "h_data") == 0) *out = ng_tensor_cols(&e->hd, 0, e->m);
     else if (strcmp(name, "v_model") == 0) *out = e->vm;
     else if (strcmp(name, "h_model") == 0) *out = e->hm;
@@ -486,7 +491,7 @@ static ng_status rbm_log_values(ng_model *mdl, uint64_t t, double *values) {
     NG_TRY(ng_gemm(be, 1, 0, nv, m, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vr.data, nv));
     NG_TRY(ng_gibbs_sample(be, nv, m, e->vr.data, nv, r->a.data, 1.0f, NULL, e->vr.data, nv, NULL, nv,
                            mkey, 2 * t + 1));
-    NG_TRY(ng_axpby(be, (size_t)nv * m, 1.0f, e->vd.data, -1.0f, e->vr.data));
+    NG_TRY(ng_axpby(be, (size_t)nv * m, 1.0f, e->vdv.data, -1.0f, e->vr.data));
     NG_TRY(ng_nrm2(be, (size_t)nv * m, e->vr.data, &err));
     values[0] = (double)err * (double)err / (double)m;
     values[1] = g;

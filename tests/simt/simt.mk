@@ -76,6 +76,7 @@ $(SIMT_BUILD)/obj/kernels/%.o: kernels/%.cu $(FLAGS_STAMP)
 $(SIMT_BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(SIMT_CFLAGS) -MMD -MP -c $< -o $@
+$(SIMT_BUILD)/obj/host/backend/cpu.o: SIMT_CFLAGS += $(CPU_BACKEND_CFLAGS)
 
 $(SIMT_BUILD)/libnatgrad_simt.a: $(SIMT_HOST_OBJ) $(SIMT_CU_OBJ)
 	@mkdir -p $(dir $@)
