@@ -4,7 +4,7 @@
 # the CUDA backend (make bench-launch-counts). It runs the emulated CUDA build of tests/test_graph
 # (test_counts_curves, test_counts_rbm), which asserts the counts against the formulas derived from
 # net.c (2L + 2 kernels, 3L - 1 cuBLAS calls, 2 copies; graph: 1 graph launch, 2 copies) and rbm.c
-# (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 6 copies; graph: 1 graph launch, 1 copy) and writes
+# (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 4 copies; graph: 1 graph launch, 1 copy) and writes
 # them to CSV. The counts are exact
 # (the emulator gets the same calls a GPU would); no GPU timing is measured here.
 # Writes bench/results/launch_counts.{csv,md}.
@@ -76,8 +76,8 @@ with open(sys.argv[2], "w") as f:
             "launch for up to 32 factors (NG_OP_FACTOR_UPDATE).\n")
     f.write("\n## The RBM's PCD update (`rbm train --optimizer sgd --cuda-graph 1`)\n\n"
             "A PCD-k update with SGD (momentum, weight decay on W) makes 2k + 6 kernel launches, 2k + 8 cuBLAS calls and\n"
-            "6 copies whatever the RBM's size (asserted for k = 1 and 3 by `test_counts_rbm`, derived from rbm.c: the Gibbs\n"
-            "kernels, the phases' gemms, the statistics' gemms and gemv, the copies of the batch and the particles, the weight\n"
+            "4 copies whatever the RBM's size (asserted for k = 1 and 3 by `test_counts_rbm`, derived from rbm.c: the Gibbs\n"
+            "kernels, the phases' gemms, the statistics' gemms and gemv, the chain's end copied into the particles (the chain and the positive phase read the particles and the batch in place), the weight\n"
             "decay and the fused SGD step). As a graph the Gibbs kernels read their Philox step from a device count, so one\n"
             "capture per batch shape replays every update with new draws.\n\n")
     f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
