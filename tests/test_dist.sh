@@ -44,6 +44,7 @@ finish() { echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit $(
 if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 
 ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np3_kfac_paper_taus dist_np2_kfac_tridiag
+     dist_np3_kfac_tridiag dist_np2_kfac_tridiag_owned_bitexact dist_np3_kfac_tridiag_owned_bitexact dist_np3_kfac_owned_bitexact
      dist_kfac_rerun_bitexact dist_kfac_resume_same
      dist_np2_ngd dist_np3_ngd dist_ngd_rerun_bitexact dist_ngd_resume_same dist_ncg-f_resume_same dist_np2_ngd-l dist_np2_ncg-l dist_np2_ncg-f dist_np2_hf
      dist_refuse_tn_sampled dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
@@ -146,7 +147,8 @@ same_state() {
 }
 KF=(--optimizer kfac --steps 40)
 for cfg in "np2_kfac 2 --tau1 0.75 --tau2 0.75" "np3_kfac 3 --tau1 0.75 --tau2 0.75" "np3_kfac_paper_taus 3" \
-           "np2_kfac_tridiag 2 --tau1 0.75 --tau2 0.75 --kfac-approx tridiag"; do
+           "np2_kfac_tridiag 2 --tau1 0.75 --tau2 0.75 --kfac-approx tridiag" \
+           "np3_kfac_tridiag 3 --tau1 0.75 --tau2 0.75 --kfac-approx tridiag"; do
   set -- $cfg; name=$1 np=$2; shift 2
   run one_$name 1 "${T[@]}" "${KF[@]}" "$@" --out one_$name
   if [ "$rc" != 0 ]; then fail dist_$name "single-rank run failed (exit $rc)"; show one_$name.err; continue; fi
@@ -154,6 +156,26 @@ for cfg in "np2_kfac 2 --tau1 0.75 --tau2 0.75" "np3_kfac 3 --tau1 0.75 --tau2 0
   if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show n_$name.err; continue; fi
   if ! why=$(same_state $name n_$name "$np"); then fail dist_$name "$why"; continue; fi
   close dist_$name one_$name/net.ckpt n_$name/net.ckpt 1e-5
+done
+# Owned refreshes: each rank computes the inverse-refresh results of the layers it owns (block-diagonal
+# inverses; tridiagonal couplings and appendix-B factors) and broadcasts them. The owner makes the same
+# calls on the same all-reduced factors as every rank does in the redundant refresh (NG_KFAC_REDUNDANT=1,
+# a switch for this test), so both runs must write the same checkpoints byte for byte.
+for cfg in "np2_kfac_tridiag 2 --tau1 0.75 --tau2 0.75 --kfac-approx tridiag" \
+           "np3_kfac_tridiag 3 --tau1 0.75 --tau2 0.75 --kfac-approx tridiag" "np3_kfac 3 --tau1 0.75 --tau2 0.75"; do
+  set -- $cfg; name=$1 np=$2; shift 2
+  NG_KFAC_REDUNDANT=1 run red_$name "$np" "${T[@]}" "${KF[@]}" "$@" --out red_$name
+  r=1; why=""
+  if [ "$rc" != 0 ]; then why="exit $rc"
+  elif ! grep -q "NG_KFAC_REDUNDANT=1: every rank computes" red_$name.err; then why="the redundant refresh was not switched on"
+  elif [ ! -f n_$name/net.ckpt ]; then why="no owned run n_$name"
+  else
+    r=0
+    for f in net.ckpt $(seq -f net.ckpt.rank%g 1 $((np - 1))); do
+      if ! cmp -s n_$name/$f red_$name/$f; then r=1; why="$f differs between the owned and the redundant refresh"; break; fi
+    done
+  fi
+  if [ "$r" = 0 ]; then pass dist_${name}_owned_bitexact; else fail dist_${name}_owned_bitexact "$why"; show red_$name.err; fi
 done
 run kfac_again 2 "${T[@]}" "${KF[@]}" --tau1 0.75 --tau2 0.75 --out kfac_again
 if [ "$rc" = 0 ] && cmp -s n_np2_kfac/net.ckpt kfac_again/net.ckpt && cmp -s n_np2_kfac/net.ckpt.rank1 kfac_again/net.ckpt.rank1; then

@@ -30,6 +30,7 @@
 #include <pthread.h>
 
 #include "natgrad/comm.h"
+#include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
 
@@ -91,9 +92,10 @@ typedef struct kfac {
     double h0;
     ng_tensor bx, by;       /* the update's whole batch S' (by.ptr NULL: targets in bx) */
     /* data parallelism: the preconditioner's shard (natgrad/precond.h), and with several ranks the
-     * rank that inverts each layer's factors in a synchronous block-diagonal refresh */
+     * rank that computes each layer's part of a synchronous inverse refresh (assign_owners) */
     const ng_precond_dist *dist;
     int owner[LMAX + 1];
+    int redundant_noted;    /* NG_KFAC_REDUNDANT=1 was reported (refresh) */
 } kfac;
 
 static kfac *K(const ng_precond *p) { return (kfac *)p->impl; }
@@ -494,11 +496,12 @@ static ng_status tri_check(ng_backend *be, invset *S, int l, int n1, int n2, int
  * factor) and K = L^-T E. Every result is what stein_side gives (bit-identical on the CPU); a problem
  * whose float32 eigendecomposition failed goes through stein_side itself (its float64 retry). */
 static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, invset *S, const double *pi, double gamma,
-                             int *fail) {
+                             int me, int *fail) {
     ng_eig_problem p[2 * LMAX];
+    int lay[2 * LMAX]; /* the layer of each problem (on several ranks only those this rank owns) */
     int l, j, i, cnt = 0, L = k->L;
     for (l = 1; l < L && !*fail; l++)
-        for (j = 0; j < 2 && !*fail; j++) {
+        for (j = 0; j < 2 && !*fail && (me < 0 || k->owner[l] == me); j++) {
             int n = j ? k->d[l] : na(k, l - 1);
             double shift = j ? gamma / pi[l] : pi[l] * gamma;
             float *Kout = (j ? S->K2 : S->K1)[l].data;
@@ -509,6 +512,7 @@ static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, inv
             p[cnt].lda = n;
             p[cnt].A = Kout;
             p[cnt].w = (j ? S->s2 : S->s1)[l].data;
+            lay[cnt] = l;
             cnt++;
         }
     if (*fail || !cnt) return NG_OK;
@@ -517,7 +521,7 @@ static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, inv
         int n = p[i].n, retries;
         const float *Fs;
         double shift;
-        l = i / 2 + 1;
+        l = lay[i];
         j = i % 2;
         Fs = (j ? F->G[l] : F->A[l - 1]).data;
         shift = j ? gamma / pi[l] : pi[l] * gamma;
@@ -537,7 +541,8 @@ static ng_status tri_batched(kfac *k, rws *w, const facs *F, ng_backend *be, inv
         if (*fail) break;
         NG_TRY(ng_trsm(be, 0, 1, 1, 0, n, n, 1.0f, w->T3.data, n, (float *)p[i].A, n));
     }
-    for (l = 1; l < L && !*fail; l++) NG_TRY(tri_check(be, S, l, na(k, l - 1), k->d[l], fail));
+    for (l = 1; l < L && !*fail; l++)
+        if (me < 0 || k->owner[l] == me) NG_TRY(tri_check(be, S, l, na(k, l - 1), k->d[l], fail));
     return NG_OK;
 }
 
@@ -594,7 +599,7 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     double pi[LMAX + 2];
     int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
     /* the tridiagonal couplings' eigendecompositions batched (float32; the float64 pass stays one at a time) */
-    int batched = k->tri && !shared && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be);
+    int batched = k->tri && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be);
     /* the regularised block-diagonal inverses batched too (float32; the eigenvalues fit in T1) */
     int reg_b = k->cfg.inverse == NG_KFAC_INV_REGULARIZED && w->precision == NG_F32 && 2 * L <= NG_EIG_BATCH_MAX &&
                 ng_syevd_batched_supported(be);
@@ -603,7 +608,7 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     if (nev > ng_tensor_count(&w->T1)) reg_b = 0;
     *fail = 0;
     for (l = 1; l <= L; l++) NG_TRY(pi_of(k, w, F, be, l, &pi[l]));
-    if (batched) NG_TRY(tri_batched(k, w, F, be, S, pi, gamma, fail));
+    if (batched) NG_TRY(tri_batched(k, w, F, be, S, pi, gamma, me, fail));
     if (reg_b && !*fail) NG_TRY(reg_batched(k, w, F, be, S, pi, gamma, me, fail));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
@@ -632,22 +637,29 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     }
     if (shared) {
         /* every rank learns whether any layer failed (then all retry alike), else each layer's
-         * inverses come from their owner */
+         * results come from their owner: the block-diagonal inverses AI, GI (every layer, or layer L
+         * of the tridiagonal approximation), for the other tridiagonal layers what the application
+         * reads, the couplings PAT, PGT and the appendix-B factors K1, s1, K2, s2 (the tensors this
+         * set holds for the layer: the others are not allocated) */
         double f = *fail ? 1.0 : 0.0;
         NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC inverse status"));
         *fail = f > 0.0;
         for (l = 1; l <= L && !*fail; l++) {
-            NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, S->AI[l].data, ng_tensor_count(&S->AI[l]), k->owner[l],
-                                 "the K-FAC inverses"));
-            NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, S->GI[l].data, ng_tensor_count(&S->GI[l]), k->owner[l],
-                                 "the K-FAC inverses"));
+            ng_tensor *t[] = {&S->AI[l], &S->GI[l], &S->PAT[l], &S->PGT[l], &S->K1[l], &S->s1[l], &S->K2[l], &S->s2[l]};
+            int j;
+            for (j = 0; j < 8; j++)
+                if (t[j]->data)
+                    NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, t[j]->data, ng_tensor_count(t[j]), k->owner[l],
+                                         "the K-FAC inverses"));
         }
     }
     return NG_OK;
 }
 
 /* Owners of the layers' inversions on `world` ranks, balanced by cost: the largest layers first,
- * each to the rank with the least work so far (cost (d_{l-1} + 1)^3 + d_l^3; ties: lowest rank). */
+ * each to the rank with the least work so far (ties: lowest rank). Cost (d_{l-1} + 1)^3 + d_l^3, the
+ * two factors' inverses; a tridiagonal layer l < L adds (d_l + 1)^3 + d_{l+1}^3, the inverses of its
+ * coupling terms (its two eigendecompositions are of the first two sizes). */
 static void assign_owners(kfac *k, int world) {
     double load[64] = {0};
     int done[LMAX + 1] = {0}, i, l, r;
@@ -657,6 +669,7 @@ static void assign_owners(kfac *k, int world) {
         double bc = -1.0;
         for (l = 1; l <= k->L; l++) {
             double c = pow((double)na(k, l - 1), 3.0) + pow((double)k->d[l], 3.0);
+            if (k->tri && l < k->L) c += pow((double)na(k, l), 3.0) + pow((double)k->d[l + 1], 3.0);
             if (!done[l] && c > bc) bc = c, best = l;
         }
         done[best] = 1;
@@ -671,11 +684,20 @@ static void assign_owners(kfac *k, int world) {
 static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, double *used_gamma) {
     int fail = 0, tries;
     ng_dtype saved = w->precision;
-    /* a synchronous block-diagonal refresh on several ranks: each rank inverts the layers it owns
-     * and broadcasts them (the tridiagonal inverse couples neighbouring layers, and the
-     * asynchronous worker has no communicator: there every rank inverts everything, from the same
-     * factors to the same result) */
-    int shared = w == &k->ws && k->dist->comm && k->dist->comm->world > 1 && !k->tri;
+    /* a synchronous refresh on several ranks: each rank computes the per-layer results of the layers
+     * it owns (block-diagonal inverses; for the tridiagonal approximation a layer's couplings with
+     * the next layer and its appendix-B factors, from the all-reduced factors every rank holds) and
+     * broadcasts them. The asynchronous worker has no communicator: there every rank computes
+     * everything, from the same factors to the same result. NG_KFAC_REDUNDANT=1 in the environment
+     * makes the synchronous refresh redundant too (for tests/test_dist.sh, which checks that both
+     * give the same bits). */
+    const char *red = getenv("NG_KFAC_REDUNDANT");
+    int shared = w == &k->ws && k->dist->comm && k->dist->comm->world > 1 && !(red && !strcmp(red, "1"));
+    if (!shared && red && !strcmp(red, "1") && k->dist->comm && k->dist->comm->world > 1 && !k->redundant_noted) {
+        k->redundant_noted = 1;
+        if (k->dist->comm->rank == 0)
+            ng_log(NG_LOG_WARN, "kfac", "NG_KFAC_REDUNDANT=1: every rank computes every layer's inverse refresh");
+    }
     if (shared) assign_owners(k, k->dist->comm->world);
     for (tries = 0; tries < 8; tries++) {
         NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail, shared));
