@@ -979,9 +979,9 @@ static int net_train(int argc, char **argv) {
         int l, bn = 0, W = ng_cli_world(), shard = (o.batch + W - 1) / W, ns = (o.pg.ns + W - 1) / W;
         for (l = 0; l < cfg.n_layers; l++) bn |= cfg.bn[l];
         if (bn && o.optimizer == OPT_KFAC)
-            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer kfac with batch-normalised layers (+bn) does not run on %d ranks: its "
-                         "sampled backward pass and tau prefixes through batch norm are not reduced across ranks; run it as one "
-                         "process, drop +bn, or use sgd, nag, adam, rmsprop, prong or ngd..hf", W);
+            s = ng_error(NG_ERR_INVALID_ARG, "--optimizer kfac with batch-normalised layers (+bn) does not run on %d ranks: "
+                         "K-FAC's Kronecker factors do not cover batch normalisation (one process refuses it too); drop +bn, "
+                         "or use sgd, nag, adam, rmsprop, prong or ngd..hf with +bn", W);
         else if (bn && IS_TN(o.optimizer) && (o.tc.curvature || o.tc.fisher != NG_FISHER_EXACT))
             s = ng_error(NG_ERR_INVALID_ARG, "--optimizer %s %s with batch-normalised layers (+bn) does not run on %d ranks: "
                          "those products' terms through batch norm are not reduced across ranks; use the Gauss-Newton products "
