@@ -820,39 +820,46 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
 }
 
 /* The projection of batch-normalised layer l on several ranks (this rank's cols columns of g):
- *   out = gamma rstd (g - mean(g) - xhat mean(g xhat))   (loss_scaled: the backward pass, g = dL/du)
- *   out = rstd (g - mean(g) - xhat mean(g xhat))         (0: the R-forward pass, g = R{z})
- * with both means over every rank's columns. In the backward pass this rank's g carries its own
- * loss scale 1 / m_r (the trainer and the curvature products' reductions weight by m_r / m
- * afterwards), so the row sums are weighted by m_r / m before the all-reduce and the means brought
- * back to this rank's scale; R{z} carries no scale (weight 1). BV[l]'s six columns: sum g,
- * sum g xhat, -mean(g xhat), -mean(g), (gamma) rstd, ones. */
-static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo) {
+ *   out = s1 s2 (g - mean(g) - xhat mean(g xhat))   (s2 NULL: s1 alone; per-unit device vectors)
+ * with both means over every rank's columns. A g that carries this rank's loss scale 1 / m_r (the
+ * backward pass, g = dL/du: the trainer and the curvature products' reductions weight by m_r / m
+ * afterwards) has its row sums weighted by w = m_r / m before the all-reduce and the means brought
+ * back to this rank's scale; R{z} carries no scale (w = 1). bn_sync_project: s1 s2 = rstd gamma
+ * (loss_scaled, the backward pass) or rstd (the R-forward pass). BV[l]'s six columns: sum g,
+ * sum g xhat, -mean(g xhat), -mean(g), s1 s2, ones. */
+static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg, double w, const float *s1, const float *s2,
+                                float *out, int ldo) {
     ng_backend *be = n->base.be;
     const int dl = n->d[l], ldv = n->BV[l].ld;
     float *bv = n->BV[l].data, *hf = n->hbf;
-    double *a = n->hbn, w = loss_scaled ? n->bn_w[l] : 1.0, tot = n->bn_tot[l];
+    double *a = n->hbn, tot = n->bn_tot[l];
     int i;
+    /* the scale vectors first: s1 may live in BV[l] (H v's R{rstd}), which the sums overwrite */
+    NG_TRY(ng_get(be, hf + 2 * dl, s1, (size_t)dl * sizeof(float)));
+    if (s2) NG_TRY(ng_get(be, hf + 3 * dl, s2, (size_t)dl * sizeof(float)));
     NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
     NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
     NG_TRY(ng_get(be, hf, bv, (size_t)dl * sizeof(float)));
     NG_TRY(ng_get(be, hf + dl, bv + ldv, (size_t)dl * sizeof(float)));
     for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
     NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
-    NG_TRY(ng_get(be, hf + 2 * dl, n->rstd[l].data, (size_t)dl * sizeof(float)));
-    if (loss_scaled) NG_TRY(ng_get(be, hf + 3 * dl, n->gamma[l].data, (size_t)dl * sizeof(float)));
     for (i = 0; i < dl; i++) {
-        float sc = loss_scaled ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
+        float sc = s2 ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
         hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
         hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
         hf[2 * dl + i] = sc;
         hf[3 * dl + i] = 1.0f;
     }
     for (i = 0; i < 4; i++) NG_TRY(ng_set(be, bv + (size_t)(2 + i) * ldv, hf + (size_t)i * dl, (size_t)dl * sizeof(float)));
-    /* out = -mean(g xhat) xhat - mean(g); += g; *= gamma rstd */
+    /* out = -mean(g xhat) xhat - mean(g); += g; *= s1 s2 */
     NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, bv + 2 * ldv, bv + 3 * ldv, out, ldo));
     NG_TRY(rowscale_acc(be, dl, cols, bv + 5 * ldv, g, ldg, out, ldo));
     return act_fwd(be, dl, cols, NG_ACT_LINEAR, out, ldo, bv + 4 * ldv, NULL, out, ldo);
+}
+
+static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo) {
+    return bn_sync_scaled(n, l, cols, g, ldg, loss_scaled ? n->bn_w[l] : 1.0, n->rstd[l].data,
+                          loss_scaled ? n->gamma[l].data : NULL, out, ldo);
 }
 
 ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm) {
@@ -1110,13 +1117,14 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
 }
 
 /* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
- * and the backward pass reduce their batch sums (bn_sync_project); H v's second-order terms, the
- * sampled and empirical F v and the sampled backward pass (per-case targets) and the per-case layer
- * statistics do not, so they are refused. */
-static ng_status no_dist_bn(const net *n, const char *what) {
+ * and the backward pass reduce their batch sums (bn_sync_project), so the empirical F v (per-case
+ * residuals of the data's targets, then that synchronised backward pass) is exact too; H v's
+ * second-order terms, the sampled F v and the sampled backward pass (targets drawn by this rank's
+ * column, not the global one) and the per-case layer statistics are not, so they are refused. */
+static ng_status no_dist_bn(const net *n, const char *what, const char *why) {
     if (dist_bn(n))
-        return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (the R-operator's batch "
-                        "statistics are not reduced across ranks); drop +bn or run as one process", what, n->comm->world);
+        return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (%s); drop +bn or run as "
+                        "one process", what, n->comm->world, why);
     return NG_OK;
 }
 
@@ -1305,7 +1313,8 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     float scale;
     NG_TRY(no_canonical(n, "F v"));
     if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
-    NG_TRY(no_dist_bn(n, "F v (sampled or empirical)"));
+    if (mode == NG_FISHER_SAMPLED) /* ng_net_fvp has no col0: the draws would not be those of one process */
+        NG_TRY(no_dist_bn(n, "sampled F v", "its targets are drawn by this rank's column, not the global batch's"));
     if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "network F v: %d samples (>= 1)", samples);
@@ -1364,7 +1373,7 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     float scale;
     ng_tensor ov;
     NG_TRY(no_canonical(n, "H v"));
-    NG_TRY(no_dist_bn(n, "H v"));
+    NG_TRY(no_dist_bn(n, "H v", "the batch sums of its second-order batch-norm terms are not reduced across ranks"));
     NG_TRY(check_out_vec(n, v, out, "H v"));
     L = n->L;
     K = n_chunks(n);
@@ -1464,7 +1473,7 @@ ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, u
     net *n = as_net(m);
     int c0, cols;
     NG_TRY(no_canonical(n, "the sampled backward pass"));
-    NG_TRY(no_dist_bn(n, "the sampled backward pass"));
+    NG_TRY(no_dist_bn(n, "the sampled backward pass", "the per-case statistics it feeds are not reduced across ranks"));
     NG_TRY(need_batch(n, "sampled backward"));
     if (n_chunks(n) != 1)
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
@@ -1482,7 +1491,7 @@ static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {
     char *end;
     long l;
     NG_TRY(no_canonical(n, "a layer statistic"));
-    NG_TRY(no_dist_bn(n, "a layer statistic"));
+    NG_TRY(no_dist_bn(n, "a layer statistic", "its per-case batch-norm terms are not reduced across ranks"));
     if (!n->have_batch || n_chunks(n) != 1 || !fwd_in_buffers(n, n->x.data, n->m))
         return ng_error(NG_ERR_INVALID_ARG, "network statistic %s: needs a gradient of a batch of at most one chunk (%d cases) first",
                         name, n->cfg.chunk);
