@@ -826,7 +826,7 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
  * afterwards) has its row sums weighted by w = m_r / m before the all-reduce and the means brought
  * back to this rank's scale; R{z} carries no scale (w = 1). bn_sync_project: s1 s2 = rstd gamma
  * (loss_scaled, the backward pass) or rstd (the R-forward pass). BV[l]'s six columns: sum g,
- * sum g xhat, -mean(g xhat), -mean(g), s1 s2, ones. */
+ * sum g xhat, -mean(g xhat), -mean(g), s1 s2, ones (the last kept for H v). */
 static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg, double w, const float *s1, const float *s2,
                                 float *out, int ldo) {
     ng_backend *be = n->base.be;
@@ -860,6 +860,22 @@ static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg
 static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo) {
     return bn_sync_scaled(n, l, cols, g, ldg, loss_scaled ? n->bn_w[l] : 1.0, n->rstd[l].data,
                           loss_scaled ? n->gamma[l].data : NULL, out, ldo);
+}
+
+/* H v on several ranks: v (dl floats on the device) holds this rank's row sums over its columns;
+ * it becomes the row means over every rank's columns, at this rank's scale (w as in
+ * bn_sync_scaled: m_r / m for loss-scaled sums, 1 for the R-forward pass's) */
+static ng_status bn_sync_mean(net *n, int l, float *v, double w) {
+    ng_backend *be = n->base.be;
+    const int dl = n->d[l];
+    float *hf = n->hbf;
+    double *a = n->hbn;
+    int i;
+    NG_TRY(ng_get(be, hf, v, (size_t)dl * sizeof(float)));
+    for (i = 0; i < dl; i++) a[i] = w * (double)hf[i];
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)dl, "the batch-norm R-backward sums"));
+    for (i = 0; i < dl; i++) hf[i] = (float)(a[i] / n->bn_tot[l] / w);
+    return ng_set(be, v, hf, (size_t)dl * sizeof(float));
 }
 
 ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm) {
@@ -1373,7 +1389,6 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     float scale;
     ng_tensor ov;
     NG_TRY(no_canonical(n, "H v"));
-    NG_TRY(no_dist_bn(n, "H v", "the batch sums of its second-order batch-norm terms are not reduced across ranks"));
     NG_TRY(check_out_vec(n, v, out, "H v"));
     L = n->L;
     K = n_chunks(n);
@@ -1405,25 +1420,39 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
                 float *og = view_ptr(n, &ov, n->idxW[l] + 1), *ob = view_ptr(n, &ov, n->idxW[l] + 2);
                 const float *Vg = view_ptr(n, v, n->idxW[l] + 1);
                 float *q = n->BV[l].data, inv = 1.0f / (float)cols;
-                int ldq = n->BV[l].ld, ldxh = n->XH[l].ld;
+                int ldq = n->BV[l].ld, ldxh = n->XH[l].ld, dist = dist_bn(n);
                 const float *xh = n->XH[l].data, *rxh = n->RXH[l].data, *g = n->gamma[l].data, *rs = n->rstd[l].data;
+                /* several ranks: every batch mean over every rank's columns (bn_sync_scaled,
+                 * bn_sync_mean), du and R{du} weighted by their loss scale, R{z} by 1 */
+                double w = dist ? n->bn_w[l] : 1.0;
                 NG_TRY(rowdot(be, dl, cols, 1.0f, rdz, ldrz, xh, ldxh, beta, og));
                 NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldz, rxh, n->RXH[l].ld, 1.0f, og));
                 NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, rdz, ldrz, beta, ob));
-                NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, rs, g, 0.0f, n->tmp[l].data, n->tmp[l].ld));
+                if (dist) NG_TRY(bn_sync_scaled(n, l, cols, dz, ldz, w, rs, g, n->tmp[l].data, n->tmp[l].ld));
+                else NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, rs, g, 0.0f, n->tmp[l].data, n->tmp[l].ld));
                 NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, rdz, ldrz, g, NULL, n->BX1[l].data, n->BX1[l].ld));
                 NG_TRY(rowscale_acc(be, dl, cols, Vg, dz, ldz, n->BX1[l].data, n->BX1[l].ld));
-                NG_TRY(bn_proj(be, dl, cols, n->BX1[l].data, n->BX1[l].ld, xh, ldxh, rs, NULL, 0.0f, n->BX2[l].data,
-                               n->BX2[l].ld));
-                NG_TRY(rowdot(be, dl, cols, -inv, xh, ldxh, n->RZP[l].data, n->RZP[l].ld, 0.0f, q));
+                if (dist) NG_TRY(bn_sync_scaled(n, l, cols, n->BX1[l].data, n->BX1[l].ld, w, rs, NULL, n->BX2[l].data, n->BX2[l].ld));
+                else
+                    NG_TRY(bn_proj(be, dl, cols, n->BX1[l].data, n->BX1[l].ld, xh, ldxh, rs, NULL, 0.0f, n->BX2[l].data,
+                                   n->BX2[l].ld));
+                NG_TRY(rowdot(be, dl, cols, dist ? -1.0f : -inv, xh, ldxh, n->RZP[l].data, n->RZP[l].ld, 0.0f, q));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q, 1.0));
                 NG_TRY(vmul(be, dl, 1.0f, rs, q, 0.0f, q + ldq));
                 NG_TRY(vmul(be, dl, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
-                NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, q + 2 * ldq, g, 1.0f, n->BX2[l].data, n->BX2[l].ld));
+                if (dist) {
+                    /* BX1 (read above) takes R{rstd} gamma P(du); BV[l]'s last column is then ones */
+                    NG_TRY(bn_sync_scaled(n, l, cols, dz, ldz, w, q + 2 * ldq, g, n->BX1[l].data, n->BX1[l].ld));
+                    NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, n->BX1[l].data, n->BX1[l].ld, n->BX2[l].data, n->BX2[l].ld));
+                } else
+                    NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, q + 2 * ldq, g, 1.0f, n->BX2[l].data, n->BX2[l].ld));
                 NG_TRY(vmul(be, dl, -1.0f, rs, g, 0.0f, q + 3 * ldq)); /* -rstd gamma */
-                NG_TRY(rowdot(be, dl, cols, inv, dz, ldz, xh, ldxh, 0.0f, q + 4 * ldq));
+                NG_TRY(rowdot(be, dl, cols, dist ? 1.0f : inv, dz, ldz, xh, ldxh, 0.0f, q + 4 * ldq));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
                 NG_TRY(vmul(be, dl, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, rxh, n->RXH[l].ld, n->BX2[l].data, n->BX2[l].ld));
-                NG_TRY(rowdot(be, dl, cols, inv, dz, ldz, rxh, n->RXH[l].ld, 0.0f, q + 4 * ldq));
+                NG_TRY(rowdot(be, dl, cols, dist ? 1.0f : inv, dz, ldz, rxh, n->RXH[l].ld, 0.0f, q + 4 * ldq));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
                 NG_TRY(vmul(be, dl, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, xh, ldxh, n->BX2[l].data, n->BX2[l].ld));
                 dz = n->tmp[l].data;

@@ -219,7 +219,9 @@ ng_status ng_net_whiten_refresh_comm(ng_model *m, const ng_tensor *x, float eps,
  * (refused otherwise, naming --chunk) and run on every rank; inference (evaluate, predict) uses the
  * running averages and no collective. J v, G v and the Fisher gram reduce the two sums of the
  * normalisation's R-derivative in their R-forward pass (and G v the backward pass's), so every rank
- * must call them too; H v, F v, the sampled backward pass and the layer statistics are refused with
+ * must call them too; so do the empirical F v (through the synchronised backward pass) and H v
+ * (which also reduces the batch means of the normalisation's second-order terms in its R-backward
+ * pass). The sampled F v, the sampled backward pass and the layer statistics are refused with
  * batch norm on several ranks. */
 ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm);
 /* theta (parameter layout, float32, packed) = the canonical parameters W_l = V_l U_{l-1},
