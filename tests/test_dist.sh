@@ -24,7 +24,7 @@
 # the same ranks; NGD on the empirical Fisher, HF on H v; K-FAC with +bn and shards larger than --chunk refused; the
 # merge itself in tests/test_net_bn_ranks.c): the block "Batch norm on dense networks".
 # --comm-overlap 1 (gradient buckets during the backward pass) against 0, bit for bit, NAG and K-FAC on
-# 2 and 3 ranks, three bucket sizes; bad values of the two options refused by name.
+# 2 and 3 ranks, three bucket sizes, and cnn train (batch norm; chunks); bad values of the two options refused by name.
 # Skips (not fails) with a reason when the binary has no MPI or mpirun cannot start two ranks.
 # Ends with "RESULT passed=P failed=F skipped=S".
 #
@@ -56,7 +56,7 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
 # the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
 ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_overlap_np3_nag_chunk
-      dist_bad_overlap_options)
+      dist_bad_overlap_options dist_overlap_np2_cnn_bn dist_overlap_np3_cnn_chunk dist_bad_overlap_cnn)
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
       dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
@@ -689,6 +689,40 @@ run badmb 1 "${T[@]}" --steps 5 --out badmb --comm-bucket-mb 0
 if grep -q -- "--comm-overlap 2: must be 0" badov.err && grep -q -- "--comm-bucket-mb 0: must be > 0" badmb.err; then
   pass dist_bad_overlap_options
 else fail dist_bad_overlap_options "want messages naming --comm-overlap and --comm-bucket-mb"; show badov.err; show badmb.err; fi
+# cnn train (SGD with momentum, 10 updates on img.idx of the block "PRONG and conv networks"): the
+# backward pass reports each layer with parameters from the top once its gradient is final, during
+# the last chunk only. c4-bn-relu-mp2-d3 (243 floats: d3 195, bn 8, c4 40 from the end) on 2 ranks:
+# --comm-bucket-mb 0.00001 (2 floats) makes 3 buckets, 0.0001 (26 floats) 2 (d3; bn + c4), 1 MiB 1;
+# c4-relu-mp2-d3 on 3 ranks in chunks of 3 (shards of 4: chunks of 3 and 1): 2 buckets, or 1. Both
+# ranks' checkpoints byte for byte those of --comm-overlap 0, the logs without times equal, and
+# (buckets - 1) more collectives per update.
+CO=(cnn train --device cpu --threads 1 --data img.idx,lab.idx --test-data img.idx,lab.idx --batch 12 --eval-n 24 --log-every 5
+    --lr 0.05 --steps 10)
+for cfg in "np2_cnn_bn 2 0.00001:3,0.0001:2,1:1 --layers c4-bn-relu-mp2-d3 --chunk 12" \
+           "np3_cnn_chunk 3 0.00001:2,1:1 --layers c4-relu-mp2-d3 --chunk 3"; do
+  set -- $cfg; name=$1 np=$2 buckets=$3; shift 3
+  run co_off_$name $np "${CO[@]}" "$@" --comm-overlap 0 --out co_off_$name
+  if [ "$rc" != 0 ]; then fail dist_overlap_$name "--comm-overlap 0: mpirun -np $np exit $rc"; show co_off_$name.err; continue; fi
+  why=""
+  for b in ${buckets//,/ }; do
+    mb=${b%:*} nb=${b#*:} on=co_on_${name}_$nb
+    run $on $np "${CO[@]}" "$@" --comm-overlap 1 --comm-bucket-mb $mb --out $on
+    if [ "$rc" != 0 ]; then why="--comm-bucket-mb $mb: mpirun -np $np exit $rc"; show $on.err; break; fi
+    for r in "" .rank$((np - 1)); do
+      if ! cmp -s co_off_$name/cnn.ckpt$r $on/cnn.ckpt$r; then why="--comm-bucket-mb $mb: cnn.ckpt$r differs from --comm-overlap 0"; break 2; fi
+    done
+    if ! diff <(untimed co_off_$name/train.csv) <(untimed $on/train.csv) >$on.diff; then
+      why="--comm-bucket-mb $mb: the CSV logs differ: $(head -4 $on.diff | tr '\n' ' ')"; break; fi
+    c0=$(ncoll co_off_$name.err); c1=$(ncoll $on.err)
+    if [ -z "$c0" ] || [ -z "$c1" ] || [ "$c1" != "$(( c0 + (nb - 1) * 10 ))" ]; then
+      why="--comm-bucket-mb $mb: $c1 collectives on rank 0, want $c0 + $(( nb - 1 )) x 10 updates"; break; fi
+  done
+  if [ -z "$why" ]; then pass "dist_overlap_$name (${buckets//,/ } MiB:buckets per update = one all-reduce, byte for byte)"
+  else fail dist_overlap_$name "$why"; fi
+done
+run badcov 1 "${CO[@]}" --layers c4-relu-mp2-d3 --steps 2 --out badcov --comm-overlap 3
+if [ "$rc" != 0 ] && grep -q -- "--comm-overlap 3: must be 0" badcov.err; then pass dist_bad_overlap_cnn
+else fail dist_bad_overlap_cnn "exit $rc (want a message naming --comm-overlap)"; show badcov.err; fi
 
 # ---- failures ----------------------------------------------------------------------------------
 # LONG: a run that does not end by itself; every rank writes its pid for the test to signal

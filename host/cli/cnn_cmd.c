@@ -227,6 +227,7 @@ static int cnn_train(int argc, char **argv) {
             {"resume", OPT_STR, &o.resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
             NG_OPT_DEVICE(&o.co),
             NG_OPT_THREADS(&o.co),
+            NG_OPT_COMM_OVERLAP(&o.co),
             NG_OPT_END};
         const ng_opt *fixed;
         rc = ng_cli_parse("cnn train", TRAIN_SUMMARY, opts, argc, argv);
@@ -448,6 +449,7 @@ static int cnn_train(int argc, char **argv) {
         batches_ready = s == NG_OK;
     }
     if (s == NG_OK) s = ng_trainer_init(&tr, net, pc, upd, &batches, cfg.seed, monitor_columns);
+    if (s == NG_OK) s = ng_trainer_set_comm_overlap(&tr, o.co.comm_overlap, o.co.comm_bucket_mb);
     if (s == NG_OK) s = ng_trainer_set_comm(&tr, ng_cli_comm()); /* data parallelism under mpirun */
     if (s == NG_OK && ng_cli_world() > 1) s = ng_cnn_set_dist(net, ng_cli_comm(), batches.lo, batches.batch);
     if (s == NG_OK && ng_cli_world() > 1 && batches.hi - batches.lo > cfg.chunk) {

@@ -75,6 +75,7 @@ typedef struct cnn {
     double *hbn;               /* (6 cmax) host scratch of synchronised batch norm */
     float *hbf;                /* (3 cmax) */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
+    int last_chunk;     /* the gradient's last chunk runs backward: report each layer's gradient (grad_ready) */
     /* the batch of the curvature products: x (rows >= size_0), targets y or (have_cy 0) the rows
      * of x after the input; cached: A[], XH, mean, rstd hold its (single-chunk) forward pass */
     ng_tensor cx, cy;
@@ -737,6 +738,7 @@ static const float *cat_of(const cnn *n, const float *v, const ng_tensor *t) { r
  * arena, or a curvature product; beta 0: =, 1: +=). */
 static ng_status backward(cnn *n, int cols, float beta, float *out) {
     ng_backend *be = n->base.be;
+    size_t hi = ng_model_size(&n->base); /* the gradient arena above the layers done (grad_ready) */
     int l;
     for (l = n->L; l >= 1; l--) {
         /* the layer's gradient in out (layers without parameters have none) */
@@ -816,6 +818,10 @@ static ng_status backward(cnn *n, int cols, float beta, float *out) {
             if (dx) NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
             break;
         }
+        if (gW && n->last_chunk && out == n->base.grad_flat.data) { /* layer l's gradient is final: its all-reduce may start */
+            NG_TRY(ng_model_grad_ready(&n->base, (size_t)(gW - out), hi));
+            hi = (size_t)(gW - out);
+        }
     }
     return NG_OK;
 }
@@ -887,7 +893,9 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         s = forward(n, xc, x->ld, cols, 1);
         if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
         if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
+        n->last_chunk = c0 + cols >= N;
         if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f, m->grad_flat.data);
+        n->last_chunk = 0;
     }
     e = ng_tf32_end(m->be, saved);
     NG_TRY(s);
