@@ -18,8 +18,9 @@
 # re-sharded); --snapshot-every-s and too few particles refused by name; rbm eval refuses mpirun.
 # PRONG on dense networks (both forms, reparametrisations inside the run, resume) and
 # `cnn train` (SGD with synchronised batch norm and augmentation, PRONG whitening, PRONG+, resume on
-# the same ranks and on one, a shard larger than --chunk with batch norm refused): see the block
-# "PRONG and conv networks". Batch norm on dense networks (synchronised across ranks: NAG and SGD
+# the same ranks and on one, a shard larger than --chunk with batch norm refused; truncated Newton,
+# ngd and hf, with and without batch norm, H v and the empirical Fisher with bn refused): see the
+# block "PRONG and conv networks". Batch norm on dense networks (synchronised across ranks: NAG and SGD
 # on 2 and 3 ranks, PRONG+ in both forms, NGD, NGD-L and HF on the Gauss-Newton products, resume on
 # the same ranks; K-FAC and --curvature hessian with +bn and shards larger than --chunk refused; the
 # merge itself in tests/test_net_bn_ranks.c): the block "Batch norm on dense networks".

@@ -43,7 +43,9 @@ static const char *TRAIN_SUMMARY =
     "all-reduced, batch norm synchronised over the global batch, augmentation drawn by the case's\n"
     "index in the global batch, the whitening statistics merged and its eigendecompositions owned\n"
     "per layer); with bn layers each rank's shard must fit one --chunk, and the run equals one\n"
-    "process with --chunk >= --batch up to the reordering of sums.";
+    "process with --chunk >= --batch up to the reordering of sums. Truncated Newton reduces its\n"
+    "curvature products and objectives across the ranks; with bn layers --curvature hessian and\n"
+    "--tn-fisher sampled|empirical are refused (their terms through batch norm are not reduced).";
 
 typedef struct cnn_opts {
     ng_common_opts co;
