@@ -65,7 +65,8 @@ ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened 
       dist_whiten_ranks_nccl_shim)
 # truncated Newton on conv nets (the block after "cnn train with truncated Newton" below)
 ALL+=(dist_np2_cnn_ngd dist_np3_cnn_ngd dist_np2_cnn_ngd_bn dist_np3_cnn_ngd_bn dist_np2_cnn_hf_bn
-      dist_refuse_cnn_tn_hessian_bn dist_refuse_cnn_tn_fisher_bn dist_cnn_tn_hessian_nobn)
+      dist_refuse_cnn_tn_hessian_bn dist_refuse_cnn_tn_fisher_bn dist_cnn_tn_hessian_nobn dist_cnn_bn_ranks_np2
+      dist_cnn_bn_ranks_np3)
 # batch norm on dense networks (the block "Batch norm on dense networks" below)
 ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
       dist_np3_prong_plus_whitened dist_bn_resume_same dist_np2_ngd_bn dist_np3_ngd_bn dist_np2_ngd-l_bn dist_np3_hf_bn
@@ -660,6 +661,16 @@ if [ "$rc" != 0 ] && grep -q -- "--tn-fisher empirical on 3 ranks: not with batc
 else fail dist_refuse_cnn_tn_fisher_bn "exit $rc (want a failure naming --tn-fisher empirical and batch norm)"; show ctn_emp.err; fi
 run ctn_hess_nobn 2 "${CT[@]}" --steps 2 --optimizer hf --curvature hessian --layers c4-relu-mp2-d3 --out ctn_hess_nobn
 if [ "$rc" = 0 ]; then pass dist_cnn_tn_hessian_nobn; else fail dist_cnn_tn_hessian_nobn "exit $rc (H v without bn layers runs on ranks)"; show ctn_hess_nobn.err; fi
+# the products themselves (tests/test_cnn_bn_ranks.c): uneven shards of 13 images (3/10, 1/4/8) through
+# two bn layers, this rank's columns of J v and the share-weighted, summed G v against one process
+# within 2e-5, H v and the empirical F v refused
+for np in 2 3; do
+  if [ ! -x "$absbuild/tests/test_cnn_bn_ranks" ]; then fail dist_cnn_bn_ranks_np$np "$absbuild/tests/test_cnn_bn_ranks not built"; continue; fi
+  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_cnn_bn_ranks" >cbr$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' cbr$np.out)" = "$np" ]; then
+    pass "dist_cnn_bn_ranks_np$np ($(grep -m1 '^  rank 0' cbr$np.out | sed 's/^  //'))"
+  else fail dist_cnn_bn_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' cbr$np.out | head -10; show cbr$np.out; fi
+done
 # the merge and the shared eigendecompositions themselves (tests/test_whiten_ranks.c): against float64
 # references over all samples, uneven shares and a rank with none, bit-identical on every rank; the
 # emulated-CUDA build runs them on a GPU per rank through the NCCL shim
