@@ -18,8 +18,9 @@
 # re-sharded); --snapshot-every-s and too few particles refused by name; rbm eval refuses mpirun.
 # PRONG on dense networks (both forms, reparametrisations inside the run, resume) and
 # `cnn train` (SGD with synchronised batch norm and augmentation, PRONG whitening, PRONG+, resume on
-# the same ranks and on one, a shard larger than --chunk with batch norm refused): see the block
-# "PRONG and conv networks". Batch norm on dense networks (synchronised across ranks: NAG and SGD
+# the same ranks and on one, a shard larger than --chunk with batch norm refused; truncated Newton,
+# ngd and hf, with and without batch norm, H v and the empirical Fisher with bn refused): see the
+# block "PRONG and conv networks". Batch norm on dense networks (synchronised across ranks: NAG and SGD
 # on 2 and 3 ranks, PRONG+ in both forms, NGD, NGD-L and HF on the Gauss-Newton products, resume on
 # the same ranks; NGD on the empirical Fisher, HF on H v; K-FAC with +bn and shards larger than --chunk refused; the
 # merge itself in tests/test_net_bn_ranks.c): the block "Batch norm on dense networks".
@@ -60,8 +61,12 @@ ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overl
 # PRONG on dense networks and `cnn train` (the block "PRONG and conv networks" below)
 ALL+=(dist_np2_prong_canonical dist_np3_prong_canonical dist_np2_prong_whitened dist_np3_prong_whitened dist_prong_resume_same
       dist_np2_cnn_sgd_bn dist_np3_cnn_sgd_bn dist_np2_cnn_prong dist_np3_cnn_prong dist_np3_cnn_prong_plus
-      dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk dist_refuse_cnn_tn dist_whiten_ranks_np2 dist_whiten_ranks_np3
+      dist_cnn_resume_same dist_cnn_resume_2to1 dist_refuse_cnn_chunk dist_whiten_ranks_np2 dist_whiten_ranks_np3
       dist_whiten_ranks_nccl_shim)
+# truncated Newton on conv nets (the block after "cnn train with truncated Newton" below)
+ALL+=(dist_np2_cnn_ngd dist_np3_cnn_ngd dist_np2_cnn_ngd_bn dist_np3_cnn_ngd_bn dist_np2_cnn_hf_bn
+      dist_refuse_cnn_tn_hessian_bn dist_refuse_cnn_tn_fisher_bn dist_cnn_tn_hessian_nobn dist_cnn_bn_ranks_np2
+      dist_cnn_bn_ranks_np3)
 # batch norm on dense networks (the block "Batch norm on dense networks" below)
 ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
       dist_np3_prong_plus_whitened dist_bn_resume_same dist_np2_ngd_bn dist_np3_ngd_bn dist_np2_ngd-l_bn dist_np3_hf_bn dist_np2_ngd_emp_bn dist_np2_hf_hess_bn dist_np3_hf_hess_bn
@@ -626,9 +631,53 @@ else fail dist_cnn_resume_2to1 "exit $rc (expected a one-rank checkpoint at t = 
 run cchunk 2 "${C[@]}" --layers c4-bn-relu-mp2-d3 --chunk 4 --out cchunk
 if [ "$rc" != 0 ] && grep -q "exceeds --chunk 4: raise --chunk to >= 6" cchunk.err; then pass dist_refuse_cnn_chunk
 else fail dist_refuse_cnn_chunk "exit $rc (want a failure naming --chunk)"; show cchunk.err; fi
-run ctn 2 cnn train --device cpu --threads 1 --data img.idx,lab.idx --layers c4-relu-mp2-d3 --batch 12 --steps 2 --optimizer ngd --out ctn
-if [ "$rc" != 0 ] && grep -q "optimizer ngd runs as one process" ctn.err; then pass dist_refuse_cnn_tn
-else fail dist_refuse_cnn_tn "exit $rc (truncated Newton on conv nets must refuse several ranks, naming --optimizer)"; show ctn.err; fi
+# cnn train with truncated Newton (tnewton.c reduces every curvature product and objective value,
+# each rank's share weighted by its shard): the conv engine's G v (= the exact F v) on each rank's
+# shard, with bn layers the R-forward pass's two per-channel sums (sum R{x}, sum R{x} xhat) and the
+# backward pass's all-reduced like the gradient's, so N ranks = one process with --chunk >= --batch.
+# ngd: 15 updates on 2 and 3 ranks (shards 6/6, 4/4/4) with and without batch norm; hf: its first
+# update on 2 ranks (CG from zero, the LM rho from the reduced objectives). Tolerance 1e-4 relative
+# (--floor 1e-2 as above): CG runs up to 20 iterations on reduced products whose per-rank partial sums
+# round differently (measured 1.2e-5 with bn, 1.8e-6 without after 15 updates, 8.8e-6 for hf's
+# first), and CG amplifies such rounding by the conditioning; with the R-forward pass's batch-norm
+# sums left per rank the same runs differ by 4e-3 - 2e-2 (measured, 1 and 15 updates, 2 and 3 ranks),
+# 40x the tolerance and more. Every rank's tn.* state is bit-identical to rank 0's.
+CT=(cnn train --device cpu --threads 1 --data img.idx,lab.idx --test-data img.idx,lab.idx --batch 12 --chunk 12 --eval-n 24
+    --log-every 5)
+for cfg in "np2_cnn_ngd 2 15 --optimizer ngd --layers c4-relu-mp2-d3" "np3_cnn_ngd 3 15 --optimizer ngd --layers c4-relu-mp2-d3" \
+           "np2_cnn_ngd_bn 2 15 --optimizer ngd --layers c4-bn-relu-mp2-d3" "np3_cnn_ngd_bn 3 15 --optimizer ngd --layers c4-bn-relu-mp2-d3" \
+           "np2_cnn_hf_bn 2 1 --optimizer hf --layers c4-bn-relu-mp2-d3"; do
+  set -- $cfg; name=$1 np=$2 steps=$3; shift 3
+  run c1_$name 1 "${CT[@]}" --steps $steps "$@" --out c1_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show c1_$name.err; continue; fi
+  run cn_$name $np "${CT[@]}" --steps $steps "$@" --out cn_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show cn_$name.err; continue; fi
+  if ! why=$(same_rank_state $name cn_$name/cnn.ckpt $np tn.); then fail dist_$name "$why"; continue; fi
+  cmp_params dist_$name c1_$name/cnn.ckpt cn_$name/cnn.ckpt 1e-4 --floor 1e-2
+  if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line)"; else fail dist_$name "$cmp_line"; fi
+done
+# what is not synchronised through batch norm is refused by name before training: H v's second-order
+# terms and the per-case-target Fishers (without bn layers they run: the products are reduced as they are)
+run ctn_hess 2 "${CT[@]}" --steps 2 --optimizer hf --curvature hessian --layers c4-bn-relu-mp2-d3 --out ctn_hess
+if [ "$rc" != 0 ] && grep -q -- "--curvature hessian on 2 ranks: not with batch norm.*use --curvature gn" ctn_hess.err; then
+  pass dist_refuse_cnn_tn_hessian_bn
+else fail dist_refuse_cnn_tn_hessian_bn "exit $rc (want a failure naming --curvature hessian and batch norm)"; show ctn_hess.err; fi
+run ctn_emp 3 "${CT[@]}" --steps 2 --optimizer ngd --tn-fisher empirical --layers c4-bn-relu-mp2-d3 --out ctn_emp
+if [ "$rc" != 0 ] && grep -q -- "--tn-fisher empirical on 3 ranks: not with batch norm.*use --tn-fisher exact" ctn_emp.err; then
+  pass dist_refuse_cnn_tn_fisher_bn
+else fail dist_refuse_cnn_tn_fisher_bn "exit $rc (want a failure naming --tn-fisher empirical and batch norm)"; show ctn_emp.err; fi
+run ctn_hess_nobn 2 "${CT[@]}" --steps 2 --optimizer hf --curvature hessian --layers c4-relu-mp2-d3 --out ctn_hess_nobn
+if [ "$rc" = 0 ]; then pass dist_cnn_tn_hessian_nobn; else fail dist_cnn_tn_hessian_nobn "exit $rc (H v without bn layers runs on ranks)"; show ctn_hess_nobn.err; fi
+# the products themselves (tests/test_cnn_bn_ranks.c): uneven shards of 13 images (3/10, 1/4/8) through
+# two bn layers, this rank's columns of J v and the share-weighted, summed G v against one process
+# within 2e-5, H v and the empirical F v refused
+for np in 2 3; do
+  if [ ! -x "$absbuild/tests/test_cnn_bn_ranks" ]; then fail dist_cnn_bn_ranks_np$np "$absbuild/tests/test_cnn_bn_ranks not built"; continue; fi
+  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_cnn_bn_ranks" >cbr$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' cbr$np.out)" = "$np" ]; then
+    pass "dist_cnn_bn_ranks_np$np ($(grep -m1 '^  rank 0' cbr$np.out | sed 's/^  //'))"
+  else fail dist_cnn_bn_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' cbr$np.out | head -10; show cbr$np.out; fi
+done
 # the merge and the shared eigendecompositions themselves (tests/test_whiten_ranks.c): against float64
 # references over all samples, uneven shares and a rank with none, bit-identical on every rank; the
 # emulated-CUDA build runs them on a GPU per rank through the NCCL shim

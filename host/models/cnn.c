@@ -16,7 +16,9 @@
  * the dense engine's row ops (row_moments, bn_normalize, bn_project) on the NHWC transpose, so
  * every pixel of a channel is a sample. Several ranks (ng_cnn_set_dist): batch norm synchronised
  * (the moments of the forward pass and the two sums of the backward pass all-reduced, host doubles),
- * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h).
+ * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h), and the
+ * R-forward pass's two per-channel sums (sum R{x}, sum R{x} xhat) all-reduced too (bn_sync_rproject),
+ * so J v and G v match one process's over the global batch.
  *
  * Curvature products (as the dense engine's, natgrad/net.h): J v by the R-operator forward pass
  * (rforward: conv and dense layers R{z} = V * a + V_b + W * R{a}, max pooling takes R{x} at the
@@ -557,13 +559,14 @@ static ng_status bn_sync_moments(cnn *n, int l, int M) {
  * gradient (beta 0: =, 1: +=), and with dx the projection
  *   dx = gamma rstd (g - mean(g) - xhat mean(g xhat))
  * with the two means over every rank's samples. The ranks' g carry their own loss scale 1 / m_r
- * (the trainer weights the gradient by m_r / m afterwards), so the sums are weighted by m_r / m
- * before the all-reduce and the means brought back to this rank's scale. */
+ * (the trainer, and the curvature products' reductions, weight by m_r / m afterwards), so the sums
+ * are weighted by m_r / m = M / (every rank's samples) before the all-reduce (one pass per rank:
+ * check_shard) and the means brought back to this rank's scale. */
 static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *gW, float *gb, float *dx, int hw0, int cols) {
     ng_backend *be = n->base.be;
     const int ci = n->c[l];
     float *sg = n->bnv.data, *sgx = sg + ci, *sc = sgx + ci, *hf = n->hbf;
-    double *a = n->hbn, w = (double)n->m / (double)n->dist_batch, tot = n->bn_total[l];
+    double *a = n->hbn, tot = n->bn_total[l], w = (double)M / tot;
     int i;
     NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, 0.0f, sg));
     NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
@@ -592,6 +595,31 @@ static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *gW, f
     NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, n->T1.data, 1.0f, n->T2.data));
     NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->T2.data, ci, sc, NULL, n->T2.data, ci));
     return layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, dx);
+}
+
+/* R-forward of layer l (this rank's R{x} in T1, NHWC, M samples): T2 = rstd P(R{x}) =
+ * rstd (R{x} - mean(R{x}) - xhat mean(R{x} xhat)) with both means over every rank's samples
+ * (R{x} carries no loss scale: the sums are all-reduced as they are). */
+static ng_status bn_sync_rproject(cnn *n, int l, int M) {
+    ng_backend *be = n->base.be;
+    const int ci = n->c[l];
+    float *sg = n->bnv.data, *sgx = sg + ci, *hf = n->hbf;
+    double *a = n->hbn, tot = n->bn_total[l];
+    int i;
+    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, 0.0f, sg));
+    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
+    NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
+    for (i = 0; i < 2 * ci; i++) a[i] = (double)hf[i];
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm R-forward sums"));
+    for (i = 0; i < ci; i++) {
+        hf[i] = (float)(-a[ci + i] / tot); /* -mean(R{x} xhat) */
+        hf[ci + i] = (float)(-a[i] / tot); /* -mean(R{x}) */
+    }
+    NG_TRY(ng_set(be, sg, hf, (size_t)2 * ci * sizeof(float)));
+    /* T2 = -mean(R{x} xhat) xhat - mean(R{x}); += R{x}; *= rstd */
+    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, n->T2.data, ci));
+    NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, n->T1.data, 1.0f, n->T2.data));
+    return act_fwd(be, ci, M, NG_ACT_LINEAR, n->T2.data, ci, n->rstd[l].data, NULL, n->T2.data, ci);
 }
 
 /* ---- forward / backward ------------------------------------------------------------------- */
@@ -858,6 +886,18 @@ static ng_status check_shard(const cnn *n, int N) {
     return NG_OK;
 }
 
+/* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
+ * and the backward pass reduce their batch sums (bn_sync_rproject, bn_sync_backward); H v's
+ * second-order terms through batch norm and the sampled and empirical F v (per-case targets) do
+ * not, so they are refused. */
+static ng_status no_dist_bn(const cnn *n, const char *what) {
+    if (dist_on(n) && has_kind(n, NG_CNN_BN))
+        return ng_error(NG_ERR_UNSUPPORTED, "cnn %s: not with batch norm on %d ranks (its R-operator terms through batch norm are "
+                        "not reduced across ranks): use --tn-fisher exact and --curvature gn, drop the bn layers, or run as one "
+                        "process", what, n->comm->world);
+    return NG_OK;
+}
+
 ng_status ng_cnn_set_dist(ng_model *m, ng_comm *comm, int lo, int batch) {
     cnn *n = as_cnn(m);
     if (!m || m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_set_dist: not a cnn model");
@@ -1105,7 +1145,10 @@ static ng_status rforward_to(cnn *n, const float *v, int cols, const float **rz,
             /* NHWC: R{y} = V_gamma xhat + V_beta (into T1) + gamma rstd P(R{x}) (P into T2) */
             const int M = cols * hw0;
             const float *Vg = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
-            if (rin) {
+            if (rin && dist_on(n)) { /* P's means over every rank's samples */
+                NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
+                NG_TRY(bn_sync_rproject(n, l, M));
+            } else if (rin) {
                 ng_op_args o = {.op = NG_OP_BN_PROJECT};
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
                 o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
@@ -1179,6 +1222,10 @@ ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     cnn *n = as_cnn(m);
     if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_set_batch: model %s is not a cnn", m->iface->kind);
     NG_TRY(check_batch(n, x, y, "set_batch"));
+    if (dist_on(n) && x->cols > n->cfg.chunk && has_kind(n, NG_CNN_BN))
+        return ng_error(NG_ERR_INVALID_ARG, "cnn set_batch (the curvature products' batch): batch norm on %d ranks normalises over "
+                        "every rank's cases, one pass per rank, but this rank's %d cases exceed --chunk %d: raise --chunk to >= %d",
+                        n->comm->world, x->cols, n->cfg.chunk, x->cols);
     n->cx = *x;
     n->have_cy = y != NULL;
     if (y) n->cy = *y;
@@ -1245,6 +1292,7 @@ static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     if (mode != NG_FISHER_EXACT && mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "cnn F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: %d samples (>= 1)", samples);
+    if (mode != NG_FISHER_EXACT) NG_TRY(no_dist_bn(n, mode == NG_FISHER_SAMPLED ? "F v (sampled)" : "F v (empirical)"));
     N = n->cx.cols;
     S = mode == NG_FISHER_SAMPLED ? samples : 1;
     scale = 1.0f / ((float)N * (float)S);
@@ -1542,6 +1590,7 @@ static ng_status cnn_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     NG_TRY(check_pvec(n, v, "H v", "v"));
     NG_TRY(check_pvec(n, out, "H v", "out"));
     if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn H v: out must not alias v");
+    NG_TRY(no_dist_bn(n, "H v (--curvature hessian)"));
     NG_TRY(hv_workspace(n));
     N = n->cx.cols;
     for (c0 = 0; c0 < N; c0 += ch) {

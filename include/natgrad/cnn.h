@@ -123,7 +123,13 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s);
  * index in the global batch, so shards draw what one process draws. The whitening statistics
  * (the first whiten_samples cases of the global batch) are merged across the ranks and each
  * eigendecomposition runs on its owner and is broadcast (natgrad/whiten.h); the reparametrisation
- * then runs identically on every rank. Every rank must call ng_model_gradient for every update. */
+ * then runs identically on every rank. Every rank must call ng_model_gradient for every update.
+ * The curvature products on the current batch (ng_cnn_set_batch: this rank's shard, or the same
+ * batch on every rank) are this rank's share, for the caller to weight and sum (natgrad/tnewton.h);
+ * with batch norm their R-forward pass (J v, G v = the exact F v, the Fisher gram) and backward pass
+ * reduce the same per-channel sums, so the weighted sum is one process's product over the global
+ * batch, and every rank must call each product alike (one chunk per rank: a batch over --chunk is
+ * refused). H v and the sampled or empirical F v are refused with batch norm on several ranks. */
 ng_status ng_cnn_set_dist(ng_model *m, struct ng_comm *comm, int lo, int batch);
 /* Outputs (classes, n) (softmax probabilities) of x in inference mode. */
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
