@@ -159,11 +159,13 @@ $(BUILD)/libnatgrad.a: $(HOST_OBJ) $(CU_OBJ) $(CONFIG_STAMP)
 $(BUILD)/natgrad: $(CLI_OBJ) $(BUILD)/libnatgrad.a
 	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
 
+# a test binary also depends on the test headers it includes (tests/backends.h, tests/cnn_ref.h, ...):
+# recorded in BUILD/tests/test_x.d (run.sh skips *.d)
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libnatgrad.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itests -MMD -MP -MT $@ -MF $@.d $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
 
--include $(HOST_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CU_OBJ:.o=.d)
+-include $(HOST_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(wildcard $(BUILD)/tests/test_*.d)
 
 # ---- tests -------------------------------------------------------------------------------
 -include tests/simt/simt.mk

@@ -1,4 +1,4 @@
-/* test_cnn.c: convolutional classifiers (natgrad/cnn.h) against a float64 reference written here:
+/* test_cnn.c: convolutional classifiers (natgrad/cnn.h) against the float64 reference of tests/cnn_ref.h:
  * the forward pass (conv with stride and padding, max / average pooling, activations, batch norm
  * over channels and over dense units, dense layers, the 1x1 whitening convolution, softmax +
  * cross-entropy) written again from the definitions, and its gradient by central finite
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backends.h"
+#include "cnn_ref.h"
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
@@ -21,135 +22,6 @@
 
 static ng_backend *g_cpu, *g_cuda;
 static char g_cuda_reason[512];
-
-/* ---- the float64 reference ---------------------------------------------------------------- */
-
-typedef struct ref {
-    const ng_cnn_config *cfg;
-    int c[NG_CNN_MAX_LAYERS + 1], h[NG_CNN_MAX_LAYERS + 1], w[NG_CNN_MAX_LAYERS + 1];
-    size_t off_W[NG_CNN_MAX_LAYERS + 1], off_b[NG_CNN_MAX_LAYERS + 1]; /* in the flat parameter vector */
-    double *UT[NG_CNN_MAX_LAYERS + 1], *mu[NG_CNN_MAX_LAYERS + 1];    /* whitening state */
-    double eps;
-    int m, rows, classes;
-    const double *x; /* (rows, m): input then one-hot targets */
-} ref;
-
-static size_t sz(const ref *r, int l) { return (size_t)r->c[l] * r->h[l] * r->w[l]; }
-
-/* Mean cross-entropy of the batch for parameters theta (flat layout); train: batch norm on the
- * batch's statistics, else on running (mean, rstd) pairs given in run[l] (NULL: train mode). */
-static double ref_objective(const ref *r, const double *theta, double *const *run) {
-    const ng_cnn_config *cfg = r->cfg;
-    const int m = r->m, L = cfg->n_layers;
-    double *a = (double *)malloc(sz(r, 0) * m * sizeof(double)), *o = NULL, obj = 0.0;
-    int l, b, i;
-    for (b = 0; b < m; b++)
-        for (i = 0; i < (int)sz(r, 0); i++) a[i + sz(r, 0) * b] = r->x[i + (size_t)r->rows * b];
-    for (l = 1; l <= L; l++) {
-        const ng_cnn_layer *y = &cfg->layer[l - 1];
-        const int ci = r->c[l - 1], hi = r->h[l - 1], wi = r->w[l - 1], co = r->c[l], ho = r->h[l], wo = r->w[l];
-        const size_t si = sz(r, l - 1), so = sz(r, l);
-        const double *W = theta + r->off_W[l], *bb = theta + r->off_b[l];
-        int oc, oh, ow, ii, jj, cc;
-        o = (double *)calloc(so * m, sizeof(double));
-        for (b = 0; b < m; b++) {
-            const double *x = a + si * b;
-            double *z = o + so * b;
-            switch (y->kind) {
-            case NG_CNN_CONV:
-                for (oc = 0; oc < co; oc++)
-                    for (oh = 0; oh < ho; oh++)
-                        for (ow = 0; ow < wo; ow++) {
-                            double s = bb[oc];
-                            for (cc = 0; cc < ci; cc++)
-                                for (ii = 0; ii < y->k; ii++)
-                                    for (jj = 0; jj < y->k; jj++) {
-                                        int ih = oh * y->stride - y->pad + ii, iw = ow * y->stride - y->pad + jj;
-                                        if (ih < 0 || ih >= hi || iw < 0 || iw >= wi) continue;
-                                        s += W[oc + (size_t)co * ((cc * y->k + ii) * y->k + jj)] * x[(cc * hi + ih) * wi + iw];
-                                    }
-                            z[(oc * ho + oh) * wo + ow] = s;
-                        }
-                break;
-            case NG_CNN_POOL_MAX:
-            case NG_CNN_POOL_AVG:
-                for (cc = 0; cc < ci; cc++)
-                    for (oh = 0; oh < ho; oh++)
-                        for (ow = 0; ow < wo; ow++) {
-                            double best = -INFINITY, s = 0.0;
-                            for (ii = 0; ii < y->k; ii++)
-                                for (jj = 0; jj < y->k; jj++) {
-                                    double v = x[(cc * hi + oh * y->stride + ii) * wi + ow * y->stride + jj];
-                                    if (v > best) best = v;
-                                    s += v;
-                                }
-                            z[(cc * ho + oh) * wo + ow] = y->kind == NG_CNN_POOL_MAX ? best : s / (y->k * y->k);
-                        }
-                break;
-            case NG_CNN_ACT:
-                for (i = 0; i < (int)so; i++) {
-                    double v = x[i];
-                    z[i] = y->act == NG_ACT_RELU ? (v > 0 ? v : 0) : y->act == NG_ACT_TANH ? tanh(v)
-                           : y->act == NG_ACT_LOGISTIC ? 1.0 / (1.0 + exp(-v)) : v;
-                }
-                break;
-            case NG_CNN_DENSE:
-                for (oc = 0; oc < co; oc++) {
-                    double s = bb[oc];
-                    for (i = 0; i < (int)si; i++) s += W[oc + (size_t)co * i] * x[i];
-                    z[oc] = s;
-                }
-                break;
-            case NG_CNN_WHITEN:
-                for (oc = 0; oc < ci; oc++)
-                    for (i = 0; i < hi * wi; i++) {
-                        double s = 0.0;
-                        for (cc = 0; cc < ci; cc++) s += r->UT[l][cc + (size_t)ci * oc] * (x[cc * hi * wi + i] - r->mu[l][cc]);
-                        z[oc * hi * wi + i] = s;
-                    }
-                break;
-            default: break;
-            }
-        }
-        if (y->kind == NG_CNN_BN) {
-            const int hw = hi * wi;
-            for (cc = 0; cc < ci; cc++) {
-                double mean = 0.0, var = 0.0, rs;
-                if (run) {
-                    mean = run[l][cc];
-                    rs = run[l][ci + cc];
-                } else {
-                    for (b = 0; b < m; b++)
-                        for (i = 0; i < hw; i++) mean += a[si * b + (size_t)cc * hw + i];
-                    mean /= (double)m * hw;
-                    for (b = 0; b < m; b++)
-                        for (i = 0; i < hw; i++) {
-                            double d = a[si * b + (size_t)cc * hw + i] - mean;
-                            var += d * d;
-                        }
-                    rs = 1.0 / sqrt(var / ((double)m * hw) + r->eps);
-                }
-                for (b = 0; b < m; b++)
-                    for (i = 0; i < hw; i++) {
-                        size_t at = si * b + (size_t)cc * hw + i;
-                        o[at] = W[cc] * (a[at] - mean) * rs + bb[cc];
-                    }
-            }
-        }
-        free(a);
-        a = o;
-    }
-    for (b = 0; b < m; b++) {
-        const double *z = a + (size_t)r->classes * b, *t = r->x + (size_t)r->rows * b + sz(r, 0);
-        double mx = z[0], lse = 0.0;
-        for (i = 1; i < r->classes; i++) mx = z[i] > mx ? z[i] : mx;
-        for (i = 0; i < r->classes; i++) lse += exp(z[i] - mx);
-        lse = mx + log(lse);
-        for (i = 0; i < r->classes; i++) obj += t[i] * (lse - z[i]);
-    }
-    free(a);
-    return obj / m;
-}
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
@@ -301,7 +173,7 @@ static int grad_check(ng_backend *be, const char *spec, int chunk) {
     NGT_OK(ng_cnn_batch_loss(f.m, &obj, &miss));
     theta = host_params(&f);
     NGT_CHECK(theta != NULL, "parameters");
-    want = ref_objective(&f.r, theta, NULL);
+    want = ref_objective_run(&f.r, theta, NULL);
     NGT_CHECK(fabs(obj - want) <= 1e-5 * fabs(want) + 1e-6, "%s: objective %.9g, float64 reference %.9g", spec, obj, want);
     NGT_CHECK(miss >= 0.0 && miss <= 1.0, "misclassification %g", miss);
     np = ng_model_size(f.m);
@@ -313,9 +185,9 @@ static int grad_check(ng_backend *be, const char *spec, int chunk) {
             const double t0 = theta[i], hh = 1e-5;
             double up, dn;
             theta[i] = t0 + hh;
-            up = ref_objective(&f.r, theta, NULL);
+            up = ref_objective_run(&f.r, theta, NULL);
             theta[i] = t0 - hh;
-            dn = ref_objective(&f.r, theta, NULL);
+            dn = ref_objective_run(&f.r, theta, NULL);
             theta[i] = t0;
             fd[i] = (up - dn) / (2.0 * hh);
             if (fabs(fd[i]) > gmax) gmax = fabs(fd[i]);
@@ -516,7 +388,7 @@ static int test_evaluate(void) {
         }
     NGT_CHECK(moved > 1e-3, "running averages did not move (%g)", moved);
     NGT_OK(ng_cnn_evaluate(f.m, &f.xd, &obj, &miss));
-    want = ref_objective(&f.r, theta, run);
+    want = ref_objective_run(&f.r, theta, run);
     NGT_CHECK(fabs(obj - want) <= 1e-5 * fabs(want) + 1e-6, "evaluate objective %.9g, float64 reference %.9g", obj, want);
     NGT_CHECK(miss >= 0.0 && miss <= 1.0 && fabs(miss * 6 - floor(miss * 6 + 0.5)) < 1e-9, "misclassification %g of 6 cases",
               miss);
