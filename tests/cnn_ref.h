@@ -2,14 +2,18 @@
  * tests/test_cnn.c and tests/test_cnn_rop.c check the engine against: the forward pass to the
  * logits (conv with stride and padding, max / average pooling, activations, batch norm over
  * channels or dense units in training mode or on running averages, dense layers, the 1x1
- * whitening convolution) written again from the definitions, and the mean cross-entropy. */
+ * whitening convolution) written again from the definitions, and the mean cross-entropy; ref_bind
+ * and ref_load_whiten take the layout and the whitening state from an engine model. */
 #ifndef NG_TESTS_CNN_REF_H
 #define NG_TESTS_CNN_REF_H
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "natgrad/cnn.h"
+#include "natgrad/model.h"
+#include "natgrad/tensor.h"
 
 typedef struct ref {
     const ng_cnn_config *cfg;
@@ -148,6 +152,69 @@ static double ref_objective_run(const ref *r, const double *theta, double *const
     }
     free(z);
     return obj / r->m;
+}
+
+/* Offset of parameter `name` in the model's flat parameter vector ((size_t)-1: none). */
+static size_t ref_off_of(ng_model *m, const char *name) {
+    ng_tensor v, g;
+    if (ng_model_param(m, name, &v, &g) != NG_OK) return (size_t)-1;
+    return (size_t)(v.data - m->param_flat.data);
+}
+
+/* The reference of model m (built from cfg) for a batch of `batch` cases x (rows, batch; float64):
+ * layer shapes, where each layer's parameters lie in the flat vector, eps, the class count. */
+static void ref_bind(ref *r, const ng_cnn_config *cfg, ng_model *m, int batch, int rows, const double *x) {
+    int l;
+    r->cfg = cfg;
+    for (l = 0; l <= cfg->n_layers; l++) ng_cnn_layer_shape(cfg, l, &r->c[l], &r->h[l], &r->w[l]);
+    for (l = 1; l <= cfg->n_layers; l++) {
+        const int k = cfg->layer[l - 1].kind;
+        char a[32], bn[32];
+        if (k == NG_CNN_CONV || k == NG_CNN_DENSE || k == NG_CNN_BN) {
+            snprintf(a, sizeof a, k == NG_CNN_BN ? "gamma%d" : "W%d", l);
+            snprintf(bn, sizeof bn, k == NG_CNN_BN ? "beta%d" : "b%d", l);
+            r->off_W[l] = ref_off_of(m, a);
+            r->off_b[l] = ref_off_of(m, bn);
+        }
+    }
+    r->eps = cfg->bn_eps;
+    r->m = batch;
+    r->rows = rows;
+    r->classes = ng_cnn_classes(cfg);
+    r->x = x;
+}
+
+/* The model's whitening state (after ng_cnn_whiten) into the reference: U^T and the mean of every
+ * whitening layer, replacing what it held. */
+static ng_status ref_load_whiten(ref *r, ng_backend *be, ng_model *m) {
+    int l;
+    for (l = 1; l <= r->cfg->n_layers; l++)
+        if (r->cfg->layer[l - 1].kind == NG_CNN_WHITEN) {
+            char nu[32], nm[32];
+            ng_tensor tu, tm;
+            const int d = r->c[l];
+            float *hu = (float *)malloc((size_t)d * d * sizeof(float)), *hm = (float *)malloc((size_t)d * sizeof(float));
+            int i;
+            ng_status s;
+            snprintf(nu, sizeof nu, "whiten_UT%d", l);
+            snprintf(nm, sizeof nm, "whiten_mu%d", l);
+            s = ng_model_statistic(m, nu, &tu);
+            if (s == NG_OK) s = ng_model_statistic(m, nm, &tm);
+            if (s == NG_OK) s = ng_tensor_get(be, &tu, hu);
+            if (s == NG_OK) s = ng_tensor_get(be, &tm, hm);
+            if (s == NG_OK) {
+                free(r->UT[l]);
+                free(r->mu[l]);
+                r->UT[l] = (double *)malloc((size_t)d * d * sizeof(double));
+                r->mu[l] = (double *)malloc((size_t)d * sizeof(double));
+                for (i = 0; i < d * d; i++) r->UT[l][i] = hu[i];
+                for (i = 0; i < d; i++) r->mu[l][i] = hm[i];
+            }
+            free(hu);
+            free(hm);
+            NG_TRY(s);
+        }
+    return NG_OK;
 }
 
 #endif

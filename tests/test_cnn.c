@@ -46,15 +46,8 @@ static void fix_free(fix *f) {
     memset(f, 0, sizeof *f);
 }
 
-/* Parameter offsets (in floats) of the flat vector, by name. */
-static size_t off_of(ng_model *m, const char *name) {
-    ng_tensor v, g;
-    if (ng_model_param(m, name, &v, &g) != NG_OK) return (size_t)-1;
-    return (size_t)(v.data - m->param_flat.data);
-}
-
 static ng_status fix_init(fix *f, ng_backend *be, int c, int h, int w, const char *spec, int m, int chunk, uint64_t seed) {
-    int l, b, i;
+    int b, i;
     const uint64_t key = ng_rng_stream_key(seed, NG_RNG_TEST);
     memset(f, 0, sizeof *f);
     ng_cnn_config_default(&f->cfg);
@@ -81,53 +74,12 @@ static ng_status fix_init(fix *f, ng_backend *be, int c, int h, int w, const cha
     f->xd = ng_tensor_matrix(f->xd.data, f->rows, m, f->rows);
     NG_TRY(ng_tensor_set(be, &f->xd, f->x32));
     /* the reference */
-    f->r.cfg = &f->cfg;
-    for (l = 0; l <= f->cfg.n_layers; l++) ng_cnn_layer_shape(&f->cfg, l, &f->r.c[l], &f->r.h[l], &f->r.w[l]);
-    for (l = 1; l <= f->cfg.n_layers; l++) {
-        const int k = f->cfg.layer[l - 1].kind;
-        char a[32], bn[32];
-        if (k == NG_CNN_CONV || k == NG_CNN_DENSE || k == NG_CNN_BN) {
-            snprintf(a, sizeof a, k == NG_CNN_BN ? "gamma%d" : "W%d", l);
-            snprintf(bn, sizeof bn, k == NG_CNN_BN ? "beta%d" : "b%d", l);
-            f->r.off_W[l] = off_of(f->m, a);
-            f->r.off_b[l] = off_of(f->m, bn);
-        }
-    }
-    f->r.eps = f->cfg.bn_eps;
-    f->r.m = m;
-    f->r.rows = f->rows;
-    f->r.classes = ng_cnn_classes(&f->cfg);
-    f->r.x = f->x64;
+    ref_bind(&f->r, &f->cfg, f->m, m, f->rows, f->x64);
     return NG_OK;
 }
 
 /* The whitening state of the model into the reference (after ng_cnn_whiten). */
-static ng_status fix_load_whiten(fix *f) {
-    int l;
-    for (l = 1; l <= f->cfg.n_layers; l++)
-        if (f->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
-            char nu[32], nm[32];
-            ng_tensor tu, tm;
-            const int d = f->r.c[l];
-            float *hu = (float *)malloc((size_t)d * d * sizeof(float)), *hm = (float *)malloc((size_t)d * sizeof(float));
-            int i;
-            snprintf(nu, sizeof nu, "whiten_UT%d", l);
-            snprintf(nm, sizeof nm, "whiten_mu%d", l);
-            NG_TRY(ng_model_statistic(f->m, nu, &tu));
-            NG_TRY(ng_model_statistic(f->m, nm, &tm));
-            NG_TRY(ng_tensor_get(f->be, &tu, hu));
-            NG_TRY(ng_tensor_get(f->be, &tm, hm));
-            free(f->r.UT[l]);
-            free(f->r.mu[l]);
-            f->r.UT[l] = (double *)malloc((size_t)d * d * sizeof(double));
-            f->r.mu[l] = (double *)malloc((size_t)d * sizeof(double));
-            for (i = 0; i < d * d; i++) f->r.UT[l][i] = hu[i];
-            for (i = 0; i < d; i++) f->r.mu[l][i] = hm[i];
-            free(hu);
-            free(hm);
-        }
-    return NG_OK;
-}
+static ng_status fix_load_whiten(fix *f) { return ref_load_whiten(&f->r, f->be, f->m); }
 
 static double *host_params(fix *f) {
     const size_t np = ng_model_size(f->m);

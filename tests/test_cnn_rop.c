@@ -153,12 +153,6 @@ static void fix_free(fix *f) {
     memset(f, 0, sizeof *f);
 }
 
-static size_t off_of(ng_model *m, const char *name) {
-    ng_tensor v, g;
-    if (ng_model_param(m, name, &v, &g) != NG_OK) return (size_t)-1;
-    return (size_t)(v.data - m->param_flat.data);
-}
-
 /* The model of spec on 2 x 7 x 7 inputs, m random cases with one-hot targets; for whitening nets a
  * whitening of the batch first (U, mu non-trivial, copied into the reference); then one gradient
  * (the current batch of the products). Device vectors: v, u, o1, o2 (np each) and jv (classes, m). */
@@ -200,44 +194,10 @@ static ng_status fix_init(fix *f, ng_backend *be, const char *spec, int m, int c
         f->jv = ng_tensor_matrix(f->o2.data + f->np, (int)C, m, (int)C);
     }
     NG_TRY(ng_tensor_set(be, &f->xd, f->x32));
-    f->r.cfg = &f->cfg;
-    for (l = 0; l <= f->cfg.n_layers; l++) ng_cnn_layer_shape(&f->cfg, l, &f->r.c[l], &f->r.h[l], &f->r.w[l]);
-    for (l = 1; l <= f->cfg.n_layers; l++) {
-        const int k = f->cfg.layer[l - 1].kind;
-        char a[32], bn[32];
-        has_w |= k == NG_CNN_WHITEN;
-        if (k == NG_CNN_CONV || k == NG_CNN_DENSE || k == NG_CNN_BN) {
-            snprintf(a, sizeof a, k == NG_CNN_BN ? "gamma%d" : "W%d", l);
-            snprintf(bn, sizeof bn, k == NG_CNN_BN ? "beta%d" : "b%d", l);
-            f->r.off_W[l] = off_of(f->m, a);
-            f->r.off_b[l] = off_of(f->m, bn);
-        }
-    }
-    f->r.eps = f->cfg.bn_eps;
-    f->r.m = m;
-    f->r.rows = f->rows;
-    f->r.classes = ng_cnn_classes(&f->cfg);
-    f->r.x = f->x64;
+    ref_bind(&f->r, &f->cfg, f->m, m, f->rows, f->x64);
+    for (l = 1; l <= f->cfg.n_layers; l++) has_w |= f->cfg.layer[l - 1].kind == NG_CNN_WHITEN;
     if (has_w) NG_TRY(ng_cnn_whiten(f->m, &f->xd, m));
-    for (l = 1; l <= f->cfg.n_layers; l++)
-        if (f->cfg.layer[l - 1].kind == NG_CNN_WHITEN) {
-            char nu[32], nm[32];
-            ng_tensor tu, tm;
-            const int d = f->r.c[l];
-            float *hu = (float *)malloc((size_t)d * d * sizeof(float)), *hm = (float *)malloc((size_t)d * sizeof(float));
-            snprintf(nu, sizeof nu, "whiten_UT%d", l);
-            snprintf(nm, sizeof nm, "whiten_mu%d", l);
-            NG_TRY(ng_model_statistic(f->m, nu, &tu));
-            NG_TRY(ng_model_statistic(f->m, nm, &tm));
-            NG_TRY(ng_tensor_get(be, &tu, hu));
-            NG_TRY(ng_tensor_get(be, &tm, hm));
-            f->r.UT[l] = (double *)malloc((size_t)d * d * sizeof(double));
-            f->r.mu[l] = (double *)malloc((size_t)d * sizeof(double));
-            for (i = 0; i < d * d; i++) f->r.UT[l][i] = hu[i];
-            for (i = 0; i < d; i++) f->r.mu[l][i] = hm[i];
-            free(hu);
-            free(hm);
-        }
+    NG_TRY(ref_load_whiten(&f->r, be, f->m));
     NG_TRY(ng_model_gradient(f->m, &f->xd, NULL));
     {
         float *p = (float *)malloc(f->np * sizeof(float));
