@@ -99,6 +99,16 @@ run() {
   else timeout 180 "${MPI[@]}" -np "$np" "$bin" "$@" >"$name.out" 2>"$name.err"; fi
   rc=$?
 }
+# ctest_ranks CASE BIN NP OUT SUMMARY: run the C test BIN on NP ranks (output in OUT); it passes when
+# every rank ends with "RESULT passed=P failed=0", P >= 1; the first line matching SUMMARY goes in the PASS line
+ctest_ranks() {
+  local case=$1 cbin=$2 np=$3 out=$4 summary=$5
+  if [ ! -x "$cbin" ]; then fail "$case" "$cbin not built"; return; fi
+  timeout 120 "${MPI[@]}" -np "$np" "$cbin" >"$out" 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' "$out")" = "$np" ]; then
+    pass "$case ($(grep -m1 "$summary" "$out" | sed 's/^  //'))"
+  else fail "$case" "exit $rc"; grep -E '^(FAIL|  )' "$out" | head -10; show "$out"; fi
+}
 params() { "$bin" export "$1" --out "$2" >/dev/null 2>&1; }
 # close NAME A.ckpt B.ckpt RTOL
 close() {
@@ -581,13 +591,7 @@ else fail dist_refuse_bn_prong_ns_chunk "exit $rc (want a failure naming --chunk
 # the share-weighted gradients summed against the one-process gradient, the running averages
 # (inference outputs) against one process and bit-identical on every rank, J v and G v against one
 # process, the empirical F v and H v against one process, the sampled F v and a shard over the chunk refused
-for np in 2 3; do
-  if [ ! -x "$absbuild/tests/test_net_bn_ranks" ]; then fail dist_net_bn_ranks_np$np "$absbuild/tests/test_net_bn_ranks not built"; continue; fi
-  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_net_bn_ranks" >nbr$np.out 2>&1; rc=$?
-  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nbr$np.out)" = "$np" ]; then
-    pass "dist_net_bn_ranks_np$np ($(grep -m1 '^  rank 0' nbr$np.out | sed 's/^  //'))"
-  else fail dist_net_bn_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' nbr$np.out | head -10; show nbr$np.out; fi
-done
+for np in 2 3; do ctest_ranks dist_net_bn_ranks_np$np "$absbuild/tests/test_net_bn_ranks" $np nbr$np.out '^  rank 0'; done
 
 # cnn train: global batch 12 in one pass (--chunk 12; shards 6/6 and 4/4/4), 10 updates of SGD with
 # momentum. With bn layers the ranks normalise over the whole global batch (the per-channel means
@@ -671,23 +675,11 @@ if [ "$rc" = 0 ]; then pass dist_cnn_tn_hessian_nobn; else fail dist_cnn_tn_hess
 # the products themselves (tests/test_cnn_bn_ranks.c): uneven shards of 13 images (3/10, 1/4/8) through
 # two bn layers, this rank's columns of J v and the share-weighted, summed G v against one process
 # within 2e-5, H v and the empirical F v refused
-for np in 2 3; do
-  if [ ! -x "$absbuild/tests/test_cnn_bn_ranks" ]; then fail dist_cnn_bn_ranks_np$np "$absbuild/tests/test_cnn_bn_ranks not built"; continue; fi
-  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_cnn_bn_ranks" >cbr$np.out 2>&1; rc=$?
-  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' cbr$np.out)" = "$np" ]; then
-    pass "dist_cnn_bn_ranks_np$np ($(grep -m1 '^  rank 0' cbr$np.out | sed 's/^  //'))"
-  else fail dist_cnn_bn_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' cbr$np.out | head -10; show cbr$np.out; fi
-done
+for np in 2 3; do ctest_ranks dist_cnn_bn_ranks_np$np "$absbuild/tests/test_cnn_bn_ranks" $np cbr$np.out '^  rank 0'; done
 # the merge and the shared eigendecompositions themselves (tests/test_whiten_ranks.c): against float64
 # references over all samples, uneven shares and a rank with none, bit-identical on every rank; the
 # emulated-CUDA build runs them on a GPU per rank through the NCCL shim
-for np in 2 3; do
-  if [ ! -x "$absbuild/tests/test_whiten_ranks" ]; then fail dist_whiten_ranks_np$np "$absbuild/tests/test_whiten_ranks not built"; continue; fi
-  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_whiten_ranks" >wr$np.out 2>&1; rc=$?
-  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' wr$np.out)" = "$np" ]; then
-    pass "dist_whiten_ranks_np$np ($(grep -m1 '^RESULT' wr$np.out) on each rank)"
-  else fail dist_whiten_ranks_np$np "exit $rc"; grep -E '^(FAIL|  )' wr$np.out | head -10; show wr$np.out; fi
-done
+for np in 2 3; do ctest_ranks dist_whiten_ranks_np$np "$absbuild/tests/test_whiten_ranks" $np wr$np.out '^RESULT'; done
 if [ -x "$absbuild/simt/tests/test_whiten_ranks" ]; then
   timeout 300 "${MPI[@]}" -np 2 "$absbuild/simt/tests/test_whiten_ranks" >wrn.out 2>&1; rc=$?
   if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' wrn.out)" = 2 ] && grep -q "^PASS test_merge_cuda" wrn.out; then
@@ -817,13 +809,7 @@ else
 fi
 
 # ---- the communicator's unit tests on several ranks --------------------------------------------
-for np in 2 3 4; do
-  if [ ! -x "$absbuild/tests/test_comm" ]; then fail dist_comm_np$np "$absbuild/tests/test_comm not built"; continue; fi
-  timeout 120 "${MPI[@]}" -np $np "$absbuild/tests/test_comm" >comm$np.out 2>&1; rc=$?
-  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' comm$np.out)" = "$np" ]; then
-    pass "dist_comm_np$np ($(grep -m1 '^RESULT' comm$np.out) on each rank)"
-  else fail dist_comm_np$np "exit $rc"; grep -E '^(FAIL|  )' comm$np.out | head -10; show comm$np.out; fi
-done
+for np in 2 3 4; do ctest_ranks dist_comm_np$np "$absbuild/tests/test_comm" $np comm$np.out '^RESULT'; done
 if [ -x "$absbuild/simt/tests/test_comm" ]; then
   timeout 300 "${MPI[@]}" -np 2 "$absbuild/simt/tests/test_comm" >nccl.out 2>&1; rc=$?
   if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=[1-9][0-9]* failed=0' nccl.out)" = 2 ] && grep -q "^PASS test_comm_nccl" nccl.out; then
