@@ -44,8 +44,9 @@ static const char *TRAIN_SUMMARY =
     "index in the global batch, the whitening statistics merged and its eigendecompositions owned\n"
     "per layer); with bn layers each rank's shard must fit one --chunk, and the run equals one\n"
     "process with --chunk >= --batch up to the reordering of sums. Truncated Newton reduces its\n"
-    "curvature products and objectives across the ranks; with bn layers --curvature hessian and\n"
-    "--tn-fisher sampled|empirical are refused (their terms through batch norm are not reduced).";
+    "curvature products and objectives across the ranks; with bn layers every batch sum inside them\n"
+    "(G v, H v of --curvature hessian, the empirical and sampled Fisher) is all-reduced too, and the\n"
+    "sampled Fisher draws each case's targets by its index in the global batch.";
 
 typedef struct cnn_opts {
     ng_common_opts co;
@@ -452,19 +453,6 @@ static int cnn_train(int argc, char **argv) {
             s = ng_error(NG_ERR_INVALID_ARG, "batch norm on %d ranks normalises over the whole global batch, one pass per rank, but "
                          "this rank's shard of %d cases exceeds --chunk %d: raise --chunk to >= %d (the run then equals one process "
                          "with --chunk >= --batch)", ng_cli_world(), batches.hi - batches.lo, cfg.chunk, batches.hi - batches.lo);
-    }
-    if (s == NG_OK && ng_cli_world() > 1 && o.optimizer && (tc.curvature == NG_TN_CURV_HESSIAN || tc.fisher != NG_FISHER_EXACT)) {
-        /* truncated Newton's products on several ranks: G v (= the exact F v) is synchronised through
-         * batch norm, H v and the per-case-target Fishers are not (ng_cnn_hvp / ng_cnn_fvp) */
-        int l, bn = 0;
-        for (l = 0; l < cfg.n_layers; l++) bn |= cfg.layer[l].kind == NG_CNN_BN;
-        if (bn)
-            s = ng_error(NG_ERR_INVALID_ARG, "--%s on %d ranks: not with batch norm (its R-operator terms through batch norm are "
-                         "not reduced across ranks): use %s, drop the bn layers, or run as one process",
-                         tc.curvature == NG_TN_CURV_HESSIAN        ? "curvature hessian"
-                         : tc.fisher == NG_FISHER_SAMPLED ? "tn-fisher sampled"
-                                                          : "tn-fisher empirical", ng_cli_world(),
-                         tc.curvature == NG_TN_CURV_HESSIAN ? "--curvature gn" : "--tn-fisher exact");
     }
     if (s == NG_OK && o.resume) {
         s = ng_trainer_resume(&tr, ck);
