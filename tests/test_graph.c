@@ -16,6 +16,11 @@
  *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
  *       after a resume from a checkpoint; --binarize-train and models without graph_check are
  *       refused by name;
+ *   (c'') the conv-net trainer (cnn.c) as graphs equals the eager one bit for bit (parameters, batch
+ *       norm's running averages, the whitening state, the batch's objective and misclassification,
+ *       the gradient count) with augmentation (the crops' Philox step counted on the device), batch
+ *       norm, a whitening layer (re-whitened eagerly every T updates), sgd and nag, several chunks
+ *       per batch, and a run resumed from a checkpoint into a graph trainer;
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +31,7 @@
 
 #include "harness.h"
 #include "natgrad/backend.h"
+#include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
@@ -681,6 +687,215 @@ static int test_graph_rbm_resume(void) {
     return NGT_PASS;
 }
 
+/* ---- (c'') the conv-net trainer: graph == eager, bit for bit ----------------------------------
+ * 1 x 6 x 6 images of 3 classes (pixels from the fixed generator, a one-hot label per case), 10
+ * cases in batches of 4, 4, 2, chunks of 3 images (so a batch is 2 chunks: the device sums of the
+ * objective and misclassification accumulate over chunks, the last chunk's augmentation advances
+ * the device step). After every update: parameters, the state arena (running batch-norm statistics,
+ * whitening U^T and mu) through the model's statistics, the gradient count, and the batch's
+ * objective and misclassification (read from the device sums the graph wrote) must equal the eager
+ * run's. Logged updates run eagerly in between. */
+#define CNN_N 10
+#define CNN_ROWS (36 + 3)
+static float g_cnn_x[CNN_ROWS * CNN_N];
+
+typedef struct cnn_run {
+    ng_model *m;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} cnn_run;
+
+enum { CNN_AUG, CNN_BN, CNN_WHITEN };
+static const char *const cnn_spec[] = {"c3k3-relu-mp2-d3", "c3k3-bn-relu-mp2-d3", "c4k3-relu-w-c3k3p0-relu-d3"};
+
+static ng_status cnn_run_init(cnn_run *r, int kind, int nag) {
+    ng_cnn_config cfg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind], &cfg));
+    cfg.chunk = 3;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    if (kind == CNN_WHITEN) {
+        cfg.whiten_every = 5; /* updates 0, 5, 10, ... re-whiten (eagerly) */
+        cfg.whiten_samples = 4;
+    }
+    NG_TRY(ng_cnn_create(g_cuda, &cfg, &r->m));
+    if (nag) {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = 0.05f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_nag_init(g_cuda, r->m, &c, &r->upd);
+    } else {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.1f;
+        c.momentum = 0.9f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_sgd_init(g_cuda, r->m, &c, &r->upd);
+    }
+    if (s == NG_OK) s = ng_precond_identity_init(g_cuda, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_cnn_x, CNN_ROWS, CNN_N, 4, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void cnn_run_free(cnn_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_cnn_free(r->m);
+    memset(r, 0, sizeof *r);
+}
+
+/* parameters, then every state tensor the model names (running averages, whitening), bit for bit */
+static int same_cnn(const char *what, cnn_run *a, cnn_run *b, uint64_t t) {
+    static const char *const state[] = {"running_mean%d", "running_rstd%d", "whiten_UT%d", "whiten_mu%d"};
+    const ng_cnn_config *cfg = ng_cnn_config_of(a->m);
+    size_t n = ng_model_size(a->m);
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    double oa, ma, ob, mb;
+    int ok, l, k;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &a->m->param_flat, pa));
+    NGT_OK(ng_tensor_get(g_cuda, &b->m->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        size_t i;
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
+               (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    NGT_CHECK(ok, "%s: parameters differ after update %llu", what, (unsigned long long)t);
+    for (l = 1; l <= cfg->n_layers; l++)
+        for (k = 0; k < 4; k++) {
+            char name[32];
+            ng_tensor ta, tb;
+            size_t c;
+            float *ha, *hb;
+            snprintf(name, sizeof name, state[k], l);
+            if (ng_model_statistic(a->m, name, &ta) != NG_OK) continue; /* layer l holds no such state */
+            NGT_OK(ng_model_statistic(b->m, name, &tb));
+            c = ng_tensor_count(&ta);
+            ha = (float *)malloc(c * sizeof(float));
+            hb = (float *)malloc(c * sizeof(float));
+            NGT_CHECK(ha && hb, "out of memory");
+            NGT_OK(ng_tensor_get(g_cuda, &ta, ha));
+            NGT_OK(ng_tensor_get(g_cuda, &tb, hb));
+            ok = memcmp(ha, hb, c * sizeof(float)) == 0;
+            free(ha);
+            free(hb);
+            NGT_CHECK(ok, "%s: %s differs after update %llu", what, name, (unsigned long long)t);
+        }
+    NGT_CHECK(ng_cnn_gradients(a->m) == ng_cnn_gradients(b->m), "%s: %llu gradients eager, %llu graph", what,
+              (unsigned long long)ng_cnn_gradients(a->m), (unsigned long long)ng_cnn_gradients(b->m));
+    NGT_OK(ng_cnn_batch_loss(a->m, &oa, &ma));
+    NGT_OK(ng_cnn_batch_loss(b->m, &ob, &mb));
+    NGT_CHECK(oa == ob && ma == mb && isfinite(oa), "%s: update %llu: batch objective %.9g / misclassification %g eager, %.9g / %g graph",
+              what, (unsigned long long)t, oa, ma, ob, mb);
+    return NGT_PASS;
+}
+
+static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t steps, int log_every) {
+    cnn_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(cnn_run_init(&a, kind, nag));
+    NGT_OK(cnn_run_init(&b, kind, nag));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_cnn(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    /* keys: 2 batch buffers x {4, 2} columns (the partial batch) */
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 && b.tr.graph.replays > 2 * b.tr.graph.captures,
+              "%s: %llu captures, %llu replays", what, (unsigned long long)b.tr.graph.captures,
+              (unsigned long long)b.tr.graph.replays);
+    if (kind == CNN_WHITEN) /* every re-whitening update ran eagerly */
+        NGT_CHECK(b.tr.graph.eager >= (steps + 4) / 5, "%s: %llu eager updates, %llu re-whiten", what,
+                  (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 4) / 5));
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, state, gradient count and batch "
+           "objective / misclassification identical\n",
+           what, (unsigned long long)steps, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_cnn_sgd_augment(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11);
+}
+static int test_graph_cnn_nag_augment(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0);
+}
+static int test_graph_cnn_bn(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9);
+}
+static int test_graph_cnn_whiten(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0);
+}
+
+/* A resumed conv-net run continues as a graph from the checkpoint's gradient count (the device's
+ * augmentation step is set at load): 7 updates eagerly, save, load into a fresh trainer with graphs
+ * on, continue to 30 against an uninterrupted eager run. */
+static int test_graph_cnn_resume(void) {
+    cnn_run a, b, c;
+    uint64_t t;
+    char path[256];
+    ng_ckpt *ck = NULL;
+    if (!g_cuda) return ngt_skip(g_reason);
+    snprintf(path, sizeof path, "%s/natgrad_graph_cnn_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    NGT_OK(cnn_run_init(&a, CNN_BN, 0));
+    NGT_OK(cnn_run_init(&b, CNN_BN, 0));
+    for (t = 0; t < 7; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
+    cnn_run_free(&b);
+    NGT_OK(cnn_run_init(&c, CNN_BN, 0));
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(&c.tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    NGT_OK(ng_trainer_set_cuda_graph(&c.tr, 1));
+    for (t = 7; t < 30; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&c.tr, NULL));
+        if (same_cnn("cnn resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(c.tr.graph.replays > 0 && c.tr.graph.eager == 0, "resumed cnn run: %llu replays, %llu eager",
+              (unsigned long long)c.tr.graph.replays, (unsigned long long)c.tr.graph.eager);
+    printf("  cnn resumed at update 7: %llu captured, %llu replayed; identical to the uninterrupted eager run\n",
+           (unsigned long long)c.tr.graph.captures, (unsigned long long)c.tr.graph.replays);
+    cnn_run_free(&a);
+    cnn_run_free(&c);
+    return NGT_PASS;
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -876,6 +1091,16 @@ int main(void) {
         z ^= z << 17;
         g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
     }
+    for (i = 0; i < CNN_N; i++) { /* pixels in [0, 1), then a one-hot label */
+        int r;
+        for (r = 0; r < 36; r++) {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            g_cnn_x[r + CNN_ROWS * i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
+        }
+        for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
+    }
     if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {
         snprintf(g_reason, sizeof g_reason, "no CUDA device here (the emulated build runs these): %s", ng_last_error());
         g_cuda = NULL;
@@ -894,6 +1119,11 @@ int main(void) {
     NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
     NGT_RUN(test_graph_rbm_cd);
     NGT_RUN(test_graph_rbm_resume);
+    NGT_RUN(test_graph_cnn_sgd_augment);
+    NGT_RUN(test_graph_cnn_nag_augment);
+    NGT_RUN(test_graph_cnn_bn);
+    NGT_RUN(test_graph_cnn_whiten);
+    NGT_RUN(test_graph_cnn_resume);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
