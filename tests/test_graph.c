@@ -58,6 +58,10 @@ static char g_reason[512];
 #define NCASES 10
 #define BATCH 4 /* batches of 4, 4, 2 per epoch: a partial last batch */
 static float g_x[DIM * NCASES];
+#define CNN_N 10   /* conv-net cases trained on (batches of 4, 4, 2) */
+#define CNN_NX 16  /* conv-net cases generated (the launch counts take batches of 8) */
+#define CNN_ROWS (36 + 3)
+static float g_cnn_x[CNN_ROWS * CNN_NX];
 
 static const ng_profile_row *find_row(const ng_profile_row *rows, int n, const char *name) {
     int i;
@@ -371,6 +375,103 @@ static int test_counts_rbm(void) {
         for (mode = 0; mode < 2; mode++) {
             const double *c = mode ? g1 : e1;
             fprintf(f, "rbm 6x5 PCD-1 SGD batch %d,%s,%g,%g,%g,%g,%g,%g\n", BATCH, mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
+/* ---- (a'') device-call counts of a conv-net update ------------------------------------------------
+ * One SGD update (momentum, weight decay) of the conv net c<F>k3-relu-mp2-d3 on 1 x 6 x 6 images with
+ * crops and mirrors, a batch of m images in one chunk (cnn.c, update.c, sgd.c, cuda.c):
+ *   forward: the input copy (kernel), the augmentation (conv_gather kernel + a device copy back),
+ *     conv (im2col kernel, two strided batched gemm: weights, bias), relu (kernel), max pooling
+ *     (kernel), dense (two gemm), softmax (kernel);
+ *   loss with its device sums (objective, misclassification): one kernel;
+ *   backward: dense (gemm dW, gemv db, gemm dx), pooling and relu (a kernel each), conv (im2col
+ *     kernel, one gemm per image for dW, two gemv for db; no dx below the first layer);
+ *   penalize one kernel, sgd one fused kernel; the batch upload and the sums' read.
+ * Kernels 12 (forward 6, loss 1, backward 3, update 2), cuBLAS m + 9 (forward 4, backward dense 3, conv
+ * m + 2), copies 3 (the augmentation's copy, the batch, the read). As a graph: one
+ * graph launch, the batch upload and the sums' read (the check after the graph). m = 4 and 8 are
+ * checked (the per-image dW gemm is the term that grows with the chunk); with NG_LAUNCH_COUNTS_CSV
+ * set, m = 8 is appended to the CSV. */
+static int cnn_counts(int m, int graph, double *calls) {
+    ng_cnn_config cfg;
+    ng_model *net = NULL;
+    ng_update *upd = NULL;
+    ng_precond *pc = NULL;
+    ng_batches data;
+    ng_trainer tr;
+    ng_sgd_config sc;
+    ng_profile_config prc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, u;
+    memset(&tr, 0, sizeof tr);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NGT_OK(ng_cnn_parse_spec("c3k3-relu-mp2-d3", &cfg));
+    cfg.chunk = 8;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    NGT_OK(ng_cnn_create(g_cuda, &cfg, &net));
+    memset(&sc, 0, sizeof sc);
+    sc.lr = 0.1f;
+    sc.momentum = 0.9f;
+    sc.weight_decay = 1e-3f;
+    NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+    NGT_OK(ng_precond_identity_init(g_cuda, &pc));
+    NGT_OK(ng_batches_init(&data, g_cuda, g_cnn_x, CNN_ROWS, 2 * m, m, 3, 0, 1)); /* 2 full batches per epoch */
+    NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+    for (u = 0; u < 3; u++) NGT_OK(ng_trainer_step(&tr, NULL)); /* update 0 eager, then both buffers captured */
+    memset(&prc, 0, sizeof prc);
+    prc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &prc));
+    ng_profile_update(4, 1);
+    NGT_OK(ng_trainer_step(&tr, NULL)); /* update 3: a replay with graphs */
+    ng_profile_update(4, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (u = 0; u < NG_DEV_COUNT; u++) calls[u] = st->device_calls[u];
+    NGT_CHECK(!graph || tr.graph.replays >= 1, "cnn update 3 was not a replay");
+    ng_trainer_release(&tr);
+    ng_batches_free(&data);
+    ng_update_free(upd);
+    ng_precond_free(pc);
+    ng_cnn_free(net);
+    return NGT_PASS;
+}
+
+static int test_counts_cnn(void) {
+    double e4[NG_DEV_COUNT], e8[NG_DEV_COUNT], g8[NG_DEV_COUNT];
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (cnn_counts(4, 0, e4) != NGT_PASS || cnn_counts(8, 0, e8) != NGT_PASS || cnn_counts(8, 1, g8) != NGT_PASS)
+        return NGT_FAIL;
+    NGT_CHECK(e4[NG_DEV_KERNEL] == 12.0 && e4[NG_DEV_BLAS] == 4.0 + 9.0 && e4[NG_DEV_COPY] == 3.0 && e4[NG_DEV_GRAPH] == 0.0,
+              "cnn update, m = 4, eager: %g kernels, %g cuBLAS, %g copies (want 12, 13, 3)", e4[NG_DEV_KERNEL],
+              e4[NG_DEV_BLAS], e4[NG_DEV_COPY]);
+    NGT_CHECK(e8[NG_DEV_KERNEL] == 12.0 && e8[NG_DEV_BLAS] == 8.0 + 9.0 && e8[NG_DEV_COPY] == 3.0 && e8[NG_DEV_GRAPH] == 0.0,
+              "cnn update, m = 8, eager: %g kernels, %g cuBLAS, %g copies (want 12, 17, 3)", e8[NG_DEV_KERNEL],
+              e8[NG_DEV_BLAS], e8[NG_DEV_COPY]);
+    NGT_CHECK(g8[NG_DEV_KERNEL] == 0.0 && g8[NG_DEV_BLAS] == 0.0 && g8[NG_DEV_COPY] == 2.0 && g8[NG_DEV_GRAPH] == 1.0,
+              "cnn update, m = 8, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)", g8[NG_DEV_KERNEL],
+              g8[NG_DEV_BLAS], g8[NG_DEV_COPY], g8[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        int mode;
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? g8 : e8;
+            fprintf(f, "cnn c3k3-relu-mp2-d3 augmented SGD batch 8,%s,%g,%g,%g,%g,%g,%g\n", mode ? "cuda-graph" : "eager",
                     c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
                     c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
         }
@@ -695,9 +796,6 @@ static int test_graph_rbm_resume(void) {
  * whitening U^T and mu) through the model's statistics, the gradient count, and the batch's
  * objective and misclassification (read from the device sums the graph wrote) must equal the eager
  * run's. Logged updates run eagerly in between. */
-#define CNN_N 10
-#define CNN_ROWS (36 + 3)
-static float g_cnn_x[CNN_ROWS * CNN_N];
 
 typedef struct cnn_run {
     ng_model *m;
@@ -1091,7 +1189,7 @@ int main(void) {
         z ^= z << 17;
         g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
     }
-    for (i = 0; i < CNN_N; i++) { /* pixels in [0, 1), then a one-hot label */
+    for (i = 0; i < CNN_NX; i++) { /* pixels in [0, 1), then a one-hot label */
         int r;
         for (r = 0; r < 36; r++) {
             z ^= z << 13;
@@ -1109,6 +1207,7 @@ int main(void) {
     NGT_RUN(test_counts_curves);
     NGT_RUN(test_counts_rbm);
     NGT_RUN(test_counts_weight_decay);
+    NGT_RUN(test_counts_cnn);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
