@@ -21,6 +21,9 @@
  *       the gradient count) with augmentation (the crops' Philox step counted on the device), batch
  *       norm, a whitening layer (re-whitened eagerly every T updates), sgd and nag, several chunks
  *       per batch, and a run resumed from a checkpoint into a graph trainer;
+ *   (c''') PRONG on dense networks (whitened and canonical forms; PRONG+ with batch norm) as graphs
+ *       equals the eager trainer bit for bit across several reparametrisations (run eagerly, in
+ *       place: the graphs captured before a reparametrisation replay after it);
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +40,7 @@
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
+#include "natgrad/prong.h"
 #include "natgrad/rbm.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
@@ -994,6 +998,147 @@ static int test_graph_cnn_resume(void) {
     return NGT_PASS;
 }
 
+/* ---- (c''') PRONG: graph == eager across reparametrisations --------------------------------------
+ * The 6-5-4-6 autoencoder on the fixed data with whitened layers (form 1: V, d with the inputs
+ * whitened in every pass; form 2: the canonical W = V U; PRONG+: batch norm on the hidden layers),
+ * SGD with momentum and weight decay through PRONG (T = 4, N_s = 8 of the 10 cases). Updates 0, 4,
+ * 8, ... reparametrise (eagerly); the others replay graphs captured before the latest
+ * reparametrisation, which rewrote U, c (K) and V, d in place. After every update the model's
+ * checkpoints (parameters, whitening state, batch norm's running averages) must be byte-identical
+ * to the eager run's. */
+typedef struct prong_run {
+    ng_model *net;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} prong_run;
+
+static ng_status prong_run_init(prong_run *r, int form, int bn) {
+    ng_net_config cfg;
+    ng_sgd_config c;
+    ng_prong_config pg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_net_config_default(&cfg);
+    cfg.loss = NG_LOSS_BERNOULLI;
+    cfg.target = NG_NET_TARGET_INPUT;
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.5f;
+    cfg.seed = 17;
+    cfg.whiten = form;
+    NG_TRY(ng_net_parse_spec(bn ? "6-5+bn-4+bn-6" : "6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NG_TRY(ng_net_create(g_cuda, &cfg, &r->net));
+    memset(&c, 0, sizeof c);
+    c.lr = 0.3f;
+    c.momentum = 0.9f;
+    c.weight_decay = 1e-3f;
+    s = ng_update_sgd_init(g_cuda, r->net, &c, &r->upd);
+    ng_prong_config_default(&pg);
+    pg.T = 4;
+    pg.ns = 8;
+    pg.seed = 3;
+    if (s == NG_OK) s = ng_precond_prong_init(g_cuda, r->net, &pg, g_x, NCASES, r->upd, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_x, DIM, NCASES, BATCH, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void prong_run_free(prong_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_precond_free(r->pc);
+    ng_update_free(r->upd);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_net_free(r->net);
+    memset(r, 0, sizeof *r);
+}
+
+/* the whole contents of a file (NULL on failure), its size in *n */
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *b = NULL;
+    long len;
+    *n = 0;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (b = (unsigned char *)malloc((size_t)len)) &&
+        fread(b, 1, (size_t)len, f) == (size_t)len)
+        *n = (size_t)len;
+    fclose(f);
+    if (!*n) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/* the model checkpoints of both trainers byte for byte (parameters, whitening state, batch norm) */
+static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) {
+    char pa[256], pb[256];
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    unsigned char *ba, *bb;
+    size_t na, nb;
+    int ok;
+    snprintf(pa, sizeof pa, "%s/natgrad_graph_prong_a_%d.ckpt", tmp, (int)getpid());
+    snprintf(pb, sizeof pb, "%s/natgrad_graph_prong_b_%d.ckpt", tmp, (int)getpid());
+    NGT_OK(ng_trainer_save(&a->tr, pa, NG_SAVE_MODEL));
+    NGT_OK(ng_trainer_save(&b->tr, pb, NG_SAVE_MODEL));
+    ba = slurp(pa, &na);
+    bb = slurp(pb, &nb);
+    remove(pa);
+    remove(pb);
+    ok = ba && bb && na == nb && memcmp(ba, bb, na) == 0;
+    free(ba);
+    free(bb);
+    NGT_CHECK(ok, "%s: the model checkpoints (%zu and %zu bytes) differ after update %llu", what, na, nb, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t steps, int log_every) {
+    prong_run a, b;
+    uint64_t t, refreshes = (steps + 3) / 4;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(prong_run_init(&a, form, bn));
+    NGT_OK(prong_run_init(&b, form, bn));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_prong(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    /* every reparametrisation eager; the graphs outlive them: at most 2 buffers x 2 shapes captured */
+    NGT_CHECK(b.tr.graph.eager >= refreshes && b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 &&
+                  b.tr.graph.replays > 2 * b.tr.graph.captures,
+              "%s: %llu captured, %llu replayed, %llu eager (%llu reparametrisations)", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)refreshes);
+    printf("  %s: %llu updates, %llu reparametrisations: %llu captured, %llu replayed, %llu eager; model checkpoints "
+           "identical\n",
+           what, (unsigned long long)steps, (unsigned long long)refreshes, (unsigned long long)b.tr.graph.captures,
+           (unsigned long long)b.tr.graph.replays, (unsigned long long)b.tr.graph.eager);
+    prong_run_free(&a);
+    prong_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_prong_whitened(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0);
+}
+static int test_graph_prong_canonical(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7);
+}
+static int test_graph_prong_plus(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0);
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -1223,6 +1368,9 @@ int main(void) {
     NGT_RUN(test_graph_cnn_bn);
     NGT_RUN(test_graph_cnn_whiten);
     NGT_RUN(test_graph_cnn_resume);
+    NGT_RUN(test_graph_prong_whitened);
+    NGT_RUN(test_graph_prong_canonical);
+    NGT_RUN(test_graph_prong_plus);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
