@@ -20,7 +20,8 @@
  *       norm's running averages, the whitening state, the batch's objective and misclassification,
  *       the gradient count) with augmentation (the crops' Philox step counted on the device), batch
  *       norm, a whitening layer (re-whitened eagerly every T updates), sgd and nag, several chunks
- *       per batch, and a run resumed from a checkpoint into a graph trainer;
+ *       per batch, and a run resumed from a checkpoint into a graph trainer; a non-finite objective
+ *       stops both at the same update with the same message (the graph's check after the replay);
  *   (c''') PRONG on dense networks (whitened and canonical forms; PRONG+ with batch norm) as graphs
  *       equals the eager trainer bit for bit across several reparametrisations (run eagerly, in
  *       place: the graphs captured before a reparametrisation replay after it);
@@ -998,6 +999,40 @@ static int test_graph_cnn_resume(void) {
     return NGT_PASS;
 }
 
+/* A non-finite objective stops both runs at the same update with the same error: eagerly before the
+ * update's step, as a graph (a replay) after it, from the one read of the device sums that follows
+ * the graph. A NaN is written into the last parameter (an output bias) of both models after 6 updates. */
+static int test_graph_cnn_nan_objective(void) {
+    cnn_run a, b;
+    uint64_t t, replays;
+    const float nan = NAN;
+    ng_status sa, sb;
+    char ea[512];
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
+    NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < 6; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_OK(ng_set(g_cuda, a.m->param_flat.data + ng_model_size(a.m) - 1, &nan, sizeof nan));
+    NGT_OK(ng_set(g_cuda, b.m->param_flat.data + ng_model_size(b.m) - 1, &nan, sizeof nan));
+    replays = b.tr.graph.replays;
+    sa = ng_trainer_step(&a.tr, NULL);
+    snprintf(ea, sizeof ea, "%s", ng_last_error());
+    sb = ng_trainer_step(&b.tr, NULL);
+    NGT_CHECK(sa == NG_ERR_NUMERIC && sb == NG_ERR_NUMERIC, "status %d eager, %d graph (want NG_ERR_NUMERIC)", (int)sa, (int)sb);
+    NGT_CHECK(strcmp(ea, ng_last_error()) == 0 && strstr(ea, "cnn objective on this batch is") != NULL,
+              "messages differ: '%s' eager, '%s' graph", ea, ng_last_error());
+    NGT_CHECK(b.tr.graph.replays == replays + 1, "the failing graph update was not a replay");
+    NGT_CHECK(a.tr.t == 6 && b.tr.t == 6, "updates counted: %llu eager, %llu graph (want 6)", (unsigned long long)a.tr.t,
+              (unsigned long long)b.tr.t);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
 /* ---- (c''') PRONG: graph == eager across reparametrisations --------------------------------------
  * The 6-5-4-6 autoencoder on the fixed data with whitened layers (form 1: V, d with the inputs
  * whitened in every pass; form 2: the canonical W = V U; PRONG+: batch norm on the hidden layers),
@@ -1368,6 +1403,7 @@ int main(void) {
     NGT_RUN(test_graph_cnn_bn);
     NGT_RUN(test_graph_cnn_whiten);
     NGT_RUN(test_graph_cnn_resume);
+    NGT_RUN(test_graph_cnn_nan_objective);
     NGT_RUN(test_graph_prong_whitened);
     NGT_RUN(test_graph_prong_canonical);
     NGT_RUN(test_graph_prong_plus);
