@@ -1319,6 +1319,35 @@ static int test_graph_discarded_capture(void) {
         run_free(&a);
         run_free(&b);
     }
+    { /* the conv net with augmentation: its gradient count (the augmentation's step) goes back */
+        cnn_run a, b;
+        NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
+        NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        g_real_iface = b.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.upd->iface = &fake;
+        s = ng_trainer_step(&b.tr, NULL);
+        b.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "cnn: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        NGT_CHECK(ng_cnn_gradients(b.m) == 5, "cnn: %llu gradients after the discarded capture, want 5",
+                  (unsigned long long)ng_cnn_gradients(b.m));
+        for (t = 5; t < 20; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+            if (same_cnn("cnn after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.tr.graph.replays > 0, "cnn: no replays after the discarded capture");
+        cnn_run_free(&a);
+        cnn_run_free(&b);
+    }
     return NGT_PASS;
 }
 
