@@ -15,11 +15,17 @@
 
 #define CONV_BLOCK 256u
 
+/* step_dev (AUGMENT): the step is step_dev[0] + step, and the last block advances the count
+ * (ng_step_dev_advance); every thread reaches the advance (no early return). */
 static __global__ void conv_gather_kernel(int mode, ng_conv_shape s, const float *x, const float *g, float *out,
-                                          uint64_t n, int flip, uint64_t key, uint64_t step, uint64_t b0) {
+                                          uint64_t n, int flip, uint64_t key, uint64_t step, uint64_t b0,
+                                          uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     for (uint64_t e = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x, st = (uint64_t)blockDim.x * gridDim.x; e < n;
          e += st)
         out[e] = ng_conv_gather_elem(mode, &s, x, g, (size_t)e, flip, key, step, b0);
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 static __global__ void whiten1x1_kernel(int c, int cout, int p, int trans, const float *x, const float *mean,
@@ -30,11 +36,12 @@ static __global__ void whiten1x1_kernel(int c, int cout, int p, int trans, const
 }
 
 extern "C" ng_status ng_cuda_conv_gather(int mode, const ng_conv_shape *s, const float *x, const float *g, float *out,
-                                         int flip, uint64_t key, uint64_t step, uint64_t b0, void *stream) {
+                                         int flip, uint64_t key, uint64_t step, uint64_t b0, uint64_t *step_dev,
+                                         uint64_t advance, void *stream) {
     const size_t n = ng_conv_gather_count(mode, s);
     NG_NVTX_PUSH("conv_gather");
-    NG_LAUNCH(conv_gather_kernel, ng_grid_1d(n, CONV_BLOCK), CONV_BLOCK, 0, (cudaStream_t)stream)(mode, *s, x, g, out,
-                                                                                                  (uint64_t)n, flip, key, step, b0);
+    NG_LAUNCH(conv_gather_kernel, ng_grid_1d(n, CONV_BLOCK), CONV_BLOCK, 0, (cudaStream_t)stream)(
+        mode, *s, x, g, out, (uint64_t)n, flip, key, step, b0, step_dev, advance);
     NG_LAUNCH_CHECK("conv_gather");
     return NG_OK;
 }

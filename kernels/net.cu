@@ -84,11 +84,11 @@ static __global__ void act_backward_kernel(int rows, int cols, int act, const fl
 /* One thread per column: ng_loss_col (d, obj, err each skipped when NULL; d may alias y). */
 static __global__ void loss_kernel(int loss, int rows, int cols, const float *z, int ldz,
                                    const float *y, int ldy, const float *t, int ldt, float scale,
-                                   float *d, int ldd, float *obj, float *err) {
+                                   float *d, int ldd, float *obj, float *err, int miss) {
     NET_FOR(c, (uint64_t)cols) {
         ng_loss_col(loss, rows, z + NET_IDX(0, c, ldz), y + NET_IDX(0, c, ldy),
                     t + NET_IDX(0, c, ldt), scale, d != NULL ? d + NET_IDX(0, c, ldd) : NULL,
-                    obj != NULL ? obj + c : NULL, err != NULL ? err + c : NULL);
+                    obj != NULL ? obj + c : NULL, err != NULL ? err + c : NULL, miss);
     }
 }
 
@@ -100,13 +100,13 @@ static __global__ void loss_kernel(int loss, int rows, int cols, const float *z,
 static __global__ void __launch_bounds__(NET_SUM_BLOCK) loss_sums_kernel(int loss, int rows, int cols, const float *z, int ldz,
                                         const float *y, int ldy, const float *t, int ldt,
                                         float scale, float *d, int ldd, float *obj, float *err,
-                                        float *acc, float acc_beta) {
+                                        float *acc, float acc_beta, int miss) {
     __shared__ double lane_o[NG_LOSS_LANES], lane_e[NG_LOSS_LANES];
     int c;
     for (c = (int)threadIdx.x; c < cols; c += (int)blockDim.x)
         ng_loss_col(loss, rows, z + NET_IDX(0, c, ldz), y + NET_IDX(0, c, ldy),
                     t + NET_IDX(0, c, ldt), scale, d != NULL ? d + NET_IDX(0, c, ldd) : NULL,
-                    obj + c, err + c);
+                    obj + c, err + c, miss);
     __syncthreads();
     if (threadIdx.x < NG_LOSS_LANES)
         ng_loss_lane(cols, obj, err, (int)threadIdx.x, &lane_o[threadIdx.x], &lane_e[threadIdx.x]);
@@ -219,15 +219,15 @@ extern "C" ng_status ng_cuda_act_backward(int rows, int cols, int act, const flo
 extern "C" ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz,
                                   const float *y, int ldy, const float *t, int ldt, float scale,
                                   float *d, int ldd, float *obj, float *err, float *acc,
-                                  float acc_beta, void *stream) {
+                                  float acc_beta, int miss, void *stream) {
     NG_NVTX_PUSH("loss");
     if (acc != NULL)
         NG_LAUNCH(loss_sums_kernel, 1, NET_SUM_BLOCK, 0, (cudaStream_t)stream)(
-            loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd, obj, err, acc, acc_beta);
+            loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd, obj, err, acc, acc_beta, miss);
     else
         NG_LAUNCH(loss_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK, 0,
                   (cudaStream_t)stream)(loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd,
-                                        obj, err);
+                                        obj, err, miss);
     NG_LAUNCH_CHECK("loss");
     return NG_OK;
 }

@@ -59,6 +59,25 @@ static __device__ __forceinline__ int ng_last_block(unsigned int *ticket) {
     return atomicAdd(ticket, 1u) == gridDim.x - 1u;
 }
 
+/* A Philox step counted in device memory (gibbs_sample's and conv_gather's step_dev: a captured CUDA
+ * graph replays with the current count): every thread reads it before its block takes a ticket, and
+ * the last block (ng_last_block; every thread of every block must call ng_step_dev_advance) writes
+ * base + advance, so every block draws from the same step and the next launch on the stream sees
+ * the new count. step_dev[1] is the ticket. NULL: 0, nothing to advance. */
+static __device__ __forceinline__ uint64_t ng_step_dev_read(const uint64_t *step_dev) {
+    return step_dev != NULL ? *(const volatile uint64_t *)step_dev : 0u;
+}
+static __device__ __forceinline__ void ng_step_dev_advance(uint64_t *step_dev, uint64_t base, uint64_t advance) {
+    if (step_dev != NULL) {
+        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
+        if (ng_last_block(ticket)) {
+            step_dev[0] = base + advance;
+            *ticket = 0u;
+            __threadfence();
+        }
+    }
+}
+
 /* Number of blocks of `block` threads covering n items, capped so the grid stays legal; kernels
  * use grid-stride loops so any cap is correct. */
 static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {

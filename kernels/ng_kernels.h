@@ -127,7 +127,7 @@ ng_status ng_cuda_act_backward(int rows, int cols, int act, const float *a, int 
  * launch, one block (the columns, then 32 lanes, then one thread). */
 ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz, const float *y,
                        int ldy, const float *t, int ldt, float scale, float *d, int ldd,
-                       float *obj, float *err, float *acc, float acc_beta, void *stream);
+                       float *obj, float *err, float *acc, float acc_beta, int miss, void *stream);
 /* Per column (ng_loss_hvp_col): out = scale H_L(y) v, or scale y (y^T v) for NG_LOSS_OUTER (=);
  * out may alias v. */
 ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy, const float *v,
@@ -161,7 +161,8 @@ ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, 
 /* conv_gather (natgrad/backend.h, modes in natgrad/nn_types.h): one thread per output element
  * running ng_conv_gather_elem  (=). */
 ng_status ng_cuda_conv_gather(int mode, const ng_conv_shape *s, const float *x, const float *g, float *out, int flip,
-                              uint64_t key, uint64_t step, uint64_t b0, void *stream);
+                              uint64_t key, uint64_t step, uint64_t b0, uint64_t *step_dev, uint64_t advance,
+                              void *stream);
 /* The 1x1 whitening convolution y[b, i, q] = sum_j op(U)[i, j] (x[b, j, q] - mean[j])  (=). */
 ng_status ng_cuda_whiten1x1(int n, int c, int cout, int p, int trans, const float *x, const float *mean,
                             const float *U, int ldu, float *y, void *stream);

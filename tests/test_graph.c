@@ -16,6 +16,15 @@
  *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
  *       after a resume from a checkpoint; --binarize-train and models without graph_check are
  *       refused by name;
+ *   (c'') the conv-net trainer (cnn.c) as graphs equals the eager one bit for bit (parameters, batch
+ *       norm's running averages, the whitening state, the batch's objective and misclassification,
+ *       the gradient count) with augmentation (the crops' Philox step counted on the device), batch
+ *       norm, a whitening layer (re-whitened eagerly every T updates), sgd and nag, several chunks
+ *       per batch, and a run resumed from a checkpoint into a graph trainer; a non-finite objective
+ *       stops both at the same update with the same message (the graph's check after the replay);
+ *   (c''') PRONG on dense networks (whitened and canonical forms; PRONG+ with batch norm) as graphs
+ *       equals the eager trainer bit for bit across several reparametrisations (run eagerly, in
+ *       place: the graphs captured before a reparametrisation replay after it);
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
@@ -26,11 +35,13 @@
 
 #include "harness.h"
 #include "natgrad/backend.h"
+#include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
+#include "natgrad/prong.h"
 #include "natgrad/rbm.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
@@ -52,6 +63,10 @@ static char g_reason[512];
 #define NCASES 10
 #define BATCH 4 /* batches of 4, 4, 2 per epoch: a partial last batch */
 static float g_x[DIM * NCASES];
+#define CNN_N 10   /* conv-net cases trained on (batches of 4, 4, 2) */
+#define CNN_NX 16  /* conv-net cases generated (the launch counts take batches of 8) */
+#define CNN_ROWS (36 + 3)
+static float g_cnn_x[CNN_ROWS * CNN_NX];
 
 static const ng_profile_row *find_row(const ng_profile_row *rows, int n, const char *name) {
     int i;
@@ -373,6 +388,103 @@ static int test_counts_rbm(void) {
     return NGT_PASS;
 }
 
+/* ---- (a'') device-call counts of a conv-net update ------------------------------------------------
+ * One SGD update (momentum, weight decay) of the conv net c<F>k3-relu-mp2-d3 on 1 x 6 x 6 images with
+ * crops and mirrors, a batch of m images in one chunk (cnn.c, update.c, sgd.c, cuda.c):
+ *   forward: the input copy (kernel), the augmentation (conv_gather kernel + a device copy back),
+ *     conv (im2col kernel, two strided batched gemm: weights, bias), relu (kernel), max pooling
+ *     (kernel), dense (two gemm), softmax (kernel);
+ *   loss with its device sums (objective, misclassification): one kernel;
+ *   backward: dense (gemm dW, gemv db, gemm dx), pooling and relu (a kernel each), conv (im2col
+ *     kernel, one gemm per image for dW, two gemv for db; no dx below the first layer);
+ *   penalize one kernel, sgd one fused kernel; the batch upload and the sums' read.
+ * Kernels 12 (forward 6, loss 1, backward 3, update 2), cuBLAS m + 9 (forward 4, backward dense 3, conv
+ * m + 2), copies 3 (the augmentation's copy, the batch, the read). As a graph: one
+ * graph launch, the batch upload and the sums' read (the check after the graph). m = 4 and 8 are
+ * checked (the per-image dW gemm is the term that grows with the chunk); with NG_LAUNCH_COUNTS_CSV
+ * set, m = 8 is appended to the CSV. */
+static int cnn_counts(int m, int graph, double *calls) {
+    ng_cnn_config cfg;
+    ng_model *net = NULL;
+    ng_update *upd = NULL;
+    ng_precond *pc = NULL;
+    ng_batches data;
+    ng_trainer tr;
+    ng_sgd_config sc;
+    ng_profile_config prc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, u;
+    memset(&tr, 0, sizeof tr);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NGT_OK(ng_cnn_parse_spec("c3k3-relu-mp2-d3", &cfg));
+    cfg.chunk = 8;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    NGT_OK(ng_cnn_create(g_cuda, &cfg, &net));
+    memset(&sc, 0, sizeof sc);
+    sc.lr = 0.1f;
+    sc.momentum = 0.9f;
+    sc.weight_decay = 1e-3f;
+    NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+    NGT_OK(ng_precond_identity_init(g_cuda, &pc));
+    NGT_OK(ng_batches_init(&data, g_cuda, g_cnn_x, CNN_ROWS, 2 * m, m, 3, 0, 1)); /* 2 full batches per epoch */
+    NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+    for (u = 0; u < 3; u++) NGT_OK(ng_trainer_step(&tr, NULL)); /* update 0 eager, then both buffers captured */
+    memset(&prc, 0, sizeof prc);
+    prc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &prc));
+    ng_profile_update(4, 1);
+    NGT_OK(ng_trainer_step(&tr, NULL)); /* update 3: a replay with graphs */
+    ng_profile_update(4, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (u = 0; u < NG_DEV_COUNT; u++) calls[u] = st->device_calls[u];
+    NGT_CHECK(!graph || tr.graph.replays >= 1, "cnn update 3 was not a replay");
+    ng_trainer_release(&tr);
+    ng_batches_free(&data);
+    ng_update_free(upd);
+    ng_precond_free(pc);
+    ng_cnn_free(net);
+    return NGT_PASS;
+}
+
+static int test_counts_cnn(void) {
+    double e4[NG_DEV_COUNT], e8[NG_DEV_COUNT], g8[NG_DEV_COUNT];
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (cnn_counts(4, 0, e4) != NGT_PASS || cnn_counts(8, 0, e8) != NGT_PASS || cnn_counts(8, 1, g8) != NGT_PASS)
+        return NGT_FAIL;
+    NGT_CHECK(e4[NG_DEV_KERNEL] == 12.0 && e4[NG_DEV_BLAS] == 4.0 + 9.0 && e4[NG_DEV_COPY] == 3.0 && e4[NG_DEV_GRAPH] == 0.0,
+              "cnn update, m = 4, eager: %g kernels, %g cuBLAS, %g copies (want 12, 13, 3)", e4[NG_DEV_KERNEL],
+              e4[NG_DEV_BLAS], e4[NG_DEV_COPY]);
+    NGT_CHECK(e8[NG_DEV_KERNEL] == 12.0 && e8[NG_DEV_BLAS] == 8.0 + 9.0 && e8[NG_DEV_COPY] == 3.0 && e8[NG_DEV_GRAPH] == 0.0,
+              "cnn update, m = 8, eager: %g kernels, %g cuBLAS, %g copies (want 12, 17, 3)", e8[NG_DEV_KERNEL],
+              e8[NG_DEV_BLAS], e8[NG_DEV_COPY]);
+    NGT_CHECK(g8[NG_DEV_KERNEL] == 0.0 && g8[NG_DEV_BLAS] == 0.0 && g8[NG_DEV_COPY] == 2.0 && g8[NG_DEV_GRAPH] == 1.0,
+              "cnn update, m = 8, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)", g8[NG_DEV_KERNEL],
+              g8[NG_DEV_BLAS], g8[NG_DEV_COPY], g8[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        int mode;
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? g8 : e8;
+            fprintf(f, "cnn c3k3-relu-mp2-d3 augmented SGD batch 8,%s,%g,%g,%g,%g,%g,%g\n", mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
 /* ---- (b) graphs through the backend ----------------------------------------------------------- */
 
 static int test_backend_graph(void) {
@@ -681,6 +793,387 @@ static int test_graph_rbm_resume(void) {
     return NGT_PASS;
 }
 
+/* ---- (c'') the conv-net trainer: graph == eager, bit for bit ----------------------------------
+ * 1 x 6 x 6 images of 3 classes (pixels from the fixed generator, a one-hot label per case), 10
+ * cases in batches of 4, 4, 2, chunks of 3 images (so a batch is 2 chunks: the device sums of the
+ * objective and misclassification accumulate over chunks, the last chunk's augmentation advances
+ * the device step). After every update: parameters, the state arena (running batch-norm statistics,
+ * whitening U^T and mu) through the model's statistics, the gradient count, and the batch's
+ * objective and misclassification (read from the device sums the graph wrote) must equal the eager
+ * run's. Logged updates run eagerly in between. */
+
+typedef struct cnn_run {
+    ng_model *m;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} cnn_run;
+
+enum { CNN_AUG, CNN_BN, CNN_WHITEN };
+static const char *const cnn_spec[] = {"c3k3-relu-mp2-d3", "c3k3-bn-relu-mp2-d3", "c4k3-relu-w-c3k3p0-relu-d3"};
+
+static ng_status cnn_run_init(cnn_run *r, int kind, int nag) {
+    ng_cnn_config cfg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind], &cfg));
+    cfg.chunk = 3;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    if (kind == CNN_WHITEN) {
+        cfg.whiten_every = 5; /* updates 0, 5, 10, ... re-whiten (eagerly) */
+        cfg.whiten_samples = 4;
+    }
+    NG_TRY(ng_cnn_create(g_cuda, &cfg, &r->m));
+    if (nag) {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = 0.05f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_nag_init(g_cuda, r->m, &c, &r->upd);
+    } else {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.1f;
+        c.momentum = 0.9f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_sgd_init(g_cuda, r->m, &c, &r->upd);
+    }
+    if (s == NG_OK) s = ng_precond_identity_init(g_cuda, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_cnn_x, CNN_ROWS, CNN_N, 4, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void cnn_run_free(cnn_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_cnn_free(r->m);
+    memset(r, 0, sizeof *r);
+}
+
+/* parameters, then every state tensor the model names (running averages, whitening), bit for bit */
+static int same_cnn(const char *what, cnn_run *a, cnn_run *b, uint64_t t) {
+    static const char *const state[] = {"running_mean%d", "running_rstd%d", "whiten_UT%d", "whiten_mu%d"};
+    const ng_cnn_config *cfg = ng_cnn_config_of(a->m);
+    size_t n = ng_model_size(a->m);
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    double oa, ma, ob, mb;
+    int ok, l, k;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &a->m->param_flat, pa));
+    NGT_OK(ng_tensor_get(g_cuda, &b->m->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        size_t i;
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
+               (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    NGT_CHECK(ok, "%s: parameters differ after update %llu", what, (unsigned long long)t);
+    for (l = 1; l <= cfg->n_layers; l++)
+        for (k = 0; k < 4; k++) {
+            char name[32];
+            ng_tensor ta, tb;
+            size_t c;
+            float *ha, *hb;
+            snprintf(name, sizeof name, state[k], l);
+            if (ng_model_statistic(a->m, name, &ta) != NG_OK) continue; /* layer l holds no such state */
+            NGT_OK(ng_model_statistic(b->m, name, &tb));
+            c = ng_tensor_count(&ta);
+            ha = (float *)malloc(c * sizeof(float));
+            hb = (float *)malloc(c * sizeof(float));
+            NGT_CHECK(ha && hb, "out of memory");
+            NGT_OK(ng_tensor_get(g_cuda, &ta, ha));
+            NGT_OK(ng_tensor_get(g_cuda, &tb, hb));
+            ok = memcmp(ha, hb, c * sizeof(float)) == 0;
+            free(ha);
+            free(hb);
+            NGT_CHECK(ok, "%s: %s differs after update %llu", what, name, (unsigned long long)t);
+        }
+    NGT_CHECK(ng_cnn_gradients(a->m) == ng_cnn_gradients(b->m), "%s: %llu gradients eager, %llu graph", what,
+              (unsigned long long)ng_cnn_gradients(a->m), (unsigned long long)ng_cnn_gradients(b->m));
+    NGT_OK(ng_cnn_batch_loss(a->m, &oa, &ma));
+    NGT_OK(ng_cnn_batch_loss(b->m, &ob, &mb));
+    NGT_CHECK(oa == ob && ma == mb && isfinite(oa), "%s: update %llu: batch objective %.9g / misclassification %g eager, %.9g / %g graph",
+              what, (unsigned long long)t, oa, ma, ob, mb);
+    return NGT_PASS;
+}
+
+static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t steps, int log_every) {
+    cnn_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(cnn_run_init(&a, kind, nag));
+    NGT_OK(cnn_run_init(&b, kind, nag));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_cnn(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    /* keys: 2 batch buffers x {4, 2} columns (the partial batch) */
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 && b.tr.graph.replays > 2 * b.tr.graph.captures,
+              "%s: %llu captures, %llu replays", what, (unsigned long long)b.tr.graph.captures,
+              (unsigned long long)b.tr.graph.replays);
+    if (kind == CNN_WHITEN) /* every re-whitening update ran eagerly */
+        NGT_CHECK(b.tr.graph.eager >= (steps + 4) / 5, "%s: %llu eager updates, %llu re-whiten", what,
+                  (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 4) / 5));
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, state, gradient count and batch "
+           "objective / misclassification identical\n",
+           what, (unsigned long long)steps, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_cnn_sgd_augment(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11);
+}
+static int test_graph_cnn_nag_augment(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0);
+}
+static int test_graph_cnn_bn(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9);
+}
+static int test_graph_cnn_whiten(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0);
+}
+
+/* A resumed conv-net run continues as a graph from the checkpoint's gradient count (the device's
+ * augmentation step is set at load): 7 updates eagerly, save, load into a fresh trainer with graphs
+ * on, continue to 30 against an uninterrupted eager run. */
+static int test_graph_cnn_resume(void) {
+    cnn_run a, b, c;
+    uint64_t t;
+    char path[256];
+    ng_ckpt *ck = NULL;
+    if (!g_cuda) return ngt_skip(g_reason);
+    snprintf(path, sizeof path, "%s/natgrad_graph_cnn_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    NGT_OK(cnn_run_init(&a, CNN_BN, 0));
+    NGT_OK(cnn_run_init(&b, CNN_BN, 0));
+    for (t = 0; t < 7; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
+    cnn_run_free(&b);
+    NGT_OK(cnn_run_init(&c, CNN_BN, 0));
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(&c.tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    NGT_OK(ng_trainer_set_cuda_graph(&c.tr, 1));
+    for (t = 7; t < 30; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&c.tr, NULL));
+        if (same_cnn("cnn resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(c.tr.graph.replays > 0 && c.tr.graph.eager == 0, "resumed cnn run: %llu replays, %llu eager",
+              (unsigned long long)c.tr.graph.replays, (unsigned long long)c.tr.graph.eager);
+    printf("  cnn resumed at update 7: %llu captured, %llu replayed; identical to the uninterrupted eager run\n",
+           (unsigned long long)c.tr.graph.captures, (unsigned long long)c.tr.graph.replays);
+    cnn_run_free(&a);
+    cnn_run_free(&c);
+    return NGT_PASS;
+}
+
+/* A non-finite objective stops both runs at the same update with the same error: eagerly before the
+ * update's step, as a graph (a replay) after it, from the one read of the device sums that follows
+ * the graph. A NaN is written into the last parameter (an output bias) of both models after 6 updates. */
+static int test_graph_cnn_nan_objective(void) {
+    cnn_run a, b;
+    uint64_t t, replays;
+    const float nan = NAN;
+    ng_status sa, sb;
+    char ea[512];
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
+    NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < 6; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_OK(ng_set(g_cuda, a.m->param_flat.data + ng_model_size(a.m) - 1, &nan, sizeof nan));
+    NGT_OK(ng_set(g_cuda, b.m->param_flat.data + ng_model_size(b.m) - 1, &nan, sizeof nan));
+    replays = b.tr.graph.replays;
+    sa = ng_trainer_step(&a.tr, NULL);
+    snprintf(ea, sizeof ea, "%s", ng_last_error());
+    sb = ng_trainer_step(&b.tr, NULL);
+    NGT_CHECK(sa == NG_ERR_NUMERIC && sb == NG_ERR_NUMERIC, "status %d eager, %d graph (want NG_ERR_NUMERIC)", (int)sa, (int)sb);
+    NGT_CHECK(strcmp(ea, ng_last_error()) == 0 && strstr(ea, "cnn objective on this batch is") != NULL,
+              "messages differ: '%s' eager, '%s' graph", ea, ng_last_error());
+    NGT_CHECK(b.tr.graph.replays == replays + 1, "the failing graph update was not a replay");
+    NGT_CHECK(a.tr.t == 6 && b.tr.t == 6, "updates counted: %llu eager, %llu graph (want 6)", (unsigned long long)a.tr.t,
+              (unsigned long long)b.tr.t);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+/* ---- (c''') PRONG: graph == eager across reparametrisations --------------------------------------
+ * The 6-5-4-6 autoencoder on the fixed data with whitened layers (form 1: V, d with the inputs
+ * whitened in every pass; form 2: the canonical W = V U; PRONG+: batch norm on the hidden layers),
+ * SGD with momentum and weight decay through PRONG (T = 4, N_s = 8 of the 10 cases). Updates 0, 4,
+ * 8, ... reparametrise (eagerly); the others replay graphs captured before the latest
+ * reparametrisation, which rewrote U, c (K) and V, d in place. After every update the model's
+ * checkpoints (parameters, whitening state, batch norm's running averages) must be byte-identical
+ * to the eager run's. */
+typedef struct prong_run {
+    ng_model *net;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} prong_run;
+
+static ng_status prong_run_init(prong_run *r, int form, int bn) {
+    ng_net_config cfg;
+    ng_sgd_config c;
+    ng_prong_config pg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_net_config_default(&cfg);
+    cfg.loss = NG_LOSS_BERNOULLI;
+    cfg.target = NG_NET_TARGET_INPUT;
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.5f;
+    cfg.seed = 17;
+    cfg.whiten = form;
+    NG_TRY(ng_net_parse_spec(bn ? "6-5+bn-4+bn-6" : "6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NG_TRY(ng_net_create(g_cuda, &cfg, &r->net));
+    memset(&c, 0, sizeof c);
+    c.lr = 0.3f;
+    c.momentum = 0.9f;
+    c.weight_decay = 1e-3f;
+    s = ng_update_sgd_init(g_cuda, r->net, &c, &r->upd);
+    ng_prong_config_default(&pg);
+    pg.T = 4;
+    pg.ns = 8;
+    pg.seed = 3;
+    if (s == NG_OK) s = ng_precond_prong_init(g_cuda, r->net, &pg, g_x, NCASES, r->upd, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_x, DIM, NCASES, BATCH, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void prong_run_free(prong_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_precond_free(r->pc);
+    ng_update_free(r->upd);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_net_free(r->net);
+    memset(r, 0, sizeof *r);
+}
+
+/* the whole contents of a file (NULL on failure), its size in *n */
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *b = NULL;
+    long len;
+    *n = 0;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (b = (unsigned char *)malloc((size_t)len)) &&
+        fread(b, 1, (size_t)len, f) == (size_t)len)
+        *n = (size_t)len;
+    fclose(f);
+    if (!*n) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/* the model checkpoints of both trainers byte for byte (parameters, whitening state, batch norm) */
+static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) {
+    char pa[256], pb[256];
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    unsigned char *ba, *bb;
+    size_t na, nb;
+    int ok;
+    snprintf(pa, sizeof pa, "%s/natgrad_graph_prong_a_%d.ckpt", tmp, (int)getpid());
+    snprintf(pb, sizeof pb, "%s/natgrad_graph_prong_b_%d.ckpt", tmp, (int)getpid());
+    NGT_OK(ng_trainer_save(&a->tr, pa, NG_SAVE_MODEL));
+    NGT_OK(ng_trainer_save(&b->tr, pb, NG_SAVE_MODEL));
+    ba = slurp(pa, &na);
+    bb = slurp(pb, &nb);
+    remove(pa);
+    remove(pb);
+    ok = ba && bb && na == nb && memcmp(ba, bb, na) == 0;
+    free(ba);
+    free(bb);
+    NGT_CHECK(ok, "%s: the model checkpoints (%zu and %zu bytes) differ after update %llu", what, na, nb, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t steps, int log_every) {
+    prong_run a, b;
+    uint64_t t, refreshes = (steps + 3) / 4;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(prong_run_init(&a, form, bn));
+    NGT_OK(prong_run_init(&b, form, bn));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_prong(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    /* every reparametrisation eager; the graphs outlive them: at most 2 buffers x 2 shapes captured */
+    NGT_CHECK(b.tr.graph.eager >= refreshes && b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 &&
+                  b.tr.graph.replays > 2 * b.tr.graph.captures,
+              "%s: %llu captured, %llu replayed, %llu eager (%llu reparametrisations)", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)refreshes);
+    printf("  %s: %llu updates, %llu reparametrisations: %llu captured, %llu replayed, %llu eager; model checkpoints "
+           "identical\n",
+           what, (unsigned long long)steps, (unsigned long long)refreshes, (unsigned long long)b.tr.graph.captures,
+           (unsigned long long)b.tr.graph.replays, (unsigned long long)b.tr.graph.eager);
+    prong_run_free(&a);
+    prong_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_prong_whitened(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0);
+}
+static int test_graph_prong_canonical(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7);
+}
+static int test_graph_prong_plus(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0);
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -826,6 +1319,35 @@ static int test_graph_discarded_capture(void) {
         run_free(&a);
         run_free(&b);
     }
+    { /* the conv net with augmentation: its gradient count (the augmentation's step) goes back */
+        cnn_run a, b;
+        NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
+        NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        g_real_iface = b.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.upd->iface = &fake;
+        s = ng_trainer_step(&b.tr, NULL);
+        b.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "cnn: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        NGT_CHECK(ng_cnn_gradients(b.m) == 5, "cnn: %llu gradients after the discarded capture, want 5",
+                  (unsigned long long)ng_cnn_gradients(b.m));
+        for (t = 5; t < 20; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+            if (same_cnn("cnn after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.tr.graph.replays > 0, "cnn: no replays after the discarded capture");
+        cnn_run_free(&a);
+        cnn_run_free(&b);
+    }
     return NGT_PASS;
 }
 
@@ -876,6 +1398,16 @@ int main(void) {
         z ^= z << 17;
         g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
     }
+    for (i = 0; i < CNN_NX; i++) { /* pixels in [0, 1), then a one-hot label */
+        int r;
+        for (r = 0; r < 36; r++) {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            g_cnn_x[r + CNN_ROWS * i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
+        }
+        for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
+    }
     if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {
         snprintf(g_reason, sizeof g_reason, "no CUDA device here (the emulated build runs these): %s", ng_last_error());
         g_cuda = NULL;
@@ -884,6 +1416,7 @@ int main(void) {
     NGT_RUN(test_counts_curves);
     NGT_RUN(test_counts_rbm);
     NGT_RUN(test_counts_weight_decay);
+    NGT_RUN(test_counts_cnn);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
@@ -894,6 +1427,15 @@ int main(void) {
     NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
     NGT_RUN(test_graph_rbm_cd);
     NGT_RUN(test_graph_rbm_resume);
+    NGT_RUN(test_graph_cnn_sgd_augment);
+    NGT_RUN(test_graph_cnn_nag_augment);
+    NGT_RUN(test_graph_cnn_bn);
+    NGT_RUN(test_graph_cnn_whiten);
+    NGT_RUN(test_graph_cnn_resume);
+    NGT_RUN(test_graph_cnn_nan_objective);
+    NGT_RUN(test_graph_prong_whitened);
+    NGT_RUN(test_graph_prong_canonical);
+    NGT_RUN(test_graph_prong_plus);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);

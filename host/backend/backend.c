@@ -634,6 +634,7 @@ static ng_status check_loss(const ng_op_args *a, const char *op, int *empty) {
     CHECK(!a->loss.d || ld_ok(a->loss.ldd, rows), "ldd=%d < rows=%d", a->loss.ldd, rows);
     CHECK(a->loss.scale - a->loss.scale == 0.0f, "scale %g is not finite", (double)a->loss.scale);
     CHECK(!a->loss.acc || (a->loss.obj && a->loss.err), "acc (the batch sums) needs obj and err");
+    CHECK(a->loss.err_miss == 0 || a->loss.err_miss == 1, "err_miss %d must be 0 or 1", a->loss.err_miss);
     CHECK(a->loss.acc_beta - a->loss.acc_beta == 0.0f, "acc_beta %g is not finite", (double)a->loss.acc_beta);
     *empty = !cols && !a->loss.acc; /* an empty batch still writes its sums (0) */
     CHECK(*empty || !cols || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
@@ -808,8 +809,11 @@ static ng_status check_conv_gather(const ng_op_args *a, const char *op, int *emp
     CHECK(s->h + 2 * s->pad >= s->kh && s->w + 2 * s->pad >= s->kw, "window %dx%d larger than the padded maps %dx%d", s->kh,
           s->kw, s->h + 2 * s->pad, s->w + 2 * s->pad);
     CHECK((double)s->n * s->c * s->h * s->w * s->kh * s->kw < 9.0e18, "maps too large");
+    CHECK(!a->conv_gather.step_dev || mode == NG_CONV_AUGMENT, "step_dev is for mode augment only (mode %d)", mode);
+    CHECK(a->conv_gather.step_dev || !a->conv_gather.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->conv_gather.advance);
     nout = ng_conv_gather_count(mode, s);
-    *empty = nout == 0;
+    *empty = nout == 0 && !a->conv_gather.advance; /* an empty op still advances the count */
     if (*empty) return NG_OK;
     CHECK(a->conv_gather.out, "NULL pointer (out)");
     if (mode == NG_CONV_COL2IM) ng = ng_conv_gather_count(NG_CONV_IM2COL, s);

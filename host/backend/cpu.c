@@ -553,7 +553,7 @@ static void cpu_loss(const ng_op_args *a) {
         ng_loss_col(a->loss.loss, rows, a->loss.z + IDX(0, c, a->loss.ldz), a->loss.y + IDX(0, c, a->loss.ldy),
                     a->loss.t + IDX(0, c, a->loss.ldt), a->loss.scale,
                     a->loss.d ? a->loss.d + IDX(0, c, a->loss.ldd) : NULL,
-                    a->loss.obj ? a->loss.obj + c : NULL, a->loss.err ? a->loss.err + c : NULL);
+                    a->loss.obj ? a->loss.obj + c : NULL, a->loss.err ? a->loss.err + c : NULL, a->loss.err_miss);
     if (a->loss.acc) { /* the batch sums: the lanes of the CUDA kernel, one after another */
         double lo[NG_LOSS_LANES], le[NG_LOSS_LANES];
         int j;
@@ -683,7 +683,23 @@ static void cpu_minresqlp_step(const ng_op_args *a) {
                     a->minresqlp_step.trancond, a->minresqlp_step.singtol);
 }
 
+static void cpu_conv_gather_at(const ng_op_args *a);
+/* AUGMENT with a device step count (step_dev): the draws of step step_dev[0] + step, then the count
+ * advanced, as the CUDA kernel does */
 static void cpu_conv_gather(const ng_op_args *a) {
+    uint64_t *sd = a->conv_gather.step_dev;
+    ng_op_args b = *a;
+    if (!sd) {
+        cpu_conv_gather_at(a);
+        return;
+    }
+    b.conv_gather.step = sd[0] + a->conv_gather.step;
+    b.conv_gather.step_dev = NULL;
+    if (ng_conv_gather_count(a->conv_gather.mode, &a->conv_gather.s)) cpu_conv_gather_at(&b);
+    sd[0] += a->conv_gather.advance;
+}
+
+static void cpu_conv_gather_at(const ng_op_args *a) {
     const size_t n = ng_conv_gather_count(a->conv_gather.mode, &a->conv_gather.s);
     long e;
     if (a->conv_gather.mode == NG_CONV_IM2COL) {

@@ -120,14 +120,14 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
                         tr->model->be->iface->name);
     if (!tr->model->iface->graph_check)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s is not captured (its gradient reads the host "
-                        "mid-step; captured: net, rbm); run it with --cuda-graph 0", tr->model->iface->kind);
+                        "mid-step; captured: net, rbm, cnn); run it with --cuda-graph 0", tr->model->iface->kind);
     NG_TRY(tr->model->iface->graph_check(tr->model));
     if (!tr->upd->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the update rule %s is not captured (captured: sgd, nag, "
                         "adam, rmsprop); run it with --cuda-graph 0", tr->upd->iface->name);
-    if (strcmp(tr->pc->iface->name, "identity") != 0)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (only the identity "
-                        "is); run it with --cuda-graph 0", tr->pc->iface->name);
+    if (strcmp(tr->pc->iface->name, "identity") != 0 && !tr->pc->iface->graph_eager)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (captured: identity, "
+                        "prong); run it with --cuda-graph 0", tr->pc->iface->name);
     if (tr->comm && tr->comm->world > 1)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: data-parallel runs (%d ranks) are not captured (the "
                         "all-reduce waits for the host); run them with --cuda-graph 0", tr->comm->world);
@@ -240,7 +240,7 @@ static ng_status graph_step(ng_trainer *tr) {
     g->slot[hit].last_use = tr->t + 1;
     NG_TRY_RANGE(NG_CAT_UPDATE, "graph launch", ng_graph_launch(tr->model->be, g->slot[hit].exec));
     if (replay) { /* a capture ran the host side of the step itself; a replay did not */
-        if (tr->model->iface->graph_replayed) tr->model->iface->graph_replayed(tr->model);
+        if (tr->model->iface->graph_replayed) tr->model->iface->graph_replayed(tr->model, &x);
         if (tr->upd->iface->graph_replayed) tr->upd->iface->graph_replayed(tr->upd, tr->t);
     }
     if (tr->model->iface->check_gradient)
@@ -248,10 +248,16 @@ static ng_status graph_step(ng_trainer *tr) {
     return NG_OK;
 }
 
+/* 1: update tr->t must run eagerly (the model's or the preconditioner's host work this update) */
+static int graph_eager(const ng_trainer *tr) {
+    if (tr->model->iface->graph_eager && tr->model->iface->graph_eager(tr->model)) return 1;
+    return tr->pc->iface->graph_eager && tr->pc->iface->graph_eager(tr->pc, tr->t);
+}
+
 ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     ng_status s;
-    if (tr->graph.on && !row && tr->t > 0) {
+    if (tr->graph.on && !row && tr->t > 0 && !graph_eager(tr)) {
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, graph_step(tr));
     } else {
         if (tr->graph.on) tr->graph.eager++;

@@ -59,6 +59,13 @@ typedef struct cnn {
     ng_arena ws;
     ng_tensor A[LMAX + 1], D[LMAX + 1], XH[LMAX + 1], mean[LMAX + 1], rstd[LMAX + 1];
     ng_tensor Y, col, T1, T2, vec, ones, obj;
+    ng_tensor err;      /* (chunk) per-case misclassification of a gradient's chunk (0 / 1) */
+    ng_tensor acc;      /* (4) [0] objective sum, [1] misclassified cases of the last gradient's batch,
+                         * summed on the device by the loss op over the chunks (read by check_gradient
+                         * and ng_cnn_batch_loss, never during the gradient) */
+    ng_tensor aug_dev;  /* (2) 64-bit words in a float64 tensor: [0] the augmentation's Philox step
+                         * (= gradients, advanced on the device by the last chunk's augmentation, so a
+                         * captured CUDA graph replays with new crops), [1] the kernel's block ticket */
     ng_tensor R[2], TT; /* R-forward ping-pong (max size_l, chunk); sampled targets (classes, chunk) */
     ng_arena hws;       /* H v: RA[l] (size_l, chunk) = R{A[l]} of every layer, kept for R{backprop}
                          * (allocated at the first H v, once) */
@@ -80,6 +87,11 @@ typedef struct cnn {
     double *hbn;               /* (6 cmax) host scratch of synchronised batch norm */
     float *hbf;                /* (4 cmax) */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
+    int aug_ok;         /* 1: aug_dev[0] is known to equal gradients (0: rewritten before the next
+                         * augmented gradient; never inside a CUDA graph capture) */
+    int aug_advance;    /* the augmentation of the chunk being computed advances aug_dev (last chunk) */
+    uint64_t g0;        /* gradients and aug_ok before the last gradient call (graph_discarded) */
+    int aug_ok0;
     int last_chunk;     /* the gradient's last chunk runs backward: report each layer's gradient (grad_ready) */
     /* the batch of the curvature products: x (rows >= size_0), targets y or (have_cy 0) the rows
      * of x after the input; cached: A[], XH, mean, rstd hold its (single-chunk) forward pass */
@@ -100,6 +112,7 @@ typedef struct cnn {
 
 static const struct ng_model_i cnn_iface;
 static cnn *as_cnn(ng_model *m) { return (cnn *)m; }
+static ng_status sync_aug(cnn *n);
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -400,6 +413,12 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = reserve(&n->ws, "vec%d", 0, vmax, 1, &n->vec);
     if (s == NG_OK) s = reserve(&n->ws, "ones%d", 0, omax, 1, &n->ones);
     if (s == NG_OK) s = reserve(&n->ws, "obj%d", 0, (size_t)ch, 1, &n->obj);
+    if (s == NG_OK) s = reserve(&n->ws, "err%d", 0, (size_t)ch, 1, &n->err);
+    if (s == NG_OK) s = reserve(&n->ws, "acc%d", 0, 4, 1, &n->acc);
+    if (s == NG_OK) {
+        int two[1] = {2};
+        s = ng_arena_reserve_nd(&n->ws, "aug_dev", NG_F64, 1, two, &n->aug_dev);
+    }
     if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
     for (l = 0; l <= n->L; l++) n->cmax = n->c[l] > n->cmax ? n->c[l] : n->cmax;
     if (s == NG_OK) s = reserve(&n->ws, "bnv%d", 0, (size_t)3 * n->cmax, 1, &n->bnv);
@@ -421,6 +440,8 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     for (l = 1; l <= n->L && s == NG_OK; l++)
         if (cfg->layer[l - 1].kind == NG_CNN_WHITEN) s = ng_whiten_init(be, n->c[l], n->h[l] * n->w[l], &n->wh[l]);
     if (s == NG_OK) s = ng_fill(be, n->ones.rows, 1.0f, n->ones.data);
+    if (s == NG_OK) s = ng_fill(be, 4, 0.0f, n->acc.data);
+    if (s == NG_OK) s = sync_aug(n);
     if (s == NG_OK) {
         n->host = (float *)malloc(((size_t)2 * n->classes * ch + (size_t)ch) * sizeof(float));
         n->hbn = (double *)malloc((size_t)6 * n->cmax * sizeof(double));
@@ -641,7 +662,9 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
         a.conv_gather.s.stride = 1;
         a.conv_gather.flip = n->cfg.augment_flip;
         a.conv_gather.key = ng_rng_stream_key(n->cfg.seed, NG_RNG_AUGMENT);
-        a.conv_gather.step = n->gradients;
+        a.conv_gather.step = 0; /* the step is the device's count of gradients (aug_dev) */
+        a.conv_gather.step_dev = (uint64_t *)(void *)n->aug_dev.data;
+        a.conv_gather.advance = n->aug_advance ? 1 : 0;
         a.conv_gather.b0 = n->img0;
         a.conv_gather.x = n->A[0].data, a.conv_gather.out = n->D[0].data;
         NG_TRY(ng_run_op(be, &a));
@@ -715,13 +738,19 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     return act_fwd(be, n->classes, cols, NG_ACT_SOFTMAX, n->A[n->L].data, n->classes, NULL, NULL, n->Y.data, n->classes);
 }
 
-/* dL/dz = scale (y - t) into D[L]; obj[c] per case. */
-static ng_status loss_chunk(cnn *n, const float *t, int ldt, int cols, float scale) {
+/* dL/dz = scale (y - t) into D[L]; obj[c] per case. sums 1: also err[c] = the case's
+ * misclassification and, in the same launch, acc[0] (objective) and acc[1] (misclassified cases)
+ * summed on the device (acc_beta 0: =, 1: += over a batch's chunks). */
+static ng_status loss_chunk(cnn *n, const float *t, int ldt, int cols, float scale, int sums, float acc_beta) {
     ng_op_args o = {.op = NG_OP_LOSS};
     o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
     o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
     o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = scale, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
     o.loss.obj = n->obj.data;
+    if (sums) {
+        o.loss.err = n->err.data, o.loss.err_miss = 1;
+        o.loss.acc = n->acc.data, o.loss.acc_beta = acc_beta;
+    }
     return ng_run_op(n->base.be, &o);
 }
 
@@ -888,17 +917,69 @@ ng_status ng_cnn_set_dist(ng_model *m, ng_comm *comm, int lo, int batch) {
     return NG_OK;
 }
 
+static int augmenting(const cnn *n) { return n->cfg.augment_pad > 0 || n->cfg.augment_flip; }
+
+/* The device's augmentation step := gradients (blocking: never inside a CUDA graph capture). */
+static ng_status sync_aug(cnn *n) {
+    const uint64_t c[2] = {n->gradients, 0};
+    ng_status s = ng_set(n->base.be, n->aug_dev.data, c, sizeof c);
+    if (s != NG_OK)
+        return ng_error_wrap(s, "cnn: setting the device augmentation step to %llu (not possible inside a CUDA graph capture): ",
+                             (unsigned long long)n->gradients);
+    n->aug_ok = 1;
+    return NG_OK;
+}
+
+/* What a gradient on x leaves on the host (also after a replayed CUDA graph of one). */
+static void gradient_done(cnn *n, const ng_tensor *x, const ng_tensor *y) {
+    const int N = x->cols;
+    /* the batch of the curvature products; its forward pass stays in the buffers when it was one
+     * chunk without augmentation (the products see the images as given) */
+    n->m = N;
+    n->cx = *x;
+    n->have_cy = y != NULL;
+    if (y) n->cy = *y;
+    n->have_cur = 1;
+    n->cur_lo = n->comm ? n->dist_lo : 0;
+    n->cached = N <= n->cfg.chunk && !augmenting(n);
+    n->have_batch = 1;
+    n->gradients++;
+}
+
+/* The objective and misclassification sums of the last gradient (acc, summed on the device). */
+static ng_status read_sums(cnn *n) {
+    float acc[2];
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "cnn: no gradient computed yet");
+    NG_TRY(ng_get(n->base.be, acc, n->acc.data, sizeof acc));
+    n->obj_sum = acc[0];
+    n->miss = acc[1];
+    return NG_OK;
+}
+
+/* The host check of the gradient just computed (one read of acc): the objective is finite. Run by
+ * the gradient itself unless defer_check is set (the trainer's CUDA-graph step runs it after the
+ * graph). */
+static ng_status cnn_check_gradient(ng_model *m) {
+    cnn *n = as_cnn(m);
+    NG_TRY(read_sums(n));
+    if (!isfinite(n->obj_sum))
+        return ng_error(NG_ERR_NUMERIC, "cnn objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
+                        n->obj_sum / n->m);
+    return NG_OK;
+}
+
 static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk, N = x ? x->cols : 0;
     int c0, saved;
     ng_status s = NG_OK, e;
+    n->g0 = n->gradients;
+    n->aug_ok0 = n->aug_ok;
     NG_TRY(check_batch(n, x, y, "gradient"));
     if (dist_on(n)) NG_TRY(check_shard(n, N));
     if (n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0)
         NG_TRY(ng_cnn_whiten(m, x, n->cfg.whiten_samples)); /* PRONG Algorithm 1: every T updates */
-    n->m = N;
-    n->obj_sum = n->miss = 0.0;
+    if (augmenting(n) && !n->aug_ok) NG_TRY(sync_aug(n));
     n->have_batch = 0;
     /* the training passes' gemms may use TF32 (--tf32 on a GPU); the whitening statistics above,
      * evaluations and everything the update does stay FP32 */
@@ -909,37 +990,28 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         const float *t = y ? y->data + (size_t)c0 * y->ld : xc + n->size[0];
         const int ldt = y ? y->ld : x->ld;
         n->img0 = (uint64_t)(n->comm ? n->dist_lo : 0) + (uint64_t)c0;
-        s = forward(n, xc, x->ld, cols, 1);
-        if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
-        if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
         n->last_chunk = c0 + cols >= N;
+        n->aug_advance = n->last_chunk; /* the device's step moves on after the batch's last draws */
+        s = forward(n, xc, x->ld, cols, 1);
+        n->aug_advance = 0;
+        /* objective and misclassifications summed on the device: no host read per chunk */
+        if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N, 1, c0 ? 1.0f : 0.0f);
         if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f, m->grad_flat.data);
         n->last_chunk = 0;
     }
     e = ng_tf32_end(m->be, saved);
+    if (s != NG_OK || e != NG_OK) n->aug_ok = 0; /* the device's step may or may not have moved on */
     NG_TRY(s);
     NG_TRY(e);
-    /* the batch of the curvature products; its forward pass stays in the buffers when it was one
-     * chunk without augmentation (the products see the images as given) */
-    n->cx = *x;
-    n->have_cy = y != NULL;
-    if (y) n->cy = *y;
-    n->have_cur = 1;
-    n->cur_lo = n->comm ? n->dist_lo : 0;
-    n->cached = N <= ch && n->cfg.augment_pad == 0 && !n->cfg.augment_flip;
-    n->have_batch = 1;
-    n->gradients++;
-    if (!isfinite(n->obj_sum))
-        return ng_error(NG_ERR_NUMERIC, "cnn objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
-                        n->obj_sum / N);
-    return NG_OK;
+    gradient_done(n, x, y);
+    return m->defer_check ? NG_OK : cnn_check_gradient(m);
 }
 
 uint64_t ng_cnn_gradients(const ng_model *m) { return ((const cnn *)m)->gradients; }
 
 ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass) {
     cnn *n = as_cnn(m);
-    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "cnn: no gradient computed yet");
+    NG_TRY(read_sums(n));
     *objective = n->obj_sum / n->m;
     *misclass = n->miss / n->m;
     return NG_OK;
@@ -956,7 +1028,7 @@ ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
         const int cols = N - c0 < ch ? N - c0 : ch;
         const float *xc = x->data + (size_t)c0 * x->ld;
         NG_TRY(forward(n, xc, x->ld, cols, 0));
-        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f, 0, 0.0f));
         NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
     }
     *objective = so / N;
@@ -976,7 +1048,7 @@ ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective) {
         const int cols = N - c0 < ch ? N - c0 : ch;
         const float *xc = x->data + (size_t)c0 * x->ld;
         NG_TRY(forward(n, xc, x->ld, cols, 2));
-        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f, 0, 0.0f));
         NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
     }
     *objective = so / N;
@@ -1807,8 +1879,38 @@ static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
         NG_TRY(ng_ckpt_get_u64(c, "cnn.gradients", &g));
         if (apply) n->gradients = g;
     }
-    if (apply) n->have_batch = 0;
+    if (apply) {
+        n->have_batch = 0;
+        NG_TRY(sync_aug(n)); /* before any CUDA graph capture */
+    }
     return NG_OK;
+}
+
+/* CUDA graphs (natgrad/train.h): the gradient reads nothing on the host (the objective and the
+ * misclassifications are summed on the device, the augmentation takes its step from aug_dev). The
+ * reparametrisation of whitening layers (ng_cnn_whiten: host float64 algebra) runs inside the
+ * gradient every whiten_every gradients: graph_eager makes those updates eager. */
+static ng_status cnn_graph_check(const ng_model *m) {
+    const cnn *n = (const cnn *)m;
+    if (dist_on(n))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: cnn on %d ranks is not captured (synchronised batch norm and the "
+                        "all-reduce wait for the host); use --cuda-graph 0", n->comm->world);
+    return NG_OK;
+}
+static int cnn_graph_eager(const ng_model *m) {
+    const cnn *n = (const cnn *)m;
+    return n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0;
+}
+static void cnn_graph_replayed(ng_model *m, const ng_tensor *x) {
+    gradient_done(as_cnn(m), x, NULL); /* aug_dev moved on with gradients (aug_ok unchanged) */
+}
+static void cnn_graph_discarded(ng_model *m) {
+    cnn *n = as_cnn(m);
+    n->gradients = n->g0;
+    n->aug_ok = n->aug_ok0; /* nothing recorded ran: the device's step is what it was */
+    n->have_batch = 0;
+    n->have_cur = 0;
+    n->cached = 0;
 }
 
 static const struct ng_model_i cnn_iface = {
@@ -1824,4 +1926,9 @@ static const struct ng_model_i cnn_iface = {
     .save = cnn_save,
     .load = cnn_load,
     .destroy = cnn_destroy,
+    .check_gradient = cnn_check_gradient,
+    .graph_check = cnn_graph_check,
+    .graph_eager = cnn_graph_eager,
+    .graph_replayed = cnn_graph_replayed,
+    .graph_discarded = cnn_graph_discarded,
 };

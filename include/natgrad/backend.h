@@ -193,7 +193,9 @@ typedef struct ng_op_args {
          * may alias y), obj[c] = the case's loss, err[c] = sum_r (y - t)^2 (each skipped when
          * NULL). z: the pre-activation, y = f(z). acc non-NULL (needs obj and err): then also the
          * batch sums in the same launch, acc[0] = sum_c obj[c], acc[1] = sum_c err[c] (acc_beta = 0:
-         *  =, otherwise +=; the order of ng_loss_lane / ng_loss_sums_finish). acc overlaps nothing. */
+         *  =, otherwise +=; the order of ng_loss_lane / ng_loss_sums_finish). acc overlaps nothing.
+         * err_miss = 1 (a classifier's error count): err[c] = 1 when the first maximum of y[:,c] is
+         * not at the first maximum of t[:,c], else 0 (so acc[1] counts the misclassified cases). */
         struct {
             int rows, cols, loss;
             const float *z; int ldz;
@@ -203,6 +205,7 @@ typedef struct ng_op_args {
             float *d; int ldd;
             float *obj, *err;
             float *acc; float acc_beta;
+            int err_miss;
         } loss;
         /* out[:,c] = scale H_L(y[:,c]) v[:,c] (ng_loss_hvp_col); loss = NG_LOSS_OUTER:
          * out[:,c] = scale y[:,c] (y[:,c]^T v[:,c]). out may alias v. */
@@ -348,7 +351,11 @@ typedef struct ng_op_args {
          * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
          * when flip = 1, drawn from (key, step) for images b0, b0 + 1, ... of the stream;
          * s.kh = s.kw = 2 s.pad + 1), or of g (n,c,h,w) at the maxima of x (POOL_MAX_R: the
-         * R-operator of max pooling)  (=, ng_conv_gather_count elements). out overlaps no input. */
+         * R-operator of max pooling)  (=, ng_conv_gather_count elements). out overlaps no input.
+         * AUGMENT with step_dev non-NULL (device memory, 2 words, as gibbs_sample's): the Philox
+         * step is step_dev[0] + step, read on the device (a captured CUDA graph replays with the
+         * current count), and after the op step_dev[0] += advance (step_dev[1]: the CUDA kernel's
+         * block ticket, 0 between launches). */
         struct {
             int mode;
             ng_conv_shape s;
@@ -356,6 +363,8 @@ typedef struct ng_op_args {
             float *out;
             int flip;
             uint64_t key, step, b0;
+            uint64_t *step_dev;
+            uint64_t advance;
         } conv_gather;
         /* The 1x1 whitening convolution (PRONG section 4.3: the pixels of a map are samples),
          * centering and channel mixing fused (ng_whiten1x1_elem): on maps x (n, c, p pixels),

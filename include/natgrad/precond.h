@@ -35,6 +35,12 @@ struct ng_precond_i {
     /* 1: the preconditioner reduces its own batch statistics across the ranks of p->dist.comm, so
      * its state stays identical on every rank of a data-parallel run (K-FAC, truncated Newton) */
     int data_parallel;
+    /* CUDA graphs (natgrad/train.h, --cuda-graph): a preconditioner with this slot is captured with
+     * the step: its observe and apply of update t queue device work only (or nothing), except for
+     * the updates t where this returns 1 (they read the host: PRONG's reparametrisation every T
+     * updates), which the trainer runs eagerly. What such an eager update rewrites must stay at the
+     * addresses the captured graphs read (in place). NULL: not captured (the identity is). */
+    int (*graph_eager)(const ng_precond *p, uint64_t t);
 };
 
 /* Data parallelism (natgrad/train.h): set by the trainer before each observe when the run has
