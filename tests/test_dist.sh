@@ -72,7 +72,7 @@ ALL+=(dist_np2_cnn_ngd dist_np3_cnn_ngd dist_np2_cnn_ngd_bn dist_np3_cnn_ngd_bn 
 # the sampled Fisher, --precond diag, kfac and full (the block "the sampled Fisher and Sohl-Dickstein's preconditioners")
 ALL+=(dist_np2_ngd_sampled dist_np3_ngd_sampled dist_np3_ngd_sampled_chunk dist_np2_ngd_sampled_bn dist_np3_ngd_sampled_bn
       dist_np2_diag_fisher dist_np3_diag_fisher dist_np3_diag_empirical dist_np3_diag_power1_first dist_np2_diag_phi
-      dist_np2_kfac_phi dist_np3_kfac_phi dist_np3_kfac_phi_paper_taus dist_np2_full dist_np3_full dist_np3_full_regularized_first
+      dist_np2_kfac_phi dist_np3_kfac_phi dist_np3_kfac_phi_paper_taus dist_np2_kfac_phi_owned_bitexact dist_np3_kfac_phi_owned_bitexact dist_np2_full dist_np3_full dist_np3_full_regularized_first
       dist_ngd_sampled_rerun_bitexact dist_diag_phi_resume_same dist_kfac_phi_resume_same dist_full_resume_same dist_refuse_cnn_tn_sampled)
 # batch norm on dense networks (the block "Batch norm on dense networks" below)
 ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
@@ -788,7 +788,8 @@ else fail dist_bad_overlap_cnn "exit $rc (want a message naming --comm-overlap)"
 #    differs by O(1). Drawing the metric's targets at the local column (col0 = 0) instead gives 0.29
 #    and 0.15 after 40 updates at --diag-power 0.5 (measured), so these bounds test the draws.
 #  - --precond kfac --phi-every 3 (phi = (A (x) G)^(1/2) theta): the factor statistics all-reduced as
-#    for --optimizer kfac, every rank computes the same square roots from them. 40 updates: 1e-5
+#    for --optimizer kfac, each layer's square roots computed by its owner rank and broadcast (byte
+#    for byte what every rank computes with NG_KFAC_REDUNDANT=1, below). 40 updates: 1e-5
 #    (1.4e-6, 1.2e-6; the paper's tau1, whose cases only rank 0 holds: 1.1e-6 on 3 ranks).
 #  - --precond full (dense Fisher from n Gauss-Newton products): each rank's G over its shard,
 #    weighted by its share, all-reduced before the eigendecomposition. --full-lambda 0.1, 20 updates:
@@ -826,6 +827,27 @@ for cfg in "np2_ngd_sampled 2 3e-4 ${T[*]} ${SD[*]}" "np3_ngd_sampled 3 3e-4 ${T
   only=; case $name in *regularized*) only='!full.' ;; esac
   cmp_params dist_$name s1_$name/net.ckpt sn_$name/net.ckpt "$tol" ${only:+"$only"}
   if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line${only:+; full.* not compared})"; else fail dist_$name "$cmp_line"; fi
+done
+# K-FAC's phi square roots: each layer's computed by its owner rank and broadcast (the owners of the
+# inverse refreshes); the redundant computation on every rank (NG_KFAC_REDUNDANT=1) must give the same
+# checkpoints byte for byte, with fewer collectives (no broadcasts of the roots)
+for cfg in "np2_kfac_phi 2" "np3_kfac_phi 3"; do
+  set -- $cfg; name=$1 np=$2
+  NG_KFAC_REDUNDANT=1 run red_$name "$np" "${T[@]}" --precond kfac --phi-every 3 --tau1 0.75 --steps 40 --out red_$name
+  r=1; why=""
+  if [ "$rc" != 0 ]; then why="exit $rc"
+  elif ! grep -q "NG_KFAC_REDUNDANT=1: every rank computes every layer's phi square roots" red_$name.err; then why="the redundant roots were not switched on"
+  elif [ ! -f sn_$name/net.ckpt ]; then why="no owned run sn_$name"
+  elif ! [ "$(ncoll sn_$name.err)" -gt "$(ncoll red_$name.err)" ] 2>/dev/null; then
+    why="the owned run made $(ncoll sn_$name.err) collectives, the redundant one $(ncoll red_$name.err) (no broadcasts?)"
+  else
+    r=0
+    for f in net.ckpt $(seq -f net.ckpt.rank%g 1 $((np - 1))); do
+      if ! cmp -s sn_$name/$f red_$name/$f; then r=1; why="$f differs between the owned and the redundant roots"; break; fi
+    done
+  fi
+  if [ "$r" = 0 ]; then pass "dist_${name}_owned_bitexact ($(ncoll sn_$name.err) against $(ncoll red_$name.err) collectives)"
+  else fail dist_${name}_owned_bitexact "$why"; show red_$name.err; fi
 done
 run samp_again 2 "${T[@]}" "${SD[@]}" --out samp_again
 if [ "$rc" = 0 ] && cmp -s sn_np2_ngd_sampled/net.ckpt samp_again/net.ckpt && cmp -s sn_np2_ngd_sampled/net.ckpt.rank1 samp_again/net.ckpt.rank1; then
