@@ -6,7 +6,9 @@
 # redundant ones (NG_KFAC_REDUNDANT=1); run-to-run bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
 # between the ranks' files and rank 0's resumes from .prev; mismatched or missing rank files refused);
 # resume from the model file on another number of ranks (3 -> 2 and 2 -> 1, with the warning);
-# a preconditioner without distributed statistics refused by name; a killed rank ends the job
+# the sampled Fisher (ngd --tn-fisher sampled, with and without +bn) and --precond diag, kfac and full
+# against one process (block "the sampled Fisher and Sohl-Dickstein's preconditioners"), cnn train's
+# sampled Fisher refused by name; a killed rank ends the job
 # (the last checkpoint stays readable); a stopped (hung) rank makes the others stop with a message
 # within --comm-timeout (both with the gradient in two overlapped buckets); the communicator's own
 # tests (build/tests/test_comm) on 2, 3 and 4 ranks, and
@@ -50,8 +52,8 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_np3_kfac_tridiag dist_np2_kfac_tridiag_owned_bitexact dist_np3_kfac_tridiag_owned_bitexact dist_np3_kfac_owned_bitexact
      dist_kfac_rerun_bitexact dist_kfac_resume_same
      dist_np2_ngd dist_np3_ngd dist_ngd_rerun_bitexact dist_ngd_resume_same dist_ncg-f_resume_same dist_np2_ngd-l dist_np2_ncg-l dist_np2_ncg-f dist_np2_hf dist_np2_hf_hessian
-     dist_refuse_tn_sampled dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
-     dist_bad_timeout dist_refuse_diag
+     dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
+     dist_bad_timeout
      dist_rbm_np2_pcd_sgd dist_rbm_np3_pcd_sgd dist_rbm_np3_cd dist_rbm_np2_centering dist_rbm_np3_centering dist_rbm_np2_fang
      dist_rbm_np3_fang dist_rbm_np3_diag dist_rbm_rerun_bitexact dist_rbm_fang_resume_same dist_rbm_centering_resume_same
      dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
@@ -69,6 +71,11 @@ ALL+=(dist_np2_cnn_ngd dist_np3_cnn_ngd dist_np2_cnn_ngd_bn dist_np3_cnn_ngd_bn 
       dist_np2_cnn_ngd_emp_bn dist_np3_cnn_ngd_emp_bn dist_np2_cnn_hf_hess_bn dist_np3_cnn_hf_hess_bn dist_np3_cnn_ngd_sampled
       dist_np2_cnn_ngd_sampled_bn dist_np3_cnn_ngd_sampled_bn dist_cnn_tn_hessian_nobn dist_cnn_bn_ranks_np2
       dist_cnn_bn_ranks_np3)
+# the sampled Fisher, --precond diag, kfac and full (the block "the sampled Fisher and Sohl-Dickstein's preconditioners")
+ALL+=(dist_np2_ngd_sampled dist_np3_ngd_sampled dist_np3_ngd_sampled_chunk dist_np2_ngd_sampled_bn dist_np3_ngd_sampled_bn
+      dist_np2_diag_fisher dist_np3_diag_fisher dist_np3_diag_empirical dist_np3_diag_power1_first dist_np2_diag_phi
+      dist_np2_kfac_phi dist_np3_kfac_phi dist_np3_kfac_phi_paper_taus dist_np2_kfac_phi_owned_bitexact dist_np3_kfac_phi_owned_bitexact dist_np2_full dist_np3_full dist_np3_full_regularized_first
+      dist_ngd_sampled_rerun_bitexact dist_diag_phi_resume_same dist_kfac_phi_resume_same dist_full_resume_same)
 # batch norm on dense networks (the block "Batch norm on dense networks" below)
 ALL+=(dist_np2_nag_bn dist_np3_nag_bn dist_np3_sgd_bn dist_np2_prong_plus_canonical dist_np3_prong_plus_canonical
       dist_np3_prong_plus_whitened dist_bn_resume_same dist_np2_ngd_bn dist_np3_ngd_bn dist_np2_ngd-l_bn dist_np3_hf_bn dist_np2_ngd_emp_bn dist_np2_hf_hess_bn dist_np3_hf_hess_bn
@@ -269,9 +276,6 @@ else
   elif ! why=$(same_state hh hh_long 2 tn.); then fail dist_np2_hf_hessian "after 8 updates: $why"
   else close dist_np2_hf_hessian hh_one/net.ckpt hh_two/net.ckpt 1e-3; fi
 fi
-run tnsampled 2 "${T[@]}" --optimizer ngd --tn-fisher sampled --steps 2 --out tnsampled
-if [ "$rc" != 0 ] && grep -q -- "--tn-fisher sampled does not run on 2 ranks" tnsampled.err; then pass dist_refuse_tn_sampled
-else fail dist_refuse_tn_sampled "exit $rc"; show tnsampled.err; fi
 
 # ---- run to run --------------------------------------------------------------------------------
 run again_nag 2 "${T[@]}" --optimizer nag --steps 40 --out again_nag
@@ -319,9 +323,6 @@ else fail dist_resume_2to1 "exit $rc (expected a one-rank checkpoint at t = 60)"
 run badtimeout 1 "${T[@]}" --steps 5 --out badtimeout --comm-timeout 0
 if [ "$rc" = 2 ] && grep -q -- "--comm-timeout 0: must be > 0" badtimeout.err; then pass dist_bad_timeout
 else fail dist_bad_timeout "exit $rc, want 2 naming --comm-timeout"; show badtimeout.err; fi
-run diag 2 "${T[@]}" --precond diag --steps 5 --out diag
-if [ "$rc" != 0 ] && grep -q "preconditioner diag does not run on 2 ranks" diag.err; then pass dist_refuse_diag
-else fail dist_refuse_diag "exit $rc"; show diag.err; fi
 
 # ---- RBMs (rbm train) ----------------------------------------------------------------------------
 # 16 visible x 6 hidden on bars and stripes, global batch 10 (3 ranks: 3/3/4 columns) and 7 PCD
@@ -612,7 +613,8 @@ else fail dist_refuse_bn_prong_ns_chunk "exit $rc (want a failure naming --chunk
 # the synchronisation itself (tests/test_net_bn_ranks.c): uneven shards of 13 cases (3/10, 1/4/8),
 # the share-weighted gradients summed against the one-process gradient, the running averages
 # (inference outputs) against one process and bit-identical on every rank, J v and G v against one
-# process, the empirical F v and H v against one process, the sampled F v and a shard over the chunk refused
+# process, the empirical and sampled F v (targets drawn by global column; also without bn, chunked)
+# and H v against one process, the sampled backward pass and a shard over the chunk refused
 for np in 2 3; do ctest_ranks dist_net_bn_ranks_np$np "$absbuild/tests/test_net_bn_ranks" $np nbr$np.out '^  rank 0'; done
 
 # cnn train: global batch 12 in one pass (--chunk 12; shards 6/6 and 4/4/4), 10 updates of SGD with
@@ -694,9 +696,7 @@ done
 # the bn layer holds amplified noise: 7e-4); NGD on the sampled Fisher, 15 updates: no bn 9.0e-7 /
 # 9.0e-7, bound 1e-5; bn 1.8e-5 / 1.6e-5, bound 2e-4. What they catch (measured): the sampled targets
 # drawn by the rank's column (col0 = the chunk offset) 6.0 / 5.6 without bn, 0.78 / 0.32 with; H v's
-# mean(xhat R{x}) left per rank 0.30 / 0.47. Truncated Newton itself refuses --tn-fisher sampled on
-# several ranks where its draws are not yet per global case (host/optim/tnewton.c): the sampled
-# cases are then skipped with its message.
+# mean(xhat R{x}) left per rank 0.30 / 0.47.
 for cfg in "np2_cnn_ngd_emp_bn 2 15 1e-3 --optimizer ngd --tn-fisher empirical --layers c4-bn-relu-mp2-d3" \
            "np3_cnn_ngd_emp_bn 3 15 1e-3 --optimizer ngd --tn-fisher empirical --layers c4-bn-relu-mp2-d3" \
            "np2_cnn_hf_hess_bn 2 3 3e-4 --optimizer hf --curvature hessian --layers c4-bn-relu-mp2-d3" \
@@ -708,8 +708,6 @@ for cfg in "np2_cnn_ngd_emp_bn 2 15 1e-3 --optimizer ngd --tn-fisher empirical -
   run c1_$name 1 "${CT[@]}" --steps $steps "$@" --out c1_$name
   if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show c1_$name.err; continue; fi
   run cn_$name $np "${CT[@]}" --steps $steps "$@" --out cn_$name
-  if [ "$rc" != 0 ] && grep -q -- "--tn-fisher sampled does not run on $np ranks" cn_$name.err; then
-    skip dist_$name "truncated Newton refuses it: $(grep -m1 -o -- '--tn-fisher sampled does not run.*' cn_$name.err)"; continue; fi
   if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show cn_$name.err; continue; fi
   if ! why=$(same_rank_state $name cn_$name/cnn.ckpt $np tn.); then fail dist_$name "$why"; continue; fi
   cmp_params dist_$name c1_$name/cnn.ckpt cn_$name/cnn.ckpt $tol --floor 1e-2
@@ -809,6 +807,104 @@ done
 run badcov 1 "${CO[@]}" --layers c4-relu-mp2-d3 --steps 2 --out badcov --comm-overlap 3
 if [ "$rc" != 0 ] && grep -q -- "--comm-overlap 3: must be 0" badcov.err; then pass dist_bad_overlap_cnn
 else fail dist_bad_overlap_cnn "exit $rc (want a message naming --comm-overlap)"; show badcov.err; fi
+
+# ---- the sampled Fisher and Sohl-Dickstein's preconditioners ------------------------------------
+# Targets sampled from the model are drawn by the case's column in the global batch (the Philox
+# column of sample_targets: col0 = the shard's first case + the chunk's offset), so N ranks draw for
+# their cases exactly what one process draws, whatever the shards and --chunk. Bounds are relative
+# over the model and the optimizer state (cmp_params: --all), about 10x the measured (in brackets:
+# 2 ranks, 3 ranks), and every rank's preconditioner state is bit-identical to rank 0's:
+#  - ngd --tn-fisher sampled, 5 updates: every F v is the share-weighted sum of the ranks' products,
+#    as the exact Fisher's (block "truncated Newton"). 3e-4 (7.1e-6, 8.8e-6; --chunk 2 with 2 draws
+#    per case 3.0e-5; the model alone 2.9e-6, 3.9e-6 and 1.2e-5; 1.9e-4 after 20 updates: the sampled
+#    Fisher of 10 cases has low rank and CG amplifies the split sums' rounding, as the empirical
+#    Fisher's, block "Batch norm on dense networks"). With +bn layers (synchronised passes) 2e-5
+#    (1.6e-6, 1.4e-6).
+#  - --precond diag (Sohl-Dickstein eq. 34): each rank's mean of squared per-case gradients over its
+#    shard, weighted by its share, all-reduced; the Fisher metric's targets drawn by global column.
+#    --diag-power 0.5, 40 updates: 1e-5 (7.7e-7, 7.8e-7); the empirical metric 5e-5 (3 ranks: 5.0e-6,
+#    in nag's velocity); in phi (--phi-every 3, sgd --lr 0.01) 2e-5 (1.3e-6). At --diag-power 1 and
+#    --lr 0.05 the run is chaotic (update norms of 2 to 14 per step: gradients divided by their
+#    squares near 0 + 1e-4), so only its first update: 5e-6 (3 ranks: 2.8e-7); after 40 updates it
+#    differs by O(1). Drawing the metric's targets at the local column (col0 = 0) instead gives 0.29
+#    and 0.15 after 40 updates at --diag-power 0.5 (measured), so these bounds test the draws.
+#  - --precond kfac --phi-every 3 (phi = (A (x) G)^(1/2) theta): the factor statistics all-reduced as
+#    for --optimizer kfac, each layer's square roots computed by its owner rank and broadcast (byte
+#    for byte what every rank computes with NG_KFAC_REDUNDANT=1, below). 40 updates: 1e-5
+#    (1.4e-6, 1.2e-6; the paper's tau1, whose cases only rank 0 holds: 1.1e-6 on 3 ranks).
+#  - --precond full (dense Fisher from n Gauss-Newton products): each rank's G over its shard,
+#    weighted by its share, all-reduced before the eigendecomposition. --full-lambda 0.1, 20 updates:
+#    2e-5 (2.3e-6, 1.6e-6; one process with --chunk 3 differs from one process by 2.5e-6). The
+#    regularised inverse's first update: 1e-5 on the model and sgd's state (7.2e-7 on 3 ranks), not on
+#    full.S / full.Sinv: h = sqrt(g / (g^2 + lambda^2)) has an infinite slope at eigenvalues g = 0, so
+#    they move by 0.86 and 6.4e-4 on 3 ranks, and by 0.80 and 6.0e-4 in one process with --chunk 3.
+#    At the default --full-lambda 1e-3, (G + lambda I)^-1/2 amplifies the rounding of G: the first
+#    update differs by 1.8e-4 on 2 ranks, and by 2.0e-4 in one process with --chunk 3 against 10.
+# Rerun and resume (13 + the rest, between the metric's refreshes) on the same ranks are bit for bit.
+# Still refused on several ranks: --tn-fisher sampled of cnn train (its conv net draws by the shard's
+# column).
+SD=(--steps 5 --optimizer ngd --lr 1 --tn-fisher sampled)
+for cfg in "np2_ngd_sampled 2 3e-4 ${T[*]} ${SD[*]}" "np3_ngd_sampled 3 3e-4 ${T[*]} ${SD[*]}" \
+           "np3_ngd_sampled_chunk 3 3e-4 ${T[*]} ${SD[*]} --chunk 2 --tn-fisher-samples 2" \
+           "np2_ngd_sampled_bn 2 2e-5 ${BN[*]} ${SD[*]}" "np3_ngd_sampled_bn 3 2e-5 ${BN[*]} ${SD[*]}" \
+           "np2_diag_fisher 2 1e-5 ${T[*]} --precond diag --diag-power 0.5 --steps 40" \
+           "np3_diag_fisher 3 1e-5 ${T[*]} --precond diag --diag-power 0.5 --steps 40" \
+           "np3_diag_empirical 3 5e-5 ${T[*]} --precond diag --diag-metric empirical --diag-power 0.5 --steps 40" \
+           "np3_diag_power1_first 3 5e-6 ${T[*]} --precond diag --steps 1" \
+           "np2_diag_phi 2 2e-5 ${T[*]} --optimizer sgd --lr 0.01 --precond diag --diag-power 0.5 --phi-every 3 --steps 40" \
+           "np2_kfac_phi 2 1e-5 ${T[*]} --precond kfac --phi-every 3 --tau1 0.75 --steps 40" \
+           "np3_kfac_phi 3 1e-5 ${T[*]} --precond kfac --phi-every 3 --tau1 0.75 --steps 40" \
+           "np3_kfac_phi_paper_taus 3 1e-5 ${T[*]} --precond kfac --phi-every 3 --steps 40" \
+           "np2_full 2 2e-5 ${T[*]} --precond full --phi-every 3 --full-lambda 0.1 --steps 20" \
+           "np3_full 3 2e-5 ${T[*]} --precond full --phi-every 3 --full-lambda 0.1 --steps 20" \
+           "np3_full_regularized_first 3 1e-5 ${T[*]} --optimizer sgd --precond full --phi-every 3 --full-lambda 0.1 --full-inverse regularized --steps 1"; do
+  set -- $cfg; name=$1 np=$2 tol=$3; shift 3
+  case " $* " in *" --tn-fisher sampled "*) pre=tn. ;; *" diag "*) pre=diag. ;; *" kfac "*) pre=kfac. ;; *) pre=full. ;; esac
+  run s1_$name 1 "$@" --out s1_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "one-process run failed (exit $rc)"; show s1_$name.err; continue; fi
+  run sn_$name "$np" "$@" --out sn_$name
+  if [ "$rc" != 0 ]; then fail dist_$name "mpirun -np $np exit $rc"; show sn_$name.err; continue; fi
+  if ! why=$(same_rank_state $name sn_$name/net.ckpt "$np" $pre); then fail dist_$name "$why"; continue; fi
+  only=; case $name in *regularized*) only='!full.' ;; esac
+  cmp_params dist_$name s1_$name/net.ckpt sn_$name/net.ckpt "$tol" ${only:+"$only"}
+  if [ "$cmp_ok" = 0 ]; then pass "dist_$name ($cmp_line${only:+; full.* not compared})"; else fail dist_$name "$cmp_line"; fi
+done
+# K-FAC's phi square roots: each layer's computed by its owner rank and broadcast (the owners of the
+# inverse refreshes); the redundant computation on every rank (NG_KFAC_REDUNDANT=1) must give the same
+# checkpoints byte for byte, with fewer collectives (no broadcasts of the roots)
+for cfg in "np2_kfac_phi 2" "np3_kfac_phi 3"; do
+  set -- $cfg; name=$1 np=$2
+  NG_KFAC_REDUNDANT=1 run red_$name "$np" "${T[@]}" --precond kfac --phi-every 3 --tau1 0.75 --steps 40 --out red_$name
+  r=1; why=""
+  if [ "$rc" != 0 ]; then why="exit $rc"
+  elif ! grep -q "NG_KFAC_REDUNDANT=1: every rank computes every layer's phi square roots" red_$name.err; then why="the redundant roots were not switched on"
+  elif [ ! -f sn_$name/net.ckpt ]; then why="no owned run sn_$name"
+  elif ! [ "$(ncoll sn_$name.err)" -gt "$(ncoll red_$name.err)" ] 2>/dev/null; then
+    why="the owned run made $(ncoll sn_$name.err) collectives, the redundant one $(ncoll red_$name.err) (no broadcasts?)"
+  else
+    r=0
+    for f in net.ckpt $(seq -f net.ckpt.rank%g 1 $((np - 1))); do
+      if ! cmp -s sn_$name/$f red_$name/$f; then r=1; why="$f differs between the owned and the redundant roots"; break; fi
+    done
+  fi
+  if [ "$r" = 0 ]; then pass "dist_${name}_owned_bitexact ($(ncoll sn_$name.err) against $(ncoll red_$name.err) collectives)"
+  else fail dist_${name}_owned_bitexact "$why"; show red_$name.err; fi
+done
+run samp_again 2 "${T[@]}" "${SD[@]}" --out samp_again
+if [ "$rc" = 0 ] && cmp -s sn_np2_ngd_sampled/net.ckpt samp_again/net.ckpt && cmp -s sn_np2_ngd_sampled/net.ckpt.rank1 samp_again/net.ckpt.rank1; then
+  pass dist_ngd_sampled_rerun_bitexact
+else fail dist_ngd_sampled_rerun_bitexact "exit $rc; two sampled-Fisher NGD runs on 2 ranks wrote different checkpoints"; show samp_again.err; fi
+# resumed on the same 2 ranks between refreshes of the metric (phi: every 3 updates; updates 0-12 then 13-39)
+for cfg in "diag_phi np2_diag_phi 40 ${T[*]} --optimizer sgd --lr 0.01 --precond diag --diag-power 0.5 --phi-every 3" \
+           "kfac_phi np2_kfac_phi 40 ${T[*]} --precond kfac --phi-every 3 --tau1 0.75" \
+           "full np2_full 20 ${T[*]} --precond full --phi-every 3 --full-lambda 0.1"; do
+  set -- $cfg; name=$1 full=sn_$2 steps=$3; shift 3
+  run rh_$name 2 "$@" --steps 13 --out rs_$name
+  run rr_$name 2 "${R[@]}" --resume rs_$name/net.ckpt --steps $steps --out rs_$name
+  if [ "$rc" = 0 ] && cmp -s $full/net.ckpt rs_$name/net.ckpt && cmp -s $full/net.ckpt.rank1 rs_$name/net.ckpt.rank1; then
+    pass dist_${name}_resume_same
+  else fail dist_${name}_resume_same "exit $rc; 13 + $((steps - 13)) updates on 2 ranks differ from $steps in one go"; show rr_$name.err; fi
+done
 
 # ---- failures ----------------------------------------------------------------------------------
 # LONG: a run that does not end by itself; every rank writes its pid for the test to signal

@@ -1133,10 +1133,10 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
 }
 
 /* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
- * and the backward pass reduce their batch sums (bn_sync_project), so the empirical F v (per-case
- * residuals of the data's targets, then that synchronised backward pass) is exact too; H v's
- * second-order terms, the sampled F v and the sampled backward pass (targets drawn by this rank's
- * column, not the global one) and the per-case layer statistics are not, so they are refused. */
+ * and the backward pass reduce their batch sums (bn_sync_project), so the empirical and the sampled
+ * F v (per-case residuals of the data's targets or of targets drawn by global column, ng_net_fvp_at,
+ * then that synchronised backward pass) are exact too; the sampled backward pass's per-case layer
+ * statistics are not reduced, so it is refused. */
 static ng_status no_dist_bn(const net *n, const char *what, const char *why) {
     if (dist_bn(n))
         return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (%s); drop +bn or run as "
@@ -1322,15 +1322,13 @@ static ng_status residual(net *n, const float *t, int ldt, int cols, float scale
     return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0, 0.0f);
 }
 
-static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
-                             ng_tensor *out) {
+static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0,
+                             const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L, s, S;
     float scale;
     NG_TRY(no_canonical(n, "F v"));
     if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
-    if (mode == NG_FISHER_SAMPLED) /* ng_net_fvp has no col0: the draws would not be those of one process */
-        NG_TRY(no_dist_bn(n, "sampled F v", "its targets are drawn by this rank's column, not the global batch's"));
     if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "network F v: %d samples (>= 1)", samples);
@@ -1347,8 +1345,9 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
             const float *t;
             int ldt;
             if (mode == NG_FISHER_SAMPLED) {
-                /* each case's draw depends on its index in the batch, not on the chunking */
-                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0));
+                /* draw s of a case is uniform (step + s 1000003, col0 + its column): it depends on the
+                 * case's position in the global batch, not on the chunking or the shard */
+                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u, col0 + (uint64_t)c0));
                 t = n->T.data;
                 ldt = n->T.ld;
             } else {
@@ -1368,10 +1367,15 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
 /* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
 ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
                      ng_tensor *out) {
+    return ng_net_fvp_at(m, mode, samples, key, step, 0, v, out);
+}
+
+ng_status ng_net_fvp_at(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0, const ng_tensor *v,
+                        ng_tensor *out) {
     int saved;
     ng_status s, e;
     NG_TRY(ng_fp32_begin(m->be, &saved));
-    s = net_fvp_fp(m, mode, samples, key, step, v, out);
+    s = net_fvp_fp(m, mode, samples, key, step, col0, v, out);
     e = ng_fp32_end(m->be, saved);
     return s != NG_OK ? s : e;
 }

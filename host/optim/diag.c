@@ -96,20 +96,25 @@ static ng_status square(ng_backend *be, int rows, int cols, const float *x, int 
     return ng_run_op(be, &o);
 }
 
-/* d for a network: mean squared per-case gradients (data targets, or targets sampled at step t) */
+/* d for a network: mean squared per-case gradients (data targets, or targets sampled at step t).
+ * Several ranks: the model's batch is this rank's shard, columns [lo, hi) of the global batch; the
+ * targets are drawn by global column (col0 = lo: what one process draws for those cases) and the
+ * shard's mean, weighted by the shard's share, is summed over the ranks (the global mean). */
 static ng_status net_diag(ng_precond *p, diag *k, ng_model *m, uint64_t t) {
     ng_tensor a0;
-    int cases;
+    int cases, dist = p->dist.comm && p->dist.comm->world > 1;
     NG_TRY(ng_model_statistic(m, "a0", &a0));
     cases = a0.cols;
     NG_TRY(ensure_scratch(p->be, k, ng_tn_hf_scratch_floats(m, cases)));
     if (k->cfg.metric == NG_DIAG_FISHER)
-        NG_TRY(ng_net_backward_sampled(m, ng_rng_stream_key(k->cfg.seed, NG_RNG_DIAG_TARGETS), t));
+        NG_TRY(ng_net_backward_sampled_at(m, ng_rng_stream_key(k->cfg.seed, NG_RNG_DIAG_TARGETS), t, dist ? (uint64_t)p->dist.lo : 0));
     NG_TRY(ng_tn_hf_diagonal_ws(m, 1.0, 1.0, k->d, k->tmp, k->minv, k->scratch));
     /* the sampled backward pass leaves dL/dz unscaled by 1/m, so the diagonal came out m^2 times
      * the mean of the squares */
     if (k->cfg.metric == NG_DIAG_FISHER) NG_TRY(ng_scal(p->be, k->n, (float)(1.0 / ((double)cases * cases)), k->d));
-    return NG_OK;
+    if (!dist) return NG_OK;
+    NG_TRY(ng_scal(p->be, k->n, (float)((double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch), k->d));
+    return ng_comm_allreduce(p->dist.comm, p->be, NG_F32, k->d, k->n, "the diagonal metric");
 }
 
 /* d for an RBM over the columns of V (nv, c) and H = p(h | V) (nh, c): second moments of the
@@ -321,16 +326,9 @@ static void diag_destroy(ng_precond *p) {
     free(k);
 }
 
+/* data_parallel: on several ranks rbm_diag all-reduces an RBM's moments and net_diag a network's
+ * shard-weighted mean squares, so the metric (and avg, scale) is the same on every rank */
 static const struct ng_precond_i diag_iface = {
-    .name = "diag",
-    .apply = diag_apply,
-    .save = diag_save,
-    .load = diag_load,
-    .destroy = diag_destroy,
-};
-/* The same for an RBM, whose moments rbm_diag all-reduces across ranks (a network's per-case
- * squares are not reduced: it stays one-process, diag_iface). */
-static const struct ng_precond_i diag_rbm_iface = {
     .name = "diag",
     .apply = diag_apply,
     .save = diag_save,
@@ -338,7 +336,7 @@ static const struct ng_precond_i diag_rbm_iface = {
     .destroy = diag_destroy,
     .data_parallel = 1,
 };
-static int is_diag(const ng_precond *p) { return p && (p->iface == &diag_iface || p->iface == &diag_rbm_iface); }
+static int is_diag(const ng_precond *p) { return p && p->iface == &diag_iface; }
 
 ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config *cfg, ng_precond **out) {
     ng_precond *p;
@@ -372,7 +370,7 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
         free(k);
         return ng_error(NG_ERR_OOM, "diag: out of host memory");
     }
-    p->iface = is_net ? &diag_iface : &diag_rbm_iface;
+    p->iface = &diag_iface;
     p->be = be;
     p->impl = k;
     ng_arena_begin(&p->state, be, "diag");

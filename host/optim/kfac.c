@@ -1081,66 +1081,100 @@ static ng_status snapshot(kfac *k, ng_backend *be) {
 
 /* ---- natural parameter space ---------------------------------------------------------------- */
 
-/* phi_refresh with the 2L eigendecompositions in one ng_syevd_batched call (float32): each damped
- * factor is written into its inverse root's buffer (SAi, SGi) and decomposed there, the eigenvalues
- * into the first n elements of its root's buffer (SA, SG); then, per factor, E and the eigenvalues
- * go to X and w1 and sqrt_pair's second half runs as before, so every result is what sqrt_pair
- * gives (bit-identical on the CPU, whose batched problems are each a one-thread ssyevd). A factor
- * whose float32 eigendecomposition failed goes through sqrt_pair itself (its float64 retry). */
-static ng_status phi_refresh_batched(kfac *k, ng_backend *be) {
+/* phi_refresh with the eigendecompositions of the layers this rank computes (me < 0: all) in one
+ * ng_syevd_batched call (float32): each damped factor is written into its inverse root's buffer
+ * (SAi, SGi) and decomposed there, the eigenvalues into the first n elements of its root's buffer
+ * (SA, SG); then, per factor, E and the eigenvalues go to X and w1 and sqrt_pair's second half runs
+ * as before, so every result is what sqrt_pair gives (bit-identical on the CPU, whose batched
+ * problems are each a one-thread ssyevd). A factor whose float32 eigendecomposition failed goes
+ * through sqrt_pair itself (its float64 retry); *bad = the layer that failed there too (0: none). */
+static ng_status phi_refresh_batched(kfac *k, ng_backend *be, int me, int *bad) {
     ng_eig_problem p[2 * LMAX];
     double shift[2 * LMAX];
-    int l, j, fail = 0, L = k->L;
+    int lay[2 * LMAX], l, j, i, np = 0, fail = 0, L = k->L;
     rws *w = &k->ws;
     for (l = 1; l <= L; l++) {
         double pi;
+        if (me >= 0 && k->owner[l] != me) continue;
         NG_TRY(pi_of(k, w, &k->fac, be, l, &pi));
-        for (j = 0; j < 2; j++) {
-            ng_eig_problem *q = &p[2 * (l - 1) + j];
+        for (j = 0; j < 2; j++, np++) {
+            ng_eig_problem *q = &p[np];
             int n = j ? k->d[l] : na(k, l - 1);
-            shift[2 * (l - 1) + j] = j ? k->gamma / pi : pi * k->gamma;
+            lay[np] = l;
+            shift[np] = j ? k->gamma / pi : pi * k->gamma;
             q->n = n;
             q->lda = n;
             q->A = (j ? k->SGi : k->SAi)[l].data;
             q->w = (j ? k->SG : k->SA)[l].data;
-            NG_TRY(damped(be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, n, shift[2 * (l - 1) + j], (float *)q->A));
+            NG_TRY(damped(be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, n, shift[np], (float *)q->A));
         }
     }
-    NG_TRY(ng_syevd_batched(be, NG_F32, 2 * L, p));
-    for (l = 1; l <= L && !fail; l++)
-        for (j = 0; j < 2 && !fail; j++) {
-            ng_eig_problem *q = &p[2 * (l - 1) + j];
-            float *oh = (j ? k->SG : k->SA)[l].data, *oih = (j ? k->SGi : k->SAi)[l].data;
-            if (q->info) {
-                NG_TRY(sqrt_pair(w, be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, q->n, shift[2 * (l - 1) + j], oh, oih, &fail));
-                continue;
-            }
-            NG_TRY(ng_copy(be, w->X.data, q->A, (size_t)q->n * (size_t)q->n * sizeof(float)));
-            NG_TRY(ng_copy(be, w->w1.data, q->w, (size_t)q->n * sizeof(float)));
-            NG_TRY(sqrt_from_eig(w, be, q->n, shift[2 * (l - 1) + j], oh, oih));
+    *bad = 0;
+    if (np) NG_TRY(ng_syevd_batched(be, NG_F32, np, p));
+    for (i = 0; i < np && !fail; i++) {
+        ng_eig_problem *q = &p[i];
+        int side = i & 1; /* problems come in pairs per layer: A, then G */
+        float *oh = (side ? k->SG : k->SA)[lay[i]].data, *oih = (side ? k->SGi : k->SAi)[lay[i]].data;
+        if (q->info) {
+            NG_TRY(sqrt_pair(w, be, (side ? k->fac.G[lay[i]] : k->fac.A[lay[i] - 1]).data, q->n, shift[i], oh, oih, &fail));
+            if (fail) *bad = lay[i];
+            continue;
         }
-    if (fail)
-        return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
-                        "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l - 1);
-    k->phi_ready = 1;
+        NG_TRY(ng_copy(be, w->X.data, q->A, (size_t)q->n * (size_t)q->n * sizeof(float)));
+        NG_TRY(ng_copy(be, w->w1.data, q->w, (size_t)q->n * sizeof(float)));
+        NG_TRY(sqrt_from_eig(w, be, q->n, shift[i], oh, oih));
+    }
     return NG_OK;
 }
 
 /* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig; in float32
- * batched over the layers (phi_refresh_batched) */
+ * batched over the layers (phi_refresh_batched). On several ranks each layer's four roots are
+ * computed by its owner (assign_owners, as K-FAC's inverse refreshes: the factors are all-reduced, so
+ * every rank would compute the same) and broadcast; NG_KFAC_REDUNDANT=1 makes every rank compute every
+ * layer (tests/test_dist.sh checks both give the same bits). */
 static ng_status phi_refresh(kfac *k, ng_backend *be) {
-    int l, fail = 0;
+    const char *red = getenv("NG_KFAC_REDUNDANT");
+    int l, fail = 0, bad = 0, me = -1;
     double pi;
-    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be)) return phi_refresh_batched(k, be);
-    for (l = 1; l <= k->L; l++) {
-        int n1 = na(k, l - 1), n2 = k->d[l];
-        NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));
-        NG_TRY(sqrt_pair(&k->ws, be, k->fac.A[l - 1].data, n1, pi * k->gamma, k->SA[l].data, k->SAi[l].data, &fail));
-        if (!fail) NG_TRY(sqrt_pair(&k->ws, be, k->fac.G[l].data, n2, k->gamma / pi, k->SG[l].data, k->SGi[l].data, &fail));
-        if (fail)
-            return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
-                            "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l);
+    if (k->dist->comm && k->dist->comm->world > 1 && !(red && !strcmp(red, "1"))) {
+        assign_owners(k, k->dist->comm->world);
+        me = k->dist->comm->rank;
+    } else if (k->dist->comm && k->dist->comm->world > 1 && !k->redundant_noted) {
+        k->redundant_noted = 1;
+        if (k->dist->comm->rank == 0)
+            ng_log(NG_LOG_WARN, "kfac", "NG_KFAC_REDUNDANT=1: every rank computes every layer's phi square roots");
     }
+    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be)) {
+        NG_TRY(phi_refresh_batched(k, be, me, &bad));
+    } else {
+        for (l = 1; l <= k->L && !bad; l++) {
+            int n1 = na(k, l - 1), n2 = k->d[l];
+            if (me >= 0 && k->owner[l] != me) continue;
+            NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));
+            NG_TRY(sqrt_pair(&k->ws, be, k->fac.A[l - 1].data, n1, pi * k->gamma, k->SA[l].data, k->SAi[l].data, &fail));
+            if (!fail) NG_TRY(sqrt_pair(&k->ws, be, k->fac.G[l].data, n2, k->gamma / pi, k->SG[l].data, k->SGi[l].data, &fail));
+            if (fail) bad = l;
+        }
+    }
+    if (me >= 0) {
+        /* every rank learns whether a layer failed (all stop alike), else each layer's roots come
+         * from its owner */
+        double f = bad;
+        NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC phi status"));
+        if (f > 0.0 && !bad)
+            return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of a layer's damped factors "
+                            "failed on the rank that owns it (see its message)");
+        for (l = 1; l <= k->L && f == 0.0; l++) {
+            ng_tensor *t[] = {&k->SA[l], &k->SAi[l], &k->SG[l], &k->SGi[l]};
+            int j;
+            for (j = 0; j < 4; j++)
+                NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, t[j]->data, ng_tensor_count(t[j]), k->owner[l],
+                                     "the K-FAC phi square roots"));
+        }
+    }
+    if (bad)
+        return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
+                        "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", bad);
     k->phi_ready = 1;
     return NG_OK;
 }

@@ -181,7 +181,9 @@ typedef struct tn {
  * shard's share and summed over the ranks: the curvature products C v (CG / MINRES-QLP), h at
  * every trial point of the searches, h(theta) and HF's diagonal. All else (the solver's scalars,
  * the searches' decisions, rho, lambda) is computed from those sums and the all-reduced gradient,
- * so it is bit-identical on every rank. A separate metric stream (--metric separate | unlabeled)
+ * so it is bit-identical on every rank. The sampled Fisher draws each case's targets by its column
+ * in the global batch (ng_net_fvp_at with col0 = lo), so the ranks draw what one process draws. A
+ * separate metric stream (--metric separate | unlabeled)
  * is not sharded: every rank draws the same whole metric batch and its products need no sum. */
 static int dist_on(const tn *k) { return k->self->dist.comm && k->self->dist.comm->world > 1; }
 
@@ -409,8 +411,9 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
     if (k->is_cnn)
         return ng_cnn_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
-    if (k->cfg.fisher != NG_FISHER_EXACT)
-        return ng_net_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
+    if (k->cfg.fisher != NG_FISHER_EXACT) /* sampled targets drawn by the case's column in the global batch */
+        return ng_net_fvp_at(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now),
+                             dist_on(k) && !k->have_stream ? (uint64_t)k->self->dist.lo : 0, &tx, &ty);
     return ng_net_gvp(k->net, &tx, &ty);
 }
 
@@ -486,10 +489,6 @@ static ng_status tn_observe(ng_precond *p, ng_model *m, uint64_t t) {
     double r = 0.0;
     k->evals = 0;
     k->solve_s = k->search_s = 0.0;
-    if (dist_on(k) && k->cfg.fisher == NG_FISHER_SAMPLED && k->cfg.curvature != NG_TN_CURV_HESSIAN)
-        return ng_error(NG_ERR_UNSUPPORTED, "--tn-fisher sampled does not run on %d ranks (its sampled targets are drawn per chunk "
-                        "of each rank's shard, not per case of the global batch): use --tn-fisher exact or empirical",
-                        k->self->dist.comm->world);
     NG_TRY(m_batch_loss(k, m, &k->h0));
     NG_TRY(reduce_mean(k, &k->h0, "the objective"));
     if (k->cfg.eta > 0.0) {

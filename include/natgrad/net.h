@@ -132,9 +132,17 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols);
 ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
-/* F v with the given mode; sampled targets use stream (key, step .. step + samples - 1). */
+/* F v with the given mode. NG_FISHER_SAMPLED: draw s (0 .. samples - 1) of the case in column c of
+ * the batch takes the uniforms of (key, step + s 1000003) at Philox column c (sample_targets of
+ * natgrad/backend.h), whatever the chunking. */
 ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step,
                      const ng_tensor *v, ng_tensor *out);
+/* The same with the targets of case c drawn as those of case col0 + c of a larger batch: a
+ * data-parallel rank whose cases start at position col0 of the global batch draws what one process
+ * with the whole batch draws, so the shard-weighted sum of the ranks' sampled F v is one process's.
+ * With synchronised batch norm (ng_net_set_comm) the product runs through the synchronised passes. */
+ng_status ng_net_fvp_at(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0,
+                        const ng_tensor *v, ng_tensor *out);
 /* Backward pass of the current (single-chunk) batch with targets drawn from the model's
  * predictive distribution (stream key, step): statistics "g<l>" then hold per-case dL/dz_l. The
  * gradient arena is not touched. */

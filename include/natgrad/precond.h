@@ -33,7 +33,8 @@ struct ng_precond_i {
     ng_status (*load)(ng_precond *p, const ng_ckpt *c, int apply); /* as the model's */
     void (*destroy)(ng_precond *p);
     /* 1: the preconditioner reduces its own batch statistics across the ranks of p->dist.comm, so
-     * its state stays identical on every rank of a data-parallel run (K-FAC, truncated Newton) */
+     * its state stays identical on every rank of a data-parallel run (K-FAC, truncated Newton, PRONG,
+     * the diagonal metric, the full Fisher, centering, FANG) */
     int data_parallel;
     /* CUDA graphs (natgrad/train.h, --cuda-graph): a preconditioner with this slot is captured with
      * the step: its observe and apply of update t queue device work only (or nothing), except for

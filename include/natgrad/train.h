@@ -130,8 +130,8 @@ ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
  * ranks' files first. Resume on N ranks is bit-exact; on another number of ranks only the model
  * and the global data cursor are restored (the optimizer state restarts: not bit-exact).
  * Supported: the identity preconditioner (first-order rules sgd, nag, adam, rmsprop) and the
- * preconditioners with data_parallel = 1 (K-FAC, truncated Newton; for RBMs centering, FANG and the
- * diagonal metric), which the trainer hands their shard (ng_precond.dist) before each observe and
+ * preconditioners with data_parallel = 1 (K-FAC, also in the natural parameter space, truncated
+ * Newton, PRONG, the full Fisher, the diagonal metric; for RBMs also centering and FANG), which the trainer hands their shard (ng_precond.dist) before each observe and
  * which reduce their own batch statistics. A model with data_parallel = 1 (the RBM) gets its shard
  * in ng_model.dist before each gradient and reduces its own gradient (the trainer then does not);
  * its gather hook runs on every rank before a checkpoint (ng_trainer_save_ranks). */
