@@ -5,7 +5,7 @@
  * the CPU backend, which calls the same ng_math.h bodies, draws the same bits.
  * Each thread takes a group of 4 consecutive logical indices, which share one Philox4x32-10 block
  * (ng_philox_groups), so one Philox evaluation serves 4 elements. The step may be counted in device
- * memory (gibbs_sample's step_dev: a captured CUDA graph replays with the current count; the last
+ * memory (gibbs_sample's and bernoulli's step_dev: a captured CUDA graph replays with the current count; the last
  * block advances it, ng_last_block). Must not: use float atomics, allocate, or synchronize the host. */
 #include "ng_cuda.cuh"
 #include "ng_philox.cuh"
@@ -27,23 +27,6 @@ static __device__ __forceinline__ void gibbs_one(int r, int c, float u, const fl
     if (sample != NULL) sample[(size_t)r + (size_t)lds * (size_t)c] = s;
 }
 
-/* The step counted on the device (gibbs_sample's step_dev): every thread reads it before its block
- * takes a ticket, and the last block (ng_last_block) advances it, so every block draws from the same
- * step and the next launch on the stream sees the new count. NULL: 0, nothing to advance. */
-static __device__ __forceinline__ uint64_t step_dev_read(const uint64_t *step_dev) {
-    return step_dev != NULL ? *(const volatile uint64_t *)step_dev : 0u;
-}
-static __device__ __forceinline__ void step_dev_advance(uint64_t *step_dev, uint64_t base, uint64_t advance) {
-    if (step_dev != NULL) {
-        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
-        if (ng_last_block(ticket)) {
-            step_dev[0] = base + advance;
-            *ticket = 0u;
-            __threadfence();
-        }
-    }
-}
-
 /* Groups of logical indices 4g .. 4g+3 (< rows * cols). No __restrict__: pre may alias prob or
  * sample; each element is read before it is written, by one thread. */
 static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre, int ldp,
@@ -52,7 +35,7 @@ static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre,
                                            uint64_t key, uint64_t step, uint64_t *step_dev,
                                            uint64_t advance) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
-    const uint64_t step_base = step_dev_read(step_dev);
+    const uint64_t step_base = ng_step_dev_read(step_dev);
     step += step_base;
     ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
         int c = (int)(i0 / (uint64_t)rows);
@@ -66,7 +49,7 @@ static __global__ void gibbs_sample_kernel(int rows, int cols, const float *pre,
             }
         }
     });
-    step_dev_advance(step_dev, step_base, advance);
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* The same for the elements first .. of a larger chain array (first > 0: a data-parallel shard). */
@@ -76,28 +59,34 @@ static __global__ void gibbs_sample_at_kernel(int rows, int cols, const float *p
                                               uint64_t key, uint64_t step, uint64_t first,
                                               uint64_t *step_dev, uint64_t advance) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
-    const uint64_t step_base = step_dev_read(step_dev);
+    const uint64_t step_base = ng_step_dev_read(step_dev);
     step += step_base;
     ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) {
         int c = (int)(i / (uint64_t)rows);
         int r = (int)(i - (uint64_t)c * (uint64_t)rows);
         gibbs_one(r, c, u, pre, ldp, bias, beta, base, prob, ldq, sample, lds);
     });
-    step_dev_advance(step_dev, step_base, advance);
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* out[i] = [u(key, step, i) <= p[i]] over groups of 4 indices; p may alias out. */
 static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, uint64_t key,
-                                        uint64_t step) {
+                                        uint64_t step, uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
         int k;
         for (k = 0; k < count; k++) out[i0 + k] = ng_bernoulli_draw(p[i0 + k], ng_u4(u, k));
     });
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 static __global__ void bernoulli_at_kernel(uint64_t n, const float *p, float *out, uint64_t key,
-                                           uint64_t step, uint64_t first) {
+                                           uint64_t step, uint64_t first, uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) { out[i] = ng_bernoulli_draw(p[i], u); });
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* Groups touched by the elements first .. first + n - 1. */
@@ -125,14 +114,15 @@ extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, 
 }
 
 extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key,
-                                       uint64_t step, uint64_t first, void *stream) {
+                                       uint64_t step, uint64_t first, uint64_t *step_dev, uint64_t advance,
+                                       void *stream) {
     NG_NVTX_PUSH("bernoulli");
     if (first == 0)
         NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
-                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, step_dev, advance);
     else
         NG_LAUNCH(bernoulli_at_kernel, ng_grid_1d(groups_at(n, first), GIBBS_BLOCK), GIBBS_BLOCK, 0,
-                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first);
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first, step_dev, advance);
     NG_LAUNCH_CHECK("bernoulli");
     return NG_OK;
 }

@@ -59,6 +59,24 @@ static __device__ __forceinline__ int ng_last_block(unsigned int *ticket) {
     return atomicAdd(ticket, 1u) == gridDim.x - 1u;
 }
 
+/* A Philox step counted on the device (the step_dev of gibbs_sample, bernoulli, sample_targets):
+ * every thread reads it before its block takes a ticket, and the last block (ng_last_block)
+ * advances it, so every block draws from the same step and the next launch on the stream sees the
+ * new count. NULL: 0, nothing to advance. Call ng_step_dev_advance from every thread. */
+static __device__ __forceinline__ uint64_t ng_step_dev_read(const uint64_t *step_dev) {
+    return step_dev != NULL ? *(const volatile uint64_t *)step_dev : 0u;
+}
+static __device__ __forceinline__ void ng_step_dev_advance(uint64_t *step_dev, uint64_t base, uint64_t advance) {
+    if (step_dev != NULL) {
+        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
+        if (ng_last_block(ticket)) {
+            step_dev[0] = base + advance;
+            *ticket = 0u;
+            __threadfence();
+        }
+    }
+}
+
 /* Number of blocks of `block` threads covering n items, capped so the grid stays legal; kernels
  * use grid-stride loops so any cap is correct. */
 static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {
