@@ -44,7 +44,8 @@ typedef struct ng_diag_config {
     double lambda;     /* added to the diagonal before the power (1e-4) */
     double power;      /* exponent of the scaling, in (0, 1] (1) */
     double beta;       /* moving-average weight of past diagonals, in [0, 1) (0.95) */
-    int max_batch;     /* networks: the largest gradient batch (sizes the workspace) */
+    int max_batch;     /* the largest gradient batch (sizes the workspace at init; 0: at the first
+                        * update, which a CUDA graph then cannot capture) */
     uint64_t seed;     /* networks, NG_DIAG_FISHER: the sampled targets */
     int phi_every;     /* natural parameter space (section 1.4, 2.7, eq. 37): 0 = off; K >= 1: the
                         * metric is estimated only at updates t = 0, K, 2K, ... and held fixed in
