@@ -32,6 +32,7 @@
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
 #include "natgrad/rbm.h"
+#include "natgrad/recipes.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
@@ -536,7 +537,10 @@ static int test_graph_adam(void) {
  * host's Philox step must equal the eager run's. Logged updates run eagerly in between (the
  * monitor draws with its own host-indexed stream). */
 
-static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+/* with the preconditioner of `optimizer` (section (c'')): centering at rate 0.1, FANG refitting
+ * every 5 updates (tau 10), the diagonal metric `diag_metric` */
+static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize,
+                                  int optimizer, int diag_metric) {
     ng_rbm_config cfg;
     float mean[DIM];
     int i;
@@ -546,7 +550,11 @@ static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, 
     cfg.particles = 3;
     cfg.k = k;
     cfg.estimator = estimator;
-    cfg.optimizer = NG_RBM_OPT_SGD;
+    cfg.optimizer = (ng_rbm_optimizer)optimizer;
+    cfg.center_rate = 0.1f;
+    cfg.fang_refit_every = 5;
+    cfg.fang_tau = 10.0f;
+    cfg.diag_metric = diag_metric;
     cfg.lr = 0.1f;
     cfg.lr_gamma = lr_gamma;
     cfg.momentum = 0.5f;
@@ -560,6 +568,10 @@ static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, 
     NG_TRY(ng_rbm_trainer_init(&r->rt, &r->rbm, &cfg, g_x, NCASES, NULL));
     r->rt_ready = 1;
     return NG_OK;
+}
+
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+    return rbm_run_init_opt(r, be, estimator, k, lr_gamma, binarize, NG_RBM_OPT_SGD, NG_DIAG_ENERGY);
 }
 
 static void rbm_run_free(rbm_run *r) {
@@ -679,6 +691,240 @@ static int test_graph_rbm_resume(void) {
     rbm_run_free(&a);
     rbm_run_free(&c);
     return NGT_PASS;
+}
+
+/* ---- (c'') preconditioners inside the graph: centering, FANG, diag ------------------------------
+ * Each trainer runs eagerly (a) and with --cuda-graph (b) on the same data; after every update the
+ * parameters (and the RBM's particles and Philox step) and the preconditioner's whole state arena
+ * (centering's offsets; FANG's moments, Lambda_un, regressions and diagnostics; diag's average)
+ * must be identical bytes. The number of eager updates is exactly the updates that must be eager
+ * (update 0, logged ones, FANG's refits every 5), and replays must happen. */
+
+static int same_state(const char *what, const ng_precond *pa, const ng_precond *pb, uint64_t t) {
+    size_t n = pa->state.bytes, i;
+    unsigned char *ha, *hb;
+    int ok;
+    NGT_CHECK(n == pb->state.bytes, "%s: state arenas of %zu and %zu bytes", what, n, pb->state.bytes);
+    if (n == 0) return NGT_PASS;
+    ha = (unsigned char *)malloc(n);
+    hb = (unsigned char *)malloc(n);
+    NGT_CHECK(ha && hb, "out of memory");
+    NGT_OK(ng_get(g_cuda, ha, pa->state.base, n));
+    NGT_OK(ng_get(g_cuda, hb, pb->state.base, n));
+    if (strcmp(pa->iface->name, "fang") == 0) /* FANG's diagnostics hold the refits' wall-clock time (entry 3) */
+        for (i = 0; i < (size_t)pa->state.count; i++)
+            if (strcmp(pa->state.entries[i].name, "diag") == 0) {
+                memset(ha + pa->state.entries[i].offset + 3 * sizeof(float), 0, sizeof(float));
+                memset(hb + pa->state.entries[i].offset + 3 * sizeof(float), 0, sizeof(float));
+            }
+    ok = memcmp(ha, hb, n) == 0;
+    if (!ok) {
+        int e;
+        for (i = 0; i < n && ha[i] == hb[i]; i++) {
+        }
+        for (e = pa->state.count - 1; e > 0 && pa->state.entries[e].offset > i; e--) {
+        }
+        printf("  %s: after update %llu the %s state differs at byte %zu (tensor %s)\n", what, (unsigned long long)t,
+               pa->iface->name, i, pa->state.count ? pa->state.entries[e].name : "?");
+    }
+    free(ha);
+    free(hb);
+    NGT_CHECK(ok, "%s: preconditioner state after update %llu differs", what, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+/* updates a run must take eagerly: update 0, the logged ones, and (refit > 0) every refit-th */
+static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit) {
+    uint64_t t, n = 0;
+    for (t = from; t < to; t++)
+        n += t == 0 || (log_every && t % (uint64_t)log_every == 0) || (refit && t % (uint64_t)refit == 0);
+    return n;
+}
+
+static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, uint64_t steps, int log_every) {
+    rbm_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    const int refit = optimizer == NG_RBM_OPT_FANG ? 5 : 0;
+    NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
+        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
+        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (same_state(what, a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.rt.tr.graph.eager == want_eager(0, steps, log_every, refit), "%s: %llu eager updates, want %llu", what,
+              (unsigned long long)b.rt.tr.graph.eager, (unsigned long long)want_eager(0, steps, log_every, refit));
+    NGT_CHECK(b.rt.tr.graph.captures + b.rt.tr.graph.replays + b.rt.tr.graph.eager == steps, "%s: counts do not add up", what);
+    /* keys: the 2 batch buffers x {4, 2} columns */
+    NGT_CHECK(b.rt.tr.graph.captures >= 2 && b.rt.tr.graph.captures <= 8 && b.rt.tr.graph.replays > b.rt.tr.graph.captures,
+              "%s: %llu captures, %llu replays", what, (unsigned long long)b.rt.tr.graph.captures,
+              (unsigned long long)b.rt.tr.graph.replays);
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, particles, Philox step and %s state "
+           "identical\n", what, (unsigned long long)steps, (unsigned long long)b.rt.tr.graph.captures,
+           (unsigned long long)b.rt.tr.graph.replays, (unsigned long long)b.rt.tr.graph.eager, b.rt.pc->iface->name);
+    rbm_run_free(&a);
+    rbm_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_rbm_centering(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9);
+}
+static int test_graph_rbm_fang(void) { /* refits at 5, 10, ... eager; the updates between them replayed */
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9);
+}
+static int test_graph_rbm_diag_energy(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9);
+}
+static int test_graph_rbm_diag_fisher(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0);
+}
+
+/* A resumed run continues as a graph: 7 eager updates, a checkpoint, a fresh trainer loading it
+ * with graphs on (FANG: its device Philox step from run.t; diag: the average's weight), continued
+ * to 30 (FANG refits at 10, 15, ... inside the window) against an uninterrupted eager run. */
+static int test_graph_rbm_pc_resume(void) {
+    static const int opt[3] = {NG_RBM_OPT_CENTERING, NG_RBM_OPT_FANG, NG_RBM_OPT_DIAG};
+    static const char *const name[3] = {"rbm centering resumed", "rbm fang resumed", "rbm diag energy resumed"};
+    int i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < 3; i++) {
+        rbm_run a, b, c;
+        uint64_t t;
+        char path[256];
+        ng_ckpt *ck = NULL;
+        snprintf(path, sizeof path, "%s/natgrad_graph_pc_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        for (t = 0; t < 7; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        }
+        NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
+        rbm_run_free(&b);
+        NGT_OK(rbm_run_init_opt(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+        NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
+        ng_ckpt_free(ck);
+        remove(path);
+        NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
+        for (t = 7; t < 30; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
+            if (same_rbm(name[i], &a, &c, t) != NGT_PASS) return NGT_FAIL;
+            if (same_state(name[i], a.rt.pc, c.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(c.rt.tr.graph.replays > 0 && c.rt.tr.graph.eager == want_eager(7, 30, 0, opt[i] == NG_RBM_OPT_FANG ? 5 : 0),
+                  "%s: %llu replays, %llu eager", name[i], (unsigned long long)c.rt.tr.graph.replays,
+                  (unsigned long long)c.rt.tr.graph.eager);
+        printf("  %s at update 7: %llu captured, %llu replayed, %llu eager to update 30; identical\n", name[i],
+               (unsigned long long)c.rt.tr.graph.captures, (unsigned long long)c.rt.tr.graph.replays,
+               (unsigned long long)c.rt.tr.graph.eager);
+        rbm_run_free(&a);
+        rbm_run_free(&c);
+    }
+    return NGT_PASS;
+}
+
+/* The network trainer with the diagonal preconditioner (--precond diag): the Fisher metric (targets
+ * sampled at the Philox step counted on the device), the empirical Fisher, and phi mode (the rule in
+ * phi = G^(1/2) theta, G refreshed every 4 updates: two captures per batch key). */
+enum { PC_DIAG_FISHER, PC_DIAG_EMPIRICAL, PC_DIAG_PHI };
+static const char *const pc_name[] = {"net sgd + diag fisher", "net adam + diag empirical", "net sgd + diag fisher, phi every 4"};
+
+static ng_status run_init_diag(run *r, ng_backend *be, int kind) {
+    ng_diag_config dc;
+    ng_update *phi = NULL;
+    NG_TRY(run_init(r, be, kind == PC_DIAG_EMPIRICAL ? R_ADAM : R_SGD));
+    ng_precond_free(r->pc);
+    r->pc = NULL;
+    ng_diag_config_default(&dc);
+    dc.metric = kind == PC_DIAG_EMPIRICAL ? NG_DIAG_EMPIRICAL : NG_DIAG_FISHER;
+    dc.beta = 0.9;
+    dc.lambda = 1e-2;
+    dc.seed = 9;
+    dc.phi_every = kind == PC_DIAG_PHI ? 4 : 0;
+    dc.max_batch = BATCH; /* as net train sets it: the scratch exists before the first capture */
+    NG_TRY(ng_precond_diag_init(be, r->net, &dc, &r->pc));
+    if (kind == PC_DIAG_PHI) {
+        NG_TRY(ng_update_phi_init(be, r->net, r->upd, r->pc, &phi));
+        r->upd = phi;
+    }
+    return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+}
+
+static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int resume_at) {
+    run a, b;
+    uint64_t t, t0 = 0;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(run_init_diag(&a, g_cuda, kind));
+    NGT_OK(run_init_diag(&b, g_cuda, kind));
+    if (resume_at > 0) { /* b: eager to resume_at, saved, loaded into a fresh trainer with graphs */
+        char path[256];
+        ng_ckpt *ck = NULL;
+        snprintf(path, sizeof path, "%s/natgrad_graph_diag_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        for (t = 0; t < (uint64_t)resume_at; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
+        run_free(&b);
+        NGT_OK(run_init_diag(&b, g_cuda, kind));
+        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+        NGT_OK(ng_trainer_load(&b.tr, ck, NG_SAVE_ALL));
+        ng_ckpt_free(ck);
+        remove(path);
+        t0 = (uint64_t)resume_at;
+    }
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = t0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_params(pc_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (same_state(pc_name[kind], a.pc, b.pc, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.eager == want_eager(t0, steps, log_every, 0), "%s: %llu eager updates, want %llu", pc_name[kind],
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)want_eager(t0, steps, log_every, 0));
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
+                  b.tr.graph.replays > b.tr.graph.captures,
+              "%s: %llu captures, %llu replays", pc_name[kind], (unsigned long long)b.tr.graph.captures,
+              (unsigned long long)b.tr.graph.replays);
+    printf("  %s%s: updates %llu..%llu: %llu captured, %llu replayed, %llu eager; parameters and diag state identical\n",
+           pc_name[kind], resume_at ? " (resumed)" : "", (unsigned long long)t0, (unsigned long long)steps,
+           (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_net_diag_fisher(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0);
+}
+static int test_graph_net_diag_empirical(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0);
+}
+static int test_graph_net_diag_phi(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0);
+}
+static int test_graph_net_diag_resume(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 0, 7) == NGT_PASS ? net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 7)
+                                                                            : NGT_FAIL;
 }
 
 /* ---- refusals and capture failures ------------------------------------------------------------ */
@@ -894,6 +1140,15 @@ int main(void) {
     NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
     NGT_RUN(test_graph_rbm_cd);
     NGT_RUN(test_graph_rbm_resume);
+    NGT_RUN(test_graph_rbm_centering);
+    NGT_RUN(test_graph_rbm_fang);
+    NGT_RUN(test_graph_rbm_diag_energy);
+    NGT_RUN(test_graph_rbm_diag_fisher);
+    NGT_RUN(test_graph_rbm_pc_resume);
+    NGT_RUN(test_graph_net_diag_fisher);
+    NGT_RUN(test_graph_net_diag_empirical);
+    NGT_RUN(test_graph_net_diag_phi);
+    NGT_RUN(test_graph_net_diag_resume);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
