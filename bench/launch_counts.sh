@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # launch_counts.sh [BUILD]: device calls per update of the curves autoencoder (L = 12) under NAG
-# and of an RBM's PCD-1 update, eager and with --cuda-graph 1, as natgrad's profile counts them on
+# and of an RBM's PCD-1 update (SGD, and with centering, FANG and diag), eager and with
+# --cuda-graph 1, as natgrad's profile counts them on
 # the CUDA backend (make bench-launch-counts). It runs the emulated CUDA build of tests/test_graph
-# (test_counts_curves, test_counts_rbm), which asserts the counts against the formulas derived from
+# (test_counts_curves, test_counts_rbm, test_counts_rbm_precond), which asserts the counts against the formulas derived from
 # net.c (2L + 2 kernels, 3L - 1 cuBLAS calls, 2 copies; graph: 1 graph launch, 2 copies) and rbm.c
 # (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 4 copies; graph: 1 graph launch, 1 copy) and writes
 # them to CSV. The counts are exact
@@ -21,8 +22,9 @@ if [ ! -x "$bin" ]; then
 fi
 mkdir -p "$res"
 out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|test_counts_rbm|RESULT" || true)
-if ! grep -q "PASS test_counts_curves" <<<"$out" || ! grep -q "PASS test_counts_rbm" <<<"$out" || [ ! -s "$csv" ]; then
-  echo "launch_counts: test_counts_curves / test_counts_rbm did not pass:" >&2
+if ! grep -q "PASS test_counts_curves" <<<"$out" || ! grep -q "PASS test_counts_rbm$" <<<"$out" ||
+   ! grep -q "PASS test_counts_rbm_precond" <<<"$out" || [ ! -s "$csv" ]; then
+  echo "launch_counts: test_counts_curves / test_counts_rbm / test_counts_rbm_precond did not pass:" >&2
   echo "$out" >&2
   exit 1
 fi
@@ -31,8 +33,9 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 e = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("curves"))
 g = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("curves"))
-re_ = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("rbm"))
-rg = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("rbm"))
+re_ = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("rbm 6x5 PCD-1 SGD batch"))
+rg = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("rbm 6x5 PCD-1 SGD batch"))
+pcs = [r for r in rows if r["workload"].startswith("rbm 6x5 PCD-1 SGD + ")]
 n_e, n_g = float(e["host_api_calls"]), float(g["host_api_calls"])
 # The counts before the fusions of issue 13 (NAG as three axpby launches, the loss sums as two
 # gemv): measured by this script at commit d903967, the same network and update; kept here as the
@@ -85,6 +88,20 @@ with open(sys.argv[2], "w") as f:
     for r in (re_, rg):
         n = float(r["host_api_calls"])
         f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    f.write("\n## The RBM's update with a preconditioner (`rbm train --optimizer centering|fang|diag --cuda-graph 1`)\n\n"
+            "The same PCD-1 SGD update with each captured preconditioner (`test_counts_rbm_precond`, which asserts the eager\n"
+            "counts derived from precond.c, fang.c and diag.c and the graph counts): centering's offsets are device moving\n"
+            "averages, FANG's hidden samples draw at a Philox step counted on the device, and diag keeps its bias correction's\n"
+            "weight on the device, so one capture per batch shape replays every update. FANG refits every 5 updates here\n"
+            "(`--fang-refit-every`, 100 by default): a refit reads the host (the Cholesky factor's diagonal, the conditional\n"
+            "variances, its diagnostics) and runs eagerly with `--cuda-graph 1` too, the same calls as without it (last rows;\n"
+            "cuSOLVER's potrf and potri). sum_cols / sum_rows are cuBLAS gemv against a vector of ones; copies include the\n"
+            "device-to-device ones (FANG's [ga; gb] gather and scatter).\n\n")
+    f.write("| workload | mode | kernel launches | cuBLAS calls | cuSOLVER | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|\n")
+    for r in pcs:
+        n = float(r["host_api_calls"])
+        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['cusolver']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
 PY
 echo "launch_counts: wrote $md and $csv"
 cat "$md"

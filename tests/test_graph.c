@@ -16,6 +16,12 @@
  *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
  *       after a resume from a checkpoint; --binarize-train and models without graph_check are
  *       refused by name;
+ *   (c'') the preconditioners inside the graph: the RBM with centering, FANG (refitting every 5
+ *       updates: the refits run eagerly between replays) and the diagonal metric (energy, fisher),
+ *       the network with diag (Fisher with sampled targets, empirical Fisher, phi mode) equal the
+ *       eager runs bit for bit, parameters and the preconditioner's whole state, with the exact number
+ *       of eager updates and replays > 0, also resumed from a checkpoint; the device calls of an RBM
+ *       update with each (eager: derived from the code; graph: one graph launch and the upload);
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
@@ -46,6 +52,8 @@ typedef struct rbm_run { /* an RBM trainer (section (c')) */
     int ready, rt_ready;
 } rbm_run;
 static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize);
+static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize,
+                                  int optimizer, int diag_metric);
 static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
 
@@ -371,6 +379,95 @@ static int test_counts_rbm(void) {
         }
         fclose(f);
     }
+    return NGT_PASS;
+}
+
+/* Device calls of one RBM update (PCD-1, SGD) with each captured preconditioner, eager and as a
+ * graph, at update u (after u eager-or-graph updates): FANG refits every 5, so update 4 is a
+ * steady-state update and update 5 a refit, which runs eagerly even with graphs on (its Cholesky
+ * check and diagnostics read the host). A graph update is one graph launch and the batch upload,
+ * whatever the preconditioner. With NG_LAUNCH_COUNTS_CSV set the rows are appended to the CSV. */
+static int rbm_pc_counts(int optimizer, int metric, int graph, int u, double *calls) {
+    rbm_run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, k;
+    NGT_OK(rbm_run_init_opt(&r, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&r.rt.tr, 1));
+    for (k = 0; k < u; k++) NGT_OK(ng_trainer_step(&r.rt.tr, NULL));
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update((uint64_t)u + 1, 1);
+    NGT_OK(ng_trainer_step(&r.rt.tr, NULL));
+    ng_profile_update((uint64_t)u + 1, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (k = 0; k < NG_DEV_COUNT; k++) calls[k] = st->device_calls[k];
+    rbm_run_free(&r);
+    return NGT_PASS;
+}
+
+static int test_counts_rbm_precond(void) {
+    static const struct {
+        const char *name;
+        int optimizer, metric, u;
+        double kernels, cublas, copies; /* eager, derived from precond.c / fang.c / diag.c (see below) */
+    } w[] = {
+        /* PCD-1 SGD: 8 kernels, 10 cuBLAS, 4 copies (test_counts_rbm), plus: */
+        /* centering: observe 2 axpby; apply 2 rank-1 gemm + 2 gemv */
+        {"centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 4, 10, 14, 4},
+        /* FANG between refits (sum_cols / sum_rows are cuBLAS gemv against ones): statistics 1 bernoulli
+         * kernel, 2 sum_cols + 2 syrk + 1 gemm, 2 device copies; direction 1 fang_residual kernel, 1 gemv
+         * + 1 sum_rows + 1 sum_cols, 4 copies */
+        {"fang", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 4, 10, 18, 10},
+        /* diag energy: 2 squares, 1 gemm + 2 sum_cols; avg and wsum axpby, fill, axpby_dev, fill, pow, mul */
+        {"diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 4, 17, 13, 4},
+    };
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    FILE *f = NULL;
+    size_t i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (csv) NGT_CHECK((f = fopen(csv, "a")) != NULL, "cannot append to %s", csv);
+    for (i = 0; i < sizeof w / sizeof w[0] + 1; i++) {
+        const int refit = i == sizeof w / sizeof w[0]; /* last: FANG's refit update 5 */
+        const int opt = refit ? NG_RBM_OPT_FANG : w[i].optimizer, metric = refit ? NG_DIAG_ENERGY : w[i].metric;
+        const int u = refit ? 5 : w[i].u;
+        double e[NG_DEV_COUNT], g[NG_DEV_COUNT];
+        int mode;
+        if (rbm_pc_counts(opt, metric, 0, u, e) != NGT_PASS || rbm_pc_counts(opt, metric, 1, u, g) != NGT_PASS)
+            return NGT_FAIL;
+        if (refit) {
+            /* the refit update runs eagerly with graphs on too: the same calls */
+            NGT_CHECK(memcmp(e, g, sizeof e) == 0 && g[NG_DEV_GRAPH] == 0.0 && e[NG_DEV_SOLVER] > 0.0,
+                      "fang refit update: graph mode %g kernels, %g cuBLAS, %g cuSOLVER, %g graphs; eager %g, %g, %g",
+                      g[NG_DEV_KERNEL], g[NG_DEV_BLAS], g[NG_DEV_SOLVER], g[NG_DEV_GRAPH], e[NG_DEV_KERNEL],
+                      e[NG_DEV_BLAS], e[NG_DEV_SOLVER]);
+        } else {
+            NGT_CHECK(e[NG_DEV_KERNEL] == w[i].kernels && e[NG_DEV_BLAS] == w[i].cublas && e[NG_DEV_COPY] == w[i].copies &&
+                          e[NG_DEV_SOLVER] == 0.0 && e[NG_DEV_GRAPH] == 0.0,
+                      "rbm PCD-1 + %s, eager: %g kernels, %g cuBLAS, %g copies (want %g, %g, %g)", w[i].name,
+                      e[NG_DEV_KERNEL], e[NG_DEV_BLAS], e[NG_DEV_COPY], w[i].kernels, w[i].cublas, w[i].copies);
+            NGT_CHECK(g[NG_DEV_KERNEL] == 0.0 && g[NG_DEV_BLAS] == 0.0 && g[NG_DEV_COPY] == 1.0 && g[NG_DEV_GRAPH] == 1.0,
+                      "rbm PCD-1 + %s, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 1, 1)", w[i].name,
+                      g[NG_DEV_KERNEL], g[NG_DEV_BLAS], g[NG_DEV_COPY], g[NG_DEV_GRAPH]);
+        }
+        printf("  rbm PCD-1 + %s, update %d: eager %g kernels, %g cuBLAS, %g cuSOLVER, %g copies; graph mode %g graph "
+               "launches, %g kernels, %g copies\n", refit ? "fang (refit)" : w[i].name, u, e[NG_DEV_KERNEL],
+               e[NG_DEV_BLAS], e[NG_DEV_SOLVER], e[NG_DEV_COPY], g[NG_DEV_GRAPH], g[NG_DEV_KERNEL], g[NG_DEV_COPY]);
+        for (mode = 0; f && mode < 2; mode++) {
+            const double *c = mode ? g : e;
+            fprintf(f, "rbm 6x5 PCD-1 SGD + %s batch %d update %d,%s,%g,%g,%g,%g,%g,%g\n",
+                    refit ? "fang (refit)" : w[i].name, BATCH, u, mode ? "cuda-graph" : "eager", c[NG_DEV_KERNEL],
+                    c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+    }
+    if (f) fclose(f);
     return NGT_PASS;
 }
 
@@ -1129,6 +1226,7 @@ int main(void) {
     NGT_RUN(test_counts_nag_step);
     NGT_RUN(test_counts_curves);
     NGT_RUN(test_counts_rbm);
+    NGT_RUN(test_counts_rbm_precond);
     NGT_RUN(test_counts_weight_decay);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
