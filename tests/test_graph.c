@@ -1085,13 +1085,27 @@ static int test_graph_refusals(void) {
                   "model without graph_check: %s %s", ng_status_name(s), ng_last_error());
     }
     run_free(&r);
-    /* the RBM: binarised training data (a host-stepped draw), a preconditioner other than the identity */
+    /* the RBM: binarised training data (a host-stepped draw), a preconditioner without graph_key */
     {
         rbm_run rb;
+        struct ng_precond_i pi;
+        const struct ng_precond_i *real;
         NGT_OK(rbm_run_init(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 1));
         s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
         NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--binarize-train"), "rbm --binarize-train: %s %s",
                   ng_status_name(s), ng_last_error());
+        rbm_run_free(&rb);
+        NGT_OK(rbm_run_init_opt(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        real = rb.rt.pc->iface;
+        pi = *real;
+        pi.graph_key = NULL;
+        pi.name = "hostpc";
+        rb.rt.pc->iface = &pi;
+        s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
+        rb.rt.pc->iface = real;
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "preconditioner hostpc is not captured") &&
+                      strstr(ng_last_error(), "--cuda-graph 0"),
+                  "preconditioner without graph_key: %s %s", ng_status_name(s), ng_last_error());
         rbm_run_free(&rb);
     }
     return NGT_PASS;
@@ -1139,6 +1153,33 @@ static int test_graph_discarded_capture(void) {
             NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
             if (same_rbm("rbm after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
         }
+        rbm_run_free(&a);
+        rbm_run_free(&b);
+    }
+    { /* FANG: the mirror of its device Philox step goes back too; graphs on again after the failure */
+        rbm_run a, b;
+        NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        g_real_iface = b.rt.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.rt.upd->iface = &fake;
+        s = ng_trainer_step(&b.rt.tr, NULL); /* update 1: between refits, so captured, and the capture fails */
+        b.rt.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "fang: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        /* update 1 again: no graph yet, so a capture, which must not need to reset the device step */
+        for (t = 1; t < 14; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+            if (same_rbm("fang after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+            if (same_state("fang after a discarded capture", a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.rt.tr.graph.replays > 0, "fang: no replays after the discarded capture");
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
