@@ -72,7 +72,7 @@ typedef struct diag {
     void *dmem;
     uint64_t *step_dev;
     float *wsum, *one;
-    uint64_t t_dev;     /* host mirror of step_dev[0] (UINT64_MAX: unknown) */
+    uint64_t t_dev;     /* host mirror of step_dev[0] */
     /* RBMs: shapes and the offsets of W (ld ldw), a, b in the parameter arena */
     int nv, nh, ldw;
     size_t off_W, off_a, off_b;
@@ -334,16 +334,18 @@ static ng_status diag_load(ng_precond *p, const ng_ckpt *ck, int apply) {
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: field diag.seed is %llu, this run uses %llu", ng_ckpt_path(ck),
                         (unsigned long long)seed, (unsigned long long)k->cfg.seed);
     {
-        /* the weight of avg (a checkpoint without it, from before it existed: 1 - beta^t after t
-         * updates) and the device step of the resumed update (run.t), before any capture */
-        uint64_t t = 0;
+        /* the weight of avg (a checkpoint without it, from before it existed: 1 - beta^n after the
+         * n estimates of the first t updates) and the device step of the next draw (run.t, or phi
+         * mode's next refresh), before any capture of the resumed run */
+        uint64_t t = 0, n;
         float w;
         if (ng_ckpt_has(ck, "run.t")) NG_TRY(ng_ckpt_get_u64(ck, "run.t", &t));
+        n = (t + draw_period(k) - 1) / draw_period(k);
         if (ng_ckpt_has(ck, "diag.wsum")) NG_TRY(ng_ckpt_get_float(ck, "diag.wsum", 0.0, 2.0, &w));
-        else w = (float)(1.0 - pow(k->cfg.beta, (double)t));
+        else w = (float)(1.0 - pow(k->cfg.beta, (double)n));
         if (!apply) return NG_OK;
         NG_TRY(ng_set(p->be, k->wsum, &w, sizeof w));
-        return sync_step_dev(p->be, k, (t + draw_period(k) - 1) / draw_period(k) * draw_period(k)); /* the next draw's */
+        return sync_step_dev(p->be, k, n * draw_period(k));
     }
 }
 
