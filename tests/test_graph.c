@@ -21,7 +21,8 @@
  *       the network with diag (Fisher with sampled targets, empirical Fisher, phi mode) equal the
  *       eager runs bit for bit, parameters and the preconditioner's whole state, with the exact number
  *       of eager updates and replays > 0, also resumed from a checkpoint; the device calls of an RBM
- *       update with each (eager: derived from the code; graph: one graph launch and the upload);
+ *       update with each and of a network update with diag (eager: derived from the code; graph:
+ *       one graph launch and the upload);
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
@@ -1024,6 +1025,75 @@ static int test_graph_net_diag_resume(void) {
                                                                             : NGT_FAIL;
 }
 
+/* Device calls of one update of the 6-5-4-6 network with --precond diag, eager and as a graph (update
+ * 4, a full batch); appended to NG_LAUNCH_COUNTS_CSV when set. A graph update is one graph launch,
+ * the batch upload and the objective read. */
+static int test_counts_net_diag(void) {
+    static const int kinds[2] = {PC_DIAG_FISHER, PC_DIAG_EMPIRICAL};
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    int i, mode, u;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < 2; i++) {
+        double c[2][NG_DEV_COUNT];
+        for (mode = 0; mode < 2; mode++) {
+            run r;
+            ng_profile_config prc;
+            ng_profile_row rows[64];
+            const ng_profile_row *st;
+            int n;
+            NGT_OK(run_init_diag(&r, g_cuda, kinds[i]));
+            if (mode) NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 1));
+            for (u = 0; u < 4; u++) NGT_OK(ng_trainer_step(&r.tr, NULL));
+            memset(&prc, 0, sizeof prc);
+            prc.measure = 1;
+            NGT_OK(ng_profile_start(g_cuda, &prc));
+            ng_profile_update(5, 1);
+            NGT_OK(ng_trainer_step(&r.tr, NULL));
+            ng_profile_update(5, 0);
+            NGT_OK(ng_profile_finish());
+            n = ng_profile_rows(rows, 64);
+            if (n > 64) n = 64;
+            st = find_row(rows, n, "train step");
+            NGT_CHECK(st && st->calls == 1, "train step row");
+            for (u = 0; u < NG_DEV_COUNT; u++) c[mode][u] = st->device_calls[u];
+            NGT_CHECK(!mode || r.tr.graph.replays >= 1, "%s: update 4 was not a replay", pc_name[kinds[i]]);
+            run_free(&r);
+        }
+        /* eager, derived from net.c, tnewton.c and diag.c for L = 3: the rule's update without the
+         * preconditioner (sgd with weight decay: 2L + 3 = 9 kernels, 3L - 1 = 8 cuBLAS; adam: 2L + 2 = 8
+         * kernels, 8 cuBLAS), the diagonal (per layer 2 squares + 1 gemm, then hf_minv's 4 kernels,
+         * whose tmp / minv diag.c overwrites: 2L + 4 = 10 kernels, L = 3 cuBLAS), diag's average,
+         * weight, bias correction and power (7 kernels); the Fisher adds the sampled backward pass
+         * (sample_targets, the residual, L - 1 activation derivatives: 4 kernels; L - 1 delta gemms
+         * and the 1/m^2 sscal: 3 cuBLAS; the forward pass is the gradient's) */
+        {
+            const double want_k = i == 0 ? 9 + 4 + 10 + 7 : 8 + 10 + 7, want_b = i == 0 ? 8 + 3 + 3 : 8 + 3;
+            NGT_CHECK(c[0][NG_DEV_KERNEL] == want_k && c[0][NG_DEV_BLAS] == want_b && c[0][NG_DEV_COPY] == 2.0 &&
+                          c[0][NG_DEV_GRAPH] == 0.0,
+                      "%s, eager: %g kernels, %g cuBLAS, %g copies (want %g, %g, 2)", pc_name[kinds[i]], c[0][NG_DEV_KERNEL],
+                      c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], want_k, want_b);
+        }
+        NGT_CHECK(c[1][NG_DEV_KERNEL] == 0.0 && c[1][NG_DEV_BLAS] == 0.0 && c[1][NG_DEV_COPY] == 2.0 && c[1][NG_DEV_GRAPH] == 1.0,
+                  "%s, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)", pc_name[kinds[i]],
+                  c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY], c[1][NG_DEV_GRAPH]);
+        printf("  %s, update 4: eager %g kernels, %g cuBLAS, %g copies; graph mode %g graph launch, %g copies\n",
+               pc_name[kinds[i]], c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_GRAPH],
+               c[1][NG_DEV_COPY]);
+        if (csv) {
+            FILE *f = fopen(csv, "a");
+            NGT_CHECK(f != NULL, "cannot append to %s", csv);
+            for (mode = 0; mode < 2; mode++)
+                fprintf(f, "%s 6-5-4-6 batch %d update 4,%s,%g,%g,%g,%g,%g,%g\n", pc_name[kinds[i]], BATCH,
+                        mode ? "cuda-graph" : "eager", c[mode][NG_DEV_KERNEL], c[mode][NG_DEV_BLAS], c[mode][NG_DEV_SOLVER],
+                        c[mode][NG_DEV_COPY], c[mode][NG_DEV_GRAPH],
+                        c[mode][NG_DEV_KERNEL] + c[mode][NG_DEV_BLAS] + c[mode][NG_DEV_SOLVER] + c[mode][NG_DEV_COPY] +
+                            c[mode][NG_DEV_GRAPH]);
+            fclose(f);
+        }
+    }
+    return NGT_PASS;
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -1288,6 +1358,7 @@ int main(void) {
     NGT_RUN(test_graph_net_diag_empirical);
     NGT_RUN(test_graph_net_diag_phi);
     NGT_RUN(test_graph_net_diag_resume);
+    NGT_RUN(test_counts_net_diag);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
