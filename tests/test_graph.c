@@ -1019,6 +1019,17 @@ static int test_graph_net_diag_phi(void) {
     if (!g_cuda) return ngt_skip(g_reason);
     return net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0);
 }
+/* --tf32: the forward and backward passes of the gradient may use TF32, the preconditioner's work never
+ * (the trainer's FP32 guard, natgrad/backend.h), in the graph as eagerly: the Fisher's sampled backward
+ * pass inside diag runs in FP32 in both (the emulator rounds TF32 gemm operands, so a difference shows) */
+static int test_graph_net_diag_tf32(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    ng_backend_allow_tf32(g_cuda, 1);
+    r = net_diag_graph_vs_eager(PC_DIAG_FISHER, 20, 0, 0);
+    ng_backend_allow_tf32(g_cuda, 0);
+    return r;
+}
 static int test_graph_net_diag_resume(void) {
     if (!g_cuda) return ngt_skip(g_reason);
     return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 0, 7) == NGT_PASS ? net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 7)
@@ -1357,6 +1368,7 @@ int main(void) {
     NGT_RUN(test_graph_net_diag_fisher);
     NGT_RUN(test_graph_net_diag_empirical);
     NGT_RUN(test_graph_net_diag_phi);
+    NGT_RUN(test_graph_net_diag_tf32);
     NGT_RUN(test_graph_net_diag_resume);
     NGT_RUN(test_counts_net_diag);
     NGT_RUN(test_graph_refusals);

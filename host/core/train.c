@@ -149,8 +149,7 @@ void ng_trainer_release(ng_trainer *tr) {
 static ng_status step_core(ng_trainer *tr, const ng_tensor *x) {
     NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, x, NULL));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
-    NG_TRY_RANGE(NG_CAT_STATS, "precond observe", ng_precond_observe(tr->pc, tr->model, tr->t));
-    NG_TRY_RANGE(NG_CAT_UPDATE, "precond apply", ng_precond_apply(tr->pc, tr->model, tr->t));
+    NG_TRY(precond_fp32(tr)); /* under the FP32 guard, as eagerly (--tf32) */
     NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
     return NG_OK;
 }
