@@ -5,7 +5,7 @@
  * the CPU backend, which calls the same ng_math.h bodies, draws the same bits.
  * Each thread takes a group of 4 consecutive logical indices, which share one Philox4x32-10 block
  * (ng_philox_groups), so one Philox evaluation serves 4 elements. The step may be counted in device
- * memory (gibbs_sample's step_dev: a captured CUDA graph replays with the current count; the last
+ * memory (gibbs_sample's and bernoulli's step_dev: a captured CUDA graph replays with the current count; the last
  * block advances it, ng_last_block). Must not: use float atomics, allocate, or synchronize the host. */
 #include "ng_cuda.cuh"
 #include "ng_philox.cuh"
@@ -71,16 +71,22 @@ static __global__ void gibbs_sample_at_kernel(int rows, int cols, const float *p
 
 /* out[i] = [u(key, step, i) <= p[i]] over groups of 4 indices; p may alias out. */
 static __global__ void bernoulli_kernel(uint64_t n, const float *p, float *out, uint64_t key,
-                                        uint64_t step) {
+                                        uint64_t step, uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     ng_philox_groups(n, key, step, [&](uint64_t i0, float4 u, int count) {
         int k;
         for (k = 0; k < count; k++) out[i0 + k] = ng_bernoulli_draw(p[i0 + k], ng_u4(u, k));
     });
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 static __global__ void bernoulli_at_kernel(uint64_t n, const float *p, float *out, uint64_t key,
-                                           uint64_t step, uint64_t first) {
+                                           uint64_t step, uint64_t first, uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     ng_philox_elems_at(n, first, key, step, [&](uint64_t i, float u) { out[i] = ng_bernoulli_draw(p[i], u); });
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* Groups touched by the elements first .. first + n - 1. */
@@ -108,14 +114,15 @@ extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, 
 }
 
 extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key,
-                                       uint64_t step, uint64_t first, void *stream) {
+                                       uint64_t step, uint64_t first, uint64_t *step_dev, uint64_t advance,
+                                       void *stream) {
     NG_NVTX_PUSH("bernoulli");
     if (first == 0)
         NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
-                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step);
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, step_dev, advance);
     else
         NG_LAUNCH(bernoulli_at_kernel, ng_grid_1d(groups_at(n, first), GIBBS_BLOCK), GIBBS_BLOCK, 0,
-                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first);
+                  (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first, step_dev, advance);
     NG_LAUNCH_CHECK("bernoulli");
     return NG_OK;
 }

@@ -13,9 +13,10 @@
  * Random numbers: element i = r + rows (col0 + c) of sample_targets uses the Philox uniform i (Bernoulli),
  * uniforms 2i and 2i+1 (Gaussian, one Philox block gives both) or uniform col0 + c (categorical),
  * as the CPU does; the index alone selects the word, so any launch shape draws the same targets.
+ * The step may be counted on the device (step_dev, advanced by the last block: ng_step_dev_advance).
  * Aliasing (z = a, out = g, out = v, t = y, xhat = x): each element, column or row is read and
  * written by one thread, reads first; hence no __restrict__ on those operands. Must not: allocate,
- * synchronize, use atomics, or use device functions the tests/simt emulator lacks. */
+ * synchronize, use atomics (but the step_dev ticket's integer one), or use device functions the tests/simt emulator lacks. */
 #include "ng_cuda.cuh"
 
 #include "ng_kernels.h"
@@ -128,8 +129,10 @@ static __global__ void loss_hvp_kernel(int loss, int rows, int cols, const float
  * i. */
 static __global__ void sample_targets_kernel(int loss, int rows, int cols, const float *y, int ldy,
                                              float *t, int ldt, uint64_t key, uint64_t step,
-                                             uint64_t col0) {
+                                             uint64_t col0, uint64_t *step_dev, uint64_t advance) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     NET_FOR(e, n) {
         const int c = (int)(e / (uint64_t)rows);
         const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
@@ -145,16 +148,20 @@ static __global__ void sample_targets_kernel(int loss, int rows, int cols, const
         }
         t[NET_IDX(r, c, ldt)] = ng_sample_target_elem(loss, y[NET_IDX(r, c, ldy)], u1, u2);
     }
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* Categorical targets, one thread per column: a one-hot column from uniform c; t may alias y. */
 static __global__ void sample_categorical_kernel(int rows, int cols, const float *y, int ldy,
                                                  float *t, int ldt, uint64_t key, uint64_t step,
-                                                 uint64_t col0) {
+                                                 uint64_t col0, uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     NET_FOR(c, (uint64_t)cols) {
         ng_sample_categorical_col(rows, y + NET_IDX(0, c, ldy), ng_uniform_at(key, step, col0 + c),
                                   t + NET_IDX(0, c, ldt));
     }
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* One thread per row: mean[r], rstd[r] over the cols columns (ng_row_moments). */
@@ -244,14 +251,14 @@ extern "C" ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float 
 
 extern "C" ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy,
                                             float *t, int ldt, uint64_t key, uint64_t step,
-                                            uint64_t col0, void *stream) {
+                                            uint64_t col0, uint64_t *step_dev, uint64_t advance, void *stream) {
     NG_NVTX_PUSH("sample_targets");
     if (loss == NG_LOSS_CATEGORICAL)
         NG_LAUNCH(sample_categorical_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK,
-                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0);
+                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0, step_dev, advance);
     else
         NG_LAUNCH(sample_targets_kernel, ng_grid_1d(net_elems(rows, cols), NET_BLOCK), NET_BLOCK, 0,
-                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0);
+                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0, step_dev, advance);
     NG_LAUNCH_CHECK("sample_targets");
     return NG_OK;
 }

@@ -59,11 +59,12 @@ static __device__ __forceinline__ int ng_last_block(unsigned int *ticket) {
     return atomicAdd(ticket, 1u) == gridDim.x - 1u;
 }
 
-/* A Philox step counted in device memory (gibbs_sample's and conv_gather's step_dev: a captured CUDA
- * graph replays with the current count): every thread reads it before its block takes a ticket, and
- * the last block (ng_last_block; every thread of every block must call ng_step_dev_advance) writes
- * base + advance, so every block draws from the same step and the next launch on the stream sees
- * the new count. step_dev[1] is the ticket. NULL: 0, nothing to advance. */
+/* A Philox step counted in device memory (the step_dev of gibbs_sample, bernoulli, sample_targets
+ * and conv_gather: a captured CUDA graph replays with the current count): every thread reads it
+ * before its block takes a ticket, and the last block (ng_last_block; every thread of every block
+ * must call ng_step_dev_advance) writes base + advance, so every block draws from the same step and
+ * the next launch on the stream sees the new count. step_dev[1] is the ticket. NULL: 0, nothing to
+ * advance. */
 static __device__ __forceinline__ uint64_t ng_step_dev_read(const uint64_t *step_dev) {
     return step_dev != NULL ? *(const volatile uint64_t *)step_dev : 0u;
 }

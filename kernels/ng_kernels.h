@@ -30,9 +30,9 @@ ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp, co
                                float beta, const float *base, float *prob, int ldq, float *sample,
                                int lds, uint64_t key, uint64_t step, uint64_t first, uint64_t *step_dev,
                                uint64_t advance, void *stream);
-/* out(n) = [u(key, step, first + i) <= p[i]]  (=); p and out may alias. */
+/* out(n) = [u(key, step, first + i) <= p[i]]  (=); p and out may alias. step_dev as gibbs_sample's. */
 ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key, uint64_t step,
-                            uint64_t first, void *stream);
+                            uint64_t first, uint64_t *step_dev, uint64_t advance, void *stream);
 
 /* ---- reduce.cu ---------------------------------------------------------------------------- */
 
@@ -134,9 +134,10 @@ ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy
                            int ldv, float scale, float *out, int ldo, void *stream);
 /* t ~ p(t | y) with the Philox uniforms of (key, step): element i = r + rows c uses uniform i
  * (Bernoulli) or 2i, 2i+1 (Gaussian), with i = r + rows (col0 + c); categorical column c uses
- * uniform col0 + c (=); t may alias y. */
+ * uniform col0 + c (=); t may alias y. step_dev as gibbs_sample's. */
 ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy, float *t,
-                                 int ldt, uint64_t key, uint64_t step, uint64_t col0, void *stream);
+                                 int ldt, uint64_t key, uint64_t step, uint64_t col0, uint64_t *step_dev,
+                                 uint64_t advance, void *stream);
 /* mean[r], rstd[r] = 1 / sqrt(var + eps) over the cols columns of row r  (=). */
 ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int ldx, float eps, float *mean,
                               float *rstd, void *stream);

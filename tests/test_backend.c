@@ -2116,30 +2116,54 @@ static int check_fill_uniform(const ecase *c, void *const got[]) {
 }
 
 /* ---- bernoulli: out(n) = [u(key, step, first + i) <= p[i]], p and out may alias --------------
- * Exact: the same uniform bits and one comparison. Variant 1 draws from an offset first that is
+ * Exact: the same uniform bits and one comparison. Variants 1 and 3 draw from an offset first that is
  * not a multiple of 4 (a data-parallel shard of a larger array: its groups of four straddle). p[1] = 0 (never drawn: u > 0) and p[2] = 1
- * (always: u <= 1). In place, an element the op skips still holds its probability. */
+ * (always: u <= 1). In place, an element the op skips still holds its probability. Variants 2 and
+ * 3 count the step on the device (buffer 2 "step_dev", {base, 0} in a float64 buffer, as
+ * gibbs_sample's): they draw at base + step and must leave {base + advance, 0}, bit for bit, empty
+ * arrays included (variant 2: base 41, advance 1; variant 3: a base above 2^32, advance 0). */
+static const uint64_t dev_step_base[2] = {41, 0x2000000005ull}, dev_step_advance[2] = {1, 0};
+
+/* A step_dev buffer {base, 0} for variant k (0, 1) of dev_step_base, and the advance */
+static void eb_step_dev(tctx *t, ecase *c, int k, size_t off, uint64_t *advance) {
+    const uint64_t w[2] = {dev_step_base[k], 0};
+    int sd = eb_vec(t, c, "step_dev", R_INOUT, 1, 2, off);
+    memcpy(c->b[sd].init, w, sizeof w);
+    *advance = dev_step_advance[k];
+}
+/* The base of buffer b (a step_dev; 0 when the case has none), and its expected words after the op */
+static uint64_t step_dev_ref(ecase *c, int b, uint64_t advance) {
+    uint64_t w[2];
+    if (c->nb <= b || c->b[b].is_null) return 0;
+    memcpy(w, c->b[b].init, sizeof w);
+    w[0] += advance;
+    memcpy(c->b[b].want, w, sizeof w);
+    return w[0] - advance;
+}
+
 static int gen_bernoulli(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     int p, n = s->m;
     c->a.bernoulli.n = (size_t)n;
     c->a.bernoulli.key = ng_rng_key(9 + (uint64_t)v, 2);
     c->a.bernoulli.step = v ? 0x700000001ull : 3;
-    c->a.bernoulli.first = v == 1 ? 0x100000007ull : 0;
+    c->a.bernoulli.first = v % 2 ? 0x100000007ull : 0;
     p = eb_vec(t, c, "p", R_IN, 0, n, AOFF(bernoulli.p));
     eb_rand(c, p, 81 + (uint64_t)n + (uint64_t)v, 0.0, 1.0);
     if (n > 1) IF(c, p)[1] = 0.0f;
     if (n > 2) IF(c, p)[2] = 1.0f;
     if (inplace) eb_alias(t, c, "out (= p)", R_INOUT, p, AOFF(bernoulli.out));
     else eb_vec(t, c, "out", R_OUT, 0, n, AOFF(bernoulli.out));
-    what(c, "bernoulli n=%d %s step=%#llx first=%#llx", n, mode_name(inplace),
-         (unsigned long long)c->a.bernoulli.step, (unsigned long long)c->a.bernoulli.first);
+    if (v >= 2) eb_step_dev(t, c, v - 2, AOFF(bernoulli.step_dev), &c->a.bernoulli.advance);
+    what(c, "bernoulli n=%d %s step=%#llx first=%#llx%s", n, mode_name(inplace),
+         (unsigned long long)c->a.bernoulli.step, (unsigned long long)c->a.bernoulli.first,
+         v >= 2 ? " (step counted on the device)" : "");
     return 1;
 }
 static void ref_bernoulli(ecase *c) {
+    const uint64_t step = c->a.bernoulli.step + step_dev_ref(c, 2, c->a.bernoulli.advance);
     size_t i;
     for (i = 0; i < c->a.bernoulli.n; i++)
-        WF(c, 1)[i] = naive_uniform(c->a.bernoulli.key, c->a.bernoulli.step, c->a.bernoulli.first + i) <= IF(c, 0)[i]
-                          ? 1.0f : 0.0f;
+        WF(c, 1)[i] = naive_uniform(c->a.bernoulli.key, step, c->a.bernoulli.first + i) <= IF(c, 0)[i] ? 1.0f : 0.0f;
 }
 
 /* ---- axpby: y(n) = alpha x + beta y, x and y may alias ----------------------------------------
@@ -3551,7 +3575,9 @@ static void ref_loss_hvp(ecase *c) {
  * probability (categorical, >= 1000 columns), within 5 sigma.
  * Variants: each loss with two (key, step) pairs, one of them all ones; one packed; the global
  * position col0 of column 0 is 0 (v 0, 4) or 5, 3 and 2^34 + 1 (element i = r + rows (col0 + k):
- * odd starts split Gaussian pairs across elements). In place: t = y. */
+ * odd starts split Gaussian pairs across elements). In place: t = y. Variants 6, 7, 8 (each loss)
+ * count the step on the device as bernoulli's variants 2, 3, 2 do (buffer 2 "step_dev"; 7 with
+ * col0 = 5). */
 static const tshape sample_shapes[] = {ROWS8(1), ROWS8(2),  ROWS8(3),    ROWS8(4),
                                        {0, 3},   {3, 0},    {33, 9},     {64, 65},
                                        {129, 131}, {2, 2400}, {10, 3000}, {300, 230}};
@@ -3569,7 +3595,7 @@ static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecas
     c->a.sample_targets.ldt = ldt;
     c->a.sample_targets.key = v == 4 ? ~0ull : ng_rng_key(301 + (uint64_t)v, 7);
     c->a.sample_targets.step = v == 4 ? ~0ull : v < 3 ? 5 : 0x500000003ull;
-    c->a.sample_targets.col0 = v == 3 ? 5 : v == 2 ? 3 : v == 1 ? (1ull << 34) + 1 : 0;
+    c->a.sample_targets.col0 = v == 3 || v == 7 ? 5 : v == 2 ? 3 : v == 1 ? (1ull << 34) + 1 : 0;
     y = eb_add(t, c, "y", R_IN, 0, rows, cols, ldy, AOFF(sample_targets.y));
     if (loss == NG_LOSS_SQUARED) {
         eb_rand(c, y, seed, -2.0, 2.0);
@@ -3591,17 +3617,19 @@ static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecas
     }
     if (inplace) eb_alias(t, c, "t (= y)", R_INOUT, y, AOFF(sample_targets.t));
     else eb_add(t, c, "t", R_OUT, 0, rows, cols, ldt, AOFF(sample_targets.t));
-    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx col0=%llu",
+    if (v >= 6) eb_step_dev(t, c, v == 7, AOFF(sample_targets.step_dev), &c->a.sample_targets.advance);
+    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx col0=%llu%s",
          loss_names[loss], rows, cols, mode_name(inplace), ldy, ldt,
          (unsigned long long)c->a.sample_targets.key, (unsigned long long)c->a.sample_targets.step,
-         (unsigned long long)c->a.sample_targets.col0);
+         (unsigned long long)c->a.sample_targets.col0, v >= 6 ? " (step counted on the device)" : "");
     return 1;
 }
 
 static void ref_sample_targets(ecase *c) {
     const int rows = c->a.sample_targets.rows, cols = c->a.sample_targets.cols;
     const int loss = c->a.sample_targets.loss;
-    const uint64_t key = c->a.sample_targets.key, step = c->a.sample_targets.step, col0 = c->a.sample_targets.col0;
+    const uint64_t key = c->a.sample_targets.key, col0 = c->a.sample_targets.col0;
+    const uint64_t step = c->a.sample_targets.step + step_dev_ref(c, 2, c->a.sample_targets.advance);
     int r, k;
     for (k = 0; k < cols; k++) {
         if (loss == NG_LOSS_CATEGORICAL) {
@@ -4430,7 +4458,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
                             NSHAPES(vec_shapes), 3, gen_fill_uniform, ref_fill_uniform,
                             check_fill_uniform},
     [NG_OP_BERNOULLI] = {NG_OP_BERNOULLI, "bernoulli", OPF_OUT | OPF_IN, vec_shapes,
-                         NSHAPES(vec_shapes), 2, gen_bernoulli, ref_bernoulli, NULL},
+                         NSHAPES(vec_shapes), 4, gen_bernoulli, ref_bernoulli, NULL},
     [NG_OP_AXPBY] = {NG_OP_AXPBY, "axpby", OPF_OUT | OPF_IN, vec_shapes, NSHAPES(vec_shapes), 4,
                      gen_axpby, ref_axpby, NULL},
     [NG_OP_AXPBY_DEV] = {NG_OP_AXPBY_DEV, "axpby_dev", OPF_OUT | OPF_IN, vec_shapes,
@@ -4472,7 +4500,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_LOSS_HVP] = {NG_OP_LOSS_HVP, "loss_hvp", OPF_OUT | OPF_IN, mat_shapes,
                         NSHAPES(mat_shapes), 8, gen_loss_hvp, ref_loss_hvp, NULL},
     [NG_OP_SAMPLE_TARGETS] = {NG_OP_SAMPLE_TARGETS, "sample_targets", OPF_OUT | OPF_IN,
-                              sample_shapes, NSHAPES(sample_shapes), 6, gen_sample_targets,
+                              sample_shapes, NSHAPES(sample_shapes), 9, gen_sample_targets,
                               ref_sample_targets, check_sample_targets},
     [NG_OP_ROW_MOMENTS] = {NG_OP_ROW_MOMENTS, "row_moments", OPF_OUT, mat_shapes,
                            NSHAPES(mat_shapes), NSHAPES(rm_eps), gen_row_moments, ref_row_moments,

@@ -25,6 +25,13 @@
  *   (c''') PRONG on dense networks (whitened and canonical forms; PRONG+ with batch norm) as graphs
  *       equals the eager trainer bit for bit across several reparametrisations (run eagerly, in
  *       place: the graphs captured before a reparametrisation replay after it);
+ *   (c'''') the preconditioners inside the graph: the RBM with centering, FANG (refitting every 5
+ *       updates: the refits run eagerly between replays) and the diagonal metric (energy, fisher),
+ *       the network with diag (Fisher with sampled targets, empirical Fisher, phi mode) equal the
+ *       eager runs bit for bit, parameters and the preconditioner's whole state, with the exact number
+ *       of eager updates and replays > 0, also resumed from a checkpoint; the device calls of an RBM
+ *       update with each and of a network update with diag (eager: derived from the code; graph:
+ *       one graph launch and the upload);
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +50,7 @@
 #include "natgrad/profile.h"
 #include "natgrad/prong.h"
 #include "natgrad/rbm.h"
+#include "natgrad/recipes.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
@@ -56,6 +64,8 @@ typedef struct rbm_run { /* an RBM trainer (section (c')) */
     int ready, rt_ready;
 } rbm_run;
 static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize);
+static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize,
+                                  int optimizer, int diag_metric);
 static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
 
@@ -485,6 +495,95 @@ static int test_counts_cnn(void) {
     return NGT_PASS;
 }
 
+/* Device calls of one RBM update (PCD-1, SGD) with each captured preconditioner, eager and as a
+ * graph, at update u (after u eager-or-graph updates): FANG refits every 5, so update 4 is a
+ * steady-state update and update 5 a refit, which runs eagerly even with graphs on (its Cholesky
+ * check and diagnostics read the host). A graph update is one graph launch and the batch upload,
+ * whatever the preconditioner. With NG_LAUNCH_COUNTS_CSV set the rows are appended to the CSV. */
+static int rbm_pc_counts(int optimizer, int metric, int graph, int u, double *calls) {
+    rbm_run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, k;
+    NGT_OK(rbm_run_init_opt(&r, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&r.rt.tr, 1));
+    for (k = 0; k < u; k++) NGT_OK(ng_trainer_step(&r.rt.tr, NULL));
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update((uint64_t)u + 1, 1);
+    NGT_OK(ng_trainer_step(&r.rt.tr, NULL));
+    ng_profile_update((uint64_t)u + 1, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (k = 0; k < NG_DEV_COUNT; k++) calls[k] = st->device_calls[k];
+    rbm_run_free(&r);
+    return NGT_PASS;
+}
+
+static int test_counts_rbm_precond(void) {
+    static const struct {
+        const char *name;
+        int optimizer, metric, u;
+        double kernels, cublas, copies; /* eager, derived from precond.c / fang.c / diag.c (see below) */
+    } w[] = {
+        /* PCD-1 SGD: 8 kernels, 10 cuBLAS, 4 copies (test_counts_rbm), plus: */
+        /* centering: observe 2 axpby; apply 2 rank-1 gemm + 2 gemv */
+        {"centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 4, 10, 14, 4},
+        /* FANG between refits (sum_cols / sum_rows are cuBLAS gemv against ones): statistics 1 bernoulli
+         * kernel, 2 sum_cols + 2 syrk + 1 gemm, 2 device copies; direction 1 fang_residual kernel, 1 gemv
+         * + 1 sum_rows + 1 sum_cols, 4 copies */
+        {"fang", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 4, 10, 18, 10},
+        /* diag energy: 2 squares, 1 gemm + 2 sum_cols; avg and wsum axpby, fill, axpby_dev, fill, pow, mul */
+        {"diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 4, 17, 13, 4},
+    };
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    FILE *f = NULL;
+    size_t i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (csv) NGT_CHECK((f = fopen(csv, "a")) != NULL, "cannot append to %s", csv);
+    for (i = 0; i < sizeof w / sizeof w[0] + 1; i++) {
+        const int refit = i == sizeof w / sizeof w[0]; /* last: FANG's refit update 5 */
+        const int opt = refit ? NG_RBM_OPT_FANG : w[i].optimizer, metric = refit ? NG_DIAG_ENERGY : w[i].metric;
+        const int u = refit ? 5 : w[i].u;
+        double e[NG_DEV_COUNT], g[NG_DEV_COUNT];
+        int mode;
+        if (rbm_pc_counts(opt, metric, 0, u, e) != NGT_PASS || rbm_pc_counts(opt, metric, 1, u, g) != NGT_PASS)
+            return NGT_FAIL;
+        if (refit) {
+            /* the refit update runs eagerly with graphs on too: the same calls */
+            NGT_CHECK(memcmp(e, g, sizeof e) == 0 && g[NG_DEV_GRAPH] == 0.0 && e[NG_DEV_SOLVER] > 0.0,
+                      "fang refit update: graph mode %g kernels, %g cuBLAS, %g cuSOLVER, %g graphs; eager %g, %g, %g",
+                      g[NG_DEV_KERNEL], g[NG_DEV_BLAS], g[NG_DEV_SOLVER], g[NG_DEV_GRAPH], e[NG_DEV_KERNEL],
+                      e[NG_DEV_BLAS], e[NG_DEV_SOLVER]);
+        } else {
+            NGT_CHECK(e[NG_DEV_KERNEL] == w[i].kernels && e[NG_DEV_BLAS] == w[i].cublas && e[NG_DEV_COPY] == w[i].copies &&
+                          e[NG_DEV_SOLVER] == 0.0 && e[NG_DEV_GRAPH] == 0.0,
+                      "rbm PCD-1 + %s, eager: %g kernels, %g cuBLAS, %g copies (want %g, %g, %g)", w[i].name,
+                      e[NG_DEV_KERNEL], e[NG_DEV_BLAS], e[NG_DEV_COPY], w[i].kernels, w[i].cublas, w[i].copies);
+            NGT_CHECK(g[NG_DEV_KERNEL] == 0.0 && g[NG_DEV_BLAS] == 0.0 && g[NG_DEV_COPY] == 1.0 && g[NG_DEV_GRAPH] == 1.0,
+                      "rbm PCD-1 + %s, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 1, 1)", w[i].name,
+                      g[NG_DEV_KERNEL], g[NG_DEV_BLAS], g[NG_DEV_COPY], g[NG_DEV_GRAPH]);
+        }
+        printf("  rbm PCD-1 + %s, update %d: eager %g kernels, %g cuBLAS, %g cuSOLVER, %g copies; graph mode %g graph "
+               "launches, %g kernels, %g copies\n", refit ? "fang (refit)" : w[i].name, u, e[NG_DEV_KERNEL],
+               e[NG_DEV_BLAS], e[NG_DEV_SOLVER], e[NG_DEV_COPY], g[NG_DEV_GRAPH], g[NG_DEV_KERNEL], g[NG_DEV_COPY]);
+        for (mode = 0; f && mode < 2; mode++) {
+            const double *c = mode ? g : e;
+            fprintf(f, "rbm 6x5 PCD-1 SGD + %s batch %d update %d,%s,%g,%g,%g,%g,%g,%g\n",
+                    refit ? "fang (refit)" : w[i].name, BATCH, u, mode ? "cuda-graph" : "eager", c[NG_DEV_KERNEL],
+                    c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+    }
+    if (f) fclose(f);
+    return NGT_PASS;
+}
+
 /* ---- (b) graphs through the backend ----------------------------------------------------------- */
 
 static int test_backend_graph(void) {
@@ -648,7 +747,10 @@ static int test_graph_adam(void) {
  * host's Philox step must equal the eager run's. Logged updates run eagerly in between (the
  * monitor draws with its own host-indexed stream). */
 
-static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+/* with the preconditioner of `optimizer` (section (c'')): centering at rate 0.1, FANG refitting
+ * every 5 updates (tau 10), the diagonal metric `diag_metric` */
+static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize,
+                                  int optimizer, int diag_metric) {
     ng_rbm_config cfg;
     float mean[DIM];
     int i;
@@ -658,7 +760,11 @@ static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, 
     cfg.particles = 3;
     cfg.k = k;
     cfg.estimator = estimator;
-    cfg.optimizer = NG_RBM_OPT_SGD;
+    cfg.optimizer = (ng_rbm_optimizer)optimizer;
+    cfg.center_rate = 0.1f;
+    cfg.fang_refit_every = 5;
+    cfg.fang_tau = 10.0f;
+    cfg.diag_metric = diag_metric;
     cfg.lr = 0.1f;
     cfg.lr_gamma = lr_gamma;
     cfg.momentum = 0.5f;
@@ -672,6 +778,10 @@ static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, 
     NG_TRY(ng_rbm_trainer_init(&r->rt, &r->rbm, &cfg, g_x, NCASES, NULL));
     r->rt_ready = 1;
     return NG_OK;
+}
+
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+    return rbm_run_init_opt(r, be, estimator, k, lr_gamma, binarize, NG_RBM_OPT_SGD, NG_DIAG_ENERGY);
 }
 
 static void rbm_run_free(rbm_run *r) {
@@ -1174,6 +1284,320 @@ static int test_graph_prong_plus(void) {
     return prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0);
 }
 
+/* ---- (c'') preconditioners inside the graph: centering, FANG, diag ------------------------------
+ * Each trainer runs eagerly (a) and with --cuda-graph (b) on the same data; after every update the
+ * parameters (and the RBM's particles and Philox step) and the preconditioner's whole state arena
+ * (centering's offsets; FANG's moments, Lambda_un, regressions and diagnostics; diag's average)
+ * must be identical bytes. The number of eager updates is exactly the updates that must be eager
+ * (update 0, logged ones, FANG's refits every 5), and replays must happen. */
+
+static int same_state(const char *what, const ng_precond *pa, const ng_precond *pb, uint64_t t) {
+    size_t n = pa->state.bytes, i;
+    unsigned char *ha, *hb;
+    int ok;
+    NGT_CHECK(n == pb->state.bytes, "%s: state arenas of %zu and %zu bytes", what, n, pb->state.bytes);
+    if (n == 0) return NGT_PASS;
+    ha = (unsigned char *)malloc(n);
+    hb = (unsigned char *)malloc(n);
+    NGT_CHECK(ha && hb, "out of memory");
+    NGT_OK(ng_get(g_cuda, ha, pa->state.base, n));
+    NGT_OK(ng_get(g_cuda, hb, pb->state.base, n));
+    if (strcmp(pa->iface->name, "fang") == 0) /* FANG's diagnostics hold the refits' wall-clock time (entry 3) */
+        for (i = 0; i < (size_t)pa->state.count; i++)
+            if (strcmp(pa->state.entries[i].name, "diag") == 0) {
+                memset(ha + pa->state.entries[i].offset + 3 * sizeof(float), 0, sizeof(float));
+                memset(hb + pa->state.entries[i].offset + 3 * sizeof(float), 0, sizeof(float));
+            }
+    ok = memcmp(ha, hb, n) == 0;
+    if (!ok) {
+        int e;
+        for (i = 0; i < n && ha[i] == hb[i]; i++) {
+        }
+        for (e = pa->state.count - 1; e > 0 && pa->state.entries[e].offset > i; e--) {
+        }
+        printf("  %s: after update %llu the %s state differs at byte %zu (tensor %s)\n", what, (unsigned long long)t,
+               pa->iface->name, i, pa->state.count ? pa->state.entries[e].name : "?");
+    }
+    free(ha);
+    free(hb);
+    NGT_CHECK(ok, "%s: preconditioner state after update %llu differs", what, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+/* updates a run must take eagerly: update 0, the logged ones, and (refit > 0) every refit-th */
+static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit) {
+    uint64_t t, n = 0;
+    for (t = from; t < to; t++)
+        n += t == 0 || (log_every && t % (uint64_t)log_every == 0) || (refit && t % (uint64_t)refit == 0);
+    return n;
+}
+
+static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, uint64_t steps, int log_every) {
+    rbm_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    const int refit = optimizer == NG_RBM_OPT_FANG ? 5 : 0;
+    NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
+        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
+        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (same_state(what, a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.rt.tr.graph.eager == want_eager(0, steps, log_every, refit), "%s: %llu eager updates, want %llu", what,
+              (unsigned long long)b.rt.tr.graph.eager, (unsigned long long)want_eager(0, steps, log_every, refit));
+    NGT_CHECK(b.rt.tr.graph.captures + b.rt.tr.graph.replays + b.rt.tr.graph.eager == steps, "%s: counts do not add up", what);
+    /* keys: the 2 batch buffers x {4, 2} columns */
+    NGT_CHECK(b.rt.tr.graph.captures >= 2 && b.rt.tr.graph.captures <= 8 && b.rt.tr.graph.replays > b.rt.tr.graph.captures,
+              "%s: %llu captures, %llu replays", what, (unsigned long long)b.rt.tr.graph.captures,
+              (unsigned long long)b.rt.tr.graph.replays);
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, particles, Philox step and %s state "
+           "identical\n", what, (unsigned long long)steps, (unsigned long long)b.rt.tr.graph.captures,
+           (unsigned long long)b.rt.tr.graph.replays, (unsigned long long)b.rt.tr.graph.eager, b.rt.pc->iface->name);
+    rbm_run_free(&a);
+    rbm_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_rbm_centering(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9);
+}
+static int test_graph_rbm_fang(void) { /* refits at 5, 10, ... eager; the updates between them replayed */
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9);
+}
+static int test_graph_rbm_diag_energy(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9);
+}
+static int test_graph_rbm_diag_fisher(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0);
+}
+
+/* A resumed run continues as a graph: 7 eager updates, a checkpoint, a fresh trainer loading it
+ * with graphs on (FANG: its device Philox step from run.t; diag: the average's weight), continued
+ * to 30 (FANG refits at 10, 15, ... inside the window) against an uninterrupted eager run. */
+static int test_graph_rbm_pc_resume(void) {
+    static const int opt[3] = {NG_RBM_OPT_CENTERING, NG_RBM_OPT_FANG, NG_RBM_OPT_DIAG};
+    static const char *const name[3] = {"rbm centering resumed", "rbm fang resumed", "rbm diag energy resumed"};
+    int i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < 3; i++) {
+        rbm_run a, b, c;
+        uint64_t t;
+        char path[256];
+        ng_ckpt *ck = NULL;
+        snprintf(path, sizeof path, "%s/natgrad_graph_pc_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        for (t = 0; t < 7; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        }
+        NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
+        rbm_run_free(&b);
+        NGT_OK(rbm_run_init_opt(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+        NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
+        ng_ckpt_free(ck);
+        remove(path);
+        NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
+        for (t = 7; t < 30; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
+            if (same_rbm(name[i], &a, &c, t) != NGT_PASS) return NGT_FAIL;
+            if (same_state(name[i], a.rt.pc, c.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(c.rt.tr.graph.replays > 0 && c.rt.tr.graph.eager == want_eager(7, 30, 0, opt[i] == NG_RBM_OPT_FANG ? 5 : 0),
+                  "%s: %llu replays, %llu eager", name[i], (unsigned long long)c.rt.tr.graph.replays,
+                  (unsigned long long)c.rt.tr.graph.eager);
+        printf("  %s at update 7: %llu captured, %llu replayed, %llu eager to update 30; identical\n", name[i],
+               (unsigned long long)c.rt.tr.graph.captures, (unsigned long long)c.rt.tr.graph.replays,
+               (unsigned long long)c.rt.tr.graph.eager);
+        rbm_run_free(&a);
+        rbm_run_free(&c);
+    }
+    return NGT_PASS;
+}
+
+/* The network trainer with the diagonal preconditioner (--precond diag): the Fisher metric (targets
+ * sampled at the Philox step counted on the device), the empirical Fisher, and phi mode (the rule in
+ * phi = G^(1/2) theta, G refreshed every 4 updates: two captures per batch key). */
+enum { PC_DIAG_FISHER, PC_DIAG_EMPIRICAL, PC_DIAG_PHI };
+static const char *const pc_name[] = {"net sgd + diag fisher", "net adam + diag empirical", "net sgd + diag fisher, phi every 4"};
+
+static ng_status run_init_diag(run *r, ng_backend *be, int kind) {
+    ng_diag_config dc;
+    ng_update *phi = NULL;
+    NG_TRY(run_init(r, be, kind == PC_DIAG_EMPIRICAL ? R_ADAM : R_SGD));
+    ng_precond_free(r->pc);
+    r->pc = NULL;
+    ng_diag_config_default(&dc);
+    dc.metric = kind == PC_DIAG_EMPIRICAL ? NG_DIAG_EMPIRICAL : NG_DIAG_FISHER;
+    dc.beta = 0.9;
+    dc.lambda = 1e-2;
+    dc.seed = 9;
+    dc.phi_every = kind == PC_DIAG_PHI ? 4 : 0;
+    dc.max_batch = BATCH; /* as net train sets it: the scratch exists before the first capture */
+    NG_TRY(ng_precond_diag_init(be, r->net, &dc, &r->pc));
+    if (kind == PC_DIAG_PHI) {
+        NG_TRY(ng_update_phi_init(be, r->net, r->upd, r->pc, &phi));
+        r->upd = phi;
+    }
+    return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+}
+
+static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int resume_at) {
+    run a, b;
+    uint64_t t, t0 = 0;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(run_init_diag(&a, g_cuda, kind));
+    NGT_OK(run_init_diag(&b, g_cuda, kind));
+    if (resume_at > 0) { /* b: eager to resume_at, saved, loaded into a fresh trainer with graphs */
+        char path[256];
+        ng_ckpt *ck = NULL;
+        snprintf(path, sizeof path, "%s/natgrad_graph_diag_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        for (t = 0; t < (uint64_t)resume_at; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
+        run_free(&b);
+        NGT_OK(run_init_diag(&b, g_cuda, kind));
+        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+        NGT_OK(ng_trainer_load(&b.tr, ck, NG_SAVE_ALL));
+        ng_ckpt_free(ck);
+        remove(path);
+        t0 = (uint64_t)resume_at;
+    }
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = t0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_params(pc_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (same_state(pc_name[kind], a.pc, b.pc, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.eager == want_eager(t0, steps, log_every, 0), "%s: %llu eager updates, want %llu", pc_name[kind],
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)want_eager(t0, steps, log_every, 0));
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
+                  b.tr.graph.replays > b.tr.graph.captures,
+              "%s: %llu captures, %llu replays", pc_name[kind], (unsigned long long)b.tr.graph.captures,
+              (unsigned long long)b.tr.graph.replays);
+    printf("  %s%s: updates %llu..%llu: %llu captured, %llu replayed, %llu eager; parameters and diag state identical\n",
+           pc_name[kind], resume_at ? " (resumed)" : "", (unsigned long long)t0, (unsigned long long)steps,
+           (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_net_diag_fisher(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0);
+}
+static int test_graph_net_diag_empirical(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0);
+}
+static int test_graph_net_diag_phi(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0);
+}
+/* --tf32: the forward and backward passes of the gradient may use TF32, the preconditioner's work never
+ * (the trainer's FP32 guard, natgrad/backend.h), in the graph as eagerly: the Fisher's sampled backward
+ * pass inside diag runs in FP32 in both (the emulator rounds TF32 gemm operands, so a difference shows) */
+static int test_graph_net_diag_tf32(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    ng_backend_allow_tf32(g_cuda, 1);
+    r = net_diag_graph_vs_eager(PC_DIAG_FISHER, 20, 0, 0);
+    ng_backend_allow_tf32(g_cuda, 0);
+    return r;
+}
+static int test_graph_net_diag_resume(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 0, 7) == NGT_PASS ? net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 7)
+                                                                            : NGT_FAIL;
+}
+
+/* Device calls of one update of the 6-5-4-6 network with --precond diag, eager and as a graph (update
+ * 4, a full batch); appended to NG_LAUNCH_COUNTS_CSV when set. A graph update is one graph launch,
+ * the batch upload and the objective read. */
+static int test_counts_net_diag(void) {
+    static const int kinds[2] = {PC_DIAG_FISHER, PC_DIAG_EMPIRICAL};
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    int i, mode, u;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < 2; i++) {
+        double c[2][NG_DEV_COUNT];
+        for (mode = 0; mode < 2; mode++) {
+            run r;
+            ng_profile_config prc;
+            ng_profile_row rows[64];
+            const ng_profile_row *st;
+            int n;
+            NGT_OK(run_init_diag(&r, g_cuda, kinds[i]));
+            if (mode) NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 1));
+            for (u = 0; u < 4; u++) NGT_OK(ng_trainer_step(&r.tr, NULL));
+            memset(&prc, 0, sizeof prc);
+            prc.measure = 1;
+            NGT_OK(ng_profile_start(g_cuda, &prc));
+            ng_profile_update(5, 1);
+            NGT_OK(ng_trainer_step(&r.tr, NULL));
+            ng_profile_update(5, 0);
+            NGT_OK(ng_profile_finish());
+            n = ng_profile_rows(rows, 64);
+            if (n > 64) n = 64;
+            st = find_row(rows, n, "train step");
+            NGT_CHECK(st && st->calls == 1, "train step row");
+            for (u = 0; u < NG_DEV_COUNT; u++) c[mode][u] = st->device_calls[u];
+            NGT_CHECK(!mode || r.tr.graph.replays >= 1, "%s: update 4 was not a replay", pc_name[kinds[i]]);
+            run_free(&r);
+        }
+        /* eager, derived from net.c, tnewton.c and diag.c for L = 3: the rule's update without the
+         * preconditioner (sgd with weight decay: 2L + 3 = 9 kernels, 3L - 1 = 8 cuBLAS; adam: 2L + 2 = 8
+         * kernels, 8 cuBLAS), the diagonal (per layer 2 squares + 1 gemm, then hf_minv's 4 kernels,
+         * whose tmp / minv diag.c overwrites: 2L + 4 = 10 kernels, L = 3 cuBLAS), diag's average,
+         * weight, bias correction and power (7 kernels); the Fisher adds the sampled backward pass
+         * (sample_targets, the residual, L - 1 activation derivatives: 4 kernels; L - 1 delta gemms
+         * and the 1/m^2 sscal: 3 cuBLAS; the forward pass is the gradient's) */
+        {
+            const double want_k = i == 0 ? 9 + 4 + 10 + 7 : 8 + 10 + 7, want_b = i == 0 ? 8 + 3 + 3 : 8 + 3;
+            NGT_CHECK(c[0][NG_DEV_KERNEL] == want_k && c[0][NG_DEV_BLAS] == want_b && c[0][NG_DEV_COPY] == 2.0 &&
+                          c[0][NG_DEV_GRAPH] == 0.0,
+                      "%s, eager: %g kernels, %g cuBLAS, %g copies (want %g, %g, 2)", pc_name[kinds[i]], c[0][NG_DEV_KERNEL],
+                      c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], want_k, want_b);
+        }
+        NGT_CHECK(c[1][NG_DEV_KERNEL] == 0.0 && c[1][NG_DEV_BLAS] == 0.0 && c[1][NG_DEV_COPY] == 2.0 && c[1][NG_DEV_GRAPH] == 1.0,
+                  "%s, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)", pc_name[kinds[i]],
+                  c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY], c[1][NG_DEV_GRAPH]);
+        printf("  %s, update 4: eager %g kernels, %g cuBLAS, %g copies; graph mode %g graph launch, %g copies\n",
+               pc_name[kinds[i]], c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_GRAPH],
+               c[1][NG_DEV_COPY]);
+        if (csv) {
+            FILE *f = fopen(csv, "a");
+            NGT_CHECK(f != NULL, "cannot append to %s", csv);
+            for (mode = 0; mode < 2; mode++)
+                fprintf(f, "%s 6-5-4-6 batch %d update 4,%s,%g,%g,%g,%g,%g,%g\n", pc_name[kinds[i]], BATCH,
+                        mode ? "cuda-graph" : "eager", c[mode][NG_DEV_KERNEL], c[mode][NG_DEV_BLAS], c[mode][NG_DEV_SOLVER],
+                        c[mode][NG_DEV_COPY], c[mode][NG_DEV_GRAPH],
+                        c[mode][NG_DEV_KERNEL] + c[mode][NG_DEV_BLAS] + c[mode][NG_DEV_SOLVER] + c[mode][NG_DEV_COPY] +
+                            c[mode][NG_DEV_GRAPH]);
+            fclose(f);
+        }
+    }
+    return NGT_PASS;
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -1235,13 +1659,27 @@ static int test_graph_refusals(void) {
                   "model without graph_check: %s %s", ng_status_name(s), ng_last_error());
     }
     run_free(&r);
-    /* the RBM: binarised training data (a host-stepped draw), a preconditioner other than the identity */
+    /* the RBM: binarised training data (a host-stepped draw), a preconditioner without graph_key */
     {
         rbm_run rb;
+        struct ng_precond_i pi;
+        const struct ng_precond_i *real;
         NGT_OK(rbm_run_init(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 1));
         s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
         NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--binarize-train"), "rbm --binarize-train: %s %s",
                   ng_status_name(s), ng_last_error());
+        rbm_run_free(&rb);
+        NGT_OK(rbm_run_init_opt(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        real = rb.rt.pc->iface;
+        pi = *real;
+        pi.graph_key = NULL;
+        pi.name = "hostpc";
+        rb.rt.pc->iface = &pi;
+        s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
+        rb.rt.pc->iface = real;
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "preconditioner hostpc is not captured") &&
+                      strstr(ng_last_error(), "--cuda-graph 0"),
+                  "preconditioner without graph_key: %s %s", ng_status_name(s), ng_last_error());
         rbm_run_free(&rb);
     }
     return NGT_PASS;
@@ -1289,6 +1727,33 @@ static int test_graph_discarded_capture(void) {
             NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
             if (same_rbm("rbm after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
         }
+        rbm_run_free(&a);
+        rbm_run_free(&b);
+    }
+    { /* FANG: the mirror of its device Philox step goes back too; graphs on again after the failure */
+        rbm_run a, b;
+        NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        g_real_iface = b.rt.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.rt.upd->iface = &fake;
+        s = ng_trainer_step(&b.rt.tr, NULL); /* update 1: between refits, so captured, and the capture fails */
+        b.rt.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "fang: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        /* update 1 again: no graph yet, so a capture, which must not need to reset the device step */
+        for (t = 1; t < 14; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+            if (same_rbm("fang after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+            if (same_state("fang after a discarded capture", a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.rt.tr.graph.replays > 0, "fang: no replays after the discarded capture");
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
@@ -1415,6 +1880,7 @@ int main(void) {
     NGT_RUN(test_counts_nag_step);
     NGT_RUN(test_counts_curves);
     NGT_RUN(test_counts_rbm);
+    NGT_RUN(test_counts_rbm_precond);
     NGT_RUN(test_counts_weight_decay);
     NGT_RUN(test_counts_cnn);
     NGT_RUN(test_backend_graph);
@@ -1427,6 +1893,17 @@ int main(void) {
     NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
     NGT_RUN(test_graph_rbm_cd);
     NGT_RUN(test_graph_rbm_resume);
+    NGT_RUN(test_graph_rbm_centering);
+    NGT_RUN(test_graph_rbm_fang);
+    NGT_RUN(test_graph_rbm_diag_energy);
+    NGT_RUN(test_graph_rbm_diag_fisher);
+    NGT_RUN(test_graph_rbm_pc_resume);
+    NGT_RUN(test_graph_net_diag_fisher);
+    NGT_RUN(test_graph_net_diag_empirical);
+    NGT_RUN(test_graph_net_diag_phi);
+    NGT_RUN(test_graph_net_diag_tf32);
+    NGT_RUN(test_graph_net_diag_resume);
+    NGT_RUN(test_counts_net_diag);
     NGT_RUN(test_graph_cnn_sgd_augment);
     NGT_RUN(test_graph_cnn_nag_augment);
     NGT_RUN(test_graph_cnn_bn);

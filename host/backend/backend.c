@@ -501,8 +501,10 @@ static ng_status check_fill_uniform(const ng_op_args *a, const char *op, int *em
     return NG_OK;
 }
 static ng_status check_bernoulli(const ng_op_args *a, const char *op, int *empty) {
-    *empty = a->bernoulli.n == 0;
-    CHECK(*empty || (a->bernoulli.p && a->bernoulli.out), "NULL pointer");
+    CHECK(a->bernoulli.step_dev || !a->bernoulli.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->bernoulli.advance);
+    *empty = a->bernoulli.n == 0 && !a->bernoulli.advance; /* an empty op still advances the count */
+    CHECK(!a->bernoulli.n || (a->bernoulli.p && a->bernoulli.out), "NULL pointer");
     return NG_OK;
 }
 static ng_status check_axpby(const ng_op_args *a, const char *op, int *empty) {
@@ -662,8 +664,10 @@ static ng_status check_sample_targets(const ng_op_args *a, const char *op, int *
     CHECK(ld_ok(a->sample_targets.ldy, rows) && ld_ok(a->sample_targets.ldt, rows),
           "leading dimension < rows=%d (ldy=%d ldt=%d)", rows, a->sample_targets.ldy,
           a->sample_targets.ldt);
-    *empty = !rows || !cols;
-    CHECK(*empty || (a->sample_targets.y && a->sample_targets.t), "NULL pointer");
+    CHECK(a->sample_targets.step_dev || !a->sample_targets.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->sample_targets.advance);
+    *empty = (!rows || !cols) && !a->sample_targets.advance; /* an empty op still advances the count */
+    CHECK(!rows || !cols || (a->sample_targets.y && a->sample_targets.t), "NULL pointer");
     return NG_OK;
 }
 static ng_status check_row_moments(const ng_op_args *a, const char *op, int *empty) {
@@ -985,6 +989,10 @@ ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, 
 ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
                           uint64_t step, uint64_t first) {
     ng_op_args a = {.op = NG_OP_BERNOULLI, .bernoulli = {n, p, out, key, step, first}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_bernoulli_dev(ng_backend *be, size_t n, const float *p, float *out, uint64_t key, uint64_t *step_dev) {
+    ng_op_args a = {.op = NG_OP_BERNOULLI, .bernoulli = {n, p, out, key, 0, 0, step_dev, 1}};
     return ng_run_op(be, &a);
 }
 ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,

@@ -1301,7 +1301,8 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     return s != NG_OK ? s : e;
 }
 
-static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
+static ng_status sample_targets_dev(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0, uint64_t *step_dev,
+                                    uint64_t advance) {
     ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
     int L = n->L;
     o.sample_targets.rows = n->d[L];
@@ -1314,7 +1315,13 @@ static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, u
     o.sample_targets.key = key;
     o.sample_targets.step = step;
     o.sample_targets.col0 = col0;
+    o.sample_targets.step_dev = step_dev;
+    o.sample_targets.advance = advance;
     return ng_run_op(n->base.be, &o);
+}
+
+static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
+    return sample_targets_dev(n, cols, key, step, col0, NULL, 0);
 }
 
 /* D[L] = scale (y - t) for the targets t (no objective sums) */
@@ -1502,7 +1509,8 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
     return ng_net_backward_sampled_at(m, key, step, 0);
 }
 
-ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0) {
+static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint64_t col0, uint64_t *step_dev,
+                                  uint64_t advance) {
     net *n = as_net(m);
     int c0, cols;
     NG_TRY(no_canonical(n, "the sampled backward pass"));
@@ -1512,11 +1520,20 @@ ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, u
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
                         n->m, n->cfg.chunk);
     NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
-    NG_TRY(sample_targets(n, cols, key, step, col0));
+    NG_TRY(sample_targets_dev(n, cols, key, step, col0, step_dev, advance));
     NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
     NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, NULL, 0.0f));
     n->d_valid = 1;
     return NG_OK;
+}
+
+ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0) {
+    return backward_sampled(m, key, step, col0, NULL, 0);
+}
+
+ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, uint64_t *step_dev, uint64_t advance, uint64_t col0) {
+    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network sampled backward: NULL device step");
+    return backward_sampled(m, key, 0, col0, step_dev, advance);
 }
 
 static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {

@@ -104,8 +104,13 @@ typedef struct ng_op_args {
         struct { size_t n; float *out; uint64_t key, step; } fill_uniform;
         /* out[i] = [u(key, step, first + i) <= p[i]]: first (0 unless set) is the global index of
          * element 0, so a data-parallel rank holding part of a larger array draws what one process
-         * would draw for it */
-        struct { size_t n; const float *p; float *out; uint64_t key, step, first; } bernoulli;
+         * would draw for it. step_dev non-NULL (device memory, 2 words): the Philox step is
+         * step_dev[0] + step, read on the device, and after the op step_dev[0] += advance
+         * (step_dev[1]: the CUDA kernel's block ticket, 0 between launches), as gibbs_sample's */
+        struct {
+            size_t n; const float *p; float *out; uint64_t key, step, first;
+            uint64_t *step_dev; uint64_t advance;
+        } bernoulli;
         struct { size_t n; float alpha; const float *x; float beta; float *y; } axpby;
         struct {
             size_t n;
@@ -220,13 +225,16 @@ typedef struct ng_op_args {
          * 2i+1 of (key, step), i = r + rows (col0 + c)); Bernoulli: [u_i <= y]; categorical: a
          * one-hot column by inverse CDF of uniform col0 + c. col0 (0 unless set) is the global
          * position of the first column, so a data-parallel rank holding columns col0.. of a
-         * batch draws the same targets as one process holding the whole batch. t may alias y. */
+         * batch draws the same targets as one process holding the whole batch. t may alias y.
+         * step_dev non-NULL: the step is step_dev[0] + step, read on the device, and after the op
+         * step_dev[0] += advance, as gibbs_sample's. */
         struct {
             int rows, cols, loss;
             const float *y; int ldy;
             float *t; int ldt;
             uint64_t key, step;
             uint64_t col0;
+            uint64_t *step_dev; uint64_t advance;
         } sample_targets;
         /* mean[r], rstd[r] = 1/sqrt(var[r] + eps) over the cols columns of row r (biased var). */
         struct {
@@ -655,6 +663,9 @@ ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, 
 ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                              const float *bias, const float *base, float *prob, int ldq,
                              float *sample, int lds, uint64_t key, uint64_t step, uint64_t first);
+/* ng_bernoulli at the Philox step counted on the device (step_dev[0]), which the op then advances
+ * by one: a captured CUDA graph replays with new draws. */
+ng_status ng_bernoulli_dev(ng_backend *be, size_t n, const float *p, float *out, uint64_t key, uint64_t *step_dev);
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y);
 ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count, float *out,

@@ -151,6 +151,10 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step);
  * Philox index of natgrad/backend.h's sample_targets): a data-parallel rank whose cases start at
  * position col0 of the global batch draws what one process with the whole batch draws. */
 ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0);
+/* The same (col0 as there) at the Philox step counted on the device (step_dev[0], 2 words as
+ * natgrad/backend.h's sample_targets step_dev), which the draw advances by `advance`: a captured
+ * CUDA graph replays with new targets. */
+ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, uint64_t *step_dev, uint64_t advance, uint64_t col0);
 
 /* The current batch (as given to the last ng_model_gradient or ng_net_set_batch): *x, and *y when
  * the targets were given separately (else y->ptr = NULL). NG_ERR_INVALID_ARG before any batch. */
