@@ -191,10 +191,10 @@ $(ASAN_TEST_BIN): $(BUILD)/tests/%_asan: tests/%.c tests/harness.h $(ASAN_SRC) $
 
 test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
 
-# The backend conformance, RBM, evaluation, FANG, checkpoint and update-rule tests on a real GPU (NG_CUDA=1 build), then again under
+# The backend conformance, RBM, evaluation, FANG, checkpoint, update-rule and kernel launch-shape tests on a real GPU (NG_CUDA=1 build), then again under
 # compute-sanitizer (memcheck, racecheck, synccheck) when it is installed. A skipped test fails
 # here: on a GPU machine the CUDA half must run. Without a GPU it says so and succeeds.
-GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c tests/test_update.c))
+GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c tests/test_update.c tests/test_kernel_blocks.c))
 COMPUTE_SANITIZER := $(shell command -v compute-sanitizer 2>/dev/null || { test -x $(CUDA_HOME)/bin/compute-sanitizer && echo $(CUDA_HOME)/bin/compute-sanitizer; })
 test-gpu:
 	@if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then \

@@ -48,3 +48,11 @@ extern "C" ng_status ng_cuda_whiten1x1(int n, int c, int cout, int p, int trans,
     NG_LAUNCH_CHECK("whiten1x1");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "conv" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_conv(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)conv_gather_kernel, (const void *)whiten1x1_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 2);
+}

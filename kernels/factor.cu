@@ -95,3 +95,12 @@ extern "C" ng_status ng_cuda_factor_update(int count, int k, float beta, const n
     NG_LAUNCH_CHECK("factor_update");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "factor" family at `threads` (the instantiation of that tile). */
+extern "C" int ng_cuda_max_threads_factor(ng_kfam family, int threads) {
+    const void *const k[] = {threads == 64 ? (const void *)factor_update_kernel<8>
+                              : threads == 1024 ? (const void *)factor_update_kernel<32>
+                                                : (const void *)factor_update_kernel<16>};
+    (void)family;
+    return ng_kernels_max_threads(k, 1);
+}

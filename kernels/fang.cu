@@ -119,3 +119,11 @@ extern "C" ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, co
     NG_LAUNCH_CHECK("fang_residual");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "fang" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_fang(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)symmetrize_lower_kernel, (const void *)fang_regress_kernel, (const void *)fang_residual_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 3);
+}

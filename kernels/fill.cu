@@ -213,3 +213,11 @@ extern "C" ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, in
     NG_LAUNCH_CHECK("scale_matrix");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "uniform" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_fill(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)fill_uniform_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 1);
+}

@@ -137,3 +137,11 @@ extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uin
     NG_LAUNCH_CHECK("bernoulli");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "gibbs" / "bernoulli" families (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_gibbs(ng_kfam family, int threads) {
+    const void *const g[] = {(const void *)gibbs_sample_kernel, (const void *)gibbs_sample_at_kernel};
+    const void *const b[] = {(const void *)bernoulli_kernel, (const void *)bernoulli_at_kernel};
+    (void)threads;
+    return ng_kernels_max_threads(family == NG_KFAM_BERNOULLI ? b : g, 2);
+}

@@ -7,6 +7,8 @@
  * (each element's value depends on its logical index only; factor_update sums over k in the same
  * order for every tile size), except reduce's softplus_sum, whose per-thread partial sums and tree
  * depend on the block size (double accumulation: agrees to the final float rounding).
+ * A shape is also checked against the kernels' own limit on the device (registers: e.g. gibbs_sample
+ * needs 72 registers on sm_80, so at most 896 threads there, cudaFuncGetAttributes).
  * Host code only; the table is plain ints, read when a launcher runs: set it between launches from
  * one thread (a captured CUDA graph keeps the shape it was captured with). Must not: allocate. */
 #include <string.h>
@@ -84,6 +86,18 @@ extern "C" ng_status ng_cuda_set_block(const char *family, int threads) {
                             "ng_cuda_set_block: family '%s': %d threads per block: use a multiple of 32 "
                             "(the warp size)",
                             name, threads);
+    }
+    {
+        int (*const limit_of[NG_KFAM_COUNT])(ng_kfam, int) = {
+            ng_cuda_max_threads_fill,  ng_cuda_max_threads_gibbs,  ng_cuda_max_threads_gibbs,
+            ng_cuda_max_threads_fang,  ng_cuda_max_threads_factor, ng_cuda_max_threads_conv,
+            ng_cuda_max_threads_optim, ng_cuda_max_threads_reduce};
+        const int limit = limit_of[f]((ng_kfam)f, threads);
+        if (threads > limit)
+            return ng_error(NG_ERR_INVALID_ARG,
+                            "ng_cuda_set_block: family '%s': %d threads per block exceeds what its kernels allow "
+                            "on this device as compiled (%d: registers per thread, cudaFuncGetAttributes); use %d or less",
+                            name, threads, limit, limit);
     }
     block_of[f] = (unsigned int)threads;
     return NG_OK;

@@ -103,3 +103,11 @@ extern "C" ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const flo
     NG_LAUNCH_CHECK("outer_scale");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "optim" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_optim(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)adam_kernel, (const void *)momentum_kernel, (const void *)outer_scale_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 3);
+}

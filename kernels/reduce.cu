@@ -56,3 +56,11 @@ extern "C" ng_status ng_cuda_softplus_sum(int rows, int cols, const float *pre, 
     NG_LAUNCH_CHECK("softplus_sum");
     return NG_OK;
 }
+
+/* launch.cu's limit for the "reduce" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_reduce(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)softplus_sum_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 1);
+}
