@@ -264,10 +264,15 @@ bench-launch-counts: deps
 	@$(MAKE) --no-print-directory $(BUILD)/simt/tests/test_graph
 	@bash bench/launch_counts.sh $(BUILD)
 
-# the Philox-driven families variant by variant, checked against scalar references (bench/kernel_lab.c)
+# the Philox-driven families variant by variant, checked against scalar references, and every custom
+# kernel family's block-shape sweep (bench/kernel_lab.c); the sweep's checks also run against the
+# tests/simt emulator (build/simt/bench/kernel_lab) when it can be built
 kernel-lab: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab $(if $(filter yes,$(SIMT_ENABLED)),$(SIMT_BUILD)/bench/kernel_lab)
 	@bash bench/kernel_lab.sh $(BUILD)
+$(SIMT_BUILD)/bench/kernel_lab: $(SIMT_BUILD)/obj/bench/kernel_lab.o $(SIMT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIMT_LDFLAGS) $< $(SIMT_LIBS) $(LDLIBS) -o $@
 
 # im2col + gemm against a direct convolution on the CPU, the Fashion-MNIST conv shapes (bench/bench_conv.c)
 .PHONY: bench-conv
