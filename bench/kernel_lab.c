@@ -25,7 +25,8 @@
  * tests/simt emulator (build/simt/bench/kernel_lab) only the checks mean something: the time
  * column says "emulated" instead of a figure.
  * usage: kernel_lab [--sizes 65536,1048576,4194304] [--reps N] [--csv PATH] [--sections variants,sweep]
- *                   [--blocks 32,64,96,128,256,512,1024] [--families all|NAME,NAME,...] [--device N (CUDA device)] */
+ *                   [--blocks 32,64,96,128,256,512,1024] [--families all|NAME,NAME,...] [--device N (CUDA device)]
+ * --need-cuda (first): exit 1 unless a real CUDA device answers (bench/gpu_check.sh). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -406,12 +407,14 @@ int main(int argc, char **argv) {
     const char *sizes_s = "65536,1048576,4194304", *csv_path = "bench/results/kernel_lab.csv";
     const char *sections = "variants,sweep";
     const char *usage = "usage: kernel_lab [--sizes N,N,...] [--reps N] [--csv PATH] [--sections variants,sweep] "
-                        "[--blocks T,T,...] [--families all|NAME,...] [--device N]\n";
+                        "[--blocks T,T,...] [--families all|NAME,...] [--device N]\n"
+                        "       (--need-cuda first: fail without a CUDA device, emulator included)\n";
     ng_backend *cpu = NULL, *gpu = NULL, *gpu_all = NULL;
     char buf[128];
-    int i, emulated = 0, device = 0;
+    int i, emulated = 0, device = 0, need_cuda = 0;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i + 1 < argc; i += 2) {
+    for (i = 1; i < argc && !strcmp(argv[i], "--need-cuda"); i++) need_cuda = 1;
+    for (; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--sizes")) sizes_s = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--csv")) csv_path = argv[i + 1];
@@ -431,6 +434,8 @@ int main(int argc, char **argv) {
     }
     /* the emulator's CUDA backend: only the sweep's checks, no timed variants */
     emulated = gpu && strstr(gpu->description, "SIMT emulator") != NULL;
+    if (need_cuda && (!gpu || emulated))
+        return fprintf(stderr, "kernel_lab: --need-cuda: %s\n", gpu ? "the CUDA backend is the tests/simt emulator" : "no CUDA device"), 1;
     gpu_all = gpu;
     if (emulated) gpu = NULL;
     csv = fopen(csv_path, "w");
