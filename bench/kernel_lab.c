@@ -425,6 +425,20 @@ int main(int argc, char **argv) {
         else return fprintf(stderr, "%s", usage), 2;
     }
     if (i < argc || reps < 1) return fprintf(stderr, "%s", usage), 2;
+    if (strcmp(families_s, "all")) { /* every name of --families must be a family */
+        const char *p = families_s;
+        while (*p) {
+            size_t len = strcspn(p, ",");
+            int f, known = 0;
+            for (f = 0; f < NG_KFAM_COUNT; f++)
+                known |= strlen(kl_families[f].name) == len && !strncmp(p, kl_families[f].name, len);
+            if (!known)
+                return fprintf(stderr, "kernel_lab: --families: no family '%.*s' (uniform, gibbs, bernoulli, fang, factor, "
+                               "conv, optim, reduce, or all)\n", (int)len, p), 2;
+            p += len;
+            if (*p == ',') p++;
+        }
+    }
     if (!strstr(sections, "variants") && !strstr(sections, "sweep"))
         return fprintf(stderr, "kernel_lab: --sections %s: name variants and/or sweep\n", sections), 2;
     if (ng_backend_cpu_init(&cpu) != NG_OK) return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
