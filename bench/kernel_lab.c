@@ -220,7 +220,7 @@ static int family_wanted(const char *name) {
 
 static void sweep_row(const char *family, const char *backend, size_t n, size_t elems, const char *vs_cpu,
                       const char *vs_def, double ms) {
-    char t[32], r[32];
+    char t[64], r[64];
     if (ms < 0.0) {
         snprintf(t, sizeof t, "-");
         snprintf(r, sizeof r, "-");
@@ -270,11 +270,9 @@ static double sweep_time(kl_case *k, int events) {
 static int sweep_family(ng_backend *cpu, ng_backend *gpu, int emulated, ng_kfam f, size_t n, char *summary,
                         size_t slen) {
     const kl_family *F = &kl_families[f];
-    kl_case kc, kg;
+    kl_case kc;
     float *cpu_out = NULL, *def = NULL, *got = NULL;
-    double maxd, ms;
-    size_t flips, first, bad;
-    char a[160], b[96];
+    double ms;
     if (kl_case_init(&kc, cpu, f, n) != NG_OK) return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
     cpu_out = malloc(kc.nout * sizeof(float));
     if (!cpu_out || kl_once(&kc, cpu_out) != NG_OK) return fprintf(stderr, "kernel_lab: %s: %s\n", F->name, ng_last_error()), 1;
@@ -283,7 +281,10 @@ static int sweep_family(ng_backend *cpu, ng_backend *gpu, int emulated, ng_kfam 
 #if defined(NG_HAVE_CUDA)
     if (gpu) {
         const char *p = blocks_s;
-        double def_ms = -1.0, best_ms = 1e30;
+        double def_ms = -1.0, best_ms = 1e30, maxd;
+        size_t flips, first, bad;
+        char a[160], b[96];
+        kl_case kg;
         int best_t = 0;
         if (kl_case_init(&kg, gpu, f, n) != NG_OK) return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
         def = malloc(kg.nout * sizeof(float));

@@ -84,7 +84,7 @@ typedef struct kl_case {
     ng_conv_shape cs;
 } kl_case;
 
-static size_t kl_buf(kl_case *k, size_t len) {
+static inline size_t kl_buf(kl_case *k, size_t len) {
     size_t o = k->total;
     k->off[k->nbuf++] = o;
     k->total += (len + 1u) & ~(size_t)1u; /* even offsets: doubles and uint64 words stay aligned */
@@ -93,13 +93,13 @@ static size_t kl_buf(kl_case *k, size_t len) {
 #define KL_P(k, i) ((k)->arena + (k)->off[i])
 
 /* init[o .. o + len) = lo + (hi - lo) u(key, i) */
-static void kl_fill(kl_case *k, int buf, size_t len, uint64_t key, float lo, float hi) {
+static inline void kl_fill(kl_case *k, int buf, size_t len, uint64_t key, float lo, float hi) {
     size_t i;
     for (i = 0; i < len; i++) k->init[k->off[buf] + i] = lo + (hi - lo) * ng_uniform_at(key, 3, (uint64_t)i);
 }
 
 /* Shapes and buffers of family fam at size n (n >= 64), the inputs filled; allocates on be. */
-static ng_status kl_case_init(kl_case *k, ng_backend *be, ng_kfam fam, size_t n) {
+static inline ng_status kl_case_init(kl_case *k, ng_backend *be, ng_kfam fam, size_t n) {
     size_t i;
     memset(k, 0, sizeof *k);
     k->be = be;
@@ -285,18 +285,18 @@ static ng_status kl_case_init(kl_case *k, ng_backend *be, ng_kfam fam, size_t n)
     return ng_alloc(be, k->total * sizeof(float), (void **)&k->arena);
 }
 
-static void kl_case_free(kl_case *k) {
+static inline void kl_case_free(kl_case *k) {
     if (k->arena) ng_free(k->be, k->arena);
     free(k->init);
     memset(k, 0, sizeof *k);
 }
 
 /* The arena back to its initial content (queued on the backend's stream). */
-static ng_status kl_reset(kl_case *k) { return ng_set(k->be, k->arena, k->init, k->total * sizeof(float)); }
+static inline ng_status kl_reset(kl_case *k) { return ng_set(k->be, k->arena, k->init, k->total * sizeof(float)); }
 
 /* The family's ops, once (asynchronous on a device backend). In-place outputs (G, the optimizer
  * state, C, y) evolve when run again without kl_reset: fine for timing. */
-static ng_status kl_run(kl_case *k) {
+static inline ng_status kl_run(kl_case *k) {
     ng_op_args o;
     const uint64_t KEY = 0x5EED5EEDull;
     memset(&o, 0, sizeof o);
@@ -495,10 +495,10 @@ static ng_status kl_run(kl_case *k) {
 }
 
 /* out (nout floats) = the outputs (synchronises). */
-static ng_status kl_result(kl_case *k, float *out) { return ng_get(k->be, out, k->arena, k->nout * sizeof(float)); }
+static inline ng_status kl_result(kl_case *k, float *out) { return ng_get(k->be, out, k->arena, k->nout * sizeof(float)); }
 
 /* kl_reset, kl_run, kl_result. */
-static ng_status kl_once(kl_case *k, float *out) {
+static inline ng_status kl_once(kl_case *k, float *out) {
     NG_TRY(kl_reset(k));
     NG_TRY(kl_run(k));
     return kl_result(k, out);
@@ -508,7 +508,7 @@ static ng_status kl_once(kl_case *k, float *out) {
  * non-draw element within atol + rtol |want| and at most max_flips draws different. Returns the
  * number of failures; *maxd = the largest |difference| of the non-draw elements, *flips = draws
  * that differ, *first = index of the first failure (when any). */
-static size_t kl_compare(const kl_case *k, const float *got, const float *want, double atol, double rtol,
+static inline size_t kl_compare(const kl_case *k, const float *got, const float *want, double atol, double rtol,
                          size_t max_flips, double *maxd, size_t *flips, size_t *first) {
     size_t i, bad = 0, fl = 0;
     double md = 0.0;
