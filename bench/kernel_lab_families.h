@@ -17,7 +17,7 @@
  *              pixels each, and whiten1x1 (5 -> 4 channels, centred)
  *   optim      adam (step count on the device), momentum (NAG with averaging), outer_scale (Stein)
  *              of n elements
- *   reduce     softplus_sum over 37 columns of n / 37 rows (gamma 0.5)
+ *   reduce     softplus_sum over n / 500 columns of 500 rows (an RBM's hidden units; gamma 0.5)
  * Every family's result must not depend on the launch shape (bit for bit), except reduce (the
  * partial sums follow the block size: KL_REDUCE_RTOL). Against the CPU backend each family has a
  * stated tolerance (kl_families[].atol, rtol) and draws may differ where the uniform lies within
@@ -64,7 +64,7 @@ static const kl_family kl_families[NG_KFAM_COUNT] = {
      "gathers are exact; whiten1x1 accumulates in double on both backends"},
     {"optim", "adam (device step count), momentum (NAG + average), outer_scale (Stein)", 1, 1e-6, 1e-6,
      "sqrtf and divisions may be contracted into fma differently by the compilers"},
-    {"reduce", "softplus_sum (37 columns)", 0, 0.0, 1e-6,
+    {"reduce", "softplus_sum (500 rows, n / 500 columns)", 0, 0.0, 1e-6,
      "logf/expf of softplus differ by a few ulp between math libraries; sums in double"},
 };
 
@@ -196,8 +196,8 @@ static inline ng_status kl_case_init(kl_case *k, ng_backend *be, ng_kfam fam, si
         kl_buf(k, (size_t)k->b);        /* 13: v */
         break;
     case NG_KFAM_REDUCE:
-        k->b = 37;                      /* cols */
-        k->a = (int)((n + 36) / 37);    /* rows */
+        k->a = 500;                     /* rows */
+        k->b = (int)((n + 499) / 500);  /* cols */
         k->elems = (size_t)k->a * k->b;
         kl_buf(k, (size_t)k->b); /* 0: y */
         k->nout = k->total;
