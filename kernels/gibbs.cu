@@ -4,15 +4,14 @@
  * a thread or block id) selects its Philox word, so any launch shape gives the same samples and
  * the CPU backend, which calls the same ng_math.h bodies, draws the same bits.
  * Each thread takes a group of 4 consecutive logical indices, which share one Philox4x32-10 block
- * (ng_philox_groups), so one Philox evaluation serves 4 elements. The step may be counted in device
+ * (ng_philox_groups), so one Philox evaluation serves 4 elements. Launch shapes: the "gibbs" and
+ * "bernoulli" entries of launch.cu's table (ng_cuda_set_block). The step may be counted in device
  * memory (gibbs_sample's and bernoulli's step_dev: a captured CUDA graph replays with the current count; the last
  * block advances it, ng_last_block). Must not: use float atomics, allocate, or synchronize the host. */
 #include "ng_cuda.cuh"
 #include "ng_philox.cuh"
 
 #include "ng_kernels.h"
-
-#define GIBBS_BLOCK 256u
 
 /* Element (r, c) of the Gibbs step with uniform u: prob and/or sample (both =). */
 static __device__ __forceinline__ void gibbs_one(int r, int c, float u, const float *pre, int ldp,
@@ -100,15 +99,16 @@ extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, 
                                           uint64_t key, uint64_t step, uint64_t first,
                                           uint64_t *step_dev, uint64_t advance, void *stream) {
     size_t groups = ((size_t)rows * (size_t)cols + 3u) / 4u;
+    const unsigned int block = (unsigned int)ng_cuda_block(NG_KFAM_GIBBS);
     NG_NVTX_PUSH("gibbs_sample");
     if (first == 0)
-        NG_LAUNCH(gibbs_sample_kernel, ng_grid_1d(groups, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+        NG_LAUNCH(gibbs_sample_kernel, ng_cuda_grid(NG_KFAM_GIBBS, groups), block, 0,
                   (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq, sample,
                                         lds, key, step, step_dev, advance);
     else
-        NG_LAUNCH(gibbs_sample_at_kernel, ng_grid_1d(groups_at((size_t)rows * (size_t)cols, first), GIBBS_BLOCK),
-                  GIBBS_BLOCK, 0, (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq,
-                                                        sample, lds, key, step, first, step_dev, advance);
+        NG_LAUNCH(gibbs_sample_at_kernel, ng_cuda_grid(NG_KFAM_GIBBS, groups_at((size_t)rows * (size_t)cols, first)),
+                  block, 0, (cudaStream_t)stream)(rows, cols, pre, ldp, bias, beta, base, prob, ldq,
+                                                  sample, lds, key, step, first, step_dev, advance);
     NG_LAUNCH_CHECK("gibbs_sample");
     return NG_OK;
 }
@@ -116,13 +116,22 @@ extern "C" ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, 
 extern "C" ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key,
                                        uint64_t step, uint64_t first, uint64_t *step_dev, uint64_t advance,
                                        void *stream) {
+    const unsigned int block = (unsigned int)ng_cuda_block(NG_KFAM_BERNOULLI);
     NG_NVTX_PUSH("bernoulli");
     if (first == 0)
-        NG_LAUNCH(bernoulli_kernel, ng_grid_1d((n + 3u) / 4u, GIBBS_BLOCK), GIBBS_BLOCK, 0,
+        NG_LAUNCH(bernoulli_kernel, ng_cuda_grid(NG_KFAM_BERNOULLI, (n + 3u) / 4u), block, 0,
                   (cudaStream_t)stream)((uint64_t)n, p, out, key, step, step_dev, advance);
     else
-        NG_LAUNCH(bernoulli_at_kernel, ng_grid_1d(groups_at(n, first), GIBBS_BLOCK), GIBBS_BLOCK, 0,
+        NG_LAUNCH(bernoulli_at_kernel, ng_cuda_grid(NG_KFAM_BERNOULLI, groups_at(n, first)), block, 0,
                   (cudaStream_t)stream)((uint64_t)n, p, out, key, step, first, step_dev, advance);
     NG_LAUNCH_CHECK("bernoulli");
     return NG_OK;
+}
+
+/* launch.cu's limit for the "gibbs" / "bernoulli" families (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_gibbs(ng_kfam family, int threads) {
+    const void *const g[] = {(const void *)gibbs_sample_kernel, (const void *)gibbs_sample_at_kernel};
+    const void *const b[] = {(const void *)bernoulli_kernel, (const void *)bernoulli_at_kernel};
+    (void)threads;
+    return ng_kernels_max_threads(family == NG_KFAM_BERNOULLI ? b : g, 2);
 }

@@ -18,6 +18,7 @@
 #include "natgrad/profile.h"
 #include "natgrad/status.h"
 #include "ng_cuda_check.h"
+#include "ng_kernels.h"
 #include "ng_math.h"
 
 /* Every launch is counted in the profile's device-call counters (natgrad/profile.h,
@@ -86,6 +87,45 @@ static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {
     if (g < 1) g = 1;
     if (g > 65535u * 16u) g = 65535u * 16u;
     return (unsigned int)g;
+}
+
+/* Per family file: the most threads per block its kernels of `family` allow at `threads` (the
+ * shape asked for: factor.cu's tile instantiation), for ng_cuda_set_block (launch.cu). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+int ng_cuda_max_threads_gibbs(ng_kfam family, int threads);
+int ng_cuda_max_threads_fill(ng_kfam family, int threads);
+int ng_cuda_max_threads_fang(ng_kfam family, int threads);
+int ng_cuda_max_threads_factor(ng_kfam family, int threads);
+int ng_cuda_max_threads_conv(ng_kfam family, int threads);
+int ng_cuda_max_threads_optim(ng_kfam family, int threads);
+int ng_cuda_max_threads_reduce(ng_kfam family, int threads);
+#ifdef __cplusplus
+}
+#endif
+
+/* The most threads per block that every kernel in fns[0..n) can be launched with on the current
+ * device, as this build compiled them (registers and static shared memory: cudaFuncGetAttributes),
+ * at most NG_BLOCK_MAX; a kernel whose attributes cannot be read (no device yet) does not limit.
+ * The emulator has no register file: NG_BLOCK_MAX. Used by ng_cuda_set_block (launch.cu). */
+static inline int ng_kernels_max_threads(const void *const *fns, int n) {
+    int m = NG_BLOCK_MAX;
+#if !defined(NG_SIMT)
+    int i;
+    for (i = 0; i < n; i++) {
+        cudaFuncAttributes a;
+        if (cudaFuncGetAttributes(&a, fns[i]) == cudaSuccess) {
+            if (a.maxThreadsPerBlock < m) m = a.maxThreadsPerBlock;
+        } else {
+            (void)cudaGetLastError();
+        }
+    }
+#else
+    (void)fns;
+    (void)n;
+#endif
+    return m;
 }
 
 #endif

@@ -18,6 +18,38 @@
 extern "C" {
 #endif
 
+/* ---- launch.cu: launch shapes of the custom kernel families ---------------------------------- */
+
+/* The families whose launchers read the table (their names for ng_cuda_set_block in quotes). */
+typedef enum ng_kfam {
+    NG_KFAM_UNIFORM = 0, /* "uniform": fill_uniform (fill.cu) */
+    NG_KFAM_GIBBS,       /* "gibbs": gibbs_sample (gibbs.cu) */
+    NG_KFAM_BERNOULLI,   /* "bernoulli": bernoulli (gibbs.cu) */
+    NG_KFAM_FANG,        /* "fang": symmetrize_lower, fang_regress, fang_residual (fang.cu) */
+    NG_KFAM_FACTOR,      /* "factor": factor_update (factor.cu), square tiles of sqrt(threads) */
+    NG_KFAM_CONV,        /* "conv": conv_gather, whiten1x1 (conv.cu) */
+    NG_KFAM_OPTIM,       /* "optim": adam, momentum, outer_scale (optim.cu) */
+    NG_KFAM_REDUCE,      /* "reduce": softplus_sum (reduce.cu), a shared-memory tree */
+    NG_KFAM_COUNT
+} ng_kfam;
+#define NG_BLOCK_MAX 1024 /* threads per block, every family */
+
+/* Threads per block of a family from now on (process-wide; 0 restores the default, 256 for every
+ * family). Refused with NG_ERR_INVALID_ARG and a message naming the family and the rule: outside
+ * 32..1024; not a multiple of 32 (elementwise families); not a power of two ("reduce"); not 64, 256
+ * or 1024 ("factor": 8x8, 16x16, 32x32 tiles); an unknown family name. Set between launches, from
+ * one thread; a captured CUDA graph keeps the shape of its capture. */
+ng_status ng_cuda_set_block(const char *family, int threads);
+/* At most `blocks` blocks per launch of a family (0: no cap, the default); its grid-stride loops
+ * cover the rest. Refused for "factor" (one block per output tile) and for blocks < 0. */
+ng_status ng_cuda_set_grid_cap(const char *family, int blocks);
+int ng_cuda_block(ng_kfam family);         /* threads per block now */
+int ng_cuda_block_default(ng_kfam family); /* the default */
+int ng_cuda_grid_cap(ng_kfam family);      /* 0: none */
+const char *ng_cuda_family_name(ng_kfam family);
+/* Blocks of ng_cuda_block(family) threads covering `items` (ng_grid_1d), within the family's cap. */
+unsigned int ng_cuda_grid(ng_kfam family, size_t items);
+
 /* ---- gibbs.cu ----------------------------------------------------------------------------- */
 
 /* Fused Gibbs step, pre/prob/sample (rows, cols) with leading dimensions ldp/ldq/lds:
