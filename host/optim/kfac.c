@@ -82,6 +82,8 @@ typedef struct kfac {
     int relaunch;           /* a resumed run recomputes the refresh in flight at its checkpoint */
     int async_me;           /* on several ranks the rank whose layers the worker computes (-1: every layer) */
     int pend_tried[NSETS];  /* per candidate the try of the ladder the worker's layers succeeded at */
+    int async_rank;         /* this rank (0 on one process) */
+    int inj_rank, inj_tries;/* NG_KFAC_ASYNC_FAIL=R:N (tests): rank R's layers fail tries < N; N = -1: its worker errs */
     pthread_t thread;       /* the worker, while pending == 1 */
     ng_status worker_status;
     char worker_msg[1024];
@@ -702,6 +704,19 @@ static void ladder_step(ng_dtype p0, double gamma, int s, ng_dtype *prec, double
     }
 }
 
+/* NG_KFAC_ASYNC_FAIL=R:N, a switch for tests/test_dist.sh (several ranks, --kfac-async): in the
+ * asynchronous refreshes the layers that rank R owns fail tries 0 .. N-1 of the ladder (8: every
+ * try), wherever they are computed (their owner, or every rank with NG_KFAC_REDUNDANT=1); R:error
+ * makes rank R's worker fail outright. Does this refresh (rank `me`'s layers, or every layer when
+ * me < 0) hold a layer that fails so? */
+static int injected_layers(const kfac *k, int me) {
+    int l;
+    if (k->inj_rank < 0 || (me >= 0 && me != k->inj_rank)) return 0;
+    for (l = 1; l <= k->L; l++)
+        if (k->owner[l] == k->inj_rank) return 1;
+    return 0;
+}
+
 /* Tries s0, s0 + 1, ... of the ladder until one succeeds (*tried: its index, NTRIES when all failed).
  * me < 0: every layer here; me >= 0: the layers rank `me` owns, and with `share` every rank decides
  * each try together and receives the other layers from their owners (share_set, on backend cbe);
@@ -720,6 +735,7 @@ static ng_status refresh_tries(kfac *k, rws *w, const facs *F, ng_backend *be, n
                 w->precision = saved;
                 return st;
             }
+            if (w == &k->aws && s < k->inj_tries && injected_layers(k, me)) fail = 1;
         }
         if (share) {
             ng_status st = share_set(k, be, cbe, si, &fail);
@@ -1099,6 +1115,9 @@ static void *refresh_worker(void *arg) {
     ng_dtype prec;
     k->aws.retries = 0;
     for (c = 0; c < NSETS; c++) k->pend_tried[c] = NTRIES;
+    if (k->inj_tries < 0 && k->async_rank == k->inj_rank)
+        s = ng_error(NG_ERR_NUMERIC, "NG_KFAC_ASYNC_FAIL=%d:error: the failure of rank %d's asynchronous refresh (a test)",
+                     k->inj_rank, k->inj_rank);
     for (c = 0; c < k->pend_cand && s == NG_OK; c++) {
         NG_RANGE_CAT(NG_CAT_INVERSE, "kfac inverses (async)", s,
                      refresh_tries(k, &k->aws, &k->snap, k->abe, k->abe, async_set(c), k->pend_gam[c], k->async_me, 0, 0,
@@ -1122,11 +1141,25 @@ static void *refresh_worker(void *arg) {
 /* start the worker on the snapshot (pending = 1); on several ranks on this rank's layers (the
  * owners of the synchronous refresh) unless NG_KFAC_REDUNDANT=1 */
 static ng_status launch_worker(kfac *k) {
+    const char *inj = getenv("NG_KFAC_ASYNC_FAIL");
     k->worker_status = NG_OK;
-    k->async_me = -1;
-    if (k->dist->comm && k->dist->comm->world > 1 && !redundant_env(k)) {
+    k->async_me = k->inj_rank = -1;
+    k->async_rank = 0;
+    k->inj_tries = 0;
+    if (k->dist->comm && k->dist->comm->world > 1) {
         assign_owners(k, k->dist->comm->world);
-        k->async_me = k->dist->comm->rank;
+        k->async_rank = k->dist->comm->rank;
+        if (!redundant_env(k)) k->async_me = k->async_rank;
+        if (inj && *inj) {
+            char tail[8] = "";
+            if (sscanf(inj, "%d:%d", &k->inj_rank, &k->inj_tries) == 2 && k->inj_rank >= 0 && k->inj_tries >= 1 &&
+                k->inj_tries <= NTRIES) {
+            } else if (sscanf(inj, "%d:%7s", &k->inj_rank, tail) == 2 && !strcmp(tail, "error") && k->inj_rank >= 0) {
+                k->inj_tries = -1;
+            } else {
+                return ng_error(NG_ERR_INVALID_ARG, "NG_KFAC_ASYNC_FAIL=%s: want RANK:TRIES (TRIES 1 .. %d) or RANK:error", inj, NTRIES);
+            }
+        }
     }
     if (pthread_create(&k->thread, NULL, refresh_worker, k) != 0)
         return ng_error(NG_ERR_OOM, "K-FAC: cannot start the asynchronous refresh thread");
@@ -1185,6 +1218,8 @@ static ng_status async_arrive(ng_precond *p, kfac *k) {
         ng_dtype prec;
         for (r = 0; r < world; r++)
             if (v[r * stride + 1 + c] > hi) hi = (int)v[r * stride + 1 + c];
+        /* the tries between this rank's and hi failed elsewhere: counted as every rank counts them */
+        if (k->pend_tried[c] < hi) k->aws.retries += hi - k->pend_tried[c];
         if (hi < NTRIES)
             s = refresh_tries(k, &k->aws, &k->snap, k->abe, p->be, async_set(c), k->launch_gam[c], me, 1, hi,
                               k->pend_tried[c] == hi ? hi : -1, &tried);
