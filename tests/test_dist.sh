@@ -5,7 +5,8 @@
 # tridiagonal; 2 and 3 ranks); K-FAC's per-layer owned inverse refreshes byte for byte equal to the
 # redundant ones (NG_KFAC_REDUNDANT=1), also with --kfac-async (the workers compute their rank's layers, the
 # main threads broadcast; 2 and 3 ranks, both approximations, within tolerance of one process, resume with a
-# refresh in flight, recovery tries and failures agreed by every rank: NG_KFAC_ASYNC_FAIL); run-to-run bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
+# refresh in flight, recovery tries and failures agreed by every rank: NG_KFAC_ASYNC_FAIL; through the library in
+# tests/test_kfac_ranks.c, also on an emulated GPU per rank); run-to-run bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
 # between the ranks' files and rank 0's resumes from .prev; mismatched or missing rank files refused);
 # resume from the model file on another number of ranks (3 -> 2 and 2 -> 1, with the warning);
 # a preconditioner without distributed statistics refused by name; a killed rank ends the job
@@ -53,7 +54,8 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_np2_kfac_async_owned_bitexact dist_np3_kfac_async_owned_bitexact dist_np2_kfac_tridiag_async_owned_bitexact
      dist_np3_kfac_tridiag_async_owned_bitexact dist_np3_kfac_async dist_np3_kfac_tridiag_async dist_kfac_async_resume_same
      dist_kfac_tridiag_async_resume_same_np3 dist_np3_kfac_async_retry_owned_bitexact dist_kfac_async_fail_every_rank
-     dist_kfac_async_error_every_rank dist_kfac_async_bad_fail_switch
+     dist_kfac_async_error_every_rank dist_kfac_async_bad_fail_switch dist_kfac_ranks_np2 dist_kfac_ranks_np3
+     dist_kfac_ranks_nccl_shim_np2 dist_kfac_ranks_nccl_shim_np3
      dist_np2_ngd dist_np3_ngd dist_ngd_rerun_bitexact dist_ngd_resume_same dist_ncg-f_resume_same dist_np2_ngd-l dist_np2_ncg-l dist_np2_ncg-f dist_np2_hf
      dist_refuse_tn_sampled dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
      dist_bad_timeout dist_refuse_diag
@@ -292,6 +294,19 @@ else fail dist_kfac_async_error_every_rank "exit $rc, $n other ranks named rank 
 NG_KFAC_ASYNC_FAIL=1:9 run inj_bad 2 "${T[@]}" "${KF[@]}" "${KA[@]}" --out inj_bad
 if [ "$rc" != 0 ] && grep -q "NG_KFAC_ASYNC_FAIL=1:9: want RANK:TRIES (TRIES 1 .. 8) or RANK:error" inj_bad.err; then pass dist_kfac_async_bad_fail_switch
 else fail dist_kfac_async_bad_fail_switch "exit $rc (want a failure naming NG_KFAC_ASYNC_FAIL)"; show inj_bad.err; fi
+# The same through the library (tests/test_kfac_ranks.c, a 6-5-3-5-6 autoencoder, 17 updates): owned =
+# redundant bit for bit, synchronous and asynchronous (staleness 0 and 2), staleness 0 = synchronous,
+# every rank's parameters rank 0's; on the CPU and, in the emulated-CUDA build, on a GPU per rank (the
+# worker on its own stream, the broadcasts through the NCCL shim)
+for np in 2 3; do ctest_ranks dist_kfac_ranks_np$np "$absbuild/tests/test_kfac_ranks" $np kr$np.out '^RESULT'; done
+for np in 2 3; do
+  if [ ! -x "$absbuild/simt/tests/test_kfac_ranks" ]; then
+    skip dist_kfac_ranks_nccl_shim_np$np "the emulated-CUDA build of tests/test_kfac_ranks.c is not built (no CUDA headers)"; continue; fi
+  NG_SIMT_DEVICES=$np timeout 300 "${MPI[@]}" -x NG_SIMT_DEVICES -np $np "$absbuild/simt/tests/test_kfac_ranks" >krn$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=2 failed=0 skipped=0' krn$np.out)" = "$np" ]; then
+    pass "dist_kfac_ranks_nccl_shim_np$np (emulated GPU per rank, $np ranks)"
+  else fail dist_kfac_ranks_nccl_shim_np$np "exit $rc"; grep -E '^(FAIL|SKIP|  )' krn$np.out | head -10; show krn$np.out; fi
+done
 
 # ---- truncated Newton ----------------------------------------------------------------------------
 # Every curvature product, h(theta), h at each trial point and HF's diagonal are shard sums
