@@ -3,12 +3,14 @@
 # (bars and stripes, a 16-8-3-8-16 autoencoder, global batch 10; 3 ranks shard it 3/3/4).
 # Covers: N ranks = 1 rank within the stated tolerance (NAG, Adam, SGD, K-FAC block-diagonal and
 # tridiagonal; 2 and 3 ranks); K-FAC's per-layer owned inverse refreshes byte for byte equal to the
-# redundant ones (NG_KFAC_REDUNDANT=1); run-to-run bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
+# redundant ones (NG_KFAC_REDUNDANT=1), also with --kfac-async (the workers compute their rank's layers, the
+# main threads broadcast; 2 and 3 ranks, both approximations, within tolerance of one process, resume with a
+# refresh in flight, recovery tries and failures agreed by every rank: NG_KFAC_ASYNC_FAIL; through the library in
+# tests/test_kfac_ranks.c, also on an emulated GPU per rank); run-to-run bit-exactness on 2 ranks; resume on the same ranks bit for bit (main and per-rank files; a save torn
 # between the ranks' files and rank 0's resumes from .prev; mismatched or missing rank files refused);
 # resume from the model file on another number of ranks (3 -> 2 and 2 -> 1, with the warning);
 # the sampled Fisher (ngd --tn-fisher sampled, with and without +bn) and --precond diag, kfac and full
-# against one process (block "the sampled Fisher and Sohl-Dickstein's preconditioners"), cnn train's
-# sampled Fisher refused by name; a killed rank ends the job
+# against one process (block "the sampled Fisher and Sohl-Dickstein's preconditioners"); a killed rank ends the job
 # (the last checkpoint stays readable); a stopped (hung) rank makes the others stop with a message
 # within --comm-timeout (both with the gradient in two overlapped buckets); the communicator's own
 # tests (build/tests/test_comm) on 2, 3 and 4 ranks, and
@@ -51,6 +53,11 @@ if [ ! -x "$bin" ]; then fail natgrad_binary "$bin not found"; finish; fi
 ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np3_kfac_paper_taus dist_np2_kfac_tridiag
      dist_np3_kfac_tridiag dist_np2_kfac_tridiag_owned_bitexact dist_np3_kfac_tridiag_owned_bitexact dist_np3_kfac_owned_bitexact
      dist_kfac_rerun_bitexact dist_kfac_resume_same
+     dist_np2_kfac_async_owned_bitexact dist_np3_kfac_async_owned_bitexact dist_np2_kfac_tridiag_async_owned_bitexact
+     dist_np3_kfac_tridiag_async_owned_bitexact dist_np3_kfac_async dist_np3_kfac_tridiag_async dist_kfac_async_resume_same
+     dist_kfac_tridiag_async_resume_same_np3 dist_np3_kfac_async_retry_owned_bitexact dist_kfac_async_fail_every_rank
+     dist_kfac_async_error_every_rank dist_kfac_async_bad_fail_switch dist_kfac_ranks_np2 dist_kfac_ranks_np3
+     dist_kfac_ranks_nccl_shim_np2 dist_kfac_ranks_nccl_shim_np3
      dist_np2_ngd dist_np3_ngd dist_ngd_rerun_bitexact dist_ngd_resume_same dist_ncg-f_resume_same dist_np2_ngd-l dist_np2_ncg-l dist_np2_ncg-f dist_np2_hf dist_np2_hf_hessian
      dist_rerun_bitexact dist_resume_same dist_resume_torn_save_uses_prev dist_resume_mismatched_ranks_refused dist_resume_missing_rank_file_named dist_resume_3to2 dist_resume_2to1
      dist_bad_timeout
@@ -214,6 +221,100 @@ if [ "$rc" = 0 ] && why=$(same_state kfac_half kfac_resumed 2); then
     pass dist_kfac_resume_same
   else fail dist_kfac_resume_same "exit $rc; 13 + 27 K-FAC updates on 2 ranks differ from 40 in one go"; show kfac_rest.err; fi
 else fail dist_kfac_resume_same "exit $rc ${why:-}"; show kfac_half.err; fi
+
+# Asynchronous refreshes (--kfac-async 2 --T3 10: launched at updates 10, 20, 30, 40 on a snapshot of
+# the factors, used 2 updates later; gamma chosen among three at 20 and 40; the refresh of update 40 is
+# still in flight when the run ends). Each rank's worker computes the layers it owns (the owners of the
+# synchronous refresh); the main thread broadcasts them from their owners when it uses them. Same calls
+# on the same snapshot as every rank computing every layer (NG_KFAC_REDUNDANT=1), so the checkpoints
+# must be the same bytes; on 3 ranks within the N ranks = 1 rank tolerance above of one process with
+# the same option (the same reason: the factor sums are split into per-rank partial sums).
+KA=(--kfac-async 2 --T3 10 --tau1 0.75 --tau2 0.75)
+same_files() { # same_files DIR_A DIR_B NP: every rank's checkpoint byte for byte
+  local f
+  for f in net.ckpt $(seq -f net.ckpt.rank%g 1 $(($3 - 1))); do
+    if ! cmp -s "$1/$f" "$2/$f"; then echo "$f differs between $1 and $2"; return 1; fi
+  done
+}
+for cfg in "np2_kfac_async 2" "np3_kfac_async 3" "np2_kfac_tridiag_async 2 --kfac-approx tridiag" \
+           "np3_kfac_tridiag_async 3 --kfac-approx tridiag"; do
+  set -- $cfg; name=$1 np=$2; shift 2
+  run n_$name "$np" "${T[@]}" "${KF[@]}" "${KA[@]}" "$@" --out n_$name
+  if [ "$rc" != 0 ]; then fail dist_${name}_owned_bitexact "owned run: exit $rc"; show n_$name.err; continue; fi
+  NG_KFAC_REDUNDANT=1 run red_$name "$np" "${T[@]}" "${KF[@]}" "${KA[@]}" "$@" --out red_$name
+  if [ "$rc" != 0 ]; then fail dist_${name}_owned_bitexact "redundant run: exit $rc"; show red_$name.err
+  elif ! grep -q "NG_KFAC_REDUNDANT=1: every rank computes" red_$name.err; then
+    fail dist_${name}_owned_bitexact "the redundant refresh was not switched on"
+  elif ! "$bin" ckpt n_$name/net.ckpt | grep -qE '^  kfac\.async_pending +i64 +1$'; then
+    fail dist_${name}_owned_bitexact "no refresh in flight at the end (kfac.async_pending != 1)"
+  elif why=$(same_files n_$name red_$name "$np"); then pass dist_${name}_owned_bitexact
+  else fail dist_${name}_owned_bitexact "$why (owned vs redundant asynchronous refreshes)"; fi
+done
+for cfg in "np3_kfac_async" "np3_kfac_tridiag_async --kfac-approx tridiag"; do
+  set -- $cfg; name=$1; shift
+  run one_$name 1 "${T[@]}" "${KF[@]}" "${KA[@]}" "$@" --out one_$name
+  if [ "$rc" != 0 ] || [ ! -f n_$name/net.ckpt ]; then fail dist_$name "exit $rc (or no 3-rank run)"; show one_$name.err; continue; fi
+  if ! why=$(same_state $name n_$name 3); then fail dist_$name "$why"; continue; fi
+  close dist_$name one_$name/net.ckpt n_$name/net.ckpt 1e-5
+done
+# resumed at update 21 (2 ranks) and 11 (3 ranks, tridiagonal): the refresh launched at 20 (10) is in
+# flight in the checkpoint; the resumed run recomputes it from the saved snapshot, each rank its own
+# layers, and uses it at update 22 (12): the same bytes as 40 updates in one go
+for cfg in "kfac_async_resume_same 2 21 np2_kfac_async" "kfac_tridiag_async_resume_same_np3 3 11 np3_kfac_tridiag_async --kfac-approx tridiag"; do
+  set -- $cfg; name=$1 np=$2 at=$3 ref=$4; shift 4
+  run ${name}_half "$np" "${T[@]}" "${KF[@]}" "${KA[@]}" "$@" --steps $at --out $name
+  if [ "$rc" != 0 ]; then fail dist_$name "first part: exit $rc"; show ${name}_half.err; continue; fi
+  if ! "$bin" ckpt $name/net.ckpt | grep -qE '^  kfac\.async_pending +i64 +1$'; then
+    fail dist_$name "no refresh in flight in the checkpoint of update $at"; continue; fi
+  if ! why=$(same_state ${name}_half $name "$np"); then fail dist_$name "$why"; continue; fi
+  run ${name}_rest "$np" "${R[@]}" --resume $name/net.ckpt --steps 40 --out $name
+  if [ "$rc" = 0 ] && why=$(same_files n_$ref $name "$np"); then pass dist_$name
+  else fail dist_$name "exit $rc; $at + $((40 - at)) asynchronous K-FAC updates on $np ranks differ from 40 in one go: ${why:-}"
+    show ${name}_rest.err; fi
+done
+# Failures (NG_KFAC_ASYNC_FAIL, a switch for this test, names a rank whose layers fail the first N tries
+# of the recovery ladder, float32 then float64 with gamma x 10 each, wherever they are computed). 1:3:
+# rank 1's worker succeeds at try 3, the others at try 0; every rank must redo its layers at try 3
+# (gamma x 100), as every rank computing every layer does: the same bytes as the redundant run, the
+# same inv_retries column (3 per candidate), and not the bytes of the run without failures. 1:8: every
+# try fails on rank 1 only; every rank stops at the update that uses the refresh (12; "update 11" in
+# the messages, which count from 0) with the numeric error. 1:error: rank 1's worker fails outright; the others stop there too, naming rank 1.
+TA=(--kfac-approx tridiag)
+NG_KFAC_ASYNC_FAIL=1:3 run inj_own 3 "${T[@]}" "${KF[@]}" "${KA[@]}" "${TA[@]}" --log-every 1 --out inj_own
+if [ "$rc" = 0 ]; then NG_KFAC_ASYNC_FAIL=1:3 NG_KFAC_REDUNDANT=1 run inj_red 3 "${T[@]}" "${KF[@]}" "${KA[@]}" "${TA[@]}" --log-every 1 --out inj_red; fi
+retries() { python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(" ".join(x["inv_retries"] for x in r if x["inv_retries"] != "0"))' "$1"; }
+if [ "$rc" != 0 ]; then fail dist_np3_kfac_async_retry_owned_bitexact "exit $rc"; show inj_own.err; show inj_red.err
+elif ! why=$(same_files inj_own inj_red 3); then fail dist_np3_kfac_async_retry_owned_bitexact "$why"
+elif cmp -s inj_own/net.ckpt n_np3_kfac_tridiag_async/net.ckpt; then
+  fail dist_np3_kfac_async_retry_owned_bitexact "the injected failures changed nothing (same bytes as the run without them)"
+elif [ "$(retries inj_own/train.csv)" != "3 9 3" ] || [ "$(retries inj_red/train.csv)" != "3 9 3" ]; then
+  fail dist_np3_kfac_async_retry_owned_bitexact "inv_retries: owned '$(retries inj_own/train.csv)', redundant '$(retries inj_red/train.csv)' (want '3 9 3': 1, 3 and 1 candidates x 3 tries)"
+else pass dist_np3_kfac_async_retry_owned_bitexact; fi
+NG_KFAC_ASYNC_FAIL=1:8 run inj_fail 3 "${T[@]}" "${KF[@]}" "${KA[@]}" "${TA[@]}" --out inj_fail
+n=$(grep -c "update 11: K-FAC: the damped Kronecker factors could not be inverted even with gamma = 1.22474e+07" inj_fail.err)
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$n" -ge 2 ]; then pass "dist_kfac_async_fail_every_rank ($n of 3 ranks printed the error before the job ended)"
+else fail dist_kfac_async_fail_every_rank "exit $rc, $n ranks reported the numeric error at update 11 (want a failure, >= 2: rank 1 and another)"; show inj_fail.err 12; fi
+NG_KFAC_ASYNC_FAIL=1:error run inj_err 3 "${T[@]}" "${KF[@]}" "${KA[@]}" "${TA[@]}" --out inj_err
+n=$(grep -c "update 11: the asynchronous K-FAC refresh launched at update 10 failed on rank 1 (its message is in that rank's output)" inj_err.err)
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$n" -ge 1 ] && grep -q "update 11: NG_KFAC_ASYNC_FAIL=1:error: the failure of rank 1's asynchronous refresh" inj_err.err; then
+  pass "dist_kfac_async_error_every_rank (rank 1's error, and $n other ranks naming it)"
+else fail dist_kfac_async_error_every_rank "exit $rc, $n other ranks named rank 1 (want a failure, rank 1's message and >= 1)"; show inj_err.err 12; fi
+NG_KFAC_ASYNC_FAIL=1:9 run inj_bad 2 "${T[@]}" "${KF[@]}" "${KA[@]}" --out inj_bad
+if [ "$rc" != 0 ] && grep -q "NG_KFAC_ASYNC_FAIL=1:9: want RANK:TRIES (TRIES 1 .. 8) or RANK:error" inj_bad.err; then pass dist_kfac_async_bad_fail_switch
+else fail dist_kfac_async_bad_fail_switch "exit $rc (want a failure naming NG_KFAC_ASYNC_FAIL)"; show inj_bad.err; fi
+# The same through the library (tests/test_kfac_ranks.c, a 6-5-3-5-6 autoencoder, 17 updates): owned =
+# redundant bit for bit, synchronous and asynchronous (staleness 0 and 2), staleness 0 = synchronous,
+# every rank's parameters rank 0's; on the CPU and, in the emulated-CUDA build, on a GPU per rank (the
+# worker on its own stream, the broadcasts through the NCCL shim)
+for np in 2 3; do ctest_ranks dist_kfac_ranks_np$np "$absbuild/tests/test_kfac_ranks" $np kr$np.out '^RESULT'; done
+for np in 2 3; do
+  if [ ! -x "$absbuild/simt/tests/test_kfac_ranks" ]; then
+    skip dist_kfac_ranks_nccl_shim_np$np "the emulated-CUDA build of tests/test_kfac_ranks.c is not built (no CUDA headers)"; continue; fi
+  NG_SIMT_DEVICES=$np timeout 300 "${MPI[@]}" -x NG_SIMT_DEVICES -np $np "$absbuild/simt/tests/test_kfac_ranks" >krn$np.out 2>&1; rc=$?
+  if [ "$rc" = 0 ] && [ "$(grep -c '^RESULT passed=2 failed=0 skipped=0' krn$np.out)" = "$np" ]; then
+    pass "dist_kfac_ranks_nccl_shim_np$np (emulated GPU per rank, $np ranks)"
+  else fail dist_kfac_ranks_nccl_shim_np$np "exit $rc"; grep -E '^(FAIL|SKIP|  )' krn$np.out | head -10; show krn$np.out; fi
+done
 
 # ---- truncated Newton ----------------------------------------------------------------------------
 # Every curvature product, h(theta), h at each trial point and HF's diagonal are shard sums
