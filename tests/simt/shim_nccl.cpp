@@ -15,7 +15,11 @@
  * after it sees it complete, or a synchronize, a cudaStreamWaitEvent on such an event or later work
  * on the stream finishes it; so a dead peer shows as a stream that never completes (the
  * communicator's timeout), and a buffer read before the collective's event is waited for holds
- * whatever MPI has written so far. MPI moves the collective only inside MPI calls (those tests). */
+ * whatever MPI has written so far. MPI moves the collective only inside MPI calls (those tests).
+ * CUDA graphs: an all-reduce or broadcast issued on a capturing stream is checked at the call and
+ * recorded as a graph node (simt_graph.cpp), as NCCL >= 2.9 records it; each cudaGraphLaunch starts it
+ * then on the launch stream, where the graph's next node waits for it. Ranks must launch their graphs'
+ * collectives in the same order (NCCL's rule; MPI matches non-blocking collectives by order too). */
 #include <cuda_runtime.h>
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
@@ -26,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <functional>
 
 #include "simt_internal.h"
 
@@ -234,6 +240,64 @@ static ncclResult_t check(const char *fn, ncclComm_t comm, ncclDataType_t t, con
     return ncclSuccess;
 }
 
+static ncclResult_t start_allreduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                                    MPI_Datatype mt, size_t size, MPI_Op mop, bool avg, ncclComm_t comm, cudaStream_t stream) {
+    void *rv = dev_view(recvbuff);
+    const void *sv = dev_view(sendbuff);
+    if (!rv || !sv) {
+        note("simt: ncclAllReduce: a buffer was freed before the collective ran");
+        return ncclInvalidArgument;
+    }
+    if (sv != rv) memmove(rv, sv, count * size);
+    inflight *f = new inflight();
+    f->buf = rv;
+    f->count = count;
+    f->type = datatype;
+    f->nranks = comm->nranks;
+    f->avg = avg;
+    if (MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req) != MPI_SUCCESS) {
+        delete f;
+        return ncclRemoteError;
+    }
+    enqueue(f, stream);
+    return ncclSuccess;
+}
+
+static ncclResult_t start_bcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                                MPI_Datatype mt, size_t size, int root, ncclComm_t comm, cudaStream_t stream) {
+    void *rv = dev_view(recvbuff);
+    if (!rv || (comm->rank == root && !dev_view(sendbuff))) {
+        note("simt: ncclBroadcast: a buffer was freed before the collective ran");
+        return ncclInvalidArgument;
+    }
+    if (comm->rank == root && sendbuff != recvbuff) memmove(rv, dev_view(sendbuff), count * size);
+    inflight *f = new inflight();
+    f->buf = rv;
+    f->count = count;
+    f->type = datatype;
+    f->nranks = comm->nranks;
+    f->avg = false;
+    if (MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req) != MPI_SUCCESS) {
+        delete f;
+        return ncclRemoteError;
+    }
+    enqueue(f, stream);
+    return ncclSuccess;
+}
+
+/* A collective issued on a capturing stream becomes a graph node (NCCL >= 2.9 does the same): the
+ * arguments are checked now, the collective starts at each replay. Every rank of the communicator
+ * must replay its graphs' collectives in the same order (MPI, like NCCL, matches them by order). */
+static ncclResult_t record(const char *what, cudaStream_t stream, std::function<ncclResult_t()> start) {
+    cudaError_t e = capture_node(stream, what, [start, what]() -> cudaError_t {
+        ncclResult_t r = start();
+        if (r == ncclSuccess) return cudaSuccess;
+        note("simt: %s replayed from a graph failed: %s", what, ncclGetErrorString(r));
+        return cudaErrorUnknown;
+    });
+    return e == cudaSuccess ? ncclSuccess : ncclInvalidUsage;
+}
+
 extern "C" ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                                       ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
     MPI_Datatype mt;
@@ -258,21 +322,11 @@ extern "C" ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size
     }
     if (count == 0) return ncclSuccess;
     if (count > 2147483647u) return ncclInvalidArgument;
-    void *rv = dev_view(recvbuff);
-    const void *sv = dev_view(sendbuff);
-    if (sv != rv) memmove(rv, sv, count * size);
-    inflight *f = new inflight();
-    f->buf = rv;
-    f->count = count;
-    f->type = datatype;
-    f->nranks = comm->nranks;
-    f->avg = op == ncclAvg;
-    if (MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req) != MPI_SUCCESS) {
-        delete f;
-        return ncclRemoteError;
-    }
-    enqueue(f, stream);
-    return ncclSuccess;
+    if (capturing(stream)) /* a graph node: the sum runs at each replay, on the launch stream */
+        return record("ncclAllReduce", stream, [=]() -> ncclResult_t {
+            return start_allreduce(sendbuff, recvbuff, count, datatype, mt, size, mop, op == ncclAvg, comm, replay_stream());
+        });
+    return start_allreduce(sendbuff, recvbuff, count, datatype, mt, size, mop, op == ncclAvg, comm, stream);
 }
 
 extern "C" ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
@@ -292,18 +346,9 @@ extern "C" ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size
     if (r != ncclSuccess) return r;
     if (count == 0) return ncclSuccess;
     if (count > 2147483647u) return ncclInvalidArgument;
-    void *rv = dev_view(recvbuff);
-    if (comm->rank == root && sendbuff != recvbuff) memmove(rv, dev_view(sendbuff), count * size);
-    inflight *f = new inflight();
-    f->buf = rv;
-    f->count = count;
-    f->type = datatype;
-    f->nranks = comm->nranks;
-    f->avg = false;
-    if (MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req) != MPI_SUCCESS) {
-        delete f;
-        return ncclRemoteError;
-    }
-    enqueue(f, stream);
-    return ncclSuccess;
+    if (capturing(stream))
+        return record("ncclBroadcast", stream, [=]() -> ncclResult_t {
+            return start_bcast(sendbuff, recvbuff, count, datatype, mt, size, root, comm, replay_stream());
+        });
+    return start_bcast(sendbuff, recvbuff, count, datatype, mt, size, root, comm, stream);
 }

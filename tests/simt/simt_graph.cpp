@@ -26,7 +26,11 @@
  *     than the one that began it cudaErrorStreamCaptureWrongThread;
  *   - a launch with a bad configuration during capture returns its error and invalidates the capture.
  * Every refusal prints a "simt:" line naming the call. cudaGraphLaunch returns the first error of a
- * replayed node (a "simt:" line names it) and stops there. */
+ * replayed node (a "simt:" line names it) and stops there.
+ * NCCL collectives issued on a capturing stream are recorded too (shim_nccl.cpp): a replayed one
+ * starts its non-blocking MPI call and stays in flight on the launch stream (replay_stream) until the
+ * next node runs, which waits for it; after the last node it is in flight like an eager collective
+ * (a query or synchronize of the launch stream finishes it). */
 #include "simt_internal.h"
 
 #include <cuda_runtime_api.h>
@@ -111,6 +115,11 @@ cudaError_t capture_forbid(const char *call, cudaStream_t s) {
          call);
     return cudaErrorStreamCaptureUnsupported;
 }
+
+namespace {
+thread_local cudaStream_t tls_replay_stream;
+}
+cudaStream_t replay_stream(void) { return tls_replay_stream; }
 
 void capture_invalidate(cudaStream_t s, const char *why) {
     std::lock_guard<std::mutex> lock(gmu);
@@ -243,7 +252,11 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
     if (e != cudaSuccess) return set_error(e);
     cudaError_t before = take_error(); /* a replayed node's error must not be confused with it */
     for (size_t i = 0; i < nodes.size(); i++) {
+        /* the previous nodes' work in flight (a collective) finishes before this node runs */
+        if (i > 0) stream_check_current("cudaGraphLaunch", stream);
+        tls_replay_stream = stream;
         e = nodes[i].fn();
+        tls_replay_stream = NULL;
         if (e == cudaSuccess) e = take_error();
         if (e != cudaSuccess) {
             note("cudaGraphLaunch: node %zu of %zu (%s) failed: %s", i, nodes.size(), nodes[i].what,

@@ -135,6 +135,10 @@ cudaError_t capture_node(cudaStream_t s, const char *what, node_fn fn);
 cudaError_t capture_forbid(const char *call, cudaStream_t s);
 /* Invalidate s's capture (if any), naming the reason. */
 void capture_invalidate(cudaStream_t s, const char *why);
+/* During cudaGraphLaunch: the stream the graph was launched into (a replayed node that leaves work
+ * in flight, the NCCL shim's collectives, queues it there with stream_add_pending; the launch
+ * finishes it before the next node runs, as stream order does on a GPU). Outside a replay: NULL. */
+cudaStream_t replay_stream(void);
 
 /* Limits of the emulated device (an sm_90-class part). */
 enum {
