@@ -956,8 +956,9 @@ fi
 # rank and the checkpoints equal --cuda-graph 0's byte for byte. On CUDA with NCCL the captured step
 # holds the gradient's all-reduce (tests/test_graph_ranks.c, emulated: a GPU and the NCCL shim per
 # rank, 2 and 3 ranks with uneven shards): sgd, nag (across its momentum change) and adam as graphs
-# equal the eager trainer bit for bit with replays > 0 and every rank's parameters equal rank 0's;
-# --comm-overlap 1, the MPI communicator and a non-identity preconditioner refused by name; ranks that
+# equal the eager trainer bit for bit with replays > 0 and every rank's parameters equal rank 0's, also
+# with --comm-overlap 1 (the buckets captured); the MPI communicator and a non-identity preconditioner
+# refused by name; ranks that
 # disagree on the graph all fail with the same message instead of deadlocking NCCL.
 run gcpu0 2 "${T[@]}" --optimizer nag --steps 12 --out gcpu0
 rc0=$rc
@@ -967,7 +968,7 @@ if [ "$rc0" = 0 ] && [ "$rc" = 0 ] && [ "$(grep -c -- "--cuda-graph is ignored o
   pass "dist_cuda_graph_cpu_ignored (a note on both ranks, the checkpoints identical)"
 else fail dist_cuda_graph_cpu_ignored "exit $rc0/$rc, no note on each rank, or different checkpoints"; show gcpu1.err; fi
 if [ -x "$absbuild/simt/tests/test_graph_ranks" ]; then
-  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks_np$np "$absbuild/simt/tests/test_graph_ranks" $np gr$np.out '^  nag, rank 0'; done
+  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks_np$np "$absbuild/simt/tests/test_graph_ranks" $np gr$np.out '^  nag, --comm-overlap 1, rank 0'; done
 else
   for np in 2 3; do skip dist_graph_ranks_np$np "the emulated-CUDA build of tests/test_graph_ranks.c is not built (no CUDA headers or NCCL)"; done
 fi

@@ -5,16 +5,19 @@
  * MPI, its all-reduce recorded as a graph node and started at each replay). Each rank trains a 6-5-4-6
  * autoencoder on its shard of global batches of 12 out of 31 cases (batches 12, 12, 7: shards 6/6 and
  * 4/3 on 2 ranks, 4/4/4 and 3/2/2 on 3, so the shard weight changes with the partial batch) twice on
- * one communicator, eagerly and with --cuda-graph 1 (--comm-overlap 0), update by update in the same
- * order on every rank, and checks:
+ * one communicator, eagerly and with --cuda-graph 1, update by update in the same order on every rank,
+ * and checks:
  *   - sgd, nag (across its momentum change at update 250) and adam: the graph trainer's parameters
  *     equal the eager one's bit for bit after every update checked (the same kernels, the same shard
  *     weight, the same NCCL sum), captures and replays > 0, one recorded all-reduce per capture (the
  *     gradient's all-reduce is inside the graph: nothing else would reduce it on a replay), and after
  *     the run the parameters are bit for bit rank 0's on every rank (shards differ, so only a real
  *     sum on every replay keeps them equal);
- *   - refusals naming the fix: --comm-overlap 1, the MPI communicator (a CUDA buffer staged through
- *     the host), a preconditioner other than identity;
+ *   - the same for nag and adam with --comm-overlap 1 in buckets of 26 floats: the 2 bucket all-reduces
+ *     (forked onto the communication stream during the backward pass, joined back before the update)
+ *     recorded in every capture, equal to the eager overlapped run bit for bit;
+ *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), a
+ *     preconditioner other than identity;
  *   - the invariant that every rank replays the same graph: when the last rank drops its graphs (so it
  *     would capture where the others replay) every rank's step fails with the same "disagree" error
  *     before any collective is issued (no NCCL deadlock), and after every rank drops them the run goes
@@ -56,6 +59,10 @@ typedef struct run {
     ng_trainer tr;
 } run;
 
+/* overlap: --comm-overlap 1 with buckets of BUCKET_MB (26 floats). The backward pass reports the layers
+ * from the end: 30 floats (layer 3: a bucket), 24 (layer 2: too few alone), 35 (layer 1: with layer 2, a
+ * second bucket of 59), so 2 bucket all-reduces per update */
+#define BUCKET_MB 0.0001
 static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag) {
     ng_net_config cfg;
     ng_status s;
@@ -97,7 +104,7 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag
     if (s == NG_OK) s = ng_batches_init(&r->data, g_be, g_x, DIM, NCASES, BATCH, 5, comm->rank, comm->world);
     if (s == NG_OK) r->data_ready = 1;
     if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
-    if (s == NG_OK) s = ng_trainer_set_comm_overlap(&r->tr, overlap, 1.0);
+    if (s == NG_OK) s = ng_trainer_set_comm_overlap(&r->tr, overlap, overlap ? BUCKET_MB : 1.0);
     if (s == NG_OK) s = ng_trainer_set_comm(&r->tr, comm);
     return s;
 }
@@ -151,32 +158,38 @@ static int same_as_rank0(run *r, const char *what) {
     return NGT_PASS;
 }
 
-static int graph_vs_eager(int rule, uint64_t steps, int log_every) {
+static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) {
     run a, b;
     uint64_t t;
-    unsigned long long rec0 = NC->captured;
+    unsigned long long rec0 = NC->captured, per;
     double row[NG_TRAIN_MAX_COLUMNS];
-    NGT_OK(run_init(&a, rule, NC, 0, 0));
-    NGT_OK(run_init(&b, rule, NC, 0, 0));
+    char what[64];
+    snprintf(what, sizeof what, "%s, --comm-overlap %d", rule_name[rule], overlap);
+    NGT_OK(run_init(&a, rule, NC, overlap, 0));
+    NGT_OK(run_init(&b, rule, NC, overlap, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     for (t = 0; t < steps; t++) {
         double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
         NGT_OK(ng_trainer_step(&a.tr, rw));
         NGT_OK(ng_trainer_step(&b.tr, rw));
         if (t < 12 || t % 25 == 0 || t + 1 == steps)
-            if (same_params(rule_name[rule], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+            if (same_params(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
     }
     NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu",
-              rule_name[rule], (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
               (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.replays > b.tr.graph.captures, "%s: %llu captures, %llu replays",
-              rule_name[rule], (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
-    NGT_CHECK(NC->captured - rec0 == b.tr.graph.captures, "%s: %llu all-reduces recorded in %llu captures (want one each)",
-              rule_name[rule], NC->captured - rec0, (unsigned long long)b.tr.graph.captures);
-    if (same_as_rank0(&b, rule_name[rule]) != NGT_PASS) return NGT_FAIL;
-    printf("  %s, rank %d of %d: %llu updates: %llu captured, %llu replayed, %llu eager; equal to eager and to rank 0\n",
-           rule_name[rule], NC->rank, NC->world, (unsigned long long)steps, (unsigned long long)b.tr.graph.captures,
-           (unsigned long long)b.tr.graph.replays, (unsigned long long)b.tr.graph.eager);
+              what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
+    /* the all-reduces recorded: one per capture, or every capture's 2 buckets */
+    per = (NC->captured - rec0) / b.tr.graph.captures;
+    NGT_CHECK(NC->captured - rec0 == per * b.tr.graph.captures && per == (overlap ? 2u : 1u),
+              "%s: %llu all-reduces recorded in %llu captures (want %d each)", what, NC->captured - rec0,
+              (unsigned long long)b.tr.graph.captures, overlap ? 2 : 1);
+    if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
+    printf("  %s, rank %d of %d: %llu updates: %llu captured (%llu all-reduces each), %llu replayed, %llu eager; equal "
+           "to eager and to rank 0\n", what, NC->rank, NC->world, (unsigned long long)steps,
+           (unsigned long long)b.tr.graph.captures, per, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
     run_free(&a);
     run_free(&b);
     return NGT_PASS;
@@ -189,15 +202,25 @@ static int ready(void) {
 
 static int test_graph_ranks_sgd(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return graph_vs_eager(R_SGD, 40, 7);
+    return graph_vs_eager(R_SGD, 40, 7, 0);
 }
 static int test_graph_ranks_nag(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return graph_vs_eager(R_NAG, 256, 100); /* mu_t changes at update 250: new keys on every rank */
+    return graph_vs_eager(R_NAG, 256, 100, 0); /* mu_t changes at update 250: new keys on every rank */
 }
 static int test_graph_ranks_adam(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return graph_vs_eager(R_ADAM, 40, 7);
+    return graph_vs_eager(R_ADAM, 40, 7, 0);
+}
+/* the bucketed all-reduce overlapped with the backward pass, in the graph (fork / join of the
+ * communication stream through events) */
+static int test_graph_ranks_overlap_nag(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_NAG, 40, 7, 1);
+}
+static int test_graph_ranks_overlap_adam(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_ADAM, 40, 7, 1);
 }
 
 /* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
@@ -216,7 +239,6 @@ static int refused(ng_comm *comm, int overlap, int diag, const char *want) {
 
 static int test_graph_ranks_refusals(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    if (refused(NC, 1, 0, "add --comm-overlap 0") != NGT_PASS) return NGT_FAIL;
     /* the world communicator is not attached to the CUDA backend: MPI through host copies */
     if (refused(C, 0, 0, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
     return refused(NC, 0, 1, "the preconditioner diag reduces its statistics");
@@ -305,6 +327,8 @@ int main(void) {
     NGT_RUN(test_graph_ranks_sgd);
     NGT_RUN(test_graph_ranks_nag);
     NGT_RUN(test_graph_ranks_adam);
+    NGT_RUN(test_graph_ranks_overlap_nag);
+    NGT_RUN(test_graph_ranks_overlap_adam);
     NGT_RUN(test_graph_ranks_refusals);
     NGT_RUN(test_graph_ranks_disagree);
     ng_comm_free(NC);

@@ -248,6 +248,13 @@ static ng_status stage(ng_comm *c, size_t bytes) {
 #endif
 
 #ifdef NG_HAVE_NCCL
+/* 1 while the backend's stream is capturing a CUDA graph (ng_graph_begin) */
+static int capturing(const ng_backend *be) {
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    return be->kind == NG_DEVICE_CUDA && cudaStreamIsCapturing((cudaStream_t)be->stream, &cs) == cudaSuccess &&
+           cs != cudaStreamCaptureStatusNone;
+}
+
 static ng_status nccl_wait(ng_comm *c, ng_backend *be, const char *op, const char *what) {
     double t0 = ng_time_s();
     int polls = 0;
@@ -495,6 +502,7 @@ ng_status ng_comm_allreduce_start(ng_comm *c, ng_backend *be, ng_dtype dt, void 
             return ng_error(NG_ERR_BACKEND, "rank %d: NCCL all-reduce of %s: %s", c->rank, what, ncclGetErrorString(r));
         if (cudaEventRecord((cudaEvent_t)c->ev_done, (cudaStream_t)c->comm_stream) != cudaSuccess)
             return ng_error(NG_ERR_BACKEND, "rank %d: all-reduce of %s: recording its event failed", c->rank, what);
+        if (capturing(be)) c->captured++; /* the communication stream joined the capture (fork through ev_ready) */
         c->n_pending++;
         c->comm_s += ng_time_s() - t0;
         c->calls++;
@@ -565,7 +573,9 @@ ng_status ng_comm_wait_all(ng_comm *c, ng_backend *be) {
     if (c->nccl) {
         const pending_slice *last = (const pending_slice *)c->pending + c->n_pending - 1;
         int polls = 0;
-        for (;;) {
+        /* in a capture nothing runs yet: the backend's stream only joins the communication stream back
+         * (ng_comm_wait_device waits for the launch) */
+        for (; !capturing(be);) {
             cudaError_t e = cudaEventQuery((cudaEvent_t)c->ev_done);
             ncclResult_t async = ncclSuccess;
             if (e == cudaSuccess) break;

@@ -130,10 +130,6 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks needs the NCCL communicator (this run reduces over "
                         "MPI through host copies, which a CUDA graph cannot hold): build with NCCL (the build line says "
                         "'nccl: yes') or run with --cuda-graph 0", w);
-    if (tr->comm_overlap)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks captures one gradient all-reduce after the backward "
-                        "pass: add --comm-overlap 0 (the overlapped buckets start from the host during the backward pass "
-                        "on a second stream, which is not captured)", w);
     if (tr->model->dist.comm)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the model %s reduces its own statistics across "
                         "the ranks inside its gradient, which is not captured; run it with --cuda-graph 0", w,

@@ -145,8 +145,9 @@ void ng_trainer_release(ng_trainer *tr) {
 
 /* The captured part of a step: what step_body does between the batch and the log columns. */
 static ng_status step_core(ng_trainer *tr, const ng_tensor *x) {
-    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, x, NULL));
-    /* several ranks: the shard weighting and the NCCL all-reduce of the gradient, in the graph */
+    /* several ranks: the shard weighting and the NCCL all-reduce of the gradient, in the graph (with
+     * --comm-overlap 1 its buckets fork onto the communication stream during the backward pass) */
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_trainer_gradient(tr, x));
     if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
     NG_TRY(precond_fp32(tr)); /* under the FP32 guard, as eagerly (--tf32) */

@@ -117,6 +117,10 @@ ng_status ng_comm_wait_device(ng_comm *c, ng_backend *be, const char *what);
  * ng_comm_allreduce computes: Open MPI's non-blocking all-reduce sums in place over a binomial tree
  * whatever the count (tests/test_comm.c checks slices against the whole); NCCL chooses ring or tree
  * per message, so on NCCL with more than 2 ranks slices may reassociate the sum of an element. */
+/* CUDA graphs (NCCL): started while the backend's stream captures, the slices are recorded too: the
+ * event on the backend's stream forks the communication stream into the capture, and wait_all, which
+ * then waits for nothing, joins it back (the backend's stream waits for ev_done); every launch runs the
+ * slices beside the captured work that follows them, and ng_comm_wait_device waits for the launch. */
 ng_status ng_comm_allreduce_start(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count,
                                   const char *what);
 ng_status ng_comm_progress(ng_comm *c);
