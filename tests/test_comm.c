@@ -12,6 +12,7 @@
  * their association; a rank that joins after the timeout; on the emulated GPU, device slices over
  * NCCL and staged over MPI with a blocking collective between them, and the NCCL timeout (the
  * emulator keeps NCCL collectives in flight on their stream, so a missing wait would read partial sums).
+ * NCCL all-reduces recorded in a CUDA graph run at each launch, and a lonely launch times out by name.
  * NATGRAD_COMM=mpi makes even one rank open MPI and NCCL (bench/nccl_smoke.sh on a one-GPU machine). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -302,6 +303,61 @@ static int device_slices(ng_comm *cm, ng_backend *be, float *d, float *h) {
 
 /* The same reductions on a CUDA backend (one emulated GPU per rank under tests/simt), over NCCL
  * when compiled in: bit for bit the CPU results. */
+/* NCCL collectives in a CUDA graph (natgrad/comm.h): an all-reduce issued while the backend's stream
+ * captures is recorded, not run (the buffer is unchanged after the capture, c->captured counts it);
+ * each launch then runs it again: launch 1 gives 0.5 * sum over ranks, launch 2 the sum of that
+ * again (0.25 * world * sum; small integers and powers of two: exact). Then a rank that launches its
+ * graph alone gets ng_comm_wait_device's timeout naming the data, and completes once the others
+ * launch theirs. */
+static int nccl_graph(ng_backend *be, float *d, float *h) {
+    void *exec = NULL;
+    unsigned long long rec0 = C->captured;
+    ng_comm *t = NULL;
+    ng_status st = NG_OK;
+    int i;
+    for (i = 0; i < N; i++) h[i] = val(C->rank, i);
+    NGT_OK(ng_set(be, d, h, N * sizeof(float)));
+    NGT_OK(ng_graph_begin(be));
+    NGT_OK(ng_scal(be, N, 0.5f, d));
+    NGT_OK(ng_comm_allreduce(C, be, NG_F32, d, N, "graph data"));
+    NGT_OK(ng_graph_end(be, &exec));
+    NGT_CHECK(C->captured == rec0 + 1, "%llu all-reduces recorded (want 1)", C->captured - rec0);
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    for (i = 0; i < N; i++) NGT_CHECK(h[i] == val(C->rank, i), "captured work ran: [%d] = %g", i, h[i]);
+    NGT_OK(ng_graph_launch(be, exec));
+    NGT_OK(ng_comm_wait_device(C, be, "graph data"));
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    for (i = 0; i < N; i++) NGT_CHECK(h[i] == 0.5f * sum_of(C->world, i), "launch 1: [%d] = %g", i, h[i]);
+    NGT_OK(ng_graph_launch(be, exec));
+    NGT_OK(ng_comm_wait_device(C, be, "graph data"));
+    NGT_OK(ng_get(be, h, d, N * sizeof(float)));
+    for (i = 0; i < N; i++)
+        NGT_CHECK(h[i] == 0.25f * (float)C->world * sum_of(C->world, i), "launch 2: [%d] = %g", i, h[i]);
+    ng_graph_free(be, exec);
+    exec = NULL;
+    /* a rank alone past the timeout */
+    NGT_OK(ng_comm_init(&t, 0.5));
+    NGT_OK(ng_comm_attach(t, be));
+    NGT_OK(ng_set(be, d, h, N * sizeof(float)));
+    NGT_OK(ng_graph_begin(be));
+    NGT_OK(ng_comm_allreduce(t, be, NG_F32, d, N, "the late graph's data"));
+    NGT_OK(ng_graph_end(be, &exec));
+    if (C->rank > 0) usleep(1500000); /* rank 0 gives up after 0.5 s */
+    NGT_OK(ng_graph_launch(be, exec));
+    if (C->rank == 0) st = ng_comm_wait_device(t, be, "the late graph's data");
+    NGT_OK(ng_comm_barrier(C, "resynchronise"));
+    if (C->rank == 0) {
+        NGT_CHECK(st == NG_ERR_IO, "rank 0's lonely graph wait returned %s", ng_status_name(st));
+        NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the late graph's data"),
+                  "message: %s", ng_last_error());
+        ng_clear_error();
+    }
+    NGT_OK(ng_comm_wait_device(t, be, "the late graph's data")); /* the others joined: it completes */
+    ng_graph_free(be, exec);
+    ng_comm_free(t);
+    return NGT_PASS;
+}
+
 static int test_comm_nccl(void) {
     ng_backend *be = NULL;
     float *d, *h, *ref;
@@ -370,6 +426,8 @@ static int test_comm_nccl(void) {
         NGT_CHECK(device_slices(m, be, d, h) == NGT_PASS, "device slices staged over MPI");
         ng_comm_free(m);
     }
+    if (C->kind == NG_COMM_NCCL && C->world > 1)
+        NGT_CHECK(nccl_graph(be, d, h) == NGT_PASS, "NCCL all-reduces in a CUDA graph");
     for (i = 0; i < N; i++) h[i] = (float)(C->rank + 7 * i);
     NGT_OK(ng_set(be, d, h, N * sizeof(float)));
     NGT_OK(ng_comm_bcast(C, be, NG_F32, d, N, 0, "device data"));

@@ -65,6 +65,8 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_rbm_np3_fang dist_rbm_np3_diag dist_rbm_rerun_bitexact dist_rbm_fang_resume_same dist_rbm_centering_resume_same
      dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
      dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
+# CUDA graphs of the data-parallel step (the block "--cuda-graph under mpirun" below)
+ALL+=(dist_cuda_graph_cpu_ignored dist_graph_ranks_np2 dist_graph_ranks_np3)
 # the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
 ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_overlap_np3_nag_chunk
       dist_bad_overlap_options dist_overlap_np2_cnn_bn dist_overlap_np3_cnn_chunk dist_bad_overlap_cnn)
@@ -1048,6 +1050,28 @@ else
     else fail dist_hang_rank "exit $rc, no timeout message, or unreadable checkpoint"; show hang.err; fi
   else fail dist_hang_rank "the job still runs 60 s after rank 1 stopped"; show hang.err; fi
   kill -KILL "$(cat hang/pid.1)" 2>/dev/null
+fi
+
+# ---- --cuda-graph under mpirun -----------------------------------------------------------------
+# On the CPU backend (MPI) there are no CUDA graphs: --cuda-graph 1 is ignored with a note on every
+# rank and the checkpoints equal --cuda-graph 0's byte for byte. On CUDA with NCCL the captured step
+# holds the gradient's all-reduce (tests/test_graph_ranks.c, emulated: a GPU and the NCCL shim per
+# rank, 2 and 3 ranks with uneven shards): sgd, nag (across its momentum change) and adam as graphs
+# equal the eager trainer bit for bit with replays > 0 and every rank's parameters equal rank 0's, also
+# with --comm-overlap 1 (the buckets captured); the MPI communicator and a non-identity preconditioner
+# refused by name; ranks that
+# disagree on the graph all fail with the same message instead of deadlocking NCCL.
+run gcpu0 2 "${T[@]}" --optimizer nag --steps 12 --out gcpu0
+rc0=$rc
+run gcpu1 2 "${T[@]}" --optimizer nag --steps 12 --cuda-graph 1 --out gcpu1
+if [ "$rc0" = 0 ] && [ "$rc" = 0 ] && [ "$(grep -c -- "--cuda-graph is ignored on the cpu backend" gcpu1.err)" = 2 ] &&
+   cmp -s gcpu0/net.ckpt gcpu1/net.ckpt && cmp -s gcpu0/net.ckpt.rank1 gcpu1/net.ckpt.rank1; then
+  pass "dist_cuda_graph_cpu_ignored (a note on both ranks, the checkpoints identical)"
+else fail dist_cuda_graph_cpu_ignored "exit $rc0/$rc, no note on each rank, or different checkpoints"; show gcpu1.err; fi
+if [ -x "$absbuild/simt/tests/test_graph_ranks" ]; then
+  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks_np$np "$absbuild/simt/tests/test_graph_ranks" $np gr$np.out '^  nag, --comm-overlap 1, rank 0'; done
+else
+  for np in 2 3; do skip dist_graph_ranks_np$np "the emulated-CUDA build of tests/test_graph_ranks.c is not built (no CUDA headers or NCCL)"; done
 fi
 
 # ---- the communicator's unit tests on several ranks --------------------------------------------

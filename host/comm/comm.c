@@ -248,6 +248,13 @@ static ng_status stage(ng_comm *c, size_t bytes) {
 #endif
 
 #ifdef NG_HAVE_NCCL
+/* 1 while the backend's stream is capturing a CUDA graph (ng_graph_begin) */
+static int capturing(const ng_backend *be) {
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    return be->kind == NG_DEVICE_CUDA && cudaStreamIsCapturing((cudaStream_t)be->stream, &cs) == cudaSuccess &&
+           cs != cudaStreamCaptureStatusNone;
+}
+
 static ng_status nccl_wait(ng_comm *c, ng_backend *be, const char *op, const char *what) {
     double t0 = ng_time_s();
     int polls = 0;
@@ -289,8 +296,14 @@ static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void
 #ifdef NG_HAVE_NCCL
     if (c->nccl) {
         ncclResult_t r;
+        enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
         if (be->kind != NG_DEVICE_CUDA)
             return ng_error(NG_ERR_INVALID_ARG, "%s of %s: an NCCL communicator needs CUDA buffers", op, what);
+        if (cudaStreamIsCapturing((cudaStream_t)be->stream, &cs) != cudaSuccess)
+            return ng_error(NG_ERR_BACKEND, "rank %d: %s of %s: cudaStreamIsCapturing failed", c->rank, op, what);
+        if (cs != cudaStreamCaptureStatusNone && c->n_pending > 0)
+            return ng_error(NG_ERR_UNSUPPORTED, "rank %d: %s of %s: not captured while started all-reduces are in flight "
+                            "(ng_comm_wait_all first)", c->rank, op, what);
         /* after the slices in flight on the communication stream: one communicator, one order */
         if (c->n_pending > 0 && cudaStreamWaitEvent((cudaStream_t)be->stream, (cudaEvent_t)c->ev_done, 0) != cudaSuccess)
             return ng_error(NG_ERR_BACKEND, "rank %d: %s of %s: ordering after the all-reduces in flight failed", c->rank, op, what);
@@ -300,6 +313,10 @@ static ng_status device_collective(ng_comm *c, ng_backend *be, ng_dtype dt, void
                                      (cudaStream_t)be->stream);
         if (r != ncclSuccess)
             return ng_error(NG_ERR_BACKEND, "rank %d: NCCL %s of %s: %s", c->rank, op, what, ncclGetErrorString(r));
+        if (cs != cudaStreamCaptureStatusNone) { /* recorded in the graph: it runs (and is waited for) at each launch */
+            c->captured++;
+            return NG_OK;
+        }
         s = nccl_wait(c, be, op, what);
         c->comm_s += ng_time_s() - t0;
         c->calls++;
@@ -340,6 +357,19 @@ ng_status ng_comm_allreduce(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, 
 ng_status ng_comm_bcast(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count, int root, const char *what) {
     if (root < 0) return ng_error(NG_ERR_INVALID_ARG, "broadcast of %s: root %d", what, root);
     return device_collective(c, be, dt, buf, count, root, what);
+}
+
+ng_status ng_comm_wait_device(ng_comm *c, ng_backend *be, const char *what) {
+    if (!c || !be) return ng_error(NG_ERR_INVALID_ARG, "waiting for %s: NULL communicator or backend", what);
+#ifdef NG_HAVE_NCCL
+    if (c->nccl) {
+        double t0 = ng_time_s();
+        ng_status s = nccl_wait(c, be, "all-reduce", what);
+        c->comm_s += ng_time_s() - t0;
+        return s;
+    }
+#endif
+    return NG_OK;
 }
 
 ng_status ng_comm_allreduce_host(ng_comm *c, double *x, size_t count, const char *what) {
@@ -472,6 +502,7 @@ ng_status ng_comm_allreduce_start(ng_comm *c, ng_backend *be, ng_dtype dt, void 
             return ng_error(NG_ERR_BACKEND, "rank %d: NCCL all-reduce of %s: %s", c->rank, what, ncclGetErrorString(r));
         if (cudaEventRecord((cudaEvent_t)c->ev_done, (cudaStream_t)c->comm_stream) != cudaSuccess)
             return ng_error(NG_ERR_BACKEND, "rank %d: all-reduce of %s: recording its event failed", c->rank, what);
+        if (capturing(be)) c->captured++; /* the communication stream joined the capture (fork through ev_ready) */
         c->n_pending++;
         c->comm_s += ng_time_s() - t0;
         c->calls++;
@@ -542,7 +573,9 @@ ng_status ng_comm_wait_all(ng_comm *c, ng_backend *be) {
     if (c->nccl) {
         const pending_slice *last = (const pending_slice *)c->pending + c->n_pending - 1;
         int polls = 0;
-        for (;;) {
+        /* in a capture nothing runs yet: the backend's stream only joins the communication stream back
+         * (ng_comm_wait_device waits for the launch) */
+        for (; !capturing(be);) {
             cudaError_t e = cudaEventQuery((cudaEvent_t)c->ev_done);
             ncclResult_t async = ncclSuccess;
             if (e == cudaSuccess) break;

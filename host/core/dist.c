@@ -4,6 +4,7 @@
  * (the model once by rank 0, each rank's optimizer state beside it).
  * Must not: print, or know a concrete model or optimizer (it sees the arenas and the names). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -119,6 +120,53 @@ ng_status ng_trainer_reduce_gradient(ng_trainer *tr) {
     NG_TRY(ng_scal(m->be, ng_model_size(m), (float)shard_weight(tr), m->grad_flat.data));
     NG_RANGE("gradient all-reduce", s, ng_comm_allreduce(tr->comm, m->be, NG_F32, m->grad_flat.data, ng_model_size(m), "the gradient"));
     return s;
+}
+
+ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
+    const ng_comm *c = tr->comm;
+    const int w = world_of(tr);
+    if (w == 1) return NG_OK;
+    if (c->kind != NG_COMM_NCCL)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks needs the NCCL communicator (this run reduces over "
+                        "MPI through host copies, which a CUDA graph cannot hold): build with NCCL (the build line says "
+                        "'nccl: yes') or run with --cuda-graph 0", w);
+    if (tr->model->dist.comm)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the model %s reduces its own statistics across "
+                        "the ranks inside its gradient, which is not captured; run it with --cuda-graph 0", w,
+                        tr->model->iface->kind);
+    if (strcmp(tr->pc->iface->name, "identity") != 0)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s reduces its statistics "
+                        "across the ranks inside the step, which is not captured (on several ranks the graph holds the "
+                        "first-order rules' step: sgd, nag, adam, rmsprop); run it with --cuda-graph 0", w, tr->pc->iface->name);
+    return NG_OK;
+}
+
+/* FNV-1a over the key's bytes, folded to 20 bits (so its square sums exactly in a double) */
+static double key_hash(const double *key, int n) {
+    const unsigned char *b = (const unsigned char *)key;
+    uint64_t h = 1469598103934665603ull;
+    size_t i;
+    for (i = 0; i < (size_t)n * sizeof key[0]; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return (double)((h ^ (h >> 20) ^ (h >> 40)) & 0xFFFFFu);
+}
+
+ng_status ng_trainer_agree_graph(ng_trainer *tr, int decision, const double *key, int n) {
+    double v[4], h = key && n > 0 ? key_hash(key, n) : 0.0, w = (double)world_of(tr);
+    if (world_of(tr) == 1) return NG_OK;
+    v[0] = decision;
+    v[1] = (double)decision * decision;
+    v[2] = h;
+    v[3] = h * h;
+    NG_TRY(ng_comm_allreduce_host(tr->comm, v, 4, "the graph decision"));
+    /* all equal iff the variance is 0: w * sum(x^2) == sum(x)^2 (exact: integers below 2^53) */
+    if (w * v[1] != v[0] * v[0] || w * v[3] != v[2] * v[2])
+        return ng_error(NG_ERR_INVALID_ARG,
+                        "--cuda-graph: rank %d of %d: the ranks disagree on the CUDA graph of update %llu (this rank: %s, "
+                        "key hash %05x): every rank must capture and replay the same updates in the same order, since "
+                        "NCCL matches the all-reduces the graphs hold by their order; run with --cuda-graph 0",
+                        rank_of(tr), world_of(tr), (unsigned long long)tr->t,
+                        decision == 0 ? "eager" : decision > 0 ? "replay" : "capture", (unsigned)h);
+    return NG_OK;
 }
 
 ng_status ng_trainer_reduce_columns(ng_trainer *tr, double *row) {

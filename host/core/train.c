@@ -128,9 +128,7 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
     if (!tr->pc->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (captured: identity, "
                         "centering, fang, diag, prong); run it with --cuda-graph 0", tr->pc->iface->name);
-    if (tr->comm && tr->comm->world > 1)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: data-parallel runs (%d ranks) are not captured (the "
-                        "all-reduce waits for the host); run them with --cuda-graph 0", tr->comm->world);
+    NG_TRY(ng_trainer_graph_dist_check(tr));
     tr->graph.on = 1;
     return NG_OK;
 }
@@ -147,7 +145,10 @@ void ng_trainer_release(ng_trainer *tr) {
 
 /* The captured part of a step: what step_body does between the batch and the log columns. */
 static ng_status step_core(ng_trainer *tr, const ng_tensor *x) {
-    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, x, NULL));
+    /* several ranks: the shard weighting and the NCCL all-reduce of the gradient, in the graph (with
+     * --comm-overlap 1 its buckets fork onto the communication stream during the backward pass) */
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_trainer_gradient(tr, x));
+    if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
     NG_TRY(precond_fp32(tr)); /* under the FP32 guard, as eagerly (--tf32) */
     NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
@@ -191,14 +192,14 @@ static ng_status graph_step(ng_trainer *tr) {
     int nk, np, i, hit = -1, victim, empty = -1, lru = -1, replay;
     const int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     double pkey[NG_TRAIN_GRAPH_KEY];
-    if (tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: data-parallel runs (%d ranks) are not captured",
-                        tr->comm->world);
+    const int dist = tr->comm && tr->comm->world > 1;
+    NG_TRY(ng_trainer_graph_dist_check(tr)); /* a communicator attached after ng_trainer_set_cuda_graph */
     if (tr->sched_m1 > 0)
         NG_TRY(ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity)));
     /* the preconditioner's part of the key, or an eager update (a refit reads the host) */
     np = tr->pc->iface->graph_key(tr->pc, tr->model, tr->t, tr->data->hi - tr->data->lo, pkey, NG_TRAIN_GRAPH_KEY);
     if (np < 0) {
+        if (dist) NG_TRY(ng_trainer_agree_graph(tr, 0, NULL, 0)); /* every rank eager here too */
         g->eager++;
         return step_body(tr, NULL);
     }
@@ -218,6 +219,12 @@ static ng_status graph_step(ng_trainer *tr) {
                         tr->upd->iface->name, tr->pc->iface->name, (unsigned long long)tr->t);
     memcpy(key + 4 + nk, pkey, (size_t)np * sizeof key[0]);
     nk += 4 + np;
+    if (dist) { /* the captured scal's weight: this rank's share of the global batch */
+        if (nk + 1 > NG_TRAIN_GRAPH_KEY)
+            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: update %llu: no room for the shard weight in the key",
+                            (unsigned long long)tr->t);
+        key[nk++] = (double)(tr->data->hi - tr->data->lo) / (double)tr->data->batch;
+    }
     for (i = 0; i < NG_TRAIN_GRAPHS; i++) {
         if (!g->slot[i].exec) {
             if (empty < 0) empty = i;
@@ -228,6 +235,15 @@ static ng_status graph_step(ng_trainer *tr) {
     }
     victim = empty >= 0 ? empty : lru;
     replay = hit >= 0;
+    if (dist) { /* the graphs hold the all-reduce: every rank must launch the same one (rank-independent key part) */
+        s = ng_trainer_agree_graph(tr, replay ? hit + 1 : -(victim + 1), key + 4, nk - 5);
+        if (s != NG_OK) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", ng_last_error());
+            ng_batches_seek(tr->data, epoch0, pos0);
+            return ng_error(s, "%s", msg);
+        }
+    }
     if (hit < 0) {
         void *exec = NULL;
         NG_RANGE_CAT(NG_CAT_OTHER, "graph capture", s, graph_capture(tr, &x, &exec));
@@ -247,6 +263,9 @@ static ng_status graph_step(ng_trainer *tr) {
         g->replays++;
     g->slot[hit].last_use = tr->t + 1;
     NG_TRY_RANGE(NG_CAT_UPDATE, "graph launch", ng_graph_launch(tr->model->be, g->slot[hit].exec));
+    if (dist) /* the launch's all-reduce, within --comm-timeout (a dead rank: an error, not a hang) */
+        NG_TRY_RANGE(NG_CAT_COMM, "graph all-reduce wait",
+                     ng_comm_wait_device(tr->comm, tr->model->be, "the gradient (in the step's CUDA graph)"));
     if (replay) { /* a capture ran the host side of the step itself; a replay did not */
         if (tr->model->iface->graph_replayed) tr->model->iface->graph_replayed(tr->model, &x);
         if (tr->upd->iface->graph_replayed) tr->upd->iface->graph_replayed(tr->upd, tr->t);

@@ -1893,8 +1893,9 @@ static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
 static ng_status cnn_graph_check(const ng_model *m) {
     const cnn *n = (const cnn *)m;
     if (dist_on(n))
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: cnn on %d ranks is not captured (synchronised batch norm and the "
-                        "all-reduce wait for the host); use --cuda-graph 0", n->comm->world);
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: cnn on %d ranks is not captured (on several ranks the graph "
+                        "holds net train's first-order step only; batch norm here reduces its sums on the host); use "
+                        "--cuda-graph 0", n->comm->world);
     return NG_OK;
 }
 static int cnn_graph_eager(const ng_model *m) {

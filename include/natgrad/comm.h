@@ -55,6 +55,8 @@ typedef struct ng_comm {
     void *comm_stream;       /* NCCL: the communication stream (created at attach) */
     void *ev_ready, *ev_done;/* NCCL: "the slice's data is final" on the backend's stream; "the last
                               * started slice is reduced" on the communication stream */
+    unsigned long long captured; /* NCCL: collectives recorded into CUDA graphs so far (ng_comm_allreduce
+                              * and ng_comm_bcast on a capturing stream) */
 } ng_comm;
 
 /* The most all-reduces in flight at once (ng_comm_allreduce_start refuses more). */
@@ -82,9 +84,20 @@ void ng_comm_abort(ng_comm *c, int code);
 
 /* In-place sum over the ranks of count elements (NG_F32 or NG_F64) of a device buffer of be.
  * `what` names the data in error messages ("gradient"). The result is on the device when the
- * call returns (the backend's queued work is waited for first). */
+ * call returns (the backend's queued work is waited for first).
+ * CUDA graphs: on NCCL, while the backend's stream is capturing (ng_graph_begin), ng_comm_allreduce
+ * and ng_comm_bcast record the collective into the graph (NCCL >= 2.9) and return at once (c->captured
+ * counts them); every launch of the graph runs it, so every rank must launch its graphs holding
+ * collectives in the same order (NCCL matches collectives by issue order; the trainer checks it,
+ * natgrad/train.h). ng_comm_wait_device then waits for the launch within timeout_s. Not while
+ * started slices are in flight (NG_ERR_UNSUPPORTED). The MPI communicator cannot be captured (it
+ * waits on the host): a CUDA buffer staged over MPI fails the capture. */
 ng_status ng_comm_allreduce(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count,
                             const char *what);
+/* NCCL: wait, within timeout_s, for the work queued on be's stream (a graph launch holding
+ * collectives); an error names `what`, this rank and the timeout as a collective's does. Other
+ * communicators: nothing to wait for (NG_OK). */
+ng_status ng_comm_wait_device(ng_comm *c, ng_backend *be, const char *what);
 /* The same sum, started and finished apart, so a caller can compute while it travels (the trainer's
  * gradient buckets, overlapped with the backward pass; README "Data parallelism"):
  *   start  the buffer's contents are final in the backend's queue order at the call: on MPI the
@@ -104,6 +117,10 @@ ng_status ng_comm_allreduce(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, 
  * ng_comm_allreduce computes: Open MPI's non-blocking all-reduce sums in place over a binomial tree
  * whatever the count (tests/test_comm.c checks slices against the whole); NCCL chooses ring or tree
  * per message, so on NCCL with more than 2 ranks slices may reassociate the sum of an element. */
+/* CUDA graphs (NCCL): started while the backend's stream captures, the slices are recorded too: the
+ * event on the backend's stream forks the communication stream into the capture, and wait_all, which
+ * then waits for nothing, joins it back (the backend's stream waits for ev_done); every launch runs the
+ * slices beside the captured work that follows them, and ng_comm_wait_device waits for the launch. */
 ng_status ng_comm_allreduce_start(ng_comm *c, ng_backend *be, ng_dtype dt, void *buf, size_t count,
                                   const char *what);
 ng_status ng_comm_progress(ng_comm *c);

@@ -100,7 +100,11 @@ typedef struct ng_trainer {
 
 /* Turn the CUDA-graph step on (or off). Refused (NG_ERR_UNSUPPORTED, naming the part) without
  * graph support in the backend (the CPU), for an update rule or a preconditioner without graph_key,
- * or data parallelism (the all-reduce waits for the host). */
+ * or a data-parallel run the graph cannot hold (ng_trainer_graph_dist_check). On several ranks with
+ * NCCL the graph holds the gradient's shard weighting and all-reduce too (one graph launch per
+ * update: gradient, all-reduce, update); the shard weight is part of the key, every rank's graph
+ * decision is checked against the others' (ng_trainer_agree_graph), and after each launch the
+ * all-reduce is waited for within the communicator's timeout (ng_comm_wait_device). */
 ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on);
 /* Free the trainer's graphs (before the backend); safe on a zeroed trainer. */
 void ng_trainer_release(ng_trainer *tr);
@@ -163,6 +167,17 @@ ng_status ng_trainer_gradient(ng_trainer *tr, const ng_tensor *x);
 ng_status ng_trainer_reduce_gradient(ng_trainer *tr);
 ng_status ng_trainer_reduce_columns(ng_trainer *tr, double *row);
 ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted);
+/* CUDA graphs on several ranks (ng_trainer_set_cuda_graph): the captured step holds the shard
+ * weighting and the gradient's NCCL all-reduce (--comm-overlap 1: its buckets, forked onto the
+ * communication stream and joined back, natgrad/comm.h). graph_dist_check refuses (NG_ERR_UNSUPPORTED,
+ * naming the option) the MPI communicator, a model that reduces its own statistics and a
+ * preconditioner other than identity; NG_OK on one rank. agree_graph: before an update's graph step
+ * every rank states its decision (0 eager, k > 0 replay of slot k - 1, -k capture into slot k - 1) and
+ * a hash of the rank-independent part of its key (the rule's and preconditioner's scalars); one host
+ * all-reduce tells every rank whether all agree, and on disagreement every rank returns the same
+ * error (NG_ERR_INVALID_ARG) before any collective is issued: no NCCL deadlock. */
+ng_status ng_trainer_graph_dist_check(const ng_trainer *tr);
+ng_status ng_trainer_agree_graph(ng_trainer *tr, int decision, const double *key, int n);
 
 /* ---- the run driver -------------------------------------------------------------------------- */
 

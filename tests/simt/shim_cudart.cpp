@@ -212,6 +212,10 @@ const err_entry err_table[] = {
      "operation failed due to a previous error during capture"},
     {cudaErrorStreamCaptureWrongThread, "cudaErrorStreamCaptureWrongThread",
      "attempt to terminate a thread-local capture sequence from another thread"},
+    {cudaErrorStreamCaptureUnmatched, "cudaErrorStreamCaptureUnmatched",
+     "the capture was not initiated in this stream"},
+    {cudaErrorStreamCaptureUnjoined, "cudaErrorStreamCaptureUnjoined",
+     "the capture sequence contains a fork that was not joined to the primary stream"},
 };
 
 const err_entry *find_err(cudaError_t e) {
@@ -554,7 +558,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
     if (!event_valid(event)) return set_error(cudaErrorInvalidResourceHandle);
     cudaError_t e = stream_check_current("cudaStreamWaitEvent", stream);
-    if (e == cudaSuccess && capturing(stream))
+    if (e == cudaSuccess && capture_wait_event(stream, event)) /* in a capture, or joining one */
         e = capture_node(stream, "cudaStreamWaitEvent", []() -> cudaError_t { return cudaSuccess; });
     else if (e == cudaSuccess && event->pkey) /* the stream's later work sees what the event covers */
         settle(event->pkey, event->pupto, false);
@@ -590,13 +594,17 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
              (void *)event, event->device, (void *)stream, tls_device);
         return set_error(cudaErrorInvalidResourceHandle);
     }
-    if (capturing(stream))
-        return set_error(capture_node(stream, "cudaEventRecord", [event]() -> cudaError_t {
+    if (capturing(stream)) {
+        e = capture_node(stream, "cudaEventRecord", [event]() -> cudaError_t {
             if (!event_valid(event)) return cudaErrorInvalidResourceHandle;
             event->recorded = true;
             event->ms = now_ms();
             return cudaSuccess;
-        }));
+        });
+        if (e == cudaSuccess) capture_event_recorded(stream, event);
+        return set_error(e);
+    }
+    capture_event_forget(event);
     event->recorded = true;
     event->ms = now_ms();
     {

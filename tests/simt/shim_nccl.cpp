@@ -15,7 +15,15 @@
  * after it sees it complete, or a synchronize, a cudaStreamWaitEvent on such an event or later work
  * on the stream finishes it; so a dead peer shows as a stream that never completes (the
  * communicator's timeout), and a buffer read before the collective's event is waited for holds
- * whatever MPI has written so far. MPI moves the collective only inside MPI calls (those tests). */
+ * whatever MPI has written so far. MPI moves the collective only inside MPI calls (those tests).
+ * CUDA graphs: an all-reduce or broadcast issued on a capturing stream is checked at the call and
+ * recorded as a graph node (simt_graph.cpp), as NCCL >= 2.9 records it; each cudaGraphLaunch starts it
+ * then on the launch stream, where the graph's next node waits for it. NCCL's rule: whether a
+ * collective is captured is uniform over the ranks, and a launch of a graph holding one is collective,
+ * each rank launching the graph of the same capture. The shim checks it: each collective carries its
+ * capture id on the communicator (0 when issued eagerly; the ranks' ids agree when they capture
+ * together), reduced over the ranks (max of id and of -id) beside the data, and completing with ids
+ * that differ aborts with a "simt:" report naming them (a GPU would deadlock or mix up data). */
 #include <cuda_runtime.h>
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
@@ -27,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <functional>
+
 #include "simt_internal.h"
 
 using namespace ng_simt;
@@ -34,6 +44,7 @@ using namespace ng_simt;
 struct ncclComm {
     MPI_Comm mpi;
     int rank, nranks, device;
+    long long captured; /* collectives recorded into graphs so far: the id of the next is captured + 1 */
 };
 
 static bool mpi_ready(const char *fn) {
@@ -152,9 +163,14 @@ extern "C" ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asy
     return ncclSuccess;
 }
 
-/* A collective in flight: its MPI request and, for ncclAvg, the division that follows the sum. */
+/* A collective in flight: its MPI requests (req[0]: the check of NCCL's capture rule, req[1]: the data)
+ * and, for ncclAvg, the division that follows the sum. sig: the collective's capture id on this rank
+ * (0: issued eagerly), then the maximum over the ranks of sig and of -sig. */
 struct inflight {
-    MPI_Request req;
+    MPI_Request req[2];
+    long long sig[2];
+    const char *what;
+    int rank;
     void *buf;
     size_t count;
     ncclDataType_t type;
@@ -163,6 +179,12 @@ struct inflight {
 };
 
 static void finish(inflight *f) {
+    /* NCCL: whether a collective is captured must be uniform over the ranks, and the ranks must launch
+     * the graphs of the same collective capture; a GPU would deadlock or mix up data here */
+    if (f->sig[0] != -f->sig[1])
+        fatal("%s on rank %d: the ranks ran different collectives here: capture ids %lld to %lld (0: not captured). NCCL "
+              "requires every rank to launch the graph of the same collective capture, in the same order, or none",
+              f->what, f->rank, -f->sig[1], f->sig[0]);
     if (f->avg) {
         for (size_t i = 0; i < f->count; i++) {
             if (f->type == ncclFloat64) ((double *)f->buf)[i] /= f->nranks;
@@ -175,14 +197,14 @@ static void finish(inflight *f) {
 static bool inflight_test(void *p) {
     inflight *f = (inflight *)p;
     int done = 0;
-    if (MPI_Test(&f->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1; /* a failed request ends too */
+    if (MPI_Testall(2, f->req, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) done = 1; /* a failed request ends too */
     if (done) finish(f);
     return done != 0;
 }
 
 static void inflight_wait(void *p) {
     inflight *f = (inflight *)p;
-    MPI_Wait(&f->req, MPI_STATUS_IGNORE);
+    MPI_Waitall(2, f->req, MPI_STATUSES_IGNORE);
     finish(f);
 }
 
@@ -234,6 +256,83 @@ static ncclResult_t check(const char *fn, ncclComm_t comm, ncclDataType_t t, con
     return ncclSuccess;
 }
 
+/* The check of NCCL's capture rule, started before the data's collective on every rank. */
+static inflight *new_inflight(const char *what, ncclComm_t comm, long long sig) {
+    inflight *f = new inflight();
+    f->what = what;
+    f->rank = comm->rank;
+    f->sig[0] = sig;
+    f->sig[1] = -sig;
+    if (MPI_Iallreduce(MPI_IN_PLACE, f->sig, 2, MPI_LONG_LONG, MPI_MAX, comm->mpi, &f->req[0]) != MPI_SUCCESS) {
+        delete f;
+        return NULL;
+    }
+    return f;
+}
+
+static ncclResult_t start_allreduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                                    MPI_Datatype mt, size_t size, MPI_Op mop, bool avg, ncclComm_t comm, cudaStream_t stream,
+                                    long long sig) {
+    void *rv = dev_view(recvbuff);
+    const void *sv = dev_view(sendbuff);
+    if (!rv || !sv) {
+        note("simt: ncclAllReduce: a buffer was freed before the collective ran");
+        return ncclInvalidArgument;
+    }
+    if (sv != rv) memmove(rv, sv, count * size);
+    inflight *f = new_inflight("ncclAllReduce", comm, sig);
+    if (!f) return ncclRemoteError;
+    f->buf = rv;
+    f->count = count;
+    f->type = datatype;
+    f->nranks = comm->nranks;
+    f->avg = avg;
+    if (MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req[1]) != MPI_SUCCESS) {
+        MPI_Wait(&f->req[0], MPI_STATUS_IGNORE);
+        delete f;
+        return ncclRemoteError;
+    }
+    enqueue(f, stream);
+    return ncclSuccess;
+}
+
+static ncclResult_t start_bcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                                MPI_Datatype mt, size_t size, int root, ncclComm_t comm, cudaStream_t stream, long long sig) {
+    void *rv = dev_view(recvbuff);
+    if (!rv || (comm->rank == root && !dev_view(sendbuff))) {
+        note("simt: ncclBroadcast: a buffer was freed before the collective ran");
+        return ncclInvalidArgument;
+    }
+    if (comm->rank == root && sendbuff != recvbuff) memmove(rv, dev_view(sendbuff), count * size);
+    inflight *f = new_inflight("ncclBroadcast", comm, sig);
+    if (!f) return ncclRemoteError;
+    f->buf = rv;
+    f->count = count;
+    f->type = datatype;
+    f->nranks = comm->nranks;
+    f->avg = false;
+    if (MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req[1]) != MPI_SUCCESS) {
+        MPI_Wait(&f->req[0], MPI_STATUS_IGNORE);
+        delete f;
+        return ncclRemoteError;
+    }
+    enqueue(f, stream);
+    return ncclSuccess;
+}
+
+/* A collective issued on a capturing stream becomes a graph node (NCCL >= 2.9 does the same): the
+ * arguments are checked now, the collective starts at each replay. Every rank of the communicator
+ * must replay its graphs' collectives in the same order (MPI, like NCCL, matches them by order). */
+static ncclResult_t record(const char *what, cudaStream_t stream, std::function<ncclResult_t()> start) {
+    cudaError_t e = capture_node(stream, what, [start, what]() -> cudaError_t {
+        ncclResult_t r = start();
+        if (r == ncclSuccess) return cudaSuccess;
+        note("simt: %s replayed from a graph failed: %s", what, ncclGetErrorString(r));
+        return cudaErrorUnknown;
+    });
+    return e == cudaSuccess ? ncclSuccess : ncclInvalidUsage;
+}
+
 extern "C" ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                                       ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
     MPI_Datatype mt;
@@ -258,21 +357,15 @@ extern "C" ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size
     }
     if (count == 0) return ncclSuccess;
     if (count > 2147483647u) return ncclInvalidArgument;
-    void *rv = dev_view(recvbuff);
-    const void *sv = dev_view(sendbuff);
-    if (sv != rv) memmove(rv, sv, count * size);
-    inflight *f = new inflight();
-    f->buf = rv;
-    f->count = count;
-    f->type = datatype;
-    f->nranks = comm->nranks;
-    f->avg = op == ncclAvg;
-    if (MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req) != MPI_SUCCESS) {
-        delete f;
-        return ncclRemoteError;
+    if (capturing(stream)) { /* a graph node: the sum runs at each replay, on the launch stream */
+        const long long id = comm->captured + 1;
+        ncclResult_t r = record("ncclAllReduce", stream, [=]() -> ncclResult_t {
+            return start_allreduce(sendbuff, recvbuff, count, datatype, mt, size, mop, op == ncclAvg, comm, replay_stream(), id);
+        });
+        if (r == ncclSuccess) comm->captured = id;
+        return r;
     }
-    enqueue(f, stream);
-    return ncclSuccess;
+    return start_allreduce(sendbuff, recvbuff, count, datatype, mt, size, mop, op == ncclAvg, comm, stream, 0);
 }
 
 extern "C" ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
@@ -292,18 +385,13 @@ extern "C" ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size
     if (r != ncclSuccess) return r;
     if (count == 0) return ncclSuccess;
     if (count > 2147483647u) return ncclInvalidArgument;
-    void *rv = dev_view(recvbuff);
-    if (comm->rank == root && sendbuff != recvbuff) memmove(rv, dev_view(sendbuff), count * size);
-    inflight *f = new inflight();
-    f->buf = rv;
-    f->count = count;
-    f->type = datatype;
-    f->nranks = comm->nranks;
-    f->avg = false;
-    if (MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req) != MPI_SUCCESS) {
-        delete f;
-        return ncclRemoteError;
+    if (capturing(stream)) {
+        const long long id = comm->captured + 1;
+        ncclResult_t r = record("ncclBroadcast", stream, [=]() -> ncclResult_t {
+            return start_bcast(sendbuff, recvbuff, count, datatype, mt, size, root, comm, replay_stream(), id);
+        });
+        if (r == ncclSuccess) comm->captured = id;
+        return r;
     }
-    enqueue(f, stream);
-    return ncclSuccess;
+    return start_bcast(sendbuff, recvbuff, count, datatype, mt, size, root, comm, stream, 0);
 }

@@ -26,7 +26,16 @@
  *     than the one that began it cudaErrorStreamCaptureWrongThread;
  *   - a launch with a bad configuration during capture returns its error and invalidates the capture.
  * Every refusal prints a "simt:" line naming the call. cudaGraphLaunch returns the first error of a
- * replayed node (a "simt:" line names it) and stops there. */
+ * replayed node (a "simt:" line names it) and stops there.
+ * Fork / join through events: a stream that waits (cudaStreamWaitEvent) for an event recorded in an
+ * active capture joins it and records its work into the same graph, in issue order; ending the
+ * origin's capture ends the joined streams' too, and a joined stream with work after the last event
+ * of it the capture waited for is cudaErrorStreamCaptureUnjoined (ending on a joined stream:
+ * cudaErrorStreamCaptureUnmatched).
+ * NCCL collectives issued on a capturing stream are recorded too (shim_nccl.cpp): a replayed one
+ * starts its non-blocking MPI call and stays in flight on the launch stream (replay_stream) until the
+ * next node runs, which waits for it; after the last node it is in flight like an eager collective
+ * (a query or synchronize of the launch stream finishes it). */
 #include "simt_internal.h"
 
 #include <cuda_runtime_api.h>
@@ -35,6 +44,7 @@
 #include <string.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -57,10 +67,22 @@ struct capture_state {
     bool invalidated;
     const char *why; /* the call that invalidated it */
     CUgraph_st *graph;
+    cudaStream_t origin;                  /* the stream cudaStreamBeginCapture was called on */
+    std::map<cudaStream_t, size_t> last;  /* per stream in the capture: nodes recorded on it so far */
+    std::map<cudaStream_t, size_t> joined; /* per joined stream: its nodes the origin's side has waited for */
+};
+typedef std::shared_ptr<capture_state> capture_ptr;
+/* an event recorded during a capture: on which stream, after how many of its nodes */
+struct captured_record {
+    capture_ptr cap;
+    cudaStream_t stream;
+    size_t upto;
 };
 
 std::mutex gmu;
-std::map<cudaStream_t, capture_state> captures;
+/* streams in capture mode: the origin and the streams that joined it share one state */
+std::map<cudaStream_t, capture_ptr> captures;
+std::map<cudaEvent_t, captured_record> captured_events;
 std::set<cudaGraph_t> graphs;
 std::set<cudaGraphExec_t> execs;
 unsigned long long n_graph_launches, n_nodes_replayed;
@@ -81,14 +103,16 @@ cudaError_t capture_node(cudaStream_t s, const char *what, node_fn fn) {
     std::lock_guard<std::mutex> lock(gmu);
     auto it = captures.find(s);
     if (it == captures.end()) return cudaErrorIllegalState;
-    if (it->second.invalidated) {
-        note("%s on stream %p: the capture was invalidated by %s", what, (void *)s, it->second.why);
+    capture_state &c = *it->second;
+    if (c.invalidated) {
+        note("%s on stream %p: the capture was invalidated by %s", what, (void *)s, c.why);
         return cudaErrorStreamCaptureInvalidated;
     }
     graph_node n;
     n.what = what;
     n.fn = std::move(fn);
-    it->second.graph->nodes.push_back(std::move(n));
+    c.graph->nodes.push_back(std::move(n));
+    c.last[s]++;
     return cudaSuccess;
 }
 
@@ -98,10 +122,10 @@ cudaError_t capture_forbid(const char *call, cudaStream_t s) {
     bool hit = false;
     for (auto &c : captures) {
         if (s != NULL && !is_default_stream(s) && c.first != s) continue;
-        if (c.second.device != dev) continue;
-        if (!c.second.invalidated) {
-            c.second.invalidated = true;
-            c.second.why = call;
+        if (c.second->device != dev) continue;
+        if (!c.second->invalidated) {
+            c.second->invalidated = true;
+            c.second->why = call;
         }
         hit = true;
     }
@@ -112,13 +136,59 @@ cudaError_t capture_forbid(const char *call, cudaStream_t s) {
     return cudaErrorStreamCaptureUnsupported;
 }
 
+namespace {
+thread_local cudaStream_t tls_replay_stream;
+}
+cudaStream_t replay_stream(void) { return tls_replay_stream; }
+
 void capture_invalidate(cudaStream_t s, const char *why) {
     std::lock_guard<std::mutex> lock(gmu);
     auto it = captures.find(s);
-    if (it != captures.end() && !it->second.invalidated) {
-        it->second.invalidated = true;
-        it->second.why = why;
+    if (it != captures.end() && !it->second->invalidated) {
+        it->second->invalidated = true;
+        it->second->why = why;
     }
+}
+
+void capture_event_recorded(cudaStream_t s, cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(gmu);
+    auto it = captures.find(s);
+    if (it == captures.end()) return;
+    captured_record r;
+    r.cap = it->second;
+    r.stream = s;
+    r.upto = it->second->last[s];
+    captured_events[e] = r;
+}
+
+void capture_event_forget(cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(gmu);
+    captured_events.erase(e);
+}
+
+bool capture_wait_event(cudaStream_t s, cudaEvent_t e) {
+    std::lock_guard<std::mutex> lock(gmu);
+    auto ev = captured_events.find(e);
+    capture_ptr rec = ev != captured_events.end() ? ev->second.cap : capture_ptr();
+    auto it = is_default_stream(s) ? captures.end() : captures.find(s);
+    if (rec && (rec->graph == NULL || rec->invalidated)) rec.reset(); /* that capture ended */
+    if (it == captures.end()) {
+        /* a stream outside any capture waits for an event of an active one: it joins that capture */
+        if (!rec || is_default_stream(s) || stream_device(s) != rec->device) return false;
+        captures[s] = rec;
+        rec->last[s] = 0;
+        rec->joined[s] = 0;
+        it = captures.find(s);
+    }
+    /* the waiting stream now follows the recording stream's nodes up to the record */
+    if (rec && rec == it->second && ev->second.stream != s) {
+        cudaStream_t from = ev->second.stream;
+        if (from != rec->origin) {
+            size_t &j = rec->joined[from];
+            if (ev->second.upto > j) j = ev->second.upto;
+        }
+    }
+    return true;
 }
 
 } /* namespace ng_simt */
@@ -149,12 +219,14 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
         note("cudaStreamBeginCapture: stream %p is already capturing", (void *)stream);
         return set_error(cudaErrorIllegalState);
     }
-    capture_state c;
-    c.owner = std::this_thread::get_id();
-    c.device = current_device();
-    c.invalidated = false;
-    c.why = NULL;
-    c.graph = new CUgraph_st();
+    capture_ptr c = std::make_shared<capture_state>();
+    c->owner = std::this_thread::get_id();
+    c->device = current_device();
+    c->invalidated = false;
+    c->why = NULL;
+    c->graph = new CUgraph_st();
+    c->origin = stream;
+    c->last[stream] = 0;
     captures[stream] = c;
     return cudaSuccess;
 }
@@ -168,19 +240,47 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph) {
         note("cudaStreamEndCapture: stream %p is not capturing", (void *)stream);
         return set_error(cudaErrorIllegalState);
     }
-    if (it->second.owner != std::this_thread::get_id()) {
+    if (it->second->owner != std::this_thread::get_id()) {
         note("cudaStreamEndCapture: the capture of stream %p was begun by another thread", (void *)stream);
         return set_error(cudaErrorStreamCaptureWrongThread);
     }
-    capture_state c = it->second;
-    captures.erase(it);
-    if (c.invalidated) {
-        delete c.graph;
-        note("cudaStreamEndCapture: the capture of stream %p was invalidated by %s", (void *)stream, c.why);
+    capture_ptr c = it->second;
+    if (c->origin != stream) {
+        note("cudaStreamEndCapture: stream %p joined the capture of stream %p; end it there", (void *)stream,
+             (void *)c->origin);
+        return set_error(cudaErrorStreamCaptureUnmatched);
+    }
+    /* every stream that joined leaves capture mode with the origin */
+    const char *unjoined = NULL;
+    cudaStream_t which = NULL;
+    for (auto j = c->joined.begin(); j != c->joined.end(); ++j)
+        if (c->last[j->first] > j->second && !unjoined) {
+            unjoined = "work queued on it after the last event the capturing stream waited for";
+            which = j->first;
+        }
+    for (auto i = captures.begin(); i != captures.end();) {
+        if (i->second == c) i = captures.erase(i);
+        else ++i;
+    }
+    for (auto i = captured_events.begin(); i != captured_events.end();) {
+        if (i->second.cap == c) i = captured_events.erase(i);
+        else ++i;
+    }
+    CUgraph_st *g = c->graph;
+    c->graph = NULL;
+    if (c->invalidated) {
+        delete g;
+        note("cudaStreamEndCapture: the capture of stream %p was invalidated by %s", (void *)stream, c->why);
         return set_error(cudaErrorStreamCaptureInvalidated);
     }
-    graphs.insert(c.graph);
-    *pGraph = c.graph;
+    if (unjoined) {
+        delete g;
+        note("cudaStreamEndCapture: stream %p joined the capture of stream %p but was not joined back (%s)",
+             (void *)which, (void *)stream, unjoined);
+        return set_error(cudaErrorStreamCaptureUnjoined);
+    }
+    graphs.insert(g);
+    *pGraph = g;
     return cudaSuccess;
 }
 
@@ -190,7 +290,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureSta
     std::lock_guard<std::mutex> lock(gmu);
     auto it = is_default_stream(stream) ? captures.end() : captures.find(stream);
     *pCaptureStatus = it == captures.end()       ? cudaStreamCaptureStatusNone
-                      : it->second.invalidated ? cudaStreamCaptureStatusInvalidated
+                      : it->second->invalidated ? cudaStreamCaptureStatusInvalidated
                                                : cudaStreamCaptureStatusActive;
     return cudaSuccess;
 }
@@ -243,7 +343,11 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
     if (e != cudaSuccess) return set_error(e);
     cudaError_t before = take_error(); /* a replayed node's error must not be confused with it */
     for (size_t i = 0; i < nodes.size(); i++) {
+        /* the previous nodes' work in flight (a collective) finishes before this node runs */
+        if (i > 0) stream_check_current("cudaGraphLaunch", stream);
+        tls_replay_stream = stream;
         e = nodes[i].fn();
+        tls_replay_stream = NULL;
         if (e == cudaSuccess) e = take_error();
         if (e != cudaSuccess) {
             note("cudaGraphLaunch: node %zu of %zu (%s) failed: %s", i, nodes.size(), nodes[i].what,

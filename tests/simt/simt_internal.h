@@ -135,6 +135,20 @@ cudaError_t capture_node(cudaStream_t s, const char *what, node_fn fn);
 cudaError_t capture_forbid(const char *call, cudaStream_t s);
 /* Invalidate s's capture (if any), naming the reason. */
 void capture_invalidate(cudaStream_t s, const char *why);
+/* Cross-stream capture (CUDA's fork / join through events): cudaEventRecord on a capturing stream
+ * calls capture_event_recorded; an eager record calls capture_event_forget. cudaStreamWaitEvent calls
+ * capture_wait_event first: true when the wait belongs to a capture (s captures, or s joins the
+ * active capture the event was recorded in, and then captures too), so the wait is recorded as a node;
+ * it also notes how far the waiting side has joined the recording stream. cudaStreamEndCapture ends
+ * the joined streams' capture mode with the origin's and refuses (cudaErrorStreamCaptureUnjoined) a
+ * joined stream with nodes after the last event of it that a wait joined back. */
+void capture_event_recorded(cudaStream_t s, cudaEvent_t e);
+void capture_event_forget(cudaEvent_t e);
+bool capture_wait_event(cudaStream_t s, cudaEvent_t e);
+/* During cudaGraphLaunch: the stream the graph was launched into (a replayed node that leaves work
+ * in flight, the NCCL shim's collectives, queues it there with stream_add_pending; the launch
+ * finishes it before the next node runs, as stream order does on a GPU). Outside a replay: NULL. */
+cudaStream_t replay_stream(void);
 
 /* Limits of the emulated device (an sm_90-class part). */
 enum {

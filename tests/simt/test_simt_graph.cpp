@@ -4,7 +4,9 @@
  * host-mode cuBLAS alpha by value, device memory read at replay); the refusals follow CUDA's rules
  * (default stream, double begin, end without begin, end from another thread, synchronous and
  * allocating calls during capture, host-result reductions) with the documented error codes, and a
- * capture invalidated by them ends with cudaErrorStreamCaptureInvalidated and a NULL graph. */
+ * capture invalidated by them ends with cudaErrorStreamCaptureInvalidated and a NULL graph. Fork /
+ * join through events: a stream joins a capture by waiting for an event recorded in it, and must be
+ * joined back before the capture ends (cudaErrorStreamCaptureUnjoined). */
 #include "ng_cuda.cuh"
 
 #include <cublas_v2.h>
@@ -170,8 +172,96 @@ static int test_capture_rules(void) {
     return NGT_PASS;
 }
 
+/* Fork / join through events (CUDA's cross-stream capture): a stream that waits for an event
+ * recorded in a capture joins it, its work becomes part of the graph, and the origin must wait for an
+ * event recorded after that work before the capture ends (else cudaErrorStreamCaptureUnjoined). The
+ * replay runs the nodes in the order they were issued: y = 2 y + 1 (origin), then y = 3 y (joined),
+ * then y = y + 4 (origin, after the join): from 1, 2 * 1 + 1 = 3, 9, 13 on launch 1, then 27, 81, 85. */
+static int test_fork_join(void) {
+    const int n = 8;
+    cudaStream_t a, b;
+    cudaEvent_t fork, join;
+    float *y = NULL, host[8];
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    cudaStreamCaptureStatus cs;
+    CHECK_CUDA(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking), cudaSuccess);
+    CHECK_CUDA(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking), cudaSuccess);
+    CHECK_CUDA(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), cudaSuccess);
+    CHECK_CUDA(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), cudaSuccess);
+    CHECK_CUDA(cudaMalloc((void **)&y, n * sizeof(float)), cudaSuccess);
+    CHECK_CUDA(cudaMemset(y, 0, n * sizeof(float)), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, a)(y, 1.0f, 1.0f, n);
+    CHECK_CUDA(cudaStreamSynchronize(a), cudaSuccess);
+    CHECK_CUDA(cudaStreamBeginCapture(a, cudaStreamCaptureModeGlobal), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, a)(y, 2.0f, 1.0f, n);
+    CHECK_CUDA(cudaEventRecord(fork, a), cudaSuccess);
+    CHECK_CUDA(cudaStreamIsCapturing(b, &cs), cudaSuccess);
+    NGT_CHECK(cs == cudaStreamCaptureStatusNone, "b captures before the fork");
+    CHECK_CUDA(cudaStreamWaitEvent(b, fork, 0), cudaSuccess);
+    CHECK_CUDA(cudaStreamIsCapturing(b, &cs), cudaSuccess);
+    NGT_CHECK(cs == cudaStreamCaptureStatusActive, "b joined the capture: status %d", (int)cs);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, b)(y, 3.0f, 0.0f, n);
+    CHECK_CUDA(cudaEventRecord(join, b), cudaSuccess);
+    CHECK_CUDA(cudaStreamWaitEvent(a, join, 0), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, a)(y, 1.0f, 4.0f, n);
+    CHECK_CUDA(cudaStreamEndCapture(a, &g), cudaSuccess);
+    CHECK_CUDA(cudaStreamIsCapturing(b, &cs), cudaSuccess);
+    NGT_CHECK(cs == cudaStreamCaptureStatusNone, "b left capture mode with a: status %d", (int)cs);
+    CHECK_CUDA(cudaMemcpy(host, y, sizeof host, cudaMemcpyDeviceToHost), cudaSuccess);
+    NGT_CHECK(host[0] == 1.0f, "the capture ran: y = %g", (double)host[0]);
+    CHECK_CUDA(cudaGraphInstantiate(&ge, g, 0), cudaSuccess);
+    CHECK_CUDA(cudaGraphLaunch(ge, a), cudaSuccess);
+    CHECK_CUDA(cudaStreamSynchronize(a), cudaSuccess);
+    CHECK_CUDA(cudaMemcpy(host, y, sizeof host, cudaMemcpyDeviceToHost), cudaSuccess);
+    NGT_CHECK(host[n - 1] == 13.0f, "launch 1: y = %g (want 13)", (double)host[n - 1]);
+    CHECK_CUDA(cudaGraphLaunch(ge, a), cudaSuccess);
+    CHECK_CUDA(cudaStreamSynchronize(a), cudaSuccess);
+    CHECK_CUDA(cudaMemcpy(host, y, sizeof host, cudaMemcpyDeviceToHost), cudaSuccess);
+    NGT_CHECK(host[0] == 85.0f, "launch 2: y = %g (want 85)", (double)host[0]);
+    CHECK_CUDA(cudaGraphExecDestroy(ge), cudaSuccess);
+    CHECK_CUDA(cudaGraphDestroy(g), cudaSuccess);
+    /* a joined stream with work after its last join: the capture is refused, both streams leave it */
+    CHECK_CUDA(cudaStreamBeginCapture(a, cudaStreamCaptureModeGlobal), cudaSuccess);
+    CHECK_CUDA(cudaEventRecord(fork, a), cudaSuccess);
+    CHECK_CUDA(cudaStreamWaitEvent(b, fork, 0), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, b)(y, 3.0f, 0.0f, n);
+    CHECK_CUDA(cudaEventRecord(join, b), cudaSuccess);
+    CHECK_CUDA(cudaStreamWaitEvent(a, join, 0), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, b)(y, 5.0f, 0.0f, n); /* never joined back */
+    g = NULL;
+    CHECK_CUDA(cudaStreamEndCapture(a, &g), cudaErrorStreamCaptureUnjoined);
+    NGT_CHECK(g == NULL, "an unjoined capture gave a graph");
+    CHECK_CUDA(cudaGetLastError(), cudaErrorStreamCaptureUnjoined);
+    CHECK_CUDA(cudaStreamIsCapturing(b, &cs), cudaSuccess);
+    NGT_CHECK(cs == cudaStreamCaptureStatusNone, "b left capture mode: status %d", (int)cs);
+    /* ending the capture on the joined stream is refused */
+    CHECK_CUDA(cudaStreamBeginCapture(a, cudaStreamCaptureModeGlobal), cudaSuccess);
+    CHECK_CUDA(cudaEventRecord(fork, a), cudaSuccess);
+    CHECK_CUDA(cudaStreamWaitEvent(b, fork, 0), cudaSuccess);
+    CHECK_CUDA(cudaEventRecord(join, b), cudaSuccess);
+    CHECK_CUDA(cudaStreamWaitEvent(a, join, 0), cudaSuccess);
+    CHECK_CUDA(cudaStreamEndCapture(b, &g), cudaErrorStreamCaptureUnmatched);
+    CHECK_CUDA(cudaGetLastError(), cudaErrorStreamCaptureUnmatched);
+    CHECK_CUDA(cudaStreamEndCapture(a, &g), cudaSuccess);
+    CHECK_CUDA(cudaGraphDestroy(g), cudaSuccess);
+    /* eager again: b's work runs at once */
+    CHECK_CUDA(cudaMemset(y, 0, n * sizeof(float)), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, b)(y, 1.0f, 2.0f, n);
+    CHECK_CUDA(cudaStreamSynchronize(b), cudaSuccess);
+    CHECK_CUDA(cudaMemcpy(host, y, sizeof host, cudaMemcpyDeviceToHost), cudaSuccess);
+    NGT_CHECK(host[0] == 2.0f, "eager after the captures: y = %g", (double)host[0]);
+    CHECK_CUDA(cudaFree(y), cudaSuccess);
+    cudaEventDestroy(fork);
+    cudaEventDestroy(join);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
+    return NGT_PASS;
+}
+
 int main(void) {
     NGT_RUN(test_capture_and_replay);
     NGT_RUN(test_capture_rules);
+    NGT_RUN(test_fork_join);
     return ngt_finish();
 }

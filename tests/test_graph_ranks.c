@@ -1,0 +1,338 @@
+/* test_graph_ranks.c: CUDA graphs of a data-parallel step (--cuda-graph 1 under mpirun; natgrad/train.h
+ * ng_trainer_set_cuda_graph, ng_trainer_agree_graph; natgrad/comm.h, NCCL collectives recorded in a
+ * graph). Under `mpirun -np N` (tests/test_dist.sh, 2 and 3 ranks) the emulated-CUDA build
+ * (tests/simt) gives each rank its own emulated GPU and an NCCL communicator through the shim (NCCL on
+ * MPI, its all-reduce recorded as a graph node and started at each replay). Each rank trains a 6-5-4-6
+ * autoencoder on its shard of global batches of 12 out of 31 cases (batches 12, 12, 7: shards 6/6 and
+ * 4/3 on 2 ranks, 4/4/4 and 3/2/2 on 3, so the shard weight changes with the partial batch) twice on
+ * one communicator, eagerly and with --cuda-graph 1, update by update in the same order on every rank,
+ * and checks:
+ *   - sgd, nag (across its momentum change at update 250) and adam: the graph trainer's parameters
+ *     equal the eager one's bit for bit after every update checked (the same kernels, the same shard
+ *     weight, the same NCCL sum), captures and replays > 0, one recorded all-reduce per capture (the
+ *     gradient's all-reduce is inside the graph: nothing else would reduce it on a replay), and after
+ *     the run the parameters are bit for bit rank 0's on every rank (shards differ, so only a real
+ *     sum on every replay keeps them equal);
+ *   - the same for nag and adam with --comm-overlap 1 in buckets of 26 floats: the 2 bucket all-reduces
+ *     (forked onto the communication stream during the backward pass, joined back before the update)
+ *     recorded in every capture, equal to the eager overlapped run bit for bit;
+ *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), a
+ *     preconditioner other than identity;
+ *   - the invariant that every rank replays the same graph: when the last rank drops its graphs (so it
+ *     would capture where the others replay) every rank's step fails with the same "disagree" error
+ *     before any collective is issued (no NCCL deadlock), and after every rank drops them the run goes
+ *     on and still equals the eager run bit for bit.
+ * Run alone (one rank), or in the CPU-only build, every test skips with the reason. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "natgrad/backend.h"
+#include "natgrad/comm.h"
+#include "natgrad/data.h"
+#include "natgrad/log.h"
+#include "natgrad/net.h"
+#include "natgrad/precond.h"
+#include "natgrad/recipes.h"
+#include "natgrad/train.h"
+#include "natgrad/update.h"
+
+#define DIM 6
+#define NCASES 31
+#define BATCH 12
+static float g_x[DIM * NCASES];
+static ng_comm *C;   /* the world (MPI) */
+static ng_comm *NC;  /* the CUDA backend's communicator (NCCL) */
+static ng_backend *g_be;
+static char g_reason[512];
+
+enum { R_SGD, R_NAG, R_ADAM };
+static const char *const rule_name[] = {"sgd", "nag", "adam"};
+
+typedef struct run {
+    ng_model *net;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} run;
+
+/* overlap: --comm-overlap 1 with buckets of BUCKET_MB (26 floats). The backward pass reports the layers
+ * from the end: 30 floats (layer 3: a bucket), 24 (layer 2: too few alone), 35 (layer 1: with layer 2, a
+ * second bucket of 59), so 2 bucket all-reduces per update */
+#define BUCKET_MB 0.0001
+static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag) {
+    ng_net_config cfg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_net_config_default(&cfg);
+    cfg.loss = NG_LOSS_BERNOULLI;
+    cfg.target = NG_NET_TARGET_INPUT;
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.5f;
+    cfg.seed = 17;
+    NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NG_TRY(ng_net_create(g_be, &cfg, &r->net));
+    if (rule == R_SGD) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.3f;
+        c.momentum = 0.5f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_sgd_init(g_be, r->net, &c, &r->upd);
+    } else if (rule == R_NAG) {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = 0.05f;
+        s = ng_update_nag_init(g_be, r->net, &c, &r->upd);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 0.01f;
+        s = ng_update_adam_init(g_be, r->net, &c, &r->upd);
+    }
+    if (s == NG_OK) {
+        if (diag) {
+            ng_diag_config dc;
+            ng_diag_config_default(&dc);
+            s = ng_precond_diag_init(g_be, r->net, &dc, &r->pc);
+        } else
+            s = ng_precond_identity_init(g_be, &r->pc);
+    }
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_be, g_x, DIM, NCASES, BATCH, 5, comm->rank, comm->world);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+    if (s == NG_OK) s = ng_trainer_set_comm_overlap(&r->tr, overlap, overlap ? BUCKET_MB : 1.0);
+    if (s == NG_OK) s = ng_trainer_set_comm(&r->tr, comm);
+    return s;
+}
+
+static void run_free(run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_net_free(r->net);
+    memset(r, 0, sizeof *r);
+}
+
+/* the two trainers' parameters, bit for bit */
+static int same_params(const char *what, run *a, run *b, uint64_t t) {
+    size_t n = ng_model_size(a->net), i;
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    int ok;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(g_be, &a->net->param_flat, pa));
+    NGT_OK(ng_tensor_get(g_be, &b->net->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s, rank %d: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, NC->rank,
+               (unsigned long long)t, i, (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    return ok ? NGT_PASS : NGT_FAIL;
+}
+
+/* this rank's parameters equal rank 0's, bit for bit (every rank learns every rank's verdict) */
+static int same_as_rank0(run *r, const char *what) {
+    size_t n = ng_model_size(r->net);
+    float *mine = (float *)malloc(n * sizeof(float)), *r0 = (float *)malloc(n * sizeof(float));
+    double bad;
+    int ok;
+    NGT_CHECK(mine && r0, "out of memory");
+    NGT_OK(ng_tensor_get(g_be, &r->net->param_flat, mine));
+    memcpy(r0, mine, n * sizeof(float));
+    NGT_OK(ng_comm_bcast_host(C, r0, n * sizeof(float), 0, "rank 0's parameters"));
+    ok = memcmp(mine, r0, n * sizeof(float)) == 0;
+    bad = ok ? 0.0 : 1.0;
+    NGT_OK(ng_comm_allreduce_host(C, &bad, 1, "the verdicts"));
+    free(mine);
+    free(r0);
+    NGT_CHECK(bad == 0.0, "%s: the parameters differ from rank 0's on %g rank(s) (this rank: %s)", what, bad,
+              ok ? "same" : "different");
+    return NGT_PASS;
+}
+
+static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) {
+    run a, b;
+    uint64_t t;
+    unsigned long long rec0 = NC->captured, per;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    char what[64];
+    snprintf(what, sizeof what, "%s, --comm-overlap %d", rule_name[rule], overlap);
+    NGT_OK(run_init(&a, rule, NC, overlap, 0));
+    NGT_OK(run_init(&b, rule, NC, overlap, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (t < 12 || t % 25 == 0 || t + 1 == steps)
+            if (same_params(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu",
+              what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.replays > b.tr.graph.captures, "%s: %llu captures, %llu replays",
+              what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
+    /* the all-reduces recorded: one per capture, or every capture's 2 buckets */
+    per = (NC->captured - rec0) / b.tr.graph.captures;
+    NGT_CHECK(NC->captured - rec0 == per * b.tr.graph.captures && per == (overlap ? 2u : 1u),
+              "%s: %llu all-reduces recorded in %llu captures (want %d each)", what, NC->captured - rec0,
+              (unsigned long long)b.tr.graph.captures, overlap ? 2 : 1);
+    if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
+    printf("  %s, rank %d of %d: %llu updates: %llu captured (%llu all-reduces each), %llu replayed, %llu eager; equal "
+           "to eager and to rank 0\n", what, NC->rank, NC->world, (unsigned long long)steps,
+           (unsigned long long)b.tr.graph.captures, per, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+static int ready(void) {
+    if (!g_be) return ngt_skip(g_reason);
+    return NGT_PASS;
+}
+
+static int test_graph_ranks_sgd(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_SGD, 40, 7, 0);
+}
+static int test_graph_ranks_nag(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_NAG, 256, 100, 0); /* mu_t changes at update 250: new keys on every rank */
+}
+static int test_graph_ranks_adam(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_ADAM, 40, 7, 0);
+}
+/* the bucketed all-reduce overlapped with the backward pass, in the graph (fork / join of the
+ * communication stream through events) */
+static int test_graph_ranks_overlap_nag(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_NAG, 40, 7, 1);
+}
+static int test_graph_ranks_overlap_adam(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager(R_ADAM, 40, 7, 1);
+}
+
+/* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
+static int refused(ng_comm *comm, int overlap, int diag, const char *want) {
+    run r;
+    ng_status s;
+    NGT_OK(run_init(&r, R_NAG, comm, overlap, diag));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), want), "want NG_ERR_UNSUPPORTED naming '%s', got %d: %s",
+              want, (int)s, ng_last_error());
+    printf("  refused: %s\n", ng_last_error());
+    ng_clear_error();
+    run_free(&r);
+    return NGT_PASS;
+}
+
+static int test_graph_ranks_refusals(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    /* the world communicator is not attached to the CUDA backend: MPI through host copies */
+    if (refused(C, 0, 0, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
+    return refused(NC, 0, 1, "the preconditioner diag reduces its statistics");
+}
+
+static int test_graph_ranks_disagree(void) {
+    run a, b;
+    uint64_t t;
+    ng_status s;
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    NGT_OK(run_init(&a, R_NAG, NC, 0, 0));
+    NGT_OK(run_init(&b, R_NAG, NC, 0, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < 8; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_CHECK(b.tr.graph.replays > 0, "no replay in 8 updates");
+    /* the last rank forgets its graphs: it would capture where the others replay */
+    if (NC->rank == NC->world - 1) ng_trainer_release(&b.tr);
+    s = ng_trainer_step(&b.tr, NULL);
+    NGT_CHECK(s == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "the ranks disagree on the CUDA graph of update 8"),
+              "want the disagreement error, got %d: %s", (int)s, ng_last_error());
+    printf("  rank %d: %s\n", NC->rank, ng_last_error());
+    ng_clear_error();
+    NGT_CHECK(b.tr.t == 8, "the failed update counted (t = %llu)", (unsigned long long)b.tr.t);
+    /* every rank forgets them: the ranks agree again (all capture), nothing was issued, so the runs
+     * still match update for update */
+    ng_trainer_release(&b.tr);
+    for (t = 8; t < 16; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+        if (same_params("nag after the disagreement", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    if (same_as_rank0(&b, "nag after the disagreement") != NGT_PASS) return NGT_FAIL;
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+int main(void) {
+    int i;
+    uint64_t z = 0x9E3779B97F4A7C15ull;
+    double missing;
+    for (i = 0; i < DIM * NCASES; i++) {
+        z ^= z << 13;
+        z ^= z >> 7;
+        z ^= z << 17;
+        g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
+    }
+    if (ng_comm_init(&C, 60.0) != NG_OK) {
+        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
+        return 1;
+    }
+    printf("rank %d of %d\n", C->rank, C->world);
+    if (C->world < 2)
+        snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
+    else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
+        snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
+    else if (ng_backend_cuda_init(C->local_rank, &g_be) != NG_OK) {
+        snprintf(g_reason, sizeof g_reason, "no CUDA device %d here (the emulated build runs these; NG_SIMT_DEVICES >= "
+                 "ranks): %s", C->local_rank, ng_last_error());
+        ng_clear_error();
+        g_be = NULL;
+    }
+    if (C->world > 1) { /* every rank skips when one has no device (the others would wait for it) */
+        missing = g_be ? 0.0 : 1.0;
+        if (ng_comm_allreduce_host(C, &missing, 1, "the device check") != NG_OK) return 1;
+        if (missing > 0.0 && g_be) {
+            snprintf(g_reason, sizeof g_reason, "no CUDA device for some rank (one device per local rank)");
+            ng_backend_free(g_be);
+            g_be = NULL;
+        }
+    }
+    if (g_be) {
+        if (ng_comm_init(&NC, 60.0) != NG_OK || ng_comm_attach(NC, g_be) != NG_OK) {
+            printf("FAIL nccl: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
+            return 1;
+        }
+        if (NC->kind != NG_COMM_NCCL) {
+            printf("FAIL nccl: a CUDA backend on %d ranks uses NCCL (kind %d)\nRESULT passed=0 failed=1 skipped=0\n",
+                   NC->world, (int)NC->kind);
+            return 1;
+        }
+    }
+    NGT_RUN(test_graph_ranks_sgd);
+    NGT_RUN(test_graph_ranks_nag);
+    NGT_RUN(test_graph_ranks_adam);
+    NGT_RUN(test_graph_ranks_overlap_nag);
+    NGT_RUN(test_graph_ranks_overlap_adam);
+    NGT_RUN(test_graph_ranks_refusals);
+    NGT_RUN(test_graph_ranks_disagree);
+    ng_comm_free(NC);
+    ng_backend_free(g_be);
+    ng_comm_free(C);
+    return ngt_finish();
+}
