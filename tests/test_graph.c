@@ -16,7 +16,12 @@
  *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
  *       after a resume from a checkpoint; --binarize-train and models without graph_check are
  *       refused by name;
- *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
+ *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update;
+ *   (e) graph segments (natgrad/graph.h) for the trainers that read the host mid-update: a segment
+ *       replays with the values baked at its capture, a segment whose capture fails (a host read)
+ *       runs eagerly with its host state put back; NGD and HF (CG) and block-diagonal K-FAC (inverse
+ *       refreshes and lambda adaptations inside the window) with --cuda-graph 1 equal the eager runs
+ *       bit for bit after every update, with replays of the gradient and of every product segment. */
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -28,10 +33,13 @@
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
+#include "natgrad/graph.h"
+#include "natgrad/kfac.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
 #include "natgrad/rbm.h"
+#include "natgrad/tnewton.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
@@ -72,6 +80,8 @@ typedef struct run {
     ng_trainer tr;
 } run;
 
+static int g_chunk; /* > 0: the network's chunk (cases per pass); 0: the default */
+
 /* A 3-layer autoencoder 6-5-4-6 (logistic hidden units, Bernoulli loss) on the fixed data. */
 static ng_status run_init(run *r, ng_backend *be, int rule) {
     ng_net_config cfg;
@@ -84,6 +94,7 @@ static ng_status run_init(run *r, ng_backend *be, int rule) {
     cfg.init_scale = 0.5f;
     cfg.seed = 17;
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    if (g_chunk > 0) cfg.chunk = g_chunk;
     NG_TRY(ng_net_create(be, &cfg, &r->net));
     if (rule == R_SGD || rule == R_SGD_DECAY) {
         ng_sgd_config c;
@@ -867,6 +878,258 @@ static int test_graph_profile(void) {
     return NGT_PASS;
 }
 
+/* ---- (e) graph segments -------------------------------------------------------------------- */
+
+typedef struct seg_ctx {
+    ng_backend *be;
+    float *x, *y;
+    size_t n;
+    float alpha;
+    int host_read; /* 1: the body also reads a norm on the host (not capturable) */
+    int calls;     /* host state the body advances (put back when a capture fails) */
+} seg_ctx;
+static ng_status seg_body(void *user) {
+    seg_ctx *c = (seg_ctx *)user;
+    c->calls++;
+    NG_TRY(ng_axpby(c->be, c->n, c->alpha, c->x, 1.0f, c->y));
+    if (c->host_read) {
+        float r;
+        NG_TRY(ng_nrm2(c->be, c->n, c->y, &r));
+    }
+    return ng_axpby(c->be, c->n, 1.0f, c->y, 0.5f, c->x);
+}
+static int seg_get(void *user, uint64_t *st, int cap) {
+    (void)cap;
+    st[0] = (uint64_t)((seg_ctx *)user)->calls;
+    return 1;
+}
+static void seg_set(void *user, const uint64_t *st, int n) {
+    if (n == 1) ((seg_ctx *)user)->calls = (int)st[0];
+}
+
+/* y += alpha x; x = y + x / 2, three times, eagerly on one pair of buffers and as a segment on
+ * another: equal bit for bit; the host scalar alpha is in the key (a new alpha: a new capture, the
+ * old graph replays the old alpha when its key comes back); a body that reads the host fails to
+ * capture, its host state goes back, and it runs eagerly (then and on later calls of its key). */
+static int test_segment_cache(void) {
+    static const ng_graph_seg seg = {"test segment", seg_body, seg_get, seg_set};
+    enum { N = 37 };
+    float hx[N], hy[N], ex[N], ey[N], gx[N], gy[N];
+    float *d[4];
+    seg_ctx ce, cg;
+    ng_graph_segs segs;
+    uint64_t key[1], cap, rep, eag, fail;
+    const float alphas[6] = {0.25f, 0.25f, -1.5f, 0.25f, -1.5f, -1.5f};
+    int i, j;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < N; i++) hx[i] = 0.01f * (float)(i % 7) - 0.02f, hy[i] = 0.5f - 0.003f * (float)i;
+    for (j = 0; j < 4; j++) NGT_OK(ng_alloc(g_cuda, N * sizeof(float), (void **)&d[j]));
+    NGT_OK(ng_set(g_cuda, d[0], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[1], hy, sizeof hy));
+    NGT_OK(ng_set(g_cuda, d[2], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[3], hy, sizeof hy));
+    memset(&ce, 0, sizeof ce);
+    ce.be = g_cuda, ce.x = d[0], ce.y = d[1], ce.n = N;
+    cg = ce;
+    cg.x = d[2], cg.y = d[3];
+    ng_graph_segs_init(&segs, g_cuda);
+    segs.on = 1;
+    for (i = 0; i < 6; i++) {
+        ce.alpha = cg.alpha = alphas[i];
+        key[0] = ng_graph_key_f64(alphas[i]);
+        NGT_OK(seg_body(&ce));
+        NGT_OK(ng_graph_seg_run(&segs, &seg, &cg, key, 1));
+    }
+    NGT_OK(ng_get(g_cuda, ex, d[0], sizeof ex));
+    NGT_OK(ng_get(g_cuda, ey, d[1], sizeof ey));
+    NGT_OK(ng_get(g_cuda, gx, d[2], sizeof gx));
+    NGT_OK(ng_get(g_cuda, gy, d[3], sizeof gy));
+    NGT_CHECK(memcmp(ex, gx, sizeof ex) == 0 && memcmp(ey, gy, sizeof ey) == 0, "segment != eager (x[0] %.9g vs %.9g)",
+              (double)ex[0], (double)gx[0]);
+    /* the key also holds the host state (calls), which every call advances: with a state
+     * restored after each replay, keys differ only by alpha and calls; here every call has a new
+     * calls value, so look at the cache as a whole instead: 6 runs, none eager, none failed */
+    ng_graph_seg_counts(&segs, "test segment", &cap, &rep, &eag, &fail);
+    NGT_CHECK(cap + rep == 6 && eag == 0 && fail == 0 && cg.calls == ce.calls - (int)rep,
+              "%llu captures, %llu replays, %llu eager, %llu failures, calls %d / %d", (unsigned long long)cap,
+              (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail, cg.calls, ce.calls);
+    ng_graph_segs_free(&segs);
+
+    /* without host state in the key: 2 alphas, 2 captures, 4 replays, the values still equal */
+    {
+        static const ng_graph_seg seg2 = {"test segment, no state", seg_body, NULL, NULL};
+        NGT_OK(ng_set(g_cuda, d[0], hx, sizeof hx));
+        NGT_OK(ng_set(g_cuda, d[1], hy, sizeof hy));
+        NGT_OK(ng_set(g_cuda, d[2], hx, sizeof hx));
+        NGT_OK(ng_set(g_cuda, d[3], hy, sizeof hy));
+        ng_graph_segs_init(&segs, g_cuda);
+        segs.on = 1;
+        for (i = 0; i < 6; i++) {
+            ce.alpha = cg.alpha = alphas[i];
+            key[0] = ng_graph_key_f64(alphas[i]);
+            NGT_OK(seg_body(&ce));
+            NGT_OK(ng_graph_seg_run(&segs, &seg2, &cg, key, 1));
+        }
+        NGT_OK(ng_get(g_cuda, ex, d[0], sizeof ex));
+        NGT_OK(ng_get(g_cuda, gx, d[2], sizeof gx));
+        NGT_CHECK(memcmp(ex, gx, sizeof ex) == 0, "segment (no state) != eager (x[0] %.9g vs %.9g)", (double)ex[0], (double)gx[0]);
+        ng_graph_seg_counts(&segs, "test segment, no state", &cap, &rep, &eag, &fail);
+        NGT_CHECK(cap == 2 && rep == 4 && eag == 0 && fail == 0, "no state: %llu captures, %llu replays, %llu eager, %llu failures",
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+        ng_graph_segs_free(&segs);
+    }
+
+    /* a body that reads the host: the capture fails, its host state (calls) goes back, it runs
+     * eagerly, and the same key stays eager; the results equal the eager ones */
+    NGT_OK(ng_set(g_cuda, d[0], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[1], hy, sizeof hy));
+    NGT_OK(ng_set(g_cuda, d[2], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[3], hy, sizeof hy));
+    ce.calls = cg.calls = 0;
+    ce.host_read = cg.host_read = 1;
+    ng_graph_segs_init(&segs, g_cuda);
+    segs.on = 1;
+    for (i = 0; i < 3; i++) {
+        ce.alpha = cg.alpha = 0.75f;
+        key[0] = ng_graph_key_f64(0.75);
+        NGT_OK(seg_body(&ce));
+        NGT_OK(ng_graph_seg_run(&segs, &seg, &cg, key, 1));
+        NGT_CHECK(cg.calls == ce.calls, "after call %d: the body's host state is %d, eager %d", i, cg.calls, ce.calls);
+    }
+    NGT_OK(ng_get(g_cuda, ex, d[0], sizeof ex));
+    NGT_OK(ng_get(g_cuda, gx, d[2], sizeof gx));
+    NGT_CHECK(memcmp(ex, gx, sizeof ex) == 0, "failed capture, then eager != eager (x[0] %.9g vs %.9g)", (double)ex[0],
+              (double)gx[0]);
+    ng_graph_seg_counts(&segs, "test segment", &cap, &rep, &eag, &fail);
+    /* call 0: capture fails (host state 0 -> back to 0), eager; call 1 (state 1, a new key): the
+     * same; call 2 likewise: 3 failures, 3 eager runs, no graph */
+    NGT_CHECK(cap == 0 && rep == 0 && eag == 3 && fail == 3, "host read: %llu captures, %llu replays, %llu eager, %llu failures",
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    /* the backend is not left capturing: an ordinary host read works */
+    NGT_OK(ng_get(g_cuda, gy, d[3], sizeof gy));
+    ng_graph_segs_free(&segs);
+    for (j = 0; j < 4; j++) ng_free(g_cuda, d[j]);
+    return NGT_PASS;
+}
+
+enum { S_NGD, S_HF, S_KFAC };
+static const char *const seg_name[] = {"ngd", "hf", "kfac"};
+
+/* the 6-5-4-6 autoencoder of run_init with a truncated-Newton or K-FAC preconditioner and the
+ * plain step of size 1 these use (net_cmd.c) */
+static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
+    ng_sgd_config c;
+    ng_status s;
+    NG_TRY(run_init(r, be, R_SGD));
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    r->upd = NULL;
+    r->pc = NULL;
+    memset(&c, 0, sizeof c);
+    c.lr = 1.0f;
+    c.weight_decay = 1e-3f;
+    NG_TRY(ng_update_sgd_init(be, r->net, &c, &r->upd));
+    if (kind == S_KFAC) {
+        ng_kfac_config kc;
+        ng_kfac_config_default(&kc);
+        kc.approx = NG_KFAC_BLOCKDIAG;
+        kc.timing = 0;
+        kc.T1 = 3; /* lambda adapted at updates 3, 6, ... */
+        kc.T2 = 10;
+        kc.T3 = 5; /* inverses at updates 1, 2, 3, 5, 10, ... ; gamma candidates at 10, 20 */
+        kc.lambda0 = 5.0;
+        s = ng_precond_kfac_init(be, r->net, &kc, &r->pc);
+    } else {
+        ng_tn_config tc;
+        ng_tn_config_default(&tc);
+        tc.method = kind == S_HF ? NG_TN_HF : NG_TN_NGD;
+        tc.max_iter = kind == S_HF ? 8 : 5;
+        tc.lr = 0.5;
+        s = ng_precond_tn_init(be, r->net, &tc, NULL, 0, &r->pc);
+    }
+    NG_TRY(s);
+    return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+}
+
+static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
+    run a, b;
+    uint64_t t, cap, rep, eag, fail;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    const char *product = kind == S_KFAC ? "kfac F^-1 product" : "tn curvature product";
+    NGT_OK(seg_run_init(&a, g_cuda, kind));
+    NGT_OK(seg_run_init(&b, g_cuda, kind));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", seg_name[kind]);
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_params(seg_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
+    printf("  %s: %llu updates: gradient %llu captured, %llu replayed, %llu eager", seg_name[kind], (unsigned long long)steps,
+           (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
+    NGT_CHECK(rep > 0 && fail == 0 && cap + rep + eag == steps, "%s: gradient %llu captures, %llu replays, %llu eager, %llu failures",
+              seg_name[kind], (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    ng_graph_seg_counts(&b.tr.graph.segs, product, &cap, &rep, &eag, &fail);
+    printf("; %s %llu captured, %llu replayed, %llu eager; parameters identical after every update\n", product,
+           (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
+    NGT_CHECK(rep > cap && fail == 0, "%s: %s %llu captures, %llu replays, %llu failures", seg_name[kind], product,
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)fail);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_segments_ngd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_NGD, 14, 5);
+}
+/* chunks of 3 cases: batches of 4 are 2 chunks, every product recomputes the forward passes,
+ * and the pass state each segment leaves (which chunk is in the buffers) matters */
+static int test_segments_ngd_chunked(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    g_chunk = 3;
+    r = seg_vs_eager(S_NGD, 10, 0);
+    g_chunk = 0;
+    return r;
+}
+static int test_segments_hf(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_HF, 12, 0);
+}
+static int test_segments_kfac(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_KFAC, 22, 7);
+}
+
+/* K-FAC's asynchronous refreshes run on a second stream: refused by name */
+static int test_segments_refusals(void) {
+    run r;
+    ng_kfac_config kc;
+    ng_sgd_config c;
+    ng_status s;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(run_init(&r, g_cuda, R_SGD));
+    ng_update_free(r.upd);
+    ng_precond_free(r.pc);
+    memset(&c, 0, sizeof c);
+    c.lr = 1.0f;
+    NGT_OK(ng_update_sgd_init(g_cuda, r.net, &c, &r.upd));
+    ng_kfac_config_default(&kc);
+    kc.T3 = 4;
+    kc.T2 = 8;
+    kc.async_lag = 1;
+    NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
+    NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--kfac-async"), "kfac async: %s %s", ng_status_name(s),
+              ng_last_error());
+    run_free(&r);
+    return NGT_PASS;
+}
+
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
@@ -897,6 +1160,12 @@ int main(void) {
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
+    NGT_RUN(test_segment_cache);
+    NGT_RUN(test_segments_ngd);
+    NGT_RUN(test_segments_ngd_chunked);
+    NGT_RUN(test_segments_hf);
+    NGT_RUN(test_segments_kfac);
+    NGT_RUN(test_segments_refusals);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }

@@ -1075,6 +1075,59 @@ static ng_status net_graph_check(const ng_model *m) {
     return NG_OK;
 }
 
+/* CUDA-graph segments (natgrad/graph.h): the host state of the passes, which a segment's
+ * control flow reads (is a chunk's forward pass in the buffers?) and leaves behind: the batch views,
+ * the forward pass the buffers hold and whether D[] is valid. 6 words per tensor, 4 more. */
+#define NET_STATE_WORDS 28
+static void tensor_words(const ng_tensor *t, uint64_t *w) {
+    w[0] = (uint64_t)(uintptr_t)t->ptr;
+    w[1] = (uint64_t)(uint32_t)t->rows << 32 | (uint32_t)t->cols;
+    w[2] = (uint64_t)(uint32_t)t->ld << 32 | (uint32_t)t->ndim;
+    w[3] = (uint64_t)(uint32_t)t->dtype;
+    w[4] = (uint64_t)(uint32_t)t->dims[0] << 32 | (uint32_t)t->dims[1];
+    w[5] = (uint64_t)(uint32_t)t->dims[2] << 32 | (uint32_t)t->dims[3];
+}
+static void words_tensor(const uint64_t *w, ng_tensor *t) {
+    memset(t, 0, sizeof *t);
+    t->ptr = (void *)(uintptr_t)w[0];
+    t->rows = (int)(uint32_t)(w[1] >> 32);
+    t->cols = (int)(uint32_t)w[1];
+    t->ld = (int)(uint32_t)(w[2] >> 32);
+    t->ndim = (int)(uint32_t)w[2];
+    t->dtype = (ng_dtype)(uint32_t)w[3];
+    t->dims[0] = (int)(uint32_t)(w[4] >> 32);
+    t->dims[1] = (int)(uint32_t)w[4];
+    t->dims[2] = (int)(uint32_t)(w[5] >> 32);
+    t->dims[3] = (int)(uint32_t)w[5];
+}
+static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
+    const net *n = as_cnet(m);
+    if (cap < NET_STATE_WORDS || n->comm) return -1; /* several ranks: batch norm reads the host */
+    tensor_words(&n->x, st);
+    tensor_words(&n->y, st + 6);
+    tensor_words(&n->x0, st + 12);
+    tensor_words(&n->y0, st + 18);
+    st[24] = (uint64_t)(uint32_t)n->have_y << 32 | (uint32_t)n->have_batch;
+    st[25] = (uint64_t)(uint32_t)n->m << 32 | (uint32_t)n->fwd_cols;
+    st[26] = (uint64_t)(uintptr_t)n->fwd_x;
+    st[27] = (uint64_t)(uint32_t)n->d_valid;
+    return NET_STATE_WORDS;
+}
+static void net_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
+    net *n = as_net(m);
+    if (n_words != NET_STATE_WORDS) return;
+    words_tensor(st, &n->x);
+    words_tensor(st + 6, &n->y);
+    words_tensor(st + 12, &n->x0);
+    words_tensor(st + 18, &n->y0);
+    n->have_y = (int)(uint32_t)(st[24] >> 32);
+    n->have_batch = (int)(uint32_t)st[24];
+    n->m = (int)(uint32_t)(st[25] >> 32);
+    n->fwd_cols = (int)(uint32_t)st[25];
+    n->fwd_x = (const float *)(uintptr_t)st[26];
+    n->d_valid = (int)(uint32_t)st[27];
+}
+
 static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     net *n = as_net(m);
     int i, K;
@@ -1915,4 +1968,6 @@ static const struct ng_model_i net_iface = {
     .destroy = net_destroy,
     .check_gradient = net_check_gradient,
     .graph_check = net_graph_check,
+    .graph_state_get = net_graph_state_get,
+    .graph_state_set = net_graph_state_set,
 };

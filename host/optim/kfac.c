@@ -30,6 +30,7 @@
 #include <pthread.h>
 
 #include "natgrad/comm.h"
+#include "natgrad/graph.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
@@ -1237,6 +1238,34 @@ static ng_status lm_adjust(ng_precond *p, ng_model *m, const ng_tensor *x) {
     return NG_OK;
 }
 
+/* Delta = -F^-1 g with set si as a CUDA-graph segment (natgrad/graph.h; eager without
+ * --cuda-graph): gemms on fixed buffers, so one graph per (set, g, out) replays between refreshes,
+ * which change the inverses' values, not their addresses */
+typedef struct inv_ctx {
+    ng_precond *p;
+    int si;
+    const ng_tensor *v;
+    ng_tensor *out;
+} inv_ctx;
+static ng_status inv_body(void *user) {
+    inv_ctx *c = (inv_ctx *)user;
+    return apply_set(K(c->p), c->p->be, c->si, -1.0f, c->v, c->out);
+}
+static ng_status apply_set_seg(ng_precond *p, int si, const ng_tensor *v, ng_tensor *out) {
+    static const ng_graph_seg seg = {"kfac F^-1 product", inv_body, NULL, NULL};
+    inv_ctx c;
+    uint64_t key[4];
+    c.p = p;
+    c.si = si;
+    c.v = v;
+    c.out = out;
+    key[0] = (uint64_t)(uint32_t)si << 32 | (uint32_t)K(p)->tri;
+    key[1] = ng_graph_key_ptr(v->ptr);
+    key[2] = ng_graph_key_ptr(out->ptr);
+    key[3] = (uint64_t)K(p)->n;
+    return ng_graph_seg_run(p->segs, &seg, &c, key, 4);
+}
+
 static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     if (k->cfg.phi_every > 0) return phi_apply(p, m, t);
@@ -1291,7 +1320,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
             NG_TRY_RANGE(NG_CAT_INVERSE, "kfac inverses", refresh(k, &k->ws, &k->fac, be, c, gam[c], &gam[c]));
             NG_TRY(phase_end(p, t1, &k->inverse_s));
         }
-        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set(k, be, sets[c], -1.0f, g, &k->Delta[c]));
+        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set_seg(p, sets[c], g, &k->Delta[c]));
     }
     NG_TRY(phase_end(p, t0, &k->apply_s));
     k->apply_s -= k->inverse_s;

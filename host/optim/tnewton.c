@@ -26,6 +26,7 @@
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
+#include "natgrad/graph.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
 #include "natgrad/search.h"
@@ -414,9 +415,48 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
     return ng_net_gvp(k->net, &tx, &ty);
 }
 
+/* the curvature product as a CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph):
+ * keyed by x, y, the product's kind (and for the sampled Fisher its stream key and step, by value
+ * in its kernels: a new graph every update), with the network's pass state */
+typedef struct curv_ctx {
+    tn *k;
+    const float *x;
+    float *y;
+} curv_ctx;
+static ng_status curv_body(void *user) {
+    curv_ctx *c = (curv_ctx *)user;
+    return curvature_local(c->k, c->x, c->y);
+}
+static int curv_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((curv_ctx *)user)->k->net;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void curv_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((curv_ctx *)user)->k->net;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status curvature_seg(tn *k, const float *x, float *y) {
+    static const ng_graph_seg seg = {"tn curvature product", curv_body, curv_state_get, curv_state_set};
+    curv_ctx c;
+    uint64_t key[7];
+    c.k = k;
+    c.x = x;
+    c.y = y;
+    key[0] = ng_graph_key_ptr(x);
+    key[1] = ng_graph_key_ptr(y);
+    key[2] = (uint64_t)k->n;
+    key[3] = (uint64_t)(uint32_t)k->cfg.curvature << 32 | (uint32_t)k->cfg.fisher;
+    key[4] = (uint64_t)(uint32_t)k->cfg.fisher_samples;
+    if (k->cfg.fisher != NG_FISHER_SAMPLED || k->cfg.curvature == NG_TN_CURV_HESSIAN)
+        return ng_graph_seg_run(k->self->segs, &seg, &c, key, 5);
+    key[5] = k->fisher_key; /* the sampled targets' stream: a new step every update */
+    key[6] = ng_tn_fisher_step(k->t_now);
+    return ng_graph_seg_run(k->self->segs, &seg, &c, key, 7);
+}
+
 static ng_status curvature_apply(void *user, const float *x, float *y) {
     tn *k = (tn *)user;
-    NG_TRY(curvature_local(k, x, y));
+    NG_TRY(curvature_seg(k, x, y));
     if (k->have_stream) return NG_OK; /* the whole metric batch on every rank */
     return reduce_vec(k, y, "a curvature product");
 }

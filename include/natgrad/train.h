@@ -31,6 +31,7 @@
 #include <stdio.h>
 
 #include "natgrad/data.h"
+#include "natgrad/graph.h"
 #include "natgrad/model.h"
 #include "natgrad/precond.h"
 #include "natgrad/update.h"
@@ -55,7 +56,12 @@ extern "C" {
  * A new key is captured (stream capture of one
  * eager step, instantiated; the NG_TRAIN_GRAPHS most recently used graphs are kept); update 0 and
  * logged updates run eagerly (first-use allocations, host reads of the log columns). The eager and
- * graph paths run the same ops on the same data, so their results are bit-identical. */
+ * graph paths run the same ops on the same data, so their results are bit-identical.
+ * Truncated Newton (tn) and K-FAC (kfac) read the host mid-update, so their updates are graph
+ * SEGMENTS instead (natgrad/graph.h): on unlogged updates t >= 1 the update's host code runs as
+ * usual, and the gradient and the preconditioner's pieces between its host reads (tn: each
+ * curvature product; kfac: each F^-1 product) replay captured graphs keyed by their addresses,
+ * shapes, host scalars and the model's pass state (ng_model_i.graph_state_get). */
 #define NG_TRAIN_GRAPHS 4
 #define NG_TRAIN_GRAPH_KEY 8
 typedef struct ng_train_graph {
@@ -67,6 +73,11 @@ typedef struct ng_train_graph {
         uint64_t last_use;
     } slot[NG_TRAIN_GRAPHS];
     uint64_t captures, replays, eager; /* updates captured (then launched), replayed, run eagerly */
+    /* segments (natgrad/graph.h) for the preconditioners that read the host mid-update (tn,
+     * kfac): the update runs its host code as usual, and the gradient ("gradient") and the
+     * preconditioner's pieces between host reads are captured once per key and replayed */
+    int seg;
+    ng_graph_segs segs;
 } ng_train_graph;
 
 typedef struct ng_trainer {
@@ -95,7 +106,8 @@ typedef struct ng_trainer {
 
 /* Turn the CUDA-graph step on (or off). Refused (NG_ERR_UNSUPPORTED, naming the part) without
  * graph support in the backend (the CPU), for an update rule without graph_key, a preconditioner
- * other than identity, or data parallelism (the all-reduce waits for the host). */
+ * other than identity (tn and kfac: segments, see above; kfac's asynchronous refreshes refused), or
+ * data parallelism (the all-reduce waits for the host). */
 ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on);
 /* Free the trainer's graphs (before the backend); safe on a zeroed trainer. */
 void ng_trainer_release(ng_trainer *tr);
