@@ -1076,6 +1076,13 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
            (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
     NGT_CHECK(rep > cap && fail == 0, "%s: %s %llu captures, %llu replays, %llu failures", seg_name[kind], product,
               (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)fail);
+    if (kind == S_KFAC) {
+        ng_graph_seg_counts(&b.tr.graph.segs, "kfac quadratic model", &cap, &rep, &eag, &fail);
+        printf("  kfac quadratic model: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,
+               (unsigned long long)rep, (unsigned long long)eag);
+        NGT_CHECK(rep > 0 && fail == 0 && cap + rep + eag == steps, "kfac quadratic model: %llu captures, %llu replays, %llu eager, %llu failures",
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    }
     run_free(&a);
     run_free(&b);
     return NGT_PASS;

@@ -1344,6 +1344,50 @@ static ng_status net_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const 
     return NG_OK;
 }
 
+static ng_status net_fisher_gram_dots_fp(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, float *dots) {
+    net *n = as_net(m);
+    ng_backend *be = m->be;
+    int L, i, j, c0, cols;
+    size_t slot;
+    float *hv;
+    NG_TRY(no_canonical(n, "the Fisher gram"));
+    NG_TRY(need_batch(n, "Fisher gram"));
+    if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: %d vectors (1..8)", nv);
+    if (n_chunks(n) != 1)
+        return ng_error(NG_ERR_UNSUPPORTED, "network Fisher gram on the device: %d cases are more than one chunk (%d)", n->m,
+                        n->cfg.chunk);
+    for (i = 0; i < nv; i++) NG_TRY(check_vec(n, v[i], "Fisher gram"));
+    L = n->L;
+    slot = (size_t)n->d[L] * (size_t)n->m;
+    if (!work || !work->ptr || work->dtype != NG_F32 || ng_tensor_count(work) < slot * (size_t)(nv + 1))
+        return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: work needs %zu floats", slot * (size_t)(nv + 1));
+    hv = work->data + slot * (size_t)nv;
+    NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    for (i = 0; i < nv; i++) {
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v[i], cols));
+        NG_TRY(act_fwd(be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL, work->data + slot * (size_t)i,
+                       n->d[L]));
+    }
+    for (i = 0; i < nv; i++) {
+        NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, work->data + slot * (size_t)i, n->d[L], 1.0f, hv, n->d[L],
+                        cols));
+        for (j = 0; j <= i; j++)
+            NG_TRY(ng_dot_dev(be, (size_t)n->d[L] * (size_t)cols, work->data + slot * (size_t)j, hv, dots + i * (i + 1) / 2 + j));
+    }
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+ng_status ng_net_fisher_gram_dots(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, float *dots) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_fisher_gram_dots: model %s is not a network", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_fisher_gram_dots_fp(m, nv, v, work, dots);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 /* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
 ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
     int saved;

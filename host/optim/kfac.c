@@ -69,6 +69,7 @@ typedef struct kfac {
     int phi_ready;
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
+    ng_tensor qdots; /* (QDOTS) the quadratic model's dots on the device (quad_model) */
     rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
     int maxn;
     /* asynchronous refreshes (cfg.async_lag >= 0) */
@@ -1266,6 +1267,82 @@ static ng_status apply_set_seg(ng_precond *p, int si, const ng_tensor *v, ng_ten
     return ng_graph_seg_run(p->segs, &seg, &c, key, 4);
 }
 
+/* The quadratic model's scalars on S2 = the first s2 <= chunk cases (one process): the Fisher gram
+ * of the vectors and the dots of model_dots, every one computed into qdots on the device as one
+ * CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph), then one read. The same
+ * floats as ng_net_fisher_gram + model_dots (a dot's float is the same whether the host or the
+ * device receives it), summed the same way in double. */
+#define QDOTS 48 /* 36 gram dots (nv <= 8) + 3 per candidate + 2 */
+typedef struct quad_ctx {
+    ng_precond *p;
+    ng_model *m;
+    int s2, nv, cand, use_mom;
+    const ng_tensor *const *vecs;
+} quad_ctx;
+static ng_status quad_body(void *user) {
+    quad_ctx *c = (quad_ctx *)user;
+    kfac *k = K(c->p);
+    ng_backend *be = c->p->be;
+    float *q = k->qdots.data, *g = c->m->grad_flat.data;
+    int i, o = 36;
+    NG_TRY(ng_net_batch_prefix(c->m, c->s2));
+    NG_TRY(ng_net_fisher_gram_dots(c->m, c->nv, c->vecs, &k->work, q));
+    for (i = 0; i < c->cand; i++) {
+        NG_TRY(ng_dot_dev(be, k->n, g, k->Delta[i].data, q + o++));
+        NG_TRY(ng_dot_dev(be, k->n, k->Delta[i].data, k->Delta[i].data, q + o++));
+        if (c->use_mom) NG_TRY(ng_dot_dev(be, k->n, k->Delta[i].data, k->delta0.data, q + o++));
+    }
+    if (c->use_mom) {
+        NG_TRY(ng_dot_dev(be, k->n, g, k->delta0.data, q + o++));
+        NG_TRY(ng_dot_dev(be, k->n, k->delta0.data, k->delta0.data, q + o++));
+    }
+    return NG_OK;
+}
+static int quad_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((quad_ctx *)user)->m;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void quad_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((quad_ctx *)user)->m;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status quad_model(ng_precond *p, ng_model *m, int s2, int nv, const ng_tensor *const *vecs, int cand, int use_mom,
+                            double *gram, double *gg, double *dd, double *dd0, double *gd0, double *d0d0) {
+    static const ng_graph_seg seg = {"kfac quadratic model", quad_body, quad_state_get, quad_state_set};
+    kfac *k = K(p);
+    quad_ctx c;
+    uint64_t key[4 + NSETS + 1];
+    float q[QDOTS];
+    int i, j, o = 36;
+    c.p = p;
+    c.m = m;
+    c.s2 = s2;
+    c.nv = nv;
+    c.cand = cand;
+    c.use_mom = use_mom;
+    c.vecs = vecs;
+    key[0] = (uint64_t)(uint32_t)s2 << 32 | (uint32_t)nv;
+    key[1] = (uint64_t)(uint32_t)cand << 32 | (uint32_t)use_mom;
+    key[2] = ng_graph_key_ptr(m->grad_flat.data);
+    key[3] = ng_graph_key_ptr(k->work.data);
+    for (i = 0; i < nv; i++) key[4 + i] = ng_graph_key_ptr(vecs[i]->ptr);
+    NG_TRY(ng_graph_seg_run(p->segs, &seg, &c, key, 4 + nv));
+    NG_TRY(ng_get(p->be, q, k->qdots.data, sizeof q));
+    for (i = 0; i < nv; i++)
+        for (j = 0; j <= i; j++) gram[j + nv * i] = gram[i + nv * j] = (double)q[i * (i + 1) / 2 + j] / (double)s2;
+    for (i = 0; i < cand; i++) {
+        gg[i] = q[o++];
+        dd[i] = q[o++];
+        dd0[i] = use_mom ? q[o++] : 0.0;
+    }
+    *gd0 = *d0d0 = 0.0;
+    if (use_mom) {
+        *gd0 = q[o++];
+        *d0d0 = q[o++];
+    }
+    return NG_OK;
+}
+
 static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     if (k->cfg.phi_every > 0) return phi_apply(p, m, t);
@@ -1275,7 +1352,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     int cand = k->cfg.adapt_gamma && kk % (uint64_t)k->cfg.T2 == 0 ? 3 : 1;
     int use_mom = k->cfg.momentum && k->have_delta0;
     double w2 = omega2_of(&k->cfg), gam[NSETS], Mv[NSETS], al[NSETS], mu[NSETS], gram[16];
-    double gg[NSETS], gd0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
+    double gg[NSETS], gd0 = 0.0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
     const ng_tensor *vecs[NSETS + 1];
     ng_tensor x, *g = &m->grad_flat;
     int c, best = 0, nv, s2, sets[NSETS] = {0, 1, 2}, arrived = 0;
@@ -1332,7 +1409,10 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     nv = 0;
     for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
     if (use_mom) vecs[nv++] = &k->delta0;
-    if (!dist_on(p)) {
+    if (!dist_on(p) && s2 <= ng_net_config_of(m)->chunk) {
+        NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model",
+                     quad_model(p, m, s2, nv, vecs, cand, use_mom, gram, gg, dd, dd0, &gd0, &d0d0));
+    } else if (!dist_on(p)) {
         NG_TRY(ng_net_batch_prefix(m, s2));
         NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
     } else {
@@ -1349,7 +1429,8 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY_RANGE(NG_CAT_COMM, "kfac gram all-reduce",
                      ng_comm_allreduce_host(p->dist.comm, gram, (size_t)(nv * nv), "the K-FAC quadratic model"));
     }
-    NG_TRY_RANGE(NG_CAT_SOLVER, "kfac model scalars", model_dots(k, be, g, cand, use_mom, gg, dd, dd0, &gd0, &d0d0));
+    if (dist_on(p) || s2 > ng_net_config_of(m)->chunk)
+        NG_TRY_RANGE(NG_CAT_SOLVER, "kfac model scalars", model_dots(k, be, g, cand, use_mom, gg, dd, dd0, &gd0, &d0d0));
     for (c = 0; c < cand; c++) {
         double q00 = gram[c + nv * c] + damp * dd[c];
         if (!k->cfg.rescale) {
@@ -1781,6 +1862,7 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
     work = (size_t)nc->dims[k->L] * (size_t)nc->chunk * (size_t)(NSETS + 2);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "work", (int)work, 1, &k->work);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "qdots", QDOTS, 1, &k->qdots);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->ws.X);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->ws.T1);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T2", maxn, maxn, &k->ws.T2);
