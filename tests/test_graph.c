@@ -1137,6 +1137,112 @@ static int test_segments_refusals(void) {
     return NGT_PASS;
 }
 
+/* Device calls per update of the curves autoencoder (L = 12, m = 8) under NGD (CG, 10 iterations:
+ * rtol 0), HF (CG, at most 10 iterations, its progress rule) and block-diagonal K-FAC, eager and
+ * with --cuda-graph 1 (segments), at update 3 (K-FAC: k = 4, no refresh, no lambda adjustment).
+ * The segment run ends with the same parameters bit for bit and makes fewer kernel launches and
+ * cuBLAS calls; with NG_LAUNCH_COUNTS_CSV set, the counts are appended (bench/launch_counts.sh). */
+static int test_counts_segments(void) {
+    static const char *const what[3] = {"curves-autoencoder NGD (CG 10) batch 8", "curves-autoencoder HF (CG <= 10) batch 8",
+                                        "curves-autoencoder K-FAC block-diagonal batch 8"};
+    const int m = 8, ncases = 16;
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    double c[3][2][NG_DEV_COUNT];
+    float *x, *theta[2];
+    int kind, mode, i, k, n;
+    size_t np = 0;
+    if (!g_cuda) return ngt_skip(g_reason);
+    x = (float *)malloc(sizeof(float) * 784 * ncases);
+    NGT_CHECK(x != NULL, "out of memory");
+    for (i = 0; i < 784 * ncases; i++) x[i] = g_x[i % (DIM * NCASES)];
+    theta[0] = theta[1] = NULL;
+    for (kind = 0; kind < 3; kind++) {
+        for (mode = 0; mode < 2; mode++) {
+            ng_net_config cfg;
+            ng_model *net = NULL;
+            ng_update *upd = NULL;
+            ng_precond *pc = NULL;
+            ng_batches data;
+            ng_trainer tr;
+            ng_sgd_config sc;
+            ng_profile_config prc;
+            ng_profile_row rows[96];
+            const ng_profile_row *st;
+            memset(&tr, 0, sizeof tr);
+            ng_net_config_default(&cfg);
+            NGT_OK(ng_net_preset("curves-autoencoder", &cfg));
+            cfg.init = NG_INIT_GAUSSIAN;
+            cfg.init_scale = 0.05f;
+            NGT_OK(ng_net_create(g_cuda, &cfg, &net));
+            memset(&sc, 0, sizeof sc);
+            sc.lr = 1.0f;
+            NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+            if (kind == 2) {
+                ng_kfac_config kc;
+                ng_kfac_config_default(&kc);
+                kc.timing = 0;
+                NGT_OK(ng_precond_kfac_init(g_cuda, net, &kc, &pc));
+            } else {
+                ng_tn_config tc;
+                ng_tn_config_default(&tc);
+                tc.method = kind == 1 ? NG_TN_HF : NG_TN_NGD;
+                tc.max_iter = 10;
+                tc.rtol = 0.0;
+                tc.lr = 0.5;
+                NGT_OK(ng_precond_tn_init(g_cuda, net, &tc, NULL, 0, &pc));
+            }
+            NGT_OK(ng_batches_init(&data, g_cuda, x, 784, ncases, m, 3, 0, 1));
+            NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+            if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+            for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* 0 eager, then both batch buffers */
+            memset(&prc, 0, sizeof prc);
+            prc.measure = 1;
+            NGT_OK(ng_profile_start(g_cuda, &prc));
+            ng_profile_update(4, 1);
+            NGT_OK(ng_trainer_step(&tr, NULL));
+            ng_profile_update(4, 0);
+            NGT_OK(ng_profile_finish());
+            n = ng_profile_rows(rows, 96);
+            if (n > 96) n = 96;
+            st = find_row(rows, n, "train step");
+            NGT_CHECK(st && st->calls == 1, "train step row");
+            for (k = 0; k < NG_DEV_COUNT; k++) c[kind][mode][k] = st->device_calls[k];
+            np = ng_model_size(net);
+            if (!theta[mode]) theta[mode] = (float *)malloc(np * sizeof(float));
+            NGT_CHECK(theta[mode] != NULL, "out of memory");
+            NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, theta[mode]));
+            ng_trainer_release(&tr);
+            ng_batches_free(&data);
+            ng_update_free(upd);
+            ng_precond_free(pc);
+            ng_net_free(net);
+        }
+        NGT_CHECK(memcmp(theta[0], theta[1], np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what[kind]);
+        printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n",
+               what[kind], c[kind][0][NG_DEV_KERNEL], c[kind][0][NG_DEV_BLAS], c[kind][0][NG_DEV_COPY], c[kind][1][NG_DEV_KERNEL],
+               c[kind][1][NG_DEV_BLAS], c[kind][1][NG_DEV_COPY], c[kind][1][NG_DEV_GRAPH]);
+        NGT_CHECK(c[kind][1][NG_DEV_GRAPH] > 0.0 && c[kind][1][NG_DEV_KERNEL] < c[kind][0][NG_DEV_KERNEL] &&
+                      c[kind][1][NG_DEV_BLAS] < c[kind][0][NG_DEV_BLAS] && c[kind][0][NG_DEV_GRAPH] == 0.0,
+                  "%s: segments do not replace launches", what[kind]);
+    }
+    free(theta[0]);
+    free(theta[1]);
+    free(x);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (kind = 0; kind < 3; kind++)
+            for (mode = 0; mode < 2; mode++) {
+                const double *d = c[kind][mode];
+                fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what[kind], mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL],
+                        d[NG_DEV_BLAS], d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
+                        d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
+            }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
@@ -1173,6 +1279,7 @@ int main(void) {
     NGT_RUN(test_segments_hf);
     NGT_RUN(test_segments_kfac);
     NGT_RUN(test_segments_refusals);
+    NGT_RUN(test_counts_segments);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }
