@@ -90,11 +90,13 @@ with open(sys.argv[2], "w") as f:
     seg = [r for r in rows if "NGD" in r["workload"] or "HF" in r["workload"] or "K-FAC" in r["workload"]]
     f.write("\n## Truncated Newton and K-FAC as graph segments (`net train --optimizer ngd|hf|kfac --cuda-graph 1`)\n\n"
             "These read the host mid-update (CG's stopping tests and step scalars, the searches, K-FAC's 2x2 model), so\n"
-            "the update is not one graph: the gradient, every curvature product (G v here) and K-FAC's F^-1 products and\n"
-            "quadratic model are graph segments, captured once per key and replayed (`include/natgrad/graph.h`); CG's\n"
-            "vector updates and dots, the objective evaluations, HF's diagonal and backtracking, K-FAC's statistics,\n"
-            "inverse refreshes and lambda adjustments stay eager. The curves autoencoder at m = 8, update 3 (the segments\n"
-            "of both batch buffers captured at updates 1 and 2; K-FAC: k = 4, no refresh, no lambda adjustment); NGD:\n"
+            "the update is not one graph: the gradient, every curvature product (G v here) and K-FAC's factor statistics,\n"
+            "F^-1 products and quadratic model are graph segments, captured once per key and replayed\n"
+            "(`include/natgrad/graph.h`); CG's vector updates and dots, the objective evaluations, HF's diagonal and\n"
+            "backtracking, K-FAC's inverse refreshes and lambda adjustments stay eager. The curves autoencoder at m = 8,\n"
+            "update 3 (the segments of both batch buffers captured at updates 1 and 2; K-FAC: k = 4, no refresh, no lambda\n"
+            "adjustment; its statistics are captured anew until their blend weight settles at k = 20, which costs the same\n"
+            "device calls: a capture runs nothing and is launched once); NGD:\n"
             "CG with 10 iterations (rtol 0), lr 0.5; HF: CG with at most 10 iterations; K-FAC: the defaults\n"
             "(block-diagonal, momentum). `test_counts_segments` checks that the segment run ends with the same\n"
             "parameters bit for bit and issues fewer kernel launches and cuBLAS calls.\n\n")

@@ -12,7 +12,8 @@
  *     threads read adjacent rows of a column: coalesced).
  * Random numbers: element i = r + rows (col0 + c) of sample_targets uses the Philox uniform i (Bernoulli),
  * uniforms 2i and 2i+1 (Gaussian, one Philox block gives both) or uniform col0 + c (categorical),
- * as the CPU does; the index alone selects the word, so any launch shape draws the same targets.
+ * as the CPU does; the index alone selects the word, so any launch shape draws the same targets. The
+ * step is step + step_dev[0] when step_dev is given (read on the device: a graph replays it current).
  * Aliasing (z = a, out = g, out = v, t = y, xhat = x): each element, column or row is read and
  * written by one thread, reads first; hence no __restrict__ on those operands. Must not: allocate,
  * synchronize, use atomics, or use device functions the tests/simt emulator lacks. */
@@ -127,9 +128,10 @@ static __global__ void loss_hvp_kernel(int loss, int rows, int cols, const float
  * words 2 (i & 1) and 2 (i & 1) + 1 of Philox block i >> 1 (one evaluation); Bernoulli: uniform
  * i. */
 static __global__ void sample_targets_kernel(int loss, int rows, int cols, const float *y, int ldy,
-                                             float *t, int ldt, uint64_t key, uint64_t step,
-                                             uint64_t col0) {
+                                             float *t, int ldt, uint64_t key, uint64_t step0,
+                                             uint64_t col0, const uint64_t *step_dev) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
+    const uint64_t step = step0 + (step_dev != NULL ? step_dev[0] : 0u);
     NET_FOR(e, n) {
         const int c = (int)(e / (uint64_t)rows);
         const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
@@ -149,8 +151,9 @@ static __global__ void sample_targets_kernel(int loss, int rows, int cols, const
 
 /* Categorical targets, one thread per column: a one-hot column from uniform c; t may alias y. */
 static __global__ void sample_categorical_kernel(int rows, int cols, const float *y, int ldy,
-                                                 float *t, int ldt, uint64_t key, uint64_t step,
-                                                 uint64_t col0) {
+                                                 float *t, int ldt, uint64_t key, uint64_t step0,
+                                                 uint64_t col0, const uint64_t *step_dev) {
+    const uint64_t step = step0 + (step_dev != NULL ? step_dev[0] : 0u);
     NET_FOR(c, (uint64_t)cols) {
         ng_sample_categorical_col(rows, y + NET_IDX(0, c, ldy), ng_uniform_at(key, step, col0 + c),
                                   t + NET_IDX(0, c, ldt));
@@ -244,14 +247,14 @@ extern "C" ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float 
 
 extern "C" ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy,
                                             float *t, int ldt, uint64_t key, uint64_t step,
-                                            uint64_t col0, void *stream) {
+                                            uint64_t col0, const uint64_t *step_dev, void *stream) {
     NG_NVTX_PUSH("sample_targets");
     if (loss == NG_LOSS_CATEGORICAL)
         NG_LAUNCH(sample_categorical_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK,
-                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0);
+                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0, step_dev);
     else
         NG_LAUNCH(sample_targets_kernel, ng_grid_1d(net_elems(rows, cols), NET_BLOCK), NET_BLOCK, 0,
-                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0);
+                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0, step_dev);
     NG_LAUNCH_CHECK("sample_targets");
     return NG_OK;
 }

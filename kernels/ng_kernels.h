@@ -136,7 +136,8 @@ ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy
  * (Bernoulli) or 2i, 2i+1 (Gaussian), with i = r + rows (col0 + c); categorical column c uses
  * uniform col0 + c (=); t may alias y. */
 ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy, float *t,
-                                 int ldt, uint64_t key, uint64_t step, uint64_t col0, void *stream);
+                                 int ldt, uint64_t key, uint64_t step, uint64_t col0,
+                                 const uint64_t *step_dev, void *stream);
 /* mean[r], rstd[r] = 1 / sqrt(var + eps) over the cols columns of row r  (=). */
 ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int ldx, float eps, float *mean,
                               float *rstd, void *stream);

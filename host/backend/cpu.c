@@ -575,7 +575,8 @@ static void cpu_loss_hvp(const ng_op_args *a) {
 static void cpu_sample_targets(const ng_op_args *a) {
     const int rows = a->sample_targets.rows, cols = a->sample_targets.cols, loss = a->sample_targets.loss;
     const int ldy = a->sample_targets.ldy, ldt = a->sample_targets.ldt;
-    const uint64_t key = a->sample_targets.key, step = a->sample_targets.step, col0 = a->sample_targets.col0;
+    const uint64_t key = a->sample_targets.key, col0 = a->sample_targets.col0;
+    const uint64_t step = a->sample_targets.step + (a->sample_targets.step_dev ? a->sample_targets.step_dev[0] : 0u);
     int c;
 #pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
     for (c = 0; c < cols; c++) {

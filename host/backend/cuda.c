@@ -635,7 +635,8 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                       a->sample_targets.cols, a->sample_targets.y,
                                       a->sample_targets.ldy, a->sample_targets.t,
                                       a->sample_targets.ldt, a->sample_targets.key,
-                                      a->sample_targets.step, a->sample_targets.col0, st);
+                                      a->sample_targets.step, a->sample_targets.col0,
+                                      a->sample_targets.step_dev, st);
     case NG_OP_ROW_MOMENTS:
         return ng_cuda_row_moments(a->row_moments.rows, a->row_moments.cols, a->row_moments.x,
                                    a->row_moments.ldx, a->row_moments.eps, a->row_moments.mean,

@@ -1398,7 +1398,7 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     return s != NG_OK ? s : e;
 }
 
-static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
+static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0, const uint64_t *step_dev) {
     ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
     int L = n->L;
     o.sample_targets.rows = n->d[L];
@@ -1411,6 +1411,7 @@ static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, u
     o.sample_targets.key = key;
     o.sample_targets.step = step;
     o.sample_targets.col0 = col0;
+    o.sample_targets.step_dev = step_dev;
     return ng_run_op(n->base.be, &o);
 }
 
@@ -1445,7 +1446,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
             int ldt;
             if (mode == NG_FISHER_SAMPLED) {
                 /* each case's draw depends on its index in the batch, not on the chunking */
-                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0));
+                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0, NULL));
                 t = n->T.data;
                 ldt = n->T.ld;
             } else {
@@ -1595,7 +1596,15 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
     return ng_net_backward_sampled_at(m, key, step, 0);
 }
 
+static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint64_t col0, const uint64_t *step_dev);
 ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0) {
+    return backward_sampled(m, key, step, col0, NULL);
+}
+ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, const uint64_t *step_dev) {
+    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network sampled backward: NULL device step");
+    return backward_sampled(m, key, 0, 0, step_dev);
+}
+static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint64_t col0, const uint64_t *step_dev) {
     net *n = as_net(m);
     int c0, cols;
     NG_TRY(no_canonical(n, "the sampled backward pass"));
@@ -1605,7 +1614,7 @@ ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, u
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
                         n->m, n->cfg.chunk);
     NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
-    NG_TRY(sample_targets(n, cols, key, step, col0));
+    NG_TRY(sample_targets(n, cols, key, step, col0, step_dev));
     NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
     NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, NULL, 0.0f));
     n->d_valid = 1;

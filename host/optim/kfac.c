@@ -70,6 +70,7 @@ typedef struct kfac {
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
     ng_tensor qdots; /* (QDOTS) the quadratic model's dots on the device (quad_model) */
+    ng_tensor sstep; /* (1) float64 storage of one uint64: the sampled targets' Philox step (stats_seg) */
     rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
     int maxn;
     /* asynchronous refreshes (cfg.async_lag >= 0) */
@@ -971,6 +972,58 @@ ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
 
 /* ---- the preconditioner ---------------------------------------------------------------------- */
 
+/* The factor statistics of the first cols <= chunk cases (one process) as a CUDA-graph segment
+ * (natgrad/graph.h; eager without --cuda-graph): what accumulate does for one chunk, with the sampled
+ * targets' Philox step read on the device from sstep (written before), so one graph replays every
+ * update whose weights eps, (1 - eps) / cols are those of its capture (from k = 1 / (1 - eps_max) on
+ * they are constant). The same targets and factors as ng_kfac_accumulate. */
+typedef struct stats_ctx {
+    ng_precond *p;
+    ng_model *m;
+    int cols;
+    float alpha, beta0;
+    uint64_t key;
+} stats_ctx;
+static ng_status stats_body(void *user) {
+    stats_ctx *c = (stats_ctx *)user;
+    kfac *k = K(c->p);
+    NG_TRY(ng_net_batch_prefix(c->m, c->cols));
+    NG_TRY(ng_net_backward_sampled_dev(c->m, c->key, (const uint64_t *)k->sstep.ptr));
+    NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, c->p->be, c->m, c->cols, c->alpha, c->beta0));
+    return NG_OK;
+}
+static int stats_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((stats_ctx *)user)->m;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void stats_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((stats_ctx *)user)->m;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+    static const ng_graph_seg seg = {"kfac statistics", stats_body, stats_state_get, stats_state_set};
+    kfac *k = K(p);
+    stats_ctx c;
+    uint64_t kw[5];
+    uint32_t ab[2];
+    if (cols < 1) return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases (>= 1)", cols);
+    c.p = p;
+    c.m = m;
+    c.cols = cols;
+    c.alpha = (float)((1.0 - eps) / (double)cols);
+    c.beta0 = (float)eps;
+    c.key = key;
+    NG_TRY(ng_set(p->be, k->sstep.ptr, &step, sizeof step));
+    memcpy(&ab[0], &c.alpha, sizeof ab[0]);
+    memcpy(&ab[1], &c.beta0, sizeof ab[1]);
+    kw[0] = (uint64_t)(uint32_t)cols << 32 | (uint32_t)k->tri;
+    kw[1] = (uint64_t)ab[0] << 32 | ab[1];
+    kw[2] = key;
+    kw[3] = ng_graph_key_ptr(k->sstep.ptr);
+    kw[4] = ng_graph_key_ptr(k->fac.A[0].ptr);
+    return ng_graph_seg_run(p->segs, &seg, &c, kw, 5);
+}
+
 static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     ng_tensor x;
@@ -984,7 +1037,10 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
     if (cols < 1) cols = 1;
-    if (!dist_on(p)) {
+    if (!dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
+        NG_TRY(stats_seg(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
+                         ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    } else if (!dist_on(p)) {
         NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
                                   ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
     } else {
@@ -1863,6 +1919,10 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     work = (size_t)nc->dims[k->L] * (size_t)nc->chunk * (size_t)(NSETS + 2);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "work", (int)work, 1, &k->work);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "qdots", QDOTS, 1, &k->qdots);
+    if (s == NG_OK) {
+        int one[1] = {1};
+        s = ng_arena_reserve_nd(&k->scratch, "stats_step", NG_F64, 1, one, &k->sstep);
+    }
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->ws.X);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->ws.T1);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T2", maxn, maxn, &k->ws.T2);

@@ -217,13 +217,16 @@ typedef struct ng_op_args {
          * 2i+1 of (key, step), i = r + rows (col0 + c)); Bernoulli: [u_i <= y]; categorical: a
          * one-hot column by inverse CDF of uniform col0 + c. col0 (0 unless set) is the global
          * position of the first column, so a data-parallel rank holding columns col0.. of a
-         * batch draws the same targets as one process holding the whole batch. t may alias y. */
+         * batch draws the same targets as one process holding the whole batch. t may alias y.
+         * step_dev non-NULL (device memory): the step is step_dev[0] + step, read by the kernel, so
+         * a captured CUDA graph replays with the value written there since (K-FAC's statistics). */
         struct {
             int rows, cols, loss;
             const float *y; int ldy;
             float *t; int ldt;
             uint64_t key, step;
             uint64_t col0;
+            const uint64_t *step_dev;
         } sample_targets;
         /* mean[r], rstd[r] = 1/sqrt(var[r] + eps) over the cols columns of row r (biased var). */
         struct {

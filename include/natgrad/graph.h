@@ -32,7 +32,7 @@ extern "C" {
 
 #define NG_GRAPH_SEG_KEY 64   /* words of a key (name id + caller's words + host state) */
 #define NG_GRAPH_SEG_STATE 40 /* words of host state a segment may save */
-#define NG_GRAPH_SEG_SLOTS 16 /* cached graphs (least recently used goes) */
+#define NG_GRAPH_SEG_SLOTS 32 /* cached graphs (least recently used goes) */
 #define NG_GRAPH_SEG_NAMES 8  /* distinct segment names counted per cache */
 
 typedef struct ng_graph_seg {

@@ -143,6 +143,10 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step);
  * Philox index of natgrad/backend.h's sample_targets): a data-parallel rank whose cases start at
  * position col0 of the global batch draws what one process with the whole batch draws. */
 ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0);
+/* The same at col0 = 0 with the stream step read on the device from step_dev[0] (one uint64 in
+ * device memory, written by the caller): the same targets as ng_net_backward_sampled_at with that
+ * step, and a captured CUDA graph of it replays with the step written since (natgrad/graph.h). */
+ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, const uint64_t *step_dev);
 
 /* The current batch (as given to the last ng_model_gradient or ng_net_set_batch): *x, and *y when
  * the targets were given separately (else y->ptr = NULL). NG_ERR_INVALID_ARG before any batch. */

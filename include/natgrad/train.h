@@ -60,7 +60,7 @@ extern "C" {
  * Truncated Newton (tn) and K-FAC (kfac) read the host mid-update, so their updates are graph
  * SEGMENTS instead (natgrad/graph.h): on unlogged updates t >= 1 the update's host code runs as
  * usual, and the gradient and the preconditioner's pieces between its host reads (tn: each
- * curvature product; kfac: each F^-1 product) replay captured graphs keyed by their addresses,
+ * curvature product; kfac: each F^-1 product and the quadratic model's dots) replay captured graphs keyed by their addresses,
  * shapes, host scalars and the model's pass state (ng_model_i.graph_state_get). */
 #define NG_TRAIN_GRAPHS 4
 #define NG_TRAIN_GRAPH_KEY 8
