@@ -21,7 +21,10 @@
  *       replays with the values baked at its capture, a segment whose capture fails (a host read)
  *       runs eagerly with its host state put back; NGD and HF (CG) and block-diagonal K-FAC (inverse
  *       refreshes and lambda adaptations inside the window) with --cuda-graph 1 equal the eager runs
- *       bit for bit after every update, with replays of the gradient and of every product segment. */
+ *       bit for bit after every update, with replays of the gradient and of every product segment;
+ *       a trainer whose gradient reads the host runs that segment eagerly and still equals eager;
+ *       K-FAC's sampled targets with the Philox step on the device equal those with the step by value;
+ *       device calls per NGD / HF / K-FAC update of the curves autoencoder, eager and in segments. */
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -1154,6 +1157,47 @@ static int test_segments_kfac(void) {
     return seg_vs_eager(S_KFAC, 30, 7);
 }
 
+/* A gradient that reads the host (the model's grad_ready hook, which the network calls during its
+ * backward pass, reads a norm): its segment's capture fails every time, the trainer goes on with the
+ * gradient run eagerly (the network's pass state put back first) and the curvature products still
+ * replay; the run equals the eager one bit for bit. */
+static ng_status ready_with_host_read(void *user, size_t lo, size_t hi) {
+    ng_model *m = (ng_model *)user;
+    float r;
+    (void)lo;
+    (void)hi;
+    return ng_nrm2(m->be, ng_model_size(m), m->grad_flat.data, &r);
+}
+static int test_segments_failed_capture(void) {
+    run a, b;
+    uint64_t t, cap, rep, eag, fail;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(seg_run_init(&a, g_cuda, S_NGD));
+    NGT_OK(seg_run_init(&b, g_cuda, S_NGD));
+    a.net->grad_ready = b.net->grad_ready = ready_with_host_read;
+    a.net->grad_user = a.net;
+    b.net->grad_user = b.net;
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < 8; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+        if (same_params("ngd, failing gradient capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
+    NGT_CHECK(cap == 0 && rep == 0 && fail > 0 && eag == 8, "gradient: %llu captures, %llu replays, %llu eager, %llu failures",
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    printf("  ngd with a gradient that reads the host: %llu failed captures, 8 gradients eager", (unsigned long long)fail);
+    ng_graph_seg_counts(&b.tr.graph.segs, "tn curvature product", &cap, &rep, &eag, &fail);
+    printf("; curvature products %llu captured, %llu replayed; parameters identical\n", (unsigned long long)cap,
+           (unsigned long long)rep);
+    NGT_CHECK(rep > 0 && fail == 0, "curvature products: %llu replays, %llu failures", (unsigned long long)rep,
+              (unsigned long long)fail);
+    a.net->grad_ready = b.net->grad_ready = NULL;
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
 /* K-FAC's asynchronous refreshes run on a second stream: refused by name */
 static int test_segments_refusals(void) {
     run r;
@@ -1322,6 +1366,7 @@ int main(void) {
     NGT_RUN(test_segments_ngd_chunked);
     NGT_RUN(test_segments_hf);
     NGT_RUN(test_segments_kfac);
+    NGT_RUN(test_segments_failed_capture);
     NGT_RUN(test_segments_refusals);
     NGT_RUN(test_counts_segments);
     ng_backend_free(g_cuda);

@@ -181,6 +181,7 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
                         "all-reduce waits for the host); run them with --cuda-graph 0", tr->comm->world);
     if (strcmp(tr->pc->iface->name, "tn") == 0 || strcmp(tr->pc->iface->name, "kfac") == 0) {
         NG_TRY(graph_segments_check(tr));
+        ng_trainer_release(tr); /* turned on again: the old graphs go */
         ng_graph_segs_init(&tr->graph.segs, tr->model->be);
         tr->graph.seg = 1;
         tr->graph.on = 1;

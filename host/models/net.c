@@ -1102,7 +1102,7 @@ static void words_tensor(const uint64_t *w, ng_tensor *t) {
 }
 static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
     const net *n = as_cnet(m);
-    if (cap < NET_STATE_WORDS || n->comm) return -1; /* several ranks: batch norm reads the host */
+    if (cap < NET_STATE_WORDS || dist_bn(n)) return -1; /* batch norm over several ranks reads the host */
     tensor_words(&n->x, st);
     tensor_words(&n->y, st + 6);
     tensor_words(&n->x0, st + 12);
