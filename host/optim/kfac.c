@@ -976,7 +976,8 @@ ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
  * (natgrad/graph.h; eager without --cuda-graph): what accumulate does for one chunk, with the sampled
  * targets' Philox step read on the device from sstep (written before), so one graph replays every
  * update whose weights eps, (1 - eps) / cols are those of its capture (from k = 1 / (1 - eps_max) on
- * they are constant). The same targets and factors as ng_kfac_accumulate. */
+ * they are constant). The same targets and factors as ng_kfac_accumulate, which runs instead when
+ * segments are off (no step to write). */
 typedef struct stats_ctx {
     ng_precond *p;
     ng_model *m;
@@ -1006,6 +1007,7 @@ static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uin
     stats_ctx c;
     uint64_t kw[5];
     uint32_t ab[2];
+    if (!p->segs || !p->segs->on) return ng_kfac_accumulate(p, m, cols, eps, key, step); /* eager: the step by value */
     if (cols < 1) return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases (>= 1)", cols);
     c.p = p;
     c.m = m;
