@@ -1052,8 +1052,8 @@ static int test_sampled_step_dev(void) {
     return NGT_PASS;
 }
 
-enum { S_NGD, S_HF, S_KFAC };
-static const char *const seg_name[] = {"ngd", "hf", "kfac"};
+enum { S_NGD, S_HF, S_KFAC, S_NGD_SAMPLED };
+static const char *const seg_name[] = {"ngd", "hf", "kfac", "ngd (sampled Fisher)"};
 
 /* the 6-5-4-6 autoencoder of run_init with a truncated-Newton or K-FAC preconditioner and the
  * plain step of size 1 these use (net_cmd.c) */
@@ -1085,6 +1085,7 @@ static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
         tc.method = kind == S_HF ? NG_TN_HF : NG_TN_NGD;
         tc.max_iter = kind == S_HF ? 8 : 5;
         tc.lr = 0.5;
+        if (kind == S_NGD_SAMPLED) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
         s = ng_precond_tn_init(be, r->net, &tc, NULL, 0, &r->pc);
     }
     NG_TRY(s);
@@ -1116,6 +1117,10 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
            (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
     NGT_CHECK(rep > cap && fail == 0, "%s: %s %llu captures, %llu replays, %llu failures", seg_name[kind], product,
               (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)fail);
+    /* a step by value would be a new graph every update: with it on the device, fewer captures than updates */
+    if (kind == S_NGD_SAMPLED)
+        NGT_CHECK(cap < steps - b.tr.graph.eager, "%s: %llu captures in %llu segmented updates", seg_name[kind],
+                  (unsigned long long)cap, (unsigned long long)(steps - b.tr.graph.eager));
     if (kind == S_KFAC) {
         ng_graph_seg_counts(&b.tr.graph.segs, "kfac quadratic model", &cap, &rep, &eag, &fail);
         printf("  kfac quadratic model: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,
@@ -1149,6 +1154,12 @@ static int test_segments_ngd_chunked(void) {
     r = seg_vs_eager(S_NGD, 10, 0);
     g_chunk = 0;
     return r;
+}
+/* the sampled Fisher: its stream step read on the device while segments replay, so the products
+ * replay across updates (by value, each update would be a new capture) */
+static int test_segments_ngd_sampled(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_NGD_SAMPLED, 12, 0);
 }
 static int test_segments_hf(void) {
     if (!g_cuda) return ngt_skip(g_reason);
@@ -1366,6 +1377,7 @@ int main(void) {
     NGT_RUN(test_sampled_step_dev);
     NGT_RUN(test_segments_ngd);
     NGT_RUN(test_segments_ngd_chunked);
+    NGT_RUN(test_segments_ngd_sampled);
     NGT_RUN(test_segments_hf);
     NGT_RUN(test_segments_kfac);
     NGT_RUN(test_segments_failed_capture);

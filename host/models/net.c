@@ -1420,8 +1420,8 @@ static ng_status residual(net *n, const float *t, int ldt, int cols, float scale
     return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0, 0.0f);
 }
 
-static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
-                             ng_tensor *out) {
+static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const uint64_t *step_dev,
+                             const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L, s, S;
     float scale;
@@ -1446,7 +1446,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
             int ldt;
             if (mode == NG_FISHER_SAMPLED) {
                 /* each case's draw depends on its index in the batch, not on the chunking */
-                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0, NULL));
+                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0, step_dev));
                 t = n->T.data;
                 ldt = n->T.ld;
             } else {
@@ -1469,7 +1469,17 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
     int saved;
     ng_status s, e;
     NG_TRY(ng_fp32_begin(m->be, &saved));
-    s = net_fvp_fp(m, mode, samples, key, step, v, out);
+    s = net_fvp_fp(m, mode, samples, key, step, NULL, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, const uint64_t *step_dev, const ng_tensor *v,
+                         ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network F v: NULL device step");
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_fvp_fp(m, mode, samples, key, 0, step_dev, v, out);
     e = ng_fp32_end(m->be, saved);
     return s != NG_OK ? s : e;
 }

@@ -165,6 +165,9 @@ typedef struct tn {
     /* scratch */
     ng_arena scratch;
     ng_tensor grad, sol, backup, u, minv, diag, delta_tmp;
+    ng_tensor fstep;        /* (1) float64 storage of one uint64: the sampled Fisher's stream step on the
+                             * device, used (fstep_dev = 1) while graph segments replay */
+    int fstep_dev;
     void *sq;               /* hf: scratch of the diagonal, grown with the batch (not per update) */
     size_t sq_cap;          /* its floats */
     /* the metric stream */
@@ -410,14 +413,16 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
     if (k->is_cnn)
         return ng_cnn_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
+    if (k->cfg.fisher != NG_FISHER_EXACT && k->fstep_dev)
+        return ng_net_fvp_dev(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, (const uint64_t *)k->fstep.ptr, &tx, &ty);
     if (k->cfg.fisher != NG_FISHER_EXACT)
         return ng_net_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     return ng_net_gvp(k->net, &tx, &ty);
 }
 
 /* the curvature product as a CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph):
- * keyed by x, y, the product's kind (and for the sampled Fisher its stream key and step, by value
- * in its kernels: a new graph every update), with the network's pass state */
+ * keyed by x, y, the product's kind (and for the sampled Fisher its stream key and where its step
+ * is read: device memory under segments), with the network's pass state */
 typedef struct curv_ctx {
     tn *k;
     const float *x;
@@ -449,8 +454,10 @@ static ng_status curvature_seg(tn *k, const float *x, float *y) {
     key[4] = (uint64_t)(uint32_t)k->cfg.fisher_samples;
     if (k->cfg.fisher != NG_FISHER_SAMPLED || k->cfg.curvature == NG_TN_CURV_HESSIAN)
         return ng_graph_seg_run(k->self->segs, &seg, &c, key, 5);
-    key[5] = k->fisher_key; /* the sampled targets' stream: a new step every update */
-    key[6] = ng_tn_fisher_step(k->t_now);
+    /* the sampled targets' stream: its step on the device while segments replay (fstep_dev), else by
+     * value (a new graph every update) */
+    key[5] = k->fisher_key;
+    key[6] = k->fstep_dev ? ng_graph_key_ptr(k->fstep.ptr) : ng_tn_fisher_step(k->t_now);
     return ng_graph_seg_run(k->self->segs, &seg, &c, key, 7);
 }
 
@@ -556,6 +563,13 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     k->chosen_iter = 0;
     k->pred = NAN;
     k->t_now = t;
+    /* under graph segments the sampled Fisher reads its stream step from the device (the same draws) */
+    k->fstep_dev = k->self->segs && k->self->segs->on && !k->is_cnn && k->cfg.fisher == NG_FISHER_SAMPLED &&
+                   k->cfg.curvature != NG_TN_CURV_HESSIAN;
+    if (k->fstep_dev) {
+        uint64_t st = ng_tn_fisher_step(t);
+        NG_TRY(ng_set(be, k->fstep.ptr, &st, sizeof st));
+    }
     NG_TRY(ng_copy(be, k->grad.data, g, k->n * sizeof(float)));
     NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
     /* HF's preconditioner from the gradient pass's per-case statistics */
@@ -1022,6 +1036,10 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "delta", (int)k->n, 1, &k->u);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "tmp", (int)k->n, 1, &k->delta_tmp);
+    if (s == NG_OK) {
+        int one[1] = {1};
+        s = ng_arena_reserve_nd(&k->scratch, "fisher_step", NG_F64, 1, one, &k->fstep);
+    }
     if (s == NG_OK && cfg->method == NG_TN_HF && cfg->hf_precond) {
         s = ng_arena_reserve(&k->scratch, "minv", (int)k->n, 1, &k->minv);
         if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "diag", (int)k->n, 1, &k->diag);

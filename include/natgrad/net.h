@@ -135,6 +135,10 @@ ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 /* F v with the given mode; sampled targets use stream (key, step .. step + samples - 1). */
 ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step,
                      const ng_tensor *v, ng_tensor *out);
+/* The same with step = step_dev[0] read on the device (one uint64 in device memory, written by the
+ * caller): the same draws, and a captured CUDA graph of it replays with the step written since. */
+ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, const uint64_t *step_dev, const ng_tensor *v,
+                         ng_tensor *out);
 /* Backward pass of the current (single-chunk) batch with targets drawn from the model's
  * predictive distribution (stream key, step): statistics "g<l>" then hold per-case dL/dz_l. The
  * gradient arena is not touched. */
