@@ -21,7 +21,8 @@
  *       replays with the values baked at its capture, a segment whose capture fails (a host read)
  *       runs eagerly with its host state put back; NGD and HF (CG) and block-diagonal K-FAC (inverse
  *       refreshes and lambda adaptations inside the window) with --cuda-graph 1 equal the eager runs
- *       bit for bit after every update, with replays of the gradient and of every product segment;
+ *       bit for bit after every update, with replays of the gradient, of every product segment and of
+ *       CG's steps (two graphs, by the row parity);
  *       a trainer whose gradient reads the host runs that segment eagerly and still equals eager;
  *       K-FAC's sampled targets with the Philox step on the device equal those with the step by value;
  *       device calls per NGD / HF / K-FAC update of the curves autoencoder, eager and in segments. */
@@ -1121,6 +1122,14 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     if (kind == S_NGD_SAMPLED)
         NGT_CHECK(cap < steps - b.tr.graph.eager, "%s: %llu captures in %llu segmented updates", seg_name[kind],
                   (unsigned long long)cap, (unsigned long long)(steps - b.tr.graph.eager));
+    if (kind != S_KFAC) { /* CG's vector work after each product: 2 row parities per buffer set */
+        ng_graph_seg_counts(&b.tr.graph.segs, "cg step", &cap, &rep, &eag, &fail);
+        printf("  %s: cg step %llu captured, %llu replayed, %llu eager\n", seg_name[kind], (unsigned long long)cap,
+               (unsigned long long)rep, (unsigned long long)eag);
+        NGT_CHECK(rep > cap && cap <= 4 && fail == 0 && eag == 0, "%s: cg step %llu captures, %llu replays, %llu eager, %llu failures",
+                  seg_name[kind], (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag,
+                  (unsigned long long)fail);
+    }
     if (kind == S_KFAC) {
         ng_graph_seg_counts(&b.tr.graph.segs, "kfac quadratic model", &cap, &rep, &eag, &fail);
         printf("  kfac quadratic model: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,

@@ -489,6 +489,7 @@ static ng_status solve(tn *k, const float *rhs, const float *minv, int keep) {
     }
     k->cgc.lambda = damp;
     k->cgc.max_keep = keep ? HF_KEEP : 0;
+    k->cgc.segs = k->self->segs && k->self->segs->on && !dist_on(k) ? k->self->segs : NULL;
     NG_TRY(ng_cg_solve(&k->cg, &A, rhs, k->sol.data, minv, &k->cgc, &k->cgr));
     k->solver_iters = k->cgr.iters;
     k->solver_stop = k->cgr.stop;
