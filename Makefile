@@ -191,10 +191,10 @@ $(ASAN_TEST_BIN): $(BUILD)/tests/%_asan: tests/%.c tests/harness.h $(ASAN_SRC) $
 
 test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
 
-# The backend conformance, RBM, evaluation, FANG, checkpoint and update-rule tests on a real GPU (NG_CUDA=1 build), then again under
+# The backend conformance, RBM, evaluation, FANG, checkpoint, update-rule and kernel launch-shape tests on a real GPU (NG_CUDA=1 build), then again under
 # compute-sanitizer (memcheck, racecheck, synccheck) when it is installed. A skipped test fails
 # here: on a GPU machine the CUDA half must run. Without a GPU it says so and succeeds.
-GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c tests/test_update.c))
+GPU_TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c tests/test_update.c tests/test_kernel_blocks.c))
 COMPUTE_SANITIZER := $(shell command -v compute-sanitizer 2>/dev/null || { test -x $(CUDA_HOME)/bin/compute-sanitizer && echo $(CUDA_HOME)/bin/compute-sanitizer; })
 test-gpu:
 	@if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then \
@@ -264,10 +264,16 @@ bench-launch-counts: deps
 	@$(MAKE) --no-print-directory $(BUILD)/simt/tests/test_graph
 	@bash bench/launch_counts.sh $(BUILD)
 
-# the Philox-driven families variant by variant, checked against scalar references (bench/kernel_lab.c)
+# the Philox-driven families variant by variant, checked against scalar references, and every custom
+# kernel family's block-shape sweep (bench/kernel_lab.c); the sweep's checks also run against the
+# tests/simt emulator (build/simt/bench/kernel_lab) when it can be built
 kernel-lab: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab $(if $(filter yes,$(SIMT_ENABLED)),$(SIMT_BUILD)/bench/kernel_lab)
 	@bash bench/kernel_lab.sh $(BUILD)
+$(SIMT_BUILD)/bench/kernel_lab: $(SIMT_BUILD)/obj/bench/kernel_lab.o $(SIMT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIMT_LDFLAGS) $< $(SIMT_LIBS) $(LDLIBS) -o $@
+$(BUILD)/bench/kernel_lab $(SIMT_BUILD)/obj/bench/kernel_lab.o: bench/kernel_lab_families.h kernels/ng_kernels.h
 
 # im2col + gemm against a direct convolution on the CPU, the Fashion-MNIST conv shapes (bench/bench_conv.c)
 .PHONY: bench-conv

@@ -21,10 +21,18 @@
 #     (3) times so that both see the same load drift; time per update, seconds in collectives and their
 #     share, load before each run (dist_overlap.csv, the last section of dist_bench.md);
 #     DIST_BENCH_ONLY=overlap runs only these rows and replaces that section of the last full run's file;
-#  6. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
+#  6. K-FAC with asynchronous refreshes (--kfac-async 2 --T3 5: launched at updates 5, 10, ..., used 2
+#     updates later) on the same autoencoder and global batch, 2 ranks with 1 thread each (a main and a
+#     worker thread per rank), each layer's refresh owned by one rank (default) against every rank
+#     computing every layer (NG_KFAC_REDUNDANT=1), alternated DIST_BENCH_KA_PAIRS (3) times over
+#     DIST_BENCH_KA_STEPS (20) updates; wall and CPU time per update over updates 4 .. N (1-3 refresh
+#     synchronously, also redundantly under the switch), the main thread's seconds waiting for and sharing the
+#     refreshes (inverse_s), load before each run (dist_kfac_async.csv, a section of dist_bench.md);
+#     DIST_BENCH_ONLY=kfac-async runs only these rows and replaces that section of the last full run's file;
+#  7. the cost model of NAG and K-FAC steps on 8 GPUs (bench/dist_cost_model.py), evaluated with
 #     T1_MS (measured single-GPU ms per update at the global batch) and BUSBW_GBPS (measured NCCL
 #     bus bandwidth) when given in the environment, otherwise left as formulas.
-# Writes bench/results/dist_bench.csv, dist_allreduce.csv, dist_overlap.csv and dist_bench.md.
+# Writes bench/results/dist_bench.csv, dist_allreduce.csv, dist_overlap.csv, dist_kfac_async.csv and dist_bench.md.
 set -euo pipefail
 build=${1:-build}
 out=bench/results
@@ -86,6 +94,48 @@ overlap_md() { # the section of dist_bench.md from dist_overlap.csv
   echo "on one machine the all-reduce is a memory copy. The bit-for-bit equality of the two settings is tested in"
   echo "tests/test_dist.sh, not here."
 }
+kacsv=$out/dist_kfac_async.csv
+kfac_async_rows() { # K-FAC --kfac-async on 2 ranks: owned refreshes / redundant (NG_KFAC_REDUNDANT=1), alternated
+  local k mode d l n=${DIST_BENCH_KA_STEPS:-20}
+  echo "refresh,ranks,threads_per_rank,batch,steps,ms_per_update_4_on,cpu_ms_per_update_4_on,inverse_s_4_on,load_before" >"$kacsv"
+  for k in $(seq 1 "${DIST_BENCH_KA_PAIRS:-3}"); do
+    for mode in owned redundant; do
+      d=$work/ka-$mode-$k
+      l=$(load)
+      NG_KFAC_REDUNDANT=$([ $mode = redundant ] && echo 1 || echo 0) OMP_NUM_THREADS=1 "${MPI[@]}" -np 2 "$build/natgrad" net train \
+        --device cpu --data mnist --preset mnist-autoencoder --optimizer kfac --kfac-async 2 --T3 5 --batch "$batch" --steps "$n" \
+        --log-every 1 --eval-n 1000 --threads 1 --out "$d" >"$d.log" 2>&1
+      # train_s and train_cpu_s (rank 0's process, its worker thread included) are cumulative: row r + 1
+      # is update r (row 1 the header), so updates 4 .. n are the rows after row 4; inverse_s is per update
+      echo "$mode,2,1,$batch,$n,$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "train_s") c = i; if ($i == "train_cpu_s") u = i; if ($i == "inverse_s") v = i } }
+        NR == 4 { t3 = $c; u3 = $u } NR > 4 { t = $c; cu = $u; inv += $v; m++ } END { printf "%.1f,%.1f,%.2f", 1000 * (t - t3) / m, 1000 * (cu - u3) / m, inv }' "$d/train.csv"),$l" |
+        tee -a "$kacsv"
+    done
+  done
+}
+kfac_async_md() { # the section of dist_bench.md from dist_kfac_async.csv
+  echo
+  echo "## K-FAC with asynchronous refreshes (\`--kfac-async 2 --T3 5\`), 2 ranks: owned against redundant"
+  echo
+  echo "Same network and global batch as the K-FAC rows above; 2 ranks with 1 thread each, each running a worker"
+  echo "thread for the refreshes besides the main thread; ${DIST_BENCH_KA_STEPS:-20} updates, refreshes launched every 5"
+  echo "updates and used 2 updates later. *owned*: each rank's worker inverts the layers it owns and the main thread"
+  echo "broadcasts them when it uses them; *redundant* (\`NG_KFAC_REDUNDANT=1\`): every rank's worker inverts every layer."
+  echo "Over updates 4 .. N (updates 1-3 refresh synchronously), rank 0: wall time per update; CPU time per update of"
+  echo "the process (main and worker thread: the worker's share of the refreshes shows here, and load inflates it"
+  echo "less); inverse_s: the main thread's seconds in refreshes (launch, waiting for the worker, agreeing and"
+  echo "broadcasting), summed."
+  echo
+  echo "| refresh | run | ms per update | CPU ms per update | inverse_s (main thread) | load before |"
+  echo "|---|---|---|---|---|---|"
+  awk -F, 'NR > 1 { k[$1]++; printf "| %s | %d | %s | %s | %s | %s |\n", $1, k[$1], $6, $7, $8, $9 }' "$kacsv"
+  awk -F, 'NR > 1 { ms[$1] += $6; cp[$1] += $7; iv[$1] += $8; n[$1]++ } END { if (n["owned"] && n["redundant"]) printf "\nMeans: owned %.1f ms per update, %.1f CPU ms, %.2f s inverse_s; redundant %.1f ms, %.1f CPU ms, %.2f s.\n", ms["owned"] / n["owned"], cp["owned"] / n["owned"], iv["owned"] / n["owned"], ms["redundant"] / n["redundant"], cp["redundant"] / n["redundant"], iv["redundant"] / n["redundant"] }' "$kacsv"
+  echo
+  echo "Machine: $(nproc) cores ($(uname -m)), shared with other engineers' jobs (load before each run in the table):"
+  echo "two ranks with two threads each already oversubscribe the 2 cores, so the worker competes with the updates"
+  echo "for the same cores and compare the means only against the spread between runs. The bit-for-bit equality of"
+  echo "the two settings is tested in tests/test_dist.sh, not here."
+}
 comm_share() { # comm_share LOG TRAIN_S: prints c0,c1,share (rank 0's seconds in collectives over TRAIN_S)
   local c0 c1
   c0=$(sed -n 's/.*rank 0: [0-9]* collectives, \([0-9.]*\) s in.*/\1/p' "$1")
@@ -98,7 +148,17 @@ if [ "$only" = overlap ]; then
   sed -i '/^## Gradient all-reduce overlapped/,$d' "$md"
   sed -i -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$md"
   overlap_md >>"$md"
+  [ -f "$kacsv" ] && kfac_async_md >>"$md"
   echo "bench-dist: wrote $ovcsv and the overlap section of $md"
+  exit 0
+fi
+if [ "$only" = kfac-async ]; then
+  [ -f "$md" ] || { echo "bench-dist: DIST_BENCH_ONLY=kfac-async needs the files of a full run"; exit 1; }
+  kfac_async_rows
+  sed -i '/^## K-FAC with asynchronous refreshes/,$d' "$md" # the last section
+  sed -i -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$md"
+  kfac_async_md >>"$md"
+  echo "bench-dist: wrote $kacsv and the K-FAC asynchronous section of $md"
   exit 0
 fi
 if [ "$only" = rbm ]; then
@@ -149,6 +209,8 @@ for setting in "centering 1 1" "centering 1 2" "centering 2 1" "fang 1 1" "fang 
 done
 { echo "ranks,floats,bytes,reps,ms_median,ms_min,algbw_GBps,busbw_GBps"; echo "$comm_rows"; } >"$out/dist_allreduce.csv"
 [ "$only" = rbm ] && [ -f "$ovcsv" ] || overlap_rows
+[ "$only" = rbm ] && [ -f "$kacsv" ] || kfac_async_rows
 python3 bench/dist_cost_model.py "$csv" "$out/dist_allreduce.csv" >"$md"
 overlap_md >>"$md"
+kfac_async_md >>"$md"
 echo "bench-dist: wrote $csv, $out/dist_allreduce.csv and $md"

@@ -9,6 +9,9 @@
 #      measured in the same process (cuBLAS on the GPU, OpenBLAS on the CPU): RBM PCD (SGD,
 #      centering, FANG), the MNIST-autoencoder step, K-FAC's factor accumulation, the
 #      truncated-Newton products; and GPU / CPU ratios of the RBM updates/s
+#   3b. the kernel lab's block-shape sweep (bench/kernel_lab.c --sections sweep): every custom kernel
+#      family at 3 sizes under each block size, checked against the CPU backend and the default
+#      shape, timed by CUDA events; the fastest shape per family against the default
 #   4. natgrad's own phase profile of an RBM run and of a K-FAC autoencoder run on the GPU
 #      (--profile: CUDA-event timings per phase, kernel launches per step), and the launch
 #      overhead of NAG on the curves autoencoder at m = 250, eager vs --cuda-graph 1 (ms per
@@ -84,7 +87,7 @@ step() {
 logtail() { echo '```'; tail -n "${2:-15}" "$1" 2>/dev/null; echo '```'; }
 
 # ---- 1. build ---------------------------------------------------------------------------------
-step build 240 make -j"$jobs" NG_CUDA=1 all build/bench/bench_rbm build/bench/bench_net build/bench/bench_factors build/bench/bench_tn
+step build 240 make -j"$jobs" NG_CUDA=1 all build/bench/bench_rbm build/bench/bench_net build/bench/bench_factors build/bench/bench_tn build/bench/kernel_lab
 built=$?
 
 # ---- 2. make test-gpu -------------------------------------------------------------------------
@@ -105,6 +108,10 @@ if [ $built = 0 ]; then
     step "bench_tn-$tag" 60 "$build/bench/bench_tn" --device "$d" --preset curves-autoencoder --batch 1000 --reps 3 --csv "$dir/bench_tn.csv"
   done
 fi
+
+# ---- 3b. the kernel lab's block-shape sweep on the GPU ----------------------------------------
+# exits 1 when a shape differs from the CPU backend or the default shape, or fails to launch
+[ $built = 0 ] && step kernel-lab 90 "$build/bench/kernel_lab" --need-cuda --device "$gi" --sections sweep --csv "$dir/kernel_lab.csv"
 
 # ---- 4. natgrad's phase profile on the GPU ----------------------------------------------------
 if [ $built = 0 ]; then
@@ -204,6 +211,30 @@ fi
     grep -h '^|' "$dir/$b"-*.log | awk '!seen[$0]++' || true
     echo
   done
+  if [ -f "$dir/kernel-lab.log" ]; then
+    echo "## Kernel lab: block shapes of the custom kernel families (bench/kernel_lab.c --sections sweep)"
+    echo
+    if grep -q '^Fastest block size' "$dir/kernel-lab.log"; then
+      sed -n '/^Fastest block size/,$p' "$dir/kernel-lab.log"
+    else
+      echo "No CUDA timings in this run (no summary table): the end of its log:"; logtail "$dir/kernel-lab.log" 8
+    fi
+    echo
+    bad=$(grep -E '^\|.*(DIFFERS|LAUNCH FAILED|not launchable)' "$dir/kernel-lab.log" || true)
+    if ! grep -q '^| [a-z]* | CUDA ' "$dir/kernel-lab.log"; then
+      echo "No CUDA rows: the sweep did not reach the GPU (see the log)."
+    elif [ -n "$bad" ]; then
+      echo "Shapes that differ, fail or cannot launch here:"; echo
+      echo "| family | backend, launch shape | n | vs the CPU backend | vs the default shape | ms | G elements/s |"
+      echo "|---|---|---|---|---|---|---|"
+      echo "$bad" | head -20
+    else
+      echo "Every shape matched the CPU backend (stated tolerances) and the default shape (bit for bit; reduce within 2 ulp)."
+    fi
+    echo
+    echo "Every row (checks and CUDA-event times): \`$dir/kernel-lab.log\`, \`$dir/kernel_lab.csv\`."
+    echo
+  fi
   if [ -f "$dir/profile-nag-eager.log" ] || [ -f "$dir/profile-nag-graph.log" ]; then
     echo "## Launch overhead: NAG on the curves autoencoder, m = 250, eager vs --cuda-graph 1 (updates 101..290)"
     echo

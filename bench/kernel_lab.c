@@ -14,7 +14,19 @@
  * CPU variants must equal the reference bit for bit; CUDA variants to within the device's expf
  * (probabilities within 2e-7 absolute, draws differing only where u is that close to p).
  * Prints a markdown table (variant, size, check, ms, G elements/s) and writes --csv.
- * usage: kernel_lab [--sizes 65536,1048576,4194304] [--reps N] [--csv PATH] */
+ *
+ * The block-shape sweep (section "sweep"): every custom kernel family of kernels/launch.cu's table,
+ * on the problems of bench/kernel_lab_families.h (the ones tests/test_kernel_blocks.c checks), at
+ * each size: the CPU backend's ops (the reference, timed by the host clock), then on the CUDA
+ * backend every block size of --blocks the family accepts (ng_cuda_set_block): its result against
+ * the CPU backend (the family's stated tolerance) and against the default shape (bit for bit;
+ * reduce within 2 ulp), and its time by CUDA events around the family's launches (best of --reps
+ * after one warm-up), then per family and size the fastest shape against the default. Under the
+ * tests/simt emulator (build/simt/bench/kernel_lab) only the checks mean something: the time
+ * column says "emulated" instead of a figure.
+ * usage: kernel_lab [--sizes 65536,1048576,4194304] [--reps N] [--csv PATH] [--sections variants,sweep]
+ *                   [--blocks 32,64,96,128,256,512,1024] [--families all|NAME,NAME,...] [--device N (CUDA device)]
+ * --need-cuda (first): exit 1 unless a real CUDA device answers (bench/gpu_check.sh). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +35,8 @@
 #include "natgrad/backend.h"
 #include "natgrad/log.h"
 #include "ng_math.h"
+
+#include "kernel_lab_families.h"
 
 static FILE *csv;
 static int reps = 5;
@@ -181,30 +195,269 @@ static const char *close_draws(const float *pr, const float *sr, const float *pc
 }
 
 static int fail;
-#define CHECKED(s) (strncmp((s), "DIFFERS", 7) == 0 ? (fail = 1, (s)) : (s))
+/* s, noting a failed check (DIFFERS, or a launch that failed) */
+static const char *checked(const char *s) {
+    if (strncmp(s, "DIFFERS", 7) == 0 || strncmp(s, "LAUNCH FAILED", 13) == 0) fail = 1;
+    return s;
+}
+#define CHECKED(s) checked(s)
+
+/* ---- the block-shape sweep ---------------------------------------------------------------- */
+static const char *blocks_s = "32,64,96,128,256,512,1024", *families_s = "all";
+
+static int family_wanted(const char *name) {
+    const char *p = families_s;
+    size_t len = strlen(name);
+    if (!strcmp(families_s, "all")) return 1;
+    while (*p) {
+        if (!strncmp(p, name, len) && (p[len] == ',' || p[len] == 0)) return 1;
+        p = strchr(p, ',');
+        if (!p) break;
+        p++;
+    }
+    return 0;
+}
+
+static void sweep_row(const char *family, const char *backend, size_t n, size_t elems, const char *vs_cpu,
+                      const char *vs_def, double ms) {
+    char t[64], r[64];
+    if (ms < 0.0) {
+        snprintf(t, sizeof t, "-");
+        snprintf(r, sizeof r, "-");
+    } else if (ms == ms) {
+        snprintf(t, sizeof t, "%.4f", ms);
+        snprintf(r, sizeof r, "%.3f", ms > 0 ? (double)elems / (ms * 1e-3) * 1e-9 : 0.0);
+    } else {
+        snprintf(t, sizeof t, "emulated");
+        snprintf(r, sizeof r, "-");
+    }
+    printf("| %s | %s | %zu | %s | %s | %s | %s |\n", family, backend, n, vs_cpu, vs_def, t, r);
+    if (csv) fprintf(csv, "%s,\"sweep %s\",%zu,\"%s / %s\",%.6f\n", family, backend, n, vs_cpu, vs_def, ms == ms ? ms : -1.0);
+}
+
+/* best-of-reps milliseconds of kl_run on k's backend after one warm-up run: CUDA events on the
+ * stream (device time of the family's launches); the host clock around kl_run + synchronize on the
+ * CPU backend */
+static double sweep_time(kl_case *k, int events) {
+    double best = 1e30;
+    int r;
+    void *e0 = NULL, *e1 = NULL;
+    if (kl_run(k) != NG_OK || ng_synchronize(k->be) != NG_OK) return -1.0;
+    if (events && (ng_event_create(k->be, &e0) != NG_OK || ng_event_create(k->be, &e1) != NG_OK)) return -1.0;
+    for (r = 0; r < reps; r++) {
+        double ms;
+        if (events) {
+            float f = 0.0f;
+            if (ng_event_record(k->be, e0) != NG_OK || kl_run(k) != NG_OK || ng_event_record(k->be, e1) != NG_OK ||
+                ng_event_synchronize(k->be, e1) != NG_OK || ng_event_elapsed(k->be, e0, e1, &f) != NG_OK)
+                return -1.0;
+            ms = (double)f;
+        } else {
+            double t0 = ng_time_s();
+            if (kl_run(k) != NG_OK || ng_synchronize(k->be) != NG_OK) return -1.0;
+            ms = 1e3 * (ng_time_s() - t0);
+        }
+        if (ms < best) best = ms;
+    }
+    if (events) {
+        ng_event_destroy(k->be, e0);
+        ng_event_destroy(k->be, e1);
+    }
+    return best;
+}
+
+/* one family at size n: the CPU row, then each block size on gpu (NULL: CPU only) */
+static int sweep_family(ng_backend *cpu, ng_backend *gpu, int emulated, ng_kfam f, size_t n, char *summary,
+                        size_t slen) {
+    const kl_family *F = &kl_families[f];
+    kl_case kc;
+    float *cpu_out = NULL, *def = NULL, *got = NULL;
+    double ms;
+    if (kl_case_init(&kc, cpu, f, n) != NG_OK) return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
+    cpu_out = malloc(kc.nout * sizeof(float));
+    if (!cpu_out || kl_once(&kc, cpu_out) != NG_OK) return fprintf(stderr, "kernel_lab: %s: %s\n", F->name, ng_last_error()), 1;
+    ms = emulated ? -1.0 : sweep_time(&kc, 0);
+    sweep_row(F->name, "CPU backend (reference)", n, kc.elems, "reference", "-", emulated ? -1.0 : ms);
+#if defined(NG_HAVE_CUDA)
+    if (gpu) {
+        const char *p = blocks_s;
+        double def_ms = -1.0, best_ms = 1e30, maxd;
+        size_t flips, first, bad;
+        char a[160], b[96];
+        kl_case kg;
+        int best_t = 0;
+        if (kl_case_init(&kg, gpu, f, n) != NG_OK) return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
+        def = malloc(kg.nout * sizeof(float));
+        got = malloc(kg.nout * sizeof(float));
+        if (!def || !got) return fprintf(stderr, "kernel_lab: out of memory\n"), 1;
+        ng_cuda_set_block(F->name, 0);
+        if (kl_once(&kg, def) != NG_OK) return fprintf(stderr, "kernel_lab: %s: %s\n", F->name, ng_last_error()), 1;
+        while (*p) {
+            const int t = (int)strtol(p, (char **)&p, 10);
+            char backend[64];
+            if (*p == ',') p++;
+            if (t <= 0) break;
+            if (ng_cuda_set_block(F->name, t) != NG_OK) {
+                /* the family's rules (reduce: powers of two; factor: 64, 256, 1024) are skipped
+                 * silently; a shape the device cannot launch is a row */
+                if (strstr(ng_last_error(), "exceeds what its kernels allow")) {
+                    snprintf(backend, sizeof backend, "CUDA %d threads", t);
+                    sweep_row(F->name, backend, n, kg.elems, "not launchable here (registers)", "-", -1.0);
+                }
+                ng_clear_error();
+                continue;
+            }
+            snprintf(backend, sizeof backend, "CUDA %d threads%s", t, t == ng_cuda_block_default(f) ? " (default)" : "");
+            if (kl_once(&kg, got) != NG_OK) {
+                snprintf(a, sizeof a, "LAUNCH FAILED: %.120s", ng_last_error());
+                ng_clear_error();
+                sweep_row(F->name, backend, n, kg.elems, CHECKED(a), "-", -1.0);
+                continue;
+            }
+            bad = kl_compare(&kg, got, cpu_out, F->atol > 0.0 || F->rtol > 0.0 ? F->atol : -1.0, F->rtol,
+                             KL_DRAW_FLIPS(kg.draw1 - kg.draw0), &maxd, &flips, &first);
+            if (bad)
+                snprintf(a, sizeof a, "DIFFERS (%zu; output %zu: %.9g vs %.9g)", bad, first, got[first], cpu_out[first]);
+            else if (kg.draw1 > kg.draw0)
+                snprintf(a, sizeof a, "ok (max |d| %.1e, %zu draws differ)", maxd, flips);
+            else
+                snprintf(a, sizeof a, "ok (max |d| %.1e)", maxd);
+            bad = F->exact ? kl_compare(&kg, got, def, -1.0, 0.0, 0, &maxd, &flips, &first)
+                           : kl_compare(&kg, got, def, 0.0, KL_REDUCE_RTOL, 0, &maxd, &flips, &first);
+            if (bad) snprintf(b, sizeof b, "DIFFERS (%zu outputs)", bad);
+            else if (F->exact) snprintf(b, sizeof b, "bit-identical");
+            else snprintf(b, sizeof b, "within 2 ulp (max |d| %.1e)", maxd);
+            /* timed under the emulator too (the same event path as on a GPU), but not shown */
+            ms = sweep_time(&kg, 1);
+            if (ms < 0.0) {
+                snprintf(a, sizeof a, "LAUNCH FAILED while timing: %.100s", ng_last_error());
+                sweep_row(F->name, backend, n, kg.elems, CHECKED(a), "-", -1.0);
+                continue;
+            }
+            if (emulated) ms = NAN;
+            sweep_row(F->name, backend, n, kg.elems, CHECKED(a), CHECKED(b), ms);
+            if (!emulated && ms > 0.0) {
+                if (t == ng_cuda_block_default(f)) def_ms = ms;
+                if (ms < best_ms) best_ms = ms, best_t = t;
+            }
+        }
+        ng_cuda_set_block(F->name, 0);
+        if (!emulated && best_t && def_ms > 0.0)
+            snprintf(summary, slen, "| %s | %zu | %.4f | %d | %.4f | %.2f |\n", F->name, n, def_ms, best_t, best_ms,
+                     def_ms / best_ms);
+        kl_case_free(&kg);
+    }
+#else
+    (void)gpu;
+    (void)summary;
+    (void)slen;
+#endif
+    free(cpu_out);
+    free(def);
+    free(got);
+    kl_case_free(&kc);
+    return 0;
+}
+
+static int sweep(ng_backend *cpu, ng_backend *gpu, int emulated, const char *sizes_s) {
+    static char summary[64][160];
+    int ns = 0, f, i;
+    const char *p = sizes_s;
+    printf("\n## Block-shape sweep: every custom kernel family\n\n");
+    if (!gpu)
+        printf("No CUDA backend here: only the CPU backend's rows (the references the CUDA shapes are checked against); "
+               "the shapes run on a GPU (bench/gpu_check.sh) or under the emulator (build/simt/bench/kernel_lab).\n\n");
+    else if (emulated)
+        printf("CUDA backend: the tests/simt emulator on the CPU: every shape is launched and checked, none is timed "
+               "(an emulator's time says nothing about a GPU).\n\n");
+    else
+        printf("CUDA backend: %s. Times are CUDA events around the family's launches (best of %d after a warm-up); the "
+               "CPU backend's by the host clock.\n\n", gpu->description, reps);
+    printf("Families (ops per run; tolerance against the CPU backend and why):\n\n");
+    for (f = 0; f < NG_KFAM_COUNT; f++)
+        if (family_wanted(kl_families[f].name))
+            printf("- %s: %s; |d| <= %g + %g |x|%s: %s\n", kl_families[f].name, kl_families[f].ops, kl_families[f].atol,
+                   kl_families[f].rtol, kl_families[f].exact ? "" : " (and other block sizes within 2 ulp)", kl_families[f].why);
+    printf("\n| family | backend, launch shape | n | vs the CPU backend | vs the default shape | ms (best of %d) | G elements/s |\n",
+           reps);
+    printf("|---|---|---|---|---|---|---|\n");
+    while (*p) {
+        size_t n = (size_t)strtoull(p, (char **)&p, 10);
+        if (*p == ',') p++;
+        if (n < 64) {
+            fprintf(stderr, "kernel_lab: sweep sizes must be >= 64\n");
+            return 1;
+        }
+        for (f = 0; f < NG_KFAM_COUNT; f++) {
+            if (!family_wanted(kl_families[f].name)) continue;
+            if (ns < 64) summary[ns][0] = 0;
+            if (sweep_family(cpu, gpu, emulated, (ng_kfam)f, n, ns < 64 ? summary[ns] : summary[63], sizeof summary[0]))
+                return 1;
+            if (ns < 64 && summary[ns][0]) ns++;
+        }
+    }
+    if (ns) {
+        printf("\nFastest block size per family and size against the default (CUDA events, this run):\n\n");
+        printf("| family | n | default ms | fastest threads | its ms | default / fastest |\n|---|---|---|---|---|---|\n");
+        for (i = 0; i < ns; i++) printf("%s", summary[i]);
+    }
+    return 0;
+}
 
 int main(int argc, char **argv) {
     const char *sizes_s = "65536,1048576,4194304", *csv_path = "bench/results/kernel_lab.csv";
-    ng_backend *cpu = NULL, *gpu = NULL;
+    const char *sections = "variants,sweep";
+    const char *usage = "usage: kernel_lab [--sizes N,N,...] [--reps N] [--csv PATH] [--sections variants,sweep] "
+                        "[--blocks T,T,...] [--families all|NAME,...] [--device N]\n"
+                        "       (--need-cuda first: fail without a CUDA device, emulator included)\n";
+    ng_backend *cpu = NULL, *gpu = NULL, *gpu_all = NULL;
     char buf[128];
-    int i;
+    int i, emulated = 0, device = 0, need_cuda = 0;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i + 1 < argc; i += 2) {
+    for (i = 1; i < argc && !strcmp(argv[i], "--need-cuda"); i++) need_cuda = 1;
+    for (; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--sizes")) sizes_s = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--csv")) csv_path = argv[i + 1];
-        else return fprintf(stderr, "usage: kernel_lab [--sizes N,N,...] [--reps N] [--csv PATH]\n"), 2;
+        else if (!strcmp(argv[i], "--sections")) sections = argv[i + 1];
+        else if (!strcmp(argv[i], "--blocks")) blocks_s = argv[i + 1];
+        else if (!strcmp(argv[i], "--families")) families_s = argv[i + 1];
+        else if (!strcmp(argv[i], "--device")) device = atoi(argv[i + 1]);
+        else return fprintf(stderr, "%s", usage), 2;
     }
-    if (i < argc || reps < 1) return fprintf(stderr, "usage: kernel_lab [--sizes N,N,...] [--reps N] [--csv PATH]\n"), 2;
+    if (i < argc || reps < 1) return fprintf(stderr, "%s", usage), 2;
+    if (strcmp(families_s, "all")) { /* every name of --families must be a family */
+        const char *p = families_s;
+        while (*p) {
+            size_t len = strcspn(p, ",");
+            int f, known = 0;
+            for (f = 0; f < NG_KFAM_COUNT; f++)
+                known |= strlen(kl_families[f].name) == len && !strncmp(p, kl_families[f].name, len);
+            if (!known)
+                return fprintf(stderr, "kernel_lab: --families: no family '%.*s' (uniform, gibbs, bernoulli, fang, factor, "
+                               "conv, optim, reduce, or all)\n", (int)len, p), 2;
+            p += len;
+            if (*p == ',') p++;
+        }
+    }
+    if (!strstr(sections, "variants") && !strstr(sections, "sweep"))
+        return fprintf(stderr, "kernel_lab: --sections %s: name variants and/or sweep\n", sections), 2;
     if (ng_backend_cpu_init(&cpu) != NG_OK) return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
-    if (ng_backend_cuda_init(-1, &gpu) != NG_OK) {
+    if (ng_backend_cuda_init(device, &gpu) != NG_OK) {
         fprintf(stderr, "kernel_lab: no CUDA variants: %s\n", ng_last_error());
         gpu = NULL;
     }
+    /* the emulator's CUDA backend: only the sweep's checks, no timed variants */
+    emulated = gpu && strstr(gpu->description, "SIMT emulator") != NULL;
+    if (need_cuda && (!gpu || emulated))
+        return fprintf(stderr, "kernel_lab: --need-cuda: %s\n", gpu ? "the CUDA backend is the tests/simt emulator" : "no CUDA device"), 1;
+    gpu_all = gpu;
+    if (emulated) gpu = NULL;
     csv = fopen(csv_path, "w");
     if (!csv) return fprintf(stderr, "kernel_lab: cannot write %s\n", csv_path), 1;
     fprintf(csv, "family,variant,n,check,ms\n");
-    printf("CPU backend: %s%s%s\n\n", cpu->description, gpu ? "; CUDA backend: " : "", gpu ? gpu->description : "");
+    printf("CPU backend: %s%s%s\n\n", cpu->description, gpu_all ? "; CUDA backend: " : "", gpu_all ? gpu_all->description : "");
+    if (strstr(sections, "variants")) {
     printf("| family | variant | elements | check against variant 1 | ms (best of %d) | G elements/s |\n", reps);
     printf("|---|---|---|---|---|---|\n");
     {
@@ -341,8 +594,10 @@ int main(int argc, char **argv) {
             free(ref); free(out); free(ref2); free(pr); free(sr);
         }
     }
+    }
+    if (strstr(sections, "sweep") && sweep(cpu, gpu_all, emulated, sizes_s)) return 1;
     fclose(csv);
-    ng_backend_free(gpu);
+    ng_backend_free(gpu_all);
     ng_backend_free(cpu);
     if (fail) fprintf(stderr, "kernel_lab: a variant DIFFERS from its reference\n");
     return fail;

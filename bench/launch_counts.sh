@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# launch_counts.sh [BUILD]: device calls per update of the curves autoencoder (L = 12) under NAG
-# and of an RBM's PCD-1 update, eager and with --cuda-graph 1, as natgrad's profile counts them on
+# launch_counts.sh [BUILD]: device calls per update of the curves autoencoder (L = 12) under NAG,
+# of an RBM's PCD-1 update (SGD, and with centering, FANG and diag), of a small network with
+# --precond diag and of a small augmented conv net's SGD update, eager and with
+# --cuda-graph 1, as natgrad's profile counts them on
 # the CUDA backend (make bench-launch-counts). It runs the emulated CUDA build of tests/test_graph
-# (test_counts_curves, test_counts_rbm), which asserts the counts against the formulas derived from
-# net.c (2L + 2 kernels, 3L - 1 cuBLAS calls, 2 copies; graph: 1 graph launch, 2 copies) and rbm.c
-# (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 4 copies; graph: 1 graph launch, 1 copy) and writes
-# them to CSV, and (test_counts_segments) NGD, HF and K-FAC updates of the same autoencoder eager
-# and as graph segments. The counts are exact
+# (test_counts_curves, test_counts_rbm, test_counts_rbm_precond, test_counts_net_diag,
+# test_counts_cnn), which asserts the counts against the formulas derived from
+# net.c (2L + 2 kernels, 3L - 1 cuBLAS calls, 2 copies; graph: 1 graph launch, 2 copies), rbm.c
+# (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 4 copies; graph: 1 graph launch, 1 copy) and cnn.c
+# (c3k3-relu-mp2-d3, m images in one chunk: 12 kernels, m + 9 cuBLAS calls, 3 copies; graph: 1 graph
+# launch, 2 copies) and writes them to CSV, and (test_counts_segments) NGD, HF and K-FAC updates of
+# the curves autoencoder eager and as graph segments. The counts are exact
 # (the emulator gets the same calls a GPU would); no GPU timing is measured here.
 # Writes bench/results/launch_counts.{csv,md}.
 set -euo pipefail
@@ -21,10 +25,11 @@ if [ ! -x "$bin" ]; then
   exit 3
 fi
 mkdir -p "$res"
-out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|test_counts_rbm|test_counts_segments|RESULT" || true)
-if ! grep -q "PASS test_counts_curves" <<<"$out" || ! grep -q "PASS test_counts_rbm" <<<"$out" ||
-   ! grep -q "PASS test_counts_segments" <<<"$out" || [ ! -s "$csv" ]; then
-  echo "launch_counts: test_counts_curves / test_counts_rbm / test_counts_segments did not pass:" >&2
+out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|test_counts_rbm|test_counts_net_diag|test_counts_cnn|test_counts_segments|RESULT" || true)
+if ! grep -q "PASS test_counts_curves" <<<"$out" || ! grep -q "PASS test_counts_rbm$" <<<"$out" ||
+   ! grep -q "PASS test_counts_rbm_precond" <<<"$out" || ! grep -q "PASS test_counts_net_diag" <<<"$out" ||
+   ! grep -q "PASS test_counts_cnn" <<<"$out" || ! grep -q "PASS test_counts_segments" <<<"$out" || [ ! -s "$csv" ]; then
+  echo "launch_counts: test_counts_curves / test_counts_rbm / test_counts_rbm_precond / test_counts_net_diag / test_counts_cnn / test_counts_segments did not pass:" >&2
   echo "$out" >&2
   exit 1
 fi
@@ -33,8 +38,12 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 e = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("curves"))
 g = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("curves"))
-re_ = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("rbm"))
-rg = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("rbm"))
+re_ = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("rbm 6x5 PCD-1 SGD batch"))
+rg = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("rbm 6x5 PCD-1 SGD batch"))
+pcs = [r for r in rows if r["workload"].startswith("rbm 6x5 PCD-1 SGD + ")]
+nds = [r for r in rows if r["workload"].startswith("net ")]
+ce = next(r for r in rows if r["mode"] == "eager" and r["workload"].startswith("cnn"))
+cg = next(r for r in rows if r["mode"] == "cuda-graph" and r["workload"].startswith("cnn"))
 n_e, n_g = float(e["host_api_calls"]), float(g["host_api_calls"])
 # The counts before the fusions of issue 13 (NAG as three axpby launches, the loss sums as two
 # gemv): measured by this script at commit d903967, the same network and update; kept here as the
@@ -85,6 +94,50 @@ with open(sys.argv[2], "w") as f:
     f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
     f.write("|---|---|---|---|---|---|---|---|\n")
     for r in (re_, rg):
+        n = float(r["host_api_calls"])
+        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    f.write("\n## The RBM's update with a preconditioner (`rbm train --optimizer centering|fang|diag --cuda-graph 1`)\n\n"
+            "The same PCD-1 SGD update with each captured preconditioner (`test_counts_rbm_precond`, which asserts the eager\n"
+            "counts derived from precond.c, fang.c and diag.c and the graph counts): centering's offsets are device moving\n"
+            "averages, FANG's hidden samples draw at a Philox step counted on the device, and diag keeps its bias correction's\n"
+            "weight on the device, so one capture per batch shape replays every update. FANG refits every 5 updates here\n"
+            "(`--fang-refit-every`, 100 by default): a refit reads the host (the Cholesky factor's diagonal, the conditional\n"
+            "variances, its diagnostics) and runs eagerly with `--cuda-graph 1` too, the same calls as without it (last rows;\n"
+            "cuSOLVER's potrf and potri). sum_cols / sum_rows are cuBLAS gemv against a vector of ones; copies include the\n"
+            "device-to-device ones (FANG's [ga; gb] gather and scatter).\n\n")
+    f.write("| workload | mode | kernel launches | cuBLAS calls | cuSOLVER | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|\n")
+    for r in pcs:
+        n = float(r["host_api_calls"])
+        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['cusolver']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    f.write("\n## The network with the diagonal metric (`net train --precond diag --cuda-graph 1`)\n\n"
+            "A 6-5-4-6 autoencoder (L = 3, batch 4; `test_counts_net_diag` asserts the eager counts derived from net.c,\n"
+            "tnewton.c and diag.c, and the graph counts): the diagonal costs 2L + 4 kernels and L gemms (per layer two\n"
+            "elementwise squares and a gemm, then HF's (diag + lambda)^-power, 4 kernels whose result diag.c does not use:\n"
+            "a possible saving of 4 launches eager, none as a graph), plus 7 kernels for the average, its weight and the\n"
+            "direction; the Fisher metric adds the backward pass with sampled targets (the targets drawn at a Philox step\n"
+            "counted on the device). As a graph: one launch, the batch upload and the objective read.\n\n")
+    f.write("| workload | mode | kernel launches | cuBLAS calls | cuSOLVER | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|\n")
+    for r in nds:
+        n = float(r["host_api_calls"])
+        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['cusolver']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    f.write("\n## A conv net's SGD update (`cnn train --cuda-graph 1`)\n\n"
+            "c3k3-relu-mp2-d3 on 1 x 6 x 6 images with random crops (pad 1) and mirrors, SGD with momentum and weight\n"
+            "decay, a batch of m images in one chunk. Eager: 12 kernel launches (forward: the input copy, the\n"
+            "augmentation, im2col, relu, max pooling, softmax; the loss, which also sums the objective and the\n"
+            "misclassifications on the device; backward: pooling, relu, im2col; weight decay; the SGD step) and m + 9\n"
+            "cuBLAS calls (forward: two strided batched gemm for the conv, two gemm for the dense layer; backward: gemm,\n"
+            "gemv and gemm for the dense layer, one gemm per image for the conv's dW and two gemv for its bias), and 3\n"
+            "copies (the augmentation's device copy, the batch upload, one read of the two sums after the gradient).\n"
+            "Asserted for m = 4 and 8 by `test_counts_cnn`. Before this change the gradient read the batch's outputs,\n"
+            "targets and objectives back per chunk (3 more copies per chunk, each a host wait) and could not be captured.\n"
+            "As a graph: one graph launch, the batch upload and the sums' read (the finite-objective check after the graph).\n"
+            "The per-image dW gemm is the term that grows with the chunk (64 cuBLAS calls per conv layer at --chunk 64):\n"
+            "one strided batched gemm into per-image slices and a sum would remove it (not done).\n\n")
+    f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
+    f.write("|---|---|---|---|---|---|---|---|\n")
+    for r in (ce, cg):
         n = float(r["host_api_calls"])
         f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
     seg = [r for r in rows if "NGD" in r["workload"] or "HF" in r["workload"] or "K-FAC" in r["workload"]]

@@ -4,13 +4,12 @@
  * visible i and hidden j. Every kernel is a grid-stride loop over the logical element index
  * (r + rows * c), so any launch shape computes the same thing, and each element's body is the
  * ng_math.h function the CPU backend also calls. No reductions here (the row/column sums of the
- * FANG direction are sum_rows/sum_cols), so no atomics. Must not: allocate, synchronize, or use
+ * FANG direction are sum_rows/sum_cols), so no atomics. Launch shape: the "fang" entry of launch.cu's
+ * table. Must not: allocate, synchronize, or use
  * device functions the tests/simt emulator lacks. */
 #include "ng_cuda.cuh"
 
 #include "ng_kernels.h"
-
-#define FANG_BLOCK 256u
 
 /* A[r, c] for r <= c: strict upper = A[c, r] (transpose of strict lower), diagonal += shift.
  * Reads only the lower triangle and writes only the upper one (and the diagonal, read and
@@ -87,7 +86,8 @@ static __global__ void fang_residual_kernel(int nh, int nv, float *G, int ldg,
 extern "C" ng_status ng_cuda_symmetrize_lower(int n, float *A, int lda, float shift,
                                               void *stream) {
     NG_NVTX_PUSH("symmetrize_lower");
-    NG_LAUNCH(symmetrize_lower_kernel, ng_grid_1d((size_t)n * (size_t)n, FANG_BLOCK), FANG_BLOCK,
+    NG_LAUNCH(symmetrize_lower_kernel, ng_cuda_grid(NG_KFAM_FANG, (size_t)n * (size_t)n),
+              (unsigned int)ng_cuda_block(NG_KFAM_FANG),
               0, (cudaStream_t)stream)(n, A, lda, shift);
     NG_LAUNCH_CHECK("symmetrize_lower");
     return NG_OK;
@@ -99,7 +99,8 @@ extern "C" ng_status ng_cuda_fang_regress(int nh, int nv, const float *Evh, cons
                                           const float *Eh2, float lambda, float *beta_v,
                                           float *beta_h, float *sigma2, int ldo, void *stream) {
     NG_NVTX_PUSH("fang_regress");
-    NG_LAUNCH(fang_regress_kernel, ng_grid_1d((size_t)nh * (size_t)nv, FANG_BLOCK), FANG_BLOCK,
+    NG_LAUNCH(fang_regress_kernel, ng_cuda_grid(NG_KFAM_FANG, (size_t)nh * (size_t)nv),
+              (unsigned int)ng_cuda_block(NG_KFAM_FANG),
               0, (cudaStream_t)stream)(nh, nv, Evh, Ev2h, Evh2, Ev2h2, ldm, mu_v, mu_h, Ev2, Eh2,
                                        lambda, beta_v, beta_h, sigma2, ldo);
     NG_LAUNCH_CHECK("fang_regress");
@@ -111,9 +112,18 @@ extern "C" ng_status ng_cuda_fang_residual(int nh, int nv, float *G, int ldg, co
                                            const float *beta_h, const float *sigma2, int ldb,
                                            float *pv, float *ph, int ldp, void *stream) {
     NG_NVTX_PUSH("fang_residual");
-    NG_LAUNCH(fang_residual_kernel, ng_grid_1d((size_t)nh * (size_t)nv, FANG_BLOCK), FANG_BLOCK,
+    NG_LAUNCH(fang_residual_kernel, ng_cuda_grid(NG_KFAM_FANG, (size_t)nh * (size_t)nv),
+              (unsigned int)ng_cuda_block(NG_KFAM_FANG),
               0, (cudaStream_t)stream)(nh, nv, G, ldg, ga, gb, beta_v, beta_h, sigma2, ldb, pv,
                                        ph, ldp);
     NG_LAUNCH_CHECK("fang_residual");
     return NG_OK;
+}
+
+/* launch.cu's limit for the "fang" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_fang(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)symmetrize_lower_kernel, (const void *)fang_regress_kernel, (const void *)fang_residual_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 3);
 }

@@ -2,7 +2,8 @@
  * to_double, to_float, axpby, axpby_segments (many segments in one launch) and axpby_dev, and the C = beta C path of gemm/syrk/gemv (scale_matrix). Vectors
  * are flat (n) arrays; binary_states and scale_matrix address column-major matrices through their
  * leading dimension. Every kernel is a grid-stride loop whose element index, and for fill_uniform
- * whose Philox word, depends only on the logical index, never on the launch shape.
+ * whose Philox word, depends only on the logical index, never on the launch shape. fill_uniform's
+ * launch shape is the "uniform" entry of launch.cu's table; the others use FILL_BLOCK.
  * Must not: allocate, use atomics, or synchronize the host. */
 #include "ng_cuda.cuh"
 #include "ng_philox.cuh"
@@ -103,7 +104,8 @@ extern "C" ng_status ng_cuda_fill(size_t n, float value, float *out, void *strea
 extern "C" ng_status ng_cuda_fill_uniform(size_t n, float *out, uint64_t key, uint64_t step,
                                           void *stream) {
     NG_NVTX_PUSH("fill_uniform");
-    NG_LAUNCH(fill_uniform_kernel, ng_grid_1d((n + 3u) / 4u, FILL_BLOCK), FILL_BLOCK, 0,
+    NG_LAUNCH(fill_uniform_kernel, ng_cuda_grid(NG_KFAM_UNIFORM, (n + 3u) / 4u),
+              (unsigned int)ng_cuda_block(NG_KFAM_UNIFORM), 0,
               (cudaStream_t)stream)((uint64_t)n, out, key, step);
     NG_LAUNCH_CHECK("fill_uniform");
     return NG_OK;
@@ -210,4 +212,12 @@ extern "C" ng_status ng_cuda_scale_matrix(int m, int n, float beta, float *C, in
               (cudaStream_t)stream)(m, n, beta, C, ldc, lower);
     NG_LAUNCH_CHECK("scale_matrix");
     return NG_OK;
+}
+
+/* launch.cu's limit for the "uniform" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_fill(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)fill_uniform_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 1);
 }

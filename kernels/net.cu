@@ -12,11 +12,12 @@
  *     threads read adjacent rows of a column: coalesced).
  * Random numbers: element i = r + rows (col0 + c) of sample_targets uses the Philox uniform i (Bernoulli),
  * uniforms 2i and 2i+1 (Gaussian, one Philox block gives both) or uniform col0 + c (categorical),
- * as the CPU does; the index alone selects the word, so any launch shape draws the same targets. The
- * step is step + step_dev[0] when step_dev is given (read on the device: a graph replays it current).
+  * as the CPU does; the index alone selects the word, so any launch shape draws the same targets.
+ * The step may be counted on the device (step_dev, advanced by the last block: ng_step_dev_advance;
+ * advance 0 reads it only, so a replayed graph draws at the step the host wrote there since).
  * Aliasing (z = a, out = g, out = v, t = y, xhat = x): each element, column or row is read and
  * written by one thread, reads first; hence no __restrict__ on those operands. Must not: allocate,
- * synchronize, use atomics, or use device functions the tests/simt emulator lacks. */
+ * synchronize, use atomics (but the step_dev ticket's integer one), or use device functions the tests/simt emulator lacks. */
 #include "ng_cuda.cuh"
 
 #include "ng_kernels.h"
@@ -85,11 +86,11 @@ static __global__ void act_backward_kernel(int rows, int cols, int act, const fl
 /* One thread per column: ng_loss_col (d, obj, err each skipped when NULL; d may alias y). */
 static __global__ void loss_kernel(int loss, int rows, int cols, const float *z, int ldz,
                                    const float *y, int ldy, const float *t, int ldt, float scale,
-                                   float *d, int ldd, float *obj, float *err) {
+                                   float *d, int ldd, float *obj, float *err, int miss) {
     NET_FOR(c, (uint64_t)cols) {
         ng_loss_col(loss, rows, z + NET_IDX(0, c, ldz), y + NET_IDX(0, c, ldy),
                     t + NET_IDX(0, c, ldt), scale, d != NULL ? d + NET_IDX(0, c, ldd) : NULL,
-                    obj != NULL ? obj + c : NULL, err != NULL ? err + c : NULL);
+                    obj != NULL ? obj + c : NULL, err != NULL ? err + c : NULL, miss);
     }
 }
 
@@ -101,13 +102,13 @@ static __global__ void loss_kernel(int loss, int rows, int cols, const float *z,
 static __global__ void __launch_bounds__(NET_SUM_BLOCK) loss_sums_kernel(int loss, int rows, int cols, const float *z, int ldz,
                                         const float *y, int ldy, const float *t, int ldt,
                                         float scale, float *d, int ldd, float *obj, float *err,
-                                        float *acc, float acc_beta) {
+                                        float *acc, float acc_beta, int miss) {
     __shared__ double lane_o[NG_LOSS_LANES], lane_e[NG_LOSS_LANES];
     int c;
     for (c = (int)threadIdx.x; c < cols; c += (int)blockDim.x)
         ng_loss_col(loss, rows, z + NET_IDX(0, c, ldz), y + NET_IDX(0, c, ldy),
                     t + NET_IDX(0, c, ldt), scale, d != NULL ? d + NET_IDX(0, c, ldd) : NULL,
-                    obj + c, err + c);
+                    obj + c, err + c, miss);
     __syncthreads();
     if (threadIdx.x < NG_LOSS_LANES)
         ng_loss_lane(cols, obj, err, (int)threadIdx.x, &lane_o[threadIdx.x], &lane_e[threadIdx.x]);
@@ -128,10 +129,11 @@ static __global__ void loss_hvp_kernel(int loss, int rows, int cols, const float
  * words 2 (i & 1) and 2 (i & 1) + 1 of Philox block i >> 1 (one evaluation); Bernoulli: uniform
  * i. */
 static __global__ void sample_targets_kernel(int loss, int rows, int cols, const float *y, int ldy,
-                                             float *t, int ldt, uint64_t key, uint64_t step0,
-                                             uint64_t col0, const uint64_t *step_dev) {
+                                             float *t, int ldt, uint64_t key, uint64_t step,
+                                             uint64_t col0, uint64_t *step_dev, uint64_t advance) {
     const uint64_t n = (uint64_t)rows * (uint64_t)cols;
-    const uint64_t step = step0 + (step_dev != NULL ? step_dev[0] : 0u);
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     NET_FOR(e, n) {
         const int c = (int)(e / (uint64_t)rows);
         const int r = (int)(e - (uint64_t)c * (uint64_t)rows);
@@ -147,17 +149,20 @@ static __global__ void sample_targets_kernel(int loss, int rows, int cols, const
         }
         t[NET_IDX(r, c, ldt)] = ng_sample_target_elem(loss, y[NET_IDX(r, c, ldy)], u1, u2);
     }
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* Categorical targets, one thread per column: a one-hot column from uniform c; t may alias y. */
 static __global__ void sample_categorical_kernel(int rows, int cols, const float *y, int ldy,
-                                                 float *t, int ldt, uint64_t key, uint64_t step0,
-                                                 uint64_t col0, const uint64_t *step_dev) {
-    const uint64_t step = step0 + (step_dev != NULL ? step_dev[0] : 0u);
+                                                 float *t, int ldt, uint64_t key, uint64_t step,
+                                                 uint64_t col0, uint64_t *step_dev, uint64_t advance) {
+    const uint64_t step_base = ng_step_dev_read(step_dev);
+    step += step_base;
     NET_FOR(c, (uint64_t)cols) {
         ng_sample_categorical_col(rows, y + NET_IDX(0, c, ldy), ng_uniform_at(key, step, col0 + c),
                                   t + NET_IDX(0, c, ldt));
     }
+    ng_step_dev_advance(step_dev, step_base, advance);
 }
 
 /* One thread per row: mean[r], rstd[r] over the cols columns (ng_row_moments). */
@@ -222,15 +227,15 @@ extern "C" ng_status ng_cuda_act_backward(int rows, int cols, int act, const flo
 extern "C" ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz,
                                   const float *y, int ldy, const float *t, int ldt, float scale,
                                   float *d, int ldd, float *obj, float *err, float *acc,
-                                  float acc_beta, void *stream) {
+                                  float acc_beta, int miss, void *stream) {
     NG_NVTX_PUSH("loss");
     if (acc != NULL)
         NG_LAUNCH(loss_sums_kernel, 1, NET_SUM_BLOCK, 0, (cudaStream_t)stream)(
-            loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd, obj, err, acc, acc_beta);
+            loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd, obj, err, acc, acc_beta, miss);
     else
         NG_LAUNCH(loss_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK, 0,
                   (cudaStream_t)stream)(loss, rows, cols, z, ldz, y, ldy, t, ldt, scale, d, ldd,
-                                        obj, err);
+                                        obj, err, miss);
     NG_LAUNCH_CHECK("loss");
     return NG_OK;
 }
@@ -247,14 +252,14 @@ extern "C" ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float 
 
 extern "C" ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy,
                                             float *t, int ldt, uint64_t key, uint64_t step,
-                                            uint64_t col0, const uint64_t *step_dev, void *stream) {
+                                            uint64_t col0, uint64_t *step_dev, uint64_t advance, void *stream) {
     NG_NVTX_PUSH("sample_targets");
     if (loss == NG_LOSS_CATEGORICAL)
         NG_LAUNCH(sample_categorical_kernel, ng_grid_1d((size_t)cols, NET_COL_BLOCK), NET_COL_BLOCK,
-                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0, step_dev);
+                  0, (cudaStream_t)stream)(rows, cols, y, ldy, t, ldt, key, step, col0, step_dev, advance);
     else
         NG_LAUNCH(sample_targets_kernel, ng_grid_1d(net_elems(rows, cols), NET_BLOCK), NET_BLOCK, 0,
-                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0, step_dev);
+                  (cudaStream_t)stream)(loss, rows, cols, y, ldy, t, ldt, key, step, col0, step_dev, advance);
     NG_LAUNCH_CHECK("sample_targets");
     return NG_OK;
 }

@@ -18,6 +18,7 @@
 #include "natgrad/profile.h"
 #include "natgrad/status.h"
 #include "ng_cuda_check.h"
+#include "ng_kernels.h"
 #include "ng_math.h"
 
 /* Every launch is counted in the profile's device-call counters (natgrad/profile.h,
@@ -59,6 +60,26 @@ static __device__ __forceinline__ int ng_last_block(unsigned int *ticket) {
     return atomicAdd(ticket, 1u) == gridDim.x - 1u;
 }
 
+/* A Philox step counted in device memory (the step_dev of gibbs_sample, bernoulli, sample_targets
+ * and conv_gather: a captured CUDA graph replays with the current count): every thread reads it
+ * before its block takes a ticket, and the last block (ng_last_block; every thread of every block
+ * must call ng_step_dev_advance) writes base + advance, so every block draws from the same step and
+ * the next launch on the stream sees the new count. step_dev[1] is the ticket. NULL: 0, nothing to
+ * advance. */
+static __device__ __forceinline__ uint64_t ng_step_dev_read(const uint64_t *step_dev) {
+    return step_dev != NULL ? *(const volatile uint64_t *)step_dev : 0u;
+}
+static __device__ __forceinline__ void ng_step_dev_advance(uint64_t *step_dev, uint64_t base, uint64_t advance) {
+    if (step_dev != NULL) {
+        unsigned int *ticket = (unsigned int *)(void *)(step_dev + 1);
+        if (ng_last_block(ticket)) {
+            step_dev[0] = base + advance;
+            *ticket = 0u;
+            __threadfence();
+        }
+    }
+}
+
 /* Number of blocks of `block` threads covering n items, capped so the grid stays legal; kernels
  * use grid-stride loops so any cap is correct. */
 static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {
@@ -66,6 +87,45 @@ static inline unsigned int ng_grid_1d(size_t n, unsigned int block) {
     if (g < 1) g = 1;
     if (g > 65535u * 16u) g = 65535u * 16u;
     return (unsigned int)g;
+}
+
+/* Per family file: the most threads per block its kernels of `family` allow at `threads` (the
+ * shape asked for: factor.cu's tile instantiation), for ng_cuda_set_block (launch.cu). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+int ng_cuda_max_threads_gibbs(ng_kfam family, int threads);
+int ng_cuda_max_threads_fill(ng_kfam family, int threads);
+int ng_cuda_max_threads_fang(ng_kfam family, int threads);
+int ng_cuda_max_threads_factor(ng_kfam family, int threads);
+int ng_cuda_max_threads_conv(ng_kfam family, int threads);
+int ng_cuda_max_threads_optim(ng_kfam family, int threads);
+int ng_cuda_max_threads_reduce(ng_kfam family, int threads);
+#ifdef __cplusplus
+}
+#endif
+
+/* The most threads per block that every kernel in fns[0..n) can be launched with on the current
+ * device, as this build compiled them (registers and static shared memory: cudaFuncGetAttributes),
+ * at most NG_BLOCK_MAX; a kernel whose attributes cannot be read (no device yet) does not limit.
+ * The emulator has no register file: NG_BLOCK_MAX. Used by ng_cuda_set_block (launch.cu). */
+static inline int ng_kernels_max_threads(const void *const *fns, int n) {
+    int m = NG_BLOCK_MAX;
+#if !defined(NG_SIMT)
+    int i;
+    for (i = 0; i < n; i++) {
+        cudaFuncAttributes a;
+        if (cudaFuncGetAttributes(&a, fns[i]) == cudaSuccess) {
+            if (a.maxThreadsPerBlock < m) m = a.maxThreadsPerBlock;
+        } else {
+            (void)cudaGetLastError();
+        }
+    }
+#else
+    (void)fns;
+    (void)n;
+#endif
+    return m;
 }
 
 #endif

@@ -18,6 +18,38 @@
 extern "C" {
 #endif
 
+/* ---- launch.cu: launch shapes of the custom kernel families ---------------------------------- */
+
+/* The families whose launchers read the table (their names for ng_cuda_set_block in quotes). */
+typedef enum ng_kfam {
+    NG_KFAM_UNIFORM = 0, /* "uniform": fill_uniform (fill.cu) */
+    NG_KFAM_GIBBS,       /* "gibbs": gibbs_sample (gibbs.cu) */
+    NG_KFAM_BERNOULLI,   /* "bernoulli": bernoulli (gibbs.cu) */
+    NG_KFAM_FANG,        /* "fang": symmetrize_lower, fang_regress, fang_residual (fang.cu) */
+    NG_KFAM_FACTOR,      /* "factor": factor_update (factor.cu), square tiles of sqrt(threads) */
+    NG_KFAM_CONV,        /* "conv": conv_gather, whiten1x1 (conv.cu) */
+    NG_KFAM_OPTIM,       /* "optim": adam, momentum, outer_scale (optim.cu) */
+    NG_KFAM_REDUCE,      /* "reduce": softplus_sum (reduce.cu), a shared-memory tree */
+    NG_KFAM_COUNT
+} ng_kfam;
+#define NG_BLOCK_MAX 1024 /* threads per block, every family */
+
+/* Threads per block of a family from now on (process-wide; 0 restores the default, 256 for every
+ * family). Refused with NG_ERR_INVALID_ARG and a message naming the family and the rule: outside
+ * 32..1024; not a multiple of 32 (elementwise families); not a power of two ("reduce"); not 64, 256
+ * or 1024 ("factor": 8x8, 16x16, 32x32 tiles); an unknown family name. Set between launches, from
+ * one thread; a captured CUDA graph keeps the shape of its capture. */
+ng_status ng_cuda_set_block(const char *family, int threads);
+/* At most `blocks` blocks per launch of a family (0: no cap, the default); its grid-stride loops
+ * cover the rest. Refused for "factor" (one block per output tile) and for blocks < 0. */
+ng_status ng_cuda_set_grid_cap(const char *family, int blocks);
+int ng_cuda_block(ng_kfam family);         /* threads per block now */
+int ng_cuda_block_default(ng_kfam family); /* the default */
+int ng_cuda_grid_cap(ng_kfam family);      /* 0: none */
+const char *ng_cuda_family_name(ng_kfam family);
+/* Blocks of ng_cuda_block(family) threads covering `items` (ng_grid_1d), within the family's cap. */
+unsigned int ng_cuda_grid(ng_kfam family, size_t items);
+
 /* ---- gibbs.cu ----------------------------------------------------------------------------- */
 
 /* Fused Gibbs step, pre/prob/sample (rows, cols) with leading dimensions ldp/ldq/lds:
@@ -30,9 +62,9 @@ ng_status ng_cuda_gibbs_sample(int rows, int cols, const float *pre, int ldp, co
                                float beta, const float *base, float *prob, int ldq, float *sample,
                                int lds, uint64_t key, uint64_t step, uint64_t first, uint64_t *step_dev,
                                uint64_t advance, void *stream);
-/* out(n) = [u(key, step, first + i) <= p[i]]  (=); p and out may alias. */
+/* out(n) = [u(key, step, first + i) <= p[i]]  (=); p and out may alias. step_dev as gibbs_sample's. */
 ng_status ng_cuda_bernoulli(size_t n, const float *p, float *out, uint64_t key, uint64_t step,
-                            uint64_t first, void *stream);
+                            uint64_t first, uint64_t *step_dev, uint64_t advance, void *stream);
 
 /* ---- reduce.cu ---------------------------------------------------------------------------- */
 
@@ -127,17 +159,17 @@ ng_status ng_cuda_act_backward(int rows, int cols, int act, const float *a, int 
  * launch, one block (the columns, then 32 lanes, then one thread). */
 ng_status ng_cuda_loss(int loss, int rows, int cols, const float *z, int ldz, const float *y,
                        int ldy, const float *t, int ldt, float scale, float *d, int ldd,
-                       float *obj, float *err, float *acc, float acc_beta, void *stream);
+                       float *obj, float *err, float *acc, float acc_beta, int miss, void *stream);
 /* Per column (ng_loss_hvp_col): out = scale H_L(y) v, or scale y (y^T v) for NG_LOSS_OUTER (=);
  * out may alias v. */
 ng_status ng_cuda_loss_hvp(int loss, int rows, int cols, const float *y, int ldy, const float *v,
                            int ldv, float scale, float *out, int ldo, void *stream);
 /* t ~ p(t | y) with the Philox uniforms of (key, step): element i = r + rows c uses uniform i
  * (Bernoulli) or 2i, 2i+1 (Gaussian), with i = r + rows (col0 + c); categorical column c uses
- * uniform col0 + c (=); t may alias y. */
+ * uniform col0 + c (=); t may alias y. step_dev as gibbs_sample's. */
 ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, int ldy, float *t,
-                                 int ldt, uint64_t key, uint64_t step, uint64_t col0,
-                                 const uint64_t *step_dev, void *stream);
+                                 int ldt, uint64_t key, uint64_t step, uint64_t col0, uint64_t *step_dev,
+                                 uint64_t advance, void *stream);
 /* mean[r], rstd[r] = 1 / sqrt(var + eps) over the cols columns of row r  (=). */
 ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int ldx, float eps, float *mean,
                               float *rstd, void *stream);
@@ -162,7 +194,8 @@ ng_status ng_cuda_minresqlp_step(int count, double *state, float *sc, int init, 
 /* conv_gather (natgrad/backend.h, modes in natgrad/nn_types.h): one thread per output element
  * running ng_conv_gather_elem  (=). */
 ng_status ng_cuda_conv_gather(int mode, const ng_conv_shape *s, const float *x, const float *g, float *out, int flip,
-                              uint64_t key, uint64_t step, uint64_t b0, void *stream);
+                              uint64_t key, uint64_t step, uint64_t b0, uint64_t *step_dev, uint64_t advance,
+                              void *stream);
 /* The 1x1 whitening convolution y[b, i, q] = sum_j op(U)[i, j] (x[b, j, q] - mean[j])  (=). */
 ng_status ng_cuda_whiten1x1(int n, int c, int cout, int p, int trans, const float *x, const float *mean,
                             const float *U, int ldu, float *y, void *stream);

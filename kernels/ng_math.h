@@ -493,11 +493,13 @@ NG_HD void ng_softmax_col(int rows, const float *z, const float *bias, float *a)
 
 /* One column of the output layer's matching loss (natgrad/nn_types.h): z the pre-activation, y =
  * f(z), t the target. d = scale (y - t) (when d is non-NULL, may alias y), *obj = the loss of the
- * case, *err = sum (y - t)^2 (the papers' reconstruction error). Sums in double, fixed order. */
+ * case, *err = sum (y - t)^2 (the papers' reconstruction error), or with miss = 1 the case's
+ * misclassification: 1 when the first maximum of y is not at the first maximum of t, else 0.
+ * Sums in double, fixed order. */
 NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const float *t,
-                       float scale, float *d, float *obj, float *err) {
+                       float scale, float *d, float *obj, float *err, int miss) {
     double o = 0.0, e = 0.0, lse = 0.0;
-    int r;
+    int r, ay = 0, at = 0;
     if (loss == NG_LOSS_CATEGORICAL) {
         double mx = -1e300, s = 0.0;
         for (r = 0; r < rows; r++)
@@ -505,6 +507,11 @@ NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const
         for (r = 0; r < rows; r++) s += exp((double)z[r] - mx);
         lse = mx + log(s);
     }
+    if (miss) /* before d is written (d may alias y) */
+        for (r = 1; r < rows; r++) {
+            if (y[r] > y[ay]) ay = r;
+            if (t[r] > t[at]) at = r;
+        }
     for (r = 0; r < rows; r++) {
         double diff = (double)y[r] - (double)t[r];
         e += diff * diff;
@@ -516,6 +523,7 @@ NG_HD void ng_loss_col(int loss, int rows, const float *z, const float *y, const
             o += (double)t[r] * (lse - (double)z[r]);
         if (d) d[r] = scale * (y[r] - t[r]);
     }
+    if (miss) e = ay != at ? 1.0 : 0.0;
     if (obj) *obj = (float)o;
     if (err) *err = (float)e;
 }

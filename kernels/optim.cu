@@ -3,13 +3,11 @@
  * NG_OP_MOMENTUM, heavy-ball SGD and NAG in one pass, and NG_OP_OUTER_SCALE, the row / column / Stein
  * scalings of K-FAC's inverses (host/optim/kfac.c). A grid-stride loop around ng_adam_elem (the body
  * the CPU backend calls too); the element index depends only on the logical index, never on the
- * launch shape. Must not: allocate, use float atomics (adam's device step count takes an integer
- * ticket), or synchronize the host. */
+ * launch shape (the "optim" entry of launch.cu's table). Must not: allocate, use float atomics
+ * (adam's device step count takes an integer ticket), or synchronize the host. */
 #include "ng_cuda.cuh"
 
 #include "ng_kernels.h"
-
-#define OPTIM_BLOCK 256u
 
 /* Adam / RMSprop: m (may be NULL) and v updated in place, param += s, step = s when non-NULL.
  * count non-NULL: thread 0 of each block reads the step count t = count[0] and computes the bias
@@ -53,7 +51,8 @@ extern "C" ng_status ng_cuda_adam(size_t n, float *param, const float *grad, flo
                                   float *step, float b1, float c1, float b2, float c2, double bc1,
                                   double bc2, float lr, float eps, double *count, void *stream) {
     NG_NVTX_PUSH("adam");
-    NG_LAUNCH(adam_kernel, ng_grid_1d(n, OPTIM_BLOCK), OPTIM_BLOCK, 0, (cudaStream_t)stream)(
+    NG_LAUNCH(adam_kernel, ng_cuda_grid(NG_KFAM_OPTIM, n), (unsigned int)ng_cuda_block(NG_KFAM_OPTIM), 0,
+              (cudaStream_t)stream)(
         (uint64_t)n, param, grad, m, v, step, b1, c1, b2, c2, bc1, bc2, lr, eps, count);
     NG_LAUNCH_CHECK("adam");
     return NG_OK;
@@ -73,7 +72,8 @@ extern "C" ng_status ng_cuda_momentum(size_t n, const float *d, float *v, float 
                                       float mu, float c, int nesterov, float xi, float w, float wc,
                                       void *stream) {
     NG_NVTX_PUSH("momentum");
-    NG_LAUNCH(momentum_kernel, ng_grid_1d(n, OPTIM_BLOCK), OPTIM_BLOCK, 0, (cudaStream_t)stream)(
+    NG_LAUNCH(momentum_kernel, ng_cuda_grid(NG_KFAM_OPTIM, n), (unsigned int)ng_cuda_block(NG_KFAM_OPTIM), 0,
+              (cudaStream_t)stream)(
         (uint64_t)n, d, v, p, bar, a, mu, c, nesterov, xi, w, wc);
     NG_LAUNCH_CHECK("momentum");
     return NG_OK;
@@ -98,8 +98,16 @@ extern "C" ng_status ng_cuda_outer_scale(int rows, int cols, int mode, const flo
                                          const float *u, const float *v, float floor_, float power,
                                          float *out, int ldo, void *stream) {
     NG_NVTX_PUSH("outer_scale");
-    NG_LAUNCH(outer_scale_kernel, ng_grid_1d((size_t)rows * (size_t)cols, OPTIM_BLOCK), OPTIM_BLOCK, 0,
-              (cudaStream_t)stream)(rows, cols, mode, x, ldx, u, v, floor_, power, out, ldo);
+    NG_LAUNCH(outer_scale_kernel, ng_cuda_grid(NG_KFAM_OPTIM, (size_t)rows * (size_t)cols),
+              (unsigned int)ng_cuda_block(NG_KFAM_OPTIM), 0, (cudaStream_t)stream)(rows, cols, mode, x, ldx, u, v, floor_, power, out, ldo);
     NG_LAUNCH_CHECK("outer_scale");
     return NG_OK;
+}
+
+/* launch.cu's limit for the "optim" family (ng_kernels_max_threads). */
+extern "C" int ng_cuda_max_threads_optim(ng_kfam family, int threads) {
+    const void *const k[] = {(const void *)adam_kernel, (const void *)momentum_kernel, (const void *)outer_scale_kernel};
+    (void)family;
+    (void)threads;
+    return ng_kernels_max_threads(k, 3);
 }

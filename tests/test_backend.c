@@ -2116,30 +2116,54 @@ static int check_fill_uniform(const ecase *c, void *const got[]) {
 }
 
 /* ---- bernoulli: out(n) = [u(key, step, first + i) <= p[i]], p and out may alias --------------
- * Exact: the same uniform bits and one comparison. Variant 1 draws from an offset first that is
+ * Exact: the same uniform bits and one comparison. Variants 1 and 3 draw from an offset first that is
  * not a multiple of 4 (a data-parallel shard of a larger array: its groups of four straddle). p[1] = 0 (never drawn: u > 0) and p[2] = 1
- * (always: u <= 1). In place, an element the op skips still holds its probability. */
+ * (always: u <= 1). In place, an element the op skips still holds its probability. Variants 2 and
+ * 3 count the step on the device (buffer 2 "step_dev", {base, 0} in a float64 buffer, as
+ * gibbs_sample's): they draw at base + step and must leave {base + advance, 0}, bit for bit, empty
+ * arrays included (variant 2: base 41, advance 1; variant 3: a base above 2^32, advance 0). */
+static const uint64_t dev_step_base[2] = {41, 0x2000000005ull}, dev_step_advance[2] = {1, 0};
+
+/* A step_dev buffer {base, 0} for variant k (0, 1) of dev_step_base, and the advance */
+static void eb_step_dev(tctx *t, ecase *c, int k, size_t off, uint64_t *advance) {
+    const uint64_t w[2] = {dev_step_base[k], 0};
+    int sd = eb_vec(t, c, "step_dev", R_INOUT, 1, 2, off);
+    memcpy(c->b[sd].init, w, sizeof w);
+    *advance = dev_step_advance[k];
+}
+/* The base of buffer b (a step_dev; 0 when the case has none), and its expected words after the op */
+static uint64_t step_dev_ref(ecase *c, int b, uint64_t advance) {
+    uint64_t w[2];
+    if (c->nb <= b || c->b[b].is_null) return 0;
+    memcpy(w, c->b[b].init, sizeof w);
+    w[0] += advance;
+    memcpy(c->b[b].want, w, sizeof w);
+    return w[0] - advance;
+}
+
 static int gen_bernoulli(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     int p, n = s->m;
     c->a.bernoulli.n = (size_t)n;
     c->a.bernoulli.key = ng_rng_key(9 + (uint64_t)v, 2);
     c->a.bernoulli.step = v ? 0x700000001ull : 3;
-    c->a.bernoulli.first = v == 1 ? 0x100000007ull : 0;
+    c->a.bernoulli.first = v % 2 ? 0x100000007ull : 0;
     p = eb_vec(t, c, "p", R_IN, 0, n, AOFF(bernoulli.p));
     eb_rand(c, p, 81 + (uint64_t)n + (uint64_t)v, 0.0, 1.0);
     if (n > 1) IF(c, p)[1] = 0.0f;
     if (n > 2) IF(c, p)[2] = 1.0f;
     if (inplace) eb_alias(t, c, "out (= p)", R_INOUT, p, AOFF(bernoulli.out));
     else eb_vec(t, c, "out", R_OUT, 0, n, AOFF(bernoulli.out));
-    what(c, "bernoulli n=%d %s step=%#llx first=%#llx", n, mode_name(inplace),
-         (unsigned long long)c->a.bernoulli.step, (unsigned long long)c->a.bernoulli.first);
+    if (v >= 2) eb_step_dev(t, c, v - 2, AOFF(bernoulli.step_dev), &c->a.bernoulli.advance);
+    what(c, "bernoulli n=%d %s step=%#llx first=%#llx%s", n, mode_name(inplace),
+         (unsigned long long)c->a.bernoulli.step, (unsigned long long)c->a.bernoulli.first,
+         v >= 2 ? " (step counted on the device)" : "");
     return 1;
 }
 static void ref_bernoulli(ecase *c) {
+    const uint64_t step = c->a.bernoulli.step + step_dev_ref(c, 2, c->a.bernoulli.advance);
     size_t i;
     for (i = 0; i < c->a.bernoulli.n; i++)
-        WF(c, 1)[i] = naive_uniform(c->a.bernoulli.key, c->a.bernoulli.step, c->a.bernoulli.first + i) <= IF(c, 0)[i]
-                          ? 1.0f : 0.0f;
+        WF(c, 1)[i] = naive_uniform(c->a.bernoulli.key, step, c->a.bernoulli.first + i) <= IF(c, 0)[i] ? 1.0f : 0.0f;
 }
 
 /* ---- axpby: y(n) = alpha x + beta y, x and y may alias ----------------------------------------
@@ -3319,8 +3343,10 @@ static void ref_act_backward(ecase *c) {
  * acc_beta 0 (acc starts NaN and must be ignored) or 1 (acc += the sums). The backends add the
  * float obj[c] (err[c]) in double and round once: tol = the sum of the columns' tolerances (each
  * column's own error carries into the sum) + FLT_EPSILON (|sum| + |acc|); an empty batch sums to 0. */
+/* Variants 18 and 19: categorical with err_miss (err = the misclassification of each case), without
+ * and with the batch sums (acc +=). */
 static int gen_loss(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
-    const int sums = v >= 12, vv = sums ? v - 12 : v;
+    const int miss = v >= 18, sums = v >= 12 && v != 18, vv = v == 18 ? 8 : v == 19 ? 5 : sums ? v - 12 : v;
     const int rows = s->m, cols = s->n, loss = vv % 3, outs = sums ? 0 : vv / 3, packed = !inplace && v == 5;
     const int ldz = max_i(1, packed ? rows : rows + 1), ldy = max_i(1, packed ? rows : rows + 2);
     const int ldt = max_i(1, packed ? rows : rows + 3);
@@ -3337,6 +3363,7 @@ static int gen_loss(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     c->a.loss.ldt = ldt;
     c->a.loss.ldd = ldd;
     c->a.loss.scale = v % 2 ? 1.0f / 64.0f : -1.5f;
+    c->a.loss.err_miss = miss;
     z = eb_add(t, c, "z", R_IN, 0, rows, cols, ldz, AOFF(loss.z));
     eb_rand(c, z, seed, loss == NG_LOSS_BERNOULLI ? -6.0 : -3.0,
             loss == NG_LOSS_BERNOULLI ? 6.0 : 3.0);
@@ -3385,7 +3412,7 @@ static int gen_loss(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
     what(c, "loss %s rows=%d cols=%d %s ldz=%d ldy=%d ldt=%d ldd=%d scale=%g d=%s obj=%s err=%s%s",
          loss_names[loss], rows, cols, mode_name(inplace), ldz, ldy, ldt, ldd,
          (double)c->a.loss.scale, outs <= 1 ? (inplace ? "y" : "own") : "NULL",
-         outs == 0 || outs == 2 ? "given" : "NULL", outs != 1 ? "given" : "NULL",
+         outs == 0 || outs == 2 ? "given" : "NULL", outs != 1 ? (miss ? "misclassification" : "given") : "NULL",
          sums ? (vv >= 3 ? " acc +=" : " acc =") : "");
     return 1;
 }
@@ -3425,7 +3452,15 @@ static void ref_loss(ecase *c) {
             WF(c, 4)[k] = (float)o;
             TL(c, 4)[k] = 2.0 * EPS_F * fabs(o) + 1e-13 * S + NET_TINY;
         }
-        if (!c->b[5].is_null) {
+        if (!c->b[5].is_null && c->a.loss.err_miss) { /* first maximum of y against first maximum of t: exact */
+            int ay = 0, at = 0;
+            for (r = 1; r < rows; r++) {
+                if (IF(c, 1)[AT(c, 1, r, k)] > IF(c, 1)[AT(c, 1, ay, k)]) ay = r;
+                if (IF(c, 2)[AT(c, 2, r, k)] > IF(c, 2)[AT(c, 2, at, k)]) at = r;
+            }
+            WF(c, 5)[k] = ay != at ? 1.0f : 0.0f;
+            TL(c, 5)[k] = 0.0;
+        } else if (!c->b[5].is_null) {
             WF(c, 5)[k] = (float)e;
             TL(c, 5)[k] = 2.0 * EPS_F * e + NET_TINY;
         }
@@ -3540,7 +3575,9 @@ static void ref_loss_hvp(ecase *c) {
  * probability (categorical, >= 1000 columns), within 5 sigma.
  * Variants: each loss with two (key, step) pairs, one of them all ones; one packed; the global
  * position col0 of column 0 is 0 (v 0, 4) or 5, 3 and 2^34 + 1 (element i = r + rows (col0 + k):
- * odd starts split Gaussian pairs across elements). In place: t = y. */
+ * odd starts split Gaussian pairs across elements). In place: t = y. Variants 6, 7, 8 (each loss)
+ * count the step on the device as bernoulli's variants 2, 3, 2 do (buffer 2 "step_dev"; 7 with
+ * col0 = 5). */
 static const tshape sample_shapes[] = {ROWS8(1), ROWS8(2),  ROWS8(3),    ROWS8(4),
                                        {0, 3},   {3, 0},    {33, 9},     {64, 65},
                                        {129, 131}, {2, 2400}, {10, 3000}, {300, 230}};
@@ -3558,7 +3595,7 @@ static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecas
     c->a.sample_targets.ldt = ldt;
     c->a.sample_targets.key = v == 4 ? ~0ull : ng_rng_key(301 + (uint64_t)v, 7);
     c->a.sample_targets.step = v == 4 ? ~0ull : v < 3 ? 5 : 0x500000003ull;
-    c->a.sample_targets.col0 = v == 3 ? 5 : v == 2 ? 3 : v == 1 ? (1ull << 34) + 1 : 0;
+    c->a.sample_targets.col0 = v == 3 || v == 7 ? 5 : v == 2 ? 3 : v == 1 ? (1ull << 34) + 1 : 0;
     y = eb_add(t, c, "y", R_IN, 0, rows, cols, ldy, AOFF(sample_targets.y));
     if (loss == NG_LOSS_SQUARED) {
         eb_rand(c, y, seed, -2.0, 2.0);
@@ -3580,17 +3617,19 @@ static int gen_sample_targets(tctx *t, const tshape *s, int inplace, int v, ecas
     }
     if (inplace) eb_alias(t, c, "t (= y)", R_INOUT, y, AOFF(sample_targets.t));
     else eb_add(t, c, "t", R_OUT, 0, rows, cols, ldt, AOFF(sample_targets.t));
-    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx col0=%llu",
+    if (v >= 6) eb_step_dev(t, c, v == 7, AOFF(sample_targets.step_dev), &c->a.sample_targets.advance);
+    what(c, "sample_targets %s rows=%d cols=%d %s ldy=%d ldt=%d key=%#llx step=%#llx col0=%llu%s",
          loss_names[loss], rows, cols, mode_name(inplace), ldy, ldt,
          (unsigned long long)c->a.sample_targets.key, (unsigned long long)c->a.sample_targets.step,
-         (unsigned long long)c->a.sample_targets.col0);
+         (unsigned long long)c->a.sample_targets.col0, v >= 6 ? " (step counted on the device)" : "");
     return 1;
 }
 
 static void ref_sample_targets(ecase *c) {
     const int rows = c->a.sample_targets.rows, cols = c->a.sample_targets.cols;
     const int loss = c->a.sample_targets.loss;
-    const uint64_t key = c->a.sample_targets.key, step = c->a.sample_targets.step, col0 = c->a.sample_targets.col0;
+    const uint64_t key = c->a.sample_targets.key, col0 = c->a.sample_targets.col0;
+    const uint64_t step = c->a.sample_targets.step + step_dev_ref(c, 2, c->a.sample_targets.advance);
     int r, k;
     for (k = 0; k < cols; k++) {
         if (loss == NG_LOSS_CATEGORICAL) {
@@ -4217,8 +4256,12 @@ static const char *const cg_mode_name[] = {"im2col", "col2im", "pool_max", "pool
                                            "pool_max_back", "pool_avg_back", "to_nhwc", "to_nchw", "augment",
                                            "pool_max_r"};
 
-/* (tshape.n = 0: the empty geometry, n = 0 images) */
+/* (tshape.n = 0: the empty geometry, n = 0 images). Variant NG_CONV_MODE_COUNT is AUGMENT with the
+ * step counted on the device (buffer 3 "step_dev", two 64-bit words {base, 0} in a float64 buffer,
+ * base above 2^32): it draws at base + step and must leave {base + 1, 0}, bit for bit (an empty
+ * op too). */
 static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase *c) {
+    const int dev = v == NG_CONV_MODE_COUNT;
     ng_conv_shape sv = cg_geom[sh->n == 0 ? 7 : sh->m];
     const ng_conv_shape *s = &sv;
     const size_t nx = (size_t)s->n * s->c * s->h * s->w;
@@ -4226,6 +4269,7 @@ static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase 
     const uint64_t seed = 911 + (uint64_t)v * 13 + (uint64_t)sh->m * 1000;
     const int reads_x = v != NG_CONV_COL2IM && v != NG_CONV_POOL_AVG_BACK;
     (void)inplace;
+    if (dev) v = NG_CONV_AUGMENT;
     if (v == NG_CONV_AUGMENT) { /* crops of 1..3 pixels and mirrors */
         sv.pad = 1 + sh->m % 3;
         sv.kh = sv.kw = 2 * sv.pad + 1;
@@ -4245,8 +4289,15 @@ static int gen_conv_gather(tctx *t, const tshape *sh, int inplace, int v, ecase 
     if (ng) eb_rand(c, eb_vec(t, c, "g", R_IN, 0, (int)ng, AOFF(conv_gather.g)), seed + 1, -1.0, 1.0);
     else eb_null(c, "g");
     eb_vec(t, c, "out", R_OUT, 0, (int)ng_conv_gather_count(v, s), AOFF(conv_gather.out));
-    what(c, "conv_gather %s n=%d c=%d h=%d w=%d window %dx%d stride %d pad %d", cg_mode_name[v], s->n, s->c, s->h,
-         s->w, s->kh, s->kw, s->stride, s->pad);
+    if (dev) {
+        const uint64_t w[2] = {((uint64_t)5 << 32) + 3u * (uint64_t)sh->m, 0};
+        int sd = eb_vec(t, c, "step_dev", R_INOUT, 1, 2, AOFF(conv_gather.step_dev));
+        memcpy(c->b[sd].init, w, sizeof w);
+        c->a.conv_gather.advance = 1;
+    } else
+        eb_null(c, "step_dev");
+    what(c, "conv_gather %s n=%d c=%d h=%d w=%d window %dx%d stride %d pad %d%s", cg_mode_name[v], s->n, s->c, s->h,
+         s->w, s->kh, s->kw, s->stride, s->pad, dev ? " (step counted on the device)" : "");
     return 1;
 }
 
@@ -4262,13 +4313,21 @@ static void ref_conv_gather(ecase *c) {
     int *terms = calloc(nout + 1, sizeof *terms);
     int b, ci, oh, ow, i, j;
     size_t e;
+    uint64_t step_base = 0;
+    if (c->nb > 3 && !c->b[3].is_null) { /* the device count: drawn at base + step, left at base + advance */
+        uint64_t w[2];
+        memcpy(w, c->b[3].init, sizeof w);
+        step_base = w[0];
+        w[0] += c->a.conv_gather.advance;
+        memcpy(c->b[3].want, w, sizeof w);
+    }
     for (e = 0; e < nout; e++) tol[e] = 0.0;
     for (b = 0; b < s->n; b++)
         for (ci = 0; ci < s->c; ci++) {
             const size_t m = (size_t)b * s->c + ci;
             if (mode == NG_CONV_AUGMENT) { /* the draws written out: float products as the body rounds them */
                 const int span = 2 * s->pad + 1;
-                const uint64_t key = c->a.conv_gather.key, step = c->a.conv_gather.step, bs = c->a.conv_gather.b0 + (uint64_t)b;
+                const uint64_t key = c->a.conv_gather.key, step = step_base + c->a.conv_gather.step, bs = c->a.conv_gather.b0 + (uint64_t)b;
                 int dy = (int)((float)naive_uniform(key, step, 3 * bs) * (float)span);
                 int dx = (int)((float)naive_uniform(key, step, 3 * bs + 1) * (float)span);
                 const int mir = (float)naive_uniform(key, step, 3 * bs + 2) < 0.5f;
@@ -4399,7 +4458,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
                             NSHAPES(vec_shapes), 3, gen_fill_uniform, ref_fill_uniform,
                             check_fill_uniform},
     [NG_OP_BERNOULLI] = {NG_OP_BERNOULLI, "bernoulli", OPF_OUT | OPF_IN, vec_shapes,
-                         NSHAPES(vec_shapes), 2, gen_bernoulli, ref_bernoulli, NULL},
+                         NSHAPES(vec_shapes), 4, gen_bernoulli, ref_bernoulli, NULL},
     [NG_OP_AXPBY] = {NG_OP_AXPBY, "axpby", OPF_OUT | OPF_IN, vec_shapes, NSHAPES(vec_shapes), 4,
                      gen_axpby, ref_axpby, NULL},
     [NG_OP_AXPBY_DEV] = {NG_OP_AXPBY_DEV, "axpby_dev", OPF_OUT | OPF_IN, vec_shapes,
@@ -4436,12 +4495,12 @@ static const op_test op_tests[NG_OP_COUNT] = {
                               NSHAPES(vec_shapes), 4, gen_axpby_segments, ref_axpby_segments, NULL},
     [NG_OP_MOMENTUM] = {NG_OP_MOMENTUM, "momentum", OPF_IN, vec_shapes, NSHAPES(vec_shapes), NSHAPES(mom_v),
                         gen_momentum, ref_momentum, NULL},
-    [NG_OP_LOSS] = {NG_OP_LOSS, "loss", OPF_OUT | OPF_IN, mat_shapes, NSHAPES(mat_shapes), 18,
+    [NG_OP_LOSS] = {NG_OP_LOSS, "loss", OPF_OUT | OPF_IN, mat_shapes, NSHAPES(mat_shapes), 20,
                     gen_loss, ref_loss, NULL},
     [NG_OP_LOSS_HVP] = {NG_OP_LOSS_HVP, "loss_hvp", OPF_OUT | OPF_IN, mat_shapes,
                         NSHAPES(mat_shapes), 8, gen_loss_hvp, ref_loss_hvp, NULL},
     [NG_OP_SAMPLE_TARGETS] = {NG_OP_SAMPLE_TARGETS, "sample_targets", OPF_OUT | OPF_IN,
-                              sample_shapes, NSHAPES(sample_shapes), 6, gen_sample_targets,
+                              sample_shapes, NSHAPES(sample_shapes), 9, gen_sample_targets,
                               ref_sample_targets, check_sample_targets},
     [NG_OP_ROW_MOMENTS] = {NG_OP_ROW_MOMENTS, "row_moments", OPF_OUT, mat_shapes,
                            NSHAPES(mat_shapes), NSHAPES(rm_eps), gen_row_moments, ref_row_moments,
@@ -4454,7 +4513,7 @@ static const op_test op_tests[NG_OP_COUNT] = {
     [NG_OP_MINRESQLP_STEP] = {NG_OP_MINRESQLP_STEP, "minresqlp_step", OPF_IN, mq_shapes, NSHAPES(mq_shapes),
                               NSHAPES(mq_v), gen_minresqlp_step, ref_minresqlp_step, check_minresqlp_step},
     [NG_OP_CONV_GATHER] = {NG_OP_CONV_GATHER, "conv_gather", OPF_OUT, cg_shapes, NSHAPES(cg_shapes),
-                           NG_CONV_MODE_COUNT, gen_conv_gather, ref_conv_gather, NULL},
+                           NG_CONV_MODE_COUNT + 1, gen_conv_gather, ref_conv_gather, NULL},
     [NG_OP_WHITEN1X1] = {NG_OP_WHITEN1X1, "whiten1x1", OPF_OUT, w1_shapes, NSHAPES(w1_shapes), 4, gen_whiten1x1,
                          ref_whiten1x1, NULL},
 };

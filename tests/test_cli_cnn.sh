@@ -3,7 +3,8 @@
 # written here (8x8 IDX images of 3 classes: a bright bar whose row gives the class, plus noise;
 # CIFAR-10 binary records). Covers: help; learning (test misclassification falls); exact resume
 # (16 updates in one go vs 8 + --resume to 16, with PRONG whitening every 3 updates, batch norm and
-# augmentation: byte-identical checkpoints, identical CSV apart from clocks); a fixed option with
+# augmentation: byte-identical checkpoints, identical CSV apart from clocks); --cuda-graph ignored on
+# the CPU with a note (byte-identical checkpoints), a bad value refused; a fixed option with
 # --resume refused; usage errors naming the layer / option (exit 2); CIFAR-10 files: a valid one
 # trains, truncated / bad-label / empty / garbage files are refused naming the file (exit 1);
 # truncated Newton (--optimizer ngd learns with batch norm, hf and ncg-f run, hf on the Hessian
@@ -77,6 +78,15 @@ else fail cnn_profile "table, files or identical checkpoint missing"; show prof.
 run tf32 "$bin" "${T[@]}" --layers c4-relu-mp2-d3 --lr 0.05 --steps 6 --log-every 3 --out tf32 --tf32
 if [ "$rc" = 0 ] && grep -q -- "--tf32 is ignored on the cpu backend" tf32.err && cmp -s tf32/cnn.ckpt noprof/cnn.ckpt; then pass cnn_tf32_cpu_ignored
 else fail cnn_tf32_cpu_ignored "exit $rc"; show tf32.err; fi
+# --cuda-graph is ignored on the CPU backend, with a note, and changes nothing (PRONG whitening, batch
+# norm and augmentation: byte-identical checkpoints); a bad value is a usage error
+G=(--layers c4-bn-relu-w-c4k3p0-relu-mp2-d3 --whiten-every 3 --whiten-samples 12 --augment-pad 1 --flip 1 --lr 0.05 --steps 8 --log-every 4)
+run cg0 "$bin" "${T[@]}" "${G[@]}" --out cg0
+run cg1 "$bin" "${T[@]}" "${G[@]}" --out cg1 --cuda-graph 1
+if [ "$rc" = 0 ] && grep -q -- "--cuda-graph is ignored on the cpu backend" cg1.err && cmp -s cg0/cnn.ckpt cg1/cnn.ckpt; then pass cnn_cuda_graph_cpu_ignored
+else fail cnn_cuda_graph_cpu_ignored "exit $rc"; show cg1.err; fi
+expect_exit cnn_cuda_graph_bad_value 2 "--cuda-graph 2: must be 0 or 1" "$bin" "${T[@]}" --layers c4-d3 --steps 2 --out cg2 --cuda-graph 2
+grep -q -- "--cuda-graph" help.out && pass cnn_cuda_graph_help || fail cnn_cuda_graph_help "not in cnn train --help"
 
 # ---- exact resume (PRONG whitening every 3 updates, batch norm, crops and mirrors, waterfall) ----
 R=(--layers c4-bn-relu-w-c4k3p0-relu-mp2-d3 --whiten-every 3 --whiten-samples 12 --augment-pad 1 --flip 1 --lr-drop-every 5 --lr-drop 0.5)

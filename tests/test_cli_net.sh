@@ -295,6 +295,11 @@ run graph0 "$bin" "${T[@]}" --steps 30 --log-every 10 --out g0
 run graph1 "$bin" "${T[@]}" --steps 30 --log-every 10 --out g1 --cuda-graph 1
 if [ "$rc" = 0 ] && grep -q -- "--cuda-graph is ignored on the cpu backend" graph1.err && cmp -s g0/net.ckpt g1/net.ckpt; then
   pass net_cuda_graph_cpu_ignored; else fail net_cuda_graph_cpu_ignored "exit $rc"; show graph1.err; fi
+# PRONG (captured between reparametrisations on a GPU): on the CPU the same note and the same checkpoint
+run pgraph0 "$bin" "${PG[@]}" --layers 16-8+bn-3:linear-8-16 --steps 10 --log-every 5 --out pg0
+run pgraph1 "$bin" "${PG[@]}" --layers 16-8+bn-3:linear-8-16 --steps 10 --log-every 5 --out pg1 --cuda-graph 1
+if [ "$rc" = 0 ] && grep -q -- "--cuda-graph is ignored on the cpu backend" pgraph1.err && cmp -s pg0/net.ckpt pg1/net.ckpt; then
+  pass net_prong_cuda_graph_cpu_ignored; else fail net_prong_cuda_graph_cpu_ignored "exit $rc"; show pgraph1.err; fi
 run graph2 "$bin" "${T[@]}" --steps 3 --out g2 --cuda-graph 2
 if [ "$rc" = 2 ] && grep -q -- "--cuda-graph 2: must be 0 or 1" graph2.err; then pass net_cuda_graph_bad_value
 else fail net_cuda_graph_bad_value "exit $rc"; show graph2.err; fi

@@ -16,6 +16,22 @@
  *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
  *       after a resume from a checkpoint; --binarize-train and models without graph_check are
  *       refused by name;
+ *   (c'') the conv-net trainer (cnn.c) as graphs equals the eager one bit for bit (parameters, batch
+ *       norm's running averages, the whitening state, the batch's objective and misclassification,
+ *       the gradient count) with augmentation (the crops' Philox step counted on the device), batch
+ *       norm, a whitening layer (re-whitened eagerly every T updates), sgd and nag, several chunks
+ *       per batch, and a run resumed from a checkpoint into a graph trainer; a non-finite objective
+ *       stops both at the same update with the same message (the graph's check after the replay);
+ *   (c''') PRONG on dense networks (whitened and canonical forms; PRONG+ with batch norm) as graphs
+ *       equals the eager trainer bit for bit across several reparametrisations (run eagerly, in
+ *       place: the graphs captured before a reparametrisation replay after it);
+ *   (c'''') the preconditioners inside the graph: the RBM with centering, FANG (refitting every 5
+ *       updates: the refits run eagerly between replays) and the diagonal metric (energy, fisher),
+ *       the network with diag (Fisher with sampled targets, empirical Fisher, phi mode) equal the
+ *       eager runs bit for bit, parameters and the preconditioner's whole state, with the exact number
+ *       of eager updates and replays > 0, also resumed from a checkpoint; the device calls of an RBM
+ *       update with each and of a network update with diag (eager: derived from the code; graph:
+ *       one graph launch and the upload);
  *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update;
  *   (e) graph segments (natgrad/graph.h) for the trainers that read the host mid-update: a segment
  *       replays with the values baked at its capture, a segment whose capture fails (a host read)
@@ -35,6 +51,7 @@
 
 #include "harness.h"
 #include "natgrad/backend.h"
+#include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/graph.h"
@@ -42,8 +59,10 @@
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
+#include "natgrad/prong.h"
 #include "natgrad/rbm.h"
 #include "natgrad/tnewton.h"
+#include "natgrad/recipes.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
@@ -57,6 +76,8 @@ typedef struct rbm_run { /* an RBM trainer (section (c')) */
     int ready, rt_ready;
 } rbm_run;
 static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize);
+static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize,
+                                  int optimizer, int diag_metric);
 static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
 
@@ -64,6 +85,10 @@ static char g_reason[512];
 #define NCASES 10
 #define BATCH 4 /* batches of 4, 4, 2 per epoch: a partial last batch */
 static float g_x[DIM * NCASES];
+#define CNN_N 10   /* conv-net cases trained on (batches of 4, 4, 2) */
+#define CNN_NX 16  /* conv-net cases generated (the launch counts take batches of 8) */
+#define CNN_ROWS (36 + 3)
+static float g_cnn_x[CNN_ROWS * CNN_NX];
 
 static const ng_profile_row *find_row(const ng_profile_row *rows, int n, const char *name) {
     int i;
@@ -388,6 +413,192 @@ static int test_counts_rbm(void) {
     return NGT_PASS;
 }
 
+/* ---- (a'') device-call counts of a conv-net update ------------------------------------------------
+ * One SGD update (momentum, weight decay) of the conv net c<F>k3-relu-mp2-d3 on 1 x 6 x 6 images with
+ * crops and mirrors, a batch of m images in one chunk (cnn.c, update.c, sgd.c, cuda.c):
+ *   forward: the input copy (kernel), the augmentation (conv_gather kernel + a device copy back),
+ *     conv (im2col kernel, two strided batched gemm: weights, bias), relu (kernel), max pooling
+ *     (kernel), dense (two gemm), softmax (kernel);
+ *   loss with its device sums (objective, misclassification): one kernel;
+ *   backward: dense (gemm dW, gemv db, gemm dx), pooling and relu (a kernel each), conv (im2col
+ *     kernel, one gemm per image for dW, two gemv for db; no dx below the first layer);
+ *   penalize one kernel, sgd one fused kernel; the batch upload and the sums' read.
+ * Kernels 12 (forward 6, loss 1, backward 3, update 2), cuBLAS m + 9 (forward 4, backward dense 3, conv
+ * m + 2), copies 3 (the augmentation's copy, the batch, the read). As a graph: one
+ * graph launch, the batch upload and the sums' read (the check after the graph). m = 4 and 8 are
+ * checked (the per-image dW gemm is the term that grows with the chunk); with NG_LAUNCH_COUNTS_CSV
+ * set, m = 8 is appended to the CSV. */
+static int cnn_counts(int m, int graph, double *calls) {
+    ng_cnn_config cfg;
+    ng_model *net = NULL;
+    ng_update *upd = NULL;
+    ng_precond *pc = NULL;
+    ng_batches data;
+    ng_trainer tr;
+    ng_sgd_config sc;
+    ng_profile_config prc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, u;
+    memset(&tr, 0, sizeof tr);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NGT_OK(ng_cnn_parse_spec("c3k3-relu-mp2-d3", &cfg));
+    cfg.chunk = 8;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    NGT_OK(ng_cnn_create(g_cuda, &cfg, &net));
+    memset(&sc, 0, sizeof sc);
+    sc.lr = 0.1f;
+    sc.momentum = 0.9f;
+    sc.weight_decay = 1e-3f;
+    NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+    NGT_OK(ng_precond_identity_init(g_cuda, &pc));
+    NGT_OK(ng_batches_init(&data, g_cuda, g_cnn_x, CNN_ROWS, 2 * m, m, 3, 0, 1)); /* 2 full batches per epoch */
+    NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+    for (u = 0; u < 3; u++) NGT_OK(ng_trainer_step(&tr, NULL)); /* update 0 eager, then both buffers captured */
+    memset(&prc, 0, sizeof prc);
+    prc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &prc));
+    ng_profile_update(4, 1);
+    NGT_OK(ng_trainer_step(&tr, NULL)); /* update 3: a replay with graphs */
+    ng_profile_update(4, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (u = 0; u < NG_DEV_COUNT; u++) calls[u] = st->device_calls[u];
+    NGT_CHECK(!graph || tr.graph.replays >= 1, "cnn update 3 was not a replay");
+    ng_trainer_release(&tr);
+    ng_batches_free(&data);
+    ng_update_free(upd);
+    ng_precond_free(pc);
+    ng_cnn_free(net);
+    return NGT_PASS;
+}
+
+static int test_counts_cnn(void) {
+    double e4[NG_DEV_COUNT], e8[NG_DEV_COUNT], g8[NG_DEV_COUNT];
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (cnn_counts(4, 0, e4) != NGT_PASS || cnn_counts(8, 0, e8) != NGT_PASS || cnn_counts(8, 1, g8) != NGT_PASS)
+        return NGT_FAIL;
+    NGT_CHECK(e4[NG_DEV_KERNEL] == 12.0 && e4[NG_DEV_BLAS] == 4.0 + 9.0 && e4[NG_DEV_COPY] == 3.0 && e4[NG_DEV_GRAPH] == 0.0,
+              "cnn update, m = 4, eager: %g kernels, %g cuBLAS, %g copies (want 12, 13, 3)", e4[NG_DEV_KERNEL],
+              e4[NG_DEV_BLAS], e4[NG_DEV_COPY]);
+    NGT_CHECK(e8[NG_DEV_KERNEL] == 12.0 && e8[NG_DEV_BLAS] == 8.0 + 9.0 && e8[NG_DEV_COPY] == 3.0 && e8[NG_DEV_GRAPH] == 0.0,
+              "cnn update, m = 8, eager: %g kernels, %g cuBLAS, %g copies (want 12, 17, 3)", e8[NG_DEV_KERNEL],
+              e8[NG_DEV_BLAS], e8[NG_DEV_COPY]);
+    NGT_CHECK(g8[NG_DEV_KERNEL] == 0.0 && g8[NG_DEV_BLAS] == 0.0 && g8[NG_DEV_COPY] == 2.0 && g8[NG_DEV_GRAPH] == 1.0,
+              "cnn update, m = 8, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)", g8[NG_DEV_KERNEL],
+              g8[NG_DEV_BLAS], g8[NG_DEV_COPY], g8[NG_DEV_GRAPH]);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        int mode;
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *c = mode ? g8 : e8;
+            fprintf(f, "cnn c3k3-relu-mp2-d3 augmented SGD batch 8,%s,%g,%g,%g,%g,%g,%g\n", mode ? "cuda-graph" : "eager",
+                    c[NG_DEV_KERNEL], c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
+/* Device calls of one RBM update (PCD-1, SGD) with each captured preconditioner, eager and as a
+ * graph, at update u (after u eager-or-graph updates): FANG refits every 5, so update 4 is a
+ * steady-state update and update 5 a refit, which runs eagerly even with graphs on (its Cholesky
+ * check and diagnostics read the host). A graph update is one graph launch and the batch upload,
+ * whatever the preconditioner. With NG_LAUNCH_COUNTS_CSV set the rows are appended to the CSV. */
+static int rbm_pc_counts(int optimizer, int metric, int graph, int u, double *calls) {
+    rbm_run r;
+    ng_profile_config pc;
+    ng_profile_row rows[64];
+    const ng_profile_row *st;
+    int n, k;
+    NGT_OK(rbm_run_init_opt(&r, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    if (graph) NGT_OK(ng_trainer_set_cuda_graph(&r.rt.tr, 1));
+    for (k = 0; k < u; k++) NGT_OK(ng_trainer_step(&r.rt.tr, NULL));
+    memset(&pc, 0, sizeof pc);
+    pc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &pc));
+    ng_profile_update((uint64_t)u + 1, 1);
+    NGT_OK(ng_trainer_step(&r.rt.tr, NULL));
+    ng_profile_update((uint64_t)u + 1, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 64);
+    if (n > 64) n = 64;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (k = 0; k < NG_DEV_COUNT; k++) calls[k] = st->device_calls[k];
+    rbm_run_free(&r);
+    return NGT_PASS;
+}
+
+static int test_counts_rbm_precond(void) {
+    static const struct {
+        const char *name;
+        int optimizer, metric, u;
+        double kernels, cublas, copies; /* eager, derived from precond.c / fang.c / diag.c (see below) */
+    } w[] = {
+        /* PCD-1 SGD: 8 kernels, 10 cuBLAS, 4 copies (test_counts_rbm), plus: */
+        /* centering: observe 2 axpby; apply 2 rank-1 gemm + 2 gemv */
+        {"centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 4, 10, 14, 4},
+        /* FANG between refits (sum_cols / sum_rows are cuBLAS gemv against ones): statistics 1 bernoulli
+         * kernel, 2 sum_cols + 2 syrk + 1 gemm, 2 device copies; direction 1 fang_residual kernel, 1 gemv
+         * + 1 sum_rows + 1 sum_cols, 4 copies */
+        {"fang", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 4, 10, 18, 10},
+        /* diag energy: 2 squares, 1 gemm + 2 sum_cols; avg and wsum axpby, fill, axpby_dev, fill, pow, mul */
+        {"diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 4, 17, 13, 4},
+    };
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    FILE *f = NULL;
+    size_t i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    if (csv) NGT_CHECK((f = fopen(csv, "a")) != NULL, "cannot append to %s", csv);
+    for (i = 0; i < sizeof w / sizeof w[0] + 1; i++) {
+        const int refit = i == sizeof w / sizeof w[0]; /* last: FANG's refit update 5 */
+        const int opt = refit ? NG_RBM_OPT_FANG : w[i].optimizer, metric = refit ? NG_DIAG_ENERGY : w[i].metric;
+        const int u = refit ? 5 : w[i].u;
+        double e[NG_DEV_COUNT], g[NG_DEV_COUNT];
+        int mode;
+        if (rbm_pc_counts(opt, metric, 0, u, e) != NGT_PASS || rbm_pc_counts(opt, metric, 1, u, g) != NGT_PASS)
+            return NGT_FAIL;
+        if (refit) {
+            /* the refit update runs eagerly with graphs on too: the same calls */
+            NGT_CHECK(memcmp(e, g, sizeof e) == 0 && g[NG_DEV_GRAPH] == 0.0 && e[NG_DEV_SOLVER] > 0.0,
+                      "fang refit update: graph mode %g kernels, %g cuBLAS, %g cuSOLVER, %g graphs; eager %g, %g, %g",
+                      g[NG_DEV_KERNEL], g[NG_DEV_BLAS], g[NG_DEV_SOLVER], g[NG_DEV_GRAPH], e[NG_DEV_KERNEL],
+                      e[NG_DEV_BLAS], e[NG_DEV_SOLVER]);
+        } else {
+            NGT_CHECK(e[NG_DEV_KERNEL] == w[i].kernels && e[NG_DEV_BLAS] == w[i].cublas && e[NG_DEV_COPY] == w[i].copies &&
+                          e[NG_DEV_SOLVER] == 0.0 && e[NG_DEV_GRAPH] == 0.0,
+                      "rbm PCD-1 + %s, eager: %g kernels, %g cuBLAS, %g copies (want %g, %g, %g)", w[i].name,
+                      e[NG_DEV_KERNEL], e[NG_DEV_BLAS], e[NG_DEV_COPY], w[i].kernels, w[i].cublas, w[i].copies);
+            NGT_CHECK(g[NG_DEV_KERNEL] == 0.0 && g[NG_DEV_BLAS] == 0.0 && g[NG_DEV_COPY] == 1.0 && g[NG_DEV_GRAPH] == 1.0,
+                      "rbm PCD-1 + %s, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 1, 1)", w[i].name,
+                      g[NG_DEV_KERNEL], g[NG_DEV_BLAS], g[NG_DEV_COPY], g[NG_DEV_GRAPH]);
+        }
+        printf("  rbm PCD-1 + %s, update %d: eager %g kernels, %g cuBLAS, %g cuSOLVER, %g copies; graph mode %g graph "
+               "launches, %g kernels, %g copies\n", refit ? "fang (refit)" : w[i].name, u, e[NG_DEV_KERNEL],
+               e[NG_DEV_BLAS], e[NG_DEV_SOLVER], e[NG_DEV_COPY], g[NG_DEV_GRAPH], g[NG_DEV_KERNEL], g[NG_DEV_COPY]);
+        for (mode = 0; f && mode < 2; mode++) {
+            const double *c = mode ? g : e;
+            fprintf(f, "rbm 6x5 PCD-1 SGD + %s batch %d update %d,%s,%g,%g,%g,%g,%g,%g\n",
+                    refit ? "fang (refit)" : w[i].name, BATCH, u, mode ? "cuda-graph" : "eager", c[NG_DEV_KERNEL],
+                    c[NG_DEV_BLAS], c[NG_DEV_SOLVER], c[NG_DEV_COPY], c[NG_DEV_GRAPH],
+                    c[NG_DEV_KERNEL] + c[NG_DEV_BLAS] + c[NG_DEV_SOLVER] + c[NG_DEV_COPY] + c[NG_DEV_GRAPH]);
+        }
+    }
+    if (f) fclose(f);
+    return NGT_PASS;
+}
+
 /* ---- (b) graphs through the backend ----------------------------------------------------------- */
 
 static int test_backend_graph(void) {
@@ -551,7 +762,10 @@ static int test_graph_adam(void) {
  * host's Philox step must equal the eager run's. Logged updates run eagerly in between (the
  * monitor draws with its own host-indexed stream). */
 
-static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+/* with the preconditioner of `optimizer` (section (c'')): centering at rate 0.1, FANG refitting
+ * every 5 updates (tau 10), the diagonal metric `diag_metric` */
+static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize,
+                                  int optimizer, int diag_metric) {
     ng_rbm_config cfg;
     float mean[DIM];
     int i;
@@ -561,7 +775,11 @@ static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, 
     cfg.particles = 3;
     cfg.k = k;
     cfg.estimator = estimator;
-    cfg.optimizer = NG_RBM_OPT_SGD;
+    cfg.optimizer = (ng_rbm_optimizer)optimizer;
+    cfg.center_rate = 0.1f;
+    cfg.fang_refit_every = 5;
+    cfg.fang_tau = 10.0f;
+    cfg.diag_metric = diag_metric;
     cfg.lr = 0.1f;
     cfg.lr_gamma = lr_gamma;
     cfg.momentum = 0.5f;
@@ -575,6 +793,10 @@ static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, 
     NG_TRY(ng_rbm_trainer_init(&r->rt, &r->rbm, &cfg, g_x, NCASES, NULL));
     r->rt_ready = 1;
     return NG_OK;
+}
+
+static ng_status rbm_run_init(rbm_run *r, ng_backend *be, int estimator, int k, float lr_gamma, int binarize) {
+    return rbm_run_init_opt(r, be, estimator, k, lr_gamma, binarize, NG_RBM_OPT_SGD, NG_DIAG_ENERGY);
 }
 
 static void rbm_run_free(rbm_run *r) {
@@ -696,6 +918,701 @@ static int test_graph_rbm_resume(void) {
     return NGT_PASS;
 }
 
+/* ---- (c'') the conv-net trainer: graph == eager, bit for bit ----------------------------------
+ * 1 x 6 x 6 images of 3 classes (pixels from the fixed generator, a one-hot label per case), 10
+ * cases in batches of 4, 4, 2, chunks of 3 images (so a batch is 2 chunks: the device sums of the
+ * objective and misclassification accumulate over chunks, the last chunk's augmentation advances
+ * the device step). After every update: parameters, the state arena (running batch-norm statistics,
+ * whitening U^T and mu) through the model's statistics, the gradient count, and the batch's
+ * objective and misclassification (read from the device sums the graph wrote) must equal the eager
+ * run's. Logged updates run eagerly in between. */
+
+typedef struct cnn_run {
+    ng_model *m;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} cnn_run;
+
+enum { CNN_AUG, CNN_BN, CNN_WHITEN };
+static const char *const cnn_spec[] = {"c3k3-relu-mp2-d3", "c3k3-bn-relu-mp2-d3", "c4k3-relu-w-c3k3p0-relu-d3"};
+
+static ng_status cnn_run_init(cnn_run *r, int kind, int nag) {
+    ng_cnn_config cfg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind], &cfg));
+    cfg.chunk = 3;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    if (kind == CNN_WHITEN) {
+        cfg.whiten_every = 5; /* updates 0, 5, 10, ... re-whiten (eagerly) */
+        cfg.whiten_samples = 4;
+    }
+    NG_TRY(ng_cnn_create(g_cuda, &cfg, &r->m));
+    if (nag) {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = 0.05f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_nag_init(g_cuda, r->m, &c, &r->upd);
+    } else {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.1f;
+        c.momentum = 0.9f;
+        c.weight_decay = 1e-3f;
+        s = ng_update_sgd_init(g_cuda, r->m, &c, &r->upd);
+    }
+    if (s == NG_OK) s = ng_precond_identity_init(g_cuda, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_cnn_x, CNN_ROWS, CNN_N, 4, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void cnn_run_free(cnn_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_cnn_free(r->m);
+    memset(r, 0, sizeof *r);
+}
+
+/* parameters, then every state tensor the model names (running averages, whitening), bit for bit */
+static int same_cnn(const char *what, cnn_run *a, cnn_run *b, uint64_t t) {
+    static const char *const state[] = {"running_mean%d", "running_rstd%d", "whiten_UT%d", "whiten_mu%d"};
+    const ng_cnn_config *cfg = ng_cnn_config_of(a->m);
+    size_t n = ng_model_size(a->m);
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    double oa, ma, ob, mb;
+    int ok, l, k;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &a->m->param_flat, pa));
+    NGT_OK(ng_tensor_get(g_cuda, &b->m->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        size_t i;
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
+               (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    NGT_CHECK(ok, "%s: parameters differ after update %llu", what, (unsigned long long)t);
+    for (l = 1; l <= cfg->n_layers; l++)
+        for (k = 0; k < 4; k++) {
+            char name[32];
+            ng_tensor ta, tb;
+            size_t c;
+            float *ha, *hb;
+            snprintf(name, sizeof name, state[k], l);
+            if (ng_model_statistic(a->m, name, &ta) != NG_OK) continue; /* layer l holds no such state */
+            NGT_OK(ng_model_statistic(b->m, name, &tb));
+            c = ng_tensor_count(&ta);
+            ha = (float *)malloc(c * sizeof(float));
+            hb = (float *)malloc(c * sizeof(float));
+            NGT_CHECK(ha && hb, "out of memory");
+            NGT_OK(ng_tensor_get(g_cuda, &ta, ha));
+            NGT_OK(ng_tensor_get(g_cuda, &tb, hb));
+            ok = memcmp(ha, hb, c * sizeof(float)) == 0;
+            free(ha);
+            free(hb);
+            NGT_CHECK(ok, "%s: %s differs after update %llu", what, name, (unsigned long long)t);
+        }
+    NGT_CHECK(ng_cnn_gradients(a->m) == ng_cnn_gradients(b->m), "%s: %llu gradients eager, %llu graph", what,
+              (unsigned long long)ng_cnn_gradients(a->m), (unsigned long long)ng_cnn_gradients(b->m));
+    NGT_OK(ng_cnn_batch_loss(a->m, &oa, &ma));
+    NGT_OK(ng_cnn_batch_loss(b->m, &ob, &mb));
+    NGT_CHECK(oa == ob && ma == mb && isfinite(oa), "%s: update %llu: batch objective %.9g / misclassification %g eager, %.9g / %g graph",
+              what, (unsigned long long)t, oa, ma, ob, mb);
+    return NGT_PASS;
+}
+
+static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t steps, int log_every) {
+    cnn_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(cnn_run_init(&a, kind, nag));
+    NGT_OK(cnn_run_init(&b, kind, nag));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_cnn(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    /* keys: 2 batch buffers x {4, 2} columns (the partial batch) */
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 && b.tr.graph.replays > 2 * b.tr.graph.captures,
+              "%s: %llu captures, %llu replays", what, (unsigned long long)b.tr.graph.captures,
+              (unsigned long long)b.tr.graph.replays);
+    if (kind == CNN_WHITEN) /* every re-whitening update ran eagerly */
+        NGT_CHECK(b.tr.graph.eager >= (steps + 4) / 5, "%s: %llu eager updates, %llu re-whiten", what,
+                  (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 4) / 5));
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, state, gradient count and batch "
+           "objective / misclassification identical\n",
+           what, (unsigned long long)steps, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_cnn_sgd_augment(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11);
+}
+static int test_graph_cnn_nag_augment(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0);
+}
+static int test_graph_cnn_bn(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9);
+}
+static int test_graph_cnn_whiten(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0);
+}
+
+/* A resumed conv-net run continues as a graph from the checkpoint's gradient count (the device's
+ * augmentation step is set at load): 7 updates eagerly, save, load into a fresh trainer with graphs
+ * on, continue to 30 against an uninterrupted eager run. */
+static int test_graph_cnn_resume(void) {
+    cnn_run a, b, c;
+    uint64_t t;
+    char path[256];
+    ng_ckpt *ck = NULL;
+    if (!g_cuda) return ngt_skip(g_reason);
+    snprintf(path, sizeof path, "%s/natgrad_graph_cnn_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    NGT_OK(cnn_run_init(&a, CNN_BN, 0));
+    NGT_OK(cnn_run_init(&b, CNN_BN, 0));
+    for (t = 0; t < 7; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
+    cnn_run_free(&b);
+    NGT_OK(cnn_run_init(&c, CNN_BN, 0));
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(&c.tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    NGT_OK(ng_trainer_set_cuda_graph(&c.tr, 1));
+    for (t = 7; t < 30; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&c.tr, NULL));
+        if (same_cnn("cnn resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(c.tr.graph.replays > 0 && c.tr.graph.eager == 0, "resumed cnn run: %llu replays, %llu eager",
+              (unsigned long long)c.tr.graph.replays, (unsigned long long)c.tr.graph.eager);
+    printf("  cnn resumed at update 7: %llu captured, %llu replayed; identical to the uninterrupted eager run\n",
+           (unsigned long long)c.tr.graph.captures, (unsigned long long)c.tr.graph.replays);
+    cnn_run_free(&a);
+    cnn_run_free(&c);
+    return NGT_PASS;
+}
+
+/* A non-finite objective stops both runs at the same update with the same error: eagerly before the
+ * update's step, as a graph (a replay) after it, from the one read of the device sums that follows
+ * the graph. A NaN is written into the last parameter (an output bias) of both models after 6 updates. */
+static int test_graph_cnn_nan_objective(void) {
+    cnn_run a, b;
+    uint64_t t, replays;
+    const float nan = NAN;
+    ng_status sa, sb;
+    char ea[512];
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
+    NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < 6; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    NGT_OK(ng_set(g_cuda, a.m->param_flat.data + ng_model_size(a.m) - 1, &nan, sizeof nan));
+    NGT_OK(ng_set(g_cuda, b.m->param_flat.data + ng_model_size(b.m) - 1, &nan, sizeof nan));
+    replays = b.tr.graph.replays;
+    sa = ng_trainer_step(&a.tr, NULL);
+    snprintf(ea, sizeof ea, "%s", ng_last_error());
+    sb = ng_trainer_step(&b.tr, NULL);
+    NGT_CHECK(sa == NG_ERR_NUMERIC && sb == NG_ERR_NUMERIC, "status %d eager, %d graph (want NG_ERR_NUMERIC)", (int)sa, (int)sb);
+    NGT_CHECK(strcmp(ea, ng_last_error()) == 0 && strstr(ea, "cnn objective on this batch is") != NULL,
+              "messages differ: '%s' eager, '%s' graph", ea, ng_last_error());
+    NGT_CHECK(b.tr.graph.replays == replays + 1, "the failing graph update was not a replay");
+    NGT_CHECK(a.tr.t == 6 && b.tr.t == 6, "updates counted: %llu eager, %llu graph (want 6)", (unsigned long long)a.tr.t,
+              (unsigned long long)b.tr.t);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+/* ---- (c''') PRONG: graph == eager across reparametrisations --------------------------------------
+ * The 6-5-4-6 autoencoder on the fixed data with whitened layers (form 1: V, d with the inputs
+ * whitened in every pass; form 2: the canonical W = V U; PRONG+: batch norm on the hidden layers),
+ * SGD with momentum and weight decay through PRONG (T = 4, N_s = 8 of the 10 cases). Updates 0, 4,
+ * 8, ... reparametrise (eagerly); the others replay graphs captured before the latest
+ * reparametrisation, which rewrote U, c (K) and V, d in place. After every update the model's
+ * checkpoints (parameters, whitening state, batch norm's running averages) must be byte-identical
+ * to the eager run's. */
+typedef struct prong_run {
+    ng_model *net;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} prong_run;
+
+static ng_status prong_run_init(prong_run *r, int form, int bn) {
+    ng_net_config cfg;
+    ng_sgd_config c;
+    ng_prong_config pg;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_net_config_default(&cfg);
+    cfg.loss = NG_LOSS_BERNOULLI;
+    cfg.target = NG_NET_TARGET_INPUT;
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.5f;
+    cfg.seed = 17;
+    cfg.whiten = form;
+    NG_TRY(ng_net_parse_spec(bn ? "6-5+bn-4+bn-6" : "6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    NG_TRY(ng_net_create(g_cuda, &cfg, &r->net));
+    memset(&c, 0, sizeof c);
+    c.lr = 0.3f;
+    c.momentum = 0.9f;
+    c.weight_decay = 1e-3f;
+    s = ng_update_sgd_init(g_cuda, r->net, &c, &r->upd);
+    ng_prong_config_default(&pg);
+    pg.T = 4;
+    pg.ns = 8;
+    pg.seed = 3;
+    if (s == NG_OK) s = ng_precond_prong_init(g_cuda, r->net, &pg, g_x, NCASES, r->upd, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_x, DIM, NCASES, BATCH, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+static void prong_run_free(prong_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_precond_free(r->pc);
+    ng_update_free(r->upd);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_net_free(r->net);
+    memset(r, 0, sizeof *r);
+}
+
+/* the whole contents of a file (NULL on failure), its size in *n */
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *b = NULL;
+    long len;
+    *n = 0;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (b = (unsigned char *)malloc((size_t)len)) &&
+        fread(b, 1, (size_t)len, f) == (size_t)len)
+        *n = (size_t)len;
+    fclose(f);
+    if (!*n) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/* the model checkpoints of both trainers byte for byte (parameters, whitening state, batch norm) */
+static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) {
+    char pa[256], pb[256];
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    unsigned char *ba, *bb;
+    size_t na, nb;
+    int ok;
+    snprintf(pa, sizeof pa, "%s/natgrad_graph_prong_a_%d.ckpt", tmp, (int)getpid());
+    snprintf(pb, sizeof pb, "%s/natgrad_graph_prong_b_%d.ckpt", tmp, (int)getpid());
+    NGT_OK(ng_trainer_save(&a->tr, pa, NG_SAVE_MODEL));
+    NGT_OK(ng_trainer_save(&b->tr, pb, NG_SAVE_MODEL));
+    ba = slurp(pa, &na);
+    bb = slurp(pb, &nb);
+    remove(pa);
+    remove(pb);
+    ok = ba && bb && na == nb && memcmp(ba, bb, na) == 0;
+    free(ba);
+    free(bb);
+    NGT_CHECK(ok, "%s: the model checkpoints (%zu and %zu bytes) differ after update %llu", what, na, nb, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t steps, int log_every) {
+    prong_run a, b;
+    uint64_t t, refreshes = (steps + 3) / 4;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(prong_run_init(&a, form, bn));
+    NGT_OK(prong_run_init(&b, form, bn));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_prong(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    /* every reparametrisation eager; the graphs outlive them: at most 2 buffers x 2 shapes captured */
+    NGT_CHECK(b.tr.graph.eager >= refreshes && b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 &&
+                  b.tr.graph.replays > 2 * b.tr.graph.captures,
+              "%s: %llu captured, %llu replayed, %llu eager (%llu reparametrisations)", what,
+              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)refreshes);
+    printf("  %s: %llu updates, %llu reparametrisations: %llu captured, %llu replayed, %llu eager; model checkpoints "
+           "identical\n",
+           what, (unsigned long long)steps, (unsigned long long)refreshes, (unsigned long long)b.tr.graph.captures,
+           (unsigned long long)b.tr.graph.replays, (unsigned long long)b.tr.graph.eager);
+    prong_run_free(&a);
+    prong_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_prong_whitened(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0);
+}
+static int test_graph_prong_canonical(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7);
+}
+static int test_graph_prong_plus(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0);
+}
+
+/* ---- (c'') preconditioners inside the graph: centering, FANG, diag ------------------------------
+ * Each trainer runs eagerly (a) and with --cuda-graph (b) on the same data; after every update the
+ * parameters (and the RBM's particles and Philox step) and the preconditioner's whole state arena
+ * (centering's offsets; FANG's moments, Lambda_un, regressions and diagnostics; diag's average)
+ * must be identical bytes. The number of eager updates is exactly the updates that must be eager
+ * (update 0, logged ones, FANG's refits every 5), and replays must happen. */
+
+static int same_state(const char *what, const ng_precond *pa, const ng_precond *pb, uint64_t t) {
+    size_t n = pa->state.bytes, i;
+    unsigned char *ha, *hb;
+    int ok;
+    NGT_CHECK(n == pb->state.bytes, "%s: state arenas of %zu and %zu bytes", what, n, pb->state.bytes);
+    if (n == 0) return NGT_PASS;
+    ha = (unsigned char *)malloc(n);
+    hb = (unsigned char *)malloc(n);
+    NGT_CHECK(ha && hb, "out of memory");
+    NGT_OK(ng_get(g_cuda, ha, pa->state.base, n));
+    NGT_OK(ng_get(g_cuda, hb, pb->state.base, n));
+    if (strcmp(pa->iface->name, "fang") == 0) /* FANG's diagnostics hold the refits' wall-clock time (entry 3) */
+        for (i = 0; i < (size_t)pa->state.count; i++)
+            if (strcmp(pa->state.entries[i].name, "diag") == 0) {
+                memset(ha + pa->state.entries[i].offset + 3 * sizeof(float), 0, sizeof(float));
+                memset(hb + pa->state.entries[i].offset + 3 * sizeof(float), 0, sizeof(float));
+            }
+    ok = memcmp(ha, hb, n) == 0;
+    if (!ok) {
+        int e;
+        for (i = 0; i < n && ha[i] == hb[i]; i++) {
+        }
+        for (e = pa->state.count - 1; e > 0 && pa->state.entries[e].offset > i; e--) {
+        }
+        printf("  %s: after update %llu the %s state differs at byte %zu (tensor %s)\n", what, (unsigned long long)t,
+               pa->iface->name, i, pa->state.count ? pa->state.entries[e].name : "?");
+    }
+    free(ha);
+    free(hb);
+    NGT_CHECK(ok, "%s: preconditioner state after update %llu differs", what, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+/* updates a run must take eagerly: update 0, the logged ones, and (refit > 0) every refit-th */
+static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit) {
+    uint64_t t, n = 0;
+    for (t = from; t < to; t++)
+        n += t == 0 || (log_every && t % (uint64_t)log_every == 0) || (refit && t % (uint64_t)refit == 0);
+    return n;
+}
+
+static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, uint64_t steps, int log_every) {
+    rbm_run a, b;
+    uint64_t t;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    const int refit = optimizer == NG_RBM_OPT_FANG ? 5 : 0;
+    NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
+        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
+        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (same_state(what, a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.rt.tr.graph.eager == want_eager(0, steps, log_every, refit), "%s: %llu eager updates, want %llu", what,
+              (unsigned long long)b.rt.tr.graph.eager, (unsigned long long)want_eager(0, steps, log_every, refit));
+    NGT_CHECK(b.rt.tr.graph.captures + b.rt.tr.graph.replays + b.rt.tr.graph.eager == steps, "%s: counts do not add up", what);
+    /* keys: the 2 batch buffers x {4, 2} columns */
+    NGT_CHECK(b.rt.tr.graph.captures >= 2 && b.rt.tr.graph.captures <= 8 && b.rt.tr.graph.replays > b.rt.tr.graph.captures,
+              "%s: %llu captures, %llu replays", what, (unsigned long long)b.rt.tr.graph.captures,
+              (unsigned long long)b.rt.tr.graph.replays);
+    printf("  %s: %llu updates: %llu captured, %llu replayed, %llu eager; parameters, particles, Philox step and %s state "
+           "identical\n", what, (unsigned long long)steps, (unsigned long long)b.rt.tr.graph.captures,
+           (unsigned long long)b.rt.tr.graph.replays, (unsigned long long)b.rt.tr.graph.eager, b.rt.pc->iface->name);
+    rbm_run_free(&a);
+    rbm_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_rbm_centering(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9);
+}
+static int test_graph_rbm_fang(void) { /* refits at 5, 10, ... eager; the updates between them replayed */
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9);
+}
+static int test_graph_rbm_diag_energy(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9);
+}
+static int test_graph_rbm_diag_fisher(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0);
+}
+
+/* A resumed run continues as a graph: 7 eager updates, a checkpoint, a fresh trainer loading it
+ * with graphs on (FANG: its device Philox step from run.t; diag: the average's weight), continued
+ * to 30 (FANG refits at 10, 15, ... inside the window) against an uninterrupted eager run. */
+static int test_graph_rbm_pc_resume(void) {
+    static const int opt[3] = {NG_RBM_OPT_CENTERING, NG_RBM_OPT_FANG, NG_RBM_OPT_DIAG};
+    static const char *const name[3] = {"rbm centering resumed", "rbm fang resumed", "rbm diag energy resumed"};
+    int i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < 3; i++) {
+        rbm_run a, b, c;
+        uint64_t t;
+        char path[256];
+        ng_ckpt *ck = NULL;
+        snprintf(path, sizeof path, "%s/natgrad_graph_pc_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        for (t = 0; t < 7; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        }
+        NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
+        rbm_run_free(&b);
+        NGT_OK(rbm_run_init_opt(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
+        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+        NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
+        ng_ckpt_free(ck);
+        remove(path);
+        NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
+        for (t = 7; t < 30; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
+            if (same_rbm(name[i], &a, &c, t) != NGT_PASS) return NGT_FAIL;
+            if (same_state(name[i], a.rt.pc, c.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(c.rt.tr.graph.replays > 0 && c.rt.tr.graph.eager == want_eager(7, 30, 0, opt[i] == NG_RBM_OPT_FANG ? 5 : 0),
+                  "%s: %llu replays, %llu eager", name[i], (unsigned long long)c.rt.tr.graph.replays,
+                  (unsigned long long)c.rt.tr.graph.eager);
+        printf("  %s at update 7: %llu captured, %llu replayed, %llu eager to update 30; identical\n", name[i],
+               (unsigned long long)c.rt.tr.graph.captures, (unsigned long long)c.rt.tr.graph.replays,
+               (unsigned long long)c.rt.tr.graph.eager);
+        rbm_run_free(&a);
+        rbm_run_free(&c);
+    }
+    return NGT_PASS;
+}
+
+/* The network trainer with the diagonal preconditioner (--precond diag): the Fisher metric (targets
+ * sampled at the Philox step counted on the device), the empirical Fisher, and phi mode (the rule in
+ * phi = G^(1/2) theta, G refreshed every 4 updates: two captures per batch key). */
+enum { PC_DIAG_FISHER, PC_DIAG_EMPIRICAL, PC_DIAG_PHI };
+static const char *const pc_name[] = {"net sgd + diag fisher", "net adam + diag empirical", "net sgd + diag fisher, phi every 4"};
+
+static ng_status run_init_diag(run *r, ng_backend *be, int kind) {
+    ng_diag_config dc;
+    ng_update *phi = NULL;
+    NG_TRY(run_init(r, be, kind == PC_DIAG_EMPIRICAL ? R_ADAM : R_SGD));
+    ng_precond_free(r->pc);
+    r->pc = NULL;
+    ng_diag_config_default(&dc);
+    dc.metric = kind == PC_DIAG_EMPIRICAL ? NG_DIAG_EMPIRICAL : NG_DIAG_FISHER;
+    dc.beta = 0.9;
+    dc.lambda = 1e-2;
+    dc.seed = 9;
+    dc.phi_every = kind == PC_DIAG_PHI ? 4 : 0;
+    dc.max_batch = BATCH; /* as net train sets it: the scratch exists before the first capture */
+    NG_TRY(ng_precond_diag_init(be, r->net, &dc, &r->pc));
+    if (kind == PC_DIAG_PHI) {
+        NG_TRY(ng_update_phi_init(be, r->net, r->upd, r->pc, &phi));
+        r->upd = phi;
+    }
+    return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+}
+
+static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int resume_at) {
+    run a, b;
+    uint64_t t, t0 = 0;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    NGT_OK(run_init_diag(&a, g_cuda, kind));
+    NGT_OK(run_init_diag(&b, g_cuda, kind));
+    if (resume_at > 0) { /* b: eager to resume_at, saved, loaded into a fresh trainer with graphs */
+        char path[256];
+        ng_ckpt *ck = NULL;
+        snprintf(path, sizeof path, "%s/natgrad_graph_diag_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid());
+        for (t = 0; t < (uint64_t)resume_at; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
+        run_free(&b);
+        NGT_OK(run_init_diag(&b, g_cuda, kind));
+        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+        NGT_OK(ng_trainer_load(&b.tr, ck, NG_SAVE_ALL));
+        ng_ckpt_free(ck);
+        remove(path);
+        t0 = (uint64_t)resume_at;
+    }
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = t0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_params(pc_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (same_state(pc_name[kind], a.pc, b.pc, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(b.tr.graph.eager == want_eager(t0, steps, log_every, 0), "%s: %llu eager updates, want %llu", pc_name[kind],
+              (unsigned long long)b.tr.graph.eager, (unsigned long long)want_eager(t0, steps, log_every, 0));
+    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
+                  b.tr.graph.replays > b.tr.graph.captures,
+              "%s: %llu captures, %llu replays", pc_name[kind], (unsigned long long)b.tr.graph.captures,
+              (unsigned long long)b.tr.graph.replays);
+    printf("  %s%s: updates %llu..%llu: %llu captured, %llu replayed, %llu eager; parameters and diag state identical\n",
+           pc_name[kind], resume_at ? " (resumed)" : "", (unsigned long long)t0, (unsigned long long)steps,
+           (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
+           (unsigned long long)b.tr.graph.eager);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_net_diag_fisher(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0);
+}
+static int test_graph_net_diag_empirical(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0);
+}
+static int test_graph_net_diag_phi(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0);
+}
+/* --tf32: the forward and backward passes of the gradient may use TF32, the preconditioner's work never
+ * (the trainer's FP32 guard, natgrad/backend.h), in the graph as eagerly: the Fisher's sampled backward
+ * pass inside diag runs in FP32 in both (the emulator rounds TF32 gemm operands, so a difference shows) */
+static int test_graph_net_diag_tf32(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    ng_backend_allow_tf32(g_cuda, 1);
+    r = net_diag_graph_vs_eager(PC_DIAG_FISHER, 20, 0, 0);
+    ng_backend_allow_tf32(g_cuda, 0);
+    return r;
+}
+static int test_graph_net_diag_resume(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 0, 7) == NGT_PASS ? net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 7)
+                                                                            : NGT_FAIL;
+}
+
+/* Device calls of one update of the 6-5-4-6 network with --precond diag, eager and as a graph (update
+ * 4, a full batch); appended to NG_LAUNCH_COUNTS_CSV when set. A graph update is one graph launch,
+ * the batch upload and the objective read. */
+static int test_counts_net_diag(void) {
+    static const int kinds[2] = {PC_DIAG_FISHER, PC_DIAG_EMPIRICAL};
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    int i, mode, u;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < 2; i++) {
+        double c[2][NG_DEV_COUNT];
+        for (mode = 0; mode < 2; mode++) {
+            run r;
+            ng_profile_config prc;
+            ng_profile_row rows[64];
+            const ng_profile_row *st;
+            int n;
+            NGT_OK(run_init_diag(&r, g_cuda, kinds[i]));
+            if (mode) NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 1));
+            for (u = 0; u < 4; u++) NGT_OK(ng_trainer_step(&r.tr, NULL));
+            memset(&prc, 0, sizeof prc);
+            prc.measure = 1;
+            NGT_OK(ng_profile_start(g_cuda, &prc));
+            ng_profile_update(5, 1);
+            NGT_OK(ng_trainer_step(&r.tr, NULL));
+            ng_profile_update(5, 0);
+            NGT_OK(ng_profile_finish());
+            n = ng_profile_rows(rows, 64);
+            if (n > 64) n = 64;
+            st = find_row(rows, n, "train step");
+            NGT_CHECK(st && st->calls == 1, "train step row");
+            for (u = 0; u < NG_DEV_COUNT; u++) c[mode][u] = st->device_calls[u];
+            NGT_CHECK(!mode || r.tr.graph.replays >= 1, "%s: update 4 was not a replay", pc_name[kinds[i]]);
+            run_free(&r);
+        }
+        /* eager, derived from net.c, tnewton.c and diag.c for L = 3: the rule's update without the
+         * preconditioner (sgd with weight decay: 2L + 3 = 9 kernels, 3L - 1 = 8 cuBLAS; adam: 2L + 2 = 8
+         * kernels, 8 cuBLAS), the diagonal (per layer 2 squares + 1 gemm, then hf_minv's 4 kernels,
+         * whose tmp / minv diag.c overwrites: 2L + 4 = 10 kernels, L = 3 cuBLAS), diag's average,
+         * weight, bias correction and power (7 kernels); the Fisher adds the sampled backward pass
+         * (sample_targets, the residual, L - 1 activation derivatives: 4 kernels; L - 1 delta gemms
+         * and the 1/m^2 sscal: 3 cuBLAS; the forward pass is the gradient's) */
+        {
+            const double want_k = i == 0 ? 9 + 4 + 10 + 7 : 8 + 10 + 7, want_b = i == 0 ? 8 + 3 + 3 : 8 + 3;
+            NGT_CHECK(c[0][NG_DEV_KERNEL] == want_k && c[0][NG_DEV_BLAS] == want_b && c[0][NG_DEV_COPY] == 2.0 &&
+                          c[0][NG_DEV_GRAPH] == 0.0,
+                      "%s, eager: %g kernels, %g cuBLAS, %g copies (want %g, %g, 2)", pc_name[kinds[i]], c[0][NG_DEV_KERNEL],
+                      c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], want_k, want_b);
+        }
+        NGT_CHECK(c[1][NG_DEV_KERNEL] == 0.0 && c[1][NG_DEV_BLAS] == 0.0 && c[1][NG_DEV_COPY] == 2.0 && c[1][NG_DEV_GRAPH] == 1.0,
+                  "%s, graph: %g kernels, %g cuBLAS, %g copies, %g graphs (want 0, 0, 2, 1)", pc_name[kinds[i]],
+                  c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY], c[1][NG_DEV_GRAPH]);
+        printf("  %s, update 4: eager %g kernels, %g cuBLAS, %g copies; graph mode %g graph launch, %g copies\n",
+               pc_name[kinds[i]], c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_GRAPH],
+               c[1][NG_DEV_COPY]);
+        if (csv) {
+            FILE *f = fopen(csv, "a");
+            NGT_CHECK(f != NULL, "cannot append to %s", csv);
+            for (mode = 0; mode < 2; mode++)
+                fprintf(f, "%s 6-5-4-6 batch %d update 4,%s,%g,%g,%g,%g,%g,%g\n", pc_name[kinds[i]], BATCH,
+                        mode ? "cuda-graph" : "eager", c[mode][NG_DEV_KERNEL], c[mode][NG_DEV_BLAS], c[mode][NG_DEV_SOLVER],
+                        c[mode][NG_DEV_COPY], c[mode][NG_DEV_GRAPH],
+                        c[mode][NG_DEV_KERNEL] + c[mode][NG_DEV_BLAS] + c[mode][NG_DEV_SOLVER] + c[mode][NG_DEV_COPY] +
+                            c[mode][NG_DEV_GRAPH]);
+            fclose(f);
+        }
+    }
+    return NGT_PASS;
+}
+
 /* ---- refusals and capture failures ------------------------------------------------------------ */
 
 static const struct ng_update_i *g_real_iface;
@@ -757,13 +1674,27 @@ static int test_graph_refusals(void) {
                   "model without graph_check: %s %s", ng_status_name(s), ng_last_error());
     }
     run_free(&r);
-    /* the RBM: binarised training data (a host-stepped draw), a preconditioner other than the identity */
+    /* the RBM: binarised training data (a host-stepped draw), a preconditioner without graph_key */
     {
         rbm_run rb;
+        struct ng_precond_i pi;
+        const struct ng_precond_i *real;
         NGT_OK(rbm_run_init(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 1));
         s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
         NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--binarize-train"), "rbm --binarize-train: %s %s",
                   ng_status_name(s), ng_last_error());
+        rbm_run_free(&rb);
+        NGT_OK(rbm_run_init_opt(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        real = rb.rt.pc->iface;
+        pi = *real;
+        pi.graph_key = NULL;
+        pi.name = "hostpc";
+        rb.rt.pc->iface = &pi;
+        s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
+        rb.rt.pc->iface = real;
+        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "preconditioner hostpc is not captured") &&
+                      strstr(ng_last_error(), "--cuda-graph 0"),
+                  "preconditioner without graph_key: %s %s", ng_status_name(s), ng_last_error());
         rbm_run_free(&rb);
     }
     return NGT_PASS;
@@ -814,6 +1745,33 @@ static int test_graph_discarded_capture(void) {
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
+    { /* FANG: the mirror of its device Philox step goes back too; graphs on again after the failure */
+        rbm_run a, b;
+        NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+        g_real_iface = b.rt.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.rt.upd->iface = &fake;
+        s = ng_trainer_step(&b.rt.tr, NULL); /* update 1: between refits, so captured, and the capture fails */
+        b.rt.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "fang: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        /* update 1 again: no graph yet, so a capture, which must not need to reset the device step */
+        for (t = 1; t < 14; t++) {
+            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
+            if (same_rbm("fang after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+            if (same_state("fang after a discarded capture", a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.rt.tr.graph.replays > 0, "fang: no replays after the discarded capture");
+        rbm_run_free(&a);
+        rbm_run_free(&b);
+    }
     { /* Adam on the network, graphs on again after the failure */
         run a, b;
         NGT_OK(run_init(&a, g_cuda, R_ADAM));
@@ -840,6 +1798,35 @@ static int test_graph_discarded_capture(void) {
         NGT_CHECK(b.tr.graph.replays > 0, "adam: no replays after the discarded capture");
         run_free(&a);
         run_free(&b);
+    }
+    { /* the conv net with augmentation: its gradient count (the augmentation's step) goes back */
+        cnn_run a, b;
+        NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
+        NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
+        NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+        for (t = 0; t < 5; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+        }
+        g_real_iface = b.upd->iface;
+        fake = *g_real_iface;
+        fake.step = step_with_host_read;
+        fake.graph_key = unique_key;
+        b.upd->iface = &fake;
+        s = ng_trainer_step(&b.tr, NULL);
+        b.upd->iface = g_real_iface;
+        NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "cnn: the failing capture: %s %s",
+                  ng_status_name(s), ng_last_error());
+        NGT_CHECK(ng_cnn_gradients(b.m) == 5, "cnn: %llu gradients after the discarded capture, want 5",
+                  (unsigned long long)ng_cnn_gradients(b.m));
+        for (t = 5; t < 20; t++) {
+            NGT_OK(ng_trainer_step(&a.tr, NULL));
+            NGT_OK(ng_trainer_step(&b.tr, NULL));
+            if (same_cnn("cnn after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        }
+        NGT_CHECK(b.tr.graph.replays > 0, "cnn: no replays after the discarded capture");
+        cnn_run_free(&a);
+        cnn_run_free(&b);
     }
     return NGT_PASS;
 }
@@ -1016,37 +2003,71 @@ static int test_segment_cache(void) {
     return NGT_PASS;
 }
 
-/* The sampled backward pass with its Philox step read on the device (K-FAC's statistics segment)
- * draws the same targets as with the step by value: the per-case derivatives g_l equal bit for bit,
- * on the CPU backend and the emulated CUDA one. */
+/* The sampled backward pass (K-FAC's statistics segment) and the sampled F v (truncated Newton's
+ * curvature product) with the Philox step read on the device (sample_targets' step_dev, {step,
+ * ticket 0}, advance 0) draw the same targets as with the step by value, also at a global column
+ * col0 != 0 (dist-net's data-parallel draw): the per-case derivatives g_l and F v equal bit for bit,
+ * and the device words are still {step, 0} after each (read only, so a replayed graph sees what the
+ * host wrote), on the CPU backend and the emulated CUDA one. */
 static int test_sampled_step_dev(void) {
     ng_backend *cpu = NULL, *bes[2];
-    int b;
+    int b, c0;
     if (!g_cuda) return ngt_skip(g_reason);
     NGT_OK(ng_backend_cpu_init(&cpu));
     bes[0] = cpu;
     bes[1] = g_cuda;
     for (b = 0; b < 2; b++) {
         run r;
-        ng_tensor x, g3;
-        uint64_t step = (7ull << 16) + 3ull, *dstep = NULL;
-        const uint64_t key = 0x1234567ull;
-        float h1[6 * BATCH], h2[6 * BATCH];
+        ng_tensor x, g3, tv, tf1, tf2;
+        const uint64_t step = (7ull << 16) + 3ull, key = 0x1234567ull;
+        uint64_t words[2] = {step, 0}, back[2];
+        uint64_t *dstep = NULL;
+        float h1[6 * BATCH], h2[6 * BATCH], *hv, *f1, *f2, *dv = NULL;
+        size_t n, i;
         NGT_OK(run_init(&r, bes[b], R_SGD));
         NGT_OK(ng_batches_next(&r.data, &x));
-        NGT_OK(ng_model_gradient(r.net, &x, NULL));
-        NGT_OK(ng_net_backward_sampled_at(r.net, key, step, 0));
-        NGT_OK(ng_model_statistic(r.net, "g3", &g3));
-        NGT_CHECK(g3.rows == 6 && g3.cols == BATCH, "g3 is %d x %d", g3.rows, g3.cols);
-        NGT_OK(ng_tensor_get(bes[b], &g3, h1));
-        NGT_OK(ng_alloc(bes[b], sizeof step, (void **)&dstep));
-        NGT_OK(ng_set(bes[b], dstep, &step, sizeof step));
-        NGT_OK(ng_net_backward_sampled_dev(r.net, key, dstep));
-        NGT_OK(ng_model_statistic(r.net, "g3", &g3));
-        NGT_OK(ng_tensor_get(bes[b], &g3, h2));
-        NGT_CHECK(memcmp(h1, h2, sizeof h1) == 0, "%s: step on the device != by value (g3[0] %.9g vs %.9g)",
-                  bes[b]->iface->name, (double)h1[0], (double)h2[0]);
+        NGT_OK(ng_alloc(bes[b], sizeof words, (void **)&dstep));
+        n = ng_model_size(r.net);
+        hv = (float *)malloc(3 * n * sizeof(float));
+        NGT_CHECK(hv != NULL, "out of host memory");
+        f1 = hv + n;
+        f2 = f1 + n;
+        for (i = 0; i < n; i++) hv[i] = (float)sin(0.37 * (double)i + 0.1);
+        NGT_OK(ng_alloc(bes[b], 3 * n * sizeof(float), (void **)&dv));
+        tv = ng_tensor_matrix(dv, (int)n, 1, (int)n);
+        tf1 = ng_tensor_matrix(dv + n, (int)n, 1, (int)n);
+        tf2 = ng_tensor_matrix(dv + 2 * n, (int)n, 1, (int)n);
+        NGT_OK(ng_tensor_set(bes[b], &tv, hv));
+        for (c0 = 0; c0 < 2; c0++) {
+            const uint64_t col0 = c0 ? 37u : 0u;
+            NGT_OK(ng_model_gradient(r.net, &x, NULL));
+            NGT_OK(ng_net_backward_sampled_at(r.net, key, step, col0));
+            NGT_OK(ng_model_statistic(r.net, "g3", &g3));
+            NGT_CHECK(g3.rows == 6 && g3.cols == BATCH, "g3 is %d x %d", g3.rows, g3.cols);
+            NGT_OK(ng_tensor_get(bes[b], &g3, h1));
+            NGT_OK(ng_set(bes[b], dstep, words, sizeof words));
+            NGT_OK(ng_net_backward_sampled_dev(r.net, key, dstep, 0, col0));
+            NGT_OK(ng_model_statistic(r.net, "g3", &g3));
+            NGT_OK(ng_tensor_get(bes[b], &g3, h2));
+            NGT_CHECK(memcmp(h1, h2, sizeof h1) == 0, "%s col0 %llu: backward, step on the device != by value "
+                      "(g3[0] %.9g vs %.9g)", bes[b]->iface->name, (unsigned long long)col0, (double)h1[0], (double)h2[0]);
+            NGT_OK(ng_get(bes[b], back, dstep, sizeof back));
+            NGT_CHECK(back[0] == step && back[1] == 0, "%s: backward moved the device step (%llu, %llu)",
+                      bes[b]->iface->name, (unsigned long long)back[0], (unsigned long long)back[1]);
+            /* F v: two samples, so two draws per product read the same device step */
+            NGT_OK(ng_net_fvp_at(r.net, NG_FISHER_SAMPLED, 2, key, step, col0, &tv, &tf1));
+            NGT_OK(ng_net_fvp_dev(r.net, NG_FISHER_SAMPLED, 2, key, dstep, col0, &tv, &tf2));
+            NGT_OK(ng_tensor_get(bes[b], &tf1, f1));
+            NGT_OK(ng_tensor_get(bes[b], &tf2, f2));
+            NGT_CHECK(memcmp(f1, f2, n * sizeof(float)) == 0, "%s col0 %llu: F v, step on the device != by value "
+                      "(%.9g vs %.9g)", bes[b]->iface->name, (unsigned long long)col0, (double)f1[0], (double)f2[0]);
+            NGT_OK(ng_get(bes[b], back, dstep, sizeof back));
+            NGT_CHECK(back[0] == step && back[1] == 0, "%s: F v moved the device step (%llu, %llu)",
+                      bes[b]->iface->name, (unsigned long long)back[0], (unsigned long long)back[1]);
+        }
+        ng_free(bes[b], dv);
         ng_free(bes[b], dstep);
+        free(hv);
         run_free(&r);
     }
     ng_backend_free(cpu);
@@ -1220,7 +2241,8 @@ static int test_segments_failed_capture(void) {
     return NGT_PASS;
 }
 
-/* K-FAC's asynchronous refreshes run on a second stream: refused by name */
+/* K-FAC's asynchronous refreshes run on a second stream, and K-FAC in the natural parameter space
+ * is not a segment trainer: both refused by name */
 static int test_segments_refusals(void) {
     run r;
     ng_kfac_config kc;
@@ -1241,6 +2263,17 @@ static int test_segments_refusals(void) {
     NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
     s = ng_trainer_set_cuda_graph(&r.tr, 1);
     NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--kfac-async"), "kfac async: %s %s", ng_status_name(s),
+              ng_last_error());
+    /* K-FAC in the natural parameter space (--precond kfac --phi-every): not a segment trainer */
+    ng_trainer_release(&r.tr);
+    ng_precond_free(r.pc);
+    r.pc = NULL;
+    kc.async_lag = -1;
+    kc.phi_every = 2;
+    NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
+    NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--phi-every"), "kfac phi: %s %s", ng_status_name(s),
               ng_last_error());
     run_free(&r);
     return NGT_PASS;
@@ -1361,6 +2394,16 @@ int main(void) {
         z ^= z << 17;
         g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
     }
+    for (i = 0; i < CNN_NX; i++) { /* pixels in [0, 1), then a one-hot label */
+        int r;
+        for (r = 0; r < 36; r++) {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            g_cnn_x[r + CNN_ROWS * i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
+        }
+        for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
+    }
     if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {
         snprintf(g_reason, sizeof g_reason, "no CUDA device here (the emulated build runs these): %s", ng_last_error());
         g_cuda = NULL;
@@ -1368,7 +2411,9 @@ int main(void) {
     NGT_RUN(test_counts_nag_step);
     NGT_RUN(test_counts_curves);
     NGT_RUN(test_counts_rbm);
+    NGT_RUN(test_counts_rbm_precond);
     NGT_RUN(test_counts_weight_decay);
+    NGT_RUN(test_counts_cnn);
     NGT_RUN(test_backend_graph);
     NGT_RUN(test_graph_sgd);
     NGT_RUN(test_graph_sgd_decaying_lr);
@@ -1379,6 +2424,26 @@ int main(void) {
     NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
     NGT_RUN(test_graph_rbm_cd);
     NGT_RUN(test_graph_rbm_resume);
+    NGT_RUN(test_graph_rbm_centering);
+    NGT_RUN(test_graph_rbm_fang);
+    NGT_RUN(test_graph_rbm_diag_energy);
+    NGT_RUN(test_graph_rbm_diag_fisher);
+    NGT_RUN(test_graph_rbm_pc_resume);
+    NGT_RUN(test_graph_net_diag_fisher);
+    NGT_RUN(test_graph_net_diag_empirical);
+    NGT_RUN(test_graph_net_diag_phi);
+    NGT_RUN(test_graph_net_diag_tf32);
+    NGT_RUN(test_graph_net_diag_resume);
+    NGT_RUN(test_counts_net_diag);
+    NGT_RUN(test_graph_cnn_sgd_augment);
+    NGT_RUN(test_graph_cnn_nag_augment);
+    NGT_RUN(test_graph_cnn_bn);
+    NGT_RUN(test_graph_cnn_whiten);
+    NGT_RUN(test_graph_cnn_resume);
+    NGT_RUN(test_graph_cnn_nan_objective);
+    NGT_RUN(test_graph_prong_whitened);
+    NGT_RUN(test_graph_prong_canonical);
+    NGT_RUN(test_graph_prong_plus);
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);

@@ -18,9 +18,11 @@
  * the one-process G v, within 2e-5 relative (the R-forward pass's two sums and the backward pass's
  * reduced as above), and the share-weighted, summed empirical F v against the one-process one within
  * 2e-5 (per-case residuals, then the synchronised backward pass), and H v likewise within 2e-5
- * (R{backprop} with the second-order batch-norm terms' batch means over every rank's columns); the
- * sampled F v refused with batch norm on several ranks, and a shard larger than the network's chunk
- * refused naming --chunk. CPU backend (MPI). */
+ * (R{backprop} with the second-order batch-norm terms' batch means over every rank's columns), and the
+ * sampled F v with each rank's targets drawn by global column (ng_net_fvp_at) likewise within 2e-5;
+ * the sampled backward pass refused with batch norm on several ranks, and a shard larger than the
+ * network's chunk refused naming --chunk. Without batch norm (test_sampled_fvp_plain): the sampled
+ * F v of chunked shards against one process with another chunk size, within 2e-5. CPU backend (MPI). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,24 @@ static double rel_diff(const float *a, const double *b, size_t n) {
         if (fabs(b[i]) > den) den = fabs(b[i]);
     }
     return num / den;
+}
+
+/* The sampled F v (2 draws per case, stream (key 7, step 3)) of this rank's shard [lo, hi) with its
+ * cases drawn at their global columns (ng_net_fvp_at, col0 = lo), weighted by the share and summed
+ * over the ranks, against one process's over the whole batch (ref): the largest difference relative
+ * to the largest entry. gr, g: np floats; sum: np doubles (scratch). */
+static double sampled_fvp_ranks(ng_backend *be, ng_model *ref, ng_model *net, const ng_tensor *v, ng_tensor *out, int lo, int hi,
+                                float *gr, float *g, double *sum, size_t np) {
+    size_t i;
+    if (ng_net_fvp(ref, NG_FISHER_SAMPLED, 2, 7, 3, v, out) != NG_OK || ng_tensor_get(be, out, gr) != NG_OK ||
+        ng_net_fvp_at(net, NG_FISHER_SAMPLED, 2, 7, 3, (uint64_t)lo, v, out) != NG_OK || ng_tensor_get(be, out, g) != NG_OK) {
+        printf("  sampled F v: %s\n", ng_last_error());
+        return INFINITY;
+    }
+    for (i = 0; i < np; i++) sum[i] = (double)(hi - lo) / (double)M * (double)g[i];
+    if (ng_comm_allreduce_host(C, sum, np, "the weighted sampled F v") != NG_OK) return INFINITY;
+    for (i = 0; i < np; i++) g[i] = (float)sum[i], sum[i] = (double)gr[i];
+    return rel_diff(g, sum, np);
 }
 
 static int test_synchronised_bn(void) {
@@ -143,7 +163,7 @@ static int test_synchronised_bn(void) {
         ng_tensor v, jr = ng_tensor_matrix((float *)yd, D, M, D), jn, gv;
         void *vd = NULL, *gd = NULL;
         float *jv = (float *)malloc(sizeof(float) * D * M), *jvr = (float *)malloc(sizeof(float) * D * M);
-        double *jref = (double *)malloc(sizeof(double) * D * M), worst_j, worst_gv, worst_fv, worst_hv;
+        double *jref = (double *)malloc(sizeof(double) * D * M), worst_j, worst_gv, worst_fv, worst_hv, worst_sv;
         NGT_CHECK(jv && jvr && jref, "host memory");
         for (i = 0; i < (int)np; i++) g[i] = (float)(0.5 * sin(1.3 * i + 0.4));
         NGT_OK(ng_alloc(be, np * sizeof(float), &vd));
@@ -198,10 +218,18 @@ static int test_synchronised_bn(void) {
         NGT_CHECK(worst_hv <= 2e-5, "H v: %.3g relative to one process's (bound 2e-5)", worst_hv);
         printf("  rank %d: J v %.2g, G v %.2g, empirical F v %.2g, H v %.2g relative to one process\n", C->rank, worst_j, worst_gv,
                worst_fv, worst_hv);
+        /* the sampled F v: each rank draws its cases' targets by their global columns (col0 = lo),
+         * so the share-weighted sum is one process's product with the same draws, through the
+         * synchronised passes; 2 draws per case */
+        worst_sv = sampled_fvp_ranks(be, ref, net, &v, &gv, lo, hi, gr, g, sum, np);
+        NGT_CHECK(worst_sv <= 2e-5, "sampled F v: %.3g relative to one process's (bound 2e-5)", worst_sv);
+        printf("  rank %d: sampled F v %.2g relative to one process\n", C->rank, worst_sv);
         if (C->world > 1) {
-            ng_status s = ng_net_fvp(net, NG_FISHER_SAMPLED, 1, 7, 0, &v, &gv);
-            NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "sampled F v") && strstr(ng_last_error(), "global batch"),
-                      "sampled F v on %d ranks with batch norm: status %d (%s), want a refusal naming the draws", C->world, (int)s,
+            /* the sampled backward pass's per-case statistics (K-FAC's, the diagonal metric's) are
+             * not reduced through batch norm: refused by name */
+            ng_status s = ng_net_backward_sampled_at(net, 7, 0, (uint64_t)lo);
+            NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "sampled backward pass"),
+                      "sampled backward pass on %d ranks with batch norm: status %d (%s), want a refusal naming it", C->world, (int)s,
                       ng_last_error());
         }
         ng_free(be, vd);
@@ -231,6 +259,63 @@ static int test_synchronised_bn(void) {
     return NGT_PASS;
 }
 
+/* The sampled F v without batch norm: one process with --chunk 4 (4 passes over the 13 cases)
+ * against the ranks' shards in passes of 3 cases; the draws follow the global column, so neither the
+ * chunking nor the shards change them: within 2e-5 as above (reassociated sums only). */
+static int test_sampled_fvp_plain(void) {
+    ng_backend *be = NULL;
+    ng_model *ref = NULL, *net = NULL;
+    ng_net_config cfg;
+    float *x = (float *)malloc(sizeof(float) * D * M), *g, *gr, *hv;
+    double *sum, worst;
+    void *xd = NULL, *vd = NULL, *od = NULL;
+    int lo, hi, i, c, pass;
+    size_t np;
+    NGT_CHECK(x != NULL, "host memory");
+    NGT_OK(ng_backend_cpu_init(&be));
+    for (pass = 0; pass < 2; pass++) {
+        ng_net_config_default(&cfg);
+        cfg.loss = NG_LOSS_BERNOULLI;
+        cfg.target = NG_NET_TARGET_INPUT;
+        cfg.chunk = pass ? 3 : 4;
+        cfg.init = NG_INIT_GAUSSIAN;
+        cfg.init_scale = 0.7f;
+        cfg.seed = 9;
+        NGT_OK(ng_net_parse_spec("6-5-4:tanh-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+        NGT_OK(ng_net_create(be, &cfg, pass ? &net : &ref));
+    }
+    np = ng_model_size(net);
+    g = (float *)malloc(np * sizeof(float));
+    gr = (float *)malloc(np * sizeof(float));
+    hv = (float *)malloc(np * sizeof(float));
+    sum = (double *)malloc(np * sizeof(double));
+    NGT_CHECK(g && gr && hv && sum, "host memory");
+    for (c = 0; c < M; c++)
+        for (i = 0; i < D; i++) x[i + D * c] = (float)(0.5 + 0.45 * sin(0.9 * c + 1.7 * i));
+    for (i = 0; i < (int)np; i++) hv[i] = (float)(0.5 * sin(1.3 * i + 0.4));
+    NGT_OK(ng_alloc(be, sizeof(float) * D * M, &xd));
+    NGT_OK(ng_alloc(be, np * sizeof(float), &vd));
+    NGT_OK(ng_alloc(be, np * sizeof(float), &od));
+    NGT_OK(ng_set(be, xd, x, sizeof(float) * D * M));
+    NGT_OK(ng_set(be, vd, hv, np * sizeof(float)));
+    shard(&lo, &hi);
+    {
+        ng_tensor xall = ng_tensor_matrix((float *)xd, D, M, D), xs = ng_tensor_cols(&xall, lo, hi - lo);
+        ng_tensor v = ng_tensor_matrix((float *)vd, (int)np, 1, (int)np), out = ng_tensor_matrix((float *)od, (int)np, 1, (int)np);
+        NGT_OK(ng_net_set_batch(ref, &xall, NULL));
+        NGT_OK(ng_net_set_batch(net, &xs, NULL));
+        worst = sampled_fvp_ranks(be, ref, net, &v, &out, lo, hi, gr, g, sum, np);
+    }
+    printf("  rank %d: cases [%d, %d), chunks of 3 (one process: 4): sampled F v without batch norm %.2g relative\n", C->rank, lo,
+           hi, worst);
+    NGT_CHECK(worst <= 2e-5, "sampled F v without batch norm: %.3g relative to one process's (bound 2e-5)", worst);
+    ng_free(be, xd), ng_free(be, vd), ng_free(be, od);
+    ng_net_free(ref), ng_net_free(net);
+    ng_backend_free(be);
+    free(x), free(g), free(gr), free(hv), free(sum);
+    return NGT_PASS;
+}
+
 int main(void) {
     if (ng_comm_init(&C, 60.0) != NG_OK) {
         printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
@@ -238,6 +323,7 @@ int main(void) {
     }
     printf("rank %d of %d\n", C->rank, C->world);
     NGT_RUN(test_synchronised_bn);
+    NGT_RUN(test_sampled_fvp_plain);
     ng_comm_free(C);
     return ngt_finish();
 }

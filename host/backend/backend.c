@@ -501,8 +501,10 @@ static ng_status check_fill_uniform(const ng_op_args *a, const char *op, int *em
     return NG_OK;
 }
 static ng_status check_bernoulli(const ng_op_args *a, const char *op, int *empty) {
-    *empty = a->bernoulli.n == 0;
-    CHECK(*empty || (a->bernoulli.p && a->bernoulli.out), "NULL pointer");
+    CHECK(a->bernoulli.step_dev || !a->bernoulli.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->bernoulli.advance);
+    *empty = a->bernoulli.n == 0 && !a->bernoulli.advance; /* an empty op still advances the count */
+    CHECK(!a->bernoulli.n || (a->bernoulli.p && a->bernoulli.out), "NULL pointer");
     return NG_OK;
 }
 static ng_status check_axpby(const ng_op_args *a, const char *op, int *empty) {
@@ -634,6 +636,7 @@ static ng_status check_loss(const ng_op_args *a, const char *op, int *empty) {
     CHECK(!a->loss.d || ld_ok(a->loss.ldd, rows), "ldd=%d < rows=%d", a->loss.ldd, rows);
     CHECK(a->loss.scale - a->loss.scale == 0.0f, "scale %g is not finite", (double)a->loss.scale);
     CHECK(!a->loss.acc || (a->loss.obj && a->loss.err), "acc (the batch sums) needs obj and err");
+    CHECK(a->loss.err_miss == 0 || a->loss.err_miss == 1, "err_miss %d must be 0 or 1", a->loss.err_miss);
     CHECK(a->loss.acc_beta - a->loss.acc_beta == 0.0f, "acc_beta %g is not finite", (double)a->loss.acc_beta);
     *empty = !cols && !a->loss.acc; /* an empty batch still writes its sums (0) */
     CHECK(*empty || !cols || (a->loss.z && a->loss.y && a->loss.t) || !rows, "NULL pointer");
@@ -661,8 +664,10 @@ static ng_status check_sample_targets(const ng_op_args *a, const char *op, int *
     CHECK(ld_ok(a->sample_targets.ldy, rows) && ld_ok(a->sample_targets.ldt, rows),
           "leading dimension < rows=%d (ldy=%d ldt=%d)", rows, a->sample_targets.ldy,
           a->sample_targets.ldt);
-    *empty = !rows || !cols;
-    CHECK(*empty || (a->sample_targets.y && a->sample_targets.t), "NULL pointer");
+    CHECK(a->sample_targets.step_dev || !a->sample_targets.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->sample_targets.advance);
+    *empty = (!rows || !cols) && !a->sample_targets.advance; /* an empty op still advances the count */
+    CHECK(!rows || !cols || (a->sample_targets.y && a->sample_targets.t), "NULL pointer");
     return NG_OK;
 }
 static ng_status check_row_moments(const ng_op_args *a, const char *op, int *empty) {
@@ -808,8 +813,11 @@ static ng_status check_conv_gather(const ng_op_args *a, const char *op, int *emp
     CHECK(s->h + 2 * s->pad >= s->kh && s->w + 2 * s->pad >= s->kw, "window %dx%d larger than the padded maps %dx%d", s->kh,
           s->kw, s->h + 2 * s->pad, s->w + 2 * s->pad);
     CHECK((double)s->n * s->c * s->h * s->w * s->kh * s->kw < 9.0e18, "maps too large");
+    CHECK(!a->conv_gather.step_dev || mode == NG_CONV_AUGMENT, "step_dev is for mode augment only (mode %d)", mode);
+    CHECK(a->conv_gather.step_dev || !a->conv_gather.advance, "advance %llu without a device step (step_dev)",
+          (unsigned long long)a->conv_gather.advance);
     nout = ng_conv_gather_count(mode, s);
-    *empty = nout == 0;
+    *empty = nout == 0 && !a->conv_gather.advance; /* an empty op still advances the count */
     if (*empty) return NG_OK;
     CHECK(a->conv_gather.out, "NULL pointer (out)");
     if (mode == NG_CONV_COL2IM) ng = ng_conv_gather_count(NG_CONV_IM2COL, s);
@@ -981,6 +989,10 @@ ng_status ng_gibbs_sample(ng_backend *be, int rows, int cols, const float *pre, 
 ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, uint64_t key,
                           uint64_t step, uint64_t first) {
     ng_op_args a = {.op = NG_OP_BERNOULLI, .bernoulli = {n, p, out, key, step, first}};
+    return ng_run_op(be, &a);
+}
+ng_status ng_bernoulli_dev(ng_backend *be, size_t n, const float *p, float *out, uint64_t key, uint64_t *step_dev) {
+    ng_op_args a = {.op = NG_OP_BERNOULLI, .bernoulli = {n, p, out, key, 0, 0, step_dev, 1}};
     return ng_run_op(be, &a);
 }
 ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,

@@ -331,6 +331,15 @@ NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
     }
 }
 
+/* The step counted in memory (bernoulli's step_dev), as cpu_gibbs_sample_dev. */
+static void cpu_bernoulli_dev(const ng_op_args *a) {
+    ng_op_args b = *a;
+    uint64_t *sd = a->bernoulli.step_dev;
+    if (sd) b.bernoulli.step = sd[0] + a->bernoulli.step;
+    if (a->bernoulli.n > 0) cpu_bernoulli(&b);
+    if (sd) sd[0] += a->bernoulli.advance;
+}
+
 NG_CPU_CLONES static void cpu_fill_uniform(const ng_op_args *a) {
     const long n = (long)a->fill_uniform.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     float *out = a->fill_uniform.out;
@@ -553,7 +562,7 @@ static void cpu_loss(const ng_op_args *a) {
         ng_loss_col(a->loss.loss, rows, a->loss.z + IDX(0, c, a->loss.ldz), a->loss.y + IDX(0, c, a->loss.ldy),
                     a->loss.t + IDX(0, c, a->loss.ldt), a->loss.scale,
                     a->loss.d ? a->loss.d + IDX(0, c, a->loss.ldd) : NULL,
-                    a->loss.obj ? a->loss.obj + c : NULL, a->loss.err ? a->loss.err + c : NULL);
+                    a->loss.obj ? a->loss.obj + c : NULL, a->loss.err ? a->loss.err + c : NULL, a->loss.err_miss);
     if (a->loss.acc) { /* the batch sums: the lanes of the CUDA kernel, one after another */
         double lo[NG_LOSS_LANES], le[NG_LOSS_LANES];
         int j;
@@ -575,8 +584,9 @@ static void cpu_loss_hvp(const ng_op_args *a) {
 static void cpu_sample_targets(const ng_op_args *a) {
     const int rows = a->sample_targets.rows, cols = a->sample_targets.cols, loss = a->sample_targets.loss;
     const int ldy = a->sample_targets.ldy, ldt = a->sample_targets.ldt;
-    const uint64_t key = a->sample_targets.key, col0 = a->sample_targets.col0;
-    const uint64_t step = a->sample_targets.step + (a->sample_targets.step_dev ? a->sample_targets.step_dev[0] : 0u);
+    uint64_t *const sd = a->sample_targets.step_dev; /* the step counted in memory, then advanced */
+    const uint64_t key = a->sample_targets.key, step = a->sample_targets.step + (sd ? sd[0] : 0);
+    const uint64_t col0 = a->sample_targets.col0;
     int c;
 #pragma omp parallel for if ((long)rows * cols > 16384) schedule(static)
     for (c = 0; c < cols; c++) {
@@ -594,6 +604,7 @@ static void cpu_sample_targets(const ng_op_args *a) {
                 ng_sample_target_elem(loss, a->sample_targets.y[IDX(r, c, ldy)], u1, u2);
         }
     }
+    if (sd) sd[0] += a->sample_targets.advance;
 }
 
 static void cpu_row_moments(const ng_op_args *a) {
@@ -684,7 +695,23 @@ static void cpu_minresqlp_step(const ng_op_args *a) {
                     a->minresqlp_step.trancond, a->minresqlp_step.singtol);
 }
 
+static void cpu_conv_gather_at(const ng_op_args *a);
+/* AUGMENT with a device step count (step_dev): the draws of step step_dev[0] + step, then the count
+ * advanced, as the CUDA kernel does */
 static void cpu_conv_gather(const ng_op_args *a) {
+    uint64_t *sd = a->conv_gather.step_dev;
+    ng_op_args b = *a;
+    if (!sd) {
+        cpu_conv_gather_at(a);
+        return;
+    }
+    b.conv_gather.step = sd[0] + a->conv_gather.step;
+    b.conv_gather.step_dev = NULL;
+    if (ng_conv_gather_count(a->conv_gather.mode, &a->conv_gather.s)) cpu_conv_gather_at(&b);
+    sd[0] += a->conv_gather.advance;
+}
+
+static void cpu_conv_gather_at(const ng_op_args *a) {
     const size_t n = ng_conv_gather_count(a->conv_gather.mode, &a->conv_gather.s);
     long e;
     if (a->conv_gather.mode == NG_CONV_IM2COL) {
@@ -780,7 +807,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     switch (a->op) {
     case NG_OP_FILL: cpu_fill(a); break;
     case NG_OP_FILL_UNIFORM: cpu_fill_uniform(a); break;
-    case NG_OP_BERNOULLI: cpu_bernoulli(a); break;
+    case NG_OP_BERNOULLI: cpu_bernoulli_dev(a); break;
     case NG_OP_AXPBY: cpu_axpby(a); break;
     case NG_OP_AXPBY_DEV: cpu_axpby_dev(a); break;
     case NG_OP_CONVERT: cpu_convert(a); break;

@@ -544,7 +544,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                     a->fill_uniform.step, st);
     case NG_OP_BERNOULLI:
         return ng_cuda_bernoulli(a->bernoulli.n, a->bernoulli.p, a->bernoulli.out, a->bernoulli.key,
-                                 a->bernoulli.step, a->bernoulli.first, st);
+                                 a->bernoulli.step, a->bernoulli.first, a->bernoulli.step_dev, a->bernoulli.advance, st);
     case NG_OP_AXPBY:
         return ng_cuda_axpby(a->axpby.n, a->axpby.alpha, a->axpby.x, a->axpby.beta, a->axpby.y, st);
     case NG_OP_AXPBY_DEV:
@@ -625,7 +625,8 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_LOSS:
         return ng_cuda_loss(a->loss.loss, a->loss.rows, a->loss.cols, a->loss.z, a->loss.ldz,
                             a->loss.y, a->loss.ldy, a->loss.t, a->loss.ldt, a->loss.scale,
-                            a->loss.d, a->loss.ldd, a->loss.obj, a->loss.err, a->loss.acc, a->loss.acc_beta, st);
+                            a->loss.d, a->loss.ldd, a->loss.obj, a->loss.err, a->loss.acc, a->loss.acc_beta,
+                            a->loss.err_miss, st);
     case NG_OP_LOSS_HVP:
         return ng_cuda_loss_hvp(a->loss_hvp.loss, a->loss_hvp.rows, a->loss_hvp.cols, a->loss_hvp.y,
                                 a->loss_hvp.ldy, a->loss_hvp.v, a->loss_hvp.ldv, a->loss_hvp.scale,
@@ -636,7 +637,7 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                       a->sample_targets.ldy, a->sample_targets.t,
                                       a->sample_targets.ldt, a->sample_targets.key,
                                       a->sample_targets.step, a->sample_targets.col0,
-                                      a->sample_targets.step_dev, st);
+                                      a->sample_targets.step_dev, a->sample_targets.advance, st);
     case NG_OP_ROW_MOMENTS:
         return ng_cuda_row_moments(a->row_moments.rows, a->row_moments.cols, a->row_moments.x,
                                    a->row_moments.ldx, a->row_moments.eps, a->row_moments.mean,
@@ -658,7 +659,8 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
                                       a->minresqlp_step.singtol, st);
     case NG_OP_CONV_GATHER:
         return ng_cuda_conv_gather(a->conv_gather.mode, &a->conv_gather.s, a->conv_gather.x, a->conv_gather.g,
-                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, a->conv_gather.b0, st);
+                                   a->conv_gather.out, a->conv_gather.flip, a->conv_gather.key, a->conv_gather.step, a->conv_gather.b0,
+                                   a->conv_gather.step_dev, a->conv_gather.advance, st);
     case NG_OP_WHITEN1X1:
         return ng_cuda_whiten1x1(a->whiten1x1.n, a->whiten1x1.c, a->whiten1x1.cout, a->whiten1x1.p, a->whiten1x1.trans,
                                  a->whiten1x1.x, a->whiten1x1.mean, a->whiten1x1.U, a->whiten1x1.ldu, a->whiten1x1.y,

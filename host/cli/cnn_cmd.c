@@ -44,8 +44,9 @@ static const char *TRAIN_SUMMARY =
     "index in the global batch, the whitening statistics merged and its eigendecompositions owned\n"
     "per layer); with bn layers each rank's shard must fit one --chunk, and the run equals one\n"
     "process with --chunk >= --batch up to the reordering of sums. Truncated Newton reduces its\n"
-    "curvature products and objectives across the ranks; with bn layers --curvature hessian and\n"
-    "--tn-fisher sampled|empirical are refused (their terms through batch norm are not reduced).";
+    "curvature products and objectives across the ranks; with bn layers every batch sum inside them\n"
+    "(G v, H v of --curvature hessian, the empirical and sampled Fisher) is all-reduced too, and the\n"
+    "sampled Fisher draws each case's targets by its index in the global batch.";
 
 typedef struct cnn_opts {
     ng_common_opts co;
@@ -53,6 +54,7 @@ typedef struct cnn_opts {
     int limit, test_limit, batch, chunk, steps, log_every, ckpt_every, eval_n;
     int whiten_every, whiten_samples, augment_pad, flip, lr_drop_every;
     int optimizer, tn_iters, tn_fisher, tn_fsamples, tn_curv; /* optimizer: 0 sgd, 1 + NG_TN_* */
+    int cuda_graph; /* --cuda-graph: replay the steady-state step as a CUDA graph */
     float tn_lambda;
     float lr, momentum, weight_decay, whiten_eps, lr_drop, minutes;
 } cnn_opts;
@@ -172,6 +174,7 @@ static int cnn_train(int argc, char **argv) {
 
     memset(&o, 0, sizeof o);
     memset(&mc, 0, sizeof mc);
+    memset(&tr, 0, sizeof tr);
     ng_common_defaults(&o.co);
     o.co.out = "runs/cnn";
     o.co.data = "fashion-mnist";
@@ -230,6 +233,7 @@ static int cnn_train(int argc, char **argv) {
             NG_OPT_DEVICE(&o.co),
             NG_OPT_THREADS(&o.co),
             NG_OPT_COMM_OVERLAP(&o.co),
+            {"cuda-graph", OPT_INT, &o.cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (gradient with augmentation and batch norm, weight decay, SGD step; the objective and misclassification summed on the device, the augmentation's step counted there) in a CUDA graph and replay it, one graph launch per update; re-captured when the batch shape or the learning rate changes (--lr-drop-every). Updates that re-whiten (--whiten-every) run eagerly. --optimizer sgd, one process. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
             NG_OPT_END};
         const ng_opt *fixed;
         rc = ng_cli_parse("cnn train", TRAIN_SUMMARY, opts, argc, argv);
@@ -453,18 +457,17 @@ static int cnn_train(int argc, char **argv) {
                          "this rank's shard of %d cases exceeds --chunk %d: raise --chunk to >= %d (the run then equals one process "
                          "with --chunk >= --batch)", ng_cli_world(), batches.hi - batches.lo, cfg.chunk, batches.hi - batches.lo);
     }
-    if (s == NG_OK && ng_cli_world() > 1 && o.optimizer && (tc.curvature == NG_TN_CURV_HESSIAN || tc.fisher != NG_FISHER_EXACT)) {
-        /* truncated Newton's products on several ranks: G v (= the exact F v) is synchronised through
-         * batch norm, H v and the per-case-target Fishers are not (ng_cnn_hvp / ng_cnn_fvp) */
-        int l, bn = 0;
-        for (l = 0; l < cfg.n_layers; l++) bn |= cfg.layer[l].kind == NG_CNN_BN;
-        if (bn)
-            s = ng_error(NG_ERR_INVALID_ARG, "--%s on %d ranks: not with batch norm (its R-operator terms through batch norm are "
-                         "not reduced across ranks): use %s, drop the bn layers, or run as one process",
-                         tc.curvature == NG_TN_CURV_HESSIAN        ? "curvature hessian"
-                         : tc.fisher == NG_FISHER_SAMPLED ? "tn-fisher sampled"
-                                                          : "tn-fisher empirical", ng_cli_world(),
-                         tc.curvature == NG_TN_CURV_HESSIAN ? "--curvature gn" : "--tn-fisher exact");
+    if (s == NG_OK && o.cuda_graph != 0 && o.cuda_graph != 1) {
+        fprintf(stderr, "natgrad cnn train: --cuda-graph %d: must be 0 or 1\n", o.cuda_graph);
+        rc = NG_EXIT_USAGE;
+        goto done;
+    }
+    if (s == NG_OK && o.cuda_graph && !ng_graph_supported(be))
+        fprintf(stderr, "natgrad: note: --cuda-graph is ignored on the %s backend (no CUDA graphs)\n", be->iface->name);
+    else if (s == NG_OK && o.cuda_graph && ng_trainer_set_cuda_graph(&tr, 1) != NG_OK) {
+        fprintf(stderr, "natgrad cnn train: %s\n", ng_last_error());
+        rc = NG_EXIT_USAGE;
+        goto done;
     }
     if (s == NG_OK && o.resume) {
         s = ng_trainer_resume(&tr, ck);
@@ -521,6 +524,7 @@ static int cnn_train(int argc, char **argv) {
         if (ng_cli_profile_report(&o.co) && rc == NG_EXIT_OK) rc = NG_EXIT_FAIL;
     }
 done:
+    ng_trainer_release(&tr); /* its CUDA graphs, before the backend */
     ng_ckpt_free(ck);
     if (evmem) ng_free(be, evmem);
     if (batches_ready) ng_batches_free(&batches);

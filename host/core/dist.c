@@ -30,8 +30,8 @@ ng_status ng_trainer_set_comm(ng_trainer *tr, ng_comm *c) {
     if (c->world > 1 && !precond_is_data_parallel(tr->pc))
         return ng_error(NG_ERR_UNSUPPORTED,
                         "preconditioner %s does not run on %d ranks yet (its statistics are not reduced across ranks); "
-                        "data-parallel runs support the first-order rules (sgd, nag, adam, rmsprop), K-FAC (kfac) and "
-                        "the truncated-Newton methods on model %s",
+                        "data-parallel runs support the preconditioners that reduce theirs (data_parallel in natgrad/precond.h: "
+                        "identity, diag, kfac, full, the truncated-Newton methods, prong, centering, fang) on model %s",
                         tr->pc->iface->name, c->world, tr->model->iface->kind);
     tr->comm = c;
     if (c->world > 1) tr->pc->dist.comm = c;

@@ -159,6 +159,9 @@ static ng_status graph_segments_check(ng_trainer *tr) {
         if (kc.async_lag >= 0)
             return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC's asynchronous inverse refreshes (--kfac-async) run "
                             "on a second stream while the update is captured; use --kfac-async -1 or --cuda-graph 0");
+        if (kc.phi_every > 0)
+            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC in the natural parameter space (--phi-every %d) is not "
+                            "captured in graph segments (only --optimizer kfac is); run it with --cuda-graph 0", kc.phi_every);
     }
     return NG_OK;
 }
@@ -174,7 +177,7 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
                         tr->model->be->iface->name);
     if (!tr->model->iface->graph_check)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s is not captured (its gradient reads the host "
-                        "mid-step; captured: net, rbm); run it with --cuda-graph 0", tr->model->iface->kind);
+                        "mid-step; captured: net, rbm, cnn); run it with --cuda-graph 0", tr->model->iface->kind);
     NG_TRY(tr->model->iface->graph_check(tr->model));
     if (tr->comm && tr->comm->world > 1)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: data-parallel runs (%d ranks) are not captured (the "
@@ -191,9 +194,10 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
     if (!tr->upd->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the update rule %s is not captured (captured: sgd, nag, "
                         "adam, rmsprop); run it with --cuda-graph 0", tr->upd->iface->name);
-    if (strcmp(tr->pc->iface->name, "identity") != 0)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (only the identity "
-                        "is); run it with --cuda-graph 0", tr->pc->iface->name);
+    if (!tr->pc->iface->graph_key)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (captured: identity, "
+                        "centering, fang, diag, prong whole; kfac, tn in graph segments); run it with --cuda-graph 0",
+                        tr->pc->iface->name);
     tr->graph.on = 1;
     return NG_OK;
 }
@@ -217,8 +221,7 @@ void ng_trainer_release(ng_trainer *tr) {
 static ng_status step_core(ng_trainer *tr, const ng_tensor *x) {
     NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_model_gradient(tr->model, x, NULL));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
-    NG_TRY_RANGE(NG_CAT_STATS, "precond observe", ng_precond_observe(tr->pc, tr->model, tr->t));
-    NG_TRY_RANGE(NG_CAT_UPDATE, "precond apply", ng_precond_apply(tr->pc, tr->model, tr->t));
+    NG_TRY(precond_fp32(tr)); /* under the FP32 guard, as eagerly (--tf32) */
     NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
     return NG_OK;
 }
@@ -239,6 +242,7 @@ static ng_status graph_capture(ng_trainer *tr, const ng_tensor *x, void **exec) 
     if (s != NG_OK || e != NG_OK) { /* nothing recorded ran: host mirrors of device counters go back */
         if (tr->model->iface->graph_discarded) tr->model->iface->graph_discarded(tr->model);
         if (tr->upd->iface->graph_discarded) tr->upd->iface->graph_discarded(tr->upd, tr->t);
+        if (tr->pc->iface->graph_discarded) tr->pc->iface->graph_discarded(tr->pc, tr->t);
     }
     if (s != NG_OK) {
         if (*exec) ng_graph_free(be, *exec);
@@ -256,28 +260,36 @@ static ng_status graph_step(ng_trainer *tr) {
     ng_tensor x;
     ng_status s;
     double key[NG_TRAIN_GRAPH_KEY];
-    int nk, i, hit = -1, victim, empty = -1, lru = -1, replay;
+    int nk, np, i, hit = -1, victim, empty = -1, lru = -1, replay;
     const int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
+    double pkey[NG_TRAIN_GRAPH_KEY];
     if (tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: data-parallel runs (%d ranks) are not captured",
                         tr->comm->world);
-    ng_range_push_cat(NG_CAT_DATA, "batch");
-    s = NG_OK;
     if (tr->sched_m1 > 0)
-        s = ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity));
-    if (s == NG_OK) s = ng_batches_next(tr->data, &x);
+        NG_TRY(ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity)));
+    /* the preconditioner's part of the key, or an eager update (a refit reads the host) */
+    np = tr->pc->iface->graph_key(tr->pc, tr->model, tr->t, tr->data->hi - tr->data->lo, pkey, NG_TRAIN_GRAPH_KEY);
+    if (np < 0) {
+        g->eager++;
+        return step_body(tr, NULL);
+    }
+    ng_range_push_cat(NG_CAT_DATA, "batch");
+    s = ng_batches_next(tr->data, &x);
     ng_range_pop();
     NG_TRY(s);
-    /* the key: the batch as the captured kernels see it, then the rule's host scalars */
+    /* the key: the batch as the captured kernels see it, then the rule's and the preconditioner's
+     * host scalars */
     key[0] = (double)(uintptr_t)x.data;
     key[1] = (double)x.rows;
     key[2] = (double)x.cols;
     key[3] = (double)x.ld;
     nk = tr->upd->iface->graph_key(tr->upd, tr->t, key + 4, NG_TRAIN_GRAPH_KEY - 4);
-    if (nk < 0)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: update rule %s cannot key update %llu", tr->upd->iface->name,
-                        (unsigned long long)tr->t);
-    nk += 4;
+    if (nk < 0 || nk + 4 + np > NG_TRAIN_GRAPH_KEY)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: update rule %s and preconditioner %s cannot key update %llu",
+                        tr->upd->iface->name, tr->pc->iface->name, (unsigned long long)tr->t);
+    memcpy(key + 4 + nk, pkey, (size_t)np * sizeof key[0]);
+    nk += 4 + np;
     for (i = 0; i < NG_TRAIN_GRAPHS; i++) {
         if (!g->slot[i].exec) {
             if (empty < 0) empty = i;
@@ -308,18 +320,25 @@ static ng_status graph_step(ng_trainer *tr) {
     g->slot[hit].last_use = tr->t + 1;
     NG_TRY_RANGE(NG_CAT_UPDATE, "graph launch", ng_graph_launch(tr->model->be, g->slot[hit].exec));
     if (replay) { /* a capture ran the host side of the step itself; a replay did not */
-        if (tr->model->iface->graph_replayed) tr->model->iface->graph_replayed(tr->model);
+        if (tr->model->iface->graph_replayed) tr->model->iface->graph_replayed(tr->model, &x);
         if (tr->upd->iface->graph_replayed) tr->upd->iface->graph_replayed(tr->upd, tr->t);
+        if (tr->pc->iface->graph_replayed) tr->pc->iface->graph_replayed(tr->pc, tr->t);
     }
     if (tr->model->iface->check_gradient)
         NG_TRY_RANGE(NG_CAT_EVAL, "check gradient", tr->model->iface->check_gradient(tr->model));
     return NG_OK;
 }
 
+/* 1: update tr->t must run eagerly (the model's host work this update: a cnn's re-whitening; the
+ * preconditioner's eager updates come from its graph_key, in graph_step) */
+static int graph_eager(const ng_trainer *tr) {
+    return tr->model->iface->graph_eager && tr->model->iface->graph_eager(tr->model);
+}
+
 ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     ng_status s;
-    if (tr->graph.on && !tr->graph.seg && !row && tr->t > 0) {
+    if (tr->graph.on && !tr->graph.seg && !row && tr->t > 0 && !graph_eager(tr)) {
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, graph_step(tr));
     } else {
         /* segments replay only in unlogged steady-state updates (update 0 allocates on first use) */

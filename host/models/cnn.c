@@ -17,8 +17,11 @@
  * every pixel of a channel is a sample. Several ranks (ng_cnn_set_dist): batch norm synchronised
  * (the moments of the forward pass and the two sums of the backward pass all-reduced, host doubles),
  * augmentation by the case's global index, whitening statistics merged (natgrad/whiten.h), and the
- * R-forward pass's two per-channel sums (sum R{x}, sum R{x} xhat) all-reduced too (bn_sync_rproject),
- * so J v and G v match one process's over the global batch.
+ * curvature products' batch-norm sums all-reduced too (bn_sync_proj, bn_sync_mean: the R-forward
+ * pass's sum R{x} and sum R{x} xhat, the backward pass's with any output derivative, every mean of
+ * H v's R-backward pass), so each rank's J v and the share-weighted sums of the ranks' G v, F v
+ * (exact, sampled, empirical) and H v are one process's over the global batch; the sampled F v draws
+ * each case's targets by its global index.
  *
  * Curvature products (as the dense engine's, natgrad/net.h): J v by the R-operator forward pass
  * (rforward: conv and dense layers R{z} = V * a + V_b + W * R{a}, max pooling takes R{x} at the
@@ -56,6 +59,13 @@ typedef struct cnn {
     ng_arena ws;
     ng_tensor A[LMAX + 1], D[LMAX + 1], XH[LMAX + 1], mean[LMAX + 1], rstd[LMAX + 1];
     ng_tensor Y, col, T1, T2, vec, ones, obj;
+    ng_tensor err;      /* (chunk) per-case misclassification of a gradient's chunk (0 / 1) */
+    ng_tensor acc;      /* (4) [0] objective sum, [1] misclassified cases of the last gradient's batch,
+                         * summed on the device by the loss op over the chunks (read by check_gradient
+                         * and ng_cnn_batch_loss, never during the gradient) */
+    ng_tensor aug_dev;  /* (2) 64-bit words in a float64 tensor: [0] the augmentation's Philox step
+                         * (= gradients, advanced on the device by the last chunk's augmentation, so a
+                         * captured CUDA graph replays with new crops), [1] the kernel's block ticket */
     ng_tensor R[2], TT; /* R-forward ping-pong (max size_l, chunk); sampled targets (classes, chunk) */
     ng_arena hws;       /* H v: RA[l] (size_l, chunk) = R{A[l]} of every layer, kept for R{backprop}
                          * (allocated at the first H v, once) */
@@ -75,13 +85,20 @@ typedef struct cnn {
     double bn_total[LMAX + 1]; /* samples (pixels of every rank's images) of the last batch-norm pass */
     int cmax;
     double *hbn;               /* (6 cmax) host scratch of synchronised batch norm */
-    float *hbf;                /* (3 cmax) */
+    float *hbf;                /* (4 cmax) */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
+    int aug_ok;         /* 1: aug_dev[0] is known to equal gradients (0: rewritten before the next
+                         * augmented gradient; never inside a CUDA graph capture) */
+    int aug_advance;    /* the augmentation of the chunk being computed advances aug_dev (last chunk) */
+    uint64_t g0;        /* gradients and aug_ok before the last gradient call (graph_discarded) */
+    int aug_ok0;
     int last_chunk;     /* the gradient's last chunk runs backward: report each layer's gradient (grad_ready) */
     /* the batch of the curvature products: x (rows >= size_0), targets y or (have_cy 0) the rows
      * of x after the input; cached: A[], XH, mean, rstd hold its (single-chunk) forward pass */
     ng_tensor cx, cy;
     int have_cur, have_cy, cached;
+    int cur_lo; /* its first case's position in the global batch (the sampled F v's draws): the
+                 * gradient's shard starts at dist_lo; a batch of ng_cnn_set_batch at 0 */
     /* last gradient's batch */
     int have_batch, m;
     double obj_sum, miss;
@@ -95,6 +112,7 @@ typedef struct cnn {
 
 static const struct ng_model_i cnn_iface;
 static cnn *as_cnn(ng_model *m) { return (cnn *)m; }
+static ng_status sync_aug(cnn *n);
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -395,6 +413,12 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     if (s == NG_OK) s = reserve(&n->ws, "vec%d", 0, vmax, 1, &n->vec);
     if (s == NG_OK) s = reserve(&n->ws, "ones%d", 0, omax, 1, &n->ones);
     if (s == NG_OK) s = reserve(&n->ws, "obj%d", 0, (size_t)ch, 1, &n->obj);
+    if (s == NG_OK) s = reserve(&n->ws, "err%d", 0, (size_t)ch, 1, &n->err);
+    if (s == NG_OK) s = reserve(&n->ws, "acc%d", 0, 4, 1, &n->acc);
+    if (s == NG_OK) {
+        int two[1] = {2};
+        s = ng_arena_reserve_nd(&n->ws, "aug_dev", NG_F64, 1, two, &n->aug_dev);
+    }
     if (s == NG_OK) s = reserve(&n->ws, "uinv%d", 0, wmax, (int)wmax, &n->uinv);
     for (l = 0; l <= n->L; l++) n->cmax = n->c[l] > n->cmax ? n->c[l] : n->cmax;
     if (s == NG_OK) s = reserve(&n->ws, "bnv%d", 0, (size_t)3 * n->cmax, 1, &n->bnv);
@@ -416,10 +440,12 @@ ng_status ng_cnn_create(ng_backend *be, const ng_cnn_config *cfg, ng_model **out
     for (l = 1; l <= n->L && s == NG_OK; l++)
         if (cfg->layer[l - 1].kind == NG_CNN_WHITEN) s = ng_whiten_init(be, n->c[l], n->h[l] * n->w[l], &n->wh[l]);
     if (s == NG_OK) s = ng_fill(be, n->ones.rows, 1.0f, n->ones.data);
+    if (s == NG_OK) s = ng_fill(be, 4, 0.0f, n->acc.data);
+    if (s == NG_OK) s = sync_aug(n);
     if (s == NG_OK) {
         n->host = (float *)malloc(((size_t)2 * n->classes * ch + (size_t)ch) * sizeof(float));
         n->hbn = (double *)malloc((size_t)6 * n->cmax * sizeof(double));
-        n->hbf = (float *)malloc((size_t)3 * n->cmax * sizeof(float));
+        n->hbf = (float *)malloc((size_t)4 * n->cmax * sizeof(float));
         if (!n->host || !n->hbn || !n->hbf) s = ng_error(NG_ERR_OOM, "cnn: out of host memory");
     }
     if (s == NG_OK) {
@@ -555,71 +581,56 @@ static ng_status bn_sync_moments(cnn *n, int l, int M) {
     return NG_OK;
 }
 
-/* Backward of layer l (this rank's g = dL/dy in T1, NHWC, M samples): dgamma, dbeta into the
- * gradient (beta 0: =, 1: +=), and with dx the projection
- *   dx = gamma rstd (g - mean(g) - xhat mean(g xhat))
- * with the two means over every rank's samples. The ranks' g carry their own loss scale 1 / m_r
- * (the trainer, and the curvature products' reductions, weight by m_r / m afterwards), so the sums
- * are weighted by m_r / m = M / (every rank's samples) before the all-reduce (one pass per rank:
- * check_shard) and the means brought back to this rank's scale. */
-static ng_status bn_sync_backward(cnn *n, int l, int M, float beta, float *gW, float *gb, float *dx, int hw0, int cols) {
+/* out = s1 s2 P(g) (beta 0) or out + s1 s2 P(g) (beta 1) for this rank's g of layer l (NHWC, M
+ * samples, ld c_l), P(g) = g - mean(g) - xhat mean(g xhat), both means over every rank's samples.
+ * A g that carries this rank's loss scale 1 / m_r (the backward passes: the trainer and the
+ * curvature products' reductions weight by m_r / m afterwards) has its two per-channel sums
+ * weighted by w = m_r / m = M / (every rank's samples) before the all-reduce (one pass per rank:
+ * check_shard) and the means brought back to this rank's scale; R{x} carries no scale (w = 1).
+ * s2 NULL: s1 alone (per-channel device vectors; s1 may be H v's HQ scratch). tmp (c_l, M) scratch,
+ * out itself when beta is 0. */
+static ng_status bn_sync_proj(cnn *n, int l, int M, const float *g, double w, const float *s1, const float *s2, float beta,
+                              float *tmp, float *out) {
     ng_backend *be = n->base.be;
     const int ci = n->c[l];
     float *sg = n->bnv.data, *sgx = sg + ci, *sc = sgx + ci, *hf = n->hbf;
-    double *a = n->hbn, tot = n->bn_total[l], w = (double)M / tot;
-    int i;
-    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, 0.0f, sg));
-    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
-    if (beta == 0.0f) {
-        NG_TRY(ng_copy(be, gW, sgx, (size_t)ci * sizeof(float)));
-        NG_TRY(ng_copy(be, gb, sg, (size_t)ci * sizeof(float)));
-    } else {
-        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sgx, 1.0f, gW));
-        NG_TRY(ng_axpby(be, (size_t)ci, 1.0f, sg, 1.0f, gb));
-    }
-    if (!dx) return NG_OK; /* the first layer: the same on every rank */
-    NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
-    for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
-    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm gradient sums"));
-    NG_TRY(ng_get(be, hf, n->rstd[l].data, (size_t)ci * sizeof(float)));
-    NG_TRY(ng_get(be, hf + ci, n->W[l].data, (size_t)ci * sizeof(float)));
-    for (i = 0; i < ci; i++) a[2 * ci + i] = (double)hf[i] * (double)hf[ci + i];
-    for (i = 0; i < ci; i++) {
-        hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
-        hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
-        hf[2 * ci + i] = (float)a[2 * ci + i];
-    }
-    NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
-    /* T2 = -mean(g xhat) xhat - mean(g); += g; *= gamma rstd */
-    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, n->T2.data, ci));
-    NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, n->T1.data, 1.0f, n->T2.data));
-    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->T2.data, ci, sc, NULL, n->T2.data, ci));
-    return layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, dx);
-}
-
-/* R-forward of layer l (this rank's R{x} in T1, NHWC, M samples): T2 = rstd P(R{x}) =
- * rstd (R{x} - mean(R{x}) - xhat mean(R{x} xhat)) with both means over every rank's samples
- * (R{x} carries no loss scale: the sums are all-reduced as they are). */
-static ng_status bn_sync_rproject(cnn *n, int l, int M) {
-    ng_backend *be = n->base.be;
-    const int ci = n->c[l];
-    float *sg = n->bnv.data, *sgx = sg + ci, *hf = n->hbf;
     double *a = n->hbn, tot = n->bn_total[l];
     int i;
-    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, 0.0f, sg));
-    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
+    NG_TRY(ng_get(be, hf + 2 * ci, s1, (size_t)ci * sizeof(float)));
+    if (s2) NG_TRY(ng_get(be, hf + 3 * ci, s2, (size_t)ci * sizeof(float)));
+    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sg));
+    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, g, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
     NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
-    for (i = 0; i < 2 * ci; i++) a[i] = (double)hf[i];
-    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm R-forward sums"));
+    for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm sums"));
     for (i = 0; i < ci; i++) {
-        hf[i] = (float)(-a[ci + i] / tot); /* -mean(R{x} xhat) */
-        hf[ci + i] = (float)(-a[i] / tot); /* -mean(R{x}) */
+        const float s = s2 ? (float)((double)hf[2 * ci + i] * (double)hf[3 * ci + i]) : hf[2 * ci + i];
+        hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
+        hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+        hf[2 * ci + i] = s;
     }
-    NG_TRY(ng_set(be, sg, hf, (size_t)2 * ci * sizeof(float)));
-    /* T2 = -mean(R{x} xhat) xhat - mean(R{x}); += R{x}; *= rstd */
-    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, n->T2.data, ci));
-    NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, n->T1.data, 1.0f, n->T2.data));
-    return act_fwd(be, ci, M, NG_ACT_LINEAR, n->T2.data, ci, n->rstd[l].data, NULL, n->T2.data, ci);
+    NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
+    /* tmp = -mean(g xhat) xhat - mean(g); += g; out (+)= s1 s2 tmp */
+    NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, tmp, ci));
+    NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, g, 1.0f, tmp));
+    if (beta == 0.0f) return act_fwd(be, ci, M, NG_ACT_LINEAR, tmp, ci, sc, NULL, out, ci);
+    return ng_gemm_strided_batched(be, 0, 0, 1, M, 1, 1.0f, sc, 1, 1, tmp, ci, 1, 1.0f, out, ci, 1, ci);
+}
+
+/* H v on several ranks: v (c_l floats on the device) holds this rank's per-channel sums over its
+ * samples; it becomes the means over every rank's samples at this rank's scale (w as in
+ * bn_sync_proj: m_r / m for loss-scaled sums, 1 for those of R{x}). */
+static ng_status bn_sync_mean(cnn *n, int l, float *v, double w) {
+    ng_backend *be = n->base.be;
+    const int ci = n->c[l];
+    float *hf = n->hbf;
+    double *a = n->hbn;
+    int i;
+    NG_TRY(ng_get(be, hf, v, (size_t)ci * sizeof(float)));
+    for (i = 0; i < ci; i++) a[i] = w * (double)hf[i];
+    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)ci, "the batch-norm R-backward sums"));
+    for (i = 0; i < ci; i++) hf[i] = (float)(a[i] / n->bn_total[l] / w);
+    return ng_set(be, v, hf, (size_t)ci * sizeof(float));
 }
 
 /* ---- forward / backward ------------------------------------------------------------------- */
@@ -651,7 +662,9 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
         a.conv_gather.s.stride = 1;
         a.conv_gather.flip = n->cfg.augment_flip;
         a.conv_gather.key = ng_rng_stream_key(n->cfg.seed, NG_RNG_AUGMENT);
-        a.conv_gather.step = n->gradients;
+        a.conv_gather.step = 0; /* the step is the device's count of gradients (aug_dev) */
+        a.conv_gather.step_dev = (uint64_t *)(void *)n->aug_dev.data;
+        a.conv_gather.advance = n->aug_advance ? 1 : 0;
         a.conv_gather.b0 = n->img0;
         a.conv_gather.x = n->A[0].data, a.conv_gather.out = n->D[0].data;
         NG_TRY(ng_run_op(be, &a));
@@ -725,13 +738,19 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     return act_fwd(be, n->classes, cols, NG_ACT_SOFTMAX, n->A[n->L].data, n->classes, NULL, NULL, n->Y.data, n->classes);
 }
 
-/* dL/dz = scale (y - t) into D[L]; obj[c] per case. */
-static ng_status loss_chunk(cnn *n, const float *t, int ldt, int cols, float scale) {
+/* dL/dz = scale (y - t) into D[L]; obj[c] per case. sums 1: also err[c] = the case's
+ * misclassification and, in the same launch, acc[0] (objective) and acc[1] (misclassified cases)
+ * summed on the device (acc_beta 0: =, 1: += over a batch's chunks). */
+static ng_status loss_chunk(cnn *n, const float *t, int ldt, int cols, float scale, int sums, float acc_beta) {
     ng_op_args o = {.op = NG_OP_LOSS};
     o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
     o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
     o.loss.t = t, o.loss.ldt = ldt, o.loss.scale = scale, o.loss.d = n->D[n->L].data, o.loss.ldd = n->classes;
     o.loss.obj = n->obj.data;
+    if (sums) {
+        o.loss.err = n->err.data, o.loss.err_miss = 1;
+        o.loss.acc = n->acc.data, o.loss.acc_beta = acc_beta;
+    }
     return ng_run_op(n->base.be, &o);
 }
 
@@ -815,15 +834,16 @@ static ng_status backward(cnn *n, int cols, float beta, float *out) {
         case NG_CNN_BN: {
             const int M = cols * hw0;
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, n->T1.data));
-            if (dist_on(n) && n->cfg.layer[l - 1].kind == NG_CNN_BN) {
-                NG_TRY(bn_sync_backward(n, l, M, beta, gW, gb, dx, hw0, cols));
-                break;
-            }
-            /* dgamma[c] = sum_m g[c,m] xhat[c,m] (row dots as batched 1x1 products), dbeta = row sums */
+            /* dgamma[c] = sum_m g[c,m] xhat[c,m] (row dots as batched 1x1 products), dbeta = row sums
+             * (this rank's: reduced with the rest of the gradient) */
             NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, n->T1.data, ci, 1, n->XH[l].data, ci, 1, beta,
                                            gW, 1, 1, ci));
             NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, gb));
-            if (dx) {
+            if (dx && dist_on(n)) { /* dx = gamma rstd P(g), P's means over every rank's samples */
+                NG_TRY(bn_sync_proj(n, l, M, n->T1.data, (double)M / n->bn_total[l], n->rstd[l].data, n->W[l].data, 0.0f,
+                                    n->T2.data, n->T2.data));
+                NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, dx));
+            } else if (dx) {
                 ng_op_args o = {.op = NG_OP_BN_PROJECT};
                 o.bn_project.rows = ci, o.bn_project.cols = M, o.bn_project.g = n->T1.data, o.bn_project.ldg = ci;
                 o.bn_project.xhat = n->XH[l].data, o.bn_project.ldx = ci;
@@ -886,18 +906,6 @@ static ng_status check_shard(const cnn *n, int N) {
     return NG_OK;
 }
 
-/* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
- * and the backward pass reduce their batch sums (bn_sync_rproject, bn_sync_backward); H v's
- * second-order terms through batch norm and the sampled and empirical F v (per-case targets) do
- * not, so they are refused. */
-static ng_status no_dist_bn(const cnn *n, const char *what) {
-    if (dist_on(n) && has_kind(n, NG_CNN_BN))
-        return ng_error(NG_ERR_UNSUPPORTED, "cnn %s: not with batch norm on %d ranks (its R-operator terms through batch norm are "
-                        "not reduced across ranks): use --tn-fisher exact and --curvature gn, drop the bn layers, or run as one "
-                        "process", what, n->comm->world);
-    return NG_OK;
-}
-
 ng_status ng_cnn_set_dist(ng_model *m, ng_comm *comm, int lo, int batch) {
     cnn *n = as_cnn(m);
     if (!m || m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_set_dist: not a cnn model");
@@ -909,17 +917,69 @@ ng_status ng_cnn_set_dist(ng_model *m, ng_comm *comm, int lo, int batch) {
     return NG_OK;
 }
 
+static int augmenting(const cnn *n) { return n->cfg.augment_pad > 0 || n->cfg.augment_flip; }
+
+/* The device's augmentation step := gradients (blocking: never inside a CUDA graph capture). */
+static ng_status sync_aug(cnn *n) {
+    const uint64_t c[2] = {n->gradients, 0};
+    ng_status s = ng_set(n->base.be, n->aug_dev.data, c, sizeof c);
+    if (s != NG_OK)
+        return ng_error_wrap(s, "cnn: setting the device augmentation step to %llu (not possible inside a CUDA graph capture): ",
+                             (unsigned long long)n->gradients);
+    n->aug_ok = 1;
+    return NG_OK;
+}
+
+/* What a gradient on x leaves on the host (also after a replayed CUDA graph of one). */
+static void gradient_done(cnn *n, const ng_tensor *x, const ng_tensor *y) {
+    const int N = x->cols;
+    /* the batch of the curvature products; its forward pass stays in the buffers when it was one
+     * chunk without augmentation (the products see the images as given) */
+    n->m = N;
+    n->cx = *x;
+    n->have_cy = y != NULL;
+    if (y) n->cy = *y;
+    n->have_cur = 1;
+    n->cur_lo = n->comm ? n->dist_lo : 0;
+    n->cached = N <= n->cfg.chunk && !augmenting(n);
+    n->have_batch = 1;
+    n->gradients++;
+}
+
+/* The objective and misclassification sums of the last gradient (acc, summed on the device). */
+static ng_status read_sums(cnn *n) {
+    float acc[2];
+    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "cnn: no gradient computed yet");
+    NG_TRY(ng_get(n->base.be, acc, n->acc.data, sizeof acc));
+    n->obj_sum = acc[0];
+    n->miss = acc[1];
+    return NG_OK;
+}
+
+/* The host check of the gradient just computed (one read of acc): the objective is finite. Run by
+ * the gradient itself unless defer_check is set (the trainer's CUDA-graph step runs it after the
+ * graph). */
+static ng_status cnn_check_gradient(ng_model *m) {
+    cnn *n = as_cnn(m);
+    NG_TRY(read_sums(n));
+    if (!isfinite(n->obj_sum))
+        return ng_error(NG_ERR_NUMERIC, "cnn objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
+                        n->obj_sum / n->m);
+    return NG_OK;
+}
+
 static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk, N = x ? x->cols : 0;
     int c0, saved;
     ng_status s = NG_OK, e;
+    n->g0 = n->gradients;
+    n->aug_ok0 = n->aug_ok;
     NG_TRY(check_batch(n, x, y, "gradient"));
     if (dist_on(n)) NG_TRY(check_shard(n, N));
     if (n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0)
         NG_TRY(ng_cnn_whiten(m, x, n->cfg.whiten_samples)); /* PRONG Algorithm 1: every T updates */
-    n->m = N;
-    n->obj_sum = n->miss = 0.0;
+    if (augmenting(n) && !n->aug_ok) NG_TRY(sync_aug(n));
     n->have_batch = 0;
     /* the training passes' gemms may use TF32 (--tf32 on a GPU); the whitening statistics above,
      * evaluations and everything the update does stay FP32 */
@@ -930,36 +990,28 @@ static ng_status cnn_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *
         const float *t = y ? y->data + (size_t)c0 * y->ld : xc + n->size[0];
         const int ldt = y ? y->ld : x->ld;
         n->img0 = (uint64_t)(n->comm ? n->dist_lo : 0) + (uint64_t)c0;
-        s = forward(n, xc, x->ld, cols, 1);
-        if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N);
-        if (s == NG_OK) s = chunk_score(n, t, ldt, cols, &n->obj_sum, &n->miss);
         n->last_chunk = c0 + cols >= N;
+        n->aug_advance = n->last_chunk; /* the device's step moves on after the batch's last draws */
+        s = forward(n, xc, x->ld, cols, 1);
+        n->aug_advance = 0;
+        /* objective and misclassifications summed on the device: no host read per chunk */
+        if (s == NG_OK) s = loss_chunk(n, t, ldt, cols, 1.0f / (float)N, 1, c0 ? 1.0f : 0.0f);
         if (s == NG_OK) s = backward(n, cols, c0 ? 1.0f : 0.0f, m->grad_flat.data);
         n->last_chunk = 0;
     }
     e = ng_tf32_end(m->be, saved);
+    if (s != NG_OK || e != NG_OK) n->aug_ok = 0; /* the device's step may or may not have moved on */
     NG_TRY(s);
     NG_TRY(e);
-    /* the batch of the curvature products; its forward pass stays in the buffers when it was one
-     * chunk without augmentation (the products see the images as given) */
-    n->cx = *x;
-    n->have_cy = y != NULL;
-    if (y) n->cy = *y;
-    n->have_cur = 1;
-    n->cached = N <= ch && n->cfg.augment_pad == 0 && !n->cfg.augment_flip;
-    n->have_batch = 1;
-    n->gradients++;
-    if (!isfinite(n->obj_sum))
-        return ng_error(NG_ERR_NUMERIC, "cnn objective on this batch is %g (diverged or non-finite data: lower --lr, check the data)",
-                        n->obj_sum / N);
-    return NG_OK;
+    gradient_done(n, x, y);
+    return m->defer_check ? NG_OK : cnn_check_gradient(m);
 }
 
 uint64_t ng_cnn_gradients(const ng_model *m) { return ((const cnn *)m)->gradients; }
 
 ng_status ng_cnn_batch_loss(ng_model *m, double *objective, double *misclass) {
     cnn *n = as_cnn(m);
-    if (!n->have_batch) return ng_error(NG_ERR_INVALID_ARG, "cnn: no gradient computed yet");
+    NG_TRY(read_sums(n));
     *objective = n->obj_sum / n->m;
     *misclass = n->miss / n->m;
     return NG_OK;
@@ -976,7 +1028,7 @@ ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
         const int cols = N - c0 < ch ? N - c0 : ch;
         const float *xc = x->data + (size_t)c0 * x->ld;
         NG_TRY(forward(n, xc, x->ld, cols, 0));
-        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f, 0, 0.0f));
         NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
     }
     *objective = so / N;
@@ -996,7 +1048,7 @@ ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective) {
         const int cols = N - c0 < ch ? N - c0 : ch;
         const float *xc = x->data + (size_t)c0 * x->ld;
         NG_TRY(forward(n, xc, x->ld, cols, 2));
-        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f));
+        NG_TRY(loss_chunk(n, xc + n->size[0], x->ld, cols, 1.0f, 0, 0.0f));
         NG_TRY(chunk_score(n, xc + n->size[0], x->ld, cols, &so, &miss));
     }
     *objective = so / N;
@@ -1147,7 +1199,7 @@ static ng_status rforward_to(cnn *n, const float *v, int cols, const float **rz,
             const float *Vg = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
             if (rin && dist_on(n)) { /* P's means over every rank's samples */
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
-                NG_TRY(bn_sync_rproject(n, l, M));
+                NG_TRY(bn_sync_proj(n, l, M, n->T1.data, 1.0, n->rstd[l].data, NULL, 0.0f, n->T2.data, n->T2.data));
             } else if (rin) {
                 ng_op_args o = {.op = NG_OP_BN_PROJECT};
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
@@ -1230,6 +1282,7 @@ ng_status ng_cnn_set_batch(ng_model *m, const ng_tensor *x, const ng_tensor *y) 
     n->have_cy = y != NULL;
     if (y) n->cy = *y;
     n->have_cur = 1;
+    n->cur_lo = 0;
     n->cached = 0;
     if (x->cols <= n->cfg.chunk) NG_TRY(cur_forward(n, 0, x->cols));
     return NG_OK;
@@ -1292,7 +1345,6 @@ static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
     if (mode != NG_FISHER_EXACT && mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "cnn F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: %d samples (>= 1)", samples);
-    if (mode != NG_FISHER_EXACT) NG_TRY(no_dist_bn(n, mode == NG_FISHER_SAMPLED ? "F v (sampled)" : "F v (empirical)"));
     N = n->cx.cols;
     S = mode == NG_FISHER_SAMPLED ? samples : 1;
     scale = 1.0f / ((float)N * (float)S);
@@ -1309,13 +1361,14 @@ static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
                 const float *t;
                 int ldt;
                 if (mode == NG_FISHER_SAMPLED) {
-                    /* each case's draw depends on its index in the batch, not on the chunking */
+                    /* each case's draw depends on its index in the global batch (cur_lo + c0 + c),
+                     * not on the chunking or the ranks */
                     ng_op_args a = {.op = NG_OP_SAMPLE_TARGETS};
                     a.sample_targets.rows = n->classes, a.sample_targets.cols = cols, a.sample_targets.loss = NG_LOSS_CATEGORICAL;
                     a.sample_targets.y = n->Y.data, a.sample_targets.ldy = n->classes;
                     a.sample_targets.t = n->TT.data, a.sample_targets.ldt = n->classes;
                     a.sample_targets.key = key, a.sample_targets.step = step + (uint64_t)s;
-                    a.sample_targets.col0 = (uint64_t)c0;
+                    a.sample_targets.col0 = (uint64_t)n->cur_lo + (uint64_t)c0;
                     NG_TRY(ng_run_op(m->be, &a));
                     t = n->TT.data;
                     ldt = n->classes;
@@ -1532,18 +1585,23 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
              *   R{dgamma} = sum RD xhat + D R{xhat},  R{dbeta} = sum RD,  dx = rstd gamma P(D),
              *   R{dx} = rstd P(gamma RD + V_gamma D) + R{rstd} gamma P(D)
              *           - rstd gamma (R{xhat} mean(D xhat) + xhat mean(D R{xhat})),
-             *   R{rstd} = -rstd^2 mean(xhat R{x}) */
-            const int M = cols * hw0;
+             *   R{rstd} = -rstd^2 mean(xhat R{x})
+             * Several ranks: every mean over every rank's samples (bn_sync_proj, bn_sync_mean), the
+             * sums of D and R{D} (this rank's loss scale) weighted by w = m_r / m, those of R{x} by 1;
+             * R{dgamma}, R{dbeta} stay this rank's (the caller weights and sums the products). */
+            const int M = cols * hw0, dist = dist_on(n);
+            const double w = dist ? (double)M / n->bn_total[l] : 1.0;
             const float *Vg = cat_of(n, v, &n->gW[l]), *xh = n->XH[l].data, *rs = n->rstd[l].data, *gam = n->W[l].data;
             float *Dn = n->T1.data, *RDn = n->T2.data, *Rx = n->HB[0].data, *RXH = n->HB[1].data, *B1 = n->HB[2].data;
-            float *B2 = n->HB[3].data, *q = n->HQ.data;
+            float *B2 = n->HB[3].data, *B3 = n->HB[4].data, *q = n->HQ.data;
             const int ldq = n->HQ.rows;
-            const float inv = 1.0f / (float)M;
+            const float inv = dist ? 1.0f : 1.0f / (float)M; /* sums, made means by bn_sync_mean */
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, d, Dn));
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rdc, RDn));
             if (rin) {
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, Rx));
-                NG_TRY(bn_proj(be, ci, M, Rx, xh, rs, NULL, 0.0f, RXH));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, Rx, 1.0, rs, NULL, 0.0f, RXH, RXH));
+                else NG_TRY(bn_proj(be, ci, M, Rx, xh, rs, NULL, 0.0f, RXH));
             } else {
                 NG_TRY(ng_memset0(be, Rx, (size_t)ci * M * sizeof(float)));
                 NG_TRY(ng_memset0(be, RXH, (size_t)ci * M * sizeof(float)));
@@ -1554,20 +1612,27 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
             if (dx) {
                 NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, RDn, ci, gam, NULL, B1, ci)); /* gamma RD + V_gamma D */
                 NG_TRY(rowscale_acc(be, ci, M, Vg, Dn, ci, B1, ci));
-                NG_TRY(bn_proj(be, ci, M, B1, xh, rs, NULL, 0.0f, B2));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, B1, w, rs, NULL, 0.0f, B2, B2));
+                else NG_TRY(bn_proj(be, ci, M, B1, xh, rs, NULL, 0.0f, B2));
                 NG_TRY(rowdot(be, ci, M, -inv, xh, ci, Rx, ci, 0.0f, q));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q, 1.0));
                 NG_TRY(vmul(be, ci, 1.0f, rs, q, 0.0f, q + ldq));
                 NG_TRY(vmul(be, ci, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
-                NG_TRY(bn_proj(be, ci, M, Dn, xh, q + 2 * ldq, gam, 1.0f, B2));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, Dn, w, q + 2 * ldq, gam, 1.0f, B3, B2));
+                else NG_TRY(bn_proj(be, ci, M, Dn, xh, q + 2 * ldq, gam, 1.0f, B2));
                 NG_TRY(vmul(be, ci, -1.0f, rs, gam, 0.0f, q + 3 * ldq)); /* -rstd gamma */
                 NG_TRY(rowdot(be, ci, M, inv, Dn, ci, xh, ci, 0.0f, q + 4 * ldq));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
                 NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, RXH, ci, B2, ci));
                 NG_TRY(rowdot(be, ci, M, inv, Dn, ci, RXH, ci, 0.0f, q + 4 * ldq));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
                 NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, xh, ci, B2, ci));
                 NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B2, rdn));
-                NG_TRY(bn_proj(be, ci, M, Dn, xh, rs, gam, 0.0f, B1)); /* dx = rstd gamma P(D) */
+                /* dx = rstd gamma P(D) */
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, Dn, w, rs, gam, 0.0f, B1, B1));
+                else NG_TRY(bn_proj(be, ci, M, Dn, xh, rs, gam, 0.0f, B1));
                 NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B1, dx));
             }
             break;
@@ -1590,7 +1655,6 @@ static ng_status cnn_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     NG_TRY(check_pvec(n, v, "H v", "v"));
     NG_TRY(check_pvec(n, out, "H v", "out"));
     if (out->ptr == v->ptr) return ng_error(NG_ERR_INVALID_ARG, "cnn H v: out must not alias v");
-    NG_TRY(no_dist_bn(n, "H v (--curvature hessian)"));
     NG_TRY(hv_workspace(n));
     N = n->cx.cols;
     for (c0 = 0; c0 < N; c0 += ch) {
@@ -1815,8 +1879,38 @@ static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
         NG_TRY(ng_ckpt_get_u64(c, "cnn.gradients", &g));
         if (apply) n->gradients = g;
     }
-    if (apply) n->have_batch = 0;
+    if (apply) {
+        n->have_batch = 0;
+        NG_TRY(sync_aug(n)); /* before any CUDA graph capture */
+    }
     return NG_OK;
+}
+
+/* CUDA graphs (natgrad/train.h): the gradient reads nothing on the host (the objective and the
+ * misclassifications are summed on the device, the augmentation takes its step from aug_dev). The
+ * reparametrisation of whitening layers (ng_cnn_whiten: host float64 algebra) runs inside the
+ * gradient every whiten_every gradients: graph_eager makes those updates eager. */
+static ng_status cnn_graph_check(const ng_model *m) {
+    const cnn *n = (const cnn *)m;
+    if (dist_on(n))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: cnn on %d ranks is not captured (synchronised batch norm and the "
+                        "all-reduce wait for the host); use --cuda-graph 0", n->comm->world);
+    return NG_OK;
+}
+static int cnn_graph_eager(const ng_model *m) {
+    const cnn *n = (const cnn *)m;
+    return n->cfg.whiten_every > 0 && n->gradients % (uint64_t)n->cfg.whiten_every == 0;
+}
+static void cnn_graph_replayed(ng_model *m, const ng_tensor *x) {
+    gradient_done(as_cnn(m), x, NULL); /* aug_dev moved on with gradients (aug_ok unchanged) */
+}
+static void cnn_graph_discarded(ng_model *m) {
+    cnn *n = as_cnn(m);
+    n->gradients = n->g0;
+    n->aug_ok = n->aug_ok0; /* nothing recorded ran: the device's step is what it was */
+    n->have_batch = 0;
+    n->have_cur = 0;
+    n->cached = 0;
 }
 
 static const struct ng_model_i cnn_iface = {
@@ -1832,4 +1926,9 @@ static const struct ng_model_i cnn_iface = {
     .save = cnn_save,
     .load = cnn_load,
     .destroy = cnn_destroy,
+    .check_gradient = cnn_check_gradient,
+    .graph_check = cnn_graph_check,
+    .graph_eager = cnn_graph_eager,
+    .graph_replayed = cnn_graph_replayed,
+    .graph_discarded = cnn_graph_discarded,
 };

@@ -1186,10 +1186,10 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols) {
 }
 
 /* On several ranks with batch norm the R-forward pass (J v, G v = the exact F v, the Fisher gram)
- * and the backward pass reduce their batch sums (bn_sync_project), so the empirical F v (per-case
- * residuals of the data's targets, then that synchronised backward pass) is exact too; H v's
- * second-order terms, the sampled F v and the sampled backward pass (targets drawn by this rank's
- * column, not the global one) and the per-case layer statistics are not, so they are refused. */
+ * and the backward pass reduce their batch sums (bn_sync_project), so the empirical and the sampled
+ * F v (per-case residuals of the data's targets or of targets drawn by global column, ng_net_fvp_at,
+ * then that synchronised backward pass) are exact too; the sampled backward pass's per-case layer
+ * statistics are not reduced, so it is refused. */
 static ng_status no_dist_bn(const net *n, const char *what, const char *why) {
     if (dist_bn(n))
         return ng_error(NG_ERR_UNSUPPORTED, "network %s: not with batch-normalised layers on %d ranks (%s); drop +bn or run as "
@@ -1398,7 +1398,8 @@ ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_
     return s != NG_OK ? s : e;
 }
 
-static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0, const uint64_t *step_dev) {
+static ng_status sample_targets_dev(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0, uint64_t *step_dev,
+                                    uint64_t advance) {
     ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS};
     int L = n->L;
     o.sample_targets.rows = n->d[L];
@@ -1412,7 +1413,12 @@ static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, u
     o.sample_targets.step = step;
     o.sample_targets.col0 = col0;
     o.sample_targets.step_dev = step_dev;
+    o.sample_targets.advance = advance;
     return ng_run_op(n->base.be, &o);
+}
+
+static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
+    return sample_targets_dev(n, cols, key, step, col0, NULL, 0);
 }
 
 /* D[L] = scale (y - t) for the targets t (no objective sums) */
@@ -1420,15 +1426,13 @@ static ng_status residual(net *n, const float *t, int ldt, int cols, float scale
     return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0, 0.0f);
 }
 
-static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const uint64_t *step_dev,
-                             const ng_tensor *v, ng_tensor *out) {
+static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0,
+                             uint64_t *step_dev, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L, s, S;
     float scale;
     NG_TRY(no_canonical(n, "F v"));
     if (mode == NG_FISHER_EXACT) return ng_net_gvp(m, v, out);
-    if (mode == NG_FISHER_SAMPLED) /* ng_net_fvp has no col0: the draws would not be those of one process */
-        NG_TRY(no_dist_bn(n, "sampled F v", "its targets are drawn by this rank's column, not the global batch's"));
     if (mode != NG_FISHER_SAMPLED && mode != NG_FISHER_EMPIRICAL)
         return ng_error(NG_ERR_INVALID_ARG, "network F v: unknown Fisher mode %d", mode);
     if (samples < 1) return ng_error(NG_ERR_INVALID_ARG, "network F v: %d samples (>= 1)", samples);
@@ -1445,8 +1449,9 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
             const float *t;
             int ldt;
             if (mode == NG_FISHER_SAMPLED) {
-                /* each case's draw depends on its index in the batch, not on the chunking */
-                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u + (uint64_t)c0 * 7919u, 0, step_dev));
+                /* draw s of a case is uniform (step + s 1000003, col0 + its column): it depends on the
+                 * case's position in the global batch, not on the chunking or the shard */
+                NG_TRY(sample_targets_dev(n, cols, key, step + (uint64_t)s * 1000003u, col0 + (uint64_t)c0, step_dev, 0));
                 t = n->T.data;
                 ldt = n->T.ld;
             } else {
@@ -1466,20 +1471,25 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
 /* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
 ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
                      ng_tensor *out) {
+    return ng_net_fvp_at(m, mode, samples, key, step, 0, v, out);
+}
+
+ng_status ng_net_fvp_at(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0, const ng_tensor *v,
+                        ng_tensor *out) {
     int saved;
     ng_status s, e;
     NG_TRY(ng_fp32_begin(m->be, &saved));
-    s = net_fvp_fp(m, mode, samples, key, step, NULL, v, out);
+    s = net_fvp_fp(m, mode, samples, key, step, col0, NULL, v, out);
     e = ng_fp32_end(m->be, saved);
     return s != NG_OK ? s : e;
 }
-ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, const uint64_t *step_dev, const ng_tensor *v,
-                         ng_tensor *out) {
+ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, uint64_t *step_dev, uint64_t col0,
+                         const ng_tensor *v, ng_tensor *out) {
     int saved;
     ng_status s, e;
     if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network F v: NULL device step");
     NG_TRY(ng_fp32_begin(m->be, &saved));
-    s = net_fvp_fp(m, mode, samples, key, 0, step_dev, v, out);
+    s = net_fvp_fp(m, mode, samples, key, 0, col0, step_dev, v, out);
     e = ng_fp32_end(m->be, saved);
     return s != NG_OK ? s : e;
 }
@@ -1606,15 +1616,8 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step) {
     return ng_net_backward_sampled_at(m, key, step, 0);
 }
 
-static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint64_t col0, const uint64_t *step_dev);
-ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0) {
-    return backward_sampled(m, key, step, col0, NULL);
-}
-ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, const uint64_t *step_dev) {
-    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network sampled backward: NULL device step");
-    return backward_sampled(m, key, 0, 0, step_dev);
-}
-static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint64_t col0, const uint64_t *step_dev) {
+static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint64_t col0, uint64_t *step_dev,
+                                  uint64_t advance) {
     net *n = as_net(m);
     int c0, cols;
     NG_TRY(no_canonical(n, "the sampled backward pass"));
@@ -1624,11 +1627,20 @@ static ng_status backward_sampled(ng_model *m, uint64_t key, uint64_t step, uint
         return ng_error(NG_ERR_UNSUPPORTED, "network sampled backward: the batch (%d cases) is larger than one chunk (%d)",
                         n->m, n->cfg.chunk);
     NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
-    NG_TRY(sample_targets(n, cols, key, step, col0, step_dev));
+    NG_TRY(sample_targets_dev(n, cols, key, step, col0, step_dev, advance));
     NG_TRY(residual(n, n->T.data, n->T.ld, cols, 1.0f));
     NG_TRY_RANGE(NG_CAT_BACKWARD, "net backward", backward(n, cols, NULL, 0.0f));
     n->d_valid = 1;
     return NG_OK;
+}
+
+ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0) {
+    return backward_sampled(m, key, step, col0, NULL, 0);
+}
+
+ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, uint64_t *step_dev, uint64_t advance, uint64_t col0) {
+    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network sampled backward: NULL device step");
+    return backward_sampled(m, key, 0, col0, step_dev, advance);
 }
 
 static ng_status net_statistic(ng_model *m, const char *name, ng_tensor *out) {

@@ -610,7 +610,8 @@ static void rbm_graph_discarded(ng_model *mdl) {
 }
 
 /* A replayed gradient took last_advance Philox steps on the device: the host count follows. */
-static void rbm_graph_replayed(ng_model *mdl) {
+static void rbm_graph_replayed(ng_model *mdl, const ng_tensor *x) {
+    (void)x;
     ng_rbm_est *e = ((ng_rbm *)(void *)mdl)->est;
     e->rng_step += e->last_advance;
     e->dev_step = e->rng_step;

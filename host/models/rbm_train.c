@@ -53,6 +53,7 @@ static void diag_config(const ng_rbm_config *c, ng_diag_config *d) {
     d->power = c->diag_power;
     d->beta = c->diag_beta;
     d->seed = c->seed;
+    d->max_batch = c->batch;
 }
 
 ng_status ng_rbm_optimizer_parse(const char *s, ng_rbm_optimizer *out) {

@@ -65,6 +65,14 @@ typedef struct diag {
     size_t scratch_floats;
     void *mem;          /* d, tmp, minv */
     void *smem;         /* scratch */
+    /* device words (dmem): step_dev[2] the Philox step of the Fisher's sampled targets counted on
+     * the device (update t draws at step t; [1] the kernel's block ticket), then wsum, the weight
+     * of avg (= beta wsum + (1 - beta), so 1 - beta^(t+1) after update t: the bias correction, on
+     * the device so a captured CUDA graph replays it; checkpointed as diag.wsum), and one (1.0f) */
+    void *dmem;
+    uint64_t *step_dev;
+    float *wsum, *one;
+    uint64_t t_dev;     /* host mirror of step_dev[0] */
     /* RBMs: shapes and the offsets of W (ld ldw), a, b in the parameter arena */
     int nv, nh, ldw;
     size_t off_W, off_a, off_b;
@@ -82,6 +90,11 @@ static ng_status ensure_scratch(ng_backend *be, diag *k, size_t floats) {
     return NG_OK;
 }
 
+/* rbm_diag's scratch over c columns: their squares, E and the two means */
+static size_t rbm_scratch_floats(const diag *k, int c) {
+    return (size_t)(k->nv + k->nh) * (size_t)c + (size_t)k->nh * k->nv + (size_t)k->nv + k->nh;
+}
+
 static ng_status square(ng_backend *be, int rows, int cols, const float *x, int ldx, float *out, int ldo) {
     ng_op_args o;
     memset(&o, 0, sizeof o);
@@ -96,20 +109,46 @@ static ng_status square(ng_backend *be, int rows, int cols, const float *x, int 
     return ng_run_op(be, &o);
 }
 
-/* d for a network: mean squared per-case gradients (data targets, or targets sampled at step t) */
+/* The device step count = t (its ticket 0): a blocking write, never inside a CUDA graph capture
+ * (the trainer captures only updates whose count the mirror already holds). */
+static ng_status sync_step_dev(ng_backend *be, diag *k, uint64_t t) {
+    const uint64_t c[2] = {t, 0};
+    ng_status s = ng_set(be, k->step_dev, c, sizeof c);
+    if (s != NG_OK)
+        return ng_error_wrap(s, "diag: setting the device Philox step to %llu (not possible inside a CUDA graph capture): ",
+                             (unsigned long long)t);
+    k->t_dev = t;
+    return NG_OK;
+}
+
+/* Updates between two draws of the Fisher's targets: 1, or phi mode's refresh period (its draws
+ * are at t = 0, K, 2K, ...), so the device count reaches the next draw's t by itself. */
+static uint64_t draw_period(const diag *k) { return k->cfg.phi_every > 0 ? (uint64_t)k->cfg.phi_every : 1u; }
+
+/* d for a network: mean squared per-case gradients (data targets, or targets sampled at step t,
+ * which the draw reads from the device count). Several ranks: the model's batch is this rank's
+ * shard, columns [lo, hi) of the global batch; the targets are drawn by global column (col0 = lo:
+ * what one process draws for those cases) and the shard's mean, weighted by the shard's share, is
+ * summed over the ranks (the global mean). */
 static ng_status net_diag(ng_precond *p, diag *k, ng_model *m, uint64_t t) {
     ng_tensor a0;
-    int cases;
+    int cases, dist = p->dist.comm && p->dist.comm->world > 1;
     NG_TRY(ng_model_statistic(m, "a0", &a0));
     cases = a0.cols;
     NG_TRY(ensure_scratch(p->be, k, ng_tn_hf_scratch_floats(m, cases)));
-    if (k->cfg.metric == NG_DIAG_FISHER)
-        NG_TRY(ng_net_backward_sampled(m, ng_rng_stream_key(k->cfg.seed, NG_RNG_DIAG_TARGETS), t));
+    if (k->cfg.metric == NG_DIAG_FISHER) {
+        if (k->t_dev != t) NG_TRY(sync_step_dev(p->be, k, t));
+        NG_TRY(ng_net_backward_sampled_dev(m, ng_rng_stream_key(k->cfg.seed, NG_RNG_DIAG_TARGETS), k->step_dev,
+                                           draw_period(k), dist ? (uint64_t)p->dist.lo : 0));
+        k->t_dev = t + draw_period(k);
+    }
     NG_TRY(ng_tn_hf_diagonal_ws(m, 1.0, 1.0, k->d, k->tmp, k->minv, k->scratch));
     /* the sampled backward pass leaves dL/dz unscaled by 1/m, so the diagonal came out m^2 times
      * the mean of the squares */
     if (k->cfg.metric == NG_DIAG_FISHER) NG_TRY(ng_scal(p->be, k->n, (float)(1.0 / ((double)cases * cases)), k->d));
-    return NG_OK;
+    if (!dist) return NG_OK;
+    NG_TRY(ng_scal(p->be, k->n, (float)((double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch), k->d));
+    return ng_comm_allreduce(p->dist.comm, p->be, NG_F32, k->d, k->n, "the diagonal metric");
 }
 
 /* d for an RBM over the columns of V (nv, c) and H = p(h | V) (nh, c): second moments of the
@@ -128,7 +167,7 @@ static ng_status rbm_diag(ng_precond *p, diag *k, const ng_tensor *V, const ng_t
         NG_TRY(ng_comm_shard_offset(p->dist.comm, c, &first, &k->c_all, "the diagonal metric's columns"));
     }
     inv = 1.0f / (float)(p->dist.comm ? k->c_all : c);
-    NG_TRY(ensure_scratch(be, k, (size_t)(nv + nh) * c + (size_t)nh * nv + nv + nh));
+    NG_TRY(ensure_scratch(be, k, rbm_scratch_floats(k, c)));
     sqV = k->scratch;
     sqH = sqV + (size_t)nv * c;
     E = sqH + (size_t)nh * c;
@@ -198,7 +237,7 @@ static ng_status scale_grad(ng_backend *be, size_t n, ng_model *m, const float *
 static ng_status diag_apply(ng_precond *p, ng_model *m, uint64_t t) {
     diag *k = (diag *)p->impl;
     ng_backend *be = p->be;
-    double c;
+    const float beta = (float)k->cfg.beta, nbeta = (float)(1.0 - k->cfg.beta);
     ng_op_args o;
     if (k->cfg.phi_every > 0 && t % (uint64_t)k->cfg.phi_every != 0)
         return scale_grad(be, k->n, m, k->iscale.data); /* between refreshes: G^(-1/2) g with the fixed metric */
@@ -210,11 +249,21 @@ static ng_status diag_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY(ng_model_statistic(m, fisher ? "h_model" : "h_data", &H));
         NG_TRY(rbm_diag(p, k, &V, &H, fisher));
     }
-    /* avg = beta avg + (1 - beta) d; tmp = lambda + avg / (1 - beta^(t+1)); minv = tmp^-power */
-    NG_TRY(ng_axpby(be, k->n, (float)(1.0 - k->cfg.beta), k->d, (float)k->cfg.beta, k->avg.data));
-    c = 1.0 / (1.0 - pow(k->cfg.beta, (double)t + 1.0));
+    /* avg = beta avg + (1 - beta) d; wsum = beta wsum + (1 - beta) = 1 - beta^(t+1) (the weight of
+     * avg); tmp = lambda + avg / wsum (the bias-corrected average); minv = tmp^-power. No host scalar
+     * depends on t. */
+    NG_TRY(ng_axpby(be, k->n, nbeta, k->d, beta, k->avg.data));
+    NG_TRY(ng_axpby(be, 1, nbeta, k->one, beta, k->wsum));
     NG_TRY(ng_fill(be, k->n, (float)k->cfg.lambda, k->tmp));
-    NG_TRY(ng_axpby(be, k->n, (float)c, k->avg.data, 1.0f, k->tmp));
+    memset(&o, 0, sizeof o);
+    o.op = NG_OP_AXPBY_DEV;
+    o.axpby_dev.n = k->n;
+    o.axpby_dev.ca = 1.0f;
+    o.axpby_dev.a_den = k->wsum;
+    o.axpby_dev.x = k->avg.data;
+    o.axpby_dev.cb = 1.0f;
+    o.axpby_dev.y = k->tmp;
+    NG_TRY(ng_run_op(be, &o));
     if (k->cfg.phi_every > 0) {
         /* refresh: s = tmp^(power/2), 1/s, and the direction g / s */
         NG_TRY(pow_of(be, k->n, k->tmp, 0.5 * k->cfg.power, k->scale.data));
@@ -251,6 +300,9 @@ static ng_status diag_apply(ng_precond *p, ng_model *m, uint64_t t) {
 
 static ng_status diag_save(ng_precond *p, ng_ckpt *ck) {
     diag *k = (diag *)p->impl;
+    float w;
+    NG_TRY(ng_get(p->be, &w, k->wsum, sizeof w));
+    NG_TRY(ng_ckpt_set_f32(ck, "diag.wsum", w));
     NG_TRY(ng_ckpt_set_str(ck, "diag.metric", ng_diag_metric_name(k->cfg.metric)));
     NG_TRY(ng_ckpt_set_f64(ck, "diag.lambda", k->cfg.lambda));
     NG_TRY(ng_ckpt_set_f64(ck, "diag.power", k->cfg.power));
@@ -266,7 +318,6 @@ static ng_status diag_load(ng_precond *p, const ng_ckpt *ck, int apply) {
     static const char *const keys[3] = {"diag.lambda", "diag.power", "diag.beta"};
     uint64_t seed;
     int i;
-    (void)apply;
     NG_TRY(ng_ckpt_get_str(ck, "diag.metric", &metric));
     if (strcmp(metric, ng_diag_metric_name(k->cfg.metric)) != 0)
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: field diag.metric is '%s', this run uses '%s'", ng_ckpt_path(ck), metric,
@@ -287,7 +338,20 @@ static ng_status diag_load(ng_precond *p, const ng_ckpt *ck, int apply) {
     if (seed != k->cfg.seed)
         return ng_error(NG_ERR_FORMAT, "checkpoint %s: field diag.seed is %llu, this run uses %llu", ng_ckpt_path(ck),
                         (unsigned long long)seed, (unsigned long long)k->cfg.seed);
-    return NG_OK;
+    {
+        /* the weight of avg (a checkpoint without it, from before it existed: 1 - beta^n after the
+         * n estimates of the first t updates) and the device step of the next draw (run.t, or phi
+         * mode's next refresh), before any capture of the resumed run */
+        uint64_t t = 0, n;
+        float w;
+        if (ng_ckpt_has(ck, "run.t")) NG_TRY(ng_ckpt_get_u64(ck, "run.t", &t));
+        n = (t + draw_period(k) - 1) / draw_period(k);
+        if (ng_ckpt_has(ck, "diag.wsum")) NG_TRY(ng_ckpt_get_float(ck, "diag.wsum", 0.0, 2.0, &w));
+        else w = (float)(1.0 - pow(k->cfg.beta, (double)n));
+        if (!apply) return NG_OK;
+        NG_TRY(ng_set(p->be, k->wsum, &w, sizeof w));
+        return sync_step_dev(p->be, k, n * draw_period(k));
+    }
 }
 
 ng_status ng_diag_config_from_ckpt(const ng_ckpt *ck, ng_diag_config *cfg) {
@@ -318,27 +382,59 @@ static void diag_destroy(ng_precond *p) {
     if (!k) return;
     if (k->mem) ng_free(p->be, k->mem);
     if (k->smem) ng_free(p->be, k->smem);
+    if (k->dmem) ng_free(p->be, k->dmem);
     free(k);
 }
 
+/* CUDA graphs: every update is device work with fixed host scalars (the bias correction and the
+ * Fisher's Philox step are on the device); an update whose batch needs a larger scratch than the
+ * first one allocated (a growing batch) runs eagerly. Phi mode: the refreshes and the updates in
+ * between are two captures. */
+static int diag_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
+    const diag *k = (const diag *)p->impl;
+    size_t need;
+    if (p->dist.comm) return -1;
+    if (k->is_net) need = ng_tn_hf_scratch_floats(m, cols);
+    else if (k->cfg.metric == NG_DIAG_FISHER) need = k->scratch_floats ? k->scratch_floats : 1; /* the particles */
+    else need = rbm_scratch_floats(k, cols);
+    if (need > k->scratch_floats) return -1;
+    if (k->cfg.phi_every <= 0) return 0;
+    if (max < 1) return -1;
+    key[0] = t % (uint64_t)k->cfg.phi_every == 0;
+    return 1;
+}
+
+/* Whether update t draws the Fisher's targets (a network's Fisher metric; phi mode: at refreshes). */
+static int draws_at(const diag *k, uint64_t t) {
+    return k->is_net && k->cfg.metric == NG_DIAG_FISHER && t % draw_period(k) == 0;
+}
+
+/* A replay of update t that drew the targets at step t advanced the device count past them. */
+static void diag_graph_replayed(ng_precond *p, uint64_t t) {
+    diag *k = (diag *)p->impl;
+    if (draws_at(k, t)) k->t_dev = t + draw_period(k);
+}
+
+/* A discarded capture never ran: the count is where update t started. */
+static void diag_graph_discarded(ng_precond *p, uint64_t t) {
+    diag *k = (diag *)p->impl;
+    if (draws_at(k, t)) k->t_dev = t;
+}
+
+/* data_parallel: on several ranks rbm_diag all-reduces an RBM's moments and net_diag a network's
+ * shard-weighted mean squares, so the metric (and avg, scale) is the same on every rank */
 static const struct ng_precond_i diag_iface = {
     .name = "diag",
     .apply = diag_apply,
     .save = diag_save,
     .load = diag_load,
     .destroy = diag_destroy,
-};
-/* The same for an RBM, whose moments rbm_diag all-reduces across ranks (a network's per-case
- * squares are not reduced: it stays one-process, diag_iface). */
-static const struct ng_precond_i diag_rbm_iface = {
-    .name = "diag",
-    .apply = diag_apply,
-    .save = diag_save,
-    .load = diag_load,
-    .destroy = diag_destroy,
     .data_parallel = 1,
+    .graph_key = diag_graph_key,
+    .graph_replayed = diag_graph_replayed,
+    .graph_discarded = diag_graph_discarded,
 };
-static int is_diag(const ng_precond *p) { return p && (p->iface == &diag_iface || p->iface == &diag_rbm_iface); }
+static int is_diag(const ng_precond *p) { return p && p->iface == &diag_iface; }
 
 ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config *cfg, ng_precond **out) {
     ng_precond *p;
@@ -372,7 +468,7 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
         free(k);
         return ng_error(NG_ERR_OOM, "diag: out of host memory");
     }
-    p->iface = is_net ? &diag_iface : &diag_rbm_iface;
+    p->iface = &diag_iface;
     p->be = be;
     p->impl = k;
     ng_arena_begin(&p->state, be, "diag");
@@ -407,7 +503,25 @@ ng_status ng_precond_diag_init(ng_backend *be, ng_model *m, const ng_diag_config
         k->minv = k->tmp + k->n;
         s = ng_fill(be, 3 * k->n, 0.0f, k->d);
     }
+    if (s == NG_OK) s = ng_alloc(be, 2 * sizeof(uint64_t) + 2 * sizeof(float), &k->dmem);
+    if (s == NG_OK) {
+        const uint64_t z[2] = {0, 0};
+        const float w[2] = {0.0f, 1.0f};
+        k->step_dev = (uint64_t *)k->dmem;
+        k->wsum = (float *)(void *)(k->step_dev + 2);
+        k->one = k->wsum + 1;
+        s = ng_set(be, k->step_dev, z, sizeof z);
+        if (s == NG_OK) s = ng_set(be, k->wsum, w, sizeof w);
+        k->t_dev = 0;
+    }
     if (s == NG_OK && is_net && cfg->max_batch > 0) s = ensure_scratch(be, k, ng_tn_hf_scratch_floats(m, cfg->max_batch));
+    if (s == NG_OK && !is_net && cfg->max_batch > 0) {
+        /* RBMs: for the larger of the batch (energy) and the particles (fisher) */
+        ng_tensor vm;
+        int c = cfg->max_batch;
+        if (ng_model_statistic(m, "v_model", &vm) == NG_OK && vm.cols > c) c = vm.cols;
+        s = ensure_scratch(be, k, rbm_scratch_floats(k, c));
+    }
     if (s != NG_OK) {
         ng_precond_free(p);
         return s;

@@ -118,6 +118,9 @@ ng_status ng_precond_fang_init(ng_backend *be, ng_model *m, const ng_fang_config
     ng_arena_reserve(&f->work, "ph", nh, nv, &f->ph);
     ng_arena_reserve(&f->work, "dvec", n, 1, &f->dvec);
     ng_arena_reserve(&f->work, "mb", ns, 1, &f->mb);
+    dd[0] = 2;
+    ng_arena_reserve_nd(&f->work, "step_dev", NG_F64, 1, dd, &f->step_dev);
+    f->t_dev = UINT64_MAX;
     if (cfg->inverse == NG_FANG_INV_REGULARIZED) {
         ng_arena_reserve(&f->work, "B", n, n, &f->B);
         dd[0] = n;
@@ -183,6 +186,18 @@ static ng_status update_stats_dist(ng_precond *p, struct ng_fang *f, const ng_te
     return ng_axpby(be, (size_t)n * n, c, f->A.data, 1.0f - c, f->S_un.data);
 }
 
+/* The device step count = t (its ticket 0): a blocking write, so never inside a CUDA graph capture
+ * (the trainer captures only updates whose count the mirror already holds). */
+static ng_status sync_step_dev(ng_backend *be, struct ng_fang *f, uint64_t t) {
+    const uint64_t c[2] = {t, 0};
+    ng_status s = ng_set(be, f->step_dev.data, c, sizeof c);
+    if (s != NG_OK)
+        return ng_error_wrap(s, "fang: setting the device Philox step to %llu (not possible inside a CUDA graph capture): ",
+                             (unsigned long long)t);
+    f->t_dev = t;
+    return NG_OK;
+}
+
 ng_status ng_fang_update_stats(ng_precond *p, ng_model *m, uint64_t t) {
     struct ng_fang *f;
     ng_backend *be = p->be;
@@ -196,9 +211,12 @@ ng_status ng_fang_update_stats(ng_precond *p, ng_model *m, uint64_t t) {
     nh = f->nh;
     K = f->K;
     if (p->dist.comm) return update_stats_dist(p, f, &vm, &hm, t);
-    /* Algorithm 1, "update mean and covariance statistics" */
-    NG_TRY(ng_bernoulli(be, (size_t)nh * K, hm.data, f->hs.data,
-                        ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG), t));
+    /* Algorithm 1, "update mean and covariance statistics"; the hidden samples at Philox step t,
+     * read from the device count (which the draw advances to t + 1) */
+    if (f->t_dev != t) NG_TRY(sync_step_dev(be, f, t));
+    NG_TRY(ng_bernoulli_dev(be, (size_t)nh * K, hm.data, f->hs.data, ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG),
+                            (uint64_t *)(void *)f->step_dev.data));
+    f->t_dev = t + 1;
     c = t == 0 ? 1.0f : 1.0f / f->cfg.tau;
     a = c / (float)K;
     b = 1.0f - c;
@@ -527,6 +545,26 @@ static ng_status fang_observe(ng_precond *p, ng_model *m, uint64_t t) {
     return s;
 }
 
+/* CUDA graphs: the updates between refits (statistics and the direction of the current fit) are
+ * captured; their only per-update host value, the Philox step, is counted on the device, and the
+ * EMA weight 1/tau is fixed for t >= 1. A refit update reads the host (the Cholesky factor's
+ * diagonal, the conditional variances, the diagnostics) and runs eagerly. */
+static int fang_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
+    const struct ng_fang *f = (const struct ng_fang *)p->impl;
+    (void)m;
+    (void)cols;
+    (void)key;
+    (void)max;
+    if (p->dist.comm || t % (uint64_t)f->cfg.refit_every == 0) return -1;
+    return 0;
+}
+
+/* A replay of update t drew at step t and advanced the device count to t + 1. */
+static void fang_graph_replayed(ng_precond *p, uint64_t t) { ((struct ng_fang *)p->impl)->t_dev = t + 1; }
+
+/* A discarded capture of update t never ran: the device count still holds t. */
+static void fang_graph_discarded(ng_precond *p, uint64_t t) { ((struct ng_fang *)p->impl)->t_dev = t; }
+
 static ng_status fang_apply(ng_precond *p, ng_model *m, uint64_t t) {
     ng_status s;
     (void)t;
@@ -568,7 +606,6 @@ static ng_status fang_load(ng_precond *p, const ng_ckpt *c, int apply) {
     int64_t T;
     float tau, lambda;
     uint64_t seed;
-    (void)apply;
     NG_TRY(ng_ckpt_get_int(c, "fang.refit_every", 1, 1000000000, &T));
     NG_TRY(ng_ckpt_get_float(c, "fang.tau", 1.0, 1e30, &tau));
     NG_TRY(ng_ckpt_get_float(c, "fang.lambda", 1e-30, 1e30, &lambda));
@@ -587,6 +624,14 @@ static ng_status fang_load(ng_precond *p, const ng_ckpt *c, int apply) {
                         ng_ckpt_path(c), (long long)T, (double)tau, (double)lambda,
                         (unsigned long long)seed, f->cfg.refit_every, (double)f->cfg.tau,
                         (double)f->cfg.lambda, (unsigned long long)f->cfg.seed);
+    if (apply) {
+        /* the device step count of the resumed update (run.t), before any capture of the resumed run */
+        uint64_t t = 0;
+        ((struct ng_fang *)p->impl)->t_dev = UINT64_MAX;
+        if (!ng_ckpt_has(c, "run.t")) return NG_OK;
+        NG_TRY(ng_ckpt_get_u64(c, "run.t", &t));
+        return sync_step_dev(p->be, (struct ng_fang *)p->impl, t);
+    }
     return NG_OK;
 }
 
@@ -600,4 +645,7 @@ static const struct ng_precond_i fang_iface = {
     .load = fang_load,
     .destroy = fang_destroy,
     .data_parallel = 1, /* its statistics are all-reduced (update_stats_dist) */
+    .graph_key = fang_graph_key,
+    .graph_replayed = fang_graph_replayed,
+    .graph_discarded = fang_graph_discarded,
 };

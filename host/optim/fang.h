@@ -44,6 +44,10 @@ struct ng_fang {
     ng_tensor dvec;       /* (n, 1) diagonal of the Cholesky factor; regularised: eigenvalues */
     ng_tensor mb;         /* (2nv+2nh, 1) several ranks: this mini-batch's [E v; E h] (all-reduced) */
     ng_tensor B, wd;      /* regularised inverse only: (n, n) E diag(l / (l^2 + lambda^2)), (n) float64 */
+    ng_tensor step_dev;   /* (2) 64-bit words in a float64 tensor: [0] the Philox step of the hidden
+                           * samples counted on the device (update t draws at step t, so a captured
+                           * CUDA graph replays with new draws), [1] the kernel's block ticket */
+    uint64_t t_dev;       /* host mirror of step_dev[0] (UINT64_MAX: unknown, set before the next draw) */
     float *host_sigma2;   /* (nh * nv) host copy for min sigma2 at refit time */
     float *host_dvec;     /* (n) */
 };

@@ -9,7 +9,9 @@
  *          bit-exact)
  * With --full-inverse regularized (Sohl-Dickstein eq. 35) G itself is eigendecomposed (no + lambda I)
  * and S^-1 = E diag(sqrt(g / (g^2 + lambda^2))) E^T, g = max(w, 0), S its pseudo-inverse: the step
- * S^-1 S^-1 grad is (G^2 + lambda^2 I)^-1 G grad.
+ * S^-1 S^-1 grad is (G^2 + lambda^2 I)^-1 G grad. On several ranks (natgrad/train.h) G of this
+ * rank's shard, weighted by its share of the global batch, is all-reduced before the roots, so
+ * every rank holds the same S, S^-1.
  * apply leaves S^-1 g in the gradient arena (the gradient in phi); ng_full_phi_map maps x <- S x or
  * S^-1 x for the update-rule wrapper of phi.c. Refused above NG_FULL_MAX_PARAMS parameters (dense
  * n x n storage and an O(n^3) eigendecomposition per refresh). Allocates at init only. */
@@ -18,7 +20,9 @@
 #include <string.h>
 
 #include "natgrad/backend.h"
+#include "natgrad/comm.h"
 #include "natgrad/net.h"
+#include "natgrad/profile.h"
 #include "natgrad/recipes.h"
 
 typedef struct full {
@@ -121,6 +125,12 @@ static ng_status refresh(ng_precond *p, ng_model *m) {
         NG_TRY(ng_net_gvp(m, &k->ek, &col));
         NG_TRY(ng_set(be, k->ek.data + j, &zero, sizeof zero));
     }
+    if (p->dist.comm && p->dist.comm->world > 1) {
+        /* this rank's G is the mean over its shard [lo, hi): weighted by the share and summed over
+         * the ranks it is the global batch's, identical on every rank (so are S, S^-1 from it) */
+        NG_TRY(ng_scal(be, nn, (float)((double)(p->dist.hi - p->dist.lo) / (double)p->dist.batch), k->G.data));
+        NG_TRY_RANGE(NG_CAT_COMM, "full Fisher all-reduce", ng_comm_allreduce(p->dist.comm, be, NG_F32, k->G.data, nn, "the full Fisher"));
+    }
     NG_TRY(ng_symmetrize_lower(be, n, k->G.data, n, k->cfg.inverse == NG_FULL_INV_REGULARIZED ? 0.0f : (float)k->cfg.lambda));
     NG_TRY(ng_to_double(be, nn, k->G.data, k->Gd.data_d));
     NG_TRY(ng_syevd_d(be, n, k->Gd.data_d, n, k->wd.data_d, &info));
@@ -207,6 +217,7 @@ static const struct ng_precond_i full_iface = {
     .save = full_save,
     .load = full_load,
     .destroy = full_destroy,
+    .data_parallel = 1, /* G all-reduced in refresh */
 };
 
 ng_status ng_precond_full_init(ng_backend *be, ng_model *m, const ng_full_config *cfg, ng_precond **out) {

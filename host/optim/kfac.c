@@ -70,7 +70,8 @@ typedef struct kfac {
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
     ng_tensor qdots; /* (QDOTS) the quadratic model's dots on the device (quad_model) */
-    ng_tensor sstep; /* (1) float64 storage of one uint64: the sampled targets' Philox step (stats_seg) */
+    ng_tensor sstep; /* (2) float64 storage of two uint64: the sampled targets' Philox step (stats_seg)
+                      * and its ticket (sample_targets' step_dev, read with advance 0) */
     rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
     int maxn;
     /* asynchronous refreshes (cfg.async_lag >= 0) */
@@ -83,6 +84,10 @@ typedef struct kfac {
     double pend_gam[NSETS]; /* their gammas (the worker writes those it used) */
     double launch_gam[NSETS];
     int relaunch;           /* a resumed run recomputes the refresh in flight at its checkpoint */
+    int async_me;           /* on several ranks the rank whose layers the worker computes (-1: every layer) */
+    int pend_tried[NSETS];  /* per candidate the try of the ladder the worker's layers succeeded at */
+    int async_rank;         /* this rank (0 on one process) */
+    int inj_rank, inj_tries;/* NG_KFAC_ASYNC_FAIL=R:N (tests): rank R's layers fail tries < N; N = -1: its worker errs */
     pthread_t thread;       /* the worker, while pending == 1 */
     ng_status worker_status;
     char worker_msg[1024];
@@ -597,10 +602,10 @@ static ng_status reg_batched(kfac *k, rws *w, const facs *F, ng_backend *be, inv
 /* Inverses of set `si` from the factors with damping gamma. *fail when a factorisation failed in
  * both precisions. */
 static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, int *fail,
-                              int shared) {
+                              int me) {
     invset *S = &k->set[si];
     double pi[LMAX + 2];
-    int l, L = k->L, me = shared ? k->dist->comm->rank : -1;
+    int l, L = k->L;
     /* the tridiagonal couplings' eigendecompositions batched (float32; the float64 pass stays one at a time) */
     int batched = k->tri && w->precision == NG_F32 && 2 * (L - 1) <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be);
     /* the regularised block-diagonal inverses batched too (float32; the eigenvalues fit in T1) */
@@ -615,7 +620,7 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
     if (reg_b && !*fail) NG_TRY(reg_batched(k, w, F, be, S, pi, gamma, me, fail));
     for (l = 1; l <= L && !*fail; l++) {
         int n1 = na(k, l - 1), n2 = k->d[l];
-        if (shared && k->owner[l] != me) continue; /* another rank inverts this layer */
+        if (me >= 0 && k->owner[l] != me) continue; /* another rank inverts this layer */
         if (batched && l < L) continue;           /* done by tri_batched */
         if ((!k->tri || l == L) && k->cfg.inverse == NG_KFAC_INV_REGULARIZED) {
             if (reg_b) continue; /* done by reg_batched */
@@ -638,23 +643,30 @@ static ng_status refresh_once(kfac *k, rws *w, const facs *F, ng_backend *be, in
         if (*fail) break;
         NG_TRY(tri_check(be, S, l, n1, n2, fail));
     }
-    if (shared) {
-        /* every rank learns whether any layer failed (then all retry alike), else each layer's
-         * results come from their owner: the block-diagonal inverses AI, GI (every layer, or layer L
-         * of the tridiagonal approximation), for the other tridiagonal layers what the application
-         * reads, the couplings PAT, PGT and the appendix-B factors K1, s1, K2, s2 (the tensors this
-         * set holds for the layer: the others are not allocated) */
-        double f = *fail ? 1.0 : 0.0;
-        NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC inverse status"));
-        *fail = f > 0.0;
-        for (l = 1; l <= L && !*fail; l++) {
-            ng_tensor *t[] = {&S->AI[l], &S->GI[l], &S->PAT[l], &S->PGT[l], &S->K1[l], &S->s1[l], &S->K2[l], &S->s2[l]};
-            int j;
-            for (j = 0; j < 8; j++)
-                if (t[j]->data)
-                    NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, t[j]->data, ng_tensor_count(t[j]), k->owner[l],
-                                         "the K-FAC inverses"));
-        }
+    return NG_OK;
+}
+
+/* After each rank computed its layers of set `si` (refresh_once with me = its rank; with `skip`
+ * this rank's results are already there): every rank learns whether any layer failed (then all
+ * retry alike), else each layer's results come from their owner: the block-diagonal inverses AI, GI
+ * (every layer, or layer L of the tridiagonal approximation), for the other tridiagonal layers what
+ * the application reads, the couplings PAT, PGT and the appendix-B factors K1, s1, K2, s2 (the
+ * tensors this set holds for the layer: the others are not allocated). The collectives run on the
+ * main thread's backend `cbe`; `be` (the computing backend) finishes first when it is another one. */
+static ng_status share_set(kfac *k, ng_backend *be, ng_backend *cbe, int si, int *fail) {
+    invset *S = &k->set[si];
+    double f = *fail ? 1.0 : 0.0;
+    int l;
+    if (be != cbe) NG_TRY(ng_synchronize(be));
+    NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC inverse status"));
+    *fail = f > 0.0;
+    for (l = 1; l <= k->L && !*fail; l++) {
+        ng_tensor *t[] = {&S->AI[l], &S->GI[l], &S->PAT[l], &S->PGT[l], &S->K1[l], &S->s1[l], &S->K2[l], &S->s2[l]};
+        int j;
+        for (j = 0; j < 8; j++)
+            if (t[j]->data)
+                NG_TRY(ng_comm_bcast(k->dist->comm, cbe, NG_F32, t[j]->data, ng_tensor_count(t[j]), k->owner[l],
+                                     "the K-FAC inverses"));
     }
     return NG_OK;
 }
@@ -682,41 +694,102 @@ static void assign_owners(kfac *k, int world) {
     }
 }
 
-/* refresh_once with the recovery path: float64, then gamma x 10 (up to 6 times). *used_gamma gets
- * the damping that succeeded. */
-static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, double *used_gamma) {
-    int fail = 0, tries;
+/* The recovery path of a refresh is a ladder of tries: try 0 in the configured precision with the
+ * requested gamma; each failed try moves float32 to float64, then multiplies gamma by 10. A refresh
+ * fails after NTRIES tries. ladder_step gives try s's precision and gamma. */
+#define NTRIES 8
+static void ladder_step(ng_dtype p0, double gamma, int s, ng_dtype *prec, double *gam) {
+    int i;
+    *prec = p0;
+    *gam = gamma;
+    for (i = 0; i < s; i++) {
+        if (*prec == NG_F32) *prec = NG_F64;
+        else *gam *= 10.0;
+    }
+}
+
+/* NG_KFAC_ASYNC_FAIL=R:N, a switch for tests/test_dist.sh (several ranks, --kfac-async): in the
+ * asynchronous refreshes the layers that rank R owns fail tries 0 .. N-1 of the ladder (8: every
+ * try), wherever they are computed (their owner, or every rank with NG_KFAC_REDUNDANT=1); R:error
+ * makes rank R's worker fail outright. Does this refresh (rank `me`'s layers, or every layer when
+ * me < 0) hold a layer that fails so? */
+static int injected_layers(const kfac *k, int me) {
+    int l;
+    if (k->inj_rank < 0 || (me >= 0 && me != k->inj_rank)) return 0;
+    for (l = 1; l <= k->L; l++)
+        if (k->owner[l] == k->inj_rank) return 1;
+    return 0;
+}
+
+/* Tries s0, s0 + 1, ... of the ladder until one succeeds (*tried: its index, NTRIES when all failed).
+ * me < 0: every layer here; me >= 0: the layers rank `me` owns, and with `share` every rank decides
+ * each try together and receives the other layers from their owners (share_set, on backend cbe);
+ * try `skip` is not computed (this rank's results of it are in the set already). */
+static ng_status refresh_tries(kfac *k, rws *w, const facs *F, ng_backend *be, ng_backend *cbe, int si, double gamma,
+                               int me, int share, int s0, int skip, int *tried) {
     ng_dtype saved = w->precision;
-    /* a synchronous refresh on several ranks: each rank computes the per-layer results of the layers
-     * it owns (block-diagonal inverses; for the tridiagonal approximation a layer's couplings with
-     * the next layer and its appendix-B factors, from the all-reduced factors every rank holds) and
-     * broadcasts them. The asynchronous worker has no communicator: there every rank computes
-     * everything, from the same factors to the same result. NG_KFAC_REDUNDANT=1 in the environment
-     * makes the synchronous refresh redundant too (for tests/test_dist.sh, which checks that both
-     * give the same bits). */
+    int s, fail = 1;
+    double g;
+    for (s = s0; s < NTRIES; s++) {
+        ladder_step(saved, gamma, s, &w->precision, &g);
+        fail = 0;
+        if (s != skip) {
+            ng_status st = refresh_once(k, w, F, be, si, g, &fail, me);
+            if (st != NG_OK) {
+                w->precision = saved;
+                return st;
+            }
+            if (w == &k->aws && s < k->inj_tries && injected_layers(k, me)) fail = 1;
+        }
+        if (share) {
+            ng_status st = share_set(k, be, cbe, si, &fail);
+            if (st != NG_OK) {
+                w->precision = saved;
+                return st;
+            }
+        }
+        if (!fail) break;
+        w->retries++;
+    }
+    w->precision = saved;
+    *tried = s;
+    return NG_OK;
+}
+
+static ng_status refresh_failed(ng_dtype p0, double gamma) {
+    double g;
+    ng_dtype p;
+    ladder_step(p0, gamma, NTRIES - 1, &p, &g);
+    return ng_error(NG_ERR_NUMERIC, "K-FAC: the damped Kronecker factors could not be inverted even with gamma = %g "
+                    "(diverged network or non-finite statistics: lower --lambda0 / check the data)", g);
+}
+
+/* NG_KFAC_REDUNDANT=1 in the environment (several ranks): every rank computes every layer's
+ * refresh, synchronous or asynchronous (for tests/test_dist.sh, which checks that both give the
+ * same bits). Noted once, by rank 0. Main thread only. */
+static int redundant_env(kfac *k) {
     const char *red = getenv("NG_KFAC_REDUNDANT");
-    int shared = w == &k->ws && k->dist->comm && k->dist->comm->world > 1 && !(red && !strcmp(red, "1"));
-    if (!shared && red && !strcmp(red, "1") && k->dist->comm && k->dist->comm->world > 1 && !k->redundant_noted) {
+    if (!(red && !strcmp(red, "1") && k->dist->comm && k->dist->comm->world > 1)) return 0;
+    if (!k->redundant_noted) {
         k->redundant_noted = 1;
         if (k->dist->comm->rank == 0)
             ng_log(NG_LOG_WARN, "kfac", "NG_KFAC_REDUNDANT=1: every rank computes every layer's inverse refresh");
     }
+    return 1;
+}
+
+/* A synchronous refresh (main thread, workspace ws) with the recovery path. *used_gamma gets the
+ * damping that succeeded. On several ranks each rank computes the per-layer results of the layers
+ * it owns (block-diagonal inverses; for the tridiagonal approximation a layer's couplings with the
+ * next layer and its appendix-B factors, from the all-reduced factors every rank holds) and
+ * broadcasts them (refresh_tries with share). The asynchronous worker runs refresh_tries itself. */
+static ng_status refresh(kfac *k, rws *w, const facs *F, ng_backend *be, int si, double gamma, double *used_gamma) {
+    int shared = k->dist->comm && k->dist->comm->world > 1 && !redundant_env(k), tried;
+    ng_dtype p;
     if (shared) assign_owners(k, k->dist->comm->world);
-    for (tries = 0; tries < 8; tries++) {
-        NG_TRY(refresh_once(k, w, F, be, si, gamma, &fail, shared));
-        if (!fail) break;
-        w->retries++;
-        if (w->precision == NG_F32) {
-            w->precision = NG_F64; /* the whole refresh once more in float64 */
-            continue;
-        }
-        gamma *= 10.0;
-    }
-    w->precision = saved;
-    if (fail)
-        return ng_error(NG_ERR_NUMERIC, "K-FAC: the damped Kronecker factors could not be inverted even with gamma = %g "
-                        "(diverged network or non-finite statistics: lower --lambda0 / check the data)", gamma);
-    *used_gamma = gamma;
+    NG_TRY(refresh_tries(k, w, F, be, be, si, gamma, shared ? k->dist->comm->rank : -1, shared, 0, -1, &tried));
+    if (tried >= NTRIES) return refresh_failed(w->precision, gamma);
+    ladder_step(w->precision, gamma, tried, &p, used_gamma);
     return NG_OK;
 }
 
@@ -989,7 +1062,7 @@ static ng_status stats_body(void *user) {
     stats_ctx *c = (stats_ctx *)user;
     kfac *k = K(c->p);
     NG_TRY(ng_net_batch_prefix(c->m, c->cols));
-    NG_TRY(ng_net_backward_sampled_dev(c->m, c->key, (const uint64_t *)k->sstep.ptr));
+    NG_TRY(ng_net_backward_sampled_dev(c->m, c->key, (uint64_t *)k->sstep.ptr, 0, 0));
     NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, c->p->be, c->m, c->cols, c->alpha, c->beta0));
     return NG_OK;
 }
@@ -1015,7 +1088,10 @@ static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uin
     c.alpha = (float)((1.0 - eps) / (double)cols);
     c.beta0 = (float)eps;
     c.key = key;
-    NG_TRY(ng_set(p->be, k->sstep.ptr, &step, sizeof step));
+    {
+        const uint64_t st[2] = {step, 0}; /* the step, its ticket 0 */
+        NG_TRY(ng_set(p->be, k->sstep.ptr, st, sizeof st));
+    }
     memcpy(&ab[0], &c.alpha, sizeof ab[0]);
     memcpy(&ab[1], &c.beta0, sizeof ab[1]);
     kw[0] = (uint64_t)(uint32_t)cols << 32 | (uint32_t)k->tri;
@@ -1091,14 +1167,34 @@ static ng_status copy_set(kfac *k, ng_backend *be, int from, int to) {
  * which updates keep using meanwhile) */
 static int async_set(int c) { return c == 0 ? NSETS : c; }
 
+/* The worker: each candidate's refresh from the snapshot on its own backend and workspace, with the
+ * recovery ladder, without the communicator (no collective runs off the main thread). On several
+ * ranks it computes the layers its rank owns (async_me >= 0) and records per candidate the try
+ * they succeeded at; async_arrive, on the main thread, agrees on the try with the other ranks and
+ * broadcasts. One process (or NG_KFAC_REDUNDANT=1): every layer, the used gammas in pend_gam. */
 static void *refresh_worker(void *arg) {
     kfac *k = (kfac *)arg;
     ng_status s = NG_OK;
-    int c;
+    int c, tried;
+    ng_dtype prec;
     k->aws.retries = 0;
-    for (c = 0; c < k->pend_cand && s == NG_OK; c++)
+    for (c = 0; c < NSETS; c++) k->pend_tried[c] = NTRIES;
+    if (k->inj_tries < 0 && k->async_rank == k->inj_rank)
+        s = ng_error(NG_ERR_NUMERIC, "NG_KFAC_ASYNC_FAIL=%d:error: the failure of rank %d's asynchronous refresh (a test)",
+                     k->inj_rank, k->inj_rank);
+    for (c = 0; c < k->pend_cand && s == NG_OK; c++) {
         NG_RANGE_CAT(NG_CAT_INVERSE, "kfac inverses (async)", s,
-                     refresh(k, &k->aws, &k->snap, k->abe, async_set(c), k->pend_gam[c], &k->pend_gam[c]));
+                     refresh_tries(k, &k->aws, &k->snap, k->abe, k->abe, async_set(c), k->pend_gam[c], k->async_me, 0, 0,
+                                   -1, &tried));
+        if (s != NG_OK) break;
+        k->pend_tried[c] = tried;
+        if (tried >= NTRIES) {
+            /* owned: every rank learns it in async_arrive (the refresh fails on every rank) */
+            if (k->async_me < 0) s = refresh_failed(k->aws.precision, k->pend_gam[c]);
+            break;
+        }
+        ladder_step(k->aws.precision, k->pend_gam[c], tried, &prec, &k->pend_gam[c]);
+    }
     if (s == NG_OK) s = ng_synchronize(k->abe);
     k->worker_status = s;
     k->worker_msg[0] = 0;
@@ -1106,24 +1202,96 @@ static void *refresh_worker(void *arg) {
     return NULL;
 }
 
-/* start the worker on the snapshot (pending = 1) */
+/* start the worker on the snapshot (pending = 1); on several ranks on this rank's layers (the
+ * owners of the synchronous refresh) unless NG_KFAC_REDUNDANT=1 */
 static ng_status launch_worker(kfac *k) {
+    const char *inj = getenv("NG_KFAC_ASYNC_FAIL");
     k->worker_status = NG_OK;
+    k->async_me = k->inj_rank = -1;
+    k->async_rank = 0;
+    k->inj_tries = 0;
+    if (k->dist->comm && k->dist->comm->world > 1) {
+        assign_owners(k, k->dist->comm->world);
+        k->async_rank = k->dist->comm->rank;
+        if (!redundant_env(k)) k->async_me = k->async_rank;
+        if (inj && *inj) {
+            char tail[8] = "";
+            if (sscanf(inj, "%d:%d", &k->inj_rank, &k->inj_tries) == 2 && k->inj_rank >= 0 && k->inj_tries >= 1 &&
+                k->inj_tries <= NTRIES) {
+            } else if (sscanf(inj, "%d:%7s", &k->inj_rank, tail) == 2 && !strcmp(tail, "error") && k->inj_rank >= 0) {
+                k->inj_tries = -1;
+            } else {
+                return ng_error(NG_ERR_INVALID_ARG, "NG_KFAC_ASYNC_FAIL=%s: want RANK:TRIES (TRIES 1 .. %d) or RANK:error", inj, NTRIES);
+            }
+        }
+    }
     if (pthread_create(&k->thread, NULL, refresh_worker, k) != 0)
         return ng_error(NG_ERR_OOM, "K-FAC: cannot start the asynchronous refresh thread");
     k->pending = 1;
     return NG_OK;
 }
 
-/* wait for the worker (pending becomes 2: results in the sets) and report its error */
+/* wait for the worker (pending becomes 2: results in the sets). Its error is reported where the
+ * results are used (async_arrive, on every rank); a checkpoint written meanwhile records the
+ * refresh as in flight, and a resumed run recomputes it. */
 static ng_status join_worker(kfac *k) {
     if (k->pending != 1) return NG_OK;
     pthread_join(k->thread, NULL);
     k->pending = 2;
-    if (k->worker_status != NG_OK)
-        return ng_error(k->worker_status, "%s (asynchronous K-FAC refresh launched at update %llu)", k->worker_msg,
-                        (unsigned long long)k->launch_k);
     return NG_OK;
+}
+
+/* The main thread's side of an arrived refresh (the worker joined). One process: the worker's
+ * error. Several ranks: the ranks agree first, so an error on any rank stops every rank (the rank
+ * that failed reports its message, the others name it). Owned (async_me >= 0): per candidate the
+ * first try of the ladder that succeeded on every rank is the highest of the ranks' tries (each
+ * rank's layers failed at every try below its own), which is the try every rank computing every
+ * layer stops at; a rank whose layers succeeded at a lower try recomputes them at that one (on the
+ * worker's backend, idle now), the ranks agree again (a recomputed layer may fail: next try) and the
+ * owners broadcast each layer's results (share_set, from this thread): the sets every rank would
+ * compute redundantly, bit for bit. */
+static ng_status async_arrive(ng_precond *p, kfac *k) {
+    int c, r, world, me, tried, stride = 1 + NSETS, bad = -1;
+    double *v;
+    ng_status s;
+    if (!dist_on(p)) {
+        if (k->worker_status != NG_OK)
+            return ng_error(k->worker_status, "%s (asynchronous K-FAC refresh launched at update %llu)", k->worker_msg,
+                            (unsigned long long)k->launch_k);
+        return NG_OK;
+    }
+    world = p->dist.comm->world;
+    me = p->dist.comm->rank;
+    v = calloc((size_t)world * (size_t)stride, sizeof *v);
+    if (!v) return ng_error(NG_ERR_OOM, "K-FAC: no memory for the asynchronous refresh status of %d ranks", world);
+    v[me * stride] = (double)k->worker_status;
+    for (c = 0; c < NSETS; c++) v[me * stride + 1 + c] = (double)k->pend_tried[c];
+    s = ng_comm_allreduce_host(p->dist.comm, v, (size_t)world * (size_t)stride, "the asynchronous K-FAC refresh status");
+    for (r = 0; s == NG_OK && r < world && bad < 0; r++)
+        if (v[r * stride] != 0.0) bad = r;
+    if (s == NG_OK && bad >= 0) {
+        if (k->worker_status != NG_OK)
+            s = ng_error(k->worker_status, "%s (asynchronous K-FAC refresh launched at update %llu)", k->worker_msg,
+                         (unsigned long long)k->launch_k);
+        else
+            s = ng_error((ng_status)(int)v[bad * stride], "the asynchronous K-FAC refresh launched at update %llu failed on rank %d "
+                         "(its message is in that rank's output)", (unsigned long long)k->launch_k, bad);
+    }
+    for (c = 0; s == NG_OK && k->async_me >= 0 && c < k->pend_cand; c++) {
+        int hi = 0;
+        ng_dtype prec;
+        for (r = 0; r < world; r++)
+            if (v[r * stride + 1 + c] > hi) hi = (int)v[r * stride + 1 + c];
+        /* the tries between this rank's and hi failed elsewhere: counted as every rank counts them */
+        if (k->pend_tried[c] < hi) k->aws.retries += hi - k->pend_tried[c];
+        if (hi < NTRIES)
+            s = refresh_tries(k, &k->aws, &k->snap, k->abe, p->be, async_set(c), k->launch_gam[c], me, 1, hi,
+                              k->pend_tried[c] == hi ? hi : -1, &tried);
+        if (s == NG_OK && (hi >= NTRIES || tried >= NTRIES)) s = refresh_failed(k->aws.precision, k->launch_gam[c]);
+        if (s == NG_OK) ladder_step(k->aws.precision, k->launch_gam[c], tried, &prec, &k->pend_gam[c]);
+    }
+    free(v);
+    return s;
 }
 
 /* snapshot the factors for the worker (the main stream finishes the copies first) */
@@ -1141,66 +1309,100 @@ static ng_status snapshot(kfac *k, ng_backend *be) {
 
 /* ---- natural parameter space ---------------------------------------------------------------- */
 
-/* phi_refresh with the 2L eigendecompositions in one ng_syevd_batched call (float32): each damped
- * factor is written into its inverse root's buffer (SAi, SGi) and decomposed there, the eigenvalues
- * into the first n elements of its root's buffer (SA, SG); then, per factor, E and the eigenvalues
- * go to X and w1 and sqrt_pair's second half runs as before, so every result is what sqrt_pair
- * gives (bit-identical on the CPU, whose batched problems are each a one-thread ssyevd). A factor
- * whose float32 eigendecomposition failed goes through sqrt_pair itself (its float64 retry). */
-static ng_status phi_refresh_batched(kfac *k, ng_backend *be) {
+/* phi_refresh with the eigendecompositions of the layers this rank computes (me < 0: all) in one
+ * ng_syevd_batched call (float32): each damped factor is written into its inverse root's buffer
+ * (SAi, SGi) and decomposed there, the eigenvalues into the first n elements of its root's buffer
+ * (SA, SG); then, per factor, E and the eigenvalues go to X and w1 and sqrt_pair's second half runs
+ * as before, so every result is what sqrt_pair gives (bit-identical on the CPU, whose batched
+ * problems are each a one-thread ssyevd). A factor whose float32 eigendecomposition failed goes
+ * through sqrt_pair itself (its float64 retry); *bad = the layer that failed there too (0: none). */
+static ng_status phi_refresh_batched(kfac *k, ng_backend *be, int me, int *bad) {
     ng_eig_problem p[2 * LMAX];
     double shift[2 * LMAX];
-    int l, j, fail = 0, L = k->L;
+    int lay[2 * LMAX], l, j, i, np = 0, fail = 0, L = k->L;
     rws *w = &k->ws;
     for (l = 1; l <= L; l++) {
         double pi;
+        if (me >= 0 && k->owner[l] != me) continue;
         NG_TRY(pi_of(k, w, &k->fac, be, l, &pi));
-        for (j = 0; j < 2; j++) {
-            ng_eig_problem *q = &p[2 * (l - 1) + j];
+        for (j = 0; j < 2; j++, np++) {
+            ng_eig_problem *q = &p[np];
             int n = j ? k->d[l] : na(k, l - 1);
-            shift[2 * (l - 1) + j] = j ? k->gamma / pi : pi * k->gamma;
+            lay[np] = l;
+            shift[np] = j ? k->gamma / pi : pi * k->gamma;
             q->n = n;
             q->lda = n;
             q->A = (j ? k->SGi : k->SAi)[l].data;
             q->w = (j ? k->SG : k->SA)[l].data;
-            NG_TRY(damped(be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, n, shift[2 * (l - 1) + j], (float *)q->A));
+            NG_TRY(damped(be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, n, shift[np], (float *)q->A));
         }
     }
-    NG_TRY(ng_syevd_batched(be, NG_F32, 2 * L, p));
-    for (l = 1; l <= L && !fail; l++)
-        for (j = 0; j < 2 && !fail; j++) {
-            ng_eig_problem *q = &p[2 * (l - 1) + j];
-            float *oh = (j ? k->SG : k->SA)[l].data, *oih = (j ? k->SGi : k->SAi)[l].data;
-            if (q->info) {
-                NG_TRY(sqrt_pair(w, be, (j ? k->fac.G[l] : k->fac.A[l - 1]).data, q->n, shift[2 * (l - 1) + j], oh, oih, &fail));
-                continue;
-            }
-            NG_TRY(ng_copy(be, w->X.data, q->A, (size_t)q->n * (size_t)q->n * sizeof(float)));
-            NG_TRY(ng_copy(be, w->w1.data, q->w, (size_t)q->n * sizeof(float)));
-            NG_TRY(sqrt_from_eig(w, be, q->n, shift[2 * (l - 1) + j], oh, oih));
+    *bad = 0;
+    if (np) NG_TRY(ng_syevd_batched(be, NG_F32, np, p));
+    for (i = 0; i < np && !fail; i++) {
+        ng_eig_problem *q = &p[i];
+        int side = i & 1; /* problems come in pairs per layer: A, then G */
+        float *oh = (side ? k->SG : k->SA)[lay[i]].data, *oih = (side ? k->SGi : k->SAi)[lay[i]].data;
+        if (q->info) {
+            NG_TRY(sqrt_pair(w, be, (side ? k->fac.G[lay[i]] : k->fac.A[lay[i] - 1]).data, q->n, shift[i], oh, oih, &fail));
+            if (fail) *bad = lay[i];
+            continue;
         }
-    if (fail)
-        return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
-                        "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l - 1);
-    k->phi_ready = 1;
+        NG_TRY(ng_copy(be, w->X.data, q->A, (size_t)q->n * (size_t)q->n * sizeof(float)));
+        NG_TRY(ng_copy(be, w->w1.data, q->w, (size_t)q->n * sizeof(float)));
+        NG_TRY(sqrt_from_eig(w, be, q->n, shift[i], oh, oih));
+    }
     return NG_OK;
 }
 
 /* the square roots of the damped factors (gamma fixed), float64 retried inside sym_eig; in float32
- * batched over the layers (phi_refresh_batched) */
+ * batched over the layers (phi_refresh_batched). On several ranks each layer's four roots are
+ * computed by its owner (assign_owners, as K-FAC's inverse refreshes: the factors are all-reduced, so
+ * every rank would compute the same) and broadcast; NG_KFAC_REDUNDANT=1 makes every rank compute every
+ * layer (tests/test_dist.sh checks both give the same bits). */
 static ng_status phi_refresh(kfac *k, ng_backend *be) {
-    int l, fail = 0;
+    const char *red = getenv("NG_KFAC_REDUNDANT");
+    int l, fail = 0, bad = 0, me = -1;
     double pi;
-    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be)) return phi_refresh_batched(k, be);
-    for (l = 1; l <= k->L; l++) {
-        int n1 = na(k, l - 1), n2 = k->d[l];
-        NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));
-        NG_TRY(sqrt_pair(&k->ws, be, k->fac.A[l - 1].data, n1, pi * k->gamma, k->SA[l].data, k->SAi[l].data, &fail));
-        if (!fail) NG_TRY(sqrt_pair(&k->ws, be, k->fac.G[l].data, n2, k->gamma / pi, k->SG[l].data, k->SGi[l].data, &fail));
-        if (fail)
-            return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
-                            "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", l);
+    if (k->dist->comm && k->dist->comm->world > 1 && !(red && !strcmp(red, "1"))) {
+        assign_owners(k, k->dist->comm->world);
+        me = k->dist->comm->rank;
+    } else if (k->dist->comm && k->dist->comm->world > 1 && !k->redundant_noted) {
+        k->redundant_noted = 1;
+        if (k->dist->comm->rank == 0)
+            ng_log(NG_LOG_WARN, "kfac", "NG_KFAC_REDUNDANT=1: every rank computes every layer's phi square roots");
     }
+    if (k->ws.precision == NG_F32 && 2 * k->L <= NG_EIG_BATCH_MAX && ng_syevd_batched_supported(be)) {
+        NG_TRY(phi_refresh_batched(k, be, me, &bad));
+    } else {
+        for (l = 1; l <= k->L && !bad; l++) {
+            int n1 = na(k, l - 1), n2 = k->d[l];
+            if (me >= 0 && k->owner[l] != me) continue;
+            NG_TRY(pi_of(k, &k->ws, &k->fac, be, l, &pi));
+            NG_TRY(sqrt_pair(&k->ws, be, k->fac.A[l - 1].data, n1, pi * k->gamma, k->SA[l].data, k->SAi[l].data, &fail));
+            if (!fail) NG_TRY(sqrt_pair(&k->ws, be, k->fac.G[l].data, n2, k->gamma / pi, k->SG[l].data, k->SGi[l].data, &fail));
+            if (fail) bad = l;
+        }
+    }
+    if (me >= 0) {
+        /* every rank learns whether a layer failed (all stop alike), else each layer's roots come
+         * from its owner */
+        double f = bad;
+        NG_TRY(ng_comm_allreduce_host(k->dist->comm, &f, 1, "the K-FAC phi status"));
+        if (f > 0.0 && !bad)
+            return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of a layer's damped factors "
+                            "failed on the rank that owns it (see its message)");
+        for (l = 1; l <= k->L && f == 0.0; l++) {
+            ng_tensor *t[] = {&k->SA[l], &k->SAi[l], &k->SG[l], &k->SGi[l]};
+            int j;
+            for (j = 0; j < 4; j++)
+                NG_TRY(ng_comm_bcast(k->dist->comm, be, NG_F32, t[j]->data, ng_tensor_count(t[j]), k->owner[l],
+                                     "the K-FAC phi square roots"));
+        }
+    }
+    if (bad)
+        return ng_error(NG_ERR_NUMERIC, "K-FAC natural parameter space: the eigendecomposition of layer %d's damped factors "
+                        "failed in float32 and float64 (non-finite statistics? the network diverged or the data hold NaN/Inf)", bad);
     k->phi_ready = 1;
     return NG_OK;
 }
@@ -1437,6 +1639,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         if (k->pending && kk == k->launch_k + (uint64_t)k->cfg.async_lag) {
             double t1 = now_s();
             NG_TRY(join_worker(k));
+            NG_TRY(async_arrive(p, k));
             NG_TRY(phase_end(p, t1, &k->inverse_s));
             arrived = 1;
             k->pending = 0;
@@ -1922,8 +2125,8 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "work", (int)work, 1, &k->work);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "qdots", QDOTS, 1, &k->qdots);
     if (s == NG_OK) {
-        int one[1] = {1};
-        s = ng_arena_reserve_nd(&k->scratch, "stats_step", NG_F64, 1, one, &k->sstep);
+        int two[1] = {2};
+        s = ng_arena_reserve_nd(&k->scratch, "stats_step", NG_F64, 1, two, &k->sstep);
     }
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->ws.X);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->ws.T1);

@@ -104,6 +104,22 @@ static ng_status phi_theta(ng_update *u, ng_model *m, uint64_t t, float *out) {
     return s;
 }
 
+/* CUDA graphs: the step adds only device copies and scalings to the inner rule's, so its key and
+ * its host mirrors are the inner rule's (a K-FAC or full map reads no host either, but those
+ * preconditioners are not captured) */
+static int phi_graph_key(const ng_update *u, uint64_t t, double *key, int max) {
+    const ng_update *in = ((const phi *)u->impl)->inner;
+    return in->iface->graph_key(in, t, key, max);
+}
+static void phi_graph_replayed(ng_update *u, uint64_t t) {
+    ng_update *in = ((phi *)u->impl)->inner;
+    if (in->iface->graph_replayed) in->iface->graph_replayed(in, t);
+}
+static void phi_graph_discarded(ng_update *u, uint64_t t) {
+    ng_update *in = ((phi *)u->impl)->inner;
+    if (in->iface->graph_discarded) in->iface->graph_discarded(in, t);
+}
+
 static void phi_destroy(ng_update *u) {
     phi *f = (phi *)u->impl;
     /* the state arena is the inner rule's (a copy of its handle): released with the inner rule */
@@ -163,6 +179,9 @@ ng_status ng_update_phi_init(ng_backend *be, ng_model *m, ng_update *inner, ng_p
     f->iface.load = phi_load;
     f->iface.theta = phi_theta;
     f->iface.destroy = phi_destroy;
+    f->iface.graph_key = inner->iface->graph_key ? phi_graph_key : NULL;
+    f->iface.graph_replayed = phi_graph_replayed;
+    f->iface.graph_discarded = phi_graph_discarded;
     u->iface = &f->iface;
     u->be = be;
     u->impl = f;

@@ -77,6 +77,16 @@ static ng_status prong_observe(ng_precond *p, ng_model *m, uint64_t t) {
     return NG_OK;
 }
 
+/* CUDA graphs: between reparametrisations observe returns at once and apply is the identity, so the
+ * step is the whitened network's gradient + the update rule (captured). A reparametrisation reads the
+ * host (eigendecompositions, a host sample stream) and runs eagerly; it rewrites U, c (K in the
+ * canonical form) and V, d in the network's arenas in place, where the graphs read them. */
+static int prong_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
+    const prong *k = (const prong *)p->impl;
+    (void)m, (void)cols, (void)key, (void)max;
+    return t % (uint64_t)k->cfg.T == 0 ? -1 : 0;
+}
+
 static const char *const prong_columns[] = {"prong_refreshes", "prong_stats_s", "prong_reparam_s", NULL};
 
 static ng_status prong_log_values(ng_precond *p, double *values) {
@@ -138,6 +148,7 @@ static const struct ng_precond_i prong_iface = {
     .load = prong_load,
     .destroy = prong_destroy,
     .data_parallel = 1,
+    .graph_key = prong_graph_key,
 };
 
 ng_status ng_precond_prong_init(ng_backend *be, ng_model *net, const ng_prong_config *cfg, const float *x_host, int pool_n,

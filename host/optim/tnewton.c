@@ -165,8 +165,9 @@ typedef struct tn {
     /* scratch */
     ng_arena scratch;
     ng_tensor grad, sol, backup, u, minv, diag, delta_tmp;
-    ng_tensor fstep;        /* (1) float64 storage of one uint64: the sampled Fisher's stream step on the
-                             * device, used (fstep_dev = 1) while graph segments replay */
+    ng_tensor fstep;        /* (2) float64 storage of two uint64: the sampled Fisher's stream step on the
+                             * device and its ticket (sample_targets' step_dev, read with advance 0),
+                             * used (fstep_dev = 1) while graph segments replay */
     int fstep_dev;
     void *sq;               /* hf: scratch of the diagonal, grown with the batch (not per update) */
     size_t sq_cap;          /* its floats */
@@ -185,7 +186,9 @@ typedef struct tn {
  * shard's share and summed over the ranks: the curvature products C v (CG / MINRES-QLP), h at
  * every trial point of the searches, h(theta) and HF's diagonal. All else (the solver's scalars,
  * the searches' decisions, rho, lambda) is computed from those sums and the all-reduced gradient,
- * so it is bit-identical on every rank. A separate metric stream (--metric separate | unlabeled)
+ * so it is bit-identical on every rank. The sampled Fisher draws each case's targets by its column
+ * in the global batch (ng_net_fvp_at with col0 = lo), so the ranks draw what one process draws. A
+ * separate metric stream (--metric separate | unlabeled)
  * is not sharded: every rank draws the same whole metric batch and its products need no sum. */
 static int dist_on(const tn *k) { return k->self->dist.comm && k->self->dist.comm->world > 1; }
 
@@ -413,10 +416,14 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
     if (k->is_cnn)
         return ng_cnn_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
-    if (k->cfg.fisher != NG_FISHER_EXACT && k->fstep_dev)
-        return ng_net_fvp_dev(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, (const uint64_t *)k->fstep.ptr, &tx, &ty);
-    if (k->cfg.fisher != NG_FISHER_EXACT)
-        return ng_net_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
+    if (k->cfg.fisher != NG_FISHER_EXACT) { /* sampled targets drawn by the case's column in the global batch */
+        const uint64_t col0 = dist_on(k) && !k->have_stream ? (uint64_t)k->self->dist.lo : 0;
+        if (k->fstep_dev) /* the step read from the device (advance 0), as graph segments replay it */
+            return ng_net_fvp_dev(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, (uint64_t *)k->fstep.ptr,
+                                  col0, &tx, &ty);
+        return ng_net_fvp_at(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now),
+                             col0, &tx, &ty);
+    }
     return ng_net_gvp(k->net, &tx, &ty);
 }
 
@@ -534,10 +541,6 @@ static ng_status tn_observe(ng_precond *p, ng_model *m, uint64_t t) {
     double r = 0.0;
     k->evals = 0;
     k->solve_s = k->search_s = 0.0;
-    if (dist_on(k) && k->cfg.fisher == NG_FISHER_SAMPLED && k->cfg.curvature != NG_TN_CURV_HESSIAN)
-        return ng_error(NG_ERR_UNSUPPORTED, "--tn-fisher sampled does not run on %d ranks (its sampled targets are drawn per chunk "
-                        "of each rank's shard, not per case of the global batch): use --tn-fisher exact or empirical",
-                        k->self->dist.comm->world);
     NG_TRY(m_batch_loss(k, m, &k->h0));
     NG_TRY(reduce_mean(k, &k->h0, "the objective"));
     if (k->cfg.eta > 0.0) {
@@ -568,8 +571,8 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     k->fstep_dev = k->self->segs && k->self->segs->on && !k->is_cnn && k->cfg.fisher == NG_FISHER_SAMPLED &&
                    k->cfg.curvature != NG_TN_CURV_HESSIAN;
     if (k->fstep_dev) {
-        uint64_t st = ng_tn_fisher_step(t);
-        NG_TRY(ng_set(be, k->fstep.ptr, &st, sizeof st));
+        const uint64_t st[2] = {ng_tn_fisher_step(t), 0}; /* the step, its ticket 0 */
+        NG_TRY(ng_set(be, k->fstep.ptr, st, sizeof st));
     }
     NG_TRY(ng_copy(be, k->grad.data, g, k->n * sizeof(float)));
     NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
@@ -1038,8 +1041,8 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "delta", (int)k->n, 1, &k->u);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "tmp", (int)k->n, 1, &k->delta_tmp);
     if (s == NG_OK) {
-        int one[1] = {1};
-        s = ng_arena_reserve_nd(&k->scratch, "fisher_step", NG_F64, 1, one, &k->fstep);
+        int two[1] = {2};
+        s = ng_arena_reserve_nd(&k->scratch, "fisher_step", NG_F64, 1, two, &k->fstep);
     }
     if (s == NG_OK && cfg->method == NG_TN_HF && cfg->hf_precond) {
         s = ng_arena_reserve(&k->scratch, "minv", (int)k->n, 1, &k->minv);

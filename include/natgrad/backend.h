@@ -104,8 +104,13 @@ typedef struct ng_op_args {
         struct { size_t n; float *out; uint64_t key, step; } fill_uniform;
         /* out[i] = [u(key, step, first + i) <= p[i]]: first (0 unless set) is the global index of
          * element 0, so a data-parallel rank holding part of a larger array draws what one process
-         * would draw for it */
-        struct { size_t n; const float *p; float *out; uint64_t key, step, first; } bernoulli;
+         * would draw for it. step_dev non-NULL (device memory, 2 words): the Philox step is
+         * step_dev[0] + step, read on the device, and after the op step_dev[0] += advance
+         * (step_dev[1]: the CUDA kernel's block ticket, 0 between launches), as gibbs_sample's */
+        struct {
+            size_t n; const float *p; float *out; uint64_t key, step, first;
+            uint64_t *step_dev; uint64_t advance;
+        } bernoulli;
         struct { size_t n; float alpha; const float *x; float beta; float *y; } axpby;
         struct {
             size_t n;
@@ -193,7 +198,9 @@ typedef struct ng_op_args {
          * may alias y), obj[c] = the case's loss, err[c] = sum_r (y - t)^2 (each skipped when
          * NULL). z: the pre-activation, y = f(z). acc non-NULL (needs obj and err): then also the
          * batch sums in the same launch, acc[0] = sum_c obj[c], acc[1] = sum_c err[c] (acc_beta = 0:
-         *  =, otherwise +=; the order of ng_loss_lane / ng_loss_sums_finish). acc overlaps nothing. */
+         *  =, otherwise +=; the order of ng_loss_lane / ng_loss_sums_finish). acc overlaps nothing.
+         * err_miss = 1 (a classifier's error count): err[c] = 1 when the first maximum of y[:,c] is
+         * not at the first maximum of t[:,c], else 0 (so acc[1] counts the misclassified cases). */
         struct {
             int rows, cols, loss;
             const float *z; int ldz;
@@ -203,6 +210,7 @@ typedef struct ng_op_args {
             float *d; int ldd;
             float *obj, *err;
             float *acc; float acc_beta;
+            int err_miss;
         } loss;
         /* out[:,c] = scale H_L(y[:,c]) v[:,c] (ng_loss_hvp_col); loss = NG_LOSS_OUTER:
          * out[:,c] = scale y[:,c] (y[:,c]^T v[:,c]). out may alias v. */
@@ -218,15 +226,17 @@ typedef struct ng_op_args {
          * one-hot column by inverse CDF of uniform col0 + c. col0 (0 unless set) is the global
          * position of the first column, so a data-parallel rank holding columns col0.. of a
          * batch draws the same targets as one process holding the whole batch. t may alias y.
-         * step_dev non-NULL (device memory): the step is step_dev[0] + step, read by the kernel, so
-         * a captured CUDA graph replays with the value written there since (K-FAC's statistics). */
+         * step_dev non-NULL: the step is step_dev[0] + step, read on the device, and after the op
+         * step_dev[0] += advance, as gibbs_sample's (advance 0: read only, so a captured CUDA graph
+         * replays with the value the host wrote there since: K-FAC's statistics, truncated Newton's
+         * sampled F v). */
         struct {
             int rows, cols, loss;
             const float *y; int ldy;
             float *t; int ldt;
             uint64_t key, step;
             uint64_t col0;
-            const uint64_t *step_dev;
+            uint64_t *step_dev; uint64_t advance;
         } sample_targets;
         /* mean[r], rstd[r] = 1/sqrt(var[r] + eps) over the cols columns of row r (biased var). */
         struct {
@@ -351,7 +361,11 @@ typedef struct ng_op_args {
          * g = dy (POOL_AVG_BACK), or the augmentation of x (AUGMENT: crops of s.pad, flips
          * when flip = 1, drawn from (key, step) for images b0, b0 + 1, ... of the stream;
          * s.kh = s.kw = 2 s.pad + 1), or of g (n,c,h,w) at the maxima of x (POOL_MAX_R: the
-         * R-operator of max pooling)  (=, ng_conv_gather_count elements). out overlaps no input. */
+         * R-operator of max pooling)  (=, ng_conv_gather_count elements). out overlaps no input.
+         * AUGMENT with step_dev non-NULL (device memory, 2 words, as gibbs_sample's): the Philox
+         * step is step_dev[0] + step, read on the device (a captured CUDA graph replays with the
+         * current count), and after the op step_dev[0] += advance (step_dev[1]: the CUDA kernel's
+         * block ticket, 0 between launches). */
         struct {
             int mode;
             ng_conv_shape s;
@@ -359,6 +373,8 @@ typedef struct ng_op_args {
             float *out;
             int flip;
             uint64_t key, step, b0;
+            uint64_t *step_dev;
+            uint64_t advance;
         } conv_gather;
         /* The 1x1 whitening convolution (PRONG section 4.3: the pixels of a map are samples),
          * centering and channel mixing fused (ng_whiten1x1_elem): on maps x (n, c, p pixels),
@@ -649,6 +665,9 @@ ng_status ng_bernoulli_at(ng_backend *be, size_t n, const float *p, float *out, 
 ng_status ng_gibbs_sample_at(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                              const float *bias, const float *base, float *prob, int ldq,
                              float *sample, int lds, uint64_t key, uint64_t step, uint64_t first);
+/* ng_bernoulli at the Philox step counted on the device (step_dev[0]), which the op then advances
+ * by one: a captured CUDA graph replays with new draws. */
+ng_status ng_bernoulli_dev(ng_backend *be, size_t n, const float *p, float *out, uint64_t key, uint64_t *step_dev);
 ng_status ng_softplus_sum(ng_backend *be, int rows, int cols, const float *pre, int ldp,
                           const float *bias, float beta, float alpha, float gamma, float *y);
 ng_status ng_binary_states(ng_backend *be, int nbits, uint64_t first, int count, float *out,

@@ -126,10 +126,12 @@ ng_status ng_cnn_whiten(ng_model *m, const ng_tensor *x, int n_s);
  * then runs identically on every rank. Every rank must call ng_model_gradient for every update.
  * The curvature products on the current batch (ng_cnn_set_batch: this rank's shard, or the same
  * batch on every rank) are this rank's share, for the caller to weight and sum (natgrad/tnewton.h);
- * with batch norm their R-forward pass (J v, G v = the exact F v, the Fisher gram) and backward pass
- * reduce the same per-channel sums, so the weighted sum is one process's product over the global
- * batch, and every rank must call each product alike (one chunk per rank: a batch over --chunk is
- * refused). H v and the sampled or empirical F v are refused with batch norm on several ranks. */
+ * with batch norm every per-channel sum of their passes is all-reduced (the R-forward pass's of J v,
+ * G v, F v and the Fisher gram, the backward pass's, and every mean of H v's R-backward pass), so
+ * the weighted sum is one process's product over the global batch, and every rank must call each
+ * product alike (one chunk per rank: a batch over --chunk is refused). The sampled F v draws the
+ * targets of the gradient's case c as those of case lo + c of the global batch (a batch of
+ * ng_cnn_set_batch: as cases 0.. of its own), so the ranks draw what one process draws. */
 ng_status ng_cnn_set_dist(ng_model *m, struct ng_comm *comm, int lo, int batch);
 /* Outputs (classes, n) (softmax probabilities) of x in inference mode. */
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
@@ -147,7 +149,8 @@ ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
  *         through its argmax, average pooling, activations, batch norm, whitening, dense)
  *   G v   ng_cnn_gvp: (1/m) sum_i J_i^T H_i J_i v, H_i = diag(y_i) - y_i y_i^T (softmax + CE)
  *   F v   ng_cnn_fvp: NG_FISHER_EXACT (natgrad/net.h; = G v), NG_FISHER_SAMPLED (targets drawn from the model,
- *         `samples` draws, stream (key, step + s), Philox index the case's position in the batch),
+ *         `samples` draws, stream (key, step + s), Philox index the case's position in the global
+ *         batch: ng_cnn_set_dist),
  *         NG_FISHER_EMPIRICAL (the batch's targets); out must not alias v.
  *   H v   ng_cnn_hvp: the Hessian of the objective (training-mode batch norm included) by
  *         Pearlmutter's R{backprop}; its R{A} buffers (one per layer, a chunk each, and NHWC scratch

@@ -38,8 +38,10 @@
  * Data parallelism (p->dist set by the trainer, natgrad/precond.h): the tau1 m / tau2 m prefixes are
  * those of the global batch, each rank taking its cases among them (shards are consecutive
  * columns; sampled targets indexed by global case); the factor updates, the Fisher gram and h are
- * all-reduced, block-diagonal inverses are computed per layer by one owning rank and broadcast, so
- * every rank holds the same state (README "Several processes and GPUs").
+ * all-reduced, the inverses (and tridiagonal coupling factors) are computed per layer by one owning
+ * rank and broadcast, with --kfac-async too (each rank's worker computes its layers, the main thread
+ * broadcasts them when it uses them), so every rank holds the same state (README "Several processes
+ * and GPUs").
  * Checkpoint: kfac.* configuration (refused on mismatch), counters and scalars, the factors, the
  * inverses (so a resume between refreshes is bit-exact) and delta0; with --kfac-async, the snapshot
  * of a refresh still in flight, which a resume recomputes (bit-exact too). */

@@ -68,9 +68,14 @@ struct ng_model_i {
      * read mid-gradient, no per-gradient host scalar a replay would reuse), else
      * NG_ERR_UNSUPPORTED naming the cause. NULL: the model is not captured (refused by name). */
     ng_status (*graph_check)(const ng_model *m);
-    /* After a replay of a captured gradient (which ran the kernels without calling gradient):
-     * bring host mirrors of device state up to date (an RBM: its Philox step). NULL: nothing. */
-    void (*graph_replayed)(ng_model *m);
+    /* 1 when the next gradient must run eagerly (it reads the host: a cnn's whitening
+     * reparametrisation every T gradients); the trainer then runs that update without a graph.
+     * NULL: never. */
+    int (*graph_eager)(const ng_model *m);
+    /* After a replay of a captured gradient on the batch x (which ran the kernels without calling
+     * gradient): bring host mirrors of device state and the host's record of the last gradient up
+     * to date (an RBM: its Philox step; a cnn: its gradient count and current batch). NULL: nothing. */
+    void (*graph_replayed)(ng_model *m, const ng_tensor *x);
     /* A capture that called gradient failed and was discarded (nothing it recorded ran): undo what
      * that gradient advanced on the host (an RBM: its Philox step). NULL: nothing. */
     void (*graph_discarded)(ng_model *m);

@@ -132,13 +132,22 @@ ng_status ng_net_batch_prefix(ng_model *m, int cols);
 ng_status ng_net_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_net_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_net_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
-/* F v with the given mode; sampled targets use stream (key, step .. step + samples - 1). */
+/* F v with the given mode. NG_FISHER_SAMPLED: draw s (0 .. samples - 1) of the case in column c of
+ * the batch takes the uniforms of (key, step + s 1000003) at Philox column c (sample_targets of
+ * natgrad/backend.h), whatever the chunking. */
 ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step,
                      const ng_tensor *v, ng_tensor *out);
-/* The same with step = step_dev[0] read on the device (one uint64 in device memory, written by the
- * caller): the same draws, and a captured CUDA graph of it replays with the step written since. */
-ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, const uint64_t *step_dev, const ng_tensor *v,
-                         ng_tensor *out);
+/* The same with the targets of case c drawn as those of case col0 + c of a larger batch: a
+ * data-parallel rank whose cases start at position col0 of the global batch draws what one process
+ * with the whole batch draws, so the shard-weighted sum of the ranks' sampled F v is one process's.
+ * With synchronised batch norm (ng_net_set_comm) the product runs through the synchronised passes. */
+ng_status ng_net_fvp_at(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0,
+                        const ng_tensor *v, ng_tensor *out);
+/* The same (col0 as there) with step = step_dev[0] read on the device (2 words as natgrad/backend.h's
+ * sample_targets step_dev, written by the caller; read only: advance 0): the same draws, and a
+ * captured CUDA graph of it replays with the step written since (natgrad/graph.h). */
+ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, uint64_t *step_dev, uint64_t col0,
+                         const ng_tensor *v, ng_tensor *out);
 /* Backward pass of the current (single-chunk) batch with targets drawn from the model's
  * predictive distribution (stream key, step): statistics "g<l>" then hold per-case dL/dz_l. The
  * gradient arena is not touched. */
@@ -147,10 +156,10 @@ ng_status ng_net_backward_sampled(ng_model *m, uint64_t key, uint64_t step);
  * Philox index of natgrad/backend.h's sample_targets): a data-parallel rank whose cases start at
  * position col0 of the global batch draws what one process with the whole batch draws. */
 ng_status ng_net_backward_sampled_at(ng_model *m, uint64_t key, uint64_t step, uint64_t col0);
-/* The same at col0 = 0 with the stream step read on the device from step_dev[0] (one uint64 in
- * device memory, written by the caller): the same targets as ng_net_backward_sampled_at with that
- * step, and a captured CUDA graph of it replays with the step written since (natgrad/graph.h). */
-ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, const uint64_t *step_dev);
+/* The same (col0 as there) at the Philox step counted on the device (step_dev[0], 2 words as
+ * natgrad/backend.h's sample_targets step_dev), which the draw advances by `advance`: a captured
+ * CUDA graph replays with new targets. */
+ng_status ng_net_backward_sampled_dev(ng_model *m, uint64_t key, uint64_t *step_dev, uint64_t advance, uint64_t col0);
 
 /* The current batch (as given to the last ng_model_gradient or ng_net_set_batch): *x, and *y when
  * the targets were given separately (else y->ptr = NULL). NG_ERR_INVALID_ARG before any batch. */

@@ -33,8 +33,24 @@ struct ng_precond_i {
     ng_status (*load)(ng_precond *p, const ng_ckpt *c, int apply); /* as the model's */
     void (*destroy)(ng_precond *p);
     /* 1: the preconditioner reduces its own batch statistics across the ranks of p->dist.comm, so
-     * its state stays identical on every rank of a data-parallel run (K-FAC, truncated Newton) */
+     * its state stays identical on every rank of a data-parallel run (K-FAC, truncated Newton, PRONG,
+     * the diagonal metric, the full Fisher, centering, FANG) */
     int data_parallel;
+    /* CUDA graphs (natgrad/train.h, --cuda-graph): whether observe + apply of update t (t >= 1),
+     * on a batch of at most `cols` columns, may be captured and replayed, and the host values the
+     * captured launches bake in. Returns n >= 0 with those values in key[0 .. n) (n <= max): a
+     * capture is replayed only for an update with the same key (with the model's and the update
+     * rule's); -1: update t runs eagerly (it reads the host, as a FANG refit or a PRONG reparametrisation does, or must
+     * allocate; what such an eager update rewrites must stay at the addresses the graphs read).
+     * Device state advanced by the kernels themselves (running averages, Philox steps counted on
+     * the device) is not part of the key. NULL: the preconditioner is never captured. */
+    int (*graph_key)(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max);
+    /* After the trainer replayed a captured step as update t: bring host mirrors of device state up
+     * to date (FANG: its device Philox step is now t + 1). NULL: nothing to do. */
+    void (*graph_replayed)(ng_precond *p, uint64_t t);
+    /* A capture of update t was discarded (nothing it recorded ran): host mirrors go back to the
+     * device state before update t. NULL: nothing to do. */
+    void (*graph_discarded)(ng_precond *p, uint64_t t);
 };
 
 /* Data parallelism (natgrad/train.h): set by the trainer before each observe when the run has

@@ -4,7 +4,10 @@
  * The diagonal preconditioner (section 2.5, eq. 34; host/optim/diag.c), a preconditioner of
  * natgrad/precond.h: direction = g / (dhat + lambda)^power elementwise, with dhat a bias-corrected
  * moving average over updates of a per-batch estimate d of the metric's diagonal:
- *   avg_t = beta avg_{t-1} + (1 - beta) d_t,   dhat_t = avg_t / (1 - beta^(t+1))   (avg_{-1} = 0)
+ *   avg_t = beta avg_{t-1} + (1 - beta) d_t,   dhat_t = avg_t / w_t   (avg_{-1} = 0)
+ * with w_t = beta w_{t-1} + (1 - beta) (w_{-1} = 0) the weight of avg, 1 - beta^(t+1) up to float
+ * rounding (in phi mode, where d is estimated only at refreshes, 1 - beta^(refreshes)); w lives on the
+ * device, so a captured CUDA graph replays the correction (diag.wsum in checkpoints).
  * power 1 is the diagonal natural gradient of eq. 34; power 1/2 gives RMSprop-like scaling. The
  * metric (d_t, per parameter) is chosen by `metric`:
  *   NG_DIAG_FISHER     the Fisher over the model's distribution (eq. 30 / 34).
@@ -44,7 +47,8 @@ typedef struct ng_diag_config {
     double lambda;     /* added to the diagonal before the power (1e-4) */
     double power;      /* exponent of the scaling, in (0, 1] (1) */
     double beta;       /* moving-average weight of past diagonals, in [0, 1) (0.95) */
-    int max_batch;     /* networks: the largest gradient batch (sizes the workspace) */
+    int max_batch;     /* the largest gradient batch (sizes the workspace at init; 0: at the first
+                        * update, which a CUDA graph then cannot capture) */
     uint64_t seed;     /* networks, NG_DIAG_FISHER: the sampled targets */
     int phi_every;     /* natural parameter space (section 1.4, 2.7, eq. 37): 0 = off; K >= 1: the
                         * metric is estimated only at updates t = 0, K, 2K, ... and held fixed in

@@ -50,9 +50,14 @@ extern "C" {
  * comes after the update instead of before it). The graph is keyed by everything a replay cannot
  * change: the batch's device address and shape (a last partial batch, or a growing batch schedule,
  * is a new key) and the update rule's per-update host scalars (ng_update_i.graph_key: SGD's lr_t,
- * NAG's mu_t and mu_{t+1}; Adam keeps its step count on the device). Only models with
- * ng_model_i.graph_check are captured (net; rbm, whose Philox step is counted on the device); after a
- * replay the model's and the rule's graph_replayed update their host mirrors of device counters.
+ * NAG's mu_t and mu_{t+1}; Adam keeps its step count on the device) and the preconditioner's
+ * (ng_precond_i.graph_key: none for identity, centering, FANG, diag and PRONG, whose statistics and
+ * Philox steps live on the device; an update it cannot capture, such as FANG's refit or PRONG's
+ * reparametrisation, which read the host, runs eagerly and counts in `eager`). Only models with
+ * ng_model_i.graph_check are captured (net; rbm, whose Philox step is counted on the device; cnn,
+ * whose augmentation step is); updates for which the model's graph_eager says 1 (a cnn's
+ * re-whitening) run eagerly too. After a replay the model's, the rule's and the preconditioner's
+ * graph_replayed update their host mirrors of device counters.
  * A new key is captured (stream capture of one
  * eager step, instantiated; the NG_TRAIN_GRAPHS most recently used graphs are kept); update 0 and
  * logged updates run eagerly (first-use allocations, host reads of the log columns). The eager and
@@ -105,9 +110,9 @@ typedef struct ng_trainer {
 } ng_trainer;
 
 /* Turn the CUDA-graph step on (or off). Refused (NG_ERR_UNSUPPORTED, naming the part) without
- * graph support in the backend (the CPU), for an update rule without graph_key, a preconditioner
- * other than identity (tn and kfac: segments, see above; kfac's asynchronous refreshes refused), or
- * data parallelism (the all-reduce waits for the host). */
+ * graph support in the backend (the CPU), for an update rule or a preconditioner without graph_key
+ * (tn and kfac: segments, see above; kfac's asynchronous refreshes refused), or data parallelism
+ * (the all-reduce waits for the host). */
 ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on);
 /* Free the trainer's graphs (before the backend); safe on a zeroed trainer. */
 void ng_trainer_release(ng_trainer *tr);
@@ -139,8 +144,8 @@ ng_status ng_trainer_load(ng_trainer *tr, const ng_ckpt *c, int parts);
  * ranks' files first. Resume on N ranks is bit-exact; on another number of ranks only the model
  * and the global data cursor are restored (the optimizer state restarts: not bit-exact).
  * Supported: the identity preconditioner (first-order rules sgd, nag, adam, rmsprop) and the
- * preconditioners with data_parallel = 1 (K-FAC, truncated Newton; for RBMs centering, FANG and the
- * diagonal metric), which the trainer hands their shard (ng_precond.dist) before each observe and
+ * preconditioners with data_parallel = 1 (K-FAC, also in the natural parameter space, truncated
+ * Newton, PRONG, the full Fisher, the diagonal metric; for RBMs also centering and FANG), which the trainer hands their shard (ng_precond.dist) before each observe and
  * which reduce their own batch statistics. A model with data_parallel = 1 (the RBM) gets its shard
  * in ng_model.dist before each gradient and reduces its own gradient (the trainer then does not);
  * its gather hook runs on every rank before a checkpoint (ng_trainer_save_ranks). */

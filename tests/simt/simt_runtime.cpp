@@ -651,6 +651,13 @@ void capture_launch(const char *name, const void *func, dim3 grid, dim3 block, s
     if (e != cudaSuccess) set_error(e);
 }
 
+/* The shape of the last launch that passed validation, for tests of the launchers' block table
+ * (tests/test_kernel_blocks.c reads it through simt_last_launch, a weak symbol there). */
+static struct {
+    char name[96];
+    unsigned grid, block;
+} last_launch;
+
 void launch(const launch_req &r) {
     const dim3 g = r.grid, b = r.block;
     unsigned long long nthreads = (unsigned long long)b.x * b.y * b.z;
@@ -670,6 +677,9 @@ void launch(const launch_req &r) {
             return;
         }
     }
+    snprintf(last_launch.name, sizeof last_launch.name, "%s", r.name);
+    last_launch.grid = g.x * g.y * g.z;
+    last_launch.block = (unsigned)nthreads;
     const int device = current_device(); /* the launch runs on the current device */
     const void *dev_args[64];
     int n_dev = 0;
@@ -777,3 +787,10 @@ uint64_t warp_op(warp_kind kind, unsigned mask, uint64_t value, int arg, int wid
 }
 
 } /* namespace ng_simt */
+
+/* Name, blocks and threads per block of the last validated launch (eager or replayed). */
+extern "C" void simt_last_launch(char *name, size_t len, unsigned *grid, unsigned *block) {
+    snprintf(name, len, "%s", ng_simt::last_launch.name);
+    *grid = ng_simt::last_launch.grid;
+    *block = ng_simt::last_launch.block;
+}
