@@ -1417,10 +1417,6 @@ static ng_status sample_targets_dev(net *n, int cols, uint64_t key, uint64_t ste
     return ng_run_op(n->base.be, &o);
 }
 
-static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
-    return sample_targets_dev(n, cols, key, step, col0, NULL, 0);
-}
-
 /* D[L] = scale (y - t) for the targets t (no objective sums) */
 static ng_status residual(net *n, const float *t, int ldt, int cols, float scale) {
     return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0, 0.0f);
