@@ -16,7 +16,8 @@
 #      (--profile: CUDA-event timings per phase, kernel launches per step), and the launch
 #      overhead of NAG on the curves autoencoder at m = 250, eager vs --cuda-graph 1 (ms per
 #      update from the profile, the two checkpoints compared bit for bit), and the same for the
-#      RBM's PCD-1 update with SGD (rbm train --cuda-graph 1)
+#      RBM's PCD-1 update with SGD (rbm train --cuda-graph 1), and K-FAC and NGD on the curves
+#      autoencoder eager vs --cuda-graph 1 (graph segments: natgrad/graph.h)
 #   5. an nsys capture of a steady-state RBM window (--profile-steps) when nsys is installed,
 #      with its summary reports
 # Every step runs under its own time limit; a failed or timed-out step is recorded in the report
@@ -136,6 +137,17 @@ if [ $built = 0 ]; then
     step "profile-rbmsgd-$tag" 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden 500 --optimizer sgd \
       --steps 120 --log-every 120 --cuda-graph $g --profile --profile-steps 21:110 --out "$dir/prof-rbmsgd-$tag"
   done
+  # K-FAC and NGD (CG) as graph segments between their host reads, eager vs --cuda-graph 1;
+  # same seed, so the checkpoints must be identical
+  for o in kfac ngd; do
+    rm -rf "$dir/prof-$o-eager" "$dir/prof-$o-graph"
+    for g in 0 1; do
+      tag=$([ $g = 1 ] && echo graph || echo eager)
+      step "profile-$o-$tag" 45 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder \
+        --optimizer $o --batch 250 --steps 60 --log-every 60 --cuda-graph $g --profile --profile-steps 26:55 \
+        --out "$dir/prof-$o-$tag"
+    done
+  done
 fi
 
 # ---- 5. nsys ----------------------------------------------------------------------------------
@@ -249,7 +261,22 @@ fi
     fi
     echo
   fi
-  for p in rbm kfac nag-eager nag-graph rbmsgd-eager rbmsgd-graph; do
+  for o in kfac ngd; do
+    if [ -f "$dir/profile-$o-eager.log" ] || [ -f "$dir/profile-$o-graph.log" ]; then
+      echo "## Graph segments: $o on the curves autoencoder, m = 250, eager vs --cuda-graph 1 (updates 26..55)"
+      echo
+      for t in eager graph; do
+        echo "- $t: $(grep -h '^per update' "$dir/profile-$o-$t.log" 2>/dev/null | tr '\n' ' ' || echo 'no profile')"
+      done
+      if cmp -s "$dir/prof-$o-eager/net.ckpt" "$dir/prof-$o-graph/net.ckpt"; then
+        echo "- checkpoints after 60 updates: identical (segments = eager bit for bit)"
+      else
+        echo "- checkpoints after 60 updates: DIFFERENT or missing (segments != eager: a bug to report)"
+      fi
+      echo
+    fi
+  done
+  for p in rbm kfac nag-eager nag-graph rbmsgd-eager rbmsgd-graph kfac-eager kfac-graph ngd-eager ngd-graph; do
     if [ -f "$dir/profile-$p.log" ]; then
       echo "## natgrad --profile on $dev: $p"
       echo

@@ -12,8 +12,9 @@
  *     threads read adjacent rows of a column: coalesced).
  * Random numbers: element i = r + rows (col0 + c) of sample_targets uses the Philox uniform i (Bernoulli),
  * uniforms 2i and 2i+1 (Gaussian, one Philox block gives both) or uniform col0 + c (categorical),
- * as the CPU does; the index alone selects the word, so any launch shape draws the same targets.
- * The step may be counted on the device (step_dev, advanced by the last block: ng_step_dev_advance).
+  * as the CPU does; the index alone selects the word, so any launch shape draws the same targets.
+ * The step may be counted on the device (step_dev, advanced by the last block: ng_step_dev_advance;
+ * advance 0 reads it only, so a replayed graph draws at the step the host wrote there since).
  * Aliasing (z = a, out = g, out = v, t = y, xhat = x): each element, column or row is read and
  * written by one thread, reads first; hence no __restrict__ on those operands. Must not: allocate,
  * synchronize, use atomics (but the step_dev ticket's integer one), or use device functions the tests/simt emulator lacks. */

@@ -32,7 +32,16 @@
  *       of eager updates and replays > 0, also resumed from a checkpoint; the device calls of an RBM
  *       update with each and of a network update with diag (eager: derived from the code; graph:
  *       one graph launch and the upload);
- *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update. */
+ *   (d) the profile of a graph step: one graph launch and no kernel launch per steady-state update;
+ *   (e) graph segments (natgrad/graph.h) for the trainers that read the host mid-update: a segment
+ *       replays with the values baked at its capture, a segment whose capture fails (a host read)
+ *       runs eagerly with its host state put back; NGD and HF (CG) and block-diagonal K-FAC (inverse
+ *       refreshes and lambda adaptations inside the window) with --cuda-graph 1 equal the eager runs
+ *       bit for bit after every update, with replays of the gradient, of every product segment and of
+ *       CG's steps (two graphs, by the row parity);
+ *       a trainer whose gradient reads the host runs that segment eagerly and still equals eager;
+ *       K-FAC's sampled targets with the Philox step on the device equal those with the step by value;
+ *       device calls per NGD / HF / K-FAC update of the curves autoencoder, eager and in segments. */
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -45,11 +54,14 @@
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
+#include "natgrad/graph.h"
+#include "natgrad/kfac.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
 #include "natgrad/profile.h"
 #include "natgrad/prong.h"
 #include "natgrad/rbm.h"
+#include "natgrad/tnewton.h"
 #include "natgrad/recipes.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
@@ -97,6 +109,8 @@ typedef struct run {
     ng_trainer tr;
 } run;
 
+static int g_chunk; /* > 0: the network's chunk (cases per pass); 0: the default */
+
 /* A 3-layer autoencoder 6-5-4-6 (logistic hidden units, Bernoulli loss) on the fixed data. */
 static ng_status run_init(run *r, ng_backend *be, int rule) {
     ng_net_config cfg;
@@ -109,6 +123,7 @@ static ng_status run_init(run *r, ng_backend *be, int rule) {
     cfg.init_scale = 0.5f;
     cfg.seed = 17;
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+    if (g_chunk > 0) cfg.chunk = g_chunk;
     NG_TRY(ng_net_create(be, &cfg, &r->net));
     if (rule == R_SGD || rule == R_SGD_DECAY) {
         ng_sgd_config c;
@@ -1854,6 +1869,522 @@ static int test_graph_profile(void) {
     return NGT_PASS;
 }
 
+/* ---- (e) graph segments -------------------------------------------------------------------- */
+
+typedef struct seg_ctx {
+    ng_backend *be;
+    float *x, *y;
+    size_t n;
+    float alpha;
+    int host_read; /* 1: the body also reads a norm on the host (not capturable) */
+    int calls;     /* host state the body advances (put back when a capture fails) */
+} seg_ctx;
+static ng_status seg_body(void *user) {
+    seg_ctx *c = (seg_ctx *)user;
+    c->calls++;
+    NG_TRY(ng_axpby(c->be, c->n, c->alpha, c->x, 1.0f, c->y));
+    if (c->host_read) {
+        float r;
+        NG_TRY(ng_nrm2(c->be, c->n, c->y, &r));
+    }
+    return ng_axpby(c->be, c->n, 1.0f, c->y, 0.5f, c->x);
+}
+static int seg_get(void *user, uint64_t *st, int cap) {
+    (void)cap;
+    st[0] = (uint64_t)((seg_ctx *)user)->calls;
+    return 1;
+}
+static void seg_set(void *user, const uint64_t *st, int n) {
+    if (n == 1) ((seg_ctx *)user)->calls = (int)st[0];
+}
+
+/* y += alpha x; x = y + x / 2, three times, eagerly on one pair of buffers and as a segment on
+ * another: equal bit for bit; the host scalar alpha is in the key (a new alpha: a new capture, the
+ * old graph replays the old alpha when its key comes back); a body that reads the host fails to
+ * capture, its host state goes back, and it runs eagerly (then and on later calls of its key). */
+static int test_segment_cache(void) {
+    static const ng_graph_seg seg = {"test segment", seg_body, seg_get, seg_set};
+    enum { N = 37 };
+    float hx[N], hy[N], ex[N], ey[N], gx[N], gy[N];
+    float *d[4];
+    seg_ctx ce, cg;
+    ng_graph_segs segs;
+    uint64_t key[1], cap, rep, eag, fail;
+    const float alphas[6] = {0.25f, 0.25f, -1.5f, 0.25f, -1.5f, -1.5f};
+    int i, j;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < N; i++) hx[i] = 0.01f * (float)(i % 7) - 0.02f, hy[i] = 0.5f - 0.003f * (float)i;
+    for (j = 0; j < 4; j++) NGT_OK(ng_alloc(g_cuda, N * sizeof(float), (void **)&d[j]));
+    NGT_OK(ng_set(g_cuda, d[0], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[1], hy, sizeof hy));
+    NGT_OK(ng_set(g_cuda, d[2], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[3], hy, sizeof hy));
+    memset(&ce, 0, sizeof ce);
+    ce.be = g_cuda, ce.x = d[0], ce.y = d[1], ce.n = N;
+    cg = ce;
+    cg.x = d[2], cg.y = d[3];
+    ng_graph_segs_init(&segs, g_cuda);
+    segs.on = 1;
+    for (i = 0; i < 6; i++) {
+        ce.alpha = cg.alpha = alphas[i];
+        key[0] = ng_graph_key_f64(alphas[i]);
+        NGT_OK(seg_body(&ce));
+        NGT_OK(ng_graph_seg_run(&segs, &seg, &cg, key, 1));
+    }
+    NGT_OK(ng_get(g_cuda, ex, d[0], sizeof ex));
+    NGT_OK(ng_get(g_cuda, ey, d[1], sizeof ey));
+    NGT_OK(ng_get(g_cuda, gx, d[2], sizeof gx));
+    NGT_OK(ng_get(g_cuda, gy, d[3], sizeof gy));
+    NGT_CHECK(memcmp(ex, gx, sizeof ex) == 0 && memcmp(ey, gy, sizeof ey) == 0, "segment != eager (x[0] %.9g vs %.9g)",
+              (double)ex[0], (double)gx[0]);
+    /* the key also holds the host state (calls), which every call advances: with a state
+     * restored after each replay, keys differ only by alpha and calls; here every call has a new
+     * calls value, so look at the cache as a whole instead: 6 runs, none eager, none failed */
+    ng_graph_seg_counts(&segs, "test segment", &cap, &rep, &eag, &fail);
+    NGT_CHECK(cap + rep == 6 && eag == 0 && fail == 0 && cg.calls == ce.calls - (int)rep,
+              "%llu captures, %llu replays, %llu eager, %llu failures, calls %d / %d", (unsigned long long)cap,
+              (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail, cg.calls, ce.calls);
+    ng_graph_segs_free(&segs);
+
+    /* without host state in the key: 2 alphas, 2 captures, 4 replays, the values still equal */
+    {
+        static const ng_graph_seg seg2 = {"test segment, no state", seg_body, NULL, NULL};
+        NGT_OK(ng_set(g_cuda, d[0], hx, sizeof hx));
+        NGT_OK(ng_set(g_cuda, d[1], hy, sizeof hy));
+        NGT_OK(ng_set(g_cuda, d[2], hx, sizeof hx));
+        NGT_OK(ng_set(g_cuda, d[3], hy, sizeof hy));
+        ng_graph_segs_init(&segs, g_cuda);
+        segs.on = 1;
+        for (i = 0; i < 6; i++) {
+            ce.alpha = cg.alpha = alphas[i];
+            key[0] = ng_graph_key_f64(alphas[i]);
+            NGT_OK(seg_body(&ce));
+            NGT_OK(ng_graph_seg_run(&segs, &seg2, &cg, key, 1));
+        }
+        NGT_OK(ng_get(g_cuda, ex, d[0], sizeof ex));
+        NGT_OK(ng_get(g_cuda, gx, d[2], sizeof gx));
+        NGT_CHECK(memcmp(ex, gx, sizeof ex) == 0, "segment (no state) != eager (x[0] %.9g vs %.9g)", (double)ex[0], (double)gx[0]);
+        ng_graph_seg_counts(&segs, "test segment, no state", &cap, &rep, &eag, &fail);
+        NGT_CHECK(cap == 2 && rep == 4 && eag == 0 && fail == 0, "no state: %llu captures, %llu replays, %llu eager, %llu failures",
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+        ng_graph_segs_free(&segs);
+    }
+
+    /* a body that reads the host: the capture fails, its host state (calls) goes back, it runs
+     * eagerly, and the same key stays eager; the results equal the eager ones */
+    NGT_OK(ng_set(g_cuda, d[0], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[1], hy, sizeof hy));
+    NGT_OK(ng_set(g_cuda, d[2], hx, sizeof hx));
+    NGT_OK(ng_set(g_cuda, d[3], hy, sizeof hy));
+    ce.calls = cg.calls = 0;
+    ce.host_read = cg.host_read = 1;
+    ng_graph_segs_init(&segs, g_cuda);
+    segs.on = 1;
+    for (i = 0; i < 3; i++) {
+        ce.alpha = cg.alpha = 0.75f;
+        key[0] = ng_graph_key_f64(0.75);
+        NGT_OK(seg_body(&ce));
+        NGT_OK(ng_graph_seg_run(&segs, &seg, &cg, key, 1));
+        NGT_CHECK(cg.calls == ce.calls, "after call %d: the body's host state is %d, eager %d", i, cg.calls, ce.calls);
+    }
+    NGT_OK(ng_get(g_cuda, ex, d[0], sizeof ex));
+    NGT_OK(ng_get(g_cuda, gx, d[2], sizeof gx));
+    NGT_CHECK(memcmp(ex, gx, sizeof ex) == 0, "failed capture, then eager != eager (x[0] %.9g vs %.9g)", (double)ex[0],
+              (double)gx[0]);
+    ng_graph_seg_counts(&segs, "test segment", &cap, &rep, &eag, &fail);
+    /* call 0: capture fails (host state 0 -> back to 0), eager; call 1 (state 1, a new key): the
+     * same; call 2 likewise: 3 failures, 3 eager runs, no graph */
+    NGT_CHECK(cap == 0 && rep == 0 && eag == 3 && fail == 3, "host read: %llu captures, %llu replays, %llu eager, %llu failures",
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    /* the backend is not left capturing: an ordinary host read works */
+    NGT_OK(ng_get(g_cuda, gy, d[3], sizeof gy));
+    ng_graph_segs_free(&segs);
+    for (j = 0; j < 4; j++) ng_free(g_cuda, d[j]);
+    return NGT_PASS;
+}
+
+/* The sampled backward pass (K-FAC's statistics segment) and the sampled F v (truncated Newton's
+ * curvature product) with the Philox step read on the device (sample_targets' step_dev, {step,
+ * ticket 0}, advance 0) draw the same targets as with the step by value, also at a global column
+ * col0 != 0 (dist-net's data-parallel draw): the per-case derivatives g_l and F v equal bit for bit,
+ * and the device words are still {step, 0} after each (read only, so a replayed graph sees what the
+ * host wrote), on the CPU backend and the emulated CUDA one. */
+static int test_sampled_step_dev(void) {
+    ng_backend *cpu = NULL, *bes[2];
+    int b, c0;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(ng_backend_cpu_init(&cpu));
+    bes[0] = cpu;
+    bes[1] = g_cuda;
+    for (b = 0; b < 2; b++) {
+        run r;
+        ng_tensor x, g3, tv, tf1, tf2;
+        const uint64_t step = (7ull << 16) + 3ull, key = 0x1234567ull;
+        uint64_t words[2] = {step, 0}, back[2];
+        uint64_t *dstep = NULL;
+        float h1[6 * BATCH], h2[6 * BATCH], *hv, *f1, *f2, *dv = NULL;
+        size_t n, i;
+        NGT_OK(run_init(&r, bes[b], R_SGD));
+        NGT_OK(ng_batches_next(&r.data, &x));
+        NGT_OK(ng_alloc(bes[b], sizeof words, (void **)&dstep));
+        n = ng_model_size(r.net);
+        hv = (float *)malloc(3 * n * sizeof(float));
+        NGT_CHECK(hv != NULL, "out of host memory");
+        f1 = hv + n;
+        f2 = f1 + n;
+        for (i = 0; i < n; i++) hv[i] = (float)sin(0.37 * (double)i + 0.1);
+        NGT_OK(ng_alloc(bes[b], 3 * n * sizeof(float), (void **)&dv));
+        tv = ng_tensor_matrix(dv, (int)n, 1, (int)n);
+        tf1 = ng_tensor_matrix(dv + n, (int)n, 1, (int)n);
+        tf2 = ng_tensor_matrix(dv + 2 * n, (int)n, 1, (int)n);
+        NGT_OK(ng_tensor_set(bes[b], &tv, hv));
+        for (c0 = 0; c0 < 2; c0++) {
+            const uint64_t col0 = c0 ? 37u : 0u;
+            NGT_OK(ng_model_gradient(r.net, &x, NULL));
+            NGT_OK(ng_net_backward_sampled_at(r.net, key, step, col0));
+            NGT_OK(ng_model_statistic(r.net, "g3", &g3));
+            NGT_CHECK(g3.rows == 6 && g3.cols == BATCH, "g3 is %d x %d", g3.rows, g3.cols);
+            NGT_OK(ng_tensor_get(bes[b], &g3, h1));
+            NGT_OK(ng_set(bes[b], dstep, words, sizeof words));
+            NGT_OK(ng_net_backward_sampled_dev(r.net, key, dstep, 0, col0));
+            NGT_OK(ng_model_statistic(r.net, "g3", &g3));
+            NGT_OK(ng_tensor_get(bes[b], &g3, h2));
+            NGT_CHECK(memcmp(h1, h2, sizeof h1) == 0, "%s col0 %llu: backward, step on the device != by value "
+                      "(g3[0] %.9g vs %.9g)", bes[b]->iface->name, (unsigned long long)col0, (double)h1[0], (double)h2[0]);
+            NGT_OK(ng_get(bes[b], back, dstep, sizeof back));
+            NGT_CHECK(back[0] == step && back[1] == 0, "%s: backward moved the device step (%llu, %llu)",
+                      bes[b]->iface->name, (unsigned long long)back[0], (unsigned long long)back[1]);
+            /* F v: two samples, so two draws per product read the same device step */
+            NGT_OK(ng_net_fvp_at(r.net, NG_FISHER_SAMPLED, 2, key, step, col0, &tv, &tf1));
+            NGT_OK(ng_net_fvp_dev(r.net, NG_FISHER_SAMPLED, 2, key, dstep, col0, &tv, &tf2));
+            NGT_OK(ng_tensor_get(bes[b], &tf1, f1));
+            NGT_OK(ng_tensor_get(bes[b], &tf2, f2));
+            NGT_CHECK(memcmp(f1, f2, n * sizeof(float)) == 0, "%s col0 %llu: F v, step on the device != by value "
+                      "(%.9g vs %.9g)", bes[b]->iface->name, (unsigned long long)col0, (double)f1[0], (double)f2[0]);
+            NGT_OK(ng_get(bes[b], back, dstep, sizeof back));
+            NGT_CHECK(back[0] == step && back[1] == 0, "%s: F v moved the device step (%llu, %llu)",
+                      bes[b]->iface->name, (unsigned long long)back[0], (unsigned long long)back[1]);
+        }
+        ng_free(bes[b], dv);
+        ng_free(bes[b], dstep);
+        free(hv);
+        run_free(&r);
+    }
+    ng_backend_free(cpu);
+    return NGT_PASS;
+}
+
+enum { S_NGD, S_HF, S_KFAC, S_NGD_SAMPLED };
+static const char *const seg_name[] = {"ngd", "hf", "kfac", "ngd (sampled Fisher)"};
+
+/* the 6-5-4-6 autoencoder of run_init with a truncated-Newton or K-FAC preconditioner and the
+ * plain step of size 1 these use (net_cmd.c) */
+static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
+    ng_sgd_config c;
+    ng_status s;
+    NG_TRY(run_init(r, be, R_SGD));
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    r->upd = NULL;
+    r->pc = NULL;
+    memset(&c, 0, sizeof c);
+    c.lr = 1.0f;
+    c.weight_decay = 1e-3f;
+    NG_TRY(ng_update_sgd_init(be, r->net, &c, &r->upd));
+    if (kind == S_KFAC) {
+        ng_kfac_config kc;
+        ng_kfac_config_default(&kc);
+        kc.approx = NG_KFAC_BLOCKDIAG;
+        kc.timing = 0;
+        kc.T1 = 3; /* lambda adapted at updates 3, 6, ... */
+        kc.T2 = 10;
+        kc.T3 = 5; /* inverses at updates 1, 2, 3, 5, 10, ... ; gamma candidates at 10, 20 */
+        kc.lambda0 = 5.0;
+        s = ng_precond_kfac_init(be, r->net, &kc, &r->pc);
+    } else {
+        ng_tn_config tc;
+        ng_tn_config_default(&tc);
+        tc.method = kind == S_HF ? NG_TN_HF : NG_TN_NGD;
+        tc.max_iter = kind == S_HF ? 8 : 5;
+        tc.lr = 0.5;
+        if (kind == S_NGD_SAMPLED) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
+        s = ng_precond_tn_init(be, r->net, &tc, NULL, 0, &r->pc);
+    }
+    NG_TRY(s);
+    return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+}
+
+static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
+    run a, b;
+    uint64_t t, cap, rep, eag, fail;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    const char *product = kind == S_KFAC ? "kfac F^-1 product" : "tn curvature product";
+    NGT_OK(seg_run_init(&a, g_cuda, kind));
+    NGT_OK(seg_run_init(&b, g_cuda, kind));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", seg_name[kind]);
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_params(seg_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
+    printf("  %s: %llu updates: gradient %llu captured, %llu replayed, %llu eager", seg_name[kind], (unsigned long long)steps,
+           (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
+    NGT_CHECK(rep > 0 && fail == 0 && cap + rep + eag == steps, "%s: gradient %llu captures, %llu replays, %llu eager, %llu failures",
+              seg_name[kind], (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    ng_graph_seg_counts(&b.tr.graph.segs, product, &cap, &rep, &eag, &fail);
+    printf("; %s %llu captured, %llu replayed, %llu eager; parameters identical after every update\n", product,
+           (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
+    NGT_CHECK(rep > cap && fail == 0, "%s: %s %llu captures, %llu replays, %llu failures", seg_name[kind], product,
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)fail);
+    /* a step by value would be a new graph every update: with it on the device, fewer captures than updates */
+    if (kind == S_NGD_SAMPLED)
+        NGT_CHECK(cap < steps - b.tr.graph.eager, "%s: %llu captures in %llu segmented updates", seg_name[kind],
+                  (unsigned long long)cap, (unsigned long long)(steps - b.tr.graph.eager));
+    if (kind != S_KFAC) { /* CG's vector work after each product: 2 row parities per buffer set */
+        ng_graph_seg_counts(&b.tr.graph.segs, "cg step", &cap, &rep, &eag, &fail);
+        printf("  %s: cg step %llu captured, %llu replayed, %llu eager\n", seg_name[kind], (unsigned long long)cap,
+               (unsigned long long)rep, (unsigned long long)eag);
+        NGT_CHECK(rep > cap && cap <= 4 && fail == 0 && eag == 0, "%s: cg step %llu captures, %llu replays, %llu eager, %llu failures",
+                  seg_name[kind], (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag,
+                  (unsigned long long)fail);
+    }
+    if (kind == S_KFAC) {
+        ng_graph_seg_counts(&b.tr.graph.segs, "kfac quadratic model", &cap, &rep, &eag, &fail);
+        printf("  kfac quadratic model: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,
+               (unsigned long long)rep, (unsigned long long)eag);
+        NGT_CHECK(rep > 0 && fail == 0 && cap + rep + eag == steps, "kfac quadratic model: %llu captures, %llu replays, %llu eager, %llu failures",
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+        /* the statistics' weights eps_k = min(1 - 1/k, 0.95) settle at k = 20: replays from there */
+        ng_graph_seg_counts(&b.tr.graph.segs, "kfac statistics", &cap, &rep, &eag, &fail);
+        printf("  kfac statistics: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,
+               (unsigned long long)rep, (unsigned long long)eag);
+        /* (the eager updates take ng_kfac_accumulate, outside the cache) */
+        NGT_CHECK(rep > 0 && fail == 0 && eag == 0 && cap + rep + b.tr.graph.eager == steps,
+                  "kfac statistics: %llu captures, %llu replays, %llu eager, %llu failures", (unsigned long long)cap,
+                  (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    }
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_segments_ngd(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_NGD, 14, 5);
+}
+/* chunks of 3 cases: batches of 4 are 2 chunks, every product recomputes the forward passes,
+ * and the pass state each segment leaves (which chunk is in the buffers) matters */
+static int test_segments_ngd_chunked(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    g_chunk = 3;
+    r = seg_vs_eager(S_NGD, 10, 0);
+    g_chunk = 0;
+    return r;
+}
+/* the sampled Fisher: its stream step read on the device while segments replay, so the products
+ * replay across updates (by value, each update would be a new capture) */
+static int test_segments_ngd_sampled(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_NGD_SAMPLED, 12, 0);
+}
+static int test_segments_hf(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_HF, 12, 0);
+}
+static int test_segments_kfac(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return seg_vs_eager(S_KFAC, 30, 7);
+}
+
+/* A gradient that reads the host (the model's grad_ready hook, which the network calls during its
+ * backward pass, reads a norm): its segment's capture fails every time, the trainer goes on with the
+ * gradient run eagerly (the network's pass state put back first) and the curvature products still
+ * replay; the run equals the eager one bit for bit. */
+static ng_status ready_with_host_read(void *user, size_t lo, size_t hi) {
+    ng_model *m = (ng_model *)user;
+    float r;
+    (void)lo;
+    (void)hi;
+    return ng_nrm2(m->be, ng_model_size(m), m->grad_flat.data, &r);
+}
+static int test_segments_failed_capture(void) {
+    run a, b;
+    uint64_t t, cap, rep, eag, fail;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(seg_run_init(&a, g_cuda, S_NGD));
+    NGT_OK(seg_run_init(&b, g_cuda, S_NGD));
+    a.net->grad_ready = b.net->grad_ready = ready_with_host_read;
+    a.net->grad_user = a.net;
+    b.net->grad_user = b.net;
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < 8; t++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+        if (same_params("ngd, failing gradient capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
+    NGT_CHECK(cap == 0 && rep == 0 && fail > 0 && eag == 8, "gradient: %llu captures, %llu replays, %llu eager, %llu failures",
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    printf("  ngd with a gradient that reads the host: %llu failed captures, 8 gradients eager", (unsigned long long)fail);
+    ng_graph_seg_counts(&b.tr.graph.segs, "tn curvature product", &cap, &rep, &eag, &fail);
+    printf("; curvature products %llu captured, %llu replayed; parameters identical\n", (unsigned long long)cap,
+           (unsigned long long)rep);
+    NGT_CHECK(rep > 0 && fail == 0, "curvature products: %llu replays, %llu failures", (unsigned long long)rep,
+              (unsigned long long)fail);
+    a.net->grad_ready = b.net->grad_ready = NULL;
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+/* K-FAC's asynchronous refreshes run on a second stream, and K-FAC in the natural parameter space
+ * is not a segment trainer: both refused by name */
+static int test_segments_refusals(void) {
+    run r;
+    ng_kfac_config kc;
+    ng_sgd_config c;
+    ng_status s;
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(run_init(&r, g_cuda, R_SGD));
+    ng_update_free(r.upd);
+    ng_precond_free(r.pc);
+    memset(&c, 0, sizeof c);
+    c.lr = 1.0f;
+    NGT_OK(ng_update_sgd_init(g_cuda, r.net, &c, &r.upd));
+    ng_kfac_config_default(&kc);
+    kc.T3 = 4;
+    kc.T2 = 8;
+    kc.async_lag = 1;
+    NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
+    NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--kfac-async"), "kfac async: %s %s", ng_status_name(s),
+              ng_last_error());
+    /* K-FAC in the natural parameter space (--precond kfac --phi-every): not a segment trainer */
+    ng_trainer_release(&r.tr);
+    ng_precond_free(r.pc);
+    r.pc = NULL;
+    kc.async_lag = -1;
+    kc.phi_every = 2;
+    NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
+    NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--phi-every"), "kfac phi: %s %s", ng_status_name(s),
+              ng_last_error());
+    run_free(&r);
+    return NGT_PASS;
+}
+
+/* Device calls per update of the curves autoencoder (L = 12, m = 8) under NGD (CG, 10 iterations:
+ * rtol 0), HF (CG, at most 10 iterations, its progress rule) and block-diagonal K-FAC, eager and
+ * with --cuda-graph 1 (segments), at update 3 (K-FAC: k = 4, no refresh, no lambda adjustment).
+ * The segment run ends with the same parameters bit for bit and makes fewer kernel launches and
+ * cuBLAS calls; with NG_LAUNCH_COUNTS_CSV set, the counts are appended (bench/launch_counts.sh). */
+static int test_counts_segments(void) {
+    static const char *const what[3] = {"curves-autoencoder NGD (CG 10) batch 8", "curves-autoencoder HF (CG <= 10) batch 8",
+                                        "curves-autoencoder K-FAC block-diagonal batch 8"};
+    const int m = 8, ncases = 16;
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    double c[3][2][NG_DEV_COUNT];
+    float *x, *theta[2];
+    int kind, mode, i, k, n;
+    size_t np = 0;
+    if (!g_cuda) return ngt_skip(g_reason);
+    x = (float *)malloc(sizeof(float) * 784 * ncases);
+    NGT_CHECK(x != NULL, "out of memory");
+    for (i = 0; i < 784 * ncases; i++) x[i] = g_x[i % (DIM * NCASES)];
+    theta[0] = theta[1] = NULL;
+    for (kind = 0; kind < 3; kind++) {
+        for (mode = 0; mode < 2; mode++) {
+            ng_net_config cfg;
+            ng_model *net = NULL;
+            ng_update *upd = NULL;
+            ng_precond *pc = NULL;
+            ng_batches data;
+            ng_trainer tr;
+            ng_sgd_config sc;
+            ng_profile_config prc;
+            ng_profile_row rows[96];
+            const ng_profile_row *st;
+            memset(&tr, 0, sizeof tr);
+            ng_net_config_default(&cfg);
+            NGT_OK(ng_net_preset("curves-autoencoder", &cfg));
+            cfg.init = NG_INIT_GAUSSIAN;
+            cfg.init_scale = 0.05f;
+            NGT_OK(ng_net_create(g_cuda, &cfg, &net));
+            memset(&sc, 0, sizeof sc);
+            sc.lr = 1.0f;
+            NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+            if (kind == 2) {
+                ng_kfac_config kc;
+                ng_kfac_config_default(&kc);
+                kc.timing = 0;
+                NGT_OK(ng_precond_kfac_init(g_cuda, net, &kc, &pc));
+            } else {
+                ng_tn_config tc;
+                ng_tn_config_default(&tc);
+                tc.method = kind == 1 ? NG_TN_HF : NG_TN_NGD;
+                tc.max_iter = 10;
+                tc.rtol = 0.0;
+                tc.lr = 0.5;
+                NGT_OK(ng_precond_tn_init(g_cuda, net, &tc, NULL, 0, &pc));
+            }
+            NGT_OK(ng_batches_init(&data, g_cuda, x, 784, ncases, m, 3, 0, 1));
+            NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+            if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+            for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* 0 eager, then both batch buffers */
+            memset(&prc, 0, sizeof prc);
+            prc.measure = 1;
+            NGT_OK(ng_profile_start(g_cuda, &prc));
+            ng_profile_update(4, 1);
+            NGT_OK(ng_trainer_step(&tr, NULL));
+            ng_profile_update(4, 0);
+            NGT_OK(ng_profile_finish());
+            n = ng_profile_rows(rows, 96);
+            if (n > 96) n = 96;
+            st = find_row(rows, n, "train step");
+            NGT_CHECK(st && st->calls == 1, "train step row");
+            for (k = 0; k < NG_DEV_COUNT; k++) c[kind][mode][k] = st->device_calls[k];
+            np = ng_model_size(net);
+            if (!theta[mode]) theta[mode] = (float *)malloc(np * sizeof(float));
+            NGT_CHECK(theta[mode] != NULL, "out of memory");
+            NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, theta[mode]));
+            ng_trainer_release(&tr);
+            ng_batches_free(&data);
+            ng_update_free(upd);
+            ng_precond_free(pc);
+            ng_net_free(net);
+        }
+        NGT_CHECK(memcmp(theta[0], theta[1], np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what[kind]);
+        printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n",
+               what[kind], c[kind][0][NG_DEV_KERNEL], c[kind][0][NG_DEV_BLAS], c[kind][0][NG_DEV_COPY], c[kind][1][NG_DEV_KERNEL],
+               c[kind][1][NG_DEV_BLAS], c[kind][1][NG_DEV_COPY], c[kind][1][NG_DEV_GRAPH]);
+        NGT_CHECK(c[kind][1][NG_DEV_GRAPH] > 0.0 && c[kind][1][NG_DEV_KERNEL] < c[kind][0][NG_DEV_KERNEL] &&
+                      c[kind][1][NG_DEV_BLAS] < c[kind][0][NG_DEV_BLAS] && c[kind][0][NG_DEV_GRAPH] == 0.0,
+                  "%s: segments do not replace launches", what[kind]);
+    }
+    free(theta[0]);
+    free(theta[1]);
+    free(x);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (kind = 0; kind < 3; kind++)
+            for (mode = 0; mode < 2; mode++) {
+                const double *d = c[kind][mode];
+                fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what[kind], mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL],
+                        d[NG_DEV_BLAS], d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
+                        d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
+            }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
@@ -1916,6 +2447,16 @@ int main(void) {
     NGT_RUN(test_graph_refusals);
     NGT_RUN(test_graph_discarded_capture);
     NGT_RUN(test_graph_profile);
+    NGT_RUN(test_segment_cache);
+    NGT_RUN(test_sampled_step_dev);
+    NGT_RUN(test_segments_ngd);
+    NGT_RUN(test_segments_ngd_chunked);
+    NGT_RUN(test_segments_ngd_sampled);
+    NGT_RUN(test_segments_hf);
+    NGT_RUN(test_segments_kfac);
+    NGT_RUN(test_segments_failed_capture);
+    NGT_RUN(test_segments_refusals);
+    NGT_RUN(test_counts_segments);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }

@@ -14,6 +14,7 @@
 
 #include "natgrad/comm.h"
 #include "natgrad/file.h"
+#include "natgrad/kfac.h"
 #include "natgrad/log.h"
 
 /* ---- the trainer --------------------------------------------------------------------------- */
@@ -66,6 +67,43 @@ static ng_status precond_fp32(ng_trainer *tr) {
     return s != NG_OK ? s : e;
 }
 
+/* The gradient as a graph segment (natgrad/graph.h) under --cuda-graph with tn / kfac; the
+ * model's host check after it. Eager otherwise. */
+typedef struct grad_ctx {
+    ng_trainer *tr;
+    const ng_tensor *x;
+} grad_ctx;
+static ng_status grad_body(void *user) {
+    grad_ctx *c = (grad_ctx *)user;
+    return ng_trainer_gradient(c->tr, c->x);
+}
+static int grad_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((grad_ctx *)user)->tr->model;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void grad_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((grad_ctx *)user)->tr->model;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
+    static const ng_graph_seg seg = {"gradient", grad_body, grad_state_get, grad_state_set};
+    grad_ctx c;
+    uint64_t key[4];
+    ng_status s;
+    if (!tr->graph.seg) return ng_trainer_gradient(tr, x);
+    c.tr = tr;
+    c.x = x;
+    key[0] = ng_graph_key_ptr(x->ptr);
+    key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
+    key[2] = (uint64_t)(uint32_t)x->ld;
+    key[3] = (uint64_t)x->dtype;
+    tr->model->defer_check = 1;
+    s = ng_graph_seg_run(&tr->graph.segs, &seg, &c, key, 4);
+    tr->model->defer_check = 0;
+    NG_TRY(s);
+    return tr->model->iface->check_gradient ? tr->model->iface->check_gradient(tr->model) : NG_OK;
+}
+
 static ng_status step_body(ng_trainer *tr, double *row) {
     ng_tensor x;
     ng_status s;
@@ -83,7 +121,7 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         tr->model->dist.hi = tr->data->hi;
         tr->model->dist.batch = tr->data->batch;
     }
-    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", ng_trainer_gradient(tr, &x));
+    NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", gradient_seg(tr, &x));
     if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     if (row && tr->model->iface->log_values)
         NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
@@ -109,6 +147,25 @@ static ng_status step_body(ng_trainer *tr, double *row) {
 
 /* ---- CUDA graphs of the step (natgrad/train.h) ------------------------------------------------ */
 
+/* tn and kfac: segments (natgrad/graph.h) need the model's pass state */
+static ng_status graph_segments_check(ng_trainer *tr) {
+    if (!tr->model->iface->graph_state_get || !tr->model->iface->graph_state_set)
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s has no pass state for graph segments (%s is "
+                        "captured in segments on net only); run it with --cuda-graph 0", tr->model->iface->kind,
+                        tr->pc->iface->name);
+    if (strcmp(tr->pc->iface->name, "kfac") == 0) {
+        ng_kfac_config kc;
+        NG_TRY(ng_kfac_get_config(tr->pc, &kc));
+        if (kc.async_lag >= 0)
+            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC's asynchronous inverse refreshes (--kfac-async) run "
+                            "on a second stream while the update is captured; use --kfac-async -1 or --cuda-graph 0");
+        if (kc.phi_every > 0)
+            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC in the natural parameter space (--phi-every %d) is not "
+                            "captured in graph segments (only --optimizer kfac is); run it with --cuda-graph 0", kc.phi_every);
+    }
+    return NG_OK;
+}
+
 ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
     if (!on) {
         ng_trainer_release(tr);
@@ -122,12 +179,26 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s is not captured (its gradient reads the host "
                         "mid-step; captured: net, rbm, cnn); run it with --cuda-graph 0", tr->model->iface->kind);
     NG_TRY(tr->model->iface->graph_check(tr->model));
+    if (strcmp(tr->pc->iface->name, "tn") == 0 || strcmp(tr->pc->iface->name, "kfac") == 0) {
+        if (tr->comm && tr->comm->world > 1)
+            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: %s's graph segments do not run data-parallel (%d ranks: "
+                            "its curvature statistics and products are reduced across ranks between the segments); run "
+                            "it with --cuda-graph 0", tr->pc->iface->name, tr->comm->world);
+        NG_TRY(graph_segments_check(tr));
+        ng_trainer_release(tr); /* turned on again: the old graphs go */
+        ng_graph_segs_init(&tr->graph.segs, tr->model->be);
+        tr->graph.seg = 1;
+        tr->graph.on = 1;
+        tr->pc->segs = &tr->graph.segs;
+        return NG_OK;
+    }
     if (!tr->upd->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the update rule %s is not captured (captured: sgd, nag, "
                         "adam, rmsprop); run it with --cuda-graph 0", tr->upd->iface->name);
     if (!tr->pc->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (captured: identity, "
-                        "centering, fang, diag, prong); run it with --cuda-graph 0", tr->pc->iface->name);
+                        "centering, fang, diag, prong whole; kfac, tn in graph segments); run it with --cuda-graph 0",
+                        tr->pc->iface->name);
     NG_TRY(ng_trainer_graph_dist_check(tr));
     tr->graph.on = 1;
     return NG_OK;
@@ -136,6 +207,11 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
 void ng_trainer_release(ng_trainer *tr) {
     int i;
     if (!tr || !tr->model) return;
+    if (tr->graph.seg) {
+        ng_graph_segs_free(&tr->graph.segs);
+        tr->graph.seg = 0;
+        tr->pc->segs = NULL;
+    }
     for (i = 0; i < NG_TRAIN_GRAPHS; i++)
         if (tr->graph.slot[i].exec) {
             ng_graph_free(tr->model->be, tr->graph.slot[i].exec);
@@ -285,11 +361,17 @@ static int graph_eager(const ng_trainer *tr) {
 ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     ng_status s;
-    if (tr->graph.on && !row && tr->t > 0 && !graph_eager(tr)) {
+    if (tr->graph.seg && tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: %s's graph segments do not run data-parallel (%d ranks); run it "
+                        "with --cuda-graph 0", tr->pc->iface->name, tr->comm->world);
+    if (tr->graph.on && !tr->graph.seg && !row && tr->t > 0 && !graph_eager(tr)) {
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, graph_step(tr));
     } else {
-        if (tr->graph.on) tr->graph.eager++;
+        /* segments replay only in unlogged steady-state updates (update 0 allocates on first use) */
+        tr->graph.segs.on = tr->graph.seg && !row && tr->t > 0;
+        if (tr->graph.on && !tr->graph.segs.on) tr->graph.eager++;
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
+        tr->graph.segs.on = 0;
     }
     if (s == NG_ERR_INTERRUPTED) {
         /* the model rolled back its own counters; put the data cursor back too */

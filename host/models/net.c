@@ -1075,6 +1075,59 @@ static ng_status net_graph_check(const ng_model *m) {
     return NG_OK;
 }
 
+/* CUDA-graph segments (natgrad/graph.h): the host state of the passes, which a segment's
+ * control flow reads (is a chunk's forward pass in the buffers?) and leaves behind: the batch views,
+ * the forward pass the buffers hold and whether D[] is valid. 6 words per tensor, 4 more. */
+#define NET_STATE_WORDS 28
+static void tensor_words(const ng_tensor *t, uint64_t *w) {
+    w[0] = (uint64_t)(uintptr_t)t->ptr;
+    w[1] = (uint64_t)(uint32_t)t->rows << 32 | (uint32_t)t->cols;
+    w[2] = (uint64_t)(uint32_t)t->ld << 32 | (uint32_t)t->ndim;
+    w[3] = (uint64_t)(uint32_t)t->dtype;
+    w[4] = (uint64_t)(uint32_t)t->dims[0] << 32 | (uint32_t)t->dims[1];
+    w[5] = (uint64_t)(uint32_t)t->dims[2] << 32 | (uint32_t)t->dims[3];
+}
+static void words_tensor(const uint64_t *w, ng_tensor *t) {
+    memset(t, 0, sizeof *t);
+    t->ptr = (void *)(uintptr_t)w[0];
+    t->rows = (int)(uint32_t)(w[1] >> 32);
+    t->cols = (int)(uint32_t)w[1];
+    t->ld = (int)(uint32_t)(w[2] >> 32);
+    t->ndim = (int)(uint32_t)w[2];
+    t->dtype = (ng_dtype)(uint32_t)w[3];
+    t->dims[0] = (int)(uint32_t)(w[4] >> 32);
+    t->dims[1] = (int)(uint32_t)w[4];
+    t->dims[2] = (int)(uint32_t)(w[5] >> 32);
+    t->dims[3] = (int)(uint32_t)w[5];
+}
+static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
+    const net *n = as_cnet(m);
+    if (cap < NET_STATE_WORDS || dist_bn(n)) return -1; /* batch norm over several ranks reads the host */
+    tensor_words(&n->x, st);
+    tensor_words(&n->y, st + 6);
+    tensor_words(&n->x0, st + 12);
+    tensor_words(&n->y0, st + 18);
+    st[24] = (uint64_t)(uint32_t)n->have_y << 32 | (uint32_t)n->have_batch;
+    st[25] = (uint64_t)(uint32_t)n->m << 32 | (uint32_t)n->fwd_cols;
+    st[26] = (uint64_t)(uintptr_t)n->fwd_x;
+    st[27] = (uint64_t)(uint32_t)n->d_valid;
+    return NET_STATE_WORDS;
+}
+static void net_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
+    net *n = as_net(m);
+    if (n_words != NET_STATE_WORDS) return;
+    words_tensor(st, &n->x);
+    words_tensor(st + 6, &n->y);
+    words_tensor(st + 12, &n->x0);
+    words_tensor(st + 18, &n->y0);
+    n->have_y = (int)(uint32_t)(st[24] >> 32);
+    n->have_batch = (int)(uint32_t)st[24];
+    n->m = (int)(uint32_t)(st[25] >> 32);
+    n->fwd_cols = (int)(uint32_t)st[25];
+    n->fwd_x = (const float *)(uintptr_t)st[26];
+    n->d_valid = (int)(uint32_t)st[27];
+}
+
 static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
     net *n = as_net(m);
     int i, K;
@@ -1291,6 +1344,50 @@ static ng_status net_fisher_gram_fp(ng_model *m, int nv, const ng_tensor *const 
     return NG_OK;
 }
 
+static ng_status net_fisher_gram_dots_fp(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, float *dots) {
+    net *n = as_net(m);
+    ng_backend *be = m->be;
+    int L, i, j, c0, cols;
+    size_t slot;
+    float *hv;
+    NG_TRY(no_canonical(n, "the Fisher gram"));
+    NG_TRY(need_batch(n, "Fisher gram"));
+    if (nv < 1 || nv > 8) return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: %d vectors (1..8)", nv);
+    if (n_chunks(n) != 1)
+        return ng_error(NG_ERR_UNSUPPORTED, "network Fisher gram on the device: %d cases are more than one chunk (%d)", n->m,
+                        n->cfg.chunk);
+    for (i = 0; i < nv; i++) NG_TRY(check_vec(n, v[i], "Fisher gram"));
+    L = n->L;
+    slot = (size_t)n->d[L] * (size_t)n->m;
+    if (!work || !work->ptr || work->dtype != NG_F32 || ng_tensor_count(work) < slot * (size_t)(nv + 1))
+        return ng_error(NG_ERR_INVALID_ARG, "network Fisher gram: work needs %zu floats", slot * (size_t)(nv + 1));
+    hv = work->data + slot * (size_t)nv;
+    NG_TRY(chunk_forward(n, 0, &c0, &cols, 0));
+    for (i = 0; i < nv; i++) {
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net R-forward", rforward(n, v[i], cols));
+        NG_TRY(act_fwd(be, n->d[L], cols, NG_ACT_LINEAR, n->RZ[L].data, n->RZ[L].ld, NULL, NULL, work->data + slot * (size_t)i,
+                       n->d[L]));
+    }
+    for (i = 0; i < nv; i++) {
+        NG_TRY(loss_hvp(n, n->cfg.loss, n->A[L].data, n->A[L].ld, work->data + slot * (size_t)i, n->d[L], 1.0f, hv, n->d[L],
+                        cols));
+        for (j = 0; j <= i; j++)
+            NG_TRY(ng_dot_dev(be, (size_t)n->d[L] * (size_t)cols, work->data + slot * (size_t)j, hv, dots + i * (i + 1) / 2 + j));
+    }
+    n->d_valid = 0;
+    return NG_OK;
+}
+
+ng_status ng_net_fisher_gram_dots(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, float *dots) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_fisher_gram_dots: model %s is not a network", m->iface->kind);
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_fisher_gram_dots_fp(m, nv, v, work, dots);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
 /* the public entry: a curvature-vector product, always FP32 (natgrad/backend.h ng_fp32_begin) */
 ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram) {
     int saved;
@@ -1320,17 +1417,13 @@ static ng_status sample_targets_dev(net *n, int cols, uint64_t key, uint64_t ste
     return ng_run_op(n->base.be, &o);
 }
 
-static ng_status sample_targets(net *n, int cols, uint64_t key, uint64_t step, uint64_t col0) {
-    return sample_targets_dev(n, cols, key, step, col0, NULL, 0);
-}
-
 /* D[L] = scale (y - t) for the targets t (no objective sums) */
 static ng_status residual(net *n, const float *t, int ldt, int cols, float scale) {
     return loss_op(n, t, ldt, cols, scale, n->D[n->L].data, n->D[n->L].ld, 0, 0.0f);
 }
 
 static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0,
-                             const ng_tensor *v, ng_tensor *out) {
+                             uint64_t *step_dev, const ng_tensor *v, ng_tensor *out) {
     net *n = as_net(m);
     int k, K, L, s, S;
     float scale;
@@ -1354,7 +1447,7 @@ static ng_status net_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
             if (mode == NG_FISHER_SAMPLED) {
                 /* draw s of a case is uniform (step + s 1000003, col0 + its column): it depends on the
                  * case's position in the global batch, not on the chunking or the shard */
-                NG_TRY(sample_targets(n, cols, key, step + (uint64_t)s * 1000003u, col0 + (uint64_t)c0));
+                NG_TRY(sample_targets_dev(n, cols, key, step + (uint64_t)s * 1000003u, col0 + (uint64_t)c0, step_dev, 0));
                 t = n->T.data;
                 ldt = n->T.ld;
             } else {
@@ -1382,7 +1475,17 @@ ng_status ng_net_fvp_at(ng_model *m, int mode, int samples, uint64_t key, uint64
     int saved;
     ng_status s, e;
     NG_TRY(ng_fp32_begin(m->be, &saved));
-    s = net_fvp_fp(m, mode, samples, key, step, col0, v, out);
+    s = net_fvp_fp(m, mode, samples, key, step, col0, NULL, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, uint64_t *step_dev, uint64_t col0,
+                         const ng_tensor *v, ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "network F v: NULL device step");
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = net_fvp_fp(m, mode, samples, key, 0, col0, step_dev, v, out);
     e = ng_fp32_end(m->be, saved);
     return s != NG_OK ? s : e;
 }
@@ -1936,4 +2039,6 @@ static const struct ng_model_i net_iface = {
     .destroy = net_destroy,
     .check_gradient = net_check_gradient,
     .graph_check = net_graph_check,
+    .graph_state_get = net_graph_state_get,
+    .graph_state_set = net_graph_state_set,
 };

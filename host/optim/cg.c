@@ -9,13 +9,18 @@
  *   [xb_i = x . b, xr_i = x . r: phi_i = -1/2 (xb_i + xr_i) for the progress rule and kept iterates]
  * then row i goes to pinned memory (get_async) and the host reads row i - 1 (one iteration late,
  * see solver.h). Row 0 (the initial residual, ||b||) is read synchronously before iteration 1: one
- * wait per solve, none per iteration unless check_curvature asks for it. */
+ * wait per solve, none per iteration unless check_curvature asks for it. The device rows alternate
+ * (iteration i writes row i mod 2 and reads row (i - 1) mod 2; the host copy keeps every row), so
+ * every iteration works on the same addresses but for its parity: with cfg->segs its vector work
+ * after the product is one CUDA-graph segment (natgrad/graph.h) that replays across iterations and
+ * solves. */
 #include "natgrad/solver.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/graph.h"
 #include "natgrad/status.h"
 
 enum { S_RZ = 0, S_PAP, S_RR, S_XB, S_XR, S_BB };
@@ -153,6 +158,54 @@ static ng_status damped_product(ng_backend *be, const ng_linop *A, double lambda
     return NG_OK;
 }
 
+/* the device work of one iteration: row and prev are device rows */
+typedef struct cg_iter {
+    ng_backend *be;
+    size_t n;
+    const float *b, *minv;
+    float *x, *r, *z, *p, *Ap, *row, *prev;
+    int need_phi;
+} cg_iter;
+/* after Ap = (A + lambda I) p: pAp, then x, r, z, p and the dots (only device scalars) */
+static ng_status cg_pap(const cg_iter *c) { return ng_dot_dev(c->be, c->n, c->p, c->Ap, &c->row[S_PAP]); }
+static ng_status cg_update(const cg_iter *c) {
+    ng_backend *be = c->be;
+    size_t n = c->n;
+    NG_TRY(axpby_dev(be, n, 1.0f, &c->prev[S_RZ], &c->row[S_PAP], c->p, 1.0f, NULL, NULL, c->x));
+    NG_TRY(axpby_dev(be, n, -1.0f, &c->prev[S_RZ], &c->row[S_PAP], c->Ap, 1.0f, NULL, NULL, c->r));
+    if (c->minv) NG_TRY(precondition(be, n, c->minv, c->r, c->z));
+    NG_TRY(ng_dot_dev(be, n, c->r, c->z, &c->row[S_RZ]));
+    NG_TRY(ng_dot_dev(be, n, c->r, c->r, &c->row[S_RR]));
+    NG_TRY(axpby_dev(be, n, 1.0f, NULL, NULL, c->z, 1.0f, &c->row[S_RZ], &c->prev[S_RZ], c->p));
+    if (c->need_phi) {
+        NG_TRY(ng_dot_dev(be, n, c->x, c->b, &c->row[S_XB]));
+        NG_TRY(ng_dot_dev(be, n, c->x, c->r, &c->row[S_XR]));
+    }
+    return NG_OK;
+}
+static ng_status cg_step_body(void *user) {
+    const cg_iter *c = (const cg_iter *)user;
+    NG_TRY(cg_pap(c));
+    return cg_update(c);
+}
+/* pAp and the updates: one segment (segs) or eager; keyed by every buffer and the row parity */
+static ng_status cg_step(const cg_iter *c, struct ng_graph_segs *segs) {
+    static const ng_graph_seg seg = {"cg step", cg_step_body, NULL, NULL};
+    uint64_t key[10];
+    if (!segs) return cg_step_body((void *)c);
+    key[0] = (uint64_t)c->n << 1 | (uint64_t)(c->need_phi != 0);
+    key[1] = ng_graph_key_ptr(c->b);
+    key[2] = ng_graph_key_ptr(c->minv);
+    key[3] = ng_graph_key_ptr(c->x);
+    key[4] = ng_graph_key_ptr(c->r);
+    key[5] = ng_graph_key_ptr(c->z);
+    key[6] = ng_graph_key_ptr(c->p);
+    key[7] = ng_graph_key_ptr(c->Ap);
+    key[8] = ng_graph_key_ptr(c->row);
+    key[9] = ng_graph_key_ptr(c->prev);
+    return ng_graph_seg_run(segs, &seg, (void *)c, key, 10);
+}
+
 static double row_phi(const float *row) { return -0.5 * ((double)row[S_XB] + (double)row[S_XR]); }
 
 /* Martens' relative-progress rule at iteration j with phi history ph[0..j] */
@@ -220,26 +273,32 @@ ng_status ng_cg_solve(ng_cg_ws *ws, const ng_linop *A, const float *b, float *x,
     }
 
     for (i = 1; stop < 0 && i <= cfg->max_iter; i++) {
-        float *row = sc + (size_t)i * NG_CG_NS, *prev = row - NG_CG_NS;
+        float *row = sc + (size_t)(i & 1) * NG_CG_NS, *prev = sc + (size_t)((i - 1) & 1) * NG_CG_NS;
+        cg_iter it;
+        it.be = be;
+        it.n = n;
+        it.b = b;
+        it.minv = minv;
+        it.x = x;
+        it.r = r;
+        it.z = z;
+        it.p = p;
+        it.Ap = Ap;
+        it.row = row;
+        it.prev = prev;
+        it.need_phi = need_phi;
         NG_TRY_RANGE(NG_CAT_SOLVER, "curvature product", damped_product(be, A, cfg->lambda, p, Ap));
-        NG_TRY(ng_dot_dev(be, n, p, Ap, &row[S_PAP]));
         if (cfg->check_curvature) {
             float pap;
+            NG_TRY(cg_pap(&it));
             NG_TRY(ng_get(be, &pap, &row[S_PAP], sizeof pap));
             if (!(pap > 0.0f)) {
                 stop = NG_SOLVE_NEGCURV;
                 break;
             }
-        }
-        NG_TRY(axpby_dev(be, n, 1.0f, &prev[S_RZ], &row[S_PAP], p, 1.0f, NULL, NULL, x));
-        NG_TRY(axpby_dev(be, n, -1.0f, &prev[S_RZ], &row[S_PAP], Ap, 1.0f, NULL, NULL, r));
-        if (minv) NG_TRY(precondition(be, n, minv, r, z));
-        NG_TRY(ng_dot_dev(be, n, r, z, &row[S_RZ]));
-        NG_TRY(ng_dot_dev(be, n, r, r, &row[S_RR]));
-        NG_TRY(axpby_dev(be, n, 1.0f, NULL, NULL, z, 1.0f, &row[S_RZ], &prev[S_RZ], p));
-        if (need_phi) {
-            NG_TRY(ng_dot_dev(be, n, x, b, &row[S_XB]));
-            NG_TRY(ng_dot_dev(be, n, x, r, &row[S_XR]));
+            NG_TRY(cg_update(&it));
+        } else {
+            NG_TRY(cg_step(&it, cfg->segs));
         }
         iters = i;
         /* iterates kept at ceil(keep_factor^j) (the last slot is reserved for the final x) */

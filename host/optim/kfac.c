@@ -30,6 +30,7 @@
 #include <pthread.h>
 
 #include "natgrad/comm.h"
+#include "natgrad/graph.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
@@ -68,6 +69,9 @@ typedef struct kfac {
     int phi_ready;
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
+    ng_tensor qdots; /* (QDOTS) the quadratic model's dots on the device (quad_model) */
+    ng_tensor sstep; /* (2) float64 storage of two uint64: the sampled targets' Philox step (stats_seg)
+                      * and its ticket (sample_targets' step_dev, read with advance 0) */
     rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
     int maxn;
     /* asynchronous refreshes (cfg.async_lag >= 0) */
@@ -1041,6 +1045,63 @@ ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
 
 /* ---- the preconditioner ---------------------------------------------------------------------- */
 
+/* The factor statistics of the first cols <= chunk cases (one process) as a CUDA-graph segment
+ * (natgrad/graph.h; eager without --cuda-graph): what accumulate does for one chunk, with the sampled
+ * targets' Philox step read on the device from sstep (written before), so one graph replays every
+ * update whose weights eps, (1 - eps) / cols are those of its capture (from k = 1 / (1 - eps_max) on
+ * they are constant). The same targets and factors as ng_kfac_accumulate, which runs instead when
+ * segments are off (no step to write). */
+typedef struct stats_ctx {
+    ng_precond *p;
+    ng_model *m;
+    int cols;
+    float alpha, beta0;
+    uint64_t key;
+} stats_ctx;
+static ng_status stats_body(void *user) {
+    stats_ctx *c = (stats_ctx *)user;
+    kfac *k = K(c->p);
+    NG_TRY(ng_net_batch_prefix(c->m, c->cols));
+    NG_TRY(ng_net_backward_sampled_dev(c->m, c->key, (uint64_t *)k->sstep.ptr, 0, 0));
+    NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, c->p->be, c->m, c->cols, c->alpha, c->beta0));
+    return NG_OK;
+}
+static int stats_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((stats_ctx *)user)->m;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void stats_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((stats_ctx *)user)->m;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+    static const ng_graph_seg seg = {"kfac statistics", stats_body, stats_state_get, stats_state_set};
+    kfac *k = K(p);
+    stats_ctx c;
+    uint64_t kw[5];
+    uint32_t ab[2];
+    if (!p->segs || !p->segs->on) return ng_kfac_accumulate(p, m, cols, eps, key, step); /* eager: the step by value */
+    if (cols < 1) return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases (>= 1)", cols);
+    c.p = p;
+    c.m = m;
+    c.cols = cols;
+    c.alpha = (float)((1.0 - eps) / (double)cols);
+    c.beta0 = (float)eps;
+    c.key = key;
+    {
+        const uint64_t st[2] = {step, 0}; /* the step, its ticket 0 */
+        NG_TRY(ng_set(p->be, k->sstep.ptr, st, sizeof st));
+    }
+    memcpy(&ab[0], &c.alpha, sizeof ab[0]);
+    memcpy(&ab[1], &c.beta0, sizeof ab[1]);
+    kw[0] = (uint64_t)(uint32_t)cols << 32 | (uint32_t)k->tri;
+    kw[1] = (uint64_t)ab[0] << 32 | ab[1];
+    kw[2] = key;
+    kw[3] = ng_graph_key_ptr(k->sstep.ptr);
+    kw[4] = ng_graph_key_ptr(k->fac.A[0].ptr);
+    return ng_graph_seg_run(p->segs, &seg, &c, kw, 5);
+}
+
 static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     ng_tensor x;
@@ -1054,7 +1115,10 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
     if (cols < 1) cols = 1;
-    if (!dist_on(p)) {
+    if (!dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
+        NG_TRY(stats_seg(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
+                         ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+    } else if (!dist_on(p)) {
         NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
                                   ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
     } else {
@@ -1435,6 +1499,110 @@ static ng_status lm_adjust(ng_precond *p, ng_model *m, const ng_tensor *x) {
     return NG_OK;
 }
 
+/* Delta = -F^-1 g with set si as a CUDA-graph segment (natgrad/graph.h; eager without
+ * --cuda-graph): gemms on fixed buffers, so one graph per (set, g, out) replays between refreshes,
+ * which change the inverses' values, not their addresses */
+typedef struct inv_ctx {
+    ng_precond *p;
+    int si;
+    const ng_tensor *v;
+    ng_tensor *out;
+} inv_ctx;
+static ng_status inv_body(void *user) {
+    inv_ctx *c = (inv_ctx *)user;
+    return apply_set(K(c->p), c->p->be, c->si, -1.0f, c->v, c->out);
+}
+static ng_status apply_set_seg(ng_precond *p, int si, const ng_tensor *v, ng_tensor *out) {
+    static const ng_graph_seg seg = {"kfac F^-1 product", inv_body, NULL, NULL};
+    inv_ctx c;
+    uint64_t key[4];
+    c.p = p;
+    c.si = si;
+    c.v = v;
+    c.out = out;
+    key[0] = (uint64_t)(uint32_t)si << 32 | (uint32_t)K(p)->tri;
+    key[1] = ng_graph_key_ptr(v->ptr);
+    key[2] = ng_graph_key_ptr(out->ptr);
+    key[3] = (uint64_t)K(p)->n;
+    return ng_graph_seg_run(p->segs, &seg, &c, key, 4);
+}
+
+/* The quadratic model's scalars on S2 = the first s2 <= chunk cases (one process): the Fisher gram
+ * of the vectors and the dots of model_dots, every one computed into qdots on the device as one
+ * CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph), then one read. The same
+ * floats as ng_net_fisher_gram + model_dots (a dot's float is the same whether the host or the
+ * device receives it), summed the same way in double. */
+#define QDOTS 48 /* 36 gram dots (nv <= 8) + 3 per candidate + 2 */
+typedef struct quad_ctx {
+    ng_precond *p;
+    ng_model *m;
+    int s2, nv, cand, use_mom;
+    const ng_tensor *const *vecs;
+} quad_ctx;
+static ng_status quad_body(void *user) {
+    quad_ctx *c = (quad_ctx *)user;
+    kfac *k = K(c->p);
+    ng_backend *be = c->p->be;
+    float *q = k->qdots.data, *g = c->m->grad_flat.data;
+    int i, o = 36;
+    NG_TRY(ng_net_batch_prefix(c->m, c->s2));
+    NG_TRY(ng_net_fisher_gram_dots(c->m, c->nv, c->vecs, &k->work, q));
+    for (i = 0; i < c->cand; i++) {
+        NG_TRY(ng_dot_dev(be, k->n, g, k->Delta[i].data, q + o++));
+        NG_TRY(ng_dot_dev(be, k->n, k->Delta[i].data, k->Delta[i].data, q + o++));
+        if (c->use_mom) NG_TRY(ng_dot_dev(be, k->n, k->Delta[i].data, k->delta0.data, q + o++));
+    }
+    if (c->use_mom) {
+        NG_TRY(ng_dot_dev(be, k->n, g, k->delta0.data, q + o++));
+        NG_TRY(ng_dot_dev(be, k->n, k->delta0.data, k->delta0.data, q + o++));
+    }
+    return NG_OK;
+}
+static int quad_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((quad_ctx *)user)->m;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void quad_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((quad_ctx *)user)->m;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status quad_model(ng_precond *p, ng_model *m, int s2, int nv, const ng_tensor *const *vecs, int cand, int use_mom,
+                            double *gram, double *gg, double *dd, double *dd0, double *gd0, double *d0d0) {
+    static const ng_graph_seg seg = {"kfac quadratic model", quad_body, quad_state_get, quad_state_set};
+    kfac *k = K(p);
+    quad_ctx c;
+    uint64_t key[4 + NSETS + 1];
+    float q[QDOTS];
+    int i, j, o = 36;
+    c.p = p;
+    c.m = m;
+    c.s2 = s2;
+    c.nv = nv;
+    c.cand = cand;
+    c.use_mom = use_mom;
+    c.vecs = vecs;
+    key[0] = (uint64_t)(uint32_t)s2 << 32 | (uint32_t)nv;
+    key[1] = (uint64_t)(uint32_t)cand << 32 | (uint32_t)use_mom;
+    key[2] = ng_graph_key_ptr(m->grad_flat.data);
+    key[3] = ng_graph_key_ptr(k->work.data);
+    for (i = 0; i < nv; i++) key[4 + i] = ng_graph_key_ptr(vecs[i]->ptr);
+    NG_TRY(ng_graph_seg_run(p->segs, &seg, &c, key, 4 + nv));
+    NG_TRY(ng_get(p->be, q, k->qdots.data, sizeof q));
+    for (i = 0; i < nv; i++)
+        for (j = 0; j <= i; j++) gram[j + nv * i] = gram[i + nv * j] = (double)q[i * (i + 1) / 2 + j] / (double)s2;
+    for (i = 0; i < cand; i++) {
+        gg[i] = q[o++];
+        dd[i] = q[o++];
+        dd0[i] = use_mom ? q[o++] : 0.0;
+    }
+    *gd0 = *d0d0 = 0.0;
+    if (use_mom) {
+        *gd0 = q[o++];
+        *d0d0 = q[o++];
+    }
+    return NG_OK;
+}
+
 static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     if (k->cfg.phi_every > 0) return phi_apply(p, m, t);
@@ -1444,7 +1612,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     int cand = k->cfg.adapt_gamma && kk % (uint64_t)k->cfg.T2 == 0 ? 3 : 1;
     int use_mom = k->cfg.momentum && k->have_delta0;
     double w2 = omega2_of(&k->cfg), gam[NSETS], Mv[NSETS], al[NSETS], mu[NSETS], gram[16];
-    double gg[NSETS], gd0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
+    double gg[NSETS], gd0 = 0.0, dd[NSETS], d0d0 = 0.0, dd0[NSETS], damp = k->lambda + k->cfg.eta;
     const ng_tensor *vecs[NSETS + 1];
     ng_tensor x, *g = &m->grad_flat;
     int c, best = 0, nv, s2, sets[NSETS] = {0, 1, 2}, arrived = 0;
@@ -1490,7 +1658,7 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
             NG_TRY_RANGE(NG_CAT_INVERSE, "kfac inverses", refresh(k, &k->ws, &k->fac, be, c, gam[c], &gam[c]));
             NG_TRY(phase_end(p, t1, &k->inverse_s));
         }
-        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set(k, be, sets[c], -1.0f, g, &k->Delta[c]));
+        NG_TRY_RANGE(NG_CAT_UPDATE, "kfac F^-1 products", apply_set_seg(p, sets[c], g, &k->Delta[c]));
     }
     NG_TRY(phase_end(p, t0, &k->apply_s));
     k->apply_s -= k->inverse_s;
@@ -1502,7 +1670,10 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
     nv = 0;
     for (c = 0; c < cand; c++) vecs[nv++] = &k->Delta[c];
     if (use_mom) vecs[nv++] = &k->delta0;
-    if (!dist_on(p)) {
+    if (!dist_on(p) && s2 <= ng_net_config_of(m)->chunk) {
+        NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model",
+                     quad_model(p, m, s2, nv, vecs, cand, use_mom, gram, gg, dd, dd0, &gd0, &d0d0));
+    } else if (!dist_on(p)) {
         NG_TRY(ng_net_batch_prefix(m, s2));
         NG_TRY_RANGE(NG_CAT_SOLVER, "kfac quadratic model", ng_net_fisher_gram(m, nv, vecs, &k->work, gram));
     } else {
@@ -1519,7 +1690,8 @@ static ng_status kfac_apply(ng_precond *p, ng_model *m, uint64_t t) {
         NG_TRY_RANGE(NG_CAT_COMM, "kfac gram all-reduce",
                      ng_comm_allreduce_host(p->dist.comm, gram, (size_t)(nv * nv), "the K-FAC quadratic model"));
     }
-    NG_TRY_RANGE(NG_CAT_SOLVER, "kfac model scalars", model_dots(k, be, g, cand, use_mom, gg, dd, dd0, &gd0, &d0d0));
+    if (dist_on(p) || s2 > ng_net_config_of(m)->chunk)
+        NG_TRY_RANGE(NG_CAT_SOLVER, "kfac model scalars", model_dots(k, be, g, cand, use_mom, gg, dd, dd0, &gd0, &d0d0));
     for (c = 0; c < cand; c++) {
         double q00 = gram[c + nv * c] + damp * dd[c];
         if (!k->cfg.rescale) {
@@ -1951,6 +2123,11 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
     work = (size_t)nc->dims[k->L] * (size_t)nc->chunk * (size_t)(NSETS + 2);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "work", (int)work, 1, &k->work);
+    if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "qdots", QDOTS, 1, &k->qdots);
+    if (s == NG_OK) {
+        int two[1] = {2};
+        s = ng_arena_reserve_nd(&k->scratch, "stats_step", NG_F64, 1, two, &k->sstep);
+    }
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "X", maxn, maxn, &k->ws.X);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T1", maxn, maxn, &k->ws.T1);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "T2", maxn, maxn, &k->ws.T2);

@@ -26,6 +26,7 @@
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
+#include "natgrad/graph.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
 #include "natgrad/search.h"
@@ -164,6 +165,10 @@ typedef struct tn {
     /* scratch */
     ng_arena scratch;
     ng_tensor grad, sol, backup, u, minv, diag, delta_tmp;
+    ng_tensor fstep;        /* (2) float64 storage of two uint64: the sampled Fisher's stream step on the
+                             * device and its ticket (sample_targets' step_dev, read with advance 0),
+                             * used (fstep_dev = 1) while graph segments replay */
+    int fstep_dev;
     void *sq;               /* hf: scratch of the diagonal, grown with the batch (not per update) */
     size_t sq_cap;          /* its floats */
     /* the metric stream */
@@ -411,15 +416,61 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
     if (k->is_cnn)
         return ng_cnn_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
-    if (k->cfg.fisher != NG_FISHER_EXACT) /* sampled targets drawn by the case's column in the global batch */
+    if (k->cfg.fisher != NG_FISHER_EXACT) { /* sampled targets drawn by the case's column in the global batch */
+        const uint64_t col0 = dist_on(k) && !k->have_stream ? (uint64_t)k->self->dist.lo : 0;
+        if (k->fstep_dev) /* the step read from the device (advance 0), as graph segments replay it */
+            return ng_net_fvp_dev(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, (uint64_t *)k->fstep.ptr,
+                                  col0, &tx, &ty);
         return ng_net_fvp_at(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now),
-                             dist_on(k) && !k->have_stream ? (uint64_t)k->self->dist.lo : 0, &tx, &ty);
+                             col0, &tx, &ty);
+    }
     return ng_net_gvp(k->net, &tx, &ty);
+}
+
+/* the curvature product as a CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph):
+ * keyed by x, y, the product's kind (and for the sampled Fisher its stream key and where its step
+ * is read: device memory under segments), with the network's pass state */
+typedef struct curv_ctx {
+    tn *k;
+    const float *x;
+    float *y;
+} curv_ctx;
+static ng_status curv_body(void *user) {
+    curv_ctx *c = (curv_ctx *)user;
+    return curvature_local(c->k, c->x, c->y);
+}
+static int curv_state_get(void *user, uint64_t *st, int cap) {
+    ng_model *m = ((curv_ctx *)user)->k->net;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+static void curv_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = ((curv_ctx *)user)->k->net;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+static ng_status curvature_seg(tn *k, const float *x, float *y) {
+    static const ng_graph_seg seg = {"tn curvature product", curv_body, curv_state_get, curv_state_set};
+    curv_ctx c;
+    uint64_t key[7];
+    c.k = k;
+    c.x = x;
+    c.y = y;
+    key[0] = ng_graph_key_ptr(x);
+    key[1] = ng_graph_key_ptr(y);
+    key[2] = (uint64_t)k->n;
+    key[3] = (uint64_t)(uint32_t)k->cfg.curvature << 32 | (uint32_t)k->cfg.fisher;
+    key[4] = (uint64_t)(uint32_t)k->cfg.fisher_samples;
+    if (k->cfg.fisher != NG_FISHER_SAMPLED || k->cfg.curvature == NG_TN_CURV_HESSIAN)
+        return ng_graph_seg_run(k->self->segs, &seg, &c, key, 5);
+    /* the sampled targets' stream: its step on the device while segments replay (fstep_dev), else by
+     * value (a new graph every update) */
+    key[5] = k->fisher_key;
+    key[6] = k->fstep_dev ? ng_graph_key_ptr(k->fstep.ptr) : ng_tn_fisher_step(k->t_now);
+    return ng_graph_seg_run(k->self->segs, &seg, &c, key, 7);
 }
 
 static ng_status curvature_apply(void *user, const float *x, float *y) {
     tn *k = (tn *)user;
-    NG_TRY(curvature_local(k, x, y));
+    NG_TRY(curvature_seg(k, x, y));
     if (k->have_stream) return NG_OK; /* the whole metric batch on every rank */
     return reduce_vec(k, y, "a curvature product");
 }
@@ -445,6 +496,7 @@ static ng_status solve(tn *k, const float *rhs, const float *minv, int keep) {
     }
     k->cgc.lambda = damp;
     k->cgc.max_keep = keep ? HF_KEEP : 0;
+    k->cgc.segs = k->self->segs && k->self->segs->on && !dist_on(k) ? k->self->segs : NULL;
     NG_TRY(ng_cg_solve(&k->cg, &A, rhs, k->sol.data, minv, &k->cgc, &k->cgr));
     k->solver_iters = k->cgr.iters;
     k->solver_stop = k->cgr.stop;
@@ -515,6 +567,13 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     k->chosen_iter = 0;
     k->pred = NAN;
     k->t_now = t;
+    /* under graph segments the sampled Fisher reads its stream step from the device (the same draws) */
+    k->fstep_dev = k->self->segs && k->self->segs->on && !k->is_cnn && k->cfg.fisher == NG_FISHER_SAMPLED &&
+                   k->cfg.curvature != NG_TN_CURV_HESSIAN;
+    if (k->fstep_dev) {
+        const uint64_t st[2] = {ng_tn_fisher_step(t), 0}; /* the step, its ticket 0 */
+        NG_TRY(ng_set(be, k->fstep.ptr, st, sizeof st));
+    }
     NG_TRY(ng_copy(be, k->grad.data, g, k->n * sizeof(float)));
     NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
     /* HF's preconditioner from the gradient pass's per-case statistics */
@@ -981,6 +1040,10 @@ ng_status ng_precond_tn_init(ng_backend *be, ng_model *net, const ng_tn_config *
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "backup", (int)k->n, 1, &k->backup);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "delta", (int)k->n, 1, &k->u);
     if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "tmp", (int)k->n, 1, &k->delta_tmp);
+    if (s == NG_OK) {
+        int two[1] = {2};
+        s = ng_arena_reserve_nd(&k->scratch, "fisher_step", NG_F64, 1, two, &k->fstep);
+    }
     if (s == NG_OK && cfg->method == NG_TN_HF && cfg->hf_precond) {
         s = ng_arena_reserve(&k->scratch, "minv", (int)k->n, 1, &k->minv);
         if (s == NG_OK) s = ng_arena_reserve(&k->scratch, "diag", (int)k->n, 1, &k->diag);

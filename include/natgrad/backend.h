@@ -227,7 +227,9 @@ typedef struct ng_op_args {
          * position of the first column, so a data-parallel rank holding columns col0.. of a
          * batch draws the same targets as one process holding the whole batch. t may alias y.
          * step_dev non-NULL: the step is step_dev[0] + step, read on the device, and after the op
-         * step_dev[0] += advance, as gibbs_sample's. */
+         * step_dev[0] += advance, as gibbs_sample's (advance 0: read only, so a captured CUDA graph
+         * replays with the value the host wrote there since: K-FAC's statistics, truncated Newton's
+         * sampled F v). */
         struct {
             int rows, cols, loss;
             const float *y; int ldy;

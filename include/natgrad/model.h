@@ -79,6 +79,12 @@ struct ng_model_i {
     /* A capture that called gradient failed and was discarded (nothing it recorded ran): undo what
      * that gradient advanced on the host (an RBM: its Philox step). NULL: nothing. */
     void (*graph_discarded)(ng_model *m);
+    /* CUDA-graph segments (natgrad/graph.h): the host state of the model's passes that a
+     * captured segment's control flow reads and leaves behind (a network: its batch views and
+     * which forward pass the buffers hold). get writes at most cap words and returns how many
+     * (-1: not describable: segments run eagerly); set restores them. NULL: no segments. */
+    int (*graph_state_get)(const ng_model *m, uint64_t *st, int cap);
+    void (*graph_state_set)(ng_model *m, const uint64_t *st, int n);
     /* Data parallelism (natgrad/train.h). data_parallel = 1: the model runs on several ranks by
      * itself: with m->dist.comm set, gradient draws what one process would draw for its shard and
      * all-reduces its gradient and batch statistics before it returns (the trainer does not reduce

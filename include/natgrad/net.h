@@ -143,6 +143,11 @@ ng_status ng_net_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
  * With synchronised batch norm (ng_net_set_comm) the product runs through the synchronised passes. */
 ng_status ng_net_fvp_at(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t col0,
                         const ng_tensor *v, ng_tensor *out);
+/* The same (col0 as there) with step = step_dev[0] read on the device (2 words as natgrad/backend.h's
+ * sample_targets step_dev, written by the caller; read only: advance 0): the same draws, and a
+ * captured CUDA graph of it replays with the step written since (natgrad/graph.h). */
+ng_status ng_net_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, uint64_t *step_dev, uint64_t col0,
+                         const ng_tensor *v, ng_tensor *out);
 /* Backward pass of the current (single-chunk) batch with targets drawn from the model's
  * predictive distribution (stream key, step): statistics "g<l>" then hold per-case dL/dz_l. The
  * gradient arena is not touched. */
@@ -165,6 +170,12 @@ ng_status ng_net_current_batch(const ng_model *m, ng_tensor *x, ng_tensor *y);
  * in double on the host). work: float32 device scratch of at least d_L * min(m, chunk) * (nv + 1)
  * elements. Chunked like G v. */
 ng_status ng_net_fisher_gram(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, double *gram);
+/* The same on a current batch of one chunk, without a host read (a CUDA-graph segment,
+ * natgrad/graph.h): dots[i (i + 1) / 2 + j] = sum_cases (J v_j)^T H_L (J v_i) for j <= i, as floats
+ * in device memory (nv (nv + 1) / 2 of them); gram[j + nv i] is that divided by m in double, as
+ * ng_net_fisher_gram computes it from the same floats. NG_ERR_UNSUPPORTED when the batch is more
+ * than one chunk. */
+ng_status ng_net_fisher_gram_dots(ng_model *m, int nv, const ng_tensor *const *v, ng_tensor *work, float *dots);
 
 /* Mean objective and mean error per case (sum (y - t)^2) of the n cases of x (device, rows as
  * ng_net_batch_rows), chunk by chunk, batch normalisation in inference mode. Touches neither the

@@ -68,6 +68,9 @@ struct ng_precond {
     ng_arena state; /* checkpointed as "<name>.<tensor>" */
     void *impl;
     ng_precond_dist dist;
+    /* CUDA-graph segments of the update (natgrad/graph.h), set by the trainer under --cuda-graph;
+     * NULL: everything eager */
+    struct ng_graph_segs *segs;
 };
 
 /* The identity: the direction is the gradient. */

@@ -71,6 +71,11 @@ typedef struct ng_cg_config {
     int max_keep;          /* iterates kept for backtracking (0: none) */
     double keep_factor;    /* > 1 (1.3) */
     int check_curvature;   /* 0 | 1 */
+    /* CUDA-graph segments (natgrad/graph.h; NULL: eager): without check_curvature, the vector
+     * work of each iteration after its product (p . Ap, the updates of x, r, z, p and the dots) is
+     * one segment "cg step", keyed by its buffers and the row parity (the product is the operator's
+     * own business: tn makes it a segment too) */
+    struct ng_graph_segs *segs;
 } ng_cg_config;
 void ng_cg_config_default(ng_cg_config *cfg); /* 20, 1e-4, 0, off, 5e-4, 10, 0, 1.3, 0 */
 ng_status ng_cg_config_check(const ng_cg_config *cfg); /* names the field */

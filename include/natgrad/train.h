@@ -31,6 +31,7 @@
 #include <stdio.h>
 
 #include "natgrad/data.h"
+#include "natgrad/graph.h"
 #include "natgrad/model.h"
 #include "natgrad/precond.h"
 #include "natgrad/update.h"
@@ -60,7 +61,12 @@ extern "C" {
  * A new key is captured (stream capture of one
  * eager step, instantiated; the NG_TRAIN_GRAPHS most recently used graphs are kept); update 0 and
  * logged updates run eagerly (first-use allocations, host reads of the log columns). The eager and
- * graph paths run the same ops on the same data, so their results are bit-identical. */
+ * graph paths run the same ops on the same data, so their results are bit-identical.
+ * Truncated Newton (tn) and K-FAC (kfac) read the host mid-update, so their updates are graph
+ * SEGMENTS instead (natgrad/graph.h): on unlogged updates t >= 1 the update's host code runs as
+ * usual, and the gradient and the preconditioner's pieces between its host reads (tn: each
+ * curvature product; kfac: each F^-1 product and the quadratic model's dots) replay captured graphs keyed by their addresses,
+ * shapes, host scalars and the model's pass state (ng_model_i.graph_state_get). */
 #define NG_TRAIN_GRAPHS 4
 #define NG_TRAIN_GRAPH_KEY 8
 typedef struct ng_train_graph {
@@ -72,6 +78,11 @@ typedef struct ng_train_graph {
         uint64_t last_use;
     } slot[NG_TRAIN_GRAPHS];
     uint64_t captures, replays, eager; /* updates captured (then launched), replayed, run eagerly */
+    /* segments (natgrad/graph.h) for the preconditioners that read the host mid-update (tn,
+     * kfac): the update runs its host code as usual, and the gradient ("gradient") and the
+     * preconditioner's pieces between host reads are captured once per key and replayed */
+    int seg;
+    ng_graph_segs segs;
 } ng_train_graph;
 
 typedef struct ng_trainer {
@@ -99,9 +110,10 @@ typedef struct ng_trainer {
 } ng_trainer;
 
 /* Turn the CUDA-graph step on (or off). Refused (NG_ERR_UNSUPPORTED, naming the part) without
- * graph support in the backend (the CPU), for an update rule or a preconditioner without graph_key,
- * or a data-parallel run the graph cannot hold (ng_trainer_graph_dist_check). On several ranks with
- * NCCL the graph holds the gradient's shard weighting and all-reduce too (one graph launch per
+ * graph support in the backend (the CPU), for an update rule or a preconditioner without graph_key
+ * (tn and kfac: segments, see above; kfac's asynchronous refreshes refused; segments refused on several
+ * ranks), or a data-parallel run the graph cannot hold (ng_trainer_graph_dist_check). On several ranks
+ * with NCCL the graph holds the gradient's shard weighting and all-reduce too (one graph launch per
  * update: gradient, all-reduce, update); the shard weight is part of the key, every rank's graph
  * decision is checked against the others' (ng_trainer_agree_graph), and after each launch the
  * all-reduce is waited for within the communicator's timeout (ng_comm_wait_device). */
