@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu_avx512.h"
 #include "backend/cpu_blas.h"
 #include "natgrad/backend.h"
 #include "natgrad/log.h"
@@ -234,10 +235,12 @@ static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, c
  * are computed 16 at a time (64 uniforms) by the vectorised ng_uniform4_block, which returns the
  * words of ng_uniform4_at, from the block that holds element g. raw holds NG_TILE_RAW floats; the
  * uniform of element g + j is the returned pointer's [j] (raw + g % 4). */
-NG_CPU_INLINE const float *uniforms_span(uint64_t key, uint64_t step, uint64_t g, long len, float *raw) {
+NG_CPU_INLINE const float *uniforms_span(uint64_t key, uint64_t step, uint64_t g, long len, float *raw, int v4) {
     const long n = len + (long)(g & 3u);
     long b;
-    for (b = 0; b < n; b += 4 * NG_PHILOX_LANES) ng_uniform4_block(key, step, (g >> 2) + (uint64_t)(b >> 2), raw + b);
+    if (v4) ng_avx512_uniform4_blocks(key, step, g >> 2, (n + 4 * NG_PHILOX_LANES - 1) / (4 * NG_PHILOX_LANES), raw);
+    else
+        for (b = 0; b < n; b += 4 * NG_PHILOX_LANES) ng_uniform4_block(key, step, (g >> 2) + (uint64_t)(b >> 2), raw + b);
     return raw + (g & 3u);
 }
 
@@ -246,9 +249,10 @@ static const float ng_cpu_zeros[NG_TILE]; /* a missing bias or base row, so the 
 /* n units of one column of gibbs_sample (n <= NG_TILE): the same ng_math.h bodies as the
  * kernel, as vector loops. pre may alias prob or sample (the same element, never another). */
 NG_CPU_INLINE void gibbs_column(int n, const float *pre, const float *bias, float beta, const float *base,
-                                const float *u, float *prob, float *smp) {
+                                const float *u, float *prob, float *smp, int v4) {
     int r;
-    if (!smp) {
+    if (v4) ng_avx512_gibbs_column(n, pre, bias, beta, base, u, prob, smp);
+    else if (!smp) {
 #pragma omp simd
         for (r = 0; r < n; r++) prob[r] = ng_sigmoid(ng_gibbs_input(pre[r], bias[r], beta, base[r]));
     } else if (!prob) {
@@ -285,6 +289,7 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     const int cpt = rows < 1 ? 1 : rows < NG_TILE ? NG_TILE / rows : 1; /* columns of a tile */
     const long tpc = (rows + rpt - 1) / rpt;             /* tiles down a column */
     const long ntiles = rows > 0 ? tpc * ((cols + cpt - 1) / cpt) : 0;
+    const int v4 = ng_cpu_avx512_active();
     long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (t = 0; t < ntiles; t++) {
@@ -293,13 +298,13 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
         const int c1 = cols - c0 < cpt ? cols : c0 + cpt, r1 = rows - r0 < rpt ? rows : r0 + rpt;
         const int len = r1 - r0;
         const float *u = sample ? uniforms_span(key, step, first + (uint64_t)c0 * (uint64_t)rows + (uint64_t)r0,
-                                                (long)(c1 - c0) * len, raw)
+                                                (long)(c1 - c0) * len, raw, v4)
                                 : NULL;
         int c;
         for (c = c0; c < c1; c++)
             gibbs_column(len, pre + r0 + (size_t)c * ldp, bias ? bias + r0 : ng_cpu_zeros, beta,
                          base ? base + r0 : ng_cpu_zeros, u ? u + (size_t)(c - c0) * len : NULL,
-                         prob ? prob + r0 + (size_t)c * ldq : NULL, sample ? sample + r0 + (size_t)c * lds : NULL);
+                         prob ? prob + r0 + (size_t)c * ldq : NULL, sample ? sample + r0 + (size_t)c * lds : NULL, v4);
     }
 }
 
@@ -319,13 +324,18 @@ NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
     const long n = (long)a->bernoulli.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     const float *p = a->bernoulli.p;
     float *out = a->bernoulli.out;
+    const int v4 = ng_cpu_avx512_active();
     long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (t = 0; t < ntiles; t++) {
         float raw[NG_TILE_RAW];
         const long i0 = t * NG_TILE, len = n - i0 < NG_TILE ? n - i0 : NG_TILE;
-        const float *u = uniforms_span(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, len, raw);
+        const float *u = uniforms_span(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, len, raw, v4);
         long j;
+        if (v4) {
+            ng_avx512_bernoulli(len, p + i0, u, out + i0);
+            continue;
+        }
 #pragma omp simd
         for (j = 0; j < len; j++) out[i0 + j] = ng_bernoulli_draw(p[i0 + j], u[j]);
     }
@@ -334,12 +344,13 @@ NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
 NG_CPU_CLONES static void cpu_fill_uniform(const ng_op_args *a) {
     const long n = (long)a->fill_uniform.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     float *out = a->fill_uniform.out;
+    const int v4 = ng_cpu_avx512_active();
     long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (t = 0; t < ntiles; t++) {
         float raw[NG_TILE_RAW];
         const long i0 = t * NG_TILE, len = n - i0 < NG_TILE ? n - i0 : NG_TILE;
-        memcpy(out + i0, uniforms_span(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)i0, len, raw),
+        memcpy(out + i0, uniforms_span(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)i0, len, raw, v4),
                (size_t)len * sizeof(float));
     }
 }

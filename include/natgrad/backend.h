@@ -561,6 +561,11 @@ void ng_cpu_blas_reexec(int argc, char **argv);
 /* 1 when the OpenBLAS kernel actually running fits the CPU's vector features (what the re-exec
  * achieves), 0 when a faster one exists. */
 int ng_cpu_blas_kernel_fits(void);
+/* The CPU backend's hand-written AVX-512 loops (Philox uniforms, Gibbs and Bernoulli draws;
+ * host/backend/cpu_avx512.c) run on x86-64-v4 CPUs; ng_cpu_use_avx512(0) selects the compiler's
+ * clones instead, (1) allows them again. Both give the same bits (tests compare them). Returns
+ * whether they ran before the call. Not thread-safe: set it between ops. */
+int ng_cpu_use_avx512(int on);
 
 /* ---- checked wrappers: validate shapes/pointers, activate the device, call the slot ---------- */
 
