@@ -5385,6 +5385,66 @@ static int test_cpu_sigmoid_line(ng_backend *be) {
     return NGT_PASS;
 }
 
+/* sum_cols_part (column sums in parts with a float64 running sum) against one sum_cols over all
+ * the columns, bit for bit (tolerance 0: the same additions in the same order): parts of 1 column,
+ * ragged parts, one part, leading dimensions > rows, beta 0 and 2; and its argument checks. */
+static int test_sum_cols_part(ng_backend *be) {
+    static const int shapes[][3] = {{500, 2000, 500}, {784, 450, 784}, {13, 700, 16}, {5000, 3, 5003}, {1, 9, 1}};
+    static const int parts[][4] = {{1, 0, 0, 0}, {3, 0, 0, 0}, {0, 0, 0, 0}, {7, 100, 1, 0}}; /* 0 = the rest */
+    size_t a, q;
+    int k;
+    if (!ng_sum_cols_part_supported(be)) return ngt_skip("this backend has no sum_cols_part (callers use sum_cols)");
+    for (a = 0; a < sizeof shapes / sizeof shapes[0]; a++)
+        for (q = 0; q < sizeof parts / sizeof parts[0]; q++)
+            for (k = 0; k < 2; k++) {
+                const int rows = shapes[a][0], cols = shapes[a][1], ld = shapes[a][2];
+                const float alpha = 1.0f / 3.0f, beta = k ? 2.0f : 0.0f;
+                float *A = (float *)malloc((size_t)ld * cols * sizeof(float)), *y = (float *)malloc((size_t)rows * sizeof(float));
+                float *want = (float *)malloc((size_t)rows * sizeof(float)), *dA = NULL, *dy = NULL, *dw = NULL;
+                double *acc = NULL;
+                size_t i;
+                int c0 = 0, p = 0, r;
+                NGT_CHECK(A && y && want && ng_alloc(be, (size_t)ld * cols * sizeof(float), (void **)&dA) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dy) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dw) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(double), (void **)&acc) == NG_OK,
+                          "out of memory");
+                for (i = 0; i < (size_t)ld * cols; i++) A[i] = ng_uniform_at(83, a, i) - 0.3f;
+                for (r = 0; r < rows; r++) y[r] = ng_uniform_at(84, 0, (uint64_t)r);
+                ng_set(be, dA, A, (size_t)ld * cols * sizeof(float));
+                ng_set(be, dy, y, (size_t)rows * sizeof(float));
+                ng_set(be, dw, y, (size_t)rows * sizeof(float));
+                NGT_OK(ng_sum_cols(be, rows, cols, alpha, dA, ld, beta, dw));
+                while (c0 < cols) {
+                    int n = p < 4 && parts[q][p] > 0 ? parts[q][p] : cols - c0;
+                    if (n > cols - c0) n = cols - c0;
+                    NGT_OK(ng_sum_cols_part(be, rows, n, dA + (size_t)c0 * ld, ld, acc, c0 == 0, c0 + n == cols, alpha, beta, dy));
+                    c0 += n;
+                    if (p < 3) p++;
+                }
+                ng_get(be, y, dy, (size_t)rows * sizeof(float));
+                ng_get(be, want, dw, (size_t)rows * sizeof(float));
+                for (r = 0; r < rows; r++)
+                    NGT_CHECK(memcmp(&y[r], &want[r], sizeof(float)) == 0,
+                              "sum_cols_part %dx%d (ld %d) in parts of %d, %d, ... beta %g: row %d is %a, sum_cols %a", rows,
+                              cols, ld, parts[q][0], parts[q][1], (double)beta, r, (double)y[r], (double)want[r]);
+                NGT_CHECK(ng_sum_cols_part(be, rows, cols, dA, ld, NULL, 1, 1, alpha, beta, dy) == NG_ERR_INVALID_ARG,
+                          "sum_cols_part without a running sum was accepted");
+                ng_clear_error();
+                NGT_CHECK(ng_sum_cols_part(be, rows, cols, dA, rows - 1, acc, 1, 1, alpha, beta, dy) == NG_ERR_INVALID_ARG,
+                          "sum_cols_part with lda < rows was accepted");
+                ng_clear_error();
+                ng_free(be, dA);
+                ng_free(be, dy);
+                ng_free(be, dw);
+                ng_free(be, acc);
+                free(A);
+                free(y);
+                free(want);
+            }
+    return NGT_PASS;
+}
+
 /* The CPU bit tests on the hand-written AVX-512 loops (skipped on a CPU without them) and on the
  * compiler's clones. */
 static int test_cpu_bits_path(ng_backend *be, int avx512, int (*test)(ng_backend *)) {
@@ -5415,6 +5475,7 @@ int main(void) {
     record("cpu-vs-naive", "cpu_elementwise_bits (clones)", test_cpu_bits_path(cpu, 0, test_cpu_elementwise_bits));
     record("cpu-vs-naive", "cpu_sigmoid_line (avx512)", test_cpu_bits_path(cpu, 1, test_cpu_sigmoid_line));
     record("cpu-vs-naive", "cpu_sigmoid_line (clones)", test_cpu_bits_path(cpu, 0, test_cpu_sigmoid_line));
+    record("cpu-vs-naive", "sum_cols_part", test_sum_cols_part(cpu));
     s = ng_backend_cuda_init(-1, &cuda);
     if (s != NG_OK) {
         char why[400];

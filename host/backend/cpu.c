@@ -210,6 +210,33 @@ static ng_status cpu_sum_cols(ng_backend *be, int rows, int cols, float alpha, c
     return NG_OK;
 }
 
+/* The same row blocks over a part of the columns, the running sums kept in acc (double). */
+NG_CPU_CLONES static void cpu_sum_cols_part_blocks(int rows, int cols, const float *A, int lda, double *acc, int first,
+                                                   int last, float alpha, float beta, float *y) {
+    const int nb = (rows + NG_SUM_ROWS - 1) / NG_SUM_ROWS;
+    int b;
+#pragma omp parallel for if ((long)rows * cols > 65536) schedule(static)
+    for (b = 0; b < nb; b++) {
+        const int r0 = b * NG_SUM_ROWS, n = rows - r0 < NG_SUM_ROWS ? rows - r0 : NG_SUM_ROWS;
+        double *s = acc + r0;
+        int r, c;
+        if (first)
+            for (r = 0; r < n; r++) s[r] = 0.0;
+        for (c = 0; c < cols; c++) {
+            const float *col = A + r0 + (size_t)c * lda;
+#pragma omp simd
+            for (r = 0; r < n; r++) s[r] += col[r];
+        }
+        if (last)
+            for (r = 0; r < n; r++) y[r0 + r] = (float)(alpha * s[r]) + (beta == 0.0f ? 0.0f : beta * y[r0 + r]);
+    }
+}
+static ng_status cpu_sum_cols_part(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc, int first,
+                                   int last, float alpha, float beta, float *y) {
+    cpu_sum_cols_part_blocks(rows, cols, A, lda, acc, first, last, alpha, beta, y);
+    return NG_OK;
+}
+
 static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A,
                               int lda, float beta, float *y) {
     int c;
@@ -932,6 +959,7 @@ static const struct ng_backend_i cpu_iface = {
     .dot_dev = cpu_dot_dev,
     .nrm2_dev = cpu_nrm2_dev,
     .sum_cols = cpu_sum_cols,
+    .sum_cols_part = cpu_sum_cols_part,
     .sum_rows = cpu_sum_rows,
     .potrf = cpu_potrf,
     .potri = cpu_potri,

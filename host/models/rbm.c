@@ -44,6 +44,8 @@ struct ng_rbm_est {
     ng_tensor means;        /* (2 nv + 2 nh) the four means below, one buffer (one all-reduce) */
     ng_tensor mv_d, mh_d;   /* (nv,1), (nh,1) data means of this batch (views of means) */
     ng_tensor mv_m, mh_m;   /* model (particle) means (views of means) */
+    ng_tensor mean_acc;     /* (2 nv + 2 nh) float64: the four means' running column sums, summed
+                             * block by block in the Gibbs phases (backends with sum_cols_part) */
     ng_tensor v_mean;       /* (nv, 1) mean of the training set */
     ng_tensor rng_dev;      /* (2) 64-bit words in a float64 tensor: [0] the Gibbs kernels' Philox
                              * step counted on the device (so a captured CUDA graph replays with
@@ -294,6 +296,8 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     {
         int two[1] = {2};
         ng_arena_reserve_nd(&e->work, "rng_dev", NG_F64, 1, two, &e->rng_dev);
+        two[0] = 2 * nv + 2 * nh;
+        ng_arena_reserve_nd(&e->work, "mean_acc", NG_F64, 1, two, &e->mean_acc);
     }
     s = ng_arena_commit(&e->state);
     if (s == NG_OK) s = ng_arena_commit(&e->work);
@@ -336,6 +340,21 @@ static ng_status sync_rng_dev(ng_rbm_est *e, ng_backend *be) {
     return NG_OK;
 }
 
+/* The divisors of the means: the global counts of cases (im) and chains (iM); on several ranks
+ * each holds its shard's share of the global means, and the all-reduce sums them. */
+static float inv_cases(const ng_rbm *r) { return 1.0f / (float)(dist_on(r) ? r->base.dist.batch : r->est->m); }
+static float inv_chains(const ng_rbm *r) { return 1.0f / (float)(dist_on(r) ? r->est->M_all : r->est->M); }
+
+/* Mean i of `means` (0: v data, 1: h data, 2: v model, 3: h model) summed over block b of nb
+ * while the block is in cache: the running sum in mean_acc, the mean written after the last block
+ * (the bits of one sum_cols over all columns). */
+static ng_status mean_part(ng_rbm *r, int i, const float *A, int rows, int cols, int b, int nb, float scale) {
+    ng_rbm_est *e = r->est;
+    const int nv = r->n_visible, nh = r->n_hidden, off = i == 0 ? 0 : i == 1 ? nv : i == 2 ? nv + nh : 2 * nv + nh;
+    return ng_sum_cols_part(r->be, rows, cols, A, rows, (double *)(void *)e->mean_acc.data + off, b == 0, b == nb - 1,
+                            scale, 0.0f, e->means.data + off);
+}
+
 /* One fused Gibbs op over columns of a phase (elements first.. of the chains: the block's offset
  * plus a data-parallel shard's; 0 on one process), drawing at Philox step step0 + rstep, which
  * the kernel reads from the device count (rng_dev[0] + rstep; rng_dev[0] is step0 at the start of
@@ -366,7 +385,7 @@ static ng_status gibbs_op(ng_rbm *r, int rows, int cols, float *pre, int ld, con
 static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
-    int nv = r->n_visible, nh = r->n_hidden, m = e->m, nb, b;
+    int nv = r->n_visible, nh = r->n_hidden, m = e->m, nb, b, fused = ng_sum_cols_part_supported(be);
     uint64_t rstep;
     if (e->cfg.binarize_train) { /* the draws of this shard's columns of the global batch */
         NG_TRY(ng_bernoulli_at(be, (size_t)nv * m, x->data, e->vd.data,
@@ -383,6 +402,10 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
         float *hd = e->hd.data + (size_t)j * nh;
         NG_TRY(ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, e->vdv.data + (size_t)j * nv, nv, 0.0f, hd, nh));
         NG_TRY(gibbs_op(r, nh, n, hd, nh, r->b.data, hd, NULL, key, rstep, (uint64_t)j * nh, 0));
+        if (fused) {
+            NG_TRY(mean_part(r, 0, e->vdv.data + (size_t)j * nv, nv, n, b, nb, inv_cases(r)));
+            NG_TRY(mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
+        }
     }
     return NG_OK;
 }
@@ -402,6 +425,7 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
      * writes vm, so the start needs no copy */
     const float *v0 = e->cfg.estimator == NG_RBM_PCD ? e->particles.data : e->vdv.data;
     const uint64_t rs = e->rng_step - step0; /* sweep s: h at rs + 2s, v at rs + 2s + 1; hm at rs + 2k */
+    const int fused = ng_sum_cols_part_supported(be);
     int step, b;
     e->rng_step += 2 * (uint64_t)k + 1;
     for (b = 0; b < nb; b++) {
@@ -420,6 +444,10 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
         /* the last block's op advances the device count past the gradient's steps */
         NG_TRY(gibbs_op(r, nh, n, hm, nh, r->b.data, hm, NULL, key, rs + 2 * (uint64_t)k, (uint64_t)j * nh,
                         b == nb - 1 ? e->rng_step - step0 : 0));
+        if (fused) {
+            NG_TRY(mean_part(r, 2, vm, nv, n, b, nb, inv_chains(r)));
+            NG_TRY(mean_part(r, 3, hm, nh, n, b, nb, inv_chains(r)));
+        }
     }
     if (e->cfg.estimator == NG_RBM_PCD)
         NG_TRY(ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
@@ -432,16 +460,15 @@ static ng_status assemble_gradient(ng_rbm *r) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
-    /* the divisors are the global counts: on several ranks each holds its shard's share of the
-     * global means, and the all-reduce sums them */
-    float im = 1.0f / (float)(dist_on(r) ? r->base.dist.batch : m);
-    float iM = 1.0f / (float)(dist_on(r) ? e->M_all : M);
+    const float im = inv_cases(r), iM = inv_chains(r);
     NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
     NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
-    NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
-    NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
-    NG_TRY(ng_sum_cols(be, nv, M, iM, e->vm.data, nv, 0.0f, e->mv_m.data));
-    NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
+    if (!ng_sum_cols_part_supported(be)) { /* else the Gibbs phases summed them block by block */
+        NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
+        NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
+        NG_TRY(ng_sum_cols(be, nv, M, iM, e->vm.data, nv, 0.0f, e->mv_m.data));
+        NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
+    }
     if (dist_on(r)) {
         ng_status s;
         NG_RANGE_CAT(NG_CAT_COMM, "rbm all-reduce", s,

@@ -451,6 +451,12 @@ struct ng_backend_i {
     /* y(rows) = alpha * (sum over columns of A(rows,cols)) + beta y */
     ng_status (*sum_cols)(ng_backend *be, int rows, int cols, float alpha, const float *A,
                           int lda, float beta, float *y);
+    /* sum_cols over several calls (parts of the columns, in order): acc(rows, float64) += the
+     * part's column sums (acc = 0 first when `first`), each row's additions in column order in
+     * double; when `last`, y = alpha * acc + beta y rounded as sum_cols rounds, so the parts give
+     * the bits of one sum_cols over all their columns. Optional (NULL: callers use sum_cols). */
+    ng_status (*sum_cols_part)(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc,
+                               int first, int last, float alpha, float beta, float *y);
     /* y(cols) = alpha * (sum over rows of A(rows,cols)) + beta y */
     ng_status (*sum_rows)(ng_backend *be, int rows, int cols, float alpha, const float *A,
                           int lda, float beta, float *y);
@@ -606,6 +612,9 @@ ng_status ng_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, f
 ng_status ng_nrm2_dev(ng_backend *be, size_t n, const float *x, float *result);
 ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y);
+ng_status ng_sum_cols_part(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc, int first,
+                           int last, float alpha, float beta, float *y);
+int ng_sum_cols_part_supported(const ng_backend *be);
 ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y);
 ng_status ng_potrf(ng_backend *be, int n, float *A, int lda, int *info_host);
