@@ -1365,8 +1365,8 @@ static int shards_body(ng_backend *be, fixture *f) {
  * block. Two PCD-2 / CD-2 gradients per block size; the gradient (gW, ga, gb), the particles, the
  * chain's last hidden samples, h_model and the Philox counter must equal those of one block, bit for
  * bit (tolerance 0: the draws are indexed by element, and BLAS computes each column of a large
- * gemm on its own, whatever the number of columns). Block sizes: automatic (one block for the
- * small model; 2 x 225 columns at the benchmark's 784 x 500 with 450 chains), 3, 7, 64, 400.
+ * gemm on its own, whatever the number of columns). Block sizes: automatic (one block for these
+ * models; at the benchmark's 2000 chains, 3 blocks of 666-667), 3, 7, 64, 400 (2 x 225 columns).
  * Also: a negative block size and a missing estimator are refused. */
 static int col_blocks_body(ng_backend *be, fixture *f) {
     static const struct { int nv, nh, M, mb; } sh[] = {{40, 13, 90, 70}, {784, 500, 450, 450}};

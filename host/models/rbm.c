@@ -210,10 +210,13 @@ ng_status ng_rbm_set_col_block(ng_rbm *rbm, int cols) {
     return NG_OK;
 }
 
-/* Bytes of hidden and visible states per block of the Gibbs phases on the CPU backend: about what
- * a core's L2 cache holds beside the packed panels of W (measured on 2 MiB L2: 784 x 500, blocks of
- * 400 columns, 5-7% faster negative phase than one block of 2000). */
-#define NG_RBM_CPU_BLOCK_BYTES (2u << 20)
+/* Bytes of hidden and visible states per block of the Gibbs phases on the CPU backend. Smaller
+ * blocks keep more of each gemm's output in cache for the Gibbs op that reads it, but each block's
+ * gemm packs W again (at 784 x 500 on a 2 MiB-L2 Xeon: blocks of 400 columns cost a gemm 6% more
+ * than 2000 at once). Measured there with bench_rbm's ratio (the update's gemm GFLOP/s over the
+ * sgemm GFLOP/s, 1 thread, CPU time, 4 runs each, loaded machine): one block of 2000 chains
+ * 0.80-0.81, blocks of 400 0.82-0.83, of 667 (this size) 0.82-0.84, of 1000 0.82-0.84. */
+#define NG_RBM_CPU_BLOCK_BYTES (4u << 20)
 
 /* Blocks for a phase of `cols` columns: as many as blocks of at most the configured (or
  * automatic) size need, of equal size within one column (block j: columns [j cols / nb,

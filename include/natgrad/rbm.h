@@ -94,8 +94,8 @@ const char *ng_rbm_estimator_name(ng_rbm_estimator e); /* "pcd", "cd" */
 uint64_t ng_rbm_rng_step(const ng_rbm *rbm);
 /* Columns per block of the Gibbs phases (each block's gemms and Gibbs ops, all k sweeps of its
  * chains, run before the next block's): 0 = automatic, the default (the CPU backend: blocks of
- * about 2 MiB of hidden and visible states, so each gemm's output is still in the core's L2 cache
- * when its Gibbs op reads it; other backends and small models: all columns at once). The draws
+ * about 4 MiB of hidden and visible states, so each gemm's output is still in cache when its Gibbs
+ * op reads it; other backends and small models: all columns at once). The draws
  * are indexed by element, and BLAS computes each column of a large gemm on its own, so blocks give
  * the bits of one block (test_rbm: blocks of 3 to 450 columns at 784 x 500 with OpenBLAS; blocks
  * of 1 or 2 columns there take OpenBLAS's small-matrix kernels, which round differently).
