@@ -1362,7 +1362,7 @@ static int shards_body(ng_backend *be, fixture *f) {
 }
 
 /* Column blocks of the Gibbs phases (ng_rbm_set_col_block): any block size gives the bits of one
- * block. Two PCD-2 / CD-2 gradients per block size; the gradient (gW, ga, gb), the particles, the
+ * block. Two PCD-2 / CD-2 / PCD-1 gradients per block size; the gradient (gW, ga, gb), the particles, the
  * chain's last hidden samples, h_model and the Philox counter must equal those of one block, bit for
  * bit (tolerance 0: the draws are indexed by element, and BLAS computes each column of a large
  * gemm on its own, whatever the number of columns). Block sizes: automatic (one block for these
@@ -1379,8 +1379,8 @@ static int col_blocks_body(ng_backend *be, fixture *f) {
     ng_clear_error();
     ng_rbm_free(&bare);
     for (si = 0; si < 2; si++)
-        for (e = 0; e < 2; e++) {
-            const int nv = sh[si].nv, nh = sh[si].nh, M = e == 0 ? sh[si].M : sh[si].mb, mb = sh[si].mb;
+        for (e = 0; e < 3; e++) { /* PCD-2, CD-2, PCD-1 (its particles are copied block by block) */
+            const int nv = sh[si].nv, nh = sh[si].nh, M = e != 1 ? sh[si].M : sh[si].mb, mb = sh[si].mb;
             const size_t np = (size_t)nh * nv + (size_t)nv + (size_t)nh, nst = (size_t)nv * M + 2 * (size_t)nh * M;
             float *want = (float *)malloc((np + nst) * sizeof(float)), *got = (float *)malloc((np + nst) * sizeof(float));
             void *xd = NULL;
@@ -1393,8 +1393,8 @@ static int col_blocks_body(ng_backend *be, fixture *f) {
             NGT_CHECK(f->data != NULL, "out of memory");
             for (i = 0; i < nv * mb; i++) f->data[i] = ng_rng_uniform(ng_rng_stream_key(6, NG_RNG_TEST), 0, (uint64_t)i);
             memset(&ec, 0, sizeof ec);
-            ec.estimator = e == 0 ? NG_RBM_PCD : NG_RBM_CD;
-            ec.k = 2;
+            ec.estimator = e != 1 ? NG_RBM_PCD : NG_RBM_CD;
+            ec.k = e == 2 ? 1 : 2;
             ec.particles = M;
             ec.batch = mb;
             ec.seed = 41;
@@ -1442,8 +1442,8 @@ static int col_blocks_body(ng_backend *be, fixture *f) {
                     ng_rbm_free(&f->rbm);
                     f->have_rbm = 0;
                     if (bad) ng_free(be, xd);
-                    NGT_CHECK(!bad, "%dx%d %s-2, %d chains: blocks of %d columns differ from one block (above)", nv, nh,
-                              e ? "CD" : "PCD", M, B);
+                    NGT_CHECK(!bad, "%dx%d %s-%d, %d chains: blocks of %d columns differ from one block (above)", nv, nh,
+                              e == 1 ? "CD" : "PCD", ec.k, M, B);
                     NGT_CHECK(step == want_step, "blocks of %d: Philox counter %llu, one block %llu", B,
                               (unsigned long long)step, (unsigned long long)want_step);
                     continue;

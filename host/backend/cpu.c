@@ -186,6 +186,21 @@ static ng_status cpu_trsm(ng_backend *be, int right, int lower, int trans, int u
  * contiguous run of a column and the block's sums are one vector loop, instead of one strided
  * pass per row; the order of each row's additions, and so its bits, are those of a row-by-row loop. */
 #define NG_SUM_ROWS 256
+/* s[r] += A[r, c] for c = 0 .. cols-1 in order, rows r < n: four columns per pass over s, each
+ * row's sum held in a register across them (the same additions in the same order). */
+NG_CPU_INLINE void sum_cols_into(int n, int cols, const float *A, int lda, double *s) {
+    int r, c = 0;
+    for (; c + 4 <= cols; c += 4) {
+        const float *c0 = A + (size_t)c * lda, *c1 = c0 + lda, *c2 = c1 + lda, *c3 = c2 + lda;
+#pragma omp simd
+        for (r = 0; r < n; r++) s[r] = (((s[r] + c0[r]) + c1[r]) + c2[r]) + c3[r];
+    }
+    for (; c < cols; c++) {
+        const float *col = A + (size_t)c * lda;
+#pragma omp simd
+        for (r = 0; r < n; r++) s[r] += col[r];
+    }
+}
 NG_CPU_CLONES static void cpu_sum_cols_blocks(int rows, int cols, float alpha, const float *A, int lda,
                                               float beta, float *y) {
     const int nb = (rows + NG_SUM_ROWS - 1) / NG_SUM_ROWS;
@@ -194,13 +209,9 @@ NG_CPU_CLONES static void cpu_sum_cols_blocks(int rows, int cols, float alpha, c
     for (b = 0; b < nb; b++) {
         double s[NG_SUM_ROWS];
         const int r0 = b * NG_SUM_ROWS, n = rows - r0 < NG_SUM_ROWS ? rows - r0 : NG_SUM_ROWS;
-        int r, c;
+        int r;
         for (r = 0; r < n; r++) s[r] = 0.0;
-        for (c = 0; c < cols; c++) {
-            const float *col = A + r0 + (size_t)c * lda;
-#pragma omp simd
-            for (r = 0; r < n; r++) s[r] += col[r];
-        }
+        sum_cols_into(n, cols, A + r0, lda, s);
         for (r = 0; r < n; r++) y[r0 + r] = (float)(alpha * s[r]) + (beta == 0.0f ? 0.0f : beta * y[r0 + r]);
     }
 }
@@ -219,14 +230,10 @@ NG_CPU_CLONES static void cpu_sum_cols_part_blocks(int rows, int cols, const flo
     for (b = 0; b < nb; b++) {
         const int r0 = b * NG_SUM_ROWS, n = rows - r0 < NG_SUM_ROWS ? rows - r0 : NG_SUM_ROWS;
         double *s = acc + r0;
-        int r, c;
+        int r;
         if (first)
             for (r = 0; r < n; r++) s[r] = 0.0;
-        for (c = 0; c < cols; c++) {
-            const float *col = A + r0 + (size_t)c * lda;
-#pragma omp simd
-            for (r = 0; r < n; r++) s[r] += col[r];
-        }
+        sum_cols_into(n, cols, A + r0, lda, s);
         if (last)
             for (r = 0; r < n; r++) y[r0 + r] = (float)(alpha * s[r]) + (beta == 0.0f ? 0.0f : beta * y[r0 + r]);
     }

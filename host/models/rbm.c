@@ -403,11 +403,12 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
     for (b = 0; b < nb; b++) {
         const int j = block_lo(b, nb, m), n = block_lo(b + 1, nb, m) - j;
         float *hd = e->hd.data + (size_t)j * nh;
-        NG_TRY(ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, e->vdv.data + (size_t)j * nv, nv, 0.0f, hd, nh));
-        NG_TRY(gibbs_op(r, nh, n, hd, nh, r->b.data, hd, NULL, key, rstep, (uint64_t)j * nh, 0));
+        NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W vd",
+                     ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, e->vdv.data + (size_t)j * nv, nv, 0.0f, hd, nh));
+        NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vd)", gibbs_op(r, nh, n, hd, nh, r->b.data, hd, NULL, key, rstep, (uint64_t)j * nh, 0));
         if (fused) {
-            NG_TRY(mean_part(r, 0, e->vdv.data + (size_t)j * nv, nv, n, b, nb, inv_cases(r)));
-            NG_TRY(mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 0, e->vdv.data + (size_t)j * nv, nv, n, b, nb, inv_cases(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
         }
     }
     return NG_OK;
@@ -416,8 +417,9 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
 /* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
  * Blocks of chains run their k sweeps and the final p(h | vm) one after another (a chain's steps
  * draw at the same Philox steps in every block: sweep s at 2s, 2s + 1 after the phase's first).
- * The particles are overwritten only after every chain has run, so an interrupted chain leaves
- * them as they were. */
+ * The particles are overwritten only after their chains have run: block by block (while the
+ * block is in cache) when k = 1, where the phase has no interruption point, else after every
+ * block, so an interrupted chain leaves them as they were. */
 static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
@@ -438,22 +440,29 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
             /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
             if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
             /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
-            NG_TRY(ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, step == 0 ? v0 + (size_t)j * nv : vm, nv, 0.0f, hs, nh));
-            NG_TRY(gibbs_op(r, nh, n, hs, nh, r->b.data, NULL, hs, key, rs + 2 * (uint64_t)step, (c0 + (uint64_t)j) * nh, 0));
-            NG_TRY(ng_gemm(be, 1, 0, nv, n, nh, 1.0f, r->W.data, nh, hs, nh, 0.0f, vm, nv));
-            NG_TRY(gibbs_op(r, nv, n, vm, nv, r->a.data, NULL, vm, key, rs + 2 * (uint64_t)step + 1, (c0 + (uint64_t)j) * nv, 0));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W v (chain)",
+                         ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, step == 0 ? v0 + (size_t)j * nv : vm, nv, 0.0f, hs, nh));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "h ~ p(h | v)",
+                         gibbs_op(r, nh, n, hs, nh, r->b.data, NULL, hs, key, rs + 2 * (uint64_t)step, (c0 + (uint64_t)j) * nh, 0));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W^T h", ng_gemm(be, 1, 0, nv, n, nh, 1.0f, r->W.data, nh, hs, nh, 0.0f, vm, nv));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "v ~ p(v | h)",
+                         gibbs_op(r, nv, n, vm, nv, r->a.data, NULL, vm, key, rs + 2 * (uint64_t)step + 1, (c0 + (uint64_t)j) * nv, 0));
         }
-        NG_TRY(ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, vm, nv, 0.0f, hm, nh));
+        NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W vm", ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, vm, nv, 0.0f, hm, nh));
         /* the last block's op advances the device count past the gradient's steps */
-        NG_TRY(gibbs_op(r, nh, n, hm, nh, r->b.data, hm, NULL, key, rs + 2 * (uint64_t)k, (uint64_t)j * nh,
-                        b == nb - 1 ? e->rng_step - step0 : 0));
+        NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vm)",
+                     gibbs_op(r, nh, n, hm, nh, r->b.data, hm, NULL, key, rs + 2 * (uint64_t)k, (uint64_t)j * nh,
+                              b == nb - 1 ? e->rng_step - step0 : 0));
         if (fused) {
-            NG_TRY(mean_part(r, 2, vm, nv, n, b, nb, inv_chains(r)));
-            NG_TRY(mean_part(r, 3, hm, nh, n, b, nb, inv_chains(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 2, vm, nv, n, b, nb, inv_chains(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 3, hm, nh, n, b, nb, inv_chains(r)));
         }
+        if (e->cfg.estimator == NG_RBM_PCD && k == 1)
+            NG_TRY_RANGE(NG_CAT_GIBBS, "particles = vm",
+                         ng_copy(be, e->particles.data + (size_t)j * nv, vm, (size_t)nv * n * sizeof(float)));
     }
-    if (e->cfg.estimator == NG_RBM_PCD)
-        NG_TRY(ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
+    if (e->cfg.estimator == NG_RBM_PCD && k > 1)
+        NG_TRY_RANGE(NG_CAT_GIBBS, "particles = vm", ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
     return NG_OK;
 }
 
@@ -464,8 +473,8 @@ static ng_status assemble_gradient(ng_rbm *r) {
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
     const float im = inv_cases(r), iM = inv_chains(r);
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
+    NG_TRY_RANGE(NG_CAT_STATS, "gemm hd vd^T", ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
+    NG_TRY_RANGE(NG_CAT_STATS, "gemm hm vm^T", ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
     if (!ng_sum_cols_part_supported(be)) { /* else the Gibbs phases summed them block by block */
         NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
         NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
