@@ -38,6 +38,7 @@ struct ng_rbm_est {
                              * keeps that batch, which the batch stream does until the one after next) */
     ng_tensor hd;           /* (nh, batch) p(h | vd) */
     ng_tensor vm;           /* (nv, M) negative-phase visible states */
+    ng_tensor vneg;         /* (nv, M) the chain's end: vm, or (PCD-1) the particles, sampled in place */
     ng_tensor hm;           /* (nh, M) p(h | vm) (after the chain) */
     ng_tensor hs;           /* (nh, max(batch, M)) hidden samples inside the chain */
     ng_tensor vr;           /* (nv, batch) reconstruction probabilities (log columns only) */
@@ -306,6 +307,7 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     if (s == NG_OK) s = ng_arena_commit(&e->work);
     if (s == NG_OK && world > 1) s = ng_arena_commit(&e->whole);
     if (s == NG_OK) {
+        e->vneg = e->vm;
         e->mv_d = vec_view(&e->means, 0, nv);
         e->mh_d = vec_view(&e->means, nv, nh);
         e->mv_m = vec_view(&e->means, nv + nh, nv);
@@ -417,9 +419,10 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
 /* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
  * Blocks of chains run their k sweeps and the final p(h | vm) one after another (a chain's steps
  * draw at the same Philox steps in every block: sweep s at 2s, 2s + 1 after the phase's first).
- * The particles are overwritten only after their chains have run: block by block (while the
- * block is in cache) when k = 1, where the phase has no interruption point, else after every
- * block, so an interrupted chain leaves them as they were. */
+ * The particles are overwritten only after their chains have run, so an interrupted chain leaves
+ * them as they were: PCD-1 on the CPU, where the phase has no interruption point, samples v
+ * straight into each block's particles once the block's first gemm has read them (no copy);
+ * otherwise vm is copied into them after every block. */
 static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
@@ -430,12 +433,16 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
      * writes vm, so the start needs no copy */
     const float *v0 = e->cfg.estimator == NG_RBM_PCD ? e->particles.data : e->vdv.data;
     const uint64_t rs = e->rng_step - step0; /* sweep s: h at rs + 2s, v at rs + 2s + 1; hm at rs + 2k */
-    const int fused = ng_sum_cols_part_supported(be);
+    /* in place only on the CPU backend, whose ops run synchronously and cannot fail half-way once
+     * their arguments passed: a failing device op leaves the copied particles as they were */
+    const int fused = ng_sum_cols_part_supported(be),
+              in_place = e->cfg.estimator == NG_RBM_PCD && k == 1 && be->kind == NG_DEVICE_CPU;
     int step, b;
     e->rng_step += 2 * (uint64_t)k + 1;
+    e->vneg = in_place ? e->particles : e->vm;
     for (b = 0; b < nb; b++) {
         const int j = block_lo(b, nb, M), n = block_lo(b + 1, nb, M) - j;
-        float *hs = e->hs.data + (size_t)j * nh, *vm = e->vm.data + (size_t)j * nv, *hm = e->hm.data + (size_t)j * nh;
+        float *hs = e->hs.data + (size_t)j * nh, *vm = e->vneg.data + (size_t)j * nv, *hm = e->hm.data + (size_t)j * nh;
         for (step = 0; step < k; step++) {
             /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
             if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
@@ -457,11 +464,8 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
             NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 2, vm, nv, n, b, nb, inv_chains(r)));
             NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 3, hm, nh, n, b, nb, inv_chains(r)));
         }
-        if (e->cfg.estimator == NG_RBM_PCD && k == 1)
-            NG_TRY_RANGE(NG_CAT_GIBBS, "particles = vm",
-                         ng_copy(be, e->particles.data + (size_t)j * nv, vm, (size_t)nv * n * sizeof(float)));
     }
-    if (e->cfg.estimator == NG_RBM_PCD && k > 1)
+    if (e->cfg.estimator == NG_RBM_PCD && !in_place)
         NG_TRY_RANGE(NG_CAT_GIBBS, "particles = vm", ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
     return NG_OK;
 }
@@ -474,11 +478,11 @@ static ng_status assemble_gradient(ng_rbm *r) {
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
     const float im = inv_cases(r), iM = inv_chains(r);
     NG_TRY_RANGE(NG_CAT_STATS, "gemm hd vd^T", ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
-    NG_TRY_RANGE(NG_CAT_STATS, "gemm hm vm^T", ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
+    NG_TRY_RANGE(NG_CAT_STATS, "gemm hm vm^T", ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vneg.data, nv, 1.0f, r->gW.data, nh));
     if (!ng_sum_cols_part_supported(be)) { /* else the Gibbs phases summed them block by block */
         NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
         NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
-        NG_TRY(ng_sum_cols(be, nv, M, iM, e->vm.data, nv, 0.0f, e->mv_m.data));
+        NG_TRY(ng_sum_cols(be, nv, M, iM, e->vneg.data, nv, 0.0f, e->mv_m.data));
         NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
     }
     if (dist_on(r)) {
@@ -543,7 +547,7 @@ static ng_status rbm_statistic(ng_model *mdl, const char *name, ng_tensor *out) 
     if (!e) return ng_error(NG_ERR_INVALID_ARG, "rbm statistic %s: the estimator is not set up", name);
     if (strcmp(name, "v_data") == 0) *out = e->vdv;
     else if (strcmp(name, "h_data") == 0) *out = ng_tensor_cols(&e->hd, 0, e->m);
-    else if (strcmp(name, "v_model") == 0) *out = e->vm;
+    else if (strcmp(name, "v_model") == 0) *out = e->vneg;
     else if (strcmp(name, "h_model") == 0) *out = e->hm;
     else if (strcmp(name, "v_data_mean") == 0) *out = e->mv_d;
     else if (strcmp(name, "h_data_mean") == 0) *out = e->mh_d;
