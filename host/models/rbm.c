@@ -413,6 +413,9 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
             NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
         }
     }
+    /* the data term of gW while hd and vd are still in cache (the model term adds to it later) */
+    NG_TRY_RANGE(NG_CAT_STATS, "gemm hd vd^T",
+                 ng_gemm(be, 0, 1, nh, nv, m, -inv_cases(r), e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
     return NG_OK;
 }
 
@@ -477,7 +480,7 @@ static ng_status assemble_gradient(ng_rbm *r) {
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
     const float im = inv_cases(r), iM = inv_chains(r);
-    NG_TRY_RANGE(NG_CAT_STATS, "gemm hd vd^T", ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
+    /* gW = -hd vd^T / m was computed at the end of the positive phase */
     NG_TRY_RANGE(NG_CAT_STATS, "gemm hm vm^T", ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vneg.data, nv, 1.0f, r->gW.data, nh));
     if (!ng_sum_cols_part_supported(be)) { /* else the Gibbs phases summed them block by block */
         NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
