@@ -90,16 +90,19 @@ void ng_avx512_uniform4_blocks(uint64_t key, uint64_t step, uint64_t g0, long gr
 }
 
 /* ---- ng_expf and ng_sigmoid on 8 lanes ---------------------------------------------------------
+ * ng_expf for the arguments ng_sigmoid gives it, x <= 0 (or NaN): the clamp at 89 never acts on
+ * them, so only the one at -104 is applied; NaN lanes return a value that sigmoid16 replaces (as
+ * ng_expf returns x + x, and sigmoid's division passes that NaN on, sigmoid16 returns x + x).
  * The table of 2^(i/32) in four registers, looked up by the low five bits of ki. */
-static inline __attribute__((always_inline)) __m256 expf8(__m256 x) {
+static inline __attribute__((always_inline)) __m256 expf8_nonpos(__m256 x) {
     const __m512d inv_ln2_n = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p+52);
     const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-20), c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-13),
                   c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-6), one = _mm512_set1_pd(1.0);
     const __m512i t0 = _mm512_loadu_si512(ng_exp2f_tab), t1 = _mm512_loadu_si512(ng_exp2f_tab + 8),
                   t2 = _mm512_loadu_si512(ng_exp2f_tab + 16), t3 = _mm512_loadu_si512(ng_exp2f_tab + 24);
-    /* x0 > -104 ? x0 : -104, then x1 < 89 ? x1 : 89: vmaxpd / vminpd return their second operand
-     * when the comparison fails (NaN included), exactly these selects */
-    const __m512d xd = _mm512_min_pd(_mm512_max_pd(_mm512_cvtps_pd(x), _mm512_set1_pd(-104.0)), _mm512_set1_pd(89.0));
+    /* x0 > -104 ? x0 : -104: vmaxpd returns its second operand when the comparison fails, exactly
+     * this select (x1 < 89 ? x1 : 89 is x1 here) */
+    const __m512d xd = _mm512_max_pd(_mm512_cvtps_pd(x), _mm512_set1_pd(-104.0));
     const __m512d kds = _mm512_fmadd_pd(inv_ln2_n, xd, shift);
     const __m512d kd = _mm512_sub_pd(kds, shift);
     const __m512d r = _mm512_fmsub_pd(inv_ln2_n, xd, kd); /* fma(inv_ln2_n, xd, -kd) */
@@ -108,18 +111,20 @@ static inline __attribute__((always_inline)) __m256 expf8(__m256 x) {
     const __m512i tab = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), lo, hi);
     const __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_slli_epi64(ki, 47)));
     const __m512d y = _mm512_mul_pd(_mm512_fmadd_pd(_mm512_fmadd_pd(c0, r, c1), _mm512_mul_pd(r, r), _mm512_fmadd_pd(r, c2, one)), s);
-    const __m256 e = _mm512_cvtpd_ps(y);
-    return _mm256_mask_add_ps(e, _mm256_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, x); /* NaN: x + x */
+    return _mm512_cvtpd_ps(y);
 }
 
-/* ng_sigmoid on 16 lanes: pos = x >= 0; e = expf(pos ? -x : x); (pos ? 1 : e) / (1 + e) */
+/* ng_sigmoid on 16 lanes: pos = x >= 0; e = expf(pos ? -x : x); (pos ? 1 : e) / (1 + e). For a
+ * NaN x, pos is false, expf gives e = x + x and the division e / (1 + e) returns e's NaN (the
+ * first operand's, as x86 divides two NaNs): x + x, set here once for the 16 lanes. */
 static inline __attribute__((always_inline)) __m512 sigmoid16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
     const __m512 a = _mm512_mask_xor_ps(x, pos, x, _mm512_set1_ps(-0.0f)); /* -x flips the sign bit */
-    const __m512 e = _mm512_insertf32x8(_mm512_castps256_ps512(expf8(_mm512_castps512_ps256(a))),
-                                        expf8(_mm512_extractf32x8_ps(a, 1)), 1);
-    return _mm512_div_ps(_mm512_mask_blend_ps(pos, e, one), _mm512_add_ps(one, e));
+    const __m512 e = _mm512_insertf32x8(_mm512_castps256_ps512(expf8_nonpos(_mm512_castps512_ps256(a))),
+                                        expf8_nonpos(_mm512_extractf32x8_ps(a, 1)), 1);
+    const __m512 p = _mm512_div_ps(_mm512_mask_blend_ps(pos, e, one), _mm512_add_ps(one, e));
+    return _mm512_mask_add_ps(p, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, x);
 }
 
 void ng_avx512_gibbs_column(int n, const float *pre, const float *bias, float beta, const float *base,
