@@ -413,10 +413,17 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
             NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
         }
     }
-    /* the data term of gW while hd and vd are still in cache (the model term adds to it later) */
-    NG_TRY_RANGE(NG_CAT_STATS, "gemm hd vd^T",
-                 ng_gemm(be, 0, 1, nh, nv, m, -inv_cases(r), e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
-    return NG_OK;
+    /* the data term of gW while hd and vd are still in cache (the model term adds to it later); a
+     * statistic, so full FP32 inside the Gibbs phases' TF32 scope */
+    {
+        int saved;
+        ng_status s, s2;
+        NG_TRY(ng_fp32_begin(be, &saved));
+        NG_RANGE_CAT(NG_CAT_STATS, "gemm hd vd^T", s,
+                     ng_gemm(be, 0, 1, nh, nv, m, -inv_cases(r), e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
+        s2 = ng_fp32_end(be, saved);
+        return s != NG_OK ? s : s2;
+    }
 }
 
 /* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
