@@ -5,13 +5,16 @@
  * to the machine's matrix-multiply speed. The two are measured interleaved, update by update (one
  * update, then as many sgemm flops at the trainer's shape as the update's gemms do), so that other
  * jobs on a shared machine slow both alike. Writes a CSV row and prints a markdown line.
- * The training data are random binary images: speed does not depend on pixel values. */
+ * The training data are random binary images: speed does not depend on pixel values.
+ * --profile PATH: then `iters` more updates under natgrad's profile (its ranges: each gemm and
+ * Gibbs op of the update, with the gemms' GFLOP/s), the table written to PATH. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "natgrad/fang.h"
 #include "natgrad/log.h"
+#include "natgrad/profile.h"
 #include "natgrad/rbm.h"
 #include "natgrad/rng.h"
 
@@ -24,7 +27,7 @@ static int die(const char *what) {
 
 int main(int argc, char **argv) {
     int nv = 784, nh = 500, m = 2000, M = 2000, iters = 20, i;
-    const char *device = "cpu", *csv = "bench/results/bench_rbm.csv", *opt = "centering";
+    const char *device = "cpu", *csv = "bench/results/bench_rbm.csv", *opt = "centering", *profile = NULL;
     ng_device dev;
     int dev_index;
     ng_backend *be;
@@ -44,11 +47,12 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--iters")) iters = atoi(argv[i + 1]), iters_set = 1;
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--profile")) profile = argv[i + 1];
         else if (!strcmp(argv[i], "--optimizer")) opt = argv[i + 1];
         else if (!strcmp(argv[i], "--hidden")) nh = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) m = M = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_rbm [--iters N] [--device cpu|cuda|auto] [--optimizer sgd|centering|fang] [--hidden N] [--batch M] [--csv PATH]\n");
+            fprintf(stderr, "usage: bench_rbm [--iters N] [--device cpu|cuda|auto] [--optimizer sgd|centering|fang] [--hidden N] [--batch M] [--csv PATH] [--profile PATH]\n");
             return 2;
         }
     }
@@ -129,6 +133,25 @@ int main(int argc, char **argv) {
                 ng_rbm_optimizer_name(cfg.optimizer), nv, nh, M, m, iters, t_pcd * 1e3, 1.0 / t_pcd,
                 gflop_pcd, gflop_gemm, gflop_pcd / gflop_gemm, refit_frac);
         fclose(f);
+    }
+    if (profile) { /* after the timed loop, so that the ranges' clock reads do not touch its figures */
+        ng_profile_config pc;
+        char *table = NULL;
+        memset(&pc, 0, sizeof pc);
+        pc.measure = 1;
+        if (ng_profile_start(be, &pc)) return die("profile");
+        for (i = 0; i < iters; i++) {
+            ng_profile_update((uint64_t)i + 1, 1);
+            if (ng_rbm_trainer_step(&tr, NULL)) return die("step");
+            ng_profile_update((uint64_t)i + 1, 0);
+        }
+        ng_synchronize(be);
+        if (ng_profile_finish() || ng_profile_table(&table)) return die("profile");
+        f = fopen(profile, "w");
+        if (!f) return fprintf(stderr, "bench_rbm: cannot write %s\n", profile), 1;
+        fputs(table, f);
+        fclose(f);
+        free(table);
     }
     ng_rbm_trainer_free(&tr);
     ng_rbm_free(&rbm);

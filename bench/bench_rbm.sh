@@ -30,9 +30,13 @@ rm -f "$csv"
 } > "$md"
 devices="cpu"
 if "$build/natgrad" info 2>/dev/null | grep -q '^auto device: cuda'; then devices="cpu cuda"; fi
+prof=$out/bench_rbm_profile.txt
+rm -f "$prof"
 for dev in $devices; do
   for opt in sgd centering fang; do
-    "$build/bench/bench_rbm" --device "$dev" --optimizer "$opt" --csv "$csv" | tee -a "$md"
+    extra=()
+    [ "$dev/$opt" = cpu/sgd ] && extra=(--profile "$prof")
+    "$build/bench/bench_rbm" --device "$dev" --optimizer "$opt" --csv "$csv" "${extra[@]}" | tee -a "$md"
   done
 done
 # scikit-learn's BernoulliRBM at the same shapes, in this run (Debian's python3-sklearn for
@@ -75,6 +79,12 @@ if [ -z "$sk_note" ]; then
                    for (i = 1; i <= nn; i++) r2[i] = rt[i]
                    msk = med(sk, ns); mng = med(ng, nn); mrt = med(r2, nn)
                    print ""; printf "natgrad SGD (CPU) / scikit-learn updates/s, medians of %d interleaved runs each: %.2f (target >= 1.5); natgrad'"'"'s gemm ratio, median: %.2f (target >= 0.85)\n", nn, msk / mng, mrt } }' "$csv" | tee -a "$md"
+fi
+# where the CPU SGD update's time goes: natgrad's profile ranges (each gemm with its GFLOP/s, each
+# Gibbs op) over as many updates again, right after the sgd row's timed ones
+if [ -s "$prof" ]; then
+  { echo; echo "Where the CPU SGD update's time goes (\`bench_rbm --profile\`: natgrad's profile ranges over 20 more updates in the sgd row's process, wall clock; a gemm's GFLOP/s compares with that row's sgemm GFLOP/s; the gemm and Gibbs ranges run once per column block):"; echo
+    echo '```'; sed -n '/^range/,/^per update/p' "$prof"; echo '```'; } | tee -a "$md"
 fi
 # FANG's cost relative to centered SGD, same shapes, same run (FANG issue target: <= 1.5 on the CPU)
 # (the quoted backend description may hold commas: count the other columns from the end)

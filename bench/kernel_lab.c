@@ -462,6 +462,9 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|\n");
     {
         const char *p = sizes_s;
+        /* the CPU op on its hand-written AVX-512 loops (x86-64-v4 CPUs) and on the compiler's clones */
+        const int avx512 = ng_cpu_use_avx512(1);
+        int path;
         while (*p) {
             size_t n = (size_t)strtoull(p, (char **)&p, 10), k;
             int rows = 500, cols = (int)((n + 499) / 500);
@@ -480,9 +483,14 @@ int main(int argc, char **argv) {
                 ms = timeit(u_block, &c, NULL);
                 row("uniform", "2 ng_uniform4_block (16 lanes), 1 thread", n, CHECKED(same_bits(ref, out, n)), ms);
                 if (ng_alloc(cpu, n * 4, (void **)&c.dev) != NG_OK) return 1;
-                ms = timeit(u_backend, &c, cpu);
-                ng_get(cpu, out, c.dev, n * 4);
-                row("uniform", "3 CPU backend op (OpenMP)", n, CHECKED(same_bits(ref, out, n)), ms);
+                for (path = avx512; path >= 0; path--) {
+                    ng_cpu_use_avx512(path);
+                    ms = timeit(u_backend, &c, cpu);
+                    ng_get(cpu, out, c.dev, n * 4);
+                    row("uniform", path ? "3 CPU backend op (OpenMP), hand-written AVX-512" : "3c CPU backend op (OpenMP), compiler clones",
+                        n, CHECKED(same_bits(ref, out, n)), ms);
+                }
+                ng_cpu_use_avx512(avx512);
                 ng_free(cpu, c.dev);
                 if (gpu) {
                     c.be = gpu;
@@ -517,14 +525,18 @@ int main(int argc, char **argv) {
                         return fprintf(stderr, "kernel_lab: %s\n", ng_last_error()), 1;
                     ng_set(be, c.dpre, ref2, n * 4);
                     ng_set(be, c.dbias, bias, (size_t)rows * 4);
-                    ms = timeit(g_backend, &c, be);
-                    ng_get(be, out, c.dprob, n * 4);
-                    ng_get(be, ref, c.dsmp, n * 4);
-                    if (b == 0)
-                        row("gibbs", "2 CPU backend op (OpenMP, 16-lane Philox)", n,
-                            CHECKED(memcmp(out, pr, n * 4) == 0 && memcmp(ref, sr, n * 4) == 0 ? "bit-identical" : "DIFFERS"), ms);
-                    else
-                        row("gibbs", "3 CUDA kernel", n, CHECKED(close_draws(pr, sr, out, ref, n, 2e-7f, buf, sizeof buf)), ms);
+                    for (path = b == 0 ? avx512 : 0; path >= 0; path--) {
+                        if (b == 0) ng_cpu_use_avx512(path);
+                        ms = timeit(g_backend, &c, be);
+                        ng_get(be, out, c.dprob, n * 4);
+                        ng_get(be, ref, c.dsmp, n * 4);
+                        if (b == 0)
+                            row("gibbs", path ? "2 CPU backend op (OpenMP), hand-written AVX-512" : "2c CPU backend op (OpenMP), compiler clones (16-lane Philox)", n,
+                                CHECKED(memcmp(out, pr, n * 4) == 0 && memcmp(ref, sr, n * 4) == 0 ? "bit-identical" : "DIFFERS"), ms);
+                        else
+                            row("gibbs", "3 CUDA kernel", n, CHECKED(close_draws(pr, sr, out, ref, n, 2e-7f, buf, sizeof buf)), ms);
+                    }
+                    ng_cpu_use_avx512(avx512);
                     ng_free(be, c.dpre); ng_free(be, c.dbias); ng_free(be, c.dprob); ng_free(be, c.dsmp);
                 }
                 free(bias);
@@ -545,10 +557,14 @@ int main(int argc, char **argv) {
                     c.be = be;
                     if (ng_alloc(be, n * 4, (void **)&c.dp) || ng_alloc(be, n * 4, (void **)&c.dout)) return 1;
                     ng_set(be, c.dp, ref2, n * 4);
-                    ms = timeit(b_backend, &c, be);
-                    ng_get(be, out, c.dout, n * 4);
-                    row("bernoulli", b == 0 ? "2 CPU backend op (OpenMP, 16-lane Philox)" : "3 CUDA kernel", n,
-                        CHECKED(same_bits(sr, out, n)), ms);
+                    for (path = b == 0 ? avx512 : 0; path >= 0; path--) {
+                        if (b == 0) ng_cpu_use_avx512(path);
+                        ms = timeit(b_backend, &c, be);
+                        ng_get(be, out, c.dout, n * 4);
+                        row("bernoulli", b != 0 ? "3 CUDA kernel" : path ? "2 CPU backend op (OpenMP), hand-written AVX-512" : "2c CPU backend op (OpenMP), compiler clones (16-lane Philox)", n,
+                            CHECKED(same_bits(sr, out, n)), ms);
+                    }
+                    ng_cpu_use_avx512(avx512);
                     ng_free(be, c.dp); ng_free(be, c.dout);
                 }
             }

@@ -5396,6 +5396,128 @@ static int test_cpu_elementwise_bits(ng_backend *be) {
     return NGT_PASS;
 }
 
+/* ng_sigmoid over the whole float line through gibbs_sample (prob and sample, beta 1, no bias):
+ * every 1021st bit pattern (all signs and exponents, varied mantissas: about 4.2 million), then
+ * the special values (zeros, infinities, NaNs with payloads, subnormals, FLT_MAX) and the floats
+ * around ng_expf's clamp at -104, each against the scalar ng_math.h bodies, bit for bit (tolerance
+ * 0). Run on both CPU paths (hand-written AVX-512 and the compiler's clones). */
+static int test_cpu_sigmoid_line(ng_backend *be) {
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u,
+                                       0x7fa00001u, 0xff812345u, 0x7fffffffu, 0x00000001u, 0x80000001u, 0x007fffffu,
+                                       0x807fffffu, 0x00800000u, 0x80800000u, 0x7f7fffffu, 0xff7fffffu, 0x3f800000u,
+                                       0xbf800000u, 0x42d00000u, 0xc2d00000u, 0x42cfffffu, 0xc2cfffffu, 0x42d00001u,
+                                       0xc2d00001u, 0x42b17218u, 0xc2b17218u, 0x42ce8ed0u, 0xc2ce8ed0u, 0x42c80000u};
+    const size_t nline = (size_t)(0x100000000ull / 1021u) + 1u, nsp = sizeof special / sizeof special[0];
+    const int rows = 1000; /* columns of 1000: tails of 8 under the 16-lane loops */
+    const size_t n = (nline + nsp + (size_t)rows - 1) / (size_t)rows * (size_t)rows;
+    const uint64_t key = ng_rng_key(41, 3), step = 12;
+    float *x = (float *)malloc(n * sizeof(float)), *p = (float *)malloc(n * sizeof(float));
+    float *sm = (float *)malloc(n * sizeof(float)), *dx = NULL, *dp = NULL, *ds = NULL;
+    size_t i, bad = 0;
+    NGT_CHECK(x && p && sm && ng_alloc(be, n * sizeof(float), (void **)&dx) == NG_OK &&
+                  ng_alloc(be, n * sizeof(float), (void **)&dp) == NG_OK && ng_alloc(be, n * sizeof(float), (void **)&ds) == NG_OK,
+              "out of memory");
+    for (i = 0; i < n; i++) {
+        uint32_t b = i < nsp ? special[i] : i < nsp + nline ? (uint32_t)((i - nsp) * 1021u) : (uint32_t)i;
+        memcpy(&x[i], &b, sizeof b);
+    }
+    ng_set(be, dx, x, n * sizeof(float));
+    NGT_OK(ng_gibbs_sample_at(be, rows, (int)(n / rows), dx, rows, NULL, NULL, dp, rows, ds, rows, key, step, 0));
+    ng_get(be, p, dp, n * sizeof(float));
+    ng_get(be, sm, ds, n * sizeof(float));
+    for (i = 0; i < n; i++) {
+        const float want = ng_sigmoid(ng_gibbs_input(x[i], 0.0f, 1.0f, 0.0f));
+        const float wsm = ng_bernoulli_draw(want, ng_uniform_at(key, step, i));
+        if (memcmp(&want, &p[i], sizeof want) != 0 || memcmp(&wsm, &sm[i], sizeof wsm) != 0) {
+            if (bad++ < 5)
+                printf("  sigmoid(%a) = %a (sample %g), scalar body %a (sample %g)\n", (double)x[i], (double)p[i],
+                       (double)sm[i], (double)want, (double)wsm);
+        }
+    }
+    NGT_CHECK(bad == 0, "%zu of %zu sigmoids or draws differ from the scalar bodies (first above)", bad, n);
+    ng_free(be, dx);
+    ng_free(be, dp);
+    ng_free(be, ds);
+    free(x);
+    free(p);
+    free(sm);
+    return NGT_PASS;
+}
+
+/* sum_cols_part (column sums in parts with a float64 running sum) against one sum_cols over all
+ * the columns, bit for bit (tolerance 0: the same additions in the same order): parts of 1 column,
+ * ragged parts, one part, leading dimensions > rows, beta 0 and 2; and its argument checks. */
+static int test_sum_cols_part(ng_backend *be) {
+    static const int shapes[][3] = {{500, 2000, 500}, {784, 450, 784}, {13, 700, 16}, {5000, 3, 5003}, {1, 9, 1}};
+    static const int parts[][4] = {{1, 0, 0, 0}, {3, 0, 0, 0}, {0, 0, 0, 0}, {7, 100, 1, 0}}; /* 0 = the rest */
+    size_t a, q;
+    int k;
+    if (!ng_sum_cols_part_supported(be)) return ngt_skip("this backend has no sum_cols_part (callers use sum_cols)");
+    for (a = 0; a < sizeof shapes / sizeof shapes[0]; a++)
+        for (q = 0; q < sizeof parts / sizeof parts[0]; q++)
+            for (k = 0; k < 2; k++) {
+                const int rows = shapes[a][0], cols = shapes[a][1], ld = shapes[a][2];
+                const float alpha = 1.0f / 3.0f, beta = k ? 2.0f : 0.0f;
+                float *A = (float *)malloc((size_t)ld * cols * sizeof(float)), *y = (float *)malloc((size_t)rows * sizeof(float));
+                float *want = (float *)malloc((size_t)rows * sizeof(float)), *dA = NULL, *dy = NULL, *dw = NULL;
+                double *acc = NULL;
+                size_t i;
+                int c0 = 0, p = 0, r;
+                NGT_CHECK(A && y && want && ng_alloc(be, (size_t)ld * cols * sizeof(float), (void **)&dA) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dy) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(float), (void **)&dw) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(double), (void **)&acc) == NG_OK,
+                          "out of memory");
+                for (i = 0; i < (size_t)ld * cols; i++) A[i] = ng_uniform_at(83, a, i) - 0.3f;
+                for (r = 0; r < rows; r++) y[r] = ng_uniform_at(84, 0, (uint64_t)r);
+                ng_set(be, dA, A, (size_t)ld * cols * sizeof(float));
+                ng_set(be, dy, y, (size_t)rows * sizeof(float));
+                ng_set(be, dw, y, (size_t)rows * sizeof(float));
+                NGT_OK(ng_sum_cols(be, rows, cols, alpha, dA, ld, beta, dw));
+                while (c0 < cols) {
+                    int n = p < 4 && parts[q][p] > 0 ? parts[q][p] : cols - c0;
+                    if (n > cols - c0) n = cols - c0;
+                    NGT_OK(ng_sum_cols_part(be, rows, n, dA + (size_t)c0 * ld, ld, acc, c0 == 0, c0 + n == cols, alpha, beta, dy));
+                    c0 += n;
+                    if (p < 3) p++;
+                }
+                ng_get(be, y, dy, (size_t)rows * sizeof(float));
+                ng_get(be, want, dw, (size_t)rows * sizeof(float));
+                for (r = 0; r < rows; r++)
+                    NGT_CHECK(memcmp(&y[r], &want[r], sizeof(float)) == 0,
+                              "sum_cols_part %dx%d (ld %d) in parts of %d, %d, ... beta %g: row %d is %a, sum_cols %a", rows,
+                              cols, ld, parts[q][0], parts[q][1], (double)beta, r, (double)y[r], (double)want[r]);
+                NGT_CHECK(ng_sum_cols_part(be, rows, cols, dA, ld, NULL, 1, 1, alpha, beta, dy) == NG_ERR_INVALID_ARG,
+                          "sum_cols_part without a running sum was accepted");
+                ng_clear_error();
+                NGT_CHECK(ng_sum_cols_part(be, rows, cols, dA, rows - 1, acc, 1, 1, alpha, beta, dy) == NG_ERR_INVALID_ARG,
+                          "sum_cols_part with lda < rows was accepted");
+                ng_clear_error();
+                ng_free(be, dA);
+                ng_free(be, dy);
+                ng_free(be, dw);
+                ng_free(be, acc);
+                free(A);
+                free(y);
+                free(want);
+            }
+    return NGT_PASS;
+}
+
+/* The CPU bit tests on the hand-written AVX-512 loops (skipped on a CPU without them) and on the
+ * compiler's clones. */
+static int test_cpu_bits_path(ng_backend *be, int avx512, int (*test)(ng_backend *)) {
+    int was = ng_cpu_use_avx512(avx512), r;
+    if (avx512 && !ng_cpu_use_avx512(1)) {
+        ng_cpu_use_avx512(was);
+        return ngt_skip("this CPU has no AVX-512 (x86-64-v4), or the backend was built without the AVX-512 loops");
+    }
+    ng_cpu_use_avx512(avx512);
+    r = test(be);
+    ng_cpu_use_avx512(was);
+    return r;
+}
+
 int main(void) {
     ng_backend *cpu = NULL, *cuda = NULL;
     ng_status s;
@@ -5408,7 +5530,11 @@ int main(void) {
     }
     run_suite("cpu-vs-naive", cpu, NULL);
     record("cpu-vs-naive", "tf32_scopes", test_tf32_scopes(cpu));
-    record("cpu-vs-naive", "cpu_elementwise_bits", test_cpu_elementwise_bits(cpu));
+    record("cpu-vs-naive", "cpu_elementwise_bits (avx512)", test_cpu_bits_path(cpu, 1, test_cpu_elementwise_bits));
+    record("cpu-vs-naive", "cpu_elementwise_bits (clones)", test_cpu_bits_path(cpu, 0, test_cpu_elementwise_bits));
+    record("cpu-vs-naive", "cpu_sigmoid_line (avx512)", test_cpu_bits_path(cpu, 1, test_cpu_sigmoid_line));
+    record("cpu-vs-naive", "cpu_sigmoid_line (clones)", test_cpu_bits_path(cpu, 0, test_cpu_sigmoid_line));
+    record("cpu-vs-naive", "sum_cols_part", test_sum_cols_part(cpu));
     s = ng_backend_cuda_init(-1, &cuda);
     if (s != NG_OK) {
         char why[400];

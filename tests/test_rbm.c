@@ -1361,6 +1361,105 @@ static int shards_body(ng_backend *be, fixture *f) {
     return NGT_PASS;
 }
 
+/* Column blocks of the Gibbs phases (ng_rbm_set_col_block): any block size gives the bits of one
+ * block. Two PCD-2 / CD-2 / PCD-1 gradients per block size; the gradient (gW, ga, gb), the particles, the
+ * chain's last hidden samples, h_model and the Philox counter must equal those of one block, bit for
+ * bit (tolerance 0: the draws are indexed by element, and BLAS computes each column of a large
+ * gemm on its own, whatever the number of columns). Block sizes: automatic (one block for these
+ * models; at the benchmark's 2000 chains, 3 blocks of 666-667), 3, 7, 64, 400 (2 x 225 columns).
+ * Also: a negative block size and a missing estimator are refused. */
+static int col_blocks_body(ng_backend *be, fixture *f) {
+    static const struct { int nv, nh, M, mb; } sh[] = {{40, 13, 90, 70}, {784, 500, 450, 450}};
+    static const int blocks[] = {0, 3, 7, 64, 400};
+    static const char *const stats[] = {"particles", "h_chain", "h_model"};
+    int si, e, bi;
+    ng_rbm bare;
+    NGT_OK(ng_rbm_init(be, 5, 3, &bare));
+    NGT_CHECK(ng_rbm_set_col_block(&bare, 4) == NG_ERR_INVALID_ARG, "a column block without an estimator was accepted");
+    ng_clear_error();
+    ng_rbm_free(&bare);
+    for (si = 0; si < 2; si++)
+        for (e = 0; e < 3; e++) { /* PCD-2, CD-2, PCD-1 (its particles are copied block by block) */
+            const int nv = sh[si].nv, nh = sh[si].nh, M = e != 1 ? sh[si].M : sh[si].mb, mb = sh[si].mb;
+            const size_t np = (size_t)nh * nv + (size_t)nv + (size_t)nh, nst = (size_t)nv * M + 2 * (size_t)nh * M;
+            float *want = (float *)malloc((np + nst) * sizeof(float)), *got = (float *)malloc((np + nst) * sizeof(float));
+            void *xd = NULL;
+            ng_rbm_estimator_config ec;
+            ng_tensor xt;
+            uint64_t want_step = 0;
+            int i;
+            NGT_CHECK(want && got, "out of memory");
+            f->data = (float *)malloc((size_t)nv * mb * sizeof(float));
+            NGT_CHECK(f->data != NULL, "out of memory");
+            for (i = 0; i < nv * mb; i++) f->data[i] = ng_rng_uniform(ng_rng_stream_key(6, NG_RNG_TEST), 0, (uint64_t)i);
+            memset(&ec, 0, sizeof ec);
+            ec.estimator = e != 1 ? NG_RBM_PCD : NG_RBM_CD;
+            ec.k = e == 2 ? 1 : 2;
+            ec.particles = M;
+            ec.batch = mb;
+            ec.seed = 41;
+            ec.world = 1;
+            NGT_OK(ng_alloc(be, (size_t)nv * mb * sizeof(float), &xd));
+            xt = ng_tensor_matrix((float *)xd, nv, mb, nv);
+            for (bi = -1; bi < (int)(sizeof blocks / sizeof blocks[0]); bi++) {
+                const int B = bi < 0 ? M : blocks[bi];
+                size_t at = 0;
+                int g, k;
+                ng_status st;
+                ng_tensor t;
+                if (bi >= 0 && blocks[bi] == 400 && si == 0) continue;
+                st = ng_rbm_init(be, nv, nh, &f->rbm);
+                f->have_rbm = st == NG_OK;
+                if (st == NG_OK) st = ng_rbm_init_params(&f->rbm, 9, 0.3f, NULL);
+                if (st == NG_OK) st = ng_rbm_estimator_init(&f->rbm, &ec, f->data, mb);
+                if (st == NG_OK && bi < 0) {
+                    NGT_CHECK(ng_rbm_set_col_block(&f->rbm, -1) == NG_ERR_INVALID_ARG, "column block -1 was accepted");
+                    ng_clear_error();
+                }
+                if (st == NG_OK) st = ng_rbm_set_col_block(&f->rbm, B);
+                if (st == NG_OK) st = ng_set(be, xd, f->data, (size_t)nv * mb * sizeof(float));
+                for (g = 0; g < 2 && st == NG_OK; g++) st = ng_model_gradient(ng_rbm_model(&f->rbm), &xt, NULL);
+                if (st == NG_OK) {
+                    ng_tensor gt = ng_rbm_model(&f->rbm)->grad_flat;
+                    NGT_CHECK((size_t)gt.rows * gt.cols == np, "gradient of %d x %d, want %zu", gt.rows, gt.cols, np);
+                    st = ng_tensor_get(be, &gt, got);
+                    at = np;
+                }
+                for (k = 0; k < 3 && st == NG_OK; k++) {
+                    st = ng_model_statistic(ng_rbm_model(&f->rbm), stats[k], &t);
+                    if (st == NG_OK && t.cols > M) t = ng_tensor_cols(&t, 0, M); /* h_chain: (nh, max(m, M)) */
+                    if (st == NG_OK) st = ng_tensor_get(be, &t, got + at);
+                    at += (size_t)t.rows * t.cols;
+                }
+                if (st != NG_OK) ng_free(be, xd);
+                NGT_OK(st);
+                if (bi < 0) {
+                    memcpy(want, got, (np + nst) * sizeof(float));
+                    want_step = ng_rbm_rng_step(&f->rbm);
+                } else {
+                    int bad = ngt_compare("gradient and chain states", got, want, np + nst, 0.0, 0.0);
+                    uint64_t step = ng_rbm_rng_step(&f->rbm);
+                    ng_rbm_free(&f->rbm);
+                    f->have_rbm = 0;
+                    if (bad) ng_free(be, xd);
+                    NGT_CHECK(!bad, "%dx%d %s-%d, %d chains: blocks of %d columns differ from one block (above)", nv, nh,
+                              e == 1 ? "CD" : "PCD", ec.k, M, B);
+                    NGT_CHECK(step == want_step, "blocks of %d: Philox counter %llu, one block %llu", B,
+                              (unsigned long long)step, (unsigned long long)want_step);
+                    continue;
+                }
+                ng_rbm_free(&f->rbm);
+                f->have_rbm = 0;
+            }
+            ng_free(be, xd);
+            free(f->data);
+            f->data = NULL;
+            free(want);
+            free(got);
+        }
+    return NGT_PASS;
+}
+
 /* ---- backends --------------------------------------------------------------------------------- */
 
 static int run_on(ng_backend *be, int (*body)(ng_backend *, fixture *)) {
@@ -1393,6 +1492,7 @@ BOTH(training_bars_stripes, training_body)
 BOTH(bad_input, bad_input_body)
 BOTH(tf32, tf32_body)
 BOTH(particle_shards, shards_body)
+BOTH(col_blocks, col_blocks_body)
 
 int main(void) {
     if (ngt_open_backends(&g_cpu, &g_cuda, g_cuda_reason, sizeof g_cuda_reason)) return 1;
@@ -1409,6 +1509,7 @@ int main(void) {
     NGT_RUN(test_bad_input_cpu);
     NGT_RUN(test_tf32_cpu);
     NGT_RUN(test_particle_shards_cpu);
+    NGT_RUN(test_col_blocks_cpu);
     NGT_RUN(test_pcd1_gradient_expectation_cuda);
     NGT_RUN(test_pcd3_gradient_expectation_cuda);
     NGT_RUN(test_cd1_gradient_expectation_cuda);
@@ -1421,6 +1522,7 @@ int main(void) {
     NGT_RUN(test_bad_input_cuda);
     NGT_RUN(test_tf32_cuda);
     NGT_RUN(test_particle_shards_cuda);
+    NGT_RUN(test_col_blocks_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
     return ngt_finish();

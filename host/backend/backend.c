@@ -355,6 +355,16 @@ ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const flo
     ng_profile_count(2.0 * rows * cols, 1);
     return be->iface->sum_cols(be, rows, cols, alpha, A, lda, beta, y);
 }
+ng_status ng_sum_cols_part(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc, int first,
+                           int last, float alpha, float beta, float *y) {
+    NEED_SLOT(be, sum_cols_part, "sum_cols_part");
+    NEED(rows >= 0 && cols >= 0, "sum_cols_part", "negative size");
+    NEED(ld_ok(lda, rows), "sum_cols_part", "lda=%d < rows=%d", lda, rows);
+    NEED(acc && (A || !cols) && (y || !last), "sum_cols_part", "NULL pointer");
+    if (rows == 0) return NG_OK;
+    return be->iface->sum_cols_part(be, rows, cols, A, lda, acc, first, last, alpha, beta, y);
+}
+int ng_sum_cols_part_supported(const ng_backend *be) { return be && be->iface->sum_cols_part != NULL; }
 ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y) {
     NEED_SLOT(be, sum_rows, "sum_rows");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu_avx512.h"
 #include "backend/cpu_blas.h"
 #include "natgrad/backend.h"
 #include "natgrad/log.h"
@@ -185,6 +186,21 @@ static ng_status cpu_trsm(ng_backend *be, int right, int lower, int trans, int u
  * contiguous run of a column and the block's sums are one vector loop, instead of one strided
  * pass per row; the order of each row's additions, and so its bits, are those of a row-by-row loop. */
 #define NG_SUM_ROWS 256
+/* s[r] += A[r, c] for c = 0 .. cols-1 in order, rows r < n: four columns per pass over s, each
+ * row's sum held in a register across them (the same additions in the same order). */
+NG_CPU_INLINE void sum_cols_into(int n, int cols, const float *A, int lda, double *s) {
+    int r, c = 0;
+    for (; c + 4 <= cols; c += 4) {
+        const float *c0 = A + (size_t)c * lda, *c1 = c0 + lda, *c2 = c1 + lda, *c3 = c2 + lda;
+#pragma omp simd
+        for (r = 0; r < n; r++) s[r] = (((s[r] + c0[r]) + c1[r]) + c2[r]) + c3[r];
+    }
+    for (; c < cols; c++) {
+        const float *col = A + (size_t)c * lda;
+#pragma omp simd
+        for (r = 0; r < n; r++) s[r] += col[r];
+    }
+}
 NG_CPU_CLONES static void cpu_sum_cols_blocks(int rows, int cols, float alpha, const float *A, int lda,
                                               float beta, float *y) {
     const int nb = (rows + NG_SUM_ROWS - 1) / NG_SUM_ROWS;
@@ -193,19 +209,38 @@ NG_CPU_CLONES static void cpu_sum_cols_blocks(int rows, int cols, float alpha, c
     for (b = 0; b < nb; b++) {
         double s[NG_SUM_ROWS];
         const int r0 = b * NG_SUM_ROWS, n = rows - r0 < NG_SUM_ROWS ? rows - r0 : NG_SUM_ROWS;
-        int r, c;
+        int r;
         for (r = 0; r < n; r++) s[r] = 0.0;
-        for (c = 0; c < cols; c++) {
-            const float *col = A + r0 + (size_t)c * lda;
-#pragma omp simd
-            for (r = 0; r < n; r++) s[r] += col[r];
-        }
+        sum_cols_into(n, cols, A + r0, lda, s);
         for (r = 0; r < n; r++) y[r0 + r] = (float)(alpha * s[r]) + (beta == 0.0f ? 0.0f : beta * y[r0 + r]);
     }
 }
 static ng_status cpu_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A,
                               int lda, float beta, float *y) {
     cpu_sum_cols_blocks(rows, cols, alpha, A, lda, beta, y);
+    return NG_OK;
+}
+
+/* The same row blocks over a part of the columns, the running sums kept in acc (double). */
+NG_CPU_CLONES static void cpu_sum_cols_part_blocks(int rows, int cols, const float *A, int lda, double *acc, int first,
+                                                   int last, float alpha, float beta, float *y) {
+    const int nb = (rows + NG_SUM_ROWS - 1) / NG_SUM_ROWS;
+    int b;
+#pragma omp parallel for if ((long)rows * cols > 65536) schedule(static)
+    for (b = 0; b < nb; b++) {
+        const int r0 = b * NG_SUM_ROWS, n = rows - r0 < NG_SUM_ROWS ? rows - r0 : NG_SUM_ROWS;
+        double *s = acc + r0;
+        int r;
+        if (first)
+            for (r = 0; r < n; r++) s[r] = 0.0;
+        sum_cols_into(n, cols, A + r0, lda, s);
+        if (last)
+            for (r = 0; r < n; r++) y[r0 + r] = (float)(alpha * s[r]) + (beta == 0.0f ? 0.0f : beta * y[r0 + r]);
+    }
+}
+static ng_status cpu_sum_cols_part(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc, int first,
+                                   int last, float alpha, float beta, float *y) {
+    cpu_sum_cols_part_blocks(rows, cols, A, lda, acc, first, last, alpha, beta, y);
     return NG_OK;
 }
 
@@ -234,10 +269,12 @@ static ng_status cpu_sum_rows(ng_backend *be, int rows, int cols, float alpha, c
  * are computed 16 at a time (64 uniforms) by the vectorised ng_uniform4_block, which returns the
  * words of ng_uniform4_at, from the block that holds element g. raw holds NG_TILE_RAW floats; the
  * uniform of element g + j is the returned pointer's [j] (raw + g % 4). */
-NG_CPU_INLINE const float *uniforms_span(uint64_t key, uint64_t step, uint64_t g, long len, float *raw) {
+NG_CPU_INLINE const float *uniforms_span(uint64_t key, uint64_t step, uint64_t g, long len, float *raw, int v4) {
     const long n = len + (long)(g & 3u);
     long b;
-    for (b = 0; b < n; b += 4 * NG_PHILOX_LANES) ng_uniform4_block(key, step, (g >> 2) + (uint64_t)(b >> 2), raw + b);
+    if (v4) ng_avx512_uniform4_blocks(key, step, g >> 2, (n + 4 * NG_PHILOX_LANES - 1) / (4 * NG_PHILOX_LANES), raw);
+    else
+        for (b = 0; b < n; b += 4 * NG_PHILOX_LANES) ng_uniform4_block(key, step, (g >> 2) + (uint64_t)(b >> 2), raw + b);
     return raw + (g & 3u);
 }
 
@@ -246,9 +283,10 @@ static const float ng_cpu_zeros[NG_TILE]; /* a missing bias or base row, so the 
 /* n units of one column of gibbs_sample (n <= NG_TILE): the same ng_math.h bodies as the
  * kernel, as vector loops. pre may alias prob or sample (the same element, never another). */
 NG_CPU_INLINE void gibbs_column(int n, const float *pre, const float *bias, float beta, const float *base,
-                                const float *u, float *prob, float *smp) {
+                                const float *u, float *prob, float *smp, int v4) {
     int r;
-    if (!smp) {
+    if (v4) ng_avx512_gibbs_column(n, pre, bias, beta, base, u, prob, smp);
+    else if (!smp) {
 #pragma omp simd
         for (r = 0; r < n; r++) prob[r] = ng_sigmoid(ng_gibbs_input(pre[r], bias[r], beta, base[r]));
     } else if (!prob) {
@@ -285,6 +323,7 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     const int cpt = rows < 1 ? 1 : rows < NG_TILE ? NG_TILE / rows : 1; /* columns of a tile */
     const long tpc = (rows + rpt - 1) / rpt;             /* tiles down a column */
     const long ntiles = rows > 0 ? tpc * ((cols + cpt - 1) / cpt) : 0;
+    const int v4 = ng_cpu_avx512_active();
     long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (t = 0; t < ntiles; t++) {
@@ -293,13 +332,13 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
         const int c1 = cols - c0 < cpt ? cols : c0 + cpt, r1 = rows - r0 < rpt ? rows : r0 + rpt;
         const int len = r1 - r0;
         const float *u = sample ? uniforms_span(key, step, first + (uint64_t)c0 * (uint64_t)rows + (uint64_t)r0,
-                                                (long)(c1 - c0) * len, raw)
+                                                (long)(c1 - c0) * len, raw, v4)
                                 : NULL;
         int c;
         for (c = c0; c < c1; c++)
             gibbs_column(len, pre + r0 + (size_t)c * ldp, bias ? bias + r0 : ng_cpu_zeros, beta,
                          base ? base + r0 : ng_cpu_zeros, u ? u + (size_t)(c - c0) * len : NULL,
-                         prob ? prob + r0 + (size_t)c * ldq : NULL, sample ? sample + r0 + (size_t)c * lds : NULL);
+                         prob ? prob + r0 + (size_t)c * ldq : NULL, sample ? sample + r0 + (size_t)c * lds : NULL, v4);
     }
 }
 
@@ -319,13 +358,18 @@ NG_CPU_CLONES static void cpu_bernoulli(const ng_op_args *a) {
     const long n = (long)a->bernoulli.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     const float *p = a->bernoulli.p;
     float *out = a->bernoulli.out;
+    const int v4 = ng_cpu_avx512_active();
     long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (t = 0; t < ntiles; t++) {
         float raw[NG_TILE_RAW];
         const long i0 = t * NG_TILE, len = n - i0 < NG_TILE ? n - i0 : NG_TILE;
-        const float *u = uniforms_span(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, len, raw);
+        const float *u = uniforms_span(a->bernoulli.key, a->bernoulli.step, a->bernoulli.first + (uint64_t)i0, len, raw, v4);
         long j;
+        if (v4) {
+            ng_avx512_bernoulli(len, p + i0, u, out + i0);
+            continue;
+        }
 #pragma omp simd
         for (j = 0; j < len; j++) out[i0 + j] = ng_bernoulli_draw(p[i0 + j], u[j]);
     }
@@ -343,12 +387,13 @@ static void cpu_bernoulli_dev(const ng_op_args *a) {
 NG_CPU_CLONES static void cpu_fill_uniform(const ng_op_args *a) {
     const long n = (long)a->fill_uniform.n, ntiles = (n + NG_TILE - 1) / NG_TILE;
     float *out = a->fill_uniform.out;
+    const int v4 = ng_cpu_avx512_active();
     long t;
 #pragma omp parallel for if (n > 16384) schedule(static)
     for (t = 0; t < ntiles; t++) {
         float raw[NG_TILE_RAW];
         const long i0 = t * NG_TILE, len = n - i0 < NG_TILE ? n - i0 : NG_TILE;
-        memcpy(out + i0, uniforms_span(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)i0, len, raw),
+        memcpy(out + i0, uniforms_span(a->fill_uniform.key, a->fill_uniform.step, (uint64_t)i0, len, raw, v4),
                (size_t)len * sizeof(float));
     }
 }
@@ -673,7 +718,9 @@ static void cpu_adam(const ng_op_args *a) {
     if (count) count[0] += 1.0;
 }
 
-static void cpu_momentum(const ng_op_args *a) {
+/* The plain step (no Nesterov term, no average: SGD with or without momentum) is its own loop, so
+ * that the body's branches fold away and it vectorises (the same operations per element). */
+NG_CPU_CLONES static void cpu_momentum(const ng_op_args *a) {
     const long n = (long)a->momentum.n;
     const float *d = a->momentum.d;
     float *v = a->momentum.v, *p = a->momentum.p, *bar = a->momentum.bar;
@@ -681,6 +728,11 @@ static void cpu_momentum(const ng_op_args *a) {
     const float xi = a->momentum.xi, w = a->momentum.w, wc = a->momentum.wc;
     const int nest = a->momentum.nesterov;
     long i;
+    if (!bar && !nest) {
+#pragma omp parallel for simd if (n > 65536) schedule(static)
+        for (i = 0; i < n; i++) ng_momentum_elem(d[i], &v[i], &p[i], NULL, aa, mu, c, 0, xi, w, wc);
+        return;
+    }
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (i = 0; i < n; i++) ng_momentum_elem(d[i], &v[i], &p[i], bar ? &bar[i] : NULL, aa, mu, c, nest, xi, w, wc);
 }
@@ -949,6 +1001,7 @@ static const struct ng_backend_i cpu_iface = {
     .dot_dev = cpu_dot_dev,
     .nrm2_dev = cpu_nrm2_dev,
     .sum_cols = cpu_sum_cols,
+    .sum_cols_part = cpu_sum_cols_part,
     .sum_rows = cpu_sum_rows,
     .potrf = cpu_potrf,
     .potri = cpu_potri,

@@ -26,6 +26,7 @@ struct ng_rbm_est {
     uint64_t last_advance;  /* steps one gradient takes (a replayed graph takes as many) */
     int advanced;           /* the last gradient call succeeded (a discarded capture undoes it) */
     int m;                  /* columns of the last batch */
+    int col_block;          /* ng_rbm_set_col_block (0: automatic) */
     /* state (checkpointed as rbm.particles) */
     ng_arena state;
     ng_tensor particles;    /* (nv, M) persistent fantasy particles */
@@ -37,12 +38,15 @@ struct ng_rbm_est {
                              * keeps that batch, which the batch stream does until the one after next) */
     ng_tensor hd;           /* (nh, batch) p(h | vd) */
     ng_tensor vm;           /* (nv, M) negative-phase visible states */
+    ng_tensor vneg;         /* (nv, M) the chain's end: vm, or (PCD-1) the particles, sampled in place */
     ng_tensor hm;           /* (nh, M) p(h | vm) (after the chain) */
     ng_tensor hs;           /* (nh, max(batch, M)) hidden samples inside the chain */
     ng_tensor vr;           /* (nv, batch) reconstruction probabilities (log columns only) */
     ng_tensor means;        /* (2 nv + 2 nh) the four means below, one buffer (one all-reduce) */
     ng_tensor mv_d, mh_d;   /* (nv,1), (nh,1) data means of this batch (views of means) */
     ng_tensor mv_m, mh_m;   /* model (particle) means (views of means) */
+    ng_tensor mean_acc;     /* (2 nv + 2 nh) float64: the four means' running column sums, summed
+                             * block by block in the Gibbs phases (backends with sum_cols_part) */
     ng_tensor v_mean;       /* (nv, 1) mean of the training set */
     ng_tensor rng_dev;      /* (2) 64-bit words in a float64 tensor: [0] the Gibbs kernels' Philox
                              * step counted on the device (so a captured CUDA graph replays with
@@ -200,6 +204,37 @@ const char *ng_rbm_estimator_name(ng_rbm_estimator e) { return e == NG_RBM_CD ? 
 
 uint64_t ng_rbm_rng_step(const ng_rbm *rbm) { return rbm->est ? rbm->est->rng_step : 0; }
 
+ng_status ng_rbm_set_col_block(ng_rbm *rbm, int cols) {
+    if (!rbm->est) return ng_error(NG_ERR_INVALID_ARG, "rbm column block: the estimator is not set up (ng_rbm_estimator_init)");
+    if (cols < 0) return ng_error(NG_ERR_INVALID_ARG, "rbm column block %d: must be >= 0 (0 = automatic)", cols);
+    rbm->est->col_block = cols;
+    return NG_OK;
+}
+
+/* Bytes of hidden and visible states per block of the Gibbs phases on the CPU backend. Smaller
+ * blocks keep more of each gemm's output in cache for the Gibbs op that reads it, but each block's
+ * gemm packs W again (at 784 x 500 on a 2 MiB-L2 Xeon: blocks of 400 columns cost a gemm 6% more
+ * than 2000 at once). Measured there with bench_rbm's ratio (the update's gemm GFLOP/s over the
+ * sgemm GFLOP/s, 1 thread, CPU time, 4 runs each, loaded machine): one block of 2000 chains
+ * 0.80-0.81, blocks of 400 0.82-0.83, of 667 (this size) 0.82-0.84, of 1000 0.82-0.84. */
+#define NG_RBM_CPU_BLOCK_BYTES (4u << 20)
+
+/* Blocks for a phase of `cols` columns: as many as blocks of at most the configured (or
+ * automatic) size need, of equal size within one column (block j: columns [j cols / nb,
+ * (j + 1) cols / nb)), so that no block is a thin remainder. The automatic blocks stay large
+ * gemms (>= 10^7 multiply-adds), where BLAS runs the same kernels as on the whole phase, so the
+ * bits do not change: OpenBLAS takes small-matrix kernels, whose rounding differs, below 10^6. */
+static int col_blocks(const ng_rbm *r, int cols) {
+    int b = r->est->col_block;
+    if (b == 0) {
+        if (r->be->kind != NG_DEVICE_CPU) return 1;
+        b = (int)(NG_RBM_CPU_BLOCK_BYTES / (4u * (unsigned)(r->n_visible + r->n_hidden))) / 16 * 16;
+        if (b < 16 || (double)r->n_visible * r->n_hidden * (b / 2) < 1e7) return 1;
+    }
+    return (cols + b - 1) / b;
+}
+static int block_lo(int j, int nb, int cols) { return (int)((long long)j * cols / nb); }
+
 ng_status ng_rbm_estimator_check(const ng_rbm_estimator_config *c, int n_train) {
     if (c->estimator != NG_RBM_PCD && c->estimator != NG_RBM_CD)
         return ng_error(NG_ERR_INVALID_ARG, "--estimator: unknown estimator %d (use pcd or cd)", (int)c->estimator);
@@ -265,11 +300,14 @@ ng_status ng_rbm_estimator_init(ng_rbm *rbm, const ng_rbm_estimator_config *cfg,
     {
         int two[1] = {2};
         ng_arena_reserve_nd(&e->work, "rng_dev", NG_F64, 1, two, &e->rng_dev);
+        two[0] = 2 * nv + 2 * nh;
+        ng_arena_reserve_nd(&e->work, "mean_acc", NG_F64, 1, two, &e->mean_acc);
     }
     s = ng_arena_commit(&e->state);
     if (s == NG_OK) s = ng_arena_commit(&e->work);
     if (s == NG_OK && world > 1) s = ng_arena_commit(&e->whole);
     if (s == NG_OK) {
+        e->vneg = e->vm;
         e->mv_d = vec_view(&e->means, 0, nv);
         e->mh_d = vec_view(&e->means, nv, nh);
         e->mv_m = vec_view(&e->means, nv + nh, nv);
@@ -307,12 +345,27 @@ static ng_status sync_rng_dev(ng_rbm_est *e, ng_backend *be) {
     return NG_OK;
 }
 
-/* One fused Gibbs step (of the elements first.. of the chains: a data-parallel shard; 0 on one
- * process) drawing at the next Philox step, which the kernel reads from the device
- * count (rng_dev[0] + the offset from step0, the count at the start of the gradient); last = 1
- * advances the count past every step this gradient took. */
-static ng_status gibbs_step(ng_rbm *r, int rows, int cols, float *pre, int ld, const float *bias, float *prob,
-                            float *sample, uint64_t key, uint64_t step0, uint64_t first, int last) {
+/* The divisors of the means: the global counts of cases (im) and chains (iM); on several ranks
+ * each holds its shard's share of the global means, and the all-reduce sums them. */
+static float inv_cases(const ng_rbm *r) { return 1.0f / (float)(dist_on(r) ? r->base.dist.batch : r->est->m); }
+static float inv_chains(const ng_rbm *r) { return 1.0f / (float)(dist_on(r) ? r->est->M_all : r->est->M); }
+
+/* Mean i of `means` (0: v data, 1: h data, 2: v model, 3: h model) summed over block b of nb
+ * while the block is in cache: the running sum in mean_acc, the mean written after the last block
+ * (the bits of one sum_cols over all columns). */
+static ng_status mean_part(ng_rbm *r, int i, const float *A, int rows, int cols, int b, int nb, float scale) {
+    ng_rbm_est *e = r->est;
+    const int nv = r->n_visible, nh = r->n_hidden, off = i == 0 ? 0 : i == 1 ? nv : i == 2 ? nv + nh : 2 * nv + nh;
+    return ng_sum_cols_part(r->be, rows, cols, A, rows, (double *)(void *)e->mean_acc.data + off, b == 0, b == nb - 1,
+                            scale, 0.0f, e->means.data + off);
+}
+
+/* One fused Gibbs op over columns of a phase (elements first.. of the chains: the block's offset
+ * plus a data-parallel shard's; 0 on one process), drawing at Philox step step0 + rstep, which
+ * the kernel reads from the device count (rng_dev[0] + rstep; rng_dev[0] is step0 at the start of
+ * the gradient); advance > 0 (the gradient's last op) moves the count past every step it took. */
+static ng_status gibbs_op(ng_rbm *r, int rows, int cols, float *pre, int ld, const float *bias, float *prob,
+                          float *sample, uint64_t key, uint64_t rstep, uint64_t first, uint64_t advance) {
     ng_rbm_est *e = r->est;
     ng_op_args a = {.op = NG_OP_GIBBS_SAMPLE};
     a.gibbs_sample.rows = rows;
@@ -327,17 +380,18 @@ static ng_status gibbs_step(ng_rbm *r, int rows, int cols, float *pre, int ld, c
     a.gibbs_sample.lds = ld;
     a.gibbs_sample.key = key;
     a.gibbs_sample.first = first;
-    a.gibbs_sample.step = e->rng_step++ - step0;
+    a.gibbs_sample.step = rstep;
     a.gibbs_sample.step_dev = (uint64_t *)(void *)e->rng_dev.data;
-    a.gibbs_sample.advance = last ? e->rng_step - step0 : 0;
+    a.gibbs_sample.advance = advance;
     return ng_run_op(r->be, &a);
 }
 
-/* Positive phase: vd = the batch (or its Bernoulli sample), hd = p(h | vd). */
+/* Positive phase: vd = the batch (or its Bernoulli sample), hd = p(h | vd), block by block. */
 static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
-    int nv = r->n_visible, nh = r->n_hidden, m = e->m;
+    int nv = r->n_visible, nh = r->n_hidden, m = e->m, nb, b, fused = ng_sum_cols_part_supported(be);
+    uint64_t rstep;
     if (e->cfg.binarize_train) { /* the draws of this shard's columns of the global batch */
         NG_TRY(ng_bernoulli_at(be, (size_t)nv * m, x->data, e->vd.data,
                                ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE), e->rng_step++,
@@ -346,36 +400,84 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
     } else {
         e->vdv = *x; /* rbm_gradient checked x: (nv, m), ld nv */
     }
-    NG_TRY(ng_gemm(be, 0, 0, nh, m, nv, 1.0f, r->W.data, nh, e->vdv.data, nv, 0.0f, e->hd.data, nh));
-    return gibbs_step(r, nh, m, e->hd.data, nh, r->b.data, e->hd.data, NULL, key, step0, 0, 0);
+    rstep = e->rng_step++ - step0;
+    nb = col_blocks(r, m);
+    for (b = 0; b < nb; b++) {
+        const int j = block_lo(b, nb, m), n = block_lo(b + 1, nb, m) - j;
+        float *hd = e->hd.data + (size_t)j * nh;
+        NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W vd",
+                     ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, e->vdv.data + (size_t)j * nv, nv, 0.0f, hd, nh));
+        NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vd)", gibbs_op(r, nh, n, hd, nh, r->b.data, hd, NULL, key, rstep, (uint64_t)j * nh, 0));
+        if (fused) {
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 0, e->vdv.data + (size_t)j * nv, nv, n, b, nb, inv_cases(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
+        }
+    }
+    /* the data term of gW while hd and vd are still in cache (the model term adds to it later); a
+     * statistic, so full FP32 inside the Gibbs phases' TF32 scope */
+    {
+        int saved;
+        ng_status s, s2;
+        NG_TRY(ng_fp32_begin(be, &saved));
+        NG_RANGE_CAT(NG_CAT_STATS, "gemm hd vd^T", s,
+                     ng_gemm(be, 0, 1, nh, nv, m, -inv_cases(r), e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
+        s2 = ng_fp32_end(be, saved);
+        return s != NG_OK ? s : s2;
+    }
 }
 
 /* Negative phase: k Gibbs sweeps from the particles (PCD) or the data (CD), then hm = p(h | vm).
- * The particles are overwritten only after the whole chain has run, so an interrupted chain
- * leaves them as they were. */
+ * Blocks of chains run their k sweeps and the final p(h | vm) one after another (a chain's steps
+ * draw at the same Philox steps in every block: sweep s at 2s, 2s + 1 after the phase's first).
+ * The particles are overwritten only after their chains have run, so an interrupted chain leaves
+ * them as they were: PCD-1 on the CPU, where the phase has no interruption point, samples v
+ * straight into each block's particles once the block's first gemm has read them (no copy);
+ * otherwise vm is copied into them after every block. */
 static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
-    int nv = r->n_visible, nh = r->n_hidden, M = e->M, step;
+    const int nv = r->n_visible, nh = r->n_hidden, M = e->M, k = e->cfg.k, nb = col_blocks(r, M);
     /* the global index of this rank's first chain: the Philox offset of its draws */
-    uint64_t c0 = e->cfg.estimator == NG_RBM_PCD ? (uint64_t)e->p0 : (uint64_t)r->base.dist.lo;
+    const uint64_t c0 = e->cfg.estimator == NG_RBM_PCD ? (uint64_t)e->p0 : (uint64_t)r->base.dist.lo;
     /* the chain starts from the particles (PCD) or the batch (CD), read in place: the first sweep
      * writes vm, so the start needs no copy */
     const float *v0 = e->cfg.estimator == NG_RBM_PCD ? e->particles.data : e->vdv.data;
-    for (step = 0; step < e->cfg.k; step++) {
-        /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
-        if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
-        /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
-        NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, step == 0 ? v0 : e->vm.data, nv, 0.0f,
-                       e->hs.data, nh));
-        NG_TRY(gibbs_step(r, nh, M, e->hs.data, nh, r->b.data, NULL, e->hs.data, key, step0, c0 * (uint64_t)nh, 0));
-        NG_TRY(ng_gemm(be, 1, 0, nv, M, nh, 1.0f, r->W.data, nh, e->hs.data, nh, 0.0f, e->vm.data, nv));
-        NG_TRY(gibbs_step(r, nv, M, e->vm.data, nv, r->a.data, NULL, e->vm.data, key, step0, c0 * (uint64_t)nv, 0));
+    const uint64_t rs = e->rng_step - step0; /* sweep s: h at rs + 2s, v at rs + 2s + 1; hm at rs + 2k */
+    /* in place only on the CPU backend, whose ops run synchronously and cannot fail half-way once
+     * their arguments passed: a failing device op leaves the copied particles as they were */
+    const int fused = ng_sum_cols_part_supported(be),
+              in_place = e->cfg.estimator == NG_RBM_PCD && k == 1 && be->kind == NG_DEVICE_CPU;
+    int step, b;
+    e->rng_step += 2 * (uint64_t)k + 1;
+    e->vneg = in_place ? e->particles : e->vm;
+    for (b = 0; b < nb; b++) {
+        const int j = block_lo(b, nb, M), n = block_lo(b + 1, nb, M) - j;
+        float *hs = e->hs.data + (size_t)j * nh, *vm = e->vneg.data + (size_t)j * nv, *hm = e->hm.data + (size_t)j * nh;
+        for (step = 0; step < k; step++) {
+            /* several ranks stop together between updates (ng_run agrees the stop), never inside one */
+            if (step > 0 && !dist_on(r)) NG_TRY(ng_check_interrupt("rbm Gibbs chain"));
+            /* h ~ p(h | v), then v ~ p(v | h): gemm + one fused kernel each */
+            NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W v (chain)",
+                         ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, step == 0 ? v0 + (size_t)j * nv : vm, nv, 0.0f, hs, nh));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "h ~ p(h | v)",
+                         gibbs_op(r, nh, n, hs, nh, r->b.data, NULL, hs, key, rs + 2 * (uint64_t)step, (c0 + (uint64_t)j) * nh, 0));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W^T h", ng_gemm(be, 1, 0, nv, n, nh, 1.0f, r->W.data, nh, hs, nh, 0.0f, vm, nv));
+            NG_TRY_RANGE(NG_CAT_GIBBS, "v ~ p(v | h)",
+                         gibbs_op(r, nv, n, vm, nv, r->a.data, NULL, vm, key, rs + 2 * (uint64_t)step + 1, (c0 + (uint64_t)j) * nv, 0));
+        }
+        NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W vm", ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, vm, nv, 0.0f, hm, nh));
+        /* the last block's op advances the device count past the gradient's steps */
+        NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vm)",
+                     gibbs_op(r, nh, n, hm, nh, r->b.data, hm, NULL, key, rs + 2 * (uint64_t)k, (uint64_t)j * nh,
+                              b == nb - 1 ? e->rng_step - step0 : 0));
+        if (fused) {
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 2, vm, nv, n, b, nb, inv_chains(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 3, hm, nh, n, b, nb, inv_chains(r)));
+        }
     }
-    if (e->cfg.estimator == NG_RBM_PCD)
-        NG_TRY(ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
-    NG_TRY(ng_gemm(be, 0, 0, nh, M, nv, 1.0f, r->W.data, nh, e->vm.data, nv, 0.0f, e->hm.data, nh));
-    return gibbs_step(r, nh, M, e->hm.data, nh, r->b.data, e->hm.data, NULL, key, step0, 0, 1);
+    if (e->cfg.estimator == NG_RBM_PCD && !in_place)
+        NG_TRY_RANGE(NG_CAT_GIBBS, "particles = vm", ng_copy(be, e->particles.data, e->vm.data, (size_t)nv * M * sizeof(float)));
+    return NG_OK;
 }
 
 /* The gradient of the negative log-likelihood from the two phases (model minus data), in the
@@ -384,16 +486,15 @@ static ng_status assemble_gradient(ng_rbm *r) {
     ng_rbm_est *e = r->est;
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, M = e->M;
-    /* the divisors are the global counts: on several ranks each holds its shard's share of the
-     * global means, and the all-reduce sums them */
-    float im = 1.0f / (float)(dist_on(r) ? r->base.dist.batch : m);
-    float iM = 1.0f / (float)(dist_on(r) ? e->M_all : M);
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, m, -im, e->hd.data, nh, e->vdv.data, nv, 0.0f, r->gW.data, nh));
-    NG_TRY(ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vm.data, nv, 1.0f, r->gW.data, nh));
-    NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
-    NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
-    NG_TRY(ng_sum_cols(be, nv, M, iM, e->vm.data, nv, 0.0f, e->mv_m.data));
-    NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
+    const float im = inv_cases(r), iM = inv_chains(r);
+    /* gW = -hd vd^T / m was computed at the end of the positive phase */
+    NG_TRY_RANGE(NG_CAT_STATS, "gemm hm vm^T", ng_gemm(be, 0, 1, nh, nv, M, iM, e->hm.data, nh, e->vneg.data, nv, 1.0f, r->gW.data, nh));
+    if (!ng_sum_cols_part_supported(be)) { /* else the Gibbs phases summed them block by block */
+        NG_TRY(ng_sum_cols(be, nv, m, im, e->vdv.data, nv, 0.0f, e->mv_d.data));
+        NG_TRY(ng_sum_cols(be, nh, m, im, e->hd.data, nh, 0.0f, e->mh_d.data));
+        NG_TRY(ng_sum_cols(be, nv, M, iM, e->vneg.data, nv, 0.0f, e->mv_m.data));
+        NG_TRY(ng_sum_cols(be, nh, M, iM, e->hm.data, nh, 0.0f, e->mh_m.data));
+    }
     if (dist_on(r)) {
         ng_status s;
         NG_RANGE_CAT(NG_CAT_COMM, "rbm all-reduce", s,
@@ -456,7 +557,7 @@ static ng_status rbm_statistic(ng_model *mdl, const char *name, ng_tensor *out) 
     if (!e) return ng_error(NG_ERR_INVALID_ARG, "rbm statistic %s: the estimator is not set up", name);
     if (strcmp(name, "v_data") == 0) *out = e->vdv;
     else if (strcmp(name, "h_data") == 0) *out = ng_tensor_cols(&e->hd, 0, e->m);
-    else if (strcmp(name, "v_model") == 0) *out = e->vm;
+    else if (strcmp(name, "v_model") == 0) *out = e->vneg;
     else if (strcmp(name, "h_model") == 0) *out = e->hm;
     else if (strcmp(name, "v_data_mean") == 0) *out = e->mv_d;
     else if (strcmp(name, "h_data_mean") == 0) *out = e->mh_d;

@@ -470,6 +470,12 @@ struct ng_backend_i {
     /* y(rows) = alpha * (sum over columns of A(rows,cols)) + beta y */
     ng_status (*sum_cols)(ng_backend *be, int rows, int cols, float alpha, const float *A,
                           int lda, float beta, float *y);
+    /* sum_cols over several calls (parts of the columns, in order): acc(rows, float64) += the
+     * part's column sums (acc = 0 first when `first`), each row's additions in column order in
+     * double; when `last`, y = alpha * acc + beta y rounded as sum_cols rounds, so the parts give
+     * the bits of one sum_cols over all their columns. Optional (NULL: callers use sum_cols). */
+    ng_status (*sum_cols_part)(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc,
+                               int first, int last, float alpha, float beta, float *y);
     /* y(cols) = alpha * (sum over rows of A(rows,cols)) + beta y */
     ng_status (*sum_rows)(ng_backend *be, int rows, int cols, float alpha, const float *A,
                           int lda, float beta, float *y);
@@ -580,6 +586,11 @@ void ng_cpu_blas_reexec(int argc, char **argv);
 /* 1 when the OpenBLAS kernel actually running fits the CPU's vector features (what the re-exec
  * achieves), 0 when a faster one exists. */
 int ng_cpu_blas_kernel_fits(void);
+/* The CPU backend's hand-written AVX-512 loops (Philox uniforms, Gibbs and Bernoulli draws;
+ * host/backend/cpu_avx512.c) run on x86-64-v4 CPUs; ng_cpu_use_avx512(0) selects the compiler's
+ * clones instead, (1) allows them again. Both give the same bits (tests compare them). Returns
+ * whether they ran before the call. Not thread-safe: set it between ops. */
+int ng_cpu_use_avx512(int on);
 
 /* ---- checked wrappers: validate shapes/pointers, activate the device, call the slot ---------- */
 
@@ -620,6 +631,9 @@ ng_status ng_dot_dev(ng_backend *be, size_t n, const float *x, const float *y, f
 ng_status ng_nrm2_dev(ng_backend *be, size_t n, const float *x, float *result);
 ng_status ng_sum_cols(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y);
+ng_status ng_sum_cols_part(ng_backend *be, int rows, int cols, const float *A, int lda, double *acc, int first,
+                           int last, float alpha, float beta, float *y);
+int ng_sum_cols_part_supported(const ng_backend *be);
 ng_status ng_sum_rows(ng_backend *be, int rows, int cols, float alpha, const float *A, int lda,
                       float beta, float *y);
 ng_status ng_potrf(ng_backend *be, int n, float *A, int lda, int *info_host);

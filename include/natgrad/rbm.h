@@ -92,6 +92,15 @@ void ng_rbm_estimator_free(ng_rbm *rbm);
 const char *ng_rbm_estimator_name(ng_rbm_estimator e); /* "pcd", "cd" */
 /* The counter of the Gibbs / binarisation streams (advances by 2k + 2 per PCD update). */
 uint64_t ng_rbm_rng_step(const ng_rbm *rbm);
+/* Columns per block of the Gibbs phases (each block's gemms and Gibbs ops, all k sweeps of its
+ * chains, run before the next block's): 0 = automatic, the default (the CPU backend: blocks of
+ * about 4 MiB of hidden and visible states, so each gemm's output is still in cache when its Gibbs
+ * op reads it; other backends and small models: all columns at once). The draws
+ * are indexed by element, and BLAS computes each column of a large gemm on its own, so blocks give
+ * the bits of one block (test_rbm: blocks of 3 to 450 columns at 784 x 500 with OpenBLAS; blocks
+ * of 1 or 2 columns there take OpenBLAS's small-matrix kernels, which round differently).
+ * INVALID_ARG without an estimator or for cols < 0. */
+ng_status ng_rbm_set_col_block(ng_rbm *rbm, int cols);
 
 /* ---- the RBM training set-up of the natgrad command: model + preconditioner + update rule ---- */
 
