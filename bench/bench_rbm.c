@@ -6,6 +6,10 @@
  * update, then as many sgemm flops at the trainer's shape as the update's gemms do), so that other
  * jobs on a shared machine slow both alike. Writes a CSV row and prints a markdown line.
  * The training data are random binary images: speed does not depend on pixel values.
+ * --b2b PATH: then the same ratio with the updates back to back, as training runs them: `iters`
+ * more updates in blocks of 5, each block followed by a block of the matching sgemms (alternating
+ * every ~0.5 s, so that load still hits both alike, while no foreign sgemm evicts the update's
+ * data between two of its updates); one CSV row appended to PATH.
  * --profile PATH: then `iters` more updates under natgrad's profile (its ranges: each gemm and
  * Gibbs op of the update, with the gemms' GFLOP/s), the table written to PATH. */
 #include <stdio.h>
@@ -27,7 +31,7 @@ static int die(const char *what) {
 
 int main(int argc, char **argv) {
     int nv = 784, nh = 500, m = 2000, M = 2000, iters = 20, i;
-    const char *device = "cpu", *csv = "bench/results/bench_rbm.csv", *opt = "centering", *profile = NULL;
+    const char *device = "cpu", *csv = "bench/results/bench_rbm.csv", *opt = "centering", *profile = NULL, *b2b = NULL;
     ng_device dev;
     int dev_index;
     ng_backend *be;
@@ -48,11 +52,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
         else if (!strcmp(argv[i], "--profile")) profile = argv[i + 1];
+        else if (!strcmp(argv[i], "--b2b")) b2b = argv[i + 1];
         else if (!strcmp(argv[i], "--optimizer")) opt = argv[i + 1];
         else if (!strcmp(argv[i], "--hidden")) nh = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) m = M = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_rbm [--iters N] [--device cpu|cuda|auto] [--optimizer sgd|centering|fang] [--hidden N] [--batch M] [--csv PATH] [--profile PATH]\n");
+            fprintf(stderr, "usage: bench_rbm [--iters N] [--device cpu|cuda|auto] [--optimizer sgd|centering|fang] [--hidden N] [--batch M] [--csv PATH] [--b2b PATH] [--profile PATH]\n");
             return 2;
         }
     }
@@ -132,6 +137,36 @@ int main(int argc, char **argv) {
         fprintf(f, "\"%s\",%s,%d,%d,%d,%d,%d,%.4f,%.4f,%.2f,%.2f,%.4f,%.4f\n", be->description,
                 ng_rbm_optimizer_name(cfg.optimizer), nv, nh, M, m, iters, t_pcd * 1e3, 1.0 / t_pcd,
                 gflop_pcd, gflop_gemm, gflop_pcd / gflop_gemm, refit_frac);
+        fclose(f);
+    }
+    if (b2b) { /* updates back to back in blocks of `blk`, each block then its sgemms */
+        const int blk = 5;
+        int done = 0, k;
+        double tb_pcd = 0.0, tb_gemm = 0.0, gb_pcd, gb_gemm;
+        while (done < iters) {
+            const int n = iters - done < blk ? iters - done : blk;
+            t0 = now();
+            for (k = 0; k < n; k++)
+                if (ng_rbm_trainer_step(&tr, NULL)) return die("step");
+            ng_synchronize(be);
+            tb_pcd += now() - t0;
+            t0 = now();
+            for (k = 0; k < n * reps; k++)
+                if (ng_gemm(be, 0, 0, nh, m, nv, 1.0f, dA, nh, dB, nv, 0.0f, dC, nh)) return die("gemm");
+            ng_synchronize(be);
+            tb_gemm += now() - t0;
+            done += n;
+        }
+        tb_pcd /= iters;
+        tb_gemm /= (double)iters * reps;
+        gb_gemm = 2.0 * nh * m * nv / tb_gemm * 1e-9;
+        gb_pcd = 2.0 * nh * nv * (m + M + M + M + m + M) / tb_pcd * 1e-9;
+        f = fopen(b2b, "a");
+        if (!f) return fprintf(stderr, "bench_rbm: cannot write %s\n", b2b), 1;
+        fseek(f, 0, SEEK_END);
+        if (ftell(f) == 0) fprintf(f, "optimizer,timed_updates,block,ms_per_update,pcd_gflops,sgemm_gflops,ratio\n");
+        fprintf(f, "%s,%d,%d,%.4f,%.2f,%.2f,%.4f\n", ng_rbm_optimizer_name(cfg.optimizer), iters, blk, tb_pcd * 1e3,
+                gb_pcd, gb_gemm, gb_pcd / gb_gemm);
         fclose(f);
     }
     if (profile) { /* after the timed loop, so that the ranges' clock reads do not touch its figures */

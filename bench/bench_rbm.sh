@@ -31,11 +31,12 @@ rm -f "$csv"
 devices="cpu"
 if "$build/natgrad" info 2>/dev/null | grep -q '^auto device: cuda'; then devices="cpu cuda"; fi
 prof=$out/bench_rbm_profile.txt
-rm -f "$prof"
+b2b=$out/bench_rbm_b2b.csv
+rm -f "$prof" "$b2b"
 for dev in $devices; do
   for opt in sgd centering fang; do
     extra=()
-    [ "$dev/$opt" = cpu/sgd ] && extra=(--profile "$prof")
+    [ "$dev/$opt" = cpu/sgd ] && extra=(--profile "$prof" --b2b "$b2b")
     "$build/bench/bench_rbm" --device "$dev" --optimizer "$opt" --csv "$csv" "${extra[@]}" | tee -a "$md"
   done
 done
@@ -56,7 +57,7 @@ if [ -z "$sk_note" ]; then
   # above); each run appends a CSV row, and the comparison below takes the medians
   sk_row=
   for rep in $(seq 1 "$reps"); do
-    [ "$rep" -gt 1 ] && { "$build/bench/bench_rbm" --device cpu --optimizer sgd --csv "$csv" >/dev/null || true; }
+    [ "$rep" -gt 1 ] && { "$build/bench/bench_rbm" --device cpu --optimizer sgd --csv "$csv" --b2b "$b2b" >/dev/null || true; }
     row=$(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} "$py" bench/bench_rbm_sklearn.py --csv "$csv") || row=
     [ -z "$sk_row" ] && sk_row=$row
   done
@@ -79,6 +80,14 @@ if [ -z "$sk_note" ]; then
                    for (i = 1; i <= nn; i++) r2[i] = rt[i]
                    msk = med(sk, ns); mng = med(ng, nn); mrt = med(r2, nn)
                    print ""; printf "natgrad SGD (CPU) / scikit-learn updates/s, medians of %d interleaved runs each: %.2f (target >= 1.5); natgrad'"'"'s gemm ratio, median: %.2f (target >= 0.85)\n", nn, msk / mng, mrt } }' "$csv" | tee -a "$md"
+fi
+# the same ratio with the updates back to back (as training runs them): blocks of 5 updates, each
+# followed by its sgemms, in the same processes as the interleaved figures above
+if [ -s "$b2b" ]; then
+  awk -F, 'NR > 1 { r[++n] = $NF; ms[n] = $4 }
+           END { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+                 med = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+                 print ""; printf "natgrad SGD (CPU), updates back to back (blocks of 5 updates alternating with blocks of their sgemms, in the same %d processes): gemm ratio median %.2f (runs %.2f-%.2f; target >= 0.85). The interleaved figure above runs six sgemms on other buffers between every two updates, which evicts the update'"'"'s data from the cache; training does not.\n", n, med, r[1], r[n] }' "$b2b" | tee -a "$md"
 fi
 # where the CPU SGD update's time goes: natgrad's profile ranges (each gemm with its GFLOP/s, each
 # Gibbs op) over as many updates again, right after the sgd row's timed ones
