@@ -662,6 +662,53 @@ static int test_backend_graph(void) {
 
 /* ---- (c) trainer: graph == eager, bit for bit ----------------------------------------------- */
 
+/* The driver every graph-vs-eager test shares: updates from .. to-1 of an eager trainer a and a graph
+ * trainer b, the same log row passed to both on every log_every-th update (0: none); after each
+ * update same(pr, t) compares the two runs (NULL: no comparison). NGT_FAIL at the first difference. */
+typedef struct pair {
+    const char *what;
+    void *a, *b;    /* the two runs (run, rbm_run, cnn_run or prong_run) */
+    uint64_t steps; /* the last update + 1 (graph_vs_eager compares it) */
+} pair;
+typedef int (*same_fn)(const pair *pr, uint64_t t);
+
+static int step_both(ng_trainer *a, ng_trainer *b, uint64_t from, uint64_t to, int log_every, same_fn same,
+                     const pair *pr) {
+    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t t;
+    for (t = from; t < to; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(a, rw));
+        NGT_OK(ng_trainer_step(b, rw));
+        if (same && same(pr, t) != NGT_PASS) return NGT_FAIL;
+    }
+    return NGT_PASS;
+}
+
+/* every update of the graph trainer b was a capture, a replay or an eager one */
+static int counts_add_up(const char *what, const ng_trainer *b, uint64_t steps) {
+    NGT_CHECK(b->graph.captures + b->graph.replays + b->graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b->graph.captures, (unsigned long long)b->graph.replays,
+              (unsigned long long)b->graph.eager, (unsigned long long)steps);
+    return NGT_PASS;
+}
+
+/* a file of this process in $TMPDIR (or /tmp): natgrad_graph_<tag>_<pid>.ckpt */
+static void tmp_ckpt(char *path, size_t n, const char *tag) {
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, n, "%s/natgrad_graph_%s_%d.ckpt", tmp, tag, (int)getpid());
+}
+
+/* the checkpoint at path (everything) into tr, then the file removed */
+static int load_ckpt(ng_trainer *tr, const char *path) {
+    ng_ckpt *ck = NULL;
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    return NGT_PASS;
+}
+
 static int same_params(const char *what, run *a, run *b, uint64_t t) {
     size_t n = ng_model_size(a->net);
     float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
@@ -681,11 +728,15 @@ static int same_params(const char *what, run *a, run *b, uint64_t t) {
     free(pb);
     return ok ? NGT_PASS : NGT_FAIL;
 }
+static int same_params_pr(const pair *pr, uint64_t t) { return same_params(pr->what, (run *)pr->a, (run *)pr->b, t); }
+/* the first 12 updates, every 50th and the last */
+static int same_params_some(const pair *pr, uint64_t t) {
+    return t < 12 || t % 50 == 0 || t + 1 == pr->steps ? same_params_pr(pr, t) : NGT_PASS;
+}
 
 static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) {
     run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {rule_name[rule], &a, &b, steps};
     ng_comm *comm = NULL;
     NGT_OK(run_init(&a, g_cuda, rule));
     NGT_OK(run_init(&b, g_cuda, rule));
@@ -699,16 +750,8 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
         a.tr.sched_full = b.tr.sched_full = 6;
     }
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (t < 12 || t % 50 == 0 || t + 1 == steps)
-            if (same_params(rule_name[rule], &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
-    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu",
-              rule_name[rule], (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_params_some, &pr) != NGT_PASS) return NGT_FAIL;
+    if (counts_add_up(rule_name[rule], &b.tr, steps) != NGT_PASS) return NGT_FAIL;
     if (growing) {
         /* 4 batch sizes (1 .. 4) before the batch is full: each a new key, then the 2 buffers */
         NGT_CHECK(b.tr.graph.captures >= 4 && b.tr.graph.captures <= 8 && b.tr.graph.replays > 0,
@@ -838,20 +881,15 @@ static int same_rbm(const char *what, rbm_run *a, rbm_run *b, uint64_t t) {
               (unsigned long long)t);
     return NGT_PASS;
 }
+static int same_rbm_pr(const pair *pr, uint64_t t) { return same_rbm(pr->what, (rbm_run *)pr->a, (rbm_run *)pr->b, t); }
 
 static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_gamma, uint64_t steps, int log_every) {
     rbm_run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {what, &a, &b, steps};
     NGT_OK(rbm_run_init(&a, g_cuda, estimator, k, lr_gamma, 0));
     NGT_OK(rbm_run_init(&b, g_cuda, estimator, k, lr_gamma, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
-        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
-        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, steps, log_every, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(ng_rbm_rng_step(&a.rbm) > 0, "%s: no Philox steps taken", what);
     if (lr_gamma > 0.0f)
         NGT_CHECK(b.rt.tr.graph.replays == 0 && b.rt.tr.graph.captures == steps - b.rt.tr.graph.eager,
@@ -887,31 +925,19 @@ static int test_graph_rbm_cd(void) {
  * uninterrupted eager run. */
 static int test_graph_rbm_resume(void) {
     rbm_run a, b, c;
-    uint64_t t;
+    pair pr = {"rbm pcd-1 resumed", &a, &c, 30};
     char path[256];
-    ng_ckpt *ck = NULL;
     if (!g_cuda) return ngt_skip(g_reason);
-    snprintf(path, sizeof path, "%s/natgrad_graph_rbm_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
+    tmp_ckpt(path, sizeof path, "rbm");
     NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
     NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
-    for (t = 0; t < 7; t++) {
-        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, 7, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
     rbm_run_free(&b);
     NGT_OK(rbm_run_init(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
-    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-    NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
-    ng_ckpt_free(ck);
-    remove(path);
+    if (load_ckpt(&c.rt.tr, path) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
-    for (t = 7; t < 30; t++) {
-        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-        NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
-        if (same_rbm("rbm pcd-1 resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &c.rt.tr, 7, 30, 0, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(c.rt.tr.graph.replays > 0, "resumed run: no replays");
     rbm_run_free(&a);
     rbm_run_free(&c);
@@ -1035,23 +1061,16 @@ static int same_cnn(const char *what, cnn_run *a, cnn_run *b, uint64_t t) {
               what, (unsigned long long)t, oa, ma, ob, mb);
     return NGT_PASS;
 }
+static int same_cnn_pr(const pair *pr, uint64_t t) { return same_cnn(pr->what, (cnn_run *)pr->a, (cnn_run *)pr->b, t); }
 
 static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t steps, int log_every) {
     cnn_run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {what, &a, &b, steps};
     NGT_OK(cnn_run_init(&a, kind, nag));
     NGT_OK(cnn_run_init(&b, kind, nag));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_cnn(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
-    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
-              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_cnn_pr, &pr) != NGT_PASS) return NGT_FAIL;
+    if (counts_add_up(what, &b.tr, steps) != NGT_PASS) return NGT_FAIL;
     /* keys: 2 batch buffers x {4, 2} columns (the partial batch) */
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 && b.tr.graph.replays > 2 * b.tr.graph.captures,
               "%s: %llu captures, %llu replays", what, (unsigned long long)b.tr.graph.captures,
@@ -1090,31 +1109,19 @@ static int test_graph_cnn_whiten(void) {
  * on, continue to 30 against an uninterrupted eager run. */
 static int test_graph_cnn_resume(void) {
     cnn_run a, b, c;
-    uint64_t t;
+    pair pr = {"cnn resumed", &a, &c, 30};
     char path[256];
-    ng_ckpt *ck = NULL;
     if (!g_cuda) return ngt_skip(g_reason);
-    snprintf(path, sizeof path, "%s/natgrad_graph_cnn_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
+    tmp_ckpt(path, sizeof path, "cnn");
     NGT_OK(cnn_run_init(&a, CNN_BN, 0));
     NGT_OK(cnn_run_init(&b, CNN_BN, 0));
-    for (t = 0; t < 7; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.tr, NULL));
-    }
+    if (step_both(&a.tr, &b.tr, 0, 7, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
     cnn_run_free(&b);
     NGT_OK(cnn_run_init(&c, CNN_BN, 0));
-    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-    NGT_OK(ng_trainer_load(&c.tr, ck, NG_SAVE_ALL));
-    ng_ckpt_free(ck);
-    remove(path);
+    if (load_ckpt(&c.tr, path) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_set_cuda_graph(&c.tr, 1));
-    for (t = 7; t < 30; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&c.tr, NULL));
-        if (same_cnn("cnn resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &c.tr, 7, 30, 0, same_cnn_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(c.tr.graph.replays > 0 && c.tr.graph.eager == 0, "resumed cnn run: %llu replays, %llu eager",
               (unsigned long long)c.tr.graph.replays, (unsigned long long)c.tr.graph.eager);
     printf("  cnn resumed at update 7: %llu captured, %llu replayed; identical to the uninterrupted eager run\n",
@@ -1129,7 +1136,7 @@ static int test_graph_cnn_resume(void) {
  * the graph. A NaN is written into the last parameter (an output bias) of both models after 6 updates. */
 static int test_graph_cnn_nan_objective(void) {
     cnn_run a, b;
-    uint64_t t, replays;
+    uint64_t replays;
     const float nan = NAN;
     ng_status sa, sb;
     char ea[512];
@@ -1137,10 +1144,7 @@ static int test_graph_cnn_nan_objective(void) {
     NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
     NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < 6; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.tr, NULL));
-    }
+    if (step_both(&a.tr, &b.tr, 0, 6, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_set(g_cuda, a.m->param_flat.data + ng_model_size(a.m) - 1, &nan, sizeof nan));
     NGT_OK(ng_set(g_cuda, b.m->param_flat.data + ng_model_size(b.m) - 1, &nan, sizeof nan));
     replays = b.tr.graph.replays;
@@ -1236,12 +1240,11 @@ static unsigned char *slurp(const char *path, size_t *n) {
 /* the model checkpoints of both trainers byte for byte (parameters, whitening state, batch norm) */
 static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) {
     char pa[256], pb[256];
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     unsigned char *ba, *bb;
     size_t na, nb;
     int ok;
-    snprintf(pa, sizeof pa, "%s/natgrad_graph_prong_a_%d.ckpt", tmp, (int)getpid());
-    snprintf(pb, sizeof pb, "%s/natgrad_graph_prong_b_%d.ckpt", tmp, (int)getpid());
+    tmp_ckpt(pa, sizeof pa, "prong_a");
+    tmp_ckpt(pb, sizeof pb, "prong_b");
     NGT_OK(ng_trainer_save(&a->tr, pa, NG_SAVE_MODEL));
     NGT_OK(ng_trainer_save(&b->tr, pb, NG_SAVE_MODEL));
     ba = slurp(pa, &na);
@@ -1254,23 +1257,17 @@ static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) 
     NGT_CHECK(ok, "%s: the model checkpoints (%zu and %zu bytes) differ after update %llu", what, na, nb, (unsigned long long)t);
     return NGT_PASS;
 }
+static int same_prong_pr(const pair *pr, uint64_t t) { return same_prong(pr->what, (prong_run *)pr->a, (prong_run *)pr->b, t); }
 
 static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t steps, int log_every) {
     prong_run a, b;
-    uint64_t t, refreshes = (steps + 3) / 4;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t refreshes = (steps + 3) / 4;
+    pair pr = {what, &a, &b, steps};
     NGT_OK(prong_run_init(&a, form, bn));
     NGT_OK(prong_run_init(&b, form, bn));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_prong(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
-    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
-              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_prong_pr, &pr) != NGT_PASS) return NGT_FAIL;
+    if (counts_add_up(what, &b.tr, steps) != NGT_PASS) return NGT_FAIL;
     /* every reparametrisation eager; the graphs outlive them: at most 2 buffers x 2 shapes captured */
     NGT_CHECK(b.tr.graph.eager >= refreshes && b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 &&
                   b.tr.graph.replays > 2 * b.tr.graph.captures,
@@ -1339,6 +1336,16 @@ static int same_state(const char *what, const ng_precond *pa, const ng_precond *
     return NGT_PASS;
 }
 
+/* the parameters (and the RBM's particles and Philox step), then the preconditioner's state */
+static int same_rbm_state_pr(const pair *pr, uint64_t t) {
+    if (same_rbm_pr(pr, t) != NGT_PASS) return NGT_FAIL;
+    return same_state(pr->what, ((rbm_run *)pr->a)->rt.pc, ((rbm_run *)pr->b)->rt.pc, t);
+}
+static int same_params_state_pr(const pair *pr, uint64_t t) {
+    if (same_params_pr(pr, t) != NGT_PASS) return NGT_FAIL;
+    return same_state(pr->what, ((run *)pr->a)->pc, ((run *)pr->b)->pc, t);
+}
+
 /* updates a run must take eagerly: update 0, the logged ones, and (refit > 0) every refit-th */
 static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit) {
     uint64_t t, n = 0;
@@ -1349,19 +1356,12 @@ static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit)
 
 static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, uint64_t steps, int log_every) {
     rbm_run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {what, &a, &b, steps};
     const int refit = optimizer == NG_RBM_OPT_FANG ? 5 : 0;
     NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
     NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
-        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
-        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        if (same_state(what, a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, steps, log_every, same_rbm_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(b.rt.tr.graph.eager == want_eager(0, steps, log_every, refit), "%s: %llu eager updates, want %llu", what,
               (unsigned long long)b.rt.tr.graph.eager, (unsigned long long)want_eager(0, steps, log_every, refit));
     NGT_CHECK(b.rt.tr.graph.captures + b.rt.tr.graph.replays + b.rt.tr.graph.eager == steps, "%s: counts do not add up", what);
@@ -1404,31 +1404,18 @@ static int test_graph_rbm_pc_resume(void) {
     if (!g_cuda) return ngt_skip(g_reason);
     for (i = 0; i < 3; i++) {
         rbm_run a, b, c;
-        uint64_t t;
+        pair pr = {name[i], &a, &c, 30};
         char path[256];
-        ng_ckpt *ck = NULL;
-        snprintf(path, sizeof path, "%s/natgrad_graph_pc_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                 (int)getpid());
+        tmp_ckpt(path, sizeof path, "pc");
         NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
         NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
-        for (t = 0; t < 7; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-        }
+        if (step_both(&a.rt.tr, &b.rt.tr, 0, 7, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
         NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
         rbm_run_free(&b);
         NGT_OK(rbm_run_init_opt(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
-        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-        NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
-        ng_ckpt_free(ck);
-        remove(path);
+        if (load_ckpt(&c.rt.tr, path) != NGT_PASS) return NGT_FAIL;
         NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
-        for (t = 7; t < 30; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
-            if (same_rbm(name[i], &a, &c, t) != NGT_PASS) return NGT_FAIL;
-            if (same_state(name[i], a.rt.pc, c.rt.pc, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.rt.tr, &c.rt.tr, 7, 30, 0, same_rbm_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(c.rt.tr.graph.replays > 0 && c.rt.tr.graph.eager == want_eager(7, 30, 0, opt[i] == NG_RBM_OPT_FANG ? 5 : 0),
                   "%s: %llu replays, %llu eager", name[i], (unsigned long long)c.rt.tr.graph.replays,
                   (unsigned long long)c.rt.tr.graph.eager);
@@ -1470,36 +1457,22 @@ static ng_status run_init_diag(run *r, ng_backend *be, int kind) {
 
 static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int resume_at) {
     run a, b;
-    uint64_t t, t0 = 0;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t t0 = 0;
+    pair pr = {pc_name[kind], &a, &b, steps};
     NGT_OK(run_init_diag(&a, g_cuda, kind));
     NGT_OK(run_init_diag(&b, g_cuda, kind));
     if (resume_at > 0) { /* b: eager to resume_at, saved, loaded into a fresh trainer with graphs */
         char path[256];
-        ng_ckpt *ck = NULL;
-        snprintf(path, sizeof path, "%s/natgrad_graph_diag_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                 (int)getpid());
-        for (t = 0; t < (uint64_t)resume_at; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-        }
+        tmp_ckpt(path, sizeof path, "diag");
+        if (step_both(&a.tr, &b.tr, 0, (uint64_t)resume_at, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
         NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
         run_free(&b);
         NGT_OK(run_init_diag(&b, g_cuda, kind));
-        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-        NGT_OK(ng_trainer_load(&b.tr, ck, NG_SAVE_ALL));
-        ng_ckpt_free(ck);
-        remove(path);
+        if (load_ckpt(&b.tr, path) != NGT_PASS) return NGT_FAIL;
         t0 = (uint64_t)resume_at;
     }
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = t0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_params(pc_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        if (same_state(pc_name[kind], a.pc, b.pc, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, t0, steps, log_every, same_params_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(b.tr.graph.eager == want_eager(t0, steps, log_every, 0), "%s: %llu eager updates, want %llu", pc_name[kind],
               (unsigned long long)b.tr.graph.eager, (unsigned long long)want_eager(t0, steps, log_every, 0));
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
@@ -2116,19 +2089,14 @@ static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
 
 static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     run a, b;
-    uint64_t t, cap, rep, eag, fail;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t cap, rep, eag, fail;
+    pair pr = {seg_name[kind], &a, &b, steps};
     const char *product = kind == S_KFAC ? "kfac F^-1 product" : "tn curvature product";
     NGT_OK(seg_run_init(&a, g_cuda, kind));
     NGT_OK(seg_run_init(&b, g_cuda, kind));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", seg_name[kind]);
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_params(seg_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
     printf("  %s: %llu updates: gradient %llu captured, %llu replayed, %llu eager", seg_name[kind], (unsigned long long)steps,
            (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
@@ -2213,7 +2181,8 @@ static ng_status ready_with_host_read(void *user, size_t lo, size_t hi) {
 }
 static int test_segments_failed_capture(void) {
     run a, b;
-    uint64_t t, cap, rep, eag, fail;
+    uint64_t cap, rep, eag, fail;
+    pair pr = {"ngd, failing gradient capture", &a, &b, 8};
     if (!g_cuda) return ngt_skip(g_reason);
     NGT_OK(seg_run_init(&a, g_cuda, S_NGD));
     NGT_OK(seg_run_init(&b, g_cuda, S_NGD));
@@ -2221,11 +2190,7 @@ static int test_segments_failed_capture(void) {
     a.net->grad_user = a.net;
     b.net->grad_user = b.net;
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < 8; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.tr, NULL));
-        if (same_params("ngd, failing gradient capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, 0, 8, 0, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
     NGT_CHECK(cap == 0 && rep == 0 && fail > 0 && eag == 8, "gradient: %llu captures, %llu replays, %llu eager, %llu failures",
               (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
