@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
@@ -33,11 +34,7 @@
 enum { M = 13, S0 = 36, CL = 3 };
 static ng_comm *C;
 
-static void shard(int *lo, int *hi) {
-    int W = C->world, r = C->rank;
-    *lo = M * r * r / (W * W);
-    *hi = M * (r + 1) * (r + 1) / (W * W);
-}
+static void shard(int *lo, int *hi) { ngt_shard(C, M, lo, hi); }
 
 static double rel_diff(const float *a, const float *b, size_t n);
 static ng_status make_spec(ng_backend *be, const char *spec, int chunk, ng_model **out) {
@@ -212,11 +209,7 @@ static int test_sampled_nobn(void) {
 }
 
 int main(void) {
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     NGT_RUN(test_products);
     NGT_RUN(test_sampled_nobn);
     ng_comm_free(C);

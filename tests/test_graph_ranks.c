@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
@@ -140,22 +141,9 @@ static int same_params(const char *what, run *a, run *b, uint64_t t) {
 
 /* this rank's parameters equal rank 0's, bit for bit (every rank learns every rank's verdict) */
 static int same_as_rank0(run *r, const char *what) {
-    size_t n = ng_model_size(r->net);
-    float *mine = (float *)malloc(n * sizeof(float)), *r0 = (float *)malloc(n * sizeof(float));
-    double bad;
-    int ok;
-    NGT_CHECK(mine && r0, "out of memory");
-    NGT_OK(ng_tensor_get(g_be, &r->net->param_flat, mine));
-    memcpy(r0, mine, n * sizeof(float));
-    NGT_OK(ng_comm_bcast_host(C, r0, n * sizeof(float), 0, "rank 0's parameters"));
-    ok = memcmp(mine, r0, n * sizeof(float)) == 0;
-    bad = ok ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &bad, 1, "the verdicts"));
-    free(mine);
-    free(r0);
-    NGT_CHECK(bad == 0.0, "%s: the parameters differ from rank 0's on %g rank(s) (this rank: %s)", what, bad,
-              ok ? "same" : "different");
-    return NGT_PASS;
+    char w[128];
+    snprintf(w, sizeof w, "%s: the parameters", what);
+    return ngt_same_as_rank0_dev(C, g_be, r->net->param_flat.data, ng_model_size(r->net), w);
 }
 
 static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) {
@@ -282,47 +270,24 @@ static int test_graph_ranks_disagree(void) {
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    double missing;
     for (i = 0; i < DIM * NCASES; i++) {
         z ^= z << 13;
         z ^= z >> 7;
         z ^= z << 17;
         g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
     }
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     if (C->world < 2)
         snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
     else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
         snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
-    else if (ng_backend_cuda_init(C->local_rank, &g_be) != NG_OK) {
-        snprintf(g_reason, sizeof g_reason, "no CUDA device %d here (the emulated build runs these; NG_SIMT_DEVICES >= "
-                 "ranks): %s", C->local_rank, ng_last_error());
-        ng_clear_error();
-        g_be = NULL;
-    }
-    if (C->world > 1) { /* every rank skips when one has no device (the others would wait for it) */
-        missing = g_be ? 0.0 : 1.0;
-        if (ng_comm_allreduce_host(C, &missing, 1, "the device check") != NG_OK) return 1;
-        if (missing > 0.0 && g_be) {
-            snprintf(g_reason, sizeof g_reason, "no CUDA device for some rank (one device per local rank)");
-            ng_backend_free(g_be);
-            g_be = NULL;
-        }
-    }
-    if (g_be) {
-        if (ng_comm_init(&NC, 60.0) != NG_OK || ng_comm_attach(NC, g_be) != NG_OK) {
-            printf("FAIL nccl: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
+    else { /* every rank skips when one has no device (the others would wait for it); NC is NCCL */
+        int r = ngt_ranks_cuda(C, &g_be, &NC);
+        if (r == NGT_FAIL) {
+            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
             return 1;
         }
-        if (NC->kind != NG_COMM_NCCL) {
-            printf("FAIL nccl: a CUDA backend on %d ranks uses NCCL (kind %d)\nRESULT passed=0 failed=1 skipped=0\n",
-                   NC->world, (int)NC->kind);
-            return 1;
-        }
+        if (r == NGT_SKIP) snprintf(g_reason, sizeof g_reason, "%s", ngt_skip_reason);
     }
     NGT_RUN(test_graph_ranks_sgd);
     NGT_RUN(test_graph_ranks_nag);

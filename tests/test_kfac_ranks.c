@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
@@ -86,14 +87,6 @@ static ng_status run_kfac(ng_backend *be, ng_comm *c, int approx, int lag, int r
     return s;
 }
 
-/* every rank agrees: `ok` on all of them (otherwise the number of ranks where it failed) */
-static int all_ok(ng_comm *c, int ok, const char *what) {
-    double bad = ok ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(c, &bad, 1, "the verdicts"));
-    NGT_CHECK(bad == 0.0, "%s: fails on %g rank(s) (this rank: %s)", what, bad, ok ? "holds" : "fails");
-    return NGT_PASS;
-}
-
 static int run_case(ng_backend *be, ng_comm *c, const char *bname) {
     static const int lags[3] = {-1, 0, 2};
     float own[3][PMAX], red[PMAX], r0[PMAX];
@@ -107,17 +100,17 @@ static int run_case(ng_backend *be, ng_comm *c, const char *bname) {
             memcpy(r0, own[j], n * sizeof(float));
             NGT_OK(ng_comm_bcast_host(c, r0, n * sizeof(float), 0, "rank 0's parameters"));
             snprintf(what, sizeof what, "%s, %s, staleness %d: parameters bit for bit rank 0's", bname, an, lags[j]);
-            if (all_ok(c, memcmp(r0, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
+            if (ngt_all_ok(c, memcmp(r0, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
             if (c->world == 1) continue;
             NGT_OK(run_kfac(be, c, approx, lags[j], 1, red, &n2));
             snprintf(what, sizeof what, "%s, %s, staleness %d: owned refreshes = every rank computing every layer, bit for bit", bname,
                      an, lags[j]);
-            if (all_ok(c, n == n2 && memcmp(red, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
+            if (ngt_all_ok(c, n == n2 && memcmp(red, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
         }
         snprintf(what, sizeof what, "%s, %s: staleness 0 = the synchronous refreshes, bit for bit", bname, an);
-        if (all_ok(c, memcmp(own[0], own[1], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
+        if (ngt_all_ok(c, memcmp(own[0], own[1], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
         snprintf(what, sizeof what, "%s, %s: staleness 2 differs from the synchronous refreshes (the lag is applied)", bname, an);
-        if (all_ok(c, memcmp(own[0], own[2], n * sizeof(float)) != 0, what) != NGT_PASS) return NGT_FAIL;
+        if (ngt_all_ok(c, memcmp(own[0], own[2], n * sizeof(float)) != 0, what) != NGT_PASS) return NGT_FAIL;
         for (j = 0; j < (int)n; j++) NGT_CHECK(isfinite(own[2][j]), "%s, %s, staleness 2: parameter %d is %g", bname, an, j, (double)own[2][j]);
     }
     unsetenv("NG_KFAC_REDUNDANT");
@@ -138,21 +131,7 @@ static int test_owned_cuda(void) {
     ng_backend *be = NULL;
     ng_comm *nc = NULL;
     int r;
-    double missing;
-    if (!ng_cuda_compiled()) return ngt_skip("CUDA not compiled in (the emulated build runs this)");
-    if (ng_backend_cuda_init(C->local_rank, &be) != NG_OK) ng_clear_error(), be = NULL;
-    /* every rank skips when one has no device (the others would wait for it in the collectives) */
-    missing = be ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &missing, 1, "the device check"));
-    if (missing > 0.0) {
-        ng_backend_free(be);
-        return ngt_skip("no CUDA device for some rank (one device per local rank)");
-    }
-    /* a communicator of its own for the CUDA backend (NCCL binds to it) */
-    NGT_OK(ng_comm_init(&nc, 60.0));
-    NGT_OK(ng_comm_attach(nc, be));
-    if (nc->world > 1 && ng_comm_nccl_compiled())
-        NGT_CHECK(nc->kind == NG_COMM_NCCL, "a CUDA backend on %d ranks uses NCCL (kind %d)", nc->world, (int)nc->kind);
+    if ((r = ngt_ranks_cuda(C, &be, &nc)) != NGT_PASS) return r; /* every rank skips when one has no device */
     r = run_case(be, nc, "cuda");
     ng_comm_free(nc);
     ng_backend_free(be);
@@ -160,11 +139,7 @@ static int test_owned_cuda(void) {
 }
 
 int main(void) {
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     NGT_RUN(test_owned_cpu);
     NGT_RUN(test_owned_cuda);
     ng_comm_free(C);
