@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "graph_run.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
@@ -80,6 +81,12 @@ static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int
                                   int optimizer, int diag_metric);
 static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
+/* a test of the CUDA backend: skipped with g_reason where there is none */
+#define CUDA_TEST(name, call)                      \
+    static int name(void) {                        \
+        if (!g_cuda) return ngt_skip(g_reason);    \
+        return call;                               \
+    }
 
 #define DIM 6
 #define NCASES 10
@@ -100,15 +107,6 @@ static const ng_profile_row *find_row(const ng_profile_row *rows, int n, const c
 enum { R_SGD, R_SGD_DECAY, R_NAG, R_ADAM };
 static const char *const rule_name[] = {"sgd", "sgd (lr_gamma 3)", "nag", "adam"};
 
-typedef struct run {
-    ng_model *net;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} run;
-
 static int g_chunk; /* > 0: the network's chunk (cases per pass); 0: the default */
 
 /* A 3-layer autoencoder 6-5-4-6 (logistic hidden units, Bernoulli loss) on the fixed data. */
@@ -116,48 +114,17 @@ static ng_status run_init(run *r, ng_backend *be, int rule) {
     ng_net_config cfg;
     ng_status s;
     memset(r, 0, sizeof *r);
-    ng_net_config_default(&cfg);
-    cfg.loss = NG_LOSS_BERNOULLI;
-    cfg.target = NG_NET_TARGET_INPUT;
-    cfg.init = NG_INIT_GAUSSIAN;
-    cfg.init_scale = 0.5f;
-    cfg.seed = 17;
+    ae_config(&cfg);
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     if (g_chunk > 0) cfg.chunk = g_chunk;
     NG_TRY(ng_net_create(be, &cfg, &r->net));
-    if (rule == R_SGD || rule == R_SGD_DECAY) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.3f;
-        c.momentum = 0.5f;
-        c.lr_gamma = rule == R_SGD_DECAY ? 3.0f : 0.0f;
-        c.weight_decay = 1e-3f;
-        s = ng_update_sgd_init(be, r->net, &c, &r->upd);
-    } else if (rule == R_NAG) {
-        ng_nag_config c;
-        ng_nag_config_default(&c);
-        c.lr = 0.05f;
-        s = ng_update_nag_init(be, r->net, &c, &r->upd);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 0.01f;
-        s = ng_update_adam_init(be, r->net, &c, &r->upd);
-    }
+    s = ae_update(be, r->net, rule == R_NAG ? AE_NAG : rule == R_ADAM ? AE_ADAM : AE_SGD, rule == R_SGD_DECAY ? 3.0f : 0.0f,
+                  &r->upd);
     if (s == NG_OK) s = ng_precond_identity_init(be, &r->pc);
     if (s == NG_OK) s = ng_batches_init(&r->data, be, g_x, DIM, NCASES, BATCH, 5, 0, 1);
     if (s == NG_OK) r->data_ready = 1;
     if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
     return s;
-}
-
-static void run_free(run *r) {
-    ng_trainer_release(&r->tr);
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_net_free(r->net);
-    memset(r, 0, sizeof *r);
 }
 
 /* ---- (a) device-call counts of a NAG update ------------------------------------------------- */
@@ -777,26 +744,13 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
     return NGT_PASS;
 }
 
-static int test_graph_sgd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_SGD, 30, 7, 0);
-}
-static int test_graph_sgd_decaying_lr(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_SGD_DECAY, 12, 0, 0);
-}
-static int test_graph_nag_momentum_change(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_NAG, 256, 100, 0); /* mu_t changes at update 250 */
-}
-static int test_graph_sgd_growing_batch(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_SGD, 20, 0, 1);
-}
-static int test_graph_adam(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_ADAM, 60, 7, 0); /* the step count on the device: one capture per batch shape */
-}
+CUDA_TEST(test_graph_sgd, graph_vs_eager(R_SGD, 30, 7, 0))
+CUDA_TEST(test_graph_sgd_decaying_lr, graph_vs_eager(R_SGD_DECAY, 12, 0, 0))
+/* mu_t changes at update 250 */
+CUDA_TEST(test_graph_nag_momentum_change, graph_vs_eager(R_NAG, 256, 100, 0))
+CUDA_TEST(test_graph_sgd_growing_batch, graph_vs_eager(R_SGD, 20, 0, 1))
+/* the step count on the device: one capture per batch shape */
+CUDA_TEST(test_graph_adam, graph_vs_eager(R_ADAM, 60, 7, 0))
 
 /* ---- (c') the RBM trainer: PCD / CD steps as graphs == eager, bit for bit ------------------------
  * A 6-visible, 5-hidden RBM on the fixed data (pixels in [0, 1)), SGD through the identity
@@ -907,18 +861,9 @@ static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_g
     return NGT_PASS;
 }
 
-static int test_graph_rbm_pcd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9);
-}
-static int test_graph_rbm_pcd2_decaying_lr(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0);
-}
-static int test_graph_rbm_cd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0);
-}
+CUDA_TEST(test_graph_rbm_pcd, rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9))
+CUDA_TEST(test_graph_rbm_pcd2_decaying_lr, rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0))
+CUDA_TEST(test_graph_rbm_cd, rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0))
 
 /* A resumed RBM run continues as a graph from the checkpoint's Philox step: train 7 updates
  * eagerly, save, load into a fresh trainer with graphs on, continue to 30 and compare with an
@@ -1087,22 +1032,10 @@ static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t step
     return NGT_PASS;
 }
 
-static int test_graph_cnn_sgd_augment(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11);
-}
-static int test_graph_cnn_nag_augment(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0);
-}
-static int test_graph_cnn_bn(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9);
-}
-static int test_graph_cnn_whiten(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0);
-}
+CUDA_TEST(test_graph_cnn_sgd_augment, cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11))
+CUDA_TEST(test_graph_cnn_nag_augment, cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0))
+CUDA_TEST(test_graph_cnn_bn, cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9))
+CUDA_TEST(test_graph_cnn_whiten, cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0))
 
 /* A resumed conv-net run continues as a graph from the checkpoint's gradient count (the device's
  * augmentation step is set at load): 7 updates eagerly, save, load into a fresh trainer with graphs
@@ -1170,14 +1103,7 @@ static int test_graph_cnn_nan_objective(void) {
  * reparametrisation, which rewrote U, c (K) and V, d in place. After every update the model's
  * checkpoints (parameters, whitening state, batch norm's running averages) must be byte-identical
  * to the eager run's. */
-typedef struct prong_run {
-    ng_model *net;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} prong_run;
+typedef run prong_run;
 
 static ng_status prong_run_init(prong_run *r, int form, int bn) {
     ng_net_config cfg;
@@ -1185,12 +1111,7 @@ static ng_status prong_run_init(prong_run *r, int form, int bn) {
     ng_prong_config pg;
     ng_status s;
     memset(r, 0, sizeof *r);
-    ng_net_config_default(&cfg);
-    cfg.loss = NG_LOSS_BERNOULLI;
-    cfg.target = NG_NET_TARGET_INPUT;
-    cfg.init = NG_INIT_GAUSSIAN;
-    cfg.init_scale = 0.5f;
-    cfg.seed = 17;
+    ae_config(&cfg);
     cfg.whiten = form;
     NG_TRY(ng_net_parse_spec(bn ? "6-5+bn-4+bn-6" : "6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     NG_TRY(ng_net_create(g_cuda, &cfg, &r->net));
@@ -1210,13 +1131,11 @@ static ng_status prong_run_init(prong_run *r, int form, int bn) {
     return s;
 }
 
-static void prong_run_free(prong_run *r) {
+static void prong_run_free(prong_run *r) { /* PRONG before the update rule it holds */
     ng_trainer_release(&r->tr);
     ng_precond_free(r->pc);
-    ng_update_free(r->upd);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_net_free(r->net);
-    memset(r, 0, sizeof *r);
+    r->pc = NULL;
+    run_free(r);
 }
 
 /* the whole contents of a file (NULL on failure), its size in *n */
@@ -1283,18 +1202,9 @@ static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t ste
     return NGT_PASS;
 }
 
-static int test_graph_prong_whitened(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0);
-}
-static int test_graph_prong_canonical(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7);
-}
-static int test_graph_prong_plus(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0);
-}
+CUDA_TEST(test_graph_prong_whitened, prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0))
+CUDA_TEST(test_graph_prong_canonical, prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7))
+CUDA_TEST(test_graph_prong_plus, prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0))
 
 /* ---- (c'') preconditioners inside the graph: centering, FANG, diag ------------------------------
  * Each trainer runs eagerly (a) and with --cuda-graph (b) on the same data; after every update the
@@ -1377,22 +1287,11 @@ static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, ui
     return NGT_PASS;
 }
 
-static int test_graph_rbm_centering(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9);
-}
-static int test_graph_rbm_fang(void) { /* refits at 5, 10, ... eager; the updates between them replayed */
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9);
-}
-static int test_graph_rbm_diag_energy(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9);
-}
-static int test_graph_rbm_diag_fisher(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0);
-}
+CUDA_TEST(test_graph_rbm_centering, rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9))
+/* refits at 5, 10, ... eager; the updates between them replayed */
+CUDA_TEST(test_graph_rbm_fang, rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9))
+CUDA_TEST(test_graph_rbm_diag_energy, rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9))
+CUDA_TEST(test_graph_rbm_diag_fisher, rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0))
 
 /* A resumed run continues as a graph: 7 eager updates, a checkpoint, a fresh trainer loading it
  * with graphs on (FANG: its device Philox step from run.t; diag: the average's weight), continued
@@ -1488,18 +1387,9 @@ static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int 
     return NGT_PASS;
 }
 
-static int test_graph_net_diag_fisher(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0);
-}
-static int test_graph_net_diag_empirical(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0);
-}
-static int test_graph_net_diag_phi(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0);
-}
+CUDA_TEST(test_graph_net_diag_fisher, net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0))
+CUDA_TEST(test_graph_net_diag_empirical, net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0))
+CUDA_TEST(test_graph_net_diag_phi, net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0))
 /* --tf32: the forward and backward passes of the gradient may use TF32, the preconditioner's work never
  * (the trainer's FP32 guard, natgrad/backend.h), in the graph as eagerly: the Fisher's sampled backward
  * pass inside diag runs in FP32 in both (the emulator rounds TF32 gemm operands, so a difference shows) */
@@ -2139,10 +2029,7 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     return NGT_PASS;
 }
 
-static int test_segments_ngd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_NGD, 14, 5);
-}
+CUDA_TEST(test_segments_ngd, seg_vs_eager(S_NGD, 14, 5))
 /* chunks of 3 cases: batches of 4 are 2 chunks, every product recomputes the forward passes,
  * and the pass state each segment leaves (which chunk is in the buffers) matters */
 static int test_segments_ngd_chunked(void) {
@@ -2155,18 +2042,9 @@ static int test_segments_ngd_chunked(void) {
 }
 /* the sampled Fisher: its stream step read on the device while segments replay, so the products
  * replay across updates (by value, each update would be a new capture) */
-static int test_segments_ngd_sampled(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_NGD_SAMPLED, 12, 0);
-}
-static int test_segments_hf(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_HF, 12, 0);
-}
-static int test_segments_kfac(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_KFAC, 30, 7);
-}
+CUDA_TEST(test_segments_ngd_sampled, seg_vs_eager(S_NGD_SAMPLED, 12, 0))
+CUDA_TEST(test_segments_hf, seg_vs_eager(S_HF, 12, 0))
+CUDA_TEST(test_segments_kfac, seg_vs_eager(S_KFAC, 30, 7))
 
 /* A gradient that reads the host (the model's grad_ready hook, which the network calls during its
  * backward pass, reads a norm): its segment's capture fails every time, the trainer goes on with the
@@ -2353,20 +2231,10 @@ static int test_counts_segments(void) {
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    for (i = 0; i < DIM * NCASES; i++) {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
-    }
+    xorshift_fill(g_x, DIM * NCASES, &z);
     for (i = 0; i < CNN_NX; i++) { /* pixels in [0, 1), then a one-hot label */
         int r;
-        for (r = 0; r < 36; r++) {
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
-            g_cnn_x[r + CNN_ROWS * i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
-        }
+        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
         for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
     }
     if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {

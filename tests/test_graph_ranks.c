@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "graph_run.h"
 #include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
@@ -48,17 +49,8 @@ static ng_comm *NC;  /* the CUDA backend's communicator (NCCL) */
 static ng_backend *g_be;
 static char g_reason[512];
 
-enum { R_SGD, R_NAG, R_ADAM };
+enum { R_SGD = AE_SGD, R_NAG = AE_NAG, R_ADAM = AE_ADAM };
 static const char *const rule_name[] = {"sgd", "nag", "adam"};
-
-typedef struct run {
-    ng_model *net;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} run;
 
 /* overlap: --comm-overlap 1 with buckets of BUCKET_MB (26 floats). The backward pass reports the layers
  * from the end: 30 floats (layer 3: a bucket), 24 (layer 2: too few alone), 35 (layer 1: with layer 2, a
@@ -68,32 +60,10 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag
     ng_net_config cfg;
     ng_status s;
     memset(r, 0, sizeof *r);
-    ng_net_config_default(&cfg);
-    cfg.loss = NG_LOSS_BERNOULLI;
-    cfg.target = NG_NET_TARGET_INPUT;
-    cfg.init = NG_INIT_GAUSSIAN;
-    cfg.init_scale = 0.5f;
-    cfg.seed = 17;
+    ae_config(&cfg);
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     NG_TRY(ng_net_create(g_be, &cfg, &r->net));
-    if (rule == R_SGD) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.3f;
-        c.momentum = 0.5f;
-        c.weight_decay = 1e-3f;
-        s = ng_update_sgd_init(g_be, r->net, &c, &r->upd);
-    } else if (rule == R_NAG) {
-        ng_nag_config c;
-        ng_nag_config_default(&c);
-        c.lr = 0.05f;
-        s = ng_update_nag_init(g_be, r->net, &c, &r->upd);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 0.01f;
-        s = ng_update_adam_init(g_be, r->net, &c, &r->upd);
-    }
+    s = ae_update(g_be, r->net, rule, 0.0f, &r->upd);
     if (s == NG_OK) {
         if (diag) {
             ng_diag_config dc;
@@ -108,15 +78,6 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag
     if (s == NG_OK) s = ng_trainer_set_comm_overlap(&r->tr, overlap, overlap ? BUCKET_MB : 1.0);
     if (s == NG_OK) s = ng_trainer_set_comm(&r->tr, comm);
     return s;
-}
-
-static void run_free(run *r) {
-    ng_trainer_release(&r->tr);
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_net_free(r->net);
-    memset(r, 0, sizeof *r);
 }
 
 /* the two trainers' parameters, bit for bit */
@@ -268,14 +229,8 @@ static int test_graph_ranks_disagree(void) {
 }
 
 int main(void) {
-    int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    for (i = 0; i < DIM * NCASES; i++) {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
-    }
+    xorshift_fill(g_x, DIM * NCASES, &z);
     if (ngt_ranks_open(&C)) return 1;
     if (C->world < 2)
         snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
