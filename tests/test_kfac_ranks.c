@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kfac_run.h"
 #include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
@@ -29,62 +30,21 @@
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
-enum { N = 96, DIM = 6, BATCH = 32, STEPS = 17, PMAX = 256 };
+enum { STEPS = 17, PMAX = 256 };
 static ng_comm *C;
 
-/* STEPS K-FAC updates on this rank's shards; theta gets the parameters */
+/* STEPS K-FAC updates (kfac_run.h) on this rank's shards, tau1 = tau2 = 0.75; theta gets the parameters */
 static ng_status run_kfac(ng_backend *be, ng_comm *c, int approx, int lag, int redundant, float *theta, size_t *np) {
-    ng_net_config nc;
-    ng_model *net = NULL;
-    ng_precond *pc = NULL;
-    ng_update *upd = NULL;
-    ng_batches b;
-    ng_trainer tr;
-    ng_kfac_config kc;
-    ng_sgd_config sc;
-    float x[N * DIM];
-    int i, have_b = 0, have_tr = 0;
-    ng_status s;
-    uint64_t st = 99;
+    kfac_run o;
+    memset(&o, 0, sizeof o);
+    o.approx = approx;
+    o.steps = STEPS;
+    o.async_lag = lag;
+    o.inverse = -1;
+    o.tau = 0.75;
+    o.comm = c;
     setenv("NG_KFAC_REDUNDANT", redundant ? "1" : "0", 1);
-    for (i = 0; i < N * DIM; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((st >> 40) & 0xffff) / 65535.0f;
-    }
-    ng_net_config_default(&nc);
-    nc.loss = NG_LOSS_BERNOULLI;
-    nc.init = NG_INIT_GAUSSIAN;
-    nc.init_scale = 0.5f;
-    NG_TRY(ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc));
-    NG_TRY(ng_net_create(be, &nc, &net));
-    ng_kfac_config_default(&kc);
-    kc.approx = approx;
-    kc.timing = 0;
-    kc.tau1 = kc.tau2 = 0.75;
-    kc.T1 = 2;
-    kc.T2 = 8;
-    kc.T3 = 4;
-    kc.async_lag = lag;
-    kc.lambda0 = 10.0;
-    memset(&sc, 0, sizeof sc);
-    sc.lr = 1.0f;
-    sc.weight_decay = 1e-5f;
-    s = ng_precond_kfac_init(be, net, &kc, &pc);
-    if (s == NG_OK) s = ng_update_sgd_init(be, net, &sc, &upd);
-    if (s == NG_OK) s = ng_batches_init(&b, be, x, DIM, N, BATCH, 7, c->rank, c->world), have_b = s == NG_OK;
-    if (s == NG_OK) s = ng_trainer_init(&tr, net, pc, upd, &b, 7, NULL), have_tr = s == NG_OK;
-    if (s == NG_OK && c->world > 1) s = ng_trainer_set_comm(&tr, c);
-    for (i = 0; s == NG_OK && i < STEPS; i++) s = ng_trainer_step(&tr, NULL);
-    if (s == NG_OK) {
-        *np = ng_model_size(net);
-        s = *np <= PMAX ? ng_tensor_get(be, &net->param_flat, theta) : ng_error(NG_ERR_INVALID_ARG, "%zu parameters", *np);
-    }
-    if (have_tr) ng_trainer_release(&tr);
-    if (have_b) ng_batches_free(&b);
-    ng_update_free(upd);
-    ng_precond_free(pc);
-    ng_net_free(net);
-    return s;
+    return kfac_run_steps(be, &o, theta, PMAX, np);
 }
 
 static int run_case(ng_backend *be, ng_comm *c, const char *bname) {
