@@ -6,6 +6,8 @@
 #ifndef NG_TESTS_GRAPH_RUN_H
 #define NG_TESTS_GRAPH_RUN_H
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "natgrad/data.h"
@@ -65,6 +67,26 @@ static inline void run_free(run *r) {
     if (r->data_ready) ng_batches_free(&r->data);
     ng_net_free(r->net);
     memset(r, 0, sizeof *r);
+}
+
+/* the two runs' parameters on be, bit for bit; the first difference printed (what: the case) */
+static inline int same_params_on(ng_backend *be, const char *what, run *a, run *b, uint64_t t) {
+    size_t n = ng_model_size(a->net), i;
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    int ok;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(be, &a->net->param_flat, pa));
+    NGT_OK(ng_tensor_get(be, &b->net->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
+               (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    return ok ? NGT_PASS : NGT_FAIL;
 }
 
 /* n values in [0, 1) from the xorshift state *z (advanced) */

@@ -676,25 +676,7 @@ static int load_ckpt(ng_trainer *tr, const char *path) {
     return NGT_PASS;
 }
 
-static int same_params(const char *what, run *a, run *b, uint64_t t) {
-    size_t n = ng_model_size(a->net);
-    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
-    int ok;
-    NGT_CHECK(pa && pb, "out of memory");
-    NGT_OK(ng_tensor_get(g_cuda, &a->net->param_flat, pa));
-    NGT_OK(ng_tensor_get(g_cuda, &b->net->param_flat, pb));
-    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
-    if (!ok) {
-        size_t i;
-        for (i = 0; i < n && pa[i] == pb[i]; i++) {
-        }
-        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
-               (double)pa[i], (double)pb[i]);
-    }
-    free(pa);
-    free(pb);
-    return ok ? NGT_PASS : NGT_FAIL;
-}
+static int same_params(const char *what, run *a, run *b, uint64_t t) { return same_params_on(g_cuda, what, a, b, t); }
 static int same_params_pr(const pair *pr, uint64_t t) { return same_params(pr->what, (run *)pr->a, (run *)pr->b, t); }
 /* the first 12 updates, every 50th and the last */
 static int same_params_some(const pair *pr, uint64_t t) {
@@ -1574,119 +1556,85 @@ static int unique_key(const ng_update *u, uint64_t t, double *key, int max) { /*
     return 1;
 }
 
-static int test_graph_discarded_capture(void) {
+/* one update of tr with u's step replaced by one that reads the host under a new key: its capture fails */
+static ng_status step_failing_capture(ng_trainer *tr, ng_update *u) {
     struct ng_update_i fake;
     ng_status s;
-    uint64_t t;
+    g_real_iface = u->iface;
+    fake = *g_real_iface;
+    fake.step = step_with_host_read;
+    fake.graph_key = unique_key;
+    u->iface = &fake;
+    s = ng_trainer_step(tr, NULL);
+    u->iface = g_real_iface;
+    return s;
+}
+
+static int test_graph_discarded_capture(void) {
+    ng_status s;
     if (!g_cuda) return ngt_skip(g_reason);
     { /* the RBM */
         rbm_run a, b;
+        pair pr = {"rbm after a discarded capture", &a, &b, 12};
         NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
         NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
         NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-        for (t = 0; t < 5; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-        }
-        g_real_iface = b.rt.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.rt.upd->iface = &fake;
-        s = ng_trainer_step(&b.rt.tr, NULL);
-        b.rt.upd->iface = g_real_iface;
+        if (step_both(&a.rt.tr, &b.rt.tr, 0, 5, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
+        s = step_failing_capture(&b.rt.tr, b.rt.upd);
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "rbm: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
         NGT_CHECK(ng_rbm_rng_step(&a.rbm) == ng_rbm_rng_step(&b.rbm), "rbm: Philox step %llu after the discarded capture, "
                   "want %llu", (unsigned long long)ng_rbm_rng_step(&b.rbm), (unsigned long long)ng_rbm_rng_step(&a.rbm));
         NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 0));
-        for (t = 5; t < 12; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-            if (same_rbm("rbm after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.rt.tr, &b.rt.tr, 5, 12, 0, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
     { /* FANG: the mirror of its device Philox step goes back too; graphs on again after the failure */
         rbm_run a, b;
+        pair pr = {"fang after a discarded capture", &a, &b, 14};
         NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
         NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
         NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
         NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
         NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-        g_real_iface = b.rt.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.rt.upd->iface = &fake;
-        s = ng_trainer_step(&b.rt.tr, NULL); /* update 1: between refits, so captured, and the capture fails */
-        b.rt.upd->iface = g_real_iface;
+        s = step_failing_capture(&b.rt.tr, b.rt.upd); /* update 1: between refits, so captured, and the capture fails */
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "fang: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
         /* update 1 again: no graph yet, so a capture, which must not need to reset the device step */
-        for (t = 1; t < 14; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-            if (same_rbm("fang after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-            if (same_state("fang after a discarded capture", a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.rt.tr, &b.rt.tr, 1, 14, 0, same_rbm_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(b.rt.tr.graph.replays > 0, "fang: no replays after the discarded capture");
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
     { /* Adam on the network, graphs on again after the failure */
         run a, b;
+        pair pr = {"adam after a discarded capture", &a, &b, 20};
         NGT_OK(run_init(&a, g_cuda, R_ADAM));
         NGT_OK(run_init(&b, g_cuda, R_ADAM));
         NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-        for (t = 0; t < 5; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-        }
-        g_real_iface = b.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.upd->iface = &fake;
-        s = ng_trainer_step(&b.tr, NULL);
-        b.upd->iface = g_real_iface;
+        if (step_both(&a.tr, &b.tr, 0, 5, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
+        s = step_failing_capture(&b.tr, b.upd);
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "adam: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
-        for (t = 5; t < 20; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-            if (same_params("adam after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.tr, &b.tr, 5, 20, 0, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(b.tr.graph.replays > 0, "adam: no replays after the discarded capture");
         run_free(&a);
         run_free(&b);
     }
     { /* the conv net with augmentation: its gradient count (the augmentation's step) goes back */
         cnn_run a, b;
+        pair pr = {"cnn after a discarded capture", &a, &b, 20};
         NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
         NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
         NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-        for (t = 0; t < 5; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-        }
-        g_real_iface = b.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.upd->iface = &fake;
-        s = ng_trainer_step(&b.tr, NULL);
-        b.upd->iface = g_real_iface;
+        if (step_both(&a.tr, &b.tr, 0, 5, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
+        s = step_failing_capture(&b.tr, b.upd);
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "cnn: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
         NGT_CHECK(ng_cnn_gradients(b.m) == 5, "cnn: %llu gradients after the discarded capture, want 5",
                   (unsigned long long)ng_cnn_gradients(b.m));
-        for (t = 5; t < 20; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-            if (same_cnn("cnn after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.tr, &b.tr, 5, 20, 0, same_cnn_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(b.tr.graph.replays > 0, "cnn: no replays after the discarded capture");
         cnn_run_free(&a);
         cnn_run_free(&b);

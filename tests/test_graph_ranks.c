@@ -82,22 +82,9 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag
 
 /* the two trainers' parameters, bit for bit */
 static int same_params(const char *what, run *a, run *b, uint64_t t) {
-    size_t n = ng_model_size(a->net), i;
-    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
-    int ok;
-    NGT_CHECK(pa && pb, "out of memory");
-    NGT_OK(ng_tensor_get(g_be, &a->net->param_flat, pa));
-    NGT_OK(ng_tensor_get(g_be, &b->net->param_flat, pb));
-    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
-    if (!ok) {
-        for (i = 0; i < n && pa[i] == pb[i]; i++) {
-        }
-        printf("  %s, rank %d: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, NC->rank,
-               (unsigned long long)t, i, (double)pa[i], (double)pb[i]);
-    }
-    free(pa);
-    free(pb);
-    return ok ? NGT_PASS : NGT_FAIL;
+    char w[128];
+    snprintf(w, sizeof w, "%s, rank %d", what, NC->rank);
+    return same_params_on(g_be, w, a, b, t);
 }
 
 /* this rank's parameters equal rank 0's, bit for bit (every rank learns every rank's verdict) */
