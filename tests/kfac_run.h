@@ -27,6 +27,15 @@ typedef struct kfac_run {
     ng_comm *comm; /* NULL: one process; otherwise this rank's shards, the communicator on more than one rank */
 } kfac_run;
 
+/* the network's configuration: 6-5-3:linear-5-6, tanh, logistic output, Bernoulli loss, Gaussian 0.5 */
+static inline ng_status kfac_run_net_config(ng_net_config *nc) {
+    ng_net_config_default(nc);
+    nc->loss = NG_LOSS_BERNOULLI;
+    nc->init = NG_INIT_GAUSSIAN;
+    nc->init_scale = 0.5f;
+    return ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, nc);
+}
+
 /* The run o on be; theta (room for max floats) gets the parameters, *np their number. */
 static inline ng_status kfac_run_steps(ng_backend *be, const kfac_run *o, float *theta, size_t max, size_t *np) {
     enum { N = 96, DIM = 6, BATCH = 32 };
@@ -47,12 +56,8 @@ static inline ng_status kfac_run_steps(ng_backend *be, const kfac_run *o, float 
         st = st * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((st >> 40) & 0xffff) / 65535.0f;
     }
-    ng_net_config_default(&nc);
-    nc.loss = NG_LOSS_BERNOULLI;
-    nc.init = NG_INIT_GAUSSIAN;
-    nc.init_scale = 0.5f;
+    s = kfac_run_net_config(&nc);
     if (o->chunk > 0) nc.chunk = o->chunk;
-    s = ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc);
     if (s == NG_OK) s = ng_net_create(be, &nc, &net);
     ng_kfac_config_default(&kc);
     kc.approx = o->approx;

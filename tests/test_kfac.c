@@ -1077,11 +1077,7 @@ static int test_gamma_lambda_rules(void) {
     float *x;
     int n = 96, dim = 6, i, moved = 0;
     double w1 = pow(19.0 / 20.0, 2), w2 = pow(sqrt(19.0 / 20.0), 4), g0, l0;
-    ng_net_config_default(&nc);
-    nc.loss = NG_LOSS_BERNOULLI;
-    nc.init = NG_INIT_GAUSSIAN;
-    nc.init_scale = 0.5f;
-    NGT_OK(ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc));
+    NGT_OK(kfac_run_net_config(&nc)); /* kfac_run.h's network */
     NGT_OK(ng_net_create(g_cpu, &nc, &net));
     x = (float *)malloc((size_t)n * dim * sizeof(float));
     for (i = 0; i < n * dim; i++) x[i] = (float)urand();
