@@ -50,6 +50,22 @@ n_e, n_g = float(e["host_api_calls"]), float(g["host_api_calls"])
 # "before" row because the code that made them no longer exists to be measured in the same run.
 before = {"mode": "eager, before the fusions (d903967)", "kernels": "28", "cublas": "37", "cusolver": "0",
           "copies": "2", "graph_launches": "0", "host_api_calls": "67"}
+COUNTS = ["kernels", "cublas", "cusolver", "copies", "graph_launches", "host_api_calls"]
+COUNTS_NO_SOLVER = [c for c in COUNTS if c != "cusolver"]
+HEAD = {"workload": "workload", "mode": "mode", "kernels": "kernel launches", "cublas": "cuBLAS calls",
+        "cusolver": "cuSOLVER", "copies": "copies", "graph_launches": "graph launches",
+        "host_api_calls": "host API calls / update"}
+
+
+def table(f, rs, cols):
+    """a markdown table of the rows rs: the columns cols, then the launch overhead at 3-5 us per host call"""
+    f.write("| " + " | ".join(HEAD[c] for c in cols) + " | launch overhead at 3-5 us each |\n")
+    f.write("|" + "---|" * (len(cols) + 1) + "\n")
+    for r in rs:
+        n = float(r["host_api_calls"])
+        f.write("| " + " | ".join(r[c] for c in cols) + f" | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+
+
 with open(sys.argv[2], "w") as f:
     f.write("# Launch counts per update: the curves autoencoder under NAG (`make bench-launch-counts`)\n\n")
     f.write("Counted by natgrad's profile (`--profile`: device calls per range, `include/natgrad/profile.h`) on the CUDA\n"
@@ -59,11 +75,7 @@ with open(sys.argv[2], "w") as f:
     f.write("Network: 784-400-200-100-50-25-6-25-50-100-200-400-784 (L = 12, logistic, Bernoulli loss), one chunk;\n"
             "no op of the update is issued per case, so the counts do not depend on the batch size while it fits one\n"
             "chunk (<= 1000); measured at m = 8 only, not at the paper's m = 250. NAG without averaging or weight decay, identity preconditioner, update 4 (steady state).\n\n")
-    f.write("| mode | kernel launches | cuBLAS calls | cuSOLVER | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
-    f.write("|---|---|---|---|---|---|---|---|\n")
-    for r in (before, e, g):
-        n = float(r["host_api_calls"])
-        f.write(f"| {r['mode']} | {r['kernels']} | {r['cublas']} | {r['cusolver']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    table(f, (before, e, g), ["mode"] + COUNTS)
     f.write(f"\nEager now: 2L + 2 = {e['kernels']} kernels (forward: the input copy and one activation per layer; one loss\n"
             "kernel that also sums the objective and error over the batch; one activation derivative per hidden layer; one\n"
             f"fused NAG step) and 3L - 1 = {e['cublas']} cuBLAS calls (one gemm per layer forward, one weight-and-bias gemm per\n"
@@ -91,11 +103,7 @@ with open(sys.argv[2], "w") as f:
             "kernels, the phases' gemms, the statistics' gemms and gemv, the chain's end copied into the particles (the chain and the positive phase read the particles and the batch in place), the weight\n"
             "decay and the fused SGD step). As a graph the Gibbs kernels read their Philox step from a device count, so one\n"
             "capture per batch shape replays every update with new draws.\n\n")
-    f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
-    f.write("|---|---|---|---|---|---|---|---|\n")
-    for r in (re_, rg):
-        n = float(r["host_api_calls"])
-        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    table(f, (re_, rg), ["workload", "mode"] + COUNTS_NO_SOLVER)
     f.write("\n## The RBM's update with a preconditioner (`rbm train --optimizer centering|fang|diag --cuda-graph 1`)\n\n"
             "The same PCD-1 SGD update with each captured preconditioner (`test_counts_rbm_precond`, which asserts the eager\n"
             "counts derived from precond.c, fang.c and diag.c and the graph counts): centering's offsets are device moving\n"
@@ -105,11 +113,7 @@ with open(sys.argv[2], "w") as f:
             "variances, its diagnostics) and runs eagerly with `--cuda-graph 1` too, the same calls as without it (last rows;\n"
             "cuSOLVER's potrf and potri). sum_cols / sum_rows are cuBLAS gemv against a vector of ones; copies include the\n"
             "device-to-device ones (FANG's [ga; gb] gather and scatter).\n\n")
-    f.write("| workload | mode | kernel launches | cuBLAS calls | cuSOLVER | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
-    f.write("|---|---|---|---|---|---|---|---|---|\n")
-    for r in pcs:
-        n = float(r["host_api_calls"])
-        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['cusolver']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    table(f, pcs, ["workload", "mode"] + COUNTS)
     f.write("\n## The network with the diagonal metric (`net train --precond diag --cuda-graph 1`)\n\n"
             "A 6-5-4-6 autoencoder (L = 3, batch 4; `test_counts_net_diag` asserts the eager counts derived from net.c,\n"
             "tnewton.c and diag.c, and the graph counts): the diagonal costs 2L + 4 kernels and L gemms (per layer two\n"
@@ -117,11 +121,7 @@ with open(sys.argv[2], "w") as f:
             "a possible saving of 4 launches eager, none as a graph), plus 7 kernels for the average, its weight and the\n"
             "direction; the Fisher metric adds the backward pass with sampled targets (the targets drawn at a Philox step\n"
             "counted on the device). As a graph: one launch, the batch upload and the objective read.\n\n")
-    f.write("| workload | mode | kernel launches | cuBLAS calls | cuSOLVER | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
-    f.write("|---|---|---|---|---|---|---|---|---|\n")
-    for r in nds:
-        n = float(r["host_api_calls"])
-        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['cusolver']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    table(f, nds, ["workload", "mode"] + COUNTS)
     f.write("\n## A conv net's SGD update (`cnn train --cuda-graph 1`)\n\n"
             "c3k3-relu-mp2-d3 on 1 x 6 x 6 images with random crops (pad 1) and mirrors, SGD with momentum and weight\n"
             "decay, a batch of m images in one chunk. Eager: 12 kernel launches (forward: the input copy, the\n"
@@ -135,11 +135,7 @@ with open(sys.argv[2], "w") as f:
             "As a graph: one graph launch, the batch upload and the sums' read (the finite-objective check after the graph).\n"
             "The per-image dW gemm is the term that grows with the chunk (64 cuBLAS calls per conv layer at --chunk 64):\n"
             "one strided batched gemm into per-image slices and a sum would remove it (not done).\n\n")
-    f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
-    f.write("|---|---|---|---|---|---|---|---|\n")
-    for r in (ce, cg):
-        n = float(r["host_api_calls"])
-        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    table(f, (ce, cg), ["workload", "mode"] + COUNTS_NO_SOLVER)
     seg = [r for r in rows if "NGD" in r["workload"] or "HF" in r["workload"] or "K-FAC" in r["workload"]]
     f.write("\n## Truncated Newton and K-FAC as graph segments (`net train --optimizer ngd|hf|kfac --cuda-graph 1`)\n\n"
             "These read the host mid-update (CG's stopping tests and step scalars, the searches, K-FAC's 2x2 model), so\n"
@@ -154,11 +150,7 @@ with open(sys.argv[2], "w") as f:
             "CG with 10 iterations (rtol 0), lr 0.5; HF: CG with at most 10 iterations; K-FAC: the defaults\n"
             "(block-diagonal, momentum). `test_counts_segments` checks that the segment run ends with the same\n"
             "parameters bit for bit and issues fewer kernel launches and cuBLAS calls.\n\n")
-    f.write("| workload | mode | kernel launches | cuBLAS calls | copies | graph launches | host API calls / update | launch overhead at 3-5 us each |\n")
-    f.write("|---|---|---|---|---|---|---|---|\n")
-    for r in seg:
-        n = float(r["host_api_calls"])
-        f.write(f"| {r['workload']} | {r['mode']} | {r['kernels']} | {r['cublas']} | {r['copies']} | {r['graph_launches']} | {r['host_api_calls']} | {3*n/1000:.3f}-{5*n/1000:.3f} ms (arithmetic) |\n")
+    table(f, seg, ["workload", "mode"] + COUNTS_NO_SOLVER)
 PY
 echo "launch_counts: wrote $md and $csv"
 cat "$md"

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
@@ -33,11 +34,7 @@
 enum { M = 13, S0 = 36, CL = 3 };
 static ng_comm *C;
 
-static void shard(int *lo, int *hi) {
-    int W = C->world, r = C->rank;
-    *lo = M * r * r / (W * W);
-    *hi = M * (r + 1) * (r + 1) / (W * W);
-}
+static void shard(int *lo, int *hi) { ngt_shard(C, M, lo, hi); }
 
 static double rel_diff(const float *a, const float *b, size_t n);
 static ng_status make_spec(ng_backend *be, const char *spec, int chunk, ng_model **out) {
@@ -49,7 +46,7 @@ static ng_status make_spec(ng_backend *be, const char *spec, int chunk, ng_model
     NG_TRY(ng_cnn_parse_spec(spec, &cfg));
     return ng_cnn_create(be, &cfg, out);
 }
-static ng_status make_cnn(ng_backend *be, ng_model **out) { return make_spec(be, "c3-bn-relu-c3-bn-relu-mp2-d3", M, out); }
+#define CNN_SPEC "c3-bn-relu-c3-bn-relu-mp2-d3" /* the batch-norm network of the products */
 
 /* the inputs: mean and scale grow along the batch (a shard's statistics differ from the batch's) */
 static void fill_batch(float *x, int rows) {
@@ -93,50 +90,81 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return num / den;
 }
 
-static int test_products(void) {
-    ng_backend *be = NULL;
-    ng_model *ref = NULL, *net = NULL;
-    const int rows = S0 + CL;
-    float *x = (float *)malloc(sizeof(float) * rows * M), *g = NULL, *gr = NULL, *j = NULL, *jr = NULL;
-    double *sum = NULL, worst_j, worst[P_N], num = 0.0, den = 1e-30;
-    void *mem = NULL;
-    ng_tensor xall, xs, v, o, jo;
-    int lo, hi, i, p;
+/* A case on the CPU backend: ref, the whole batch's model (one process), and net, this rank's model on
+ * its shard [lo, hi) with the ranks set; both through a gradient on the batch of fill_batch (the
+ * forward pass the products read), v (np floats: vamp sin(vfreq i + vphase)) on the device, o a
+ * product's room, extra floats after it. */
+typedef struct fixture {
+    ng_backend *be;
+    ng_model *ref, *net;
+    float *x, *g, *gr;
+    double *sum;
+    void *mem;
+    ng_tensor xall, xs, v, o;
+    int lo, hi;
     size_t np;
-    NGT_CHECK(x != NULL, "host memory");
-    NGT_OK(ng_backend_cpu_init(&be));
-    NGT_OK(make_cnn(be, &ref));
-    NGT_OK(make_cnn(be, &net));
-    np = ng_model_size(net);
-    shard(&lo, &hi);
-    NGT_OK(ng_cnn_set_dist(net, C, lo, M));
-    g = (float *)malloc(np * sizeof(float));
-    gr = (float *)malloc(np * sizeof(float));
-    sum = (double *)malloc(np * sizeof(double));
+} fixture;
+
+static int fixture_open(fixture *f, const char *ref_spec, const char *net_spec, int net_chunk, size_t extra, double vfreq,
+                        double vphase) {
+    const int rows = S0 + CL;
+    size_t i;
+    memset(f, 0, sizeof *f);
+    f->x = (float *)malloc(sizeof(float) * rows * M);
+    NGT_CHECK(f->x != NULL, "host memory");
+    NGT_OK(ng_backend_cpu_init(&f->be));
+    NGT_OK(make_spec(f->be, ref_spec, M, &f->ref));
+    NGT_OK(make_spec(f->be, net_spec, net_chunk, &f->net));
+    f->np = ng_model_size(f->net);
+    shard(&f->lo, &f->hi);
+    NGT_OK(ng_cnn_set_dist(f->net, C, f->lo, M));
+    f->g = (float *)malloc(f->np * sizeof(float));
+    f->gr = (float *)malloc(f->np * sizeof(float));
+    f->sum = (double *)malloc(f->np * sizeof(double));
+    NGT_CHECK(f->g && f->gr && f->sum, "host memory");
+    fill_batch(f->x, rows);
+    NGT_OK(ng_alloc(f->be, sizeof(float) * ((size_t)rows * M + 2 * f->np + extra), &f->mem));
+    f->xall = ng_tensor_matrix((float *)f->mem, rows, M, rows);
+    f->xs = ng_tensor_cols(&f->xall, f->lo, f->hi - f->lo);
+    f->v = ng_tensor_matrix((float *)f->mem + (size_t)rows * M, (int)f->np, 1, (int)f->np);
+    f->o = ng_tensor_matrix(f->v.data + f->np, (int)f->np, 1, (int)f->np);
+    NGT_OK(ng_tensor_set(f->be, &f->xall, f->x));
+    for (i = 0; i < f->np; i++) f->g[i] = (float)(0.5 * sin(vfreq * (double)i + vphase));
+    NGT_OK(ng_tensor_set(f->be, &f->v, f->g));
+    NGT_OK(ng_model_gradient(f->ref, &f->xall, NULL));
+    NGT_OK(ng_model_gradient(f->net, &f->xs, NULL));
+    return NGT_PASS;
+}
+
+static void fixture_close(fixture *f) {
+    if (f->mem) ng_free(f->be, f->mem);
+    ng_cnn_free(f->ref);
+    ng_cnn_free(f->net);
+    ng_backend_free(f->be);
+    free(f->x), free(f->g), free(f->gr), free(f->sum);
+    memset(f, 0, sizeof *f);
+}
+
+static int test_products(void) {
+    fixture f;
+    float *j = NULL, *jr = NULL;
+    double worst_j, worst[P_N], num = 0.0, den = 1e-30;
+    ng_tensor jo;
+    int i, p;
+    if (fixture_open(&f, CNN_SPEC, CNN_SPEC, M, (size_t)CL * M, 1.3, 0.4) != NGT_PASS) return NGT_FAIL;
     j = (float *)malloc(sizeof(float) * CL * M);
     jr = (float *)malloc(sizeof(float) * CL * M);
-    NGT_CHECK(g && gr && sum && j && jr, "host memory");
-    fill_batch(x, rows);
-    NGT_OK(ng_alloc(be, sizeof(float) * ((size_t)rows * M + 2 * np + (size_t)CL * M), &mem));
-    xall = ng_tensor_matrix((float *)mem, rows, M, rows);
-    xs = ng_tensor_cols(&xall, lo, hi - lo);
-    v = ng_tensor_matrix((float *)mem + (size_t)rows * M, (int)np, 1, (int)np);
-    o = ng_tensor_matrix(v.data + np, (int)np, 1, (int)np);
-    NGT_OK(ng_tensor_set(be, &xall, x));
-    for (i = 0; i < (int)np; i++) g[i] = (float)(0.5 * sin(1.3 * i + 0.4));
-    NGT_OK(ng_tensor_set(be, &v, g));
-    NGT_OK(ng_model_gradient(ref, &xall, NULL));
-    NGT_OK(ng_model_gradient(net, &xs, NULL));
+    NGT_CHECK(j && jr, "host memory");
     /* J v: this rank's columns against the same columns of the whole batch's */
-    jo = ng_tensor_matrix(o.data + np, CL, M, CL);
-    NGT_OK(ng_cnn_jvp(ref, &v, &jo));
-    NGT_OK(ng_tensor_get(be, &jo, jr));
-    jo = ng_tensor_matrix(o.data + np, CL, hi - lo, CL);
-    NGT_OK(ng_cnn_jvp(net, &v, &jo));
-    NGT_OK(ng_tensor_get(be, &jo, j));
+    jo = ng_tensor_matrix(f.o.data + f.np, CL, M, CL);
+    NGT_OK(ng_cnn_jvp(f.ref, &f.v, &jo));
+    NGT_OK(ng_tensor_get(f.be, &jo, jr));
+    jo = ng_tensor_matrix(f.o.data + f.np, CL, f.hi - f.lo, CL);
+    NGT_OK(ng_cnn_jvp(f.net, &f.v, &jo));
+    NGT_OK(ng_tensor_get(f.be, &jo, j));
     for (i = 0; i < CL * M; i++) den = fabs((double)jr[i]) > den ? fabs((double)jr[i]) : den;
-    for (i = 0; i < CL * (hi - lo); i++) {
-        double e = fabs((double)j[i] - (double)jr[(size_t)CL * lo + i]);
+    for (i = 0; i < CL * (f.hi - f.lo); i++) {
+        double e = fabs((double)j[i] - (double)jr[(size_t)CL * f.lo + i]);
         if (e > num) num = e;
     }
     worst_j = num / den;
@@ -144,79 +172,40 @@ static int test_products(void) {
     NGT_CHECK(worst_j <= 5e-6, "J v: this rank's columns %.3g relative to one process's (bound 5e-6)", worst_j);
     /* the products: share-weighted and summed */
     for (p = 0; p < P_N; p++) {
-        NGT_OK(product(ref, p, &v, &o));
-        NGT_OK(ng_tensor_get(be, &o, gr));
-        NGT_OK(product(net, p, &v, &o));
-        NGT_OK(ng_tensor_get(be, &o, g));
-        if (C->world == 1) NGT_CHECK(memcmp(g, gr, np * sizeof(float)) == 0, "one rank: %s not bit-identical", pname[p]);
-        worst[p] = share_sum_rel(g, gr, sum, np, lo, hi);
+        NGT_OK(product(f.ref, p, &f.v, &f.o));
+        NGT_OK(ng_tensor_get(f.be, &f.o, f.gr));
+        NGT_OK(product(f.net, p, &f.v, &f.o));
+        NGT_OK(ng_tensor_get(f.be, &f.o, f.g));
+        if (C->world == 1) NGT_CHECK(memcmp(f.g, f.gr, f.np * sizeof(float)) == 0, "one rank: %s not bit-identical", pname[p]);
+        worst[p] = share_sum_rel(f.g, f.gr, f.sum, f.np, f.lo, f.hi);
         NGT_CHECK(worst[p] <= 5e-6, "%s: %.3g relative to one process's (bound 5e-6)", pname[p], worst[p]);
     }
     printf("  rank %d: cases [%d, %d) of %d; J v %.2g, G v %.2g, H v %.2g, F v empirical %.2g, sampled %.2g relative to one "
-           "process\n", C->rank, lo, hi, M, worst_j, worst[P_GV], worst[P_HV], worst[P_FEMP], worst[P_FSAMP]);
-    ng_free(be, mem);
-    ng_cnn_free(ref);
-    ng_cnn_free(net);
-    ng_backend_free(be);
-    free(x), free(g), free(gr), free(sum), free(j), free(jr);
+           "process\n", C->rank, f.lo, f.hi, M, worst_j, worst[P_GV], worst[P_HV], worst[P_FEMP], worst[P_FSAMP]);
+    fixture_close(&f);
+    free(j), free(jr);
     return NGT_PASS;
 }
 
 /* Without batch norm, --chunk 3 on the ranks (a shard of 8 cases in three chunks) against one
  * process in one chunk: the sampled F v (3 draws per case) share-weighted and summed. */
 static int test_sampled_nobn(void) {
-    ng_backend *be = NULL;
-    ng_model *ref = NULL, *net = NULL;
-    const int rows = S0 + CL;
-    float *x = (float *)malloc(sizeof(float) * rows * M), *g = NULL, *gr = NULL;
-    double *sum = NULL, worst;
-    void *mem = NULL;
-    ng_tensor xall, xs, v, o;
-    int lo, hi, i;
-    size_t np;
-    NGT_CHECK(x != NULL, "host memory");
-    NGT_OK(ng_backend_cpu_init(&be));
-    NGT_OK(make_spec(be, "c3-relu-c3-relu-mp2-d3", M, &ref));
-    NGT_OK(make_spec(be, "c3-relu-c3-relu-mp2-d3", 3, &net));
-    np = ng_model_size(net);
-    shard(&lo, &hi);
-    NGT_OK(ng_cnn_set_dist(net, C, lo, M));
-    g = (float *)malloc(np * sizeof(float));
-    gr = (float *)malloc(np * sizeof(float));
-    sum = (double *)malloc(np * sizeof(double));
-    NGT_CHECK(g && gr && sum, "host memory");
-    fill_batch(x, rows);
-    NGT_OK(ng_alloc(be, sizeof(float) * ((size_t)rows * M + 2 * np), &mem));
-    xall = ng_tensor_matrix((float *)mem, rows, M, rows);
-    xs = ng_tensor_cols(&xall, lo, hi - lo);
-    v = ng_tensor_matrix((float *)mem + (size_t)rows * M, (int)np, 1, (int)np);
-    o = ng_tensor_matrix(v.data + np, (int)np, 1, (int)np);
-    NGT_OK(ng_tensor_set(be, &xall, x));
-    for (i = 0; i < (int)np; i++) g[i] = (float)(0.5 * sin(0.7 * i + 0.1));
-    NGT_OK(ng_tensor_set(be, &v, g));
-    NGT_OK(ng_model_gradient(ref, &xall, NULL));
-    NGT_OK(ng_model_gradient(net, &xs, NULL));
-    NGT_OK(ng_cnn_fvp(ref, NG_FISHER_SAMPLED, 3, 1234, 9, &v, &o));
-    NGT_OK(ng_tensor_get(be, &o, gr));
-    NGT_OK(ng_cnn_fvp(net, NG_FISHER_SAMPLED, 3, 1234, 9, &v, &o));
-    NGT_OK(ng_tensor_get(be, &o, g));
-    worst = share_sum_rel(g, gr, sum, np, lo, hi);
+    fixture f;
+    double worst;
+    if (fixture_open(&f, "c3-relu-c3-relu-mp2-d3", "c3-relu-c3-relu-mp2-d3", 3, 0, 0.7, 0.1) != NGT_PASS) return NGT_FAIL;
+    NGT_OK(ng_cnn_fvp(f.ref, NG_FISHER_SAMPLED, 3, 1234, 9, &f.v, &f.o));
+    NGT_OK(ng_tensor_get(f.be, &f.o, f.gr));
+    NGT_OK(ng_cnn_fvp(f.net, NG_FISHER_SAMPLED, 3, 1234, 9, &f.v, &f.o));
+    NGT_OK(ng_tensor_get(f.be, &f.o, f.g));
+    worst = share_sum_rel(f.g, f.gr, f.sum, f.np, f.lo, f.hi);
     NGT_CHECK(worst <= 5e-6, "sampled F v without batch norm, --chunk 3: %.3g relative to one process's (bound 5e-6)", worst);
     printf("  rank %d (no bn, --chunk 3): sampled F v %.2g relative to one process\n", C->rank, worst);
-    ng_free(be, mem);
-    ng_cnn_free(ref);
-    ng_cnn_free(net);
-    ng_backend_free(be);
-    free(x), free(g), free(gr), free(sum);
+    fixture_close(&f);
     return NGT_PASS;
 }
 
 int main(void) {
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     NGT_RUN(test_products);
     NGT_RUN(test_sampled_nobn);
     ng_comm_free(C);

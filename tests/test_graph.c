@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "graph_run.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
@@ -80,6 +81,12 @@ static ng_status rbm_run_init_opt(rbm_run *r, ng_backend *be, int estimator, int
                                   int optimizer, int diag_metric);
 static void rbm_run_free(rbm_run *r);
 static char g_reason[512];
+/* a test of the CUDA backend: skipped with g_reason where there is none */
+#define CUDA_TEST(name, call)                      \
+    static int name(void) {                        \
+        if (!g_cuda) return ngt_skip(g_reason);    \
+        return call;                               \
+    }
 
 #define DIM 6
 #define NCASES 10
@@ -100,15 +107,6 @@ static const ng_profile_row *find_row(const ng_profile_row *rows, int n, const c
 enum { R_SGD, R_SGD_DECAY, R_NAG, R_ADAM };
 static const char *const rule_name[] = {"sgd", "sgd (lr_gamma 3)", "nag", "adam"};
 
-typedef struct run {
-    ng_model *net;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} run;
-
 static int g_chunk; /* > 0: the network's chunk (cases per pass); 0: the default */
 
 /* A 3-layer autoencoder 6-5-4-6 (logistic hidden units, Bernoulli loss) on the fixed data. */
@@ -116,48 +114,17 @@ static ng_status run_init(run *r, ng_backend *be, int rule) {
     ng_net_config cfg;
     ng_status s;
     memset(r, 0, sizeof *r);
-    ng_net_config_default(&cfg);
-    cfg.loss = NG_LOSS_BERNOULLI;
-    cfg.target = NG_NET_TARGET_INPUT;
-    cfg.init = NG_INIT_GAUSSIAN;
-    cfg.init_scale = 0.5f;
-    cfg.seed = 17;
+    ae_config(&cfg);
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     if (g_chunk > 0) cfg.chunk = g_chunk;
     NG_TRY(ng_net_create(be, &cfg, &r->net));
-    if (rule == R_SGD || rule == R_SGD_DECAY) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.3f;
-        c.momentum = 0.5f;
-        c.lr_gamma = rule == R_SGD_DECAY ? 3.0f : 0.0f;
-        c.weight_decay = 1e-3f;
-        s = ng_update_sgd_init(be, r->net, &c, &r->upd);
-    } else if (rule == R_NAG) {
-        ng_nag_config c;
-        ng_nag_config_default(&c);
-        c.lr = 0.05f;
-        s = ng_update_nag_init(be, r->net, &c, &r->upd);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 0.01f;
-        s = ng_update_adam_init(be, r->net, &c, &r->upd);
-    }
+    s = ae_update(be, r->net, rule == R_NAG ? AE_NAG : rule == R_ADAM ? AE_ADAM : AE_SGD, rule == R_SGD_DECAY ? 3.0f : 0.0f,
+                  &r->upd);
     if (s == NG_OK) s = ng_precond_identity_init(be, &r->pc);
     if (s == NG_OK) s = ng_batches_init(&r->data, be, g_x, DIM, NCASES, BATCH, 5, 0, 1);
     if (s == NG_OK) r->data_ready = 1;
     if (s == NG_OK) s = ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
     return s;
-}
-
-static void run_free(run *r) {
-    ng_trainer_release(&r->tr);
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_net_free(r->net);
-    memset(r, 0, sizeof *r);
 }
 
 /* ---- (a) device-call counts of a NAG update ------------------------------------------------- */
@@ -662,30 +629,63 @@ static int test_backend_graph(void) {
 
 /* ---- (c) trainer: graph == eager, bit for bit ----------------------------------------------- */
 
-static int same_params(const char *what, run *a, run *b, uint64_t t) {
-    size_t n = ng_model_size(a->net);
-    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
-    int ok;
-    NGT_CHECK(pa && pb, "out of memory");
-    NGT_OK(ng_tensor_get(g_cuda, &a->net->param_flat, pa));
-    NGT_OK(ng_tensor_get(g_cuda, &b->net->param_flat, pb));
-    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
-    if (!ok) {
-        size_t i;
-        for (i = 0; i < n && pa[i] == pb[i]; i++) {
-        }
-        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
-               (double)pa[i], (double)pb[i]);
+/* The driver every graph-vs-eager test shares: updates from .. to-1 of an eager trainer a and a graph
+ * trainer b, the same log row passed to both on every log_every-th update (0: none); after each
+ * update same(pr, t) compares the two runs (NULL: no comparison). NGT_FAIL at the first difference. */
+typedef struct pair {
+    const char *what;
+    void *a, *b;    /* the two runs (run, rbm_run, cnn_run or prong_run) */
+    uint64_t steps; /* the last update + 1 (graph_vs_eager compares it) */
+} pair;
+typedef int (*same_fn)(const pair *pr, uint64_t t);
+
+static int step_both(ng_trainer *a, ng_trainer *b, uint64_t from, uint64_t to, int log_every, same_fn same,
+                     const pair *pr) {
+    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t t;
+    for (t = from; t < to; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(a, rw));
+        NGT_OK(ng_trainer_step(b, rw));
+        if (same && same(pr, t) != NGT_PASS) return NGT_FAIL;
     }
-    free(pa);
-    free(pb);
-    return ok ? NGT_PASS : NGT_FAIL;
+    return NGT_PASS;
+}
+
+/* every update of the graph trainer b was a capture, a replay or an eager one */
+static int counts_add_up(const char *what, const ng_trainer *b, uint64_t steps) {
+    NGT_CHECK(b->graph.captures + b->graph.replays + b->graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)b->graph.captures, (unsigned long long)b->graph.replays,
+              (unsigned long long)b->graph.eager, (unsigned long long)steps);
+    return NGT_PASS;
+}
+
+/* a file of this process in $TMPDIR (or /tmp): natgrad_graph_<tag>_<pid>.ckpt */
+static void tmp_ckpt(char *path, size_t n, const char *tag) {
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, n, "%s/natgrad_graph_%s_%d.ckpt", tmp, tag, (int)getpid());
+}
+
+/* the checkpoint at path (everything) into tr, then the file removed */
+static int load_ckpt(ng_trainer *tr, const char *path) {
+    ng_ckpt *ck = NULL;
+    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
+    NGT_OK(ng_trainer_load(tr, ck, NG_SAVE_ALL));
+    ng_ckpt_free(ck);
+    remove(path);
+    return NGT_PASS;
+}
+
+static int same_params(const char *what, run *a, run *b, uint64_t t) { return same_params_on(g_cuda, what, a, b, t); }
+static int same_params_pr(const pair *pr, uint64_t t) { return same_params(pr->what, (run *)pr->a, (run *)pr->b, t); }
+/* the first 12 updates, every 50th and the last */
+static int same_params_some(const pair *pr, uint64_t t) {
+    return t < 12 || t % 50 == 0 || t + 1 == pr->steps ? same_params_pr(pr, t) : NGT_PASS;
 }
 
 static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) {
     run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {rule_name[rule], &a, &b, steps};
     ng_comm *comm = NULL;
     NGT_OK(run_init(&a, g_cuda, rule));
     NGT_OK(run_init(&b, g_cuda, rule));
@@ -699,16 +699,8 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
         a.tr.sched_full = b.tr.sched_full = 6;
     }
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (t < 12 || t % 50 == 0 || t + 1 == steps)
-            if (same_params(rule_name[rule], &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
-    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu",
-              rule_name[rule], (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_params_some, &pr) != NGT_PASS) return NGT_FAIL;
+    if (counts_add_up(rule_name[rule], &b.tr, steps) != NGT_PASS) return NGT_FAIL;
     if (growing) {
         /* 4 batch sizes (1 .. 4) before the batch is full: each a new key, then the 2 buffers */
         NGT_CHECK(b.tr.graph.captures >= 4 && b.tr.graph.captures <= 8 && b.tr.graph.replays > 0,
@@ -734,26 +726,13 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int growing) 
     return NGT_PASS;
 }
 
-static int test_graph_sgd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_SGD, 30, 7, 0);
-}
-static int test_graph_sgd_decaying_lr(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_SGD_DECAY, 12, 0, 0);
-}
-static int test_graph_nag_momentum_change(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_NAG, 256, 100, 0); /* mu_t changes at update 250 */
-}
-static int test_graph_sgd_growing_batch(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_SGD, 20, 0, 1);
-}
-static int test_graph_adam(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return graph_vs_eager(R_ADAM, 60, 7, 0); /* the step count on the device: one capture per batch shape */
-}
+CUDA_TEST(test_graph_sgd, graph_vs_eager(R_SGD, 30, 7, 0))
+CUDA_TEST(test_graph_sgd_decaying_lr, graph_vs_eager(R_SGD_DECAY, 12, 0, 0))
+/* mu_t changes at update 250 */
+CUDA_TEST(test_graph_nag_momentum_change, graph_vs_eager(R_NAG, 256, 100, 0))
+CUDA_TEST(test_graph_sgd_growing_batch, graph_vs_eager(R_SGD, 20, 0, 1))
+/* the step count on the device: one capture per batch shape */
+CUDA_TEST(test_graph_adam, graph_vs_eager(R_ADAM, 60, 7, 0))
 
 /* ---- (c') the RBM trainer: PCD / CD steps as graphs == eager, bit for bit ------------------------
  * A 6-visible, 5-hidden RBM on the fixed data (pixels in [0, 1)), SGD through the identity
@@ -838,20 +817,15 @@ static int same_rbm(const char *what, rbm_run *a, rbm_run *b, uint64_t t) {
               (unsigned long long)t);
     return NGT_PASS;
 }
+static int same_rbm_pr(const pair *pr, uint64_t t) { return same_rbm(pr->what, (rbm_run *)pr->a, (rbm_run *)pr->b, t); }
 
 static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_gamma, uint64_t steps, int log_every) {
     rbm_run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {what, &a, &b, steps};
     NGT_OK(rbm_run_init(&a, g_cuda, estimator, k, lr_gamma, 0));
     NGT_OK(rbm_run_init(&b, g_cuda, estimator, k, lr_gamma, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
-        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
-        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, steps, log_every, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(ng_rbm_rng_step(&a.rbm) > 0, "%s: no Philox steps taken", what);
     if (lr_gamma > 0.0f)
         NGT_CHECK(b.rt.tr.graph.replays == 0 && b.rt.tr.graph.captures == steps - b.rt.tr.graph.eager,
@@ -869,49 +843,28 @@ static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_g
     return NGT_PASS;
 }
 
-static int test_graph_rbm_pcd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9);
-}
-static int test_graph_rbm_pcd2_decaying_lr(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0);
-}
-static int test_graph_rbm_cd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0);
-}
+CUDA_TEST(test_graph_rbm_pcd, rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9))
+CUDA_TEST(test_graph_rbm_pcd2_decaying_lr, rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0))
+CUDA_TEST(test_graph_rbm_cd, rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0))
 
 /* A resumed RBM run continues as a graph from the checkpoint's Philox step: train 7 updates
  * eagerly, save, load into a fresh trainer with graphs on, continue to 30 and compare with an
  * uninterrupted eager run. */
 static int test_graph_rbm_resume(void) {
     rbm_run a, b, c;
-    uint64_t t;
+    pair pr = {"rbm pcd-1 resumed", &a, &c, 30};
     char path[256];
-    ng_ckpt *ck = NULL;
     if (!g_cuda) return ngt_skip(g_reason);
-    snprintf(path, sizeof path, "%s/natgrad_graph_rbm_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
+    tmp_ckpt(path, sizeof path, "rbm");
     NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
     NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
-    for (t = 0; t < 7; t++) {
-        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, 7, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
     rbm_run_free(&b);
     NGT_OK(rbm_run_init(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
-    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-    NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
-    ng_ckpt_free(ck);
-    remove(path);
+    if (load_ckpt(&c.rt.tr, path) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
-    for (t = 7; t < 30; t++) {
-        NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-        NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
-        if (same_rbm("rbm pcd-1 resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &c.rt.tr, 7, 30, 0, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(c.rt.tr.graph.replays > 0, "resumed run: no replays");
     rbm_run_free(&a);
     rbm_run_free(&c);
@@ -1035,23 +988,16 @@ static int same_cnn(const char *what, cnn_run *a, cnn_run *b, uint64_t t) {
               what, (unsigned long long)t, oa, ma, ob, mb);
     return NGT_PASS;
 }
+static int same_cnn_pr(const pair *pr, uint64_t t) { return same_cnn(pr->what, (cnn_run *)pr->a, (cnn_run *)pr->b, t); }
 
 static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t steps, int log_every) {
     cnn_run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {what, &a, &b, steps};
     NGT_OK(cnn_run_init(&a, kind, nag));
     NGT_OK(cnn_run_init(&b, kind, nag));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_cnn(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
-    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
-              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_cnn_pr, &pr) != NGT_PASS) return NGT_FAIL;
+    if (counts_add_up(what, &b.tr, steps) != NGT_PASS) return NGT_FAIL;
     /* keys: 2 batch buffers x {4, 2} columns (the partial batch) */
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 && b.tr.graph.replays > 2 * b.tr.graph.captures,
               "%s: %llu captures, %llu replays", what, (unsigned long long)b.tr.graph.captures,
@@ -1068,53 +1014,29 @@ static int cnn_graph_vs_eager(const char *what, int kind, int nag, uint64_t step
     return NGT_PASS;
 }
 
-static int test_graph_cnn_sgd_augment(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11);
-}
-static int test_graph_cnn_nag_augment(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0);
-}
-static int test_graph_cnn_bn(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9);
-}
-static int test_graph_cnn_whiten(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0);
-}
+CUDA_TEST(test_graph_cnn_sgd_augment, cnn_graph_vs_eager("cnn sgd, crops + mirrors", CNN_AUG, 0, 30, 11))
+CUDA_TEST(test_graph_cnn_nag_augment, cnn_graph_vs_eager("cnn nag, crops + mirrors", CNN_AUG, 1, 30, 0))
+CUDA_TEST(test_graph_cnn_bn, cnn_graph_vs_eager("cnn sgd, batch norm, crops + mirrors", CNN_BN, 0, 25, 9))
+CUDA_TEST(test_graph_cnn_whiten, cnn_graph_vs_eager("cnn nag, whitening layer (T = 5)", CNN_WHITEN, 1, 23, 0))
 
 /* A resumed conv-net run continues as a graph from the checkpoint's gradient count (the device's
  * augmentation step is set at load): 7 updates eagerly, save, load into a fresh trainer with graphs
  * on, continue to 30 against an uninterrupted eager run. */
 static int test_graph_cnn_resume(void) {
     cnn_run a, b, c;
-    uint64_t t;
+    pair pr = {"cnn resumed", &a, &c, 30};
     char path[256];
-    ng_ckpt *ck = NULL;
     if (!g_cuda) return ngt_skip(g_reason);
-    snprintf(path, sizeof path, "%s/natgrad_graph_cnn_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
+    tmp_ckpt(path, sizeof path, "cnn");
     NGT_OK(cnn_run_init(&a, CNN_BN, 0));
     NGT_OK(cnn_run_init(&b, CNN_BN, 0));
-    for (t = 0; t < 7; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.tr, NULL));
-    }
+    if (step_both(&a.tr, &b.tr, 0, 7, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
     cnn_run_free(&b);
     NGT_OK(cnn_run_init(&c, CNN_BN, 0));
-    NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-    NGT_OK(ng_trainer_load(&c.tr, ck, NG_SAVE_ALL));
-    ng_ckpt_free(ck);
-    remove(path);
+    if (load_ckpt(&c.tr, path) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_trainer_set_cuda_graph(&c.tr, 1));
-    for (t = 7; t < 30; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&c.tr, NULL));
-        if (same_cnn("cnn resumed", &a, &c, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &c.tr, 7, 30, 0, same_cnn_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(c.tr.graph.replays > 0 && c.tr.graph.eager == 0, "resumed cnn run: %llu replays, %llu eager",
               (unsigned long long)c.tr.graph.replays, (unsigned long long)c.tr.graph.eager);
     printf("  cnn resumed at update 7: %llu captured, %llu replayed; identical to the uninterrupted eager run\n",
@@ -1129,7 +1051,7 @@ static int test_graph_cnn_resume(void) {
  * the graph. A NaN is written into the last parameter (an output bias) of both models after 6 updates. */
 static int test_graph_cnn_nan_objective(void) {
     cnn_run a, b;
-    uint64_t t, replays;
+    uint64_t replays;
     const float nan = NAN;
     ng_status sa, sb;
     char ea[512];
@@ -1137,10 +1059,7 @@ static int test_graph_cnn_nan_objective(void) {
     NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
     NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < 6; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.tr, NULL));
-    }
+    if (step_both(&a.tr, &b.tr, 0, 6, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
     NGT_OK(ng_set(g_cuda, a.m->param_flat.data + ng_model_size(a.m) - 1, &nan, sizeof nan));
     NGT_OK(ng_set(g_cuda, b.m->param_flat.data + ng_model_size(b.m) - 1, &nan, sizeof nan));
     replays = b.tr.graph.replays;
@@ -1166,14 +1085,7 @@ static int test_graph_cnn_nan_objective(void) {
  * reparametrisation, which rewrote U, c (K) and V, d in place. After every update the model's
  * checkpoints (parameters, whitening state, batch norm's running averages) must be byte-identical
  * to the eager run's. */
-typedef struct prong_run {
-    ng_model *net;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} prong_run;
+typedef run prong_run;
 
 static ng_status prong_run_init(prong_run *r, int form, int bn) {
     ng_net_config cfg;
@@ -1181,12 +1093,7 @@ static ng_status prong_run_init(prong_run *r, int form, int bn) {
     ng_prong_config pg;
     ng_status s;
     memset(r, 0, sizeof *r);
-    ng_net_config_default(&cfg);
-    cfg.loss = NG_LOSS_BERNOULLI;
-    cfg.target = NG_NET_TARGET_INPUT;
-    cfg.init = NG_INIT_GAUSSIAN;
-    cfg.init_scale = 0.5f;
-    cfg.seed = 17;
+    ae_config(&cfg);
     cfg.whiten = form;
     NG_TRY(ng_net_parse_spec(bn ? "6-5+bn-4+bn-6" : "6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     NG_TRY(ng_net_create(g_cuda, &cfg, &r->net));
@@ -1206,13 +1113,11 @@ static ng_status prong_run_init(prong_run *r, int form, int bn) {
     return s;
 }
 
-static void prong_run_free(prong_run *r) {
+static void prong_run_free(prong_run *r) { /* PRONG before the update rule it holds */
     ng_trainer_release(&r->tr);
     ng_precond_free(r->pc);
-    ng_update_free(r->upd);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_net_free(r->net);
-    memset(r, 0, sizeof *r);
+    r->pc = NULL;
+    run_free(r);
 }
 
 /* the whole contents of a file (NULL on failure), its size in *n */
@@ -1236,12 +1141,11 @@ static unsigned char *slurp(const char *path, size_t *n) {
 /* the model checkpoints of both trainers byte for byte (parameters, whitening state, batch norm) */
 static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) {
     char pa[256], pb[256];
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     unsigned char *ba, *bb;
     size_t na, nb;
     int ok;
-    snprintf(pa, sizeof pa, "%s/natgrad_graph_prong_a_%d.ckpt", tmp, (int)getpid());
-    snprintf(pb, sizeof pb, "%s/natgrad_graph_prong_b_%d.ckpt", tmp, (int)getpid());
+    tmp_ckpt(pa, sizeof pa, "prong_a");
+    tmp_ckpt(pb, sizeof pb, "prong_b");
     NGT_OK(ng_trainer_save(&a->tr, pa, NG_SAVE_MODEL));
     NGT_OK(ng_trainer_save(&b->tr, pb, NG_SAVE_MODEL));
     ba = slurp(pa, &na);
@@ -1254,23 +1158,17 @@ static int same_prong(const char *what, prong_run *a, prong_run *b, uint64_t t) 
     NGT_CHECK(ok, "%s: the model checkpoints (%zu and %zu bytes) differ after update %llu", what, na, nb, (unsigned long long)t);
     return NGT_PASS;
 }
+static int same_prong_pr(const pair *pr, uint64_t t) { return same_prong(pr->what, (prong_run *)pr->a, (prong_run *)pr->b, t); }
 
 static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t steps, int log_every) {
     prong_run a, b;
-    uint64_t t, refreshes = (steps + 3) / 4;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t refreshes = (steps + 3) / 4;
+    pair pr = {what, &a, &b, steps};
     NGT_OK(prong_run_init(&a, form, bn));
     NGT_OK(prong_run_init(&b, form, bn));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_prong(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
-    NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,
-              (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_prong_pr, &pr) != NGT_PASS) return NGT_FAIL;
+    if (counts_add_up(what, &b.tr, steps) != NGT_PASS) return NGT_FAIL;
     /* every reparametrisation eager; the graphs outlive them: at most 2 buffers x 2 shapes captured */
     NGT_CHECK(b.tr.graph.eager >= refreshes && b.tr.graph.captures >= 2 && b.tr.graph.captures <= 4 &&
                   b.tr.graph.replays > 2 * b.tr.graph.captures,
@@ -1286,18 +1184,9 @@ static int prong_graph_vs_eager(const char *what, int form, int bn, uint64_t ste
     return NGT_PASS;
 }
 
-static int test_graph_prong_whitened(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0);
-}
-static int test_graph_prong_canonical(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7);
-}
-static int test_graph_prong_plus(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0);
-}
+CUDA_TEST(test_graph_prong_whitened, prong_graph_vs_eager("prong, whitened form", 1, 0, 30, 0))
+CUDA_TEST(test_graph_prong_canonical, prong_graph_vs_eager("prong, canonical form", 2, 0, 30, 7))
+CUDA_TEST(test_graph_prong_plus, prong_graph_vs_eager("prong+ (batch norm), canonical form", 2, 1, 22, 0))
 
 /* ---- (c'') preconditioners inside the graph: centering, FANG, diag ------------------------------
  * Each trainer runs eagerly (a) and with --cuda-graph (b) on the same data; after every update the
@@ -1339,6 +1228,16 @@ static int same_state(const char *what, const ng_precond *pa, const ng_precond *
     return NGT_PASS;
 }
 
+/* the parameters (and the RBM's particles and Philox step), then the preconditioner's state */
+static int same_rbm_state_pr(const pair *pr, uint64_t t) {
+    if (same_rbm_pr(pr, t) != NGT_PASS) return NGT_FAIL;
+    return same_state(pr->what, ((rbm_run *)pr->a)->rt.pc, ((rbm_run *)pr->b)->rt.pc, t);
+}
+static int same_params_state_pr(const pair *pr, uint64_t t) {
+    if (same_params_pr(pr, t) != NGT_PASS) return NGT_FAIL;
+    return same_state(pr->what, ((run *)pr->a)->pc, ((run *)pr->b)->pc, t);
+}
+
 /* updates a run must take eagerly: update 0, the logged ones, and (refit > 0) every refit-th */
 static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit) {
     uint64_t t, n = 0;
@@ -1349,19 +1248,12 @@ static uint64_t want_eager(uint64_t from, uint64_t to, int log_every, int refit)
 
 static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, uint64_t steps, int log_every) {
     rbm_run a, b;
-    uint64_t t;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    pair pr = {what, &a, &b, steps};
     const int refit = optimizer == NG_RBM_OPT_FANG ? 5 : 0;
     NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
     NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, optimizer, metric));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
-        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
-        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        if (same_state(what, a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, steps, log_every, same_rbm_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(b.rt.tr.graph.eager == want_eager(0, steps, log_every, refit), "%s: %llu eager updates, want %llu", what,
               (unsigned long long)b.rt.tr.graph.eager, (unsigned long long)want_eager(0, steps, log_every, refit));
     NGT_CHECK(b.rt.tr.graph.captures + b.rt.tr.graph.replays + b.rt.tr.graph.eager == steps, "%s: counts do not add up", what);
@@ -1377,22 +1269,11 @@ static int rbm_pc_graph_vs_eager(const char *what, int optimizer, int metric, ui
     return NGT_PASS;
 }
 
-static int test_graph_rbm_centering(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9);
-}
-static int test_graph_rbm_fang(void) { /* refits at 5, 10, ... eager; the updates between them replayed */
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9);
-}
-static int test_graph_rbm_diag_energy(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9);
-}
-static int test_graph_rbm_diag_fisher(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0);
-}
+CUDA_TEST(test_graph_rbm_centering, rbm_pc_graph_vs_eager("rbm centering", NG_RBM_OPT_CENTERING, NG_DIAG_ENERGY, 30, 9))
+/* refits at 5, 10, ... eager; the updates between them replayed */
+CUDA_TEST(test_graph_rbm_fang, rbm_pc_graph_vs_eager("rbm fang (refit every 5)", NG_RBM_OPT_FANG, NG_DIAG_ENERGY, 33, 9))
+CUDA_TEST(test_graph_rbm_diag_energy, rbm_pc_graph_vs_eager("rbm diag energy", NG_RBM_OPT_DIAG, NG_DIAG_ENERGY, 30, 9))
+CUDA_TEST(test_graph_rbm_diag_fisher, rbm_pc_graph_vs_eager("rbm diag fisher", NG_RBM_OPT_DIAG, NG_DIAG_FISHER, 30, 0))
 
 /* A resumed run continues as a graph: 7 eager updates, a checkpoint, a fresh trainer loading it
  * with graphs on (FANG: its device Philox step from run.t; diag: the average's weight), continued
@@ -1404,31 +1285,18 @@ static int test_graph_rbm_pc_resume(void) {
     if (!g_cuda) return ngt_skip(g_reason);
     for (i = 0; i < 3; i++) {
         rbm_run a, b, c;
-        uint64_t t;
+        pair pr = {name[i], &a, &c, 30};
         char path[256];
-        ng_ckpt *ck = NULL;
-        snprintf(path, sizeof path, "%s/natgrad_graph_pc_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                 (int)getpid());
+        tmp_ckpt(path, sizeof path, "pc");
         NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
         NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
-        for (t = 0; t < 7; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-        }
+        if (step_both(&a.rt.tr, &b.rt.tr, 0, 7, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
         NGT_OK(ng_trainer_save(&b.rt.tr, path, NG_SAVE_ALL));
         rbm_run_free(&b);
         NGT_OK(rbm_run_init_opt(&c, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, opt[i], NG_DIAG_ENERGY));
-        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-        NGT_OK(ng_trainer_load(&c.rt.tr, ck, NG_SAVE_ALL));
-        ng_ckpt_free(ck);
-        remove(path);
+        if (load_ckpt(&c.rt.tr, path) != NGT_PASS) return NGT_FAIL;
         NGT_OK(ng_trainer_set_cuda_graph(&c.rt.tr, 1));
-        for (t = 7; t < 30; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&c.rt.tr, NULL));
-            if (same_rbm(name[i], &a, &c, t) != NGT_PASS) return NGT_FAIL;
-            if (same_state(name[i], a.rt.pc, c.rt.pc, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.rt.tr, &c.rt.tr, 7, 30, 0, same_rbm_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(c.rt.tr.graph.replays > 0 && c.rt.tr.graph.eager == want_eager(7, 30, 0, opt[i] == NG_RBM_OPT_FANG ? 5 : 0),
                   "%s: %llu replays, %llu eager", name[i], (unsigned long long)c.rt.tr.graph.replays,
                   (unsigned long long)c.rt.tr.graph.eager);
@@ -1470,36 +1338,22 @@ static ng_status run_init_diag(run *r, ng_backend *be, int kind) {
 
 static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int resume_at) {
     run a, b;
-    uint64_t t, t0 = 0;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t t0 = 0;
+    pair pr = {pc_name[kind], &a, &b, steps};
     NGT_OK(run_init_diag(&a, g_cuda, kind));
     NGT_OK(run_init_diag(&b, g_cuda, kind));
     if (resume_at > 0) { /* b: eager to resume_at, saved, loaded into a fresh trainer with graphs */
         char path[256];
-        ng_ckpt *ck = NULL;
-        snprintf(path, sizeof path, "%s/natgrad_graph_diag_%d.ckpt", getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                 (int)getpid());
-        for (t = 0; t < (uint64_t)resume_at; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-        }
+        tmp_ckpt(path, sizeof path, "diag");
+        if (step_both(&a.tr, &b.tr, 0, (uint64_t)resume_at, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
         NGT_OK(ng_trainer_save(&b.tr, path, NG_SAVE_ALL));
         run_free(&b);
         NGT_OK(run_init_diag(&b, g_cuda, kind));
-        NGT_OK(ng_ckpt_read(path, NG_CKPT_READ_ALL, &ck));
-        NGT_OK(ng_trainer_load(&b.tr, ck, NG_SAVE_ALL));
-        ng_ckpt_free(ck);
-        remove(path);
+        if (load_ckpt(&b.tr, path) != NGT_PASS) return NGT_FAIL;
         t0 = (uint64_t)resume_at;
     }
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = t0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_params(pc_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        if (same_state(pc_name[kind], a.pc, b.pc, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, t0, steps, log_every, same_params_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(b.tr.graph.eager == want_eager(t0, steps, log_every, 0), "%s: %llu eager updates, want %llu", pc_name[kind],
               (unsigned long long)b.tr.graph.eager, (unsigned long long)want_eager(t0, steps, log_every, 0));
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
@@ -1515,18 +1369,9 @@ static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int 
     return NGT_PASS;
 }
 
-static int test_graph_net_diag_fisher(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0);
-}
-static int test_graph_net_diag_empirical(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0);
-}
-static int test_graph_net_diag_phi(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0);
-}
+CUDA_TEST(test_graph_net_diag_fisher, net_diag_graph_vs_eager(PC_DIAG_FISHER, 40, 9, 0))
+CUDA_TEST(test_graph_net_diag_empirical, net_diag_graph_vs_eager(PC_DIAG_EMPIRICAL, 40, 9, 0))
+CUDA_TEST(test_graph_net_diag_phi, net_diag_graph_vs_eager(PC_DIAG_PHI, 40, 0, 0))
 /* --tf32: the forward and backward passes of the gradient may use TF32, the preconditioner's work never
  * (the trainer's FP32 guard, natgrad/backend.h), in the graph as eagerly: the Fisher's sampled backward
  * pass inside diag runs in FP32 in both (the emulator rounds TF32 gemm operands, so a difference shows) */
@@ -1711,119 +1556,85 @@ static int unique_key(const ng_update *u, uint64_t t, double *key, int max) { /*
     return 1;
 }
 
-static int test_graph_discarded_capture(void) {
+/* one update of tr with u's step replaced by one that reads the host under a new key: its capture fails */
+static ng_status step_failing_capture(ng_trainer *tr, ng_update *u) {
     struct ng_update_i fake;
     ng_status s;
-    uint64_t t;
+    g_real_iface = u->iface;
+    fake = *g_real_iface;
+    fake.step = step_with_host_read;
+    fake.graph_key = unique_key;
+    u->iface = &fake;
+    s = ng_trainer_step(tr, NULL);
+    u->iface = g_real_iface;
+    return s;
+}
+
+static int test_graph_discarded_capture(void) {
+    ng_status s;
     if (!g_cuda) return ngt_skip(g_reason);
     { /* the RBM */
         rbm_run a, b;
+        pair pr = {"rbm after a discarded capture", &a, &b, 12};
         NGT_OK(rbm_run_init(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
         NGT_OK(rbm_run_init(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0));
         NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-        for (t = 0; t < 5; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-        }
-        g_real_iface = b.rt.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.rt.upd->iface = &fake;
-        s = ng_trainer_step(&b.rt.tr, NULL);
-        b.rt.upd->iface = g_real_iface;
+        if (step_both(&a.rt.tr, &b.rt.tr, 0, 5, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
+        s = step_failing_capture(&b.rt.tr, b.rt.upd);
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "rbm: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
         NGT_CHECK(ng_rbm_rng_step(&a.rbm) == ng_rbm_rng_step(&b.rbm), "rbm: Philox step %llu after the discarded capture, "
                   "want %llu", (unsigned long long)ng_rbm_rng_step(&b.rbm), (unsigned long long)ng_rbm_rng_step(&a.rbm));
         NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 0));
-        for (t = 5; t < 12; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-            if (same_rbm("rbm after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.rt.tr, &b.rt.tr, 5, 12, 0, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
     { /* FANG: the mirror of its device Philox step goes back too; graphs on again after the failure */
         rbm_run a, b;
+        pair pr = {"fang after a discarded capture", &a, &b, 14};
         NGT_OK(rbm_run_init_opt(&a, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
         NGT_OK(rbm_run_init_opt(&b, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
         NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
         NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
         NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-        g_real_iface = b.rt.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.rt.upd->iface = &fake;
-        s = ng_trainer_step(&b.rt.tr, NULL); /* update 1: between refits, so captured, and the capture fails */
-        b.rt.upd->iface = g_real_iface;
+        s = step_failing_capture(&b.rt.tr, b.rt.upd); /* update 1: between refits, so captured, and the capture fails */
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "fang: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
         /* update 1 again: no graph yet, so a capture, which must not need to reset the device step */
-        for (t = 1; t < 14; t++) {
-            NGT_OK(ng_trainer_step(&a.rt.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.rt.tr, NULL));
-            if (same_rbm("fang after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-            if (same_state("fang after a discarded capture", a.rt.pc, b.rt.pc, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.rt.tr, &b.rt.tr, 1, 14, 0, same_rbm_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(b.rt.tr.graph.replays > 0, "fang: no replays after the discarded capture");
         rbm_run_free(&a);
         rbm_run_free(&b);
     }
     { /* Adam on the network, graphs on again after the failure */
         run a, b;
+        pair pr = {"adam after a discarded capture", &a, &b, 20};
         NGT_OK(run_init(&a, g_cuda, R_ADAM));
         NGT_OK(run_init(&b, g_cuda, R_ADAM));
         NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-        for (t = 0; t < 5; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-        }
-        g_real_iface = b.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.upd->iface = &fake;
-        s = ng_trainer_step(&b.tr, NULL);
-        b.upd->iface = g_real_iface;
+        if (step_both(&a.tr, &b.tr, 0, 5, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
+        s = step_failing_capture(&b.tr, b.upd);
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "adam: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
-        for (t = 5; t < 20; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-            if (same_params("adam after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.tr, &b.tr, 5, 20, 0, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(b.tr.graph.replays > 0, "adam: no replays after the discarded capture");
         run_free(&a);
         run_free(&b);
     }
     { /* the conv net with augmentation: its gradient count (the augmentation's step) goes back */
         cnn_run a, b;
+        pair pr = {"cnn after a discarded capture", &a, &b, 20};
         NGT_OK(cnn_run_init(&a, CNN_AUG, 0));
         NGT_OK(cnn_run_init(&b, CNN_AUG, 0));
         NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-        for (t = 0; t < 5; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-        }
-        g_real_iface = b.upd->iface;
-        fake = *g_real_iface;
-        fake.step = step_with_host_read;
-        fake.graph_key = unique_key;
-        b.upd->iface = &fake;
-        s = ng_trainer_step(&b.tr, NULL);
-        b.upd->iface = g_real_iface;
+        if (step_both(&a.tr, &b.tr, 0, 5, 0, NULL, NULL) != NGT_PASS) return NGT_FAIL;
+        s = step_failing_capture(&b.tr, b.upd);
         NGT_CHECK(s != NG_OK && strstr(ng_last_error(), "could not be captured"), "cnn: the failing capture: %s %s",
                   ng_status_name(s), ng_last_error());
         NGT_CHECK(ng_cnn_gradients(b.m) == 5, "cnn: %llu gradients after the discarded capture, want 5",
                   (unsigned long long)ng_cnn_gradients(b.m));
-        for (t = 5; t < 20; t++) {
-            NGT_OK(ng_trainer_step(&a.tr, NULL));
-            NGT_OK(ng_trainer_step(&b.tr, NULL));
-            if (same_cnn("cnn after a discarded capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        }
+        if (step_both(&a.tr, &b.tr, 5, 20, 0, same_cnn_pr, &pr) != NGT_PASS) return NGT_FAIL;
         NGT_CHECK(b.tr.graph.replays > 0, "cnn: no replays after the discarded capture");
         cnn_run_free(&a);
         cnn_run_free(&b);
@@ -2116,19 +1927,14 @@ static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
 
 static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     run a, b;
-    uint64_t t, cap, rep, eag, fail;
-    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t cap, rep, eag, fail;
+    pair pr = {seg_name[kind], &a, &b, steps};
     const char *product = kind == S_KFAC ? "kfac F^-1 product" : "tn curvature product";
     NGT_OK(seg_run_init(&a, g_cuda, kind));
     NGT_OK(seg_run_init(&b, g_cuda, kind));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", seg_name[kind]);
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_params(seg_name[kind], &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
     printf("  %s: %llu updates: gradient %llu captured, %llu replayed, %llu eager", seg_name[kind], (unsigned long long)steps,
            (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
@@ -2171,10 +1977,7 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     return NGT_PASS;
 }
 
-static int test_segments_ngd(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_NGD, 14, 5);
-}
+CUDA_TEST(test_segments_ngd, seg_vs_eager(S_NGD, 14, 5))
 /* chunks of 3 cases: batches of 4 are 2 chunks, every product recomputes the forward passes,
  * and the pass state each segment leaves (which chunk is in the buffers) matters */
 static int test_segments_ngd_chunked(void) {
@@ -2187,18 +1990,9 @@ static int test_segments_ngd_chunked(void) {
 }
 /* the sampled Fisher: its stream step read on the device while segments replay, so the products
  * replay across updates (by value, each update would be a new capture) */
-static int test_segments_ngd_sampled(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_NGD_SAMPLED, 12, 0);
-}
-static int test_segments_hf(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_HF, 12, 0);
-}
-static int test_segments_kfac(void) {
-    if (!g_cuda) return ngt_skip(g_reason);
-    return seg_vs_eager(S_KFAC, 30, 7);
-}
+CUDA_TEST(test_segments_ngd_sampled, seg_vs_eager(S_NGD_SAMPLED, 12, 0))
+CUDA_TEST(test_segments_hf, seg_vs_eager(S_HF, 12, 0))
+CUDA_TEST(test_segments_kfac, seg_vs_eager(S_KFAC, 30, 7))
 
 /* A gradient that reads the host (the model's grad_ready hook, which the network calls during its
  * backward pass, reads a norm): its segment's capture fails every time, the trainer goes on with the
@@ -2213,7 +2007,8 @@ static ng_status ready_with_host_read(void *user, size_t lo, size_t hi) {
 }
 static int test_segments_failed_capture(void) {
     run a, b;
-    uint64_t t, cap, rep, eag, fail;
+    uint64_t cap, rep, eag, fail;
+    pair pr = {"ngd, failing gradient capture", &a, &b, 8};
     if (!g_cuda) return ngt_skip(g_reason);
     NGT_OK(seg_run_init(&a, g_cuda, S_NGD));
     NGT_OK(seg_run_init(&b, g_cuda, S_NGD));
@@ -2221,11 +2016,7 @@ static int test_segments_failed_capture(void) {
     a.net->grad_user = a.net;
     b.net->grad_user = b.net;
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
-    for (t = 0; t < 8; t++) {
-        NGT_OK(ng_trainer_step(&a.tr, NULL));
-        NGT_OK(ng_trainer_step(&b.tr, NULL));
-        if (same_params("ngd, failing gradient capture", &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, 0, 8, 0, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
     NGT_CHECK(cap == 0 && rep == 0 && fail > 0 && eag == 8, "gradient: %llu captures, %llu replays, %llu eager, %llu failures",
               (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
@@ -2388,20 +2179,10 @@ static int test_counts_segments(void) {
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    for (i = 0; i < DIM * NCASES; i++) {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
-    }
+    xorshift_fill(g_x, DIM * NCASES, &z);
     for (i = 0; i < CNN_NX; i++) { /* pixels in [0, 1), then a one-hot label */
         int r;
-        for (r = 0; r < 36; r++) {
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
-            g_cnn_x[r + CNN_ROWS * i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
-        }
+        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
         for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
     }
     if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {

@@ -28,6 +28,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "graph_run.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
@@ -47,17 +49,8 @@ static ng_comm *NC;  /* the CUDA backend's communicator (NCCL) */
 static ng_backend *g_be;
 static char g_reason[512];
 
-enum { R_SGD, R_NAG, R_ADAM };
+enum { R_SGD = AE_SGD, R_NAG = AE_NAG, R_ADAM = AE_ADAM };
 static const char *const rule_name[] = {"sgd", "nag", "adam"};
-
-typedef struct run {
-    ng_model *net;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} run;
 
 /* overlap: --comm-overlap 1 with buckets of BUCKET_MB (26 floats). The backward pass reports the layers
  * from the end: 30 floats (layer 3: a bucket), 24 (layer 2: too few alone), 35 (layer 1: with layer 2, a
@@ -67,32 +60,10 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag
     ng_net_config cfg;
     ng_status s;
     memset(r, 0, sizeof *r);
-    ng_net_config_default(&cfg);
-    cfg.loss = NG_LOSS_BERNOULLI;
-    cfg.target = NG_NET_TARGET_INPUT;
-    cfg.init = NG_INIT_GAUSSIAN;
-    cfg.init_scale = 0.5f;
-    cfg.seed = 17;
+    ae_config(&cfg);
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     NG_TRY(ng_net_create(g_be, &cfg, &r->net));
-    if (rule == R_SGD) {
-        ng_sgd_config c;
-        memset(&c, 0, sizeof c);
-        c.lr = 0.3f;
-        c.momentum = 0.5f;
-        c.weight_decay = 1e-3f;
-        s = ng_update_sgd_init(g_be, r->net, &c, &r->upd);
-    } else if (rule == R_NAG) {
-        ng_nag_config c;
-        ng_nag_config_default(&c);
-        c.lr = 0.05f;
-        s = ng_update_nag_init(g_be, r->net, &c, &r->upd);
-    } else {
-        ng_adam_config c;
-        ng_adam_config_default(&c);
-        c.lr = 0.01f;
-        s = ng_update_adam_init(g_be, r->net, &c, &r->upd);
-    }
+    s = ae_update(g_be, r->net, rule, 0.0f, &r->upd);
     if (s == NG_OK) {
         if (diag) {
             ng_diag_config dc;
@@ -109,53 +80,18 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag
     return s;
 }
 
-static void run_free(run *r) {
-    ng_trainer_release(&r->tr);
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_net_free(r->net);
-    memset(r, 0, sizeof *r);
-}
-
 /* the two trainers' parameters, bit for bit */
 static int same_params(const char *what, run *a, run *b, uint64_t t) {
-    size_t n = ng_model_size(a->net), i;
-    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
-    int ok;
-    NGT_CHECK(pa && pb, "out of memory");
-    NGT_OK(ng_tensor_get(g_be, &a->net->param_flat, pa));
-    NGT_OK(ng_tensor_get(g_be, &b->net->param_flat, pb));
-    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
-    if (!ok) {
-        for (i = 0; i < n && pa[i] == pb[i]; i++) {
-        }
-        printf("  %s, rank %d: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, NC->rank,
-               (unsigned long long)t, i, (double)pa[i], (double)pb[i]);
-    }
-    free(pa);
-    free(pb);
-    return ok ? NGT_PASS : NGT_FAIL;
+    char w[128];
+    snprintf(w, sizeof w, "%s, rank %d", what, NC->rank);
+    return same_params_on(g_be, w, a, b, t);
 }
 
 /* this rank's parameters equal rank 0's, bit for bit (every rank learns every rank's verdict) */
 static int same_as_rank0(run *r, const char *what) {
-    size_t n = ng_model_size(r->net);
-    float *mine = (float *)malloc(n * sizeof(float)), *r0 = (float *)malloc(n * sizeof(float));
-    double bad;
-    int ok;
-    NGT_CHECK(mine && r0, "out of memory");
-    NGT_OK(ng_tensor_get(g_be, &r->net->param_flat, mine));
-    memcpy(r0, mine, n * sizeof(float));
-    NGT_OK(ng_comm_bcast_host(C, r0, n * sizeof(float), 0, "rank 0's parameters"));
-    ok = memcmp(mine, r0, n * sizeof(float)) == 0;
-    bad = ok ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &bad, 1, "the verdicts"));
-    free(mine);
-    free(r0);
-    NGT_CHECK(bad == 0.0, "%s: the parameters differ from rank 0's on %g rank(s) (this rank: %s)", what, bad,
-              ok ? "same" : "different");
-    return NGT_PASS;
+    char w[128];
+    snprintf(w, sizeof w, "%s: the parameters", what);
+    return ngt_same_as_rank0_dev(C, g_be, r->net->param_flat.data, ng_model_size(r->net), w);
 }
 
 static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) {
@@ -280,49 +216,20 @@ static int test_graph_ranks_disagree(void) {
 }
 
 int main(void) {
-    int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    double missing;
-    for (i = 0; i < DIM * NCASES; i++) {
-        z ^= z << 13;
-        z ^= z >> 7;
-        z ^= z << 17;
-        g_x[i] = (float)((z >> 40) & 0xFFFF) / 65536.0f;
-    }
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    xorshift_fill(g_x, DIM * NCASES, &z);
+    if (ngt_ranks_open(&C)) return 1;
     if (C->world < 2)
         snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
     else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
         snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
-    else if (ng_backend_cuda_init(C->local_rank, &g_be) != NG_OK) {
-        snprintf(g_reason, sizeof g_reason, "no CUDA device %d here (the emulated build runs these; NG_SIMT_DEVICES >= "
-                 "ranks): %s", C->local_rank, ng_last_error());
-        ng_clear_error();
-        g_be = NULL;
-    }
-    if (C->world > 1) { /* every rank skips when one has no device (the others would wait for it) */
-        missing = g_be ? 0.0 : 1.0;
-        if (ng_comm_allreduce_host(C, &missing, 1, "the device check") != NG_OK) return 1;
-        if (missing > 0.0 && g_be) {
-            snprintf(g_reason, sizeof g_reason, "no CUDA device for some rank (one device per local rank)");
-            ng_backend_free(g_be);
-            g_be = NULL;
-        }
-    }
-    if (g_be) {
-        if (ng_comm_init(&NC, 60.0) != NG_OK || ng_comm_attach(NC, g_be) != NG_OK) {
-            printf("FAIL nccl: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
+    else { /* every rank skips when one has no device (the others would wait for it); NC is NCCL */
+        int r = ngt_ranks_cuda(C, &g_be, &NC);
+        if (r == NGT_FAIL) {
+            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
             return 1;
         }
-        if (NC->kind != NG_COMM_NCCL) {
-            printf("FAIL nccl: a CUDA backend on %d ranks uses NCCL (kind %d)\nRESULT passed=0 failed=1 skipped=0\n",
-                   NC->world, (int)NC->kind);
-            return 1;
-        }
+        if (r == NGT_SKIP) snprintf(g_reason, sizeof g_reason, "%s", ngt_skip_reason);
     }
     NGT_RUN(test_graph_ranks_sgd);
     NGT_RUN(test_graph_ranks_nag);

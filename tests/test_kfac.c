@@ -23,6 +23,7 @@
 
 #include "backends.h"
 #include "harness.h"
+#include "kfac_run.h"
 #include "natgrad/backend.h"
 #include "natgrad/data.h"
 #include "natgrad/kfac.h"
@@ -1029,58 +1030,16 @@ static int test_bad_config(void) {
 /* the network's chunk in run_steps (0: the default, larger than its batch of 32) */
 static int g_chunk = 0;
 
+/* kfac_run.h's run: steps updates on be with g_chunk and g_inverse; theta (256 floats) gets the parameters */
 static ng_status run_steps(ng_backend *be, int approx, int steps, float *theta, size_t *np, int async_lag) {
-    ng_net_config nc;
-    ng_model *net = NULL;
-    ng_precond *pc = NULL;
-    ng_update *upd = NULL;
-    ng_batches b;
-    ng_trainer tr;
-    ng_kfac_config kc;
-    ng_sgd_config sc;
-    float *x;
-    int n = 96, dim = 6, i;
-    ng_status s;
-    uint64_t st = 99;
-    ng_net_config_default(&nc);
-    nc.loss = NG_LOSS_BERNOULLI;
-    nc.init = NG_INIT_GAUSSIAN;
-    nc.init_scale = 0.5f;
-    if (g_chunk > 0) nc.chunk = g_chunk;
-    NG_TRY(ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc));
-    NG_TRY(ng_net_create(be, &nc, &net));
-    x = (float *)malloc((size_t)n * dim * sizeof(float));
-    for (i = 0; i < n * dim; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((st >> 40) & 0xffff) / 65535.0f;
-    }
-    ng_kfac_config_default(&kc);
-    kc.approx = approx;
-    kc.inverse = g_inverse;
-    kc.timing = 0;
-    kc.T1 = 2;
-    kc.T2 = 8;
-    kc.T3 = 4;
-    kc.async_lag = async_lag;
-    kc.lambda0 = 10.0;
-    memset(&sc, 0, sizeof sc);
-    sc.lr = 1.0f;
-    sc.weight_decay = 1e-5f;
-    s = ng_precond_kfac_init(be, net, &kc, &pc);
-    if (s == NG_OK) s = ng_update_sgd_init(be, net, &sc, &upd);
-    if (s == NG_OK) s = ng_batches_init(&b, be, x, dim, n, 32, 7, 0, 1);
-    if (s == NG_OK) s = ng_trainer_init(&tr, net, pc, upd, &b, 7, NULL);
-    for (i = 0; s == NG_OK && i < steps; i++) s = ng_trainer_step(&tr, NULL);
-    if (s == NG_OK) {
-        *np = ng_model_size(net);
-        s = ng_tensor_get(be, &net->param_flat, theta);
-    }
-    ng_batches_free(&b);
-    ng_update_free(upd);
-    ng_precond_free(pc);
-    ng_net_free(net);
-    free(x);
-    return s;
+    kfac_run o;
+    memset(&o, 0, sizeof o);
+    o.approx = approx;
+    o.steps = steps;
+    o.async_lag = async_lag;
+    o.inverse = g_inverse;
+    o.chunk = g_chunk;
+    return kfac_run_steps(be, &o, theta, 256, np);
 }
 
 static int test_cpu_vs_cuda(void) {
@@ -1118,11 +1077,7 @@ static int test_gamma_lambda_rules(void) {
     float *x;
     int n = 96, dim = 6, i, moved = 0;
     double w1 = pow(19.0 / 20.0, 2), w2 = pow(sqrt(19.0 / 20.0), 4), g0, l0;
-    ng_net_config_default(&nc);
-    nc.loss = NG_LOSS_BERNOULLI;
-    nc.init = NG_INIT_GAUSSIAN;
-    nc.init_scale = 0.5f;
-    NGT_OK(ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc));
+    NGT_OK(kfac_run_net_config(&nc)); /* kfac_run.h's network */
     NGT_OK(ng_net_create(g_cpu, &nc, &net));
     x = (float *)malloc((size_t)n * dim * sizeof(float));
     for (i = 0; i < n * dim; i++) x[i] = (float)urand();

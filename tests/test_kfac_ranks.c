@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kfac_run.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
@@ -28,70 +30,21 @@
 #include "natgrad/train.h"
 #include "natgrad/update.h"
 
-enum { N = 96, DIM = 6, BATCH = 32, STEPS = 17, PMAX = 256 };
+enum { STEPS = 17, PMAX = 256 };
 static ng_comm *C;
 
-/* STEPS K-FAC updates on this rank's shards; theta gets the parameters */
+/* STEPS K-FAC updates (kfac_run.h) on this rank's shards, tau1 = tau2 = 0.75; theta gets the parameters */
 static ng_status run_kfac(ng_backend *be, ng_comm *c, int approx, int lag, int redundant, float *theta, size_t *np) {
-    ng_net_config nc;
-    ng_model *net = NULL;
-    ng_precond *pc = NULL;
-    ng_update *upd = NULL;
-    ng_batches b;
-    ng_trainer tr;
-    ng_kfac_config kc;
-    ng_sgd_config sc;
-    float x[N * DIM];
-    int i, have_b = 0, have_tr = 0;
-    ng_status s;
-    uint64_t st = 99;
+    kfac_run o;
+    memset(&o, 0, sizeof o);
+    o.approx = approx;
+    o.steps = STEPS;
+    o.async_lag = lag;
+    o.inverse = -1;
+    o.tau = 0.75;
+    o.comm = c;
     setenv("NG_KFAC_REDUNDANT", redundant ? "1" : "0", 1);
-    for (i = 0; i < N * DIM; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((st >> 40) & 0xffff) / 65535.0f;
-    }
-    ng_net_config_default(&nc);
-    nc.loss = NG_LOSS_BERNOULLI;
-    nc.init = NG_INIT_GAUSSIAN;
-    nc.init_scale = 0.5f;
-    NG_TRY(ng_net_parse_spec("6-5-3:linear-5-6", NG_ACT_TANH, NG_ACT_LOGISTIC, &nc));
-    NG_TRY(ng_net_create(be, &nc, &net));
-    ng_kfac_config_default(&kc);
-    kc.approx = approx;
-    kc.timing = 0;
-    kc.tau1 = kc.tau2 = 0.75;
-    kc.T1 = 2;
-    kc.T2 = 8;
-    kc.T3 = 4;
-    kc.async_lag = lag;
-    kc.lambda0 = 10.0;
-    memset(&sc, 0, sizeof sc);
-    sc.lr = 1.0f;
-    sc.weight_decay = 1e-5f;
-    s = ng_precond_kfac_init(be, net, &kc, &pc);
-    if (s == NG_OK) s = ng_update_sgd_init(be, net, &sc, &upd);
-    if (s == NG_OK) s = ng_batches_init(&b, be, x, DIM, N, BATCH, 7, c->rank, c->world), have_b = s == NG_OK;
-    if (s == NG_OK) s = ng_trainer_init(&tr, net, pc, upd, &b, 7, NULL), have_tr = s == NG_OK;
-    if (s == NG_OK && c->world > 1) s = ng_trainer_set_comm(&tr, c);
-    for (i = 0; s == NG_OK && i < STEPS; i++) s = ng_trainer_step(&tr, NULL);
-    if (s == NG_OK) {
-        *np = ng_model_size(net);
-        s = *np <= PMAX ? ng_tensor_get(be, &net->param_flat, theta) : ng_error(NG_ERR_INVALID_ARG, "%zu parameters", *np);
-    }
-    if (have_tr) ng_trainer_release(&tr);
-    if (have_b) ng_batches_free(&b);
-    ng_update_free(upd);
-    ng_precond_free(pc);
-    ng_net_free(net);
-    return s;
-}
-
-/* every rank agrees: `ok` on all of them (otherwise the number of ranks where it failed) */
-static int all_ok(ng_comm *c, int ok, const char *what) {
-    double bad = ok ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(c, &bad, 1, "the verdicts"));
-    NGT_CHECK(bad == 0.0, "%s: fails on %g rank(s) (this rank: %s)", what, bad, ok ? "holds" : "fails");
-    return NGT_PASS;
+    return kfac_run_steps(be, &o, theta, PMAX, np);
 }
 
 static int run_case(ng_backend *be, ng_comm *c, const char *bname) {
@@ -107,17 +60,17 @@ static int run_case(ng_backend *be, ng_comm *c, const char *bname) {
             memcpy(r0, own[j], n * sizeof(float));
             NGT_OK(ng_comm_bcast_host(c, r0, n * sizeof(float), 0, "rank 0's parameters"));
             snprintf(what, sizeof what, "%s, %s, staleness %d: parameters bit for bit rank 0's", bname, an, lags[j]);
-            if (all_ok(c, memcmp(r0, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
+            if (ngt_all_ok(c, memcmp(r0, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
             if (c->world == 1) continue;
             NGT_OK(run_kfac(be, c, approx, lags[j], 1, red, &n2));
             snprintf(what, sizeof what, "%s, %s, staleness %d: owned refreshes = every rank computing every layer, bit for bit", bname,
                      an, lags[j]);
-            if (all_ok(c, n == n2 && memcmp(red, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
+            if (ngt_all_ok(c, n == n2 && memcmp(red, own[j], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
         }
         snprintf(what, sizeof what, "%s, %s: staleness 0 = the synchronous refreshes, bit for bit", bname, an);
-        if (all_ok(c, memcmp(own[0], own[1], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
+        if (ngt_all_ok(c, memcmp(own[0], own[1], n * sizeof(float)) == 0, what) != NGT_PASS) return NGT_FAIL;
         snprintf(what, sizeof what, "%s, %s: staleness 2 differs from the synchronous refreshes (the lag is applied)", bname, an);
-        if (all_ok(c, memcmp(own[0], own[2], n * sizeof(float)) != 0, what) != NGT_PASS) return NGT_FAIL;
+        if (ngt_all_ok(c, memcmp(own[0], own[2], n * sizeof(float)) != 0, what) != NGT_PASS) return NGT_FAIL;
         for (j = 0; j < (int)n; j++) NGT_CHECK(isfinite(own[2][j]), "%s, %s, staleness 2: parameter %d is %g", bname, an, j, (double)own[2][j]);
     }
     unsetenv("NG_KFAC_REDUNDANT");
@@ -138,21 +91,7 @@ static int test_owned_cuda(void) {
     ng_backend *be = NULL;
     ng_comm *nc = NULL;
     int r;
-    double missing;
-    if (!ng_cuda_compiled()) return ngt_skip("CUDA not compiled in (the emulated build runs this)");
-    if (ng_backend_cuda_init(C->local_rank, &be) != NG_OK) ng_clear_error(), be = NULL;
-    /* every rank skips when one has no device (the others would wait for it in the collectives) */
-    missing = be ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &missing, 1, "the device check"));
-    if (missing > 0.0) {
-        ng_backend_free(be);
-        return ngt_skip("no CUDA device for some rank (one device per local rank)");
-    }
-    /* a communicator of its own for the CUDA backend (NCCL binds to it) */
-    NGT_OK(ng_comm_init(&nc, 60.0));
-    NGT_OK(ng_comm_attach(nc, be));
-    if (nc->world > 1 && ng_comm_nccl_compiled())
-        NGT_CHECK(nc->kind == NG_COMM_NCCL, "a CUDA backend on %d ranks uses NCCL (kind %d)", nc->world, (int)nc->kind);
+    if ((r = ngt_ranks_cuda(C, &be, &nc)) != NGT_PASS) return r; /* every rank skips when one has no device */
     r = run_case(be, nc, "cuda");
     ng_comm_free(nc);
     ng_backend_free(be);
@@ -160,11 +99,7 @@ static int test_owned_cuda(void) {
 }
 
 int main(void) {
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     NGT_RUN(test_owned_cpu);
     NGT_RUN(test_owned_cuda);
     ng_comm_free(C);

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/log.h"
@@ -37,11 +38,7 @@
 enum { M = 13, D = 6, STEPS = 3 };
 static ng_comm *C;
 
-static void shard(int *lo, int *hi) {
-    int W = C->world, r = C->rank;
-    *lo = M * r * r / (W * W);
-    *hi = M * (r + 1) * (r + 1) / (W * W);
-}
+static void shard(int *lo, int *hi) { ngt_shard(C, M, lo, hi); }
 
 static ng_status make_net(ng_backend *be, int chunk, ng_model **out) {
     ng_net_config cfg;
@@ -57,20 +54,7 @@ static ng_status make_net(ng_backend *be, int chunk, ng_model **out) {
 }
 
 /* every rank's n floats equal rank 0's, bit for bit */
-static int same_as_rank0(const float *mine, size_t n, const char *what) {
-    float *r0 = (float *)malloc(n * sizeof(float));
-    double bad;
-    int ok;
-    NGT_CHECK(r0 != NULL, "host memory");
-    memcpy(r0, mine, n * sizeof(float));
-    NGT_OK(ng_comm_bcast_host(C, r0, n * sizeof(float), 0, "rank 0's copy"));
-    ok = memcmp(mine, r0, n * sizeof(float)) == 0;
-    free(r0);
-    bad = ok ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &bad, 1, "the verdicts"));
-    NGT_CHECK(bad == 0.0, "%s differs from rank 0's on %g rank(s) (this rank: %s)", what, bad, ok ? "same" : "different");
-    return NGT_PASS;
-}
+static int same_as_rank0(const float *mine, size_t n, const char *what) { return ngt_same_as_rank0(C, mine, n, what); }
 
 /* max |a - b| / max |b| */
 static double rel_diff(const float *a, const double *b, size_t n) {
@@ -317,11 +301,7 @@ static int test_sampled_fvp_plain(void) {
 }
 
 int main(void) {
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     NGT_RUN(test_synchronised_bn);
     NGT_RUN(test_sampled_fvp_plain);
     ng_comm_free(C);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ranks.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/log.h"
@@ -32,33 +33,16 @@ static double sample(int s, int j, int i) {
  * none_last the last rank holds none */
 static void share(int none_last, int *lo, int *hi) {
     int W = C->world, r = C->rank;
-    if (W == 1) {
-        *lo = 0, *hi = NTOT;
-    } else if (none_last) {
+    if (W > 1 && none_last) {
         *lo = r == W - 1 ? NTOT : r * NTOT / (W - 1);
         *hi = r == W - 1 ? NTOT : (r + 1) * NTOT / (W - 1);
-    } else {
-        *lo = NTOT * r * r / (W * W);
-        *hi = NTOT * (r + 1) * (r + 1) / (W * W);
-    }
+    } else
+        ngt_shard(C, NTOT, lo, hi); /* one rank: all of them */
 }
 
 /* every rank's n floats equal rank 0's, bit for bit */
 static int same_as_rank0(ng_backend *be, const float *dev, size_t n, const char *what) {
-    float *mine = (float *)malloc(n * sizeof(float)), *r0 = (float *)malloc(n * sizeof(float));
-    int ok;
-    double bad;
-    NGT_CHECK(mine && r0, "host memory");
-    NGT_OK(ng_get(be, mine, dev, n * sizeof(float)));
-    memcpy(r0, mine, n * sizeof(float));
-    NGT_OK(ng_comm_bcast_host(C, r0, n * sizeof(float), 0, "rank 0's copy"));
-    ok = memcmp(mine, r0, n * sizeof(float)) == 0;
-    bad = ok ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &bad, 1, "the verdicts"));
-    free(mine);
-    free(r0);
-    NGT_CHECK(bad == 0.0, "%s differs from rank 0's on %g rank(s) (this rank: %s)", what, bad, ok ? "same" : "different");
-    return NGT_PASS;
+    return ngt_same_as_rank0_dev(C, be, dev, n, what);
 }
 
 static int run_case(ng_backend *be, int none_last) {
@@ -174,21 +158,7 @@ static int test_merge_cuda(void) {
     ng_backend *be = NULL;
     ng_comm *saved = C, *nc = NULL;
     int r;
-    double missing;
-    if (!ng_cuda_compiled()) return ngt_skip("CUDA not compiled in (the emulated build runs this)");
-    if (ng_backend_cuda_init(C->local_rank, &be) != NG_OK) ng_clear_error(), be = NULL;
-    /* every rank skips when one has no device (the others would wait for it in the collectives) */
-    missing = be ? 0.0 : 1.0;
-    NGT_OK(ng_comm_allreduce_host(C, &missing, 1, "the device check"));
-    if (missing > 0.0) {
-        ng_backend_free(be);
-        return ngt_skip("no CUDA device for some rank (one device per local rank)");
-    }
-    /* a communicator of its own for the CUDA backend (NCCL binds to it) */
-    NGT_OK(ng_comm_init(&nc, 60.0));
-    NGT_OK(ng_comm_attach(nc, be));
-    if (nc->world > 1 && ng_comm_nccl_compiled())
-        NGT_CHECK(nc->kind == NG_COMM_NCCL, "a CUDA backend on %d ranks uses NCCL (kind %d)", nc->world, (int)nc->kind);
+    if ((r = ngt_ranks_cuda(C, &be, &nc)) != NGT_PASS) return r; /* every rank skips when one has no device */
     C = nc;
     r = run_case(be, 0);
     if (r == NGT_PASS && C->world > 1) r = run_case(be, 1);
@@ -213,11 +183,7 @@ static int test_owners(void) {
 }
 
 int main(void) {
-    if (ng_comm_init(&C, 60.0) != NG_OK) {
-        printf("FAIL comm_init: %s\nRESULT passed=0 failed=1 skipped=0\n", ng_last_error());
-        return 1;
-    }
-    printf("rank %d of %d\n", C->rank, C->world);
+    if (ngt_ranks_open(&C)) return 1;
     NGT_RUN(test_owners);
     NGT_RUN(test_merge_uneven_cpu);
     NGT_RUN(test_merge_rank_without_samples_cpu);

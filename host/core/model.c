@@ -77,6 +77,16 @@ ng_status ng_model_fvp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
     return m->iface->fvp(m, v, out);
 }
 
+int ng_model_seg_state_get(void *user, uint64_t *st, int cap) {
+    const ng_model *m = *(ng_model *const *)user;
+    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
+}
+
+void ng_model_seg_state_set(void *user, const uint64_t *st, int n) {
+    ng_model *m = *(ng_model **)user;
+    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
+}
+
 /* ---- checkpoint entries of arenas -------------------------------------------------------- */
 
 static void dims_of(const ng_tensor *t, uint64_t *dims) {

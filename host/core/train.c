@@ -70,6 +70,7 @@ static ng_status precond_fp32(ng_trainer *tr) {
 /* The gradient as a graph segment (natgrad/graph.h) under --cuda-graph with tn / kfac; the
  * model's host check after it. Eager otherwise. */
 typedef struct grad_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
     ng_trainer *tr;
     const ng_tensor *x;
 } grad_ctx;
@@ -77,20 +78,13 @@ static ng_status grad_body(void *user) {
     grad_ctx *c = (grad_ctx *)user;
     return ng_trainer_gradient(c->tr, c->x);
 }
-static int grad_state_get(void *user, uint64_t *st, int cap) {
-    ng_model *m = ((grad_ctx *)user)->tr->model;
-    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
-}
-static void grad_state_set(void *user, const uint64_t *st, int n) {
-    ng_model *m = ((grad_ctx *)user)->tr->model;
-    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
-}
 static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
-    static const ng_graph_seg seg = {"gradient", grad_body, grad_state_get, grad_state_set};
+    static const ng_graph_seg seg = {"gradient", grad_body, ng_model_seg_state_get, ng_model_seg_state_set};
     grad_ctx c;
     uint64_t key[4];
     ng_status s;
     if (!tr->graph.seg) return ng_trainer_gradient(tr, x);
+    c.m = tr->model;
     c.tr = tr;
     c.x = x;
     key[0] = ng_graph_key_ptr(x->ptr);

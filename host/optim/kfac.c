@@ -1052,8 +1052,8 @@ ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
  * they are constant). The same targets and factors as ng_kfac_accumulate, which runs instead when
  * segments are off (no step to write). */
 typedef struct stats_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
     ng_precond *p;
-    ng_model *m;
     int cols;
     float alpha, beta0;
     uint64_t key;
@@ -1066,16 +1066,8 @@ static ng_status stats_body(void *user) {
     NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, c->p->be, c->m, c->cols, c->alpha, c->beta0));
     return NG_OK;
 }
-static int stats_state_get(void *user, uint64_t *st, int cap) {
-    ng_model *m = ((stats_ctx *)user)->m;
-    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
-}
-static void stats_state_set(void *user, const uint64_t *st, int n) {
-    ng_model *m = ((stats_ctx *)user)->m;
-    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
-}
 static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
-    static const ng_graph_seg seg = {"kfac statistics", stats_body, stats_state_get, stats_state_set};
+    static const ng_graph_seg seg = {"kfac statistics", stats_body, ng_model_seg_state_get, ng_model_seg_state_set};
     kfac *k = K(p);
     stats_ctx c;
     uint64_t kw[5];
@@ -1534,8 +1526,8 @@ static ng_status apply_set_seg(ng_precond *p, int si, const ng_tensor *v, ng_ten
  * device receives it), summed the same way in double. */
 #define QDOTS 48 /* 36 gram dots (nv <= 8) + 3 per candidate + 2 */
 typedef struct quad_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
     ng_precond *p;
-    ng_model *m;
     int s2, nv, cand, use_mom;
     const ng_tensor *const *vecs;
 } quad_ctx;
@@ -1558,17 +1550,9 @@ static ng_status quad_body(void *user) {
     }
     return NG_OK;
 }
-static int quad_state_get(void *user, uint64_t *st, int cap) {
-    ng_model *m = ((quad_ctx *)user)->m;
-    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
-}
-static void quad_state_set(void *user, const uint64_t *st, int n) {
-    ng_model *m = ((quad_ctx *)user)->m;
-    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
-}
 static ng_status quad_model(ng_precond *p, ng_model *m, int s2, int nv, const ng_tensor *const *vecs, int cand, int use_mom,
                             double *gram, double *gg, double *dd, double *dd0, double *gd0, double *d0d0) {
-    static const ng_graph_seg seg = {"kfac quadratic model", quad_body, quad_state_get, quad_state_set};
+    static const ng_graph_seg seg = {"kfac quadratic model", quad_body, ng_model_seg_state_get, ng_model_seg_state_set};
     kfac *k = K(p);
     quad_ctx c;
     uint64_t key[4 + NSETS + 1];

@@ -431,6 +431,7 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
  * keyed by x, y, the product's kind (and for the sampled Fisher its stream key and where its step
  * is read: device memory under segments), with the network's pass state */
 typedef struct curv_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
     tn *k;
     const float *x;
     float *y;
@@ -439,18 +440,11 @@ static ng_status curv_body(void *user) {
     curv_ctx *c = (curv_ctx *)user;
     return curvature_local(c->k, c->x, c->y);
 }
-static int curv_state_get(void *user, uint64_t *st, int cap) {
-    ng_model *m = ((curv_ctx *)user)->k->net;
-    return m->iface->graph_state_get ? m->iface->graph_state_get(m, st, cap) : -1;
-}
-static void curv_state_set(void *user, const uint64_t *st, int n) {
-    ng_model *m = ((curv_ctx *)user)->k->net;
-    if (m->iface->graph_state_set) m->iface->graph_state_set(m, st, n);
-}
 static ng_status curvature_seg(tn *k, const float *x, float *y) {
-    static const ng_graph_seg seg = {"tn curvature product", curv_body, curv_state_get, curv_state_set};
+    static const ng_graph_seg seg = {"tn curvature product", curv_body, ng_model_seg_state_get, ng_model_seg_state_set};
     curv_ctx c;
     uint64_t key[7];
+    c.m = k->net;
     c.k = k;
     c.x = x;
     c.y = y;

@@ -146,6 +146,11 @@ ng_status ng_model_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y)
 ng_status ng_model_statistic(ng_model *m, const char *name, ng_tensor *out);
 ng_status ng_model_gnvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_model_fvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
+/* The state callbacks (ng_graph_seg.state_get / state_set, natgrad/graph.h) of a graph segment
+ * whose user context begins with the model (its first member an ng_model *): the model's pass
+ * state, ng_model_i.graph_state_get / set (-1 where the model has none: the segment runs eagerly). */
+int ng_model_seg_state_get(void *user, uint64_t *st, int cap);
+void ng_model_seg_state_set(void *user, const uint64_t *st, int n);
 
 /* Checkpoint entries: model.kind, the implementation's save, and every parameter as tensor
  * "model.<name>" (dims as natgrad stores them, fastest first). */

@@ -257,10 +257,16 @@ static ncclResult_t check(const char *fn, ncclComm_t comm, ncclDataType_t t, con
 }
 
 /* The check of NCCL's capture rule, started before the data's collective on every rank. */
-static inflight *new_inflight(const char *what, ncclComm_t comm, long long sig) {
+static inflight *new_inflight(const char *what, ncclComm_t comm, long long sig, void *buf, size_t count,
+                              ncclDataType_t type, bool avg) {
     inflight *f = new inflight();
     f->what = what;
     f->rank = comm->rank;
+    f->buf = buf;
+    f->count = count;
+    f->type = type;
+    f->nranks = comm->nranks;
+    f->avg = avg;
     f->sig[0] = sig;
     f->sig[1] = -sig;
     if (MPI_Iallreduce(MPI_IN_PLACE, f->sig, 2, MPI_LONG_LONG, MPI_MAX, comm->mpi, &f->req[0]) != MPI_SUCCESS) {
@@ -268,6 +274,17 @@ static inflight *new_inflight(const char *what, ncclComm_t comm, long long sig) 
         return NULL;
     }
     return f;
+}
+
+/* f's data request started with MPI status rc (in f->req[1]): queued on stream, or undone */
+static ncclResult_t post_inflight(inflight *f, int rc, cudaStream_t stream) {
+    if (rc != MPI_SUCCESS) {
+        MPI_Wait(&f->req[0], MPI_STATUS_IGNORE);
+        delete f;
+        return ncclRemoteError;
+    }
+    enqueue(f, stream);
+    return ncclSuccess;
 }
 
 static ncclResult_t start_allreduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
@@ -280,20 +297,9 @@ static ncclResult_t start_allreduce(const void *sendbuff, void *recvbuff, size_t
         return ncclInvalidArgument;
     }
     if (sv != rv) memmove(rv, sv, count * size);
-    inflight *f = new_inflight("ncclAllReduce", comm, sig);
+    inflight *f = new_inflight("ncclAllReduce", comm, sig, rv, count, datatype, avg);
     if (!f) return ncclRemoteError;
-    f->buf = rv;
-    f->count = count;
-    f->type = datatype;
-    f->nranks = comm->nranks;
-    f->avg = avg;
-    if (MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req[1]) != MPI_SUCCESS) {
-        MPI_Wait(&f->req[0], MPI_STATUS_IGNORE);
-        delete f;
-        return ncclRemoteError;
-    }
-    enqueue(f, stream);
-    return ncclSuccess;
+    return post_inflight(f, MPI_Iallreduce(MPI_IN_PLACE, rv, (int)count, mt, mop, comm->mpi, &f->req[1]), stream);
 }
 
 static ncclResult_t start_bcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
@@ -304,20 +310,9 @@ static ncclResult_t start_bcast(const void *sendbuff, void *recvbuff, size_t cou
         return ncclInvalidArgument;
     }
     if (comm->rank == root && sendbuff != recvbuff) memmove(rv, dev_view(sendbuff), count * size);
-    inflight *f = new_inflight("ncclBroadcast", comm, sig);
+    inflight *f = new_inflight("ncclBroadcast", comm, sig, rv, count, datatype, false);
     if (!f) return ncclRemoteError;
-    f->buf = rv;
-    f->count = count;
-    f->type = datatype;
-    f->nranks = comm->nranks;
-    f->avg = false;
-    if (MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req[1]) != MPI_SUCCESS) {
-        MPI_Wait(&f->req[0], MPI_STATUS_IGNORE);
-        delete f;
-        return ncclRemoteError;
-    }
-    enqueue(f, stream);
-    return ncclSuccess;
+    return post_inflight(f, MPI_Ibcast(rv, (int)count, mt, root, comm->mpi, &f->req[1]), stream);
 }
 
 /* A collective issued on a capturing stream becomes a graph node (NCCL >= 2.9 does the same): the

@@ -1,0 +1,102 @@
+/* graph_run.h: the fixture tests/test_graph.c and tests/test_graph_ranks.c train, eagerly and as CUDA
+ * graphs: a 6-5-4-6 autoencoder (logistic units, Bernoulli loss on its input, Gaussian initial
+ * weights of scale 0.5, seed 17) with sgd (lr 0.3, momentum 0.5, weight decay 1e-3), nag (lr 0.05) or
+ * adam (lr 0.01), its trainer and data (struct run), and the xorshift data both draw. Include after
+ * harness.h. */
+#ifndef NG_TESTS_GRAPH_RUN_H
+#define NG_TESTS_GRAPH_RUN_H
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "natgrad/data.h"
+#include "natgrad/net.h"
+#include "natgrad/precond.h"
+#include "natgrad/train.h"
+#include "natgrad/update.h"
+
+typedef struct run {
+    ng_model *net;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} run;
+
+enum { AE_SGD, AE_NAG, AE_ADAM };
+
+/* the autoencoder's configuration but its layers (the caller parses the spec) */
+static inline void ae_config(ng_net_config *cfg) {
+    ng_net_config_default(cfg);
+    cfg->loss = NG_LOSS_BERNOULLI;
+    cfg->target = NG_NET_TARGET_INPUT;
+    cfg->init = NG_INIT_GAUSSIAN;
+    cfg->init_scale = 0.5f;
+    cfg->seed = 17;
+}
+
+/* the update rule (AE_*) of the fixture for net; sgd's learning rate decays with sgd_lr_gamma */
+static inline ng_status ae_update(ng_backend *be, ng_model *net, int rule, float sgd_lr_gamma, ng_update **upd) {
+    if (rule == AE_SGD) {
+        ng_sgd_config c;
+        memset(&c, 0, sizeof c);
+        c.lr = 0.3f;
+        c.momentum = 0.5f;
+        c.lr_gamma = sgd_lr_gamma;
+        c.weight_decay = 1e-3f;
+        return ng_update_sgd_init(be, net, &c, upd);
+    } else if (rule == AE_NAG) {
+        ng_nag_config c;
+        ng_nag_config_default(&c);
+        c.lr = 0.05f;
+        return ng_update_nag_init(be, net, &c, upd);
+    } else {
+        ng_adam_config c;
+        ng_adam_config_default(&c);
+        c.lr = 0.01f;
+        return ng_update_adam_init(be, net, &c, upd);
+    }
+}
+
+static inline void run_free(run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_net_free(r->net);
+    memset(r, 0, sizeof *r);
+}
+
+/* the two runs' parameters on be, bit for bit; the first difference printed (what: the case) */
+static inline int same_params_on(ng_backend *be, const char *what, run *a, run *b, uint64_t t) {
+    size_t n = ng_model_size(a->net), i;
+    float *pa = (float *)malloc(n * sizeof(float)), *pb = (float *)malloc(n * sizeof(float));
+    int ok;
+    NGT_CHECK(pa && pb, "out of memory");
+    NGT_OK(ng_tensor_get(be, &a->net->param_flat, pa));
+    NGT_OK(ng_tensor_get(be, &b->net->param_flat, pb));
+    ok = memcmp(pa, pb, n * sizeof(float)) == 0;
+    if (!ok) {
+        for (i = 0; i < n && pa[i] == pb[i]; i++) {
+        }
+        printf("  %s: after update %llu parameter %zu is %.9g eager, %.9g graph\n", what, (unsigned long long)t, i,
+               (double)pa[i], (double)pb[i]);
+    }
+    free(pa);
+    free(pb);
+    return ok ? NGT_PASS : NGT_FAIL;
+}
+
+/* n values in [0, 1) from the xorshift state *z (advanced) */
+static inline void xorshift_fill(float *x, size_t n, uint64_t *z) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        *z ^= *z << 13;
+        *z ^= *z >> 7;
+        *z ^= *z << 17;
+        x[i] = (float)((*z >> 40) & 0xFFFF) / 65536.0f;
+    }
+}
+#endif
