@@ -2176,6 +2176,125 @@ static int test_counts_segments(void) {
     return NGT_PASS;
 }
 
+/* ---- the objective evaluations of truncated Newton's searches, rho and HF's backtracking ---- */
+
+/* ng_net_evaluate_dev + ng_net_evaluate_read give what ng_net_evaluate gives, bit for bit, on the CPU
+ * backend and the emulated CUDA one: one chunk, chunks of 3 cases (4 chunks of 10 cases: a partial
+ * last one) and chunks of 1 case with 40 cases (40 chunks: the read goes in pieces of 32); the
+ * network's pass state ends the same (no forward pass of the batch held, no backward pass). */
+static int test_evaluate_dev(void) {
+    static const int chunks[3] = {0, 3, 1};
+    ng_backend *cpu = NULL, *bes[2];
+    float xs[DIM * 40];
+    int b, c, i;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (i = 0; i < DIM * 40; i++) xs[i] = g_x[i % (DIM * NCASES)] * (1.0f - 0.01f * (float)(i / (DIM * NCASES)));
+    NGT_OK(ng_backend_cpu_init(&cpu));
+    bes[0] = cpu;
+    bes[1] = g_cuda;
+    for (b = 0; b < 2; b++)
+        for (c = 0; c < 3; c++) {
+            run r;
+            ng_tensor x;
+            float *dx = NULL, *sums = NULL;
+            const int N = c == 2 ? 40 : NCASES;
+            double o1, e1, o2, e2;
+            int K;
+            g_chunk = chunks[c];
+            NGT_OK(run_init(&r, bes[b], R_SGD));
+            g_chunk = 0;
+            NGT_OK(ng_alloc(bes[b], sizeof(float) * DIM * (size_t)N, (void **)&dx));
+            NGT_OK(ng_set(bes[b], dx, xs, sizeof(float) * DIM * (size_t)N));
+            x = ng_tensor_matrix(dx, DIM, N, DIM);
+            K = ng_net_evaluate_chunks(r.net, N);
+            NGT_CHECK(K == (chunks[c] ? (N + chunks[c] - 1) / chunks[c] : 1), "%d cases, chunk %d: %d chunks", N, chunks[c], K);
+            NGT_OK(ng_alloc(bes[b], sizeof(float) * 2 * (size_t)K, (void **)&sums));
+            NGT_OK(ng_net_evaluate(r.net, &x, &o1, &e1));
+            NGT_OK(ng_net_evaluate_dev(r.net, &x, sums));
+            NGT_OK(ng_net_evaluate_read(r.net, N, sums, &o2, &e2));
+            NGT_CHECK(memcmp(&o1, &o2, sizeof o1) == 0 && memcmp(&e1, &e2, sizeof e1) == 0,
+                      "%s, %d chunks: evaluate %.17g / %.17g, the two halves %.17g / %.17g", bes[b]->iface->name, K, o1, e1, o2,
+                      e2);
+            NGT_CHECK(o1 > 0.0 && isfinite(o1), "%s: objective %g", bes[b]->iface->name, o1);
+            NGT_CHECK(ng_net_evaluate_dev(r.net, &x, NULL) == NG_ERR_INVALID_ARG && strstr(ng_last_error(), "NULL device sums"),
+                      "NULL sums: %s", ng_last_error());
+            ng_free(bes[b], sums);
+            ng_free(bes[b], dx);
+            run_free(&r);
+        }
+    ng_backend_free(cpu);
+    return NGT_PASS;
+}
+
+/* the autoencoder of seg_run_init with a truncated-Newton method that searches (ngd-l, ncg-l,
+ * ncg-f) or hf, its rho on (adapt_lambda, the default) */
+static ng_status eval_seg_run_init(run *r, ng_backend *be, int method) {
+    ng_sgd_config c;
+    ng_tn_config tc;
+    NG_TRY(run_init(r, be, R_SGD));
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    r->upd = NULL;
+    r->pc = NULL;
+    memset(&c, 0, sizeof c);
+    c.lr = 1.0f;
+    c.weight_decay = 1e-3f;
+    NG_TRY(ng_update_sgd_init(be, r->net, &c, &r->upd));
+    ng_tn_config_default(&tc);
+    tc.method = method;
+    tc.max_iter = method == NG_TN_HF ? 8 : 5;
+    tc.lr = 0.5;
+    NG_TRY(ng_precond_tn_init(be, r->net, &tc, NULL, 0, &r->pc));
+    return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+}
+
+/* eager and in segments, the parameters equal bit for bit after every update; the objective
+ * evaluations (searches, rho, backtracking) replay: every evaluation of an unlogged update t >= 1
+ * is a capture or a replay, none fails, and the captures are a handful (the batch buffers and
+ * sizes x the pass state an evaluation starts from: after a curvature product or after another
+ * evaluation), far fewer than the replays */
+static int eval_seg_vs_eager(const char *what, int method, uint64_t steps, int log_every) {
+    run a, b;
+    uint64_t cap, rep, eag, fail, evals = 0, t;
+    pair pr = {what, &a, &b, steps};
+    NGT_OK(eval_seg_run_init(&a, g_cuda, method));
+    NGT_OK(eval_seg_run_init(&b, g_cuda, method));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
+    for (t = 0; t < steps; t++) {
+        double v[16];
+        if (step_both(&a.tr, &b.tr, t, t + 1, log_every, same_params_pr, &pr) != NGT_PASS) return NGT_FAIL;
+        NGT_OK(b.pc->iface->log_values(b.pc, v)); /* host values: the update's evaluations in column 8 */
+        evals += (uint64_t)v[8];
+    }
+    ng_graph_seg_counts(&b.tr.graph.segs, "tn objective", &cap, &rep, &eag, &fail);
+    printf("  %s: %llu updates, %llu objective evaluations: %llu captured, %llu replayed, %llu eager; parameters identical "
+           "after every update\n", what, (unsigned long long)steps, (unsigned long long)evals, (unsigned long long)cap,
+           (unsigned long long)rep, (unsigned long long)eag);
+    NGT_CHECK(cap + rep + eag == evals && fail == 0, "%s: tn objective %llu captures + %llu replays + %llu eager != %llu "
+              "evaluations (%llu failures)", what, (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag,
+              (unsigned long long)evals, (unsigned long long)fail);
+    NGT_CHECK(rep > 2 * cap && cap <= 12 && eag > 0, "%s: tn objective %llu captures, %llu replays, %llu eager", what,
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
+}
+
+CUDA_TEST(test_segments_ngd_l, eval_seg_vs_eager("ngd-l", NG_TN_NGD_L, 12, 5))
+CUDA_TEST(test_segments_ncg_l, eval_seg_vs_eager("ncg-l", NG_TN_NCG_L, 12, 0))
+CUDA_TEST(test_segments_ncg_f, eval_seg_vs_eager("ncg-f", NG_TN_NCG_F, 12, 0))
+CUDA_TEST(test_segments_hf_evals, eval_seg_vs_eager("hf (backtracking, rho)", NG_TN_HF, 12, 0))
+/* chunks of 3 cases: each evaluation is 2 chunks, their sums in 2 device slots */
+static int test_segments_ncg_l_chunked(void) {
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    g_chunk = 3;
+    r = eval_seg_vs_eager("ncg-l, chunks of 3", NG_TN_NCG_L, 10, 0);
+    g_chunk = 0;
+    return r;
+}
+
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
@@ -2238,6 +2357,12 @@ int main(void) {
     NGT_RUN(test_segments_failed_capture);
     NGT_RUN(test_segments_refusals);
     NGT_RUN(test_counts_segments);
+    NGT_RUN(test_evaluate_dev);
+    NGT_RUN(test_segments_ngd_l);
+    NGT_RUN(test_segments_ncg_l);
+    NGT_RUN(test_segments_ncg_f);
+    NGT_RUN(test_segments_hf_evals);
+    NGT_RUN(test_segments_ncg_l_chunked);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }

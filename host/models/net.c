@@ -714,8 +714,8 @@ static const float *targets_of(net *n, const float *x, int ldx, const ng_tensor 
 
 /* The output layer's loss op on the chunk: d = scale (y - t) (when d is non-NULL), per-column
  * objective and error into obj and err and their sums into acc (acc_beta: 0 =, 1 +=) when sums is 1. */
-static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd, int sums,
-                         float acc_beta) {
+static ng_status loss_op_args(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd, int sums,
+                              float acc_beta, ng_op_args *po) {
     int L = n->L;
     ng_op_args o = {.op = NG_OP_LOSS};
     o.loss.rows = n->d[L];
@@ -734,6 +734,13 @@ static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale,
     o.loss.err = sums ? n->err.data : NULL;
     o.loss.acc = sums ? n->acc.data : NULL;
     o.loss.acc_beta = acc_beta;
+    *po = o;
+    return NG_OK;
+}
+static ng_status loss_op(net *n, const float *t, int ldt, int cols, float scale, float *d, int ldd, int sums,
+                         float acc_beta) {
+    ng_op_args o;
+    NG_TRY(loss_op_args(n, t, ldt, cols, scale, d, ldd, sums, acc_beta, &o));
     return ng_run_op(n->base.be, &o);
 }
 
@@ -1714,6 +1721,54 @@ ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
     }
     *objective = so / N;
     *error = se / N;
+    return NG_OK;
+}
+
+int ng_net_evaluate_chunks(const ng_model *m, int cases) {
+    const net *n = as_cnet(m);
+    return cases < 1 ? 0 : (cases + n->cfg.chunk - 1) / n->cfg.chunk;
+}
+
+/* ng_net_evaluate's device work: the same passes and loss ops, each chunk's sums written by the
+ * loss op itself (acc_beta 0) into sums + 2 c instead of acc, so no host read and no extra launch */
+ng_status ng_net_evaluate_dev(ng_model *m, const ng_tensor *x, float *sums) {
+    net *n = as_net(m);
+    int c0, N, ch = n->cfg.chunk;
+    NG_TRY(check_batch(n, x, NULL, "evaluate"));
+    if (!sums) return ng_error(NG_ERR_INVALID_ARG, "network evaluate: NULL device sums");
+    N = x->cols;
+    n->fwd_x = NULL;
+    n->d_valid = 0;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        int cols = N - c0 < ch ? N - c0 : ch, ldt;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        const float *t = targets_of(n, xc, x->ld, NULL, 0, &ldt);
+        ng_op_args o;
+        NG_TRY_RANGE(NG_CAT_FORWARD, "net forward", forward(n, xc, x->ld, cols, 1, 0));
+        memset(&o, 0, sizeof o);
+        NG_TRY(loss_op_args(n, t, ldt, cols, 1.0f, NULL, 1, 1, 0.0f, &o));
+        o.loss.acc = sums + 2 * (size_t)(c0 / ch);
+        NG_TRY(ng_run_op(n->base.be, &o));
+    }
+    return NG_OK;
+}
+
+ng_status ng_net_evaluate_read(ng_model *m, int cases, const float *sums, double *objective, double *error) {
+    float h[64];
+    double so = 0.0, se = 0.0;
+    int K = ng_net_evaluate_chunks(m, cases), c, j;
+    if (K < 1 || !sums) return ng_error(NG_ERR_INVALID_ARG, "network evaluate: %d cases, sums %p", cases, (const void *)sums);
+    /* in pieces of 32 chunks, summed in double in chunk order as ng_net_evaluate sums them */
+    for (c = 0; c < K; c += 32) {
+        int k = K - c < 32 ? K - c : 32;
+        NG_TRY(ng_get(m->be, h, sums + 2 * (size_t)c, 2 * (size_t)k * sizeof(float)));
+        for (j = 0; j < k; j++) {
+            so += h[2 * j];
+            se += h[2 * j + 1];
+        }
+    }
+    *objective = so / cases;
+    *error = se / cases;
     return NG_OK;
 }
 

@@ -171,6 +171,9 @@ typedef struct tn {
     int fstep_dev;
     void *sq;               /* hf: scratch of the diagonal, grown with the batch (not per update) */
     size_t sq_cap;          /* its floats */
+    float *sums;            /* a network's objective at a trial point: its per-chunk sums on the device
+                             * (ng_net_evaluate_dev), grown with the batch outside the segments */
+    size_t sums_cap;        /* its floats */
     /* the metric stream */
     int have_stream;
     ng_batches stream;
@@ -261,11 +264,51 @@ static ng_status m_set_batch(tn *k, ng_model *m, const ng_tensor *x) {
     return k->is_cnn ? ng_cnn_set_batch(m, x, NULL) : ng_net_set_batch(m, x, NULL);
 }
 
-/* h at the parameters now in the arena, on the gradient batch (m_evaluate: a network's pass in
- * inference mode, a cnn's in training mode) */
+/* a network's objective as a CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph):
+ * the forward passes and the loss of the gradient batch at the parameters in the arena, the sums
+ * into k->sums; keyed by the batch view, the parameters' and the sums' addresses, with the
+ * network's pass state. The trial point is formed eagerly before (its step sizes change every
+ * evaluation), so one graph serves every evaluation of a batch; the host reads the sums after. */
+typedef struct eval_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
+    const ng_tensor *x;
+    float *sums;
+} eval_ctx;
+static ng_status eval_body(void *user) {
+    eval_ctx *c = (eval_ctx *)user;
+    return ng_net_evaluate_dev(c->m, c->x, c->sums);
+}
+static ng_status net_objective_seg(tn *k, double *h) {
+    static const ng_graph_seg seg = {"tn objective", eval_body, ng_model_seg_state_get, ng_model_seg_state_set};
+    eval_ctx c;
+    uint64_t key[5];
+    double e;
+    size_t need = 2 * (size_t)ng_net_evaluate_chunks(k->net, k->bx.cols);
+    if (need > k->sums_cap) { /* outside the segment: a bigger batch than before */
+        if (k->sums) ng_free(k->net->be, k->sums);
+        k->sums = NULL;
+        k->sums_cap = 0;
+        NG_TRY(ng_alloc(k->net->be, need * sizeof(float), (void **)&k->sums));
+        k->sums_cap = need;
+    }
+    c.m = k->net;
+    c.x = &k->bx;
+    c.sums = k->sums;
+    key[0] = ng_graph_key_ptr(k->bx.ptr);
+    key[1] = (uint64_t)(uint32_t)k->bx.rows << 32 | (uint32_t)k->bx.cols;
+    key[2] = (uint64_t)(uint32_t)k->bx.ld;
+    key[3] = ng_graph_key_ptr(k->net->param_flat.data);
+    key[4] = ng_graph_key_ptr(k->sums);
+    NG_TRY(ng_graph_seg_run(k->self->segs, &seg, &c, key, 5));
+    return ng_net_evaluate_read(k->net, k->bx.cols, k->sums, h, &e);
+}
+
+/* h at the parameters now in the arena, on the gradient batch (a network's pass in inference mode,
+ * a segment; a cnn's in training mode, m_evaluate) */
 static ng_status objective_here(tn *k, double *h) {
     double r = 0.0;
-    NG_TRY(m_evaluate(k, h));
+    if (k->is_cnn) NG_TRY(m_evaluate(k, h));
+    else NG_TRY(net_objective_seg(k, h));
     NG_TRY(reduce_mean(k, h, "the objective at a trial point"));
     if (k->cfg.eta > 0.0) {
         NG_TRY(decay_norm2(k->net, &r));
@@ -947,6 +990,7 @@ static void tn_destroy(ng_precond *p) {
     ng_cg_ws_free(&k->cg);
     ng_minresqlp_ws_free(&k->mq);
     if (k->sq) ng_free(p->be, k->sq);
+    if (k->sums) ng_free(p->be, k->sums);
     if (k->have_stream) ng_batches_free(&k->stream);
     ng_arena_free(&k->scratch);
     free(k);

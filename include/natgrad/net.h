@@ -181,6 +181,14 @@ ng_status ng_net_fisher_gram_dots(ng_model *m, int nv, const ng_tensor *const *v
  * ng_net_batch_rows), chunk by chunk, batch normalisation in inference mode. Touches neither the
  * gradient nor the statistics of the last gradient. */
 ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, double *error);
+/* ng_net_evaluate in two halves, for a caller that captures the device work in a CUDA-graph
+ * segment (natgrad/graph.h): ng_net_evaluate_dev runs the same forward passes and loss ops with no
+ * host read, each chunk c's sums (objective, error) into sums[2c], sums[2c + 1] (device memory of
+ * 2 ng_net_evaluate_chunks(m, x->cols) floats); ng_net_evaluate_read reads them (one wait per 32
+ * chunks) and gives what ng_net_evaluate gives, bit for bit. */
+int ng_net_evaluate_chunks(const ng_model *m, int cases);
+ng_status ng_net_evaluate_dev(ng_model *m, const ng_tensor *x, float *sums);
+ng_status ng_net_evaluate_read(ng_model *m, int cases, const float *sums, double *objective, double *error);
 /* The outputs y (d_L, n) of x, inference mode (for reconstructions). */
 ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
 
