@@ -2227,7 +2227,10 @@ static int test_evaluate_dev(void) {
 }
 
 /* the autoencoder of seg_run_init with a truncated-Newton method that searches (ngd-l, ncg-l,
- * ncg-f) or hf, its rho on (adapt_lambda, the default) */
+ * ncg-f) or hf, its rho on (adapt_lambda, the default); ncg-f with eta = 1e-3 (the weight-decay term
+ * of each objective, an eager host-read norm after the segment); ngd-l with rho's quadratic model,
+ * whose curvature product follows the search's evaluations, so it recomputes the forward pass only
+ * if the pass state a replayed evaluation leaves is put back (no batch forward pass held) */
 static ng_status eval_seg_run_init(run *r, ng_backend *be, int method) {
     ng_sgd_config c;
     ng_tn_config tc;
@@ -2244,6 +2247,8 @@ static ng_status eval_seg_run_init(run *r, ng_backend *be, int method) {
     tc.method = method;
     tc.max_iter = method == NG_TN_HF ? 8 : 5;
     tc.lr = 0.5;
+    if (method == NG_TN_NCG_F) tc.eta = 1e-3;
+    if (method == NG_TN_NGD_L) tc.rho_model = NG_TN_RHO_QUADRATIC;
     NG_TRY(ng_precond_tn_init(be, r->net, &tc, NULL, 0, &r->pc));
     return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
 }
@@ -2281,9 +2286,9 @@ static int eval_seg_vs_eager(const char *what, int method, uint64_t steps, int l
     return NGT_PASS;
 }
 
-CUDA_TEST(test_segments_ngd_l, eval_seg_vs_eager("ngd-l", NG_TN_NGD_L, 12, 5))
+CUDA_TEST(test_segments_ngd_l, eval_seg_vs_eager("ngd-l, quadratic rho", NG_TN_NGD_L, 12, 5))
 CUDA_TEST(test_segments_ncg_l, eval_seg_vs_eager("ncg-l", NG_TN_NCG_L, 12, 0))
-CUDA_TEST(test_segments_ncg_f, eval_seg_vs_eager("ncg-f", NG_TN_NCG_F, 12, 0))
+CUDA_TEST(test_segments_ncg_f, eval_seg_vs_eager("ncg-f, eta 1e-3", NG_TN_NCG_F, 12, 0))
 CUDA_TEST(test_segments_hf_evals, eval_seg_vs_eager("hf (backtracking, rho)", NG_TN_HF, 12, 0))
 /* chunks of 3 cases: each evaluation is 2 chunks, their sums in 2 device slots */
 static int test_segments_ncg_l_chunked(void) {

@@ -248,11 +248,8 @@ static ng_status decay_norm2(ng_model *m, double *out) {
 /* ---- the model's calls: a network or a cnn ------------------------------------------------------- */
 static int model_is_cnn(const ng_model *m) { return m && strcmp(m->iface->kind, "cnn") == 0; }
 /* a cnn's objective in training mode (batch norm on the batch's statistics, the function h0 and
- * the gradient come from); a network's in inference mode (ng_net_evaluate) */
-static ng_status m_evaluate(tn *k, double *h) {
-    double e;
-    return k->is_cnn ? ng_cnn_objective(k->net, &k->bx, h) : ng_net_evaluate(k->net, &k->bx, h, &e);
-}
+ * the gradient come from; a network's: net_objective_seg) */
+static ng_status cnn_evaluate(tn *k, double *h) { return ng_cnn_objective(k->net, &k->bx, h); }
 static ng_status m_batch_loss(tn *k, ng_model *m, double *h) {
     double e;
     return k->is_cnn ? ng_cnn_batch_loss(m, h, &e) : ng_net_batch_loss(m, h, &e);
@@ -304,10 +301,10 @@ static ng_status net_objective_seg(tn *k, double *h) {
 }
 
 /* h at the parameters now in the arena, on the gradient batch (a network's pass in inference mode,
- * a segment; a cnn's in training mode, m_evaluate) */
+ * a segment; a cnn's in training mode) */
 static ng_status objective_here(tn *k, double *h) {
     double r = 0.0;
-    if (k->is_cnn) NG_TRY(m_evaluate(k, h));
+    if (k->is_cnn) NG_TRY(cnn_evaluate(k, h));
     else NG_TRY(net_objective_seg(k, h));
     NG_TRY(reduce_mean(k, h, "the objective at a trial point"));
     if (k->cfg.eta > 0.0) {

@@ -41,7 +41,8 @@
  *               so lambda hardly moves; the quadratic model measures how well the damped model
  *               fits instead.
  * Everything above except the scalar decisions runs on the device; the objective evaluations of
- * the searches are passes over the gradient batch (ng_net_evaluate).
+ * the searches, rho and HF's backtracking are passes over the gradient batch (a network's:
+ * ng_net_evaluate_dev, a CUDA-graph segment under --cuda-graph 1, then one read of its sums).
  *
  * CSV columns: lambda, rho, alpha (the step size a; hf: 1, or 0 for a rejected step), beta, cg_iters,
  * cg_stop (NG_SOLVE_*), rel_res, hf_iter (hf: the CG iteration backtracking chose), evals (objective
