@@ -18,7 +18,8 @@
  *     recorded in every capture, equal to the eager overlapped run bit for bit;
  *   - the same for the diagonal metric (sgd; adam with --comm-overlap: its mean squares' all-reduce
  *     recorded beside the gradient's) and PRONG (sgd, its reparametrisations every 4 updates eager,
- *     the step between them captured);
+ *     the step between them captured) and the full Fisher in the natural parameter space (sgd in phi, its
+ *     refreshes every 4 updates eager with the Fisher's all-reduce, the steps between them captured);
  *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
  *     the natural parameter space (its factors reduced every update);
  *   - the invariant that every rank replays the same graph: when the last rank drops its graphs (so it
@@ -63,10 +64,12 @@ static const char *const rule_name[] = {"sgd", "nag", "adam"};
 #define BUCKET_MB 0.0001
 /* the preconditioner: identity; diag (the Fisher metric, sampled targets drawn by global column, the
  * shard's mean squares weighted and all-reduced inside the step); prong (whitened form, T = 4,
- * N_s = 8: the reparametrisations eager, the whitened network's step between them captured); kfac in
- * the natural parameter space (refused on several ranks) */
-enum { PC_IDENTITY, PC_DIAG, PC_PRONG, PC_KFAC_PHI };
-static const char *const pc_name[] = {"identity", "diag", "prong", "kfac phi"};
+ * N_s = 8: the reparametrisations eager, the whitened network's step between them captured); the full
+ * Fisher in the natural parameter space (the rule in phi, G all-reduced at its eager refreshes every 4
+ * updates, the step between them captured); kfac in the natural parameter space (refused on several
+ * ranks) */
+enum { PC_IDENTITY, PC_DIAG, PC_PRONG, PC_KFAC_PHI, PC_FULL_PHI };
+static const char *const pc_name[] = {"identity", "diag", "prong", "kfac phi", "full phi every 4"};
 static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int pc) {
     ng_net_config cfg;
     ng_status s;
@@ -91,6 +94,14 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int pc) 
             pg.ns = 8;
             pg.seed = 3;
             s = ng_precond_prong_init(g_be, r->net, &pg, g_x, NCASES, r->upd, &r->pc);
+        } else if (pc == PC_FULL_PHI) {
+            ng_full_config fc;
+            ng_update *phi = NULL;
+            ng_full_config_default(&fc);
+            fc.phi_every = 4;
+            s = ng_precond_full_init(g_be, r->net, &fc, &r->pc);
+            if (s == NG_OK) s = ng_update_phi_init(g_be, r->net, r->upd, r->pc, &phi);
+            if (s == NG_OK) r->upd = phi;
         } else if (pc == PC_KFAC_PHI) {
             ng_kfac_config kc;
             ng_kfac_config_default(&kc);
@@ -151,7 +162,7 @@ static int graph_vs_eager_pc(int rule, int pc, uint64_t steps, int log_every, in
               (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.replays > b.tr.graph.captures, "%s: %llu captures, %llu replays",
               what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
-    if (pc == PC_PRONG) /* every reparametrisation (t = 0, 4, 8, ...) eager */
+    if (pc == PC_PRONG || pc == PC_FULL_PHI) /* every reparametrisation / refresh (t = 0, 4, 8, ...) eager */
         NGT_CHECK(b.tr.graph.eager >= (steps + 3) / 4, "%s: %llu eager updates, fewer than the %llu reparametrisations",
                   what, (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 3) / 4));
     /* the all-reduces recorded: one per capture, or every capture's 2 buckets; diag's mean squares one
@@ -209,6 +220,10 @@ static int test_graph_ranks_diag(void) {
 static int test_graph_ranks_prong(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return graph_vs_eager_pc(R_SGD, PC_PRONG, 30, 0, 0);
+}
+static int test_graph_ranks_full_phi(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager_pc(R_SGD, PC_FULL_PHI, 30, 0, 0);
 }
 
 /* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
@@ -290,6 +305,7 @@ int main(void) {
     NGT_RUN(test_graph_ranks_overlap_adam);
     NGT_RUN(test_graph_ranks_diag);
     NGT_RUN(test_graph_ranks_prong);
+    NGT_RUN(test_graph_ranks_full_phi);
     NGT_RUN(test_graph_ranks_refusals);
     NGT_RUN(test_graph_ranks_disagree);
     ng_comm_free(NC);
