@@ -1461,7 +1461,9 @@ static ng_status phi_apply(ng_precond *p, ng_model *m, uint64_t t) {
     }
     t0 = now_s();
     NG_TRY_RANGE(NG_CAT_UPDATE, "kfac phi gradient", phi_map(k, p->be, m->grad_flat.data, 0));
-    return phase_end(p, t0, &k->apply_s);
+    NG_TRY(phase_end(p, t0, &k->apply_s));
+    k->graphed = 0; /* the capture (if any) has recorded this update's phases */
+    return NG_OK;
 }
 
 /* The vector products of the quadratic model (host, double): for each candidate c, gg = grad . Delta_c,
@@ -2006,8 +2008,14 @@ static int kfac_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, in
     key[0] = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
     return 1;
 }
-static void kfac_graph_replayed(ng_precond *p, uint64_t t) { K(p)->phi_tdev = t + 1; }
-static void kfac_graph_discarded(ng_precond *p, uint64_t t) { K(p)->phi_tdev = t; }
+static void kfac_graph_replayed(ng_precond *p, uint64_t t) {
+    K(p)->phi_tdev = t + 1;
+    K(p)->graphed = 0;
+}
+static void kfac_graph_discarded(ng_precond *p, uint64_t t) {
+    K(p)->phi_tdev = t;
+    K(p)->graphed = 0;
+}
 
 static const struct ng_precond_i kfac_iface = {
     .name = "kfac",
