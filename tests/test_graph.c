@@ -1311,16 +1311,46 @@ static int test_graph_rbm_pc_resume(void) {
 
 /* The network trainer with the diagonal preconditioner (--precond diag): the Fisher metric (targets
  * sampled at the Philox step counted on the device), the empirical Fisher, and phi mode (the rule in
- * phi = G^(1/2) theta, G refreshed every 4 updates: two captures per batch key). */
-enum { PC_DIAG_FISHER, PC_DIAG_EMPIRICAL, PC_DIAG_PHI };
-static const char *const pc_name[] = {"net sgd + diag fisher", "net adam + diag empirical", "net sgd + diag fisher, phi every 4"};
+ * phi = G^(1/2) theta, G refreshed every 4 updates: two captures per batch key); the natural
+ * parameter space of K-FAC's factors (nag) and of the full Fisher (sgd), their refreshes eager. After
+ * every update the parameters and the preconditioner's whole state arena (K-FAC: the factors and the
+ * roots) must be identical bytes, and the eager updates exactly those that must be eager. */
+enum { PC_DIAG_FISHER, PC_DIAG_EMPIRICAL, PC_DIAG_PHI, PC_KFAC_PHI, PC_FULL_PHI };
+static const char *const pc_name[] = {"net sgd + diag fisher", "net adam + diag empirical", "net sgd + diag fisher, phi every 4",
+                                      "net nag + kfac, phi every 4", "net sgd + full fisher, phi every 4"};
+/* the updates of [from, to) that run eagerly: the first, the logged ones and, for K-FAC and the full
+ * Fisher in phi, the refreshes (t = 0, 4, 8, ...) and, K-FAC, the first after a resume (its device
+ * Philox step is written there) */
+static uint64_t pc_want_eager(int kind, uint64_t from, uint64_t to, int log_every) {
+    uint64_t n = want_eager(from, to, log_every, kind == PC_KFAC_PHI || kind == PC_FULL_PHI ? 4 : 0);
+    if (kind == PC_KFAC_PHI && from > 0 && from % 4 != 0 && !(log_every && from % (uint64_t)log_every == 0)) n++;
+    return n;
+}
 
 static ng_status run_init_diag(run *r, ng_backend *be, int kind) {
     ng_diag_config dc;
     ng_update *phi = NULL;
-    NG_TRY(run_init(r, be, kind == PC_DIAG_EMPIRICAL ? R_ADAM : R_SGD));
+    NG_TRY(run_init(r, be, kind == PC_DIAG_EMPIRICAL ? R_ADAM : kind == PC_KFAC_PHI ? R_NAG : R_SGD));
     ng_precond_free(r->pc);
     r->pc = NULL;
+    if (kind == PC_KFAC_PHI || kind == PC_FULL_PHI) {
+        if (kind == PC_KFAC_PHI) {
+            ng_kfac_config kc;
+            ng_kfac_config_default(&kc);
+            kc.phi_every = 4;
+            kc.eps_max = 0.75; /* the statistics' weights constant from update 3 on: one key between refreshes */
+            kc.seed = 9;
+            NG_TRY(ng_precond_kfac_init(be, r->net, &kc, &r->pc));
+        } else {
+            ng_full_config fc;
+            ng_full_config_default(&fc);
+            fc.phi_every = 4;
+            NG_TRY(ng_precond_full_init(be, r->net, &fc, &r->pc));
+        }
+        NG_TRY(ng_update_phi_init(be, r->net, r->upd, r->pc, &phi));
+        r->upd = phi;
+        return ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL);
+    }
     ng_diag_config_default(&dc);
     dc.metric = kind == PC_DIAG_EMPIRICAL ? NG_DIAG_EMPIRICAL : NG_DIAG_FISHER;
     dc.beta = 0.9;
@@ -1354,13 +1384,14 @@ static int net_diag_graph_vs_eager(int kind, uint64_t steps, int log_every, int 
     }
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     if (step_both(&a.tr, &b.tr, t0, steps, log_every, same_params_state_pr, &pr) != NGT_PASS) return NGT_FAIL;
-    NGT_CHECK(b.tr.graph.eager == want_eager(t0, steps, log_every, 0), "%s: %llu eager updates, want %llu", pc_name[kind],
-              (unsigned long long)b.tr.graph.eager, (unsigned long long)want_eager(t0, steps, log_every, 0));
-    NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
+    NGT_CHECK(b.tr.graph.eager == pc_want_eager(kind, t0, steps, log_every), "%s: %llu eager updates, want %llu",
+              pc_name[kind], (unsigned long long)b.tr.graph.eager,
+              (unsigned long long)pc_want_eager(kind, t0, steps, log_every));
+    NGT_CHECK(b.tr.graph.captures >= (kind == PC_FULL_PHI ? 1u : 2u) && b.tr.graph.captures <= (kind == PC_DIAG_PHI ? 16u : 8u) &&
                   b.tr.graph.replays > b.tr.graph.captures,
               "%s: %llu captures, %llu replays", pc_name[kind], (unsigned long long)b.tr.graph.captures,
               (unsigned long long)b.tr.graph.replays);
-    printf("  %s%s: updates %llu..%llu: %llu captured, %llu replayed, %llu eager; parameters and diag state identical\n",
+    printf("  %s%s: updates %llu..%llu: %llu captured, %llu replayed, %llu eager; parameters and preconditioner state identical\n",
            pc_name[kind], resume_at ? " (resumed)" : "", (unsigned long long)t0, (unsigned long long)steps,
            (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays,
            (unsigned long long)b.tr.graph.eager);
@@ -1382,6 +1413,16 @@ static int test_graph_net_diag_tf32(void) {
     r = net_diag_graph_vs_eager(PC_DIAG_FISHER, 20, 0, 0);
     ng_backend_allow_tf32(g_cuda, 0);
     return r;
+}
+/* K-FAC and the full Fisher in the natural parameter space: the refreshes of S every 4 updates
+ * eager, the updates in between (K-FAC: the factor statistics with the targets' step on the device,
+ * S^-1 g, the rule in phi and the map back) replayed; 40 updates span 10 refreshes */
+CUDA_TEST(test_graph_net_kfac_phi, net_diag_graph_vs_eager(PC_KFAC_PHI, 40, 0, 0))
+CUDA_TEST(test_graph_net_full_phi, net_diag_graph_vs_eager(PC_FULL_PHI, 40, 9, 0))
+static int test_graph_net_phi_resume(void) {
+    if (!g_cuda) return ngt_skip(g_reason);
+    return net_diag_graph_vs_eager(PC_KFAC_PHI, 30, 0, 7) == NGT_PASS ? net_diag_graph_vs_eager(PC_FULL_PHI, 30, 0, 7)
+                                                                       : NGT_FAIL;
 }
 static int test_graph_net_diag_resume(void) {
     if (!g_cuda) return ngt_skip(g_reason);
@@ -2055,7 +2096,8 @@ static int test_segments_refusals(void) {
     s = ng_trainer_set_cuda_graph(&r.tr, 1);
     NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--kfac-async"), "kfac async: %s %s", ng_status_name(s),
               ng_last_error());
-    /* K-FAC in the natural parameter space (--precond kfac --phi-every): not a segment trainer */
+    /* K-FAC in the natural parameter space (--precond kfac --phi-every): captured whole, not in
+     * segments (test_graph_net_kfac_phi) */
     ng_trainer_release(&r.tr);
     ng_precond_free(r.pc);
     r.pc = NULL;
@@ -2063,9 +2105,8 @@ static int test_segments_refusals(void) {
     kc.phi_every = 2;
     NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
     NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
-    s = ng_trainer_set_cuda_graph(&r.tr, 1);
-    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--phi-every"), "kfac phi: %s %s", ng_status_name(s),
-              ng_last_error());
+    NGT_OK(ng_trainer_set_cuda_graph(&r.tr, 1));
+    NGT_CHECK(r.tr.graph.on && !r.tr.graph.seg, "kfac phi: graph on %d, segments %d", r.tr.graph.on, r.tr.graph.seg);
     run_free(&r);
     return NGT_PASS;
 }
@@ -2339,6 +2380,9 @@ int main(void) {
     NGT_RUN(test_graph_net_diag_phi);
     NGT_RUN(test_graph_net_diag_tf32);
     NGT_RUN(test_graph_net_diag_resume);
+    NGT_RUN(test_graph_net_kfac_phi);
+    NGT_RUN(test_graph_net_full_phi);
+    NGT_RUN(test_graph_net_phi_resume);
     NGT_RUN(test_counts_net_diag);
     NGT_RUN(test_graph_cnn_sgd_augment);
     NGT_RUN(test_graph_cnn_nag_augment);

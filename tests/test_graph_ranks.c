@@ -16,8 +16,12 @@
  *   - the same for nag and adam with --comm-overlap 1 in buckets of 26 floats: the 2 bucket all-reduces
  *     (forked onto the communication stream during the backward pass, joined back before the update)
  *     recorded in every capture, equal to the eager overlapped run bit for bit;
- *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), a
- *     preconditioner other than identity;
+ *   - the same for the diagonal metric (sgd; adam with --comm-overlap: its mean squares' all-reduce
+ *     recorded beside the gradient's) and PRONG (sgd, its reparametrisations every 4 updates eager,
+ *     the step between them captured) and the full Fisher in the natural parameter space (sgd in phi, its
+ *     refreshes every 4 updates eager with the Fisher's all-reduce, the steps between them captured);
+ *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
+ *     the natural parameter space (its factors reduced every update);
  *   - the invariant that every rank replays the same graph: when the last rank drops its graphs (so it
  *     would capture where the others replay) every rank's step fails with the same "disagree" error
  *     before any collective is issued (no NCCL deadlock), and after every rank drops them the run goes
@@ -33,9 +37,11 @@
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
+#include "natgrad/kfac.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
+#include "natgrad/prong.h"
 #include "natgrad/recipes.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
@@ -56,19 +62,51 @@ static const char *const rule_name[] = {"sgd", "nag", "adam"};
  * from the end: 30 floats (layer 3: a bucket), 24 (layer 2: too few alone), 35 (layer 1: with layer 2, a
  * second bucket of 59), so 2 bucket all-reduces per update */
 #define BUCKET_MB 0.0001
-static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int diag) {
+/* the preconditioner: identity; diag (the Fisher metric, sampled targets drawn by global column, the
+ * shard's mean squares weighted and all-reduced inside the step); prong (whitened form, T = 4,
+ * N_s = 8: the reparametrisations eager, the whitened network's step between them captured); the full
+ * Fisher in the natural parameter space (the rule in phi, G all-reduced at its eager refreshes every 4
+ * updates, the step between them captured); kfac in the natural parameter space (refused on several
+ * ranks) */
+enum { PC_IDENTITY, PC_DIAG, PC_PRONG, PC_KFAC_PHI, PC_FULL_PHI };
+static const char *const pc_name[] = {"identity", "diag", "prong", "kfac phi", "full phi every 4"};
+static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int pc) {
     ng_net_config cfg;
     ng_status s;
     memset(r, 0, sizeof *r);
     ae_config(&cfg);
+    if (pc == PC_PRONG) cfg.whiten = 1;
     NG_TRY(ng_net_parse_spec("6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     NG_TRY(ng_net_create(g_be, &cfg, &r->net));
     s = ae_update(g_be, r->net, rule, 0.0f, &r->upd);
     if (s == NG_OK) {
-        if (diag) {
+        if (pc == PC_DIAG) {
             ng_diag_config dc;
             ng_diag_config_default(&dc);
+            dc.metric = NG_DIAG_FISHER;
+            dc.seed = 9;
+            dc.max_batch = BATCH; /* as net train sets it: the scratch exists before the first capture */
             s = ng_precond_diag_init(g_be, r->net, &dc, &r->pc);
+        } else if (pc == PC_PRONG) {
+            ng_prong_config pg;
+            ng_prong_config_default(&pg);
+            pg.T = 4;
+            pg.ns = 8;
+            pg.seed = 3;
+            s = ng_precond_prong_init(g_be, r->net, &pg, g_x, NCASES, r->upd, &r->pc);
+        } else if (pc == PC_FULL_PHI) {
+            ng_full_config fc;
+            ng_update *phi = NULL;
+            ng_full_config_default(&fc);
+            fc.phi_every = 4;
+            s = ng_precond_full_init(g_be, r->net, &fc, &r->pc);
+            if (s == NG_OK) s = ng_update_phi_init(g_be, r->net, r->upd, r->pc, &phi);
+            if (s == NG_OK) r->upd = phi;
+        } else if (pc == PC_KFAC_PHI) {
+            ng_kfac_config kc;
+            ng_kfac_config_default(&kc);
+            kc.phi_every = 4;
+            s = ng_precond_kfac_init(g_be, r->net, &kc, &r->pc);
         } else
             s = ng_precond_identity_init(g_be, &r->pc);
     }
@@ -94,15 +132,23 @@ static int same_as_rank0(run *r, const char *what) {
     return ngt_same_as_rank0_dev(C, g_be, r->net->param_flat.data, ng_model_size(r->net), w);
 }
 
-static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) {
+/* PRONG holds the update rule: freed before it */
+static void run_free_pc(run *r) {
+    ng_trainer_release(&r->tr);
+    ng_precond_free(r->pc);
+    r->pc = NULL;
+    run_free(r);
+}
+
+static int graph_vs_eager_pc(int rule, int pc, uint64_t steps, int log_every, int overlap) {
     run a, b;
     uint64_t t;
-    unsigned long long rec0 = NC->captured, per;
+    unsigned long long rec0 = NC->captured, per, want = (overlap ? 2u : 1u) + (pc == PC_DIAG);
     double row[NG_TRAIN_MAX_COLUMNS];
-    char what[64];
-    snprintf(what, sizeof what, "%s, --comm-overlap %d", rule_name[rule], overlap);
-    NGT_OK(run_init(&a, rule, NC, overlap, 0));
-    NGT_OK(run_init(&b, rule, NC, overlap, 0));
+    char what[96];
+    snprintf(what, sizeof what, "%s + %s, --comm-overlap %d", rule_name[rule], pc_name[pc], overlap);
+    NGT_OK(run_init(&a, rule, NC, overlap, pc));
+    NGT_OK(run_init(&b, rule, NC, overlap, pc));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     for (t = 0; t < steps; t++) {
         double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
@@ -116,19 +162,26 @@ static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) 
               (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.replays > b.tr.graph.captures, "%s: %llu captures, %llu replays",
               what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
-    /* the all-reduces recorded: one per capture, or every capture's 2 buckets */
+    if (pc == PC_PRONG || pc == PC_FULL_PHI) /* every reparametrisation / refresh (t = 0, 4, 8, ...) eager */
+        NGT_CHECK(b.tr.graph.eager >= (steps + 3) / 4, "%s: %llu eager updates, fewer than the %llu reparametrisations",
+                  what, (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 3) / 4));
+    /* the all-reduces recorded: one per capture, or every capture's 2 buckets; diag's mean squares one
+     * more (nothing else would reduce them on a replay) */
     per = (NC->captured - rec0) / b.tr.graph.captures;
-    NGT_CHECK(NC->captured - rec0 == per * b.tr.graph.captures && per == (overlap ? 2u : 1u),
-              "%s: %llu all-reduces recorded in %llu captures (want %d each)", what, NC->captured - rec0,
-              (unsigned long long)b.tr.graph.captures, overlap ? 2 : 1);
+    NGT_CHECK(NC->captured - rec0 == per * b.tr.graph.captures && per == want,
+              "%s: %llu all-reduces recorded in %llu captures (want %llu each)", what, NC->captured - rec0,
+              (unsigned long long)b.tr.graph.captures, want);
     if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
     printf("  %s, rank %d of %d: %llu updates: %llu captured (%llu all-reduces each), %llu replayed, %llu eager; equal "
            "to eager and to rank 0\n", what, NC->rank, NC->world, (unsigned long long)steps,
            (unsigned long long)b.tr.graph.captures, per, (unsigned long long)b.tr.graph.replays,
            (unsigned long long)b.tr.graph.eager);
-    run_free(&a);
-    run_free(&b);
+    run_free_pc(&a);
+    run_free_pc(&b);
     return NGT_PASS;
+}
+static int graph_vs_eager(int rule, uint64_t steps, int log_every, int overlap) {
+    return graph_vs_eager_pc(rule, PC_IDENTITY, steps, log_every, overlap);
 }
 
 static int ready(void) {
@@ -159,11 +212,25 @@ static int test_graph_ranks_overlap_adam(void) {
     return graph_vs_eager(R_ADAM, 40, 7, 1);
 }
 
+/* the diagonal metric and PRONG as graphs on several ranks */
+static int test_graph_ranks_diag(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager_pc(R_SGD, PC_DIAG, 30, 7, 0) == NGT_PASS ? graph_vs_eager_pc(R_ADAM, PC_DIAG, 30, 0, 1) : NGT_FAIL;
+}
+static int test_graph_ranks_prong(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager_pc(R_SGD, PC_PRONG, 30, 0, 0);
+}
+static int test_graph_ranks_full_phi(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return graph_vs_eager_pc(R_SGD, PC_FULL_PHI, 30, 0, 0);
+}
+
 /* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
-static int refused(ng_comm *comm, int overlap, int diag, const char *want) {
+static int refused(ng_comm *comm, int overlap, int pc, const char *want) {
     run r;
     ng_status s;
-    NGT_OK(run_init(&r, R_NAG, comm, overlap, diag));
+    NGT_OK(run_init(&r, R_NAG, comm, overlap, pc));
     s = ng_trainer_set_cuda_graph(&r.tr, 1);
     NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), want), "want NG_ERR_UNSUPPORTED naming '%s', got %d: %s",
               want, (int)s, ng_last_error());
@@ -177,7 +244,7 @@ static int test_graph_ranks_refusals(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     /* the world communicator is not attached to the CUDA backend: MPI through host copies */
     if (refused(C, 0, 0, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
-    return refused(NC, 0, 1, "the preconditioner diag reduces its statistics");
+    return refused(NC, 0, PC_KFAC_PHI, "the preconditioner kfac is not captured on several ranks");
 }
 
 static int test_graph_ranks_disagree(void) {
@@ -236,6 +303,9 @@ int main(void) {
     NGT_RUN(test_graph_ranks_adam);
     NGT_RUN(test_graph_ranks_overlap_nag);
     NGT_RUN(test_graph_ranks_overlap_adam);
+    NGT_RUN(test_graph_ranks_diag);
+    NGT_RUN(test_graph_ranks_prong);
+    NGT_RUN(test_graph_ranks_full_phi);
     NGT_RUN(test_graph_ranks_refusals);
     NGT_RUN(test_graph_ranks_disagree);
     ng_comm_free(NC);

@@ -134,11 +134,23 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the model %s reduces its own statistics across "
                         "the ranks inside its gradient, which is not captured; run it with --cuda-graph 0", w,
                         tr->model->iface->kind);
-    if (strcmp(tr->pc->iface->name, "identity") != 0)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s reduces its statistics "
-                        "across the ranks inside the step, which is not captured (on several ranks the graph holds the "
-                        "first-order rules' step: sgd, nag, adam, rmsprop); run it with --cuda-graph 0", w, tr->pc->iface->name);
-    return NG_OK;
+    /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on
+     * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
+     * and full between their eager reparametrisations / refreshes: none) */
+    {
+        static const char *const ok[] = {"identity", "diag", "prong", "full"};
+        const char *name = tr->pc->iface->name, *why;
+        size_t i;
+        for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
+            if (strcmp(name, ok[i]) == 0) return NG_OK;
+        why = strcmp(name, "kfac") == 0 ? "its factor statistics are all-reduced and their sampled targets' steps passed "
+                                          "by value every update, so every update would run eagerly"
+              : strcmp(name, "fang") == 0 ? "its particle counts are reduced over MPI on the host inside the step"
+              : strcmp(name, "tn") == 0   ? "its curvature products are reduced between host reads"
+                                          : "its reductions across the ranks are not captured";
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
+                        "ranks (%s; captured there: identity, diag, prong, full); run it with --cuda-graph 0", w, name, why);
+    }
 }
 
 /* FNV-1a over the key's bytes, folded to 20 bits (so its square sums exactly in a double) */

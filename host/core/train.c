@@ -153,11 +153,21 @@ static ng_status graph_segments_check(ng_trainer *tr) {
         if (kc.async_lag >= 0)
             return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC's asynchronous inverse refreshes (--kfac-async) run "
                             "on a second stream while the update is captured; use --kfac-async -1 or --cuda-graph 0");
-        if (kc.phi_every > 0)
-            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC in the natural parameter space (--phi-every %d) is not "
-                            "captured in graph segments (only --optimizer kfac is); run it with --cuda-graph 0", kc.phi_every);
     }
     return NG_OK;
+}
+
+/* K-FAC in the natural parameter space (--phi-every K) is captured whole (kfac.c's graph_key), not in
+ * segments */
+static int graph_segmented(ng_trainer *tr) {
+    ng_kfac_config kc;
+    if (strcmp(tr->pc->iface->name, "tn") == 0) return 1;
+    if (strcmp(tr->pc->iface->name, "kfac") != 0) return 0;
+    if (ng_kfac_get_config(tr->pc, &kc) != NG_OK) {
+        ng_clear_error();
+        return 1;
+    }
+    return kc.phi_every <= 0;
 }
 
 ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
@@ -173,7 +183,7 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s is not captured (its gradient reads the host "
                         "mid-step; captured: net, rbm, cnn); run it with --cuda-graph 0", tr->model->iface->kind);
     NG_TRY(tr->model->iface->graph_check(tr->model));
-    if (strcmp(tr->pc->iface->name, "tn") == 0 || strcmp(tr->pc->iface->name, "kfac") == 0) {
+    if (graph_segmented(tr)) {
         if (tr->comm && tr->comm->world > 1)
             return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: %s's graph segments do not run data-parallel (%d ranks: "
                             "its curvature statistics and products are reduced across ranks between the segments); run "
@@ -191,7 +201,7 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
                         "adam, rmsprop); run it with --cuda-graph 0", tr->upd->iface->name);
     if (!tr->pc->iface->graph_key)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the preconditioner %s is not captured (captured: identity, "
-                        "centering, fang, diag, prong whole; kfac, tn in graph segments); run it with --cuda-graph 0",
+                        "centering, fang, diag, prong, full, kfac --phi-every whole; kfac, tn in graph segments); run it with --cuda-graph 0",
                         tr->pc->iface->name);
     NG_TRY(ng_trainer_graph_dist_check(tr));
     tr->graph.on = 1;

@@ -393,7 +393,11 @@ static void diag_destroy(ng_precond *p) {
 static int diag_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
     const diag *k = (const diag *)p->impl;
     size_t need;
-    if (p->dist.comm) return -1;
+    /* several ranks: a network's shard-weighted mean squares are one NCCL all-reduce on the backend's
+     * stream (captured); the shard weight and the global batch (so the targets' first column lo) follow
+     * from the trainer's key (the batch's columns and the shard weight). An RBM's metric counts its
+     * columns on the host: eager. */
+    if (p->dist.comm && !k->is_net) return -1;
     if (k->is_net) need = ng_tn_hf_scratch_floats(m, cols);
     else if (k->cfg.metric == NG_DIAG_FISHER) need = k->scratch_floats ? k->scratch_floats : 1; /* the particles */
     else need = rbm_scratch_floats(k, cols);

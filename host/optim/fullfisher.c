@@ -211,6 +211,15 @@ static void full_destroy(ng_precond *p) {
     free(k);
 }
 
+/* CUDA graphs (natgrad/train.h): an update between two refreshes is the gemv S^-1 g with S^-1 at a
+ * fixed address, no host value; a refresh (t = 0, K, 2K, ...: the eigendecomposition's info and,
+ * regularized, its eigenvalues read on the host; on several ranks the Fisher's all-reduce) runs eagerly. */
+static int full_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
+    const full *k = (const full *)p->impl;
+    (void)m, (void)cols, (void)key, (void)max;
+    return k->ready && t % (uint64_t)k->cfg.phi_every != 0 ? 0 : -1;
+}
+
 static const struct ng_precond_i full_iface = {
     .name = "full",
     .apply = full_apply,
@@ -218,6 +227,7 @@ static const struct ng_precond_i full_iface = {
     .load = full_load,
     .destroy = full_destroy,
     .data_parallel = 1, /* G all-reduced in refresh */
+    .graph_key = full_graph_key,
 };
 
 ng_status ng_precond_full_init(ng_backend *be, ng_model *m, const ng_full_config *cfg, ng_precond **out) {

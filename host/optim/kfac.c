@@ -67,6 +67,9 @@ typedef struct kfac {
      * the damped factors of the last refresh (state) */
     ng_tensor SA[LMAX + 1], SAi[LMAX + 1], SG[LMAX + 1], SGi[LMAX + 1];
     int phi_ready;
+    uint64_t phi_tdev;      /* phi mode: the update whose targets' Philox step sstep holds (UINT64_MAX: unknown) */
+    int graphed;            /* kfac_graph_key's last answer: this update is captured or replayed (phase_end
+                             * neither synchronises nor times it) */
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
     ng_tensor qdots; /* (QDOTS) the quadratic model's dots on the device (quad_model) */
@@ -221,7 +224,7 @@ static double now_s(void) {
 }
 
 static ng_status phase_end(ng_precond *p, double t0, double *acc) {
-    if (!K(p)->cfg.timing) return NG_OK;
+    if (!K(p)->cfg.timing || K(p)->graphed) return NG_OK;
     NG_TRY(ng_synchronize(p->be));
     *acc += now_s() - t0;
     return NG_OK;
@@ -1094,6 +1097,29 @@ static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uin
     return ng_graph_seg_run(p->segs, &seg, &c, kw, 5);
 }
 
+/* Phi mode, one process, one chunk: what ng_kfac_accumulate does, with the targets' Philox step
+ * t << 16 read on the device from sstep and advanced there by one update, so the statistics of a
+ * whole-step CUDA graph (kfac_graph_key) replay every update with the same weights; eager the same
+ * kernels, sstep written only when the device count is not at t (the first update, a resume). */
+static ng_status phi_stats(ng_precond *p, ng_model *m, uint64_t t, int cols) {
+    kfac *k = K(p);
+    double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+    if (k->phi_tdev != t) {
+        const uint64_t st[2] = {t << 16, 0};
+        ng_status s = ng_set(p->be, k->sstep.ptr, st, sizeof st);
+        if (s != NG_OK)
+            return ng_error_wrap(s, "K-FAC: setting the device Philox step of update %llu (not possible inside a CUDA "
+                                 "graph capture): ", (unsigned long long)t);
+        k->phi_tdev = t;
+    }
+    NG_TRY(ng_net_batch_prefix(m, cols));
+    NG_TRY(ng_net_backward_sampled_dev(m, ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), (uint64_t *)k->sstep.ptr,
+                                       (uint64_t)1 << 16, 0));
+    k->phi_tdev = t + 1;
+    NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, p->be, m, cols, (float)((1.0 - eps) / (double)cols), (float)eps));
+    return NG_OK;
+}
+
 static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     kfac *k = K(p);
     ng_tensor x;
@@ -1107,7 +1133,9 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
     if (cols < 1) cols = 1;
-    if (!dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
+    if (k->cfg.phi_every > 0 && !dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
+        NG_TRY(phi_stats(p, m, t, cols));
+    } else if (!dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
         NG_TRY(stats_seg(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
                          ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
     } else if (!dist_on(p)) {
@@ -1433,7 +1461,9 @@ static ng_status phi_apply(ng_precond *p, ng_model *m, uint64_t t) {
     }
     t0 = now_s();
     NG_TRY_RANGE(NG_CAT_UPDATE, "kfac phi gradient", phi_map(k, p->be, m->grad_flat.data, 0));
-    return phase_end(p, t0, &k->apply_s);
+    NG_TRY(phase_end(p, t0, &k->apply_s));
+    k->graphed = 0; /* the capture (if any) has recorded this update's phases */
+    return NG_OK;
 }
 
 /* The vector products of the quadratic model (host, double): for each candidate c, gg = grad . Delta_c,
@@ -1939,6 +1969,7 @@ static ng_status kfac_load(ng_precond *p, const ng_ckpt *c, int apply) {
     k->have_delta0 = hd != 0;
     /* the square roots are in the state arena, loaded by the caller after this */
     if (k->cfg.phi_every > 0) k->phi_ready = 1;
+    k->phi_tdev = UINT64_MAX; /* sstep is not the loaded run's */
     return NG_OK;
 }
 
@@ -1954,6 +1985,38 @@ static void kfac_destroy(ng_precond *p) {
     free(k);
 }
 
+/* CUDA graphs (natgrad/train.h): only in the natural parameter space (--optimizer kfac runs in graph
+ * segments, graph_seg.c). There an update between two refreshes is the factor statistics (phi_stats:
+ * the targets' step on the device) and the map S^-1 g with the roots at fixed addresses, device work
+ * whose host values are the statistics' cases and weights (eps); the refreshes (t = 0, K, 2K, ...: host
+ * eigenvalue checks, allocation-free but reading info), an update whose sstep must be written, a
+ * batch whose statistics span several chunks and several ranks (the factors' all-reduce and the
+ * targets' step per chunk by value) run eagerly. The answer is kept in `graphed` (a host mirror the
+ * const interface lets through K()): a graph update skips --kfac-timing's synchronisations. */
+static int kfac_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
+    kfac *k = K(p);
+    int n;
+    k->graphed = 0;
+    if (k->cfg.phi_every <= 0 || dist_on(p) || max < 1) return -1;
+    if (!k->phi_ready || t % (uint64_t)k->cfg.phi_every == 0 || k->phi_tdev != t) return -1;
+    n = (int)floor(k->cfg.tau1 * (double)cols + 0.5);
+    if (n < 1) n = 1;
+    if (n > ng_net_config_of(m)->chunk) return -1;
+    k->graphed = 1; /* captured or replayed: --kfac-timing's phases are not timed (logged updates run eagerly) */
+    /* the statistics' cases n follow from the batch's columns (in the trainer's key), their weights
+     * (1 - eps) / n and eps from eps */
+    key[0] = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+    return 1;
+}
+static void kfac_graph_replayed(ng_precond *p, uint64_t t) {
+    K(p)->phi_tdev = t + 1;
+    K(p)->graphed = 0;
+}
+static void kfac_graph_discarded(ng_precond *p, uint64_t t) {
+    K(p)->phi_tdev = t;
+    K(p)->graphed = 0;
+}
+
 static const struct ng_precond_i kfac_iface = {
     .name = "kfac",
     .observe = kfac_observe,
@@ -1964,6 +2027,9 @@ static const struct ng_precond_i kfac_iface = {
     .load = kfac_load,
     .destroy = kfac_destroy,
     .data_parallel = 1,
+    .graph_key = kfac_graph_key,
+    .graph_replayed = kfac_graph_replayed,
+    .graph_discarded = kfac_graph_discarded,
 };
 
 /* ---- construction ---------------------------------------------------------------------------- */
@@ -2030,6 +2096,7 @@ ng_status ng_precond_kfac_init(ng_backend *be, ng_model *m, const ng_kfac_config
     }
     p->iface = &kfac_iface;
     p->be = be;
+    k->phi_tdev = UINT64_MAX;
     p->impl = k;
     k->dist = &p->dist;
     ng_arena_begin(&p->state, be, "kfac");
