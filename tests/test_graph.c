@@ -1929,11 +1929,10 @@ static int test_sampled_step_dev(void) {
 enum { S_NGD, S_HF, S_KFAC, S_NGD_SAMPLED };
 static const char *const seg_name[] = {"ngd", "hf", "kfac", "ngd (sampled Fisher)"};
 
-/* the 6-5-4-6 autoencoder of run_init with a truncated-Newton or K-FAC preconditioner and the
- * plain step of size 1 these use (net_cmd.c) */
-static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
+/* the 6-5-4-6 autoencoder of run_init with the plain step of size 1 (weight decay 1e-3) that K-FAC and
+ * truncated Newton use (net_cmd.c), and no preconditioner yet */
+static ng_status plain_step_run_init(run *r, ng_backend *be) {
     ng_sgd_config c;
-    ng_status s;
     NG_TRY(run_init(r, be, R_SGD));
     ng_update_free(r->upd);
     ng_precond_free(r->pc);
@@ -1942,7 +1941,14 @@ static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
     memset(&c, 0, sizeof c);
     c.lr = 1.0f;
     c.weight_decay = 1e-3f;
-    NG_TRY(ng_update_sgd_init(be, r->net, &c, &r->upd));
+    return ng_update_sgd_init(be, r->net, &c, &r->upd);
+}
+
+/* the 6-5-4-6 autoencoder of run_init with a truncated-Newton or K-FAC preconditioner and the
+ * plain step of size 1 these use (net_cmd.c) */
+static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
+    ng_status s;
+    NG_TRY(plain_step_run_init(r, be));
     if (kind == S_KFAC) {
         ng_kfac_config kc;
         ng_kfac_config_default(&kc);
@@ -2273,17 +2279,8 @@ static int test_evaluate_dev(void) {
  * whose curvature product follows the search's evaluations, so it recomputes the forward pass only
  * if the pass state a replayed evaluation leaves is put back (no batch forward pass held) */
 static ng_status eval_seg_run_init(run *r, ng_backend *be, int method) {
-    ng_sgd_config c;
     ng_tn_config tc;
-    NG_TRY(run_init(r, be, R_SGD));
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    r->upd = NULL;
-    r->pc = NULL;
-    memset(&c, 0, sizeof c);
-    c.lr = 1.0f;
-    c.weight_decay = 1e-3f;
-    NG_TRY(ng_update_sgd_init(be, r->net, &c, &r->upd));
+    NG_TRY(plain_step_run_init(r, be));
     ng_tn_config_default(&tc);
     tc.method = method;
     tc.max_iter = method == NG_TN_HF ? 8 : 5;
