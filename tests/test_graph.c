@@ -2018,6 +2018,16 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
         NGT_CHECK(rep > 0 && fail == 0 && eag == 0 && cap + rep + b.tr.graph.eager == steps,
                   "kfac statistics: %llu captures, %llu replays, %llu eager, %llu failures", (unsigned long long)cap,
                   (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+        /* rho's h(theta + delta) every T1 = 3 updates: one graph per batch buffer and pass state, so
+         * replays among the evaluations (each exactly the eager ng_net_evaluate's doubles, else lambda
+         * and the parameters after it would differ) */
+        ng_graph_seg_counts(&b.tr.graph.segs, "kfac objective", &cap, &rep, &eag, &fail);
+        printf("  kfac objective: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,
+               (unsigned long long)rep, (unsigned long long)eag);
+        NGT_CHECK(rep > 0 && fail == 0 && cap + rep + eag == steps / 3,
+                  "kfac objective: %llu captures, %llu replays, %llu eager, %llu failures in %llu evaluations",
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail,
+                  (unsigned long long)(steps / 3));
     }
     run_free(&a);
     run_free(&b);

@@ -73,6 +73,9 @@ typedef struct kfac {
     ng_arena scratch;
     ng_tensor Delta[NSETS], Y, Z, backup, work;
     ng_tensor qdots; /* (QDOTS) the quadratic model's dots on the device (quad_model) */
+    float *sums;     /* rho's h(theta + delta): the per-chunk sums on the device (ng_net_evaluate_dev),
+                      * grown with the batch outside the segment (objective_seg) */
+    size_t sums_cap; /* its floats */
     ng_tensor sstep; /* (2) float64 storage of two uint64: the sampled targets' Philox step (stats_seg)
                       * and its ticket (sample_targets' step_dev, read with advance 0) */
     rws ws;                 /* the main thread's temporaries (apply uses T1, T2) */
@@ -1494,18 +1497,60 @@ static ng_status model_dots(kfac *k, ng_backend *be, const ng_tensor *g, int can
     return NG_OK;
 }
 
+/* h at the parameters in the arena on the batch x as a CUDA-graph segment (natgrad/graph.h; eager
+ * without --cuda-graph): the forward passes and the loss in inference mode, each chunk's sums into
+ * k->sums (ng_net_evaluate_dev); keyed by the batch view, the parameters' and the sums' addresses,
+ * with the network's pass state. theta + delta is formed eagerly before, so one graph serves every
+ * rho of a batch buffer; the host reads the sums after (ng_net_evaluate_read: the doubles of
+ * ng_net_evaluate). */
+typedef struct eval_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
+    const ng_tensor *x;
+    float *sums;
+} eval_ctx;
+static ng_status eval_body(void *user) {
+    eval_ctx *c = (eval_ctx *)user;
+    return ng_net_evaluate_dev(c->m, c->x, c->sums);
+}
+static ng_status objective_seg(ng_precond *p, ng_model *m, const ng_tensor *x, double *h) {
+    static const ng_graph_seg seg = {"kfac objective", eval_body, ng_model_seg_state_get, ng_model_seg_state_set};
+    kfac *k = K(p);
+    eval_ctx c;
+    uint64_t key[5];
+    double e;
+    size_t need = 2 * (size_t)ng_net_evaluate_chunks(m, x->cols);
+    if (need > k->sums_cap) { /* outside the segment: a bigger batch than before */
+        if (k->sums) ng_free(p->be, k->sums);
+        k->sums = NULL;
+        k->sums_cap = 0;
+        NG_TRY(ng_alloc(p->be, need * sizeof(float), (void **)&k->sums));
+        k->sums_cap = need;
+    }
+    c.m = m;
+    c.x = x;
+    c.sums = k->sums;
+    key[0] = ng_graph_key_ptr(x->ptr);
+    key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
+    key[2] = (uint64_t)(uint32_t)x->ld;
+    key[3] = ng_graph_key_ptr(m->param_flat.data);
+    key[4] = ng_graph_key_ptr(k->sums);
+    NG_TRY(ng_graph_seg_run(p->segs, &seg, &c, key, 5));
+    return ng_net_evaluate_read(m, x->cols, k->sums, h, &e);
+}
+
 /* Levenberg-Marquardt (section 6.5): rho = (h(theta + delta) - h(theta)) / (M(delta) - M(0)) on the
- * whole batch x (one forward pass at theta + delta, the parameters restored bit-exactly from a
- * copy), then lambda adjusted. delta is in delta0, M(delta) - M(0) in qmodel, h(theta) in h0. */
+ * whole batch x (one forward pass at theta + delta, a segment: objective_seg; the parameters
+ * restored bit-exactly from a copy), then lambda adjusted. delta is in delta0, M(delta) - M(0) in
+ * qmodel, h(theta) in h0. */
 static ng_status lm_adjust(ng_precond *p, ng_model *m, const ng_tensor *x) {
     kfac *k = K(p);
     ng_backend *be = p->be;
-    double h1, e1, r0, r1;
+    double h1, r0, r1;
     NG_TRY(decay_norm2(m, m->param_flat.data, &r0));
     NG_TRY(ng_copy(be, k->backup.data, m->param_flat.data, k->n * sizeof(float)));
     NG_TRY(ng_axpby(be, k->n, 1.0f, k->delta0.data, 1.0f, m->param_flat.data));
     NG_TRY(decay_norm2(m, m->param_flat.data, &r1));
-    NG_TRY(ng_net_evaluate(m, x, &h1, &e1));
+    NG_TRY(objective_seg(p, m, x, &h1));
     NG_TRY(ng_copy(be, m->param_flat.data, k->backup.data, k->n * sizeof(float)));
     if (dist_on(p)) {
         /* h(theta) and h(theta + delta) on the global batch: shard means weighted by share */
@@ -1980,6 +2025,7 @@ static void kfac_destroy(ng_precond *p) {
         join_worker(k);
         ng_clear_error();
     }
+    if (k->sums) ng_free(p->be, k->sums);
     ng_arena_free(&k->scratch);
     if (k->abe) ng_backend_free(k->abe);
     free(k);
