@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "natgrad/comm.h"
+#include "natgrad/graph.h"
 #include "natgrad/log.h"
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
@@ -1770,6 +1771,42 @@ ng_status ng_net_evaluate_read(ng_model *m, int cases, const float *sums, double
     *objective = so / cases;
     *error = se / cases;
     return NG_OK;
+}
+
+typedef struct eval_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
+    const ng_tensor *x;
+    float *sums;
+} eval_ctx;
+static ng_status eval_body(void *user) {
+    eval_ctx *c = (eval_ctx *)user;
+    return ng_net_evaluate_dev(c->m, c->x, c->sums);
+}
+
+ng_status ng_net_evaluate_seg(struct ng_graph_segs *segs, const char *name, ng_model *m, const ng_tensor *x,
+                              float **sums, size_t *cap, double *objective) {
+    const ng_graph_seg seg = {name, eval_body, ng_model_seg_state_get, ng_model_seg_state_set};
+    eval_ctx c;
+    uint64_t key[5];
+    double e;
+    const size_t need = 2 * (size_t)ng_net_evaluate_chunks(m, x->cols);
+    if (need > *cap) { /* outside the segment: a bigger batch than before */
+        if (*sums) ng_free(m->be, *sums);
+        *sums = NULL;
+        *cap = 0;
+        NG_TRY(ng_alloc(m->be, need * sizeof(float), (void **)sums));
+        *cap = need;
+    }
+    c.m = m;
+    c.x = x;
+    c.sums = *sums;
+    key[0] = ng_graph_key_ptr(x->ptr);
+    key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
+    key[2] = (uint64_t)(uint32_t)x->ld;
+    key[3] = ng_graph_key_ptr(m->param_flat.data);
+    key[4] = ng_graph_key_ptr(*sums);
+    NG_TRY(ng_graph_seg_run(segs, &seg, &c, key, 5));
+    return ng_net_evaluate_read(m, x->cols, *sums, objective, &e);
 }
 
 ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {

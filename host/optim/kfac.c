@@ -1497,45 +1497,12 @@ static ng_status model_dots(kfac *k, ng_backend *be, const ng_tensor *g, int can
     return NG_OK;
 }
 
-/* h at the parameters in the arena on the batch x as a CUDA-graph segment (natgrad/graph.h; eager
- * without --cuda-graph): the forward passes and the loss in inference mode, each chunk's sums into
- * k->sums (ng_net_evaluate_dev); keyed by the batch view, the parameters' and the sums' addresses,
- * with the network's pass state. theta + delta is formed eagerly before, so one graph serves every
- * rho of a batch buffer; the host reads the sums after (ng_net_evaluate_read: the doubles of
- * ng_net_evaluate). */
-typedef struct eval_ctx {
-    ng_model *m; /* first: ng_model_seg_state_get */
-    const ng_tensor *x;
-    float *sums;
-} eval_ctx;
-static ng_status eval_body(void *user) {
-    eval_ctx *c = (eval_ctx *)user;
-    return ng_net_evaluate_dev(c->m, c->x, c->sums);
-}
+/* h at the parameters in the arena on the batch x as the CUDA-graph segment "kfac objective"
+ * (ng_net_evaluate_seg; eager without --cuda-graph). theta + delta is formed eagerly before, so one
+ * graph serves every rho of a batch buffer. */
 static ng_status objective_seg(ng_precond *p, ng_model *m, const ng_tensor *x, double *h) {
-    static const ng_graph_seg seg = {"kfac objective", eval_body, ng_model_seg_state_get, ng_model_seg_state_set};
     kfac *k = K(p);
-    eval_ctx c;
-    uint64_t key[5];
-    double e;
-    size_t need = 2 * (size_t)ng_net_evaluate_chunks(m, x->cols);
-    if (need > k->sums_cap) { /* outside the segment: a bigger batch than before */
-        if (k->sums) ng_free(p->be, k->sums);
-        k->sums = NULL;
-        k->sums_cap = 0;
-        NG_TRY(ng_alloc(p->be, need * sizeof(float), (void **)&k->sums));
-        k->sums_cap = need;
-    }
-    c.m = m;
-    c.x = x;
-    c.sums = k->sums;
-    key[0] = ng_graph_key_ptr(x->ptr);
-    key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
-    key[2] = (uint64_t)(uint32_t)x->ld;
-    key[3] = ng_graph_key_ptr(m->param_flat.data);
-    key[4] = ng_graph_key_ptr(k->sums);
-    NG_TRY(ng_graph_seg_run(p->segs, &seg, &c, key, 5));
-    return ng_net_evaluate_read(m, x->cols, k->sums, h, &e);
+    return ng_net_evaluate_seg(p->segs, "kfac objective", m, x, &k->sums, &k->sums_cap, h);
 }
 
 /* Levenberg-Marquardt (section 6.5): rho = (h(theta + delta) - h(theta)) / (M(delta) - M(0)) on the

@@ -261,43 +261,12 @@ static ng_status m_set_batch(tn *k, ng_model *m, const ng_tensor *x) {
     return k->is_cnn ? ng_cnn_set_batch(m, x, NULL) : ng_net_set_batch(m, x, NULL);
 }
 
-/* a network's objective as a CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph):
- * the forward passes and the loss of the gradient batch at the parameters in the arena, the sums
- * into k->sums; keyed by the batch view, the parameters' and the sums' addresses, with the
- * network's pass state. The trial point is formed eagerly before (its step sizes change every
- * evaluation), so one graph serves every evaluation of a batch; the host reads the sums after. */
-typedef struct eval_ctx {
-    ng_model *m; /* first: ng_model_seg_state_get */
-    const ng_tensor *x;
-    float *sums;
-} eval_ctx;
-static ng_status eval_body(void *user) {
-    eval_ctx *c = (eval_ctx *)user;
-    return ng_net_evaluate_dev(c->m, c->x, c->sums);
-}
+/* a network's objective on the gradient batch at the parameters in the arena, as the CUDA-graph
+ * segment "tn objective" (ng_net_evaluate_seg; eager without --cuda-graph). The trial point is formed
+ * eagerly before (its step sizes change every evaluation), so one graph serves every evaluation of a
+ * batch. */
 static ng_status net_objective_seg(tn *k, double *h) {
-    static const ng_graph_seg seg = {"tn objective", eval_body, ng_model_seg_state_get, ng_model_seg_state_set};
-    eval_ctx c;
-    uint64_t key[5];
-    double e;
-    size_t need = 2 * (size_t)ng_net_evaluate_chunks(k->net, k->bx.cols);
-    if (need > k->sums_cap) { /* outside the segment: a bigger batch than before */
-        if (k->sums) ng_free(k->net->be, k->sums);
-        k->sums = NULL;
-        k->sums_cap = 0;
-        NG_TRY(ng_alloc(k->net->be, need * sizeof(float), (void **)&k->sums));
-        k->sums_cap = need;
-    }
-    c.m = k->net;
-    c.x = &k->bx;
-    c.sums = k->sums;
-    key[0] = ng_graph_key_ptr(k->bx.ptr);
-    key[1] = (uint64_t)(uint32_t)k->bx.rows << 32 | (uint32_t)k->bx.cols;
-    key[2] = (uint64_t)(uint32_t)k->bx.ld;
-    key[3] = ng_graph_key_ptr(k->net->param_flat.data);
-    key[4] = ng_graph_key_ptr(k->sums);
-    NG_TRY(ng_graph_seg_run(k->self->segs, &seg, &c, key, 5));
-    return ng_net_evaluate_read(k->net, k->bx.cols, k->sums, h, &e);
+    return ng_net_evaluate_seg(k->self->segs, "tn objective", k->net, &k->bx, &k->sums, &k->sums_cap, h);
 }
 
 /* h at the parameters now in the arena, on the gradient batch (a network's pass in inference mode,

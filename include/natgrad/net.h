@@ -189,6 +189,15 @@ ng_status ng_net_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
 int ng_net_evaluate_chunks(const ng_model *m, int cases);
 ng_status ng_net_evaluate_dev(ng_model *m, const ng_tensor *x, float *sums);
 ng_status ng_net_evaluate_read(ng_model *m, int cases, const float *sums, double *objective, double *error);
+/* ng_net_evaluate's objective of x at the parameters in the arena as the CUDA-graph segment `name`
+ * (a static string) of segs (natgrad/graph.h; eager when segs is NULL or off): the _dev half
+ * captured, keyed by x's view, the parameters' and the sums' addresses and the network's pass state,
+ * then the _read half. *sums / *cap: the caller's device buffer of sums (floats), grown here, outside
+ * the segment, when x needs more (the caller frees it with ng_free). What the truncated-Newton and
+ * K-FAC rho evaluations call. */
+struct ng_graph_segs;
+ng_status ng_net_evaluate_seg(struct ng_graph_segs *segs, const char *name, ng_model *m, const ng_tensor *x,
+                              float **sums, size_t *cap, double *objective);
 /* The outputs y (d_L, n) of x, inference mode (for reconstructions). */
 ng_status ng_net_predict(ng_model *m, const ng_tensor *x, ng_tensor *y);
 
