@@ -239,34 +239,43 @@ static int test_comm_async_bad_arguments(void) {
     return NGT_PASS;
 }
 
+/* On t (timeout 0.5 s): rank 0 starts the all-reduce of x (slice `slice`) and waits alone while the
+ * other ranks join only after 1.5 s (as `late`): its wait fails with the timeout message naming the
+ * slice (with pending_check, the slice stays in flight); once all have joined, a second wait
+ * finishes it. The caller checks the sums. */
+static int late_slice(ng_comm *t, ng_backend *be, float *x, const char *slice, const char *late, int pending_check) {
+    ng_status s = NG_OK;
+    if (C->rank == 0) {
+        NGT_OK(ng_comm_allreduce_start(t, be, NG_F32, x, N, slice));
+        s = ng_comm_wait_all(t, be);
+        if (pending_check) NGT_CHECK(t->n_pending == 1, "the timed-out slice stays in flight (%d)", t->n_pending);
+    } else {
+        usleep(1500000); /* rank 0 gives up after 0.5 s */
+        NGT_OK(ng_comm_allreduce(t, be, NG_F32, x, N, late));
+    }
+    NGT_OK(ng_comm_barrier(C, "resynchronise"));
+    if (C->rank == 0) {
+        NGT_CHECK(s == NG_ERR_IO, "rank 0's lonely wait on %s returned %s", slice, ng_status_name(s));
+        NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), slice),
+                  "message: %s", ng_last_error());
+        NGT_OK(ng_comm_wait_all(t, be)); /* the others joined: the slice completes */
+    }
+    return NGT_PASS;
+}
+
 /* A rank that joins only after the timeout: rank 0's wait fails with the timeout message naming
  * the slice; once the others have joined, a second wait finishes the slice with the right sums. */
 static int test_comm_async_timeout(void) {
     ng_comm *t = NULL;
     float *x;
     double t0;
-    ng_status s = NG_OK;
     int i;
     if (C->world == 1) return ngt_skip("needs mpirun -np 2 or more (tests/test_dist.sh)");
     NGT_OK(ng_comm_init(&t, 0.5));
     NGT_OK(ng_alloc(CPU, N * sizeof(float), (void **)&x));
     for (i = 0; i < N; i++) x[i] = val(C->rank, i);
     t0 = ng_time_s();
-    if (C->rank == 0) {
-        NGT_OK(ng_comm_allreduce_start(t, CPU, NG_F32, x, N, "the late slice"));
-        s = ng_comm_wait_all(t, CPU);
-        NGT_CHECK(t->n_pending == 1, "the timed-out slice stays in flight (%d)", t->n_pending);
-    } else {
-        usleep(1500000); /* rank 0 gives up after 0.5 s */
-        NGT_OK(ng_comm_allreduce(t, CPU, NG_F32, x, N, "the late ranks"));
-    }
-    NGT_OK(ng_comm_barrier(C, "resynchronise"));
-    if (C->rank == 0) {
-        NGT_CHECK(s == NG_ERR_IO, "rank 0's lonely wait returned %s", ng_status_name(s));
-        NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the late slice"),
-                  "message: %s", ng_last_error());
-        NGT_OK(ng_comm_wait_all(t, CPU)); /* the others joined: the slice completes */
-    }
+    NGT_CHECK(late_slice(t, CPU, x, "the late slice", "the late ranks", 1) == NGT_PASS, "the late host slice");
     for (i = 0; i < N; i++) NGT_CHECK(x[i] == sum_of(C->world, i), "x[%d] = %g, want %g", i, x[i], sum_of(C->world, i));
     NGT_CHECK(ng_time_s() - t0 < 30.0, "took %g s", ng_time_s() - t0);
     ng_free(CPU, x);
@@ -396,25 +405,12 @@ static int test_comm_nccl(void) {
     NGT_CHECK(device_slices(C, be, d, h) == NGT_PASS, "device slices over %s", C->kind == NG_COMM_NCCL ? "NCCL" : "MPI");
     if (C->kind == NG_COMM_NCCL && C->world > 1) { /* a rank late past the timeout, over NCCL */
         ng_comm *t = NULL;
-        ng_status st = NG_OK;
         NGT_OK(ng_comm_init(&t, 0.5));
         NGT_OK(ng_comm_attach(t, be));
         for (i = 0; i < N; i++) h[i] = val(C->rank, i);
         NGT_OK(ng_set(be, d, h, N * sizeof(float)));
-        if (C->rank == 0) {
-            NGT_OK(ng_comm_allreduce_start(t, be, NG_F32, d, N, "the late device slice"));
-            st = ng_comm_wait_all(t, be);
-        } else {
-            usleep(1500000); /* rank 0 gives up after 0.5 s */
-            NGT_OK(ng_comm_allreduce(t, be, NG_F32, d, N, "the late ranks' slice"));
-        }
-        NGT_OK(ng_comm_barrier(C, "resynchronise"));
-        if (C->rank == 0) {
-            NGT_CHECK(st == NG_ERR_IO, "rank 0's lonely device wait returned %s", ng_status_name(st));
-            NGT_CHECK(strstr(ng_last_error(), "did not complete within 0.5 s") && strstr(ng_last_error(), "the late device slice"),
-                      "message: %s", ng_last_error());
-            NGT_OK(ng_comm_wait_all(t, be)); /* the others joined: the slice completes */
-        }
+        NGT_CHECK(late_slice(t, be, d, "the late device slice", "the late ranks' slice", 0) == NGT_PASS,
+                  "the late device slice");
         NGT_OK(ng_get(be, h, d, N * sizeof(float)));
         for (i = 0; i < N; i++) NGT_CHECK(h[i] == sum_of(C->world, i), "late device slice [%d] = %g", i, h[i]);
         ng_comm_free(t);
