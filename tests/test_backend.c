@@ -52,6 +52,7 @@
 #include "harness.h"
 #include "natgrad/backend.h"
 #include "ng_math.h"
+#include "backend/cpu_avx512.h"
 
 #define GUARD 16            /* sentinel elements before and after every device buffer */
 #define SENT (-12345.5)     /* sentinel value: exact in float and double, never a result here */
@@ -5504,6 +5505,115 @@ static int test_sum_cols_part(ng_backend *be) {
     return NGT_PASS;
 }
 
+/* Draws without the probability (gibbs_sample with prob NULL): the AVX-512 loop decides most lanes
+ * from a cheap float exp and falls back to the exact sigmoid near u = sigmoid(x) (cpu_avx512.c,
+ * decide16). The draws must be the scalar bodies' bits for every input: the whole float line (as
+ * cpu_sigmoid_line) with Philox uniforms through the op, then uniforms placed at the exact
+ * probability, one float step either side, and at distances around the fallback's margin (1e-5)
+ * and the fast path's error (1e-6), with the tempered input (beta, base) too. The path counts
+ * show that the placed uniforms reach the exact fallback and random ones almost never do. */
+static int test_cpu_draws_only(ng_backend *be) {
+    static const float offs[] = {0.0f, 1e-7f, -1e-7f, 1e-6f, -1e-6f, 2.5e-6f, -2.5e-6f, 4e-6f, -4e-6f, 5e-6f, -5e-6f,
+                                 9e-6f, -9e-6f, 1e-5f, -1e-5f, 1.1e-5f, -1.1e-5f, 2e-5f, -2e-5f, 4e-5f, -4e-5f};
+    const int no = (int)(sizeof offs / sizeof offs[0]) + 2, rows = 1000;
+    const size_t nline = (size_t)(0x100000000ull / 1021u) + 1u, n = (nline + (size_t)rows - 1) / (size_t)rows * (size_t)rows;
+    const uint64_t key = ng_rng_key(43, 3), step = 5;
+    float *x = (float *)malloc(n * sizeof(float)), *sm = (float *)malloc(n * sizeof(float)), *dx = NULL, *ds = NULL;
+    float *u = NULL, *xs = NULL, *bias = NULL, *base = NULL, *out = NULL;
+    long fast0, exact0, fast1, exact1;
+    size_t i, bad = 0, m;
+    int v, o;
+    NGT_CHECK(x && sm && ng_alloc(be, n * sizeof(float), (void **)&dx) == NG_OK && ng_alloc(be, n * sizeof(float), (void **)&ds) == NG_OK,
+              "out of memory");
+    /* 1. the float line through the op, Philox uniforms */
+    for (i = 0; i < n; i++) {
+        uint32_t b = (uint32_t)(i * 1021u);
+        memcpy(&x[i], &b, sizeof b);
+    }
+    ng_set(be, dx, x, n * sizeof(float));
+    NGT_OK(ng_gibbs_sample_at(be, rows, (int)(n / rows), dx, rows, NULL, NULL, NULL, rows, ds, rows, key, step, 0));
+    ng_get(be, sm, ds, n * sizeof(float));
+    for (i = 0; i < n; i++) {
+        const float want = ng_bernoulli_draw(ng_sigmoid(ng_gibbs_input(x[i], 0.0f, 1.0f, 0.0f)), ng_uniform_at(key, step, i));
+        if (memcmp(&want, &sm[i], sizeof want) != 0 && bad++ < 5)
+            printf("  draw at x = %a is %g, scalar bodies %g\n", (double)x[i], (double)sm[i], (double)want);
+    }
+    NGT_CHECK(bad == 0, "%zu of %zu draws (prob NULL) differ from the scalar bodies (first above)", bad, n);
+    ng_free(be, dx);
+    ng_free(be, ds);
+    free(x);
+    free(sm);
+    if (!ng_cpu_avx512_active()) return NGT_PASS; /* the clones compute the probability: nothing more to check */
+    /* 2. placed uniforms: x on [-20, 20] in steps of 1/512 and the line's awkward values, each with
+     * u = p + offs[o] (clamped to [0, 1]), the float steps beside p, beta 1 then 0.37 with a base */
+    m = (size_t)(40 * 512 + 1 + 16) * (size_t)no;
+    xs = (float *)malloc(m * sizeof(float));
+    u = (float *)malloc(m * sizeof(float));
+    bias = (float *)malloc(m * sizeof(float));
+    base = (float *)malloc(m * sizeof(float));
+    out = (float *)malloc(m * sizeof(float));
+    NGT_CHECK(xs && u && bias && base && out, "out of memory");
+    for (v = 0; v < 2; v++) {
+        const float beta = v ? 0.37f : 1.0f;
+        static const float odd[16] = {0.0f, -0.0f, 1e-45f, -1e-45f, 86.9f, -86.9f, 87.5f, -87.5f, 103.9f, -103.9f,
+                                      104.5f, -104.5f, 1e30f, -1e30f, 15.9424f, -15.9424f};
+        size_t j = 0, k;
+        for (k = 0; k < (size_t)(40 * 512 + 1 + 16); k++) {
+            const float xv = k < 40 * 512 + 1 ? -20.0f + (float)k / 512.0f : odd[k - (40 * 512 + 1)];
+            for (o = 0; o < no; o++, j++) {
+                float p, uu;
+                xs[j] = xv;
+                bias[j] = v ? 0.25f : 0.0f;
+                base[j] = v ? -1.5f + (float)(k % 7) : 0.0f;
+                p = ng_sigmoid(ng_gibbs_input(xs[j], bias[j], beta, base[j]));
+                uu = o < no - 2 ? p + offs[o] : nextafterf(p, o == no - 2 ? 0.0f : 2.0f);
+                u[j] = uu < 0.0f ? 0.0f : uu > 1.0f ? 1.0f : uu;
+            }
+        }
+        /* one call per 16 x values' offsets would hide tails: run columns of 999 (tails of 7) */
+        ng_avx512_draw_counts(&fast0, &exact0);
+        for (k = 0; k < m; k += 999) {
+            const int len = (int)(m - k < 999 ? m - k : 999);
+            ng_avx512_gibbs_column(len, xs + k, bias + k, beta, base + k, u + k, NULL, out + k);
+        }
+        ng_avx512_draw_counts(&fast1, &exact1);
+        bad = 0;
+        for (k = 0; k < m; k++) {
+            const float want = ng_bernoulli_draw(ng_sigmoid(ng_gibbs_input(xs[k], bias[k], beta, base[k])), u[k]);
+            if (memcmp(&want, &out[k], sizeof want) != 0 && bad++ < 5)
+                printf("  beta %g: draw at x = %a, u = %a is %g, scalar bodies %g\n", (double)beta, (double)xs[k], (double)u[k],
+                       (double)out[k], (double)want);
+        }
+        NGT_CHECK(bad == 0, "beta %g: %zu of %zu draws at placed uniforms differ from the scalar bodies (first above)",
+                  (double)beta, bad, m);
+        /* nearly every vector holds a uniform within the margin: the exact path ran on them */
+        NGT_CHECK(exact1 - exact0 >= (long)(m / 16) * 9 / 10, "beta %g: only %ld of %zu vectors took the exact path",
+                  (double)beta, exact1 - exact0, (m + 15) / 16);
+    }
+    /* 3. random uniforms: the fast path decides almost every vector */
+    for (i = 0; i < m; i++) {
+        xs[i] = 8.0f * (ng_uniform_at(44, 0, i) - 0.5f);
+        u[i] = ng_uniform_at(44, 1, i);
+        bias[i] = base[i] = 0.0f;
+    }
+    ng_avx512_draw_counts(&fast0, &exact0);
+    for (i = 0; i < m; i += 992) ng_avx512_gibbs_column((int)(m - i < 992 ? m - i : 992), xs + i, bias + i, 1.0f, base + i,
+                                                        u + i, NULL, out + i);
+    ng_avx512_draw_counts(&fast1, &exact1);
+    for (i = 0, bad = 0; i < m; i++) bad += out[i] != ng_bernoulli_draw(ng_sigmoid(xs[i]), u[i]);
+    NGT_CHECK(bad == 0, "%zu of %zu draws at random uniforms differ from the scalar bodies", bad, m);
+    NGT_CHECK(exact1 - exact0 <= (fast1 - fast0) / 100, "random uniforms: %ld vectors exact, %ld fast (expected < 1%% exact)",
+              exact1 - exact0, fast1 - fast0);
+    printf("  draws only: placed uniforms reach the exact path, random ones: %ld of %ld vectors exact\n", exact1 - exact0,
+           exact1 - exact0 + fast1 - fast0);
+    free(xs);
+    free(u);
+    free(bias);
+    free(base);
+    free(out);
+    return NGT_PASS;
+}
+
 /* The CPU bit tests on the hand-written AVX-512 loops (skipped on a CPU without them) and on the
  * compiler's clones. */
 static int test_cpu_bits_path(ng_backend *be, int avx512, int (*test)(ng_backend *)) {
@@ -5534,6 +5644,8 @@ int main(void) {
     record("cpu-vs-naive", "cpu_elementwise_bits (clones)", test_cpu_bits_path(cpu, 0, test_cpu_elementwise_bits));
     record("cpu-vs-naive", "cpu_sigmoid_line (avx512)", test_cpu_bits_path(cpu, 1, test_cpu_sigmoid_line));
     record("cpu-vs-naive", "cpu_sigmoid_line (clones)", test_cpu_bits_path(cpu, 0, test_cpu_sigmoid_line));
+    record("cpu-vs-naive", "cpu_draws_only (avx512)", test_cpu_bits_path(cpu, 1, test_cpu_draws_only));
+    record("cpu-vs-naive", "cpu_draws_only (clones)", test_cpu_bits_path(cpu, 0, test_cpu_draws_only));
     record("cpu-vs-naive", "sum_cols_part", test_sum_cols_part(cpu));
     s = ng_backend_cuda_init(-1, &cuda);
     if (s != NG_OK) {

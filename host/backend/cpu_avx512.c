@@ -127,10 +127,79 @@ static inline __attribute__((always_inline)) __m512 sigmoid16(__m512 x) {
     return _mm512_mask_add_ps(p, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, x);
 }
 
+/* ---- draws without the exact probability ------------------------------------------------------
+ * A draw needs only the side of u on which sigmoid(x) falls. With the numerator N (1 for x >= 0,
+ * else e) and denominator D = 1 + e of the sigmoid, e = exp(-|x|), the draw is 1 iff u D - N <= 0
+ * up to the rounding of the exact path. decide16 evaluates d = u D' - N' with a cheap float e'
+ * (2^t by a degree-6 Taylor polynomial on |f| <= 1/2, scaled by 2^k: relative error below 3e-7,
+ * no table, no division, no double) and decides a lane only when |d| > NG_DRAW_MARGIN; a vector
+ * with any undecided lane (or a NaN input) is drawn by the exact sigmoid16 instead.
+ * Why the margin is safe: e <= 1, so N' and D' are within 1e-6 of N and D (the polynomial's
+ * 3e-7, t's rounding 6e-8 |t| weighted by e(t) <= 2^-|t|, float rounding); u <= 1, so d is within
+ * 2.2e-6 of u D - N. |d| > 1e-5 then puts u at least (1e-5 - 2.2e-6) / 2 = 3.9e-6 from the true
+ * sigmoid (D <= 2), while the exact path's float sigmoid is within 2e-7 of it: both give the same
+ * draw, bit for bit. The exact path runs on a vector with probability about 16 x 2e-5 / 2 per
+ * random input (tests/test_backend.c counts both paths and checks the draws on inputs placed at
+ * the exact probability, one float step either side, and at the margin). */
+#define NG_DRAW_MARGIN 1e-5f
+static long avx512_exact_draws, avx512_fast_draws; /* vectors by path (for the tests; atomic: OpenMP tiles) */
+
+void ng_avx512_draw_counts(long *fast, long *exact) {
+    *fast = __atomic_load_n(&avx512_fast_draws, __ATOMIC_RELAXED);
+    *exact = __atomic_load_n(&avx512_exact_draws, __ATOMIC_RELAXED);
+}
+
+/* 1 in the lanes drawn (u <= sigmoid(x)), in *undecided the lanes it cannot decide. */
+static inline __attribute__((always_inline)) __mmask16 decide16(__m512 x, __m512 u, __mmask16 *undecided) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
+    /* a = -|x| clamped at -87 (exp(-87) > 0 in float; below it e' = 2^-125.5 stands for a smaller e,
+     * 1e-38 off); a NaN x goes to the exact path (max returns -87 for it, so it is flagged) */
+    const __m512 a = _mm512_max_ps(_mm512_or_ps(x, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(-87.0f));
+    const __m512 t = _mm512_mul_ps(a, _mm512_set1_ps(1.44269504088896341f)); /* log2(e) a */
+    const __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, k), _mm512_set1_ps(0.693147180559945309f)); /* |f| <= ln2 / 2 */
+    __m512 q = _mm512_set1_ps(1.0f / 720.0f);
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(1.0f / 120.0f));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(1.0f / 24.0f));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(1.0f / 6.0f));
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(0.5f));
+    q = _mm512_fmadd_ps(q, f, one);
+    q = _mm512_fmadd_ps(q, f, one);
+    {
+        const __m512 e = _mm512_scalef_ps(q, k);
+        const __m512 num = _mm512_mask_blend_ps(pos, e, one), den = _mm512_add_ps(one, e);
+        const __m512 d = _mm512_fmsub_ps(u, den, num);
+        const __m512 margin = _mm512_set1_ps(NG_DRAW_MARGIN);
+        *undecided = _mm512_cmp_ps_mask(_mm512_abs_ps(d), margin, _CMP_NGT_UQ) | _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        return _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_LE_OQ);
+    }
+}
+
 void ng_avx512_gibbs_column(int n, const float *pre, const float *bias, float beta, const float *base,
                             const float *u, float *prob, float *smp) {
     const __m512 vbeta = _mm512_set1_ps(beta), vomb = _mm512_set1_ps(1.0f - beta), one = _mm512_set1_ps(1.0f);
     int r;
+    if (!prob && smp) { /* draws only: decided without the exact probability where that is safe */
+        long fast = 0, exact = 0;
+        for (r = 0; r < n; r += 16) {
+            const __mmask16 k = n - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - r)) - 1u);
+            const __m512 t = _mm512_add_ps(_mm512_maskz_loadu_ps(k, pre + r), _mm512_maskz_loadu_ps(k, bias + r));
+            const __m512 x = _mm512_fmadd_ps(vbeta, t, _mm512_mul_ps(vomb, _mm512_maskz_loadu_ps(k, base + r)));
+            const __m512 uu = _mm512_maskz_loadu_ps(k, u + r);
+            __mmask16 und, le = decide16(x, uu, &und);
+            if (und & k) { /* ng_bernoulli_draw(ng_sigmoid(x), u) exactly */
+                le = _mm512_cmp_ps_mask(uu, sigmoid16(x), _CMP_LE_OQ);
+                exact++;
+            } else {
+                fast++;
+            }
+            _mm512_mask_storeu_ps(smp + r, k, _mm512_maskz_mov_ps(le, one));
+        }
+        __atomic_fetch_add(&avx512_fast_draws, fast, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&avx512_exact_draws, exact, __ATOMIC_RELAXED);
+        return;
+    }
     for (r = 0; r < n; r += 16) {
         const __mmask16 k = n - r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - r)) - 1u);
         const __m512 t = _mm512_add_ps(_mm512_maskz_loadu_ps(k, pre + r), _mm512_maskz_loadu_ps(k, bias + r));
@@ -166,4 +235,5 @@ void ng_avx512_gibbs_column(int n, const float *pre, const float *bias, float be
     (void)n, (void)pre, (void)bias, (void)beta, (void)base, (void)u, (void)prob, (void)smp;
 }
 void ng_avx512_bernoulli(long n, const float *p, const float *u, float *out) { (void)n, (void)p, (void)u, (void)out; }
+void ng_avx512_draw_counts(long *fast, long *exact) { *fast = *exact = 0; }
 #endif

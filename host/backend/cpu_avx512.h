@@ -22,6 +22,10 @@ void ng_avx512_uniform4_blocks(uint64_t key, uint64_t step, uint64_t g0, long gr
 void ng_avx512_gibbs_column(int n, const float *pre, const float *bias, float beta, const float *base,
                             const float *u, float *prob, float *smp);
 
+/* Vectors of 16 draws that ng_avx512_gibbs_column decided without the exact probability (fast)
+ * and by the exact sigmoid (exact), since the start of the process (not thread-safe: for tests). */
+void ng_avx512_draw_counts(long *fast, long *exact);
+
 /* out[j] = ng_bernoulli_draw(p[j], u[j]) for j < n. */
 void ng_avx512_bernoulli(long n, const float *p, const float *u, float *out);
 
