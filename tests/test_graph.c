@@ -2366,6 +2366,123 @@ static int test_segments_ncg_l_chunked(void) {
     return r;
 }
 
+/* Conv nets under truncated Newton in segments: cnn_run's 6x6 images in batches of 4, in chunks of
+ * 4 (ngd-l, hf: one chunk, whose forward pass the gradient leaves in the buffers for the products
+ * until an evaluation replaces it) or 3 (ncg-l, sampled: two chunks, whose forward passes every
+ * product recomputes), so the pass state a segment starts from and leaves matters; without
+ * augmentation (refused by tn). ngd-l (G v)
+ * with rho's quadratic model (its curvature product follows the line search's evaluations: it
+ * recomputes the forward pass only if a replayed evaluation leaves "no forward pass held"), ngd with
+ * the sampled Fisher (its stream step on the device), hf with the Hessian (H v; its backtracking and rho evaluate the objective) on the batch-norm net,
+ * and ncg-l (a line search of evaluations every update). Eager and in segments the parameters, running averages, gradient count and batch
+ * objective, and tn's lambda, rho and step sizes, are equal bit for bit after every update; the gradient, the curvature
+ * products and the objective evaluations are captures or replays, none fails, and they replay. */
+enum { CT_NGD, CT_HF_BN, CT_NCG, CT_SAMPLED };
+static const char *const cnn_tn_name[] = {"cnn ngd-l (G v), quadratic rho", "cnn hf (H v), batch norm", "cnn ncg-l", "cnn ngd (sampled Fisher)"};
+
+static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
+    ng_cnn_config cfg;
+    ng_sgd_config c;
+    ng_tn_config tc;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind == CT_HF_BN ? CNN_BN : CNN_AUG], &cfg));
+    cfg.chunk = kind == CT_NGD || kind == CT_HF_BN ? 4 : 3;
+    cfg.seed = 23;
+    NG_TRY(ng_cnn_create(g_cuda, &cfg, &r->m));
+    memset(&c, 0, sizeof c); /* the plain step of size 1 of truncated Newton (cnn_cmd.c) */
+    c.lr = 1.0f;
+    c.weight_decay = 1e-3f;
+    s = ng_update_sgd_init(g_cuda, r->m, &c, &r->upd);
+    ng_tn_config_default(&tc);
+    tc.method = kind == CT_HF_BN ? NG_TN_HF : kind == CT_NCG ? NG_TN_NCG_L : kind == CT_NGD ? NG_TN_NGD_L : NG_TN_NGD;
+    tc.max_iter = kind == CT_HF_BN ? 6 : 4;
+    tc.lr = 0.5;
+    if (kind == CT_HF_BN) tc.curvature = NG_TN_CURV_HESSIAN;
+    if (kind == CT_NGD) tc.rho_model = NG_TN_RHO_QUADRATIC; /* a product after the search's evaluations */
+    if (kind == CT_SAMPLED) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
+    tc.hf_precond = 0; /* refused on a cnn */
+    if (s == NG_OK) s = ng_precond_tn_init(g_cuda, r->m, &tc, NULL, 0, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_cnn_x, CNN_ROWS, CNN_N, 4, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+/* same_cnn, then truncated Newton's lambda, rho, alpha, beta, solver iterations and stop, relative
+ * residual, HF's iterate and the evaluations (its log_values' first 9 columns; the rest are timings)
+ * bit for bit: a rho off by a little need not move lambda, so the parameters alone would not see it */
+static int same_cnn_tn_pr(const pair *pr, uint64_t t) {
+    ng_precond *pa = ((cnn_run *)pr->a)->pc, *pb = ((cnn_run *)pr->b)->pc;
+    double va[NG_TRAIN_MAX_COLUMNS], vb[NG_TRAIN_MAX_COLUMNS];
+    int i;
+    if (same_cnn_pr(pr, t) != NGT_PASS) return NGT_FAIL;
+    NGT_OK(pa->iface->log_values(pa, va));
+    NGT_OK(pb->iface->log_values(pb, vb));
+    for (i = 0; i < 9; i++)
+        NGT_CHECK(memcmp(&va[i], &vb[i], sizeof va[i]) == 0, "%s: after update %llu column %d = %.17g eager, %.17g in segments",
+                  pr->what, (unsigned long long)t, i, va[i], vb[i]);
+    return NGT_PASS;
+}
+
+/* a segment's counts: no failure, calls (captures + replays + eager) = want (0: not checked),
+ * eager calls = eag (those of the unlogged updates that run eagerly: update 0), more replays than
+ * captures when replays */
+static int cnn_seg_counts(const char *what, const ng_trainer *b, const char *name, uint64_t want, uint64_t eag_want,
+                          int replays) {
+    uint64_t cap, rep, eag, fail;
+    ng_graph_seg_counts(&b->graph.segs, name, &cap, &rep, &eag, &fail);
+    printf("; %s %llu captured, %llu replayed, %llu eager", name, (unsigned long long)cap, (unsigned long long)rep,
+           (unsigned long long)eag);
+    NGT_CHECK(fail == 0 && eag == eag_want && (want == 0 || cap + rep + eag == want) && (!replays || rep > cap),
+              "%s: %s %llu captures, %llu replays, %llu eager (want %llu), %llu failures (%llu calls)", what, name,
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)eag_want,
+              (unsigned long long)fail, (unsigned long long)want);
+    return NGT_PASS;
+}
+
+/* log_every 0: only update 0 runs eagerly, so every later segment call must be a capture or a replay */
+static int cnn_seg_vs_eager(int kind, uint64_t steps) {
+    static const char *const names[3] = {"gradient", "tn curvature product", "tn objective"};
+    const char *what = cnn_tn_name[kind];
+    cnn_run a, b;
+    uint64_t cap, rep, eag0[3], fail, evals = 0, t;
+    pair pr = {what, &a, &b, steps};
+    int i;
+    NGT_OK(cnn_tn_run_init(&a, kind));
+    NGT_OK(cnn_tn_run_init(&b, kind));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
+    for (t = 0; t < steps; t++) {
+        double v[16];
+        if (step_both(&a.tr, &b.tr, t, t + 1, 0, same_cnn_tn_pr, &pr) != NGT_PASS) return NGT_FAIL;
+        NGT_OK(b.pc->iface->log_values(b.pc, v)); /* host values: the update's evaluations in column 8 */
+        evals += (uint64_t)v[8];
+        for (i = 0; i < 3 && t == 0; i++) ng_graph_seg_counts(&b.tr.graph.segs, names[i], &cap, &rep, &eag0[i], &fail);
+    }
+    printf("  %s: %llu updates", what, (unsigned long long)steps);
+    if (cnn_seg_counts(what, &b.tr, names[0], steps, eag0[0], 1) != NGT_PASS) return NGT_FAIL;
+    if (cnn_seg_counts(what, &b.tr, names[1], 0, eag0[1], 1) != NGT_PASS) return NGT_FAIL;
+    if (cnn_seg_counts(what, &b.tr, names[2], evals, eag0[2], evals > eag0[2] + 4) != NGT_PASS) return NGT_FAIL;
+    printf(" (%llu evaluations); parameters, running averages, gradient count and batch objective identical after every "
+           "update\n", (unsigned long long)evals);
+    if (kind == CT_SAMPLED) { /* a step by value would be a new graph every update */
+        ng_graph_seg_counts(&b.tr.graph.segs, names[1], &cap, &rep, &eag0[1], &fail);
+        NGT_CHECK(cap < steps - 1, "%s: %llu captures of the product in %llu segmented updates", what, (unsigned long long)cap,
+                  (unsigned long long)(steps - 1));
+    }
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+CUDA_TEST(test_segments_cnn_ngd, cnn_seg_vs_eager(CT_NGD, 9))
+CUDA_TEST(test_segments_cnn_hf_bn, cnn_seg_vs_eager(CT_HF_BN, 9))
+CUDA_TEST(test_segments_cnn_ncg, cnn_seg_vs_eager(CT_NCG, 9))
+CUDA_TEST(test_segments_cnn_sampled, cnn_seg_vs_eager(CT_SAMPLED, 9))
+
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
@@ -2437,6 +2554,10 @@ int main(void) {
     NGT_RUN(test_segments_ncg_f);
     NGT_RUN(test_segments_hf_evals);
     NGT_RUN(test_segments_ncg_l_chunked);
+    NGT_RUN(test_segments_cnn_ngd);
+    NGT_RUN(test_segments_cnn_hf_bn);
+    NGT_RUN(test_segments_cnn_ncg);
+    NGT_RUN(test_segments_cnn_sampled);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }
