@@ -2377,8 +2377,9 @@ static int test_segments_ncg_l_chunked(void) {
  * and ncg-l (a line search of evaluations every update). Eager and in segments the parameters, running averages, gradient count and batch
  * objective, and tn's lambda, rho and step sizes, are equal bit for bit after every update; the gradient, the curvature
  * products and the objective evaluations are captures or replays, none fails, and they replay. */
-enum { CT_NGD, CT_HF_BN, CT_NCG, CT_SAMPLED };
-static const char *const cnn_tn_name[] = {"cnn ngd-l (G v), quadratic rho", "cnn hf (H v), batch norm", "cnn ncg-l", "cnn ngd (sampled Fisher)"};
+enum { CT_NGD, CT_HF_BN, CT_NCG, CT_SAMPLED, CT_WHITEN };
+static const char *const cnn_tn_name[] = {"cnn ngd-l (G v), quadratic rho", "cnn hf (H v), batch norm", "cnn ncg-l",
+                                          "cnn ngd (sampled Fisher)", "cnn ngd, whitening layer (T = 4)"};
 
 static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
     ng_cnn_config cfg;
@@ -2388,8 +2389,12 @@ static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
     memset(r, 0, sizeof *r);
     ng_cnn_config_default(&cfg);
     cfg.c = 1, cfg.h = 6, cfg.w = 6;
-    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind == CT_HF_BN ? CNN_BN : CNN_AUG], &cfg));
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind == CT_HF_BN ? CNN_BN : kind == CT_WHITEN ? CNN_WHITEN : CNN_AUG], &cfg));
     cfg.chunk = kind == CT_NGD || kind == CT_HF_BN ? 4 : 3;
+    if (kind == CT_WHITEN) {
+        cfg.whiten_every = 4; /* the gradients of updates 0, 4, 8 re-whiten (host algebra) */
+        cfg.whiten_samples = 4;
+    }
     cfg.seed = 23;
     NG_TRY(ng_cnn_create(g_cuda, &cfg, &r->m));
     memset(&c, 0, sizeof c); /* the plain step of size 1 of truncated Newton (cnn_cmd.c) */
@@ -2463,6 +2468,19 @@ static int cnn_seg_vs_eager(int kind, uint64_t steps) {
         for (i = 0; i < 3 && t == 0; i++) ng_graph_seg_counts(&b.tr.graph.segs, names[i], &cap, &rep, &eag0[i], &fail);
     }
     printf("  %s: %llu updates", what, (unsigned long long)steps);
+    if (kind == CT_WHITEN) { /* a re-whitening update's segments run eagerly (no pass state while one is due) */
+        ng_graph_seg_counts(&b.tr.graph.segs, names[0], &cap, &rep, &eag0[0], &fail);
+        printf("; gradient %llu captured, %llu replayed, %llu eager; parameters, whitening state, gradient count and batch "
+               "objective identical after every update\n", (unsigned long long)cap, (unsigned long long)rep,
+               (unsigned long long)eag0[0]);
+        NGT_CHECK(fail == 0 && rep > 0 && eag0[0] == (steps + 3) / 4 && cap + rep + eag0[0] == steps,
+                  "%s: gradient %llu captures, %llu replays, %llu eager (want %llu), %llu failures", what,
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag0[0],
+                  (unsigned long long)((steps + 3) / 4), (unsigned long long)fail);
+        cnn_run_free(&a);
+        cnn_run_free(&b);
+        return NGT_PASS;
+    }
     if (cnn_seg_counts(what, &b.tr, names[0], steps, eag0[0], 1) != NGT_PASS) return NGT_FAIL;
     if (cnn_seg_counts(what, &b.tr, names[1], 0, eag0[1], 1) != NGT_PASS) return NGT_FAIL;
     if (cnn_seg_counts(what, &b.tr, names[2], evals, eag0[2], evals > eag0[2] + 4) != NGT_PASS) return NGT_FAIL;
@@ -2482,6 +2500,39 @@ CUDA_TEST(test_segments_cnn_ngd, cnn_seg_vs_eager(CT_NGD, 9))
 CUDA_TEST(test_segments_cnn_hf_bn, cnn_seg_vs_eager(CT_HF_BN, 9))
 CUDA_TEST(test_segments_cnn_ncg, cnn_seg_vs_eager(CT_NCG, 9))
 CUDA_TEST(test_segments_cnn_sampled, cnn_seg_vs_eager(CT_SAMPLED, 9))
+CUDA_TEST(test_segments_cnn_whiten, cnn_seg_vs_eager(CT_WHITEN, 10))
+
+/* A conv net's gradient that reads the host (the grad_ready hook reads a norm): its capture fails
+ * (the body returns the capture's error before it counts the gradient), the trainer puts back the
+ * pass state (and through graph_discarded the count and aug_ok the failed call may have changed)
+ * and runs it eagerly; the run (gradient count included) equals the eager one, and the curvature
+ * products still replay. */
+static int test_segments_cnn_failed_capture(void) {
+    cnn_run a, b;
+    uint64_t cap, rep, eag, fail;
+    pair pr = {"cnn ngd, failing gradient capture", &a, &b, 6};
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(cnn_tn_run_init(&a, CT_SAMPLED));
+    NGT_OK(cnn_tn_run_init(&b, CT_SAMPLED));
+    a.m->grad_ready = b.m->grad_ready = ready_with_host_read;
+    a.m->grad_user = a.m;
+    b.m->grad_user = b.m;
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    if (step_both(&a.tr, &b.tr, 0, 6, 0, same_cnn_tn_pr, &pr) != NGT_PASS) return NGT_FAIL;
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
+    printf("  cnn ngd with a gradient that reads the host: %llu failed captures, %llu gradients eager", (unsigned long long)fail,
+           (unsigned long long)eag);
+    NGT_CHECK(cap == 0 && rep == 0 && fail > 0 && eag == 6, "gradient: %llu captures, %llu replays, %llu eager, %llu failures",
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    ng_graph_seg_counts(&b.tr.graph.segs, "tn curvature product", &cap, &rep, &eag, &fail);
+    printf("; curvature products %llu captured, %llu replayed; identical\n", (unsigned long long)cap, (unsigned long long)rep);
+    NGT_CHECK(rep > 0 && fail == 0, "curvature products: %llu replays, %llu failures", (unsigned long long)rep,
+              (unsigned long long)fail);
+    a.m->grad_ready = b.m->grad_ready = NULL;
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
 
 int main(void) {
     int i;
@@ -2558,6 +2609,8 @@ int main(void) {
     NGT_RUN(test_segments_cnn_hf_bn);
     NGT_RUN(test_segments_cnn_ncg);
     NGT_RUN(test_segments_cnn_sampled);
+    NGT_RUN(test_segments_cnn_whiten);
+    NGT_RUN(test_segments_cnn_failed_capture);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }
