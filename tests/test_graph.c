@@ -2251,6 +2251,95 @@ static int test_counts_segments(void) {
     return NGT_PASS;
 }
 
+/* Device calls of update 3 of a batch-normalised conv net (c3k3-bn-relu-mp2-d3, 8 images in one
+ * chunk) under NGD (CG with 10 iterations: rtol 0), eager and as graph segments: the segment run
+ * ends with the same parameters bit for bit and makes fewer kernel launches and cuBLAS calls; with
+ * NG_LAUNCH_COUNTS_CSV set the counts are appended (bench/launch_counts.sh). */
+static int test_counts_cnn_segments(void) {
+    const char *what = "cnn c3k3-bn-relu-mp2-d3 NGD (CG 10) batch 8";
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    double c[2][NG_DEV_COUNT];
+    float *theta[2] = {NULL, NULL};
+    size_t np = 0;
+    int mode, k, n;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (mode = 0; mode < 2; mode++) {
+        ng_cnn_config cfg;
+        ng_model *net = NULL;
+        ng_update *upd = NULL;
+        ng_precond *pc = NULL;
+        ng_batches data;
+        ng_trainer tr;
+        ng_sgd_config sc;
+        ng_tn_config tc;
+        ng_profile_config prc;
+        ng_profile_row rows[96];
+        const ng_profile_row *st;
+        memset(&tr, 0, sizeof tr);
+        ng_cnn_config_default(&cfg);
+        cfg.c = 1, cfg.h = 6, cfg.w = 6;
+        NGT_OK(ng_cnn_parse_spec("c3k3-bn-relu-mp2-d3", &cfg));
+        cfg.chunk = 8;
+        cfg.seed = 23;
+        NGT_OK(ng_cnn_create(g_cuda, &cfg, &net));
+        memset(&sc, 0, sizeof sc);
+        sc.lr = 1.0f;
+        NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+        ng_tn_config_default(&tc);
+        tc.method = NG_TN_NGD;
+        tc.max_iter = 10;
+        tc.rtol = 0.0;
+        tc.lr = 0.5;
+        NGT_OK(ng_precond_tn_init(g_cuda, net, &tc, NULL, 0, &pc));
+        NGT_OK(ng_batches_init(&data, g_cuda, g_cnn_x, CNN_ROWS, 16, 8, 3, 0, 1)); /* 2 full batches per epoch */
+        NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+        if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+        for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* 0 eager, then both batch buffers */
+        memset(&prc, 0, sizeof prc);
+        prc.measure = 1;
+        NGT_OK(ng_profile_start(g_cuda, &prc));
+        ng_profile_update(4, 1);
+        NGT_OK(ng_trainer_step(&tr, NULL));
+        ng_profile_update(4, 0);
+        NGT_OK(ng_profile_finish());
+        n = ng_profile_rows(rows, 96);
+        if (n > 96) n = 96;
+        st = find_row(rows, n, "train step");
+        NGT_CHECK(st && st->calls == 1, "train step row");
+        for (k = 0; k < NG_DEV_COUNT; k++) c[mode][k] = st->device_calls[k];
+        np = ng_model_size(net);
+        theta[mode] = (float *)malloc(np * sizeof(float));
+        NGT_CHECK(theta[mode] != NULL, "out of memory");
+        NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, theta[mode]));
+        ng_trainer_release(&tr);
+        ng_batches_free(&data);
+        ng_update_free(upd);
+        ng_precond_free(pc);
+        ng_cnn_free(net);
+    }
+    NGT_CHECK(memcmp(theta[0], theta[1], np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what);
+    free(theta[0]);
+    free(theta[1]);
+    printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n", what,
+           c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY],
+           c[1][NG_DEV_GRAPH]);
+    NGT_CHECK(c[1][NG_DEV_GRAPH] > 0.0 && c[1][NG_DEV_KERNEL] < c[0][NG_DEV_KERNEL] && c[1][NG_DEV_BLAS] < c[0][NG_DEV_BLAS] &&
+                  c[0][NG_DEV_GRAPH] == 0.0,
+              "%s: segments do not replace launches", what);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *d = c[mode];
+            fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what, mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL], d[NG_DEV_BLAS],
+                    d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
+                    d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
 /* ---- the objective evaluations of truncated Newton's searches, rho and HF's backtracking ---- */
 
 /* ng_net_evaluate_dev + ng_net_evaluate_read give what ng_net_evaluate gives, bit for bit, on the CPU
@@ -2599,6 +2688,7 @@ int main(void) {
     NGT_RUN(test_segments_failed_capture);
     NGT_RUN(test_segments_refusals);
     NGT_RUN(test_counts_segments);
+    NGT_RUN(test_counts_cnn_segments);
     NGT_RUN(test_evaluate_dev);
     NGT_RUN(test_segments_ngd_l);
     NGT_RUN(test_segments_ncg_l);
