@@ -2463,12 +2463,14 @@ static int test_segments_ncg_l_chunked(void) {
  * with rho's quadratic model (its curvature product follows the line search's evaluations: it
  * recomputes the forward pass only if a replayed evaluation leaves "no forward pass held"), ngd with
  * the sampled Fisher (its stream step on the device), hf with the Hessian (H v; its backtracking and rho evaluate the objective) on the batch-norm net,
- * and ncg-l (a line search of evaluations every update). Eager and in segments the parameters, running averages, gradient count and batch
+ * ncg-l (a line search of evaluations every update) and ncg-f on the empirical Fisher with eta > 0 (a
+ * batch-norm net in chunks of 3). Eager and in segments the parameters, running averages, gradient count and batch
  * objective, and tn's lambda, rho and step sizes, are equal bit for bit after every update; the gradient, the curvature
  * products and the objective evaluations are captures or replays, none fails, and they replay. */
-enum { CT_NGD, CT_HF_BN, CT_NCG, CT_SAMPLED, CT_WHITEN };
+enum { CT_NGD, CT_HF_BN, CT_NCG, CT_SAMPLED, CT_WHITEN, CT_NCGF_EMP };
 static const char *const cnn_tn_name[] = {"cnn ngd-l (G v), quadratic rho", "cnn hf (H v), batch norm", "cnn ncg-l",
-                                          "cnn ngd (sampled Fisher)", "cnn ngd, whitening layer (T = 4)"};
+                                          "cnn ngd (sampled Fisher)", "cnn ngd, whitening layer (T = 4)",
+                                          "cnn ncg-f (empirical Fisher, eta 1e-3), batch norm"};
 
 static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
     ng_cnn_config cfg;
@@ -2478,7 +2480,8 @@ static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
     memset(r, 0, sizeof *r);
     ng_cnn_config_default(&cfg);
     cfg.c = 1, cfg.h = 6, cfg.w = 6;
-    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind == CT_HF_BN ? CNN_BN : kind == CT_WHITEN ? CNN_WHITEN : CNN_AUG], &cfg));
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind == CT_HF_BN || kind == CT_NCGF_EMP ? CNN_BN : kind == CT_WHITEN ? CNN_WHITEN : CNN_AUG],
+                             &cfg));
     cfg.chunk = kind == CT_NGD || kind == CT_HF_BN ? 4 : 3;
     if (kind == CT_WHITEN) {
         cfg.whiten_every = 4; /* the gradients of updates 0, 4, 8 re-whiten (host algebra) */
@@ -2491,12 +2494,14 @@ static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
     c.weight_decay = 1e-3f;
     s = ng_update_sgd_init(g_cuda, r->m, &c, &r->upd);
     ng_tn_config_default(&tc);
-    tc.method = kind == CT_HF_BN ? NG_TN_HF : kind == CT_NCG ? NG_TN_NCG_L : kind == CT_NGD ? NG_TN_NGD_L : NG_TN_NGD;
+    tc.method = kind == CT_HF_BN ? NG_TN_HF : kind == CT_NCG ? NG_TN_NCG_L : kind == CT_NGD ? NG_TN_NGD_L
+              : kind == CT_NCGF_EMP ? NG_TN_NCG_F : NG_TN_NGD;
     tc.max_iter = kind == CT_HF_BN ? 6 : 4;
     tc.lr = 0.5;
     if (kind == CT_HF_BN) tc.curvature = NG_TN_CURV_HESSIAN;
     if (kind == CT_NGD) tc.rho_model = NG_TN_RHO_QUADRATIC; /* a product after the search's evaluations */
     if (kind == CT_SAMPLED) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
+    if (kind == CT_NCGF_EMP) tc.fisher = NG_FISHER_EMPIRICAL, tc.eta = 1e-3;
     tc.hf_precond = 0; /* refused on a cnn */
     if (s == NG_OK) s = ng_precond_tn_init(g_cuda, r->m, &tc, NULL, 0, &r->pc);
     if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_cnn_x, CNN_ROWS, CNN_N, 4, 5, 0, 1);
@@ -2590,6 +2595,7 @@ CUDA_TEST(test_segments_cnn_hf_bn, cnn_seg_vs_eager(CT_HF_BN, 9))
 CUDA_TEST(test_segments_cnn_ncg, cnn_seg_vs_eager(CT_NCG, 9))
 CUDA_TEST(test_segments_cnn_sampled, cnn_seg_vs_eager(CT_SAMPLED, 9))
 CUDA_TEST(test_segments_cnn_whiten, cnn_seg_vs_eager(CT_WHITEN, 10))
+CUDA_TEST(test_segments_cnn_ncg_f, cnn_seg_vs_eager(CT_NCGF_EMP, 9))
 
 /* A conv net's gradient that reads the host (the grad_ready hook reads a norm): its capture fails
  * (the body returns the capture's error before it counts the gradient), the trainer puts back the
@@ -2700,6 +2706,7 @@ int main(void) {
     NGT_RUN(test_segments_cnn_ncg);
     NGT_RUN(test_segments_cnn_sampled);
     NGT_RUN(test_segments_cnn_whiten);
+    NGT_RUN(test_segments_cnn_ncg_f);
     NGT_RUN(test_segments_cnn_failed_capture);
     ng_backend_free(g_cuda);
     return ngt_finish();
