@@ -786,24 +786,27 @@ static int test_tnewton_cuda(void) {
 
 /* The halves that CUDA-graph segments capture equal the whole calls bit for bit on each backend:
  * ng_cnn_objective_dev + _read against ng_cnn_objective (the batch-norm stack, 5 cases in chunks of
- * 2 (the last one partial) and in one chunk), and ng_cnn_fvp_dev with the sampled targets' step in
+ * 2 (the last one partial) and in one chunk; the whitened stack with 9 cases in chunks of 1 (batch
+ * norm over one case's dense units would make every case's objective ln 3): the read goes in two
+ * pieces of its host scratch, (2 classes + 1) chunk = 7 floats), and ng_cnn_fvp_dev with the sampled targets' step in
  * device memory against ng_cnn_fvp with it by value (S = 2), the device step only read. */
 static int seg_halves_check(ng_backend *be) {
     const uint64_t key = ng_rng_stream_key(5, NG_RNG_FISHER_TARGETS);
     int k;
-    for (k = 0; k < 2; k++) {
+    for (k = 0; k < 3; k++) {
+        const int m = k == 2 ? 9 : 5, chunk = k == 0 ? 2 : k == 1 ? 64 : 1;
         fix f;
         float *objs, *h, *p1, *p2;
         double o1, o2;
         uint64_t st[2] = {40, 0}, back[2];
         void *sd;
-        NGT_OK(fix_init(&f, be, stacks[0], 5, k ? 64 : 2, 21));
-        NGT_OK(ng_alloc(be, 5 * sizeof(float), (void **)&objs));
+        NGT_OK(fix_init(&f, be, stacks[k == 2 ? 1 : 0], m, chunk, 21));
+        NGT_OK(ng_alloc(be, (size_t)m * sizeof(float), (void **)&objs));
         NGT_OK(ng_alloc(be, sizeof st, &sd));
         NGT_OK(ng_set(be, sd, st, sizeof st));
         NGT_OK(ng_cnn_objective(f.m, &f.xd, &o1));
         NGT_OK(ng_cnn_objective_dev(f.m, &f.xd, objs));
-        NGT_OK(ng_cnn_objective_read(f.m, 5, objs, &o2));
+        NGT_OK(ng_cnn_objective_read(f.m, m, objs, &o2));
         NGT_CHECK(isfinite(o1) && memcmp(&o1, &o2, sizeof o1) == 0, "chunk %d (%s): objective %.17g, dev + read %.17g",
                   f.cfg.chunk, be->iface->name, o1, o2);
         h = (float *)malloc(3 * f.np * sizeof(float));

@@ -1084,11 +1084,11 @@ ng_status ng_cnn_objective_dev(ng_model *m, const ng_tensor *x, float *objs) {
  * ng_cnn_objective sums them: the same value, bit for bit), read through the host scratch */
 ng_status ng_cnn_objective_read(ng_model *m, int cases, const float *objs, double *objective) {
     cnn *n = as_cnn(m);
-    const int piece = (2 * n->classes + 1) * n->cfg.chunk;
     double so = 0.0;
-    int c0, c;
+    int c0, c, piece;
     if (m->iface != &cnn_iface || cases < 1 || !objs)
         return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_objective_read: a cnn, >= 1 case and the device buffer are required");
+    piece = (2 * n->classes + 1) * n->cfg.chunk; /* the host scratch's floats */
     for (c0 = 0; c0 < cases; c0 += piece) {
         const int k = cases - c0 < piece ? cases - c0 : piece;
         NG_TRY(ng_get(m->be, n->host, objs + c0, (size_t)k * sizeof(float)));
