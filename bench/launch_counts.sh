@@ -9,8 +9,9 @@
 # net.c (2L + 2 kernels, 3L - 1 cuBLAS calls, 2 copies; graph: 1 graph launch, 2 copies), rbm.c
 # (PCD-k: 2k + 6 kernels, 2k + 8 cuBLAS calls, 4 copies; graph: 1 graph launch, 1 copy) and cnn.c
 # (c3k3-relu-mp2-d3, m images in one chunk: 12 kernels, m + 9 cuBLAS calls, 3 copies; graph: 1 graph
-# launch, 2 copies) and writes them to CSV, and (test_counts_segments) NGD, HF and K-FAC updates of
-# the curves autoencoder eager and as graph segments. The counts are exact
+# launch, 2 copies) and writes them to CSV, and (test_counts_segments, test_counts_cnn_segments) NGD,
+# HF and K-FAC updates of the curves autoencoder and an NGD update of a batch-normalised conv net eager
+# and as graph segments. The counts are exact
 # (the emulator gets the same calls a GPU would); no GPU timing is measured here.
 # Writes bench/results/launch_counts.{csv,md}.
 set -euo pipefail
@@ -25,11 +26,12 @@ if [ ! -x "$bin" ]; then
   exit 3
 fi
 mkdir -p "$res"
-out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|test_counts_rbm|test_counts_net_diag|test_counts_cnn|test_counts_segments|RESULT" || true)
+out=$(NG_LAUNCH_COUNTS_CSV="$csv" "$bin" 2>/dev/null | grep -E "test_counts_curves|test_counts_rbm|test_counts_net_diag|test_counts_cnn|test_counts_segments|test_counts_cnn_segments|RESULT" || true)
 if ! grep -q "PASS test_counts_curves" <<<"$out" || ! grep -q "PASS test_counts_rbm$" <<<"$out" ||
    ! grep -q "PASS test_counts_rbm_precond" <<<"$out" || ! grep -q "PASS test_counts_net_diag" <<<"$out" ||
-   ! grep -q "PASS test_counts_cnn" <<<"$out" || ! grep -q "PASS test_counts_segments" <<<"$out" || [ ! -s "$csv" ]; then
-  echo "launch_counts: test_counts_curves / test_counts_rbm / test_counts_rbm_precond / test_counts_net_diag / test_counts_cnn / test_counts_segments did not pass:" >&2
+   ! grep -q "PASS test_counts_cnn$" <<<"$out" || ! grep -q "PASS test_counts_segments" <<<"$out" ||
+   ! grep -q "PASS test_counts_cnn_segments" <<<"$out" || [ ! -s "$csv" ]; then
+  echo "launch_counts: test_counts_curves / test_counts_rbm / test_counts_rbm_precond / test_counts_net_diag / test_counts_cnn / test_counts_segments / test_counts_cnn_segments did not pass:" >&2
   echo "$out" >&2
   exit 1
 fi
@@ -137,7 +139,7 @@ with open(sys.argv[2], "w") as f:
             "one strided batched gemm into per-image slices and a sum would remove it (not done).\n\n")
     table(f, (ce, cg), ["workload", "mode"] + COUNTS_NO_SOLVER)
     seg = [r for r in rows if "NGD" in r["workload"] or "HF" in r["workload"] or "K-FAC" in r["workload"]]
-    f.write("\n## Truncated Newton and K-FAC as graph segments (`net train --optimizer ngd|hf|kfac --cuda-graph 1`)\n\n"
+    f.write("\n## Truncated Newton and K-FAC as graph segments (`net train --optimizer ngd|hf|kfac --cuda-graph 1`, `cnn train --optimizer ngd --cuda-graph 1`)\n\n"
             "These read the host mid-update (CG's stopping tests and step scalars, the searches, K-FAC's 2x2 model), so\n"
             "the update is not one graph: the gradient, every curvature product (G v here) and the rest of each CG\n"
             "iteration (its vector updates and dots), K-FAC's factor statistics, F^-1 products and quadratic model are\n"
@@ -151,8 +153,11 @@ with open(sys.argv[2], "w") as f:
             "adjustment; its statistics are captured anew until their blend weight settles at k = 20, which costs the same\n"
             "device calls: a capture runs nothing and is launched once); NGD:\n"
             "CG with 10 iterations (rtol 0), lr 0.5; HF: CG with at most 10 iterations; K-FAC: the defaults\n"
-            "(block-diagonal, momentum). `test_counts_segments` checks that the segment run ends with the same\n"
-            "parameters bit for bit and issues fewer kernel launches and cuBLAS calls.\n\n")
+            "(block-diagonal, momentum). The conv net: c3k3-bn-relu-mp2-d3 on 1 x 6 x 6 images, m = 8 in one chunk,\n"
+            "NGD with CG 10 iterations (rtol 0), lr 0.5, update 3 (its gradient, G v through batch norm and the\n"
+            "objective evaluation of rho are segments: `ng_cnn_objective_dev`; the copies are the host's reads, which\n"
+            "segments do not remove). `test_counts_segments` and `test_counts_cnn_segments` check that the segment run\n"
+            "ends with the same parameters bit for bit and issues fewer kernel launches and cuBLAS calls.\n\n")
     table(f, seg, ["workload", "mode"] + COUNTS_NO_SOLVER)
 PY
 echo "launch_counts: wrote $md and $csv"

@@ -784,6 +784,57 @@ static int test_tnewton_cuda(void) {
     return tnewton_check(g_cuda);
 }
 
+/* The halves that CUDA-graph segments capture equal the whole calls bit for bit on each backend:
+ * ng_cnn_objective_dev + _read against ng_cnn_objective (the batch-norm stack, 5 cases in chunks of
+ * 2 (the last one partial) and in one chunk; the whitened stack with 9 cases in chunks of 1 (batch
+ * norm over one case's dense units would make every case's objective ln 3): the read goes in two
+ * pieces of its host scratch, (2 classes + 1) chunk = 7 floats), and ng_cnn_fvp_dev with the sampled targets' step in
+ * device memory against ng_cnn_fvp with it by value (S = 2), the device step only read. */
+static int seg_halves_check(ng_backend *be) {
+    const uint64_t key = ng_rng_stream_key(5, NG_RNG_FISHER_TARGETS);
+    int k;
+    for (k = 0; k < 3; k++) {
+        const int m = k == 2 ? 9 : 5, chunk = k == 0 ? 2 : k == 1 ? 64 : 1;
+        fix f;
+        float *objs, *h, *p1, *p2;
+        double o1, o2;
+        uint64_t st[2] = {40, 0}, back[2];
+        void *sd;
+        NGT_OK(fix_init(&f, be, stacks[k == 2 ? 1 : 0], m, chunk, 21));
+        NGT_OK(ng_alloc(be, (size_t)m * sizeof(float), (void **)&objs));
+        NGT_OK(ng_alloc(be, sizeof st, &sd));
+        NGT_OK(ng_set(be, sd, st, sizeof st));
+        NGT_OK(ng_cnn_objective(f.m, &f.xd, &o1));
+        NGT_OK(ng_cnn_objective_dev(f.m, &f.xd, objs));
+        NGT_OK(ng_cnn_objective_read(f.m, m, objs, &o2));
+        NGT_CHECK(isfinite(o1) && memcmp(&o1, &o2, sizeof o1) == 0, "chunk %d (%s): objective %.17g, dev + read %.17g",
+                  f.cfg.chunk, be->iface->name, o1, o2);
+        h = (float *)malloc(3 * f.np * sizeof(float));
+        p1 = h + f.np, p2 = p1 + f.np;
+        NGT_OK(rand_vec(&f, 310, h, &f.v));
+        NGT_OK(ng_cnn_fvp(f.m, NG_FISHER_SAMPLED, 2, key, 40, &f.v, &f.o1));
+        NGT_OK(ng_cnn_fvp_dev(f.m, NG_FISHER_SAMPLED, 2, key, (uint64_t *)sd, &f.v, &f.o2));
+        NGT_OK(ng_tensor_get(be, &f.o1, p1));
+        NGT_OK(ng_tensor_get(be, &f.o2, p2));
+        NGT_OK(ng_get(be, back, sd, sizeof back));
+        NGT_CHECK(memcmp(p1, p2, f.np * sizeof(float)) == 0, "chunk %d (%s): sampled F v with the step on the device differs",
+                  f.cfg.chunk, be->iface->name);
+        NGT_CHECK(back[0] == 40, "the device step moved to %llu (read only)", (unsigned long long)back[0]);
+        printf("  %s, chunk %d: objective dev + read = %.9g and sampled F v (device step) bit for bit\n", be->iface->name,
+               f.cfg.chunk, o1);
+        free(h);
+        ng_free(be, objs);
+        ng_free(be, sd);
+        fix_free(&f);
+    }
+    return NGT_PASS;
+}
+static int test_seg_halves(void) { return seg_halves_check(g_cpu); }
+static int test_seg_halves_cuda(void) {
+    if (!g_cuda) return ngt_skip(g_cuda_reason);
+    return seg_halves_check(g_cuda);
+}
+
 /* H v (Pearlmutter's R{backprop}) against central differences of the float64 gradient, for each
  * parameterised or nonlinear layer kind, batch norm included (over channels, on the input, over
  * dense units), and five stacks: |Hv - fd| <= 2e-5 max |fd| + 1e-4 |fd| (the differences carry ~1e-6
@@ -863,10 +914,12 @@ int main(void) {
     NGT_RUN(test_chunks);
     NGT_RUN(test_bad_input);
     NGT_RUN(test_tnewton);
+    NGT_RUN(test_seg_halves);
     NGT_RUN(test_jvp_cuda);
     NGT_RUN(test_cuda_vs_cpu);
     NGT_RUN(test_tnewton_cuda);
     NGT_RUN(test_hvp_cuda);
+    NGT_RUN(test_seg_halves_cuda);
     ng_backend_free(g_cuda);
     ng_backend_free(g_cpu);
     return ngt_finish();

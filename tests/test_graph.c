@@ -2251,6 +2251,95 @@ static int test_counts_segments(void) {
     return NGT_PASS;
 }
 
+/* Device calls of update 3 of a batch-normalised conv net (c3k3-bn-relu-mp2-d3, 8 images in one
+ * chunk) under NGD (CG with 10 iterations: rtol 0), eager and as graph segments: the segment run
+ * ends with the same parameters bit for bit and makes fewer kernel launches and cuBLAS calls; with
+ * NG_LAUNCH_COUNTS_CSV set the counts are appended (bench/launch_counts.sh). */
+static int test_counts_cnn_segments(void) {
+    const char *what = "cnn c3k3-bn-relu-mp2-d3 NGD (CG 10) batch 8";
+    const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
+    double c[2][NG_DEV_COUNT];
+    float *theta[2] = {NULL, NULL};
+    size_t np = 0;
+    int mode, k, n;
+    if (!g_cuda) return ngt_skip(g_reason);
+    for (mode = 0; mode < 2; mode++) {
+        ng_cnn_config cfg;
+        ng_model *net = NULL;
+        ng_update *upd = NULL;
+        ng_precond *pc = NULL;
+        ng_batches data;
+        ng_trainer tr;
+        ng_sgd_config sc;
+        ng_tn_config tc;
+        ng_profile_config prc;
+        ng_profile_row rows[96];
+        const ng_profile_row *st;
+        memset(&tr, 0, sizeof tr);
+        ng_cnn_config_default(&cfg);
+        cfg.c = 1, cfg.h = 6, cfg.w = 6;
+        NGT_OK(ng_cnn_parse_spec("c3k3-bn-relu-mp2-d3", &cfg));
+        cfg.chunk = 8;
+        cfg.seed = 23;
+        NGT_OK(ng_cnn_create(g_cuda, &cfg, &net));
+        memset(&sc, 0, sizeof sc);
+        sc.lr = 1.0f;
+        NGT_OK(ng_update_sgd_init(g_cuda, net, &sc, &upd));
+        ng_tn_config_default(&tc);
+        tc.method = NG_TN_NGD;
+        tc.max_iter = 10;
+        tc.rtol = 0.0;
+        tc.lr = 0.5;
+        NGT_OK(ng_precond_tn_init(g_cuda, net, &tc, NULL, 0, &pc));
+        NGT_OK(ng_batches_init(&data, g_cuda, g_cnn_x, CNN_ROWS, 16, 8, 3, 0, 1)); /* 2 full batches per epoch */
+        NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
+        if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
+        for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* 0 eager, then both batch buffers */
+        memset(&prc, 0, sizeof prc);
+        prc.measure = 1;
+        NGT_OK(ng_profile_start(g_cuda, &prc));
+        ng_profile_update(4, 1);
+        NGT_OK(ng_trainer_step(&tr, NULL));
+        ng_profile_update(4, 0);
+        NGT_OK(ng_profile_finish());
+        n = ng_profile_rows(rows, 96);
+        if (n > 96) n = 96;
+        st = find_row(rows, n, "train step");
+        NGT_CHECK(st && st->calls == 1, "train step row");
+        for (k = 0; k < NG_DEV_COUNT; k++) c[mode][k] = st->device_calls[k];
+        np = ng_model_size(net);
+        theta[mode] = (float *)malloc(np * sizeof(float));
+        NGT_CHECK(theta[mode] != NULL, "out of memory");
+        NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, theta[mode]));
+        ng_trainer_release(&tr);
+        ng_batches_free(&data);
+        ng_update_free(upd);
+        ng_precond_free(pc);
+        ng_cnn_free(net);
+    }
+    NGT_CHECK(memcmp(theta[0], theta[1], np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what);
+    free(theta[0]);
+    free(theta[1]);
+    printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n", what,
+           c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY],
+           c[1][NG_DEV_GRAPH]);
+    NGT_CHECK(c[1][NG_DEV_GRAPH] > 0.0 && c[1][NG_DEV_KERNEL] < c[0][NG_DEV_KERNEL] && c[1][NG_DEV_BLAS] < c[0][NG_DEV_BLAS] &&
+                  c[0][NG_DEV_GRAPH] == 0.0,
+              "%s: segments do not replace launches", what);
+    if (csv) {
+        FILE *f = fopen(csv, "a");
+        NGT_CHECK(f != NULL, "cannot append to %s", csv);
+        for (mode = 0; mode < 2; mode++) {
+            const double *d = c[mode];
+            fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what, mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL], d[NG_DEV_BLAS],
+                    d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
+                    d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
+        }
+        fclose(f);
+    }
+    return NGT_PASS;
+}
+
 /* ---- the objective evaluations of truncated Newton's searches, rho and HF's backtracking ---- */
 
 /* ng_net_evaluate_dev + ng_net_evaluate_read give what ng_net_evaluate gives, bit for bit, on the CPU
@@ -2366,6 +2455,180 @@ static int test_segments_ncg_l_chunked(void) {
     return r;
 }
 
+/* Conv nets under truncated Newton in segments: cnn_run's 6x6 images in batches of 4, in chunks of
+ * 4 (ngd-l, hf: one chunk, whose forward pass the gradient leaves in the buffers for the products
+ * until an evaluation replaces it) or 3 (ncg-l, sampled: two chunks, whose forward passes every
+ * product recomputes), so the pass state a segment starts from and leaves matters; without
+ * augmentation (refused by tn). ngd-l (G v)
+ * with rho's quadratic model (its curvature product follows the line search's evaluations: it
+ * recomputes the forward pass only if a replayed evaluation leaves "no forward pass held"), ngd with
+ * the sampled Fisher (its stream step on the device), hf with the Hessian (H v; its backtracking and rho evaluate the objective) on the batch-norm net,
+ * ncg-l (a line search of evaluations every update) and ncg-f on the empirical Fisher with eta > 0 (a
+ * batch-norm net in chunks of 3). Eager and in segments the parameters, running averages, gradient count and batch
+ * objective, and tn's lambda, rho and step sizes, are equal bit for bit after every update; the gradient, the curvature
+ * products and the objective evaluations are captures or replays, none fails, and they replay. */
+enum { CT_NGD, CT_HF_BN, CT_NCG, CT_SAMPLED, CT_WHITEN, CT_NCGF_EMP };
+static const char *const cnn_tn_name[] = {"cnn ngd-l (G v), quadratic rho", "cnn hf (H v), batch norm", "cnn ncg-l",
+                                          "cnn ngd (sampled Fisher)", "cnn ngd, whitening layer (T = 4)",
+                                          "cnn ncg-f (empirical Fisher, eta 1e-3), batch norm"};
+
+static ng_status cnn_tn_run_init(cnn_run *r, int kind) {
+    ng_cnn_config cfg;
+    ng_sgd_config c;
+    ng_tn_config tc;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(cnn_spec[kind == CT_HF_BN || kind == CT_NCGF_EMP ? CNN_BN : kind == CT_WHITEN ? CNN_WHITEN : CNN_AUG],
+                             &cfg));
+    cfg.chunk = kind == CT_NGD || kind == CT_HF_BN ? 4 : 3;
+    if (kind == CT_WHITEN) {
+        cfg.whiten_every = 4; /* the gradients of updates 0, 4, 8 re-whiten (host algebra) */
+        cfg.whiten_samples = 4;
+    }
+    cfg.seed = 23;
+    NG_TRY(ng_cnn_create(g_cuda, &cfg, &r->m));
+    memset(&c, 0, sizeof c); /* the plain step of size 1 of truncated Newton (cnn_cmd.c) */
+    c.lr = 1.0f;
+    c.weight_decay = 1e-3f;
+    s = ng_update_sgd_init(g_cuda, r->m, &c, &r->upd);
+    ng_tn_config_default(&tc);
+    tc.method = kind == CT_HF_BN ? NG_TN_HF : kind == CT_NCG ? NG_TN_NCG_L : kind == CT_NGD ? NG_TN_NGD_L
+              : kind == CT_NCGF_EMP ? NG_TN_NCG_F : NG_TN_NGD;
+    tc.max_iter = kind == CT_HF_BN ? 6 : 4;
+    tc.lr = 0.5;
+    if (kind == CT_HF_BN) tc.curvature = NG_TN_CURV_HESSIAN;
+    if (kind == CT_NGD) tc.rho_model = NG_TN_RHO_QUADRATIC; /* a product after the search's evaluations */
+    if (kind == CT_SAMPLED) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
+    if (kind == CT_NCGF_EMP) tc.fisher = NG_FISHER_EMPIRICAL, tc.eta = 1e-3;
+    tc.hf_precond = 0; /* refused on a cnn */
+    if (s == NG_OK) s = ng_precond_tn_init(g_cuda, r->m, &tc, NULL, 0, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_cuda, g_cnn_x, CNN_ROWS, CNN_N, 4, 5, 0, 1);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
+    return s;
+}
+
+/* same_cnn, then truncated Newton's lambda, rho, alpha, beta, solver iterations and stop, relative
+ * residual, HF's iterate and the evaluations (its log_values' first 9 columns; the rest are timings)
+ * bit for bit: a rho off by a little need not move lambda, so the parameters alone would not see it */
+static int same_cnn_tn_pr(const pair *pr, uint64_t t) {
+    ng_precond *pa = ((cnn_run *)pr->a)->pc, *pb = ((cnn_run *)pr->b)->pc;
+    double va[NG_TRAIN_MAX_COLUMNS], vb[NG_TRAIN_MAX_COLUMNS];
+    int i;
+    if (same_cnn_pr(pr, t) != NGT_PASS) return NGT_FAIL;
+    NGT_OK(pa->iface->log_values(pa, va));
+    NGT_OK(pb->iface->log_values(pb, vb));
+    for (i = 0; i < 9; i++)
+        NGT_CHECK(memcmp(&va[i], &vb[i], sizeof va[i]) == 0, "%s: after update %llu column %d = %.17g eager, %.17g in segments",
+                  pr->what, (unsigned long long)t, i, va[i], vb[i]);
+    return NGT_PASS;
+}
+
+/* a segment's counts: no failure, calls (captures + replays + eager) = want (0: not checked),
+ * eager calls = eag (those of the unlogged updates that run eagerly: update 0), more replays than
+ * captures when replays */
+static int cnn_seg_counts(const char *what, const ng_trainer *b, const char *name, uint64_t want, uint64_t eag_want,
+                          int replays) {
+    uint64_t cap, rep, eag, fail;
+    ng_graph_seg_counts(&b->graph.segs, name, &cap, &rep, &eag, &fail);
+    printf("; %s %llu captured, %llu replayed, %llu eager", name, (unsigned long long)cap, (unsigned long long)rep,
+           (unsigned long long)eag);
+    NGT_CHECK(fail == 0 && eag == eag_want && (want == 0 || cap + rep + eag == want) && (!replays || rep > cap),
+              "%s: %s %llu captures, %llu replays, %llu eager (want %llu), %llu failures (%llu calls)", what, name,
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)eag_want,
+              (unsigned long long)fail, (unsigned long long)want);
+    return NGT_PASS;
+}
+
+/* log_every 0: only update 0 runs eagerly, so every later segment call must be a capture or a replay */
+static int cnn_seg_vs_eager(int kind, uint64_t steps) {
+    static const char *const names[3] = {"gradient", "tn curvature product", "tn objective"};
+    const char *what = cnn_tn_name[kind];
+    cnn_run a, b;
+    uint64_t cap, rep, eag0[3], fail, evals = 0, t;
+    pair pr = {what, &a, &b, steps};
+    int i;
+    NGT_OK(cnn_tn_run_init(&a, kind));
+    NGT_OK(cnn_tn_run_init(&b, kind));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
+    for (t = 0; t < steps; t++) {
+        double v[16];
+        if (step_both(&a.tr, &b.tr, t, t + 1, 0, same_cnn_tn_pr, &pr) != NGT_PASS) return NGT_FAIL;
+        NGT_OK(b.pc->iface->log_values(b.pc, v)); /* host values: the update's evaluations in column 8 */
+        evals += (uint64_t)v[8];
+        for (i = 0; i < 3 && t == 0; i++) ng_graph_seg_counts(&b.tr.graph.segs, names[i], &cap, &rep, &eag0[i], &fail);
+    }
+    printf("  %s: %llu updates", what, (unsigned long long)steps);
+    if (kind == CT_WHITEN) { /* a re-whitening update's segments run eagerly (no pass state while one is due) */
+        ng_graph_seg_counts(&b.tr.graph.segs, names[0], &cap, &rep, &eag0[0], &fail);
+        printf("; gradient %llu captured, %llu replayed, %llu eager; parameters, whitening state, gradient count and batch "
+               "objective identical after every update\n", (unsigned long long)cap, (unsigned long long)rep,
+               (unsigned long long)eag0[0]);
+        NGT_CHECK(fail == 0 && rep > 0 && eag0[0] == (steps + 3) / 4 && cap + rep + eag0[0] == steps,
+                  "%s: gradient %llu captures, %llu replays, %llu eager (want %llu), %llu failures", what,
+                  (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag0[0],
+                  (unsigned long long)((steps + 3) / 4), (unsigned long long)fail);
+        cnn_run_free(&a);
+        cnn_run_free(&b);
+        return NGT_PASS;
+    }
+    if (cnn_seg_counts(what, &b.tr, names[0], steps, eag0[0], 1) != NGT_PASS) return NGT_FAIL;
+    if (cnn_seg_counts(what, &b.tr, names[1], 0, eag0[1], 1) != NGT_PASS) return NGT_FAIL;
+    if (cnn_seg_counts(what, &b.tr, names[2], evals, eag0[2], evals > eag0[2] + 4) != NGT_PASS) return NGT_FAIL;
+    printf(" (%llu evaluations); parameters, running averages, gradient count and batch objective identical after every "
+           "update\n", (unsigned long long)evals);
+    if (kind == CT_SAMPLED) { /* a step by value would be a new graph every update */
+        ng_graph_seg_counts(&b.tr.graph.segs, names[1], &cap, &rep, &eag0[1], &fail);
+        NGT_CHECK(cap < steps - 1, "%s: %llu captures of the product in %llu segmented updates", what, (unsigned long long)cap,
+                  (unsigned long long)(steps - 1));
+    }
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+CUDA_TEST(test_segments_cnn_ngd, cnn_seg_vs_eager(CT_NGD, 9))
+CUDA_TEST(test_segments_cnn_hf_bn, cnn_seg_vs_eager(CT_HF_BN, 9))
+CUDA_TEST(test_segments_cnn_ncg, cnn_seg_vs_eager(CT_NCG, 9))
+CUDA_TEST(test_segments_cnn_sampled, cnn_seg_vs_eager(CT_SAMPLED, 9))
+CUDA_TEST(test_segments_cnn_whiten, cnn_seg_vs_eager(CT_WHITEN, 10))
+CUDA_TEST(test_segments_cnn_ncg_f, cnn_seg_vs_eager(CT_NCGF_EMP, 9))
+
+/* A conv net's gradient that reads the host (the grad_ready hook reads a norm): its capture fails
+ * (the body returns the capture's error before it counts the gradient), the trainer puts back the
+ * pass state (and through graph_discarded the count and aug_ok the failed call may have changed)
+ * and runs it eagerly; the run (gradient count included) equals the eager one, and the curvature
+ * products still replay. */
+static int test_segments_cnn_failed_capture(void) {
+    cnn_run a, b;
+    uint64_t cap, rep, eag, fail;
+    pair pr = {"cnn ngd, failing gradient capture", &a, &b, 6};
+    if (!g_cuda) return ngt_skip(g_reason);
+    NGT_OK(cnn_tn_run_init(&a, CT_SAMPLED));
+    NGT_OK(cnn_tn_run_init(&b, CT_SAMPLED));
+    a.m->grad_ready = b.m->grad_ready = ready_with_host_read;
+    a.m->grad_user = a.m;
+    b.m->grad_user = b.m;
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    if (step_both(&a.tr, &b.tr, 0, 6, 0, same_cnn_tn_pr, &pr) != NGT_PASS) return NGT_FAIL;
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
+    printf("  cnn ngd with a gradient that reads the host: %llu failed captures, %llu gradients eager", (unsigned long long)fail,
+           (unsigned long long)eag);
+    NGT_CHECK(cap == 0 && rep == 0 && fail > 0 && eag == 6, "gradient: %llu captures, %llu replays, %llu eager, %llu failures",
+              (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag, (unsigned long long)fail);
+    ng_graph_seg_counts(&b.tr.graph.segs, "tn curvature product", &cap, &rep, &eag, &fail);
+    printf("; curvature products %llu captured, %llu replayed; identical\n", (unsigned long long)cap, (unsigned long long)rep);
+    NGT_CHECK(rep > 0 && fail == 0, "curvature products: %llu replays, %llu failures", (unsigned long long)rep,
+              (unsigned long long)fail);
+    a.m->grad_ready = b.m->grad_ready = NULL;
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
 int main(void) {
     int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
@@ -2431,12 +2694,20 @@ int main(void) {
     NGT_RUN(test_segments_failed_capture);
     NGT_RUN(test_segments_refusals);
     NGT_RUN(test_counts_segments);
+    NGT_RUN(test_counts_cnn_segments);
     NGT_RUN(test_evaluate_dev);
     NGT_RUN(test_segments_ngd_l);
     NGT_RUN(test_segments_ncg_l);
     NGT_RUN(test_segments_ncg_f);
     NGT_RUN(test_segments_hf_evals);
     NGT_RUN(test_segments_ncg_l_chunked);
+    NGT_RUN(test_segments_cnn_ngd);
+    NGT_RUN(test_segments_cnn_hf_bn);
+    NGT_RUN(test_segments_cnn_ncg);
+    NGT_RUN(test_segments_cnn_sampled);
+    NGT_RUN(test_segments_cnn_whiten);
+    NGT_RUN(test_segments_cnn_ncg_f);
+    NGT_RUN(test_segments_cnn_failed_capture);
     ng_backend_free(g_cuda);
     return ngt_finish();
 }

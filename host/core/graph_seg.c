@@ -16,6 +16,30 @@ uint64_t ng_graph_key_f64(double d) {
     return u;
 }
 
+_Static_assert(NG_MAX_DIMS == 4, "ng_graph_tensor_words packs four dims");
+void ng_graph_tensor_words(const ng_tensor *t, uint64_t *w) {
+    w[0] = (uint64_t)(uintptr_t)t->ptr;
+    w[1] = (uint64_t)(uint32_t)t->rows << 32 | (uint32_t)t->cols;
+    w[2] = (uint64_t)(uint32_t)t->ld << 32 | (uint32_t)t->ndim;
+    w[3] = (uint64_t)(uint32_t)t->dtype;
+    w[4] = (uint64_t)(uint32_t)t->dims[0] << 32 | (uint32_t)t->dims[1];
+    w[5] = (uint64_t)(uint32_t)t->dims[2] << 32 | (uint32_t)t->dims[3];
+}
+
+void ng_graph_words_tensor(const uint64_t *w, ng_tensor *t) {
+    memset(t, 0, sizeof *t);
+    t->ptr = (void *)(uintptr_t)w[0];
+    t->rows = (int)(uint32_t)(w[1] >> 32);
+    t->cols = (int)(uint32_t)w[1];
+    t->ld = (int)(uint32_t)(w[2] >> 32);
+    t->ndim = (int)(uint32_t)w[2];
+    t->dtype = (ng_dtype)(uint32_t)w[3];
+    t->dims[0] = (int)(uint32_t)(w[4] >> 32);
+    t->dims[1] = (int)(uint32_t)w[4];
+    t->dims[2] = (int)(uint32_t)(w[5] >> 32);
+    t->dims[3] = (int)(uint32_t)w[5];
+}
+
 void ng_graph_segs_init(ng_graph_segs *c, ng_backend *be) {
     memset(c, 0, sizeof *c);
     c->be = be;

@@ -68,18 +68,31 @@ static ng_status precond_fp32(ng_trainer *tr) {
 }
 
 /* The gradient as a graph segment (natgrad/graph.h) under --cuda-graph with tn / kfac; the
- * model's host check after it. Eager otherwise. */
+ * model's host check after it. Eager otherwise. A count the gradient advances on the host (a cnn's
+ * gradients) is not pass state (in a key no graph would replay): the model's graph_replayed repeats
+ * it after a replay and graph_discarded undoes it after a failed capture, as for the whole-step
+ * graph. The state callbacks tell the two apart: the failed capture ran the body, a replay did not. */
 typedef struct grad_ctx {
     ng_model *m; /* first: ng_model_seg_state_get */
     ng_trainer *tr;
     const ng_tensor *x;
+    int ran; /* the body ran in this call (eager, or captured) */
 } grad_ctx;
 static ng_status grad_body(void *user) {
     grad_ctx *c = (grad_ctx *)user;
+    c->ran = 1;
     return ng_trainer_gradient(c->tr, c->x);
 }
+static void grad_state_set(void *user, const uint64_t *st, int n) {
+    grad_ctx *c = (grad_ctx *)user;
+    const struct ng_model_i *mi = c->m->iface;
+    if (c->ran && mi->graph_discarded) mi->graph_discarded(c->m); /* a failed capture: before its eager run */
+    ng_model_seg_state_set(user, st, n);
+    if (!c->ran && mi->graph_replayed) mi->graph_replayed(c->m, c->x); /* a replay */
+    c->ran = 0;
+}
 static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
-    static const ng_graph_seg seg = {"gradient", grad_body, ng_model_seg_state_get, ng_model_seg_state_set};
+    static const ng_graph_seg seg = {"gradient", grad_body, ng_model_seg_state_get, grad_state_set};
     grad_ctx c;
     uint64_t key[4];
     ng_status s;
@@ -87,6 +100,7 @@ static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
     c.m = tr->model;
     c.tr = tr;
     c.x = x;
+    c.ran = 0;
     key[0] = ng_graph_key_ptr(x->ptr);
     key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
     key[2] = (uint64_t)(uint32_t)x->ld;
@@ -145,7 +159,7 @@ static ng_status step_body(ng_trainer *tr, double *row) {
 static ng_status graph_segments_check(ng_trainer *tr) {
     if (!tr->model->iface->graph_state_get || !tr->model->iface->graph_state_set)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s has no pass state for graph segments (%s is "
-                        "captured in segments on net only); run it with --cuda-graph 0", tr->model->iface->kind,
+                        "captured in segments on net and cnn); run it with --cuda-graph 0", tr->model->iface->kind,
                         tr->pc->iface->name);
     if (strcmp(tr->pc->iface->name, "kfac") == 0) {
         ng_kfac_config kc;

@@ -41,6 +41,7 @@
 
 #include "natgrad/cnn.h"
 #include "natgrad/comm.h"
+#include "natgrad/graph.h"
 #include "natgrad/net.h"
 #include "natgrad/profile.h"
 #include "natgrad/rng.h"
@@ -1055,6 +1056,84 @@ ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective) {
     return NG_OK;
 }
 
+/* ng_cnn_objective's device half: its forward passes (training mode, nothing updated) and loss ops
+ * with no host read, case c's objective into objs[c] (= what chunk_score reads from obj) */
+ng_status ng_cnn_objective_dev(ng_model *m, const ng_tensor *x, float *objs) {
+    cnn *n = as_cnn(m);
+    const int ch = n->cfg.chunk;
+    int c0, N;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_objective_dev: model %s is not a cnn", m->iface->kind);
+    NG_TRY(check_batch(n, x, NULL, "objective"));
+    if (!objs) return ng_error(NG_ERR_INVALID_ARG, "cnn objective: NULL device buffer of per-case objectives");
+    N = x->cols;
+    for (c0 = 0; c0 < N; c0 += ch) {
+        const int cols = N - c0 < ch ? N - c0 : ch;
+        const float *xc = x->data + (size_t)c0 * x->ld;
+        ng_op_args o = {.op = NG_OP_LOSS};
+        NG_TRY(forward(n, xc, x->ld, cols, 2));
+        o.loss.rows = n->classes, o.loss.cols = cols, o.loss.loss = NG_LOSS_CATEGORICAL;
+        o.loss.z = n->A[n->L].data, o.loss.ldz = n->classes, o.loss.y = n->Y.data, o.loss.ldy = n->classes;
+        o.loss.t = xc + n->size[0], o.loss.ldt = x->ld, o.loss.scale = 1.0f, o.loss.d = n->D[n->L].data;
+        o.loss.ldd = n->classes, o.loss.obj = objs + c0;
+        NG_TRY(ng_run_op(m->be, &o));
+    }
+    return NG_OK;
+}
+
+/* its host half: the mean of the cases' objectives, summed in double in case order (as
+ * ng_cnn_objective sums them: the same value, bit for bit), read through the host scratch */
+ng_status ng_cnn_objective_read(ng_model *m, int cases, const float *objs, double *objective) {
+    cnn *n = as_cnn(m);
+    double so = 0.0;
+    int c0, c, piece;
+    if (m->iface != &cnn_iface || cases < 1 || !objs)
+        return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_objective_read: a cnn, >= 1 case and the device buffer are required");
+    piece = (2 * n->classes + 1) * n->cfg.chunk; /* the host scratch's floats */
+    for (c0 = 0; c0 < cases; c0 += piece) {
+        const int k = cases - c0 < piece ? cases - c0 : piece;
+        NG_TRY(ng_get(m->be, n->host, objs + c0, (size_t)k * sizeof(float)));
+        for (c = 0; c < k; c++) so += n->host[c];
+    }
+    *objective = so / cases;
+    return NG_OK;
+}
+
+typedef struct obj_ctx {
+    ng_model *m; /* first: ng_model_seg_state_get */
+    const ng_tensor *x;
+    float *objs;
+} obj_ctx;
+static ng_status obj_body(void *user) {
+    obj_ctx *c = (obj_ctx *)user;
+    return ng_cnn_objective_dev(c->m, c->x, c->objs);
+}
+
+ng_status ng_cnn_objective_seg(struct ng_graph_segs *segs, const char *name, ng_model *m, const ng_tensor *x, float **objs,
+                               size_t *cap, double *objective) {
+    const ng_graph_seg seg = {name, obj_body, ng_model_seg_state_get, ng_model_seg_state_set};
+    obj_ctx c;
+    uint64_t key[5];
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_objective_seg: model %s is not a cnn", m->iface->kind);
+    NG_TRY(check_batch(as_cnn(m), x, NULL, "objective"));
+    if ((size_t)x->cols > *cap) { /* outside the segment: a bigger batch than before */
+        if (*objs) ng_free(m->be, *objs);
+        *objs = NULL;
+        *cap = 0;
+        NG_TRY(ng_alloc(m->be, (size_t)x->cols * sizeof(float), (void **)objs));
+        *cap = (size_t)x->cols;
+    }
+    c.m = m;
+    c.x = x;
+    c.objs = *objs;
+    key[0] = ng_graph_key_ptr(x->ptr);
+    key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
+    key[2] = (uint64_t)(uint32_t)x->ld;
+    key[3] = ng_graph_key_ptr(m->param_flat.data);
+    key[4] = ng_graph_key_ptr(*objs);
+    NG_TRY(ng_graph_seg_run(segs, &seg, &c, key, 5));
+    return ng_cnn_objective_read(m, x->cols, *objs, objective);
+}
+
 ng_status ng_cnn_predict(ng_model *m, const ng_tensor *x, ng_tensor *y) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk;
@@ -1332,8 +1411,8 @@ static ng_status loss_hvp_op(cnn *n, int loss, const float *y, const float *v, f
  * G v: D[L] = (1/m) H_L R{z_L}, H_L = diag(y) - y y^T. Sampled / empirical: D[L] = (1/(m S)) d
  * (d^T R{z_L}) per case with d = y - t (t drawn from the model, S draws; or the data's). Then the
  * backward pass of the chunk into out. */
-static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v,
-                            ng_tensor *out) {
+static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, uint64_t *step_dev,
+                            const ng_tensor *v, ng_tensor *out) {
     cnn *n = as_cnn(m);
     const int ch = n->cfg.chunk;
     int c0, N, s, S;
@@ -1368,6 +1447,7 @@ static ng_status cnn_fvp_fp(ng_model *m, int mode, int samples, uint64_t key, ui
                     a.sample_targets.y = n->Y.data, a.sample_targets.ldy = n->classes;
                     a.sample_targets.t = n->TT.data, a.sample_targets.ldt = n->classes;
                     a.sample_targets.key = key, a.sample_targets.step = step + (uint64_t)s;
+                    a.sample_targets.step_dev = step_dev; /* read only (advance 0): step_dev[0] + s */
                     a.sample_targets.col0 = (uint64_t)n->cur_lo + (uint64_t)c0;
                     NG_TRY(ng_run_op(m->be, &a));
                     t = n->TT.data;
@@ -1403,7 +1483,19 @@ ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t 
     ng_status s, e;
     if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_fvp: model %s is not a cnn", m->iface->kind);
     NG_TRY(ng_fp32_begin(m->be, &saved));
-    s = cnn_fvp_fp(m, mode, samples, key, step, v, out);
+    s = cnn_fvp_fp(m, mode, samples, key, step, NULL, v, out);
+    e = ng_fp32_end(m->be, saved);
+    return s != NG_OK ? s : e;
+}
+
+ng_status ng_cnn_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, uint64_t *step_dev, const ng_tensor *v,
+                         ng_tensor *out) {
+    int saved;
+    ng_status s, e;
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_fvp_dev: model %s is not a cnn", m->iface->kind);
+    if (!step_dev) return ng_error(NG_ERR_INVALID_ARG, "cnn F v: NULL device step");
+    NG_TRY(ng_fp32_begin(m->be, &saved));
+    s = cnn_fvp_fp(m, mode, samples, key, 0, step_dev, v, out);
     e = ng_fp32_end(m->be, saved);
     return s != NG_OK ? s : e;
 }
@@ -1645,6 +1737,11 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
         }
     }
     return NG_OK;
+}
+
+ng_status ng_cnn_hvp_prepare(ng_model *m) {
+    if (m->iface != &cnn_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_cnn_hvp_prepare: model %s is not a cnn", m->iface->kind);
+    return hv_workspace(as_cnn(m));
 }
 
 static ng_status cnn_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
@@ -1914,6 +2011,44 @@ static void cnn_graph_discarded(ng_model *m) {
     n->cached = 0;
 }
 
+/* CUDA-graph segments (natgrad/graph.h; truncated Newton's gradient, curvature products and
+ * objective evaluations): the host state of the passes that a segment's control flow reads and
+ * leaves behind: the curvature products' batch (cx, cy and its flags, cur_lo), whether the buffers
+ * hold its forward pass (cached), the last gradient's batch (m, have_batch), whether the device's
+ * augmentation step is known (aug_ok: a gradient rewrites it otherwise, a blocking copy) and
+ * whether H v's workspace exists (its first call allocates it). Not here: the gradient count, which
+ * a gradient advances and a key must not hold (the trainer's gradient segment repeats it through
+ * graph_replayed, natgrad/train.h). None while a whitening reparametrisation is due (the next
+ * gradient reads the host: every segment of that update runs eagerly) or on several ranks (batch
+ * norm reduces its sums on the host). */
+#define CNN_STATE_WORDS (2 * NG_GRAPH_TENSOR_WORDS + 2)
+static int cnn_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
+    const cnn *n = (const cnn *)m;
+    static const ng_tensor none; /* the views of a batch not set */
+    if (cap < CNN_STATE_WORDS || dist_on(n) || cnn_graph_eager(m)) return -1;
+    ng_graph_tensor_words(n->have_cur ? &n->cx : &none, st);
+    ng_graph_tensor_words(n->have_cur && n->have_cy ? &n->cy : &none, st + NG_GRAPH_TENSOR_WORDS);
+    st[2 * NG_GRAPH_TENSOR_WORDS] = (uint64_t)(n->have_cur != 0) | (uint64_t)(n->have_cy != 0) << 1 |
+                                    (uint64_t)(n->cached != 0) << 2 | (uint64_t)(n->have_batch != 0) << 3 |
+                                    (uint64_t)(n->aug_ok != 0) << 4 | (uint64_t)(n->hws.count != 0) << 5;
+    st[2 * NG_GRAPH_TENSOR_WORDS + 1] = (uint64_t)(uint32_t)n->m << 32 | (uint32_t)n->cur_lo;
+    return CNN_STATE_WORDS;
+}
+static void cnn_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
+    cnn *n = as_cnn(m);
+    const uint64_t f = st[2 * NG_GRAPH_TENSOR_WORDS];
+    if (n_words != CNN_STATE_WORDS) return;
+    ng_graph_words_tensor(st, &n->cx);
+    ng_graph_words_tensor(st + NG_GRAPH_TENSOR_WORDS, &n->cy);
+    n->have_cur = (int)(f & 1);
+    n->have_cy = (int)(f >> 1 & 1);
+    n->cached = (int)(f >> 2 & 1);
+    n->have_batch = (int)(f >> 3 & 1);
+    n->aug_ok = (int)(f >> 4 & 1);
+    n->m = (int)(uint32_t)(st[2 * NG_GRAPH_TENSOR_WORDS + 1] >> 32);
+    n->cur_lo = (int)(uint32_t)st[2 * NG_GRAPH_TENSOR_WORDS + 1];
+}
+
 static const struct ng_model_i cnn_iface = {
     .kind = "cnn",
     .gradient = cnn_gradient,
@@ -1932,4 +2067,6 @@ static const struct ng_model_i cnn_iface = {
     .graph_eager = cnn_graph_eager,
     .graph_replayed = cnn_graph_replayed,
     .graph_discarded = cnn_graph_discarded,
+    .graph_state_get = cnn_graph_state_get,
+    .graph_state_set = cnn_graph_state_set,
 };

@@ -1087,34 +1087,13 @@ static ng_status net_graph_check(const ng_model *m) {
  * control flow reads (is a chunk's forward pass in the buffers?) and leaves behind: the batch views,
  * the forward pass the buffers hold and whether D[] is valid. 6 words per tensor, 4 more. */
 #define NET_STATE_WORDS 28
-static void tensor_words(const ng_tensor *t, uint64_t *w) {
-    w[0] = (uint64_t)(uintptr_t)t->ptr;
-    w[1] = (uint64_t)(uint32_t)t->rows << 32 | (uint32_t)t->cols;
-    w[2] = (uint64_t)(uint32_t)t->ld << 32 | (uint32_t)t->ndim;
-    w[3] = (uint64_t)(uint32_t)t->dtype;
-    w[4] = (uint64_t)(uint32_t)t->dims[0] << 32 | (uint32_t)t->dims[1];
-    w[5] = (uint64_t)(uint32_t)t->dims[2] << 32 | (uint32_t)t->dims[3];
-}
-static void words_tensor(const uint64_t *w, ng_tensor *t) {
-    memset(t, 0, sizeof *t);
-    t->ptr = (void *)(uintptr_t)w[0];
-    t->rows = (int)(uint32_t)(w[1] >> 32);
-    t->cols = (int)(uint32_t)w[1];
-    t->ld = (int)(uint32_t)(w[2] >> 32);
-    t->ndim = (int)(uint32_t)w[2];
-    t->dtype = (ng_dtype)(uint32_t)w[3];
-    t->dims[0] = (int)(uint32_t)(w[4] >> 32);
-    t->dims[1] = (int)(uint32_t)w[4];
-    t->dims[2] = (int)(uint32_t)(w[5] >> 32);
-    t->dims[3] = (int)(uint32_t)w[5];
-}
 static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
     const net *n = as_cnet(m);
     if (cap < NET_STATE_WORDS || dist_bn(n)) return -1; /* batch norm over several ranks reads the host */
-    tensor_words(&n->x, st);
-    tensor_words(&n->y, st + 6);
-    tensor_words(&n->x0, st + 12);
-    tensor_words(&n->y0, st + 18);
+    ng_graph_tensor_words(&n->x, st);
+    ng_graph_tensor_words(&n->y, st + 6);
+    ng_graph_tensor_words(&n->x0, st + 12);
+    ng_graph_tensor_words(&n->y0, st + 18);
     st[24] = (uint64_t)(uint32_t)n->have_y << 32 | (uint32_t)n->have_batch;
     st[25] = (uint64_t)(uint32_t)n->m << 32 | (uint32_t)n->fwd_cols;
     st[26] = (uint64_t)(uintptr_t)n->fwd_x;
@@ -1124,10 +1103,10 @@ static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
 static void net_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
     net *n = as_net(m);
     if (n_words != NET_STATE_WORDS) return;
-    words_tensor(st, &n->x);
-    words_tensor(st + 6, &n->y);
-    words_tensor(st + 12, &n->x0);
-    words_tensor(st + 18, &n->y0);
+    ng_graph_words_tensor(st, &n->x);
+    ng_graph_words_tensor(st + 6, &n->y);
+    ng_graph_words_tensor(st + 12, &n->x0);
+    ng_graph_words_tensor(st + 18, &n->y0);
     n->have_y = (int)(uint32_t)(st[24] >> 32);
     n->have_batch = (int)(uint32_t)st[24];
     n->m = (int)(uint32_t)(st[25] >> 32);

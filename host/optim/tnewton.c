@@ -171,8 +171,9 @@ typedef struct tn {
     int fstep_dev;
     void *sq;               /* hf: scratch of the diagonal, grown with the batch (not per update) */
     size_t sq_cap;          /* its floats */
-    float *sums;            /* a network's objective at a trial point: its per-chunk sums on the device
-                             * (ng_net_evaluate_dev), grown with the batch outside the segments */
+    float *sums;            /* the objective at a trial point: a network's per-chunk sums on the device
+                             * (ng_net_evaluate_dev), a cnn's per-case objectives (ng_cnn_objective_dev),
+                             * grown with the batch outside the segments */
     size_t sums_cap;        /* its floats */
     /* the metric stream */
     int have_stream;
@@ -248,8 +249,11 @@ static ng_status decay_norm2(ng_model *m, double *out) {
 /* ---- the model's calls: a network or a cnn ------------------------------------------------------- */
 static int model_is_cnn(const ng_model *m) { return m && strcmp(m->iface->kind, "cnn") == 0; }
 /* a cnn's objective in training mode (batch norm on the batch's statistics, the function h0 and
- * the gradient come from; a network's: net_objective_seg) */
-static ng_status cnn_evaluate(tn *k, double *h) { return ng_cnn_objective(k->net, &k->bx, h); }
+ * the gradient come from) as the segment "tn objective" (ng_cnn_objective_seg: its per-case
+ * objectives in k->sums); a network's: net_objective_seg */
+static ng_status cnn_evaluate(tn *k, double *h) {
+    return ng_cnn_objective_seg(k->self->segs, "tn objective", k->net, &k->bx, &k->sums, &k->sums_cap, h);
+}
 static ng_status m_batch_loss(tn *k, ng_model *m, double *h) {
     double e;
     return k->is_cnn ? ng_cnn_batch_loss(m, h, &e) : ng_net_batch_loss(m, h, &e);
@@ -422,6 +426,8 @@ ng_status ng_tn_hf_diagonal(ng_model *m, double lambda, double power, float *dia
 static ng_status curvature_local(tn *k, const float *x, float *y) {
     ng_tensor tx = ng_tensor_matrix((float *)x, (int)k->n, 1, (int)k->n), ty = ng_tensor_matrix(y, (int)k->n, 1, (int)k->n);
     if (k->is_cnn && k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_cnn_hvp(k->net, &tx, &ty);
+    if (k->is_cnn && k->fstep_dev)
+        return ng_cnn_fvp_dev(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, (uint64_t *)k->fstep.ptr, &tx, &ty);
     if (k->is_cnn)
         return ng_cnn_fvp(k->net, k->cfg.fisher, k->cfg.fisher_samples, k->fisher_key, ng_tn_fisher_step(k->t_now), &tx, &ty);
     if (k->cfg.curvature == NG_TN_CURV_HESSIAN) return ng_net_hvp(k->net, &tx, &ty);
@@ -462,6 +468,8 @@ static ng_status curvature_seg(tn *k, const float *x, float *y) {
     key[2] = (uint64_t)k->n;
     key[3] = (uint64_t)(uint32_t)k->cfg.curvature << 32 | (uint32_t)k->cfg.fisher;
     key[4] = (uint64_t)(uint32_t)k->cfg.fisher_samples;
+    if (k->is_cnn && k->cfg.curvature == NG_TN_CURV_HESSIAN && k->self->segs)
+        NG_TRY(ng_cnn_hvp_prepare(k->net)); /* its workspace, not allocated inside a capture */
     if (k->cfg.fisher != NG_FISHER_SAMPLED || k->cfg.curvature == NG_TN_CURV_HESSIAN)
         return ng_graph_seg_run(k->self->segs, &seg, &c, key, 5);
     /* the sampled targets' stream: its step on the device while segments replay (fstep_dev), else by
@@ -571,7 +579,7 @@ static ng_status tn_apply(ng_precond *p, ng_model *m, uint64_t t) {
     k->pred = NAN;
     k->t_now = t;
     /* under graph segments the sampled Fisher reads its stream step from the device (the same draws) */
-    k->fstep_dev = k->self->segs && k->self->segs->on && !k->is_cnn && k->cfg.fisher == NG_FISHER_SAMPLED &&
+    k->fstep_dev = k->self->segs && k->self->segs->on && k->cfg.fisher == NG_FISHER_SAMPLED &&
                    k->cfg.curvature != NG_TN_CURV_HESSIAN;
     if (k->fstep_dev) {
         const uint64_t st[2] = {ng_tn_fisher_step(t), 0}; /* the step, its ticket 0 */

@@ -96,6 +96,20 @@ ng_status ng_cnn_evaluate(ng_model *m, const ng_tensor *x, double *objective, do
  * the gradient sees them; running averages untouched; no augmentation): the function whose
  * gradient ng_model_gradient computes, for line searches and damping rules. */
 ng_status ng_cnn_objective(ng_model *m, const ng_tensor *x, double *objective);
+/* ng_cnn_objective in two halves, for a caller that captures the device work in a CUDA-graph
+ * segment (natgrad/graph.h): ng_cnn_objective_dev runs the same forward passes and loss ops with no
+ * host read, case c's objective into objs[c] (device memory of x->cols floats);
+ * ng_cnn_objective_read reads them and gives what ng_cnn_objective gives, bit for bit. */
+ng_status ng_cnn_objective_dev(ng_model *m, const ng_tensor *x, float *objs);
+ng_status ng_cnn_objective_read(ng_model *m, int cases, const float *objs, double *objective);
+/* ng_cnn_objective of x at the parameters in the arena as the CUDA-graph segment `name` (a static
+ * string) of segs (eager when segs is NULL or off): the _dev half captured, keyed by x's view, the
+ * parameters' and objs' addresses and the model's pass state, then the _read half. *objs / *cap:
+ * the caller's device buffer (floats), grown here, outside the segment, when x needs more (the
+ * caller frees it with ng_free). What truncated Newton's evaluations call. */
+struct ng_graph_segs;
+ng_status ng_cnn_objective_seg(struct ng_graph_segs *segs, const char *name, ng_model *m, const ng_tensor *x, float **objs,
+                               size_t *cap, double *objective);
 /* Gradients computed so far (the counter of the whitening schedule and of the augmentation
  * stream; checkpointed). */
 uint64_t ng_cnn_gradients(const ng_model *m);
@@ -163,6 +177,13 @@ ng_status ng_cnn_jvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_gvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_hvp(ng_model *m, const ng_tensor *v, ng_tensor *out);
 ng_status ng_cnn_fvp(ng_model *m, int mode, int samples, uint64_t key, uint64_t step, const ng_tensor *v, ng_tensor *out);
+/* The same with the sampled targets' step = step_dev[0] read on the device (2 words as
+ * natgrad/backend.h's sample_targets step_dev, written by the caller; read only): the same draws,
+ * and a captured CUDA graph of it replays with the step written since (natgrad/graph.h). */
+ng_status ng_cnn_fvp_dev(ng_model *m, int mode, int samples, uint64_t key, uint64_t *step_dev, const ng_tensor *v,
+                         ng_tensor *out);
+/* Allocate H v's workspace now (its first call would), e.g. before a CUDA-graph capture of it. */
+ng_status ng_cnn_hvp_prepare(ng_model *m);
 /* Exact-Fisher (= Gauss-Newton) quadratic forms of nv <= 8 vectors on the current batch, as
  * ng_net_fisher_gram (K-FAC's quadratic model, appendix C): gram[i + nv j] = (1/m) sum_cases
  * (J v_i)^T H_L (J v_j), one R-forward pass per vector, no backward pass. work: float32 device

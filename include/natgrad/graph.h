@@ -25,6 +25,7 @@
 
 #include "natgrad/backend.h"
 #include "natgrad/status.h"
+#include "natgrad/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,6 +78,11 @@ void ng_graph_seg_counts(const ng_graph_segs *c, const char *name, uint64_t *cap
 /* Key words: a pointer, a double (its bits) */
 static inline uint64_t ng_graph_key_ptr(const void *p) { return (uint64_t)(uintptr_t)p; }
 uint64_t ng_graph_key_f64(double d);
+/* A tensor view as NG_GRAPH_TENSOR_WORDS words of pass state (pointer, shape, ld, dtype, dims) and
+ * back: the batch views a model's graph_state_get / set save (natgrad/model.h) */
+#define NG_GRAPH_TENSOR_WORDS 6
+void ng_graph_tensor_words(const ng_tensor *t, uint64_t *w);
+void ng_graph_words_tensor(const uint64_t *w, ng_tensor *t);
 
 #ifdef __cplusplus
 }
