@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include <lapacke.h>
+#include <omp.h>
 
 #include "harness.h"
 #include "natgrad/backend.h"
@@ -5614,6 +5615,85 @@ static int test_cpu_draws_only(ng_backend *be) {
     return NGT_PASS;
 }
 
+/* gibbs_sample's fused column sums (sum): equal to ng_sum_cols_part over the op's output, bit for
+ * bit, for prob and for draws, over two ops in a row (sum_first, then adding), on one thread (the
+ * sums inside the tile loop) and on two (one pass after it); refused by name on a backend without
+ * sum_cols_part. Shapes: short columns (several per tile), columns longer than a tile, an ld. */
+static int test_gibbs_sum(ng_backend *be) {
+    static const int shapes[][3] = {{500, 37, 500}, {784, 20, 790}, {3000, 5, 3001}, {7, 3000, 7}};
+    const uint64_t key = ng_rng_key(45, 2);
+    size_t a;
+    int out, th;
+    if (!ng_sum_cols_part_supported(be)) {
+        float *d = NULL;
+        double *acc = NULL;
+        ng_op_args o = {.op = NG_OP_GIBBS_SAMPLE};
+        ng_status st;
+        NGT_CHECK(ng_alloc(be, 64 * sizeof(float), (void **)&d) == NG_OK && ng_alloc(be, 8 * sizeof(double), (void **)&acc) == NG_OK,
+                  "out of memory");
+        ng_fill(be, 64, 0.5f, d);
+        o.gibbs_sample.rows = 8, o.gibbs_sample.cols = 8, o.gibbs_sample.pre = d, o.gibbs_sample.ldp = 8;
+        o.gibbs_sample.beta = 1.0f, o.gibbs_sample.prob = d, o.gibbs_sample.ldq = 8, o.gibbs_sample.sum = acc;
+        st = ng_run_op(be, &o);
+        NGT_CHECK(st == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "sum_cols_part"),
+                  "gibbs_sample with sum on the %s backend: status %s, '%s' (expected a refusal naming sum_cols_part)",
+                  be->iface->name, ng_status_name(st), ng_last_error());
+        ng_clear_error();
+        ng_free(be, d);
+        ng_free(be, acc);
+        return NGT_PASS;
+    }
+    for (a = 0; a < sizeof shapes / sizeof shapes[0]; a++)
+        for (out = 0; out < 2; out++)
+            for (th = 1; th <= 2; th++) {
+                const int rows = shapes[a][0], cols = shapes[a][1], ld = shapes[a][2], was = omp_get_max_threads();
+                const size_t n = (size_t)ld * cols;
+                float *x = (float *)malloc(n * sizeof(float)), *dx = NULL, *dout = NULL, *y0 = NULL, *y1 = NULL;
+                double *acc = NULL, *want = NULL, *got = (double *)malloc((size_t)rows * sizeof(double));
+                double *wh = (double *)malloc((size_t)rows * sizeof(double));
+                size_t i;
+                int b;
+                NGT_CHECK(x && got && wh && ng_alloc(be, n * sizeof(float), (void **)&dx) == NG_OK &&
+                              ng_alloc(be, n * sizeof(float), (void **)&dout) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(double), (void **)&acc) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(double), (void **)&want) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(float), (void **)&y0) == NG_OK &&
+                              ng_alloc(be, (size_t)rows * sizeof(float), (void **)&y1) == NG_OK,
+                          "out of memory");
+                for (i = 0; i < n; i++) x[i] = 6.0f * (ng_uniform_at(46, a, i) - 0.5f);
+                ng_set(be, dx, x, n * sizeof(float));
+                omp_set_num_threads(th);
+                for (b = 0; b < 2; b++) { /* two ops (steps 3, 4): the second adds to the first's sums */
+                    ng_op_args o = {.op = NG_OP_GIBBS_SAMPLE};
+                    o.gibbs_sample.rows = rows, o.gibbs_sample.cols = cols, o.gibbs_sample.pre = dx, o.gibbs_sample.ldp = ld;
+                    o.gibbs_sample.beta = 1.0f, o.gibbs_sample.key = key, o.gibbs_sample.step = 3 + (uint64_t)b;
+                    if (out) o.gibbs_sample.sample = dout, o.gibbs_sample.lds = ld;
+                    else o.gibbs_sample.prob = dout, o.gibbs_sample.ldq = ld;
+                    o.gibbs_sample.sum = acc, o.gibbs_sample.sum_first = b == 0;
+                    NGT_OK(ng_run_op(be, &o));
+                    /* the reference: sum_cols_part over the output the op wrote */
+                    NGT_OK(ng_sum_cols_part(be, rows, cols, dout, ld, want, b == 0, 1, 1.0f, 0.0f, y0));
+                }
+                omp_set_num_threads(was);
+                ng_get(be, got, acc, (size_t)rows * sizeof(double));
+                ng_get(be, wh, want, (size_t)rows * sizeof(double));
+                for (i = 0; i < (size_t)rows; i++)
+                    NGT_CHECK(memcmp(&got[i], &wh[i], sizeof got[i]) == 0,
+                              "gibbs_sample sum %dx%d (ld %d), %s, %d threads: row %zu is %a, sum_cols_part %a", rows, cols, ld,
+                              out ? "draws" : "prob", th, i, got[i], wh[i]);
+                ng_free(be, dx);
+                ng_free(be, dout);
+                ng_free(be, acc);
+                ng_free(be, want);
+                ng_free(be, y0);
+                ng_free(be, y1);
+                free(x);
+                free(got);
+                free(wh);
+            }
+    return NGT_PASS;
+}
+
 /* The CPU bit tests on the hand-written AVX-512 loops (skipped on a CPU without them) and on the
  * compiler's clones. */
 static int test_cpu_bits_path(ng_backend *be, int avx512, int (*test)(ng_backend *)) {
@@ -5647,6 +5727,7 @@ int main(void) {
     record("cpu-vs-naive", "cpu_draws_only (avx512)", test_cpu_bits_path(cpu, 1, test_cpu_draws_only));
     record("cpu-vs-naive", "cpu_draws_only (clones)", test_cpu_bits_path(cpu, 0, test_cpu_draws_only));
     record("cpu-vs-naive", "sum_cols_part", test_sum_cols_part(cpu));
+    record("cpu-vs-naive", "gibbs_sum", test_gibbs_sum(cpu));
     s = ng_backend_cuda_init(-1, &cuda);
     if (s != NG_OK) {
         char why[400];
@@ -5656,6 +5737,7 @@ int main(void) {
     } else {
         run_suite("cuda-vs-cpu", cuda, cpu);
         record("cuda-vs-cpu", "tf32_scopes", test_tf32_scopes(cuda));
+        record("cuda-vs-cpu", "gibbs_sum", test_gibbs_sum(cuda));
         ng_backend_free(cuda);
     }
     ng_backend_free(cpu);

@@ -953,6 +953,9 @@ ng_status ng_run_op(ng_backend *be, const ng_op_args *a) {
         return ng_error(NG_ERR_INVALID_ARG, "ng_run_op: unknown op %d", (int)a->op);
     op = op_table[a->op].name;
     NG_TRY(op_table[a->op].check(a, op, &empty));
+    if (a->op == NG_OP_GIBBS_SAMPLE && a->gibbs_sample.sum && !empty && !ng_sum_cols_part_supported(be))
+        return ng_error(NG_ERR_UNSUPPORTED, "%s: the fused column sums (sum) need sum_cols_part, which the %s backend "
+                        "lacks (sum the output with ng_sum_cols instead)", op, be->iface->name);
     if (empty) return NG_OK;
     if (!ng_supports_op(be, a->op))
         return ng_error(NG_ERR_UNSUPPORTED, "%s: not implemented by the %s backend", op, be->iface->name);

@@ -324,8 +324,14 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
     const long tpc = (rows + rpt - 1) / rpt;             /* tiles down a column */
     const long ntiles = rows > 0 ? tpc * ((cols + cpt - 1) / cpt) : 0;
     const int v4 = ng_cpu_avx512_active();
+    /* the fused column sums: in the tile loop when it runs on one thread (each row's additions
+     * then go column by column, as sum_cols_part's), else in one pass after it */
+    double *sum = a->gibbs_sample.sum;
+    const float *out = prob ? prob : sample;
+    const int ldo = prob ? ldq : lds, par = n > 16384 && omp_get_max_threads() > 1, fuse = sum && !par;
     long t;
-#pragma omp parallel for if (n > 16384) schedule(static)
+    if (fuse && a->gibbs_sample.sum_first) memset(sum, 0, (size_t)rows * sizeof(double));
+#pragma omp parallel for if (par) schedule(static)
     for (t = 0; t < ntiles; t++) {
         float raw[NG_TILE_RAW];
         const int c0 = (int)(t / tpc) * cpt, r0 = (int)(t % tpc) * rpt;
@@ -339,7 +345,9 @@ NG_CPU_CLONES static void cpu_gibbs_sample(const ng_op_args *a) {
             gibbs_column(len, pre + r0 + (size_t)c * ldp, bias ? bias + r0 : ng_cpu_zeros, beta,
                          base ? base + r0 : ng_cpu_zeros, u ? u + (size_t)(c - c0) * len : NULL,
                          prob ? prob + r0 + (size_t)c * ldq : NULL, sample ? sample + r0 + (size_t)c * lds : NULL, v4);
+        if (fuse) sum_cols_into(len, c1 - c0, out + r0 + (size_t)c0 * ldo, ldo, sum + r0);
     }
+    if (sum && !fuse) cpu_sum_cols_part_blocks(rows, cols, out, ldo, sum, a->gibbs_sample.sum_first, 0, 0.0f, 0.0f, NULL);
 }
 
 /* The step counted in memory (step_dev): the op at step_dev[0] + step, then the count advanced. */

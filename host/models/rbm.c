@@ -353,19 +353,32 @@ static float inv_chains(const ng_rbm *r) { return 1.0f / (float)(dist_on(r) ? r-
 /* Mean i of `means` (0: v data, 1: h data, 2: v model, 3: h model) summed over block b of nb
  * while the block is in cache: the running sum in mean_acc, the mean written after the last block
  * (the bits of one sum_cols over all columns). */
+static int mean_off(int i, int nv, int nh) { return i == 0 ? 0 : i == 1 ? nv : i == 2 ? nv + nh : 2 * nv + nh; }
+static double *mean_sum(ng_rbm_est *e, int i, int nv, int nh) { return (double *)(void *)e->mean_acc.data + mean_off(i, nv, nh); }
 static ng_status mean_part(ng_rbm *r, int i, const float *A, int rows, int cols, int b, int nb, float scale) {
     ng_rbm_est *e = r->est;
-    const int nv = r->n_visible, nh = r->n_hidden, off = i == 0 ? 0 : i == 1 ? nv : i == 2 ? nv + nh : 2 * nv + nh;
-    return ng_sum_cols_part(r->be, rows, cols, A, rows, (double *)(void *)e->mean_acc.data + off, b == 0, b == nb - 1,
-                            scale, 0.0f, e->means.data + off);
+    const int nv = r->n_visible, nh = r->n_hidden, off = mean_off(i, nv, nh);
+    return ng_sum_cols_part(r->be, rows, cols, A, rows, mean_sum(e, i, nv, nh), b == 0, b == nb - 1, scale, 0.0f,
+                            e->means.data + off);
+}
+
+/* Mean i after a Gibbs op summed block b's columns into its running sum: written after the last. */
+static ng_status mean_done(ng_rbm *r, int i, int rows, int b, int nb, float scale) {
+    ng_rbm_est *e = r->est;
+    const int nv = r->n_visible, nh = r->n_hidden, off = mean_off(i, nv, nh);
+    if (b < nb - 1) return NG_OK;
+    return ng_sum_cols_part(r->be, rows, 0, NULL, rows, mean_sum(e, i, nv, nh), 0, 1, scale, 0.0f, e->means.data + off);
 }
 
 /* One fused Gibbs op over columns of a phase (elements first.. of the chains: the block's offset
  * plus a data-parallel shard's; 0 on one process), drawing at Philox step step0 + rstep, which
  * the kernel reads from the device count (rng_dev[0] + rstep; rng_dev[0] is step0 at the start of
- * the gradient); advance > 0 (the gradient's last op) moves the count past every step it took. */
+ * the gradient); advance > 0 (the gradient's last op) moves the count past every step it took.
+ * sum non-NULL: the op also adds its output's columns to that running sum of a mean (zeroed first
+ * on block 0: sum_first), while they are in cache (the CPU backend; mean_done writes the mean). */
 static ng_status gibbs_op(ng_rbm *r, int rows, int cols, float *pre, int ld, const float *bias, float *prob,
-                          float *sample, uint64_t key, uint64_t rstep, uint64_t first, uint64_t advance) {
+                          float *sample, uint64_t key, uint64_t rstep, uint64_t first, uint64_t advance, double *sum,
+                          int sum_first) {
     ng_rbm_est *e = r->est;
     ng_op_args a = {.op = NG_OP_GIBBS_SAMPLE};
     a.gibbs_sample.rows = rows;
@@ -383,6 +396,8 @@ static ng_status gibbs_op(ng_rbm *r, int rows, int cols, float *pre, int ld, con
     a.gibbs_sample.step = rstep;
     a.gibbs_sample.step_dev = (uint64_t *)(void *)e->rng_dev.data;
     a.gibbs_sample.advance = advance;
+    a.gibbs_sample.sum = sum;
+    a.gibbs_sample.sum_first = sum_first;
     return ng_run_op(r->be, &a);
 }
 
@@ -407,10 +422,12 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
         float *hd = e->hd.data + (size_t)j * nh;
         NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W vd",
                      ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, e->vdv.data + (size_t)j * nv, nv, 0.0f, hd, nh));
-        NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vd)", gibbs_op(r, nh, n, hd, nh, r->b.data, hd, NULL, key, rstep, (uint64_t)j * nh, 0));
+        NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vd)",
+                     gibbs_op(r, nh, n, hd, nh, r->b.data, hd, NULL, key, rstep, (uint64_t)j * nh, 0,
+                              fused ? mean_sum(e, 1, nv, nh) : NULL, b == 0));
         if (fused) {
             NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 0, e->vdv.data + (size_t)j * nv, nv, n, b, nb, inv_cases(r)));
-            NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_part(r, 1, hd, nh, n, b, nb, inv_cases(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vd, hd", mean_done(r, 1, nh, b, nb, inv_cases(r)));
         }
     }
     /* the data term of gW while hd and vd are still in cache (the model term adds to it later); a
@@ -460,19 +477,21 @@ static ng_status negative_phase(ng_rbm *r, uint64_t key, uint64_t step0) {
             NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W v (chain)",
                          ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, step == 0 ? v0 + (size_t)j * nv : vm, nv, 0.0f, hs, nh));
             NG_TRY_RANGE(NG_CAT_GIBBS, "h ~ p(h | v)",
-                         gibbs_op(r, nh, n, hs, nh, r->b.data, NULL, hs, key, rs + 2 * (uint64_t)step, (c0 + (uint64_t)j) * nh, 0));
+                         gibbs_op(r, nh, n, hs, nh, r->b.data, NULL, hs, key, rs + 2 * (uint64_t)step, (c0 + (uint64_t)j) * nh, 0,
+                                  NULL, 0));
             NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W^T h", ng_gemm(be, 1, 0, nv, n, nh, 1.0f, r->W.data, nh, hs, nh, 0.0f, vm, nv));
             NG_TRY_RANGE(NG_CAT_GIBBS, "v ~ p(v | h)",
-                         gibbs_op(r, nv, n, vm, nv, r->a.data, NULL, vm, key, rs + 2 * (uint64_t)step + 1, (c0 + (uint64_t)j) * nv, 0));
+                         gibbs_op(r, nv, n, vm, nv, r->a.data, NULL, vm, key, rs + 2 * (uint64_t)step + 1, (c0 + (uint64_t)j) * nv, 0,
+                                  fused && step == k - 1 ? mean_sum(e, 2, nv, nh) : NULL, b == 0));
         }
         NG_TRY_RANGE(NG_CAT_GIBBS, "gemm W vm", ng_gemm(be, 0, 0, nh, n, nv, 1.0f, r->W.data, nh, vm, nv, 0.0f, hm, nh));
         /* the last block's op advances the device count past the gradient's steps */
         NG_TRY_RANGE(NG_CAT_GIBBS, "p(h | vm)",
                      gibbs_op(r, nh, n, hm, nh, r->b.data, hm, NULL, key, rs + 2 * (uint64_t)k, (uint64_t)j * nh,
-                              b == nb - 1 ? e->rng_step - step0 : 0));
-        if (fused) {
-            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 2, vm, nv, n, b, nb, inv_chains(r)));
-            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_part(r, 3, hm, nh, n, b, nb, inv_chains(r)));
+                              b == nb - 1 ? e->rng_step - step0 : 0, fused ? mean_sum(e, 3, nv, nh) : NULL, b == 0));
+        if (fused) { /* the Gibbs ops summed vm (the last sweep's draws) and hm */
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_done(r, 2, nv, b, nb, inv_chains(r)));
+            NG_TRY_RANGE(NG_CAT_STATS, "means of vm, hm", mean_done(r, 3, nh, b, nb, inv_chains(r)));
         }
     }
     if (e->cfg.estimator == NG_RBM_PCD && !in_place)

@@ -130,7 +130,11 @@ typedef struct ng_op_args {
          * step_dev non-NULL (device memory, 2 words): the Philox step is step_dev[0] + step, read
          * on the device (a captured CUDA graph replays with the current count), and after the op
          * step_dev[0] += advance; step_dev[1] is the CUDA kernel's block ticket (0 between
-         * launches; create the pair as {first step, 0}). */
+         * launches; create the pair as {first step, 0}).
+         * sum non-NULL (rows doubles; only on a backend with sum_cols_part, see
+         * ng_sum_cols_part_supported): also sum[r] += out[r,c] for c = 0 .. cols-1 in order, in
+         * double, out = prob when requested, else sample (sum_first: sum zeroed first): the bits
+         * of ng_sum_cols_part over out, fused so the result is summed while it is in cache. */
         struct {
             int rows, cols;
             const float *pre; int ldp;
@@ -142,6 +146,7 @@ typedef struct ng_op_args {
             uint64_t key, step, first;
             uint64_t *step_dev;
             uint64_t advance;
+            double *sum; int sum_first;
         } gibbs_sample;
         /* y[c] = alpha * sum_r softplus(beta * (pre[r,c] + bias[r])) + gamma * y[c] (bias may be
          * NULL = 0; gamma = 0 ignores y). Summation order is fixed (reproducible). */
