@@ -1081,10 +1081,10 @@ if [ -x "$absbuild/simt/tests/test_graph_ranks" ]; then
 else
   for np in 2 3; do not_built dist_graph_ranks_np$np test_graph_ranks.c "no CUDA headers or NCCL"; done
 fi
-# truncated Newton's graph segments on several ranks (tests/test_seg_ranks.c, emulated): ngd, its sampled
-# Fisher, hf, ncg-l and ngd with --comm-overlap 1 equal the eager trainer bit for bit with the gradient's and
-# each curvature product's all-reduce inside their segments (replays > 0), every rank equal to rank 0;
-# the MPI communicator and K-FAC refused by name; ranks whose segment decisions diverge all fail alike.
+# graph segments on several ranks (tests/test_seg_ranks.c, emulated): ngd, its sampled Fisher, hf, ncg-l,
+# ngd with --comm-overlap 1 and K-FAC equal the eager trainer bit for bit with the gradient's, each curvature
+# product's and K-FAC's factor all-reduces inside their segments (replays > 0), every rank equal to rank 0;
+# the MPI communicator and K-FAC in phi space refused by name; ranks whose segment decisions diverge all fail alike.
 if [ -x "$absbuild/simt/tests/test_seg_ranks" ]; then
   for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_seg_ranks_np$np "$absbuild/simt/tests/test_seg_ranks" $np sr$np.out '^  hf, --comm-overlap 0, rank 0'; done
 else

@@ -1,10 +1,10 @@
-/* test_seg_ranks.c: CUDA-graph segments of truncated Newton on several ranks (--cuda-graph 1 under
+/* test_seg_ranks.c: CUDA-graph segments of truncated Newton and K-FAC on several ranks (--cuda-graph 1 under
  * mpirun; natgrad/graph.h, natgrad/train.h ng_trainer_agree_segments; natgrad/comm.h, NCCL collectives
  * recorded in a graph). Under `mpirun -np N` (tests/test_dist.sh, 2 and 3 ranks) the emulated-CUDA
  * build (tests/simt) gives each rank its own emulated GPU and an NCCL communicator through the shim
  * (NCCL on MPI, its all-reduce recorded as a graph node and started at each replay; the shim aborts
  * when the ranks' capture ids of a collective differ). Each rank trains the 6-5-4-6 autoencoder of
- * tests/graph_run.h with truncated Newton and the plain step of size 1 on its shard of global batches
+ * tests/graph_run.h with truncated Newton or K-FAC and the plain step of size 1 on its shard of global batches
  * of 12 out of 31 cases (batches 12, 12, 7: shards 6/6 and 4/3 on 2 ranks, 4/4/4 and 3/2/2 on 3), twice
  * on one communicator, eagerly and in graph segments, update by update in the same order on every
  * rank, and checks:
@@ -18,8 +18,14 @@
  *     one per product capture plus the gradient's per gradient capture (1, or 2 buckets) — nothing else
  *     would reduce them on a replay — and after the run every rank's parameters equal rank 0's bit for
  *     bit (shards differ, so only a real sum in every replay keeps them equal);
+ *   - block-diagonal K-FAC (tau1 = 0.75: statistics on 6 + 3 cases on 2 ranks, 4 + 4 + 1 on 3, and in the
+ *     partial batch 4 + 1 and 3 + 2 + 0: a rank without cases only scales; refreshes, gamma candidates
+ *     and lambda adjustments within 30 updates): the parameters and lambda, gamma, alpha, mu, rho and
+ *     M(delta) - M(0) equal the eager trainer's bit for bit after every update, the statistics segment
+ *     (the factors' 2 L = 6 all-reduces inside) replays once its weights settle, the F^-1 products and
+ *     rho's objective replay, and every rank ends equal to rank 0;
  *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
- *     segments (its statistics reduced and its targets' step passed by value every update);
+ *     the natural parameter space (whole-step graphs: its factors reduced every update);
  *   - the once-per-update invariant: when the last rank drops its graphs of CG's vector work (which
  *     hold no collective, so NCCL does not notice) it captures where the others replay, and every rank's
  *     update fails with the same "diverged" error.
@@ -53,8 +59,8 @@ static ng_comm *NC; /* the CUDA backend's communicator (NCCL) */
 static ng_backend *g_be;
 static char g_reason[512];
 
-enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_KFAC };
-static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "kfac"};
+enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_KFAC, K_KFAC_PHI };
+static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "kfac", "kfac phi"};
 
 /* the autoencoder, the plain step of size 1 (weight decay 1e-3) and the preconditioner of kind */
 static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
@@ -69,10 +75,19 @@ static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
     sc.lr = 1.0f;
     sc.weight_decay = 1e-3f;
     s = ng_update_sgd_init(g_be, r->net, &sc, &r->upd);
-    if (s == NG_OK && kind == K_KFAC) {
+    if (s == NG_OK && (kind == K_KFAC || kind == K_KFAC_PHI)) {
         ng_kfac_config kc;
         ng_kfac_config_default(&kc);
+        kc.approx = NG_KFAC_BLOCKDIAG;
         kc.timing = 0;
+        kc.T1 = 3; /* lambda adapted at updates 3, 6, ... */
+        kc.T2 = 10;
+        kc.T3 = 5; /* inverses at updates 1, 2, 3, 5, 10, ... ; gamma candidates at 10, 20 */
+        kc.lambda0 = 5.0;
+        /* statistics on the first 9 of 12 cases (5 of 7): 6 + 3 on 2 ranks, 4 + 4 + 1 on 3 (3 + 2 + 0
+         * in the partial batch: a rank without cases only scales) */
+        kc.tau1 = 0.75;
+        if (kind == K_KFAC_PHI) kc.phi_every = 4;
         s = ng_precond_kfac_init(g_be, r->net, &kc, &r->pc);
     } else if (s == NG_OK) {
         ng_tn_config tc;
@@ -101,6 +116,70 @@ static int same_as_rank0(run *r, const char *what) {
     char w[128];
     snprintf(w, sizeof w, "%s: the parameters", what);
     return ngt_same_as_rank0_dev(C, g_be, r->net->param_flat.data, ng_model_size(r->net), w);
+}
+
+/* K-FAC: the parameters, then lambda, gamma, alpha, mu, rho and M(delta) - M(0) bit for bit (its
+ * log_values' first 6 columns; the rest are timings) */
+static int same_kfac(const char *what, run *a, run *b, uint64_t t) {
+    double va[NG_TRAIN_MAX_COLUMNS], vb[NG_TRAIN_MAX_COLUMNS];
+    static const char *const col[6] = {"lambda", "gamma", "alpha", "mu", "rho", "qmodel"};
+    int i;
+    if (same_params(what, a, b, t) != NGT_PASS) return NGT_FAIL;
+    NGT_OK(a->pc->iface->log_values(a->pc, va));
+    NGT_OK(b->pc->iface->log_values(b->pc, vb));
+    for (i = 0; i < 6; i++)
+        NGT_CHECK(memcmp(&va[i], &vb[i], sizeof va[i]) == 0, "%s, rank %d: after update %llu %s = %.17g eager, %.17g in "
+                  "segments", what, NC->rank, (unsigned long long)t, col[i], va[i], vb[i]);
+    return NGT_PASS;
+}
+
+/* K-FAC in segments: the gradient's and the statistics' segments hold the all-reduces (the factors'
+ * 2 L = 6 per statistics capture), the F^-1 products and rho's objective none */
+static int kfac_seg_vs_eager(uint64_t steps, int log_every) {
+    run a, b;
+    uint64_t t, gc, gr, ge, gf, sc, sr, se, sf, fc, fr, fe, ff, oc, orp, oe, of;
+    unsigned long long rec0 = NC->captured, rec;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    const char *what = "kfac";
+    NGT_OK(run_init(&a, K_KFAC, NC, 0));
+    NGT_OK(run_init(&b, K_KFAC, NC, 0));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
+    for (t = 0; t < steps; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_kfac(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    rec = NC->captured - rec0;
+    ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &gc, &gr, &ge, &gf);
+    ng_graph_seg_counts(&b.tr.graph.segs, "kfac statistics", &sc, &sr, &se, &sf);
+    ng_graph_seg_counts(&b.tr.graph.segs, "kfac F^-1 product", &fc, &fr, &fe, &ff);
+    ng_graph_seg_counts(&b.tr.graph.segs, "kfac objective", &oc, &orp, &oe, &of);
+    NGT_CHECK(gr > 0 && gf == 0 && gc + gr + ge == steps, "%s: gradient %llu captures, %llu replays, %llu eager, %llu failures",
+              what, (unsigned long long)gc, (unsigned long long)gr, (unsigned long long)ge, (unsigned long long)gf);
+    /* the statistics' weights eps_k = min(1 - 1/k, 0.95) settle at k = 20: replays from there; the
+     * eager updates (0 and the logged ones) take accumulate + the eager all-reduces, outside the cache */
+    NGT_CHECK(sr > 0 && sf == 0 && se == 0 && sc + sr + b.tr.graph.eager == steps,
+              "%s: statistics %llu captures, %llu replays, %llu eager, %llu failures (%llu eager updates)", what,
+              (unsigned long long)sc, (unsigned long long)sr, (unsigned long long)se, (unsigned long long)sf,
+              (unsigned long long)b.tr.graph.eager);
+    NGT_CHECK(fr > fc && ff == 0, "%s: F^-1 products %llu captures, %llu replays, %llu failures", what,
+              (unsigned long long)fc, (unsigned long long)fr, (unsigned long long)ff);
+    NGT_CHECK(orp > 0 && of == 0, "%s: objective %llu captures, %llu replays, %llu failures", what, (unsigned long long)oc,
+              (unsigned long long)orp, (unsigned long long)of);
+    NGT_CHECK(rec == gc + 6 * sc, "%s: %llu all-reduces recorded, want %llu gradient captures + 6 x %llu statistics "
+              "captures", what, rec, (unsigned long long)gc, (unsigned long long)sc);
+    if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
+    printf("  %s, rank %d of %d: %llu updates: gradient %llu captured, %llu replayed, %llu eager; statistics %llu "
+           "captured, %llu replayed; F^-1 products %llu/%llu; objective %llu/%llu; %llu all-reduces recorded; equal to "
+           "eager (parameters, lambda, gamma, alpha, mu, rho, qmodel) and to rank 0\n", what, NC->rank, NC->world,
+           (unsigned long long)steps, (unsigned long long)gc, (unsigned long long)gr, (unsigned long long)ge,
+           (unsigned long long)sc, (unsigned long long)sr, (unsigned long long)fc, (unsigned long long)fr,
+           (unsigned long long)oc, (unsigned long long)orp, rec);
+    run_free(&a);
+    run_free(&b);
+    return NGT_PASS;
 }
 
 static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
@@ -172,6 +251,10 @@ static int test_seg_ranks_ncg(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return seg_vs_eager(K_NCG_L, 10, 0, 0);
 }
+static int test_seg_ranks_kfac(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return kfac_seg_vs_eager(30, 7);
+}
 /* the gradient's buckets (forked onto the communication stream during the backward pass) in its segment */
 static int test_seg_ranks_overlap(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
@@ -195,7 +278,7 @@ static int refused(ng_comm *comm, int kind, const char *want) {
 static int test_seg_ranks_refusals(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     if (refused(C, K_NGD, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
-    return refused(NC, K_KFAC, "the preconditioner kfac is not captured on several ranks");
+    return refused(NC, K_KFAC_PHI, "the preconditioner kfac is not captured on several ranks");
 }
 
 /* the last rank drops its graphs of CG's vector work: it captures them where the others replay */
@@ -247,6 +330,7 @@ int main(void) {
     NGT_RUN(test_seg_ranks_ngd_sampled);
     NGT_RUN(test_seg_ranks_hf);
     NGT_RUN(test_seg_ranks_ncg);
+    NGT_RUN(test_seg_ranks_kfac);
     NGT_RUN(test_seg_ranks_overlap);
     NGT_RUN(test_seg_ranks_refusals);
     NGT_RUN(test_seg_ranks_diverged);

@@ -136,22 +136,25 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
                         tr->model->iface->kind);
     /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on
      * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
-     * and full between their eager reparametrisations / refreshes: none), and tn in graph segments
-     * (each curvature product's all-reduce inside its segment; its objective sums reduced on the host
-     * after their segment, as eagerly) */
+     * and full between their eager reparametrisations / refreshes: none), and in graph segments tn
+     * (each curvature product's all-reduce inside its segment) and kfac (its factors' all-reduces
+     * inside the statistics segment); their objective sums are reduced on the host after their
+     * segment, as eagerly (natgrad/train.h, ng_trainer_agree_segments) */
     {
-        static const char *const ok[] = {"identity", "diag", "prong", "full", "tn"};
+        static const char *const ok[] = {"identity", "diag", "prong", "full"};
         const char *name = tr->pc->iface->name, *why;
         size_t i;
+        if (tr->graph.seg && (strcmp(name, "tn") == 0 || strcmp(name, "kfac") == 0)) return NG_OK;
         for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
             if (strcmp(name, ok[i]) == 0) return NG_OK;
-        why = strcmp(name, "kfac") == 0 ? "its factor statistics are all-reduced and their sampled targets' steps passed "
-                                          "by value every update, so every update would run eagerly"
+        why = strcmp(name, "kfac") == 0 ? "in the natural parameter space its factor statistics are all-reduced and their "
+                                          "sampled targets' steps passed by value every update, so every update would run "
+                                          "eagerly"
               : strcmp(name, "fang") == 0 ? "its particle counts are reduced over MPI on the host inside the step"
                                           : "its reductions across the ranks are not captured";
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
-                        "ranks (%s; captured there: identity, diag, prong, full, and tn in segments); run it with "
-                        "--cuda-graph 0", w, name, why);
+                        "ranks (%s; captured there: identity, diag, prong, full, and tn and kfac in segments); run "
+                        "it with --cuda-graph 0", w, name, why);
     }
 }
 

@@ -193,11 +193,17 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
                         "mid-step; captured: net, rbm, cnn); run it with --cuda-graph 0", tr->model->iface->kind);
     NG_TRY(tr->model->iface->graph_check(tr->model));
     if (graph_segmented(tr)) {
-        NG_TRY(ng_trainer_graph_dist_check(tr)); /* several ranks: NCCL, and tn only (kfac refused) */
+        ng_status s;
         NG_TRY(graph_segments_check(tr));
         ng_trainer_release(tr); /* turned on again: the old graphs go */
         ng_graph_segs_init(&tr->graph.segs, tr->model->be);
         tr->graph.seg = 1;
+        s = ng_trainer_graph_dist_check(tr); /* several ranks: NCCL, and the model */
+        if (s != NG_OK) {
+            ng_trainer_release(tr);
+            tr->graph.on = 0;
+            return s;
+        }
         tr->graph.on = 1;
         tr->pc->segs = &tr->graph.segs;
         return NG_OK;
