@@ -11,18 +11,19 @@
  *   - ngd (Gauss-Newton, CG), ngd with the sampled Fisher (its targets drawn by global column, the
  *     stream step on the device), hf (its diagonal preconditioner, reduced eagerly, and CG backtracking
  *     through the "tn objective" segment), ncg-l (its 2-D search, every trial point an objective
- *     segment), and ngd with --comm-overlap 1 in buckets of 26 floats: the segment trainer's parameters
+ *     segment), ngd with a separate metric batch of 8 (whole on every rank: its products hold no
+ *     all-reduce), and ngd with --comm-overlap 1 in buckets of 26 floats: the segment trainer's parameters
  *     equal the eager one's bit for bit after every update (the same kernels, the same shard weights,
  *     the same NCCL sums), the gradient and curvature-product segments replay (replays > 0, the
  *     products' replays > their captures) and CG's vector work too, the all-reduces recorded are exactly
  *     one per product capture plus the gradient's per gradient capture (1, or 2 buckets) — nothing else
  *     would reduce them on a replay — and after the run every rank's parameters equal rank 0's bit for
  *     bit (shards differ, so only a real sum in every replay keeps them equal);
- *   - block-diagonal K-FAC (tau1 = 0.75: statistics on 6 + 3 cases on 2 ranks, 4 + 4 + 1 on 3, and in the
+ *   - block-diagonal and block-tridiagonal K-FAC (tau1 = 0.75: statistics on 6 + 3 cases on 2 ranks, 4 + 4 + 1 on 3, and in the
  *     partial batch 4 + 1 and 3 + 2 + 0: a rank without cases only scales; refreshes, gamma candidates
  *     and lambda adjustments within 30 updates): the parameters and lambda, gamma, alpha, mu, rho and
  *     M(delta) - M(0) equal the eager trainer's bit for bit after every update, the statistics segment
- *     (the factors' 2 L = 6 all-reduces inside) replays once its weights settle, the F^-1 products and
+ *     (the factors' 2 L = 6, or 4 L - 2 = 10, all-reduces inside) replays once its weights settle, the F^-1 products and
  *     rho's objective replay, and every rank ends equal to rank 0;
  *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
  *     the natural parameter space (whole-step graphs: its factors reduced every update);
@@ -59,8 +60,9 @@ static ng_comm *NC; /* the CUDA backend's communicator (NCCL) */
 static ng_backend *g_be;
 static char g_reason[512];
 
-enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_KFAC, K_KFAC_PHI };
-static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "kfac", "kfac phi"};
+enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_KFAC, K_KFAC_TRI, K_KFAC_PHI };
+static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "ngd (separate metric batch)", "kfac",
+                                        "kfac tridiagonal", "kfac phi"};
 
 /* the autoencoder, the plain step of size 1 (weight decay 1e-3) and the preconditioner of kind */
 static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
@@ -75,10 +77,10 @@ static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
     sc.lr = 1.0f;
     sc.weight_decay = 1e-3f;
     s = ng_update_sgd_init(g_be, r->net, &sc, &r->upd);
-    if (s == NG_OK && (kind == K_KFAC || kind == K_KFAC_PHI)) {
+    if (s == NG_OK && kind >= K_KFAC) {
         ng_kfac_config kc;
         ng_kfac_config_default(&kc);
-        kc.approx = NG_KFAC_BLOCKDIAG;
+        kc.approx = kind == K_KFAC_TRI ? NG_KFAC_TRIDIAG : NG_KFAC_BLOCKDIAG;
         kc.timing = 0;
         kc.T1 = 3; /* lambda adapted at updates 3, 6, ... */
         kc.T2 = 10;
@@ -96,7 +98,9 @@ static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
         tc.max_iter = kind == K_HF ? 8 : 5;
         tc.lr = 0.5;
         if (kind == K_NGD_SAMPLED) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
-        s = ng_precond_tn_init(g_be, r->net, &tc, NULL, 0, &r->pc);
+        if (kind == K_NGD_SEPARATE) tc.metric = NG_TN_METRIC_SEPARATE, tc.metric_batch = 8;
+        s = ng_precond_tn_init(g_be, r->net, &tc, kind == K_NGD_SEPARATE ? g_x : NULL, kind == K_NGD_SEPARATE ? NCASES : 0,
+                               &r->pc);
     }
     if (s == NG_OK) s = ng_batches_init(&r->data, g_be, g_x, DIM, NCASES, BATCH, 5, comm->rank, comm->world);
     if (s == NG_OK) r->data_ready = 1;
@@ -133,16 +137,17 @@ static int same_kfac(const char *what, run *a, run *b, uint64_t t) {
     return NGT_PASS;
 }
 
-/* K-FAC in segments: the gradient's and the statistics' segments hold the all-reduces (the factors'
- * 2 L = 6 per statistics capture), the F^-1 products and rho's objective none */
-static int kfac_seg_vs_eager(uint64_t steps, int log_every) {
+/* K-FAC in segments: the gradient's and the statistics' segments hold the all-reduces (the factors':
+ * 2 L = 6 per statistics capture, block-tridiagonal 4 L - 2 = 10 with the coupling factors), the F^-1
+ * products and rho's objective none */
+static int kfac_seg_vs_eager(int kind, uint64_t steps, int log_every) {
     run a, b;
     uint64_t t, gc, gr, ge, gf, sc, sr, se, sf, fc, fr, fe, ff, oc, orp, oe, of;
-    unsigned long long rec0 = NC->captured, rec;
+    unsigned long long rec0 = NC->captured, rec, nf = kind == K_KFAC_TRI ? 10u : 6u;
     double row[NG_TRAIN_MAX_COLUMNS];
-    const char *what = "kfac";
-    NGT_OK(run_init(&a, K_KFAC, NC, 0));
-    NGT_OK(run_init(&b, K_KFAC, NC, 0));
+    const char *what = kind_name[kind];
+    NGT_OK(run_init(&a, kind, NC, 0));
+    NGT_OK(run_init(&b, kind, NC, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
     for (t = 0; t < steps; t++) {
@@ -168,8 +173,8 @@ static int kfac_seg_vs_eager(uint64_t steps, int log_every) {
               (unsigned long long)fc, (unsigned long long)fr, (unsigned long long)ff);
     NGT_CHECK(orp > 0 && of == 0, "%s: objective %llu captures, %llu replays, %llu failures", what, (unsigned long long)oc,
               (unsigned long long)orp, (unsigned long long)of);
-    NGT_CHECK(rec == gc + 6 * sc, "%s: %llu all-reduces recorded, want %llu gradient captures + 6 x %llu statistics "
-              "captures", what, rec, (unsigned long long)gc, (unsigned long long)sc);
+    NGT_CHECK(rec == gc + nf * sc, "%s: %llu all-reduces recorded, want %llu gradient captures + %llu x %llu statistics "
+              "captures", what, rec, (unsigned long long)gc, nf, (unsigned long long)sc);
     if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
     printf("  %s, rank %d of %d: %llu updates: gradient %llu captured, %llu replayed, %llu eager; statistics %llu "
            "captured, %llu replayed; F^-1 products %llu/%llu; objective %llu/%llu; %llu all-reduces recorded; equal to "
@@ -185,7 +190,7 @@ static int kfac_seg_vs_eager(uint64_t steps, int log_every) {
 static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
     run a, b;
     uint64_t t, gc, gr, ge, gf, pc, pr, pe, pf, cc, cr, ce, cf;
-    unsigned long long rec0 = NC->captured, rec, per_grad = overlap ? 2u : 1u;
+    unsigned long long rec0 = NC->captured, rec, per_grad = overlap ? 2u : 1u, per_prod = kind == K_NGD_SEPARATE ? 0u : 1u;
     double row[NG_TRAIN_MAX_COLUMNS];
     char what[96];
     snprintf(what, sizeof what, "%s, --comm-overlap %d", kind_name[kind], overlap);
@@ -211,8 +216,8 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
               (unsigned long long)cc, (unsigned long long)cr, (unsigned long long)ce, (unsigned long long)cf);
     /* the all-reduces recorded: the gradient's (1, or 2 buckets) per gradient capture, one per product
      * capture; no other segment holds one (the objective's sums are reduced on the host) */
-    NGT_CHECK(rec == per_grad * gc + pc, "%s: %llu all-reduces recorded, want %llu x %llu gradient captures + %llu "
-              "product captures", what, rec, per_grad, (unsigned long long)gc, (unsigned long long)pc);
+    NGT_CHECK(rec == per_grad * gc + per_prod * pc, "%s: %llu all-reduces recorded, want %llu x %llu gradient captures + "
+              "%llu x %llu product captures", what, rec, per_grad, (unsigned long long)gc, per_prod, (unsigned long long)pc);
     if (kind == K_HF || kind == K_NCG_L) {
         uint64_t oc, orp, oe, of;
         ng_graph_seg_counts(&b.tr.graph.segs, "tn objective", &oc, &orp, &oe, &of);
@@ -253,7 +258,16 @@ static int test_seg_ranks_ncg(void) {
 }
 static int test_seg_ranks_kfac(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return kfac_seg_vs_eager(30, 7);
+    return kfac_seg_vs_eager(K_KFAC, 30, 7);
+}
+static int test_seg_ranks_kfac_tridiag(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return kfac_seg_vs_eager(K_KFAC_TRI, 30, 0);
+}
+/* a separate metric batch is whole on every rank: its products are not reduced (none recorded) */
+static int test_seg_ranks_ngd_separate(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return seg_vs_eager(K_NGD_SEPARATE, 12, 0, 0);
 }
 /* the gradient's buckets (forked onto the communication stream during the backward pass) in its segment */
 static int test_seg_ranks_overlap(void) {
@@ -330,7 +344,9 @@ int main(void) {
     NGT_RUN(test_seg_ranks_ngd_sampled);
     NGT_RUN(test_seg_ranks_hf);
     NGT_RUN(test_seg_ranks_ncg);
+    NGT_RUN(test_seg_ranks_ngd_separate);
     NGT_RUN(test_seg_ranks_kfac);
+    NGT_RUN(test_seg_ranks_kfac_tridiag);
     NGT_RUN(test_seg_ranks_overlap);
     NGT_RUN(test_seg_ranks_refusals);
     NGT_RUN(test_seg_ranks_diverged);
