@@ -25,6 +25,9 @@
  *     M(delta) - M(0) equal the eager trainer's bit for bit after every update, the statistics segment
  *     (the factors' 2 L = 6, or 4 L - 2 = 10, all-reduces inside) replays once its weights settle, the F^-1 products and
  *     rho's objective replay, and every rank ends equal to rank 0;
+ *   - device calls of one steady-state update of the curves autoencoder with NGD (CG 10) on global
+ *     batches of 8, eager and in segments (exact emulator counts, printed): fewer kernel launches and
+ *     cuBLAS calls in segments, graph launches > 0, the same parameters bit for bit;
  *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
  *     the natural parameter space (whole-step graphs: its factors reduced every update);
  *   - the once-per-update invariant: when the last rank drops its graphs of CG's vector work (which
@@ -46,6 +49,7 @@
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
+#include "natgrad/profile.h"
 #include "natgrad/tnewton.h"
 #include "natgrad/train.h"
 #include "natgrad/update.h"
@@ -275,6 +279,85 @@ static int test_seg_ranks_overlap(void) {
     return seg_vs_eager(K_NGD, 12, 0, 1);
 }
 
+/* Device calls of one steady-state update on several ranks, eager and in segments (exact counts of the
+ * emulated backend, as bench/launch_counts.sh counts one process): the curves autoencoder (L = 12)
+ * with NGD (CG, 10 iterations) on global batches of 8 out of 16 cases, update 3 after 0 (eager) and
+ * both batch buffers; the segment run makes fewer kernel launches and cuBLAS calls, launches graphs,
+ * and ends with the eager run's parameters bit for bit. */
+static ng_status counts_init(run *r, float *x, int ncases) {
+    ng_net_config cfg;
+    ng_sgd_config sc;
+    ng_tn_config tc;
+    memset(r, 0, sizeof *r);
+    ng_net_config_default(&cfg);
+    NG_TRY(ng_net_preset("curves-autoencoder", &cfg));
+    cfg.init = NG_INIT_GAUSSIAN;
+    cfg.init_scale = 0.05f;
+    NG_TRY(ng_net_create(g_be, &cfg, &r->net));
+    memset(&sc, 0, sizeof sc);
+    sc.lr = 1.0f;
+    NG_TRY(ng_update_sgd_init(g_be, r->net, &sc, &r->upd));
+    ng_tn_config_default(&tc);
+    tc.max_iter = 10;
+    tc.rtol = 0.0;
+    tc.lr = 0.5;
+    NG_TRY(ng_precond_tn_init(g_be, r->net, &tc, NULL, 0, &r->pc));
+    NG_TRY(ng_batches_init(&r->data, g_be, x, 784, ncases, 8, 3, NC->rank, NC->world));
+    r->data_ready = 1;
+    NG_TRY(ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 3, NULL));
+    return ng_trainer_set_comm(&r->tr, NC);
+}
+static int step_counted(run *r, double *c) {
+    ng_profile_config prc;
+    ng_profile_row rows[96];
+    int n, i, k;
+    memset(&prc, 0, sizeof prc);
+    prc.measure = 1;
+    NGT_OK(ng_profile_start(g_be, &prc));
+    ng_profile_update(r->tr.t + 1, 1);
+    NGT_OK(ng_trainer_step(&r->tr, NULL));
+    ng_profile_update(r->tr.t, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 96);
+    for (i = 0; i < n && i < 96; i++)
+        if (strcmp(rows[i].name, "train step") == 0) {
+            for (k = 0; k < NG_DEV_COUNT; k++) c[k] = rows[i].device_calls[k];
+            return NGT_PASS;
+        }
+    NGT_CHECK(0, "no train step row in the profile");
+}
+static int test_seg_ranks_counts(void) {
+    enum { NX = 16 };
+    run a, b;
+    float *x;
+    double c[2][NG_DEV_COUNT];
+    int i, k;
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    x = (float *)malloc(sizeof(float) * 784 * NX);
+    NGT_CHECK(x != NULL, "out of memory");
+    for (i = 0; i < 784 * NX; i++) x[i] = g_x[i % (DIM * NCASES)];
+    NGT_OK(counts_init(&a, x, NX));
+    NGT_OK(counts_init(&b, x, NX));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (k = 0; k < 3; k++) {
+        NGT_OK(ng_trainer_step(&a.tr, NULL));
+        NGT_OK(ng_trainer_step(&b.tr, NULL));
+    }
+    if (step_counted(&a, c[0]) != NGT_PASS || step_counted(&b, c[1]) != NGT_PASS) return NGT_FAIL;
+    if (same_params("curves NGD, counted update", &a, &b, 3) != NGT_PASS) return NGT_FAIL;
+    printf("  curves-autoencoder NGD (CG 10), global batch 8, rank %d of %d, update 3: eager %g kernels, %g cuBLAS, %g "
+           "copies; segments %g kernels, %g cuBLAS, %g copies, %g graph launches\n", NC->rank, NC->world, c[0][NG_DEV_KERNEL],
+           c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY], c[1][NG_DEV_GRAPH]);
+    NGT_CHECK(c[1][NG_DEV_GRAPH] > 0.0 && c[0][NG_DEV_GRAPH] == 0.0 && c[1][NG_DEV_KERNEL] < c[0][NG_DEV_KERNEL] &&
+                  c[1][NG_DEV_BLAS] < c[0][NG_DEV_BLAS],
+              "segments do not replace launches: %g / %g kernels, %g / %g cuBLAS, %g graphs", c[0][NG_DEV_KERNEL],
+              c[1][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[1][NG_DEV_BLAS], c[1][NG_DEV_GRAPH]);
+    run_free(&a);
+    run_free(&b);
+    free(x);
+    return NGT_PASS;
+}
+
 /* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
 static int refused(ng_comm *comm, int kind, const char *want) {
     run r;
@@ -348,6 +431,7 @@ int main(void) {
     NGT_RUN(test_seg_ranks_kfac);
     NGT_RUN(test_seg_ranks_kfac_tridiag);
     NGT_RUN(test_seg_ranks_overlap);
+    NGT_RUN(test_seg_ranks_counts);
     NGT_RUN(test_seg_ranks_refusals);
     NGT_RUN(test_seg_ranks_diverged);
     ng_comm_free(NC);
