@@ -136,20 +136,25 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
                         tr->model->iface->kind);
     /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on
      * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
-     * and full between their eager reparametrisations / refreshes: none) */
+     * and full between their eager reparametrisations / refreshes: none), and in graph segments tn
+     * (each curvature product's all-reduce inside its segment) and kfac (its factors' all-reduces
+     * inside the statistics segment); their objective sums are reduced on the host after their
+     * segment, as eagerly (natgrad/train.h, ng_trainer_agree_segments) */
     {
         static const char *const ok[] = {"identity", "diag", "prong", "full"};
         const char *name = tr->pc->iface->name, *why;
         size_t i;
+        if (tr->graph.seg && (strcmp(name, "tn") == 0 || strcmp(name, "kfac") == 0)) return NG_OK;
         for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
             if (strcmp(name, ok[i]) == 0) return NG_OK;
-        why = strcmp(name, "kfac") == 0 ? "its factor statistics are all-reduced and their sampled targets' steps passed "
-                                          "by value every update, so every update would run eagerly"
+        why = strcmp(name, "kfac") == 0 ? "in the natural parameter space its factor statistics are all-reduced and their "
+                                          "sampled targets' steps passed by value every update, so every update would run "
+                                          "eagerly"
               : strcmp(name, "fang") == 0 ? "its particle counts are reduced over MPI on the host inside the step"
-              : strcmp(name, "tn") == 0   ? "its curvature products are reduced between host reads"
                                           : "its reductions across the ranks are not captured";
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
-                        "ranks (%s; captured there: identity, diag, prong, full); run it with --cuda-graph 0", w, name, why);
+                        "ranks (%s; captured there: identity, diag, prong, full, and tn and kfac in segments); run "
+                        "it with --cuda-graph 0", w, name, why);
     }
 }
 
@@ -178,6 +183,25 @@ ng_status ng_trainer_agree_graph(ng_trainer *tr, int decision, const double *key
                         "NCCL matches the all-reduces the graphs hold by their order; run with --cuda-graph 0",
                         rank_of(tr), world_of(tr), (unsigned long long)tr->t,
                         decision == 0 ? "eager" : decision > 0 ? "replay" : "capture", (unsigned)h);
+    return NG_OK;
+}
+
+ng_status ng_trainer_agree_segments(ng_trainer *tr) {
+    const uint64_t t = tr->graph.segs.trace;
+    double k[2], v[2], h, w = (double)world_of(tr);
+    if (world_of(tr) == 1) return NG_OK;
+    k[0] = (double)(t >> 32);
+    k[1] = (double)(t & 0xFFFFFFFFu);
+    h = key_hash(k, 2);
+    v[0] = h;
+    v[1] = h * h;
+    NG_TRY(ng_comm_allreduce_host(tr->comm, v, 2, "the graph segments' decisions"));
+    if (w * v[1] != v[0] * v[0])
+        return ng_error(NG_ERR_INVALID_ARG,
+                        "--cuda-graph: rank %d of %d: the ranks' graph segments diverged by update %llu (this rank's "
+                        "trace hash %05x): every rank must capture, replay and run eagerly the same segments in the same "
+                        "order, since NCCL matches the all-reduces the segments hold by their order; run with "
+                        "--cuda-graph 0", rank_of(tr), world_of(tr), (unsigned long long)tr->t, (unsigned)h);
     return NG_OK;
 }
 

@@ -43,6 +43,14 @@ void ng_graph_words_tensor(const uint64_t *w, ng_tensor *t) {
 void ng_graph_segs_init(ng_graph_segs *c, ng_backend *be) {
     memset(c, 0, sizeof *c);
     c->be = be;
+    c->trace = 1469598103934665603ull;
+}
+
+/* the decision of one run into the trace: kind 0 eager, 1 replay, 2 capture, 3 failed capture */
+static void trace(ng_graph_segs *c, int id, int kind, int slot) {
+    const uint64_t w[3] = {(uint64_t)(int64_t)id, (uint64_t)kind, (uint64_t)(int64_t)slot};
+    int i;
+    for (i = 0; i < 3; i++) c->trace = (c->trace ^ w[i]) * 1099511628211ull;
 }
 
 void ng_graph_segs_free(ng_graph_segs *c) {
@@ -85,6 +93,7 @@ static ng_status run_eager(ng_graph_segs *c, int id, const ng_graph_seg *seg, vo
     if (c) {
         c->eager++;
         if (id >= 0) c->count[id].eager++;
+        trace(c, id, 0, -1);
     }
     return seg->body(user);
 }
@@ -122,6 +131,7 @@ ng_status ng_graph_seg_run(ng_graph_segs *c, const ng_graph_seg *seg, void *user
     if (hit >= 0) {
         c->slot[hit].last_use = c->clock;
         if (!c->slot[hit].exec) return run_eager(c, id, seg, user); /* its capture failed before */
+        trace(c, id, 1, hit);
         NG_TRY(ng_graph_launch(c->be, c->slot[hit].exec));
         if (seg->state_set) seg->state_set(user, c->slot[hit].post, c->slot[hit].n_post);
         c->replays++;
@@ -150,6 +160,7 @@ ng_status ng_graph_seg_run(ng_graph_segs *c, const ng_graph_seg *seg, void *user
         if (seg->state_set && n_pre) seg->state_set(user, pre, n_pre);
         c->failures++;
         c->count[id].failures++;
+        trace(c, id, 3, victim);
         ng_log(NG_LOG_WARN, "graph", "--cuda-graph: segment %s could not be captured (%s); it runs eagerly", seg->name, msg);
         return run_eager(c, id, seg, user);
     }
@@ -158,5 +169,6 @@ ng_status ng_graph_seg_run(ng_graph_segs *c, const ng_graph_seg *seg, void *user
     if (c->slot[victim].n_post < 0) c->slot[victim].n_post = 0;
     c->captures++;
     c->count[id].captures++;
+    trace(c, id, 2, victim);
     return ng_graph_launch(c->be, exec);
 }

@@ -71,7 +71,10 @@ static ng_status precond_fp32(ng_trainer *tr) {
  * model's host check after it. Eager otherwise. A count the gradient advances on the host (a cnn's
  * gradients) is not pass state (in a key no graph would replay): the model's graph_replayed repeats
  * it after a replay and graph_discarded undoes it after a failed capture, as for the whole-step
- * graph. The state callbacks tell the two apart: the failed capture ran the body, a replay did not. */
+ * graph. The state callbacks tell the two apart: the failed capture ran the body, a replay did not.
+ * On several ranks the segment holds the gradient's shard weighting and NCCL all-reduce (or its
+ * --comm-overlap buckets), so a replay reduces it too; the launch is then waited for within
+ * --comm-timeout, as an eager all-reduce is. */
 typedef struct grad_ctx {
     ng_model *m; /* first: ng_model_seg_state_get */
     ng_trainer *tr;
@@ -81,7 +84,8 @@ typedef struct grad_ctx {
 static ng_status grad_body(void *user) {
     grad_ctx *c = (grad_ctx *)user;
     c->ran = 1;
-    return ng_trainer_gradient(c->tr, c->x);
+    NG_TRY(ng_trainer_gradient(c->tr, c->x));
+    return c->tr->comm ? ng_trainer_reduce_gradient(c->tr) : NG_OK;
 }
 static void grad_state_set(void *user, const uint64_t *st, int n) {
     grad_ctx *c = (grad_ctx *)user;
@@ -94,8 +98,9 @@ static void grad_state_set(void *user, const uint64_t *st, int n) {
 static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
     static const ng_graph_seg seg = {"gradient", grad_body, ng_model_seg_state_get, grad_state_set};
     grad_ctx c;
-    uint64_t key[4];
+    uint64_t key[6];
     ng_status s;
+    const int dist = tr->comm && tr->comm->world > 1;
     if (!tr->graph.seg) return ng_trainer_gradient(tr, x);
     c.m = tr->model;
     c.tr = tr;
@@ -105,10 +110,14 @@ static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
     key[1] = (uint64_t)(uint32_t)x->rows << 32 | (uint32_t)x->cols;
     key[2] = (uint64_t)(uint32_t)x->ld;
     key[3] = (uint64_t)x->dtype;
+    /* several ranks: the captured scal's weight (this rank's share of the global batch) and the buckets */
+    key[4] = dist ? ng_graph_key_f64((double)(tr->data->hi - tr->data->lo) / (double)tr->data->batch) : 0;
+    key[5] = dist ? (uint64_t)tr->bucket_elems << 1 | (uint64_t)(tr->comm_overlap != 0) : 0;
     tr->model->defer_check = 1;
-    s = ng_graph_seg_run(&tr->graph.segs, &seg, &c, key, 4);
+    s = ng_graph_seg_run(&tr->graph.segs, &seg, &c, key, 6);
     tr->model->defer_check = 0;
     NG_TRY(s);
+    if (dist) NG_TRY(ng_comm_wait_device(tr->comm, tr->model->be, "the gradient (in its graph segment)"));
     return tr->model->iface->check_gradient ? tr->model->iface->check_gradient(tr->model) : NG_OK;
 }
 
@@ -130,7 +139,8 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         tr->model->dist.batch = tr->data->batch;
     }
     NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", gradient_seg(tr, &x));
-    if (tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
+    if (tr->comm && !tr->graph.seg) /* under segments the gradient's segment reduced it */
+        NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
     if (row && tr->model->iface->log_values)
         NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
     if (row && tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce log columns", ng_trainer_reduce_columns(tr, row));
@@ -198,14 +208,17 @@ ng_status ng_trainer_set_cuda_graph(ng_trainer *tr, int on) {
                         "mid-step; captured: net, rbm, cnn); run it with --cuda-graph 0", tr->model->iface->kind);
     NG_TRY(tr->model->iface->graph_check(tr->model));
     if (graph_segmented(tr)) {
-        if (tr->comm && tr->comm->world > 1)
-            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: %s's graph segments do not run data-parallel (%d ranks: "
-                            "its curvature statistics and products are reduced across ranks between the segments); run "
-                            "it with --cuda-graph 0", tr->pc->iface->name, tr->comm->world);
+        ng_status s;
         NG_TRY(graph_segments_check(tr));
         ng_trainer_release(tr); /* turned on again: the old graphs go */
         ng_graph_segs_init(&tr->graph.segs, tr->model->be);
         tr->graph.seg = 1;
+        s = ng_trainer_graph_dist_check(tr); /* several ranks: NCCL, and the model */
+        if (s != NG_OK) {
+            ng_trainer_release(tr);
+            tr->graph.on = 0;
+            return s;
+        }
         tr->graph.on = 1;
         tr->pc->segs = &tr->graph.segs;
         return NG_OK;
@@ -379,9 +392,7 @@ static int graph_eager(const ng_trainer *tr) {
 ng_status ng_trainer_step(ng_trainer *tr, double *row) {
     int epoch0 = tr->data->epoch, pos0 = tr->data->pos;
     ng_status s;
-    if (tr->graph.seg && tr->comm && tr->comm->world > 1) /* a communicator attached after ng_trainer_set_cuda_graph */
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph: %s's graph segments do not run data-parallel (%d ranks); run it "
-                        "with --cuda-graph 0", tr->pc->iface->name, tr->comm->world);
+    if (tr->graph.seg) NG_TRY(ng_trainer_graph_dist_check(tr)); /* a communicator attached after ng_trainer_set_cuda_graph */
     if (tr->graph.on && !tr->graph.seg && !row && tr->t > 0 && !graph_eager(tr)) {
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, graph_step(tr));
     } else {
@@ -390,6 +401,8 @@ ng_status ng_trainer_step(ng_trainer *tr, double *row) {
         if (tr->graph.on && !tr->graph.segs.on) tr->graph.eager++;
         NG_RANGE_CAT(NG_CAT_STEP, "train step", s, step_body(tr, row));
         tr->graph.segs.on = 0;
+        /* several ranks: every rank made the same segment decisions this update (one host all-reduce) */
+        if (s == NG_OK && tr->graph.seg) s = ng_trainer_agree_segments(tr);
     }
     if (s == NG_ERR_INTERRUPTED) {
         /* the model rolled back its own counters; put the data cursor back too */

@@ -1051,40 +1051,60 @@ ng_status ng_kfac_get_state(const ng_precond *p, ng_kfac_state *s) {
 
 /* ---- the preconditioner ---------------------------------------------------------------------- */
 
-/* The factor statistics of the first cols <= chunk cases (one process) as a CUDA-graph segment
+/* The factor statistics of the first total <= chunk cases of the global batch as a CUDA-graph segment
  * (natgrad/graph.h; eager without --cuda-graph): what accumulate does for one chunk, with the sampled
  * targets' Philox step read on the device from sstep (written before), so one graph replays every
- * update whose weights eps, (1 - eps) / cols are those of its capture (from k = 1 / (1 - eps_max) on
- * they are constant). The same targets and factors as ng_kfac_accumulate, which runs instead when
- * segments are off (no step to write). */
+ * update whose weights eps, (1 - eps) / total are those of its capture (from k = 1 / (1 - eps_max) on
+ * they are constant). This rank takes cols of them from global column col0 (one process: all, from 0;
+ * a rank may hold none: it only scales by beta0) and, on several ranks (reduce), the factors'
+ * all-reduces are in the segment too (a replay sums them again). The same targets and factors as
+ * ng_kfac_accumulate / accumulate + reduce_factors, which run instead when segments are off (no step
+ * to write). */
 typedef struct stats_ctx {
     ng_model *m; /* first: ng_model_seg_state_get */
     ng_precond *p;
-    int cols;
+    int cols, col0, reduce;
     float alpha, beta0;
     uint64_t key;
 } stats_ctx;
 static ng_status stats_body(void *user) {
     stats_ctx *c = (stats_ctx *)user;
     kfac *k = K(c->p);
-    NG_TRY(ng_net_batch_prefix(c->m, c->cols));
-    NG_TRY(ng_net_backward_sampled_dev(c->m, c->key, (uint64_t *)k->sstep.ptr, 0, 0));
-    NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, c->p->be, c->m, c->cols, c->alpha, c->beta0));
-    return NG_OK;
+    if (c->cols > 0) {
+        NG_TRY(ng_net_batch_prefix(c->m, c->cols));
+        NG_TRY(ng_net_backward_sampled_dev(c->m, c->key, (uint64_t *)k->sstep.ptr, 0, (uint64_t)c->col0));
+        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, c->p->be, c->m, c->cols, c->alpha, c->beta0));
+    } else {
+        ng_tensor *f[4 * LMAX + 4];
+        int i, nf = factor_list(k, f);
+        for (i = 0; i < nf; i++) NG_TRY(ng_scal(c->p->be, ng_tensor_count(f[i]), c->beta0, f[i]->data));
+    }
+    return c->reduce ? reduce_factors(c->p) : NG_OK;
 }
-static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uint64_t key, uint64_t step) {
+static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, int total, double eps, float beta0, uint64_t key,
+                           uint64_t step, int col0) {
     static const ng_graph_seg seg = {"kfac statistics", stats_body, ng_model_seg_state_get, ng_model_seg_state_set};
     kfac *k = K(p);
     stats_ctx c;
-    uint64_t kw[5];
+    uint64_t kw[7];
     uint32_t ab[2];
-    if (!p->segs || !p->segs->on) return ng_kfac_accumulate(p, m, cols, eps, key, step); /* eager: the step by value */
-    if (cols < 1) return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d cases (>= 1)", cols);
+    ng_status s;
+    const int reduce = dist_on(p);
+    if (!p->segs || !p->segs->on) { /* eager: the step by value */
+        if (!reduce) return ng_kfac_accumulate(p, m, cols, eps, key, step);
+        NG_TRY(accumulate(p, m, cols, total, eps, beta0, key, step, col0));
+        NG_RANGE_CAT(NG_CAT_COMM, "kfac factor all-reduce", s, reduce_factors(p));
+        return s;
+    }
+    if (total < 1 || cols < 0 || cols > total || (cols == 0 && col0 == 0))
+        return ng_error(NG_ERR_INVALID_ARG, "K-FAC statistics: %d of %d cases from column %d", cols, total, col0);
     c.p = p;
     c.m = m;
     c.cols = cols;
-    c.alpha = (float)((1.0 - eps) / (double)cols);
-    c.beta0 = (float)eps;
+    c.col0 = col0;
+    c.reduce = reduce;
+    c.alpha = (float)((1.0 - eps) / (double)total);
+    c.beta0 = beta0;
     c.key = key;
     {
         const uint64_t st[2] = {step, 0}; /* the step, its ticket 0 */
@@ -1097,7 +1117,13 @@ static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, double eps, uin
     kw[2] = key;
     kw[3] = ng_graph_key_ptr(k->sstep.ptr);
     kw[4] = ng_graph_key_ptr(k->fac.A[0].ptr);
-    return ng_graph_seg_run(p->segs, &seg, &c, kw, 5);
+    /* several ranks: this rank's first column and the global batch (a new global batch: new keys on
+     * every rank at once, since the shards follow from it) */
+    kw[5] = (uint64_t)(uint32_t)col0 << 1 | (uint64_t)reduce;
+    kw[6] = reduce ? (uint64_t)(uint32_t)p->dist.batch : 0;
+    NG_TRY(ng_graph_seg_run(p->segs, &seg, &c, kw, 7));
+    /* the segment's all-reduces, within --comm-timeout (as the eager ones wait) */
+    return reduce ? ng_comm_wait_device(p->dist.comm, p->be, "the K-FAC factors (in their graph segment)") : NG_OK;
 }
 
 /* Phi mode, one process, one chunk: what ng_kfac_accumulate does, with the targets' Philox step
@@ -1139,8 +1165,14 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     if (k->cfg.phi_every > 0 && !dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
         NG_TRY(phi_stats(p, m, t, cols));
     } else if (!dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
-        NG_TRY(stats_seg(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
-                         ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));
+        const double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+        NG_TRY(stats_seg(p, m, cols, cols, eps, (float)eps, ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16, 0));
+    } else if (dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
+        /* several ranks, the first cols cases in chunk 0 of the global batch (so the same on every rank:
+         * all ranks run it as a segment or none): rank 0 keeps eps F, every rank adds its cases' share */
+        const double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+        NG_TRY(stats_seg(p, m, prefix_share(p, cols), cols, eps, p->dist.comm->rank == 0 ? (float)eps : 0.0f,
+                         ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16, p->dist.lo));
     } else if (!dist_on(p)) {
         NG_TRY(ng_kfac_accumulate(p, m, cols, ng_kfac_ema_weight(t + 1, k->cfg.eps_max),
                                   ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16));

@@ -444,7 +444,10 @@ static ng_status curvature_local(tn *k, const float *x, float *y) {
 
 /* the curvature product as a CUDA-graph segment (natgrad/graph.h; eager without --cuda-graph):
  * keyed by x, y, the product's kind (and for the sampled Fisher its stream key and where its step
- * is read: device memory under segments), with the network's pass state */
+ * is read: device memory under segments), with the network's pass state. On several ranks the
+ * segment also holds the product's shard weighting and NCCL all-reduce (reduce_vec; not for a
+ * separate metric stream, whole on every rank), so a replay reduces too: the weight and the shard's
+ * first column (the sampled targets' global columns) are in the key. */
 typedef struct curv_ctx {
     ng_model *m; /* first: ng_model_seg_state_get */
     tn *k;
@@ -453,12 +456,14 @@ typedef struct curv_ctx {
 } curv_ctx;
 static ng_status curv_body(void *user) {
     curv_ctx *c = (curv_ctx *)user;
-    return curvature_local(c->k, c->x, c->y);
+    NG_TRY(curvature_local(c->k, c->x, c->y));
+    return c->k->have_stream ? NG_OK : reduce_vec(c->k, c->y, "a curvature product");
 }
 static ng_status curvature_seg(tn *k, const float *x, float *y) {
     static const ng_graph_seg seg = {"tn curvature product", curv_body, ng_model_seg_state_get, ng_model_seg_state_set};
     curv_ctx c;
-    uint64_t key[7];
+    uint64_t key[9];
+    const int reduced = dist_on(k) && !k->have_stream;
     c.m = k->net;
     c.k = k;
     c.x = x;
@@ -468,22 +473,25 @@ static ng_status curvature_seg(tn *k, const float *x, float *y) {
     key[2] = (uint64_t)k->n;
     key[3] = (uint64_t)(uint32_t)k->cfg.curvature << 32 | (uint32_t)k->cfg.fisher;
     key[4] = (uint64_t)(uint32_t)k->cfg.fisher_samples;
+    key[5] = reduced ? ng_graph_key_f64(shard_weight(k)) : 0;
+    key[6] = reduced ? (uint64_t)k->self->dist.lo : 0;
     if (k->is_cnn && k->cfg.curvature == NG_TN_CURV_HESSIAN && k->self->segs)
         NG_TRY(ng_cnn_hvp_prepare(k->net)); /* its workspace, not allocated inside a capture */
     if (k->cfg.fisher != NG_FISHER_SAMPLED || k->cfg.curvature == NG_TN_CURV_HESSIAN)
-        return ng_graph_seg_run(k->self->segs, &seg, &c, key, 5);
+        return ng_graph_seg_run(k->self->segs, &seg, &c, key, 7);
     /* the sampled targets' stream: its step on the device while segments replay (fstep_dev), else by
      * value (a new graph every update) */
-    key[5] = k->fisher_key;
-    key[6] = k->fstep_dev ? ng_graph_key_ptr(k->fstep.ptr) : ng_tn_fisher_step(k->t_now);
-    return ng_graph_seg_run(k->self->segs, &seg, &c, key, 7);
+    key[7] = k->fisher_key;
+    key[8] = k->fstep_dev ? ng_graph_key_ptr(k->fstep.ptr) : ng_tn_fisher_step(k->t_now);
+    return ng_graph_seg_run(k->self->segs, &seg, &c, key, 9);
 }
 
 static ng_status curvature_apply(void *user, const float *x, float *y) {
     tn *k = (tn *)user;
-    NG_TRY(curvature_seg(k, x, y));
-    if (k->have_stream) return NG_OK; /* the whole metric batch on every rank */
-    return reduce_vec(k, y, "a curvature product");
+    NG_TRY(curvature_seg(k, x, y)); /* reduced over the ranks inside (but a separate metric stream's) */
+    if (!dist_on(k) || k->have_stream) return NG_OK;
+    /* the segment's all-reduce, within --comm-timeout (as the eager one waits) */
+    return ng_comm_wait_device(k->self->dist.comm, k->net->be, "a curvature product (in its graph segment)");
 }
 
 /* sol = (C + damp I)^-1 rhs from the start in sol (CG) or 0 (MINRES-QLP) */
@@ -507,7 +515,7 @@ static ng_status solve(tn *k, const float *rhs, const float *minv, int keep) {
     }
     k->cgc.lambda = damp;
     k->cgc.max_keep = keep ? HF_KEEP : 0;
-    k->cgc.segs = k->self->segs && k->self->segs->on && !dist_on(k) ? k->self->segs : NULL;
+    k->cgc.segs = k->self->segs && k->self->segs->on ? k->self->segs : NULL; /* no collective inside */
     NG_TRY(ng_cg_solve(&k->cg, &A, rhs, k->sol.data, minv, &k->cgc, &k->cgr));
     k->solver_iters = k->cgr.iters;
     k->solver_stop = k->cgr.stop;

@@ -63,6 +63,10 @@ typedef struct ng_graph_segs {
         uint64_t captures, replays, eager, failures;
     } count[NG_GRAPH_SEG_NAMES];
     uint64_t captures, replays, eager, failures; /* over every segment */
+    /* the decisions so far (FNV-1a over each run's name id, kind: capture / replay / eager / failed
+     * capture, and slot): on several ranks the trainer checks once per update that every rank's
+     * trace is the same (ng_trainer_agree_segments, natgrad/train.h) */
+    uint64_t trace;
 } ng_graph_segs;
 
 /* An empty cache on be (off until on is set). */

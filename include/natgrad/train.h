@@ -111,8 +111,7 @@ typedef struct ng_trainer {
 
 /* Turn the CUDA-graph step on (or off). Refused (NG_ERR_UNSUPPORTED, naming the part) without
  * graph support in the backend (the CPU), for an update rule or a preconditioner without graph_key
- * (tn and kfac: segments, see above; kfac's asynchronous refreshes refused; segments refused on several
- * ranks), or a data-parallel run the graph cannot hold (ng_trainer_graph_dist_check). On several ranks
+ * (tn and kfac: segments, see above; kfac's asynchronous refreshes refused), or a data-parallel run the graph cannot hold (ng_trainer_graph_dist_check). On several ranks
  * with NCCL the graph holds the gradient's shard weighting and all-reduce too (one graph launch per
  * update: gradient, all-reduce, update); the shard weight is part of the key, every rank's graph
  * decision is checked against the others' (ng_trainer_agree_graph), and after each launch the
@@ -183,13 +182,27 @@ ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted);
  * weighting and the gradient's NCCL all-reduce (--comm-overlap 1: its buckets, forked onto the
  * communication stream and joined back, natgrad/comm.h). graph_dist_check refuses (NG_ERR_UNSUPPORTED,
  * naming the option) the MPI communicator, a model that reduces its own statistics and a
- * preconditioner other than identity; NG_OK on one rank. agree_graph: before an update's graph step
+ * preconditioner other than identity, diag, prong, full and, in segments, tn and kfac (kfac in phi space,
+ * fang, centering); NG_OK on one rank. agree_graph: before an update's graph step
  * every rank states its decision (0 eager, k > 0 replay of slot k - 1, -k capture into slot k - 1) and
  * a hash of the rank-independent part of its key (the rule's and preconditioner's scalars); one host
  * all-reduce tells every rank whether all agree, and on disagreement every rank returns the same
  * error (NG_ERR_INVALID_ARG) before any collective is issued: no NCCL deadlock. */
 ng_status ng_trainer_graph_dist_check(const ng_trainer *tr);
 ng_status ng_trainer_agree_graph(ng_trainer *tr, int decision, const double *key, int n);
+/* Graph segments on several ranks (tn: ngd, ncg, hf; kfac): the "gradient" segment holds the gradient's
+ * shard weighting and NCCL all-reduce (or its buckets), each "tn curvature product" its product's, "kfac
+ * statistics" the factors'; the other segments (CG's vector work, K-FAC's F^-1 products, the
+ * objective's sums) hold no collective and the objective's sums are reduced on the host after their
+ * segment. NCCL needs every rank to capture and replay the
+ * segments holding collectives alike; the cache's decisions are a deterministic function of the
+ * sequence of keys, and the keys change at the same calls on every rank (the same code, buffers
+ * allocated at the same points with sizes of the global batch's shape; the per-rank parts, addresses
+ * and the shard weight, fixed for a run), so the ranks decide alike without a collective per segment.
+ * agree_segments checks that invariant once per update: one host all-reduce of a hash of the cache's
+ * trace of decisions (natgrad/graph.h); ranks that diverged all return the same error
+ * (NG_ERR_INVALID_ARG) at the end of that update. NG_OK on one rank. */
+ng_status ng_trainer_agree_segments(ng_trainer *tr);
 
 /* ---- the run driver -------------------------------------------------------------------------- */
 
