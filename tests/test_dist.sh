@@ -66,7 +66,7 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_rbm_resume_2to1 dist_rbm_resume_3to2 dist_rbm_refuse_snapshots dist_rbm_refuse_few_particles dist_refuse_rbm_eval
      dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
 # CUDA graphs of the data-parallel step (the block "--cuda-graph under mpirun" below)
-ALL+=(dist_cuda_graph_cpu_ignored dist_graph_ranks_np2 dist_graph_ranks_np3)
+ALL+=(dist_cuda_graph_cpu_ignored dist_graph_ranks_np2 dist_graph_ranks_np3 dist_graph_ranks2_np2 dist_graph_ranks2_np3)
 # the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
 ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_overlap_np3_nag_chunk
       dist_bad_overlap_options dist_overlap_np2_cnn_bn dist_overlap_np3_cnn_chunk dist_bad_overlap_cnn)
@@ -1080,6 +1080,11 @@ if [ -x "$absbuild/simt/tests/test_graph_ranks" ]; then
   for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks_np$np "$absbuild/simt/tests/test_graph_ranks" $np gr$np.out '^  nag, --comm-overlap 1, rank 0'; done
 else
   for np in 2 3; do not_built dist_graph_ranks_np$np test_graph_ranks.c "no CUDA headers or NCCL"; done
+fi
+if [ -x "$absbuild/simt/tests/test_graph_ranks2" ]; then
+  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks2_np$np "$absbuild/simt/tests/test_graph_ranks2" $np gr2_$np.out '^  rbm PCD-1 + centering, rank 0'; done
+else
+  for np in 2 3; do not_built dist_graph_ranks2_np$np test_graph_ranks2.c "no CUDA headers or NCCL"; done
 fi
 
 # ---- the communicator's unit tests on several ranks --------------------------------------------

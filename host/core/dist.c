@@ -130,15 +130,17 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks needs the NCCL communicator (this run reduces over "
                         "MPI through host copies, which a CUDA graph cannot hold): build with NCCL (the build line says "
                         "'nccl: yes') or run with --cuda-graph 0", w);
-    if (tr->model->dist.comm)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the model %s reduces its own statistics across "
-                        "the ranks inside its gradient, which is not captured; run it with --cuda-graph 0", w,
-                        tr->model->iface->kind);
+    /* the reductions a model does inside its gradient (an RBM's gW and means) are NCCL all-reduces on
+     * the backend's stream, captured with it; a model whose gradient reads the host on several ranks
+     * (batch norm's merge, reduced on the host) refuses in its graph_check, asked again here since
+     * its communicator may come after ng_trainer_set_cuda_graph */
+    if (tr->model->iface->graph_check) NG_TRY(tr->model->iface->graph_check(tr->model));
     /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on
      * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
-     * and full between their eager reparametrisations / refreshes: none) */
+     * and full between their eager reparametrisations / refreshes: none; centering: none, its offsets
+     * follow the RBM's all-reduced data means on the device) */
     {
-        static const char *const ok[] = {"identity", "diag", "prong", "full"};
+        static const char *const ok[] = {"identity", "diag", "prong", "full", "centering"};
         const char *name = tr->pc->iface->name, *why;
         size_t i;
         for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
@@ -149,7 +151,7 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
               : strcmp(name, "tn") == 0   ? "its curvature products are reduced between host reads"
                                           : "its reductions across the ranks are not captured";
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
-                        "ranks (%s; captured there: identity, diag, prong, full); run it with --cuda-graph 0", w, name, why);
+                        "ranks (%s; captured there: identity, diag, prong, full, centering); run it with --cuda-graph 0", w, name, why);
     }
 }
 

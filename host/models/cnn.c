@@ -1887,15 +1887,18 @@ static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
 }
 
 /* CUDA graphs (natgrad/train.h): the gradient reads nothing on the host (the objective and the
- * misclassifications are summed on the device, the augmentation takes its step from aug_dev). The
- * reparametrisation of whitening layers (ng_cnn_whiten: host float64 algebra) runs inside the
- * gradient every whiten_every gradients: graph_eager makes those updates eager. */
+ * misclassifications are summed on the device, the augmentation takes its step from aug_dev, at
+ * this rank's images dist_lo.. on several ranks, where the trainer's all-reduce of the gradient is
+ * in the graph). The reparametrisation of whitening layers (ng_cnn_whiten: host float64 algebra)
+ * runs inside the gradient every whiten_every gradients: graph_eager makes those updates eager.
+ * Batch norm on several ranks merges its statistics on the host (bn_sync_moments, bn_sync_proj):
+ * refused. */
 static ng_status cnn_graph_check(const ng_model *m) {
     const cnn *n = (const cnn *)m;
-    if (dist_on(n))
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: cnn on %d ranks is not captured (on several ranks the graph "
-                        "holds net train's first-order step only; batch norm here reduces its sums on the host); use "
-                        "--cuda-graph 0", n->comm->world);
+    if (dist_on(n) && has_kind(n, NG_CNN_BN))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the cnn's batch norm merges its statistics across "
+                        "the ranks on the host inside the gradient (not captured); on several ranks the graph holds cnns "
+                        "without bn layers; run it with --cuda-graph 0", n->comm->world);
     return NG_OK;
 }
 static int cnn_graph_eager(const ng_model *m) {

@@ -1079,7 +1079,13 @@ static ng_status net_check_gradient(ng_model *m) {
 /* CUDA graphs: the gradient passes no per-gradient host scalar to the device and reads the host
  * only in net_check_gradient (deferred after the graph). */
 static ng_status net_graph_check(const ng_model *m) {
-    (void)m;
+    const net *n = as_cnet(m);
+    /* several ranks: batch norm's merge (bn_sync_moments, bn_sync_scaled) reads each rank's
+     * statistics to the host and all-reduces them there, inside the gradient */
+    if (dist_bn(n))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the network's batch norm merges its statistics "
+                        "across the ranks on the host inside the gradient (not captured); on several ranks the graph holds "
+                        "networks without +bn; run it with --cuda-graph 0", n->comm->world);
     return NG_OK;
 }
 

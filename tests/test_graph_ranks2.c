@@ -1,0 +1,355 @@
+/* test_graph_ranks2.c: CUDA graphs of a data-parallel step for the models that reduce inside their
+ * gradient (--cuda-graph 1 under mpirun; natgrad/train.h ng_trainer_set_cuda_graph,
+ * ng_trainer_graph_dist_check; natgrad/comm.h, NCCL collectives recorded in a graph). Under
+ * `mpirun -np N` (tests/test_dist.sh, 2 and 3 ranks) the emulated-CUDA build (tests/simt) gives each
+ * rank its own emulated GPU and an NCCL communicator through the shim. Each case trains twice on one
+ * communicator, eagerly and with --cuda-graph 1, update by update in the same order on every rank
+ * (some updates logged, so eager ones fall between the replays), and checks that the graph trainer
+ * equals the eager one bit for bit after every update checked, that captures and replays are > 0,
+ * how many all-reduces each capture recorded (the reductions a replay would otherwise miss), and that
+ * after the run every rank's parameters equal rank 0's bit for bit (the shards differ, so only a real
+ * sum on every replay keeps them equal):
+ *   - rbm train, PCD-1 + SGD (6 x 5 RBM, global batches of 6, 5 particles: shards 3/3 and 2/2/2,
+ *     particles 2/3 and 1/2/2): the RBM all-reduces gW and its data and particle means itself inside
+ *     the gradient (rbm.c assemble_gradient): 2 all-reduces per capture; the parameters, this rank's
+ *     particles and the Philox step equal the eager run's;
+ *   - the same with CD-2 (chains started at this rank's columns, drawn at their global index) and with
+ *     centering (its offsets follow the all-reduced data means on the device);
+ *   - cnn train without batch norm (c3k3-relu-mp2-d3 with crops and mirrors drawn at this rank's global
+ *     image index, SGD): the trainer's gradient all-reduce, 1 per capture;
+ *   - refusals by message: a network and a cnn with batch norm (merged across the ranks on the host),
+ *     FANG (its particle counts reduced on the host).
+ * Run alone (one rank), or in the CPU-only build, every test skips with the reason. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "graph_run.h"
+#include "ranks.h"
+#include "natgrad/backend.h"
+#include "natgrad/cnn.h"
+#include "natgrad/comm.h"
+#include "natgrad/data.h"
+#include "natgrad/log.h"
+#include "natgrad/net.h"
+#include "natgrad/precond.h"
+#include "natgrad/rbm.h"
+#include "natgrad/train.h"
+#include "natgrad/update.h"
+
+#define NV 6
+#define NH 5
+#define NCASES 30
+#define BATCH 6
+#define PARTICLES 5
+#define CNN_ROWS (36 + 3)
+#define CNN_N 24
+static float g_x[NV * NCASES];
+static float g_cnn_x[CNN_ROWS * CNN_N];
+static ng_comm *C;  /* the world (MPI) */
+static ng_comm *NC; /* the CUDA backend's communicator (NCCL) */
+static ng_backend *g_be;
+static char g_reason[512];
+
+static int ready(void) {
+    if (!g_be) return ngt_skip(g_reason);
+    return NGT_PASS;
+}
+
+/* ---- RBMs --------------------------------------------------------------------------------- */
+
+typedef struct rbm_run {
+    ng_rbm rbm;
+    ng_rbm_trainer rt;
+    int ready, rt_ready;
+} rbm_run;
+
+static ng_status rbm_run_init(rbm_run *r, int estimator, int k, int optimizer) {
+    ng_rbm_config cfg;
+    float mean[NV];
+    int i;
+    memset(r, 0, sizeof *r);
+    ng_rbm_config_default(&cfg);
+    cfg.batch = BATCH;
+    cfg.particles = PARTICLES;
+    cfg.k = k;
+    cfg.estimator = estimator;
+    cfg.optimizer = (ng_rbm_optimizer)optimizer;
+    cfg.center_rate = 0.1f;
+    cfg.lr = 0.1f;
+    cfg.lr_gamma = 0.0f; /* a constant rate: one key (the default decays it, a new capture per update) */
+    cfg.momentum = 0.5f;
+    cfg.weight_decay = 1e-3f;
+    cfg.seed = 23;
+    cfg.rank = NC->rank;
+    cfg.world = NC->world;
+    for (i = 0; i < NV; i++) mean[i] = 0.5f;
+    NG_TRY(ng_rbm_init(g_be, NV, NH, &r->rbm));
+    r->ready = 1;
+    NG_TRY(ng_rbm_init_params(&r->rbm, 3, 0.1f, mean));
+    NG_TRY(ng_rbm_trainer_init(&r->rt, &r->rbm, &cfg, g_x, NCASES, NULL));
+    r->rt_ready = 1;
+    return ng_trainer_set_comm(&r->rt.tr, NC);
+}
+
+static void rbm_run_free(rbm_run *r) {
+    if (r->rt_ready) {
+        ng_trainer_release(&r->rt.tr);
+        ng_rbm_trainer_free(&r->rt);
+    }
+    if (r->ready) ng_rbm_free(&r->rbm);
+    memset(r, 0, sizeof *r);
+}
+
+/* n floats of two device tensors, bit for bit (the first difference printed) */
+static int same_floats(const char *what, const char *part, const ng_tensor *a, const ng_tensor *b, uint64_t t) {
+    size_t n = ng_tensor_count(a), i;
+    float *ha = (float *)malloc(n * sizeof(float)), *hb = (float *)malloc(n * sizeof(float));
+    int ok;
+    NGT_CHECK(ha && hb, "out of memory");
+    NGT_OK(ng_tensor_get(g_be, a, ha));
+    NGT_OK(ng_tensor_get(g_be, b, hb));
+    ok = memcmp(ha, hb, n * sizeof(float)) == 0;
+    if (!ok) {
+        for (i = 0; i < n && ha[i] == hb[i]; i++) {
+        }
+        printf("  %s, rank %d: after update %llu %s %zu is %.9g eager, %.9g graph\n", what, NC->rank, (unsigned long long)t,
+               part, i, (double)ha[i], (double)hb[i]);
+    }
+    free(ha);
+    free(hb);
+    NGT_CHECK(ok, "%s, rank %d: the %s differ after update %llu", what, NC->rank, part, (unsigned long long)t);
+    return NGT_PASS;
+}
+
+static int same_rbm(const char *what, rbm_run *a, rbm_run *b, uint64_t t) {
+    ng_model *ma = ng_rbm_model(&a->rbm), *mb = ng_rbm_model(&b->rbm);
+    ng_tensor pa, pb;
+    if (same_floats(what, "parameters", &ma->param_flat, &mb->param_flat, t) != NGT_PASS) return NGT_FAIL;
+    NGT_OK(ng_model_statistic(ma, "particles", &pa));
+    NGT_OK(ng_model_statistic(mb, "particles", &pb));
+    if (same_floats(what, "particles", &pa, &pb, t) != NGT_PASS) return NGT_FAIL;
+    NGT_CHECK(ng_rbm_rng_step(&a->rbm) == ng_rbm_rng_step(&b->rbm), "%s: Philox step %llu eager, %llu graph after update %llu",
+              what, (unsigned long long)ng_rbm_rng_step(&a->rbm), (unsigned long long)ng_rbm_rng_step(&b->rbm),
+              (unsigned long long)t);
+    return NGT_PASS;
+}
+
+/* the graph trainer's counts: every update accounted for, captures >= 1, replays > captures, and
+ * `want` all-reduces recorded by each capture */
+static int graph_counts(const char *what, const ng_trainer *tr, uint64_t steps, unsigned long long recorded,
+                        unsigned long long want) {
+    const ng_train_graph *g = &tr->graph;
+    NGT_CHECK(g->captures + g->replays + g->eager == steps, "%s: %llu + %llu + %llu != %llu", what,
+              (unsigned long long)g->captures, (unsigned long long)g->replays, (unsigned long long)g->eager,
+              (unsigned long long)steps);
+    NGT_CHECK(g->captures >= 1 && g->replays > g->captures, "%s: %llu captures, %llu replays", what,
+              (unsigned long long)g->captures, (unsigned long long)g->replays);
+    NGT_CHECK(recorded == want * g->captures, "%s: %llu all-reduces recorded in %llu captures (want %llu each)", what,
+              recorded, (unsigned long long)g->captures, want);
+    return NGT_PASS;
+}
+
+static const char *const opt_name[] = {"sgd", "centering", "fang", "diag"};
+
+static int rbm_graph_vs_eager(int estimator, int k, int optimizer, uint64_t steps, int log_every) {
+    rbm_run a, b;
+    uint64_t t;
+    unsigned long long rec0 = NC->captured;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    char what[96];
+    snprintf(what, sizeof what, "rbm %s-%d + %s", estimator == NG_RBM_PCD ? "PCD" : "CD", k, opt_name[optimizer]);
+    NGT_OK(rbm_run_init(&a, estimator, k, optimizer));
+    NGT_OK(rbm_run_init(&b, estimator, k, optimizer));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
+        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
+        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+    }
+    /* gW and the four means: two all-reduces recorded in each capture */
+    if (graph_counts(what, &b.rt.tr, steps, NC->captured - rec0, 2) != NGT_PASS) return NGT_FAIL;
+    if (ngt_same_as_rank0_dev(C, g_be, ng_rbm_model(&b.rbm)->param_flat.data, ng_model_size(ng_rbm_model(&b.rbm)), what) !=
+        NGT_PASS)
+        return NGT_FAIL;
+    printf("  %s, rank %d of %d: %llu updates: %llu captured (2 all-reduces each), %llu replayed, %llu eager; equal to "
+           "eager and to rank 0\n", what, NC->rank, NC->world, (unsigned long long)steps,
+           (unsigned long long)b.rt.tr.graph.captures, (unsigned long long)b.rt.tr.graph.replays,
+           (unsigned long long)b.rt.tr.graph.eager);
+    rbm_run_free(&a);
+    rbm_run_free(&b);
+    return NGT_PASS;
+}
+
+static int test_graph_ranks_rbm_pcd_sgd(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_SGD, 24, 7);
+}
+static int test_graph_ranks_rbm_cd2_sgd(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return rbm_graph_vs_eager(NG_RBM_CD, 2, NG_RBM_OPT_SGD, 16, 5);
+}
+static int test_graph_ranks_rbm_centering(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_CENTERING, 24, 7);
+}
+
+/* ---- conv nets ---------------------------------------------------------------------------- */
+
+typedef struct cnn_run {
+    ng_model *m;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} cnn_run;
+
+static ng_status cnn_run_init(cnn_run *r, const char *spec) {
+    ng_cnn_config cfg;
+    ng_sgd_config c;
+    ng_status s;
+    memset(r, 0, sizeof *r);
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(spec, &cfg));
+    cfg.chunk = 4;
+    cfg.seed = 23;
+    cfg.augment_pad = 1;
+    cfg.augment_flip = 1;
+    NG_TRY(ng_cnn_create(g_be, &cfg, &r->m));
+    memset(&c, 0, sizeof c);
+    c.lr = 0.1f;
+    c.momentum = 0.9f;
+    c.weight_decay = 1e-3f;
+    s = ng_update_sgd_init(g_be, r->m, &c, &r->upd);
+    if (s == NG_OK) s = ng_precond_identity_init(g_be, &r->pc);
+    if (s == NG_OK) s = ng_batches_init(&r->data, g_be, g_cnn_x, CNN_ROWS, CNN_N, BATCH, 5, NC->rank, NC->world);
+    if (s == NG_OK) r->data_ready = 1;
+    if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
+    if (s == NG_OK) s = ng_trainer_set_comm(&r->tr, NC);
+    /* as cnn train does under mpirun: the model's shard (augmentation draws, synchronised batch norm) */
+    if (s == NG_OK) s = ng_cnn_set_dist(r->m, NC, r->data.lo, r->data.batch);
+    return s;
+}
+
+static void cnn_run_free(cnn_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_cnn_free(r->m);
+    memset(r, 0, sizeof *r);
+}
+
+static int test_graph_ranks_cnn(void) {
+    static const char what[] = "cnn c3k3-relu-mp2-d3, crops + mirrors, sgd";
+    cnn_run a, b;
+    uint64_t t, steps = 24;
+    unsigned long long rec0 = NC->captured;
+    double row[NG_TRAIN_MAX_COLUMNS];
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    NGT_OK(cnn_run_init(&a, "c3k3-relu-mp2-d3"));
+    NGT_OK(cnn_run_init(&b, "c3k3-relu-mp2-d3"));
+    NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
+    for (t = 0; t < steps; t++) {
+        double *rw = t % 9 == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(&a.tr, rw));
+        NGT_OK(ng_trainer_step(&b.tr, rw));
+        if (same_floats(what, "parameters", &a.m->param_flat, &b.m->param_flat, t) != NGT_PASS) return NGT_FAIL;
+    }
+    NGT_CHECK(ng_cnn_gradients(a.m) == ng_cnn_gradients(b.m), "%s: %llu gradients eager, %llu graph", what,
+              (unsigned long long)ng_cnn_gradients(a.m), (unsigned long long)ng_cnn_gradients(b.m));
+    /* the gradient's all-reduce, one per capture */
+    if (graph_counts(what, &b.tr, steps, NC->captured - rec0, 1) != NGT_PASS) return NGT_FAIL;
+    if (ngt_same_as_rank0_dev(C, g_be, b.m->param_flat.data, ng_model_size(b.m), what) != NGT_PASS) return NGT_FAIL;
+    printf("  %s, rank %d of %d: %llu updates: %llu captured (1 all-reduce each), %llu replayed, %llu eager; equal to eager "
+           "and to rank 0\n", what, NC->rank, NC->world, (unsigned long long)steps, (unsigned long long)b.tr.graph.captures,
+           (unsigned long long)b.tr.graph.replays, (unsigned long long)b.tr.graph.eager);
+    cnn_run_free(&a);
+    cnn_run_free(&b);
+    return NGT_PASS;
+}
+
+/* ---- refusals ------------------------------------------------------------------------------ */
+
+static int refusal(ng_trainer *tr, const char *what, const char *want) {
+    ng_status s = ng_trainer_set_cuda_graph(tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), want), "%s: want NG_ERR_UNSUPPORTED naming '%s', got %d: %s",
+              what, want, (int)s, ng_last_error());
+    printf("  refused (%s): %s\n", what, ng_last_error());
+    ng_clear_error();
+    return NGT_PASS;
+}
+
+static int test_graph_ranks_refusals(void) {
+    int ok;
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    { /* a dense network with batch norm (synchronised over the ranks on the host) */
+        run r;
+        ng_net_config cfg;
+        memset(&r, 0, sizeof r);
+        ae_config(&cfg);
+        NGT_OK(ng_net_parse_spec("6-5+bn-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
+        NGT_OK(ng_net_create(g_be, &cfg, &r.net));
+        NGT_OK(ae_update(g_be, r.net, AE_SGD, 0.0f, &r.upd));
+        NGT_OK(ng_precond_identity_init(g_be, &r.pc));
+        NGT_OK(ng_batches_init(&r.data, g_be, g_x, NV, NCASES, BATCH, 5, NC->rank, NC->world));
+        r.data_ready = 1;
+        NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
+        NGT_OK(ng_trainer_set_comm(&r.tr, NC));
+        NGT_OK(ng_net_set_comm(r.net, NC));
+        ok = refusal(&r.tr, "net +bn", "the network's batch norm merges its statistics across the ranks on the host");
+        run_free(&r);
+        if (ok != NGT_PASS) return NGT_FAIL;
+    }
+    { /* a conv net with batch norm */
+        cnn_run r;
+        NGT_OK(cnn_run_init(&r, "c3k3-bn-relu-mp2-d3"));
+        ok = refusal(&r.tr, "cnn bn", "the cnn's batch norm merges its statistics across the ranks on the host");
+        cnn_run_free(&r);
+        if (ok != NGT_PASS) return NGT_FAIL;
+    }
+    { /* FANG: its particle counts are reduced over MPI on the host */
+        rbm_run r;
+        NGT_OK(rbm_run_init(&r, NG_RBM_PCD, 1, NG_RBM_OPT_FANG));
+        ok = refusal(&r.rt.tr, "rbm fang", "the preconditioner fang is not captured on several ranks (its particle counts");
+        rbm_run_free(&r);
+        if (ok != NGT_PASS) return NGT_FAIL;
+    }
+    return NGT_PASS;
+}
+
+int main(void) {
+    uint64_t z = 0x9E3779B97F4A7C15ull;
+    int i, r;
+    xorshift_fill(g_x, NV * NCASES, &z);
+    for (i = 0; i < CNN_N; i++) { /* pixels in [0, 1), then a one-hot label */
+        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
+        for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
+    }
+    if (ngt_ranks_open(&C)) return 1;
+    if (C->world < 2)
+        snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
+    else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
+        snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
+    else { /* every rank skips when one has no device (the others would wait for it); NC is NCCL */
+        int rc = ngt_ranks_cuda(C, &g_be, &NC);
+        if (rc == NGT_FAIL) {
+            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
+            return 1;
+        }
+        if (rc == NGT_SKIP) snprintf(g_reason, sizeof g_reason, "%s", ngt_skip_reason);
+    }
+    NGT_RUN(test_graph_ranks_rbm_pcd_sgd);
+    NGT_RUN(test_graph_ranks_rbm_cd2_sgd);
+    NGT_RUN(test_graph_ranks_rbm_centering);
+    NGT_RUN(test_graph_ranks_cnn);
+    NGT_RUN(test_graph_ranks_refusals);
+    ng_comm_free(NC);
+    ng_backend_free(g_be);
+    ng_comm_free(C);
+    return ngt_finish();
+}
