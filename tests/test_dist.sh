@@ -1068,7 +1068,9 @@ fi
 # equal the eager trainer bit for bit with replays > 0 and every rank's parameters equal rank 0's, also
 # with --comm-overlap 1 (the buckets captured); the MPI communicator and a non-identity preconditioner
 # refused by name; ranks that
-# disagree on the graph all fail with the same message instead of deadlocking NCCL.
+# disagree on the graph all fail with the same message instead of deadlocking NCCL. tests/test_graph_ranks2.c:
+# the models that reduce inside their gradient (the RBM with sgd and centering, cnn train with and without
+# batch norm, a network with batch norm merged on the device) as graphs equal to eager bit for bit; FANG refused.
 run gcpu0 2 "${T[@]}" --optimizer nag --steps 12 --out gcpu0
 rc0=$rc
 run gcpu1 2 "${T[@]}" --optimizer nag --steps 12 --cuda-graph 1 --out gcpu1

@@ -233,7 +233,7 @@ static int cnn_train(int argc, char **argv) {
             NG_OPT_DEVICE(&o.co),
             NG_OPT_THREADS(&o.co),
             NG_OPT_COMM_OVERLAP(&o.co),
-            {"cuda-graph", OPT_INT, &o.cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (gradient with augmentation and batch norm, weight decay, SGD step; the objective and misclassification summed on the device, the augmentation's step counted there) in a CUDA graph and replay it, one graph launch per update; re-captured when the batch shape or the learning rate changes (--lr-drop-every). Updates that re-whiten (--whiten-every) run eagerly. --optimizer sgd, one process. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
+            {"cuda-graph", OPT_INT, &o.cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (gradient with augmentation and batch norm, weight decay, SGD step; the objective and misclassification summed on the device, the augmentation's step counted there) in a CUDA graph and replay it, one graph launch per update; re-captured when the batch shape or the learning rate changes (--lr-drop-every). Updates that re-whiten (--whiten-every) run eagerly. --optimizer sgd; under mpirun with NCCL the gradient's all-reduce and batch norm's merge (on the device) are in the graph too. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
             NG_OPT_END};
         const ng_opt *fixed;
         rc = ng_cli_parse("cnn train", TRAIN_SUMMARY, opts, argc, argv);
