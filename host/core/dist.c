@@ -131,8 +131,8 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
                         "MPI through host copies, which a CUDA graph cannot hold): build with NCCL (the build line says "
                         "'nccl: yes') or run with --cuda-graph 0", w);
     /* the reductions a model does inside its gradient (an RBM's gW and means) are NCCL all-reduces on
-     * the backend's stream, captured with it; a model whose gradient reads the host on several ranks
-     * (batch norm's merge, reduced on the host) refuses in its graph_check, asked again here since
+     * the backend's stream, captured with it (batch norm's merge too, on the device with NCCL); a model
+     * whose gradient reads the host on several ranks refuses in its graph_check, asked again here since
      * its communicator may come after ng_trainer_set_cuda_graph */
     if (tr->model->iface->graph_check) NG_TRY(tr->model->iface->graph_check(tr->model));
     /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on

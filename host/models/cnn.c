@@ -931,7 +931,10 @@ static ng_status backward(cnn *n, int cols, float beta, float *out) {
             if (dx) NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
             break;
         }
-        if (gW && n->last_chunk && out == n->base.grad_flat.data) { /* layer l's gradient is final: its all-reduce may start */
+        /* layer l's gradient is final: its all-reduce may start (not with batch norm merged on the device:
+         * the layers below issue its all-reduces on the stream, which may not follow a bucket started in a
+         * captured step; the whole gradient is then reduced after the backward pass) */
+        if (gW && n->last_chunk && out == n->base.grad_flat.data && !bn_dev(n)) {
             NG_TRY(ng_model_grad_ready(&n->base, (size_t)(gW - out), hi));
             hi = (size_t)(gW - out);
         }
