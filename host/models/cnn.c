@@ -659,20 +659,20 @@ static ng_status bn_sync_proj(cnn *n, int l, int M, const float *g, int scaled, 
         NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sgx));
         NG_TRY(bn_dev_means(n, l, ci, 2, sg, scaled, -1.0f, sg, "the batch-norm sums"));
     } else {
-    NG_TRY(ng_get(be, hf + 2 * ci, s1, (size_t)ci * sizeof(float)));
-    if (s2) NG_TRY(ng_get(be, hf + 3 * ci, s2, (size_t)ci * sizeof(float)));
-    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sg));
-    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, g, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
-    NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
-    for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
-    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm sums"));
-    for (i = 0; i < ci; i++) {
-        const float s = s2 ? (float)((double)hf[2 * ci + i] * (double)hf[3 * ci + i]) : hf[2 * ci + i];
-        hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
-        hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
-        hf[2 * ci + i] = s;
-    }
-    NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
+        NG_TRY(ng_get(be, hf + 2 * ci, s1, (size_t)ci * sizeof(float)));
+        if (s2) NG_TRY(ng_get(be, hf + 3 * ci, s2, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sg));
+        NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, g, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
+        NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
+        for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
+        NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm sums"));
+        for (i = 0; i < ci; i++) {
+            const float s = s2 ? (float)((double)hf[2 * ci + i] * (double)hf[3 * ci + i]) : hf[2 * ci + i];
+            hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
+            hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+            hf[2 * ci + i] = s;
+        }
+        NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
     }
     /* tmp = -mean(g xhat) xhat - mean(g); += g; out (+)= s1 s2 tmp */
     NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, tmp, ci));

@@ -788,8 +788,9 @@ static int dist_bn(const net *n) {
     return 0;
 }
 
-/* The merge on the device: the communicator is NCCL (device buffers, all-reduced on the stream). */
-static int bn_dev(const net *n) { return dist_bn(n) && n->comm->kind == NG_COMM_NCCL; }
+/* The merge on the device: the communicator is NCCL (device buffers, all-reduced on the stream;
+ * ng_net_set_comm allocated bnd). */
+static int bn_dev(const net *n) { return dist_bn(n) && n->comm->kind == NG_COMM_NCCL && n->bnd; }
 
 /* One step of the device merge of layer l (natgrad/backend.h bn_merge; the modes' buffers there). */
 static ng_status bn_merge(net *n, int mode, int l, int rows, int cols, int scaled, float alpha, const float *x, int ldx,
@@ -905,23 +906,23 @@ static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg
         NG_TRY(bn_dev_means(n, l, dl, 2, bv, ldv, scaled, -1.0f, bv + 2 * (size_t)ldv, ldv, "the batch-norm gradient sums"));
         NG_TRY(ng_fill(be, (size_t)dl, 1.0f, bv + 5 * (size_t)ldv));
     } else {
-    /* the scale vectors first: s1 may live in BV[l] (H v's R{rstd}), which the sums overwrite */
-    NG_TRY(ng_get(be, hf + 2 * dl, s1, (size_t)dl * sizeof(float)));
-    if (s2) NG_TRY(ng_get(be, hf + 3 * dl, s2, (size_t)dl * sizeof(float)));
-    NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
-    NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
-    NG_TRY(ng_get(be, hf, bv, (size_t)dl * sizeof(float)));
-    NG_TRY(ng_get(be, hf + dl, bv + ldv, (size_t)dl * sizeof(float)));
-    for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
-    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
-    for (i = 0; i < dl; i++) {
-        float sc = s2 ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
-        hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
-        hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
-        hf[2 * dl + i] = sc;
-        hf[3 * dl + i] = 1.0f;
-    }
-    for (i = 0; i < 4; i++) NG_TRY(ng_set(be, bv + (size_t)(2 + i) * ldv, hf + (size_t)i * dl, (size_t)dl * sizeof(float)));
+        /* the scale vectors first: s1 may live in BV[l] (H v's R{rstd}), which the sums overwrite */
+        NG_TRY(ng_get(be, hf + 2 * dl, s1, (size_t)dl * sizeof(float)));
+        if (s2) NG_TRY(ng_get(be, hf + 3 * dl, s2, (size_t)dl * sizeof(float)));
+        NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
+        NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
+        NG_TRY(ng_get(be, hf, bv, (size_t)dl * sizeof(float)));
+        NG_TRY(ng_get(be, hf + dl, bv + ldv, (size_t)dl * sizeof(float)));
+        for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
+        NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
+        for (i = 0; i < dl; i++) {
+            float sc = s2 ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
+            hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
+            hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+            hf[2 * dl + i] = sc;
+            hf[3 * dl + i] = 1.0f;
+        }
+        for (i = 0; i < 4; i++) NG_TRY(ng_set(be, bv + (size_t)(2 + i) * ldv, hf + (size_t)i * dl, (size_t)dl * sizeof(float)));
     }
     /* out = -mean(g xhat) xhat - mean(g); += g; *= s1 s2 */
     NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, bv + 2 * ldv, bv + 3 * ldv, out, ldo));
@@ -956,14 +957,16 @@ ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm) {
     int l, dmax = 1;
     if (!m || m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_comm: not a network");
     n->comm = comm;
-    if (!dist_bn(n) || n->hbn) return NG_OK;
+    if (!dist_bn(n)) return NG_OK;
     for (l = 1; l <= n->L; l++)
         if (n->d[l] > dmax) dmax = n->d[l];
-    n->hbn = (double *)calloc((size_t)2 * (size_t)dmax + 1, sizeof(double));
-    n->hbf = (float *)calloc((size_t)4 * (size_t)dmax, sizeof(float));
-    if (!n->hbn || !n->hbf) return ng_error(NG_ERR_OOM, "network: out of host memory for the batch-norm all-reduce");
     n->dmax_bn = dmax;
-    if (bn_dev(n))
+    if (!n->hbn) {
+        n->hbn = (double *)calloc((size_t)2 * (size_t)dmax + 1, sizeof(double));
+        n->hbf = (float *)calloc((size_t)4 * (size_t)dmax, sizeof(float));
+        if (!n->hbn || !n->hbf) return ng_error(NG_ERR_OOM, "network: out of host memory for the batch-norm all-reduce");
+    }
+    if (comm->kind == NG_COMM_NCCL && !n->bnd) /* the device merge's scratch (bn_dev) */
         NG_TRY(ng_alloc(m->be, ((size_t)L_MAX + 1 + 3 * (size_t)dmax + 1) * sizeof(double), (void **)&n->bnd));
     return NG_OK;
 }
