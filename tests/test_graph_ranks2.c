@@ -17,8 +17,13 @@
  *     centering (its offsets follow the all-reduced data means on the device);
  *   - cnn train without batch norm (c3k3-relu-mp2-d3 with crops and mirrors drawn at this rank's global
  *     image index, SGD): the trainer's gradient all-reduce, 1 per capture;
- *   - refusals by message: a network and a cnn with batch norm (merged across the ranks on the host),
- *     FANG (its particle counts reduced on the host).
+ *   - FANG (refits every 5 updates eager; its means and second moments all-reduced, 4 per capture);
+ *   - cnn train with batch norm (4 per capture; also with --comm-overlap buckets of 26 floats) and a
+ *     6-5+bn-4:tanh+bn-6 network (sgd; adam with --comm-overlap 1; 7 per capture): synchronised batch
+ *     norm merged on the device (natgrad/backend.h bn_merge between NCCL all-reduces); the eager runs
+ *     also within 1e-5 of one process over the whole global batch;
+ *   - refusals by message: --binarize-train (its draw takes its step from the host) and batch norm
+ *     merged over MPI.
  * Run alone (one rank), or in the CPU-only build, every test skips with the reason. */
 #include <math.h>
 #include <stdint.h>
@@ -66,7 +71,7 @@ typedef struct rbm_run {
     int ready, rt_ready;
 } rbm_run;
 
-static ng_status rbm_run_init(rbm_run *r, int estimator, int k, int optimizer) {
+static ng_status rbm_run_init(rbm_run *r, int estimator, int k, int optimizer, int binarize) {
     ng_rbm_config cfg;
     float mean[NV];
     int i;
@@ -78,6 +83,9 @@ static ng_status rbm_run_init(rbm_run *r, int estimator, int k, int optimizer) {
     cfg.estimator = estimator;
     cfg.optimizer = (ng_rbm_optimizer)optimizer;
     cfg.center_rate = 0.1f;
+    cfg.fang_refit_every = 5; /* updates 0, 5, 10, ... refit (eagerly) */
+    cfg.fang_tau = 10.0f;
+    cfg.binarize_train = binarize;
     cfg.lr = 0.1f;
     cfg.lr_gamma = 0.0f; /* a constant rate: one key (the default decays it, a new capture per update) */
     cfg.momentum = 0.5f;
@@ -154,15 +162,16 @@ static int graph_counts(const char *what, const ng_trainer *tr, uint64_t steps, 
 
 static const char *const opt_name[] = {"sgd", "centering", "fang", "diag"};
 
-static int rbm_graph_vs_eager(int estimator, int k, int optimizer, uint64_t steps, int log_every) {
+static int rbm_graph_vs_eager(int estimator, int k, int optimizer, uint64_t steps, int log_every,
+                              unsigned long long want) {
     rbm_run a, b;
     uint64_t t;
     unsigned long long rec0 = NC->captured;
     double row[NG_TRAIN_MAX_COLUMNS];
     char what[96];
     snprintf(what, sizeof what, "rbm %s-%d + %s", estimator == NG_RBM_PCD ? "PCD" : "CD", k, opt_name[optimizer]);
-    NGT_OK(rbm_run_init(&a, estimator, k, optimizer));
-    NGT_OK(rbm_run_init(&b, estimator, k, optimizer));
+    NGT_OK(rbm_run_init(&a, estimator, k, optimizer, 0));
+    NGT_OK(rbm_run_init(&b, estimator, k, optimizer, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
     for (t = 0; t < steps; t++) {
         double *rw = t % (uint64_t)log_every == 0 ? row : NULL;
@@ -170,31 +179,39 @@ static int rbm_graph_vs_eager(int estimator, int k, int optimizer, uint64_t step
         NGT_OK(ng_trainer_step(&b.rt.tr, rw));
         if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
     }
-    /* gW and the four means: two all-reduces recorded in each capture */
-    if (graph_counts(what, &b.rt.tr, steps, NC->captured - rec0, 2) != NGT_PASS) return NGT_FAIL;
+    if (graph_counts(what, &b.rt.tr, steps, NC->captured - rec0, want) != NGT_PASS) return NGT_FAIL;
+    if (optimizer == NG_RBM_OPT_FANG) /* every refit (t = 0, 5, 10, ...) eager */
+        NGT_CHECK(b.rt.tr.graph.eager >= (steps + 4) / 5, "%s: %llu eager updates, fewer than the %llu refits", what,
+                  (unsigned long long)b.rt.tr.graph.eager, (unsigned long long)((steps + 4) / 5));
     if (ngt_same_as_rank0_dev(C, g_be, ng_rbm_model(&b.rbm)->param_flat.data, ng_model_size(ng_rbm_model(&b.rbm)), what) !=
         NGT_PASS)
         return NGT_FAIL;
-    printf("  %s, rank %d of %d: %llu updates: %llu captured (2 all-reduces each), %llu replayed, %llu eager; equal to "
+    printf("  %s, rank %d of %d: %llu updates: %llu captured (%llu all-reduces each), %llu replayed, %llu eager; equal to "
            "eager and to rank 0\n", what, NC->rank, NC->world, (unsigned long long)steps,
-           (unsigned long long)b.rt.tr.graph.captures, (unsigned long long)b.rt.tr.graph.replays,
+           (unsigned long long)b.rt.tr.graph.captures, want, (unsigned long long)b.rt.tr.graph.replays,
            (unsigned long long)b.rt.tr.graph.eager);
     rbm_run_free(&a);
     rbm_run_free(&b);
     return NGT_PASS;
 }
 
+/* the RBM's gW and its four means: two all-reduces recorded in each capture; FANG's means and
+ * second moments two more */
 static int test_graph_ranks_rbm_pcd_sgd(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_SGD, 24, 7);
+    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_SGD, 24, 7, 2);
 }
 static int test_graph_ranks_rbm_cd2_sgd(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return rbm_graph_vs_eager(NG_RBM_CD, 2, NG_RBM_OPT_SGD, 16, 5);
+    return rbm_graph_vs_eager(NG_RBM_CD, 2, NG_RBM_OPT_SGD, 16, 5, 2);
 }
 static int test_graph_ranks_rbm_centering(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
-    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_CENTERING, 24, 7);
+    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_CENTERING, 24, 7, 2);
+}
+static int test_graph_ranks_rbm_fang(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_FANG, 23, 7, 4);
 }
 
 /* ---- conv nets ---------------------------------------------------------------------------- */
@@ -448,11 +465,21 @@ static int refusal(ng_trainer *tr, const char *what, const char *want) {
 static int test_graph_ranks_refusals(void) {
     int ok;
     if (ready() != NGT_PASS) return NGT_SKIP;
-    { /* FANG: its particle counts are reduced over MPI on the host */
+    { /* an RBM trained on binarised batches: their draw takes its step from the host */
         rbm_run r;
-        NGT_OK(rbm_run_init(&r, NG_RBM_PCD, 1, NG_RBM_OPT_FANG));
-        ok = refusal(&r.rt.tr, "rbm fang", "the preconditioner fang is not captured on several ranks (its particle counts");
+        NGT_OK(rbm_run_init(&r, NG_RBM_PCD, 1, NG_RBM_OPT_SGD, 1));
+        ok = refusal(&r.rt.tr, "rbm --binarize-train", "rbm train --binarize-train is not captured");
         rbm_run_free(&r);
+        if (ok != NGT_PASS) return NGT_FAIL;
+    }
+    { /* a network whose batch norm merges over MPI (the world communicator) while the trainer's gradient
+       * goes over NCCL: the merge reads the host */
+        run r;
+        NGT_OK(bn_run_init(&r, AE_SGD, NC, 0, 0));
+        NGT_OK(ng_net_set_comm(r.net, C));
+        ok = refusal(&r.tr, "net +bn over MPI", "the network's batch norm merges its statistics across the ranks through the "
+                                                "host over MPI");
+        run_free(&r);
         if (ok != NGT_PASS) return NGT_FAIL;
     }
     return NGT_PASS;
@@ -482,6 +509,7 @@ int main(void) {
     NGT_RUN(test_graph_ranks_rbm_pcd_sgd);
     NGT_RUN(test_graph_ranks_rbm_cd2_sgd);
     NGT_RUN(test_graph_ranks_rbm_centering);
+    NGT_RUN(test_graph_ranks_rbm_fang);
     NGT_RUN(test_graph_ranks_cnn);
     NGT_RUN(test_graph_ranks_cnn_bn);
     NGT_RUN(test_graph_ranks_net_bn);

@@ -138,20 +138,20 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
     /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on
      * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
      * and full between their eager reparametrisations / refreshes: none; centering: none, its offsets
-     * follow the RBM's all-reduced data means on the device) */
+     * follow the RBM's all-reduced data means on the device; fang between its eager refits: the
+     * particles' moments) */
     {
-        static const char *const ok[] = {"identity", "diag", "prong", "full", "centering"};
+        static const char *const ok[] = {"identity", "diag", "prong", "full", "centering", "fang"};
         const char *name = tr->pc->iface->name, *why;
         size_t i;
         for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
             if (strcmp(name, ok[i]) == 0) return NG_OK;
         why = strcmp(name, "kfac") == 0 ? "its factor statistics are all-reduced and their sampled targets' steps passed "
                                           "by value every update, so every update would run eagerly"
-              : strcmp(name, "fang") == 0 ? "its particle counts are reduced over MPI on the host inside the step"
               : strcmp(name, "tn") == 0   ? "its curvature products are reduced between host reads"
                                           : "its reductions across the ranks are not captured";
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
-                        "ranks (%s; captured there: identity, diag, prong, full, centering); run it with --cuda-graph 0", w, name, why);
+                        "ranks (%s; captured there: identity, diag, prong, full, centering, fang); run it with --cuda-graph 0", w, name, why);
     }
 }
 
