@@ -1070,7 +1070,7 @@ fi
 # refused by name; ranks that
 # disagree on the graph all fail with the same message instead of deadlocking NCCL. tests/test_graph_ranks2.c:
 # the models that reduce inside their gradient (the RBM with sgd and centering, cnn train with and without
-# batch norm, a network with batch norm merged on the device) as graphs equal to eager bit for bit; FANG refused.
+# batch norm, a network with batch norm merged on the device, FANG) as graphs equal to eager bit for bit.
 run gcpu0 2 "${T[@]}" --optimizer nag --steps 12 --out gcpu0
 rc0=$rc
 run gcpu1 2 "${T[@]}" --optimizer nag --steps 12 --cuda-graph 1 --out gcpu1
