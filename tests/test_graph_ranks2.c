@@ -17,7 +17,8 @@
  *     centering (its offsets follow the all-reduced data means on the device);
  *   - cnn train without batch norm (c3k3-relu-mp2-d3 with crops and mirrors drawn at this rank's global
  *     image index, SGD): the trainer's gradient all-reduce, 1 per capture;
- *   - FANG (refits every 5 updates eager; its means and second moments all-reduced, 4 per capture);
+ *   - the diagonal energy metric (its second moments all-reduced: 3 per capture) and FANG (refits every
+ *     5 updates eager; its means and second moments all-reduced, 4 per capture);
  *   - cnn train with batch norm (4 per capture; also with --comm-overlap buckets of 26 floats) and a
  *     6-5+bn-4:tanh+bn-6 network (sgd; adam with --comm-overlap 1; 7 per capture): synchronised batch
  *     norm merged on the device (natgrad/backend.h bn_merge between NCCL all-reduces); the eager runs
@@ -208,6 +209,10 @@ static int test_graph_ranks_rbm_cd2_sgd(void) {
 static int test_graph_ranks_rbm_centering(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_CENTERING, 24, 7, 2);
+}
+static int test_graph_ranks_rbm_diag(void) { /* the energy metric's second moments: one more */
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return rbm_graph_vs_eager(NG_RBM_PCD, 1, NG_RBM_OPT_DIAG, 24, 7, 3);
 }
 static int test_graph_ranks_rbm_fang(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
@@ -509,6 +514,7 @@ int main(void) {
     NGT_RUN(test_graph_ranks_rbm_pcd_sgd);
     NGT_RUN(test_graph_ranks_rbm_cd2_sgd);
     NGT_RUN(test_graph_ranks_rbm_centering);
+    NGT_RUN(test_graph_ranks_rbm_diag);
     NGT_RUN(test_graph_ranks_rbm_fang);
     NGT_RUN(test_graph_ranks_cnn);
     NGT_RUN(test_graph_ranks_cnn_bn);
