@@ -16,7 +16,8 @@
  *   - the same with CD-2 (chains started at this rank's columns, drawn at their global index) and with
  *     centering (its offsets follow the all-reduced data means on the device);
  *   - cnn train without batch norm (c3k3-relu-mp2-d3 with crops and mirrors drawn at this rank's global
- *     image index, SGD): the trainer's gradient all-reduce, 1 per capture;
+ *     image index, SGD; and with a whitening layer, re-whitened every 5 updates eagerly): the trainer's
+ *     gradient all-reduce, 1 per capture;
  *   - the diagonal energy metric (its second moments all-reduced: 3 per capture) and FANG (refits every
  *     5 updates eager; its means and second moments all-reduced, 4 per capture);
  *   - cnn train with batch norm (4 per capture; also with --comm-overlap buckets of 26 floats) and a
@@ -244,6 +245,10 @@ static ng_status cnn_run_init(cnn_run *r, const char *spec, ng_comm *comm, int c
     cfg.seed = 23;
     cfg.augment_pad = 1;
     cfg.augment_flip = 1;
+    if (strstr(spec, "-w-")) { /* a whitening layer: re-whitened at updates 0, 5, 10, ... (eagerly) */
+        cfg.whiten_every = 5;
+        cfg.whiten_samples = 4;
+    }
     NG_TRY(ng_cnn_create(g_be, &cfg, &r->m));
     memset(&c, 0, sizeof c);
     c.lr = 0.1f;
@@ -329,6 +334,9 @@ static int cnn_graph_vs_eager(const char *spec, int bn, double bucket_mb, unsign
     NGT_CHECK(ng_cnn_gradients(a.m) == ng_cnn_gradients(b.m), "%s: %llu gradients eager, %llu graph", what,
               (unsigned long long)ng_cnn_gradients(a.m), (unsigned long long)ng_cnn_gradients(b.m));
     if (graph_counts(what, &b.tr, steps, NC->captured - rec0, want) != NGT_PASS) return NGT_FAIL;
+    if (strstr(spec, "-w-")) /* every re-whitening (t = 0, 5, 10, ...) eager */
+        NGT_CHECK(b.tr.graph.eager >= (steps + 4) / 5, "%s: %llu eager updates, fewer than the %llu re-whitenings", what,
+                  (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 4) / 5));
     if (ngt_same_as_rank0_dev(C, g_be, b.m->param_flat.data, ng_model_size(b.m), what) != NGT_PASS) return NGT_FAIL;
     printf("  %s, rank %d of %d: %llu updates: %llu captured (%llu all-reduces each), %llu replayed, %llu eager; equal to "
            "eager and to rank 0", what, NC->rank, NC->world, (unsigned long long)steps, (unsigned long long)b.tr.graph.captures,
@@ -348,6 +356,10 @@ static int cnn_graph_vs_eager(const char *spec, int bn, double bucket_mb, unsign
 static int test_graph_ranks_cnn(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return cnn_graph_vs_eager("c3k3-relu-mp2-d3", 0, 1.0, 1);
+}
+static int test_graph_ranks_cnn_whiten(void) { /* PRONG's whitening layer: its refreshes eager */
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return cnn_graph_vs_eager("c4k3-relu-w-c3k3p0-relu-d3", 0, 1.0, 1);
 }
 static int test_graph_ranks_cnn_bn(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
@@ -517,6 +529,7 @@ int main(void) {
     NGT_RUN(test_graph_ranks_rbm_diag);
     NGT_RUN(test_graph_ranks_rbm_fang);
     NGT_RUN(test_graph_ranks_cnn);
+    NGT_RUN(test_graph_ranks_cnn_whiten);
     NGT_RUN(test_graph_ranks_cnn_bn);
     NGT_RUN(test_graph_ranks_net_bn);
     NGT_RUN(test_graph_ranks_refusals);
