@@ -1079,12 +1079,12 @@ if [ "$rc0" = 0 ] && [ "$rc" = 0 ] && [ "$(grep -c -- "--cuda-graph is ignored o
   pass "dist_cuda_graph_cpu_ignored (a note on both ranks, the checkpoints identical)"
 else fail dist_cuda_graph_cpu_ignored "exit $rc0/$rc, no note on each rank, or different checkpoints"; show gcpu1.err; fi
 if [ -x "$absbuild/simt/tests/test_graph_ranks" ]; then
-  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks_np$np "$absbuild/simt/tests/test_graph_ranks" $np gr$np.out '^  nag, --comm-overlap 1, rank 0'; done
+  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks_np$np "$absbuild/simt/tests/test_graph_ranks" $np gr$np.out '^  nag + identity, --comm-overlap 1, rank 0'; done
 else
   for np in 2 3; do not_built dist_graph_ranks_np$np test_graph_ranks.c "no CUDA headers or NCCL"; done
 fi
 if [ -x "$absbuild/simt/tests/test_graph_ranks2" ]; then
-  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks2_np$np "$absbuild/simt/tests/test_graph_ranks2" $np gr2_$np.out '^  rbm PCD-1 + centering, rank 0'; done
+  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks2_np$np "$absbuild/simt/tests/test_graph_ranks2" $np gr2_$np.out '^  net 6-5+bn-4:tanh+bn-6, adam, --comm-overlap 1, rank 0'; done
 else
   for np in 2 3; do not_built dist_graph_ranks2_np$np test_graph_ranks2.c "no CUDA headers or NCCL"; done
 fi
