@@ -1,5 +1,5 @@
 /* net.cu: the network-layer kernels (host/models/net.c through the ops act_forward, act_backward,
- * loss, loss_hvp, sample_targets, row_moments, bn_normalize, bn_project). Matrices are
+ * loss, loss_hvp, sample_targets, row_moments, bn_merge, bn_normalize, bn_project). Matrices are
  * column-major (units, cases) with explicit leading dimensions. Every kernel calls the ng_math.h
  * body the CPU backend (host/backend/cpu.c) also calls, on the same operands in the same order, so
  * the two backends compute the same thing:
@@ -173,6 +173,15 @@ static __global__ void row_moments_kernel(int rows, int cols, const float *x, in
     }
 }
 
+/* One thread per row: a step of synchronised batch norm's merge (ng_bn_merge_row). */
+static __global__ void bn_merge_kernel(int mode, int rows, int cols, double cnt, float eps, float alpha, int scaled,
+                                       float *mean, float *rstd, double *acc, double *acc2, double *tot, const float *x,
+                                       int ldx, float *out, int ldo) {
+    NET_FOR(r, (uint64_t)rows) {
+        ng_bn_merge_row(mode, (int)r, rows, cols, cnt, eps, alpha, scaled, mean, rstd, acc, acc2, tot, x, ldx, out, ldo);
+    }
+}
+
 /* xhat = (x - mean[r]) rstd[r] elementwise; xhat may alias x. */
 static __global__ void bn_normalize_kernel(int rows, int cols, const float *x, int ldx,
                                            const float *mean, const float *rstd, float *xhat,
@@ -270,6 +279,16 @@ extern "C" ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int
     NG_LAUNCH(row_moments_kernel, ng_grid_1d((size_t)rows, NET_COL_BLOCK), NET_COL_BLOCK, 0,
               (cudaStream_t)stream)(rows, cols, x, ldx, eps, mean, rstd);
     NG_LAUNCH_CHECK("row_moments");
+    return NG_OK;
+}
+
+extern "C" ng_status ng_cuda_bn_merge(int mode, int rows, int cols, double cnt, float eps, float alpha, int scaled,
+                                      float *mean, float *rstd, double *acc, double *acc2, double *tot, const float *x,
+                                      int ldx, float *out, int ldo, void *stream) {
+    NG_NVTX_PUSH("bn_merge");
+    NG_LAUNCH(bn_merge_kernel, ng_grid_1d((size_t)rows, NET_COL_BLOCK), NET_COL_BLOCK, 0,
+              (cudaStream_t)stream)(mode, rows, cols, cnt, eps, alpha, scaled, mean, rstd, acc, acc2, tot, x, ldx, out, ldo);
+    NG_LAUNCH_CHECK("bn_merge");
     return NG_OK;
 }
 

@@ -173,6 +173,10 @@ ng_status ng_cuda_sample_targets(int loss, int rows, int cols, const float *y, i
 /* mean[r], rstd[r] = 1 / sqrt(var + eps) over the cols columns of row r  (=). */
 ng_status ng_cuda_row_moments(int rows, int cols, const float *x, int ldx, float eps, float *mean,
                               float *rstd, void *stream);
+/* One step of synchronised batch norm's merge, one thread per row (ng_bn_merge_row; natgrad/backend.h bn_merge). */
+ng_status ng_cuda_bn_merge(int mode, int rows, int cols, double cnt, float eps, float alpha, int scaled, float *mean,
+                           float *rstd, double *acc, double *acc2, double *tot, const float *x, int ldx, float *out, int ldo,
+                           void *stream);
 /* xhat = (x - mean[r]) rstd[r]  (=); xhat may alias x. */
 ng_status ng_cuda_bn_normalize(int rows, int cols, const float *x, int ldx, const float *mean,
                                const float *rstd, float *xhat, int ldh, void *stream);

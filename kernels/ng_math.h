@@ -617,6 +617,34 @@ NG_HD void ng_row_moments(int cols, const float *x, int ld, float eps, float *me
     *rstd = (float)(1.0 / sqrt(q / (double)cols + (double)eps));
 }
 
+/* Row r of one step of synchronised batch norm's merge across ranks (the bn_merge op, natgrad/
+ * backend.h; mode NG_BN_MERGE_*): the merge of one process's batch statistics, in float64 as the
+ * host would do it. Row 0 also writes the count / total of COUNTS and FINISH. */
+NG_HD void ng_bn_merge_row(int mode, int r, int rows, int cols, double cnt, float eps, float alpha, int scaled,
+                           float *mean, float *rstd, double *acc, double *acc2, double *tot, const float *x, int ldx,
+                           float *out, int ldo) {
+    int c;
+    double w;
+    if (mode == NG_BN_MERGE_COUNTS) {
+        acc[r] = cnt > 0.0 ? cnt * (double)mean[r] : 0.0;
+        if (r == 0) acc[rows] = cnt;
+    } else if (mode == NG_BN_MERGE_SCATTER) {
+        double mu = acc[r] / acc[rows], dm = cnt > 0.0 ? (double)mean[r] - mu : 0.0, rs = (double)rstd[r];
+        acc[r] = mu;
+        acc2[r] = cnt > 0.0 ? cnt * (1.0 / (rs * rs) - (double)eps + dm * dm) : 0.0;
+    } else if (mode == NG_BN_MERGE_FINISH) {
+        double var = acc2[r] / acc[rows];
+        mean[r] = (float)acc[r];
+        rstd[r] = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + (double)eps));
+        if (r == 0) *tot = acc[rows];
+    } else {
+        w = scaled ? cnt / *tot : 1.0;
+        for (c = 0; c < cols; c++)
+            if (mode == NG_BN_MERGE_WEIGHT) acc[(size_t)r + (size_t)rows * c] = w * (double)x[(size_t)r + (size_t)ldx * c];
+            else out[(size_t)r + (size_t)ldo * c] = (float)((double)alpha * acc[(size_t)r + (size_t)rows * c] / *tot / w);
+    }
+}
+
 /* The batch-norm projection of row r: out[c] = s (g[c] - mean(g) - xh[c] mean(g .* xh)) + beta
  * out[c] (beta = 0 ignores out): the Jacobian of xhat = (x - mean) rstd applied to g (s = rstd)
  * or its transpose (the same operator: it is symmetric). */

@@ -3796,6 +3796,124 @@ static void ref_bn_normalize(ecase *c) {
         }
 }
 
+/* ---- bn_merge: one float64 step of synchronised batch norm's merge across ranks ---------------
+ * Variants (mode, count, scaled, columns): counts (7), counts of an empty shard (0: its means may be
+ * anything, NaN included, and contribute 0), scatter (5; 0), finish (some summed scatters slightly
+ * negative: the variance floors at 0), weight (4, scaled, 2 columns), means (3, scaled, 2),
+ * weight (unscaled, 1), means (unscaled, 1). Buffers by mode, see the generator. The reference
+ * repeats the definition in double: tol a few double roundings of the magnitudes (a GPU may contract
+ * to FMA), float outputs one float rounding more. */
+static const int bnm_mode[] = {NG_BN_MERGE_COUNTS, NG_BN_MERGE_COUNTS,  NG_BN_MERGE_SCATTER,
+                               NG_BN_MERGE_SCATTER, NG_BN_MERGE_FINISH, NG_BN_MERGE_WEIGHT,
+                               NG_BN_MERGE_MEANS,   NG_BN_MERGE_WEIGHT, NG_BN_MERGE_MEANS};
+static const double bnm_cnt[] = {7.0, 0.0, 5.0, 0.0, 6.0, 4.0, 3.0, 0.0, 2.0};
+static const int bnm_scaled[] = {0, 0, 0, 0, 0, 1, 1, 0, 0};
+static const int bnm_cols[] = {0, 0, 0, 0, 0, 2, 2, 1, 1};
+#define BNM_TOT 13.0 /* every rank's samples (the sum of the counts) */
+
+static int gen_bn_merge(tctx *t, const tshape *s, int inplace, int v, ecase *c) {
+    const int rows = s->m, mode = bnm_mode[v], cols = bnm_cols[v];
+    const uint64_t seed = 911 + (uint64_t)v * 13 + (uint64_t)rows * 1000;
+    int b, r;
+    (void)inplace;
+    if (rows == 0 && cols == 0) return 0; /* the empty op: weight and means (no row to count) */
+    c->a.bn_merge.mode = mode;
+    c->a.bn_merge.rows = rows;
+    c->a.bn_merge.cols = cols;
+    c->a.bn_merge.cnt = bnm_cnt[v];
+    c->a.bn_merge.eps = 1e-3f;
+    c->a.bn_merge.alpha = -1.0f;
+    c->a.bn_merge.scaled = bnm_scaled[v];
+    if (mode == NG_BN_MERGE_COUNTS || mode == NG_BN_MERGE_SCATTER) { /* 0 mean, 1 rstd in; 2 acc; [3 acc2] */
+        b = eb_vec(t, c, "mean", R_IN, 0, rows, AOFF(bn_merge.mean));
+        eb_rand(c, b, seed, -2.0, 2.0);
+        if (bnm_cnt[v] == 0.0) IF(c, b)[0] = NAN;
+        eb_rand(c, eb_vec(t, c, "rstd", R_IN, 0, rows, AOFF(bn_merge.rstd)), seed + 1, 0.5, 3.0);
+        if (mode == NG_BN_MERGE_COUNTS) {
+            eb_vec(t, c, "acc", R_OUT, 1, rows + 1, AOFF(bn_merge.acc));
+        } else {
+            b = eb_vec(t, c, "acc", R_INOUT, 1, rows + 1, AOFF(bn_merge.acc));
+            eb_rand(c, b, seed + 2, -20.0, 20.0);
+            ID(c, b)[rows] = BNM_TOT;
+            eb_vec(t, c, "acc2", R_OUT, 1, rows, AOFF(bn_merge.acc2));
+        }
+    } else if (mode == NG_BN_MERGE_FINISH) { /* 0 mean, 1 rstd out; 2 acc, 3 acc2 in; 4 tot out */
+        eb_vec(t, c, "mean", R_OUT, 0, rows, AOFF(bn_merge.mean));
+        eb_vec(t, c, "rstd", R_OUT, 0, rows, AOFF(bn_merge.rstd));
+        b = eb_vec(t, c, "acc", R_IN, 1, rows + 1, AOFF(bn_merge.acc));
+        eb_rand(c, b, seed + 2, -2.0, 2.0);
+        ID(c, b)[rows] = BNM_TOT;
+        b = eb_vec(t, c, "acc2", R_IN, 1, rows, AOFF(bn_merge.acc2));
+        eb_rand(c, b, seed + 3, 0.0, 30.0);
+        for (r = 0; r < rows; r += 3) ID(c, b)[r] = -1e-13 * (double)(r + 1); /* rounding below 0 */
+        eb_vec(t, c, "tot", R_OUT, 1, 1, AOFF(bn_merge.tot));
+    } else if (mode == NG_BN_MERGE_WEIGHT) { /* 0 x in (ldx rows + 1); 1 tot in; 2 acc out */
+        c->a.bn_merge.ldx = rows + 1;
+        eb_rand(c, eb_add(t, c, "x", R_IN, 0, rows, cols, rows + 1, AOFF(bn_merge.x)), seed, -3.0, 3.0);
+        eb_fill(c, eb_vec(t, c, "tot", R_IN, 1, 1, AOFF(bn_merge.tot)), BNM_TOT);
+        eb_vec(t, c, "acc", R_OUT, 1, rows * cols, AOFF(bn_merge.acc));
+    } else { /* MEANS: 0 acc in; 1 tot in; 2 out (ldo rows + 2) */
+        c->a.bn_merge.ldo = rows + 2;
+        eb_rand(c, eb_vec(t, c, "acc", R_IN, 1, rows * cols, AOFF(bn_merge.acc)), seed, -5.0, 5.0);
+        eb_fill(c, eb_vec(t, c, "tot", R_IN, 1, 1, AOFF(bn_merge.tot)), BNM_TOT);
+        eb_add(t, c, "out", R_OUT, 0, rows, cols, rows + 2, AOFF(bn_merge.out));
+    }
+    what(c, "bn_merge mode=%d rows=%d cols=%d cnt=%g scaled=%d", mode, rows, cols, bnm_cnt[v], bnm_scaled[v]);
+    return 1;
+}
+
+static void ref_bn_merge(ecase *c) {
+    const int mode = c->a.bn_merge.mode, rows = c->a.bn_merge.rows, cols = c->a.bn_merge.cols;
+    const double cnt = c->a.bn_merge.cnt, eps = (double)c->a.bn_merge.eps;
+    int r, k;
+    if (mode == NG_BN_MERGE_COUNTS) {
+        for (r = 0; r < rows; r++) {
+            const double v = cnt > 0.0 ? cnt * (double)IF(c, 0)[r] : 0.0;
+            ((double *)c->b[2].want)[r] = v;
+            TL(c, 2)[r] = 2.0 * EPS_D * fabs(v);
+        }
+        ((double *)c->b[2].want)[rows] = cnt;
+        TL(c, 2)[rows] = 0.0;
+    } else if (mode == NG_BN_MERGE_SCATTER) {
+        const double tot = ID(c, 2)[rows];
+        for (r = 0; r < rows; r++) {
+            const double mu = ID(c, 2)[r] / tot, dm = cnt > 0.0 ? (double)IF(c, 0)[r] - mu : 0.0;
+            const double rs = (double)IF(c, 1)[r], iv = 1.0 / (rs * rs);
+            const double v = cnt > 0.0 ? cnt * (iv - eps + dm * dm) : 0.0;
+            ((double *)c->b[2].want)[r] = mu;
+            TL(c, 2)[r] = 2.0 * EPS_D * fabs(mu);
+            ((double *)c->b[3].want)[r] = v;
+            TL(c, 3)[r] = cnt > 0.0 ? 8.0 * EPS_D * cnt * (iv + eps + dm * dm + fabs((double)IF(c, 0)[r] * dm)) : 0.0;
+        }
+        ((double *)c->b[2].want)[rows] = tot;
+        TL(c, 2)[rows] = 0.0;
+    } else if (mode == NG_BN_MERGE_FINISH) {
+        const double tot = ID(c, 2)[rows];
+        for (r = 0; r < rows; r++) {
+            const double var = ID(c, 3)[r] / tot, rs = 1.0 / sqrt((var > 0.0 ? var : 0.0) + eps);
+            WF(c, 0)[r] = (float)ID(c, 2)[r];
+            TL(c, 0)[r] = 0.0;
+            WF(c, 1)[r] = (float)rs;
+            TL(c, 1)[r] = EPS_F * rs;
+        }
+        ((double *)c->b[4].want)[0] = tot;
+        TL(c, 4)[0] = 0.0;
+    } else {
+        const double w = c->a.bn_merge.scaled ? cnt / BNM_TOT : 1.0;
+        for (k = 0; k < cols; k++)
+            for (r = 0; r < rows; r++)
+                if (mode == NG_BN_MERGE_WEIGHT) {
+                    const double v = w * (double)IF(c, 0)[AT(c, 0, r, k)];
+                    ((double *)c->b[2].want)[(size_t)r + (size_t)rows * k] = v;
+                    TL(c, 2)[(size_t)r + (size_t)rows * k] = 2.0 * EPS_D * fabs(v);
+                } else {
+                    const double v = (double)c->a.bn_merge.alpha * ID(c, 0)[(size_t)r + (size_t)rows * k] / BNM_TOT / w;
+                    WF(c, 2)[AT(c, 2, r, k)] = (float)v;
+                    TL(c, 2)[AT(c, 2, r, k)] = EPS_F * fabs(v) + 1e-30;
+                }
+    }
+}
+
 /* ---- outer_scale: out[r,c] = x[r,c] phi(u[r], v[c]) (K-FAC's inverse scalings) ----------------
  * Buffers: 0 x, 1 u (rows or NULL), 2 v (cols or NULL), 3 out. Variants (mode, u, v): (mul, given,
  * given), (mul, NULL, given), (rsqrt, NULL, given, some v below the floor), (stein, given, given,
@@ -4518,6 +4636,8 @@ static const op_test op_tests[NG_OP_COUNT] = {
                            NG_CONV_MODE_COUNT + 1, gen_conv_gather, ref_conv_gather, NULL},
     [NG_OP_WHITEN1X1] = {NG_OP_WHITEN1X1, "whiten1x1", OPF_OUT, w1_shapes, NSHAPES(w1_shapes), 4, gen_whiten1x1,
                          ref_whiten1x1, NULL},
+    [NG_OP_BN_MERGE] = {NG_OP_BN_MERGE, "bn_merge", OPF_OUT, vec_shapes, NSHAPES(vec_shapes), NSHAPES(bnm_mode),
+                        gen_bn_merge, ref_bn_merge, NULL},
 };
 
 /* Every ng_op has a complete descriptor naming it as the library does, and this backend answers

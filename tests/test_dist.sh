@@ -67,6 +67,7 @@ ALL=(dist_np2_nag dist_np3_adam dist_np3_sgd dist_np2_kfac dist_np3_kfac dist_np
      dist_kill_rank dist_hang_rank dist_comm_np2 dist_comm_np3 dist_comm_np4 dist_comm_nccl_shim dist_comm_nccl_shim_np3 dist_comm_nccl_single)
 # CUDA graphs of the data-parallel step (the block "--cuda-graph under mpirun" below)
 ALL+=(dist_cuda_graph_cpu_ignored dist_graph_ranks_np2 dist_graph_ranks_np3 dist_seg_ranks_np2 dist_seg_ranks_np3)
+ALL+=(dist_graph_ranks2_np2 dist_graph_ranks2_np3)
 # the gradient all-reduce overlapped with the backward pass (the block "--comm-overlap" below)
 ALL+=(dist_overlap_np2_nag dist_overlap_np3_nag dist_overlap_np2_kfac dist_overlap_np3_kfac dist_overlap_np3_nag_chunk
       dist_bad_overlap_options dist_overlap_np2_cnn_bn dist_overlap_np3_cnn_chunk dist_bad_overlap_cnn)
@@ -1068,7 +1069,9 @@ fi
 # equal the eager trainer bit for bit with replays > 0 and every rank's parameters equal rank 0's, also
 # with --comm-overlap 1 (the buckets captured); the MPI communicator and a non-identity preconditioner
 # refused by name; ranks that
-# disagree on the graph all fail with the same message instead of deadlocking NCCL.
+# disagree on the graph all fail with the same message instead of deadlocking NCCL. tests/test_graph_ranks2.c:
+# the models that reduce inside their gradient (the RBM with sgd and centering, cnn train with and without
+# batch norm, a network with batch norm merged on the device, FANG) as graphs equal to eager bit for bit.
 run gcpu0 2 "${T[@]}" --optimizer nag --steps 12 --out gcpu0
 rc0=$rc
 run gcpu1 2 "${T[@]}" --optimizer nag --steps 12 --cuda-graph 1 --out gcpu1
@@ -1089,6 +1092,14 @@ if [ -x "$absbuild/simt/tests/test_seg_ranks" ]; then
   for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_seg_ranks_np$np "$absbuild/simt/tests/test_seg_ranks" $np sr$np.out '^  hf, --comm-overlap 0, rank 0'; done
 else
   for np in 2 3; do not_built dist_seg_ranks_np$np test_seg_ranks.c "no CUDA headers or NCCL"; done
+fi
+# the whole step on several ranks with the reductions models do inside their gradient (tests/test_graph_ranks2.c,
+# emulated): RBMs (sgd, CD, centering, diag, FANG), conv nets (with a whitening layer, with batch norm) and
+# batch-normalised networks, bit for bit equal to eager, replays > 0, every rank equal to rank 0
+if [ -x "$absbuild/simt/tests/test_graph_ranks2" ]; then
+  for np in 2 3; do NG_SIMT_DEVICES=3 ctest_ranks dist_graph_ranks2_np$np "$absbuild/simt/tests/test_graph_ranks2" $np gr2_$np.out '^  net 6-5+bn-4:tanh+bn-6, adam, --comm-overlap 1, rank 0'; done
+else
+  for np in 2 3; do not_built dist_graph_ranks2_np$np test_graph_ranks2.c "no CUDA headers or NCCL"; done
 fi
 
 # ---- the communicator's unit tests on several ranks --------------------------------------------

@@ -691,6 +691,28 @@ static ng_status check_row_moments(const ng_op_args *a, const char *op, int *emp
     CHECK(*empty || (a->row_moments.x && a->row_moments.mean && a->row_moments.rstd), "NULL pointer");
     return NG_OK;
 }
+static ng_status check_bn_merge(const ng_op_args *a, const char *op, int *empty) {
+    const int mode = a->bn_merge.mode, rows = a->bn_merge.rows, cols = a->bn_merge.cols;
+    const int cw = mode == NG_BN_MERGE_WEIGHT || mode == NG_BN_MERGE_MEANS;
+    CHECK(mode >= 0 && mode < NG_BN_MERGE_MODES, "mode %d (0..%d)", mode, NG_BN_MERGE_MODES - 1);
+    CHECK(rows >= 0 && (!cw || cols >= 0), "negative size %d x %d", rows, cols);
+    CHECK(a->bn_merge.cnt >= 0.0 && a->bn_merge.cnt - a->bn_merge.cnt == 0.0, "count %g must be finite and >= 0",
+          a->bn_merge.cnt);
+    CHECK(cw || (a->bn_merge.eps > 0.0f && a->bn_merge.eps - a->bn_merge.eps == 0.0f), "eps %g must be finite and > 0",
+          (double)a->bn_merge.eps);
+    CHECK(mode != NG_BN_MERGE_WEIGHT || ld_ok(a->bn_merge.ldx, rows), "ldx=%d < rows=%d", a->bn_merge.ldx, rows);
+    CHECK(mode != NG_BN_MERGE_MEANS || ld_ok(a->bn_merge.ldo, rows), "ldo=%d < rows=%d", a->bn_merge.ldo, rows);
+    CHECK(mode != NG_BN_MERGE_MEANS || !a->bn_merge.scaled || a->bn_merge.cnt > 0.0, "scaled means with a count of 0");
+    *empty = !rows || (cw && !cols);
+    CHECK(*empty || a->bn_merge.acc, "NULL pointer");
+    CHECK(*empty || cw || (a->bn_merge.mean && a->bn_merge.rstd), "NULL pointer");
+    CHECK(*empty || mode != NG_BN_MERGE_SCATTER || a->bn_merge.acc2, "NULL pointer");
+    CHECK(*empty || (mode != NG_BN_MERGE_FINISH && !cw) || a->bn_merge.tot, "NULL pointer");
+    CHECK(*empty || mode != NG_BN_MERGE_FINISH || a->bn_merge.acc2, "NULL pointer");
+    CHECK(*empty || mode != NG_BN_MERGE_WEIGHT || a->bn_merge.x, "NULL pointer");
+    CHECK(*empty || mode != NG_BN_MERGE_MEANS || a->bn_merge.out, "NULL pointer");
+    return NG_OK;
+}
 static ng_status check_bn_normalize(const ng_op_args *a, const char *op, int *empty) {
     int rows = a->bn_normalize.rows, cols = a->bn_normalize.cols;
     CHECK(rows >= 0 && cols >= 0, "negative size %d x %d", rows, cols);
@@ -925,6 +947,7 @@ static const struct op_desc {
     [NG_OP_SAMPLE_TARGETS] = {"sample_targets", check_sample_targets},
     [NG_OP_ROW_MOMENTS] = {"row_moments", check_row_moments},
     [NG_OP_BN_NORMALIZE] = {"bn_normalize", check_bn_normalize},
+    [NG_OP_BN_MERGE] = {"bn_merge", check_bn_merge},
     [NG_OP_BN_PROJECT] = {"bn_project", check_bn_project},
     [NG_OP_ADAM] = {"adam", check_adam},
     [NG_OP_OUTER_SCALE] = {"outer_scale", check_outer_scale},

@@ -669,6 +669,14 @@ static void cpu_row_moments(const ng_op_args *a) {
                        &a->row_moments.rstd[r]);
 }
 
+static void cpu_bn_merge(const ng_op_args *a) {
+    int r;
+    for (r = 0; r < a->bn_merge.rows; r++)
+        ng_bn_merge_row(a->bn_merge.mode, r, a->bn_merge.rows, a->bn_merge.cols, a->bn_merge.cnt, a->bn_merge.eps,
+                        a->bn_merge.alpha, a->bn_merge.scaled, a->bn_merge.mean, a->bn_merge.rstd, a->bn_merge.acc,
+                        a->bn_merge.acc2, a->bn_merge.tot, a->bn_merge.x, a->bn_merge.ldx, a->bn_merge.out, a->bn_merge.ldo);
+}
+
 static void cpu_bn_normalize(const ng_op_args *a) {
     const int rows = a->bn_normalize.rows, cols = a->bn_normalize.cols;
     const int ldx = a->bn_normalize.ldx, ldh = a->bn_normalize.ldh;
@@ -884,6 +892,7 @@ static ng_status cpu_run_op(ng_backend *be, const ng_op_args *a) {
     case NG_OP_SAMPLE_TARGETS: cpu_sample_targets(a); break;
     case NG_OP_ROW_MOMENTS: cpu_row_moments(a); break;
     case NG_OP_BN_NORMALIZE: cpu_bn_normalize(a); break;
+    case NG_OP_BN_MERGE: cpu_bn_merge(a); break;
     case NG_OP_BN_PROJECT: cpu_bn_project(a); break;
     case NG_OP_ADAM: cpu_adam(a); break;
     case NG_OP_OUTER_SCALE: cpu_outer_scale(a); break;

@@ -525,6 +525,7 @@ static int cuda_supports_op(ng_backend *be, ng_op op) {
     case NG_OP_SAMPLE_TARGETS:
     case NG_OP_ROW_MOMENTS:
     case NG_OP_BN_NORMALIZE:
+    case NG_OP_BN_MERGE:
     case NG_OP_BN_PROJECT:
     case NG_OP_MINRESQLP_STEP:
     case NG_OP_CONV_GATHER:
@@ -642,6 +643,11 @@ static ng_status cuda_run_op(ng_backend *be, const ng_op_args *a) {
         return ng_cuda_row_moments(a->row_moments.rows, a->row_moments.cols, a->row_moments.x,
                                    a->row_moments.ldx, a->row_moments.eps, a->row_moments.mean,
                                    a->row_moments.rstd, st);
+    case NG_OP_BN_MERGE:
+        return ng_cuda_bn_merge(a->bn_merge.mode, a->bn_merge.rows, a->bn_merge.cols, a->bn_merge.cnt, a->bn_merge.eps,
+                                a->bn_merge.alpha, a->bn_merge.scaled, a->bn_merge.mean, a->bn_merge.rstd, a->bn_merge.acc,
+                                a->bn_merge.acc2, a->bn_merge.tot, a->bn_merge.x, a->bn_merge.ldx, a->bn_merge.out,
+                                a->bn_merge.ldo, st);
     case NG_OP_BN_NORMALIZE:
         return ng_cuda_bn_normalize(a->bn_normalize.rows, a->bn_normalize.cols, a->bn_normalize.x,
                                     a->bn_normalize.ldx, a->bn_normalize.mean, a->bn_normalize.rstd,

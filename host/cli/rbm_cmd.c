@@ -174,7 +174,7 @@ static int rbm_train(int argc, char **argv) {
             {"csv", OPT_STR, &csv_path, "PATH", "CSV log (default OUT/train.csv)", 0, 0},
             {"checkpoint", OPT_STR, &ckpt_path, "PATH", "checkpoint file (default OUT/rbm.ckpt)", 0, 0},
             {"resume", OPT_STR, &resume, "CKPT", "continue the run saved in CKPT (its settings are used)", 0, 0},
-            {"cuda-graph", OPT_INT, &cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (both Gibbs phases, statistics, SGD step; the Philox step counted on the device) in a CUDA graph and replay it, one graph launch per update; re-captured when the batch shape or the learning rate changes (--lr-gamma: every update). --optimizer sgd, centering, fang (its refit updates run eagerly: they read the host) or diag, not with --binarize-train. Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
+            {"cuda-graph", OPT_INT, &cuda_graph, "0|1", "CUDA: 1 = capture the unlogged steady-state update (both Gibbs phases, statistics, SGD step; the Philox step counted on the device) in a CUDA graph and replay it, one graph launch per update; re-captured when the batch shape or the learning rate changes (--lr-gamma: every update). --optimizer sgd, centering, fang (its refit updates run eagerly: they read the host) or diag, not with --binarize-train; under mpirun with NCCL too (the RBM's all-reduces of gW and the means in the graph, FANG's moments too). Results are bit-identical to 0 (the default). Ignored on the CPU backend", 0, 0},
             NG_OPT_DEVICE(&co),
             NG_OPT_THREADS(&co),
             NG_OPT_END};

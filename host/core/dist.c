@@ -130,18 +130,21 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks needs the NCCL communicator (this run reduces over "
                         "MPI through host copies, which a CUDA graph cannot hold): build with NCCL (the build line says "
                         "'nccl: yes') or run with --cuda-graph 0", w);
-    if (tr->model->dist.comm)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the model %s reduces its own statistics across "
-                        "the ranks inside its gradient, which is not captured; run it with --cuda-graph 0", w,
-                        tr->model->iface->kind);
+    /* the reductions a model does inside its gradient (an RBM's gW and means) are NCCL all-reduces on
+     * the backend's stream, captured with it (batch norm's merge too, on the device with NCCL); a model
+     * whose gradient reads the host on several ranks refuses in its graph_check, asked again here since
+     * its communicator may come after ng_trainer_set_cuda_graph */
+    if (tr->model->iface->graph_check) NG_TRY(tr->model->iface->graph_check(tr->model));
     /* captured on several ranks: the preconditioners whose per-update reductions are NCCL all-reduces on
      * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
-     * and full between their eager reparametrisations / refreshes: none), and in graph segments tn
-     * (each curvature product's all-reduce inside its segment) and kfac (its factors' all-reduces
-     * inside the statistics segment); their objective sums are reduced on the host after their
-     * segment, as eagerly (natgrad/train.h, ng_trainer_agree_segments) */
+     * and full between their eager reparametrisations / refreshes: none; centering: none, its offsets
+     * follow the RBM's all-reduced data means on the device; fang between its eager refits: the
+     * particles' moments), and in graph segments tn (each curvature product's all-reduce inside its
+     * segment) and kfac (its factors' all-reduces inside the statistics segment); their objective
+     * sums are reduced on the host after their segment, as eagerly (natgrad/train.h,
+     * ng_trainer_agree_segments) */
     {
-        static const char *const ok[] = {"identity", "diag", "prong", "full"};
+        static const char *const ok[] = {"identity", "diag", "prong", "full", "centering", "fang"};
         const char *name = tr->pc->iface->name, *why;
         size_t i;
         if (tr->graph.seg && (strcmp(name, "tn") == 0 || strcmp(name, "kfac") == 0)) return NG_OK;
@@ -150,11 +153,10 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
         why = strcmp(name, "kfac") == 0 ? "in the natural parameter space its factor statistics are all-reduced and their "
                                           "sampled targets' steps passed by value every update, so every update would run "
                                           "eagerly"
-              : strcmp(name, "fang") == 0 ? "its particle counts are reduced over MPI on the host inside the step"
-                                          : "its reductions across the ranks are not captured";
+                                        : "its reductions across the ranks are not captured";
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
-                        "ranks (%s; captured there: identity, diag, prong, full, and tn and kfac in segments); run "
-                        "it with --cuda-graph 0", w, name, why);
+                        "ranks (%s; captured there: identity, diag, prong, full, centering, fang, and tn and kfac in "
+                        "segments); run it with --cuda-graph 0", w, name, why);
     }
 }
 

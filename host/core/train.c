@@ -121,6 +121,22 @@ static ng_status gradient_seg(ng_trainer *tr, const ng_tensor *x) {
     return tr->model->iface->check_gradient ? tr->model->iface->check_gradient(tr->model) : NG_OK;
 }
 
+/* This rank's shard of the update's global batch, for the models and preconditioners that reduce
+ * their own statistics (eager and captured updates alike: a capture bakes them in, and the graph's
+ * key holds the batch's columns and the shard weight, which determine them on this rank) */
+static void set_shards(ng_trainer *tr) {
+    if (tr->model->dist.comm) {
+        tr->model->dist.lo = tr->data->lo;
+        tr->model->dist.hi = tr->data->hi;
+        tr->model->dist.batch = tr->data->batch;
+    }
+    if (tr->pc->dist.comm) {
+        tr->pc->dist.lo = tr->data->lo;
+        tr->pc->dist.hi = tr->data->hi;
+        tr->pc->dist.batch = tr->data->batch;
+    }
+}
+
 static ng_status step_body(ng_trainer *tr, double *row) {
     ng_tensor x;
     ng_status s;
@@ -132,12 +148,7 @@ static ng_status step_body(ng_trainer *tr, double *row) {
     if (s == NG_OK) s = ng_batches_next(tr->data, &x);
     ng_range_pop();
     NG_TRY(s);
-    if (tr->model->dist.comm) {
-        /* this rank's shard of the global batch, for models that reduce their own statistics */
-        tr->model->dist.lo = tr->data->lo;
-        tr->model->dist.hi = tr->data->hi;
-        tr->model->dist.batch = tr->data->batch;
-    }
+    set_shards(tr);
     NG_TRY_RANGE(NG_CAT_BACKWARD, "model gradient", gradient_seg(tr, &x));
     if (tr->comm && !tr->graph.seg) /* under segments the gradient's segment reduced it */
         NG_TRY_RANGE(NG_CAT_COMM, "all-reduce gradient", ng_trainer_reduce_gradient(tr));
@@ -145,12 +156,6 @@ static ng_status step_body(ng_trainer *tr, double *row) {
         NG_TRY_RANGE(NG_CAT_EVAL, "model log values", tr->model->iface->log_values(tr->model, tr->t, row + tr->col_model));
     if (row && tr->comm) NG_TRY_RANGE(NG_CAT_COMM, "all-reduce log columns", ng_trainer_reduce_columns(tr, row));
     NG_TRY_RANGE(NG_CAT_UPDATE, "penalize", ng_update_penalize(tr->upd, tr->model, tr->t));
-    if (tr->pc->dist.comm) {
-        /* this rank's shard of the update's global batch, for preconditioners that reduce statistics */
-        tr->pc->dist.lo = tr->data->lo;
-        tr->pc->dist.hi = tr->data->hi;
-        tr->pc->dist.batch = tr->data->batch;
-    }
     NG_TRY(precond_fp32(tr));
     NG_TRY_RANGE(NG_CAT_UPDATE, "update step", ng_update_step(tr->upd, tr->model, tr->t));
     if (!row) return NG_OK;
@@ -314,6 +319,7 @@ static ng_status graph_step(ng_trainer *tr) {
     s = ng_batches_next(tr->data, &x);
     ng_range_pop();
     NG_TRY(s);
+    set_shards(tr);
     /* the key: the batch as the captured kernels see it, then the rule's and the preconditioner's
      * host scalars */
     key[0] = (double)(uintptr_t)x.data;

@@ -87,6 +87,11 @@ typedef struct cnn {
     int cmax;
     double *hbn;               /* (6 cmax) host scratch of synchronised batch norm */
     float *hbf;                /* (4 cmax) */
+    /* the NCCL communicator (bn_dev): the merge on the device (the bn_merge op), nothing read by the
+     * host, so a CUDA graph holds it. bnd: float64 device scratch, each layer's merged samples of its
+     * last forward pass (LMAX + 1), then acc (2 cmax + 1) and acc2 (cmax); bn_cnt: this rank's */
+    double *bnd;
+    int bn_cnt[LMAX + 1];
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
     int aug_ok;         /* 1: aug_dev[0] is known to equal gradients (0: rewritten before the next
                          * augmented gradient; never inside a CUDA graph capture) */
@@ -484,6 +489,8 @@ static void cnn_destroy(ng_model *m) {
     free(n->host);
     free(n->hbn);
     free(n->hbf);
+    if (n->bnd) ng_free(n->base.be, n->bnd);
+    n->bnd = NULL;
     n->host = NULL;
     n->hbn = NULL;
     n->hbf = NULL;
@@ -539,6 +546,42 @@ static ng_status whiten_op(ng_backend *be, int nimg, int c, int p, int trans, co
 /* ---- synchronised batch norm (several ranks) ---------------------------------------------- */
 
 static int dist_on(const cnn *n) { return n->comm && n->comm->world > 1; }
+/* The merge on the device: the communicator is NCCL (device buffers, all-reduced on the stream);
+ * bnd is allocated by ng_cnn_set_dist when the network has batch norm. */
+static int bn_dev(const cnn *n) { return dist_on(n) && n->comm->kind == NG_COMM_NCCL && n->bnd; }
+
+/* One step of the device merge of layer l (natgrad/backend.h bn_merge; the modes' buffers there). */
+static ng_status bn_merge(cnn *n, int mode, int l, int rows, int cols, int scaled, float alpha, const float *x,
+                          float *out) {
+    ng_op_args o = {.op = NG_OP_BN_MERGE};
+    o.bn_merge.mode = mode;
+    o.bn_merge.rows = rows;
+    o.bn_merge.cols = cols;
+    o.bn_merge.cnt = (double)n->bn_cnt[l];
+    o.bn_merge.eps = n->cfg.bn_eps;
+    o.bn_merge.alpha = alpha;
+    o.bn_merge.scaled = scaled;
+    o.bn_merge.mean = n->mean[l].data;
+    o.bn_merge.rstd = n->rstd[l].data;
+    o.bn_merge.tot = n->bnd + l;
+    o.bn_merge.acc = n->bnd + LMAX + 1;
+    o.bn_merge.acc2 = o.bn_merge.acc + 2 * (size_t)n->cmax + 1;
+    o.bn_merge.x = x;
+    o.bn_merge.ldx = rows;
+    o.bn_merge.out = out;
+    o.bn_merge.ldo = rows;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* Device merge of rows x cols sums x (packed) into means at this rank's scale (see bn_sync_proj):
+ * weighted by w (scaled: m_r / m on the device), all-reduced in float64, out = alpha sums / m / w;
+ * out may be x. */
+static ng_status bn_dev_means(cnn *n, int l, int rows, int cols, const float *x, int scaled, float alpha, float *out,
+                              const char *what) {
+    NG_TRY(bn_merge(n, NG_BN_MERGE_WEIGHT, l, rows, cols, scaled, 1.0f, x, NULL));
+    NG_TRY(ng_comm_allreduce(n->comm, n->base.be, NG_F64, n->bnd + LMAX + 1, (size_t)rows * cols, what));
+    return bn_merge(n, NG_BN_MERGE_MEANS, l, rows, cols, scaled, alpha, NULL, out);
+}
 
 /* Forward: mean[l] and rstd[l] of layer l's channels over the pixels of every rank's images
  * (this rank's M samples in T1, NHWC; M may be 0). Merged exactly as one process would see them:
@@ -552,11 +595,23 @@ static ng_status bn_sync_moments(cnn *n, int l, int M) {
     float *mr = n->hbf, *rr = n->hbf + ci;
     const double eps = (double)n->cfg.bn_eps;
     int i;
+    n->bn_cnt[l] = M; /* the backward passes' scale m_r / m */
     if (M > 0) {
         ng_op_args r = {.op = NG_OP_ROW_MOMENTS};
         r.row_moments.rows = ci, r.row_moments.cols = M, r.row_moments.x = n->T1.data, r.row_moments.ldx = ci;
         r.row_moments.eps = n->cfg.bn_eps, r.row_moments.mean = n->mean[l].data, r.row_moments.rstd = n->rstd[l].data;
         NG_TRY(ng_run_op(be, &r));
+    }
+    if (bn_dev(n)) { /* the same merge in float64 on the device: its counts' and scatters' all-reduces on the
+                      * stream (ng_cnn_set_dist made sure every rank holds a case: no empty total) */
+        double *acc = n->bnd + LMAX + 1;
+        NG_TRY(bn_merge(n, NG_BN_MERGE_COUNTS, l, ci, 0, 0, 1.0f, NULL, NULL));
+        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc, (size_t)ci + 1, "the batch-norm means"));
+        NG_TRY(bn_merge(n, NG_BN_MERGE_SCATTER, l, ci, 0, 0, 1.0f, NULL, NULL));
+        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc + 2 * (size_t)n->cmax + 1, (size_t)ci, "the batch-norm variances"));
+        return bn_merge(n, NG_BN_MERGE_FINISH, l, ci, 0, 0, 1.0f, NULL, NULL);
+    }
+    if (M > 0) {
         NG_TRY(ng_get(be, mr, n->mean[l].data, (size_t)ci * sizeof(float)));
         NG_TRY(ng_get(be, rr, n->rstd[l].data, (size_t)ci * sizeof(float)));
     }
@@ -587,30 +642,39 @@ static ng_status bn_sync_moments(cnn *n, int l, int M) {
  * A g that carries this rank's loss scale 1 / m_r (the backward passes: the trainer and the
  * curvature products' reductions weight by m_r / m afterwards) has its two per-channel sums
  * weighted by w = m_r / m = M / (every rank's samples) before the all-reduce (one pass per rank:
- * check_shard) and the means brought back to this rank's scale; R{x} carries no scale (w = 1).
- * s2 NULL: s1 alone (per-channel device vectors; s1 may be H v's HQ scratch). tmp (c_l, M) scratch,
+ * check_shard) and the means brought back to this rank's scale; R{x} carries no scale (w = 1):
+ * scaled 1 or 0. s2 NULL: s1 alone (per-channel device vectors; s1 may be H v's HQ scratch). tmp (c_l, M) scratch,
  * out itself when beta is 0. */
-static ng_status bn_sync_proj(cnn *n, int l, int M, const float *g, double w, const float *s1, const float *s2, float beta,
-                              float *tmp, float *out) {
+static ng_status bn_sync_proj(cnn *n, int l, int M, const float *g, int scaled, const float *s1, const float *s2,
+                              float beta, float *tmp, float *out) {
     ng_backend *be = n->base.be;
     const int ci = n->c[l];
     float *sg = n->bnv.data, *sgx = sg + ci, *sc = sgx + ci, *hf = n->hbf;
-    double *a = n->hbn, tot = n->bn_total[l];
+    double *a = n->hbn, tot = n->bn_total[l], w = scaled ? (double)M / tot : 1.0;
     int i;
-    NG_TRY(ng_get(be, hf + 2 * ci, s1, (size_t)ci * sizeof(float)));
-    if (s2) NG_TRY(ng_get(be, hf + 3 * ci, s2, (size_t)ci * sizeof(float)));
-    NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sg));
-    NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, g, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
-    NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
-    for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
-    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm sums"));
-    for (i = 0; i < ci; i++) {
-        const float s = s2 ? (float)((double)hf[2 * ci + i] * (double)hf[3 * ci + i]) : hf[2 * ci + i];
-        hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
-        hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
-        hf[2 * ci + i] = s;
+    if (bn_dev(n)) { /* sg, sgx, sc on the device: the sums in the other order (sum g xhat, sum g), so that
+                      * their means land as -mean(g xhat), -mean(g) */
+        if (s2) NG_TRY(ng_gemm_strided_batched(be, 0, 0, 1, 1, 1, 1.0f, s1, 1, 1, s2, 1, 1, 0.0f, sc, 1, 1, ci));
+        else NG_TRY(ng_copy(be, sc, s1, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, g, ci, 1, n->XH[l].data, ci, 1, 0.0f, sg, 1, 1, ci));
+        NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sgx));
+        NG_TRY(bn_dev_means(n, l, ci, 2, sg, scaled, -1.0f, sg, "the batch-norm sums"));
+    } else {
+        NG_TRY(ng_get(be, hf + 2 * ci, s1, (size_t)ci * sizeof(float)));
+        if (s2) NG_TRY(ng_get(be, hf + 3 * ci, s2, (size_t)ci * sizeof(float)));
+        NG_TRY(ng_sum_cols(be, ci, M, 1.0f, g, ci, 0.0f, sg));
+        NG_TRY(ng_gemm_strided_batched(be, 0, 1, 1, 1, M, 1.0f, g, ci, 1, n->XH[l].data, ci, 1, 0.0f, sgx, 1, 1, ci));
+        NG_TRY(ng_get(be, hf, sg, (size_t)2 * ci * sizeof(float)));
+        for (i = 0; i < 2 * ci; i++) a[i] = w * (double)hf[i];
+        NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * ci, "the batch-norm sums"));
+        for (i = 0; i < ci; i++) {
+            const float s = s2 ? (float)((double)hf[2 * ci + i] * (double)hf[3 * ci + i]) : hf[2 * ci + i];
+            hf[i] = (float)(-a[ci + i] / tot / w); /* -mean(g xhat), this rank's scale */
+            hf[ci + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+            hf[2 * ci + i] = s;
+        }
+        NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
     }
-    NG_TRY(ng_set(be, sg, hf, (size_t)3 * ci * sizeof(float)));
     /* tmp = -mean(g xhat) xhat - mean(g); += g; out (+)= s1 s2 tmp */
     NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, n->XH[l].data, ci, sg, sgx, tmp, ci));
     NG_TRY(ng_axpby(be, (size_t)ci * (size_t)M, 1.0f, g, 1.0f, tmp));
@@ -621,12 +685,13 @@ static ng_status bn_sync_proj(cnn *n, int l, int M, const float *g, double w, co
 /* H v on several ranks: v (c_l floats on the device) holds this rank's per-channel sums over its
  * samples; it becomes the means over every rank's samples at this rank's scale (w as in
  * bn_sync_proj: m_r / m for loss-scaled sums, 1 for those of R{x}). */
-static ng_status bn_sync_mean(cnn *n, int l, float *v, double w) {
+static ng_status bn_sync_mean(cnn *n, int l, float *v, int scaled) {
     ng_backend *be = n->base.be;
     const int ci = n->c[l];
     float *hf = n->hbf;
-    double *a = n->hbn;
+    double *a = n->hbn, w = scaled ? (double)n->bn_cnt[l] / n->bn_total[l] : 1.0;
     int i;
+    if (bn_dev(n)) return bn_dev_means(n, l, ci, 1, v, scaled, 1.0f, v, "the batch-norm R-backward sums");
     NG_TRY(ng_get(be, hf, v, (size_t)ci * sizeof(float)));
     for (i = 0; i < ci; i++) a[i] = w * (double)hf[i];
     NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)ci, "the batch-norm R-backward sums"));
@@ -841,7 +906,7 @@ static ng_status backward(cnn *n, int cols, float beta, float *out) {
                                            gW, 1, 1, ci));
             NG_TRY(ng_sum_cols(be, ci, M, 1.0f, n->T1.data, ci, beta, gb));
             if (dx && dist_on(n)) { /* dx = gamma rstd P(g), P's means over every rank's samples */
-                NG_TRY(bn_sync_proj(n, l, M, n->T1.data, (double)M / n->bn_total[l], n->rstd[l].data, n->W[l].data, 0.0f,
+                NG_TRY(bn_sync_proj(n, l, M, n->T1.data, 1, n->rstd[l].data, n->W[l].data, 0.0f,
                                     n->T2.data, n->T2.data));
                 NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, n->T2.data, dx));
             } else if (dx) {
@@ -867,7 +932,10 @@ static ng_status backward(cnn *n, int cols, float beta, float *out) {
             if (dx) NG_TRY(whiten_op(be, cols, ci, hw0, 0, d, NULL, n->UT[l].data, dx));
             break;
         }
-        if (gW && n->last_chunk && out == n->base.grad_flat.data) { /* layer l's gradient is final: its all-reduce may start */
+        /* layer l's gradient is final: its all-reduce may start (not with batch norm merged on the device:
+         * the layers below issue its all-reduces on the stream, which may not follow a bucket started in a
+         * captured step; the whole gradient is then reduced after the backward pass) */
+        if (gW && n->last_chunk && out == n->base.grad_flat.data && !bn_dev(n)) {
             NG_TRY(ng_model_grad_ready(&n->base, (size_t)(gW - out), hi));
             hi = (size_t)(gW - out);
         }
@@ -915,6 +983,8 @@ ng_status ng_cnn_set_dist(ng_model *m, ng_comm *comm, int lo, int batch) {
     n->comm = comm;
     n->dist_lo = comm ? lo : 0;
     n->dist_batch = batch;
+    if (dist_on(n) && comm->kind == NG_COMM_NCCL && has_kind(n, NG_CNN_BN) && !n->bnd)
+        NG_TRY(ng_alloc(m->be, ((size_t)LMAX + 1 + 3 * (size_t)n->cmax + 1) * sizeof(double), (void **)&n->bnd));
     return NG_OK;
 }
 
@@ -1278,7 +1348,7 @@ static ng_status rforward_to(cnn *n, const float *v, int cols, const float **rz,
             const float *Vg = cat_of(n, v, &n->gW[l]), *Vb = cat_of(n, v, &n->gb[l]);
             if (rin && dist_on(n)) { /* P's means over every rank's samples */
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
-                NG_TRY(bn_sync_proj(n, l, M, n->T1.data, 1.0, n->rstd[l].data, NULL, 0.0f, n->T2.data, n->T2.data));
+                NG_TRY(bn_sync_proj(n, l, M, n->T1.data, 0, n->rstd[l].data, NULL, 0.0f, n->T2.data, n->T2.data));
             } else if (rin) {
                 ng_op_args o = {.op = NG_OP_BN_PROJECT};
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, n->T1.data));
@@ -1682,7 +1752,6 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
              * sums of D and R{D} (this rank's loss scale) weighted by w = m_r / m, those of R{x} by 1;
              * R{dgamma}, R{dbeta} stay this rank's (the caller weights and sums the products). */
             const int M = cols * hw0, dist = dist_on(n);
-            const double w = dist ? (double)M / n->bn_total[l] : 1.0;
             const float *Vg = cat_of(n, v, &n->gW[l]), *xh = n->XH[l].data, *rs = n->rstd[l].data, *gam = n->W[l].data;
             float *Dn = n->T1.data, *RDn = n->T2.data, *Rx = n->HB[0].data, *RXH = n->HB[1].data, *B1 = n->HB[2].data;
             float *B2 = n->HB[3].data, *B3 = n->HB[4].data, *q = n->HQ.data;
@@ -1692,7 +1761,7 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
             NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rdc, RDn));
             if (rin) {
                 NG_TRY(layout(be, NG_CONV_TO_NHWC, cols, ci, hw0, rin, Rx));
-                if (dist) NG_TRY(bn_sync_proj(n, l, M, Rx, 1.0, rs, NULL, 0.0f, RXH, RXH));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, Rx, 0, rs, NULL, 0.0f, RXH, RXH));
                 else NG_TRY(bn_proj(be, ci, M, Rx, xh, rs, NULL, 0.0f, RXH));
             } else {
                 NG_TRY(ng_memset0(be, Rx, (size_t)ci * M * sizeof(float)));
@@ -1704,26 +1773,26 @@ static ng_status rbackward(cnn *n, const float *v, int cols, float beta, float *
             if (dx) {
                 NG_TRY(act_fwd(be, ci, M, NG_ACT_LINEAR, RDn, ci, gam, NULL, B1, ci)); /* gamma RD + V_gamma D */
                 NG_TRY(rowscale_acc(be, ci, M, Vg, Dn, ci, B1, ci));
-                if (dist) NG_TRY(bn_sync_proj(n, l, M, B1, w, rs, NULL, 0.0f, B2, B2));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, B1, 1, rs, NULL, 0.0f, B2, B2));
                 else NG_TRY(bn_proj(be, ci, M, B1, xh, rs, NULL, 0.0f, B2));
                 NG_TRY(rowdot(be, ci, M, -inv, xh, ci, Rx, ci, 0.0f, q));
-                if (dist) NG_TRY(bn_sync_mean(n, l, q, 1.0));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q, 0));
                 NG_TRY(vmul(be, ci, 1.0f, rs, q, 0.0f, q + ldq));
                 NG_TRY(vmul(be, ci, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
-                if (dist) NG_TRY(bn_sync_proj(n, l, M, Dn, w, q + 2 * ldq, gam, 1.0f, B3, B2));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, Dn, 1, q + 2 * ldq, gam, 1.0f, B3, B2));
                 else NG_TRY(bn_proj(be, ci, M, Dn, xh, q + 2 * ldq, gam, 1.0f, B2));
                 NG_TRY(vmul(be, ci, -1.0f, rs, gam, 0.0f, q + 3 * ldq)); /* -rstd gamma */
                 NG_TRY(rowdot(be, ci, M, inv, Dn, ci, xh, ci, 0.0f, q + 4 * ldq));
-                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, 1));
                 NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, RXH, ci, B2, ci));
                 NG_TRY(rowdot(be, ci, M, inv, Dn, ci, RXH, ci, 0.0f, q + 4 * ldq));
-                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, 1));
                 NG_TRY(vmul(be, ci, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, ci, M, q + 5 * ldq, xh, ci, B2, ci));
                 NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B2, rdn));
                 /* dx = rstd gamma P(D) */
-                if (dist) NG_TRY(bn_sync_proj(n, l, M, Dn, w, rs, gam, 0.0f, B1, B1));
+                if (dist) NG_TRY(bn_sync_proj(n, l, M, Dn, 1, rs, gam, 0.0f, B1, B1));
                 else NG_TRY(bn_proj(be, ci, M, Dn, xh, rs, gam, 0.0f, B1));
                 NG_TRY(layout(be, NG_CONV_TO_NCHW, cols, ci, hw0, B1, dx));
             }
@@ -1984,15 +2053,18 @@ static ng_status cnn_load(ng_model *m, const ng_ckpt *c, int apply) {
 }
 
 /* CUDA graphs (natgrad/train.h): the gradient reads nothing on the host (the objective and the
- * misclassifications are summed on the device, the augmentation takes its step from aug_dev). The
- * reparametrisation of whitening layers (ng_cnn_whiten: host float64 algebra) runs inside the
- * gradient every whiten_every gradients: graph_eager makes those updates eager. */
+ * misclassifications are summed on the device, the augmentation takes its step from aug_dev, at
+ * this rank's images dist_lo.. on several ranks, where the trainer's all-reduce of the gradient is
+ * in the graph). The reparametrisation of whitening layers (ng_cnn_whiten: host float64 algebra)
+ * runs inside the gradient every whiten_every gradients: graph_eager makes those updates eager.
+ * Batch norm on several ranks merges its statistics on the device with NCCL (bn_dev: captured with
+ * its all-reduces), through the host over MPI (bn_sync_moments, bn_sync_proj: refused). */
 static ng_status cnn_graph_check(const ng_model *m) {
     const cnn *n = (const cnn *)m;
-    if (dist_on(n))
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: cnn on %d ranks is not captured (on several ranks the graph "
-                        "holds net train's first-order step only; batch norm here reduces its sums on the host); use "
-                        "--cuda-graph 0", n->comm->world);
+    if (dist_on(n) && has_kind(n, NG_CNN_BN) && !bn_dev(n))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the cnn's batch norm merges its statistics across "
+                        "the ranks through the host over MPI (not captured); it is captured with the NCCL communicator; "
+                        "run it with --cuda-graph 0", n->comm->world);
     return NG_OK;
 }
 static int cnn_graph_eager(const ng_model *m) {

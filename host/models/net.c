@@ -79,8 +79,14 @@ typedef struct net {
      * merged count and this rank's share of it per layer, host scratch (dmax x 4) */
     struct ng_comm *comm;
     double bn_tot[L_MAX + 1], bn_w[L_MAX + 1];
+    int dmax_bn;
     double *hbn;
     float *hbf;
+    /* the NCCL communicator (bn_dev): the merge on the device (the bn_merge op), nothing read by the
+     * host, so a CUDA graph holds it. bnd: float64 device scratch, the merged count of each layer's
+     * last forward pass (L_MAX + 1), then acc (2 dmax + 1) and acc2 (dmax); bn_cnt: this rank's */
+    double *bnd;
+    int bn_cnt[L_MAX + 1];
     int last_chunk;   /* the backward pass of the gradient's last chunk runs: report layers (grad_ready) */
 } net;
 
@@ -473,6 +479,7 @@ static void net_destroy(ng_model *m) {
     }
     free(n->hbn);
     free(n->hbf);
+    if (n->bnd) ng_free(n->base.be, n->bnd);
 }
 
 void ng_net_free(ng_model *m) {
@@ -617,6 +624,7 @@ static ng_status forward_fp(net *n, const float *x, int ldx, int cols, int infer
                             int update_running);
 static ng_status forward_layer(net *n, int l, int cols, int inference, int update_running);
 static int dist_bn(const net *n);
+static int bn_dev(const net *n);
 static ng_status bn_sync_moments(net *n, int l, int M);
 static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo);
 static ng_status backward_fp(net *n, int cols, float *g_base, float beta);
@@ -780,6 +788,43 @@ static int dist_bn(const net *n) {
     return 0;
 }
 
+/* The merge on the device: the communicator is NCCL (device buffers, all-reduced on the stream;
+ * ng_net_set_comm allocated bnd). */
+static int bn_dev(const net *n) { return dist_bn(n) && n->comm->kind == NG_COMM_NCCL && n->bnd; }
+
+/* One step of the device merge of layer l (natgrad/backend.h bn_merge; the modes' buffers there). */
+static ng_status bn_merge(net *n, int mode, int l, int rows, int cols, int scaled, float alpha, const float *x, int ldx,
+                          float *out, int ldo) {
+    ng_op_args o = {.op = NG_OP_BN_MERGE};
+    o.bn_merge.mode = mode;
+    o.bn_merge.rows = rows;
+    o.bn_merge.cols = cols;
+    o.bn_merge.cnt = (double)n->bn_cnt[l];
+    o.bn_merge.eps = n->cfg.bn_eps;
+    o.bn_merge.alpha = alpha;
+    o.bn_merge.scaled = scaled;
+    o.bn_merge.mean = n->mean[l].data;
+    o.bn_merge.rstd = n->rstd[l].data;
+    o.bn_merge.tot = n->bnd + l;
+    o.bn_merge.acc = n->bnd + L_MAX + 1;
+    o.bn_merge.acc2 = o.bn_merge.acc + 2 * (size_t)n->dmax_bn + 1;
+    o.bn_merge.x = x;
+    o.bn_merge.ldx = ldx;
+    o.bn_merge.out = out;
+    o.bn_merge.ldo = ldo;
+    return ng_run_op(n->base.be, &o);
+}
+
+/* Device merge of rows x cols sums x (ld ldx) into means at this rank's scale (see bn_sync_scaled):
+ * weighted by w (scaled: m_r / m on the device), all-reduced in float64, out = alpha sums / m / w.
+ * x and out may be the same vector (cols 1). */
+static ng_status bn_dev_means(net *n, int l, int rows, int cols, const float *x, int ldx, int scaled, float alpha,
+                              float *out, int ldo, const char *what) {
+    NG_TRY(bn_merge(n, NG_BN_MERGE_WEIGHT, l, rows, cols, scaled, 1.0f, x, ldx, NULL, 0));
+    NG_TRY(ng_comm_allreduce(n->comm, n->base.be, NG_F64, n->bnd + L_MAX + 1, (size_t)rows * cols, what));
+    return bn_merge(n, NG_BN_MERGE_MEANS, l, rows, cols, scaled, alpha, NULL, 0, out, ldo);
+}
+
 /* Several ranks and batch norm: every training-mode pass is one chunk per rank, so that each
  * rank's pass meets the others' in the same collectives (and one process with --chunk >= the
  * global batch normalises over the same cases). */
@@ -803,6 +848,15 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
     float *mr = n->hbf, *rr = n->hbf + dl;
     const double eps = (double)n->cfg.bn_eps;
     int i;
+    if (bn_dev(n)) { /* the same merge in float64 on the device: its counts' and scatters' all-reduces on the stream */
+        double *acc = n->bnd + L_MAX + 1;
+        n->bn_cnt[l] = M;
+        NG_TRY(bn_merge(n, NG_BN_MERGE_COUNTS, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0));
+        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc, (size_t)dl + 1, "the batch-norm means"));
+        NG_TRY(bn_merge(n, NG_BN_MERGE_SCATTER, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0));
+        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc + 2 * (size_t)n->dmax_bn + 1, (size_t)dl, "the batch-norm variances"));
+        return bn_merge(n, NG_BN_MERGE_FINISH, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0);
+    }
     NG_TRY(ng_get(be, mr, n->mean[l].data, (size_t)dl * sizeof(float)));
     NG_TRY(ng_get(be, rr, n->rstd[l].data, (size_t)dl * sizeof(float)));
     for (i = 0; i < dl; i++) a[i] = (double)M * (double)mr[i];
@@ -832,33 +886,44 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
  * with both means over every rank's columns. A g that carries this rank's loss scale 1 / m_r (the
  * backward pass, g = dL/du: the trainer and the curvature products' reductions weight by m_r / m
  * afterwards) has its row sums weighted by w = m_r / m before the all-reduce and the means brought
- * back to this rank's scale; R{z} carries no scale (w = 1). bn_sync_project: s1 s2 = rstd gamma
- * (loss_scaled, the backward pass) or rstd (the R-forward pass). BV[l]'s six columns: sum g,
- * sum g xhat, -mean(g xhat), -mean(g), s1 s2, ones (the last kept for H v). */
-static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg, double w, const float *s1, const float *s2,
-                                float *out, int ldo) {
+ * back to this rank's scale; R{z} carries no scale (w = 1); scaled: w = m_r / m, else 1.
+ * bn_sync_project: s1 s2 = rstd gamma (loss_scaled, the backward pass) or rstd (the R-forward pass).
+ * BV[l]'s six columns: sum g, sum g xhat (swapped on the device, bn_dev), -mean(g xhat), -mean(g),
+ * s1 s2, ones (the last kept for H v). */
+static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg, int scaled, const float *s1,
+                                const float *s2, float *out, int ldo) {
     ng_backend *be = n->base.be;
     const int dl = n->d[l], ldv = n->BV[l].ld;
     float *bv = n->BV[l].data, *hf = n->hbf;
-    double *a = n->hbn, tot = n->bn_tot[l];
+    double *a = n->hbn, tot = n->bn_tot[l], w = scaled ? n->bn_w[l] : 1.0;
     int i;
-    /* the scale vectors first: s1 may live in BV[l] (H v's R{rstd}), which the sums overwrite */
-    NG_TRY(ng_get(be, hf + 2 * dl, s1, (size_t)dl * sizeof(float)));
-    if (s2) NG_TRY(ng_get(be, hf + 3 * dl, s2, (size_t)dl * sizeof(float)));
-    NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
-    NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
-    NG_TRY(ng_get(be, hf, bv, (size_t)dl * sizeof(float)));
-    NG_TRY(ng_get(be, hf + dl, bv + ldv, (size_t)dl * sizeof(float)));
-    for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
-    NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
-    for (i = 0; i < dl; i++) {
-        float sc = s2 ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
-        hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
-        hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
-        hf[2 * dl + i] = sc;
-        hf[3 * dl + i] = 1.0f;
+    if (bn_dev(n)) { /* the same columns of BV[l] on the device; s1 s2 first (s1 may be a column of BV[l]) */
+        if (s2) NG_TRY(vmul(be, dl, 1.0f, s1, s2, 0.0f, bv + 4 * (size_t)ldv));
+        else if (s1 != bv + 4 * (size_t)ldv) NG_TRY(ng_copy(be, bv + 4 * (size_t)ldv, s1, (size_t)dl * sizeof(float)));
+        /* the two sums in the other order (sum g xhat, sum g), so that their means land in columns 2, 3 */
+        NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv));
+        NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv + ldv));
+        NG_TRY(bn_dev_means(n, l, dl, 2, bv, ldv, scaled, -1.0f, bv + 2 * (size_t)ldv, ldv, "the batch-norm gradient sums"));
+        NG_TRY(ng_fill(be, (size_t)dl, 1.0f, bv + 5 * (size_t)ldv));
+    } else {
+        /* the scale vectors first: s1 may live in BV[l] (H v's R{rstd}), which the sums overwrite */
+        NG_TRY(ng_get(be, hf + 2 * dl, s1, (size_t)dl * sizeof(float)));
+        if (s2) NG_TRY(ng_get(be, hf + 3 * dl, s2, (size_t)dl * sizeof(float)));
+        NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, g, ldg, 0.0f, bv));
+        NG_TRY(rowdot(be, dl, cols, 1.0f, g, ldg, n->XH[l].data, n->XH[l].ld, 0.0f, bv + ldv));
+        NG_TRY(ng_get(be, hf, bv, (size_t)dl * sizeof(float)));
+        NG_TRY(ng_get(be, hf + dl, bv + ldv, (size_t)dl * sizeof(float)));
+        for (i = 0; i < 2 * dl; i++) a[i] = w * (double)hf[i];
+        NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)2 * dl, "the batch-norm gradient sums"));
+        for (i = 0; i < dl; i++) {
+            float sc = s2 ? (float)((double)hf[2 * dl + i] * (double)hf[3 * dl + i]) : hf[2 * dl + i];
+            hf[i] = (float)(-a[dl + i] / tot / w); /* -mean(g xhat), this rank's scale */
+            hf[dl + i] = (float)(-a[i] / tot / w); /* -mean(g) */
+            hf[2 * dl + i] = sc;
+            hf[3 * dl + i] = 1.0f;
+        }
+        for (i = 0; i < 4; i++) NG_TRY(ng_set(be, bv + (size_t)(2 + i) * ldv, hf + (size_t)i * dl, (size_t)dl * sizeof(float)));
     }
-    for (i = 0; i < 4; i++) NG_TRY(ng_set(be, bv + (size_t)(2 + i) * ldv, hf + (size_t)i * dl, (size_t)dl * sizeof(float)));
     /* out = -mean(g xhat) xhat - mean(g); += g; *= s1 s2 */
     NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, n->XH[l].data, n->XH[l].ld, bv + 2 * ldv, bv + 3 * ldv, out, ldo));
     NG_TRY(rowscale_acc(be, dl, cols, bv + 5 * ldv, g, ldg, out, ldo));
@@ -866,19 +931,20 @@ static ng_status bn_sync_scaled(net *n, int l, int cols, const float *g, int ldg
 }
 
 static ng_status bn_sync_project(net *n, int l, int cols, const float *g, int ldg, int loss_scaled, float *out, int ldo) {
-    return bn_sync_scaled(n, l, cols, g, ldg, loss_scaled ? n->bn_w[l] : 1.0, n->rstd[l].data,
-                          loss_scaled ? n->gamma[l].data : NULL, out, ldo);
+    return bn_sync_scaled(n, l, cols, g, ldg, loss_scaled, n->rstd[l].data, loss_scaled ? n->gamma[l].data : NULL, out,
+                          ldo);
 }
 
 /* H v on several ranks: v (dl floats on the device) holds this rank's row sums over its columns;
  * it becomes the row means over every rank's columns, at this rank's scale (w as in
  * bn_sync_scaled: m_r / m for loss-scaled sums, 1 for the R-forward pass's) */
-static ng_status bn_sync_mean(net *n, int l, float *v, double w) {
+static ng_status bn_sync_mean(net *n, int l, float *v, int scaled) {
     ng_backend *be = n->base.be;
     const int dl = n->d[l];
     float *hf = n->hbf;
-    double *a = n->hbn;
+    double *a = n->hbn, w = scaled ? n->bn_w[l] : 1.0;
     int i;
+    if (bn_dev(n)) return bn_dev_means(n, l, dl, 1, v, dl, scaled, 1.0f, v, dl, "the batch-norm R-backward sums");
     NG_TRY(ng_get(be, hf, v, (size_t)dl * sizeof(float)));
     for (i = 0; i < dl; i++) a[i] = w * (double)hf[i];
     NG_TRY(ng_comm_allreduce_host(n->comm, a, (size_t)dl, "the batch-norm R-backward sums"));
@@ -891,12 +957,17 @@ ng_status ng_net_set_comm(ng_model *m, struct ng_comm *comm) {
     int l, dmax = 1;
     if (!m || m->iface != &net_iface) return ng_error(NG_ERR_INVALID_ARG, "ng_net_set_comm: not a network");
     n->comm = comm;
-    if (!dist_bn(n) || n->hbn) return NG_OK;
+    if (!dist_bn(n)) return NG_OK;
     for (l = 1; l <= n->L; l++)
         if (n->d[l] > dmax) dmax = n->d[l];
-    n->hbn = (double *)calloc((size_t)2 * (size_t)dmax + 1, sizeof(double));
-    n->hbf = (float *)calloc((size_t)4 * (size_t)dmax, sizeof(float));
-    if (!n->hbn || !n->hbf) return ng_error(NG_ERR_OOM, "network: out of host memory for the batch-norm all-reduce");
+    n->dmax_bn = dmax;
+    if (!n->hbn) {
+        n->hbn = (double *)calloc((size_t)2 * (size_t)dmax + 1, sizeof(double));
+        n->hbf = (float *)calloc((size_t)4 * (size_t)dmax, sizeof(float));
+        if (!n->hbn || !n->hbf) return ng_error(NG_ERR_OOM, "network: out of host memory for the batch-norm all-reduce");
+    }
+    if (comm->kind == NG_COMM_NCCL && !n->bnd) /* the device merge's scratch (bn_dev) */
+        NG_TRY(ng_alloc(m->be, ((size_t)L_MAX + 1 + 3 * (size_t)dmax + 1) * sizeof(double), (void **)&n->bnd));
     return NG_OK;
 }
 
@@ -943,7 +1014,10 @@ static ng_status backward_fp(net *n, int cols, float *g_base, float beta) {
             NG_TRY(gin(n, l, cols, &in));
             NG_TRY(ng_gemm(be, 0, 1, dl, dp + 1, cols, 1.0f, dz, ldd, in->data, in->ld, beta, view_ptr(n, &gv, n->idxW[l]), dl));
         }
-        if (g_base && n->last_chunk) /* layer l's gradient is final: its all-reduce may start */
+        /* layer l's gradient is final: its all-reduce may start (not with batch norm merged on the
+         * device: the layers below issue its all-reduces on the stream, which may not follow a bucket
+         * started in a captured step; the whole gradient is then reduced after the backward pass) */
+        if (g_base && n->last_chunk && !bn_dev(n))
             NG_TRY(ng_model_grad_ready(&n->base, n->base.grads.entries[n->idxW[l]].offset / sizeof(float),
                                        l == L ? ng_model_size(&n->base) : n->base.grads.entries[n->idxW[l + 1]].offset / sizeof(float)));
         if (l > 1) {
@@ -1079,7 +1153,13 @@ static ng_status net_check_gradient(ng_model *m) {
 /* CUDA graphs: the gradient passes no per-gradient host scalar to the device and reads the host
  * only in net_check_gradient (deferred after the graph). */
 static ng_status net_graph_check(const ng_model *m) {
-    (void)m;
+    const net *n = as_cnet(m);
+    /* several ranks: batch norm's merge runs on the device with NCCL (bn_dev: captured with its
+     * all-reduces); over MPI (bn_sync_moments, bn_sync_scaled) it goes through the host */
+    if (dist_bn(n) && !bn_dev(n))
+        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the network's batch norm merges its statistics "
+                        "across the ranks through the host over MPI (not captured); it is captured with the NCCL "
+                        "communicator; run it with --cuda-graph 0", n->comm->world);
     return NG_OK;
 }
 
@@ -1525,35 +1605,34 @@ static ng_status net_hvp_fp(ng_model *m, const ng_tensor *v, ng_tensor *out) {
                 const float *xh = n->XH[l].data, *rxh = n->RXH[l].data, *g = n->gamma[l].data, *rs = n->rstd[l].data;
                 /* several ranks: every batch mean over every rank's columns (bn_sync_scaled,
                  * bn_sync_mean), du and R{du} weighted by their loss scale, R{z} by 1 */
-                double w = dist ? n->bn_w[l] : 1.0;
                 NG_TRY(rowdot(be, dl, cols, 1.0f, rdz, ldrz, xh, ldxh, beta, og));
                 NG_TRY(rowdot(be, dl, cols, 1.0f, dz, ldz, rxh, n->RXH[l].ld, 1.0f, og));
                 NG_TRY(ng_sum_cols(be, dl, cols, 1.0f, rdz, ldrz, beta, ob));
-                if (dist) NG_TRY(bn_sync_scaled(n, l, cols, dz, ldz, w, rs, g, n->tmp[l].data, n->tmp[l].ld));
+                if (dist) NG_TRY(bn_sync_scaled(n, l, cols, dz, ldz, 1, rs, g, n->tmp[l].data, n->tmp[l].ld));
                 else NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, rs, g, 0.0f, n->tmp[l].data, n->tmp[l].ld));
                 NG_TRY(act_fwd(be, dl, cols, NG_ACT_LINEAR, rdz, ldrz, g, NULL, n->BX1[l].data, n->BX1[l].ld));
                 NG_TRY(rowscale_acc(be, dl, cols, Vg, dz, ldz, n->BX1[l].data, n->BX1[l].ld));
-                if (dist) NG_TRY(bn_sync_scaled(n, l, cols, n->BX1[l].data, n->BX1[l].ld, w, rs, NULL, n->BX2[l].data, n->BX2[l].ld));
+                if (dist) NG_TRY(bn_sync_scaled(n, l, cols, n->BX1[l].data, n->BX1[l].ld, 1, rs, NULL, n->BX2[l].data, n->BX2[l].ld));
                 else
                     NG_TRY(bn_proj(be, dl, cols, n->BX1[l].data, n->BX1[l].ld, xh, ldxh, rs, NULL, 0.0f, n->BX2[l].data,
                                    n->BX2[l].ld));
                 NG_TRY(rowdot(be, dl, cols, dist ? -1.0f : -inv, xh, ldxh, n->RZP[l].data, n->RZP[l].ld, 0.0f, q));
-                if (dist) NG_TRY(bn_sync_mean(n, l, q, 1.0));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q, 0));
                 NG_TRY(vmul(be, dl, 1.0f, rs, q, 0.0f, q + ldq));
                 NG_TRY(vmul(be, dl, 1.0f, rs, q + ldq, 0.0f, q + 2 * ldq)); /* R{rstd} */
                 if (dist) {
                     /* BX1 (read above) takes R{rstd} gamma P(du); BV[l]'s last column is then ones */
-                    NG_TRY(bn_sync_scaled(n, l, cols, dz, ldz, w, q + 2 * ldq, g, n->BX1[l].data, n->BX1[l].ld));
+                    NG_TRY(bn_sync_scaled(n, l, cols, dz, ldz, 1, q + 2 * ldq, g, n->BX1[l].data, n->BX1[l].ld));
                     NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, n->BX1[l].data, n->BX1[l].ld, n->BX2[l].data, n->BX2[l].ld));
                 } else
                     NG_TRY(bn_proj(be, dl, cols, dz, ldz, xh, ldxh, q + 2 * ldq, g, 1.0f, n->BX2[l].data, n->BX2[l].ld));
                 NG_TRY(vmul(be, dl, -1.0f, rs, g, 0.0f, q + 3 * ldq)); /* -rstd gamma */
                 NG_TRY(rowdot(be, dl, cols, dist ? 1.0f : inv, dz, ldz, xh, ldxh, 0.0f, q + 4 * ldq));
-                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, 1));
                 NG_TRY(vmul(be, dl, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, rxh, n->RXH[l].ld, n->BX2[l].data, n->BX2[l].ld));
                 NG_TRY(rowdot(be, dl, cols, dist ? 1.0f : inv, dz, ldz, rxh, n->RXH[l].ld, 0.0f, q + 4 * ldq));
-                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, w));
+                if (dist) NG_TRY(bn_sync_mean(n, l, q + 4 * ldq, 1));
                 NG_TRY(vmul(be, dl, 1.0f, q + 3 * ldq, q + 4 * ldq, 0.0f, q + 5 * ldq));
                 NG_TRY(rowscale_acc(be, dl, cols, q + 5 * ldq, xh, ldxh, n->BX2[l].data, n->BX2[l].ld));
                 dz = n->tmp[l].data;

@@ -396,8 +396,9 @@ static int diag_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, in
     /* several ranks: a network's shard-weighted mean squares are one NCCL all-reduce on the backend's
      * stream (captured); the shard weight and the global batch (so the targets' first column lo) follow
      * from the trainer's key (the batch's columns and the shard weight). An RBM's metric counts its
-     * columns on the host: eager. */
-    if (p->dist.comm && !k->is_net) return -1;
+     * columns over the ranks on the host once (rbm_diag: c_all): eager until it has; then its moments'
+     * all-reduces are NCCL ones on the stream, captured. */
+    if (p->dist.comm && !k->is_net && k->c_all == 0) return -1;
     if (k->is_net) need = ng_tn_hf_scratch_floats(m, cols);
     else if (k->cfg.metric == NG_DIAG_FISHER) need = k->scratch_floats ? k->scratch_floats : 1; /* the particles */
     else need = rbm_scratch_floats(k, cols);

@@ -151,22 +151,37 @@ static ng_status need_fang(ng_precond *p, const char *op, struct ng_fang **f) {
     return NG_OK;
 }
 
+static ng_status sync_step_dev(ng_backend *be, struct ng_fang *f, uint64_t t);
+
 /* Several ranks (p->dist.comm): this mini-batch's moments over every rank's particles, with the
  * hidden samples each rank draws for its particles k0.. as one process would: the sums over this
  * rank's particles divided by K_all, all-reduced, then folded into the moving averages (the
- * moments of the EMA update below, computed in two steps). */
+ * moments of the EMA update below, computed in two steps). The particle counts are summed over the
+ * ranks on the host once, at the first update (eager: a refit); after it the update reads nothing on
+ * the host, its Philox step counted on the device as on one process, so a CUDA graph holds it with
+ * its two all-reduces. */
 static ng_status update_stats_dist(ng_precond *p, struct ng_fang *f, const ng_tensor *vm, const ng_tensor *hm,
                                    uint64_t t) {
     ng_backend *be = p->be;
     int nv = f->nv, nh = f->nh, n = f->n, K = f->K;
     float c = t == 0 ? 1.0f : 1.0f / f->cfg.tau, a;
     ng_status s;
+    ng_op_args b = {.op = NG_OP_BERNOULLI};
     if (f->S_un.ld != n) return ng_error(NG_ERR_INVALID_ARG, "fang: S_un has leading dimension %d, not %d", f->S_un.ld, n);
     if (f->K_all == 0)
         NG_TRY(ng_comm_shard_offset(p->dist.comm, K, &f->k0, &f->K_all, "FANG's particle counts"));
     a = 1.0f / (float)f->K_all;
-    NG_TRY(ng_bernoulli_at(be, (size_t)nh * K, hm->data, f->hs.data, ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG), t,
-                           (uint64_t)f->k0 * (uint64_t)nh));
+    /* the hidden samples of particles k0.. at Philox step t, read from the device count (advanced to t + 1) */
+    if (f->t_dev != t) NG_TRY(sync_step_dev(be, f, t));
+    b.bernoulli.n = (size_t)nh * K;
+    b.bernoulli.p = hm->data;
+    b.bernoulli.out = f->hs.data;
+    b.bernoulli.key = ng_rng_stream_key(f->cfg.seed, NG_RNG_FANG);
+    b.bernoulli.first = (uint64_t)f->k0 * (uint64_t)nh;
+    b.bernoulli.step_dev = (uint64_t *)(void *)f->step_dev.data;
+    b.bernoulli.advance = 1;
+    NG_TRY(ng_run_op(be, &b));
+    f->t_dev = t + 1;
     /* the batch moments: mb = [., E v, E h, .], A = E[u u^T] (lower triangle; the rest zero) */
     NG_TRY(ng_memset0(be, f->mb.data, (size_t)(2 * nv + 2 * nh) * sizeof(float)));
     NG_TRY(ng_memset0(be, f->A.data, (size_t)n * n * sizeof(float)));
@@ -548,14 +563,15 @@ static ng_status fang_observe(ng_precond *p, ng_model *m, uint64_t t) {
 /* CUDA graphs: the updates between refits (statistics and the direction of the current fit) are
  * captured; their only per-update host value, the Philox step, is counted on the device, and the
  * EMA weight 1/tau is fixed for t >= 1. A refit update reads the host (the Cholesky factor's
- * diagonal, the conditional variances, the diagnostics) and runs eagerly. */
+ * diagonal, the conditional variances, the diagnostics) and runs eagerly. Several ranks: the same
+ * (update_stats_dist: the counts summed at update 0, a refit; the moments' NCCL all-reduces captured). */
 static int fang_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
     const struct ng_fang *f = (const struct ng_fang *)p->impl;
     (void)m;
     (void)cols;
     (void)key;
     (void)max;
-    if (p->dist.comm || t % (uint64_t)f->cfg.refit_every == 0) return -1;
+    if (t % (uint64_t)f->cfg.refit_every == 0) return -1;
     return 0;
 }
 

@@ -78,6 +78,7 @@ typedef enum ng_op {
     NG_OP_WHITEN1X1,        /* the 1x1 whitening convolution: y = U (x - mean) per pixel  (=) */
     NG_OP_MOMENTUM,         /* fused heavy-ball / Nesterov step of sgd and nag, see the struct below */
     NG_OP_AXPBY_SEGMENTS,   /* axpby on up to NG_SEGMENTS_MAX segments of two vectors in one launch */
+    NG_OP_BN_MERGE,         /* one float64 step of synchronised batch norm's merge across ranks, see below */
     NG_OP_COUNT
 } ng_op;
 
@@ -250,6 +251,26 @@ typedef struct ng_op_args {
             float eps;
             float *mean, *rstd;
         } row_moments;
+        /* Synchronised batch norm over the ranks (Chan et al.'s merge in float64; the caller
+         * all-reduces acc / acc2 between the steps, so that no value goes through the host). Per row
+         * r < rows, with cnt this rank's samples (>= 0), tot the samples of every rank:
+         *   COUNTS   acc[r] = cnt mean[r] (0 when cnt = 0), acc[rows] = cnt             (=)
+         *   SCATTER  (acc summed) acc[r] = mu = acc[r] / acc[rows],
+         *            acc2[r] = cnt (1 / rstd[r]^2 - eps + (mean[r] - mu)^2) (0 when cnt = 0)  (=)
+         *   FINISH   (acc2 summed) mean[r] = mu, rstd[r] = 1 / sqrt(max(acc2[r] / tot, 0) + eps),
+         *            *tot = acc[rows]                                                    (=)
+         *   WEIGHT   acc[r + rows c] = w x[r + ldx c] for c < cols, w = scaled ? cnt / *tot : 1  (=)
+         *   MEANS    (acc summed) out[r + ldo c] = alpha acc[r + rows c] / *tot / w  (=, float) */
+        struct {
+            int mode, rows, cols;
+            double cnt;
+            float eps, alpha;
+            int scaled;
+            float *mean, *rstd;
+            double *acc, *acc2, *tot;
+            const float *x; int ldx;
+            float *out; int ldo;
+        } bn_merge;
         /* xhat = (x - mean[r]) rstd[r]; xhat may alias x. */
         struct {
             int rows, cols;

@@ -35,6 +35,11 @@ enum {
  * scalings w^(-1/2) and the Stein division 1 / (1 - u v) of its block-tridiagonal inverse. */
 enum { NG_OSCALE_MUL = 0, NG_OSCALE_RSQRT = 1, NG_OSCALE_STEIN = 2, NG_OSCALE_SQUARE = 3, NG_OSCALE_POW = 4 };
 
+/* Modes of the bn_merge op (natgrad/backend.h): the steps of synchronised batch norm's merge across
+ * ranks, in float64, between which the caller all-reduces acc (host/models/net.c, cnn.c). */
+enum { NG_BN_MERGE_COUNTS = 0, NG_BN_MERGE_SCATTER, NG_BN_MERGE_FINISH, NG_BN_MERGE_WEIGHT, NG_BN_MERGE_MEANS,
+       NG_BN_MERGE_MODES };
+
 /* Convolutional layers (natgrad/cnn.h, the conv_gather op): maps are N,C,H,W tensors (w fastest,
  * then h, channel, image), float32. A window of kh x kw input pixels with the given stride and
  * zero padding gives ho = (h + 2 pad - kh) / stride + 1 rows of outputs (wo likewise). */

@@ -180,10 +180,12 @@ ng_status ng_trainer_reduce_columns(ng_trainer *tr, double *row);
 ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted);
 /* CUDA graphs on several ranks (ng_trainer_set_cuda_graph): the captured step holds the shard
  * weighting and the gradient's NCCL all-reduce (--comm-overlap 1: its buckets, forked onto the
- * communication stream and joined back, natgrad/comm.h). graph_dist_check refuses (NG_ERR_UNSUPPORTED,
- * naming the option) the MPI communicator, a model that reduces its own statistics and a
- * preconditioner other than identity, diag, prong, full and, in segments, tn and kfac (kfac in phi space,
- * fang, centering); NG_OK on one rank. agree_graph: before an update's graph step
+ * communication stream and joined back, natgrad/comm.h), and the reductions a model does inside its
+ * gradient (an RBM's gW and means, synchronised batch norm merged on the device: NCCL all-reduces on
+ * the backend's stream). graph_dist_check refuses (NG_ERR_UNSUPPORTED, naming the option) the MPI
+ * communicator, a model whose graph_check refuses on several ranks (batch norm merged through the
+ * host) and the preconditioners not captured there (kfac in phi space; tn and kfac are captured in
+ * segments); NG_OK on one rank. agree_graph: before an update's graph step
  * every rank states its decision (0 eager, k > 0 replay of slot k - 1, -k capture into slot k - 1) and
  * a hash of the rank-independent part of its key (the rule's and preconditioner's scalars); one host
  * all-reduce tells every rank whether all agree, and on disagreement every rank returns the same
