@@ -1169,7 +1169,8 @@ static ng_status net_graph_check(const ng_model *m) {
 #define NET_STATE_WORDS 28
 static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
     const net *n = as_cnet(m);
-    if (cap < NET_STATE_WORDS || dist_bn(n)) return -1; /* batch norm over several ranks reads the host */
+    /* batch norm over several ranks through MPI reads the host (with NCCL it merges on the device) */
+    if (cap < NET_STATE_WORDS || (dist_bn(n) && !bn_dev(n))) return -1;
     ng_graph_tensor_words(&n->x, st);
     ng_graph_tensor_words(&n->y, st + 6);
     ng_graph_tensor_words(&n->x0, st + 12);
