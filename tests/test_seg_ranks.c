@@ -15,7 +15,7 @@
  *     all-reduce), ngd on a 6-5+bn-4:tanh+bn-6 network with synchronised batch norm (its merges'
  *     all-reduces inside the segments too), and ngd with --comm-overlap 1 in buckets of 26 floats; and conv nets
  *     (cnn_init: 6x6 images in global batches of 8, shards 4/4 and 2/3/3): ngd on G v without batch norm in
- *     chunks of 3, hf on H v and ngd on the sampled Fisher with synchronised batch norm (merged on the device
+ *     chunks of 3, hf on H v, ngd on the sampled Fisher and ncg-l on the empirical Fisher with synchronised batch norm (merged on the device
  *     inside the gradient's, products' and objective's segments), their running averages and tn's lambda,
  *     rho, step sizes and iterations equal too: the segment trainer's parameters
  *     equal the eager one's bit for bit after every update (the same kernels, the same shard weights,
@@ -75,21 +75,22 @@ static ng_comm *NC; /* the CUDA backend's communicator (NCCL) */
 static ng_backend *g_be;
 static char g_reason[512];
 
-enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_NGD_BN, K_CNN_NGD, K_CNN_HF_BN, K_CNN_SAMPLED_BN, K_KFAC,
-       K_KFAC_TRI, K_KFAC_PHI };
+enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_NGD_BN, K_CNN_NGD, K_CNN_HF_BN, K_CNN_SAMPLED_BN,
+       K_CNN_NCG_BN, K_KFAC, K_KFAC_TRI, K_KFAC_PHI };
 static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "ngd (separate metric batch)",
                                         "ngd, 6-5+bn-4:tanh+bn-6", "cnn ngd (G v), c3k3-relu-mp2-d3, chunks of 3",
                                         "cnn hf (H v), c3k3-bn-relu-mp2-d3", "cnn ngd (sampled Fisher), c3k3-bn-relu-mp2-d3",
+                                        "cnn ncg-l (empirical Fisher), c3k3-bn-relu-mp2-d3",
                                         "kfac", "kfac tridiagonal", "kfac phi"};
-static int is_cnn(int kind) { return kind >= K_CNN_NGD && kind <= K_CNN_SAMPLED_BN; }
-static int has_bn(int kind) { return kind == K_NGD_BN || kind == K_CNN_HF_BN || kind == K_CNN_SAMPLED_BN; }
+static int is_cnn(int kind) { return kind >= K_CNN_NGD && kind <= K_CNN_NCG_BN; }
+static int has_bn(int kind) { return kind == K_NGD_BN || (is_cnn(kind) && kind != K_CNN_NGD); }
 
 /* The conv nets (6x6 images, 3 classes, tests/test_graph_ranks2.c's data) under truncated Newton and
  * the plain step of size 1 (weight decay 1e-3), without augmentation (refused by tn), on global
  * batches of 8 out of 24 images: shards 4/4 on 2 ranks, 2/3/3 on 3. ngd on G v without batch norm in
  * chunks of 3 (two chunks on 2 ranks: every product recomputes the forward passes), hf on H v and ngd
- * on the sampled Fisher (2 draws at each image's global index) with batch norm in chunks of 4 (one
- * pass per rank, synchronised batch norm merged on the device by NCCL all-reduces inside the
+ * on the sampled Fisher (2 draws at each image's global index) and ncg-l on the empirical Fisher (its
+ * 2-D search of objective evaluations) with batch norm in chunks of 4 (one pass per rank, synchronised batch norm merged on the device by NCCL all-reduces inside the
  * segments); as cnn train does under mpirun, the model's shard and communicator (ng_cnn_set_dist). */
 static ng_status cnn_init(run *r, int kind, ng_comm *comm) {
     ng_cnn_config cfg;
@@ -106,12 +107,13 @@ static ng_status cnn_init(run *r, int kind, ng_comm *comm) {
     sc.weight_decay = 1e-3f;
     NG_TRY(ng_update_sgd_init(g_be, r->net, &sc, &r->upd));
     ng_tn_config_default(&tc);
-    tc.method = kind == K_CNN_HF_BN ? NG_TN_HF : NG_TN_NGD;
+    tc.method = kind == K_CNN_HF_BN ? NG_TN_HF : kind == K_CNN_NCG_BN ? NG_TN_NCG_L : NG_TN_NGD;
     tc.max_iter = kind == K_CNN_HF_BN ? 6 : 4;
     tc.lr = 0.5;
     tc.hf_precond = 0; /* refused on a cnn */
     if (kind == K_CNN_HF_BN) tc.curvature = NG_TN_CURV_HESSIAN;
     if (kind == K_CNN_SAMPLED_BN) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
+    if (kind == K_CNN_NCG_BN) tc.fisher = NG_FISHER_EMPIRICAL;
     NG_TRY(ng_precond_tn_init(g_be, r->net, &tc, NULL, 0, &r->pc));
     NG_TRY(ng_batches_init(&r->data, g_be, g_cnn_x, CNN_ROWS, CNN_N, CNN_BATCH, 5, comm->rank, comm->world));
     r->data_ready = 1;
@@ -330,11 +332,13 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
     else
         NGT_CHECK(rec == per_grad * gc + per_prod * pc, "%s: %llu all-reduces recorded, want %llu x %llu gradient captures + "
                   "%llu x %llu product captures", what, rec, per_grad, (unsigned long long)gc, per_prod, (unsigned long long)pc);
-    if (kind == K_HF || kind == K_NCG_L || kind == K_CNN_HF_BN) {
+    if (kind == K_HF || kind == K_NCG_L || kind == K_CNN_HF_BN || kind == K_CNN_NCG_BN) {
         uint64_t oc, orp, oe, of;
         ng_graph_seg_counts(&b.tr.graph.segs, "tn objective", &oc, &orp, &oe, &of);
         NGT_CHECK(orp > 0 && of == 0, "%s: tn objective %llu captures, %llu replays, %llu failures", what,
                   (unsigned long long)oc, (unsigned long long)orp, (unsigned long long)of);
+        printf("  %s, rank %d: tn objective %llu captured, %llu replayed, %llu eager\n", what, NC->rank,
+               (unsigned long long)oc, (unsigned long long)orp, (unsigned long long)oe);
     }
     if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
     printf("  %s, rank %d of %d: %llu updates: gradient %llu captured, %llu replayed, %llu eager; curvature products "
@@ -401,6 +405,10 @@ static int test_seg_ranks_cnn_hf_bn(void) {
 static int test_seg_ranks_cnn_sampled_bn(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return seg_vs_eager(K_CNN_SAMPLED_BN, 10, 0, 0);
+}
+static int test_seg_ranks_cnn_ncg_bn(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return seg_vs_eager(K_CNN_NCG_BN, 10, 0, 0);
 }
 /* the gradient's buckets (forked onto the communication stream during the backward pass) in its segment */
 static int test_seg_ranks_overlap(void) {
@@ -580,6 +588,7 @@ int main(void) {
     NGT_RUN(test_seg_ranks_cnn_ngd);
     NGT_RUN(test_seg_ranks_cnn_hf_bn);
     NGT_RUN(test_seg_ranks_cnn_sampled_bn);
+    NGT_RUN(test_seg_ranks_cnn_ncg_bn);
     NGT_RUN(test_seg_ranks_kfac);
     NGT_RUN(test_seg_ranks_kfac_tridiag);
     NGT_RUN(test_seg_ranks_overlap);
