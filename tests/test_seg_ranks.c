@@ -13,7 +13,11 @@
  *     through the "tn objective" segment), ncg-l (its 2-D search, every trial point an objective
  *     segment), ngd with a separate metric batch of 8 (whole on every rank: its products hold no
  *     all-reduce), ngd on a 6-5+bn-4:tanh+bn-6 network with synchronised batch norm (its merges'
- *     all-reduces inside the segments too), and ngd with --comm-overlap 1 in buckets of 26 floats: the segment trainer's parameters
+ *     all-reduces inside the segments too), and ngd with --comm-overlap 1 in buckets of 26 floats; and conv nets
+ *     (cnn_init: 6x6 images in global batches of 8, shards 4/4 and 2/3/3): ngd on G v without batch norm in
+ *     chunks of 3, hf on H v, ngd on the sampled Fisher and ncg-l on the empirical Fisher with synchronised batch norm (merged on the device
+ *     inside the gradient's, products' and objective's segments), their running averages and tn's lambda,
+ *     rho, step sizes and iterations equal too: the segment trainer's parameters
  *     equal the eager one's bit for bit after every update (the same kernels, the same shard weights,
  *     the same NCCL sums), the gradient and curvature-product segments replay (replays > 0, the
  *     products' replays > their captures) and CG's vector work too, the all-reduces recorded are exactly
@@ -30,7 +34,8 @@
  *     batches of 8, eager and in segments (exact emulator counts, printed): fewer kernel launches and
  *     cuBLAS calls in segments, graph launches > 0, the same parameters bit for bit;
  *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
- *     the natural parameter space (whole-step graphs: its factors reduced every update);
+ *     the natural parameter space (whole-step graphs: its factors reduced every update), a conv net whose
+ *     batch norm merges over MPI (host doubles) under a trainer on NCCL;
  *   - the once-per-update invariant: when the last rank drops its graphs of CG's vector work (which
  *     hold no collective, so NCCL does not notice) it captures where the others replay, and every rank's
  *     update fails with the same "diverged" error.
@@ -43,6 +48,7 @@
 #include "graph_run.h"
 #include "ranks.h"
 #include "natgrad/backend.h"
+#include "natgrad/cnn.h"
 #include "natgrad/comm.h"
 #include "natgrad/data.h"
 #include "natgrad/graph.h"
@@ -59,15 +65,62 @@
 #define NCASES 31
 #define BATCH 12
 #define BUCKET_MB 0.0001 /* 26 floats: 2 bucket all-reduces per gradient (tests/test_graph_ranks.c) */
+#define CNN_ROWS (36 + 3) /* a 6x6 image, then a one-hot label of 3 classes */
+#define CNN_N 24
+#define CNN_BATCH 8
 static float g_x[DIM * NCASES];
+static float g_cnn_x[CNN_ROWS * CNN_N];
 static ng_comm *C;  /* the world (MPI) */
 static ng_comm *NC; /* the CUDA backend's communicator (NCCL) */
 static ng_backend *g_be;
 static char g_reason[512];
 
-enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_NGD_BN, K_KFAC, K_KFAC_TRI, K_KFAC_PHI };
+enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_NGD_BN, K_CNN_NGD, K_CNN_HF_BN, K_CNN_SAMPLED_BN,
+       K_CNN_NCG_BN, K_KFAC, K_KFAC_TRI, K_KFAC_PHI };
 static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "ngd (separate metric batch)",
-                                        "ngd, 6-5+bn-4:tanh+bn-6", "kfac", "kfac tridiagonal", "kfac phi"};
+                                        "ngd, 6-5+bn-4:tanh+bn-6", "cnn ngd (G v), c3k3-relu-mp2-d3, chunks of 3",
+                                        "cnn hf (H v), c3k3-bn-relu-mp2-d3", "cnn ngd (sampled Fisher), c3k3-bn-relu-mp2-d3",
+                                        "cnn ncg-l (empirical Fisher), c3k3-bn-relu-mp2-d3",
+                                        "kfac", "kfac tridiagonal", "kfac phi"};
+static int is_cnn(int kind) { return kind >= K_CNN_NGD && kind <= K_CNN_NCG_BN; }
+static int has_bn(int kind) { return kind == K_NGD_BN || (is_cnn(kind) && kind != K_CNN_NGD); }
+
+/* The conv nets (6x6 images, 3 classes, tests/test_graph_ranks2.c's data) under truncated Newton and
+ * the plain step of size 1 (weight decay 1e-3), without augmentation (refused by tn), on global
+ * batches of 8 out of 24 images: shards 4/4 on 2 ranks, 2/3/3 on 3. ngd on G v without batch norm in
+ * chunks of 3 (two chunks on 2 ranks: every product recomputes the forward passes), hf on H v and ngd
+ * on the sampled Fisher (2 draws at each image's global index) and ncg-l on the empirical Fisher (its
+ * 2-D search of objective evaluations) with batch norm in chunks of 4 (one pass per rank, synchronised batch norm merged on the device by NCCL all-reduces inside the
+ * segments); as cnn train does under mpirun, the model's shard and communicator (ng_cnn_set_dist). */
+static ng_status cnn_init(run *r, int kind, ng_comm *comm) {
+    ng_cnn_config cfg;
+    ng_sgd_config sc;
+    ng_tn_config tc;
+    ng_cnn_config_default(&cfg);
+    cfg.c = 1, cfg.h = 6, cfg.w = 6;
+    NG_TRY(ng_cnn_parse_spec(kind == K_CNN_NGD ? "c3k3-relu-mp2-d3" : "c3k3-bn-relu-mp2-d3", &cfg));
+    cfg.chunk = kind == K_CNN_NGD ? 3 : 4;
+    cfg.seed = 23;
+    NG_TRY(ng_cnn_create(g_be, &cfg, &r->net));
+    memset(&sc, 0, sizeof sc);
+    sc.lr = 1.0f;
+    sc.weight_decay = 1e-3f;
+    NG_TRY(ng_update_sgd_init(g_be, r->net, &sc, &r->upd));
+    ng_tn_config_default(&tc);
+    tc.method = kind == K_CNN_HF_BN ? NG_TN_HF : kind == K_CNN_NCG_BN ? NG_TN_NCG_L : NG_TN_NGD;
+    tc.max_iter = kind == K_CNN_HF_BN ? 6 : 4;
+    tc.lr = 0.5;
+    tc.hf_precond = 0; /* refused on a cnn */
+    if (kind == K_CNN_HF_BN) tc.curvature = NG_TN_CURV_HESSIAN;
+    if (kind == K_CNN_SAMPLED_BN) tc.fisher = NG_FISHER_SAMPLED, tc.fisher_samples = 2;
+    if (kind == K_CNN_NCG_BN) tc.fisher = NG_FISHER_EMPIRICAL;
+    NG_TRY(ng_precond_tn_init(g_be, r->net, &tc, NULL, 0, &r->pc));
+    NG_TRY(ng_batches_init(&r->data, g_be, g_cnn_x, CNN_ROWS, CNN_N, CNN_BATCH, 5, comm->rank, comm->world));
+    r->data_ready = 1;
+    NG_TRY(ng_trainer_init(&r->tr, r->net, r->pc, r->upd, &r->data, 5, NULL));
+    NG_TRY(ng_trainer_set_comm(&r->tr, comm));
+    return ng_cnn_set_dist(r->net, comm, r->data.lo, r->data.batch);
+}
 
 /* the autoencoder, the plain step of size 1 (weight decay 1e-3) and the preconditioner of kind */
 static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
@@ -75,6 +128,7 @@ static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
     ng_sgd_config sc;
     ng_status s;
     memset(r, 0, sizeof *r);
+    if (is_cnn(kind)) return cnn_init(r, kind, comm);
     ae_config(&cfg);
     NG_TRY(ng_net_parse_spec(kind == K_NGD_BN ? "6-5+bn-4:tanh+bn-6" : "6-5-4-6", NG_ACT_LOGISTIC, NG_ACT_LOGISTIC, &cfg));
     NG_TRY(ng_net_create(g_be, &cfg, &r->net));
@@ -193,6 +247,50 @@ static int kfac_seg_vs_eager(int kind, uint64_t steps, int log_every) {
     return NGT_PASS;
 }
 
+/* a conv net's extra state, bit for bit: batch norm's running averages (the gradient's forward pass
+ * updates them: a replay must do so once, with the merged statistics) and truncated Newton's lambda,
+ * rho, alpha, beta, solver iterations and stop, relative residual, HF's iterate and the evaluations
+ * (its log_values' first 9 columns, as tests/test_graph.c; the rest are timings) */
+static int has_bn_layer(const ng_model *m) {
+    const ng_cnn_config *cfg = ng_cnn_config_of(m);
+    int l;
+    for (l = 0; l < cfg->n_layers; l++)
+        if (cfg->layer[l].kind == NG_CNN_BN) return 1;
+    return 0;
+}
+static int same_cnn_state(const char *what, run *a, run *b, uint64_t t) {
+    static const char *const st[] = {"running_mean%d", "running_rstd%d"};
+    double va[NG_TRAIN_MAX_COLUMNS], vb[NG_TRAIN_MAX_COLUMNS];
+    int l, k, i, found = 0;
+    for (l = 1; l <= ng_cnn_config_of(a->net)->n_layers; l++)
+        for (k = 0; k < 2; k++) {
+            char name[32];
+            ng_tensor ta, tb;
+            float ha[64], hb[64];
+            snprintf(name, sizeof name, st[k], l);
+            if (ng_model_statistic(a->net, name, &ta) != NG_OK) { /* not a batch-norm layer */
+                ng_clear_error();
+                continue;
+            }
+            NGT_OK(ng_model_statistic(b->net, name, &tb));
+            found++;
+            NGT_CHECK(ng_tensor_count(&ta) <= 64 && ng_tensor_count(&ta) == ng_tensor_count(&tb), "%s: %s of %zu floats",
+                      what, name, ng_tensor_count(&ta));
+            NGT_OK(ng_tensor_get(g_be, &ta, ha));
+            NGT_OK(ng_tensor_get(g_be, &tb, hb));
+            for (i = 0; i < (int)ng_tensor_count(&ta); i++)
+                NGT_CHECK(memcmp(&ha[i], &hb[i], sizeof ha[i]) == 0, "%s, rank %d: after update %llu %s[%d] = %.9g eager, %.9g "
+                          "in segments", what, NC->rank, (unsigned long long)t, name, i, (double)ha[i], (double)hb[i]);
+        }
+    NGT_CHECK(found == (has_bn_layer(a->net) ? 2 : 0), "%s: %d running averages found", what, found);
+    NGT_OK(a->pc->iface->log_values(a->pc, va));
+    NGT_OK(b->pc->iface->log_values(b->pc, vb));
+    for (i = 0; i < 9; i++)
+        NGT_CHECK(memcmp(&va[i], &vb[i], sizeof va[i]) == 0, "%s, rank %d: after update %llu tn column %d = %.17g eager, %.17g "
+                  "in segments", what, NC->rank, (unsigned long long)t, i, va[i], vb[i]);
+    return NGT_PASS;
+}
+
 static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
     run a, b;
     uint64_t t, gc, gr, ge, gf, pc, pr, pe, pf, cc, cr, ce, cf;
@@ -209,6 +307,7 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
         NGT_OK(ng_trainer_step(&a.tr, rw));
         NGT_OK(ng_trainer_step(&b.tr, rw));
         if (same_params(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
+        if (is_cnn(kind) && same_cnn_state(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
     }
     rec = NC->captured - rec0;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &gc, &gr, &ge, &gf);
@@ -218,22 +317,28 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
               what, (unsigned long long)gc, (unsigned long long)gr, (unsigned long long)ge, (unsigned long long)gf);
     NGT_CHECK(pr > pc && pf == 0, "%s: curvature products %llu captures, %llu replays, %llu failures", what,
               (unsigned long long)pc, (unsigned long long)pr, (unsigned long long)pf);
-    NGT_CHECK(cr > cc && cf == 0 && ce == 0, "%s: cg step %llu captures, %llu replays, %llu eager, %llu failures", what,
-              (unsigned long long)cc, (unsigned long long)cr, (unsigned long long)ce, (unsigned long long)cf);
+    if (kind == K_CNN_HF_BN) /* H v: CG checks each iteration's curvature on the host, its vector work stays eager */
+        NGT_CHECK(cc + cr + cf == 0, "%s: cg step %llu captures, %llu replays, %llu failures (CG on H v reads each "
+                  "iteration's curvature)", what, (unsigned long long)cc, (unsigned long long)cr, (unsigned long long)cf);
+    else
+        NGT_CHECK(cr > cc && cf == 0 && ce == 0, "%s: cg step %llu captures, %llu replays, %llu eager, %llu failures", what,
+                  (unsigned long long)cc, (unsigned long long)cr, (unsigned long long)ce, (unsigned long long)cf);
     /* the all-reduces recorded: the gradient's (1, or 2 buckets) per gradient capture, one per product
      * capture; no other segment holds one (the objective's sums are reduced on the host) */
-    if (kind == K_NGD_BN) /* batch norm's merges in the gradient's and the products' segments besides */
+    if (has_bn(kind)) /* batch norm's merges in the gradient's, the products' (and objective's) segments besides */
         NGT_CHECK(rec > per_grad * gc + per_prod * pc, "%s: %llu all-reduces recorded, want more than %llu x %llu gradient "
                   "captures + %llu x %llu product captures", what, rec, per_grad, (unsigned long long)gc, per_prod,
                   (unsigned long long)pc);
     else
         NGT_CHECK(rec == per_grad * gc + per_prod * pc, "%s: %llu all-reduces recorded, want %llu x %llu gradient captures + "
                   "%llu x %llu product captures", what, rec, per_grad, (unsigned long long)gc, per_prod, (unsigned long long)pc);
-    if (kind == K_HF || kind == K_NCG_L) {
+    if (kind == K_HF || kind == K_NCG_L || kind == K_CNN_HF_BN || kind == K_CNN_NCG_BN) {
         uint64_t oc, orp, oe, of;
         ng_graph_seg_counts(&b.tr.graph.segs, "tn objective", &oc, &orp, &oe, &of);
         NGT_CHECK(orp > 0 && of == 0, "%s: tn objective %llu captures, %llu replays, %llu failures", what,
                   (unsigned long long)oc, (unsigned long long)orp, (unsigned long long)of);
+        printf("  %s, rank %d: tn objective %llu captured, %llu replayed, %llu eager\n", what, NC->rank,
+               (unsigned long long)oc, (unsigned long long)orp, (unsigned long long)oe);
     }
     if (same_as_rank0(&b, what) != NGT_PASS) return NGT_FAIL;
     printf("  %s, rank %d of %d: %llu updates: gradient %llu captured, %llu replayed, %llu eager; curvature products "
@@ -285,6 +390,25 @@ static int test_seg_ranks_ngd_separate(void) {
 static int test_seg_ranks_ngd_bn(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return seg_vs_eager(K_NGD_BN, 12, 0, 0);
+}
+/* conv nets (cnn.c's pass state on several ranks): G v without batch norm (exactly the gradient's and the
+ * products' all-reduces recorded), H v with batch norm (its seven per-channel means and the objective's
+ * merges in the segments), the sampled Fisher with batch norm (targets drawn at this rank's global images) */
+static int test_seg_ranks_cnn_ngd(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return seg_vs_eager(K_CNN_NGD, 10, 4, 0);
+}
+static int test_seg_ranks_cnn_hf_bn(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return seg_vs_eager(K_CNN_HF_BN, 10, 0, 0);
+}
+static int test_seg_ranks_cnn_sampled_bn(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return seg_vs_eager(K_CNN_SAMPLED_BN, 10, 0, 0);
+}
+static int test_seg_ranks_cnn_ncg_bn(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return seg_vs_eager(K_CNN_NCG_BN, 10, 0, 0);
 }
 /* the gradient's buckets (forked onto the communication stream during the backward pass) in its segment */
 static int test_seg_ranks_overlap(void) {
@@ -386,9 +510,23 @@ static int refused(ng_comm *comm, int kind, const char *want) {
 }
 
 static int test_seg_ranks_refusals(void) {
+    run r;
+    ng_status s;
     if (ready() != NGT_PASS) return NGT_SKIP;
     if (refused(C, K_NGD, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
-    return refused(NC, K_KFAC_PHI, "the preconditioner kfac is not captured on several ranks");
+    if (refused(NC, K_KFAC_PHI, "the preconditioner kfac is not captured on several ranks") != NGT_PASS) return NGT_FAIL;
+    /* a conv net whose batch norm merges over MPI (host doubles) under a trainer on NCCL: its merges read
+     * the host, so neither a whole step nor its segments are captured */
+    NGT_OK(run_init(&r, K_CNN_HF_BN, NC, 0));
+    NGT_OK(ng_cnn_set_dist(r.net, C, r.data.lo, r.data.batch));
+    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "batch norm merges its statistics across the ranks through "
+                                                                 "the host over MPI"),
+              "cnn +bn over MPI: want NG_ERR_UNSUPPORTED naming the MPI merge, got %d: %s", (int)s, ng_last_error());
+    printf("  refused: %s\n", ng_last_error());
+    ng_clear_error();
+    run_free(&r);
+    return NGT_PASS;
 }
 
 /* the last rank drops its graphs of CG's vector work: it captures them where the others replay */
@@ -422,7 +560,12 @@ static int test_seg_ranks_diverged(void) {
 
 int main(void) {
     uint64_t z = 0x9E3779B97F4A7C15ull;
+    int i, k;
     xorshift_fill(g_x, DIM * NCASES, &z);
+    for (i = 0; i < CNN_N; i++) { /* pixels in [0, 1), then a one-hot label */
+        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
+        for (k = 0; k < 3; k++) g_cnn_x[36 + k + CNN_ROWS * i] = k == (i * 7) % 3 ? 1.0f : 0.0f;
+    }
     if (ngt_ranks_open(&C)) return 1;
     if (C->world < 2)
         snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
@@ -442,6 +585,10 @@ int main(void) {
     NGT_RUN(test_seg_ranks_ncg);
     NGT_RUN(test_seg_ranks_ngd_separate);
     NGT_RUN(test_seg_ranks_ngd_bn);
+    NGT_RUN(test_seg_ranks_cnn_ngd);
+    NGT_RUN(test_seg_ranks_cnn_hf_bn);
+    NGT_RUN(test_seg_ranks_cnn_sampled_bn);
+    NGT_RUN(test_seg_ranks_cnn_ncg_bn);
     NGT_RUN(test_seg_ranks_kfac);
     NGT_RUN(test_seg_ranks_kfac_tridiag);
     NGT_RUN(test_seg_ranks_overlap);

@@ -92,6 +92,8 @@ typedef struct cnn {
      * last forward pass (LMAX + 1), then acc (2 cmax + 1) and acc2 (cmax); bn_cnt: this rank's */
     double *bnd;
     int bn_cnt[LMAX + 1];
+    int bn_cols; /* the cases of the last synchronised training-mode forward pass (bn_cnt[l] = bn_cols
+                  * h[l-1] w[l-1] for batch norm l): graph state, a replayed pass does not set bn_cnt */
     uint64_t gradients; /* gradients computed (whitening schedule, augmentation stream) */
     int aug_ok;         /* 1: aug_dev[0] is known to equal gradients (0: rewritten before the next
                          * augmented gradient; never inside a CUDA graph capture) */
@@ -709,6 +711,7 @@ static ng_status forward(cnn *n, const float *x, int ldx, int cols, int train) {
     ng_backend *be = n->base.be;
     int l;
     n->cached = 0;
+    if (train && dist_on(n)) n->bn_cols = cols;
     if (cols == 0) {
         /* a rank without samples in a synchronised pass: its part of the collectives only */
         for (l = 1; l <= n->L && train && dist_on(n); l++)
@@ -2087,28 +2090,35 @@ static void cnn_graph_discarded(ng_model *m) {
  * objective evaluations): the host state of the passes that a segment's control flow reads and
  * leaves behind: the curvature products' batch (cx, cy and its flags, cur_lo), whether the buffers
  * hold its forward pass (cached), the last gradient's batch (m, have_batch), whether the device's
- * augmentation step is known (aug_ok: a gradient rewrites it otherwise, a blocking copy) and
- * whether H v's workspace exists (its first call allocates it). Not here: the gradient count, which
- * a gradient advances and a key must not hold (the trainer's gradient segment repeats it through
+ * augmentation step is known (aug_ok: a gradient rewrites it otherwise, a blocking copy), whether
+ * H v's workspace exists (its first call allocates it) and, on several ranks, the cases of the last
+ * synchronised forward pass (bn_cols: the device merges' counts bn_cnt, which a captured merge holds
+ * as values and a later segment's merges read). Not here: the gradient count, which a gradient
+ * advances and a key must not hold (the trainer's gradient segment repeats it through
  * graph_replayed, natgrad/train.h). None while a whitening reparametrisation is due (the next
- * gradient reads the host: every segment of that update runs eagerly) or on several ranks (batch
- * norm reduces its sums on the host). */
-#define CNN_STATE_WORDS (2 * NG_GRAPH_TENSOR_WORDS + 2)
+ * gradient reads the host: every segment of that update runs eagerly) or on several ranks with
+ * batch norm merged over MPI (bn_sync_moments, bn_sync_proj, bn_sync_mean read the host). On
+ * several ranks with NCCL nothing else of the gradient, G v, F v (the sampled targets drawn at
+ * cur_lo + column on the device), H v or the objective's device half reads the host: the
+ * batch-norm merges are all-reduces on the stream, captured with the segment. */
+#define CNN_STATE_WORDS (2 * NG_GRAPH_TENSOR_WORDS + 3)
 static int cnn_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
     const cnn *n = (const cnn *)m;
     static const ng_tensor none; /* the views of a batch not set */
-    if (cap < CNN_STATE_WORDS || dist_on(n) || cnn_graph_eager(m)) return -1;
+    if (cap < CNN_STATE_WORDS || cnn_graph_eager(m) || (dist_on(n) && has_kind(n, NG_CNN_BN) && !bn_dev(n))) return -1;
     ng_graph_tensor_words(n->have_cur ? &n->cx : &none, st);
     ng_graph_tensor_words(n->have_cur && n->have_cy ? &n->cy : &none, st + NG_GRAPH_TENSOR_WORDS);
     st[2 * NG_GRAPH_TENSOR_WORDS] = (uint64_t)(n->have_cur != 0) | (uint64_t)(n->have_cy != 0) << 1 |
                                     (uint64_t)(n->cached != 0) << 2 | (uint64_t)(n->have_batch != 0) << 3 |
                                     (uint64_t)(n->aug_ok != 0) << 4 | (uint64_t)(n->hws.count != 0) << 5;
     st[2 * NG_GRAPH_TENSOR_WORDS + 1] = (uint64_t)(uint32_t)n->m << 32 | (uint32_t)n->cur_lo;
+    st[2 * NG_GRAPH_TENSOR_WORDS + 2] = (uint64_t)(uint32_t)n->bn_cols;
     return CNN_STATE_WORDS;
 }
 static void cnn_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
     cnn *n = as_cnn(m);
     const uint64_t f = st[2 * NG_GRAPH_TENSOR_WORDS];
+    int l;
     if (n_words != CNN_STATE_WORDS) return;
     ng_graph_words_tensor(st, &n->cx);
     ng_graph_words_tensor(st + NG_GRAPH_TENSOR_WORDS, &n->cy);
@@ -2119,6 +2129,9 @@ static void cnn_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
     n->aug_ok = (int)(f >> 4 & 1);
     n->m = (int)(uint32_t)(st[2 * NG_GRAPH_TENSOR_WORDS + 1] >> 32);
     n->cur_lo = (int)(uint32_t)st[2 * NG_GRAPH_TENSOR_WORDS + 1];
+    n->bn_cols = (int)(uint32_t)st[2 * NG_GRAPH_TENSOR_WORDS + 2];
+    for (l = 1; l <= n->L; l++)
+        if (n->cfg.layer[l - 1].kind == NG_CNN_BN) n->bn_cnt[l] = n->bn_cols * n->h[l - 1] * n->w[l - 1];
 }
 
 static const struct ng_model_i cnn_iface = {
