@@ -20,8 +20,14 @@
  *     recorded beside the gradient's) and PRONG (sgd, its reparametrisations every 4 updates eager,
  *     the step between them captured) and the full Fisher in the natural parameter space (sgd in phi, its
  *     refreshes every 4 updates eager with the Fisher's all-reduce, the steps between them captured);
- *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
- *     the natural parameter space (its factors reduced every update);
+ *   - the same for K-FAC in the natural parameter space (adam and sgd in phi, --phi-every 4: the square
+ *     roots' refreshes at t = 0, 4, 8, ... eager, each layer's computed by its owner and broadcast; the
+ *     steps between them captured with the factor statistics, whose sampled targets' Philox step is
+ *     counted on the device, and the factors' 6 all-reduces beside the gradient's: 7 per capture), with
+ *     the statistics on the first 2 of 12 cases (1 of 7: rank 0's alone; the other ranks only scale and
+ *     advance their counts) and on all 12 (7: every rank's shard), and with --comm-overlap 1 (2 bucket
+ *     all-reduces + 6);
+ *   - the refusal naming the fix: the MPI communicator (a CUDA buffer staged through the host);
  *   - the invariant that every rank replays the same graph: when the last rank drops its graphs (so it
  *     would capture where the others replay) every rank's step fails with the same "disagree" error
  *     before any collective is issued (no NCCL deadlock), and after every rank drops them the run goes
@@ -66,10 +72,12 @@ static const char *const rule_name[] = {"sgd", "nag", "adam"};
  * shard's mean squares weighted and all-reduced inside the step); prong (whitened form, T = 4,
  * N_s = 8: the reparametrisations eager, the whitened network's step between them captured); the full
  * Fisher in the natural parameter space (the rule in phi, G all-reduced at its eager refreshes every 4
- * updates, the step between them captured); kfac in the natural parameter space (refused on several
- * ranks) */
-enum { PC_IDENTITY, PC_DIAG, PC_PRONG, PC_KFAC_PHI, PC_FULL_PHI };
-static const char *const pc_name[] = {"identity", "diag", "prong", "kfac phi", "full phi every 4"};
+ * updates, the step between them captured); K-FAC in the natural parameter space (the rule in phi, the
+ * roots refreshed every 4 updates eagerly, the statistics and their 6 factor all-reduces captured
+ * between; tau1 1/8: 2 of 12 cases, rank 0's; PC_KFAC_PHI_ALL tau1 1: every rank's shard) */
+enum { PC_IDENTITY, PC_DIAG, PC_PRONG, PC_KFAC_PHI, PC_FULL_PHI, PC_KFAC_PHI_ALL };
+static const char *const pc_name[] = {"identity", "diag", "prong", "kfac phi every 4", "full phi every 4",
+                                      "kfac phi every 4, tau1 1"};
 static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int pc) {
     ng_net_config cfg;
     ng_status s;
@@ -102,11 +110,17 @@ static ng_status run_init(run *r, int rule, ng_comm *comm, int overlap, int pc) 
             s = ng_precond_full_init(g_be, r->net, &fc, &r->pc);
             if (s == NG_OK) s = ng_update_phi_init(g_be, r->net, r->upd, r->pc, &phi);
             if (s == NG_OK) r->upd = phi;
-        } else if (pc == PC_KFAC_PHI) {
+        } else if (pc == PC_KFAC_PHI || pc == PC_KFAC_PHI_ALL) {
             ng_kfac_config kc;
+            ng_update *phi = NULL;
             ng_kfac_config_default(&kc);
             kc.phi_every = 4;
+            kc.eps_max = 0.75; /* the statistics' weights constant from update 3 on: keys repeat between refreshes */
+            kc.seed = 9;
+            if (pc == PC_KFAC_PHI_ALL) kc.tau1 = 1.0;
             s = ng_precond_kfac_init(g_be, r->net, &kc, &r->pc);
+            if (s == NG_OK) s = ng_update_phi_init(g_be, r->net, r->upd, r->pc, &phi);
+            if (s == NG_OK) r->upd = phi;
         } else
             s = ng_precond_identity_init(g_be, &r->pc);
     }
@@ -143,7 +157,8 @@ static void run_free_pc(run *r) {
 static int graph_vs_eager_pc(int rule, int pc, uint64_t steps, int log_every, int overlap) {
     run a, b;
     uint64_t t;
-    unsigned long long rec0 = NC->captured, per, want = (overlap ? 2u : 1u) + (pc == PC_DIAG);
+    const int kfac_phi = pc == PC_KFAC_PHI || pc == PC_KFAC_PHI_ALL;
+    unsigned long long rec0 = NC->captured, per, want = (overlap ? 2u : 1u) + (pc == PC_DIAG) + (kfac_phi ? 6u : 0u);
     double row[NG_TRAIN_MAX_COLUMNS];
     char what[96];
     snprintf(what, sizeof what, "%s + %s, --comm-overlap %d", rule_name[rule], pc_name[pc], overlap);
@@ -154,7 +169,7 @@ static int graph_vs_eager_pc(int rule, int pc, uint64_t steps, int log_every, in
         double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
         NGT_OK(ng_trainer_step(&a.tr, rw));
         NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (t < 12 || t % 25 == 0 || t + 1 == steps)
+        if (t < 12 || t % 25 == 0 || t + 1 == steps || kfac_phi) /* K-FAC in phi: after every update */
             if (same_params(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
     }
     NGT_CHECK(b.tr.graph.captures + b.tr.graph.replays + b.tr.graph.eager == steps, "%s: %llu + %llu + %llu != %llu",
@@ -162,11 +177,11 @@ static int graph_vs_eager_pc(int rule, int pc, uint64_t steps, int log_every, in
               (unsigned long long)b.tr.graph.eager, (unsigned long long)steps);
     NGT_CHECK(b.tr.graph.captures >= 2 && b.tr.graph.replays > b.tr.graph.captures, "%s: %llu captures, %llu replays",
               what, (unsigned long long)b.tr.graph.captures, (unsigned long long)b.tr.graph.replays);
-    if (pc == PC_PRONG || pc == PC_FULL_PHI) /* every reparametrisation / refresh (t = 0, 4, 8, ...) eager */
+    if (pc == PC_PRONG || pc == PC_FULL_PHI || kfac_phi) /* every reparametrisation / refresh (t = 0, 4, 8, ...) eager */
         NGT_CHECK(b.tr.graph.eager >= (steps + 3) / 4, "%s: %llu eager updates, fewer than the %llu reparametrisations",
                   what, (unsigned long long)b.tr.graph.eager, (unsigned long long)((steps + 3) / 4));
     /* the all-reduces recorded: one per capture, or every capture's 2 buckets; diag's mean squares one
-     * more (nothing else would reduce them on a replay) */
+     * more, K-FAC's factors (A_0..A_2, G_1..G_3) 6 more (nothing else would reduce them on a replay) */
     per = (NC->captured - rec0) / b.tr.graph.captures;
     NGT_CHECK(NC->captured - rec0 == per * b.tr.graph.captures && per == want,
               "%s: %llu all-reduces recorded in %llu captures (want %llu each)", what, NC->captured - rec0,
@@ -226,6 +241,15 @@ static int test_graph_ranks_full_phi(void) {
     return graph_vs_eager_pc(R_SGD, PC_FULL_PHI, 30, 0, 0);
 }
 
+/* K-FAC in the natural parameter space: 40 updates span 10 refreshes and 30 steps between them */
+static int test_graph_ranks_kfac_phi(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    if (graph_vs_eager_pc(R_ADAM, PC_KFAC_PHI, 40, 0, 0) != NGT_PASS) return NGT_FAIL;
+    if (graph_vs_eager_pc(R_SGD, PC_KFAC_PHI, 40, 7, 0) != NGT_PASS) return NGT_FAIL;
+    if (graph_vs_eager_pc(R_ADAM, PC_KFAC_PHI_ALL, 40, 0, 0) != NGT_PASS) return NGT_FAIL;
+    return graph_vs_eager_pc(R_ADAM, PC_KFAC_PHI, 40, 0, 1); /* net train's default --comm-overlap 1: 2 buckets + 6 */
+}
+
 /* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
 static int refused(ng_comm *comm, int overlap, int pc, const char *want) {
     run r;
@@ -243,8 +267,7 @@ static int refused(ng_comm *comm, int overlap, int pc, const char *want) {
 static int test_graph_ranks_refusals(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     /* the world communicator is not attached to the CUDA backend: MPI through host copies */
-    if (refused(C, 0, 0, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
-    return refused(NC, 0, PC_KFAC_PHI, "the preconditioner kfac is not captured on several ranks");
+    return refused(C, 0, 0, "needs the NCCL communicator");
 }
 
 static int test_graph_ranks_disagree(void) {
@@ -306,6 +329,7 @@ int main(void) {
     NGT_RUN(test_graph_ranks_diag);
     NGT_RUN(test_graph_ranks_prong);
     NGT_RUN(test_graph_ranks_full_phi);
+    NGT_RUN(test_graph_ranks_kfac_phi);
     NGT_RUN(test_graph_ranks_refusals);
     NGT_RUN(test_graph_ranks_disagree);
     ng_comm_free(NC);

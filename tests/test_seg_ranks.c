@@ -33,9 +33,9 @@
  *   - device calls of one steady-state update of the curves autoencoder with NGD (CG 10) on global
  *     batches of 8, eager and in segments (exact emulator counts, printed): fewer kernel launches and
  *     cuBLAS calls in segments, graph launches > 0, the same parameters bit for bit;
- *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), K-FAC in
- *     the natural parameter space (whole-step graphs: its factors reduced every update), a conv net whose
- *     batch norm merges over MPI (host doubles) under a trainer on NCCL;
+ *   - refusals naming the fix: the MPI communicator (a CUDA buffer staged through the host), a conv net
+ *     whose batch norm merges over MPI (host doubles) under a trainer on NCCL (K-FAC in the natural
+ *     parameter space is captured whole on several ranks: tests/test_graph_ranks.c);
  *   - the once-per-update invariant: when the last rank drops its graphs of CG's vector work (which
  *     hold no collective, so NCCL does not notice) it captures where the others replay, and every rank's
  *     update fails with the same "diverged" error.
@@ -76,12 +76,12 @@ static ng_backend *g_be;
 static char g_reason[512];
 
 enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_NGD_BN, K_CNN_NGD, K_CNN_HF_BN, K_CNN_SAMPLED_BN,
-       K_CNN_NCG_BN, K_KFAC, K_KFAC_TRI, K_KFAC_PHI };
+       K_CNN_NCG_BN, K_KFAC, K_KFAC_TRI };
 static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "ngd (separate metric batch)",
                                         "ngd, 6-5+bn-4:tanh+bn-6", "cnn ngd (G v), c3k3-relu-mp2-d3, chunks of 3",
                                         "cnn hf (H v), c3k3-bn-relu-mp2-d3", "cnn ngd (sampled Fisher), c3k3-bn-relu-mp2-d3",
                                         "cnn ncg-l (empirical Fisher), c3k3-bn-relu-mp2-d3",
-                                        "kfac", "kfac tridiagonal", "kfac phi"};
+                                        "kfac", "kfac tridiagonal"};
 static int is_cnn(int kind) { return kind >= K_CNN_NGD && kind <= K_CNN_NCG_BN; }
 static int has_bn(int kind) { return kind == K_NGD_BN || (is_cnn(kind) && kind != K_CNN_NGD); }
 
@@ -148,7 +148,6 @@ static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
         /* statistics on the first 9 of 12 cases (5 of 7): 6 + 3 on 2 ranks, 4 + 4 + 1 on 3 (3 + 2 + 0
          * in the partial batch: a rank without cases only scales) */
         kc.tau1 = 0.75;
-        if (kind == K_KFAC_PHI) kc.phi_every = 4;
         s = ng_precond_kfac_init(g_be, r->net, &kc, &r->pc);
     } else if (s == NG_OK) {
         ng_tn_config tc;
@@ -514,7 +513,6 @@ static int test_seg_ranks_refusals(void) {
     ng_status s;
     if (ready() != NGT_PASS) return NGT_SKIP;
     if (refused(C, K_NGD, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
-    if (refused(NC, K_KFAC_PHI, "the preconditioner kfac is not captured on several ranks") != NGT_PASS) return NGT_FAIL;
     /* a conv net whose batch norm merges over MPI (host doubles) under a trainer on NCCL: its merges read
      * the host, so neither a whole step nor its segments are captured */
     NGT_OK(run_init(&r, K_CNN_HF_BN, NC, 0));

@@ -139,24 +139,22 @@ ng_status ng_trainer_graph_dist_check(const ng_trainer *tr) {
      * the backend's stream with no host read in between (diag: the shard-weighted mean squares; prong
      * and full between their eager reparametrisations / refreshes: none; centering: none, its offsets
      * follow the RBM's all-reduced data means on the device; fang between its eager refits: the
-     * particles' moments), and in graph segments tn (each curvature product's all-reduce inside its
-     * segment) and kfac (its factors' all-reduces inside the statistics segment); their objective
-     * sums are reduced on the host after their segment, as eagerly (natgrad/train.h,
-     * ng_trainer_agree_segments) */
+     * particles' moments; kfac in the natural parameter space between its eager refreshes: its
+     * factors' all-reduces after the statistics, whose targets' step is counted on the device), and in
+     * graph segments tn (each curvature product's all-reduce inside its segment) and kfac (its factors'
+     * all-reduces inside the statistics segment); their objective sums are reduced on the host after
+     * their segment, as eagerly (natgrad/train.h, ng_trainer_agree_segments) */
     {
-        static const char *const ok[] = {"identity", "diag", "prong", "full", "centering", "fang"};
-        const char *name = tr->pc->iface->name, *why;
+        static const char *const ok[] = {"identity", "diag", "prong", "full", "centering", "fang", "kfac"};
+        const char *name = tr->pc->iface->name;
         size_t i;
-        if (tr->graph.seg && (strcmp(name, "tn") == 0 || strcmp(name, "kfac") == 0)) return NG_OK;
+        if (tr->graph.seg && strcmp(name, "tn") == 0) return NG_OK;
         for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
             if (strcmp(name, ok[i]) == 0) return NG_OK;
-        why = strcmp(name, "kfac") == 0 ? "in the natural parameter space its factor statistics are all-reduced and their "
-                                          "sampled targets' steps passed by value every update, so every update would run "
-                                          "eagerly"
-                                        : "its reductions across the ranks are not captured";
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1 on %d ranks: the preconditioner %s is not captured on several "
-                        "ranks (%s; captured there: identity, diag, prong, full, centering, fang, and tn and kfac in "
-                        "segments); run it with --cuda-graph 0", w, name, why);
+                        "ranks (its reductions across the ranks are not captured; captured there: identity, diag, prong, "
+                        "full, centering, fang, kfac (whole in the natural parameter space, else in segments), and tn in "
+                        "segments); run it with --cuda-graph 0", w, name);
     }
 }
 

@@ -308,7 +308,10 @@ static ng_status graph_step(ng_trainer *tr) {
     NG_TRY(ng_trainer_graph_dist_check(tr)); /* a communicator attached after ng_trainer_set_cuda_graph */
     if (tr->sched_m1 > 0)
         NG_TRY(ng_batches_resize(tr->data, ng_batch_schedule_exp(tr->t + 1, tr->sched_m1, tr->sched_full, tr->data->capacity)));
-    /* the preconditioner's part of the key, or an eager update (a refit reads the host) */
+    /* the preconditioner's part of the key, or an eager update (a refit reads the host); on several
+     * ranks it sees the shards of this update's batch (K-FAC: its statistics' prefix of the global
+     * batch), as the update will */
+    set_shards(tr);
     np = tr->pc->iface->graph_key(tr->pc, tr->model, tr->t, tr->data->hi - tr->data->lo, pkey, NG_TRAIN_GRAPH_KEY);
     if (np < 0) {
         if (dist) NG_TRY(ng_trainer_agree_graph(tr, 0, NULL, 0)); /* every rank eager here too */

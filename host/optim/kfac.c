@@ -1126,13 +1126,20 @@ static ng_status stats_seg(ng_precond *p, ng_model *m, int cols, int total, doub
     return reduce ? ng_comm_wait_device(p->dist.comm, p->be, "the K-FAC factors (in their graph segment)") : NG_OK;
 }
 
-/* Phi mode, one process, one chunk: what ng_kfac_accumulate does, with the targets' Philox step
- * t << 16 read on the device from sstep and advanced there by one update, so the statistics of a
- * whole-step CUDA graph (kfac_graph_key) replay every update with the same weights; eager the same
- * kernels, sstep written only when the device count is not at t (the first update, a resume). */
-static ng_status phi_stats(ng_precond *p, ng_model *m, uint64_t t, int cols) {
+/* Phi mode, one chunk: the factor statistics of the first total cases of the global batch, with the
+ * targets' Philox step t << 16 read on the device from sstep and advanced there by one update, so the
+ * statistics of a whole-step CUDA graph (kfac_graph_key) replay every update with the same weights;
+ * eager the same kernels, sstep written only when the device count is not at t (the first update, a
+ * resume). This rank takes cols of them from global column col0 (one process: all, from 0) and folds
+ * them with beta0 (several ranks: eps on rank 0, 0 elsewhere, as accumulate); a rank holding none
+ * only scales, and advances its count by an empty draw, so every rank's count stays at the update
+ * (their graph decisions agree). Several ranks: the factors' all-reduces follow on the stream (in
+ * the capture of a whole step, its NCCL all-reduces are recorded there and summed again by a
+ * replay). */
+static ng_status phi_stats(ng_precond *p, ng_model *m, uint64_t t, int cols, int total, float beta0, int col0) {
     kfac *k = K(p);
-    double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+    const double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+    const uint64_t key = ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS);
     if (k->phi_tdev != t) {
         const uint64_t st[2] = {t << 16, 0};
         ng_status s = ng_set(p->be, k->sstep.ptr, st, sizeof st);
@@ -1141,11 +1148,29 @@ static ng_status phi_stats(ng_precond *p, ng_model *m, uint64_t t, int cols) {
                                  "graph capture): ", (unsigned long long)t);
         k->phi_tdev = t;
     }
-    NG_TRY(ng_net_batch_prefix(m, cols));
-    NG_TRY(ng_net_backward_sampled_dev(m, ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), (uint64_t *)k->sstep.ptr,
-                                       (uint64_t)1 << 16, 0));
-    k->phi_tdev = t + 1;
-    NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, p->be, m, cols, (float)((1.0 - eps) / (double)cols), (float)eps));
+    if (cols > 0) {
+        NG_TRY(ng_net_batch_prefix(m, cols));
+        NG_TRY(ng_net_backward_sampled_dev(m, key, (uint64_t *)k->sstep.ptr, (uint64_t)1 << 16, (uint64_t)col0));
+        k->phi_tdev = t + 1;
+        NG_TRY_RANGE(NG_CAT_STATS, "kfac factors", fold(k, p->be, m, cols, (float)((1.0 - eps) / (double)total), beta0));
+    } else {
+        ng_op_args o = {.op = NG_OP_SAMPLE_TARGETS}; /* no targets: the count's advance only */
+        ng_tensor *f[4 * LMAX + 4];
+        int i, nf = factor_list(k, f);
+        o.sample_targets.loss = ng_net_config_of(m)->loss;
+        o.sample_targets.ldy = o.sample_targets.ldt = 1;
+        o.sample_targets.key = key;
+        o.sample_targets.step_dev = (uint64_t *)k->sstep.ptr;
+        o.sample_targets.advance = (uint64_t)1 << 16;
+        NG_TRY(ng_run_op(p->be, &o));
+        k->phi_tdev = t + 1;
+        for (i = 0; i < nf; i++) NG_TRY(ng_scal(p->be, ng_tensor_count(f[i]), beta0, f[i]->data));
+    }
+    if (dist_on(p)) {
+        ng_status s;
+        NG_RANGE_CAT(NG_CAT_COMM, "kfac factor all-reduce", s, reduce_factors(p));
+        return s;
+    }
     return NG_OK;
 }
 
@@ -1162,8 +1187,11 @@ static ng_status kfac_observe(ng_precond *p, ng_model *m, uint64_t t) {
     x = k->bx;
     cols = (int)floor(k->cfg.tau1 * (double)global_batch(p, x.cols) + 0.5);
     if (cols < 1) cols = 1;
-    if (k->cfg.phi_every > 0 && !dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
-        NG_TRY(phi_stats(p, m, t, cols));
+    if (k->cfg.phi_every > 0 && cols <= ng_net_config_of(m)->chunk) {
+        /* several ranks: rank 0 keeps eps F, every rank adds its share of the first cols cases */
+        const double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
+        NG_TRY(phi_stats(p, m, t, prefix_share(p, cols), cols, !dist_on(p) || p->dist.comm->rank == 0 ? (float)eps : 0.0f,
+                         dist_on(p) ? p->dist.lo : 0));
     } else if (!dist_on(p) && cols <= ng_net_config_of(m)->chunk) {
         const double eps = ng_kfac_ema_weight(t + 1, k->cfg.eps_max);
         NG_TRY(stats_seg(p, m, cols, cols, eps, (float)eps, ng_rng_stream_key(k->cfg.seed, NG_RNG_KFAC_TARGETS), t << 16, 0));
@@ -2032,19 +2060,23 @@ static void kfac_destroy(ng_precond *p) {
 
 /* CUDA graphs (natgrad/train.h): only in the natural parameter space (--optimizer kfac runs in graph
  * segments, graph_seg.c). There an update between two refreshes is the factor statistics (phi_stats:
- * the targets' step on the device) and the map S^-1 g with the roots at fixed addresses, device work
- * whose host values are the statistics' cases and weights (eps); the refreshes (t = 0, K, 2K, ...: host
- * eigenvalue checks, allocation-free but reading info), an update whose sstep must be written, a
- * batch whose statistics span several chunks and several ranks (the factors' all-reduce and the
- * targets' step per chunk by value) run eagerly. The answer is kept in `graphed` (a host mirror the
+ * the targets' step on the device; on several ranks the factors' NCCL all-reduces on the stream) and
+ * the map S^-1 g with the roots at fixed addresses, device work whose host values are the statistics'
+ * cases and weights (eps; a rank's share and first column follow from the batch in the trainer's key);
+ * the refreshes (t = 0, K, 2K, ...: host eigenvalue checks, allocation-free but reading info; on
+ * several ranks each layer's roots computed by its owner and broadcast), an update whose sstep must be
+ * written and a batch whose statistics span several chunks (the targets' step per chunk by value) run
+ * eagerly. Every input of the decision is the same on every rank (the counts advance on all of them). The answer is kept in `graphed` (a host mirror the
  * const interface lets through K()): a graph update skips --kfac-timing's synchronisations. */
 static int kfac_graph_key(const ng_precond *p, const ng_model *m, uint64_t t, int cols, double *key, int max) {
     kfac *k = K(p);
     int n;
     k->graphed = 0;
-    if (k->cfg.phi_every <= 0 || dist_on(p) || max < 1) return -1;
+    if (k->cfg.phi_every <= 0 || max < 1) return -1;
     if (!k->phi_ready || t % (uint64_t)k->cfg.phi_every == 0 || k->phi_tdev != t) return -1;
-    n = (int)floor(k->cfg.tau1 * (double)cols + 0.5);
+    /* several ranks: the statistics' cases are a prefix of the global batch (the trainer set the
+     * shards of this update's batch before asking), so every rank decides alike */
+    n = (int)floor(k->cfg.tau1 * (double)global_batch(p, cols) + 0.5);
     if (n < 1) n = 1;
     if (n > ng_net_config_of(m)->chunk) return -1;
     k->graphed = 1; /* captured or replayed: --kfac-timing's phases are not timed (logged updates run eagerly) */

@@ -184,8 +184,8 @@ ng_status ng_trainer_agree_stop(ng_trainer *tr, int *by_time, int *interrupted);
  * gradient (an RBM's gW and means, synchronised batch norm merged on the device: NCCL all-reduces on
  * the backend's stream). graph_dist_check refuses (NG_ERR_UNSUPPORTED, naming the option) the MPI
  * communicator, a model whose graph_check refuses on several ranks (batch norm merged through the
- * host) and the preconditioners not captured there (kfac in phi space; tn and kfac are captured in
- * segments); NG_OK on one rank. agree_graph: before an update's graph step
+ * host) and a preconditioner not listed as captured there (all with a graph_key are: kfac in phi
+ * space with its factors' all-reduces; tn and kfac otherwise in segments); NG_OK on one rank. agree_graph: before an update's graph step
  * every rank states its decision (0 eager, k > 0 replay of slot k - 1, -k capture into slot k - 1) and
  * a hash of the rank-independent part of its key (the rule's and preconditioner's scalars); one host
  * all-reduce tells every rank whether all agree, and on disagreement every rank returns the same
