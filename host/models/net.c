@@ -87,6 +87,8 @@ typedef struct net {
      * last forward pass (L_MAX + 1), then acc (2 dmax + 1) and acc2 (dmax); bn_cnt: this rank's */
     double *bnd;
     int bn_cnt[L_MAX + 1];
+    int bn_cols; /* the cases of the last synchronised forward pass (bn_cnt[l] of every batch-norm layer):
+                  * graph pass state, as a replayed pass does not set bn_cnt on the host */
     int last_chunk;   /* the backward pass of the gradient's last chunk runs: report layers (grad_ready) */
 } net;
 
@@ -850,7 +852,7 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
     int i;
     if (bn_dev(n)) { /* the same merge in float64 on the device: its counts' and scatters' all-reduces on the stream */
         double *acc = n->bnd + L_MAX + 1;
-        n->bn_cnt[l] = M;
+        n->bn_cnt[l] = n->bn_cols = M;
         NG_TRY(bn_merge(n, NG_BN_MERGE_COUNTS, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0));
         NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc, (size_t)dl + 1, "the batch-norm means"));
         NG_TRY(bn_merge(n, NG_BN_MERGE_SCATTER, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0));
@@ -1165,8 +1167,9 @@ static ng_status net_graph_check(const ng_model *m) {
 
 /* CUDA-graph segments (natgrad/graph.h): the host state of the passes, which a segment's
  * control flow reads (is a chunk's forward pass in the buffers?) and leaves behind: the batch views,
- * the forward pass the buffers hold and whether D[] is valid. 6 words per tensor, 4 more. */
-#define NET_STATE_WORDS 28
+ * the forward pass the buffers hold, whether D[] is valid and, on several ranks, the cases of the last
+ * synchronised forward pass (bn_cols: the device merges' counts). 6 words per tensor, 5 more. */
+#define NET_STATE_WORDS 29
 static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
     const net *n = as_cnet(m);
     /* batch norm over several ranks through MPI reads the host (with NCCL it merges on the device) */
@@ -1179,6 +1182,7 @@ static int net_graph_state_get(const ng_model *m, uint64_t *st, int cap) {
     st[25] = (uint64_t)(uint32_t)n->m << 32 | (uint32_t)n->fwd_cols;
     st[26] = (uint64_t)(uintptr_t)n->fwd_x;
     st[27] = (uint64_t)(uint32_t)n->d_valid;
+    st[28] = (uint64_t)(uint32_t)n->bn_cols;
     return NET_STATE_WORDS;
 }
 static void net_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
@@ -1194,6 +1198,12 @@ static void net_graph_state_set(ng_model *m, const uint64_t *st, int n_words) {
     n->fwd_cols = (int)(uint32_t)st[25];
     n->fwd_x = (const float *)(uintptr_t)st[26];
     n->d_valid = (int)(uint32_t)st[27];
+    n->bn_cols = (int)(uint32_t)st[28];
+    if (bn_dev(n)) { /* the merges' counts a replayed forward pass would have set (a later capture bakes them in) */
+        int l;
+        for (l = 1; l <= n->L; l++)
+            if (has_bn(n, l)) n->bn_cnt[l] = n->bn_cols;
+    }
 }
 
 static ng_status net_gradient(ng_model *m, const ng_tensor *x, const ng_tensor *y) {
