@@ -1,8 +1,9 @@
 /* graph_run.h: the fixture tests/test_graph.c and tests/test_graph_ranks.c train, eagerly and as CUDA
  * graphs: a 6-5-4-6 autoencoder (logistic units, Bernoulli loss on its input, Gaussian initial
  * weights of scale 0.5, seed 17) with sgd (lr 0.3, momentum 0.5, weight decay 1e-3), nag (lr 0.05) or
- * adam (lr 0.01), its trainer and data (struct run), and the xorshift data both draw. Include after
- * harness.h. */
+ * adam (lr 0.01), its trainer and data (struct run), and the xorshift data both draw; for the conv
+ * nets of the graph tests (test_graph*.c, test_seg_ranks.c) their run (struct cnn_run, built by each
+ * file's cnn_run_init) and labelled images. Include after harness.h. */
 #ifndef NG_TESTS_GRAPH_RUN_H
 #define NG_TESTS_GRAPH_RUN_H
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "natgrad/cnn.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
 #include "natgrad/precond.h"
@@ -89,6 +91,25 @@ static inline int same_params_on(ng_backend *be, const char *what, run *a, run *
     return ok ? NGT_PASS : NGT_FAIL;
 }
 
+/* a conv net's training run (each test file has its own cnn_run_init) */
+typedef struct cnn_run {
+    ng_model *m;
+    ng_update *upd;
+    ng_precond *pc;
+    ng_batches data;
+    int data_ready;
+    ng_trainer tr;
+} cnn_run;
+
+static inline void cnn_run_free(cnn_run *r) {
+    ng_trainer_release(&r->tr);
+    ng_update_free(r->upd);
+    ng_precond_free(r->pc);
+    if (r->data_ready) ng_batches_free(&r->data);
+    ng_cnn_free(r->m);
+    memset(r, 0, sizeof *r);
+}
+
 /* n values in [0, 1) from the xorshift state *z (advanced) */
 static inline void xorshift_fill(float *x, size_t n, uint64_t *z) {
     size_t i;
@@ -97,6 +118,16 @@ static inline void xorshift_fill(float *x, size_t n, uint64_t *z) {
         *z ^= *z >> 7;
         *z ^= *z << 17;
         x[i] = (float)((*z >> 40) & 0xFFFF) / 65536.0f;
+    }
+}
+
+/* n labelled images for the conv nets of the graph tests, column i at x + ld i (ld >= 39): a 6x6
+ * image of pixels in [0, 1) drawn from *z (advanced), then a one-hot label of 3 classes, (7 i) mod 3 */
+static inline void fill_images(float *x, int n, int ld, uint64_t *z) {
+    int i, k;
+    for (i = 0; i < n; i++) {
+        xorshift_fill(x + (size_t)ld * i, 36, z);
+        for (k = 0; k < 3; k++) x[36 + k + (size_t)ld * i] = k == (i * 7) % 3 ? 1.0f : 0.0f;
     }
 }
 #endif

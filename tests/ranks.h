@@ -99,4 +99,28 @@ static inline int ngt_ranks_cuda(ng_comm *world, ng_backend **be, ng_comm **nc) 
         NGT_CHECK((*nc)->kind == NG_COMM_NCCL, "a CUDA backend on %d ranks uses NCCL (kind %d)", (*nc)->world, (int)(*nc)->kind);
     return NGT_PASS;
 }
+
+/* The set-up of the multi-rank CUDA-graph tests (test_graph_ranks*.c, test_seg_ranks.c): the world
+ * into *c (ngt_ranks_open), then on two ranks or more, with CUDA and NCCL compiled in, a CUDA backend
+ * per rank and its NCCL communicator into *be and *nc (ngt_ranks_cuda). Where there is none, *be is
+ * NULL and why (n bytes) says why the tests skip. 0, or 1 after the FAIL and RESULT lines (main
+ * returns it). */
+static inline int ngt_ranks_open_nccl(ng_comm **c, ng_backend **be, ng_comm **nc, char *why, size_t n) {
+    *be = NULL;
+    *nc = NULL;
+    if (ngt_ranks_open(c)) return 1;
+    if ((*c)->world < 2)
+        snprintf(why, n, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
+    else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
+        snprintf(why, n, "CUDA or NCCL not compiled in (the emulated build runs these)");
+    else { /* every rank skips when one has no device (the others would wait for it); nc is NCCL */
+        int r = ngt_ranks_cuda(*c, be, nc);
+        if (r == NGT_FAIL) {
+            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
+            return 1;
+        }
+        if (r == NGT_SKIP) snprintf(why, n, "%s", ngt_skip_reason);
+    }
+    return 0;
+}
 #endif

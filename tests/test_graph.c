@@ -880,15 +880,6 @@ static int test_graph_rbm_resume(void) {
  * objective and misclassification (read from the device sums the graph wrote) must equal the eager
  * run's. Logged updates run eagerly in between. */
 
-typedef struct cnn_run {
-    ng_model *m;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} cnn_run;
-
 enum { CNN_AUG, CNN_BN, CNN_WHITEN };
 static const char *const cnn_spec[] = {"c3k3-relu-mp2-d3", "c3k3-bn-relu-mp2-d3", "c4k3-relu-w-c3k3p0-relu-d3"};
 
@@ -927,15 +918,6 @@ static ng_status cnn_run_init(cnn_run *r, int kind, int nag) {
     if (s == NG_OK) r->data_ready = 1;
     if (s == NG_OK) s = ng_trainer_init(&r->tr, r->m, r->pc, r->upd, &r->data, 5, NULL);
     return s;
-}
-
-static void cnn_run_free(cnn_run *r) {
-    ng_trainer_release(&r->tr);
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_cnn_free(r->m);
-    memset(r, 0, sizeof *r);
 }
 
 /* parameters, then every state tensor the model names (running averages, whitening), bit for bit */
@@ -2145,6 +2127,61 @@ static int test_segments_refusals(void) {
     return NGT_PASS;
 }
 
+/* The launch counts' cases: updates 0-2 of tr (0 eager, then both batch buffers), then update 3
+ * profiled; its "train step" row's device calls into c (NG_DEV_COUNT) and net's parameters after it
+ * into *theta (allocated here when NULL). */
+static int counts_update3(ng_trainer *tr, ng_model *net, double *c, float **theta) {
+    ng_profile_config prc;
+    ng_profile_row rows[96];
+    const ng_profile_row *st;
+    int k, n;
+    for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(tr, NULL));
+    memset(&prc, 0, sizeof prc);
+    prc.measure = 1;
+    NGT_OK(ng_profile_start(g_cuda, &prc));
+    ng_profile_update(4, 1);
+    NGT_OK(ng_trainer_step(tr, NULL));
+    ng_profile_update(4, 0);
+    NGT_OK(ng_profile_finish());
+    n = ng_profile_rows(rows, 96);
+    if (n > 96) n = 96;
+    st = find_row(rows, n, "train step");
+    NGT_CHECK(st && st->calls == 1, "train step row");
+    for (k = 0; k < NG_DEV_COUNT; k++) c[k] = st->device_calls[k];
+    if (!*theta) *theta = (float *)malloc(ng_model_size(net) * sizeof(float));
+    NGT_CHECK(*theta != NULL, "out of memory");
+    NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, *theta));
+    return NGT_PASS;
+}
+
+/* the segments' run (c[1], theta1) against the eager one (c[0], theta0) after update 3: the same np
+ * parameters bit for bit, graphs replacing launches (fewer kernels and cuBLAS calls); the case's line */
+static int counts_compare(const char *what, double c[2][NG_DEV_COUNT], const float *theta0, const float *theta1, size_t np) {
+    NGT_CHECK(memcmp(theta0, theta1, np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what);
+    printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n", what,
+           c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY],
+           c[1][NG_DEV_GRAPH]);
+    NGT_CHECK(c[1][NG_DEV_GRAPH] > 0.0 && c[1][NG_DEV_KERNEL] < c[0][NG_DEV_KERNEL] && c[1][NG_DEV_BLAS] < c[0][NG_DEV_BLAS] &&
+                  c[0][NG_DEV_GRAPH] == 0.0,
+              "%s: segments do not replace launches", what);
+    return NGT_PASS;
+}
+
+/* the case's two rows (eager, segments) appended to the NG_LAUNCH_COUNTS_CSV file csv */
+static int counts_csv(const char *csv, const char *what, double c[2][NG_DEV_COUNT]) {
+    FILE *f = fopen(csv, "a");
+    int mode;
+    NGT_CHECK(f != NULL, "cannot append to %s", csv);
+    for (mode = 0; mode < 2; mode++) {
+        const double *d = c[mode];
+        fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what, mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL], d[NG_DEV_BLAS],
+                d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
+                d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
+    }
+    fclose(f);
+    return NGT_PASS;
+}
+
 /* Device calls per update of the curves autoencoder (L = 12, m = 8) under NGD (CG, 10 iterations:
  * rtol 0), HF (CG, at most 10 iterations, its progress rule) and block-diagonal K-FAC, eager and
  * with --cuda-graph 1 (segments), at update 3 (K-FAC: k = 4, no refresh, no lambda adjustment).
@@ -2157,7 +2194,7 @@ static int test_counts_segments(void) {
     const char *csv = getenv("NG_LAUNCH_COUNTS_CSV");
     double c[3][2][NG_DEV_COUNT];
     float *x, *theta[2];
-    int kind, mode, i, k, n;
+    int kind, mode, i;
     size_t np = 0;
     if (!g_cuda) return ngt_skip(g_reason);
     x = (float *)malloc(sizeof(float) * 784 * ncases);
@@ -2173,9 +2210,6 @@ static int test_counts_segments(void) {
             ng_batches data;
             ng_trainer tr;
             ng_sgd_config sc;
-            ng_profile_config prc;
-            ng_profile_row rows[96];
-            const ng_profile_row *st;
             memset(&tr, 0, sizeof tr);
             ng_net_config_default(&cfg);
             NGT_OK(ng_net_preset("curves-autoencoder", &cfg));
@@ -2202,52 +2236,21 @@ static int test_counts_segments(void) {
             NGT_OK(ng_batches_init(&data, g_cuda, x, 784, ncases, m, 3, 0, 1));
             NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
             if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
-            for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* 0 eager, then both batch buffers */
-            memset(&prc, 0, sizeof prc);
-            prc.measure = 1;
-            NGT_OK(ng_profile_start(g_cuda, &prc));
-            ng_profile_update(4, 1);
-            NGT_OK(ng_trainer_step(&tr, NULL));
-            ng_profile_update(4, 0);
-            NGT_OK(ng_profile_finish());
-            n = ng_profile_rows(rows, 96);
-            if (n > 96) n = 96;
-            st = find_row(rows, n, "train step");
-            NGT_CHECK(st && st->calls == 1, "train step row");
-            for (k = 0; k < NG_DEV_COUNT; k++) c[kind][mode][k] = st->device_calls[k];
+            if (counts_update3(&tr, net, c[kind][mode], &theta[mode]) != NGT_PASS) return NGT_FAIL;
             np = ng_model_size(net);
-            if (!theta[mode]) theta[mode] = (float *)malloc(np * sizeof(float));
-            NGT_CHECK(theta[mode] != NULL, "out of memory");
-            NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, theta[mode]));
             ng_trainer_release(&tr);
             ng_batches_free(&data);
             ng_update_free(upd);
             ng_precond_free(pc);
             ng_net_free(net);
         }
-        NGT_CHECK(memcmp(theta[0], theta[1], np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what[kind]);
-        printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n",
-               what[kind], c[kind][0][NG_DEV_KERNEL], c[kind][0][NG_DEV_BLAS], c[kind][0][NG_DEV_COPY], c[kind][1][NG_DEV_KERNEL],
-               c[kind][1][NG_DEV_BLAS], c[kind][1][NG_DEV_COPY], c[kind][1][NG_DEV_GRAPH]);
-        NGT_CHECK(c[kind][1][NG_DEV_GRAPH] > 0.0 && c[kind][1][NG_DEV_KERNEL] < c[kind][0][NG_DEV_KERNEL] &&
-                      c[kind][1][NG_DEV_BLAS] < c[kind][0][NG_DEV_BLAS] && c[kind][0][NG_DEV_GRAPH] == 0.0,
-                  "%s: segments do not replace launches", what[kind]);
+        if (counts_compare(what[kind], c[kind], theta[0], theta[1], np) != NGT_PASS) return NGT_FAIL;
     }
     free(theta[0]);
     free(theta[1]);
     free(x);
-    if (csv) {
-        FILE *f = fopen(csv, "a");
-        NGT_CHECK(f != NULL, "cannot append to %s", csv);
-        for (kind = 0; kind < 3; kind++)
-            for (mode = 0; mode < 2; mode++) {
-                const double *d = c[kind][mode];
-                fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what[kind], mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL],
-                        d[NG_DEV_BLAS], d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
-                        d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
-            }
-        fclose(f);
-    }
+    for (kind = 0; csv && kind < 3; kind++)
+        if (counts_csv(csv, what[kind], c[kind]) != NGT_PASS) return NGT_FAIL;
     return NGT_PASS;
 }
 
@@ -2261,7 +2264,7 @@ static int test_counts_cnn_segments(void) {
     double c[2][NG_DEV_COUNT];
     float *theta[2] = {NULL, NULL};
     size_t np = 0;
-    int mode, k, n;
+    int mode, ok;
     if (!g_cuda) return ngt_skip(g_reason);
     for (mode = 0; mode < 2; mode++) {
         ng_cnn_config cfg;
@@ -2272,9 +2275,6 @@ static int test_counts_cnn_segments(void) {
         ng_trainer tr;
         ng_sgd_config sc;
         ng_tn_config tc;
-        ng_profile_config prc;
-        ng_profile_row rows[96];
-        const ng_profile_row *st;
         memset(&tr, 0, sizeof tr);
         ng_cnn_config_default(&cfg);
         cfg.c = 1, cfg.h = 6, cfg.w = 6;
@@ -2294,50 +2294,19 @@ static int test_counts_cnn_segments(void) {
         NGT_OK(ng_batches_init(&data, g_cuda, g_cnn_x, CNN_ROWS, 16, 8, 3, 0, 1)); /* 2 full batches per epoch */
         NGT_OK(ng_trainer_init(&tr, net, pc, upd, &data, 3, NULL));
         if (mode) NGT_OK(ng_trainer_set_cuda_graph(&tr, 1));
-        for (k = 0; k < 3; k++) NGT_OK(ng_trainer_step(&tr, NULL)); /* 0 eager, then both batch buffers */
-        memset(&prc, 0, sizeof prc);
-        prc.measure = 1;
-        NGT_OK(ng_profile_start(g_cuda, &prc));
-        ng_profile_update(4, 1);
-        NGT_OK(ng_trainer_step(&tr, NULL));
-        ng_profile_update(4, 0);
-        NGT_OK(ng_profile_finish());
-        n = ng_profile_rows(rows, 96);
-        if (n > 96) n = 96;
-        st = find_row(rows, n, "train step");
-        NGT_CHECK(st && st->calls == 1, "train step row");
-        for (k = 0; k < NG_DEV_COUNT; k++) c[mode][k] = st->device_calls[k];
+        if (counts_update3(&tr, net, c[mode], &theta[mode]) != NGT_PASS) return NGT_FAIL;
         np = ng_model_size(net);
-        theta[mode] = (float *)malloc(np * sizeof(float));
-        NGT_CHECK(theta[mode] != NULL, "out of memory");
-        NGT_OK(ng_tensor_get(g_cuda, &net->param_flat, theta[mode]));
         ng_trainer_release(&tr);
         ng_batches_free(&data);
         ng_update_free(upd);
         ng_precond_free(pc);
         ng_cnn_free(net);
     }
-    NGT_CHECK(memcmp(theta[0], theta[1], np * sizeof(float)) == 0, "%s: eager and segments differ after 4 updates", what);
+    ok = counts_compare(what, c, theta[0], theta[1], np);
     free(theta[0]);
     free(theta[1]);
-    printf("  %s, update 3: eager %g kernels, %g cuBLAS, %g copies; segments %g kernels, %g cuBLAS, %g copies, %g graphs\n", what,
-           c[0][NG_DEV_KERNEL], c[0][NG_DEV_BLAS], c[0][NG_DEV_COPY], c[1][NG_DEV_KERNEL], c[1][NG_DEV_BLAS], c[1][NG_DEV_COPY],
-           c[1][NG_DEV_GRAPH]);
-    NGT_CHECK(c[1][NG_DEV_GRAPH] > 0.0 && c[1][NG_DEV_KERNEL] < c[0][NG_DEV_KERNEL] && c[1][NG_DEV_BLAS] < c[0][NG_DEV_BLAS] &&
-                  c[0][NG_DEV_GRAPH] == 0.0,
-              "%s: segments do not replace launches", what);
-    if (csv) {
-        FILE *f = fopen(csv, "a");
-        NGT_CHECK(f != NULL, "cannot append to %s", csv);
-        for (mode = 0; mode < 2; mode++) {
-            const double *d = c[mode];
-            fprintf(f, "%s,%s,%g,%g,%g,%g,%g,%g\n", what, mode ? "cuda-graph segments" : "eager", d[NG_DEV_KERNEL], d[NG_DEV_BLAS],
-                    d[NG_DEV_SOLVER], d[NG_DEV_COPY], d[NG_DEV_GRAPH],
-                    d[NG_DEV_KERNEL] + d[NG_DEV_BLAS] + d[NG_DEV_SOLVER] + d[NG_DEV_COPY] + d[NG_DEV_GRAPH]);
-        }
-        fclose(f);
-    }
-    return NGT_PASS;
+    if (ok != NGT_PASS) return NGT_FAIL;
+    return csv ? counts_csv(csv, what, c) : NGT_PASS;
 }
 
 /* ---- the objective evaluations of truncated Newton's searches, rho and HF's backtracking ---- */
@@ -2630,14 +2599,9 @@ static int test_segments_cnn_failed_capture(void) {
 }
 
 int main(void) {
-    int i;
     uint64_t z = 0x9E3779B97F4A7C15ull;
     xorshift_fill(g_x, DIM * NCASES, &z);
-    for (i = 0; i < CNN_NX; i++) { /* pixels in [0, 1), then a one-hot label */
-        int r;
-        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
-        for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
-    }
+    fill_images(g_cnn_x, CNN_NX, CNN_ROWS, &z);
     if (ng_backend_cuda_init(0, &g_cuda) != NG_OK) {
         snprintf(g_reason, sizeof g_reason, "no CUDA device here (the emulated build runs these): %s", ng_last_error());
         g_cuda = NULL;

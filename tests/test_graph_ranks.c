@@ -308,19 +308,7 @@ static int test_graph_ranks_disagree(void) {
 int main(void) {
     uint64_t z = 0x9E3779B97F4A7C15ull;
     xorshift_fill(g_x, DIM * NCASES, &z);
-    if (ngt_ranks_open(&C)) return 1;
-    if (C->world < 2)
-        snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
-    else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
-        snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
-    else { /* every rank skips when one has no device (the others would wait for it); NC is NCCL */
-        int r = ngt_ranks_cuda(C, &g_be, &NC);
-        if (r == NGT_FAIL) {
-            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
-            return 1;
-        }
-        if (r == NGT_SKIP) snprintf(g_reason, sizeof g_reason, "%s", ngt_skip_reason);
-    }
+    if (ngt_ranks_open_nccl(&C, &g_be, &NC, g_reason, sizeof g_reason)) return 1;
     NGT_RUN(test_graph_ranks_sgd);
     NGT_RUN(test_graph_ranks_nag);
     NGT_RUN(test_graph_ranks_adam);

@@ -222,15 +222,6 @@ static int test_graph_ranks_rbm_fang(void) {
 
 /* ---- conv nets ---------------------------------------------------------------------------- */
 
-typedef struct cnn_run {
-    ng_model *m;
-    ng_update *upd;
-    ng_precond *pc;
-    ng_batches data;
-    int data_ready;
-    ng_trainer tr;
-} cnn_run;
-
 /* comm NULL: one process over the whole global batch (chunk: cases per pass); bucket_mb: the
  * gradient's --comm-overlap buckets */
 static ng_status cnn_run_init(cnn_run *r, const char *spec, ng_comm *comm, int chunk, double bucket_mb) {
@@ -267,13 +258,22 @@ static ng_status cnn_run_init(cnn_run *r, const char *spec, ng_comm *comm, int c
     return s;
 }
 
-static void cnn_run_free(cnn_run *r) {
-    ng_trainer_release(&r->tr);
-    ng_update_free(r->upd);
-    ng_precond_free(r->pc);
-    if (r->data_ready) ng_batches_free(&r->data);
-    ng_cnn_free(r->m);
-    memset(r, 0, sizeof *r);
+/* max |x - y| over two runs' n parameters x and y (on g_be), and max |y| */
+static int param_diff(const ng_tensor *x, const ng_tensor *y, size_t n, double *d, double *ymax) {
+    size_t i;
+    float *px = (float *)malloc(n * sizeof(float)), *py = (float *)malloc(n * sizeof(float));
+    NGT_CHECK(px && py, "out of memory");
+    NGT_OK(ng_tensor_get(g_be, x, px));
+    NGT_OK(ng_tensor_get(g_be, y, py));
+    *d = *ymax = 0.0;
+    for (i = 0; i < n; i++) {
+        const double e = fabs((double)px[i] - (double)py[i]);
+        if (e > *d) *d = e;
+        if (fabs((double)py[i]) > *ymax) *ymax = fabs((double)py[i]);
+    }
+    free(px);
+    free(py);
+    return NGT_PASS;
 }
 
 /* graph = eager bit for bit on the ranks (parameters, and the running averages of batch norm), want
@@ -316,17 +316,7 @@ static int cnn_graph_vs_eager(const char *spec, int bn, double bucket_mb, unsign
         }
         if (bn && t < 12) NGT_OK(ng_trainer_step(&one.tr, NULL));
         if (bn && t == 11) {
-            size_t n = ng_model_size(a.m), i;
-            float *pa = (float *)malloc(n * sizeof(float)), *p1 = (float *)malloc(n * sizeof(float));
-            NGT_CHECK(pa && p1, "out of memory");
-            NGT_OK(ng_tensor_get(g_be, &a.m->param_flat, pa));
-            NGT_OK(ng_tensor_get(g_be, &one.m->param_flat, p1));
-            for (i = 0; i < n; i++) {
-                if (fabs((double)pa[i] - (double)p1[i]) > d) d = fabs((double)pa[i] - (double)p1[i]);
-                if (fabs((double)p1[i]) > pmax) pmax = fabs((double)p1[i]);
-            }
-            free(pa);
-            free(p1);
+            if (param_diff(&a.m->param_flat, &one.m->param_flat, ng_model_size(a.m), &d, &pmax) != NGT_PASS) return NGT_FAIL;
             NGT_CHECK(d <= 1e-5 * (1.0 + pmax), "%s, rank %d: after 12 updates the ranks differ from one process by %g "
                       "(max |parameter| %g)", what, NC->rank, d, pmax);
         }
@@ -391,24 +381,6 @@ static ng_status bn_run_init(run *r, int rule, ng_comm *comm, int overlap, int s
     return s;
 }
 
-/* max |x - y| over the two runs' parameters, and max |y| */
-static int param_diff(run *x, run *y, double *d, double *ymax) {
-    size_t n = ng_model_size(x->net), i;
-    float *px = (float *)malloc(n * sizeof(float)), *py = (float *)malloc(n * sizeof(float));
-    NGT_CHECK(px && py, "out of memory");
-    NGT_OK(ng_tensor_get(g_be, &x->net->param_flat, px));
-    NGT_OK(ng_tensor_get(g_be, &y->net->param_flat, py));
-    *d = *ymax = 0.0;
-    for (i = 0; i < n; i++) {
-        const double e = fabs((double)px[i] - (double)py[i]);
-        if (e > *d) *d = e;
-        if (fabs((double)py[i]) > *ymax) *ymax = fabs((double)py[i]);
-    }
-    free(px);
-    free(py);
-    return NGT_PASS;
-}
-
 /* graph = eager bit for bit on the ranks (sgd; adam with the gradient in buckets: on the device the
  * network then reduces it whole after the backward pass, see net.c); and the eager run against one
  * process over the whole global batch: the merge (Chan et al. in float64 on the device) gives the
@@ -440,7 +412,9 @@ static int bn_graph_vs_eager(int rule, int overlap) {
             NGT_OK(ng_trainer_step(&solo.tr, NULL));
         }
         if (t == 11) {
-            if (param_diff(&a, &one, &d, &pmax) != NGT_PASS || param_diff(&solo, &one, &dsolo, &pmax) != NGT_PASS)
+            const size_t n = ng_model_size(a.net);
+            if (param_diff(&a.net->param_flat, &one.net->param_flat, n, &d, &pmax) != NGT_PASS ||
+                param_diff(&solo.net->param_flat, &one.net->param_flat, n, &dsolo, &pmax) != NGT_PASS)
                 return NGT_FAIL;
             NGT_CHECK(d <= 1e-5 * (1.0 + pmax), "%s, rank %d: after 12 updates the ranks differ from one process by %g "
                       "(max |parameter| %g)", what, NC->rank, d, pmax);
@@ -504,25 +478,9 @@ static int test_graph_ranks_refusals(void) {
 
 int main(void) {
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    int i, r;
     xorshift_fill(g_x, NV * NCASES, &z);
-    for (i = 0; i < CNN_N; i++) { /* pixels in [0, 1), then a one-hot label */
-        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
-        for (r = 0; r < 3; r++) g_cnn_x[36 + r + CNN_ROWS * i] = r == (i * 7) % 3 ? 1.0f : 0.0f;
-    }
-    if (ngt_ranks_open(&C)) return 1;
-    if (C->world < 2)
-        snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
-    else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
-        snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
-    else { /* every rank skips when one has no device (the others would wait for it); NC is NCCL */
-        int rc = ngt_ranks_cuda(C, &g_be, &NC);
-        if (rc == NGT_FAIL) {
-            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
-            return 1;
-        }
-        if (rc == NGT_SKIP) snprintf(g_reason, sizeof g_reason, "%s", ngt_skip_reason);
-    }
+    fill_images(g_cnn_x, CNN_N, CNN_ROWS, &z);
+    if (ngt_ranks_open_nccl(&C, &g_be, &NC, g_reason, sizeof g_reason)) return 1;
     NGT_RUN(test_graph_ranks_rbm_pcd_sgd);
     NGT_RUN(test_graph_ranks_rbm_cd2_sgd);
     NGT_RUN(test_graph_ranks_rbm_centering);

@@ -495,36 +495,30 @@ static int test_seg_ranks_counts(void) {
 }
 
 /* a refusal by ng_trainer_set_cuda_graph whose message contains want (same on every rank) */
-static int refused(ng_comm *comm, int kind, const char *want) {
-    run r;
-    ng_status s;
-    NGT_OK(run_init(&r, kind, comm, 0));
-    s = ng_trainer_set_cuda_graph(&r.tr, 1);
+static int refusal(ng_trainer *tr, const char *want) {
+    ng_status s = ng_trainer_set_cuda_graph(tr, 1);
     NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), want), "want NG_ERR_UNSUPPORTED naming '%s', got %d: %s",
               want, (int)s, ng_last_error());
     printf("  refused: %s\n", ng_last_error());
     ng_clear_error();
-    run_free(&r);
     return NGT_PASS;
 }
 
 static int test_seg_ranks_refusals(void) {
     run r;
-    ng_status s;
+    int ok;
     if (ready() != NGT_PASS) return NGT_SKIP;
-    if (refused(C, K_NGD, "needs the NCCL communicator") != NGT_PASS) return NGT_FAIL;
+    NGT_OK(run_init(&r, K_NGD, C, 0));
+    ok = refusal(&r.tr, "needs the NCCL communicator");
+    run_free(&r);
+    if (ok != NGT_PASS) return NGT_FAIL;
     /* a conv net whose batch norm merges over MPI (host doubles) under a trainer on NCCL: its merges read
      * the host, so neither a whole step nor its segments are captured */
     NGT_OK(run_init(&r, K_CNN_HF_BN, NC, 0));
     NGT_OK(ng_cnn_set_dist(r.net, C, r.data.lo, r.data.batch));
-    s = ng_trainer_set_cuda_graph(&r.tr, 1);
-    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "batch norm merges its statistics across the ranks through "
-                                                                 "the host over MPI"),
-              "cnn +bn over MPI: want NG_ERR_UNSUPPORTED naming the MPI merge, got %d: %s", (int)s, ng_last_error());
-    printf("  refused: %s\n", ng_last_error());
-    ng_clear_error();
+    ok = refusal(&r.tr, "batch norm merges its statistics across the ranks through the host over MPI");
     run_free(&r);
-    return NGT_PASS;
+    return ok;
 }
 
 /* the last rank drops its graphs of CG's vector work: it captures them where the others replay */
@@ -558,25 +552,9 @@ static int test_seg_ranks_diverged(void) {
 
 int main(void) {
     uint64_t z = 0x9E3779B97F4A7C15ull;
-    int i, k;
     xorshift_fill(g_x, DIM * NCASES, &z);
-    for (i = 0; i < CNN_N; i++) { /* pixels in [0, 1), then a one-hot label */
-        xorshift_fill(g_cnn_x + CNN_ROWS * i, 36, &z);
-        for (k = 0; k < 3; k++) g_cnn_x[36 + k + CNN_ROWS * i] = k == (i * 7) % 3 ? 1.0f : 0.0f;
-    }
-    if (ngt_ranks_open(&C)) return 1;
-    if (C->world < 2)
-        snprintf(g_reason, sizeof g_reason, "one rank: run under mpirun -np 2 or 3 (tests/test_dist.sh)");
-    else if (!ng_cuda_compiled() || !ng_comm_nccl_compiled())
-        snprintf(g_reason, sizeof g_reason, "CUDA or NCCL not compiled in (the emulated build runs these)");
-    else { /* every rank skips when one has no device (the others would wait for it); NC is NCCL */
-        int r = ngt_ranks_cuda(C, &g_be, &NC);
-        if (r == NGT_FAIL) {
-            printf("FAIL nccl: the CUDA backend's communicator\nRESULT passed=0 failed=1 skipped=0\n");
-            return 1;
-        }
-        if (r == NGT_SKIP) snprintf(g_reason, sizeof g_reason, "%s", ngt_skip_reason);
-    }
+    fill_images(g_cnn_x, CNN_N, CNN_ROWS, &z);
+    if (ngt_ranks_open_nccl(&C, &g_be, &NC, g_reason, sizeof g_reason)) return 1;
     NGT_RUN(test_seg_ranks_ngd);
     NGT_RUN(test_seg_ranks_ngd_sampled);
     NGT_RUN(test_seg_ranks_hf);

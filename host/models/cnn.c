@@ -47,6 +47,8 @@
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
 
+#include "bn_merge.h"
+
 #define LMAX NG_CNN_MAX_LAYERS
 
 typedef struct cnn {
@@ -552,37 +554,20 @@ static int dist_on(const cnn *n) { return n->comm && n->comm->world > 1; }
  * bnd is allocated by ng_cnn_set_dist when the network has batch norm. */
 static int bn_dev(const cnn *n) { return dist_on(n) && n->comm->kind == NG_COMM_NCCL && n->bnd; }
 
-/* One step of the device merge of layer l (natgrad/backend.h bn_merge; the modes' buffers there). */
-static ng_status bn_merge(cnn *n, int mode, int l, int rows, int cols, int scaled, float alpha, const float *x,
-                          float *out) {
-    ng_op_args o = {.op = NG_OP_BN_MERGE};
-    o.bn_merge.mode = mode;
-    o.bn_merge.rows = rows;
-    o.bn_merge.cols = cols;
-    o.bn_merge.cnt = (double)n->bn_cnt[l];
-    o.bn_merge.eps = n->cfg.bn_eps;
-    o.bn_merge.alpha = alpha;
-    o.bn_merge.scaled = scaled;
-    o.bn_merge.mean = n->mean[l].data;
-    o.bn_merge.rstd = n->rstd[l].data;
-    o.bn_merge.tot = n->bnd + l;
-    o.bn_merge.acc = n->bnd + LMAX + 1;
-    o.bn_merge.acc2 = o.bn_merge.acc + 2 * (size_t)n->cmax + 1;
-    o.bn_merge.x = x;
-    o.bn_merge.ldx = rows;
-    o.bn_merge.out = out;
-    o.bn_merge.ldo = rows;
-    return ng_run_op(n->base.be, &o);
+/* Layer l's view of the device merge buffers (bn_merge.h: tot at bnd + l, the scratch after LMAX + 1). */
+static ng_bn_dev bn_dev_layer(cnn *n, int l) {
+    const ng_bn_dev d = {.be = n->base.be, .comm = n->comm, .cnt = (double)n->bn_cnt[l], .eps = n->cfg.bn_eps,
+                         .mean = n->mean[l].data, .rstd = n->rstd[l].data, .tot = n->bnd + l,
+                         .acc = n->bnd + LMAX + 1, .rmax = (size_t)n->cmax};
+    return d;
 }
 
 /* Device merge of rows x cols sums x (packed) into means at this rank's scale (see bn_sync_proj):
- * weighted by w (scaled: m_r / m on the device), all-reduced in float64, out = alpha sums / m / w;
- * out may be x. */
+ * ng_bn_dev_means; out may be x. */
 static ng_status bn_dev_means(cnn *n, int l, int rows, int cols, const float *x, int scaled, float alpha, float *out,
                               const char *what) {
-    NG_TRY(bn_merge(n, NG_BN_MERGE_WEIGHT, l, rows, cols, scaled, 1.0f, x, NULL));
-    NG_TRY(ng_comm_allreduce(n->comm, n->base.be, NG_F64, n->bnd + LMAX + 1, (size_t)rows * cols, what));
-    return bn_merge(n, NG_BN_MERGE_MEANS, l, rows, cols, scaled, alpha, NULL, out);
+    const ng_bn_dev d = bn_dev_layer(n, l);
+    return ng_bn_dev_means(&d, rows, cols, x, rows, scaled, alpha, out, rows, what);
 }
 
 /* Forward: mean[l] and rstd[l] of layer l's channels over the pixels of every rank's images
@@ -606,12 +591,8 @@ static ng_status bn_sync_moments(cnn *n, int l, int M) {
     }
     if (bn_dev(n)) { /* the same merge in float64 on the device: its counts' and scatters' all-reduces on the
                       * stream (ng_cnn_set_dist made sure every rank holds a case: no empty total) */
-        double *acc = n->bnd + LMAX + 1;
-        NG_TRY(bn_merge(n, NG_BN_MERGE_COUNTS, l, ci, 0, 0, 1.0f, NULL, NULL));
-        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc, (size_t)ci + 1, "the batch-norm means"));
-        NG_TRY(bn_merge(n, NG_BN_MERGE_SCATTER, l, ci, 0, 0, 1.0f, NULL, NULL));
-        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc + 2 * (size_t)n->cmax + 1, (size_t)ci, "the batch-norm variances"));
-        return bn_merge(n, NG_BN_MERGE_FINISH, l, ci, 0, 0, 1.0f, NULL, NULL);
+        const ng_bn_dev d = bn_dev_layer(n, l);
+        return ng_bn_dev_moments(&d, ci);
     }
     if (M > 0) {
         NG_TRY(ng_get(be, mr, n->mean[l].data, (size_t)ci * sizeof(float)));

@@ -30,6 +30,8 @@
 #include "natgrad/rng.h"
 #include "natgrad/whiten.h"
 
+#include "bn_merge.h"
+
 #define L_MAX NG_NET_MAX_LAYERS
 
 typedef struct net {
@@ -794,37 +796,20 @@ static int dist_bn(const net *n) {
  * ng_net_set_comm allocated bnd). */
 static int bn_dev(const net *n) { return dist_bn(n) && n->comm->kind == NG_COMM_NCCL && n->bnd; }
 
-/* One step of the device merge of layer l (natgrad/backend.h bn_merge; the modes' buffers there). */
-static ng_status bn_merge(net *n, int mode, int l, int rows, int cols, int scaled, float alpha, const float *x, int ldx,
-                          float *out, int ldo) {
-    ng_op_args o = {.op = NG_OP_BN_MERGE};
-    o.bn_merge.mode = mode;
-    o.bn_merge.rows = rows;
-    o.bn_merge.cols = cols;
-    o.bn_merge.cnt = (double)n->bn_cnt[l];
-    o.bn_merge.eps = n->cfg.bn_eps;
-    o.bn_merge.alpha = alpha;
-    o.bn_merge.scaled = scaled;
-    o.bn_merge.mean = n->mean[l].data;
-    o.bn_merge.rstd = n->rstd[l].data;
-    o.bn_merge.tot = n->bnd + l;
-    o.bn_merge.acc = n->bnd + L_MAX + 1;
-    o.bn_merge.acc2 = o.bn_merge.acc + 2 * (size_t)n->dmax_bn + 1;
-    o.bn_merge.x = x;
-    o.bn_merge.ldx = ldx;
-    o.bn_merge.out = out;
-    o.bn_merge.ldo = ldo;
-    return ng_run_op(n->base.be, &o);
+/* Layer l's view of the device merge buffers (bn_merge.h: tot at bnd + l, the scratch after L_MAX + 1). */
+static ng_bn_dev bn_dev_layer(net *n, int l) {
+    const ng_bn_dev d = {.be = n->base.be, .comm = n->comm, .cnt = (double)n->bn_cnt[l], .eps = n->cfg.bn_eps,
+                         .mean = n->mean[l].data, .rstd = n->rstd[l].data, .tot = n->bnd + l,
+                         .acc = n->bnd + L_MAX + 1, .rmax = (size_t)n->dmax_bn};
+    return d;
 }
 
 /* Device merge of rows x cols sums x (ld ldx) into means at this rank's scale (see bn_sync_scaled):
- * weighted by w (scaled: m_r / m on the device), all-reduced in float64, out = alpha sums / m / w.
- * x and out may be the same vector (cols 1). */
+ * ng_bn_dev_means; x and out may be the same vector (cols 1). */
 static ng_status bn_dev_means(net *n, int l, int rows, int cols, const float *x, int ldx, int scaled, float alpha,
                               float *out, int ldo, const char *what) {
-    NG_TRY(bn_merge(n, NG_BN_MERGE_WEIGHT, l, rows, cols, scaled, 1.0f, x, ldx, NULL, 0));
-    NG_TRY(ng_comm_allreduce(n->comm, n->base.be, NG_F64, n->bnd + L_MAX + 1, (size_t)rows * cols, what));
-    return bn_merge(n, NG_BN_MERGE_MEANS, l, rows, cols, scaled, alpha, NULL, 0, out, ldo);
+    const ng_bn_dev d = bn_dev_layer(n, l);
+    return ng_bn_dev_means(&d, rows, cols, x, ldx, scaled, alpha, out, ldo, what);
 }
 
 /* Several ranks and batch norm: every training-mode pass is one chunk per rank, so that each
@@ -851,13 +836,10 @@ static ng_status bn_sync_moments(net *n, int l, int M) {
     const double eps = (double)n->cfg.bn_eps;
     int i;
     if (bn_dev(n)) { /* the same merge in float64 on the device: its counts' and scatters' all-reduces on the stream */
-        double *acc = n->bnd + L_MAX + 1;
+        ng_bn_dev d;
         n->bn_cnt[l] = n->bn_cols = M;
-        NG_TRY(bn_merge(n, NG_BN_MERGE_COUNTS, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0));
-        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc, (size_t)dl + 1, "the batch-norm means"));
-        NG_TRY(bn_merge(n, NG_BN_MERGE_SCATTER, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0));
-        NG_TRY(ng_comm_allreduce(n->comm, be, NG_F64, acc + 2 * (size_t)n->dmax_bn + 1, (size_t)dl, "the batch-norm variances"));
-        return bn_merge(n, NG_BN_MERGE_FINISH, l, dl, 0, 0, 1.0f, NULL, 0, NULL, 0);
+        d = bn_dev_layer(n, l);
+        return ng_bn_dev_moments(&d, dl);
     }
     NG_TRY(ng_get(be, mr, n->mean[l].data, (size_t)dl * sizeof(float)));
     NG_TRY(ng_get(be, rr, n->rstd[l].data, (size_t)dl * sizeof(float)));
