@@ -12,10 +12,10 @@
  *       (new bias corrections every update), and sgd on growing batches (new shapes); the number of captures and
  *       replays is what the keys say; refusals (CPU backend, a rule without graph_key, a step that
  *       waits for the host) are errors naming the cause;
- *   (c') the RBM trainer's PCD-1, PCD-2 (decaying lr: a capture per update) and CD-1 steps as graphs
- *       equal the eager ones bit for bit (parameters, persistent particles, Philox step), also
- *       after a resume from a checkpoint; --binarize-train and models without graph_check are
- *       refused by name;
+ *   (c') the RBM trainer's PCD-1, PCD-2 (decaying lr: a capture per update), CD-1 and PCD-1 on
+ *       binarised batches (the draw at the device count's step) as graphs equal the eager ones bit
+ *       for bit (parameters, persistent particles, Philox step), also after a resume from a
+ *       checkpoint; models without graph_check are refused by name;
  *   (c'') the conv-net trainer (cnn.c) as graphs equals the eager one bit for bit (parameters, batch
  *       norm's running averages, the whitening state, the batch's objective and misclassification,
  *       the gradient count) with augmentation (the crops' Philox step counted on the device), batch
@@ -819,11 +819,12 @@ static int same_rbm(const char *what, rbm_run *a, rbm_run *b, uint64_t t) {
 }
 static int same_rbm_pr(const pair *pr, uint64_t t) { return same_rbm(pr->what, (rbm_run *)pr->a, (rbm_run *)pr->b, t); }
 
-static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_gamma, uint64_t steps, int log_every) {
+static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_gamma, uint64_t steps, int log_every,
+                              int binarize) {
     rbm_run a, b;
     pair pr = {what, &a, &b, steps};
-    NGT_OK(rbm_run_init(&a, g_cuda, estimator, k, lr_gamma, 0));
-    NGT_OK(rbm_run_init(&b, g_cuda, estimator, k, lr_gamma, 0));
+    NGT_OK(rbm_run_init(&a, g_cuda, estimator, k, lr_gamma, binarize));
+    NGT_OK(rbm_run_init(&b, g_cuda, estimator, k, lr_gamma, binarize));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
     if (step_both(&a.rt.tr, &b.rt.tr, 0, steps, log_every, same_rbm_pr, &pr) != NGT_PASS) return NGT_FAIL;
     NGT_CHECK(ng_rbm_rng_step(&a.rbm) > 0, "%s: no Philox steps taken", what);
@@ -843,9 +844,11 @@ static int rbm_graph_vs_eager(const char *what, int estimator, int k, float lr_g
     return NGT_PASS;
 }
 
-CUDA_TEST(test_graph_rbm_pcd, rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9))
-CUDA_TEST(test_graph_rbm_pcd2_decaying_lr, rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0))
-CUDA_TEST(test_graph_rbm_cd, rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0))
+CUDA_TEST(test_graph_rbm_pcd, rbm_graph_vs_eager("rbm pcd-1", NG_RBM_PCD, 1, 0.0f, 40, 9, 0))
+CUDA_TEST(test_graph_rbm_pcd2_decaying_lr, rbm_graph_vs_eager("rbm pcd-2 (lr_gamma 5)", NG_RBM_PCD, 2, 5.0f, 10, 0, 0))
+CUDA_TEST(test_graph_rbm_cd, rbm_graph_vs_eager("rbm cd-1", NG_RBM_CD, 1, 0.0f, 25, 0, 0))
+/* binarised batches: their Bernoulli draw reads its step from the device count too */
+CUDA_TEST(test_graph_rbm_binarize, rbm_graph_vs_eager("rbm pcd-1, --binarize-train", NG_RBM_PCD, 1, 0.0f, 30, 7, 1))
 
 /* A resumed RBM run continues as a graph from the checkpoint's Philox step: train 7 updates
  * eagerly, save, load into a fresh trainer with graphs on, continue to 30 and compare with an
@@ -1542,16 +1545,11 @@ static int test_graph_refusals(void) {
                   "model without graph_check: %s %s", ng_status_name(s), ng_last_error());
     }
     run_free(&r);
-    /* the RBM: binarised training data (a host-stepped draw), a preconditioner without graph_key */
+    /* the RBM: a preconditioner without graph_key */
     {
         rbm_run rb;
         struct ng_precond_i pi;
         const struct ng_precond_i *real;
-        NGT_OK(rbm_run_init(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 1));
-        s = ng_trainer_set_cuda_graph(&rb.rt.tr, 1);
-        NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--binarize-train"), "rbm --binarize-train: %s %s",
-                  ng_status_name(s), ng_last_error());
-        rbm_run_free(&rb);
         NGT_OK(rbm_run_init_opt(&rb, g_cuda, NG_RBM_PCD, 1, 0.0f, 0, NG_RBM_OPT_FANG, NG_DIAG_ENERGY));
         real = rb.rt.pc->iface;
         pi = *real;
@@ -2621,6 +2619,7 @@ int main(void) {
     NGT_RUN(test_graph_rbm_pcd);
     NGT_RUN(test_graph_rbm_pcd2_decaying_lr);
     NGT_RUN(test_graph_rbm_cd);
+    NGT_RUN(test_graph_rbm_binarize);
     NGT_RUN(test_graph_rbm_resume);
     NGT_RUN(test_graph_rbm_centering);
     NGT_RUN(test_graph_rbm_fang);

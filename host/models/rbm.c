@@ -407,10 +407,18 @@ static ng_status positive_phase(ng_rbm *r, const ng_tensor *x, uint64_t key, uin
     ng_backend *be = r->be;
     int nv = r->n_visible, nh = r->n_hidden, m = e->m, nb, b, fused = ng_sum_cols_part_supported(be);
     uint64_t rstep;
-    if (e->cfg.binarize_train) { /* the draws of this shard's columns of the global batch */
-        NG_TRY(ng_bernoulli_at(be, (size_t)nv * m, x->data, e->vd.data,
-                               ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE), e->rng_step++,
-                               (uint64_t)r->base.dist.lo * (uint64_t)nv));
+    if (e->cfg.binarize_train) {
+        /* the draws of this shard's columns of the global batch, at the gradient's first Philox step
+         * read from the device count (rng_dev[0] = step0 there), so a CUDA graph replays new draws */
+        ng_op_args a = {.op = NG_OP_BERNOULLI};
+        a.bernoulli.n = (size_t)nv * m;
+        a.bernoulli.p = x->data;
+        a.bernoulli.out = e->vd.data;
+        a.bernoulli.key = ng_rng_stream_key(e->cfg.seed, NG_RNG_BINARIZE);
+        a.bernoulli.step = e->rng_step++ - step0;
+        a.bernoulli.first = (uint64_t)r->base.dist.lo * (uint64_t)nv;
+        a.bernoulli.step_dev = (uint64_t *)(void *)e->rng_dev.data;
+        NG_TRY(ng_run_op(be, &a));
         e->vdv = ng_tensor_cols(&e->vd, 0, m);
     } else {
         e->vdv = *x; /* rbm_gradient checked x: (nv, m), ld nv */
@@ -707,15 +715,12 @@ static ng_status rbm_load(ng_model *mdl, const ng_ckpt *c, int apply) {
     return sync_rng_dev(r->est, r->be); /* before any capture of the resumed run */
 }
 
-/* CUDA graphs: the Gibbs kernels read their Philox step from the device count, so a replay draws
- * new samples; the data binarisation still draws at a host step (not captured). */
+/* CUDA graphs: the Gibbs kernels and the data binarisation read their Philox step from the device
+ * count, so a replay draws new samples. */
 static ng_status rbm_graph_check(const ng_model *mdl) {
     const ng_rbm *r = (const ng_rbm *)(const void *)mdl;
     if (!r->est)
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the rbm has no gradient estimator (ng_rbm_estimator_init)");
-    if (r->est->cfg.binarize_train)
-        return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: rbm train --binarize-train is not captured (the batch's "
-                        "Bernoulli draw takes its step from the host); drop --binarize-train or use --cuda-graph 0");
     return NG_OK;
 }
 
