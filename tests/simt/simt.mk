@@ -48,10 +48,10 @@ endif
 SIMT_OWN_TEST_SRC := $(sort $(wildcard $(SIMT_DIR)/test_simt_*.cpp))
 SIMT_OWN_TEST_BIN := $(SIMT_OWN_TEST_SRC:$(SIMT_DIR)/%.cpp=$(SIMT_BUILD)/tests/%)
 # Every generic test that tries the CUDA backend (test_backend.c, test_rbm.c, ...; the multi-rank ones
-# through tests/ranks.h ngt_ranks_cuda): here its CUDA
+# through tests/ranks.h ngt_ranks_cuda or ngt_ranks_open_nccl): here its CUDA
 # half runs on the emulator and is compared with the CPU (directly or through tests/backends.h).
 SIMT_GENERIC_TEST_SRC := $(sort $(wildcard tests/test_backend.c tests/test_rbm.c) \
-    $(shell grep -lE "ng_backend_cuda_init|ngt_open_backends|ngt_ranks_cuda" tests/test_*.c 2>/dev/null))
+    $(shell grep -lE "ng_backend_cuda_init|ngt_open_backends|ngt_ranks_cuda|ngt_ranks_open_nccl" tests/test_*.c 2>/dev/null))
 SIMT_GENERIC_TEST_BIN := $(SIMT_GENERIC_TEST_SRC:tests/%.c=$(SIMT_BUILD)/tests/%)
 
 ifeq ($(SIMT_ENABLED),yes)
