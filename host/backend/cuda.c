@@ -870,7 +870,7 @@ static ng_status cuda_set_tf32(ng_backend *be, int on) {
 /* ---- CUDA graphs: stream capture of the backend's stream ------------------------------------ */
 
 static ng_status cuda_graph_begin(ng_backend *be) {
-    NG_CUDA_CHECK(cudaStreamBeginCapture(ctx_of(be)->stream, cudaStreamCaptureModeGlobal));
+    NG_CUDA_CHECK(cudaStreamBeginCapture(ctx_of(be)->stream, cudaStreamCaptureModeThreadLocal));
     return NG_OK;
 }
 
