@@ -38,7 +38,8 @@
  *       runs eagerly with its host state put back; NGD and HF (CG) and block-diagonal K-FAC (inverse
  *       refreshes and lambda adaptations inside the window) with --cuda-graph 1 equal the eager runs
  *       bit for bit after every update, with replays of the gradient, of every product segment and of
- *       CG's steps (two graphs, by the row parity);
+ *       CG's steps (two graphs, by the row parity); K-FAC with --kfac-async 2 too, with another
+ *       thread's unsafe calls inside every captured gradient (thread-local captures: none fails);
  *       a trainer whose gradient reads the host runs that segment eagerly and still equals eager;
  *       K-FAC's sampled targets with the Philox step on the device equal those with the step by value;
  *       device calls per NGD / HF / K-FAC update of the curves autoencoder, eager and in segments. */
