@@ -1085,7 +1085,7 @@ else
   for np in 2 3; do not_built dist_graph_ranks_np$np test_graph_ranks.c "no CUDA headers or NCCL"; done
 fi
 # graph segments on several ranks (tests/test_seg_ranks.c, emulated): ngd, its sampled Fisher, hf, ncg-l,
-# ngd with --comm-overlap 1, K-FAC and conv nets (G v; H v, the sampled Fisher and ncg-l with batch norm merged
+# ngd with --comm-overlap 1, K-FAC (also with --kfac-async 2) and conv nets (G v; H v, the sampled Fisher and ncg-l with batch norm merged
 # on the device) equal the eager trainer bit for bit with the gradient's, each curvature
 # product's and K-FAC's factor all-reduces inside their segments (replays > 0), every rank equal to rank 0;
 # the MPI communicator and K-FAC in phi space refused by name; ranks whose segment decisions diverge all fail alike.

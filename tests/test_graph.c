@@ -38,11 +38,13 @@
  *       runs eagerly with its host state put back; NGD and HF (CG) and block-diagonal K-FAC (inverse
  *       refreshes and lambda adaptations inside the window) with --cuda-graph 1 equal the eager runs
  *       bit for bit after every update, with replays of the gradient, of every product segment and of
- *       CG's steps (two graphs, by the row parity);
+ *       CG's steps (two graphs, by the row parity); K-FAC with --kfac-async 2 too, with another
+ *       thread's unsafe calls inside every captured gradient (thread-local captures: none fails);
  *       a trainer whose gradient reads the host runs that segment eagerly and still equals eager;
  *       K-FAC's sampled targets with the Philox step on the device equal those with the step by value;
  *       device calls per NGD / HF / K-FAC update of the curves autoencoder, eager and in segments. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1906,8 +1908,8 @@ static int test_sampled_step_dev(void) {
     return NGT_PASS;
 }
 
-enum { S_NGD, S_HF, S_KFAC, S_NGD_SAMPLED };
-static const char *const seg_name[] = {"ngd", "hf", "kfac", "ngd (sampled Fisher)"};
+enum { S_NGD, S_HF, S_KFAC, S_NGD_SAMPLED, S_KFAC_ASYNC };
+static const char *const seg_name[] = {"ngd", "hf", "kfac", "ngd (sampled Fisher)", "kfac --kfac-async 2"};
 
 /* the 6-5-4-6 autoencoder of run_init with the plain step of size 1 (weight decay 1e-3) that K-FAC and
  * truncated Newton use (net_cmd.c), and no preconditioner yet */
@@ -1929,7 +1931,7 @@ static ng_status plain_step_run_init(run *r, ng_backend *be) {
 static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
     ng_status s;
     NG_TRY(plain_step_run_init(r, be));
-    if (kind == S_KFAC) {
+    if (kind == S_KFAC || kind == S_KFAC_ASYNC) {
         ng_kfac_config kc;
         ng_kfac_config_default(&kc);
         kc.approx = NG_KFAC_BLOCKDIAG;
@@ -1938,6 +1940,10 @@ static ng_status seg_run_init(run *r, ng_backend *be, int kind) {
         kc.T2 = 10;
         kc.T3 = 5; /* inverses at updates 1, 2, 3, 5, 10, ... ; gamma candidates at 10, 20 */
         kc.lambda0 = 5.0;
+        /* async: the inverses of the refresh points 5, 10, ... computed by the worker thread (on its
+         * own stream) while the updates after them are captured and replayed, and swapped in 2
+         * updates later (at 7, 12, ...: joined there, so eager and segments swap at the same update) */
+        if (kind == S_KFAC_ASYNC) kc.async_lag = 2;
         s = ng_precond_kfac_init(be, r->net, &kc, &r->pc);
     } else {
         ng_tn_config tc;
@@ -1969,16 +1975,73 @@ static int same_params_kfac_pr(const pair *pr, uint64_t t) {
     return NGT_PASS;
 }
 
+/* Another thread's unsafe calls while the main thread captures: an allocation, a blocking copy and a
+ * synchronisation of its own stream on its own backend of the same device, as K-FAC's refresh worker
+ * makes them (too briefly to meet a capture every run). Made deterministic: the network's grad_ready
+ * hook, which runs on the main thread inside the gradient's body when it is captured or eager (a
+ * replay runs no host code), hands one round of them to the other thread and waits for it. natgrad's captures are ThreadLocal, so every
+ * call succeeds and no segment falls back to eager; with the Global mode the emulator invalidates the
+ * gradient's captures and this test fails. */
+typedef struct noise {
+    ng_backend *be;
+    float *d; /* (1) on be's device, the blocking copy's source */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long requests, done, errors;
+    int stop;
+} noise;
+static void *noise_thread(void *arg) {
+    noise *n = (noise *)arg;
+    pthread_mutex_lock(&n->mu);
+    for (;;) {
+        void *p = NULL;
+        float h;
+        int bad = 0;
+        while (!n->stop && n->done == n->requests) pthread_cond_wait(&n->cv, &n->mu);
+        if (n->stop) break;
+        pthread_mutex_unlock(&n->mu);
+        if (ng_alloc(n->be, 256, &p) != NG_OK) bad++;
+        ng_free(n->be, p);
+        if (ng_get(n->be, &h, n->d, sizeof h) != NG_OK) bad++;
+        if (ng_synchronize(n->be) != NG_OK) bad++;
+        if (bad) printf("  another thread: %s\n", ng_last_error());
+        ng_clear_error();
+        pthread_mutex_lock(&n->mu);
+        n->errors += bad;
+        n->done++;
+        pthread_cond_broadcast(&n->cv);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+static ng_status ready_with_noise(void *user, size_t lo, size_t hi) {
+    noise *n = (noise *)user;
+    (void)lo;
+    (void)hi;
+    pthread_mutex_lock(&n->mu);
+    n->requests++;
+    pthread_cond_broadcast(&n->cv);
+    while (n->done != n->requests) pthread_cond_wait(&n->cv, &n->mu);
+    pthread_mutex_unlock(&n->mu);
+    return NG_OK;
+}
+static noise *g_noise; /* seg_run_init hooks it into the segmented run's network when set */
+
 static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     run a, b;
     uint64_t cap, rep, eag, fail;
     pair pr = {seg_name[kind], &a, &b, steps};
-    const char *product = kind == S_KFAC ? "kfac F^-1 product" : "tn curvature product";
+    int kf = kind == S_KFAC || kind == S_KFAC_ASYNC;
+    const char *product = kf ? "kfac F^-1 product" : "tn curvature product";
     NGT_OK(seg_run_init(&a, g_cuda, kind));
     NGT_OK(seg_run_init(&b, g_cuda, kind));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", seg_name[kind]);
-    if (step_both(&a.tr, &b.tr, 0, steps, log_every, kind == S_KFAC ? same_params_kfac_pr : same_params_pr, &pr) != NGT_PASS)
+    if (g_noise) {
+        b.net->grad_ready = ready_with_noise;
+        b.net->grad_user = g_noise;
+    }
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, kf ? same_params_kfac_pr : same_params_pr, &pr) != NGT_PASS)
         return NGT_FAIL;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &cap, &rep, &eag, &fail);
     printf("  %s: %llu updates: gradient %llu captured, %llu replayed, %llu eager", seg_name[kind], (unsigned long long)steps,
@@ -1991,10 +2054,13 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
     NGT_CHECK(rep > cap && fail == 0, "%s: %s %llu captures, %llu replays, %llu failures", seg_name[kind], product,
               (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)fail);
     /* a step by value would be a new graph every update: with it on the device, fewer captures than updates */
+    /* no segment's capture failed (an unsafe call from any thread the capture mode does not allow) */
+    NGT_CHECK(b.tr.graph.segs.failures == 0, "%s: %llu failed captures", seg_name[kind],
+              (unsigned long long)b.tr.graph.segs.failures);
     if (kind == S_NGD_SAMPLED)
         NGT_CHECK(cap < steps - b.tr.graph.eager, "%s: %llu captures in %llu segmented updates", seg_name[kind],
                   (unsigned long long)cap, (unsigned long long)(steps - b.tr.graph.eager));
-    if (kind != S_KFAC) { /* CG's vector work after each product: 2 row parities per buffer set */
+    if (!kf) { /* CG's vector work after each product: 2 row parities per buffer set */
         ng_graph_seg_counts(&b.tr.graph.segs, "cg step", &cap, &rep, &eag, &fail);
         printf("  %s: cg step %llu captured, %llu replayed, %llu eager\n", seg_name[kind], (unsigned long long)cap,
                (unsigned long long)rep, (unsigned long long)eag);
@@ -2002,7 +2068,7 @@ static int seg_vs_eager(int kind, uint64_t steps, int log_every) {
                   seg_name[kind], (unsigned long long)cap, (unsigned long long)rep, (unsigned long long)eag,
                   (unsigned long long)fail);
     }
-    if (kind == S_KFAC) {
+    if (kf) {
         ng_graph_seg_counts(&b.tr.graph.segs, "kfac quadratic model", &cap, &rep, &eag, &fail);
         printf("  kfac quadratic model: %llu captured, %llu replayed, %llu eager\n", (unsigned long long)cap,
                (unsigned long long)rep, (unsigned long long)eag);
@@ -2048,6 +2114,38 @@ static int test_segments_ngd_chunked(void) {
 CUDA_TEST(test_segments_ngd_sampled, seg_vs_eager(S_NGD_SAMPLED, 12, 0))
 CUDA_TEST(test_segments_hf, seg_vs_eager(S_HF, 12, 0))
 CUDA_TEST(test_segments_kfac, seg_vs_eager(S_KFAC, 30, 7))
+/* --kfac-async 2 in segments equals it eager bit for bit after every update (the inverses swapped in
+ * at the same update: the worker is joined there), with another thread's unsafe calls in every
+ * gradient */
+static int test_segments_kfac_async(void) {
+    noise n;
+    pthread_t th;
+    int r;
+    if (!g_cuda) return ngt_skip(g_reason);
+    memset(&n, 0, sizeof n);
+    pthread_mutex_init(&n.mu, NULL);
+    pthread_cond_init(&n.cv, NULL);
+    NGT_OK(ng_backend_init(g_cuda->kind, g_cuda->device_index, &n.be, NULL, 0));
+    NGT_OK(ng_alloc(n.be, sizeof(float), (void **)&n.d));
+    NGT_CHECK(pthread_create(&th, NULL, noise_thread, &n) == 0, "cannot start the other thread");
+    g_noise = &n;
+    r = seg_vs_eager(S_KFAC_ASYNC, 30, 7);
+    g_noise = NULL;
+    pthread_mutex_lock(&n.mu);
+    n.stop = 1;
+    pthread_cond_broadcast(&n.cv);
+    pthread_mutex_unlock(&n.mu);
+    pthread_join(th, NULL);
+    ng_free(n.be, n.d);
+    ng_backend_free(n.be);
+    pthread_mutex_destroy(&n.mu);
+    pthread_cond_destroy(&n.cv);
+    printf("  another thread: %ld rounds of allocation, blocking copy and synchronisation inside the gradients, %ld errors\n",
+           n.done, n.errors);
+    NGT_CHECK(n.done > 0 && n.errors == 0, "another thread's calls during the captures: %ld rounds, %ld errors", n.done,
+              n.errors);
+    return r;
+}
 
 /* A gradient that reads the host (the model's grad_ready hook, which the network calls during its
  * backward pass, reads a norm): its segment's capture fails every time, the trainer goes on with the
@@ -2087,13 +2185,11 @@ static int test_segments_failed_capture(void) {
     return NGT_PASS;
 }
 
-/* K-FAC's asynchronous refreshes run on a second stream, and K-FAC in the natural parameter space
- * is not a segment trainer: both refused by name */
-static int test_segments_refusals(void) {
+/* K-FAC in the natural parameter space is not a segment trainer: captured whole */
+static int test_segments_kfac_phi(void) {
     run r;
     ng_kfac_config kc;
     ng_sgd_config c;
-    ng_status s;
     if (!g_cuda) return ngt_skip(g_reason);
     NGT_OK(run_init(&r, g_cuda, R_SGD));
     ng_update_free(r.upd);
@@ -2104,18 +2200,8 @@ static int test_segments_refusals(void) {
     ng_kfac_config_default(&kc);
     kc.T3 = 4;
     kc.T2 = 8;
-    kc.async_lag = 1;
-    NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
-    NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
-    s = ng_trainer_set_cuda_graph(&r.tr, 1);
-    NGT_CHECK(s == NG_ERR_UNSUPPORTED && strstr(ng_last_error(), "--kfac-async"), "kfac async: %s %s", ng_status_name(s),
-              ng_last_error());
     /* K-FAC in the natural parameter space (--precond kfac --phi-every): captured whole, not in
      * segments (test_graph_net_kfac_phi) */
-    ng_trainer_release(&r.tr);
-    ng_precond_free(r.pc);
-    r.pc = NULL;
-    kc.async_lag = -1;
     kc.phi_every = 2;
     NGT_OK(ng_precond_kfac_init(g_cuda, r.net, &kc, &r.pc));
     NGT_OK(ng_trainer_init(&r.tr, r.net, r.pc, r.upd, &r.data, 5, NULL));
@@ -2654,8 +2740,9 @@ int main(void) {
     NGT_RUN(test_segments_ngd_sampled);
     NGT_RUN(test_segments_hf);
     NGT_RUN(test_segments_kfac);
+    NGT_RUN(test_segments_kfac_async);
     NGT_RUN(test_segments_failed_capture);
-    NGT_RUN(test_segments_refusals);
+    NGT_RUN(test_segments_kfac_phi);
     NGT_RUN(test_counts_segments);
     NGT_RUN(test_counts_cnn_segments);
     NGT_RUN(test_evaluate_dev);

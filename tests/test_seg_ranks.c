@@ -27,7 +27,8 @@
  *   - block-diagonal and block-tridiagonal K-FAC (tau1 = 0.75: statistics on 6 + 3 cases on 2 ranks, 4 + 4 + 1 on 3, and in the
  *     partial batch 4 + 1 and 3 + 2 + 0: a rank without cases only scales; refreshes, gamma candidates
  *     and lambda adjustments within 30 updates): the parameters and lambda, gamma, alpha, mu, rho and
- *     M(delta) - M(0) equal the eager trainer's bit for bit after every update, the statistics segment
+ *     M(delta) - M(0) equal the eager trainer's bit for bit after every update (also with --kfac-async 2: each rank's
+ *     worker computes its layers' inverses while the main thread captures), the statistics segment
  *     (the factors' 2 L = 6, or 4 L - 2 = 10, all-reduces inside) replays once its weights settle, the F^-1 products and
  *     rho's objective replay, and every rank ends equal to rank 0;
  *   - device calls of one steady-state update of the curves autoencoder with NGD (CG 10) on global
@@ -76,12 +77,12 @@ static ng_backend *g_be;
 static char g_reason[512];
 
 enum { K_NGD, K_NGD_SAMPLED, K_HF, K_NCG_L, K_NGD_SEPARATE, K_NGD_BN, K_CNN_NGD, K_CNN_HF_BN, K_CNN_SAMPLED_BN,
-       K_CNN_NCG_BN, K_KFAC, K_KFAC_TRI };
+       K_CNN_NCG_BN, K_KFAC, K_KFAC_TRI, K_KFAC_ASYNC };
 static const char *const kind_name[] = {"ngd", "ngd (sampled Fisher)", "hf", "ncg-l", "ngd (separate metric batch)",
                                         "ngd, 6-5+bn-4:tanh+bn-6", "cnn ngd (G v), c3k3-relu-mp2-d3, chunks of 3",
                                         "cnn hf (H v), c3k3-bn-relu-mp2-d3", "cnn ngd (sampled Fisher), c3k3-bn-relu-mp2-d3",
                                         "cnn ncg-l (empirical Fisher), c3k3-bn-relu-mp2-d3",
-                                        "kfac", "kfac tridiagonal"};
+                                        "kfac", "kfac tridiagonal", "kfac --kfac-async 2"};
 static int is_cnn(int kind) { return kind >= K_CNN_NGD && kind <= K_CNN_NCG_BN; }
 static int has_bn(int kind) { return kind == K_NGD_BN || (is_cnn(kind) && kind != K_CNN_NGD); }
 
@@ -148,6 +149,8 @@ static ng_status run_init(run *r, int kind, ng_comm *comm, int overlap) {
         /* statistics on the first 9 of 12 cases (5 of 7): 6 + 3 on 2 ranks, 4 + 4 + 1 on 3 (3 + 2 + 0
          * in the partial batch: a rank without cases only scales) */
         kc.tau1 = 0.75;
+        /* the refreshes at 5, 10, ... by each rank's worker thread on its layers, swapped in 2 updates later */
+        if (kind == K_KFAC_ASYNC) kc.async_lag = 2;
         s = ng_precond_kfac_init(g_be, r->net, &kc, &r->pc);
     } else if (s == NG_OK) {
         ng_tn_config tc;
@@ -379,6 +382,10 @@ static int test_seg_ranks_kfac_tridiag(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
     return kfac_seg_vs_eager(K_KFAC_TRI, 30, 0);
 }
+static int test_seg_ranks_kfac_async(void) {
+    if (ready() != NGT_PASS) return NGT_SKIP;
+    return kfac_seg_vs_eager(K_KFAC_ASYNC, 30, 7);
+}
 /* a separate metric batch is whole on every rank: its products are not reduced (none recorded) */
 static int test_seg_ranks_ngd_separate(void) {
     if (ready() != NGT_PASS) return NGT_SKIP;
@@ -567,6 +574,7 @@ int main(void) {
     NGT_RUN(test_seg_ranks_cnn_ncg_bn);
     NGT_RUN(test_seg_ranks_kfac);
     NGT_RUN(test_seg_ranks_kfac_tridiag);
+    NGT_RUN(test_seg_ranks_kfac_async);
     NGT_RUN(test_seg_ranks_overlap);
     NGT_RUN(test_seg_ranks_counts);
     NGT_RUN(test_seg_ranks_refusals);

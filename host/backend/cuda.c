@@ -869,8 +869,12 @@ static ng_status cuda_set_tf32(ng_backend *be, int on) {
 
 /* ---- CUDA graphs: stream capture of the backend's stream ------------------------------------ */
 
+/* Thread-local capture mode: only this thread's unsafe calls (allocations, blocking copies,
+ * synchronisations) invalidate the capture, so K-FAC's --kfac-async worker, which makes them on its
+ * own backend and stream while the main thread captures, does not (under the global mode it would). */
+
 static ng_status cuda_graph_begin(ng_backend *be) {
-    NG_CUDA_CHECK(cudaStreamBeginCapture(ctx_of(be)->stream, cudaStreamCaptureModeGlobal));
+    NG_CUDA_CHECK(cudaStreamBeginCapture(ctx_of(be)->stream, cudaStreamCaptureModeThreadLocal));
     return NG_OK;
 }
 

@@ -176,13 +176,6 @@ static ng_status graph_segments_check(ng_trainer *tr) {
         return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: the model %s has no pass state for graph segments (%s is "
                         "captured in segments on net and cnn); run it with --cuda-graph 0", tr->model->iface->kind,
                         tr->pc->iface->name);
-    if (strcmp(tr->pc->iface->name, "kfac") == 0) {
-        ng_kfac_config kc;
-        NG_TRY(ng_kfac_get_config(tr->pc, &kc));
-        if (kc.async_lag >= 0)
-            return ng_error(NG_ERR_UNSUPPORTED, "--cuda-graph 1: K-FAC's asynchronous inverse refreshes (--kfac-async) run "
-                            "on a second stream while the update is captured; use --kfac-async -1 or --cuda-graph 0");
-    }
     return NG_OK;
 }
 

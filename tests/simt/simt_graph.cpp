@@ -10,11 +10,15 @@
  * executable graph; cudaGraphLaunch replays its nodes in order on the current device (work is
  * synchronous here, so the graph has finished when the call returns).
  *
- * CUDA's rules, as the emulator applies them (global capture mode, the only one natgrad uses):
+ * CUDA's rules, as the emulator applies them (the three capture modes; natgrad captures ThreadLocal):
  *   - calls that would synchronise with, or allocate under, a capture (cudaMalloc, cudaFree,
  *     cudaMallocHost, cudaFreeHost, cudaMemcpy, cudaMemset, cudaDeviceSynchronize,
  *     cudaStreamSynchronize, cudaStreamQuery, cudaEventSynchronize, cudaEventQuery) made while a
- *     capture is active on the device return cudaErrorStreamCaptureUnsupported and invalidate it;
+ *     capture is active on the device return cudaErrorStreamCaptureUnsupported and invalidate it
+ *     when the calling thread is prohibited from them: its interaction mode
+ *     (cudaThreadExchangeStreamCaptureMode, Global by default) is Global and it began a capture not
+ *     Relaxed or another thread began one Global; ThreadLocal and it began one not Relaxed; never when
+ *     Relaxed. Synchronising or querying a capturing stream itself invalidates its capture in any mode;
  *     so do cuBLAS reductions with a host result (CUBLAS_STATUS_NOT_SUPPORTED here), cuSOLVER and
  *     cuRAND computing calls on a capturing stream (not captured by the emulator: natgrad's
  *     capturable steps make none);
@@ -23,7 +27,7 @@
  *   - cudaStreamBeginCapture of the legacy / per-thread default stream is
  *     cudaErrorStreamCaptureUnsupported, of a stream already capturing cudaErrorIllegalState;
  *     cudaStreamEndCapture of a stream not capturing is cudaErrorIllegalState, from another thread
- *     than the one that began it cudaErrorStreamCaptureWrongThread;
+ *     than the one that began it cudaErrorStreamCaptureWrongThread (unless begun Relaxed);
  *   - a launch with a bad configuration during capture returns its error and invalidates the capture.
  * Every refusal prints a "simt:" line naming the call. cudaGraphLaunch returns the first error of a
  * replayed node (a "simt:" line names it) and stops there.
@@ -63,6 +67,7 @@ namespace {
 
 struct capture_state {
     std::thread::id owner;
+    cudaStreamCaptureMode mode; /* the mode cudaStreamBeginCapture was given */
     int device;
     bool invalidated;
     const char *why; /* the call that invalidated it */
@@ -85,6 +90,8 @@ std::map<cudaStream_t, capture_ptr> captures;
 std::map<cudaEvent_t, captured_record> captured_events;
 std::set<cudaGraph_t> graphs;
 std::set<cudaGraphExec_t> execs;
+/* the calling thread's capture interaction mode (cudaThreadExchangeStreamCaptureMode) */
+thread_local cudaStreamCaptureMode tls_mode = cudaStreamCaptureModeGlobal;
 unsigned long long n_graph_launches, n_nodes_replayed;
 
 bool is_default_stream(cudaStream_t s) {
@@ -116,23 +123,38 @@ cudaError_t capture_node(cudaStream_t s, const char *what, node_fn fn) {
     return cudaSuccess;
 }
 
+/* CUDA's rule (cudaStreamBeginCapture / cudaThreadExchangeStreamCaptureMode): a potentially unsafe
+ * call is prohibited for a thread whose interaction mode is Global when it has an ongoing capture not
+ * begun Relaxed, or another thread has one begun Global; ThreadLocal: only its own non-Relaxed
+ * captures count; Relaxed: none. A call on a capturing stream itself (synchronising or querying it)
+ * conflicts with that capture in every mode. The conflicting captures are invalidated. */
 cudaError_t capture_forbid(const char *call, cudaStream_t s) {
     std::lock_guard<std::mutex> lock(gmu);
     int dev = current_device();
-    bool hit = false;
+    std::thread::id me = std::this_thread::get_id();
+    bool hit = false, own = s != NULL && !is_default_stream(s);
+    const char *mode = "";
     for (auto &c : captures) {
-        if (s != NULL && !is_default_stream(s) && c.first != s) continue;
-        if (c.second->device != dev) continue;
-        if (!c.second->invalidated) {
-            c.second->invalidated = true;
-            c.second->why = call;
+        capture_state &k = *c.second;
+        if (own && c.first != s) continue;
+        if (k.device != dev) continue;
+        if (!own) {
+            bool local = k.owner == me && k.mode != cudaStreamCaptureModeRelaxed;
+            bool other = k.owner != me && k.mode == cudaStreamCaptureModeGlobal;
+            if (tls_mode == cudaStreamCaptureModeRelaxed) continue;
+            if (!local && !(other && tls_mode == cudaStreamCaptureModeGlobal)) continue;
+            mode = local ? "begun by this thread" : "begun by another thread with cudaStreamCaptureModeGlobal";
+        } else {
+            mode = "on that stream";
+        }
+        if (!k.invalidated) {
+            k.invalidated = true;
+            k.why = call;
         }
         hit = true;
     }
     if (!hit) return cudaSuccess;
-    note("%s: not permitted while a stream capture is active (cudaStreamCaptureModeGlobal); the "
-         "capture is invalidated",
-         call);
+    note("%s: not permitted while a stream capture is active (%s); the capture is invalidated", call, mode);
     return cudaErrorStreamCaptureUnsupported;
 }
 
@@ -221,6 +243,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     }
     capture_ptr c = std::make_shared<capture_state>();
     c->owner = std::this_thread::get_id();
+    c->mode = mode;
     c->device = current_device();
     c->invalidated = false;
     c->why = NULL;
@@ -228,6 +251,16 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     c->origin = stream;
     c->last[stream] = 0;
     captures[stream] = c;
+    return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode) {
+    if (mode == NULL || (*mode != cudaStreamCaptureModeGlobal && *mode != cudaStreamCaptureModeThreadLocal &&
+                         *mode != cudaStreamCaptureModeRelaxed))
+        return set_error(cudaErrorInvalidValue);
+    cudaStreamCaptureMode old = tls_mode;
+    tls_mode = *mode;
+    *mode = old;
     return cudaSuccess;
 }
 
@@ -240,7 +273,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph) {
         note("cudaStreamEndCapture: stream %p is not capturing", (void *)stream);
         return set_error(cudaErrorIllegalState);
     }
-    if (it->second->owner != std::this_thread::get_id()) {
+    if (it->second->owner != std::this_thread::get_id() && it->second->mode != cudaStreamCaptureModeRelaxed) {
         note("cudaStreamEndCapture: the capture of stream %p was begun by another thread", (void *)stream);
         return set_error(cudaErrorStreamCaptureWrongThread);
     }

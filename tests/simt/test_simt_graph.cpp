@@ -6,7 +6,11 @@
  * allocating calls during capture, host-result reductions) with the documented error codes, and a
  * capture invalidated by them ends with cudaErrorStreamCaptureInvalidated and a NULL graph. Fork /
  * join through events: a stream joins a capture by waiting for an event recorded in it, and must be
- * joined back before the capture ends (cudaErrorStreamCaptureUnjoined). */
+ * joined back before the capture ends (cudaErrorStreamCaptureUnjoined). The capture modes (CUDA's
+ * documented rule): an allocation in another thread invalidates a Global capture but neither a
+ * ThreadLocal nor a Relaxed one; one in the capturing thread invalidates Global and ThreadLocal
+ * captures, not a Relaxed one; a thread that set its interaction mode to ThreadLocal or Relaxed
+ * (cudaThreadExchangeStreamCaptureMode) may allocate during another thread's Global capture. */
 #include "ng_cuda.cuh"
 
 #include <cublas_v2.h>
@@ -94,10 +98,12 @@ static int test_capture_and_replay(void) {
 }
 
 /* begin, an illegal call (which must fail with `want`), end: invalidated, NULL graph */
-template <class F> static int invalidated_by(cudaStream_t s, const char *what, cudaError_t want, F call) {
+template <class F>
+static int invalidated_by(cudaStream_t s, const char *what, cudaError_t want, F call,
+                          cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal) {
     cudaGraph_t g = (cudaGraph_t)1;
     cudaStreamCaptureStatus cs;
-    CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), cudaSuccess);
+    CHECK_CUDA(cudaStreamBeginCapture(s, mode), cudaSuccess);
     cudaError_t e = call();
     CHECK_CUDA(cudaStreamIsCapturing(s, &cs), cudaSuccess);
     cudaError_t end = cudaStreamEndCapture(s, &g);
@@ -259,9 +265,115 @@ static int test_fork_join(void) {
     return NGT_PASS;
 }
 
+/* One capture of y <- 2 y + 1 in `mode` while `during` runs (an allocation, a blocking copy and a
+ * synchronisation of another stream, from another thread or this one): it must leave the capture
+ * valid (the graph replays y = 1 from 0) when `survives`, else fail with
+ * cudaErrorStreamCaptureUnsupported and end the capture invalidated. */
+template <class F>
+static int capture_with(const char *what, cudaStreamCaptureMode mode, bool survives, F during) {
+    const int n = 8;
+    cudaStream_t s;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    cudaStreamCaptureStatus cs;
+    float *y = NULL, host[n];
+    CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+    CHECK_CUDA(cudaMalloc((void **)&y, n * sizeof(float)), cudaSuccess);
+    CHECK_CUDA(cudaMemset(y, 0, n * sizeof(float)), cudaSuccess);
+    CHECK_CUDA(cudaStreamBeginCapture(s, mode), cudaSuccess);
+    NG_LAUNCH(affine_kernel, 1, 32, 0, s)(y, 2.0f, 1.0f, n);
+    cudaError_t e = during(y);
+    CHECK_CUDA(cudaStreamIsCapturing(s, &cs), cudaSuccess);
+    cudaError_t end = cudaStreamEndCapture(s, &g);
+    (void)cudaGetLastError();
+    if (survives) {
+        NGT_CHECK(e == cudaSuccess, "%s: -> %s, want cudaSuccess", what, cudaGetErrorName(e));
+        NGT_CHECK(cs == cudaStreamCaptureStatusActive && end == cudaSuccess && g != NULL,
+                  "%s: capture status %d, end %s", what, (int)cs, cudaGetErrorName(end));
+        CHECK_CUDA(cudaGraphInstantiate(&ge, g, 0), cudaSuccess);
+        CHECK_CUDA(cudaGraphLaunch(ge, s), cudaSuccess);
+        CHECK_CUDA(cudaStreamSynchronize(s), cudaSuccess);
+        CHECK_CUDA(cudaMemcpy(host, y, sizeof host, cudaMemcpyDeviceToHost), cudaSuccess);
+        for (int i = 0; i < n; i++) NGT_CHECK(host[i] == 1.0f, "%s: replayed y[%d] = %g, want 1", what, i, (double)host[i]);
+        CHECK_CUDA(cudaGraphExecDestroy(ge), cudaSuccess);
+        CHECK_CUDA(cudaGraphDestroy(g), cudaSuccess);
+    } else {
+        NGT_CHECK(e == cudaErrorStreamCaptureUnsupported, "%s: -> %s, want cudaErrorStreamCaptureUnsupported", what,
+                  cudaGetErrorName(e));
+        NGT_CHECK(cs == cudaStreamCaptureStatusInvalidated && end == cudaErrorStreamCaptureInvalidated && g == NULL,
+                  "%s: capture status %d, end %s, graph %p", what, (int)cs, cudaGetErrorName(end), (void *)g);
+    }
+    CHECK_CUDA(cudaFree(y), cudaSuccess);
+    CHECK_CUDA(cudaStreamDestroy(s), cudaSuccess);
+    return NGT_PASS;
+}
+
+/* what a worker thread does (K-FAC's asynchronous refresh): an allocation, a blocking copy, a
+ * synchronisation of its own stream; the first error (in order) or cudaSuccess. thread_mode: the
+ * worker's interaction mode (cudaThreadExchangeStreamCaptureMode), Global by default. */
+static cudaError_t worker_calls(float *y, cudaStreamCaptureMode thread_mode) {
+    cudaError_t first = cudaSuccess;
+    std::thread t([&] {
+        cudaStreamCaptureMode m = thread_mode;
+        float *p = NULL, h = 0.0f;
+        cudaStream_t w;
+        cudaError_t e[5];
+        e[0] = cudaThreadExchangeStreamCaptureMode(&m);
+        e[1] = cudaStreamCreateWithFlags(&w, cudaStreamNonBlocking);
+        e[2] = cudaMalloc((void **)&p, 64);
+        e[3] = cudaMemcpy(&h, y, sizeof h, cudaMemcpyDeviceToHost);
+        e[4] = cudaStreamSynchronize(w);
+        if (p) (void)cudaFree(p);
+        (void)cudaStreamDestroy(w);
+        for (int i = 0; i < 5; i++)
+            if (first == cudaSuccess) first = e[i];
+        (void)cudaGetLastError();
+    });
+    t.join();
+    return first;
+}
+
+static int test_capture_modes(void) {
+    const cudaStreamCaptureMode G = cudaStreamCaptureModeGlobal, T = cudaStreamCaptureModeThreadLocal,
+                                R = cudaStreamCaptureModeRelaxed;
+    cudaStreamCaptureMode m = (cudaStreamCaptureMode)7;
+    auto mine = [](float *) {
+        float *p = NULL;
+        cudaError_t e = cudaMalloc((void **)&p, 64);
+        if (p) (void)cudaFree(p);
+        return e;
+    };
+    /* another thread (Global interaction mode, the default) */
+    if (capture_with("another thread's malloc, Global capture", G, false, [](float *y) { return worker_calls(y, G); }) != NGT_PASS ||
+        capture_with("another thread's malloc, ThreadLocal capture", T, true, [](float *y) { return worker_calls(y, G); }) != NGT_PASS ||
+        capture_with("another thread's malloc, Relaxed capture", R, true, [](float *y) { return worker_calls(y, G); }) != NGT_PASS)
+        return NGT_FAIL;
+    /* another thread that opted out of Global: a Global capture survives it */
+    if (capture_with("a ThreadLocal thread's malloc, Global capture", G, true, [](float *y) { return worker_calls(y, T); }) != NGT_PASS ||
+        capture_with("a Relaxed thread's malloc, Global capture", G, true, [](float *y) { return worker_calls(y, R); }) != NGT_PASS)
+        return NGT_FAIL;
+    /* the capturing thread itself */
+    if (capture_with("this thread's malloc, ThreadLocal capture", T, false, mine) != NGT_PASS ||
+        capture_with("this thread's malloc, Relaxed capture", R, true, mine) != NGT_PASS)
+        return NGT_FAIL;
+    /* synchronising the capturing stream conflicts in every mode */
+    {
+        cudaStream_t s;
+        CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+        if (invalidated_by(s, "cudaStreamSynchronize (Relaxed)", cudaErrorStreamCaptureUnsupported,
+                           [&] { return cudaStreamSynchronize(s); }, R) != NGT_PASS)
+            return NGT_FAIL;
+        CHECK_CUDA(cudaStreamDestroy(s), cudaSuccess);
+    }
+    CHECK_CUDA(cudaThreadExchangeStreamCaptureMode(&m), cudaErrorInvalidValue);
+    (void)cudaGetLastError();
+    return NGT_PASS;
+}
+
 int main(void) {
     NGT_RUN(test_capture_and_replay);
     NGT_RUN(test_capture_rules);
     NGT_RUN(test_fork_join);
+    NGT_RUN(test_capture_modes);
     return ngt_finish();
 }
