@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "natgrad/cnn.h"
 #include "natgrad/data.h"
 #include "natgrad/net.h"
@@ -130,4 +131,27 @@ static inline void fill_images(float *x, int n, int ld, uint64_t *z) {
         for (k = 0; k < 3; k++) x[36 + k + (size_t)ld * i] = k == (i * 7) % 3 ? 1.0f : 0.0f;
     }
 }
+/* The driver every graph-vs-eager test shares: updates from .. to-1 of an eager trainer a and a graph
+ * trainer b, the same log row passed to both on every log_every-th update (0: none); after each
+ * update same(pr, t) compares the two runs (NULL: no comparison). NGT_FAIL at the first difference. */
+typedef struct pair {
+    const char *what;
+    void *a, *b;    /* the two runs (run, rbm_run, cnn_run or prong_run) */
+    uint64_t steps; /* the last update + 1 (graph_vs_eager compares it) */
+} pair;
+typedef int (*same_fn)(const pair *pr, uint64_t t);
+
+static inline int step_both(ng_trainer *a, ng_trainer *b, uint64_t from, uint64_t to, int log_every, same_fn same,
+                                   const pair *pr) {
+    double row[NG_TRAIN_MAX_COLUMNS];
+    uint64_t t;
+    for (t = from; t < to; t++) {
+        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
+        NGT_OK(ng_trainer_step(a, rw));
+        NGT_OK(ng_trainer_step(b, rw));
+        if (same && same(pr, t) != NGT_PASS) return NGT_FAIL;
+    }
+    return NGT_PASS;
+}
+
 #endif

@@ -631,29 +631,6 @@ static int test_backend_graph(void) {
 
 /* ---- (c) trainer: graph == eager, bit for bit ----------------------------------------------- */
 
-/* The driver every graph-vs-eager test shares: updates from .. to-1 of an eager trainer a and a graph
- * trainer b, the same log row passed to both on every log_every-th update (0: none); after each
- * update same(pr, t) compares the two runs (NULL: no comparison). NGT_FAIL at the first difference. */
-typedef struct pair {
-    const char *what;
-    void *a, *b;    /* the two runs (run, rbm_run, cnn_run or prong_run) */
-    uint64_t steps; /* the last update + 1 (graph_vs_eager compares it) */
-} pair;
-typedef int (*same_fn)(const pair *pr, uint64_t t);
-
-static int step_both(ng_trainer *a, ng_trainer *b, uint64_t from, uint64_t to, int log_every, same_fn same,
-                     const pair *pr) {
-    double row[NG_TRAIN_MAX_COLUMNS];
-    uint64_t t;
-    for (t = from; t < to; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(a, rw));
-        NGT_OK(ng_trainer_step(b, rw));
-        if (same && same(pr, t) != NGT_PASS) return NGT_FAIL;
-    }
-    return NGT_PASS;
-}
-
 /* every update of the graph trainer b was a capture, a replay or an eager one */
 static int counts_add_up(const char *what, const ng_trainer *b, uint64_t steps) {
     NGT_CHECK(b->graph.captures + b->graph.replays + b->graph.eager == steps, "%s: %llu + %llu + %llu != %llu", what,

@@ -163,26 +163,22 @@ static int graph_counts(const char *what, const ng_trainer *tr, uint64_t steps, 
     return NGT_PASS;
 }
 
+static int same_rbm_pr(const pair *pp, uint64_t t) { return same_rbm(pp->what, (rbm_run *)pp->a, (rbm_run *)pp->b, t); }
+
 static const char *const opt_name[] = {"sgd", "centering", "fang", "diag"};
 
 static int rbm_graph_vs_eager(int estimator, int k, int optimizer, uint64_t steps, int log_every,
                               unsigned long long want, int binarize) {
     rbm_run a, b;
-    uint64_t t;
     unsigned long long rec0 = NC->captured;
-    double row[NG_TRAIN_MAX_COLUMNS];
     char what[96];
+    pair pp = {what, &a, &b, steps};
     snprintf(what, sizeof what, "rbm %s-%d + %s%s", estimator == NG_RBM_PCD ? "PCD" : "CD", k, opt_name[optimizer],
              binarize ? ", --binarize-train" : "");
     NGT_OK(rbm_run_init(&a, estimator, k, optimizer, binarize));
     NGT_OK(rbm_run_init(&b, estimator, k, optimizer, binarize));
     NGT_OK(ng_trainer_set_cuda_graph(&b.rt.tr, 1));
-    for (t = 0; t < steps; t++) {
-        double *rw = t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.rt.tr, rw));
-        NGT_OK(ng_trainer_step(&b.rt.tr, rw));
-        if (same_rbm(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.rt.tr, &b.rt.tr, 0, steps, log_every, same_rbm_pr, &pp) != NGT_PASS) return NGT_FAIL;
     if (graph_counts(what, &b.rt.tr, steps, NC->captured - rec0, want) != NGT_PASS) return NGT_FAIL;
     if (optimizer == NG_RBM_OPT_FANG) /* every refit (t = 0, 5, 10, ...) eager */
         NGT_CHECK(b.rt.tr.graph.eager >= (steps + 4) / 5, "%s: %llu eager updates, fewer than the %llu refits", what,

@@ -199,25 +199,22 @@ static int same_kfac(const char *what, run *a, run *b, uint64_t t) {
     return NGT_PASS;
 }
 
+static int same_kfac_pr(const pair *pp, uint64_t t) { return same_kfac(pp->what, (run *)pp->a, (run *)pp->b, t); }
+
 /* K-FAC in segments: the gradient's and the statistics' segments hold the all-reduces (the factors':
  * 2 L = 6 per statistics capture, block-tridiagonal 4 L - 2 = 10 with the coupling factors), the F^-1
  * products and rho's objective none */
 static int kfac_seg_vs_eager(int kind, uint64_t steps, int log_every) {
     run a, b;
-    uint64_t t, gc, gr, ge, gf, sc, sr, se, sf, fc, fr, fe, ff, oc, orp, oe, of;
+    uint64_t gc, gr, ge, gf, sc, sr, se, sf, fc, fr, fe, ff, oc, orp, oe, of;
     unsigned long long rec0 = NC->captured, rec, nf = kind == K_KFAC_TRI ? 10u : 6u;
-    double row[NG_TRAIN_MAX_COLUMNS];
     const char *what = kind_name[kind];
+    pair pp = {what, &a, &b, steps};
     NGT_OK(run_init(&a, kind, NC, 0));
     NGT_OK(run_init(&b, kind, NC, 0));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_kfac(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_kfac_pr, &pp) != NGT_PASS) return NGT_FAIL;
     rec = NC->captured - rec0;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &gc, &gr, &ge, &gf);
     ng_graph_seg_counts(&b.tr.graph.segs, "kfac statistics", &sc, &sr, &se, &sf);
@@ -293,24 +290,25 @@ static int same_cnn_state(const char *what, run *a, run *b, uint64_t t) {
     return NGT_PASS;
 }
 
+/* the parameters, and a conv net's running averages and tn's columns */
+static int same_seg_pr(const pair *pp, uint64_t t) {
+    run *a = (run *)pp->a, *b = (run *)pp->b;
+    if (same_params(pp->what, a, b, t) != NGT_PASS) return NGT_FAIL;
+    return strcmp(a->net->iface->kind, "cnn") == 0 ? same_cnn_state(pp->what, a, b, t) : NGT_PASS;
+}
+
 static int seg_vs_eager(int kind, uint64_t steps, int log_every, int overlap) {
     run a, b;
-    uint64_t t, gc, gr, ge, gf, pc, pr, pe, pf, cc, cr, ce, cf;
+    uint64_t gc, gr, ge, gf, pc, pr, pe, pf, cc, cr, ce, cf;
     unsigned long long rec0 = NC->captured, rec, per_grad = overlap ? 2u : 1u, per_prod = kind == K_NGD_SEPARATE ? 0u : 1u;
-    double row[NG_TRAIN_MAX_COLUMNS];
     char what[96];
+    pair pp = {what, &a, &b, steps};
     snprintf(what, sizeof what, "%s, --comm-overlap %d", kind_name[kind], overlap);
     NGT_OK(run_init(&a, kind, NC, overlap));
     NGT_OK(run_init(&b, kind, NC, overlap));
     NGT_OK(ng_trainer_set_cuda_graph(&b.tr, 1));
     NGT_CHECK(b.tr.graph.seg == 1, "%s: not run in segments", what);
-    for (t = 0; t < steps; t++) {
-        double *rw = log_every && t % (uint64_t)log_every == 0 ? row : NULL;
-        NGT_OK(ng_trainer_step(&a.tr, rw));
-        NGT_OK(ng_trainer_step(&b.tr, rw));
-        if (same_params(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-        if (is_cnn(kind) && same_cnn_state(what, &a, &b, t) != NGT_PASS) return NGT_FAIL;
-    }
+    if (step_both(&a.tr, &b.tr, 0, steps, log_every, same_seg_pr, &pp) != NGT_PASS) return NGT_FAIL;
     rec = NC->captured - rec0;
     ng_graph_seg_counts(&b.tr.graph.segs, "gradient", &gc, &gr, &ge, &gf);
     ng_graph_seg_counts(&b.tr.graph.segs, "tn curvature product", &pc, &pr, &pe, &pf);
