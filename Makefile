@@ -189,7 +189,7 @@ $(ASAN_TEST_BIN): $(BUILD)/tests/%_asan: tests/%.c tests/harness.h $(ASAN_SRC) $
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Itests $< $(ASAN_SRC) $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
 
-test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(ASAN_TEST_BIN)
+test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(SIMT_GPU_CHECK_BIN) $(ASAN_TEST_BIN)
 
 # The backend conformance, RBM, evaluation, FANG, checkpoint, update-rule and kernel launch-shape tests on a real GPU (NG_CUDA=1 build), then again under
 # compute-sanitizer (memcheck, racecheck, synccheck) when it is installed. A skipped test fails
@@ -270,9 +270,6 @@ bench-launch-counts: deps
 kernel-lab: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab $(if $(filter yes,$(SIMT_ENABLED)),$(SIMT_BUILD)/bench/kernel_lab)
 	@bash bench/kernel_lab.sh $(BUILD)
-$(SIMT_BUILD)/bench/kernel_lab: $(SIMT_BUILD)/obj/bench/kernel_lab.o $(SIMT_LIBS)
-	@mkdir -p $(dir $@)
-	$(CXX) $(SIMT_LDFLAGS) $< $(SIMT_LIBS) $(LDLIBS) -o $@
 $(BUILD)/bench/kernel_lab $(SIMT_BUILD)/obj/bench/kernel_lab.o: bench/kernel_lab_families.h kernels/ng_kernels.h
 
 # im2col + gemm against a direct convolution on the CPU, the Fashion-MNIST conv shapes (bench/bench_conv.c)

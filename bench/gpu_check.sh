@@ -24,9 +24,22 @@
 # with the end of its log and the script goes on, so one run always yields a report.
 # Without an NVIDIA GPU (nvidia-smi lists none) or without nvcc it refuses at once (exit 3) and
 # runs nothing. Usage: bash bench/gpu_check.sh   (GPU_CHECK_DEVICE=N picks GPU N; default 0)
+#
+# Rehearsal: GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh [RESULTS_DIR] runs every step's command
+# on a machine without a GPU: the natgrad CLI and bench programs built against the SIMT emulator
+# (build/simt/natgrad, build/simt/bench/*; tests/simt), the same options with smaller sizes and
+# fewer updates, the report in RESULTS_DIR (default build/gpu-check-rehearsal; never bench/results).
+# Its timings mean nothing; it proves that the script's commands, options, checkpoints compared and
+# report sections work, so the first real run does not waste a lent GPU on a typo. make test runs it
+# (tests/test_gpu_check.sh). Not rehearsed: make test-gpu (make test runs those tests on the emulator)
+# and nsys.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
+rehearsal=${GPU_CHECK_REHEARSAL:-0}
+case $rehearsal in 0|1) ;; *) echo "gpu_check: GPU_CHECK_REHEARSAL=$rehearsal: use 1 (rehearse on the emulator) or 0" >&2; exit 2 ;; esac
+# R REAL SMALL: the value for a real GPU run, or the rehearsal's smaller one
+R() { if [ "$rehearsal" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 
 refuse() {
   echo "gpu_check: $1" >&2
@@ -34,21 +47,28 @@ refuse() {
   echo "gpu_check: without one, 'make test' exercises the CUDA backend through the SIMT emulator (tests/simt)." >&2
   exit 3
 }
-command -v nvidia-smi >/dev/null 2>&1 || refuse "no NVIDIA GPU here: nvidia-smi is not installed"
-gpus=$(nvidia-smi -L 2>/dev/null | grep '^GPU' || true)
-[ -n "$gpus" ] || refuse "no NVIDIA GPU here: nvidia-smi lists no GPU (driver not loaded?)"
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-nvcc=$(command -v nvcc 2>/dev/null || { test -x "$CUDA_HOME/bin/nvcc" && echo "$CUDA_HOME/bin/nvcc"; } || true)
-[ -n "$nvcc" ] || refuse "the CUDA toolkit is missing (no nvcc in PATH or $CUDA_HOME/bin)"
-
 gi=${GPU_CHECK_DEVICE:-0}
-gname=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$gi" 2>/dev/null | head -1)
-[ -n "$gname" ] || gname=$(sed -n "$((gi + 1))p" <<<"$gpus" | sed -E 's/^GPU [0-9]+: ([^(]*).*/\1/')
-slug=$(echo "$gname" | tr ' /' '--' | tr -cd 'A-Za-z0-9._-' | sed -E 's/-+/-/g; s/^-|-$//g')
-[ -n "$slug" ] || slug=gpu$gi
+if [ "$rehearsal" = 1 ]; then
+  gname="SIMT emulator (rehearsal)"
+  slug=rehearsal
+  nvcc=
+  build=build/simt
+  res=${1:-build/gpu-check-rehearsal}
+else
+  command -v nvidia-smi >/dev/null 2>&1 || refuse "no NVIDIA GPU here: nvidia-smi is not installed"
+  gpus=$(nvidia-smi -L 2>/dev/null | grep '^GPU' || true)
+  [ -n "$gpus" ] || refuse "no NVIDIA GPU here: nvidia-smi lists no GPU (driver not loaded?)"
+  nvcc=$(command -v nvcc 2>/dev/null || { test -x "$CUDA_HOME/bin/nvcc" && echo "$CUDA_HOME/bin/nvcc"; } || true)
+  [ -n "$nvcc" ] || refuse "the CUDA toolkit is missing (no nvcc in PATH or $CUDA_HOME/bin)"
+  gname=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$gi" 2>/dev/null | head -1)
+  [ -n "$gname" ] || gname=$(sed -n "$((gi + 1))p" <<<"$gpus" | sed -E 's/^GPU [0-9]+: ([^(]*).*/\1/')
+  slug=$(echo "$gname" | tr ' /' '--' | tr -cd 'A-Za-z0-9._-' | sed -E 's/-+/-/g; s/^-|-$//g')
+  [ -n "$slug" ] || slug=gpu$gi
+  build=build
+  res=bench/results
+fi
 dev=cuda:$gi
-build=build
-res=bench/results
 dir=$res/gpu-$slug
 md=$res/gpu-$slug.md
 mkdir -p "$dir"
@@ -87,11 +107,20 @@ step() {
 logtail() { echo '```'; tail -n "${2:-15}" "$1" 2>/dev/null; echo '```'; }
 
 # ---- 1. build ---------------------------------------------------------------------------------
-step build 240 make -j"$jobs" NG_CUDA=1 all build/bench/bench_rbm build/bench/bench_net build/bench/bench_factors build/bench/bench_tn build/bench/kernel_lab
+progs="natgrad bench/bench_rbm bench/bench_net bench/bench_factors bench/bench_tn bench/kernel_lab"
+if [ "$rehearsal" = 1 ]; then
+  step build 240 make -j"$jobs" all $(for p in $progs; do echo "$build/$p"; done)
+else
+  step build 240 make -j"$jobs" NG_CUDA=1 all $(for p in $progs; do [ "$p" = natgrad ] || echo "$build/$p"; done)
+fi
 built=$?
 
 # ---- 2. make test-gpu -------------------------------------------------------------------------
-[ $built = 0 ] && step test-gpu 200 make NG_CUDA=1 test-gpu
+if [ "$rehearsal" = 1 ]; then
+  status_rows+=("| test-gpu | not rehearsed (make test runs these tests on the emulator) | 0 s |")
+elif [ $built = 0 ]; then
+  step test-gpu 200 make NG_CUDA=1 test-gpu
+fi
 
 # ---- 3. benchmarks: GPU and CPU, each beside its own process's sgemm --------------------------
 if [ $built = 0 ]; then
@@ -101,32 +130,42 @@ if [ $built = 0 ]; then
     for opt in sgd centering fang; do
       # FANG times 100 updates (one refit period) by default: on the CPU 20 keep the step short
       it=(); [ "$d" = cpu ] && [ $opt = fang ] && it=(--iters 20)
+      [ "$rehearsal" = 1 ] && it=(--iters 2 --hidden 50 --batch 200)
       step "bench_rbm-$tag-$opt" 60 "$build/bench/bench_rbm" --device "$d" --optimizer "$opt" "${it[@]}" --csv "$dir/bench_rbm.csv"
     done
-    step "bench_net-$tag" 90 "$build/bench/bench_net" --device "$d" --batch 500 --iters 10 --warmup 3 --csv "$dir/bench_net.csv"
-    step "bench_factors-$tag" 45 "$build/bench/bench_factors" --device "$d" --reps 5 --csv "$dir/bench_factors.csv"
-    step "bench_tn-$tag" 60 "$build/bench/bench_tn" --device "$d" --preset curves-autoencoder --batch 1000 --reps 3 --csv "$dir/bench_tn.csv"
+    step "bench_net-$tag" 90 "$build/bench/bench_net" --device "$d" --batch "$(R 500 50)" --iters "$(R 10 2)" --warmup "$(R 3 1)" --csv "$dir/bench_net.csv"
+    kf=(); [ "$rehearsal" = 1 ] && kf=(--k 30,60)
+    step "bench_factors-$tag" 45 "$build/bench/bench_factors" --device "$d" --reps "$(R 5 1)" "${kf[@]}" --csv "$dir/bench_factors.csv"
+    step "bench_tn-$tag" 60 "$build/bench/bench_tn" --device "$d" --preset curves-autoencoder --batch "$(R 1000 50)" --reps "$(R 3 1)" --csv "$dir/bench_tn.csv"
   done
 fi
 
 # ---- 3b. the kernel lab's block-shape sweep on the GPU ----------------------------------------
 # exits 1 when a shape differs from the CPU backend or the default shape, or fails to launch
-[ $built = 0 ] && step kernel-lab 90 "$build/bench/kernel_lab" --need-cuda --device "$gi" --sections sweep --csv "$dir/kernel_lab.csv"
+# (the rehearsal drops --need-cuda, which refuses the emulator, and sweeps small sizes)
+kl=(--need-cuda); [ "$rehearsal" = 1 ] && kl=(--sizes 1000 --reps 1)
+[ $built = 0 ] && step kernel-lab 90 "$build/bench/kernel_lab" "${kl[@]}" --device "$gi" --sections sweep --csv "$dir/kernel_lab.csv"
 
 # ---- 4. natgrad's phase profile on the GPU ----------------------------------------------------
+# sizes, update counts and profiled windows (the rehearsal's smaller ones second)
+rbm_hidden=$(R 500 50)
+kfac_batch=$(R 1000 100) kfac_steps=$(R 30 8) kfac_log=$(R 10 4) kfac_win=$(R 6:30 3:8)
+nag_steps=$(R 300 24) nag_win=$(R 101:290 9:20)
+rbmsgd_steps=$(R 120 16) rbmsgd_win=$(R 21:110 4:14)
+seg_batch=$(R 250 50) seg_steps=$(R 60 8) seg_win=$(R 26:55 3:7)
 if [ $built = 0 ]; then
   rm -rf "$dir/prof-rbm" "$dir/prof-kfac"
-  step profile-rbm 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden 500 --steps 60 --log-every 30 \
-    --profile --profile-steps 11:60 --out "$dir/prof-rbm"
+  step profile-rbm 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden "$rbm_hidden" --steps "$(R 60 12)" --log-every "$(R 30 6)" \
+    --profile --profile-steps "$(R 11:60 3:12)" --out "$dir/prof-rbm"
   step profile-kfac 90 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder --optimizer kfac \
-    --batch 1000 --steps 30 --log-every 10 --profile --profile-steps 6:30 --out "$dir/prof-kfac"
+    --batch "$kfac_batch" --steps "$kfac_steps" --log-every "$kfac_log" --profile --profile-steps "$kfac_win" --out "$dir/prof-kfac"
   # launch overhead: the curves autoencoder under NAG at m = 250, eager and as CUDA graphs (same
   # seed: the checkpoints must be identical); the window avoids the logged updates (eager)
   rm -rf "$dir/prof-nag-eager" "$dir/prof-nag-graph"
   for g in 0 1; do
     tag=$([ $g = 1 ] && echo graph || echo eager)
     step "profile-nag-$tag" 90 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder \
-      --optimizer nag --lr 0.01 --batch 250 --steps 300 --log-every 300 --cuda-graph $g --profile --profile-steps 101:290 \
+      --optimizer nag --lr 0.01 --batch 250 --steps "$nag_steps" --log-every "$nag_steps" --cuda-graph $g --profile --profile-steps "$nag_win" \
       --out "$dir/prof-nag-$tag"
   done
   # the RBM's PCD-1 update with SGD, eager and as CUDA graphs (the Philox step counted on the
@@ -134,8 +173,8 @@ if [ $built = 0 ]; then
   rm -rf "$dir/prof-rbmsgd-eager" "$dir/prof-rbmsgd-graph"
   for g in 0 1; do
     tag=$([ $g = 1 ] && echo graph || echo eager)
-    step "profile-rbmsgd-$tag" 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden 500 --optimizer sgd \
-      --steps 120 --log-every 120 --cuda-graph $g --profile --profile-steps 21:110 --out "$dir/prof-rbmsgd-$tag"
+    step "profile-rbmsgd-$tag" 60 "$build/natgrad" rbm train --device "$dev" --data curves-like --hidden "$rbm_hidden" --optimizer sgd \
+      --steps "$rbmsgd_steps" --log-every "$rbmsgd_steps" --cuda-graph $g --profile --profile-steps "$rbmsgd_win" --out "$dir/prof-rbmsgd-$tag"
   done
   # K-FAC and NGD (CG) as graph segments between their host reads, eager vs --cuda-graph 1;
   # same seed, so the checkpoints must be identical
@@ -144,7 +183,7 @@ if [ $built = 0 ]; then
     for g in 0 1; do
       tag=$([ $g = 1 ] && echo graph || echo eager)
       step "profile-$o-$tag" 45 "$build/natgrad" net train --device "$dev" --data curves-like --preset curves-autoencoder \
-        --optimizer $o --batch 250 --steps 60 --log-every 60 --cuda-graph $g --profile --profile-steps 26:55 \
+        --optimizer $o --batch "$seg_batch" --steps "$seg_steps" --log-every "$seg_steps" --cuda-graph $g --profile --profile-steps "$seg_win" \
         --out "$dir/prof-$o-$tag"
     done
   done
@@ -153,6 +192,7 @@ fi
 # ---- 5. nsys ----------------------------------------------------------------------------------
 nsys=$(command -v nsys 2>/dev/null || true)
 if [ -z "$nsys" ]; then for c in "$CUDA_HOME"/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys; do [ -x "$c" ] && nsys=$c; done; fi
+[ "$rehearsal" = 1 ] && nsys=
 if [ $built = 0 ] && [ -n "$nsys" ]; then
   rm -rf "$dir/nsys-rbm" "$dir"/rbm.nsys-rep "$dir"/rbm.sqlite
   step nsys-rbm 120 "$nsys" profile --trace=cuda,nvtx,cublas,cusolver --capture-range=cudaProfilerApi \
@@ -166,9 +206,16 @@ fi
 {
   echo "# GPU check: $gname"
   echo
-  echo "\`bash bench/gpu_check.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - t_start )) s in all."
-  echo "Device $dev: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader -i "$gi" 2>/dev/null)."
-  echo "Host: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)); nvcc $("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')."
+  if [ "$rehearsal" = 1 ]; then
+    echo "REHEARSAL (\`GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh\`) on the SIMT emulator, no GPU: every figure below is"
+    echo "the emulator's on this host's CPU, at reduced sizes, and means nothing; the run shows only that the"
+    echo "script's commands, options, comparisons and report work. $(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - t_start )) s in all."
+    echo "Host: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1))."
+  else
+    echo "\`bash bench/gpu_check.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - t_start )) s in all."
+    echo "Device $dev: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader -i "$gi" 2>/dev/null)."
+    echo "Host: $(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)); nvcc $("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')."
+  fi
   echo
   echo "| step | outcome | time |"
   echo "|---|---|---|"
@@ -181,7 +228,7 @@ fi
     logtail "$dir/test-gpu.log" 40
   fi
   if [ -f "$dir/bench_rbm.csv" ]; then
-    echo "## RBM PCD speed (784x500, 2000 particles, batch 2000, PCD-1)"
+    echo "## RBM PCD speed ($(R '784x500, 2000 particles, batch 2000' '784x50, 200 particles, batch 200'), PCD-1)"
     echo
     echo "ratio = GFLOP/s of the update's gemms / sgemm GFLOP/s measured in the same process (cuBLAS on the GPU, OpenBLAS on the CPU)."
     echo
@@ -201,7 +248,7 @@ fi
     echo
   fi
   for b in bench_net bench_factors bench_tn; do
-    ls "$dir/$b"-*.log >/dev/null 2>&1 || continue
+    grep -qh '^|' "$dir/$b"-*.log 2>/dev/null || continue
     echo "## $b (GPU and CPU rows; sgemm column = the same process's rate)"
     echo
     if [ $b = bench_net ]; then
@@ -236,42 +283,42 @@ fi
     echo
   fi
   if [ -f "$dir/profile-nag-eager.log" ] || [ -f "$dir/profile-nag-graph.log" ]; then
-    echo "## Launch overhead: NAG on the curves autoencoder, m = 250, eager vs --cuda-graph 1 (updates 101..290)"
+    echo "## Launch overhead: NAG on the curves autoencoder, m = 250, eager vs --cuda-graph 1 (updates ${nag_win/:/..})"
     echo
     for t in eager graph; do
       echo "- $t: $(grep -h '^per update' "$dir/profile-nag-$t.log" 2>/dev/null | tr '\n' ' ' || echo 'no profile')"
     done
     if cmp -s "$dir/prof-nag-eager/net.ckpt" "$dir/prof-nag-graph/net.ckpt"; then
-      echo "- checkpoints after 300 updates: identical (graph = eager bit for bit)"
+      echo "- checkpoints after $nag_steps updates: identical (graph = eager bit for bit)"
     else
-      echo "- checkpoints after 300 updates: DIFFERENT or missing (graph != eager: a bug to report)"
+      echo "- checkpoints after $nag_steps updates: DIFFERENT or missing (graph != eager: a bug to report)"
     fi
     echo
   fi
   if [ -f "$dir/profile-rbmsgd-eager.log" ] || [ -f "$dir/profile-rbmsgd-graph.log" ]; then
-    echo "## Launch overhead: the RBM's PCD-1 update with SGD, 500 hidden units, eager vs --cuda-graph 1 (updates 21..110)"
+    echo "## Launch overhead: the RBM's PCD-1 update with SGD, $rbm_hidden hidden units, eager vs --cuda-graph 1 (updates ${rbmsgd_win/:/..})"
     echo
     for t in eager graph; do
       echo "- $t: $(grep -h '^per update' "$dir/profile-rbmsgd-$t.log" 2>/dev/null | tr '\n' ' ' || echo 'no profile')"
     done
     if cmp -s "$dir/prof-rbmsgd-eager/rbm.ckpt" "$dir/prof-rbmsgd-graph/rbm.ckpt"; then
-      echo "- checkpoints after 120 updates: identical (graph = eager bit for bit)"
+      echo "- checkpoints after $rbmsgd_steps updates: identical (graph = eager bit for bit)"
     else
-      echo "- checkpoints after 120 updates: DIFFERENT or missing (graph != eager: a bug to report)"
+      echo "- checkpoints after $rbmsgd_steps updates: DIFFERENT or missing (graph != eager: a bug to report)"
     fi
     echo
   fi
   for o in kfac ngd; do
     if [ -f "$dir/profile-$o-eager.log" ] || [ -f "$dir/profile-$o-graph.log" ]; then
-      echo "## Graph segments: $o on the curves autoencoder, m = 250, eager vs --cuda-graph 1 (updates 26..55)"
+      echo "## Graph segments: $o on the curves autoencoder, m = $seg_batch, eager vs --cuda-graph 1 (updates ${seg_win/:/..})"
       echo
       for t in eager graph; do
         echo "- $t: $(grep -h '^per update' "$dir/profile-$o-$t.log" 2>/dev/null | tr '\n' ' ' || echo 'no profile')"
       done
       if cmp -s "$dir/prof-$o-eager/net.ckpt" "$dir/prof-$o-graph/net.ckpt"; then
-        echo "- checkpoints after 60 updates: identical (segments = eager bit for bit)"
+        echo "- checkpoints after $seg_steps updates: identical (segments = eager bit for bit)"
       else
-        echo "- checkpoints after 60 updates: DIFFERENT or missing (segments != eager: a bug to report)"
+        echo "- checkpoints after $seg_steps updates: DIFFERENT or missing (segments != eager: a bug to report)"
       fi
       echo
     fi

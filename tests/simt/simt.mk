@@ -41,8 +41,10 @@ SIMT_LIB_OBJ := $(SIMT_LIB_SRC:$(SIMT_DIR)/%.cpp=$(SIMT_BUILD)/obj/lib/%.o)
 SIMT_CU_OBJ := $(CU_SRC:kernels/%.cu=$(SIMT_BUILD)/obj/kernels/%.o)
 ifeq ($(NG_CUDA)$(SIMT_EXTRA_FLAGS)$(HAVE_NCCL),1$(SIMT_HAVE_NCCL))
 SIMT_HOST_OBJ := $(HOST_OBJ)
+SIMT_CLI_OBJ := $(CLI_OBJ)
 else
 SIMT_HOST_OBJ := $(HOST_SRC:%.c=$(SIMT_BUILD)/obj/%.o)
+SIMT_CLI_OBJ := $(CLI_SRC:%.c=$(SIMT_BUILD)/obj/%.o)
 endif
 
 SIMT_OWN_TEST_SRC := $(sort $(wildcard $(SIMT_DIR)/test_simt_*.cpp))
@@ -95,9 +97,29 @@ $(SIMT_BUILD)/tests/%: $(SIMT_BUILD)/obj/tests/%.o $(SIMT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(SIMT_LDFLAGS) $< $(SIMT_LIBS) $(LDLIBS) -o $@
 
+# The natgrad CLI and the bench programs on the emulator: bench/gpu_check.sh's rehearsal
+# (GPU_CHECK_REHEARSAL=1) runs its GPU steps with them, so the script's commands run in `make test`
+# (tests/test_gpu_check.sh) before a real GPU ever sees them.
+SIMT_GPU_CHECK_BENCH := bench_rbm bench_net bench_factors bench_tn kernel_lab
+ifeq ($(SIMT_ENABLED),yes)
+SIMT_GPU_CHECK_BIN := $(SIMT_BUILD)/natgrad $(SIMT_GPU_CHECK_BENCH:%=$(SIMT_BUILD)/bench/%)
+else
+SIMT_GPU_CHECK_BIN :=
+endif
+
+$(SIMT_BUILD)/natgrad: $(SIMT_CLI_OBJ) $(SIMT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIMT_LDFLAGS) $(SIMT_CLI_OBJ) $(SIMT_LIBS) $(LDLIBS) -o $@
+
+.SECONDARY: $(SIMT_GPU_CHECK_BENCH:%=$(SIMT_BUILD)/obj/bench/%.o)
+$(SIMT_BUILD)/bench/%: $(SIMT_BUILD)/obj/bench/%.o $(SIMT_LIBS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(SIMT_LDFLAGS) $< $(SIMT_LIBS) $(LDLIBS) -o $@
+
 .PHONY: simt-build
-simt-build: $(SIMT_TEST_BIN)
+simt-build: $(SIMT_TEST_BIN) $(SIMT_GPU_CHECK_BIN)
 
 -include $(SIMT_LIB_OBJ:.o=.d) $(SIMT_CU_OBJ:.o=.d) $(SIMT_HOST_OBJ:.o=.d) \
     $(SIMT_OWN_TEST_SRC:$(SIMT_DIR)/%.cpp=$(SIMT_BUILD)/obj/tests/%.d) \
-    $(SIMT_GENERIC_TEST_SRC:tests/%.c=$(SIMT_BUILD)/obj/tests/%.d)
+    $(SIMT_GENERIC_TEST_SRC:tests/%.c=$(SIMT_BUILD)/obj/tests/%.d) \
+    $(SIMT_CLI_OBJ:.o=.d) $(SIMT_GPU_CHECK_BENCH:%=$(SIMT_BUILD)/obj/bench/%.d)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# test_gpu_check.sh BUILD: bench/gpu_check.sh's rehearsal (GPU_CHECK_REHEARSAL=1) on the SIMT
+# emulator, so the one-shot GPU check's commands run before a lent GPU ever sees them.
+# Covers: every step of the script (build, the RBM / network / K-FAC factor / truncated-Newton
+# benchmarks on emulated CUDA and on the CPU, the kernel lab's sweep, the profiled RBM and K-FAC
+# runs, NAG / RBM-SGD / K-FAC / NGD eager vs --cuda-graph 1) exits 0 with the script's own options
+# at reduced sizes; the report has a row per step, the RBM table's six rows, a per-update profile
+# line for each run and "identical" for each of the four checkpoint comparisons; nothing is written
+# to bench/results; a spent time budget turns the remaining steps into SKIPPED rows and a non-zero
+# exit; a bad GPU_CHECK_REHEARSAL value is refused. bench/gpu_check.sh's refusal without a GPU is
+# tested in test_cli_profile.sh. Ends with "RESULT passed=P failed=F skipped=S".
+. "$(dirname "$0")/cli_lib.sh"
+set -u
+build=${1:-build}
+root=$PWD
+passed=0 failed=0 skipped=0
+if [ "$build" != build ]; then
+  skip gpu_check_rehearsal "gpu_check.sh builds into ./build (this run tests $build)"
+  echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit 0
+fi
+if [ ! -x build/simt/natgrad ]; then
+  skip gpu_check_rehearsal "build/simt/natgrad is not built: the SIMT emulator needs the CUDA headers, a C++ compiler, OpenBLAS and LAPACKE (make test-build builds it when they are there)"
+  echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit 0
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_gpucheck.XXXXXX") || { echo "RESULT passed=0 failed=1 skipped=0"; exit 1; }
+trap 'rm -rf "$work"' EXIT
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+before=$(ls -la bench/results | md5sum)
+run "$work/rehearsal" env GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh "$work/res"
+md=$work/res/gpu-rehearsal.md
+if [ "$rc" = 0 ] && [ -s "$md" ]; then pass gpu_check_rehearsal_exit
+else fail gpu_check_rehearsal_exit "exit $rc, report: $([ -s "$md" ] && echo written || echo missing)"; show "$work/rehearsal.err" 12; fi
+
+steps="build"
+for d in cuda0 cpu; do
+  steps="$steps bench_rbm-$d-sgd bench_rbm-$d-centering bench_rbm-$d-fang bench_net-$d bench_factors-$d bench_tn-$d"
+done
+steps="$steps kernel-lab profile-rbm profile-kfac"
+for w in nag rbmsgd kfac ngd; do steps="$steps profile-$w-eager profile-$w-graph"; done
+bad=
+for s in $steps; do
+  grep -qE "^\| $s \| ok \|" "$md" 2>/dev/null || bad="$bad $s"
+done
+if [ -z "$bad" ]; then pass gpu_check_rehearsal_every_step_ok
+else
+  fail gpu_check_rehearsal_every_step_ok "steps not ok:$bad"
+  for s in $bad; do show "$work/res/gpu-rehearsal/$s.log" 4; done
+fi
+
+n=$(grep -cE '^\| (cpu|cuda:0)[^|]*\| (sgd|centering|fang) \|' "$md" 2>/dev/null)
+if [ "$n" = 6 ] && grep -q '^| sgd | [0-9.]* | [0-9.]* | [0-9.]* |$' "$md"; then pass gpu_check_rehearsal_rbm_table
+else fail gpu_check_rehearsal_rbm_table "$n RBM rows (want 3 on emulated CUDA + 3 on the CPU), or no GPU / CPU row for sgd"; fi
+
+n=$(grep -c 'identical (\(graph\|segments\) = eager bit for bit)' "$md" 2>/dev/null)
+if [ "$n" = 4 ] && ! grep -q 'DIFFERENT or missing' "$md"; then pass gpu_check_rehearsal_checkpoints_identical
+else fail gpu_check_rehearsal_checkpoints_identical "$n of 4 eager-vs-graph checkpoint comparisons say identical"; grep 'checkpoints after' "$md" | sed 's/^/  | /'; fi
+
+bad=
+for p in rbm kfac nag-eager nag-graph rbmsgd-eager rbmsgd-graph kfac-eager kfac-graph ngd-eager ngd-graph; do
+  grep -q "^## natgrad --profile on cuda:0: $p\$" "$md" || bad="$bad $p"
+done
+n=$(grep -c '^per update: [0-9.]* ms' "$md" 2>/dev/null)
+if [ -z "$bad" ] && [ "$n" -ge 10 ]; then pass gpu_check_rehearsal_profiles
+else fail gpu_check_rehearsal_profiles "profile sections missing:${bad:- none}; $n 'per update' lines (want >= 10)"; fi
+
+if grep -q '^REHEARSAL' "$md" && grep -q 'not rehearsed' "$md"; then pass gpu_check_rehearsal_labelled
+else fail gpu_check_rehearsal_labelled "the report does not say it is a rehearsal"; fi
+
+if [ "$(ls -la bench/results | md5sum)" = "$before" ]; then pass gpu_check_rehearsal_leaves_bench_results
+else fail gpu_check_rehearsal_leaves_bench_results "bench/results changed"; fi
+
+# a spent time budget: the steps after it are SKIPPED rows, the exit is non-zero, the report written
+run "$work/budget" env GPU_CHECK_REHEARSAL=1 GPU_CHECK_BUDGET_S=16 bash bench/gpu_check.sh "$work/res2"
+md2=$work/res2/gpu-rehearsal.md
+if [ "$rc" != 0 ] && grep -q '^| profile-ngd-graph | SKIPPED (time budget of 16 s spent) |' "$md2" 2>/dev/null &&
+   grep -q '^| build | ok |' "$md2"; then pass gpu_check_budget_skips_steps
+else fail gpu_check_budget_skips_steps "exit $rc (want non-zero), or no SKIPPED row for the last step"; show "$md2" 8; fi
+
+expect_exit gpu_check_rehearsal_bad_value 2 "GPU_CHECK_REHEARSAL=yes" env GPU_CHECK_REHEARSAL=yes bash bench/gpu_check.sh "$work/res3"
+if [ ! -e "$work/res3" ]; then pass gpu_check_bad_value_writes_nothing
+else fail gpu_check_bad_value_writes_nothing "$work/res3 was created"; fi
+
+echo "RESULT passed=$passed failed=$failed skipped=$skipped"
+[ "$failed" = 0 ]
