@@ -24,10 +24,11 @@ if [ ! -x build/simt/natgrad ]; then
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/natgrad_gpucheck.XXXXXX") || { echo "RESULT passed=0 failed=1 skipped=0"; exit 1; }
 trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-before=$(ls -la bench/results | md5sum)
-run "$work/rehearsal" env GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh "$work/res"
+before=$(ls -la "$root/bench/results" | md5sum)
+run "$work/rehearsal" env GPU_CHECK_REHEARSAL=1 bash "$root/bench/gpu_check.sh" "$work/res"
 md=$work/res/gpu-rehearsal.md
 if [ "$rc" = 0 ] && [ -s "$md" ]; then pass gpu_check_rehearsal_exit
 else fail gpu_check_rehearsal_exit "exit $rc, report: $([ -s "$md" ] && echo written || echo missing)"; show "$work/rehearsal.err" 12; fi
@@ -67,17 +68,17 @@ else fail gpu_check_rehearsal_profiles "profile sections missing:${bad:- none}; 
 if grep -q '^REHEARSAL' "$md" && grep -q 'not rehearsed' "$md"; then pass gpu_check_rehearsal_labelled
 else fail gpu_check_rehearsal_labelled "the report does not say it is a rehearsal"; fi
 
-if [ "$(ls -la bench/results | md5sum)" = "$before" ]; then pass gpu_check_rehearsal_leaves_bench_results
+if [ "$(ls -la "$root/bench/results" | md5sum)" = "$before" ]; then pass gpu_check_rehearsal_leaves_bench_results
 else fail gpu_check_rehearsal_leaves_bench_results "bench/results changed"; fi
 
 # a spent time budget: the steps after it are SKIPPED rows, the exit is non-zero, the report written
-run "$work/budget" env GPU_CHECK_REHEARSAL=1 GPU_CHECK_BUDGET_S=16 bash bench/gpu_check.sh "$work/res2"
+run "$work/budget" env GPU_CHECK_REHEARSAL=1 GPU_CHECK_BUDGET_S=16 bash "$root/bench/gpu_check.sh" "$work/res2"
 md2=$work/res2/gpu-rehearsal.md
 if [ "$rc" != 0 ] && grep -q '^| profile-ngd-graph | SKIPPED (time budget of 16 s spent) |' "$md2" 2>/dev/null &&
    grep -q '^| build | ok |' "$md2"; then pass gpu_check_budget_skips_steps
 else fail gpu_check_budget_skips_steps "exit $rc (want non-zero), or no SKIPPED row for the last step"; show "$md2" 8; fi
 
-expect_exit gpu_check_rehearsal_bad_value 2 "GPU_CHECK_REHEARSAL=yes" env GPU_CHECK_REHEARSAL=yes bash bench/gpu_check.sh "$work/res3"
+expect_exit gpu_check_rehearsal_bad_value 2 "GPU_CHECK_REHEARSAL=yes" env GPU_CHECK_REHEARSAL=yes bash "$root/bench/gpu_check.sh" "$work/res3"
 if [ ! -e "$work/res3" ]; then pass gpu_check_bad_value_writes_nothing
 else fail gpu_check_bad_value_writes_nothing "$work/res3 was created"; fi
 
