@@ -28,11 +28,11 @@
 # Rehearsal: GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh [RESULTS_DIR] runs every step's command
 # on a machine without a GPU: the natgrad CLI and bench programs built against the SIMT emulator
 # (build/simt/natgrad, build/simt/bench/*; tests/simt), the same options with smaller sizes and
-# fewer updates, the report in RESULTS_DIR (default build/gpu-check-rehearsal; never bench/results).
+# fewer updates, the report in RESULTS_DIR (default build/gpu-check-rehearsal; never bench/results),
+# and make test-gpu's recipe on the emulated copies of four of its tests (TEST_GPU_REHEARSAL=1).
 # Its timings mean nothing; it proves that the script's commands, options, checkpoints compared and
 # report sections work, so the first real run does not waste a lent GPU on a typo. make test runs it
-# (tests/test_gpu_check.sh). Not rehearsed: make test-gpu (make test runs those tests on the emulator)
-# and nsys.
+# (tests/test_gpu_check.sh). Not rehearsed: compute-sanitizer and nsys.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
@@ -116,8 +116,9 @@ fi
 built=$?
 
 # ---- 2. make test-gpu -------------------------------------------------------------------------
+# (the rehearsal runs the recipe on the emulated copies of four quick ones; make test runs them all)
 if [ "$rehearsal" = 1 ]; then
-  status_rows+=("| test-gpu | not rehearsed (make test runs these tests on the emulator) | 0 s |")
+  [ $built = 0 ] && step test-gpu 200 make TEST_GPU_REHEARSAL=1 TEST_GPU_TESTS="test_update test_kernel_blocks test_checkpoint test_fang" test-gpu
 elif [ $built = 0 ]; then
   step test-gpu 200 make NG_CUDA=1 test-gpu
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_gpu_check.sh BUILD: bench/gpu_check.sh's rehearsal (GPU_CHECK_REHEARSAL=1) on the SIMT
 # emulator, so the one-shot GPU check's commands run before a lent GPU ever sees them.
-# Covers: every step of the script (build, the RBM / network / K-FAC factor / truncated-Newton
+# Covers: every step of the script (build, make test-gpu's recipe on emulated tests, the RBM / network / K-FAC factor / truncated-Newton
 # benchmarks on emulated CUDA and on the CPU, the kernel lab's sweep, the profiled RBM and K-FAC
 # runs, NAG / RBM-SGD / K-FAC / NGD eager vs --cuda-graph 1) exits 0 with the script's own options
 # at reduced sizes; the report has a row per step, the RBM table's six rows, a per-update profile
@@ -33,7 +33,7 @@ md=$work/res/gpu-rehearsal.md
 if [ "$rc" = 0 ] && [ -s "$md" ]; then pass gpu_check_rehearsal_exit
 else fail gpu_check_rehearsal_exit "exit $rc, report: $([ -s "$md" ] && echo written || echo missing)"; show "$work/rehearsal.err" 12; fi
 
-steps="build"
+steps="build test-gpu"
 for d in cuda0 cpu; do
   steps="$steps bench_rbm-$d-sgd bench_rbm-$d-centering bench_rbm-$d-fang bench_net-$d bench_factors-$d bench_tn-$d"
 done
@@ -65,8 +65,10 @@ n=$(grep -c '^per update: [0-9.]* ms' "$md" 2>/dev/null)
 if [ -z "$bad" ] && [ "$n" -ge 10 ]; then pass gpu_check_rehearsal_profiles
 else fail gpu_check_rehearsal_profiles "profile sections missing:${bad:- none}; $n 'per update' lines (want >= 10)"; fi
 
-if grep -q '^REHEARSAL' "$md" && grep -q 'not rehearsed' "$md"; then pass gpu_check_rehearsal_labelled
-else fail gpu_check_rehearsal_labelled "the report does not say it is a rehearsal"; fi
+tg=$work/res/gpu-rehearsal/test-gpu.log
+if grep -q '^REHEARSAL' "$md" && grep -q '^test-gpu: all passed' "$md" &&
+   grep -q '^== build/simt/tests/test_update on the SIMT emulator (rehearsal)' "$tg" && grep -q '^test-gpu: rehearsal: compute-sanitizer not run' "$tg"; then pass gpu_check_rehearsal_labelled
+else fail gpu_check_rehearsal_labelled "the report does not say it is a rehearsal, or make test-gpu did not run on the emulator"; show "$tg"; fi
 
 if [ "$(ls -la "$root/bench/results" | md5sum)" = "$before" ]; then pass gpu_check_rehearsal_leaves_bench_results
 else fail gpu_check_rehearsal_leaves_bench_results "bench/results changed"; fi
