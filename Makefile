@@ -274,6 +274,7 @@ $(SIMT_BUILD)/bench/kernel_lab: $(SIMT_BUILD)/obj/bench/kernel_lab.o $(SIMT_LIBS
 	@mkdir -p $(dir $@)
 	$(CXX) $(SIMT_LDFLAGS) $< $(SIMT_LIBS) $(LDLIBS) -o $@
 $(BUILD)/bench/kernel_lab $(SIMT_BUILD)/obj/bench/kernel_lab.o: bench/kernel_lab_families.h kernels/ng_kernels.h
+$(BENCH_BIN) $(SIMT_BUILD)/obj/bench/kernel_lab.o: bench/bench_args.h
 
 # im2col + gemm against a direct convolution on the CPU, the Fashion-MNIST conv shapes (bench/bench_conv.c)
 .PHONY: bench-conv
