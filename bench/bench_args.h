@@ -57,7 +57,7 @@ typedef struct {
     const char *metavar; /* the value's name in the help; BA_CHOICE: the choices "a|b|c" */
     const char *help;    /* one line */
     int *given;          /* if not NULL: set to 1 when given (BA_MANY: the number of values) */
-    int max_n;           /* BA_MANY: capacity of dest */
+    int max_n;           /* BA_MANY: capacity of dest; list kinds: most elements (0: no limit) */
 } ba_opt;
 
 /* Table rows; lo/hi are inclusive (BA_GT: lo exclusive). */
@@ -71,8 +71,8 @@ typedef struct {
 #define BA_S(nm, p, mv, hl) {nm, BA_STR, (void *)(p), 0.0, 0.0, 0, mv, hl, NULL, 0}
 #define BA_CHOOSE(nm, p, choices, hl) {nm, BA_CHOICE, (void *)(p), 0.0, 0.0, 0, choices, hl, NULL, 0}
 #define BA_SWITCH(nm, p, hl) {nm, BA_FLAG, (void *)(p), 0.0, 0.0, 0, NULL, hl, NULL, 0}
-#define BA_INT_LIST(nm, p, l, h, mv, hl) {nm, BA_INTS, (void *)(p), (double)(l), (double)(h), 0, mv, hl, NULL, 0}
-#define BA_NUM_LIST(nm, p, l, h, mv, hl) {nm, BA_NUMS, (void *)(p), (double)(l), (double)(h), 0, mv, hl, NULL, 0}
+#define BA_INT_LIST(nm, p, l, h, most, mv, hl) {nm, BA_INTS, (void *)(p), (double)(l), (double)(h), 0, mv, hl, NULL, most}
+#define BA_NUM_LIST(nm, p, l, h, most, mv, hl) {nm, BA_NUMS, (void *)(p), (double)(l), (double)(h), 0, mv, hl, NULL, most}
 #define BA_DEV(nm, p, hl) {nm, BA_DEVICE, (void *)(p), 0.0, 0.0, 0, "cpu|cuda|auto", hl, NULL, 0}
 #define BA_END {NULL, 0, NULL, 0.0, 0.0, 0, NULL, NULL, NULL, 0}
 
@@ -170,9 +170,14 @@ static int ba_set(const char *prog, const ba_opt *o, const char *v, int slot) {
     case BA_INTS:
     case BA_NUMS: {
         const char *p = v;
+        int n = 0;
         for (;;) {
             const size_t k = strcspn(p, ",");
             if (ba_number(o, prog, v, p, k, &x)) return 2;
+            if (++n > o->max_n && o->max_n > 0) {
+                fprintf(stderr, "%s: %s %s: too many numbers; allowed: at most %d\n", prog, o->name, v, o->max_n);
+                return 2;
+            }
             if (!p[k]) break;
             p += k + 1;
         }
