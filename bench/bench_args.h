@@ -243,7 +243,6 @@ static void ba_help(FILE *f, const char *prog, const char *about, const ba_opt *
         snprintf(left, sizeof left, "%s%s%s", o->name, pos || o->kind == BA_FLAG ? "" : " ",
                  pos || o->kind == BA_FLAG ? "" : o->metavar ? o->metavar : "X");
         fprintf(f, "  %-28s %s", left, o->help);
-        if (o->kind == BA_CHOICE && !pos) fprintf(f, "; one of %s", o->metavar);
         if (pos && o->kind == BA_CHOICE) fprintf(f, " (%s)", o->metavar);
         if (!(pos && (o->flags & BA_REQUIRED))) ba_default(f, o);
         else if (o->kind != BA_STR && o->kind != BA_CHOICE) {
