@@ -90,7 +90,8 @@ static void ba_range(const ba_opt *o, char *buf, size_t len) {
     else if (whole && o->hi >= top) snprintf(buf, len, "%.0f..%d", o->lo, INT_MAX);
     else if (whole) snprintf(buf, len, "%.0f..%.0f", o->lo, o->hi);
     else if (o->hi >= HUGE_VAL || o->hi >= top) snprintf(buf, len, "%s %g", o->flags & BA_OPEN_LO ? ">" : ">=", o->lo);
-    else snprintf(buf, len, "%s%g..%g", o->flags & BA_OPEN_LO ? "> " : "", o->lo, o->hi);
+    else if (o->flags & BA_OPEN_LO) snprintf(buf, len, "> %g and <= %g", o->lo, o->hi);
+    else snprintf(buf, len, "%g..%g", o->lo, o->hi);
 }
 
 static int ba_fail(const char *prog, const ba_opt *o, const char *v, const char *what) {
