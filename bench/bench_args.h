@@ -205,6 +205,11 @@ static int ba_set(const char *prog, const ba_opt *o, const char *v, int slot) {
 
 static void ba_default(FILE *f, const ba_opt *o) {
     char r[96];
+    if (o->flags & BA_MANY) {
+        ba_range(o, r, sizeof r);
+        fprintf(f, " (each %s)", r);
+        return;
+    }
     switch (o->kind) {
     case BA_INT: fprintf(f, " (default %d", *(int *)o->dest); break;
     case BA_LONG: fprintf(f, " (default %ld", *(long *)o->dest); break;
@@ -221,7 +226,6 @@ static void ba_default(FILE *f, const ba_opt *o) {
         break;
     case BA_FLAG: break;
     }
-    if (o->flags & BA_MANY) return;
     if (o->kind == BA_INTS || o->kind == BA_NUMS) {
         ba_range(o, r, sizeof r);
         fprintf(f, " [each %s]", r);
@@ -233,7 +237,9 @@ static void ba_default(FILE *f, const ba_opt *o) {
 
 static void ba_help(FILE *f, const char *prog, const char *about, const ba_opt *opts) {
     const ba_opt *o;
-    fprintf(f, "usage: %s [options]", prog);
+    int n_opts = 0;
+    for (o = opts; o->name; o++) n_opts += !ba_is_positional(o);
+    fprintf(f, "usage: %s%s", prog, n_opts ? " [options]" : "");
     for (o = opts; o->name; o++)
         if (ba_is_positional(o))
             fprintf(f, o->flags & BA_REQUIRED ? " %s" : o->flags & BA_MANY ? " [%s ...]" : " [%s]", o->name);
