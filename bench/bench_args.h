@@ -45,7 +45,7 @@ enum {
     BA_OPEN_LO = 1,  /* a number must be > lo, not >= lo */
     BA_REQUIRED = 2, /* a positional that must be given */
     BA_MANY = 4      /* a positional that takes every remaining argument: dest is an array of
-                        max_n values, *given their count */
+                        max_n values, *given (not NULL) their count */
 };
 
 typedef struct {
@@ -60,7 +60,7 @@ typedef struct {
     int max_n;           /* BA_MANY: capacity of dest; list kinds: most elements (0: no limit) */
 } ba_opt;
 
-/* Table rows; lo/hi are inclusive (BA_GT: lo exclusive). */
+/* Table rows; lo/hi are inclusive (the _GT rows: lo itself excluded). */
 #define BA_I(nm, p, l, h, mv, hl) {nm, BA_INT, (void *)(p), (double)(l), (double)(h), 0, mv, hl, NULL, 0}
 #define BA_L(nm, p, l, h, mv, hl) {nm, BA_LONG, (void *)(p), (double)(l), (double)(h), 0, mv, hl, NULL, 0}
 #define BA_SEED(nm, p, mv, hl) {nm, BA_U64, (void *)(p), 0.0, 0.0, 0, mv, hl, NULL, 0}
