@@ -235,6 +235,8 @@ test-gpu:
 # ---- main job and benchmarks -------------------------------------------------------------
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# tests/test_bench_args.sh checks every bench program's command line, so `make test` builds them
+test-build: $(BENCH_BIN)
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libnatgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(BUILD)/libnatgrad.a $(LIB_LDLIBS) -o $@
@@ -284,6 +286,7 @@ kernel-lab: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/kernel_lab $(if $(filter yes,$(SIMT_ENABLED)),$(SIMT_BUILD)/bench/kernel_lab)
 	@bash bench/kernel_lab.sh $(BUILD)
 $(BUILD)/bench/kernel_lab $(SIMT_BUILD)/obj/bench/kernel_lab.o: bench/kernel_lab_families.h kernels/ng_kernels.h
+$(BENCH_BIN) $(SIMT_BUILD)/obj/bench/kernel_lab.o: bench/bench_args.h
 
 # im2col + gemm against a direct convolution on the CPU, the Fashion-MNIST conv shapes (bench/bench_conv.c)
 .PHONY: bench-conv

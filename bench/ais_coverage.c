@@ -5,35 +5,42 @@
  * 1..SEEDS, and for each seed we record whether the reported 95 % bootstrap interval over runs
  * and chains contains the exact value, and whether natgrad 0.1's 3-sigma interval (kept in
  * ng_ais_result.sigma3_lo/hi) does. Prints one CSV row per seed and a summary line.
- * usage: ais_coverage SEEDS BETAS CHAINS RUNS W_STD [linear|sm08] */
+ * usage: ais_coverage SEEDS BETAS CHAINS RUNS W_STD [linear|sm08]   (--help: their ranges) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/eval.h"
 #include "natgrad/log.h"
 #include "natgrad/rng.h"
 
 int main(int argc, char **argv) {
-    int seeds, betas, chains, runs, nv = 784, nh = 20, i, cov = 0, cov3 = 0, sd;
-    float w_std, *W, *a, *b, *abase, *data;
+    int seeds = 0, betas = 0, chains = 0, runs = 0, nv = 784, nh = 20, i, cov = 0, cov3 = 0, sd;
+    float w_std = 0.0f, *W, *a, *b, *abase, *data;
     ng_backend *be = NULL;
     ng_rbm rbm;
     double exact, sum_err = 0.0, sum_err2 = 0.0, sum_w = 0.0, sum_ess = 0.0, t0;
     uint64_t key;
     ng_ais_config cfg;
     char note[256];
-    if (argc < 6) {
-        fprintf(stderr, "usage: ais_coverage SEEDS BETAS CHAINS RUNS W_STD [linear|sm08]\n");
-        return 2;
+    const char *schedule = "linear";
+    {
+        const ba_opt opts[] = {
+            {"SEEDS", BA_INT, &seeds, 1, INT_MAX, BA_REQUIRED, NULL, "AIS seeds 1..SEEDS, one CSV row each", NULL, 0},
+            {"BETAS", BA_INT, &betas, 1, INT_MAX, BA_REQUIRED, NULL, "inverse temperatures of the linear schedule", NULL, 0},
+            {"CHAINS", BA_INT, &chains, 1, INT_MAX, BA_REQUIRED, NULL, "chains per run", NULL, 0},
+            {"RUNS", BA_INT, &runs, 1, NG_AIS_MAX_RUNS, BA_REQUIRED, NULL, "independent runs (the bootstrap's)", NULL, 0},
+            {"W_STD", BA_FLOAT, &w_std, 0, HUGE_VAL, BA_REQUIRED, NULL, "standard deviation of the weights", NULL, 0},
+            {"SCHEDULE", BA_CHOICE, &schedule, 0, 0, 0, "linear|sm08", "the beta schedule (sm08: Salakhutdinov & Murray's, BETAS unused)", NULL, 0},
+            BA_END};
+        const int rc = ba_parse("ais_coverage", "How often the AIS interval covers the exact log Z of a 784 x 20 RBM (one CSV "
+                                                "row per seed on stdout, a summary line on stderr; bench/ais_coverage.sh).",
+                                opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    seeds = atoi(argv[1]);
-    betas = atoi(argv[2]);
-    chains = atoi(argv[3]);
-    runs = atoi(argv[4]);
-    w_std = (float)atof(argv[5]);
     if (ng_backend_init(NG_DEVICE_CPU, -1, &be, note, sizeof note) != NG_OK) {
         fprintf(stderr, "ais_coverage: %s\n", ng_last_error());
         return 1;
@@ -58,7 +65,7 @@ int main(int argc, char **argv) {
     cfg.n_betas = betas;
     cfg.n_chains = chains;
     cfg.n_runs = runs;
-    if (argc > 6 && strcmp(argv[6], "sm08") == 0) cfg.schedule = NG_AIS_SM08;
+    if (strcmp(schedule, "sm08") == 0) cfg.schedule = NG_AIS_SM08;
     printf("seed,log_z,lo,hi,sigma3_lo,sigma3_hi,exact,ess,min_run_ess,covered,covered_sigma3\n");
     t0 = ng_time_s();
     for (sd = 1; sd <= seeds; sd++) {

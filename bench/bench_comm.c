@@ -3,11 +3,12 @@
  * "ranks,floats,bytes,reps,ms_median,ms_min,algbw_GBps,busbw_GBps" where algbw = bytes / time and
  * busbw = algbw * 2 (N - 1) / N (the bytes each rank moves in a ring all-reduce, NCCL's convention),
  * from the median time. A barrier precedes each timed call so the time is the reduction's and not
- * a late rank's. Sizes: argv[1..] (floats), default 1e3 1e5 1e6 and the MNIST autoencoder's
+ * a late rank's. Sizes: argv[1..] (floats, at most 64), default 1e3 1e5 1e6 and the MNIST autoencoder's
  * 2,837,314 parameters. */
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/comm.h"
 #include "natgrad/log.h"
@@ -22,13 +23,24 @@ int main(int argc, char **argv) {
     enum { REPS = 21 };
     ng_comm *c;
     ng_backend *be;
-    int k, n_sizes = argc > 1 ? argc - 1 : 4;
+    long sizes[64];
+    int k, n_sizes = 0;
+    {
+        const ba_opt opts[] = {
+            {"SIZE", BA_LONG, sizes, 1, LONG_MAX, BA_MANY, NULL, "floats per all-reduce, one CSV line each (default 1000 100000 1000000 2837314)", &n_sizes, 64},
+            BA_END};
+        const int rc = ba_parse("bench_comm", "Time of ng_comm_allreduce (sum, float32, in place) per size, run under mpirun -np N "
+                                              "(bench/dist_bench.sh); rank 0 prints CSV lines.", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
+        if (n_sizes == 0)
+            for (k = 0; k < 4; k++) sizes[n_sizes++] = dflt[k];
+    }
     if (ng_comm_init(&c, 120.0) != NG_OK || ng_backend_cpu_init(&be) != NG_OK) {
         fprintf(stderr, "bench_comm: %s\n", ng_last_error());
         return 1;
     }
     for (k = 0; k < n_sizes; k++) {
-        long n = argc > 1 ? atol(argv[k + 1]) : dflt[k];
+        long n = sizes[k];
         float *x;
         double t[REPS], med, bytes = 4.0 * (double)n;
         int r;

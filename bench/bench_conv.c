@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/cnn.h"
 #include "natgrad/log.h"
@@ -320,12 +321,15 @@ int main(int argc, char **argv) {
     double sgemm;
     int i;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--csv")) csv_path = argv[i + 1];
-        else return fprintf(stderr, "usage: bench_conv [--reps N] [--csv PATH]\n"), 2;
+    {
+        const ba_opt opts[] = {
+            BA_I("--reps", &reps, 1, INT_MAX, "N", "timed repetitions of each method (the best counts)"),
+            BA_S("--csv", &csv_path, "PATH", "CSV file written"),
+            BA_END};
+        const int rc = ba_parse("bench_conv", "im2col + gemm against a direct convolution on the CPU at the Fashion-MNIST "
+                                              "conv shapes (make bench-conv).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    if (i < argc || reps < 1) return fprintf(stderr, "usage: bench_conv [--reps N] [--csv PATH]\n"), 2;
     if (ng_backend_cpu_init(&be) != NG_OK) return fprintf(stderr, "bench_conv: %s\n", ng_last_error()), 1;
     csv = fopen(csv_path, "w");
     if (!csv) return fprintf(stderr, "bench_conv: cannot write %s\n", csv_path), 1;

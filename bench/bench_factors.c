@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/log.h"
 
@@ -41,16 +42,17 @@ int main(int argc, char **argv) {
     char kbuf[256], *tok;
     FILE *f;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
-        else if (!strcmp(argv[i], "--k") && i + 1 < argc) klist = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
-        else if (!strcmp(argv[i], "--tridiag")) tri = 1;
-        else {
-            fprintf(stderr, "usage: bench_factors [--device cpu|cuda] [--k 125,250,1000] [--reps N] [--tridiag] [--csv PATH]\n");
-            return 2;
-        }
+    {
+        const ba_opt opts[] = {
+            BA_DEV("--device", &device, "backend (cuda:N: that GPU)"),
+            BA_INT_LIST("--k", &klist, 1, INT_MAX, 0, "K1,K2,...", "sizes k timed, one row each"),
+            BA_I("--reps", &reps, 1, INT_MAX, "N", "timed repetitions"),
+            BA_SWITCH("--tridiag", &tri, "also the off-diagonal factors of the block-tridiagonal inverse"),
+            BA_S("--csv", &csv, "PATH", "CSV file rows are appended to"),
+            BA_END};
+        const int rc = ba_parse("bench_factors", "The fused K-FAC factor update against plain gemms, on the MNIST "
+                                                 "autoencoder's factors (make bench-factors).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
     if (ng_device_parse(device, &dev, &dev_index) != NG_OK) return die("--device");
     if (ng_backend_init(dev, dev_index, &be, NULL, 0) != NG_OK) return die("backend");

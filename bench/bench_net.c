@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
 #include "natgrad/rng.h"
@@ -212,23 +213,20 @@ int main(int argc, char **argv) {
     char note[256];
     FILE *f;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--iters")) iters = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else if (!strcmp(argv[i], "--batch")) m = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--profile")) profile = atoi(argv[i + 1]);
-        else {
-            fprintf(stderr, "usage: bench_net [--batch M] [--threads N] [--iters N] [--warmup N] [--device cpu|cuda|auto] [--csv PATH] [--profile N]\n"
-                            "  --profile N: only run N training steps (after the warm-up) and exit, for perf record\n");
-            return 2;
-        }
+    {
+        const ba_opt opts[] = {
+            BA_I("--batch", &m, 1, INT_MAX, "M", "mini-batch size"),
+            BA_I("--threads", &threads, 0, INT_MAX, "N", "CPU threads (0: OpenMP's default)"),
+            BA_I("--iters", &iters, 1, MAX_T, "N", "timed steps"),
+            BA_I("--warmup", &warmup, 0, INT_MAX, "N", "untimed steps first"),
+            BA_DEV("--device", &device, "backend (cuda:N: that GPU)"),
+            BA_S("--csv", &csv, "PATH", "CSV file a row is appended to"),
+            BA_I("--profile", &profile, 0, INT_MAX, "N", "only run N training steps (after the warm-up) and exit, for perf record (0: off)"),
+            BA_END};
+        const int rc = ba_parse("bench_net", "Time of one training step of the MNIST autoencoder and of its parts, against the "
+                                             "sgemm speed of the same backend (make bench-net).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    if (i < argc) return fprintf(stderr, "bench_net: option %s needs a value\n", argv[i]), 2;
-    if (iters < 1 || iters > MAX_T || warmup < 0 || m < 1 || threads < 0)
-        return fprintf(stderr, "bench_net: bad --iters/--warmup/--batch/--threads\n"), 2;
     if (threads > 0) ng_cpu_set_threads(threads);
     if (ng_device_parse(device, &dev, &dev_index) != NG_OK) return die("--device");
     if (ng_backend_init(dev, dev_index, &be, note, sizeof note) != NG_OK) return die("backend");

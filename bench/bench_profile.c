@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/log.h"
 #include "natgrad/profile.h"
@@ -46,14 +47,16 @@ int main(int argc, char **argv) {
     ng_profile_config cfg;
     double off, cnt, on;
     FILE *f;
-    int i;
     const char *build = ng_cuda_compiled() ? "CUDA build (NVTX calls compiled in; no tool attached)" : "CPU-only build (no NVTX)";
-    for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
-        else return fprintf(stderr, "usage: bench_profile [--n N] [--csv PATH]\n"), 2;
+    {
+        const ba_opt opts[] = {
+            BA_L("--n", &n, 1, LONG_MAX, "N", "push/pop pairs (and counter calls) timed per case"),
+            BA_S("--csv", &csv, "PATH", "CSV file rows are appended to"),
+            BA_END};
+        const int rc = ba_parse("bench_profile", "The cost of natgrad's profiling ranges, off and on (make bench-profile).",
+                                opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    if (i < argc || n < 1) return fprintf(stderr, "usage: bench_profile [--n N] [--csv PATH]\n"), 2;
     off = best(pairs, n);
     cnt = best(counts, n);
     if (ng_backend_cpu_init(&be) != NG_OK) return fprintf(stderr, "bench_profile: %s\n", ng_last_error()), 1;

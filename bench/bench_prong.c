@@ -17,6 +17,7 @@
  * process's rusage, in % of all cores) with the load average.
  * Usage: bench_prong [--batch 128] [--T 100] [--ns 1000] [--eps 0.1] [--rounds 3] [--threads 0]
  *                    [--device cpu] [--data-dir data] [--csv FILE] [--form canonical|whitened]
+ *                    (bench_prong --help lists them with their ranges)
  * --form: PRONG's canonical form (cfg.whiten = 2, natgrad's default) or the whitened coordinates
  * (cfg.whiten = 1).
  * Prints one markdown row and appends one CSV row (header when the file is new).
@@ -31,6 +32,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "natgrad/data.h"
 #include "natgrad/log.h"
 #include "natgrad/net.h"
@@ -133,7 +135,7 @@ static ng_status prong_times(ng_precond *p, double *stats, double *reparam) {
 }
 
 int main(int argc, char **argv) {
-    int batch = 128, T = 100, ns = 1000, rounds = 3, threads = 0, form = 2, i, r, k;
+    int batch = 128, T = 100, ns = 1000, rounds = 3, threads = 0, form = 2, r, k;
     float eps = 0.1f;
     const char *device = "cpu", *data_dir = "data", *csv = NULL;
     ng_backend *be;
@@ -149,24 +151,27 @@ int main(int argc, char **argv) {
     double mach0, self0, mach1, self1, other, la[3] = {0, 0, 0}, cpu_sgd = 0, cpu_prong = 0, m_, c0_, c1_;
     uint64_t tp = 0, ts = 0;
     ng_cpu_blas_reexec(argc, argv);
-    if (argc == 3 && !strcmp(argv[1], "--syevd")) return atoi(argv[2]) >= 1 ? bench_syevd(atoi(argv[2])) : 2;
-    for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--T")) T = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--ns")) ns = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--eps")) eps = (float)atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else if (!strcmp(argv[i], "--data-dir")) data_dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--form")) form = !strcmp(argv[i + 1], "canonical") ? 2 : !strcmp(argv[i + 1], "whitened") ? 1 : -1;
-        else break;
-    }
-    if (i < argc || batch < 1 || T < 1 || ns < 2 || rounds < 1 || rounds > MAX_ROUNDS || !(eps > 0.0f) || threads < 0 || form < 1) {
-        fprintf(stderr, "usage: bench_prong [--batch M >= 1] [--T T >= 1] [--ns N >= 2] [--eps E > 0] [--rounds 1..%d] [--threads N] "
-                        "[--device cpu|cuda] [--data-dir DIR] [--csv FILE] [--form canonical|whitened]\n", MAX_ROUNDS);
-        return 2;
+    {
+        const char *form_s = "canonical";
+        int syevd = 0;
+        const ba_opt opts[] = {
+            BA_I("--batch", &batch, 1, INT_MAX, "M", "mini-batch size"),
+            BA_I("--T", &T, 1, INT_MAX, "T", "updates between PRONG's reparametrisations (one block)"),
+            BA_I("--ns", &ns, 2, INT_MAX, "N", "samples of PRONG's statistics (at most the training cases)"),
+            BA_F_GT("--eps", &eps, 0, HUGE_VAL, "E", "PRONG's damping epsilon"),
+            BA_I("--rounds", &rounds, 1, MAX_ROUNDS, "R", "rounds of one SGD block and one PRONG block"),
+            BA_I("--threads", &threads, 0, INT_MAX, "N", "CPU threads (0: OpenMP's default)"),
+            BA_CHOOSE("--device", &device, "cpu|cuda", "backend"),
+            BA_S("--data-dir", &data_dir, "DIR", "where MNIST is"),
+            BA_S("--csv", &csv, "FILE", "CSV file a row is appended to"),
+            BA_CHOOSE("--form", &form_s, "canonical|whitened", "PRONG's canonical form (natgrad's default) or the whitened coordinates"),
+            BA_I("--syevd", &syevd, 0, INT_MAX, "N", "instead: time LAPACK's ssyevd of an N x N covariance on 1 and 2 threads (0: off)"),
+            BA_END};
+        const int rc = ba_parse("bench_prong", "PRONG's cost per update relative to SGD's on the MNIST autoencoder, both in one "
+                                               "process, interleaved (make bench-prong).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
+        if (syevd > 0) return bench_syevd(syevd);
+        form = !strcmp(form_s, "canonical") ? 2 : 1;
     }
     if (strcmp(device, "cpu") == 0) {
         if (ng_backend_cpu_init(&be) != NG_OK) return die("cpu backend");

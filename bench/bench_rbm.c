@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/fang.h"
 #include "natgrad/log.h"
 #include "natgrad/profile.h"
@@ -47,21 +48,22 @@ int main(int argc, char **argv) {
     char note[256];
     FILE *f;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--iters")) iters = atoi(argv[i + 1]), iters_set = 1;
-        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--profile")) profile = argv[i + 1];
-        else if (!strcmp(argv[i], "--b2b")) b2b = argv[i + 1];
-        else if (!strcmp(argv[i], "--optimizer")) opt = argv[i + 1];
-        else if (!strcmp(argv[i], "--hidden")) nh = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) m = M = atoi(argv[i + 1]);
-        else {
-            fprintf(stderr, "usage: bench_rbm [--iters N] [--device cpu|cuda|auto] [--optimizer sgd|centering|fang] [--hidden N] [--batch M] [--csv PATH] [--b2b PATH] [--profile PATH]\n");
-            return 2;
-        }
+    {
+        const ba_opt opts[] = {
+            {"--iters", BA_INT, &iters, 1, INT_MAX, 0, "N", "timed PCD updates (and sgemm blocks) per measurement", &iters_set, 0},
+            BA_DEV("--device", &device, "backend (cuda:N: that GPU)"),
+            BA_S("--optimizer", &opt, "sgd|centering|fang|diag", "the update rule timed"),
+            BA_I("--hidden", &nh, 1, INT_MAX, "N", "hidden units (784 visible)"),
+            BA_I("--batch", &m, 1, INT_MAX, "M", "mini-batch size = PCD particles"),
+            BA_S("--csv", &csv, "PATH", "CSV file a row is appended to"),
+            BA_S("--b2b", &b2b, "PATH", "also time the updates back to back; CSV row appended to PATH"),
+            BA_S("--profile", &profile, "PATH", "also profile `iters` updates; table written to PATH"),
+            BA_END};
+        const int rc = ba_parse("bench_rbm", "PCD training speed of a binary RBM against the sgemm speed of the same backend, "
+                                             "measured interleaved in one run (make bench-rbm).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
+        M = m;
     }
-    if (iters < 1 || nh < 1 || m < 1) return fprintf(stderr, "bench_rbm: bad sizes\n"), 2;
     if (ng_device_parse(device, &dev, &dev_index) != NG_OK) return die("--device");
     if (ng_backend_init(dev, dev_index, &be, note, sizeof note) != NG_OK) return die("backend");
     if (note[0]) fprintf(stderr, "note: %s\n", note);

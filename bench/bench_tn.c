@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/net.h"
 #include "natgrad/solver.h"
@@ -44,32 +45,29 @@ static ng_status gv(void *user, const float *x, float *y) {
     } while (0)
 
 int main(int argc, char **argv) {
-    const char *preset = "curves-autoencoder", *dev = "cpu", *csv = NULL;
+    const char *preset = "curves-autoencoder", *dev = "cpu", *csv = NULL, *batch_s = "1000,5000";
     int ms[8] = {1000, 5000}, nm = 2, reps = 5, iters = 10, i, k;
     ng_backend *be = NULL;
     ng_net_config cfg;
     ng_model *net = NULL;
-    for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
-        else if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
-        else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            char *s = argv[++i], *e;
-            nm = 0;
-            while (*s && nm < 8) {
-                ms[nm++] = (int)strtol(s, &e, 10);
-                s = *e == ',' ? e + 1 : e;
-            }
-        } else {
-            fprintf(stderr, "usage: bench_tn [--preset NAME] [--device cpu|cuda] [--batch M1,M2] [--reps R] [--iters N] [--csv FILE]\n");
-            return 2;
+    {
+        const ba_opt opts[] = {
+            BA_S("--preset", &preset, "NAME", "network preset (natgrad's net presets)"),
+            BA_DEV("--device", &dev, "backend (cuda:N: that GPU)"),
+            BA_INT_LIST("--batch", &batch_s, 1, INT_MAX, 8, "M1,M2", "batch sizes, one row each (at most 8)"),
+            BA_I("--reps", &reps, 1, INT_MAX, "R", "repetitions each time is the mean of"),
+            BA_I("--iters", &iters, 2, INT_MAX, "N", "iterations of the timed CG solve (its mean per iteration counts)"),
+            BA_S("--csv", &csv, "FILE", "CSV file rows are appended to"),
+            BA_END};
+        const int rc = ba_parse("bench_tn", "The cost of the truncated-Newton pipeline (gradient, Gv, Hv, CG iteration) on a "
+                                            "network (make bench-tn).", opts, argc, argv);
+        char *s = (char *)batch_s, *e;
+        if (rc != BA_RUN) return rc;
+        nm = 0;
+        while (*s && nm < 8) {
+            ms[nm++] = (int)strtol(s, &e, 10);
+            s = *e == ',' ? e + 1 : e;
         }
-    }
-    if (reps < 1 || iters < 2 || nm < 1) {
-        fprintf(stderr, "bench_tn: --reps >= 1, --iters >= 2 and at least one batch size\n");
-        return 2;
     }
     {
         ng_device d;

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/data.h"
 #include "natgrad/log.h"
@@ -81,25 +82,13 @@ static ng_status net_bytes(ng_model *m, int L, unsigned char **out, size_t *len)
     return NG_OK;
 }
 
-static int bench_refresh(int argc, char **argv) {
-    const char *device = "cpu", *data_dir = "data";
-    int threads = 0, rounds = 5, i, r, form, ns = 1000;
+static int bench_refresh(const char *device, const char *data_dir, int threads, int rounds) {
+    int r, form, ns = 1000;
     const float eps = 0.1f;
     ng_backend *be, seq;
     struct ng_backend_i seq_iface;
     ng_dataset ds = {0};
     float *x;
-    for (i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else if (!strcmp(argv[i], "--data-dir")) data_dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
-        else break;
-    }
-    if (i < argc || threads < 0 || rounds < 1 || rounds > MAX_ROUNDS) {
-        fprintf(stderr, "usage: bench_whiten --refresh [--threads N] [--device cpu|cuda] [--data-dir DIR] [--rounds 1..%d]\n", MAX_ROUNDS);
-        return 2;
-    }
     if (!strcmp(device, "cpu")) {
         if (ng_backend_cpu_init(&be) != NG_OK) return die("cpu backend");
         if (threads) ng_cpu_set_threads(threads);
@@ -187,8 +176,32 @@ int main(int argc, char **argv) {
     ng_device dev = NG_DEVICE_CPU;
     int idx = -1, di, r, n = 1000;
     static const int ds[] = {250, 500, 1000};
-    if (argc >= 2 && !strcmp(argv[1], "--refresh")) return bench_refresh(argc, argv);
-    if (argc == 3 && !strcmp(argv[1], "--device") && ng_device_parse(argv[2], &dev, &idx) != NG_OK) return 2;
+    {
+        const char *device = "cpu", *data_dir = "data";
+        int refresh = 0, threads = 0, rounds = 5, threads_given = 0, rounds_given = 0, dir_given = 0;
+        const ba_opt opts[] = {
+            BA_DEV("--device", &device, "backend (--refresh: cpu or cuda)"),
+            BA_SWITCH("--refresh", &refresh, "instead: one PRONG reparametrisation of the MNIST autoencoder, batched "
+                                             "eigendecompositions against sequential ones"),
+            {"--threads", BA_INT, &threads, 0, INT_MAX, 0, "N", "--refresh: CPU threads (0: OpenMP's default)", &threads_given, 0},
+            {"--data-dir", BA_STR, &data_dir, 0, 0, 0, "DIR", "--refresh: where MNIST is", &dir_given, 0},
+            {"--rounds", BA_INT, &rounds, 1, MAX_ROUNDS, 0, "R", "--refresh: alternating rounds (medians)", &rounds_given, 0},
+            BA_END};
+        const int rc = ba_parse("bench_whiten", "The cost of PRONG's statistics and eigendecompositions on one backend, for "
+                                                "d = 250, 500, 1000 and n = 1000 samples; with --refresh, of PRONG's "
+                                                "reparametrisation.", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
+        if (!refresh && (threads_given || rounds_given || dir_given)) {
+            fprintf(stderr, "bench_whiten: %s: only with --refresh\n", threads_given ? "--threads" : rounds_given ? "--rounds" : "--data-dir");
+            return 2;
+        }
+        if (refresh && strcmp(device, "cpu") && strcmp(device, "cuda")) {
+            fprintf(stderr, "bench_whiten: --device %s: not with --refresh; allowed: cpu or cuda\n", device);
+            return 2;
+        }
+        if (refresh) return bench_refresh(device, data_dir, threads, rounds);
+        if (ng_device_parse(device, &dev, &idx) != NG_OK) return 2;
+    }
     if (ng_backend_init(dev, idx, &be, NULL, 0) != NG_OK) return fprintf(stderr, "bench_whiten: %s\n", ng_last_error()), 1;
     printf("backend: %s\n\n| d | n | add (syrk) ms | full gemm X X^T ms | add / gemm | eigendecomposition ms | sgemm GFLOP/s (d x d x n) |\n|---|---|---|---|---|---|---|\n",
            be->description);

@@ -6,6 +6,7 @@
  * Usage: curves_samples [OUT.png]   (default data/curves_like_samples.png) */
 #include <stdio.h>
 
+#include "bench_args.h"
 #include "natgrad/data.h"
 #include "natgrad/png.h"
 
@@ -14,11 +15,13 @@
 #define PIC_PAD 2
 
 int main(int argc, char **argv) {
-    const char *out = argc > 1 ? argv[1] : "data/curves_like_samples.png";
+    const char *out = "data/curves_like_samples.png";
     ng_dataset tr;
-    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
-        fprintf(stderr, "usage: curves_samples [OUT.png]   (default data/curves_like_samples.png)\n");
-        return 2;
+    {
+        const ba_opt opts[] = {{"OUT.png", BA_STR, &out, 0, 0, 0, NULL, "the picture written", NULL, 0}, BA_END};
+        const int rc = ba_parse("curves_samples", "Draws images 0 .. 63 of the curves-like training set, 8 per row "
+                                                  "(make data-curves-picture).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
     if (ng_dataset_load_named("curves-like", NULL, "train", &tr) != NG_OK ||
         ng_png_write_image_grid(out, tr.x, tr.height, tr.width, PIC_N, PIC_COLS, PIC_PAD) != NG_OK) {

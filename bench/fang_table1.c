@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/data.h"
 #include "natgrad/eval.h"
 #include "natgrad/fisher.h"
@@ -538,24 +539,25 @@ int main(int argc, char **argv) {
     double *G, *mean, *Gh = NULL;
     ng_status s;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "--host-fisher")) { st.host_fisher = 1; continue; }
-        if (!strcmp(o, "--compare-host")) { st.compare_host = 1; continue; }
-        if (!v) goto usage;
-        if (!strcmp(o, "--hidden")) st.nh = atoi(v);
-        else if (!strcmp(o, "--updates")) st.updates = atoi(v);
-        else if (!strcmp(o, "--batch")) st.batch = atoi(v);
-        else if (!strcmp(o, "--lr")) st.lr = (float)atof(v);
-        else if (!strcmp(o, "--seed")) st.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(o, "--chunk")) st.chunk = atoi(v);
-        else if (!strcmp(o, "--device")) st.device = v;
-        else if (!strcmp(o, "--csv")) st.csv = v;
-        else if (!strcmp(o, "--data")) st.data_dir = v;
-        else goto usage;
-        i++;
+    {
+        const ba_opt opts[] = {
+            BA_I("--hidden", &st.nh, 1, 20, "H", "hidden units (20 = the paper's size, a GPU job)"),
+            BA_I("--updates", &st.updates, 0, INT_MAX, "N", "PCD updates (centering) before the Fisher matrix"),
+            BA_I("--batch", &st.batch, 1, INT_MAX, "M", "mini-batch size"),
+            BA_F_GT("--lr", &st.lr, 0, HUGE_VAL, "A", "learning rate"),
+            BA_SEED("--seed", &st.seed, "S", "seed"),
+            BA_I("--chunk", &st.chunk, 0, INT_MAX, "STATES", "hidden states per backend chunk of the exact Fisher (0: natgrad's default)"),
+            BA_SWITCH("--host-fisher", &st.host_fisher, "the exact Fisher by the float64 host loop instead of the backend"),
+            BA_SWITCH("--compare-host", &st.compare_host, "also the float64 host loop, compared with the backend's"),
+            BA_DEV("--device", &st.device, "backend (cuda:N: that GPU)"),
+            BA_S("--csv", &st.csv, "PATH", "CSV file written ('' = none)"),
+            BA_S("--data", &st.data_dir, "DIR", "where MNIST is"),
+            BA_END};
+        const int rc = ba_parse("fang_table1", "FANG Table 1: how well each approximation of the exact Fisher matrix of a "
+                                               "small MNIST RBM matches it, by KL divergence (make bench-fang-table1).",
+                                opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    if (st.nh < 1 || st.nh > 20 || st.updates < 0 || st.batch < 1 || !(st.lr > 0)) goto usage;
     if (ng_device_parse(st.device, &dev, &dev_index) != NG_OK) return die("--device");
     if (ng_backend_init(dev, dev_index, &be, note, sizeof note) != NG_OK) return die("backend");
     if (note[0]) fprintf(stderr, "note: %s\n", note);
@@ -678,9 +680,4 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "fang_table1: all sanity checks passed\n");
     return 0;
-usage:
-    fprintf(stderr, "usage: fang_table1 [--hidden H (1..20; default 16; 20 = the paper's size, a GPU job)] "
-                    "[--updates N] [--batch M] [--lr A] [--seed S] [--chunk STATES] [--host-fisher | --compare-host] "
-                    "[--device cpu|cuda|auto] [--csv PATH ('' = none)] [--data DIR]\n");
-    return 2;
 }

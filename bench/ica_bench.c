@@ -8,23 +8,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_args.h"
 #include "natgrad/ica.h"
 
 int main(int argc, char **argv) {
     static const double conds[2] = {1.0, 20.0}, etas[5] = {1.0, 0.3, 0.1, 0.03, 0.01};
     const char *rules[2] = {"plain", "natural"};
-    int steps = argc > 2 ? atoi(argv[2]) : 1000, c, r, e, k, i, n = 4, T = 5000;
+    const char *out = NULL;
+    int steps = 1000, c, r, e, k, i, n = 4, T = 5000;
     FILE *f;
     double *J, *am, W[16];
-    if (argc < 2 || steps < 1) {
-        fprintf(stderr, "usage: ica_bench OUT.csv [STEPS]\n");
-        return 2;
+    {
+        const ba_opt opts[] = {
+            {"OUT.csv", BA_STR, &out, 0, 0, BA_REQUIRED, NULL, "the CSV written (every step's objective and Amari index)", NULL, 0},
+            {"STEPS", BA_INT, &steps, 1, INT_MAX - 1, 0, NULL, "full-batch steps of each rule and step size", NULL, 0},
+            BA_END};
+        const int rc = ba_parse("ica_bench", "Linear ICA with the natural-gradient W^T W rule against the plain gradient; "
+                                             "prints a markdown summary (make ica-bench).", opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    f = fopen(argv[1], "w");
+    f = fopen(out, "w");
     J = (double *)malloc(sizeof(double) * (steps + 1));
     am = (double *)malloc(sizeof(double) * (steps + 1));
     if (!f || !J || !am) {
-        fprintf(stderr, "ica_bench: cannot write %s or out of memory\n", argv[1]);
+        fprintf(stderr, "ica_bench: cannot write %s or out of memory\n", out);
         return 1;
     }
     fprintf(f, "cond,rule,eta,step,objective,amari\n");

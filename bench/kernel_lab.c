@@ -26,12 +26,14 @@
  * column says "emulated" instead of a figure.
  * usage: kernel_lab [--sizes 65536,1048576,4194304] [--reps N] [--csv PATH] [--sections variants,sweep]
  *                   [--blocks 32,64,96,128,256,512,1024] [--families all|NAME,NAME,...] [--device N (CUDA device)]
- * --need-cuda (first): exit 1 unless a real CUDA device answers (bench/gpu_check.sh). */
+ * --need-cuda: exit 1 unless a real CUDA device answers (bench/gpu_check.sh). kernel_lab --help lists
+ * the options with their defaults and ranges. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/log.h"
 #include "ng_math.h"
@@ -407,25 +409,26 @@ static int sweep(ng_backend *cpu, ng_backend *gpu, int emulated, const char *siz
 int main(int argc, char **argv) {
     const char *sizes_s = "65536,1048576,4194304", *csv_path = "bench/results/kernel_lab.csv";
     const char *sections = "variants,sweep";
-    const char *usage = "usage: kernel_lab [--sizes N,N,...] [--reps N] [--csv PATH] [--sections variants,sweep] "
-                        "[--blocks T,T,...] [--families all|NAME,...] [--device N]\n"
-                        "       (--need-cuda first: fail without a CUDA device, emulator included)\n";
     ng_backend *cpu = NULL, *gpu = NULL, *gpu_all = NULL;
     char buf[128];
-    int i, emulated = 0, device = 0, need_cuda = 0;
+    int emulated = 0, device = 0, need_cuda = 0;
     ng_cpu_blas_reexec(argc, argv);
-    for (i = 1; i < argc && !strcmp(argv[i], "--need-cuda"); i++) need_cuda = 1;
-    for (; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--sizes")) sizes_s = argv[i + 1];
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--csv")) csv_path = argv[i + 1];
-        else if (!strcmp(argv[i], "--sections")) sections = argv[i + 1];
-        else if (!strcmp(argv[i], "--blocks")) blocks_s = argv[i + 1];
-        else if (!strcmp(argv[i], "--families")) families_s = argv[i + 1];
-        else if (!strcmp(argv[i], "--device")) device = atoi(argv[i + 1]);
-        else return fprintf(stderr, "%s", usage), 2;
+    {
+        const ba_opt opts[] = {
+            BA_INT_LIST("--sizes", &sizes_s, 1, INT_MAX, 0, "N,N,...", "element counts, one row each"),
+            BA_I("--reps", &reps, 1, INT_MAX, "N", "timed runs (the best counts) after one warm-up"),
+            BA_S("--csv", &csv_path, "PATH", "CSV file written"),
+            BA_S("--sections", &sections, "variants,sweep", "what runs: the numbered variants and/or the block-shape sweep"),
+            BA_INT_LIST("--blocks", &blocks_s, 1, 1024, 0, "T,T,...", "threads per block the sweep tries (each family takes those it accepts)"),
+            BA_S("--families", &families_s, "all|NAME,...", "kernel families the sweep covers"),
+            BA_I("--device", &device, 0, 1023, "N", "CUDA device number"),
+            BA_SWITCH("--need-cuda", &need_cuda, "exit 1 unless a real CUDA device answers (the emulator does not count)"),
+            BA_END};
+        const int rc = ba_parse("kernel_lab", "Numbered variants of the custom kernels and each kernel family's block-shape "
+                                              "sweep, checked against the CPU backend and timed (make kernel-lab).",
+                                opts, argc, argv);
+        if (rc != BA_RUN) return rc;
     }
-    if (i < argc || reps < 1) return fprintf(stderr, "%s", usage), 2;
     if (strcmp(families_s, "all")) { /* every name of --families must be a family */
         const char *p = families_s;
         while (*p) {

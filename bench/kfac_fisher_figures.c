@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/data.h"
 #include "natgrad/kfac.h"
@@ -555,25 +556,6 @@ static void md_block_table(const char *title, const double *v, const char *fmt) 
 
 /* ---- main ------------------------------------------------------------------------------------- */
 
-static void usage(void) {
-    fprintf(stderr,
-            "usage: kfac_fisher_figures [--train kfac|nag|gd] [--iters N] [--target-error E] [--check-every K] [--lr LR]\n"
-            "         [--mu-max MU] [--init sparse|glorot] [--seed S] [--n N] [--gamma G] [--gammas G1,G2,...]\n"
-            "         [--white-quantile Q] [--pool K] [--out PREFIX] [--data DIR] [--threads T]\n"
-            "  --train      batch-mode training: kfac (default, as the paper: natgrad's K-FAC, checked every iteration;\n"
-            "               gamma of the figures = K-FAC's gamma then, unless --gamma), nag (Nesterov with Sutskever\n"
-            "               et al.'s schedule capped at --mu-max) or gd (plain gradient descent)\n"
-            "  --iters      most training iterations (3000); --target-error stops at the first check (every\n"
-            "               --check-every iterations) with training error <= E (0.05, the paper's 5%%)\n"
-            "  --n          training cases for the expectations (2000; the first N digits, class-balanced)\n"
-            "  --lr         learning rate (nag 0.05, gd 0.2); --mu-max NAG's momentum cap (0.9)\n"
-            "  --gamma      factored Tikhonov damping of figures 3, 5, 6 (0.001); --gammas the sweep of numbers\n"
-            "               (0,0.0001,0.001,0.01,0.1,1)\n"
-            "  --white-quantile  each figure's white level is this quantile of the pixels of its left matrix (0.98)\n"
-            "  --pool       one pixel = the mean |entry| of a K x K square of entries (4; 1: one entry per pixel)\n"
-            "  --out        PREFIX.csv and PREFIX_fig{2,3,5,6}.png (bench/results/kfac_fisher_figures)\n");
-}
-
 static int parse_gammas(const char *v, opts *o) {
     char *end;
     o->n_gammas = 0;
@@ -606,39 +588,41 @@ int main(int argc, char **argv) {
     canvas cv;
 
     ng_cpu_blas_reexec(argc, argv);
-    parse_gammas("0,0.0001,0.001,0.01,0.1,1", &o);
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) return usage(), 2;
-        if (!strcmp(a, "--train")) o.train = v;
-        else if (!strcmp(a, "--iters")) o.iters = atoi(v);
-        else if (!strcmp(a, "--target-error")) o.target = atof(v);
-        else if (!strcmp(a, "--check-every")) o.check_every = atoi(v), o.check_given = 1;
-        else if (!strcmp(a, "--lr")) o.lr = atof(v);
-        else if (!strcmp(a, "--mu-max")) o.mu_max = atof(v);
-        else if (!strcmp(a, "--init")) o.init = v;
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--n")) o.n = atoi(v);
-        else if (!strcmp(a, "--gamma")) o.gamma = atof(v), o.gamma_given = 1;
-        else if (!strcmp(a, "--gammas")) {
-            if (parse_gammas(v, &o)) return usage(), 2;
-        } else if (!strcmp(a, "--white-quantile")) o.white_q = atof(v);
-        else if (!strcmp(a, "--pool")) o.pool = atoi(v);
-        else if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--data")) o.data_dir = v;
-        else if (!strcmp(a, "--threads")) o.threads = atoi(v);
-        else return usage(), 2;
-        i++;
-    }
-    if (strcmp(o.train, "nag") && strcmp(o.train, "gd") && strcmp(o.train, "kfac")) {
-        fprintf(stderr, "kfac_fisher_figures: --train %s: kfac, nag or gd\n", o.train);
-        return 2;
+    {
+        const char *gammas_s = "0,0.0001,0.001,0.01,0.1,1";
+        const ba_opt opts[] = {
+            BA_CHOOSE("--train", &o.train, "kfac|nag|gd", "batch-mode training: natgrad's K-FAC (checked every iteration; the "
+                                                          "figures' gamma = K-FAC's then, unless --gamma), Nesterov with Sutskever et "
+                                                          "al.'s schedule capped at --mu-max, or plain gradient descent"),
+            BA_I("--iters", &o.iters, 0, INT_MAX, "N", "most training iterations"),
+            BA_D("--target-error", &o.target, 0, 1, "E", "stop at the first check with training error <= E (the paper's 5%)"),
+            {"--check-every", BA_INT, &o.check_every, 1, INT_MAX, 0, "K", "iterations between checks (kfac: 1 unless given)", &o.check_given, 0},
+            BA_D("--lr", &o.lr, 0, HUGE_VAL, "LR", "learning rate (0: kfac 1, nag 0.05, gd 0.2)"),
+            BA_D("--mu-max", &o.mu_max, 0, 1, "MU", "NAG's momentum cap"),
+            BA_CHOOSE("--init", &o.init, "sparse|glorot", "initialisation"),
+            BA_SEED("--seed", &o.seed, "S", "seed"),
+            BA_I("--n", &o.n, 100, INT_MAX, "N", "training cases for the expectations (the first N digits, class-balanced)"),
+            {"--gamma", BA_DOUBLE, &o.gamma, 0, HUGE_VAL, 0, "G", "factored Tikhonov damping of figures 3, 5, 6", &o.gamma_given, 0},
+            BA_NUM_LIST("--gammas", &gammas_s, 0, HUGE_VAL, MAX_GAMMAS, "G1,G2,...", "the sweep of gammas"),
+            {"--white-quantile", BA_DOUBLE, &o.white_q, 0, 1, BA_OPEN_LO, "Q", "each figure's white level is this quantile of the pixels of its left matrix", NULL, 0},
+            BA_I("--pool", &o.pool, 1, 420, "K", "one pixel = the mean |entry| of a K x K square of entries (K divides 420)"),
+            BA_S("--out", &o.out, "PREFIX", "writes PREFIX.csv and PREFIX_fig{2,3,5,6}.png"),
+            BA_S("--data", &o.data_dir, "DIR", "where MNIST is"),
+            BA_I("--threads", &o.threads, 0, INT_MAX, "T", "CPU threads (0: OpenMP's default)"),
+            BA_END};
+        const int rc = ba_parse("kfac_fisher_figures", "Figures 2, 3, 5 and 6 of Martens & Grosse (2015), K-FAC: the exact Fisher of "
+                                                       "the middle layers of a partially trained network against its Kronecker-factored "
+                                                       "approximations, as pictures and relative errors (make kfac-figures).",
+                                opts, argc, argv);
+        if (rc != BA_RUN) return rc;
+        if (420 % o.pool) {
+            fprintf(stderr, "kfac_fisher_figures: --pool %d: does not divide 420; allowed: a divisor of 420 (1, 2, 3, 4, 5, 6, 7, 10, ...)\n", o.pool);
+            return 2;
+        }
+        parse_gammas(gammas_s, &o);
     }
     if (o.lr == 0.0) o.lr = !strcmp(o.train, "nag") ? 0.05 : !strcmp(o.train, "kfac") ? 1.0 : 0.2;
     if (!strcmp(o.train, "kfac") && !o.check_given) o.check_every = 1; /* the paper stopped after 7 K-FAC iterations */
-    if (o.iters < 0 || o.check_every < 1 || o.n < 100 || !(o.lr > 0) || !(o.gamma >= 0) || o.pool < 1 || 420 % o.pool ||
-        !(o.white_q > 0 && o.white_q <= 1) || (strcmp(o.init, "sparse") && strcmp(o.init, "glorot")))
-        return usage(), 2;
     if (o.threads > 0) ng_cpu_set_threads(o.threads);
     g_pool = o.pool;
     if (ng_device_parse(o.device, &dev, &dev_index) != NG_OK || ng_backend_init(dev, dev_index, &be, note, sizeof note) != NG_OK)

@@ -5,8 +5,8 @@
 # Kronecker-factored approximation F-tilde, F-tilde's damped inverse, and the block-diagonal (F-breve)
 # and block-tridiagonal-inverse (F-hat) approximations, as pictures and relative errors.
 # Prepares MNIST (data/prepare.sh) and builds BUILD/bench/kfac_fisher_figures when needed; ARGS go to
-# the program (`BUILD/bench/kfac_fisher_figures --help`-like usage on a bad option: --train kfac|nag|gd,
-# --gamma, --n, ...). Writes bench/results/kfac_fisher_figures.{md,csv} and
+# the program (`BUILD/bench/kfac_fisher_figures --help` lists them: --train kfac|nag|gd, --gamma, --n,
+# ...). Writes bench/results/kfac_fisher_figures.{md,csv} and
 # bench/results/kfac_fisher_figures_fig{2,3,5,6}.png; exits non-zero when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -21,6 +21,7 @@
 
 #include <lapacke.h>
 
+#include "bench_args.h"
 #include "natgrad/backend.h"
 #include "natgrad/data.h"
 #include "natgrad/log.h"
@@ -132,23 +133,28 @@ int main(int argc, char **argv) {
     int nbimg = 0;
     char path[512];
     FILE *csv;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) return fprintf(stderr, "prong_figure2: %s needs a value\n", a), 2;
-        if (!strcmp(a, "--data-dir")) o.data_dir = v;
-        else if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--iters")) o.iters = atoi(v);
-        else if (!strcmp(a, "--every")) o.every = atoi(v);
-        else if (!strcmp(a, "--n")) o.n = atoi(v);
-        else if (!strcmp(a, "--fisher-n")) o.fisher_n = atoi(v);
-        else if (!strcmp(a, "--T")) o.T = atoi(v);
-        else if (!strcmp(a, "--eps")) o.eps = atof(v);
-        else if (!strcmp(a, "--lr")) o.lr_sgd = atof(v);
-        else return fprintf(stderr, "usage: prong_figure2 [--data-dir D] [--out PREFIX] [--iters N] [--every K] [--n N] [--fisher-n M] [--T T] [--eps E] [--lr LR]\n"), 2;
-        i++;
+    {
+        const ba_opt opts[] = {
+            BA_S("--data-dir", &o.data_dir, "D", "where MNIST is"),
+            BA_S("--out", &o.out, "PREFIX", "writes PREFIX.csv and PREFIX_fisher.png"),
+            BA_I("--iters", &o.iters, 1, INT_MAX, "N", "training updates of each method"),
+            BA_I("--every", &o.every, 1, INT_MAX, "K", "updates between condition numbers"),
+            BA_I("--n", &o.n, 100, INT_MAX, "N", "training digits used"),
+            BA_I("--fisher-n", &o.fisher_n, 10, INT_MAX, "M", "digits of the exact Fisher (at most --n)"),
+            BA_I("--T", &o.T, 1, INT_MAX, "T", "updates between PRONG's reparametrisations"),
+            BA_D_GT("--eps", &o.eps, 0, HUGE_VAL, "E", "PRONG's damping epsilon"),
+            BA_D_GT("--lr", &o.lr_sgd, 0, HUGE_VAL, "LR", "SGD's learning rate"),
+            BA_END};
+        const int rc = ba_parse("prong_figure2", "Figure 2 of Desjardins et al. (2015): the exact Fisher of the middle layer of "
+                                                 "a small MLP before and after PRONG's first reparametrisation, and its condition "
+                                                 "number during training for SGD, RMSprop, batch norm and PRONG (make prong-figure2).",
+                                opts, argc, argv);
+        if (rc != BA_RUN) return rc;
+        if (o.fisher_n > o.n) {
+            fprintf(stderr, "prong_figure2: --fisher-n %d: more than --n %d; allowed: 10..%d\n", o.fisher_n, o.n, o.n);
+            return 2;
+        }
     }
-    if (o.iters < 1 || o.every < 1 || o.n < 100 || o.fisher_n < 10 || o.fisher_n > o.n || o.T < 1 || !(o.eps > 0))
-        return fprintf(stderr, "prong_figure2: bad option values\n"), 2;
     if (ng_backend_cpu_init(&be) != NG_OK) return die("cpu backend");
     if (ng_dataset_load_named("mnist", o.data_dir, "train", &raw) != NG_OK) return die("MNIST training set");
     {
