@@ -35,13 +35,30 @@ endif
 # OpenBLAS (the OpenMP build) through pkg-config, else the Debian multiarch paths of this compiler
 # (x86_64-linux-gnu, aarch64-linux-gnu, ...), so GPU hosts of either architecture build.
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+# NG_DEPS_PREFIX=DIR: OpenBLAS, LAPACKE and zlib from the Debian packages unpacked under DIR by
+# bench/gpu_deps.sh (a lent GPU machine reaches no package registry), linked with DT_RPATH so that
+# their own dependencies (liblapack.so.3, libgfortran.so.5, ...) load from DIR too.
+NG_DEPS_PREFIX ?=
+ifneq ($(NG_DEPS_PREFIX),)
+DEPS_PREFIX := $(abspath $(NG_DEPS_PREFIX))
+OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-openmp
+OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-openmp
+DEPS_INC := $(DEPS_PREFIX)/usr/include
+DEPS_LIBDIRS := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH) $(DEPS_PREFIX)/lib/$(MULTIARCH)
+DEPS_CFLAGS := -I$(DEPS_INC)
+DEPS_LDFLAGS := $(addprefix -L,$(DEPS_LIBDIRS)) -Wl,--disable-new-dtags $(addprefix -Wl$(comma)-rpath$(comma),$(DEPS_LIBDIRS))
+else
 PKG_OPENBLAS_INC := $(patsubst -I%,%,$(filter -I%,$(shell pkg-config --cflags openblas 2>/dev/null)))
 PKG_OPENBLAS_LIB := $(patsubst -L%,%,$(filter -L%,$(shell pkg-config --libs openblas 2>/dev/null)))
 OPENBLAS_INC := $(patsubst %/,%,$(if $(wildcard $(PKG_OPENBLAS_INC)/cblas.h),$(PKG_OPENBLAS_INC),/usr/include/$(MULTIARCH)/openblas-openmp))
 OPENBLAS_LIB := $(patsubst %/,%,$(if $(PKG_OPENBLAS_LIB),$(PKG_OPENBLAS_LIB),/usr/lib/$(MULTIARCH)/openblas-openmp))
+DEPS_INC := /usr/include
+DEPS_CFLAGS :=
+DEPS_LDFLAGS :=
+endif
 HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes || echo no)
-HAVE_LAPACKE := $(shell test -f /usr/include/lapacke.h && echo yes || echo no)
-HAVE_ZLIB := $(shell test -f /usr/include/zlib.h && echo yes || echo no)
+HAVE_LAPACKE := $(shell test -f $(DEPS_INC)/lapacke.h && echo yes || echo no)
+HAVE_ZLIB := $(shell test -f $(DEPS_INC)/zlib.h && echo yes || echo no)
 HAVE_OPENMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes || echo no)
 HAVE_GNUPLOT := $(shell command -v gnuplot >/dev/null 2>&1 && echo yes || echo no)
 # Open MPI (optional): `mpirun -np N natgrad ...` data-parallel runs (host/comm/). Without it the
@@ -58,12 +75,12 @@ DEB_PACKAGES := libopenblas-openmp-dev liblapacke-dev zlib1g-dev gnuplot-nox lib
 BUILD := build
 OPT ?= -O2
 CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp $(OPT) -g \
-    -Iinclude -Ikernels -Ihost -I$(OPENBLAS_INC)
+    -Iinclude -Ikernels -Ihost -I$(OPENBLAS_INC) $(DEPS_CFLAGS)
 ifeq ($(NG_MPI),1)
 CFLAGS_COMMON += -DNG_HAVE_MPI $(MPI_CFLAGS)
 endif
 CFLAGS := $(CFLAGS_COMMON) $(EXTRA_CFLAGS)
-LDLIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -llapacke -lz -lm -fopenmp -lpthread
+LDLIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) $(DEPS_LDFLAGS) -lopenblas -llapacke -lz -lm -fopenmp -lpthread
 ifeq ($(NG_MPI),1)
 LDLIBS += $(MPI_LIBS) $(addprefix -Wl$(comma)-rpath$(comma),$(MPI_LIBDIR))
 endif
@@ -115,7 +132,7 @@ $(FLAGS_STAMP): ;
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps config run test test-gpu bench bench-rbm bench-kfac-cost bench-ais-coverage prong-figure2 prong-figure3 bench-prong bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
+.PHONY: all deps deps-check config run test test-gpu bench bench-rbm bench-kfac-cost bench-ais-coverage prong-figure2 prong-figure3 bench-prong bench-whiten bench-net bench-fang-table1 clean data-mnist data-fashion \
     kfac-autoencoders kfac-figure9 kfac-figures bench-factors bench-tn tn-figure3 tn-figure1 optimizer-table bench-dist \
     data-curves-picture bench-profile kernel-lab bench-launch-counts \
     toy-figure1 ica-bench rbm-recipes recipes-mnist conv-fashion
@@ -132,6 +149,16 @@ deps:
 	    || { echo "deps: apt-get failed, see $(BUILD)-deps.log"; exit 1; }; \
 	  else echo "deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
 	else echo "deps: all Debian packages present"; fi
+
+# Can this machine build and run natgrad's host code? A probe (tests/deps_probe.c) compiled and
+# linked with the build's flags calls OpenBLAS, LAPACKE and zlib once each and says which library
+# file each came from (bench/gpu_check.sh runs it first; NG_DEPS_PREFIX=DIR checks unpacked packages).
+deps-check:
+	@mkdir -p $(BUILD)
+	@$(CC) $(CFLAGS) tests/deps_probe.c $(LDLIBS) -ldl -o $(BUILD)/deps_probe 2> $(BUILD)/deps_probe.log || \
+	  { echo "deps-check: the probe does not build (OpenBLAS headers in $(OPENBLAS_INC): $(HAVE_OPENBLAS), lapacke.h: $(HAVE_LAPACKE), zlib.h: $(HAVE_ZLIB)):"; \
+	    head -5 $(BUILD)/deps_probe.log; echo "deps-check: install them with 'make deps', or unpack carried packages (bash bench/gpu_deps.sh) and pass NG_DEPS_PREFIX"; exit 1; }
+	@$(BUILD)/deps_probe
 
 $(OBJ)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)

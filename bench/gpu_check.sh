@@ -24,6 +24,9 @@
 # with the end of its log and the script goes on, so one run always yields a report.
 # Without an NVIDIA GPU (nvidia-smi lists none) or without nvcc it refuses at once (exit 3) and
 # runs nothing. Usage: bash bench/gpu_check.sh   (GPU_CHECK_DEVICE=N picks GPU N; default 0)
+# On a GPU machine that reaches no package registry, first run `bash bench/gpu_deps.sh fetch` here
+# (with Debian's registry) and carry .gpu-deps along: step 0 below unpacks it when the machine lacks
+# OpenBLAS, LAPACKE, zlib or make (GPU_CHECK_DEPS=DIR names another folder).
 #
 # Rehearsal: GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh [RESULTS_DIR] runs every step's command
 # on a machine without a GPU: the natgrad CLI and bench programs built against the SIMT emulator
@@ -105,6 +108,21 @@ step() {
 }
 # tail of a log for the report
 logtail() { echo '```'; tail -n "${2:-15}" "$1" 2>/dev/null; echo '```'; }
+
+# ---- 0. the host libraries: the machine's own, or the packages carried in GPU_CHECK_DEPS --------
+# A lent GPU machine reaches no package registry: where OpenBLAS / LAPACKE / zlib (or make) are
+# missing, the .deb files that `bash bench/gpu_deps.sh fetch` put in GPU_CHECK_DEPS (default
+# .gpu-deps; carry it with the working tree) are unpacked under /tmp/natgrad-deps and every make
+# below builds against them (NG_DEPS_PREFIX). Without either, refuse before anything else runs.
+deps_dir=${GPU_CHECK_DEPS:-.gpu-deps}
+t0=$(date +%s)
+if deps_env=$(bash bench/gpu_deps.sh ensure "$deps_dir" /tmp/natgrad-deps 2>"$dir/deps.log"); then
+  eval "$deps_env"
+  status_rows+=("| deps | ok: $(if [ -n "$deps_env" ]; then echo "the packages carried in $deps_dir"; else echo "this machine's own packages"; fi) | $(( $(date +%s) - t0 )) s |")
+else
+  tail -n 12 "$dir/deps.log" >&2
+  refuse "natgrad's host code cannot be built here (the lines above; full log $dir/deps.log)"
+fi
 
 # ---- 1. build ---------------------------------------------------------------------------------
 progs="natgrad bench/bench_rbm bench/bench_net bench/bench_factors bench/bench_tn bench/kernel_lab"

@@ -7,8 +7,11 @@
 # at reduced sizes; the report has a row per step, the RBM table's six rows, a per-update profile
 # line for each run and "identical" for each of the four checkpoint comparisons; nothing is written
 # to bench/results; a spent time budget turns the remaining steps into SKIPPED rows and a non-zero
-# exit; a bad GPU_CHECK_REHEARSAL value is refused. bench/gpu_check.sh's refusal without a GPU is
-# tested in test_cli_profile.sh. Ends with "RESULT passed=P failed=F skipped=S".
+# exit; a bad GPU_CHECK_REHEARSAL value is refused. bench/gpu_deps.sh: the packages for a machine
+# without a registry are fetched (skipped when apt-get download cannot reach Debian), unpacked and
+# used by `make deps-check NG_DEPS_PREFIX` (OpenBLAS, LAPACKE, zlib and their own dependencies
+# loaded from the prefix), a truncated package / missing folder / the root as prefix refused.
+# bench/gpu_check.sh's refusal without a GPU is tested in test_cli_profile.sh. Ends with "RESULT passed=P failed=F skipped=S".
 . "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
@@ -83,6 +86,40 @@ else fail gpu_check_budget_skips_steps "exit $rc (want non-zero), or no SKIPPED 
 expect_exit gpu_check_rehearsal_bad_value 2 "GPU_CHECK_REHEARSAL=yes" env GPU_CHECK_REHEARSAL=yes bash "$root/bench/gpu_check.sh" "$work/res3"
 if [ ! -e "$work/res3" ]; then pass gpu_check_bad_value_writes_nothing
 else fail gpu_check_bad_value_writes_nothing "$work/res3 was created"; fi
+
+if grep -q "^| deps | ok: this machine's own packages |" "$md"; then pass gpu_check_deps_step
+else fail gpu_check_deps_step "no 'deps' row saying the machine's own packages were used"; fi
+
+# ---- bench/gpu_deps.sh: the packages carried to a GPU machine without a registry ----------------
+gd=$work/gd gp=$work/gp
+if ! bash "$root/bench/gpu_deps.sh" fetch "$gd" > fetch.out 2> fetch.err; then
+  skip gpu_deps_fetch "apt-get download failed here (no Debian registry reachable?): $(tail -1 fetch.err)"
+else
+  n=$(ls "$gd"/*.deb | wc -l)
+  if [ "$n" = 11 ] && [ -s "$gd/SHA256SUMS" ]; then pass gpu_deps_fetch; else fail gpu_deps_fetch "$n packages (want 11)"; show fetch.err; fi
+  # the carried path as gpu_check.sh takes it, the machine's own packages skipped
+  out=$(cd "$root" && GPU_DEPS_SKIP_SYSTEM=1 GPU_DEPS_BUILD="$work/gb" bash bench/gpu_deps.sh ensure "$gd" "$gp" 2> "$work/ensure.err")
+  rc=$?
+  bad=
+  for lib in libopenblas.so.0 liblapacke.so.3 libz.so.1; do
+    grep -q "^deps-check: .*: $gp/.*/$lib\$" "$work/ensure.err" || bad="$bad $lib"
+  done
+  if [ "$rc" = 0 ] && [ "$out" = "export NG_DEPS_PREFIX=$gp" ] && [ -z "$bad" ] && grep -q 'LAPACKE and zlib work' "$work/ensure.err"; then
+    pass gpu_deps_ensure_uses_carried_packages
+  else fail gpu_deps_ensure_uses_carried_packages "exit $rc, stdout '$out', not loaded from $gp:${bad:- -}"; show "$work/ensure.err" 8; fi
+  # what the loader resolves for the probe's libraries' own dependencies (DT_RPATH)
+  bad=$(ldd "$work/gb/deps_probe" 2>/dev/null | grep -E 'lib(lapack|blas|gfortran|quadmath|tmglib)\.so' | grep -v "=> $gp/")
+  if [ -x "$work/gb/deps_probe" ] && [ -z "$bad" ]; then pass gpu_deps_transitive_libraries_from_prefix
+  else fail gpu_deps_transitive_libraries_from_prefix "loaded from elsewhere: $bad"; fi
+  # a truncated package, a missing folder, the root as prefix: refused by name
+  cp -r "$gd" "$work/gd_bad" && f=$(ls "$work"/gd_bad/libopenblas0-openmp_*.deb) && head -c 100000 "$f" > "$f.part" && mv "$f.part" "$f"
+  expect_exit gpu_deps_corrupt_package 1 "does not match SHA256SUMS" bash "$root/bench/gpu_deps.sh" unpack "$work/gd_bad" "$work/gp_bad"
+  if [ ! -e "$work/gp_bad" ]; then pass gpu_deps_corrupt_unpacks_nothing; else fail gpu_deps_corrupt_unpacks_nothing "$work/gp_bad was created"; fi
+  expect_exit gpu_deps_missing_folder 1 "no carried packages: $work/none is missing" \
+    env GPU_DEPS_SKIP_SYSTEM=1 GPU_DEPS_BUILD="$work/gb" bash "$root/bench/gpu_deps.sh" ensure "$work/none" "$work/gp_none"
+  expect_exit gpu_deps_refuses_root 1 "refusing to unpack over the machine's root" bash "$root/bench/gpu_deps.sh" unpack "$gd" /
+  expect_exit gpu_deps_usage 2 "usage:" bash "$root/bench/gpu_deps.sh" unpack "$gd"
+fi
 
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]
