@@ -26,7 +26,8 @@
 # runs nothing. Usage: bash bench/gpu_check.sh   (GPU_CHECK_DEVICE=N picks GPU N; default 0)
 # On a GPU machine that reaches no package registry, first run `bash bench/gpu_deps.sh fetch` here
 # (with Debian's registry) and carry .gpu-deps along: step 0 below unpacks it when the machine lacks
-# OpenBLAS, LAPACKE, zlib or make (GPU_CHECK_DEPS=DIR names another folder).
+# OpenBLAS, LAPACKE, zlib or make (GPU_CHECK_DEPS=DIR names another folder). GPU_CHECK_COPY_TO=DIR
+# also copies the report and a .tar.gz of its folder to DIR (a machine given back after the run).
 #
 # Rehearsal: GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh [RESULTS_DIR] runs every step's command
 # on a machine without a GPU: the natgrad CLI and bench programs built against the SIMT emulator
@@ -374,4 +375,15 @@ fi
   echo "Logs, CSVs, profiles and traces: \`$dir/\`."
 } > "$md"
 echo "gpu_check: wrote $md ($step_fail of $step_n steps failed)" >&2
+# GPU_CHECK_COPY_TO=DIR: the report and its folder as one .tar.gz (without checkpoints and nsys
+# files) copied to DIR as well, for a machine that is given back when the command ends
+if [ -n "${GPU_CHECK_COPY_TO:-}" ]; then
+  if mkdir -p "$GPU_CHECK_COPY_TO" && cp "$md" "$GPU_CHECK_COPY_TO/" &&
+     tar czf "$GPU_CHECK_COPY_TO/gpu-$slug.tar.gz" --exclude='*.ckpt' --exclude='*.nsys-rep' --exclude='*.sqlite' \
+       --exclude='*.qdstrm' -C "$res" "gpu-$slug" "gpu-$slug.md"; then
+    echo "gpu_check: copied the report and gpu-$slug.tar.gz to $GPU_CHECK_COPY_TO" >&2
+  else
+    echo "gpu_check: could not copy the report to GPU_CHECK_COPY_TO=$GPU_CHECK_COPY_TO" >&2; step_fail=$((step_fail + 1))
+  fi
+fi
 [ $step_fail = 0 ]

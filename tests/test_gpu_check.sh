@@ -31,7 +31,7 @@ cd "$work" || exit 1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 before=$(ls -la "$root/bench/results" | md5sum)
-run "$work/rehearsal" env GPU_CHECK_REHEARSAL=1 bash "$root/bench/gpu_check.sh" "$work/res"
+run "$work/rehearsal" env GPU_CHECK_REHEARSAL=1 GPU_CHECK_COPY_TO="$work/out" bash "$root/bench/gpu_check.sh" "$work/res"
 md=$work/res/gpu-rehearsal.md
 if [ "$rc" = 0 ] && [ -s "$md" ]; then pass gpu_check_rehearsal_exit
 else fail gpu_check_rehearsal_exit "exit $rc, report: $([ -s "$md" ] && echo written || echo missing)"; show "$work/rehearsal.err" 12; fi
@@ -87,6 +87,10 @@ expect_exit gpu_check_rehearsal_bad_value 2 "GPU_CHECK_REHEARSAL=yes" env GPU_CH
 if [ ! -e "$work/res3" ]; then pass gpu_check_bad_value_writes_nothing
 else fail gpu_check_bad_value_writes_nothing "$work/res3 was created"; fi
 
+if cmp -s "$md" "$work/out/gpu-rehearsal.md" && tar tzf "$work/out/gpu-rehearsal.tar.gz" > tar.list 2>/dev/null &&
+   grep -q '^gpu-rehearsal/profile-rbm.log$' tar.list && grep -q '^gpu-rehearsal.md$' tar.list && ! grep -q '\.ckpt$' tar.list; then
+  pass gpu_check_copy_to
+else fail gpu_check_copy_to "GPU_CHECK_COPY_TO: report or .tar.gz missing, or the archive lacks the logs / holds checkpoints"; fi
 if grep -q "^| deps | ok: this machine's own packages |" "$md"; then pass gpu_check_deps_step
 else fail gpu_check_deps_step "no 'deps' row saying the machine's own packages were used"; fi
 
