@@ -226,7 +226,10 @@ test-build: $(TEST_BIN) $(SIMT_TEST_BIN) $(SIMT_GPU_CHECK_BIN) $(ASAN_TEST_BIN)
 TEST_GPU_CPU_SKIP := this CPU has no AVX-512
 TEST_GPU_TESTS ?= $(patsubst tests/%.c,%,$(wildcard tests/test_backend.c tests/test_rbm.c tests/test_eval.c tests/test_fang.c tests/test_checkpoint.c tests/test_update.c tests/test_kernel_blocks.c))
 # TEST_GPU_REHEARSAL=1 (bench/gpu_check.sh's rehearsal, no GPU): the same recipe on the emulated
-# copies of TEST_GPU_TESTS (a subset may be named), without the nvidia-smi check or compute-sanitizer
+# copies of TEST_GPU_TESTS (a subset may be named), without the nvidia-smi check or compute-sanitizer.
+# TEST_GPU_SANITIZE=1 (default) runs the tests then compute-sanitizer; 0 only the tests; only: only
+# compute-sanitizer (gpu_check.sh runs the tests first and the slow sanitizer passes last)
+TEST_GPU_SANITIZE ?= 1
 ifeq ($(TEST_GPU_REHEARSAL),1)
 GPU_TEST_BIN := $(TEST_GPU_TESTS:%=$(SIMT_BUILD)/tests/%)
 GPU_TEST_WHERE := on the SIMT emulator (rehearsal)
@@ -240,15 +243,17 @@ test-gpu:
 	  echo "test-gpu: needs an NVIDIA GPU with its driver (nvidia-smi lists none here); nothing run."; \
 	  echo "test-gpu: 'make test' covers the CUDA backend on this machine through the SIMT emulator."; \
 	  exit 0; fi; \
+	case "$(TEST_GPU_SANITIZE)" in 0|1|only) ;; *) echo "test-gpu: TEST_GPU_SANITIZE=$(TEST_GPU_SANITIZE): use 1 (tests, then compute-sanitizer), 0 (tests only) or only"; exit 2 ;; esac; \
 	$(MAKE) --no-print-directory $(if $(filter 1,$(TEST_GPU_REHEARSAL)),,NG_CUDA=1) all $(GPU_TEST_BIN) || exit 1; \
 	mkdir -p $(BUILD)/test-logs; fail=0; \
-	for t in $(GPU_TEST_BIN); do \
+	[ "$(TEST_GPU_SANITIZE)" = only ] || for t in $(GPU_TEST_BIN); do \
 	  log=$(BUILD)/test-logs/gpu-$$(basename $$t).log; \
 	  echo "== $$t $(GPU_TEST_WHERE)"; $$t > $$log 2>&1; rc=$$?; grep -E '^(PASS|FAIL|SKIP|RESULT)' $$log; \
 	  if [ $$rc != 0 ]; then echo "test-gpu: $$t failed (exit $$rc), see $$log"; fail=1; fi; \
 	  if grep '^SKIP' $$log | grep -qv "$(TEST_GPU_CPU_SKIP)"; then echo "test-gpu: $$t skipped tests on a GPU machine"; fail=1; fi; \
 	done; \
 	if [ "$(TEST_GPU_REHEARSAL)" = 1 ]; then echo "test-gpu: rehearsal: compute-sanitizer not run"; \
+	elif [ "$(TEST_GPU_SANITIZE)" = 0 ]; then echo "test-gpu: TEST_GPU_SANITIZE=0: compute-sanitizer not run"; \
 	elif [ -n "$(COMPUTE_SANITIZER)" ]; then \
 	  for tool in memcheck racecheck synccheck; do for t in $(GPU_TEST_BIN); do \
 	    log=$(BUILD)/test-logs/gpu-$$tool-$$(basename $$t).log; \

@@ -3,8 +3,8 @@
 # about 8 minutes, written to bench/results/gpu-<device>.md (+ the CSVs and logs under
 # bench/results/gpu-<device>/):
 #   1. an NG_CUDA=1 build (make -j all + the bench programs)
-#   2. make test-gpu: the CUDA tests on the GPU against the CPU backend, then compute-sanitizer
-#      (memcheck, racecheck, synccheck) when it is installed
+#   2. make test-gpu: the CUDA tests on the GPU against the CPU backend (compute-sanitizer's
+#      memcheck, racecheck and synccheck over them come last, step 5, when it is installed)
 #   3. the speed benchmarks on the GPU and on the CPU backend, each figure beside the sgemm rate
 #      measured in the same process (cuBLAS on the GPU, OpenBLAS on the CPU): RBM PCD (SGD,
 #      centering, FANG), the MNIST-autoencoder step, K-FAC's factor accumulation, the
@@ -18,7 +18,9 @@
 #      update from the profile, the two checkpoints compared bit for bit), and the same for the
 #      RBM's PCD-1 update with SGD (rbm train --cuda-graph 1), and K-FAC and NGD on the curves
 #      autoencoder eager vs --cuda-graph 1 (graph segments: natgrad/graph.h)
-#   5. an nsys capture of a steady-state RBM window (--profile-steps) when nsys is installed,
+#   5. compute-sanitizer (memcheck, racecheck, synccheck) over make test-gpu's tests, in the time
+#      left (TEST_GPU_SANITIZE=only)
+#   6. an nsys capture of a steady-state RBM window (--profile-steps) when nsys is installed,
 #      with its summary reports
 # Every step runs under its own time limit; a failed or timed-out step is recorded in the report
 # with the end of its log and the script goes on, so one run always yields a report.
@@ -137,9 +139,11 @@ built=$?
 # ---- 2. make test-gpu -------------------------------------------------------------------------
 # (the rehearsal runs the recipe on the emulated copies of four quick ones; make test runs them all)
 if [ "$rehearsal" = 1 ]; then
-  [ $built = 0 ] && step test-gpu 200 make TEST_GPU_REHEARSAL=1 TEST_GPU_TESTS="test_update test_kernel_blocks test_checkpoint test_fang" test-gpu
+  rehearsal_tests="test_update test_kernel_blocks test_checkpoint test_fang"
+  [ $built = 0 ] && step test-gpu 200 make TEST_GPU_REHEARSAL=1 TEST_GPU_TESTS="$rehearsal_tests" TEST_GPU_SANITIZE=0 test-gpu
 elif [ $built = 0 ]; then
-  step test-gpu 200 make NG_CUDA=1 test-gpu
+  # the tests now; compute-sanitizer's slow passes last (step 6), after the measurements
+  step test-gpu 150 make NG_CUDA=1 TEST_GPU_SANITIZE=0 test-gpu
 fi
 
 # ---- 3. benchmarks: GPU and CPU, each beside its own process's sgemm --------------------------
@@ -209,7 +213,14 @@ if [ $built = 0 ]; then
   done
 fi
 
-# ---- 5. nsys ----------------------------------------------------------------------------------
+# ---- 5. compute-sanitizer over make test-gpu's tests, with the time that is left ----------------
+if [ "$rehearsal" = 1 ]; then
+  [ $built = 0 ] && step sanitizers 60 make TEST_GPU_REHEARSAL=1 TEST_GPU_TESTS="$rehearsal_tests" TEST_GPU_SANITIZE=only test-gpu
+elif [ $built = 0 ]; then
+  step sanitizers 240 make NG_CUDA=1 TEST_GPU_SANITIZE=only test-gpu
+fi
+
+# ---- 6. nsys ----------------------------------------------------------------------------------
 nsys=$(command -v nsys 2>/dev/null || true)
 if [ -z "$nsys" ]; then for c in "$CUDA_HOME"/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys; do [ -x "$c" ] && nsys=$c; done; fi
 [ "$rehearsal" = 1 ] && nsys=
@@ -246,6 +257,11 @@ fi
     echo "## make test-gpu"
     echo
     logtail "$dir/test-gpu.log" 40
+  fi
+  if [ -f "$dir/sanitizers.log" ]; then
+    echo "## compute-sanitizer (memcheck, racecheck, synccheck) over make test-gpu's tests"
+    echo
+    logtail "$dir/sanitizers.log" 30
   fi
   if [ -f "$dir/bench_rbm.csv" ]; then
     echo "## RBM PCD speed ($(R '784x500, 2000 particles, batch 2000' '784x50, 200 particles, batch 200'), PCD-1)"

@@ -42,6 +42,7 @@ for d in cuda0 cpu; do
 done
 steps="$steps kernel-lab profile-rbm profile-kfac"
 for w in nag rbmsgd kfac ngd; do steps="$steps profile-$w-eager profile-$w-graph"; done
+steps="$steps sanitizers"
 bad=
 for s in $steps; do
   grep -qE "^\| $s \| ok \|" "$md" 2>/dev/null || bad="$bad $s"
@@ -70,7 +71,8 @@ else fail gpu_check_rehearsal_profiles "profile sections missing:${bad:- none}; 
 
 tg=$work/res/gpu-rehearsal/test-gpu.log
 if grep -q '^REHEARSAL' "$md" && grep -q '^test-gpu: all passed' "$md" &&
-   grep -q '^== build/simt/tests/test_update on the SIMT emulator (rehearsal)' "$tg" && grep -q '^test-gpu: rehearsal: compute-sanitizer not run' "$tg"; then pass gpu_check_rehearsal_labelled
+   grep -q '^== build/simt/tests/test_update on the SIMT emulator (rehearsal)' "$tg" && grep -q '^test-gpu: rehearsal: compute-sanitizer not run' "$tg" &&
+   ! grep -q '^== ' "$work/res/gpu-rehearsal/sanitizers.log"; then pass gpu_check_rehearsal_labelled
 else fail gpu_check_rehearsal_labelled "the report does not say it is a rehearsal, or make test-gpu did not run on the emulator"; show "$tg"; fi
 
 if [ "$(ls -la "$root/bench/results" | md5sum)" = "$before" ]; then pass gpu_check_rehearsal_leaves_bench_results
