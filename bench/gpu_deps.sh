@@ -7,7 +7,8 @@
 #       where Debian's registry is reachable: downloads the .deb files into DIR (default .gpu-deps,
 #       git-ignored, about 14 MB) and writes DIR/SHA256SUMS; carry DIR with the working tree.
 #   bash bench/gpu_deps.sh unpack DIR PREFIX
-#       checks DIR/SHA256SUMS, unpacks every package under PREFIX (never /: the packages' files must
+#       checks DIR/SHA256SUMS, unpacks every package under PREFIX (dpkg-deb, or ar + tar where there is
+#       no dpkg; GPU_DEPS_NO_DPKG=1 forces the latter) (never /: the packages' files must
 #       not replace the machine's own), turns absolute symlinks into links inside PREFIX, then
 #       `make deps-check NG_DEPS_PREFIX=PREFIX` builds against PREFIX (bench/gpu_check.sh does this by
 #       itself when the machine's own packages are missing and DIR is there).
@@ -54,18 +55,25 @@ fetch() {
 }
 
 unpack() {
-  local dir=$1 prefix=$2 f l t p
+  local dir=$1 prefix=$2 f l t p x
   [ -d "$dir" ] || die "$dir: no such folder (run 'bash bench/gpu_deps.sh fetch $dir' where Debian's registry is reachable)"
   [ -f "$dir/SHA256SUMS" ] || die "$dir/SHA256SUMS is missing: fetch again"
   case $prefix in ""|/) die "PREFIX '$prefix': refusing to unpack over the machine's root (use a folder of its own, e.g. /tmp/natgrad-deps)" ;; esac
-  command -v dpkg-deb >/dev/null || die "dpkg-deb not found: unpacking the .deb files needs it (Debian or Ubuntu)"
+  # dpkg-deb where there is one, else binutils' ar and tar (a .deb is an ar archive holding data.tar.xz)
+  if command -v dpkg-deb >/dev/null && [ "${GPU_DEPS_NO_DPKG:-0}" != 1 ]; then x=dpkg
+  elif command -v ar >/dev/null && command -v tar >/dev/null; then x=ar
+  else die "neither dpkg-deb nor ar + tar found: cannot unpack the .deb files"; fi
   for p in $PACKAGES; do
     ls "$dir/${p}_"*.deb >/dev/null 2>&1 || die "$dir has no package $p: fetch again"
   done
   (cd "$dir" && sha256sum --quiet -c SHA256SUMS) >/dev/null 2>&1 || die "$dir: a package does not match SHA256SUMS (truncated or corrupt copy?): fetch again"
   mkdir -p "$prefix" || die "cannot create $prefix"
   for f in "$dir"/*.deb; do
-    dpkg-deb -x "$f" "$prefix" 2>/dev/null || die "$f: dpkg-deb -x failed (corrupt package?)"
+    if [ $x = dpkg ]; then
+      dpkg-deb -x "$f" "$prefix" 2>/dev/null || die "$f: dpkg-deb -x failed (corrupt package?)"
+    else
+      ar p "$f" data.tar.xz | tar xJf - -C "$prefix" 2>/dev/null || die "$f: ar p $f data.tar.xz | tar xJ failed (corrupt package, or tar without xz?)"
+    fi
   done
   # absolute links (zlib1g-dev's libz.so -> /lib/...) would point at the machine's files
   while IFS= read -r l; do

@@ -117,6 +117,13 @@ else
   bad=$(ldd "$work/gb/deps_probe" 2>/dev/null | grep -E 'lib(lapack|blas|gfortran|quadmath|tmglib)\.so' | grep -v "=> $gp/")
   if [ -x "$work/gb/deps_probe" ] && [ -z "$bad" ]; then pass gpu_deps_transitive_libraries_from_prefix
   else fail gpu_deps_transitive_libraries_from_prefix "loaded from elsewhere: $bad"; fi
+  # without dpkg-deb (ar + tar): the same files, the same links (each into its own prefix)
+  if GPU_DEPS_NO_DPKG=1 bash "$root/bench/gpu_deps.sh" unpack "$gd" "$work/gp_ar" > ar.out 2> ar.err &&
+     diff <(cd "$gp" && find . -type f -exec sha256sum {} + | sort) <(cd "$work/gp_ar" && find . -type f -exec sha256sum {} + | sort) > ar.diff &&
+     diff <(cd "$gp" && find . -type l -printf '%p %l\n' | sed "s|$gp|P|" | sort) \
+          <(cd "$work/gp_ar" && find . -type l -printf '%p %l\n' | sed "s|$work/gp_ar|P|" | sort) >> ar.diff; then
+    pass gpu_deps_unpack_without_dpkg
+  else fail gpu_deps_unpack_without_dpkg "ar + tar unpacked something else than dpkg-deb"; show ar.err; show ar.diff; fi
   # a truncated package, a missing folder, the root as prefix: refused by name
   cp -r "$gd" "$work/gd_bad" && f=$(ls "$work"/gd_bad/libopenblas0-openmp_*.deb) && head -c 100000 "$f" > "$f.part" && mv "$f.part" "$f"
   expect_exit gpu_deps_corrupt_package 1 "does not match SHA256SUMS" bash "$root/bench/gpu_deps.sh" unpack "$work/gd_bad" "$work/gp_bad"
