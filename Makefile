@@ -41,10 +41,12 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 NG_DEPS_PREFIX ?=
 ifneq ($(NG_DEPS_PREFIX),)
 DEPS_PREFIX := $(abspath $(NG_DEPS_PREFIX))
-OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-openmp
-OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-openmp
+# the packages' own multiarch folder (a compiler that prints none, e.g. not Debian's, still finds it)
+DEPS_ARCH := $(or $(notdir $(patsubst %/,%,$(dir $(firstword $(wildcard $(DEPS_PREFIX)/usr/lib/*/openblas-openmp))))),$(MULTIARCH))
+OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(DEPS_ARCH)/openblas-openmp
+OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(DEPS_ARCH)/openblas-openmp
 DEPS_INC := $(DEPS_PREFIX)/usr/include
-DEPS_LIBDIRS := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH) $(DEPS_PREFIX)/lib/$(MULTIARCH)
+DEPS_LIBDIRS := $(DEPS_PREFIX)/usr/lib/$(DEPS_ARCH) $(DEPS_PREFIX)/lib/$(DEPS_ARCH)
 DEPS_CFLAGS := -I$(DEPS_INC)
 DEPS_LDFLAGS := $(addprefix -L,$(DEPS_LIBDIRS)) -Wl,--disable-new-dtags $(addprefix -Wl$(comma)-rpath$(comma),$(DEPS_LIBDIRS))
 else
