@@ -96,6 +96,19 @@ else fail gpu_check_copy_to "GPU_CHECK_COPY_TO: report or .tar.gz missing, or th
 if grep -q "^| deps | ok: this machine's own packages |" "$md"; then pass gpu_check_deps_step
 else fail gpu_check_deps_step "no 'deps' row saying the machine's own packages were used"; fi
 
+# ---- the configuration a lent GPU machine builds: no mpicc there, so NG_MPI=0 --------------------
+# (host/comm/comm.c holds every NG_HAVE_MPI / NG_HAVE_NCCL branch; compiled here without them, with
+# and without CUDA, warnings as errors)
+bad=
+for cuda in 1 0; do
+  flags=$(make -s -C "$root" NG_MPI=0 NG_CUDA=$cuda --eval 'ngt-print-cflags: ; @echo $(CFLAGS)' ngt-print-cflags 2>/dev/null)
+  case " $flags " in *NG_HAVE_MPI*|*NG_HAVE_NCCL*|"  ") bad="$bad cuda=$cuda:flags" ; continue ;; esac
+  # shellcheck disable=SC2086
+  (cd "$root" && gcc $flags -Werror -fsyntax-only host/comm/comm.c) > "nompi$cuda.err" 2>&1 || bad="$bad cuda=$cuda"
+done
+if [ -z "$bad" ]; then pass gpu_machine_build_without_mpi
+else fail gpu_machine_build_without_mpi "host/comm/comm.c does not compile with NG_MPI=0:$bad"; show nompi1.err; show nompi0.err; fi
+
 # ---- bench/gpu_deps.sh: the packages carried to a GPU machine without a registry ----------------
 gd=$work/gd gp=$work/gp
 if ! bash "$root/bench/gpu_deps.sh" fetch "$gd" > fetch.out 2> fetch.err; then
