@@ -142,7 +142,7 @@ if [ "$rehearsal" = 1 ]; then
   rehearsal_tests="test_update test_kernel_blocks test_checkpoint test_fang"
   [ $built = 0 ] && step test-gpu 200 make TEST_GPU_REHEARSAL=1 TEST_GPU_TESTS="$rehearsal_tests" TEST_GPU_SANITIZE=0 test-gpu
 elif [ $built = 0 ]; then
-  # the tests now; compute-sanitizer's slow passes last (step 6), after the measurements
+  # the tests now; compute-sanitizer's slow passes last (step 5), after the measurements
   step test-gpu 150 make NG_CUDA=1 TEST_GPU_SANITIZE=0 test-gpu
 fi
 

@@ -31,6 +31,7 @@ cd "$work" || exit 1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 before=$(ls -la "$root/bench/results" | md5sum)
+stamps=$(cat "$root"/build/flags-*.txt 2>/dev/null | md5sum)
 run "$work/rehearsal" env GPU_CHECK_REHEARSAL=1 GPU_CHECK_COPY_TO="$work/out" bash "$root/bench/gpu_check.sh" "$work/res"
 md=$work/res/gpu-rehearsal.md
 if [ "$rc" = 0 ] && [ -s "$md" ]; then pass gpu_check_rehearsal_exit
@@ -101,7 +102,9 @@ else fail gpu_check_deps_step "no 'deps' row saying the machine's own packages w
 # and without CUDA, warnings as errors)
 bad=
 for cuda in 1 0; do
-  flags=$(make -s -C "$root" NG_MPI=0 NG_CUDA=$cuda --eval 'ngt-print-cflags: ; @echo $(CFLAGS)' ngt-print-cflags 2>/dev/null)
+  # (BUILD in the temp dir: make rewrites BUILD's flags stamp when the flags differ, which would
+  # make the next plain make rebuild everything)
+  flags=$(make -s -C "$root" NG_MPI=0 NG_CUDA=$cuda BUILD="$work/pc" --eval 'ngt-print-cflags: ; @echo $(CFLAGS)' ngt-print-cflags 2>/dev/null)
   case " $flags " in *NG_HAVE_MPI*|*NG_HAVE_NCCL*|"  ") bad="$bad cuda=$cuda:flags" ; continue ;; esac
   # shellcheck disable=SC2086
   (cd "$root" && gcc $flags -Werror -fsyntax-only host/comm/comm.c) > "nompi$cuda.err" 2>&1 || bad="$bad cuda=$cuda"
@@ -146,6 +149,11 @@ else
   expect_exit gpu_deps_refuses_root 1 "refusing to unpack over the machine's root" bash "$root/bench/gpu_deps.sh" unpack "$gd" /
   expect_exit gpu_deps_usage 2 "usage:" bash "$root/bench/gpu_deps.sh" unpack "$gd"
 fi
+
+# nothing here may change the flags the build was made with (make rewrites build/flags-*.txt when a
+# call's flags differ, and the next plain make then rebuilds everything)
+if [ "$(cat "$root"/build/flags-*.txt 2>/dev/null | md5sum)" = "$stamps" ]; then pass gpu_check_leaves_build_flags
+else fail gpu_check_leaves_build_flags "build/flags-*.txt changed: the next make would rebuild everything"; fi
 
 echo "RESULT passed=$passed failed=$failed skipped=$skipped"
 [ "$failed" = 0 ]
