@@ -3,7 +3,9 @@
  * zlib (crc32) once each on known inputs, checks the answers, and prints which library file each
  * symbol was loaded from, so a machine whose build needs carried packages (bench/gpu_deps.sh,
  * NG_DEPS_PREFIX) shows that they, and not something else, were used. Exit 0 when all three work. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
 #include <cblas.h>
 #include <dlfcn.h>
 #include <lapacke.h>
