@@ -10,9 +10,11 @@ nn.Linear). Flops counted as in bench_net.c: 6 m S, S = sum of d_in * d_out. The
 torch.mm of (1000 x 784) by (784 x m), the largest layer's forward product, in the same process.
 The data are uniform random pixels in [0, 1]. other CPU %: as in bench_net.c. Prints one markdown row, appends one CSV row (the
 columns of bench_net.c; natgrad-only columns left empty).
+--device cuda[:N] runs the same step on that GPU (bench/gpu_check.sh: the peer beside natgrad's GPU row):
+every timed region ends with torch.cuda.synchronize(), as natgrad's bench_net waits for its device.
 
 usage: bench_net_torch.py [--batch M] [--threads N (0: PyTorch's default)] [--iters N]
-                          [--warmup N] [--csv PATH] [--profile] [--steps-only N]
+                          [--warmup N] [--device cpu|cuda[:N]] [--csv PATH] [--profile] [--steps-only N]
 """
 import argparse
 import ctypes
@@ -79,11 +81,22 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N (a GPU)")
     ap.add_argument("--csv", default="bench/results/bench_net.csv")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler's operator table to stderr")
     ap.add_argument("--steps-only", type=int, default=0,
                     help="only run N training steps after the warm-up and exit (for perf record)")
     a = ap.parse_args()
+    if a.batch < 1 or a.iters < 1 or a.warmup < 0 or a.threads < 0 or a.steps_only < 0:
+        ap.error("--batch and --iters must be >= 1, --warmup, --threads and --steps-only >= 0")
+    if a.device != "cpu" and not (a.device == "cuda" or (a.device.startswith("cuda:") and a.device[5:].isdigit())):
+        ap.error("--device %s: use cpu, cuda or cuda:N" % a.device)
+    gpu = a.device != "cpu"
+    if gpu and not torch.cuda.is_available():
+        print("bench_net_torch: --device %s: this PyTorch (%s) sees no CUDA device" % (a.device, torch.__version__), file=sys.stderr)
+        sys.exit(3)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     default_threads = torch.get_num_threads()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -91,28 +104,33 @@ def main():
     torch.manual_seed(1)
     m = a.batch
     blas, blas_path = openblas_of_process()
-    desc = "PyTorch %s, %s, %d threads" % (torch.__version__, blas or "BLAS: not OpenBLAS", threads)
+    if gpu:
+        desc = "PyTorch %s, CUDA %s, %s" % (torch.__version__, torch.version.cuda, torch.cuda.get_device_name(dev))
+    else:
+        desc = "PyTorch %s, %s, %d threads" % (torch.__version__, blas or "BLAS: not OpenBLAS", threads)
     print("backend: %s (default threads %d, interop %d; BLAS library %s)"
           % (desc, default_threads, torch.get_num_interop_threads(), blas_path), file=sys.stderr)
 
     S = sum(DIMS[l - 1] * DIMS[l] for l in range(1, len(DIMS)))
-    x = torch.rand(m, DIMS[0], dtype=torch.float32)
+    x = torch.rand(m, DIMS[0], dtype=torch.float32).to(dev)
 
     # sgemm: (1000 x 784) (784 x m)
     gm, gk = 1000, 784
-    A = torch.randn(gm, gk) * 0.01
+    A = (torch.randn(gm, gk) * 0.01).to(dev)
     B = x.t().contiguous()
     for _ in range(3):
         torch.mm(A, B)
+    sync()
     t = []
     for _ in range(a.iters):
         t0 = time.perf_counter()
         torch.mm(A, B)
+        sync()
         t.append(time.perf_counter() - t0)
     ms_sgemm = statistics.median(t) * 1e3
     gflop_sgemm = 2.0 * gm * m * gk / ms_sgemm * 1e-6
 
-    net = make_net()
+    net = make_net().to(dev)
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
 
@@ -126,19 +144,23 @@ def main():
     if a.steps_only > 0:
         for _ in range(a.warmup):
             step()
+        sync()
         print("steps-only: start", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         for _ in range(a.steps_only):
             step()
+        sync()
         print("steps-only: %.2f ms/step" % ((time.perf_counter() - t0) / a.steps_only * 1e3), file=sys.stderr)
         return
 
     t = []
     for i in range(a.warmup + a.iters):
         if i == a.warmup:
+            sync()
             mach0, self0, tw = cpu_seconds() + (time.perf_counter(),)
         t0 = time.perf_counter()
         step()
+        sync()
         if i >= a.warmup:
             t.append(time.perf_counter() - t0)
     mach1, self1 = cpu_seconds()
@@ -150,8 +172,8 @@ def main():
     # the step's gemms alone, as autograd issues them for nn.Linear: forward addmm(b, a, W^T),
     # backward grad_W = g^T a and (except layer 1) grad_a = g W
     lin = [mod for mod in net if isinstance(mod, nn.Linear)]
-    acts = [x] + [torch.rand(m, d) for d in DIMS[1:]]
-    gs = [None] + [torch.rand(m, d) for d in DIMS[1:]]
+    acts = [x] + [torch.rand(m, d).to(dev) for d in DIMS[1:]]
+    gs = [None] + [torch.rand(m, d).to(dev) for d in DIMS[1:]]
 
     def gemms():
         for l in range(1, len(DIMS)):
@@ -163,10 +185,12 @@ def main():
 
     with torch.no_grad():
         gemms()
+        sync()
         t = []
         for _ in range(a.iters):
             t0 = time.perf_counter()
             gemms()
+            sync()
             t.append(time.perf_counter() - t0)
     ms_gemm = statistics.median(t) * 1e3
     gflop_step = 6.0 * m * S / ms_step * 1e-6
@@ -187,7 +211,7 @@ def main():
           % (m, threads, ms_step, ms_gemm, gflop_sgemm), file=sys.stderr)
     if a.profile:
         from torch.profiler import profile, ProfilerActivity
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])) as prof:
             for _ in range(5):
                 step()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), file=sys.stderr)

@@ -7,7 +7,8 @@
 #      memcheck, racecheck and synccheck over them come last, step 5, when it is installed)
 #   3. the speed benchmarks on the GPU and on the CPU backend, each figure beside the sgemm rate
 #      measured in the same process (cuBLAS on the GPU, OpenBLAS on the CPU): RBM PCD (SGD,
-#      centering, FANG), the MNIST-autoencoder step, K-FAC's factor accumulation, the
+#      centering, FANG), the MNIST-autoencoder step (with PyTorch's on the same device beside it
+#      when a python3 with torch is there), K-FAC's factor accumulation, the
 #      truncated-Newton products; and GPU / CPU ratios of the RBM updates/s
 #   3b. the kernel lab's block-shape sweep (bench/kernel_lab.c --sections sweep): every custom kernel
 #      family at 3 sizes under each block size, checked against the CPU backend and the default
@@ -147,6 +148,22 @@ elif [ $built = 0 ]; then
 fi
 
 # ---- 3. benchmarks: GPU and CPU, each beside its own process's sgemm --------------------------
+# the peer: PyTorch's step of the same autoencoder (bench/bench_net_torch.py) on the same device,
+# when a python3 with torch is there (GPU_CHECK_PYTHON, python3, /usr/bin/python3); else a row says why
+torch_py=
+for p in ${GPU_CHECK_PYTHON:-} python3 /usr/bin/python3; do
+  "$p" -c 'import torch' >/dev/null 2>&1 && { torch_py=$p; break; }
+done
+# torch_step TAG DEVICE: the PyTorch row beside natgrad's, or a skipped row with the reason
+torch_step() {
+  local tag=$1 d=$2 why=
+  if [ -z "$torch_py" ]; then why="no python3 with PyTorch here (GPU_CHECK_PYTHON names one)"
+  elif [ "$d" != cpu ] && ! "$torch_py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+    why="$torch_py's PyTorch sees no CUDA device"; fi
+  if [ -n "$why" ]; then status_rows+=("| bench_net-torch-$tag | skipped: $why | 0 s |"); return 0; fi
+  step "bench_net-torch-$tag" 90 "$torch_py" bench/bench_net_torch.py --device "$d" --batch "$(R 500 50)" --iters "$(R 10 2)" \
+    --warmup "$(R 3 1)" --csv "$dir/bench_net.csv"
+}
 if [ $built = 0 ]; then
   rm -f "$dir"/bench_*.csv
   for d in "$dev" cpu; do
@@ -158,6 +175,7 @@ if [ $built = 0 ]; then
       step "bench_rbm-$tag-$opt" 60 "$build/bench/bench_rbm" --device "$d" --optimizer "$opt" "${it[@]}" --csv "$dir/bench_rbm.csv"
     done
     step "bench_net-$tag" 90 "$build/bench/bench_net" --device "$d" --batch "$(R 500 50)" --iters "$(R 10 2)" --warmup "$(R 3 1)" --csv "$dir/bench_net.csv"
+    torch_step "$tag" "$d"
     kf=(); [ "$rehearsal" = 1 ] && kf=(--k 30,60)
     step "bench_factors-$tag" 45 "$build/bench/bench_factors" --device "$d" --reps "$(R 5 1)" "${kf[@]}" --csv "$dir/bench_factors.csv"
     step "bench_tn-$tag" 60 "$build/bench/bench_tn" --device "$d" --preset curves-autoencoder --batch "$(R 1000 50)" --reps "$(R 3 1)" --csv "$dir/bench_tn.csv"
@@ -293,6 +311,18 @@ fi
     fi
     grep -h '^|' "$dir/$b"-*.log | awk '!seen[$0]++' || true
     echo
+    if [ $b = bench_net ] && ls "$dir"/bench_net-torch-*.log >/dev/null 2>&1; then
+      echo "natgrad against PyTorch, the same autoencoder step on the same device (medians of this run):"
+      echo
+      echo "| device | natgrad ms/step | PyTorch ms/step | PyTorch / natgrad |"
+      echo "|---|---|---|---|"
+      for tag in ${dev/:/} cpu; do
+        n=$(grep '^| natgrad ' "$dir/bench_net-$tag.log" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$7); print $7}' | head -1)
+        t=$(grep '^| PyTorch ' "$dir/bench_net-torch-$tag.log" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$7); print $7}' | head -1)
+        awk -v d="$tag" -v n="$n" -v t="$t" 'BEGIN { printf "| %s | %s | %s | %s |\n", d, n == "" ? "-" : n, t == "" ? "-" : t, (n + 0 > 0 && t + 0 > 0) ? sprintf("%.2f", t / n) : "-" }'
+      done
+      echo
+    fi
   done
   if [ -f "$dir/kernel-lab.log" ]; then
     echo "## Kernel lab: block shapes of the custom kernel families (bench/kernel_lab.c --sections sweep)"
@@ -380,7 +410,7 @@ fi
   fi
   nf=0
   for r in "${status_rows[@]}"; do
-    case "$r" in *"| ok |"*|*SKIPPED*) continue ;; esac
+    case "$r" in *"| ok |"*|*"| ok: "*|*SKIPPED*|*"| skipped: "*) continue ;; esac
     n=$(sed -E 's/^\| ([^ ]+) .*/\1/' <<<"$r")
     [ "$n" = test-gpu ] || [ "$n" = build ] && continue
     [ $nf = 0 ] && { echo; echo "## Failed steps (end of their logs)"; }

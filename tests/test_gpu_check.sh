@@ -71,6 +71,14 @@ if [ -z "$bad" ] && [ "$n" -ge 10 ]; then pass gpu_check_rehearsal_profiles
 else fail gpu_check_rehearsal_profiles "profile sections missing:${bad:- none}; $n 'per update' lines (want >= 10)"; fi
 
 tg=$work/res/gpu-rehearsal/test-gpu.log
+if ! grep -q '^## Failed steps' "$md"; then pass gpu_check_rehearsal_no_failed_section
+else fail gpu_check_rehearsal_no_failed_section "the report lists failed steps in a run where every step was ok"; sed -n '/^## Failed steps/,$p' "$md" | head -8 | sed 's/^/  | /'; fi
+# the peer's rows: PyTorch on the CPU when this machine has it, a row saying why not otherwise; on
+# emulated CUDA never (PyTorch sees no GPU here)
+if grep -qE "^\| bench_net-torch-cuda0 \| skipped: .*(no python3 with PyTorch|sees no CUDA device)" "$md" &&
+   { grep -qE '^\| bench_net-torch-cpu \| ok \|' "$md" && grep -qE '^\| cpu \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$' "$md" ||
+     grep -qE '^\| bench_net-torch-cpu \| skipped: no python3 with PyTorch' "$md"; }; then pass gpu_check_rehearsal_torch_peer
+else fail gpu_check_rehearsal_torch_peer "no PyTorch row (or its reason) beside natgrad's bench_net rows"; grep 'torch' "$md" | sed 's/^/  | /'; fi
 if grep -q '^REHEARSAL' "$md" && grep -q '^test-gpu: all passed' "$md" &&
    grep -q '^== build/simt/tests/test_update on the SIMT emulator (rehearsal)' "$tg" && grep -q '^test-gpu: rehearsal: compute-sanitizer not run' "$tg" &&
    ! grep -q '^== ' "$work/res/gpu-rehearsal/sanitizers.log"; then pass gpu_check_rehearsal_labelled
