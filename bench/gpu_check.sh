@@ -30,7 +30,8 @@
 # On a GPU machine that reaches no package registry, first run `bash bench/gpu_deps.sh fetch` here
 # (with Debian's registry) and carry .gpu-deps along: step 0 below unpacks it when the machine lacks
 # OpenBLAS, LAPACKE, zlib or make (GPU_CHECK_DEPS=DIR names another folder). GPU_CHECK_COPY_TO=DIR
-# also copies the report and a .tar.gz of its folder to DIR (a machine given back after the run).
+# also copies the report and a .tar.gz of its folder to DIR (a machine given back after the run);
+# GPU_CHECK_RESULTS=DIR writes them to DIR instead of bench/results (tests).
 #
 # Rehearsal: GPU_CHECK_REHEARSAL=1 bash bench/gpu_check.sh [RESULTS_DIR] runs every step's command
 # on a machine without a GPU: the natgrad CLI and bench programs built against the SIMT emulator
@@ -73,7 +74,7 @@ else
   slug=$(echo "$gname" | tr ' /' '--' | tr -cd 'A-Za-z0-9._-' | sed -E 's/-+/-/g; s/^-|-$//g')
   [ -n "$slug" ] || slug=gpu$gi
   build=build
-  res=bench/results
+  res=${GPU_CHECK_RESULTS:-bench/results}
 fi
 dev=cuda:$gi
 dir=$res/gpu-$slug
@@ -235,7 +236,11 @@ fi
 if [ "$rehearsal" = 1 ]; then
   [ $built = 0 ] && step sanitizers 60 make TEST_GPU_REHEARSAL=1 TEST_GPU_TESTS="$rehearsal_tests" TEST_GPU_SANITIZE=only test-gpu
 elif [ $built = 0 ]; then
-  step sanitizers 240 make NG_CUDA=1 TEST_GPU_SANITIZE=only test-gpu
+  if command -v compute-sanitizer >/dev/null 2>&1 || [ -x "$CUDA_HOME/bin/compute-sanitizer" ]; then
+    step sanitizers 240 make NG_CUDA=1 TEST_GPU_SANITIZE=only test-gpu
+  else
+    status_rows+=("| sanitizers | skipped: compute-sanitizer not found (PATH, $CUDA_HOME/bin) | 0 s |")
+  fi
 fi
 
 # ---- 6. nsys ----------------------------------------------------------------------------------

@@ -11,7 +11,8 @@
 # without a registry are fetched (skipped when apt-get download cannot reach Debian), unpacked and
 # used by `make deps-check NG_DEPS_PREFIX` (OpenBLAS, LAPACKE, zlib and their own dependencies
 # loaded from the prefix), a truncated package / missing folder / the root as prefix refused.
-# bench/gpu_check.sh's refusal without a GPU is tested in test_cli_profile.sh. Ends with "RESULT passed=P failed=F skipped=S".
+# The real path with a fake nvidia-smi (no device answers): GPU steps recorded as failed, CPU steps
+# ok, the report written. bench/gpu_check.sh's refusal without a GPU is tested in test_cli_profile.sh. Ends with "RESULT passed=P failed=F skipped=S".
 . "$(dirname "$0")/cli_lib.sh"
 set -u
 build=${1:-build}
@@ -104,6 +105,41 @@ if cmp -s "$md" "$work/out/gpu-rehearsal.md" && tar tzf "$work/out/gpu-rehearsal
 else fail gpu_check_copy_to "GPU_CHECK_COPY_TO: report or .tar.gz missing, or the archive lacks the logs / holds checkpoints"; fi
 if grep -q "^| deps | ok: this machine's own packages |" "$md"; then pass gpu_check_deps_step
 else fail gpu_check_deps_step "no 'deps' row saying the machine's own packages were used"; fi
+
+# ---- the real (not rehearsed) path, with a fake nvidia-smi that lists a GPU ---------------------
+# No device answers, so every GPU step must fail and be recorded, the CPU steps pass, and the script
+# must go on to the report: the lines only a real run executes (the header's nvidia-smi and nvcc
+# queries, make test-gpu with NG_CUDA=1 and its skip rule, the sanitizer step) run here before a
+# lent GPU sees them. Two quick tests stand for make test-gpu's seven.
+mkdir -p fakegpu
+cat > fakegpu/nvidia-smi <<'EOF2'
+#!/bin/sh
+case "$*" in
+  *-L*) echo "GPU 0: NVIDIA Fake Test GPU (UUID: GPU-0)" ;;
+  *--query-gpu=name,driver*) echo "NVIDIA Fake Test GPU, 000.00, 1 MiB, 1 MHz" ;;
+  *--query-gpu=name*) echo "NVIDIA Fake Test GPU" ;;
+esac
+EOF2
+chmod +x fakegpu/nvidia-smi
+if ! command -v nvcc >/dev/null 2>&1 && [ ! -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
+  skip gpu_check_real_path_records_failures "no nvcc here: the real path refuses without the CUDA toolkit (tested in test_cli_profile.sh)"
+else
+run "$work/real" env PATH="$work/fakegpu:$PATH" GPU_CHECK_RESULTS="$work/realres" TEST_GPU_TESTS="test_update test_kernel_blocks" \
+  bash "$root/bench/gpu_check.sh"
+rmd=$work/realres/gpu-NVIDIA-Fake-Test-GPU.md
+bad=
+[ "$rc" != 0 ] || bad="$bad exit-0"
+[ -s "$rmd" ] || bad="$bad no-report"
+grep -q '^Device cuda:0: NVIDIA Fake Test GPU, 000.00' "$rmd" 2>/dev/null || bad="$bad header-device"
+grep -qE '^Host: .*; nvcc [0-9]+\.[0-9]+\.$' "$rmd" 2>/dev/null || bad="$bad header-nvcc"
+for s in deps build bench_rbm-cpu-sgd bench_net-cpu; do grep -qE "^\| $s \| ok" "$rmd" 2>/dev/null || bad="$bad $s-not-ok"; done
+for s in test-gpu bench_rbm-cuda0-sgd profile-nag-graph; do grep -qE "^\| $s \| FAILED" "$rmd" 2>/dev/null || bad="$bad $s-not-failed"; done
+grep -q 'skipped tests on a GPU machine' "$work/realres/gpu-NVIDIA-Fake-Test-GPU/test-gpu.log" 2>/dev/null || bad="$bad test-gpu-skip-rule"
+grep -qE '^\| sanitizers \| (ok|FAILED|TIMED OUT|skipped: compute-sanitizer not found)' "$rmd" 2>/dev/null || bad="$bad sanitizers-row"
+sed -n '/^## Failed steps/,$p' "$rmd" 2>/dev/null | grep -q '^bench_rbm-cuda0-sgd:$' || bad="$bad failed-section"
+if [ -z "$bad" ]; then pass gpu_check_real_path_records_failures
+else fail gpu_check_real_path_records_failures "$bad"; show "$work/real.err" 10; fi
+fi
 
 # ---- the configuration a lent GPU machine builds: no mpicc there, so NG_MPI=0 --------------------
 # (host/comm/comm.c holds every NG_HAVE_MPI / NG_HAVE_NCCL branch; compiled here without them, with
