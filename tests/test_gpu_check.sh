@@ -22,6 +22,12 @@ if [ "$build" != build ]; then
   skip gpu_check_rehearsal "gpu_check.sh builds into ./build (this run tests $build)"
   echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit 0
 fi
+if [ ! -f build/config-1.stamp ]; then
+  # gpu_check.sh's build steps run make in the default configuration (NG_CUDA=1 where nvcc is): on a
+  # build made with NG_CUDA=0 they would relink it as the other configuration under the tests' feet
+  skip gpu_check_rehearsal "the build under test is not the NG_CUDA=1 configuration gpu_check.sh builds (make test NG_CUDA=0, or no nvcc)"
+  echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit 0
+fi
 if [ ! -x build/simt/natgrad ]; then
   skip gpu_check_rehearsal "build/simt/natgrad is not built: the SIMT emulator needs the CUDA headers, a C++ compiler, OpenBLAS and LAPACKE (make test-build builds it when they are there)"
   echo "RESULT passed=$passed failed=$failed skipped=$skipped"; exit 0
